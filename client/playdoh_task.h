@@ -1,0 +1,152 @@
+/*  playdoh_task.h: the header for task authors.
+
+    A task is a function in a C module that Playdoh ships to the workers and
+    compiles there. The worker's slot process calls it once per job with a
+    pd_task_t, through which the task reads its argument and writes its
+    result. Both are msgpack values, so a job's argument is one line of JSON
+    in `playdoh-submit map` or any value from C.
+
+    Numeric tasks need no boilerplate:
+
+        #include <playdoh_task.h>
+
+        PD_TASK_DOUBLE(square, x)               // argument: a number
+        {
+            return x * x;                       // result: a number
+        }
+
+        PD_TASK_VECTOR(norm2, x, n)             // argument: an array of numbers
+        {
+            double s = 0;
+            for (size_t i = 0; i < n; i++) s += x[i] * x[i];
+            return s;
+        }
+
+    Any other shape uses the general form, which returns 0 on success or the
+    value of pd_task_fail():
+
+        PD_TASK(stats, t)
+        {
+            const double *x; size_t n;
+            if (pd_arg_doubles(t, &x, &n)) return pd_task_fail(t, "want an array of numbers");
+            pd_out_map(t, 2);
+            pd_out_str(t, "n");    pd_out_int(t, (int64_t) n);
+            pd_out_str(t, "mean"); pd_out_double(t, n ? sum(x, n) / n : 0);
+            return 0;
+        }
+
+    A task that returns without writing a result returns nil. A task that
+    crashes (signal), exits or runs past its time-out fails that job only; the
+    worker replaces the slot process. Everything declared here is implemented
+    by the worker's slot process: a module links against nothing.
+*/
+#ifndef PLAYDOH_TASK_H
+#define PLAYDOH_TASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PD_TASK_ABI 1
+
+typedef struct pd_task pd_task_t;
+
+/* A read cursor over msgpack values (the argument, or parts of it). */
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} pd_value_t;
+
+typedef enum {
+    PD_VAL_NIL, PD_VAL_BOOL, PD_VAL_INT, PD_VAL_UINT, PD_VAL_FLOAT,
+    PD_VAL_STR, PD_VAL_BIN, PD_VAL_ARRAY, PD_VAL_MAP, PD_VAL_INVALID
+} pd_val_kind_t;
+
+/* ---- the argument ------------------------------------------------------- */
+
+/* The argument as a cursor at its first value. */
+pd_value_t pd_arg(pd_task_t *t);
+/* The argument's raw msgpack bytes (borrowed for the call). */
+const void *pd_arg_raw(pd_task_t *t, size_t *len);
+/* The argument as a number (integer or float). Returns 0, or -1 if it is not one. */
+int pd_arg_double(pd_task_t *t, double *x);
+/* The argument as an array of numbers, converted into storage owned by the
+   slot and valid for this call. Returns 0, or -1 if it is not such an array. */
+int pd_arg_doubles(pd_task_t *t, const double **x, size_t *n);
+/* The job's id and this slot's index, for logs or seeds. */
+uint64_t pd_task_job_id(pd_task_t *t);
+int pd_task_slot(pd_task_t *t);
+
+/* Cursor readers: each consumes one value and returns 0, or -1 (type
+   mismatch; the cursor does not move). Strings are not NUL-terminated. */
+pd_val_kind_t pd_val_kind(const pd_value_t *v);
+int pd_val_nil(pd_value_t *v);
+int pd_val_bool(pd_value_t *v, bool *b);
+int pd_val_int(pd_value_t *v, int64_t *i);
+int pd_val_double(pd_value_t *v, double *x);
+int pd_val_str(pd_value_t *v, const char **s, size_t *len);
+int pd_val_bin(pd_value_t *v, const void **p, size_t *len);
+int pd_val_array(pd_value_t *v, size_t *n); /* then n values follow */
+int pd_val_map(pd_value_t *v, size_t *n);   /* then n key, value pairs follow */
+int pd_val_skip(pd_value_t *v);
+
+/* ---- the result ------------------------------------------------------- */
+
+/* Writers append one msgpack value each; containers take their count first
+   (pd_out_array(t, 2) then two values). Return 0, or -1 when the result
+   exceeds the slot's limit (64 MiB), which fails the job. */
+int pd_out_nil(pd_task_t *t);
+int pd_out_bool(pd_task_t *t, bool b);
+int pd_out_int(pd_task_t *t, int64_t i);
+int pd_out_double(pd_task_t *t, double x);
+int pd_out_str(pd_task_t *t, const char *s);          /* NUL-terminated */
+int pd_out_strn(pd_task_t *t, const char *s, size_t n);
+int pd_out_bin(pd_task_t *t, const void *p, size_t n);
+int pd_out_array(pd_task_t *t, size_t n);
+int pd_out_map(pd_task_t *t, size_t n);
+int pd_out_doubles(pd_task_t *t, const double *x, size_t n); /* an array of n floats */
+/* Appends an already-encoded msgpack value. */
+int pd_out_raw(pd_task_t *t, const void *p, size_t n);
+
+/* Fails the job with a message (printf format); returns the value a task
+   function should return. The result written so far is discarded. */
+int pd_task_fail(pd_task_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- declaring tasks ---------------------------------------------------- */
+
+/* The general form: int NAME(pd_task_t *T). */
+#define PD_TASK(name, t) int name(pd_task_t *t)
+
+/* double NAME(double X): a number in, a number out. */
+#define PD_TASK_DOUBLE(name, x)                                                      \
+    static double name##_pd_body(double x);                                          \
+    int name(pd_task_t *pd_t_)                                                       \
+    {                                                                                \
+        double pd_x_;                                                                \
+        if (pd_arg_double(pd_t_, &pd_x_))                                            \
+            return pd_task_fail(pd_t_, #name ": argument is not a number");          \
+        return pd_out_double(pd_t_, name##_pd_body(pd_x_));                          \
+    }                                                                                \
+    static double name##_pd_body(double x)
+
+/* double NAME(const double *X, size_t N): an array of numbers in, a number out. */
+#define PD_TASK_VECTOR(name, x, n)                                                   \
+    static double name##_pd_body(const double *x, size_t n);                         \
+    int name(pd_task_t *pd_t_)                                                       \
+    {                                                                                \
+        const double *pd_x_;                                                         \
+        size_t pd_n_;                                                                \
+        if (pd_arg_doubles(pd_t_, &pd_x_, &pd_n_))                                   \
+            return pd_task_fail(pd_t_, #name ": argument is not an array of numbers");\
+        return pd_out_double(pd_t_, name##_pd_body(pd_x_, pd_n_));                   \
+    }                                                                                \
+    static double name##_pd_body(const double *x, size_t n)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

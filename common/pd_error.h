@@ -1,0 +1,47 @@
+/*  pd_error: the one table of Playdoh error codes.
+
+    Every fallible function returns 0 (or a count) on success and a negative
+    PD_E* code on failure. pd_strerror() turns a code into a sentence and
+    pd_err_name() into its symbol, as libuv does with uv_strerror().
+*/
+#ifndef PD_ERROR_H
+#define PD_ERROR_H
+
+/* X(name, value, message) */
+#define PD_ERRNO_MAP(X)                                                              \
+    X(EINVAL, -1, "invalid argument")                                                \
+    X(ENOMEM, -2, "out of memory")                                                   \
+    X(EPROTO, -3, "malformed message")                                               \
+    X(EVERSION, -4, "unsupported protocol version")                                  \
+    X(ETYPE, -5, "unknown message type")                                             \
+    X(ETOOBIG, -6, "message or value too large")                                     \
+    X(ENOFIELD, -7, "required field missing")                                        \
+    X(EOVERLOAD, -8, "broker overloaded")                                            \
+    X(ENOJOB, -9, "unknown job id")                                                  \
+    X(ENOMODULE, -10, "unknown module")                                              \
+    X(ECOMPILE, -11, "module failed to compile")                                     \
+    X(ENOFUNC, -12, "no such function in module")                                    \
+    X(ETIMEDOUT, -13, "timed out")                                                   \
+    X(ECRASH, -14, "task crashed")                                                   \
+    X(ETASK, -15, "task reported an error")                                          \
+    X(ECANCELLED, -16, "cancelled")                                                  \
+    X(EIO, -17, "input/output error")                                                \
+    X(EUNREACH, -18, "broker unreachable")                                           \
+    X(EJSON, -19, "invalid JSON")                                                    \
+    X(ELOST, -20, "job lost its worker too many times")                              \
+    X(ESYS, -21, "system call failed")                                               \
+    X(ENOTDONE, -22, "job not finished")                                             \
+    X(EREFUSED, -23, "request refused")
+
+enum {
+#define PD_X(name, value, msg) PD_##name = value,
+    PD_ERRNO_MAP(PD_X)
+#undef PD_X
+};
+
+/* Sentence for an error code; static storage, never NULL. */
+const char *pd_strerror(int code);
+/* Symbol for an error code ("PD_EPROTO"); static storage, never NULL. */
+const char *pd_err_name(int code);
+
+#endif

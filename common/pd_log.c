@@ -1,0 +1,57 @@
+/*  pd_log: level-filtered logging to stderr or to a caller's handler.
+
+    This is process-wide configuration (a level, a tag, a sink) set once at
+    start-up by main() or by the embedding program; it holds no other state.
+*/
+#include "pd_log.h"
+#include "pd_error.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static pd_log_level_t s_level = PD_LOG_WARN;
+static const char *s_tag = "playdoh";
+static pd_log_fn *s_handler;
+static void *s_handler_user;
+
+void pd_log_set_level(pd_log_level_t level) { s_level = level; }
+pd_log_level_t pd_log_level(void) { return s_level; }
+void pd_log_set_tag(const char *tag) { s_tag = tag ? tag : "playdoh"; }
+
+void pd_log_set_handler(pd_log_fn *fn, void *user)
+{
+    s_handler = fn;
+    s_handler_user = user;
+}
+
+int pd_log_parse_level(const char *name, pd_log_level_t *level)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *level = (pd_log_level_t) i;
+            return 0;
+        }
+    return PD_EINVAL;
+}
+
+void pd_log_write(pd_log_level_t level, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (s_handler) {
+        s_handler(level, s_tag, line, s_handler_user);
+        return;
+    }
+    static const char *labels[] = {"E", "W", "I", "D"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld %s %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, labels[level], s_tag, line);
+}

@@ -1,0 +1,41 @@
+/*  pd_log: the one logging module.
+
+    Programs log to stderr with a level; the client library never prints by
+    itself: it calls the function its caller set with pd_log_set_handler(),
+    and by default says nothing below warnings. The level is checked before
+    any formatting, so a disabled pd_log_debug() costs one comparison.
+*/
+#ifndef PD_LOG_H
+#define PD_LOG_H
+
+#include <stdarg.h>
+
+typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level_t;
+
+/* A log sink: gets the level, the program's tag and the formatted line. */
+typedef void(pd_log_fn)(pd_log_level_t level, const char *tag, const char *line, void *user);
+
+/* Sets the process-wide level; messages above it are not formatted. */
+void pd_log_set_level(pd_log_level_t level);
+pd_log_level_t pd_log_level(void);
+/* Parses "error", "warn", "info" or "debug"; returns 0 or PD_EINVAL. */
+int pd_log_parse_level(const char *name, pd_log_level_t *level);
+/* Sets the tag printed before each line ("broker", "worker"). Borrowed. */
+void pd_log_set_tag(const char *tag);
+/* Sends lines to fn instead of stderr; NULL restores stderr. */
+void pd_log_set_handler(pd_log_fn *fn, void *user);
+
+void pd_log_write(pd_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define pd_log_at(lvl, ...)                                                          \
+    do {                                                                             \
+        if ((lvl) <= pd_log_level())                                                 \
+            pd_log_write((lvl), __VA_ARGS__);                                        \
+    } while (0)
+#define pd_log_error(...) pd_log_at(PD_LOG_ERROR, __VA_ARGS__)
+#define pd_log_warn(...)  pd_log_at(PD_LOG_WARN, __VA_ARGS__)
+#define pd_log_info(...)  pd_log_at(PD_LOG_INFO, __VA_ARGS__)
+#define pd_log_debug(...) pd_log_at(PD_LOG_DEBUG, __VA_ARGS__)
+
+#endif
