@@ -1,0 +1,737 @@
+/*  pd_client: the client side of the wire protocol (docs/protocol.md).
+
+    One DEALER socket to the broker. Every request carries a fresh `req`
+    number; replies with another number (left over from a request that timed
+    out) are dropped. A map is sent as a window of pipelined `submit` chunks,
+    and results are collected with long-polling `fetch` requests, so a large
+    batch costs a few messages per thousand jobs and a small one no more than
+    one round trip.
+*/
+#include "playdoh.h"
+
+#include "pd_codec.h"
+#include "pd_log.h"
+#include "pd_msg.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_CHUNK_JOBS 4096
+#define S_CHUNK_BYTES (1u << 20)
+#define S_WINDOW 4            /* submit chunks in flight */
+#define S_MAX_RANGES 4096     /* ranges per fetch request */
+#define S_MAX_MODULE (64u << 20)
+
+struct pd_client {
+    void *ctx;             /* ZeroMQ context, owned */
+    void *sock;            /* DEALER to the broker */
+    char endpoint[256];    /* where the broker is */
+    uint64_t next_req;     /* next request number */
+    int timeout_ms;        /* how long a request waits for its reply */
+    pd_buf_t out;          /* the request being built, reused */
+    zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
+    char err[2048];        /* the last error, for pd_client_error */
+};
+
+const char *pd_job_state_name(pd_job_state_t s)
+{
+    static const char *names[] = {"unknown", "queued", "running", "done", "failed", "cancelled"};
+    return (unsigned) s < 6 ? names[s] : "invalid";
+}
+
+bool pd_job_state_final(pd_job_state_t s) { return s != PD_JOB_QUEUED && s != PD_JOB_RUNNING; }
+
+static int s_fail(pd_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_fail(pd_client_t *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    pd_log_debug("client: %s", c->err);
+    return code;
+}
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The PD_E* code named by a broker's error reply ("PD_EOVERLOAD"). */
+static int s_code_from_name(const char *name)
+{
+#define PD_X(n, value, msg) if (strcmp(name, "PD_" #n) == 0) return value;
+    PD_ERRNO_MAP(PD_X)
+#undef PD_X
+    return PD_EREFUSED;
+}
+
+/* Starts a request of type t with nfields fields besides req. */
+static uint64_t s_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+{
+    pd_buf_reset(&c->out);
+    pd_packer_init(pk, &c->out);
+    uint64_t req = c->next_req++;
+    pd_msg_begin(pk, t, nfields + 1);
+    pd_pack_kv_uint(pk, "req", req);
+    return req;
+}
+
+static int s_send(pd_client_t *c)
+{
+    if (c->out.failed)
+        return s_fail(c, PD_ETOOBIG, "request too large (over %u bytes)", PD_MAX_FRAME);
+    if (zmq_send(c->sock, c->out.data, c->out.len, 0) < 0)
+        return s_fail(c, PD_EUNREACH,
+                      "could not send to the broker at %s (%s): is playdoh-broker running?",
+                      c->endpoint, zmq_strerror(errno));
+    return 0;
+}
+
+/* Waits for the reply to request req (or, when req is 0, to any request:
+   *got says which). On success m describes c->reply, valid until the next
+   receive. A broker `error` reply becomes its code with c->err set. */
+static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uint64_t *got)
+{
+    int64_t deadline = s_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - s_now_ms();
+        if (left < 0)
+            left = 0;
+        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+        int rc = zmq_poll(&it, 1, (long) left);
+        if (rc < 0 && errno == EINTR)
+            return s_fail(c, PD_ETIMEDOUT, "interrupted while waiting for the broker");
+        if (rc <= 0)
+            return s_fail(c, PD_ETIMEDOUT,
+                          "no reply from the broker at %s within %d ms: is it running and "
+                          "reachable?", c->endpoint, timeout_ms);
+        zmq_msg_close(&c->reply);
+        zmq_msg_init(&c->reply);
+        if (zmq_msg_recv(&c->reply, c->sock, 0) < 0)
+            continue;
+        if (pd_msg_parse(m, zmq_msg_data(&c->reply), zmq_msg_size(&c->reply))) {
+            pd_log_warn("client: malformed reply from the broker dropped: %s", m->why);
+            continue;
+        }
+        uint64_t r = 0;
+        if (pd_msg_uint(m, "req", &r) || (req && r != req))
+            continue; /* a late reply to a request that timed out */
+        if (got)
+            *got = r;
+        if (pd_msg_is(m, "error")) {
+            char code[32] = "", msg[1024] = "";
+            pd_msg_str(m, "code", code, sizeof code);
+            pd_msg_str(m, "msg", msg, sizeof msg);
+            return s_fail(c, s_code_from_name(code), "%s", msg[0] ? msg : code);
+        }
+        return 0;
+    }
+}
+
+/* Sends the built request and waits for its reply of type want. */
+static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
+{
+    int rc = s_send(c);
+    if (rc)
+        return rc;
+    rc = s_recv(c, req, m, timeout_ms, NULL);
+    if (rc)
+        return rc;
+    if (!pd_msg_is(m, want))
+        return s_fail(c, PD_EPROTO, "broker answered '%s' where '%s' was expected", m->type, want);
+    return 0;
+}
+
+pd_client_t *pd_client_new(const char *endpoint, int *err)
+{
+    int dummy;
+    if (!err)
+        err = &dummy;
+    *err = 0;
+    if (!endpoint)
+        endpoint = getenv("PLAYDOH_BROKER");
+    if (!endpoint || !*endpoint)
+        endpoint = "tcp://127.0.0.1:5555";
+    if (sodium_init() < 0) {
+        *err = PD_ESYS;
+        return NULL;
+    }
+    pd_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        *err = PD_ENOMEM;
+        return NULL;
+    }
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    c->next_req = 1;
+    c->timeout_ms = 30000;
+    pd_buf_init(&c->out);
+    zmq_msg_init(&c->reply);
+    c->ctx = zmq_ctx_new();
+    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
+    if (!c->sock) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    int linger = 0, hwm = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    int sndtimeo = c->timeout_ms;
+    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    if (zmq_connect(c->sock, c->endpoint) < 0) {
+        pd_log_warn("client: bad broker endpoint '%s': %s (expected tcp://HOST:PORT)", endpoint,
+                    zmq_strerror(errno));
+        *err = PD_EINVAL;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    int connect_ms = 5000;
+    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    if (env && atoi(env) > 0)
+        connect_ms = atoi(env);
+    int workers, slots;
+    int rc = pd_client_cluster_size(c, &workers, &slots);
+    if (rc) {
+        pd_log_warn("client: no broker answered at %s within %d ms: start playdoh-broker, or "
+                    "point to it with --broker / PLAYDOH_BROKER", c->endpoint, connect_ms);
+        *err = rc == PD_ETIMEDOUT ? PD_EUNREACH : rc;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    (void) connect_ms;
+    return c;
+}
+
+void pd_client_destroy(pd_client_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    pd_client_t *c = *cp;
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    zmq_msg_close(&c->reply);
+    pd_buf_free(&c->out);
+    free(c);
+    *cp = NULL;
+}
+
+void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
+{
+    assert(timeout_ms > 0);
+    c->timeout_ms = timeout_ms;
+    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+}
+
+const char *pd_client_error(const pd_client_t *c) { return c->err; }
+const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
+
+int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
+{
+    int connect_ms = 5000;
+    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    if (env && atoi(env) > 0)
+        connect_ms = atoi(env);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "hello", 0);
+    pd_msg_t m;
+    int rc = s_call(c, req, "welcome", &m, connect_ms < c->timeout_ms ? connect_ms : c->timeout_ms);
+    if (rc)
+        return rc;
+    uint64_t w = 0, s = 0;
+    pd_msg_uint_opt(&m, "workers", &w);
+    pd_msg_uint_opt(&m, "slots", &s);
+    *workers = (int) w;
+    *slots = (int) s;
+    return 0;
+}
+
+/* ---- modules ------------------------------------------------------------- */
+
+static void s_hash_hex(const void *data, size_t len, char hex[PD_HASH_HEX])
+{
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, data, len);
+    sodium_bin2hex(hex, PD_HASH_HEX, h, sizeof h);
+}
+
+int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, const void *data,
+                     size_t len, char hash[PD_HASH_HEX])
+{
+    assert(c && name && data && hash);
+    if (len == 0)
+        return s_fail(c, PD_EINVAL, "module %s is empty", name);
+    if (len > S_MAX_MODULE)
+        return s_fail(c, PD_ETOOBIG, "module %s is %zu bytes; the limit is %u", name, len,
+                      S_MAX_MODULE);
+    s_hash_hex(data, len, hash);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "mod_has", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_msg_t m;
+    int rc = s_call(c, req, "mod_ok", &m, c->timeout_ms);
+    if (rc)
+        return rc;
+    bool has = false;
+    pd_msg_bool(&m, "has", &has);
+    if (has)
+        return 0;
+    req = s_begin(c, &pk, "mod_put", 4);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", name);
+    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : "c");
+    pd_pack_kv_bin(&pk, "data", data, len);
+    return s_call(c, req, "mod_ok", &m, c->timeout_ms);
+}
+
+int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_fail(c, PD_EIO, "cannot read module %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return s_fail(c, PD_EIO, "module %s is not a regular file", path);
+    }
+    if ((uint64_t) st.st_size > S_MAX_MODULE) {
+        close(fd);
+        return s_fail(c, PD_ETOOBIG, "module %s is %lld bytes; the limit is %u", path,
+                      (long long) st.st_size, S_MAX_MODULE);
+    }
+    size_t len = (size_t) st.st_size;
+    char *data = malloc(len ? len : 1);
+    size_t got = 0;
+    while (data && got < len) {
+        ssize_t r = read(fd, data + got, len - got);
+        if (r <= 0)
+            break;
+        got += (size_t) r;
+    }
+    close(fd);
+    if (!data || got != len) {
+        free(data);
+        return s_fail(c, PD_EIO, "cannot read module %s", path);
+    }
+    size_t pl = strlen(path);
+    pd_module_kind_t kind = pl > 3 && strcmp(path + pl - 3, ".so") == 0 ? PD_MODULE_SO : PD_MODULE_C;
+    const char *base = strrchr(path, '/');
+    int rc = pd_module_upload(c, base ? base + 1 : path, kind, data, len, hash);
+    free(data);
+    return rc;
+}
+
+/* ---- map ----------------------------------------------------------------- */
+
+/* One submit chunk: jobs [start, start + n) of the call. */
+typedef struct {
+    uint64_t req;
+    size_t start, n;
+} s_chunk_t;
+
+/* Receives one `accepted` reply and writes its ids; returns 0 or an error
+   (refused chunks leave their ids at 0). */
+static int s_take_accepted(pd_client_t *c, s_chunk_t *win, int *inflight, uint64_t *ids,
+                           long *accepted)
+{
+    pd_msg_t m;
+    uint64_t got = 0;
+    int rc = s_recv(c, 0, &m, c->timeout_ms, &got);
+    int k;
+    for (k = 0; k < *inflight; k++)
+        if (win[k].req == got)
+            break;
+    if (rc == PD_ETIMEDOUT) {
+        *inflight = 0; /* nothing more will come that we wait for */
+        return rc;
+    }
+    if (k == *inflight)
+        return rc ? rc : 0; /* not one of ours */
+    s_chunk_t ch = win[k];
+    win[k] = win[--*inflight];
+    if (rc)
+        return rc;
+    uint64_t first = 0, n = 0;
+    if (!pd_msg_is(&m, "accepted") || pd_msg_uint(&m, "first", &first) || pd_msg_uint(&m, "n", &n) ||
+        n != ch.n)
+        return s_fail(c, PD_EPROTO, "broker sent a malformed 'accepted' reply");
+    for (size_t i = 0; i < ch.n; i++)
+        ids[ch.start + i] = first + i;
+    *accepted += (long) ch.n;
+    return 0;
+}
+
+long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
+            const pd_map_opts_t *opts, uint64_t *ids)
+{
+    assert(c && hash && fn && (args || n == 0) && ids);
+    if (n == 0)
+        return 0;
+    if (strlen(fn) == 0 || strlen(fn) > 255)
+        return s_fail(c, PD_EINVAL, "function name '%s' must be 1 to 255 characters", fn);
+    memset(ids, 0, n * sizeof *ids);
+    /* Check the arguments first: n values, nothing else. */
+    pd_rd_t r;
+    pd_rd_init(&r, args, len);
+    for (size_t i = 0; i < n; i++)
+        if (pd_rd_skip(&r, NULL, NULL))
+            return s_fail(c, PD_EPROTO, "argument %zu is not a well-formed msgpack value", i);
+    if (!pd_rd_at_end(&r))
+        return s_fail(c, PD_EPROTO, "arguments hold more than the %zu values announced", n);
+
+    pd_rd_init(&r, args, len);
+    s_chunk_t win[S_WINDOW];
+    int inflight = 0;
+    long accepted = 0;
+    int first_err = 0;
+    char first_msg[sizeof c->err] = "";
+    size_t next = 0;
+    while (next < n || inflight > 0) {
+        if (next < n && inflight < S_WINDOW && !first_err) {
+            /* Build the next chunk: count how many arguments fit. */
+            pd_rd_t probe = r;
+            size_t k = 0, bytes = 0;
+            const uint8_t *start = probe.p;
+            while (next + k < n && k < S_CHUNK_JOBS) {
+                const uint8_t *raw;
+                size_t rl;
+                pd_rd_t save = probe;
+                pd_rd_skip(&probe, &raw, &rl);
+                if (k > 0 && bytes + rl > S_CHUNK_BYTES) {
+                    probe = save;
+                    break;
+                }
+                bytes += rl;
+                k++;
+            }
+            msgpack_packer pk;
+            uint64_t req = s_begin(c, &pk, "submit", 5);
+            pd_pack_kv_str(&pk, "mod", hash);
+            pd_pack_kv_str(&pk, "fn", fn);
+            pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
+            pd_pack_kv_uint(&pk, "retries", opts && opts->retries ? opts->retries : 3);
+            pd_pack_cstr(&pk, "args");
+            msgpack_pack_array(&pk, (uint32_t) k);
+            pd_pack_raw(&pk, start, bytes);
+            int rc = s_send(c);
+            if (rc) {
+                first_err = rc;
+                snprintf(first_msg, sizeof first_msg, "%s", c->err);
+                continue;
+            }
+            win[inflight++] = (s_chunk_t){.req = req, .start = next, .n = k};
+            r = probe;
+            next += k;
+            continue;
+        }
+        if (inflight == 0)
+            break;
+        int rc = s_take_accepted(c, win, &inflight, ids, &accepted);
+        if (rc && !first_err) {
+            first_err = rc;
+            snprintf(first_msg, sizeof first_msg, "%s", c->err);
+        }
+    }
+    if (first_err) {
+        snprintf(c->err, sizeof c->err, "%s", first_msg);
+        if (accepted == 0)
+            return first_err;
+    }
+    return accepted;
+}
+
+long pd_map_doubles(pd_client_t *c, const char *hash, const char *fn, const double *x, size_t n,
+                    const pd_map_opts_t *opts, uint64_t *ids)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_double(&pk, x[i]);
+    long rc = b.failed ? s_fail(c, PD_ENOMEM, "out of memory packing %zu numbers", n)
+                       : pd_map(c, hash, fn, b.data, b.len, n, opts, ids);
+    pd_buf_free(&b);
+    return rc;
+}
+
+/* ---- id sets ------------------------------------------------------------- */
+
+/* Packs ids[0..n) as ranges, merging runs of consecutive ids, at most
+   max_ranges ranges; returns how many ids were packed. */
+static size_t s_pack_ranges(msgpack_packer *pk, const uint64_t *ids, size_t n, size_t max_ranges)
+{
+    size_t nr = 0, i = 0;
+    while (i < n && nr < max_ranges) {
+        size_t j = i + 1;
+        while (j < n && ids[j] == ids[j - 1] + 1)
+            j++;
+        nr++;
+        i = j;
+    }
+    msgpack_pack_array(pk, (uint32_t) nr);
+    size_t packed = 0;
+    i = 0;
+    for (size_t k = 0; k < nr; k++) {
+        size_t j = i + 1;
+        while (j < n && ids[j] == ids[j - 1] + 1)
+            j++;
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint64(pk, ids[i]);
+        msgpack_pack_uint64(pk, j - i);
+        packed = j;
+        i = j;
+    }
+    return packed;
+}
+
+int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *states)
+{
+    size_t done = 0;
+    while (done < n) {
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, "status", 1);
+        pd_pack_cstr(&pk, "ids");
+        size_t take = s_pack_ranges(&pk, ids + done, n - done, S_MAX_RANGES);
+        pd_msg_t m;
+        int rc = s_call(c, req, "states", &m, c->timeout_ms);
+        if (rc)
+            return rc;
+        const void *st;
+        uint32_t sl;
+        if (pd_msg_bytes(&m, "st", &st, &sl) || sl != take)
+            return s_fail(c, PD_EPROTO, "broker sent a malformed 'states' reply");
+        for (size_t i = 0; i < take; i++) {
+            uint8_t s = ((const uint8_t *) st)[i];
+            states[done + i] = s <= PD_JOB_CANCELLED ? (pd_job_state_t) s : PD_JOB_UNKNOWN;
+        }
+        done += take;
+    }
+    return 0;
+}
+
+/* Sends a request of type t over all ids (in as many requests as needed) and
+   sums the reply field "n". */
+static long s_ids_call(pd_client_t *c, const char *t, const char *want, const uint64_t *ids, size_t n)
+{
+    long total = 0;
+    size_t done = 0;
+    while (done < n) {
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, t, 1);
+        pd_pack_cstr(&pk, "ids");
+        done += s_pack_ranges(&pk, ids + done, n - done, S_MAX_RANGES);
+        pd_msg_t m;
+        int rc = s_call(c, req, want, &m, c->timeout_ms);
+        if (rc)
+            return rc;
+        uint64_t k = 0;
+        pd_msg_uint_opt(&m, "n", &k);
+        total += (long) k;
+    }
+    return total;
+}
+
+long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n)
+{
+    return s_ids_call(c, "cancel", "cancelled", ids, n);
+}
+
+long pd_release(pd_client_t *c, const uint64_t *ids, size_t n)
+{
+    return s_ids_call(c, "release", "released", ids, n);
+}
+
+/* ---- fetch --------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t id;
+    size_t index;
+} s_slot_t;
+
+static int s_slot_cmp(const void *a, const void *b)
+{
+    const s_slot_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Stores one result entry [id, state, value] into every results[] slot of
+   that id; returns how many slots became final. */
+static size_t s_store(pd_client_t *c, pd_rd_t *r, const s_slot_t *order, size_t n,
+                      pd_result_t *results, int *bad)
+{
+    uint32_t k;
+    uint64_t id, st;
+    const uint8_t *raw;
+    size_t rl;
+    if (pd_rd_array(r, &k) || k != 3 || pd_rd_uint(r, &id) || pd_rd_uint(r, &st) || st > 5 ||
+        pd_rd_skip(r, &raw, &rl)) {
+        *bad = 1;
+        return 0;
+    }
+    /* lower bound of id */
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (order[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t newly = 0;
+    for (size_t i = lo; i < n && order[i].id == id; i++) {
+        pd_result_t *res = &results[order[i].index];
+        if (pd_job_state_final(res->state))
+            continue;
+        res->state = (pd_job_state_t) st;
+        if (st == PD_JOB_DONE) {
+            res->value = malloc(rl);
+            if (res->value) {
+                memcpy(res->value, raw, rl);
+                res->len = rl;
+            }
+        } else if (st == PD_JOB_FAILED) {
+            pd_rd_t e;
+            pd_rd_init(&e, raw, rl);
+            char code[32] = "PD_ETASK", msg[4600] = "", host[256] = "?";
+            uint64_t slot = 0, attempts = 0;
+            uint32_t nf;
+            if (pd_rd_map(&e, &nf) == 0) {
+                for (uint32_t f = 0; f < nf; f++) {
+                    char key[16] = "";
+                    if (pd_rd_strcpy(&e, key, sizeof key) && pd_rd_skip(&e, NULL, NULL))
+                        break;
+                    int vr = -1;
+                    if (strcmp(key, "code") == 0)
+                        vr = pd_rd_strcpy(&e, code, sizeof code);
+                    else if (strcmp(key, "msg") == 0)
+                        vr = pd_rd_strcpy(&e, msg, sizeof msg);
+                    else if (strcmp(key, "host") == 0)
+                        vr = pd_rd_strcpy(&e, host, sizeof host);
+                    else if (strcmp(key, "slot") == 0)
+                        vr = pd_rd_uint(&e, &slot);
+                    else if (strcmp(key, "attempts") == 0)
+                        vr = pd_rd_uint(&e, &attempts);
+                    if (vr && pd_rd_skip(&e, NULL, NULL))
+                        break;
+                }
+            }
+            res->code = s_code_from_name(code);
+            char full[5000];
+            snprintf(full, sizeof full, "%s (job %llu on %s slot %llu)", msg[0] ? msg : code,
+                     (unsigned long long) id, host, (unsigned long long) slot);
+            res->error = strdup(full);
+        } else if (st == PD_JOB_CANCELLED) {
+            res->code = PD_ECANCELLED;
+        } else if (st == PD_JOB_UNKNOWN) {
+            res->code = PD_ENOJOB;
+        }
+        newly++;
+    }
+    (void) c;
+    return newly;
+}
+
+long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
+              void (*progress)(size_t ended, size_t total, void *user), void *user)
+{
+    assert(c && (ids || n == 0) && (results || n == 0));
+    if (n == 0)
+        return 0;
+    s_slot_t *order = malloc(n * sizeof *order);
+    uint64_t *pending = malloc(n * sizeof *pending);
+    if (!order || !pending) {
+        free(order);
+        free(pending);
+        return s_fail(c, PD_ENOMEM, "out of memory for %zu results", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        results[i].id = ids[i];
+        results[i].state = PD_JOB_QUEUED;
+        order[i] = (s_slot_t){ids[i], i};
+    }
+    qsort(order, n, sizeof *order, s_slot_cmp);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    size_t ended = 0;
+    long rc = 0;
+    for (;;) {
+        /* Pending ids, in increasing order, unique. */
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!pd_job_state_final(results[order[i].index].state) &&
+                (np == 0 || pending[np - 1] != order[i].id))
+                pending[np++] = order[i].id;
+        if (np == 0)
+            break;
+        int64_t left = deadline == INT64_MAX ? 5000 : deadline - s_now_ms();
+        if (left < 0)
+            left = 0;
+        if (left > 5000)
+            left = 5000;
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, "fetch", 3);
+        pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);
+        pd_pack_kv_uint(&pk, "max", 10000);
+        pd_pack_cstr(&pk, "ids");
+        s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
+        pd_msg_t m;
+        rc = s_call(c, req, "results", &m, (int) left + c->timeout_ms);
+        if (rc)
+            break;
+        pd_rd_t r;
+        uint32_t nres;
+        int bad = 0;
+        if (pd_msg_rd(&m, "res", &r) || pd_rd_array(&r, &nres)) {
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+            break;
+        }
+        for (uint32_t i = 0; i < nres && !bad; i++)
+            ended += s_store(c, &r, order, n, results, &bad);
+        if (bad) {
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
+            break;
+        }
+        if (progress && nres)
+            progress(ended, n, user);
+        if (nres == 0 && s_now_ms() >= deadline)
+            break;
+    }
+    free(order);
+    free(pending);
+    return rc ? rc : (long) ended;
+}
+
+void pd_results_clear(pd_result_t *results, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(results[i].value);
+        free(results[i].error);
+        memset(&results[i], 0, sizeof results[i]);
+    }
+}
+
+int pd_result_double(const pd_result_t *r, double *x)
+{
+    if (r->state != PD_JOB_DONE || !r->value)
+        return PD_EPROTO;
+    pd_rd_t rd;
+    pd_rd_init(&rd, r->value, r->len);
+    return pd_rd_double(&rd, x) ? PD_EPROTO : 0;
+}

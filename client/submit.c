@@ -1,0 +1,537 @@
+/*  playdoh-submit: the command line.
+
+    Verbs map, status, results, wait and cancel over the client library
+    (playdoh.h). `map` reads one JSON value per line, ships the module, submits
+    the jobs and prints one JSON line per job in input order; with --detach it
+    prints the job ids instead, for `status` and `results` from any process,
+    later. --local N runs the whole command on an embedded cluster.
+
+    Exit codes: 0 all jobs done; 1 some jobs failed, were cancelled or
+    unknown; 2 bad usage or input; 3 no broker, or the broker refused.
+*/
+#include "playdoh.h"
+
+#include "pd_codec.h"
+#include "pd_json.h"
+#include "pd_log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_PRINT_WINDOW 4096
+
+typedef struct {
+    const char *broker;
+    int local;
+    uint32_t timeout_ms;
+    uint32_t retries;
+    bool detach;
+    bool release;
+    bool quiet;
+    double wait_s; /* < 0: for ever */
+    bool wait_set;
+} s_opts_t;
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: playdoh-submit [OPTIONS] VERB [ARGS]\n"
+        "\n"
+        "verbs:\n"
+        "  map MODULE FUNCTION [ARGS.jsonl|-]  run FUNCTION of MODULE (a .c file or a .so) once\n"
+        "                                      per line of JSON (standard input by default);\n"
+        "                                      prints one JSON result per line, in input order\n"
+        "  status ID...                        print each job's state as a JSON line\n"
+        "  results ID...                       print each job's result as a JSON line\n"
+        "  wait ID...                          wait until the jobs have ended\n"
+        "  cancel ID...                        cancel queued and running jobs\n"
+        "  IDs are numbers or ranges: 17, 1-1000.\n"
+        "\n"
+        "options:\n"
+        "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, else tcp://127.0.0.1:5555)\n"
+        "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
+        "      --timeout-ms N   map: fail a job that runs longer than N ms (default: no limit)\n"
+        "      --retries N      map: attempts when a worker dies (default 3)\n"
+        "      --detach         map: print the job ids and return without waiting\n"
+        "      --wait S         results, wait: wait up to S seconds (results: 0, wait: for ever)\n"
+        "      --release        results: let the broker forget the jobs once printed\n"
+        "  -q, --quiet          no summary on standard error\n"
+        "      --log-level L    error, warn (default), info or debug\n"
+        "  -h, --help           this help\n"
+        "\n"
+        "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n");
+}
+
+static int s_die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "playdoh-submit: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run playdoh-submit --help for usage)\n");
+    return 2;
+}
+
+static bool s_parse_u32(const char *s, uint32_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(s, &end, 10);
+    if (errno || end == s || *end || x > UINT32_MAX || s[0] == '-')
+        return false;
+    *v = (uint32_t) x;
+    return true;
+}
+
+/* ---- ids ----------------------------------------------------------------- */
+
+/* Parses "17" or "1-1000" items into a growing array. Returns 0 or 2. */
+static int s_parse_ids(int argc, char **argv, uint64_t **ids, size_t *n)
+{
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        char *end;
+        errno = 0;
+        uint64_t a = strtoull(s, &end, 10), b = a;
+        bool ok = !errno && end != s && s[0] != '-' && a > 0;
+        if (ok && *end == '-') {
+            const char *t = end + 1;
+            b = strtoull(t, &end, 10);
+            ok = !errno && end != t && b >= a && t[0] != '-';
+        }
+        if (!ok || *end || b - a >= 100000000ULL) {
+            free(*ids);
+            return s_die_usage("'%s' is not a job id or a range of ids (like 17 or 1-1000)", s);
+        }
+        for (uint64_t x = a; x <= b; x++) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                uint64_t *grown = realloc(*ids, cap * sizeof **ids);
+                if (!grown) {
+                    free(*ids);
+                    fprintf(stderr, "playdoh-submit: out of memory\n");
+                    return 2;
+                }
+                *ids = grown;
+            }
+            (*ids)[(*n)++] = x;
+        }
+    }
+    if (*n == 0)
+        return s_die_usage("%s", "no job ids given");
+    return 0;
+}
+
+/* Prints ids as ranges: "1-100 205". */
+static void s_print_ranges(FILE *f, const uint64_t *ids, size_t n)
+{
+    size_t i = 0;
+    bool first = true;
+    while (i < n) {
+        if (ids[i] == 0) {
+            i++;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < n && ids[j] == ids[j - 1] + 1)
+            j++;
+        fprintf(f, first ? "" : " ");
+        if (j - i == 1)
+            fprintf(f, "%" PRIu64, ids[i]);
+        else
+            fprintf(f, "%" PRIu64 "-%" PRIu64, ids[i], ids[j - 1]);
+        first = false;
+        i = j;
+    }
+    fprintf(f, "\n");
+}
+
+/* ---- JSON output --------------------------------------------------------- */
+
+static void s_put_json_str(pd_buf_t *out, const char *s)
+{
+    pd_buf_t tmp;
+    pd_buf_init(&tmp);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &tmp);
+    pd_pack_cstr(&pk, s);
+    pd_msgpack_to_json(tmp.data, tmp.len, out);
+    pd_buf_free(&tmp);
+}
+
+static void s_put(pd_buf_t *out, const char *s) { pd_buf_append(out, s, strlen(s)); }
+
+/* One result as a JSON record line: {"id":..,"state":..,...}. */
+static void s_put_record(pd_buf_t *out, const pd_result_t *r)
+{
+    char head[96];
+    snprintf(head, sizeof head, "{\"id\":%" PRIu64 ",\"state\":\"%s\"", r->id,
+             pd_job_state_name(r->state));
+    s_put(out, head);
+    if (r->state == PD_JOB_DONE) {
+        s_put(out, ",\"value\":");
+        pd_msgpack_to_json(r->value, r->len, out);
+    } else if (r->state == PD_JOB_FAILED) {
+        s_put(out, ",\"code\":");
+        s_put_json_str(out, pd_err_name(r->code));
+        s_put(out, ",\"error\":");
+        s_put_json_str(out, r->error ? r->error : "");
+    }
+    s_put(out, "}\n");
+}
+
+static void s_flush(pd_buf_t *out)
+{
+    if (out->len)
+        fwrite(out->data, 1, out->len, stdout);
+    fflush(stdout);
+    pd_buf_reset(out);
+}
+
+/* ---- verbs --------------------------------------------------------------- */
+
+/* Reads ARGS.jsonl into packed msgpack values; returns 0 or 2. */
+static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "playdoh-submit: cannot read arguments from %s: %s\n", path,
+                strerror(errno));
+        return 2;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    size_t lineno = 0;
+    int rc = 0;
+    *n = 0;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t l = (size_t) len;
+        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ' ||
+                     line[l - 1] == '\t'))
+            l--;
+        size_t s = 0;
+        while (s < l && (line[s] == ' ' || line[s] == '\t'))
+            s++;
+        if (s == l)
+            continue; /* blank lines carry no job */
+        char err[256];
+        if (pd_json_to_msgpack(line + s, l - s, args, err, sizeof err)) {
+            fprintf(stderr, "playdoh-submit: %s line %zu: %s\n",
+                    strcmp(path, "-") == 0 ? "standard input" : path, lineno, err);
+            rc = 2;
+            break;
+        }
+        (*n)++;
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (!rc && *n == 0) {
+        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n", path);
+        rc = 2;
+    }
+    return rc;
+}
+
+static int s_verb_map(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+{
+    if (argc < 2 || argc > 3)
+        return s_die_usage("%s", "map needs MODULE FUNCTION [ARGS.jsonl]");
+    pd_buf_t args;
+    pd_buf_init(&args);
+    size_t n = 0;
+    int rc = s_read_args(argc == 3 ? argv[2] : "-", &args, &n);
+    if (rc) {
+        pd_buf_free(&args);
+        return rc;
+    }
+    char hash[PD_HASH_HEX];
+    rc = pd_module_upload_file(c, argv[0], hash);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        pd_buf_free(&args);
+        return rc == PD_EIO ? 2 : 3;
+    }
+    uint64_t *ids = calloc(n, sizeof *ids);
+    pd_result_t *res = calloc(S_PRINT_WINDOW, sizeof *res);
+    if (!ids || !res) {
+        fprintf(stderr, "playdoh-submit: out of memory for %zu jobs\n", n);
+        free(ids);
+        free(res);
+        pd_buf_free(&args);
+        return 2;
+    }
+    pd_map_opts_t mo = {.timeout_ms = o->timeout_ms, .retries = o->retries};
+    long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
+    pd_buf_free(&args);
+    if (acc < 0 || (size_t) acc < n) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        if (acc > 0) {
+            fprintf(stderr, "playdoh-submit: %ld of %zu jobs were accepted, with ids: ", acc, n);
+            s_print_ranges(stderr, ids, n);
+        }
+        free(ids);
+        free(res);
+        return 3;
+    }
+    if (o->detach) {
+        s_print_ranges(stdout, ids, n);
+        free(ids);
+        free(res);
+        return 0;
+    }
+    /* Print in input order, a window at a time, as the window's jobs end. */
+    pd_buf_t out;
+    pd_buf_init(&out);
+    size_t failed = 0;
+    int exit_code = 0;
+    for (size_t start = 0; start < n; start += S_PRINT_WINDOW) {
+        size_t w = n - start < S_PRINT_WINDOW ? n - start : S_PRINT_WINDOW;
+        long got = pd_fetch(c, ids + start, w, -1, res, NULL, NULL);
+        if (got < 0) {
+            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            exit_code = 3;
+            break;
+        }
+        for (size_t i = 0; i < w; i++) {
+            const pd_result_t *r = &res[i];
+            if (r->state == PD_JOB_DONE) {
+                pd_msgpack_to_json(r->value, r->len, &out);
+                s_put(&out, "\n");
+                continue;
+            }
+            failed++;
+            s_put(&out, "{\"error\":");
+            s_put_json_str(&out, r->error ? r->error : pd_job_state_name(r->state));
+            char tail[64];
+            snprintf(tail, sizeof tail, ",\"job\":%" PRIu64 ",\"code\":", r->id);
+            s_put(&out, tail);
+            s_put_json_str(&out, pd_err_name(r->code));
+            s_put(&out, "}\n");
+            if (!o->quiet)
+                fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu) %s: %s\n", r->id,
+                        start + i + 1, pd_job_state_name(r->state),
+                        r->error ? r->error : pd_strerror(r->code));
+        }
+        s_flush(&out);
+        pd_release(c, ids + start, w);
+        pd_results_clear(res, w);
+    }
+    pd_buf_free(&out);
+    if (!exit_code && failed) {
+        if (!o->quiet)
+            fprintf(stderr, "playdoh-submit: %zu of %zu jobs failed\n", failed, n);
+        exit_code = 1;
+    }
+    free(ids);
+    free(res);
+    return exit_code;
+}
+
+static int s_verb_status(pd_client_t *c, int argc, char **argv)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_ids(argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    pd_job_state_t *st = calloc(n, sizeof *st);
+    if (!st || pd_status(c, ids, n, st)) {
+        fprintf(stderr, "playdoh-submit: %s\n", st ? pd_client_error(c) : "out of memory");
+        free(ids);
+        free(st);
+        return 3;
+    }
+    int exit_code = 0;
+    for (size_t i = 0; i < n; i++) {
+        printf("{\"id\":%" PRIu64 ",\"state\":\"%s\"}\n", ids[i], pd_job_state_name(st[i]));
+        if (st[i] == PD_JOB_UNKNOWN)
+            exit_code = 1;
+    }
+    free(ids);
+    free(st);
+    return exit_code;
+}
+
+/* results (print records) and wait (print nothing). */
+static int s_verb_results(pd_client_t *c, const s_opts_t *o, int argc, char **argv, bool print)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_ids(argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    double wait_s = o->wait_set ? o->wait_s : (print ? 0 : -1);
+    int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
+    pd_result_t *res = calloc(n, sizeof *res);
+    if (!res) {
+        free(ids);
+        return 2;
+    }
+    long got = pd_fetch(c, ids, n, timeout_ms, res, NULL, NULL);
+    int exit_code = 0;
+    if (got < 0) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        exit_code = 3;
+    } else {
+        pd_buf_t out;
+        pd_buf_init(&out);
+        size_t bad = 0, unfinished = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (print)
+                s_put_record(&out, &res[i]);
+            if (!pd_job_state_final(res[i].state))
+                unfinished++;
+            else if (res[i].state != PD_JOB_DONE)
+                bad++;
+            if (out.len > (1u << 20))
+                s_flush(&out);
+        }
+        s_flush(&out);
+        pd_buf_free(&out);
+        if (print && o->release)
+            pd_release(c, ids, n);
+        if (!print && unfinished && !o->quiet)
+            fprintf(stderr, "playdoh-submit: %zu of %zu jobs still running after the wait\n",
+                    unfinished, n);
+        exit_code = bad || (!print && unfinished) ? 1 : 0;
+    }
+    pd_results_clear(res, n);
+    free(res);
+    free(ids);
+    return exit_code;
+}
+
+static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_ids(argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    long k = pd_cancel(c, ids, n);
+    free(ids);
+    if (k < 0) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return 3;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "playdoh-submit: %ld of %zu jobs cancelled\n", k, n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    s_opts_t o = {.retries = 3};
+    pd_log_set_tag("submit");
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL };
+    static const struct option longs[] = {
+        {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
+        {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+        {"retries", required_argument, NULL, O_RETRIES},
+        {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
+        {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
+        {"log-level", required_argument, NULL, O_LEVEL},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    int ch;
+    uint32_t u;
+    while ((ch = getopt_long(argc, argv, "b:l:qh", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'b': o.broker = optarg; break;
+        case 'l':
+            if (!s_parse_u32(optarg, &u) || u == 0 || u > 4096)
+                return s_die_usage("--local wants a number of slots from 1 to 4096, not '%s'",
+                                   optarg);
+            o.local = (int) u;
+            break;
+        case O_TIMEOUT:
+            if (!s_parse_u32(optarg, &o.timeout_ms))
+                return s_die_usage("--timeout-ms wants milliseconds, not '%s'", optarg);
+            break;
+        case O_RETRIES:
+            if (!s_parse_u32(optarg, &o.retries) || o.retries == 0 || o.retries > 100)
+                return s_die_usage("--retries wants a number from 1 to 100, not '%s'", optarg);
+            break;
+        case O_DETACH: o.detach = true; break;
+        case O_WAIT: {
+            char *end;
+            o.wait_s = strtod(optarg, &end);
+            if (end == optarg || *end)
+                return s_die_usage("--wait wants seconds (-1: for ever), not '%s'", optarg);
+            o.wait_set = true;
+            break;
+        }
+        case O_RELEASE: o.release = true; break;
+        case 'q': o.quiet = true; break;
+        case O_LEVEL: {
+            pd_log_level_t lv;
+            if (pd_log_parse_level(optarg, &lv))
+                return s_die_usage("--log-level wants error, warn, info or debug, not '%s'", optarg);
+            pd_log_set_level(lv);
+            setenv("PLAYDOH_LOG_LEVEL", optarg, 1);
+            break;
+        }
+        case 'h': s_usage(stdout); return 0;
+        default: fprintf(stderr, "(run playdoh-submit --help for usage)\n"); return 2;
+        }
+    }
+    if (optind >= argc) {
+        s_usage(stderr);
+        return 2;
+    }
+    const char *verb = argv[optind];
+    int vargc = argc - optind - 1;
+    char **vargv = argv + optind + 1;
+    static const char *verbs[] = {"map", "status", "results", "wait", "cancel"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        known |= strcmp(verb, verbs[i]) == 0;
+    if (!known)
+        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel)", verb);
+    if (o.local && o.broker)
+        return s_die_usage("%s", "--local and --broker exclude each other");
+
+    int err = 0;
+    pd_local_t *local = NULL;
+    if (o.local) {
+        local = pd_local_start(o.local, &err);
+        if (!local) {
+            fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
+                    pd_strerror(err));
+            return 3;
+        }
+        o.broker = pd_local_endpoint(local);
+    }
+    pd_client_t *c = pd_client_new(o.broker, &err);
+    if (!c) {
+        const char *ep = o.broker ? o.broker : getenv("PLAYDOH_BROKER");
+        fprintf(stderr,
+                "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
+                "endpoint with --broker, or use --local N\n",
+                ep ? ep : "tcp://127.0.0.1:5555", pd_strerror(err));
+        pd_local_stop(&local);
+        return 3;
+    }
+    int rc;
+    if (strcmp(verb, "map") == 0)
+        rc = s_verb_map(c, &o, vargc, vargv);
+    else if (strcmp(verb, "status") == 0)
+        rc = s_verb_status(c, vargc, vargv);
+    else if (strcmp(verb, "results") == 0)
+        rc = s_verb_results(c, &o, vargc, vargv, true);
+    else if (strcmp(verb, "wait") == 0)
+        rc = s_verb_results(c, &o, vargc, vargv, false);
+    else
+        rc = s_verb_cancel(c, &o, vargc, vargv);
+    pd_client_destroy(&c);
+    pd_local_stop(&local);
+    return rc;
+}

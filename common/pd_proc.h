@@ -1,0 +1,31 @@
+/*  pd_proc: starting and stopping Playdoh's own programs as child processes.
+
+    Used by the embedded local cluster (client/pd_local.c) and by the
+    integration tests, which start real brokers and workers on loopback.
+*/
+#ifndef PD_PROC_H
+#define PD_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Finds a Playdoh program: $PLAYDOH_BINDIR, then beside the running
+   executable, then the installation's bindir. Writes its path into out;
+   returns 0 or PD_EIO when none is executable. */
+int pd_proc_find(const char *name, char *out, size_t cap);
+
+/* Forks and execs argv (argv[0] a path). When ready_fd is not NULL, the
+   child gets the write end of a pipe as fd 3 and *ready_fd is the read end
+   (close-on-exec). The child is sent SIGTERM if the caller's thread dies.
+   Returns the pid, or -1. */
+pid_t pd_proc_spawn(char *const argv[], int *ready_fd);
+
+/* Reads one line (without its newline) from fd within timeout_ms into out.
+   Returns 0, or PD_ETIMEDOUT / PD_EIO. Does not close fd. */
+int pd_proc_read_line(int fd, char *out, size_t cap, int timeout_ms);
+
+/* Stops a child: SIGTERM, then SIGKILL after grace_ms; reaps it. Returns its
+   wait status, or -1 when pid <= 0 or it was already reaped. */
+int pd_proc_stop(pid_t pid, int grace_ms);
+
+#endif

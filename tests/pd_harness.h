@@ -1,0 +1,43 @@
+/*  pd_harness: real clusters for integration tests.
+
+    Starts a real playdoh-broker and real playdoh-worker processes (the built
+    programs, found through $PLAYDOH_BINDIR) on loopback, with fast heartbeats
+    and a private module cache, and writes test modules to a temp directory.
+*/
+#ifndef PD_HARNESS_H
+#define PD_HARNESS_H
+
+#include "playdoh.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define PD_HARNESS_MAX_WORKERS 8
+
+typedef struct {
+    pid_t broker;
+    char endpoint[256];
+    pid_t workers[PD_HARNESS_MAX_WORKERS];
+    int nworkers;
+    char dir[256];       /* temp dir: modules, worker caches */
+    int heartbeat_ms;
+} pd_harness_t;
+
+/* Starts a broker; extra is NULL or a NULL-terminated list of more flags.
+   Asserts (Criterion) on failure. */
+void pd_harness_start(pd_harness_t *h, const char *const *extra);
+/* Starts a worker with cpus slots; returns its index in h->workers. */
+int pd_harness_add_worker(pd_harness_t *h, int cpus);
+/* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
+void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);
+/* Kills everything started and removes the temp directory. */
+void pd_harness_stop(pd_harness_t *h);
+/* Writes source to <dir>/<name> and returns the path (static storage per call
+   site is not needed: the caller gets a malloc'ed string to free). */
+char *pd_harness_module(pd_harness_t *h, const char *name, const char *source);
+/* A connected client (asserts). */
+pd_client_t *pd_harness_client(pd_harness_t *h);
+/* Path of a built program (asserts). Static storage, overwritten per call. */
+const char *pd_harness_program(const char *name);
+
+#endif

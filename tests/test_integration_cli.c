@@ -1,0 +1,153 @@
+/* Integration tests of playdoh-submit: the real program against a real
+   cluster, JSON lines in and out, ids reused from other processes. */
+#include "pd_harness.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static pd_harness_t h;
+static char submit[1024];
+
+static const char *SRC = "#include <playdoh_task.h>\n"
+                         "PD_TASK_DOUBLE(square, x) { return x * x; }\n"
+                         "PD_TASK_VECTOR(sum, x, n) { double s = 0; for (size_t i = 0; i < n; i++) s += x[i]; return s; }\n";
+
+/* Runs a shell command; returns its exit status and its stdout (malloc'ed). */
+static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(char **out, const char *fmt, ...)
+{
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    free(cmd);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void setup(void)
+{
+    pd_harness_start(&h, NULL);
+    pd_harness_add_worker(&h, 2);
+    pd_client_t *c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 2);
+    pd_client_destroy(&c);
+    snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
+    free(pd_harness_module(&h, "m.c", SRC));
+}
+
+static void teardown(void) { pd_harness_stop(&h); }
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(cli, map_prints_one_json_result_per_line_in_input_order)
+{
+    char *out;
+    int st = run(&out, "seq 1 200 | %s --broker %s map %s/m.c square", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    char *line = out;
+    for (int i = 1; i <= 200; i++) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "only %d lines", i - 1);
+        *nl = 0;
+        cr_assert_eq(atof(line), (double) i * i, "line %d: %s", i, line);
+        line = nl + 1;
+    }
+    cr_assert_str_eq(line, "");
+    free(out);
+}
+
+Test(cli, detached_map_then_status_and_results_from_other_processes)
+{
+    char *out;
+    int st = run(&out, "printf '[1,2]\\n[3,4.5]\\n[]\\n' | %s --broker %s map --detach %s/m.c sum",
+                 submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 0);
+    unsigned long a, b;
+    cr_assert_eq(sscanf(out, "%lu-%lu", &a, &b), 2, "ids: %s", out);
+    cr_assert_eq(b - a, 2);
+    free(out);
+
+    st = run(&out, "%s --broker %s wait --wait 30 %lu-%lu && %s --broker %s status %lu-%lu", submit,
+             h.endpoint, a, b, submit, h.endpoint, a, b);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "\"state\":\"done\"") != NULL, "%s", out);
+    free(out);
+
+    st = run(&out, "%s --broker %s results %lu-%lu", submit, h.endpoint, a, b);
+    cr_assert_eq(st, 0);
+    char expect[256];
+    snprintf(expect, sizeof expect,
+             "{\"id\":%lu,\"state\":\"done\",\"value\":3}\n"
+             "{\"id\":%lu,\"state\":\"done\",\"value\":7.5}\n"
+             "{\"id\":%lu,\"state\":\"done\",\"value\":0}\n",
+             a, a + 1, a + 2);
+    cr_assert_str_eq(out, expect);
+    free(out);
+}
+
+Test(cli, a_json_line_that_does_not_parse_is_named_and_nothing_runs)
+{
+    char *out;
+    int st = run(&out, "printf '1\\n2\\n[3,\\n' | %s --broker %s map %s/m.c square 2>&1", submit,
+                 h.endpoint, h.dir);
+    cr_assert_eq(st, 2);
+    cr_assert(strstr(out, "line 3") != NULL, "%s", out);
+    free(out);
+}
+
+Test(cli, bad_usage_says_what_is_wrong)
+{
+    char *out;
+    cr_assert_eq(run(&out, "%s frobnicate 2>&1", submit), 2);
+    cr_assert(strstr(out, "unknown verb 'frobnicate'") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --broker %s status banana 2>&1", submit, h.endpoint), 2);
+    cr_assert(strstr(out, "'banana' is not a job id") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --broker %s map /nonexistent.c square /dev/null 2>&1", submit,
+                     h.endpoint), 2);
+    free(out);
+    cr_assert_eq(run(NULL, "%s --help >/dev/null", submit), 0);
+}
+
+Test(cli, local_cluster_runs_a_map_by_itself)
+{
+    char *out;
+    int st = run(&out, "seq 1 5 | %s --local 2 map %s/m.c square", submit, h.dir);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_str_eq(out, "1\n4\n9\n16\n25\n");
+    free(out);
+}
+
+Test(cli, no_broker_is_a_clear_error)
+{
+    char *out;
+    int st = run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=300 %s --broker tcp://127.0.0.1:1 status 1 2>&1",
+                 submit);
+    cr_assert_eq(st, 3);
+    cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
+    free(out);
+}
