@@ -100,9 +100,9 @@ Test(cli, detached_map_then_status_and_results_from_other_processes)
     cr_assert_eq(st, 0);
     char expect[256];
     snprintf(expect, sizeof expect,
-             "{\"id\":%lu,\"state\":\"done\",\"value\":3}\n"
+             "{\"id\":%lu,\"state\":\"done\",\"value\":3.0}\n"
              "{\"id\":%lu,\"state\":\"done\",\"value\":7.5}\n"
-             "{\"id\":%lu,\"state\":\"done\",\"value\":0}\n",
+             "{\"id\":%lu,\"state\":\"done\",\"value\":0.0}\n",
              a, a + 1, a + 2);
     cr_assert_str_eq(out, expect);
     free(out);
@@ -138,7 +138,7 @@ Test(cli, local_cluster_runs_a_map_by_itself)
     char *out;
     int st = run(&out, "seq 1 5 | %s --local 2 map %s/m.c square", submit, h.dir);
     cr_assert_eq(st, 0, "%s", out);
-    cr_assert_str_eq(out, "1\n4\n9\n16\n25\n");
+    cr_assert_str_eq(out, "1.0\n4.0\n9.0\n16.0\n25.0\n");
     free(out);
 }
 

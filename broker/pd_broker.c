@@ -1,0 +1,369 @@
+/*  pd_broker: the broker's root object and event loop; see pd_broker.h.
+
+    The loop only dispatches. Each turn it polls the ROUTER socket (time-out:
+    the next heartbeat tick or parked-fetch deadline), drains up to a batch
+    of messages, hands each to its handler, and then, once per batch, sends
+    queued jobs to workers with credit (pd_broker_dispatch) and answers the
+    parked fetches the batch's completions touched. Batching is what makes a
+    `done` of 1000 results cost one wake-up scan and one round of runs.
+
+    Every frame goes through pd_msg_parse; a malformed message is answered
+    with `error` and a warning line and changes nothing else.
+*/
+#include "pd_broker_int.h"
+#include "pd_error.h"
+#include "pd_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_BATCH 1024 /* messages drained per loop turn at most */
+#define S_HWM 100000 /* messages queued per peer at most */
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pd_broker_config_defaults(pd_broker_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind = PD_BROKER_DEFAULT_BIND;
+    cfg->hb_ms = PD_BROKER_DEFAULT_HB_MS;
+    cfg->liveness = PD_BROKER_DEFAULT_LIVENESS;
+    cfg->max_jobs = 4000000;
+    cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
+}
+
+static int s_fail_new(pd_broker_t **b, int *err, int code)
+{
+    if (err)
+        *err = code;
+    pd_broker_destroy(b);
+    return code;
+}
+
+pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
+{
+    assert(cfg);
+    pd_broker_t *b = calloc(1, sizeof *b);
+    if (!b) {
+        if (err)
+            *err = PD_ENOMEM;
+        return NULL;
+    }
+    b->cfg = *cfg;
+    snprintf(b->bind, sizeof b->bind, "%s", cfg->bind ? cfg->bind : PD_BROKER_DEFAULT_BIND);
+    if (cfg->name && cfg->name[0])
+        snprintf(b->name, sizeof b->name, "%s", cfg->name);
+    else if (gethostname(b->name, sizeof b->name - 1) != 0)
+        snprintf(b->name, sizeof b->name, "playdoh");
+    b->cfg.bind = b->bind;
+    b->cfg.name = b->name;
+    if (!b->cfg.hb_ms)
+        b->cfg.hb_ms = PD_BROKER_DEFAULT_HB_MS;
+    if (!b->cfg.liveness)
+        b->cfg.liveness = PD_BROKER_DEFAULT_LIVENESS;
+    atomic_init(&b->stop, false);
+    pd_buf_init(&b->out);
+    pd_buf_init(&b->aux);
+    b->jobs = pd_jobs_new(cfg->max_jobs);
+    b->mods = pd_mods_new();
+    b->workers = pd_workers_new();
+    b->parked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->parked);
+    b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
+    b->ctx = zmq_ctx_new();
+    if (!b->jobs || !b->mods || !b->workers || !b->parked || !b->scratch || !b->ctx) {
+        pd_log_error("cannot start the broker: out of memory");
+        s_fail_new(&b, err, PD_ENOMEM);
+        return NULL;
+    }
+    b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = S_HWM;
+    int64_t maxmsg = PD_MAX_FRAME;
+    if (!b->sock || zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+        pd_log_error("cannot create the broker's socket: %s", zmq_strerror(zmq_errno()));
+        s_fail_new(&b, err, PD_ESYS);
+        return NULL;
+    }
+    if (zmq_bind(b->sock, b->bind) != 0) {
+        pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                     "program that uses it)", b->bind, zmq_strerror(zmq_errno()));
+        s_fail_new(&b, err, PD_EIO);
+        return NULL;
+    }
+    size_t len = sizeof b->endpoint;
+    if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
+        snprintf(b->endpoint, sizeof b->endpoint, "%s", b->bind);
+    b->start_ms = b->now_ms = s_mono_ms();
+    b->next_tick = b->now_ms;
+    if (err)
+        *err = 0;
+    return b;
+}
+
+void pd_broker_destroy(pd_broker_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_broker_t *b = *p;
+    if (b->parked)
+        pd_broker_free_parked(b);
+    free(b->parked);
+    free(b->scratch);
+    pd_workers_destroy(&b->workers);
+    pd_jobs_destroy(&b->jobs);
+    pd_mods_destroy(&b->mods);
+    pd_buf_free(&b->out);
+    pd_buf_free(&b->aux);
+    if (b->sock)
+        zmq_close(b->sock);
+    if (b->ctx)
+        zmq_ctx_term(b->ctx);
+    free(b);
+    *p = NULL;
+}
+
+const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
+void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
+void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->stats; }
+uint32_t pd_broker_now_s(const pd_broker_t *b) { return (uint32_t) ((b->now_ms - b->start_ms) / 1000); }
+
+/* ---- sending ----------------------------------------------------------- */
+
+static void s_hexid(const void *rid, size_t len, char *out, size_t cap)
+{
+    const uint8_t *p = rid;
+    size_t k = 0;
+    for (size_t i = 0; i < len && k + 3 < cap; i++) {
+        if (p[i] >= 0x21 && p[i] < 0x7f)
+            out[k++] = (char) p[i];
+        else
+            k += (size_t) snprintf(out + k, cap - k, "%02x", p[i]);
+    }
+    out[k < cap ? k : cap - 1] = 0;
+}
+
+int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len)
+{
+    if (zmq_send(b->sock, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(b->sock, data, len, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        char who[128];
+        s_hexid(rid, ridlen, who, sizeof who);
+        b->stats.unroutable++;
+        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
+                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                     : zmq_strerror(e),
+                    (unsigned long long) b->stats.unroutable);
+        return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
+    }
+    b->stats.msgs_out++;
+    return 0;
+}
+
+int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
+{
+    int rc;
+    if (b->out.failed) {
+        pd_log_error("a reply could not be built (out of memory or over the frame limit)");
+        rc = PD_ENOMEM;
+    } else {
+        rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
+    }
+    pd_buf_reset(&b->out);
+    return rc;
+}
+
+/* Answers `error {req, code, msg}`; req only when the request had one. */
+static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int code,
+                         const char *msg)
+{
+    char who[128];
+    s_hexid(o->rid, o->ridlen, who, sizeof who);
+    pd_log_warn("refused a message from %s: %s: %s", who, pd_err_name(code), msg);
+    b->stats.malformed++;
+    pd_buf_reset(&b->out);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "error", has_req ? 3 : 2);
+    if (has_req)
+        pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
+/* ---- dispatching one message ------------------------------------------ */
+
+typedef int(s_handler_fn)(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+
+static const struct {
+    const char *type;
+    s_handler_fn *fn;
+} s_client_handlers[] = {
+    {"hello", pd_broker_on_hello},     {"mod_has", pd_broker_on_mod_has},
+    {"mod_put", pd_broker_on_mod_put}, {"submit", pd_broker_on_submit},
+    {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
+    {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
+};
+
+static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const uint8_t *data,
+                         size_t len)
+{
+    pd_msg_t m;
+    pd_origin_t o = {.rid = rid, .ridlen = ridlen};
+    b->stats.msgs_in++;
+    int rc = pd_msg_parse(&m, data, len);
+    snprintf(o.why, sizeof o.why, "%s", m.why);
+    /* Whatever was indexed before a failure may still carry the request number. */
+    bool has_req = pd_msg_has(&m, "req") && pd_msg_uint(&m, "req", &o.req) == 0;
+    if (rc) {
+        s_send_error(b, &o, has_req, rc, o.why);
+        return;
+    }
+    if (pd_broker_is_worker_type(&m)) {
+        rc = pd_broker_on_worker(b, &m, &o);
+        if (rc)
+            s_send_error(b, &o, false, rc, o.why);
+        return;
+    }
+    for (size_t i = 0; i < sizeof s_client_handlers / sizeof s_client_handlers[0]; i++) {
+        if (!pd_msg_is(&m, s_client_handlers[i].type))
+            continue;
+        if (!has_req) {
+            snprintf(o.why, sizeof o.why, "request '%s' has no 'req' number (a non-negative "
+                     "integer the reply echoes)", m.type);
+            s_send_error(b, &o, false, PD_EPROTO, o.why);
+            return;
+        }
+        rc = s_client_handlers[i].fn(b, &m, &o);
+        if (rc)
+            s_send_error(b, &o, true, rc, o.why);
+        return;
+    }
+    snprintf(o.why, sizeof o.why, "unknown message type '%s' (see docs/protocol.md)", m.type);
+    s_send_error(b, &o, has_req, PD_ETYPE, o.why);
+}
+
+/* Reads one [routing id][payload] message. Returns 1 when one was handled
+   or dropped, 0 when none is waiting, or PD_ESYS. */
+static int s_recv_one(pd_broker_t *b)
+{
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    if (zmq_msg_recv(&id, b->sock, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&id);
+        if (e == EAGAIN || e == EINTR)
+            return 0;
+        pd_log_error("receive failed: %s", zmq_strerror(e));
+        return PD_ESYS;
+    }
+    int parts = 1;
+    bool more = zmq_msg_more(&id);
+    zmq_msg_init(&body);
+    while (more) {
+        zmq_msg_t extra;
+        zmq_msg_t *dst = parts == 1 ? &body : &extra;
+        if (parts > 1)
+            zmq_msg_init(&extra);
+        if (zmq_msg_recv(dst, b->sock, 0) < 0) {
+            if (parts > 1)
+                zmq_msg_close(&extra);
+            break;
+        }
+        more = zmq_msg_more(dst);
+        if (parts > 1)
+            zmq_msg_close(&extra);
+        parts++;
+    }
+    if (parts != 2) {
+        char who[128];
+        s_hexid(zmq_msg_data(&id), zmq_msg_size(&id), who, sizeof who);
+        b->stats.dropped++;
+        pd_log_warn("dropped a message from %s with %d frames (a message is one frame)", who,
+                    parts - 1);
+    } else {
+        s_on_message(b, zmq_msg_data(&id), zmq_msg_size(&id), zmq_msg_data(&body),
+                     zmq_msg_size(&body));
+    }
+    zmq_msg_close(&body);
+    zmq_msg_close(&id);
+    return 1;
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+int pd_broker_run(pd_broker_t *b)
+{
+    int64_t tick_ms = b->cfg.hb_ms / 4;
+    if (tick_ms < 10)
+        tick_ms = 10;
+    if (tick_ms > 250)
+        tick_ms = 250;
+    pd_log_info("broker '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs)",
+                b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
+                (unsigned long long) pd_jobs_max(b->jobs));
+    int rc = 0;
+    while (!atomic_load(&b->stop)) {
+        b->now_ms = s_mono_ms();
+        int64_t timeout = b->next_tick - b->now_ms;
+        int64_t parked = pd_broker_expire_parked(b);
+        if (parked >= 0 && parked < timeout)
+            timeout = parked;
+        if (timeout < 0)
+            timeout = 0;
+        zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&item, 1, (long) timeout);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            pd_log_error("poll failed: %s", zmq_strerror(zmq_errno()));
+            rc = PD_ESYS;
+            break;
+        }
+        b->now_ms = s_mono_ms();
+        for (int i = 0; i < S_BATCH; i++) {
+            int got = s_recv_one(b);
+            if (got < 0)
+                rc = got;
+            if (got <= 0)
+                break;
+        }
+        if (rc)
+            break;
+        pd_broker_dispatch(b);
+        pd_broker_wake_parked(b);
+        if (b->now_ms >= b->next_tick) {
+            pd_broker_tick_workers(b);
+            uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_now_s(b), b->cfg.result_ttl_s);
+            if (gone)
+                pd_log_debug("forgot %llu results past their time-to-live",
+                             (unsigned long long) gone);
+            pd_broker_dispatch(b); /* requeued jobs of lost workers */
+            pd_broker_wake_parked(b);
+            b->next_tick = b->now_ms + tick_ms;
+        }
+    }
+    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused, %llu dropped, "
+                "%llu unroutable, %llu stale results, %llu workers lost",
+                (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
+                (unsigned long long) b->stats.malformed, (unsigned long long) b->stats.dropped,
+                (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
+                (unsigned long long) b->stats.workers_lost);
+    return rc;
+}

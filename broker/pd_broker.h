@@ -1,0 +1,79 @@
+/*  pd_broker: the Playdoh broker, the rendezvous of clients and workers.
+
+    One object owns the ROUTER socket, the job table (pd_jobs), the module
+    store (pd_mods), the worker registry (pd_workers) and the parked fetches.
+    pd_broker_run() is the event loop: it polls the socket with a time-out for
+    heartbeat ticks, reads [routing id][payload] frames, hands each parsed
+    message to its handler (pd_broker_client.c, pd_broker_worker.c), then
+    dispatches queued jobs to workers with credit and answers parked fetches
+    that completions touched. docs/protocol.md is the contract it serves.
+
+        pd_broker_config_t cfg;
+        pd_broker_config_defaults(&cfg);
+        cfg.bind = "tcp://127.0.0.1:*";
+        pd_broker_t *b = pd_broker_new(&cfg, NULL);
+        printf("%s\n", pd_broker_endpoint(b));
+        pd_broker_run(b);            // until pd_broker_stop()
+        pd_broker_destroy(&b);
+*/
+#ifndef PD_BROKER_H
+#define PD_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *bind;     /* endpoint to bind ("tcp://127.0.0.1:5555"; port * or 0 = any) */
+    const char *name;     /* name announced in `welcome` (NULL = host name) */
+    uint32_t hb_ms;       /* heartbeat interval given to workers */
+    uint32_t liveness;    /* silent intervals before a worker is dead */
+    uint64_t max_jobs;    /* unfinished jobs held at most */
+    uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+} pd_broker_config_t;
+
+#define PD_BROKER_DEFAULT_BIND "tcp://127.0.0.1:5555"
+#define PD_BROKER_DEFAULT_HB_MS 1000u
+#define PD_BROKER_DEFAULT_LIVENESS 3u
+#define PD_BROKER_DEFAULT_TTL_S 3600u
+#define PD_BROKER_MAX_PARKED 1024u        /* parked fetches at most */
+#define PD_BROKER_RUN_CHUNK 1024u         /* jobs per `run` message at most */
+#define PD_BROKER_REPLY_BYTES (8u << 20)  /* soft cap on fetch replies and runs */
+#define PD_BROKER_FETCH_MAX 10000u        /* default `max` of a fetch */
+
+typedef struct pd_broker pd_broker_t;
+
+/* Fills cfg with the defaults above. */
+void pd_broker_config_defaults(pd_broker_config_t *cfg);
+
+/* Creates the broker and binds its socket. Returns NULL on failure (bind
+   refused, out of memory), with *err (when given) set to a PD_E* code and
+   the reason logged. The config is copied. */
+pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
+/* Stops the loop, frees everything (jobs and results are dropped), closes
+   the socket. Safe on NULL; sets *p to NULL. */
+void pd_broker_destroy(pd_broker_t **p);
+
+/* The endpoint actually bound (the port resolved); borrowed. */
+const char *pd_broker_endpoint(const pd_broker_t *b);
+
+/* Runs the event loop until pd_broker_stop(). Returns 0, or PD_ESYS when the
+   socket fails. */
+int pd_broker_run(pd_broker_t *b);
+/* Asks the loop to return within one tick. Safe from a signal handler or
+   another thread. */
+void pd_broker_stop(pd_broker_t *b);
+
+/* Counters, for tests and the exit log line. */
+typedef struct {
+    uint64_t msgs_in;       /* messages received */
+    uint64_t msgs_out;      /* messages sent */
+    uint64_t malformed;     /* messages answered with error */
+    uint64_t dropped;       /* frames with a wrong number of parts */
+    uint64_t unroutable;    /* sends that failed (peer gone or full) */
+    uint64_t stale;         /* results dropped as stale or duplicate */
+    uint64_t workers_lost;  /* workers declared dead */
+} pd_broker_stats_t;
+/* Copies the counters; call from the loop's thread or after it stopped. */
+void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out);
+
+#endif

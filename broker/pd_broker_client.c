@@ -1,0 +1,434 @@
+/*  pd_broker_client: the broker's answers to clients (docs/protocol.md,
+    "Client -> broker"): hello, mod_has, mod_put, submit, status, fetch,
+    cancel and release, plus the parked fetches of long polling.
+
+    Each handler reads its fields strictly, changes state only once every
+    field is known to be good, and sends exactly one reply; on a bad request
+    it returns a PD_E* code with a sentence in o->why and the loop answers
+    `error`. A parked fetch keeps its parsed id ranges; after each batch of
+    messages the loop sorts the ids that became final and wakes only the
+    parked fetches whose ranges contain one of them.
+*/
+#include "pd_broker_int.h"
+#include "pd_error.h"
+#include "pd_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies the message's failure sentence to the origin; returns rc. */
+static int s_why(const pd_msg_t *m, pd_origin_t *o, int rc)
+{
+    snprintf(o->why, sizeof o->why, "%s", m->why);
+    return rc;
+}
+
+static int s_ranges(const pd_msg_t *m, pd_origin_t *o, pd_ranges_t *rg)
+{
+    const uint8_t *raw;
+    size_t len;
+    int rc = pd_msg_raw(m, "ids", &raw, &len);
+    if (rc)
+        return s_why(m, o, rc);
+    char why[256];
+    rc = pd_ranges_parse(raw, len, rg, why, sizeof why);
+    if (rc)
+        snprintf(o->why, sizeof o->why, "%s: %s", m->type, why);
+    return rc;
+}
+
+/* Packs a uint32 array header whose count is patched later; returns its offset. */
+static size_t s_array_placeholder(pd_buf_t *out)
+{
+    static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
+    size_t at = out->len;
+    pd_buf_append(out, head, sizeof head);
+    return at;
+}
+
+static void s_array_patch(pd_buf_t *out, size_t at, uint32_t n)
+{
+    if (out->failed)
+        return;
+    out->data[at + 1] = (uint8_t) (n >> 24);
+    out->data[at + 2] = (uint8_t) (n >> 16);
+    out->data[at + 3] = (uint8_t) (n >> 8);
+    out->data[at + 4] = (uint8_t) n;
+}
+
+/* ---- hello, modules ---------------------------------------------------- */
+
+int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    (void) m;
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "welcome", 5);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
+    pd_pack_kv_str(&pk, "name", b->name);
+    pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
+    pd_pack_kv_uint(&pk, "slots", pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers));
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+static void s_mod_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "mod_ok", 3);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_bool(&pk, "has", has);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
+int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_MODS_HASH_LEN + 1];
+    int rc = pd_msg_str(m, "hash", hash, sizeof hash);
+    if (rc)
+        return s_why(m, o, rc);
+    s_mod_ok(b, o, hash, pd_mods_find(b->mods, hash) >= 0);
+    return 0;
+}
+
+int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_MODS_HASH_LEN + 1], name[PD_MODS_MAX_NAME + 1], kind[8];
+    const void *data;
+    uint32_t len;
+    int rc;
+    if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
+        (rc = pd_msg_str(m, "name", name, sizeof name)) ||
+        (rc = pd_msg_str(m, "kind", kind, sizeof kind)) ||
+        (rc = pd_msg_bytes(m, "data", &data, &len)))
+        return s_why(m, o, rc);
+    int64_t idx = pd_mods_put(b->mods, hash, name, kind, data, len, o->why, sizeof o->why);
+    if (idx < 0)
+        return (int) idx;
+    pd_log_info("module %s (%s, %u bytes, %.12s) stored", name, kind, len, hash);
+    s_mod_ok(b, o, hash, true);
+    return 0;
+}
+
+/* ---- submit ------------------------------------------------------------ */
+
+int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1];
+    const uint8_t *args;
+    size_t args_len;
+    uint64_t timeout_ms = 0, retries = 3;
+    int rc;
+    if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
+        (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
+        (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
+        (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
+        (rc = pd_msg_uint_opt(m, "retries", &retries)))
+        return s_why(m, o, rc);
+    if (timeout_ms > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
+        return PD_EINVAL;
+    }
+    if (retries > PD_JOBS_MAX_RETRIES) {
+        snprintf(o->why, sizeof o->why, "submit: 'retries' is %llu; at most %u are allowed",
+                 (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
+        return PD_EINVAL;
+    }
+    int64_t mod = pd_mods_find(b->mods, hash);
+    if (mod < 0) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is not on the broker: upload it first (mod_put)", hash);
+        return PD_ENOMODULE;
+    }
+    uint64_t first;
+    uint32_t n;
+    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, args, args_len, (uint32_t) timeout_ms,
+                        (uint32_t) retries, &first, &n, o->why, sizeof o->why);
+    if (rc)
+        return rc;
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "accepted", 3);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "first", first);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_ranges_t rg;
+    int rc = s_ranges(m, o, &rg);
+    if (rc)
+        return rc;
+    uint8_t *st = malloc(rg.total ? rg.total : 1);
+    if (!st) {
+        pd_ranges_free(&rg);
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < rg.n; i++)
+        for (uint64_t c = 0; c < rg.r[i][1]; c++)
+            st[k++] = pd_jobs_state(b->jobs, rg.r[i][0] + c);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "states", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_bin(&pk, "st", st, k);
+    free(st);
+    pd_ranges_free(&rg);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+/* ---- fetch ------------------------------------------------------------- */
+
+/* Packs `results` for the final or unknown jobs among rg into b->out (at
+   most max, and about PD_BROKER_REPLY_BYTES). Returns how many. When none
+   was found and keep_empty is false, b->out is left empty. */
+static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg, uint64_t max,
+                             bool keep_empty)
+{
+    msgpack_packer pk;
+    pd_buf_reset(&b->out);
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "results", 2);
+    pd_pack_kv_uint(&pk, "req", req);
+    pd_pack_cstr(&pk, "res");
+    size_t at = s_array_placeholder(&b->out);
+    uint32_t n = 0;
+    uint32_t now_s = pd_broker_now_s(b);
+    for (uint32_t i = 0; i < rg->n && n < max; i++) {
+        for (uint64_t c = 0; c < rg->r[i][1] && n < max; c++) {
+            if (b->out.len >= PD_BROKER_REPLY_BYTES)
+                goto full;
+            uint64_t id = rg->r[i][0] + c;
+            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            if (job && !PD_JOB_IS_FINAL(job->state))
+                continue;
+            msgpack_pack_array(&pk, 3);
+            msgpack_pack_uint64(&pk, id);
+            if (!job) {
+                msgpack_pack_uint8(&pk, PD_JOB_UNKNOWN);
+                msgpack_pack_nil(&pk);
+            } else {
+                msgpack_pack_uint8(&pk, job->state);
+                if (job->res && job->res_len)
+                    pd_pack_raw(&pk, job->res->data + job->res_off, job->res_len);
+                else
+                    msgpack_pack_nil(&pk);
+                pd_jobs_mark_fetched(b->jobs, id, now_s);
+            }
+            n++;
+        }
+    }
+full:
+    s_array_patch(&b->out, at, n);
+    if (n == 0 && !keep_empty)
+        pd_buf_reset(&b->out);
+    return n;
+}
+
+int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t wait_ms = 0, max = PD_BROKER_FETCH_MAX;
+    int rc;
+    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)))
+        return s_why(m, o, rc);
+    if (max == 0)
+        max = PD_BROKER_FETCH_MAX;
+    if (wait_ms > 86400000)
+        wait_ms = 86400000;
+    pd_ranges_t rg;
+    rc = s_ranges(m, o, &rg);
+    if (rc)
+        return rc;
+    uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
+    if (n > 0 || wait_ms == 0) {
+        pd_ranges_free(&rg);
+        pd_broker_send_out(b, o->rid, o->ridlen);
+        return 0;
+    }
+    if (b->nparked == PD_BROKER_MAX_PARKED) {
+        pd_ranges_free(&rg);
+        snprintf(o->why, sizeof o->why, "the broker already holds %u waiting fetches: fetch "
+                 "with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
+        return PD_EOVERLOAD;
+    }
+    pd_parked_t *p = &b->parked[b->nparked++];
+    memcpy(p->rid, o->rid, o->ridlen);
+    p->ridlen = (uint32_t) o->ridlen;
+    p->req = o->req;
+    p->ids = rg;
+    p->max = max;
+    p->deadline = b->now_ms + (int64_t) wait_ms;
+    return 0;
+}
+
+static void s_unpark(pd_broker_t *b, uint32_t i)
+{
+    pd_ranges_free(&b->parked[i].ids);
+    b->parked[i] = b->parked[--b->nparked];
+}
+
+void pd_broker_wake_parked(pd_broker_t *b)
+{
+    size_t n;
+    const uint64_t *fresh = pd_jobs_fresh(b->jobs, &n);
+    if (n && b->nparked) {
+        for (uint32_t i = 0; i < b->nparked;) {
+            pd_parked_t *p = &b->parked[i];
+            if (!pd_ranges_touches(&p->ids, fresh, n)) {
+                i++;
+                continue;
+            }
+            s_fetch_pack(b, p->req, &p->ids, p->max, true);
+            pd_broker_send_out(b, p->rid, p->ridlen);
+            s_unpark(b, i);
+        }
+    }
+    pd_jobs_fresh_clear(b->jobs);
+}
+
+int64_t pd_broker_expire_parked(pd_broker_t *b)
+{
+    int64_t nearest = -1;
+    for (uint32_t i = 0; i < b->nparked;) {
+        pd_parked_t *p = &b->parked[i];
+        if (p->deadline <= b->now_ms) {
+            s_fetch_pack(b, p->req, &p->ids, p->max, true);
+            pd_broker_send_out(b, p->rid, p->ridlen);
+            s_unpark(b, i);
+            continue;
+        }
+        int64_t left = p->deadline - b->now_ms;
+        if (nearest < 0 || left < nearest)
+            nearest = left;
+        i++;
+    }
+    return nearest;
+}
+
+void pd_broker_free_parked(pd_broker_t *b)
+{
+    while (b->nparked)
+        s_unpark(b, b->nparked - 1);
+}
+
+/* ---- cancel, release --------------------------------------------------- */
+
+typedef struct {
+    uint32_t worker; /* registry index */
+    uint64_t id;     /* job id */
+} s_wjob_t;
+
+static int s_cmp_wjob(const void *a, const void *b)
+{
+    const s_wjob_t *x = a, *y = b;
+    if (x->worker != y->worker)
+        return x->worker < y->worker ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Sends `cancel {ids}` to each worker named in the sorted list. */
+static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && list[j].worker == list[i].worker)
+            j++;
+        pd_worker_t *wk = pd_workers_at(b->workers, list[i].worker);
+        msgpack_packer pk;
+        pd_buf_reset(&b->aux);
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "cancel", 1);
+        pd_pack_cstr(&pk, "ids");
+        msgpack_pack_array(&pk, (uint32_t) (j - i));
+        for (size_t k = i; k < j; k++)
+            msgpack_pack_uint64(&pk, list[k].id);
+        if (wk && !b->aux.failed && pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data,
+                                                   b->aux.len) == 0)
+            wk->last_send = b->now_ms;
+        i = j;
+    }
+    pd_buf_reset(&b->aux);
+}
+
+int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_ranges_t rg;
+    int rc = s_ranges(m, o, &rg);
+    if (rc)
+        return rc;
+    s_wjob_t *running = NULL;
+    size_t nrun = 0, caprun = 0;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rg.n; i++) {
+        for (uint64_t c = 0; c < rg.r[i][1]; c++) {
+            uint64_t id = rg.r[i][0] + c;
+            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            if (!job || PD_JOB_IS_FINAL(job->state))
+                continue;
+            if (job->state == PD_JOB_RUNNING) {
+                pd_worker_t *wk = pd_workers_at(b->workers, job->worker);
+                if (wk)
+                    pd_worker_untrack(wk, b->jobs, job);
+                if (nrun == caprun) {
+                    size_t cap = caprun ? caprun * 2 : 256;
+                    s_wjob_t *a = realloc(running, cap * sizeof *a);
+                    if (a) {
+                        running = a;
+                        caprun = cap;
+                    }
+                }
+                /* Without memory for the note, the worker finishes the job
+                   and its result is dropped as stale: still correct. */
+                if (nrun < caprun)
+                    running[nrun++] = (s_wjob_t){job->worker, id};
+            }
+            pd_jobs_set_cancelled(b->jobs, id);
+            n++;
+        }
+    }
+    pd_ranges_free(&rg);
+    if (nrun) {
+        qsort(running, nrun, sizeof *running, s_cmp_wjob);
+        s_send_cancels(b, running, nrun);
+    }
+    free(running);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "cancelled", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_ranges_t rg;
+    int rc = s_ranges(m, o, &rg);
+    if (rc)
+        return rc;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rg.n; i++)
+        for (uint64_t c = 0; c < rg.r[i][1]; c++)
+            n += pd_jobs_forget(b->jobs, rg.r[i][0] + c);
+    pd_ranges_free(&rg);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "released", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}

@@ -1,0 +1,95 @@
+/*  pd_broker_int.h: the broker's insides, shared by pd_broker.c (loop,
+    socket) and the message handlers in pd_broker_client.c and
+    pd_broker_worker.c. Not for other modules.
+*/
+#ifndef PD_BROKER_INT_H
+#define PD_BROKER_INT_H
+
+#include "pd_broker.h"
+#include "pd_codec.h"
+#include "pd_jobs.h"
+#include "pd_mods.h"
+#include "pd_msg.h"
+#include "pd_workers.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fetch waiting for one of its ids to become final. */
+typedef struct {
+    uint8_t rid[256];    /* client's routing id */
+    uint32_t ridlen;     /* bytes in rid */
+    uint64_t req;        /* client's request number */
+    pd_ranges_t ids;     /* ids it asks for (owned) */
+    uint64_t max;        /* results per reply at most */
+    int64_t deadline;    /* ms (monotonic) of the empty answer */
+} pd_parked_t;
+
+/* Where a message came from, and a place for its error sentence. */
+typedef struct {
+    const uint8_t *rid; /* routing id (in the received frame) */
+    size_t ridlen;      /* bytes in rid */
+    uint64_t req;       /* request number (clients) */
+    char why[512];      /* a failing handler's sentence for the user */
+} pd_origin_t;
+
+struct pd_broker {
+    pd_broker_config_t cfg;    /* copy of the configuration (strings below) */
+    char bind[256];            /* configured endpoint */
+    char name[64];             /* name announced in welcome */
+    char endpoint[256];        /* endpoint actually bound */
+    void *ctx;                 /* ZeroMQ context (owned) */
+    void *sock;                /* ROUTER socket (owned) */
+    pd_jobs_t *jobs;           /* the job table */
+    pd_mods_t *mods;           /* the module store */
+    pd_workers_t *workers;     /* the worker registry */
+    pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
+    uint32_t nparked;          /* entries in parked */
+    pd_buf_t out;              /* reply buffer, reused */
+    pd_buf_t aux;              /* second buffer (mod, cancel), reused */
+    uint64_t *scratch;         /* ids of the run being built */
+    int64_t start_ms;          /* monotonic ms at creation */
+    int64_t now_ms;            /* monotonic ms, updated each loop turn */
+    int64_t next_tick;         /* ms of the next heartbeat tick */
+    atomic_bool stop;          /* set by pd_broker_stop */
+    pd_broker_stats_t stats;   /* counters */
+};
+
+/* Sends one message (the bytes) to a peer. Returns 0, or PD_EUNREACH when
+   the peer is gone, or PD_EOVERLOAD when its queue is full; a failure is
+   logged and counted. */
+int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
+/* Sends b->out to the peer (then resets b->out). */
+int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Seconds since the broker started. */
+uint32_t pd_broker_now_s(const pd_broker_t *b);
+
+/* Client requests: each returns 0 (reply sent) or a PD_E* code with
+   o->why set; the loop then answers `error`. */
+int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* Answers parked fetches touched by jobs that became final, then clears
+   the fresh list. */
+void pd_broker_wake_parked(pd_broker_t *b);
+/* Answers parked fetches whose wait ran out; returns ms to the nearest
+   remaining deadline (or -1 when none is parked). */
+int64_t pd_broker_expire_parked(pd_broker_t *b);
+void pd_broker_free_parked(pd_broker_t *b);
+
+/* Worker messages, same convention. */
+int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* True for the types workers send (ready, hb, slots, done, bye). */
+bool pd_broker_is_worker_type(const pd_msg_t *m);
+/* Sends queued jobs to workers with credit. */
+void pd_broker_dispatch(pd_broker_t *b);
+/* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
+void pd_broker_tick_workers(pd_broker_t *b);
+
+#endif

@@ -1,0 +1,424 @@
+/*  pd_broker_worker: the broker's side of "Worker <-> broker" in
+    docs/protocol.md: registration (ready/welcome), heartbeats and liveness,
+    slot changes, results (done), departures (bye), and the scheduler that
+    sends queued jobs as `run` chunks to workers with credit.
+
+    Results are accepted only from the worker currently running that attempt
+    of the job; anything else (a worker declared dead, an old attempt, a
+    cancelled job) is dropped and counted, so no result is delivered twice.
+    A lost worker's jobs go back to the front of the queue; each loss counts
+    toward the job's retries.
+*/
+#include "pd_broker_int.h"
+#include "pd_error.h"
+#include "pd_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MAX_SLOTS 65536u /* cpus or gpus one worker may offer */
+
+bool pd_broker_is_worker_type(const pd_msg_t *m)
+{
+    return pd_msg_is(m, "ready") || pd_msg_is(m, "hb") || pd_msg_is(m, "slots") ||
+           pd_msg_is(m, "done") || pd_msg_is(m, "bye");
+}
+
+/* Printable name of a worker for log lines: host and routing id. */
+static const char *s_label(const pd_worker_t *wk, char *buf, size_t cap)
+{
+    char rid[64];
+    size_t k = 0;
+    for (uint32_t i = 0; i < wk->ridlen && k + 3 < sizeof rid; i++) {
+        uint8_t c = wk->rid[i];
+        if (c >= 0x21 && c < 0x7f)
+            rid[k++] = (char) c;
+        else
+            k += (size_t) snprintf(rid + k, sizeof rid - k, "%02x", c);
+    }
+    rid[k] = 0;
+    snprintf(buf, cap, "%s/%s", wk->host[0] ? wk->host : "?", rid);
+    return buf;
+}
+
+static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const char *type)
+{
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, type, 0);
+    int rc = pd_broker_send(b, rid, ridlen, b->aux.data, b->aux.len);
+    pd_buf_reset(&b->aux);
+    return rc;
+}
+
+/* Puts every job in flight on wk back in the queue (lost: counts toward
+   retries). Returns how many failed for good; *requeued gets the rest. */
+static uint32_t s_release_jobs(pd_broker_t *b, pd_worker_t *wk, bool lost, uint32_t *requeued)
+{
+    uint32_t failed = 0, back = 0;
+    for (uint32_t i = wk->ninflight; i-- > 0;) {
+        uint64_t id = wk->inflight[i];
+        if (pd_jobs_requeue(b->jobs, id, lost, wk->host))
+            failed++;
+        else
+            back++;
+    }
+    wk->ninflight = 0;
+    *requeued = back;
+    return failed;
+}
+
+/* Forgets a worker: a departure (bye), a re-registration, or a loss. */
+static void s_worker_gone(pd_broker_t *b, pd_worker_t *wk, bool lost, const char *why)
+{
+    char label[160];
+    s_label(wk, label, sizeof label);
+    uint32_t requeued;
+    uint32_t failed = s_release_jobs(b, wk, lost, &requeued);
+    if (lost) {
+        b->stats.workers_lost++;
+        pd_log_info("worker %s lost (%s): %u jobs requeued, %u failed after their last "
+                    "attempt", label, why, requeued, failed);
+    } else {
+        pd_log_info("worker %s left (%s): %u jobs requeued", label, why, requeued);
+    }
+    pd_workers_remove(b->workers, &wk);
+}
+
+/* ---- ready, slots ------------------------------------------------------ */
+
+static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *gpus)
+{
+    int rc;
+    *gpus = 0;
+    if ((rc = pd_msg_uint(m, "cpus", cpus)) || (rc = pd_msg_uint_opt(m, "gpus", gpus))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    if (*cpus > S_MAX_SLOTS || *gpus > S_MAX_SLOTS) {
+        snprintf(o->why, sizeof o->why, "%s: at most %u cpus and gpus per worker", m->type,
+                 S_MAX_SLOTS);
+        return PD_EINVAL;
+    }
+    return 0;
+}
+
+static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+{
+    char host[256] = "";
+    uint64_t pid = 0, cpus, gpus;
+    int rc = s_read_slots(m, o, &cpus, &gpus);
+    if (rc)
+        return rc;
+    if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
+        (rc = pd_msg_uint_opt(m, "pid", &pid))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    if (o->ridlen > PD_WORKERS_MAX_RID) {
+        snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
+                 PD_WORKERS_MAX_RID);
+        return PD_EINVAL;
+    }
+    char label[160];
+    if (wk) {
+        /* The worker lost us and came back: whatever it was running it
+           dropped, so its jobs go back without counting an attempt. */
+        uint32_t requeued;
+        s_release_jobs(b, wk, false, &requeued);
+        pd_worker_clear_mods(wk);
+        pd_log_info("worker %s registered again: %u jobs requeued",
+                    s_label(wk, label, sizeof label), requeued);
+    } else {
+        wk = pd_workers_add(b->workers, o->rid, o->ridlen, b->now_ms);
+        if (!wk) {
+            snprintf(o->why, sizeof o->why, "the broker is out of memory");
+            return PD_ENOMEM;
+        }
+    }
+    snprintf(wk->host, sizeof wk->host, "%s", host);
+    wk->pid = (int64_t) pid;
+    wk->last_recv = b->now_ms;
+    pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+    pd_log_info("worker %s (pid %lld) joined with %u cpus and %u gpus; %u workers, %llu slots",
+                s_label(wk, label, sizeof label), (long long) wk->pid, wk->cpus, wk->gpus,
+                pd_workers_count(b->workers),
+                (unsigned long long) (pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers)));
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", b->cfg.hb_ms);
+    pd_pack_kv_uint(&pk, "liveness", b->cfg.liveness);
+    if (pd_broker_send(b, o->rid, o->ridlen, b->aux.data, b->aux.len) == 0)
+        wk->last_send = b->now_ms;
+    pd_buf_reset(&b->aux);
+    return 0;
+}
+
+/* ---- done -------------------------------------------------------------- */
+
+/* Reads one result entry [id, attempt, ok, value_or_err, us]. */
+static int s_read_result(pd_rd_t *r, uint64_t *id, uint64_t *attempt, bool *ok,
+                         const uint8_t **val, size_t *vlen, uint64_t *us)
+{
+    uint32_t five;
+    if (pd_rd_array(r, &five) || five != 5 || pd_rd_uint(r, id) || pd_rd_uint(r, attempt) ||
+        pd_rd_bool(r, ok) || pd_rd_skip(r, val, vlen) || pd_rd_uint(r, us))
+        return PD_EPROTO;
+    if (!*ok) {
+        pd_rd_t e;
+        pd_rd_init(&e, *val, *vlen);
+        if (pd_rd_peek(&e) != PD_MP_MAP)
+            return PD_EPROTO;
+    }
+    return 0;
+}
+
+/* Reads {code, msg, slot} of a task error; absent fields get defaults. */
+static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_t codecap,
+                              char *msg, size_t msgcap, int64_t *slot)
+{
+    snprintf(code, codecap, "PD_ETASK");
+    snprintf(msg, msgcap, "the task failed without a message");
+    *slot = -1;
+    pd_rd_t r;
+    pd_rd_init(&r, val, vlen);
+    uint32_t n;
+    if (pd_rd_map(&r, &n))
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        if (pd_rd_key_is(&r, "code")) {
+            if (pd_rd_strcpy(&r, code, codecap) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_key_is(&r, "msg")) {
+            if (pd_rd_strcpy(&r, msg, msgcap) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_key_is(&r, "slot")) {
+            if (pd_rd_int(&r, slot) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL)) {
+            return;
+        }
+    }
+}
+
+static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+{
+    const uint8_t *raw;
+    size_t rawlen;
+    int rc = pd_msg_raw(m, "res", &raw, &rawlen);
+    if (rc) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    /* First pass: the whole message must be well-formed before anything
+       changes. */
+    pd_rd_t r;
+    pd_rd_init(&r, raw, rawlen);
+    uint32_t n;
+    if (pd_rd_array(&r, &n)) {
+        snprintf(o->why, sizeof o->why, "done: 'res' must be an array of results");
+        return PD_EPROTO;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id, attempt, us;
+        bool ok;
+        const uint8_t *val;
+        size_t vlen;
+        if (s_read_result(&r, &id, &attempt, &ok, &val, &vlen, &us)) {
+            snprintf(o->why, sizeof o->why, "done: result %u is not [id, attempt, ok, "
+                     "value_or_err, us] (an error must be a map)", i);
+            return PD_EPROTO;
+        }
+    }
+    /* Second pass: apply. Accepted values point into one shared blob. */
+    pd_blob_t *blob = pd_blob_new(raw, rawlen, 0);
+    if (!blob) {
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    pd_rd_init(&r, raw, rawlen);
+    pd_rd_array(&r, &n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id, attempt, us;
+        bool ok;
+        const uint8_t *val;
+        size_t vlen;
+        s_read_result(&r, &id, &attempt, &ok, &val, &vlen, &us);
+        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
+            job->attempt != attempt) {
+            b->stats.stale++;
+            pd_log_debug("dropped a stale result for job %llu attempt %llu (%llu so far)",
+                         (unsigned long long) id, (unsigned long long) attempt,
+                         (unsigned long long) b->stats.stale);
+            continue;
+        }
+        pd_worker_untrack(wk, b->jobs, job);
+        pd_worker_observe(wk, us);
+        wk->done++;
+        if (ok) {
+            pd_jobs_set_done(b->jobs, id, blob, (uint32_t) (val - raw), (uint32_t) vlen);
+        } else {
+            char code[64], msg[1024];
+            int64_t slot;
+            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot);
+            pd_jobs_set_failed(b->jobs, id, code, msg, wk->host, slot);
+        }
+    }
+    if (blob->refs == 0)
+        free(blob);
+    return 0;
+}
+
+/* ---- entry ------------------------------------------------------------- */
+
+int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_worker_t *wk = pd_workers_find(b->workers, o->rid, o->ridlen);
+    if (pd_msg_is(m, "ready"))
+        return s_on_ready(b, wk, m, o);
+    if (!wk) {
+        /* Declared dead, or the broker restarted: the worker must drop its
+           jobs and register again. A leaving worker needs no answer. */
+        if (!pd_msg_is(m, "bye"))
+            s_send_simple(b, o->rid, o->ridlen, "reset");
+        return 0;
+    }
+    wk->last_recv = b->now_ms;
+    if (pd_msg_is(m, "hb"))
+        return 0;
+    if (pd_msg_is(m, "done"))
+        return s_on_done(b, wk, m, o);
+    if (pd_msg_is(m, "slots")) {
+        uint64_t cpus, gpus;
+        int rc = s_read_slots(m, o, &cpus, &gpus);
+        if (rc)
+            return rc;
+        pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+        char label[160];
+        pd_log_info("worker %s now offers %u cpus and %u gpus",
+                    s_label(wk, label, sizeof label), wk->cpus, wk->gpus);
+        return 0;
+    }
+    /* bye */
+    s_worker_gone(b, wk, false, "said bye");
+    return 0;
+}
+
+/* ---- scheduling -------------------------------------------------------- */
+
+static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod)
+{
+    const pd_mod_t *md = pd_mods_get(b->mods, mod);
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", md->hash);
+    pd_pack_kv_str(&pk, "name", md->name);
+    pd_pack_kv_str(&pk, "kind", md->kind);
+    pd_pack_kv_bin(&pk, "data", md->data, md->len);
+    int rc = b->aux.failed ? PD_ENOMEM
+                           : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
+    pd_buf_reset(&b->aux);
+    if (rc == 0)
+        rc = pd_worker_set_mod(wk, mod);
+    return rc;
+}
+
+/* Sends one `run` chunk to wk. Returns the jobs sent (0: nothing sent). */
+static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
+{
+    uint32_t want = pd_worker_credit(wk);
+    if (want > PD_BROKER_RUN_CHUNK)
+        want = PD_BROKER_RUN_CHUNK;
+    pd_buf_reset(&b->out);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "run", 1);
+    pd_pack_cstr(&pk, "jobs");
+    static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
+    size_t at = b->out.len;
+    pd_buf_append(&b->out, head, sizeof head);
+    uint32_t n = 0;
+    int rc = 0;
+    while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
+        uint64_t id = pd_jobs_pop(b->jobs);
+        if (!id)
+            break;
+        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        if (!pd_worker_has_mod(wk, job->mod) && (rc = s_send_mod(b, wk, job->mod)) != 0) {
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
+        if (pd_worker_track(wk, job, id)) {
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint64(&pk, id);
+        msgpack_pack_uint32(&pk, job->attempt);
+        pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
+        pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
+        msgpack_pack_uint32(&pk, job->timeout_ms);
+        pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
+        b->scratch[n++] = id;
+    }
+    if (n > 0 && !b->out.failed) {
+        b->out.data[at + 1] = (uint8_t) (n >> 24);
+        b->out.data[at + 2] = (uint8_t) (n >> 16);
+        b->out.data[at + 3] = (uint8_t) (n >> 8);
+        b->out.data[at + 4] = (uint8_t) n;
+        rc = pd_broker_send(b, wk->rid, wk->ridlen, b->out.data, b->out.len);
+    } else if (n > 0) {
+        rc = PD_ENOMEM;
+    }
+    pd_buf_reset(&b->out);
+    if (n > 0 && rc) {
+        /* Not sent: the chunk goes back, not counted as an attempt. */
+        for (uint32_t i = n; i-- > 0;) {
+            pd_job_t *job = pd_jobs_get(b->jobs, b->scratch[i]);
+            pd_worker_untrack(wk, b->jobs, job);
+            pd_jobs_requeue(b->jobs, b->scratch[i], false, wk->host);
+        }
+        n = 0;
+    }
+    if (rc == PD_EUNREACH)
+        s_worker_gone(b, wk, true, "its connection is gone");
+    else if (n > 0)
+        wk->last_send = b->now_ms;
+    return n;
+}
+
+void pd_broker_dispatch(pd_broker_t *b)
+{
+    while (pd_jobs_queued(b->jobs) > 0) {
+        pd_worker_t *wk = pd_workers_next_with_credit(b->workers);
+        if (!wk || s_send_run(b, wk) == 0)
+            return;
+    }
+}
+
+void pd_broker_tick_workers(pd_broker_t *b)
+{
+    int64_t dead_after = (int64_t) b->cfg.hb_ms * b->cfg.liveness;
+    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (!wk)
+            continue;
+        int64_t silent = b->now_ms - wk->last_recv;
+        if (silent > dead_after) {
+            char why[64];
+            snprintf(why, sizeof why, "silent for %lld ms", (long long) silent);
+            s_worker_gone(b, wk, true, why);
+            continue;
+        }
+        if (b->now_ms - wk->last_send >= (int64_t) b->cfg.hb_ms &&
+            s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
+            wk->last_send = b->now_ms;
+    }
+}

@@ -1,0 +1,676 @@
+/*  pd_jobs: the broker's job table; see pd_jobs.h for the model.
+
+    Records: chunk c holds ids c*S+1 .. (c+1)*S with S = 2^16; the array of
+    chunk pointers grows by doubling (pointers only, records never move). A
+    chunk counts its live (not forgotten) jobs and is freed when that count
+    drops to zero once all its ids have been handed out.
+
+    Queue: a ring of [first, count] ranges. A submit appends one range; a
+    requeue prepends one id (merged with the head when adjacent). Popping
+    skips ids no longer queued (cancelled), so cancel is O(1); when the ring
+    holds many more ranges than queued jobs it is compacted.
+*/
+#include "pd_jobs.h"
+#include "pd_error.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_CHUNK_BITS 16
+#define S_CHUNK      (1u << S_CHUNK_BITS)
+#define S_MAX_RANGE_PAIRS 1000000u
+
+typedef struct {
+    uint64_t first; /* first id of the range */
+    uint64_t count; /* ids left in it */
+} s_qrange_t;
+
+typedef struct {
+    uint64_t first; /* first id */
+    uint32_t count; /* consecutive ids fetched first in the same second */
+    uint32_t sec;   /* that second + 1, as stored in pd_job_t.fetched */
+} s_ttl_t;
+
+struct pd_jobs {
+    pd_job_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
+    uint32_t *live;        /* per chunk: jobs handed out and not forgotten */
+    size_t nchunks;        /* entries in chunks/live */
+    uint64_t next_id;      /* id the next submitted job gets */
+    uint64_t max;          /* bound on unfinished jobs */
+    uint64_t unfinished;   /* queued + running */
+    uint64_t queued;       /* jobs in state queued */
+    s_qrange_t *q;         /* queue ring */
+    size_t qcap;           /* ring capacity (power of two) */
+    size_t qhead;          /* index of the first range */
+    size_t qlen;           /* ranges in the ring */
+    zhashx_t *fn_index;    /* function name -> index + 1 */
+    char **fns;            /* interned names by index */
+    uint32_t nfns;         /* names interned */
+    uint32_t capfns;       /* capacity of fns */
+    uint64_t *fresh;       /* ids that became final since the last clear */
+    size_t nfresh;         /* entries in fresh */
+    size_t capfresh;       /* capacity of fresh */
+    bool fresh_sorted;     /* fresh is sorted */
+    s_ttl_t *ttl;          /* ring of first fetches, oldest first */
+    size_t ttlcap;         /* ring capacity (power of two) */
+    size_t ttlhead;        /* index of the oldest */
+    size_t ttllen;         /* entries */
+};
+
+/* ---- blobs ------------------------------------------------------------- */
+
+pd_blob_t *pd_blob_new(const void *data, size_t len, uint32_t refs)
+{
+    assert(len <= UINT32_MAX);
+    pd_blob_t *b = malloc(sizeof *b + len);
+    if (!b)
+        return NULL;
+    b->refs = refs;
+    b->len = (uint32_t) len;
+    if (len)
+        memcpy(b->data, data, len);
+    return b;
+}
+
+void pd_blob_unref(pd_blob_t **p)
+{
+    if (!p || !*p)
+        return;
+    assert((*p)->refs > 0);
+    if (--(*p)->refs == 0)
+        free(*p);
+    *p = NULL;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
+{
+    pd_jobs_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->next_id = 1;
+    j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
+    j->fn_index = zhashx_new();
+    j->qcap = 64;
+    j->q = malloc(j->qcap * sizeof *j->q);
+    j->ttlcap = 64;
+    j->ttl = malloc(j->ttlcap * sizeof *j->ttl);
+    j->fresh_sorted = true;
+    if (!j->fn_index || !j->q || !j->ttl) {
+        pd_jobs_destroy(&j);
+        return NULL;
+    }
+    return j;
+}
+
+void pd_jobs_destroy(pd_jobs_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_jobs_t *j = *p;
+    for (size_t c = 0; c < j->nchunks; c++) {
+        pd_job_t *ch = j->chunks[c];
+        if (!ch)
+            continue;
+        for (uint32_t i = 0; i < S_CHUNK; i++) {
+            pd_blob_unref(&ch[i].arg);
+            pd_blob_unref(&ch[i].res);
+        }
+        free(ch);
+    }
+    free(j->chunks);
+    free(j->live);
+    free(j->q);
+    free(j->ttl);
+    free(j->fresh);
+    zhashx_destroy(&j->fn_index);
+    for (uint32_t i = 0; i < j->nfns; i++)
+        free(j->fns[i]);
+    free(j->fns);
+    free(j);
+    *p = NULL;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id)
+{
+    if (id == 0 || id >= j->next_id)
+        return NULL;
+    uint64_t c = (id - 1) >> S_CHUNK_BITS;
+    if (c >= j->nchunks || !j->chunks[c])
+        return NULL;
+    pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+    return job->state == PD_JOB_UNKNOWN ? NULL : job;
+}
+
+uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    return job ? job->state : PD_JOB_UNKNOWN;
+}
+
+const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn)
+{
+    assert(fn < j->nfns);
+    return j->fns[fn];
+}
+
+/* Makes sure chunks exist for ids first .. first+n-1. */
+static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
+{
+    uint64_t last_c = (first + n - 2) >> S_CHUNK_BITS;
+    if (last_c >= j->nchunks) {
+        size_t cap = j->nchunks ? j->nchunks : 16;
+        while (cap <= last_c)
+            cap *= 2;
+        pd_job_t **ch = realloc(j->chunks, cap * sizeof *ch);
+        if (!ch)
+            return PD_ENOMEM;
+        j->chunks = ch;
+        uint32_t *live = realloc(j->live, cap * sizeof *live);
+        if (!live)
+            return PD_ENOMEM;
+        j->live = live;
+        memset(j->chunks + j->nchunks, 0, (cap - j->nchunks) * sizeof *ch);
+        memset(j->live + j->nchunks, 0, (cap - j->nchunks) * sizeof *live);
+        j->nchunks = cap;
+    }
+    for (uint64_t c = (first - 1) >> S_CHUNK_BITS; c <= last_c; c++)
+        if (!j->chunks[c]) {
+            j->chunks[c] = calloc(S_CHUNK, sizeof(pd_job_t));
+            if (!j->chunks[c])
+                return PD_ENOMEM;
+        }
+    return 0;
+}
+
+static uint32_t s_intern(pd_jobs_t *j, const char *fn, int *rc)
+{
+    void *v = zhashx_lookup(j->fn_index, fn);
+    *rc = 0;
+    if (v)
+        return (uint32_t) ((uintptr_t) v - 1);
+    if (j->nfns == j->capfns) {
+        uint32_t cap = j->capfns ? j->capfns * 2 : 16;
+        char **f = realloc(j->fns, cap * sizeof *f);
+        if (!f) {
+            *rc = PD_ENOMEM;
+            return 0;
+        }
+        j->fns = f;
+        j->capfns = cap;
+    }
+    char *copy = strdup(fn);
+    if (!copy || zhashx_insert(j->fn_index, fn, (void *) (uintptr_t) (j->nfns + 1))) {
+        free(copy);
+        *rc = PD_ENOMEM;
+        return 0;
+    }
+    j->fns[j->nfns] = copy;
+    return j->nfns++;
+}
+
+/* ---- queue ------------------------------------------------------------- */
+
+static int s_q_grow(pd_jobs_t *j)
+{
+    size_t cap = j->qcap * 2;
+    s_qrange_t *q = malloc(cap * sizeof *q);
+    if (!q)
+        return PD_ENOMEM;
+    for (size_t i = 0; i < j->qlen; i++)
+        q[i] = j->q[(j->qhead + i) & (j->qcap - 1)];
+    free(j->q);
+    j->q = q;
+    j->qcap = cap;
+    j->qhead = 0;
+    return 0;
+}
+
+static s_qrange_t *s_q_at(pd_jobs_t *j, size_t i) { return &j->q[(j->qhead + i) & (j->qcap - 1)]; }
+
+static int s_q_push_back(pd_jobs_t *j, uint64_t first, uint64_t count)
+{
+    if (j->qlen) {
+        s_qrange_t *t = s_q_at(j, j->qlen - 1);
+        if (t->first + t->count == first) {
+            t->count += count;
+            return 0;
+        }
+    }
+    if (j->qlen == j->qcap && s_q_grow(j))
+        return PD_ENOMEM;
+    *s_q_at(j, j->qlen) = (s_qrange_t){first, count};
+    j->qlen++;
+    return 0;
+}
+
+static int s_q_push_front(pd_jobs_t *j, uint64_t id)
+{
+    if (j->qlen) {
+        s_qrange_t *h = s_q_at(j, 0);
+        if (h->first == id + 1) {
+            h->first = id;
+            h->count++;
+            return 0;
+        }
+    }
+    if (j->qlen == j->qcap && s_q_grow(j))
+        return PD_ENOMEM;
+    j->qhead = (j->qhead + j->qcap - 1) & (j->qcap - 1);
+    j->qlen++;
+    *s_q_at(j, 0) = (s_qrange_t){id, 1};
+    return 0;
+}
+
+/* Drops ranges holding no queued job (cancelled ones). Called when the ring
+   holds far more ranges than queued jobs, so its cost is amortised over the
+   cancels that made the garbage. */
+static void s_q_compact(pd_jobs_t *j)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < j->qlen; i++) {
+        s_qrange_t r = *s_q_at(j, i);
+        while (r.count && pd_jobs_state(j, r.first) != PD_JOB_QUEUED)
+            r.first++, r.count--;
+        if (r.count)
+            *s_q_at(j, out++) = r;
+    }
+    j->qlen = out;
+}
+
+uint64_t pd_jobs_pop(pd_jobs_t *j)
+{
+    while (j->qlen) {
+        s_qrange_t *h = s_q_at(j, 0);
+        uint64_t id = h->first++;
+        if (--h->count == 0) {
+            j->qhead = (j->qhead + 1) & (j->qcap - 1);
+            j->qlen--;
+        }
+        pd_job_t *job = pd_jobs_get(j, id);
+        if (!job || job->state != PD_JOB_QUEUED)
+            continue;
+        job->state = PD_JOB_RUNNING;
+        job->attempt++;
+        j->queued--;
+        return id;
+    }
+    return 0;
+}
+
+/* ---- submit ------------------------------------------------------------ */
+
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
+                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
+                   uint32_t *n, char *why, size_t whycap)
+{
+    size_t fnlen = strlen(fn);
+    if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN) {
+        snprintf(why, whycap, "submit: 'fn' must be a function name of 1 to %u bytes",
+                 PD_JOBS_MAX_FN);
+        return PD_EINVAL;
+    }
+    if (retries > PD_JOBS_MAX_RETRIES) {
+        snprintf(why, whycap, "submit: 'retries' is %u; at most %u are allowed", retries,
+                 PD_JOBS_MAX_RETRIES);
+        return PD_EINVAL;
+    }
+    pd_rd_t r;
+    pd_rd_init(&r, args, args_len);
+    uint32_t count;
+    if (pd_rd_array(&r, &count)) {
+        snprintf(why, whycap, "submit: 'args' must be an array with one value per job");
+        return PD_EPROTO;
+    }
+    if (count > j->max - j->unfinished) {
+        snprintf(why, whycap,
+                 "the broker holds %llu unfinished jobs of at most %llu and cannot take %u "
+                 "more: wait for results or raise --max-jobs",
+                 (unsigned long long) j->unfinished, (unsigned long long) j->max, count);
+        return PD_EOVERLOAD;
+    }
+    *first = j->next_id;
+    *n = count;
+    if (count == 0)
+        return 0;
+    int rc;
+    uint32_t fni = s_intern(j, fn, &rc);
+    if (rc || s_chunks_reserve(j, j->next_id, count)) {
+        snprintf(why, whycap, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    /* The blob holds the whole array; jobs point at their element. */
+    pd_blob_t *blob = pd_blob_new(args, args_len, count);
+    if (!blob || s_q_push_back(j, j->next_id, count)) {
+        free(blob);
+        snprintf(why, whycap, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t id = j->next_id + i;
+        const uint8_t *raw;
+        size_t rawlen;
+        int skip = pd_rd_skip(&r, &raw, &rawlen);
+        assert(skip == 0); /* the frame was checked whole by pd_msg_parse */
+        (void) skip;
+        uint64_t c = (id - 1) >> S_CHUNK_BITS;
+        pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+        memset(job, 0, sizeof *job);
+        job->state = PD_JOB_QUEUED;
+        job->retries = (uint8_t) retries;
+        job->mod = mod;
+        job->fn = fni;
+        job->timeout_ms = timeout_ms;
+        job->arg = blob;
+        job->arg_off = (uint32_t) (raw - args);
+        job->arg_len = (uint32_t) rawlen;
+        j->live[c]++;
+    }
+    j->next_id += count;
+    j->unfinished += count;
+    j->queued += count;
+    return 0;
+}
+
+/* ---- transitions ------------------------------------------------------- */
+
+static void s_fresh_add(pd_jobs_t *j, uint64_t id)
+{
+    if (j->nfresh == j->capfresh) {
+        size_t cap = j->capfresh ? j->capfresh * 2 : 1024;
+        uint64_t *f = realloc(j->fresh, cap * sizeof *f);
+        if (!f)
+            return; /* a missed wake-up: the parked fetch still answers at wait_ms */
+        j->fresh = f;
+        j->capfresh = cap;
+    }
+    if (j->nfresh && j->fresh[j->nfresh - 1] > id)
+        j->fresh_sorted = false;
+    j->fresh[j->nfresh++] = id;
+}
+
+/* Common part of every final transition. */
+static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    assert(job && !PD_JOB_IS_FINAL(job->state));
+    if (job->state == PD_JOB_QUEUED)
+        j->queued--;
+    j->unfinished--;
+    job->state = state;
+    pd_blob_unref(&job->arg);
+    job->arg_off = job->arg_len = 0;
+    s_fresh_add(j, id);
+    if (j->qlen > 64 && j->qlen > 4 * (j->queued + 16))
+        s_q_compact(j);
+    return job;
+}
+
+void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, uint32_t len)
+{
+    pd_job_t *job = s_finish(j, id, PD_JOB_DONE);
+    res->refs++;
+    job->res = res;
+    job->res_off = off;
+    job->res_len = len;
+}
+
+int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                       const char *host, int64_t slot)
+{
+    pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 5);
+    pd_pack_kv_str(&pk, "code", code);
+    pd_pack_kv_str(&pk, "msg", msg);
+    pd_pack_kv_str(&pk, "host", host);
+    pd_pack_kv_int(&pk, "slot", slot);
+    pd_pack_kv_uint(&pk, "attempts", job->attempt);
+    if (b.failed) {
+        pd_buf_free(&b);
+        return PD_ENOMEM; /* the job is failed with a nil error value */
+    }
+    job->res = pd_blob_new(b.data, b.len, 1);
+    if (job->res)
+        job->res_len = (uint32_t) b.len;
+    pd_buf_free(&b);
+    return job->res ? 0 : PD_ENOMEM;
+}
+
+void pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id) { s_finish(j, id, PD_JOB_CANCELLED); }
+
+int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    assert(job && job->state == PD_JOB_RUNNING);
+    if (lost) {
+        job->losses++;
+        unsigned allowed = job->retries ? job->retries : 1;
+        if (job->losses >= allowed) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "worker %s was lost while running the job (%u attempts)",
+                     host, job->attempt);
+            pd_jobs_set_failed(j, id, "PD_ELOST", msg, host, -1);
+            return 1;
+        }
+    }
+    job->state = PD_JOB_QUEUED;
+    j->queued++;
+    if (s_q_push_front(j, id)) {
+        /* Out of memory for the ring: fail the job rather than lose it. */
+        job->state = PD_JOB_RUNNING;
+        j->queued--;
+        pd_jobs_set_failed(j, id, "PD_ENOMEM", "the broker ran out of memory requeueing the job",
+                           host, -1);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- forgetting -------------------------------------------------------- */
+
+bool pd_jobs_forget(pd_jobs_t *j, uint64_t id)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    if (!job || !PD_JOB_IS_FINAL(job->state))
+        return false;
+    pd_blob_unref(&job->res);
+    memset(job, 0, sizeof *job);
+    uint64_t c = (id - 1) >> S_CHUNK_BITS;
+    if (--j->live[c] == 0 && j->next_id > (c + 1) * (uint64_t) S_CHUNK) {
+        free(j->chunks[c]);
+        j->chunks[c] = NULL;
+    }
+    return true;
+}
+
+void pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    if (!job || !PD_JOB_IS_FINAL(job->state) || job->fetched)
+        return;
+    uint32_t sec = now_s + 1;
+    if (j->ttllen) {
+        s_ttl_t *t = &j->ttl[(j->ttlhead + j->ttllen - 1) & (j->ttlcap - 1)];
+        if (t->sec == sec && t->first + t->count == id && t->count < UINT32_MAX) {
+            t->count++;
+            job->fetched = sec;
+            return;
+        }
+    }
+    if (j->ttllen == j->ttlcap) {
+        size_t cap = j->ttlcap * 2;
+        s_ttl_t *t = malloc(cap * sizeof *t);
+        if (!t)
+            return; /* kept until released: memory, not correctness */
+        for (size_t i = 0; i < j->ttllen; i++)
+            t[i] = j->ttl[(j->ttlhead + i) & (j->ttlcap - 1)];
+        free(j->ttl);
+        j->ttl = t;
+        j->ttlcap = cap;
+        j->ttlhead = 0;
+    }
+    j->ttl[(j->ttlhead + j->ttllen) & (j->ttlcap - 1)] = (s_ttl_t){id, 1, sec};
+    j->ttllen++;
+    job->fetched = sec;
+}
+
+uint64_t pd_jobs_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s)
+{
+    uint64_t n = 0;
+    while (j->ttllen) {
+        s_ttl_t *t = &j->ttl[j->ttlhead];
+        if ((uint64_t) t->sec - 1 + ttl_s > now_s)
+            break;
+        for (uint32_t i = 0; i < t->count; i++) {
+            pd_job_t *job = pd_jobs_get(j, t->first + i);
+            if (job && job->fetched == t->sec && pd_jobs_forget(j, t->first + i))
+                n++;
+        }
+        j->ttlhead = (j->ttlhead + 1) & (j->ttlcap - 1);
+        j->ttllen--;
+    }
+    return n;
+}
+
+/* ---- fresh ------------------------------------------------------------- */
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+const uint64_t *pd_jobs_fresh(pd_jobs_t *j, size_t *n)
+{
+    if (!j->fresh_sorted) {
+        qsort(j->fresh, j->nfresh, sizeof *j->fresh, s_cmp_u64);
+        j->fresh_sorted = true;
+    }
+    *n = j->nfresh;
+    return j->fresh;
+}
+
+void pd_jobs_fresh_clear(pd_jobs_t *j)
+{
+    j->nfresh = 0;
+    j->fresh_sorted = true;
+}
+
+uint64_t pd_jobs_unfinished(const pd_jobs_t *j) { return j->unfinished; }
+uint64_t pd_jobs_queued(const pd_jobs_t *j) { return j->queued; }
+uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
+uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
+
+/* ---- ranges ------------------------------------------------------------ */
+
+int pd_ranges_parse(const uint8_t *raw, size_t len, pd_ranges_t *out, char *why, size_t whycap)
+{
+    memset(out, 0, sizeof *out);
+    pd_rd_t r;
+    pd_rd_init(&r, raw, len);
+    uint32_t n;
+    if (pd_rd_array(&r, &n)) {
+        snprintf(why, whycap, "'ids' must be an array of [first, count] pairs");
+        return PD_EPROTO;
+    }
+    if (n > S_MAX_RANGE_PAIRS) {
+        snprintf(why, whycap, "'ids' has %u ranges; at most %u are allowed per request", n,
+                 S_MAX_RANGE_PAIRS);
+        return PD_ETOOBIG;
+    }
+    if (n) {
+        out->r = malloc((size_t) n * sizeof *out->r);
+        if (!out->r) {
+            snprintf(why, whycap, "the broker is out of memory");
+            return PD_ENOMEM;
+        }
+    }
+    out->lo = UINT64_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t two;
+        uint64_t first, count;
+        if (pd_rd_array(&r, &two) || two != 2 || pd_rd_uint(&r, &first) ||
+            pd_rd_uint(&r, &count)) {
+            snprintf(why, whycap, "'ids' range %u is not a [first, count] pair of integers", i);
+            goto fail;
+        }
+        if (first == 0 || count == 0) {
+            snprintf(why, whycap, "'ids' range %u is [%llu, %llu]: ids start at 1 and a count "
+                     "must be at least 1", i, (unsigned long long) first,
+                     (unsigned long long) count);
+            goto fail;
+        }
+        if (count > UINT64_MAX - first + 1) {
+            snprintf(why, whycap, "'ids' range %u overflows 64-bit ids", i);
+            goto fail;
+        }
+        if (count > PD_RANGES_MAX_IDS || out->total + count > PD_RANGES_MAX_IDS) {
+            snprintf(why, whycap, "'ids' names more than %u ids: split the request",
+                     PD_RANGES_MAX_IDS);
+            pd_ranges_free(out);
+            return PD_ETOOBIG;
+        }
+        out->r[i][0] = first;
+        out->r[i][1] = count;
+        out->total += count;
+        if (first < out->lo)
+            out->lo = first;
+        if (first + count - 1 > out->hi)
+            out->hi = first + count - 1;
+        out->n++;
+    }
+    if (!pd_rd_at_end(&r)) {
+        snprintf(why, whycap, "'ids' has trailing bytes");
+        goto fail;
+    }
+    return 0;
+fail:
+    pd_ranges_free(out);
+    return PD_EPROTO;
+}
+
+void pd_ranges_free(pd_ranges_t *rg)
+{
+    free(rg->r);
+    memset(rg, 0, sizeof *rg);
+}
+
+bool pd_ranges_contains(const pd_ranges_t *rg, uint64_t id)
+{
+    if (!rg->total || id < rg->lo || id > rg->hi)
+        return false;
+    for (uint32_t i = 0; i < rg->n; i++)
+        if (id >= rg->r[i][0] && id - rg->r[i][0] < rg->r[i][1])
+            return true;
+    return false;
+}
+
+bool pd_ranges_touches(const pd_ranges_t *rg, const uint64_t *sorted, size_t n)
+{
+    if (!rg->total || !n || sorted[n - 1] < rg->lo || sorted[0] > rg->hi)
+        return false;
+    for (uint32_t i = 0; i < rg->n; i++) {
+        uint64_t first = rg->r[i][0], last = first + rg->r[i][1] - 1;
+        size_t lo = 0, hi = n; /* first index with sorted[k] >= first */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (sorted[mid] < first)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && sorted[lo] <= last)
+            return true;
+    }
+    return false;
+}

@@ -1,0 +1,52 @@
+/*  pd_mods: the broker's module store.
+
+    Clients upload task modules (C source or a prebuilt shared object) once;
+    they are content-addressed by the lowercase hex SHA-256 of their bytes.
+    Jobs name a module by its index here, which never changes: modules are
+    kept for the broker's life (bounded by PD_MODS_MAX_TOTAL bytes).
+*/
+#ifndef PD_MODS_H
+#define PD_MODS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_MODS_MAX_SIZE  (64u << 20)           /* one module's bytes at most */
+#define PD_MODS_MAX_TOTAL (1024ull << 20)       /* all modules' bytes at most */
+#define PD_MODS_HASH_LEN  64                    /* hex digits of a SHA-256 */
+#define PD_MODS_MAX_NAME  255                   /* longest module name */
+
+typedef struct pd_mods pd_mods_t;
+
+/* A stored module; borrowed from the store for its life. */
+typedef struct {
+    char hash[PD_MODS_HASH_LEN + 1]; /* lowercase hex SHA-256 of data */
+    char *name;                      /* the client's name for it ("square.c") */
+    char kind[4];                    /* "c" or "so" */
+    uint8_t *data;                   /* the bytes */
+    size_t len;                      /* bytes in data */
+} pd_mod_t;
+
+/* Returns an empty store, or NULL when out of memory. */
+pd_mods_t *pd_mods_new(void);
+void pd_mods_destroy(pd_mods_t **p);
+
+/* Index of the module with this hash, or -1. */
+int64_t pd_mods_find(pd_mods_t *m, const char *hash);
+/* The module at index i (i from pd_mods_find/pd_mods_put). */
+const pd_mod_t *pd_mods_get(pd_mods_t *m, uint32_t i);
+uint32_t pd_mods_count(const pd_mods_t *m);
+
+/* Stores a module after checking that hash is the lowercase hex SHA-256 of
+   data, kind is "c" or "so", and the size limits hold. Storing a module that
+   is already there succeeds without change. Returns its index (>= 0), or
+   PD_EPROTO (hash mismatch, bad kind or name), PD_ETOOBIG (size), PD_EOVERLOAD
+   (store full) or PD_ENOMEM, with a sentence in why. */
+int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char *kind,
+                    const void *data, size_t len, char *why, size_t whycap);
+
+/* Writes the lowercase hex SHA-256 of data into out (65 bytes). */
+void pd_mods_hash(const void *data, size_t len, char out[PD_MODS_HASH_LEN + 1]);
+
+#endif

@@ -1,0 +1,236 @@
+/*  pd_workers: worker registry and credit; see pd_workers.h.
+
+    Workers sit in an array of pointers (a freed entry is reused) with a hash
+    index from the hex of their routing id. Labs have tens of machines, so a
+    round-robin scan over the array is cheap and runs once per dispatch.
+*/
+#include "pd_workers.h"
+#include "pd_error.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pd_workers {
+    pd_worker_t **w; /* workers by index; NULL = free entry */
+    uint32_t span;   /* entries used in w (free ones included) */
+    uint32_t cap;    /* capacity of w */
+    uint32_t count;  /* registered workers */
+    uint32_t rr;     /* round-robin cursor */
+    uint64_t cpus;   /* total CPU slots */
+    uint64_t gpus;   /* total GPU slots */
+    zhashx_t *index; /* hex routing id -> index + 1 */
+};
+
+static void s_hex(const void *rid, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = rid;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = 0;
+}
+
+pd_workers_t *pd_workers_new(void)
+{
+    pd_workers_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->index = zhashx_new();
+    if (!w->index) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void s_free_worker(pd_worker_t *wk)
+{
+    free(wk->inflight);
+    free(wk->mods_sent);
+    free(wk);
+}
+
+void pd_workers_destroy(pd_workers_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_workers_t *w = *p;
+    for (uint32_t i = 0; i < w->span; i++)
+        if (w->w[i])
+            s_free_worker(w->w[i]);
+    free(w->w);
+    zhashx_destroy(&w->index);
+    free(w);
+    *p = NULL;
+}
+
+pd_worker_t *pd_workers_find(pd_workers_t *w, const void *rid, size_t ridlen)
+{
+    if (ridlen == 0 || ridlen > PD_WORKERS_MAX_RID)
+        return NULL;
+    char key[2 * PD_WORKERS_MAX_RID + 1];
+    s_hex(rid, ridlen, key);
+    void *v = zhashx_lookup(w->index, key);
+    return v ? w->w[(uintptr_t) v - 1] : NULL;
+}
+
+pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int64_t now_ms)
+{
+    assert(ridlen > 0 && ridlen <= PD_WORKERS_MAX_RID);
+    assert(!pd_workers_find(w, rid, ridlen));
+    uint32_t idx = 0;
+    while (idx < w->span && w->w[idx])
+        idx++;
+    if (idx == w->cap) {
+        uint32_t cap = w->cap ? w->cap * 2 : 16;
+        pd_worker_t **a = realloc(w->w, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        w->w = a;
+        w->cap = cap;
+    }
+    pd_worker_t *wk = calloc(1, sizeof *wk);
+    if (!wk)
+        return NULL;
+    wk->index = idx;
+    memcpy(wk->rid, rid, ridlen);
+    wk->ridlen = (uint32_t) ridlen;
+    wk->last_recv = wk->last_send = now_ms;
+    wk->ewma_us = -1;
+    wk->depth = PD_WORKERS_DEPTH_START;
+    char key[2 * PD_WORKERS_MAX_RID + 1];
+    s_hex(rid, ridlen, key);
+    if (zhashx_insert(w->index, key, (void *) (uintptr_t) (idx + 1))) {
+        free(wk);
+        return NULL;
+    }
+    w->w[idx] = wk;
+    if (idx == w->span)
+        w->span++;
+    w->count++;
+    return wk;
+}
+
+void pd_workers_remove(pd_workers_t *w, pd_worker_t **p)
+{
+    pd_worker_t *wk = *p;
+    assert(wk && wk->ninflight == 0);
+    char key[2 * PD_WORKERS_MAX_RID + 1];
+    s_hex(wk->rid, wk->ridlen, key);
+    zhashx_delete(w->index, key);
+    w->w[wk->index] = NULL;
+    while (w->span && !w->w[w->span - 1])
+        w->span--;
+    w->count--;
+    w->cpus -= wk->cpus;
+    w->gpus -= wk->gpus;
+    s_free_worker(wk);
+    *p = NULL;
+}
+
+pd_worker_t *pd_workers_at(pd_workers_t *w, uint32_t i) { return i < w->span ? w->w[i] : NULL; }
+uint32_t pd_workers_span(const pd_workers_t *w) { return w->span; }
+uint32_t pd_workers_count(const pd_workers_t *w) { return w->count; }
+uint64_t pd_workers_cpus(const pd_workers_t *w) { return w->cpus; }
+uint64_t pd_workers_gpus(const pd_workers_t *w) { return w->gpus; }
+
+void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus)
+{
+    w->cpus = w->cpus - wk->cpus + cpus;
+    w->gpus = w->gpus - wk->gpus + gpus;
+    wk->cpus = cpus;
+    wk->gpus = gpus;
+}
+
+uint32_t pd_worker_credit(const pd_worker_t *wk)
+{
+    uint64_t limit = (uint64_t) wk->cpus * wk->depth;
+    return limit > wk->ninflight ? (uint32_t) (limit - wk->ninflight > UINT32_MAX
+                                                   ? UINT32_MAX
+                                                   : limit - wk->ninflight)
+                                 : 0;
+}
+
+pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w)
+{
+    for (uint32_t k = 0; k < w->span; k++) {
+        uint32_t i = (w->rr + k) % w->span;
+        pd_worker_t *wk = w->w[i];
+        if (wk && pd_worker_credit(wk) > 0) {
+            w->rr = i + 1;
+            return wk;
+        }
+    }
+    return NULL;
+}
+
+void pd_worker_observe(pd_worker_t *wk, uint64_t us)
+{
+    double x = (double) us;
+    wk->ewma_us = wk->ewma_us < 0 ? x : 0.9 * wk->ewma_us + 0.1 * x;
+    double d = PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us);
+    if (d < PD_WORKERS_DEPTH_MIN)
+        d = PD_WORKERS_DEPTH_MIN;
+    if (d > PD_WORKERS_DEPTH_MAX)
+        d = PD_WORKERS_DEPTH_MAX;
+    wk->depth = (uint32_t) d;
+}
+
+int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
+{
+    if (wk->ninflight == wk->capinflight) {
+        uint32_t cap = wk->capinflight ? wk->capinflight * 2 : 256;
+        uint64_t *a = realloc(wk->inflight, cap * sizeof *a);
+        if (!a)
+            return PD_ENOMEM;
+        wk->inflight = a;
+        wk->capinflight = cap;
+    }
+    job->worker = wk->index;
+    job->wpos = wk->ninflight;
+    wk->inflight[wk->ninflight++] = id;
+    return 0;
+}
+
+void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
+{
+    uint32_t pos = job->wpos;
+    assert(job->worker == wk->index && pos < wk->ninflight);
+    uint64_t last = wk->inflight[--wk->ninflight];
+    if (pos != wk->ninflight) {
+        wk->inflight[pos] = last;
+        pd_job_t *moved = pd_jobs_get(jobs, last);
+        assert(moved);
+        moved->wpos = pos;
+    }
+}
+
+bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod)
+{
+    return mod / 8 < wk->mods_bytes && (wk->mods_sent[mod / 8] >> (mod % 8) & 1);
+}
+
+int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod)
+{
+    if (mod / 8 >= wk->mods_bytes) {
+        uint32_t n = mod / 8 + 16;
+        uint8_t *a = realloc(wk->mods_sent, n);
+        if (!a)
+            return PD_ENOMEM;
+        memset(a + wk->mods_bytes, 0, n - wk->mods_bytes);
+        wk->mods_sent = a;
+        wk->mods_bytes = n;
+    }
+    wk->mods_sent[mod / 8] |= (uint8_t) (1u << (mod % 8));
+    return 0;
+}
+
+void pd_worker_clear_mods(pd_worker_t *wk)
+{
+    if (wk->mods_bytes)
+        memset(wk->mods_sent, 0, wk->mods_bytes);
+}

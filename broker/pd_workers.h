@@ -1,0 +1,91 @@
+/*  pd_workers: the broker's registry of workers and their credit.
+
+    A worker is known by its ZeroMQ routing id from its `ready` until it says
+    `bye` or falls silent. For each one the registry keeps its slots, the jobs
+    in flight on it (so that a lost worker's jobs are requeued without
+    scanning the job table), the modules already sent to it, and its credit:
+    at most cpus x depth unfinished jobs, where depth adapts to an EWMA of
+    the job run times it reports (about PD_WORKERS_TARGET_US of queued work
+    per slot, between 1 and 512 jobs).
+
+    pd_worker_t is a plain record the broker reads; the in-flight list and
+    the module set change only through the functions here.
+*/
+#ifndef PD_WORKERS_H
+#define PD_WORKERS_H
+
+#include "pd_jobs.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PD_WORKERS_TARGET_US 2000.0 /* queued work aimed at per slot */
+#define PD_WORKERS_DEPTH_MIN 1
+#define PD_WORKERS_DEPTH_MAX 512
+#define PD_WORKERS_DEPTH_START 8
+#define PD_WORKERS_MAX_RID 255
+
+typedef struct {
+    uint32_t index;                    /* position in the registry (jobs refer to it) */
+    uint8_t rid[PD_WORKERS_MAX_RID];   /* ZeroMQ routing id */
+    uint32_t ridlen;                   /* bytes in rid */
+    char host[64];                     /* host name it reported */
+    int64_t pid;                       /* its process id */
+    uint32_t cpus;                     /* CPU slots offered */
+    uint32_t gpus;                     /* GPU slots offered */
+    int64_t last_recv;                 /* ms (monotonic) of its last message */
+    int64_t last_send;                 /* ms of the broker's last message to it */
+    double ewma_us;                    /* smoothed job run time, µs (< 0: none yet) */
+    uint32_t depth;                    /* jobs in flight allowed per CPU slot */
+    uint64_t *inflight;                /* ids of its running jobs */
+    uint32_t ninflight;                /* entries in inflight */
+    uint32_t capinflight;              /* capacity of inflight */
+    uint8_t *mods_sent;                /* bit set of module indexes sent to it */
+    uint32_t mods_bytes;               /* bytes in mods_sent */
+    uint64_t done;                     /* results accepted from it */
+} pd_worker_t;
+
+typedef struct pd_workers pd_workers_t;
+
+pd_workers_t *pd_workers_new(void);
+/* Frees every worker (their in-flight lists are simply dropped). */
+void pd_workers_destroy(pd_workers_t **p);
+
+/* The worker with this routing id, or NULL. */
+pd_worker_t *pd_workers_find(pd_workers_t *w, const void *rid, size_t ridlen);
+/* Registers a worker (routing id at most PD_WORKERS_MAX_RID bytes, not yet
+   registered). Returns it (owned by the registry) or NULL when out of memory. */
+pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int64_t now_ms);
+/* Removes a worker whose in-flight list is empty; sets *wk to NULL. */
+void pd_workers_remove(pd_workers_t *w, pd_worker_t **wk);
+/* The worker at registry index i, or NULL (for iteration up to pd_workers_span). */
+pd_worker_t *pd_workers_at(pd_workers_t *w, uint32_t i);
+uint32_t pd_workers_span(const pd_workers_t *w);
+uint32_t pd_workers_count(const pd_workers_t *w);
+/* CPU and GPU slots of all registered workers. */
+uint64_t pd_workers_cpus(const pd_workers_t *w);
+uint64_t pd_workers_gpus(const pd_workers_t *w);
+/* Records a change of a worker's slots. */
+void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus);
+
+/* Jobs the worker may still be sent now (cpus x depth minus in flight). */
+uint32_t pd_worker_credit(const pd_worker_t *wk);
+/* Next worker with credit, round-robin from the last one returned; NULL
+   when none has any. */
+pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w);
+/* Folds one measured run time into the worker's depth. */
+void pd_worker_observe(pd_worker_t *wk, uint64_t us);
+
+/* Adds job id (running, record job) to the worker's in-flight list and sets
+   job->worker/wpos. Returns 0 or PD_ENOMEM. */
+int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id);
+/* Removes job id from the worker's in-flight list in O(1). */
+void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job);
+
+bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod);
+/* Notes that module mod was sent; returns 0 or PD_ENOMEM. */
+int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod);
+/* Forgets the modules sent (after a re-registration). */
+void pd_worker_clear_mods(pd_worker_t *wk);
+
+#endif

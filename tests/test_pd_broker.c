@@ -1,0 +1,659 @@
+/*  Tests of the broker (broker/pd_broker*.c) run in-process: a broker
+    thread on an ephemeral loopback port, and DEALER sockets playing clients
+    and workers with hand-built frames. Malformed input must get `error`
+    and leave the broker answering; jobs must flow submit -> run -> done ->
+    fetch; a silent worker's jobs must be requeued and its late results
+    dropped; long-polling fetches must wake on completion. */
+#include <criterion/criterion.h>
+
+#include "pd_broker.h"
+#include "pd_codec.h"
+#include "pd_error.h"
+#include "pd_log.h"
+#include "pd_mods.h"
+#include "pd_msg.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static pd_broker_t *broker;
+static pthread_t thread;
+static void *ctx;
+static pd_buf_t buf;
+static uint8_t rx[1 << 20];
+static size_t rxlen;
+static pd_msg_t msg;
+static void *socks[8]; /* every DEALER opened, closed by teardown */
+static int nsocks;
+
+static void *s_run(void *arg)
+{
+    pd_broker_run(arg);
+    return NULL;
+}
+
+static void s_start(uint32_t hb_ms, uint32_t liveness, uint64_t max_jobs)
+{
+    pd_log_set_level(PD_LOG_ERROR);
+    pd_broker_config_t cfg;
+    pd_broker_config_defaults(&cfg);
+    cfg.bind = "tcp://127.0.0.1:*";
+    cfg.name = "testbroker";
+    cfg.hb_ms = hb_ms;
+    cfg.liveness = liveness;
+    cfg.max_jobs = max_jobs;
+    int err = -99;
+    broker = pd_broker_new(&cfg, &err);
+    cr_assert_not_null(broker, "broker: %s", pd_strerror(err));
+    cr_assert_eq(err, 0);
+    cr_assert(strncmp(pd_broker_endpoint(broker), "tcp://127.0.0.1:", 16) == 0);
+    cr_assert_neq(strcmp(pd_broker_endpoint(broker), "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq(pthread_create(&thread, NULL, s_run, broker), 0);
+    ctx = zmq_ctx_new();
+    pd_buf_init(&buf);
+}
+
+static void setup(void) { s_start(1000, 3, 1000); }
+
+static void teardown(void)
+{
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    pd_broker_destroy(&broker);
+    cr_assert_null(broker);
+    for (int i = 0; i < nsocks; i++)
+        zmq_close(socks[i]);
+    nsocks = 0;
+    zmq_ctx_term(ctx);
+    pd_buf_free(&buf);
+}
+
+/* A DEALER connected to the broker, with routing id rid when given. */
+static void *s_dealer(const char *rid)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = 3000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    if (rid)
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, strlen(rid));
+    cr_assert_eq(zmq_connect(s, pd_broker_endpoint(broker)), 0);
+    cr_assert(nsocks < 8);
+    socks[nsocks++] = s;
+    return s;
+}
+
+static void s_send_raw(void *s, const void *p, size_t n)
+{
+    cr_assert_eq(zmq_send(s, p, n, 0), (int) n);
+}
+
+/* Starts a message of type t with nfields fields in buf; returns the packer. */
+static msgpack_packer s_begin(const char *t, uint32_t nfields)
+{
+    pd_buf_reset(&buf);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &buf);
+    pd_msg_begin(&pk, t, nfields);
+    return pk;
+}
+
+static void s_send_buf(void *s) { s_send_raw(s, buf.data, buf.len); }
+
+/* Receives one message into msg (timing out after ms); returns false on time-out. */
+static bool s_recv_within(void *s, int ms)
+{
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    int n = zmq_recv(s, rx, sizeof rx, 0);
+    if (n < 0)
+        return false;
+    cr_assert((size_t) n <= sizeof rx);
+    rxlen = (size_t) n;
+    cr_assert_eq(pd_msg_parse(&msg, rx, rxlen), 0, "broker sent a bad frame: %s", msg.why);
+    return true;
+}
+
+/* Receives a message that must be of type t. */
+static void s_expect(void *s, const char *t)
+{
+    cr_assert(s_recv_within(s, 3000), "no '%s' from the broker", t);
+    char m[200] = "";
+    if (pd_msg_is(&msg, "error"))
+        pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(pd_msg_is(&msg, t), "expected '%s', got '%s' %s", t, msg.type, m);
+}
+
+static void s_expect_error(void *s, const char *code)
+{
+    s_expect(s, "error");
+    char c[32];
+    cr_assert_eq(pd_msg_str(&msg, "code", c, sizeof c), 0);
+    cr_assert_str_eq(c, code);
+    char m[200];
+    cr_assert_eq(pd_msg_str(&msg, "msg", m, sizeof m), 0);
+    cr_assert(strlen(m) > 5, "an error says why");
+}
+
+static uint64_t s_uint(const char *key)
+{
+    uint64_t v = 0;
+    cr_assert_eq(pd_msg_uint(&msg, key, &v), 0, "%s", msg.why);
+    return v;
+}
+
+static void s_hello(void *c, uint64_t req)
+{
+    msgpack_packer pk = s_begin("hello", 1);
+    pd_pack_kv_uint(&pk, "req", req);
+    s_send_buf(c);
+    s_expect(c, "welcome");
+    cr_assert_eq(s_uint("req"), req);
+}
+
+/* ---- malformed input --------------------------------------------------- */
+
+TestSuite(unit_broker, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(unit_broker, answers_hello_with_welcome)
+{
+    void *c = s_dealer(NULL);
+    s_hello(c, 7);
+    char name[64];
+    cr_assert_eq(pd_msg_str(&msg, "name", name, sizeof name), 0);
+    cr_assert_str_eq(name, "testbroker");
+    cr_assert_eq(s_uint("version"), 1);
+    cr_assert_eq(s_uint("workers"), 0);
+    cr_assert_eq(s_uint("slots"), 0);
+}
+
+Test(unit_broker, malformed_frames_get_errors_and_change_nothing)
+{
+    void *c = s_dealer(NULL);
+    static const uint8_t garbage[] = {0xc1, 0x00, 0x13, 0x37};
+    static const uint8_t truncated[] = {0x82, 0xa1, 'v', 0x01, 0xa1, 't', 0xa5, 'h', 'e'};
+    static const uint8_t huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t not_a_map[] = {0x93, 0x01, 0x02, 0x03};
+    struct {
+        const uint8_t *p;
+        size_t n;
+        const char *code;
+    } cases[] = {
+        {garbage, sizeof garbage, "PD_EPROTO"},
+        {truncated, sizeof truncated, "PD_EPROTO"},
+        {huge_array, sizeof huge_array, "PD_EPROTO"},
+        {not_a_map, sizeof not_a_map, "PD_EPROTO"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_send_raw(c, cases[i].p, cases[i].n);
+        s_expect_error(c, cases[i].code);
+        cr_assert_not(pd_msg_has(&msg, "req"));
+    }
+    /* Wrong version: the error echoes the request number. */
+    pd_buf_reset(&buf);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &buf);
+    msgpack_pack_map(&pk, 3);
+    pd_pack_kv_uint(&pk, "v", 9);
+    pd_pack_kv_str(&pk, "t", "hello");
+    pd_pack_kv_uint(&pk, "req", 41);
+    s_send_buf(c);
+    s_expect_error(c, "PD_EVERSION");
+    cr_assert_eq(s_uint("req"), 41);
+    /* Unknown type. */
+    pk = s_begin("frobnicate", 1);
+    pd_pack_kv_uint(&pk, "req", 42);
+    s_send_buf(c);
+    s_expect_error(c, "PD_ETYPE");
+    cr_assert_eq(s_uint("req"), 42);
+    /* A request without req. */
+    pk = s_begin("hello", 0);
+    s_send_buf(c);
+    s_expect_error(c, "PD_EPROTO");
+    /* A field of the wrong type. */
+    pk = s_begin("status", 2);
+    pd_pack_kv_uint(&pk, "req", 43);
+    pd_pack_kv_str(&pk, "ids", "all");
+    s_send_buf(c);
+    s_expect_error(c, "PD_EPROTO");
+    cr_assert_eq(s_uint("req"), 43);
+    /* A two-frame message is dropped without reply; hello still works. */
+    cr_assert_eq(zmq_send(c, "a", 1, ZMQ_SNDMORE), 1);
+    cr_assert_eq(zmq_send(c, "b", 1, 0), 1);
+    s_hello(c, 44);
+}
+
+/* ---- modules and submit ------------------------------------------------ */
+
+static const char s_src[] = "int square(void) { return 0; }\n";
+
+static void s_put_module(void *c, char hash[65])
+{
+    pd_mods_hash(s_src, sizeof s_src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "square.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, sizeof s_src - 1);
+    s_send_buf(c);
+    s_expect(c, "mod_ok");
+    bool has = false;
+    cr_assert_eq(pd_msg_bool(&msg, "has", &has), 0);
+    cr_assert(has);
+}
+
+/* Submits n jobs with integer args base..base+n-1; returns first id. */
+static uint64_t s_submit(void *c, const char *hash, uint32_t n, uint32_t base, uint32_t retries)
+{
+    msgpack_packer pk = s_begin("submit", 6);
+    pd_pack_kv_uint(&pk, "req", 2);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "square");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint32(&pk, base + i);
+    pd_pack_kv_uint(&pk, "timeout_ms", 0);
+    pd_pack_kv_uint(&pk, "retries", retries);
+    s_send_buf(c);
+    s_expect(c, "accepted");
+    cr_assert_eq(s_uint("n"), n);
+    return s_uint("first");
+}
+
+Test(unit_broker, modules_are_checked_and_submit_needs_one)
+{
+    void *c = s_dealer(NULL);
+    msgpack_packer pk = s_begin("mod_has", 2);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", "00");
+    s_send_buf(c);
+    s_expect(c, "mod_ok");
+    bool has = true;
+    cr_assert_eq(pd_msg_bool(&msg, "has", &has), 0);
+    cr_assert_not(has);
+    /* Wrong hash. */
+    pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", "abcd");
+    pd_pack_kv_str(&pk, "name", "x.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", "xyz", 3);
+    s_send_buf(c);
+    s_expect_error(c, "PD_EPROTO");
+    /* Unknown module. */
+    pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 5);
+    pd_pack_kv_str(&pk, "mod", "ffff");
+    pd_pack_kv_str(&pk, "fn", "f");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 0);
+    s_send_buf(c);
+    s_expect_error(c, "PD_ENOMODULE");
+    char m[200];
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "module ffff is not on the broker: upload it first (mod_put)"), "%s", m);
+    char hash[65];
+    s_put_module(c, hash);
+    cr_assert_eq(s_submit(c, hash, 3, 0, 3), 1);
+    cr_assert_eq(s_submit(c, hash, 2, 0, 3), 4);
+}
+
+Test(unit_broker, a_submit_over_max_jobs_is_refused)
+{
+    void *c = s_dealer(NULL);
+    char hash[65];
+    s_put_module(c, hash);
+    s_submit(c, hash, 999, 0, 3);
+    msgpack_packer pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 9);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "square");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_nil(&pk);
+    s_send_buf(c);
+    s_expect_error(c, "PD_EOVERLOAD");
+    cr_assert_eq(s_uint("req"), 9);
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static void s_ready(void *w, uint32_t cpus)
+{
+    msgpack_packer pk = s_begin("ready", 4);
+    pd_pack_kv_str(&pk, "host", "testhost");
+    pd_pack_kv_uint(&pk, "pid", 1234);
+    pd_pack_kv_uint(&pk, "cpus", cpus);
+    pd_pack_kv_uint(&pk, "gpus", 0);
+    s_send_buf(w);
+    s_expect(w, "welcome");
+}
+
+typedef struct {
+    uint64_t id, attempt, arg;
+} s_run_job_t;
+
+/* Receives messages until a `run` (a `mod` may come first: it must, before
+   the first run naming it); returns the jobs. */
+static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_mod)
+{
+    cr_assert(s_recv_within(w, 3000), "no run");
+    if (want_mod) {
+        cr_assert(pd_msg_is(&msg, "mod"), "got %s before the module", msg.type);
+        const void *data;
+        uint32_t len;
+        cr_assert_eq(pd_msg_bytes(&msg, "data", &data, &len), 0);
+        cr_assert_eq(len, sizeof s_src - 1);
+        cr_assert(s_recv_within(w, 3000), "no run");
+    }
+    while (pd_msg_is(&msg, "hb"))
+        cr_assert(s_recv_within(w, 3000), "no run");
+    cr_assert(pd_msg_is(&msg, "run"), "got %s", msg.type);
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    uint32_t n;
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t six;
+        const char *s;
+        uint32_t sl;
+        uint64_t tmo;
+        cr_assert_eq(pd_rd_array(&r, &six), 0);
+        cr_assert_eq(six, 6);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
+        cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
+        cr_assert_eq(sl, 64);
+        cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
+        cr_assert(sl == 6 && memcmp(s, "square", 6) == 0);
+        cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+    }
+    return n;
+}
+
+/* Sends `done` for jobs, the value being arg * arg (or an error for odd
+   args when fail_odd). */
+static void s_done(void *w, const s_run_job_t *jobs, uint32_t n, bool fail_odd)
+{
+    msgpack_packer pk = s_begin("done", 1);
+    pd_pack_cstr(&pk, "res");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 5);
+        msgpack_pack_uint64(&pk, jobs[i].id);
+        msgpack_pack_uint64(&pk, jobs[i].attempt);
+        if (fail_odd && jobs[i].arg % 2) {
+            msgpack_pack_false(&pk);
+            msgpack_pack_map(&pk, 3);
+            pd_pack_kv_str(&pk, "code", "PD_ETASK");
+            pd_pack_kv_str(&pk, "msg", "odd");
+            pd_pack_kv_int(&pk, "slot", 0);
+        } else {
+            msgpack_pack_true(&pk);
+            msgpack_pack_uint64(&pk, jobs[i].arg * jobs[i].arg);
+        }
+        msgpack_pack_uint64(&pk, 5);
+    }
+    s_send_buf(w);
+}
+
+/* Sends fetch for [first, n]; the reply lands in msg. */
+static void s_fetch(void *c, uint64_t req, uint64_t first, uint64_t n, uint64_t wait_ms)
+{
+    msgpack_packer pk = s_begin("fetch", 4);
+    pd_pack_kv_uint(&pk, "req", req);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, n);
+    pd_pack_kv_uint(&pk, "wait_ms", wait_ms);
+    pd_pack_kv_uint(&pk, "max", 0);
+    s_send_buf(c);
+}
+
+Test(unit_broker, jobs_flow_from_submit_to_fetch)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-0000000000000001");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 2);
+    s_hello(c, 3);
+    cr_assert_eq(s_uint("workers"), 1);
+    cr_assert_eq(s_uint("slots"), 2);
+    uint64_t first = s_submit(c, hash, 6, 10, 3);
+    s_run_job_t jobs[64];
+    uint32_t n = s_expect_run(w, jobs, 64, true);
+    cr_assert_eq(n, 6, "credit 2 x 8 covers all six");
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(jobs[i].id, first + i);
+        cr_assert_eq(jobs[i].attempt, 1);
+        cr_assert_eq(jobs[i].arg, 10 + i);
+    }
+    s_done(w, jobs, n, true);
+    /* The client's socket is not ordered with the worker's: wait for the
+       results with a parked fetch (one done message finishes all six). */
+    s_fetch(c, 7, first, 6, 5000);
+    s_expect(c, "results");
+    /* Status: all final now (done or failed). */
+    msgpack_packer pk = s_begin("status", 2);
+    pd_pack_kv_uint(&pk, "req", 8);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, 7);
+    s_send_buf(c);
+    s_expect(c, "states");
+    const void *st;
+    uint32_t stlen;
+    cr_assert_eq(pd_msg_bytes(&msg, "st", &st, &stlen), 0);
+    cr_assert_eq(stlen, 7);
+    static const uint8_t want[] = {3, 4, 3, 4, 3, 4, 0};
+    cr_assert_arr_eq(st, want, 7);
+    /* Fetch all six plus an unknown id. */
+    s_fetch(c, 9, first, 7, 0);
+    s_expect(c, "results");
+    cr_assert_eq(s_uint("req"), 9);
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    uint32_t nres;
+    cr_assert_eq(pd_rd_array(&r, &nres), 0);
+    cr_assert_eq(nres, 7);
+    for (uint32_t i = 0; i < 7; i++) {
+        uint32_t three;
+        uint64_t id, state;
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(three, 3);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &state), 0);
+        cr_assert_eq(id, first + i);
+        cr_assert_eq(state, want[i]);
+        if (state == 3) {
+            uint64_t v;
+            cr_assert_eq(pd_rd_uint(&r, &v), 0);
+            cr_assert_eq(v, (10 + i) * (10 + i));
+        } else if (state == 4) {
+            uint32_t nf;
+            cr_assert_eq(pd_rd_map(&r, &nf), 0);
+            cr_assert_eq(nf, 5);
+            char code[32], m[64], host[64];
+            cr_assert(pd_rd_key_is(&r, "code"));
+            pd_rd_strcpy(&r, code, sizeof code);
+            cr_assert_str_eq(code, "PD_ETASK");
+            cr_assert(pd_rd_key_is(&r, "msg"));
+            pd_rd_strcpy(&r, m, sizeof m);
+            cr_assert_str_eq(m, "odd");
+            cr_assert(pd_rd_key_is(&r, "host"));
+            pd_rd_strcpy(&r, host, sizeof host);
+            cr_assert_str_eq(host, "testhost");
+            for (int k = 0; k < 4; k++)
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        } else {
+            cr_assert_eq(pd_rd_nil(&r), 0);
+        }
+    }
+    /* Release forgets them. */
+    pk = s_begin("release", 2);
+    pd_pack_kv_uint(&pk, "req", 10);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, 6);
+    s_send_buf(c);
+    s_expect(c, "released");
+    cr_assert_eq(s_uint("n"), 6);
+    /* A duplicate done for the same attempt is dropped, not delivered. */
+    s_done(w, jobs, 1, false);
+    s_hello(c, 11);
+}
+
+Test(unit_broker, a_parked_fetch_wakes_when_a_job_finishes)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-0000000000000002");
+    char hash[65];
+    s_put_module(c, hash);
+    uint64_t first = s_submit(c, hash, 2, 3, 3);
+    /* Nothing final yet and nobody to run: an empty answer after wait_ms. */
+    s_fetch(c, 20, first, 2, 150);
+    cr_assert_not(s_recv_within(c, 50), "answered before wait_ms");
+    s_expect(c, "results");
+    cr_assert_eq(s_uint("req"), 20);
+    pd_rd_t r;
+    uint32_t n;
+    pd_msg_rd(&msg, "res", &r);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 0);
+    /* Park again, then let a worker finish the jobs. */
+    s_fetch(c, 21, first, 2, 20000);
+    s_ready(w, 1);
+    s_run_job_t jobs[8];
+    n = s_expect_run(w, jobs, 8, true);
+    cr_assert_eq(n, 2);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    s_done(w, jobs, 1, false);
+    s_expect(c, "results");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_eq(s_uint("req"), 21);
+    cr_assert((t1.tv_sec - t0.tv_sec) < 2, "woke at once");
+    pd_msg_rd(&msg, "res", &r);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 1);
+}
+
+Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-0000000000000003");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 1);
+    uint64_t first = s_submit(c, hash, 3, 0, 3);
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(w, jobs, 8, true), 3);
+    msgpack_packer pk = s_begin("cancel", 2);
+    pd_pack_kv_uint(&pk, "req", 30);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first + 1);
+    msgpack_pack_uint64(&pk, 5);
+    s_send_buf(c);
+    s_expect(c, "cancelled");
+    cr_assert_eq(s_uint("n"), 2);
+    s_expect(w, "cancel");
+    pd_rd_t r;
+    uint32_t n;
+    uint64_t a, b;
+    pd_msg_rd(&msg, "ids", &r);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    pd_rd_uint(&r, &a);
+    pd_rd_uint(&r, &b);
+    cr_assert_eq(a, first + 1);
+    cr_assert_eq(b, first + 2);
+    /* A late result for a cancelled job is dropped: the fetch shows cancelled. */
+    s_done(w, jobs, 3, false);
+    s_fetch(c, 31, first, 1, 5000); /* waits for the done to be processed */
+    s_expect(c, "results");
+    s_fetch(c, 32, first, 3, 0);
+    s_expect(c, "results");
+    pd_msg_rd(&msg, "res", &r);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 3);
+    uint32_t three;
+    uint64_t id, state;
+    pd_rd_array(&r, &three);
+    pd_rd_uint(&r, &id);
+    pd_rd_uint(&r, &state);
+    cr_assert_eq(state, 3);
+    pd_rd_skip(&r, NULL, NULL);
+    pd_rd_array(&r, &three);
+    pd_rd_uint(&r, &id);
+    pd_rd_uint(&r, &state);
+    cr_assert_eq(state, 5);
+}
+
+/* With fast heartbeats: a silent worker is declared dead. */
+TestSuite(unit_broker_liveness, .init = NULL, .fini = teardown, .timeout = 60);
+
+Test(unit_broker_liveness, a_silent_workers_jobs_move_and_its_late_results_are_dropped)
+{
+    s_start(50, 2, 1000);
+    void *c = s_dealer(NULL);
+    void *w1 = s_dealer("w-00000000000000a1");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w1, 1);
+    uint64_t first = s_submit(c, hash, 2, 4, 2);
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(w1, jobs, 8, true), 2);
+    /* w1 says nothing for > 100 ms: dead. A second worker gets the jobs. */
+    void *w2 = s_dealer("w-00000000000000a2");
+    usleep(300 * 1000);
+    s_ready(w2, 1);
+    s_run_job_t again[8];
+    uint32_t n = s_expect_run(w2, again, 8, true);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(again[i].attempt, 2);
+        cr_assert(again[i].id == first || again[i].id == first + 1);
+    }
+    /* w1 wakes up and reports: it is told to reset; nothing is delivered. */
+    s_done(w1, jobs, 2, false);
+    bool reset = false;
+    for (int i = 0; i < 20 && !reset; i++) {
+        cr_assert(s_recv_within(w1, 2000));
+        reset = pd_msg_is(&msg, "reset");
+    }
+    cr_assert(reset);
+    s_fetch(c, 40, first, 2, 0);
+    s_expect(c, "results");
+    pd_rd_t r;
+    pd_msg_rd(&msg, "res", &r);
+    pd_rd_array(&r, &n);
+    cr_assert_eq(n, 0, "no result came from the dead worker");
+    /* w2 goes silent too: retries (2) are used up, the jobs fail PD_ELOST. */
+    s_fetch(c, 41, first, 2, 5000);
+    s_expect(c, "results");
+    pd_msg_rd(&msg, "res", &r);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n >= 1);
+    uint32_t three;
+    uint64_t id, state;
+    pd_rd_array(&r, &three);
+    pd_rd_uint(&r, &id);
+    pd_rd_uint(&r, &state);
+    cr_assert_eq(state, 4);
+}

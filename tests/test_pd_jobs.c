@@ -1,0 +1,390 @@
+/*  Unit tests of the broker's job table (broker/pd_jobs.c): ids, the queue,
+    the unfinished bound, requeue and retries, forgetting, the result
+    time-to-live, and id ranges. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
+#include "pd_codec.h"
+#include "pd_error.h"
+#include "pd_jobs.h"
+
+#include <string.h>
+
+static pd_jobs_t *jobs;
+static pd_buf_t buf;
+static char why[256];
+
+static void setup(void)
+{
+    jobs = pd_jobs_new(100);
+    cr_assert_not_null(jobs);
+    pd_buf_init(&buf);
+    why[0] = 0;
+}
+
+static void teardown(void)
+{
+    pd_jobs_destroy(&jobs);
+    cr_assert_null(jobs);
+    pd_buf_free(&buf);
+}
+
+TestSuite(unit_jobs, .init = setup, .fini = teardown);
+
+/* Packs an args array of n integers 0..n-1 into buf. */
+static void s_args(uint32_t n)
+{
+    pd_buf_reset(&buf);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &buf);
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint32(&pk, i);
+}
+
+static int s_submit(uint32_t n, uint32_t retries, uint64_t *first)
+{
+    s_args(n);
+    uint32_t got = 0;
+    int rc = pd_jobs_submit(jobs, 0, "square", buf.data, buf.len, 0, retries, first, &got, why,
+                            sizeof why);
+    if (rc == 0)
+        cr_assert_eq(got, n);
+    return rc;
+}
+
+Test(unit_jobs, ids_are_contiguous_from_one_per_submit)
+{
+    uint64_t a, b;
+    cr_assert_eq(s_submit(3, 3, &a), 0);
+    cr_assert_eq(s_submit(5, 3, &b), 0);
+    cr_assert_eq(a, 1);
+    cr_assert_eq(b, 4);
+    cr_assert_eq(pd_jobs_next_id(jobs), 9);
+    cr_assert_eq(pd_jobs_unfinished(jobs), 8);
+    cr_assert_eq(pd_jobs_queued(jobs), 8);
+    for (uint64_t id = 1; id <= 8; id++)
+        cr_assert_eq(pd_jobs_state(jobs, id), PD_JOB_QUEUED);
+    cr_assert_eq(pd_jobs_state(jobs, 0), PD_JOB_UNKNOWN);
+    cr_assert_eq(pd_jobs_state(jobs, 9), PD_JOB_UNKNOWN);
+}
+
+Test(unit_jobs, each_job_keeps_its_own_argument_bytes)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(20, 3, &first), 0);
+    pd_job_t *j = pd_jobs_get(jobs, first + 17);
+    cr_assert_not_null(j);
+    pd_rd_t r;
+    pd_rd_init(&r, j->arg->data + j->arg_off, j->arg_len);
+    uint64_t v;
+    cr_assert_eq(pd_rd_uint(&r, &v), 0);
+    cr_assert_eq(v, 17);
+    cr_assert(pd_rd_at_end(&r));
+    cr_assert_str_eq(pd_jobs_fn_name(jobs, j->fn), "square");
+    cr_assert_eq(j->arg->refs, 20);
+}
+
+Test(unit_jobs, function_names_are_interned)
+{
+    uint64_t a, b;
+    cr_assert_eq(s_submit(2, 3, &a), 0);
+    cr_assert_eq(s_submit(2, 3, &b), 0);
+    cr_assert_eq(pd_jobs_get(jobs, a)->fn, pd_jobs_get(jobs, b)->fn);
+}
+
+Test(unit_jobs, a_submit_over_the_bound_is_refused_whole)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(90, 3, &first), 0);
+    cr_assert_eq(s_submit(11, 3, &first), PD_EOVERLOAD);
+    cr_assert(strstr(why, "holds 90 unfinished jobs"), "why: %s", why);
+    cr_assert(strstr(why, "--max-jobs"), "why: %s", why);
+    cr_assert_eq(pd_jobs_unfinished(jobs), 90);
+    cr_assert_eq(pd_jobs_next_id(jobs), 91);
+    cr_assert_eq(s_submit(10, 3, &first), 0);
+    /* Finished jobs make room again. */
+    uint64_t id = pd_jobs_pop(jobs);
+    pd_jobs_set_cancelled(jobs, id);
+    cr_assert_eq(s_submit(1, 3, &first), 0);
+}
+
+Test(unit_jobs, bad_submits_say_why)
+{
+    uint64_t first;
+    uint32_t n;
+    s_args(1);
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "", buf.data, buf.len, 0, 3, &first, &n, why, sizeof why),
+                 PD_EINVAL);
+    cr_assert(strstr(why, "'fn'"));
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 256, &first, &n, why,
+                                sizeof why), PD_EINVAL);
+    cr_assert(strstr(why, "retries"));
+    static const uint8_t notarray[] = {0x05};
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", notarray, 1, 0, 3, &first, &n, why, sizeof why),
+                 PD_EPROTO);
+    cr_assert_eq(pd_jobs_next_id(jobs), 1);
+}
+
+Test(unit_jobs, the_queue_is_fifo_and_skips_cancelled_jobs)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(5, 3, &first), 0);
+    pd_jobs_set_cancelled(jobs, 2);
+    pd_jobs_set_cancelled(jobs, 3);
+    cr_assert_eq(pd_jobs_queued(jobs), 3);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs), 4);
+    cr_assert_eq(pd_jobs_pop(jobs), 5);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_RUNNING);
+    cr_assert_eq(pd_jobs_get(jobs, 1)->attempt, 1);
+    cr_assert_eq(pd_jobs_state(jobs, 2), PD_JOB_CANCELLED);
+}
+
+Test(unit_jobs, a_lost_job_goes_to_the_front_with_the_next_attempt)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(3, 3, &first), 0);
+    uint64_t id = pd_jobs_pop(jobs);
+    cr_assert_eq(id, 1);
+    cr_assert_eq(pd_jobs_requeue(jobs, id, true, "hostA"), 0);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_QUEUED);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_get(jobs, 1)->attempt, 2);
+    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    /* Requeue out of order: the later one comes first. */
+    cr_assert_eq(pd_jobs_requeue(jobs, 2, false, "hostA"), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 2);
+}
+
+Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(1, 2, &first), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "hostA"), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    /* A bye does not count toward the retries. */
+    cr_assert_eq(pd_jobs_requeue(jobs, 1, false, "hostA"), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "hostB"), 1);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
+    cr_assert_eq(pd_jobs_unfinished(jobs), 0);
+    pd_job_t *j = pd_jobs_get(jobs, 1);
+    cr_assert_null(j->arg);
+    /* The error map names the code, the host and the attempts. */
+    pd_rd_t r;
+    pd_rd_init(&r, j->res->data + j->res_off, j->res_len);
+    uint32_t n;
+    cr_assert_eq(pd_rd_map(&r, &n), 0);
+    cr_assert_eq(n, 5);
+    char code[32], msg[200];
+    cr_assert(pd_rd_key_is(&r, "code"));
+    cr_assert_eq(pd_rd_strcpy(&r, code, sizeof code), 0);
+    cr_assert_str_eq(code, "PD_ELOST");
+    cr_assert(pd_rd_key_is(&r, "msg"));
+    cr_assert_eq(pd_rd_strcpy(&r, msg, sizeof msg), 0);
+    cr_assert_str_eq(msg, "worker hostB was lost while running the job (3 attempts)");
+}
+
+Test(unit_jobs, retries_zero_still_allows_one_attempt)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(1, 0, &first), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "h"), 1);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
+}
+
+Test(unit_jobs, results_share_one_blob_and_are_freed_on_forget)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(2, 3, &first), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    static const uint8_t res[] = {0x92, 0x07, 0x08};
+    pd_blob_t *blob = pd_blob_new(res, sizeof res, 0);
+    pd_jobs_set_done(jobs, 1, blob, 1, 1);
+    pd_jobs_set_done(jobs, 2, blob, 2, 1);
+    cr_assert_eq(blob->refs, 2);
+    cr_assert_eq(pd_jobs_get(jobs, 2)->res->data[pd_jobs_get(jobs, 2)->res_off], 0x08);
+    cr_assert(pd_jobs_forget(jobs, 1));
+    cr_assert_not(pd_jobs_forget(jobs, 1));
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_UNKNOWN);
+    cr_assert_eq(blob->refs, 1);
+    cr_assert(pd_jobs_forget(jobs, 2)); /* frees the blob: ASan checks */
+}
+
+Test(unit_jobs, unfinished_jobs_cannot_be_forgotten)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(1, 3, &first), 0);
+    cr_assert_not(pd_jobs_forget(jobs, 1));
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_QUEUED);
+}
+
+Test(unit_jobs, fresh_lists_new_final_jobs_sorted)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(4, 3, &first), 0);
+    pd_jobs_set_cancelled(jobs, 4);
+    pd_jobs_set_cancelled(jobs, 2);
+    size_t n;
+    const uint64_t *f = pd_jobs_fresh(jobs, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(f[0], 2);
+    cr_assert_eq(f[1], 4);
+    pd_jobs_fresh_clear(jobs);
+    pd_jobs_fresh(jobs, &n);
+    cr_assert_eq(n, 0);
+}
+
+Test(unit_jobs, results_expire_a_ttl_after_their_first_fetch)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(3, 3, &first), 0);
+    for (uint64_t id = 1; id <= 3; id++)
+        pd_jobs_set_cancelled(jobs, id);
+    pd_jobs_mark_fetched(jobs, 1, 10);
+    pd_jobs_mark_fetched(jobs, 2, 10);
+    pd_jobs_mark_fetched(jobs, 3, 20);
+    pd_jobs_mark_fetched(jobs, 1, 30); /* a second fetch changes nothing */
+    cr_assert_eq(pd_jobs_expire(jobs, 69, 60), 0);
+    cr_assert_eq(pd_jobs_expire(jobs, 70, 60), 2);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_UNKNOWN);
+    cr_assert_eq(pd_jobs_state(jobs, 3), PD_JOB_CANCELLED);
+    cr_assert_eq(pd_jobs_expire(jobs, 80, 60), 1);
+    cr_assert_eq(pd_jobs_state(jobs, 3), PD_JOB_UNKNOWN);
+}
+
+Test(unit_jobs, many_jobs_span_chunks_and_freed_chunks_read_unknown)
+{
+    pd_jobs_destroy(&jobs);
+    jobs = pd_jobs_new(1000000);
+    uint64_t first = 0;
+    for (int k = 0; k < 40; k++)
+        cr_assert_eq(s_submit(4096, 3, &first), 0);
+    cr_assert_eq(pd_jobs_next_id(jobs), 40 * 4096 + 1);
+    uint64_t id, popped = 0;
+    while ((id = pd_jobs_pop(jobs)) != 0) {
+        pd_jobs_set_cancelled(jobs, id);
+        popped++;
+    }
+    cr_assert_eq(popped, 40 * 4096);
+    pd_jobs_fresh_clear(jobs);
+    for (id = 1; id <= 70000; id++)
+        cr_assert(pd_jobs_forget(jobs, id));
+    cr_assert_eq(pd_jobs_state(jobs, 5), PD_JOB_UNKNOWN);
+    cr_assert_eq(pd_jobs_state(jobs, 70001), PD_JOB_CANCELLED);
+}
+
+Test(unit_jobs, the_queue_survives_compaction_after_many_cancels)
+{
+    uint64_t first;
+    cr_assert_eq(s_submit(100, 3, &first), 0);
+    for (uint64_t id = 1; id <= 100; id++)
+        cr_assert_eq(pd_jobs_pop(jobs), id);
+    /* Requeued in ascending order, each id is its own range at the front. */
+    for (uint64_t id = 1; id <= 100; id++)
+        cr_assert_eq(pd_jobs_requeue(jobs, id, false, "h"), 0);
+    for (uint64_t id = 1; id <= 100; id++)
+        if (id != 37 && id != 80)
+            pd_jobs_set_cancelled(jobs, id);
+    cr_assert_eq(pd_jobs_queued(jobs), 2);
+    cr_assert_eq(pd_jobs_pop(jobs), 80);
+    cr_assert_eq(pd_jobs_pop(jobs), 37);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_get(jobs, 37)->attempt, 2);
+}
+
+/* ---- ranges ------------------------------------------------------------ */
+
+TestSuite(unit_ranges, .init = setup, .fini = teardown);
+
+/* Packs ranges from pairs into buf. */
+static void s_ranges(const uint64_t (*pairs)[2], uint32_t n)
+{
+    pd_buf_reset(&buf);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &buf);
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, pairs[i][0]);
+        msgpack_pack_uint64(&pk, pairs[i][1]);
+    }
+}
+
+Test(unit_ranges, parses_pairs_and_bounds)
+{
+    static const uint64_t p[][2] = {{10, 5}, {3, 2}};
+    s_ranges(p, 2);
+    pd_ranges_t rg;
+    cr_assert_eq(pd_ranges_parse(buf.data, buf.len, &rg, why, sizeof why), 0);
+    cr_assert_eq(rg.n, 2);
+    cr_assert_eq(rg.total, 7);
+    cr_assert_eq(rg.lo, 3);
+    cr_assert_eq(rg.hi, 14);
+    cr_assert(pd_ranges_contains(&rg, 4));
+    cr_assert(pd_ranges_contains(&rg, 14));
+    cr_assert_not(pd_ranges_contains(&rg, 5));
+    cr_assert_not(pd_ranges_contains(&rg, 15));
+    static const uint64_t fresh1[] = {1, 2, 5, 9, 15};
+    static const uint64_t fresh2[] = {1, 12, 99};
+    cr_assert_not(pd_ranges_touches(&rg, fresh1, 5));
+    cr_assert(pd_ranges_touches(&rg, fresh2, 3));
+    pd_ranges_free(&rg);
+}
+
+typedef struct {
+    uint64_t pairs[2][2];
+    uint32_t n;
+    int rc;
+    char why[32]; /* a copy, not a pointer: Criterion runs each case in its own process */
+} bad_ranges_t;
+
+ParameterizedTestParameters(unit_ranges, refuses_bad_ranges)
+{
+    static bad_ranges_t cases[] = {
+        {{{0, 1}}, 1, PD_EPROTO, "ids start at 1"},
+        {{{1, 0}}, 1, PD_EPROTO, "at least 1"},
+        {{{UINT64_MAX, 2}}, 1, PD_EPROTO, "overflows"},
+        {{{1, 10000001}}, 1, PD_ETOOBIG, "more than 10000000 ids"},
+        {{{1, 6000000}, {7000000, 6000000}}, 2, PD_ETOOBIG, "more than"},
+    };
+    return cr_make_param_array(bad_ranges_t, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(bad_ranges_t *c, unit_ranges, refuses_bad_ranges)
+{
+    s_ranges((const uint64_t(*)[2]) c->pairs, c->n);
+    pd_ranges_t rg;
+    cr_assert_eq(pd_ranges_parse(buf.data, buf.len, &rg, why, sizeof why), c->rc);
+    cr_assert(strstr(why, c->why), "why: %s", why);
+    cr_assert_null(rg.r);
+}
+
+Test(unit_ranges, refuses_shapes_that_are_not_pairs)
+{
+    static const uint8_t notarray[] = {0x01};
+    static const uint8_t triple[] = {0x91, 0x93, 0x01, 0x01, 0x01};
+    static const uint8_t strings[] = {0x91, 0x92, 0xa1, 'a', 0x01};
+    static const uint8_t negative[] = {0x91, 0x92, 0xff, 0x01};
+    pd_ranges_t rg;
+    cr_assert_eq(pd_ranges_parse(notarray, sizeof notarray, &rg, why, sizeof why), PD_EPROTO);
+    cr_assert_eq(pd_ranges_parse(triple, sizeof triple, &rg, why, sizeof why), PD_EPROTO);
+    cr_assert(strstr(why, "range 0"), "why: %s", why);
+    cr_assert_eq(pd_ranges_parse(strings, sizeof strings, &rg, why, sizeof why), PD_EPROTO);
+    cr_assert_eq(pd_ranges_parse(negative, sizeof negative, &rg, why, sizeof why), PD_EPROTO);
+}
+
+Test(unit_ranges, an_empty_set_is_valid)
+{
+    static const uint8_t empty[] = {0x90};
+    pd_ranges_t rg;
+    cr_assert_eq(pd_ranges_parse(empty, sizeof empty, &rg, why, sizeof why), 0);
+    cr_assert_eq(rg.total, 0);
+    cr_assert_not(pd_ranges_contains(&rg, 1));
+    pd_ranges_free(&rg);
+}

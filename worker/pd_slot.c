@@ -1,0 +1,815 @@
+/*  pd_slot: the parent-side handle of a slot child and the child's main loop.
+
+    Parent side: spawn (fork+exec), send a group of jobs, read results as they
+    come, detect the child's death or a time-out, report the job that was
+    running, hand the unstarted ones back and restart the child. Child side
+    (pd_slot_main): read a group, run each job through the module cache and
+    the task API, write each result at once. The pipe protocol is described
+    in pd_slot.h.
+*/
+#include "pd_slot.h"
+#include "pd_codec.h"
+#include "pd_error.h"
+#include "pd_log.h"
+#include "pd_modcache.h"
+#include "pd_task.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_CHILD_IN 3   /* child's fd for job frames */
+#define S_CHILD_OUT 4  /* child's fd for result frames */
+#define S_RESPAWN_PAUSE_MS 1000
+#define S_REAP_GRACE_MS 2000
+
+enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2 };
+
+/* Why a child is being replaced. */
+typedef enum {
+    S_DIED,     /* it died (EOF on its pipe) */
+    S_TIMEOUT,  /* a job ran past its time-out: we killed it */
+    S_BADFRAME, /* it wrote something we cannot read: we killed it */
+    S_CANCEL,   /* a job it held was cancelled: we killed it */
+    S_ABORT     /* the worker dropped every job: we killed it */
+} s_cause_t;
+
+struct pd_slot {
+    int index;             /* slot index */
+    char *exe;             /* program exec'ed for the child */
+    char *cache_dir;       /* module cache directory */
+    char *host;            /* host name for messages */
+    char *log_level;       /* child's log level, or NULL */
+    pd_slot_sink_t sink;   /* result delivery */
+    pid_t pid;             /* child's pid; 0 while dead */
+    int to_child;          /* write end of the job pipe; -1 while dead */
+    int from_child;        /* read end of the result pipe (non-blocking); -1 while dead */
+    int64_t spawned_ms;    /* when the child was started */
+    int64_t respawn_ms;    /* when a dead child is restarted */
+    pd_job_t **group;      /* jobs sent, owned; NULL when idle */
+    size_t ngroup;         /* jobs in group */
+    size_t cur;            /* first job without a result */
+    int64_t deadline_ms;   /* time-out of the current job; INT64_MAX = none */
+    bool loading;          /* the child announced LOAD for the current job */
+    double avg_us;         /* moving average of job run times; 0 = unknown */
+    uint8_t *rbuf;         /* bytes read from the child, owned */
+    size_t rlen;           /* bytes in rbuf */
+    size_t rcap;           /* capacity of rbuf */
+};
+
+int64_t pd_slot_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+pd_job_t *pd_job_new(const void *arg, size_t len)
+{
+    pd_job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->arg = malloc(len ? len : 1);
+    if (!j->arg) {
+        free(j);
+        return NULL;
+    }
+    if (len)
+        memcpy(j->arg, arg, len);
+    j->arg_len = len;
+    return j;
+}
+
+void pd_job_destroy(pd_job_t **p)
+{
+    if (!p || !*p)
+        return;
+    free((*p)->arg);
+    free(*p);
+    *p = NULL;
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+/* Writes all of buf to a blocking fd; returns 0 or -1. */
+static int s_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t) n;
+    }
+    return 0;
+}
+
+/* Reads exactly len bytes from a blocking fd; returns 1, 0 on EOF before the
+   first byte, -1 on error or EOF in the middle. */
+static int s_read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return got == 0 ? 0 : -1;
+        got += (size_t) n;
+    }
+    return 1;
+}
+
+/* Starts a frame in b: reserves the 4-byte length prefix. */
+static void s_frame_begin(pd_buf_t *b)
+{
+    static const uint8_t zero[4] = {0};
+    pd_buf_reset(b);
+    pd_buf_append(b, zero, 4);
+}
+
+/* Fills in the length prefix; returns 0 or PD_ETOOBIG / PD_ENOMEM. */
+static int s_frame_end(pd_buf_t *b)
+{
+    if (b->failed || b->len < 4)
+        return PD_ETOOBIG;
+    uint32_t n = (uint32_t) (b->len - 4);
+    b->data[0] = (uint8_t) n;
+    b->data[1] = (uint8_t) (n >> 8);
+    b->data[2] = (uint8_t) (n >> 16);
+    b->data[3] = (uint8_t) (n >> 24);
+    return 0;
+}
+
+static uint32_t s_le32(const uint8_t *p)
+{
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+           | (uint32_t) p[3] << 24;
+}
+
+/* Packs the error map {code, msg, slot}. */
+static void s_pack_err(msgpack_packer *pk, int code, const char *msg, int slot)
+{
+    msgpack_pack_map(pk, 3);
+    pd_pack_kv_str(pk, "code", pd_err_name(code));
+    pd_pack_kv_str(pk, "msg", msg);
+    pd_pack_kv_int(pk, "slot", slot);
+}
+
+/* ---- parent side -------------------------------------------------------- */
+
+static void s_close_fds(pd_slot_t *s)
+{
+    if (s->to_child >= 0)
+        close(s->to_child);
+    if (s->from_child >= 0)
+        close(s->from_child);
+    s->to_child = s->from_child = -1;
+}
+
+/* Starts a child; returns 0 or PD_ESYS (then the slot stays dead). */
+static int s_spawn(pd_slot_t *s)
+{
+    assert(s->pid == 0);
+    int jobs[2], results[2];
+    if (pipe2(jobs, O_CLOEXEC))
+        return PD_ESYS;
+    if (pipe2(results, O_CLOEXEC)) {
+        close(jobs[0]);
+        close(jobs[1]);
+        return PD_ESYS;
+    }
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char idx[16], parent[24];
+    snprintf(idx, sizeof idx, "%d", s->index);
+    snprintf(parent, sizeof parent, "%ld", (long) getpid());
+    char *argv[12] = {s->exe, "--slot", idx, "--cache", s->cache_dir, "--host", s->host,
+                      "--parent", parent, NULL, NULL, NULL};
+    if (s->log_level) {
+        argv[9] = "--log-level";
+        argv[10] = s->log_level;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec: the parent has threads.
+           Move the pipe ends above the target fds first, so that no dup2()
+           clobbers the other end. */
+        int in = fcntl(jobs[0], F_DUPFD, 10);
+        int out = fcntl(results[1], F_DUPFD, 10);
+        if (in < 0 || out < 0 || dup2(in, S_CHILD_IN) < 0 || dup2(out, S_CHILD_OUT) < 0
+            || dup2(2, 1) < 0)
+            _exit(126);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        close(in);
+        close(out);
+        setpgid(0, 0); /* the terminal's Ctrl-C goes to the worker, which stops us */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(s->exe, argv);
+        _exit(127);
+    }
+    int saved = errno;
+    if (devnull >= 0)
+        close(devnull);
+    close(jobs[0]);
+    close(results[1]);
+    if (pid < 0) {
+        close(jobs[1]);
+        close(results[0]);
+        pd_log_error("slot %d: cannot start a slot process: %s", s->index, strerror(saved));
+        return PD_ESYS;
+    }
+    fcntl(results[0], F_SETFL, fcntl(results[0], F_GETFL) | O_NONBLOCK);
+    s->pid = pid;
+    s->to_child = jobs[1];
+    s->from_child = results[0];
+    s->spawned_ms = pd_slot_now_ms();
+    s->rlen = 0;
+    pd_log_debug("slot %d: started process %ld", s->index, (long) pid);
+    return 0;
+}
+
+pd_slot_t *pd_slot_new(const pd_slot_config_t *cfg, int *err)
+{
+    assert(cfg && cfg->exe && cfg->cache_dir && cfg->host);
+    assert(cfg->sink.result && cfg->sink.requeue);
+    int code = PD_ENOMEM;
+    pd_slot_t *s = calloc(1, sizeof *s);
+    if (!s)
+        goto fail;
+    s->to_child = s->from_child = -1;
+    s->index = cfg->index;
+    s->sink = cfg->sink;
+    s->deadline_ms = INT64_MAX;
+    s->exe = strdup(cfg->exe);
+    s->cache_dir = strdup(cfg->cache_dir);
+    s->host = strdup(cfg->host);
+    s->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
+    if (!s->exe || !s->cache_dir || !s->host || (cfg->log_level && !s->log_level))
+        goto fail;
+    if ((code = s_spawn(s)) != 0)
+        goto fail;
+    return s;
+fail:
+    if (err)
+        *err = code;
+    pd_slot_destroy(&s);
+    return NULL;
+}
+
+/* Kills the child (if alive) and waits for it. */
+static int s_kill_reap(pd_slot_t *s)
+{
+    int status = 0;
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    s->pid = 0;
+    s_close_fds(s);
+    return status;
+}
+
+static void s_drop_group(pd_slot_t *s)
+{
+    for (size_t i = 0; i < s->ngroup; i++)
+        pd_job_destroy(&s->group[i]);
+    free(s->group);
+    s->group = NULL;
+    s->ngroup = s->cur = 0;
+    s->deadline_ms = INT64_MAX;
+    s->loading = false;
+}
+
+void pd_slot_destroy(pd_slot_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_slot_t *s = *p;
+    s_kill_reap(s);
+    s_drop_group(s);
+    free(s->rbuf);
+    free(s->exe);
+    free(s->cache_dir);
+    free(s->host);
+    free(s->log_level);
+    free(s);
+    *p = NULL;
+}
+
+int pd_slot_fd(pd_slot_t *s) { return s->pid > 0 ? s->from_child : -1; }
+bool pd_slot_idle(pd_slot_t *s) { return s->pid > 0 && s->ngroup == 0; }
+int pd_slot_pid(pd_slot_t *s) { return (int) s->pid; }
+
+size_t pd_slot_group_size(pd_slot_t *s)
+{
+    if (s->avg_us <= 0)
+        return 1;
+    double n = PD_SLOT_GROUP_TARGET_US / (s->avg_us < 1 ? 1 : s->avg_us);
+    if (n < 1)
+        return 1;
+    return n > PD_SLOT_GROUP_MAX ? PD_SLOT_GROUP_MAX : (size_t) n;
+}
+
+/* Starts the time-out of job s->cur, counted from now. */
+static void s_arm(pd_slot_t *s)
+{
+    s->loading = false;
+    if (s->cur >= s->ngroup || s->group[s->cur]->timeout_ms == 0)
+        s->deadline_ms = INT64_MAX;
+    else
+        s->deadline_ms = pd_slot_now_ms() + (int64_t) s->group[s->cur]->timeout_ms;
+}
+
+/* Reports job s->cur as failed with code and msg, and destroys it. */
+static void s_fail_current(pd_slot_t *s, int code, const char *msg, uint64_t us)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    s_pack_err(&pk, code, msg, s->index);
+    pd_job_t *job = s->group[s->cur];
+    if (!b.failed)
+        s->sink.result(s->sink.user, job, false, b.data, b.len, us);
+    pd_buf_free(&b);
+    pd_job_destroy(&s->group[s->cur]);
+    s->cur++;
+}
+
+/* Waits for a child whose pipe closed; kills it after a grace period.
+   *killed tells whether we had to. */
+static int s_reap_closed(pd_slot_t *s, bool *killed)
+{
+    int status = 0;
+    *killed = false;
+    for (int i = 0; i < S_REAP_GRACE_MS; i++) {
+        pid_t r = waitpid(s->pid, &status, WNOHANG);
+        if (r == s->pid || (r < 0 && errno != EINTR)) {
+            s->pid = 0;
+            s_close_fds(s);
+            return status;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    *killed = true;
+    return s_kill_reap(s);
+}
+
+/* Replaces the child after `cause`: reports the job it was running (unless
+   cancelled or aborted), hands the unstarted jobs back, restarts it. For
+   S_CANCEL, is_cancelled picks the jobs to destroy silently. */
+static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
+                        bool (*is_cancelled)(void *, uint64_t), void *user)
+{
+    size_t cancelled = 0;
+    bool killed = cause != S_DIED;
+    int status;
+    if (cause == S_DIED)
+        status = s_reap_closed(s, &killed);
+    else
+        status = s_kill_reap(s);
+    bool busy = s->cur < s->ngroup;
+    char msg[512];
+    if (busy && cause != S_CANCEL && cause != S_ABORT) {
+        pd_job_t *job = s->group[s->cur];
+        int code = PD_ECRASH;
+        if (cause == S_TIMEOUT && s->loading) {
+            code = PD_ETIMEDOUT;
+            snprintf(msg, sizeof msg, "module %s took longer than %d s to compile and load",
+                     job->name, PD_SLOT_LOAD_TIMEOUT_MS / 1000);
+        } else if (cause == S_TIMEOUT) {
+            code = PD_ETIMEDOUT;
+            snprintf(msg, sizeof msg, "task ran past its time-out of %llu ms",
+                     (unsigned long long) job->timeout_ms);
+        } else if (cause == S_BADFRAME) {
+            snprintf(msg, sizeof msg, "slot process on %s slot %d sent an unreadable result (%s)",
+                     s->host, s->index, why);
+        } else if (killed) {
+            snprintf(msg, sizeof msg,
+                     "slot process on %s slot %d closed its result pipe during the task (did "
+                     "the task close file descriptor %d?)", s->host, s->index, S_CHILD_OUT);
+        } else if (WIFSIGNALED(status)) {
+            snprintf(msg, sizeof msg, "task crashed: killed by signal %d (%s) on %s slot %d",
+                     WTERMSIG(status), strsignal(WTERMSIG(status)), s->host, s->index);
+        } else {
+            snprintf(msg, sizeof msg,
+                     "slot process exited with status %d during the task (did the task call "
+                     "exit()?)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+        pd_log_warn("slot %d: job %llu: %s", s->index, (unsigned long long) job->id, msg);
+        s_fail_current(s, code, msg, 0);
+    } else if (!busy && cause == S_DIED) {
+        pd_log_warn("slot %d: idle slot process %s %d; restarting it", s->index,
+                    WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+    /* Hand jobs back last first, so a caller that pushes each at the front
+       of its queue keeps their order. */
+    for (size_t i = s->ngroup; i-- > s->cur;) {
+        pd_job_t *job = s->group[i];
+        s->group[i] = NULL;
+        if (cause == S_ABORT || (cause == S_CANCEL && is_cancelled(user, job->id))) {
+            cancelled += cause == S_CANCEL;
+            pd_job_destroy(&job);
+        } else {
+            s->sink.requeue(s->sink.user, job);
+        }
+    }
+    s_drop_group(s);
+    /* A child that dies on its own while idle, or right after its start,
+       may not start properly: pause before the next attempt. */
+    int64_t now = pd_slot_now_ms();
+    bool pause = cause == S_DIED && (!busy || now - s->spawned_ms < 100);
+    s->respawn_ms = pause ? now + S_RESPAWN_PAUSE_MS : now;
+    if (!pause)
+        s_spawn(s);
+    return cancelled;
+}
+
+int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
+{
+    assert(pd_slot_idle(s) && n >= 1 && n <= PD_SLOT_GROUP_MAX);
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    s_frame_begin(&b);
+    msgpack_pack_array(&pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        pd_job_t *j = jobs[i];
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint64(&pk, j->id);
+        pd_pack_cstr(&pk, j->mod);
+        pd_pack_cstr(&pk, j->kind);
+        pd_pack_cstr(&pk, j->name);
+        pd_pack_cstr(&pk, j->fn);
+        pd_pack_raw(&pk, j->arg, j->arg_len);
+    }
+    s->group = malloc(n * sizeof *s->group);
+    int rc = s->group ? s_frame_end(&b) : PD_ENOMEM;
+    if (rc == 0 && s_write_all(s->to_child, b.data, b.len))
+        rc = PD_ESYS;
+    pd_buf_free(&b);
+    if (rc) {
+        free(s->group);
+        s->group = NULL;
+        for (size_t i = n; i-- > 0;)
+            s->sink.requeue(s->sink.user, jobs[i]);
+        if (rc == PD_ESYS) {
+            pd_log_warn("slot %d: cannot send jobs to the slot process: %s", s->index,
+                        strerror(errno));
+            s_replace(s, S_DIED, NULL, NULL, NULL);
+        }
+        return rc;
+    }
+    memcpy(s->group, jobs, n * sizeof *jobs);
+    s->ngroup = n;
+    s->cur = 0;
+    s_arm(s);
+    return 0;
+}
+
+/* Handles one frame from the child; returns 0, or -1 with *why set when the
+   frame makes no sense (the child is then replaced). */
+static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
+{
+    if (pd_mp_check(p, len, PD_MAX_DEPTH, why))
+        return -1;
+    pd_rd_t r;
+    pd_rd_init(&r, p, len);
+    uint32_t n;
+    uint64_t tag, id;
+    if (pd_rd_array(&r, &n) || n < 2 || pd_rd_uint(&r, &tag) || pd_rd_uint(&r, &id)) {
+        *why = "frame is not [tag, id, ...]";
+        return -1;
+    }
+    if (s->cur >= s->ngroup || s->group[s->cur]->id != id) {
+        *why = "result for a job the slot was not running";
+        return -1;
+    }
+    if (tag == S_FRAME_LOAD) {
+        s->loading = true;
+        s->deadline_ms = pd_slot_now_ms() + PD_SLOT_LOAD_TIMEOUT_MS;
+        return 0;
+    }
+    if (tag == S_FRAME_BEGIN) {
+        s_arm(s);
+        return 0;
+    }
+    bool ok;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t us;
+    if (tag != S_FRAME_RESULT || n != 5 || pd_rd_bool(&r, &ok) || pd_rd_skip(&r, &val, &vlen)
+        || pd_rd_uint(&r, &us)) {
+        *why = "frame is not [2, id, ok, value, us]";
+        return -1;
+    }
+    pd_job_t *job = s->group[s->cur];
+    s->sink.result(s->sink.user, job, ok, val, vlen, us);
+    pd_job_destroy(&s->group[s->cur]);
+    s->cur++;
+    s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * (double) us : (double) us;
+    if (s->cur == s->ngroup)
+        s_drop_group(s);
+    else
+        s_arm(s);
+    return 0;
+}
+
+void pd_slot_on_readable(pd_slot_t *s)
+{
+    if (s->pid <= 0)
+        return;
+    bool eof = false;
+    for (;;) {
+        if (s->rcap - s->rlen < 65536) {
+            size_t cap = s->rcap ? s->rcap * 2 : 131072;
+            uint8_t *d = realloc(s->rbuf, cap);
+            if (!d)
+                break; /* try again at the next poll */
+            s->rbuf = d;
+            s->rcap = cap;
+        }
+        ssize_t got = read(s->from_child, s->rbuf + s->rlen, s->rcap - s->rlen);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            break; /* EAGAIN: all read */
+        if (got == 0) {
+            eof = true;
+            break;
+        }
+        s->rlen += (size_t) got;
+    }
+    size_t off = 0;
+    while (s->rlen - off >= 4) {
+        uint32_t flen = s_le32(s->rbuf + off);
+        if (flen > PD_MAX_FRAME) {
+            s->rlen = 0;
+            s_replace(s, S_BADFRAME, "frame over the size limit", NULL, NULL);
+            return;
+        }
+        if (s->rlen - off - 4 < flen)
+            break;
+        const char *why = NULL;
+        if (s_frame(s, s->rbuf + off + 4, flen, &why)) {
+            s->rlen = 0;
+            s_replace(s, S_BADFRAME, why ? why : "malformed frame", NULL, NULL);
+            return;
+        }
+        off += 4 + (size_t) flen;
+    }
+    memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+    s->rlen -= off;
+    if (eof) {
+        s->rlen = 0;
+        s_replace(s, S_DIED, NULL, NULL, NULL);
+    }
+}
+
+int64_t pd_slot_deadline(pd_slot_t *s) { return s->pid > 0 ? s->deadline_ms : s->respawn_ms; }
+
+void pd_slot_tick(pd_slot_t *s)
+{
+    int64_t now = pd_slot_now_ms();
+    if (s->pid <= 0) {
+        if (now >= s->respawn_ms && s_spawn(s))
+            s->respawn_ms = now + S_RESPAWN_PAUSE_MS;
+        return;
+    }
+    if (s->cur < s->ngroup && now >= s->deadline_ms) {
+        /* Results may be waiting in the pipe: read them before judging. */
+        pd_slot_on_readable(s);
+        if (s->pid > 0 && s->cur < s->ngroup && pd_slot_now_ms() >= s->deadline_ms)
+            s_replace(s, S_TIMEOUT, NULL, NULL, NULL);
+    }
+}
+
+size_t pd_slot_cancel(pd_slot_t *s, bool (*is_cancelled)(void *user, uint64_t id), void *user)
+{
+    bool hit = false;
+    for (size_t i = s->cur; i < s->ngroup && !hit; i++)
+        hit = is_cancelled(user, s->group[i]->id);
+    if (!hit)
+        return 0;
+    return s_replace(s, S_CANCEL, NULL, is_cancelled, user);
+}
+
+void pd_slot_abort(pd_slot_t *s)
+{
+    if (s->cur < s->ngroup)
+        s_replace(s, S_ABORT, NULL, NULL, NULL);
+}
+
+/* ---- child side --------------------------------------------------------- */
+
+bool pd_slot_is_child(int argc, char **argv)
+{
+    return argc > 1 && strcmp(argv[1], "--slot") == 0;
+}
+
+/* The child's state, for one run of pd_slot_main(). */
+typedef struct {
+    int index;           /* slot index */
+    pd_modcache_t *mc;   /* module cache */
+    pd_task_t *task;     /* task context, reused */
+    pd_buf_t out;        /* frame being written */
+    msgpack_packer pk;   /* packer into out */
+    char last_mod[65];   /* module of the previous job */
+} s_child_t;
+
+static int s_child_send(s_child_t *c) { return s_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
+
+/* Writes [tag, id]. */
+static int s_child_mark(s_child_t *c, int tag, uint64_t id)
+{
+    s_frame_begin(&c->out);
+    msgpack_pack_array(&c->pk, 2);
+    msgpack_pack_int(&c->pk, tag);
+    msgpack_pack_uint64(&c->pk, id);
+    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+}
+
+/* Writes [2, id, ok, value_or_err, us]. */
+static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *val, size_t len,
+                          uint64_t us)
+{
+    s_frame_begin(&c->out);
+    msgpack_pack_array(&c->pk, 5);
+    msgpack_pack_int(&c->pk, S_FRAME_RESULT);
+    msgpack_pack_uint64(&c->pk, id);
+    if (code == 0) {
+        msgpack_pack_true(&c->pk);
+        pd_pack_raw(&c->pk, val, len);
+    } else {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "%.*s", (int) len, (const char *) val);
+        msgpack_pack_false(&c->pk);
+        s_pack_err(&c->pk, code, msg, c->index);
+    }
+    msgpack_pack_uint64(&c->pk, us);
+    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+}
+
+/* Reads a str field into dst; returns 0 or -1. */
+static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r, dst, cap) ? -1 : 0; }
+
+/* Runs one job [id, mod, kind, name, fn, arg]; returns 0, or -1 when the
+   pipe is broken or the frame malformed. */
+static int s_child_job(s_child_t *c, pd_rd_t *r)
+{
+    uint32_t n;
+    uint64_t id;
+    char mod[65], kind[3], name[128], fn[128];
+    const uint8_t *arg;
+    size_t alen;
+    if (pd_rd_array(r, &n) || n != 6 || pd_rd_uint(r, &id) || s_rd_cstr(r, mod, sizeof mod)
+        || s_rd_cstr(r, kind, sizeof kind) || s_rd_cstr(r, name, sizeof name)
+        || s_rd_cstr(r, fn, sizeof fn) || pd_rd_skip(r, &arg, &alen)) {
+        pd_log_error("slot %d: malformed job frame from the worker", c->index);
+        return -1;
+    }
+    bool switched = strcmp(mod, c->last_mod) != 0;
+    if (switched && s_child_mark(c, S_FRAME_LOAD, id))
+        return -1;
+    int code = 0;
+    const char *msg = NULL;
+    void *sym = pd_modcache_load(c->mc, mod, kind, name, fn, &code, &msg);
+    if (!sym)
+        return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), 0);
+    if (switched) {
+        snprintf(c->last_mod, sizeof c->last_mod, "%s", mod);
+        if (s_child_mark(c, S_FRAME_BEGIN, id))
+            return -1;
+    }
+    int (*task_fn)(pd_task_t *);
+    memcpy(&task_fn, &sym, sizeof task_fn);
+    pd_task_begin(c->task, id, arg, alen);
+    uint64_t t0 = s_now_us();
+    int rc = task_fn(c->task);
+    uint64_t us = s_now_us() - t0;
+    fflush(stdout);
+    const uint8_t *val;
+    size_t len;
+    code = pd_task_finish(c->task, rc, &val, &len);
+    return s_child_result(c, id, code, val, len, us);
+}
+
+/* Reads one group frame and runs its jobs. Returns 1 to go on, 0 at EOF,
+   -1 on error. */
+static int s_child_group(s_child_t *c, pd_buf_t *in)
+{
+    uint8_t hdr[4];
+    int rc = s_read_all(S_CHILD_IN, hdr, 4);
+    if (rc <= 0)
+        return rc;
+    uint32_t len = s_le32(hdr);
+    pd_buf_reset(in);
+    if (len > PD_MAX_FRAME || pd_buf_reserve(in, len) || s_read_all(S_CHILD_IN, in->data, len) != 1)
+        return -1;
+    in->len = len;
+    const char *why = NULL;
+    pd_rd_t r;
+    pd_rd_init(&r, in->data, len);
+    uint32_t n;
+    if (pd_mp_check(in->data, len, PD_MAX_DEPTH, &why) || pd_rd_array(&r, &n)) {
+        pd_log_error("slot %d: malformed group frame from the worker: %s", c->index,
+                     why ? why : "not an array");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (s_child_job(c, &r))
+            return -1;
+    return 1;
+}
+
+static void s_usage_child(void)
+{
+    fprintf(stderr, "usage: playdoh-worker --slot INDEX --cache DIR --host HOST --parent PID "
+                    "[--log-level L]\n(internal: started by playdoh-worker for each slot)\n");
+}
+
+int pd_slot_main(int argc, char **argv)
+{
+    int index = -1;
+    long parent = 0;
+    const char *cache = NULL, *host = "?";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--slot") == 0)
+            index = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--cache") == 0)
+            cache = argv[i + 1];
+        else if (strcmp(argv[i], "--host") == 0)
+            host = argv[i + 1];
+        else if (strcmp(argv[i], "--parent") == 0)
+            parent = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--log-level") == 0) {
+            pd_log_level_t lvl;
+            if (pd_log_parse_level(argv[i + 1], &lvl) == 0)
+                pd_log_set_level(lvl);
+        }
+    }
+    if (index < 0 || !cache || fcntl(S_CHILD_IN, F_GETFD) < 0 || fcntl(S_CHILD_OUT, F_GETFD) < 0) {
+        s_usage_child();
+        return 2;
+    }
+    (void) host;
+    static char tag[32];
+    snprintf(tag, sizeof tag, "slot %d", index);
+    pd_log_set_tag(tag);
+    /* Die with the worker, and let a crashing task die of its signal (the
+       worker reports it) instead of going through inherited handlers. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (parent > 0 && getppid() != (pid_t) parent)
+        return 0; /* the worker is already gone */
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    s_child_t c;
+    memset(&c, 0, sizeof c);
+    c.index = index;
+    int err = 0;
+    c.mc = pd_modcache_new(cache, &err);
+    c.task = pd_task_new(index);
+    pd_buf_init(&c.out);
+    pd_packer_init(&c.pk, &c.out);
+    pd_buf_t in;
+    pd_buf_init(&in);
+    int rc = (c.mc && c.task) ? 1 : -1;
+    while (rc == 1)
+        rc = s_child_group(&c, &in);
+    pd_buf_free(&in);
+    pd_buf_free(&c.out);
+    pd_task_destroy(&c.task);
+    pd_modcache_destroy(&c.mc);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,149 @@
+/*  pd_slot: one slot = one supervised child process that runs tasks.
+
+    The worker owns one pd_slot_t per CPU slot. pd_slot_new() starts the
+    child by fork+exec of cfg->exe (the worker passes "/proc/self/exe", so the
+    child is a fresh process even though the worker has ZeroMQ threads) with
+    the arguments
+
+        <exe> --slot <index> --cache <dir> --host <host> --parent <pid> [--log-level L]
+
+    and that program's main() must hand such a command line to
+    pd_slot_main() (playdoh-worker's main.c does; so does the unit test
+    test_pd_slot.c, which spawns itself). The child is kept warm between jobs.
+
+    Pipe protocol. The child reads from fd 3 and writes to fd 4; its stdout
+    is redirected to its stderr, so a task's printf() cannot corrupt the
+    pipe, and its stdin is /dev/null. Each message is a frame: a uint32
+    little-endian length, then that many bytes holding one msgpack value.
+
+      parent -> child   a group of jobs, run in order:
+                        [[id, mod_hash, kind, mod_name, fn, arg], ...]
+                        (arg: the job's argument, any msgpack value)
+      child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
+                                 for job id; the parent allows
+                                 PD_SLOT_LOAD_TIMEOUT_MS for it
+                        [1, id]  BEGIN: the module is loaded, the task starts
+                                 (sent only after a LOAD)
+                        [2, id, ok, value_or_err, us]  RESULT of job id:
+                                 ok true: value (the task's msgpack result);
+                                 ok false: {code: "PD_E...", msg, slot};
+                                 us: the task's run time in microseconds
+
+    The child writes each RESULT as soon as its job is done. When the child
+    dies, the first job of the group without a RESULT is the one that killed
+    it: it fails (PD_ECRASH), and the jobs after it go back to the worker's
+    queue without counting an attempt (sink.requeue). A job's time-out runs
+    from the previous RESULT (or the group's sending, or BEGIN); past it the
+    parent kills the child (PD_ETIMEDOUT). After any death the slot starts a
+    new child; a child that dies while idle is restarted after a pause.
+
+    Group size adapts (pd_slot_group_size): up to PD_SLOT_GROUP_MAX jobs when
+    they take microseconds, one at a time when they take milliseconds, so
+    short jobs stream and long ones spread over the slots.
+*/
+#ifndef PD_SLOT_H
+#define PD_SLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_SLOT_GROUP_MAX 64                /* jobs sent to a child at once */
+#define PD_SLOT_GROUP_TARGET_US 2000        /* work per group aimed at */
+#define PD_SLOT_GROUP_MAX_BYTES (1u << 20)  /* argument bytes per group (soft) */
+#define PD_SLOT_LOAD_TIMEOUT_MS 300000      /* to compile and load a module */
+
+/* A job as the worker keeps it. */
+typedef struct {
+    uint64_t id;          /* broker's job id */
+    uint64_t attempt;     /* broker's attempt number, echoed in `done` */
+    uint64_t timeout_ms;  /* 0 = none */
+    char mod[65];         /* module hash */
+    char kind[3];         /* "c" or "so" */
+    char name[128];       /* module name, for messages */
+    char fn[128];         /* task function */
+    uint8_t *arg;         /* the argument's msgpack bytes, owned */
+    size_t arg_len;       /* their length */
+} pd_job_t;
+
+/* A job with a copy of arg (len bytes); other fields zeroed. NULL when out
+   of memory. */
+pd_job_t *pd_job_new(const void *arg, size_t len);
+void pd_job_destroy(pd_job_t **p);
+
+/* Where a slot delivers outcomes. Called from pd_slot_* calls only. */
+typedef struct {
+    /* A job finished. ok: val is its result (msgpack); else val is the error
+       map {code, msg, slot} (msgpack). job and val are borrowed for the
+       call; the slot destroys the job afterwards. */
+    void (*result)(void *user, const pd_job_t *job, bool ok, const uint8_t *val, size_t len,
+                   uint64_t us);
+    /* A job handed back unstarted (its group was cut short); the callee
+       owns it now. Jobs of one group come back last first, so pushing each
+       at the front of a queue keeps their order. */
+    void (*requeue)(void *user, pd_job_t *job);
+    void *user;
+} pd_slot_sink_t;
+
+typedef struct {
+    int index;             /* slot index, reported in errors */
+    const char *exe;       /* program to exec (copied) */
+    const char *cache_dir; /* module cache (copied) */
+    const char *host;      /* host name, for messages (copied) */
+    const char *log_level; /* passed to the child, or NULL (copied) */
+    pd_slot_sink_t sink;   /* where results go */
+} pd_slot_config_t;
+
+typedef struct pd_slot pd_slot_t;
+
+/* Creates the slot and starts its child. Returns NULL with *err (if not
+   NULL) set to PD_ENOMEM or PD_ESYS when no child could be started. */
+pd_slot_t *pd_slot_new(const pd_slot_config_t *cfg, int *err);
+/* Kills and reaps the child; jobs it holds are destroyed without a report
+   (use pd_slot_abort or let results arrive first). Sets *p to NULL; safe twice. */
+void pd_slot_destroy(pd_slot_t **p);
+
+/* The fd to poll for reading (the child's result pipe), or -1 while the
+   child is being restarted. */
+int pd_slot_fd(pd_slot_t *s);
+/* True when the child is running and holds no job. */
+bool pd_slot_idle(pd_slot_t *s);
+/* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX). */
+size_t pd_slot_group_size(pd_slot_t *s);
+/* The child's pid, or 0 while it is being restarted. */
+int pd_slot_pid(pd_slot_t *s);
+
+/* Sends a group of n jobs (1 .. PD_SLOT_GROUP_MAX) to an idle slot; takes
+   ownership of the jobs. Returns 0, or PD_ESYS when the child could not take
+   them (it died): the jobs are then handed back through sink.requeue. */
+int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n);
+
+/* Reads what the child wrote, delivering results; handles the child's death
+   (EOF). Call when pd_slot_fd() polls readable. */
+void pd_slot_on_readable(pd_slot_t *s);
+
+/* When (CLOCK_MONOTONIC, ms) the slot next needs pd_slot_tick(): a job's
+   time-out or a restart; INT64_MAX when nothing is due. */
+int64_t pd_slot_deadline(pd_slot_t *s);
+/* Enforces time-outs and restarts a dead child when due. */
+void pd_slot_tick(pd_slot_t *s);
+
+/* Cancels the jobs for which is_cancelled(user, id) is true: when the child
+   holds one, the child is killed and restarted, cancelled jobs are
+   destroyed without a report and the others are handed back unstarted.
+   Returns how many jobs were cancelled. */
+size_t pd_slot_cancel(pd_slot_t *s, bool (*is_cancelled)(void *user, uint64_t id), void *user);
+
+/* Drops every job without a report, killing and restarting a busy child. */
+void pd_slot_abort(pd_slot_t *s);
+
+/* Monotonic clock in milliseconds, the base of pd_slot_deadline(). */
+int64_t pd_slot_now_ms(void);
+
+/* The child's entry point: runs jobs from fd 3 until EOF. Returns the exit
+   status for main(). argv as built by pd_slot_new(). */
+int pd_slot_main(int argc, char **argv);
+/* True when argv is a slot child's command line (argv[1] is "--slot"). */
+bool pd_slot_is_child(int argc, char **argv);
+
+#endif

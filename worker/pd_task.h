@@ -1,0 +1,38 @@
+/*  pd_task: the slot side of client/playdoh_task.h.
+
+    A slot process owns one pd_task_t and reuses it for every job: it points
+    the task at the job's argument (pd_task_begin), calls the module's task
+    function, then reads what the task wrote (pd_task_result) or why it failed
+    (pd_task_error). Every function declared in playdoh_task.h is implemented
+    in pd_task.c and exported by the executable (export_dynamic), so modules
+    link against nothing.
+*/
+#ifndef PD_TASK_H
+#define PD_TASK_H
+
+#include "playdoh_task.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest result a task may write, in bytes. */
+#define PD_TASK_MAX_RESULT (64u << 20)
+
+/* A task context for slot index `slot`; NULL when out of memory. */
+pd_task_t *pd_task_new(int slot);
+/* Frees the task; sets *p to NULL; safe twice. */
+void pd_task_destroy(pd_task_t **p);
+
+/* Prepares the task for one job. arg (len bytes, one msgpack value) is
+   borrowed until the next pd_task_begin. Clears the previous result. */
+void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len);
+
+/* After the task function returned rc: decides the job's outcome.
+   Returns 0 when the job succeeded (then *value, *len hold the result, one
+   well-formed msgpack value, nil when nothing was written; borrowed until
+   the next pd_task_begin), or a negative code (PD_ETASK, PD_ETOOBIG)
+   with *value pointing to a NUL-terminated sentence (borrowed likewise). */
+int pd_task_finish(pd_task_t *t, int rc, const uint8_t **value, size_t *len);
+
+#endif
