@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static pd_harness_t h;
 static char submit[1024];
@@ -142,11 +146,23 @@ Test(cli, local_cluster_runs_a_map_by_itself)
     free(out);
 }
 
+/* A loopback port nobody listens on: bound, then closed. */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 Test(cli, no_broker_is_a_clear_error)
 {
     char *out;
-    int st = run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=300 %s --broker tcp://127.0.0.1:1 status 1 2>&1",
-                 submit);
+    int st = run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=300 %s --broker tcp://127.0.0.1:%d status 1 2>&1",
+                 submit, closed_port());
     cr_assert_eq(st, 3);
     cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
     free(out);

@@ -206,7 +206,9 @@ static int s_spawn(pd_slot_t *s)
     char idx[16], parent[24];
     snprintf(idx, sizeof idx, "%d", s->index);
     snprintf(parent, sizeof parent, "%ld", (long) getpid());
-    char *argv[12] = {s->exe, "--slot", idx, "--cache", s->cache_dir, "--host", s->host,
+    /* argv[0] names the program in ps; /proc/self/exe says nothing. */
+    char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0 ? "playdoh-worker" : s->exe;
+    char *argv[12] = {argv0, "--slot", idx, "--cache", s->cache_dir, "--host", s->host,
                       "--parent", parent, NULL, NULL, NULL};
     if (s->log_level) {
         argv[9] = "--log-level";

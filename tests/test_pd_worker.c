@@ -1,0 +1,439 @@
+/*  Unit tests for worker/pd_worker: the worker's side of the protocol.
+
+    A fake broker (a ROUTER socket on loopback, driven by the test) talks to a
+    real pd_worker_t running in a thread; its slots are real child processes
+    (this executable, exec'ed with "--slot ...", see main() below).
+*/
+#include "pd_codec.h"
+#include "pd_msg.h"
+#include "pd_slot.h"
+#include "pd_worker.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static const char *s_src =
+    "#include <playdoh_task.h>\n"
+    "#include <unistd.h>\n"
+    "PD_TASK_DOUBLE(square, x) { return x * x; }\n"
+    "PD_TASK(refuse, t) { return pd_task_fail(t, \"no thanks\"); }\n"
+    "PD_TASK(nap, t) { double s = 0; pd_arg_double(t, &s); usleep((useconds_t) (s * 1e6)); return 0; }\n";
+
+static char s_dir[64];
+static char s_hash[65];
+static void *s_ctx, *s_router;
+static char s_endpoint[128];
+static pd_worker_t *s_worker;
+static pthread_t s_thread;
+static volatile sig_atomic_t s_stop;
+static uint8_t s_peer[64];
+static size_t s_peerlen;
+
+typedef struct {
+    uint8_t *frame; /* owned copy */
+    size_t len;
+    pd_msg_t m;
+} msg_t;
+
+static void *run_worker(void *arg)
+{
+    (void) arg;
+    pd_worker_run(s_worker, &s_stop);
+    return NULL;
+}
+
+static void setup(void)
+{
+    unsetenv("BXFI_MAP"); /* see test_pd_slot.c */
+    snprintf(s_dir, sizeof s_dir, "/tmp/pd-worker-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    unsigned char h[32];
+    crypto_hash_sha256(h, (const unsigned char *) s_src, strlen(s_src));
+    sodium_bin2hex(s_hash, sizeof s_hash, h, 32);
+    s_ctx = zmq_ctx_new();
+    s_router = zmq_socket(s_ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(s_router, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_bind(s_router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof s_endpoint;
+    zmq_getsockopt(s_router, ZMQ_LAST_ENDPOINT, s_endpoint, &len);
+    pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 2, .cache_dir = s_dir,
+                              .heartbeat_ms = 100, .name = "testhost",
+                              .slot_exe = "/proc/self/exe"};
+    s_worker = pd_worker_new(&cfg, NULL);
+    cr_assert_not_null(s_worker);
+    s_stop = 0;
+    cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
+}
+
+static void stop_worker(void)
+{
+    if (!s_worker)
+        return;
+    s_stop = 1;
+    pthread_join(s_thread, NULL);
+    pd_worker_destroy(&s_worker);
+}
+
+static void teardown(void)
+{
+    stop_worker();
+    zmq_close(s_router);
+    zmq_ctx_term(s_ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(unit, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Receives the next message (skipping heartbeats unless want_hb) within
+   timeout_ms; returns false on time-out. */
+static bool recv_msg(msg_t *out, int timeout_ms, bool want_hb)
+{
+    int64_t end = pd_slot_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = end - pd_slot_now_ms();
+        if (left <= 0)
+            return false;
+        zmq_pollitem_t it = {.socket = s_router, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, (long) left) <= 0)
+            continue;
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        cr_assert_geq(zmq_msg_recv(&id, s_router, 0), 0);
+        cr_assert(zmq_msg_more(&id));
+        cr_assert_geq(zmq_msg_recv(&body, s_router, 0), 0);
+        s_peerlen = zmq_msg_size(&id);
+        cr_assert_lt(s_peerlen, sizeof s_peer);
+        memcpy(s_peer, zmq_msg_data(&id), s_peerlen);
+        out->len = zmq_msg_size(&body);
+        out->frame = malloc(out->len);
+        memcpy(out->frame, zmq_msg_data(&body), out->len);
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+        cr_assert_eq(pd_msg_parse(&out->m, out->frame, out->len), 0, "%s", out->m.why);
+        if (want_hb || !pd_msg_is(&out->m, "hb"))
+            return true;
+        free(out->frame);
+    }
+}
+
+static void expect(const char *type, msg_t *m)
+{
+    cr_assert(recv_msg(m, 5000, strcmp(type, "hb") == 0), "no '%s' from the worker", type);
+    cr_assert_str_eq(m->m.type, type);
+}
+
+static void send_buf(pd_buf_t *b)
+{
+    cr_assert_not(b->failed);
+    cr_assert_geq(zmq_send(s_router, s_peer, s_peerlen, ZMQ_SNDMORE), 0);
+    cr_assert_geq(zmq_send(s_router, b->data, b->len, 0), 0);
+    pd_buf_free(b);
+}
+
+/* ready -> welcome -> mod */
+static void handshake(void)
+{
+    msg_t m;
+    expect("ready", &m);
+    char host[64];
+    uint64_t cpus = 0, gpus = 9, pid = 0;
+    cr_assert_eq(pd_msg_str(&m.m, "host", host, sizeof host), 0);
+    cr_assert_eq(pd_msg_uint(&m.m, "cpus", &cpus), 0);
+    cr_assert_eq(pd_msg_uint(&m.m, "gpus", &gpus), 0);
+    cr_assert_eq(pd_msg_uint(&m.m, "pid", &pid), 0);
+    cr_expect_str_eq(host, "testhost");
+    cr_expect_eq(cpus, 2);
+    cr_expect_eq(gpus, 0);
+    cr_expect_eq(pid, (uint64_t) getpid());
+    free(m.frame);
+    cr_assert_eq(s_peerlen, 18);
+    cr_expect(memcmp(s_peer, "w-", 2) == 0);
+    cr_expect(memcmp(s_peer, pd_worker_id(s_worker), 18) == 0);
+
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", 100);
+    pd_pack_kv_uint(&pk, "liveness", 3);
+    send_buf(&b);
+
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_str(&pk, "name", "tasks.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
+    send_buf(&b);
+}
+
+/* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x], ...]}. */
+static void run_jobs(size_t n, const uint64_t *ids, const char *const *mods, const char *const *fns,
+                     const double *xs, const uint64_t *timeouts)
+{
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "run", 1);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint64(&pk, ids[i]);
+        msgpack_pack_uint64(&pk, 1);
+        pd_pack_cstr(&pk, mods[i]);
+        pd_pack_cstr(&pk, fns[i]);
+        msgpack_pack_uint64(&pk, timeouts ? timeouts[i] : 0);
+        msgpack_pack_double(&pk, xs[i]);
+    }
+    send_buf(&b);
+}
+
+typedef struct {
+    uint64_t id;
+    bool ok;
+    double x;        /* when ok */
+    char code[32];   /* when failed */
+    char msg[256];
+} res_t;
+
+/* Collects `want` results from `done` messages (or fails after 20 s). */
+static void collect(res_t *out, size_t want)
+{
+    size_t got = 0;
+    while (got < want) {
+        msg_t m;
+        cr_assert(recv_msg(&m, 20000, false), "only %zu of %zu results", got, want);
+        if (pd_msg_is(&m.m, "ready")) {
+            /* This fake broker does not heartbeat: the worker, finding it
+               silent, registers again. */
+            free(m.frame);
+            continue;
+        }
+        cr_assert_str_eq(m.m.type, "done");
+        pd_rd_t r;
+        uint32_t n;
+        cr_assert_eq(pd_msg_rd(&m.m, "res", &r), 0);
+        cr_assert_eq(pd_rd_array(&r, &n), 0);
+        for (uint32_t i = 0; i < n; i++) {
+            cr_assert_lt(got, want, "more results than jobs");
+            res_t *x = &out[got++];
+            memset(x, 0, sizeof *x);
+            uint32_t k;
+            uint64_t attempt, us;
+            cr_assert_eq(pd_rd_array(&r, &k), 0);
+            cr_assert_eq(k, 5);
+            cr_assert_eq(pd_rd_uint(&r, &x->id), 0);
+            cr_assert_eq(pd_rd_uint(&r, &attempt), 0);
+            cr_expect_eq(attempt, 1);
+            cr_assert_eq(pd_rd_bool(&r, &x->ok), 0);
+            if (x->ok) {
+                if (pd_rd_peek(&r) == PD_MP_NIL)
+                    pd_rd_nil(&r);
+                else
+                    cr_assert_eq(pd_rd_double(&r, &x->x), 0);
+            } else {
+                uint32_t f;
+                cr_assert_eq(pd_rd_map(&r, &f), 0);
+                for (uint32_t j = 0; j < f; j++) {
+                    if (pd_rd_key_is(&r, "code"))
+                        cr_assert_eq(pd_rd_strcpy(&r, x->code, sizeof x->code), 0);
+                    else if (pd_rd_key_is(&r, "msg"))
+                        cr_assert_eq(pd_rd_strcpy(&r, x->msg, sizeof x->msg), 0);
+                    else {
+                        pd_rd_skip(&r, NULL, NULL);
+                        pd_rd_skip(&r, NULL, NULL);
+                    }
+                }
+            }
+            cr_assert_eq(pd_rd_uint(&r, &us), 0);
+        }
+        free(m.frame);
+    }
+}
+
+static const res_t *find(const res_t *rs, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].id == id)
+            return &rs[i];
+    cr_assert_fail("no result for job %llu", (unsigned long long) id);
+    return NULL;
+}
+
+Test(unit, registers_runs_jobs_and_says_bye)
+{
+    handshake();
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    uint64_t ids[4] = {1, 2, 3, 4};
+    const char *mods[4] = {s_hash, s_hash, zeros, s_hash};
+    const char *fns[4] = {"square", "refuse", "square", "square"};
+    double xs[4] = {3, 0, 1, 5};
+    run_jobs(4, ids, mods, fns, xs, NULL);
+    res_t rs[4];
+    collect(rs, 4);
+    cr_expect(find(rs, 4, 1)->ok);
+    cr_expect_float_eq(find(rs, 4, 1)->x, 9.0, 1e-12);
+    cr_expect_float_eq(find(rs, 4, 4)->x, 25.0, 1e-12);
+    cr_expect_str_eq(find(rs, 4, 2)->code, "PD_ETASK");
+    cr_expect_str_eq(find(rs, 4, 2)->msg, "no thanks");
+    cr_expect_str_eq(find(rs, 4, 3)->code, "PD_ENOMODULE");
+    stop_worker();
+    msg_t m;
+    expect("bye", &m);
+    free(m.frame);
+}
+
+Test(unit, heartbeats_while_a_slot_computes)
+{
+    handshake();
+    uint64_t ids[1] = {7};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"nap"};
+    double xs[1] = {0.6};
+    run_jobs(1, ids, mods, fns, xs, NULL);
+    int hbs = 0;
+    int64_t end = pd_slot_now_ms() + 450;
+    msg_t m;
+    while (pd_slot_now_ms() < end && recv_msg(&m, (int) (end - pd_slot_now_ms()), true)) {
+        hbs += pd_msg_is(&m.m, "hb");
+        free(m.frame);
+    }
+    cr_expect_geq(hbs, 2, "only %d heartbeats in 450 ms at hb_ms 100", hbs);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect(rs[0].ok);
+}
+
+Test(unit, cancel_reports_nothing_and_the_slot_goes_on)
+{
+    handshake();
+    uint64_t ids[2] = {10, 11};
+    const char *mods[2] = {s_hash, s_hash};
+    const char *fns[2] = {"nap", "nap"};
+    double xs[2] = {30, 30};
+    run_jobs(2, ids, mods, fns, xs, NULL);
+    usleep(300000);
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "cancel", 1);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint64(&pk, 11);
+    msgpack_pack_uint64(&pk, 10);
+    msgpack_pack_uint64(&pk, 999);
+    send_buf(&b);
+    uint64_t ids2[1] = {12};
+    const char *fns2[1] = {"square"};
+    double xs2[1] = {4};
+    run_jobs(1, ids2, mods, fns2, xs2, NULL);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_eq(rs[0].id, 12, "a cancelled job reported a result");
+    cr_expect_float_eq(rs[0].x, 16.0, 1e-12);
+}
+
+Test(unit, time_out_and_reset)
+{
+    handshake();
+    uint64_t ids[1] = {20};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"nap"};
+    double xs[1] = {30};
+    uint64_t tos[1] = {300};
+    run_jobs(1, ids, mods, fns, xs, tos);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_str_eq(rs[0].code, "PD_ETIMEDOUT");
+    cr_expect_str_eq(rs[0].msg, "task ran past its time-out of 300 ms");
+    /* reset: the worker drops its jobs and registers again. */
+    xs[0] = 30;
+    ids[0] = 21;
+    run_jobs(1, ids, mods, fns, xs, NULL);
+    usleep(200000);
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "reset", 0);
+    send_buf(&b);
+    handshake();
+    ids[0] = 22;
+    fns[0] = "square";
+    xs[0] = 2;
+    run_jobs(1, ids, mods, fns, xs, NULL);
+    collect(rs, 1);
+    cr_expect_eq(rs[0].id, 22, "job 21 was dropped by the reset");
+    cr_expect_float_eq(rs[0].x, 4.0, 1e-12);
+}
+
+Test(unit, many_short_jobs_stream_in_batches)
+{
+    handshake();
+    enum { N = 4000 };
+    static uint64_t ids[N];
+    static const char *mods[N], *fns[N];
+    static double xs[N];
+    static res_t rs[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = (uint64_t) i + 100;
+        mods[i] = s_hash;
+        fns[i] = "square";
+        xs[i] = i;
+    }
+    int64_t t0 = pd_slot_now_ms();
+    for (int c = 0; c < N; c += 1000)
+        run_jobs(1000, ids + c, mods + c, fns + c, xs + c, NULL);
+    collect(rs, N);
+    cr_log_info("%d jobs in %lld ms", N, (long long) (pd_slot_now_ms() - t0));
+    static bool seen[N];
+    for (int i = 0; i < N; i++) {
+        cr_assert(rs[i].ok);
+        uint64_t k = rs[i].id - 100;
+        cr_assert_lt(k, N);
+        cr_assert_not(seen[k], "job %llu reported twice", (unsigned long long) rs[i].id);
+        seen[k] = true;
+        cr_assert_float_eq(rs[i].x, (double) k * (double) k, 1e-9);
+    }
+}
+
+Test(unit, silent_broker_gets_ready_again)
+{
+    handshake();
+    /* Say nothing for more than hb_ms x liveness = 300 ms. */
+    int64_t end = pd_slot_now_ms() + 1500;
+    bool ready = false;
+    msg_t m;
+    while (!ready && pd_slot_now_ms() < end && recv_msg(&m, (int) (end - pd_slot_now_ms()), false)) {
+        ready = pd_msg_is(&m.m, "ready");
+        free(m.frame);
+    }
+    cr_expect(ready, "no 'ready' after the broker fell silent");
+}
+
+int main(int argc, char **argv)
+{
+    if (pd_slot_is_child(argc, argv))
+        return pd_slot_main(argc, argv);
+    struct criterion_test_set *tests = criterion_initialize();
+    int rc = 0;
+    if (criterion_handle_args(argc, argv, true))
+        rc = !criterion_run_all_tests(tests);
+    criterion_finalize(tests);
+    return rc;
+}
