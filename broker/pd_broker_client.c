@@ -220,9 +220,11 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
                 msgpack_pack_uint8(&pk, PD_JOB_UNKNOWN);
                 msgpack_pack_nil(&pk);
             } else {
+                const uint8_t *val;
+                uint32_t vlen;
                 msgpack_pack_uint8(&pk, job->state);
-                if (job->res && job->res_len)
-                    pd_pack_raw(&pk, job->res->data + job->res_off, job->res_len);
+                if (pd_jobs_result(b->jobs, id, &val, &vlen))
+                    pd_pack_raw(&pk, val, vlen);
                 else
                     msgpack_pack_nil(&pk);
                 pd_jobs_mark_fetched(b->jobs, id, now_s);

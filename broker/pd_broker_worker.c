@@ -234,12 +234,8 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
             return PD_EPROTO;
         }
     }
-    /* Second pass: apply. Accepted values point into one shared blob. */
-    pd_blob_t *blob = pd_blob_new(raw, rawlen, 0);
-    if (!blob) {
-        snprintf(o->why, sizeof o->why, "the broker is out of memory");
-        return PD_ENOMEM;
-    }
+    /* Second pass: apply. Accepted values are copied into the open result
+       segment, which the loop seals after this message. */
     pd_rd_init(&r, raw, rawlen);
     pd_rd_array(&r, &n);
     for (uint32_t i = 0; i < n; i++) {
@@ -261,7 +257,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         pd_worker_observe(wk, us);
         wk->done++;
         if (ok) {
-            pd_jobs_set_done(b->jobs, id, blob, (uint32_t) (val - raw), (uint32_t) vlen);
+            pd_jobs_set_done(b->jobs, id, val, (uint32_t) vlen);
         } else {
             char code[64], msg[1024];
             int64_t slot;
@@ -269,8 +265,6 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
             pd_jobs_set_failed(b->jobs, id, code, msg, wk->host, slot);
         }
     }
-    if (blob->refs == 0)
-        free(blob);
     return 0;
 }
 

@@ -9,6 +9,17 @@
     requeue prepends one id (merged with the head when adjacent). Popping
     skips ids no longer queued (cancelled), so cancel is O(1); when the ring
     holds many more ranges than queued jobs it is compacted.
+
+    Result segment: a growable buffer holding a msgpack array32 header (its
+    count patched at sealing) and entries [id, state, value]; the ids in it
+    are listed beside it, and each such job's res_off/res_len already point
+    at its value while res is still NULL. Sealing copies the buffer into one
+    blob and points the jobs at it. Any reader of a job's result goes through
+    pd_jobs_result(), which seals first, and so do forget and mark_fetched,
+    so a job never escapes with a NULL res.
+
+    Tokens: a hash from the token (hex) to its record, plus a ring of the
+    records in arrival order for expiry.
 */
 #include "pd_jobs.h"
 #include "pd_error.h"
@@ -34,6 +45,15 @@ typedef struct {
     uint32_t sec;   /* that second + 1, as stored in pd_job_t.fetched */
 } s_ttl_t;
 
+typedef struct {
+    uint64_t first;                   /* first id the submit got */
+    uint32_t n;                       /* jobs it got */
+    uint32_t sec;                     /* second it was accepted */
+    uint32_t len;                     /* bytes in token */
+    uint8_t token[PD_JOBS_TOKEN_MAX]; /* the token */
+    char key[2 * PD_JOBS_TOKEN_MAX + 1]; /* token in hex: the hash key */
+} s_token_t;
+
 struct pd_jobs {
     pd_job_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
     uint32_t *live;        /* per chunk: jobs handed out and not forgotten */
@@ -58,6 +78,17 @@ struct pd_jobs {
     size_t ttlcap;         /* ring capacity (power of two) */
     size_t ttlhead;        /* index of the oldest */
     size_t ttllen;         /* entries */
+    pd_buf_t seg;          /* open result segment (empty: none) */
+    uint64_t *segids;      /* ids with an entry in seg */
+    size_t nseg;           /* entries in seg */
+    size_t capseg;         /* capacity of segids */
+    pd_jobs_hooks_t hooks; /* what the journal wants to hear */
+    void *hooks_user;      /* their user pointer */
+    zhashx_t *tokens;      /* token hex -> s_token_t (owned by tokring) */
+    s_token_t **tokring;   /* tokens in arrival order (ring) */
+    size_t tokcap;         /* ring capacity (power of two) */
+    size_t tokhead;        /* index of the oldest */
+    size_t toklen;         /* tokens remembered */
 };
 
 /* ---- blobs ------------------------------------------------------------- */
@@ -70,6 +101,9 @@ pd_blob_t *pd_blob_new(const void *data, size_t len, uint32_t refs)
         return NULL;
     b->refs = refs;
     b->len = (uint32_t) len;
+    b->key = 0;
+    b->mark = 0;
+    b->pad = 0;
     if (len)
         memcpy(b->data, data, len);
     return b;
@@ -83,6 +117,16 @@ void pd_blob_unref(pd_blob_t **p)
     if (--(*p)->refs == 0)
         free(*p);
     *p = NULL;
+}
+
+/* Drops a reference to a blob the table owns; the hooks hear of its death. */
+static void s_unref(pd_jobs_t *j, pd_blob_t **p, bool args)
+{
+    if (!*p)
+        return;
+    if ((*p)->refs == 1 && j->hooks.dead)
+        j->hooks.dead(j->hooks_user, *p, args);
+    pd_blob_unref(p);
 }
 
 /* ---- life -------------------------------------------------------------- */
@@ -100,11 +144,25 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
     j->ttlcap = 64;
     j->ttl = malloc(j->ttlcap * sizeof *j->ttl);
     j->fresh_sorted = true;
-    if (!j->fn_index || !j->q || !j->ttl) {
+    pd_buf_init(&j->seg);
+    j->seg.max = 2 * (size_t) PD_MAX_FRAME;
+    j->tokens = zhashx_new();
+    j->tokcap = 64;
+    j->tokring = malloc(j->tokcap * sizeof *j->tokring);
+    if (!j->fn_index || !j->q || !j->ttl || !j->tokens || !j->tokring) {
         pd_jobs_destroy(&j);
         return NULL;
     }
     return j;
+}
+
+void pd_jobs_set_hooks(pd_jobs_t *j, const pd_jobs_hooks_t *hooks, void *user)
+{
+    if (hooks)
+        j->hooks = *hooks;
+    else
+        memset(&j->hooks, 0, sizeof j->hooks);
+    j->hooks_user = user;
 }
 
 void pd_jobs_destroy(pd_jobs_t **p)
@@ -127,6 +185,12 @@ void pd_jobs_destroy(pd_jobs_t **p)
     free(j->q);
     free(j->ttl);
     free(j->fresh);
+    for (size_t i = 0; i < j->toklen; i++)
+        free(j->tokring[(j->tokhead + i) & (j->tokcap - 1)]);
+    free(j->tokring);
+    zhashx_destroy(&j->tokens);
+    pd_buf_free(&j->seg);
+    free(j->segids);
     zhashx_destroy(&j->fn_index);
     for (uint32_t i = 0; i < j->nfns; i++)
         free(j->fns[i]);
@@ -352,6 +416,7 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
+    blob->key = j->next_id;
     for (uint32_t i = 0; i < count; i++) {
         uint64_t id = j->next_id + i;
         const uint8_t *raw;
@@ -378,7 +443,7 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     return 0;
 }
 
-/* ---- transitions ------------------------------------------------------- */
+/* ---- result segments --------------------------------------------------- */
 
 static void s_fresh_add(pd_jobs_t *j, uint64_t id)
 {
@@ -395,6 +460,75 @@ static void s_fresh_add(pd_jobs_t *j, uint64_t id)
     j->fresh[j->nfresh++] = id;
 }
 
+void pd_jobs_seal(pd_jobs_t *j)
+{
+    if (j->nseg == 0)
+        return;
+    uint8_t *d = j->seg.data;
+    uint32_t n = (uint32_t) j->nseg;
+    d[1] = (uint8_t) (n >> 24);
+    d[2] = (uint8_t) (n >> 16);
+    d[3] = (uint8_t) (n >> 8);
+    d[4] = (uint8_t) n;
+    pd_blob_t *blob = pd_blob_new(d, j->seg.len, 0);
+    for (size_t i = 0; i < j->nseg; i++) {
+        pd_job_t *job = pd_jobs_get(j, j->segids[i]);
+        assert(job && PD_JOB_IS_FINAL(job->state) && !job->res);
+        if (blob) {
+            job->res = blob;
+            blob->refs++;
+        } else {
+            job->res_off = job->res_len = 0; /* out of memory: nil, not journalled */
+        }
+    }
+    j->nseg = 0;
+    pd_buf_reset(&j->seg);
+    if (blob && j->hooks.sealed)
+        j->hooks.sealed(j->hooks_user, blob);
+}
+
+/* Makes job id (just made final with state) an entry of the open segment;
+   pack() writes its value. Returns 0 or PD_ENOMEM (then the job is final
+   with a nil value and no entry). */
+static int s_seg_add(pd_jobs_t *j, uint64_t id, pd_job_t *job, uint8_t state,
+                     void (*pack)(msgpack_packer *pk, const void *arg), const void *arg,
+                     size_t hint)
+{
+    if (j->nseg && (j->nseg >= PD_JOBS_SEG_JOBS || j->seg.len + hint > PD_JOBS_SEG_BYTES))
+        pd_jobs_seal(j);
+    job->res = NULL;
+    job->res_off = job->res_len = 0;
+    if (j->nseg == j->capseg) {
+        size_t cap = j->capseg ? j->capseg * 2 : 1024;
+        uint64_t *ids = realloc(j->segids, cap * sizeof *ids);
+        if (!ids)
+            return PD_ENOMEM;
+        j->segids = ids;
+        j->capseg = cap;
+    }
+    size_t start = j->seg.len;
+    msgpack_packer pk;
+    pd_packer_init(&pk, &j->seg);
+    if (j->nseg == 0) {
+        static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
+        pd_buf_append(&j->seg, head, sizeof head);
+    }
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint8(&pk, state);
+    size_t val = j->seg.len;
+    pack(&pk, arg);
+    if (j->seg.failed || j->seg.len - val > UINT32_MAX) {
+        j->seg.failed = false;
+        j->seg.len = start;
+        return PD_ENOMEM;
+    }
+    job->res_off = (uint32_t) val;
+    job->res_len = (uint32_t) (j->seg.len - val);
+    j->segids[j->nseg++] = id;
+    return 0;
+}
+
 /* Common part of every final transition. */
 static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
 {
@@ -404,7 +538,7 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
         j->queued--;
     j->unfinished--;
     job->state = state;
-    pd_blob_unref(&job->arg);
+    s_unref(j, &job->arg, true);
     job->arg_off = job->arg_len = 0;
     s_fresh_add(j, id);
     if (j->qlen > 64 && j->qlen > 4 * (j->queued + 16))
@@ -412,41 +546,74 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
     return job;
 }
 
-void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, uint32_t len)
+typedef struct {
+    const uint8_t *p; /* bytes */
+    size_t len;       /* how many */
+} s_raw_t;
+
+static void s_pack_raw(msgpack_packer *pk, const void *arg)
+{
+    const s_raw_t *r = arg;
+    pd_pack_raw(pk, r->p, r->len);
+}
+
+static void s_pack_nil(msgpack_packer *pk, const void *arg)
+{
+    (void) arg;
+    msgpack_pack_nil(pk);
+}
+
+typedef struct {
+    const char *code, *msg, *host; /* error map fields */
+    int64_t slot;                  /* slot, -1 = none */
+    uint32_t attempts;             /* runs started */
+} s_err_t;
+
+static void s_pack_err(msgpack_packer *pk, const void *arg)
+{
+    const s_err_t *e = arg;
+    msgpack_pack_map(pk, 5);
+    pd_pack_kv_str(pk, "code", e->code);
+    pd_pack_kv_str(pk, "msg", e->msg);
+    pd_pack_kv_str(pk, "host", e->host);
+    pd_pack_kv_int(pk, "slot", e->slot);
+    pd_pack_kv_uint(pk, "attempts", e->attempts);
+}
+
+int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len)
 {
     pd_job_t *job = s_finish(j, id, PD_JOB_DONE);
-    res->refs++;
-    job->res = res;
-    job->res_off = off;
-    job->res_len = len;
+    s_raw_t r = {val, len};
+    return s_seg_add(j, id, job, PD_JOB_DONE, s_pack_raw, &r, len);
 }
 
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot)
 {
     pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    msgpack_pack_map(&pk, 5);
-    pd_pack_kv_str(&pk, "code", code);
-    pd_pack_kv_str(&pk, "msg", msg);
-    pd_pack_kv_str(&pk, "host", host);
-    pd_pack_kv_int(&pk, "slot", slot);
-    pd_pack_kv_uint(&pk, "attempts", job->attempt);
-    if (b.failed) {
-        pd_buf_free(&b);
-        return PD_ENOMEM; /* the job is failed with a nil error value */
-    }
-    job->res = pd_blob_new(b.data, b.len, 1);
-    if (job->res)
-        job->res_len = (uint32_t) b.len;
-    pd_buf_free(&b);
-    return job->res ? 0 : PD_ENOMEM;
+    s_err_t e = {code, msg, host, slot, job->attempt};
+    return s_seg_add(j, id, job, PD_JOB_FAILED, s_pack_err, &e, strlen(msg) + 100);
 }
 
-void pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id) { s_finish(j, id, PD_JOB_CANCELLED); }
+int pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id)
+{
+    pd_job_t *job = s_finish(j, id, PD_JOB_CANCELLED);
+    return s_seg_add(j, id, job, PD_JOB_CANCELLED, s_pack_nil, NULL, 1);
+}
+
+bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *len)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    if (!job || !PD_JOB_IS_FINAL(job->state))
+        return false;
+    if (!job->res && job->res_len)
+        pd_jobs_seal(j);
+    if (!job->res || !job->res_len)
+        return false;
+    *val = job->res->data + job->res_off;
+    *len = job->res_len;
+    return true;
+}
 
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
 {
@@ -478,40 +645,71 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
 
 /* ---- forgetting -------------------------------------------------------- */
 
-bool pd_jobs_forget(pd_jobs_t *j, uint64_t id)
+/* Clears a record and frees its chunk when it was the chunk's last. */
+static void s_drop_record(pd_jobs_t *j, uint64_t id, pd_job_t *job)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
-    if (!job || !PD_JOB_IS_FINAL(job->state))
-        return false;
-    pd_blob_unref(&job->res);
     memset(job, 0, sizeof *job);
     uint64_t c = (id - 1) >> S_CHUNK_BITS;
     if (--j->live[c] == 0 && j->next_id > (c + 1) * (uint64_t) S_CHUNK) {
         free(j->chunks[c]);
         j->chunks[c] = NULL;
     }
+}
+
+bool pd_jobs_forget(pd_jobs_t *j, uint64_t id)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    if (!job || !PD_JOB_IS_FINAL(job->state))
+        return false;
+    if (!job->res && job->res_len)
+        pd_jobs_seal(j);
+    s_unref(j, &job->res, false);
+    s_drop_record(j, id, job);
+    if (j->hooks.forgot)
+        j->hooks.forgot(j->hooks_user, id);
     return true;
 }
 
-void pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s)
+void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n)
+{
+    for (uint64_t id = first; id < first + n; id++) {
+        pd_job_t *job = pd_jobs_get(j, id);
+        if (!job)
+            continue;
+        if (PD_JOB_IS_FINAL(job->state)) {
+            pd_jobs_forget(j, id);
+        } else if (job->state == PD_JOB_QUEUED) {
+            j->queued--;
+            j->unfinished--;
+            s_unref(j, &job->arg, true);
+            s_drop_record(j, id, job);
+        }
+    }
+}
+
+bool pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s)
 {
     pd_job_t *job = pd_jobs_get(j, id);
     if (!job || !PD_JOB_IS_FINAL(job->state) || job->fetched)
-        return;
+        return false;
+    if (!job->res && job->res_len)
+        pd_jobs_seal(j);
     uint32_t sec = now_s + 1;
+    job->fetched = sec;
+    if (j->hooks.fetched)
+        j->hooks.fetched(j->hooks_user, id, now_s);
     if (j->ttllen) {
         s_ttl_t *t = &j->ttl[(j->ttlhead + j->ttllen - 1) & (j->ttlcap - 1)];
         if (t->sec == sec && t->first + t->count == id && t->count < UINT32_MAX) {
             t->count++;
-            job->fetched = sec;
-            return;
+            return true;
         }
     }
     if (j->ttllen == j->ttlcap) {
         size_t cap = j->ttlcap * 2;
         s_ttl_t *t = malloc(cap * sizeof *t);
         if (!t)
-            return; /* kept until released: memory, not correctness */
+            return true; /* kept until released: memory, not correctness */
         for (size_t i = 0; i < j->ttllen; i++)
             t[i] = j->ttl[(j->ttlhead + i) & (j->ttlcap - 1)];
         free(j->ttl);
@@ -521,25 +719,39 @@ void pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s)
     }
     j->ttl[(j->ttlhead + j->ttllen) & (j->ttlcap - 1)] = (s_ttl_t){id, 1, sec};
     j->ttllen++;
-    job->fetched = sec;
+    return true;
 }
 
 uint64_t pd_jobs_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s)
 {
     uint64_t n = 0;
     while (j->ttllen) {
-        s_ttl_t *t = &j->ttl[j->ttlhead];
-        if ((uint64_t) t->sec - 1 + ttl_s > now_s)
+        s_ttl_t t = j->ttl[j->ttlhead];
+        if ((uint64_t) t.sec - 1 + ttl_s > now_s)
             break;
-        for (uint32_t i = 0; i < t->count; i++) {
-            pd_job_t *job = pd_jobs_get(j, t->first + i);
-            if (job && job->fetched == t->sec && pd_jobs_forget(j, t->first + i))
+        for (uint32_t i = 0; i < t.count; i++) {
+            pd_job_t *job = pd_jobs_get(j, t.first + i);
+            if (job && job->fetched == t.sec && pd_jobs_forget(j, t.first + i))
                 n++;
         }
         j->ttlhead = (j->ttlhead + 1) & (j->ttlcap - 1);
         j->ttllen--;
+        if (j->hooks.expired)
+            j->hooks.expired(j->hooks_user, t.first, t.count);
     }
     return n;
+}
+
+size_t pd_jobs_ttl_count(const pd_jobs_t *j) { return j->ttllen; }
+
+void pd_jobs_ttl_at(const pd_jobs_t *j, size_t i, uint64_t *first, uint32_t *count,
+                    uint32_t *sec)
+{
+    assert(i < j->ttllen);
+    const s_ttl_t *t = &j->ttl[(j->ttlhead + i) & (j->ttlcap - 1)];
+    *first = t->first;
+    *count = t->count;
+    *sec = t->sec - 1;
 }
 
 /* ---- fresh ------------------------------------------------------------- */
@@ -570,6 +782,292 @@ uint64_t pd_jobs_unfinished(const pd_jobs_t *j) { return j->unfinished; }
 uint64_t pd_jobs_queued(const pd_jobs_t *j) { return j->queued; }
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
+
+/* ---- tokens ------------------------------------------------------------ */
+
+static void s_token_hex(const void *token, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = token;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = 0;
+}
+
+bool pd_jobs_token_find(pd_jobs_t *j, const void *token, size_t len, uint64_t *first,
+                        uint32_t *n)
+{
+    if (len == 0 || len > PD_JOBS_TOKEN_MAX)
+        return false;
+    char key[2 * PD_JOBS_TOKEN_MAX + 1];
+    s_token_hex(token, len, key);
+    s_token_t *t = zhashx_lookup(j->tokens, key);
+    if (!t)
+        return false;
+    *first = t->first;
+    *n = t->n;
+    return true;
+}
+
+/* Forgets the oldest token. */
+static void s_token_pop(pd_jobs_t *j)
+{
+    s_token_t *t = j->tokring[j->tokhead];
+    zhashx_delete(j->tokens, t->key);
+    free(t);
+    j->tokhead = (j->tokhead + 1) & (j->tokcap - 1);
+    j->toklen--;
+}
+
+int pd_jobs_token_add(pd_jobs_t *j, const void *token, size_t len, uint64_t first, uint32_t n,
+                      uint32_t now_s)
+{
+    assert(len > 0 && len <= PD_JOBS_TOKEN_MAX);
+    if (j->toklen >= PD_JOBS_TOKENS_MAX)
+        s_token_pop(j);
+    if (j->toklen == j->tokcap) {
+        size_t cap = j->tokcap * 2;
+        s_token_t **r = malloc(cap * sizeof *r);
+        if (!r)
+            return PD_ENOMEM;
+        for (size_t i = 0; i < j->toklen; i++)
+            r[i] = j->tokring[(j->tokhead + i) & (j->tokcap - 1)];
+        free(j->tokring);
+        j->tokring = r;
+        j->tokcap = cap;
+        j->tokhead = 0;
+    }
+    s_token_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return PD_ENOMEM;
+    t->first = first;
+    t->n = n;
+    t->sec = now_s;
+    t->len = (uint32_t) len;
+    memcpy(t->token, token, len);
+    s_token_hex(token, len, t->key);
+    if (zhashx_insert(j->tokens, t->key, t) != 0) {
+        free(t); /* already known: the first submit's ids stand */
+        return 0;
+    }
+    j->tokring[(j->tokhead + j->toklen) & (j->tokcap - 1)] = t;
+    j->toklen++;
+    return 0;
+}
+
+size_t pd_jobs_token_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s)
+{
+    size_t n = 0;
+    while (j->toklen && (uint64_t) j->tokring[j->tokhead]->sec + ttl_s <= now_s) {
+        s_token_pop(j);
+        n++;
+    }
+    return n;
+}
+
+void pd_jobs_token_each(pd_jobs_t *j,
+                        void (*fn)(void *user, const uint8_t *token, size_t len, uint64_t first,
+                                   uint32_t n, uint32_t sec),
+                        void *user)
+{
+    for (size_t i = 0; i < j->toklen; i++) {
+        const s_token_t *t = j->tokring[(j->tokhead + i) & (j->tokcap - 1)];
+        fn(user, t->token, t->len, t->first, t->n, t->sec);
+    }
+}
+
+/* ---- recovery and walks ------------------------------------------------ */
+
+void pd_jobs_set_next_id(pd_jobs_t *j, uint64_t next_id)
+{
+    if (next_id > j->next_id)
+        j->next_id = next_id;
+}
+
+/* The record slot of id (its chunk allocated); NULL when out of memory. */
+static pd_job_t *s_slot(pd_jobs_t *j, uint64_t id)
+{
+    if (s_chunks_reserve(j, id, 1))
+        return NULL;
+    return &j->chunks[(id - 1) >> S_CHUNK_BITS][(id - 1) & (S_CHUNK - 1)];
+}
+
+int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t mod,
+                              const char *fn, uint32_t timeout_ms, uint32_t retries,
+                              const uint8_t *args, size_t args_len,
+                              bool (*skip)(void *user, uint64_t id), void *user, char *why,
+                              size_t whycap)
+{
+    size_t fnlen = strlen(fn);
+    if (n == 0 || first == 0 || first > j->next_id || n > j->next_id - first) {
+        snprintf(why, whycap, "batch of %u jobs from id %llu does not fit below the next id "
+                 "%llu", n, (unsigned long long) first, (unsigned long long) j->next_id);
+        return PD_EPROTO;
+    }
+    if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN || retries > PD_JOBS_MAX_RETRIES) {
+        snprintf(why, whycap, "batch from id %llu has a bad function name or retries",
+                 (unsigned long long) first);
+        return PD_EPROTO;
+    }
+    pd_rd_t r;
+    pd_rd_init(&r, args, args_len);
+    uint32_t count;
+    if (pd_mp_check(args, args_len, PD_MAX_DEPTH, NULL) || pd_rd_array(&r, &count) ||
+        count != n) {
+        snprintf(why, whycap, "batch from id %llu: its arguments are not an array of %u values",
+                 (unsigned long long) first, n);
+        return PD_EPROTO;
+    }
+    for (uint64_t id = first; id < first + n; id++)
+        if (pd_jobs_get(j, id)) {
+            snprintf(why, whycap, "job %llu appears twice (batches overlap)",
+                     (unsigned long long) id);
+            return PD_EPROTO;
+        }
+    int rc;
+    uint32_t fni = s_intern(j, fn, &rc);
+    pd_blob_t *blob = rc ? NULL : pd_blob_new(args, args_len, 0);
+    if (!blob || s_chunks_reserve(j, first, n)) {
+        free(blob);
+        snprintf(why, whycap, "out of memory");
+        return PD_ENOMEM;
+    }
+    blob->key = first;
+    uint64_t run_first = 0, run_n = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id = first + i;
+        const uint8_t *raw;
+        size_t rawlen;
+        pd_rd_skip(&r, &raw, &rawlen);
+        if (skip && skip(user, id))
+            continue;
+        uint64_t c = (id - 1) >> S_CHUNK_BITS;
+        pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+        memset(job, 0, sizeof *job);
+        job->state = PD_JOB_QUEUED;
+        job->retries = (uint8_t) retries;
+        job->mod = mod;
+        job->fn = fni;
+        job->timeout_ms = timeout_ms;
+        job->arg = blob;
+        job->arg_off = (uint32_t) (raw - args);
+        job->arg_len = (uint32_t) rawlen;
+        blob->refs++;
+        j->live[c]++;
+        j->unfinished++;
+        j->queued++;
+        if (run_n && run_first + run_n == id) {
+            run_n++;
+        } else {
+            if (run_n && s_q_push_back(j, run_first, run_n))
+                goto oom;
+            run_first = id;
+            run_n = 1;
+        }
+    }
+    if (run_n && s_q_push_back(j, run_first, run_n))
+        goto oom;
+    if (blob->refs == 0) {
+        free(blob);
+        return 0;
+    }
+    return blob->refs;
+oom:
+    snprintf(why, whycap, "out of memory");
+    return PD_ENOMEM; /* the table is unusable; the caller gives up */
+}
+
+int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data, size_t len,
+                                bool (*skip)(void *user, uint64_t id), void *user, char *why,
+                                size_t whycap)
+{
+    pd_rd_t r;
+    pd_rd_init(&r, data, len);
+    uint32_t n;
+    if (pd_mp_check(data, len, PD_MAX_DEPTH, NULL) || pd_rd_array(&r, &n)) {
+        snprintf(why, whycap, "result segment %llu is not a msgpack array",
+                 (unsigned long long) seg);
+        return PD_EPROTO;
+    }
+    pd_blob_t *blob = pd_blob_new(data, len, 0);
+    if (!blob) {
+        snprintf(why, whycap, "out of memory");
+        return PD_ENOMEM;
+    }
+    blob->key = seg;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three;
+        uint64_t id, state;
+        const uint8_t *val;
+        size_t vlen;
+        if (pd_rd_array(&r, &three) || three != 3 || pd_rd_uint(&r, &id) ||
+            pd_rd_uint(&r, &state) || pd_rd_skip(&r, &val, &vlen) || id == 0 ||
+            id >= j->next_id || state < PD_JOB_DONE || state > PD_JOB_CANCELLED) {
+            snprintf(why, whycap, "result segment %llu: entry %u is not [id, state, value] "
+                     "with a known id and a final state", (unsigned long long) seg, i);
+            goto bad;
+        }
+        if (skip && skip(user, id))
+            continue;
+        pd_job_t *job = pd_jobs_get(j, id);
+        if (job && job->state != PD_JOB_QUEUED) {
+            snprintf(why, whycap, "job %llu has two results (segment %llu)",
+                     (unsigned long long) id, (unsigned long long) seg);
+            goto bad;
+        }
+        if (job) {
+            j->queued--;
+            j->unfinished--;
+            s_unref(j, &job->arg, true);
+            job->arg_off = job->arg_len = 0;
+        } else {
+            job = s_slot(j, id);
+            if (!job) {
+                snprintf(why, whycap, "out of memory");
+                goto bad;
+            }
+            memset(job, 0, sizeof *job);
+            j->live[(id - 1) >> S_CHUNK_BITS]++;
+        }
+        job->state = (uint8_t) state;
+        job->res = blob;
+        job->res_off = (uint32_t) (val - data);
+        job->res_len = (uint32_t) vlen;
+        blob->refs++;
+    }
+    if (blob->refs == 0) {
+        free(blob);
+        return 0;
+    }
+    return blob->refs;
+bad:
+    /* Jobs already pointing into the blob keep it; the caller gives up on
+       the whole table anyway. */
+    if (blob->refs == 0)
+        free(blob);
+    return PD_EPROTO;
+}
+
+uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from)
+{
+    if (from == 0)
+        from = 1;
+    while (from < j->next_id) {
+        uint64_t c = (from - 1) >> S_CHUNK_BITS;
+        if (c >= j->nchunks)
+            return 0;
+        if (!j->chunks[c]) {
+            from = (c + 1) * (uint64_t) S_CHUNK + 1;
+            continue;
+        }
+        if (j->chunks[c][(from - 1) & (S_CHUNK - 1)].state != PD_JOB_UNKNOWN)
+            return from;
+        from++;
+    }
+    return 0;
+}
 
 /* ---- ranges ------------------------------------------------------------ */
 

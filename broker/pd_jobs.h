@@ -5,7 +5,16 @@
     chunks (never moved by a realloc), freed once every job of a chunk has
     been forgotten. Arguments are not copied per job: one submit's `args`
     array is copied once into a reference-counted blob and every job points
-    into it; results of one `done` message share a blob the same way.
+    into it.
+
+    Results are collected the same way: each final transition (done, failed,
+    cancelled) appends an entry [id, state, value] to an open *result
+    segment*; pd_jobs_seal() turns the segment into one reference-counted
+    blob that the jobs point into. The broker seals after every message, so
+    a `done` of 1000 results makes one segment. Blobs are the unit the
+    journal (pd_journal) writes and deletes: an argument blob is a submit's
+    batch, a result blob a segment, and the hooks below report when one is
+    made or loses its last job.
 
     The queue is a ring of id ranges (a submit of 4096 jobs is one entry);
     cancelled jobs are skipped lazily when popped. Jobs requeued after a lost
@@ -15,6 +24,8 @@
     Jobs that become final are also appended to a "fresh" list that the
     broker drains once per loop turn to wake parked fetches, and results are
     forgotten a time-to-live after their first fetch (pd_jobs_expire).
+    Submits may carry a token (an idempotency key): a retried submit with a
+    token seen in the last PD_JOBS_TOKEN_TTL_S seconds gets the same ids.
 
     The struct pd_job_t is a plain record read by the broker on its hot path;
     it is changed only through the functions here (and by pd_workers for the
@@ -44,18 +55,28 @@ enum {
 #define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
+#define PD_JOBS_SEG_BYTES     (4u << 20) /* a result segment is sealed past this size */
+#define PD_JOBS_SEG_JOBS      8192u     /* ... or this many entries */
+#define PD_JOBS_TOKEN_MAX     64u       /* bytes in a submit token at most */
+#define PD_JOBS_TOKEN_TTL_S   3600u     /* seconds a submit token is remembered */
+#define PD_JOBS_TOKENS_MAX    1000000u  /* tokens remembered at most (oldest go first) */
 
 /* A reference-counted block of bytes shared by several jobs. */
 typedef struct {
     uint32_t refs; /* jobs pointing into data */
     uint32_t len;  /* bytes in data */
+    uint64_t key;  /* journal key: first job id of an argument blob, segment
+                      number of a result blob (0 = not journalled) */
+    uint32_t mark; /* scratch for walks over every blob (pd_journal resync) */
+    uint32_t pad;  /* keeps data 8-byte aligned */
     uint8_t data[];
 } pd_blob_t;
 
-/* Allocates a blob holding a copy of len bytes with refs references;
-   NULL when out of memory. */
+/* Allocates a blob holding a copy of len bytes with refs references and
+   key 0; NULL when out of memory. */
 pd_blob_t *pd_blob_new(const void *data, size_t len, uint32_t refs);
-/* Drops one reference; frees the blob with the last. Sets *p to NULL. */
+/* Drops one reference; frees the blob with the last (without telling the
+   hooks: pd_jobs does that for the blobs it owns). Sets *p to NULL. */
 void pd_blob_unref(pd_blob_t **p);
 
 typedef struct {
@@ -71,7 +92,8 @@ typedef struct {
     uint32_t wpos;       /* position in that worker's in-flight list */
     uint32_t fetched;    /* broker second (+1) of the first fetch; 0 = not yet */
     pd_blob_t *arg;      /* blob holding the argument; NULL once final */
-    pd_blob_t *res;      /* blob holding the result value or error map */
+    pd_blob_t *res;      /* result segment holding the value or error map (NULL
+                            while the segment is open: read with pd_jobs_result) */
     uint32_t arg_off;    /* argument's offset in arg */
     uint32_t arg_len;    /* argument's msgpack bytes */
     uint32_t res_off;    /* result's offset in res */
@@ -80,11 +102,31 @@ typedef struct {
 
 typedef struct pd_jobs pd_jobs_t;
 
+/* What the table tells its journal. Every hook may be NULL; each gets the
+   `user` pointer given with the hooks. None is called by pd_jobs_destroy. */
+typedef struct {
+    /* A result segment was sealed (blob->refs jobs point into it). */
+    void (*sealed)(void *user, pd_blob_t *seg);
+    /* A blob lost its last job and is about to be freed: an argument blob
+       (args true: every job of that submit is final) or a result segment
+       (every job in it was forgotten). */
+    void (*dead)(void *user, const pd_blob_t *blob, bool args);
+    /* A final job was forgotten (released or expired). */
+    void (*forgot)(void *user, uint64_t id);
+    /* A final job was fetched for the first time, at second sec. */
+    void (*fetched)(void *user, uint64_t id, uint32_t sec);
+    /* The time-to-live entry for ids first .. first+count-1 was handled
+       (their results forgotten where they had not been refetched since). */
+    void (*expired)(void *user, uint64_t first, uint64_t count);
+} pd_jobs_hooks_t;
+
 /* Creates an empty table holding at most max_unfinished queued or running
    jobs (0 = PD_JOBS_DEFAULT_MAX). Returns NULL when out of memory. */
 pd_jobs_t *pd_jobs_new(uint64_t max_unfinished);
 /* Frees the table, every record and blob. Safe on NULL; sets *p to NULL. */
 void pd_jobs_destroy(pd_jobs_t **p);
+/* Sets the hooks (copied; NULL removes them). */
+void pd_jobs_set_hooks(pd_jobs_t *j, const pd_jobs_hooks_t *hooks, void *user);
 
 /* Accepts the jobs of one submit: `args` is the raw msgpack array (one job per
    element, each kept as raw bytes). On success sets *first and *n and returns
@@ -94,6 +136,12 @@ void pd_jobs_destroy(pd_jobs_t **p);
 int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
                    size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
                    uint32_t *n, char *why, size_t whycap);
+
+/* Takes ids first .. first+n-1 back out of the table: the jobs of a submit
+   that could not be journalled (their `accepted` was never sent). Queued
+   jobs disappear (state unknown), final ones are forgotten; running ones
+   (never: such jobs are not dispatched before the journal commits) stay. */
+void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
 
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
@@ -114,24 +162,86 @@ uint64_t pd_jobs_pop(pd_jobs_t *j);
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host);
 
-/* Final transitions of a queued or running job. Each releases the argument
-   and appends the id to the fresh list. */
-/* Done: the result is res->data[off .. off+len) (a reference is taken). */
-void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, uint32_t len);
+/* Final transitions of a queued or running job. Each releases the argument,
+   appends an entry to the open result segment and the id to the fresh list.
+   Returns 0, or PD_ENOMEM when the entry could not be stored (the job is
+   final with a nil value, and is not journalled). */
+/* Done with the msgpack value val[0 .. len) (copied). */
+int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len);
 /* Failed with an error map {code, msg, host, slot, attempts} packed here. */
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot);
-/* Cancelled. */
-void pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id);
+/* Cancelled (value nil). */
+int pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id);
+/* Seals the open result segment (if any): the jobs in it now point into one
+   blob, and the sealed hook is called. */
+void pd_jobs_seal(pd_jobs_t *j);
+/* A final job's value (a result, an error map, or nil), sealing first when
+   needed: sets *val and *len and returns true, or returns false when the
+   job is not final (or has no stored value). Borrowed like pd_jobs_get. */
+bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *len);
 
 /* Forgets a final job (its result is freed; its state becomes unknown).
    Returns true when it was final and is now forgotten. */
 bool pd_jobs_forget(pd_jobs_t *j, uint64_t id);
-/* Records a first fetch of a final job at broker second now_s; the result is
-   forgotten by pd_jobs_expire() ttl_s later. */
-void pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s);
+/* Records a first fetch of a final job at second now_s (the broker uses
+   wall-clock seconds, so that a restart keeps the time-to-live); the result
+   is forgotten by pd_jobs_expire() ttl_s later. Returns true when this was
+   the job's first fetch. */
+bool pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s);
 /* Forgets results first fetched at or before now_s - ttl_s. Returns how many. */
 uint64_t pd_jobs_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s);
+
+/* ---- submit tokens ------------------------------------------------------ */
+
+/* Looks up a submit token (1 .. PD_JOBS_TOKEN_MAX bytes): when a submit with
+   it was accepted, sets *first and *n and returns true. */
+bool pd_jobs_token_find(pd_jobs_t *j, const void *token, size_t len, uint64_t *first,
+                        uint32_t *n);
+/* Remembers that the submit with this token got ids first .. first+n-1 at
+   second now_s. Returns 0 or PD_ENOMEM (the token is then not remembered). */
+int pd_jobs_token_add(pd_jobs_t *j, const void *token, size_t len, uint64_t first, uint32_t n,
+                      uint32_t now_s);
+/* Forgets tokens older than ttl_s at now_s (and the oldest beyond
+   PD_JOBS_TOKENS_MAX). Returns how many. */
+size_t pd_jobs_token_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s);
+/* Calls fn for every remembered token, oldest first. */
+void pd_jobs_token_each(pd_jobs_t *j,
+                        void (*fn)(void *user, const uint8_t *token, size_t len, uint64_t first,
+                                   uint32_t n, uint32_t sec),
+                        void *user);
+
+/* ---- recovery and walks (pd_journal) ----------------------------------- */
+
+/* Raises the id the next submit gets (never lowers it). */
+void pd_jobs_set_next_id(pd_jobs_t *j, uint64_t next_id);
+/* Puts back a journalled submit: ids first .. first+n-1 of the msgpack array
+   args (n elements), queued, except those for which skip(user, id) is true.
+   The argument blob gets key first. Returns how many jobs were restored
+   (0: the blob was not kept), or PD_EPROTO with a sentence in why when the
+   batch does not fit (ids in use or not below the next id, args not an
+   array of n values, bad fn or retries). The unfinished bound is not
+   applied: what was accepted stays accepted. */
+int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t mod,
+                              const char *fn, uint32_t timeout_ms, uint32_t retries,
+                              const uint8_t *args, size_t args_len,
+                              bool (*skip)(void *user, uint64_t id), void *user, char *why,
+                              size_t whycap);
+/* Puts back a journalled result segment (a msgpack array of [id, state,
+   value] entries) with key seg: every entry not skipped makes its job final
+   (a queued job from a batch, or a new record when its batch is gone).
+   Returns how many jobs point into it (0: the segment was not kept), or
+   PD_EPROTO with a sentence in why (malformed entries, bad states, ids not
+   below the next id, a job final twice). */
+int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data, size_t len,
+                                bool (*skip)(void *user, uint64_t id), void *user, char *why,
+                                size_t whycap);
+/* Smallest id >= from that has a record, or 0 when none. */
+uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from);
+/* Time-to-live entries (first fetches), oldest first: how many, and one. */
+size_t pd_jobs_ttl_count(const pd_jobs_t *j);
+void pd_jobs_ttl_at(const pd_jobs_t *j, size_t i, uint64_t *first, uint32_t *count,
+                    uint32_t *sec);
 
 /* Ids that became final since the last pd_jobs_fresh_clear, sorted
    ascending by this call (borrowed until the next change). */

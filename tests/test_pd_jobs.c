@@ -174,8 +174,11 @@ Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
     pd_job_t *j = pd_jobs_get(jobs, 1);
     cr_assert_null(j->arg);
     /* The error map names the code, the host and the attempts. */
+    const uint8_t *val;
+    uint32_t len;
+    cr_assert(pd_jobs_result(jobs, 1, &val, &len));
     pd_rd_t r;
-    pd_rd_init(&r, j->res->data + j->res_off, j->res_len);
+    pd_rd_init(&r, val, len);
     uint32_t n;
     cr_assert_eq(pd_rd_map(&r, &n), 0);
     cr_assert_eq(n, 5);
@@ -197,18 +200,29 @@ Test(unit_jobs, retries_zero_still_allows_one_attempt)
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
 }
 
-Test(unit_jobs, results_share_one_blob_and_are_freed_on_forget)
+Test(unit_jobs, results_share_one_segment_and_are_freed_on_forget)
 {
     uint64_t first;
     cr_assert_eq(s_submit(2, 3, &first), 0);
     cr_assert_eq(pd_jobs_pop(jobs), 1);
     cr_assert_eq(pd_jobs_pop(jobs), 2);
-    static const uint8_t res[] = {0x92, 0x07, 0x08};
-    pd_blob_t *blob = pd_blob_new(res, sizeof res, 0);
-    pd_jobs_set_done(jobs, 1, blob, 1, 1);
-    pd_jobs_set_done(jobs, 2, blob, 2, 1);
+    static const uint8_t seven = 0x07, eight = 0x08;
+    cr_assert_eq(pd_jobs_set_done(jobs, 1, &seven, 1), 0);
+    cr_assert_eq(pd_jobs_set_done(jobs, 2, &eight, 1), 0);
+    cr_assert_null(pd_jobs_get(jobs, 1)->res, "the segment is still open");
+    const uint8_t *val;
+    uint32_t len;
+    cr_assert(pd_jobs_result(jobs, 2, &val, &len), "reading seals");
+    cr_assert_eq(len, 1);
+    cr_assert_eq(*val, 0x08);
+    pd_blob_t *blob = pd_jobs_get(jobs, 1)->res;
+    cr_assert_not_null(blob);
+    cr_assert_eq(pd_jobs_get(jobs, 2)->res, blob);
     cr_assert_eq(blob->refs, 2);
-    cr_assert_eq(pd_jobs_get(jobs, 2)->res->data[pd_jobs_get(jobs, 2)->res_off], 0x08);
+    /* The segment is a msgpack array of [id, state, value]. */
+    static const uint8_t want[] = {0xdd, 0, 0, 0, 2, 0x93, 0x01, 0x03, 0x07, 0x93, 0x02, 0x03, 0x08};
+    cr_assert_eq(blob->len, sizeof want);
+    cr_assert_arr_eq(blob->data, want, sizeof want);
     cr_assert(pd_jobs_forget(jobs, 1));
     cr_assert_not(pd_jobs_forget(jobs, 1));
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_UNKNOWN);
