@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages Playdoh builds and tests with (root or sudo).
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
-      libsodium-dev libcriterion-dev python3)
+      libsodium-dev libsqlite3-dev libcriterion-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

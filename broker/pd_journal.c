@@ -1,0 +1,1287 @@
+/*  pd_journal: the broker's SQLite journal; see pd_journal.h for the model.
+
+    Writes: every change opens the transaction lazily (BEGIN) and runs one
+    prepared statement; forgets and first fetches arrive one id at a time and
+    are coalesced into runs of consecutive ids, flushed before the commit.
+    The first failing statement marks the transaction failed: later writes
+    are skipped, the commit rolls it back and the journal turns failing.
+
+    Forgotten ids are kept as merged intervals in `gone`: adding [a, b]
+    absorbs every interval that overlaps or touches it, so the table holds
+    at most one row per hole between live jobs.
+
+    Recovery (pd_journal_open) loads, in order: meta (next id), modules,
+    gone intervals, batches (queued jobs, minus gone ids), result segments
+    (final jobs, minus gone ids), first fetches and tokens. Rows whose blobs
+    end up with no job are deleted in the same transaction. Every check that
+    fails names the row and what was wrong.
+*/
+#include "pd_journal.h"
+#include "pd_error.h"
+#include "pd_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_FORMAT "playdoh-journal"
+#define S_VERSION 1
+#define S_SUM 16                       /* bytes of a row checksum */
+#define S_BACKOFF_MIN_MS 1000          /* first retry of a failing journal */
+#define S_BACKOFF_MAX_MS 60000         /* longest wait between retries */
+#define S_MAINT_MS 10000               /* housekeeping period */
+#define S_WAL_LIMIT (64ll << 20)       /* the log is truncated to this after a checkpoint */
+
+enum {
+    ST_BATCH_INS,
+    ST_BATCH_DEL,
+    ST_SEG_INS,
+    ST_SEG_DEL,
+    ST_GONE_PREV,
+    ST_GONE_DEL,
+    ST_GONE_PUT,
+    ST_FETCH_INS,
+    ST_FETCH_DEL,
+    ST_TOKEN_INS,
+    ST_TOKEN_PURGE,
+    ST_MOD_INS,
+    ST_META_PUT,
+    ST_COUNT
+};
+
+static const char *const s_sql[ST_COUNT] = {
+    [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
+                     "sum, args) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
+    [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
+    [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
+    [ST_GONE_PREV] = "SELECT first, last FROM gone WHERE first <= ? ORDER BY first DESC LIMIT 1",
+    [ST_GONE_DEL] = "DELETE FROM gone WHERE first = ?",
+    [ST_GONE_PUT] = "INSERT OR REPLACE INTO gone(first, last) VALUES (?, ?)",
+    [ST_FETCH_INS] = "INSERT OR REPLACE INTO fetched(first, count, t) VALUES (?, ?, ?)",
+    [ST_FETCH_DEL] = "DELETE FROM fetched WHERE first >= ? AND first < ?",
+    [ST_TOKEN_INS] = "INSERT OR IGNORE INTO tokens(token, first, n, t) VALUES (?, ?, ?, ?)",
+    [ST_TOKEN_PURGE] = "DELETE FROM tokens WHERE t < ?",
+    [ST_MOD_INS] = "INSERT OR IGNORE INTO mods(hash, name, kind, data) VALUES (?, ?, ?, ?)",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+};
+
+static const char *const s_schema =
+    "CREATE TABLE meta(k TEXT PRIMARY KEY, v);"
+    "CREATE TABLE mods(hash TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
+    "  data BLOB NOT NULL);"
+    "CREATE TABLE batches(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, mod TEXT NOT NULL, "
+    "  fn TEXT NOT NULL, timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL, "
+    "  sum BLOB NOT NULL, args BLOB NOT NULL);"
+    "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
+    "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
+    "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
+    "  t INTEGER NOT NULL);"
+    "CREATE TABLE tokens(token BLOB PRIMARY KEY, first INTEGER NOT NULL, n INTEGER NOT NULL, "
+    "  t INTEGER NOT NULL);";
+
+typedef struct {
+    uint64_t first; /* first forgotten id */
+    uint64_t last;  /* last forgotten id */
+} s_iv_t;
+
+struct pd_journal {
+    sqlite3 *db;                 /* the database (owned) */
+    sqlite3_stmt *st[ST_COUNT];  /* prepared statements (owned) */
+    char path[PATH_MAX];         /* the database file */
+    char wal[PATH_MAX + 8];      /* its write-ahead log */
+    pd_jobs_t *jobs;             /* the job table it mirrors (borrowed) */
+    pd_mods_t *mods;             /* the module store it mirrors (borrowed) */
+    pd_journal_sync_t sync;      /* synchronous setting */
+    uint64_t max_bytes;          /* bound on bytes (0 = none) */
+    uint64_t bytes;              /* bytes on disk after the last commit */
+    bool in_txn;                 /* a transaction is open */
+    bool txn_failed;             /* a write of the open transaction failed */
+    bool failing;                /* writes stopped after a failure; retrying */
+    bool loading;                /* recovery is running: hooks only delete rows */
+    bool retrying;               /* a rewrite after a failure is running */
+    char err[600];               /* why it is failing */
+    uint64_t last_seg;           /* highest segment number used */
+    uint64_t written_next_id;    /* next id as written in meta */
+    uint64_t gone_lo, gone_hi;   /* pending run of forgotten ids (gone_hi 0: none) */
+    uint64_t f_first;            /* pending run of first fetches: first id */
+    uint32_t f_count;            /* ... how many (0: none) */
+    uint32_t f_t;                /* ... their second */
+    int64_t retry_ms;            /* monotonic ms of the next retry while failing */
+    int64_t backoff_ms;          /* current wait between retries */
+    int64_t maint_ms;            /* monotonic ms of the next housekeeping */
+    s_iv_t *ivs;                 /* gone intervals, while loading */
+    size_t nivs;                 /* entries in ivs */
+    uint32_t gen;                /* blob mark of the current resync walk */
+    pd_journal_stats_t stats;    /* counters */
+};
+
+static int s_reconnect(pd_journal_t *jn);
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- failures ---------------------------------------------------------- */
+
+/* Writes "what: SQLite's message (the system error)" into out. */
+static void s_describe(pd_journal_t *jn, char *out, size_t cap, const char *what)
+{
+    int sys = jn->db ? sqlite3_system_errno(jn->db) : 0;
+    int code = jn->db ? sqlite3_extended_errcode(jn->db) & 0xff : 0;
+    const char *msg = jn->db ? sqlite3_errmsg(jn->db) : "cannot open";
+    if (sys)
+        snprintf(out, cap, "%s: %s (%s)", what, msg, strerror(sys));
+    else if (code == SQLITE_IOERR || code == SQLITE_FULL)
+        snprintf(out, cap, "%s: %s (is the disk full, a file size limit reached, or the file "
+                 "system read-only?)", what, msg);
+    else
+        snprintf(out, cap, "%s: %s", what, msg);
+}
+
+/* Marks the open transaction failed (the first failure is kept and logged). */
+static void s_fail(pd_journal_t *jn, const char *what)
+{
+    if (jn->txn_failed)
+        return;
+    jn->txn_failed = true;
+    s_describe(jn, jn->err, sizeof jn->err, what);
+    pd_log_error("journal %s: %s", jn->path, jn->err);
+}
+
+static void s_enter_failing(pd_journal_t *jn)
+{
+    if (jn->retrying) {
+        /* Still failing: wait longer before the next try. */
+        jn->backoff_ms = jn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                               : jn->backoff_ms * 2;
+    } else {
+        jn->backoff_ms = S_BACKOFF_MIN_MS;
+        jn->stats.failures++;
+        pd_log_error("journal %s cannot be written (%s): new jobs are refused until it can; "
+                     "jobs already accepted go on; retrying with a back-off of 1 to 60 s",
+                     jn->path, jn->err);
+    }
+    jn->failing = true;
+    jn->retry_ms = s_mono_ms() + jn->backoff_ms;
+}
+
+/* Opens the transaction if needed; false when writes are off. */
+static bool s_begin(pd_journal_t *jn)
+{
+    if (jn->failing || jn->txn_failed)
+        return false;
+    if (jn->in_txn)
+        return true;
+    jn->in_txn = true;
+    if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        s_fail(jn, "cannot begin a transaction");
+        return false;
+    }
+    return true;
+}
+
+/* Runs a prepared write statement (bound already) and resets it. */
+static bool s_step(pd_journal_t *jn, int which, const char *what)
+{
+    sqlite3_stmt *st = jn->st[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        s_fail(jn, what);
+        return false;
+    }
+    return true;
+}
+
+static void s_refresh_bytes(pd_journal_t *jn)
+{
+    struct stat st;
+    uint64_t n = 0;
+    if (stat(jn->path, &st) == 0)
+        n += (uint64_t) st.st_size;
+    if (stat(jn->wal, &st) == 0)
+        n += (uint64_t) st.st_size;
+    jn->bytes = n;
+}
+
+/* ---- checksums ---------------------------------------------------------- */
+
+static void s_sum_batch(uint8_t out[S_SUM], uint64_t first, uint32_t n, const char *mod,
+                        const char *fn, uint32_t timeout_ms, uint32_t retries,
+                        const void *args, size_t len)
+{
+    crypto_generichash_state h;
+    uint64_t nums[4] = {first, n, timeout_ms, retries};
+    crypto_generichash_init(&h, NULL, 0, S_SUM);
+    crypto_generichash_update(&h, (const unsigned char *) nums, sizeof nums);
+    crypto_generichash_update(&h, (const unsigned char *) mod, strlen(mod) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) fn, strlen(fn) + 1);
+    crypto_generichash_update(&h, args, len);
+    crypto_generichash_final(&h, out, S_SUM);
+}
+
+static void s_sum_seg(uint8_t out[S_SUM], uint64_t seg, const void *res, size_t len)
+{
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, S_SUM);
+    crypto_generichash_update(&h, (const unsigned char *) &seg, sizeof seg);
+    crypto_generichash_update(&h, res, len);
+    crypto_generichash_final(&h, out, S_SUM);
+}
+
+/* ---- row writers -------------------------------------------------------- */
+
+static void s_put_batch(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
+                        const char *fn, uint32_t timeout_ms, uint32_t retries,
+                        const pd_blob_t *args)
+{
+    uint8_t sum[S_SUM];
+    s_sum_batch(sum, first, n, hash, fn, timeout_ms, retries, args->data, args->len);
+    sqlite3_stmt *st = jn->st[ST_BATCH_INS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 2, n);
+    sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, fn, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, timeout_ms);
+    sqlite3_bind_int64(st, 6, retries);
+    sqlite3_bind_blob(st, 7, sum, S_SUM, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 8, args->data, (int) args->len, SQLITE_STATIC);
+    s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
+}
+
+static void s_put_seg(pd_journal_t *jn, const pd_blob_t *seg)
+{
+    uint8_t sum[S_SUM];
+    s_sum_seg(sum, seg->key, seg->data, seg->len);
+    sqlite3_stmt *st = jn->st[ST_SEG_INS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) seg->key);
+    sqlite3_bind_blob(st, 2, sum, S_SUM, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, seg->data, (int) seg->len, SQLITE_STATIC);
+    s_step(jn, ST_SEG_INS, "cannot write results");
+}
+
+static void s_put_token(pd_journal_t *jn, const void *token, size_t len, uint64_t first,
+                        uint32_t n, uint32_t sec)
+{
+    sqlite3_stmt *st = jn->st[ST_TOKEN_INS];
+    sqlite3_bind_blob(st, 1, token, (int) len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 3, n);
+    sqlite3_bind_int64(st, 4, sec);
+    s_step(jn, ST_TOKEN_INS, "cannot write a submit token");
+}
+
+static void s_put_fetched(pd_journal_t *jn, uint64_t first, uint32_t count, uint32_t t)
+{
+    sqlite3_stmt *st = jn->st[ST_FETCH_INS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 2, count);
+    sqlite3_bind_int64(st, 3, t);
+    s_step(jn, ST_FETCH_INS, "cannot write a first fetch");
+}
+
+static void s_put_meta(pd_journal_t *jn, const char *k, int64_t v)
+{
+    sqlite3_stmt *st = jn->st[ST_META_PUT];
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    s_step(jn, ST_META_PUT, "cannot write the next job id");
+}
+
+/* Adds forgotten ids [lo, hi] to `gone`, merging with the intervals that
+   overlap or touch it. */
+static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
+{
+    sqlite3_stmt *prev = jn->st[ST_GONE_PREV];
+    for (int guard = 0; guard < 1000000; guard++) {
+        sqlite3_bind_int64(prev, 1, (sqlite3_int64) (hi + 1));
+        int rc = sqlite3_step(prev);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(prev);
+            break;
+        }
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(prev);
+            s_fail(jn, "cannot read forgotten ids");
+            return;
+        }
+        uint64_t pf = (uint64_t) sqlite3_column_int64(prev, 0);
+        uint64_t pl = (uint64_t) sqlite3_column_int64(prev, 1);
+        sqlite3_reset(prev);
+        if (pl + 1 < lo)
+            break;
+        if (pf < lo)
+            lo = pf;
+        if (pl > hi)
+            hi = pl;
+        sqlite3_bind_int64(jn->st[ST_GONE_DEL], 1, (sqlite3_int64) pf);
+        if (!s_step(jn, ST_GONE_DEL, "cannot merge forgotten ids"))
+            return;
+    }
+    sqlite3_stmt *put = jn->st[ST_GONE_PUT];
+    sqlite3_bind_int64(put, 1, (sqlite3_int64) lo);
+    sqlite3_bind_int64(put, 2, (sqlite3_int64) hi);
+    s_step(jn, ST_GONE_PUT, "cannot write forgotten ids");
+}
+
+static void s_flush_fetched(pd_journal_t *jn)
+{
+    if (jn->f_count && s_begin(jn))
+        s_put_fetched(jn, jn->f_first, jn->f_count, jn->f_t);
+    jn->f_count = 0;
+}
+
+static void s_flush_gone(pd_journal_t *jn)
+{
+    if (jn->gone_hi && s_begin(jn))
+        s_gone_add(jn, jn->gone_lo, jn->gone_hi);
+    jn->gone_hi = 0;
+}
+
+/* ---- hooks from pd_jobs ----------------------------------------------- */
+
+static void s_on_sealed(void *user, pd_blob_t *seg)
+{
+    pd_journal_t *jn = user;
+    if (jn->loading)
+        return;
+    seg->key = ++jn->last_seg;
+    if (s_begin(jn))
+        s_put_seg(jn, seg);
+}
+
+static void s_on_dead(void *user, const pd_blob_t *blob, bool args)
+{
+    pd_journal_t *jn = user;
+    if (blob->key == 0 || !s_begin(jn))
+        return;
+    int which = args ? ST_BATCH_DEL : ST_SEG_DEL;
+    sqlite3_bind_int64(jn->st[which], 1, (sqlite3_int64) blob->key);
+    s_step(jn, which, args ? "cannot delete a finished batch" : "cannot delete results");
+}
+
+static void s_on_forgot(void *user, uint64_t id)
+{
+    pd_journal_t *jn = user;
+    if (jn->loading || jn->failing)
+        return;
+    if (jn->gone_hi && id == jn->gone_hi + 1) {
+        jn->gone_hi = id;
+        return;
+    }
+    s_flush_gone(jn);
+    if (s_begin(jn)) { /* opens the transaction: the forget is pending */
+        jn->gone_lo = jn->gone_hi = id;
+    }
+}
+
+static void s_on_fetched(void *user, uint64_t id, uint32_t sec)
+{
+    pd_journal_t *jn = user;
+    if (jn->loading || jn->failing)
+        return;
+    if (jn->f_count && sec == jn->f_t && id == jn->f_first + jn->f_count &&
+        jn->f_count < UINT32_MAX) {
+        jn->f_count++;
+        return;
+    }
+    s_flush_fetched(jn);
+    if (s_begin(jn)) {
+        jn->f_first = id;
+        jn->f_count = 1;
+        jn->f_t = sec;
+    }
+}
+
+static void s_on_expired(void *user, uint64_t first, uint64_t count)
+{
+    pd_journal_t *jn = user;
+    if (jn->loading || jn->failing)
+        return;
+    s_flush_fetched(jn);
+    if (!s_begin(jn))
+        return;
+    sqlite3_stmt *st = jn->st[ST_FETCH_DEL];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64) (first + count));
+    s_step(jn, ST_FETCH_DEL, "cannot delete expired first fetches");
+}
+
+static const pd_jobs_hooks_t s_hooks = {
+    .sealed = s_on_sealed,
+    .dead = s_on_dead,
+    .forgot = s_on_forgot,
+    .fetched = s_on_fetched,
+    .expired = s_on_expired,
+};
+
+/* ---- the public write side --------------------------------------------- */
+
+void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
+                       const char *fn, uint32_t timeout_ms, uint32_t retries,
+                       const pd_blob_t *args, const void *token, size_t tokenlen,
+                       uint32_t now_s)
+{
+    assert(args && args->key == first);
+    if (!s_begin(jn))
+        return;
+    s_put_batch(jn, first, n, hash, fn, timeout_ms, retries, args);
+    if (token && tokenlen)
+        s_put_token(jn, token, tokenlen, first, n, now_s);
+}
+
+void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod)
+{
+    if (!s_begin(jn))
+        return;
+    sqlite3_stmt *st = jn->st[ST_MOD_INS];
+    sqlite3_bind_text(st, 1, mod->hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, mod->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, mod->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 4, mod->data, mod->len, SQLITE_STATIC);
+    s_step(jn, ST_MOD_INS, "cannot write a module");
+}
+
+bool pd_journal_pending(const pd_journal_t *jn) { return jn->in_txn; }
+
+int pd_journal_commit(pd_journal_t *jn)
+{
+    if (!jn->in_txn)
+        return 0;
+    s_flush_gone(jn);
+    s_flush_fetched(jn);
+    uint64_t next = pd_jobs_next_id(jn->jobs);
+    if (next != jn->written_next_id && !jn->txn_failed && !jn->failing)
+        s_put_meta(jn, "next_id", (int64_t) next);
+    if (!jn->txn_failed && sqlite3_exec(jn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        s_fail(jn, "cannot commit");
+    jn->in_txn = false;
+    if (jn->txn_failed) {
+        if (!sqlite3_get_autocommit(jn->db))
+            sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
+        jn->txn_failed = false;
+        jn->gone_hi = 0;
+        jn->f_count = 0;
+        s_enter_failing(jn);
+        s_refresh_bytes(jn);
+        return PD_EIO;
+    }
+    jn->written_next_id = next;
+    jn->stats.commits++;
+    s_refresh_bytes(jn);
+    return 0;
+}
+
+bool pd_journal_writable(const pd_journal_t *jn) { return !jn->failing; }
+bool pd_journal_full(const pd_journal_t *jn) { return jn->max_bytes && jn->bytes > jn->max_bytes; }
+const char *pd_journal_error(const pd_journal_t *jn) { return jn->failing ? jn->err : ""; }
+const char *pd_journal_path(const pd_journal_t *jn) { return jn->path; }
+uint64_t pd_journal_bytes(const pd_journal_t *jn) { return jn->bytes; }
+uint64_t pd_journal_max_bytes(const pd_journal_t *jn) { return jn->max_bytes; }
+void pd_journal_stats(const pd_journal_t *jn, pd_journal_stats_t *out) { *out = jn->stats; }
+
+/* ---- rewriting everything (recovery from a failure) ------------------- */
+
+static void s_resync_token(void *user, const uint8_t *token, size_t len, uint64_t first,
+                           uint32_t n, uint32_t sec)
+{
+    s_put_token(user, token, len, first, n, sec);
+}
+
+/* Writes every row from memory into the open (emptied) tables. */
+static void s_write_all(pd_journal_t *jn)
+{
+    pd_jobs_t *jobs = jn->jobs;
+    pd_jobs_seal(jobs);
+    for (uint32_t i = 0; i < pd_mods_count(jn->mods) && !jn->txn_failed; i++)
+        pd_journal_put_mod(jn, pd_mods_get(jn->mods, i));
+    if (++jn->gen == 0)
+        jn->gen = 1;
+    uint64_t next = pd_jobs_next_id(jobs);
+    uint64_t expect = 1; /* ids below it are accounted for */
+    for (uint64_t id = pd_jobs_next_known(jobs, 1); id && !jn->txn_failed;
+         id = pd_jobs_next_known(jobs, id + 1)) {
+        if (id > expect)
+            s_gone_add(jn, expect, id - 1);
+        expect = id + 1;
+        pd_job_t *job = pd_jobs_get(jobs, id);
+        pd_blob_t *blob = PD_JOB_IS_FINAL(job->state) ? job->res : job->arg;
+        if (!blob || blob->mark == jn->gen)
+            continue;
+        blob->mark = jn->gen;
+        if (!PD_JOB_IS_FINAL(job->state)) {
+            pd_rd_t r;
+            uint32_t n = 0;
+            pd_rd_init(&r, blob->data, blob->len);
+            pd_rd_array(&r, &n);
+            s_put_batch(jn, blob->key, n, pd_mods_get(jn->mods, job->mod)->hash,
+                        pd_jobs_fn_name(jobs, job->fn), job->timeout_ms, job->retries, blob);
+        } else {
+            if (blob->key == 0)
+                blob->key = ++jn->last_seg;
+            s_put_seg(jn, blob);
+        }
+    }
+    if (next > expect && !jn->txn_failed)
+        s_gone_add(jn, expect, next - 1);
+    for (size_t i = 0; i < pd_jobs_ttl_count(jobs) && !jn->txn_failed; i++) {
+        uint64_t first;
+        uint32_t count, sec;
+        pd_jobs_ttl_at(jobs, i, &first, &count, &sec);
+        s_put_fetched(jn, first, count, sec);
+    }
+    if (!jn->txn_failed)
+        pd_jobs_token_each(jobs, s_resync_token, jn);
+    if (!jn->txn_failed)
+        s_put_meta(jn, "next_id", (int64_t) next);
+}
+
+int pd_journal_resync(pd_journal_t *jn)
+{
+    if (jn->in_txn)
+        pd_journal_commit(jn);
+    bool was_failing = jn->failing;
+    if (was_failing && s_reconnect(jn) != 0) {
+        jn->retrying = true;
+        s_enter_failing(jn);
+        jn->retrying = false;
+        return PD_EIO;
+    }
+    jn->retrying = was_failing;
+    jn->failing = false;
+    jn->txn_failed = false;
+    if (s_begin(jn) &&
+        sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
+                     "DELETE FROM fetched; DELETE FROM tokens;", NULL, NULL, NULL) != SQLITE_OK)
+        s_fail(jn, "cannot empty the journal for a rewrite");
+    if (!jn->txn_failed)
+        s_write_all(jn);
+    int rc = pd_journal_commit(jn); /* on error: failing again, with a longer back-off */
+    jn->retrying = false;
+    if (rc)
+        return rc;
+    if (was_failing) {
+        jn->stats.resyncs++;
+        pd_log_info("journal %s is writable again: rewrote it from memory (%llu bytes); new "
+                    "jobs are accepted again", jn->path, (unsigned long long) jn->bytes);
+    }
+    jn->err[0] = 0;
+    return 0;
+}
+
+/* ---- housekeeping ------------------------------------------------------ */
+
+static int64_t s_pragma_int(pd_journal_t *jn, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(jn->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+void pd_journal_tick(pd_journal_t *jn, uint32_t now_s, int64_t now_ms)
+{
+    if (jn->in_txn)
+        return;
+    if (jn->failing) {
+        if (now_ms >= jn->retry_ms)
+            pd_journal_resync(jn);
+        return;
+    }
+    if (now_ms < jn->maint_ms)
+        return;
+    jn->maint_ms = now_ms + S_MAINT_MS;
+    if (pd_jobs_token_expire(jn->jobs, now_s, PD_JOBS_TOKEN_TTL_S) && s_begin(jn)) {
+        sqlite3_bind_int64(jn->st[ST_TOKEN_PURGE], 1,
+                           (sqlite3_int64) now_s - PD_JOBS_TOKEN_TTL_S + 1);
+        s_step(jn, ST_TOKEN_PURGE, "cannot forget old submit tokens");
+        if (pd_journal_commit(jn))
+            return;
+    }
+    int64_t free_pages = s_pragma_int(jn, "PRAGMA freelist_count");
+    int64_t pages = s_pragma_int(jn, "PRAGMA page_count");
+    if (free_pages > 1024 && free_pages * 4 > pages) {
+        if (sqlite3_exec(jn->db, "PRAGMA incremental_vacuum(4096)", NULL, NULL, NULL) !=
+            SQLITE_OK)
+            pd_log_warn("journal %s: could not free pages: %s", jn->path, sqlite3_errmsg(jn->db));
+        s_refresh_bytes(jn);
+    }
+}
+
+int pd_journal_compact(pd_journal_t *jn)
+{
+    if (pd_journal_commit(jn))
+        return PD_EIO;
+    if (jn->failing)
+        return PD_EIO;
+    int rc = sqlite3_exec(jn->db,
+                          "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum; "
+                          "PRAGMA wal_checkpoint(TRUNCATE);",
+                          NULL, NULL, NULL);
+    s_refresh_bytes(jn);
+    if (rc != SQLITE_OK) {
+        pd_log_warn("journal %s: could not compact: %s", jn->path, sqlite3_errmsg(jn->db));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+int pd_journal_default_path(char *out, size_t cap)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (geteuid() == 0)
+        n = snprintf(out, cap, "/var/lib/playdoh/broker.journal");
+    else if (xdg && xdg[0] == '/')
+        n = snprintf(out, cap, "%s/playdoh/broker.journal", xdg);
+    else if (home && home[0])
+        n = snprintf(out, cap, "%s/.local/state/playdoh/broker.journal", home);
+    else
+        return PD_EINVAL;
+    return n > 0 && (size_t) n < cap ? 0 : PD_EINVAL;
+}
+
+/* mkdir -p of path's directory, 0700 for what it creates. */
+static int s_make_parent(const char *path, char *why, size_t whycap)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = 0;
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != 0)
+            continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(why, whycap, "cannot create the journal's directory %s: %s", dir,
+                     strerror(errno));
+            return PD_EIO;
+        }
+        *p = c;
+        if (c == 0)
+            break;
+    }
+    return 0;
+}
+
+/* Moves the journal's files aside (reset); writes the new name into moved. */
+static int s_move_aside(const char *path, char *moved, size_t cap, char *why, size_t whycap)
+{
+    moved[0] = 0;
+    if (access(path, F_OK) != 0)
+        return 0;
+    snprintf(moved, cap, "%s.old-%lld", path, (long long) time(NULL));
+    static const char *const suffix[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        char from[PATH_MAX + 8], to[PATH_MAX + 40];
+        snprintf(from, sizeof from, "%s%s", path, suffix[i]);
+        snprintf(to, sizeof to, "%s%s", moved, suffix[i]);
+        if (access(from, F_OK) == 0 && rename(from, to) != 0) {
+            snprintf(why, whycap, "cannot move %s aside: %s", from, strerror(errno));
+            return PD_EIO;
+        }
+    }
+    if (rename(path, moved) != 0) {
+        snprintf(why, whycap, "cannot move %s aside: %s", path, strerror(errno));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+/* Formats "journal PATH is damaged: ..." into why; returns PD_EIO. */
+static int s_damaged(pd_journal_t *jn, char *why, size_t whycap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int s_damaged(pd_journal_t *jn, char *why, size_t whycap, const char *fmt, ...)
+{
+    char detail[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    snprintf(why, whycap, "journal %s is damaged (%s): the broker will not start on it. Keep "
+             "it for inspection and start with --journal-reset to move it aside and begin "
+             "empty (its jobs are then lost), or give another --journal", jn->path, detail);
+    return PD_EIO;
+}
+
+static bool s_skip_gone(void *user, uint64_t id)
+{
+    const pd_journal_t *jn = user;
+    size_t lo = 0, hi = jn->nivs; /* first interval with last >= id */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (jn->ivs[mid].last < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < jn->nivs && jn->ivs[lo].first <= id;
+}
+
+/* Deletes one row by key during recovery (a blob with no job left). */
+static int s_delete_row(pd_journal_t *jn, int which, uint64_t key)
+{
+    sqlite3_bind_int64(jn->st[which], 1, (sqlite3_int64) key);
+    return s_step(jn, which, "cannot delete a row") ? 0 : PD_EIO;
+}
+
+static bool s_blob_is(sqlite3_stmt *st, int col, int len)
+{
+    return sqlite3_column_type(st, col) == SQLITE_BLOB &&
+           (len < 0 || sqlite3_column_bytes(st, col) == len);
+}
+
+/* The recovery proper, inside the open transaction. */
+static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_t whycap)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    char text[300];
+#define S_QUERY(sql)                                                                     \
+    do {                                                                                 \
+        sqlite3_finalize(st);                                                            \
+        st = NULL;                                                                       \
+        if (sqlite3_prepare_v2(jn->db, sql, -1, &st, NULL) != SQLITE_OK) {               \
+            s_describe(jn, text, sizeof text, "cannot read it");                         \
+            rc = s_damaged(jn, why, whycap, "%s", text);                                 \
+            goto out;                                                                    \
+        }                                                                                \
+    } while (0)
+#define S_STEP_ERR(what)                                                                 \
+    do {                                                                                 \
+        s_describe(jn, text, sizeof text, what);                                         \
+        rc = s_damaged(jn, why, whycap, "%s", text);                                     \
+        goto out;                                                                        \
+    } while (0)
+    int step;
+
+    /* meta */
+    uint64_t next_id = 0;
+    bool format = false;
+    int64_t version = -1;
+    S_QUERY("SELECT k, v FROM meta");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *) sqlite3_column_text(st, 0);
+        if (!k)
+            continue;
+        if (strcmp(k, "format") == 0) {
+            const char *v = (const char *) sqlite3_column_text(st, 1);
+            format = v && strcmp(v, S_FORMAT) == 0;
+        } else if (strcmp(k, "version") == 0) {
+            version = sqlite3_column_int64(st, 1);
+        } else if (strcmp(k, "next_id") == 0) {
+            int64_t v = sqlite3_column_int64(st, 1);
+            next_id = v > 0 ? (uint64_t) v : 0;
+        }
+    }
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read meta");
+    if (!format) {
+        rc = s_damaged(jn, why, whycap, "it is an SQLite database but not a Playdoh journal");
+        goto out;
+    }
+    if (version != S_VERSION) {
+        snprintf(why, whycap, "journal %s has format version %lld; this playdoh-broker reads "
+                 "version %d: run the Playdoh that wrote it, or give another --journal",
+                 jn->path, (long long) version, S_VERSION);
+        rc = PD_EIO;
+        goto out;
+    }
+    if (next_id == 0) {
+        rc = s_damaged(jn, why, whycap, "meta has no next job id");
+        goto out;
+    }
+    pd_jobs_set_next_id(jn->jobs, next_id);
+    jn->written_next_id = next_id;
+    rec->next_id = next_id;
+
+    /* modules */
+    S_QUERY("SELECT hash, name, kind, data FROM mods ORDER BY rowid");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *hash = (const char *) sqlite3_column_text(st, 0);
+        const char *name = (const char *) sqlite3_column_text(st, 1);
+        const char *kind = (const char *) sqlite3_column_text(st, 2);
+        const void *data = sqlite3_column_blob(st, 3);
+        int len = sqlite3_column_bytes(st, 3);
+        char mwhy[300];
+        if (!hash || !name || !kind || !s_blob_is(st, 3, -1) ||
+            pd_mods_put(jn->mods, hash, name, kind, data, (size_t) len, mwhy, sizeof mwhy) < 0) {
+            rc = s_damaged(jn, why, whycap, "module %.40s: %s", name ? name : "?",
+                           hash && name && kind ? mwhy : "missing fields");
+            goto out;
+        }
+        rec->mods++;
+    }
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read modules");
+
+    /* gone intervals */
+    S_QUERY("SELECT first, last FROM gone ORDER BY first");
+    size_t capivs = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t f = sqlite3_column_int64(st, 0), l = sqlite3_column_int64(st, 1);
+        if (f < 1 || l < f || (uint64_t) l >= next_id ||
+            (jn->nivs && (uint64_t) f <= jn->ivs[jn->nivs - 1].last)) {
+            rc = s_damaged(jn, why, whycap, "forgotten ids [%lld, %lld] overlap or are out of "
+                           "range", (long long) f, (long long) l);
+            goto out;
+        }
+        if (jn->nivs == capivs) {
+            capivs = capivs ? capivs * 2 : 256;
+            s_iv_t *iv = realloc(jn->ivs, capivs * sizeof *iv);
+            if (!iv) {
+                snprintf(why, whycap, "out of memory reading journal %s", jn->path);
+                rc = PD_ENOMEM;
+                goto out;
+            }
+            jn->ivs = iv;
+        }
+        jn->ivs[jn->nivs++] = (s_iv_t){(uint64_t) f, (uint64_t) l};
+    }
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read forgotten ids");
+
+    /* batches: queued jobs */
+    S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, sum, args FROM batches "
+            "ORDER BY first");
+    uint64_t *dead = NULL;
+    size_t ndead = 0, capdead = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0), n = sqlite3_column_int64(st, 1);
+        const char *mod = (const char *) sqlite3_column_text(st, 2);
+        const char *fn = (const char *) sqlite3_column_text(st, 3);
+        int64_t timeout = sqlite3_column_int64(st, 4), retries = sqlite3_column_int64(st, 5);
+        const uint8_t *args = sqlite3_column_blob(st, 7);
+        int alen = sqlite3_column_bytes(st, 7);
+        uint8_t sum[S_SUM];
+        if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
+            timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
+            !s_blob_is(st, 6, S_SUM) || !s_blob_is(st, 7, -1)) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
+                           (long long) first);
+            goto out;
+        }
+        s_sum_batch(sum, (uint64_t) first, (uint32_t) n, mod, fn, (uint32_t) timeout,
+                    (uint32_t) retries, args, (size_t) alen);
+        if (memcmp(sum, sqlite3_column_blob(st, 6), S_SUM) != 0) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "batch from job %lld fails its checksum",
+                           (long long) first);
+            goto out;
+        }
+        int64_t mi = pd_mods_find(jn->mods, mod);
+        if (mi < 0) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "batch from job %lld names module %.16s..., which "
+                           "the journal does not hold", (long long) first, mod);
+            goto out;
+        }
+        char bwhy[300];
+        int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n,
+                                             (uint32_t) mi, fn, (uint32_t) timeout,
+                                             (uint32_t) retries, args, (size_t) alen,
+                                             s_skip_gone, jn, bwhy, sizeof bwhy);
+        if (kept < 0) {
+            free(dead);
+            rc = kept == PD_ENOMEM ? PD_ENOMEM : s_damaged(jn, why, whycap, "%s", bwhy);
+            if (kept == PD_ENOMEM)
+                snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+            goto out;
+        }
+        if (kept == 0) {
+            if (ndead == capdead) {
+                capdead = capdead ? capdead * 2 : 64;
+                uint64_t *d = realloc(dead, capdead * sizeof *d);
+                if (!d) {
+                    free(dead);
+                    snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+                    rc = PD_ENOMEM;
+                    goto out;
+                }
+                dead = d;
+            }
+            dead[ndead++] = (uint64_t) first;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        free(dead);
+        S_STEP_ERR("cannot read batches");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; i < ndead && rc == 0; i++)
+        rc = s_delete_row(jn, ST_BATCH_DEL, dead[i]);
+    ndead = 0;
+
+    /* result segments: final jobs (this may finish batches: their rows go
+       through the dead hook) */
+    S_QUERY("SELECT seg, sum, res FROM results ORDER BY seg");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seg = sqlite3_column_int64(st, 0);
+        const uint8_t *res = sqlite3_column_blob(st, 2);
+        int rlen = sqlite3_column_bytes(st, 2);
+        uint8_t sum[S_SUM];
+        if (seg < 1 || !s_blob_is(st, 1, S_SUM) || !s_blob_is(st, 2, -1)) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "result segment %lld has bad fields",
+                           (long long) seg);
+            goto out;
+        }
+        s_sum_seg(sum, (uint64_t) seg, res, (size_t) rlen);
+        if (memcmp(sum, sqlite3_column_blob(st, 1), S_SUM) != 0) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "result segment %lld fails its checksum",
+                           (long long) seg);
+            goto out;
+        }
+        if ((uint64_t) seg > jn->last_seg)
+            jn->last_seg = (uint64_t) seg;
+        char swhy[300];
+        int64_t kept = pd_jobs_restore_segment(jn->jobs, (uint64_t) seg, res, (size_t) rlen,
+                                               s_skip_gone, jn, swhy, sizeof swhy);
+        if (kept < 0) {
+            free(dead);
+            if (kept == PD_ENOMEM) {
+                snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+                rc = PD_ENOMEM;
+            } else {
+                rc = s_damaged(jn, why, whycap, "%s", swhy);
+            }
+            goto out;
+        }
+        rec->results += (uint64_t) kept;
+        if (kept == 0) {
+            if (ndead == capdead) {
+                capdead = capdead ? capdead * 2 : 64;
+                uint64_t *d = realloc(dead, capdead * sizeof *d);
+                if (!d) {
+                    free(dead);
+                    snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+                    rc = PD_ENOMEM;
+                    goto out;
+                }
+                dead = d;
+            }
+            dead[ndead++] = (uint64_t) seg;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        free(dead);
+        S_STEP_ERR("cannot read results");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; i < ndead && rc == 0; i++)
+        rc = s_delete_row(jn, ST_SEG_DEL, dead[i]);
+    free(dead);
+    if (rc) {
+        S_STEP_ERR("cannot clean up");
+    }
+    if (jn->txn_failed)
+        S_STEP_ERR("cannot clean up");
+    rec->queued = pd_jobs_queued(jn->jobs);
+
+    /* first fetches, oldest first (rows naming no known job are dropped) */
+    S_QUERY("SELECT first, count, t FROM fetched ORDER BY t, first");
+    sqlite3_stmt *del = NULL;
+    if (sqlite3_prepare_v2(jn->db, "DELETE FROM fetched WHERE first = ?", -1, &del, NULL) !=
+        SQLITE_OK)
+        S_STEP_ERR("cannot prepare");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
+        int64_t t = sqlite3_column_int64(st, 2);
+        if (first < 1 || count < 1 || count > UINT32_MAX || (uint64_t) first >= next_id ||
+            (uint64_t) count > next_id - (uint64_t) first || t < 1 || t > UINT32_MAX - 1) {
+            sqlite3_finalize(del);
+            rc = s_damaged(jn, why, whycap, "first fetch of jobs %lld.. has bad fields",
+                           (long long) first);
+            goto out;
+        }
+        uint64_t marked = 0;
+        for (int64_t k = 0; k < count; k++)
+            marked += pd_jobs_mark_fetched(jn->jobs, (uint64_t) (first + k), (uint32_t) t);
+        if (!marked) {
+            sqlite3_bind_int64(del, 1, first);
+            sqlite3_step(del);
+            sqlite3_reset(del);
+        }
+    }
+    sqlite3_finalize(del);
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read first fetches");
+
+    /* submit tokens */
+    S_QUERY("SELECT token, first, n, t FROM tokens ORDER BY t");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int tlen = sqlite3_column_bytes(st, 0);
+        int64_t first = sqlite3_column_int64(st, 1), n = sqlite3_column_int64(st, 2);
+        int64_t t = sqlite3_column_int64(st, 3);
+        if (!s_blob_is(st, 0, -1) || tlen < 1 || tlen > (int) PD_JOBS_TOKEN_MAX || first < 1 ||
+            n < 0 || n > UINT32_MAX || t < 0 || t > UINT32_MAX) {
+            rc = s_damaged(jn, why, whycap, "a submit token has bad fields");
+            goto out;
+        }
+        if (pd_jobs_token_add(jn->jobs, sqlite3_column_blob(st, 0), (size_t) tlen,
+                              (uint64_t) first, (uint32_t) n, (uint32_t) t) == 0)
+            rec->tokens++;
+    }
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read submit tokens");
+out:
+    sqlite3_finalize(st);
+#undef S_QUERY
+#undef S_STEP_ERR
+    return rc;
+}
+
+/* Turns a failure to open or set up the database into a sentence: another
+   broker holds it, it is damaged or not a database, or another error. */
+static int s_open_error(pd_journal_t *jn, const char *what, char *why, size_t whycap)
+{
+    char text[400];
+    int code = jn->db ? sqlite3_extended_errcode(jn->db) & 0xff : SQLITE_CANTOPEN;
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+        snprintf(why, whycap, "journal %s is in use by another playdoh-broker: give this one "
+                 "its own --journal PATH, or --no-journal", jn->path);
+        return PD_EIO;
+    }
+    s_describe(jn, text, sizeof text, what);
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+        return s_damaged(jn, why, whycap, "%s", text);
+    snprintf(why, whycap, "journal %s: %s", jn->path, text);
+    return PD_EIO;
+}
+
+/* Opens the database with the pragmas; with check, runs quick_check on an
+   existing one. Returns 0 or PD_EIO with why. */
+static int s_open_db(pd_journal_t *jn, bool check, bool *fresh, char *why, size_t whycap)
+{
+    if (sqlite3_open_v2(jn->path, &jn->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
+        return s_open_error(jn, "cannot open", why, whycap);
+    sqlite3_extended_result_codes(jn->db, 1);
+    static const char *const sync_names[] = {"OFF", "NORMAL", "FULL"};
+    char pragmas[300];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA synchronous=%s; "
+             "PRAGMA journal_size_limit=%lld; PRAGMA cache_size=-16384;",
+             sync_names[jn->sync], (long long) S_WAL_LIMIT);
+    if (sqlite3_exec(jn->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+        return s_open_error(jn, "cannot set it up", why, whycap);
+    /* The first access takes the exclusive lock and reads the header. */
+    int64_t tables = s_pragma_int(jn, "SELECT count(*) FROM sqlite_master");
+    if (tables < 0)
+        return s_open_error(jn, "cannot read it", why, whycap);
+    *fresh = tables == 0;
+    if (*fresh && sqlite3_exec(jn->db, "PRAGMA auto_vacuum=INCREMENTAL", NULL, NULL, NULL) !=
+                      SQLITE_OK)
+        return s_open_error(jn, "cannot set it up", why, whycap);
+    sqlite3_stmt *st;
+    const char *mode = NULL;
+    if (sqlite3_prepare_v2(jn->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = (const char *) sqlite3_column_text(st, 0);
+    bool wal = mode && strcmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal)
+        return s_open_error(jn, "cannot switch it to WAL mode", why, whycap);
+    if (*fresh) {
+        char init[200];
+        snprintf(init, sizeof init,
+                 "INSERT INTO meta VALUES ('format', '%s'), ('version', %d), ('next_id', 1), "
+                 "('created', %lld);", S_FORMAT, S_VERSION, (long long) time(NULL));
+        if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(jn->db, s_schema, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(jn->db, init, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(jn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            return s_open_error(jn, "cannot create it", why, whycap);
+        return 0;
+    }
+    if (!check)
+        return 0;
+    /* An existing journal: check its structure before trusting a row. */
+    if (sqlite3_prepare_v2(jn->db, "PRAGMA quick_check(5)", -1, &st, NULL) != SQLITE_OK)
+        return s_open_error(jn, "cannot check it", why, whycap);
+    char found[300] = "";
+    size_t k = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *line = (const char *) sqlite3_column_text(st, 0);
+        if (line && strcmp(line, "ok") != 0 && k + 3 < sizeof found)
+            k += (size_t) snprintf(found + k, sizeof found - k, "%s%s", k ? "; " : "", line);
+    }
+    if (rc != SQLITE_DONE && !found[0])
+        s_describe(jn, found, sizeof found, "quick_check failed");
+    sqlite3_finalize(st);
+    if (found[0])
+        return s_damaged(jn, why, whycap, "%s", found);
+    /* Another program's database is not read as a journal. */
+    const char *format = NULL;
+    rc = sqlite3_prepare_v2(jn->db, "SELECT v FROM meta WHERE k = 'format'", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        format = (const char *) sqlite3_column_text(st, 0);
+    bool ours = format && strcmp(format, S_FORMAT) == 0;
+    sqlite3_finalize(st);
+    if (!ours)
+        return s_damaged(jn, why, whycap, "it is an SQLite database but not a Playdoh journal");
+    return 0;
+}
+
+static void s_close_db(pd_journal_t *jn)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(jn->st[i]);
+        jn->st[i] = NULL;
+    }
+    if (jn->db)
+        sqlite3_close_v2(jn->db);
+    jn->db = NULL;
+}
+
+static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],
+                               NULL) != SQLITE_OK) {
+            char text[300];
+            s_describe(jn, text, sizeof text, "cannot read its tables");
+            if (!fresh)
+                return s_damaged(jn, why, whycap, "%s", text);
+            snprintf(why, whycap, "journal %s: %s", jn->path, text);
+            return PD_EIO;
+        }
+    return 0;
+}
+
+/* Closes and reopens the database: after an I/O error SQLite keeps an
+   exclusive-mode connection in its error state, so a retry starts over. */
+static int s_reconnect(pd_journal_t *jn)
+{
+    s_close_db(jn);
+    bool fresh;
+    char text[600];
+    int rc = s_open_db(jn, false, &fresh, text, sizeof text);
+    if (rc == 0)
+        rc = s_prepare_all(jn, fresh, text, sizeof text);
+    if (rc)
+        snprintf(jn->err, sizeof jn->err, "%s", text);
+    return rc;
+}
+
+pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, pd_mods_t *mods,
+                              pd_journal_recovery_t *rec, char *why, size_t whycap, int *err)
+{
+    assert(cfg && jobs && mods && rec && why);
+    int dummy;
+    if (!err)
+        err = &dummy;
+    memset(rec, 0, sizeof *rec);
+    why[0] = 0;
+    int64_t t0 = s_mono_ms();
+    if (!cfg->path || !cfg->path[0] || strlen(cfg->path) >= PATH_MAX - 40) {
+        snprintf(why, whycap, "the journal path is empty or too long");
+        *err = PD_EINVAL;
+        return NULL;
+    }
+    if (sodium_init() < 0) {
+        snprintf(why, whycap, "libsodium cannot start");
+        *err = PD_ESYS;
+        return NULL;
+    }
+    pd_journal_t *jn = calloc(1, sizeof *jn);
+    if (!jn) {
+        snprintf(why, whycap, "out of memory");
+        *err = PD_ENOMEM;
+        return NULL;
+    }
+    snprintf(jn->path, sizeof jn->path, "%s", cfg->path);
+    snprintf(jn->wal, sizeof jn->wal, "%s-wal", cfg->path);
+    jn->jobs = jobs;
+    jn->mods = mods;
+    jn->max_bytes = cfg->max_bytes;
+    int rc = s_make_parent(jn->path, why, whycap);
+    if (rc == 0 && cfg->reset)
+        rc = s_move_aside(jn->path, rec->moved, sizeof rec->moved, why, whycap);
+    bool fresh = false;
+    jn->sync = cfg->sync <= PD_JOURNAL_SYNC_FULL ? cfg->sync : PD_JOURNAL_SYNC_FULL;
+    if (rc == 0)
+        rc = s_open_db(jn, true, &fresh, why, whycap);
+    if (rc == 0)
+        rc = s_prepare_all(jn, fresh, why, whycap);
+    if (rc == 0) {
+        pd_jobs_set_hooks(jobs, &s_hooks, jn);
+        jn->loading = true;
+        if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+            char text[300];
+            s_describe(jn, text, sizeof text, "cannot begin");
+            snprintf(why, whycap, "journal %s: %s", jn->path, text);
+            rc = PD_EIO;
+        } else {
+            jn->in_txn = true;
+            rc = s_load(jn, rec, why, whycap);
+        }
+        jn->loading = false;
+        free(jn->ivs);
+        jn->ivs = NULL;
+        jn->nivs = 0;
+        if (rc == 0 && (pd_journal_commit(jn) != 0 || jn->failing)) {
+            snprintf(why, whycap, "journal %s cannot be written: %s", jn->path, jn->err);
+            rc = PD_EIO;
+        }
+    }
+    if (rc) {
+        *err = rc;
+        if (jn->in_txn && jn->db && !sqlite3_get_autocommit(jn->db))
+            sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
+        jn->in_txn = false;
+        pd_journal_destroy(&jn);
+        return NULL;
+    }
+    jn->failing = false;
+    s_refresh_bytes(jn);
+    jn->maint_ms = s_mono_ms() + S_MAINT_MS;
+    rec->bytes = jn->bytes;
+    rec->ms = s_mono_ms() - t0;
+    *err = 0;
+    return jn;
+}
+
+void pd_journal_destroy(pd_journal_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_journal_t *jn = *p;
+    if (jn->in_txn && jn->db)
+        pd_journal_commit(jn);
+    if (jn->jobs)
+        pd_jobs_set_hooks(jn->jobs, NULL, NULL);
+    s_close_db(jn);
+    free(jn->ivs);
+    free(jn);
+    *p = NULL;
+}
