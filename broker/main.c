@@ -1,12 +1,14 @@
 /*  playdoh-broker: command line of the broker.
 
-    Parses flags into a pd_broker_config_t, binds, optionally reports the
-    bound endpoint on --ready-fd (the embedded local cluster starts the broker
-    on an ephemeral port and reads it there), and runs the loop until SIGINT
-    or SIGTERM.
+    Parses flags into a pd_broker_config_t, chooses the journal (--journal
+    PATH, else the default path of pd_journal_default_path(), or none with
+    --no-journal), binds, optionally reports the bound endpoint on
+    --ready-fd (the embedded local cluster starts the broker on an ephemeral
+    port and reads it there), and runs the loop until SIGINT or SIGTERM.
 */
 #include "pd_broker.h"
 #include "pd_error.h"
+#include "pd_journal.h"
 #include "pd_log.h"
 
 #include <errno.h>
@@ -39,9 +41,19 @@ static void s_usage(FILE *f)
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
+            "  --journal PATH     journal of jobs and results, so that a restart loses nothing\n"
+            "                     (default: /var/lib/playdoh/broker.journal for root, else\n"
+            "                     $XDG_STATE_HOME/playdoh/broker.journal or\n"
+            "                     ~/.local/state/playdoh/broker.journal)\n"
+            "  --no-journal       keep jobs and results in memory only (lost on a restart)\n"
+            "  --journal-sync M   full (fsync every commit, the default), normal (fsync at\n"
+            "                     checkpoints) or off (survives a crash, not a power cut)\n"
+            "  --journal-max-mb N refuse submits while the journal is over N MiB (default %llu;\n"
+            "                     0 = no bound)\n"
+            "  --journal-reset    move an existing (say, damaged) journal aside and start empty\n"
             "  --help             this text\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
-            PD_BROKER_DEFAULT_TTL_S);
+            PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_BROKER_DEFAULT_JOURNAL_MAX >> 20));
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
@@ -65,9 +77,15 @@ int main(int argc, char **argv)
 {
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
+    /* A file size limit makes a journal write fail (EFBIG) rather than kill
+       the broker: it then behaves as with a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
     pd_log_set_tag("broker");
     pd_log_set_level(PD_LOG_INFO);
     int ready_fd = -1;
+    bool no_journal = false;
+    char journal[4096];
+    enum { O_JOURNAL = 256, O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -77,6 +95,11 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"journal", required_argument, NULL, O_JOURNAL},
+        {"no-journal", no_argument, NULL, O_NO_JOURNAL},
+        {"journal-sync", required_argument, NULL, O_JOURNAL_SYNC},
+        {"journal-max-mb", required_argument, NULL, O_JOURNAL_MAX},
+        {"journal-reset", no_argument, NULL, O_JOURNAL_RESET},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +154,38 @@ int main(int argc, char **argv)
         case 'n':
             cfg.name = optarg;
             break;
+        case O_JOURNAL:
+            if (!optarg[0] || strlen(optarg) >= sizeof journal - 100) {
+                fprintf(stderr, "playdoh-broker: --journal wants a file path such as "
+                                "/var/lib/playdoh/broker.journal\n");
+                goto bad;
+            }
+            cfg.journal = optarg;
+            break;
+        case O_NO_JOURNAL:
+            no_journal = true;
+            break;
+        case O_JOURNAL_SYNC:
+            if (strcmp(optarg, "full") == 0)
+                cfg.journal_sync = PD_JOURNAL_SYNC_FULL;
+            else if (strcmp(optarg, "normal") == 0)
+                cfg.journal_sync = PD_JOURNAL_SYNC_NORMAL;
+            else if (strcmp(optarg, "off") == 0)
+                cfg.journal_sync = PD_JOURNAL_SYNC_OFF;
+            else {
+                fprintf(stderr, "playdoh-broker: --journal-sync wants full, normal or off, not "
+                                "'%s'\n", optarg);
+                goto bad;
+            }
+            break;
+        case O_JOURNAL_MAX:
+            if (s_parse_u64("--journal-max-mb", optarg, 0, 1ull << 30, &v))
+                goto bad;
+            cfg.journal_max_bytes = v << 20;
+            break;
+        case O_JOURNAL_RESET:
+            cfg.journal_reset = true;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -145,6 +200,20 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "playdoh-broker: unexpected argument '%s'\n", argv[optind]);
         goto bad;
+    }
+    if (no_journal && (cfg.journal || cfg.journal_reset)) {
+        fprintf(stderr, "playdoh-broker: --no-journal excludes --journal and --journal-reset\n");
+        goto bad;
+    }
+    if (no_journal) {
+        cfg.journal = NULL;
+    } else if (!cfg.journal) {
+        if (pd_journal_default_path(journal, sizeof journal) != 0) {
+            fprintf(stderr, "playdoh-broker: neither XDG_STATE_HOME nor HOME is set, so there "
+                            "is no default journal: give --journal PATH or --no-journal\n");
+            goto bad;
+        }
+        cfg.journal = journal;
     }
 
     int err;

@@ -2,10 +2,20 @@
 
     The loop only dispatches. Each turn it polls the ROUTER socket (time-out:
     the next heartbeat tick or parked-fetch deadline), drains up to a batch
-    of messages, hands each to its handler, and then, once per batch, sends
-    queued jobs to workers with credit (pd_broker_dispatch) and answers the
-    parked fetches the batch's completions touched. Batching is what makes a
-    `done` of 1000 results cost one wake-up scan and one round of runs.
+    of messages, hands each to its handler, commits the journal once for the
+    whole batch and sends the replies it held meanwhile (pd_broker_sync),
+    and then sends queued jobs to workers with credit (pd_broker_dispatch)
+    and answers the parked fetches the batch's completions touched. Batching
+    is what makes a `done` of 1000 results cost one wake-up scan, one round
+    of runs and one commit.
+
+    Group commit: while the journal has uncommitted changes, every reply to a
+    client is copied into an outbox instead of being sent. Replies to workers
+    (run, mod, welcome, hb, reset, cancel) go out at once: runs are only
+    built after the commit that made their jobs durable. When a commit fails
+    the submits answered in the outbox are withdrawn and their `accepted`
+    becomes an `error`, so a client is never told a job is accepted unless it
+    is on disk.
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.
@@ -41,6 +51,9 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->liveness = PD_BROKER_DEFAULT_LIVENESS;
     cfg->max_jobs = 4000000;
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
+    cfg->journal = NULL;
+    cfg->journal_sync = PD_JOURNAL_SYNC_FULL;
+    cfg->journal_max_bytes = PD_BROKER_DEFAULT_JOURNAL_MAX;
 }
 
 static int s_fail_new(pd_broker_t **b, int *err, int code)
@@ -68,6 +81,15 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         snprintf(b->name, sizeof b->name, "playdoh");
     b->cfg.bind = b->bind;
     b->cfg.name = b->name;
+    if (cfg->journal) {
+        if (strlen(cfg->journal) >= sizeof b->journal_path) {
+            pd_log_error("the journal path is too long");
+            s_fail_new(&b, err, PD_EINVAL);
+            return NULL;
+        }
+        snprintf(b->journal_path, sizeof b->journal_path, "%s", cfg->journal);
+        b->cfg.journal = b->journal_path;
+    }
     if (!b->cfg.hb_ms)
         b->cfg.hb_ms = PD_BROKER_DEFAULT_HB_MS;
     if (!b->cfg.liveness)
@@ -85,6 +107,29 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
+    }
+    if (b->cfg.journal) {
+        pd_journal_config_t jc = {.path = b->cfg.journal,
+                                  .sync = (pd_journal_sync_t) b->cfg.journal_sync,
+                                  .max_bytes = b->cfg.journal_max_bytes,
+                                  .reset = b->cfg.journal_reset};
+        pd_journal_recovery_t rec;
+        char why[1024];
+        int jerr;
+        b->journal = pd_journal_open(&jc, b->jobs, b->mods, &rec, why, sizeof why, &jerr);
+        if (!b->journal) {
+            pd_log_error("%s", why);
+            s_fail_new(&b, err, jerr);
+            return NULL;
+        }
+        if (rec.moved[0])
+            pd_log_warn("journal %s: the old journal was moved aside to %s (--journal-reset)",
+                        b->cfg.journal, rec.moved);
+        pd_log_info("journal %s: recovered %llu queued jobs, %llu results, %u modules and %u "
+                    "submit tokens in %lld ms; next job id %llu; %.1f MiB on disk",
+                    b->cfg.journal, (unsigned long long) rec.queued,
+                    (unsigned long long) rec.results, rec.mods, rec.tokens, (long long) rec.ms,
+                    (unsigned long long) rec.next_id, rec.bytes / 1048576.0);
     }
     b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
     int one = 1, zero = 0, hwm = S_HWM;
@@ -124,6 +169,13 @@ void pd_broker_destroy(pd_broker_t **p)
         pd_broker_free_parked(b);
     free(b->parked);
     free(b->scratch);
+    for (uint32_t i = 0; i < b->noutbox; i++) {
+        zmq_msg_close(&b->outbox[i].rid);
+        zmq_msg_close(&b->outbox[i].body);
+    }
+    free(b->outbox);
+    free(b->held);
+    pd_journal_destroy(&b->journal); /* before the table: it removes its hooks */
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
@@ -141,6 +193,7 @@ const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->stats; }
 uint32_t pd_broker_now_s(const pd_broker_t *b) { return (uint32_t) ((b->now_ms - b->start_ms) / 1000); }
+uint32_t pd_broker_wall_s(void) { return (uint32_t) time(NULL); }
 
 /* ---- sending ----------------------------------------------------------- */
 
@@ -175,17 +228,146 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
     return 0;
 }
 
+/* Copies a reply into the outbox. Returns 0, or PD_ENOMEM (nothing held). */
+static int s_hold(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len)
+{
+    if (b->noutbox == b->capoutbox) {
+        uint32_t cap = b->capoutbox ? b->capoutbox * 2 : 256;
+        pd_held_t *o = realloc(b->outbox, cap * sizeof *o);
+        if (!o)
+            return PD_ENOMEM;
+        b->outbox = o;
+        b->capoutbox = cap;
+    }
+    pd_held_t *h = &b->outbox[b->noutbox];
+    if (zmq_msg_init_size(&h->rid, ridlen) != 0)
+        return PD_ENOMEM;
+    if (zmq_msg_init_size(&h->body, len) != 0) {
+        zmq_msg_close(&h->rid);
+        return PD_ENOMEM;
+    }
+    memcpy(zmq_msg_data(&h->rid), rid, ridlen);
+    memcpy(zmq_msg_data(&h->body), data, len);
+    b->noutbox++;
+    b->outbox_bytes += ridlen + len;
+    b->stats.held++;
+    return 0;
+}
+
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
 {
     int rc;
     if (b->out.failed) {
         pd_log_error("a reply could not be built (out of memory or over the frame limit)");
         rc = PD_ENOMEM;
+    } else if (b->journal && pd_journal_pending(b->journal)) {
+        rc = s_hold(b, rid, ridlen, b->out.data, b->out.len);
+        if (rc) {
+            /* No memory to hold it: commit now, then send. */
+            pd_broker_sync(b);
+            rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
+        }
     } else {
         rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
     }
     pd_buf_reset(&b->out);
     return rc;
+}
+
+void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_t n,
+                           const void *token, size_t tokenlen)
+{
+    if (b->noutbox == 0 || !b->journal || !pd_journal_pending(b->journal))
+        return; /* sent already: it was committed */
+    if (b->nheld == b->capheld) {
+        uint32_t cap = b->capheld ? b->capheld * 2 : 64;
+        pd_held_submit_t *h = realloc(b->held, cap * sizeof *h);
+        if (!h) {
+            pd_broker_sync(b); /* cannot remember it: settle it now */
+            return;
+        }
+        b->held = h;
+        b->capheld = cap;
+    }
+    pd_held_submit_t *h = &b->held[b->nheld++];
+    h->at = b->noutbox - 1;
+    h->req = req;
+    h->first = first;
+    h->n = n;
+    h->tokenlen = (uint32_t) (tokenlen <= PD_JOBS_TOKEN_MAX ? tokenlen : 0);
+    if (h->tokenlen)
+        memcpy(h->token, token, h->tokenlen);
+}
+
+/* The commit failed: the held submits are not on disk. Their jobs leave the
+   table (none was dispatched: runs wait for the commit) and their replies
+   become errors. */
+static void s_refuse_held(pd_broker_t *b)
+{
+    for (uint32_t i = 0; i < b->nheld; i++) {
+        pd_held_submit_t *h = &b->held[i];
+        pd_jobs_withdraw(b->jobs, h->first, h->n);
+        if (h->tokenlen)
+            pd_jobs_token_drop(b->jobs, h->token, h->tokenlen);
+        char msg[900];
+        snprintf(msg, sizeof msg, "the broker could not write its journal %s (%s): this submit "
+                 "of %u jobs was not accepted, and new jobs are refused until the journal can "
+                 "be written (free disk space; the broker retries by itself); jobs accepted "
+                 "before go on and their results can be fetched",
+                 pd_journal_path(b->journal), pd_journal_error(b->journal), h->n);
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "error", 3);
+        pd_pack_kv_uint(&pk, "req", h->req);
+        pd_pack_kv_str(&pk, "code", pd_err_name(PD_EIO));
+        pd_pack_kv_str(&pk, "msg", msg);
+        pd_held_t *o = &b->outbox[h->at];
+        zmq_msg_t body;
+        if (!b->aux.failed && zmq_msg_init_size(&body, b->aux.len) == 0) {
+            memcpy(zmq_msg_data(&body), b->aux.data, b->aux.len);
+            zmq_msg_close(&o->body);
+            o->body = body;
+        }
+        pd_buf_reset(&b->aux);
+        b->stats.refused_journal++;
+    }
+    if (b->nheld)
+        pd_log_warn("refused %u submits whose jobs could not be journalled", b->nheld);
+    b->nheld = 0;
+}
+
+static void s_flush_outbox(pd_broker_t *b)
+{
+    for (uint32_t i = 0; i < b->noutbox; i++) {
+        pd_held_t *h = &b->outbox[i];
+        if (zmq_msg_send(&h->rid, b->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_send(&h->body, b->sock, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            b->stats.unroutable++;
+            pd_log_warn("could not send a reply held for the journal: %s (%llu unroutable so "
+                        "far)", e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN
+                                                    ? "its queue is full" : zmq_strerror(e),
+                        (unsigned long long) b->stats.unroutable);
+        } else {
+            b->stats.msgs_out++;
+        }
+        zmq_msg_close(&h->rid);
+        zmq_msg_close(&h->body);
+    }
+    b->noutbox = 0;
+    b->outbox_bytes = 0;
+    b->nheld = 0;
+}
+
+void pd_broker_sync(pd_broker_t *b)
+{
+    if (!b->journal)
+        return;
+    pd_jobs_seal(b->jobs);
+    if (pd_journal_pending(b->journal) && pd_journal_commit(b->journal) != 0)
+        s_refuse_held(b);
+    s_flush_outbox(b);
 }
 
 /* Answers `error {req, code, msg}`; req only when the request had one. */
@@ -219,6 +401,7 @@ static const struct {
     {"mod_put", pd_broker_on_mod_put}, {"submit", pd_broker_on_submit},
     {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
+    {"gc", pd_broker_on_gc},
 };
 
 static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const uint8_t *data,
@@ -315,9 +498,11 @@ int pd_broker_run(pd_broker_t *b)
         tick_ms = 10;
     if (tick_ms > 250)
         tick_ms = 250;
-    pd_log_info("broker '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs)",
+    pd_log_info("broker '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs, %s%s)",
                 b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
-                (unsigned long long) pd_jobs_max(b->jobs));
+                (unsigned long long) pd_jobs_max(b->jobs),
+                b->journal ? "journal " : "no journal: jobs live in memory only",
+                b->journal ? pd_journal_path(b->journal) : "");
     int rc = 0;
     while (!atomic_load(&b->stop)) {
         b->now_ms = s_mono_ms();
@@ -343,27 +528,46 @@ int pd_broker_run(pd_broker_t *b)
                 rc = got;
             if (got <= 0)
                 break;
+            pd_jobs_seal(b->jobs); /* one result segment per message */
+            if (b->outbox_bytes > PD_BROKER_OUTBOX_BYTES || b->noutbox > PD_BROKER_OUTBOX_MSGS)
+                pd_broker_sync(b);
         }
         if (rc)
             break;
+        pd_broker_sync(b); /* the batch is durable: replies go out, jobs may run */
         pd_broker_dispatch(b);
         pd_broker_wake_parked(b);
         if (b->now_ms >= b->next_tick) {
             pd_broker_tick_workers(b);
-            uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_now_s(b), b->cfg.result_ttl_s);
+            uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_wall_s(), b->cfg.result_ttl_s);
             if (gone)
                 pd_log_debug("forgot %llu results past their time-to-live",
                              (unsigned long long) gone);
             pd_broker_dispatch(b); /* requeued jobs of lost workers */
             pd_broker_wake_parked(b);
+            pd_broker_sync(b);
+            if (b->journal)
+                pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
             b->next_tick = b->now_ms + tick_ms;
         }
+        pd_broker_sync(b);
     }
+    pd_broker_sync(b);
     pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused, %llu dropped, "
                 "%llu unroutable, %llu stale results, %llu workers lost",
                 (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
                 (unsigned long long) b->stats.malformed, (unsigned long long) b->stats.dropped,
                 (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
                 (unsigned long long) b->stats.workers_lost);
+    if (b->journal) {
+        pd_journal_stats_t js;
+        pd_journal_stats(b->journal, &js);
+        pd_log_info("journal %s: %llu commits, %llu failures, %llu rewrites, %llu submits "
+                    "refused, %.1f MiB on disk", pd_journal_path(b->journal),
+                    (unsigned long long) js.commits, (unsigned long long) js.failures,
+                    (unsigned long long) js.resyncs,
+                    (unsigned long long) b->stats.refused_journal,
+                    pd_journal_bytes(b->journal) / 1048576.0);
+    }
     return rc;
 }

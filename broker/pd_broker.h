@@ -1,12 +1,15 @@
 /*  pd_broker: the Playdoh broker, the rendezvous of clients and workers.
 
     One object owns the ROUTER socket, the job table (pd_jobs), the module
-    store (pd_mods), the worker registry (pd_workers) and the parked fetches.
-    pd_broker_run() is the event loop: it polls the socket with a time-out for
-    heartbeat ticks, reads [routing id][payload] frames, hands each parsed
-    message to its handler (pd_broker_client.c, pd_broker_worker.c), then
-    dispatches queued jobs to workers with credit and answers parked fetches
-    that completions touched. docs/protocol.md is the contract it serves.
+    store (pd_mods), the worker registry (pd_workers), the journal
+    (pd_journal, optional) and the parked fetches. pd_broker_run() is the
+    event loop: it polls the socket with a time-out for heartbeat ticks,
+    reads [routing id][payload] frames, hands each parsed message to its
+    handler (pd_broker_client.c, pd_broker_worker.c), commits the journal
+    once for the whole batch and only then sends the replies (group commit),
+    then dispatches queued jobs to workers with credit and answers parked
+    fetches that completions touched. docs/protocol.md is the contract it
+    serves.
 
         pd_broker_config_t cfg;
         pd_broker_config_defaults(&cfg);
@@ -29,6 +32,10 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    const char *journal;  /* journal file (NULL = none: jobs and results live in memory only) */
+    int journal_sync;     /* PD_JOURNAL_SYNC_* (pd_journal.h) */
+    uint64_t journal_max_bytes; /* journal size past which submits are refused (0 = none) */
+    bool journal_reset;   /* move an existing journal aside and start empty */
 } pd_broker_config_t;
 
 #define PD_BROKER_DEFAULT_BIND "tcp://127.0.0.1:5555"
@@ -39,18 +46,22 @@ typedef struct {
 #define PD_BROKER_RUN_CHUNK 1024u         /* jobs per `run` message at most */
 #define PD_BROKER_REPLY_BYTES (8u << 20)  /* soft cap on fetch replies and runs */
 #define PD_BROKER_FETCH_MAX 10000u        /* default `max` of a fetch */
+#define PD_BROKER_DEFAULT_JOURNAL_MAX (8ull << 30) /* journal bytes before submits are refused */
+#define PD_BROKER_OUTBOX_BYTES (64u << 20) /* replies held for a commit before committing early */
+#define PD_BROKER_OUTBOX_MSGS 16384u       /* ... or this many */
 
 typedef struct pd_broker pd_broker_t;
 
 /* Fills cfg with the defaults above. */
 void pd_broker_config_defaults(pd_broker_config_t *cfg);
 
-/* Creates the broker and binds its socket. Returns NULL on failure (bind
-   refused, out of memory), with *err (when given) set to a PD_E* code and
-   the reason logged. The config is copied. */
+/* Creates the broker, opens and recovers its journal (when configured) and
+   binds its socket. Returns NULL on failure (bind refused, journal damaged,
+   in use or unwritable, out of memory), with *err (when given) set to a
+   PD_E* code and the reason logged. The config is copied. */
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
-/* Stops the loop, frees everything (jobs and results are dropped), closes
-   the socket. Safe on NULL; sets *p to NULL. */
+/* Frees everything (what is not journalled is dropped), commits and closes
+   the journal, closes the socket. Safe on NULL; sets *p to NULL. */
 void pd_broker_destroy(pd_broker_t **p);
 
 /* The endpoint actually bound (the port resolved); borrowed. */
@@ -72,6 +83,8 @@ typedef struct {
     uint64_t unroutable;    /* sends that failed (peer gone or full) */
     uint64_t stale;         /* results dropped as stale or duplicate */
     uint64_t workers_lost;  /* workers declared dead */
+    uint64_t held;          /* replies held back until a journal commit */
+    uint64_t refused_journal; /* submits refused because the journal failed or is full */
 } pd_broker_stats_t;
 /* Copies the counters; call from the loop's thread or after it stopped. */
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out);

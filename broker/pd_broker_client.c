@@ -1,6 +1,6 @@
 /*  pd_broker_client: the broker's answers to clients (docs/protocol.md,
     "Client -> broker"): hello, mod_has, mod_put, submit, status, fetch,
-    cancel and release, plus the parked fetches of long polling.
+    cancel, release and gc, plus the parked fetches of long polling.
 
     Each handler reads its fields strictly, changes state only once every
     field is known to be good, and sends exactly one reply; on a bad request
@@ -8,6 +8,11 @@
     `error`. A parked fetch keeps its parsed id ranges; after each batch of
     messages the loop sorts the ids that became final and wakes only the
     parked fetches whose ranges contain one of them.
+
+    With a journal, a submit is journalled before its `accepted` can leave
+    (the reply is held until the loop commits), a submit carrying a known
+    token gets the first submit's ids again, and submits are refused while
+    the journal cannot be written or has grown past its bound.
 */
 #include "pd_broker_int.h"
 #include "pd_error.h"
@@ -59,17 +64,28 @@ static void s_array_patch(pd_buf_t *out, size_t at, uint32_t n)
 
 /* ---- hello, modules ---------------------------------------------------- */
 
+/* Packs the four journal fields of welcome and gc_done: journal (path, ""
+   when none), journal_bytes, journal_max_bytes, journal_ok. */
+static void s_pack_journal(pd_broker_t *b, msgpack_packer *pk)
+{
+    pd_pack_kv_str(pk, "journal", b->journal ? pd_journal_path(b->journal) : "");
+    pd_pack_kv_uint(pk, "journal_bytes", b->journal ? pd_journal_bytes(b->journal) : 0);
+    pd_pack_kv_uint(pk, "journal_max_bytes", b->journal ? pd_journal_max_bytes(b->journal) : 0);
+    pd_pack_kv_bool(pk, "journal_ok", !b->journal || pd_journal_writable(b->journal));
+}
+
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 5);
+    pd_msg_begin(&pk, "welcome", 9);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
     pd_pack_kv_uint(&pk, "slots", pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers));
+    s_pack_journal(b, &pk);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
@@ -106,9 +122,12 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_str(m, "kind", kind, sizeof kind)) ||
         (rc = pd_msg_bytes(m, "data", &data, &len)))
         return s_why(m, o, rc);
+    uint32_t before = pd_mods_count(b->mods);
     int64_t idx = pd_mods_put(b->mods, hash, name, kind, data, len, o->why, sizeof o->why);
     if (idx < 0)
         return (int) idx;
+    if (b->journal && pd_mods_count(b->mods) > before)
+        pd_journal_put_mod(b->journal, pd_mods_get(b->mods, (uint32_t) idx));
     pd_log_info("module %s (%s, %u bytes, %.12s) stored", name, kind, len, hash);
     s_mod_ok(b, o, hash, true);
     return 0;
@@ -116,19 +135,63 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- submit ------------------------------------------------------------ */
 
+/* Why a journal refuses submits now (0: it does not). */
+static int s_journal_refuses(pd_broker_t *b, pd_origin_t *o)
+{
+    if (!b->journal)
+        return 0;
+    if (!pd_journal_writable(b->journal)) {
+        b->stats.refused_journal++;
+        snprintf(o->why, sizeof o->why, "the broker cannot write its journal %s (%s): new jobs "
+                 "are refused until it can (free disk space; the broker retries by itself); "
+                 "jobs accepted before go on and their results can be fetched",
+                 pd_journal_path(b->journal), pd_journal_error(b->journal));
+        return PD_EIO;
+    }
+    if (pd_journal_full(b->journal)) {
+        b->stats.refused_journal++;
+        snprintf(o->why, sizeof o->why, "the broker's journal %s holds %llu MiB, over its bound "
+                 "of %llu MiB: fetch and release results (or run `playdoh-submit gc`), or raise "
+                 "--journal-max-mb", pd_journal_path(b->journal),
+                 (unsigned long long) (pd_journal_bytes(b->journal) >> 20),
+                 (unsigned long long) (pd_journal_max_bytes(b->journal) >> 20));
+        return PD_EOVERLOAD;
+    }
+    return 0;
+}
+
+static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "accepted", 3);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "first", first);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1];
     const uint8_t *args;
     size_t args_len;
     uint64_t timeout_ms = 0, retries = 3;
+    const void *token = NULL;
+    uint32_t tokenlen = 0;
     int rc;
     if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
         (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
         (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
-        (rc = pd_msg_uint_opt(m, "retries", &retries)))
+        (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
+        (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
         return s_why(m, o, rc);
+    if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
+        snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
+                 tokenlen, PD_JOBS_TOKEN_MAX);
+        return PD_EINVAL;
+    }
     if (timeout_ms > UINT32_MAX) {
         snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
         return PD_EINVAL;
@@ -138,25 +201,38 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
         return PD_EINVAL;
     }
+    uint64_t first;
+    uint32_t n;
+    if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
+        /* A retry of a submit already accepted: the same ids, nothing new
+           (held like the first reply, and refused with it if its commit
+           fails). */
+        s_accepted(b, o, first, n);
+        pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
+        return 0;
+    }
+    if ((rc = s_journal_refuses(b, o)) != 0)
+        return rc;
     int64_t mod = pd_mods_find(b->mods, hash);
     if (mod < 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
-    uint64_t first;
-    uint32_t n;
     rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, args, args_len, (uint32_t) timeout_ms,
                         (uint32_t) retries, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "accepted", 3);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "first", first);
-    pd_pack_kv_uint(&pk, "n", n);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    uint32_t now = pd_broker_wall_s();
+    if (token)
+        pd_jobs_token_add(b->jobs, token, tokenlen, first, n, now);
+    if (b->journal && n > 0)
+        pd_journal_submit(b->journal, first, n, hash, fn, (uint32_t) timeout_ms,
+                          (uint32_t) retries, pd_jobs_get(b->jobs, first)->arg, token, tokenlen,
+                          now);
+    s_accepted(b, o, first, n);
+    if (n > 0)
+        pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
     return 0;
 }
 
@@ -205,7 +281,7 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
     pd_pack_cstr(&pk, "res");
     size_t at = s_array_placeholder(&b->out);
     uint32_t n = 0;
-    uint32_t now_s = pd_broker_now_s(b);
+    uint32_t now_s = pd_broker_wall_s();
     for (uint32_t i = 0; i < rg->n && n < max; i++) {
         for (uint64_t c = 0; c < rg->r[i][1] && n < max; c++) {
             if (b->out.len >= PD_BROKER_REPLY_BYTES)
@@ -411,6 +487,34 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_msg_begin(&pk, "cancelled", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t ttl = b->cfg.result_ttl_s;
+    int rc;
+    if ((rc = pd_msg_uint_opt(m, "ttl_s", &ttl)))
+        return s_why(m, o, rc);
+    if (ttl > UINT32_MAX)
+        ttl = UINT32_MAX;
+    uint64_t forgot = pd_jobs_expire(b->jobs, pd_broker_wall_s(), (uint32_t) ttl);
+    uint64_t before = b->journal ? pd_journal_bytes(b->journal) : 0;
+    if (b->journal) {
+        pd_broker_sync(b); /* commits the forgets (and what else is pending) */
+        if (pd_journal_writable(b->journal))
+            pd_journal_compact(b->journal);
+    }
+    pd_log_info("gc: forgot %llu results fetched over %llu s ago; journal %.1f -> %.1f MiB",
+                (unsigned long long) forgot, (unsigned long long) ttl, before / 1048576.0,
+                (b->journal ? pd_journal_bytes(b->journal) : 0) / 1048576.0);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "gc_done", 6);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "forgot", forgot);
+    s_pack_journal(b, &pk);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }

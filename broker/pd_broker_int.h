@@ -8,6 +8,7 @@
 #include "pd_broker.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
+#include "pd_journal.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
 #include "pd_workers.h"
@@ -15,6 +16,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
 
 /* A fetch waiting for one of its ids to become final. */
 typedef struct {
@@ -25,6 +27,22 @@ typedef struct {
     uint64_t max;        /* results per reply at most */
     int64_t deadline;    /* ms (monotonic) of the empty answer */
 } pd_parked_t;
+
+/* A reply held until the journal commits. */
+typedef struct {
+    zmq_msg_t rid;  /* routing id frame */
+    zmq_msg_t body; /* the message */
+} pd_held_t;
+
+/* A submit whose `accepted` is held: undone if the commit fails. */
+typedef struct {
+    uint32_t at;          /* its reply's index in the outbox */
+    uint64_t req;         /* the client's request number */
+    uint64_t first;       /* ids first .. first+n-1 */
+    uint32_t n;           /* jobs */
+    uint8_t token[PD_JOBS_TOKEN_MAX]; /* its token */
+    uint32_t tokenlen;    /* bytes in token (0: none) */
+} pd_held_submit_t;
 
 /* Where a message came from, and a place for its error sentence. */
 typedef struct {
@@ -44,6 +62,15 @@ struct pd_broker {
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_workers_t *workers;     /* the worker registry */
+    pd_journal_t *journal;     /* the journal (NULL: none) */
+    char journal_path[4096];   /* its path (the config's copy) */
+    pd_held_t *outbox;         /* replies held until the journal commits */
+    uint32_t noutbox;          /* entries in outbox */
+    uint32_t capoutbox;        /* capacity of outbox */
+    size_t outbox_bytes;       /* bytes held in outbox */
+    pd_held_submit_t *held;    /* submits among the held replies */
+    uint32_t nheld;            /* entries in held */
+    uint32_t capheld;          /* capacity of held */
     pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
     uint32_t nparked;          /* entries in parked */
     pd_buf_t out;              /* reply buffer, reused */
@@ -60,10 +87,22 @@ struct pd_broker {
    the peer is gone, or PD_EOVERLOAD when its queue is full; a failure is
    logged and counted. */
 int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
-/* Sends b->out to the peer (then resets b->out). */
+/* Sends b->out to the peer (then resets b->out): a reply to a client. While
+   the journal has uncommitted changes the reply is held and sent after the
+   commit (pd_broker_sync), so that nothing a client sees can be lost. */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Notes that the reply just held answers a submit of ids first .. first+n-1
+   (token: its token, len 0 when none), to be refused if the commit fails. */
+void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_t n,
+                           const void *token, size_t tokenlen);
+/* Commits the journal (sealing the open result segment first) and sends the
+   held replies; when the commit fails, the held submits are withdrawn and
+   answered with `error`. No-op without a journal. */
+void pd_broker_sync(pd_broker_t *b);
 /* Seconds since the broker started. */
 uint32_t pd_broker_now_s(const pd_broker_t *b);
+/* Wall-clock seconds (the result time-to-live survives a restart). */
+uint32_t pd_broker_wall_s(void);
 
 /* Client requests: each returns 0 (reply sent) or a PD_E* code with
    o->why set; the loop then answers `error`. */
@@ -75,6 +114,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Answers parked fetches touched by jobs that became final, then clears
    the fresh list. */
 void pd_broker_wake_parked(pd_broker_t *b);

@@ -804,11 +804,22 @@ bool pd_jobs_token_find(pd_jobs_t *j, const void *token, size_t len, uint64_t *f
     char key[2 * PD_JOBS_TOKEN_MAX + 1];
     s_token_hex(token, len, key);
     s_token_t *t = zhashx_lookup(j->tokens, key);
-    if (!t)
+    if (!t || t->first == 0)
         return false;
     *first = t->first;
     *n = t->n;
     return true;
+}
+
+void pd_jobs_token_drop(pd_jobs_t *j, const void *token, size_t len)
+{
+    if (len == 0 || len > PD_JOBS_TOKEN_MAX)
+        return;
+    char key[2 * PD_JOBS_TOKEN_MAX + 1];
+    s_token_hex(token, len, key);
+    s_token_t *t = zhashx_lookup(j->tokens, key);
+    if (t) /* stays in the ring until it expires; marked withdrawn */
+        t->first = 0;
 }
 
 /* Forgets the oldest token. */
@@ -848,9 +859,18 @@ int pd_jobs_token_add(pd_jobs_t *j, const void *token, size_t len, uint64_t firs
     t->len = (uint32_t) len;
     memcpy(t->token, token, len);
     s_token_hex(token, len, t->key);
-    if (zhashx_insert(j->tokens, t->key, t) != 0) {
-        free(t); /* already known: the first submit's ids stand */
+    s_token_t *known = zhashx_lookup(j->tokens, t->key);
+    if (known) {
+        if (known->first == 0) { /* withdrawn: this submit takes its place */
+            known->first = first;
+            known->n = n;
+        }
+        free(t); /* else the first submit's ids stand */
         return 0;
+    }
+    if (zhashx_insert(j->tokens, t->key, t) != 0) {
+        free(t);
+        return PD_ENOMEM;
     }
     j->tokring[(j->tokhead + j->toklen) & (j->tokcap - 1)] = t;
     j->toklen++;
@@ -874,7 +894,8 @@ void pd_jobs_token_each(pd_jobs_t *j,
 {
     for (size_t i = 0; i < j->toklen; i++) {
         const s_token_t *t = j->tokring[(j->tokhead + i) & (j->tokcap - 1)];
-        fn(user, t->token, t->len, t->first, t->n, t->sec);
+        if (t->first)
+            fn(user, t->token, t->len, t->first, t->n, t->sec);
     }
 }
 

@@ -202,6 +202,8 @@ bool pd_jobs_token_find(pd_jobs_t *j, const void *token, size_t len, uint64_t *f
    second now_s. Returns 0 or PD_ENOMEM (the token is then not remembered). */
 int pd_jobs_token_add(pd_jobs_t *j, const void *token, size_t len, uint64_t first, uint32_t n,
                       uint32_t now_s);
+/* Forgets a token whose submit was withdrawn (a retry then submits anew). */
+void pd_jobs_token_drop(pd_jobs_t *j, const void *token, size_t len);
 /* Forgets tokens older than ttl_s at now_s (and the oldest beyond
    PD_JOBS_TOKENS_MAX). Returns how many. */
 size_t pd_jobs_token_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s);

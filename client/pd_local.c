@@ -53,8 +53,10 @@ pd_local_t *pd_local_start(int cpus, int *err)
         return NULL;
     }
     const char *level = getenv("PLAYDOH_LOG_LEVEL");
+    /* No journal: the cluster lives and dies with this program, and nothing
+       could reconnect to its ephemeral port after a restart anyway. */
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--log-level", (char *) (level ? level : "warn"), NULL};
+                     "--no-journal", "--log-level", (char *) (level ? level : "warn"), NULL};
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)

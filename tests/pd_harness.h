@@ -3,6 +3,10 @@
     Starts a real playdoh-broker and real playdoh-worker processes (the built
     programs, found through $PLAYDOH_BINDIR) on loopback, with fast heartbeats
     and a private module cache, and writes test modules to a temp directory.
+    The broker journals to <dir>/broker.journal unless the extra flags say
+    --no-journal or name another --journal; pd_harness_restart_broker()
+    starts a new broker on the same port with the same flags, as an operator
+    restarting a crashed broker would.
 */
 #ifndef PD_HARNESS_H
 #define PD_HARNESS_H
@@ -19,13 +23,26 @@ typedef struct {
     char endpoint[256];
     pid_t workers[PD_HARNESS_MAX_WORKERS];
     int nworkers;
-    char dir[256];       /* temp dir: modules, worker caches */
+    char dir[256];       /* temp dir: modules, worker caches, the journal */
     int heartbeat_ms;
+    char journal[300];   /* the broker's journal ("" when it has none) */
+    char *flags[24];     /* the extra broker flags (owned copies), NULL-terminated */
 } pd_harness_t;
 
 /* Starts a broker; extra is NULL or a NULL-terminated list of more flags.
    Asserts (Criterion) on failure. */
 void pd_harness_start(pd_harness_t *h, const char *const *extra);
+/* Kills the broker with sig (SIGKILL: a crash; SIGTERM: a clean stop) and
+   waits for it. */
+void pd_harness_kill_broker(pd_harness_t *h, int sig);
+/* Starts a broker again on the same endpoint with the same flags plus
+   `more` (NULL or NULL-terminated), once the old one is gone. Asserts that
+   it reports its endpoint. */
+void pd_harness_restart_broker(pd_harness_t *h, const char *const *more);
+/* Runs the broker program with the harness's flags plus `more` in the
+   foreground, as a restart that must fail: returns its exit status and
+   writes what it printed on standard error into err (NUL-terminated). */
+int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err, size_t cap);
 /* Starts a worker with cpus slots; returns its index in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
