@@ -6,6 +6,16 @@
     and results are collected with long-polling `fetch` requests, so a large
     batch costs a few messages per thousand jobs and a small one no more than
     one round trip.
+
+    Surviving a broker restart: ZeroMQ reconnects by itself, but requests in
+    flight when the connection dropped are lost. A socket monitor reports
+    the drop at once, and requests that can safely be sent twice (hello,
+    mod_has, mod_put, status, fetch, gc) are sent again, with the same `req`,
+    when the connection drops or no reply comes in time (after 2 s past the
+    expected wait, then 4, 8, ...), until the broker has been silent for the
+    client's time-out. Each submit chunk carries a token (16 random bytes of
+    this client, then a chunk counter) so that a chunk sent again gets the
+    same ids instead of being submitted twice.
 */
 #include "playdoh.h"
 
@@ -31,15 +41,22 @@
 #define S_WINDOW 4            /* submit chunks in flight */
 #define S_MAX_RANGES 4096     /* ranges per fetch request */
 #define S_MAX_MODULE (64u << 20)
+#define S_RETRY_MS 2000       /* first resend of a request with no reply, past its wait */
+#define S_LOST 1              /* s_recv: the connection dropped (internal, positive) */
+#define S_TOKEN_RANDOM 16     /* random bytes that start every submit token */
 
 struct pd_client {
     void *ctx;             /* ZeroMQ context, owned */
     void *sock;            /* DEALER to the broker */
+    void *mon;             /* PAIR receiving the DEALER's connection events */
     char endpoint[256];    /* where the broker is */
     uint64_t next_req;     /* next request number */
     int timeout_ms;        /* how long a request waits for its reply */
     pd_buf_t out;          /* the request being built, reused */
     zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
+    uint8_t token[S_TOKEN_RANDOM]; /* this client's token prefix */
+    uint64_t next_chunk;   /* counter ending the next submit token */
+    uint64_t resent;       /* requests sent again after a drop or a time-out */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -101,9 +118,42 @@ static int s_send(pd_client_t *c)
     return 0;
 }
 
+/* Reads the monitor's pending events; true when one says the connection to
+   the broker dropped (requests in flight are then lost). */
+static bool s_drained_lost(pd_client_t *c)
+{
+    bool lost = false;
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return lost;
+        }
+        if (zmq_msg_size(&ev) >= 2) {
+            uint16_t event;
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+            if (event == ZMQ_EVENT_DISCONNECTED)
+                lost = true;
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint frame */
+            zmq_msg_t part;
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, c->mon, 0) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&part);
+            zmq_msg_close(&part);
+        }
+    }
+}
+
 /* Waits for the reply to request req (or, when req is 0, to any request:
    *got says which). On success m describes c->reply, valid until the next
-   receive. A broker `error` reply becomes its code with c->err set. */
+   receive. A broker `error` reply becomes its code with c->err set.
+   Returns S_LOST when the connection drops while waiting. */
 static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uint64_t *got)
 {
     int64_t deadline = s_now_ms() + timeout_ms;
@@ -111,14 +161,20 @@ static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uin
         int64_t left = deadline - s_now_ms();
         if (left < 0)
             left = 0;
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-        int rc = zmq_poll(&it, 1, (long) left);
+        zmq_pollitem_t it[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
+                                {.socket = c->mon, .events = ZMQ_POLLIN}};
+        int rc = zmq_poll(it, 2, (long) left);
         if (rc < 0 && errno == EINTR)
             return s_fail(c, PD_ETIMEDOUT, "interrupted while waiting for the broker");
         if (rc <= 0)
             return s_fail(c, PD_ETIMEDOUT,
                           "no reply from the broker at %s within %d ms: is it running and "
                           "reachable?", c->endpoint, timeout_ms);
+        if (!(it[0].revents & ZMQ_POLLIN)) {
+            if (s_drained_lost(c))
+                return S_LOST;
+            continue;
+        }
         zmq_msg_close(&c->reply);
         zmq_msg_init(&c->reply);
         if (zmq_msg_recv(&c->reply, c->sock, 0) < 0)
@@ -142,18 +198,74 @@ static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uin
     }
 }
 
-/* Sends the built request and waits for its reply of type want. */
+static int s_expect(pd_client_t *c, const pd_msg_t *m, const char *want)
+{
+    if (!pd_msg_is(m, want))
+        return s_fail(c, PD_EPROTO, "broker answered '%s' where '%s' was expected", m->type, want);
+    return 0;
+}
+
+/* Sends the built request and waits for its reply of type want, once: for
+   requests that must not be done twice (cancel, release). */
 static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
 {
     int rc = s_send(c);
     if (rc)
         return rc;
     rc = s_recv(c, req, m, timeout_ms, NULL);
-    if (rc)
-        return rc;
-    if (!pd_msg_is(m, want))
-        return s_fail(c, PD_EPROTO, "broker answered '%s' where '%s' was expected", m->type, want);
-    return 0;
+    if (rc == S_LOST)
+        rc = s_fail(c, PD_EUNREACH, "the connection to the broker at %s dropped while waiting "
+                    "for the reply (the request may or may not have been done)", c->endpoint);
+    return rc ? rc : s_expect(c, m, want);
+}
+
+/* Sends the built request (which may safely be done twice) and waits for
+   its reply of type want. The broker answers after at most wait_ms (a
+   long-polling fetch) plus its work. When the connection drops, or no reply
+   comes in time, the same request (same req) is sent again: after 2 s past
+   wait_ms, then 4, 8, ... until the broker has been silent for wait_ms plus
+   budget_ms. */
+static int s_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
+                       int wait_ms, int budget_ms)
+{
+    int64_t start = s_now_ms();
+    int64_t give_up = start + wait_ms + budget_ms;
+    int64_t attempt = wait_ms + S_RETRY_MS;
+    s_drained_lost(c); /* drops before this request do not concern it */
+    int rc = s_send(c);
+    for (;;) {
+        if (rc)
+            return rc;
+        int64_t left = give_up - s_now_ms();
+        if (left <= 0)
+            break;
+        int64_t wait = attempt < left ? attempt : left;
+        int64_t sent = s_now_ms();
+        rc = s_recv(c, req, m, (int) wait, NULL);
+        if (rc == 0)
+            return s_expect(c, m, want);
+        if (rc != S_LOST && rc != PD_ETIMEDOUT)
+            return rc; /* the broker answered: an error is an answer */
+        if (s_now_ms() >= give_up)
+            break;
+        if (rc == S_LOST) {
+            pd_log_info("client: connection to %s dropped; sending '%s' again", c->endpoint,
+                        want);
+            /* A drop moments after sending: give the reconnect a moment. */
+            if (s_now_ms() - sent < 50)
+                usleep(50000);
+        } else {
+            pd_log_info("client: no reply from %s within %lld ms; sending '%s' again",
+                        c->endpoint, (long long) wait, want);
+            attempt *= 2;
+        }
+        c->resent++;
+        rc = s_send(c);
+    }
+    return s_fail(c, PD_ETIMEDOUT,
+                  "no reply from the broker at %s within %d ms (the request was sent again "
+                  "after each drop and time-out): is it running and reachable?", c->endpoint,
+                  wait_ms + budget_ms);
 }
 
 pd_client_t *pd_client_new(const char *endpoint, int *err)
@@ -193,6 +305,17 @@ pd_client_t *pd_client_new(const char *endpoint, int *err)
     zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int sndtimeo = c->timeout_ms;
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    randombytes_buf(c->token, sizeof c->token);
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-client-monitor-%p", (void *) c);
+    c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+    if (!c->mon || zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(c->mon, mon) != 0) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
     if (zmq_connect(c->sock, c->endpoint) < 0) {
         pd_log_warn("client: bad broker endpoint '%s': %s (expected tcp://HOST:PORT)", endpoint,
                     zmq_strerror(errno));
@@ -222,6 +345,10 @@ void pd_client_destroy(pd_client_t **cp)
     if (!cp || !*cp)
         return;
     pd_client_t *c = *cp;
+    if (c->sock && c->mon)
+        zmq_socket_monitor(c->sock, NULL, 0);
+    if (c->mon)
+        zmq_close(c->mon);
     if (c->sock)
         zmq_close(c->sock);
     if (c->ctx)
@@ -242,25 +369,81 @@ void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
 const char *pd_client_error(const pd_client_t *c) { return c->err; }
 const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
 
+/* Reads the journal fields of welcome and gc_done into info. */
+static void s_read_journal(const pd_msg_t *m, pd_broker_info_t *info)
+{
+    uint64_t v;
+    bool ok = true;
+    pd_msg_str(m, "journal", info->journal, sizeof info->journal);
+    if (pd_msg_uint_opt(m, "journal_bytes", &v) == 0)
+        info->journal_bytes = v;
+    if (pd_msg_uint_opt(m, "journal_max_bytes", &v) == 0)
+        info->journal_max_bytes = v;
+    if (pd_msg_has(m, "journal_ok") && pd_msg_bool(m, "journal_ok", &ok) == 0)
+        info->journal_ok = ok;
+}
+
+static int s_hello(pd_client_t *c, pd_broker_info_t *info, int budget_ms)
+{
+    memset(info, 0, sizeof *info);
+    info->journal_ok = true;
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "hello", 0);
+    pd_msg_t m;
+    int rc = s_call_idem(c, req, "welcome", &m, 0, budget_ms);
+    if (rc)
+        return rc;
+    uint64_t w = 0, s = 0;
+    pd_msg_uint_opt(&m, "workers", &w);
+    pd_msg_uint_opt(&m, "slots", &s);
+    info->workers = (int) w;
+    info->slots = (int) s;
+    pd_msg_str(&m, "name", info->name, sizeof info->name);
+    s_read_journal(&m, info);
+    return 0;
+}
+
+long pd_gc(pd_client_t *c, int64_t ttl_s, pd_broker_info_t *info)
+{
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "gc", ttl_s >= 0 ? 1 : 0);
+    if (ttl_s >= 0)
+        pd_pack_kv_uint(&pk, "ttl_s", (uint64_t) ttl_s);
+    pd_msg_t m;
+    int rc = s_call_idem(c, req, "gc_done", &m, 0, c->timeout_ms);
+    if (rc)
+        return rc;
+    uint64_t forgot = 0;
+    pd_msg_uint_opt(&m, "forgot", &forgot);
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->journal_ok = true;
+        s_read_journal(&m, info);
+    }
+    return (long) forgot;
+}
+
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
 {
     int connect_ms = 5000;
     const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
     if (env && atoi(env) > 0)
         connect_ms = atoi(env);
-    msgpack_packer pk;
-    uint64_t req = s_begin(c, &pk, "hello", 0);
-    pd_msg_t m;
-    int rc = s_call(c, req, "welcome", &m, connect_ms < c->timeout_ms ? connect_ms : c->timeout_ms);
+    pd_broker_info_t info;
+    int rc = s_hello(c, &info, connect_ms < c->timeout_ms ? connect_ms : c->timeout_ms);
     if (rc)
         return rc;
-    uint64_t w = 0, s = 0;
-    pd_msg_uint_opt(&m, "workers", &w);
-    pd_msg_uint_opt(&m, "slots", &s);
-    *workers = (int) w;
-    *slots = (int) s;
+    *workers = info.workers;
+    *slots = info.slots;
     return 0;
 }
+
+int pd_client_broker_info(pd_client_t *c, pd_broker_info_t *info)
+{
+    return s_hello(c, info, c->timeout_ms);
+}
+
+uint64_t pd_client_resent(const pd_client_t *c) { return c->resent; }
 
 /* ---- modules ------------------------------------------------------------- */
 
@@ -285,7 +468,7 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     uint64_t req = s_begin(c, &pk, "mod_has", 1);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_msg_t m;
-    int rc = s_call(c, req, "mod_ok", &m, c->timeout_ms);
+    int rc = s_call_idem(c, req, "mod_ok", &m, 0, c->timeout_ms);
     if (rc)
         return rc;
     bool has = false;
@@ -297,7 +480,7 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     pd_pack_kv_str(&pk, "name", name);
     pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : "c");
     pd_pack_kv_bin(&pk, "data", data, len);
-    return s_call(c, req, "mod_ok", &m, c->timeout_ms);
+    return s_call_idem(c, req, "mod_ok", &m, 0, c->timeout_ms);
 }
 
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
@@ -341,28 +524,56 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
 
 /* One submit chunk: jobs [start, start + n) of the call. */
 typedef struct {
-    uint64_t req;
-    size_t start, n;
+    uint64_t req;        /* its request number (the same when sent again) */
+    uint64_t token;      /* its token's counter */
+    size_t start, n;     /* jobs start .. start+n-1 of the call */
+    const uint8_t *raw;  /* their packed arguments */
+    size_t bytes;        /* bytes at raw */
+    int64_t first_sent;  /* ms of its first send */
 } s_chunk_t;
 
-/* Receives one `accepted` reply and writes its ids; returns 0 or an error
-   (refused chunks leave their ids at 0). */
+/* Builds and sends one submit chunk. */
+static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, const char *fn,
+                        const pd_map_opts_t *opts)
+{
+    pd_buf_reset(&c->out);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &c->out);
+    pd_msg_begin(&pk, "submit", 7);
+    pd_pack_kv_uint(&pk, "req", ch->req);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", fn);
+    pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
+    pd_pack_kv_uint(&pk, "retries", opts && opts->retries ? opts->retries : 3);
+    uint8_t token[S_TOKEN_RANDOM + 8];
+    memcpy(token, c->token, S_TOKEN_RANDOM);
+    for (int i = 0; i < 8; i++)
+        token[S_TOKEN_RANDOM + i] = (uint8_t) (ch->token >> (56 - 8 * i));
+    pd_pack_kv_bin(&pk, "token", token, sizeof token);
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, (uint32_t) ch->n);
+    pd_pack_raw(&pk, ch->raw, ch->bytes);
+    return s_send(c);
+}
+
+/* Receives one `accepted` reply (or error) for a chunk in the window and
+   writes its ids. Returns 0 (one chunk settled, or a stray reply), the
+   chunk's error (the chunk is settled: refused), S_LOST (the connection
+   dropped: nothing settled) or PD_ETIMEDOUT (nothing came within wait_ms). */
 static int s_take_accepted(pd_client_t *c, s_chunk_t *win, int *inflight, uint64_t *ids,
-                           long *accepted)
+                           long *accepted, int wait_ms)
 {
     pd_msg_t m;
     uint64_t got = 0;
-    int rc = s_recv(c, 0, &m, c->timeout_ms, &got);
+    int rc = s_recv(c, 0, &m, wait_ms, &got);
+    if (rc == S_LOST || rc == PD_ETIMEDOUT)
+        return rc;
     int k;
     for (k = 0; k < *inflight; k++)
         if (win[k].req == got)
             break;
-    if (rc == PD_ETIMEDOUT) {
-        *inflight = 0; /* nothing more will come that we wait for */
-        return rc;
-    }
     if (k == *inflight)
-        return rc ? rc : 0; /* not one of ours */
+        return 0; /* not one of ours: a duplicate reply to a chunk sent twice */
     s_chunk_t ch = win[k];
     win[k] = win[--*inflight];
     if (rc)
@@ -402,6 +613,8 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
     int first_err = 0;
     char first_msg[sizeof c->err] = "";
     size_t next = 0;
+    int64_t attempt = S_RETRY_MS; /* wait before sending the window again */
+    s_drained_lost(c);
     while (next < n || inflight > 0) {
         if (next < n && inflight < S_WINDOW && !first_err) {
             /* Build the next chunk: count how many arguments fit. */
@@ -420,29 +633,54 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 bytes += rl;
                 k++;
             }
-            msgpack_packer pk;
-            uint64_t req = s_begin(c, &pk, "submit", 5);
-            pd_pack_kv_str(&pk, "mod", hash);
-            pd_pack_kv_str(&pk, "fn", fn);
-            pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
-            pd_pack_kv_uint(&pk, "retries", opts && opts->retries ? opts->retries : 3);
-            pd_pack_cstr(&pk, "args");
-            msgpack_pack_array(&pk, (uint32_t) k);
-            pd_pack_raw(&pk, start, bytes);
-            int rc = s_send(c);
+            s_chunk_t ch = {.req = c->next_req++, .token = c->next_chunk++, .start = next,
+                            .n = k, .raw = start, .bytes = bytes, .first_sent = s_now_ms()};
+            int rc = s_send_chunk(c, &ch, hash, fn, opts);
             if (rc) {
                 first_err = rc;
                 snprintf(first_msg, sizeof first_msg, "%s", c->err);
                 continue;
             }
-            win[inflight++] = (s_chunk_t){.req = req, .start = next, .n = k};
+            win[inflight++] = ch;
             r = probe;
             next += k;
             continue;
         }
         if (inflight == 0)
             break;
-        int rc = s_take_accepted(c, win, &inflight, ids, &accepted);
+        int rc = s_take_accepted(c, win, &inflight, ids, &accepted, (int) attempt);
+        if (rc == S_LOST || rc == PD_ETIMEDOUT) {
+            /* Send the window again, same tokens: the broker gives a chunk it
+               already accepted the same ids. A chunk silent for the whole
+               time-out fails. */
+            int64_t now = s_now_ms();
+            for (int k = 0; k < inflight;) {
+                if (now - win[k].first_sent >= c->timeout_ms) {
+                    if (!first_err) {
+                        first_err = PD_ETIMEDOUT;
+                        snprintf(first_msg, sizeof first_msg,
+                                 "no reply from the broker at %s within %d ms to a submit of "
+                                 "%zu jobs (sent again after each drop): is it running and "
+                                 "reachable?", c->endpoint, c->timeout_ms, win[k].n);
+                    }
+                    win[k] = win[--inflight];
+                    continue;
+                }
+                if (rc == S_LOST && now - win[k].first_sent < 50)
+                    usleep(50000);
+                c->resent++;
+                if (s_send_chunk(c, &win[k], hash, fn, opts) != 0)
+                    win[k].first_sent = 0; /* fails at the next turn */
+                k++;
+            }
+            if (rc == PD_ETIMEDOUT)
+                attempt = attempt * 2 < c->timeout_ms ? attempt * 2 : c->timeout_ms;
+            else
+                pd_log_info("client: connection to %s dropped; sending %d submit chunks again",
+                            c->endpoint, inflight);
+            continue;
+        }
+        attempt = S_RETRY_MS;
         if (rc && !first_err) {
             first_err = rc;
             snprintf(first_msg, sizeof first_msg, "%s", c->err);
@@ -510,7 +748,7 @@ int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *sta
         pd_pack_cstr(&pk, "ids");
         size_t take = s_pack_ranges(&pk, ids + done, n - done, S_MAX_RANGES);
         pd_msg_t m;
-        int rc = s_call(c, req, "states", &m, c->timeout_ms);
+        int rc = s_call_idem(c, req, "states", &m, 0, c->timeout_ms);
         if (rc)
             return rc;
         const void *st;
@@ -692,7 +930,7 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         pd_pack_cstr(&pk, "ids");
         s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
         pd_msg_t m;
-        rc = s_call(c, req, "results", &m, (int) left + c->timeout_ms);
+        rc = s_call_idem(c, req, "results", &m, (int) left, c->timeout_ms);
         if (rc)
             break;
         pd_rd_t r;

@@ -66,12 +66,21 @@ bool pd_job_state_final(pd_job_state_t s);
    the broker answers within the connect time-out (PLAYDOH_CONNECT_TIMEOUT_MS,
    default 5000). Returns the client (the caller destroys it), or NULL with
    *err (if not NULL) set: PD_EUNREACH when no broker answered, PD_EINVAL for a
-   malformed endpoint. */
+   malformed endpoint.
+
+   The client rides out a broker restart: when its connection drops, or a
+   reply is late, requests that may safely be repeated (status, fetch, module
+   upload, cluster size, gc) and submit chunks (which carry a token, so the
+   broker never takes one twice) are sent again, until the broker has been
+   silent for the time-out (pd_client_set_timeout). pd_cancel and pd_release
+   are not repeated: they fail with PD_EUNREACH or PD_ETIMEDOUT instead. */
 pd_client_t *pd_client_new(const char *endpoint, int *err);
 /* Closes the connection and frees the client; sets *c to NULL; safe twice.
    Jobs already submitted go on and their results wait at the broker. */
 void pd_client_destroy(pd_client_t **c);
-/* Sets how long one request waits for the broker's reply (default 30000 ms). */
+/* Sets how long one request waits for the broker's reply (default 30000 ms),
+   that is how long the broker may stay silent (a restart, say) before a call
+   fails with PD_ETIMEDOUT. */
 void pd_client_set_timeout(pd_client_t *c, int timeout_ms);
 /* The last error, as a sentence for the user. Borrowed until the next call. */
 const char *pd_client_error(const pd_client_t *c);
@@ -79,6 +88,31 @@ const char *pd_client_error(const pd_client_t *c);
 const char *pd_client_endpoint(const pd_client_t *c);
 /* Asks the broker how many workers and slots it has. Returns 0 or an error. */
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots);
+
+/* What a broker says about itself. */
+typedef struct {
+    char name[64];              /* its name */
+    int workers;                /* registered workers */
+    int slots;                  /* their CPU and GPU slots */
+    char journal[256];          /* its journal file; "" when it keeps jobs in memory only */
+    uint64_t journal_bytes;     /* the journal's size on disk */
+    uint64_t journal_max_bytes; /* the size past which it refuses submits (0 = no bound) */
+    bool journal_ok;            /* false while the journal cannot be written (submits refused) */
+} pd_broker_info_t;
+
+/* Fills info from the broker (name, cluster size, journal). Returns 0 or an
+   error. */
+int pd_client_broker_info(pd_client_t *c, pd_broker_info_t *info);
+/* Asks the broker to forget the results first fetched more than ttl_s
+   seconds ago (-1: its --result-ttl; 0: every fetched result) and to shrink
+   its journal. When info is not NULL, its journal fields are filled with
+   the sizes after the collection. Returns how many results were forgotten,
+   or an error. */
+long pd_gc(pd_client_t *c, int64_t ttl_s, pd_broker_info_t *info);
+/* How many requests this client has sent again after its connection to the
+   broker dropped or a reply did not come in time (see "Reconnecting" in
+   docs/guide.md). */
+uint64_t pd_client_resent(const pd_client_t *c);
 
 /* ---- the embedded cluster ------------------------------------------------ */
 

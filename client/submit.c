@@ -1,6 +1,6 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, status, results, wait and cancel over the client library
+    Verbs map, status, results, wait, cancel and gc over the client library
     (playdoh.h). `map` reads one JSON value per line, ships the module, submits
     the jobs and prints one JSON line per job in input order; with --detach it
     prints the job ids instead, for `status` and `results` from any process,
@@ -35,6 +35,7 @@ typedef struct {
     bool quiet;
     double wait_s; /* < 0: for ever */
     bool wait_set;
+    int64_t ttl_s; /* gc: results fetched over this long ago go (-1: the broker's TTL) */
 } s_opts_t;
 
 static void s_usage(FILE *f)
@@ -50,6 +51,9 @@ static void s_usage(FILE *f)
         "  results ID...                       print each job's result as a JSON line\n"
         "  wait ID...                          wait until the jobs have ended\n"
         "  cancel ID...                        cancel queued and running jobs\n"
+        "  gc                                  make the broker forget results fetched more than\n"
+        "                                      its result TTL ago (--ttl S to choose) and shrink\n"
+        "                                      its journal; prints what it forgot and the size\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "options:\n"
@@ -60,6 +64,7 @@ static void s_usage(FILE *f)
         "      --detach         map: print the job ids and return without waiting\n"
         "      --wait S         results, wait: wait up to S seconds (results: 0, wait: for ever)\n"
         "      --release        results: let the broker forget the jobs once printed\n"
+        "      --ttl S          gc: forget results fetched more than S seconds ago (0: all)\n"
         "  -q, --quiet          no summary on standard error\n"
         "      --log-level L    error, warn (default), info or debug\n"
         "  -h, --help           this help\n"
@@ -428,11 +433,45 @@ static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **arg
     return 0;
 }
 
+static int s_verb_gc(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+{
+    if (argc > 0)
+        return s_die_usage("gc takes no arguments, not '%s' (use --ttl S)", argv[0]);
+    pd_broker_info_t info;
+    long forgot = pd_gc(c, o->ttl_s, &info);
+    if (forgot < 0) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return 3;
+    }
+    pd_buf_t out;
+    pd_buf_init(&out);
+    char head[128];
+    snprintf(head, sizeof head, "{\"forgot\":%ld,\"journal\":", forgot);
+    s_put(&out, head);
+    s_put_json_str(&out, info.journal);
+    snprintf(head, sizeof head, ",\"journal_bytes\":%" PRIu64 ",\"journal_max_bytes\":%" PRIu64
+             ",\"journal_ok\":%s}\n", info.journal_bytes, info.journal_max_bytes,
+             info.journal_ok ? "true" : "false");
+    s_put(&out, head);
+    fwrite(out.data, 1, out.len, stdout);
+    pd_buf_free(&out);
+    if (!o->quiet) {
+        if (info.journal[0])
+            fprintf(stderr, "playdoh-submit: forgot %ld results; journal %s: %.1f MiB%s\n",
+                    forgot, info.journal, info.journal_bytes / 1048576.0,
+                    info.journal_ok ? "" : " (cannot be written: submits are refused)");
+        else
+            fprintf(stderr, "playdoh-submit: forgot %ld results; the broker keeps no journal\n",
+                    forgot);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    s_opts_t o = {.retries = 3};
+    s_opts_t o = {.retries = 3, .ttl_s = -1};
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL };
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_TTL };
     static const struct option longs[] = {
         {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
@@ -440,6 +479,7 @@ int main(int argc, char **argv)
         {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
+        {"ttl", required_argument, NULL, O_TTL},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int ch;
     uint32_t u;
@@ -470,6 +510,12 @@ int main(int argc, char **argv)
             break;
         }
         case O_RELEASE: o.release = true; break;
+        case O_TTL:
+            if (!s_parse_u32(optarg, &u))
+                return s_die_usage("--ttl wants seconds (0: every fetched result), not '%s'",
+                                   optarg);
+            o.ttl_s = u;
+            break;
         case 'q': o.quiet = true; break;
         case O_LEVEL: {
             pd_log_level_t lv;
@@ -490,12 +536,13 @@ int main(int argc, char **argv)
     const char *verb = argv[optind];
     int vargc = argc - optind - 1;
     char **vargv = argv + optind + 1;
-    static const char *verbs[] = {"map", "status", "results", "wait", "cancel"};
+    static const char *verbs[] = {"map", "status", "results", "wait", "cancel", "gc"};
     bool known = false;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         known |= strcmp(verb, verbs[i]) == 0;
     if (!known)
-        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel)", verb);
+        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel, gc)",
+                           verb);
     if (o.local && o.broker)
         return s_die_usage("%s", "--local and --broker exclude each other");
 
@@ -529,6 +576,8 @@ int main(int argc, char **argv)
         rc = s_verb_results(c, &o, vargc, vargv, true);
     else if (strcmp(verb, "wait") == 0)
         rc = s_verb_results(c, &o, vargc, vargv, false);
+    else if (strcmp(verb, "gc") == 0)
+        rc = s_verb_gc(c, &o, vargc, vargv);
     else
         rc = s_verb_cancel(c, &o, vargc, vargv);
     pd_client_destroy(&c);
