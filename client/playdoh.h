@@ -155,14 +155,18 @@ typedef struct {
 /* Submits one job per argument: fn of module hash over n msgpack values
    stored back to back in args[0..len). Writes each job's id into ids[i] as
    soon as the broker has accepted it (ids of one call are consecutive unless
-   other clients submit at the same time); nothing is waited for. The batch
-   travels in chunks of at most 4096 jobs or 1 MiB. Returns the number of jobs
-   accepted: n on success; fewer when the broker refused a chunk (overload)
-   after accepting others, in which case ids[i] is 0 for every job not
-   accepted and pd_client_error() says why. Returns an error when nothing was
-   accepted: PD_EPROTO (args is not n msgpack values), PD_ENOMODULE,
-   PD_EOVERLOAD (the broker holds its limit of unfinished jobs), PD_EUNREACH.
-   opts may be NULL. */
+   other clients submit at the same time, or the broker restarted during the
+   call: a chunk sent again may then get later ids than the chunks after
+   it); nothing is waited for. The batch travels in chunks of at most 4096
+   jobs or 1 MiB, each with a token, so a chunk sent again after a dropped
+   connection is never taken twice. Returns the number of jobs accepted: n
+   on success; fewer when the broker refused a chunk (overload, a journal
+   that cannot be written) after accepting others, in which case ids[i] is
+   0 for every job not accepted and pd_client_error() says why. Returns an
+   error when nothing was accepted: PD_EPROTO (args is not n msgpack
+   values), PD_ENOMODULE, PD_EOVERLOAD (the broker holds its limit of
+   unfinished jobs, or its journal is over its bound), PD_EIO (its journal
+   cannot be written), PD_EUNREACH, PD_ETIMEDOUT. opts may be NULL. */
 long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
             const pd_map_opts_t *opts, uint64_t *ids);
 /* pd_map over an array of doubles, one job per number. */

@@ -167,3 +167,37 @@ Test(cli, no_broker_is_a_clear_error)
     cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
     free(out);
 }
+
+Test(cli, gc_forgets_fetched_results_and_reports_the_journal)
+{
+    char *ids, *out;
+    int st = run(&ids, "seq 1 30 | %s --broker %s map --detach %s/m.c square", submit,
+                 h.endpoint, h.dir);
+    cr_assert_eq(st, 0, "%s", ids);
+    ids[strcspn(ids, "\n")] = 0;
+    cr_assert_eq(run(&out, "%s --broker %s results --wait 30 %s", submit, h.endpoint, ids), 0,
+                 "%s", out);
+    free(out);
+    /* Fetched just now: the broker's TTL keeps them; --ttl 0 does not. */
+    cr_assert_eq(run(&out, "%s --broker %s gc -q", submit, h.endpoint), 0, "%s", out);
+    cr_assert(strstr(out, "\"forgot\":0,") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --broker %s gc --ttl 0 -q", submit, h.endpoint), 0, "%s", out);
+    cr_assert(strstr(out, "\"forgot\":30,") != NULL, "%s", out);
+    cr_assert(strstr(out, h.journal) != NULL, "the journal is named: %s", out);
+    cr_assert(strstr(out, "\"journal_ok\":true") != NULL, "%s", out);
+    unsigned long long bytes = 0;
+    const char *b = strstr(out, "\"journal_bytes\":");
+    cr_assert_not_null(b, "%s", out);
+    bytes = strtoull(b + 16, NULL, 10);
+    cr_assert_gt(bytes, 0, "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --broker %s status %s", submit, h.endpoint, ids), 1,
+                 "unknown jobs make exit status 1");
+    cr_assert(strstr(out, "\"unknown\"") != NULL, "collected jobs are unknown: %s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --broker %s gc extra 2>&1", submit, h.endpoint), 2);
+    cr_assert(strstr(out, "gc takes no arguments") != NULL, "%s", out);
+    free(out);
+    free(ids);
+}

@@ -1,0 +1,429 @@
+/* Integration tests of durability: a real broker with its journal, a real
+   worker and clients, and the broker killed with SIGKILL in the middle of
+   a 10,000-job batch (while it receives the batch, while the jobs run,
+   while the results flow back), then started again on the same port and
+   journal. Every job must complete exactly once in what the client
+   receives, with the right result. Also: what a restart keeps (results,
+   modules, ids), a damaged journal refused, a journal in use refused, and
+   a journal that cannot be written refusing submits while serving what it
+   has. */
+#include "pd_codec.h"
+#include "pd_harness.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *MODULE_SRC =
+    "#include <playdoh_task.h>\n"
+    "#include <time.h>\n"
+    "/* x[0] squared: the other numbers only make the argument big */\n"
+    "PD_TASK_VECTOR(head_squared, x, n) { (void) n; return x[0] * x[0]; }\n"
+    "/* x squared after about 300 us */\n"
+    "PD_TASK_DOUBLE(slow_square, x) {\n"
+    "    struct timespec ts = {0, 300000};\n"
+    "    nanosleep(&ts, NULL);\n"
+    "    return x * x;\n"
+    "}\n"
+    "PD_TASK_DOUBLE(square, x) { return x * x; }\n";
+
+enum { N = 10000 };
+
+static pd_harness_t h;
+static pd_client_t *c;    /* the client under test (used by one thread at a time) */
+static pd_client_t *spy;  /* the main thread's own client, for watching */
+static char mod[PD_HASH_HEX];
+
+static void start(int cpus, const char *const *extra)
+{
+    pd_harness_start(&h, extra);
+    pd_harness_add_worker(&h, cpus);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, cpus);
+    char *path = pd_harness_module(&h, "durable.c", MODULE_SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+    spy = pd_harness_client(&h);
+}
+
+static void stop(void)
+{
+    pd_client_destroy(&c);
+    pd_client_destroy(&spy);
+    pd_harness_stop(&h);
+}
+
+TestSuite(durable, .fini = stop, .timeout = 240);
+
+/* A crash and a restart on the same port and journal. */
+static void crash_and_restart(void)
+{
+    pd_harness_kill_broker(&h, SIGKILL);
+    pd_harness_restart_broker(&h, NULL);
+}
+
+static uint64_t next_id_after_restart(void)
+{
+    double x = 1;
+    uint64_t id = 0;
+    cr_assert_eq(pd_map_doubles(spy, mod, "square", &x, 1, NULL, &id), 1, "%s",
+                 pd_client_error(spy));
+    return id;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return (x > y) - (x < y);
+}
+
+/* Every job i came back once, done, with value(i); ids are unique. */
+static void check_results(const uint64_t *ids, pd_result_t *res, double (*value)(int))
+{
+    static uint64_t sorted[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_neq(ids[i], 0, "job %d has no id", i);
+    /* Distinct (chunks sent again after a restart may take later ids than
+       the chunks after them, so the order is not checked). */
+    memcpy(sorted, ids, sizeof sorted);
+    qsort(sorted, N, sizeof *sorted, cmp_u64);
+    for (int i = 1; i < N; i++)
+        cr_assert_neq(sorted[i], sorted[i - 1], "id %llu was given twice",
+                      (unsigned long long) sorted[i]);
+    for (int i = 0; i < N; i++) {
+        double y;
+        cr_assert_eq(res[i].id, ids[i]);
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "job %d (id %llu): %s %s", i,
+                     (unsigned long long) ids[i], pd_job_state_name(res[i].state),
+                     res[i].error ? res[i].error : "");
+        cr_assert_eq(pd_result_double(&res[i], &y), 0);
+        cr_assert_eq(y, value(i), "job %d: %g instead of %g", i, y, value(i));
+    }
+}
+
+static double sq(int i) { return (double) i * i; }
+
+static int count_done(const uint64_t *ids)
+{
+    static pd_job_state_t st[N];
+    if (pd_status(spy, ids, N, st) != 0)
+        return -1;
+    int done = 0;
+    for (int i = 0; i < N; i++)
+        done += st[i] == PD_JOB_DONE;
+    return done;
+}
+
+/* ---- killed while receiving the batch --------------------------------- */
+
+static uint64_t big_ids[N];
+static long big_got;
+static char big_err[2048];
+static pd_buf_t big_args;
+
+static void *submit_big(void *arg)
+{
+    (void) arg;
+    big_got = pd_map(c, mod, "head_squared", big_args.data, big_args.len, N, NULL, big_ids);
+    snprintf(big_err, sizeof big_err, "%s", pd_client_error(c));
+    return NULL;
+}
+
+Test(durable, a_broker_killed_while_receiving_a_batch_loses_and_duplicates_nothing)
+{
+    start(2, NULL);
+    /* 10,000 arguments of 128 numbers (about 11 MB): the batch travels in a
+       dozen chunks of 1 MiB, so the kill lands while chunks are on the way. */
+    pd_buf_init(&big_args);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &big_args);
+    for (int i = 0; i < N; i++) {
+        msgpack_pack_array(&pk, 128);
+        msgpack_pack_double(&pk, i);
+        for (int k = 1; k < 128; k++)
+            msgpack_pack_double(&pk, k * 0.5);
+    }
+    cr_assert_not(big_args.failed);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, submit_big, NULL), 0);
+    /* Kill once the broker has taken part of the batch (ids start at 1). */
+    uint64_t probe = 2500;
+    pd_job_state_t st = PD_JOB_UNKNOWN;
+    for (int i = 0; i < 20000 && st == PD_JOB_UNKNOWN; i++) {
+        cr_assert_eq(pd_status(spy, &probe, 1, &st), 0, "%s", pd_client_error(spy));
+        if (st == PD_JOB_UNKNOWN)
+            usleep(1000);
+    }
+    cr_assert_neq(st, PD_JOB_UNKNOWN, "the broker never took job %llu",
+                  (unsigned long long) probe);
+    crash_and_restart();
+    pthread_join(t, NULL);
+    pd_buf_free(&big_args);
+    cr_assert_eq(big_got, N, "accepted %ld of %d: %s", big_got, N, big_err);
+    cr_assert_gt(pd_client_resent(c), 0, "the kill did not catch the batch on its way");
+    /* Chunks sent again were not submitted twice: the next id follows. */
+    cr_assert_eq(next_id_after_restart(), N + 1);
+    static pd_result_t res[N];
+    cr_assert_eq(pd_fetch(c, big_ids, N, 120000, res, NULL, NULL), N, "%s", pd_client_error(c));
+    check_results(big_ids, res, sq);
+    pd_results_clear(res, N);
+}
+
+/* ---- killed while the jobs run ---------------------------------------- */
+
+static uint64_t run_ids[N];
+static pd_result_t run_res[N];
+static long run_ended;
+static char run_err[2048];
+static atomic_size_t run_seen;
+
+static void on_progress(size_t ended, size_t total, void *user)
+{
+    (void) total;
+    (void) user;
+    atomic_store(&run_seen, ended);
+}
+
+static void *fetch_all(void *arg)
+{
+    (void) arg;
+    run_ended = pd_fetch(c, run_ids, N, 180000, run_res, on_progress, NULL);
+    snprintf(run_err, sizeof run_err, "%s", pd_client_error(c));
+    return NULL;
+}
+
+static void submit_slow_batch(void)
+{
+    static double x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = i;
+    cr_assert_eq(pd_map_doubles(c, mod, "slow_square", x, N, NULL, run_ids), N, "%s",
+                 pd_client_error(c));
+}
+
+Test(durable, a_broker_killed_while_jobs_run_requeues_them_and_the_waiting_client_gets_all)
+{
+    start(2, NULL);
+    submit_slow_batch();
+    atomic_store(&run_seen, 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, fetch_all, NULL), 0);
+    int done = 0;
+    for (int i = 0; i < 6000 && done < N / 5; i++) {
+        done = count_done(run_ids);
+        cr_assert_geq(done, 0, "%s", pd_client_error(spy));
+        usleep(5000);
+    }
+    cr_assert_geq(done, N / 5);
+    cr_assert_lt(done, N, "every job ended before the kill: make the jobs slower");
+    crash_and_restart();
+    pthread_join(t, NULL);
+    cr_assert_eq(run_ended, N, "%ld of %d ended: %s", run_ended, N, run_err);
+    check_results(run_ids, run_res, sq);
+    pd_results_clear(run_res, N);
+    cr_assert_eq(next_id_after_restart(), N + 1, "job ids continue after the highest used");
+}
+
+/* ---- killed while the results flow back ------------------------------- */
+
+Test(durable, a_broker_killed_while_results_flow_back_loses_no_result)
+{
+    start(2, NULL);
+    submit_slow_batch();
+    atomic_store(&run_seen, 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, fetch_all, NULL), 0);
+    size_t seen = 0;
+    for (int i = 0; i < 60000 && seen < N / 3; i++) {
+        seen = atomic_load(&run_seen);
+        usleep(1000);
+    }
+    cr_assert_geq(seen, N / 3, "the client received %zu results in 60 s", seen);
+    cr_assert_lt(seen, N, "every result arrived before the kill");
+    crash_and_restart();
+    pthread_join(t, NULL);
+    cr_assert_eq(run_ended, N, "%ld of %d ended: %s", run_ended, N, run_err);
+    check_results(run_ids, run_res, sq);
+    pd_results_clear(run_res, N);
+    /* Results fetched before the kill are still at the broker too: another
+       process may fetch them again. */
+    pd_result_t again;
+    cr_assert_eq(pd_fetch(spy, &run_ids[0], 1, 10000, &again, NULL, NULL), 1);
+    cr_assert_eq(again.state, PD_JOB_DONE);
+    pd_results_clear(&again, 1);
+}
+
+/* ---- what a restart keeps --------------------------------------------- */
+
+Test(durable, a_restart_keeps_results_modules_released_ids_and_the_id_sequence)
+{
+    start(1, NULL);
+    double x[20];
+    uint64_t ids[20];
+    pd_result_t res[20];
+    for (int i = 0; i < 20; i++)
+        x[i] = i;
+    cr_assert_eq(pd_map_doubles(c, mod, "square", x, 20, NULL, ids), 20);
+    cr_assert_eq(pd_fetch(c, ids, 20, 30000, res, NULL, NULL), 20);
+    pd_results_clear(res, 20);
+    cr_assert_eq(pd_release(c, ids, 5), 5);
+    crash_and_restart();
+    /* Results: a new process (client) fetches them by id. */
+    pd_client_t *later = pd_harness_client(&h);
+    cr_assert_eq(pd_fetch(later, ids, 20, 10000, res, NULL, NULL), 20);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(res[i].state, PD_JOB_UNKNOWN, "released job %d came back", i);
+    for (int i = 5; i < 20; i++) {
+        double y;
+        cr_assert_eq(res[i].state, PD_JOB_DONE);
+        cr_assert_eq(pd_result_double(&res[i], &y), 0);
+        cr_assert_eq(y, (double) i * i);
+    }
+    pd_results_clear(res, 20);
+    /* The module: a submit naming it works without uploading it again. */
+    uint64_t id;
+    double seven = 7;
+    cr_assert_eq(pd_map_doubles(later, mod, "square", &seven, 1, NULL, &id), 1, "%s",
+                 pd_client_error(later));
+    cr_assert_eq(id, 21, "ids continue after the highest used");
+    cr_assert_eq(pd_fetch(later, &id, 1, 30000, res, NULL, NULL), 1);
+    double y;
+    cr_assert_eq(pd_result_double(&res[0], &y), 0);
+    cr_assert_eq(y, 49.0);
+    pd_results_clear(res, 1);
+    pd_broker_info_t info;
+    cr_assert_eq(pd_client_broker_info(later, &info), 0);
+    cr_assert_str_eq(info.journal, h.journal);
+    cr_assert_gt(info.journal_bytes, 0);
+    cr_assert(info.journal_ok);
+    pd_client_destroy(&later);
+}
+
+/* ---- damaged, in use -------------------------------------------------- */
+
+Test(durable, a_truncated_journal_stops_the_broker_until_it_is_reset)
+{
+    start(1, NULL);
+    double x[100];
+    uint64_t ids[100];
+    for (int i = 0; i < 100; i++)
+        x[i] = i;
+    cr_assert_eq(pd_map_doubles(c, mod, "square", x, 100, NULL, ids), 100);
+    pd_result_t res[100];
+    cr_assert_eq(pd_fetch(c, ids, 100, 30000, res, NULL, NULL), 100);
+    pd_results_clear(res, 100);
+    pd_harness_kill_broker(&h, SIGTERM); /* clean: the log goes into the file */
+    struct stat st;
+    cr_assert_eq(stat(h.journal, &st), 0);
+    cr_assert_eq(truncate(h.journal, st.st_size / 2), 0);
+    char err[8192];
+    int rc = pd_harness_broker_fails(&h, NULL, err, sizeof err);
+    cr_assert_eq(rc, 1, "exit status %d: %s", rc, err);
+    cr_assert(strstr(err, "is damaged"), "%s", err);
+    cr_assert(strstr(err, h.journal), "the file is named: %s", err);
+    cr_assert(strstr(err, "--journal-reset"), "the way out is named: %s", err);
+    /* With the explicit flag it starts empty, the old file kept aside. */
+    const char *reset[] = {"--journal-reset", NULL};
+    pd_harness_restart_broker(&h, reset);
+    pd_job_state_t s;
+    cr_assert_eq(pd_status(spy, &ids[0], 1, &s), 0, "%s", pd_client_error(spy));
+    cr_assert_eq(s, PD_JOB_UNKNOWN);
+}
+
+Test(durable, a_second_broker_on_the_same_journal_is_refused)
+{
+    start(1, NULL);
+    char err[8192];
+    int rc = pd_harness_broker_fails(&h, NULL, err, sizeof err);
+    cr_assert_eq(rc, 1, "exit status %d: %s", rc, err);
+    cr_assert(strstr(err, "in use by another playdoh-broker"), "%s", err);
+}
+
+/* ---- a journal that cannot be written ----------------------------------- */
+
+Test(durable, an_unwritable_journal_refuses_submits_serves_results_and_recovers)
+{
+    /* A file size limit (inherited by the broker) stands in for a full disk:
+       writes past it fail with EFBIG. */
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 2u << 20;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    pd_harness_start(&h, NULL);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    pd_harness_add_worker(&h, 1);
+    c = pd_harness_client(&h);
+    spy = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 1);
+    char *path = pd_harness_module(&h, "durable.c", MODULE_SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+
+    double x[50];
+    uint64_t ids[50];
+    for (int i = 0; i < 50; i++)
+        x[i] = i;
+    cr_assert_eq(pd_map_doubles(c, mod, "square", x, 50, NULL, ids), 50, "%s",
+                 pd_client_error(c));
+    /* 3 MiB of arguments cannot be journalled: the submit is refused. */
+    enum { BIG = 3000 };
+    pd_buf_t args;
+    pd_buf_init(&args);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &args);
+    for (int i = 0; i < BIG; i++) {
+        msgpack_pack_array(&pk, 128);
+        for (int k = 0; k < 128; k++)
+            msgpack_pack_double(&pk, i + k);
+    }
+    static uint64_t big[BIG];
+    long got = pd_map(c, mod, "head_squared", args.data, args.len, BIG, NULL, big);
+    cr_assert_lt(got, BIG, "the whole batch was accepted");
+    cr_assert(strstr(pd_client_error(c), "journal"), "%s", pd_client_error(c));
+    cr_assert(strstr(pd_client_error(c), "refused"), "%s", pd_client_error(c));
+    pd_broker_info_t info;
+    cr_assert_eq(pd_client_broker_info(spy, &info), 0);
+    cr_assert_not(info.journal_ok);
+    /* Further submits are refused at once, with the same clear sentence. */
+    uint64_t one;
+    double y = 3;
+    cr_assert_eq(pd_map_doubles(spy, mod, "square", &y, 1, NULL, &one), PD_EIO);
+    cr_assert(strstr(pd_client_error(spy), "cannot write its journal"), "%s",
+              pd_client_error(spy));
+    /* What was accepted still runs and its results are served. */
+    pd_result_t res[50];
+    cr_assert_eq(pd_fetch(c, ids, 50, 30000, res, NULL, NULL), 50, "%s", pd_client_error(c));
+    for (int i = 0; i < 50; i++) {
+        double v;
+        cr_assert_eq(res[i].state, PD_JOB_DONE);
+        cr_assert_eq(pd_result_double(&res[i], &v), 0);
+        cr_assert_eq(v, (double) i * i);
+    }
+    pd_results_clear(res, 50);
+    /* Room again (the limit lifted): the broker rewrites its journal by
+       itself and accepts the batch. */
+    cr_assert_eq(prlimit(h.broker, RLIMIT_FSIZE, &old, NULL), 0);
+    for (int i = 0; i < 400 && !info.journal_ok; i++) {
+        usleep(50000);
+        cr_assert_eq(pd_client_broker_info(spy, &info), 0);
+    }
+    cr_assert(info.journal_ok, "the journal did not come back within 20 s");
+    got = pd_map(c, mod, "head_squared", args.data, args.len, BIG, NULL, big);
+    pd_buf_free(&args);
+    cr_assert_eq(got, BIG, "%s", pd_client_error(c));
+    /* And it is durable: a crash keeps it. */
+    crash_and_restart();
+    pd_job_state_t st;
+    cr_assert_eq(pd_status(spy, &big[BIG - 1], 1, &st), 0, "%s", pd_client_error(spy));
+    cr_assert_neq(st, PD_JOB_UNKNOWN, "the batch accepted after the recovery was lost");
+}
