@@ -6,10 +6,21 @@
     ratio; throughput of 100,000 no-op jobs submitted as one batch; wall time
     of 200 jobs of 10 ms CPU each against the ideal (total CPU / slots).
 
-    Usage: bench_async [SLOTS (2)] [JOBS (100000)]
+    Then the cost of the broker's journal: three clusters started side by
+    side (a broker without journal, one journalling with --journal-sync
+    full, the default, and one with normal), each with a worker of SLOTS
+    slots; ROUNDS rounds of JOBS no-op jobs in one batch go to each in turn,
+    and the medians and their ratios to the no-journal baseline are printed,
+    with the round trip of one job on each. The journals live in
+    $PLAYDOH_BENCH_DIR (default /tmp), so that the disk under test is the
+    one that would hold a real journal.
+
+    Usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (5)]
 */
 #include "playdoh.h"
+#include "pd_proc.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +120,172 @@ static double raw_round_trip_us(int rounds)
     return m;
 }
 
+/* ---- clusters with and without a journal -------------------------------- */
+
+typedef struct {
+    const char *label;   /* what it measures */
+    const char *sync;    /* --journal-sync, or NULL: --no-journal */
+    pid_t broker, worker;
+    char endpoint[256];
+    char journal[PATH_MAX];
+    pd_client_t *c;
+    char mod[PD_HASH_HEX];
+    double *jobs_s;      /* throughput of each round */
+    double rt_us;        /* median round trip of one job */
+} s_cluster_t;
+
+static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const char *modpath)
+{
+    char broker[PATH_MAX], worker[PATH_MAX], cache[PATH_MAX + 16], cpus[16];
+    if (pd_proc_find("playdoh-broker", broker, sizeof broker) ||
+        pd_proc_find("playdoh-worker", worker, sizeof worker))
+        return -1;
+    snprintf(k->journal, sizeof k->journal, "%s/bench-%s.journal", dir,
+             k->sync ? k->sync : "none");
+    char *bargv[16] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3", "--log-level",
+                       "warn"};
+    int n = 7;
+    if (k->sync) {
+        bargv[n++] = "--journal";
+        bargv[n++] = k->journal;
+        bargv[n++] = "--journal-sync";
+        bargv[n++] = (char *) k->sync;
+    } else {
+        bargv[n++] = "--no-journal";
+    }
+    bargv[n] = NULL;
+    int ready = -1;
+    k->broker = pd_proc_spawn(bargv, &ready);
+    if (k->broker <= 0 || pd_proc_read_line(ready, k->endpoint, sizeof k->endpoint, 10000))
+        return -1;
+    close(ready);
+    snprintf(cache, sizeof cache, "%s/bench-cache", dir);
+    snprintf(cpus, sizeof cpus, "%d", slots);
+    char *wargv[] = {worker, "--broker", k->endpoint, "--cpus", cpus, "--cache", cache,
+                     "--log-level", "warn", NULL};
+    k->worker = pd_proc_spawn(wargv, NULL);
+    int err, w = 0, sl = 0;
+    k->c = pd_client_new(k->endpoint, &err);
+    for (int i = 0; k->c && i < 400 && sl < slots; i++) {
+        if (pd_client_cluster_size(k->c, &w, &sl))
+            return -1;
+        if (sl < slots)
+            usleep(50000);
+    }
+    if (!k->c || sl < slots || pd_module_upload_file(k->c, modpath, k->mod))
+        return -1;
+    return 0;
+}
+
+static void s_cluster_stop(s_cluster_t *k)
+{
+    pd_client_destroy(&k->c);
+    pd_proc_stop(k->worker, 5000);
+    pd_proc_stop(k->broker, 5000);
+    if (k->sync) {
+        char wal[PATH_MAX + 8];
+        snprintf(wal, sizeof wal, "%s-wal", k->journal);
+        unlink(k->journal);
+        unlink(wal);
+    }
+}
+
+/* One batch of njobs no-op jobs: submitted, all results fetched, released.
+   Returns jobs per second, or -1. */
+static double s_batch(pd_client_t *c, const char *mod, int njobs, double *xs, uint64_t *ids,
+                      pd_result_t *res)
+{
+    double t0 = now();
+    long got = pd_map_doubles(c, mod, "noop", xs, njobs, NULL, ids);
+    long ended = got == njobs ? pd_fetch(c, ids, njobs, 600000, res, NULL, NULL) : -1;
+    double t = now() - t0;
+    long ok = 0;
+    for (int i = 0; ended == njobs && i < njobs; i++)
+        ok += res[i].state == PD_JOB_DONE;
+    pd_results_clear(res, njobs);
+    pd_release(c, ids, njobs);
+    return ok == njobs ? njobs / t : -1;
+}
+
+static double s_round_trip_us(pd_client_t *c, const char *mod, int rounds)
+{
+    double *t = malloc(rounds * sizeof *t);
+    double x = 1;
+    for (int i = 0; i < rounds + 20; i++) {
+        uint64_t id;
+        pd_result_t r;
+        double t0 = now();
+        if (pd_map_doubles(c, mod, "noop", &x, 1, NULL, &id) != 1 ||
+            pd_fetch(c, &id, 1, 10000, &r, NULL, NULL) != 1) {
+            free(t);
+            return -1;
+        }
+        if (i >= 20)
+            t[i - 20] = (now() - t0) * 1e6;
+        pd_results_clear(&r, 1);
+        pd_release(c, &id, 1);
+    }
+    double m = median(t, rounds);
+    free(t);
+    return m;
+}
+
+/* Journal on and off in the same run; returns 0 or 1. */
+static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
+{
+    const char *dir = getenv("PLAYDOH_BENCH_DIR") ? getenv("PLAYDOH_BENCH_DIR") : "/tmp";
+    s_cluster_t k[3] = {{.label = "no journal (--no-journal)"},
+                        {.label = "journal, --journal-sync full (default)", .sync = "full"},
+                        {.label = "journal, --journal-sync normal", .sync = "normal"}};
+    double *xs = calloc(njobs, sizeof *xs);
+    uint64_t *ids = calloc(njobs, sizeof *ids);
+    pd_result_t *res = calloc(njobs, sizeof *res);
+    int rc = 0;
+    for (int i = 0; i < 3; i++) {
+        k[i].jobs_s = calloc(rounds, sizeof *k[i].jobs_s);
+        if (s_cluster_start(&k[i], slots, dir, modpath)) {
+            fprintf(stderr, "could not start the cluster '%s'\n", k[i].label);
+            rc = 1;
+        }
+    }
+    printf("\njournal cost: %d rounds of %d no-op jobs in one batch, taking turns on three "
+           "clusters of %d slots; journals in %s\n", rounds, njobs, slots, dir);
+    for (int r = 0; r < rounds && rc == 0; r++)
+        for (int i = 0; i < 3 && rc == 0; i++)
+            if ((k[i].jobs_s[r] = s_batch(k[i].c, k[i].mod, njobs, xs, ids, res)) < 0) {
+                fprintf(stderr, "batch on '%s' failed: %s\n", k[i].label,
+                        pd_client_error(k[i].c));
+                rc = 1;
+            }
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if ((k[i].rt_us = s_round_trip_us(k[i].c, k[i].mod, 300)) < 0)
+            rc = 1;
+    if (rc == 0) {
+        double base = median(k[0].jobs_s, rounds);
+        for (int i = 0; i < 3; i++) {
+            double m = i == 0 ? base : median(k[i].jobs_s, rounds);
+            printf("  %-40s %8.0f jobs/s (median)  ratio %.2f%s   round trip %7.1f us\n",
+                   k[i].label, m, m / base,
+                   i == 1 ? (m / base >= 0.80 ? " (target >= 0.80: met)"
+                                              : " (target >= 0.80: NOT met)")
+                          : "",
+                   k[i].rt_us);
+        }
+        pd_broker_info_t info;
+        if (pd_client_broker_info(k[1].c, &info) == 0)
+            printf("  journal size after the runs (results released): %.1f MiB\n",
+                   info.journal_bytes / 1048576.0);
+    }
+    for (int i = 0; i < 3; i++) {
+        s_cluster_stop(&k[i]);
+        free(k[i].jobs_s);
+    }
+    free(xs);
+    free(ids);
+    free(res);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int slots = argc > 1 ? atoi(argv[1]) : 2;
@@ -124,6 +301,11 @@ int main(int argc, char **argv)
         }
     }
     int njobs = argc > 2 ? atoi(argv[2]) : 100000;
+    int jrounds = argc > 3 ? atoi(argv[3]) : 5;
+    if (slots < 1 || njobs < 1 || jrounds < 1) {
+        fprintf(stderr, "usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (5)]\n");
+        return 2;
+    }
     char path[] = "/tmp/playdoh-bench-XXXXXX.c";
     int fd = mkstemps(path, 2);
     if (fd < 0 || write(fd, SRC, strlen(SRC)) != (ssize_t) strlen(SRC))
@@ -142,7 +324,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "setup failed\n");
         return 1;
     }
-    unlink(path);
     printf("embedded cluster: %d slots, %s\n", slots, pd_local_endpoint(local));
 
     /* Round trip of one trivial job, against raw libzmq. */
@@ -210,5 +391,7 @@ int main(int argc, char **argv)
     free(res);
     pd_client_destroy(&c);
     pd_local_stop(&local);
-    return ended == nb ? 0 : 1;
+    int jrc = s_journal_cost(slots, njobs, jrounds, path);
+    unlink(path);
+    return ended == nb && jrc == 0 ? 0 : 1;
 }

@@ -11,8 +11,10 @@
 
     Group commit: while the journal has uncommitted changes, every reply to a
     client is copied into an outbox instead of being sent. Replies to workers
-    (run, mod, welcome, hb, reset, cancel) go out at once: runs are only
-    built after the commit that made their jobs durable. When a commit fails
+    (run, mod, welcome, hb, reset, cancel) go out at once: jobs below the
+    pop limit (the next id of the last commit) are on disk and are sent
+    before the commit, so workers have work while the commit waits for the
+    disk; newer jobs are sent right after it. When a commit fails
     the submits answered in the outbox are withdrawn and their `accepted`
     becomes an `error`, so a client is never told a job is accepted unless it
     is on disk.
@@ -125,6 +127,7 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         if (rec.moved[0])
             pd_log_warn("journal %s: the old journal was moved aside to %s (--journal-reset)",
                         b->cfg.journal, rec.moved);
+        pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs));
         pd_log_info("journal %s: recovered %llu queued jobs, %llu results, %u modules and %u "
                     "submit tokens in %lld ms; next job id %llu; %.1f MiB on disk",
                     b->cfg.journal, (unsigned long long) rec.queued,
@@ -368,6 +371,7 @@ void pd_broker_sync(pd_broker_t *b)
     if (pd_journal_pending(b->journal) && pd_journal_commit(b->journal) != 0)
         s_refuse_held(b);
     s_flush_outbox(b);
+    pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs)); /* all on disk now */
 }
 
 /* Answers `error {req, code, msg}`; req only when the request had one. */
@@ -534,7 +538,8 @@ int pd_broker_run(pd_broker_t *b)
         }
         if (rc)
             break;
-        pd_broker_sync(b); /* the batch is durable: replies go out, jobs may run */
+        pd_broker_dispatch(b); /* jobs already on disk, while the commit waits */
+        pd_broker_sync(b);     /* the batch is durable: replies go out, its jobs may run */
         pd_broker_dispatch(b);
         pd_broker_wake_parked(b);
         if (b->now_ms >= b->next_tick) {

@@ -390,7 +390,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
-    while (pd_jobs_queued(b->jobs) > 0) {
+    while (pd_jobs_ready(b->jobs)) {
         pd_worker_t *wk = pd_workers_next_with_credit(b->workers);
         if (!wk || s_send_run(b, wk) == 0)
             return;

@@ -89,6 +89,7 @@ struct pd_jobs {
     size_t tokcap;         /* ring capacity (power of two) */
     size_t tokhead;        /* index of the oldest */
     size_t toklen;         /* tokens remembered */
+    uint64_t pop_limit;    /* ids at or past it are not popped (0: none) */
 };
 
 /* ---- blobs ------------------------------------------------------------- */
@@ -348,10 +349,34 @@ static void s_q_compact(pd_jobs_t *j)
     j->qlen = out;
 }
 
+void pd_jobs_set_pop_limit(pd_jobs_t *j, uint64_t limit) { j->pop_limit = limit; }
+
+bool pd_jobs_ready(pd_jobs_t *j)
+{
+    if (!j->queued)
+        return false;
+    if (!j->pop_limit)
+        return true;
+    /* Skip what pop would skip, to see the first real candidate. */
+    while (j->qlen) {
+        s_qrange_t *h = s_q_at(j, 0);
+        if (pd_jobs_state(j, h->first) == PD_JOB_QUEUED)
+            return h->first < j->pop_limit;
+        h->first++;
+        if (--h->count == 0) {
+            j->qhead = (j->qhead + 1) & (j->qcap - 1);
+            j->qlen--;
+        }
+    }
+    return false;
+}
+
 uint64_t pd_jobs_pop(pd_jobs_t *j)
 {
     while (j->qlen) {
         s_qrange_t *h = s_q_at(j, 0);
+        if (j->pop_limit && h->first >= j->pop_limit)
+            return 0;
         uint64_t id = h->first++;
         if (--h->count == 0) {
             j->qhead = (j->qhead + 1) & (j->qcap - 1);

@@ -153,9 +153,17 @@ uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 
 /* Takes the next queued job off the queue for dispatch and marks it running
-   with attempt+1; returns its id, or 0 when nothing is queued. The caller
-   sets worker/wpos through pd_workers_track. */
+   with attempt+1; returns its id, or 0 when nothing is queued (or the next
+   one is at or past the pop limit). The caller sets worker/wpos through
+   pd_workers_track. */
 uint64_t pd_jobs_pop(pd_jobs_t *j);
+/* Jobs with ids >= limit are not popped (0 = no limit): the journal sets it
+   to the next id of its last commit, so that no job is sent to a worker
+   before its submit is on disk. The queue is in id order except for
+   requeued jobs, which are older, so nothing behind a held job is ready. */
+void pd_jobs_set_pop_limit(pd_jobs_t *j, uint64_t limit);
+/* Queued jobs below the pop limit (those pd_jobs_pop may return). */
+bool pd_jobs_ready(pd_jobs_t *j);
 /* Puts a running job back at the front of the queue. With `lost`, the loss
    counts toward its retries: when they are used up the job fails with
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
