@@ -1,23 +1,25 @@
 /*  pd_broker: the broker's root object and event loop; see pd_broker.h.
 
-    The loop only dispatches. Each turn it polls the ROUTER socket (time-out:
-    the next heartbeat tick or parked-fetch deadline), drains up to a batch
-    of messages, hands each to its handler, commits the journal once for the
-    whole batch and sends the replies it held meanwhile (pd_broker_sync),
-    and then sends queued jobs to workers with credit (pd_broker_dispatch)
-    and answers the parked fetches the batch's completions touched. Batching
-    is what makes a `done` of 1000 results cost one wake-up scan, one round
-    of runs and one commit.
+    The loop only dispatches. Each turn it polls the ROUTER socket and the
+    journal's (time-out: the next heartbeat tick or parked-fetch deadline),
+    sends the replies the journal's settlements released, drains up to a
+    batch of messages, hands each to its handler, passes what changed to the
+    journal, and then sends queued jobs to workers with credit
+    (pd_broker_dispatch) and answers the parked fetches the batch's
+    completions touched. Batching is what makes a `done` of 1000 results
+    cost one wake-up scan, one round of runs and one journal batch.
 
-    Group commit: while the journal has uncommitted changes, every reply to a
-    client is copied into an outbox instead of being sent. Replies to workers
-    (run, mod, welcome, hb, reset, cancel) go out at once: jobs below the
-    pop limit (the next id of the last commit) are on disk and are sent
-    before the commit, so workers have work while the commit waits for the
-    disk; newer jobs are sent right after it. When a commit fails
-    the submits answered in the outbox are withdrawn and their `accepted`
-    becomes an `error`, so a client is never told a job is accepted unless it
-    is on disk.
+    Group commit: the journal writes on its own thread. After each batch of
+    messages the loop hands what changed to it (pd_journal_flush) and goes
+    on; every reply to a client that depends on something not yet committed
+    is copied into an outbox, tagged with the journal batch it waits for,
+    and sent when the journal settles that batch (the journal's socket is
+    polled beside the ROUTER). Messages to workers (run, mod, welcome, hb,
+    reset, cancel) go out at once, but jobs are sent only below the pop
+    limit, the next id of the last settled batch: no job runs before its
+    submit is on disk. When a batch fails, the submits answered in the
+    outbox are withdrawn and their `accepted` becomes an `error`, so a
+    client is never told a job is accepted unless it is on disk.
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.
@@ -36,6 +38,7 @@
 #include <zmq.h>
 
 #define S_BATCH 1024 /* messages drained per loop turn at most */
+#define S_MAX_BACKLOG 64 /* journal batches in flight before the loop waits for the disk */
 #define S_HWM 100000 /* messages queued per peer at most */
 
 static int64_t s_mono_ms(void)
@@ -172,12 +175,12 @@ void pd_broker_destroy(pd_broker_t **p)
         pd_broker_free_parked(b);
     free(b->parked);
     free(b->scratch);
-    for (uint32_t i = 0; i < b->noutbox; i++) {
-        zmq_msg_close(&b->outbox[i].rid);
-        zmq_msg_close(&b->outbox[i].body);
-    }
+    for (uint32_t i = 0; i < b->noutbox; i++)
+        free(b->outbox[(b->outhead + i) & (b->outcap - 1)]);
     free(b->outbox);
-    free(b->held);
+    for (uint32_t i = 0; i < b->nwakes; i++)
+        free(b->wakes[i].ids);
+    free(b->wakes);
     pd_journal_destroy(&b->journal); /* before the table: it removes its hooks */
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
@@ -231,42 +234,52 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
     return 0;
 }
 
-/* Copies a reply into the outbox. Returns 0, or PD_ENOMEM (nothing held). */
-static int s_hold(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len)
+/* Copies a reply into the outbox, waiting for batch seq. Returns 0, or
+   PD_ENOMEM (nothing held). */
+static int s_hold(pd_broker_t *b, uint64_t seq, const void *rid, size_t ridlen,
+                  const void *data, size_t len)
 {
-    if (b->noutbox == b->capoutbox) {
-        uint32_t cap = b->capoutbox ? b->capoutbox * 2 : 256;
-        pd_held_t *o = realloc(b->outbox, cap * sizeof *o);
-        if (!o)
+    if (b->noutbox == b->outcap) {
+        uint32_t cap = b->outcap ? b->outcap * 2 : 256;
+        pd_held_t **ring = malloc(cap * sizeof *ring);
+        if (!ring)
             return PD_ENOMEM;
-        b->outbox = o;
-        b->capoutbox = cap;
+        for (uint32_t i = 0; i < b->noutbox; i++)
+            ring[i] = b->outbox[(b->outhead + i) & (b->outcap - 1)];
+        free(b->outbox);
+        b->outbox = ring;
+        b->outcap = cap;
+        b->outhead = 0;
     }
-    pd_held_t *h = &b->outbox[b->noutbox];
-    if (zmq_msg_init_size(&h->rid, ridlen) != 0)
+    pd_held_t *h = malloc(sizeof *h + ridlen + len);
+    if (!h)
         return PD_ENOMEM;
-    if (zmq_msg_init_size(&h->body, len) != 0) {
-        zmq_msg_close(&h->rid);
-        return PD_ENOMEM;
-    }
-    memcpy(zmq_msg_data(&h->rid), rid, ridlen);
-    memcpy(zmq_msg_data(&h->body), data, len);
+    memset(h, 0, sizeof *h);
+    h->seq = seq;
+    h->ridlen = (uint32_t) ridlen;
+    h->len = len;
+    memcpy(h->data, rid, ridlen);
+    memcpy(h->data + ridlen, data, len);
+    b->outbox[(b->outhead + b->noutbox) & (b->outcap - 1)] = h;
     b->noutbox++;
     b->outbox_bytes += ridlen + len;
     b->stats.held++;
+    b->last_held = h;
     return 0;
 }
 
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
 {
     int rc;
+    uint64_t seq = b->journal ? pd_journal_tag(b->journal) : 0;
+    b->last_held = NULL;
     if (b->out.failed) {
         pd_log_error("a reply could not be built (out of memory or over the frame limit)");
         rc = PD_ENOMEM;
-    } else if (b->journal && pd_journal_pending(b->journal)) {
-        rc = s_hold(b, rid, ridlen, b->out.data, b->out.len);
+    } else if (seq) {
+        rc = s_hold(b, seq, rid, ridlen, b->out.data, b->out.len);
         if (rc) {
-            /* No memory to hold it: commit now, then send. */
+            /* No memory to hold it: wait for the journal, then send. */
             pd_broker_sync(b);
             rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
         }
@@ -277,23 +290,27 @@ int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
     return rc;
 }
 
+int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen)
+{
+    int rc;
+    b->last_held = NULL;
+    if (b->out.failed) {
+        pd_log_error("a reply could not be built (out of memory or over the frame limit)");
+        rc = PD_ENOMEM;
+    } else {
+        rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
+    }
+    pd_buf_reset(&b->out);
+    return rc;
+}
+
 void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_t n,
                            const void *token, size_t tokenlen)
 {
-    if (b->noutbox == 0 || !b->journal || !pd_journal_pending(b->journal))
-        return; /* sent already: it was committed */
-    if (b->nheld == b->capheld) {
-        uint32_t cap = b->capheld ? b->capheld * 2 : 64;
-        pd_held_submit_t *h = realloc(b->held, cap * sizeof *h);
-        if (!h) {
-            pd_broker_sync(b); /* cannot remember it: settle it now */
-            return;
-        }
-        b->held = h;
-        b->capheld = cap;
-    }
-    pd_held_submit_t *h = &b->held[b->nheld++];
-    h->at = b->noutbox - 1;
+    pd_held_t *h = b->last_held;
+    if (!h)
+        return; /* sent at once: nothing to take back */
+    h->submit = true;
     h->req = req;
     h->first = first;
     h->n = n;
@@ -302,13 +319,28 @@ void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_
         memcpy(h->token, token, h->tokenlen);
 }
 
-/* The commit failed: the held submits are not on disk. Their jobs leave the
-   table (none was dispatched: runs wait for the commit) and their replies
-   become errors. */
+bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first)
+{
+    for (uint32_t i = 0; i < b->noutbox; i++) {
+        const pd_held_t *h = b->outbox[(b->outhead + i) & (b->outcap - 1)];
+        if (h->submit && h->first == first)
+            return true;
+    }
+    return false;
+}
+
+/* A batch failed: the held submits are not on disk and will not be (the
+   journal now refuses writes until it rewrites itself). Their jobs leave
+   the table (none was dispatched: the pop limit held them back) and their
+   replies become errors. */
 static void s_refuse_held(pd_broker_t *b)
 {
-    for (uint32_t i = 0; i < b->nheld; i++) {
-        pd_held_submit_t *h = &b->held[i];
+    uint32_t refused = 0;
+    for (uint32_t i = 0; i < b->noutbox; i++) {
+        pd_held_t **slot = &b->outbox[(b->outhead + i) & (b->outcap - 1)];
+        pd_held_t *h = *slot;
+        if (!h->submit)
+            continue;
         pd_jobs_withdraw(b->jobs, h->first, h->n);
         if (h->tokenlen)
             pd_jobs_token_drop(b->jobs, h->token, h->tokenlen);
@@ -325,42 +357,74 @@ static void s_refuse_held(pd_broker_t *b)
         pd_pack_kv_uint(&pk, "req", h->req);
         pd_pack_kv_str(&pk, "code", pd_err_name(PD_EIO));
         pd_pack_kv_str(&pk, "msg", msg);
-        pd_held_t *o = &b->outbox[h->at];
-        zmq_msg_t body;
-        if (!b->aux.failed && zmq_msg_init_size(&body, b->aux.len) == 0) {
-            memcpy(zmq_msg_data(&body), b->aux.data, b->aux.len);
-            zmq_msg_close(&o->body);
-            o->body = body;
+        pd_held_t *e = b->aux.failed ? NULL : malloc(sizeof *e + h->ridlen + b->aux.len);
+        if (e) {
+            memcpy(e, h, sizeof *e);
+            e->submit = false;
+            e->len = b->aux.len;
+            memcpy(e->data, h->data, h->ridlen);
+            memcpy(e->data + h->ridlen, b->aux.data, b->aux.len);
+            b->outbox_bytes += e->len;
+            b->outbox_bytes -= h->len;
+            free(h);
+            *slot = e;
+        } else {
+            h->submit = false; /* no memory for the error: the client times out */
+            h->len = 0;
         }
         pd_buf_reset(&b->aux);
         b->stats.refused_journal++;
+        refused++;
     }
-    if (b->nheld)
-        pd_log_warn("refused %u submits whose jobs could not be journalled", b->nheld);
-    b->nheld = 0;
+    if (refused)
+        pd_log_warn("refused %u submits whose jobs could not be journalled", refused);
 }
 
-static void s_flush_outbox(pd_broker_t *b)
+/* Sends the held replies waiting for batches up to seq. */
+static void s_flush_outbox(pd_broker_t *b, uint64_t seq)
 {
-    for (uint32_t i = 0; i < b->noutbox; i++) {
-        pd_held_t *h = &b->outbox[i];
-        if (zmq_msg_send(&h->rid, b->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-            zmq_msg_send(&h->body, b->sock, ZMQ_DONTWAIT) < 0) {
-            int e = zmq_errno();
-            b->stats.unroutable++;
-            pd_log_warn("could not send a reply held for the journal: %s (%llu unroutable so "
-                        "far)", e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN
-                                                    ? "its queue is full" : zmq_strerror(e),
-                        (unsigned long long) b->stats.unroutable);
-        } else {
-            b->stats.msgs_out++;
-        }
-        zmq_msg_close(&h->rid);
-        zmq_msg_close(&h->body);
+    while (b->noutbox && b->outbox[b->outhead]->seq <= seq) {
+        pd_held_t *h = b->outbox[b->outhead];
+        b->outhead = (b->outhead + 1) & (b->outcap - 1);
+        b->noutbox--;
+        b->outbox_bytes -= h->ridlen + h->len;
+        if (h->len)
+            pd_broker_send(b, h->data, h->ridlen, h->data + h->ridlen, h->len);
+        free(h);
     }
-    b->noutbox = 0;
-    b->outbox_bytes = 0;
-    b->nheld = 0;
+}
+
+/* One settlement from the journal: release (or refuse) what waited for it,
+   and let the jobs now on disk go to workers. */
+static void s_on_settled(void *user, const pd_journal_done_t *done)
+{
+    pd_broker_t *b = user;
+    if (!done->ok) {
+        s_refuse_held(b);
+        pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs)); /* the rest is on disk */
+    } else {
+        pd_jobs_set_pop_limit(b->jobs, done->next_id);
+    }
+    s_flush_outbox(b, done->seq);
+    /* Results of the settled batches may be shown now (after a failure as
+       well: the broker serves what it has). */
+    uint32_t k = 0;
+    while (k < b->nwakes && b->wakes[k].seq <= done->seq) {
+        pd_broker_wake_ids(b, b->wakes[k].ids, b->wakes[k].n);
+        free(b->wakes[k].ids);
+        k++;
+    }
+    if (k) {
+        memmove(b->wakes, b->wakes + k, (b->nwakes - k) * sizeof *b->wakes);
+        b->nwakes -= k;
+    }
+}
+
+static void s_settle_all(pd_broker_t *b)
+{
+    pd_journal_done_t done;
+    while (b->journal && pd_journal_settle(b->journal, &done))
+        s_on_settled(b, &done);
 }
 
 void pd_broker_sync(pd_broker_t *b)
@@ -368,10 +432,7 @@ void pd_broker_sync(pd_broker_t *b)
     if (!b->journal)
         return;
     pd_jobs_seal(b->jobs);
-    if (pd_journal_pending(b->journal) && pd_journal_commit(b->journal) != 0)
-        s_refuse_held(b);
-    s_flush_outbox(b);
-    pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs)); /* all on disk now */
+    pd_journal_wait(b->journal, s_on_settled, b);
 }
 
 /* Answers `error {req, code, msg}`; req only when the request had one. */
@@ -516,8 +577,10 @@ int pd_broker_run(pd_broker_t *b)
             timeout = parked;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, (long) timeout);
+        zmq_pollitem_t items[2] = {{b->sock, 0, ZMQ_POLLIN, 0},
+                                   {b->journal ? pd_journal_socket(b->journal) : NULL, 0,
+                                    ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, b->journal ? 2 : 1, (long) timeout);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -526,6 +589,7 @@ int pd_broker_run(pd_broker_t *b)
             break;
         }
         b->now_ms = s_mono_ms();
+        s_settle_all(b); /* replies and jobs that were waiting for the disk */
         for (int i = 0; i < S_BATCH; i++) {
             int got = s_recv_one(b);
             if (got < 0)
@@ -533,14 +597,15 @@ int pd_broker_run(pd_broker_t *b)
             if (got <= 0)
                 break;
             pd_jobs_seal(b->jobs); /* one result segment per message */
-            if (b->outbox_bytes > PD_BROKER_OUTBOX_BYTES || b->noutbox > PD_BROKER_OUTBOX_MSGS)
-                pd_broker_sync(b);
+            if (b->outbox_bytes > PD_BROKER_OUTBOX_BYTES || b->noutbox > PD_BROKER_OUTBOX_MSGS ||
+                (b->journal && pd_journal_backlog(b->journal) > S_MAX_BACKLOG))
+                pd_broker_sync(b); /* the disk is behind: wait for it */
         }
         if (rc)
             break;
-        pd_broker_dispatch(b); /* jobs already on disk, while the commit waits */
-        pd_broker_sync(b);     /* the batch is durable: replies go out, its jobs may run */
-        pd_broker_dispatch(b);
+        if (b->journal)
+            pd_journal_flush(b->journal); /* the batch goes to the disk... */
+        pd_broker_dispatch(b);           /* ...while workers get the jobs already there */
         pd_broker_wake_parked(b);
         if (b->now_ms >= b->next_tick) {
             pd_broker_tick_workers(b);
@@ -550,12 +615,14 @@ int pd_broker_run(pd_broker_t *b)
                              (unsigned long long) gone);
             pd_broker_dispatch(b); /* requeued jobs of lost workers */
             pd_broker_wake_parked(b);
-            pd_broker_sync(b);
-            if (b->journal)
+            pd_jobs_seal(b->jobs);
+            if (b->journal) {
                 pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
+                pd_journal_flush(b->journal);
+            }
             b->next_tick = b->now_ms + tick_ms;
         }
-        pd_broker_sync(b);
+        s_settle_all(b); /* a batch dropped while failing settles at once */
     }
     pd_broker_sync(b);
     pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused, %llu dropped, "

@@ -10,9 +10,12 @@
     parked fetches whose ranges contain one of them.
 
     With a journal, a submit is journalled before its `accepted` can leave
-    (the reply is held until the loop commits), a submit carrying a known
+    (the reply is held until its batch settles), a submit carrying a known
     token gets the first submit's ids again, and submits are refused while
-    the journal cannot be written or has grown past its bound.
+    the journal cannot be written or has grown past its bound. A fetch shows
+    only results already on disk, so its reply never waits for the journal:
+    a result that is not on disk yet is left for a later fetch, and a parked
+    fetch is woken when the batch holding the results it waits for settles.
 */
 #include "pd_broker_int.h"
 #include "pd_error.h"
@@ -204,11 +207,13 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     uint64_t first;
     uint32_t n;
     if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
-        /* A retry of a submit already accepted: the same ids, nothing new
-           (held like the first reply, and refused with it if its commit
-           fails). */
+        /* A retry of a submit already accepted: the same ids, nothing new.
+           When the first reply still waits for the journal, this one is
+           refused with it if that batch fails. */
+        bool first_held = pd_broker_submit_held(b, first);
         s_accepted(b, o, first, n);
-        pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
+        if (first_held)
+            pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
         return 0;
     }
     if ((rc = s_journal_refuses(b, o)) != 0)
@@ -274,6 +279,7 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
                              bool keep_empty)
 {
     msgpack_packer pk;
+    pd_jobs_seal(b->jobs);
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "results", 2);
@@ -290,6 +296,8 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
             pd_job_t *job = pd_jobs_get(b->jobs, id);
             if (job && !PD_JOB_IS_FINAL(job->state))
                 continue;
+            if (job && job->res && b->journal && !pd_journal_visible(b->journal, job->res->jseq))
+                continue; /* final, but not on disk yet: shown once it is */
             msgpack_pack_array(&pk, 3);
             msgpack_pack_uint64(&pk, id);
             if (!job) {
@@ -332,7 +340,7 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
-        pd_broker_send_out(b, o->rid, o->ridlen);
+        pd_broker_send_now(b, o->rid, o->ridlen); /* shows only what is on disk */
         return 0;
     }
     if (b->nparked == PD_BROKER_MAX_PARKED) {
@@ -357,20 +365,48 @@ static void s_unpark(pd_broker_t *b, uint32_t i)
     b->parked[i] = b->parked[--b->nparked];
 }
 
+void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
+{
+    if (!n || !b->nparked)
+        return;
+    for (uint32_t i = 0; i < b->nparked;) {
+        pd_parked_t *p = &b->parked[i];
+        if (!pd_ranges_touches(&p->ids, ids, n)) {
+            i++;
+            continue;
+        }
+        if (s_fetch_pack(b, p->req, &p->ids, p->max, false) == 0) {
+            i++; /* none of its results may be shown yet */
+            continue;
+        }
+        pd_broker_send_now(b, p->rid, p->ridlen);
+        s_unpark(b, i);
+    }
+}
+
 void pd_broker_wake_parked(pd_broker_t *b)
 {
     size_t n;
     const uint64_t *fresh = pd_jobs_fresh(b->jobs, &n);
-    if (n && b->nparked) {
-        for (uint32_t i = 0; i < b->nparked;) {
-            pd_parked_t *p = &b->parked[i];
-            if (!pd_ranges_touches(&p->ids, fresh, n)) {
-                i++;
-                continue;
+    uint64_t seq = b->journal && n ? pd_journal_tag(b->journal) : 0;
+    if (seq == 0) {
+        pd_broker_wake_ids(b, fresh, n);
+    } else if (b->nparked) {
+        /* Shown once the batch holding them settles. */
+        uint64_t *ids = malloc(n * sizeof *ids);
+        if (b->nwakes == b->capwakes) {
+            uint32_t cap = b->capwakes ? b->capwakes * 2 : 16;
+            pd_wake_t *w = realloc(b->wakes, cap * sizeof *w);
+            if (w) {
+                b->wakes = w;
+                b->capwakes = cap;
             }
-            s_fetch_pack(b, p->req, &p->ids, p->max, true);
-            pd_broker_send_out(b, p->rid, p->ridlen);
-            s_unpark(b, i);
+        }
+        if (ids && b->nwakes < b->capwakes) {
+            memcpy(ids, fresh, n * sizeof *ids);
+            b->wakes[b->nwakes++] = (pd_wake_t){seq, ids, n};
+        } else {
+            free(ids); /* a missed wake-up: the parked fetch still answers at wait_ms */
         }
     }
     pd_jobs_fresh_clear(b->jobs);
@@ -383,7 +419,7 @@ int64_t pd_broker_expire_parked(pd_broker_t *b)
         pd_parked_t *p = &b->parked[i];
         if (p->deadline <= b->now_ms) {
             s_fetch_pack(b, p->req, &p->ids, p->max, true);
-            pd_broker_send_out(b, p->rid, p->ridlen);
+            pd_broker_send_now(b, p->rid, p->ridlen);
             s_unpark(b, i);
             continue;
         }
@@ -502,9 +538,9 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     uint64_t forgot = pd_jobs_expire(b->jobs, pd_broker_wall_s(), (uint32_t) ttl);
     uint64_t before = b->journal ? pd_journal_bytes(b->journal) : 0;
     if (b->journal) {
-        pd_broker_sync(b); /* commits the forgets (and what else is pending) */
-        if (pd_journal_writable(b->journal))
-            pd_journal_compact(b->journal);
+        pd_jobs_seal(b->jobs);
+        pd_journal_compact(b->journal); /* after the commit of the forgets */
+        pd_broker_sync(b);              /* waits for it: the size below is the new one */
     }
     pd_log_info("gc: forgot %llu results fetched over %llu s ago; journal %.1f -> %.1f MiB",
                 (unsigned long long) forgot, (unsigned long long) ttl, before / 1048576.0,

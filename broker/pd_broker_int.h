@@ -28,21 +28,29 @@ typedef struct {
     int64_t deadline;    /* ms (monotonic) of the empty answer */
 } pd_parked_t;
 
-/* A reply held until the journal commits. */
+/* A reply held until the journal batch it depends on is settled. When it
+   answers a submit, the submit is described too, so that it can be taken
+   back (and the reply turned into an error) if that batch fails. */
 typedef struct {
-    zmq_msg_t rid;  /* routing id frame */
-    zmq_msg_t body; /* the message */
+    uint64_t seq;         /* the journal batch it waits for */
+    bool submit;          /* it is an `accepted` */
+    uint64_t req;         /* submit: the client's request number */
+    uint64_t first;       /* submit: ids first .. first+n-1 */
+    uint32_t n;           /* submit: jobs */
+    uint32_t tokenlen;    /* submit: bytes in token (0: none) */
+    uint8_t token[PD_JOBS_TOKEN_MAX]; /* submit: its token */
+    uint32_t ridlen;      /* bytes of routing id at the start of data */
+    size_t len;           /* bytes of message after it */
+    uint8_t data[];       /* routing id, then the message */
 } pd_held_t;
 
-/* A submit whose `accepted` is held: undone if the commit fails. */
+/* Jobs that became final in a journal batch: parked fetches naming them are
+   woken when the batch settles (a result is shown only once on disk). */
 typedef struct {
-    uint32_t at;          /* its reply's index in the outbox */
-    uint64_t req;         /* the client's request number */
-    uint64_t first;       /* ids first .. first+n-1 */
-    uint32_t n;           /* jobs */
-    uint8_t token[PD_JOBS_TOKEN_MAX]; /* its token */
-    uint32_t tokenlen;    /* bytes in token (0: none) */
-} pd_held_submit_t;
+    uint64_t seq;  /* the batch */
+    uint64_t *ids; /* the jobs, sorted (owned) */
+    size_t n;      /* how many */
+} pd_wake_t;
 
 /* Where a message came from, and a place for its error sentence. */
 typedef struct {
@@ -64,13 +72,15 @@ struct pd_broker {
     pd_workers_t *workers;     /* the worker registry */
     pd_journal_t *journal;     /* the journal (NULL: none) */
     char journal_path[4096];   /* its path (the config's copy) */
-    pd_held_t *outbox;         /* replies held until the journal commits */
-    uint32_t noutbox;          /* entries in outbox */
-    uint32_t capoutbox;        /* capacity of outbox */
-    size_t outbox_bytes;       /* bytes held in outbox */
-    pd_held_submit_t *held;    /* submits among the held replies */
-    uint32_t nheld;            /* entries in held */
-    uint32_t capheld;          /* capacity of held */
+    pd_held_t **outbox;        /* ring of replies held for the journal, oldest first */
+    uint32_t outcap;           /* ring capacity (power of two) */
+    uint32_t outhead;          /* index of the oldest */
+    uint32_t noutbox;          /* entries held */
+    size_t outbox_bytes;       /* bytes held */
+    pd_held_t *last_held;      /* the reply held by the last pd_broker_send_out, or NULL */
+    pd_wake_t *wakes;          /* wake-ups waiting for their batch, oldest first */
+    uint32_t nwakes;           /* entries in wakes */
+    uint32_t capwakes;         /* capacity of wakes */
     pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
     uint32_t nparked;          /* entries in parked */
     pd_buf_t out;              /* reply buffer, reused */
@@ -88,16 +98,23 @@ struct pd_broker {
    logged and counted. */
 int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
 /* Sends b->out to the peer (then resets b->out): a reply to a client. While
-   the journal has uncommitted changes the reply is held and sent after the
-   commit (pd_broker_sync), so that nothing a client sees can be lost. */
+   the journal has changes not yet committed the reply is held, and sent
+   when the journal settles the batch it depends on, so that nothing a
+   client sees can be lost. */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
-/* Notes that the reply just held answers a submit of ids first .. first+n-1
-   (token: its token, len 0 when none), to be refused if the commit fails. */
+/* Sends b->out to the peer at once, whatever the journal: for replies that
+   show only what is on disk (fetch results). */
+int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Notes that the reply just sent by pd_broker_send_out answers a submit of
+   ids first .. first+n-1 (token: its token, len 0 when none): if it was
+   held and its batch fails, the submit is withdrawn and the reply becomes
+   an `error`. */
 void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_t n,
                            const void *token, size_t tokenlen);
-/* Commits the journal (sealing the open result segment first) and sends the
-   held replies; when the commit fails, the held submits are withdrawn and
-   answered with `error`. No-op without a journal. */
+/* True when an `accepted` for ids starting at first is held. */
+bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first);
+/* Hands pending changes to the journal and waits until everything is
+   settled, sending the held replies. No-op without a journal. */
 void pd_broker_sync(pd_broker_t *b);
 /* Seconds since the broker started. */
 uint32_t pd_broker_now_s(const pd_broker_t *b);
@@ -116,8 +133,10 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Answers parked fetches touched by jobs that became final, then clears
-   the fresh list. */
+   the fresh list; with a journal, once the batch holding them settles. */
 void pd_broker_wake_parked(pd_broker_t *b);
+/* Answers parked fetches touched by the sorted ids (now visible). */
+void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n);
 /* Answers parked fetches whose wait ran out; returns ms to the nearest
    remaining deadline (or -1 when none is parked). */
 int64_t pd_broker_expire_parked(pd_broker_t *b);

@@ -103,6 +103,7 @@ pd_blob_t *pd_blob_new(const void *data, size_t len, uint32_t refs)
     b->refs = refs;
     b->len = (uint32_t) len;
     b->key = 0;
+    b->jseq = 0;
     b->mark = 0;
     b->pad = 0;
     if (len)
@@ -129,6 +130,9 @@ static void s_unref(pd_jobs_t *j, pd_blob_t **p, bool args)
         j->hooks.dead(j->hooks_user, *p, args);
     pd_blob_unref(p);
 }
+
+void pd_jobs_blob_hold(pd_blob_t *blob) { blob->refs++; }
+void pd_jobs_blob_release(pd_jobs_t *j, pd_blob_t **p, bool args) { s_unref(j, p, args); }
 
 /* ---- life -------------------------------------------------------------- */
 

@@ -67,6 +67,7 @@ typedef struct {
     uint32_t len;  /* bytes in data */
     uint64_t key;  /* journal key: first job id of an argument blob, segment
                       number of a result blob (0 = not journalled) */
+    uint64_t jseq; /* journal batch that writes it (0: on disk, or no journal) */
     uint32_t mark; /* scratch for walks over every blob (pd_journal resync) */
     uint32_t pad;  /* keeps data 8-byte aligned */
     uint8_t data[];
@@ -127,6 +128,12 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished);
 void pd_jobs_destroy(pd_jobs_t **p);
 /* Sets the hooks (copied; NULL removes them). */
 void pd_jobs_set_hooks(pd_jobs_t *j, const pd_jobs_hooks_t *hooks, void *user);
+/* Takes an extra reference to a blob of the table (the journal holds one
+   while it writes the blob) ... */
+void pd_jobs_blob_hold(pd_blob_t *blob);
+/* ... and drops it: with the last reference the dead hook is called (args:
+   an argument blob) and the blob freed. Sets *p to NULL. */
+void pd_jobs_blob_release(pd_jobs_t *j, pd_blob_t **p, bool args);
 
 /* Accepts the jobs of one submit: `args` is the raw msgpack array (one job per
    element, each kept as raw bytes). On success sets *first and *n and returns

@@ -1,26 +1,42 @@
 /*  pd_journal: the broker's SQLite journal; see pd_journal.h for the model.
 
-    Writes: every change opens the transaction lazily (BEGIN) and runs one
-    prepared statement; forgets and first fetches arrive one id at a time and
-    are coalesced into runs of consecutive ids, flushed before the commit.
-    The first failing statement marks the transaction failed: later writes
-    are skipped, the commit rolls it back and the journal turns failing.
+    Two threads share this object, each with its own fields (marked below):
+    the broker's loop, which owns the job table, builds batches of
+    operations and reads settlements, and the writer (a CZMQ actor), which
+    owns the SQLite connection once recovery is over. They talk over the
+    actor's pipe only: the loop sends "BATCH" with a pointer to a closed
+    batch, the writer answers "DONE" with the highest batch settled. A batch
+    is immutable once sent; the loop frees it (dropping the blob references
+    it held) when it is settled. Blobs are immutable apart from their
+    reference count and marks, which only the loop touches.
 
+    Writer: it takes every batch waiting on the pipe (up to S_GROUP), applies
+    them in one transaction and commits: one fsync for all of them. The
+    first failing statement marks the transaction failed; the rest is
+    skipped, the transaction rolled back, the batches reported failed, and
+    the writer refuses every later batch until a snapshot (a full rewrite)
+    arrives, which it applies on a fresh connection (SQLite keeps an
+    exclusive-mode connection in its error state after an I/O error).
+
+    Loop: forgets and first fetches arrive one id at a time and are
+    coalesced into runs of consecutive ids before they become operations.
     Forgotten ids are kept as merged intervals in `gone`: adding [a, b]
     absorbs every interval that overlaps or touches it, so the table holds
     at most one row per hole between live jobs.
 
-    Recovery (pd_journal_open) loads, in order: meta (next id), modules,
-    gone intervals, batches (queued jobs, minus gone ids), result segments
-    (final jobs, minus gone ids), first fetches and tokens. Rows whose blobs
-    end up with no job are deleted in the same transaction. Every check that
-    fails names the row and what was wrong.
+    Recovery (pd_journal_open, on the loop's thread before the writer
+    starts) loads, in order: meta (next id), modules, gone intervals,
+    batches (queued jobs, minus gone ids), result segments (final jobs,
+    minus gone ids), first fetches and tokens. Rows whose blobs end up with
+    no job are deleted. Every check that fails names the row and what was
+    wrong.
 */
 #include "pd_journal.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
@@ -40,6 +56,7 @@
 #define S_BACKOFF_MAX_MS 60000         /* longest wait between retries */
 #define S_MAINT_MS 10000               /* housekeeping period */
 #define S_WAL_LIMIT (64ll << 20)       /* the log is truncated to this after a checkpoint */
+#define S_GROUP 256                    /* batches one commit takes at most */
 
 enum {
     ST_BATCH_INS,
@@ -89,29 +106,80 @@ static const char *const s_schema =
     "CREATE TABLE tokens(token BLOB PRIMARY KEY, first INTEGER NOT NULL, n INTEGER NOT NULL, "
     "  t INTEGER NOT NULL);";
 
+/* ---- operations and batches --------------------------------------------- */
+
+typedef enum {
+    OP_BATCH,     /* a submit: a=first, n, timeout_ms, retries, text="hash\0fn", blob=args */
+    OP_DEL_BATCH, /* a=first */
+    OP_SEG,       /* a=segment number, blob=segment */
+    OP_DEL_SEG,   /* a=segment number */
+    OP_GONE,      /* forgotten ids a .. b */
+    OP_FETCHED,   /* first fetches of ids a .. a+n-1 at second b */
+    OP_FETCH_DEL, /* drop first fetches with first in [a, b) */
+    OP_TOKEN,     /* text=token (n bytes), a=first, b=count, timeout_ms=second */
+    OP_TOKEN_PURGE, /* drop tokens older than second a */
+    OP_MOD,       /* mod */
+    OP_VACUUM,    /* after the commit: free pages if many are unused */
+    OP_COMPACT    /* after the commit: checkpoint, truncate the log, free pages */
+} s_op_kind_t;
+
+typedef struct {
+    s_op_kind_t kind;     /* what to do */
+    uint32_t n;           /* a count (see the kinds) */
+    uint32_t timeout_ms;  /* OP_BATCH: per-run time-out; OP_TOKEN: second */
+    uint32_t retries;     /* OP_BATCH: retries */
+    uint64_t a, b;        /* arguments (see the kinds) */
+    pd_blob_t *blob;      /* a blob held (one reference) until the batch is freed */
+    bool args;            /* blob is an argument blob */
+    char *text;           /* owned bytes (see the kinds) */
+    const pd_mod_t *mod;  /* OP_MOD: the module (lives in the store) */
+} s_op_t;
+
+typedef struct s_batch {
+    uint64_t seq;          /* its number, from 1 */
+    uint64_t next_id;      /* the table's next id when it was closed */
+    bool snapshot;         /* a full rewrite: empty the tables first */
+    s_op_t *ops;           /* operations in order */
+    size_t n;              /* how many */
+    size_t cap;            /* capacity of ops */
+    struct s_batch *next;  /* the next batch in flight */
+} s_batch_t;
+
 typedef struct {
     uint64_t first; /* first forgotten id */
     uint64_t last;  /* last forgotten id */
 } s_iv_t;
 
 struct pd_journal {
-    sqlite3 *db;                 /* the database (owned) */
-    sqlite3_stmt *st[ST_COUNT];  /* prepared statements (owned) */
+    /* set at open, read by both threads */
     char path[PATH_MAX];         /* the database file */
     char wal[PATH_MAX + 8];      /* its write-ahead log */
-    pd_jobs_t *jobs;             /* the job table it mirrors (borrowed) */
-    pd_mods_t *mods;             /* the module store it mirrors (borrowed) */
     pd_journal_sync_t sync;      /* synchronous setting */
     uint64_t max_bytes;          /* bound on bytes (0 = none) */
-    uint64_t bytes;              /* bytes on disk after the last commit */
-    bool in_txn;                 /* a transaction is open */
+    /* the writer's (the loop's until the writer starts, and after it ends) */
+    sqlite3 *db;                 /* the database */
+    sqlite3_stmt *st[ST_COUNT];  /* prepared statements */
     bool txn_failed;             /* a write of the open transaction failed */
-    bool failing;                /* writes stopped after a failure; retrying */
-    bool loading;                /* recovery is running: hooks only delete rows */
-    bool retrying;               /* a rewrite after a failure is running */
-    char err[600];               /* why it is failing */
+    bool wfailed;                /* refusing batches until a snapshot */
+    char werr[PATH_MAX + 700];   /* why (sent with the settlement) */
+    uint64_t wnext_id;           /* next id as written in meta */
+    /* the loop's */
+    zactor_t *writer;            /* the writer thread */
+    pd_jobs_t *jobs;             /* the job table it mirrors (borrowed) */
+    pd_mods_t *mods;             /* the module store it mirrors (borrowed) */
+    s_batch_t *open;             /* the batch being filled (NULL: none) */
+    s_batch_t *head, *tail;      /* batches in flight, oldest first */
+    size_t backlog;              /* how many */
+    uint64_t next_seq;           /* number of the next batch */
+    uint64_t sent_seq;           /* highest number sent */
+    uint64_t done_seq;           /* highest number settled */
+    bool recording;              /* hooks make operations (false while failing) */
+    bool writable;               /* submits may be accepted */
+    bool loading;                /* recovery is running */
+    bool snapshot_in_flight;     /* a rewrite is on its way */
+    char err[PATH_MAX + 700];    /* why it is failing */
+    uint64_t bytes;              /* bytes on disk after the last settlement */
     uint64_t last_seg;           /* highest segment number used */
-    uint64_t written_next_id;    /* next id as written in meta */
     uint64_t gone_lo, gone_hi;   /* pending run of forgotten ids (gone_hi 0: none) */
     uint64_t f_first;            /* pending run of first fetches: first id */
     uint32_t f_count;            /* ... how many (0: none) */
@@ -121,11 +189,13 @@ struct pd_journal {
     int64_t maint_ms;            /* monotonic ms of the next housekeeping */
     s_iv_t *ivs;                 /* gone intervals, while loading */
     size_t nivs;                 /* entries in ivs */
-    uint32_t gen;                /* blob mark of the current resync walk */
+    uint32_t gen;                /* blob mark of the current snapshot walk */
+    uint64_t dropped_seq;        /* a batch dropped unsent while failing: settle it as
+                                    failed (0: none) */
     pd_journal_stats_t stats;    /* counters */
 };
 
-static int s_reconnect(pd_journal_t *jn);
+static int s_reconnect(pd_journal_t *jn, char *why, size_t whycap);
 
 static int64_t s_mono_ms(void)
 {
@@ -134,9 +204,9 @@ static int64_t s_mono_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- failures ---------------------------------------------------------- */
+/* ---- failures (the connection's owner) ---------------------------------- */
 
-/* Writes "what: SQLite's message (the system error)" into out. */
+/* Writes "what: SQLite's message (the system error or a likely cause)". */
 static void s_describe(pd_journal_t *jn, char *out, size_t cap, const char *what)
 {
     int sys = jn->db ? sqlite3_system_errno(jn->db) : 0;
@@ -157,40 +227,8 @@ static void s_fail(pd_journal_t *jn, const char *what)
     if (jn->txn_failed)
         return;
     jn->txn_failed = true;
-    s_describe(jn, jn->err, sizeof jn->err, what);
-    pd_log_error("journal %s: %s", jn->path, jn->err);
-}
-
-static void s_enter_failing(pd_journal_t *jn)
-{
-    if (jn->retrying) {
-        /* Still failing: wait longer before the next try. */
-        jn->backoff_ms = jn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
-                                                               : jn->backoff_ms * 2;
-    } else {
-        jn->backoff_ms = S_BACKOFF_MIN_MS;
-        jn->stats.failures++;
-        pd_log_error("journal %s cannot be written (%s): new jobs are refused until it can; "
-                     "jobs already accepted go on; retrying with a back-off of 1 to 60 s",
-                     jn->path, jn->err);
-    }
-    jn->failing = true;
-    jn->retry_ms = s_mono_ms() + jn->backoff_ms;
-}
-
-/* Opens the transaction if needed; false when writes are off. */
-static bool s_begin(pd_journal_t *jn)
-{
-    if (jn->failing || jn->txn_failed)
-        return false;
-    if (jn->in_txn)
-        return true;
-    jn->in_txn = true;
-    if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-        s_fail(jn, "cannot begin a transaction");
-        return false;
-    }
-    return true;
+    s_describe(jn, jn->werr, sizeof jn->werr, what);
+    pd_log_error("journal %s: %s", jn->path, jn->werr);
 }
 
 /* Runs a prepared write statement (bound already) and resets it. */
@@ -207,7 +245,7 @@ static bool s_step(pd_journal_t *jn, int which, const char *what)
     return true;
 }
 
-static void s_refresh_bytes(pd_journal_t *jn)
+static uint64_t s_file_bytes(const pd_journal_t *jn)
 {
     struct stat st;
     uint64_t n = 0;
@@ -215,7 +253,19 @@ static void s_refresh_bytes(pd_journal_t *jn)
         n += (uint64_t) st.st_size;
     if (stat(jn->wal, &st) == 0)
         n += (uint64_t) st.st_size;
-    jn->bytes = n;
+    return n;
+}
+
+static int64_t s_pragma_int(pd_journal_t *jn, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(jn->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
 }
 
 /* ---- checksums ---------------------------------------------------------- */
@@ -243,55 +293,42 @@ static void s_sum_seg(uint8_t out[S_SUM], uint64_t seg, const void *res, size_t 
     crypto_generichash_final(&h, out, S_SUM);
 }
 
-/* ---- row writers -------------------------------------------------------- */
+/* ---- row writers (the writer's thread) ---------------------------------- */
 
-static void s_put_batch(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
-                        const char *fn, uint32_t timeout_ms, uint32_t retries,
-                        const pd_blob_t *args)
+static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
+    const char *hash = op->text, *fn = op->text + strlen(op->text) + 1;
+    const pd_blob_t *args = op->blob;
     uint8_t sum[S_SUM];
-    s_sum_batch(sum, first, n, hash, fn, timeout_ms, retries, args->data, args->len);
+    s_sum_batch(sum, op->a, op->n, hash, fn, op->timeout_ms, op->retries, args->data,
+                args->len);
     sqlite3_stmt *st = jn->st[ST_BATCH_INS];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
-    sqlite3_bind_int64(st, 2, n);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
+    sqlite3_bind_int64(st, 2, op->n);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, fn, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, timeout_ms);
-    sqlite3_bind_int64(st, 6, retries);
+    sqlite3_bind_int64(st, 5, op->timeout_ms);
+    sqlite3_bind_int64(st, 6, op->retries);
     sqlite3_bind_blob(st, 7, sum, S_SUM, SQLITE_STATIC);
     sqlite3_bind_blob(st, 8, args->data, (int) args->len, SQLITE_STATIC);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
 }
 
-static void s_put_seg(pd_journal_t *jn, const pd_blob_t *seg)
+static void s_put_seg(pd_journal_t *jn, const s_op_t *op)
 {
     uint8_t sum[S_SUM];
-    s_sum_seg(sum, seg->key, seg->data, seg->len);
+    s_sum_seg(sum, op->a, op->blob->data, op->blob->len);
     sqlite3_stmt *st = jn->st[ST_SEG_INS];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) seg->key);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
     sqlite3_bind_blob(st, 2, sum, S_SUM, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 3, seg->data, (int) seg->len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, op->blob->data, (int) op->blob->len, SQLITE_STATIC);
     s_step(jn, ST_SEG_INS, "cannot write results");
 }
 
-static void s_put_token(pd_journal_t *jn, const void *token, size_t len, uint64_t first,
-                        uint32_t n, uint32_t sec)
+static void s_del_key(pd_journal_t *jn, int which, uint64_t key, const char *what)
 {
-    sqlite3_stmt *st = jn->st[ST_TOKEN_INS];
-    sqlite3_bind_blob(st, 1, token, (int) len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64) first);
-    sqlite3_bind_int64(st, 3, n);
-    sqlite3_bind_int64(st, 4, sec);
-    s_step(jn, ST_TOKEN_INS, "cannot write a submit token");
-}
-
-static void s_put_fetched(pd_journal_t *jn, uint64_t first, uint32_t count, uint32_t t)
-{
-    sqlite3_stmt *st = jn->st[ST_FETCH_INS];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
-    sqlite3_bind_int64(st, 2, count);
-    sqlite3_bind_int64(st, 3, t);
-    s_step(jn, ST_FETCH_INS, "cannot write a first fetch");
+    sqlite3_bind_int64(jn->st[which], 1, (sqlite3_int64) key);
+    s_step(jn, which, what);
 }
 
 static void s_put_meta(pd_journal_t *jn, const char *k, int64_t v)
@@ -307,7 +344,7 @@ static void s_put_meta(pd_journal_t *jn, const char *k, int64_t v)
 static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
 {
     sqlite3_stmt *prev = jn->st[ST_GONE_PREV];
-    for (int guard = 0; guard < 1000000; guard++) {
+    for (;;) {
         sqlite3_bind_int64(prev, 1, (sqlite3_int64) (hi + 1));
         int rc = sqlite3_step(prev);
         if (rc == SQLITE_DONE) {
@@ -328,8 +365,8 @@ static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
             lo = pf;
         if (pl > hi)
             hi = pl;
-        sqlite3_bind_int64(jn->st[ST_GONE_DEL], 1, (sqlite3_int64) pf);
-        if (!s_step(jn, ST_GONE_DEL, "cannot merge forgotten ids"))
+        s_del_key(jn, ST_GONE_DEL, pf, "cannot merge forgotten ids");
+        if (jn->txn_failed)
             return;
     }
     sqlite3_stmt *put = jn->st[ST_GONE_PUT];
@@ -338,17 +375,272 @@ static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
     s_step(jn, ST_GONE_PUT, "cannot write forgotten ids");
 }
 
+static void s_apply(pd_journal_t *jn, const s_op_t *op)
+{
+    sqlite3_stmt *st;
+    switch (op->kind) {
+    case OP_BATCH:
+        s_put_batch(jn, op);
+        break;
+    case OP_DEL_BATCH:
+        s_del_key(jn, ST_BATCH_DEL, op->a, "cannot delete a finished batch");
+        break;
+    case OP_SEG:
+        s_put_seg(jn, op);
+        break;
+    case OP_DEL_SEG:
+        s_del_key(jn, ST_SEG_DEL, op->a, "cannot delete results");
+        break;
+    case OP_GONE:
+        s_gone_add(jn, op->a, op->b);
+        break;
+    case OP_FETCHED:
+        st = jn->st[ST_FETCH_INS];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
+        sqlite3_bind_int64(st, 2, op->n);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) op->b);
+        s_step(jn, ST_FETCH_INS, "cannot write a first fetch");
+        break;
+    case OP_FETCH_DEL:
+        st = jn->st[ST_FETCH_DEL];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) op->b);
+        s_step(jn, ST_FETCH_DEL, "cannot delete expired first fetches");
+        break;
+    case OP_TOKEN:
+        st = jn->st[ST_TOKEN_INS];
+        sqlite3_bind_blob(st, 1, op->text, (int) op->n, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) op->a);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) op->b);
+        sqlite3_bind_int64(st, 4, op->timeout_ms);
+        s_step(jn, ST_TOKEN_INS, "cannot write a submit token");
+        break;
+    case OP_TOKEN_PURGE:
+        st = jn->st[ST_TOKEN_PURGE];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
+        s_step(jn, ST_TOKEN_PURGE, "cannot forget old submit tokens");
+        break;
+    case OP_MOD:
+        st = jn->st[ST_MOD_INS];
+        sqlite3_bind_text(st, 1, op->mod->hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, op->mod->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, op->mod->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 4, op->mod->data, op->mod->len, SQLITE_STATIC);
+        s_step(jn, ST_MOD_INS, "cannot write a module");
+        break;
+    case OP_VACUUM:
+    case OP_COMPACT:
+        break; /* after the commit */
+    }
+}
+
+/* ---- the writer thread ---------------------------------------------------- */
+
+/* Applies a group of batches in one transaction. Returns true when it
+   committed. */
+static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *compact,
+                          bool *vacuum)
+{
+    if (group[0]->snapshot && jn->wfailed) {
+        char why[PATH_MAX + 700];
+        if (s_reconnect(jn, why, sizeof why) != 0) {
+            snprintf(jn->werr, sizeof jn->werr, "%s", why);
+            return false;
+        }
+        jn->wfailed = false;
+    }
+    if (jn->wfailed)
+        return false; /* until a snapshot */
+    jn->txn_failed = false;
+    if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        s_fail(jn, "cannot begin a transaction");
+    uint64_t next_id = 0;
+    for (size_t b = 0; b < n && !jn->txn_failed; b++) {
+        if (group[b]->snapshot &&
+            sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
+                         "DELETE FROM fetched; DELETE FROM tokens;", NULL, NULL, NULL) !=
+                SQLITE_OK)
+            s_fail(jn, "cannot empty the journal for a rewrite");
+        for (size_t i = 0; i < group[b]->n && !jn->txn_failed; i++) {
+            const s_op_t *op = &group[b]->ops[i];
+            *compact |= op->kind == OP_COMPACT;
+            *vacuum |= op->kind == OP_VACUUM;
+            s_apply(jn, op);
+        }
+        if (group[b]->next_id > next_id)
+            next_id = group[b]->next_id;
+    }
+    if (!jn->txn_failed && next_id != jn->wnext_id)
+        s_put_meta(jn, "next_id", (int64_t) next_id);
+    if (!jn->txn_failed && sqlite3_exec(jn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        s_fail(jn, "cannot commit");
+    if (jn->txn_failed) {
+        if (!sqlite3_get_autocommit(jn->db))
+            sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
+        jn->wfailed = true;
+        return false;
+    }
+    jn->wnext_id = next_id;
+    return true;
+}
+
+static void s_after_commit(pd_journal_t *jn, bool compact, bool vacuum)
+{
+    if (compact) {
+        if (sqlite3_exec(jn->db, "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum; "
+                                 "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL) !=
+            SQLITE_OK)
+            pd_log_warn("journal %s: could not compact: %s", jn->path, sqlite3_errmsg(jn->db));
+    } else if (vacuum) {
+        int64_t free_pages = s_pragma_int(jn, "PRAGMA freelist_count");
+        int64_t pages = s_pragma_int(jn, "PRAGMA page_count");
+        if (free_pages > 1024 && free_pages * 4 > pages &&
+            sqlite3_exec(jn->db, "PRAGMA incremental_vacuum(4096)", NULL, NULL, NULL) !=
+                SQLITE_OK)
+            pd_log_warn("journal %s: could not free pages: %s", jn->path, sqlite3_errmsg(jn->db));
+    }
+}
+
+static void s_writer(zsock_t *pipe, void *arg)
+{
+    pd_journal_t *jn = arg;
+    zsock_signal(pipe, 0);
+    s_batch_t *group[S_GROUP];
+    bool stop = false;
+    while (!stop) {
+        size_t n = 0;
+        char *cmd = NULL;
+        void *ptr = NULL;
+        /* Block for the first batch, then take whatever else waits. */
+        while (n < S_GROUP) {
+            if (n > 0 && !(zsock_events(pipe) & ZMQ_POLLIN))
+                break;
+            if (zsock_recv(pipe, "sp", &cmd, &ptr) != 0) {
+                stop = true;
+                break;
+            }
+            bool term = !cmd || strcmp(cmd, "BATCH") != 0;
+            zstr_free(&cmd);
+            if (term) {
+                stop = true;
+                break;
+            }
+            group[n++] = ptr;
+            if (((s_batch_t *) ptr)->snapshot)
+                break; /* a rewrite commits alone */
+        }
+        if (n == 0)
+            break;
+        /* A snapshot behind normal batches waits for the next round: it
+           must start the transaction that empties the tables. */
+        size_t take = n;
+        for (size_t i = 1; i < n; i++)
+            if (group[i]->snapshot) {
+                take = i;
+                break;
+            }
+        for (size_t start = 0; start < n;) {
+            size_t end = start == 0 ? take : n;
+            bool compact = false, vacuum = false;
+            bool ok = s_write_group(jn, group + start, end - start, &compact, &vacuum);
+            if (ok)
+                s_after_commit(jn, compact, vacuum);
+            uint64_t bytes = s_file_bytes(jn);
+            zsock_send(pipe, "s8188s", "DONE", group[end - 1]->seq, (uint8_t) ok,
+                       group[end - 1]->next_id, bytes, ok ? "" : jn->werr);
+            start = end;
+        }
+    }
+}
+
+/* ---- batches (the loop's thread) -------------------------------------- */
+
+static s_op_t *s_op(pd_journal_t *jn, s_op_kind_t kind)
+{
+    if (!jn->open) {
+        jn->open = calloc(1, sizeof *jn->open);
+        if (!jn->open)
+            return NULL;
+    }
+    s_batch_t *b = jn->open;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 32;
+        s_op_t *ops = realloc(b->ops, cap * sizeof *ops);
+        if (!ops)
+            return NULL;
+        b->ops = ops;
+        b->cap = cap;
+    }
+    s_op_t *op = &b->ops[b->n++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    return op;
+}
+
+/* Out of memory for an operation: the journal can no longer mirror memory;
+   it turns failing and will rewrite itself. */
+static void s_lost_op(pd_journal_t *jn)
+{
+    if (!jn->recording)
+        return;
+    snprintf(jn->err, sizeof jn->err, "out of memory for a journal operation");
+    pd_log_error("journal %s: %s", jn->path, jn->err);
+    jn->recording = false;
+    jn->writable = false;
+    jn->stats.failures++;
+    jn->backoff_ms = S_BACKOFF_MIN_MS;
+    jn->retry_ms = s_mono_ms() + jn->backoff_ms;
+}
+
+static void s_batch_free(pd_journal_t *jn, s_batch_t **p)
+{
+    s_batch_t *b = *p;
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        s_op_t *op = &b->ops[i];
+        if (op->blob)
+            pd_jobs_blob_release(jn->jobs, &op->blob, op->args);
+        free(op->text);
+    }
+    free(b->ops);
+    free(b);
+    *p = NULL;
+}
+
+static void s_hold_blob(s_op_t *op, pd_blob_t *blob, bool args)
+{
+    pd_jobs_blob_hold(blob);
+    op->blob = blob;
+    op->args = args;
+}
+
 static void s_flush_fetched(pd_journal_t *jn)
 {
-    if (jn->f_count && s_begin(jn))
-        s_put_fetched(jn, jn->f_first, jn->f_count, jn->f_t);
+    if (jn->f_count) {
+        s_op_t *op = s_op(jn, OP_FETCHED);
+        if (!op)
+            s_lost_op(jn);
+        else {
+            op->a = jn->f_first;
+            op->n = jn->f_count;
+            op->b = jn->f_t;
+        }
+    }
     jn->f_count = 0;
 }
 
 static void s_flush_gone(pd_journal_t *jn)
 {
-    if (jn->gone_hi && s_begin(jn))
-        s_gone_add(jn, jn->gone_lo, jn->gone_hi);
+    if (jn->gone_hi) {
+        s_op_t *op = s_op(jn, OP_GONE);
+        if (!op)
+            s_lost_op(jn);
+        else {
+            op->a = jn->gone_lo;
+            op->b = jn->gone_hi;
+        }
+    }
     jn->gone_hi = 0;
 }
 
@@ -357,42 +649,48 @@ static void s_flush_gone(pd_journal_t *jn)
 static void s_on_sealed(void *user, pd_blob_t *seg)
 {
     pd_journal_t *jn = user;
-    if (jn->loading)
+    if (jn->loading || !jn->recording)
         return;
     seg->key = ++jn->last_seg;
-    if (s_begin(jn))
-        s_put_seg(jn, seg);
+    s_op_t *op = s_op(jn, OP_SEG);
+    if (!op) {
+        s_lost_op(jn);
+        return;
+    }
+    op->a = seg->key;
+    seg->jseq = jn->next_seq; /* the number the open batch will get */
+    s_hold_blob(op, seg, false);
 }
 
 static void s_on_dead(void *user, const pd_blob_t *blob, bool args)
 {
     pd_journal_t *jn = user;
-    if (blob->key == 0 || !s_begin(jn))
+    if (blob->key == 0 || !jn->recording)
         return;
-    int which = args ? ST_BATCH_DEL : ST_SEG_DEL;
-    sqlite3_bind_int64(jn->st[which], 1, (sqlite3_int64) blob->key);
-    s_step(jn, which, args ? "cannot delete a finished batch" : "cannot delete results");
+    s_op_t *op = s_op(jn, args ? OP_DEL_BATCH : OP_DEL_SEG);
+    if (!op)
+        s_lost_op(jn);
+    else
+        op->a = blob->key;
 }
 
 static void s_on_forgot(void *user, uint64_t id)
 {
     pd_journal_t *jn = user;
-    if (jn->loading || jn->failing)
+    if (jn->loading || !jn->recording)
         return;
     if (jn->gone_hi && id == jn->gone_hi + 1) {
         jn->gone_hi = id;
         return;
     }
     s_flush_gone(jn);
-    if (s_begin(jn)) { /* opens the transaction: the forget is pending */
-        jn->gone_lo = jn->gone_hi = id;
-    }
+    jn->gone_lo = jn->gone_hi = id;
 }
 
 static void s_on_fetched(void *user, uint64_t id, uint32_t sec)
 {
     pd_journal_t *jn = user;
-    if (jn->loading || jn->failing)
+    if (jn->loading || !jn->recording)
         return;
     if (jn->f_count && sec == jn->f_t && id == jn->f_first + jn->f_count &&
         jn->f_count < UINT32_MAX) {
@@ -400,25 +698,24 @@ static void s_on_fetched(void *user, uint64_t id, uint32_t sec)
         return;
     }
     s_flush_fetched(jn);
-    if (s_begin(jn)) {
-        jn->f_first = id;
-        jn->f_count = 1;
-        jn->f_t = sec;
-    }
+    jn->f_first = id;
+    jn->f_count = 1;
+    jn->f_t = sec;
 }
 
 static void s_on_expired(void *user, uint64_t first, uint64_t count)
 {
     pd_journal_t *jn = user;
-    if (jn->loading || jn->failing)
+    if (jn->loading || !jn->recording)
         return;
     s_flush_fetched(jn);
-    if (!s_begin(jn))
+    s_op_t *op = s_op(jn, OP_FETCH_DEL);
+    if (!op) {
+        s_lost_op(jn);
         return;
-    sqlite3_stmt *st = jn->st[ST_FETCH_DEL];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64) (first + count));
-    s_step(jn, ST_FETCH_DEL, "cannot delete expired first fetches");
+    }
+    op->a = first;
+    op->b = first + count;
 }
 
 static const pd_jobs_hooks_t s_hooks = {
@@ -431,64 +728,217 @@ static const pd_jobs_hooks_t s_hooks = {
 
 /* ---- the public write side --------------------------------------------- */
 
+static void s_op_token(pd_journal_t *jn, const void *token, size_t len, uint64_t first,
+                       uint32_t n, uint32_t sec)
+{
+    s_op_t *op = s_op(jn, OP_TOKEN);
+    char *copy = op ? malloc(len) : NULL;
+    if (!copy) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    memcpy(copy, token, len);
+    op->text = copy;
+    op->n = (uint32_t) len;
+    op->a = first;
+    op->b = n;
+    op->timeout_ms = sec;
+}
+
+static void s_op_batch(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
+                       const char *fn, uint32_t timeout_ms, uint32_t retries, pd_blob_t *args)
+{
+    size_t hl = strlen(hash), fl = strlen(fn);
+    s_op_t *op = s_op(jn, OP_BATCH);
+    char *text = op ? malloc(hl + fl + 2) : NULL;
+    if (!text) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    memcpy(text, hash, hl + 1);
+    memcpy(text + hl + 1, fn, fl + 1);
+    op->text = text;
+    op->a = first;
+    op->n = n;
+    op->timeout_ms = timeout_ms;
+    op->retries = retries;
+    s_hold_blob(op, args, true);
+}
+
 void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
                        const char *fn, uint32_t timeout_ms, uint32_t retries,
-                       const pd_blob_t *args, const void *token, size_t tokenlen,
-                       uint32_t now_s)
+                       pd_blob_t *args, const void *token, size_t tokenlen, uint32_t now_s)
 {
     assert(args && args->key == first);
-    if (!s_begin(jn))
+    if (!jn->recording)
         return;
-    s_put_batch(jn, first, n, hash, fn, timeout_ms, retries, args);
+    s_op_batch(jn, first, n, hash, fn, timeout_ms, retries, args);
     if (token && tokenlen)
-        s_put_token(jn, token, tokenlen, first, n, now_s);
+        s_op_token(jn, token, tokenlen, first, n, now_s);
 }
 
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod)
 {
-    if (!s_begin(jn))
+    if (!jn->recording)
         return;
-    sqlite3_stmt *st = jn->st[ST_MOD_INS];
-    sqlite3_bind_text(st, 1, mod->hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, mod->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, mod->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 4, mod->data, mod->len, SQLITE_STATIC);
-    s_step(jn, ST_MOD_INS, "cannot write a module");
+    s_op_t *op = s_op(jn, OP_MOD);
+    if (!op)
+        s_lost_op(jn);
+    else
+        op->mod = mod;
 }
 
-bool pd_journal_pending(const pd_journal_t *jn) { return jn->in_txn; }
-
-int pd_journal_commit(pd_journal_t *jn)
+uint64_t pd_journal_tag(const pd_journal_t *jn)
 {
-    if (!jn->in_txn)
-        return 0;
+    if ((jn->open && jn->open->n) || jn->gone_hi || jn->f_count)
+        return jn->next_seq;
+    return jn->sent_seq > jn->done_seq ? jn->sent_seq : 0;
+}
+
+size_t pd_journal_backlog(const pd_journal_t *jn) { return jn->backlog; }
+
+bool pd_journal_visible(const pd_journal_t *jn, uint64_t seq)
+{
+    return seq == 0 || seq <= jn->done_seq || !jn->writable;
+}
+void *pd_journal_socket(pd_journal_t *jn) { return zsock_resolve(zactor_sock(jn->writer)); }
+
+/* Sends a closed batch to the writer. */
+static void s_send(pd_journal_t *jn, s_batch_t *b)
+{
+    b->seq = jn->next_seq++;
+    b->next_id = pd_jobs_next_id(jn->jobs);
+    if (jn->tail)
+        jn->tail->next = b;
+    else
+        jn->head = b;
+    jn->tail = b;
+    jn->backlog++;
+    jn->sent_seq = b->seq;
+    zsock_send(jn->writer, "sp", "BATCH", b);
+}
+
+void pd_journal_flush(pd_journal_t *jn)
+{
     s_flush_gone(jn);
     s_flush_fetched(jn);
-    uint64_t next = pd_jobs_next_id(jn->jobs);
-    if (next != jn->written_next_id && !jn->txn_failed && !jn->failing)
-        s_put_meta(jn, "next_id", (int64_t) next);
-    if (!jn->txn_failed && sqlite3_exec(jn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        s_fail(jn, "cannot commit");
-    jn->in_txn = false;
-    if (jn->txn_failed) {
-        if (!sqlite3_get_autocommit(jn->db))
-            sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
-        jn->txn_failed = false;
-        jn->gone_hi = 0;
-        jn->f_count = 0;
-        s_enter_failing(jn);
-        s_refresh_bytes(jn);
-        return PD_EIO;
+    if (!jn->open || !jn->open->n)
+        return;
+    if (!jn->recording) {
+        /* Failing: the rewrite will cover it. Replies waiting for it are
+           told it failed, by the next pd_journal_settle. */
+        s_batch_free(jn, &jn->open);
+        jn->dropped_seq = jn->next_seq++;
+        jn->sent_seq = jn->dropped_seq;
+        return;
     }
-    jn->written_next_id = next;
-    jn->stats.commits++;
-    s_refresh_bytes(jn);
-    return 0;
+    s_batch_t *b = jn->open;
+    jn->open = NULL;
+    s_send(jn, b);
 }
 
-bool pd_journal_writable(const pd_journal_t *jn) { return !jn->failing; }
+bool pd_journal_settle(pd_journal_t *jn, pd_journal_done_t *done)
+{
+    if (jn->dropped_seq && !jn->backlog) {
+        /* settled after everything sent before it */
+        done->seq = jn->done_seq = jn->dropped_seq;
+        done->ok = false;
+        done->next_id = 0;
+        jn->dropped_seq = 0;
+        return true;
+    }
+    if (!(zsock_events(zactor_sock(jn->writer)) & ZMQ_POLLIN))
+        return false;
+    char *cmd = NULL, *err = NULL;
+    uint64_t seq = 0, next_id = 0, bytes = 0;
+    uint8_t ok = 0;
+    if (zsock_recv(jn->writer, "s8188s", &cmd, &seq, &ok, &next_id, &bytes, &err) != 0 ||
+        !cmd || strcmp(cmd, "DONE") != 0) {
+        zstr_free(&cmd);
+        zstr_free(&err);
+        return false;
+    }
+    zstr_free(&cmd);
+    bool snapshot = false;
+    while (jn->head && jn->head->seq <= seq) {
+        s_batch_t *b = jn->head;
+        jn->head = b->next;
+        if (!jn->head)
+            jn->tail = NULL;
+        jn->backlog--;
+        snapshot |= b->snapshot;
+        jn->stats.batches++;
+        s_batch_free(jn, &b);
+    }
+    jn->done_seq = seq;
+    jn->bytes = bytes;
+    if (ok) {
+        jn->stats.commits++;
+        if (snapshot) {
+            jn->snapshot_in_flight = false;
+            jn->writable = true;
+            jn->err[0] = 0;
+            jn->stats.resyncs++;
+            pd_log_info("journal %s is writable again: rewrote it from memory (%.1f MiB); "
+                        "new jobs are accepted again", jn->path, bytes / 1048576.0);
+        }
+    } else {
+        if (jn->writable || jn->snapshot_in_flight) {
+            snprintf(jn->err, sizeof jn->err, "%s", err ? err : "a write failed");
+            if (jn->writable) {
+                jn->stats.failures++;
+                jn->backoff_ms = S_BACKOFF_MIN_MS;
+                pd_log_error("journal %s cannot be written (%s): new jobs are refused until it "
+                             "can; jobs already accepted go on; retrying with a back-off of 1 "
+                             "to 60 s", jn->path, jn->err);
+            } else {
+                jn->backoff_ms = jn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
+                                                                       : jn->backoff_ms * 2;
+            }
+            jn->retry_ms = s_mono_ms() + jn->backoff_ms;
+        }
+        jn->writable = false;
+        jn->recording = false;
+        jn->snapshot_in_flight = false;
+        jn->gone_hi = 0;
+        jn->f_count = 0;
+        s_batch_free(jn, &jn->open); /* it could not be written either */
+    }
+    zstr_free(&err);
+    done->seq = seq;
+    done->ok = ok;
+    done->next_id = next_id;
+    return true;
+}
+
+int pd_journal_wait(pd_journal_t *jn, void (*on_done)(void *user, const pd_journal_done_t *done),
+                    void *user)
+{
+    pd_journal_flush(jn);
+    bool failed = false;
+    while (jn->backlog || jn->dropped_seq) {
+        zmq_pollitem_t it = {.socket = pd_journal_socket(jn), .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 1000) < 0 && zmq_errno() != EINTR)
+            break;
+        pd_journal_done_t done;
+        while (pd_journal_settle(jn, &done)) {
+            failed |= !done.ok;
+            if (on_done)
+                on_done(user, &done);
+        }
+    }
+    return failed || !jn->writable ? PD_EIO : 0;
+}
+
+int pd_journal_commit(pd_journal_t *jn) { return pd_journal_wait(jn, NULL, NULL); }
+
+bool pd_journal_writable(const pd_journal_t *jn) { return jn->writable; }
 bool pd_journal_full(const pd_journal_t *jn) { return jn->max_bytes && jn->bytes > jn->max_bytes; }
-const char *pd_journal_error(const pd_journal_t *jn) { return jn->failing ? jn->err : ""; }
+const char *pd_journal_error(const pd_journal_t *jn) { return jn->writable ? "" : jn->err; }
 const char *pd_journal_path(const pd_journal_t *jn) { return jn->path; }
 uint64_t pd_journal_bytes(const pd_journal_t *jn) { return jn->bytes; }
 uint64_t pd_journal_max_bytes(const pd_journal_t *jn) { return jn->max_bytes; }
@@ -496,152 +946,122 @@ void pd_journal_stats(const pd_journal_t *jn, pd_journal_stats_t *out) { *out = 
 
 /* ---- rewriting everything (recovery from a failure) ------------------- */
 
-static void s_resync_token(void *user, const uint8_t *token, size_t len, uint64_t first,
-                           uint32_t n, uint32_t sec)
+static void s_snapshot_token(void *user, const uint8_t *token, size_t len, uint64_t first,
+                             uint32_t n, uint32_t sec)
 {
-    s_put_token(user, token, len, first, n, sec);
+    s_op_token(user, token, len, first, n, sec);
 }
 
-/* Writes every row from memory into the open (emptied) tables. */
-static void s_write_all(pd_journal_t *jn)
+static void s_snapshot_gone(pd_journal_t *jn, uint64_t lo, uint64_t hi)
 {
+    s_op_t *op = s_op(jn, OP_GONE);
+    if (!op) {
+        s_lost_op(jn);
+        return;
+    }
+    op->a = lo;
+    op->b = hi;
+}
+
+void pd_journal_resync(pd_journal_t *jn)
+{
+    pd_journal_flush(jn);
+    s_batch_free(jn, &jn->open);
+    jn->recording = true; /* from now on, changes follow the snapshot */
     pd_jobs_t *jobs = jn->jobs;
     pd_jobs_seal(jobs);
-    for (uint32_t i = 0; i < pd_mods_count(jn->mods) && !jn->txn_failed; i++)
+    for (uint32_t i = 0; i < pd_mods_count(jn->mods); i++)
         pd_journal_put_mod(jn, pd_mods_get(jn->mods, i));
     if (++jn->gen == 0)
         jn->gen = 1;
     uint64_t next = pd_jobs_next_id(jobs);
     uint64_t expect = 1; /* ids below it are accounted for */
-    for (uint64_t id = pd_jobs_next_known(jobs, 1); id && !jn->txn_failed;
-         id = pd_jobs_next_known(jobs, id + 1)) {
+    for (uint64_t id = pd_jobs_next_known(jobs, 1); id; id = pd_jobs_next_known(jobs, id + 1)) {
         if (id > expect)
-            s_gone_add(jn, expect, id - 1);
+            s_snapshot_gone(jn, expect, id - 1);
         expect = id + 1;
         pd_job_t *job = pd_jobs_get(jobs, id);
-        pd_blob_t *blob = PD_JOB_IS_FINAL(job->state) ? job->res : job->arg;
+        bool final = PD_JOB_IS_FINAL(job->state);
+        pd_blob_t *blob = final ? job->res : job->arg;
         if (!blob || blob->mark == jn->gen)
             continue;
         blob->mark = jn->gen;
-        if (!PD_JOB_IS_FINAL(job->state)) {
+        if (!final) {
             pd_rd_t r;
             uint32_t n = 0;
             pd_rd_init(&r, blob->data, blob->len);
             pd_rd_array(&r, &n);
-            s_put_batch(jn, blob->key, n, pd_mods_get(jn->mods, job->mod)->hash,
-                        pd_jobs_fn_name(jobs, job->fn), job->timeout_ms, job->retries, blob);
+            s_op_batch(jn, blob->key, n, pd_mods_get(jn->mods, job->mod)->hash,
+                       pd_jobs_fn_name(jobs, job->fn), job->timeout_ms, job->retries, blob);
         } else {
             if (blob->key == 0)
                 blob->key = ++jn->last_seg;
-            s_put_seg(jn, blob);
+            s_op_t *op = s_op(jn, OP_SEG);
+            if (!op) {
+                s_lost_op(jn);
+                break;
+            }
+            op->a = blob->key;
+            s_hold_blob(op, blob, false);
         }
     }
-    if (next > expect && !jn->txn_failed)
-        s_gone_add(jn, expect, next - 1);
-    for (size_t i = 0; i < pd_jobs_ttl_count(jobs) && !jn->txn_failed; i++) {
+    if (next > expect)
+        s_snapshot_gone(jn, expect, next - 1);
+    for (size_t i = 0; i < pd_jobs_ttl_count(jobs); i++) {
         uint64_t first;
         uint32_t count, sec;
         pd_jobs_ttl_at(jobs, i, &first, &count, &sec);
-        s_put_fetched(jn, first, count, sec);
+        s_op_t *op = s_op(jn, OP_FETCHED);
+        if (!op) {
+            s_lost_op(jn);
+            break;
+        }
+        op->a = first;
+        op->n = count;
+        op->b = sec;
     }
-    if (!jn->txn_failed)
-        pd_jobs_token_each(jobs, s_resync_token, jn);
-    if (!jn->txn_failed)
-        s_put_meta(jn, "next_id", (int64_t) next);
-}
-
-int pd_journal_resync(pd_journal_t *jn)
-{
-    if (jn->in_txn)
-        pd_journal_commit(jn);
-    bool was_failing = jn->failing;
-    if (was_failing && s_reconnect(jn) != 0) {
-        jn->retrying = true;
-        s_enter_failing(jn);
-        jn->retrying = false;
-        return PD_EIO;
+    pd_jobs_token_each(jobs, s_snapshot_token, jn);
+    if (!jn->recording) { /* out of memory on the way */
+        s_batch_free(jn, &jn->open);
+        return;
     }
-    jn->retrying = was_failing;
-    jn->failing = false;
-    jn->txn_failed = false;
-    if (s_begin(jn) &&
-        sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
-                     "DELETE FROM fetched; DELETE FROM tokens;", NULL, NULL, NULL) != SQLITE_OK)
-        s_fail(jn, "cannot empty the journal for a rewrite");
-    if (!jn->txn_failed)
-        s_write_all(jn);
-    int rc = pd_journal_commit(jn); /* on error: failing again, with a longer back-off */
-    jn->retrying = false;
-    if (rc)
-        return rc;
-    if (was_failing) {
-        jn->stats.resyncs++;
-        pd_log_info("journal %s is writable again: rewrote it from memory (%llu bytes); new "
-                    "jobs are accepted again", jn->path, (unsigned long long) jn->bytes);
+    if (!s_op(jn, OP_VACUUM)) { /* also makes sure a batch exists */
+        s_lost_op(jn);
+        s_batch_free(jn, &jn->open);
+        return;
     }
-    jn->err[0] = 0;
-    return 0;
+    s_batch_t *b = jn->open;
+    jn->open = NULL;
+    b->snapshot = true;
+    jn->snapshot_in_flight = true;
+    s_send(jn, b);
 }
 
 /* ---- housekeeping ------------------------------------------------------ */
 
-static int64_t s_pragma_int(pd_journal_t *jn, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(jn->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 void pd_journal_tick(pd_journal_t *jn, uint32_t now_s, int64_t now_ms)
 {
-    if (jn->in_txn)
-        return;
-    if (jn->failing) {
-        if (now_ms >= jn->retry_ms)
+    if (!jn->writable) {
+        if (!jn->snapshot_in_flight && jn->backlog == 0 && now_ms >= jn->retry_ms)
             pd_journal_resync(jn);
         return;
     }
     if (now_ms < jn->maint_ms)
         return;
     jn->maint_ms = now_ms + S_MAINT_MS;
-    if (pd_jobs_token_expire(jn->jobs, now_s, PD_JOBS_TOKEN_TTL_S) && s_begin(jn)) {
-        sqlite3_bind_int64(jn->st[ST_TOKEN_PURGE], 1,
-                           (sqlite3_int64) now_s - PD_JOBS_TOKEN_TTL_S + 1);
-        s_step(jn, ST_TOKEN_PURGE, "cannot forget old submit tokens");
-        if (pd_journal_commit(jn))
-            return;
+    if (pd_jobs_token_expire(jn->jobs, now_s, PD_JOBS_TOKEN_TTL_S)) {
+        s_op_t *op = s_op(jn, OP_TOKEN_PURGE);
+        if (op)
+            op->a = (uint64_t) now_s - PD_JOBS_TOKEN_TTL_S + 1;
     }
-    int64_t free_pages = s_pragma_int(jn, "PRAGMA freelist_count");
-    int64_t pages = s_pragma_int(jn, "PRAGMA page_count");
-    if (free_pages > 1024 && free_pages * 4 > pages) {
-        if (sqlite3_exec(jn->db, "PRAGMA incremental_vacuum(4096)", NULL, NULL, NULL) !=
-            SQLITE_OK)
-            pd_log_warn("journal %s: could not free pages: %s", jn->path, sqlite3_errmsg(jn->db));
-        s_refresh_bytes(jn);
-    }
+    if (!s_op(jn, OP_VACUUM))
+        s_lost_op(jn);
 }
 
-int pd_journal_compact(pd_journal_t *jn)
+void pd_journal_compact(pd_journal_t *jn)
 {
-    if (pd_journal_commit(jn))
-        return PD_EIO;
-    if (jn->failing)
-        return PD_EIO;
-    int rc = sqlite3_exec(jn->db,
-                          "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA incremental_vacuum; "
-                          "PRAGMA wal_checkpoint(TRUNCATE);",
-                          NULL, NULL, NULL);
-    s_refresh_bytes(jn);
-    if (rc != SQLITE_OK) {
-        pd_log_warn("journal %s: could not compact: %s", jn->path, sqlite3_errmsg(jn->db));
-        return PD_EIO;
-    }
-    return 0;
+    if (jn->recording && !s_op(jn, OP_COMPACT))
+        s_lost_op(jn);
 }
 
 /* ---- opening ----------------------------------------------------------- */
@@ -816,7 +1236,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         goto out;
     }
     pd_jobs_set_next_id(jn->jobs, next_id);
-    jn->written_next_id = next_id;
+    jn->wnext_id = next_id;
     rec->next_id = next_id;
 
     /* modules */
@@ -1178,18 +1598,15 @@ static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
     return 0;
 }
 
-/* Closes and reopens the database: after an I/O error SQLite keeps an
-   exclusive-mode connection in its error state, so a retry starts over. */
-static int s_reconnect(pd_journal_t *jn)
+/* Closes and reopens the database (the writer, after a failure: SQLite keeps
+   an exclusive-mode connection in its error state after an I/O error). */
+static int s_reconnect(pd_journal_t *jn, char *why, size_t whycap)
 {
     s_close_db(jn);
     bool fresh;
-    char text[600];
-    int rc = s_open_db(jn, false, &fresh, text, sizeof text);
+    int rc = s_open_db(jn, false, &fresh, why, whycap);
     if (rc == 0)
-        rc = s_prepare_all(jn, fresh, text, sizeof text);
-    if (rc)
-        snprintf(jn->err, sizeof jn->err, "%s", text);
+        rc = s_prepare_all(jn, fresh, why, whycap);
     return rc;
 }
 
@@ -1224,16 +1641,20 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
     jn->jobs = jobs;
     jn->mods = mods;
     jn->max_bytes = cfg->max_bytes;
+    jn->next_seq = 1;
+    jn->recording = jn->writable = true;
+    jn->sync = cfg->sync <= PD_JOURNAL_SYNC_FULL ? cfg->sync : PD_JOURNAL_SYNC_FULL;
     int rc = s_make_parent(jn->path, why, whycap);
     if (rc == 0 && cfg->reset)
         rc = s_move_aside(jn->path, rec->moved, sizeof rec->moved, why, whycap);
     bool fresh = false;
-    jn->sync = cfg->sync <= PD_JOURNAL_SYNC_FULL ? cfg->sync : PD_JOURNAL_SYNC_FULL;
     if (rc == 0)
         rc = s_open_db(jn, true, &fresh, why, whycap);
     if (rc == 0)
         rc = s_prepare_all(jn, fresh, why, whycap);
     if (rc == 0) {
+        /* Recovery, in one transaction on this thread (the writer is not
+           running yet). */
         pd_jobs_set_hooks(jobs, &s_hooks, jn);
         jn->loading = true;
         if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
@@ -1242,28 +1663,35 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
             snprintf(why, whycap, "journal %s: %s", jn->path, text);
             rc = PD_EIO;
         } else {
-            jn->in_txn = true;
             rc = s_load(jn, rec, why, whycap);
+            if (rc == 0 && sqlite3_exec(jn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                char text[300];
+                s_describe(jn, text, sizeof text, "cannot write it");
+                snprintf(why, whycap, "journal %s: %s", jn->path, text);
+                rc = PD_EIO;
+            }
+            if (rc && !sqlite3_get_autocommit(jn->db))
+                sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
         }
         jn->loading = false;
         free(jn->ivs);
         jn->ivs = NULL;
         jn->nivs = 0;
-        if (rc == 0 && (pd_journal_commit(jn) != 0 || jn->failing)) {
-            snprintf(why, whycap, "journal %s cannot be written: %s", jn->path, jn->err);
-            rc = PD_EIO;
+    }
+    if (rc == 0) {
+        jn->wnext_id = pd_jobs_next_id(jobs);
+        jn->writer = zactor_new(s_writer, jn);
+        if (!jn->writer) {
+            snprintf(why, whycap, "journal %s: cannot start its writer thread", jn->path);
+            rc = PD_ESYS;
         }
     }
     if (rc) {
         *err = rc;
-        if (jn->in_txn && jn->db && !sqlite3_get_autocommit(jn->db))
-            sqlite3_exec(jn->db, "ROLLBACK", NULL, NULL, NULL);
-        jn->in_txn = false;
         pd_journal_destroy(&jn);
         return NULL;
     }
-    jn->failing = false;
-    s_refresh_bytes(jn);
+    jn->bytes = s_file_bytes(jn);
     jn->maint_ms = s_mono_ms() + S_MAINT_MS;
     rec->bytes = jn->bytes;
     rec->ms = s_mono_ms() - t0;
@@ -1276,8 +1704,16 @@ void pd_journal_destroy(pd_journal_t **p)
     if (!p || !*p)
         return;
     pd_journal_t *jn = *p;
-    if (jn->in_txn && jn->db)
-        pd_journal_commit(jn);
+    if (jn->writer) {
+        pd_journal_wait(jn, NULL, NULL);
+        zactor_destroy(&jn->writer); /* the writer is idle: it ends at once */
+    }
+    s_batch_free(jn, &jn->open);
+    while (jn->head) { /* only if the writer died */
+        s_batch_t *b = jn->head;
+        jn->head = b->next;
+        s_batch_free(jn, &b);
+    }
     if (jn->jobs)
         pd_jobs_set_hooks(jn->jobs, NULL, NULL);
     s_close_db(jn);

@@ -19,18 +19,28 @@
 
     Every row that carries data has a BLAKE2b checksum, and opening runs
     SQLite's quick_check, so a damaged or truncated file is refused with a
-    sentence rather than half-read.
+    sentence rather than half-read. Opening also recovers: it loads the
+    journal into the (empty) job table and module store.
 
-    Writes happen as the table changes (pd_jobs hooks, pd_journal_submit,
-    pd_journal_put_mod) inside one open transaction; pd_journal_commit()
-    ends it. The broker commits once per loop turn and sends the replies
-    that depend on what changed only after the commit (group commit).
+    Writing is asynchronous. As the table changes (pd_jobs hooks,
+    pd_journal_submit, pd_journal_put_mod) the journal appends operations to
+    an open *batch*, holding a reference to each blob it will write.
+    pd_journal_flush() hands the batch, numbered, to a writer thread (a CZMQ
+    actor that owns the SQLite connection), which applies every batch it
+    finds waiting in one transaction, commits (fsync with sync full) and
+    answers with the highest batch number now settled. The broker's loop
+    goes on meanwhile; it holds each reply that depends on an unsettled
+    batch (pd_journal_tag) and sends it when pd_journal_settle() reports
+    that batch committed. So the loop never waits for the disk, and one
+    commit covers whatever arrived while the previous one was syncing
+    (group commit).
 
-    When a write or a commit fails (disk full, I/O error), the transaction
-    is rolled back and the journal turns *failing*: nothing more is written,
-    pd_journal_writable() is false (the broker refuses submits), and
-    pd_journal_tick() retries now and then by rewriting the whole state from
-    memory; when that succeeds the journal is writable again.
+    When a write or a commit fails (disk full, I/O error), the writer rolls
+    back and reports the batches failed; the journal turns *failing*:
+    nothing more is written, pd_journal_writable() is false (the broker
+    refuses submits, and those it had not yet confirmed), and
+    pd_journal_tick() retries now and then by rewriting the whole state
+    from memory; when that commits the journal is writable again.
 
         pd_journal_config_t cfg = {.path = "/var/lib/playdoh/broker.journal",
                                    .sync = PD_JOURNAL_SYNC_FULL};
@@ -38,8 +48,9 @@
         char why[512];
         pd_journal_t *jn = pd_journal_open(&cfg, jobs, mods, &rec, why, sizeof why, &err);
         ... pd_journal_submit(jn, ...); pd_jobs_set_done(...); ...
-        pd_journal_commit(jn);           // once per loop turn
-        pd_journal_destroy(&jn);
+        pd_journal_flush(jn);                      // once per loop turn
+        ... poll pd_journal_socket(jn); pd_journal_settle(jn, &done) ...
+        pd_journal_destroy(&jn);                   // waits for what is in flight
 */
 #ifndef PD_JOURNAL_H
 #define PD_JOURNAL_H
@@ -97,17 +108,43 @@ void pd_journal_destroy(pd_journal_t **p);
    token (NULL/0: none) at second now_s. */
 void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
                        const char *fn, uint32_t timeout_ms, uint32_t retries,
-                       const pd_blob_t *args, const void *token, size_t tokenlen,
-                       uint32_t now_s);
-/* Journals an uploaded module (a module already journalled is ignored). */
+                       pd_blob_t *args, const void *token, size_t tokenlen, uint32_t now_s);
+/* Journals an uploaded module (a module already journalled is ignored). The
+   module must stay in the store, unchanged, for the journal's life. */
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod);
 
-/* True while a transaction is open: something changed since the last
-   commit (the broker then holds back replies). */
-bool pd_journal_pending(const pd_journal_t *jn);
-/* Ends the open transaction. Returns 0 (committed, or nothing to commit),
-   or PD_EIO when it could not be written: it is rolled back, the journal is
-   failing from now on, and pd_journal_error() says why. */
+/* The batch a reply sent now would depend on: 0 when everything journalled
+   so far is committed (send at once), else the number of the batch whose
+   settlement it must wait for. */
+uint64_t pd_journal_tag(const pd_journal_t *jn);
+/* True when what batch seq writes may be shown to clients: it is settled
+   (or seq is 0: on disk already), or the journal is failing (then the
+   broker serves what it has in memory). A result segment's batch is its
+   blob's jseq. */
+bool pd_journal_visible(const pd_journal_t *jn, uint64_t seq);
+/* Hands the open batch (if any) to the writer. Cheap; once per loop turn. */
+void pd_journal_flush(pd_journal_t *jn);
+/* Batches handed to the writer and not settled yet. */
+size_t pd_journal_backlog(const pd_journal_t *jn);
+
+/* What a settlement says: every batch up to `seq` is done with. */
+typedef struct {
+    uint64_t seq;     /* the highest batch settled */
+    bool ok;          /* committed; false: failed (the journal is now failing) */
+    uint64_t next_id; /* with ok: every job below this id is on disk */
+} pd_journal_done_t;
+/* The ZeroMQ socket (a libzmq handle) that turns readable when a
+   settlement waits: poll it with ZMQ_POLLIN. */
+void *pd_journal_socket(pd_journal_t *jn);
+/* Reads one settlement without waiting. Returns true and fills done, or
+   false when none waits. */
+bool pd_journal_settle(pd_journal_t *jn, pd_journal_done_t *done);
+/* Flushes and waits until every batch is settled, calling on_done (when not
+   NULL) for each settlement. Returns 0, or PD_EIO when a batch failed or
+   the journal is failing. */
+int pd_journal_wait(pd_journal_t *jn, void (*on_done)(void *user, const pd_journal_done_t *done),
+                    void *user);
+/* pd_journal_wait without a callback: for tests and simple users. */
 int pd_journal_commit(pd_journal_t *jn);
 
 /* False while the journal is failing (submits must be refused). */
@@ -119,28 +156,31 @@ const char *pd_journal_error(const pd_journal_t *jn);
 /* The journal's path. Borrowed. */
 const char *pd_journal_path(const pd_journal_t *jn);
 /* Bytes on disk: the database and its write-ahead log, as of the last
-   commit. */
+   settlement. */
 uint64_t pd_journal_bytes(const pd_journal_t *jn);
 /* The configured bound (0 = none). */
 uint64_t pd_journal_max_bytes(const pd_journal_t *jn);
 
-/* Housekeeping, called from the loop's tick when nothing is pending: while
-   failing, retries (rewriting everything from memory) with a back-off from
-   1 s to 60 s; otherwise forgets old submit tokens and returns free pages to
-   the file system now and then. now_s is wall-clock seconds, now_ms
+/* Housekeeping, called from the loop's tick: while failing, retries
+   (rewriting everything from memory, asynchronously) with a back-off from
+   1 s to 60 s; otherwise forgets old submit tokens and returns free pages
+   to the file system now and then. now_s is wall-clock seconds, now_ms
    monotonic. */
 void pd_journal_tick(pd_journal_t *jn, uint32_t now_s, int64_t now_ms);
-/* Shrinks the files: checkpoints the log into the database, truncates it
-   and frees unused pages. Commits first. Returns 0 or PD_EIO. */
-int pd_journal_compact(pd_journal_t *jn);
-/* Rewrites the whole journal from memory (what a failing journal does to
-   recover). Returns 0, or PD_EIO (still or again failing). */
-int pd_journal_resync(pd_journal_t *jn);
+/* Asks the writer to shrink the files after the next commit: checkpoint the
+   log into the database, truncate it and free unused pages. Settles with
+   the batch it is in (pd_journal_bytes is then the new size). */
+void pd_journal_compact(pd_journal_t *jn);
+/* Queues a rewrite of the whole journal from memory (what a failing journal
+   does to recover; it settles like any batch). Call pd_journal_wait to see
+   it through. */
+void pd_journal_resync(pd_journal_t *jn);
 
 /* Counters, for the exit log line and tests. */
 typedef struct {
-    uint64_t commits;  /* transactions committed */
-    uint64_t failures; /* transactions rolled back after a failed write */
+    uint64_t batches;  /* batches settled */
+    uint64_t commits;  /* transactions committed (one may cover many batches) */
+    uint64_t failures; /* times the journal turned failing */
     uint64_t resyncs;  /* successful rewrites after a failure */
 } pd_journal_stats_t;
 void pd_journal_stats(const pd_journal_t *jn, pd_journal_stats_t *out);
