@@ -402,3 +402,192 @@ Test(unit_ranges, an_empty_set_is_valid)
     cr_assert_not(pd_ranges_contains(&rg, 1));
     pd_ranges_free(&rg);
 }
+
+/* ---- segments, hooks, tokens, recovery -------------------------------- */
+
+typedef struct {
+    int sealed, dead_args, dead_segs, forgot, fetched, expired;
+    uint64_t last_forgot;
+} s_heard_t;
+
+static s_heard_t heard;
+
+static void h_sealed(void *u, pd_blob_t *seg) { (void) u; (void) seg; heard.sealed++; }
+static void h_dead(void *u, const pd_blob_t *b, bool args)
+{
+    (void) u;
+    (void) b;
+    if (args)
+        heard.dead_args++;
+    else
+        heard.dead_segs++;
+}
+static void h_forgot(void *u, uint64_t id) { (void) u; heard.forgot++; heard.last_forgot = id; }
+static void h_fetched(void *u, uint64_t id, uint32_t sec) { (void) u; (void) id; (void) sec; heard.fetched++; }
+static void h_expired(void *u, uint64_t f, uint64_t c) { (void) u; (void) f; (void) c; heard.expired++; }
+
+static const pd_jobs_hooks_t hooks = {h_sealed, h_dead, h_forgot, h_fetched, h_expired};
+
+Test(unit_jobs, the_hooks_hear_every_blob_made_and_lost)
+{
+    memset(&heard, 0, sizeof heard);
+    pd_jobs_set_hooks(jobs, &hooks, NULL);
+    uint64_t first;
+    cr_assert_eq(s_submit(3, 3, &first), 0);
+    pd_jobs_set_cancelled(jobs, 1);
+    pd_jobs_set_cancelled(jobs, 2);
+    cr_assert_eq(heard.dead_args, 0, "job 3 still needs the arguments");
+    pd_jobs_set_cancelled(jobs, 3);
+    cr_assert_eq(heard.dead_args, 1);
+    cr_assert_eq(heard.sealed, 0, "the segment is still open");
+    pd_jobs_seal(jobs);
+    cr_assert_eq(heard.sealed, 1);
+    pd_jobs_seal(jobs);
+    cr_assert_eq(heard.sealed, 1, "nothing new: no second segment");
+    cr_assert(pd_jobs_mark_fetched(jobs, 1, 100));
+    cr_assert_not(pd_jobs_mark_fetched(jobs, 1, 101), "a second fetch is not a first");
+    cr_assert_eq(heard.fetched, 1);
+    cr_assert(pd_jobs_forget(jobs, 2));
+    cr_assert_eq(heard.forgot, 1);
+    cr_assert_eq(heard.last_forgot, 2);
+    cr_assert_eq(pd_jobs_expire(jobs, 200, 10), 1);
+    cr_assert_eq(heard.expired, 1);
+    cr_assert_eq(heard.dead_segs, 0, "job 3 still points into the segment");
+    cr_assert(pd_jobs_forget(jobs, 3));
+    cr_assert_eq(heard.dead_segs, 1);
+}
+
+Test(unit_jobs, a_segment_is_sealed_when_it_grows_too_big)
+{
+    pd_jobs_destroy(&jobs);
+    jobs = pd_jobs_new(100000);
+    memset(&heard, 0, sizeof heard);
+    pd_jobs_set_hooks(jobs, &hooks, NULL);
+    uint64_t first;
+    cr_assert_eq(s_submit(PD_JOBS_SEG_JOBS + 5, 3, &first), 0);
+    for (uint64_t id = 1; id <= PD_JOBS_SEG_JOBS + 5; id++)
+        pd_jobs_set_cancelled(jobs, id);
+    cr_assert_eq(heard.sealed, 1, "the first %u entries made a segment", PD_JOBS_SEG_JOBS);
+    pd_jobs_seal(jobs);
+    cr_assert_eq(heard.sealed, 2);
+    cr_assert_neq(pd_jobs_get(jobs, 1)->res, pd_jobs_get(jobs, PD_JOBS_SEG_JOBS + 1)->res);
+}
+
+Test(unit_jobs, withdrawn_jobs_leave_no_trace)
+{
+    uint64_t a, b;
+    cr_assert_eq(s_submit(4, 3, &a), 0);
+    cr_assert_eq(s_submit(3, 3, &b), 0);
+    pd_jobs_set_cancelled(jobs, b); /* a final one is forgotten */
+    pd_jobs_withdraw(jobs, b, 3);
+    for (uint64_t id = b; id < b + 3; id++)
+        cr_assert_eq(pd_jobs_state(jobs, id), PD_JOB_UNKNOWN);
+    cr_assert_eq(pd_jobs_unfinished(jobs), 4);
+    cr_assert_eq(pd_jobs_queued(jobs), 4);
+    for (uint64_t id = a; id < a + 4; id++)
+        cr_assert_eq(pd_jobs_pop(jobs), id);
+    cr_assert_eq(pd_jobs_pop(jobs), 0, "the withdrawn jobs are not handed out");
+    cr_assert_eq(pd_jobs_next_id(jobs), 8, "their ids are not handed out again");
+}
+
+Test(unit_jobs, the_pop_limit_holds_back_jobs_not_yet_on_disk)
+{
+    uint64_t a, b;
+    cr_assert_eq(s_submit(2, 3, &a), 0);
+    cr_assert_eq(s_submit(2, 3, &b), 0);
+    pd_jobs_set_pop_limit(jobs, b);
+    cr_assert(pd_jobs_ready(jobs));
+    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    cr_assert_not(pd_jobs_ready(jobs));
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_requeue(jobs, 1, false, "h"), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 1, "a requeued job is older than the limit");
+    pd_jobs_set_pop_limit(jobs, pd_jobs_next_id(jobs));
+    cr_assert_eq(pd_jobs_pop(jobs), 3);
+}
+
+Test(unit_jobs, submit_tokens_give_back_the_first_ids)
+{
+    uint64_t first;
+    uint32_t n;
+    cr_assert_not(pd_jobs_token_find(jobs, "abc", 3, &first, &n));
+    cr_assert_eq(pd_jobs_token_add(jobs, "abc", 3, 17, 4, 1000), 0);
+    cr_assert(pd_jobs_token_find(jobs, "abc", 3, &first, &n));
+    cr_assert_eq(first, 17);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(pd_jobs_token_add(jobs, "abc", 3, 99, 1, 1001), 0);
+    cr_assert(pd_jobs_token_find(jobs, "abc", 3, &first, &n));
+    cr_assert_eq(first, 17, "the first submit's ids stand");
+    pd_jobs_token_drop(jobs, "abc", 3);
+    cr_assert_not(pd_jobs_token_find(jobs, "abc", 3, &first, &n), "a withdrawn submit");
+    cr_assert_eq(pd_jobs_token_add(jobs, "abc", 3, 30, 2, 1002), 0);
+    cr_assert(pd_jobs_token_find(jobs, "abc", 3, &first, &n));
+    cr_assert_eq(first, 30);
+    cr_assert_eq(pd_jobs_token_add(jobs, "xyz", 3, 40, 2, 2000), 0);
+    cr_assert_eq(pd_jobs_token_expire(jobs, 1000 + 3600, 3600), 1);
+    cr_assert_not(pd_jobs_token_find(jobs, "abc", 3, &first, &n));
+    cr_assert(pd_jobs_token_find(jobs, "xyz", 3, &first, &n));
+    cr_assert_not(pd_jobs_token_find(jobs, "", 0, &first, &n));
+}
+
+static bool skip_five(void *user, uint64_t id)
+{
+    (void) user;
+    return id == 5;
+}
+
+Test(unit_jobs, recovery_puts_back_batches_and_segments)
+{
+    pd_jobs_set_next_id(jobs, 11);
+    pd_jobs_set_next_id(jobs, 3); /* never lowers */
+    cr_assert_eq(pd_jobs_next_id(jobs), 11);
+    s_args(6);
+    cr_assert_eq(pd_jobs_restore_batch(jobs, 3, 6, 0, "square", 0, 3, buf.data, buf.len,
+                                       skip_five, NULL, why, sizeof why), 5);
+    cr_assert_eq(pd_jobs_state(jobs, 5), PD_JOB_UNKNOWN, "skipped (forgotten)");
+    cr_assert_eq(pd_jobs_queued(jobs), 5);
+    /* A segment: job 4 done (7), job 1 (its batch is gone) cancelled. */
+    static const uint8_t seg[] = {0x92, 0x93, 0x04, 0x03, 0x07, 0x93, 0x01, 0x05, 0xc0};
+    cr_assert_eq(pd_jobs_restore_segment(jobs, 9, seg, sizeof seg, NULL, NULL, why, sizeof why),
+                 2, "%s", why);
+    cr_assert_eq(pd_jobs_state(jobs, 4), PD_JOB_DONE);
+    cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_CANCELLED);
+    cr_assert_eq(pd_jobs_queued(jobs), 4);
+    cr_assert_eq(pd_jobs_get(jobs, 4)->res->key, 9);
+    const uint8_t *val;
+    uint32_t len;
+    cr_assert(pd_jobs_result(jobs, 4, &val, &len));
+    cr_assert_eq(len, 1);
+    cr_assert_eq(*val, 0x07);
+    cr_assert_eq(pd_jobs_pop(jobs), 3);
+    cr_assert_eq(pd_jobs_pop(jobs), 6, "done and forgotten jobs are skipped");
+    cr_assert_eq(pd_jobs_next_known(jobs, 2), 3);
+    cr_assert_eq(pd_jobs_next_known(jobs, 9), 0);
+}
+
+Test(unit_jobs, recovery_refuses_what_does_not_fit)
+{
+    pd_jobs_set_next_id(jobs, 11);
+    s_args(3);
+    cr_assert_eq(pd_jobs_restore_batch(jobs, 9, 3, 0, "f", 0, 3, buf.data, buf.len, NULL, NULL,
+                                       why, sizeof why), PD_EPROTO);
+    cr_assert(strstr(why, "does not fit"), "%s", why);
+    cr_assert_eq(pd_jobs_restore_batch(jobs, 1, 4, 0, "f", 0, 3, buf.data, buf.len, NULL, NULL,
+                                       why, sizeof why), PD_EPROTO, "3 values, not 4");
+    cr_assert_eq(pd_jobs_restore_batch(jobs, 1, 3, 0, "f", 0, 3, buf.data, buf.len, NULL, NULL,
+                                       why, sizeof why), 3);
+    cr_assert_eq(pd_jobs_restore_batch(jobs, 2, 3, 0, "f", 0, 3, buf.data, buf.len, NULL, NULL,
+                                       why, sizeof why), PD_EPROTO);
+    cr_assert(strstr(why, "appears twice"), "%s", why);
+    static const uint8_t twice[] = {0x92, 0x93, 0x01, 0x03, 0x07, 0x93, 0x01, 0x03, 0x08};
+    cr_assert_eq(pd_jobs_restore_segment(jobs, 1, twice, sizeof twice, NULL, NULL, why,
+                                         sizeof why), PD_EPROTO);
+    cr_assert(strstr(why, "two results"), "%s", why);
+    static const uint8_t badstate[] = {0x91, 0x93, 0x02, 0x02, 0x07};
+    cr_assert_eq(pd_jobs_restore_segment(jobs, 2, badstate, sizeof badstate, NULL, NULL, why,
+                                         sizeof why), PD_EPROTO, "running is not final");
+    static const uint8_t future[] = {0x91, 0x93, 0x0c, 0x03, 0x07};
+    cr_assert_eq(pd_jobs_restore_segment(jobs, 3, future, sizeof future, NULL, NULL, why,
+                                         sizeof why), PD_EPROTO, "id 12 was never given");
+}
