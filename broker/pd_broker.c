@@ -634,9 +634,10 @@ int pd_broker_run(pd_broker_t *b)
     if (b->journal) {
         pd_journal_stats_t js;
         pd_journal_stats(b->journal, &js);
-        pd_log_info("journal %s: %llu commits, %llu failures, %llu rewrites, %llu submits "
-                    "refused, %.1f MiB on disk", pd_journal_path(b->journal),
-                    (unsigned long long) js.commits, (unsigned long long) js.failures,
+        pd_log_info("journal %s: %llu batches in %llu commits, %llu failures, %llu rewrites, "
+                    "%llu submits refused, %.1f MiB on disk", pd_journal_path(b->journal),
+                    (unsigned long long) js.batches, (unsigned long long) js.commits,
+                    (unsigned long long) js.failures,
                     (unsigned long long) js.resyncs,
                     (unsigned long long) b->stats.refused_journal,
                     pd_journal_bytes(b->journal) / 1048576.0);
