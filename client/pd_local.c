@@ -70,7 +70,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
     char cpus_s[16];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     char *wargv[] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s, "--log-level",
-                     (char *) (level ? level : "warn"), NULL};
+                     (char *) (level ? level : "warn"), "--control", "none", NULL};
     l->worker = pd_proc_spawn(wargv, NULL);
     /* Wait for the worker to join. */
     pd_client_t *c = pd_client_new(l->endpoint, err);
