@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Multi-host test on a real network, no mocks: three hosts as network
+# namespaces on a bridge (itself in a fourth namespace, so the machine's own
+# network is never touched).
+#
+#   host1: playdoh-broker (binds tcp://*:5555, announces itself by beacon)
+#   host2, host3: playdoh-worker with no endpoint: discovery by beacon only
+#   host2: playdoh-submit, also without an endpoint
+#
+# Checks: a 1,000-job batch spreads over both worker hosts; host3's link is
+# cut mid-batch (ip link set down) and every job still completes, on host2;
+# the link comes back and host3's worker rejoins. A beacon of another
+# cluster name on the same LAN is ignored (and logged).
+#
+# Needs root (CAP_NET_ADMIN) and `ip netns`: where the runner lacks them the
+# test is skipped (exit 77) with a message saying so. Namespaces, processes
+# and files are removed on every exit, failure included; every wait is
+# bounded.
+#
+# Usage: tests/netns_cluster.sh BUILD_DIR   (meson test runs it)
+set -u
+BUILD=${1:?usage: netns_cluster.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+SKIP=77
+
+say() { echo "netns_cluster: $*" >&2; }
+skip() { say "SKIP: $*"; exit $SKIP; }
+fail() {
+    say "FAIL: $*"
+    for f in "$DIR"/*.log; do
+        [ -f "$f" ] && { echo "---- $f (last 40 lines)" >&2; tail -n 40 "$f" >&2; }
+    done
+    exit 1
+}
+
+command -v ip >/dev/null 2>&1 || skip "the 'ip' command (iproute2) is not installed"
+[ "$(id -u)" -eq 0 ] || skip "creating network namespaces needs root (CAP_NET_ADMIN)"
+for p in playdoh-broker playdoh-worker playdoh-submit; do
+    [ -x "$BUILD/$p" ] || fail "$BUILD/$p is not built"
+done
+
+TAG=pd$$
+NS_SW=${TAG}sw
+NS=("${TAG}h1" "${TAG}h2" "${TAG}h3")
+# A /24 picked per run, so that parallel runs on one machine do not meet.
+NET="10.$((100 + $$ % 100)).$(( ($$ / 100) % 250 ))"
+CLUSTER="t$$"
+BPORT=$((20000 + $$ % 20000))
+DIR=$(mktemp -d /tmp/playdoh-netns-XXXXXX)
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    # Anything still running inside our namespaces (slot processes...).
+    for ns in "${NS[@]}" "$NS_SW"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ip netns add "$NS_SW" 2>"$DIR/ip.err" ||
+    skip "cannot create a network namespace: $(cat "$DIR/ip.err")"
+ip -n "$NS_SW" link add br0 type bridge 2>"$DIR/ip.err" ||
+    skip "cannot create a bridge: $(cat "$DIR/ip.err")"
+ip -n "$NS_SW" link set br0 up
+ip -n "$NS_SW" link set lo up
+for i in 1 2 3; do
+    ns=${NS[$((i - 1))]}
+    ip netns add "$ns" || fail "ip netns add $ns"
+    ip link add "${TAG}e$i" type veth peer name "${TAG}p$i" || fail "veth pair $i"
+    ip link set "${TAG}e$i" netns "$ns" || fail "veth into $ns"
+    ip link set "${TAG}p$i" netns "$NS_SW" || fail "veth into the switch"
+    ip -n "$ns" link set "${TAG}e$i" name eth0
+    ip -n "$ns" addr add "$NET.$i/24" broadcast "$NET.255" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    ip -n "$NS_SW" link set "${TAG}p$i" master br0
+    ip -n "$NS_SW" link set "${TAG}p$i" up
+done
+say "hosts ${NS[*]} on $NET.0/24, cluster '$CLUSTER', beacons on UDP port $BPORT"
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+export PLAYDOH_CONFIG=/dev/null ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+
+# Waits up to $1 seconds for command "$2..." to succeed.
+wait_for() {
+    local limit=$1; shift
+    local t=0
+    while [ "$t" -lt $((limit * 10)) ]; do
+        "$@" && return 0
+        sleep 0.1
+        t=$((t + 1))
+    done
+    return 1
+}
+
+# A stranger: another cluster's broker on the same LAN (host1 too).
+in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5556" --cluster "other$$" \
+    --beacon-port "$BPORT" --beacon-interval-ms 200 --log-level info 2>"$DIR/other.log" &
+PIDS+=($!)
+in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5555" --cluster "$CLUSTER" \
+    --beacon-port "$BPORT" --beacon-interval-ms 200 --heartbeat-ms 200 --liveness 5 \
+    --log-level info 2>"$DIR/broker.log" &
+PIDS+=($!)
+for i in 2 3; do
+    in_ns "${NS[$((i - 1))]}" "$BUILD/playdoh-worker" --cluster "$CLUSTER" \
+        --beacon-port "$BPORT" --cpus 2 --heartbeat-ms 200 --name "host$i" \
+        --cache "$DIR/cache$i" --control "$DIR/w$i.ctl" --log-level info \
+        2>"$DIR/worker$i.log" &
+    PIDS+=($!)
+done
+
+# playdoh-submit on host2, discovering the broker by its beacon too.
+submit() { in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "$CLUSTER" -q "$@"; }
+cluster_json() { submit cluster --json 2>>"$DIR/submit.log"; }
+hosts_with_slots() {
+    local want=$1 j
+    j=$(cluster_json) || return 1
+    [ "$(echo "$j" | grep -o '"cpus":2' | wc -l)" -ge "$want" ]
+}
+# The beacon port must be the same for submit: a configuration file says so.
+printf '[cluster]\nbeacon_port = %s\ndiscover_timeout_ms = 5000\n' "$BPORT" >"$DIR/submit.conf"
+export PLAYDOH_CONFIG="$DIR/submit.conf"
+
+wait_for 30 hosts_with_slots 2 || fail "the two workers did not join by beacon within 30 s"
+grep -q "found broker tcp://$NET.1:5555 of cluster '$CLUSTER' by its beacon" "$DIR/worker2.log" ||
+    fail "worker 2 did not say it found the broker by its beacon"
+grep -q "ignored a beacon from $NET.1: it is for cluster 'other$$'" "$DIR/worker2.log" ||
+    fail "worker 2 did not log the other cluster's beacon as ignored"
+say "both workers joined by beacon; the other cluster's beacon was ignored"
+
+# The batch: 1,000 jobs of ~30 ms, each returning 3x+1 (checked below).
+cat >"$DIR/mod.c" <<'EOF'
+#include <playdoh_task.h>
+#include <time.h>
+PD_TASK_DOUBLE(slow, x)
+{
+    struct timespec ts = {0, 30 * 1000000};
+    nanosleep(&ts, NULL);
+    return 3 * x + 1;
+}
+EOF
+seq 1 1000 >"$DIR/args.jsonl"
+submit map "$DIR/mod.c" slow "$DIR/args.jsonl" >"$DIR/out.jsonl" 2>"$DIR/map.log" &
+MAP=$!
+PIDS+=($MAP)
+
+done_on() { # done_on HOST: jobs done by that host, as the broker counts them
+    cluster_json | tr '{' '\n' | grep "\"host\":\"$1\"" | grep -o '"done":[0-9]*' | cut -d: -f2
+}
+spread() {
+    local a b
+    a=$(done_on host2); b=$(done_on host3)
+    [ "${a:-0}" -ge 20 ] && [ "${b:-0}" -ge 20 ]
+}
+wait_for 60 spread || fail "the batch did not spread over both worker hosts (host2: $(done_on host2), host3: $(done_on host3))"
+say "batch spread: host2 did $(done_on host2), host3 did $(done_on host3) so far; cutting host3's link"
+
+ip -n "${NS[2]}" link set eth0 down || fail "ip link set down"
+CUT=$(date +%s)
+
+# Every job completes, on host2.
+t=0
+while kill -0 "$MAP" 2>/dev/null && [ $t -lt 1200 ]; do sleep 0.1; t=$((t + 1)); done
+kill -0 "$MAP" 2>/dev/null && fail "the batch did not finish within 120 s of the cut"
+wait "$MAP"
+rc=$?
+[ $rc -eq 0 ] || fail "playdoh-submit map exited with $rc: $(tail -n 5 "$DIR/map.log")"
+[ "$(wc -l <"$DIR/out.jsonl")" -eq 1000 ] || fail "$(wc -l <"$DIR/out.jsonl") results, not 1000"
+expected=$(seq 1 1000 | awk '{ printf "%.1f\n", 3 * $1 + 1 }' | md5sum)
+got=$(awk '{ printf "%.1f\n", $1 }' "$DIR/out.jsonl" | md5sum)
+[ "$expected" = "$got" ] || fail "the results are not 3x+1 for x = 1..1000, in order"
+grep -q "worker host3/.* lost (silent for" "$DIR/broker.log" ||
+    fail "the broker did not declare host3 lost"
+say "all 1000 jobs done, correct and in order, $(( $(date +%s) - CUT )) s after the cut; host3 was declared lost"
+
+# The link comes back: host3's worker rejoins.
+ip -n "${NS[2]}" link set eth0 up || fail "ip link set up"
+host3_back() { cluster_json | tr '{' '\n' | grep -q '"host":"host3","id":"[^"]*","pid":[0-9]*,"cpus":2'; }
+wait_for 60 host3_back || fail "host3's worker did not rejoin within 60 s of the link coming back"
+say "host3's worker rejoined"
+
+# It works again: a small batch runs on both hosts.
+seq 1 40 >"$DIR/args2.jsonl"
+submit map "$DIR/mod.c" slow "$DIR/args2.jsonl" >"$DIR/out2.jsonl" 2>>"$DIR/map.log" ||
+    fail "a batch after the rejoin failed"
+[ "$(wc -l <"$DIR/out2.jsonl")" -eq 40 ] || fail "the batch after the rejoin lost results"
+say "PASS"
+exit 0
