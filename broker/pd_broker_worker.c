@@ -432,7 +432,8 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_pack_kv_int(&pk, "pid", wk->pid);
         pd_pack_kv_uint(&pk, "cpus", wk->cpus);
         pd_pack_kv_uint(&pk, "gpus", wk->gpus);
-        pd_pack_kv_uint(&pk, "busy", wk->busy);
+        /* busy as last reported, but never more than the jobs it holds now */
+        pd_pack_kv_uint(&pk, "busy", wk->busy < wk->ninflight ? wk->busy : wk->ninflight);
         pd_pack_kv_uint(&pk, "inflight", wk->ninflight);
         pd_pack_kv_uint(&pk, "queued", wk->wqueued);
         pd_pack_kv_uint(&pk, "done", wk->done);

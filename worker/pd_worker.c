@@ -249,6 +249,8 @@ static void s_send_slots(pd_worker_t *w)
 /* A heartbeat that carries the worker's state (every hb_ms). */
 static void s_send_state(pd_worker_t *w)
 {
+    if (!w->connected || !w->registered)
+        return;
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
@@ -708,6 +710,7 @@ static void s_owner_back(pd_worker_t *w)
     w->owner_active = true;
     w->low_since = 0;
     s_send_slots(w);
+    s_send_state(w);
     int held = 0;
     for (int i = 0; i < w->nslots; i++) {
         if (!pd_slot_busy(w->slots[i]))
@@ -731,6 +734,7 @@ static void s_owner_gone(pd_worker_t *w, const char *why)
     for (int i = 0; i < w->nslots; i++)
         pd_slot_suspend(w->slots[i], false);
     s_send_slots(w);
+    s_send_state(w);
     pd_log_info("%s: offering %d cpus again", why, w->cpus);
 }
 
