@@ -100,8 +100,13 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         return NULL;
     }
     if (zmq_bind(b->sock, b->bind) != 0) {
-        pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
-                     "program that uses it)", b->bind, zmq_strerror(zmq_errno()));
+        int e = zmq_errno();
+        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
+            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
+                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
+        else
+            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                         "program that uses it)", b->bind, zmq_strerror(e));
         s_fail_new(&b, err, PD_EIO);
         return NULL;
     }
