@@ -142,6 +142,17 @@ void pd_broker_destroy(pd_broker_t **p)
     *p = NULL;
 }
 
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint)
+{
+    if (zmq_bind(b->sock, endpoint) != 0) {
+        pd_log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+void *pd_broker_zmq_ctx(pd_broker_t *b) { return b->ctx; }
+
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->stats; }

@@ -45,7 +45,8 @@ struct pd_worker {
     char id[19];           /* routing id "w-" + 16 hex */
     int cpus;              /* CPU slots */
     int gpus;              /* GPUs offered */
-    void *ctx;             /* ZeroMQ context, owned */
+    void *ctx;             /* ZeroMQ context */
+    bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* cpus slot handles, owned */
@@ -648,7 +649,12 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
             goto fail;
     }
     code = PD_ESYS;
-    if (!(w->ctx = zmq_ctx_new()) || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
+    w->ctx = cfg->zmq_ctx;
+    if (!w->ctx) {
+        w->ctx = zmq_ctx_new();
+        w->own_ctx = true;
+    }
+    if (!w->ctx || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -691,7 +697,7 @@ void pd_worker_destroy(pd_worker_t **p)
     pd_buf_free(&w->res);
     if (w->sock)
         zmq_close(w->sock);
-    if (w->ctx)
+    if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
     free(w->mods);
