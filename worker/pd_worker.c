@@ -16,6 +16,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -623,7 +624,16 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     pd_buf_init(&w->res);
     w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
-    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
+    /* The running program's path, resolved now: exec'ing "/proc/self/exe"
+       itself would start the wrong program under valgrind, which reports
+       the client's path through readlink but not through exec. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0)
+        self[sl] = 0;
+    else
+        snprintf(self, sizeof self, "/proc/self/exe");
+    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
     w->items = calloc((size_t) cfg->cpus + 1, sizeof *w->items);
