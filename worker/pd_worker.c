@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,8 @@ struct pd_worker {
     int capslots;          /* capacity of slots, items, item_slot */
     char gpu_names[S_MAX_GPU_NAMES][64]; /* GPU models found on this machine */
     int ngpu_names;        /* entries in gpu_names */
-    void *ctx;             /* ZeroMQ context, owned */
+    void *ctx;             /* ZeroMQ context */
+    bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
     void *ctl;             /* REP control socket, owned, or NULL */
     char *control;         /* control socket path, owned, or NULL */
@@ -1217,7 +1219,16 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
     pd_buf_init(&w->res);
     w->cache_dir = strdup(cfg->cache_dir);
-    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
+    /* The running program's path, resolved now: exec'ing "/proc/self/exe"
+       itself would start the wrong program under valgrind, which reports
+       the client's path through readlink but not through exec. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0)
+        self[sl] = 0;
+    else
+        snprintf(self, sizeof self, "/proc/self/exe");
+    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->proc_dir = strdup(cfg->proc_dir && *cfg->proc_dir ? cfg->proc_dir : "/proc");
     if (!w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level) || !w->proc_dir ||
@@ -1237,7 +1248,12 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     if ((code = s_grow_slots(w)))
         goto fail;
     code = PD_ESYS;
-    if (!(w->ctx = zmq_ctx_new()) || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
+    w->ctx = cfg->zmq_ctx;
+    if (!w->ctx) {
+        w->ctx = zmq_ctx_new();
+        w->own_ctx = true;
+    }
+    if (!w->ctx || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -1299,7 +1315,7 @@ void pd_worker_destroy(pd_worker_t **p)
     free(w->control);
     if (w->sock)
         zmq_close(w->sock);
-    if (w->ctx)
+    if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
     pd_load_destroy(&w->load);

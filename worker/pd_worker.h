@@ -47,8 +47,10 @@ typedef struct {
     const char *cache_dir; /* module cache directory (required) */
     int heartbeat_ms;      /* heartbeat before the broker's welcome; 0 = 1000 */
     const char *name;      /* host name reported; NULL = gethostname() */
-    const char *slot_exe;  /* program exec'ed for slots; NULL = "/proc/self/exe" */
+    const char *slot_exe;  /* program exec'ed for slots; NULL = this program (its path) */
     const char *log_level; /* passed to slot processes, or NULL */
+    void *zmq_ctx;         /* ZeroMQ context to use (borrowed), or NULL for one of its own;
+                              an embedding broker passes its own to connect over inproc */
     /* discovery (when broker is NULL or "") */
     const char *cluster;   /* cluster name to look for; NULL = "playdoh" */
     int beacon_port;       /* UDP port of beacons; 0 = PD_BEACON_DEFAULT_PORT */
