@@ -131,8 +131,7 @@ ParameterizedTestParameters(config, bad_input_says_file_line_and_what_is_expecte
     return cr_make_param_array(bad_t, cases, sizeof cases / sizeof cases[0]);
 }
 
-ParameterizedTest(bad_t *b, config, bad_input_says_file_line_and_what_is_expected,
-                  .init = setup, .fini = teardown)
+ParameterizedTest(bad_t *b, config, bad_input_says_file_line_and_what_is_expected)
 {
     cr_assert_eq(parse(b->text), PD_EINVAL, "accepted: %s", b->text);
     cr_assert_str_eq(why, b->why);
