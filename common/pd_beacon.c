@@ -194,7 +194,7 @@ struct pd_beacon_listener {
     zactor_t *actor;                    /* the zbeacon actor, owned */
     char cluster[PD_BEACON_NAME_MAX + 1]; /* the cluster we look for */
     char host[256];                     /* our own address */
-    char seen[S_SENDERS][64];           /* senders already warned about (ring) */
+    char seen[S_SENDERS][160];          /* "sender|reason" already warned about (ring) */
     unsigned nseen;                     /* entries written to seen */
     uint64_t ignored;                   /* datagrams ignored */
 };
@@ -243,22 +243,24 @@ void pd_beacon_listener_destroy(pd_beacon_listener_t **pp)
 void *pd_beacon_listener_socket(pd_beacon_listener_t *l) { return zsock_resolve(l->actor); }
 uint64_t pd_beacon_listener_ignored(const pd_beacon_listener_t *l) { return l->ignored; }
 
-/* Logs an ignored datagram: a warning the first time for a sender, then at
-   debug level. */
+/* Logs an ignored datagram: a warning the first time a sender sends one for
+   a reason, then at debug level (a foreign broker beacons every second). */
 static void s_ignore(pd_beacon_listener_t *l, const char *from, const char *why)
 {
     l->ignored++;
+    char key[sizeof l->seen[0]];
+    snprintf(key, sizeof key, "%.63s|%.95s", from, why);
     bool known = false;
     unsigned n = l->nseen < S_SENDERS ? l->nseen : S_SENDERS;
     for (unsigned i = 0; i < n && !known; i++)
-        known = strcmp(l->seen[i], from) == 0;
+        known = strcmp(l->seen[i], key) == 0;
     if (known) {
         pd_log_debug("ignored a beacon from %s: %s", from, why);
         return;
     }
-    snprintf(l->seen[l->nseen++ % S_SENDERS], sizeof l->seen[0], "%s", from);
-    pd_log_warn("ignored a beacon from %s: %s (further ones from it are logged at debug "
-                "level)", from, why);
+    memcpy(l->seen[l->nseen++ % S_SENDERS], key, sizeof key);
+    pd_log_warn("ignored a beacon from %s: %s (further such ones are logged at debug level)",
+                from, why);
 }
 
 int pd_beacon_listener_recv(pd_beacon_listener_t *l, pd_beacon_t *out, char *endpoint,

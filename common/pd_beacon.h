@@ -20,8 +20,8 @@
 
     Listeners ignore, and log, what is not for them: a malformed datagram, a
     beacon of another protocol version, or one for another cluster name (so
-    several brokers share one LAN). The first such datagram from a sender is
-    logged as a warning, the next ones at debug level.
+    several brokers share one LAN). The first such datagram from a sender
+    for a given reason is logged as a warning, the next ones at debug level.
 
         pd_beacon_listener_t *l = pd_beacon_listener_new("lab", 5657, NULL, &err);
         char ep[64];

@@ -10,7 +10,8 @@
 # Checks: a 1,000-job batch spreads over both worker hosts; host3's link is
 # cut mid-batch (ip link set down) and every job still completes, on host2;
 # the link comes back and host3's worker rejoins. A beacon of another
-# cluster name on the same LAN is ignored (and logged).
+# cluster name on the same LAN, malformed beacons and a beacon of another
+# protocol version are ignored (and logged).
 #
 # Needs root (CAP_NET_ADMIN) and `ip netns`: where the runner lacks them the
 # test is skipped (exit 77) with a message saying so. Namespaces, processes
@@ -135,6 +136,27 @@ grep -q "found broker tcp://$NET.1:5555 of cluster '$CLUSTER' by its beacon" "$D
 grep -q "ignored a beacon from $NET.1: it is for cluster 'other$$'" "$DIR/worker2.log" ||
     fail "worker 2 did not log the other cluster's beacon as ignored"
 say "both workers joined by beacon within $(( $(now_ms) - T_START )) ms of their start; the other cluster's beacon was ignored"
+
+# Malformed beacons and one of another protocol version, broadcast from
+# host1: ignored and logged, nothing else changes.
+if command -v python3 >/dev/null 2>&1; then
+    in_ns "${NS[0]}" python3 - "$NET.255" "$BPORT" "$CLUSTER" <<'PY' || fail "cannot send the bad beacons"
+import socket, struct, sys
+addr, port, cluster = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+bad = [b"PDB\x01\x15\xb3\x00" + bytes([len(cluster) + 9]) + cluster,   # truncated
+       b"PDB\x02\x15\xb3\x00" + bytes([len(cluster)]) + cluster]       # version 2
+for _ in range(3):
+    for b in bad:
+        s.sendto(b, (addr, port))
+PY
+    got() { grep -q "ignored a beacon from $NET.1: beacon truncated" "$DIR/worker3.log" &&
+            grep -q "ignored a beacon from $NET.1: .*protocol version 2" "$DIR/worker3.log"; }
+    wait_for 10 got || fail "worker 3 did not log the malformed and version-2 beacons as ignored"
+    hosts_with_slots 2 || fail "the bad beacons disturbed the workers"
+    say "malformed and version-2 beacons ignored and logged; both workers still registered"
+fi
 
 # The batch: 1,000 jobs of ~30 ms, each returning 3x+1 (checked below).
 cat >"$DIR/mod.c" <<'EOF'
