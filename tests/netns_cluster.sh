@@ -9,6 +9,8 @@
 #
 # Checks: a 1,000-job batch spreads over both worker hosts; host3's link is
 # cut mid-batch (ip link set down) and every job still completes, on host2;
+# host2's owner lowers its CPUs to 1 mid-batch (playdoh-worker ctl) and the
+# broker never sees more than one busy slot there from then on;
 # the link comes back and host3's worker rejoins. A beacon of another
 # cluster name on the same LAN, malformed beacons and a beacon of another
 # protocol version are ignored (and logged).
@@ -158,6 +160,15 @@ PY
     say "malformed and version-2 beacons ignored and logged; both workers still registered"
 fi
 
+# playdoh-submit for a cluster nobody announces: it says so and fails.
+printf '[cluster]\nbeacon_port = %s\ndiscover_timeout_ms = 1000\n' "$BPORT" >"$DIR/quick.conf"
+out=$(PLAYDOH_CONFIG="$DIR/quick.conf" PLAYDOH_CONNECT_TIMEOUT_MS=1000 \
+      in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "nobody$$" cluster 2>&1)
+rc=$?
+[ $rc -eq 3 ] || fail "playdoh-submit for an unknown cluster exited $rc, not 3: $out"
+echo "$out" | grep -q "no beacon of cluster 'nobody$$' heard on UDP port $BPORT" ||
+    fail "playdoh-submit did not say no beacon was heard: $out"
+
 # The batch: 1,000 jobs of ~30 ms, each returning 3x+1 (checked below).
 cat >"$DIR/mod.c" <<'EOF'
 #include <playdoh_task.h>
@@ -212,10 +223,28 @@ host3_back() { cluster_json | tr '{' '\n' | grep -q '"host":"host3","id":"[^"]*"
 wait_for 60 host3_back || fail "host3's worker did not rejoin within 60 s of the link coming back"
 say "host3's worker rejoined $(( $(now_ms) - T_UP )) ms after its link came back"
 
-# It works again: a small batch runs on both hosts.
-seq 1 40 >"$DIR/args2.jsonl"
-submit map "$DIR/mod.c" slow "$DIR/args2.jsonl" >"$DIR/out2.jsonl" 2>>"$DIR/map.log" ||
-    fail "a batch after the rejoin failed"
-[ "$(wc -l <"$DIR/out2.jsonl")" -eq 40 ] || fail "the batch after the rejoin lost results"
+# It works again, and host2's owner lowers its CPUs mid-batch: from then on
+# the broker never sees more than one busy slot there.
+seq 1 300 >"$DIR/args2.jsonl"
+submit map "$DIR/mod.c" slow "$DIR/args2.jsonl" >"$DIR/out2.jsonl" 2>>"$DIR/map.log" &
+MAP2=$!
+PIDS+=($MAP2)
+busy_on() { cluster_json | tr '{' '\n' | grep "\"host\":\"$1\"" | grep -o '"busy":[0-9]*' | cut -d: -f2; }
+two_busy() { [ "$(busy_on host2)" = 2 ]; }
+wait_for 30 two_busy || fail "host2 never ran 2 jobs at once in the second batch"
+"$BUILD/playdoh-worker" ctl --control "$DIR/w2.ctl" --cpus 1 >/dev/null || fail "ctl --cpus 1 failed"
+sleep 0.6 # the jobs running at the change finish (30 ms), then a heartbeat reports
+max=0
+for _ in $(seq 15); do
+    b=$(busy_on host2)
+    [ "${b:-0}" -gt "$max" ] && max=$b
+    sleep 0.1
+done
+[ "$max" -le 1 ] || fail "host2 ran $max jobs at once after ctl --cpus 1"
+t=0
+while kill -0 "$MAP2" 2>/dev/null && [ $t -lt 1200 ]; do sleep 0.1; t=$((t + 1)); done
+wait "$MAP2" || fail "the second batch failed: $(tail -n 5 "$DIR/map.log")"
+[ "$(wc -l <"$DIR/out2.jsonl")" -eq 300 ] || fail "the second batch lost results"
+say "second batch done on both hosts; after ctl --cpus 1, host2 ran at most $max job at once"
 say "PASS"
 exit 0
