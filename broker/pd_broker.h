@@ -23,6 +23,7 @@
 #define PD_BROKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -32,8 +33,13 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
+    bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
+    int beacon_port;      /* UDP port of the beacon */
+    int beacon_interval_ms; /* beacon interval */
+    const char *beacon_iface; /* interface for the beacon (NULL = CZMQ's choice) */
     const char *journal;  /* journal file (NULL = none: jobs and results live in memory only) */
-    int journal_sync;     /* PD_JOURNAL_SYNC_* (pd_journal.h) */
+    int journal_sync;     /* PD_BROKER_SYNC_* (below) */
     uint64_t journal_max_bytes; /* journal size past which submits are refused (0 = none) */
     bool journal_reset;   /* move an existing journal aside and start empty */
 } pd_broker_config_t;
@@ -47,13 +53,21 @@ typedef struct {
 #define PD_BROKER_REPLY_BYTES (8u << 20)  /* soft cap on fetch replies and runs */
 #define PD_BROKER_FETCH_MAX 10000u        /* default `max` of a fetch */
 #define PD_BROKER_DEFAULT_JOURNAL_MAX (8ull << 30) /* journal bytes before submits are refused */
+/* journal_sync values (pd_journal_sync_t, without its header): */
+#define PD_BROKER_SYNC_OFF 0    /* no fsync: survives a broker crash, not a power cut */
+#define PD_BROKER_SYNC_NORMAL 1 /* fsync at checkpoints */
+#define PD_BROKER_SYNC_FULL 2   /* fsync every commit (the default) */
 #define PD_BROKER_OUTBOX_BYTES (64u << 20) /* replies held for a commit before committing early */
 #define PD_BROKER_OUTBOX_MSGS 16384u       /* ... or this many */
 
 typedef struct pd_broker pd_broker_t;
 
-/* Fills cfg with the defaults above. */
+/* Fills cfg with the defaults above (beacon on, port PD_BEACON_DEFAULT_PORT). */
 void pd_broker_config_defaults(pd_broker_config_t *cfg);
+/* The default journal path (pd_journal_default_path: $STATE_DIRECTORY under
+   systemd, /var/lib/playdoh for root, else the XDG state directory) into
+   out. Returns 0, or PD_EINVAL when there is none (no HOME). */
+int pd_broker_default_journal(char *out, size_t cap);
 
 /* Creates the broker, opens and recovers its journal (when configured) and
    binds its socket. Returns NULL on failure (bind refused, journal damaged,
@@ -64,8 +78,18 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
    the journal, closes the socket. Safe on NULL; sets *p to NULL. */
 void pd_broker_destroy(pd_broker_t **p);
 
+/* True when the broker announces itself with a beacon (it was asked to and
+   binds more than loopback). */
+bool pd_broker_beaconing(const pd_broker_t *b);
+
 /* The endpoint actually bound (the port resolved); borrowed. */
 const char *pd_broker_endpoint(const pd_broker_t *b);
+
+/* Binds the broker's socket to one more endpoint (an inproc:// endpoint for a
+   worker running in the same process). Returns 0 or PD_EIO (logged). */
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint);
+/* The broker's ZeroMQ context, borrowed: inproc peers must share it. */
+void *pd_broker_zmq_ctx(pd_broker_t *b);
 
 /* Runs the event loop until pd_broker_stop(). Returns 0, or PD_ESYS when the
    socket fails. */

@@ -1068,10 +1068,13 @@ void pd_journal_compact(pd_journal_t *jn)
 
 int pd_journal_default_path(char *out, size_t cap)
 {
+    const char *state = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
     const char *xdg = getenv("XDG_STATE_HOME");
     const char *home = getenv("HOME");
     int n;
-    if (geteuid() == 0)
+    if (state && state[0] == '/' && !strchr(state, ':'))
+        n = snprintf(out, cap, "%s/broker.journal", state);
+    else if (geteuid() == 0)
         n = snprintf(out, cap, "/var/lib/playdoh/broker.journal");
     else if (xdg && xdg[0] == '/')
         n = snprintf(out, cap, "%s/playdoh/broker.journal", xdg);

@@ -185,7 +185,8 @@ typedef struct {
 } pd_journal_stats_t;
 void pd_journal_stats(const pd_journal_t *jn, pd_journal_stats_t *out);
 
-/* The default journal path: /var/lib/playdoh/broker.journal for root, else
+/* The default journal path: $STATE_DIRECTORY/broker.journal under systemd
+   (StateDirectory=), else /var/lib/playdoh/broker.journal for root, else
    $XDG_STATE_HOME/playdoh/broker.journal (or ~/.local/state/playdoh/...).
    Writes it into out; returns 0, or PD_EINVAL when neither XDG_STATE_HOME
    nor HOME is set. */

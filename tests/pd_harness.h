@@ -43,7 +43,8 @@ void pd_harness_restart_broker(pd_harness_t *h, const char *const *more);
    foreground, as a restart that must fail: returns its exit status and
    writes what it printed on standard error into err (NUL-terminated). */
 int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err, size_t cap);
-/* Starts a worker with cpus slots; returns its index in h->workers. */
+/* Starts a worker with cpus slots and the control socket <dir>/worker<I>.ctl;
+   returns its index I in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);

@@ -551,9 +551,13 @@ Test(unit_journal, the_size_bound_is_reported)
     cr_assert_eq(pd_journal_commit(jn), 0);
 }
 
-Test(unit_journal, the_default_path_follows_xdg)
+Test(unit_journal, the_default_path_follows_systemd_then_xdg)
 {
     char p[512];
+    setenv("STATE_DIRECTORY", "/var/lib/playdoh-broker", 1);
+    cr_assert_eq(pd_journal_default_path(p, sizeof p), 0);
+    cr_assert_str_eq(p, "/var/lib/playdoh-broker/broker.journal");
+    unsetenv("STATE_DIRECTORY");
     if (geteuid() == 0) {
         cr_assert_eq(pd_journal_default_path(p, sizeof p), 0);
         cr_assert_str_eq(p, "/var/lib/playdoh/broker.journal");
