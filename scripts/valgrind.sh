@@ -22,7 +22,9 @@ SRC
 "${VG[@]}" --log-file="$tmp/vg-broker.%p.log" "$BUILD/playdoh-broker" --bind tcp://127.0.0.1:0 \
     --journal "$tmp/broker.journal" --ready-fd 3 --log-level warn 3>"$tmp/ep" &
 pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
+# Up to 60 s: under valgrind on a loaded machine, opening the journal alone
+# (SQLite, libsodium) takes seconds.
+for _ in $(seq 600); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
 ep=$(head -1 "$tmp/ep")
 "${VG[@]}" --log-file="$tmp/vg-worker.%p.log" "$BUILD/playdoh-worker" --broker "$ep" --cpus 2 \
     --cache "$tmp/cache" --log-level error &

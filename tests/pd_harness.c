@@ -74,8 +74,9 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     for (int i = 0; extra && extra[i]; i++) {
         cr_assert_lt(n, 23, "too many broker flags");
         h->flags[n++] = strdup(extra[i]);
-        if (strcmp(extra[i], "--no-journal") == 0 || strcmp(extra[i], "--journal") == 0)
-            own_journal = true;
+        if (strcmp(extra[i], "--no-journal") == 0 || strcmp(extra[i], "--journal") == 0 ||
+            strcmp(extra[i], "--config") == 0)
+            own_journal = true; /* the test chooses (a configuration file may name one) */
     }
     h->flags[n] = NULL;
     if (!own_journal)

@@ -4,7 +4,7 @@
     programs, found through $PLAYDOH_BINDIR) on loopback, with fast heartbeats
     and a private module cache, and writes test modules to a temp directory.
     The broker journals to <dir>/broker.journal unless the extra flags say
-    --no-journal or name another --journal; pd_harness_restart_broker()
+    --no-journal, name another --journal or a --config file; pd_harness_restart_broker()
     starts a new broker on the same port with the same flags, as an operator
     restarting a crashed broker would.
 */

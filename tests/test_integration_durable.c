@@ -427,3 +427,38 @@ Test(durable, an_unwritable_journal_refuses_submits_serves_results_and_recovers)
     cr_assert_eq(pd_status(spy, &big[BIG - 1], 1, &st), 0, "%s", pd_client_error(spy));
     cr_assert_neq(st, PD_JOB_UNKNOWN, "the batch accepted after the recovery was lost");
 }
+
+/* ---- the configuration file ------------------------------------------ */
+
+Test(durable, the_journal_can_be_set_in_the_configuration_file)
+{
+    char dir[] = "/tmp/playdoh-conf-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char conf[128], journal[128];
+    snprintf(conf, sizeof conf, "%s/playdoh.conf", dir);
+    snprintf(journal, sizeof journal, "%s/from-config.journal", dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "[broker]\njournal = %s\njournal_sync = normal\njournal_max_mb = 64\n", journal);
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    pd_harness_start(&h, extra);
+    spy = pd_harness_client(&h);
+    pd_broker_info_t info;
+    cr_assert_eq(pd_client_broker_info(spy, &info), 0, "%s", pd_client_error(spy));
+    cr_assert_str_eq(info.journal, journal);
+    cr_assert_eq(info.journal_max_bytes, 64u << 20);
+    struct stat st;
+    cr_assert_eq(stat(journal, &st), 0, "the journal was created where the file says");
+    /* A value the schema refuses stops the broker with the file and line. */
+    f = fopen(conf, "w");
+    fprintf(f, "[broker]\njournal_sync = sometimes\n");
+    fclose(f);
+    char err[4096];
+    int rc = pd_harness_broker_fails(&h, NULL, err, sizeof err);
+    cr_assert_eq(rc, 2, "exit status %d: %s", rc, err);
+    cr_assert(strstr(err, "journal_sync") && strstr(err, "full|normal|off"), "%s", err);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
