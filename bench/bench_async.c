@@ -172,6 +172,7 @@ typedef struct {
     pd_client_t *c;
     char mod[PD_HASH_HEX];
     double *jobs_s;      /* throughput of each round */
+    double *submit_s;    /* time to submit the batch, each round */
     double rt_us;        /* median round trip of one job */
     double cpu_s;        /* broker CPU time (all its threads) over the rounds */
 } s_cluster_t;
@@ -222,8 +223,10 @@ static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const cha
     close(ready);
     snprintf(cache, sizeof cache, "%s/bench-cache", dir);
     snprintf(cpus, sizeof cpus, "%d", slots);
+    char control[PATH_MAX + 32];
+    snprintf(control, sizeof control, "%s/bench-%s.ctl", dir, k->sync ? k->sync : "none");
     char *wargv[] = {worker, "--broker", k->endpoint, "--cpus", cpus, "--cache", cache,
-                     "--log-level", "warn", NULL};
+                     "--control", control, "--log-level", "warn", NULL};
     k->worker = pd_proc_spawn(wargv, NULL);
     int err, w = 0, sl = 0;
     k->c = pd_client_new(k->endpoint, &err);
@@ -254,10 +257,11 @@ static void s_cluster_stop(s_cluster_t *k)
 /* One batch of njobs no-op jobs: submitted, all results fetched, released.
    Returns jobs per second, or -1. */
 static double s_batch(pd_client_t *c, const char *mod, int njobs, double *xs, uint64_t *ids,
-                      pd_result_t *res)
+                      pd_result_t *res, double *submit_s)
 {
     double t0 = now();
     long got = pd_map_doubles(c, mod, "noop", xs, njobs, NULL, ids);
+    *submit_s = now() - t0;
     long ended = got == njobs ? pd_fetch(c, ids, njobs, 600000, res, NULL, NULL) : -1;
     double t = now() - t0;
     long ok = 0;
@@ -304,6 +308,7 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
     int rc = 0;
     for (int i = 0; i < 3; i++) {
         k[i].jobs_s = calloc(rounds, sizeof *k[i].jobs_s);
+        k[i].submit_s = calloc(rounds, sizeof *k[i].submit_s);
         if (s_cluster_start(&k[i], slots, dir, modpath)) {
             fprintf(stderr, "could not start the cluster '%s'\n", k[i].label);
             rc = 1;
@@ -314,7 +319,8 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
     for (int r = 0; r < rounds && rc == 0; r++)
         for (int i = 0; i < 3 && rc == 0; i++) {
             double c0 = s_cpu_s(k[i].broker);
-            if ((k[i].jobs_s[r] = s_batch(k[i].c, k[i].mod, njobs, xs, ids, res)) < 0) {
+            if ((k[i].jobs_s[r] = s_batch(k[i].c, k[i].mod, njobs, xs, ids, res,
+                                          &k[i].submit_s[r])) < 0) {
                 fprintf(stderr, "batch on '%s' failed: %s\n", k[i].label,
                         pd_client_error(k[i].c));
                 rc = 1;
@@ -339,8 +345,9 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
                    k[i].label, median(k[i].jobs_s, rounds), rm,
                    i == 1 ? (rm >= 0.80 ? "; target >= 0.80: met" : "; target >= 0.80: NOT met")
                           : "");
-            printf("  %-40s broker CPU %.2f us/job (%+.2f); round trip of one job %.1f us\n", "",
-                   cpu_us, cpu_us - base_cpu, k[i].rt_us);
+            printf("  %-40s submit %.3f s (median); broker CPU %.2f us/job (%+.2f); round trip "
+                   "of one job %.1f us\n", "", median(k[i].submit_s, rounds), cpu_us,
+                   cpu_us - base_cpu, k[i].rt_us);
         }
         free(ratio);
         pd_broker_info_t info;
@@ -351,6 +358,7 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
     for (int i = 0; i < 3; i++) {
         s_cluster_stop(&k[i]);
         free(k[i].jobs_s);
+        free(k[i].submit_s);
     }
     free(xs);
     free(ids);

@@ -38,7 +38,7 @@
 #include <zmq.h>
 
 #define S_BATCH 1024 /* messages drained per loop turn at most */
-#define S_MAX_BACKLOG 64 /* journal batches in flight before the loop waits for the disk */
+#define S_MAX_BACKLOG 64 /* journal backlog (pd_journal_backlog) past which the loop waits */
 #define S_HWM 100000 /* messages queued per peer at most */
 
 static int64_t s_mono_ms(void)

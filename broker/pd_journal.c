@@ -57,6 +57,8 @@
 #define S_MAINT_MS 10000               /* housekeeping period */
 #define S_WAL_LIMIT (64ll << 20)       /* the log is truncated to this after a checkpoint */
 #define S_GROUP 256                    /* batches one commit takes at most */
+#define S_OPEN_UNIT 4096               /* operations of the open batch counted as one in
+                                          pd_journal_backlog */
 
 enum {
     ST_BATCH_INS,
@@ -799,7 +801,12 @@ uint64_t pd_journal_tag(const pd_journal_t *jn)
     return jn->sent_seq > jn->done_seq ? jn->sent_seq : 0;
 }
 
-size_t pd_journal_backlog(const pd_journal_t *jn) { return jn->backlog; }
+size_t pd_journal_backlog(const pd_journal_t *jn)
+{
+    /* A batch in flight, plus the open one counted in units of S_OPEN_UNIT
+       operations: what the loop has piled up while the disk was busy. */
+    return jn->backlog + (jn->open ? jn->open->n / S_OPEN_UNIT : 0);
+}
 
 bool pd_journal_visible(const pd_journal_t *jn, uint64_t seq)
 {
@@ -824,6 +831,8 @@ static void s_send(pd_journal_t *jn, s_batch_t *b)
 
 void pd_journal_flush(pd_journal_t *jn)
 {
+    if (jn->backlog && jn->recording)
+        return; /* the writer is busy: more goes into the next commit */
     s_flush_gone(jn);
     s_flush_fetched(jn);
     if (!jn->open || !jn->open->n)
@@ -920,7 +929,7 @@ int pd_journal_wait(pd_journal_t *jn, void (*on_done)(void *user, const pd_journ
 {
     pd_journal_flush(jn);
     bool failed = false;
-    while (jn->backlog || jn->dropped_seq) {
+    while (jn->backlog || jn->dropped_seq || pd_journal_tag(jn)) {
         zmq_pollitem_t it = {.socket = pd_journal_socket(jn), .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, 1000) < 0 && zmq_errno() != EINTR)
             break;
@@ -930,6 +939,7 @@ int pd_journal_wait(pd_journal_t *jn, void (*on_done)(void *user, const pd_journ
             if (on_done)
                 on_done(user, &done);
         }
+        pd_journal_flush(jn); /* what waited behind the settled batch */
     }
     return failed || !jn->writable ? PD_EIO : 0;
 }

@@ -122,9 +122,13 @@ uint64_t pd_journal_tag(const pd_journal_t *jn);
    broker serves what it has in memory). A result segment's batch is its
    blob's jseq. */
 bool pd_journal_visible(const pd_journal_t *jn, uint64_t seq);
-/* Hands the open batch (if any) to the writer. Cheap; once per loop turn. */
+/* Hands the open batch (if any) to the writer, unless the writer is still
+   busy with the previous one: then the open batch keeps growing, and goes
+   at the first flush after that one settles (so one commit takes all that
+   arrived during the previous fsync). Cheap; once per loop turn. */
 void pd_journal_flush(pd_journal_t *jn);
-/* Batches handed to the writer and not settled yet. */
+/* How far behind the disk is: batches handed to the writer and not settled
+   yet, plus one per 4096 operations waiting in the open batch. */
 size_t pd_journal_backlog(const pd_journal_t *jn);
 
 /* What a settlement says: every batch up to `seq` is done with. */

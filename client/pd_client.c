@@ -39,7 +39,8 @@
 
 #define S_CHUNK_JOBS 4096
 #define S_CHUNK_BYTES (1u << 20)
-#define S_WINDOW 4            /* submit chunks in flight */
+#define S_WINDOW 16           /* submit chunks in flight (16 MiB at most): with a journal, what is in
+                                 flight is acknowledged by one commit */
 #define S_MAX_RANGES 4096     /* ranges per fetch request */
 #define S_MAX_MODULE (64u << 20)
 #define S_RETRY_MS 2000       /* first resend of a request with no reply, past its wait */
