@@ -15,11 +15,14 @@
     is copied into an outbox, tagged with the journal batch it waits for,
     and sent when the journal settles that batch (the journal's socket is
     polled beside the ROUTER). Messages to workers (run, mod, welcome, hb,
-    reset, cancel) go out at once, but jobs are sent only below the pop
-    limit, the next id of the last settled batch: no job runs before its
-    submit is on disk. When a batch fails, the submits answered in the
-    outbox are withdrawn and their `accepted` becomes an `error`, so a
-    client is never told a job is accepted unless it is on disk.
+    reset, cancel) go out at once; jobs are sent below the pop limit, the
+    next id the journal has on disk, which it writes a reserve ahead of the
+    ids in use: a job may run before its submit is on disk, but after a
+    crash its id is never given to another job, so no late result can land
+    on the wrong job. When a batch fails, the submits answered in the outbox
+    are withdrawn (their jobs stopped) and their `accepted` becomes an
+    `error`, so a client is never told a job is accepted unless it is on
+    disk.
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.
@@ -370,9 +373,17 @@ int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
     } else if (seq) {
         rc = s_hold(b, seq, rid, ridlen, b->out.data, b->out.len);
         if (rc) {
-            /* No memory to hold it: wait for the journal, then send. */
+            /* No memory to hold it: wait for the journal, then send. The
+               reply leaves b->out first (the wait may answer parked
+               fetches, which build in b->out). */
+            size_t len;
+            uint8_t *data = pd_buf_steal(&b->out, &len);
+            uint8_t idcopy[256];
+            size_t idlen = ridlen < sizeof idcopy ? ridlen : sizeof idcopy;
+            memcpy(idcopy, rid, idlen);
             pd_broker_sync(b);
-            rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
+            rc = data ? pd_broker_send(b, idcopy, idlen, data, len) : PD_ENOMEM;
+            free(data);
         }
     } else {
         rc = pd_broker_send(b, rid, ridlen, b->out.data, b->out.len);
@@ -422,7 +433,7 @@ bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first)
 
 /* A batch failed: the held submits are not on disk and will not be (the
    journal now refuses writes until it rewrites itself). Their jobs leave
-   the table (none was dispatched: the pop limit held them back) and their
+   the table (those a worker had already started are stopped) and their
    replies become errors. */
 static void s_refuse_held(pd_broker_t *b)
 {
@@ -432,6 +443,7 @@ static void s_refuse_held(pd_broker_t *b)
         pd_held_t *h = *slot;
         if (!h->submit)
             continue;
+        pd_broker_cancel_range(b, h->first, h->n);
         pd_jobs_withdraw(b->jobs, h->first, h->n);
         if (h->tokenlen)
             pd_jobs_token_drop(b->jobs, h->token, h->tokenlen);

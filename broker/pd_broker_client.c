@@ -391,8 +391,9 @@ void pd_broker_wake_parked(pd_broker_t *b)
     uint64_t seq = b->journal && n ? pd_journal_tag(b->journal) : 0;
     if (seq == 0) {
         pd_broker_wake_ids(b, fresh, n);
-    } else if (b->nparked) {
-        /* Shown once the batch holding them settles. */
+    } else if (n) {
+        /* Shown once the batch holding them settles: kept even when no fetch
+           is parked now, for one may park before then. */
         uint64_t *ids = malloc(n * sizeof *ids);
         if (b->nwakes == b->capwakes) {
             uint32_t cap = b->capwakes ? b->capwakes * 2 : 16;
@@ -476,18 +477,16 @@ static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
     pd_buf_reset(&b->aux);
 }
 
-int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+/* Cancels the unfinished jobs among the ranges (pairs [first, count]),
+   telling the workers running some of them. Returns how many. */
+static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
 {
-    pd_ranges_t rg;
-    int rc = s_ranges(m, o, &rg);
-    if (rc)
-        return rc;
     s_wjob_t *running = NULL;
     size_t nrun = 0, caprun = 0;
     uint64_t n = 0;
-    for (uint32_t i = 0; i < rg.n; i++) {
-        for (uint64_t c = 0; c < rg.r[i][1]; c++) {
-            uint64_t id = rg.r[i][0] + c;
+    for (uint32_t i = 0; i < nr; i++) {
+        for (uint64_t c = 0; c < r[i][1]; c++) {
+            uint64_t id = r[i][0] + c;
             pd_job_t *job = pd_jobs_get(b->jobs, id);
             if (!job || PD_JOB_IS_FINAL(job->state))
                 continue;
@@ -512,12 +511,28 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             n++;
         }
     }
-    pd_ranges_free(&rg);
     if (nrun) {
         qsort(running, nrun, sizeof *running, s_cmp_wjob);
         s_send_cancels(b, running, nrun);
     }
     free(running);
+    return n;
+}
+
+void pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n)
+{
+    const uint64_t r[1][2] = {{first, n}};
+    s_cancel(b, r, 1);
+}
+
+int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_ranges_t rg;
+    int rc = s_ranges(m, o, &rg);
+    if (rc)
+        return rc;
+    uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
+    pd_ranges_free(&rg);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "cancelled", 2);

@@ -135,6 +135,9 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* Cancels the unfinished jobs first .. first+n-1 (stopping those running on
+   workers), as `cancel` does. */
+void pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n);
 /* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
 int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);

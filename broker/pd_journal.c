@@ -57,6 +57,9 @@
 #define S_MAINT_MS 10000               /* housekeeping period */
 #define S_WAL_LIMIT (64ll << 20)       /* the log is truncated to this after a checkpoint */
 #define S_GROUP 256                    /* batches one commit takes at most */
+#define S_ID_RESERVE 1000000u          /* ids written ahead as used: a job may go to a
+                                          worker before its submit is on disk, and its id
+                                          is still never handed out again after a crash */
 #define S_OPEN_UNIT 4096               /* operations of the open batch counted as one in
                                           pd_journal_backlog */
 
@@ -139,7 +142,9 @@ typedef struct {
 
 typedef struct s_batch {
     uint64_t seq;          /* its number, from 1 */
-    uint64_t next_id;      /* the table's next id when it was closed */
+    uint64_t next_id;      /* the next id it writes in meta: a reserve ahead of the
+                              table's next id (or that id exactly, with exact) */
+    bool exact;            /* the last batch of a clean stop: no reserve */
     bool snapshot;         /* a full rewrite: empty the tables first */
     s_op_t *ops;           /* operations in order */
     size_t n;              /* how many */
@@ -175,6 +180,8 @@ struct pd_journal {
     uint64_t next_seq;           /* number of the next batch */
     uint64_t sent_seq;           /* highest number sent */
     uint64_t done_seq;           /* highest number settled */
+    uint64_t reserved;           /* next id as sent to be written (ids below it may be
+                                    used before their submit is on disk) */
     bool recording;              /* hooks make operations (false while failing) */
     bool writable;               /* submits may be accepted */
     bool loading;                /* recovery is running */
@@ -456,7 +463,7 @@ static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *c
     jn->txn_failed = false;
     if (sqlite3_exec(jn->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         s_fail(jn, "cannot begin a transaction");
-    uint64_t next_id = 0;
+    uint64_t next_id = jn->wnext_id;
     for (size_t b = 0; b < n && !jn->txn_failed; b++) {
         if (group[b]->snapshot &&
             sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
@@ -469,7 +476,7 @@ static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *c
             *vacuum |= op->kind == OP_VACUUM;
             s_apply(jn, op);
         }
-        if (group[b]->next_id > next_id)
+        if (group[b]->next_id > next_id || group[b]->exact)
             next_id = group[b]->next_id;
     }
     if (!jn->txn_failed && next_id != jn->wnext_id)
@@ -818,7 +825,14 @@ void *pd_journal_socket(pd_journal_t *jn) { return zsock_resolve(zactor_sock(jn-
 static void s_send(pd_journal_t *jn, s_batch_t *b)
 {
     b->seq = jn->next_seq++;
-    b->next_id = pd_jobs_next_id(jn->jobs);
+    uint64_t next = pd_jobs_next_id(jn->jobs);
+    if (b->exact) {
+        b->next_id = next;
+    } else {
+        if (next + S_ID_RESERVE / 2 > jn->reserved)
+            jn->reserved = next + S_ID_RESERVE;
+        b->next_id = jn->reserved;
+    }
     if (jn->tail)
         jn->tail->next = b;
     else
@@ -1692,7 +1706,7 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
         jn->nivs = 0;
     }
     if (rc == 0) {
-        jn->wnext_id = pd_jobs_next_id(jobs);
+        jn->wnext_id = jn->reserved = pd_jobs_next_id(jobs);
         jn->writer = zactor_new(s_writer, jn);
         if (!jn->writer) {
             snprintf(why, whycap, "journal %s: cannot start its writer thread", jn->path);
@@ -1719,6 +1733,15 @@ void pd_journal_destroy(pd_journal_t **p)
     pd_journal_t *jn = *p;
     if (jn->writer) {
         pd_journal_wait(jn, NULL, NULL);
+        if (jn->writable && s_op(jn, OP_VACUUM)) {
+            /* A clean stop: the exact next id, without the reserve, so that
+               ids go on without a gap. */
+            s_batch_t *b = jn->open;
+            jn->open = NULL;
+            b->exact = true;
+            s_send(jn, b);
+            pd_journal_wait(jn, NULL, NULL);
+        }
         zactor_destroy(&jn->writer); /* the writer is idle: it ends at once */
     }
     s_batch_free(jn, &jn->open);

@@ -26,14 +26,14 @@
     pd_journal_submit, pd_journal_put_mod) the journal appends operations to
     an open *batch*, holding a reference to each blob it will write.
     pd_journal_flush() hands the batch, numbered, to a writer thread (a CZMQ
-    actor that owns the SQLite connection), which applies every batch it
-    finds waiting in one transaction, commits (fsync with sync full) and
-    answers with the highest batch number now settled. The broker's loop
-    goes on meanwhile; it holds each reply that depends on an unsettled
-    batch (pd_journal_tag) and sends it when pd_journal_settle() reports
-    that batch committed. So the loop never waits for the disk, and one
-    commit covers whatever arrived while the previous one was syncing
-    (group commit).
+    actor that owns the SQLite connection), which applies it in one
+    transaction, commits (fsync with sync full) and answers with the batch
+    number now settled. While a batch is with the writer, flushes leave the
+    open batch growing, so the next commit covers whatever arrived during
+    the previous fsync (group commit). The broker's loop goes on meanwhile;
+    it holds each reply that depends on an unsettled batch (pd_journal_tag)
+    and sends it when pd_journal_settle() reports that batch committed. So
+    the loop never waits for the disk.
 
     When a write or a commit fails (disk full, I/O error), the writer rolls
     back and reports the batches failed; the journal turns *failing*:
@@ -135,7 +135,9 @@ size_t pd_journal_backlog(const pd_journal_t *jn);
 typedef struct {
     uint64_t seq;     /* the highest batch settled */
     bool ok;          /* committed; false: failed (the journal is now failing) */
-    uint64_t next_id; /* with ok: every job below this id is on disk */
+    uint64_t next_id; /* with ok: the journal's next id is at least this (it is written a
+                         reserve ahead), so jobs below it may go to workers: even if their
+                         submit is lost in a crash, their ids are never handed out again */
 } pd_journal_done_t;
 /* The ZeroMQ socket (a libzmq handle) that turns readable when a
    settlement waits: poll it with ZMQ_POLLIN. */

@@ -202,6 +202,16 @@ Test(unit_journal, a_new_journal_starts_empty_in_a_new_directory)
     cr_assert_eq(rec.next_id, 1);
 }
 
+Test(unit_journal, a_clean_stop_keeps_the_exact_next_id)
+{
+    s_open_ok();
+    s_put_module();
+    s_submit(7, 0, NULL);
+    s_commit();
+    s_open_ok(); /* the previous one was closed cleanly */
+    cr_assert_eq(rec.next_id, 8, "no gap after a clean stop");
+}
+
 Test(unit_journal, queued_and_running_jobs_come_back_queued_with_their_arguments)
 {
     s_open_ok();
@@ -272,7 +282,10 @@ Test(unit_journal, a_crash_loses_only_what_was_not_committed)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     s_open_ok();
-    cr_assert_eq(rec.next_id, 3);
+    /* After a crash ids go on from the reserve written ahead of them: jobs 3
+       to 5 may have reached a worker, so their ids are not given again. */
+    cr_assert_geq(rec.next_id, 6);
+    cr_assert_leq(rec.next_id, 3 + 1000000);
     cr_assert_eq(rec.queued, 2);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_QUEUED, "its result was not committed");
     cr_assert_eq(pd_jobs_state(jobs, 3), PD_JOB_UNKNOWN);
