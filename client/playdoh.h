@@ -231,7 +231,8 @@ typedef enum {
 } pd_pso_variant_t;
 
 typedef struct {
-    pd_pso_variant_t variant; /* default PD_PSO_SPSO2011 */
+    pd_pso_variant_t variant; /* default PD_PSO_COMPONENT (docs/optimisation.md says when
+                                 to prefer PD_PSO_SPSO2011) */
     double inertia;           /* w; default 1 / (2 ln 2) ~ 0.721 */
     double cognitive;         /* c1, pull towards the particle's own best; default 0.5 + ln 2 */
     double social;            /* c2, pull towards the best informant's best; default 0.5 + ln 2 */
@@ -261,10 +262,10 @@ typedef struct {
                               stopping tolerances; 0 = none; default 9 */
     double popsize_factor; /* IPOP: population growth per restart; default 2 */
     double tol_fun;        /* stop when the best values of the last 10 + 30 dim / lambda
-                              generations and all of the current one lie within this;
-                              default 1e-12 */
+                              generations and all of the current one lie within this
+                              times |best value| (relative); default 1e-12 */
     double tol_x;          /* stop when every coordinate's standard deviation falls below
-                              tol_x times sigma0 (in units of the initial range); default 1e-12 */
+                              tol_x times sigma0 (in units of the initial range); default 1e-16 */
 } pd_cmaes_params_t;
 
 /* Progress after each iteration, for pd_optim_opts_t.progress. */

@@ -85,7 +85,7 @@ void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
     o->migration_count = 1;
     o->groups = 1;
     o->pso = (pd_pso_params_t){
-        .variant = PD_PSO_SPSO2011,
+        .variant = PD_PSO_COMPONENT,
         .inertia = 1.0 / (2.0 * log(2.0)),
         .cognitive = 0.5 + log(2.0),
         .social = 0.5 + log(2.0),
@@ -105,7 +105,7 @@ void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
         .restarts = 9,
         .popsize_factor = 2,
         .tol_fun = 1e-12,
-        .tol_x = 1e-12,
+        .tol_x = 1e-16,
     };
 }
 
