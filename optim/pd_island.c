@@ -40,8 +40,10 @@ struct pd_island {
     size_t fint_cap;
     double *fuser;             /* values written by the fitness (pd_island_step) */
     size_t fuser_cap;
-    double *mig;               /* scratch for export/import values */
+    double *mig;               /* scratch for imported values */
     size_t mig_cap;
+    double *migx;              /* scratch for imported points */
+    size_t migx_cap;
     bool pending;              /* an ask waits for its tell */
     uint64_t iterations;       /* steps done */
 };
@@ -94,6 +96,7 @@ void pd_island_destroy(pd_island_t **isp)
     free(is->fint);
     free(is->fuser);
     free(is->mig);
+    free(is->migx);
     free(is);
     *isp = NULL;
 }
@@ -286,11 +289,23 @@ size_t pd_island_export(pd_island_t *is, uint32_t g, size_t k, double *x, double
 size_t pd_island_import(pd_island_t *is, uint32_t g, size_t m, const double *x, const double *f)
 {
     assert(g < is->groups && !is->pending);
-    if (!s_reserve((void **) &is->mig, &is->mig_cap, m, sizeof *is->mig))
+    if (!s_reserve((void **) &is->mig, &is->mig_cap, m, sizeof *is->mig) ||
+        !s_reserve((void **) &is->migx, &is->migx_cap, m * is->dim, sizeof *is->migx))
         return 0;
-    for (size_t i = 0; i < m; i++)
-        is->mig[i] = is->sense * f[i];
-    return pd_optimizer_import(is->opt[g], m, x, is->mig);
+    /* only migrants inside the bounds with a value: one from a node with
+       other bounds, or a damaged message, must not become this island's best */
+    size_t kept = 0;
+    for (size_t i = 0; i < m; i++) {
+        const double *xi = x + i * is->dim;
+        bool inside = !isnan(f[i]);
+        for (size_t j = 0; j < is->dim && inside; j++)
+            inside = xi[j] >= is->o->lower[j] && xi[j] <= is->o->upper[j];
+        if (!inside)
+            continue;
+        memcpy(is->migx + kept * is->dim, xi, is->dim * sizeof *xi);
+        is->mig[kept++] = is->sense * f[i];
+    }
+    return pd_optimizer_import(is->opt[g], kept, is->migx, is->mig);
 }
 
 double pd_island_best(const pd_island_t *is, uint32_t g, const double **x)

@@ -62,8 +62,9 @@ bool pd_island_group_idle(const pd_island_t *is, uint32_t g);
 /* Best k distinct individuals of group g into x (k x dim) and f (user's
    sense). Returns how many. */
 size_t pd_island_export(pd_island_t *is, uint32_t g, size_t k, double *x, double *f);
-/* Offers m individuals of group g (x inside the bounds, f in the user's
-   sense, not NaN). Returns how many the group's optimiser took in. */
+/* Offers m individuals of group g (f in the user's sense); those outside
+   the bounds or valued NaN are dropped. Returns how many the group's
+   optimiser took in. */
 size_t pd_island_import(pd_island_t *is, uint32_t g, size_t m, const double *x, const double *f);
 /* Best value of group g so far (user's sense; +/-INFINITY before any) and
    its point (borrowed, NULL before any). */
