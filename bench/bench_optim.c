@@ -16,12 +16,15 @@
     one island in-process (the figure the cluster form will be compared
     with).
 
-    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)]
+    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality | cost]
+    (cost: the overhead and throughput tables only, which are the ones the
+    load of a shared machine disturbs; the quality table is deterministic)
 */
 #include "bench_optim.h"
 #include "playdoh.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,23 +158,10 @@ static size_t pop_of(pd_algo_t algo, size_t dim)
     return 40;
 }
 
-int main(int argc, char **argv)
+/* The quality table: every row, SEEDS seeds each, pagmo beside. */
+static int s_quality(int seeds, unsigned long long budget)
 {
-    int seeds = argc > 1 ? atoi(argv[1]) : 10;
-    unsigned long long budget = argc > 2 ? strtoull(argv[2], NULL, 10) : 100000;
-    if (seeds < 1 || seeds > 1000 || budget < 1000) {
-        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000]\n");
-        return 2;
-    }
     double *ours = malloc(seeds * sizeof *ours), *theirs = malloc(seeds * sizeof *theirs);
-#if BENCH_HAVE_PAGMO
-    printf("# bench_optim: %d seeds, %llu evaluations, one island; pagmo %s in the same run\n\n",
-           seeds, budget, bench_pagmo_version());
-#else
-    printf("# bench_optim: %d seeds, %llu evaluations, one island; pagmo not built "
-           "(install libpagmo-dev and reconfigure for the comparison)\n\n",
-           seeds, budget);
-#endif
     printf("## Quality: median final value (success rate: final < 1e-8)\n\n");
     printf("| function | D | Playdoh | median | success | pagmo | median | success |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
@@ -219,6 +209,14 @@ int main(int argc, char **argv)
                 fflush(stdout);
             }
 
+    free(ours);
+    free(theirs);
+    return 0;
+}
+
+/* The overhead and throughput tables. */
+static int s_cost(unsigned long long budget)
+{
     printf("\n## Overhead per evaluation on the sphere (µs; run time less fitness time)\n\n");
     printf("| algorithm | D | Playdoh | pagmo | ratio pagmo/Playdoh |\n|---|---|---|---|---|\n");
     for (size_t ri = 0; ri < 3; ri++)
@@ -267,7 +265,32 @@ int main(int argc, char **argv)
                    1.0 / fitness_cost(dim, 1000, big));
             fflush(stdout);
         }
-    free(ours);
-    free(theirs);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int seeds = argc > 1 ? atoi(argv[1]) : 10;
+    unsigned long long budget = argc > 2 ? strtoull(argv[2], NULL, 10) : 100000;
+    const char *part = argc > 3 ? argv[3] : "all";
+    bool quality = strcmp(part, "all") == 0 || strcmp(part, "quality") == 0;
+    bool cost = strcmp(part, "all") == 0 || strcmp(part, "cost") == 0;
+    if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !cost)) {
+        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] [all|quality|cost]\n");
+        return 2;
+    }
+#if BENCH_HAVE_PAGMO
+    printf("# bench_optim: %d seeds, %llu evaluations, one island; pagmo %s in the same run\n\n",
+           seeds, budget, bench_pagmo_version());
+#else
+    printf("# bench_optim: %d seeds, %llu evaluations, one island; pagmo not built "
+           "(install libpagmo-dev and reconfigure for the comparison)\n\n",
+           seeds, budget);
+#endif
+    int rc = 0;
+    if (quality)
+        rc = s_quality(seeds, budget);
+    if (rc == 0 && cost)
+        rc = s_cost(budget);
+    return rc;
 }

@@ -34,6 +34,7 @@ typedef struct {
     size_t elites;          /* kept unchanged each generation (< n) */
     uint32_t tournament;    /* tournament size */
     double pc, eta_c;       /* crossover probability and SBX index */
+    double beta_flat;       /* beyond it SBX's alpha is exactly 2 (s_sbx_alpha) */
     double pm, eta_m;       /* mutation probability per coordinate and index */
     const double *lo, *hi;  /* bounds (borrowed) */
     pd_rng_t *rng;          /* the optimiser's stream */
@@ -75,6 +76,7 @@ static void *s_create(const pd_algo_env_t *env)
     s->tournament = gp->tournament ? gp->tournament : 2;
     s->pc = gp->crossover_prob;
     s->eta_c = gp->eta_c;
+    s->beta_flat = pow(1e17, 1.0 / (gp->eta_c + 1.0));
     s->pm = gp->mutation_prob > 0 ? gp->mutation_prob : 1.0 / (double) d;
     s->eta_m = gp->eta_m;
     s->lo = env->lo;
@@ -108,11 +110,19 @@ static size_t s_tournament(ga_t *s)
     return best;
 }
 
-/* SBX spread factor for one side: the distance to the bound (beta) limits
-   the spread so that the child stays inside. */
-static double s_sbx_betaq(double u, double beta, double eta)
+/* SBX's alpha for one side: 2 - beta^-(eta+1), where beta grows with the
+   distance to the bound, so that the child stays inside. Beyond
+   beta_flat, beta^-(eta+1) < 1e-17, less than half a unit in the last
+   place of 2: alpha is then exactly 2 and pow is skipped (the common case
+   once parents are close, and bit-identical to computing it). */
+static double s_sbx_alpha(const ga_t *s, double beta)
 {
-    double alpha = 2.0 - pow(beta, -(eta + 1.0));
+    return beta > s->beta_flat ? 2.0 : 2.0 - pow(beta, -(s->eta_c + 1.0));
+}
+
+/* SBX spread factor for a draw u and a side's alpha. */
+static double s_sbx_betaq(double u, double alpha, double eta)
+{
     if (u <= 1.0 / alpha)
         return pow(u * alpha, 1.0 / (eta + 1.0));
     return pow(1.0 / (2.0 - u * alpha), 1.0 / (eta + 1.0));
@@ -130,8 +140,10 @@ static void s_sbx(ga_t *s, const double *a, const double *b, double *c1, double 
         }
         double y1 = fmin(a[j], b[j]), y2 = fmax(a[j], b[j]), dy = y2 - y1;
         double u = pd_rng_uniform(s->rng);
-        double bq1 = s_sbx_betaq(u, 1.0 + 2.0 * (y1 - lo) / dy, s->eta_c);
-        double bq2 = s_sbx_betaq(u, 1.0 + 2.0 * (hi - y2) / dy, s->eta_c);
+        double a1 = s_sbx_alpha(s, 1.0 + 2.0 * (y1 - lo) / dy);
+        double a2 = s_sbx_alpha(s, 1.0 + 2.0 * (hi - y2) / dy);
+        double bq1 = s_sbx_betaq(u, a1, s->eta_c);
+        double bq2 = a2 == a1 ? bq1 : s_sbx_betaq(u, a2, s->eta_c);
         double k1 = pd_clamp(0.5 * ((y1 + y2) - bq1 * dy), lo, hi);
         double k2 = pd_clamp(0.5 * ((y1 + y2) + bq2 * dy), lo, hi);
         if (pd_rng_uniform(s->rng) <= 0.5) {

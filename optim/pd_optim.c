@@ -257,6 +257,18 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         break;
     }
     }
+    /* the history: islands x groups doubles per iteration, for as many
+       iterations as the stopping rules allow with every group running */
+    double per_iter = (double) pop - (o->algo == PD_ALGO_GA ? (double) o->ga.elites : 0);
+    double iters = o->iterations ? (double) o->iterations : INFINITY;
+    if (o->budget)
+        iters = fmin(iters, 1 + (double) o->budget / (per_iter * groups * o->islands));
+    double hist_bytes = iters * groups * o->islands * 8.0;
+    if (hist_bytes > PD_OPTIM_MAX_BYTES)
+        return s_fail(err, errlen,
+                      "the history of up to %.0f iterations x %u islands x %u groups would take "
+                      "%.1f GiB: lower iterations or budget",
+                      iters, o->islands, groups, hist_bytes / (1 << 30));
     return 0;
 }
 

@@ -465,7 +465,7 @@ long pd_migrants_decode(const void *buf, size_t len, size_t dim, uint32_t groups
     }
     pd_rd_t r;
     pd_rd_init(&r, buf, len);
-    uint32_t n, k, kd, group;
+    uint32_t n = 0, k = 0, kd = 0, group = 0;
     if (pd_rd_array(&r, &n) || n != 3 || s_read_u32(&r, "group", &group, NULL, 0) ||
         pd_rd_array(&r, &k)) {
         snprintf(err, errlen, "migrants: not [group, [values], [points]]");

@@ -515,6 +515,7 @@ ParameterizedTestParameters(optim, bad_options_are_refused_with_a_reason)
         {6, "self-loop"},          {7, "popsize"},           {8, "dim"},
         {9, "pso.inertia"},        {10, "ga.elites"},        {11, "cmaes.sigma0"},
         {12, "islands"},           {13, "migration_count"},  {14, "lower 1 and upper nan"},
+        {15, "history"},
     };
     return cr_make_param_array(bad_t, t, sizeof t / sizeof t[0]);
 }
@@ -552,6 +553,7 @@ ParameterizedTest(bad_t *t, optim, bad_options_are_refused_with_a_reason)
     case 12: o.islands = 0; break;
     case 13: o.migration_count = 100; break;
     case 14: l[4] = 1; h[4] = NAN; break;
+    case 15: o.budget = 0; o.iterations = 1000000000000ull; break;
     }
     char err[512] = "";
     cr_expect_eq(pd_optim_opts_check(&o, err, sizeof err), PD_EINVAL, "case %d accepted", t->what);
