@@ -177,13 +177,17 @@ static int s_read_result(pd_rd_t *r, uint64_t *id, uint64_t *attempt, bool *ok,
     return 0;
 }
 
-/* Reads {code, msg, slot} of a task error; absent fields get defaults. */
+/* Reads {code, msg, slot, value?} of a task error; absent fields get
+   defaults (*value NULL when there is none). */
 static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_t codecap,
-                              char *msg, size_t msgcap, int64_t *slot)
+                              char *msg, size_t msgcap, int64_t *slot, const uint8_t **value,
+                              size_t *value_len)
 {
     snprintf(code, codecap, "PD_ETASK");
     snprintf(msg, msgcap, "the task failed without a message");
     *slot = -1;
+    *value = NULL;
+    *value_len = 0;
     pd_rd_t r;
     pd_rd_init(&r, val, vlen);
     uint32_t n;
@@ -198,6 +202,9 @@ static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_
                 return;
         } else if (pd_rd_key_is(&r, "slot")) {
             if (pd_rd_int(&r, slot) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_key_is(&r, "value")) {
+            if (pd_rd_skip(&r, value, value_len))
                 return;
         } else if (pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL)) {
             return;
@@ -265,8 +272,11 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         } else {
             char code[64], msg[1024];
             int64_t slot;
-            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot);
-            pd_jobs_set_failed(b->jobs, id, code, msg, wk->host, slot);
+            const uint8_t *value;
+            size_t value_len;
+            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
+                              &value_len);
+            pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
         }
     }
     if (blob->refs == 0)
@@ -351,7 +361,8 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
-        if (!pd_worker_has_mod(wk, job->mod) && (rc = s_send_mod(b, wk, job->mod)) != 0) {
+        if (!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
+            (rc = s_send_mod(b, wk, job->mod)) != 0) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }

@@ -424,17 +424,27 @@ void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, u
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot)
 {
+    return pd_jobs_set_failed_value(j, id, code, msg, host, slot, NULL, 0);
+}
+
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len)
+{
     pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, value && len ? 6 : 5);
     pd_pack_kv_str(&pk, "code", code);
     pd_pack_kv_str(&pk, "msg", msg);
     pd_pack_kv_str(&pk, "host", host);
     pd_pack_kv_int(&pk, "slot", slot);
     pd_pack_kv_uint(&pk, "attempts", job->attempt);
+    if (value && len) {
+        pd_pack_cstr(&pk, "value");
+        pd_pack_raw(&pk, value, len);
+    }
     if (b.failed) {
         pd_buf_free(&b);
         return PD_ENOMEM; /* the job is failed with a nil error value */

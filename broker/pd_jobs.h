@@ -121,6 +121,10 @@ void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, u
 /* Failed with an error map {code, msg, host, slot, attempts} packed here. */
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot);
+/* Failed, with the job's partial output (one msgpack value, value[0..len))
+   added to the error map as "value" (an exec job's {exit, out, err, ...}). */
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len);
 /* Cancelled. */
 void pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id);
 

@@ -29,10 +29,23 @@ pd_mods_t *pd_mods_new(void)
     if (!m)
         return NULL;
     m->index = zhashx_new();
-    if (!m->index) {
+    m->mods = calloc(16, sizeof *m->mods);
+    pd_mod_t *b = calloc(1, sizeof *b);
+    if (!m->index || !m->mods || !b || !(b->name = strdup(PD_MODS_BUILTIN)) ||
+        zhashx_insert(m->index, PD_MODS_BUILTIN, (void *) (uintptr_t) 1)) {
+        if (b)
+            free(b->name);
+        free(b);
+        free(m->mods);
+        zhashx_destroy(&m->index);
         free(m);
         return NULL;
     }
+    m->cap = 16;
+    snprintf(b->hash, sizeof b->hash, "%s", PD_MODS_BUILTIN);
+    snprintf(b->kind, sizeof b->kind, "b");
+    m->mods[0] = b;
+    m->n = 1;
     return m;
 }
 
@@ -72,6 +85,8 @@ const pd_mod_t *pd_mods_get(pd_mods_t *m, uint32_t i)
 }
 
 uint32_t pd_mods_count(const pd_mods_t *m) { return m->n; }
+
+bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i) { return pd_mods_get(m, i)->kind[0] == 'b'; }
 
 int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char *kind,
                     const void *data, size_t len, char *why, size_t whycap)

@@ -54,7 +54,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
     }
     const char *level = getenv("PLAYDOH_LOG_LEVEL");
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--log-level", (char *) (level ? level : "warn"), NULL};
+                     "--log-level", (char *) (level ? level : "error"), NULL};
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)
@@ -70,7 +70,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
     char cpus_s[16];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     char *wargv[] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s, "--log-level",
-                     (char *) (level ? level : "warn"), NULL};
+                     (char *) (level ? level : "error"), NULL};
     l->worker = pd_proc_spawn(wargv, NULL);
     /* Wait for the worker to join. */
     pd_client_t *c = pd_client_new(l->endpoint, err);

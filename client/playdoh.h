@@ -116,6 +116,10 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
     uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
+                            queued jobs: the latest submit's value holds); 0 = no cap */
+    const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
+                            read with pd_task_shared(); NULL = none */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -144,7 +148,9 @@ int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *sta
 typedef struct {
     uint64_t id;
     pd_job_state_t state; /* PD_JOB_QUEUED or RUNNING if it had not ended in time */
-    void *value;          /* done: the result, one msgpack value (owned) */
+    void *value;          /* done: the result, one msgpack value (owned); failed: the
+                             job's partial output when it has one (an exec job's
+                             {exit, out, err, ...} map), else NULL */
     size_t len;           /* bytes in value */
     int code;             /* failed: a PD_E* code (PD_ECRASH, PD_ETIMEDOUT, ...) */
     char *error;          /* failed: the message, with host and slot (owned) */
@@ -157,6 +163,19 @@ typedef struct {
    batch of results arrives with the count ended so far. */
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user);
+/* Most results one pd_fetch_any call returns. */
+#define PD_FETCH_ANY_MAX 10000
+
+/* Waits up to timeout_ms (-1: for ever, 0: no wait) until at least one of
+   the jobs has ended, then stores the ended ones (at most max, capped at
+   PD_FETCH_ANY_MAX; in id order, not ids[] order) into results[0..k): each
+   entry's id says which job it is. Returns k, 0 when none ended in time, or
+   an error. A job that ended is returned again by the next call: drop its id
+   from ids[] once handled (or pd_release it). The ids are sent as ranges of
+   consecutive values, at most 4096 ranges per call: keep ids[] sorted and
+   put the ones that matter first. Free the entries with pd_results_clear. */
+long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
+                  pd_result_t *results, size_t max);
 /* Frees what pd_fetch stored in results[0..n) and zeroes them. */
 void pd_results_clear(pd_result_t *results, size_t n);
 /* Reads a done job's value as a number. Returns 0, or PD_EPROTO if it is not. */
@@ -169,6 +188,40 @@ long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n);
 /* Tells the broker to forget ended jobs and free their results. Returns how
    many it forgot, or an error. */
 long pd_release(pd_client_t *c, const uint64_t *ids, size_t n);
+
+/* ---- shell commands ------------------------------------------------------ */
+
+/* The reserved module hash of the built-in tasks, which every worker has. */
+#define PD_BUILTIN "builtin"
+
+/* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
+   slot (in the worker's directory, standard input from /dev/null), and its
+   exit status, standard output and standard error (up to 4 MiB each) come
+   back as the job's result. A command that exits 0 makes a done job; any
+   other status a failed one (PD_ETASK) whose pd_result_t.value still holds
+   the output. Read either with pd_result_exec. Returns as pd_map. */
+long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
+             uint64_t *ids);
+
+/* What an exec job produced. Pointers are borrowed from the pd_result_t. */
+typedef struct {
+    int exit;          /* exit status; -1 when the command was killed by a signal */
+    int signal;        /* the signal that killed it, or 0 */
+    const char *out;   /* standard output (not NUL-terminated) */
+    size_t out_len;    /* its bytes */
+    const char *err;   /* standard error (not NUL-terminated) */
+    size_t err_len;    /* its bytes */
+    const char *host;  /* the worker's host name (not NUL-terminated) */
+    size_t host_len;   /* its bytes */
+    double start;      /* Unix time (seconds) when the command started */
+    double runtime;    /* seconds it ran */
+    bool truncated;    /* output beyond 4 MiB per stream was dropped */
+} pd_exec_result_t;
+
+/* Reads an exec job's output from a done or failed result. Returns 0, or
+   PD_EPROTO when r holds no exec output (another kind of job, or a job that
+   failed before its command ran: crash, time-out, lost worker). */
+int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x);
 
 #ifdef __cplusplus
 }

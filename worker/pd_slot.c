@@ -10,6 +10,7 @@
 #include "pd_slot.h"
 #include "pd_codec.h"
 #include "pd_error.h"
+#include "pd_exec.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_task.h"
@@ -289,6 +290,8 @@ static int s_kill_reap(pd_slot_t *s)
 {
     int status = 0;
     if (s->pid > 0) {
+        /* The whole group: commands an exec job started die with the slot. */
+        kill(-s->pid, SIGKILL);
         kill(s->pid, SIGKILL);
         while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
             ;
@@ -374,6 +377,7 @@ static int s_reap_closed(pd_slot_t *s, bool *killed)
     for (int i = 0; i < S_REAP_GRACE_MS; i++) {
         pid_t r = waitpid(s->pid, &status, WNOHANG);
         if (r == s->pid || (r < 0 && errno != EINTR)) {
+            kill(-s->pid, SIGKILL); /* what an exec job left behind in its group */
             s->pid = 0;
             s_close_fds(s);
             return status;
@@ -642,11 +646,13 @@ bool pd_slot_is_child(int argc, char **argv)
 /* The child's state, for one run of pd_slot_main(). */
 typedef struct {
     int index;           /* slot index */
+    const char *host;    /* host name, for exec results (borrowed from argv) */
     pd_modcache_t *mc;   /* module cache */
     pd_task_t *task;     /* task context, reused */
     pd_buf_t out;        /* frame being written */
     msgpack_packer pk;   /* packer into out */
     char last_mod[65];   /* module of the previous job */
+    pd_buf_t aux;        /* a built-in task's result, reused */
 } s_child_t;
 
 static int s_child_send(s_child_t *c) { return s_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
@@ -682,6 +688,55 @@ static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *va
     return s_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
+/* Writes [2, id, false, {code, msg, slot, value}, us]: a failed job that
+   carries a value (an exec job's output). */
+static int s_child_fail_value(s_child_t *c, uint64_t id, int code, const char *msg,
+                              const uint8_t *val, size_t len, uint64_t us)
+{
+    s_frame_begin(&c->out);
+    msgpack_pack_array(&c->pk, 5);
+    msgpack_pack_int(&c->pk, S_FRAME_RESULT);
+    msgpack_pack_uint64(&c->pk, id);
+    msgpack_pack_false(&c->pk);
+    msgpack_pack_map(&c->pk, 4);
+    pd_pack_kv_str(&c->pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&c->pk, "msg", msg);
+    pd_pack_kv_int(&c->pk, "slot", c->index);
+    pd_pack_cstr(&c->pk, "value");
+    pd_pack_raw(&c->pk, val, len);
+    msgpack_pack_uint64(&c->pk, us);
+    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+}
+
+/* Runs a job of the reserved module "builtin": function fn over arg. */
+static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint8_t *arg,
+                           size_t alen)
+{
+    char msg[512];
+    if (strcmp(fn, "exec") != 0) {
+        snprintf(msg, sizeof msg, "the built-in module has no function '%.200s' (it has: exec)",
+                 fn);
+        return s_child_result(c, id, PD_ENOFUNC, (const uint8_t *) msg, strlen(msg), 0);
+    }
+    pd_rd_t r;
+    pd_rd_init(&r, arg, alen);
+    const char *cmd;
+    uint32_t clen;
+    if (pd_rd_str(&r, &cmd, &clen)) {
+        snprintf(msg, sizeof msg, "exec wants a command line (a string) as its argument");
+        return s_child_result(c, id, PD_ETASK, (const uint8_t *) msg, strlen(msg), 0);
+    }
+    pd_buf_reset(&c->aux);
+    uint64_t t0 = s_now_us();
+    int code = pd_exec_run(cmd, clen, c->host, &c->aux, msg, sizeof msg);
+    uint64_t us = s_now_us() - t0;
+    if (code == 0)
+        return s_child_result(c, id, 0, c->aux.data, c->aux.len, us);
+    if (code == PD_ETASK)
+        return s_child_fail_value(c, id, code, msg, c->aux.data, c->aux.len, us);
+    return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), us);
+}
+
 /* Reads a str field into dst; returns 0 or -1. */
 static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r, dst, cap) ? -1 : 0; }
 
@@ -700,6 +755,8 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
         pd_log_error("slot %d: malformed job frame from the worker", c->index);
         return -1;
     }
+    if (strcmp(kind, "b") == 0)
+        return s_child_builtin(c, id, fn, arg, alen);
     bool switched = strcmp(mod, c->last_mod) != 0;
     if (switched && s_child_mark(c, S_FRAME_LOAD, id))
         return -1;
@@ -784,7 +841,6 @@ int pd_slot_main(int argc, char **argv)
         s_usage_child();
         return 2;
     }
-    (void) host;
     static char tag[32];
     snprintf(tag, sizeof tag, "slot %d", index);
     pd_log_set_tag(tag);
@@ -799,6 +855,8 @@ int pd_slot_main(int argc, char **argv)
     s_child_t c;
     memset(&c, 0, sizeof c);
     c.index = index;
+    c.host = host;
+    pd_buf_init(&c.aux);
     int err = 0;
     c.mc = pd_modcache_new(cache, &err);
     c.task = pd_task_new(index);
@@ -811,6 +869,7 @@ int pd_slot_main(int argc, char **argv)
         rc = s_child_group(&c, &in);
     pd_buf_free(&in);
     pd_buf_free(&c.out);
+    pd_buf_free(&c.aux);
     pd_task_destroy(&c.task);
     pd_modcache_destroy(&c.mc);
     return rc == 0 ? 0 : 1;

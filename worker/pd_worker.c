@@ -263,6 +263,10 @@ static void s_on_requeue(void *user, pd_job_t *job)
    from an earlier run). NULL when unknown. */
 static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
 {
+    /* The reserved module of built-in tasks (exec) needs no code. */
+    static const s_mod_t builtin = {.hash = "builtin", .kind = "b", .name = "builtin"};
+    if (strcmp(hash, "builtin") == 0)
+        return &builtin;
     for (size_t i = 0; i < w->nmods; i++)
         if (strcmp(w->mods[i].hash, hash) == 0)
             return &w->mods[i];
