@@ -121,14 +121,19 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1];
     const uint8_t *args;
     size_t args_len;
-    uint64_t timeout_ms = 0, retries = 3;
+    uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
     int rc;
     if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
         (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
         (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
-        (rc = pd_msg_uint_opt(m, "retries", &retries)))
+        (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
+        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)))
         return s_why(m, o, rc);
+    if (max_slots > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'max_slots' is larger than %u", UINT32_MAX);
+        return PD_EINVAL;
+    }
     if (timeout_ms > UINT32_MAX) {
         snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
         return PD_EINVAL;
@@ -146,8 +151,11 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     uint64_t first;
     uint32_t n;
-    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, args, args_len, (uint32_t) timeout_ms,
-                        (uint32_t) retries, &first, &n, o->why, sizeof o->why);
+    pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
+                            .fn = fn, .args = args, .args_len = args_len,
+                            .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
+                            .max_slots = (uint32_t) max_slots};
+    rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
     msgpack_packer pk;

@@ -1,0 +1,179 @@
+/* Integration tests of sharing a cluster: several clients at once (fair
+   round-robin, --max-slots), shared data sent once per machine, modules of
+   several files with an init function. Real broker and worker processes on
+   loopback, driven through libplaydoh-client and playdoh-submit. */
+#include "pd_harness.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *MODULE_SRC =
+    "#include <playdoh_task.h>\n"
+    "#include <time.h>\n"
+    "static double s_wall(void) {\n"
+    "    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);\n"
+    "    return ts.tv_sec + ts.tv_nsec / 1e9;\n"
+    "}\n"
+    "/* sleeps x ms; returns [start, end] in Unix seconds */\n"
+    "PD_TASK(stamp, t) {\n"
+    "    double ms; if (pd_arg_double(t, &ms)) return pd_task_fail(t, \"want ms\");\n"
+    "    double a = s_wall();\n"
+    "    struct timespec ts = {0, (long) (ms * 1e6)}; nanosleep(&ts, NULL);\n"
+    "    double b = s_wall();\n"
+    "    pd_out_array(t, 2); pd_out_double(t, a); return pd_out_double(t, b);\n"
+    "}\n";
+
+static pd_harness_t h;
+static pd_client_t *c;
+static char mod[PD_HASH_HEX];
+
+static void start(int workers, int cpus)
+{
+    pd_harness_start(&h, NULL);
+    for (int i = 0; i < workers; i++)
+        pd_harness_add_worker(&h, cpus);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, workers * cpus);
+    char *path = pd_harness_module(&h, "stamp.c", MODULE_SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+}
+
+static void stop(void)
+{
+    pd_client_destroy(&c);
+    pd_harness_stop(&h);
+}
+
+TestSuite(share, .fini = stop, .timeout = 180);
+
+/* Runs a shell command; returns its exit status and its stdout (malloc'ed). */
+static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(char **out, const char *fmt, ...)
+{
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    free(cmd);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+Test(share, a_second_client_does_not_wait_behind_all_of_the_first)
+{
+    start(1, 2);
+    enum { NA = 300, NB = 10 };
+    static double xa[NA], xb[NB];
+    static uint64_t ida[NA], idb[NB];
+    static pd_result_t rb[NB];
+    for (int i = 0; i < NA; i++)
+        xa[i] = 10;
+    for (int i = 0; i < NB; i++)
+        xb[i] = 10;
+    pd_client_t *second = pd_harness_client(&h);
+    cr_assert_eq(pd_map_doubles(c, mod, "stamp", xa, NA, NULL, ida), NA, "%s", pd_client_error(c));
+    cr_assert_eq(pd_map_doubles(second, mod, "stamp", xb, NB, NULL, idb), NB,
+                 "%s", pd_client_error(second));
+    cr_assert_eq(pd_fetch(second, idb, NB, 120000, rb, NULL, NULL), NB);
+    for (int i = 0; i < NB; i++)
+        cr_assert_eq(rb[i].state, PD_JOB_DONE, "%s", rb[i].error);
+    pd_results_clear(rb, NB);
+    /* FIFO would have run all 300 of the first client's jobs (3 s of work)
+       before these 10; round-robin interleaves them. */
+    pd_job_state_t st[NA];
+    cr_assert_eq(pd_status(c, ida, NA, st), 0);
+    int unfinished = 0;
+    for (int i = 0; i < NA; i++)
+        unfinished += st[i] == PD_JOB_QUEUED || st[i] == PD_JOB_RUNNING;
+    cr_assert_geq(unfinished, 150, "only %d of the first client's %d jobs were left when the "
+                  "second client's 10 ended: they waited in line", unfinished, NA);
+    pd_client_destroy(&second);
+    pd_cancel(c, ida, NA);
+}
+
+/* True when no two [start, end] intervals of the results overlap. */
+static bool s_sequential(pd_result_t *res, int n)
+{
+    double a[64][2];
+    cr_assert_leq(n, 64);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "%s", res[i].error);
+        const uint8_t *p = res[i].value;
+        /* [float64, float64]: 0x92 0xcb <8> 0xcb <8> */
+        cr_assert_eq(res[i].len, 19);
+        for (int k = 0; k < 2; k++) {
+            uint64_t u = 0;
+            for (int b = 0; b < 8; b++)
+                u = u << 8 | p[2 + 9 * k + b];
+            memcpy(&a[i][k], &u, 8);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (i != j && a[i][0] < a[j][1] && a[j][0] < a[i][1])
+                return false;
+    return true;
+}
+
+Test(share, max_slots_caps_how_many_jobs_of_a_client_run_at_once)
+{
+    start(1, 2);
+    enum { N = 8 };
+    double x[N];
+    uint64_t ids[N];
+    pd_result_t res[N];
+    for (int i = 0; i < N; i++)
+        x[i] = 50;
+    pd_map_opts_t o = {.max_slots = 1};
+    cr_assert_eq(pd_map_doubles(c, mod, "stamp", x, N, &o, ids), N, "%s", pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, N, 60000, res, NULL, NULL), N);
+    cr_assert(s_sequential(res, N), "two jobs of a client capped at one slot ran at once");
+    pd_results_clear(res, N);
+}
+
+Test(share, exec_max_slots_from_the_command_line)
+{
+    start(1, 2);
+    char *out;
+    char submit[1024];
+    snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
+    int st = run(&out, "%s --broker %s exec --max-slots 1 -- "
+                 "'date +%%s.%%N; sleep 0.1; date +%%s.%%N; : {}' ::: 1 2 3 4", submit, h.endpoint);
+    cr_assert_eq(st, 0, "%s", out);
+    double t[8];
+    char *p = out;
+    for (int i = 0; i < 8; i++) {
+        t[i] = strtod(p, &p);
+        cr_assert_gt(t[i], 1e9, "output: %s", out);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            cr_assert(i == j || !(t[2 * i] < t[2 * j + 1] && t[2 * j] < t[2 * i + 1]),
+                      "commands %d and %d overlapped with --max-slots 1: %s", i, j, out);
+    free(out);
+}
