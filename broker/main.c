@@ -7,6 +7,7 @@
 */
 #include "pd_broker.h"
 #include "pd_error.h"
+#include "pd_shared.h"
 #include "pd_log.h"
 
 #include <errno.h>
@@ -36,12 +37,16 @@ static void s_usage(FILE *f)
             "  --liveness N       silent intervals before a worker is declared dead (default %u)\n"
             "  --max-jobs N       unfinished jobs held at most (default 4000000)\n"
             "  --result-ttl S     seconds a result is kept after its first fetch (default %u)\n"
+            "  --max-shared-mb N  largest shared data of a map, MiB (default %llu, at most %llu)\n"
+            "  --shared-store-mb N  shared data kept at most, MiB (default %llu)\n"
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
             "  --help             this text\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
-            PD_BROKER_DEFAULT_TTL_S);
+            PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_SHARED_DEFAULT_MAX >> 20),
+            (unsigned long long) (PD_SHARED_LIMIT >> 20),
+            (unsigned long long) (PD_SHARED_DEFAULT_TOTAL >> 20));
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
@@ -77,6 +82,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"max-shared-mb", required_argument, NULL, 'S'},
+        {"shared-store-mb", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +138,16 @@ int main(int argc, char **argv)
         case 'n':
             cfg.name = optarg;
             break;
+        case 'S':
+            if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
+                goto bad;
+            cfg.max_shared = v << 20;
+            break;
+        case 'T':
+            if (s_parse_u64("--shared-store-mb", optarg, 1, 1u << 20, &v))
+                goto bad;
+            cfg.shared_store = v << 20;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -147,6 +164,12 @@ int main(int argc, char **argv)
         goto bad;
     }
 
+    if (cfg.shared_store < cfg.max_shared) {
+        fprintf(stderr, "playdoh-broker: --shared-store-mb (%llu) must be at least "
+                        "--max-shared-mb (%llu)\n", (unsigned long long) (cfg.shared_store >> 20),
+                (unsigned long long) (cfg.max_shared >> 20));
+        goto bad;
+    }
     int err;
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     if (!b)

@@ -340,6 +340,49 @@ static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod)
     return rc;
 }
 
+/* Sends `shr {hash, data}` for shared-data index i, once per worker. */
+static int s_send_shared(pd_broker_t *b, pd_worker_t *wk, uint32_t i)
+{
+    const pd_shared_blob_t *sb = pd_shared_get(b->shared, i);
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "shr", 2);
+    pd_pack_kv_str(&pk, "hash", sb->hash);
+    pd_pack_cstr(&pk, "data");
+    msgpack_pack_bin(&pk, sb->len);
+    int rc = b->aux.failed ? PD_ENOMEM
+                           : pd_broker_send2(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len,
+                                             sb->data, sb->len);
+    pd_buf_reset(&b->aux);
+    if (rc == 0) {
+        char label[160];
+        pd_log_debug("shared data %.12s (%zu bytes) sent to worker %s", sb->hash, sb->len,
+                     s_label(wk, label, sizeof label));
+        rc = pd_worker_set_shared(wk, i, true);
+    }
+    return rc;
+}
+
+void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
+{
+    pd_log_info("shared data %.12s evicted from the store to make room", hash);
+    for (uint32_t k = 0; k < pd_workers_span(b->workers); k++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, k);
+        if (!wk || !pd_worker_has_shared(wk, i))
+            continue;
+        pd_worker_set_shared(wk, i, false);
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "shr_drop", 1);
+        pd_pack_kv_str(&pk, "hash", hash);
+        if (!b->aux.failed && pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+            wk->last_send = b->now_ms;
+        pd_buf_reset(&b->aux);
+    }
+}
+
 /* Sends one `run` chunk to wk. Returns the jobs sent (0: nothing sent). */
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
 {
@@ -366,17 +409,24 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
+        if (job->shared && !pd_worker_has_shared(wk, job->shared - 1) &&
+            (rc = s_send_shared(b, wk, job->shared - 1)) != 0) {
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
         if (pd_worker_track(wk, job, id)) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, job->shared ? 7 : 6);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
         pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
         msgpack_pack_uint32(&pk, job->timeout_ms);
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
+        if (job->shared)
+            pd_pack_cstr(&pk, pd_shared_get(b->shared, job->shared - 1)->hash);
         b->scratch[n++] = id;
     }
     if (n > 0 && !b->out.failed) {

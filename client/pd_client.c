@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@ struct pd_client {
     int timeout_ms;        /* how long a request waits for its reply */
     pd_buf_t out;          /* the request being built, reused */
     zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
+    uint64_t max_shared;   /* the broker's limit on shared data (0: not said) */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -98,6 +100,26 @@ static int s_send(pd_client_t *c)
         return s_fail(c, PD_EUNREACH,
                       "could not send to the broker at %s (%s): is playdoh-broker running?",
                       c->endpoint, zmq_strerror(errno));
+    return 0;
+}
+
+/* Sends the built request followed by data[0..len) (the bytes of a bin
+   field whose header ends the request) as one frame, copying data once. */
+static int s_send2(pd_client_t *c, const void *data, size_t len)
+{
+    if (c->out.failed || c->out.len + len > PD_MAX_FRAME)
+        return s_fail(c, PD_ETOOBIG, "request too large (over %u bytes)", PD_MAX_FRAME);
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, c->out.len + len))
+        return s_fail(c, PD_ENOMEM, "out of memory for a request of %zu bytes", c->out.len + len);
+    memcpy(zmq_msg_data(&msg), c->out.data, c->out.len);
+    memcpy((uint8_t *) zmq_msg_data(&msg) + c->out.len, data, len);
+    if (zmq_msg_send(&msg, c->sock, 0) < 0) {
+        zmq_msg_close(&msg);
+        return s_fail(c, PD_EUNREACH,
+                      "could not send to the broker at %s (%s): is playdoh-broker running?",
+                      c->endpoint, zmq_strerror(errno));
+    }
     return 0;
 }
 
@@ -257,6 +279,7 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
     uint64_t w = 0, s = 0;
     pd_msg_uint_opt(&m, "workers", &w);
     pd_msg_uint_opt(&m, "slots", &s);
+    pd_msg_uint_opt(&m, "max_shared", &c->max_shared);
     *workers = (int) w;
     *slots = (int) s;
     return 0;
@@ -334,6 +357,80 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
     const char *base = strrchr(path, '/');
     int rc = pd_module_upload(c, base ? base + 1 : path, kind, data, len, hash);
     free(data);
+    return rc;
+}
+
+/* ---- shared data --------------------------------------------------------- */
+
+int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_HASH_HEX])
+{
+    assert(c && (data || len == 0) && hash);
+    hash[0] = 0;
+    if (len == 0)
+        return s_fail(c, PD_EINVAL, "shared data is empty: give at least one byte");
+    if (c->max_shared && len > c->max_shared)
+        return s_fail(c, PD_ETOOBIG, "shared data is %zu bytes (%.1f MiB); the broker at %s "
+                      "takes at most %llu MiB (its --max-shared-mb)", len,
+                      (double) len / 1048576.0, c->endpoint,
+                      (unsigned long long) (c->max_shared >> 20));
+    if (len > PD_MAX_FRAME - 4096)
+        return s_fail(c, PD_ETOOBIG, "shared data is %zu bytes; one message carries at most %u",
+                      len, PD_MAX_FRAME - 4096);
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, data, len, NULL, 0);
+    sodium_bin2hex(hash, PD_HASH_HEX, h, sizeof h);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "shr_has", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_msg_t m;
+    int rc = s_call(c, req, "shr_ok", &m, c->timeout_ms);
+    if (rc)
+        return rc;
+    bool has = false;
+    pd_msg_bool(&m, "has", &has);
+    if (has)
+        return 0;
+    req = s_begin(c, &pk, "shr_put", 2);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_cstr(&pk, "data");
+    msgpack_pack_bin(&pk, len);
+    rc = s_send2(c, data, len);
+    if (rc)
+        return rc;
+    rc = s_recv(c, req, &m, c->timeout_ms, NULL);
+    if (rc)
+        return rc;
+    if (!pd_msg_is(&m, "shr_ok"))
+        return s_fail(c, PD_EPROTO, "broker answered '%s' where 'shr_ok' was expected", m.type);
+    return 0;
+}
+
+int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return s_fail(c, PD_EIO, "shared data %s is not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return s_fail(c, PD_EINVAL, "shared data %s is empty", path);
+    }
+    /* Mapped, not read: a large file is hashed and sent without a copy. */
+    void *p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return s_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
+    int rc = pd_shared_upload(c, p, (size_t) st.st_size, hash);
+    munmap(p, (size_t) st.st_size);
+    if (rc == PD_ETOOBIG || rc == PD_EINVAL) {
+        char tmp[sizeof c->err];
+        snprintf(tmp, sizeof tmp, "%s", c->err);
+        s_fail(c, rc, "%s: %s", path, tmp);
+    }
     return rc;
 }
 

@@ -111,6 +111,24 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
    error of pd_module_upload. */
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
 
+/* ---- shared data --------------------------------------------------------- */
+
+/* Uploads read-only data that every job of a map can read (pd_task_shared):
+   sent to the broker once (content-addressed by BLAKE2b-256: an upload of
+   bytes it has already costs one round trip), and from the broker to each
+   worker once, with the first job that names it; each worker keeps it in a
+   file and every slot process maps that file, so a machine holds one copy
+   however many slots and jobs read it. Writes the hash to pass as
+   pd_map_opts_t.shared. Returns 0, PD_EINVAL (empty), PD_ETOOBIG (over the
+   broker's --max-shared-mb; pd_client_error says the limit), PD_EOVERLOAD
+   (the broker's store is full of data unfinished maps use), or another
+   error. The broker may evict data no unfinished job uses to make room for
+   new data: upload again before each map (cheap when it is still there). */
+int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_HASH_HEX]);
+/* Uploads a file's bytes as shared data (mapped, not copied). Returns 0,
+   PD_EIO (unreadable), or an error of pd_shared_upload. */
+int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
+
 /* ---- asynchronous map ---------------------------------------------------- */
 
 typedef struct {

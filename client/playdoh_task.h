@@ -77,6 +77,14 @@ int pd_arg_double(pd_task_t *t, double *x);
 /* The argument as an array of numbers, converted into storage owned by the
    slot and valid for this call. Returns 0, or -1 if it is not such an array. */
 int pd_arg_doubles(pd_task_t *t, const double **x, size_t *n);
+/* The map's shared data (playdoh-submit map --shared FILE, or
+   pd_map_opts_t.shared): read-only bytes, mapped from the worker's cache and
+   shared by every slot of the machine, valid for the call (and for later
+   jobs of the same map: the address stays while the slot keeps it mapped).
+   Returns NULL with *len 0 when the job has none. The address is page
+   aligned, so an array of doubles can be read in place:
+       size_t len; const double *x = pd_task_shared(t, &len); n = len / 8; */
+const void *pd_task_shared(pd_task_t *t, size_t *len);
 /* The job's id and this slot's index, for logs or seeds. */
 uint64_t pd_task_job_id(pd_task_t *t);
 int pd_task_slot(pd_task_t *t);

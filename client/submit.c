@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -794,6 +795,22 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         pd_buf_free(&args);
         return rc;
     }
+    if (s->o.shared) {
+        /* Say so before starting anything: the upload happens later. */
+        struct stat st;
+        if (stat(s->o.shared, &st) != 0 || access(s->o.shared, R_OK) != 0) {
+            fprintf(stderr, "playdoh-submit: map: cannot read shared data %s: %s\n",
+                    s->o.shared, strerror(errno));
+            pd_buf_free(&args);
+            return 2;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+            fprintf(stderr, "playdoh-submit: map: shared data %s is %s\n", s->o.shared,
+                    S_ISREG(st.st_mode) ? "empty" : "not a regular file");
+            pd_buf_free(&args);
+            return 2;
+        }
+    }
     pd_client_t *c = pd_submit_connect(s);
     if (!c) {
         pd_buf_free(&args);
@@ -812,8 +829,18 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         pd_buf_free(&args);
         return 2;
     }
+    char shr[PD_HASH_HEX];
+    if (s->o.shared) {
+        rc = pd_shared_upload_file(c, s->o.shared, shr);
+        if (rc) {
+            fprintf(stderr, "playdoh-submit: map: %s\n", pd_client_error(c));
+            pd_buf_free(&args);
+            free(ids);
+            return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        }
+    }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
-                        .max_slots = s->o.max_slots};
+                        .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {

@@ -2,6 +2,7 @@
    round-robin, --max-slots), shared data sent once per machine, modules of
    several files with an init function. Real broker and worker processes on
    loopback, driven through libplaydoh-client and playdoh-submit. */
+#include "pd_codec.h"
 #include "pd_harness.h"
 
 #include <criterion/criterion.h>
@@ -176,4 +177,154 @@ Test(share, exec_max_slots_from_the_command_line)
             cr_assert(i == j || !(t[2 * i] < t[2 * j + 1] && t[2 * j] < t[2 * i + 1]),
                       "commands %d and %d overlapped with --max-slots 1: %s", i, j, out);
     free(out);
+}
+
+/* ---- shared data ------------------------------------------------------ */
+
+static const char *SHARED_SRC =
+    "#include <playdoh_task.h>\n"
+    "/* sum of the shared doubles x[i] for i in [from, to) */\n"
+    "PD_TASK(slice_sum, t) {\n"
+    "    size_t len; const double *x = pd_task_shared(t, &len);\n"
+    "    if (!x) return pd_task_fail(t, \"this map has no shared data\");\n"
+    "    const double *ab; size_t n;\n"
+    "    if (pd_arg_doubles(t, &ab, &n) || n != 2) return pd_task_fail(t, \"want [from, to]\");\n"
+    "    size_t from = (size_t) ab[0], to = (size_t) ab[1];\n"
+    "    if (to > len / sizeof *x || from > to) return pd_task_fail(t, \"out of range\");\n"
+    "    double s = 0; for (size_t i = from; i < to; i++) s += x[i];\n"
+    "    return pd_out_double(t, s);\n"
+    "}\n";
+
+/* Lists the slot processes of worker pid (its children). */
+static int s_children(pid_t parent, pid_t *out, int cap)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "pgrep -P %d", (int) parent);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    int pid;
+    while (n < cap && fscanf(p, "%d", &pid) == 1)
+        out[n++] = pid;
+    pclose(p);
+    return n;
+}
+
+Test(share, every_job_reads_the_shared_data_which_every_slot_maps_once)
+{
+    start(1, 2);
+    enum { N = 200000, JOBS = 40 };
+    double *x = malloc(N * sizeof *x);
+    for (int i = 0; i < N; i++)
+        x[i] = i % 1000;
+    char shr[PD_HASH_HEX];
+    cr_assert_eq(pd_shared_upload(c, x, N * sizeof *x, shr), 0, "%s", pd_client_error(c));
+    char *path = pd_harness_module(&h, "slice.c", SHARED_SRC);
+    char m2[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(c, path, m2), 0, "%s", pd_client_error(c));
+    free(path);
+    pd_buf_t args;
+    pd_buf_init(&args);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &args);
+    for (int j = 0; j < JOBS; j++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_double(&pk, j * (N / JOBS));
+        msgpack_pack_double(&pk, (j + 1) * (N / JOBS));
+    }
+    uint64_t ids[JOBS];
+    pd_result_t res[JOBS];
+    pd_map_opts_t o = {.shared = shr};
+    cr_assert_eq(pd_map(c, m2, "slice_sum", args.data, args.len, JOBS, &o, ids), JOBS,
+                 "%s", pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, JOBS, 60000, res, NULL, NULL), JOBS);
+    double total = 0, want = 0;
+    for (int i = 0; i < N; i++)
+        want += x[i];
+    for (int j = 0; j < JOBS; j++) {
+        double y;
+        cr_assert_eq(res[j].state, PD_JOB_DONE, "%s", res[j].error);
+        cr_assert_eq(pd_result_double(&res[j], &y), 0);
+        total += y;
+    }
+    cr_assert_float_eq(total, want, 1e-6);
+    pd_results_clear(res, JOBS);
+
+    /* The worker keeps one file; each slot process maps it read-only and shared. */
+    char file[512];
+    snprintf(file, sizeof file, "%s/cache/shared/%s", h.dir, shr);
+    cr_assert_eq(access(file, R_OK), 0, "no %s", file);
+    pid_t slots[8];
+    int ns = s_children(h.workers[0], slots, 8);
+    cr_assert_eq(ns, 2, "the worker has %d slot processes", ns);
+    int mapped = 0;
+    for (int i = 0; i < ns; i++) {
+        char maps[64], line[1024];
+        snprintf(maps, sizeof maps, "/proc/%d/maps", (int) slots[i]);
+        FILE *f = fopen(maps, "r");
+        cr_assert_not_null(f);
+        while (fgets(line, sizeof line, f))
+            if (strstr(line, shr)) {
+                cr_assert(strstr(line, " r--s ") != NULL, "not read-only and shared: %s", line);
+                mapped++;
+            }
+        fclose(f);
+    }
+    cr_assert_geq(mapped, 1, "no slot maps the shared data");
+    cr_assert_leq(mapped, 2, "a slot mapped it more than once");
+
+    /* A job of a map without shared data gets none. */
+    double one[2] = {0, 1};
+    uint64_t id;
+    pd_result_t r;
+    pd_buf_reset(&args);
+    pd_packer_init(&pk, &args);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_double(&pk, one[0]);
+    msgpack_pack_double(&pk, one[1]);
+    cr_assert_eq(pd_map(c, m2, "slice_sum", args.data, args.len, 1, NULL, &id), 1);
+    cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), 1);
+    cr_assert_eq(r.state, PD_JOB_FAILED);
+    cr_assert(strstr(r.error, "no shared data") != NULL, "%s", r.error);
+    pd_results_clear(&r, 1);
+    pd_buf_free(&args);
+    free(x);
+}
+
+Test(share, shared_data_over_the_limit_is_refused_with_the_limit_named)
+{
+    const char *extra[] = {"--max-shared-mb", "1", NULL};
+    pd_harness_start(&h, extra);
+    pd_harness_add_worker(&h, 1);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 1);
+    size_t n = (1u << 20) + 1;
+    char *big = calloc(1, n);
+    char shr[PD_HASH_HEX];
+    cr_assert_eq(pd_shared_upload(c, big, n, shr), PD_ETOOBIG);
+    cr_assert(strstr(pd_client_error(c), "at most 1 MiB") != NULL, "%s", pd_client_error(c));
+    cr_assert_eq(pd_shared_upload(c, big, 0, shr), PD_EINVAL);
+    free(big);
+
+    char submit[1024], *out;
+    snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
+    char *mod_path = pd_harness_module(&h, "slice.c", SHARED_SRC);
+    run(NULL, "head -c 2000000 /dev/zero > %s/big.bin", h.dir);
+    int st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/big.bin %s slice_sum 2>&1",
+                 submit, h.endpoint, h.dir, mod_path);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "big.bin") && strstr(out, "at most 1 MiB"), "%s", out);
+    free(out);
+    st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/none.bin %s slice_sum 2>&1",
+             submit, h.endpoint, h.dir, mod_path);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "cannot read shared data") != NULL, "%s", out);
+    free(out);
+    /* Within the limit, through the command line. */
+    run(NULL, "printf '\\000\\000\\000\\000\\000\\000\\360\\077' > %s/one.bin", h.dir); /* 1.0 */
+    st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/one.bin %s slice_sum", submit,
+             h.endpoint, h.dir, mod_path);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_str_eq(out, "1.0\n");
+    free(out);
+    free(mod_path);
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +37,15 @@ typedef struct {
     char *msg;      /* when handle is NULL: the sentence for the user, owned */
 } s_module_t;
 
+/* A shared-data blob mapped into this process. */
+typedef struct {
+    char hash[65];    /* its hash; empty = free entry */
+    const void *addr; /* mapping (read-only, shared) */
+    size_t len;       /* its bytes */
+    int fd;           /* the file, kept open to notice its deletion */
+    uint64_t used;    /* use counter of its last use */
+} s_map_t;
+
 struct pd_modcache {
     char *dir;              /* cache directory, owned */
     s_module_t *mods;       /* modules this process tried to load, owned */
@@ -46,6 +56,8 @@ struct pd_modcache {
     const s_module_t *last; /* module of the last successful look-up */
     char last_fn[128];      /* function name of that look-up */
     void *last_sym;         /* its address */
+    s_map_t maps[PD_MODCACHE_MAPS]; /* shared data mapped here */
+    uint64_t map_clock;     /* use counter for maps */
 };
 
 static int s_mkdir_p(const char *path)
@@ -125,9 +137,11 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
         code = PD_ESYS;
         goto fail;
     }
-    static const char *subdirs[] = {"modules", "so", "include"};
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        mc->maps[i].fd = -1;
+    static const char *subdirs[] = {"modules", "so", "include", "shared"};
     char path[4200];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
         if (s_mkdir_p(path)) {
             pd_log_error("cannot create the module cache directory %s: %s (choose another "
@@ -162,6 +176,11 @@ void pd_modcache_destroy(pd_modcache_t **p)
         free(mc->mods[i].msg);
     }
     free(mc->mods);
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        if (mc->maps[i].hash[0]) {
+            munmap((void *) mc->maps[i].addr, mc->maps[i].len);
+            close(mc->maps[i].fd);
+        }
     free(mc->dir);
     free(mc);
     *p = NULL;
@@ -453,4 +472,126 @@ void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
     snprintf(mc->last_fn, sizeof mc->last_fn, "%s", fn);
     mc->last_sym = sym;
     return sym;
+}
+
+/* ---- shared data -------------------------------------------------------- */
+
+static bool s_hex64(const char *hash)
+{
+    size_t i = 0;
+    for (; hash[i]; i++)
+        if (!((hash[i] >= '0' && hash[i] <= '9') || (hash[i] >= 'a' && hash[i] <= 'f')))
+            return false;
+    return i == 64;
+}
+
+int pd_modcache_store_shared(pd_modcache_t *mc, const char *hash, const void *data, size_t len,
+                             char *why, size_t cap)
+{
+    if (!s_hex64(hash)) {
+        snprintf(why, cap, "shared data hash must be 64 lowercase hex digits");
+        return PD_EINVAL;
+    }
+    unsigned char h[32];
+    char actual[65];
+    crypto_generichash(h, sizeof h, data, len, NULL, 0);
+    sodium_bin2hex(actual, sizeof actual, h, sizeof h);
+    if (strcmp(actual, hash) != 0) {
+        snprintf(why, cap, "shared data %.12s...: the bytes hash to %.12s... (corrupted "
+                 "transfer)", hash, actual);
+        return PD_EPROTO;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    struct stat st;
+    if (stat(path, &st) == 0 && (size_t) st.st_size == len)
+        return 0; /* content-addressed: same name, same bytes */
+    if (s_write_atomic(path, data, len)) {
+        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        return PD_ESYS;
+    }
+    return 0;
+}
+
+bool pd_modcache_has_shared(pd_modcache_t *mc, const char *hash)
+{
+    if (!s_hex64(hash))
+        return false;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    return access(path, R_OK) == 0;
+}
+
+void pd_modcache_drop_shared(pd_modcache_t *mc, const char *hash)
+{
+    if (!s_hex64(hash))
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    unlink(path);
+}
+
+static void s_unmap(s_map_t *m)
+{
+    munmap((void *) m->addr, m->len);
+    close(m->fd);
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+}
+
+const void *pd_modcache_map_shared(pd_modcache_t *mc, const char *hash, size_t *len,
+                                   const char **msg)
+{
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        if (mc->maps[i].hash[0] && strcmp(mc->maps[i].hash, hash) == 0) {
+            mc->maps[i].used = ++mc->map_clock;
+            *len = mc->maps[i].len;
+            return mc->maps[i].addr;
+        }
+    /* A new mapping: let go of blobs the worker deleted, then of the least
+       recently used one when every entry is taken. */
+    s_map_t *free_entry = NULL, *lru = NULL;
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++) {
+        s_map_t *m = &mc->maps[i];
+        struct stat st;
+        if (m->hash[0] && fstat(m->fd, &st) == 0 && st.st_nlink == 0)
+            s_unmap(m);
+        if (!m->hash[0]) {
+            if (!free_entry)
+                free_entry = m;
+        } else if (!lru || m->used < lru->used) {
+            lru = m;
+        }
+    }
+    if (!free_entry) {
+        s_unmap(lru);
+        free_entry = lru;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    int fd = s_hex64(hash) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+        snprintf(mc->msg, sizeof mc->msg, "shared data %.64s is not in this worker's cache "
+                 "(%.200s): %s", hash, path, fd < 0 ? strerror(errno) : "empty file");
+        if (fd >= 0)
+            close(fd);
+        *msg = mc->msg;
+        return NULL;
+    }
+    void *addr = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+        snprintf(mc->msg, sizeof mc->msg, "cannot map shared data %.200s (%lld bytes): %s", path,
+                 (long long) st.st_size, strerror(errno));
+        close(fd);
+        *msg = mc->msg;
+        return NULL;
+    }
+    snprintf(free_entry->hash, sizeof free_entry->hash, "%s", hash);
+    free_entry->addr = addr;
+    free_entry->len = (size_t) st.st_size;
+    free_entry->fd = fd;
+    free_entry->used = ++mc->map_clock;
+    *len = free_entry->len;
+    return addr;
 }

@@ -471,13 +471,17 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         pd_job_t *j = jobs[i];
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, 7);
         msgpack_pack_uint64(&pk, j->id);
         pd_pack_cstr(&pk, j->mod);
         pd_pack_cstr(&pk, j->kind);
         pd_pack_cstr(&pk, j->name);
         pd_pack_cstr(&pk, j->fn);
         pd_pack_raw(&pk, j->arg, j->arg_len);
+        if (j->shared[0])
+            pd_pack_cstr(&pk, j->shared);
+        else
+            msgpack_pack_nil(&pk);
     }
     s->group = malloc(n * sizeof *s->group);
     int rc = s->group ? s_frame_end(&b) : PD_ENOMEM;
@@ -740,18 +744,19 @@ static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint
 /* Reads a str field into dst; returns 0 or -1. */
 static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r, dst, cap) ? -1 : 0; }
 
-/* Runs one job [id, mod, kind, name, fn, arg]; returns 0, or -1 when the
-   pipe is broken or the frame malformed. */
+/* Runs one job [id, mod, kind, name, fn, arg, shared]; returns 0, or -1
+   when the pipe is broken or the frame malformed. */
 static int s_child_job(s_child_t *c, pd_rd_t *r)
 {
     uint32_t n;
     uint64_t id;
-    char mod[65], kind[3], name[128], fn[128];
+    char mod[65], kind[3], name[128], fn[128], shared[65] = "";
     const uint8_t *arg;
     size_t alen;
-    if (pd_rd_array(r, &n) || n != 6 || pd_rd_uint(r, &id) || s_rd_cstr(r, mod, sizeof mod)
+    if (pd_rd_array(r, &n) || n != 7 || pd_rd_uint(r, &id) || s_rd_cstr(r, mod, sizeof mod)
         || s_rd_cstr(r, kind, sizeof kind) || s_rd_cstr(r, name, sizeof name)
-        || s_rd_cstr(r, fn, sizeof fn) || pd_rd_skip(r, &arg, &alen)) {
+        || s_rd_cstr(r, fn, sizeof fn) || pd_rd_skip(r, &arg, &alen)
+        || (pd_rd_nil(r) && s_rd_cstr(r, shared, sizeof shared))) {
         pd_log_error("slot %d: malformed job frame from the worker", c->index);
         return -1;
     }
@@ -770,9 +775,18 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
         if (s_child_mark(c, S_FRAME_BEGIN, id))
             return -1;
     }
+    const void *sh = NULL;
+    size_t shlen = 0;
+    if (shared[0]) {
+        const char *why;
+        sh = pd_modcache_map_shared(c->mc, shared, &shlen, &why);
+        if (!sh)
+            return s_child_result(c, id, PD_ENOMODULE, (const uint8_t *) why, strlen(why), 0);
+    }
     int (*task_fn)(pd_task_t *);
     memcpy(&task_fn, &sym, sizeof task_fn);
     pd_task_begin(c->task, id, arg, alen);
+    pd_task_set_shared(c->task, sh, shlen);
     uint64_t t0 = s_now_us();
     int rc = task_fn(c->task);
     uint64_t us = s_now_us() - t0;
