@@ -4,6 +4,7 @@
     array of pointers with a hash index from hex digest to position.
 */
 #include "pd_mods.h"
+#include "pd_bundle.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -96,9 +97,9 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
                  len, PD_MODS_MAX_SIZE >> 20);
         return PD_ETOOBIG;
     }
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0) {
-        snprintf(why, whycap, "module '%s': kind must be \"c\" (source) or \"so\" (shared "
-                 "object), not \"%s\"", name, kind);
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0) {
+        snprintf(why, whycap, "module '%s': kind must be \"c\" (source), \"so\" (shared "
+                 "object) or \"pkg\" (several files), not \"%s\"", name, kind);
         return PD_EPROTO;
     }
     if (name[0] == 0) {
@@ -115,6 +116,16 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
     int64_t have = pd_mods_find(m, hash);
     if (have >= 0)
         return have;
+    if (strcmp(kind, "pkg") == 0) {
+        pd_bundle_t bundle;
+        char bwhy[400];
+        int rc = pd_bundle_parse(data, len, &bundle, bwhy, sizeof bwhy);
+        if (rc) {
+            snprintf(why, whycap, "module '%s': %s", name, bwhy);
+            return rc == PD_ENOMEM ? PD_ENOMEM : PD_EPROTO;
+        }
+        pd_bundle_free(&bundle);
+    }
     if (m->total + len > PD_MODS_MAX_TOTAL) {
         snprintf(why, whycap, "the broker's module store is full (%zu MiB): restart the "
                  "broker to clear it", m->total >> 20);

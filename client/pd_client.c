@@ -9,6 +9,7 @@
 */
 #include "playdoh.h"
 
+#include "pd_bundle.h"
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -318,9 +319,103 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     req = s_begin(c, &pk, "mod_put", 4);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_kv_str(&pk, "name", name);
-    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : "c");
+    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : kind == PD_MODULE_BUNDLE ? "pkg" : "c");
     pd_pack_kv_bin(&pk, "data", data, len);
     return s_call(c, req, "mod_ok", &m, c->timeout_ms);
+}
+
+/* Reads a whole regular file of at most S_MAX_MODULE bytes into *data
+   (malloc'ed). Returns 0 or an error with c->err set. */
+static int s_read_file(pd_client_t *c, const char *what, const char *path, char **data,
+                       size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_fail(c, PD_EIO, "cannot read %s %s: %s", what, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return s_fail(c, PD_EIO, "%s %s is not a regular file", what, path);
+    }
+    if ((uint64_t) st.st_size > S_MAX_MODULE) {
+        close(fd);
+        return s_fail(c, PD_ETOOBIG, "%s %s is %lld bytes; the limit is %u", what, path,
+                      (long long) st.st_size, S_MAX_MODULE);
+    }
+    *len = (size_t) st.st_size;
+    *data = malloc(*len ? *len : 1);
+    size_t got = 0;
+    while (*data && got < *len) {
+        ssize_t r = read(fd, *data + got, *len - got);
+        if (r <= 0)
+            break;
+        got += (size_t) r;
+    }
+    close(fd);
+    if (!*data || got != *len) {
+        free(*data);
+        *data = NULL;
+        return s_fail(c, PD_EIO, "cannot read %s %s", what, path);
+    }
+    return 0;
+}
+
+int pd_module_upload_files(pd_client_t *c, const char *const *paths, size_t npaths,
+                           const char *const *flags, size_t nflags, char hash[PD_HASH_HEX])
+{
+    assert(c && (paths || npaths == 0) && (flags || nflags == 0) && hash);
+    if (npaths == 0)
+        return s_fail(c, PD_EINVAL, "a module needs at least one file");
+    if (npaths > PD_BUNDLE_MAX_FILES)
+        return s_fail(c, PD_EINVAL, "a module has at most %d files, not %zu",
+                      PD_BUNDLE_MAX_FILES, npaths);
+    pd_bundle_file_t *files = calloc(npaths, sizeof *files);
+    if (!files)
+        return s_fail(c, PD_ENOMEM, "out of memory");
+    int rc = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < npaths && !rc; i++) {
+        char *data = NULL;
+        size_t len = 0;
+        rc = s_read_file(c, "module file", paths[i], &data, &len);
+        if (rc)
+            break;
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        files[i] = (pd_bundle_file_t){base, strlen(base), data, len};
+        total += len;
+        if (total > S_MAX_MODULE)
+            rc = s_fail(c, PD_ETOOBIG, "the module's files hold %zu bytes; the limit is %u",
+                        total, S_MAX_MODULE);
+    }
+    pd_buf_t b;
+    pd_buf_init(&b);
+    if (!rc) {
+        char why[600];
+        rc = pd_bundle_pack(files, npaths, flags, nflags, &b, why, sizeof why);
+        if (rc)
+            s_fail(c, rc, "%s", why);
+    }
+    if (!rc) {
+        /* Named after its first source file, for messages. */
+        char name[160];
+        snprintf(name, sizeof name, "%s", files[0].name);
+        for (size_t i = 0; i < npaths; i++)
+            if (files[i].name_len > 2 && files[i].name[files[i].name_len - 1] == 'c') {
+                snprintf(name, sizeof name, "%s", files[i].name);
+                break;
+            }
+        if (npaths > 1) {
+            size_t l = strlen(name);
+            snprintf(name + l, sizeof name - l, "+%zu", npaths - 1);
+        }
+        rc = pd_module_upload(c, name, PD_MODULE_BUNDLE, b.data, b.len, hash);
+    }
+    pd_buf_free(&b);
+    for (size_t i = 0; i < npaths; i++)
+        free((void *) files[i].data);
+    free(files);
+    return rc;
 }
 
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])

@@ -97,7 +97,11 @@ void pd_local_stop(pd_local_t **l);
 
 /* ---- modules ------------------------------------------------------------- */
 
-typedef enum { PD_MODULE_C = 0, PD_MODULE_SO = 1 } pd_module_kind_t;
+typedef enum {
+    PD_MODULE_C = 0,     /* one C source file */
+    PD_MODULE_SO = 1,    /* a shared object */
+    PD_MODULE_BUNDLE = 2 /* several files and flags, as pd_module_upload_files packs them */
+} pd_module_kind_t;
 
 /* Uploads a module unless the broker has it already (content-addressed:
    the hash is the SHA-256 of data). kind C: one C source file that includes
@@ -110,6 +114,21 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
    as C source. Returns 0, PD_EIO (unreadable; pd_client_error says why) or an
    error of pd_module_upload. */
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
+
+/* Uploads a module of several files: C sources (.c) and the headers they
+   include (.h), placed side by side by base name on each worker and
+   compiled together into one shared object, with compiler flags from a
+   whitelist (-lNAME, -DNAME[=VALUE], -UNAME, -O0..-O3/-Os/-Og/-Ofast,
+   -std=..., -march=native, -ffast-math, -fopenmp, -g, -Wall, ...; -L and -I
+   are refused: see docs/guide.md). flags may be NULL when nflags is 0. The
+   files and flags are packed into one bundle, content-addressed as a whole.
+   Any module (this kind or a single file) may define PD_INIT (see
+   playdoh_task.h), run once per slot process before its first job.
+   Returns 0, PD_EIO (a file is unreadable), PD_EINVAL (a bad name or flag,
+   two files with one base name, no .c file: pd_client_error says which) or
+   an error of pd_module_upload. */
+int pd_module_upload_files(pd_client_t *c, const char *const *paths, size_t npaths,
+                           const char *const *flags, size_t nflags, char hash[PD_HASH_HEX]);
 
 /* ---- shared data --------------------------------------------------------- */
 

@@ -126,6 +126,23 @@ int pd_task_fail(pd_task_t *t, const char *fmt, ...) __attribute__((format(print
 
 /* ---- declaring tasks ---------------------------------------------------- */
 
+/* An optional init function: a module that defines it gets it called once
+   in each slot process that loads the module, before the module's first
+   job there, to load data or build tables that later jobs reuse (keep them
+   in static variables). t is that first job's context: pd_arg() and
+   pd_task_shared() give the first job's argument and shared data; what it
+   writes with pd_out_* is dropped. Return 0, or pd_task_fail(t, "...") to
+   fail every job of the module on that slot with the message. It runs
+   within the module's load time limit (300 s), not a job's time-out.
+
+       PD_INIT(t)
+       {
+           table = build_table();
+           return table ? 0 : pd_task_fail(t, "out of memory");
+       }
+*/
+#define PD_INIT(t) int pd_init(pd_task_t *t)
+
 /* The general form: int NAME(pd_task_t *T). */
 #define PD_TASK(name, t) int name(pd_task_t *t)
 

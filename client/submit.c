@@ -781,6 +781,35 @@ static void s_map_emit(void *user, size_t index, const pd_result_t *r)
         s_flush(&p->out);
 }
 
+/* Uploads MODULE: one file, or "a.c,b.c,util.h,-lm,-O3" (files and flags
+   separated by commas) as a module of several files. */
+static int s_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_HEX])
+{
+    if (!strchr(spec, ','))
+        return pd_module_upload_file(c, spec, hash);
+    char *copy = strdup(spec);
+    size_t n = 1;
+    for (const char *p = spec; *p; p++)
+        n += *p == ',';
+    const char **files = calloc(n, sizeof *files), **flags = calloc(n, sizeof *flags);
+    int rc = PD_ENOMEM;
+    if (copy && files && flags) {
+        size_t nfiles = 0, nflags = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (t[0] == '-')
+                flags[nflags++] = t;
+            else
+                files[nfiles++] = t;
+        }
+        rc = pd_module_upload_files(c, files, nfiles, flags, nflags, hash);
+    }
+    free(copy);
+    free(files);
+    free(flags);
+    return rc;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -817,11 +846,12 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         return 3;
     }
     char hash[PD_HASH_HEX];
-    rc = pd_module_upload_file(c, argv[0], hash);
+    rc = s_upload_module(c, argv[0], hash);
     if (rc) {
-        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        fprintf(stderr, "playdoh-submit: map: %s\n",
+                rc == PD_ENOMEM ? "out of memory" : pd_client_error(c));
         pd_buf_free(&args);
-        return rc == PD_EIO || rc == PD_EINVAL ? 2 : 3;
+        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
     }
     uint64_t *ids = calloc(n, sizeof *ids);
     if (!ids) {

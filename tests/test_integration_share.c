@@ -328,3 +328,130 @@ Test(share, shared_data_over_the_limit_is_refused_with_the_limit_named)
     free(out);
     free(mod_path);
 }
+
+/* ---- modules of several files, init functions ----------------------- */
+
+static const char *UTIL_H = "#ifndef UTIL_H\n#define UTIL_H\ndouble hyp(double a, double b);\n#endif\n";
+static const char *UTIL_C = "#include <math.h>\n#include \"util.h\"\n"
+                            "double hyp(double a, double b) { return sqrt(a * a + b * b); }\n";
+static const char *MAIN_C =
+    "#include <playdoh_task.h>\n#include <unistd.h>\n#include \"util.h\"\n"
+    "static int inits; static double offset;\n"
+    "PD_INIT(t) { inits++; double x = 0; pd_arg_double(t, &x); offset = OFFSET; (void) x; return 0; }\n"
+    "/* [hyp(x, 4) + OFFSET, times pd_init ran in this process, pid] */\n"
+    "PD_TASK(both, t) {\n"
+    "    double x; if (pd_arg_double(t, &x)) return pd_task_fail(t, \"want a number\");\n"
+    "    pd_out_array(t, 3); pd_out_double(t, hyp(x, 4) + offset); pd_out_int(t, inits);\n"
+    "    return pd_out_int(t, getpid());\n"
+    "}\n";
+
+Test(share, a_module_of_several_files_with_flags_and_an_init_run_once_per_slot)
+{
+    start(1, 2);
+    char *h_path = pd_harness_module(&h, "util.h", UTIL_H);
+    char *u_path = pd_harness_module(&h, "util.c", UTIL_C);
+    char *m_path = pd_harness_module(&h, "main.c", MAIN_C);
+    const char *files[] = {m_path, u_path, h_path};
+    const char *flags[] = {"-lm", "-O3", "-DOFFSET=100"};
+    char m3[PD_HASH_HEX], again[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_files(c, files, 3, flags, 3, m3), 0, "%s", pd_client_error(c));
+    const char *reordered[] = {h_path, m_path, u_path};
+    cr_assert_eq(pd_module_upload_files(c, reordered, 3, flags, 3, again), 0);
+    cr_assert_str_eq(m3, again, "the same files in another order are the same module");
+    enum { N = 60 };
+    double x[N];
+    uint64_t ids[N];
+    pd_result_t res[N];
+    for (int i = 0; i < N; i++)
+        x[i] = 3;
+    cr_assert_eq(pd_map_doubles(c, m3, "both", x, N, NULL, ids), N, "%s", pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, N, 60000, res, NULL, NULL), N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "%s", res[i].error);
+        /* [105.0, 1, pid]: 0x93 0xcb <8 bytes> 0x01 ... */
+        const uint8_t *p = res[i].value;
+        uint64_t u = 0;
+        for (int b = 0; b < 8; b++)
+            u = u << 8 | p[2 + b];
+        double y;
+        memcpy(&y, &u, 8);
+        cr_assert_float_eq(y, 105.0, 1e-9, "hyp(3, 4) + OFFSET");
+        cr_assert_eq(p[10], 1, "pd_init ran %d times in a slot process", p[10]);
+    }
+    pd_results_clear(res, N);
+
+    /* Flags outside the whitelist and a missing header: clear errors. */
+    const char *bad[] = {"-L/usr/local/lib"};
+    cr_assert_eq(pd_module_upload_files(c, files, 3, bad, 1, m3), PD_EINVAL);
+    cr_assert(strstr(pd_client_error(c), "install the library") != NULL, "%s",
+              pd_client_error(c));
+    const char *no_header[] = {m_path, u_path};
+    cr_assert_eq(pd_module_upload_files(c, no_header, 2, flags, 3, m3), 0);
+    uint64_t id;
+    pd_result_t r;
+    cr_assert_eq(pd_map_doubles(c, m3, "both", x, 1, NULL, &id), 1);
+    cr_assert_eq(pd_fetch(c, &id, 1, 60000, &r, NULL, NULL), 1);
+    cr_assert_eq(r.code, PD_ECOMPILE, "%s", r.error);
+    cr_assert(strstr(r.error, "main.c:3") != NULL, "the compiler names the file: %s", r.error);
+    pd_results_clear(&r, 1);
+    const char *missing[] = {m_path, "/nonexistent/x.c"};
+    cr_assert_eq(pd_module_upload_files(c, missing, 2, NULL, 0, m3), PD_EIO);
+    cr_assert(strstr(pd_client_error(c), "/nonexistent/x.c") != NULL, "%s", pd_client_error(c));
+    free(h_path);
+    free(u_path);
+    free(m_path);
+}
+
+Test(share, a_failing_init_fails_the_module_s_jobs_with_its_message)
+{
+    start(1, 1);
+    char *path = pd_harness_module(&h, "badinit.c",
+                                   "#include <playdoh_task.h>\n"
+                                   "PD_INIT(t) { return pd_task_fail(t, \"table file missing\"); }\n"
+                                   "PD_TASK_DOUBLE(f, x) { return x; }\n");
+    char m4[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(c, path, m4), 0);
+    free(path);
+    double x[3] = {1, 2, 3};
+    uint64_t ids[3];
+    pd_result_t res[3];
+    cr_assert_eq(pd_map_doubles(c, m4, "f", x, 3, NULL, ids), 3);
+    cr_assert_eq(pd_fetch(c, ids, 3, 60000, res, NULL, NULL), 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(res[i].state, PD_JOB_FAILED);
+        cr_assert_eq(res[i].code, PD_ETASK);
+        cr_assert(strstr(res[i].error, "pd_init failed") && strstr(res[i].error, "table file missing"),
+                  "%s", res[i].error);
+    }
+    pd_results_clear(res, 3);
+    /* pd_init is not a task. */
+    uint64_t id;
+    pd_result_t r;
+    cr_assert_eq(pd_map_doubles(c, m4, "pd_init", x, 1, NULL, &id), 1);
+    cr_assert_eq(pd_fetch(c, &id, 1, 60000, &r, NULL, NULL), 1);
+    cr_assert(r.code == PD_ENOFUNC || r.code == PD_ETASK, "%s", r.error);
+    pd_results_clear(&r, 1);
+}
+
+Test(share, several_files_from_the_command_line)
+{
+    start(1, 2);
+    char *h_path = pd_harness_module(&h, "util.h", UTIL_H);
+    char *u_path = pd_harness_module(&h, "util.c", UTIL_C);
+    char *m_path = pd_harness_module(&h, "main.c", MAIN_C);
+    char submit[1024], *out;
+    snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
+    int st = run(&out, "echo 3 | %s --broker %s map %s,%s,%s,-lm,-DOFFSET=1 both", submit,
+                 h.endpoint, m_path, u_path, h_path);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strncmp(out, "[6.0,1,", 7) == 0, "%s", out);
+    free(out);
+    st = run(&out, "echo 3 | %s --broker %s map %s,%s,-fplugin=evil.so both 2>&1", submit,
+             h.endpoint, m_path, u_path);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "compiler flag '-fplugin=evil.so' is not allowed") != NULL, "%s", out);
+    free(out);
+    free(h_path);
+    free(u_path);
+    free(m_path);
+}

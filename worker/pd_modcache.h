@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #define PD_MODCACHE_MAPS 8 /* shared-data blobs a slot process keeps mapped */
+#define PD_MODCACHE_INIT "pd_init" /* a module's optional init function */
 
 typedef struct pd_modcache pd_modcache_t;
 
@@ -67,6 +68,16 @@ bool pd_modcache_has(pd_modcache_t *mc, const char *hash, const char *kind);
    life, so a broken module costs one compile per slot process. */
 void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
                        const char *name, const char *fn, int *code, const char **msg);
+
+/* After a successful pd_modcache_load: the module's init function
+   (PD_MODCACHE_INIT, int pd_init(pd_task_t *)) if it defines one that has
+   not been handed out in this process yet, else NULL. Handed out once: the
+   caller runs it before the module's first job. */
+void *pd_modcache_take_init(pd_modcache_t *mc, const char *hash, const char *kind);
+/* The module's init function failed with msg: every later load of it in
+   this process fails with PD_ETASK and msg. */
+void pd_modcache_init_failed(pd_modcache_t *mc, const char *hash, const char *kind,
+                             const char *msg);
 
 /* Stores shared data as shared/<hash> after checking that hash is the
    BLAKE2b-256 of data. Returns 0, PD_EINVAL (hash not 64 lowercase hex

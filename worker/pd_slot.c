@@ -750,7 +750,7 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
 {
     uint32_t n;
     uint64_t id;
-    char mod[65], kind[3], name[128], fn[128], shared[65] = "";
+    char mod[65], kind[4], name[128], fn[128], shared[65] = "";
     const uint8_t *arg;
     size_t alen;
     if (pd_rd_array(r, &n) || n != 7 || pd_rd_uint(r, &id) || s_rd_cstr(r, mod, sizeof mod)
@@ -770,11 +770,6 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     void *sym = pd_modcache_load(c->mc, mod, kind, name, fn, &code, &msg);
     if (!sym)
         return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), 0);
-    if (switched) {
-        snprintf(c->last_mod, sizeof c->last_mod, "%s", mod);
-        if (s_child_mark(c, S_FRAME_BEGIN, id))
-            return -1;
-    }
     const void *sh = NULL;
     size_t shlen = 0;
     if (shared[0]) {
@@ -782,6 +777,32 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
         sh = pd_modcache_map_shared(c->mc, shared, &shlen, &why);
         if (!sh)
             return s_child_result(c, id, PD_ENOMODULE, (const uint8_t *) why, strlen(why), 0);
+    }
+    /* A module's pd_init runs once per slot process, before its first job
+       (still within the load's time limit), with that job's context. */
+    void *init = switched ? pd_modcache_take_init(c->mc, mod, kind) : NULL;
+    if (init) {
+        int (*init_fn)(pd_task_t *);
+        memcpy(&init_fn, &init, sizeof init_fn);
+        pd_task_begin(c->task, id, arg, alen);
+        pd_task_set_shared(c->task, sh, shlen);
+        int rc = init_fn(c->task);
+        fflush(stdout);
+        const uint8_t *val;
+        size_t len;
+        if (pd_task_finish(c->task, rc, &val, &len)) {
+            char why[4300];
+            snprintf(why, sizeof why, "module %s: pd_init failed on slot %d: %.*s", name,
+                     c->index, (int) len, (const char *) val);
+            pd_modcache_init_failed(c->mc, mod, kind, why);
+            c->last_mod[0] = 0;
+            return s_child_result(c, id, PD_ETASK, (const uint8_t *) why, strlen(why), 0);
+        }
+    }
+    if (switched) {
+        snprintf(c->last_mod, sizeof c->last_mod, "%s", mod);
+        if (s_child_mark(c, S_FRAME_BEGIN, id))
+            return -1;
     }
     int (*task_fn)(pd_task_t *);
     memcpy(&task_fn, &sym, sizeof task_fn);

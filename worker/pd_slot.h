@@ -60,7 +60,7 @@ typedef struct {
     uint64_t attempt;     /* broker's attempt number, echoed in `done` */
     uint64_t timeout_ms;  /* 0 = none */
     char mod[65];         /* module hash */
-    char kind[3];         /* "c" or "so" */
+    char kind[4];         /* "c", "so", "pkg" or "b" (built-in) */
     char name[128];       /* module name, for messages */
     char fn[128];         /* task function */
     char shared[65];      /* hash of the map's shared data; empty = none */

@@ -32,7 +32,7 @@
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
     char hash[65];  /* content hash */
-    char kind[3];   /* "c" or "so" */
+    char kind[4];   /* "c", "so", "pkg" (or "b": built-in) */
     char name[128]; /* name for messages */
 } s_mod_t;
 
@@ -270,9 +270,10 @@ static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
     for (size_t i = 0; i < w->nmods; i++)
         if (strcmp(w->mods[i].hash, hash) == 0)
             return &w->mods[i];
-    const char *kind = pd_modcache_has(w->mc, hash, "c")    ? "c"
-                       : pd_modcache_has(w->mc, hash, "so") ? "so"
-                                                            : NULL;
+    const char *kind = pd_modcache_has(w->mc, hash, "c")     ? "c"
+                       : pd_modcache_has(w->mc, hash, "so")  ? "so"
+                       : pd_modcache_has(w->mc, hash, "pkg") ? "pkg"
+                                                             : NULL;
     if (!kind)
         return NULL;
     char name[128];
