@@ -1,6 +1,6 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, exec, status, results, wait and cancel over the client library
+    Verbs map, exec, status, results, wait, cancel and cluster over the client library
     (playdoh.h). `map` reads one JSON value per line, ships the module, submits
     the jobs and prints one JSON line per job in input order; `exec` runs a
     shell command per argument line, as GNU parallel does (submit_exec.c);
@@ -19,7 +19,9 @@
 */
 #include "submit.h"
 
+#include "pd_beacon.h"
 #include "pd_codec.h"
+#include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
 
@@ -46,13 +48,14 @@ enum {
     V_RESULTS = 1 << 3,
     V_WAIT = 1 << 4,
     V_CANCEL = 1 << 5,
-    V_GLOBAL = 1 << 6 /* allowed before the verb and after it */
+    V_CLUSTER = 1 << 6,
+    V_GLOBAL = 1 << 7 /* allowed before the verb and after it */
 };
 
 enum {
     O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
     O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
-    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN
+    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER
 };
 
 typedef struct {
@@ -67,6 +70,9 @@ static const s_opt_t s_opts[] = {
     {{"log-level", required_argument, NULL, O_LEVEL}, V_GLOBAL},
     {{"no-progress", no_argument, NULL, O_NO_PROGRESS}, V_GLOBAL},
     {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
+    {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
+    {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
+    {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
@@ -90,7 +96,11 @@ typedef struct {
 
 static const char S_GLOBAL_HELP[] =
     "global options (before or after the verb):\n"
-    "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, else tcp://127.0.0.1:5555)\n"
+    "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, [submit] broker of the\n"
+    "                       configuration file, a broker found by its beacon, else\n"
+    "                       tcp://127.0.0.1:5555)\n"
+    "      --cluster NAME   cluster whose beacon to follow (default: [cluster] name, playdoh)\n"
+    "      --config FILE    read this configuration file only\n"
     "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
     "  -q, --quiet          no summary or per-job error lines on standard error\n"
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
@@ -165,6 +175,16 @@ static const s_verb_t s_verbs[] = {
      "      --wait S         wait at most S seconds (default: for ever)\n"
      "\n"
      "exit status: 0 all done, 1 some failed or still running, 2 bad usage, 3 broker problem\n"},
+    {"cluster", V_CLUSTER,
+     "usage: playdoh-submit [GLOBAL OPTIONS] cluster [--json]\n"
+     "\n"
+     "Shows each worker: slots offered and busy, load, GPUs, jobs queued/running/done, last\n"
+     "heartbeat.\n"
+     "\n"
+     "options:\n"
+     "      --json           print one JSON document instead of a table\n"
+     "\n"
+     "exit status: 0, 2 bad usage, 3 broker problem\n"},
     {"cancel", V_CANCEL,
      "usage: playdoh-submit [GLOBAL OPTIONS] cancel ID...\n"
      "\n"
@@ -186,6 +206,8 @@ static void s_usage(FILE *f)
         "  results ID...                     print each job's result as a JSON line\n"
         "  wait ID...                        wait until the jobs have ended\n"
         "  cancel ID...                      cancel queued and running jobs\n"
+        "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
+        "                                    GPUs, jobs queued/running/done, last heartbeat\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "%s"
@@ -296,6 +318,16 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     }
     case O_RELEASE: o->release = true; break;
+    case O_JSON: o->json = true; break;
+    case O_CONFIG: o->config = arg; break;
+    case O_CLUSTER:
+        if (!pd_beacon_name_ok(arg)) {
+            pd_submit_usage_error(s, "--cluster wants 1 to 63 letters, digits, '-', '_' or '.', "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        o->cluster = arg;
+        break;
     default: break;
     }
     return 0;
@@ -373,11 +405,58 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
 
 /* ---- session ------------------------------------------------------------- */
 
+/* Where the broker is: --broker, $PLAYDOH_BROKER, [submit] broker, a beacon
+   of the cluster, else tcp://127.0.0.1:5555. Returns 0 or 2 (bad file). */
+static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
+{
+    if (o->broker) {
+        snprintf(ep, cap, "%s", o->broker);
+        return 0;
+    }
+    const char *env = getenv("PLAYDOH_BROKER");
+    if (env && *env) {
+        snprintf(ep, cap, "%s", env);
+        return 0;
+    }
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
+        return 2;
+    }
+    const char *conf = pd_config_str(cf, "submit", "broker", "");
+    if (pd_config_has(cf, "submit", "timeout_ms"))
+        o->timeout_req_ms = (int) pd_config_uint(cf, "submit", "timeout_ms", 30000);
+    if (conf[0]) {
+        snprintf(ep, cap, "%s", conf);
+        pd_config_destroy(&cf);
+        return 0;
+    }
+    const char *cluster = o->cluster ? o->cluster
+                                     : pd_config_str(cf, "cluster", "name",
+                                                     PD_BEACON_DEFAULT_CLUSTER);
+    int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
+    int rc = port ? pd_discover(cluster, port, iface, wait, ep, cap) : PD_ETIMEDOUT;
+    if (rc) {
+        snprintf(ep, cap, "tcp://127.0.0.1:5555");
+        if (port && !o->quiet)
+            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
+                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+    }
+    pd_config_destroy(&cf);
+    return 0;
+}
+
+
 pd_client_t *pd_submit_connect(pd_submit_t *s)
 {
     if (s->c)
         return s->c;
     int err = 0;
+    char found[300];
     const char *ep = s->o.broker;
     if (s->o.local) {
         if (ep) {
@@ -391,14 +470,18 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             return NULL;
         }
         ep = pd_local_endpoint(s->local);
+    } else {
+        if (s_find_broker(&s->o, found, sizeof found))
+            return NULL;
+        ep = found;
     }
     s->c = pd_client_new(ep, &err);
+    if (s->c && s->o.timeout_req_ms > 0)
+        pd_client_set_timeout(s->c, s->o.timeout_req_ms);
     if (!s->c) {
-        const char *shown = ep ? ep : getenv("PLAYDOH_BROKER");
         fprintf(stderr,
                 "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
-                "endpoint with --broker, or use --local N\n",
-                shown && *shown ? shown : "tcp://127.0.0.1:5555", pd_strerror(err));
+                "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
     }
     return s->c;
 }
@@ -1048,6 +1131,133 @@ static int s_verb_cancel(pd_submit_t *s, int argc, char **argv)
     return 0;
 }
 
+/* Appends a JSON string. */
+static void s_put_str(pd_buf_t *out, const char *key, const char *val, bool comma)
+{
+    if (comma)
+        s_put(out, ",");
+    s_put_json_str(out, key);
+    s_put(out, ":");
+    s_put_json_str(out, val);
+}
+
+static void s_put_num(pd_buf_t *out, const char *key, double v, bool integer)
+{
+    char num[64];
+    if (integer)
+        snprintf(num, sizeof num, ",\"%s\":%.0f", key, v);
+    else
+        snprintf(num, sizeof num, ",\"%s\":%.3f", key, v);
+    s_put(out, num);
+}
+
+static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
+{
+    const pd_submit_opts_t *o = &s->o;
+    if (argc > 0) {
+        pd_submit_usage_error(s, "cluster takes no arguments, not '%s'", argv[0]);
+        return 2;
+    }
+    pd_client_t *c = pd_submit_connect(s);
+    if (!c)
+        return 3;
+    pd_cluster_info_t ci;
+    if (pd_cluster_info(c, &ci)) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return 3;
+    }
+    uint64_t cpus = 0, busy = 0;
+    for (size_t i = 0; i < ci.nworkers; i++) {
+        cpus += ci.workers[i].cpus;
+        busy += ci.workers[i].busy;
+    }
+    pd_buf_t out;
+    pd_buf_init(&out);
+    if (o->json) {
+        s_put(&out, "{");
+        s_put_str(&out, "broker", ci.name, false);
+        s_put_str(&out, "cluster", ci.cluster, true);
+        s_put_str(&out, "endpoint", pd_client_endpoint(c), true);
+        s_put_num(&out, "queued", (double) ci.queued, true);
+        s_put_num(&out, "unfinished", (double) ci.unfinished, true);
+        s_put(&out, ",\"workers\":[");
+        for (size_t i = 0; i < ci.nworkers; i++) {
+            const pd_worker_info_t *w = &ci.workers[i];
+            s_put(&out, i ? ",{" : "{");
+            s_put_str(&out, "host", w->host, false);
+            s_put_str(&out, "id", w->id, true);
+            s_put_num(&out, "pid", (double) w->pid, true);
+            s_put_num(&out, "cpus", w->cpus, true);
+            s_put_num(&out, "gpus", w->gpus, true);
+            s_put_num(&out, "busy", w->busy, true);
+            s_put(&out, ",\"load\":");
+            if (w->load < 0) {
+                s_put(&out, "null");
+            } else {
+                char num[32];
+                snprintf(num, sizeof num, "%.3f", w->load);
+                s_put(&out, num);
+            }
+            s_put_str(&out, "owner", w->owner, true);
+            s_put(&out, ",\"gpu_names\":[");
+            /* gpu_names is joined by ", ": split it back */
+            const char *p = w->gpu_names;
+            bool first = true;
+            while (*p) {
+                const char *sep = strstr(p, ", ");
+                size_t len = sep ? (size_t) (sep - p) : strlen(p);
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int) len, p);
+                if (!first)
+                    s_put(&out, ",");
+                s_put_json_str(&out, name);
+                first = false;
+                p += len + (sep ? 2 : 0);
+            }
+            s_put(&out, "]");
+            uint64_t running = w->busy, waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
+            s_put_num(&out, "queued", (double) waiting, true);
+            s_put_num(&out, "running", (double) running, true);
+            s_put_num(&out, "done", (double) w->done, true);
+            s_put_num(&out, "requeued", (double) w->requeued, true);
+            s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
+            s_put_num(&out, "up_s", (double) w->up_s, true);
+            s_put(&out, "}");
+        }
+        s_put(&out, "]}\n");
+        s_flush(&out);
+    } else {
+        printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "
+               "jobs waiting for a slot\n", ci.cluster, ci.name, pd_client_endpoint(c),
+               ci.nworkers, (unsigned long long) cpus, (unsigned long long) busy,
+               (unsigned long long) ci.queued);
+        if (ci.nworkers)
+            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s\n", "HOST", "CPUS", "GPUS",
+                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", "GPU NAMES");
+        for (size_t i = 0; i < ci.nworkers; i++) {
+            const pd_worker_info_t *w = &ci.workers[i];
+            char slots[32], load[24], hb[24];
+            snprintf(slots, sizeof slots, "%u/%u", w->busy, w->cpus);
+            if (w->load < 0)
+                snprintf(load, sizeof load, "-");
+            else
+                snprintf(load, sizeof load, "%.2f%s", w->load,
+                         strcmp(w->owner, "owner") == 0 ? "*" : "");
+            snprintf(hb, sizeof hb, "%.1fs ago", (double) w->hb_ms / 1000.0);
+            uint64_t waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
+            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s\n", w->host, slots, w->gpus,
+                   load, (unsigned long long) waiting, w->busy, (unsigned long long) w->done, hb,
+                   w->gpu_names[0] ? w->gpu_names : "-");
+        }
+        if (ci.nworkers)
+            printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "
+                   "slots held back)\n");
+    }
+    pd_buf_free(&out);
+    pd_cluster_info_clear(&ci);
+    return 0;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1072,7 +1282,7 @@ int main(int argc, char **argv)
             v = &s_verbs[i];
     if (!v) {
         pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, status, results, wait, "
-                              "cancel)", verb);
+                              "cancel, cluster)", verb);
         return 2;
     }
     s.o.verb = v->name;
@@ -1100,6 +1310,8 @@ int main(int argc, char **argv)
         rc = s_verb_results(&s, vargc, vargv);
     else if (v->bit == V_WAIT)
         rc = s_verb_wait(&s, vargc, vargv);
+    else if (v->bit == V_CLUSTER)
+        rc = s_verb_cluster(&s, vargc, vargv);
     else
         rc = s_verb_cancel(&s, vargc, vargv);
     pd_client_destroy(&s.c);

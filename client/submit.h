@@ -36,6 +36,10 @@ typedef struct {
     bool release;          /* results: --release */
     double wait_s;         /* results, wait: --wait S (< 0: for ever) */
     bool wait_set;         /* --wait was given */
+    bool json;             /* cluster: one JSON document instead of a table */
+    const char *config;    /* --config FILE */
+    const char *cluster;   /* --cluster NAME (discovery) */
+    int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */
