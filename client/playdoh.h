@@ -146,7 +146,11 @@ void pd_local_stop(pd_local_t **l);
 
 /* ---- modules ------------------------------------------------------------- */
 
-typedef enum { PD_MODULE_C = 0, PD_MODULE_SO = 1 } pd_module_kind_t;
+typedef enum {
+    PD_MODULE_C = 0,     /* one C source file */
+    PD_MODULE_SO = 1,    /* a shared object */
+    PD_MODULE_BUNDLE = 2 /* several files and flags, as pd_module_upload_files packs them */
+} pd_module_kind_t;
 
 /* Uploads a module unless the broker has it already (content-addressed:
    the hash is the SHA-256 of data). kind C: one C source file that includes
@@ -160,11 +164,48 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
    error of pd_module_upload. */
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
 
+/* Uploads a module of several files: C sources (.c) and the headers they
+   include (.h), placed side by side by base name on each worker and
+   compiled together into one shared object, with compiler flags from a
+   whitelist (-lNAME, -DNAME[=VALUE], -UNAME, -O0..-O3/-Os/-Og/-Ofast,
+   -std=..., -march=native, -ffast-math, -fopenmp, -g, -Wall, ...; -L and -I
+   are refused: see docs/guide.md). flags may be NULL when nflags is 0. The
+   files and flags are packed into one bundle, content-addressed as a whole.
+   Any module (this kind or a single file) may define PD_INIT (see
+   playdoh_task.h), run once per slot process before its first job.
+   Returns 0, PD_EIO (a file is unreadable), PD_EINVAL (a bad name or flag,
+   two files with one base name, no .c file: pd_client_error says which) or
+   an error of pd_module_upload. */
+int pd_module_upload_files(pd_client_t *c, const char *const *paths, size_t npaths,
+                           const char *const *flags, size_t nflags, char hash[PD_HASH_HEX]);
+
+/* ---- shared data --------------------------------------------------------- */
+
+/* Uploads read-only data that every job of a map can read (pd_task_shared):
+   sent to the broker once (content-addressed by BLAKE2b-256: an upload of
+   bytes it has already costs one round trip), and from the broker to each
+   worker once, with the first job that names it; each worker keeps it in a
+   file and every slot process maps that file, so a machine holds one copy
+   however many slots and jobs read it. Writes the hash to pass as
+   pd_map_opts_t.shared. Returns 0, PD_EINVAL (empty), PD_ETOOBIG (over the
+   broker's --max-shared-mb; pd_client_error says the limit), PD_EOVERLOAD
+   (the broker's store is full of data unfinished maps use), or another
+   error. The broker may evict data no unfinished job uses to make room for
+   new data: upload again before each map (cheap when it is still there). */
+int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_HASH_HEX]);
+/* Uploads a file's bytes as shared data (mapped, not copied). Returns 0,
+   PD_EIO (unreadable), or an error of pd_shared_upload. */
+int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
+
 /* ---- asynchronous map ---------------------------------------------------- */
 
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
     uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
+                            queued jobs: the latest submit's value holds); 0 = no cap */
+    const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
+                            read with pd_task_shared(); NULL = none */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -193,7 +234,9 @@ int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *sta
 typedef struct {
     uint64_t id;
     pd_job_state_t state; /* PD_JOB_QUEUED or RUNNING if it had not ended in time */
-    void *value;          /* done: the result, one msgpack value (owned) */
+    void *value;          /* done: the result, one msgpack value (owned); failed: the
+                             job's partial output when it has one (an exec job's
+                             {exit, out, err, ...} map), else NULL */
     size_t len;           /* bytes in value */
     int code;             /* failed: a PD_E* code (PD_ECRASH, PD_ETIMEDOUT, ...) */
     char *error;          /* failed: the message, with host and slot (owned) */
@@ -206,6 +249,19 @@ typedef struct {
    batch of results arrives with the count ended so far. */
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user);
+/* Most results one pd_fetch_any call returns. */
+#define PD_FETCH_ANY_MAX 10000
+
+/* Waits up to timeout_ms (-1: for ever, 0: no wait) until at least one of
+   the jobs has ended, then stores the ended ones (at most max, capped at
+   PD_FETCH_ANY_MAX; in id order, not ids[] order) into results[0..k): each
+   entry's id says which job it is. Returns k, 0 when none ended in time, or
+   an error. A job that ended is returned again by the next call: drop its id
+   from ids[] once handled (or pd_release it). The ids are sent as ranges of
+   consecutive values, at most 4096 ranges per call: keep ids[] sorted and
+   put the ones that matter first. Free the entries with pd_results_clear. */
+long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
+                  pd_result_t *results, size_t max);
 /* Frees what pd_fetch stored in results[0..n) and zeroes them. */
 void pd_results_clear(pd_result_t *results, size_t n);
 /* Reads a done job's value as a number. Returns 0, or PD_EPROTO if it is not. */
@@ -413,6 +469,39 @@ const char *pd_optim_stop_name(pd_optim_stop_t s);
    bounds, the same for every coordinate, into *lo and *hi when not NULL.
    Returns NULL for an unknown name. */
 pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
+/* ---- shell commands ------------------------------------------------------ */
+
+/* The reserved module hash of the built-in tasks, which every worker has. */
+#define PD_BUILTIN "builtin"
+
+/* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
+   slot (in the worker's directory, standard input from /dev/null), and its
+   exit status, standard output and standard error (up to 4 MiB each) come
+   back as the job's result. A command that exits 0 makes a done job; any
+   other status a failed one (PD_ETASK) whose pd_result_t.value still holds
+   the output. Read either with pd_result_exec. Returns as pd_map. */
+long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
+             uint64_t *ids);
+
+/* What an exec job produced. Pointers are borrowed from the pd_result_t. */
+typedef struct {
+    int exit;          /* exit status; -1 when the command was killed by a signal */
+    int signal;        /* the signal that killed it, or 0 */
+    const char *out;   /* standard output (not NUL-terminated) */
+    size_t out_len;    /* its bytes */
+    const char *err;   /* standard error (not NUL-terminated) */
+    size_t err_len;    /* its bytes */
+    const char *host;  /* the worker's host name (not NUL-terminated) */
+    size_t host_len;   /* its bytes */
+    double start;      /* Unix time (seconds) when the command started */
+    double runtime;    /* seconds it ran */
+    bool truncated;    /* output beyond 4 MiB per stream was dropped */
+} pd_exec_result_t;
+
+/* Reads an exec job's output from a done or failed result. Returns 0, or
+   PD_EPROTO when r holds no exec output (another kind of job, or a job that
+   failed before its command ran: crash, time-out, lost worker). */
+int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x);
 
 #ifdef __cplusplus
 }
