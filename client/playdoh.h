@@ -469,6 +469,7 @@ const char *pd_optim_stop_name(pd_optim_stop_t s);
    bounds, the same for every coordinate, into *lo and *hi when not NULL.
    Returns NULL for an unknown name. */
 pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
+
 /* ---- shell commands ------------------------------------------------------ */
 
 /* The reserved module hash of the built-in tasks, which every worker has. */

@@ -70,19 +70,19 @@ static double s_schwefel(const double *x, size_t d)
     return 418.9828872724337998 * (double) d - s;
 }
 
-#define PD_BUILTIN(name)                                                             \
+#define S_BLOCK_FN(name)                                                             \
     static int s_##name##_block(const pd_fitness_block_t *b, double *f)            \
     {                                                                                \
         for (size_t i = 0; i < b->n; i++)                                            \
             f[i] = s_##name(b->x + i * b->dim, b->dim);                              \
         return 0;                                                                    \
     }
-PD_BUILTIN(sphere)
-PD_BUILTIN(rosenbrock)
-PD_BUILTIN(rastrigin)
-PD_BUILTIN(ackley)
-PD_BUILTIN(griewank)
-PD_BUILTIN(schwefel)
+S_BLOCK_FN(sphere)
+S_BLOCK_FN(rosenbrock)
+S_BLOCK_FN(rastrigin)
+S_BLOCK_FN(ackley)
+S_BLOCK_FN(griewank)
+S_BLOCK_FN(schwefel)
 
 static const struct {
     const char *name;
