@@ -24,12 +24,14 @@
     log handler with pd_log_set_handler() to see its diagnostics. A client
     object is used by one thread at a time.
 
-    Task authors include playdoh_task.h instead, not this header.
+    Task authors include playdoh_task.h instead, not this header; a fitness
+    function for the optimisers needs only playdoh_fitness.h.
 */
 #ifndef PLAYDOH_H
 #define PLAYDOH_H
 
 #include "pd_error.h"
+#include "playdoh_fitness.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -272,6 +274,201 @@ long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n);
 /* Tells the broker to forget ended jobs and free their results. Returns how
    many it forgot, or an error. */
 long pd_release(pd_client_t *c, const uint64_t *ids, size_t n);
+
+
+/* ---- optimisation ---------------------------------------------------------
+
+   Minimise or maximise a fitness function of dim parameters within bounds,
+   with a particle swarm (PSO), a real-coded genetic algorithm (GA) or
+   CMA-ES, run as islands that exchange their best individuals along a
+   topology every migration_interval iterations. The fitness evaluates a
+   block of points per call (playdoh_fitness.h); with groups, G independent
+   optimisations run side by side and one call covers them all.
+
+       double lo[10], hi[10];  ... bounds ...
+       pd_optim_opts_t o;
+       pd_optim_opts_init(&o, PD_ALGO_CMAES, 10);
+       o.lower = lo; o.upper = hi; o.budget = 100000; o.seed = 7;
+       pd_optim_result_t r;
+       if (pd_optim_run(&o, my_fitness, my_data, &r) == 0)
+           ... r.best_f[0], r.best_x[0 .. 10) ...
+       else
+           ... r.error says what was wrong ...
+       pd_optim_result_clear(&r);
+
+   pd_optim_run runs every island in this process, one after the other,
+   migrating between iterations; the same options drive the cluster form
+   (one island per node of a synchronous task, the fitness named in a
+   shipped module). docs/optimisation.md is the user guide. */
+
+
+typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2 } pd_algo_t;
+
+/* Who sends migrants to whom. RING: island i to (i+1) mod N; STAR: island 0
+   and every other island both ways; FULL: every island to every other;
+   EDGES: the (from, to) pairs of opts.edges; NONE: no migration. */
+typedef enum {
+    PD_TOPO_NONE = 0,
+    PD_TOPO_RING = 1,
+    PD_TOPO_STAR = 2,
+    PD_TOPO_FULL = 3,
+    PD_TOPO_EDGES = 4
+} pd_topology_t;
+
+/* Why a run ended. */
+typedef enum {
+    PD_STOP_NONE = 0,       /* it has not run */
+    PD_STOP_ITERATIONS = 1, /* opts.iterations reached */
+    PD_STOP_BUDGET = 2,     /* the next iteration would have exceeded opts.budget */
+    PD_STOP_TARGET = 3,     /* every group reached opts.target */
+    PD_STOP_CONVERGED = 4,  /* every optimiser met its stopping tolerances (CMA-ES) */
+    PD_STOP_CANCELLED = 5,  /* the progress callback asked to stop */
+    PD_STOP_ERROR = 6       /* the fitness failed or returned NaN */
+} pd_optim_stop_t;
+
+/* PSO velocity rules. */
+typedef enum {
+    PD_PSO_SPSO2011 = 0,  /* SPSO-2011: the new position is drawn in a hypersphere around the
+                             centre of gravity of x, p and l (rotation invariant) */
+    PD_PSO_COMPONENT = 1  /* per coordinate: v = w v + c1 r1 (p - x) + c2 r2 (l - x) */
+} pd_pso_variant_t;
+
+typedef struct {
+    pd_pso_variant_t variant; /* default PD_PSO_COMPONENT (docs/optimisation.md says when
+                                 to prefer PD_PSO_SPSO2011) */
+    double inertia;           /* w; default 1 / (2 ln 2) ~ 0.721 */
+    double cognitive;         /* c1, pull towards the particle's own best; default 0.5 + ln 2 */
+    double social;            /* c2, pull towards the best informant's best; default 0.5 + ln 2 */
+    double max_velocity;      /* velocity clamp per coordinate, as a fraction of the bounds'
+                                 width; default 0.5 */
+    uint32_t informants;      /* SPSO's adaptive random topology: each particle informs this many
+                                 random others, redrawn after an iteration that did not improve
+                                 the swarm's best; 0 = every particle informs all (global best);
+                                 default 3 */
+} pd_pso_params_t;
+
+typedef struct {
+    double crossover_prob; /* probability that a pair of parents is crossed (SBX); default 0.9 */
+    double eta_c;          /* SBX distribution index: larger keeps children nearer their
+                              parents; default 30 */
+    double mutation_prob;  /* per coordinate (polynomial mutation); 0 = 1 / dim (default) */
+    double eta_m;          /* polynomial mutation distribution index; default 20 */
+    uint32_t tournament;   /* tournament size of the selection; default 3 */
+    uint32_t elites;       /* best individuals copied unchanged into the next generation;
+                              default 4 */
+} pd_ga_params_t;
+
+typedef struct {
+    double sigma0;         /* initial step size as a fraction of the initial range's width
+                              (per coordinate); default 0.3 */
+    uint32_t restarts;     /* IPOP: restarts with a larger population when a run meets its
+                              stopping tolerances; 0 = none; default 9 */
+    double popsize_factor; /* IPOP: population growth per restart; default 2 */
+    double tol_fun;        /* stop when the best values of the last 10 + 30 dim / lambda
+                              generations and all of the current one lie within this
+                              times |best value| (relative); default 1e-12 */
+    double tol_x;          /* stop when every coordinate's standard deviation falls below
+                              tol_x times sigma0 (in units of the initial range); default 1e-16 */
+} pd_cmaes_params_t;
+
+/* Progress after each iteration, for pd_optim_opts_t.progress. */
+typedef struct {
+    uint64_t iteration;    /* iterations done */
+    uint64_t evaluations;  /* fitness evaluations done, all islands and groups */
+    double wall_s;         /* seconds since the start */
+    uint32_t groups;       /* entries in best_f */
+    const double *best_f;  /* best value so far of each group, over every island */
+} pd_optim_progress_t;
+
+typedef struct {
+    pd_algo_t algo;             /* the algorithm */
+    size_t dim;                 /* parameters, >= 1 */
+    const double *lower;        /* bounds: dim values each, lower < upper, finite; every point */
+    const double *upper;        /*   ever evaluated lies within them (borrowed) */
+    const double *init_lower;   /* where the first population is drawn: inside the bounds; */
+    const double *init_upper;   /*   NULL = the bounds (borrowed) */
+    const char *const *names;   /* parameter names for messages, dim entries, or NULL */
+    size_t popsize;             /* individuals per island and group; 0 = the algorithm's
+                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim) */
+    uint64_t iterations;        /* stop after this many iterations; 0 = no limit */
+    uint64_t budget;            /* stop before exceeding this many evaluations (all islands and
+                                   groups together); 0 = no limit; iterations or budget is needed */
+    double target;              /* a group stops once its best value reaches this (<= when
+                                   minimising, >= when maximising); NaN (default) = none */
+    bool maximize;              /* maximise instead of minimise */
+    uint32_t islands;           /* islands, >= 1; default 1 */
+    pd_topology_t topology;     /* default PD_TOPO_RING */
+    const uint32_t *edges;      /* PD_TOPO_EDGES: edge_count (from, to) pairs, flattened */
+    size_t edge_count;
+    uint32_t migration_interval;/* migrate every this many iterations; 0 = never; default 10 */
+    uint32_t migration_count;   /* individuals an island sends to each neighbour, and at most
+                                   takes in per migration; default 1 */
+    uint64_t seed;              /* equal seeds and options give bit-identical runs; default 0 */
+    uint32_t groups;            /* independent optimisations side by side; default 1 */
+    pd_pso_params_t pso;        /* used when algo is PD_ALGO_PSO */
+    pd_ga_params_t ga;          /* used when algo is PD_ALGO_GA */
+    pd_cmaes_params_t cmaes;    /* used when algo is PD_ALGO_CMAES */
+    /* Called after every iteration when not NULL; a non-zero return stops the
+       run (PD_STOP_CANCELLED, the result holds the best found so far). */
+    int (*progress)(const pd_optim_progress_t *p, void *user);
+    void *progress_user;
+} pd_optim_opts_t;
+
+typedef struct {
+    int code;               /* 0, or the PD_E* code pd_optim_run returned */
+    char *error;            /* when code != 0: what was wrong and what to do (owned) */
+    pd_optim_stop_t stop;   /* why the run ended */
+    size_t dim;
+    uint32_t groups;
+    uint32_t islands;
+    double *best_x;         /* groups x dim: best point of each group (owned) */
+    double *best_f;         /* groups: its value, in the user's sense (owned) */
+    uint32_t *best_island;  /* groups: the island that holds it (owned) */
+    uint64_t evaluations;   /* fitness evaluations, all islands and groups */
+    uint64_t iterations;    /* iterations every island completed */
+    uint64_t immigrants;    /* individuals islands took in by migration */
+    uint64_t restarts;      /* CMA-ES restarts, all islands and groups */
+    double wall_s;          /* wall-clock seconds of the run */
+    uint64_t history_len;   /* entries per island and group (= iterations) */
+    double *history;        /* best-so-far of each island and group after each iteration's
+                               evaluations (a migration after iteration t shows from t + 1),
+                               islands x groups x history_len; read it with
+                               pd_optim_history (owned) */
+} pd_optim_result_t;
+
+/* Fills o with the defaults for algorithm algo over dim parameters (the
+   bounds stay NULL: set them). Always start from this. */
+void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim);
+/* Checks options without running. Returns 0, or PD_EINVAL with a sentence
+   naming the bad field and the accepted range written into err (errlen
+   bytes, may be 0). */
+int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen);
+/* Runs the optimisation in this process: every island in turn, each
+   iteration one fitness call per island covering all its groups. Fills res
+   (clear it with pd_optim_result_clear, whatever the return). Returns 0;
+   PD_EINVAL for bad options, PD_ETASK when the fitness returned non-zero
+   or NaN (res holds the best found until then, res->error says which point
+   and iteration), PD_ENOMEM. */
+int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_optim_result_t *res);
+/* Frees what pd_optim_run stored in r and zeroes it; safe twice. */
+void pd_optim_result_clear(pd_optim_result_t *r);
+/* The best-so-far value of island i, group g after iteration t (from 0). */
+double pd_optim_history(const pd_optim_result_t *r, uint32_t island, uint32_t group, uint64_t t);
+
+/* "pso", "ga", "cmaes": static storage. */
+const char *pd_algo_name(pd_algo_t a);
+/* Parses an algorithm or topology name (as above, or "none", "ring",
+   "star", "full"). Return 0, or PD_EINVAL. */
+int pd_algo_parse(const char *name, pd_algo_t *a);
+int pd_topology_parse(const char *name, pd_topology_t *t);
+/* "iterations", "budget", ...: static storage. */
+const char *pd_optim_stop_name(pd_optim_stop_t s);
+
+/* A built-in test function by name: "sphere", "rosenbrock", "rastrigin",
+   "ackley", "griewank", "schwefel" (minimum 0 for each). Writes the usual
+   bounds, the same for every coordinate, into *lo and *hi when not NULL.
+   Returns NULL for an unknown name. */
+pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
 
 /* ---- shell commands ------------------------------------------------------ */
 
