@@ -43,6 +43,9 @@ typedef struct {
     uint8_t *mods_sent;                /* bit set of module indexes sent to it */
     uint32_t mods_bytes;               /* bytes in mods_sent */
     uint64_t done;                     /* results accepted from it */
+    char slurm_job[32];                /* Slurm job id of a pilot worker, or "" */
+    char slurm_step[32];               /* its Slurm step id ("batch", "0"...), or "" */
+    char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;

@@ -59,6 +59,27 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     return h->nworkers++;
 }
 
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
+    char worker[PATH_MAX];
+    snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
+    char cpus_s[16], hb[16], cache[300];
+    snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
+    snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
+    snprintf(cache, sizeof cache, "%s/cache", h->dir);
+    const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s,
+                            "--heartbeat-ms", hb, "--cache", cache};
+    int argc = 9;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = pd_proc_spawn((char *const *) argv, NULL);
+    cr_assert_gt(pid, 0);
+    h->workers[h->nworkers] = pid;
+    return h->nworkers++;
+}
+
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots)
 {
     int w = 0, s = 0;

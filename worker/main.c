@@ -1,7 +1,10 @@
 /*  playdoh-worker: offers this machine's CPU slots to a Playdoh broker.
 
     Parses the command line, builds a pd_worker_t and runs its loop until
-    SIGINT or SIGTERM, then says `bye` and stops its slot processes. The same
+    SIGINT or SIGTERM (or its idle time-out), then says `bye` and stops its
+    slot processes. Run as a Slurm pilot job, it reports the job and step ids
+    it finds in its environment (SLURM_JOB_ID, SLURM_STEP_ID,
+    SLURM_ARRAY_JOB_ID/SLURM_ARRAY_TASK_ID) when it registers. The same
     binary is also the slot process: pd_slot_new() execs /proc/self/exe with
     "--slot ...", which main() hands to pd_slot_main() before anything else.
 */
@@ -42,6 +45,8 @@ static void s_usage(FILE *f)
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
             "  --name HOST        host name reported to the broker (default: hostname)\n"
             "  --log-level L      error, warn, info or debug (default: info)\n"
+            "  --idle-exit S      leave after S seconds without a job (default 0: never;\n"
+            "                     pilot jobs use it to give their allocation back)\n"
             "  --help             this text\n");
 }
 
@@ -59,6 +64,42 @@ static int s_int_arg(const char *opt, const char *val, int min, int max)
     return (int) v;
 }
 
+/* Parses --idle-exit's seconds (decimals allowed) into ms; exits when bad. */
+static int s_seconds_arg(const char *opt, const char *val)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= 0 && v <= 31536000)) {
+        fprintf(stderr, "playdoh-worker: %s wants seconds between 0 and 31536000 (a year), got "
+                        "'%s'\n", opt, val);
+        exit(2);
+    }
+    return (int) (v * 1000 + 0.5);
+}
+
+/* Fills the Slurm ids of a pilot job from the environment Slurm gives its
+   steps; leaves them NULL outside Slurm. The batch step has no
+   SLURM_STEP_ID: it is reported as "batch". */
+static void s_slurm_ids(pd_worker_config_t *cfg, char *array, size_t cap)
+{
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!job || !*job)
+        return;
+    cfg->slurm_job = job;
+    const char *step = getenv("SLURM_STEP_ID");
+    const char *env = getenv("ENVIRONMENT");
+    if (step && *step)
+        cfg->slurm_step = step;
+    else if (env && strcmp(env, "BATCH") == 0)
+        cfg->slurm_step = "batch";
+    const char *ajob = getenv("SLURM_ARRAY_JOB_ID"), *atask = getenv("SLURM_ARRAY_TASK_ID");
+    if (ajob && *ajob && atask && *atask) {
+        snprintf(array, cap, "%s_%s", ajob, atask);
+        cfg->slurm_array = array;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (pd_slot_is_child(argc, argv))
@@ -69,6 +110,7 @@ int main(int argc, char **argv)
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"name", required_argument, NULL, 'n'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"idle-exit", required_argument, NULL, 'E'},
         {NULL, 0, NULL, 0}};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     pd_worker_config_t cfg = {.cpus = ncpu > 0 ? (int) ncpu : 1};
@@ -84,6 +126,7 @@ int main(int argc, char **argv)
         case 'H': cfg.heartbeat_ms = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
         case 'n': cfg.name = optarg; break;
         case 'l': level = optarg; break;
+        case 'E': cfg.idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -112,6 +155,8 @@ int main(int argc, char **argv)
         }
         cfg.cache_dir = cache;
     }
+    char array[96];
+    s_slurm_ids(&cfg, array, sizeof array);
     pd_log_set_level(lvl);
     pd_log_set_tag("worker");
     cfg.log_level = level;

@@ -72,6 +72,11 @@ struct pd_worker {
     int64_t last_send;     /* when we last sent anything */
     int64_t last_ready;    /* when we last sent `ready` */
     uint64_t ndone;        /* results sent, for logs */
+    int idle_exit_ms;      /* leave after this long without a job; 0 = never */
+    int64_t idle_since;    /* when the worker last had a job queued or running */
+    char slurm_job[32];    /* Slurm job id reported in `ready`, or "" */
+    char slurm_step[32];   /* Slurm step id reported, or "" */
+    char slurm_array[48];  /* Slurm "ARRAYJOB_TASK" reported, or "" */
 };
 
 /* ---- queue -------------------------------------------------------------- */
@@ -162,11 +167,18 @@ static void s_send_ready(pd_worker_t *w)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ready", 4);
+    uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
+    pd_msg_begin(&pk, "ready", 4 + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) w->cpus);
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) w->gpus);
+    if (w->slurm_job[0])
+        pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
+    if (w->slurm_step[0])
+        pd_pack_kv_str(&pk, "slurm_step", w->slurm_step);
+    if (w->slurm_array[0])
+        pd_pack_kv_str(&pk, "slurm_array", w->slurm_array);
     s_send(w, &b);
     pd_buf_free(&b);
     w->last_ready = pd_slot_now_ms();
@@ -519,6 +531,38 @@ static void s_dispatch(pd_worker_t *w)
     }
 }
 
+/* True when a job is queued here or running in a slot. */
+static bool s_has_work(pd_worker_t *w)
+{
+    if (w->qlen)
+        return true;
+    for (int i = 0; i < w->cpus; i++)
+        if (!pd_slot_idle(w->slots[i]))
+            return true;
+    return false;
+}
+
+/* The idle time-out (--idle-exit): true when the worker has had nothing to
+   do for idle_exit_ms and should leave, so that a pilot job gives its
+   allocation back instead of holding it empty. */
+static bool s_idle_expired(pd_worker_t *w, int64_t now)
+{
+    if (w->idle_exit_ms <= 0)
+        return false;
+    if (s_has_work(w)) {
+        w->idle_since = now;
+        return false;
+    }
+    if (now - w->idle_since < w->idle_exit_ms)
+        return false;
+    if (w->registered)
+        pd_log_info("no job for %.3g s: leaving (idle time-out)", w->idle_exit_ms / 1e3);
+    else
+        pd_log_warn("no job for %.3g s and no answer from broker %s: leaving (idle time-out; "
+                    "can this machine reach the broker?)", w->idle_exit_ms / 1e3, w->broker);
+    return true;
+}
+
 /* Heartbeat, liveness and re-registration. */
 static void s_keepalive(pd_worker_t *w, int64_t now)
 {
@@ -547,6 +591,8 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
         if (d < next)
             next = d;
     }
+    if (w->idle_exit_ms > 0 && w->idle_since + w->idle_exit_ms < next)
+        next = w->idle_since + w->idle_exit_ms;
     int64_t t = next - now;
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
@@ -573,6 +619,11 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             rc = PD_ESYS;
             break;
         }
+        /* Stopped by a signal: a resource manager (Slurm's scancel, a time
+           limit) may have signalled the slot processes too, so what they
+           report now is not the tasks' doing; `bye` requeues those jobs. */
+        if (*stop)
+            break;
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
@@ -589,7 +640,10 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 pd_slot_tick(w->slots[i]);
         s_dispatch(w);
         s_flush(w);
-        s_keepalive(w, pd_slot_now_ms());
+        now = pd_slot_now_ms();
+        s_keepalive(w, now);
+        if (s_idle_expired(w, now))
+            break;
     }
     s_flush(w);
     s_send_simple(w, "bye");
@@ -621,6 +675,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->hb_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HB_MS;
     w->liveness = S_DEFAULT_LIVENESS;
     w->qmax = (size_t) (cfg->cpus + cfg->gpus) * 1024 + 4096;
+    w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
+    snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
+    snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
+    snprintf(w->slurm_array, sizeof w->slurm_array, "%s",
+             cfg->slurm_array ? cfg->slurm_array : "");
     pd_buf_init(&w->res);
     w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
@@ -682,9 +741,16 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->items[0] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
     int64_t now = pd_slot_now_ms();
     w->last_recv = now;
+    w->idle_since = now;
     s_send_ready(w);
     pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s", w->id, w->host,
                 w->cpus, w->gpus, w->cache_dir, w->broker);
+    if (w->slurm_job[0])
+        pd_log_info("pilot in Slurm job %s (array task %s, step %s)", w->slurm_job,
+                    w->slurm_array[0] ? w->slurm_array : "none",
+                    w->slurm_step[0] ? w->slurm_step : "none");
+    if (w->idle_exit_ms)
+        pd_log_info("leaving after %.3g s without a job (idle time-out)", w->idle_exit_ms / 1e3);
     return w;
 fail:
     if (err)
