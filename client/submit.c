@@ -4,16 +4,19 @@
     (playdoh.h). `map` reads one JSON value per line, ships the module, submits
     the jobs and prints one JSON line per job in input order; with --detach it
     prints the job ids instead, for `status` and `results` from any process,
-    later. --local N runs the whole command on an embedded cluster.
+    later. --local N runs the whole command on an embedded cluster. `slurm`
+    starts workers as Slurm pilot jobs (client/pd_slurm.c).
 
     Exit codes: 0 all jobs done; 1 some jobs failed, were cancelled or
-    unknown; 2 bad usage or input; 3 no broker, or the broker refused.
+    unknown; 2 bad usage or input; 3 no broker, or the broker (or Slurm)
+    refused.
 */
 #include "playdoh.h"
 
 #include "pd_codec.h"
 #include "pd_json.h"
 #include "pd_log.h"
+#include "pd_slurm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -50,6 +53,8 @@ static void s_usage(FILE *f)
         "  results ID...                       print each job's result as a JSON line\n"
         "  wait ID...                          wait until the jobs have ended\n"
         "  cancel ID...                        cancel queued and running jobs\n"
+        "  slurm --workers N --cpus-per-worker C [...]  start N workers as Slurm pilot jobs\n"
+        "                                      (playdoh-submit slurm --help)\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "options:\n"
@@ -428,6 +433,23 @@ static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **arg
     return 0;
 }
 
+/* The verb's index in argv: the first argument that is neither an option
+   nor an option's value (global options only); argc when there is none. */
+static int s_verb_index(int argc, char **argv, const char *shorts, const struct option *longs)
+{
+    int saved = opterr;
+    opterr = 0;
+    optind = 0;
+    char plus[32];
+    snprintf(plus, sizeof plus, "+%s", shorts);
+    while (getopt_long(argc, argv, plus, longs, NULL) != -1)
+        ;
+    int at = optind;
+    opterr = saved;
+    optind = 0;
+    return at;
+}
+
 int main(int argc, char **argv)
 {
     s_opts_t o = {.retries = 3};
@@ -441,6 +463,13 @@ int main(int argc, char **argv)
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    /* slurm has options of its own: it parses the whole command line (the
+       global options before the verb included) without the verb. */
+    int vi = s_verb_index(argc, argv, "b:l:qh", longs);
+    if (vi < argc && strcmp(argv[vi], "slurm") == 0) {
+        memmove(argv + vi, argv + vi + 1, (size_t) (argc - vi) * sizeof *argv); /* and NULL */
+        return pd_slurm_main(argc - 1, argv, getenv("PLAYDOH_BROKER"));
+    }
     int ch;
     uint32_t u;
     while ((ch = getopt_long(argc, argv, "b:l:qh", longs, NULL)) != -1) {
@@ -495,7 +524,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         known |= strcmp(verb, verbs[i]) == 0;
     if (!known)
-        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel)", verb);
+        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel, slurm)",
+                           verb);
     if (o.local && o.broker)
         return s_die_usage("%s", "--local and --broker exclude each other");
 
