@@ -230,7 +230,9 @@ int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t c
     s_putf(out, " --cpus %d", o->cpus);
     if (o->gpus)
         s_putf(out, " --gpus %d", o->gpus);
-    s_putf(out, " --idle-exit %s", idle);
+    /* No control socket: Slurm, not a machine's owner, decides the slots,
+       and pilots sharing a node would contend for the default one. */
+    s_putf(out, " --idle-exit %s --control none", idle);
     if (o->broker_key) {
         s_put(out, " --broker-key");
         s_put_quoted(out, o->broker_key);

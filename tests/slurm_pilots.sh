@@ -231,9 +231,11 @@ job=$("$SUBMIT" -q slurm --workers 2 --cpus-per-worker 1 --broker "$EP" --idle-e
 say "pilots submitted as Slurm job $job"
 wait_for 90 joined_at_least 2 || fail "2 pilots did not join the broker within 90 s"
 note_pilots
+view=$("$SUBMIT" --broker "$EP" cluster)
 for t in 0 1; do
     grep -q "Slurm job ${job}_$t (id [0-9]*) step batch) joined with 1 cpus" "$D/log/broker.log" ||
         fail "pilot ${job}_$t did not register with its Slurm ids"
+    grep -q " ${job}_$t.batch " <<<"$view" || fail "the cluster view does not show pilot ${job}_$t: $view"
 done
 
 # 1,000 jobs of 10 ms; retries 1: a job charged for a pilot's end would fail.

@@ -69,7 +69,8 @@ Test(slurm_script, is_a_job_array_of_one_pilot_per_task)
                            "#SBATCH --job-name=playdoh-pilot\n",
                            "#SBATCH --output=playdoh-pilot-%A_%a.log\n", "#SBATCH --mem=4G\n",
                            "exec '/opt/playdoh/bin/playdoh-worker' --broker "
-                           "'tcp://login1.example:5555' --cpus 4 --gpus 2 --idle-exit 120\n"};
+                           "'tcp://login1.example:5555' --cpus 4 --gpus 2 --idle-exit 120 "
+                           "--control none\n"};
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         cr_expect(strstr(s, lines[i]), "no '%s' in:\n%s", lines[i], s);
     /* sbatch reads directives only above the first command. */
@@ -108,7 +109,7 @@ Test(slurm_script, passes_worker_arguments_through_the_shell_intact)
     int st = pd_proc_capture(argv, s, strlen(s), out, sizeof out, err, sizeof err, 10000);
     cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "bash: %s", err);
     cr_expect_str_eq(out, "--broker tcp://login1.example:5555 --cpus 4 --idle-exit 2.5 "
-                          "--broker-key /home/ann/it's here/broker.pub --key "
+                          "--control none --broker-key /home/ann/it's here/broker.pub --key "
                           "/home/ann/keys/$HOME`id`.key --config-dir /home/ann/.config/playdoh "
                           "--name=node \"one\" --log-level=debug\n");
     free(s);
@@ -222,7 +223,8 @@ Test(slurm_cli, dry_run_prints_the_script_and_submits_nothing)
                    "tcp://10.1.2.3:5555 --dry-run", out, sizeof out, err, sizeof err);
     cr_assert_eq(rc, 0, "%s", err);
     cr_expect(strstr(out, "#SBATCH --array=0-1\n"), "%s", out);
-    cr_expect(strstr(out, "--broker 'tcp://10.1.2.3:5555' --cpus 1 --idle-exit 300\n"), "%s", out);
+    cr_expect(strstr(out, "--broker 'tcp://10.1.2.3:5555' --cpus 1 --idle-exit 300 --control "
+                          "none\n"), "%s", out);
     cr_expect(strstr(out, "/playdoh-worker' --broker"), "the worker beside playdoh-submit: %s",
               out);
 }
