@@ -16,6 +16,7 @@
     argument is single-quoted for the shell.
 */
 #include "pd_slurm.h"
+#include "pd_config.h"
 #include "pd_error.h"
 #include "pd_log.h"
 #include "pd_proc.h"
@@ -345,7 +346,9 @@ static void s_usage(FILE *f)
         "  --time T               time limit of each pilot (MM, HH:MM:SS, D-HH:MM:SS)\n"
         "  --account A            account to charge\n"
         "  -b, --broker EP        broker endpoint as the compute nodes see it,\n"
-        "                         tcp://HOST:PORT (default: $PLAYDOH_BROKER)\n"
+        "                         tcp://HOST:PORT (default: $PLAYDOH_BROKER, else [submit]\n"
+        "                         broker of the configuration file)\n"
+        "  --config FILE          read this configuration file only\n"
         "  --idle-exit S          pilots leave after S seconds without a job (default %g;\n"
         "                         0: they stay until their time limit)\n"
         "  --job-name NAME        Slurm job name (default playdoh-pilot)\n"
@@ -426,11 +429,65 @@ static int s_cancel(const char *jobid, bool quiet)
     return rc;
 }
 
+/* Writes the script for o and submits it (or prints it). Returns the exit
+   status. */
+static int s_submit(const pd_slurm_opts_t *o_in, bool dry, bool quiet)
+{
+    pd_slurm_opts_t o = *o_in;
+    char exe[PATH_MAX];
+    if (!o.worker_exe) {
+        if (pd_proc_find("playdoh-worker", exe, sizeof exe))
+            return s_usage_error("%s", "playdoh-worker is not installed beside playdoh-submit: "
+                                 "give its path on the compute nodes with --worker-exe PATH");
+        o.worker_exe = exe;
+    }
+    pd_buf_t script;
+    pd_buf_init(&script);
+    char why[512];
+    if (pd_slurm_script(&o, &script, why, sizeof why)) {
+        pd_buf_free(&script);
+        return s_usage_error("%s", why);
+    }
+    if (s_is_loopback(o.broker) && !quiet)
+        fprintf(stderr, "playdoh-submit: slurm: warning: the broker endpoint %s is on loopback: "
+                        "only pilots placed on this very machine can reach it\n", o.broker);
+    if (dry) {
+        fwrite(script.data, 1, script.len, stdout);
+        pd_buf_free(&script);
+        return 0;
+    }
+    char *sargv[] = {"sbatch", "--parsable", NULL};
+    char out[S_TOOL_OUT];
+    int rc = s_run_tool("sbatch", sargv, (const char *) script.data, script.len, out, sizeof out);
+    pd_buf_free(&script);
+    if (rc)
+        return rc;
+    /* --parsable: "JOBID" or "JOBID;CLUSTER" on the last line. */
+    s_trim(out);
+    char *id = strrchr(out, '\n');
+    id = id ? id + 1 : out;
+    id[strcspn(id, ";")] = 0;
+    if (!*id || !s_only(id, "")) {
+        fprintf(stderr, "playdoh-submit: slurm: sbatch succeeded but printed no job id ('%s')\n",
+                out);
+        return 3;
+    }
+    printf("%s\n", id);
+    fflush(stdout);
+    if (!quiet)
+        fprintf(stderr, "playdoh-submit: slurm: submitted %d pilot worker%s of %d CPU%s as Slurm "
+                        "job %s (array 0-%d) for broker %s; cancel with: playdoh-submit slurm "
+                        "--cancel %s\n", o.workers, o.workers > 1 ? "s" : "", o.cpus,
+                o.cpus > 1 ? "s" : "", id, o.workers - 1, o.broker, id);
+    return 0;
+}
+
 int pd_slurm_main(int argc, char **argv, const char *default_broker)
 {
     enum {
         O_WORKERS = 256, O_CPUS, O_GPUS, O_PARTITION, O_TIME, O_ACCOUNT, O_IDLE, O_NAME, O_OUTPUT,
-        O_EXE, O_BKEY, O_WKEY, O_CONFIG, O_WARG, O_SARG, O_DRY, O_CANCEL, O_LEVEL, O_LOCAL
+        O_EXE, O_BKEY, O_WKEY, O_CONFIG, O_WARG, O_SARG, O_DRY, O_CANCEL, O_LEVEL, O_LOCAL,
+        O_FILE
     };
     static const struct option longs[] = {
         {"workers", required_argument, NULL, O_WORKERS},
@@ -454,12 +511,13 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
         {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"local", required_argument, NULL, O_LOCAL},
+        {"config", required_argument, NULL, O_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     pd_slurm_opts_t o = {.idle_exit_s = PD_SLURM_IDLE_EXIT_S, .broker = default_broker};
     bool dry = false, quiet = false, have_workers = false, have_cpus = false;
-    const char *cancel = NULL;
-    char bkey[PATH_MAX], wkey[PATH_MAX], cdir[PATH_MAX], exe[PATH_MAX];
+    const char *cancel = NULL, *config = NULL;
+    char bkey[PATH_MAX], wkey[PATH_MAX], cdir[PATH_MAX];
     optind = 0; /* glibc: start afresh (the caller has parsed its own options) */
     int ch;
     while ((ch = getopt_long(argc, argv, "b:qh", longs, NULL)) != -1) {
@@ -532,6 +590,7 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
             pd_log_set_level(lv);
             break;
         }
+        case O_FILE: config = optarg; break;
         case O_LOCAL:
             return s_usage_error("%s", "--local runs an embedded cluster on this machine; pilots "
                                  "need a broker the compute nodes reach (--broker)");
@@ -551,49 +610,21 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
     if (!have_workers || !have_cpus)
         return s_usage_error("%s", "say how many pilots and how many CPUs each: --workers N "
                              "--cpus-per-worker C");
-    if (!o.worker_exe) {
-        if (pd_proc_find("playdoh-worker", exe, sizeof exe))
-            return s_usage_error("%s", "playdoh-worker is not installed beside playdoh-submit: "
-                                 "give its path on the compute nodes with --worker-exe PATH");
-        o.worker_exe = exe;
+    /* The broker: --broker, $PLAYDOH_BROKER (the caller's default), else the
+       configuration file's [submit] broker. No beacon: compute nodes are
+       seldom on the submitting machine's LAN. */
+    pd_config_t *cf = NULL;
+    if (!o.broker || !*o.broker) {
+        char why[1024];
+        cf = pd_config_new();
+        if (!cf || pd_config_load_default(cf, config, why, sizeof why)) {
+            fprintf(stderr, "playdoh-submit: slurm: %s\n", cf ? why : "out of memory");
+            pd_config_destroy(&cf);
+            return 2;
+        }
+        o.broker = pd_config_str(cf, "submit", "broker", NULL);
     }
-    pd_buf_t script;
-    pd_buf_init(&script);
-    char why[512];
-    if (pd_slurm_script(&o, &script, why, sizeof why)) {
-        pd_buf_free(&script);
-        return s_usage_error("%s", why);
-    }
-    if (s_is_loopback(o.broker) && !quiet)
-        fprintf(stderr, "playdoh-submit: slurm: warning: the broker endpoint %s is on loopback: "
-                        "only pilots placed on this very machine can reach it\n", o.broker);
-    if (dry) {
-        fwrite(script.data, 1, script.len, stdout);
-        pd_buf_free(&script);
-        return 0;
-    }
-    char *sargv[] = {"sbatch", "--parsable", NULL};
-    char out[S_TOOL_OUT];
-    int rc = s_run_tool("sbatch", sargv, (const char *) script.data, script.len, out, sizeof out);
-    pd_buf_free(&script);
-    if (rc)
-        return rc;
-    /* --parsable: "JOBID" or "JOBID;CLUSTER" on the last line. */
-    s_trim(out);
-    char *id = strrchr(out, '\n');
-    id = id ? id + 1 : out;
-    id[strcspn(id, ";")] = 0;
-    if (!*id || !s_only(id, "")) {
-        fprintf(stderr, "playdoh-submit: slurm: sbatch succeeded but printed no job id ('%s')\n",
-                out);
-        return 3;
-    }
-    printf("%s\n", id);
-    fflush(stdout);
-    if (!quiet)
-        fprintf(stderr, "playdoh-submit: slurm: submitted %d pilot worker%s of %d CPU%s as Slurm "
-                        "job %s (array 0-%d) for broker %s; cancel with: playdoh-submit slurm "
-                        "--cancel %s\n", o.workers, o.workers > 1 ? "s" : "", o.cpus,
-                o.cpus > 1 ? "s" : "", id, o.workers - 1, o.broker, id);
-    return 0;
+    int rc = s_submit(&o, dry, quiet);
+    pd_config_destroy(&cf);
+    return rc;
 }

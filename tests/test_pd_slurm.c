@@ -206,7 +206,9 @@ static int s_cli(const char *path, const char *args, char *out, size_t outcap, c
                  size_t errcap)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "PATH='%s' exec '%s' %s", path, s_submit, args);
+    /* No configuration file or broker of this machine's leaks in. */
+    snprintf(cmd, sizeof cmd, "unset PLAYDOH_BROKER; PLAYDOH_CONFIG=/dev/null PATH='%s' exec '%s' %s",
+             path, s_submit, args);
     char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     int st = pd_proc_capture(argv, NULL, 0, out, outcap, err, errcap, 30000);
     cr_assert(st >= 0 && WIFEXITED(st), "playdoh-submit did not exit: %d", st);
@@ -236,6 +238,31 @@ Test(slurm_cli, global_options_before_the_verb_apply)
                    "--cpus-per-worker 2 --dry-run", out, sizeof out, err, sizeof err);
     cr_assert_eq(rc, 0, "%s", err);
     cr_expect(strstr(out, "'tcp://10.1.2.3:6000' --cpus 2"), "%s", out);
+}
+
+Test(slurm_cli, the_broker_may_come_from_the_configuration_file)
+{
+    char dir[] = "/tmp/pd-slurm-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char conf[128], args[512], out[8192], err[2048];
+    snprintf(conf, sizeof conf, "%s/playdoh.conf", dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("[submit]\nbroker = tcp://head.example:7000\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "--config %s slurm --workers 1 --cpus-per-worker 1 --dry-run",
+             conf);
+    int rc = s_cli("/nonexistent", args, out, sizeof out, err, sizeof err);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect(strstr(out, "--broker 'tcp://head.example:7000'"), "%s", out);
+    /* --broker wins over the file. */
+    snprintf(args, sizeof args, "slurm --config %s --broker tcp://other:1 --workers 1 "
+             "--cpus-per-worker 1 --dry-run", conf);
+    rc = s_cli("/nonexistent", args, out, sizeof out, err, sizeof err);
+    cr_expect_eq(rc, 0, "%s", err);
+    cr_expect(strstr(out, "--broker 'tcp://other:1'"), "%s", out);
+    unlink(conf);
+    rmdir(dir);
 }
 
 Test(slurm_cli, without_sbatch_it_says_where_to_run)
