@@ -396,12 +396,11 @@ static bool s_int(const char *s, int min, int max, int *v)
 /* Makes a path absolute (the job may start elsewhere) and checks that it
    is a file (dir false) or a directory; a key pair must not be readable by
    others. Writes the absolute path into out. Returns 0 or 2. */
-static int s_check_path(const char *opt, const char *path, bool dir, bool secret, char *out,
-                        size_t cap)
+static int s_check_path(const char *opt, const char *path, bool dir, bool secret,
+                        char out[PATH_MAX])
 {
     if (!realpath(path, out))
         return s_usage_error("%s %s: %s", opt, path, strerror(errno));
-    (void) cap;
     struct stat st;
     if (stat(out, &st))
         return s_usage_error("%s %s: %s", opt, path, strerror(errno));
@@ -409,9 +408,17 @@ static int s_check_path(const char *opt, const char *path, bool dir, bool secret
         return s_usage_error("%s %s is not a %s", opt, path, dir ? "directory" : "file");
     if (access(out, R_OK))
         return s_usage_error("%s %s cannot be read: %s", opt, path, strerror(errno));
-    if (secret && (st.st_mode & 077))
-        return s_usage_error("%s %s holds a secret key but others may read it: chmod 600 %s",
-                             opt, path, path);
+    if (!secret)
+        return 0;
+    /* A key pair is FILE and its secret FILE_secret (CurveZMQ certificates),
+       or one file holding both: whichever holds the secret must be yours. */
+    char sec[PATH_MAX + 8];
+    snprintf(sec, sizeof sec, "%s_secret", out);
+    struct stat ss;
+    bool split = stat(sec, &ss) == 0;
+    if ((split ? ss.st_mode : st.st_mode) & 077)
+        return s_usage_error("%s: %s holds a secret key but others may read it: chmod 600 %s",
+                             opt, split ? sec : out, split ? sec : out);
     return 0;
 }
 
@@ -555,17 +562,17 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
         case O_OUTPUT: o.output = optarg; break;
         case O_EXE: o.worker_exe = optarg; break;
         case O_BKEY:
-            if (s_check_path("--broker-key", optarg, false, false, bkey, sizeof bkey))
+            if (s_check_path("--broker-key", optarg, false, false, bkey))
                 return 2;
             o.broker_key = bkey;
             break;
         case O_WKEY:
-            if (s_check_path("--worker-key", optarg, false, true, wkey, sizeof wkey))
+            if (s_check_path("--worker-key", optarg, false, true, wkey))
                 return 2;
             o.worker_key = wkey;
             break;
         case O_CONFIG:
-            if (s_check_path("--config-dir", optarg, true, false, cdir, sizeof cdir))
+            if (s_check_path("--config-dir", optarg, true, false, cdir))
                 return 2;
             o.config_dir = cdir;
             break;

@@ -334,6 +334,22 @@ Test(slurm_cli, a_key_pair_others_can_read_is_refused)
     cr_expect_eq(rc, 0, "%s", err);
     cr_expect(strstr(out, " --key '"), "%s", out);
     cr_expect_null(strstr(out, "not a real key"), "the key's contents are in the script");
+    /* A certificate pair: the public file may be readable, its _secret not. */
+    char sec[160];
+    snprintf(sec, sizeof sec, "%s_secret", key);
+    f = fopen(sec, "w");
+    cr_assert_not_null(f);
+    fputs("not a real secret\n", f);
+    fclose(f);
+    chmod(key, 0644);
+    chmod(sec, 0640);
+    rc = s_cli("/nonexistent", args, out, sizeof out, err, sizeof err);
+    cr_expect_eq(rc, 2);
+    cr_expect(strstr(err, "worker.key_secret holds a secret key"), "%s", err);
+    chmod(sec, 0600);
+    rc = s_cli("/nonexistent", args, out, sizeof out, err, sizeof err);
+    cr_expect_eq(rc, 0, "%s", err);
+    unlink(sec);
     unlink(key);
     rmdir(dir);
 }
