@@ -489,7 +489,7 @@ static int s_submit(const pd_slurm_opts_t *o_in, bool dry, bool quiet)
     return 0;
 }
 
-int pd_slurm_main(int argc, char **argv, const char *default_broker)
+int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
 {
     enum {
         O_WORKERS = 256, O_CPUS, O_GPUS, O_PARTITION, O_TIME, O_ACCOUNT, O_IDLE, O_NAME, O_OUTPUT,
@@ -521,13 +521,16 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
         {"config", required_argument, NULL, O_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    pd_slurm_opts_t o = {.idle_exit_s = PD_SLURM_IDLE_EXIT_S, .broker = default_broker};
-    bool dry = false, quiet = false, have_workers = false, have_cpus = false;
-    const char *cancel = NULL, *config = NULL;
+    const char *env = getenv("PLAYDOH_BROKER");
+    pd_slurm_opts_t o = {.idle_exit_s = PD_SLURM_IDLE_EXIT_S,
+                         .broker = g && g->broker ? g->broker : env && *env ? env : NULL};
+    bool dry = false, quiet = g && g->quiet, have_workers = false, have_cpus = false;
+    const char *cancel = NULL, *config = g ? g->config : NULL;
     char bkey[PATH_MAX], wkey[PATH_MAX], cdir[PATH_MAX];
     optind = 0; /* glibc: start afresh (the caller has parsed its own options) */
+    opterr = 0; /* our own messages, below */
     int ch;
-    while ((ch = getopt_long(argc, argv, "b:qh", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":b:qh", longs, NULL)) != -1) {
         switch (ch) {
         case O_WORKERS:
             if (!s_int(optarg, 1, PD_SLURM_MAX_WORKERS, &o.workers))
@@ -602,7 +605,10 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
             return s_usage_error("%s", "--local runs an embedded cluster on this machine; pilots "
                                  "need a broker the compute nodes reach (--broker)");
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-submit slurm --help for usage)\n"); return 2;
+        case ':': return s_usage_error("%s wants a value", argv[optind - 1]);
+        default:
+            return s_usage_error("'%s' is not an option of slurm", optopt && optopt < 256
+                                 ? (char[]){'-', (char) optopt, 0} : argv[optind - 1]);
         }
     }
     if (optind < argc && strcmp(argv[optind], "slurm") == 0)
@@ -617,9 +623,9 @@ int pd_slurm_main(int argc, char **argv, const char *default_broker)
     if (!have_workers || !have_cpus)
         return s_usage_error("%s", "say how many pilots and how many CPUs each: --workers N "
                              "--cpus-per-worker C");
-    /* The broker: --broker, $PLAYDOH_BROKER (the caller's default), else the
-       configuration file's [submit] broker. No beacon: compute nodes are
-       seldom on the submitting machine's LAN. */
+    /* The broker: --broker, $PLAYDOH_BROKER, else the configuration file's
+       [submit] broker. No beacon: compute nodes are seldom on the
+       submitting machine's LAN. */
     pd_config_t *cf = NULL;
     if (!o.broker || !*o.broker) {
         char why[1024];

@@ -47,11 +47,19 @@ typedef struct {
    fix it (nothing appended then). Checks values only, never files. */
 int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t whycap);
 
-/* The verb: argv[0] is "slurm" (or the program), the rest its options, the
-   global ones of playdoh-submit included (--broker, --quiet, --log-level).
-   default_broker is the endpoint given before the verb or by
-   $PLAYDOH_BROKER, or NULL. Returns the exit status: 0 done, 2 bad usage,
-   3 Slurm missing or refusing (its message shown). */
-int pd_slurm_main(int argc, char **argv, const char *default_broker);
+/* What playdoh-submit's global options, given before the verb, set. */
+typedef struct {
+    const char *broker; /* --broker, or NULL */
+    const char *config; /* --config FILE, or NULL */
+    bool quiet;         /* --quiet */
+} pd_slurm_globals_t;
+
+/* The verb: argv[0] is "slurm", the rest its options (the global
+   --broker, --config, --quiet and --log-level are accepted there too); g
+   (may be NULL) holds the global options given before the verb. The broker
+   is --broker, else $PLAYDOH_BROKER, else [submit] broker of the
+   configuration file. Returns the exit status: 0 done, 2 bad usage, 3 Slurm
+   missing or refusing (its message shown). */
+int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g);
 
 #endif
