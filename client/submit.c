@@ -6,7 +6,8 @@
     shell command per argument line, as GNU parallel does (submit_exec.c);
     with --detach both print the job ids instead, for `status`, `results` and
     `wait` from any process, later. --local N runs the whole command on an
-    embedded cluster.
+    embedded cluster. `slurm` starts workers as Slurm pilot jobs and parses
+    its own options (client/pd_slurm.c).
 
     Options are parsed in two steps: the global ones before the verb, then
     the verb's own (and the global ones again) after it, so that every verb
@@ -24,6 +25,7 @@
 #include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
+#include "pd_slurm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -208,12 +210,14 @@ static void s_usage(FILE *f)
         "  cancel ID...                      cancel queued and running jobs\n"
         "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
         "                                    GPUs, jobs queued/running/done, last heartbeat\n"
+        "  slurm --workers N --cpus-per-worker C [...]  start N workers as Slurm pilot jobs\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "%s"
         "\n"
         "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"
-        "(exec: the number of failed jobs, as GNU parallel)\n", S_GLOBAL_HELP);
+        "(slurm: or Slurm missing or refusing; exec: the number of failed jobs, as GNU\n"
+        "parallel)\n", S_GLOBAL_HELP);
 }
 
 void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
@@ -1221,6 +1225,11 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_num(&out, "requeued", (double) w->requeued, true);
             s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
             s_put_num(&out, "up_s", (double) w->up_s, true);
+            if (w->slurm_job[0]) {
+                s_put_str(&out, "slurm_job", w->slurm_job, true);
+                s_put_str(&out, "slurm_step", w->slurm_step, true);
+                s_put_str(&out, "slurm_array", w->slurm_array, true);
+            }
             s_put(&out, "}");
         }
         s_put(&out, "]}\n");
@@ -1230,9 +1239,14 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                "jobs waiting for a slot\n", ci.cluster, ci.name, pd_client_endpoint(c),
                ci.nworkers, (unsigned long long) cpus, (unsigned long long) busy,
                (unsigned long long) ci.queued);
+        /* A SLURM column (job array task, or job, and step) when pilots are there. */
+        bool pilots = false;
+        for (size_t i = 0; i < ci.nworkers; i++)
+            pilots |= ci.workers[i].slurm_job[0] != 0;
         if (ci.nworkers)
-            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s\n", "HOST", "CPUS", "GPUS",
-                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", "GPU NAMES");
+            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s%s\n", "HOST", "CPUS", "GPUS",
+                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", pilots ? "SLURM           "
+                                                                          : "", "GPU NAMES");
         for (size_t i = 0; i < ci.nworkers; i++) {
             const pd_worker_info_t *w = &ci.workers[i];
             char slots[32], load[24], hb[24];
@@ -1244,13 +1258,21 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                          strcmp(w->owner, "owner") == 0 ? "*" : "");
             snprintf(hb, sizeof hb, "%.1fs ago", (double) w->hb_ms / 1000.0);
             uint64_t waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
-            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s\n", w->host, slots, w->gpus,
-                   load, (unsigned long long) waiting, w->busy, (unsigned long long) w->done, hb,
-                   w->gpu_names[0] ? w->gpu_names : "-");
+            char pilot[96] = "-", slurm[112] = "";
+            if (w->slurm_job[0])
+                snprintf(pilot, sizeof pilot, "%s.%s",
+                         w->slurm_array[0] ? w->slurm_array : w->slurm_job,
+                         w->slurm_step[0] ? w->slurm_step : "?");
+            if (pilots)
+                snprintf(slurm, sizeof slurm, "%-15s ", pilot);
+            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s\n", w->host, slots,
+                   w->gpus, load, (unsigned long long) waiting, w->busy,
+                   (unsigned long long) w->done, hb, slurm, w->gpu_names[0] ? w->gpu_names : "-");
         }
         if (ci.nworkers)
             printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "
-                   "slots held back)\n");
+                   "slots held back)%s\n", pilots ? "; SLURM: a pilot's job (array task).step"
+                                                  : "");
     }
     pd_buf_free(&out);
     pd_cluster_info_clear(&ci);
@@ -1275,13 +1297,25 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *verb = argv[first];
+    if (strcmp(verb, "slurm") == 0) {
+        /* Its own options (client/pd_slurm.c); the global ones given before
+           the verb carry over. */
+        if (s.o.local) {
+            pd_submit_usage_error(&s, "--local runs an embedded cluster on this machine; Slurm "
+                                  "pilots need a broker the compute nodes reach (--broker)");
+            return 2;
+        }
+        pd_slurm_globals_t g = {.broker = s.o.broker, .config = s.o.config,
+                                .quiet = s.o.quiet};
+        return pd_slurm_main(argc - first, argv + first, &g);
+    }
     const s_verb_t *v = NULL;
     for (size_t i = 0; i < S_NVERBS; i++)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
         pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, status, results, wait, "
-                              "cancel, cluster)", verb);
+                              "cancel, cluster, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;
