@@ -66,6 +66,7 @@ static uint32_t s_release_jobs(pd_broker_t *b, pd_worker_t *wk, bool lost, uint3
             back++;
     }
     wk->ninflight = 0;
+    wk->ngpuinflight = 0;
     *requeued = back;
     return failed;
 }
@@ -105,6 +106,63 @@ static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *g
     return 0;
 }
 
+/* Reads the optional `gpu_info` of a ready: an array of at most gpus maps
+   {name, mem, cc_major, cc_minor} (unknown keys ignored). Allocates *out
+   (the caller frees) and sets *n. */
+static int s_read_gpu_info(pd_msg_t *m, pd_origin_t *o, uint64_t gpus, pd_gpu_desc_t **out,
+                           uint32_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!pd_msg_has(m, "gpu_info"))
+        return 0;
+    pd_rd_t r;
+    uint32_t count;
+    if (pd_msg_rd(m, "gpu_info", &r) || pd_rd_array(&r, &count) || count > gpus) {
+        snprintf(o->why, sizeof o->why, "ready: 'gpu_info' must be an array of at most 'gpus' "
+                 "(%llu) maps {name, mem, cc_major, cc_minor}", (unsigned long long) gpus);
+        return PD_EPROTO;
+    }
+    pd_gpu_desc_t *d = calloc(count ? count : 1, sizeof *d);
+    if (!d) {
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t nf;
+        int bad = pd_rd_map(&r, &nf);
+        for (uint32_t f = 0; f < nf && !bad; f++) {
+            uint64_t v = 0;
+            if (pd_rd_key_is(&r, "name")) {
+                const char *s;
+                uint32_t len;
+                bad = pd_rd_str(&r, &s, &len);
+                if (!bad) /* a long name is cut, not refused */
+                    snprintf(d[i].name, sizeof d[i].name, "%.*s", (int) len, s);
+            } else if (pd_rd_key_is(&r, "mem")) {
+                bad = pd_rd_uint(&r, &d[i].mem);
+            } else if (pd_rd_key_is(&r, "cc_major")) {
+                bad = pd_rd_uint(&r, &v) || v > 255;
+                d[i].cc_major = (uint8_t) v;
+            } else if (pd_rd_key_is(&r, "cc_minor")) {
+                bad = pd_rd_uint(&r, &v) || v > 255;
+                d[i].cc_minor = (uint8_t) v;
+            } else {
+                bad = pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL);
+            }
+        }
+        if (bad) {
+            free(d);
+            snprintf(o->why, sizeof o->why, "ready: gpu_info[%u] is not a map {name: str, mem: "
+                     "uint, cc_major: uint, cc_minor: uint}", i);
+            return PD_EPROTO;
+        }
+    }
+    *out = d;
+    *n = count;
+    return 0;
+}
+
 static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     char host[256] = "";
@@ -112,14 +170,20 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     int rc = s_read_slots(m, o, &cpus, &gpus);
     if (rc)
         return rc;
+    pd_gpu_desc_t *gdesc = NULL;
+    uint32_t ngdesc = 0;
+    if ((rc = s_read_gpu_info(m, o, gpus, &gdesc, &ngdesc)))
+        return rc;
     if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
         (rc = pd_msg_uint_opt(m, "pid", &pid))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
+        free(gdesc);
         return rc;
     }
     if (o->ridlen > PD_WORKERS_MAX_RID) {
         snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
                  PD_WORKERS_MAX_RID);
+        free(gdesc);
         return PD_EINVAL;
     }
     char label[160];
@@ -135,9 +199,13 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         wk = pd_workers_add(b->workers, o->rid, o->ridlen, b->now_ms);
         if (!wk) {
             snprintf(o->why, sizeof o->why, "the broker is out of memory");
+            free(gdesc);
             return PD_ENOMEM;
         }
     }
+    if (pd_worker_set_gpu_desc(wk, gdesc, ngdesc))
+        pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
+    free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     wk->pid = (int64_t) pid;
     wk->last_recv = b->now_ms;
@@ -146,6 +214,12 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
                 s_label(wk, label, sizeof label), (long long) wk->pid, wk->cpus, wk->gpus,
                 pd_workers_count(b->workers),
                 (unsigned long long) (pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers)));
+    for (uint32_t i = 0; i < wk->ngpu; i++) {
+        double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
+        pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
+                    wk->gpu[i].name[0] ? wk->gpu[i].name : "(unnamed)", gib,
+                    wk->gpu[i].cc_major, wk->gpu[i].cc_minor);
+    }
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
@@ -257,13 +331,15 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
                          (unsigned long long) b->stats.stale);
             continue;
         }
+        /* GPU jobs' run times say nothing of the CPU slots' depth. */
+        if (!job->gpu)
+            pd_worker_observe(wk, us);
         pd_worker_untrack(wk, b->jobs, job);
-        pd_worker_observe(wk, us);
         wk->done++;
         if (ok) {
             pd_jobs_set_done(b->jobs, id, blob, (uint32_t) (val - raw), (uint32_t) vlen);
         } else {
-            char code[64], msg[1024];
+            char code[64], msg[4200]; /* room for a compiler's log */
             int64_t slot;
             s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot);
             pd_jobs_set_failed(b->jobs, id, code, msg, wk->host, slot);
@@ -330,10 +406,11 @@ static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod)
     return rc;
 }
 
-/* Sends one `run` chunk to wk. Returns the jobs sent (0: nothing sent). */
-static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
+/* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
+   nothing sent). */
+static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
 {
-    uint32_t want = pd_worker_credit(wk);
+    uint32_t want = pd_worker_credit(wk, cls);
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
     pd_buf_reset(&b->out);
@@ -347,11 +424,13 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
     uint32_t n = 0;
     int rc = 0;
     while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
-        uint64_t id = pd_jobs_pop(b->jobs);
+        uint64_t id = pd_jobs_pop(b->jobs, cls);
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
-        if (!pd_worker_has_mod(wk, job->mod) && (rc = s_send_mod(b, wk, job->mod)) != 0) {
+        if ((!pd_worker_has_mod(wk, job->mod) && (rc = s_send_mod(b, wk, job->mod)) != 0) ||
+            (job->cu && !pd_worker_has_mod(wk, job->cu - 1) &&
+             (rc = s_send_mod(b, wk, job->cu - 1)) != 0)) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -359,13 +438,21 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        msgpack_pack_array(&pk, 6);
+        /* CPU jobs keep the short form; GPU jobs add [gpu, cu]. */
+        msgpack_pack_array(&pk, job->gpu ? 8 : 6);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
         pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
         msgpack_pack_uint32(&pk, job->timeout_ms);
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
+        if (job->gpu) {
+            msgpack_pack_true(&pk);
+            if (job->cu)
+                pd_pack_cstr(&pk, pd_mods_get(b->mods, job->cu - 1)->hash);
+            else
+                msgpack_pack_nil(&pk);
+        }
         b->scratch[n++] = id;
     }
     if (n > 0 && !b->out.failed) {
@@ -396,10 +483,12 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
-    while (pd_jobs_queued(b->jobs) > 0) {
-        pd_worker_t *wk = pd_workers_next_with_credit(b->workers);
-        if (!wk || s_send_run(b, wk) == 0)
-            return;
+    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+        while (pd_jobs_queued_in(b->jobs, cls) > 0) {
+            pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);
+            if (!wk || s_send_run(b, wk, cls) == 0)
+                break;
+        }
     }
 }
 

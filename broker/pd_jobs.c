@@ -5,10 +5,11 @@
     chunk counts its live (not forgotten) jobs and is freed when that count
     drops to zero once all its ids have been handed out.
 
-    Queue: a ring of [first, count] ranges. A submit appends one range; a
-    requeue prepends one id (merged with the head when adjacent). Popping
-    skips ids no longer queued (cancelled), so cancel is O(1); when the ring
-    holds many more ranges than queued jobs it is compacted.
+    Queues: one per slot class (CPU, GPU), each a ring of [first, count]
+    ranges. A submit appends one range to its class's queue; a requeue
+    prepends one id (merged with the head when adjacent). Popping skips ids
+    no longer queued (cancelled), so cancel is O(1); when a ring holds many
+    more ranges than queued jobs it is compacted.
 */
 #include "pd_jobs.h"
 #include "pd_error.h"
@@ -28,6 +29,15 @@ typedef struct {
     uint64_t count; /* ids left in it */
 } s_qrange_t;
 
+/* The queue of one slot class. */
+typedef struct {
+    s_qrange_t *q;   /* ring of ranges */
+    size_t qcap;     /* ring capacity (power of two) */
+    size_t qhead;    /* index of the first range */
+    size_t qlen;     /* ranges in the ring */
+    uint64_t queued; /* jobs of this class in state queued */
+} s_queue_t;
+
 typedef struct {
     uint64_t first; /* first id */
     uint32_t count; /* consecutive ids fetched first in the same second */
@@ -41,11 +51,7 @@ struct pd_jobs {
     uint64_t next_id;      /* id the next submitted job gets */
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
-    uint64_t queued;       /* jobs in state queued */
-    s_qrange_t *q;         /* queue ring */
-    size_t qcap;           /* ring capacity (power of two) */
-    size_t qhead;          /* index of the first range */
-    size_t qlen;           /* ranges in the ring */
+    s_queue_t queue[PD_JOBS_CLASSES]; /* queued jobs, by slot class */
     zhashx_t *fn_index;    /* function name -> index + 1 */
     char **fns;            /* interned names by index */
     uint32_t nfns;         /* names interned */
@@ -95,12 +101,16 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
     j->next_id = 1;
     j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
     j->fn_index = zhashx_new();
-    j->qcap = 64;
-    j->q = malloc(j->qcap * sizeof *j->q);
+    bool rings = true;
+    for (int c = 0; c < PD_JOBS_CLASSES; c++) {
+        j->queue[c].qcap = 64;
+        j->queue[c].q = malloc(j->queue[c].qcap * sizeof *j->queue[c].q);
+        rings = rings && j->queue[c].q;
+    }
     j->ttlcap = 64;
     j->ttl = malloc(j->ttlcap * sizeof *j->ttl);
     j->fresh_sorted = true;
-    if (!j->fn_index || !j->q || !j->ttl) {
+    if (!j->fn_index || !rings || !j->ttl) {
         pd_jobs_destroy(&j);
         return NULL;
     }
@@ -124,7 +134,8 @@ void pd_jobs_destroy(pd_jobs_t **p)
     }
     free(j->chunks);
     free(j->live);
-    free(j->q);
+    for (int c = 0; c < PD_JOBS_CLASSES; c++)
+        free(j->queue[c].q);
     free(j->ttl);
     free(j->fresh);
     zhashx_destroy(&j->fn_index);
@@ -217,88 +228,90 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, int *rc)
 
 /* ---- queue ------------------------------------------------------------- */
 
-static int s_q_grow(pd_jobs_t *j)
+static int s_q_grow(s_queue_t *q)
 {
-    size_t cap = j->qcap * 2;
-    s_qrange_t *q = malloc(cap * sizeof *q);
-    if (!q)
+    size_t cap = q->qcap * 2;
+    s_qrange_t *r = malloc(cap * sizeof *r);
+    if (!r)
         return PD_ENOMEM;
-    for (size_t i = 0; i < j->qlen; i++)
-        q[i] = j->q[(j->qhead + i) & (j->qcap - 1)];
-    free(j->q);
-    j->q = q;
-    j->qcap = cap;
-    j->qhead = 0;
+    for (size_t i = 0; i < q->qlen; i++)
+        r[i] = q->q[(q->qhead + i) & (q->qcap - 1)];
+    free(q->q);
+    q->q = r;
+    q->qcap = cap;
+    q->qhead = 0;
     return 0;
 }
 
-static s_qrange_t *s_q_at(pd_jobs_t *j, size_t i) { return &j->q[(j->qhead + i) & (j->qcap - 1)]; }
+static s_qrange_t *s_q_at(s_queue_t *q, size_t i) { return &q->q[(q->qhead + i) & (q->qcap - 1)]; }
 
-static int s_q_push_back(pd_jobs_t *j, uint64_t first, uint64_t count)
+static int s_q_push_back(s_queue_t *q, uint64_t first, uint64_t count)
 {
-    if (j->qlen) {
-        s_qrange_t *t = s_q_at(j, j->qlen - 1);
+    if (q->qlen) {
+        s_qrange_t *t = s_q_at(q, q->qlen - 1);
         if (t->first + t->count == first) {
             t->count += count;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (q->qlen == q->qcap && s_q_grow(q))
         return PD_ENOMEM;
-    *s_q_at(j, j->qlen) = (s_qrange_t){first, count};
-    j->qlen++;
+    *s_q_at(q, q->qlen) = (s_qrange_t){first, count};
+    q->qlen++;
     return 0;
 }
 
-static int s_q_push_front(pd_jobs_t *j, uint64_t id)
+static int s_q_push_front(s_queue_t *q, uint64_t id)
 {
-    if (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
+    if (q->qlen) {
+        s_qrange_t *h = s_q_at(q, 0);
         if (h->first == id + 1) {
             h->first = id;
             h->count++;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (q->qlen == q->qcap && s_q_grow(q))
         return PD_ENOMEM;
-    j->qhead = (j->qhead + j->qcap - 1) & (j->qcap - 1);
-    j->qlen++;
-    *s_q_at(j, 0) = (s_qrange_t){id, 1};
+    q->qhead = (q->qhead + q->qcap - 1) & (q->qcap - 1);
+    q->qlen++;
+    *s_q_at(q, 0) = (s_qrange_t){id, 1};
     return 0;
 }
 
 /* Drops ranges holding no queued job (cancelled ones). Called when the ring
    holds far more ranges than queued jobs, so its cost is amortised over the
    cancels that made the garbage. */
-static void s_q_compact(pd_jobs_t *j)
+static void s_q_compact(pd_jobs_t *j, s_queue_t *q)
 {
     size_t out = 0;
-    for (size_t i = 0; i < j->qlen; i++) {
-        s_qrange_t r = *s_q_at(j, i);
+    for (size_t i = 0; i < q->qlen; i++) {
+        s_qrange_t r = *s_q_at(q, i);
         while (r.count && pd_jobs_state(j, r.first) != PD_JOB_QUEUED)
             r.first++, r.count--;
         if (r.count)
-            *s_q_at(j, out++) = r;
+            *s_q_at(q, out++) = r;
     }
-    j->qlen = out;
+    q->qlen = out;
 }
 
-uint64_t pd_jobs_pop(pd_jobs_t *j)
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls)
 {
-    while (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    s_queue_t *q = &j->queue[cls];
+    while (q->qlen) {
+        s_qrange_t *h = s_q_at(q, 0);
         uint64_t id = h->first++;
         if (--h->count == 0) {
-            j->qhead = (j->qhead + 1) & (j->qcap - 1);
-            j->qlen--;
+            q->qhead = (q->qhead + 1) & (q->qcap - 1);
+            q->qlen--;
         }
         pd_job_t *job = pd_jobs_get(j, id);
         if (!job || job->state != PD_JOB_QUEUED)
             continue;
         job->state = PD_JOB_RUNNING;
         job->attempt++;
-        j->queued--;
+        q->queued--;
         return id;
     }
     return 0;
@@ -306,10 +319,16 @@ uint64_t pd_jobs_pop(pd_jobs_t *j)
 
 /* ---- submit ------------------------------------------------------------ */
 
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
-                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
-                   uint32_t *n, char *why, size_t whycap)
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const pd_jobs_needs_t *needs, const char *fn,
+                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
+                   uint64_t *first, uint32_t *n, char *why, size_t whycap)
 {
+    static const pd_jobs_needs_t cpu = {0};
+    if (!needs)
+        needs = &cpu;
+    /* A job that ships CUDA kernels can only run where there is a GPU. */
+    bool gpu = needs->gpu || needs->cu;
+    s_queue_t *q = &j->queue[gpu ? PD_JOBS_GPU : PD_JOBS_CPU];
     size_t fnlen = strlen(fn);
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN) {
         snprintf(why, whycap, "submit: 'fn' must be a function name of 1 to %u bytes",
@@ -347,7 +366,7 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     }
     /* The blob holds the whole array; jobs point at their element. */
     pd_blob_t *blob = pd_blob_new(args, args_len, count);
-    if (!blob || s_q_push_back(j, j->next_id, count)) {
+    if (!blob || s_q_push_back(q, j->next_id, count)) {
         free(blob);
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
@@ -364,6 +383,8 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
+        job->gpu = gpu;
+        job->cu = needs->cu;
         job->mod = mod;
         job->fn = fni;
         job->timeout_ms = timeout_ms;
@@ -374,7 +395,7 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     }
     j->next_id += count;
     j->unfinished += count;
-    j->queued += count;
+    q->queued += count;
     return 0;
 }
 
@@ -400,15 +421,16 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
 {
     pd_job_t *job = pd_jobs_get(j, id);
     assert(job && !PD_JOB_IS_FINAL(job->state));
+    s_queue_t *q = &j->queue[job->gpu ? PD_JOBS_GPU : PD_JOBS_CPU];
     if (job->state == PD_JOB_QUEUED)
-        j->queued--;
+        q->queued--;
     j->unfinished--;
     job->state = state;
     pd_blob_unref(&job->arg);
     job->arg_off = job->arg_len = 0;
     s_fresh_add(j, id);
-    if (j->qlen > 64 && j->qlen > 4 * (j->queued + 16))
-        s_q_compact(j);
+    if (q->qlen > 64 && q->qlen > 4 * (q->queued + 16))
+        s_q_compact(j, q);
     return job;
 }
 
@@ -463,12 +485,13 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
             return 1;
         }
     }
+    s_queue_t *q = &j->queue[job->gpu ? PD_JOBS_GPU : PD_JOBS_CPU];
     job->state = PD_JOB_QUEUED;
-    j->queued++;
-    if (s_q_push_front(j, id)) {
+    q->queued++;
+    if (s_q_push_front(q, id)) {
         /* Out of memory for the ring: fail the job rather than lose it. */
         job->state = PD_JOB_RUNNING;
-        j->queued--;
+        q->queued--;
         pd_jobs_set_failed(j, id, "PD_ENOMEM", "the broker ran out of memory requeueing the job",
                            host, -1);
         return 1;
@@ -567,7 +590,19 @@ void pd_jobs_fresh_clear(pd_jobs_t *j)
 }
 
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j) { return j->unfinished; }
-uint64_t pd_jobs_queued(const pd_jobs_t *j) { return j->queued; }
+uint64_t pd_jobs_queued(const pd_jobs_t *j)
+{
+    uint64_t n = 0;
+    for (int c = 0; c < PD_JOBS_CLASSES; c++)
+        n += j->queue[c].queued;
+    return n;
+}
+
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    return j->queue[cls].queued;
+}
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
 

@@ -7,9 +7,12 @@
     array is copied once into a reference-counted blob and every job points
     into it; results of one `done` message share a blob the same way.
 
-    The queue is a ring of id ranges (a submit of 4096 jobs is one entry);
-    cancelled jobs are skipped lazily when popped. Jobs requeued after a lost
-    worker go to the front. The number of unfinished (queued or running) jobs
+    Each slot class (CPU, GPU) has its own queue, a ring of id ranges (a
+    submit of 4096 jobs is one entry); cancelled jobs are skipped lazily
+    when popped. Jobs requeued after a lost worker go to the front of their
+    class's queue. A GPU job (one that asked for a GPU slot, or ships CUDA
+    kernels) waits for a GPU slot and never takes a CPU slot, and the
+    reverse. The number of unfinished (queued or running) jobs
     is bounded: a submit that would exceed the bound is refused whole.
 
     Jobs that become final are also appended to a "fresh" list that the
@@ -45,6 +48,9 @@ enum {
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
 
+/* Slot classes: each has its own queue, and workers their own credit. */
+enum { PD_JOBS_CPU = 0, PD_JOBS_GPU = 1, PD_JOBS_CLASSES = 2 };
+
 /* A reference-counted block of bytes shared by several jobs. */
 typedef struct {
     uint32_t refs; /* jobs pointing into data */
@@ -62,10 +68,11 @@ typedef struct {
     uint8_t state;       /* PD_JOB_* */
     uint8_t losses;      /* times the job's worker was lost while running it */
     uint8_t retries;     /* lost-worker attempts allowed (at least 1 is made) */
-    uint8_t unused;      /* padding */
+    uint8_t gpu;         /* 1: runs on GPU slots only (class PD_JOBS_GPU) */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
     uint32_t fn;         /* interned function name (pd_jobs_fn_name) */
+    uint32_t cu;         /* CUDA module shipped with the job: its index + 1; 0 = none */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
     uint32_t wpos;       /* position in that worker's in-flight list */
@@ -86,14 +93,21 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished);
 /* Frees the table, every record and blob. Safe on NULL; sets *p to NULL. */
 void pd_jobs_destroy(pd_jobs_t **p);
 
+/* What the jobs of a submit need besides a CPU slot; all zero: nothing. */
+typedef struct {
+    bool gpu;    /* run on GPU slots only */
+    uint32_t cu; /* a CUDA module to ship with them: its index + 1 (implies gpu); 0 = none */
+} pd_jobs_needs_t;
+
 /* Accepts the jobs of one submit: `args` is the raw msgpack array (one job per
-   element, each kept as raw bytes). On success sets *first and *n and returns
-   0. Returns PD_EOVERLOAD when the unfinished bound would be exceeded (nothing
-   accepted), PD_EPROTO when args is not an array, PD_EINVAL for a bad fn or
-   retries, PD_ENOMEM; every failure writes a sentence into why. */
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
-                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
-                   uint32_t *n, char *why, size_t whycap);
+   element, each kept as raw bytes); needs may be NULL (CPU jobs). On success
+   sets *first and *n and returns 0. Returns PD_EOVERLOAD when the unfinished
+   bound would be exceeded (nothing accepted), PD_EPROTO when args is not an
+   array, PD_EINVAL for a bad fn or retries, PD_ENOMEM; every failure writes a
+   sentence into why. */
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const pd_jobs_needs_t *needs, const char *fn,
+                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
+                   uint64_t *first, uint32_t *n, char *why, size_t whycap);
 
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
@@ -104,11 +118,12 @@ uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 
-/* Takes the next queued job off the queue for dispatch and marks it running
-   with attempt+1; returns its id, or 0 when nothing is queued. The caller
-   sets worker/wpos through pd_workers_track. */
-uint64_t pd_jobs_pop(pd_jobs_t *j);
-/* Puts a running job back at the front of the queue. With `lost`, the loss
+/* Takes the next queued job of class cls (PD_JOBS_CPU or PD_JOBS_GPU) off
+   its queue for dispatch and marks it running with attempt+1; returns its
+   id, or 0 when nothing of that class is queued. The caller sets
+   worker/wpos through pd_workers_track. */
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
+/* Puts a running job back at the front of its class's queue. With `lost`, the loss
    counts toward its retries: when they are used up the job fails with
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
@@ -140,7 +155,8 @@ void pd_jobs_fresh_clear(pd_jobs_t *j);
 
 /* Counters. */
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */
-uint64_t pd_jobs_queued(const pd_jobs_t *j);
+uint64_t pd_jobs_queued(const pd_jobs_t *j);              /* all classes */
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls);  /* one class */
 uint64_t pd_jobs_next_id(const pd_jobs_t *j); /* id the next submit gets */
 uint64_t pd_jobs_max(const pd_jobs_t *j);
 

@@ -7,6 +7,7 @@
 */
 #include "pd_modcache.h"
 #include "pd_error.h"
+#include "pd_file.h"
 #include "pd_log.h"
 
 #include <dlfcn.h>
@@ -65,37 +66,6 @@ static int s_mkdir_p(const char *path)
     return 0;
 }
 
-/* Writes data to path through a temporary file and rename(), so readers see
-   the old file or the whole new one, never a part. */
-static int s_write_atomic(const char *path, const void *data, size_t len)
-{
-    static unsigned counter;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long) getpid(), counter++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        p += n;
-        left -= (size_t) n;
-    }
-    if (close(fd) || rename(tmp, path)) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /* True when the file at path holds exactly data. */
 static bool s_file_equals(const char *path, const void *data, size_t len)
 {
@@ -138,7 +108,7 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
     }
     snprintf(path, sizeof path, "%s/include/playdoh_task.h", dir);
     if (!s_file_equals(path, pd_task_header, pd_task_header_len)
-        && s_write_atomic(path, pd_task_header, pd_task_header_len)) {
+        && pd_file_write_atomic(path, pd_task_header, pd_task_header_len)) {
         pd_log_error("cannot write %s: %s", path, strerror(errno));
         code = PD_ESYS;
         goto fail;
@@ -221,7 +191,7 @@ int pd_modcache_store(pd_modcache_t *mc, const char *hash, const char *kind,
     struct stat st;
     if (stat(path, &st) == 0 && (size_t) st.st_size == len)
         return 0; /* content-addressed: same name, same bytes */
-    if (s_write_atomic(path, data, len)) {
+    if (pd_file_write_atomic(path, data, len)) {
         snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
         return PD_ESYS;
     }
