@@ -32,6 +32,8 @@ typedef struct {
     uint32_t retries;
     bool detach;
     bool release;
+    bool gpu;           /* map: on GPU slots */
+    const char *cuda;   /* map: CUDA module to ship, or NULL */
     bool quiet;
     double wait_s; /* < 0: for ever */
     bool wait_set;
@@ -58,6 +60,9 @@ static void s_usage(FILE *f)
         "      --timeout-ms N   map: fail a job that runs longer than N ms (default: no limit)\n"
         "      --retries N      map: attempts when a worker dies (default 3)\n"
         "      --detach         map: print the job ids and return without waiting\n"
+        "      --gpu            map: run each job on a GPU slot; a .cu file beside a .c\n"
+        "                       MODULE (square.cu for square.c) travels with the jobs\n"
+        "      --cuda FILE.cu   map: ship these CUDA kernels with the jobs (implies --gpu)\n"
         "      --wait S         results, wait: wait up to S seconds (results: 0, wait: for ever)\n"
         "      --release        results: let the broker forget the jobs once printed\n"
         "  -q, --quiet          no summary on standard error\n"
@@ -260,6 +265,33 @@ static int s_verb_map(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
         pd_buf_free(&args);
         return rc == PD_EIO ? 2 : 3;
     }
+    /* The kernels: --cuda FILE, or with --gpu a .cu beside a .c module. */
+    char cuda_hash[PD_HASH_HEX], beside[4096];
+    const char *cuda = o->cuda;
+    size_t ml = strlen(argv[0]);
+    if (!cuda && o->gpu && ml > 2 && strcmp(argv[0] + ml - 2, ".c") == 0 &&
+        ml + 2 < sizeof beside) {
+        snprintf(beside, sizeof beside, "%.*s.cu", (int) (ml - 2), argv[0]);
+        if (access(beside, R_OK) == 0) {
+            cuda = beside;
+            pd_log_info("shipping %s with the jobs (the kernels beside %s)", beside, argv[0]);
+        }
+    }
+    if (cuda) {
+        size_t cl = strlen(cuda);
+        if (cl < 3 || strcmp(cuda + cl - 3, ".cu") != 0) {
+            fprintf(stderr, "playdoh-submit: --cuda wants a CUDA source file ending in .cu, not "
+                            "'%s'\n", cuda);
+            pd_buf_free(&args);
+            return 2;
+        }
+        rc = pd_module_upload_file(c, cuda, cuda_hash);
+        if (rc) {
+            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            pd_buf_free(&args);
+            return rc == PD_EIO ? 2 : 3;
+        }
+    }
     uint64_t *ids = calloc(n, sizeof *ids);
     pd_result_t *res = calloc(S_PRINT_WINDOW, sizeof *res);
     if (!ids || !res) {
@@ -269,7 +301,8 @@ static int s_verb_map(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
         pd_buf_free(&args);
         return 2;
     }
-    pd_map_opts_t mo = {.timeout_ms = o->timeout_ms, .retries = o->retries};
+    pd_map_opts_t mo = {.timeout_ms = o->timeout_ms, .retries = o->retries, .gpu = o->gpu,
+                        .cuda = cuda ? cuda_hash : NULL};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {
@@ -432,12 +465,13 @@ int main(int argc, char **argv)
 {
     s_opts_t o = {.retries = 3};
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL };
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_GPU, O_CUDA };
     static const struct option longs[] = {
         {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
         {"retries", required_argument, NULL, O_RETRIES},
         {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
+        {"gpu", no_argument, NULL, O_GPU},         {"cuda", required_argument, NULL, O_CUDA},
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
@@ -461,6 +495,8 @@ int main(int argc, char **argv)
                 return s_die_usage("--retries wants a number from 1 to 100, not '%s'", optarg);
             break;
         case O_DETACH: o.detach = true; break;
+        case O_GPU: o.gpu = true; break;
+        case O_CUDA: o.cuda = optarg; o.gpu = true; break;
         case O_WAIT: {
             char *end;
             o.wait_s = strtod(optarg, &end);

@@ -1,10 +1,11 @@
-/*  playdoh-worker: offers this machine's CPU slots to a Playdoh broker.
+/*  playdoh-worker: offers this machine's CPU and GPU slots to a Playdoh broker.
 
     Parses the command line, builds a pd_worker_t and runs its loop until
     SIGINT or SIGTERM, then says `bye` and stops its slot processes. The same
     binary is also the slot process: pd_slot_new() execs /proc/self/exe with
     "--slot ...", which main() hands to pd_slot_main() before anything else.
 */
+#include "pd_cudrv.h"
 #include "pd_error.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
@@ -32,11 +33,12 @@ static void s_usage(FILE *f)
     fprintf(f,
             "usage: playdoh-worker --broker ENDPOINT [options]\n"
             "\n"
-            "Offers this machine's CPU slots to a Playdoh broker and runs its jobs.\n"
+            "Offers this machine's CPU and GPU slots to a Playdoh broker and runs its jobs.\n"
             "\n"
             "  --broker EP        broker endpoint, e.g. tcp://lab-server:5555 (required)\n"
             "  --cpus N           CPU slots to offer (default: online CPUs)\n"
-            "  --gpus N           GPUs to offer (default: 0)\n"
+            "  --gpus N           GPU slots to offer (default: every GPU the CUDA driver\n"
+            "                     shows; 0: none; more than the machine has is an error)\n"
             "  --cache DIR        module cache (default: $XDG_CACHE_HOME/playdoh or\n"
             "                     ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
@@ -71,7 +73,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    pd_worker_config_t cfg = {.cpus = ncpu > 0 ? (int) ncpu : 1};
+    pd_worker_config_t cfg = {.cpus = ncpu > 0 ? (int) ncpu : 1, .gpus = -1};
     const char *level = "info";
     char *cache = NULL;
     int c;
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'b': cfg.broker = optarg; break;
         case 'c': cfg.cpus = s_int_arg("--cpus", optarg, 1, 4096); break;
-        case 'g': cfg.gpus = s_int_arg("--gpus", optarg, 0, 1024); break;
+        case 'g': cfg.gpus = s_int_arg("--gpus", optarg, 0, PD_GPU_MAX); break;
         case 'C': cfg.cache_dir = optarg; break;
         case 'H': cfg.heartbeat_ms = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
         case 'n': cfg.name = optarg; break;
@@ -134,9 +136,11 @@ int main(int argc, char **argv)
     pd_worker_t *w = pd_worker_new(&cfg, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!w) {
+        /* The reason was logged; a bad configuration (--gpus beyond the
+           machine's GPUs, ...) is a usage error like a bad flag. */
         fprintf(stderr, "playdoh-worker: cannot start: %s\n", pd_strerror(err));
         free(cache);
-        return 1;
+        return err == PD_EINVAL ? 2 : 1;
     }
     int rc = pd_worker_run(w, &s_stop);
     pd_worker_destroy(&w);

@@ -95,9 +95,9 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
         code = PD_ESYS;
         goto fail;
     }
-    static const char *subdirs[] = {"modules", "so", "include"};
+    static const char *subdirs[] = {"modules", "so", "include", "ptx"};
     char path[4200];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
         if (s_mkdir_p(path)) {
             pd_log_error("cannot create the module cache directory %s: %s (choose another "
@@ -155,7 +155,7 @@ char *pd_modcache_default_dir(void)
 
 bool pd_modcache_valid(const char *hash, const char *kind)
 {
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0)
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "cu") != 0)
         return false;
     size_t i = 0;
     for (; hash[i]; i++)
@@ -175,8 +175,8 @@ int pd_modcache_store(pd_modcache_t *mc, const char *hash, const char *kind,
                       const void *data, size_t len, char *why, size_t cap)
 {
     if (!pd_modcache_valid(hash, kind)) {
-        snprintf(why, cap, "module hash must be 64 lowercase hex digits and kind \"c\" or "
-                 "\"so\" (got kind \"%.8s\")", kind);
+        snprintf(why, cap, "module hash must be 64 lowercase hex digits and kind \"c\", \"so\" "
+                 "or \"cu\" (got kind \"%.8s\")", kind);
         return PD_EINVAL;
     }
     char actual[65];

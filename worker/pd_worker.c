@@ -5,9 +5,17 @@
     data to pd_slot_on_readable, and queued jobs to idle slots (s_dispatch).
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
+
+    GPUs. At start the worker counts its GPUs through the CUDA driver
+    (gpu/pd_cudrv.h; none when libcuda does not load) and offers them, or
+    the number the owner chose, as GPU slots after its CPU slots: slot
+    cpus + g runs on GPU g and its process sees only that device. GPU jobs
+    (`run` entries with gpu true) wait in their own queue for GPU slots; CPU
+    jobs never take a GPU slot.
 */
 #include "pd_worker.h"
 #include "pd_codec.h"
+#include "pd_cudrv.h"
 #include "pd_error.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
@@ -32,9 +40,20 @@
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
     char hash[65];  /* content hash */
-    char kind[3];   /* "c" or "so" */
+    char kind[3];   /* "c", "so" or "cu" */
     char name[128]; /* name for messages */
 } s_mod_t;
+
+/* A queue of jobs (a ring), one per slot class. */
+typedef struct {
+    pd_job_t **q;   /* the ring, owned with its jobs */
+    size_t head;    /* index of the first job */
+    size_t len;     /* jobs queued */
+    size_t cap;     /* ring capacity */
+    size_t max;     /* bound on queued jobs */
+} s_queue_t;
+
+enum { S_CPU = 0, S_GPU = 1 };
 
 struct pd_worker {
     char *broker;          /* broker endpoint */
@@ -43,22 +62,20 @@ struct pd_worker {
     char *log_level;       /* slots' log level, or NULL */
     char host[256];        /* host name reported */
     char id[19];           /* routing id "w-" + 16 hex */
-    int cpus;              /* CPU slots */
-    int gpus;              /* GPUs offered */
+    int cpus;              /* CPU slots: slots 0 .. cpus-1 */
+    int gpus;              /* GPU slots: slots cpus .. cpus+gpus-1 */
+    int nslots;            /* cpus + gpus */
+    pd_gpu_info_t gpu[PD_GPU_MAX]; /* the offered GPUs, in slot order */
     void *ctx;             /* ZeroMQ context, owned */
     void *sock;            /* DEALER to the broker, owned */
     pd_modcache_t *mc;     /* module cache */
-    pd_slot_t **slots;     /* cpus slot handles, owned */
+    pd_slot_t **slots;     /* nslots slot handles, owned */
     zmq_pollitem_t *items; /* poll set: socket then live slots */
     int *item_slot;        /* slot index of items[i] (i >= 1) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
-    pd_job_t **q;          /* job queue (ring), owned */
-    size_t qhead;          /* index of the first job */
-    size_t qlen;           /* jobs queued */
-    size_t qcap;           /* ring capacity */
-    size_t qmax;           /* bound on queued jobs */
+    s_queue_t q[2];        /* queued jobs: q[S_CPU], q[S_GPU] */
     pd_buf_t res;          /* encoded results waiting for `done` */
     size_t nres;           /* results in res */
     uint64_t *cancel;      /* sorted ids of the cancel being applied */
@@ -72,58 +89,61 @@ struct pd_worker {
     uint64_t ndone;        /* results sent, for logs */
 };
 
-/* ---- queue -------------------------------------------------------------- */
+/* ---- queues ------------------------------------------------------------- */
 
-static int s_q_grow(pd_worker_t *w)
+static int s_q_grow(s_queue_t *q)
 {
-    size_t cap = w->qcap ? w->qcap * 2 : 1024;
-    pd_job_t **q = malloc(cap * sizeof *q);
-    if (!q)
+    size_t cap = q->cap ? q->cap * 2 : 1024;
+    pd_job_t **r = malloc(cap * sizeof *r);
+    if (!r)
         return PD_ENOMEM;
-    for (size_t i = 0; i < w->qlen; i++)
-        q[i] = w->q[(w->qhead + i) % w->qcap];
-    free(w->q);
-    w->q = q;
-    w->qcap = cap;
-    w->qhead = 0;
+    for (size_t i = 0; i < q->len; i++)
+        r[i] = q->q[(q->head + i) % q->cap];
+    free(q->q);
+    q->q = r;
+    q->cap = cap;
+    q->head = 0;
     return 0;
 }
 
-static int s_q_push_back(pd_worker_t *w, pd_job_t *job)
+static int s_q_push_back(s_queue_t *q, pd_job_t *job)
 {
-    if (w->qlen == w->qcap && s_q_grow(w))
+    if (q->len == q->cap && s_q_grow(q))
         return PD_ENOMEM;
-    w->q[(w->qhead + w->qlen) % w->qcap] = job;
-    w->qlen++;
+    q->q[(q->head + q->len) % q->cap] = job;
+    q->len++;
     return 0;
 }
 
-static int s_q_push_front(pd_worker_t *w, pd_job_t *job)
+static int s_q_push_front(s_queue_t *q, pd_job_t *job)
 {
-    if (w->qlen == w->qcap && s_q_grow(w))
+    if (q->len == q->cap && s_q_grow(q))
         return PD_ENOMEM;
-    w->qhead = (w->qhead + w->qcap - 1) % w->qcap;
-    w->q[w->qhead] = job;
-    w->qlen++;
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->q[q->head] = job;
+    q->len++;
     return 0;
 }
 
-static pd_job_t *s_q_pop(pd_worker_t *w)
+static pd_job_t *s_q_pop(s_queue_t *q)
 {
-    if (!w->qlen)
+    if (!q->len)
         return NULL;
-    pd_job_t *job = w->q[w->qhead];
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
+    pd_job_t *job = q->q[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
     return job;
 }
 
-static void s_q_clear(pd_worker_t *w)
+static void s_q_clear(s_queue_t *q)
 {
     pd_job_t *job;
-    while ((job = s_q_pop(w)))
+    while ((job = s_q_pop(q)))
         pd_job_destroy(&job);
 }
+
+/* Jobs queued in both classes. */
+static size_t s_queued(const pd_worker_t *w) { return w->q[S_CPU].len + w->q[S_GPU].len; }
 
 /* ---- sending ------------------------------------------------------------ */
 
@@ -160,11 +180,22 @@ static void s_send_ready(pd_worker_t *w)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ready", 4);
+    pd_msg_begin(&pk, "ready", w->gpus ? 5 : 4);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) w->cpus);
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) w->gpus);
+    if (w->gpus) {
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, (uint32_t) w->gpus);
+        for (int i = 0; i < w->gpus; i++) {
+            msgpack_pack_map(&pk, 4);
+            pd_pack_kv_str(&pk, "name", w->gpu[i].name);
+            pd_pack_kv_uint(&pk, "mem", w->gpu[i].mem);
+            pd_pack_kv_uint(&pk, "cc_major", (uint64_t) w->gpu[i].cc_major);
+            pd_pack_kv_uint(&pk, "cc_minor", (uint64_t) w->gpu[i].cc_minor);
+        }
+    }
     s_send(w, &b);
     pd_buf_free(&b);
     w->last_ready = pd_slot_now_ms();
@@ -251,7 +282,7 @@ static void s_on_result(void *user, const pd_job_t *job, bool ok, const uint8_t 
 static void s_on_requeue(void *user, pd_job_t *job)
 {
     pd_worker_t *w = user;
-    if (s_q_push_front(w, job)) {
+    if (s_q_push_front(&w->q[job->gpu ? S_GPU : S_CPU], job)) {
         s_fail_job(w, job->id, job->attempt, PD_ENOMEM, "worker out of memory");
         pd_job_destroy(&job);
     }
@@ -268,6 +299,7 @@ static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
             return &w->mods[i];
     const char *kind = pd_modcache_has(w->mc, hash, "c")    ? "c"
                        : pd_modcache_has(w->mc, hash, "so") ? "so"
+                       : pd_modcache_has(w->mc, hash, "cu") ? "cu"
                                                             : NULL;
     if (!kind)
         return NULL;
@@ -309,7 +341,7 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
     if (known) {
         s_mod_t *k = (s_mod_t *) known;
         snprintf(k->name, sizeof k->name, "%s", name);
-        memcpy(k->kind, kind, strlen(kind) + 1); /* "c" or "so": checked by the store */
+        memcpy(k->kind, kind, strlen(kind) + 1); /* "c", "so" or "cu": checked by the store */
     }
     pd_log_debug("module %s (%s) stored", name, hash);
 }
@@ -339,30 +371,48 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                         "timeout_ms, arg]; ignoring the rest", i);
             return;
         }
-        for (uint32_t extra = 6; extra < k; extra++)
+        /* A GPU job: [..., arg, gpu, cu (hash or nil)]. */
+        bool gpu = false;
+        char cu[80] = "";
+        if (k >= 8 && (pd_rd_bool(&r, &gpu) ||
+                       (pd_rd_peek(&r) == PD_MP_NIL ? pd_rd_nil(&r)
+                                                    : pd_rd_strcpy(&r, cu, sizeof cu)))) {
+            pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash or "
+                        "nil]; ignoring the rest", i);
+            return;
+        }
+        for (uint32_t extra = k >= 8 ? 8 : 6; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const s_mod_t *mm = s_mod_find(w, mod);
+        const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
         char msg[600];
-        if (!mm) {
-            snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no "
-                     "'mod' for it)", mod, w->host);
+        if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
+            snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no "
+                     "'mod' for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
             s_fail_job(w, id, attempt, PD_ENOMODULE, msg);
             continue;
         }
+        if (gpu && w->gpus == 0) {
+            snprintf(msg, sizeof msg, "worker %s offers no GPU slot, yet the broker sent it a "
+                     "GPU job", w->host);
+            s_fail_job(w, id, attempt, PD_ENOGPU, msg);
+            continue;
+        }
+        s_queue_t *q = &w->q[gpu ? S_GPU : S_CPU];
         if (fnlen == 0 || fnlen >= sizeof ((pd_job_t *) 0)->fn) {
             snprintf(msg, sizeof msg, "module %s has no function '%.*s' (check the name passed "
                      "to map)", mm->name, (int) (fnlen > 64 ? 64 : fnlen), fn);
             s_fail_job(w, id, attempt, PD_ENOFUNC, msg);
             continue;
         }
-        if (w->qlen >= w->qmax) {
-            snprintf(msg, sizeof msg, "worker %s holds %zu queued jobs, more than the broker's "
-                     "credit allows; job refused", w->host, w->qlen);
+        if (q->len >= q->max) {
+            snprintf(msg, sizeof msg, "worker %s holds %zu queued %s jobs, more than the "
+                     "broker's credit allows; job refused", w->host, q->len, gpu ? "GPU" : "CPU");
             s_fail_job(w, id, attempt, PD_EOVERLOAD, msg);
             continue;
         }
         pd_job_t *job = pd_job_new(arg, alen);
-        if (!job || s_q_push_back(w, job)) {
+        if (!job || s_q_push_back(q, job)) {
             pd_job_destroy(&job);
             s_fail_job(w, id, attempt, PD_ENOMEM, "worker out of memory");
             continue;
@@ -375,6 +425,11 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
         memcpy(job->name, mm->name, sizeof job->name);
         memcpy(job->fn, fn, fnlen);
         job->fn[fnlen] = 0;
+        job->gpu = gpu;
+        if (cm) {
+            memcpy(job->cu, cm->hash, sizeof job->cu);
+            memcpy(job->cu_name, cm->name, sizeof job->cu_name);
+        }
     }
 }
 
@@ -410,18 +465,22 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
     qsort(ids, k, sizeof *ids, s_cmp_u64);
     w->cancel = ids;
     w->ncancel = k;
-    size_t dropped = 0, kept = 0;
-    for (size_t i = 0; i < w->qlen; i++) {
-        pd_job_t *job = w->q[(w->qhead + i) % w->qcap];
-        if (s_is_cancelled(w, job->id)) {
-            pd_job_destroy(&job);
-            dropped++;
-        } else {
-            w->q[(w->qhead + kept++) % w->qcap] = job;
+    size_t dropped = 0;
+    for (int c = 0; c < 2; c++) {
+        s_queue_t *q = &w->q[c];
+        size_t kept = 0;
+        for (size_t i = 0; i < q->len; i++) {
+            pd_job_t *job = q->q[(q->head + i) % q->cap];
+            if (s_is_cancelled(w, job->id)) {
+                pd_job_destroy(&job);
+                dropped++;
+            } else {
+                q->q[(q->head + kept++) % q->cap] = job;
+            }
         }
+        q->len = kept;
     }
-    w->qlen = kept;
-    for (int i = 0; i < w->cpus; i++)
+    for (int i = 0; i < w->nslots; i++)
         dropped += pd_slot_cancel(w->slots[i], s_is_cancelled, w);
     w->cancel = NULL;
     w->ncancel = 0;
@@ -433,13 +492,14 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 static void s_reset(pd_worker_t *w)
 {
     size_t running = 0;
-    for (int i = 0; i < w->cpus; i++) {
+    for (int i = 0; i < w->nslots; i++) {
         running += !pd_slot_idle(w->slots[i]) && pd_slot_fd(w->slots[i]) >= 0;
         pd_slot_abort(w->slots[i]);
     }
     pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
-                "registering again", w->qlen, running);
-    s_q_clear(w);
+                "registering again", s_queued(w), running);
+    s_q_clear(&w->q[S_CPU]);
+    s_q_clear(&w->q[S_GPU]);
     pd_buf_reset(&w->res);
     w->nres = 0;
     w->registered = false;
@@ -491,30 +551,38 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Gives queued jobs to idle slots, a group each, spreading them evenly. */
-static void s_dispatch(pd_worker_t *w)
+/* Gives the jobs of queue q to the idle slots first .. first+n-1, a group
+   each, spreading them evenly. */
+static void s_dispatch_class(pd_worker_t *w, s_queue_t *q, int first, int n)
 {
     size_t idle = 0;
-    for (int i = 0; i < w->cpus; i++)
+    for (int i = first; i < first + n; i++)
         idle += pd_slot_idle(w->slots[i]);
-    for (int i = 0; i < w->cpus && w->qlen && idle; i++) {
+    for (int i = first; i < first + n && q->len && idle; i++) {
         pd_slot_t *s = w->slots[i];
         if (!pd_slot_idle(s))
             continue;
-        size_t n = pd_slot_group_size(s);
-        size_t share = (w->qlen + idle - 1) / idle;
-        if (n > share)
-            n = share;
+        size_t g = pd_slot_group_size(s);
+        size_t share = (q->len + idle - 1) / idle;
+        if (g > share)
+            g = share;
         pd_job_t *group[PD_SLOT_GROUP_MAX];
         size_t k = 0, bytes = 0;
-        while (k < n && w->qlen && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
-            group[k] = s_q_pop(w);
+        while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
+            group[k] = s_q_pop(q);
             bytes += group[k]->arg_len;
             k++;
         }
         pd_slot_send(s, group, k);
         idle--;
     }
+}
+
+/* CPU jobs to CPU slots, GPU jobs to GPU slots. */
+static void s_dispatch(pd_worker_t *w)
+{
+    s_dispatch_class(w, &w->q[S_CPU], 0, w->cpus);
+    s_dispatch_class(w, &w->q[S_GPU], w->cpus, w->gpus);
 }
 
 /* Heartbeat, liveness and re-registration. */
@@ -540,7 +608,7 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
     int64_t live = w->registered ? w->last_recv + silence + 1 : w->last_ready + silence;
     if (live < next)
         next = live;
-    for (int i = 0; i < w->cpus; i++) {
+    for (int i = 0; i < w->nslots; i++) {
         int64_t d = pd_slot_deadline(w->slots[i]);
         if (d < next)
             next = d;
@@ -555,7 +623,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
     while (!*stop) {
         int64_t now = pd_slot_now_ms();
         int nitems = 1;
-        for (int i = 0; i < w->cpus; i++) {
+        for (int i = 0; i < w->nslots; i++) {
             int fd = pd_slot_fd(w->slots[i]);
             if (fd < 0)
                 continue;
@@ -582,7 +650,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 pd_slot_on_readable(w->slots[w->item_slot[i]]);
         now = pd_slot_now_ms();
-        for (int i = 0; i < w->cpus; i++)
+        for (int i = 0; i < w->nslots; i++)
             if (pd_slot_deadline(w->slots[i]) <= now)
                 pd_slot_tick(w->slots[i]);
         s_dispatch(w);
@@ -597,6 +665,60 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 
 /* ---- construction ------------------------------------------------------- */
 
+/* Decides the GPU slots: asked < 0 offers every GPU the driver shows, else
+   exactly `asked` (0 skips the driver). Returns 0, or PD_EINVAL (logged)
+   when more are asked than the machine has. */
+static int s_offer_gpus(pd_worker_t *w, int asked)
+{
+    w->gpus = 0;
+    if (asked == 0)
+        return 0;
+    char why[600];
+    int found = pd_gpu_discover(NULL, w->gpu, PD_GPU_MAX, why, sizeof why);
+    if (asked > found) {
+        if (found == 0)
+            pd_log_error("--gpus %d: this machine has no GPU usable through the CUDA driver "
+                         "(%s): install the NVIDIA driver, or lower --gpus", asked, why);
+        else
+            pd_log_error("--gpus %d: this machine has only %d GPU%s usable through the CUDA "
+                         "driver: lower --gpus to %d or less", asked, found,
+                         found == 1 ? "" : "s", found);
+        return PD_EINVAL;
+    }
+    if (found == 0)
+        pd_log_info("offering no GPU: %s", why);
+    w->gpus = asked < 0 ? found : asked;
+    for (int g = 0; g < found; g++) {
+        char mem[32];
+        pd_log_info("GPU %d: %s, %s, compute capability %d.%d%s", g, w->gpu[g].name,
+                    pd_gpu_mem_str(w->gpu[g].mem, mem, sizeof mem), w->gpu[g].cc_major,
+                    w->gpu[g].cc_minor, g < w->gpus ? "" : " (not offered: --gpus)");
+    }
+    return 0;
+}
+
+/* The CUDA_VISIBLE_DEVICES value that shows GPU slot g its device: the
+   g-th entry of the worker's own CUDA_VISIBLE_DEVICES when it has one (the
+   driver numbered the devices within that list: under Slurm, say), else g. */
+static void s_visible_for(int g, char *out, size_t cap)
+{
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    snprintf(out, cap, "%d", g);
+    if (!vis || !*vis)
+        return;
+    const char *p = vis;
+    for (int k = 0; *p; k++) {
+        size_t len = strcspn(p, ",");
+        if (k == g) {
+            snprintf(out, cap, "%.*s", (int) len, p);
+            return;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+}
+
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
 {
     assert(cfg);
@@ -606,27 +728,32 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_error("a broker endpoint and a cache directory are required");
         goto fail;
     }
-    if (cfg->cpus < 1 || cfg->cpus > 4096 || cfg->gpus < 0 || cfg->gpus > 1024) {
-        pd_log_error("--cpus must be between 1 and 4096 and --gpus between 0 and 1024 (got %d "
-                     "and %d)", cfg->cpus, cfg->gpus);
+    if (cfg->cpus < 1 || cfg->cpus > 4096 || cfg->gpus < -1 || cfg->gpus > PD_GPU_MAX) {
+        pd_log_error("--cpus must be between 1 and 4096 and --gpus between 0 and %d (got %d "
+                     "and %d)", PD_GPU_MAX, cfg->cpus, cfg->gpus);
         goto fail;
     }
     code = PD_ENOMEM;
     if (!(w = calloc(1, sizeof *w)))
         goto fail;
+    code = PD_EINVAL;
+    if (s_offer_gpus(w, cfg->gpus))
+        goto fail;
+    code = PD_ENOMEM;
     w->cpus = cfg->cpus;
-    w->gpus = cfg->gpus;
+    w->nslots = w->cpus + w->gpus;
     w->hb_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HB_MS;
     w->liveness = S_DEFAULT_LIVENESS;
-    w->qmax = (size_t) (cfg->cpus + cfg->gpus) * 1024 + 4096;
+    w->q[S_CPU].max = (size_t) w->cpus * 1024 + 4096;
+    w->q[S_GPU].max = (size_t) w->gpus * 1024 + 4096;
     pd_buf_init(&w->res);
     w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
-    w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
-    w->items = calloc((size_t) cfg->cpus + 1, sizeof *w->items);
-    w->item_slot = calloc((size_t) cfg->cpus + 1, sizeof *w->item_slot);
+    w->slots = calloc((size_t) w->nslots, sizeof *w->slots);
+    w->items = calloc((size_t) w->nslots + 1, sizeof *w->items);
+    w->item_slot = calloc((size_t) w->nslots + 1, sizeof *w->item_slot);
     if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
         || !w->slots || !w->items || !w->item_slot)
         goto fail;
@@ -640,9 +767,17 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     randombytes_buf(rnd, sizeof rnd);
     memcpy(w->id, "w-", 2);
     sodium_bin2hex(w->id + 2, sizeof w->id - 2, rnd, sizeof rnd);
-    for (int i = 0; i < w->cpus; i++) {
+    /* CPU slots see no GPU (CUDA_VISIBLE_DEVICES=""): GPU work goes where
+       the broker placed it. GPU slot g sees its device only. */
+    for (int i = 0; i < w->nslots; i++) {
+        char visible[64] = "";
+        bool gpu = i >= w->cpus;
+        if (gpu)
+            s_visible_for(i - w->cpus, visible, sizeof visible);
         pd_slot_config_t sc = {.index = i, .exe = w->slot_exe, .cache_dir = w->cache_dir,
                                .host = w->host, .log_level = w->log_level,
+                               .has_gpu = gpu, .gpu = gpu ? i - w->cpus : 0,
+                               .cuda_visible = visible,
                                .sink = {s_on_result, s_on_requeue, w}};
         if (!(w->slots[i] = pd_slot_new(&sc, &code)))
             goto fail;
@@ -667,8 +802,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     int64_t now = pd_slot_now_ms();
     w->last_recv = now;
     s_send_ready(w);
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s", w->id, w->host,
-                w->cpus, w->gpus, w->cache_dir, w->broker);
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots, cache %s, broker %s", w->id,
+                w->host, w->cpus, w->gpus, w->cache_dir, w->broker);
     return w;
 fail:
     if (err)
@@ -683,11 +818,13 @@ void pd_worker_destroy(pd_worker_t **p)
         return;
     pd_worker_t *w = *p;
     if (w->slots)
-        for (int i = 0; i < w->cpus; i++)
+        for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
-    s_q_clear(w);
-    free(w->q);
+    for (int c = 0; c < 2; c++) {
+        s_q_clear(&w->q[c]);
+        free(w->q[c].q);
+    }
     pd_buf_free(&w->res);
     if (w->sock)
         zmq_close(w->sock);

@@ -1,7 +1,8 @@
 /*  pd_worker: the worker's root object and its loop.
 
     A worker connects a DEALER socket (routing id "w-" + 16 random hex
-    digits) to the broker, registers with `ready {host, pid, cpus, gpus}`,
+    digits) to the broker, registers with `ready {host, pid, cpus, gpus,
+    gpu_info}`,
     receives modules and jobs, runs the jobs in its slot processes (pd_slot)
     and sends results back in `done` batches. It heartbeats from its own loop
     while the slot processes compute, re-registers when the broker falls
@@ -17,7 +18,9 @@
 typedef struct {
     const char *broker;    /* broker endpoint, e.g. "tcp://host:5555" (required) */
     int cpus;              /* CPU slots (>= 1) */
-    int gpus;              /* GPUs offered (>= 0), reported to the broker */
+    int gpus;              /* GPU slots: -1 = every GPU the CUDA driver shows, N = exactly
+                              N (more than the machine has: PD_EINVAL), 0 = none (the
+                              driver is not even loaded) */
     const char *cache_dir; /* module cache directory (required) */
     int heartbeat_ms;      /* heartbeat before the broker's welcome; 0 = 1000 */
     const char *name;      /* host name reported; NULL = gethostname() */
