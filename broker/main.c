@@ -8,6 +8,11 @@
 #include "pd_broker.h"
 #include "pd_error.h"
 #include "pd_log.h"
+#include "pd_modcache.h"
+#include "pd_slot.h"
+#include "pd_worker.h"
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +44,9 @@ static void s_usage(FILE *f)
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
+            "  --worker-cpus N    also run a worker with N slots inside this process (the\n"
+            "                     embedded local cluster); its module cache is --cache DIR\n"
+            "  --cache DIR        embedded worker's module cache (default ~/.cache/playdoh)\n"
             "  --help             this text\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
             PD_BROKER_DEFAULT_TTL_S);
@@ -61,13 +69,67 @@ static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t
     return 0;
 }
 
+/* The embedded worker: a pd_worker in a thread of the broker, connected
+   over inproc, for the local cluster (one process instead of two, and two
+   fewer TCP hops on every job's way). */
+typedef struct {
+    pd_worker_t *worker;
+    volatile sig_atomic_t stop;
+    pthread_t thread;
+} s_embedded_t;
+
+static void *s_embedded_run(void *arg)
+{
+    s_embedded_t *e = arg;
+    pd_worker_run(e->worker, &e->stop);
+    return NULL;
+}
+
+#define S_EMBEDDED_EP "inproc://playdoh-embedded-worker"
+
+static int s_embedded_start(s_embedded_t *e, pd_broker_t *b, int cpus, const char *cache)
+{
+    if (pd_broker_bind_also(b, S_EMBEDDED_EP))
+        return PD_EIO;
+    const char *level = NULL;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    level = names[pd_log_level()];
+    /* It offers every GPU the CUDA driver shows, like playdoh-worker. */
+    pd_worker_config_t wc = {.broker = S_EMBEDDED_EP, .cpus = cpus, .gpus = -1,
+                             .cache_dir = cache, .log_level = level,
+                             .zmq_ctx = pd_broker_zmq_ctx(b)};
+    int err = 0;
+    e->worker = pd_worker_new(&wc, &err);
+    if (!e->worker)
+        return err;
+    if (pthread_create(&e->thread, NULL, s_embedded_run, e)) {
+        pd_worker_destroy(&e->worker);
+        return PD_ESYS;
+    }
+    return 0;
+}
+
+static void s_embedded_stop(s_embedded_t *e)
+{
+    if (!e->worker)
+        return;
+    e->stop = 1;
+    pthread_join(e->thread, NULL);
+    pd_worker_destroy(&e->worker);
+}
+
 int main(int argc, char **argv)
 {
+    /* The embedded worker's slot processes are this program, exec'ed again. */
+    if (pd_slot_is_child(argc, argv))
+        return pd_slot_main(argc, argv);
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
     pd_log_set_tag("broker");
     pd_log_set_level(PD_LOG_INFO);
     int ready_fd = -1;
+    int worker_cpus = 0;
+    const char *cache = NULL;
     static const struct option opts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -77,6 +139,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"worker-cpus", required_argument, NULL, 'w'},
+        {"cache", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +195,14 @@ int main(int argc, char **argv)
         case 'n':
             cfg.name = optarg;
             break;
+        case 'w':
+            if (s_parse_u64("--worker-cpus", optarg, 1, 4096, &v))
+                goto bad;
+            worker_cpus = (int) v;
+            break;
+        case 'C':
+            cache = optarg;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -151,6 +223,25 @@ int main(int argc, char **argv)
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     if (!b)
         return 1;
+    s_embedded_t embedded = {0};
+    if (worker_cpus > 0) {
+        /* Signals go to the loop's thread: block them in the worker's. */
+        sigset_t set, old;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+        char *dflt = cache ? NULL : pd_modcache_default_dir();
+        err = s_embedded_start(&embedded, b, worker_cpus, cache ? cache : dflt);
+        free(dflt);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err) {
+            fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
+                    pd_strerror(err));
+            pd_broker_destroy(&b);
+            return 1;
+        }
+    }
     if (ready_fd >= 0) {
         char line[300];
         int n = snprintf(line, sizeof line, "%s\n", pd_broker_endpoint(b));
@@ -169,6 +260,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int rc = pd_broker_run(b);
     s_broker = NULL;
+    s_embedded_stop(&embedded);
     pd_broker_destroy(&b);
     return rc ? 1 : 0;
 bad:

@@ -100,8 +100,13 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         return NULL;
     }
     if (zmq_bind(b->sock, b->bind) != 0) {
-        pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
-                     "program that uses it)", b->bind, zmq_strerror(zmq_errno()));
+        int e = zmq_errno();
+        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
+            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
+                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
+        else
+            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                         "program that uses it)", b->bind, zmq_strerror(e));
         s_fail_new(&b, err, PD_EIO);
         return NULL;
     }
@@ -136,6 +141,17 @@ void pd_broker_destroy(pd_broker_t **p)
     free(b);
     *p = NULL;
 }
+
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint)
+{
+    if (zmq_bind(b->sock, endpoint) != 0) {
+        pd_log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+void *pd_broker_zmq_ctx(pd_broker_t *b) { return b->ctx; }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }

@@ -56,6 +56,12 @@ void pd_broker_destroy(pd_broker_t **p);
 /* The endpoint actually bound (the port resolved); borrowed. */
 const char *pd_broker_endpoint(const pd_broker_t *b);
 
+/* Binds the broker's socket to one more endpoint (an inproc:// endpoint for a
+   worker running in the same process). Returns 0 or PD_EIO (logged). */
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint);
+/* The broker's ZeroMQ context, borrowed: inproc peers must share it. */
+void *pd_broker_zmq_ctx(pd_broker_t *b);
+
 /* Runs the event loop until pd_broker_stop(). Returns 0, or PD_ESYS when the
    socket fails. */
 int pd_broker_run(pd_broker_t *b);

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,7 +199,9 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us)
 {
     double x = (double) us;
     wk->ewma_us = wk->ewma_us < 0 ? x : 0.9 * wk->ewma_us + 0.1 * x;
-    double d = PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us);
+    /* One job running per slot, plus about TARGET_US of work queued behind it,
+       so a slot never waits a broker round trip for its next job. */
+    double d = 1.0 + ceil(PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us));
     if (d < PD_WORKERS_DEPTH_MIN)
         d = PD_WORKERS_DEPTH_MIN;
     if (d > PD_WORKERS_DEPTH_MAX)

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define PD_WORKERS_TARGET_US 2000.0 /* queued work aimed at per slot */
-#define PD_WORKERS_DEPTH_MIN 1
+#define PD_WORKERS_DEPTH_MIN 2
 #define PD_WORKERS_DEPTH_MAX 512
 #define PD_WORKERS_DEPTH_START 8
 #define PD_WORKERS_MAX_RID 255

@@ -85,17 +85,18 @@ int pd_client_cluster_gpus(pd_client_t *c, int *gpus);
 
 /* ---- the embedded cluster ------------------------------------------------ */
 
-/* Starts a cluster on this machine: a playdoh-broker on a free loopback port
-   and a playdoh-worker with `cpus` slots (0 = one per CPU), as child
-   processes, and waits until the worker has joined (up to 20 s). The worker
-   also offers every GPU its CUDA driver shows, as GPU slots. Programs are
+/* Starts a cluster on this machine: a playdoh-broker child process on a free
+   loopback port, running a worker with `cpus` slots (0 = one per CPU) inside
+   it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
+   waits until the worker has registered (up to 20 s). The worker also offers
+   every GPU its CUDA driver shows, as GPU slots. The broker program is
    looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
    installation's bindir. Returns the cluster (stop it with pd_local_stop), or
    NULL with *err set. */
 pd_local_t *pd_local_start(int cpus, int *err);
 /* The broker's endpoint, for pd_client_new. Borrowed until pd_local_stop. */
 const char *pd_local_endpoint(const pd_local_t *l);
-/* Stops the broker and worker (SIGTERM, then SIGKILL after 5 s), frees l and
+/* Stops the cluster (SIGTERM, then SIGKILL after 5 s), frees l and
    sets *l to NULL; safe twice. Results not fetched are lost with it. */
 void pd_local_stop(pd_local_t **l);
 

@@ -24,6 +24,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,8 @@ struct pd_worker {
     int gpus;              /* GPU slots: slots cpus .. cpus+gpus-1 */
     int nslots;            /* cpus + gpus */
     pd_gpu_info_t gpu[PD_GPU_MAX]; /* the offered GPUs, in slot order */
-    void *ctx;             /* ZeroMQ context, owned */
+    void *ctx;             /* ZeroMQ context */
+    bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* nslots slot handles, owned */
@@ -749,7 +751,16 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     pd_buf_init(&w->res);
     w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
-    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
+    /* The running program's path, resolved now: exec'ing "/proc/self/exe"
+       itself would start the wrong program under valgrind, which reports
+       the client's path through readlink but not through exec. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0)
+        self[sl] = 0;
+    else
+        snprintf(self, sizeof self, "/proc/self/exe");
+    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->slots = calloc((size_t) w->nslots, sizeof *w->slots);
     w->items = calloc((size_t) w->nslots + 1, sizeof *w->items);
@@ -783,7 +794,12 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
             goto fail;
     }
     code = PD_ESYS;
-    if (!(w->ctx = zmq_ctx_new()) || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
+    w->ctx = cfg->zmq_ctx;
+    if (!w->ctx) {
+        w->ctx = zmq_ctx_new();
+        w->own_ctx = true;
+    }
+    if (!w->ctx || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -828,7 +844,7 @@ void pd_worker_destroy(pd_worker_t **p)
     pd_buf_free(&w->res);
     if (w->sock)
         zmq_close(w->sock);
-    if (w->ctx)
+    if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
     free(w->mods);

@@ -24,8 +24,10 @@ typedef struct {
     const char *cache_dir; /* module cache directory (required) */
     int heartbeat_ms;      /* heartbeat before the broker's welcome; 0 = 1000 */
     const char *name;      /* host name reported; NULL = gethostname() */
-    const char *slot_exe;  /* program exec'ed for slots; NULL = "/proc/self/exe" */
+    const char *slot_exe;  /* program exec'ed for slots; NULL = this program (its path) */
     const char *log_level; /* passed to slot processes, or NULL */
+    void *zmq_ctx;         /* ZeroMQ context to use (borrowed), or NULL for one of its own;
+                              an embedding broker passes its own to connect over inproc */
 } pd_worker_config_t;
 
 typedef struct pd_worker pd_worker_t;
