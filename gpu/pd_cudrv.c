@@ -258,8 +258,12 @@ const char *pd_gpu_mem_str(uint64_t bytes, char *buf, size_t cap)
     double gib = (double) bytes / (1024.0 * 1024.0 * 1024.0);
     if (gib >= 1.0)
         snprintf(buf, cap, "%.1f GiB", gib);
-    else
+    else if (bytes >= (1u << 20))
         snprintf(buf, cap, "%.0f MiB", (double) bytes / (1024.0 * 1024.0));
+    else if (bytes >= 1024)
+        snprintf(buf, cap, "%.0f KiB", (double) bytes / 1024.0);
+    else
+        snprintf(buf, cap, "%llu bytes", (unsigned long long) bytes);
     return buf;
 }
 

@@ -95,7 +95,8 @@ int pd_cudrv_launch(pd_cudrv_t *d, pd_cu_function_t fn, const unsigned grid[3],
    a driver/kernel module mismatch), or no device. */
 int pd_gpu_discover(const char *libpath, pd_gpu_info_t *out, int max, char *why, size_t cap);
 
-/* "79.6 GiB" for a byte count, into buf (cap bytes); returns buf. */
+/* "79.6 GiB", "512 MiB", "8 bytes"... for a byte count, into buf (cap bytes);
+   returns buf. */
 const char *pd_gpu_mem_str(uint64_t bytes, char *buf, size_t cap);
 
 #endif

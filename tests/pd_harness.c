@@ -42,7 +42,9 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     cr_assert_eq(rc, 0, "the broker did not report its endpoint");
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus)
+int pd_harness_add_worker(pd_harness_t *h, int cpus) { return pd_harness_add_worker_with(h, cpus, NULL); }
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
 {
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
@@ -51,9 +53,13 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
-    char *argv[] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                    "--cache", cache, NULL};
-    pid_t pid = pd_proc_spawn(argv, NULL);
+    const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
+                            "--cache", cache};
+    int argc = 9;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = pd_proc_spawn((char *const *) argv, NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;
     return h->nworkers++;

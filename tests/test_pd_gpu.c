@@ -159,6 +159,8 @@ Test(unit_cudrv, memory_sizes_read_as_people_write_them)
     char buf[32];
     cr_assert_str_eq(pd_gpu_mem_str(80ull << 30, buf, sizeof buf), "80.0 GiB");
     cr_assert_str_eq(pd_gpu_mem_str(512ull << 20, buf, sizeof buf), "512 MiB");
+    cr_assert_str_eq(pd_gpu_mem_str(4096, buf, sizeof buf), "4 KiB");
+    cr_assert_str_eq(pd_gpu_mem_str(8, buf, sizeof buf), "8 bytes");
 }
 
 /* ---- pd_gpurt, driver side ------------------------------------------------ */

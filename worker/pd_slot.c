@@ -35,7 +35,7 @@
 #define S_RESPAWN_PAUSE_MS 1000
 #define S_REAP_GRACE_MS 2000
 
-enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2 };
+enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2, S_FRAME_RESET = 3 };
 
 /* Why a child is being replaced. */
 typedef enum {
@@ -66,6 +66,7 @@ struct pd_slot {
     size_t cur;            /* first job without a result */
     int64_t deadline_ms;   /* time-out of the current job; INT64_MAX = none */
     bool loading;          /* the child announced LOAD for the current job */
+    bool reset;            /* the child said RESET: it exits between groups */
     double avg_us;         /* moving average of job run times; 0 = unknown */
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
@@ -304,6 +305,7 @@ static int s_spawn(pd_slot_t *s)
     s->from_child = results[0];
     s->spawned_ms = pd_slot_now_ms();
     s->rlen = 0;
+    s->reset = false;
     pd_log_debug("slot %d: started process %ld", s->index, (long) pid);
     return 0;
 }
@@ -459,8 +461,12 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
     else
         status = s_kill_reap(s);
     bool busy = s->cur < s->ngroup;
+    /* A child that asked for a restart (its GPU context broke) exits between
+       groups, never reading the next: a group sent meanwhile did not start,
+       and goes back to the queue whole. */
+    bool reset = cause == S_DIED && s->reset;
     char msg[512];
-    if (busy && cause != S_CANCEL && cause != S_ABORT) {
+    if (busy && !reset && cause != S_CANCEL && cause != S_ABORT) {
         pd_job_t *job = s->group[s->cur];
         int code = PD_ECRASH;
         if (cause == S_TIMEOUT && s->loading) {
@@ -488,10 +494,10 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
         }
         pd_log_warn("slot %d: job %llu: %s", s->index, (unsigned long long) job->id, msg);
         s_fail_current(s, code, msg, 0);
-    } else if (!busy && cause == S_DIED && WIFEXITED(status) &&
-               WEXITSTATUS(status) == PD_SLOT_EXIT_RESET) {
+    } else if (reset) {
         pd_log_info("slot %d: restarting the slot process for a fresh GPU context (a CUDA "
-                    "error left the old one unusable)", s->index);
+                    "error left the old one unusable)%s", s->index,
+                    busy ? "; the jobs sent to it meanwhile go back to the queue" : "");
     } else if (!busy && cause == S_DIED) {
         pd_log_warn("slot %d: idle slot process %s %d; restarting it", s->index,
                     WIFSIGNALED(status) ? "killed by signal" : "exited with status",
@@ -513,8 +519,6 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
     /* A child that dies on its own while idle, or right after its start,
        may not start properly: pause before the next attempt. */
     int64_t now = pd_slot_now_ms();
-    bool reset = cause == S_DIED && WIFEXITED(status) &&
-                 WEXITSTATUS(status) == PD_SLOT_EXIT_RESET;
     bool pause = cause == S_DIED && !reset && (!busy || now - s->spawned_ms < 100);
     s->respawn_ms = pause ? now + S_RESPAWN_PAUSE_MS : now;
     if (!pause)
@@ -582,6 +586,10 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     if (pd_rd_array(&r, &n) || n < 2 || pd_rd_uint(&r, &tag) || pd_rd_uint(&r, &id)) {
         *why = "frame is not [tag, id, ...]";
         return -1;
+    }
+    if (tag == S_FRAME_RESET) {
+        s->reset = true; /* its exit follows */
+        return 0;
     }
     if (s->cur >= s->ngroup || s->group[s->cur]->id != id) {
         *why = "result for a job the slot was not running";
@@ -845,10 +853,10 @@ static int s_child_group(s_child_t *c, pd_buf_t *in)
     for (uint32_t i = 0; i < n; i++)
         if (s_child_job(c, &r))
             return -1;
-    /* A CUDA error that broke the context: exit between groups, so that the
-       worker starts a process with a fresh one. */
+    /* A CUDA error that broke the context: say RESET and exit between
+       groups, so that the worker starts a process with a fresh one. */
     if (c->rt && pd_gpurt_broken(c->rt))
-        return 2;
+        return s_child_mark(c, S_FRAME_RESET, 0) ? -1 : 0;
     return 1;
 }
 
@@ -920,5 +928,5 @@ int pd_slot_main(int argc, char **argv)
     pd_task_destroy(&c.task);
     pd_gpurt_destroy(&c.rt);
     pd_modcache_destroy(&c.mc);
-    return rc == 0 ? 0 : rc == 2 ? PD_SLOT_EXIT_RESET : 1;
+    return rc == 0 ? 0 : 1;
 }

@@ -18,9 +18,8 @@
     runs GPU jobs (tasks that launch kernels through playdoh_task.h's
     pd_cuda_*). A CPU slot may be given CUDA_VISIBLE_DEVICES="" so that it
     sees no GPU at all. When a CUDA error leaves a GPU slot's context
-    unusable, the child finishes its group and exits with status
-    PD_SLOT_EXIT_RESET; the parent restarts it at once, with a fresh
-    context, and logs why.
+    unusable, the child finishes its group, says RESET and exits; the parent
+    restarts it at once, with a fresh context, and logs why.
 
     Pipe protocol. The child reads from fd 3 and writes to fd 4; its stdout
     is redirected to its stderr, so a task's printf() cannot corrupt the
@@ -41,6 +40,10 @@
                                  ok true: value (the task's msgpack result);
                                  ok false: {code: "PD_E...", msg, slot};
                                  us: the task's run time in microseconds
+                        [3, 0]   RESET: the child exits now, between
+                                 groups (its GPU context broke); a group
+                                 sent meanwhile never started and is
+                                 handed back whole
 
     The child writes each RESULT as soon as its job is done. When the child
     dies, the first job of the group without a RESULT is the one that killed
@@ -65,7 +68,6 @@
 #define PD_SLOT_GROUP_TARGET_US 2000        /* work per group aimed at */
 #define PD_SLOT_GROUP_MAX_BYTES (1u << 20)  /* argument bytes per group (soft) */
 #define PD_SLOT_LOAD_TIMEOUT_MS 300000      /* to compile and load a module */
-#define PD_SLOT_EXIT_RESET 3                /* child's status: restart me (GPU reset) */
 
 /* A job as the worker keeps it. */
 typedef struct {
