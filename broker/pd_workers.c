@@ -102,8 +102,9 @@ pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int
     wk->index = idx;
     memcpy(wk->rid, rid, ridlen);
     wk->ridlen = (uint32_t) ridlen;
-    wk->last_recv = wk->last_send = now_ms;
+    wk->last_recv = wk->last_send = wk->joined = now_ms;
     wk->ewma_us = -1;
+    wk->load = -1;
     wk->depth = PD_WORKERS_DEPTH_START;
     char key[2 * PD_WORKERS_MAX_RID + 1];
     s_hex(rid, ridlen, key);

@@ -9,6 +9,7 @@
 */
 #include "playdoh.h"
 
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -277,6 +278,146 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
     *workers = (int) w;
     *slots = (int) s;
     return 0;
+}
+
+/* ---- discovery and cluster state ---------------------------------------- */
+
+int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                char *endpoint, size_t cap)
+{
+    int err = 0;
+    pd_beacon_listener_t *l = pd_beacon_listener_new(cluster ? cluster : PD_BEACON_DEFAULT_CLUSTER,
+                                                     udp_port > 0 ? udp_port
+                                                                  : PD_BEACON_DEFAULT_PORT,
+                                                     iface, &err);
+    if (!l)
+        return err;
+    pd_beacon_t b;
+    int rc = pd_beacon_listener_wait(l, timeout_ms, &b, endpoint, cap);
+    pd_beacon_listener_destroy(&l);
+    return rc == 1 ? 0 : rc == 0 ? PD_ETIMEDOUT : rc;
+}
+
+/* Reads one worker map of a `cluster` reply. */
+static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
+{
+    uint32_t n;
+    memset(wi, 0, sizeof *wi);
+    wi->load = -1;
+    if (pd_rd_map(r, &n))
+        return PD_EPROTO;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t klen;
+        if (pd_rd_str(r, &k, &klen))
+            return PD_EPROTO;
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int) (klen < 31 ? klen : 31), k);
+        uint64_t u;
+        int rc = 0;
+        if (!strcmp(key, "id"))
+            rc = pd_rd_strcpy(r, wi->id, sizeof wi->id);
+        else if (!strcmp(key, "host"))
+            rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
+        else if (!strcmp(key, "owner"))
+            rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
+        else if (!strcmp(key, "pid"))
+            rc = pd_rd_int(r, &wi->pid);
+        else if (!strcmp(key, "load")) {
+            if (pd_rd_nil(r) != 0)
+                rc = pd_rd_double(r, &wi->load);
+        } else if (!strcmp(key, "gpu_names")) {
+            uint32_t g;
+            rc = pd_rd_array(r, &g);
+            size_t at = 0;
+            for (uint32_t j = 0; !rc && j < g; j++) {
+                const char *sv;
+                uint32_t sl;
+                rc = pd_rd_str(r, &sv, &sl);
+                if (!rc && at + sl + 3 < sizeof wi->gpu_names)
+                    at += (size_t) snprintf(wi->gpu_names + at, sizeof wi->gpu_names - at,
+                                            "%s%.*s", at ? ", " : "", (int) sl, sv);
+            }
+        } else if (!strcmp(key, "gpu_info")) {
+            /* [{name, mem, cc_major, cc_minor}, ...]: the memory is added up */
+            uint32_t g;
+            rc = pd_rd_array(r, &g);
+            for (uint32_t j = 0; !rc && j < g; j++) {
+                uint32_t nf;
+                rc = pd_rd_map(r, &nf);
+                for (uint32_t f = 0; !rc && f < nf; f++) {
+                    if (!pd_rd_key_is(r, "mem"))
+                        rc = pd_rd_skip(r, NULL, NULL) ? PD_EPROTO
+                                                       : pd_rd_skip(r, NULL, NULL);
+                    else if (pd_rd_peek(r) != PD_MP_UINT)
+                        rc = pd_rd_skip(r, NULL, NULL);
+                    else if ((rc = pd_rd_uint(r, &u)) == 0)
+                        wi->gpu_mem += u;
+                }
+            }
+        } else if (pd_rd_peek(r) == PD_MP_UINT) {
+            rc = pd_rd_uint(r, &u);
+            if (!strcmp(key, "cpus"))
+                wi->cpus = (uint32_t) u;
+            else if (!strcmp(key, "gpus"))
+                wi->gpus = (uint32_t) u;
+            else if (!strcmp(key, "busy"))
+                wi->busy = (uint32_t) u;
+            else if (!strcmp(key, "inflight"))
+                wi->inflight = u;
+            else if (!strcmp(key, "queued"))
+                wi->queued = u;
+            else if (!strcmp(key, "done"))
+                wi->done = u;
+            else if (!strcmp(key, "requeued"))
+                wi->requeued = u;
+            else if (!strcmp(key, "hb_ms"))
+                wi->hb_ms = u;
+            else if (!strcmp(key, "up_s"))
+                wi->up_s = u;
+        } else {
+            rc = pd_rd_skip(r, NULL, NULL); /* a field of a later version */
+        }
+        if (rc)
+            return PD_EPROTO;
+    }
+    return 0;
+}
+
+int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
+{
+    memset(info, 0, sizeof *info);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "cluster", 0);
+    pd_msg_t m;
+    int rc = s_call(c, req, "cluster", &m, c->timeout_ms);
+    if (rc)
+        return rc;
+    pd_msg_str(&m, "name", info->name, sizeof info->name);
+    pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
+    pd_msg_uint_opt(&m, "queued", &info->queued);
+    pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(&m, "workers", &r) || pd_rd_array(&r, &n))
+        return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has no list of workers");
+    info->workers = calloc(n ? n : 1, sizeof *info->workers);
+    if (!info->workers)
+        return s_fail(c, PD_ENOMEM, "out of memory for %u workers", n);
+    for (uint32_t i = 0; i < n; i++) {
+        if (s_read_worker(&r, &info->workers[i])) {
+            pd_cluster_info_clear(info);
+            return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed worker");
+        }
+        info->nworkers++;
+    }
+    return 0;
+}
+
+void pd_cluster_info_clear(pd_cluster_info_t *info)
+{
+    free(info->workers);
+    memset(info, 0, sizeof *info);
 }
 
 /* ---- modules ------------------------------------------------------------- */

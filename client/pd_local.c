@@ -9,7 +9,7 @@
 */
 #include "playdoh.h"
 
-#include "pd_config.h"
+#include "pd_build.h"
 #include "pd_log.h"
 #include "pd_proc.h"
 

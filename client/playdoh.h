@@ -83,6 +83,53 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots);
    offers a GPU). Returns 0 or an error. */
 int pd_client_cluster_gpus(pd_client_t *c, int *gpus);
 
+/* Finds a broker of cluster `cluster` (NULL = "playdoh") on the LAN by its
+   UDP beacon on udp_port (0 = 5657), through network interface iface (NULL
+   = the first one that can broadcast), waiting up to timeout_ms. Writes its
+   endpoint ("tcp://ADDR:PORT") into endpoint (cap bytes). Beacons of other
+   clusters or protocol versions, and malformed ones, are ignored (and
+   logged through pd_log). Returns 0, PD_ETIMEDOUT when no beacon of that
+   cluster came in time, PD_EINVAL for a bad cluster name or port,
+   PD_EUNREACH when no interface can receive broadcasts, or PD_ESYS. */
+int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                char *endpoint, size_t cap);
+
+/* One worker as the broker sees it (pd_cluster_info). */
+typedef struct {
+    char id[32];          /* its routing id, "w-" + 16 hex digits */
+    char host[64];        /* host name it reported */
+    int64_t pid;          /* its process id */
+    uint32_t cpus;        /* CPU slots offered now (0 while its owner holds them back) */
+    uint32_t gpus;        /* GPUs offered now */
+    uint32_t busy;        /* slots running a job (as it last reported) */
+    uint64_t inflight;    /* jobs the broker has sent it that have not come back */
+    uint64_t queued;      /* of those, jobs waiting in its own queue */
+    uint64_t done;        /* results it returned */
+    uint64_t requeued;    /* jobs it handed back (its owner took slots back) */
+    double load;          /* its machine's own load in CPUs, Playdoh excluded (< 0: unknown) */
+    char owner[16];       /* idle policy: "" (none), "idle" or "owner" (owner active) */
+    char gpu_names[256];  /* its GPUs' names, joined by ", " ("" when unknown) */
+    uint64_t gpu_mem;     /* memory of the GPU slots it offers, bytes, added up (0: unknown) */
+    uint64_t hb_ms;       /* milliseconds since its last message (heartbeat) */
+    uint64_t up_s;        /* seconds since it joined */
+} pd_worker_info_t;
+
+/* The cluster as the broker sees it. */
+typedef struct {
+    char name[64];              /* the broker's name */
+    char cluster[64];           /* the cluster's name */
+    uint64_t queued;            /* jobs waiting at the broker for a slot */
+    uint64_t unfinished;        /* queued or running jobs */
+    size_t nworkers;            /* entries in workers */
+    pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
+} pd_cluster_info_t;
+
+/* Asks the broker for every worker with its slots, load, GPUs and jobs.
+   Returns 0 (fill *info; the caller clears it) or an error. */
+int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info);
+/* Frees what pd_cluster_info stored and zeroes info. */
+void pd_cluster_info_clear(pd_cluster_info_t *info);
+
 /* ---- the embedded cluster ------------------------------------------------ */
 
 /* Starts a cluster on this machine: a playdoh-broker child process on a free

@@ -8,7 +8,7 @@
 #include "pd_error.h"
 #include "pd_log.h"
 
-#include "pd_config.h"
+#include "pd_build.h"
 
 #include <dlfcn.h>
 #include <stdbool.h>

@@ -22,6 +22,8 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
 {
     memset(h, 0, sizeof *h);
     h->heartbeat_ms = 100;
+    /* No configuration file of this machine's or user's leaks into tests. */
+    setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
     char broker[PATH_MAX];
@@ -49,13 +51,14 @@ int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *ext
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
     snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
-    char cpus_s[16], hb[16], cache[300];
+    char cpus_s[16], hb[16], cache[300], control[300];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
+    snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
     const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                            "--cache", cache};
-    int argc = 9;
+                            "--cache", cache, "--control", control};
+    int argc = 11;
     for (int i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;

@@ -208,7 +208,8 @@ Test(integration_gpu, gpu_jobs_run_on_gpu_slots_that_see_only_their_own_device)
         char vis[32], want[8];
         s_where(&res[i], &gpu, &slot, vis, sizeof vis);
         cr_assert(gpu == 0 || gpu == 1, "a GPU job ran with pd_task_gpu %lld", (long long) gpu);
-        cr_assert_eq(slot, 2 + gpu, "GPU %lld is slot %lld", (long long) gpu, (long long) slot);
+        cr_assert_eq(slot, 4096 + gpu, "GPU %lld is slot %lld (GPU slots are numbered from "
+                     "4096)", (long long) gpu, (long long) slot);
         snprintf(want, sizeof want, "%lld", (long long) gpu);
         cr_assert_str_eq(vis, want, "GPU slot %lld sees CUDA_VISIBLE_DEVICES=%s", (long long) gpu,
                          vis);
@@ -369,6 +370,65 @@ Test(integration_gpu, a_worker_refuses_more_gpus_than_it_has)
     cr_assert_eq(s_sh(cmd, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--gpus 1: this machine has no GPU usable through the CUDA driver (no "
                           "CUDA driver: /nonexistent/libcuda.so.1"), "%s", out);
+}
+
+Test(integration_gpu, the_owner_lowers_and_raises_the_gpus_and_the_cluster_view_shows_them)
+{
+    setenv("PLAYDOH_LIBCUDA", s_fake(), 1);
+    setenv("PD_FAKE_CUDA_DEVICES", "2", 1);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    start(1, NULL, 3);
+    pd_cluster_info_t ci;
+    cr_assert_eq(pd_cluster_info(c, &ci), 0, "%s", pd_client_error(c));
+    cr_assert_eq(ci.nworkers, 1);
+    cr_assert_eq(ci.workers[0].gpus, 2);
+    cr_assert_str_eq(ci.workers[0].gpu_names, "Fake GPU 0, Fake GPU 1");
+    cr_assert_eq(ci.workers[0].gpu_mem, 3ull << 30, "1 GiB + 2 GiB offered");
+    pd_cluster_info_clear(&ci);
+    /* The owner keeps GPU 1 for herself. */
+    char cmd[1024], out[4096], ctl[300];
+    snprintf(ctl, sizeof ctl, "%s/worker0.ctl", h.dir);
+    snprintf(cmd, sizeof cmd, "'%s' ctl --control '%s' --gpus 1",
+             pd_harness_program("playdoh-worker"), ctl);
+    cr_assert_eq(s_sh(cmd, out, sizeof out), 0, "%s", out);
+    int gpus = 2;
+    for (int i = 0; i < 200 && gpus != 1; i++) {
+        cr_assert_eq(pd_client_cluster_gpus(c, &gpus), 0);
+        if (gpus != 1)
+            usleep(20000);
+    }
+    cr_assert_eq(gpus, 1, "the broker still counts %d GPU slots", gpus);
+    cr_assert_eq(pd_cluster_info(c, &ci), 0);
+    cr_assert_eq(ci.workers[0].gpu_mem, 1ull << 30, "only GPU 0 is offered now");
+    pd_cluster_info_clear(&ci);
+    enum { N = 8 };
+    pd_result_t res[N];
+    pd_map_opts_t o = {.gpu = true};
+    run("where", N, &o, res);
+    for (int i = 0; i < N; i++) {
+        int64_t gpu, slot;
+        char vis[32];
+        s_where(&res[i], &gpu, &slot, vis, sizeof vis);
+        cr_assert_eq(gpu, 0, "a GPU job ran on GPU %lld, which the owner took back",
+                     (long long) gpu);
+    }
+    pd_results_clear(res, N);
+    /* More than the machine has is refused, and says how many it has. */
+    snprintf(cmd, sizeof cmd, "'%s' ctl --control '%s' --gpus 3",
+             pd_harness_program("playdoh-worker"), ctl);
+    cr_assert_neq(s_sh(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "this machine has 2 GPUs usable through the CUDA driver, not 3"), "%s",
+              out);
+    /* Both again. */
+    snprintf(cmd, sizeof cmd, "'%s' ctl --control '%s' --gpus 2",
+             pd_harness_program("playdoh-worker"), ctl);
+    cr_assert_eq(s_sh(cmd, out, sizeof out), 0, "%s", out);
+    for (int i = 0; i < 200 && gpus != 2; i++) {
+        cr_assert_eq(pd_client_cluster_gpus(c, &gpus), 0);
+        if (gpus != 2)
+            usleep(20000);
+    }
+    cr_assert_eq(gpus, 2);
 }
 
 /* ---- on a real GPU ---------------------------------------------------------- */

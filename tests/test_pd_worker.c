@@ -456,7 +456,8 @@ Test(unit, a_gpu_job_sent_to_a_worker_without_gpus_fails_with_enogpu)
     collect(rs, 1);
     cr_expect_eq(rs[0].id, 30);
     cr_expect_str_eq(rs[0].code, "PD_ENOGPU");
-    cr_expect(strstr(rs[0].msg, "offers no GPU slot"), "%s", rs[0].msg);
+    cr_expect(strstr(rs[0].msg, "worker testhost has no GPU slot, yet the broker sent it a GPU "
+                                "job"), "%s", rs[0].msg);
 }
 
 Test(unit, gpus_are_described_in_ready_and_gpu_jobs_run_on_gpu_slots)

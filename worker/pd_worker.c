@@ -1,34 +1,42 @@
 /*  pd_worker: the worker's loop, its job queue and its side of the protocol.
 
-    The loop (pd_worker_run) only dispatches: zmq_poll over the DEALER socket
-    and the slot processes' result pipes, then messages go to s_on_msg, pipe
-    data to pd_slot_on_readable, and queued jobs to idle slots (s_dispatch).
+    The loop (pd_worker_run) only dispatches: zmq_poll over the DEALER socket,
+    the control socket, the beacon listener and the slot processes' result
+    pipes; then messages go to s_on_msg, control requests to s_on_ctl,
+    beacons to s_on_beacon, pipe data to pd_slot_on_readable, and queued
+    jobs to idle slots (s_dispatch). Slots over the owner's limit retire as
+    soon as they are idle; the idle policy is checked every idle.check_ms.
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
 
     GPUs. At start the worker counts its GPUs through the CUDA driver
     (gpu/pd_cudrv.h; none when libcuda does not load) and offers them, or
-    the number the owner chose, as GPU slots after its CPU slots: slot
-    cpus + g runs on GPU g and its process sees only that device. GPU jobs
-    (`run` entries with gpu true) wait in their own queue for GPU slots; CPU
-    jobs never take a GPU slot.
+    the number its owner allows, as GPU slots: GPU slot g (slot number
+    PD_WORKER_GPU_SLOT0 + g) is a slot process whose environment shows it
+    GPU g only. GPU jobs (`run` entries with gpu true) wait in their own
+    queue for GPU slots; CPU jobs never take a GPU slot, and CPU slots see
+    no GPU. GPU slots over the owner's limit retire like CPU slots.
 */
 #include "pd_worker.h"
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_cudrv.h"
 #include "pd_error.h"
+#include "pd_load.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
 #include "pd_slot.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -37,6 +45,8 @@
 #define S_RECV_BURST 256            /* messages read per loop iteration */
 #define S_DEFAULT_HB_MS 1000
 #define S_DEFAULT_LIVENESS 3
+#define S_REQUEUE_CHUNK 4096        /* jobs per `requeue` message */
+#define S_MAX_GPU_NAMES 16
 
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
@@ -57,23 +67,35 @@ typedef struct {
 enum { S_CPU = 0, S_GPU = 1 };
 
 struct pd_worker {
-    char *broker;          /* broker endpoint */
+    char broker[256];      /* broker endpoint in use ("" while discovering) */
+    bool connected;        /* sock is connected to broker */
     char *cache_dir;       /* module cache directory */
     char *slot_exe;        /* program exec'ed for slots */
     char *log_level;       /* slots' log level, or NULL */
     char host[256];        /* host name reported */
     char id[19];           /* routing id "w-" + 16 hex */
-    int cpus;              /* CPU slots: slots 0 .. cpus-1 */
-    int gpus;              /* GPU slots: slots cpus .. cpus+gpus-1 */
-    int nslots;            /* cpus + gpus */
-    pd_gpu_info_t gpu[PD_GPU_MAX]; /* the offered GPUs, in slot order */
+    int cpus;              /* CPU slots the owner allows */
+    int gpus;              /* GPU slots the owner allows (<= ngpu) */
+    int nslots;            /* slot processes in slots (>= cpus while some retire) */
+    int capslots;          /* capacity of slots (items and item_slot hold PD_GPU_MAX more) */
+    int ngpu;              /* GPUs the CUDA driver showed at start: GPU slots possible */
+    pd_gpu_info_t gpu[PD_GPU_MAX]; /* those GPUs, in the driver's order */
+    pd_slot_t *gslots[PD_GPU_MAX]; /* GPU slot g's process; NULL when not running */
+    char gpu_names[S_MAX_GPU_NAMES][64]; /* GPU models found on this machine */
+    int ngpu_names;        /* entries in gpu_names */
     void *ctx;             /* ZeroMQ context */
     bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
+    void *ctl;             /* REP control socket, owned, or NULL */
+    char *control;         /* control socket path, owned, or NULL */
+    pd_beacon_listener_t *listener; /* beacon listener (discovery), owned, or NULL */
+    char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name looked for */
+    int discover_timeout_ms; /* warn after this long without a beacon */
+    int64_t discover_since;  /* when discovery started (0: warned already) */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* nslots slot handles, owned */
-    zmq_pollitem_t *items; /* poll set: socket then live slots */
-    int *item_slot;        /* slot index of items[i] (i >= 1) */
+    zmq_pollitem_t *items; /* poll set: fixed sockets, then live slots */
+    int *item_slot;        /* slot index of items[i] (i >= nfixed) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -88,7 +110,19 @@ struct pd_worker {
     int64_t last_recv;     /* when anything arrived from the broker */
     int64_t last_send;     /* when we last sent anything */
     int64_t last_ready;    /* when we last sent `ready` */
+    int64_t last_state;    /* when we last sent our state (`hb` with fields) */
     uint64_t ndone;        /* results sent, for logs */
+    uint64_t requeued;     /* jobs handed back to the broker */
+    pd_worker_idle_t idle; /* idle policy (load_max 0 = off) */
+    pd_load_t *load;       /* owner-load sampler, or NULL when the policy is off */
+    char *proc_dir;        /* procfs for the sampler, owned */
+    double owner_load;     /* last measured owner load (< 0: unknown) */
+    bool owner_active;     /* the owner uses the machine: slots held back */
+    int64_t next_check;    /* when the load is measured next */
+    int64_t low_since;     /* since when the load has been low (0: it is not) */
+    volatile sig_atomic_t *reload;                 /* SIGHUP flag, or NULL */
+    void (*on_reload)(pd_worker_t *w, void *user); /* reload callback, or NULL */
+    void *reload_user;                             /* its argument */
 };
 
 /* ---- queues ------------------------------------------------------------- */
@@ -144,8 +178,18 @@ static void s_q_clear(s_queue_t *q)
         pd_job_destroy(&job);
 }
 
-/* Jobs queued in both classes. */
+/* Jobs queued here, both classes. */
 static size_t s_queued(const pd_worker_t *w) { return w->q[S_CPU].len + w->q[S_GPU].len; }
+
+/* ---- slots, CPU and GPU --------------------------------------------------- */
+
+/* Every slot process, CPU slots first: k in 0 .. s_nall(w)-1; NULL for a
+   GPU slot that is not running. */
+static int s_nall(const pd_worker_t *w) { return w->nslots + w->ngpu; }
+static pd_slot_t *s_slot(const pd_worker_t *w, int k)
+{
+    return k < w->nslots ? w->slots[k] : w->gslots[k - w->nslots];
+}
 
 /* ---- sending ------------------------------------------------------------ */
 
@@ -176,21 +220,51 @@ static void s_send_simple(pd_worker_t *w, const char *type)
     pd_buf_free(&b);
 }
 
+/* Slots offered to the broker now: none while the owner uses the machine. */
+static int s_offered(const pd_worker_t *w) { return w->owner_active ? 0 : w->cpus; }
+static int s_offered_gpus(const pd_worker_t *w) { return w->owner_active ? 0 : w->gpus; }
+
+static int s_busy(const pd_worker_t *w)
+{
+    int busy = 0;
+    for (int k = 0; k < s_nall(w); k++)
+        busy += s_slot(w, k) && pd_slot_busy(s_slot(w, k));
+    return busy;
+}
+
+/* Packs the optional state fields of `ready` and `hb` (4 fields). */
+static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
+{
+    pd_pack_kv_uint(pk, "busy", (uint64_t) s_busy(w));
+    pd_pack_kv_uint(pk, "queued", (uint64_t) s_queued(w));
+    pd_pack_kv_double(pk, "load", w->owner_load);
+    pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
+}
+
 static void s_send_ready(pd_worker_t *w)
 {
+    if (!w->connected)
+        return;
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ready", w->gpus ? 5 : 4);
+    int gpus = s_offered_gpus(w);
+    pd_msg_begin(&pk, "ready", w->ngpu ? 10 : 9);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
-    pd_pack_kv_uint(&pk, "cpus", (uint64_t) w->cpus);
-    pd_pack_kv_uint(&pk, "gpus", (uint64_t) w->gpus);
-    if (w->gpus) {
+    pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
+    pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
+    pd_pack_cstr(&pk, "gpu_names");
+    msgpack_pack_array(&pk, (uint32_t) w->ngpu_names);
+    for (int i = 0; i < w->ngpu_names; i++)
+        pd_pack_cstr(&pk, w->gpu_names[i]);
+    if (w->ngpu) {
+        /* Every GPU it can offer, in slot order (the first `gpus` are
+           offered now), with its memory and compute capability. */
         pd_pack_cstr(&pk, "gpu_info");
-        msgpack_pack_array(&pk, (uint32_t) w->gpus);
-        for (int i = 0; i < w->gpus; i++) {
+        msgpack_pack_array(&pk, (uint32_t) w->ngpu);
+        for (int i = 0; i < w->ngpu; i++) {
             msgpack_pack_map(&pk, 4);
             pd_pack_kv_str(&pk, "name", w->gpu[i].name);
             pd_pack_kv_uint(&pk, "mem", w->gpu[i].mem);
@@ -198,9 +272,81 @@ static void s_send_ready(pd_worker_t *w)
             pd_pack_kv_uint(&pk, "cc_minor", (uint64_t) w->gpu[i].cc_minor);
         }
     }
+    s_pack_state(w, &pk);
     s_send(w, &b);
     pd_buf_free(&b);
-    w->last_ready = pd_slot_now_ms();
+    w->last_ready = w->last_state = pd_slot_now_ms();
+}
+
+/* Tells the broker the slots offered now. */
+static void s_send_slots(pd_worker_t *w)
+{
+    if (!w->connected || !w->registered)
+        return; /* the next `ready` carries them */
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "slots", 2);
+    pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
+    pd_pack_kv_uint(&pk, "gpus", (uint64_t) s_offered_gpus(w));
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* A heartbeat that carries the worker's state (every hb_ms). */
+static void s_send_state(pd_worker_t *w)
+{
+    if (!w->connected || !w->registered)
+        return;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "hb", 4);
+    s_pack_state(w, &pk);
+    s_send(w, &b);
+    pd_buf_free(&b);
+    w->last_state = pd_slot_now_ms();
+}
+
+/* Hands every job of queue q back to the broker (`requeue`, no attempt
+   counted), in messages of at most S_REQUEUE_CHUNK jobs. */
+static void s_give_back_queue(pd_worker_t *w, s_queue_t *q, const char *why)
+{
+    if (!q->len)
+        return;
+    size_t total = q->len;
+    while (q->len) {
+        size_t n = q->len < S_REQUEUE_CHUNK ? q->len : S_REQUEUE_CHUNK;
+        pd_buf_t b;
+        pd_buf_init(&b);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b);
+        pd_msg_begin(&pk, "requeue", 1);
+        pd_pack_cstr(&pk, "jobs");
+        msgpack_pack_array(&pk, (uint32_t) n);
+        for (size_t i = 0; i < n; i++) {
+            pd_job_t *job = s_q_pop(q);
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_uint64(&pk, job->id);
+            msgpack_pack_uint64(&pk, job->attempt);
+            pd_job_destroy(&job);
+        }
+        if (w->connected)
+            s_send(w, &b);
+        pd_buf_free(&b);
+    }
+    w->requeued += total;
+    pd_log_info("handed %zu %sjobs back to the broker (%s)", total, q == &w->q[S_GPU] ? "GPU " : "",
+                why);
+}
+
+/* Hands every job queued here, CPU and GPU, back to the broker. */
+static void s_give_back(pd_worker_t *w, const char *why)
+{
+    s_give_back_queue(w, &w->q[S_CPU], why);
+    s_give_back_queue(w, &w->q[S_GPU], why);
 }
 
 /* Sends the collected results as one `done` message. */
@@ -394,9 +540,9 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
             s_fail_job(w, id, attempt, PD_ENOMODULE, msg);
             continue;
         }
-        if (gpu && w->gpus == 0) {
-            snprintf(msg, sizeof msg, "worker %s offers no GPU slot, yet the broker sent it a "
-                     "GPU job", w->host);
+        if (gpu && w->ngpu == 0) {
+            snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
+                     "job", w->host);
             s_fail_job(w, id, attempt, PD_ENOGPU, msg);
             continue;
         }
@@ -482,8 +628,9 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
         }
         q->len = kept;
     }
-    for (int i = 0; i < w->nslots; i++)
-        dropped += pd_slot_cancel(w->slots[i], s_is_cancelled, w);
+    for (int k = 0; k < s_nall(w); k++)
+        if (s_slot(w, k))
+            dropped += pd_slot_cancel(s_slot(w, k), s_is_cancelled, w);
     w->cancel = NULL;
     w->ncancel = 0;
     free(ids);
@@ -494,9 +641,12 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 static void s_reset(pd_worker_t *w)
 {
     size_t running = 0;
-    for (int i = 0; i < w->nslots; i++) {
-        running += !pd_slot_idle(w->slots[i]) && pd_slot_fd(w->slots[i]) >= 0;
-        pd_slot_abort(w->slots[i]);
+    for (int k = 0; k < s_nall(w); k++) {
+        pd_slot_t *sl = s_slot(w, k);
+        if (!sl)
+            continue;
+        running += pd_slot_busy(sl);
+        pd_slot_abort(sl);
     }
     pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
                 "registering again", s_queued(w), running);
@@ -518,8 +668,9 @@ static void s_on_welcome(pd_worker_t *w, const pd_msg_t *m)
     if (live >= 1 && live <= 1000)
         w->liveness = (int) live;
     if (!w->registered)
-        pd_log_info("registered with broker %s as %s (%d cpus, %d gpus; heartbeat %d ms x %d)",
-                    w->broker, w->id, w->cpus, w->gpus, w->hb_ms, w->liveness);
+        pd_log_info("registered with broker %s as %s (%d cpus, %d gpus offered; heartbeat %d "
+                    "ms x %d)", w->broker, w->id, s_offered(w), s_offered_gpus(w), w->hb_ms,
+                    w->liveness);
     w->registered = true;
 }
 
@@ -551,150 +702,50 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
         pd_log_warn("broker sent a message of unknown type '%s'; ignored", m.type);
 }
 
-/* ---- the loop ----------------------------------------------------------- */
+/* ---- slots: the owner's limit -------------------------------------------- */
 
-/* Gives the jobs of queue q to the idle slots first .. first+n-1, a group
-   each, spreading them evenly. */
-static void s_dispatch_class(pd_worker_t *w, s_queue_t *q, int first, int n)
+/* Grows the slot arrays to hold n slots. Returns 0 or PD_ENOMEM. */
+static int s_reserve_slots(pd_worker_t *w, int n)
 {
-    size_t idle = 0;
-    for (int i = first; i < first + n; i++)
-        idle += pd_slot_idle(w->slots[i]);
-    for (int i = first; i < first + n && q->len && idle; i++) {
-        pd_slot_t *s = w->slots[i];
-        if (!pd_slot_idle(s))
-            continue;
-        size_t g = pd_slot_group_size(s);
-        size_t share = (q->len + idle - 1) / idle;
-        if (g > share)
-            g = share;
-        pd_job_t *group[PD_SLOT_GROUP_MAX];
-        size_t k = 0, bytes = 0;
-        while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
-            group[k] = s_q_pop(q);
-            bytes += group[k]->arg_len;
-            k++;
-        }
-        pd_slot_send(s, group, k);
-        idle--;
-    }
-}
-
-/* CPU jobs to CPU slots, GPU jobs to GPU slots. */
-static void s_dispatch(pd_worker_t *w)
-{
-    s_dispatch_class(w, &w->q[S_CPU], 0, w->cpus);
-    s_dispatch_class(w, &w->q[S_GPU], w->cpus, w->gpus);
-}
-
-/* Heartbeat, liveness and re-registration. */
-static void s_keepalive(pd_worker_t *w, int64_t now)
-{
-    int64_t silence = (int64_t) w->hb_ms * w->liveness;
-    if (w->registered && now - w->last_recv > silence) {
-        pd_log_warn("broker %s silent for %lld ms: registering again when it answers",
-                    w->broker, (long long) (now - w->last_recv));
-        w->registered = false;
-        s_send_ready(w);
-    } else if (!w->registered && now - w->last_ready >= silence) {
-        s_send_ready(w);
-    }
-    if (now - w->last_send >= w->hb_ms)
-        s_send_simple(w, "hb");
-}
-
-static int s_poll_timeout(pd_worker_t *w, int64_t now)
-{
-    int64_t next = w->last_send + w->hb_ms;
-    int64_t silence = (int64_t) w->hb_ms * w->liveness;
-    int64_t live = w->registered ? w->last_recv + silence + 1 : w->last_ready + silence;
-    if (live < next)
-        next = live;
-    for (int i = 0; i < w->nslots; i++) {
-        int64_t d = pd_slot_deadline(w->slots[i]);
-        if (d < next)
-            next = d;
-    }
-    int64_t t = next - now;
-    return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
-}
-
-int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
-{
-    int rc = 0;
-    while (!*stop) {
-        int64_t now = pd_slot_now_ms();
-        int nitems = 1;
-        for (int i = 0; i < w->nslots; i++) {
-            int fd = pd_slot_fd(w->slots[i]);
-            if (fd < 0)
-                continue;
-            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
-            w->item_slot[nitems] = i;
-            nitems++;
-        }
-        int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            pd_log_error("zmq_poll failed: %s", zmq_strerror(errno));
-            rc = PD_ESYS;
-            break;
-        }
-        if (w->items[0].revents & ZMQ_POLLIN) {
-            zmq_msg_t msg;
-            zmq_msg_init(&msg);
-            for (int k = 0; k < S_RECV_BURST && zmq_msg_recv(&msg, w->sock, ZMQ_DONTWAIT) >= 0; k++)
-                s_on_msg(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
-            zmq_msg_close(&msg);
-        }
-        for (int i = 1; i < nitems; i++)
-            if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                pd_slot_on_readable(w->slots[w->item_slot[i]]);
-        now = pd_slot_now_ms();
-        for (int i = 0; i < w->nslots; i++)
-            if (pd_slot_deadline(w->slots[i]) <= now)
-                pd_slot_tick(w->slots[i]);
-        s_dispatch(w);
-        s_flush(w);
-        s_keepalive(w, pd_slot_now_ms());
-    }
-    s_flush(w);
-    s_send_simple(w, "bye");
-    pd_log_info("leaving broker %s after %llu results", w->broker, (unsigned long long) w->ndone);
-    return rc;
-}
-
-/* ---- construction ------------------------------------------------------- */
-
-/* Decides the GPU slots: asked < 0 offers every GPU the driver shows, else
-   exactly `asked` (0 skips the driver). Returns 0, or PD_EINVAL (logged)
-   when more are asked than the machine has. */
-static int s_offer_gpus(pd_worker_t *w, int asked)
-{
-    w->gpus = 0;
-    if (asked == 0)
+    if (n <= w->capslots)
         return 0;
-    char why[600];
-    int found = pd_gpu_discover(NULL, w->gpu, PD_GPU_MAX, why, sizeof why);
-    if (asked > found) {
-        if (found == 0)
-            pd_log_error("--gpus %d: this machine has no GPU usable through the CUDA driver "
-                         "(%s): install the NVIDIA driver, or lower --gpus", asked, why);
-        else
-            pd_log_error("--gpus %d: this machine has only %d GPU%s usable through the CUDA "
-                         "driver: lower --gpus to %d or less", asked, found,
-                         found == 1 ? "" : "s", found);
-        return PD_EINVAL;
-    }
-    if (found == 0)
-        pd_log_info("offering no GPU: %s", why);
-    w->gpus = asked < 0 ? found : asked;
-    for (int g = 0; g < found; g++) {
-        char mem[32];
-        pd_log_info("GPU %d: %s, %s, compute capability %d.%d%s", g, w->gpu[g].name,
-                    pd_gpu_mem_str(w->gpu[g].mem, mem, sizeof mem), w->gpu[g].cc_major,
-                    w->gpu[g].cc_minor, g < w->gpus ? "" : " (not offered: --gpus)");
+    int cap = w->capslots ? w->capslots : 4;
+    while (cap < n)
+        cap *= 2;
+    pd_slot_t **slots = realloc(w->slots, (size_t) cap * sizeof *slots);
+    if (!slots)
+        return PD_ENOMEM;
+    w->slots = slots;
+    /* The poll set: fixed sockets (at most 4), CPU slots, GPU slots. */
+    size_t nitems = (size_t) cap + 4 + PD_GPU_MAX;
+    zmq_pollitem_t *items = realloc(w->items, nitems * sizeof *items);
+    if (!items)
+        return PD_ENOMEM;
+    w->items = items;
+    int *item_slot = realloc(w->item_slot, nitems * sizeof *item_slot);
+    if (!item_slot)
+        return PD_ENOMEM;
+    w->item_slot = item_slot;
+    w->capslots = cap;
+    return 0;
+}
+
+/* Starts slot processes up to w->cpus. Returns 0 or a PD_E* code. */
+static int s_grow_slots(pd_worker_t *w)
+{
+    int code = s_reserve_slots(w, w->cpus);
+    if (code)
+        return code;
+    while (w->nslots < w->cpus) {
+        /* CPU slots see no GPU (CUDA_VISIBLE_DEVICES=""): GPU work goes
+           where the broker placed it. */
+        pd_slot_config_t sc = {.index = w->nslots, .exe = w->slot_exe, .cache_dir = w->cache_dir,
+                               .host = w->host, .log_level = w->log_level, .cuda_visible = "",
+                               .sink = {s_on_result, s_on_requeue, w}};
+        pd_slot_t *s = pd_slot_new(&sc, &code);
+        if (!s)
+            return code;
+        w->slots[w->nslots++] = s;
     }
     return 0;
 }
@@ -721,35 +772,662 @@ static void s_visible_for(int g, char *out, size_t cap)
     }
 }
 
+/* Starts the GPU slot processes up to w->gpus. Returns 0 or a PD_E* code. */
+static int s_grow_gpu_slots(pd_worker_t *w)
+{
+    for (int g = 0; g < w->gpus; g++) {
+        if (w->gslots[g])
+            continue;
+        char visible[64];
+        s_visible_for(g, visible, sizeof visible);
+        int code = 0;
+        pd_slot_config_t sc = {.index = PD_WORKER_GPU_SLOT0 + g, .exe = w->slot_exe,
+                               .cache_dir = w->cache_dir, .host = w->host,
+                               .log_level = w->log_level, .has_gpu = true, .gpu = g,
+                               .cuda_visible = visible, .sink = {s_on_result, s_on_requeue, w}};
+        if (!(w->gslots[g] = pd_slot_new(&sc, &code)))
+            return code;
+    }
+    return 0;
+}
+
+/* Stops the slots over the limits that hold no job (the top CPU ones first).
+   A GPU slot's process holds its GPU's memory (the CUDA context): stopping
+   it hands the GPU back to its owner. */
+static void s_retire_idle_slots(pd_worker_t *w)
+{
+    while (w->nslots > w->cpus && !pd_slot_busy(w->slots[w->nslots - 1])) {
+        pd_slot_destroy(&w->slots[w->nslots - 1]);
+        w->nslots--;
+        pd_log_debug("slot %d stopped (the owner lowered the slots to %d)", w->nslots, w->cpus);
+    }
+    for (int g = w->gpus; g < w->ngpu; g++)
+        if (w->gslots[g] && !pd_slot_busy(w->gslots[g])) {
+            pd_slot_destroy(&w->gslots[g]);
+            pd_log_debug("GPU slot %d stopped (the owner lowered the GPUs to %d)", g, w->gpus);
+        }
+}
+
+int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why, size_t whycap)
+{
+    if (gpus < 0)
+        gpus = w->ngpu; /* every GPU the machine has */
+    if (cpus < 0 || cpus > PD_WORKER_MAX_CPUS || gpus > PD_WORKER_MAX_GPUS) {
+        snprintf(why, whycap, "cpus must be from 0 to %d and gpus from 0 to %d (got %d and %d)",
+                 PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cpus, gpus);
+        return PD_EINVAL;
+    }
+    if (gpus > w->ngpu) {
+        snprintf(why, whycap, "this machine has %d GPU%s usable through the CUDA driver, not %d",
+                 w->ngpu, w->ngpu == 1 ? "" : "s", gpus);
+        return PD_EINVAL;
+    }
+    int old = w->cpus, oldg = w->gpus;
+    w->cpus = cpus;
+    w->gpus = gpus;
+    size_t qmax = (size_t) cpus * 1024 + 4096;
+    if (qmax > w->q[S_CPU].max)
+        w->q[S_CPU].max = qmax;
+    int rc = s_grow_slots(w);
+    if (rc == 0 && (rc = s_grow_gpu_slots(w)) != 0) {
+        snprintf(why, whycap, "cannot start GPU slot processes: %s", pd_strerror(rc));
+        w->gpus = oldg;
+        return rc;
+    }
+    if (rc) {
+        snprintf(why, whycap, "cannot start slot processes: %s", pd_strerror(rc));
+        w->cpus = w->nslots < old ? w->nslots : old;
+        return rc;
+    }
+    /* The broker first, so that it sends nothing more into the old credit. */
+    s_send_slots(w);
+    if (now) {
+        for (int i = w->cpus; i < w->nslots; i++)
+            if (pd_slot_busy(w->slots[i]))
+                pd_slot_retire(w->slots[i], false);
+        for (int g = w->gpus; g < w->ngpu; g++)
+            if (w->gslots[g] && pd_slot_busy(w->gslots[g]))
+                pd_slot_retire(w->gslots[g], false);
+    }
+    s_retire_idle_slots(w);
+    if (now || w->cpus == 0)
+        s_give_back_queue(w, &w->q[S_CPU], w->cpus == 0 ? "no slot left"
+                                                          : "the owner lowered the slots, --now");
+    if (now || w->gpus == 0)
+        s_give_back_queue(w, &w->q[S_GPU], w->gpus == 0 ? "no GPU slot left"
+                                                          : "the owner lowered the GPUs, --now");
+    if (cpus != old || gpus != oldg)
+        pd_log_info("the owner set %d cpus and %d gpus (were %d and %d)%s", cpus, gpus, old, oldg,
+                    w->nslots > cpus ? "; slots over the limit finish their jobs" : "");
+    return 0;
+}
+
+/* ---- idle policy -------------------------------------------------------- */
+
+/* The owner came back: hold the slots back, suspend or hand back jobs. */
+static void s_owner_back(pd_worker_t *w)
+{
+    w->owner_active = true;
+    w->low_since = 0;
+    s_send_slots(w);
+    s_send_state(w);
+    int held = 0;
+    for (int k = 0; k < s_nall(w); k++) {
+        pd_slot_t *sl = s_slot(w, k);
+        if (!sl || !pd_slot_busy(sl))
+            continue;
+        held++;
+        if (w->idle.requeue)
+            pd_slot_retire(sl, true);
+        else
+            pd_slot_suspend(sl, true);
+    }
+    pd_log_info("the machine's owner is back (load %.2f > %.2f): slots withdrawn, %d running "
+                "jobs %s", w->owner_load, w->idle.load_max, held,
+                w->idle.requeue ? "handed back" : "suspended");
+    s_give_back(w, "the machine's owner is back");
+}
+
+/* The machine is idle again: resume and offer the slots. */
+static void s_owner_gone(pd_worker_t *w, const char *why)
+{
+    w->owner_active = false;
+    for (int k = 0; k < s_nall(w); k++)
+        if (s_slot(w, k))
+            pd_slot_suspend(s_slot(w, k), false);
+    s_send_slots(w);
+    s_send_state(w);
+    pd_log_info("%s: offering %d cpus again", why, w->cpus);
+}
+
+/* Measures the owner's load and applies the policy; call every check_ms. */
+static void s_check_idle(pd_worker_t *w, int64_t now)
+{
+    w->next_check = now + w->idle.check_ms;
+    if (!w->load)
+        return;
+    pid_t pids[1 + PD_WORKER_MAX_CPUS + PD_GPU_MAX];
+    size_t n = 0;
+    pids[n++] = getpid();
+    for (int k = 0; k < s_nall(w) && n < sizeof pids / sizeof pids[0]; k++)
+        if (s_slot(w, k) && pd_slot_pid(s_slot(w, k)) > 0)
+            pids[n++] = pd_slot_pid(s_slot(w, k));
+    double load;
+    int rc = pd_load_sample(w->load, pids, n, &load);
+    if (rc == PD_EIO) {
+        pd_log_warn("cannot read the machine's load from %s/stat: idle policy paused",
+                    w->proc_dir);
+        return;
+    }
+    if (rc)
+        return;
+    w->owner_load = load;
+    if (load > w->idle.load_max) {
+        w->low_since = 0;
+        if (!w->owner_active)
+            s_owner_back(w);
+        return;
+    }
+    if (!w->owner_active)
+        return;
+    if (!w->low_since)
+        w->low_since = now;
+    if (now - w->low_since >= (int64_t) w->idle.wait_s * 1000)
+        s_owner_gone(w, "the machine is idle again");
+}
+
+void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle)
+{
+    bool was_on = w->idle.load_max > 0;
+    w->idle = *idle;
+    if (w->idle.check_ms < 100)
+        w->idle.check_ms = 100;
+    if (w->idle.wait_s < 0)
+        w->idle.wait_s = 0;
+    if (w->idle.load_max <= 0) {
+        pd_load_destroy(&w->load);
+        w->owner_load = -1;
+        if (w->owner_active)
+            s_owner_gone(w, "idle policy turned off");
+        if (was_on)
+            pd_log_info("idle policy off: slots offered whatever the machine's load");
+        return;
+    }
+    if (!w->load && !(w->load = pd_load_new(w->proc_dir))) {
+        pd_log_error("idle policy: out of memory; policy off");
+        w->idle.load_max = 0;
+        return;
+    }
+    w->next_check = pd_slot_now_ms();
+    pd_log_info("idle policy: slots offered while the machine's own load stays at most %.2f "
+                "(checked every %d ms; %s jobs when the owner is back; offered again after %d s "
+                "of low load)", w->idle.load_max, w->idle.check_ms,
+                w->idle.requeue ? "hand back" : "suspend", w->idle.wait_s);
+}
+
+/* ---- control socket ----------------------------------------------------- */
+
+void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out)
+{
+    *out = (pd_worker_stats_t){.cpus = w->cpus, .gpus = w->gpus, .offered = s_offered(w),
+                               .slots = w->nslots, .busy = s_busy(w), .queued = (int) s_queued(w),
+                               .registered = w->registered, .owner_active = w->owner_active,
+                               .load = w->owner_load, .done = w->ndone,
+                               .requeued = w->requeued, .broker = w->broker};
+}
+
+static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    if (code) {
+        pd_msg_begin(&pk, "error", 2);
+        pd_pack_kv_str(&pk, "code", pd_err_name(code));
+        pd_pack_kv_str(&pk, "msg", why);
+    } else {
+        pd_worker_stats_t st;
+        pd_worker_stats(w, &st);
+        pd_msg_begin(&pk, "ctl_ok", 14);
+        pd_pack_kv_str(&pk, "id", w->id);
+        pd_pack_kv_str(&pk, "host", w->host);
+        pd_pack_kv_str(&pk, "broker", st.broker);
+        pd_pack_kv_bool(&pk, "registered", st.registered);
+        pd_pack_kv_uint(&pk, "cpus", (uint64_t) st.cpus);
+        pd_pack_kv_uint(&pk, "gpus", (uint64_t) st.gpus);
+        pd_pack_kv_uint(&pk, "offered", (uint64_t) st.offered);
+        pd_pack_kv_uint(&pk, "slots", (uint64_t) st.slots);
+        pd_pack_kv_uint(&pk, "busy", (uint64_t) st.busy);
+        pd_pack_kv_uint(&pk, "queued", (uint64_t) st.queued);
+        pd_pack_kv_uint(&pk, "done", st.done);
+        pd_pack_kv_uint(&pk, "requeued", st.requeued);
+        pd_pack_kv_bool(&pk, "owner", st.owner_active);
+        pd_pack_kv_double(&pk, "load", st.load);
+    }
+    if (!b.failed)
+        zmq_send(w->ctl, b.data, b.len, ZMQ_DONTWAIT);
+    pd_buf_free(&b);
+}
+
+/* One control request: `ctl {cpus?, gpus?, now?}`; answers ctl_ok or error. */
+static void s_on_ctl(pd_worker_t *w)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, w->ctl, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        return;
+    }
+    pd_msg_t m;
+    char why[256];
+    int code = pd_msg_parse(&m, zmq_msg_data(&msg), zmq_msg_size(&msg));
+    if (code) {
+        snprintf(why, sizeof why, "%s", m.why);
+    } else if (!pd_msg_is(&m, "ctl")) {
+        code = PD_ETYPE;
+        snprintf(why, sizeof why, "the control socket takes 'ctl' requests, not '%s'", m.type);
+    } else {
+        uint64_t cpus = (uint64_t) w->cpus, gpus = (uint64_t) w->gpus;
+        bool now = false;
+        if ((code = pd_msg_uint_opt(&m, "cpus", &cpus)) ||
+            (code = pd_msg_uint_opt(&m, "gpus", &gpus)) ||
+            (pd_msg_has(&m, "now") && (code = pd_msg_bool(&m, "now", &now)))) {
+            snprintf(why, sizeof why, "%s", m.why);
+        } else if (cpus > PD_WORKER_MAX_CPUS || gpus > PD_WORKER_MAX_GPUS) {
+            code = PD_EINVAL;
+            snprintf(why, sizeof why, "cpus must be from 0 to %d and gpus from 0 to %d (got %llu "
+                     "and %llu)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS,
+                     (unsigned long long) cpus, (unsigned long long) gpus);
+        } else if (pd_msg_has(&m, "cpus") || pd_msg_has(&m, "gpus") || now) {
+            code = pd_worker_set_slots(w, (int) cpus, (int) gpus, now, why, sizeof why);
+        }
+    }
+    zmq_msg_close(&msg);
+    if (code)
+        pd_log_warn("control request refused: %s", why);
+    s_ctl_reply(w, code, why);
+}
+
+/* Binds the control socket at path with mode; refuses when another worker
+   answers there. Returns 0 or PD_EIO (logged). */
+static int s_bind_control(pd_worker_t *w, const char *path, int mode)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            pd_log_error("cannot create the directory of the control socket %s: %s", dir,
+                         strerror(errno));
+            return PD_EIO;
+        }
+    }
+    char ep[4200];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        /* A socket file is there: is a worker alive behind it? */
+        void *probe = zmq_socket(w->ctx, ZMQ_REQ);
+        int zero = 0, wait = 300;
+        zmq_setsockopt(probe, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(probe, ZMQ_RCVTIMEO, &wait, sizeof wait);
+        zmq_setsockopt(probe, ZMQ_SNDTIMEO, &wait, sizeof wait);
+        bool alive = false;
+        if (zmq_connect(probe, ep) == 0) {
+            pd_buf_t b;
+            pd_buf_init(&b);
+            msgpack_packer pk;
+            pd_packer_init(&pk, &b);
+            pd_msg_begin(&pk, "ctl", 0);
+            char reply[16];
+            alive = zmq_send(probe, b.data, b.len, 0) >= 0 &&
+                    zmq_recv(probe, reply, sizeof reply, 0) >= 0;
+            pd_buf_free(&b);
+        }
+        zmq_close(probe);
+        if (alive) {
+            pd_log_error("another playdoh-worker answers on the control socket %s: stop it, or "
+                         "give this one another [worker] control path", path);
+            return PD_EIO;
+        }
+        unlink(path);
+    }
+    w->ctl = zmq_socket(w->ctx, ZMQ_REP);
+    int zero = 0;
+    zmq_setsockopt(w->ctl, ZMQ_LINGER, &zero, sizeof zero);
+    mode_t old = umask(0077); /* no moment with a wider mode than asked */
+    int rc = zmq_bind(w->ctl, ep);
+    umask(old);
+    if (rc != 0 || chmod(path, (mode_t) mode) != 0) {
+        pd_log_error("cannot open the control socket %s: %s", path,
+                     rc ? zmq_strerror(errno) : strerror(errno));
+        return PD_EIO;
+    }
+    if (!(w->control = strdup(path)))
+        return PD_EIO;
+    pd_log_info("control socket %s (mode %04o): `playdoh-worker ctl --cpus N` changes the "
+                "slots", path, mode);
+    return 0;
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+/* Connects the broker socket to ep (after a disconnect from the old one). */
+static int s_connect(pd_worker_t *w, const char *ep)
+{
+    if (w->connected) {
+        zmq_disconnect(w->sock, w->broker);
+        w->connected = false;
+    }
+    if (zmq_connect(w->sock, ep)) {
+        pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
+                     "tcp://host:5555)", ep, zmq_strerror(errno));
+        return PD_EINVAL;
+    }
+    snprintf(w->broker, sizeof w->broker, "%s", ep);
+    w->connected = true;
+    w->registered = false;
+    w->last_recv = pd_slot_now_ms();
+    s_send_ready(w);
+    return 0;
+}
+
+/* A datagram on the beacon listener. */
+static void s_on_beacon(pd_worker_t *w)
+{
+    pd_beacon_t b;
+    char ep[300];
+    for (int k = 0; k < 16; k++) {
+        int rc = pd_beacon_listener_recv(w->listener, &b, ep, sizeof ep);
+        if (rc <= 0)
+            return;
+        if (w->connected && (w->registered || strcmp(ep, w->broker) == 0))
+            continue; /* the broker we have */
+        pd_log_info("found broker %s of cluster '%s' by its beacon%s", ep, b.cluster,
+                    w->connected ? " (the previous one is silent)" : "");
+        w->discover_since = 0;
+        s_connect(w, ep);
+    }
+}
+
+/* ---- GPUs --------------------------------------------------------------- */
+
+/* Reads GPU model names from the NVIDIA driver's procfs (no CUDA needed). */
+static void s_find_gpu_names(pd_worker_t *w)
+{
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && w->ngpu_names < S_MAX_GPU_NAMES) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512], line[256];
+        snprintf(path, sizeof path, "/proc/driver/nvidia/gpus/%s/information", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "Model:", 6) != 0)
+                continue;
+            char *v = line + 6;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            v[strcspn(v, "\n")] = 0;
+            snprintf(w->gpu_names[w->ngpu_names++], sizeof w->gpu_names[0], "%.63s", v);
+            break;
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* Gives the jobs of queue q to the idle slots among slots[0 .. n), a group
+   each, spreading them evenly (NULL entries are skipped). */
+static void s_dispatch_queue(s_queue_t *q, pd_slot_t **slots, int n)
+{
+    size_t idle = 0;
+    for (int i = 0; i < n; i++)
+        idle += slots[i] && pd_slot_idle(slots[i]);
+    for (int i = 0; i < n && q->len && idle; i++) {
+        pd_slot_t *s = slots[i];
+        if (!s || !pd_slot_idle(s))
+            continue;
+        size_t g = pd_slot_group_size(s);
+        size_t share = (q->len + idle - 1) / idle;
+        if (g > share)
+            g = share;
+        pd_job_t *group[PD_SLOT_GROUP_MAX];
+        size_t k = 0, bytes = 0;
+        while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
+            group[k] = s_q_pop(q);
+            bytes += group[k]->arg_len;
+            k++;
+        }
+        pd_slot_send(s, group, k);
+        idle--;
+    }
+}
+
+/* Gives queued jobs to idle slots under the owner's limits: CPU jobs to CPU
+   slots, GPU jobs to GPU slots. While the owner uses the machine nothing
+   starts: jobs that arrive then go back to the broker, as do GPU jobs when
+   the owner allows no GPU. */
+static void s_dispatch(pd_worker_t *w)
+{
+    if (w->owner_active) {
+        s_give_back(w, "the machine's owner is active");
+        return;
+    }
+    if (w->gpus == 0)
+        s_give_back_queue(w, &w->q[S_GPU], "no GPU slot left");
+    s_dispatch_queue(&w->q[S_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots);
+    s_dispatch_queue(&w->q[S_GPU], w->gslots, w->gpus);
+}
+
+/* Heartbeat, liveness and re-registration. */
+static void s_keepalive(pd_worker_t *w, int64_t now)
+{
+    if (!w->connected) {
+        if (w->discover_since && now - w->discover_since > w->discover_timeout_ms) {
+            pd_log_warn("no beacon of cluster '%s' heard for %d ms: still listening (is the "
+                        "broker running, bound to tcp://*:PORT, with the same cluster name and "
+                        "beacon port? or give its endpoint with --broker)", w->cluster,
+                        w->discover_timeout_ms);
+            w->discover_since = 0;
+        }
+        return;
+    }
+    int64_t silence = (int64_t) w->hb_ms * w->liveness;
+    if (w->registered && now - w->last_recv > silence) {
+        pd_log_warn("broker %s silent for %lld ms: registering again when it answers%s",
+                    w->broker, (long long) (now - w->last_recv),
+                    w->listener ? " (or when a beacon shows another)" : "");
+        w->registered = false;
+        s_send_ready(w);
+    } else if (!w->registered && now - w->last_ready >= silence) {
+        s_send_ready(w);
+    }
+    if (w->registered && now - w->last_state >= w->hb_ms)
+        s_send_state(w);
+    else if (now - w->last_send >= w->hb_ms)
+        s_send_simple(w, "hb");
+}
+
+static int s_poll_timeout(pd_worker_t *w, int64_t now)
+{
+    int64_t next = w->last_send + w->hb_ms;
+    int64_t silence = (int64_t) w->hb_ms * w->liveness;
+    int64_t live = w->registered ? w->last_recv + silence + 1 : w->last_ready + silence;
+    if (live < next)
+        next = live;
+    if (w->registered && w->last_state + w->hb_ms < next)
+        next = w->last_state + w->hb_ms;
+    if (w->load && w->next_check < next)
+        next = w->next_check;
+    for (int k = 0; k < s_nall(w); k++) {
+        int64_t d = s_slot(w, k) ? pd_slot_deadline(s_slot(w, k)) : INT64_MAX;
+        if (d < next)
+            next = d;
+    }
+    int64_t t = next - now;
+    return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
+}
+
+int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
+{
+    int rc = 0;
+    while (!*stop) {
+        if (w->reload && *w->reload) {
+            *w->reload = 0;
+            if (w->on_reload)
+                w->on_reload(w, w->reload_user);
+        }
+        int64_t now = pd_slot_now_ms();
+        int nitems = 0, ictl = -1, ibeacon = -1;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+        if (w->ctl) {
+            ictl = nitems;
+            w->items[nitems++] = (zmq_pollitem_t){.socket = w->ctl, .events = ZMQ_POLLIN};
+        }
+        if (w->listener) {
+            ibeacon = nitems;
+            w->items[nitems++] = (zmq_pollitem_t){
+                .socket = pd_beacon_listener_socket(w->listener), .events = ZMQ_POLLIN};
+        }
+        int nfixed = nitems;
+        for (int k = 0; k < s_nall(w); k++) {
+            int fd = s_slot(w, k) ? pd_slot_fd(s_slot(w, k)) : -1;
+            if (fd < 0)
+                continue;
+            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
+            w->item_slot[nitems] = k;
+            nitems++;
+        }
+        int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            pd_log_error("zmq_poll failed: %s", zmq_strerror(errno));
+            rc = PD_ESYS;
+            break;
+        }
+        if (w->items[0].revents & ZMQ_POLLIN) {
+            zmq_msg_t msg;
+            zmq_msg_init(&msg);
+            for (int k = 0; k < S_RECV_BURST && zmq_msg_recv(&msg, w->sock, ZMQ_DONTWAIT) >= 0; k++)
+                s_on_msg(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
+            zmq_msg_close(&msg);
+        }
+        /* Slot pipes before control requests: a request may retire slots. */
+        for (int i = nfixed; i < nitems; i++)
+            if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                pd_slot_on_readable(s_slot(w, w->item_slot[i]));
+        if (ictl >= 0 && (w->items[ictl].revents & ZMQ_POLLIN))
+            s_on_ctl(w);
+        if (ibeacon >= 0 && (w->items[ibeacon].revents & ZMQ_POLLIN))
+            s_on_beacon(w);
+        now = pd_slot_now_ms();
+        for (int k = 0; k < s_nall(w); k++)
+            if (s_slot(w, k) && pd_slot_deadline(s_slot(w, k)) <= now)
+                pd_slot_tick(s_slot(w, k));
+        if (w->load && now >= w->next_check)
+            s_check_idle(w, now);
+        s_retire_idle_slots(w);
+        s_dispatch(w);
+        s_flush(w);
+        s_keepalive(w, pd_slot_now_ms());
+    }
+    s_flush(w);
+    if (w->connected)
+        s_send_simple(w, "bye");
+    pd_log_info("leaving broker %s after %llu results", w->broker[0] ? w->broker : "(none found)",
+                (unsigned long long) w->ndone);
+    return rc;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+/* Counts the GPUs through the CUDA driver and decides the GPU slots: asked
+   < 0 offers every one, else exactly `asked` (0 skips the driver). Returns 0,
+   or PD_EINVAL (logged) when more are asked than the machine has. */
+static int s_offer_gpus(pd_worker_t *w, int asked)
+{
+    w->gpus = w->ngpu = 0;
+    if (asked == 0)
+        return 0;
+    char why[600];
+    int found = pd_gpu_discover(NULL, w->gpu, PD_GPU_MAX, why, sizeof why);
+    if (asked > found) {
+        if (found == 0)
+            pd_log_error("--gpus %d: this machine has no GPU usable through the CUDA driver "
+                         "(%s): install the NVIDIA driver, or lower --gpus", asked, why);
+        else
+            pd_log_error("--gpus %d: this machine has only %d GPU%s usable through the CUDA "
+                         "driver: lower --gpus to %d or less", asked, found,
+                         found == 1 ? "" : "s", found);
+        return PD_EINVAL;
+    }
+    if (found == 0)
+        pd_log_info("offering no GPU: %s", why);
+    w->ngpu = found;
+    w->gpus = asked < 0 ? found : asked;
+    for (int g = 0; g < found; g++) {
+        char mem[32];
+        pd_log_info("GPU %d: %s, %s, compute capability %d.%d%s", g, w->gpu[g].name,
+                    pd_gpu_mem_str(w->gpu[g].mem, mem, sizeof mem), w->gpu[g].cc_major,
+                    w->gpu[g].cc_minor, g < w->gpus ? "" : " (not offered: --gpus)");
+        if (w->ngpu_names < S_MAX_GPU_NAMES)
+            snprintf(w->gpu_names[w->ngpu_names++], sizeof w->gpu_names[0], "%.63s",
+                     w->gpu[g].name);
+    }
+    return 0;
+}
+
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
 {
     assert(cfg);
     int code = PD_EINVAL;
     pd_worker_t *w = NULL;
-    if (!cfg->broker || !*cfg->broker || !cfg->cache_dir || !*cfg->cache_dir) {
-        pd_log_error("a broker endpoint and a cache directory are required");
+    if (!cfg->cache_dir || !*cfg->cache_dir) {
+        pd_log_error("a cache directory is required");
         goto fail;
     }
-    if (cfg->cpus < 1 || cfg->cpus > 4096 || cfg->gpus < -1 || cfg->gpus > PD_GPU_MAX) {
-        pd_log_error("--cpus must be between 1 and 4096 and --gpus between 0 and %d (got %d "
-                     "and %d)", PD_GPU_MAX, cfg->cpus, cfg->gpus);
+    if (cfg->cpus < 0 || cfg->cpus > PD_WORKER_MAX_CPUS || cfg->gpus < -1 ||
+        cfg->gpus > PD_WORKER_MAX_GPUS) {
+        pd_log_error("--cpus must be between 0 and %d and --gpus between 0 and %d (got %d and "
+                     "%d)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cfg->cpus, cfg->gpus);
+        goto fail;
+    }
+    const char *cluster = cfg->cluster && *cfg->cluster ? cfg->cluster : PD_BEACON_DEFAULT_CLUSTER;
+    if (!pd_beacon_name_ok(cluster)) {
+        pd_log_error("cluster name '%s' is not 1 to 63 letters, digits, '-', '_' or '.'",
+                     cluster);
         goto fail;
     }
     code = PD_ENOMEM;
     if (!(w = calloc(1, sizeof *w)))
         goto fail;
+    snprintf(w->cluster, sizeof w->cluster, "%s", cluster);
     code = PD_EINVAL;
     if (s_offer_gpus(w, cfg->gpus))
         goto fail;
     code = PD_ENOMEM;
     w->cpus = cfg->cpus;
-    w->nslots = w->cpus + w->gpus;
     w->hb_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HB_MS;
     w->liveness = S_DEFAULT_LIVENESS;
-    w->q[S_CPU].max = (size_t) w->cpus * 1024 + 4096;
-    w->q[S_GPU].max = (size_t) w->gpus * 1024 + 4096;
+    w->q[S_CPU].max = (size_t) cfg->cpus * 1024 + 4096;
+    w->q[S_GPU].max = (size_t) w->ngpu * 1024 + 4096;
+    w->owner_load = -1;
+    w->reload = cfg->reload;
+    w->on_reload = cfg->on_reload;
+    w->reload_user = cfg->reload_user;
+    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
     pd_buf_init(&w->res);
-    w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
     /* The running program's path, resolved now: exec'ing "/proc/self/exe"
        itself would start the wrong program under valgrind, which reports
@@ -762,37 +1440,24 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         snprintf(self, sizeof self, "/proc/self/exe");
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
-    w->slots = calloc((size_t) w->nslots, sizeof *w->slots);
-    w->items = calloc((size_t) w->nslots + 1, sizeof *w->items);
-    w->item_slot = calloc((size_t) w->nslots + 1, sizeof *w->item_slot);
-    if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
-        || !w->slots || !w->items || !w->item_slot)
+    w->proc_dir = strdup(cfg->proc_dir && *cfg->proc_dir ? cfg->proc_dir : "/proc");
+    if (!w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level) || !w->proc_dir ||
+        s_reserve_slots(w, cfg->cpus > 0 ? cfg->cpus : 1))
         goto fail;
     if (cfg->name && *cfg->name)
         snprintf(w->host, sizeof w->host, "%s", cfg->name);
     else if (gethostname(w->host, sizeof w->host - 1))
         snprintf(w->host, sizeof w->host, "unknown");
+    if (w->ngpu_names == 0)
+        s_find_gpu_names(w); /* no GPU found through CUDA: the driver's procfs may name some */
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
         goto fail;
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     memcpy(w->id, "w-", 2);
     sodium_bin2hex(w->id + 2, sizeof w->id - 2, rnd, sizeof rnd);
-    /* CPU slots see no GPU (CUDA_VISIBLE_DEVICES=""): GPU work goes where
-       the broker placed it. GPU slot g sees its device only. */
-    for (int i = 0; i < w->nslots; i++) {
-        char visible[64] = "";
-        bool gpu = i >= w->cpus;
-        if (gpu)
-            s_visible_for(i - w->cpus, visible, sizeof visible);
-        pd_slot_config_t sc = {.index = i, .exe = w->slot_exe, .cache_dir = w->cache_dir,
-                               .host = w->host, .log_level = w->log_level,
-                               .has_gpu = gpu, .gpu = gpu ? i - w->cpus : 0,
-                               .cuda_visible = visible,
-                               .sink = {s_on_result, s_on_requeue, w}};
-        if (!(w->slots[i] = pd_slot_new(&sc, &code)))
-            goto fail;
-    }
+    if ((code = s_grow_slots(w)) || (code = s_grow_gpu_slots(w)))
+        goto fail;
     code = PD_ESYS;
     w->ctx = cfg->zmq_ctx;
     if (!w->ctx) {
@@ -808,18 +1473,31 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_connect(w->sock, w->broker)) {
-        pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
-                     "tcp://host:5555)", w->broker, zmq_strerror(errno));
-        code = PD_EINVAL;
+    if (cfg->control && *cfg->control &&
+        (code = s_bind_control(w, cfg->control, cfg->control_mode ? cfg->control_mode : 0660)))
         goto fail;
-    }
-    w->items[0] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+    if (cfg->idle.load_max > 0)
+        pd_worker_set_idle(w, &cfg->idle);
+    else
+        w->idle = cfg->idle;
     int64_t now = pd_slot_now_ms();
-    w->last_recv = now;
-    s_send_ready(w);
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots, cache %s, broker %s", w->id,
-                w->host, w->cpus, w->gpus, w->cache_dir, w->broker);
+    w->last_recv = w->last_state = now;
+    if (cfg->broker && *cfg->broker) {
+        if ((code = s_connect(w, cfg->broker)))
+            goto fail;
+    } else {
+        int port = cfg->beacon_port > 0 ? cfg->beacon_port : PD_BEACON_DEFAULT_PORT;
+        w->listener = pd_beacon_listener_new(w->cluster, port, cfg->beacon_iface, &code);
+        if (!w->listener)
+            goto fail;
+        w->discover_since = now;
+        pd_log_info("looking for a broker of cluster '%s' (beacons on UDP port %d)", w->cluster,
+                    port);
+    }
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots%s%s, cache %s, broker %s", w->id,
+                w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
+                w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
+                w->broker[0] ? w->broker : "(by beacon)");
     return w;
 fail:
     if (err)
@@ -837,23 +1515,33 @@ void pd_worker_destroy(pd_worker_t **p)
         for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
+    for (int g = 0; g < PD_GPU_MAX; g++)
+        pd_slot_destroy(&w->gslots[g]);
     for (int c = 0; c < 2; c++) {
         s_q_clear(&w->q[c]);
         free(w->q[c].q);
     }
     pd_buf_free(&w->res);
+    pd_beacon_listener_destroy(&w->listener);
+    if (w->ctl) {
+        zmq_close(w->ctl);
+        if (w->control)
+            unlink(w->control);
+    }
+    free(w->control);
     if (w->sock)
         zmq_close(w->sock);
     if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
+    pd_load_destroy(&w->load);
     free(w->mods);
     free(w->items);
     free(w->item_slot);
-    free(w->broker);
     free(w->cache_dir);
     free(w->slot_exe);
     free(w->log_level);
+    free(w->proc_dir);
     free(w);
     *p = NULL;
 }
