@@ -10,6 +10,7 @@
 #include "pd_broker.h"
 #include "pd_config.h"
 #include "pd_error.h"
+#include "pd_shared.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_slot.h"
@@ -44,6 +45,8 @@ static void s_usage(FILE *f)
             "  --liveness N       silent intervals before a worker is declared dead (default %u)\n"
             "  --max-jobs N       unfinished jobs held at most (default 4000000)\n"
             "  --result-ttl S     seconds a result is kept after its first fetch (default %u)\n"
+            "  --max-shared-mb N  largest shared data of a map, MiB (default %llu, at most %llu)\n"
+            "  --shared-store-mb N  shared data kept at most, MiB (default %llu)\n"
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
@@ -61,8 +64,10 @@ static void s_usage(FILE *f)
             "  --help             this text\n"
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
-            PD_BROKER_DEFAULT_TTL_S, PD_CONFIG_SYSTEM_PATH, PD_BEACON_DEFAULT_CLUSTER,
-            PD_BEACON_DEFAULT_PORT, PD_BEACON_DEFAULT_INTERVAL_MS);
+            PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_SHARED_DEFAULT_MAX >> 20),
+            (unsigned long long) (PD_SHARED_LIMIT >> 20),
+            (unsigned long long) (PD_SHARED_DEFAULT_TOTAL >> 20), PD_CONFIG_SYSTEM_PATH,
+            PD_BEACON_DEFAULT_CLUSTER, PD_BEACON_DEFAULT_PORT, PD_BEACON_DEFAULT_INTERVAL_MS);
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
@@ -165,6 +170,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"max-shared-mb", required_argument, NULL, 'S'},
+        {"shared-store-mb", required_argument, NULL, 'T'},
         {"worker-cpus", required_argument, NULL, 'w'},
         {"cache", required_argument, NULL, 'C'},
         {"config", required_argument, NULL, O_CONFIG},
@@ -181,6 +188,7 @@ int main(int argc, char **argv)
     const char *f_bind = NULL, *f_name = NULL, *f_level = NULL, *f_config = NULL,
                *f_cluster = NULL, *f_iface = NULL;
     int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
+    int64_t f_maxshared = -1, f_store = -1;
     bool f_nobeacon = false;
     opterr = 0;
     int c;
@@ -265,6 +273,16 @@ int main(int argc, char **argv)
         case O_NOBEACON:
             f_nobeacon = true;
             break;
+        case 'S':
+            if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
+                goto bad;
+            f_maxshared = (int64_t) v;
+            break;
+        case 'T':
+            if (s_parse_u64("--shared-store-mb", optarg, 1, 1u << 20, &v))
+                goto bad;
+            f_store = (int64_t) v;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -315,6 +333,19 @@ int main(int argc, char **argv)
                                         : pd_config_uint(cf, "cluster", "beacon_interval_ms",
                                                          (uint64_t) cfg.beacon_interval_ms));
     cfg.beacon_iface = f_iface ? f_iface : pd_config_str(cf, "cluster", "beacon_interface", NULL);
+    cfg.max_shared = (f_maxshared >= 0 ? (uint64_t) f_maxshared
+                                        : pd_config_uint(cf, "broker", "max_shared_mb",
+                                                         cfg.max_shared >> 20)) << 20;
+    cfg.shared_store = (f_store >= 0 ? (uint64_t) f_store
+                                     : pd_config_uint(cf, "broker", "shared_store_mb",
+                                                      cfg.shared_store >> 20)) << 20;
+    if (cfg.shared_store < cfg.max_shared) {
+        fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
+                        "(%llu)\n", (unsigned long long) (cfg.shared_store >> 20),
+                (unsigned long long) (cfg.max_shared >> 20));
+        pd_config_destroy(&cf);
+        goto bad;
+    }
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 

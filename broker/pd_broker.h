@@ -29,6 +29,8 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
+    uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
     const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
     bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
     int beacon_port;      /* UDP port of the beacon */

@@ -54,7 +54,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
     char cpus_s[16];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--worker-cpus", cpus_s, "--log-level", (char *) (level ? level : "warn"),
+                     "--worker-cpus", cpus_s, "--log-level", (char *) (level ? level : "error"),
                      NULL};
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);

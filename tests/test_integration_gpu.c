@@ -40,6 +40,14 @@ static const char *MODULE_SRC =
     "    return pd_out_str(t, v ? v : \"(unset)\");\n"
     "}\n"
     "PD_TASK(pid, t) { return pd_out_int(t, getpid()); }\n"
+    "/* [gpu, the shared data's length] */\n"
+    "PD_TASK(shared_len, t) {\n"
+    "    size_t len = 0;\n"
+    "    pd_task_shared(t, &len);\n"
+    "    pd_out_array(t, 2);\n"
+    "    pd_out_int(t, pd_task_gpu(t));\n"
+    "    return pd_out_int(t, (int64_t) len);\n"
+    "}\n"
     "PD_TASK(mem, t) {\n"
     "    double x[4] = {1.5, 2.5, 3.5, 4.5}, y[4] = {0};\n"
     "    pd_cuda_ptr_t p = pd_cuda_alloc(t, sizeof x);\n"
@@ -216,6 +224,35 @@ Test(integration_gpu, gpu_jobs_run_on_gpu_slots_that_see_only_their_own_device)
         used[gpu]++;
     }
     cr_assert(used[0] > 0 && used[1] > 0, "jobs spread over both GPUs (%d, %d)", used[0], used[1]);
+    pd_results_clear(res, N);
+}
+
+Test(integration_gpu, a_gpu_job_reads_the_maps_shared_data)
+{
+    setenv("PLAYDOH_LIBCUDA", s_fake(), 1);
+    setenv("PD_FAKE_CUDA_DEVICES", "1", 1);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    start(1, NULL, 2);
+    static char blob[100000];
+    memset(blob, 7, sizeof blob);
+    char shr[PD_HASH_HEX];
+    cr_assert_eq(pd_shared_upload(c, blob, sizeof blob, shr), 0, "%s", pd_client_error(c));
+    pd_map_opts_t o = {.gpu = true, .shared = shr};
+    enum { N = 4 };
+    pd_result_t res[N];
+    run("shared_len", N, &o, res);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "%s", res[i].error ? res[i].error : "");
+        pd_rd_t rd;
+        pd_rd_init(&rd, res[i].value, res[i].len);
+        uint32_t two;
+        int64_t gpu, len;
+        cr_assert_eq(pd_rd_array(&rd, &two), 0);
+        cr_assert_eq(pd_rd_int(&rd, &gpu), 0);
+        cr_assert_eq(pd_rd_int(&rd, &len), 0);
+        cr_assert_eq(gpu, 0, "the job ran on a CPU slot");
+        cr_assert_eq(len, (int64_t) sizeof blob);
+    }
     pd_results_clear(res, N);
 }
 

@@ -38,12 +38,12 @@ static void s_running(uint32_t n, bool gpu, uint64_t *ids)
     msgpack_pack_array(&pk, n);
     for (uint32_t i = 0; i < n; i++)
         msgpack_pack_nil(&pk);
-    pd_jobs_needs_t needs = {.gpu = gpu};
+    pd_jobs_submit_t sub = {.fn = "f", .args = b.data, .args_len = b.len, .retries = 3,
+                            .gpu = gpu};
     uint64_t first;
     uint32_t got;
     char why[256];
-    cr_assert_eq(pd_jobs_submit(jobs, 0, &needs, "f", b.data, b.len, 0, 3, &first, &got, why,
-                                sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &got, why, sizeof why), 0, "%s", why);
     pd_buf_free(&b);
     for (uint32_t i = 0; i < n; i++) {
         ids[i] = pd_jobs_pop(jobs, gpu ? PD_JOBS_GPU : PD_JOBS_CPU);

@@ -27,8 +27,9 @@
     little-endian length, then that many bytes holding one msgpack value.
 
       parent -> child   a group of jobs, run in order:
-                        [[id, mod_hash, kind, mod_name, fn, arg], ...]
-                        (arg: the job's argument, any msgpack value); a job
+                        [[id, mod_hash, kind, mod_name, fn, arg, shared], ...]
+                        (arg: the job's argument, any msgpack value; shared:
+                        the hash of the map's shared data, or nil); a job
                         with a CUDA module adds [..., cu_hash, cu_name]
       child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
                                  for job id (and on a GPU slot its CUDA
@@ -75,9 +76,10 @@ typedef struct {
     uint64_t attempt;     /* broker's attempt number, echoed in `done` */
     uint64_t timeout_ms;  /* 0 = none */
     char mod[65];         /* module hash */
-    char kind[3];         /* "c" or "so" */
+    char kind[4];         /* "c", "so", "pkg" or "b" (built-in) */
     char name[128];       /* module name, for messages */
     char fn[128];         /* task function */
+    char shared[65];      /* hash of the map's shared data; empty = none */
     bool gpu;             /* runs on a GPU slot */
     char cu[65];          /* its CUDA module's hash; "" when none */
     char cu_name[128];    /* that module's name, for messages */
