@@ -19,8 +19,8 @@
 #include <pagmo/population.hpp>
 #include <pagmo/problem.hpp>
 
-#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <exception>
 #include <limits>
 
@@ -79,10 +79,11 @@ extern "C" int bench_pagmo_run(pd_algo_t algo, pd_fitness_fn fn, double lo, doub
             break;
         }
         pagmo::population p{prob, pop, seed};
-        auto t0 = std::chrono::steady_clock::now();
+        struct timespec t0, t1; /* CPU time of this thread, as bench_optim.c measures */
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
         p = a.evolve(p);
-        auto t1 = std::chrono::steady_clock::now();
-        *seconds = std::chrono::duration<double>(t1 - t0).count();
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        *seconds = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         *best = p.champion_f()[0];
         *evals = p.get_problem().get_fevals();
         return 0;

@@ -63,11 +63,14 @@ typedef struct {
     double *s;                /* scale per coordinate: initial range width (n) */
     pd_rng_t *rng;            /* the optimiser's stream */
     /* strategy parameters (depend on lambda) */
-    size_t lambda, mu;
+    size_t lambda, mu;        /* samples per generation, parents recombined */
     double *w;                /* recombination weights (mu), sum 1 */
-    double mueff, cc, cs, c1, cmu, damps, chin;
+    double mueff;             /* variance effective selection mass, 1 / sum w^2 */
+    double cc, cs;            /* learning rates of the two evolution paths */
+    double c1, cmu;           /* learning rates of the rank-one and rank-mu updates */
+    double damps;             /* step-size damping */
     /* state, in scaled coordinates */
-    double sigma, sigma0;
+    double sigma, sigma0;     /* step size, and its value at each (re)start */
     double *m;                /* mean (n) */
     double *pc, *ps;          /* evolution paths (n each) */
     double *C;                /* covariance, upper triangle used, column-major (n x n) */
@@ -92,7 +95,7 @@ typedef struct {
     uint64_t evals;           /* samples since the (re)start */
     uint64_t eigen_evals;     /* evals at the last decomposition */
     double *hist;             /* best value of recent generations (ring, histlen) */
-    size_t histlen, hist_n, hist_pos;
+    size_t histlen, hist_n, hist_pos; /* ring size, entries, next slot */
     double *bx, bf;           /* best point seen (user coordinates) and value */
     bool have_best, told;     /* bx holds a point; a generation was told */
     uint32_t max_restarts;    /* IPOP restarts allowed */

@@ -12,8 +12,8 @@
     bounds, with index eta_m). Defaults: population 40, crossover 0.9,
     eta_c 30, mutation 1/dim, eta_m 20, tournament 3, 4 elites: tuned on
     sphere, Rosenbrock, Rastrigin and Ackley at 10^5 evaluations (the
-    textbook eta_c 15-20 with binary tournaments and a population of 100
-    ends 10^3 to 10^5 times higher there; see docs/optimisation.md).
+    textbook eta_c 15 with binary tournaments and a population of 100 ends
+    700 to 10^9 times higher on all but Rosenbrock; docs/optimisation.md).
 
     Bound handling: both operators produce points inside the bounds by
     construction; a final clamp guards against rounding.

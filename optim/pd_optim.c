@@ -294,8 +294,8 @@ static bool s_reached(const pd_optim_opts_t *o, double v)
 
 /* Run-time state of pd_optim_run. */
 typedef struct {
-    const pd_optim_opts_t *o;
-    uint32_t groups;
+    const pd_optim_opts_t *o; /* the run's options (the caller's) */
+    uint32_t groups;        /* groups, at least 1 */
     pd_island_t **isl;      /* islands */
     pd_topo_t *topo;        /* migration graph */
     double *hist;           /* [t][island][group] while running */
@@ -306,7 +306,7 @@ typedef struct {
     size_t *corder, *ctmp;  /* their sort */
     double *ckey;           /* their values in the minimisation sense */
     double *gx;             /* the chosen ones (count x dim) */
-    double *gf;
+    double *gf;             /* their values */
     double *best;           /* best per group over islands (progress) */
 } run_t;
 

@@ -43,7 +43,7 @@ typedef struct {
     size_t n;              /* particles */
     const double *lo, *hi; /* bounds (borrowed from the optimiser) */
     pd_rng_t *rng;         /* the optimiser's stream */
-    pd_pso_variant_t variant;
+    pd_pso_variant_t variant; /* velocity rule */
     double w, c1, c2;      /* inertia and accelerations */
     uint32_t k;            /* informants per particle; 0 = global best */
     double *vmax;          /* velocity clamp per coordinate (d) */

@@ -21,7 +21,9 @@ const char *pd_harness_program(const char *name)
 void pd_harness_start(pd_harness_t *h, const char *const *extra)
 {
     memset(h, 0, sizeof *h);
-    h->heartbeat_ms = 100;
+    /* Fast enough that a killed worker is found within a second, slow enough
+       that a worker on a loaded 2-core machine is not declared dead. */
+    h->heartbeat_ms = 200;
     /* No configuration file of this machine's or user's leaks into tests. */
     setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
@@ -31,8 +33,8 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     char hb[16];
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     const char *argv[32] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                            "--heartbeat-ms", hb};
-    int argc = 7;
+                            "--heartbeat-ms", hb, "--liveness", "5"};
+    int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
