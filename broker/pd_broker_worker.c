@@ -245,6 +245,17 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    /* A pilot job's Slurm ids (optional): kept for the cluster view. */
+    char sjob[sizeof wk->slurm_job] = "", sstep[sizeof wk->slurm_step] = "";
+    char sarray[sizeof wk->slurm_array] = "";
+    if ((pd_msg_has(m, "slurm_job") && (rc = pd_msg_str(m, "slurm_job", sjob, sizeof sjob))) ||
+        (pd_msg_has(m, "slurm_step") && (rc = pd_msg_str(m, "slurm_step", sstep, sizeof sstep))) ||
+        (pd_msg_has(m, "slurm_array") &&
+         (rc = pd_msg_str(m, "slurm_array", sarray, sizeof sarray)))) {
+        snprintf(o->why, sizeof o->why, "%s (Slurm ids are strings of at most %zu bytes)",
+                 m->why, sizeof sarray - 1);
+        return rc;
+    }
     if (o->ridlen > PD_WORKERS_MAX_RID) {
         snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
                  PD_WORKERS_MAX_RID);
@@ -288,10 +299,20 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
     wk->ngpu_names = ngpu_names;
     wk->pid = (int64_t) pid;
+    memcpy(wk->slurm_job, sjob, sizeof sjob);
+    memcpy(wk->slurm_step, sstep, sizeof sstep);
+    memcpy(wk->slurm_array, sarray, sizeof sarray);
     wk->last_recv = b->now_ms;
     pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
-    pd_log_info("worker %s (pid %lld) joined with %u cpus and %u gpus; %u workers, %llu slots",
-                s_label(wk, label, sizeof label), (long long) wk->pid, wk->cpus, wk->gpus,
+    char pilot[160] = "";
+    if (wk->slurm_array[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
+                 wk->slurm_job, wk->slurm_step[0] ? wk->slurm_step : "?");
+    else if (wk->slurm_job[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s step %s", wk->slurm_job,
+                 wk->slurm_step[0] ? wk->slurm_step : "?");
+    pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
+                s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
                 pd_workers_count(b->workers),
                 (unsigned long long) (pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers)));
     for (uint32_t i = 0; i < wk->ngpu; i++) {
@@ -511,7 +532,8 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             continue;
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
-        msgpack_pack_map(&pk, 16);
+        bool pilot = wk->slurm_job[0] != 0;
+        msgpack_pack_map(&pk, 16 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
         pd_pack_kv_int(&pk, "pid", wk->pid);
@@ -546,6 +568,11 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         }
         pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
         pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        if (pilot) {
+            pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
+            pd_pack_kv_str(&pk, "slurm_step", wk->slurm_step);
+            pd_pack_kv_str(&pk, "slurm_array", wk->slurm_array);
+        }
         packed++;
     }
     assert(packed == pd_workers_count(b->workers));

@@ -70,6 +70,9 @@ typedef struct {
     char owner[16];                    /* idle-policy state it reported ("", "idle", "owner") */
     char gpu_names[PD_WORKERS_MAX_GPU_NAMES][64]; /* its GPUs' names, as reported */
     uint32_t ngpu_names;               /* entries in gpu_names */
+    char slurm_job[32];                /* Slurm job id of a pilot worker, or "" */
+    char slurm_step[32];               /* its Slurm step id ("batch", "0"...), or "" */
+    char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;

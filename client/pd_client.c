@@ -345,6 +345,12 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
+        else if (!strcmp(key, "slurm_job"))
+            rc = pd_rd_strcpy(r, wi->slurm_job, sizeof wi->slurm_job);
+        else if (!strcmp(key, "slurm_step"))
+            rc = pd_rd_strcpy(r, wi->slurm_step, sizeof wi->slurm_step);
+        else if (!strcmp(key, "slurm_array"))
+            rc = pd_rd_strcpy(r, wi->slurm_array, sizeof wi->slurm_array);
         else if (!strcmp(key, "pid"))
             rc = pd_rd_int(r, &wi->pid);
         else if (!strcmp(key, "load")) {

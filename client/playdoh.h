@@ -114,6 +114,9 @@ typedef struct {
     uint64_t gpu_mem;     /* memory of the GPU slots it offers, bytes, added up (0: unknown) */
     uint64_t hb_ms;       /* milliseconds since its last message (heartbeat) */
     uint64_t up_s;        /* seconds since it joined */
+    char slurm_job[32];   /* a pilot's Slurm job id ("" for a worker not run by Slurm) */
+    char slurm_step[32];  /* its Slurm step id ("batch" for a batch script), or "" */
+    char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
 } pd_worker_info_t;
 
 /* The cluster as the broker sees it. */

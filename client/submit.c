@@ -6,7 +6,8 @@
     shell command per argument line, as GNU parallel does (submit_exec.c);
     with --detach both print the job ids instead, for `status`, `results` and
     `wait` from any process, later. --local N runs the whole command on an
-    embedded cluster.
+    embedded cluster. `slurm` starts workers as Slurm pilot jobs and parses
+    its own options (client/pd_slurm.c).
 
     Options are parsed in two steps: the global ones before the verb, then
     the verb's own (and the global ones again) after it, so that every verb
@@ -24,6 +25,7 @@
 #include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
+#include "pd_slurm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -214,12 +216,14 @@ static void s_usage(FILE *f)
         "  cancel ID...                      cancel queued and running jobs\n"
         "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
         "                                    GPUs, jobs queued/running/done, last heartbeat\n"
+        "  slurm --workers N --cpus-per-worker C [...]  start N workers as Slurm pilot jobs\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "%s"
         "\n"
         "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"
-        "(exec: the number of failed jobs, as GNU parallel)\n", S_GLOBAL_HELP);
+        "(slurm: or Slurm missing or refusing; exec: the number of failed jobs, as GNU\n"
+        "parallel)\n", S_GLOBAL_HELP);
 }
 
 void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
@@ -614,7 +618,7 @@ static void s_release_flush(pd_client_t *c, uint64_t *rel, size_t *nrel)
 }
 
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar, bool stdout_tty,
+                      bool keep_order, bool release, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed)
 {
     pd_client_t *c = s->c;
@@ -690,7 +694,7 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
                 continue;
             }
             if (emit) {
-                if (!emitted && stdout_tty)
+                if (!emitted)
                     pd_progress_hide(bar);
                 emitted = true;
                 emit(user, p->index, r);
@@ -705,7 +709,7 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
         while (keep_order && cursor < n && held[cursor]) {
             pd_result_t *r = held[cursor];
             if (emit) {
-                if (!emitted && stdout_tty)
+                if (!emitted)
                     pd_progress_hide(bar);
                 emitted = true;
                 emit(user, cursor, r);
@@ -1013,8 +1017,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&pr.out);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, isatty(STDOUT_FILENO), s_map_emit,
-                           &pr, &done, &failed);
+    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
     s_flush(&pr.out);
     pd_buf_free(&pr.out);
     if (!rc)
@@ -1131,7 +1134,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, false, NULL, NULL, &done,
+    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, NULL, NULL, &done,
                            &failed);
     if (!rc)
         pd_progress_finish(bar);
@@ -1262,6 +1265,11 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_num(&out, "requeued", (double) w->requeued, true);
             s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
             s_put_num(&out, "up_s", (double) w->up_s, true);
+            if (w->slurm_job[0]) {
+                s_put_str(&out, "slurm_job", w->slurm_job, true);
+                s_put_str(&out, "slurm_step", w->slurm_step, true);
+                s_put_str(&out, "slurm_array", w->slurm_array, true);
+            }
             s_put(&out, "}");
         }
         s_put(&out, "]}\n");
@@ -1271,9 +1279,14 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                "jobs waiting for a slot\n", ci.cluster, ci.name, pd_client_endpoint(c),
                ci.nworkers, (unsigned long long) cpus, (unsigned long long) busy,
                (unsigned long long) ci.queued);
+        /* A SLURM column (job array task, or job, and step) when pilots are there. */
+        bool pilots = false;
+        for (size_t i = 0; i < ci.nworkers; i++)
+            pilots |= ci.workers[i].slurm_job[0] != 0;
         if (ci.nworkers)
-            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s\n", "HOST", "CPUS", "GPUS",
-                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", "GPU NAMES");
+            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s%s\n", "HOST", "CPUS", "GPUS",
+                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", pilots ? "SLURM           "
+                                                                          : "", "GPU NAMES");
         for (size_t i = 0; i < ci.nworkers; i++) {
             const pd_worker_info_t *w = &ci.workers[i];
             char slots[32], load[24], hb[24];
@@ -1289,13 +1302,22 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             if (w->gpu_mem)
                 snprintf(gmem, sizeof gmem, " (%.1f GiB offered)",
                          (double) w->gpu_mem / (1024.0 * 1024.0 * 1024.0));
-            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s\n", w->host, slots,
+            char pilot[96] = "-", slurm[112] = "";
+            if (w->slurm_job[0])
+                snprintf(pilot, sizeof pilot, "%s.%s",
+                         w->slurm_array[0] ? w->slurm_array : w->slurm_job,
+                         w->slurm_step[0] ? w->slurm_step : "?");
+            if (pilots)
+                snprintf(slurm, sizeof slurm, "%-15s ", pilot);
+            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s%s\n", w->host, slots,
                    w->gpus, load, (unsigned long long) waiting, w->busy,
-                   (unsigned long long) w->done, hb, w->gpu_names[0] ? w->gpu_names : "-", gmem);
+                   (unsigned long long) w->done, hb, slurm, w->gpu_names[0] ? w->gpu_names : "-",
+                   gmem);
         }
         if (ci.nworkers)
             printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "
-                   "slots held back)\n");
+                   "slots held back)%s\n", pilots ? "; SLURM: a pilot's job (array task).step"
+                                                  : "");
     }
     pd_buf_free(&out);
     pd_cluster_info_clear(&ci);
@@ -1320,13 +1342,25 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *verb = argv[first];
+    if (strcmp(verb, "slurm") == 0) {
+        /* Its own options (client/pd_slurm.c); the global ones given before
+           the verb carry over. */
+        if (s.o.local) {
+            pd_submit_usage_error(&s, "--local runs an embedded cluster on this machine; Slurm "
+                                  "pilots need a broker the compute nodes reach (--broker)");
+            return 2;
+        }
+        pd_slurm_globals_t g = {.broker = s.o.broker, .config = s.o.config,
+                                .quiet = s.o.quiet};
+        return pd_slurm_main(argc - first, argv + first, &g);
+    }
     const s_verb_t *v = NULL;
     for (size_t i = 0; i < S_NVERBS; i++)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
         pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, status, results, wait, "
-                              "cancel, cluster)", verb);
+                              "cancel, cluster, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;

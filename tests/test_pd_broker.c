@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "pd_broker.h"
+#include "pd_broker_int.h"
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -30,6 +31,7 @@ static pd_msg_t msg;
 static void *socks[8]; /* every DEALER opened, closed by teardown */
 static uint64_t shared_max, shared_store; /* store limits for the next start, 0 = defaults */
 static int nsocks;
+static bool joined; /* a test stopped the broker thread itself */
 
 static void *s_run(void *arg)
 {
@@ -66,8 +68,13 @@ static void setup(void) { s_start(1000, 3, 1000); }
 
 static void teardown(void)
 {
-    pd_broker_stop(broker);
-    pthread_join(thread, NULL);
+    /* A test may have stopped and joined the broker thread itself: it sets
+       joined (or clears thread). */
+    if (!joined && thread) {
+        pd_broker_stop(broker);
+        pthread_join(thread, NULL);
+    }
+    joined = false;
     pd_broker_destroy(&broker);
     cr_assert_null(broker);
     for (int i = 0; i < nsocks; i++)
@@ -675,6 +682,16 @@ static void setup_small_store(void)
 
 static void teardown_small_store(void)
 {
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    /* The byte counters saw each blob go out once (to the one worker). */
+    pd_broker_stats_t st;
+    pd_broker_stats(broker, &st);
+    cr_expect_geq(st.bytes_out, 4000 + 3500, "bytes out: %llu", (unsigned long long) st.bytes_out);
+    cr_expect_lt(st.bytes_out, 3 * 4000 + 3500 + 20000, "a blob went out more than once: %llu",
+                 (unsigned long long) st.bytes_out);
+    cr_expect_geq(st.bytes_in, 3 * 4000 + 3500, "bytes in: %llu", (unsigned long long) st.bytes_in);
+    thread = 0;
     teardown();
     shared_max = shared_store = 0;
 }
@@ -1262,4 +1279,144 @@ Test(unit_broker, a_bad_gpu_list_in_ready_is_refused)
     void *c = s_dealer(NULL);
     s_hello(c, 7);
     cr_assert_eq(s_uint("workers"), 0, "a refused ready registers nothing");
+}
+
+/* ---- pilot workers (Slurm) --------------------------------------------- */
+
+/* ready with a pilot's Slurm ids; the value of slurm_job is packed by the
+   caller's choice of type (a string, or an int to be refused). */
+static void s_ready_pilot(void *w, const char *job, bool job_as_int, const char *array)
+{
+    msgpack_packer pk = s_begin("ready", 7);
+    pd_pack_kv_str(&pk, "host", "node17");
+    pd_pack_kv_uint(&pk, "pid", 77);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 0);
+    if (job_as_int)
+        pd_pack_kv_uint(&pk, "slurm_job", 5);
+    else
+        pd_pack_kv_str(&pk, "slurm_job", job);
+    pd_pack_kv_str(&pk, "slurm_step", "batch");
+    pd_pack_kv_str(&pk, "slurm_array", array);
+    s_send_buf(w);
+}
+
+Test(unit_broker, a_pilot_keeps_its_slurm_ids_and_its_bye_requeues_without_an_attempt)
+{
+    void *c = s_dealer(NULL);
+    char hash[65];
+    s_put_module(c, hash);
+    /* Wrong types and oversized ids are refused, the worker unregistered. */
+    void *bad = s_dealer("w-00000000000000b0");
+    s_ready_pilot(bad, NULL, true, "4_0");
+    s_expect_error(bad, "PD_EPROTO");
+    char longid[100];
+    memset(longid, '7', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    s_ready_pilot(bad, "9", false, longid);
+    s_expect_error(bad, "PD_ETOOBIG");
+    s_hello(c, 3);
+    cr_assert_eq(s_uint("workers"), 0, "a refused ready registered a worker");
+
+    /* A pilot takes both jobs, then leaves with bye (scancel): with retries
+       1, a loss counted against them would fail them (PD_ELOST); a bye
+       sends them to the next worker as a new run (attempt 2). */
+    void *p1 = s_dealer("w-00000000000000b1");
+    s_ready_pilot(p1, "4242", false, "4241_3");
+    s_expect(p1, "welcome");
+    uint64_t first = s_submit(c, hash, 2, 0, 1);
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(p1, jobs, 8, true), 2);
+    msgpack_packer pk = s_begin("bye", 0);
+    (void) pk;
+    s_send_buf(p1);
+    void *w2 = s_dealer("w-00000000000000b2");
+    s_ready(w2, 1);
+    s_run_job_t again[8];
+    uint32_t n = s_expect_run(w2, again, 8, true);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++)
+        cr_expect_eq(again[i].attempt, 2, "job %llu: run %llu, not the second",
+                     (unsigned long long) again[i].id, (unsigned long long) again[i].attempt);
+    s_done(w2, again, n, false);
+    s_fetch(c, 50, first, 2, 5000);
+    s_expect(c, "results");
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three;
+        uint64_t id, state;
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &state), 0);
+        cr_expect_eq(state, 3, "job %llu is in state %llu, not done", (unsigned long long) id,
+                     (unsigned long long) state);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+
+    /* A second pilot, still registered: the registry holds its ids. */
+    void *p3 = s_dealer("w-00000000000000b3");
+    s_ready_pilot(p3, "4243", false, "4241_4");
+    s_expect(p3, "welcome");
+    /* The cluster view shows them, for pilots only. */
+    pk = s_begin("cluster", 1);
+    pd_pack_kv_uint(&pk, "req", 60);
+    s_send_buf(c);
+    s_expect(c, "cluster");
+    cr_assert_eq(pd_msg_rd(&msg, "workers", &r), 0);
+    uint32_t nw;
+    cr_assert_eq(pd_rd_array(&r, &nw), 0);
+    cr_assert_eq(nw, 2);
+    int seen_pilot = 0, seen_plain = 0;
+    for (uint32_t k = 0; k < nw; k++) {
+        uint32_t nf;
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        char id[32] = "", job[32] = "", step[32] = "", array[48] = "";
+        for (uint32_t i = 0; i < nf; i++) {
+            if (pd_rd_key_is(&r, "id"))
+                cr_assert_eq(pd_rd_strcpy(&r, id, sizeof id), 0);
+            else if (pd_rd_key_is(&r, "slurm_job"))
+                cr_assert_eq(pd_rd_strcpy(&r, job, sizeof job), 0);
+            else if (pd_rd_key_is(&r, "slurm_step"))
+                cr_assert_eq(pd_rd_strcpy(&r, step, sizeof step), 0);
+            else if (pd_rd_key_is(&r, "slurm_array"))
+                cr_assert_eq(pd_rd_strcpy(&r, array, sizeof array), 0);
+            else {
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+            }
+        }
+        if (strcmp(id, "w-00000000000000b3") == 0) {
+            seen_pilot++;
+            cr_expect_str_eq(job, "4243");
+            cr_expect_str_eq(step, "batch");
+            cr_expect_str_eq(array, "4241_4");
+        } else {
+            seen_plain++;
+            cr_expect_str_eq(job, "", "a worker not run by Slurm shows Slurm ids");
+        }
+    }
+    cr_expect_eq(seen_pilot, 1);
+    cr_expect_eq(seen_plain, 1);
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    joined = true;
+    int pilots = 0;
+    for (uint32_t i = 0; i < pd_workers_span(broker->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(broker->workers, i);
+        if (!wk || wk->ridlen != 18)
+            continue;
+        cr_expect_neq(memcmp(wk->rid, "w-00000000000000b1", 18), 0,
+                      "the pilot that said bye is still registered");
+        if (memcmp(wk->rid, "w-00000000000000b3", 18) != 0)
+            continue;
+        pilots++;
+        cr_expect_str_eq(wk->host, "node17");
+        cr_expect_str_eq(wk->slurm_job, "4243");
+        cr_expect_str_eq(wk->slurm_step, "batch");
+        cr_expect_str_eq(wk->slurm_array, "4241_4");
+    }
+    cr_expect_eq(pilots, 1);
 }

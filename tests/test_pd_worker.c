@@ -48,9 +48,15 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-static void setup(void)
+/* What the worker under test was told about Slurm (NULL: not a pilot). */
+static const char *s_slurm_job, *s_slurm_step, *s_slurm_array;
+
+static void start(int idle_exit_ms, const char *job, const char *step, const char *array)
 {
     unsetenv("BXFI_MAP"); /* see test_pd_slot.c */
+    s_slurm_job = job;
+    s_slurm_step = step;
+    s_slurm_array = array;
     snprintf(s_dir, sizeof s_dir, "/tmp/pd-worker-XXXXXX");
     cr_assert_not_null(mkdtemp(s_dir));
     unsigned char h[32];
@@ -65,12 +71,15 @@ static void setup(void)
     zmq_getsockopt(s_router, ZMQ_LAST_ENDPOINT, s_endpoint, &len);
     pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 2, .cache_dir = s_dir,
                               .heartbeat_ms = 100, .name = "testhost",
-                              .slot_exe = "/proc/self/exe"};
+                              .slot_exe = "/proc/self/exe", .idle_exit_ms = idle_exit_ms,
+                              .slurm_job = job, .slurm_step = step, .slurm_array = array};
     s_worker = pd_worker_new(&cfg, NULL);
     cr_assert_not_null(s_worker);
     s_stop = 0;
     cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
 }
+
+static void setup(void) { start(0, NULL, NULL, NULL); }
 
 static void stop_worker(void)
 {
@@ -162,6 +171,18 @@ static void handshake(void)
     cr_expect_eq(cpus, 2);
     cr_expect_eq(gpus, 0);
     cr_expect_eq(pid, (uint64_t) getpid());
+    /* A pilot's Slurm ids, and nothing of the kind from other workers. */
+    const char *keys[3] = {"slurm_job", "slurm_step", "slurm_array"};
+    const char *want[3] = {s_slurm_job, s_slurm_step, s_slurm_array};
+    for (int i = 0; i < 3; i++) {
+        char v[64] = "";
+        if (!want[i]) {
+            cr_expect_not(pd_msg_has(&m.m, keys[i]), "'ready' of a non-pilot has %s", keys[i]);
+            continue;
+        }
+        cr_assert_eq(pd_msg_str(&m.m, keys[i], v, sizeof v), 0, "%s", m.m.why);
+        cr_expect_str_eq(v, want[i]);
+    }
     free(m.frame);
     cr_assert_eq(s_peerlen, 18);
     cr_expect(memcmp(s_peer, "w-", 2) == 0);
@@ -541,6 +562,57 @@ Test(unit, gpus_are_described_in_ready_and_gpu_jobs_run_on_gpu_slots)
     collect(rs, 1);
     cr_expect(rs[0].ok, "%s: %s", rs[0].code, rs[0].msg);
     cr_expect_float_eq(rs[0].x, 36.0, 1e-12);
+}
+
+/* Pilot workers: Slurm ids in `ready`, and the idle time-out. */
+static void setup_pilot(void) { start(700, "4242", "batch", "4241_3"); }
+
+TestSuite(pilot, .init = setup_pilot, .fini = teardown, .timeout = 60);
+
+/* Waits up to 10 s for the worker's `bye`, skipping heartbeats and results;
+   returns when it came, in ms (monotonic), or -1. */
+static int64_t wait_bye(void)
+{
+    int64_t end = pd_slot_now_ms() + 10000;
+    msg_t m;
+    while (pd_slot_now_ms() < end && recv_msg(&m, (int) (end - pd_slot_now_ms()), false)) {
+        bool bye = pd_msg_is(&m.m, "bye");
+        free(m.frame);
+        if (bye)
+            return pd_slot_now_ms();
+    }
+    return -1;
+}
+
+Test(pilot, reports_its_slurm_ids_and_leaves_when_idle_but_never_while_busy)
+{
+    handshake(); /* checks slurm_job, slurm_step and slurm_array */
+    /* A job twice as long as the idle time-out: the worker stays for it. */
+    uint64_t ids[1] = {5};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"nap"};
+    double xs[1] = {1.4};
+    run_jobs(1, ids, mods, fns, xs, NULL);
+    res_t rs[1];
+    collect(rs, 1); /* fails on a `bye` before the result */
+    cr_expect(rs[0].ok);
+    int64_t done = pd_slot_now_ms();
+    int64_t bye = wait_bye();
+    cr_assert_geq(bye, 0, "the pilot did not leave within 10 s of its last job");
+    cr_expect_geq(bye - done, 500, "the pilot left %lld ms after its last job, before its "
+                  "idle time-out of 700 ms", (long long) (bye - done));
+    pthread_join(s_thread, NULL); /* pd_worker_run returned by itself */
+    pd_worker_destroy(&s_worker);
+}
+
+Test(pilot, a_pilot_that_never_gets_a_job_leaves_too)
+{
+    msg_t m;
+    expect("ready", &m); /* never welcomed: the broker may be unreachable */
+    free(m.frame);
+    cr_assert_geq(wait_bye(), 0, "an idle pilot stayed");
+    pthread_join(s_thread, NULL);
+    pd_worker_destroy(&s_worker);
 }
 
 int main(int argc, char **argv)

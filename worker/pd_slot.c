@@ -997,6 +997,9 @@ static int s_child_group(s_child_t *c, pd_buf_t *in)
     return 1;
 }
 
+/* SIGTERM in a slot process: nothing (see pd_slot_main). */
+static void s_on_term(int sig) { (void) sig; }
+
 static void s_usage_child(void)
 {
     fprintf(stderr, "usage: playdoh-worker --slot INDEX --cache DIR --host HOST --parent PID "
@@ -1038,9 +1041,20 @@ int pd_slot_main(int argc, char **argv)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (parent > 0 && getppid() != (pid_t) parent)
         return 0; /* the worker is already gone */
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT, SIGTERM};
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal(sigs[i], SIG_DFL);
+    /* A resource manager ending a pilot (Slurm's scancel, a time limit)
+       sends SIGTERM to every process of the job at once: the slot must
+       outlive it so that the worker says `bye` (its jobs are requeued
+       without counting an attempt) rather than report the task killed.
+       The worker stops slots with SIGKILL. A handler, not SIG_IGN, so that
+       programs a task execs get the default back. */
+    struct sigaction term;
+    memset(&term, 0, sizeof term);
+    term.sa_handler = s_on_term;
+    term.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &term, NULL);
     s_child_t c;
     memset(&c, 0, sizeof c);
     c.index = index;

@@ -123,6 +123,11 @@ struct pd_worker {
     volatile sig_atomic_t *reload;                 /* SIGHUP flag, or NULL */
     void (*on_reload)(pd_worker_t *w, void *user); /* reload callback, or NULL */
     void *reload_user;                             /* its argument */
+    int idle_exit_ms;      /* leave after this long without a job; 0 = never */
+    int64_t idle_since;    /* when the worker last had a job queued or running */
+    char slurm_job[32];    /* Slurm job id reported in `ready`, or "" */
+    char slurm_step[32];   /* Slurm step id reported, or "" */
+    char slurm_array[48];  /* Slurm "ARRAYJOB_TASK" reported, or "" */
 };
 
 /* ---- queues ------------------------------------------------------------- */
@@ -250,7 +255,8 @@ static void s_send_ready(pd_worker_t *w)
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
     int gpus = s_offered_gpus(w);
-    pd_msg_begin(&pk, "ready", w->ngpu ? 10 : 9);
+    uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 10 : 9) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
@@ -273,6 +279,12 @@ static void s_send_ready(pd_worker_t *w)
         }
     }
     s_pack_state(w, &pk);
+    if (w->slurm_job[0])
+        pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
+    if (w->slurm_step[0])
+        pd_pack_kv_str(&pk, "slurm_step", w->slurm_step);
+    if (w->slurm_array[0])
+        pd_pack_kv_str(&pk, "slurm_array", w->slurm_array);
     s_send(w, &b);
     pd_buf_free(&b);
     w->last_ready = w->last_state = pd_slot_now_ms();
@@ -1283,6 +1295,33 @@ static void s_dispatch(pd_worker_t *w)
     s_dispatch_queue(&w->q[S_GPU], w->gslots, w->gpus);
 }
 
+/* True when a job is queued here (CPU or GPU) or held by a slot (running or
+   suspended). */
+static bool s_has_work(pd_worker_t *w) { return s_queued(w) > 0 || s_busy(w) > 0; }
+
+/* The idle time-out (--idle-exit): true when the worker has had nothing to
+   do for idle_exit_ms and should leave, so that a pilot job gives its
+   allocation back instead of holding it empty. */
+static bool s_idle_expired(pd_worker_t *w, int64_t now)
+{
+    if (w->idle_exit_ms <= 0)
+        return false;
+    if (s_has_work(w)) {
+        w->idle_since = now;
+        return false;
+    }
+    if (now - w->idle_since < w->idle_exit_ms)
+        return false;
+    if (w->registered)
+        pd_log_info("no job for %.3g s: leaving (idle time-out)", w->idle_exit_ms / 1e3);
+    else
+        pd_log_warn("no job for %.3g s and no answer from %s%s: leaving (idle time-out; can "
+                    "this machine reach the broker?)", w->idle_exit_ms / 1e3,
+                    w->broker[0] ? "broker " : "any broker of cluster ",
+                    w->broker[0] ? w->broker : w->cluster);
+    return true;
+}
+
 /* Heartbeat, liveness and re-registration. */
 static void s_keepalive(pd_worker_t *w, int64_t now)
 {
@@ -1328,6 +1367,8 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
         if (d < next)
             next = d;
     }
+    if (w->idle_exit_ms > 0 && w->idle_since + w->idle_exit_ms < next)
+        next = w->idle_since + w->idle_exit_ms;
     int64_t t = next - now;
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
@@ -1370,6 +1411,11 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             rc = PD_ESYS;
             break;
         }
+        /* Stopped by a signal: a resource manager (Slurm's scancel, a time
+           limit) may have signalled the slot processes too, so what they
+           report now is not the tasks' doing; `bye` requeues those jobs. */
+        if (*stop)
+            break;
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
@@ -1394,7 +1440,10 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         s_retire_idle_slots(w);
         s_dispatch(w);
         s_flush(w);
-        s_keepalive(w, pd_slot_now_ms());
+        now = pd_slot_now_ms();
+        s_keepalive(w, now);
+        if (s_idle_expired(w, now))
+            break;
     }
     s_flush(w);
     if (w->connected)
@@ -1481,6 +1530,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->on_reload = cfg->on_reload;
     w->reload_user = cfg->reload_user;
     w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
+    w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
+    snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
+    snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
+    snprintf(w->slurm_array, sizeof w->slurm_array, "%s",
+             cfg->slurm_array ? cfg->slurm_array : "");
     pd_buf_init(&w->res);
     w->cache_dir = strdup(cfg->cache_dir);
     /* The running program's path, resolved now: exec'ing "/proc/self/exe"
@@ -1536,6 +1590,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         w->idle = cfg->idle;
     int64_t now = pd_slot_now_ms();
     w->last_recv = w->last_state = now;
+    w->idle_since = now;
     if (cfg->broker && *cfg->broker) {
         if ((code = s_connect(w, cfg->broker)))
             goto fail;
@@ -1552,6 +1607,12 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
                 w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
                 w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
                 w->broker[0] ? w->broker : "(by beacon)");
+    if (w->slurm_job[0])
+        pd_log_info("pilot in Slurm job %s (array task %s, step %s)", w->slurm_job,
+                    w->slurm_array[0] ? w->slurm_array : "none",
+                    w->slurm_step[0] ? w->slurm_step : "none");
+    if (w->idle_exit_ms)
+        pd_log_info("leaving after %.3g s without a job (idle time-out)", w->idle_exit_ms / 1e3);
     return w;
 fail:
     if (err)

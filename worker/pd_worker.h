@@ -2,8 +2,8 @@
 
     A worker connects a DEALER socket (routing id "w-" + 16 random hex
     digits) to the broker, registers with `ready {host, pid, cpus, gpus,
-    gpu_info, ...}`,
-    receives modules and jobs, runs the jobs in its slot processes (pd_slot)
+    gpu_info, ...}` (plus its Slurm job and step ids when it runs as a pilot
+    job), receives modules and jobs, runs the jobs in its slot processes (pd_slot)
     and sends results back in `done` batches. It heartbeats from its own loop
     while the slot processes compute, re-registers when the broker falls
     silent or says `reset`, and leaves with `bye`. docs/protocol.md is the
@@ -73,6 +73,11 @@ typedef struct {
     volatile sig_atomic_t *reload;
     void (*on_reload)(pd_worker_t *w, void *user);
     void *reload_user;
+    /* pilot jobs (Slurm) */
+    int idle_exit_ms;        /* leave (with `bye`) after this long without a job; 0 = never */
+    const char *slurm_job;   /* Slurm job id when run as a pilot (SLURM_JOB_ID), or NULL */
+    const char *slurm_step;  /* its Slurm step id (SLURM_STEP_ID, "batch"), or NULL */
+    const char *slurm_array; /* "ARRAYJOB_TASK" for a job array task, or NULL */
 } pd_worker_config_t;
 
 /* Creates the worker: opens the module cache, starts the slot processes,
@@ -82,8 +87,9 @@ typedef struct {
    taken or unusable, logged), PD_ESYS or PD_ENOMEM. */
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err);
 
-/* Runs the loop until *stop becomes non-zero (a signal handler sets it),
-   then sends `bye`. Returns 0, or PD_ESYS when ZeroMQ fails. */
+/* Runs the loop until *stop becomes non-zero (a signal handler sets it), or
+   until the worker has had no job for idle_exit_ms (when set), then sends
+   `bye`. Returns 0, or PD_ESYS when ZeroMQ fails. */
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop);
 
 /* Kills the slot processes, closes the sockets, frees the worker; sets *p
