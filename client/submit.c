@@ -57,7 +57,8 @@ enum {
 enum {
     O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
     O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
-    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER
+    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER, O_GPU,
+    O_CUDA
 };
 
 typedef struct {
@@ -80,6 +81,8 @@ static const s_opt_t s_opts[] = {
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
     {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP},
+    {{"gpu", no_argument, NULL, O_GPU}, V_MAP},
+    {{"cuda", required_argument, NULL, O_CUDA}, V_MAP},
     {{"args", required_argument, NULL, O_ARGS}, V_EXEC},
     {{"keep-order", no_argument, NULL, O_KEEP}, V_EXEC},
     {{"no-keep-order", no_argument, NULL, O_NO_KEEP}, V_EXEC},
@@ -124,6 +127,9 @@ static const s_verb_t s_verbs[] = {
      "      --retries N      attempts when a worker dies (default 3)\n"
      "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
      "      --shared FILE    send FILE once per machine; tasks read it with pd_task_shared()\n"
+     "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
+     "                       MODULE (square.cu for square.c) travels with the jobs\n"
+     "      --cuda FILE.cu   ship these CUDA kernels with the jobs (implies --gpu)\n"
      "      --detach         print the job ids and return without waiting\n"
      "\n"
      "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"},
@@ -305,6 +311,11 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     case O_DETACH: o->detach = true; break;
     case O_SHARED: o->shared = arg; break;
+    case O_GPU: o->gpu = true; break;
+    case O_CUDA:
+        o->cuda = arg;
+        o->gpu = true;
+        break;
     case O_ARGS: o->args_file = arg; break;
     case O_KEEP: o->keep_order = true; break;
     case O_NO_KEEP: o->keep_order = false; break;
@@ -940,6 +951,33 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         pd_buf_free(&args);
         return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
     }
+    /* The kernels: --cuda FILE, or with --gpu a .cu beside a .c module. */
+    char cuda_hash[PD_HASH_HEX], beside[4096];
+    const char *cuda = s->o.cuda;
+    size_t ml = strlen(argv[0]);
+    if (!cuda && s->o.gpu && ml > 2 && strcmp(argv[0] + ml - 2, ".c") == 0 &&
+        ml + 2 < sizeof beside) {
+        snprintf(beside, sizeof beside, "%.*s.cu", (int) (ml - 2), argv[0]);
+        if (access(beside, R_OK) == 0) {
+            cuda = beside;
+            pd_log_info("shipping %s with the jobs (the kernels beside %s)", beside, argv[0]);
+        }
+    }
+    if (cuda) {
+        size_t cl = strlen(cuda);
+        if (cl < 3 || strcmp(cuda + cl - 3, ".cu") != 0) {
+            fprintf(stderr, "playdoh-submit: map: --cuda wants a CUDA source file ending in "
+                            ".cu, not '%s'\n", cuda);
+            pd_buf_free(&args);
+            return 2;
+        }
+        rc = pd_module_upload_file(c, cuda, cuda_hash);
+        if (rc) {
+            fprintf(stderr, "playdoh-submit: map: %s\n", pd_client_error(c));
+            pd_buf_free(&args);
+            return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        }
+    }
     uint64_t *ids = calloc(n, sizeof *ids);
     if (!ids) {
         fprintf(stderr, "playdoh-submit: out of memory for %zu jobs\n", n);
@@ -957,7 +995,8 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         }
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
-                        .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL};
+                        .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL,
+                        .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {
@@ -1218,6 +1257,7 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                 p += len + (sep ? 2 : 0);
             }
             s_put(&out, "]");
+            s_put_num(&out, "gpu_mem", (double) w->gpu_mem, true);
             uint64_t running = w->busy, waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
             s_put_num(&out, "queued", (double) waiting, true);
             s_put_num(&out, "running", (double) running, true);
@@ -1258,6 +1298,10 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                          strcmp(w->owner, "owner") == 0 ? "*" : "");
             snprintf(hb, sizeof hb, "%.1fs ago", (double) w->hb_ms / 1000.0);
             uint64_t waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
+            char gmem[48] = "";
+            if (w->gpu_mem)
+                snprintf(gmem, sizeof gmem, " (%.1f GiB offered)",
+                         (double) w->gpu_mem / (1024.0 * 1024.0 * 1024.0));
             char pilot[96] = "-", slurm[112] = "";
             if (w->slurm_job[0])
                 snprintf(pilot, sizeof pilot, "%s.%s",
@@ -1265,9 +1309,10 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                          w->slurm_step[0] ? w->slurm_step : "?");
             if (pilots)
                 snprintf(slurm, sizeof slurm, "%-15s ", pilot);
-            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s\n", w->host, slots,
+            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s%s\n", w->host, slots,
                    w->gpus, load, (unsigned long long) waiting, w->busy,
-                   (unsigned long long) w->done, hb, slurm, w->gpu_names[0] ? w->gpu_names : "-");
+                   (unsigned long long) w->done, hb, slurm, w->gpu_names[0] ? w->gpu_names : "-",
+                   gmem);
         }
         if (ci.nworkers)
             printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "

@@ -46,9 +46,11 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     cr_assert_eq(rc, 0, "the broker did not report its endpoint");
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus)
+int pd_harness_add_worker(pd_harness_t *h, int cpus) { return pd_harness_add_worker_args(h, cpus, NULL); }
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
 {
-    return pd_harness_add_worker_args(h, cpus, NULL);
+    return pd_harness_add_worker_args(h, cpus, extra);
 }
 
 int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)

@@ -1033,6 +1033,254 @@ Test(unit_broker, cluster_lists_each_worker_with_its_state)
     cr_assert_eq(load, 1.5, "the hb's load never showed");
 }
 
+/* ---- GPU slots ---------------------------------------------------------- */
+
+static const char s_cu_src[] = "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n";
+
+/* Stores a module of the given kind; writes its hash. */
+static void s_put_kind(void *c, const char *name, const char *kind, const char *src, char hash[65])
+{
+    pd_mods_hash(src, strlen(src), hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", name);
+    pd_pack_kv_str(&pk, "kind", kind);
+    pd_pack_kv_bin(&pk, "data", src, strlen(src));
+    s_send_buf(c);
+    s_expect(c, "mod_ok");
+}
+
+/* A worker offering cpus and gpus, describing its GPUs when describe. */
+static void s_ready_gpu(void *w, uint32_t cpus, uint32_t gpus, bool describe)
+{
+    msgpack_packer pk = s_begin("ready", describe ? 5 : 4);
+    pd_pack_kv_str(&pk, "host", "gpuhost");
+    pd_pack_kv_uint(&pk, "pid", 99);
+    pd_pack_kv_uint(&pk, "cpus", cpus);
+    pd_pack_kv_uint(&pk, "gpus", gpus);
+    if (describe) {
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, gpus);
+        for (uint32_t i = 0; i < gpus; i++) {
+            msgpack_pack_map(&pk, 5);
+            pd_pack_kv_str(&pk, "name", i ? "Test GPU B" : "Test GPU A");
+            pd_pack_kv_uint(&pk, "mem", (uint64_t) (i + 1) << 30);
+            pd_pack_kv_uint(&pk, "cc_major", 8);
+            pd_pack_kv_uint(&pk, "cc_minor", 6);
+            pd_pack_kv_str(&pk, "uuid", "ignored: a field from a newer worker");
+        }
+    }
+    s_send_buf(w);
+    s_expect(w, "welcome");
+}
+
+/* Submits n GPU jobs (args base..) of module hash with CUDA module cu (or
+   NULL); returns the first id, or 0 after checking the error code want. */
+static uint64_t s_submit_gpu(void *c, const char *hash, uint32_t n, uint32_t base,
+                             const char *cu, const char *want)
+{
+    msgpack_packer pk = s_begin("submit", 5);
+    pd_pack_kv_uint(&pk, "req", 3);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "square");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint32(&pk, base + i);
+    if (cu)
+        pd_pack_kv_str(&pk, "cu", cu);
+    else
+        pd_pack_kv_bool(&pk, "gpu", true);
+    s_send_buf(c);
+    if (want) {
+        s_expect_error(c, want);
+        return 0;
+    }
+    s_expect(c, "accepted");
+    cr_assert_eq(s_uint("n"), n);
+    return s_uint("first");
+}
+
+/* Receives a `run` (after any `mod`s, whose names go into mods) and checks
+   each job's GPU fields: gpu true and the CUDA module cu (NULL: nil). */
+static uint32_t s_expect_gpu_run(void *w, s_run_job_t *out, uint32_t cap, const char *cu,
+                                 char mods[][16], int *nmods)
+{
+    *nmods = 0;
+    for (;;) {
+        cr_assert(s_recv_within(w, 3000), "no run");
+        if (pd_msg_is(&msg, "hb"))
+            continue;
+        if (!pd_msg_is(&msg, "mod"))
+            break;
+        cr_assert(*nmods < 4);
+        cr_assert_eq(pd_msg_str(&msg, "kind", mods[(*nmods)++], 16), 0);
+    }
+    cr_assert(pd_msg_is(&msg, "run"), "got %s", msg.type);
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    uint32_t n;
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nine;
+        uint64_t tmo;
+        bool gpu = false;
+        cr_assert_eq(pd_rd_array(&r, &nine), 0);
+        cr_assert_eq(nine, 9, "a GPU job travels with [.., shared or nil, gpu, cu]");
+        cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_nil(&r), 0, "no shared data");
+        cr_assert_eq(pd_rd_bool(&r, &gpu), 0);
+        cr_assert(gpu);
+        if (cu) {
+            char h[65];
+            cr_assert_eq(pd_rd_strcpy(&r, h, sizeof h), 0);
+            cr_assert_str_eq(h, cu);
+        } else {
+            cr_assert_eq(pd_rd_nil(&r), 0);
+        }
+    }
+    return n;
+}
+
+Test(unit_broker, a_gpu_job_is_refused_where_no_worker_ever_offered_a_gpu)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000c1");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 4); /* CPUs only */
+    s_submit_gpu(c, hash, 2, 0, NULL, "PD_ENOGPU");
+    char m[512];
+    cr_assert_eq(pd_msg_str(&msg, "msg", m, sizeof m), 0);
+    cr_assert(strstr(m, "no worker of this cluster has offered a GPU"), "%s", m);
+    /* Nothing was accepted; CPU jobs still go through. */
+    cr_assert_eq(s_submit(c, hash, 1, 0, 3), 1);
+    s_hello(c, 4);
+    cr_assert_eq(s_uint("gpus"), 0);
+}
+
+Test(unit_broker, gpu_jobs_go_to_gpu_slots_only_and_cpu_jobs_to_cpu_slots)
+{
+    void *c = s_dealer(NULL);
+    void *cpu = s_dealer("w-00000000000000c2");
+    void *gpu = s_dealer("w-00000000000000c3");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(cpu, 2);
+    s_ready_gpu(gpu, 0, 1, true); /* one GPU slot and no CPU slot */
+    s_hello(c, 5);
+    cr_assert_eq(s_uint("slots"), 3);
+    cr_assert_eq(s_uint("gpus"), 1);
+    uint64_t g = s_submit_gpu(c, hash, 3, 100, NULL, NULL);
+    /* GPU credit is 2 per GPU slot: two now, the third after a result. */
+    s_run_job_t jobs[8];
+    char mods[4][16];
+    int nmods;
+    uint32_t n = s_expect_gpu_run(gpu, jobs, 8, NULL, mods, &nmods);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(nmods, 1);
+    cr_assert_eq(jobs[0].id, g);
+    cr_assert_eq(jobs[1].id, g + 1);
+    /* CPU jobs are not sent to the GPU-only worker. */
+    uint64_t first = s_submit(c, hash, 4, 0, 3);
+    s_run_job_t cj[8];
+    cr_assert_eq(s_expect_run(cpu, cj, 8, true), 4);
+    cr_assert_eq(cj[0].id, first);
+    cr_assert_not(s_recv_within(cpu, 200) && pd_msg_is(&msg, "run"),
+                  "the CPU worker got a GPU job");
+    s_done(gpu, jobs, 1, false);
+    n = s_expect_gpu_run(gpu, jobs, 8, NULL, mods, &nmods);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(jobs[0].id, g + 2);
+    cr_assert_eq(nmods, 0, "a module goes once per worker");
+}
+
+Test(unit_broker, a_cuda_module_travels_with_its_jobs_and_makes_them_gpu_jobs)
+{
+    void *c = s_dealer(NULL);
+    void *gpu = s_dealer("w-00000000000000c4");
+    char hash[65], cu[65];
+    s_put_module(c, hash);
+    s_put_kind(c, "k.cu", "cu", s_cu_src, cu);
+    s_ready_gpu(gpu, 1, 1, false);
+    /* A .cu is not a task module, and a C module is not a CUDA module. */
+    s_submit_gpu(c, cu, 1, 0, NULL, "PD_EINVAL");
+    char m[512];
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "module k.cu is CUDA source"), "%s", m);
+    s_submit_gpu(c, hash, 1, 0, hash, "PD_EINVAL");
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "is not CUDA source"), "%s", m);
+    s_submit_gpu(c, hash, 1, 0, "abc", "PD_ENOMODULE");
+    uint64_t g = s_submit_gpu(c, hash, 1, 7, cu, NULL);
+    s_run_job_t jobs[4];
+    char mods[4][16];
+    int nmods;
+    cr_assert_eq(s_expect_gpu_run(gpu, jobs, 4, cu, mods, &nmods), 1);
+    cr_assert_eq(jobs[0].id, g);
+    cr_assert_eq(nmods, 2, "the C module and the CUDA module come before the run");
+    cr_assert_str_eq(mods[0], "c");
+    cr_assert_str_eq(mods[1], "cu");
+}
+
+Test(unit_broker, gpu_jobs_wait_for_a_gpu_worker_that_left_and_go_to_the_next)
+{
+    void *c = s_dealer(NULL);
+    void *g1 = s_dealer("w-00000000000000c5");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready_gpu(g1, 1, 2, true);
+    msgpack_packer pk = s_begin("bye", 0);
+    s_send_buf(g1);
+    s_hello(c, 6);
+    cr_assert_eq(s_uint("gpus"), 0);
+    /* A GPU was seen once: the job waits for one instead of being refused. */
+    uint64_t g = s_submit_gpu(c, hash, 1, 1, NULL, NULL);
+    (void) pk;
+    void *g2 = s_dealer("w-00000000000000c6");
+    s_ready_gpu(g2, 0, 1, false);
+    s_run_job_t jobs[4];
+    char mods[4][16];
+    int nmods;
+    cr_assert_eq(s_expect_gpu_run(g2, jobs, 4, NULL, mods, &nmods), 1);
+    cr_assert_eq(jobs[0].id, g);
+}
+
+Test(unit_broker, a_bad_gpu_list_in_ready_is_refused)
+{
+    void *w = s_dealer("w-00000000000000c7");
+    msgpack_packer pk = s_begin("ready", 5);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "pid", 1);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 1);
+    pd_pack_cstr(&pk, "gpu_info");
+    msgpack_pack_map(&pk, 0); /* not an array */
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    pk = s_begin("ready", 5);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "pid", 1);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 1);
+    pd_pack_cstr(&pk, "gpu_info");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    pd_pack_kv_str(&pk, "mem", "lots"); /* not a number */
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    void *c = s_dealer(NULL);
+    s_hello(c, 7);
+    cr_assert_eq(s_uint("workers"), 0, "a refused ready registers nothing");
+}
+
 /* ---- pilot workers (Slurm) --------------------------------------------- */
 
 /* ready with a pilot's Slurm ids; the value of slurm_job is packed by the

@@ -454,6 +454,116 @@ Test(unit, silent_broker_gets_ready_again)
     cr_expect(ready, "no 'ready' after the broker fell silent");
 }
 
+/* Sends run {jobs: [[id, 1, mod, fn, 0, x, nil, true, nil]]}: one GPU job
+   (no shared data, no CUDA module). */
+static void run_gpu_job(uint64_t id, const char *fn, double x)
+{
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "run", 1);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 9);
+    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint64(&pk, 1);
+    pd_pack_cstr(&pk, s_hash);
+    pd_pack_cstr(&pk, fn);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_double(&pk, x);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_true(&pk);
+    msgpack_pack_nil(&pk);
+    send_buf(&b);
+}
+
+Test(unit, a_gpu_job_sent_to_a_worker_without_gpus_fails_with_enogpu)
+{
+    handshake();
+    run_gpu_job(30, "square", 3);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_eq(rs[0].id, 30);
+    cr_expect_str_eq(rs[0].code, "PD_ENOGPU");
+    cr_expect(strstr(rs[0].msg, "worker testhost has no GPU slot, yet the broker sent it a GPU "
+                                "job"), "%s", rs[0].msg);
+}
+
+Test(unit, gpus_are_described_in_ready_and_gpu_jobs_run_on_gpu_slots)
+{
+    const char *fake = getenv("PD_FAKE_LIBCUDA");
+    cr_assert(fake && *fake, "PD_FAKE_LIBCUDA is not set (meson sets it)");
+    stop_worker();
+    msg_t m;
+    while (recv_msg(&m, 300, false))
+        free(m.frame); /* the first worker's ready and bye */
+    setenv("PLAYDOH_LIBCUDA", fake, 1);
+    setenv("PD_FAKE_CUDA_DEVICES", "2", 1);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 1, .gpus = -1, .cache_dir = s_dir,
+                              .heartbeat_ms = 100, .name = "testhost",
+                              .slot_exe = "/proc/self/exe"};
+    s_worker = pd_worker_new(&cfg, NULL);
+    cr_assert_not_null(s_worker);
+    s_stop = 0;
+    cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
+    expect("ready", &m);
+    uint64_t cpus = 0, gpus = 0;
+    cr_assert_eq(pd_msg_uint(&m.m, "cpus", &cpus), 0);
+    cr_assert_eq(pd_msg_uint(&m.m, "gpus", &gpus), 0);
+    cr_expect_eq(cpus, 1);
+    cr_expect_eq(gpus, 2, "every GPU the driver shows is offered by default");
+    pd_rd_t r;
+    uint32_t n;
+    cr_assert_eq(pd_msg_rd(&m.m, "gpu_info", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nf;
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        cr_assert_eq(nf, 4);
+        char name[64], want[64];
+        uint64_t mem, major, minor;
+        cr_assert(pd_rd_key_is(&r, "name"));
+        cr_assert_eq(pd_rd_strcpy(&r, name, sizeof name), 0);
+        cr_assert(pd_rd_key_is(&r, "mem"));
+        cr_assert_eq(pd_rd_uint(&r, &mem), 0);
+        cr_assert(pd_rd_key_is(&r, "cc_major"));
+        cr_assert_eq(pd_rd_uint(&r, &major), 0);
+        cr_assert(pd_rd_key_is(&r, "cc_minor"));
+        cr_assert_eq(pd_rd_uint(&r, &minor), 0);
+        snprintf(want, sizeof want, "Fake GPU %u", i);
+        cr_expect_str_eq(name, want);
+        cr_expect_eq(mem, (uint64_t) (i + 1) << 30);
+        cr_expect_eq(major, 8);
+        cr_expect_eq(minor, 6);
+    }
+    free(m.frame);
+    /* Answer as handshake() does, from the welcome on. */
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", 100);
+    pd_pack_kv_uint(&pk, "liveness", 3);
+    send_buf(&b);
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_str(&pk, "name", "tasks.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
+    send_buf(&b);
+    run_gpu_job(40, "square", 6);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect(rs[0].ok, "%s: %s", rs[0].code, rs[0].msg);
+    cr_expect_float_eq(rs[0].x, 36.0, 1e-12);
+}
+
 /* Pilot workers: Slurm ids in `ready`, and the idle time-out. */
 static void setup_pilot(void) { start(700, "4242", "batch", "4241_3"); }
 

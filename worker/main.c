@@ -59,7 +59,8 @@ static void s_usage(FILE *f)
             "  --broker EP        broker endpoint, e.g. tcp://lab-server:5555 (default: find\n"
             "                     the broker of the cluster by its beacon)\n"
             "  --cpus N           CPU slots to offer (default: online CPUs)\n"
-            "  --gpus N           GPUs to offer (default: 0)\n"
+            "  --gpus N           GPU slots to offer (default: every GPU the CUDA driver\n"
+            "                     shows; 0: none; more than the machine has is an error)\n"
             "  --cache DIR        module cache (default: $CACHE_DIRECTORY, $XDG_CACHE_HOME/playdoh\n"
             "                     or ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
@@ -334,7 +335,10 @@ static void s_reload_config(pd_worker_t *w, void *user)
     int cpus = fl->cpus >= 0 ? fl->cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) (ncpu > 0 ? ncpu : 1));
-    int gpus = fl->gpus >= 0 ? fl->gpus : (int) pd_config_uint(cf, "worker", "gpus", 0);
+    /* No gpus anywhere: every GPU found (-1). */
+    int gpus = fl->gpus >= 0                         ? fl->gpus
+               : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
+                                                     : -1;
     if (cpus != st.cpus || gpus != st.gpus)
         pd_worker_set_slots(w, cpus, gpus, false, why, sizeof why);
     pd_worker_idle_t idle = {
@@ -444,7 +448,9 @@ int main(int argc, char **argv)
         .cpus = fl.cpus >= 0 ? fl.cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) (ncpu > 0 ? ncpu : 1)),
-        .gpus = fl.gpus >= 0 ? fl.gpus : (int) pd_config_uint(cf, "worker", "gpus", 0),
+        .gpus = fl.gpus >= 0                         ? fl.gpus
+                : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
+                                                      : -1, /* every GPU found */
         .cache_dir = fl.cache ? fl.cache : pd_config_str(cf, "worker", "cache_dir", NULL),
         .heartbeat_ms = fl.hb >= 0 ? fl.hb
                                    : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
