@@ -33,6 +33,8 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
+    uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
     const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
     bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
     int beacon_port;      /* UDP port of the beacon */
@@ -107,6 +109,8 @@ typedef struct {
     uint64_t unroutable;    /* sends that failed (peer gone or full) */
     uint64_t stale;         /* results dropped as stale or duplicate */
     uint64_t workers_lost;  /* workers declared dead */
+    uint64_t bytes_in;      /* payload bytes received (routing ids not counted) */
+    uint64_t bytes_out;     /* payload bytes sent */
     uint64_t held;          /* replies held back until a journal commit */
     uint64_t refused_journal; /* submits refused because the journal failed or is full */
 } pd_broker_stats_t;

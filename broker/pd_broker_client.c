@@ -82,12 +82,14 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 9);
+    pd_msg_begin(&pk, "welcome", 11);
     pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
     pd_pack_kv_uint(&pk, "slots", pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers));
+    pd_pack_kv_uint(&pk, "gpus", pd_workers_gpus(b->workers));
     s_pack_journal(b, &pk);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
@@ -136,6 +138,69 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* ---- shared data ------------------------------------------------------- */
+
+static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "shr_ok", 3);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_bool(&pk, "has", has);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
+int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_SHARED_HASH_LEN + 1];
+    int rc = pd_msg_str(m, "hash", hash, sizeof hash);
+    if (rc)
+        return s_why(m, o, rc);
+    int64_t i = pd_shared_find(b->shared, hash);
+    if (i >= 0)
+        pd_shared_touch(b->shared, (uint32_t) i);
+    s_shr_ok(b, o, hash, i >= 0);
+    return 0;
+}
+
+static bool s_shared_in_use(void *user, uint32_t i)
+{
+    pd_broker_t *b = user;
+    return pd_jobs_shared_open(b->jobs, i) > 0;
+}
+
+static void s_shared_evict(void *user, uint32_t i, const char *hash)
+{
+    pd_broker_t *b = user;
+    if (b->journal)
+        pd_journal_drop_shared(b->journal, hash);
+    pd_broker_shared_evicted(b, i, hash);
+}
+
+int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_SHARED_HASH_LEN + 1];
+    const void *data;
+    uint32_t len;
+    int rc;
+    if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
+        (rc = pd_msg_bytes(m, "data", &data, &len)))
+        return s_why(m, o, rc);
+    bool known = pd_shared_find(b->shared, hash) >= 0;
+    int64_t idx = pd_shared_put(b->shared, hash, data, len, s_shared_in_use, s_shared_evict, b,
+                                o->why, sizeof o->why);
+    if (idx < 0)
+        return (int) idx;
+    if (b->journal && !known)
+        pd_journal_put_shared(b->journal, hash, data, len);
+    pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store", hash, len,
+                pd_shared_count(b->shared),
+                (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
+    s_shr_ok(b, o, hash, true);
+    return 0;
+}
+
 /* ---- submit ------------------------------------------------------------ */
 
 /* Why a journal refuses submits now (0: it does not). */
@@ -176,10 +241,12 @@ static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t 
 
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1];
+    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
     const uint8_t *args;
     size_t args_len;
-    uint64_t timeout_ms = 0, retries = 3;
+    char cuhash[PD_MODS_HASH_LEN + 1] = "";
+    uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
+    bool gpu = false;
     const void *token = NULL;
     uint32_t tokenlen = 0;
     int rc;
@@ -188,11 +255,20 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
         (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
+        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)) ||
+        (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
+        (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))) ||
         (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
+        return s_why(m, o, rc);
+    if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
         return s_why(m, o, rc);
     if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
         snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
                  tokenlen, PD_JOBS_TOKEN_MAX);
+        return PD_EINVAL;
+    }
+    if (max_slots > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'max_slots' is larger than %u", UINT32_MAX);
         return PD_EINVAL;
     }
     if (timeout_ms > UINT32_MAX) {
@@ -224,17 +300,67 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
-    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, args, args_len, (uint32_t) timeout_ms,
-                        (uint32_t) retries, &first, &n, o->why, sizeof o->why);
+    const pd_mod_t *md = pd_mods_get(b->mods, (uint32_t) mod);
+    if (strcmp(md->kind, "cu") == 0) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is CUDA source: submit a C module whose task launches its kernels, "
+                 "and pass the .cu as the job's CUDA module (map --cuda, pd_map_opts_t.cuda)",
+                 md->name);
+        return PD_EINVAL;
+    }
+    uint32_t cu_index = 0;
+    if (cuhash[0]) {
+        int64_t cu = pd_mods_find(b->mods, cuhash);
+        if (cu < 0) {
+            snprintf(o->why, sizeof o->why,
+                     "CUDA module %s is not on the broker: upload it first (mod_put)", cuhash);
+            return PD_ENOMODULE;
+        }
+        const pd_mod_t *cm = pd_mods_get(b->mods, (uint32_t) cu);
+        if (strcmp(cm->kind, "cu") != 0) {
+            snprintf(o->why, sizeof o->why,
+                     "module %s is not CUDA source (kind \"%s\"): 'cu' names a module of kind "
+                     "\"cu\" (a .cu file)", cm->name, cm->kind);
+            return PD_EINVAL;
+        }
+        cu_index = (uint32_t) cu + 1;
+        gpu = true;
+    }
+    /* GPU jobs wait for a GPU slot while one may come back; a cluster where
+       no worker ever offered one would keep them queued for ever. */
+    if (gpu && !pd_workers_gpus_ever(b->workers)) {
+        snprintf(o->why, sizeof o->why,
+                 "no worker of this cluster has offered a GPU since the broker started: run "
+                 "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
+                 "through libcuda.so.1; see its log), or submit without asking for a GPU");
+        return PD_ENOGPU;
+    }
+    int64_t shared = -1;
+    if (shr[0]) {
+        shared = pd_shared_find(b->shared, shr);
+        if (shared < 0) {
+            snprintf(o->why, sizeof o->why, "shared data %s is not on the broker: upload it "
+                     "first (shr_put)", shr);
+            return PD_ENOMODULE;
+        }
+        pd_shared_touch(b->shared, (uint32_t) shared);
+    }
+    pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
+                            .fn = fn, .args = args, .args_len = args_len,
+                            .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
+                            .max_slots = (uint32_t) max_slots,
+                            .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
+                            .gpu = gpu, .cu = cu_index};
+    rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
     uint32_t now = pd_broker_wall_s();
     if (token)
         pd_jobs_token_add(b->jobs, token, tokenlen, first, n, now);
     if (b->journal && n > 0)
-        pd_journal_submit(b->journal, first, n, hash, fn, (uint32_t) timeout_ms,
-                          (uint32_t) retries, pd_jobs_get(b->jobs, first)->arg, token, tokenlen,
-                          now);
+        pd_journal_submit(b->journal, first, n, &sub, hash, shr[0] ? shr : NULL,
+                          cuhash[0] ? cuhash : NULL, pd_jobs_get(b->jobs, first)->arg, token,
+                          tokenlen, now);
     s_accepted(b, o, first, n);
     if (n > 0)
         pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);

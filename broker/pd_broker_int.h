@@ -12,6 +12,7 @@
 #include "pd_journal.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
+#include "pd_shared.h"
 #include "pd_workers.h"
 
 #include <stdatomic.h>
@@ -73,6 +74,7 @@ struct pd_broker {
     void *sock;                /* ROUTER socket (owned) */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
+    pd_shared_t *shared;       /* the shared-data store */
     pd_workers_t *workers;     /* the worker registry */
     pd_journal_t *journal;     /* the journal (NULL: none) */
     char journal_path[4096];   /* its path (the config's copy) */
@@ -106,6 +108,10 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
    when the journal settles the batch it depends on, so that nothing a
    client sees can be lost. */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Sends one frame made of head[0..hlen) followed by data[0..dlen) (a large
+   bin field's bytes), copying each once. Same returns as pd_broker_send. */
+int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
+                    const void *data, size_t dlen);
 /* Sends b->out to the peer at once, whatever the journal: for replies that
    show only what is on disk (fetch results). */
 int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen);
@@ -130,6 +136,8 @@ uint32_t pd_broker_wall_s(void);
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -157,6 +165,9 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 bool pd_broker_is_worker_type(const pd_msg_t *m);
 /* Sends queued jobs to workers with credit. */
 void pd_broker_dispatch(pd_broker_t *b);
+/* Shared-data blob i is being evicted: tells the workers holding it to drop
+   it and forgets that they had it. */
+void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash);
 /* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
 void pd_broker_tick_workers(pd_broker_t *b);
 

@@ -5,10 +5,27 @@
     chunk counts its live (not forgotten) jobs and is freed when that count
     drops to zero once all its ids have been handed out.
 
-    Queue: a ring of [first, count] ranges. A submit appends one range; a
-    requeue prepends one id (merged with the head when adjacent). Popping
-    skips ids no longer queued (cancelled), so cancel is O(1); when the ring
-    holds many more ranges than queued jobs it is compacted.
+    Queues: one per client (the submitter's ZeroMQ routing id), each a ring
+    of [first, count] ranges. A submit appends one range to its client's
+    ring; a requeue prepends one id (merged with the head when adjacent).
+    Popping skips ids no longer queued (cancelled), so cancel is O(1); when a
+    ring holds many more ranges than queued jobs it is compacted.
+
+    Fair sharing: the clients that may be dispatched now (jobs queued, and
+    fewer running than their max_slots) form a circular list; pd_jobs_pop()
+    takes one job from the client at the cursor and moves the cursor on, so
+    free slots go round-robin between clients, one job each, in O(1). A
+    client leaves the list when it has nothing queued or reaches its cap, and
+    comes back (at the end of the round) when that changes. A client record
+    is freed once it has no queued or running job.
+
+    Slot classes: a client's GPU jobs (that asked for a GPU slot, or ship
+    CUDA kernels) have a record and a queue of their own, in a dispatch ring
+    of their own, so pd_jobs_pop(j, PD_JOBS_GPU) serves GPU slots only and
+    pd_jobs_pop(j, PD_JOBS_CPU) CPU slots only, each round-robin between
+    clients. A client's max_slots caps each class separately. The pop limit
+    (pd_jobs_set_pop_limit) holds back a client whose next job's id is at
+    or past it: the round-robin passes it by.
 
     Result segment: a growable buffer holding a msgpack array32 header (its
     count patched at sealing) and entries [id, state, value]; the ids in it
@@ -54,6 +71,23 @@ typedef struct {
     char key[2 * PD_JOBS_TOKEN_MAX + 1]; /* token in hex: the hash key */
 } s_token_t;
 
+/* A client's queue and its place in the round-robin. */
+typedef struct {
+    s_qrange_t *q;       /* ring of its queued ids */
+    size_t qcap;         /* ring capacity (power of two) */
+    size_t qhead;        /* index of the first range */
+    size_t qlen;         /* ranges in the ring */
+    uint64_t queued;     /* its jobs in state queued */
+    uint64_t running;    /* its jobs in state running */
+    uint32_t max_slots;  /* jobs it may have running at once; 0 = no cap */
+    uint8_t cls;         /* slot class of these jobs: PD_JOBS_CPU or PD_JOBS_GPU */
+    uint32_t index;      /* position in clients[] (pd_job_t.client) */
+    uint32_t prev;       /* previous client in the dispatch ring */
+    uint32_t next;       /* next client in the dispatch ring */
+    bool active;         /* in the dispatch ring */
+    char key[];          /* hex of its routing id: its key in client_index */
+} s_client_t;
+
 struct pd_jobs {
     pd_job_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
     uint32_t *live;        /* per chunk: jobs handed out and not forgotten */
@@ -62,10 +96,15 @@ struct pd_jobs {
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
     uint64_t queued;       /* jobs in state queued */
-    s_qrange_t *q;         /* queue ring */
-    size_t qcap;           /* ring capacity (power of two) */
-    size_t qhead;          /* index of the first range */
-    size_t qlen;           /* ranges in the ring */
+    uint64_t queued_cls[PD_JOBS_CLASSES]; /* of which, by slot class */
+    s_client_t **clients;  /* clients with unfinished jobs by index; NULL = free entry */
+    uint32_t nclients;     /* entries used in clients (free ones included) */
+    uint32_t capclients;   /* capacity of clients */
+    zhashx_t *client_index;/* hex routing id -> index + 1 */
+    uint32_t cursor[PD_JOBS_CLASSES];  /* per class: client the next pop serves */
+    uint32_t nactive[PD_JOBS_CLASSES]; /* per class: clients in its dispatch ring */
+    uint64_t *shared_open; /* per shared-data index: unfinished jobs naming it */
+    uint32_t nshared;      /* entries in shared_open */
     zhashx_t *fn_index;    /* function name -> index + 1 */
     char **fns;            /* interned names by index */
     uint32_t nfns;         /* names interned */
@@ -144,8 +183,7 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
     j->next_id = 1;
     j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
     j->fn_index = zhashx_new();
-    j->qcap = 64;
-    j->q = malloc(j->qcap * sizeof *j->q);
+    j->client_index = zhashx_new();
     j->ttlcap = 64;
     j->ttl = malloc(j->ttlcap * sizeof *j->ttl);
     j->fresh_sorted = true;
@@ -154,7 +192,7 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
     j->tokens = zhashx_new();
     j->tokcap = 64;
     j->tokring = malloc(j->tokcap * sizeof *j->tokring);
-    if (!j->fn_index || !j->q || !j->ttl || !j->tokens || !j->tokring) {
+    if (!j->fn_index || !j->client_index || !j->ttl || !j->tokens || !j->tokring) {
         pd_jobs_destroy(&j);
         return NULL;
     }
@@ -187,7 +225,14 @@ void pd_jobs_destroy(pd_jobs_t **p)
     }
     free(j->chunks);
     free(j->live);
-    free(j->q);
+    for (uint32_t i = 0; i < j->nclients; i++)
+        if (j->clients[i]) {
+            free(j->clients[i]->q);
+            free(j->clients[i]);
+        }
+    free(j->clients);
+    zhashx_destroy(&j->client_index);
+    free(j->shared_open);
     free(j->ttl);
     free(j->fresh);
     for (size_t i = 0; i < j->toklen; i++)
@@ -284,116 +329,284 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, int *rc)
     return j->nfns++;
 }
 
-/* ---- queue ------------------------------------------------------------- */
+/* ---- queues ------------------------------------------------------------ */
 
-static int s_q_grow(pd_jobs_t *j)
+static int s_q_grow(s_client_t *cl)
 {
-    size_t cap = j->qcap * 2;
+    size_t cap = cl->qcap ? cl->qcap * 2 : 16;
     s_qrange_t *q = malloc(cap * sizeof *q);
     if (!q)
         return PD_ENOMEM;
-    for (size_t i = 0; i < j->qlen; i++)
-        q[i] = j->q[(j->qhead + i) & (j->qcap - 1)];
-    free(j->q);
-    j->q = q;
-    j->qcap = cap;
-    j->qhead = 0;
+    for (size_t i = 0; i < cl->qlen; i++)
+        q[i] = cl->q[(cl->qhead + i) & (cl->qcap - 1)];
+    free(cl->q);
+    cl->q = q;
+    cl->qcap = cap;
+    cl->qhead = 0;
     return 0;
 }
 
-static s_qrange_t *s_q_at(pd_jobs_t *j, size_t i) { return &j->q[(j->qhead + i) & (j->qcap - 1)]; }
-
-static int s_q_push_back(pd_jobs_t *j, uint64_t first, uint64_t count)
+static s_qrange_t *s_q_at(s_client_t *cl, size_t i)
 {
-    if (j->qlen) {
-        s_qrange_t *t = s_q_at(j, j->qlen - 1);
+    return &cl->q[(cl->qhead + i) & (cl->qcap - 1)];
+}
+
+static int s_q_push_back(s_client_t *cl, uint64_t first, uint64_t count)
+{
+    if (cl->qlen) {
+        s_qrange_t *t = s_q_at(cl, cl->qlen - 1);
         if (t->first + t->count == first) {
             t->count += count;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (cl->qlen == cl->qcap && s_q_grow(cl))
         return PD_ENOMEM;
-    *s_q_at(j, j->qlen) = (s_qrange_t){first, count};
-    j->qlen++;
+    *s_q_at(cl, cl->qlen) = (s_qrange_t){first, count};
+    cl->qlen++;
     return 0;
 }
 
-static int s_q_push_front(pd_jobs_t *j, uint64_t id)
+static int s_q_push_front(s_client_t *cl, uint64_t id)
 {
-    if (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
+    if (cl->qlen) {
+        s_qrange_t *h = s_q_at(cl, 0);
         if (h->first == id + 1) {
             h->first = id;
             h->count++;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (cl->qlen == cl->qcap && s_q_grow(cl))
         return PD_ENOMEM;
-    j->qhead = (j->qhead + j->qcap - 1) & (j->qcap - 1);
-    j->qlen++;
-    *s_q_at(j, 0) = (s_qrange_t){id, 1};
+    cl->qhead = (cl->qhead + cl->qcap - 1) & (cl->qcap - 1);
+    cl->qlen++;
+    *s_q_at(cl, 0) = (s_qrange_t){id, 1};
     return 0;
 }
 
 /* Drops ranges holding no queued job (cancelled ones). Called when the ring
    holds far more ranges than queued jobs, so its cost is amortised over the
    cancels that made the garbage. */
-static void s_q_compact(pd_jobs_t *j)
+static void s_q_compact(pd_jobs_t *j, s_client_t *cl)
 {
     size_t out = 0;
-    for (size_t i = 0; i < j->qlen; i++) {
-        s_qrange_t r = *s_q_at(j, i);
+    for (size_t i = 0; i < cl->qlen; i++) {
+        s_qrange_t r = *s_q_at(cl, i);
         while (r.count && pd_jobs_state(j, r.first) != PD_JOB_QUEUED)
             r.first++, r.count--;
         if (r.count)
-            *s_q_at(j, out++) = r;
+            *s_q_at(cl, out++) = r;
     }
-    j->qlen = out;
+    cl->qlen = out;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void s_hex(const void *rid, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = rid;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = 0;
+}
+
+/* The record of this routing id's jobs of class cls, created when new;
+   NULL when out of memory. An empty id is the anonymous client "-"; a GPU
+   record's key is the CPU one's with a "g" in front. */
+static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len, int cls)
+{
+    char key[2 * PD_JOBS_MAX_CLIENT_ID + 3];
+    assert(len <= PD_JOBS_MAX_CLIENT_ID);
+    char *k = key;
+    if (cls == PD_JOBS_GPU)
+        *k++ = 'g';
+    if (len)
+        s_hex(rid, len, k);
+    else
+        snprintf(k, sizeof key - 1, "-");
+    void *v = zhashx_lookup(j->client_index, key);
+    if (v)
+        return j->clients[(uintptr_t) v - 1];
+    uint32_t idx = 0;
+    while (idx < j->nclients && j->clients[idx])
+        idx++;
+    if (idx == j->capclients) {
+        uint32_t cap = j->capclients ? j->capclients * 2 : 16;
+        s_client_t **a = realloc(j->clients, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        j->clients = a;
+        j->capclients = cap;
+    }
+    size_t klen = strlen(key) + 1;
+    s_client_t *cl = calloc(1, sizeof *cl + klen);
+    if (!cl)
+        return NULL;
+    memcpy(cl->key, key, klen);
+    cl->index = idx;
+    cl->cls = (uint8_t) cls;
+    if (zhashx_insert(j->client_index, key, (void *) (uintptr_t) (idx + 1))) {
+        free(cl);
+        return NULL;
+    }
+    j->clients[idx] = cl;
+    if (idx == j->nclients)
+        j->nclients++;
+    return cl;
+}
+
+static void s_ring_insert(pd_jobs_t *j, s_client_t *cl)
+{
+    int c = cl->cls;
+    if (j->nactive[c] == 0) {
+        cl->prev = cl->next = cl->index;
+        j->cursor[c] = cl->index;
+    } else {
+        /* Just before the cursor: the end of the current round. */
+        s_client_t *at = j->clients[j->cursor[c]];
+        s_client_t *before = j->clients[at->prev];
+        cl->next = at->index;
+        cl->prev = before->index;
+        before->next = cl->index;
+        at->prev = cl->index;
+    }
+    cl->active = true;
+    j->nactive[c]++;
+}
+
+static void s_ring_remove(pd_jobs_t *j, s_client_t *cl)
+{
+    int c = cl->cls;
+    if (--j->nactive[c] > 0) {
+        j->clients[cl->prev]->next = cl->next;
+        j->clients[cl->next]->prev = cl->prev;
+        if (j->cursor[c] == cl->index)
+            j->cursor[c] = cl->next;
+    }
+    cl->active = false;
+}
+
+/* Puts the client in or out of the dispatch ring after its counts changed;
+   frees it once it holds no unfinished job. cl must not be used after. */
+static void s_client_refresh(pd_jobs_t *j, s_client_t *cl)
+{
+    bool want = cl->queued > 0 && (cl->max_slots == 0 || cl->running < cl->max_slots);
+    if (want && !cl->active)
+        s_ring_insert(j, cl);
+    else if (!want && cl->active)
+        s_ring_remove(j, cl);
+    if (cl->queued == 0 && cl->running == 0) {
+        zhashx_delete(j->client_index, cl->key);
+        j->clients[cl->index] = NULL;
+        while (j->nclients && !j->clients[j->nclients - 1])
+            j->nclients--;
+        free(cl->q);
+        free(cl);
+    } else if (cl->qlen > 64 && cl->qlen > 4 * (cl->queued + 16)) {
+        s_q_compact(j, cl);
+    }
+}
+
+/* The first queued id in the client's ring, dropping what is no longer
+   queued (cancelled) from its head; 0 when none. */
+static uint64_t s_client_head(pd_jobs_t *j, s_client_t *cl)
+{
+    while (cl->qlen) {
+        s_qrange_t *h = &cl->q[cl->qhead];
+        if (pd_jobs_state(j, h->first) == PD_JOB_QUEUED)
+            return h->first;
+        h->first++;
+        if (--h->count == 0) {
+            cl->qhead = (cl->qhead + 1) & (cl->qcap - 1);
+            cl->qlen--;
+        }
+    }
+    return 0;
 }
 
 void pd_jobs_set_pop_limit(pd_jobs_t *j, uint64_t limit) { j->pop_limit = limit; }
 
-bool pd_jobs_ready(pd_jobs_t *j)
+bool pd_jobs_ready(pd_jobs_t *j, int cls)
 {
-    if (!j->queued)
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    if (!j->nactive[cls])
         return false;
     if (!j->pop_limit)
         return true;
-    /* Skip what pop would skip, to see the first real candidate. */
-    while (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
-        if (pd_jobs_state(j, h->first) == PD_JOB_QUEUED)
-            return h->first < j->pop_limit;
-        h->first++;
-        if (--h->count == 0) {
-            j->qhead = (j->qhead + 1) & (j->qcap - 1);
-            j->qlen--;
-        }
+    uint32_t at = j->cursor[cls];
+    for (uint32_t k = 0; k < j->nactive[cls]; k++) {
+        s_client_t *cl = j->clients[at];
+        uint64_t head = s_client_head(j, cl);
+        if (head && head < j->pop_limit)
+            return true;
+        at = cl->next;
     }
     return false;
 }
 
-uint64_t pd_jobs_pop(pd_jobs_t *j)
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls)
 {
-    while (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
-        if (j->pop_limit && h->first >= j->pop_limit)
-            return 0;
-        uint64_t id = h->first++;
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    for (uint32_t tried = 0; j->nactive[cls] && tried < j->nactive[cls]; tried++) {
+        s_client_t *cl = j->clients[j->cursor[cls]];
+        /* An active client has queued jobs in its ring: cancelled ones are
+           dropped here, already counted out of `queued`. */
+        uint64_t id = s_client_head(j, cl);
+        assert(id);
+        if (j->pop_limit && id >= j->pop_limit) {
+            j->cursor[cls] = cl->next; /* not on disk yet: the next client's turn */
+            continue;
+        }
+        s_qrange_t *h = &cl->q[cl->qhead];
+        h->first++;
         if (--h->count == 0) {
-            j->qhead = (j->qhead + 1) & (j->qcap - 1);
-            j->qlen--;
+            cl->qhead = (cl->qhead + 1) & (cl->qcap - 1);
+            cl->qlen--;
         }
         pd_job_t *job = pd_jobs_get(j, id);
-        if (!job || job->state != PD_JOB_QUEUED)
-            continue;
         job->state = PD_JOB_RUNNING;
         job->attempt++;
         j->queued--;
+        j->queued_cls[cls]--;
+        cl->queued--;
+        cl->running++;
+        j->cursor[cls] = cl->next;
+        if (cl->queued == 0 || (cl->max_slots && cl->running >= cl->max_slots))
+            s_client_refresh(j, cl); /* it leaves the ring */
         return id;
     }
+    return 0;
+}
+
+uint32_t pd_jobs_clients(const pd_jobs_t *j) { return (uint32_t) zhashx_size(j->client_index); }
+
+uint64_t pd_jobs_shared_open(const pd_jobs_t *j, uint32_t shared)
+{
+    return shared < j->nshared ? j->shared_open[shared] : 0;
+}
+
+/* Counts a job naming shared data (index + 1 in sh; 0 = none). */
+static int s_shared_add(pd_jobs_t *j, uint32_t sh, uint64_t n)
+{
+    if (!sh)
+        return 0;
+    uint32_t i = sh - 1;
+    if (i >= j->nshared) {
+        uint32_t cap = j->nshared ? j->nshared : 16;
+        while (cap <= i)
+            cap *= 2;
+        uint64_t *a = realloc(j->shared_open, cap * sizeof *a);
+        if (!a)
+            return PD_ENOMEM;
+        memset(a + j->nshared, 0, (cap - j->nshared) * sizeof *a);
+        j->shared_open = a;
+        j->nshared = cap;
+    }
+    j->shared_open[i] += n;
     return 0;
 }
 
@@ -403,6 +616,18 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
                    size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
                    uint32_t *n, char *why, size_t whycap)
 {
+    pd_jobs_submit_t sub = {.mod = mod, .fn = fn, .args = args, .args_len = args_len,
+                            .timeout_ms = timeout_ms, .retries = retries};
+    return pd_jobs_submit_ex(j, &sub, first, n, why, whycap);
+}
+
+int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first, uint32_t *n,
+                      char *why, size_t whycap)
+{
+    const char *fn = sub->fn;
+    const uint8_t *args = sub->args;
+    size_t args_len = sub->args_len;
+    uint32_t retries = sub->retries;
     size_t fnlen = strlen(fn);
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN) {
         snprintf(why, whycap, "submit: 'fn' must be a function name of 1 to %u bytes",
@@ -432,16 +657,35 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     *n = count;
     if (count == 0)
         return 0;
+    if (sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
+        snprintf(why, whycap, "submit: client routing id longer than %u bytes",
+                 PD_JOBS_MAX_CLIENT_ID);
+        return PD_EINVAL;
+    }
     int rc;
     uint32_t fni = s_intern(j, fn, &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
+    /* A job that ships CUDA kernels can only run where there is a GPU. */
+    bool gpu = sub->gpu || sub->cu;
+    s_client_t *cl = s_client_get(j, sub->client, sub->client_len,
+                                  gpu ? PD_JOBS_GPU : PD_JOBS_CPU);
     /* The blob holds the whole array; jobs point at their element. */
-    pd_blob_t *blob = pd_blob_new(args, args_len, count);
-    if (!blob || s_q_push_back(j, j->next_id, count)) {
+    pd_blob_t *blob = cl ? pd_blob_new(args, args_len, count) : NULL;
+    if (!blob || s_q_push_back(cl, j->next_id, count) || s_shared_add(j, sub->shared, 0)) {
         free(blob);
+        if (cl && cl->qlen && s_q_at(cl, cl->qlen - 1)->first + s_q_at(cl, cl->qlen - 1)->count ==
+                                  j->next_id + count) {
+            /* undo the push: the ids were never handed out */
+            s_qrange_t *t = s_q_at(cl, cl->qlen - 1);
+            t->count -= count;
+            if (t->count == 0)
+                cl->qlen--;
+        }
+        if (cl)
+            s_client_refresh(j, cl);
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
@@ -458,9 +702,13 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
-        job->mod = mod;
+        job->mod = sub->mod;
         job->fn = fni;
-        job->timeout_ms = timeout_ms;
+        job->timeout_ms = sub->timeout_ms;
+        job->gpu = gpu;
+        job->cu = sub->cu;
+        job->client = cl->index;
+        job->shared = sub->shared;
         job->arg = blob;
         job->arg_off = (uint32_t) (raw - args);
         job->arg_len = (uint32_t) rawlen;
@@ -469,6 +717,11 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     j->next_id += count;
     j->unfinished += count;
     j->queued += count;
+    j->queued_cls[cl->cls] += count;
+    cl->queued += count;
+    cl->max_slots = sub->max_slots;
+    s_shared_add(j, sub->shared, count); /* the array exists: it cannot fail now */
+    s_client_refresh(j, cl);
     return 0;
 }
 
@@ -563,15 +816,29 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
 {
     pd_job_t *job = pd_jobs_get(j, id);
     assert(job && !PD_JOB_IS_FINAL(job->state));
-    if (job->state == PD_JOB_QUEUED)
+    s_client_t *cl = j->clients[job->client];
+    assert(cl);
+    bool was_capped = cl->max_slots && cl->running >= cl->max_slots;
+    if (job->state == PD_JOB_QUEUED) {
         j->queued--;
+        j->queued_cls[cl->cls]--;
+        cl->queued--;
+    } else {
+        cl->running--;
+    }
+    if (job->shared)
+        j->shared_open[job->shared - 1]--;
     j->unfinished--;
     job->state = state;
     s_unref(j, &job->arg, true);
     job->arg_off = job->arg_len = 0;
     s_fresh_add(j, id);
-    if (j->qlen > 64 && j->qlen > 4 * (j->queued + 16))
-        s_q_compact(j);
+    /* Only a change of the client's standing needs the ring: a running job
+       that ends leaves an uncapped client where it was, and a client with
+       nothing queued that is already out of the ring stays out until its
+       last job ends (then it is freed). */
+    if (was_capped || (cl->queued == 0 && (cl->active || cl->running == 0)) || cl->qlen > 64)
+        s_client_refresh(j, cl);
     return job;
 }
 
@@ -596,17 +863,23 @@ typedef struct {
     const char *code, *msg, *host; /* error map fields */
     int64_t slot;                  /* slot, -1 = none */
     uint32_t attempts;             /* runs started */
+    const uint8_t *value;          /* the job's partial output (one msgpack value), or NULL */
+    size_t len;                    /* bytes in value */
 } s_err_t;
 
 static void s_pack_err(msgpack_packer *pk, const void *arg)
 {
     const s_err_t *e = arg;
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, e->value && e->len ? 6 : 5);
     pd_pack_kv_str(pk, "code", e->code);
     pd_pack_kv_str(pk, "msg", e->msg);
     pd_pack_kv_str(pk, "host", e->host);
     pd_pack_kv_int(pk, "slot", e->slot);
     pd_pack_kv_uint(pk, "attempts", e->attempts);
+    if (e->value && e->len) {
+        pd_pack_cstr(pk, "value");
+        pd_pack_raw(pk, e->value, e->len);
+    }
 }
 
 int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len)
@@ -619,9 +892,15 @@ int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot)
 {
+    return pd_jobs_set_failed_value(j, id, code, msg, host, slot, NULL, 0);
+}
+
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len)
+{
     pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
-    s_err_t e = {code, msg, host, slot, job->attempt};
-    return s_seg_add(j, id, job, PD_JOB_FAILED, s_pack_err, &e, strlen(msg) + 100);
+    s_err_t e = {code, msg, host, slot, job->attempt, value, len};
+    return s_seg_add(j, id, job, PD_JOB_FAILED, s_pack_err, &e, strlen(msg) + len + 100);
 }
 
 int pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id)
@@ -659,16 +938,19 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
             return 1;
         }
     }
-    job->state = PD_JOB_QUEUED;
-    j->queued++;
-    if (s_q_push_front(j, id)) {
+    s_client_t *cl = j->clients[job->client];
+    if (s_q_push_front(cl, id)) {
         /* Out of memory for the ring: fail the job rather than lose it. */
-        job->state = PD_JOB_RUNNING;
-        j->queued--;
         pd_jobs_set_failed(j, id, "PD_ENOMEM", "the broker ran out of memory requeueing the job",
                            host, -1);
         return 1;
     }
+    job->state = PD_JOB_QUEUED;
+    j->queued++;
+    j->queued_cls[cl->cls]++;
+    cl->running--;
+    cl->queued++;
+    s_client_refresh(j, cl);
     return 0;
 }
 
@@ -708,10 +990,16 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n)
         if (PD_JOB_IS_FINAL(job->state)) {
             pd_jobs_forget(j, id);
         } else if (job->state == PD_JOB_QUEUED) {
+            s_client_t *cl = j->clients[job->client];
             j->queued--;
+            j->queued_cls[cl->cls]--;
+            cl->queued--;
+            if (job->shared)
+                j->shared_open[job->shared - 1]--;
             j->unfinished--;
             s_unref(j, &job->arg, true);
-            s_drop_record(j, id, job);
+            s_drop_record(j, id, job); /* its id stays in the ring: skipped when popped */
+            s_client_refresh(j, cl);
         }
     }
 }
@@ -809,6 +1097,12 @@ void pd_jobs_fresh_clear(pd_jobs_t *j)
 
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j) { return j->unfinished; }
 uint64_t pd_jobs_queued(const pd_jobs_t *j) { return j->queued; }
+
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    return j->queued_cls[cls];
+}
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
 
@@ -944,20 +1238,22 @@ static pd_job_t *s_slot(pd_jobs_t *j, uint64_t id)
     return &j->chunks[(id - 1) >> S_CHUNK_BITS][(id - 1) & (S_CHUNK - 1)];
 }
 
-int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t mod,
-                              const char *fn, uint32_t timeout_ms, uint32_t retries,
-                              const uint8_t *args, size_t args_len,
+int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
+                              const pd_jobs_submit_t *sub,
                               bool (*skip)(void *user, uint64_t id), void *user, char *why,
                               size_t whycap)
 {
-    size_t fnlen = strlen(fn);
+    const uint8_t *args = sub->args;
+    size_t args_len = sub->args_len;
+    size_t fnlen = strlen(sub->fn);
     if (n == 0 || first == 0 || first > j->next_id || n > j->next_id - first) {
         snprintf(why, whycap, "batch of %u jobs from id %llu does not fit below the next id "
                  "%llu", n, (unsigned long long) first, (unsigned long long) j->next_id);
         return PD_EPROTO;
     }
-    if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN || retries > PD_JOBS_MAX_RETRIES) {
-        snprintf(why, whycap, "batch from id %llu has a bad function name or retries",
+    if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN || sub->retries > PD_JOBS_MAX_RETRIES ||
+        sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
+        snprintf(why, whycap, "batch from id %llu has a bad function name, retries or client",
                  (unsigned long long) first);
         return PD_EPROTO;
     }
@@ -977,15 +1273,20 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t
             return PD_EPROTO;
         }
     int rc;
-    uint32_t fni = s_intern(j, fn, &rc);
-    pd_blob_t *blob = rc ? NULL : pd_blob_new(args, args_len, 0);
-    if (!blob || s_chunks_reserve(j, first, n)) {
+    uint32_t fni = s_intern(j, sub->fn, &rc);
+    bool gpu = sub->gpu || sub->cu;
+    s_client_t *cl = rc ? NULL : s_client_get(j, sub->client, sub->client_len,
+                                              gpu ? PD_JOBS_GPU : PD_JOBS_CPU);
+    pd_blob_t *blob = cl ? pd_blob_new(args, args_len, 0) : NULL;
+    if (!blob || s_chunks_reserve(j, first, n) || s_shared_add(j, sub->shared, 0)) {
         free(blob);
+        if (cl)
+            s_client_refresh(j, cl);
         snprintf(why, whycap, "out of memory");
         return PD_ENOMEM;
     }
     blob->key = first;
-    uint64_t run_first = 0, run_n = 0;
+    uint64_t run_first = 0, run_n = 0, kept = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t id = first + i;
         const uint8_t *raw;
@@ -997,33 +1298,43 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t
         pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
-        job->retries = (uint8_t) retries;
-        job->mod = mod;
+        job->retries = (uint8_t) sub->retries;
+        job->mod = sub->mod;
         job->fn = fni;
-        job->timeout_ms = timeout_ms;
+        job->timeout_ms = sub->timeout_ms;
+        job->gpu = gpu;
+        job->cu = sub->cu;
+        job->client = cl->index;
+        job->shared = sub->shared;
         job->arg = blob;
         job->arg_off = (uint32_t) (raw - args);
         job->arg_len = (uint32_t) rawlen;
         blob->refs++;
         j->live[c]++;
-        j->unfinished++;
-        j->queued++;
+        kept++;
         if (run_n && run_first + run_n == id) {
             run_n++;
         } else {
-            if (run_n && s_q_push_back(j, run_first, run_n))
+            if (run_n && s_q_push_back(cl, run_first, run_n))
                 goto oom;
             run_first = id;
             run_n = 1;
         }
     }
-    if (run_n && s_q_push_back(j, run_first, run_n))
+    if (run_n && s_q_push_back(cl, run_first, run_n))
         goto oom;
-    if (blob->refs == 0) {
+    j->unfinished += kept;
+    j->queued += kept;
+    j->queued_cls[cl->cls] += kept;
+    cl->queued += kept;
+    cl->max_slots = sub->max_slots;
+    s_shared_add(j, sub->shared, kept);
+    s_client_refresh(j, cl);
+    if (kept == 0) {
         free(blob);
         return 0;
     }
-    return blob->refs;
+    return (int64_t) kept;
 oom:
     snprintf(why, whycap, "out of memory");
     return PD_ENOMEM; /* the table is unusable; the caller gives up */
@@ -1068,10 +1379,7 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
             goto bad;
         }
         if (job) {
-            j->queued--;
-            j->unfinished--;
-            s_unref(j, &job->arg, true);
-            job->arg_off = job->arg_len = 0;
+            s_finish(j, id, (uint8_t) state); /* leaves its client's queue */
         } else {
             job = s_slot(j, id);
             if (!job) {
@@ -1098,6 +1406,23 @@ bad:
     if (blob->refs == 0)
         free(blob);
     return PD_EPROTO;
+}
+
+void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,
+                       uint32_t *max_slots)
+{
+    assert(!PD_JOB_IS_FINAL(job->state));
+    const s_client_t *cl = j->clients[job->client];
+    const char *k = cl->key[0] == 'g' ? cl->key + 1 : cl->key; /* GPU queue: "g" + hex */
+    size_t n = 0;
+    if (strcmp(k, "-") != 0)
+        for (; k[2 * n] && k[2 * n + 1] && n < PD_JOBS_MAX_CLIENT_ID; n++) {
+            unsigned v;
+            sscanf(k + 2 * n, "%2x", &v);
+            rid[n] = (uint8_t) v;
+        }
+    *len = n;
+    *max_slots = cl->max_slots;
 }
 
 uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from)

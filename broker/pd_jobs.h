@@ -16,10 +16,17 @@
     batch, a result blob a segment, and the hooks below report when one is
     made or loses its last job.
 
-    The queue is a ring of id ranges (a submit of 4096 jobs is one entry);
-    cancelled jobs are skipped lazily when popped. Jobs requeued after a lost
-    worker go to the front. The number of unfinished (queued or running) jobs
-    is bounded: a submit that would exceed the bound is refused whole.
+    Each client (a submitter's ZeroMQ routing id) has its own queue, a ring
+    of id ranges (a submit of 4096 jobs is one entry); cancelled jobs are
+    skipped lazily when popped. Jobs requeued after a lost worker go to the
+    front of their client's queue. pd_jobs_pop() serves the clients with
+    queued jobs round-robin, one job each, skipping a client that has as
+    many jobs running as its max_slots, so several clients share the
+    cluster fairly. A GPU job (one that asked for a GPU slot, or ships CUDA
+    kernels) waits in a queue of its client's for GPU slots, served by
+    pd_jobs_pop(j, PD_JOBS_GPU), and never takes a CPU slot; CPU jobs never
+    take a GPU slot. The number of unfinished (queued or running) jobs is
+    bounded: a submit that would exceed the bound is refused whole.
 
     Jobs that become final are also appended to a "fresh" list that the
     broker drains once per loop turn to wake parked fetches, and results are
@@ -60,6 +67,10 @@ enum {
 #define PD_JOBS_TOKEN_MAX     64u       /* bytes in a submit token at most */
 #define PD_JOBS_TOKEN_TTL_S   3600u     /* seconds a submit token is remembered */
 #define PD_JOBS_TOKENS_MAX    1000000u  /* tokens remembered at most (oldest go first) */
+#define PD_JOBS_MAX_CLIENT_ID 255u      /* longest client routing id, bytes */
+
+/* Slot classes: each has its own queues, and workers their own credit. */
+enum { PD_JOBS_CPU = 0, PD_JOBS_GPU = 1, PD_JOBS_CLASSES = 2 };
 
 /* A reference-counted block of bytes shared by several jobs. */
 typedef struct {
@@ -84,10 +95,13 @@ typedef struct {
     uint8_t state;       /* PD_JOB_* */
     uint8_t losses;      /* times the job's worker was lost while running it */
     uint8_t retries;     /* lost-worker attempts allowed (at least 1 is made) */
-    uint8_t unused;      /* padding */
+    uint8_t gpu;         /* 1: runs on GPU slots only (class PD_JOBS_GPU) */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
+    uint32_t client;     /* index of the submitting client's queue (while unfinished) */
+    uint32_t shared;     /* shared-data index + 1 (pd_shared); 0 = none */
     uint32_t fn;         /* interned function name (pd_jobs_fn_name) */
+    uint32_t cu;         /* CUDA module shipped with the job: its index + 1; 0 = none */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
     uint32_t wpos;       /* position in that worker's in-flight list */
@@ -144,10 +158,32 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
                    size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
                    uint32_t *n, char *why, size_t whycap);
 
+/* One submit, for pd_jobs_submit_ex(). */
+typedef struct {
+    const void *client;  /* the submitter's routing id: its queue (NULL: anonymous) */
+    size_t client_len;   /* bytes in client (at most PD_JOBS_MAX_CLIENT_ID) */
+    uint32_t mod;        /* module index */
+    uint32_t shared;     /* shared-data index + 1, or 0 */
+    const char *fn;      /* function name */
+    const uint8_t *args; /* the raw msgpack array of arguments */
+    size_t args_len;     /* its bytes */
+    uint32_t timeout_ms; /* per-run time-out, 0 = none */
+    uint32_t retries;    /* lost-worker attempts */
+    uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
+    bool gpu;            /* run on GPU slots only */
+    uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
+                            0 = none */
+} pd_jobs_submit_t;
+
+/* pd_jobs_submit with a client, shared data and a cap: the jobs join the
+   client's queue, and the client's max_slots becomes sub->max_slots. Same
+   returns, plus PD_EINVAL for a client id over PD_JOBS_MAX_CLIENT_ID. */
+int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first, uint32_t *n,
+                      char *why, size_t whycap);
 /* Takes ids first .. first+n-1 back out of the table: the jobs of a submit
    that could not be journalled (their `accepted` was never sent). Queued
    jobs disappear (state unknown), final ones are forgotten; running ones
-   (never: such jobs are not dispatched before the journal commits) stay. */
+   stay (the broker cancels those first: pd_broker_cancel_range). */
 void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
 
 /* The record of job id, or NULL when the broker does not know it (never
@@ -159,19 +195,23 @@ uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 
-/* Takes the next queued job off the queue for dispatch and marks it running
-   with attempt+1; returns its id, or 0 when nothing is queued (or the next
-   one is at or past the pop limit). The caller sets worker/wpos through
+/* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
+   for dispatch, from the clients in turn (each below its max_slots), and
+   marks it running with attempt+1; returns its id, or 0 when nothing of
+   that class may run now (a client whose next job is at or past the pop
+   limit waits its turn). The caller sets worker/wpos through
    pd_workers_track. */
-uint64_t pd_jobs_pop(pd_jobs_t *j);
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
 /* Jobs with ids >= limit are not popped (0 = no limit): the journal sets it
-   to the next id of its last commit, so that no job is sent to a worker
-   before its submit is on disk. The queue is in id order except for
-   requeued jobs, which are older, so nothing behind a held job is ready. */
+   to the next id it has on disk, so that no id reaches a worker unless it
+   can never be handed out again. A client's queue is in id order except
+   for requeued jobs, which are older, so nothing behind a held job of that
+   client is ready. */
 void pd_jobs_set_pop_limit(pd_jobs_t *j, uint64_t limit);
-/* Queued jobs below the pop limit (those pd_jobs_pop may return). */
-bool pd_jobs_ready(pd_jobs_t *j);
-/* Puts a running job back at the front of the queue. With `lost`, the loss
+/* True when pd_jobs_pop(j, cls) may return a job now (some client of that
+   class has a queued job below the pop limit and room under its cap). */
+bool pd_jobs_ready(pd_jobs_t *j, int cls);
+/* Puts a running job back at the front of its client's queue (of its class). With `lost`, the loss
    counts toward its retries: when they are used up the job fails with
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
@@ -186,6 +226,10 @@ int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len
 /* Failed with an error map {code, msg, host, slot, attempts} packed here. */
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot);
+/* Failed, with the job's partial output (one msgpack value, value[0..len))
+   added to the error map as "value" (an exec job's {exit, out, err, ...}). */
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len);
 /* Cancelled (value nil). */
 int pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id);
 /* Seals the open result segment (if any): the jobs in it now point into one
@@ -233,15 +277,15 @@ void pd_jobs_token_each(pd_jobs_t *j,
 /* Raises the id the next submit gets (never lowers it). */
 void pd_jobs_set_next_id(pd_jobs_t *j, uint64_t next_id);
 /* Puts back a journalled submit: ids first .. first+n-1 of the msgpack array
-   args (n elements), queued, except those for which skip(user, id) is true.
-   The argument blob gets key first. Returns how many jobs were restored
-   (0: the blob was not kept), or PD_EPROTO with a sentence in why when the
-   batch does not fit (ids in use or not below the next id, args not an
-   array of n values, bad fn or retries). The unfinished bound is not
-   applied: what was accepted stays accepted. */
-int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t mod,
-                              const char *fn, uint32_t timeout_ms, uint32_t retries,
-                              const uint8_t *args, size_t args_len,
+   sub->args (n elements), queued in sub->client's queue with sub's module,
+   shared data, function, options, cap and slot class, except those for
+   which skip(user, id) is true. The argument blob gets key first. Returns
+   how many jobs were restored (0: the blob was not kept), or PD_EPROTO with
+   a sentence in why when the batch does not fit (ids in use or not below
+   the next id, args not an array of n values, bad fn, retries or client).
+   The unfinished bound is not applied: what was accepted stays accepted. */
+int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
+                              const pd_jobs_submit_t *sub,
                               bool (*skip)(void *user, uint64_t id), void *user, char *why,
                               size_t whycap);
 /* Puts back a journalled result segment (a msgpack array of [id, state,
@@ -253,6 +297,11 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n, uint32_t
 int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data, size_t len,
                                 bool (*skip)(void *user, uint64_t id), void *user, char *why,
                                 size_t whycap);
+/* The routing id of the client that submitted unfinished job `job` (at most
+   PD_JOBS_MAX_CLIENT_ID bytes into rid; *len 0 for the anonymous client)
+   and that client's max_slots. */
+void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,
+                       uint32_t *max_slots);
 /* Smallest id >= from that has a record, or 0 when none. */
 uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from);
 /* Time-to-live entries (first fetches), oldest first: how many, and one. */
@@ -265,9 +314,15 @@ void pd_jobs_ttl_at(const pd_jobs_t *j, size_t i, uint64_t *first, uint32_t *cou
 const uint64_t *pd_jobs_fresh(pd_jobs_t *j, size_t *n);
 void pd_jobs_fresh_clear(pd_jobs_t *j);
 
+/* Clients holding unfinished jobs. */
+uint32_t pd_jobs_clients(const pd_jobs_t *j);
+/* Unfinished jobs naming shared-data index `shared` (0-based). */
+uint64_t pd_jobs_shared_open(const pd_jobs_t *j, uint32_t shared);
+
 /* Counters. */
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */
-uint64_t pd_jobs_queued(const pd_jobs_t *j);
+uint64_t pd_jobs_queued(const pd_jobs_t *j);              /* all classes */
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls);  /* one class */
 uint64_t pd_jobs_next_id(const pd_jobs_t *j); /* id the next submit gets */
 uint64_t pd_jobs_max(const pd_jobs_t *j);
 

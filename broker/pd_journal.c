@@ -77,12 +77,15 @@ enum {
     ST_TOKEN_PURGE,
     ST_MOD_INS,
     ST_META_PUT,
+    ST_SHARED_INS,
+    ST_SHARED_DEL,
     ST_COUNT
 };
 
 static const char *const s_sql[ST_COUNT] = {
     [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
-                     "sum, args) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     "client, shared, gpu, cu, max_slots, sum, args) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
     [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
     [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
@@ -95,15 +98,19 @@ static const char *const s_sql[ST_COUNT] = {
     [ST_TOKEN_PURGE] = "DELETE FROM tokens WHERE t < ?",
     [ST_MOD_INS] = "INSERT OR IGNORE INTO mods(hash, name, kind, data) VALUES (?, ?, ?, ?)",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
+    [ST_SHARED_INS] = "INSERT OR IGNORE INTO shared(hash, data) VALUES (?, ?)",
+    [ST_SHARED_DEL] = "DELETE FROM shared WHERE hash = ?",
 };
 
 static const char *const s_schema =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v);"
     "CREATE TABLE mods(hash TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
     "  data BLOB NOT NULL);"
+    "CREATE TABLE shared(hash TEXT PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE batches(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, mod TEXT NOT NULL, "
     "  fn TEXT NOT NULL, timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL, "
-    "  sum BLOB NOT NULL, args BLOB NOT NULL);"
+    "  client BLOB NOT NULL, shared TEXT, gpu INTEGER NOT NULL, cu TEXT, "
+    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL);"
     "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
     "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
@@ -114,7 +121,9 @@ static const char *const s_schema =
 /* ---- operations and batches --------------------------------------------- */
 
 typedef enum {
-    OP_BATCH,     /* a submit: a=first, n, timeout_ms, retries, text="hash\0fn", blob=args */
+    OP_BATCH,     /* a submit: a=first, n, timeout_ms, retries, gpu, max_slots, blob=args,
+                     text="hash\0fn\0shared\0cu\0" then the client's routing id
+                     (client_len bytes); "" for no shared data or CUDA module */
     OP_DEL_BATCH, /* a=first */
     OP_SEG,       /* a=segment number, blob=segment */
     OP_DEL_SEG,   /* a=segment number */
@@ -124,6 +133,8 @@ typedef enum {
     OP_TOKEN,     /* text=token (n bytes), a=first, b=count, timeout_ms=second */
     OP_TOKEN_PURGE, /* drop tokens older than second a */
     OP_MOD,       /* mod */
+    OP_SHARED,    /* shared data: text=hash (65 bytes) then the b bytes */
+    OP_DEL_SHARED, /* shared data evicted: text=hash */
     OP_VACUUM,    /* after the commit: free pages if many are unused */
     OP_COMPACT    /* after the commit: checkpoint, truncate the log, free pages */
 } s_op_kind_t;
@@ -133,6 +144,9 @@ typedef struct {
     uint32_t n;           /* a count (see the kinds) */
     uint32_t timeout_ms;  /* OP_BATCH: per-run time-out; OP_TOKEN: second */
     uint32_t retries;     /* OP_BATCH: retries */
+    uint32_t client_len;  /* OP_BATCH: bytes of routing id at the end of text */
+    uint32_t max_slots;   /* OP_BATCH: the client's cap */
+    bool gpu;             /* OP_BATCH: GPU slots only */
     uint64_t a, b;        /* arguments (see the kinds) */
     pd_blob_t *blob;      /* a blob held (one reference) until the batch is freed */
     bool args;            /* blob is an argument blob */
@@ -174,6 +188,7 @@ struct pd_journal {
     zactor_t *writer;            /* the writer thread */
     pd_jobs_t *jobs;             /* the job table it mirrors (borrowed) */
     pd_mods_t *mods;             /* the module store it mirrors (borrowed) */
+    pd_shared_t *shared;         /* the shared-data store it mirrors (borrowed; may be NULL) */
     s_batch_t *open;             /* the batch being filled (NULL: none) */
     s_batch_t *head, *tail;      /* batches in flight, oldest first */
     size_t backlog;              /* how many */
@@ -279,16 +294,34 @@ static int64_t s_pragma_int(pd_journal_t *jn, const char *sql)
 
 /* ---- checksums ---------------------------------------------------------- */
 
-static void s_sum_batch(uint8_t out[S_SUM], uint64_t first, uint32_t n, const char *mod,
-                        const char *fn, uint32_t timeout_ms, uint32_t retries,
-                        const void *args, size_t len)
+/* The fields of a batch row besides its arguments. */
+typedef struct {
+    uint64_t first;         /* first id */
+    uint32_t n;             /* jobs */
+    const char *mod;        /* module hash */
+    const char *fn;         /* function */
+    uint32_t timeout_ms;    /* per-run time-out */
+    uint32_t retries;       /* lost-worker attempts */
+    const uint8_t *client;  /* the submitter's routing id */
+    size_t client_len;      /* its bytes */
+    const char *shared;     /* shared-data hash, "" for none */
+    bool gpu;               /* GPU slots only */
+    const char *cu;         /* CUDA module hash, "" for none */
+    uint32_t max_slots;     /* the client's cap */
+} s_row_t;
+
+static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args, size_t len)
 {
     crypto_generichash_state h;
-    uint64_t nums[4] = {first, n, timeout_ms, retries};
+    uint64_t nums[7] = {row->first, row->n, row->timeout_ms, row->retries, row->gpu,
+                        row->max_slots, row->client_len};
     crypto_generichash_init(&h, NULL, 0, S_SUM);
     crypto_generichash_update(&h, (const unsigned char *) nums, sizeof nums);
-    crypto_generichash_update(&h, (const unsigned char *) mod, strlen(mod) + 1);
-    crypto_generichash_update(&h, (const unsigned char *) fn, strlen(fn) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) row->mod, strlen(row->mod) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) row->fn, strlen(row->fn) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) row->shared, strlen(row->shared) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) row->cu, strlen(row->cu) + 1);
+    crypto_generichash_update(&h, row->client, row->client_len);
     crypto_generichash_update(&h, args, len);
     crypto_generichash_final(&h, out, S_SUM);
 }
@@ -306,20 +339,36 @@ static void s_sum_seg(uint8_t out[S_SUM], uint64_t seg, const void *res, size_t 
 
 static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
-    const char *hash = op->text, *fn = op->text + strlen(op->text) + 1;
+    s_row_t row = {.first = op->a, .n = op->n, .mod = op->text, .timeout_ms = op->timeout_ms,
+                   .retries = op->retries, .gpu = op->gpu, .max_slots = op->max_slots,
+                   .client_len = op->client_len};
+    row.fn = row.mod + strlen(row.mod) + 1;
+    row.shared = row.fn + strlen(row.fn) + 1;
+    row.cu = row.shared + strlen(row.shared) + 1;
+    row.client = (const uint8_t *) row.cu + strlen(row.cu) + 1;
     const pd_blob_t *args = op->blob;
     uint8_t sum[S_SUM];
-    s_sum_batch(sum, op->a, op->n, hash, fn, op->timeout_ms, op->retries, args->data,
-                args->len);
+    s_sum_batch(sum, &row, args->data, args->len);
     sqlite3_stmt *st = jn->st[ST_BATCH_INS];
     sqlite3_bind_int64(st, 1, (sqlite3_int64) op->a);
     sqlite3_bind_int64(st, 2, op->n);
-    sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, fn, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, row.mod, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, row.fn, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, op->timeout_ms);
     sqlite3_bind_int64(st, 6, op->retries);
-    sqlite3_bind_blob(st, 7, sum, S_SUM, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 8, args->data, (int) args->len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, row.client, (int) row.client_len, SQLITE_STATIC);
+    if (row.shared[0])
+        sqlite3_bind_text(st, 8, row.shared, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
+    sqlite3_bind_int64(st, 9, op->gpu);
+    if (row.cu[0])
+        sqlite3_bind_text(st, 10, row.cu, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 10);
+    sqlite3_bind_int64(st, 11, op->max_slots);
+    sqlite3_bind_blob(st, 12, sum, S_SUM, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 13, args->data, (int) args->len, SQLITE_STATIC);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
 }
 
@@ -437,6 +486,17 @@ static void s_apply(pd_journal_t *jn, const s_op_t *op)
         sqlite3_bind_blob64(st, 4, op->mod->data, op->mod->len, SQLITE_STATIC);
         s_step(jn, ST_MOD_INS, "cannot write a module");
         break;
+    case OP_SHARED:
+        st = jn->st[ST_SHARED_INS];
+        sqlite3_bind_text(st, 1, op->text, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, op->text + PD_SHARED_HASH_LEN + 1, op->b, SQLITE_STATIC);
+        s_step(jn, ST_SHARED_INS, "cannot write shared data");
+        break;
+    case OP_DEL_SHARED:
+        st = jn->st[ST_SHARED_DEL];
+        sqlite3_bind_text(st, 1, op->text, -1, SQLITE_STATIC);
+        s_step(jn, ST_SHARED_DEL, "cannot delete shared data");
+        break;
     case OP_VACUUM:
     case OP_COMPACT:
         break; /* after the commit */
@@ -467,7 +527,8 @@ static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *c
     for (size_t b = 0; b < n && !jn->txn_failed; b++) {
         if (group[b]->snapshot &&
             sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
-                         "DELETE FROM fetched; DELETE FROM tokens;", NULL, NULL, NULL) !=
+                         "DELETE FROM fetched; DELETE FROM tokens; DELETE FROM shared;", NULL,
+                         NULL, NULL) !=
                 SQLITE_OK)
             s_fail(jn, "cannot empty the journal for a rewrite");
         for (size_t i = 0; i < group[b]->n && !jn->txn_failed; i++) {
@@ -756,38 +817,89 @@ static void s_op_token(pd_journal_t *jn, const void *token, size_t len, uint64_t
     op->timeout_ms = sec;
 }
 
-static void s_op_batch(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
-                       const char *fn, uint32_t timeout_ms, uint32_t retries, pd_blob_t *args)
+static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
 {
-    size_t hl = strlen(hash), fl = strlen(fn);
+    size_t hl = strlen(row->mod), fl = strlen(row->fn), sl = strlen(row->shared),
+           cl = strlen(row->cu);
     s_op_t *op = s_op(jn, OP_BATCH);
-    char *text = op ? malloc(hl + fl + 2) : NULL;
+    char *text = op ? malloc(hl + fl + sl + cl + 4 + row->client_len) : NULL;
     if (!text) {
         if (op)
             jn->open->n--;
         s_lost_op(jn);
         return;
     }
-    memcpy(text, hash, hl + 1);
-    memcpy(text + hl + 1, fn, fl + 1);
+    char *t = text;
+    memcpy(t, row->mod, hl + 1);
+    t += hl + 1;
+    memcpy(t, row->fn, fl + 1);
+    t += fl + 1;
+    memcpy(t, row->shared, sl + 1);
+    t += sl + 1;
+    memcpy(t, row->cu, cl + 1);
+    t += cl + 1;
+    if (row->client_len)
+        memcpy(t, row->client, row->client_len);
     op->text = text;
-    op->a = first;
-    op->n = n;
-    op->timeout_ms = timeout_ms;
-    op->retries = retries;
+    op->a = row->first;
+    op->n = row->n;
+    op->timeout_ms = row->timeout_ms;
+    op->retries = row->retries;
+    op->client_len = (uint32_t) row->client_len;
+    op->gpu = row->gpu;
+    op->max_slots = row->max_slots;
     s_hold_blob(op, args, true);
 }
 
-void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
-                       const char *fn, uint32_t timeout_ms, uint32_t retries,
-                       pd_blob_t *args, const void *token, size_t tokenlen, uint32_t now_s)
+void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
+                       const pd_jobs_submit_t *sub, const char *hash, const char *shared,
+                       const char *cu, pd_blob_t *args, const void *token, size_t tokenlen,
+                       uint32_t now_s)
 {
     assert(args && args->key == first);
     if (!jn->recording)
         return;
-    s_op_batch(jn, first, n, hash, fn, timeout_ms, retries, args);
+    s_row_t row = {.first = first, .n = n, .mod = hash, .fn = sub->fn,
+                   .timeout_ms = sub->timeout_ms, .retries = sub->retries,
+                   .client = sub->client, .client_len = sub->client ? sub->client_len : 0,
+                   .shared = shared ? shared : "", .gpu = sub->gpu || sub->cu,
+                   .cu = cu ? cu : "", .max_slots = sub->max_slots};
+    s_op_batch(jn, &row, args);
     if (token && tokenlen)
         s_op_token(jn, token, tokenlen, first, n, now_s);
+}
+
+void pd_journal_put_shared(pd_journal_t *jn, const char *hash, const void *data, size_t len)
+{
+    if (!jn->recording)
+        return;
+    s_op_t *op = s_op(jn, OP_SHARED);
+    char *text = op ? malloc(PD_SHARED_HASH_LEN + 1 + len) : NULL;
+    if (!text) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    snprintf(text, PD_SHARED_HASH_LEN + 1, "%s", hash);
+    memcpy(text + PD_SHARED_HASH_LEN + 1, data, len);
+    op->text = text;
+    op->b = len;
+}
+
+void pd_journal_drop_shared(pd_journal_t *jn, const char *hash)
+{
+    if (!jn->recording)
+        return;
+    s_op_t *op = s_op(jn, OP_DEL_SHARED);
+    char *text = op ? strdup(hash) : NULL;
+    if (!text) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    op->text = text;
 }
 
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod)
@@ -996,6 +1108,11 @@ void pd_journal_resync(pd_journal_t *jn)
     pd_jobs_seal(jobs);
     for (uint32_t i = 0; i < pd_mods_count(jn->mods); i++)
         pd_journal_put_mod(jn, pd_mods_get(jn->mods, i));
+    for (uint32_t i = 0; jn->shared && i < pd_shared_span(jn->shared); i++) {
+        const pd_shared_blob_t *sb = pd_shared_at(jn->shared, i);
+        if (sb)
+            pd_journal_put_shared(jn, sb->hash, sb->data, sb->len);
+    }
     if (++jn->gen == 0)
         jn->gen = 1;
     uint64_t next = pd_jobs_next_id(jobs);
@@ -1015,8 +1132,21 @@ void pd_journal_resync(pd_journal_t *jn)
             uint32_t n = 0;
             pd_rd_init(&r, blob->data, blob->len);
             pd_rd_array(&r, &n);
-            s_op_batch(jn, blob->key, n, pd_mods_get(jn->mods, job->mod)->hash,
-                       pd_jobs_fn_name(jobs, job->fn), job->timeout_ms, job->retries, blob);
+            uint8_t rid[PD_JOBS_MAX_CLIENT_ID];
+            size_t ridlen;
+            uint32_t max_slots;
+            pd_jobs_client_of(jobs, job, rid, &ridlen, &max_slots);
+            s_row_t row = {.first = blob->key, .n = n,
+                           .mod = pd_mods_get(jn->mods, job->mod)->hash,
+                           .fn = pd_jobs_fn_name(jobs, job->fn), .timeout_ms = job->timeout_ms,
+                           .retries = job->retries, .client = rid, .client_len = ridlen,
+                           .shared = job->shared && jn->shared
+                                         ? pd_shared_get(jn->shared, job->shared - 1)->hash
+                                         : "",
+                           .gpu = job->gpu,
+                           .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
+                           .max_slots = max_slots};
+            s_op_batch(jn, &row, blob);
         } else {
             if (blob->key == 0)
                 blob->key = ++jn->last_seg;
@@ -1202,6 +1332,13 @@ static bool s_blob_is(sqlite3_stmt *st, int col, int len)
            (len < 0 || sqlite3_column_bytes(st, col) == len);
 }
 
+static bool s_keep_all(void *user, uint32_t i)
+{
+    (void) user;
+    (void) i;
+    return true;
+}
+
 /* The recovery proper, inside the open transaction. */
 static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_t whycap)
 {
@@ -1286,6 +1423,28 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
     if (step != SQLITE_DONE)
         S_STEP_ERR("cannot read modules");
 
+    /* shared data (nothing is evicted while loading: no job names any yet,
+       but all of it may be needed) */
+    S_QUERY("SELECT hash, data FROM shared ORDER BY rowid");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *hash = (const char *) sqlite3_column_text(st, 0);
+        const void *data = sqlite3_column_blob(st, 1);
+        int len = sqlite3_column_bytes(st, 1);
+        char swhy[300];
+        if (!jn->shared)
+            continue; /* a table without a shared-data store (tests) */
+        if (!hash || !s_blob_is(st, 1, -1) ||
+            pd_shared_put(jn->shared, hash, data, (size_t) len, s_keep_all, NULL, NULL, swhy,
+                          sizeof swhy) < 0) {
+            rc = s_damaged(jn, why, whycap, "shared data %.16s...: %s", hash ? hash : "?",
+                           hash ? swhy : "missing fields");
+            goto out;
+        }
+        rec->shared++;
+    }
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read shared data");
+
     /* gone intervals */
     S_QUERY("SELECT first, last FROM gone ORDER BY first");
     size_t capivs = 0;
@@ -1313,8 +1472,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         S_STEP_ERR("cannot read forgotten ids");
 
     /* batches: queued jobs */
-    S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, sum, args FROM batches "
-            "ORDER BY first");
+    S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, cu, max_slots, "
+            "sum, args FROM batches ORDER BY first");
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1322,20 +1481,31 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         const char *mod = (const char *) sqlite3_column_text(st, 2);
         const char *fn = (const char *) sqlite3_column_text(st, 3);
         int64_t timeout = sqlite3_column_int64(st, 4), retries = sqlite3_column_int64(st, 5);
-        const uint8_t *args = sqlite3_column_blob(st, 7);
-        int alen = sqlite3_column_bytes(st, 7);
+        const uint8_t *client = sqlite3_column_blob(st, 6);
+        int clen = sqlite3_column_bytes(st, 6);
+        const char *shr = (const char *) sqlite3_column_text(st, 7);
+        int64_t gpu = sqlite3_column_int64(st, 8);
+        const char *cu = (const char *) sqlite3_column_text(st, 9);
+        int64_t max_slots = sqlite3_column_int64(st, 10);
+        const uint8_t *args = sqlite3_column_blob(st, 12);
+        int alen = sqlite3_column_bytes(st, 12);
         uint8_t sum[S_SUM];
         if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
-            !s_blob_is(st, 6, S_SUM) || !s_blob_is(st, 7, -1)) {
+            clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
+            max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
+            !s_blob_is(st, 12, -1)) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
                            (long long) first);
             goto out;
         }
-        s_sum_batch(sum, (uint64_t) first, (uint32_t) n, mod, fn, (uint32_t) timeout,
-                    (uint32_t) retries, args, (size_t) alen);
-        if (memcmp(sum, sqlite3_column_blob(st, 6), S_SUM) != 0) {
+        s_row_t row = {.first = (uint64_t) first, .n = (uint32_t) n, .mod = mod, .fn = fn,
+                       .timeout_ms = (uint32_t) timeout, .retries = (uint32_t) retries,
+                       .client = client, .client_len = (size_t) clen, .shared = shr ? shr : "",
+                       .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots};
+        s_sum_batch(sum, &row, args, (size_t) alen);
+        if (memcmp(sum, sqlite3_column_blob(st, 11), S_SUM) != 0) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld fails its checksum",
                            (long long) first);
@@ -1348,10 +1518,24 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                            "the journal does not hold", (long long) first, mod);
             goto out;
         }
+        int64_t ci = cu ? pd_mods_find(jn->mods, cu) : -1;
+        int64_t si = shr && jn->shared ? pd_shared_find(jn->shared, shr) : -1;
+        if ((cu && ci < 0) || (shr && si < 0)) {
+            free(dead);
+            rc = s_damaged(jn, why, whycap, "batch from job %lld names %s %.16s..., which the "
+                           "journal does not hold", (long long) first,
+                           cu && ci < 0 ? "CUDA module" : "shared data",
+                           cu && ci < 0 ? cu : shr);
+            goto out;
+        }
+        pd_jobs_submit_t sub = {.client = client, .client_len = (size_t) clen,
+                                .mod = (uint32_t) mi, .fn = fn, .args = args,
+                                .args_len = (size_t) alen, .timeout_ms = (uint32_t) timeout,
+                                .retries = (uint32_t) retries, .max_slots = (uint32_t) max_slots,
+                                .shared = si < 0 ? 0 : (uint32_t) si + 1, .gpu = gpu != 0,
+                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1};
         char bwhy[300];
-        int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n,
-                                             (uint32_t) mi, fn, (uint32_t) timeout,
-                                             (uint32_t) retries, args, (size_t) alen,
+        int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n, &sub,
                                              s_skip_gone, jn, bwhy, sizeof bwhy);
         if (kept < 0) {
             free(dead);
@@ -1638,7 +1822,8 @@ static int s_reconnect(pd_journal_t *jn, char *why, size_t whycap)
 }
 
 pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, pd_mods_t *mods,
-                              pd_journal_recovery_t *rec, char *why, size_t whycap, int *err)
+                              pd_shared_t *shared, pd_journal_recovery_t *rec, char *why,
+                              size_t whycap, int *err)
 {
     assert(cfg && jobs && mods && rec && why);
     int dummy;
@@ -1667,6 +1852,7 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
     snprintf(jn->wal, sizeof jn->wal, "%s-wal", cfg->path);
     jn->jobs = jobs;
     jn->mods = mods;
+    jn->shared = shared;
     jn->max_bytes = cfg->max_bytes;
     jn->next_seq = 1;
     jn->recording = jn->writable = true;

@@ -15,7 +15,8 @@
                  brought back
         fetched  first fetches (first, count, second) for the result
                  time-to-live; tokens: submit tokens of the last hour;
-                 mods: uploaded modules; meta: format, version, next id
+                 mods: uploaded modules; shared: shared data (deleted when
+                 the store evicts it); meta: format, version, next id
 
     Every row that carries data has a BLAKE2b checksum, and opening runs
     SQLite's quick_check, so a damaged or truncated file is refused with a
@@ -57,6 +58,7 @@
 
 #include "pd_jobs.h"
 #include "pd_mods.h"
+#include "pd_shared.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,6 +83,7 @@ typedef struct {
     uint64_t queued;  /* jobs queued again (they were queued or running) */
     uint64_t results; /* final jobs whose results wait to be fetched */
     uint32_t mods;    /* modules */
+    uint32_t shared;  /* shared-data blobs */
     uint32_t tokens;  /* submit tokens */
     uint64_t next_id; /* id the next submit gets */
     uint64_t bytes;   /* size of the journal */
@@ -90,25 +93,34 @@ typedef struct {
 
 typedef struct pd_journal pd_journal_t;
 
-/* Opens (or creates) the journal and loads it into jobs and mods, which must
-   be empty and outlive the journal; installs the pd_jobs hooks. Returns the
+/* Opens (or creates) the journal and loads it into jobs, mods and shared
+   (shared may be NULL: no shared data), which must be empty and outlive the
+   journal; installs the pd_jobs hooks. Returns the
    journal, or NULL with *err set (when given) and a sentence in why:
    PD_EIO when the file cannot be opened or created, is in use by another
    broker, is not a Playdoh journal, or is damaged (checksums, structure,
    contents); PD_ENOMEM. jobs and mods may hold part of the journal after a
    failure: destroy them. */
 pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, pd_mods_t *mods,
-                              pd_journal_recovery_t *rec, char *why, size_t whycap, int *err);
+                              pd_shared_t *shared, pd_journal_recovery_t *rec, char *why,
+                              size_t whycap, int *err);
 /* Commits what is pending (best effort), removes the hooks and closes the
    file. Safe on NULL; sets *p to NULL. */
 void pd_journal_destroy(pd_journal_t **p);
 
 /* Journals an accepted submit: ids first .. first+n-1 whose argument blob
-   is `args` (key first), with module hash, function and options, and its
-   token (NULL/0: none) at second now_s. */
-void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n, const char *hash,
-                       const char *fn, uint32_t timeout_ms, uint32_t retries,
-                       pd_blob_t *args, const void *token, size_t tokenlen, uint32_t now_s);
+   is `args` (key first), as sub describes it (client, function, options,
+   cap, GPU), with the hashes of its module, shared data and CUDA module
+   (NULL: none), and its token (NULL/0: none) at second now_s. */
+void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
+                       const pd_jobs_submit_t *sub, const char *hash, const char *shared,
+                       const char *cu, pd_blob_t *args, const void *token, size_t tokenlen,
+                       uint32_t now_s);
+/* Journals shared data put in the store (copied: the store may evict it
+   before the writer gets to it) ... */
+void pd_journal_put_shared(pd_journal_t *jn, const char *hash, const void *data, size_t len);
+/* ... and its eviction. */
+void pd_journal_drop_shared(pd_journal_t *jn, const char *hash);
 /* Journals an uploaded module (a module already journalled is ignored). The
    module must stay in the store, unchanged, for the journal's life. */
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod);

@@ -57,7 +57,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
        could reconnect to its ephemeral port after a restart anyway. */
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
                      "--worker-cpus", cpus_s, "--no-journal", "--log-level",
-                     (char *) (level ? level : "warn"), NULL};
+                     (char *) (level ? level : "error"), NULL};
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)

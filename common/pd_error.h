@@ -31,7 +31,9 @@
     X(ELOST, -20, "job lost its worker too many times")                              \
     X(ESYS, -21, "system call failed")                                               \
     X(ENOTDONE, -22, "job not finished")                                             \
-    X(EREFUSED, -23, "request refused")
+    X(EREFUSED, -23, "request refused")                                              \
+    X(ENOGPU, -24, "no GPU slot for a GPU job")                                      \
+    X(ECUDA, -25, "CUDA driver error")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,

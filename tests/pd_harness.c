@@ -35,6 +35,8 @@ static void s_broker_argv(pd_harness_t *h, const char *bind, const char *const *
     argv[argc++] = "3";
     argv[argc++] = "--heartbeat-ms";
     argv[argc++] = hb;
+    argv[argc++] = "--liveness";
+    argv[argc++] = "5";
     if (h->journal[0]) {
         argv[argc++] = "--journal";
         argv[argc++] = h->journal;
@@ -64,7 +66,9 @@ static void s_spawn_broker(pd_harness_t *h, const char *bind, const char *const 
 void pd_harness_start(pd_harness_t *h, const char *const *extra)
 {
     memset(h, 0, sizeof *h);
-    h->heartbeat_ms = 100;
+    /* Fast enough that a killed worker is found within a second, slow enough
+       that a worker on a loaded 2-core machine is not declared dead. */
+    h->heartbeat_ms = 200;
     /* No configuration file of this machine's or user's leaks into tests. */
     setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
@@ -135,7 +139,14 @@ int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err,
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus)
+int pd_harness_add_worker(pd_harness_t *h, int cpus) { return pd_harness_add_worker_args(h, cpus, NULL); }
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_args(h, cpus, extra);
+}
+
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
 {
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
@@ -145,9 +156,13 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
     snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
-    char *argv[] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                    "--cache", cache, "--control", control, NULL};
-    pid_t pid = pd_proc_spawn(argv, NULL);
+    const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
+                            hb, "--cache", cache, "--control", control};
+    int argc = 11;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = pd_proc_spawn((char *const *) argv, NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;
     return h->nworkers++;

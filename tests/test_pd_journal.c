@@ -30,6 +30,7 @@ static char dir[64];
 static char path[128];
 static pd_jobs_t *jobs;
 static pd_mods_t *mods;
+static pd_shared_t *shared;
 static pd_journal_t *jn;
 static pd_journal_recovery_t rec;
 static char why[1024];
@@ -50,6 +51,7 @@ static void s_close(void)
     pd_journal_destroy(&jn);
     pd_jobs_destroy(&jobs);
     pd_mods_destroy(&mods);
+    pd_shared_destroy(&shared);
 }
 
 static void teardown(void)
@@ -68,9 +70,10 @@ static int s_open_cfg(const pd_journal_config_t *cfg)
     s_close();
     jobs = pd_jobs_new(1000000);
     mods = pd_mods_new();
-    cr_assert(jobs && mods);
+    shared = pd_shared_new(PD_SHARED_DEFAULT_MAX, PD_SHARED_DEFAULT_TOTAL);
+    cr_assert(jobs && mods && shared);
     int err = -99;
-    jn = pd_journal_open(cfg, jobs, mods, &rec, why, sizeof why, &err);
+    jn = pd_journal_open(cfg, jobs, mods, shared, &rec, why, sizeof why, &err);
     cr_assert_eq(err == 0, jn != NULL);
     return err;
 }
@@ -96,8 +99,11 @@ static void s_put_module(void)
     pd_journal_put_mod(jn, pd_mods_get(mods, (uint32_t) idx));
 }
 
-/* Submits n jobs with integer arguments base .. base+n-1, journalled. */
-static uint64_t s_submit(uint32_t n, uint32_t base, const char *token)
+/* Submits n jobs with integer arguments base .. base+n-1 for client
+   "tester" (capped at max_slots, naming shared data shr: "" for none),
+   journalled. */
+static uint64_t s_submit_ex(uint32_t n, uint32_t base, const char *token, uint32_t max_slots,
+                            const char *shr)
 {
     pd_buf_t b;
     pd_buf_init(&b);
@@ -109,14 +115,23 @@ static uint64_t s_submit(uint32_t n, uint32_t base, const char *token)
     uint64_t first;
     uint32_t got;
     char swhy[200];
-    cr_assert_eq(pd_jobs_submit(jobs, (uint32_t) pd_mods_find(mods, modhash), "square", b.data,
-                                b.len, 0, 3, &first, &got, swhy, sizeof swhy), 0, "%s", swhy);
-    pd_journal_submit(jn, first, n, modhash, "square", 0, 3, pd_jobs_get(jobs, first)->arg,
-                      token, token ? strlen(token) : 0, 1000);
+    int64_t si = shr[0] ? pd_shared_find(shared, shr) : -1;
+    pd_jobs_submit_t sub = {.client = "tester", .client_len = 6,
+                            .mod = (uint32_t) pd_mods_find(mods, modhash), .fn = "square",
+                            .args = b.data, .args_len = b.len, .retries = 3,
+                            .max_slots = max_slots, .shared = si < 0 ? 0 : (uint32_t) si + 1};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &got, swhy, sizeof swhy), 0, "%s", swhy);
+    pd_journal_submit(jn, first, n, &sub, modhash, shr[0] ? shr : NULL, NULL,
+                      pd_jobs_get(jobs, first)->arg, token, token ? strlen(token) : 0, 1000);
     if (token)
         pd_jobs_token_add(jobs, token, strlen(token), first, n, 1000);
     pd_buf_free(&b);
     return first;
+}
+
+static uint64_t s_submit(uint32_t n, uint32_t base, const char *token)
+{
+    return s_submit_ex(n, base, token, 0, "");
 }
 
 static void s_done(uint64_t id, double v)
@@ -131,7 +146,7 @@ static void s_done(uint64_t id, double v)
     if (job->state == PD_JOB_QUEUED) {
         /* pop until this one runs */
         uint64_t got;
-        while ((got = pd_jobs_pop(jobs)) != id)
+        while ((got = pd_jobs_pop(jobs, PD_JOBS_CPU)) != id)
             cr_assert_neq(got, 0, "job %llu is not in the queue", (unsigned long long) id);
     }
     cr_assert_eq(pd_jobs_set_done(jobs, id, val, sizeof val), 0);
@@ -219,7 +234,7 @@ Test(unit_journal, queued_and_running_jobs_come_back_queued_with_their_arguments
     uint64_t a = s_submit(3, 10, NULL);
     uint64_t b = s_submit(2, 20, NULL);
     s_commit();
-    cr_assert_eq(pd_jobs_pop(jobs), a); /* running at the crash */
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a); /* running at the crash */
     s_open_ok();
     cr_assert_eq(rec.mods, 1);
     cr_assert_geq(pd_mods_find(mods, modhash), 0, "the module came back");
@@ -233,7 +248,45 @@ Test(unit_journal, queued_and_running_jobs_come_back_queued_with_their_arguments
     cr_assert_eq(s_arg(b + 1), 21);
     /* The queue hands them out in id order. */
     for (uint64_t id = 1; id <= 5; id++)
-        cr_assert_eq(pd_jobs_pop(jobs), id);
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), id);
+}
+
+Test(unit_journal, a_batch_comes_back_with_its_client_cap_and_shared_data)
+{
+    s_open_ok();
+    s_put_module();
+    static const char data[] = "numbers every job of the batch reads";
+    char hash[PD_SHARED_HASH_LEN + 1];
+    pd_shared_hash(data, sizeof data, hash);
+    char swhy[200];
+    cr_assert_geq(pd_shared_put(shared, hash, data, sizeof data, NULL, NULL, NULL, swhy,
+                                sizeof swhy), 0, "%s", swhy);
+    pd_journal_put_shared(jn, hash, data, sizeof data);
+    uint64_t a = s_submit_ex(3, 0, NULL, 2, hash);
+    s_commit();
+    s_open_ok();
+    cr_assert_eq(rec.shared, 1);
+    int64_t si = pd_shared_find(shared, hash);
+    cr_assert_geq(si, 0, "the shared data came back");
+    cr_assert_eq(pd_shared_get(shared, (uint32_t) si)->len, sizeof data);
+    pd_job_t *job = pd_jobs_get(jobs, a);
+    cr_assert_not_null(job);
+    cr_assert_eq(job->shared, (uint32_t) si + 1);
+    cr_assert_eq(pd_jobs_shared_open(jobs, (uint32_t) si), 3, "its jobs keep it from eviction");
+    uint8_t rid[PD_JOBS_MAX_CLIENT_ID];
+    size_t ridlen;
+    uint32_t max_slots;
+    pd_jobs_client_of(jobs, job, rid, &ridlen, &max_slots);
+    cr_assert_eq(ridlen, 6);
+    cr_assert_arr_eq(rid, "tester", 6, "the submitter's queue came back");
+    cr_assert_eq(max_slots, 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0, "its cap of 2 holds after the restart");
+    /* Evicted shared data leaves the journal. */
+    pd_journal_drop_shared(jn, hash);
+    s_commit();
+    cr_assert_eq(s_count("shared"), 0);
 }
 
 Test(unit_journal, results_come_back_and_finished_batches_leave_the_journal)
@@ -245,7 +298,7 @@ Test(unit_journal, results_come_back_and_finished_batches_leave_the_journal)
     s_done(a, 1.5);
     s_done(a + 1, 2.5);
     pd_jobs_seal(jobs);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 2);
     pd_jobs_set_failed(jobs, a + 2, "PD_ETASK", "no", "host1", 0);
     pd_jobs_set_cancelled(jobs, a + 3);
     s_commit();
@@ -367,7 +420,7 @@ Test(unit_journal, a_second_broker_cannot_open_the_same_journal)
     pd_mods_t *m2 = pd_mods_new();
     int err;
     pd_journal_config_t cfg = {.path = path};
-    pd_journal_t *other = pd_journal_open(&cfg, j2, m2, &rec, why, sizeof why, &err);
+    pd_journal_t *other = pd_journal_open(&cfg, j2, m2, NULL, &rec, why, sizeof why, &err);
     cr_assert_null(other);
     cr_assert_eq(err, PD_EIO);
     cr_assert(strstr(why, "in use by another playdoh-broker"), "%s", why);
@@ -489,9 +542,9 @@ Test(unit_journal, a_journal_that_cannot_be_written_fails_then_rewrites_itself)
     uint64_t first;
     uint32_t n;
     char swhy[200];
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "square", b.data, b.len, 0, 3, &first, &n, swhy,
-                                sizeof swhy), 0);
-    pd_journal_submit(jn, first, n, modhash, "square", 0, 3, pd_jobs_get(jobs, first)->arg,
+    pd_jobs_submit_t sub = {.fn = "square", .args = b.data, .args_len = b.len, .retries = 3};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &n, swhy, sizeof swhy), 0);
+    pd_journal_submit(jn, first, n, &sub, modhash, NULL, NULL, pd_jobs_get(jobs, first)->arg,
                       NULL, 0, 1000);
     pd_buf_free(&b);
     cr_assert_eq(pd_journal_commit(jn), PD_EIO);
