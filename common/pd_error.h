@@ -31,7 +31,9 @@
     X(ELOST, -20, "job lost its worker too many times")                              \
     X(ESYS, -21, "system call failed")                                               \
     X(ENOTDONE, -22, "job not finished")                                             \
-    X(EREFUSED, -23, "request refused")
+    X(EREFUSED, -23, "request refused")                                              \
+    X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
+    X(EABORTED, -41, "aborted because another node of the task failed")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,
