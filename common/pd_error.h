@@ -33,7 +33,8 @@
     X(ENOTDONE, -22, "job not finished")                                             \
     X(EREFUSED, -23, "request refused")                                              \
     X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
-    X(EABORTED, -41, "aborted because another node of the task failed")
+    X(EABORTED, -41, "aborted because another node of the task failed")              \
+    X(EPEER, -42, "the node that would send it has finished")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,
