@@ -3,11 +3,14 @@
     Parses the command line, builds a pd_worker_t and runs its loop until
     SIGINT or SIGTERM, then says `bye` and stops its slot processes. The same
     binary is also the slot process: pd_slot_new() execs /proc/self/exe with
-    "--slot ...", which main() hands to pd_slot_main() before anything else.
+    "--slot ...", which main() hands to pd_slot_main() before anything else;
+    likewise "--node ..." (a node of a synchronous task) goes to
+    pd_nodeproc_main().
 */
 #include "pd_error.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
+#include "pd_nodeproc.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 
@@ -41,6 +44,9 @@ static void s_usage(FILE *f)
             "                     ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
             "  --name HOST        host name reported to the broker (default: hostname)\n"
+            "  --node-addr ADDR   address the nodes of synchronous tasks bind on, reachable\n"
+            "                     from the other workers (default: the address this machine\n"
+            "                     uses to reach the broker)\n"
             "  --log-level L      error, warn, info or debug (default: info)\n"
             "  --help             this text\n");
 }
@@ -63,12 +69,15 @@ int main(int argc, char **argv)
 {
     if (pd_slot_is_child(argc, argv))
         return pd_slot_main(argc, argv);
+    if (pd_nodeproc_is_child(argc, argv))
+        return pd_nodeproc_main(argc, argv);
 
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"name", required_argument, NULL, 'n'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"node-addr", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0}};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     pd_worker_config_t cfg = {.cpus = ncpu > 0 ? (int) ncpu : 1};
@@ -83,6 +92,14 @@ int main(int argc, char **argv)
         case 'C': cfg.cache_dir = optarg; break;
         case 'H': cfg.heartbeat_ms = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
         case 'n': cfg.name = optarg; break;
+        case 'a':
+            if (!optarg[0] || (strpbrk(optarg, ":/*") && optarg[0] != '[')) {
+                fprintf(stderr, "playdoh-worker: --node-addr wants an IP address or host name "
+                                "of this machine (such as 192.168.1.20), got '%s'\n", optarg);
+                return 2;
+            }
+            cfg.node_addr = optarg;
+            break;
         case 'l': level = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;

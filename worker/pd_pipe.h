@@ -2,7 +2,7 @@
     that speaks them.
 
     The worker talks to its child processes (slot processes, pd_slot; node
-    processes of synchronous tasks, pd_node) over two pipes: the child reads
+    processes of synchronous tasks, pd_nodeproc) over two pipes: the child reads
     frames on fd PD_PIPE_CHILD_IN (3) and writes frames on fd
     PD_PIPE_CHILD_OUT (4). A frame is a uint32 little-endian length, then
     that many bytes holding one msgpack value. The child's stdout goes to its

@@ -6,11 +6,16 @@
     (pd_task_error). Every function declared in playdoh_task.h is implemented
     in pd_task.c and exported by the executable (export_dynamic), so modules
     link against nothing.
+
+    A node process of a synchronous task (pd_nodeproc) uses a pd_task_t the same
+    way and, after pd_task_begin, attaches its tubes with pd_task_set_node so
+    that pd_push/pd_pop work; for jobs they fail with a sentence.
 */
 #ifndef PD_TASK_H
 #define PD_TASK_H
 
 #include "playdoh_task.h"
+#include "pd_tubes.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,11 +33,17 @@ void pd_task_destroy(pd_task_t **p);
    borrowed until the next pd_task_begin. Clears the previous result. */
 void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len);
 
+/* Makes the task node `index` of a synchronous task of n nodes, whose
+   messages travel through tubes (borrowed until the next pd_task_begin). */
+void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes);
+
 /* After the task function returned rc: decides the job's outcome.
    Returns 0 when the job succeeded (then *value, *len hold the result, one
    well-formed msgpack value, nil when nothing was written; borrowed until
    the next pd_task_begin), or a negative code (PD_ETASK, PD_ETOOBIG)
-   with *value pointing to a NUL-terminated sentence (borrowed likewise). */
+   with *value pointing to a NUL-terminated sentence (borrowed likewise).
+   A failed push or pop of a node gives its own code (PD_ETIMEDOUT for a
+   time-out, PD_EPEER, PD_EINVAL ...). */
 int pd_task_finish(pd_task_t *t, int rc, const uint8_t **value, size_t *len);
 
 #endif

@@ -381,6 +381,8 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
         || zmq_setsockopt(t->sub, ZMQ_SNDHWM, &hwm, sizeof hwm)
         || zmq_setsockopt(t->sub, ZMQ_LINGER, &zero, sizeof zero)
         || zmq_setsockopt(t->sub, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)
+        || zmq_setsockopt(t->pub, ZMQ_IPV6, &one, sizeof one)
+        || zmq_setsockopt(t->sub, ZMQ_IPV6, &one, sizeof one)
         || zmq_setsockopt(t->sub, ZMQ_SUBSCRIBE, topic, sizeof topic)) {
         snprintf(why, whycap, "cannot set socket options: %s", zmq_strerror(zmq_errno()));
         *err = PD_ESYS;
@@ -389,8 +391,7 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
     char ep[300];
     snprintf(ep, sizeof ep, "tcp://%s:*", addr);
     if (zmq_bind(t->pub, ep) != 0) {
-        snprintf(why, whycap, "node %u cannot bind %s: %s (check the worker's --node-addr)",
-                 t->node, ep, zmq_strerror(zmq_errno()));
+        snprintf(why, whycap, "cannot bind %s: %s (check the worker's --node-addr)", ep, zmq_strerror(zmq_errno()));
         *err = PD_EIO;
         goto fail_keep;
     }
@@ -496,8 +497,8 @@ int pd_tubes_wait_subscribed(pd_tubes_t *t, int timeout_ms)
                 if (!t->nb[i].subscribed)
                     k += (size_t) snprintf(list + k, sizeof list - k, "%s%u", k ? ", " : "",
                                            t->nb[i].peer);
-            return s_fail(t, PD_ETIMEDOUT, "node %u: neighbours %s did not connect within %d ms",
-                          t->node, list, timeout_ms);
+            return s_fail(t, PD_ETIMEDOUT, "neighbours %s did not connect within %d ms", list,
+                          timeout_ms);
         }
         uint8_t buf[8];
         int n;
@@ -553,7 +554,7 @@ static int s_enqueue(pd_tubes_t *t, s_in_t *e, zmq_msg_t *msg, uint32_t off)
            than window_bytes alone: a ring of window + 1 always suffices. */
         if (e->cap > t->window)
             return s_fail(t, PD_EPROTO, "node %u sent more than its window of %u messages on "
-                          "tube '%s' to node %u", e->peer, t->window, t->names[e->tube], t->node);
+                          "tube '%s'", e->peer, t->window, t->names[e->tube]);
         uint32_t cap = e->cap ? e->cap * 2 : 16;
         if (cap > t->window + 1)
             cap = t->window + 1;
@@ -602,8 +603,7 @@ static int s_recv_one(pd_tubes_t *t)
         if (zmq_msg_recv(&body, t->sub, 0) < 0 || zmq_msg_more(&body)) {
             while (zmq_msg_more(&body) && zmq_msg_recv(&body, t->sub, 0) >= 0)
                 ;
-            rc = s_fail(t, PD_EPROTO, "node %u received a message of more than two frames",
-                        t->node);
+            rc = s_fail(t, PD_EPROTO, "received a message of more than two frames");
             goto done;
         }
     }
@@ -629,14 +629,14 @@ static int s_recv_one(pd_tubes_t *t)
     if (kind == S_DATA) {
         int k = s_in_find(t, tube, src);
         if (k < 0) {
-            rc = s_fail(t, PD_EPROTO, "node %u got data on tube '%s' from node %u, which has "
-                        "no edge to it", t->node, t->names[tube], src);
+            rc = s_fail(t, PD_EPROTO, "got data on tube '%s' from node %u, which has no edge "
+                        "to this node", t->names[tube], src);
             goto done;
         }
         s_in_t *e = &t->in[k];
         if (seq != (uint32_t) e->got_msgs) {
-            rc = s_fail(t, PD_EPROTO, "node %u: message %u of node %u on tube '%s' arrived "
-                        "where message %u was due: messages were lost", t->node, seq, src,
+            rc = s_fail(t, PD_EPROTO, "message %u of node %u on tube '%s' arrived where "
+                        "message %u was due: messages were lost", seq, src,
                         t->names[tube], (uint32_t) e->got_msgs);
             goto done;
         }
@@ -742,10 +742,10 @@ static int s_wait_credit(pd_tubes_t *t, s_out_t *e, size_t len, int64_t deadline
         }
         long left = s_left(deadline);
         if (left == 0)
-            return s_fail(t, PD_ETIMEDOUT, "node %u: push on tube '%s' to node %u timed out "
-                          "after %d ms: node %u has not popped the %llu messages (%llu bytes) "
-                          "sent before (the window is %u messages, %llu bytes)", t->node,
-                          t->names[e->tube], e->peer, t->timeout_ms, e->peer,
+            return s_fail(t, PD_ETIMEDOUT, "push on tube '%s' to node %u timed out after %d ms: "
+                          "node %u has not popped the %llu messages (%llu bytes) sent before "
+                          "(the window is %u messages, %llu bytes)", t->names[e->tube], e->peer,
+                          t->timeout_ms, e->peer,
                           (unsigned long long) msgs, (unsigned long long) bytes, t->window,
                           (unsigned long long) t->window_bytes);
         int rc = s_wait(t, left, false);
@@ -795,9 +795,8 @@ static int s_send_data(pd_tubes_t *t, s_out_t *e, const void *data, size_t len,
             return s_fail(t, PD_ESYS, "send failed: %s", zmq_strerror(zmq_errno()));
         long left = s_left(deadline);
         if (left == 0)
-            return s_fail(t, PD_ETIMEDOUT, "node %u: push on tube '%s' to node %u timed out "
-                          "after %d ms: its queue stayed full", t->node, t->names[e->tube],
-                          e->peer, t->timeout_ms);
+            return s_fail(t, PD_ETIMEDOUT, "push on tube '%s' to node %u timed out after %d ms: "
+                          "its queue stayed full", t->names[e->tube], e->peer, t->timeout_ms);
         if ((rc = s_wait(t, left, true)) < 0)
             return rc;
     }
@@ -808,25 +807,24 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
     assert(t && tube && (data || len == 0));
     int k = s_tube(t, tube);
     if (k < 0)
-        return s_fail(t, PD_EINVAL, "node %u: push on '%s': the task has no tube of that name",
-                      t->node, tube);
+        return s_fail(t, PD_EINVAL, "push on '%s': the task has no tube of that name", tube);
     uint32_t lo = t->out_first[k], hi = t->out_first[k + 1];
     if (lo == hi)
-        return s_fail(t, PD_EINVAL, "node %u: push on tube '%s': the graph gives this node no "
-                      "out-edge on it", t->node, tube);
+        return s_fail(t, PD_EINVAL, "push on tube '%s': the graph gives node %u no out-edge "
+                      "on it", tube, t->node);
     if (dst >= 0) {
         int e = s_out_find(t, (uint32_t) k, (uint32_t) dst);
         if (e < 0)
-            return s_fail(t, PD_EINVAL, "node %u: push on tube '%s' to node %d: the graph has "
-                          "no such edge", t->node, tube, dst);
+            return s_fail(t, PD_EINVAL, "push on tube '%s' to node %d: the graph has no edge "
+                          "%u -> %d on it", tube, dst, t->node, dst);
         lo = (uint32_t) e;
         hi = lo + 1;
     }
     if (len > PD_TUBES_MAX_MSG)
-        return s_fail(t, PD_ETOOBIG, "node %u: push of %zu bytes on tube '%s': the limit is %u "
-                      "bytes per message", t->node, len, tube, PD_TUBES_MAX_MSG);
+        return s_fail(t, PD_ETOOBIG, "push of %zu bytes on tube '%s': the limit is %u bytes "
+                      "per message", len, tube, PD_TUBES_MAX_MSG);
     if (t->closed)
-        return s_fail(t, PD_EINVAL, "node %u: push after the tubes were closed", t->node);
+        return s_fail(t, PD_EINVAL, "push after the tubes were closed");
     int64_t deadline = t->timeout_ms > 0 ? s_now_ms() + t->timeout_ms : -1;
     /* Take in what arrived (acknowledgements above all) before sending, so
        that a sender that never waits still keeps its queues short. */
@@ -916,23 +914,23 @@ int pd_tubes_pop(pd_tubes_t *t, const char *tube, int src, int timeout_ms, bool 
     assert(t && tube && data && len);
     int k = s_tube(t, tube);
     if (k < 0)
-        return s_fail(t, PD_EINVAL, "node %u: pop on '%s': the task has no tube of that name",
-                      t->node, tube);
+        return s_fail(t, PD_EINVAL, "pop on '%s': the task has no tube of that name", tube);
     uint32_t lo = t->in_first[k], hi = t->in_first[k + 1];
     if (lo == hi)
-        return s_fail(t, PD_EINVAL, "node %u: pop on tube '%s': the graph gives this node no "
-                      "in-edge on it", t->node, tube);
+        return s_fail(t, PD_EINVAL, "pop on tube '%s': the graph gives node %u no in-edge on "
+                      "it", tube, t->node);
     if (src >= 0) {
         int e = s_in_find(t, (uint32_t) k, (uint32_t) src);
         if (e < 0)
-            return s_fail(t, PD_EINVAL, "node %u: pop on tube '%s' from node %d: the graph has "
-                          "no such edge", t->node, tube, src);
+            return s_fail(t, PD_EINVAL, "pop on tube '%s' from node %d: the graph has no edge "
+                          "%d -> %u on it", tube, src, src, t->node);
         lo = (uint32_t) e;
         hi = lo + 1;
     }
     if (timeout_ms < 0)
         timeout_ms = t->timeout_ms;
     int64_t deadline = timeout_ms > 0 ? s_now_ms() + timeout_ms : (wait ? -1 : 0);
+    bool looked = false; /* the SUB was drained at least once in this call */
     for (;;) {
         s_in_t *best = NULL;
         bool all_finished = true;
@@ -951,11 +949,11 @@ int pd_tubes_pop(pd_tubes_t *t, const char *tube, int src, int timeout_ms, bool 
                 snprintf(who, sizeof who, "node %u", t->in[lo].peer);
             else
                 snprintf(who, sizeof who, "all %u nodes that send on it", hi - lo);
-            return s_fail(t, PD_EPEER, "node %u: pop on tube '%s': %s finished without pushing "
-                          "more", t->node, tube, who);
+            return s_fail(t, PD_EPEER, "pop on tube '%s': %s finished without pushing more",
+                          tube, who);
         }
         long left = s_left(deadline);
-        if (left == 0) {
+        if (left == 0 && looked) {
             if (!wait)
                 return PD_ETIMEDOUT;
             char who[64];
@@ -963,12 +961,13 @@ int pd_tubes_pop(pd_tubes_t *t, const char *tube, int src, int timeout_ms, bool 
                 snprintf(who, sizeof who, "node %u", t->in[lo].peer);
             else
                 snprintf(who, sizeof who, "any of its %u senders", hi - lo);
-            return s_fail(t, PD_ETIMEDOUT, "node %u: pop on tube '%s' timed out after %d ms "
-                          "(nothing came from %s)", t->node, tube, timeout_ms, who);
+            return s_fail(t, PD_ETIMEDOUT, "pop on tube '%s' timed out after %d ms (nothing came "
+                          "from %s)", tube, timeout_ms, who);
         }
         int rc = s_wait(t, left, false);
         if (rc < 0)
             return rc;
+        looked = true;
     }
 }
 

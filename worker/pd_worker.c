@@ -5,6 +5,12 @@
     data to pd_slot_on_readable, and queued jobs to idle slots (s_dispatch).
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
+
+    Nodes of synchronous tasks run in node processes (pd_nodeproc) polled in
+    the same loop; the worker relays their rendezvous: node_start becomes a
+    process and its `start`, `bound` becomes node_bound, node_peers and
+    node_go go to the process, `ready` and `result` become node_ready and
+    node_done. node_abort kills the task's processes here.
 */
 #include "pd_worker.h"
 #include "pd_codec.h"
@@ -12,10 +18,13 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_nodeproc.h"
 #include "pd_slot.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,8 +58,11 @@ struct pd_worker {
     void *sock;            /* DEALER to the broker, owned */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* cpus slot handles, owned */
-    zmq_pollitem_t *items; /* poll set: socket then live slots */
-    int *item_slot;        /* slot index of items[i] (i >= 1) */
+    zmq_pollitem_t *items; /* poll set: socket, live slots, then nodes */
+    int *item_slot;        /* slot index of items[i] (>= 0), or -1 - node index */
+    pd_nodeproc_t **nodes; /* node processes of synchronous tasks, owned */
+    int nnodes;            /* entries in nodes (at most cpus) */
+    char node_addr[256];   /* address nodes bind their tubes on */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -429,6 +441,227 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
     pd_log_debug("cancel: %zu of %u jobs were here", dropped, n);
 }
 
+/* ---- nodes of synchronous tasks ----------------------------------------- */
+
+/* Sends node_done {task, node, ok, val, us}. */
+static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, bool ok,
+                             const uint8_t *val, size_t len, uint64_t us)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "node_done", 5);
+    pd_pack_kv_uint(&pk, "task", task);
+    pd_pack_kv_uint(&pk, "node", node);
+    pd_pack_kv_bool(&pk, "ok", ok);
+    pd_pack_cstr(&pk, "val");
+    pd_pack_raw(&pk, val, len);
+    pd_pack_kv_uint(&pk, "us", us);
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* Reports a node that could not start here. */
+static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, const char *msg)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    if (!b.failed)
+        s_send_node_done(w, task, node, false, b.data, b.len, 0);
+    pd_buf_free(&b);
+}
+
+static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, type, ep ? 3 : 2);
+    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
+    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    if (ep)
+        pd_pack_kv_str(&pk, "ep", ep);
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep)
+{
+    s_node_progress(user, nd, "node_bound", ep);
+}
+
+static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
+{
+    s_node_progress(user, nd, "node_ready", NULL);
+}
+
+static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
+                             size_t len, uint64_t us)
+{
+    pd_worker_t *w = user;
+    pd_log_debug("task %llu node %u %s after %llu us", (unsigned long long) pd_nodeproc_task(nd),
+                 pd_nodeproc_index(nd), ok ? "done" : "failed", (unsigned long long) us);
+    s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), ok, val, len, us);
+}
+
+static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
+{
+    for (int i = 0; i < w->nnodes; i++)
+        if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_index(w->nodes[i]) == node)
+            return i;
+    return -1;
+}
+
+static void s_node_remove(pd_worker_t *w, int i)
+{
+    pd_nodeproc_destroy(&w->nodes[i]);
+    w->nodes[i] = w->nodes[--w->nnodes];
+    w->nodes[w->nnodes] = NULL;
+}
+
+/* node_start {task, node, n, mod, fn, arg, tubes, out, in, io_ms, start_ms,
+   window, window_bytes}: starts a node process and sends it `start`. */
+static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task, node, n;
+    char mod[80], fn[128];
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
+        || pd_msg_str(m, "fn", fn, sizeof fn)) {
+        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
+        return;
+    }
+    char msg[600];
+    const s_mod_t *mm = s_mod_find(w, mod);
+    if (!mm) {
+        snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no 'mod' "
+                 "for it)", mod, w->host);
+        s_fail_node(w, task, node, PD_ENOMODULE, msg);
+        return;
+    }
+    if (s_node_find(w, task, node) >= 0) {
+        pd_log_warn("broker started task %llu node %llu twice; ignored",
+                    (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    if (w->nnodes >= w->cpus) {
+        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d slots", w->host,
+                 w->nnodes, w->cpus);
+        s_fail_node(w, task, node, PD_EOVERLOAD, msg);
+        return;
+    }
+    /* The node's `start`: the broker's fields, the module's kind and name,
+       and the address to bind. */
+    static const char *const uints[] = {"task", "node", "n", "io_ms", "start_ms", "window",
+                                        "window_bytes"};
+    static const char *const raws[] = {"arg", "tubes", "out", "in"};
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    uint32_t nf = 5; /* mod, kind, name, fn, addr */
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
+        nf += pd_msg_has(m, uints[i]);
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
+        nf += pd_msg_has(m, raws[i]);
+    pd_msg_begin(&pk, "start", nf);
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+        uint64_t v;
+        if (pd_msg_has(m, uints[i]) && pd_msg_uint(m, uints[i], &v) == 0)
+            pd_pack_kv_uint(&pk, uints[i], v);
+        else if (pd_msg_has(m, uints[i]))
+            pd_pack_kv_uint(&pk, uints[i], 0); /* the node refuses it with a sentence */
+    }
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++) {
+        const uint8_t *raw;
+        size_t len;
+        if (pd_msg_raw(m, raws[i], &raw, &len) == 0) {
+            pd_pack_cstr(&pk, raws[i]);
+            pd_pack_raw(&pk, raw, len);
+        }
+    }
+    pd_pack_kv_str(&pk, "mod", mm->hash);
+    pd_pack_kv_str(&pk, "kind", mm->kind);
+    pd_pack_kv_str(&pk, "name", mm->name);
+    pd_pack_kv_str(&pk, "fn", fn);
+    pd_pack_kv_str(&pk, "addr", w->node_addr);
+    int err = PD_ENOMEM;
+    pd_nodeproc_t *nd = NULL;
+    if (!b.failed) {
+        pd_nodeproc_config_t nc = {.exe = w->slot_exe, .cache_dir = w->cache_dir,
+                                   .host = w->host, .log_level = w->log_level, .task = task,
+                                   .node = (uint32_t) node,
+                                   .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
+                                            w}};
+        nd = pd_nodeproc_new(&nc, b.data, b.len, &err);
+    }
+    pd_buf_free(&b);
+    if (!nd) {
+        snprintf(msg, sizeof msg, "worker %s could not start a node process (%s)", w->host,
+                 pd_strerror(err));
+        s_fail_node(w, task, node, err, msg);
+        return;
+    }
+    w->nodes[w->nnodes++] = nd;
+    pd_log_debug("task %llu node %llu of %llu started (%s)", (unsigned long long) task,
+                 (unsigned long long) node, (unsigned long long) n, fn);
+}
+
+/* node_peers {task, node, peers} and node_go {task, node}. */
+static void s_on_node_step(pd_worker_t *w, const pd_msg_t *m, bool go)
+{
+    uint64_t task, node;
+    const uint8_t *peers = NULL;
+    size_t len = 0;
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || (!go && pd_msg_raw(m, "peers", &peers, &len))) {
+        pd_log_warn("broker sent a bad '%s': %s", m->type, m->why);
+        return;
+    }
+    int i = s_node_find(w, task, node);
+    if (i < 0) {
+        /* It ended or was aborted meanwhile: its node_done tells the broker. */
+        pd_log_debug("'%s' for task %llu node %llu, which is not running here", m->type,
+                     (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    if (go)
+        pd_nodeproc_send_go(w->nodes[i]);
+    else
+        pd_nodeproc_send_peers(w->nodes[i], peers, len);
+}
+
+/* node_abort {task}: kills every node of the task here, without a report. */
+static void s_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task;
+    if (pd_msg_uint(m, "task", &task)) {
+        pd_log_warn("broker sent a bad 'node_abort': %s", m->why);
+        return;
+    }
+    int killed = 0;
+    for (int i = w->nnodes; i-- > 0;)
+        if (pd_nodeproc_task(w->nodes[i]) == task) {
+            s_node_remove(w, i);
+            killed++;
+        }
+    pd_log_debug("task %llu aborted: %d nodes stopped here", (unsigned long long) task, killed);
+}
+
+/* Kills every node (the broker forgot us, or we leave). */
+static void s_kill_nodes(pd_worker_t *w)
+{
+    while (w->nnodes > 0)
+        s_node_remove(w, w->nnodes - 1);
+}
+
 /* The broker does not know us: drop every job and register again. */
 static void s_reset(pd_worker_t *w)
 {
@@ -437,8 +670,9 @@ static void s_reset(pd_worker_t *w)
         running += !pd_slot_idle(w->slots[i]) && pd_slot_fd(w->slots[i]) >= 0;
         pd_slot_abort(w->slots[i]);
     }
-    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
-                "registering again", w->qlen, running);
+    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
+                "nodes, registering again", w->qlen, running, w->nnodes);
+    s_kill_nodes(w);
     s_q_clear(w);
     pd_buf_reset(&w->res);
     w->nres = 0;
@@ -481,6 +715,14 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
         s_on_cancel(w, &m);
     else if (pd_msg_is(&m, "reset"))
         s_reset(w);
+    else if (pd_msg_is(&m, "node_start"))
+        s_on_node_start(w, &m);
+    else if (pd_msg_is(&m, "node_peers"))
+        s_on_node_step(w, &m, false);
+    else if (pd_msg_is(&m, "node_go"))
+        s_on_node_step(w, &m, true);
+    else if (pd_msg_is(&m, "node_abort"))
+        s_on_node_abort(w, &m);
     else if (pd_msg_is(&m, "error")) {
         char msg[256] = "";
         pd_msg_str(&m, "msg", msg, sizeof msg);
@@ -494,9 +736,13 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
 /* Gives queued jobs to idle slots, a group each, spreading them evenly. */
 static void s_dispatch(pd_worker_t *w)
 {
-    size_t idle = 0;
-    for (int i = 0; i < w->cpus; i++)
+    /* Running nodes take CPUs: jobs get the rest. */
+    size_t idle = 0, busy = 0, allowed = (size_t) (w->cpus - w->nnodes);
+    for (int i = 0; i < w->cpus; i++) {
         idle += pd_slot_idle(w->slots[i]);
+        busy += !pd_slot_idle(w->slots[i]) && pd_slot_fd(w->slots[i]) >= 0;
+    }
+    idle = busy >= allowed ? 0 : (idle < allowed - busy ? idle : allowed - busy);
     for (int i = 0; i < w->cpus && w->qlen && idle; i++) {
         pd_slot_t *s = w->slots[i];
         if (!pd_slot_idle(s))
@@ -563,6 +809,14 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->item_slot[nitems] = i;
             nitems++;
         }
+        for (int i = 0; i < w->nnodes; i++) {
+            int fd = pd_nodeproc_fd(w->nodes[i]);
+            if (fd < 0)
+                continue;
+            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
+            w->item_slot[nitems] = -1 - i;
+            nitems++;
+        }
         int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
         if (n < 0 && errno == EINTR)
             continue;
@@ -578,9 +832,23 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 s_on_msg(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
             zmq_msg_close(&msg);
         }
-        for (int i = 1; i < nitems; i++)
-            if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                pd_slot_on_readable(w->slots[w->item_slot[i]]);
+        /* Messages above may have removed nodes (node_abort): a node's
+           entry is checked against the current list before use. */
+        for (int i = 1; i < nitems; i++) {
+            if (!(w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+                continue;
+            int k = w->item_slot[i];
+            if (k >= 0) {
+                pd_slot_on_readable(w->slots[k]);
+                continue;
+            }
+            k = -1 - k;
+            if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == w->items[i].fd)
+                pd_nodeproc_on_readable(w->nodes[k]);
+        }
+        for (int i = w->nnodes; i-- > 0;)
+            if (pd_nodeproc_ended(w->nodes[i]))
+                s_node_remove(w, i);
         now = pd_slot_now_ms();
         for (int i = 0; i < w->cpus; i++)
             if (pd_slot_deadline(w->slots[i]) <= now)
@@ -625,11 +893,20 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
-    w->items = calloc((size_t) cfg->cpus + 1, sizeof *w->items);
-    w->item_slot = calloc((size_t) cfg->cpus + 1, sizeof *w->item_slot);
+    w->nodes = calloc((size_t) cfg->cpus, sizeof *w->nodes);
+    w->items = calloc(2 * (size_t) cfg->cpus + 1, sizeof *w->items);
+    w->item_slot = calloc(2 * (size_t) cfg->cpus + 1, sizeof *w->item_slot);
     if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
-        || !w->slots || !w->items || !w->item_slot)
+        || !w->slots || !w->nodes || !w->items || !w->item_slot)
         goto fail;
+    if (cfg->node_addr && *cfg->node_addr) {
+        snprintf(w->node_addr, sizeof w->node_addr, "%s", cfg->node_addr);
+    } else if (pd_worker_route_addr(cfg->broker, w->node_addr, sizeof w->node_addr)) {
+        pd_log_warn("cannot tell which address reaches the broker %s: nodes of synchronous "
+                    "tasks bind on 127.0.0.1 (give --node-addr ADDR for a real network)",
+                    cfg->broker);
+        snprintf(w->node_addr, sizeof w->node_addr, "127.0.0.1");
+    }
     if (cfg->name && *cfg->name)
         snprintf(w->host, sizeof w->host, "%s", cfg->name);
     else if (gethostname(w->host, sizeof w->host - 1))
@@ -667,8 +944,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     int64_t now = pd_slot_now_ms();
     w->last_recv = now;
     s_send_ready(w);
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s", w->id, w->host,
-                w->cpus, w->gpus, w->cache_dir, w->broker);
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s, nodes bind on %s",
+                w->id, w->host, w->cpus, w->gpus, w->cache_dir, w->broker, w->node_addr);
     return w;
 fail:
     if (err)
@@ -686,6 +963,9 @@ void pd_worker_destroy(pd_worker_t **p)
         for (int i = 0; i < w->cpus; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
+    for (int i = 0; i < w->nnodes; i++)
+        pd_nodeproc_destroy(&w->nodes[i]);
+    free(w->nodes);
     s_q_clear(w);
     free(w->q);
     pd_buf_free(&w->res);
@@ -706,3 +986,56 @@ void pd_worker_destroy(pd_worker_t **p)
 }
 
 const char *pd_worker_id(pd_worker_t *w) { return w->id; }
+const char *pd_worker_node_addr(pd_worker_t *w) { return w->node_addr; }
+
+int pd_worker_route_addr(const char *endpoint, char *out, size_t cap)
+{
+    /* tcp://HOST:PORT, HOST possibly [v6] */
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return PD_EINVAL;
+    const char *h = endpoint + 6, *colon = strrchr(h, ':');
+    if (!colon || colon == h)
+        return PD_EINVAL;
+    char host[256], port[16];
+    size_t hl = (size_t) (colon - h);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host || strlen(colon + 1) >= sizeof port)
+        return PD_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (strcmp(port, "*") == 0 || strcmp(port, "0") == 0)
+        snprintf(port, sizeof port, "9");
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return PD_EINVAL;
+    int rc = PD_EINVAL;
+    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        struct sockaddr_storage local;
+        socklen_t len = sizeof local;
+        /* A UDP connect sends nothing: it only picks the route. */
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0
+            && getsockname(fd, (struct sockaddr *) &local, &len) == 0) {
+            void *src = local.ss_family == AF_INET
+                            ? (void *) &((struct sockaddr_in *) &local)->sin_addr
+                            : (void *) &((struct sockaddr_in6 *) &local)->sin6_addr;
+            char text[INET6_ADDRSTRLEN];
+            if (inet_ntop(local.ss_family, src, text, sizeof text)) {
+                if (local.ss_family == AF_INET6)
+                    snprintf(out, cap, "[%s]", text);
+                else
+                    snprintf(out, cap, "%s", text);
+                rc = 0;
+            }
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
