@@ -146,9 +146,14 @@ void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint3
     wk->gpus = gpus;
 }
 
+uint32_t pd_worker_free_slots(const pd_worker_t *wk)
+{
+    return wk->cpus > wk->nodes ? wk->cpus - wk->nodes : 0;
+}
+
 uint32_t pd_worker_credit(const pd_worker_t *wk)
 {
-    uint64_t limit = (uint64_t) wk->cpus * wk->depth;
+    uint64_t limit = (uint64_t) pd_worker_free_slots(wk) * wk->depth;
     return limit > wk->ninflight ? (uint32_t) (limit - wk->ninflight > UINT32_MAX
                                                    ? UINT32_MAX
                                                    : limit - wk->ninflight)

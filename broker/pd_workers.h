@@ -4,7 +4,8 @@
     `bye` or falls silent. For each one the registry keeps its slots, the jobs
     in flight on it (so that a lost worker's jobs are requeued without
     scanning the job table), the modules already sent to it, and its credit:
-    at most cpus x depth unfinished jobs, where depth adapts to an EWMA of
+    at most (cpus - nodes) x depth unfinished jobs, where nodes counts the
+    slots held by nodes of synchronous tasks and depth adapts to an EWMA of
     the job run times it reports (about PD_WORKERS_TARGET_US of queued work
     per slot, between 1 and 512 jobs).
 
@@ -43,6 +44,7 @@ typedef struct {
     uint8_t *mods_sent;                /* bit set of module indexes sent to it */
     uint32_t mods_bytes;               /* bytes in mods_sent */
     uint64_t done;                     /* results accepted from it */
+    uint32_t nodes;                    /* CPU slots held by nodes of synchronous tasks */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;
@@ -68,11 +70,14 @@ uint64_t pd_workers_gpus(const pd_workers_t *w);
 /* Records a change of a worker's slots. */
 void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus);
 
-/* Jobs the worker may still be sent now (cpus x depth minus in flight). */
+/* Jobs the worker may still be sent now ((cpus - nodes) x depth minus in
+   flight). */
 uint32_t pd_worker_credit(const pd_worker_t *wk);
 /* Next worker with credit, round-robin from the last one returned; NULL
    when none has any. */
 pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w);
+/* CPU slots not held by nodes (0 when the owner lowered cpus below them). */
+uint32_t pd_worker_free_slots(const pd_worker_t *wk);
 /* Folds one measured run time into the worker's depth. */
 void pd_worker_observe(pd_worker_t *wk, uint64_t us);
 
