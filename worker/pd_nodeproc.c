@@ -47,7 +47,15 @@ struct pd_nodeproc {
     size_t rlen;          /* bytes in rbuf */
     size_t rcap;          /* capacity of rbuf */
     bool ended;           /* the result was reported */
+    int64_t ended_ms;     /* when (monotonic ms) */
 };
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static uint64_t s_now_us(void)
 {
@@ -111,6 +119,7 @@ static void s_report_failure(pd_nodeproc_t *nd, int code, const char *msg)
     pd_pack_kv_str(&pk, "code", pd_err_name(code));
     pd_pack_kv_str(&pk, "msg", msg);
     nd->ended = true;
+    nd->ended_ms = s_now_ms();
     if (!b.failed)
         nd->sink.result(nd->sink.user, nd, false, b.data, b.len, 0);
     pd_buf_free(&b);
@@ -189,6 +198,30 @@ void pd_nodeproc_destroy(pd_nodeproc_t **p)
 }
 
 int pd_nodeproc_fd(const pd_nodeproc_t *nd) { return nd->ended ? -1 : nd->from_child; }
+
+bool pd_nodeproc_reap(pd_nodeproc_t *nd)
+{
+    if (nd->pid <= 0)
+        return true;
+    int status = 0;
+    pid_t r = waitpid(nd->pid, &status, WNOHANG);
+    if (r == nd->pid || (r < 0 && errno == ECHILD)) {
+        if (r == nd->pid && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0))
+            pd_log_warn("task %llu node %u: the node process %s %d after its result",
+                        (unsigned long long) nd->task, nd->node,
+                        WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        nd->pid = 0;
+        return true;
+    }
+    if (s_now_ms() - nd->ended_ms > PD_NODEPROC_LINGER_MS) {
+        pd_log_warn("task %llu node %u: the node process lingered %d ms after its result; "
+                    "killed", (unsigned long long) nd->task, nd->node, PD_NODEPROC_LINGER_MS);
+        s_kill_reap(nd);
+        return true;
+    }
+    return false;
+}
 uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd) { return nd->task; }
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd) { return nd->node; }
 int pd_nodeproc_pid(const pd_nodeproc_t *nd) { return (int) nd->pid; }
@@ -253,6 +286,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
             return -1;
         }
         nd->ended = true;
+        nd->ended_ms = s_now_ms();
         nd->sink.result(nd->sink.user, nd, ok, val, vlen, us);
         return 0;
     }
@@ -308,13 +342,17 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
     }
     memmove(nd->rbuf, nd->rbuf + off, nd->rlen - off);
     nd->rlen -= off;
-    if (!eof && !nd->ended)
+    if (nd->ended) {
+        /* Its part is over; the process exits by itself, reaped later
+           without blocking the worker (pd_nodeproc_reap). */
+        s_close_fds(nd);
         return;
-    /* The process ended (or is about to, after its result). */
+    }
+    if (!eof)
+        return;
+    /* The pipe closed without a result: the process is exiting. */
     bool killed;
     int status = s_reap_closed(nd, &killed);
-    if (nd->ended)
-        return;
     char msg[256];
     if (killed)
         snprintf(msg, sizeof msg, "the node process closed its pipe to the worker (did the "
@@ -347,6 +385,7 @@ typedef struct {
     uint32_t nout;
     pd_tubes_edge_t *in_edges;  /* in-edges (owned) */
     uint32_t nin;
+    uint8_t *arg;         /* the node's argument (owned: frames reuse `in`) */
 } s_child_t;
 
 /* Writes a message with the given type whose fields the callback packs. */
@@ -482,6 +521,11 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         return s_child_fail(c, PD_EPROTO, msg);
     }
     c->node = (uint32_t) node;
+    /* The next frames are read into the same buffer: keep a copy. */
+    if (!(c->arg = malloc(alen ? alen : 1)))
+        return s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument");
+    memcpy(c->arg, arg, alen);
+    arg = c->arg;
     static char tag[48];
     snprintf(tag, sizeof tag, "task %llu node %u", (unsigned long long) task, c->node);
     pd_log_set_tag(tag);
@@ -563,26 +607,28 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         const uint8_t *val;
         size_t vlen;
         int tcode = pd_task_finish(task_ctx, frc, &val, &vlen);
-        /* Close first: the XPUB lingers until what this node pushed has
-           left, and BYE tells the neighbours that nothing more comes. */
-        pd_tubes_destroy(&tubes);
-        zmq_ctx_term(ctx);
-        ctx = NULL;
         s_result_t res = {.ok = tcode == 0, .val = val, .len = vlen, .code = tcode,
                           .msg = (const char *) val, .us = us};
-        rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+        if (tcode == 0) {
+            /* Close first: the XPUB lingers until what this node pushed
+               has left, and BYE tells the neighbours nothing more comes. */
+            pd_tubes_destroy(&tubes);
+            zmq_ctx_term(ctx);
+            ctx = NULL;
+            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+        } else {
+            /* Failed: report at once, and leave without BYE, so that the
+               neighbours do not take the silence for a normal end and fail
+               with a sentence of their own first; the broker stops them. */
+            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+            pd_tubes_abandon(tubes);
+        }
         pd_task_destroy(&task_ctx);
         goto out;
     }
 fail:
-    {
-        char copy[600];
-        snprintf(copy, sizeof copy, "%s", failure);
-        pd_tubes_destroy(&tubes);
-        zmq_ctx_term(ctx);
-        ctx = NULL;
-        rc = s_child_fail(c, fail_code, copy);
-    }
+    rc = s_child_fail(c, fail_code, failure);
+    pd_tubes_abandon(tubes);
 out:
     pd_tubes_destroy(&tubes);
     if (ctx)
@@ -638,6 +684,7 @@ int pd_nodeproc_main(int argc, char **argv)
     free(c.names);
     free(c.out_edges);
     free(c.in_edges);
+    free(c.arg);
     pd_buf_free(&c.in);
     pd_buf_free(&c.out);
     pd_modcache_destroy(&mc);

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PD_NODEPROC_LINGER_MS 10000 /* a process still alive this long after its result is killed */
+
 typedef struct pd_nodeproc pd_nodeproc_t;
 
 /* Where a node's progress goes. Called from pd_nodeproc_on_readable only; nd is
@@ -45,7 +47,7 @@ typedef struct {
     void (*bound)(void *user, pd_nodeproc_t *nd, const char *endpoint);
     void (*ready)(void *user, pd_nodeproc_t *nd);
     /* The node ended: ok with its result value, or not with an error map
-       {code, msg}. Comes once; the process is reaped by then. */
+       {code, msg}. Comes once. */
     void (*result)(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val, size_t len,
                    uint64_t us);
     void *user;
@@ -64,7 +66,8 @@ typedef struct {
 /* Starts a node process and sends it `start` (one encoded message, see
    above, copied). Returns the handle, or NULL with *err set to PD_ESYS (no
    process) or PD_ENOMEM. */
-pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *start, size_t len, int *err);
+pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *start, size_t len,
+                               int *err);
 /* Kills the process (if alive) and reaps it, without a report; frees the
    handle; sets *p to NULL; safe twice. */
 void pd_nodeproc_destroy(pd_nodeproc_t **p);
@@ -82,8 +85,12 @@ int pd_nodeproc_send_go(pd_nodeproc_t *nd);
 uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd);
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd);
 int pd_nodeproc_pid(const pd_nodeproc_t *nd);
-/* True once the result was reported (the process is gone). */
+/* True once the result was reported. */
 bool pd_nodeproc_ended(const pd_nodeproc_t *nd);
+/* For an ended node: reaps its process without blocking. Returns true when
+   it is gone (then destroy the handle), false while it is still exiting; a
+   process still alive PD_NODEPROC_LINGER_MS after its result is killed. */
+bool pd_nodeproc_reap(pd_nodeproc_t *nd);
 
 /* The child's entry point: reads START and runs the node. Returns the exit
    status for main(). argv as built by pd_nodeproc_new(). */

@@ -101,7 +101,8 @@ struct pd_tubes {
     bool holding;            /* held is initialised */
     uint8_t *aligned;        /* copy of a popped payload that was not aligned (owned) */
     size_t aligned_cap;      /* bytes allocated in aligned */
-    bool closed;             /* BYE sent */
+    bool closed;             /* BYE sent (or abandoned) */
+    bool abandoned;          /* closed without BYE: no linger either */
     char endpoint[320];      /* where the XPUB is bound */
     char err[512];           /* last error */
     pd_tubes_stats_t stats;  /* counters */
@@ -421,8 +422,9 @@ void pd_tubes_destroy(pd_tubes_t **p)
     if (t->pub && t->sub)
         pd_tubes_close(t);
     if (t->pub) {
-        int linger = t->timeout_ms > 0 && t->timeout_ms < S_MAX_LINGER_MS ? t->timeout_ms
-                                                                          : S_MAX_LINGER_MS;
+        int linger = t->abandoned ? 0
+                     : t->timeout_ms > 0 && t->timeout_ms < S_MAX_LINGER_MS ? t->timeout_ms
+                                                                            : S_MAX_LINGER_MS;
         zmq_setsockopt(t->pub, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(t->pub);
     }
@@ -866,23 +868,11 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
 
 /* Takes the oldest message of in-edge e into t->held (or, when ZeroMQ
    handed it at an address not aligned for doubles, into a copy). Returns 0
-   or PD_ENOMEM (the message stays queued). */
+   or PD_ENOMEM (which fails the node: the message cannot be delivered). */
 static int s_take(pd_tubes_t *t, s_in_t *e, const void **data, size_t *len, uint32_t *from)
 {
     s_item_t *it = &e->ring[e->head];
-    size_t n = zmq_msg_size(&it->msg) - it->off;
-    const uint8_t *p = (const uint8_t *) zmq_msg_data(&it->msg) + it->off;
-    bool copy = (uintptr_t) p % S_ALIGN != 0;
-    if (copy && n > t->aligned_cap) {
-        /* Zero-copy receive may place a frame anywhere in a shared buffer. */
-        size_t cap = n < 4096 ? 4096 : n;
-        uint8_t *a = malloc(cap);
-        if (!a)
-            return s_fail(t, PD_ENOMEM, "out of memory for a message of %zu bytes", n);
-        free(t->aligned);
-        t->aligned = a;
-        t->aligned_cap = cap;
-    }
+    uint32_t off = it->off;
     if (t->holding)
         zmq_msg_close(&t->held);
     zmq_msg_init(&t->held);
@@ -891,7 +881,21 @@ static int s_take(pd_tubes_t *t, s_in_t *e, const void **data, size_t *len, uint
     t->holding = true;
     e->head = (e->head + 1) % e->cap;
     e->len--;
-    if (copy) {
+    /* Only now is the address known: a very small message keeps its bytes
+       inside the zmq_msg_t itself. */
+    size_t n = zmq_msg_size(&t->held) - off;
+    const uint8_t *p = (const uint8_t *) zmq_msg_data(&t->held) + off;
+    if ((uintptr_t) p % S_ALIGN != 0) {
+        /* Zero-copy receive may place a frame anywhere in a shared buffer. */
+        if (n > t->aligned_cap) {
+            size_t cap = n < 4096 ? 4096 : n;
+            uint8_t *a = malloc(cap);
+            if (!a)
+                return s_fail(t, PD_ENOMEM, "out of memory for a message of %zu bytes", n);
+            free(t->aligned);
+            t->aligned = a;
+            t->aligned_cap = cap;
+        }
         memcpy(t->aligned, p, n);
         p = t->aligned;
     }
@@ -995,6 +999,12 @@ int pd_tubes_out_peers(const pd_tubes_t *t, const char *tube, int *peers, int ca
         if (peers && n < cap)
             peers[n] = (int) t->out[i].peer;
     return n;
+}
+
+void pd_tubes_abandon(pd_tubes_t *t)
+{
+    t->closed = true;
+    t->abandoned = true;
 }
 
 void pd_tubes_close(pd_tubes_t *t)

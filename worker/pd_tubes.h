@@ -140,6 +140,10 @@ void pd_tubes_set_timeout(pd_tubes_t *t, int timeout_ms);
 int pd_tubes_timeout(const pd_tubes_t *t);
 /* Says BYE to every neighbour (no more pushes from this node). Idempotent. */
 void pd_tubes_close(pd_tubes_t *t);
+/* Marks the tubes closed without BYE and without lingering: for a node that
+   failed, whose neighbours must not take its silence for a normal end (the
+   broker stops them and reports this node's failure). */
+void pd_tubes_abandon(pd_tubes_t *t);
 
 /* The last error as a sentence; borrowed until the next call. */
 const char *pd_tubes_error(const pd_tubes_t *t);

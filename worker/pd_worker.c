@@ -62,6 +62,8 @@ struct pd_worker {
     int *item_slot;        /* slot index of items[i] (>= 0), or -1 - node index */
     pd_nodeproc_t **nodes; /* node processes of synchronous tasks, owned */
     int nnodes;            /* entries in nodes (at most cpus) */
+    pd_nodeproc_t **gone;  /* ended nodes whose process is still exiting, owned */
+    int ngone;             /* entries in gone (at most 2 x cpus) */
     char node_addr[256];   /* address nodes bind their tubes on */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
@@ -655,6 +657,27 @@ static void s_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
     pd_log_debug("task %llu aborted: %d nodes stopped here", (unsigned long long) task, killed);
 }
 
+/* Moves ended nodes out of the running list (their slots are free again)
+   and reaps the processes of ended nodes without blocking. */
+static void s_reap_nodes(pd_worker_t *w)
+{
+    for (int i = w->nnodes; i-- > 0;) {
+        if (!pd_nodeproc_ended(w->nodes[i]))
+            continue;
+        if (w->ngone == 2 * w->cpus) /* bounded: the oldest goes now */
+            pd_nodeproc_destroy(&w->gone[--w->ngone]);
+        w->gone[w->ngone++] = w->nodes[i];
+        w->nodes[i] = w->nodes[--w->nnodes];
+        w->nodes[w->nnodes] = NULL;
+    }
+    for (int i = w->ngone; i-- > 0;)
+        if (pd_nodeproc_reap(w->gone[i])) {
+            pd_nodeproc_destroy(&w->gone[i]);
+            w->gone[i] = w->gone[--w->ngone];
+            w->gone[w->ngone] = NULL;
+        }
+}
+
 /* Kills every node (the broker forgot us, or we leave). */
 static void s_kill_nodes(pd_worker_t *w)
 {
@@ -792,6 +815,8 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
             next = d;
     }
     int64_t t = next - now;
+    if (w->ngone > 0 && t > 10)
+        t = 10; /* node processes to reap soon */
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
 
@@ -846,9 +871,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == w->items[i].fd)
                 pd_nodeproc_on_readable(w->nodes[k]);
         }
-        for (int i = w->nnodes; i-- > 0;)
-            if (pd_nodeproc_ended(w->nodes[i]))
-                s_node_remove(w, i);
+        s_reap_nodes(w);
         now = pd_slot_now_ms();
         for (int i = 0; i < w->cpus; i++)
             if (pd_slot_deadline(w->slots[i]) <= now)
@@ -894,10 +917,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
     w->nodes = calloc((size_t) cfg->cpus, sizeof *w->nodes);
+    w->gone = calloc(2 * (size_t) cfg->cpus, sizeof *w->gone);
     w->items = calloc(2 * (size_t) cfg->cpus + 1, sizeof *w->items);
     w->item_slot = calloc(2 * (size_t) cfg->cpus + 1, sizeof *w->item_slot);
     if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
-        || !w->slots || !w->nodes || !w->items || !w->item_slot)
+        || !w->slots || !w->nodes || !w->gone || !w->items || !w->item_slot)
         goto fail;
     if (cfg->node_addr && *cfg->node_addr) {
         snprintf(w->node_addr, sizeof w->node_addr, "%s", cfg->node_addr);
@@ -966,6 +990,9 @@ void pd_worker_destroy(pd_worker_t **p)
     for (int i = 0; i < w->nnodes; i++)
         pd_nodeproc_destroy(&w->nodes[i]);
     free(w->nodes);
+    for (int i = 0; i < w->ngone; i++)
+        pd_nodeproc_destroy(&w->gone[i]);
+    free(w->gone);
     s_q_clear(w);
     free(w->q);
     pd_buf_free(&w->res);
