@@ -1,10 +1,14 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, status, results, wait and cancel over the client library
+    Verbs map, task, status, results, wait and cancel over the client library
     (playdoh.h). `map` reads one JSON value per line, ships the module, submits
     the jobs and prints one JSON line per job in input order; with --detach it
     prints the job ids instead, for `status` and `results` from any process,
-    later. --local N runs the whole command on an embedded cluster.
+    later. `task` starts a synchronous task of --nodes N nodes over the graph
+    of --graph FILE and prints each node's result as a JSON line, in node
+    order; detached, it prints the task's id as tID, which status, results,
+    wait and cancel take too. --local N runs the whole command on an embedded
+    cluster.
 
     Exit codes: 0 all jobs done; 1 some jobs failed, were cancelled or
     unknown; 2 bad usage or input; 3 no broker, or the broker refused.
@@ -35,6 +39,13 @@ typedef struct {
     bool quiet;
     double wait_s; /* < 0: for ever */
     bool wait_set;
+    int nodes;              /* task: --nodes */
+    const char *graph;      /* task: --graph FILE */
+    const char *args;       /* task: --args FILE.jsonl (one line per node) */
+    const char *arg;        /* task: --arg JSON (the same for every node) */
+    int io_timeout_ms;      /* task: --io-timeout-ms (0: default) */
+    uint32_t start_timeout_ms; /* task: --start-timeout-ms */
+    uint32_t window;        /* task: --window */
 } s_opts_t;
 
 static void s_usage(FILE *f)
@@ -48,9 +59,13 @@ static void s_usage(FILE *f)
         "                                      prints one JSON result per line, in input order\n"
         "  status ID...                        print each job's state as a JSON line\n"
         "  results ID...                       print each job's result as a JSON line\n"
+        "  task MODULE FUNCTION --nodes N [--graph FILE]\n"
+        "                                      run FUNCTION on N nodes at once, exchanging data\n"
+        "                                      along the tubes of FILE (docs/sync.md); prints\n"
+        "                                      each node's result as a JSON line, in node order\n"
         "  wait ID...                          wait until the jobs have ended\n"
         "  cancel ID...                        cancel queued and running jobs\n"
-        "  IDs are numbers or ranges: 17, 1-1000.\n"
+        "  IDs are numbers or ranges: 17, 1-1000; tasks are t17 (or t3-5).\n"
         "\n"
         "options:\n"
         "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, else tcp://127.0.0.1:5555)\n"
@@ -60,6 +75,15 @@ static void s_usage(FILE *f)
         "      --detach         map: print the job ids and return without waiting\n"
         "      --wait S         results, wait: wait up to S seconds (results: 0, wait: for ever)\n"
         "      --release        results: let the broker forget the jobs once printed\n"
+        "      --nodes N        task: the number of nodes (each takes one slot)\n"
+        "      --graph FILE     task: the tubes, as lines 'TUBE: ring' or JSON (docs/sync.md)\n"
+        "      --args FILE      task: one JSON line per node, its argument (default: null)\n"
+        "      --arg JSON       task: the same argument for every node\n"
+        "      --io-timeout-ms N  task: a push or pop waits at most N ms (default 60000;\n"
+        "                       0: for ever)\n"
+        "      --start-timeout-ms N  task: the nodes must meet within N ms (default 300000)\n"
+        "      --window N       task: messages in flight per edge (default 1024)\n"
+        "      --timeout-ms N   task: fail the task when it runs longer than N ms\n"
         "  -q, --quiet          no summary on standard error\n"
         "      --log-level L    error, warn (default), info or debug\n"
         "  -h, --help           this help\n"
@@ -428,11 +452,242 @@ static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **arg
     return 0;
 }
 
+/* ---- tasks --------------------------------------------------------------- */
+
+/* Prints one line per node: the value, or {"error", "node", "code"}. */
+static size_t s_print_task_nodes(const pd_task_result_t *res, bool records)
+{
+    pd_buf_t out;
+    pd_buf_init(&out);
+    size_t bad = 0;
+    for (int i = 0; i < res->n; i++) {
+        const pd_result_t *r = &res->nodes[i];
+        char head[96];
+        if (records) {
+            snprintf(head, sizeof head, "{\"task\":%" PRIu64 ",\"node\":%d,\"state\":\"%s\"",
+                     res->id, i, pd_job_state_name(r->state));
+            s_put(&out, head);
+        }
+        if (r->state == PD_JOB_DONE) {
+            if (records)
+                s_put(&out, ",\"value\":");
+            pd_msgpack_to_json(r->value, r->len, &out);
+            s_put(&out, records ? "}\n" : "\n");
+            continue;
+        }
+        bad++;
+        if (!records) {
+            s_put(&out, "{\"error\":");
+            s_put_json_str(&out, r->error ? r->error : pd_job_state_name(r->state));
+            snprintf(head, sizeof head, ",\"node\":%d,\"code\":", i);
+            s_put(&out, head);
+        } else {
+            s_put(&out, ",\"code\":");
+            s_put_json_str(&out, pd_err_name(r->code));
+            s_put(&out, ",\"error\":");
+            s_put_json_str(&out, r->error ? r->error : "");
+            s_put(&out, "}\n");
+            continue;
+        }
+        s_put_json_str(&out, pd_err_name(r->code));
+        s_put(&out, "}\n");
+    }
+    s_flush(&out);
+    pd_buf_free(&out);
+    return bad;
+}
+
+/* Reads the nodes' arguments: --args FILE (one line per node), --arg JSON
+   (the same for all), or nothing (null for all). Returns 0 or 2. */
+static int s_task_args(const s_opts_t *o, pd_buf_t *args, bool *given)
+{
+    *given = false;
+    if (o->args) {
+        size_t n = 0;
+        int rc = s_read_args(o->args, args, &n);
+        if (rc)
+            return rc;
+        if (n != (size_t) o->nodes) {
+            fprintf(stderr, "playdoh-submit: %s has %zu arguments but the task has %d nodes "
+                    "(one JSON line per node)\n", o->args, n, o->nodes);
+            return 2;
+        }
+        *given = true;
+    } else if (o->arg) {
+        for (int i = 0; i < o->nodes; i++) {
+            char err[256];
+            if (pd_json_to_msgpack(o->arg, strlen(o->arg), args, err, sizeof err)) {
+                fprintf(stderr, "playdoh-submit: --arg: %s\n", err);
+                return 2;
+            }
+        }
+        *given = true;
+    }
+    return 0;
+}
+
+static int s_verb_task(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+{
+    if (argc != 2)
+        return s_die_usage("%s", "task needs MODULE FUNCTION (and --nodes N, --graph FILE)");
+    pd_graph_t *g = pd_graph_new(o->nodes);
+    if (!g) {
+        fprintf(stderr, "playdoh-submit: out of memory\n");
+        return 2;
+    }
+    char err[512];
+    if (o->graph && pd_graph_load(g, o->graph, err, sizeof err)) {
+        fprintf(stderr, "playdoh-submit: %s\n", err);
+        pd_graph_destroy(&g);
+        return 2;
+    }
+    pd_buf_t args;
+    pd_buf_init(&args);
+    bool given;
+    int rc = s_task_args(o, &args, &given);
+    if (rc) {
+        pd_buf_free(&args);
+        pd_graph_destroy(&g);
+        return rc;
+    }
+    char hash[PD_HASH_HEX];
+    rc = pd_module_upload_file(c, argv[0], hash);
+    uint64_t id = 0;
+    if (rc == 0) {
+        pd_task_opts_t to = {.io_timeout_ms = o->io_timeout_ms,
+                             .start_timeout_ms = o->start_timeout_ms,
+                             .timeout_ms = o->timeout_ms, .window = o->window};
+        rc = pd_task_start(c, hash, argv[1], g, given ? args.data : NULL, args.len, &to, &id);
+    }
+    pd_buf_free(&args);
+    pd_graph_destroy(&g);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return rc == PD_EIO ? 2 : 3;
+    }
+    if (o->detach) {
+        printf("t%" PRIu64 "\n", id);
+        return 0;
+    }
+    pd_task_result_t res;
+    rc = pd_task_fetch(c, id, -1, &res);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: task t%" PRIu64 ": %s\n", id, pd_client_error(c));
+        pd_task_result_clear(&res);
+        return 3;
+    }
+    int exit_code = 0;
+    if (res.state == PD_TASK_DONE) {
+        s_print_task_nodes(&res, false);
+    } else {
+        if (res.nodes)
+            s_print_task_nodes(&res, false);
+        if (!o->quiet)
+            fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s: %s\n", id,
+                    pd_task_state_name(res.state), res.error ? res.error : "");
+        exit_code = 1;
+    }
+    pd_task_release(c, id);
+    pd_task_result_clear(&res);
+    return exit_code;
+}
+
+/* Parses t17 or t3-5 items. Returns 0 or 2. */
+static int s_parse_task_ids(int argc, char **argv, uint64_t **ids, size_t *n)
+{
+    char **plain = malloc((size_t) argc * sizeof *plain);
+    if (!plain)
+        return 2;
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] != 't') {
+            free(plain);
+            return s_die_usage("'%s' is a job id among task ids: give tasks (t17) and jobs in "
+                               "separate commands", argv[i]);
+        }
+        plain[i] = argv[i] + 1;
+    }
+    int rc = s_parse_ids(argc, plain, ids, n);
+    free(plain);
+    return rc;
+}
+
+/* status, results, wait, cancel over task ids. */
+static int s_verb_tasks(pd_client_t *c, const s_opts_t *o, const char *verb, int argc,
+                        char **argv)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_task_ids(argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    int exit_code = 0;
+    bool print = strcmp(verb, "results") == 0;
+    double wait_s = o->wait_set ? o->wait_s : (print ? 0 : -1);
+    for (size_t i = 0; i < n && exit_code != 3; i++) {
+        uint64_t id = ids[i];
+        if (strcmp(verb, "status") == 0) {
+            pd_task_info_t info;
+            if (pd_task_status(c, id, &info)) {
+                fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+                exit_code = 3;
+                break;
+            }
+            printf("{\"task\":%" PRIu64 ",\"state\":\"%s\",\"nodes\":%d,\"ended\":%d}\n", id,
+                   pd_task_state_name(info.state), info.nodes, info.ended);
+            if (info.state == PD_TASK_UNKNOWN)
+                exit_code = 1;
+            continue;
+        }
+        if (strcmp(verb, "cancel") == 0) {
+            int k = pd_task_cancel(c, id);
+            if (k < 0) {
+                fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+                exit_code = 3;
+            } else if (!o->quiet) {
+                fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s\n", id,
+                        k ? "cancelled" : "had already ended (or is unknown)");
+            }
+            continue;
+        }
+        pd_task_result_t res;
+        rc = pd_task_fetch(c, id, wait_s < 0 ? -1 : (int) (wait_s * 1000), &res);
+        if (rc && rc != PD_ETIMEDOUT) {
+            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            exit_code = 3;
+        } else if (!pd_task_state_final(res.state)) {
+            if (print)
+                printf("{\"task\":%" PRIu64 ",\"state\":\"%s\"}\n", id,
+                       pd_task_state_name(res.state));
+            else if (!o->quiet)
+                fprintf(stderr, "playdoh-submit: task t%" PRIu64 " still %s after the wait\n",
+                        id, pd_task_state_name(res.state));
+            exit_code = 1;
+        } else {
+            if (print && res.state == PD_TASK_UNKNOWN)
+                printf("{\"task\":%" PRIu64 ",\"state\":\"unknown\"}\n", id);
+            else if (print)
+                s_print_task_nodes(&res, true);
+            if (res.state != PD_TASK_DONE) {
+                exit_code = 1;
+                if (!o->quiet && res.error)
+                    fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s: %s\n", id,
+                            pd_task_state_name(res.state), res.error);
+            }
+            if (print && o->release)
+                pd_task_release(c, id);
+        }
+        pd_task_result_clear(&res);
+    }
+    free(ids);
+    return exit_code;
+}
+
 int main(int argc, char **argv)
 {
     s_opts_t o = {.retries = 3};
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL };
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NODES, O_GRAPH,
+           O_ARGS, O_ARG, O_IO, O_START, O_WINDOW };
     static const struct option longs[] = {
         {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
@@ -440,6 +695,11 @@ int main(int argc, char **argv)
         {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
+        {"nodes", required_argument, NULL, O_NODES}, {"graph", required_argument, NULL, O_GRAPH},
+        {"args", required_argument, NULL, O_ARGS},   {"arg", required_argument, NULL, O_ARG},
+        {"io-timeout-ms", required_argument, NULL, O_IO},
+        {"start-timeout-ms", required_argument, NULL, O_START},
+        {"window", required_argument, NULL, O_WINDOW},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int ch;
     uint32_t u;
@@ -470,6 +730,30 @@ int main(int argc, char **argv)
             break;
         }
         case O_RELEASE: o.release = true; break;
+        case O_NODES:
+            if (!s_parse_u32(optarg, &u) || u == 0 || u > 4096)
+                return s_die_usage("--nodes wants a number of nodes from 1 to 4096, not '%s'",
+                                   optarg);
+            o.nodes = (int) u;
+            break;
+        case O_GRAPH: o.graph = optarg; break;
+        case O_ARGS: o.args = optarg; break;
+        case O_ARG: o.arg = optarg; break;
+        case O_IO:
+            if (!s_parse_u32(optarg, &u) || u > INT32_MAX)
+                return s_die_usage("--io-timeout-ms wants milliseconds (0: for ever), not '%s'",
+                                   optarg);
+            o.io_timeout_ms = u == 0 ? PD_TASK_NO_TIMEOUT : (int) u;
+            break;
+        case O_START:
+            if (!s_parse_u32(optarg, &o.start_timeout_ms) || o.start_timeout_ms == 0)
+                return s_die_usage("--start-timeout-ms wants milliseconds, not '%s'", optarg);
+            break;
+        case O_WINDOW:
+            if (!s_parse_u32(optarg, &o.window) || o.window == 0 || o.window > (1u << 24))
+                return s_die_usage("--window wants a number of messages from 1 to 16777216, "
+                                   "not '%s'", optarg);
+            break;
         case 'q': o.quiet = true; break;
         case O_LEVEL: {
             pd_log_level_t lv;
@@ -490,14 +774,22 @@ int main(int argc, char **argv)
     const char *verb = argv[optind];
     int vargc = argc - optind - 1;
     char **vargv = argv + optind + 1;
-    static const char *verbs[] = {"map", "status", "results", "wait", "cancel"};
+    static const char *verbs[] = {"map", "task", "status", "results", "wait", "cancel"};
     bool known = false;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         known |= strcmp(verb, verbs[i]) == 0;
     if (!known)
-        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel)", verb);
+        return s_die_usage("unknown verb '%s' (verbs: map, task, status, results, wait, cancel)",
+                           verb);
     if (o.local && o.broker)
         return s_die_usage("%s", "--local and --broker exclude each other");
+    if (strcmp(verb, "task") == 0 && o.nodes == 0)
+        return s_die_usage("%s", "task needs --nodes N (how many nodes run the function)");
+    if (strcmp(verb, "task") != 0 && (o.nodes || o.graph || o.args || o.arg))
+        return s_die_usage("--nodes, --graph, --args and --arg belong to the verb task, not %s",
+                           verb);
+    if (o.args && o.arg)
+        return s_die_usage("%s", "--args and --arg exclude each other");
 
     int err = 0;
     pd_local_t *local = NULL;
@@ -521,8 +813,13 @@ int main(int argc, char **argv)
         return 3;
     }
     int rc;
+    bool tasks = vargc > 0 && vargv[0][0] == 't';
     if (strcmp(verb, "map") == 0)
         rc = s_verb_map(c, &o, vargc, vargv);
+    else if (strcmp(verb, "task") == 0)
+        rc = s_verb_task(c, &o, vargc, vargv);
+    else if (tasks)
+        rc = s_verb_tasks(c, &o, verb, vargc, vargv);
     else if (strcmp(verb, "status") == 0)
         rc = s_verb_status(c, vargc, vargv);
     else if (strcmp(verb, "results") == 0)

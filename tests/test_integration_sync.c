@@ -515,3 +515,83 @@ Test(sync, unknown_functions_and_modules_are_clear_errors)
     cr_assert_eq(pd_task_start(c, fake, "nap", g, NULL, 0, NULL, &id), PD_ENOMODULE);
     pd_graph_destroy(&g);
 }
+
+/* Reads a whole file (the example module) into a malloc'ed string. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strdup(buf);
+}
+
+/* The node results of heat, concatenated: the whole solution. */
+static size_t heat_cells(const pd_task_result_t *res, double *u, size_t cap)
+{
+    size_t at = 0;
+    for (int i = 0; i < res->n; i++) {
+        const uint8_t *p = res->nodes[i].value;
+        size_t n, hdr;
+        if ((p[0] & 0xf0) == 0x90) {
+            n = p[0] & 15;
+            hdr = 1;
+        } else {
+            cr_assert_eq(p[0], 0xdc);
+            n = (size_t) p[1] << 8 | p[2];
+            hdr = 3;
+        }
+        cr_assert_leq(at + n, cap);
+        for (size_t k = 0; k < n; k++) {
+            const uint8_t *q = p + hdr + 9 * k;
+            cr_assert_eq(q[0], 0xcb);
+            uint64_t bits = 0;
+            for (int b = 1; b <= 8; b++)
+                bits = bits << 8 | q[b];
+            memcpy(&u[at + k], &bits, 8);
+        }
+        at += n;
+    }
+    return at;
+}
+
+Test(sync, heat_on_four_nodes_equals_heat_on_one_to_the_last_bit)
+{
+    start(1, 4);
+    char *src = slurp(PD_SOURCE_ROOT "/examples/heat/heat.c");
+    char *path = pd_harness_module(&h, "heat.c", src);
+    free(src);
+    char heat[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(c, path, heat), 0, "%s", pd_client_error(c));
+    free(path);
+    /* {"cells": 1000, "steps": 400, "r": 0.45} for every node */
+    static const uint8_t one[] = {0x83, 0xa5, 'c', 'e', 'l', 'l', 's', 0xcd, 0x03, 0xe8,
+                                  0xa5, 's', 't', 'e', 'p', 's', 0xcd, 0x01, 0x90,
+                                  0xa1, 'r', 0xcb, 0x3f, 0xdc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcd};
+    static double u4[1000], u1[1000];
+    for (int run_n = 1; run_n <= 4; run_n += 3) {
+        pd_graph_t *g = pd_graph_new(run_n);
+        pd_graph_chain(g, "right");
+        pd_graph_chain_back(g, "left");
+        uint8_t args[4 * sizeof one];
+        for (int i = 0; i < run_n; i++)
+            memcpy(args + i * sizeof one, one, sizeof one);
+        uint64_t id;
+        pd_task_result_t res;
+        cr_assert_eq(pd_task_start(c, heat, "heat", g, args, run_n * sizeof one, NULL, &id), 0,
+                     "%s", pd_client_error(c));
+        cr_assert_eq(pd_task_fetch(c, id, 120000, &res), 0, "%s", pd_client_error(c));
+        cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error);
+        cr_assert_eq(heat_cells(&res, run_n == 1 ? u1 : u4, 1000), 1000u);
+        pd_task_result_clear(&res);
+        pd_graph_destroy(&g);
+    }
+    cr_assert_eq(memcmp(u1, u4, sizeof u1), 0, "4 nodes differ from 1 node");
+    /* and the physics is sane: symmetric, decaying, positive in the middle */
+    double asym = u1[0] - u1[999];
+    cr_assert(asym < 1e-12 && asym > -1e-12, "not symmetric: %g", asym);
+    cr_assert_gt(u1[500], 0.1);
+    cr_assert_lt(u1[500], 1.0);
+}
