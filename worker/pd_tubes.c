@@ -27,7 +27,7 @@
 #include <time.h>
 #include <zmq.h>
 
-enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4 };
+enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4, S_BYEACK = 5 };
 
 #define S_ACK_SIZE (PD_TUBES_HEADER + 16)
 #define S_ALIGN 8 /* popped payloads start at a multiple of this */
@@ -73,6 +73,8 @@ typedef struct {
     uint32_t peer;   /* its index */
     bool subscribed; /* its SUB is attached to our XPUB */
     bool finished;   /* it said BYE: nothing more comes from it */
+    bool byeack_due; /* we owe it a BYEACK (it said BYE; the reply waits for room) */
+    bool got_byeack; /* it confirmed our BYE: everything we sent before it arrived */
 } s_nb_t;
 
 struct pd_tubes {
@@ -102,7 +104,6 @@ struct pd_tubes {
     uint8_t *aligned;        /* copy of a popped payload that was not aligned (owned) */
     size_t aligned_cap;      /* bytes allocated in aligned */
     bool closed;             /* BYE sent (or abandoned) */
-    bool abandoned;          /* closed without BYE: no linger either */
     char endpoint[320];      /* where the XPUB is bound */
     char err[512];           /* last error */
     pd_tubes_stats_t stats;  /* counters */
@@ -421,13 +422,11 @@ void pd_tubes_destroy(pd_tubes_t **p)
     pd_tubes_t *t = *p;
     if (t->pub && t->sub)
         pd_tubes_close(t);
-    if (t->pub) {
-        int linger = t->abandoned ? 0
-                     : t->timeout_ms > 0 && t->timeout_ms < S_MAX_LINGER_MS ? t->timeout_ms
-                                                                            : S_MAX_LINGER_MS;
-        zmq_setsockopt(t->pub, ZMQ_LINGER, &linger, sizeof linger);
+    /* Linger 0: pd_tubes_close() already made sure that what matters
+       arrived (a message queued to a peer that is gone would otherwise
+       hold zmq_ctx_term for the whole linger). */
+    if (t->pub)
         zmq_close(t->pub);
-    }
     if (t->sub)
         zmq_close(t->sub);
     if (t->holding)
@@ -617,10 +616,16 @@ static int s_recv_one(pd_tubes_t *t)
     }
     int kind = h[4];
     uint32_t tube = (uint32_t) h[6] << 8 | h[7], src = s_rd32(h + 8), seq = s_rd32(h + 12);
-    if (kind == S_BYE) {
+    if (kind == S_BYE || kind == S_BYEACK) {
         s_nb_t *nb = s_nb(t, src);
-        if (nb)
+        if (nb && kind == S_BYEACK) {
+            nb->got_byeack = true;
+        } else if (nb) {
+            /* Everything it sent came before this. Confirm, so that it may
+               close without waiting for a linger. */
             nb->finished = true;
+            nb->byeack_due = s_send_ctl(t, src, S_BYEACK, 0, NULL, 0) != 0;
+        }
         goto done;
     }
     if (tube >= t->ntubes) {
@@ -687,6 +692,11 @@ static int s_wait(pd_tubes_t *t, long timeout_ms, bool retry_soon)
         if (t->in[i].ack_pending) {
             s_ack(t, &t->in[i]);
             retry_soon |= t->in[i].ack_pending;
+        }
+    for (uint32_t i = 0; i < t->nnb; i++)
+        if (t->nb[i].byeack_due) {
+            t->nb[i].byeack_due = s_send_ctl(t, t->nb[i].peer, S_BYEACK, 0, NULL, 0) != 0;
+            retry_soon |= t->nb[i].byeack_due;
         }
     int handled = 0, rc;
     while ((rc = s_recv_one(t)) == 1)
@@ -1001,26 +1011,49 @@ int pd_tubes_out_peers(const pd_tubes_t *t, const char *tube, int *peers, int ca
     return n;
 }
 
-void pd_tubes_abandon(pd_tubes_t *t)
-{
-    t->closed = true;
-    t->abandoned = true;
-}
+void pd_tubes_abandon(pd_tubes_t *t) { t->closed = true; }
 
 void pd_tubes_close(pd_tubes_t *t)
 {
     if (t->closed)
         return;
     t->closed = true;
-    int64_t deadline = s_now_ms() + (t->timeout_ms > 0 && t->timeout_ms < 5000 ? t->timeout_ms
-                                                                               : 5000);
-    for (uint32_t i = 0; i < t->nnb; i++) {
-        for (;;) {
-            int rc = s_send_ctl(t, t->nb[i].peer, S_BYE, 0, NULL, 0);
-            if (rc != 1 || s_left(deadline) == 0)
-                break;
-            if (s_wait(t, s_left(deadline), true) < 0)
-                break;
+    /* BYE to every neighbour still running, then wait until each has
+       confirmed it (BYEACK: all we sent before arrived) or has finished
+       itself, at most the time-out (60 s when there is none). */
+    int wait_ms = t->timeout_ms > 0 && t->timeout_ms < S_MAX_LINGER_MS ? t->timeout_ms
+                                                                       : S_MAX_LINGER_MS;
+    int64_t deadline = s_now_ms() + wait_ms;
+    if (s_wait(t, 0, false) < 0)
+        return;
+    bool *sent = calloc(t->nnb ? t->nnb : 1, sizeof *sent);
+    if (!sent)
+        return;
+    for (;;) {
+        uint32_t waiting = 0;
+        for (uint32_t i = 0; i < t->nnb; i++) {
+            s_nb_t *nb = &t->nb[i];
+            if (nb->finished || nb->got_byeack || !nb->subscribed)
+                continue; /* done, or never joined: nothing of ours can reach it */
+            if (!sent[i]) {
+                int rc = s_send_ctl(t, nb->peer, S_BYE, 0, NULL, 0);
+                if (rc < 0)
+                    goto out;
+                sent[i] = rc == 0;
+            }
+            waiting++;
         }
+        bool owed = false;
+        for (uint32_t i = 0; i < t->nnb; i++)
+            owed |= t->nb[i].byeack_due;
+        if ((waiting == 0 && !owed) || s_left(deadline) == 0)
+            break;
+        if (s_wait(t, s_left(deadline), waiting == 0 || owed) < 0)
+            break;
     }
+out:
+    if (s_left(deadline) == 0)
+        pd_log_warn("node %u: neighbours did not confirm the end of its messages within %d ms",
+                    t->node, wait_ms);
+    free(sent);
 }

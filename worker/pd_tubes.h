@@ -40,13 +40,19 @@
                    copies of a broadcast push: no copy per destination);
       kind 2 ACK   [popped messages u64][popped bytes u64], cumulative;
       kind 3 ASK   nothing: src waits for credit on this edge;
-      kind 4 BYE   nothing: src has finished; it sends nothing more.
+      kind 4 BYE   nothing: src has finished; it sends nothing more;
+      kind 5 BYEACK nothing: src got the BYE of the node it is addressed to.
     A node sends BYE to every neighbour when it closes (pd_tubes_close), on
     the same pipe as its data, so a receiver knows that a finished sender's
     data has all arrived: a pop that can only be served by finished senders
     fails at once instead of waiting for its time-out, and a push to a
     finished node is discarded (it could never be popped) without waiting
-    for credit.
+    for credit. The closing node then waits until every neighbour has
+    confirmed the BYE (so everything sent before it is in the neighbour's
+    process) or has finished itself, at most the time-out, and closes its
+    sockets without lingering: ZeroMQ's linger would otherwise hold the end
+    of the process for its whole length whenever a message was queued to a
+    peer that had already gone.
 
     One pd_tubes_t is used by one thread (the node's).
 */
@@ -95,9 +101,8 @@ typedef struct pd_tubes pd_tubes_t;
    why. Returns NULL with PD_EIO when the bind fails, PD_ENOMEM. */
 pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *addr,
                          int *err, char *why, size_t whycap);
-/* Sends BYE (if not yet closed), closes the sockets (the XPUB lingers up to
-   the time-out, at most 60 s, so pushed data still reaches its readers while
-   the context terminates), frees everything; sets *p to NULL; safe twice. */
+/* Closes the tubes (pd_tubes_close, when not done yet) and the sockets,
+   frees everything; sets *p to NULL; safe twice. */
 void pd_tubes_destroy(pd_tubes_t **p);
 
 /* The endpoint the XPUB is bound to ("tcp://127.0.0.1:41234"); borrowed. */
@@ -138,11 +143,13 @@ int pd_tubes_out_peers(const pd_tubes_t *t, const char *tube, int *peers, int ca
 /* Changes the push/pop time-out (0 = none). */
 void pd_tubes_set_timeout(pd_tubes_t *t, int timeout_ms);
 int pd_tubes_timeout(const pd_tubes_t *t);
-/* Says BYE to every neighbour (no more pushes from this node). Idempotent. */
+/* Says BYE to every neighbour still running (no more pushes from this node)
+   and waits until each has confirmed it or finished, at most the time-out
+   (60 s when there is none). Idempotent. */
 void pd_tubes_close(pd_tubes_t *t);
-/* Marks the tubes closed without BYE and without lingering: for a node that
-   failed, whose neighbours must not take its silence for a normal end (the
-   broker stops them and reports this node's failure). */
+/* Marks the tubes closed without BYE: for a node that failed, whose
+   neighbours must not take its silence for a normal end (the broker stops
+   them and reports this node's failure). */
 void pd_tubes_abandon(pd_tubes_t *t);
 
 /* The last error as a sentence; borrowed until the next call. */
