@@ -145,7 +145,10 @@ static char mod[PD_HASH_HEX];
 
 static void start(int workers, int cpus)
 {
-    pd_harness_start(&h, NULL);
+    /* Heartbeats of 250 ms (a worker is lost after 750 ms of silence): fast
+       enough for the lost-worker test, slack enough for a loaded machine. */
+    static const char *const extra[] = {"--heartbeat-ms", "250", NULL};
+    pd_harness_start(&h, extra);
     for (int i = 0; i < workers; i++)
         pd_harness_add_worker(&h, cpus);
     c = pd_harness_client(&h);
