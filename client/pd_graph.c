@@ -374,23 +374,18 @@ static int s_parse_text(pd_graph_t *g, const char *text, size_t len, char *err, 
         memcpy(tube, line + s, nlen);
         tube[nlen] = 0;
         const char *p = line + t + 1, *end = line + ll;
-        bool any = false;
         while (p <= end) {
             const char *comma = memchr(p, ',', (size_t) (end - p));
             const char *stop = comma ? comma : end;
             const char *q = p;
             while (q < stop && isspace((unsigned char) *q))
                 q++;
-            if (q == stop) {
-                if (comma || !any)
-                    return s_err(err, cap, "%s: an empty spec for tube '%s' (%s)", where, tube,
-                                 s_specs);
-            } else {
-                int rc = s_spec(g, tube, q, (size_t) (stop - q), where, err, cap);
-                if (rc)
-                    return rc;
-                any = true;
-            }
+            if (q == stop)
+                return s_err(err, cap, "%s: an empty spec for tube '%s' (%s)", where, tube,
+                             s_specs);
+            int rc = s_spec(g, tube, q, (size_t) (stop - q), where, err, cap);
+            if (rc)
+                return rc;
             if (!comma)
                 break;
             p = comma + 1;
