@@ -31,6 +31,8 @@ enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4, S_BYEACK = 5 };
 
 #define S_ACK_SIZE (PD_TUBES_HEADER + 16)
 #define S_ALIGN 8 /* popped payloads start at a multiple of this */
+#define S_DRAIN_EVERY 256 /* a push takes in arrived messages at least this often */
+#define S_DRAIN_LOW 16    /* ... and this often when an edge has used half its credit */
 #define S_MAX_LINGER_MS 60000
 
 /* A received message waiting to be popped. */
@@ -99,6 +101,8 @@ struct pd_tubes {
     uint64_t ack_every_bytes;/* or this many bytes */
     int timeout_ms;          /* push/pop time-out, 0 = none */
     uint64_t seq;            /* arrival counter */
+    uint32_t pushes_since_drain; /* pushes since the SUB was last drained */
+    int rcvtimeo;            /* the SUB's ZMQ_RCVTIMEO as last set */
     zmq_msg_t held;          /* the message the last pop returned (borrowed out) */
     bool holding;            /* held is initialised */
     uint8_t *aligned;        /* copy of a popped payload that was not aligned (owned) */
@@ -109,10 +113,12 @@ struct pd_tubes {
     pd_tubes_stats_t stats;  /* counters */
 };
 
+/* Time-outs are in milliseconds: the coarse clock (a few ms of resolution)
+   is enough, and costs far less than a precise one on a busy pop path. */
 static int64_t s_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -148,16 +154,23 @@ static void s_be64(uint8_t *p, uint64_t v)
 
 static uint64_t s_rd64(const uint8_t *p) { return (uint64_t) s_rd32(p) << 32 | s_rd32(p + 4); }
 
+static void s_be16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t) (v >> 8);
+    p[1] = (uint8_t) v;
+}
+
+static uint32_t s_rd16(const uint8_t *p) { return (uint32_t) p[0] << 8 | p[1]; }
+
+/* The 8-byte header: [dst u16][kind u8][tube u8][src u16][seq u16]. */
 static void s_header(uint8_t *h, uint32_t dst, int kind, uint32_t tube, uint32_t src,
                      uint32_t seq)
 {
-    s_be32(h, dst);
-    h[4] = (uint8_t) kind;
-    h[5] = 0;
-    h[6] = (uint8_t) (tube >> 8);
-    h[7] = (uint8_t) tube;
-    s_be32(h + 8, src);
-    s_be32(h + 12, seq);
+    s_be16(h, dst);
+    h[2] = (uint8_t) kind;
+    h[3] = (uint8_t) tube;
+    s_be16(h + 4, src);
+    s_be16(h + 6, seq & 0xffff);
 }
 
 /* ---- look-ups ----------------------------------------------------------- */
@@ -293,9 +306,10 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
     t->ntubes = cfg->ntubes;
     t->window = cfg->window ? cfg->window : PD_TUBES_DEFAULT_WINDOW;
     t->window_bytes = cfg->window_bytes ? cfg->window_bytes : PD_TUBES_DEFAULT_WINDOW_BYTES;
-    t->ack_every = t->window / 4 ? t->window / 4 : 1;
+    t->ack_every = t->window / 8 ? t->window / 8 : 1;
     t->ack_every_bytes = t->window_bytes / 4 ? t->window_bytes / 4 : 1;
     t->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 0;
+    t->rcvtimeo = -1; /* ZeroMQ's default */
     t->names = calloc(cfg->ntubes ? cfg->ntubes : 1, sizeof *t->names);
     if (!t->names)
         goto nomem;
@@ -373,8 +387,8 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
     uint64_t hwm64 = (uint64_t) (t->ntubes ? t->ntubes : 1) * ((uint64_t) t->window + 8) + 64;
     int hwm = hwm64 > INT_MAX ? INT_MAX : (int) hwm64, one = 1, zero = 0;
     int64_t maxmsg = (int64_t) PD_TUBES_MAX_MSG + 64;
-    uint8_t topic[4];
-    s_be32(topic, t->node);
+    uint8_t topic[2];
+    s_be16(topic, t->node);
     if (zmq_setsockopt(t->pub, ZMQ_SNDHWM, &hwm, sizeof hwm)
         || zmq_setsockopt(t->pub, ZMQ_RCVHWM, &hwm, sizeof hwm)
         || zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &one, sizeof one)
@@ -504,9 +518,9 @@ int pd_tubes_wait_subscribed(pd_tubes_t *t, int timeout_ms)
         uint8_t buf[8];
         int n;
         while ((n = zmq_recv(t->pub, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
-            if (n != 5 || buf[0] != 1)
+            if (n != 3 || buf[0] != 1)
                 continue; /* an unsubscription, or not ours */
-            s_nb_t *nb = s_nb(t, s_rd32(buf + 1));
+            s_nb_t *nb = s_nb(t, s_rd16(buf + 1));
             if (nb && !nb->subscribed) {
                 nb->subscribed = true;
                 missing--;
@@ -583,13 +597,14 @@ static int s_enqueue(pd_tubes_t *t, s_in_t *e, zmq_msg_t *msg, uint32_t off)
     return 0;
 }
 
-/* Receives and handles one message. Returns 1 when one was handled, 0 when
-   none is waiting, or a PD_E* code. */
-static int s_recv_one(pd_tubes_t *t)
+/* Receives and handles one message (flags: ZMQ_DONTWAIT, or 0 to wait up to
+   the SUB's receive time-out). Returns 1 when one was handled, 0 when none
+   came, or a PD_E* code. */
+static int s_recv_one(pd_tubes_t *t, int flags)
 {
     zmq_msg_t m, body;
     zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, t->sub, ZMQ_DONTWAIT) < 0) {
+    if (zmq_msg_recv(&m, t->sub, flags) < 0) {
         int e = zmq_errno();
         zmq_msg_close(&m);
         if (e == EAGAIN || e == EINTR)
@@ -610,12 +625,12 @@ static int s_recv_one(pd_tubes_t *t)
     }
     size_t size = zmq_msg_size(&m);
     const uint8_t *h = zmq_msg_data(&m);
-    if (size < PD_TUBES_HEADER || s_rd32(h) != t->node) {
+    if (size < PD_TUBES_HEADER || s_rd16(h) != t->node) {
         pd_log_warn("node %u: dropped a message of %zu bytes with a bad header", t->node, size);
         goto done;
     }
-    int kind = h[4];
-    uint32_t tube = (uint32_t) h[6] << 8 | h[7], src = s_rd32(h + 8), seq = s_rd32(h + 12);
+    int kind = h[2];
+    uint32_t tube = h[3], src = s_rd16(h + 4), seq = s_rd16(h + 6);
     if (kind == S_BYE || kind == S_BYEACK) {
         s_nb_t *nb = s_nb(t, src);
         if (nb && kind == S_BYEACK) {
@@ -641,10 +656,10 @@ static int s_recv_one(pd_tubes_t *t)
             goto done;
         }
         s_in_t *e = &t->in[k];
-        if (seq != (uint32_t) e->got_msgs) {
-            rc = s_fail(t, PD_EPROTO, "message %u of node %u on tube '%s' arrived where "
-                        "message %u was due: messages were lost", seq, src,
-                        t->names[tube], (uint32_t) e->got_msgs);
+        if (seq != (e->got_msgs & 0xffff)) {
+            rc = s_fail(t, PD_EPROTO, "message %u (mod 65536) of node %u on tube '%s' arrived "
+                        "where %u was due: messages were lost", seq, src, t->names[tube],
+                        (uint32_t) (e->got_msgs & 0xffff));
             goto done;
         }
         e->got_msgs++;
@@ -680,12 +695,14 @@ done:
     return rc;
 }
 
-/* Handles everything waiting; when nothing was, waits up to timeout_ms
-   (-1: no limit) for the SUB to be readable and handles what came. When a
-   send is waiting for room (retry_soon), or an acknowledgement could not
-   be sent, the wait is cut to 1 ms so that it is retried soon (ZeroMQ
-   reports an XPUB always writable, so polling for room would spin).
-   Returns the number handled, or a PD_E* code. */
+/* With timeout_ms 0: handles every message waiting, without blocking.
+   Otherwise: waits up to timeout_ms (-1: no limit) for one message and
+   handles it; a blocking receive with a time-out costs libzmq fewer system
+   calls than a poll between non-blocking receives, and when messages are
+   queued it returns at once. When a send waits for room (retry_soon), or an
+   acknowledgement could not be sent, the wait is cut to 1 ms so that it is
+   retried soon (ZeroMQ reports an XPUB always writable, so polling for room
+   would spin). Returns the number handled, or a PD_E* code. */
 static int s_wait(pd_tubes_t *t, long timeout_ms, bool retry_soon)
 {
     for (uint32_t i = 0; i < t->nin; i++)
@@ -698,22 +715,32 @@ static int s_wait(pd_tubes_t *t, long timeout_ms, bool retry_soon)
             t->nb[i].byeack_due = s_send_ctl(t, t->nb[i].peer, S_BYEACK, 0, NULL, 0) != 0;
             retry_soon |= t->nb[i].byeack_due;
         }
-    int handled = 0, rc;
-    while ((rc = s_recv_one(t)) == 1)
-        handled++;
-    if (rc < 0)
-        return rc;
-    if (handled || timeout_ms == 0)
-        return handled;
+    if (timeout_ms == 0) {
+        int handled = 0, rc;
+        while ((rc = s_recv_one(t, ZMQ_DONTWAIT)) == 1)
+            handled++;
+        return rc < 0 ? rc : handled;
+    }
     if (retry_soon && (timeout_ms < 0 || timeout_ms > 1))
         timeout_ms = 1;
-    zmq_pollitem_t it = {.socket = t->sub, .events = ZMQ_POLLIN};
-    rc = zmq_poll(&it, 1, timeout_ms);
-    if (rc < 0 && zmq_errno() != EINTR)
-        return s_fail(t, PD_ESYS, "poll failed: %s", zmq_strerror(zmq_errno()));
-    while ((rc = s_recv_one(t)) == 1)
-        handled++;
-    return rc < 0 ? rc : handled;
+    int rcvtimeo = timeout_ms < 0 ? -1 : timeout_ms > INT_MAX ? INT_MAX : (int) timeout_ms;
+    if (rcvtimeo != t->rcvtimeo) {
+        if (zmq_setsockopt(t->sub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo))
+            return s_fail(t, PD_ESYS, "cannot set the receive time-out: %s",
+                          zmq_strerror(zmq_errno()));
+        t->rcvtimeo = rcvtimeo;
+    }
+    return s_recv_one(t, 0);
+}
+
+/* A deadline not yet computed: the clock is read only when a push or pop
+   has to wait (S_UNSET is replaced by now + time-out at the first wait). */
+#define S_UNSET INT64_MIN
+
+static void s_arm(int64_t *deadline, int timeout_ms)
+{
+    if (*deadline == S_UNSET)
+        *deadline = timeout_ms > 0 ? s_now_ms() + timeout_ms : -1;
 }
 
 /* Milliseconds left to a deadline (-1: none), never negative. */
@@ -729,7 +756,7 @@ static long s_left(int64_t deadline)
 
 /* Waits until edge e may carry len more bytes. Returns 0, 1 when its peer
    has finished (discard), or PD_ETIMEDOUT / another code. */
-static int s_wait_credit(pd_tubes_t *t, s_out_t *e, size_t len, int64_t deadline)
+static int s_wait_credit(pd_tubes_t *t, s_out_t *e, size_t len, int64_t *deadline)
 {
     bool waited = false;
     for (;;) {
@@ -752,7 +779,8 @@ static int s_wait_credit(pd_tubes_t *t, s_out_t *e, size_t len, int64_t deadline
                 t->stats.asks_sent++;
             }
         }
-        long left = s_left(deadline);
+        s_arm(deadline, t->timeout_ms);
+        long left = s_left(*deadline);
         if (left == 0)
             return s_fail(t, PD_ETIMEDOUT, "push on tube '%s' to node %u timed out after %d ms: "
                           "node %u has not popped the %llu messages (%llu bytes) sent before "
@@ -770,7 +798,7 @@ static int s_wait_credit(pd_tubes_t *t, s_out_t *e, size_t len, int64_t deadline
    else as two frames sharing *shared. Waits for queue room until the
    deadline. Returns 0 or a PD_E* code. */
 static int s_send_data(pd_tubes_t *t, s_out_t *e, const void *data, size_t len,
-                       zmq_msg_t *shared, int64_t deadline)
+                       zmq_msg_t *shared, int64_t *deadline)
 {
     for (;;) {
         int rc;
@@ -805,7 +833,8 @@ static int s_send_data(pd_tubes_t *t, s_out_t *e, const void *data, size_t len,
             return 0;
         if (zmq_errno() != EAGAIN && zmq_errno() != EINTR)
             return s_fail(t, PD_ESYS, "send failed: %s", zmq_strerror(zmq_errno()));
-        long left = s_left(deadline);
+        s_arm(deadline, t->timeout_ms);
+        long left = s_left(*deadline);
         if (left == 0)
             return s_fail(t, PD_ETIMEDOUT, "push on tube '%s' to node %u timed out after %d ms: "
                           "its queue stayed full", t->names[e->tube], e->peer, t->timeout_ms);
@@ -837,13 +866,23 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
                       "per message", len, tube, PD_TUBES_MAX_MSG);
     if (t->closed)
         return s_fail(t, PD_EINVAL, "push after the tubes were closed");
-    int64_t deadline = t->timeout_ms > 0 ? s_now_ms() + t->timeout_ms : -1;
-    /* Take in what arrived (acknowledgements above all) before sending, so
-       that a sender that never waits still keeps its queues short. */
-    int rc = s_wait(t, 0, false);
-    if (rc < 0)
-        return rc;
-    rc = 0;
+    int64_t deadline = S_UNSET;
+    /* Take in what arrived (acknowledgements above all) before sending when
+       credit runs low, and every S_DRAIN_EVERY pushes anyway, so that a
+       sender that never waits keeps its queues short. Not at every push: an
+       empty non-blocking receive costs libzmq two system calls. */
+    bool low = false;
+    for (uint32_t i = lo; i < hi && !low; i++)
+        low = 2 * (t->out[i].sent_msgs - t->out[i].acked_msgs) >= t->window
+              || 2 * (t->out[i].sent_bytes - t->out[i].acked_bytes + len) >= t->window_bytes;
+    int rc = 0;
+    ++t->pushes_since_drain;
+    if (t->pushes_since_drain >= (low ? S_DRAIN_LOW : S_DRAIN_EVERY)) {
+        t->pushes_since_drain = 0;
+        if ((rc = s_wait(t, 0, false)) < 0)
+            return rc;
+        rc = 0;
+    }
     zmq_msg_t shared;
     bool use_shared = len > PD_TUBES_INLINE;
     if (use_shared) {
@@ -853,7 +892,7 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
     }
     for (uint32_t i = lo; i < hi && rc == 0; i++) {
         s_out_t *e = &t->out[i];
-        rc = s_wait_credit(t, e, len, deadline);
+        rc = s_wait_credit(t, e, len, &deadline);
         if (rc == 1) {
             t->stats.discarded++;
             pd_log_debug("node %u: push on tube '%s' to node %u discarded: it has finished",
@@ -862,7 +901,7 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
             continue;
         }
         if (rc == 0)
-            rc = s_send_data(t, e, data, len, use_shared ? &shared : NULL, deadline);
+            rc = s_send_data(t, e, data, len, use_shared ? &shared : NULL, &deadline);
         if (rc == 0) {
             e->sent_msgs++;
             e->sent_bytes += len;
@@ -943,20 +982,20 @@ int pd_tubes_pop(pd_tubes_t *t, const char *tube, int src, int timeout_ms, bool 
     }
     if (timeout_ms < 0)
         timeout_ms = t->timeout_ms;
-    int64_t deadline = timeout_ms > 0 ? s_now_ms() + timeout_ms : (wait ? -1 : 0);
+    int64_t deadline = S_UNSET;
     bool looked = false; /* the SUB was drained at least once in this call */
     for (;;) {
         s_in_t *best = NULL;
-        bool all_finished = true;
         for (uint32_t i = lo; i < hi; i++) {
             s_in_t *e = &t->in[i];
             if (e->len && (!best || e->ring[e->head].seq < best->ring[best->head].seq))
                 best = e;
-            if (!s_nb(t, e->peer)->finished)
-                all_finished = false;
         }
         if (best)
             return s_take(t, best, data, len, from);
+        bool all_finished = true;
+        for (uint32_t i = lo; i < hi && all_finished; i++)
+            all_finished = s_nb(t, t->in[i].peer)->finished;
         if (all_finished) {
             char who[64];
             if (hi - lo == 1)
@@ -966,6 +1005,8 @@ int pd_tubes_pop(pd_tubes_t *t, const char *tube, int src, int timeout_ms, bool 
             return s_fail(t, PD_EPEER, "pop on tube '%s': %s finished without pushing more",
                           tube, who);
         }
+        if (deadline == S_UNSET)
+            deadline = timeout_ms > 0 ? s_now_ms() + timeout_ms : (wait ? -1 : 0);
         long left = s_left(deadline);
         if (left == 0 && looked) {
             if (!wait)

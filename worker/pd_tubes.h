@@ -20,7 +20,7 @@
     `window` messages and `window_bytes` bytes on an edge that the receiver
     has not popped yet (one message larger than window_bytes may travel
     alone). The receiver acknowledges what it popped, cumulatively, every
-    quarter window, and at once when the sender says it is waiting. A push
+    eighth of the window, and at once when the sender says it is waiting. A push
     that has no credit blocks (draining its own incoming messages meanwhile)
     until an acknowledgement comes or the time-out ends it with an error.
     Because of the credit, what sits in ZeroMQ's queues is bounded: the
@@ -29,15 +29,15 @@
     still fill, send blocks instead of dropping). Nothing is queued without
     bound, and no push is silently lost.
 
-    Wire format of one message, addressed to one node (topic = first 4
-    bytes): a 16-byte big-endian header [dst u32][kind u8][0 u8][tube u16]
-    [src u32][seq u32], then
-      kind 1 DATA  seq: the message's number on its edge (mod 2^32), which
+    Wire format of one message, addressed to one node (topic = its first
+    2 bytes): an 8-byte big-endian header [dst u16][kind u8][tube u8]
+    [src u16][seq u16] (so at most 4096 nodes and 256 tubes fit), then
+      kind 1 DATA  seq: the message's number on its edge (mod 65536), which
                    the receiver checks, so a lost message is an error, never
                    a silent gap; the payload, in the same frame up to
-                   PD_TUBES_INLINE
-                   bytes, else in a second frame (shared between the
-                   copies of a broadcast push: no copy per destination);
+                   PD_TUBES_INLINE bytes (8-byte aligned after the header),
+                   else in a second frame (shared between the copies of a
+                   broadcast push: no copy per destination);
       kind 2 ACK   [popped messages u64][popped bytes u64], cumulative;
       kind 3 ASK   nothing: src waits for credit on this edge;
       kind 4 BYE   nothing: src has finished; it sends nothing more;
@@ -66,10 +66,10 @@
 #define PD_TUBES_MAX_TUBES 256              /* tubes per task */
 #define PD_TUBES_MAX_NAME 63                /* bytes in a tube name */
 #define PD_TUBES_MAX_NODES 4096             /* nodes per task */
-#define PD_TUBES_HEADER 16                  /* bytes of the message header */
+#define PD_TUBES_HEADER 8                   /* bytes of the message header */
 #define PD_TUBES_INLINE 4096                /* payloads up to this travel in one frame */
 #define PD_TUBES_MAX_MSG ((256u << 20) - 64) /* largest payload of one push */
-#define PD_TUBES_DEFAULT_WINDOW 1024u       /* messages in flight per edge */
+#define PD_TUBES_DEFAULT_WINDOW 16384u      /* messages in flight per edge */
 #define PD_TUBES_DEFAULT_WINDOW_BYTES (16u << 20) /* bytes in flight per edge */
 
 /* One end of an edge: the tube (index into the names) and the other node. */
