@@ -37,7 +37,8 @@ enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4, S_BYEACK = 5 };
 
 /* A received message waiting to be popped. */
 typedef struct {
-    zmq_msg_t msg; /* the frame holding the payload (owned) */
+    zmq_msg_t msg; /* the frame holding the payload (owned; every slot of a
+                      ring stays initialised, empty when unused) */
     uint32_t off;  /* offset of the payload in msg */
     uint64_t seq;  /* arrival number on this node */
 } s_item_t;
@@ -104,7 +105,9 @@ struct pd_tubes {
     uint32_t pushes_since_drain; /* pushes since the SUB was last drained */
     int rcvtimeo;            /* the SUB's ZMQ_RCVTIMEO as last set */
     zmq_msg_t held;          /* the message the last pop returned (borrowed out) */
-    bool holding;            /* held is initialised */
+    zmq_msg_t rx;            /* receives the first frame of each message */
+    zmq_msg_t rx_body;       /* receives the second frame, when there is one */
+    bool msgs_ready;         /* held, rx and rx_body are initialised */
     uint8_t *aligned;        /* copy of a popped payload that was not aligned (owned) */
     size_t aligned_cap;      /* bytes allocated in aligned */
     bool closed;             /* BYE sent (or abandoned) */
@@ -175,10 +178,21 @@ static void s_header(uint8_t *h, uint32_t dst, int kind, uint32_t tube, uint32_t
 
 /* ---- look-ups ----------------------------------------------------------- */
 
+/* Tube names are short: a plain loop beats the library's vector strcmp,
+   whose start-up cost showed in profiles of 8-byte pushes. */
+static bool s_same(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
 static int s_tube(const pd_tubes_t *t, const char *name)
 {
     for (uint32_t i = 0; i < t->ntubes; i++)
-        if (strcmp(t->names[i], name) == 0)
+        if (s_same(t->names[i], name))
             return (int) i;
     return -1;
 }
@@ -310,6 +324,10 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
     t->ack_every_bytes = t->window_bytes / 4 ? t->window_bytes / 4 : 1;
     t->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 0;
     t->rcvtimeo = -1; /* ZeroMQ's default */
+    zmq_msg_init(&t->held);
+    zmq_msg_init(&t->rx);
+    zmq_msg_init(&t->rx_body);
+    t->msgs_ready = true;
     t->names = calloc(cfg->ntubes ? cfg->ntubes : 1, sizeof *t->names);
     if (!t->names)
         goto nomem;
@@ -443,13 +461,16 @@ void pd_tubes_destroy(pd_tubes_t **p)
         zmq_close(t->pub);
     if (t->sub)
         zmq_close(t->sub);
-    if (t->holding)
+    if (t->msgs_ready) {
         zmq_msg_close(&t->held);
+        zmq_msg_close(&t->rx);
+        zmq_msg_close(&t->rx_body);
+    }
     free(t->aligned);
     for (uint32_t i = 0; t->in && i < t->nin; i++) {
         s_in_t *e = &t->in[i];
-        for (uint32_t k = 0; k < e->len; k++)
-            zmq_msg_close(&e->ring[(e->head + k) % e->cap].msg);
+        for (uint32_t k = 0; k < e->cap; k++)
+            zmq_msg_close(&e->ring[k].msg);
         free(e->ring);
     }
     for (uint32_t i = 0; t->names && i < t->ntubes; i++)
@@ -576,21 +597,23 @@ static int s_enqueue(pd_tubes_t *t, s_in_t *e, zmq_msg_t *msg, uint32_t off)
         s_item_t *ring = malloc(cap * sizeof *ring);
         if (!ring)
             return s_fail(t, PD_ENOMEM, "out of memory for received messages");
-        for (uint32_t k = 0; k < e->len; k++) {
+        for (uint32_t k = 0; k < cap; k++)
             zmq_msg_init(&ring[k].msg);
+        for (uint32_t k = 0; k < e->len; k++) {
             s_item_t *old = &e->ring[(e->head + k) % e->cap];
             zmq_msg_move(&ring[k].msg, &old->msg);
             ring[k].off = old->off;
             ring[k].seq = old->seq;
         }
+        for (uint32_t k = 0; k < e->cap; k++)
+            zmq_msg_close(&e->ring[k].msg);
         free(e->ring);
         e->ring = ring;
         e->cap = cap;
         e->head = 0;
     }
     s_item_t *it = &e->ring[(e->head + e->len) % e->cap];
-    zmq_msg_init(&it->msg);
-    zmq_msg_move(&it->msg, msg);
+    zmq_msg_move(&it->msg, msg); /* msg is left empty, ready for the next receive */
     it->off = off;
     it->seq = t->seq++;
     e->len++;
@@ -602,29 +625,28 @@ static int s_enqueue(pd_tubes_t *t, s_in_t *e, zmq_msg_t *msg, uint32_t off)
    came, or a PD_E* code. */
 static int s_recv_one(pd_tubes_t *t, int flags)
 {
-    zmq_msg_t m, body;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, t->sub, flags) < 0) {
+    /* Received into the tubes' own messages: each receive releases what
+       they held, a data frame is moved from them into its ring. */
+    zmq_msg_t *m = &t->rx, *body = &t->rx_body;
+    if (zmq_msg_recv(m, t->sub, flags) < 0) {
         int e = zmq_errno();
-        zmq_msg_close(&m);
         if (e == EAGAIN || e == EINTR)
             return 0;
         return s_fail(t, PD_ESYS, "receive failed: %s", zmq_strerror(e));
     }
-    bool two = zmq_msg_more(&m);
-    zmq_msg_init(&body);
+    bool two = zmq_msg_more(m);
     int rc = 1;
     if (two) {
         /* The rest of a multipart message is already here: no wait. */
-        if (zmq_msg_recv(&body, t->sub, 0) < 0 || zmq_msg_more(&body)) {
-            while (zmq_msg_more(&body) && zmq_msg_recv(&body, t->sub, 0) >= 0)
+        if (zmq_msg_recv(body, t->sub, 0) < 0 || zmq_msg_more(body)) {
+            while (zmq_msg_more(body) && zmq_msg_recv(body, t->sub, 0) >= 0)
                 ;
             rc = s_fail(t, PD_EPROTO, "received a message of more than two frames");
             goto done;
         }
     }
-    size_t size = zmq_msg_size(&m);
-    const uint8_t *h = zmq_msg_data(&m);
+    size_t size = zmq_msg_size(m);
+    const uint8_t *h = zmq_msg_data(m);
     if (size < PD_TUBES_HEADER || s_rd16(h) != t->node) {
         pd_log_warn("node %u: dropped a message of %zu bytes with a bad header", t->node, size);
         goto done;
@@ -663,7 +685,7 @@ static int s_recv_one(pd_tubes_t *t, int flags)
             goto done;
         }
         e->got_msgs++;
-        int q = two ? s_enqueue(t, e, &body, 0) : s_enqueue(t, e, &m, PD_TUBES_HEADER);
+        int q = two ? s_enqueue(t, e, body, 0) : s_enqueue(t, e, m, PD_TUBES_HEADER);
         if (q)
             rc = q;
     } else if (kind == S_ACK && size == S_ACK_SIZE) {
@@ -690,8 +712,6 @@ static int s_recv_one(pd_tubes_t *t, int flags)
                     src);
     }
 done:
-    zmq_msg_close(&m);
-    zmq_msg_close(&body);
     return rc;
 }
 
@@ -922,12 +942,7 @@ static int s_take(pd_tubes_t *t, s_in_t *e, const void **data, size_t *len, uint
 {
     s_item_t *it = &e->ring[e->head];
     uint32_t off = it->off;
-    if (t->holding)
-        zmq_msg_close(&t->held);
-    zmq_msg_init(&t->held);
-    zmq_msg_move(&t->held, &it->msg);
-    zmq_msg_close(&it->msg);
-    t->holding = true;
+    zmq_msg_move(&t->held, &it->msg); /* releases the previous one; the slot stays usable */
     e->head = (e->head + 1) % e->cap;
     e->len--;
     /* Only now is the address known: a very small message keeps its bytes
