@@ -41,7 +41,56 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->liveness = PD_BROKER_DEFAULT_LIVENESS;
     cfg->max_jobs = 4000000;
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
+    cfg->max_shared = PD_SHARED_DEFAULT_MAX;
+    cfg->shared_store = PD_SHARED_DEFAULT_TOTAL;
+    cfg->cluster = PD_BEACON_DEFAULT_CLUSTER;
+    cfg->beacon = true;
+    cfg->beacon_port = PD_BEACON_DEFAULT_PORT;
+    cfg->beacon_interval_ms = PD_BEACON_DEFAULT_INTERVAL_MS;
 }
+
+/* The TCP port of a bound endpoint "tcp://ADDR:PORT", or 0 when it is not
+   TCP or binds loopback only (a beacon would be of no use to anybody). */
+static uint16_t s_beacon_port_of(const char *ep)
+{
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return 0;
+    const char *host = ep + 6, *colon = strrchr(host, ':');
+    if (!colon)
+        return 0;
+    if (strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
+        strncmp(host, "[::1]:", 6) == 0)
+        return 0;
+    long port = strtol(colon + 1, NULL, 10);
+    return port > 0 && port < 65536 ? (uint16_t) port : 0;
+}
+
+/* Starts the beacon when asked and useful. Returns 0 or the error of
+   pd_beacon_pub_new (logged). */
+static int s_start_beacon(pd_broker_t *b)
+{
+    if (!b->cfg.beacon || b->cfg.beacon_port == 0)
+        return 0;
+    uint16_t port = s_beacon_port_of(b->endpoint);
+    if (!port) {
+        pd_log_info("no beacon: %s serves this machine only (bind tcp://*:PORT to serve a lab)",
+                    b->endpoint);
+        return 0;
+    }
+    pd_beacon_t bc = {.version = PD_PROTO_VERSION, .port = port};
+    snprintf(bc.cluster, sizeof bc.cluster, "%s", b->cluster);
+    int err = 0;
+    b->beacon = pd_beacon_pub_new(&bc, b->cfg.beacon_port, b->cfg.beacon_interval_ms,
+                                  b->beacon_iface[0] ? b->beacon_iface : NULL, &err);
+    if (!b->beacon)
+        return err;
+    pd_log_info("announcing cluster '%s' (port %u) from %s by a beacon on UDP port %d every "
+                "%d ms", b->cluster, port, pd_beacon_pub_host(b->beacon), b->cfg.beacon_port,
+                b->cfg.beacon_interval_ms);
+    return 0;
+}
+
+bool pd_broker_beaconing(const pd_broker_t *b) { return b->beacon != NULL; }
 
 static int s_fail_new(pd_broker_t **b, int *err, int code)
 {
@@ -66,8 +115,23 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         snprintf(b->name, sizeof b->name, "%s", cfg->name);
     else if (gethostname(b->name, sizeof b->name - 1) != 0)
         snprintf(b->name, sizeof b->name, "playdoh");
+    const char *cluster = cfg->cluster && cfg->cluster[0] ? cfg->cluster
+                                                          : PD_BEACON_DEFAULT_CLUSTER;
+    if (!pd_beacon_name_ok(cluster)) {
+        pd_log_error("cluster name '%s' is not 1 to 63 letters, digits, '-', '_' or '.'",
+                     cluster);
+        free(b);
+        if (err)
+            *err = PD_EINVAL;
+        return NULL;
+    }
+    snprintf(b->cluster, sizeof b->cluster, "%s", cluster);
+    snprintf(b->beacon_iface, sizeof b->beacon_iface, "%s",
+             cfg->beacon_iface ? cfg->beacon_iface : "");
     b->cfg.bind = b->bind;
     b->cfg.name = b->name;
+    b->cfg.cluster = b->cluster;
+    b->cfg.beacon_iface = b->beacon_iface;
     if (!b->cfg.hb_ms)
         b->cfg.hb_ms = PD_BROKER_DEFAULT_HB_MS;
     if (!b->cfg.liveness)
@@ -77,14 +141,22 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     pd_buf_init(&b->aux);
     b->jobs = pd_jobs_new(cfg->max_jobs);
     b->mods = pd_mods_new();
+    if (!b->cfg.max_shared)
+        b->cfg.max_shared = PD_SHARED_DEFAULT_MAX;
+    if (b->cfg.max_shared > PD_SHARED_LIMIT)
+        b->cfg.max_shared = PD_SHARED_LIMIT;
+    if (b->cfg.shared_store < b->cfg.max_shared)
+        b->cfg.shared_store = b->cfg.max_shared > PD_SHARED_DEFAULT_TOTAL ? b->cfg.max_shared
+                                                                          : PD_SHARED_DEFAULT_TOTAL;
+    b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     b->workers = pd_workers_new();
     b->tasks = pd_tasks_new(0);
     b->parked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->parked);
     b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
-    if (!b->jobs || !b->mods || !b->workers || !b->tasks || !b->parked || !b->tparked
-        || !b->scratch || !b->ctx) {
+    if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->tasks || !b->parked
+        || !b->tparked || !b->scratch || !b->ctx) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -103,14 +175,24 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         return NULL;
     }
     if (zmq_bind(b->sock, b->bind) != 0) {
-        pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
-                     "program that uses it)", b->bind, zmq_strerror(zmq_errno()));
+        int e = zmq_errno();
+        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
+            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
+                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
+        else
+            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                         "program that uses it)", b->bind, zmq_strerror(e));
         s_fail_new(&b, err, PD_EIO);
         return NULL;
     }
     size_t len = sizeof b->endpoint;
     if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
         snprintf(b->endpoint, sizeof b->endpoint, "%s", b->bind);
+    int brc = s_start_beacon(b);
+    if (brc) {
+        s_fail_new(&b, err, brc);
+        return NULL;
+    }
     b->start_ms = b->now_ms = s_mono_ms();
     b->next_tick = b->now_ms;
     if (err)
@@ -123,6 +205,7 @@ void pd_broker_destroy(pd_broker_t **p)
     if (!p || !*p)
         return;
     pd_broker_t *b = *p;
+    pd_beacon_pub_destroy(&b->beacon);
     if (b->parked)
         pd_broker_free_parked(b);
     free(b->parked);
@@ -132,6 +215,7 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
+    pd_shared_destroy(&b->shared);
     pd_buf_free(&b->out);
     pd_buf_free(&b->aux);
     if (b->sock)
@@ -141,6 +225,17 @@ void pd_broker_destroy(pd_broker_t **p)
     free(b);
     *p = NULL;
 }
+
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint)
+{
+    if (zmq_bind(b->sock, endpoint) != 0) {
+        pd_log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+void *pd_broker_zmq_ctx(pd_broker_t *b) { return b->ctx; }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
@@ -167,6 +262,33 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
     if (zmq_send(b->sock, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(b->sock, data, len, ZMQ_DONTWAIT) < 0) {
         int e = zmq_errno();
+        char who[128];
+        s_hexid(rid, ridlen, who, sizeof who);
+        b->stats.unroutable++;
+        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
+                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                     : zmq_strerror(e),
+                    (unsigned long long) b->stats.unroutable);
+        return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
+    }
+    b->stats.msgs_out++;
+    return 0;
+}
+
+int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
+                    const void *data, size_t dlen)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, hlen + dlen)) {
+        pd_log_error("cannot build a message of %zu bytes: out of memory", hlen + dlen);
+        return PD_ENOMEM;
+    }
+    memcpy(zmq_msg_data(&msg), head, hlen);
+    memcpy((uint8_t *) zmq_msg_data(&msg) + hlen, data, dlen);
+    if (zmq_send(b->sock, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&msg, b->sock, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&msg);
         char who[128];
         s_hexid(rid, ridlen, who, sizeof who);
         b->stats.unroutable++;
@@ -222,8 +344,10 @@ static const struct {
 } s_client_handlers[] = {
     {"hello", pd_broker_on_hello},     {"mod_has", pd_broker_on_mod_has},
     {"mod_put", pd_broker_on_mod_put}, {"submit", pd_broker_on_submit},
+    {"shr_has", pd_broker_on_shr_has}, {"shr_put", pd_broker_on_shr_put},
     {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
+    {"cluster", pd_broker_on_cluster},
     {"task_submit", pd_broker_on_task_submit}, {"task_status", pd_broker_on_task_status},
     {"task_fetch", pd_broker_on_task_fetch},   {"task_cancel", pd_broker_on_task_cancel},
     {"task_release", pd_broker_on_task_release},
@@ -323,8 +447,8 @@ int pd_broker_run(pd_broker_t *b)
         tick_ms = 10;
     if (tick_ms > 250)
         tick_ms = 250;
-    pd_log_info("broker '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs)",
-                b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
+    pd_log_info("broker '%s' of cluster '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs)",
+                b->name, b->cluster, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
                 (unsigned long long) pd_jobs_max(b->jobs));
     int rc = 0;
     while (!atomic_load(&b->stop)) {

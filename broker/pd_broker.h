@@ -29,6 +29,13 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
+    uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
+    const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
+    bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
+    int beacon_port;      /* UDP port of the beacon */
+    int beacon_interval_ms; /* beacon interval */
+    const char *beacon_iface; /* interface for the beacon (NULL = CZMQ's choice) */
 } pd_broker_config_t;
 
 #define PD_BROKER_DEFAULT_BIND "tcp://127.0.0.1:5555"
@@ -42,7 +49,7 @@ typedef struct {
 
 typedef struct pd_broker pd_broker_t;
 
-/* Fills cfg with the defaults above. */
+/* Fills cfg with the defaults above (beacon on, port PD_BEACON_DEFAULT_PORT). */
 void pd_broker_config_defaults(pd_broker_config_t *cfg);
 
 /* Creates the broker and binds its socket. Returns NULL on failure (bind
@@ -53,8 +60,18 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
    the socket. Safe on NULL; sets *p to NULL. */
 void pd_broker_destroy(pd_broker_t **p);
 
+/* True when the broker announces itself with a beacon (it was asked to and
+   binds more than loopback). */
+bool pd_broker_beaconing(const pd_broker_t *b);
+
 /* The endpoint actually bound (the port resolved); borrowed. */
 const char *pd_broker_endpoint(const pd_broker_t *b);
+
+/* Binds the broker's socket to one more endpoint (an inproc:// endpoint for a
+   worker running in the same process). Returns 0 or PD_EIO (logged). */
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint);
+/* The broker's ZeroMQ context, borrowed: inproc peers must share it. */
+void *pd_broker_zmq_ctx(pd_broker_t *b);
 
 /* Runs the event loop until pd_broker_stop(). Returns 0, or PD_ESYS when the
    socket fails. */

@@ -5,12 +5,14 @@
 #ifndef PD_BROKER_INT_H
 #define PD_BROKER_INT_H
 
+#include "pd_beacon.h"
 #include "pd_broker.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
 #include "pd_tasks.h"
+#include "pd_shared.h"
 #include "pd_workers.h"
 
 #include <stdatomic.h>
@@ -49,11 +51,15 @@ struct pd_broker {
     pd_broker_config_t cfg;    /* copy of the configuration (strings below) */
     char bind[256];            /* configured endpoint */
     char name[64];             /* name announced in welcome */
+    char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name (beacons, `cluster` replies) */
+    char beacon_iface[64];     /* interface for the beacon ("" = CZMQ's choice) */
+    pd_beacon_pub_t *beacon;   /* the beacon publisher, or NULL (owned) */
     char endpoint[256];        /* endpoint actually bound */
     void *ctx;                 /* ZeroMQ context (owned) */
     void *sock;                /* ROUTER socket (owned) */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
+    pd_shared_t *shared;       /* the shared-data store */
     pd_workers_t *workers;     /* the worker registry */
     pd_tasks_t *tasks;         /* synchronous tasks */
     pd_tparked_t *tparked;     /* parked task fetches (PD_BROKER_MAX_PARKED) */
@@ -78,6 +84,10 @@ struct pd_broker {
 int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
 /* Sends b->out to the peer (then resets b->out). */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Sends one frame made of head[0..hlen) followed by data[0..dlen) (a large
+   bin field's bytes), copying each once. Same returns as pd_broker_send. */
+int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
+                    const void *data, size_t dlen);
 /* Seconds since the broker started. */
 uint32_t pd_broker_now_s(const pd_broker_t *b);
 
@@ -86,11 +96,15 @@ uint32_t pd_broker_now_s(const pd_broker_t *b);
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
+int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Answers parked fetches touched by jobs that became final, then clears
    the fresh list. */
 void pd_broker_wake_parked(pd_broker_t *b);
@@ -121,11 +135,14 @@ int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod);
 
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
-/* True for the types workers send (ready, hb, slots, done, bye, node_bound,
+/* True for the types workers send (ready, hb, slots, requeue, done, bye, node_bound,
    node_ready, node_done). */
 bool pd_broker_is_worker_type(const pd_msg_t *m);
 /* Sends queued jobs to workers with credit. */
 void pd_broker_dispatch(pd_broker_t *b);
+/* Shared-data blob i is being evicted: tells the workers holding it to drop
+   it and forgets that they had it. */
+void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash);
 /* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
 void pd_broker_tick_workers(pd_broker_t *b);
 

@@ -392,7 +392,8 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     if (!wk)
         return PD_EUNREACH;
     int rc;
-    if (!pd_worker_has_mod(wk, r->mod) && (rc = pd_broker_send_mod(b, wk, r->mod)) != 0)
+    if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
+        && (rc = pd_broker_send_mod(b, wk, r->mod)) != 0)
         return rc;
     pd_buf_reset(&b->aux);
     msgpack_packer pk;

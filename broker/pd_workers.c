@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ static void s_free_worker(pd_worker_t *wk)
 {
     free(wk->inflight);
     free(wk->mods_sent);
+    free(wk->shared_sent);
     free(wk);
 }
 
@@ -99,8 +101,9 @@ pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int
     wk->index = idx;
     memcpy(wk->rid, rid, ridlen);
     wk->ridlen = (uint32_t) ridlen;
-    wk->last_recv = wk->last_send = now_ms;
+    wk->last_recv = wk->last_send = wk->joined = now_ms;
     wk->ewma_us = -1;
+    wk->load = -1;
     wk->depth = PD_WORKERS_DEPTH_START;
     char key[2 * PD_WORKERS_MAX_RID + 1];
     s_hex(rid, ridlen, key);
@@ -177,7 +180,9 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us)
 {
     double x = (double) us;
     wk->ewma_us = wk->ewma_us < 0 ? x : 0.9 * wk->ewma_us + 0.1 * x;
-    double d = PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us);
+    /* One job running per slot, plus about TARGET_US of work queued behind it,
+       so a slot never waits a broker round trip for its next job. */
+    double d = 1.0 + ceil(PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us));
     if (d < PD_WORKERS_DEPTH_MIN)
         d = PD_WORKERS_DEPTH_MIN;
     if (d > PD_WORKERS_DEPTH_MAX)
@@ -238,4 +243,31 @@ void pd_worker_clear_mods(pd_worker_t *wk)
 {
     if (wk->mods_bytes)
         memset(wk->mods_sent, 0, wk->mods_bytes);
+    if (wk->shared_bytes)
+        memset(wk->shared_sent, 0, wk->shared_bytes);
+}
+
+bool pd_worker_has_shared(const pd_worker_t *wk, uint32_t i)
+{
+    return i / 8 < wk->shared_bytes && (wk->shared_sent[i / 8] >> (i % 8) & 1);
+}
+
+int pd_worker_set_shared(pd_worker_t *wk, uint32_t i, bool on)
+{
+    if (i / 8 >= wk->shared_bytes) {
+        if (!on)
+            return 0;
+        uint32_t n = i / 8 + 16;
+        uint8_t *a = realloc(wk->shared_sent, n);
+        if (!a)
+            return PD_ENOMEM;
+        memset(a + wk->shared_bytes, 0, n - wk->shared_bytes);
+        wk->shared_sent = a;
+        wk->shared_bytes = n;
+    }
+    if (on)
+        wk->shared_sent[i / 8] |= (uint8_t) (1u << (i % 8));
+    else
+        wk->shared_sent[i / 8] &= (uint8_t) ~(1u << (i % 8));
+    return 0;
 }

@@ -9,7 +9,7 @@
 */
 #include "playdoh.h"
 
-#include "pd_config.h"
+#include "pd_build.h"
 #include "pd_log.h"
 #include "pd_proc.h"
 
@@ -27,8 +27,7 @@
 #include <unistd.h>
 
 struct pd_local {
-    pid_t broker;        /* the playdoh-broker child */
-    pid_t worker;        /* the playdoh-worker child */
+    pid_t broker;        /* the playdoh-broker child, which runs the worker too */
     char endpoint[256];  /* the broker's bound endpoint */
 };
 
@@ -38,12 +37,11 @@ pd_local_t *pd_local_start(int cpus, int *err)
     if (!err)
         err = &dummy;
     *err = 0;
-    char broker_path[PATH_MAX], worker_path[PATH_MAX];
-    if (pd_proc_find("playdoh-broker", broker_path, sizeof broker_path) ||
-        pd_proc_find("playdoh-worker", worker_path, sizeof worker_path)) {
-        pd_log_error("local cluster: playdoh-broker or playdoh-worker not found (looked in "
-                     "$PLAYDOH_BINDIR, beside this program and in %s): install Playdoh or set "
-                     "PLAYDOH_BINDIR", PD_BINDIR);
+    char broker_path[PATH_MAX];
+    if (pd_proc_find("playdoh-broker", broker_path, sizeof broker_path)) {
+        pd_log_error("local cluster: playdoh-broker not found (looked in $PLAYDOH_BINDIR, "
+                     "beside this program and in %s): install Playdoh or set PLAYDOH_BINDIR",
+                     PD_BINDIR);
         *err = PD_EIO;
         return NULL;
     }
@@ -53,8 +51,11 @@ pd_local_t *pd_local_start(int cpus, int *err)
         return NULL;
     }
     const char *level = getenv("PLAYDOH_LOG_LEVEL");
+    char cpus_s[16];
+    snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--log-level", (char *) (level ? level : "warn"), NULL};
+                     "--worker-cpus", cpus_s, "--log-level", (char *) (level ? level : "error"),
+                     NULL};
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)
@@ -67,12 +68,7 @@ pd_local_t *pd_local_start(int cpus, int *err)
         *err = PD_EIO;
         return NULL;
     }
-    char cpus_s[16];
-    snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
-    char *wargv[] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s, "--log-level",
-                     (char *) (level ? level : "warn"), NULL};
-    l->worker = pd_proc_spawn(wargv, NULL);
-    /* Wait for the worker to join. */
+    /* Wait for the embedded worker to register its slots. */
     pd_client_t *c = pd_client_new(l->endpoint, err);
     if (!c) {
         pd_local_stop(&l);
@@ -83,15 +79,11 @@ pd_local_t *pd_local_start(int cpus, int *err)
         if (pd_client_cluster_size(c, &workers, &slots))
             break;
         if (workers < 1)
-            usleep(50000);
-        if (waitpid(l->worker, NULL, WNOHANG) == l->worker) {
-            l->worker = 0;
-            break;
-        }
+            usleep(20000);
     }
     pd_client_destroy(&c);
     if (workers < 1) {
-        pd_log_error("local cluster: the worker did not join the broker within 20 s");
+        pd_log_error("local cluster: the embedded worker did not register within 20 s");
         pd_local_stop(&l);
         *err = PD_EUNREACH;
         return NULL;
@@ -106,7 +98,6 @@ void pd_local_stop(pd_local_t **lp)
     if (!lp || !*lp)
         return;
     pd_local_t *l = *lp;
-    pd_proc_stop(l->worker, 5000);
     pd_proc_stop(l->broker, 5000);
     free(l);
     *lp = NULL;

@@ -60,6 +60,18 @@ static size_t s_utf8_len(const uint8_t *p, const uint8_t *end)
     return n;
 }
 
+bool pd_utf8_valid(const void *p, size_t len)
+{
+    const uint8_t *q = p, *end = q + len;
+    while (q < end) {
+        size_t n = s_utf8_len(q, end);
+        if (n == 0)
+            return false;
+        q += n;
+    }
+    return true;
+}
+
 /* Writes code point cp (not a surrogate, <= 0x10FFFF) as UTF-8; returns bytes. */
 static size_t s_utf8_put(uint32_t cp, uint8_t out[4])
 {

@@ -44,4 +44,8 @@ int pd_json_to_msgpack(const char *text, size_t len, pd_buf_t *out, char *err, s
    cannot grow. On error out keeps its previous length. */
 int pd_msgpack_to_json(const void *mp, size_t len, pd_buf_t *out);
 
+/* True when p[0..len) is well-formed UTF-8 (no overlong forms, surrogates
+   or code points above U+10FFFF). */
+bool pd_utf8_valid(const void *p, size_t len);
+
 #endif

@@ -21,7 +21,11 @@ const char *pd_harness_program(const char *name)
 void pd_harness_start(pd_harness_t *h, const char *const *extra)
 {
     memset(h, 0, sizeof *h);
-    h->heartbeat_ms = 100;
+    /* Fast enough that a killed worker is found within a second, slow enough
+       that a worker on a loaded 2-core machine is not declared dead. */
+    h->heartbeat_ms = 200;
+    /* No configuration file of this machine's or user's leaks into tests. */
+    setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
     char broker[PATH_MAX];
@@ -29,8 +33,8 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     char hb[16];
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     const char *argv[32] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                            "--heartbeat-ms", hb};
-    int argc = 7;
+                            "--heartbeat-ms", hb, "--liveness", "5"};
+    int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -47,12 +51,13 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
     snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
-    char cpus_s[16], hb[16], cache[300];
+    char cpus_s[16], hb[16], cache[300], control[300];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
+    snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
     char *argv[] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                    "--cache", cache, NULL};
+                    "--cache", cache, "--control", control, NULL};
     pid_t pid = pd_proc_spawn(argv, NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;

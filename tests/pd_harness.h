@@ -26,7 +26,8 @@ typedef struct {
 /* Starts a broker; extra is NULL or a NULL-terminated list of more flags.
    Asserts (Criterion) on failure. */
 void pd_harness_start(pd_harness_t *h, const char *const *extra);
-/* Starts a worker with cpus slots; returns its index in h->workers. */
+/* Starts a worker with cpus slots and the control socket <dir>/worker<I>.ctl;
+   returns its index I in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);

@@ -128,7 +128,14 @@ static bool recv_msg(msg_t *out, int timeout_ms, bool want_hb)
 
 static void expect(const char *type, msg_t *m)
 {
-    cr_assert(recv_msg(m, 5000, strcmp(type, "hb") == 0), "no '%s' from the worker", type);
+    for (;;) {
+        cr_assert(recv_msg(m, 5000, strcmp(type, "hb") == 0), "no '%s' from the worker", type);
+        /* This fake broker does not heartbeat: on a loaded machine the
+           worker may find it silent and register again in between. */
+        if (strcmp(type, "ready") == 0 || !pd_msg_is(&m->m, "ready"))
+            break;
+        free(m->frame);
+    }
     cr_assert_str_eq(m->m.type, type);
 }
 

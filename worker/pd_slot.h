@@ -17,8 +17,9 @@
     little-endian length, then that many bytes holding one msgpack value.
 
       parent -> child   a group of jobs, run in order:
-                        [[id, mod_hash, kind, mod_name, fn, arg], ...]
-                        (arg: the job's argument, any msgpack value)
+                        [[id, mod_hash, kind, mod_name, fn, arg, shared], ...]
+                        (arg: the job's argument, any msgpack value; shared:
+                        the hash of the map's shared data, or nil)
       child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
                                  for job id; the parent allows
                                  PD_SLOT_LOAD_TIMEOUT_MS for it
@@ -59,9 +60,10 @@ typedef struct {
     uint64_t attempt;     /* broker's attempt number, echoed in `done` */
     uint64_t timeout_ms;  /* 0 = none */
     char mod[65];         /* module hash */
-    char kind[3];         /* "c" or "so" */
+    char kind[4];         /* "c", "so", "pkg" or "b" (built-in) */
     char name[128];       /* module name, for messages */
     char fn[128];         /* task function */
+    char shared[65];      /* hash of the map's shared data; empty = none */
     uint8_t *arg;         /* the argument's msgpack bytes, owned */
     size_t arg_len;       /* their length */
 } pd_job_t;
@@ -136,6 +138,21 @@ size_t pd_slot_cancel(pd_slot_t *s, bool (*is_cancelled)(void *user, uint64_t id
 
 /* Drops every job without a report, killing and restarting a busy child. */
 void pd_slot_abort(pd_slot_t *s);
+
+/* Hands every job the slot holds, the running one included, back through
+   sink.requeue (unreported: the machine's owner took the slot back), kills
+   the child, and restarts it when `restart` (else the slot stays dead until
+   pd_slot_destroy). */
+void pd_slot_retire(pd_slot_t *s, bool restart);
+
+/* True when the slot holds jobs (running or waiting in its group). */
+bool pd_slot_busy(pd_slot_t *s);
+
+/* Suspends (SIGSTOP to the child's process group) or resumes (SIGCONT) the
+   child. A suspended job's time-out stands still: its deadline moves by
+   the time spent suspended. Idempotent. */
+void pd_slot_suspend(pd_slot_t *s, bool suspend);
+bool pd_slot_suspended(pd_slot_t *s);
 
 /* Monotonic clock in milliseconds, the base of pd_slot_deadline(). */
 int64_t pd_slot_now_ms(void);

@@ -33,6 +33,9 @@ void pd_task_destroy(pd_task_t **p);
    borrowed until the next pd_task_begin. Clears the previous result. */
 void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len);
 
+/* Sets the job's shared data (borrowed; NULL, 0 for none) until the next
+   pd_task_begin. */
+void pd_task_set_shared(pd_task_t *t, const void *p, size_t len);
 /* Makes the task node `index` of a synchronous task of n nodes, whose
    messages travel through tubes (borrowed until the next pd_task_begin). */
 void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes);

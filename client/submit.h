@@ -1,0 +1,107 @@
+/*  submit.h: what the parts of playdoh-submit share (submit.c holds main,
+    the option parser and the verbs map, status, results, wait and cancel;
+    submit_exec.c the verb exec; submit_task.c the verb task and the task
+    ids (t17) of status, results, wait and cancel).
+
+    Every verb handler gets the parsed options and its positional arguments,
+    checks its input first, then asks pd_submit_connect() for a
+    client, so that bad input is reported without a broker.
+*/
+#ifndef PD_SUBMIT_H
+#define PD_SUBMIT_H
+
+#include "playdoh.h"
+#include "pd_codec.h"
+#include "pd_progress.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Options of all verbs (each verb reads its own). */
+typedef struct {
+    const char *verb;      /* the verb being run */
+    const char *broker;    /* --broker, or NULL */
+    int local;             /* --local N, or 0 */
+    bool quiet;            /* --quiet: no summary on standard error */
+    bool no_progress;      /* --no-progress */
+    uint32_t timeout_ms;   /* map, exec: --timeout-ms */
+    uint32_t retries;      /* map, exec: --retries */
+    uint32_t max_slots;    /* map, exec: --max-slots */
+    bool detach;           /* map, exec: --detach */
+    const char *shared;    /* map: --shared FILE */
+    const char *args_file; /* exec: --args FILE */
+    bool keep_order;       /* exec: --keep-order (default) */
+    const char *joblog;    /* exec: --joblog FILE */
+    bool dry_run;          /* exec: --dry-run */
+    bool release;          /* results: --release */
+    double wait_s;         /* results, wait: --wait S (< 0: for ever) */
+    bool wait_set;         /* --wait was given */
+    bool json;             /* cluster: one JSON document instead of a table */
+    const char *config;    /* --config FILE */
+    const char *cluster;   /* --cluster NAME (discovery) */
+    int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
+    int nodes;             /* task: --nodes N */
+    const char *graph;     /* task: --graph FILE */
+    const char *arg;       /* task: --arg JSON (every node's argument) */
+    int io_timeout_ms;     /* task: --io-timeout-ms (0: default, PD_TASK_NO_TIMEOUT: none) */
+    uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
+    uint32_t window;       /* task: --window (0: default) */
+} pd_submit_opts_t;
+
+/* The session: options, the embedded cluster and the client, made on demand. */
+typedef struct {
+    pd_submit_opts_t o;    /* parsed options */
+    pd_local_t *local;     /* the embedded cluster of --local, or NULL */
+    pd_client_t *c;        /* the client, once connected */
+} pd_submit_t;
+
+/* Starts the embedded cluster (--local) if asked and connects. Returns the
+   client, or NULL after printing why on standard error. */
+pd_client_t *pd_submit_connect(pd_submit_t *s);
+
+/* Prints "playdoh-submit: VERB: <message>" and the hint to run --help. */
+void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* True when the progress bar should be drawn (standard error is a terminal,
+   neither --quiet nor --no-progress). */
+bool pd_submit_progress_wanted(const pd_submit_t *s);
+
+/* Called by pd_submit_collect for each job as its result is handed out. */
+typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
+
+/* Follows jobs ids[0..n) (distinct, non-zero) until they have all ended or
+   timeout_ms passed (-1: no limit). Each ended job is handed to emit (when
+   not NULL): in input order when keep_order, else as it ends. With release,
+   the broker forgets each job once emitted. The bar (may be NULL) is updated
+   and hidden around emit when stdout_tty. Sets *done and *failed (failed,
+   cancelled or unknown). Returns 0, or a PD_E* code after printing why. */
+int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
+                      bool keep_order, bool release, pd_progress_t *bar, bool stdout_tty,
+                      pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);
+
+/* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */
+void pd_submit_print_ranges(FILE *f, const uint64_t *ids, size_t n);
+
+/* The verb exec (submit_exec.c). argv: the command template words and
+   arguments after the options. Returns the exit status. */
+int pd_submit_exec(pd_submit_t *s, int argc, char **argv);
+
+/* The verb task (submit_task.c): argv is MODULE FUNCTION. Returns the exit
+   status. */
+int pd_submit_task(pd_submit_t *s, int argc, char **argv);
+/* status, results, wait or cancel (verb) over task ids t17, t3-5
+   (submit_task.c). Returns the exit status. */
+int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv);
+
+/* Reads one JSON value per line of path ("-": standard input) into args as
+   msgpack values; *n gets how many. Returns 0, or 2 after printing why. */
+int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);
+/* Appends a string as JSON text. */
+void pd_submit_put_json_str(pd_buf_t *out, const char *str);
+/* Parses job ids and ranges (17, 1-1000). Returns 0, or 2 after printing why. */
+int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n);
+
+#endif
