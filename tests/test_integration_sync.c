@@ -511,6 +511,15 @@ Test(sync, unknown_functions_and_modules_are_clear_errors)
     cr_assert_eq(res.code, PD_ENOFUNC, "%s", res.error);
     cr_assert(strstr(res.error, "no_such_fn") != NULL, "%s", res.error);
     pd_task_result_clear(&res);
+    uint64_t bid;
+    cr_assert_eq(pd_task_start(c, PD_BUILTIN, "no_such_node", g, NULL, 0, NULL, &bid), 0, "%s",
+                 pd_client_error(c));
+    cr_assert_eq(pd_task_fetch(c, bid, 60000, &res), 0);
+    cr_assert_eq(res.state, PD_TASK_FAILED);
+    cr_assert_eq(res.code, PD_ENOFUNC, "%s", res.error);
+    cr_assert(strstr(res.error, "the built-in module has no node function 'no_such_node'") != NULL,
+              "%s", res.error);
+    pd_task_result_clear(&res);
     char fake[PD_HASH_HEX];
     memset(fake, 'b', 64);
     fake[64] = 0;

@@ -369,6 +369,16 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
 
 /* ---- child side --------------------------------------------------------- */
 
+/* Node functions of the reserved module "builtin" (module kind "b"), run
+   with the same task API as a module's. Empty for now: an entry {name, fn}
+   here makes `fn` a node function every worker has. */
+static const struct {
+    const char *name;       /* the function name a task gives */
+    int (*fn)(pd_task_t *); /* the node function */
+} s_builtin_nodes[] = {
+    {NULL, NULL},
+};
+
 bool pd_nodeproc_is_child(int argc, char **argv)
 {
     return argc > 1 && strcmp(argv[1], "--node") == 0;
@@ -501,7 +511,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     if (s_child_expect(c, &m, "start"))
         return -1;
     uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0;
-    char mod[65], kind[3], name[128], fn[128], addr[256];
+    char mod[65], kind[4], name[128], fn[128], addr[256];
     const uint8_t *arg;
     size_t alen;
     if (pd_msg_uint(&m, "task", &task) || pd_msg_uint(&m, "node", &node)
@@ -531,9 +541,21 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     pd_log_set_tag(tag);
     int code = 0;
     const char *msg = NULL;
-    void *sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg);
-    if (!sym)
+    void *sym = NULL;
+    if (strcmp(kind, "b") == 0) {
+        /* The reserved module "builtin": node functions compiled into the
+           worker (none yet; the optimisers' islands are meant to be one). */
+        for (size_t i = 0; i < sizeof s_builtin_nodes / sizeof s_builtin_nodes[0]; i++)
+            if (s_builtin_nodes[i].name && strcmp(s_builtin_nodes[i].name, fn) == 0)
+                memcpy(&sym, &s_builtin_nodes[i].fn, sizeof sym);
+        if (!sym) {
+            char text[300];
+            snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
+            return s_child_fail(c, PD_ENOFUNC, text);
+        }
+    } else if (!(sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
         return s_child_fail(c, code, msg);
+    }
 
     void *ctx = zmq_ctx_new();
     if (!ctx)
