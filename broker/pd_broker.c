@@ -272,6 +272,7 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
+    b->stats.bytes_out += len;
     return 0;
 }
 
@@ -299,6 +300,7 @@ int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
+    b->stats.bytes_out += hlen + dlen;
     return 0;
 }
 
@@ -359,6 +361,7 @@ static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, cons
     pd_msg_t m;
     pd_origin_t o = {.rid = rid, .ridlen = ridlen};
     b->stats.msgs_in++;
+    b->stats.bytes_in += len;
     int rc = pd_msg_parse(&m, data, len);
     snprintf(o.why, sizeof o.why, "%s", m.why);
     /* Whatever was indexed before a failure may still carry the request number. */

@@ -89,6 +89,8 @@ typedef struct {
     uint64_t unroutable;    /* sends that failed (peer gone or full) */
     uint64_t stale;         /* results dropped as stale or duplicate */
     uint64_t workers_lost;  /* workers declared dead */
+    uint64_t bytes_in;      /* payload bytes received (routing ids not counted) */
+    uint64_t bytes_out;     /* payload bytes sent */
 } pd_broker_stats_t;
 /* Copies the counters; call from the loop's thread or after it stopped. */
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out);

@@ -429,22 +429,20 @@ uint64_t pd_jobs_pop(pd_jobs_t *j)
 {
     while (j->nactive) {
         s_client_t *cl = j->clients[j->cursor];
-        uint64_t id = 0;
-        pd_job_t *job = NULL;
-        while (cl->qlen && !id) {
-            s_qrange_t *h = s_q_at(cl, 0);
-            uint64_t cand = h->first++;
+        uint64_t id;
+        pd_job_t *job;
+        /* An active client has queued jobs in its ring: cancelled ones are
+           skipped here, already counted out of `queued`. */
+        do {
+            assert(cl->qlen > 0);
+            s_qrange_t *h = &cl->q[cl->qhead];
+            id = h->first++;
             if (--h->count == 0) {
                 cl->qhead = (cl->qhead + 1) & (cl->qcap - 1);
                 cl->qlen--;
             }
-            job = pd_jobs_get(j, cand);
-            if (job && job->state == PD_JOB_QUEUED)
-                id = cand;
-        }
-        /* An active client has queued jobs in its ring (cancelled ones are
-           skipped above but counted out of `queued` already). */
-        assert(id);
+            job = pd_jobs_get(j, id);
+        } while (!job || job->state != PD_JOB_QUEUED);
         job->state = PD_JOB_RUNNING;
         job->attempt++;
         j->queued--;
@@ -633,8 +631,10 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
     job->arg_off = job->arg_len = 0;
     s_fresh_add(j, id);
     /* Only a change of the client's standing needs the ring: a running job
-       that ends leaves an uncapped client where it was. */
-    if (was_capped || cl->queued == 0 || cl->qlen > 64)
+       that ends leaves an uncapped client where it was, and a client with
+       nothing queued that is already out of the ring stays out until its
+       last job ends (then it is freed). */
+    if (was_capped || (cl->queued == 0 && (cl->active || cl->running == 0)) || cl->qlen > 64)
         s_client_refresh(j, cl);
     return job;
 }

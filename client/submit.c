@@ -672,7 +672,7 @@ static void s_release_flush(pd_client_t *c, uint64_t *rel, size_t *nrel)
 }
 
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar, bool stdout_tty,
+                      bool keep_order, bool release, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed)
 {
     pd_client_t *c = s->c;
@@ -748,7 +748,7 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
                 continue;
             }
             if (emit) {
-                if (!emitted && stdout_tty)
+                if (!emitted)
                     pd_progress_hide(bar);
                 emitted = true;
                 emit(user, p->index, r);
@@ -763,7 +763,7 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
         while (keep_order && cursor < n && held[cursor]) {
             pd_result_t *r = held[cursor];
             if (emit) {
-                if (!emitted && stdout_tty)
+                if (!emitted)
                     pd_progress_hide(bar);
                 emitted = true;
                 emit(user, cursor, r);
@@ -1043,8 +1043,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&pr.out);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, isatty(STDOUT_FILENO), s_map_emit,
-                           &pr, &done, &failed);
+    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
     s_flush(&pr.out);
     pd_buf_free(&pr.out);
     if (!rc)
@@ -1167,7 +1166,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, false, NULL, NULL, &done,
+    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, NULL, NULL, &done,
                            &failed);
     if (!rc)
         pd_progress_finish(bar);

@@ -76,10 +76,10 @@ typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
    timeout_ms passed (-1: no limit). Each ended job is handed to emit (when
    not NULL): in input order when keep_order, else as it ends. With release,
    the broker forgets each job once emitted. The bar (may be NULL) is updated
-   and hidden around emit when stdout_tty. Sets *done and *failed (failed,
+   and erased before emit writes anything. Sets *done and *failed (failed,
    cancelled or unknown). Returns 0, or a PD_E* code after printing why. */
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar, bool stdout_tty,
+                      bool keep_order, bool release, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);
 
 /* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */

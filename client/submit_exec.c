@@ -188,7 +188,11 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
                 rc = S_ERROR;
             }
     } else {
-        rc = s_read_lines(s, s->o.args_file ? s->o.args_file : "-", t, &cmds);
+        const char *from = s->o.args_file ? s->o.args_file : "-";
+        if (strcmp(from, "-") == 0 && isatty(STDIN_FILENO) && !s->o.quiet)
+            fprintf(stderr, "playdoh-submit: exec: reading argument lines from the terminal "
+                    "(end with Ctrl-D; or give them after ::: or with --args FILE)\n");
+        rc = s_read_lines(s, from, t, &cmds);
     }
     FILE *joblog = NULL;
     if (!rc && s->o.joblog && !s->o.dry_run && !s->o.detach) {
@@ -245,9 +249,8 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
     s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog};
     pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    /* Standard error carries the jobs' own lines: hide the bar around them. */
-    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, bar, true, s_exec_emit,
-                              &pr, &done, &failed);
+    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, bar, s_exec_emit, &pr,
+                              &done, &failed);
     fflush(stdout);
     if (!e)
         pd_progress_finish(bar);

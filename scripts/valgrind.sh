@@ -31,6 +31,30 @@ pids+=($wpid)
 (seq 1 40; echo '"x"') | "${VG[@]}" --log-file="$tmp/vg-submit.%p.log" "$BUILD/playdoh-submit" \
     --broker "$ep" map "$tmp/m.c" f > "$tmp/out" 2>/dev/null || true
 lines=$(wc -l < "$tmp/out")
+# Shell commands (the built-in exec task), a job log, failed commands.
+seq 1 5 | "${VG[@]}" --log-file="$tmp/vg-exec.%p.log" "$BUILD/playdoh-submit" --broker "$ep" \
+    exec --joblog "$tmp/joblog" -- 'echo {}; exit $(( {} % 2 ))' > "$tmp/exec-out" 2>/dev/null || true
+exec_lines=$(wc -l < "$tmp/exec-out")
+# A module of two files with an init function, over shared data.
+cat > "$tmp/s.h" <<'SRC'
+#define SCALE 2.0
+SRC
+cat > "$tmp/s.c" <<'SRC'
+#include <playdoh_task.h>
+#include "s.h"
+static double scale;
+PD_INIT(t) { (void) t; scale = SCALE; return 0; }
+PD_TASK(g, t) {
+    size_t len; const double *x = pd_task_shared(t, &len); double i;
+    if (!x || pd_arg_double(t, &i) || i < 0 || i >= len / 8) return pd_task_fail(t, "bad");
+    return pd_out_double(t, x[(size_t) i] * scale);
+}
+SRC
+printf '\000\000\000\000\000\000\360\077\000\000\000\000\000\000\000\100' > "$tmp/d.bin"
+printf '0\n1\n' | "${VG[@]}" --log-file="$tmp/vg-shared.%p.log" "$BUILD/playdoh-submit" \
+    --broker "$ep" map --shared "$tmp/d.bin" "$tmp/s.c,$tmp/s.h,-O1" g > "$tmp/shared-out" \
+    2>/dev/null || true
+shared_out=$(tr '\n' ' ' < "$tmp/shared-out")
 kill -TERM "$wpid"; wait "$wpid" || true
 kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
 pids=()
@@ -47,5 +71,8 @@ for f in "$tmp"/vg-*.log; do
 done
 [ "$checked" -ge 3 ] || { echo "valgrind.sh: only $checked processes ended under valgrind"; bad=1; }
 [ "$lines" -eq 41 ] || { echo "valgrind.sh: expected 41 result lines, got $lines"; bad=1; }
+[ "$exec_lines" -eq 5 ] || { echo "valgrind.sh: expected 5 exec output lines, got $exec_lines"; bad=1; }
+[ "$(wc -l < "$tmp/joblog")" -eq 6 ] || { echo "valgrind.sh: the job log is not 6 lines"; bad=1; }
+[ "$shared_out" = "2.0 4.0 " ] || { echo "valgrind.sh: shared-data map printed '$shared_out'"; bad=1; }
 echo "valgrind.sh: $checked processes checked, $lines results, $([ $bad = 0 ] && echo clean || echo FAILED)"
 exit $bad

@@ -67,7 +67,8 @@ static void setup(void) { s_start(1000, 3, 1000); }
 static void teardown(void)
 {
     pd_broker_stop(broker);
-    pthread_join(thread, NULL);
+    if (thread)
+        pthread_join(thread, NULL);
     pd_broker_destroy(&broker);
     cr_assert_null(broker);
     for (int i = 0; i < nsocks; i++)
@@ -675,6 +676,16 @@ static void setup_small_store(void)
 
 static void teardown_small_store(void)
 {
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    /* The byte counters saw each blob go out once (to the one worker). */
+    pd_broker_stats_t st;
+    pd_broker_stats(broker, &st);
+    cr_expect_geq(st.bytes_out, 4000 + 3500, "bytes out: %llu", (unsigned long long) st.bytes_out);
+    cr_expect_lt(st.bytes_out, 3 * 4000 + 3500 + 20000, "a blob went out more than once: %llu",
+                 (unsigned long long) st.bytes_out);
+    cr_expect_geq(st.bytes_in, 3 * 4000 + 3500, "bytes in: %llu", (unsigned long long) st.bytes_in);
+    thread = 0;
     teardown();
     shared_max = shared_store = 0;
 }
