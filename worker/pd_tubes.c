@@ -32,7 +32,7 @@ enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4, S_BYEACK = 5 };
 #define S_ACK_SIZE (PD_TUBES_HEADER + 16)
 #define S_ALIGN 8 /* popped payloads start at a multiple of this */
 #define S_DRAIN_EVERY 256 /* a push takes in arrived messages at least this often */
-#define S_DRAIN_LOW 16    /* ... and this often when an edge has used half its credit */
+#define S_DRAIN_LOW 64    /* ... and this often when an edge has used 3/4 of its credit */
 #define S_MAX_LINGER_MS 60000
 
 /* A received message waiting to be popped. */
@@ -893,8 +893,9 @@ int pd_tubes_push(pd_tubes_t *t, const char *tube, int dst, const void *data, si
        empty non-blocking receive costs libzmq two system calls. */
     bool low = false;
     for (uint32_t i = lo; i < hi && !low; i++)
-        low = 2 * (t->out[i].sent_msgs - t->out[i].acked_msgs) >= t->window
-              || 2 * (t->out[i].sent_bytes - t->out[i].acked_bytes + len) >= t->window_bytes;
+        low = 4 * (t->out[i].sent_msgs - t->out[i].acked_msgs) >= 3 * (uint64_t) t->window
+              || 4 * (t->out[i].sent_bytes - t->out[i].acked_bytes + len)
+                     >= 3 * t->window_bytes;
     int rc = 0;
     ++t->pushes_since_drain;
     if (t->pushes_since_drain >= (low ? S_DRAIN_LOW : S_DRAIN_EVERY)) {
