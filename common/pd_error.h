@@ -32,6 +32,8 @@
     X(ESYS, -21, "system call failed")                                               \
     X(ENOTDONE, -22, "job not finished")                                             \
     X(EREFUSED, -23, "request refused")                                              \
+    X(ENOGPU, -24, "no GPU slot for a GPU job")                                      \
+    X(ECUDA, -25, "CUDA driver error")                                               \
     X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
     X(EABORTED, -41, "aborted because another node of the task failed")              \
     X(EPEER, -42, "the node that would send it has finished")

@@ -46,7 +46,14 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     cr_assert_eq(rc, 0, "the broker did not report its endpoint");
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus)
+int pd_harness_add_worker(pd_harness_t *h, int cpus) { return pd_harness_add_worker_args(h, cpus, NULL); }
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_args(h, cpus, extra);
+}
+
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
 {
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
@@ -56,9 +63,13 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
     snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
-    char *argv[] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                    "--cache", cache, "--control", control, NULL};
-    pid_t pid = pd_proc_spawn(argv, NULL);
+    const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
+                            hb, "--cache", cache, "--control", control};
+    int argc = 11;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = pd_proc_spawn((char *const *) argv, NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;
     return h->nworkers++;

@@ -29,6 +29,12 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra);
 /* Starts a worker with cpus slots and the control socket <dir>/worker<I>.ctl;
    returns its index I in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
+/* Like pd_harness_add_worker, with extra (NULL-terminated, may be NULL)
+   appended to the worker's command line. */
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra);
+/* The same (e.g. "--gpus", "2"). The worker inherits this process's
+   environment (PLAYDOH_LIBCUDA). */
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);
 /* Kills everything started and removes the temp directory. */

@@ -157,7 +157,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
         argv[8] = "--log-level";
         argv[9] = (char *) cfg->log_level;
     }
-    pid_t pid = pd_pipe_spawn(cfg->exe, argv, &nd->to_child, &nd->from_child);
+    pid_t pid = pd_pipe_spawn(cfg->exe, argv, NULL, &nd->to_child, &nd->from_child);
     if (pid < 0) {
         pd_log_error("task %llu node %u: cannot start a node process: %s",
                      (unsigned long long) cfg->task, cfg->node, strerror(errno));

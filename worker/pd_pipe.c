@@ -98,7 +98,8 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
     return 1;
 }
 
-pid_t pd_pipe_spawn(const char *exe, char *const argv[], int *to_child, int *from_child)
+pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
+                    int *from_child)
 {
     int down[2], up[2];
     if (pipe2(down, O_CLOEXEC))
@@ -128,7 +129,10 @@ pid_t pd_pipe_spawn(const char *exe, char *const argv[], int *to_child, int *fro
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(exe, argv);
+        if (envp)
+            execve(exe, argv, envp);
+        else
+            execv(exe, argv);
         _exit(127);
     }
     int saved = errno;

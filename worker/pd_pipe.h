@@ -46,11 +46,13 @@ uint32_t pd_pipe_le32(const uint8_t *p);
    says which). */
 int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
 
-/* Forks and execs exe with argv (NULL-terminated) as a child that speaks
-   frames: its fd 3 reads what the parent writes on *to_child, its fd 4
-   writes what the parent reads on *from_child (set non-blocking). The child
-   runs in its own process group with no signal blocked. Returns the pid, or
-   -1 with errno set (no fd left open). */
-pid_t pd_pipe_spawn(const char *exe, char *const argv[], int *to_child, int *from_child);
+/* Forks and execs exe with argv (NULL-terminated) and environment envp
+   (NULL: this process's) as a child that speaks frames: its fd 3 reads what
+   the parent writes on *to_child, its fd 4 writes what the parent reads on
+   *from_child (set non-blocking). The child runs in its own process group
+   with no signal blocked. Returns the pid, or -1 with errno set (no fd left
+   open). */
+pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
+                    int *from_child);
 
 #endif
