@@ -677,6 +677,7 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (ttl > UINT32_MAX)
         ttl = UINT32_MAX;
     uint64_t forgot = pd_jobs_expire(b->jobs, pd_broker_wall_s(), (uint32_t) ttl);
+    forgot += pd_tasks_expire(b->tasks, pd_broker_now_s(b), (uint32_t) ttl);
     uint64_t before = b->journal ? pd_journal_bytes(b->journal) : 0;
     if (b->journal) {
         pd_jobs_seal(b->jobs);

@@ -135,6 +135,7 @@ typedef enum {
     OP_MOD,       /* mod */
     OP_SHARED,    /* shared data: text=hash (65 bytes) then the b bytes */
     OP_DEL_SHARED, /* shared data evicted: text=hash */
+    OP_TASK_ID,   /* the next synchronous task id is at least a */
     OP_VACUUM,    /* after the commit: free pages if many are unused */
     OP_COMPACT    /* after the commit: checkpoint, truncate the log, free pages */
 } s_op_kind_t;
@@ -394,7 +395,7 @@ static void s_put_meta(pd_journal_t *jn, const char *k, int64_t v)
     sqlite3_stmt *st = jn->st[ST_META_PUT];
     sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v);
-    s_step(jn, ST_META_PUT, "cannot write the next job id");
+    s_step(jn, ST_META_PUT, "cannot write the journal's meta table");
 }
 
 /* Adds forgotten ids [lo, hi] to `gone`, merging with the intervals that
@@ -496,6 +497,9 @@ static void s_apply(pd_journal_t *jn, const s_op_t *op)
         st = jn->st[ST_SHARED_DEL];
         sqlite3_bind_text(st, 1, op->text, -1, SQLITE_STATIC);
         s_step(jn, ST_SHARED_DEL, "cannot delete shared data");
+        break;
+    case OP_TASK_ID:
+        s_put_meta(jn, "next_task", (int64_t) op->a);
         break;
     case OP_VACUUM:
     case OP_COMPACT:
@@ -900,6 +904,17 @@ void pd_journal_drop_shared(pd_journal_t *jn, const char *hash)
         return;
     }
     op->text = text;
+}
+
+void pd_journal_put_task_id(pd_journal_t *jn, uint64_t next)
+{
+    if (!jn->recording)
+        return;
+    s_op_t *op = s_op(jn, OP_TASK_ID);
+    if (!op)
+        s_lost_op(jn);
+    else
+        op->a = next;
 }
 
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod)
@@ -1380,6 +1395,9 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         } else if (strcmp(k, "next_id") == 0) {
             int64_t v = sqlite3_column_int64(st, 1);
             next_id = v > 0 ? (uint64_t) v : 0;
+        } else if (strcmp(k, "next_task") == 0) {
+            int64_t v = sqlite3_column_int64(st, 1);
+            rec->next_task = v > 0 ? (uint64_t) v : 0;
         }
     }
     if (step != SQLITE_DONE)

@@ -86,6 +86,7 @@ typedef struct {
     uint32_t shared;  /* shared-data blobs */
     uint32_t tokens;  /* submit tokens */
     uint64_t next_id; /* id the next submit gets */
+    uint64_t next_task; /* the next synchronous task id is at least this (0: none recorded) */
     uint64_t bytes;   /* size of the journal */
     int64_t ms;       /* time it took */
     char moved[300];  /* with reset: where the old journal went ("" = there was none) */
@@ -121,6 +122,10 @@ void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
 void pd_journal_put_shared(pd_journal_t *jn, const char *hash, const void *data, size_t len);
 /* ... and its eviction. */
 void pd_journal_drop_shared(pd_journal_t *jn, const char *hash);
+/* Journals that synchronous task ids below next are used. Tasks themselves
+   are not journalled; their ids are, so that a restarted broker never hands
+   out an id a client still holds. */
+void pd_journal_put_task_id(pd_journal_t *jn, uint64_t next);
 /* Journals an uploaded module (a module already journalled is ignored). The
    module must stay in the store, unchanged, for the journal's life. */
 void pd_journal_put_mod(pd_journal_t *jn, const pd_mod_t *mod);

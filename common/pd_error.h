@@ -33,7 +33,10 @@
     X(ENOTDONE, -22, "job not finished")                                             \
     X(EREFUSED, -23, "request refused")                                              \
     X(ENOGPU, -24, "no GPU slot for a GPU job")                                      \
-    X(ECUDA, -25, "CUDA driver error")
+    X(ECUDA, -25, "CUDA driver error")                                               \
+    X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
+    X(EABORTED, -41, "aborted because another node of the task failed")              \
+    X(EPEER, -42, "the node that would send it has finished")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,

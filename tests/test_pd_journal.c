@@ -15,6 +15,7 @@
 #include "pd_journal.h"
 #include "pd_log.h"
 #include "pd_mods.h"
+#include "pd_tasks.h"
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -225,6 +226,27 @@ Test(unit_journal, a_clean_stop_keeps_the_exact_next_id)
     s_commit();
     s_open_ok(); /* the previous one was closed cleanly */
     cr_assert_eq(rec.next_id, 8, "no gap after a clean stop");
+}
+
+Test(unit_journal, synchronous_task_ids_are_never_handed_out_twice)
+{
+    s_open_ok();
+    cr_assert_eq(rec.next_task, 0, "nothing recorded yet");
+    cr_assert_eq(pd_journal_tag(jn), 0);
+    pd_journal_put_task_id(jn, 5);
+    cr_assert_neq(pd_journal_tag(jn), 0, "a task's reply waits for its id to be on disk");
+    s_commit();
+    pd_journal_put_task_id(jn, 6);
+    s_commit();
+    s_open_ok();
+    cr_assert_eq(rec.next_task, 6);
+    pd_tasks_t *tasks = pd_tasks_new(0);
+    cr_assert_eq(pd_tasks_next_id(tasks), 1);
+    pd_tasks_set_next_id(tasks, rec.next_task);
+    cr_assert_eq(pd_tasks_next_id(tasks), 6);
+    pd_tasks_set_next_id(tasks, 2);
+    cr_assert_eq(pd_tasks_next_id(tasks), 6, "ids only grow");
+    pd_tasks_destroy(&tasks);
 }
 
 Test(unit_journal, queued_and_running_jobs_come_back_queued_with_their_arguments)
