@@ -1539,6 +1539,12 @@ int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, 
     return s_call(c, req, want, m, timeout_ms);
 }
 
+int pd_client_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int wait_ms,
+                        int budget_ms)
+{
+    return s_call_idem(c, req, want, m, wait_ms, budget_ms);
+}
+
 int pd_client_fail(pd_client_t *c, int code, const char *fmt, ...)
 {
     va_list ap;

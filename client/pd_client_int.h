@@ -17,6 +17,13 @@ uint64_t pd_client_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint
    want, described by m (valid until the next call). A broker `error` becomes
    its code with pd_client_error() set. Returns 0 or a PD_E* code. */
 int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms);
+/* pd_client_call for a request that may safely be done twice: the broker
+   answers after at most wait_ms (a long poll) plus its work; when the
+   connection drops or no reply comes in time, the same request is sent
+   again (after 2 s past wait_ms, then 4, 8, ...) until the broker has been
+   silent for wait_ms plus budget_ms. So a broker restart is ridden out. */
+int pd_client_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int wait_ms,
+                        int budget_ms);
 /* Sets the client's error sentence; returns code. */
 int pd_client_fail(pd_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

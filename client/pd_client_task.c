@@ -89,7 +89,7 @@ int pd_task_status(pd_client_t *c, uint64_t id, pd_task_info_t *info)
     msgpack_pack_array(&pk, 1);
     msgpack_pack_uint64(&pk, id);
     pd_msg_t m;
-    int rc = pd_client_call(c, req, "task_states", &m, pd_client_timeout(c));
+    int rc = pd_client_call_idem(c, req, "task_states", &m, 0, pd_client_timeout(c));
     if (rc)
         return rc;
     pd_rd_t r;
@@ -192,7 +192,7 @@ static int s_fetch_once(pd_client_t *c, uint64_t id, uint64_t wait_ms, uint32_t 
     pd_pack_kv_uint(&pk, "id", id);
     pd_pack_kv_uint(&pk, "wait_ms", wait_ms);
     pd_pack_kv_uint(&pk, "from", from);
-    return pd_client_call(c, req, "task_result", m, (int) wait_ms + pd_client_timeout(c));
+    return pd_client_call_idem(c, req, "task_result", m, (int) wait_ms, pd_client_timeout(c));
 }
 
 int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t *res)

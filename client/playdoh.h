@@ -85,10 +85,14 @@ bool pd_job_state_final(pd_job_state_t s);
 
    The client rides out a broker restart: when its connection drops, or a
    reply is late, requests that may safely be repeated (status, fetch, module
-   upload, cluster size, gc) and submit chunks (which carry a token, so the
-   broker never takes one twice) are sent again, until the broker has been
-   silent for the time-out (pd_client_set_timeout). pd_cancel and pd_release
-   are not repeated: they fail with PD_EUNREACH or PD_ETIMEDOUT instead. */
+   upload, cluster size, gc, a task's status and fetch) and submit chunks
+   (which carry a token, so the broker never takes one twice) are sent
+   again, until the broker has been silent for the time-out
+   (pd_client_set_timeout). pd_cancel, pd_release and the task_* requests
+   that change something (start, cancel, release) are not repeated: they
+   fail with PD_EUNREACH or PD_ETIMEDOUT instead. Synchronous tasks do not
+   survive a broker restart: afterwards the broker knows no task (state
+   PD_TASK_UNKNOWN), and never hands out a task id used before. */
 pd_client_t *pd_client_new(const char *endpoint, int *err);
 /* Closes the connection and frees the client; sets *c to NULL; safe twice.
    Jobs already submitted go on and their results wait at the broker. */

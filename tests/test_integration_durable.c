@@ -394,6 +394,34 @@ Test(durable, a_restart_keeps_results_modules_released_ids_and_the_id_sequence)
     pd_client_destroy(&later);
 }
 
+Test(durable, a_restarted_broker_forgets_tasks_but_never_reuses_their_ids)
+{
+    start(1, NULL);
+    pd_graph_t *g = pd_graph_new(1);
+    cr_assert_not_null(g);
+    uint64_t a, b = 0;
+    pd_task_result_t res;
+    /* A task of the built-in module with no such node function: it fails
+       at once, but its id is taken. */
+    cr_assert_eq(pd_task_start(c, PD_BUILTIN, "no_such_node", g, NULL, 0, NULL, &a), 0, "%s",
+                 pd_client_error(c));
+    cr_assert_eq(pd_task_fetch(c, a, 60000, &res), 0, "%s", pd_client_error(c));
+    cr_assert_eq(res.state, PD_TASK_FAILED);
+    pd_task_result_clear(&res);
+    crash_and_restart();
+    pd_task_info_t info;
+    cr_assert_eq(pd_task_status(c, a, &info), 0, "%s", pd_client_error(c));
+    cr_assert_eq(info.state, PD_TASK_UNKNOWN, "tasks are not journalled");
+    pd_harness_wait_slots(&h, c, 1); /* the worker registers again */
+    cr_assert_eq(pd_task_start(c, PD_BUILTIN, "no_such_node", g, NULL, 0, NULL, &b), 0, "%s",
+                 pd_client_error(c));
+    cr_assert_gt(b, a, "task id %llu was handed out again", (unsigned long long) b);
+    cr_assert_eq(pd_task_fetch(c, b, 60000, &res), 0, "%s", pd_client_error(c));
+    cr_assert_eq(res.state, PD_TASK_FAILED);
+    pd_task_result_clear(&res);
+    pd_graph_destroy(&g);
+}
+
 /* ---- damaged, in use -------------------------------------------------- */
 
 Test(durable, a_truncated_journal_stops_the_broker_until_it_is_reset)
