@@ -31,7 +31,10 @@
     X(ELOST, -20, "job lost its worker too many times")                              \
     X(ESYS, -21, "system call failed")                                               \
     X(ENOTDONE, -22, "job not finished")                                             \
-    X(EREFUSED, -23, "request refused")
+    X(EREFUSED, -23, "request refused")                                              \
+    X(EAUTH, -24, "authentication failed")                                           \
+    X(ENOTRUSTED, -25, "broker key not trusted")                                     \
+    X(ENOKEY, -26, "no key")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,
