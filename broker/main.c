@@ -3,7 +3,7 @@
     Parses flags into a pd_broker_config_t, binds, optionally reports the
     bound endpoint on --ready-fd (the embedded local cluster starts the broker
     on an ephemeral port and reads it there), and runs the loop until SIGINT
-    or SIGTERM.
+    or SIGTERM. SIGHUP reads the allow-list again.
 */
 #include "pd_broker.h"
 #include "pd_error.h"
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* The one broker of this process, for the signal handler only. */
@@ -22,8 +23,11 @@ static pd_broker_t *s_broker;
 
 static void s_on_signal(int sig)
 {
-    (void) sig;
-    if (s_broker)
+    if (!s_broker)
+        return;
+    if (sig == SIGHUP)
+        pd_broker_reload(s_broker);
+    else
         pd_broker_stop(s_broker);
 }
 
@@ -39,6 +43,16 @@ static void s_usage(FILE *f)
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
+            "\n"
+            "security (docs/security.md): on any endpoint that is not loopback the broker\n"
+            "runs CurveZMQ and admits only the keys of its allow-list\n"
+            "  --secure           CurveZMQ even on loopback\n"
+            "  --insecure         no security even on a network (logs a warning at start)\n"
+            "  --key FILE         the broker's key pair (default: CONFIG/id.key)\n"
+            "  --allow DIR        admitted keys, reread when they change or on SIGHUP\n"
+            "                     (default: CONFIG/allowed)\n"
+            "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+            "                     or ~/.config/playdoh)\n"
             "  --help             this text\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
             PD_BROKER_DEFAULT_TTL_S);
@@ -77,6 +91,11 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"secure", no_argument, NULL, 'S'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"key", required_argument, NULL, 'k'},
+        {"allow", required_argument, NULL, 'a'},
+        {"config-dir", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +150,25 @@ int main(int argc, char **argv)
         case 'n':
             cfg.name = optarg;
             break;
+        case 'S':
+        case 'I': {
+            pd_sec_mode_t want = c == 'S' ? PD_SEC_CURVE : PD_SEC_NONE;
+            if (cfg.security != PD_SEC_AUTO && cfg.security != want) {
+                fprintf(stderr, "playdoh-broker: --secure and --insecure exclude each other\n");
+                goto bad;
+            }
+            cfg.security = want;
+            break;
+        }
+        case 'k':
+            cfg.key_file = optarg;
+            break;
+        case 'a':
+            cfg.allow_dir = optarg;
+            break;
+        case 'C':
+            cfg.config_dir = optarg;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -147,6 +185,13 @@ int main(int argc, char **argv)
         goto bad;
     }
 
+    /* A connection costs a descriptor: allow as many as the system lets us,
+       so that a flood of connections meets the handshake time-out first. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     int err;
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     if (!b)
@@ -166,6 +211,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     int rc = pd_broker_run(b);
     s_broker = NULL;

@@ -9,8 +9,17 @@
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.
+
+    Security. On a network endpoint the socket is a CurveZMQ server whose
+    handshakes pd_zap checks against the allow-list; every message then
+    carries the peer's key and role (ZAP user id and metadata), and the role
+    is checked again against the current list before the message is handled,
+    so that a worker key cannot submit and a revoked key stops at once. A
+    monitor socket reports handshakes that fail (a wrong broker key, a peer
+    without CURVE, garbage on the port), logged at a bounded rate.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -21,10 +30,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #define S_BATCH 1024 /* messages drained per loop turn at most */
 #define S_HWM 100000 /* messages queued per peer at most */
+#define S_HANDSHAKE_MS 10000 /* a connection must finish its handshake within this */
+#define S_LOG_BURST 20       /* refusal lines per window at most */
+#define S_LOG_WINDOW_MS 10000
 
 static int64_t s_mono_ms(void)
 {
@@ -49,6 +62,73 @@ static int s_fail_new(pd_broker_t **b, int *err, int code)
         *err = code;
     pd_broker_destroy(b);
     return code;
+}
+
+/* Decides the security of the socket; with CURVE loads the key pair and
+   starts the ZAP handler (which must exist before the socket binds). */
+static int s_secure_setup(pd_broker_t *b, const pd_broker_config_t *cfg)
+{
+    pd_sec_mode_t mode = pd_auth_resolve(cfg->security, b->bind);
+    bool network = !pd_auth_endpoint_is_loopback(b->bind);
+    if (mode == PD_SEC_NONE) {
+        if (network)
+            pd_log_warn("SECURITY WARNING: listening on %s without authentication or "
+                        "encryption (--insecure): anyone who can reach this port can submit "
+                        "code that every worker runs, and read every job and result. Use "
+                        "this only on a network you trust completely.", b->bind);
+        return 0;
+    }
+    b->secure = true;
+    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!dir && (!cfg->key_file || !cfg->allow_dir)) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give --key "
+                     "and --allow, or --config-dir");
+        return PD_ENOKEY;
+    }
+    char key_file[4096];
+    snprintf(key_file, sizeof key_file, "%s", cfg->key_file ? cfg->key_file : "");
+    if (!cfg->key_file)
+        snprintf(key_file, sizeof key_file, "%s/id.key", dir);
+    if (cfg->allow_dir)
+        snprintf(b->allow_dir, sizeof b->allow_dir, "%s", cfg->allow_dir);
+    else
+        snprintf(b->allow_dir, sizeof b->allow_dir, "%s/allowed", dir);
+    free(dir);
+    char why[1024];
+    int rc = pd_auth_key_load(key_file, true, &b->key, why, sizeof why);
+    if (rc) {
+        pd_log_error("%s on %s needs CurveZMQ and thus a key pair: %s. Then admit workers and "
+                     "clients with `playdoh-keygen allow KEY --role worker|client|both`%s",
+                     network ? "listening" : "--secure", b->bind, why,
+                     network ? " (or, on a network you trust completely, run with --insecure)"
+                             : "");
+        return rc == PD_ENOKEY ? PD_ENOKEY : PD_EAUTH;
+    }
+    if (pd_auth_make_dir(b->allow_dir, why, sizeof why)) {
+        pd_log_error("allow-list: %s", why);
+        return PD_ESYS;
+    }
+    int zerr;
+    b->zap = pd_zap_new(b->ctx, b->allow_dir, &zerr);
+    if (!b->zap)
+        return zerr;
+    pd_zap_stats_t st;
+    pd_zap_stats(b->zap, &st);
+    b->zap_generation = st.generation;
+    return 0;
+}
+
+/* CurveZMQ server options, and ZMTP heartbeats: without ROUTER_HANDOVER
+   (a second connection may not take over a routing id in use), a peer
+   that vanished must be noticed for its routing id to be free again. */
+static int s_secure_socket(pd_broker_t *b)
+{
+    int ivl = (int) b->cfg.hb_ms, timeout = (int) (b->cfg.hb_ms * b->cfg.liveness);
+    if (pd_auth_apply_server(b->sock, &b->key) ||
+        zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
+        zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout))
+        return PD_ESYS;
+    return 0;
 }
 
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
@@ -86,16 +166,37 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
     }
+    atomic_init(&b->reload, false);
+    int rc = s_secure_setup(b, cfg);
+    if (rc) {
+        s_fail_new(&b, err, rc);
+        return NULL;
+    }
     b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
-    int one = 1, zero = 0, hwm = S_HWM;
+    int one = 1, zero = 0, hwm = S_HWM, handshake = S_HANDSHAKE_MS;
+    int handover = b->secure ? 0 : 1;
     int64_t maxmsg = PD_MAX_FRAME;
     if (!b->sock || zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
-        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover) ||
         zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero) ||
-        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+        zmq_setsockopt(b->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
+        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        (b->secure && s_secure_socket(b))) {
         pd_log_error("cannot create the broker's socket: %s", zmq_strerror(zmq_errno()));
+        s_fail_new(&b, err, PD_ESYS);
+        return NULL;
+    }
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-broker-monitor-%p", (void *) b);
+    b->mon = zmq_socket(b->ctx, ZMQ_PAIR);
+    if (!b->mon ||
+        zmq_socket_monitor(b->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+        zmq_connect(b->mon, mon) || zmq_setsockopt(b->mon, ZMQ_LINGER, &zero, sizeof zero)) {
+        pd_log_error("cannot monitor the broker's socket: %s", zmq_strerror(zmq_errno()));
         s_fail_new(&b, err, PD_ESYS);
         return NULL;
     }
@@ -129,16 +230,29 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_mods_destroy(&b->mods);
     pd_buf_free(&b->out);
     pd_buf_free(&b->aux);
+    if (b->mon)
+        zmq_close(b->mon);
     if (b->sock)
         zmq_close(b->sock);
+    /* The ZAP handler's socket lives in ctx: stop it before terminating. */
+    pd_zap_destroy(&b->zap);
     if (b->ctx)
         zmq_ctx_term(b->ctx);
+    sodium_memzero(b->key.sec, sizeof b->key.sec);
     free(b);
     *p = NULL;
 }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
+void pd_broker_reload(pd_broker_t *b) { atomic_store(&b->reload, true); }
+
+bool pd_broker_secure(const pd_broker_t *b, char *key)
+{
+    if (b->secure && key)
+        memcpy(key, b->key.pub, PD_KEY_TXT);
+    return b->secure;
+}
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->stats; }
 uint32_t pd_broker_now_s(const pd_broker_t *b) { return (uint32_t) ((b->now_ms - b->start_ms) / 1000); }
 
@@ -194,7 +308,14 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
 {
     char who[128];
     s_hexid(o->rid, o->ridlen, who, sizeof who);
-    pd_log_warn("refused a message from %s: %s: %s", who, pd_err_name(code), msg);
+    uint32_t swallowed = 0;
+    if (pd_log_limit_pass(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed)) {
+        char extra[64] = "";
+        if (swallowed)
+            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
+        pd_log_warn("refused a message from %s%s%s: %s: %s%s", who, o->key ? " key " : "",
+                    o->key ? o->key : "", pd_err_name(code), msg, extra);
+    }
     b->stats.malformed++;
     pd_buf_reset(&b->out);
     msgpack_packer pk;
@@ -221,11 +342,31 @@ static const struct {
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
 };
 
-static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const uint8_t *data,
-                         size_t len)
+/* Refuses a message whose type the peer's key may not send. Returns true
+   when it was refused (and answered). */
+static bool s_refuse_role(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, pd_role_t need,
+                          bool has_req)
+{
+    if (pd_role_allows(o->role, need))
+        return false;
+    b->stats.refused_role++;
+    if (o->role == PD_ROLE_NONE)
+        snprintf(o->why, sizeof o->why, "'%s' refused: key %s is no longer on the broker's "
+                 "allow-list", m->type, o->key ? o->key : "?");
+    else
+        snprintf(o->why, sizeof o->why, "'%s' refused: key %s may act as %s only, not as %s "
+                 "(on the broker: `playdoh-keygen allow '%s' --role both`)", m->type,
+                 o->key ? o->key : "?", pd_role_name(o->role), pd_role_name(need),
+                 o->key ? o->key : "KEY");
+    s_send_error(b, o, has_req, PD_EREFUSED, o->why);
+    return true;
+}
+
+void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
+                        pd_role_t role, const uint8_t *data, size_t len)
 {
     pd_msg_t m;
-    pd_origin_t o = {.rid = rid, .ridlen = ridlen};
+    pd_origin_t o = {.rid = rid, .ridlen = ridlen, .key = key, .role = role};
     b->stats.msgs_in++;
     int rc = pd_msg_parse(&m, data, len);
     snprintf(o.why, sizeof o.why, "%s", m.why);
@@ -236,6 +377,8 @@ static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, cons
         return;
     }
     if (pd_broker_is_worker_type(&m)) {
+        if (s_refuse_role(b, &m, &o, PD_ROLE_WORKER, false))
+            return;
         rc = pd_broker_on_worker(b, &m, &o);
         if (rc)
             s_send_error(b, &o, false, rc, o.why);
@@ -244,6 +387,8 @@ static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, cons
     for (size_t i = 0; i < sizeof s_client_handlers / sizeof s_client_handlers[0]; i++) {
         if (!pd_msg_is(&m, s_client_handlers[i].type))
             continue;
+        if (s_refuse_role(b, &m, &o, PD_ROLE_CLIENT, has_req))
+            return;
         if (!has_req) {
             snprintf(o.why, sizeof o.why, "request '%s' has no 'req' number (a non-negative "
                      "integer the reply echoes)", m.type);
@@ -298,12 +443,73 @@ static int s_recv_one(pd_broker_t *b)
         pd_log_warn("dropped a message from %s with %d frames (a message is one frame)", who,
                     parts - 1);
     } else {
-        s_on_message(b, zmq_msg_data(&id), zmq_msg_size(&id), zmq_msg_data(&body),
-                     zmq_msg_size(&body));
+        const char *key = NULL;
+        pd_role_t role = pd_auth_msg_peer(&body, &key, NULL);
+        /* The handshake's role may be stale: the list decides now. */
+        if (b->zap)
+            role = key ? pd_zap_role(b->zap, key) : PD_ROLE_NONE;
+        pd_broker_on_frame(b, zmq_msg_data(&id), zmq_msg_size(&id), key, role,
+                           zmq_msg_data(&body), zmq_msg_size(&body));
     }
     zmq_msg_close(&body);
     zmq_msg_close(&id);
     return 1;
+}
+
+/* ---- security events ---------------------------------------------------- */
+
+/* Logs the handshake failures the monitor reports. */
+static void s_on_monitor(pd_broker_t *b)
+{
+    for (int i = 0; i < S_BATCH; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, b->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, b->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        b->stats.handshakes_failed++;
+        /* A refused key was logged by the ZAP handler, with its address. */
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            continue;
+        uint32_t swallowed = 0;
+        if (!pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
+            continue;
+        char extra[64] = "";
+        if (swallowed)
+            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
+        pd_log_warn("refused a connection to %s during its handshake: %s%s", b->endpoint,
+                    pd_auth_handshake_why(event, value), extra);
+    }
+}
+
+/* Reads the allow-list again when asked (SIGHUP) or when it changed, and
+   forgets workers whose key may no longer work. */
+static void s_check_allow_list(pd_broker_t *b)
+{
+    if (!b->zap)
+        return;
+    if (atomic_exchange(&b->reload, false))
+        pd_zap_reload(b->zap);
+    else
+        pd_zap_check(b->zap);
+    pd_zap_stats_t st;
+    pd_zap_stats(b->zap, &st);
+    if (st.generation == b->zap_generation)
+        return;
+    b->zap_generation = st.generation;
+    pd_broker_revoke_workers(b);
 }
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -315,9 +521,15 @@ int pd_broker_run(pd_broker_t *b)
         tick_ms = 10;
     if (tick_ms > 250)
         tick_ms = 250;
-    pd_log_info("broker '%s' listening on %s (heartbeat %u ms, liveness %u, max %llu jobs)",
-                b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
-                (unsigned long long) pd_jobs_max(b->jobs));
+    if (b->secure)
+        pd_log_info("broker '%s' listening on %s with CurveZMQ (broker key %s, allow-list "
+                    "%s; heartbeat %u ms, liveness %u, max %llu jobs)", b->name, b->endpoint,
+                    b->key.pub, b->allow_dir, b->cfg.hb_ms, b->cfg.liveness,
+                    (unsigned long long) pd_jobs_max(b->jobs));
+    else
+        pd_log_info("broker '%s' listening on %s without security (heartbeat %u ms, liveness "
+                    "%u, max %llu jobs)", b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
+                    (unsigned long long) pd_jobs_max(b->jobs));
     int rc = 0;
     while (!atomic_load(&b->stop)) {
         b->now_ms = s_mono_ms();
@@ -327,8 +539,8 @@ int pd_broker_run(pd_broker_t *b)
             timeout = parked;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, (long) timeout);
+        zmq_pollitem_t items[2] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, (long) timeout);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -337,6 +549,8 @@ int pd_broker_run(pd_broker_t *b)
             break;
         }
         b->now_ms = s_mono_ms();
+        if (items[1].revents & ZMQ_POLLIN)
+            s_on_monitor(b);
         for (int i = 0; i < S_BATCH; i++) {
             int got = s_recv_one(b);
             if (got < 0)
@@ -349,6 +563,7 @@ int pd_broker_run(pd_broker_t *b)
         pd_broker_dispatch(b);
         pd_broker_wake_parked(b);
         if (b->now_ms >= b->next_tick) {
+            s_check_allow_list(b);
             pd_broker_tick_workers(b);
             uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_now_s(b), b->cfg.result_ttl_s);
             if (gone)
@@ -359,11 +574,14 @@ int pd_broker_run(pd_broker_t *b)
             b->next_tick = b->now_ms + tick_ms;
         }
     }
-    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused, %llu dropped, "
-                "%llu unroutable, %llu stale results, %llu workers lost",
+    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused (%llu for their "
+                "key's role), %llu dropped, %llu unroutable, %llu stale results, %llu workers "
+                "lost, %llu failed handshakes",
                 (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
-                (unsigned long long) b->stats.malformed, (unsigned long long) b->stats.dropped,
+                (unsigned long long) b->stats.malformed,
+                (unsigned long long) b->stats.refused_role, (unsigned long long) b->stats.dropped,
                 (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
-                (unsigned long long) b->stats.workers_lost);
+                (unsigned long long) b->stats.workers_lost,
+                (unsigned long long) b->stats.handshakes_failed);
     return rc;
 }

@@ -19,6 +19,8 @@
 #ifndef PD_BROKER_H
 #define PD_BROKER_H
 
+#include "pd_auth.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,6 +31,10 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    pd_sec_mode_t security; /* AUTO: CurveZMQ unless bind is loopback; CURVE; NONE */
+    const char *config_dir; /* where id.key and allowed/ are (NULL: pd_auth_config_dir()) */
+    const char *key_file;   /* the broker's key pair (NULL: <config_dir>/id.key) */
+    const char *allow_dir;  /* admitted keys (NULL: <config_dir>/allowed) */
 } pd_broker_config_t;
 
 #define PD_BROKER_DEFAULT_BIND "tcp://127.0.0.1:5555"
@@ -45,9 +51,13 @@ typedef struct pd_broker pd_broker_t;
 /* Fills cfg with the defaults above. */
 void pd_broker_config_defaults(pd_broker_config_t *cfg);
 
-/* Creates the broker and binds its socket. Returns NULL on failure (bind
-   refused, out of memory), with *err (when given) set to a PD_E* code and
-   the reason logged. The config is copied. */
+/* Creates the broker and binds its socket. With CURVE (any network
+   endpoint, unless security is NONE) it loads its key pair, starts the ZAP
+   handler over the allow-list and makes the socket a CURVE server; with
+   NONE on a network endpoint it logs a warning. Returns NULL on failure
+   (no key pair: PD_ENOKEY; bind refused: PD_EIO; out of memory), with *err
+   (when given) set to a PD_E* code and the reason logged, saying what to
+   do. The config is copied. */
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
 /* Stops the loop, frees everything (jobs and results are dropped), closes
    the socket. Safe on NULL; sets *p to NULL. */
@@ -62,6 +72,12 @@ int pd_broker_run(pd_broker_t *b);
 /* Asks the loop to return within one tick. Safe from a signal handler or
    another thread. */
 void pd_broker_stop(pd_broker_t *b);
+/* Asks the loop to read the allow-list again at its next tick (SIGHUP).
+   Safe from a signal handler or another thread. */
+void pd_broker_reload(pd_broker_t *b);
+/* True when the broker runs CurveZMQ; its public key (Z85) is then in key
+   (PD_KEY_TXT bytes) when key is not NULL. */
+bool pd_broker_secure(const pd_broker_t *b, char *key);
 
 /* Counters, for tests and the exit log line. */
 typedef struct {
@@ -72,6 +88,8 @@ typedef struct {
     uint64_t unroutable;    /* sends that failed (peer gone or full) */
     uint64_t stale;         /* results dropped as stale or duplicate */
     uint64_t workers_lost;  /* workers declared dead */
+    uint64_t refused_role;  /* messages refused: the key's role does not allow them */
+    uint64_t handshakes_failed; /* connections refused during the handshake */
 } pd_broker_stats_t;
 /* Copies the counters; call from the loop's thread or after it stopped. */
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out);

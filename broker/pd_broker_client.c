@@ -146,7 +146,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     uint64_t first;
     uint32_t n;
-    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, args, args_len, (uint32_t) timeout_ms,
+    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, o->key, args, args_len, (uint32_t) timeout_ms,
                         (uint32_t) retries, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;

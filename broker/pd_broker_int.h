@@ -8,9 +8,11 @@
 #include "pd_broker.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
+#include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
 #include "pd_workers.h"
+#include "pd_zap.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -30,6 +32,8 @@ typedef struct {
 typedef struct {
     const uint8_t *rid; /* routing id (in the received frame) */
     size_t ridlen;      /* bytes in rid */
+    const char *key;    /* the peer's public key (Z85), NULL without CURVE */
+    pd_role_t role;     /* what the key may do now (PD_ROLE_BOTH without CURVE) */
     uint64_t req;       /* request number (clients) */
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
@@ -41,6 +45,15 @@ struct pd_broker {
     char endpoint[256];        /* endpoint actually bound */
     void *ctx;                 /* ZeroMQ context (owned) */
     void *sock;                /* ROUTER socket (owned) */
+    void *mon;                 /* PAIR receiving the socket's handshake events (owned) */
+    bool secure;               /* the socket runs CurveZMQ */
+    pd_keypair_t key;          /* the broker's key pair (secure only) */
+    char allow_dir[4096];      /* the allow-list directory (secure only) */
+    pd_zap_t *zap;             /* ZAP handler over the allow-list (secure only, owned) */
+    uint64_t zap_generation;   /* allow-list generation the workers were checked against */
+    atomic_bool reload;        /* set by pd_broker_reload */
+    pd_log_limit_t refusals;   /* rate of "refused a message" lines */
+    pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_workers_t *workers;     /* the worker registry */
@@ -55,6 +68,13 @@ struct pd_broker {
     atomic_bool stop;          /* set by pd_broker_stop */
     pd_broker_stats_t stats;   /* counters */
 };
+
+/* Handles one received message as the loop does: checks the peer's role,
+   parses, dispatches to the handler, answers `error` on failure. key and
+   role describe the peer (pd_auth_msg_peer); NULL and PD_ROLE_BOTH without
+   CURVE. For the loop, tests and fuzzing. */
+void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
+                        pd_role_t role, const uint8_t *data, size_t len);
 
 /* Sends one message (the bytes) to a peer. Returns 0, or PD_EUNREACH when
    the peer is gone, or PD_EOVERLOAD when its queue is full; a failure is
@@ -91,5 +111,8 @@ bool pd_broker_is_worker_type(const pd_msg_t *m);
 void pd_broker_dispatch(pd_broker_t *b);
 /* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
 void pd_broker_tick_workers(pd_broker_t *b);
+/* Forgets the workers whose key the allow-list no longer admits as a
+   worker (their jobs are requeued without counting an attempt). */
+void pd_broker_revoke_workers(pd_broker_t *b);
 
 #endif

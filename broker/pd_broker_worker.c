@@ -8,6 +8,12 @@
     cancelled job) is dropped and counted, so no result is delivered twice.
     A lost worker's jobs go back to the front of the queue; each loss counts
     toward the job's retries.
+
+    With CurveZMQ a worker is bound to the key it registered with: a message
+    on its routing id from another key is refused, and when the allow-list
+    stops admitting that key as a worker the worker is forgotten. Every job
+    sent in `run` names the key of the client that submitted it, so the
+    worker's owner can choose whose code runs there (docs/worker.md).
 */
 #include "pd_broker_int.h"
 #include "pd_error.h"
@@ -123,6 +129,11 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         return PD_EINVAL;
     }
     char label[160];
+    if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
+        snprintf(o->why, sizeof o->why, "ready: routing id %s is registered by another key",
+                 s_label(wk, label, sizeof label));
+        return PD_EREFUSED;
+    }
     if (wk) {
         /* The worker lost us and came back: whatever it was running it
            dropped, so its jobs go back without counting an attempt. */
@@ -139,6 +150,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         }
     }
     snprintf(wk->host, sizeof wk->host, "%s", host);
+    snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     wk->pid = (int64_t) pid;
     wk->last_recv = b->now_ms;
     pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
@@ -288,6 +300,12 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             s_send_simple(b, o->rid, o->ridlen, "reset");
         return 0;
     }
+    if (strcmp(wk->key, o->key ? o->key : "") != 0) {
+        char label[160];
+        snprintf(o->why, sizeof o->why, "'%s' refused: worker %s registered with another key",
+                 m->type, s_label(wk, label, sizeof label));
+        return PD_EREFUSED;
+    }
     wk->last_recv = b->now_ms;
     if (pd_msg_is(m, "hb"))
         return 0;
@@ -311,16 +329,19 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- scheduling -------------------------------------------------------- */
 
-static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod)
+/* Sends module mod to wk, naming client, the key of the client whose job
+   needs it. */
+static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client)
 {
     const pd_mod_t *md = pd_mods_get(b->mods, mod);
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "mod", 4);
+    pd_msg_begin(&pk, "mod", 5);
     pd_pack_kv_str(&pk, "hash", md->hash);
     pd_pack_kv_str(&pk, "name", md->name);
     pd_pack_kv_str(&pk, "kind", md->kind);
+    pd_pack_kv_str(&pk, "client", client);
     pd_pack_kv_bin(&pk, "data", md->data, md->len);
     int rc = b->aux.failed ? PD_ENOMEM
                            : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
@@ -351,7 +372,9 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
-        if (!pd_worker_has_mod(wk, job->mod) && (rc = s_send_mod(b, wk, job->mod)) != 0) {
+        const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+        if (!pd_worker_has_mod(wk, job->mod) &&
+            (rc = s_send_mod(b, wk, job->mod, owner)) != 0) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -359,13 +382,14 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, 7);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
         pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
         msgpack_pack_uint32(&pk, job->timeout_ms);
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
+        pd_pack_cstr(&pk, owner);
         b->scratch[n++] = id;
     }
     if (n > 0 && !b->out.failed) {
@@ -420,5 +444,14 @@ void pd_broker_tick_workers(pd_broker_t *b)
         if (b->now_ms - wk->last_send >= (int64_t) b->cfg.hb_ms &&
             s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
             wk->last_send = b->now_ms;
+    }
+}
+
+void pd_broker_revoke_workers(pd_broker_t *b)
+{
+    for (uint32_t i = 0; b->zap && i < pd_workers_span(b->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (wk && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
+            s_worker_gone(b, wk, false, "its key is no longer allowed as a worker");
     }
 }

@@ -46,7 +46,7 @@ struct pd_jobs {
     size_t qcap;           /* ring capacity (power of two) */
     size_t qhead;          /* index of the first range */
     size_t qlen;           /* ranges in the ring */
-    zhashx_t *fn_index;    /* function name -> index + 1 */
+    zhashx_t *fn_index;    /* "owner\x01fn" -> index + 1 (see s_intern) */
     char **fns;            /* interned names by index */
     uint32_t nfns;         /* names interned */
     uint32_t capfns;       /* capacity of fns */
@@ -160,6 +160,12 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn)
     return j->fns[fn];
 }
 
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+{
+    assert(fn < j->nfns);
+    return j->fns[fn] + strlen(j->fns[fn]) + 1;
+}
+
 /* Makes sure chunks exist for ids first .. first+n-1. */
 static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
 {
@@ -189,28 +195,48 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
     return 0;
 }
 
-static uint32_t s_intern(pd_jobs_t *j, const char *fn, int *rc)
+/* Interns the pair (function name, owner key): jobs of one submit share
+   it, so that each job record stays small. The stored string is
+   "fn\0owner\0"; the index key is "owner\x01fn" (a Z85 key holds no
+   \x01, so the pair is unambiguous). */
+static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *rc)
 {
-    void *v = zhashx_lookup(j->fn_index, fn);
     *rc = 0;
-    if (v)
+    size_t fl = strlen(fn), ol = strlen(owner);
+    char *key = malloc(ol + fl + 2);
+    if (!key) {
+        *rc = PD_ENOMEM;
+        return 0;
+    }
+    memcpy(key, owner, ol);
+    key[ol] = '\x01';
+    memcpy(key + ol + 1, fn, fl + 1);
+    void *v = zhashx_lookup(j->fn_index, key);
+    if (v) {
+        free(key);
         return (uint32_t) ((uintptr_t) v - 1);
+    }
     if (j->nfns == j->capfns) {
         uint32_t cap = j->capfns ? j->capfns * 2 : 16;
         char **f = realloc(j->fns, cap * sizeof *f);
         if (!f) {
+            free(key);
             *rc = PD_ENOMEM;
             return 0;
         }
         j->fns = f;
         j->capfns = cap;
     }
-    char *copy = strdup(fn);
-    if (!copy || zhashx_insert(j->fn_index, fn, (void *) (uintptr_t) (j->nfns + 1))) {
+    char *copy = malloc(fl + ol + 2);
+    if (!copy || zhashx_insert(j->fn_index, key, (void *) (uintptr_t) (j->nfns + 1))) {
         free(copy);
+        free(key);
         *rc = PD_ENOMEM;
         return 0;
     }
+    free(key);
+    memcpy(copy, fn, fl + 1);
+    memcpy(copy + fl + 1, owner, ol + 1);
     j->fns[j->nfns] = copy;
     return j->nfns++;
 }
@@ -306,9 +332,9 @@ uint64_t pd_jobs_pop(pd_jobs_t *j)
 
 /* ---- submit ------------------------------------------------------------ */
 
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
-                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
-                   uint32_t *n, char *why, size_t whycap)
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner,
+                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
+                   uint64_t *first, uint32_t *n, char *why, size_t whycap)
 {
     size_t fnlen = strlen(fn);
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN) {
@@ -340,7 +366,7 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *ar
     if (count == 0)
         return 0;
     int rc;
-    uint32_t fni = s_intern(j, fn, &rc);
+    uint32_t fni = s_intern(j, fn, owner ? owner : "", &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;

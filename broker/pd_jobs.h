@@ -65,7 +65,7 @@ typedef struct {
     uint8_t unused;      /* padding */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
-    uint32_t fn;         /* interned function name (pd_jobs_fn_name) */
+    uint32_t fn;         /* interned function name and owner (pd_jobs_fn_name, _owner) */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
     uint32_t wpos;       /* position in that worker's in-flight list */
@@ -87,13 +87,15 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished);
 void pd_jobs_destroy(pd_jobs_t **p);
 
 /* Accepts the jobs of one submit: `args` is the raw msgpack array (one job per
-   element, each kept as raw bytes). On success sets *first and *n and returns
-   0. Returns PD_EOVERLOAD when the unfinished bound would be exceeded (nothing
-   accepted), PD_EPROTO when args is not an array, PD_EINVAL for a bad fn or
-   retries, PD_ENOMEM; every failure writes a sentence into why. */
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
-                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
-                   uint32_t *n, char *why, size_t whycap);
+   element, each kept as raw bytes); owner is the submitting client's key
+   (Z85, or NULL without CURVE), handed to workers with each job. On success
+   sets *first and *n and returns 0. Returns PD_EOVERLOAD when the unfinished
+   bound would be exceeded (nothing accepted), PD_EPROTO when args is not an
+   array, PD_EINVAL for a bad fn or retries, PD_ENOMEM; every failure writes a
+   sentence into why. */
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner,
+                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
+                   uint64_t *first, uint32_t *n, char *why, size_t whycap);
 
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
@@ -103,6 +105,9 @@ pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
+/* The key of the client that submitted jobs with index fn ("" without
+   CURVE); borrowed, lives with j. */
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
 
 /* Takes the next queued job off the queue for dispatch and marks it running
    with attempt+1; returns its id, or 0 when nothing is queued. The caller

@@ -6,9 +6,16 @@
     and results are collected with long-polling `fetch` requests, so a large
     batch costs a few messages per thousand jobs and a small one no more than
     one round trip.
+
+    Towards a network broker the socket is a CurveZMQ client (pd_auth) that
+    accepts only the broker key this account trusts. While the first `hello`
+    is in flight a monitor watches the handshake, so that a refused key or a
+    wrong broker key fails at once with a sentence saying which, instead of a
+    time-out.
 */
 #include "playdoh.h"
 
+#include "pd_auth.h"
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -35,6 +42,10 @@
 struct pd_client {
     void *ctx;             /* ZeroMQ context, owned */
     void *sock;            /* DEALER to the broker */
+    void *mon;             /* PAIR with the handshake's events, until the first reply */
+    bool secure;           /* the connection runs CurveZMQ */
+    pd_keypair_t key;      /* this client's key pair (secure only) */
+    char broker_key[PD_KEY_TXT]; /* the broker key accepted (secure only) */
     char endpoint[256];    /* where the broker is */
     uint64_t next_req;     /* next request number */
     int timeout_ms;        /* how long a request waits for its reply */
@@ -101,6 +112,65 @@ static int s_send(pd_client_t *c)
     return 0;
 }
 
+/* Reads the monitor's events; on a failed handshake sets c->err to what
+   went wrong and what to do, and returns true. */
+static bool s_handshake_failed(pd_client_t *c)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return false;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, c->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            s_fail(c, PD_EAUTH, "the broker at %s refused this client's key %s: ask its "
+                   "administrator to run `playdoh-keygen allow '%s' --role client`", c->endpoint,
+                   c->key.pub, c->key.pub);
+            return true;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            if (c->secure)
+                s_fail(c, PD_EAUTH, "the broker at %s runs without CurveZMQ while this client "
+                       "uses it: connect with --insecure if you trust the network, or ask for "
+                       "a secure broker", c->endpoint);
+            else
+                s_fail(c, PD_EAUTH, "the broker at %s requires CurveZMQ: connect with --secure "
+                       "(this account needs a key pair, `playdoh-keygen`, and the broker's "
+                       "key, `playdoh-keygen trust`)", c->endpoint);
+            return true;
+        }
+        if (!c->secure && (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security: it "
+                   "requires CurveZMQ; connect with --secure (%s)", c->endpoint,
+                   pd_auth_handshake_why(event, value));
+            return true;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            s_fail(c, PD_EAUTH, "the secure handshake with %s failed: the broker there does not "
+                   "hold the key this client trusts for it (%s), so it may not be your "
+                   "broker; check the key with `playdoh-keygen show` on the broker's machine "
+                   "and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint, c->broker_key,
+                   c->endpoint, pd_auth_handshake_why(event, value));
+            return true;
+        }
+    }
+}
+
 /* Waits for the reply to request req (or, when req is 0, to any request:
    *got says which). On success m describes c->reply, valid until the next
    receive. A broker `error` reply becomes its code with c->err set. */
@@ -111,10 +181,15 @@ static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uin
         int64_t left = deadline - s_now_ms();
         if (left < 0)
             left = 0;
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-        int rc = zmq_poll(&it, 1, (long) left);
+        zmq_pollitem_t it[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
+                                {.socket = c->mon, .events = ZMQ_POLLIN}};
+        int rc = zmq_poll(it, c->mon ? 2 : 1, (long) left);
         if (rc < 0 && errno == EINTR)
             return s_fail(c, PD_ETIMEDOUT, "interrupted while waiting for the broker");
+        if (rc > 0 && c->mon && (it[1].revents & ZMQ_POLLIN) && s_handshake_failed(c))
+            return PD_EAUTH;
+        if (rc > 0 && !(it[0].revents & ZMQ_POLLIN))
+            continue;
         if (rc <= 0)
             return s_fail(c, PD_ETIMEDOUT,
                           "no reply from the broker at %s within %d ms: is it running and "
@@ -156,7 +231,65 @@ static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, i
     return 0;
 }
 
-pd_client_t *pd_client_new(const char *endpoint, int *err)
+static int s_hello(pd_client_t *c, int wait_ms, int *workers, int *slots);
+
+/* Sets *err and opts->why; returns NULL for the caller. */
+static pd_client_t *s_open_fail(pd_client_t **c, const pd_client_opts_t *opts, int *err,
+                                int code, const char *why)
+{
+    *err = code;
+    if (opts && opts->why && opts->whycap)
+        snprintf(opts->why, opts->whycap, "%s", why);
+    /* A caller that gets the sentence prints it; others see it in the log. */
+    if (opts && opts->why && opts->whycap)
+        pd_log_debug("client: %s", why);
+    else
+        pd_log_warn("client: %s", why);
+    pd_client_destroy(c);
+    return NULL;
+}
+
+/* Loads the key pair and the trusted broker key for a CurveZMQ
+   connection; returns 0 or a PD_E* code with the sentence in why. */
+static int s_open_keys(pd_client_t *c, const pd_client_opts_t *opts, char *why, size_t cap)
+{
+    char *dir = opts && opts->config_dir ? strdup(opts->config_dir) : pd_auth_config_dir();
+    char path[4096];
+    if (opts && opts->key_file)
+        snprintf(path, sizeof path, "%s", opts->key_file);
+    else if (dir)
+        snprintf(path, sizeof path, "%s/id.key", dir);
+    else {
+        snprintf(why, cap, "cannot find the configuration directory (HOME is not set)");
+        return PD_ENOKEY;
+    }
+    char kwhy[1024];
+    int rc = pd_auth_key_load(path, true, &c->key, kwhy, sizeof kwhy);
+    if (rc) {
+        snprintf(why, cap, "a secure connection to %s needs a key pair for this account: %s; "
+                 "then ask the broker's administrator to run `playdoh-keygen allow KEY --role "
+                 "client` with the key `playdoh-keygen show` prints", c->endpoint, kwhy);
+        free(dir);
+        return rc;
+    }
+    const char *given = opts && opts->broker_key ? opts->broker_key : getenv("PLAYDOH_BROKER_KEY");
+    if (given && *given) {
+        if (!pd_auth_key_valid(given)) {
+            snprintf(why, cap, "the broker key '%s' is not a public key (40 characters, as "
+                     "`playdoh-keygen show` prints on the broker's machine)", given);
+            free(dir);
+            return PD_EINVAL;
+        }
+        snprintf(c->broker_key, sizeof c->broker_key, "%s", given);
+        free(dir);
+        return 0;
+    }
+    rc = pd_auth_trust_find(dir, c->endpoint, c->broker_key, why, cap);
+    free(dir);
+    return rc;
+}
+
+pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err)
 {
     int dummy;
     if (!err)
@@ -180,41 +313,87 @@ pd_client_t *pd_client_new(const char *endpoint, int *err)
     c->timeout_ms = 30000;
     pd_buf_init(&c->out);
     zmq_msg_init(&c->reply);
+    char why[2048];
+    pd_sec_mode_t mode = (pd_sec_mode_t) (opts ? opts->security : PD_SECURITY_AUTO);
+    const char *env = getenv("PLAYDOH_SECURITY");
+    if (mode == PD_SEC_AUTO && env && *env && pd_auth_mode_parse(env, &mode)) {
+        snprintf(why, sizeof why, "PLAYDOH_SECURITY is '%s': use auto, secure or insecure", env);
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
+    }
+    c->secure = pd_auth_resolve(mode, c->endpoint) == PD_SEC_CURVE;
+    if (c->secure) {
+        int rc = s_open_keys(c, opts, why, sizeof why);
+        if (rc)
+            return s_open_fail(&c, opts, err, rc, why);
+    } else if (!pd_auth_endpoint_is_loopback(c->endpoint)) {
+        pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
+                    "encryption (insecure): jobs, code and results cross the network in clear",
+                    c->endpoint);
+    }
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    if (!c->sock) {
+    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
+    if (!c->sock || !c->mon) {
         *err = PD_ESYS;
         pd_client_destroy(&c);
         return NULL;
     }
     int linger = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int sndtimeo = c->timeout_ms;
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
-    if (zmq_connect(c->sock, c->endpoint) < 0) {
-        pd_log_warn("client: bad broker endpoint '%s': %s (expected tcp://HOST:PORT)", endpoint,
-                    zmq_strerror(errno));
-        *err = PD_EINVAL;
+    if (c->secure && pd_auth_apply_client(c->sock, &c->key, c->broker_key)) {
+        *err = PD_ESYS;
         pd_client_destroy(&c);
         return NULL;
     }
-    int connect_ms = 5000;
-    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
-    if (env && atoi(env) > 0)
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-client-monitor-%p", (void *) c);
+    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+        zmq_connect(c->mon, mon)) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    if (zmq_connect(c->sock, c->endpoint) < 0) {
+        snprintf(why, sizeof why, "bad broker endpoint '%s': %s (expected tcp://HOST:PORT)",
+                 endpoint, zmq_strerror(errno));
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
+    }
+    int connect_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 5000;
+    env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
     int workers, slots;
-    int rc = pd_client_cluster_size(c, &workers, &slots);
+    int rc = s_hello(c, connect_ms, &workers, &slots);
     if (rc) {
-        pd_log_warn("client: no broker answered at %s within %d ms: start playdoh-broker, or "
-                    "point to it with --broker / PLAYDOH_BROKER", c->endpoint, connect_ms);
-        *err = rc == PD_ETIMEDOUT ? PD_EUNREACH : rc;
-        pd_client_destroy(&c);
-        return NULL;
+        if (rc == PD_ETIMEDOUT) {
+            snprintf(why, sizeof why, "no broker answered at %s within %d ms: start "
+                     "playdoh-broker, or point to it with --broker / PLAYDOH_BROKER%s",
+                     c->endpoint, connect_ms,
+                     c->secure ? " (with CurveZMQ a broker that holds another key than the "
+                                 "one trusted stays silent too)" : "");
+            rc = PD_EUNREACH;
+        } else {
+            snprintf(why, sizeof why, "%s", c->err);
+        }
+        return s_open_fail(&c, opts, err, rc, why);
     }
-    (void) connect_ms;
+    /* The handshake is done: stop watching it. */
+    zmq_socket_monitor(c->sock, NULL, 0);
+    zmq_close(c->mon);
+    c->mon = NULL;
     return c;
+}
+
+pd_client_t *pd_client_new(const char *endpoint, int *err)
+{
+    return pd_client_open(endpoint, NULL, err);
 }
 
 void pd_client_destroy(pd_client_t **cp)
@@ -222,8 +401,11 @@ void pd_client_destroy(pd_client_t **cp)
     if (!cp || !*cp)
         return;
     pd_client_t *c = *cp;
+    if (c->mon)
+        zmq_close(c->mon);
     if (c->sock)
         zmq_close(c->sock);
+    sodium_memzero(c->key.sec, sizeof c->key.sec);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     zmq_msg_close(&c->reply);
@@ -242,16 +424,13 @@ void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
 const char *pd_client_error(const pd_client_t *c) { return c->err; }
 const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
 
-int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
+/* Sends `hello` and waits up to wait_ms for `welcome`. */
+static int s_hello(pd_client_t *c, int wait_ms, int *workers, int *slots)
 {
-    int connect_ms = 5000;
-    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
-    if (env && atoi(env) > 0)
-        connect_ms = atoi(env);
     msgpack_packer pk;
     uint64_t req = s_begin(c, &pk, "hello", 0);
     pd_msg_t m;
-    int rc = s_call(c, req, "welcome", &m, connect_ms < c->timeout_ms ? connect_ms : c->timeout_ms);
+    int rc = s_call(c, req, "welcome", &m, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
     if (rc)
         return rc;
     uint64_t w = 0, s = 0;
@@ -260,6 +439,15 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
     *workers = (int) w;
     *slots = (int) s;
     return 0;
+}
+
+int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
+{
+    int connect_ms = 5000;
+    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    if (env && atoi(env) > 0)
+        connect_ms = atoi(env);
+    return s_hello(c, connect_ms, workers, slots);
 }
 
 /* ---- modules ------------------------------------------------------------- */

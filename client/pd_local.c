@@ -6,15 +6,22 @@
     pd_local_start() returns once the broker counts the worker's slots. Both
     children ask the kernel to SIGTERM them if their parent dies, so an
     embedded cluster never outlives the program that started it.
+
+    Loopback needs no keys. A secure local cluster (pd_local_opts_t.secure,
+    for benchmarks and tests of the CurveZMQ path) makes throw-away keys in a
+    private temporary directory: a broker pair, and one pair for the worker
+    and the clients, admitted as both.
 */
 #include "playdoh.h"
 
+#include "pd_auth.h"
 #include "pd_config.h"
 #include "pd_log.h"
 #include "pd_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,14 +37,50 @@ struct pd_local {
     pid_t broker;        /* the playdoh-broker child */
     pid_t worker;        /* the playdoh-worker child */
     char endpoint[256];  /* the broker's bound endpoint */
+    char dir[64];        /* secure: the keys' temporary directory, else "" */
+    char peer_dir[96];   /* secure: config dir of the worker and clients */
+    char broker_key[PD_KEY_TXT]; /* secure: the broker's public key */
+    pd_client_opts_t copts;      /* what a client of this cluster needs */
 };
 
+/* Makes the keys of a secure local cluster under l->dir. */
+static int s_make_keys(pd_local_t *l)
+{
+    snprintf(l->dir, sizeof l->dir, "/tmp/playdoh-local-XXXXXX");
+    if (!mkdtemp(l->dir)) {
+        l->dir[0] = 0;
+        return PD_ESYS;
+    }
+    char broker_dir[96], allow[128], why[512];
+    snprintf(broker_dir, sizeof broker_dir, "%s/broker", l->dir);
+    snprintf(allow, sizeof allow, "%s/allowed", broker_dir);
+    snprintf(l->peer_dir, sizeof l->peer_dir, "%s/peer", l->dir);
+    pd_keypair_t bk, pk;
+    int rc;
+    if ((rc = pd_auth_keygen(broker_dir, "local-broker", false, &bk, why, sizeof why)) ||
+        (rc = pd_auth_keygen(l->peer_dir, "local-peer", false, &pk, why, sizeof why)) ||
+        (rc = pd_auth_allow_add(allow, pk.pub, PD_ROLE_BOTH, "local-peer", why, sizeof why))) {
+        pd_log_error("local cluster: %s", why);
+        return rc;
+    }
+    snprintf(l->broker_key, sizeof l->broker_key, "%s", bk.pub);
+    return 0;
+}
+
 pd_local_t *pd_local_start(int cpus, int *err)
+{
+    pd_local_opts_t o = {.cpus = cpus};
+    return pd_local_start_opts(&o, err);
+}
+
+pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
 {
     int dummy;
     if (!err)
         err = &dummy;
     *err = 0;
+    int cpus = opts ? opts->cpus : 0;
+    bool secure = opts && opts->secure;
     char broker_path[PATH_MAX], worker_path[PATH_MAX];
     if (pd_proc_find("playdoh-broker", broker_path, sizeof broker_path) ||
         pd_proc_find("playdoh-worker", worker_path, sizeof worker_path)) {
@@ -53,8 +96,23 @@ pd_local_t *pd_local_start(int cpus, int *err)
         return NULL;
     }
     const char *level = getenv("PLAYDOH_LOG_LEVEL");
+    char broker_dir[96] = "";
+    l->copts.security = PD_SECURITY_NONE;
+    if (secure) {
+        if ((*err = s_make_keys(l)) != 0) {
+            pd_local_stop(&l);
+            return NULL;
+        }
+        snprintf(broker_dir, sizeof broker_dir, "%s/broker", l->dir);
+        l->copts.security = PD_SECURITY_CURVE;
+        l->copts.config_dir = l->peer_dir;
+        l->copts.broker_key = l->broker_key;
+    }
     char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--log-level", (char *) (level ? level : "warn"), NULL};
+                     "--log-level", (char *) (level ? level : "warn"),
+                     secure ? "--secure" : "--insecure", "--config-dir", broker_dir, NULL};
+    if (!secure)
+        bargv[8] = NULL;
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)
@@ -70,10 +128,13 @@ pd_local_t *pd_local_start(int cpus, int *err)
     char cpus_s[16];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     char *wargv[] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s, "--log-level",
-                     (char *) (level ? level : "warn"), NULL};
+                     (char *) (level ? level : "warn"), secure ? "--secure" : "--insecure",
+                     "--config-dir", l->peer_dir, "--broker-key", l->broker_key, NULL};
+    if (!secure)
+        wargv[8] = NULL;
     l->worker = pd_proc_spawn(wargv, NULL);
     /* Wait for the worker to join. */
-    pd_client_t *c = pd_client_new(l->endpoint, err);
+    pd_client_t *c = pd_client_open(l->endpoint, &l->copts, err);
     if (!c) {
         pd_local_stop(&l);
         return NULL;
@@ -100,6 +161,15 @@ pd_local_t *pd_local_start(int cpus, int *err)
 }
 
 const char *pd_local_endpoint(const pd_local_t *l) { return l->endpoint; }
+const pd_client_opts_t *pd_local_client_opts(const pd_local_t *l) { return &l->copts; }
+
+static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
 
 void pd_local_stop(pd_local_t **lp)
 {
@@ -108,6 +178,8 @@ void pd_local_stop(pd_local_t **lp)
     pd_local_t *l = *lp;
     pd_proc_stop(l->worker, 5000);
     pd_proc_stop(l->broker, 5000);
+    if (l->dir[0])
+        nftw(l->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     free(l);
     *lp = NULL;
 }

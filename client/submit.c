@@ -35,6 +35,7 @@ typedef struct {
     bool quiet;
     double wait_s; /* < 0: for ever */
     bool wait_set;
+    pd_client_opts_t conn; /* security of the connection */
 } s_opts_t;
 
 static void s_usage(FILE *f)
@@ -62,6 +63,15 @@ static void s_usage(FILE *f)
         "      --release        results: let the broker forget the jobs once printed\n"
         "  -q, --quiet          no summary on standard error\n"
         "      --log-level L    error, warn (default), info or debug\n"
+        "\n"
+        "security (docs/security.md): towards a broker that is not on loopback the\n"
+        "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
+        "      --secure         CurveZMQ even on loopback\n"
+        "      --insecure       no security even on a network (only on a network you trust)\n"
+        "      --key FILE       this account's key pair (default: CONFIG/id.key)\n"
+        "      --broker-key KEY the broker's public key (default: CONFIG/known_brokers)\n"
+        "      --config-dir DIR CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+        "                       or ~/.config/playdoh)\n"
         "  -h, --help           this help\n"
         "\n"
         "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n");
@@ -432,7 +442,8 @@ int main(int argc, char **argv)
 {
     s_opts_t o = {.retries = 3};
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL };
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_SECURE,
+           O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG };
     static const struct option longs[] = {
         {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
@@ -440,6 +451,10 @@ int main(int argc, char **argv)
         {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
+        {"secure", no_argument, NULL, O_SECURE},   {"insecure", no_argument, NULL, O_INSECURE},
+        {"key", required_argument, NULL, O_KEY},
+        {"broker-key", required_argument, NULL, O_BROKER_KEY},
+        {"config-dir", required_argument, NULL, O_CONFIG},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int ch;
     uint32_t u;
@@ -479,6 +494,17 @@ int main(int argc, char **argv)
             setenv("PLAYDOH_LOG_LEVEL", optarg, 1);
             break;
         }
+        case O_SECURE:
+        case O_INSECURE: {
+            pd_security_t want = ch == O_SECURE ? PD_SECURITY_CURVE : PD_SECURITY_NONE;
+            if (o.conn.security != PD_SECURITY_AUTO && o.conn.security != want)
+                return s_die_usage("%s", "--secure and --insecure exclude each other");
+            o.conn.security = want;
+            break;
+        }
+        case O_KEY: o.conn.key_file = optarg; break;
+        case O_BROKER_KEY: o.conn.broker_key = optarg; break;
+        case O_CONFIG: o.conn.config_dir = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "(run playdoh-submit --help for usage)\n"); return 2;
         }
@@ -510,13 +536,20 @@ int main(int argc, char **argv)
         }
         o.broker = pd_local_endpoint(local);
     }
-    pd_client_t *c = pd_client_new(o.broker, &err);
+    char why[2048] = "";
+    pd_client_opts_t conn = local ? *pd_local_client_opts(local) : o.conn;
+    conn.why = why;
+    conn.whycap = sizeof why;
+    pd_client_t *c = pd_client_open(o.broker, &conn, &err);
     if (!c) {
         const char *ep = o.broker ? o.broker : getenv("PLAYDOH_BROKER");
-        fprintf(stderr,
-                "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
-                "endpoint with --broker, or use --local N\n",
-                ep ? ep : "tcp://127.0.0.1:5555", pd_strerror(err));
+        if (err == PD_EUNREACH)
+            fprintf(stderr,
+                    "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give "
+                    "its endpoint with --broker, or use --local N\n",
+                    ep ? ep : "tcp://127.0.0.1:5555", pd_strerror(err));
+        else
+            fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
         pd_local_stop(&local);
         return 3;
     }

@@ -408,7 +408,7 @@ void pd_auth_trust_hint(const char *endpoint, const char *key, char *buf, size_t
         snprintf(buf, cap,
                  "broker %s (key %s) is not trusted: if it is your lab's broker (compare the key "
                  "with what `playdoh-keygen show` prints on its machine), run `playdoh-keygen "
-                 "trust %s %s`", endpoint, key, endpoint, key);
+                 "trust %s '%s'`", endpoint, key, endpoint, key);
     else
         snprintf(buf, cap,
                  "no trusted key for broker %s: on the broker's machine run `playdoh-keygen "

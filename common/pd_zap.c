@@ -276,7 +276,7 @@ static void s_answer(pd_zap_t *z, void *rep)
                 snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
             if (key[0])
                 pd_log_warn("refused a connection from %s: key %s is not on the allow-list %s; "
-                            "to admit it run `playdoh-keygen allow %s --role client` (or worker, "
+                            "to admit it run `playdoh-keygen allow '%s' --role client` (or worker, "
                             "or both)%s", addr, key, z->dir, key, extra);
             else
                 pd_log_warn("refused a connection from %s: %s%s", addr, text, extra);

@@ -162,8 +162,9 @@ Test(auth, an_untrusted_broker_gets_the_command_to_trust_it)
     char hint[512];
     pd_auth_trust_hint("tcp://10.0.0.5:5555", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", hint,
                        sizeof hint);
+    /* Z85 has shell characters (<, >, &, ...) but no quote: the key is quoted. */
     cr_assert(strstr(hint, "`playdoh-keygen trust tcp://10.0.0.5:5555 "
-                           "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7`"), "%s", hint);
+                           "'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7'`"), "%s", hint);
 }
 
 Test(auth, trusted_brokers_are_found_by_endpoint_then_by_star)

@@ -360,12 +360,12 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
     cr_assert_eq(pd_rd_array(&r, &n), 0);
     cr_assert(n <= cap);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t six;
+        uint32_t seven;
         const char *s;
         uint32_t sl;
         uint64_t tmo;
-        cr_assert_eq(pd_rd_array(&r, &six), 0);
-        cr_assert_eq(six, 6);
+        cr_assert_eq(pd_rd_array(&r, &seven), 0);
+        cr_assert_eq(seven, 7, "run entry: [id, attempt, mod, fn, timeout_ms, arg, client]");
         cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
         cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
@@ -374,6 +374,8 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
         cr_assert(sl == 6 && memcmp(s, "square", 6) == 0);
         cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
+        cr_assert_eq(sl, 0, "without CURVE the client key is empty");
     }
     return n;
 }

@@ -46,7 +46,7 @@ static int s_submit(uint32_t n, uint32_t retries, uint64_t *first)
 {
     s_args(n);
     uint32_t got = 0;
-    int rc = pd_jobs_submit(jobs, 0, "square", buf.data, buf.len, 0, retries, first, &got, why,
+    int rc = pd_jobs_submit(jobs, 0, "square", NULL, buf.data, buf.len, 0, retries, first, &got, why,
                             sizeof why);
     if (rc == 0)
         cr_assert_eq(got, n);
@@ -114,14 +114,14 @@ Test(unit_jobs, bad_submits_say_why)
     uint64_t first;
     uint32_t n;
     s_args(1);
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "", buf.data, buf.len, 0, 3, &first, &n, why, sizeof why),
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "", NULL, buf.data, buf.len, 0, 3, &first, &n, why, sizeof why),
                  PD_EINVAL);
     cr_assert(strstr(why, "'fn'"));
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 256, &first, &n, why,
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", NULL, buf.data, buf.len, 0, 256, &first, &n, why,
                                 sizeof why), PD_EINVAL);
     cr_assert(strstr(why, "retries"));
     static const uint8_t notarray[] = {0x05};
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", notarray, 1, 0, 3, &first, &n, why, sizeof why),
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", NULL, notarray, 1, 0, 3, &first, &n, why, sizeof why),
                  PD_EPROTO);
     cr_assert_eq(pd_jobs_next_id(jobs), 1);
 }

@@ -5,6 +5,13 @@
     data to pd_slot_on_readable, and queued jobs to idle slots (s_dispatch).
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
+
+    Security: towards a network broker the socket is a CurveZMQ client that
+    accepts only the broker key trusted for that endpoint (known_brokers or
+    --broker-key); a monitor reports failed handshakes (a wrong broker key,
+    our key not admitted) in the log. Each job names the key of the client
+    that submitted it, and the machine owner's code policy (pd_policy)
+    decides whether it runs.
 */
 #include "pd_worker.h"
 #include "pd_codec.h"
@@ -12,6 +19,7 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_policy.h"
 #include "pd_slot.h"
 
 #include <assert.h>
@@ -47,10 +55,16 @@ struct pd_worker {
     int gpus;              /* GPUs offered */
     void *ctx;             /* ZeroMQ context, owned */
     void *sock;            /* DEALER to the broker, owned */
+    void *mon;             /* PAIR receiving the socket's handshake events, owned */
+    bool secure;           /* the socket runs CurveZMQ */
+    pd_keypair_t key;      /* this worker's key pair (secure only) */
+    char broker_key[PD_KEY_TXT]; /* the broker key we accept (secure only) */
+    pd_policy_t *policy;   /* whose code runs here, owned */
+    pd_log_limit_t limit;  /* rate of handshake and refusal log lines */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* cpus slot handles, owned */
-    zmq_pollitem_t *items; /* poll set: socket then live slots */
-    int *item_slot;        /* slot index of items[i] (i >= 1) */
+    zmq_pollitem_t *items; /* poll set: socket, monitor, then live slots */
+    int *item_slot;        /* slot index of items[i] (i >= 2) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -300,6 +314,14 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
     }
     if (pd_msg_str(m, "name", name, sizeof name))
         snprintf(name, sizeof name, "%.12s.%s", hash, kind);
+    char client[PD_KEY_TXT] = "";
+    if (pd_msg_has(m, "client"))
+        pd_msg_str(m, "client", client, sizeof client);
+    if (!pd_policy_stores_shipped(w->policy)) {
+        pd_log_info("module %s (%.12s) from client %s not stored: this worker runs only "
+                    "installed modules", name, hash, client[0] ? client : "without a key");
+        return;
+    }
     char why[256];
     if (pd_modcache_store(w->mc, hash, kind, data, len, why, sizeof why)) {
         pd_log_error("cannot store module %s: %s", name, why);
@@ -311,7 +333,8 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
         snprintf(k->name, sizeof k->name, "%s", name);
         memcpy(k->kind, kind, strlen(kind) + 1); /* "c" or "so": checked by the store */
     }
-    pd_log_debug("module %s (%s) stored", name, hash);
+    pd_log_debug("module %s (%s) from client %s stored", name, hash,
+                 client[0] ? client : "without a key");
 }
 
 /* ---- jobs from the broker ----------------------------------------------- */
@@ -339,10 +362,26 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                         "timeout_ms, arg]; ignoring the rest", i);
             return;
         }
-        for (uint32_t extra = 6; extra < k; extra++)
+        char client[PD_KEY_TXT] = "";
+        if (k >= 7 && pd_rd_strcpy(&r, client, sizeof client)) {
+            client[0] = 0; /* not a key: the job counts as coming without one */
+            if (pd_rd_skip(&r, NULL, NULL)) {
+                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+                return;
+            }
+        }
+        for (uint32_t extra = 7; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const s_mod_t *mm = s_mod_find(w, mod);
-        char msg[600];
+        char msg[800];
+        if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg)) {
+            uint32_t swallowed = 0;
+            if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+                pd_log_warn("refused job %llu: %s%s", (unsigned long long) id, msg,
+                            swallowed ? " (and more refusals)" : "");
+            s_fail_job(w, id, attempt, PD_EREFUSED, msg);
+            continue;
+        }
         if (!mm) {
             snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no "
                      "'mod' for it)", mod, w->host);
@@ -461,7 +500,7 @@ static void s_on_welcome(pd_worker_t *w, const pd_msg_t *m)
     w->registered = true;
 }
 
-static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
+void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
 {
     pd_msg_t m;
     if (pd_msg_parse(&m, data, len)) {
@@ -487,6 +526,50 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
         pd_log_warn("broker reports an error: %s", msg);
     } else
         pd_log_warn("broker sent a message of unknown type '%s'; ignored", m.type);
+}
+
+/* ---- security events ----------------------------------------------------- */
+
+/* Logs failed handshakes with the broker (bounded rate): they are the only
+   sign of a wrong broker key or of our key not being admitted. */
+static void s_on_monitor(pd_worker_t *w)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, w->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, w->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            pd_log_debug("handshake with broker %s succeeded", w->broker);
+            continue;
+        }
+        uint32_t swallowed = 0;
+        if (!pd_log_limit_pass(&w->limit, 3, 30000, &swallowed))
+            continue;
+        const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                              ? "it does not admit this worker's key"
+                              : pd_auth_handshake_why(event, value);
+        pd_log_warn("broker %s refused the connection: %s%s%s%s%s", w->broker, why,
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
+                                                               "allow '"
+                                                             : "",
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "",
+                    swallowed ? " (repeated)" : "");
+    }
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -554,7 +637,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
     int rc = 0;
     while (!*stop) {
         int64_t now = pd_slot_now_ms();
-        int nitems = 1;
+        int nitems = 2;
         for (int i = 0; i < w->cpus; i++) {
             int fd = pd_slot_fd(w->slots[i]);
             if (fd < 0)
@@ -571,14 +654,16 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             rc = PD_ESYS;
             break;
         }
+        if (w->items[1].revents & ZMQ_POLLIN)
+            s_on_monitor(w);
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
             for (int k = 0; k < S_RECV_BURST && zmq_msg_recv(&msg, w->sock, ZMQ_DONTWAIT) >= 0; k++)
-                s_on_msg(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
+                pd_worker_on_message(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
             zmq_msg_close(&msg);
         }
-        for (int i = 1; i < nitems; i++)
+        for (int i = 2; i < nitems; i++)
             if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 pd_slot_on_readable(w->slots[w->item_slot[i]]);
         now = pd_slot_now_ms();
@@ -596,6 +681,78 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 }
 
 /* ---- construction ------------------------------------------------------- */
+
+/* A path under the configuration directory, or the given one. */
+static int s_config_path(const pd_worker_config_t *cfg, const char *given, const char *name,
+                         char *out, size_t cap)
+{
+    if (given) {
+        snprintf(out, cap, "%s", given);
+        return 0;
+    }
+    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!dir) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give "
+                     "--config-dir");
+        return PD_EINVAL;
+    }
+    snprintf(out, cap, "%s/%s", dir, name);
+    free(dir);
+    return 0;
+}
+
+/* Decides the socket's security; with CurveZMQ loads our key pair and the
+   broker's trusted key, or says which command is missing. */
+static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    pd_sec_mode_t mode = pd_auth_resolve(cfg->security, w->broker);
+    if (mode == PD_SEC_NONE) {
+        if (!pd_auth_endpoint_is_loopback(w->broker))
+            pd_log_warn("SECURITY WARNING: connecting to broker %s without authentication or "
+                        "encryption (--insecure): whoever answers at that address can run code "
+                        "on this machine. Use this only on a network you trust completely.",
+                        w->broker);
+        return 0;
+    }
+    w->secure = true;
+    char path[4096], why[1024];
+    int rc = s_config_path(cfg, cfg->key_file, "id.key", path, sizeof path);
+    if (rc)
+        return rc;
+    rc = pd_auth_key_load(path, true, &w->key, why, sizeof why);
+    if (rc) {
+        pd_log_error("a secure connection to %s needs a key pair for this worker: %s; then, on "
+                     "the broker's machine, admit it with `playdoh-keygen allow KEY --role "
+                     "worker`", w->broker, why);
+        return rc;
+    }
+    if (cfg->broker_key) {
+        if (!pd_auth_key_valid(cfg->broker_key)) {
+            pd_log_error("--broker-key '%s' is not a public key (40 characters, as "
+                         "`playdoh-keygen show` prints on the broker's machine)", cfg->broker_key);
+            return PD_EINVAL;
+        }
+        snprintf(w->broker_key, sizeof w->broker_key, "%s", cfg->broker_key);
+        return 0;
+    }
+    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    rc = pd_auth_trust_find(dir, w->broker, w->broker_key, why, sizeof why);
+    free(dir);
+    if (rc)
+        pd_log_error("%s", why);
+    return rc;
+}
+
+static pd_policy_t *s_policy_new(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    char list[4096] = "";
+    if (cfg->code_policy != PD_POLICY_ANY &&
+        s_config_path(cfg, cfg->code_list,
+                      cfg->code_policy == PD_POLICY_CLIENTS ? "code-clients" : "code-modules",
+                      list, sizeof list))
+        return NULL;
+    return pd_policy_new(cfg->code_policy, list, w->host);
+}
 
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
 {
@@ -625,8 +782,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
-    w->items = calloc((size_t) cfg->cpus + 1, sizeof *w->items);
-    w->item_slot = calloc((size_t) cfg->cpus + 1, sizeof *w->item_slot);
+    w->items = calloc((size_t) cfg->cpus + 2, sizeof *w->items);
+    w->item_slot = calloc((size_t) cfg->cpus + 2, sizeof *w->item_slot);
     if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
         || !w->slots || !w->items || !w->item_slot)
         goto fail;
@@ -635,6 +792,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     else if (gethostname(w->host, sizeof w->host - 1))
         snprintf(w->host, sizeof w->host, "unknown");
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
+        goto fail;
+    if ((code = s_security_setup(w, cfg)) != 0)
+        goto fail;
+    code = PD_ENOMEM;
+    if (!(w->policy = s_policy_new(w, cfg)))
         goto fail;
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
@@ -652,11 +814,29 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
-    int linger = 1000, hwm = 100000;
+    int linger = 1000, hwm = 100000, backoff = 2000;
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
     zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* A refused handshake is retried at most every 2 s, not every 100 ms. */
+    zmq_setsockopt(w->sock, ZMQ_RECONNECT_IVL_MAX, &backoff, sizeof backoff);
+    if (w->secure && pd_auth_apply_client(w->sock, &w->key, w->broker_key)) {
+        pd_log_error("cannot set up CurveZMQ: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-worker-monitor-%p", (void *) w);
+    int zero = 0;
+    if (zmq_socket_monitor(w->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
+        !(w->mon = zmq_socket(w->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(w->mon, ZMQ_LINGER, &zero, sizeof zero) || zmq_connect(w->mon, mon)) {
+        pd_log_error("cannot monitor the broker connection: %s", zmq_strerror(errno));
+        goto fail;
+    }
     if (zmq_connect(w->sock, w->broker)) {
         pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
                      "tcp://host:5555)", w->broker, zmq_strerror(errno));
@@ -664,11 +844,13 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         goto fail;
     }
     w->items[0] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+    w->items[1] = (zmq_pollitem_t){.socket = w->mon, .events = ZMQ_POLLIN};
     int64_t now = pd_slot_now_ms();
     w->last_recv = now;
     s_send_ready(w);
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s", w->id, w->host,
-                w->cpus, w->gpus, w->cache_dir, w->broker);
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s (%s), code "
+                "policy '%s'", w->id, w->host, w->cpus, w->gpus, w->cache_dir, w->broker,
+                w->secure ? "CurveZMQ" : "no security", pd_policy_name(pd_policy_mode(w->policy)));
     return w;
 fail:
     if (err)
@@ -689,8 +871,12 @@ void pd_worker_destroy(pd_worker_t **p)
     s_q_clear(w);
     free(w->q);
     pd_buf_free(&w->res);
+    if (w->mon)
+        zmq_close(w->mon);
     if (w->sock)
         zmq_close(w->sock);
+    pd_policy_destroy(&w->policy);
+    sodium_memzero(w->key.sec, sizeof w->key.sec);
     if (w->ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
@@ -706,3 +892,4 @@ void pd_worker_destroy(pd_worker_t **p)
 }
 
 const char *pd_worker_id(pd_worker_t *w) { return w->id; }
+size_t pd_worker_queued(const pd_worker_t *w) { return w->qlen; }

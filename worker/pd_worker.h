@@ -11,6 +11,9 @@
 #ifndef PD_WORKER_H
 #define PD_WORKER_H
 
+#include "pd_auth.h"
+#include "pd_policy.h"
+
 #include <signal.h>
 #include <stdbool.h>
 
@@ -23,14 +26,24 @@ typedef struct {
     const char *name;      /* host name reported; NULL = gethostname() */
     const char *slot_exe;  /* program exec'ed for slots; NULL = "/proc/self/exe" */
     const char *log_level; /* passed to slot processes, or NULL */
+    pd_sec_mode_t security;  /* AUTO: CurveZMQ unless the broker is on loopback */
+    const char *config_dir;  /* id.key, known_brokers, lists (NULL: pd_auth_config_dir()) */
+    const char *key_file;    /* this worker's key pair (NULL: <config_dir>/id.key) */
+    const char *broker_key;  /* the broker's public key (NULL: from known_brokers) */
+    pd_policy_mode_t code_policy; /* whose code runs here (default: any admitted client) */
+    const char *code_list;   /* the policy's list (NULL: <config_dir>/code-clients or
+                                code-modules) */
 } pd_worker_config_t;
 
 typedef struct pd_worker pd_worker_t;
 
 /* Creates the worker: opens the module cache, starts the slot processes and
-   connects to the broker (strings are copied). Returns NULL with *err (if
-   not NULL) set to PD_EINVAL (bad configuration, logged), PD_ESYS or
-   PD_ENOMEM. */
+   connects to the broker (strings are copied); with CurveZMQ it loads its
+   key pair and the broker's trusted key first. Returns NULL with *err (if
+   not NULL) set to PD_EINVAL (bad configuration), PD_ENOKEY (no key pair),
+   PD_ENOTRUSTED (no trusted broker key), PD_EAUTH (unreadable or
+   unprotected key), PD_ESYS or PD_ENOMEM; the reason is logged with what to
+   do. */
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err);
 
 /* Runs the loop until *stop becomes non-zero (a signal handler sets it),
@@ -43,5 +56,12 @@ void pd_worker_destroy(pd_worker_t **p);
 
 /* The worker's routing id ("w-" + 16 hex digits), borrowed. */
 const char *pd_worker_id(pd_worker_t *w);
+
+/* Handles one message from the broker as the loop does (for tests and
+   fuzzing): `run` queues jobs, `mod` stores a module, `cancel`, `reset`,
+   `welcome`, `hb`, `error`. Results and refusals are batched for `done`. */
+void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len);
+/* Jobs queued and not yet given to a slot. */
+size_t pd_worker_queued(const pd_worker_t *w);
 
 #endif
