@@ -118,15 +118,20 @@ static int s_secure_setup(pd_broker_t *b, const pd_broker_config_t *cfg)
     return 0;
 }
 
-/* CurveZMQ server options, and ZMTP heartbeats: without ROUTER_HANDOVER
-   (a second connection may not take over a routing id in use), a peer
-   that vanished must be noticed for its routing id to be free again. */
+/* CurveZMQ server options, and TCP keepalives: without ROUTER_HANDOVER (a
+   second connection may not take over a routing id in use, so an admitted
+   key cannot steal a worker's jobs) a peer that vanished silently must be
+   noticed for its routing id to be free again. Keepalives probe only idle
+   connections; ZMTP heartbeats would also cut a connection in the middle
+   of a long message (a 64 MiB module on a slow link). */
 static int s_secure_socket(pd_broker_t *b)
 {
-    int ivl = (int) b->cfg.hb_ms, timeout = (int) (b->cfg.hb_ms * b->cfg.liveness);
+    int on = 1, idle = 30, intvl = 5, cnt = 3;
     if (pd_auth_apply_server(b->sock, &b->key) ||
-        zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
-        zmq_setsockopt(b->sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout))
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE, &on, sizeof on) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt))
         return PD_ESYS;
     return 0;
 }
@@ -194,7 +199,8 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     if (!b->mon ||
         zmq_socket_monitor(b->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) ||
         zmq_connect(b->mon, mon) || zmq_setsockopt(b->mon, ZMQ_LINGER, &zero, sizeof zero)) {
         pd_log_error("cannot monitor the broker's socket: %s", zmq_strerror(zmq_errno()));
         s_fail_new(&b, err, PD_ESYS);
@@ -479,6 +485,21 @@ static void s_on_monitor(pd_broker_t *b)
         }
         zmq_msg_close(&ev);
         zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            /* Peers leave all the time; ZeroMQ also cuts a connection for a
+               protocol error or a frame over the size limit, before any of
+               it reaches the broker. */
+            pd_log_debug("a connection to %s closed: the peer left, or ZeroMQ cut it (protocol "
+                         "error, or a frame over %u bytes)", b->endpoint, PD_MAX_FRAME);
+            continue;
+        }
+        if (event == ZMQ_EVENT_ACCEPT_FAILED) {
+            uint32_t swallowed = 0;
+            if (pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
+                pd_log_warn("cannot accept a connection on %s: %s (too many open connections?)",
+                            b->endpoint, strerror((int) value));
+            continue;
+        }
         b->stats.handshakes_failed++;
         /* A refused key was logged by the ZAP handler, with its address. */
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -490,7 +511,7 @@ static void s_on_monitor(pd_broker_t *b)
         if (swallowed)
             snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
         pd_log_warn("refused a connection to %s during its handshake: %s%s", b->endpoint,
-                    pd_auth_handshake_why(event, value), extra);
+                    pd_auth_handshake_why(event, value, true), extra);
     }
 }
 

@@ -156,7 +156,7 @@ static bool s_handshake_failed(pd_client_t *c)
                            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
             s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security: it "
                    "requires CurveZMQ; connect with --secure (%s)", c->endpoint,
-                   pd_auth_handshake_why(event, value));
+                   pd_auth_handshake_why(event, value, false));
             return true;
         }
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
@@ -165,7 +165,7 @@ static bool s_handshake_failed(pd_client_t *c)
                    "hold the key this client trusts for it (%s), so it may not be your "
                    "broker; check the key with `playdoh-keygen show` on the broker's machine "
                    "and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint, c->broker_key,
-                   c->endpoint, pd_auth_handshake_why(event, value));
+                   c->endpoint, pd_auth_handshake_why(event, value, false));
             return true;
         }
     }

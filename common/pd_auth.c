@@ -665,7 +665,7 @@ pd_role_t pd_auth_msg_peer(void *zmq_msg, const char **key, const char **name)
     return pd_role_parse(zmq_msg_gets(msg, "X-Role"), &role) == 0 ? role : PD_ROLE_NONE;
 }
 
-const char *pd_auth_handshake_why(uint32_t event, uint32_t value)
+const char *pd_auth_handshake_why(uint32_t event, uint32_t value, bool as_server)
 {
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         return "authentication refused: the key is not on the broker's allow-list";
@@ -682,6 +682,9 @@ const char *pd_auth_handshake_why(uint32_t event, uint32_t value)
         return "protocol error: not a ZeroMQ peer speaking Playdoh's security, or a corrupt "
                "connection";
     }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && as_server)
+        return "the peer hung up during the handshake (a client without CurveZMQ, one that "
+               "trusts another broker key, or not a ZeroMQ peer at all)";
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         return "the peer closed the connection during the secure handshake: the broker does "
                "not hold the key trusted for it (wrong key in known_brokers or --broker-key)";

@@ -169,7 +169,8 @@ int pd_auth_apply_client(void *sock, const pd_keypair_t *k, const char *server_k
 pd_role_t pd_auth_msg_peer(void *zmq_msg, const char **key, const char **name);
 
 /* A sentence for a ZeroMQ handshake-failure monitor event (event, value),
-   for log lines: "the peer's key is not trusted", ... Static storage. */
-const char *pd_auth_handshake_why(uint32_t event, uint32_t value);
+   for log lines, as the server (the broker) or as a client sees it.
+   Static storage. */
+const char *pd_auth_handshake_why(uint32_t event, uint32_t value, bool as_server);
 
 #endif

@@ -1,8 +1,10 @@
 /*  pd_harness: see pd_harness.h. */
 #include "pd_harness.h"
+#include "pd_auth.h"
 #include "pd_proc.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,12 +20,43 @@ const char *pd_harness_program(const char *name)
     return path;
 }
 
-void pd_harness_start(pd_harness_t *h, const char *const *extra)
+/* Spawns argv with its standard error in <dir>/<log> (when log is set). */
+static pid_t s_spawn_logged(pd_harness_t *h, char *const *argv, int *ready, const char *log)
+{
+    int saved = -1;
+    if (log) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/%s", h->dir, log);
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0);
+        saved = dup(2);
+        dup2(fd, 2);
+        close(fd);
+    }
+    pid_t pid = pd_proc_spawn(argv, ready);
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
+    return pid;
+}
+
+static void s_start(pd_harness_t *h, const char *const *extra, bool secure, bool logged)
 {
     memset(h, 0, sizeof *h);
     h->heartbeat_ms = 100;
+    h->secure = secure;
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
+    char bconf[300];
+    snprintf(bconf, sizeof bconf, "%s/broker", h->dir);
+    if (secure) {
+        pd_keypair_t k;
+        char why[512];
+        cr_assert_eq(pd_auth_keygen(bconf, "test-broker", false, &k, why, sizeof why), 0, "%s",
+                     why);
+        snprintf(h->broker_key, sizeof h->broker_key, "%s", k.pub);
+    }
     char broker[PATH_MAX];
     snprintf(broker, sizeof broker, "%s", pd_harness_program("playdoh-broker"));
     char hb[16];
@@ -31,32 +64,111 @@ void pd_harness_start(pd_harness_t *h, const char *const *extra)
     const char *argv[32] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
                             "--heartbeat-ms", hb};
     int argc = 7;
+    if (secure) {
+        argv[argc++] = "--secure";
+        argv[argc++] = "--config-dir";
+        argv[argc++] = bconf;
+    }
     for (int i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     int ready = -1;
-    h->broker = pd_proc_spawn((char *const *) argv, &ready);
+    h->broker = s_spawn_logged(h, (char *const *) argv, &ready, logged ? "broker.log" : NULL);
     cr_assert_gt(h->broker, 0);
     int rc = pd_proc_read_line(ready, h->endpoint, sizeof h->endpoint, 10000);
     close(ready);
     cr_assert_eq(rc, 0, "the broker did not report its endpoint");
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus)
+void pd_harness_start(pd_harness_t *h, const char *const *extra)
+{
+    s_start(h, extra, false, false);
+}
+void pd_harness_start_logged(pd_harness_t *h, const char *const *extra)
+{
+    s_start(h, extra, false, true);
+}
+void pd_harness_start_secure(pd_harness_t *h, const char *const *extra)
+{
+    s_start(h, extra, true, true);
+}
+
+void pd_harness_identity(pd_harness_t *h, const char *name, int role, char *confdir, size_t cap,
+                         char *key)
+{
+    snprintf(confdir, cap, "%s/%s", h->dir, name);
+    pd_keypair_t k;
+    char why[512], allow[300];
+    if (pd_auth_key_load((snprintf(allow, sizeof allow, "%s/id.key", confdir), allow), true, &k,
+                         NULL, 0) != 0)
+        cr_assert_eq(pd_auth_keygen(confdir, name, false, &k, why, sizeof why), 0, "%s", why);
+    if (key)
+        snprintf(key, 41, "%s", k.pub);
+    cr_assert_eq(pd_auth_trust_add(confdir, h->endpoint, h->broker_key, "test broker", why,
+                                   sizeof why), 0, "%s", why);
+    if (role) {
+        snprintf(allow, sizeof allow, "%s/broker/allowed", h->dir);
+        cr_assert_eq(pd_auth_allow_add(allow, k.pub, (pd_role_t) role, name, why, sizeof why), 0,
+                     "%s", why);
+    }
+}
+
+int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
+                             const char *const *extra)
 {
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
     snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
-    char cpus_s[16], hb[16], cache[300];
+    char cpus_s[16], hb[16], cache[300], conf[300], log[64];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
-    char *argv[] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms", hb,
-                    "--cache", cache, NULL};
-    pid_t pid = pd_proc_spawn(argv, NULL);
+    snprintf(log, sizeof log, "worker-%d.log", h->nworkers);
+    const char *argv[40] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
+                            hb, "--cache", cache};
+    int argc = 9;
+    if (h->secure) {
+        if (!identity) {
+            identity = "worker";
+            pd_harness_identity(h, identity, PD_ROLE_WORKER, conf, sizeof conf, NULL);
+        }
+        snprintf(conf, sizeof conf, "%s/%s", h->dir, identity);
+        argv[argc++] = "--secure";
+        argv[argc++] = "--config-dir";
+        argv[argc++] = conf;
+    }
+    for (int i = 0; extra && extra[i] && argc < 39; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = s_spawn_logged(h, (char *const *) argv, NULL, h->secure || extra ? log : NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;
     return h->nworkers++;
+}
+
+int pd_harness_add_worker(pd_harness_t *h, int cpus)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, NULL);
+}
+
+bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", h->dir, name);
+    for (int waited = 0;; waited += 50) {
+        FILE *f = fopen(path, "r");
+        bool found = false;
+        if (f) {
+            static char buf[1 << 20];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = 0;
+            found = strstr(buf, text) != NULL;
+            fclose(f);
+        }
+        if (found || waited >= ms)
+            return found;
+        usleep(50000);
+    }
 }
 
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots)
@@ -98,10 +210,29 @@ char *pd_harness_module(pd_harness_t *h, const char *name, const char *source)
     return path;
 }
 
+pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
+                                  size_t whycap)
+{
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/%s", h->dir, identity);
+    pd_client_opts_t o = {.security = PD_SECURITY_CURVE, .config_dir = conf, .why = why,
+                          .whycap = whycap};
+    return pd_client_open(h->endpoint, &o, err);
+}
+
 pd_client_t *pd_harness_client(pd_harness_t *h)
 {
     int err = 0;
-    pd_client_t *c = pd_client_new(h->endpoint, &err);
-    cr_assert_not_null(c, "no client: %s", pd_strerror(err));
+    char why[1024] = "";
+    pd_client_t *c;
+    if (h->secure) {
+        char conf[300];
+        pd_harness_identity(h, "client", PD_ROLE_CLIENT, conf, sizeof conf, NULL);
+        c = pd_harness_client_as(h, "client", &err, why, sizeof why);
+    } else {
+        pd_client_opts_t o = {.security = PD_SECURITY_NONE, .why = why, .whycap = sizeof why};
+        c = pd_client_open(h->endpoint, &o, &err);
+    }
+    cr_assert_not_null(c, "no client: %s: %s", pd_strerror(err), why);
     return c;
 }

@@ -21,13 +21,34 @@ typedef struct {
     int nworkers;
     char dir[256];       /* temp dir: modules, worker caches */
     int heartbeat_ms;
+    bool secure;         /* the broker runs CurveZMQ (pd_harness_start_secure) */
+    char broker_key[41]; /* its public key, when secure */
 } pd_harness_t;
 
 /* Starts a broker; extra is NULL or a NULL-terminated list of more flags.
    Asserts (Criterion) on failure. */
 void pd_harness_start(pd_harness_t *h, const char *const *extra);
+/* pd_harness_start with the broker's log in <dir>/broker.log. */
+void pd_harness_start_logged(pd_harness_t *h, const char *const *extra);
+/* Starts a broker with CurveZMQ on loopback (--secure): its key pair and
+   allow-list live in <dir>/broker; its log goes to <dir>/broker.log. */
+void pd_harness_start_secure(pd_harness_t *h, const char *const *extra);
+/* Makes a key pair in <dir>/<name> (a configuration directory, written to
+   confdir), trusts the broker there, and admits the key on the broker with
+   role (0 = not admitted: PD_ROLE_NONE). Its public key goes to key (41
+   bytes) when not NULL. */
+void pd_harness_identity(pd_harness_t *h, const char *name, int role, char *confdir, size_t cap,
+                         char *key);
 /* Starts a worker with cpus slots; returns its index in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
+/* Starts a worker with more flags (NULL-terminated) and its log in
+   <dir>/worker-<index>.log; with a secure broker, identity names the
+   configuration directory made by pd_harness_identity (NULL: "worker",
+   made and admitted as a worker on first use). */
+int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
+                             const char *const *extra);
+/* True when the file <dir>/<name> contains text (waits up to ms for it). */
+bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);
 /* Kills everything started and removes the temp directory. */
@@ -35,8 +56,13 @@ void pd_harness_stop(pd_harness_t *h);
 /* Writes source to <dir>/<name> and returns the path (static storage per call
    site is not needed: the caller gets a malloc'ed string to free). */
 char *pd_harness_module(pd_harness_t *h, const char *name, const char *source);
-/* A connected client (asserts). */
+/* A connected client (asserts); with a secure broker it uses the identity
+   "client" (made and admitted as a client on first use). */
 pd_client_t *pd_harness_client(pd_harness_t *h);
+/* Opens a client of a secure broker as identity (a pd_harness_identity
+   name); returns NULL with *err and why set when refused. */
+pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
+                                  size_t whycap);
 /* Path of a built program (asserts). Static storage, overwritten per call. */
 const char *pd_harness_program(const char *name);
 

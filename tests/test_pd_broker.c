@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "pd_broker.h"
+#include "pd_broker_int.h"
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -658,4 +659,123 @@ Test(unit_broker_liveness, a_silent_workers_jobs_move_and_its_late_results_are_d
     pd_rd_uint(&r, &id);
     pd_rd_uint(&r, &state);
     cr_assert_eq(state, 4);
+}
+
+/* ---- roles: pd_broker_on_frame driven directly (no loop thread) -------- */
+
+static void s_roles_setup(void)
+{
+    pd_log_set_level(PD_LOG_ERROR);
+    pd_broker_config_t cfg;
+    pd_broker_config_defaults(&cfg);
+    cfg.bind = "tcp://127.0.0.1:*";
+    broker = pd_broker_new(&cfg, NULL);
+    cr_assert_not_null(broker);
+    pd_buf_init(&buf);
+}
+
+static void s_roles_teardown(void)
+{
+    pd_broker_destroy(&broker);
+    pd_buf_free(&buf);
+}
+
+TestSuite(unit_broker_roles, .init = s_roles_setup, .fini = s_roles_teardown, .timeout = 30);
+
+static const char *KEY_W = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+static const char *KEY_C = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+
+static void s_frame(const char *rid, const char *key, pd_role_t role)
+{
+    pd_broker_on_frame(broker, (const uint8_t *) rid, strlen(rid), key, role, buf.data, buf.len);
+}
+
+static void s_submit_frame(void)
+{
+    msgpack_packer pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "mod", "0000000000000000000000000000000000000000000000000000000000000000");
+    pd_pack_kv_str(&pk, "fn", "f");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+}
+
+Test(unit_broker_roles, a_worker_key_cannot_submit_and_a_client_key_cannot_register)
+{
+    pd_broker_stats_t st;
+    s_submit_frame();
+    s_frame("c1", KEY_W, PD_ROLE_WORKER);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 1);
+    cr_assert_eq(st.malformed, 1, "the refusal is answered (and counted) like any error");
+
+    msgpack_packer pk = s_begin("ready", 3);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    pd_pack_kv_uint(&pk, "pid", 1);
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_CLIENT);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+    cr_assert_eq(pd_workers_count(broker->workers), 0, "a client key registered as a worker");
+
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_BOTH);
+    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+}
+
+Test(unit_broker_roles, a_revoked_key_is_refused_everything)
+{
+    s_submit_frame();
+    s_frame("c1", KEY_C, PD_ROLE_NONE);
+    msgpack_packer pk = s_begin("hb", 0);
+    (void) pk;
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_NONE);
+    pd_broker_stats_t st;
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+}
+
+Test(unit_broker_roles, a_registered_worker_is_bound_to_its_key)
+{
+    msgpack_packer pk = s_begin("ready", 2);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    /* Another admitted key on the same routing id: refused, and the
+       worker keeps its slots. */
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
+    pk = s_begin("bye", 0);
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
+    cr_assert_eq(pd_workers_count(broker->workers), 1, "a bye from another key was obeyed");
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    cr_assert_eq(pd_workers_count(broker->workers), 0);
+}
+
+Test(unit_broker_roles, a_client_key_owns_its_jobs)
+{
+    /* A module, then a submit by KEY_C: the job's owner is KEY_C. */
+    static const char src[] = "int x;";
+    char hash[65];
+    pd_mods_hash(src, sizeof src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "x.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", src, sizeof src - 1);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 2);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "f");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    pd_job_t *job = pd_jobs_get(broker->jobs, 1);
+    cr_assert_not_null(job, "the submit was not accepted");
+    cr_assert_str_eq(pd_jobs_fn_owner(broker->jobs, job->fn), KEY_C);
 }

@@ -189,10 +189,14 @@ bool pd_policy_allows(pd_policy_t *p, const char *client, const char *hash, cons
     }
     if (hash && s_listed(p, hash))
         return true;
-    snprintf(msg, cap, "worker %s runs only modules installed by its owner, and module %s "
-             "(%.64s) is not one of them (the owner of %s can install it with "
-             "`playdoh-worker --install-module FILE`)", p->host, name ? name : "?",
-             hash ? hash : "?", p->host);
+    char what[256];
+    if (name && hash && strcmp(name, hash) != 0)
+        snprintf(what, sizeof what, "%.100s (%.64s)", name, hash);
+    else
+        snprintf(what, sizeof what, "%.64s", hash ? hash : "?");
+    snprintf(msg, cap, "worker %s runs only modules installed by its owner, and module %s is "
+             "not one of them (the owner of %s can install it with `playdoh-worker "
+             "--install-module FILE`)", p->host, what, p->host);
     return false;
 }
 

@@ -561,7 +561,7 @@ static void s_on_monitor(pd_worker_t *w)
             continue;
         const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                               ? "it does not admit this worker's key"
-                              : pd_auth_handshake_why(event, value);
+                              : pd_auth_handshake_why(event, value, false);
         pd_log_warn("broker %s refused the connection: %s%s%s%s%s", w->broker, why,
                     event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
                                                                "allow '"
