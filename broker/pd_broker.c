@@ -250,6 +250,19 @@ void pd_broker_destroy(pd_broker_t **p)
 }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
+
+int pd_broker_forget_all(pd_broker_t *b)
+{
+    pd_broker_free_parked(b);
+    pd_workers_destroy(&b->workers);
+    pd_jobs_destroy(&b->jobs);
+    pd_mods_destroy(&b->mods);
+    b->workers = pd_workers_new();
+    b->jobs = pd_jobs_new(b->cfg.max_jobs);
+    b->mods = pd_mods_new();
+    memset(&b->stats, 0, sizeof b->stats);
+    return b->workers && b->jobs && b->mods ? 0 : PD_ENOMEM;
+}
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
 void pd_broker_reload(pd_broker_t *b) { atomic_store(&b->reload, true); }
 

@@ -44,6 +44,8 @@
 #ifndef PD_SLOT_H
 #define PD_SLOT_H
 
+#include "pd_codec.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +138,41 @@ size_t pd_slot_cancel(pd_slot_t *s, bool (*is_cancelled)(void *user, uint64_t id
 
 /* Drops every job without a report, killing and restarting a busy child. */
 void pd_slot_abort(pd_slot_t *s);
+
+/* ---- the pipe's frames, decoded (pure functions: tests and fuzzing) ---- */
+
+/* What a child reported: LOAD [0, id], BEGIN [1, id] or RESULT
+   [2, id, ok, value_or_err, us]. val points into the frame. */
+typedef struct {
+    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT */
+    uint64_t id;         /* job id */
+    bool ok;             /* RESULT: success */
+    const uint8_t *val;  /* RESULT: the value or error map (msgpack) */
+    size_t vlen;         /* bytes at val */
+    uint64_t us;         /* RESULT: run time */
+} pd_slot_report_t;
+
+/* One job of a group frame, as the child reads it. arg points into the
+   frame. */
+typedef struct {
+    uint64_t id;        /* job id */
+    char mod[65];       /* module hash */
+    char kind[3];       /* "c" or "so" */
+    char name[128];     /* module name */
+    char fn[128];       /* task function */
+    const uint8_t *arg; /* the argument (msgpack) */
+    size_t alen;        /* bytes at arg */
+} pd_slot_order_t;
+
+/* Finds the frame at the start of buf[0..len): returns 1 with *flen its
+   length (its bytes follow the 4-byte prefix), 0 when more bytes are
+   needed, PD_ETOOBIG when the prefix announces more than PD_MAX_FRAME. */
+int pd_slot_frame_next(const uint8_t *buf, size_t len, size_t *flen);
+/* Decodes a child's frame; returns 0 or PD_EPROTO with *why set. */
+int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, const char **why);
+/* Decodes the next job of a group frame at the cursor; returns 0 or
+   PD_EPROTO. */
+int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o);
 
 /* Monotonic clock in milliseconds, the base of pd_slot_deadline(). */
 int64_t pd_slot_now_ms(void);
