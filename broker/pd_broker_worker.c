@@ -24,6 +24,7 @@
 #include <string.h>
 
 #define S_MAX_SLOTS 65536u /* cpus or gpus one worker may offer */
+#define S_RUN_CLIENTS 64   /* distinct client keys in one `run` at most */
 
 bool pd_broker_is_worker_type(const pd_msg_t *m)
 {
@@ -360,11 +361,14 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
     pd_buf_reset(&b->out);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "run", 1);
+    pd_msg_begin(&pk, "run", 2);
     pd_pack_cstr(&pk, "jobs");
     static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
     size_t at = b->out.len;
     pd_buf_append(&b->out, head, sizeof head);
+    /* The chunk's client keys, each sent once: jobs name an index. */
+    const char *clients[S_RUN_CLIENTS];
+    uint32_t nclients = 0;
     uint32_t n = 0;
     int rc = 0;
     while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
@@ -373,6 +377,14 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
         const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+        uint32_t ci = 0;
+        while (ci < nclients && strcmp(clients[ci], owner) != 0)
+            ci++;
+        if (ci == S_RUN_CLIENTS) {
+            /* The table is full: this job waits for the next chunk. */
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
         if (!pd_worker_has_mod(wk, job->mod) &&
             (rc = s_send_mod(b, wk, job->mod, owner)) != 0) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
@@ -389,9 +401,15 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
         pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
         msgpack_pack_uint32(&pk, job->timeout_ms);
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
-        pd_pack_cstr(&pk, owner);
+        msgpack_pack_uint32(&pk, ci);
+        if (ci == nclients)
+            clients[nclients++] = owner;
         b->scratch[n++] = id;
     }
+    pd_pack_cstr(&pk, "clients");
+    msgpack_pack_array(&pk, nclients);
+    for (uint32_t i = 0; i < nclients; i++)
+        pd_pack_cstr(&pk, clients[i]);
     if (n > 0 && !b->out.failed) {
         b->out.data[at + 1] = (uint8_t) (n >> 24);
         b->out.data[at + 2] = (uint8_t) (n >> 16);

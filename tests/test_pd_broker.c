@@ -375,9 +375,21 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
         cr_assert(sl == 6 && memcmp(s, "square", 6) == 0);
         cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
-        cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
-        cr_assert_eq(sl, 0, "without CURVE the client key is empty");
+        uint64_t ci;
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0, "the client is an index into 'clients'");
+        cr_assert_eq(ci, 0);
     }
+    /* One submitter, without CURVE: clients is [""]. */
+    cr_assert_eq(pd_msg_rd(&msg, "clients", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 1);
+    const char *s;
+    uint32_t sl;
+    cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
+    cr_assert_eq(sl, 0, "without CURVE the client key is empty");
+    pd_rd_init(&r, NULL, 0);
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
     return n;
 }
 
@@ -668,7 +680,7 @@ static void s_roles_setup(void)
     pd_log_set_level(PD_LOG_ERROR);
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
-    cfg.bind = "tcp://127.0.0.1:*";
+    cfg.bind = "inproc://pd-test-roles";
     broker = pd_broker_new(&cfg, NULL);
     cr_assert_not_null(broker);
     pd_buf_init(&buf);
@@ -778,4 +790,82 @@ Test(unit_broker_roles, a_client_key_owns_its_jobs)
     pd_job_t *job = pd_jobs_get(broker->jobs, 1);
     cr_assert_not_null(job, "the submit was not accepted");
     cr_assert_str_eq(pd_jobs_fn_owner(broker->jobs, job->fn), KEY_C);
+}
+
+Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)
+{
+    static const char *KEY_B = "boZ)Qo$+()!ze:vm-pG&PsYE:1]-vNH0<T>81[LO";
+    /* A DEALER holds the worker's routing id, so that runs are delivered. */
+    void *w = zmq_socket(broker->ctx, ZMQ_DEALER);
+    int zero = 0, tmo = 3000;
+    zmq_setsockopt(w, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(w, ZMQ_ROUTING_ID, "w-0000000000000001", 18);
+    cr_assert_eq(zmq_connect(w, "inproc://pd-test-roles"), 0);
+    for (int i = 0; zmq_send(broker->sock, "w-0000000000000001", 18, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0;
+         i++) {
+        cr_assert_lt(i, 1000, "the worker's pipe never attached");
+        usleep(1000);
+    }
+    zmq_send(broker->sock, "", 0, ZMQ_DONTWAIT);
+    cr_assert_eq(zmq_recv(w, rx, sizeof rx, 0), 0);
+
+    static const char src[] = "int y;";
+    char hash[65];
+    pd_mods_hash(src, sizeof src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "y.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", src, sizeof src - 1);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    const char *owners[3] = {KEY_C, KEY_C, KEY_B};
+    for (int i = 0; i < 3; i++) {
+        pk = s_begin("submit", 4);
+        pd_pack_kv_uint(&pk, "req", 2);
+        pd_pack_kv_str(&pk, "mod", hash);
+        pd_pack_kv_str(&pk, "fn", "f");
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_uint64(&pk, (uint64_t) i);
+        s_frame(i < 2 ? "c1" : "c2", owners[i], PD_ROLE_CLIENT);
+    }
+    pk = s_begin("ready", 2);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    pd_broker_dispatch(broker);
+    const char *types[] = {"welcome", "mod", "run"};
+    for (int i = 0; i < 3; i++) {
+        int got = zmq_recv(w, rx, sizeof rx, 0);
+        cr_assert_gt(got, 0, "no '%s'", types[i]);
+        cr_assert_eq(pd_msg_parse(&msg, rx, (size_t) got), 0);
+        cr_assert(pd_msg_is(&msg, types[i]), "got '%s' for '%s'", msg.type, types[i]);
+    }
+    /* mod names the client whose job needed it; run names each job's. */
+    pd_rd_t r;
+    uint32_t n;
+    cr_assert_eq(pd_msg_rd(&msg, "clients", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2, "two submitters, two keys in the chunk");
+    char k0[41], k1[41];
+    cr_assert_eq(pd_rd_strcpy(&r, k0, sizeof k0), 0);
+    cr_assert_eq(pd_rd_strcpy(&r, k1, sizeof k1), 0);
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 3);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        uint64_t id, ci;
+        cr_assert_eq(pd_rd_array(&r, &k), 0);
+        cr_assert_eq(k, 7);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        for (int skip = 0; skip < 5; skip++)
+            cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0);
+        cr_assert_lt(ci, 2);
+        cr_assert_str_eq(ci == 0 ? k0 : k1, owners[id - 1], "job %llu", (unsigned long long) id);
+    }
+    zmq_close(w);
 }

@@ -183,8 +183,9 @@ static void handshake(void)
     send_buf(&b);
 }
 
-/* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x, client], ...]}; without
-   clients, entries have the six elements of older brokers. */
+/* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x, client], ...], clients}
+   where client indexes the distinct keys of clients[]; without clients,
+   entries have the six elements of older brokers and there is no table. */
 static void run_jobs_from(size_t n, const uint64_t *ids, const char *const *mods,
                           const char *const *fns, const double *xs, const uint64_t *timeouts,
                           const char *const *clients)
@@ -193,7 +194,7 @@ static void run_jobs_from(size_t n, const uint64_t *ids, const char *const *mods
     msgpack_packer pk;
     pd_buf_init(&b);
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "run", 1);
+    pd_msg_begin(&pk, "run", clients ? 2 : 1);
     pd_pack_cstr(&pk, "jobs");
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
@@ -205,6 +206,12 @@ static void run_jobs_from(size_t n, const uint64_t *ids, const char *const *mods
         msgpack_pack_uint64(&pk, timeouts ? timeouts[i] : 0);
         msgpack_pack_double(&pk, xs[i]);
         if (clients)
+            msgpack_pack_uint64(&pk, i); /* the table repeats keys: one entry per job */
+    }
+    if (clients) {
+        pd_pack_cstr(&pk, "clients");
+        msgpack_pack_array(&pk, (uint32_t) n);
+        for (size_t i = 0; i < n; i++)
             pd_pack_cstr(&pk, clients[i]);
     }
     send_buf(&b);

@@ -339,10 +339,31 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
 
 /* ---- jobs from the broker ----------------------------------------------- */
 
+#define S_RUN_CLIENTS 256 /* client keys of one `run` read at most */
+
 static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
 {
     pd_rd_t r;
     uint32_t n;
+    /* The chunk's client keys (jobs name them by index); absent from older
+       brokers and without CurveZMQ. */
+    const char *cptr[S_RUN_CLIENTS]; /* in the frame, not NUL-terminated */
+    uint32_t clen[S_RUN_CLIENTS];
+    uint32_t nclients = 0;
+    if (pd_msg_has(m, "clients")) {
+        pd_rd_t cr;
+        uint32_t nc;
+        if (pd_msg_rd(m, "clients", &cr) || pd_rd_array(&cr, &nc)) {
+            pd_log_warn("broker sent a bad 'run': field 'clients' is not an array");
+            return;
+        }
+        for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
+            if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
+                pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
+                return;
+            }
+        }
+    }
     if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
         pd_log_warn("broker sent a bad 'run': field 'jobs' is not an array");
         return;
@@ -359,16 +380,21 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
             || pd_rd_strcpy(&r, mod, sizeof mod) || pd_rd_str(&r, &fn, &fnlen)
             || pd_rd_uint(&r, &timeout_ms) || pd_rd_skip(&r, &arg, &alen)) {
             pd_log_warn("broker sent a bad 'run': job %u is not [id, attempt, mod, fn, "
-                        "timeout_ms, arg]; ignoring the rest", i);
+                        "timeout_ms, arg, client]; ignoring the rest", i);
             return;
         }
+        /* The submitter: an index into `clients`; anything else counts as
+           a job without a key. */
         char client[PD_KEY_TXT] = "";
-        if (k >= 7 && pd_rd_strcpy(&r, client, sizeof client)) {
-            client[0] = 0; /* not a key: the job counts as coming without one */
-            if (pd_rd_skip(&r, NULL, NULL)) {
-                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
-                return;
+        uint64_t ci;
+        if (k >= 7 && pd_rd_uint(&r, &ci) == 0) {
+            if (ci < nclients && clen[ci] < sizeof client) {
+                memcpy(client, cptr[ci], clen[ci]);
+                client[clen[ci]] = 0;
             }
+        } else if (k >= 7 && pd_rd_skip(&r, NULL, NULL)) {
+            pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+            return;
         }
         for (uint32_t extra = 7; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */

@@ -149,7 +149,7 @@ static const char *s_message(int i)
         pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
         return "mod";
     case 15:
-        s_begin("run", 1);
+        s_begin("run", 2);
         pd_pack_cstr(&pk, "jobs");
         msgpack_pack_array(&pk, 2);
         for (int k = 1; k <= 2; k++) {
@@ -160,8 +160,12 @@ static const char *s_message(int i)
             pd_pack_cstr(&pk, "square");
             msgpack_pack_uint32(&pk, 0);
             msgpack_pack_double(&pk, k * 1.5);
-            pd_pack_cstr(&pk, PD_FUZZ_KEY_CLIENT);
+            msgpack_pack_uint32(&pk, (uint32_t) k - 1);
         }
+        pd_pack_cstr(&pk, "clients");
+        msgpack_pack_array(&pk, 2);
+        pd_pack_cstr(&pk, PD_FUZZ_KEY_CLIENT);
+        pd_pack_cstr(&pk, PD_FUZZ_KEY_BOTH);
         return "run";
     case 16:
         s_begin("cancel", 1);
@@ -294,10 +298,10 @@ static void s_wrecord(const char *name)
     }
 }
 
-/* A `run` of one job whose client element is client (NULL: six elements). */
+/* A `run` of one job submitted by client (NULL: six elements, no table). */
 static void s_wrecord_run(uint64_t id, const char *hash, const char *fn, const char *client)
 {
-    s_begin("run", 1);
+    s_begin("run", client ? 2 : 1);
     pd_pack_cstr(&pk, "jobs");
     msgpack_pack_array(&pk, 1);
     msgpack_pack_array(&pk, client ? 7 : 6);
@@ -307,8 +311,12 @@ static void s_wrecord_run(uint64_t id, const char *hash, const char *fn, const c
     pd_pack_cstr(&pk, fn);
     msgpack_pack_uint32(&pk, 100);
     msgpack_pack_double(&pk, 3.0);
-    if (client)
+    if (client) {
+        msgpack_pack_uint32(&pk, 0);
+        pd_pack_cstr(&pk, "clients");
+        msgpack_pack_array(&pk, 1);
         pd_pack_cstr(&pk, client);
+    }
     uint8_t head[2] = {(uint8_t) b.len, (uint8_t) (b.len >> 8)};
     pd_buf_append(&seq, head, 2);
     pd_buf_append(&seq, b.data, b.len);
