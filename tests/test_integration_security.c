@@ -225,6 +225,62 @@ Test(security, keys_are_admitted_and_revoked_without_a_restart)
     s_nothing_else_changed();
 }
 
+Test(security, a_revoked_worker_is_forgotten_and_comes_back_when_admitted_again)
+{
+    start(true, NULL);
+    char allow[300];
+    snprintf(allow, sizeof allow, "%s/broker/allowed", h.dir);
+    cr_assert_eq(pd_auth_allow_remove(allow, "worker", why, sizeof why), 1, "%s", why);
+    s_expect_log("broker.log", "no longer allowed as a worker");
+    int workers = 1, slots = 1;
+    for (int i = 0; i < 200 && workers; i++) {
+        cr_assert_eq(pd_client_cluster_size(c, &workers, &slots), 0, "%s", pd_client_error(c));
+        usleep(50000);
+    }
+    cr_assert_eq(workers, 0, "a revoked worker stayed registered");
+    /* SIGHUP reads the list again at once; the worker registers again. */
+    char conf[300];
+    pd_harness_identity(&h, "worker", PD_ROLE_WORKER, conf, sizeof conf, NULL);
+    cr_assert_eq(kill(h.broker, SIGHUP), 0);
+    pd_harness_wait_slots(&h, c, SLOTS);
+    s_nothing_else_changed();
+}
+
+Test(security, a_rogue_broker_is_refused_even_when_announced_at_its_address)
+{
+    start(true, NULL);
+    /* A second broker with its own key: what a forged beacon would point to. */
+    pd_harness_t rogue;
+    pd_harness_start_secure(&rogue, NULL);
+    char conf[300], key[41];
+    pd_harness_identity(&h, "roamer", PD_ROLE_CLIENT, conf, sizeof conf, key);
+    /* roamer trusts the real broker's key at any address (discovery). */
+    cr_assert_eq(pd_auth_trust_add(conf, "*", h.broker_key, "lab", why, sizeof why), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/known_brokers", conf);
+    /* A beacon announces the rogue's address: the trusted key does not open it. */
+    pd_client_opts_t o = {.security = PD_SECURITY_CURVE, .config_dir = conf, .why = why,
+                          .whycap = sizeof why};
+    int err = 0;
+    pd_client_t *x = pd_client_open(rogue.endpoint, &o, &err);
+    cr_assert_null(x, "the client talked to a rogue broker");
+    cr_assert_eq(err, PD_EAUTH, "%s: %s", pd_strerror(err), why);
+    cr_assert(strstr(why, "may not be your broker"), "%s", why);
+    /* A beacon that carries the rogue's own key: not trusted, and the user
+       is told the exact command, with the key, to trust it if it is theirs. */
+    cr_assert_not(pd_auth_trust_has(conf, NULL, rogue.broker_key));
+    cr_assert(pd_auth_trust_has(conf, NULL, h.broker_key));
+    char hint[512];
+    pd_auth_trust_hint(rogue.endpoint, rogue.broker_key, hint, sizeof hint);
+    cr_assert(strstr(hint, "playdoh-keygen trust") && strstr(hint, rogue.broker_key), "%s", hint);
+    /* The real broker at its address still opens. */
+    pd_client_t *y = pd_client_open(h.endpoint, &o, &err);
+    cr_assert_not_null(y, "%s", why);
+    pd_client_destroy(&y);
+    pd_harness_stop(&rogue);
+    s_nothing_else_changed();
+}
+
 /* ---- hostile frames ---------------------------------------------------- */
 
 /* A DEALER authenticated as identity "client" (admitted by start()). */
