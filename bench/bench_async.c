@@ -1,23 +1,18 @@
 /*  bench_async: speed of the asynchronous interface on the embedded cluster,
     with a raw libzmq request-reply round trip over the same transport
-    measured in the same run as the baseline, and everything measured twice
-    in the same run: without security, and with CurveZMQ (a secure local
-    cluster: broker, worker and client with their own keys, on loopback).
+    measured in the same run as the baseline.
 
-    Prints, for each: round trip of one trivial job and its ratio to the raw
-    round trip; throughput of 100,000 no-op jobs submitted as one batch; wall
-    time of 200 jobs of 10 ms CPU each against the ideal (total CPU / slots);
-    and what CurveZMQ costs (target: at most 15 % of throughput).
+    Prints: raw round trip; Playdoh round trip of one trivial job and the
+    ratio; throughput of 100,000 no-op jobs submitted as one batch; wall time
+    of 200 jobs of 10 ms CPU each against the ideal (total CPU / slots).
 
-    Both clusters run side by side and take turns (REPEATS times), and the
-    medians are compared, so that a shared machine's load weighs on both.
-
-    Usage: bench_async [SLOTS (2)] [JOBS (100000)] [REPEATS (5)]
+    Usage: bench_async [SLOTS (2)] [JOBS (100000)]
 */
 #include "playdoh.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,18 +77,48 @@ static void *s_echo(void *arg)
     return NULL;
 }
 
-static double raw_round_trip_us(int rounds)
+/* The echo side runs in a thread (in_process) or in a forked child process,
+   as the broker does for a real client. */
+static double raw_round_trip_us(int rounds, bool in_process)
 {
     void *ctx = zmq_ctx_new();
-    void *router = zmq_socket(ctx, ZMQ_ROUTER);
-    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
-    zmq_bind(router, "tcp://127.0.0.1:*");
+    void *router = NULL;
     char ep[256];
-    size_t len = sizeof ep;
-    zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, ep, &len);
-    zmq_connect(dealer, ep);
     pthread_t th;
-    pthread_create(&th, NULL, s_echo, router);
+    pid_t child = -1;
+    if (in_process) {
+        router = zmq_socket(ctx, ZMQ_ROUTER);
+        zmq_bind(router, "tcp://127.0.0.1:*");
+        size_t len = sizeof ep;
+        zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, ep, &len);
+        pthread_create(&th, NULL, s_echo, router);
+    } else {
+        int fds[2];
+        if (pipe(fds))
+            return -1;
+        child = fork();
+        if (child == 0) {
+            void *cctx = zmq_ctx_new();
+            void *r = zmq_socket(cctx, ZMQ_ROUTER);
+            zmq_bind(r, "tcp://127.0.0.1:*");
+            size_t len = sizeof ep;
+            zmq_getsockopt(r, ZMQ_LAST_ENDPOINT, ep, &len);
+            if (write(fds[1], ep, strlen(ep) + 1) < 0)
+                _exit(1);
+            s_echo(r);
+            zmq_close(r);
+            zmq_ctx_term(cctx);
+            _exit(0);
+        }
+        close(fds[1]);
+        ssize_t got = read(fds[0], ep, sizeof ep - 1);
+        close(fds[0]);
+        if (got <= 0)
+            return -1;
+        ep[got] = 0;
+    }
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    zmq_connect(dealer, ep);
     char msg[64] = {0}, back[64];
     double *t = malloc(rounds * sizeof *t);
     for (int i = 0; i < rounds + 100; i++) {
@@ -105,131 +130,24 @@ static double raw_round_trip_us(int rounds)
     }
     zmq_send(dealer, "stop", 4, 0);
     zmq_recv(dealer, back, sizeof back, 0);
-    pthread_join(th, NULL);
+    if (in_process)
+        pthread_join(th, NULL);
+    else
+        waitpid(child, NULL, 0);
     double m = median(t, rounds);
     free(t);
     int linger = 0;
     zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(dealer);
-    zmq_close(router);
+    if (router)
+        zmq_close(router);
     zmq_ctx_term(ctx);
     return m;
-}
-
-/* One embedded cluster and its client. */
-typedef struct {
-    bool secure;          /* CurveZMQ */
-    pd_local_t *local;    /* the cluster */
-    pd_client_t *c;       /* its client */
-    char mod[PD_HASH_HEX];/* the benchmark module */
-} s_cluster_t;
-
-/* Starts a local cluster (secure: CurveZMQ on loopback with its own keys)
-   and uploads the module at path; returns 0 or 1. */
-static int s_open(s_cluster_t *k, bool secure, int slots, const char *path)
-{
-    int err;
-    k->secure = secure;
-    pd_local_opts_t lo = {.cpus = slots, .secure = secure};
-    k->local = pd_local_start_opts(&lo, &err);
-    if (!k->local) {
-        fprintf(stderr, "local cluster: %s\n", pd_strerror(err));
-        return 1;
-    }
-    k->c = pd_client_open(pd_local_endpoint(k->local), pd_local_client_opts(k->local), &err);
-    if (!k->c || pd_module_upload_file(k->c, path, k->mod)) {
-        fprintf(stderr, "setup failed: %s\n", k->c ? pd_client_error(k->c) : pd_strerror(err));
-        return 1;
-    }
-    printf("embedded cluster, %s: %d slots, %s\n", secure ? "CurveZMQ" : "no security", slots,
-           pd_local_endpoint(k->local));
-    return 0;
-}
-
-static void s_close(s_cluster_t *k)
-{
-    pd_client_destroy(&k->c);
-    pd_local_stop(&k->local);
-}
-
-/* Round trips of one trivial job into t[0..rounds). Returns 0 or 1. */
-static int s_round_trips(s_cluster_t *k, double *t, int rounds)
-{
-    pd_result_t r;
-    uint64_t id;
-    double x = 1;
-    for (int i = 0; i < rounds; i++) {
-        double t0 = now();
-        if (pd_map_doubles(k->c, k->mod, "noop", &x, 1, NULL, &id) != 1 ||
-            pd_fetch(k->c, &id, 1, 10000, &r, NULL, NULL) != 1 || r.state != PD_JOB_DONE) {
-            fprintf(stderr, "round trip failed: %s\n", pd_client_error(k->c));
-            return 1;
-        }
-        t[i] = (now() - t0) * 1e6;
-        pd_results_clear(&r, 1);
-        pd_release(k->c, &id, 1);
-    }
-    return 0;
-}
-
-/* Throughput of njobs no-op jobs submitted as one batch (jobs/s; -1 on
-   failure); *submit_s gets the time until the batch was accepted. */
-static double s_throughput(s_cluster_t *k, int njobs, double *submit_s)
-{
-    double *xs = calloc(njobs, sizeof *xs);
-    uint64_t *ids = calloc(njobs, sizeof *ids);
-    pd_result_t *res = calloc(njobs, sizeof *res);
-    double t0 = now();
-    long got = pd_map_doubles(k->c, k->mod, "noop", xs, njobs, NULL, ids);
-    *submit_s = now() - t0;
-    long ended = got == njobs ? pd_fetch(k->c, ids, njobs, 600000, res, NULL, NULL) : -1;
-    double all = now() - t0;
-    long ok = 0;
-    for (int i = 0; ended == njobs && i < njobs; i++)
-        ok += res[i].state == PD_JOB_DONE;
-    if (ended == njobs) {
-        pd_results_clear(res, njobs);
-        pd_release(k->c, ids, njobs);
-    }
-    free(xs);
-    free(ids);
-    free(res);
-    if (ok != njobs) {
-        fprintf(stderr, "throughput run failed: %s\n", pd_client_error(k->c));
-        return -1;
-    }
-    return njobs / all;
-}
-
-/* 200 jobs of 10 ms CPU: efficiency against total CPU / slots, percent. */
-static double s_efficiency(s_cluster_t *k, int slots)
-{
-    enum { NB = 200 };
-    double xs[NB];
-    uint64_t ids[NB];
-    static pd_result_t res[NB];
-    for (int i = 0; i < NB; i++)
-        xs[i] = 10;
-    double t0 = now();
-    long got = pd_map_doubles(k->c, k->mod, "burn", xs, NB, NULL, ids);
-    long ended = got == NB ? pd_fetch(k->c, ids, NB, 600000, res, NULL, NULL) : -1;
-    double wall = now() - t0;
-    if (ended != NB)
-        return -1;
-    pd_results_clear(res, NB);
-    pd_release(k->c, ids, NB);
-    return 100 * (NB * 0.010 / slots) / wall;
 }
 
 int main(int argc, char **argv)
 {
     int slots = argc > 1 ? atoi(argv[1]) : 2;
-    int njobs = argc > 2 ? atoi(argv[2]) : 100000;
-    int reps = argc > 3 ? atoi(argv[3]) : 5;
-    if (slots < 1 || njobs < 1 || reps < 1 || reps > 100) {
-        fprintf(stderr, "usage: bench_async [SLOTS (2)] [JOBS (100000)] [REPEATS (5)]\n");
-        return 2;
-    }
     /* Built in build/bench/: the programs are one level up. */
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -241,65 +159,96 @@ int main(int argc, char **argv)
             setenv("PLAYDOH_BINDIR", self, 1);
         }
     }
+    int njobs = argc > 2 ? atoi(argv[2]) : 100000;
     char path[] = "/tmp/playdoh-bench-XXXXXX.c";
     int fd = mkstemps(path, 2);
     if (fd < 0 || write(fd, SRC, strlen(SRC)) != (ssize_t) strlen(SRC))
         return 1;
     close(fd);
-    s_cluster_t k[2];
-    memset(k, 0, sizeof k);
-    int rc = s_open(&k[0], false, slots, path) || s_open(&k[1], true, slots, path);
-    unlink(path);
-    if (rc)
-        return 1;
 
-    /* Both clusters live side by side and take turns, so that the load of a
-       shared machine weighs on both alike. */
-    enum { ROUNDS = 200 };
-    double raw = raw_round_trip_us(1000);
-    double *rt[2] = {malloc(reps * ROUNDS * sizeof(double)), malloc(reps * ROUNDS * sizeof(double))};
-    double *tp[2] = {malloc(reps * sizeof(double)), malloc(reps * sizeof(double))};
-    double sub[2] = {0, 0}, warm[ROUNDS];
-    for (int m = 0; m < 2 && !rc; m++)
-        rc = s_round_trips(&k[m], warm, 50);
-    for (int r = 0; r < reps && !rc; r++)
-        for (int m = 0; m < 2 && !rc; m++) {
-            rc = s_round_trips(&k[m], rt[m] + r * ROUNDS, ROUNDS);
-            double s1 = 0;
-            tp[m][r] = rc ? -1 : s_throughput(&k[m], njobs, &s1);
-            sub[m] += s1;
-            rc |= tp[m][r] < 0;
-        }
-    double eff[2] = {-1, -1};
-    for (int m = 0; m < 2 && !rc; m++)
-        eff[m] = s_efficiency(&k[m], slots);
-    s_close(&k[0]);
-    s_close(&k[1]);
-    double rtm[2] = {0, 0}, tpm[2] = {0, 0};
-    for (int m = 0; m < 2; m++) {
-        if (!rc) {
-            rtm[m] = median(rt[m], reps * ROUNDS);
-            tpm[m] = median(tp[m], reps);
-        }
-        free(rt[m]);
-        free(tp[m]);
-    }
-    if (rc)
+    int err;
+    pd_local_t *local = pd_local_start(slots, &err);
+    if (!local) {
+        fprintf(stderr, "local cluster: %s\n", pd_strerror(err));
         return 1;
-    printf("\nmedians of %d alternating repetitions (%d round trips and one batch of %d jobs "
-           "each)\n", reps, ROUNDS, njobs);
-    printf("%-54s %13s %13s %11s\n", "", "no security", "CurveZMQ", "CURVE cost");
-    printf("%-54s %10.1f us\n", "round trip, raw libzmq DEALER/ROUTER, tcp loopback", raw);
-    printf("%-54s %10.1f us %10.1f us %+9.1f %%\n", "round trip, one trivial job", rtm[0], rtm[1],
-           100 * (rtm[1] / rtm[0] - 1));
-    printf("%-54s %12.2fx %12.2fx\n", "  ratio to the raw round trip (target <= 1.5x)",
-           rtm[0] / raw, rtm[1] / raw);
-    printf("%-54s %13.0f %13.0f %+9.1f %%  (target: no worse than -15 %%)\n",
-           "throughput, no-op jobs in one batch (jobs/s)", tpm[0], tpm[1],
-           100 * (tpm[1] / tpm[0] - 1));
-    printf("%-54s %11.3f s %11.3f s\n", "  mean time until the batch is accepted", sub[0] / reps,
-           sub[1] / reps);
-    printf("%-54s %11.1f %% %11.1f %%\n", "efficiency, 200 jobs of 10 ms CPU (target >= 97 %)",
-           eff[0], eff[1]);
-    return 0;
+    }
+    pd_client_t *c = pd_client_new(pd_local_endpoint(local), &err);
+    char mod[PD_HASH_HEX];
+    if (!c || pd_module_upload_file(c, path, mod)) {
+        fprintf(stderr, "setup failed\n");
+        return 1;
+    }
+    unlink(path);
+    printf("embedded cluster: %d slots, %s\n", slots, pd_local_endpoint(local));
+
+    /* Round trip of one trivial job, against raw libzmq. */
+    int rounds = 1000;
+    double raw = raw_round_trip_us(rounds, false);
+    double raw_thread = raw_round_trip_us(rounds, true);
+    double *t = malloc(rounds * sizeof *t);
+    pd_result_t r;
+    uint64_t id;
+    double x = 1;
+    for (int i = 0; i < rounds + 50; i++) {
+        double t0 = now();
+        if (pd_map_doubles(c, mod, "noop", &x, 1, NULL, &id) != 1 ||
+            pd_fetch(c, &id, 1, 10000, &r, NULL, NULL) != 1 || r.state != PD_JOB_DONE) {
+            fprintf(stderr, "round trip failed: %s\n", pd_client_error(c));
+            return 1;
+        }
+        if (i >= 50)
+            t[i - 50] = (now() - t0) * 1e6;
+        pd_results_clear(&r, 1);
+        pd_release(c, &id, 1);
+    }
+    double rt = median(t, rounds);
+    free(t);
+    printf("round trip, raw libzmq DEALER/ROUTER over tcp loopback, echo in another process: "
+           "%6.1f us (median of %d)\n", raw, rounds);
+    printf("round trip, raw libzmq DEALER/ROUTER over tcp loopback, echo in a thread:         "
+           "%6.1f us\n", raw_thread);
+    printf("round trip, one trivial job through Playdoh:                                     "
+           "%6.1f us (median of %d): %.2fx the raw round trip between processes, %.2fx the "
+           "in-process one (target <= 1.5x)\n", rt, rounds, rt / raw, rt / raw_thread);
+
+    /* Throughput of njobs no-op jobs submitted as one batch. */
+    double *xs = calloc(njobs, sizeof *xs);
+    uint64_t *ids = calloc(njobs, sizeof *ids);
+    pd_result_t *res = calloc(njobs, sizeof *res);
+    double t0 = now();
+    long got = pd_map_doubles(c, mod, "noop", xs, njobs, NULL, ids);
+    double t_sub = now() - t0;
+    long ended = got == njobs ? pd_fetch(c, ids, njobs, 600000, res, NULL, NULL) : -1;
+    double t_all = now() - t0;
+    if (ended != njobs) {
+        fprintf(stderr, "throughput run failed: %s\n", pd_client_error(c));
+        return 1;
+    }
+    long ok = 0;
+    for (int i = 0; i < njobs; i++)
+        ok += res[i].state == PD_JOB_DONE;
+    pd_results_clear(res, njobs);
+    pd_release(c, ids, njobs);
+    printf("throughput, %d no-op jobs in one batch: %.0f jobs/s (submit %.3f s, all results "
+           "%.3f s, %ld done; target >= 200000)\n", njobs, njobs / t_all, t_sub, t_all, ok);
+
+    /* 200 jobs of 10 ms CPU: efficiency against total CPU / slots. */
+    int nb = 200;
+    for (int i = 0; i < nb; i++)
+        xs[i] = 10;
+    t0 = now();
+    got = pd_map_doubles(c, mod, "burn", xs, nb, NULL, ids);
+    ended = got == nb ? pd_fetch(c, ids, nb, 600000, res, NULL, NULL) : -1;
+    double wall = now() - t0;
+    pd_results_clear(res, nb);
+    pd_release(c, ids, nb);
+    double ideal = nb * 0.010 / slots;
+    printf("efficiency, %d jobs of 10 ms CPU on %d slots: wall %.3f s, ideal %.3f s, %.1f %% "
+           "(target >= 97 %%)\n", nb, slots, wall, ideal, 100 * ideal / wall);
+    free(xs);
+    free(ids);
+    free(res);
+    pd_client_destroy(&c);
+    pd_local_stop(&local);
+    return ended == nb ? 0 : 1;
 }

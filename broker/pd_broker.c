@@ -54,7 +54,57 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->liveness = PD_BROKER_DEFAULT_LIVENESS;
     cfg->max_jobs = 4000000;
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
+    cfg->cluster = PD_BEACON_DEFAULT_CLUSTER;
+    cfg->beacon = true;
+    cfg->beacon_port = PD_BEACON_DEFAULT_PORT;
+    cfg->beacon_interval_ms = PD_BEACON_DEFAULT_INTERVAL_MS;
 }
+
+/* The TCP port of a bound endpoint "tcp://ADDR:PORT", or 0 when it is not
+   TCP or binds loopback only (a beacon would be of no use to anybody). */
+static uint16_t s_beacon_port_of(const char *ep)
+{
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return 0;
+    const char *host = ep + 6, *colon = strrchr(host, ':');
+    if (!colon)
+        return 0;
+    if (strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
+        strncmp(host, "[::1]:", 6) == 0)
+        return 0;
+    long port = strtol(colon + 1, NULL, 10);
+    return port > 0 && port < 65536 ? (uint16_t) port : 0;
+}
+
+/* Starts the beacon when asked and useful. Returns 0 or the error of
+   pd_beacon_pub_new (logged). */
+static int s_start_beacon(pd_broker_t *b)
+{
+    if (!b->cfg.beacon || b->cfg.beacon_port == 0)
+        return 0;
+    uint16_t port = s_beacon_port_of(b->endpoint);
+    if (!port) {
+        pd_log_info("no beacon: %s serves this machine only (bind tcp://*:PORT to serve a lab)",
+                    b->endpoint);
+        return 0;
+    }
+    pd_beacon_t bc = {.version = PD_PROTO_VERSION, .port = port};
+    snprintf(bc.cluster, sizeof bc.cluster, "%s", b->cluster);
+    /* With CurveZMQ the beacon carries the broker's public key: listeners
+       connect only when they trust it (docs/security.md). */
+    bc.has_key = b->secure && zmq_z85_decode(bc.key, b->key.pub) != NULL;
+    int err = 0;
+    b->beacon = pd_beacon_pub_new(&bc, b->cfg.beacon_port, b->cfg.beacon_interval_ms,
+                                  b->beacon_iface[0] ? b->beacon_iface : NULL, &err);
+    if (!b->beacon)
+        return err;
+    pd_log_info("announcing cluster '%s' (port %u%s) from %s by a beacon on UDP port %d every "
+                "%d ms", b->cluster, port, bc.has_key ? ", with the broker's key" : "",
+                pd_beacon_pub_host(b->beacon), b->cfg.beacon_port, b->cfg.beacon_interval_ms);
+    return 0;
+}
+
+bool pd_broker_beaconing(const pd_broker_t *b) { return b->beacon != NULL; }
 
 static int s_fail_new(pd_broker_t **b, int *err, int code)
 {
@@ -151,8 +201,23 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         snprintf(b->name, sizeof b->name, "%s", cfg->name);
     else if (gethostname(b->name, sizeof b->name - 1) != 0)
         snprintf(b->name, sizeof b->name, "playdoh");
+    const char *cluster = cfg->cluster && cfg->cluster[0] ? cfg->cluster
+                                                          : PD_BEACON_DEFAULT_CLUSTER;
+    if (!pd_beacon_name_ok(cluster)) {
+        pd_log_error("cluster name '%s' is not 1 to 63 letters, digits, '-', '_' or '.'",
+                     cluster);
+        free(b);
+        if (err)
+            *err = PD_EINVAL;
+        return NULL;
+    }
+    snprintf(b->cluster, sizeof b->cluster, "%s", cluster);
+    snprintf(b->beacon_iface, sizeof b->beacon_iface, "%s",
+             cfg->beacon_iface ? cfg->beacon_iface : "");
     b->cfg.bind = b->bind;
     b->cfg.name = b->name;
+    b->cfg.cluster = b->cluster;
+    b->cfg.beacon_iface = b->beacon_iface;
     if (!b->cfg.hb_ms)
         b->cfg.hb_ms = PD_BROKER_DEFAULT_HB_MS;
     if (!b->cfg.liveness)
@@ -207,14 +272,24 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         return NULL;
     }
     if (zmq_bind(b->sock, b->bind) != 0) {
-        pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
-                     "program that uses it)", b->bind, zmq_strerror(zmq_errno()));
+        int e = zmq_errno();
+        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
+            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
+                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
+        else
+            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                         "program that uses it)", b->bind, zmq_strerror(e));
         s_fail_new(&b, err, PD_EIO);
         return NULL;
     }
     size_t len = sizeof b->endpoint;
     if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
         snprintf(b->endpoint, sizeof b->endpoint, "%s", b->bind);
+    int brc = s_start_beacon(b);
+    if (brc) {
+        s_fail_new(&b, err, brc);
+        return NULL;
+    }
     b->start_ms = b->now_ms = s_mono_ms();
     b->next_tick = b->now_ms;
     if (err)
@@ -227,6 +302,7 @@ void pd_broker_destroy(pd_broker_t **p)
     if (!p || !*p)
         return;
     pd_broker_t *b = *p;
+    pd_beacon_pub_destroy(&b->beacon);
     if (b->parked)
         pd_broker_free_parked(b);
     free(b->parked);
@@ -248,6 +324,17 @@ void pd_broker_destroy(pd_broker_t **p)
     free(b);
     *p = NULL;
 }
+
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint)
+{
+    if (zmq_bind(b->sock, endpoint) != 0) {
+        pd_log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return PD_EIO;
+    }
+    return 0;
+}
+
+void *pd_broker_zmq_ctx(pd_broker_t *b) { return b->ctx; }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 
@@ -359,6 +446,7 @@ static const struct {
     {"mod_put", pd_broker_on_mod_put}, {"submit", pd_broker_on_submit},
     {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
+    {"cluster", pd_broker_on_cluster},
 };
 
 /* Refuses a message whose type the peer's key may not send. Returns true
@@ -464,9 +552,12 @@ static int s_recv_one(pd_broker_t *b)
     } else {
         const char *key = NULL;
         pd_role_t role = pd_auth_msg_peer(&body, &key, NULL);
-        /* The handshake's role may be stale: the list decides now. */
-        if (b->zap)
-            role = key ? pd_zap_role(b->zap, key) : PD_ROLE_NONE;
+        /* The handshake's role may be stale: the list decides now. Every
+           tcp or ipc connection of a CurveZMQ socket went through the ZAP
+           handler and has a key; one without is an inproc peer, inside
+           this process (the embedded worker). */
+        if (b->zap && key)
+            role = pd_zap_role(b->zap, key);
         pd_broker_on_frame(b, zmq_msg_data(&id), zmq_msg_size(&id), key, role,
                            zmq_msg_data(&body), zmq_msg_size(&body));
     }
@@ -556,14 +647,14 @@ int pd_broker_run(pd_broker_t *b)
     if (tick_ms > 250)
         tick_ms = 250;
     if (b->secure)
-        pd_log_info("broker '%s' listening on %s with CurveZMQ (broker key %s, allow-list "
-                    "%s; heartbeat %u ms, liveness %u, max %llu jobs)", b->name, b->endpoint,
-                    b->key.pub, b->allow_dir, b->cfg.hb_ms, b->cfg.liveness,
-                    (unsigned long long) pd_jobs_max(b->jobs));
+        pd_log_info("broker '%s' of cluster '%s' listening on %s with CurveZMQ (broker key %s, "
+                    "allow-list %s; heartbeat %u ms, liveness %u, max %llu jobs)", b->name,
+                    b->cluster, b->endpoint, b->key.pub, b->allow_dir, b->cfg.hb_ms,
+                    b->cfg.liveness, (unsigned long long) pd_jobs_max(b->jobs));
     else
-        pd_log_info("broker '%s' listening on %s without security (heartbeat %u ms, liveness "
-                    "%u, max %llu jobs)", b->name, b->endpoint, b->cfg.hb_ms, b->cfg.liveness,
-                    (unsigned long long) pd_jobs_max(b->jobs));
+        pd_log_info("broker '%s' of cluster '%s' listening on %s without security (heartbeat "
+                    "%u ms, liveness %u, max %llu jobs)", b->name, b->cluster, b->endpoint,
+                    b->cfg.hb_ms, b->cfg.liveness, (unsigned long long) pd_jobs_max(b->jobs));
     int rc = 0;
     while (!atomic_load(&b->stop)) {
         b->now_ms = s_mono_ms();

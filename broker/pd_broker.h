@@ -35,6 +35,11 @@ typedef struct {
     const char *config_dir; /* where id.key and allowed/ are (NULL: pd_auth_config_dir()) */
     const char *key_file;   /* the broker's key pair (NULL: <config_dir>/id.key) */
     const char *allow_dir;  /* admitted keys (NULL: <config_dir>/allowed) */
+    const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
+    bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
+    int beacon_port;      /* UDP port of the beacon */
+    int beacon_interval_ms; /* beacon interval */
+    const char *beacon_iface; /* interface for the beacon (NULL = CZMQ's choice) */
 } pd_broker_config_t;
 
 #define PD_BROKER_DEFAULT_BIND "tcp://127.0.0.1:5555"
@@ -48,7 +53,7 @@ typedef struct {
 
 typedef struct pd_broker pd_broker_t;
 
-/* Fills cfg with the defaults above. */
+/* Fills cfg with the defaults above (beacon on, port PD_BEACON_DEFAULT_PORT). */
 void pd_broker_config_defaults(pd_broker_config_t *cfg);
 
 /* Creates the broker and binds its socket. With CURVE (any network
@@ -63,8 +68,18 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
    the socket. Safe on NULL; sets *p to NULL. */
 void pd_broker_destroy(pd_broker_t **p);
 
+/* True when the broker announces itself with a beacon (it was asked to and
+   binds more than loopback). */
+bool pd_broker_beaconing(const pd_broker_t *b);
+
 /* The endpoint actually bound (the port resolved); borrowed. */
 const char *pd_broker_endpoint(const pd_broker_t *b);
+
+/* Binds the broker's socket to one more endpoint (an inproc:// endpoint for a
+   worker running in the same process). Returns 0 or PD_EIO (logged). */
+int pd_broker_bind_also(pd_broker_t *b, const char *endpoint);
+/* The broker's ZeroMQ context, borrowed: inproc peers must share it. */
+void *pd_broker_zmq_ctx(pd_broker_t *b);
 
 /* Runs the event loop until pd_broker_stop(). Returns 0, or PD_ESYS when the
    socket fails. */

@@ -5,6 +5,7 @@
 #ifndef PD_BROKER_INT_H
 #define PD_BROKER_INT_H
 
+#include "pd_beacon.h"
 #include "pd_broker.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
@@ -42,6 +43,9 @@ struct pd_broker {
     pd_broker_config_t cfg;    /* copy of the configuration (strings below) */
     char bind[256];            /* configured endpoint */
     char name[64];             /* name announced in welcome */
+    char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name (beacons, `cluster` replies) */
+    char beacon_iface[64];     /* interface for the beacon ("" = CZMQ's choice) */
+    pd_beacon_pub_t *beacon;   /* the beacon publisher, or NULL (owned) */
     char endpoint[256];        /* endpoint actually bound */
     void *ctx;                 /* ZeroMQ context (owned) */
     void *sock;                /* ROUTER socket (owned) */
@@ -100,6 +104,8 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
+int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Answers parked fetches touched by jobs that became final, then clears
    the fresh list. */
 void pd_broker_wake_parked(pd_broker_t *b);
@@ -110,7 +116,7 @@ void pd_broker_free_parked(pd_broker_t *b);
 
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
-/* True for the types workers send (ready, hb, slots, done, bye). */
+/* True for the types workers send (ready, hb, slots, requeue, done, bye). */
 bool pd_broker_is_worker_type(const pd_msg_t *m);
 /* Sends queued jobs to workers with credit. */
 void pd_broker_dispatch(pd_broker_t *b);

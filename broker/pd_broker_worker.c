@@ -19,6 +19,7 @@
 #include "pd_error.h"
 #include "pd_log.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@
 bool pd_broker_is_worker_type(const pd_msg_t *m)
 {
     return pd_msg_is(m, "ready") || pd_msg_is(m, "hb") || pd_msg_is(m, "slots") ||
-           pd_msg_is(m, "done") || pd_msg_is(m, "bye");
+           pd_msg_is(m, "requeue") || pd_msg_is(m, "done") || pd_msg_is(m, "bye");
 }
 
 /* Printable name of a worker for log lines: host and routing id. */
@@ -112,6 +113,74 @@ static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *g
     return 0;
 }
 
+/* The state a worker reports in `ready` and `hb` (all optional). */
+typedef struct {
+    uint64_t busy;   /* slots running a job */
+    uint64_t queued; /* jobs in its own queue */
+    double load;     /* the machine's own load (< 0: unknown) */
+    char owner[16];  /* idle-policy state */
+} s_state_t;
+
+/* Reads the optional state fields; each must have its type. The fields
+   absent keep what st holds. */
+static int s_read_state(s_state_t *st, pd_msg_t *m, pd_origin_t *o)
+{
+    int rc;
+    if ((rc = pd_msg_uint_opt(m, "busy", &st->busy)) ||
+        (rc = pd_msg_uint_opt(m, "queued", &st->queued)) ||
+        (pd_msg_has(m, "load") && (rc = pd_msg_double(m, "load", &st->load))) ||
+        (pd_msg_has(m, "owner") && (rc = pd_msg_str(m, "owner", st->owner, sizeof st->owner)))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    return 0;
+}
+
+static void s_state_get(const pd_worker_t *wk, s_state_t *st)
+{
+    st->busy = wk->busy;
+    st->queued = wk->wqueued;
+    st->load = wk->load;
+    snprintf(st->owner, sizeof st->owner, "%s", wk->owner);
+}
+
+static void s_state_set(pd_worker_t *wk, const s_state_t *st)
+{
+    wk->busy = st->busy > UINT32_MAX ? UINT32_MAX : (uint32_t) st->busy;
+    wk->wqueued = st->queued > UINT32_MAX ? UINT32_MAX : (uint32_t) st->queued;
+    wk->load = st->load;
+    snprintf(wk->owner, sizeof wk->owner, "%s", st->owner);
+}
+
+/* Reads `gpu_names`, an optional array of strings, into names. */
+static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
+                            char names[PD_WORKERS_MAX_GPU_NAMES][64], uint32_t *n)
+{
+    *n = 0;
+    if (!pd_msg_has(m, "gpu_names"))
+        return 0;
+    pd_rd_t r;
+    uint32_t count;
+    if (pd_msg_rd(m, "gpu_names", &r) || pd_rd_array(&r, &count)) {
+        snprintf(o->why, sizeof o->why, "%s: 'gpu_names' must be an array of strings", m->type);
+        return PD_EPROTO;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const char *s;
+        uint32_t len;
+        if (pd_rd_str(&r, &s, &len)) {
+            snprintf(o->why, sizeof o->why, "%s: 'gpu_names' must be an array of strings",
+                     m->type);
+            return PD_EPROTO;
+        }
+        if (*n < PD_WORKERS_MAX_GPU_NAMES) {
+            snprintf(names[*n], 64, "%.*s", (int) (len > 63 ? 63 : len), s);
+            (*n)++;
+        }
+    }
+    return 0;
+}
+
 static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     char host[256] = "";
@@ -129,6 +198,15 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
                  PD_WORKERS_MAX_RID);
         return PD_EINVAL;
     }
+    char gpu_names[PD_WORKERS_MAX_GPU_NAMES][64];
+    uint32_t ngpu_names;
+    if ((rc = s_read_gpu_names(m, o, gpu_names, &ngpu_names)))
+        return rc;
+    s_state_t st = {.load = -1};
+    if (wk)
+        s_state_get(wk, &st);
+    if ((rc = s_read_state(&st, m, o)))
+        return rc;
     char label[160];
     if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
         snprintf(o->why, sizeof o->why, "ready: routing id %s is registered by another key",
@@ -152,6 +230,9 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     }
     snprintf(wk->host, sizeof wk->host, "%s", host);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
+    s_state_set(wk, &st);
+    memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
+    wk->ngpu_names = ngpu_names;
     wk->pid = (int64_t) pid;
     wk->last_recv = b->now_ms;
     pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
@@ -287,6 +368,108 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
     return 0;
 }
 
+/* ---- requeue ----------------------------------------------------------- */
+
+/* `requeue {jobs: [[id, attempt], ...]}`: the machine's owner took slots
+   back (`playdoh-worker ctl --now`, or the idle policy): those jobs go back
+   to the front of the queue without counting an attempt. Entries that are
+   not this worker's current attempt are stale and skipped. */
+static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+{
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
+        snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt]");
+        return PD_EPROTO;
+    }
+    pd_rd_t check = r;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t two;
+        uint64_t id, attempt;
+        if (pd_rd_array(&check, &two) || two != 2 || pd_rd_uint(&check, &id) ||
+            pd_rd_uint(&check, &attempt)) {
+            snprintf(o->why, sizeof o->why, "requeue: entry %u is not [id, attempt]", i);
+            return PD_EPROTO;
+        }
+    }
+    uint32_t back = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t two;
+        uint64_t id, attempt;
+        pd_rd_array(&r, &two);
+        pd_rd_uint(&r, &id);
+        pd_rd_uint(&r, &attempt);
+        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
+            job->attempt != attempt) {
+            b->stats.stale++;
+            continue;
+        }
+        pd_worker_untrack(wk, b->jobs, job);
+        pd_jobs_requeue(b->jobs, id, false, wk->host);
+        back++;
+    }
+    wk->requeued += back;
+    char label[160];
+    pd_log_info("worker %s handed back %u jobs (its owner took slots back); requeued",
+                s_label(wk, label, sizeof label), back);
+    return 0;
+}
+
+/* ---- cluster ----------------------------------------------------------- */
+
+int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    (void) m;
+    msgpack_packer pk;
+    pd_buf_reset(&b->out);
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "cluster", 6);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "name", b->name);
+    pd_pack_kv_str(&pk, "cluster", b->cluster);
+    pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(b->jobs));
+    pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(b->jobs));
+    pd_pack_cstr(&pk, "workers");
+    msgpack_pack_array(&pk, pd_workers_count(b->workers));
+    uint32_t packed = 0;
+    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (!wk)
+            continue;
+        char rid[PD_WORKERS_MAX_RID + 1];
+        snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
+        msgpack_pack_map(&pk, 15);
+        pd_pack_kv_str(&pk, "id", rid);
+        pd_pack_kv_str(&pk, "host", wk->host);
+        pd_pack_kv_int(&pk, "pid", wk->pid);
+        pd_pack_kv_uint(&pk, "cpus", wk->cpus);
+        pd_pack_kv_uint(&pk, "gpus", wk->gpus);
+        /* busy as last reported, but never more than the jobs it holds now */
+        pd_pack_kv_uint(&pk, "busy", wk->busy < wk->ninflight ? wk->busy : wk->ninflight);
+        pd_pack_kv_uint(&pk, "inflight", wk->ninflight);
+        pd_pack_kv_uint(&pk, "queued", wk->wqueued);
+        pd_pack_kv_uint(&pk, "done", wk->done);
+        pd_pack_kv_uint(&pk, "requeued", wk->requeued);
+        pd_pack_cstr(&pk, "load");
+        if (wk->load < 0)
+            msgpack_pack_nil(&pk);
+        else
+            msgpack_pack_double(&pk, wk->load);
+        pd_pack_kv_str(&pk, "owner", wk->owner);
+        pd_pack_cstr(&pk, "gpu_names");
+        msgpack_pack_array(&pk, wk->ngpu_names);
+        for (uint32_t g = 0; g < wk->ngpu_names; g++)
+            pd_pack_cstr(&pk, wk->gpu_names[g]);
+        pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
+        pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        packed++;
+    }
+    assert(packed == pd_workers_count(b->workers));
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
 /* ---- entry ------------------------------------------------------------- */
 
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -308,8 +491,16 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_EREFUSED;
     }
     wk->last_recv = b->now_ms;
-    if (pd_msg_is(m, "hb"))
-        return 0;
+    if (pd_msg_is(m, "hb")) {
+        s_state_t st;
+        s_state_get(wk, &st);
+        int rc = s_read_state(&st, m, o);
+        if (rc == 0)
+            s_state_set(wk, &st);
+        return rc;
+    }
+    if (pd_msg_is(m, "requeue"))
+        return s_on_requeue(b, wk, m, o);
     if (pd_msg_is(m, "done"))
         return s_on_done(b, wk, m, o);
     if (pd_msg_is(m, "slots")) {

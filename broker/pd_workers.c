@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,8 +100,9 @@ pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int
     wk->index = idx;
     memcpy(wk->rid, rid, ridlen);
     wk->ridlen = (uint32_t) ridlen;
-    wk->last_recv = wk->last_send = now_ms;
+    wk->last_recv = wk->last_send = wk->joined = now_ms;
     wk->ewma_us = -1;
+    wk->load = -1;
     wk->depth = PD_WORKERS_DEPTH_START;
     char key[2 * PD_WORKERS_MAX_RID + 1];
     s_hex(rid, ridlen, key);
@@ -172,7 +174,9 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us)
 {
     double x = (double) us;
     wk->ewma_us = wk->ewma_us < 0 ? x : 0.9 * wk->ewma_us + 0.1 * x;
-    double d = PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us);
+    /* One job running per slot, plus about TARGET_US of work queued behind it,
+       so a slot never waits a broker round trip for its next job. */
+    double d = 1.0 + ceil(PD_WORKERS_TARGET_US / (wk->ewma_us < 1.0 ? 1.0 : wk->ewma_us));
     if (d < PD_WORKERS_DEPTH_MIN)
         d = PD_WORKERS_DEPTH_MIN;
     if (d > PD_WORKERS_DEPTH_MAX)

@@ -21,10 +21,11 @@
 #include <stdint.h>
 
 #define PD_WORKERS_TARGET_US 2000.0 /* queued work aimed at per slot */
-#define PD_WORKERS_DEPTH_MIN 1
+#define PD_WORKERS_DEPTH_MIN 2
 #define PD_WORKERS_DEPTH_MAX 512
 #define PD_WORKERS_DEPTH_START 8
 #define PD_WORKERS_MAX_RID 255
+#define PD_WORKERS_MAX_GPU_NAMES 16 /* GPU names kept per worker */
 
 typedef struct {
     uint32_t index;                    /* position in the registry (jobs refer to it) */
@@ -37,6 +38,7 @@ typedef struct {
     uint32_t gpus;                     /* GPU slots offered */
     int64_t last_recv;                 /* ms (monotonic) of its last message */
     int64_t last_send;                 /* ms of the broker's last message to it */
+    int64_t joined;                    /* ms (monotonic) of its first `ready` */
     double ewma_us;                    /* smoothed job run time, µs (< 0: none yet) */
     uint32_t depth;                    /* jobs in flight allowed per CPU slot */
     uint64_t *inflight;                /* ids of its running jobs */
@@ -45,6 +47,13 @@ typedef struct {
     uint8_t *mods_sent;                /* bit set of module indexes sent to it */
     uint32_t mods_bytes;               /* bytes in mods_sent */
     uint64_t done;                     /* results accepted from it */
+    uint64_t requeued;                 /* jobs it handed back (owner took slots) */
+    uint32_t busy;                     /* slots running a job, as it last reported */
+    uint32_t wqueued;                  /* jobs waiting in its own queue, as reported */
+    double load;                       /* the machine's own load, as reported (< 0: unknown) */
+    char owner[16];                    /* idle-policy state it reported ("", "idle", "owner") */
+    char gpu_names[PD_WORKERS_MAX_GPU_NAMES][64]; /* its GPUs' names, as reported */
+    uint32_t ngpu_names;               /* entries in gpu_names */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;

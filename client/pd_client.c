@@ -16,6 +16,7 @@
 #include "playdoh.h"
 
 #include "pd_auth.h"
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -448,6 +449,187 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
     if (env && atoi(env) > 0)
         connect_ms = atoi(env);
     return s_hello(c, connect_ms, workers, slots);
+}
+
+/* ---- discovery and cluster state ---------------------------------------- */
+
+int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                char *endpoint, size_t cap)
+{
+    return pd_discover_broker(cluster, udp_port, iface, timeout_ms, NULL, endpoint, cap, NULL);
+}
+
+/* True when this account trusts the broker a beacon announces at ep; key
+   gets the key to use (the beacon's, or known_brokers' for ep). */
+static bool s_beacon_trusted(const char *dir, const pd_beacon_t *b, const char *ep,
+                             char key[PD_KEY_TXT])
+{
+    if (b->has_key) {
+        zmq_z85_encode(key, b->key, PD_BEACON_KEY_BYTES);
+        return pd_auth_trust_has(dir, ep, key);
+    }
+    key[0] = 0;
+    return dir && pd_auth_trust_find(dir, ep, key, NULL, 0) == 0;
+}
+
+int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                       const char *config_dir, char *endpoint, size_t cap, char key[41])
+{
+    if (key)
+        key[0] = 0;
+    char *dir = NULL;
+    if (config_dir)
+        dir = config_dir[0] ? strdup(config_dir) : pd_auth_config_dir();
+    int err = 0;
+    pd_beacon_listener_t *l = pd_beacon_listener_new(cluster ? cluster : PD_BEACON_DEFAULT_CLUSTER,
+                                                     udp_port > 0 ? udp_port
+                                                                  : PD_BEACON_DEFAULT_PORT,
+                                                     iface, &err);
+    if (!l) {
+        free(dir);
+        return err;
+    }
+    int64_t deadline = s_now_ms() + timeout_ms;
+    char first_ep[300] = "", first_key[PD_KEY_TXT] = "", ep[300], k[PD_KEY_TXT];
+    int rc = 0;
+    for (;;) {
+        int64_t left = deadline - s_now_ms();
+        pd_beacon_t b;
+        int got = left > 0 ? pd_beacon_listener_wait(l, (int) left, &b, ep, sizeof ep) : 0;
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        if (got == 0) {
+            rc = first_ep[0] ? PD_ENOTRUSTED : PD_ETIMEDOUT;
+            if (first_ep[0]) {
+                snprintf(endpoint, cap, "%s", first_ep);
+                if (key)
+                    memcpy(key, first_key, PD_KEY_TXT);
+            }
+            break;
+        }
+        if (!config_dir || s_beacon_trusted(dir, &b, ep, k)) {
+            snprintf(endpoint, cap, "%s", ep);
+            if (key && b.has_key)
+                zmq_z85_encode(key, b.key, PD_BEACON_KEY_BYTES);
+            rc = 0;
+            break;
+        }
+        if (!first_ep[0]) {
+            snprintf(first_ep, sizeof first_ep, "%s", ep);
+            memcpy(first_key, b.has_key ? k : "", b.has_key ? PD_KEY_TXT : 1);
+        }
+        pd_log_debug("client: skipped the beacon of an untrusted broker at %s", ep);
+    }
+    pd_beacon_listener_destroy(&l);
+    free(dir);
+    return rc;
+}
+
+/* Reads one worker map of a `cluster` reply. */
+static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
+{
+    uint32_t n;
+    memset(wi, 0, sizeof *wi);
+    wi->load = -1;
+    if (pd_rd_map(r, &n))
+        return PD_EPROTO;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t klen;
+        if (pd_rd_str(r, &k, &klen))
+            return PD_EPROTO;
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int) (klen < 31 ? klen : 31), k);
+        uint64_t u;
+        int rc = 0;
+        if (!strcmp(key, "id"))
+            rc = pd_rd_strcpy(r, wi->id, sizeof wi->id);
+        else if (!strcmp(key, "host"))
+            rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
+        else if (!strcmp(key, "owner"))
+            rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
+        else if (!strcmp(key, "pid"))
+            rc = pd_rd_int(r, &wi->pid);
+        else if (!strcmp(key, "load")) {
+            if (pd_rd_nil(r) != 0)
+                rc = pd_rd_double(r, &wi->load);
+        } else if (!strcmp(key, "gpu_names")) {
+            uint32_t g;
+            rc = pd_rd_array(r, &g);
+            size_t at = 0;
+            for (uint32_t j = 0; !rc && j < g; j++) {
+                const char *sv;
+                uint32_t sl;
+                rc = pd_rd_str(r, &sv, &sl);
+                if (!rc && at + sl + 3 < sizeof wi->gpu_names)
+                    at += (size_t) snprintf(wi->gpu_names + at, sizeof wi->gpu_names - at,
+                                            "%s%.*s", at ? ", " : "", (int) sl, sv);
+            }
+        } else if (pd_rd_peek(r) == PD_MP_UINT) {
+            rc = pd_rd_uint(r, &u);
+            if (!strcmp(key, "cpus"))
+                wi->cpus = (uint32_t) u;
+            else if (!strcmp(key, "gpus"))
+                wi->gpus = (uint32_t) u;
+            else if (!strcmp(key, "busy"))
+                wi->busy = (uint32_t) u;
+            else if (!strcmp(key, "inflight"))
+                wi->inflight = u;
+            else if (!strcmp(key, "queued"))
+                wi->queued = u;
+            else if (!strcmp(key, "done"))
+                wi->done = u;
+            else if (!strcmp(key, "requeued"))
+                wi->requeued = u;
+            else if (!strcmp(key, "hb_ms"))
+                wi->hb_ms = u;
+            else if (!strcmp(key, "up_s"))
+                wi->up_s = u;
+        } else {
+            rc = pd_rd_skip(r, NULL, NULL); /* a field of a later version */
+        }
+        if (rc)
+            return PD_EPROTO;
+    }
+    return 0;
+}
+
+int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
+{
+    memset(info, 0, sizeof *info);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "cluster", 0);
+    pd_msg_t m;
+    int rc = s_call(c, req, "cluster", &m, c->timeout_ms);
+    if (rc)
+        return rc;
+    pd_msg_str(&m, "name", info->name, sizeof info->name);
+    pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
+    pd_msg_uint_opt(&m, "queued", &info->queued);
+    pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(&m, "workers", &r) || pd_rd_array(&r, &n))
+        return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has no list of workers");
+    info->workers = calloc(n ? n : 1, sizeof *info->workers);
+    if (!info->workers)
+        return s_fail(c, PD_ENOMEM, "out of memory for %u workers", n);
+    for (uint32_t i = 0; i < n; i++) {
+        if (s_read_worker(&r, &info->workers[i])) {
+            pd_cluster_info_clear(info);
+            return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed worker");
+        }
+        info->nworkers++;
+    }
+    return 0;
+}
+
+void pd_cluster_info_clear(pd_cluster_info_t *info)
+{
+    free(info->workers);
+    memset(info, 0, sizeof *info);
 }
 
 /* ---- modules ------------------------------------------------------------- */

@@ -1,21 +1,23 @@
-/*  pd_local: the embedded cluster, a broker and a worker started as child
-    processes of the calling program on this machine.
+/*  pd_local: the embedded cluster, a broker (which runs the worker too, over
+    inproc) started as a child process of the calling program on this
+    machine.
 
     The broker binds an ephemeral loopback port and writes the endpoint it got
-    to a pipe (--ready-fd); the worker is then started against it, and
-    pd_local_start() returns once the broker counts the worker's slots. Both
-    children ask the kernel to SIGTERM them if their parent dies, so an
-    embedded cluster never outlives the program that started it.
+    to a pipe (--ready-fd); pd_local_start() returns once the broker counts
+    the worker's slots. The children ask the kernel to SIGTERM them if their
+    parent dies, so an embedded cluster never outlives the program that
+    started it.
 
-    Loopback needs no keys. A secure local cluster (pd_local_opts_t.secure,
-    for benchmarks and tests of the CurveZMQ path) makes throw-away keys in a
-    private temporary directory: a broker pair, and one pair for the worker
-    and the clients, admitted as both.
+    Loopback needs no keys. Benchmarks and tests of what a real cluster pays
+    can ask for the worker as its own process over TCP (tcp_worker), and for
+    CurveZMQ on every connection (secure, which implies tcp_worker): then
+    throw-away keys are made in a private temporary directory, a broker pair
+    and one pair for the worker and the clients, admitted as both.
 */
 #include "playdoh.h"
 
 #include "pd_auth.h"
-#include "pd_config.h"
+#include "pd_build.h"
 #include "pd_log.h"
 #include "pd_proc.h"
 
@@ -34,11 +36,11 @@
 #include <unistd.h>
 
 struct pd_local {
-    pid_t broker;        /* the playdoh-broker child */
-    pid_t worker;        /* the playdoh-worker child */
+    pid_t broker;        /* the playdoh-broker child (which runs the worker, unless tcp_worker) */
+    pid_t worker;        /* tcp_worker: the playdoh-worker child, else 0 */
     char endpoint[256];  /* the broker's bound endpoint */
     char dir[64];        /* secure: the keys' temporary directory, else "" */
-    char peer_dir[96];   /* secure: config dir of the worker and clients */
+    char peer_dir[96];   /* secure: configuration directory of the worker and clients */
     char broker_key[PD_KEY_TXT]; /* secure: the broker's public key */
     pd_client_opts_t copts;      /* what a client of this cluster needs */
 };
@@ -81,9 +83,10 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     *err = 0;
     int cpus = opts ? opts->cpus : 0;
     bool secure = opts && opts->secure;
+    bool tcp_worker = secure || (opts && opts->tcp_worker);
     char broker_path[PATH_MAX], worker_path[PATH_MAX];
     if (pd_proc_find("playdoh-broker", broker_path, sizeof broker_path) ||
-        pd_proc_find("playdoh-worker", worker_path, sizeof worker_path)) {
+        (tcp_worker && pd_proc_find("playdoh-worker", worker_path, sizeof worker_path))) {
         pd_log_error("local cluster: playdoh-broker or playdoh-worker not found (looked in "
                      "$PLAYDOH_BINDIR, beside this program and in %s): install Playdoh or set "
                      "PLAYDOH_BINDIR", PD_BINDIR);
@@ -108,11 +111,24 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
         l->copts.config_dir = l->peer_dir;
         l->copts.broker_key = l->broker_key;
     }
-    char *bargv[] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                     "--log-level", (char *) (level ? level : "warn"),
-                     secure ? "--secure" : "--insecure", "--config-dir", broker_dir, NULL};
-    if (!secure)
-        bargv[8] = NULL;
+    char cpus_s[16];
+    snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
+    /* Flags after the NULL-able tail are cut by the first NULL. */
+    char *bargv[16] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
+                       "--log-level", (char *) (level ? level : "warn"), "--no-beacon"};
+    int bc = 8;
+    if (secure) {
+        bargv[bc++] = "--secure";
+        bargv[bc++] = "--config-dir";
+        bargv[bc++] = broker_dir;
+    } else {
+        bargv[bc++] = "--insecure";
+    }
+    if (!tcp_worker) {
+        bargv[bc++] = "--worker-cpus";
+        bargv[bc++] = cpus_s;
+    }
+    bargv[bc] = NULL;
     int ready = -1;
     l->broker = pd_proc_spawn(bargv, &ready);
     int rc = l->broker > 0 ? pd_proc_read_line(ready, l->endpoint, sizeof l->endpoint, 10000)
@@ -125,34 +141,43 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
         *err = PD_EIO;
         return NULL;
     }
-    char cpus_s[16];
-    snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
-    char *wargv[] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s, "--log-level",
-                     (char *) (level ? level : "warn"), secure ? "--secure" : "--insecure",
-                     "--config-dir", l->peer_dir, "--broker-key", l->broker_key, NULL};
-    if (!secure)
-        wargv[8] = NULL;
-    l->worker = pd_proc_spawn(wargv, NULL);
-    /* Wait for the worker to join. */
+    if (tcp_worker) {
+        char *wargv[16] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s,
+                           "--log-level", (char *) (level ? level : "warn"), "--control",
+                           "none"};
+        int wc = 9;
+        if (secure) {
+            wargv[wc++] = "--secure";
+            wargv[wc++] = "--config-dir";
+            wargv[wc++] = l->peer_dir;
+            wargv[wc++] = "--broker-key";
+            wargv[wc++] = l->broker_key;
+        } else {
+            wargv[wc++] = "--insecure";
+        }
+        wargv[wc] = NULL;
+        l->worker = pd_proc_spawn(wargv, NULL);
+    }
+    /* Wait for the worker to register its slots. */
     pd_client_t *c = pd_client_open(l->endpoint, &l->copts, err);
     if (!c) {
         pd_local_stop(&l);
         return NULL;
     }
     int workers = 0, slots = 0;
-    for (int i = 0; i < 400 && workers < 1; i++) { /* 20 s */
+    for (int i = 0; i < 1000 && workers < 1; i++) { /* 20 s */
         if (pd_client_cluster_size(c, &workers, &slots))
             break;
         if (workers < 1)
-            usleep(50000);
-        if (waitpid(l->worker, NULL, WNOHANG) == l->worker) {
+            usleep(20000);
+        if (l->worker > 0 && waitpid(l->worker, NULL, WNOHANG) == l->worker) {
             l->worker = 0;
             break;
         }
     }
     pd_client_destroy(&c);
     if (workers < 1) {
-        pd_log_error("local cluster: the worker did not join the broker within 20 s");
+        pd_log_error("local cluster: the worker did not register within 20 s");
         pd_local_stop(&l);
         *err = PD_EUNREACH;
         return NULL;

@@ -113,11 +113,71 @@ const char *pd_client_endpoint(const pd_client_t *c);
 /* Asks the broker how many workers and slots it has. Returns 0 or an error. */
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots);
 
+/* Finds a broker of cluster `cluster` (NULL = "playdoh") on the LAN by its
+   UDP beacon on udp_port (0 = 5657), through network interface iface (NULL
+   = the first one that can broadcast), waiting up to timeout_ms. Writes its
+   endpoint ("tcp://ADDR:PORT") into endpoint (cap bytes). Beacons of other
+   clusters or protocol versions, and malformed ones, are ignored (and
+   logged through pd_log). Returns 0, PD_ETIMEDOUT when no beacon of that
+   cluster came in time, PD_EINVAL for a bad cluster name or port,
+   PD_EUNREACH when no interface can receive broadcasts, or PD_ESYS. */
+int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                char *endpoint, size_t cap);
+/* pd_discover, and the broker's public key announced in the beacon (Z85,
+   40 characters and a NUL, into key; "" when the beacon carries none). A
+   beacon is only a hint, and anyone on the LAN can send one. With
+   config_dir (a configuration directory, "" for the default one), only a
+   broker this account trusts is returned: a beacon's key must be listed in
+   config_dir/known_brokers for its endpoint or for any ("*"); a beacon
+   without a key needs a key listed for its endpoint. Other beacons are
+   skipped, and when only such beacons came, PD_ENOTRUSTED is returned with
+   endpoint and key describing the first one (to tell the user the
+   `playdoh-keygen trust` command). Returns 0, PD_ENOTRUSTED, or an error of
+   pd_discover. */
+int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                       const char *config_dir, char *endpoint, size_t cap, char key[41]);
+
+/* One worker as the broker sees it (pd_cluster_info). */
+typedef struct {
+    char id[32];          /* its routing id, "w-" + 16 hex digits */
+    char host[64];        /* host name it reported */
+    int64_t pid;          /* its process id */
+    uint32_t cpus;        /* CPU slots offered now (0 while its owner holds them back) */
+    uint32_t gpus;        /* GPUs offered now */
+    uint32_t busy;        /* slots running a job (as it last reported) */
+    uint64_t inflight;    /* jobs the broker has sent it that have not come back */
+    uint64_t queued;      /* of those, jobs waiting in its own queue */
+    uint64_t done;        /* results it returned */
+    uint64_t requeued;    /* jobs it handed back (its owner took slots back) */
+    double load;          /* its machine's own load in CPUs, Playdoh excluded (< 0: unknown) */
+    char owner[16];       /* idle policy: "" (none), "idle" or "owner" (owner active) */
+    char gpu_names[256];  /* its GPUs' names, joined by ", " ("" when unknown) */
+    uint64_t hb_ms;       /* milliseconds since its last message (heartbeat) */
+    uint64_t up_s;        /* seconds since it joined */
+} pd_worker_info_t;
+
+/* The cluster as the broker sees it. */
+typedef struct {
+    char name[64];              /* the broker's name */
+    char cluster[64];           /* the cluster's name */
+    uint64_t queued;            /* jobs waiting at the broker for a slot */
+    uint64_t unfinished;        /* queued or running jobs */
+    size_t nworkers;            /* entries in workers */
+    pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
+} pd_cluster_info_t;
+
+/* Asks the broker for every worker with its slots, load, GPUs and jobs.
+   Returns 0 (fill *info; the caller clears it) or an error. */
+int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info);
+/* Frees what pd_cluster_info stored and zeroes info. */
+void pd_cluster_info_clear(pd_cluster_info_t *info);
+
 /* ---- the embedded cluster ------------------------------------------------ */
 
-/* Starts a cluster on this machine: a playdoh-broker on a free loopback port
-   and a playdoh-worker with `cpus` slots (0 = one per CPU), as child
-   processes, and waits until the worker has joined (up to 20 s). Programs are
+/* Starts a cluster on this machine: a playdoh-broker child process on a free
+   loopback port, running a worker with `cpus` slots (0 = one per CPU) inside
+   it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
+   waits until the worker has registered (up to 20 s). The broker program is
    looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
    installation's bindir. Returns the cluster (stop it with pd_local_stop), or
    NULL with *err set. */
@@ -127,9 +187,11 @@ const char *pd_local_endpoint(const pd_local_t *l);
 
 /* Options of pd_local_start_opts. */
 typedef struct {
-    int cpus;    /* worker slots (0: one per CPU) */
-    bool secure; /* run CurveZMQ even on loopback, with keys made for this cluster
-                    (benchmarks and tests of the secure path) */
+    int cpus;        /* worker slots (0: one per CPU) */
+    bool tcp_worker; /* the worker as its own process over TCP, as on a real cluster,
+                        instead of inside the broker over inproc */
+    bool secure;     /* CurveZMQ on every connection even on loopback, with keys made
+                        for this cluster (implies tcp_worker; benchmarks and tests) */
 } pd_local_opts_t;
 /* Like pd_local_start, with options. With secure, a temporary directory
    holds a broker key pair and a key pair for the worker and the clients
@@ -139,7 +201,7 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err);
 /* The options a client needs to connect to this cluster (its security and
    keys): pass them to pd_client_open. Borrowed until pd_local_stop. */
 const pd_client_opts_t *pd_local_client_opts(const pd_local_t *l);
-/* Stops the broker and worker (SIGTERM, then SIGKILL after 5 s), frees l and
+/* Stops the cluster (SIGTERM, then SIGKILL after 5 s), frees l and
    sets *l to NULL; safe twice. Results not fetched are lost with it. */
 void pd_local_stop(pd_local_t **l);
 

@@ -11,7 +11,10 @@
 */
 #include "playdoh.h"
 
+#include "pd_beacon.h"
+#include "pd_auth.h"
 #include "pd_codec.h"
+#include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
 
@@ -35,7 +38,13 @@ typedef struct {
     bool quiet;
     double wait_s; /* < 0: for ever */
     bool wait_set;
+    bool json;             /* cluster: one JSON document instead of a table */
+    const char *config;    /* --config FILE */
+    const char *cluster;   /* --cluster NAME (discovery) */
+    int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
     pd_client_opts_t conn; /* security of the connection */
+    char conf_key[1024];   /* [submit] key, when conn.key_file points here */
+    char conf_bkey[64];    /* [submit] broker_key or a discovered key, for conn.broker_key */
 } s_opts_t;
 
 static void s_usage(FILE *f)
@@ -51,10 +60,17 @@ static void s_usage(FILE *f)
         "  results ID...                       print each job's result as a JSON line\n"
         "  wait ID...                          wait until the jobs have ended\n"
         "  cancel ID...                        cancel queued and running jobs\n"
+        "  cluster                             show each worker: slots offered and busy, load,\n"
+        "                                      GPUs, jobs queued/running/done, last heartbeat\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
         "options:\n"
-        "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, else tcp://127.0.0.1:5555)\n"
+        "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, [submit] broker of the\n"
+        "                       configuration file, a broker found by its beacon, else\n"
+        "                       tcp://127.0.0.1:5555)\n"
+        "      --cluster NAME   cluster whose beacon to follow (default: [cluster] name, playdoh)\n"
+        "      --config FILE    read this configuration file only\n"
+        "      --json           cluster: print one JSON document\n"
         "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
         "      --timeout-ms N   map: fail a job that runs longer than N ms (default: no limit)\n"
         "      --retries N      map: attempts when a worker dies (default 3)\n"
@@ -438,12 +454,208 @@ static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **arg
     return 0;
 }
 
+/* Appends a JSON string. */
+static void s_put_str(pd_buf_t *out, const char *key, const char *val, bool comma)
+{
+    if (comma)
+        s_put(out, ",");
+    s_put_json_str(out, key);
+    s_put(out, ":");
+    s_put_json_str(out, val);
+}
+
+static void s_put_num(pd_buf_t *out, const char *key, double v, bool integer)
+{
+    char num[64];
+    if (integer)
+        snprintf(num, sizeof num, ",\"%s\":%.0f", key, v);
+    else
+        snprintf(num, sizeof num, ",\"%s\":%.3f", key, v);
+    s_put(out, num);
+}
+
+static int s_verb_cluster(pd_client_t *c, const s_opts_t *o, int argc)
+{
+    if (argc > 0)
+        return s_die_usage("%s", "cluster takes no arguments");
+    pd_cluster_info_t ci;
+    if (pd_cluster_info(c, &ci)) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return 3;
+    }
+    uint64_t cpus = 0, busy = 0;
+    for (size_t i = 0; i < ci.nworkers; i++) {
+        cpus += ci.workers[i].cpus;
+        busy += ci.workers[i].busy;
+    }
+    pd_buf_t out;
+    pd_buf_init(&out);
+    if (o->json) {
+        s_put(&out, "{");
+        s_put_str(&out, "broker", ci.name, false);
+        s_put_str(&out, "cluster", ci.cluster, true);
+        s_put_str(&out, "endpoint", pd_client_endpoint(c), true);
+        s_put_num(&out, "queued", (double) ci.queued, true);
+        s_put_num(&out, "unfinished", (double) ci.unfinished, true);
+        s_put(&out, ",\"workers\":[");
+        for (size_t i = 0; i < ci.nworkers; i++) {
+            const pd_worker_info_t *w = &ci.workers[i];
+            s_put(&out, i ? ",{" : "{");
+            s_put_str(&out, "host", w->host, false);
+            s_put_str(&out, "id", w->id, true);
+            s_put_num(&out, "pid", (double) w->pid, true);
+            s_put_num(&out, "cpus", w->cpus, true);
+            s_put_num(&out, "gpus", w->gpus, true);
+            s_put_num(&out, "busy", w->busy, true);
+            s_put(&out, ",\"load\":");
+            if (w->load < 0) {
+                s_put(&out, "null");
+            } else {
+                char num[32];
+                snprintf(num, sizeof num, "%.3f", w->load);
+                s_put(&out, num);
+            }
+            s_put_str(&out, "owner", w->owner, true);
+            s_put(&out, ",\"gpu_names\":[");
+            /* gpu_names is joined by ", ": split it back */
+            const char *p = w->gpu_names;
+            bool first = true;
+            while (*p) {
+                const char *sep = strstr(p, ", ");
+                size_t len = sep ? (size_t) (sep - p) : strlen(p);
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int) len, p);
+                if (!first)
+                    s_put(&out, ",");
+                s_put_json_str(&out, name);
+                first = false;
+                p += len + (sep ? 2 : 0);
+            }
+            s_put(&out, "]");
+            uint64_t running = w->busy, waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
+            s_put_num(&out, "queued", (double) waiting, true);
+            s_put_num(&out, "running", (double) running, true);
+            s_put_num(&out, "done", (double) w->done, true);
+            s_put_num(&out, "requeued", (double) w->requeued, true);
+            s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
+            s_put_num(&out, "up_s", (double) w->up_s, true);
+            s_put(&out, "}");
+        }
+        s_put(&out, "]}\n");
+        s_flush(&out);
+    } else {
+        printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "
+               "jobs waiting for a slot\n", ci.cluster, ci.name, pd_client_endpoint(c),
+               ci.nworkers, (unsigned long long) cpus, (unsigned long long) busy,
+               (unsigned long long) ci.queued);
+        if (ci.nworkers)
+            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s\n", "HOST", "CPUS", "GPUS",
+                   "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", "GPU NAMES");
+        for (size_t i = 0; i < ci.nworkers; i++) {
+            const pd_worker_info_t *w = &ci.workers[i];
+            char slots[32], load[24], hb[24];
+            snprintf(slots, sizeof slots, "%u/%u", w->busy, w->cpus);
+            if (w->load < 0)
+                snprintf(load, sizeof load, "-");
+            else
+                snprintf(load, sizeof load, "%.2f%s", w->load,
+                         strcmp(w->owner, "owner") == 0 ? "*" : "");
+            snprintf(hb, sizeof hb, "%.1fs ago", (double) w->hb_ms / 1000.0);
+            uint64_t waiting = w->inflight > w->busy ? w->inflight - w->busy : 0;
+            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s\n", w->host, slots, w->gpus,
+                   load, (unsigned long long) waiting, w->busy, (unsigned long long) w->done, hb,
+                   w->gpu_names[0] ? w->gpu_names : "-");
+        }
+        if (ci.nworkers)
+            printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "
+                   "slots held back)\n");
+    }
+    pd_buf_free(&out);
+    pd_cluster_info_clear(&ci);
+    return 0;
+}
+
+/* Where the broker is: --broker, $PLAYDOH_BROKER, [submit] broker, a beacon
+   of the cluster, else tcp://127.0.0.1:5555. Returns 0 or 2 (bad file). */
+static int s_find_broker(s_opts_t *o, char *ep, size_t cap)
+{
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
+        return 2;
+    }
+    /* Security: flags win over [submit] (values checked at load time). */
+    if (o->conn.security == PD_SECURITY_AUTO) {
+        pd_sec_mode_t m = PD_SEC_AUTO;
+        pd_auth_mode_parse(pd_config_str(cf, "submit", "security", "auto"), &m);
+        o->conn.security = (pd_security_t) m;
+    }
+    if (!o->conn.key_file && pd_config_has(cf, "submit", "key")) {
+        snprintf(o->conf_key, sizeof o->conf_key, "%s", pd_config_str(cf, "submit", "key", ""));
+        o->conn.key_file = o->conf_key;
+    }
+    if (!o->conn.broker_key && pd_config_has(cf, "submit", "broker_key")) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s",
+                 pd_config_str(cf, "submit", "broker_key", ""));
+        o->conn.broker_key = o->conf_bkey;
+    }
+    const char *env = getenv("PLAYDOH_BROKER");
+    if (o->broker || (env && *env)) {
+        snprintf(ep, cap, "%s", o->broker ? o->broker : env);
+        pd_config_destroy(&cf);
+        return 0;
+    }
+    const char *conf = pd_config_str(cf, "submit", "broker", "");
+    if (pd_config_has(cf, "submit", "timeout_ms"))
+        o->timeout_req_ms = (int) pd_config_uint(cf, "submit", "timeout_ms", 30000);
+    if (conf[0]) {
+        snprintf(ep, cap, "%s", conf);
+        pd_config_destroy(&cf);
+        return 0;
+    }
+    const char *cluster = o->cluster ? o->cluster
+                                     : pd_config_str(cf, "cluster", "name",
+                                                     PD_BEACON_DEFAULT_CLUSTER);
+    int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
+    /* With CurveZMQ only a broker whose key this account trusts will do: a
+       forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
+    bool secure = o->conn.security != PD_SECURITY_NONE && !o->conn.broker_key;
+    char key[PD_KEY_TXT] = "";
+    int rc = port ? pd_discover_broker(cluster, port, iface, wait,
+                                       secure ? (o->conn.config_dir ? o->conn.config_dir : "")
+                                              : NULL,
+                                       ep, cap, key)
+                  : PD_ETIMEDOUT;
+    if (rc == PD_ENOTRUSTED) {
+        pd_auth_trust_hint(ep, key[0] ? key : NULL, why, sizeof why);
+        fprintf(stderr, "playdoh-submit: the only broker of cluster '%s' heard: %s\n", cluster,
+                why);
+        pd_config_destroy(&cf);
+        return 3;
+    }
+    if (rc) {
+        snprintf(ep, cap, "tcp://127.0.0.1:5555");
+        if (port && !o->quiet)
+            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
+                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+    } else if (secure && key[0]) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
+        o->conn.broker_key = o->conf_bkey;
+    }
+    pd_config_destroy(&cf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     s_opts_t o = {.retries = 3};
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_SECURE,
-           O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG };
+    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_JSON, O_CONFIG,
+           O_CLUSTER, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR };
     static const struct option longs[] = {
         {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
@@ -451,10 +663,12 @@ int main(int argc, char **argv)
         {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
         {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
         {"log-level", required_argument, NULL, O_LEVEL},
+        {"json", no_argument, NULL, O_JSON},       {"config", required_argument, NULL, O_CONFIG},
+        {"cluster", required_argument, NULL, O_CLUSTER},
         {"secure", no_argument, NULL, O_SECURE},   {"insecure", no_argument, NULL, O_INSECURE},
         {"key", required_argument, NULL, O_KEY},
         {"broker-key", required_argument, NULL, O_BROKER_KEY},
-        {"config-dir", required_argument, NULL, O_CONFIG},
+        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int ch;
     uint32_t u;
@@ -494,6 +708,14 @@ int main(int argc, char **argv)
             setenv("PLAYDOH_LOG_LEVEL", optarg, 1);
             break;
         }
+        case O_JSON: o.json = true; break;
+        case O_CONFIG: o.config = optarg; break;
+        case O_CLUSTER:
+            if (!pd_beacon_name_ok(optarg))
+                return s_die_usage("--cluster wants 1 to 63 letters, digits, '-', '_' or '.', "
+                                   "not '%s'", optarg);
+            o.cluster = optarg;
+            break;
         case O_SECURE:
         case O_INSECURE: {
             pd_security_t want = ch == O_SECURE ? PD_SECURITY_CURVE : PD_SECURITY_NONE;
@@ -504,7 +726,7 @@ int main(int argc, char **argv)
         }
         case O_KEY: o.conn.key_file = optarg; break;
         case O_BROKER_KEY: o.conn.broker_key = optarg; break;
-        case O_CONFIG: o.conn.config_dir = optarg; break;
+        case O_CONFIG_DIR: o.conn.config_dir = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "(run playdoh-submit --help for usage)\n"); return 2;
         }
@@ -516,12 +738,13 @@ int main(int argc, char **argv)
     const char *verb = argv[optind];
     int vargc = argc - optind - 1;
     char **vargv = argv + optind + 1;
-    static const char *verbs[] = {"map", "status", "results", "wait", "cancel"};
+    static const char *verbs[] = {"map", "status", "results", "wait", "cancel", "cluster"};
     bool known = false;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         known |= strcmp(verb, verbs[i]) == 0;
     if (!known)
-        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel)", verb);
+        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel, "
+                           "cluster)", verb);
     if (o.local && o.broker)
         return s_die_usage("%s", "--local and --broker exclude each other");
 
@@ -536,18 +759,25 @@ int main(int argc, char **argv)
         }
         o.broker = pd_local_endpoint(local);
     }
+    char ep[300];
+    int frc = local ? 0 : s_find_broker(&o, ep, sizeof ep);
+    if (frc) {
+        pd_local_stop(&local);
+        return frc;
+    }
     char why[2048] = "";
     pd_client_opts_t conn = local ? *pd_local_client_opts(local) : o.conn;
     conn.why = why;
     conn.whycap = sizeof why;
-    pd_client_t *c = pd_client_open(o.broker, &conn, &err);
+    pd_client_t *c = pd_client_open(local ? o.broker : ep, &conn, &err);
+    if (c && o.timeout_req_ms > 0)
+        pd_client_set_timeout(c, o.timeout_req_ms);
     if (!c) {
-        const char *ep = o.broker ? o.broker : getenv("PLAYDOH_BROKER");
         if (err == PD_EUNREACH)
             fprintf(stderr,
                     "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give "
                     "its endpoint with --broker, or use --local N\n",
-                    ep ? ep : "tcp://127.0.0.1:5555", pd_strerror(err));
+                    local ? o.broker : ep, pd_strerror(err));
         else
             fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
         pd_local_stop(&local);
@@ -562,6 +792,8 @@ int main(int argc, char **argv)
         rc = s_verb_results(c, &o, vargc, vargv, true);
     else if (strcmp(verb, "wait") == 0)
         rc = s_verb_results(c, &o, vargc, vargv, false);
+    else if (strcmp(verb, "cluster") == 0)
+        rc = s_verb_cluster(c, &o, vargc);
     else
         rc = s_verb_cancel(c, &o, vargc, vargv);
     pd_client_destroy(&c);

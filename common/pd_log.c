@@ -1,12 +1,16 @@
 /*  pd_log: level-filtered logging to stderr or to a caller's handler.
 
     This is process-wide configuration (a level, a tag, a sink) set once at
-    start-up by main() or by the embedding program; it holds no other state.
+    start-up by main() or by the embedding program; it holds no other state
+    (but for a flag, read once, telling whether stderr is systemd's journal,
+    where lines carry a "<N>" priority prefix instead of a time stamp).
 */
 #include "pd_log.h"
 #include "pd_error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,6 +49,23 @@ void pd_log_write(pd_log_level_t level, const char *fmt, ...)
     va_end(ap);
     if (s_handler) {
         s_handler(level, s_tag, line, s_handler_user);
+        return;
+    }
+    /* Under systemd, stderr goes to the journal: "<N>" prefixes give each
+       line its priority (sd-daemon(3)), and the journal keeps the time. */
+    static int journal = -1;
+    if (journal < 0) {
+        /* JOURNAL_STREAM is "DEV:INODE" of the journal's stream; it counts
+           only when stderr is that stream (not a child's redirection). */
+        const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+                  (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+    }
+    if (journal) {
+        static const int prio[] = {3, 4, 6, 7}; /* err, warning, info, debug */
+        fprintf(stderr, "<%d>%s: %s\n", prio[level], s_tag, line);
         return;
     }
     static const char *labels[] = {"E", "W", "I", "D"};

@@ -1,7 +1,7 @@
 /*  pd_proc: see pd_proc.h. fork+exec only: the callers have ZeroMQ threads,
     so a child never runs anything but exec (or _exit) after fork. */
 #include "pd_proc.h"
-#include "pd_config.h"
+#include "pd_build.h"
 #include "pd_error.h"
 
 #include <errno.h>

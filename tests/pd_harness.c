@@ -46,6 +46,8 @@ static void s_start(pd_harness_t *h, const char *const *extra, bool secure, bool
     memset(h, 0, sizeof *h);
     h->heartbeat_ms = 100;
     h->secure = secure;
+    /* No configuration file of this machine's or user's leaks into tests. */
+    setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
     char bconf[300];
@@ -119,14 +121,15 @@ int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
     snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
-    char cpus_s[16], hb[16], cache[300], conf[300], log[64];
+    char cpus_s[16], hb[16], cache[300], conf[300], log[64], control[300];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
     snprintf(log, sizeof log, "worker-%d.log", h->nworkers);
+    snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
     const char *argv[40] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
-                            hb, "--cache", cache};
-    int argc = 9;
+                            hb, "--cache", cache, "--control", control};
+    int argc = 11;
     if (h->secure) {
         if (!identity) {
             identity = "worker";

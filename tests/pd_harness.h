@@ -39,7 +39,8 @@ void pd_harness_start_secure(pd_harness_t *h, const char *const *extra);
    bytes) when not NULL. */
 void pd_harness_identity(pd_harness_t *h, const char *name, int role, char *confdir, size_t cap,
                          char *key);
-/* Starts a worker with cpus slots; returns its index in h->workers. */
+/* Starts a worker with cpus slots and the control socket <dir>/worker<I>.ctl;
+   returns its index I in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
 /* Starts a worker with more flags (NULL-terminated) and its log in
    <dir>/worker-<index>.log; with a secure broker, identity names the

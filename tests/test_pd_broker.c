@@ -673,6 +673,174 @@ Test(unit_broker_liveness, a_silent_workers_jobs_move_and_its_late_results_are_d
     cr_assert_eq(state, 4);
 }
 
+/* ---- the owner's control and the cluster view (issue 5) ----------------- */
+
+Test(unit_broker, requeue_hands_jobs_back_without_counting_an_attempt)
+{
+    void *c = s_dealer(NULL);
+    void *w1 = s_dealer("w-0000000000000001");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w1, 2);
+    s_hello(c, 3);
+    uint64_t first = s_submit(c, hash, 4, 10, 1); /* retries 1: one counted loss fails a job */
+    s_run_job_t jobs[8];
+    uint32_t n = s_expect_run(w1, jobs, 8, true);
+    cr_assert_eq(n, 4);
+    /* The owner takes the slots back with --now: slots first, then requeue
+       (plus a stale entry, which is skipped). */
+    msgpack_packer pk = s_begin("slots", 2);
+    pd_pack_kv_uint(&pk, "cpus", 0);
+    pd_pack_kv_uint(&pk, "gpus", 0);
+    s_send_buf(w1);
+    pk = s_begin("requeue", 1);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, n + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, jobs[i].id);
+        msgpack_pack_uint64(&pk, jobs[i].attempt);
+    }
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, 99);
+    s_send_buf(w1);
+    /* Nothing goes back to w1 (no credit); another worker gets all four. */
+    cr_assert_not(s_recv_within(w1, 300), "a worker with 0 cpus was sent '%s'", msg.type);
+    void *w2 = s_dealer("w-0000000000000002");
+    s_ready(w2, 2);
+    n = s_expect_run(w2, jobs, 8, true);
+    cr_assert_eq(n, 4);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(jobs[i].attempt, 2, "attempt %llu", (unsigned long long) jobs[i].attempt);
+    s_done(w2, jobs, n, false);
+    s_fetch(c, 7, first, 4, 5000);
+    s_expect(c, "results");
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    uint32_t nres;
+    cr_assert_eq(pd_rd_array(&r, &nres), 0);
+    cr_assert_eq(nres, 4);
+    for (uint32_t i = 0; i < nres; i++) {
+        uint32_t three;
+        uint64_t id, state;
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &state), 0);
+        cr_assert_eq(state, 3, "job %llu ended in state %llu, not done", (unsigned long long) id,
+                     (unsigned long long) state);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+}
+
+Test(unit_broker, malformed_requeue_hb_and_ready_fields_are_refused)
+{
+    void *w = s_dealer("w-0000000000000001");
+    s_ready(w, 1);
+    msgpack_packer pk = s_begin("requeue", 1);
+    pd_pack_kv_str(&pk, "jobs", "all");
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    pk = s_begin("requeue", 1);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_uint64(&pk, 5);
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    pk = s_begin("hb", 1);
+    pd_pack_kv_str(&pk, "load", "high");
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    pk = s_begin("slots", 2);
+    pd_pack_kv_uint(&pk, "cpus", 1u << 20);
+    pd_pack_kv_uint(&pk, "gpus", 0);
+    s_send_buf(w);
+    s_expect_error(w, "PD_EINVAL");
+    void *w2 = s_dealer("w-0000000000000002");
+    pk = s_begin("ready", 3);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_str(&pk, "host", "h2");
+    pd_pack_kv_str(&pk, "gpu_names", "Tesla");
+    s_send_buf(w2);
+    s_expect_error(w2, "PD_EPROTO");
+    /* Nothing of that changed the registry. */
+    void *c = s_dealer(NULL);
+    s_hello(c, 1);
+    cr_assert_eq(s_uint("workers"), 1);
+    cr_assert_eq(s_uint("slots"), 1);
+}
+
+Test(unit_broker, cluster_lists_each_worker_with_its_state)
+{
+    void *w = s_dealer("w-00000000000000a1");
+    msgpack_packer pk = s_begin("ready", 9);
+    pd_pack_kv_str(&pk, "host", "gpuhost");
+    pd_pack_kv_uint(&pk, "pid", 42);
+    pd_pack_kv_uint(&pk, "cpus", 3);
+    pd_pack_kv_uint(&pk, "gpus", 1);
+    pd_pack_cstr(&pk, "gpu_names");
+    msgpack_pack_array(&pk, 1);
+    pd_pack_cstr(&pk, "Tesla T4");
+    pd_pack_kv_uint(&pk, "busy", 0);
+    pd_pack_kv_uint(&pk, "queued", 0);
+    pd_pack_kv_double(&pk, "load", 0.25);
+    pd_pack_kv_str(&pk, "owner", "idle");
+    s_send_buf(w);
+    s_expect(w, "welcome");
+    pk = s_begin("hb", 2);
+    pd_pack_kv_double(&pk, "load", 1.5);
+    pd_pack_kv_str(&pk, "owner", "owner");
+    s_send_buf(w);
+    void *c = s_dealer(NULL);
+    s_hello(c, 1); /* the hb is in before this answer? not ordered: poll the view */
+    double load = 0;
+    for (int tries = 0; tries < 50 && load != 1.5; tries++) {
+        pk = s_begin("cluster", 1);
+        pd_pack_kv_uint(&pk, "req", 2);
+        s_send_buf(c);
+        s_expect(c, "cluster");
+        pd_rd_t r;
+        cr_assert_eq(pd_msg_rd(&msg, "workers", &r), 0);
+        uint32_t nw, nf;
+        cr_assert_eq(pd_rd_array(&r, &nw), 0);
+        cr_assert_eq(nw, 1);
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        char host[64] = "", owner[16] = "", gpu[64] = "";
+        uint64_t cpus = 0, gpus = 0;
+        for (uint32_t i = 0; i < nf; i++) {
+            if (pd_rd_key_is(&r, "host"))
+                pd_rd_strcpy(&r, host, sizeof host);
+            else if (pd_rd_key_is(&r, "owner"))
+                pd_rd_strcpy(&r, owner, sizeof owner);
+            else if (pd_rd_key_is(&r, "cpus"))
+                pd_rd_uint(&r, &cpus);
+            else if (pd_rd_key_is(&r, "gpus"))
+                pd_rd_uint(&r, &gpus);
+            else if (pd_rd_key_is(&r, "load"))
+                pd_rd_double(&r, &load);
+            else if (pd_rd_key_is(&r, "gpu_names")) {
+                uint32_t ng;
+                cr_assert_eq(pd_rd_array(&r, &ng), 0);
+                cr_assert_eq(ng, 1);
+                pd_rd_strcpy(&r, gpu, sizeof gpu);
+            } else {
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+            }
+        }
+        cr_assert_str_eq(host, "gpuhost");
+        cr_assert_eq(cpus, 3);
+        cr_assert_eq(gpus, 1);
+        cr_assert_str_eq(gpu, "Tesla T4");
+        if (load == 1.5)
+            cr_assert_str_eq(owner, "owner");
+        else
+            usleep(20000);
+    }
+    cr_assert_eq(load, 1.5, "the hb's load never showed");
+}
+
 /* ---- roles: pd_broker_on_frame driven directly (no loop thread) -------- */
 
 static void s_roles_setup(void)

@@ -1,14 +1,29 @@
 /*  playdoh-worker: offers this machine's CPU slots to a Playdoh broker.
 
-    Parses the command line, builds a pd_worker_t and runs its loop until
-    SIGINT or SIGTERM, then says `bye` and stops its slot processes. The same
-    binary is also the slot process: pd_slot_new() execs /proc/self/exe with
-    "--slot ...", which main() hands to pd_slot_main() before anything else.
+    Reads the configuration files ([cluster] and [worker] of pd_config), then
+    the flags, which override them; builds a pd_worker_t and runs its loop
+    until SIGINT or SIGTERM, then says `bye` and stops its slot processes.
+    SIGHUP re-reads the configuration files and applies the slots, the idle
+    policy and the log level they set (flags still win).
+
+    `playdoh-worker ctl [--cpus N] [--gpus N] [--now]` is the owner's remote
+    control: it talks to a running worker over its control socket.
+    `playdoh-worker --install-module FILE` installs a module for the code
+    policy `installed` (docs/security.md).
+
+    The same binary is also the slot process: pd_slot_new() execs
+    /proc/self/exe with "--slot ...", which main() hands to pd_slot_main()
+    before anything else.
 */
 #include "pd_auth.h"
+#include "pd_beacon.h"
+#include "pd_codec.h"
+#include "pd_config.h"
 #include "pd_error.h"
+#include "pd_json.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
+#include "pd_msg.h"
 #include "pd_policy.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
@@ -20,41 +35,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zmq.h>
 
 static volatile sig_atomic_t s_stop;
+static volatile sig_atomic_t s_reload;
 
-static void s_on_signal(int sig)
+static void s_on_signal(int sig) { s_stop = sig ? 1 : 0; }
+static void s_on_hup(int sig)
 {
     (void) sig;
-    s_stop = 1;
+    s_reload = 1;
 }
 
 static void s_usage(FILE *f)
 {
     fprintf(f,
-            "usage: playdoh-worker --broker ENDPOINT [options]\n"
+            "usage: playdoh-worker [options]\n"
+            "       playdoh-worker ctl [--cpus N] [--gpus N] [--now] [--control PATH] [--json]\n"
             "\n"
             "Offers this machine's CPU slots to a Playdoh broker and runs its jobs.\n"
             "\n"
-            "  --broker EP        broker endpoint, e.g. tcp://lab-server:5555 (required)\n"
+            "  --broker EP        broker endpoint, e.g. tcp://lab-server:5555 (default: find\n"
+            "                     the broker of the cluster by its beacon)\n"
             "  --cpus N           CPU slots to offer (default: online CPUs)\n"
             "  --gpus N           GPUs to offer (default: 0)\n"
-            "  --cache DIR        module cache (default: $XDG_CACHE_HOME/playdoh or\n"
-            "                     ~/.cache/playdoh)\n"
+            "  --cache DIR        module cache (default: $CACHE_DIRECTORY, $XDG_CACHE_HOME/playdoh\n"
+            "                     or ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
             "  --name HOST        host name reported to the broker (default: hostname)\n"
             "  --log-level L      error, warn, info or debug (default: info)\n"
+            "  --config FILE      read this configuration file only (default: %s\n"
+            "                     then ~/.config/playdoh/playdoh.conf; $PLAYDOH_CONFIG)\n"
+            "  --cluster NAME     cluster to look for by beacon (default %s)\n"
+            "  --beacon-port N    UDP port of the beacons (default %d)\n"
+            "  --beacon-interface IF  network interface for the beacons\n"
+            "  --control PATH     control socket for `ctl` (default: $RUNTIME_DIRECTORY,\n"
+            "                     $XDG_RUNTIME_DIR/playdoh or /run/playdoh, file worker.ctl);\n"
+            "                     'none' for no control socket\n"
+            "  --idle-load-max X  offer slots only while the machine's own load is at most X\n"
+            "                     CPUs (default 0: always)\n"
+            "  --idle-action A    suspend or requeue running jobs when the owner is back\n"
             "\n"
             "security (docs/security.md): towards a broker that is not on loopback the\n"
             "worker runs CurveZMQ and accepts only the broker key it trusts\n"
             "  --secure           CurveZMQ even on loopback\n"
             "  --insecure         no security even on a network (logs a warning at start)\n"
             "  --key FILE         this worker's key pair (default: CONFIG/id.key)\n"
-            "  --broker-key KEY   the broker's public key (default: from CONFIG/known_brokers)\n"
+            "  --broker-key KEY   the broker's public key (default: CONFIG/known_brokers, or a\n"
+            "                     trusted key announced by the beacon)\n"
             "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
             "                     or ~/.config/playdoh)\n"
-            "\n"
             "whose code runs on this machine (the owner decides):\n"
             "  --code-policy P    any: code from any client the broker admits (default);\n"
             "                     clients: only from the client keys listed in a file;\n"
@@ -62,10 +94,18 @@ static void s_usage(FILE *f)
             "  --code-list FILE   the list (default: CONFIG/code-clients or CONFIG/code-modules)\n"
             "  --install-module FILE  store FILE (a .c or .so module) in the cache, add its\n"
             "                     hash to the installed list, print the hash and exit\n"
-            "  --help             this text\n");
+            "  --help             this text\n"
+            "\n"
+            "Flags override the configuration file ([cluster] and [worker]); SIGHUP re-reads it.\n"
+            "\n"
+            "ctl: change the slots of the running worker at once (no restart): lowering lets\n"
+            "running jobs finish and starts none beyond the limit; --now hands the excess\n"
+            "back to the broker, which runs it elsewhere. Without --cpus/--gpus it prints the\n"
+            "worker's state.\n",
+            PD_CONFIG_SYSTEM_PATH, PD_BEACON_DEFAULT_CLUSTER, PD_BEACON_DEFAULT_PORT);
 }
 
-/* Parses a non-negative integer option; exits with a message when bad. */
+/* Parses an integer flag; exits 2 with a message when bad. */
 static int s_int_arg(const char *opt, const char *val, int min, int max)
 {
     char *end;
@@ -77,6 +117,226 @@ static int s_int_arg(const char *opt, const char *val, int min, int max)
         exit(2);
     }
     return (int) v;
+}
+
+/* The default control socket path (a static buffer). */
+static const char *s_default_control(void)
+{
+    static char path[4096];
+    const char *rt = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (rt && *rt)
+        snprintf(path, sizeof path, "%s/worker.ctl", rt);
+    else if (geteuid() == 0 || !(xdg && *xdg))
+        snprintf(path, sizeof path, geteuid() == 0 ? "/run/playdoh/worker.ctl"
+                                                   : "/tmp/playdoh-%u/worker.ctl",
+                 (unsigned) geteuid());
+    else
+        snprintf(path, sizeof path, "%s/playdoh/worker.ctl", xdg);
+    return path;
+}
+
+/* ---- ctl ---------------------------------------------------------------- */
+
+static int s_ctl(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"cpus", required_argument, NULL, 'c'},    {"gpus", required_argument, NULL, 'g'},
+        {"now", no_argument, NULL, 'N'},           {"control", required_argument, NULL, 'C'},
+        {"config", required_argument, NULL, 'f'},  {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    int cpus = -1, gpus = -1;
+    bool now = false, json = false;
+    const char *control = NULL, *config = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
+        case 'g': gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
+        case 'N': now = true; break;
+        case 'C': control = optarg; break;
+        case 'f': config = optarg; break;
+        case 'j': json = true; break;
+        case 'h': s_usage(stdout); return 0;
+        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "playdoh-worker ctl: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    pd_config_t *cf = NULL;
+    char why[1024];
+    if (!control) {
+        cf = pd_config_new();
+        if (!cf || pd_config_load_default(cf, config, why, sizeof why)) {
+            fprintf(stderr, "playdoh-worker ctl: %s\n", cf ? why : "out of memory");
+            pd_config_destroy(&cf);
+            return 2;
+        }
+        control = pd_config_str(cf, "worker", "control", NULL);
+        struct stat st;
+        if (!control && stat("/run/playdoh/worker.ctl", &st) == 0)
+            control = "/run/playdoh/worker.ctl"; /* the service's */
+        if (!control)
+            control = s_default_control();
+    }
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "ctl", (uint32_t) ((cpus >= 0) + (gpus >= 0) + now));
+    if (cpus >= 0)
+        pd_pack_kv_uint(&pk, "cpus", (uint64_t) cpus);
+    if (gpus >= 0)
+        pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
+    if (now)
+        pd_pack_kv_bool(&pk, "now", true);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_REQ);
+    int zero = 0, wait = 5000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &wait, sizeof wait);
+    zmq_setsockopt(sock, ZMQ_SNDTIMEO, &wait, sizeof wait);
+    char ep[4200];
+    snprintf(ep, sizeof ep, "ipc://%s", control);
+    int rc = 3;
+    zmq_msg_t reply;
+    zmq_msg_init(&reply);
+    struct stat st;
+    if (stat(control, &st) != 0) {
+        fprintf(stderr, "playdoh-worker ctl: no control socket at %s (%s): is playdoh-worker "
+                        "running? give its socket with --control PATH\n", control,
+                strerror(errno));
+    } else if (access(control, W_OK) != 0) {
+        fprintf(stderr, "playdoh-worker ctl: %s: %s (the socket's group may use it: ask to be "
+                        "added to that group, e.g. `usermod -aG playdoh $USER`)\n", control,
+                strerror(errno));
+    } else if (zmq_connect(sock, ep) != 0 || zmq_send(sock, b.data, b.len, 0) < 0 ||
+               zmq_msg_recv(&reply, sock, 0) < 0) {
+        fprintf(stderr, "playdoh-worker ctl: no answer on %s within 5 s (%s): is playdoh-worker "
+                        "running?\n", control, zmq_strerror(errno));
+    } else {
+        pd_msg_t m;
+        if (pd_msg_parse(&m, zmq_msg_data(&reply), zmq_msg_size(&reply))) {
+            fprintf(stderr, "playdoh-worker ctl: unreadable answer: %s\n", m.why);
+        } else if (pd_msg_is(&m, "error")) {
+            char msg[512] = "";
+            pd_msg_str(&m, "msg", msg, sizeof msg);
+            fprintf(stderr, "playdoh-worker ctl: refused: %s\n", msg);
+            rc = 2;
+        } else {
+            char id[32] = "", host[256] = "", broker[256] = "";
+            uint64_t vc = 0, vg = 0, off = 0, slots = 0, busy = 0, q = 0, done = 0, req = 0;
+            bool reg = false, owner = false;
+            double load = -1;
+            pd_msg_str(&m, "id", id, sizeof id);
+            pd_msg_str(&m, "host", host, sizeof host);
+            pd_msg_str(&m, "broker", broker, sizeof broker);
+            pd_msg_uint_opt(&m, "cpus", &vc);
+            pd_msg_uint_opt(&m, "gpus", &vg);
+            pd_msg_uint_opt(&m, "offered", &off);
+            pd_msg_uint_opt(&m, "slots", &slots);
+            pd_msg_uint_opt(&m, "busy", &busy);
+            pd_msg_uint_opt(&m, "queued", &q);
+            pd_msg_uint_opt(&m, "done", &done);
+            pd_msg_uint_opt(&m, "requeued", &req);
+            pd_msg_bool(&m, "registered", &reg);
+            pd_msg_bool(&m, "owner", &owner);
+            pd_msg_double(&m, "load", &load);
+            if (json) {
+                pd_buf_t out;
+                pd_buf_init(&out);
+                pd_msgpack_to_json(zmq_msg_data(&reply), zmq_msg_size(&reply), &out);
+                fwrite(out.data, 1, out.len, stdout);
+                fputc('\n', stdout);
+                pd_buf_free(&out);
+            } else {
+                printf("worker %s on %s: %llu cpus, %llu gpus allowed; %llu cpus offered%s\n",
+                       id, host, (unsigned long long) vc, (unsigned long long) vg,
+                       (unsigned long long) off, owner ? " (the owner is using the machine)" : "");
+                printf("  %llu slot processes, %llu busy, %llu jobs queued here, %llu done, "
+                       "%llu handed back\n", (unsigned long long) slots, (unsigned long long) busy,
+                       (unsigned long long) q, (unsigned long long) done,
+                       (unsigned long long) req);
+                printf("  broker %s (%s)", broker[0] ? broker : "not found yet",
+                       reg ? "registered" : "not registered");
+                if (load >= 0)
+                    printf("; machine's own load %.2f", load);
+                printf("\n");
+            }
+            rc = 0;
+        }
+    }
+    zmq_msg_close(&reply);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    pd_buf_free(&b);
+    pd_config_destroy(&cf);
+    return rc;
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+/* What the command line set; NULL / -1 = not given (the file decides). */
+typedef struct {
+    const char *config;
+    const char *broker, *cache, *name, *level, *cluster, *iface, *control, *action;
+    int cpus, gpus, hb, bport;
+    double idle_max;
+    const char *security, *key, *broker_key, *config_dir, *policy, *code_list, *install;
+} s_flags_t;
+
+/* Applies the configuration file's slots, idle policy and log level where
+   the command line did not set them (a SIGHUP). */
+static void s_reload_config(pd_worker_t *w, void *user)
+{
+    const s_flags_t *fl = user;
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, fl->config, why, sizeof why)) {
+        pd_log_error("SIGHUP: configuration not reloaded: %s", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
+        return;
+    }
+    pd_log_info("SIGHUP: configuration reloaded from %s", pd_config_sources(cf)[0]
+                                                              ? pd_config_sources(cf)
+                                                              : "(no file)");
+    if (!fl->level) {
+        pd_log_level_t lvl;
+        if (pd_log_parse_level(pd_config_str(cf, "worker", "log_level", "info"), &lvl) == 0)
+            pd_log_set_level(lvl);
+    }
+    pd_worker_stats_t st;
+    pd_worker_stats(w, &st);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int cpus = fl->cpus >= 0 ? fl->cpus
+                             : (int) pd_config_uint(cf, "worker", "cpus",
+                                                    (uint64_t) (ncpu > 0 ? ncpu : 1));
+    int gpus = fl->gpus >= 0 ? fl->gpus : (int) pd_config_uint(cf, "worker", "gpus", 0);
+    if (cpus != st.cpus || gpus != st.gpus)
+        pd_worker_set_slots(w, cpus, gpus, false, why, sizeof why);
+    pd_worker_idle_t idle = {
+        .load_max = fl->idle_max >= 0 ? fl->idle_max
+                                      : pd_config_double(cf, "worker", "idle_load_max", 0),
+        .requeue = strcmp(fl->action ? fl->action
+                                     : pd_config_str(cf, "worker", "idle_action", "suspend"),
+                          "requeue") == 0,
+        .check_ms = (int) pd_config_uint(cf, "worker", "idle_check_ms", 2000),
+        .wait_s = (int) pd_config_uint(cf, "worker", "idle_wait_s", 60)};
+    pd_worker_set_idle(w, &idle);
+    pd_config_destroy(&cf);
+}
+
+static int s_check_flag(const char *flag, const char *section, const char *key, const char *v)
+{
+    char why[512];
+    if (pd_config_check(section, key, v, why, sizeof why)) {
+        fprintf(stderr, "playdoh-worker: %s: %s\n", flag, why);
+        exit(2);
+    }
+    return 0;
 }
 
 /* --install-module: stores a module in the cache and lists its hash as
@@ -157,117 +417,219 @@ int main(int argc, char **argv)
 {
     if (pd_slot_is_child(argc, argv))
         return pd_slot_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return s_ctl(argc - 1, argv + 1);
 
+    enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_SECURE,
+           O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY, O_LIST, O_INSTALL };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"name", required_argument, NULL, 'n'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"secure", no_argument, NULL, 'S'},        {"insecure", no_argument, NULL, 'I'},
-        {"key", required_argument, NULL, 'k'},     {"broker-key", required_argument, NULL, 'K'},
-        {"config-dir", required_argument, NULL, 'D'},
-        {"code-policy", required_argument, NULL, 'P'},
-        {"code-list", required_argument, NULL, 'L'},
-        {"install-module", required_argument, NULL, 'i'},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"cluster", required_argument, NULL, O_CLUSTER},
+        {"beacon-port", required_argument, NULL, O_BPORT},
+        {"beacon-interface", required_argument, NULL, O_BIFACE},
+        {"control", required_argument, NULL, O_CONTROL},
+        {"idle-load-max", required_argument, NULL, O_IDLE},
+        {"idle-action", required_argument, NULL, O_ACTION},
+        {"secure", no_argument, NULL, O_SECURE},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"key", required_argument, NULL, O_KEY},
+        {"broker-key", required_argument, NULL, O_BROKER_KEY},
+        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
+        {"code-policy", required_argument, NULL, O_POLICY},
+        {"code-list", required_argument, NULL, O_LIST},
+        {"install-module", required_argument, NULL, O_INSTALL},
         {NULL, 0, NULL, 0}};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    pd_worker_config_t cfg = {.cpus = ncpu > 0 ? (int) ncpu : 1};
-    const char *level = "info";
-    const char *install = NULL;
-    char *cache = NULL;
+    static s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'b': cfg.broker = optarg; break;
-        case 'c': cfg.cpus = s_int_arg("--cpus", optarg, 1, 4096); break;
-        case 'g': cfg.gpus = s_int_arg("--gpus", optarg, 0, 1024); break;
-        case 'C': cfg.cache_dir = optarg; break;
-        case 'H': cfg.heartbeat_ms = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
-        case 'n': cfg.name = optarg; break;
-        case 'l': level = optarg; break;
-        case 'h': s_usage(stdout); return 0;
-        case 'S':
-        case 'I': {
-            pd_sec_mode_t want = c == 'S' ? PD_SEC_CURVE : PD_SEC_NONE;
-            if (cfg.security != PD_SEC_AUTO && cfg.security != want) {
+        case 'b':
+            s_check_flag("--broker", "worker", "broker", optarg);
+            fl.broker = optarg;
+            break;
+        case 'c': fl.cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
+        case 'g': fl.gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
+        case 'C': fl.cache = optarg; break;
+        case 'H': fl.hb = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
+        case 'n': fl.name = optarg; break;
+        case 'l':
+            s_check_flag("--log-level", "worker", "log_level", optarg);
+            fl.level = optarg;
+            break;
+        case O_CONFIG: fl.config = optarg; break;
+        case O_CLUSTER:
+            s_check_flag("--cluster", "cluster", "name", optarg);
+            fl.cluster = optarg;
+            break;
+        case O_BPORT: fl.bport = s_int_arg("--beacon-port", optarg, 1, 65535); break;
+        case O_BIFACE: fl.iface = optarg; break;
+        case O_CONTROL: fl.control = optarg; break;
+        case O_IDLE:
+            s_check_flag("--idle-load-max", "worker", "idle_load_max", optarg);
+            fl.idle_max = strtod(optarg, NULL);
+            break;
+        case O_ACTION:
+            s_check_flag("--idle-action", "worker", "idle_action", optarg);
+            fl.action = optarg;
+            break;
+        case O_SECURE:
+        case O_INSECURE: {
+            const char *want = c == O_SECURE ? "secure" : "insecure";
+            if (fl.security && strcmp(fl.security, want) != 0) {
                 fprintf(stderr, "playdoh-worker: --secure and --insecure exclude each other\n");
                 return 2;
             }
-            cfg.security = want;
+            fl.security = want;
             break;
         }
-        case 'k': cfg.key_file = optarg; break;
-        case 'K': cfg.broker_key = optarg; break;
-        case 'D': cfg.config_dir = optarg; break;
-        case 'P':
-            if (pd_policy_parse(optarg, &cfg.code_policy)) {
-                fprintf(stderr, "playdoh-worker: --code-policy wants any, clients or installed, "
-                                "got '%s'\n", optarg);
-                return 2;
-            }
+        case O_KEY: fl.key = optarg; break;
+        case O_BROKER_KEY: fl.broker_key = optarg; break;
+        case O_CONFIG_DIR: fl.config_dir = optarg; break;
+        case O_POLICY:
+            s_check_flag("--code-policy", "worker", "code_policy", optarg);
+            fl.policy = optarg;
             break;
-        case 'L': cfg.code_list = optarg; break;
-        case 'i': install = optarg; break;
-        default: s_usage(stderr); return 2;
+        case O_LIST: fl.code_list = optarg; break;
+        case O_INSTALL: fl.install = optarg; break;
+        case 'h': s_usage(stdout); return 0;
+        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-worker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
-    pd_log_level_t lvl;
-    if (pd_log_parse_level(level, &lvl)) {
-        fprintf(stderr, "playdoh-worker: --log-level wants error, warn, info or debug, got "
-                        "'%s'\n", level);
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, fl.config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-worker: %s\n", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
         return 2;
     }
-    if (!cfg.broker && !install) {
-        fprintf(stderr, "playdoh-worker: --broker ENDPOINT is required (e.g. "
-                        "--broker tcp://lab-server:5555)\n");
+    const char *level = fl.level ? fl.level : pd_config_str(cf, "worker", "log_level", "info");
+    pd_log_level_t lvl = PD_LOG_INFO;
+    pd_log_parse_level(level, &lvl);
+    pd_log_set_level(lvl);
+    pd_log_set_tag("worker");
+    if (pd_config_sources(cf)[0])
+        pd_log_info("configuration read from %s", pd_config_sources(cf));
+
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pd_worker_config_t cfg = {
+        .broker = fl.broker ? fl.broker : pd_config_str(cf, "worker", "broker", NULL),
+        .cpus = fl.cpus >= 0 ? fl.cpus
+                             : (int) pd_config_uint(cf, "worker", "cpus",
+                                                    (uint64_t) (ncpu > 0 ? ncpu : 1)),
+        .gpus = fl.gpus >= 0 ? fl.gpus : (int) pd_config_uint(cf, "worker", "gpus", 0),
+        .cache_dir = fl.cache ? fl.cache : pd_config_str(cf, "worker", "cache_dir", NULL),
+        .heartbeat_ms = fl.hb >= 0 ? fl.hb
+                                   : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
+        .name = fl.name ? fl.name : pd_config_str(cf, "worker", "name", NULL),
+        .log_level = level,
+        .cluster = fl.cluster ? fl.cluster
+                              : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
+        .beacon_port = fl.bport > 0 ? fl.bport
+                                    : (int) pd_config_uint(cf, "cluster", "beacon_port",
+                                                           PD_BEACON_DEFAULT_PORT),
+        .beacon_iface = fl.iface ? fl.iface : pd_config_str(cf, "cluster", "beacon_interface",
+                                                           NULL),
+        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 5000),
+        .control = fl.control ? fl.control : pd_config_str(cf, "worker", "control", NULL),
+        .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
+        .idle = {.load_max = fl.idle_max >= 0 ? fl.idle_max
+                                              : pd_config_double(cf, "worker", "idle_load_max",
+                                                                 0),
+                 .requeue = strcmp(fl.action ? fl.action
+                                             : pd_config_str(cf, "worker", "idle_action",
+                                                             "suspend"),
+                                   "requeue") == 0,
+                 .check_ms = (int) pd_config_uint(cf, "worker", "idle_check_ms", 2000),
+                 .wait_s = (int) pd_config_uint(cf, "worker", "idle_wait_s", 60)},
+        .proc_dir = pd_config_str(cf, "worker", "proc_dir", NULL),
+        .reload = &s_reload,
+        .on_reload = s_reload_config,
+        .reload_user = &fl,
+        .config_dir = fl.config_dir,
+        .key_file = fl.key ? fl.key : pd_config_str(cf, "worker", "key", NULL),
+        .broker_key = fl.broker_key ? fl.broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
+        .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
+    };
+    /* Values were checked against the schema (flags by s_check_flag). */
+    pd_auth_mode_parse(fl.security ? fl.security
+                                   : pd_config_str(cf, "worker", "security", "auto"),
+                       &cfg.security);
+    pd_policy_parse(fl.policy ? fl.policy : pd_config_str(cf, "worker", "code_policy", "any"),
+                    &cfg.code_policy);
+    if (cfg.beacon_port == 0 && (!cfg.broker || !*cfg.broker) && !fl.install) {
+        fprintf(stderr, "playdoh-worker: [cluster] beacon_port is 0 (no beacons) and no broker "
+                        "is given: set [worker] broker or pass --broker ENDPOINT\n");
+        pd_config_destroy(&cf);
         return 2;
     }
+    bool default_control = !cfg.control;
+    if (cfg.control && strcmp(cfg.control, "none") == 0)
+        cfg.control = NULL;
+    else if (!cfg.control)
+        cfg.control = s_default_control();
+    char *cache = NULL;
     if (!cfg.cache_dir) {
-        cache = pd_modcache_default_dir();
+        const char *sd = getenv("CACHE_DIRECTORY"); /* systemd's CacheDirectory= */
+        cache = sd && *sd ? strdup(sd) : pd_modcache_default_dir();
         if (!cache) {
             fprintf(stderr, "playdoh-worker: neither XDG_CACHE_HOME nor HOME is set: choose a "
-                            "module cache with --cache DIR\n");
+                            "module cache with --cache DIR or [worker] cache_dir\n");
+            pd_config_destroy(&cf);
             return 2;
         }
         cfg.cache_dir = cache;
     }
-    pd_log_set_level(lvl);
-    pd_log_set_tag("worker");
-    cfg.log_level = level;
-    if (install) {
-        int rc = s_install(&cfg, install);
+    if (fl.install) {
+        int rc = s_install(&cfg, fl.install);
         free(cache);
+        pd_config_destroy(&cf);
         return rc;
     }
 
-    /* SIGINT/SIGTERM must reach the main thread, whose zmq_poll they
-       interrupt: block them while ZeroMQ starts its threads (which inherit
-       the mask), then unblock them here. */
+    /* SIGINT/SIGTERM/SIGHUP must reach the main thread, whose zmq_poll they
+       interrupt: block them while ZeroMQ and CZMQ start their threads (which
+       inherit the mask), then unblock them here. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = s_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a dead slot process shows up as EPIPE */
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     int err = 0;
     pd_worker_t *w = pd_worker_new(&cfg, &err);
+    if (!w && err == PD_EIO && default_control && cfg.control) {
+        /* The default control socket is another worker's: run without one. */
+        pd_log_warn("running without a control socket (another worker has %s; give this one "
+                    "--control PATH)", cfg.control);
+        cfg.control = NULL;
+        w = pd_worker_new(&cfg, &err);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!w) {
         fprintf(stderr, "playdoh-worker: cannot start: %s\n", pd_strerror(err));
         free(cache);
-        return 1;
+        pd_config_destroy(&cf);
+        return err == PD_EINVAL ? 2 : 1;
     }
     int rc = pd_worker_run(w, &s_stop);
     pd_worker_destroy(&w);
     free(cache);
+    pd_config_destroy(&cf);
     return rc ? 1 : 0;
 }

@@ -63,6 +63,8 @@ struct pd_slot {
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
     size_t rcap;           /* capacity of rbuf */
+    bool suspended;        /* the child was sent SIGSTOP */
+    int64_t suspended_ms;  /* when it was */
 };
 
 int64_t pd_slot_now_ms(void)
@@ -252,6 +254,7 @@ static int s_spawn(pd_slot_t *s)
     s->from_child = results[0];
     s->spawned_ms = pd_slot_now_ms();
     s->rlen = 0;
+    s->suspended = false;
     pd_log_debug("slot %d: started process %ld", s->index, (long) pid);
     return 0;
 }
@@ -619,7 +622,12 @@ void pd_slot_on_readable(pd_slot_t *s)
     }
 }
 
-int64_t pd_slot_deadline(pd_slot_t *s) { return s->pid > 0 ? s->deadline_ms : s->respawn_ms; }
+int64_t pd_slot_deadline(pd_slot_t *s)
+{
+    if (s->pid > 0)
+        return s->suspended ? INT64_MAX : s->deadline_ms;
+    return s->respawn_ms;
+}
 
 void pd_slot_tick(pd_slot_t *s)
 {
@@ -629,7 +637,7 @@ void pd_slot_tick(pd_slot_t *s)
             s->respawn_ms = now + S_RESPAWN_PAUSE_MS;
         return;
     }
-    if (s->cur < s->ngroup && now >= s->deadline_ms) {
+    if (s->cur < s->ngroup && !s->suspended && now >= s->deadline_ms) {
         /* Results may be waiting in the pipe: read them before judging. */
         pd_slot_on_readable(s);
         if (s->pid > 0 && s->cur < s->ngroup && pd_slot_now_ms() >= s->deadline_ms)
@@ -651,6 +659,41 @@ void pd_slot_abort(pd_slot_t *s)
 {
     if (s->cur < s->ngroup)
         s_replace(s, S_ABORT, NULL, NULL, NULL);
+}
+
+bool pd_slot_busy(pd_slot_t *s) { return s->ngroup > 0; }
+bool pd_slot_suspended(pd_slot_t *s) { return s->suspended; }
+
+void pd_slot_suspend(pd_slot_t *s, bool suspend)
+{
+    if (suspend == s->suspended)
+        return;
+    int64_t now = pd_slot_now_ms();
+    if (s->pid > 0)
+        kill(-s->pid, suspend ? SIGSTOP : SIGCONT); /* its process group: tasks' children too */
+    if (suspend) {
+        s->suspended_ms = now;
+    } else if (s->deadline_ms != INT64_MAX) {
+        s->deadline_ms += now - s->suspended_ms;
+    }
+    s->suspended = suspend;
+}
+
+void pd_slot_retire(pd_slot_t *s, bool restart)
+{
+    if (s->pid > 0)
+        kill(-s->pid, SIGKILL);
+    s_kill_reap(s);
+    s->suspended = false;
+    for (size_t i = s->ngroup; i-- > s->cur;) {
+        pd_job_t *job = s->group[i];
+        s->group[i] = NULL;
+        s->sink.requeue(s->sink.user, job);
+    }
+    s_drop_group(s);
+    s->respawn_ms = restart ? pd_slot_now_ms() : INT64_MAX;
+    if (restart)
+        s_spawn(s);
 }
 
 /* ---- child side --------------------------------------------------------- */

@@ -139,6 +139,21 @@ size_t pd_slot_cancel(pd_slot_t *s, bool (*is_cancelled)(void *user, uint64_t id
 /* Drops every job without a report, killing and restarting a busy child. */
 void pd_slot_abort(pd_slot_t *s);
 
+/* Hands every job the slot holds, the running one included, back through
+   sink.requeue (unreported: the machine's owner took the slot back), kills
+   the child, and restarts it when `restart` (else the slot stays dead until
+   pd_slot_destroy). */
+void pd_slot_retire(pd_slot_t *s, bool restart);
+
+/* True when the slot holds jobs (running or waiting in its group). */
+bool pd_slot_busy(pd_slot_t *s);
+
+/* Suspends (SIGSTOP to the child's process group) or resumes (SIGCONT) the
+   child. A suspended job's time-out stands still: its deadline moves by
+   the time spent suspended. Idempotent. */
+void pd_slot_suspend(pd_slot_t *s, bool suspend);
+bool pd_slot_suspended(pd_slot_t *s);
+
 /* ---- the pipe's frames, decoded (pure functions: tests and fuzzing) ---- */
 
 /* What a child reported: LOAD [0, id], BEGIN [1, id] or RESULT

@@ -1,8 +1,11 @@
 /*  pd_worker: the worker's loop, its job queue and its side of the protocol.
 
-    The loop (pd_worker_run) only dispatches: zmq_poll over the DEALER socket
-    and the slot processes' result pipes, then messages go to s_on_msg, pipe
-    data to pd_slot_on_readable, and queued jobs to idle slots (s_dispatch).
+    The loop (pd_worker_run) only dispatches: zmq_poll over the DEALER socket,
+    the control socket, the beacon listener and the slot processes' result
+    pipes; then messages go to s_on_msg, control requests to s_on_ctl,
+    beacons to s_on_beacon, pipe data to pd_slot_on_readable, and queued
+    jobs to idle slots (s_dispatch). Slots over the owner's limit retire as
+    soon as they are idle; the idle policy is checked every idle.check_ms.
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
 
@@ -14,8 +17,10 @@
     decides whether it runs.
 */
 #include "pd_worker.h"
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_error.h"
+#include "pd_load.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
@@ -23,11 +28,14 @@
 #include "pd_slot.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -36,6 +44,8 @@
 #define S_RECV_BURST 256            /* messages read per loop iteration */
 #define S_DEFAULT_HB_MS 1000
 #define S_DEFAULT_LIVENESS 3
+#define S_REQUEUE_CHUNK 4096        /* jobs per `requeue` message */
+#define S_MAX_GPU_NAMES 16
 
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
@@ -45,26 +55,42 @@ typedef struct {
 } s_mod_t;
 
 struct pd_worker {
-    char *broker;          /* broker endpoint */
+    char broker[256];      /* broker endpoint in use ("" while discovering) */
+    bool connected;        /* sock is connected to broker */
     char *cache_dir;       /* module cache directory */
     char *slot_exe;        /* program exec'ed for slots */
     char *log_level;       /* slots' log level, or NULL */
     char host[256];        /* host name reported */
     char id[19];           /* routing id "w-" + 16 hex */
-    int cpus;              /* CPU slots */
-    int gpus;              /* GPUs offered */
-    void *ctx;             /* ZeroMQ context, owned */
+    int cpus;              /* CPU slots the owner allows */
+    int gpus;              /* GPUs the owner allows */
+    int nslots;            /* slot processes in slots (>= cpus while some retire) */
+    int capslots;          /* capacity of slots, items, item_slot */
+    char gpu_names[S_MAX_GPU_NAMES][64]; /* GPU models found on this machine */
+    int ngpu_names;        /* entries in gpu_names */
+    void *ctx;             /* ZeroMQ context */
+    bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
     void *mon;             /* PAIR receiving the socket's handshake events, owned */
     bool secure;           /* the socket runs CurveZMQ */
     pd_keypair_t key;      /* this worker's key pair (secure only) */
     char broker_key[PD_KEY_TXT]; /* the broker key we accept (secure only) */
+    bool fixed_key;        /* broker_key was given (--broker-key), not looked up */
+    char *config_dir;      /* where known_brokers is (secure only), owned */
     pd_policy_t *policy;   /* whose code runs here, owned */
     pd_log_limit_t limit;  /* rate of handshake and refusal log lines */
+    char untrusted[8][320]; /* "endpoint key" of untrusted beacons already warned about */
+    int nuntrusted;        /* next slot of untrusted (a ring) */
+    void *ctl;             /* REP control socket, owned, or NULL */
+    char *control;         /* control socket path, owned, or NULL */
+    pd_beacon_listener_t *listener; /* beacon listener (discovery), owned, or NULL */
+    char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name looked for */
+    int discover_timeout_ms; /* warn after this long without a beacon */
+    int64_t discover_since;  /* when discovery started (0: warned already) */
     pd_modcache_t *mc;     /* module cache */
-    pd_slot_t **slots;     /* cpus slot handles, owned */
-    zmq_pollitem_t *items; /* poll set: socket, monitor, then live slots */
-    int *item_slot;        /* slot index of items[i] (i >= 2) */
+    pd_slot_t **slots;     /* nslots slot handles, owned */
+    zmq_pollitem_t *items; /* poll set: fixed sockets, then live slots */
+    int *item_slot;        /* slot index of items[i] (i >= nfixed) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -83,7 +109,19 @@ struct pd_worker {
     int64_t last_recv;     /* when anything arrived from the broker */
     int64_t last_send;     /* when we last sent anything */
     int64_t last_ready;    /* when we last sent `ready` */
+    int64_t last_state;    /* when we last sent our state (`hb` with fields) */
     uint64_t ndone;        /* results sent, for logs */
+    uint64_t requeued;     /* jobs handed back to the broker */
+    pd_worker_idle_t idle; /* idle policy (load_max 0 = off) */
+    pd_load_t *load;       /* owner-load sampler, or NULL when the policy is off */
+    char *proc_dir;        /* procfs for the sampler, owned */
+    double owner_load;     /* last measured owner load (< 0: unknown) */
+    bool owner_active;     /* the owner uses the machine: slots held back */
+    int64_t next_check;    /* when the load is measured next */
+    int64_t low_since;     /* since when the load has been low (0: it is not) */
+    volatile sig_atomic_t *reload;                 /* SIGHUP flag, or NULL */
+    void (*on_reload)(pd_worker_t *w, void *user); /* reload callback, or NULL */
+    void *reload_user;                             /* its argument */
 };
 
 /* ---- queue -------------------------------------------------------------- */
@@ -168,20 +206,111 @@ static void s_send_simple(pd_worker_t *w, const char *type)
     pd_buf_free(&b);
 }
 
+/* Slots offered to the broker now: none while the owner uses the machine. */
+static int s_offered(const pd_worker_t *w) { return w->owner_active ? 0 : w->cpus; }
+static int s_offered_gpus(const pd_worker_t *w) { return w->owner_active ? 0 : w->gpus; }
+
+static int s_busy(const pd_worker_t *w)
+{
+    int busy = 0;
+    for (int i = 0; i < w->nslots; i++)
+        busy += pd_slot_busy(w->slots[i]);
+    return busy;
+}
+
+/* Packs the optional state fields of `ready` and `hb` (4 fields). */
+static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
+{
+    pd_pack_kv_uint(pk, "busy", (uint64_t) s_busy(w));
+    pd_pack_kv_uint(pk, "queued", (uint64_t) w->qlen);
+    pd_pack_kv_double(pk, "load", w->owner_load);
+    pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
+}
+
 static void s_send_ready(pd_worker_t *w)
 {
+    if (!w->connected)
+        return;
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ready", 4);
+    pd_msg_begin(&pk, "ready", 9);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
-    pd_pack_kv_uint(&pk, "cpus", (uint64_t) w->cpus);
-    pd_pack_kv_uint(&pk, "gpus", (uint64_t) w->gpus);
+    pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
+    pd_pack_kv_uint(&pk, "gpus", (uint64_t) s_offered_gpus(w));
+    pd_pack_cstr(&pk, "gpu_names");
+    msgpack_pack_array(&pk, (uint32_t) w->ngpu_names);
+    for (int i = 0; i < w->ngpu_names; i++)
+        pd_pack_cstr(&pk, w->gpu_names[i]);
+    s_pack_state(w, &pk);
     s_send(w, &b);
     pd_buf_free(&b);
-    w->last_ready = pd_slot_now_ms();
+    w->last_ready = w->last_state = pd_slot_now_ms();
+}
+
+/* Tells the broker the slots offered now. */
+static void s_send_slots(pd_worker_t *w)
+{
+    if (!w->connected || !w->registered)
+        return; /* the next `ready` carries them */
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "slots", 2);
+    pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
+    pd_pack_kv_uint(&pk, "gpus", (uint64_t) s_offered_gpus(w));
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* A heartbeat that carries the worker's state (every hb_ms). */
+static void s_send_state(pd_worker_t *w)
+{
+    if (!w->connected || !w->registered)
+        return;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "hb", 4);
+    s_pack_state(w, &pk);
+    s_send(w, &b);
+    pd_buf_free(&b);
+    w->last_state = pd_slot_now_ms();
+}
+
+/* Hands every job queued here back to the broker (`requeue`, no attempt
+   counted), in messages of at most S_REQUEUE_CHUNK jobs. */
+static void s_give_back(pd_worker_t *w, const char *why)
+{
+    if (!w->qlen)
+        return;
+    size_t total = w->qlen;
+    while (w->qlen) {
+        size_t n = w->qlen < S_REQUEUE_CHUNK ? w->qlen : S_REQUEUE_CHUNK;
+        pd_buf_t b;
+        pd_buf_init(&b);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b);
+        pd_msg_begin(&pk, "requeue", 1);
+        pd_pack_cstr(&pk, "jobs");
+        msgpack_pack_array(&pk, (uint32_t) n);
+        for (size_t i = 0; i < n; i++) {
+            pd_job_t *job = s_q_pop(w);
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_uint64(&pk, job->id);
+            msgpack_pack_uint64(&pk, job->attempt);
+            pd_job_destroy(&job);
+        }
+        if (w->connected)
+            s_send(w, &b);
+        pd_buf_free(&b);
+    }
+    w->requeued += total;
+    pd_log_info("handed %zu jobs back to the broker (%s)", total, why);
 }
 
 /* Sends the collected results as one `done` message. */
@@ -486,7 +615,7 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
         }
     }
     w->qlen = kept;
-    for (int i = 0; i < w->cpus; i++)
+    for (int i = 0; i < w->nslots; i++)
         dropped += pd_slot_cancel(w->slots[i], s_is_cancelled, w);
     w->cancel = NULL;
     w->ncancel = 0;
@@ -498,8 +627,8 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 static void s_reset(pd_worker_t *w)
 {
     size_t running = 0;
-    for (int i = 0; i < w->cpus; i++) {
-        running += !pd_slot_idle(w->slots[i]) && pd_slot_fd(w->slots[i]) >= 0;
+    for (int i = 0; i < w->nslots; i++) {
+        running += pd_slot_busy(w->slots[i]);
         pd_slot_abort(w->slots[i]);
     }
     pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
@@ -521,8 +650,9 @@ static void s_on_welcome(pd_worker_t *w, const pd_msg_t *m)
     if (live >= 1 && live <= 1000)
         w->liveness = (int) live;
     if (!w->registered)
-        pd_log_info("registered with broker %s as %s (%d cpus, %d gpus; heartbeat %d ms x %d)",
-                    w->broker, w->id, w->cpus, w->gpus, w->hb_ms, w->liveness);
+        pd_log_info("registered with broker %s as %s (%d cpus, %d gpus offered; heartbeat %d "
+                    "ms x %d)", w->broker, w->id, s_offered(w), s_offered_gpus(w), w->hb_ms,
+                    w->liveness);
     w->registered = true;
 }
 
@@ -598,15 +728,479 @@ static void s_on_monitor(pd_worker_t *w)
     }
 }
 
+/* ---- slots: the owner's limit -------------------------------------------- */
+
+/* Grows the slot arrays to hold n slots. Returns 0 or PD_ENOMEM. */
+static int s_reserve_slots(pd_worker_t *w, int n)
+{
+    if (n <= w->capslots)
+        return 0;
+    int cap = w->capslots ? w->capslots : 4;
+    while (cap < n)
+        cap *= 2;
+    pd_slot_t **slots = realloc(w->slots, (size_t) cap * sizeof *slots);
+    if (!slots)
+        return PD_ENOMEM;
+    w->slots = slots;
+    zmq_pollitem_t *items = realloc(w->items, ((size_t) cap + 4) * sizeof *items);
+    if (!items)
+        return PD_ENOMEM;
+    w->items = items;
+    int *item_slot = realloc(w->item_slot, ((size_t) cap + 4) * sizeof *item_slot);
+    if (!item_slot)
+        return PD_ENOMEM;
+    w->item_slot = item_slot;
+    w->capslots = cap;
+    return 0;
+}
+
+/* Starts slot processes up to w->cpus. Returns 0 or a PD_E* code. */
+static int s_grow_slots(pd_worker_t *w)
+{
+    int code = s_reserve_slots(w, w->cpus);
+    if (code)
+        return code;
+    while (w->nslots < w->cpus) {
+        pd_slot_config_t sc = {.index = w->nslots, .exe = w->slot_exe, .cache_dir = w->cache_dir,
+                               .host = w->host, .log_level = w->log_level,
+                               .sink = {s_on_result, s_on_requeue, w}};
+        pd_slot_t *s = pd_slot_new(&sc, &code);
+        if (!s)
+            return code;
+        w->slots[w->nslots++] = s;
+    }
+    return 0;
+}
+
+/* Stops the slots over the limit that hold no job (the top ones first). */
+static void s_retire_idle_slots(pd_worker_t *w)
+{
+    while (w->nslots > w->cpus && !pd_slot_busy(w->slots[w->nslots - 1])) {
+        pd_slot_destroy(&w->slots[w->nslots - 1]);
+        w->nslots--;
+        pd_log_debug("slot %d stopped (the owner lowered the slots to %d)", w->nslots, w->cpus);
+    }
+}
+
+int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why, size_t whycap)
+{
+    if (cpus < 0 || cpus > PD_WORKER_MAX_CPUS || gpus < 0 || gpus > PD_WORKER_MAX_GPUS) {
+        snprintf(why, whycap, "cpus must be from 0 to %d and gpus from 0 to %d (got %d and %d)",
+                 PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cpus, gpus);
+        return PD_EINVAL;
+    }
+    int old = w->cpus, oldg = w->gpus;
+    w->cpus = cpus;
+    w->gpus = gpus;
+    size_t qmax = (size_t) (cpus + gpus) * 1024 + 4096;
+    if (qmax > w->qmax)
+        w->qmax = qmax;
+    int rc = s_grow_slots(w);
+    if (rc) {
+        snprintf(why, whycap, "cannot start slot processes: %s", pd_strerror(rc));
+        w->cpus = w->nslots < old ? w->nslots : old;
+        return rc;
+    }
+    /* The broker first, so that it sends nothing more into the old credit. */
+    s_send_slots(w);
+    if (now) {
+        for (int i = w->cpus; i < w->nslots; i++)
+            if (pd_slot_busy(w->slots[i]))
+                pd_slot_retire(w->slots[i], false);
+    }
+    s_retire_idle_slots(w);
+    if (now || w->cpus == 0)
+        s_give_back(w, w->cpus == 0 ? "no slot left" : "the owner lowered the slots, --now");
+    if (cpus != old || gpus != oldg)
+        pd_log_info("the owner set %d cpus and %d gpus (were %d and %d)%s", cpus, gpus, old, oldg,
+                    w->nslots > cpus ? "; slots over the limit finish their jobs" : "");
+    return 0;
+}
+
+/* ---- idle policy -------------------------------------------------------- */
+
+/* The owner came back: hold the slots back, suspend or hand back jobs. */
+static void s_owner_back(pd_worker_t *w)
+{
+    w->owner_active = true;
+    w->low_since = 0;
+    s_send_slots(w);
+    s_send_state(w);
+    int held = 0;
+    for (int i = 0; i < w->nslots; i++) {
+        if (!pd_slot_busy(w->slots[i]))
+            continue;
+        held++;
+        if (w->idle.requeue)
+            pd_slot_retire(w->slots[i], true);
+        else
+            pd_slot_suspend(w->slots[i], true);
+    }
+    pd_log_info("the machine's owner is back (load %.2f > %.2f): slots withdrawn, %d running "
+                "jobs %s", w->owner_load, w->idle.load_max, held,
+                w->idle.requeue ? "handed back" : "suspended");
+    s_give_back(w, "the machine's owner is back");
+}
+
+/* The machine is idle again: resume and offer the slots. */
+static void s_owner_gone(pd_worker_t *w, const char *why)
+{
+    w->owner_active = false;
+    for (int i = 0; i < w->nslots; i++)
+        pd_slot_suspend(w->slots[i], false);
+    s_send_slots(w);
+    s_send_state(w);
+    pd_log_info("%s: offering %d cpus again", why, w->cpus);
+}
+
+/* Measures the owner's load and applies the policy; call every check_ms. */
+static void s_check_idle(pd_worker_t *w, int64_t now)
+{
+    w->next_check = now + w->idle.check_ms;
+    if (!w->load)
+        return;
+    pid_t pids[1 + PD_WORKER_MAX_CPUS];
+    size_t n = 0;
+    pids[n++] = getpid();
+    for (int i = 0; i < w->nslots && n < sizeof pids / sizeof pids[0]; i++)
+        if (pd_slot_pid(w->slots[i]) > 0)
+            pids[n++] = pd_slot_pid(w->slots[i]);
+    double load;
+    int rc = pd_load_sample(w->load, pids, n, &load);
+    if (rc == PD_EIO) {
+        pd_log_warn("cannot read the machine's load from %s/stat: idle policy paused",
+                    w->proc_dir);
+        return;
+    }
+    if (rc)
+        return;
+    w->owner_load = load;
+    if (load > w->idle.load_max) {
+        w->low_since = 0;
+        if (!w->owner_active)
+            s_owner_back(w);
+        return;
+    }
+    if (!w->owner_active)
+        return;
+    if (!w->low_since)
+        w->low_since = now;
+    if (now - w->low_since >= (int64_t) w->idle.wait_s * 1000)
+        s_owner_gone(w, "the machine is idle again");
+}
+
+void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle)
+{
+    bool was_on = w->idle.load_max > 0;
+    w->idle = *idle;
+    if (w->idle.check_ms < 100)
+        w->idle.check_ms = 100;
+    if (w->idle.wait_s < 0)
+        w->idle.wait_s = 0;
+    if (w->idle.load_max <= 0) {
+        pd_load_destroy(&w->load);
+        w->owner_load = -1;
+        if (w->owner_active)
+            s_owner_gone(w, "idle policy turned off");
+        if (was_on)
+            pd_log_info("idle policy off: slots offered whatever the machine's load");
+        return;
+    }
+    if (!w->load && !(w->load = pd_load_new(w->proc_dir))) {
+        pd_log_error("idle policy: out of memory; policy off");
+        w->idle.load_max = 0;
+        return;
+    }
+    w->next_check = pd_slot_now_ms();
+    pd_log_info("idle policy: slots offered while the machine's own load stays at most %.2f "
+                "(checked every %d ms; %s jobs when the owner is back; offered again after %d s "
+                "of low load)", w->idle.load_max, w->idle.check_ms,
+                w->idle.requeue ? "hand back" : "suspend", w->idle.wait_s);
+}
+
+/* ---- control socket ----------------------------------------------------- */
+
+void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out)
+{
+    *out = (pd_worker_stats_t){.cpus = w->cpus, .gpus = w->gpus, .offered = s_offered(w),
+                               .slots = w->nslots, .busy = s_busy(w), .queued = (int) w->qlen,
+                               .registered = w->registered, .owner_active = w->owner_active,
+                               .load = w->owner_load, .done = w->ndone,
+                               .requeued = w->requeued, .broker = w->broker};
+}
+
+static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    if (code) {
+        pd_msg_begin(&pk, "error", 2);
+        pd_pack_kv_str(&pk, "code", pd_err_name(code));
+        pd_pack_kv_str(&pk, "msg", why);
+    } else {
+        pd_worker_stats_t st;
+        pd_worker_stats(w, &st);
+        pd_msg_begin(&pk, "ctl_ok", 14);
+        pd_pack_kv_str(&pk, "id", w->id);
+        pd_pack_kv_str(&pk, "host", w->host);
+        pd_pack_kv_str(&pk, "broker", st.broker);
+        pd_pack_kv_bool(&pk, "registered", st.registered);
+        pd_pack_kv_uint(&pk, "cpus", (uint64_t) st.cpus);
+        pd_pack_kv_uint(&pk, "gpus", (uint64_t) st.gpus);
+        pd_pack_kv_uint(&pk, "offered", (uint64_t) st.offered);
+        pd_pack_kv_uint(&pk, "slots", (uint64_t) st.slots);
+        pd_pack_kv_uint(&pk, "busy", (uint64_t) st.busy);
+        pd_pack_kv_uint(&pk, "queued", (uint64_t) st.queued);
+        pd_pack_kv_uint(&pk, "done", st.done);
+        pd_pack_kv_uint(&pk, "requeued", st.requeued);
+        pd_pack_kv_bool(&pk, "owner", st.owner_active);
+        pd_pack_kv_double(&pk, "load", st.load);
+    }
+    if (!b.failed)
+        zmq_send(w->ctl, b.data, b.len, ZMQ_DONTWAIT);
+    pd_buf_free(&b);
+}
+
+/* One control request: `ctl {cpus?, gpus?, now?}`; answers ctl_ok or error. */
+static void s_on_ctl(pd_worker_t *w)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, w->ctl, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        return;
+    }
+    pd_msg_t m;
+    char why[256];
+    int code = pd_msg_parse(&m, zmq_msg_data(&msg), zmq_msg_size(&msg));
+    if (code) {
+        snprintf(why, sizeof why, "%s", m.why);
+    } else if (!pd_msg_is(&m, "ctl")) {
+        code = PD_ETYPE;
+        snprintf(why, sizeof why, "the control socket takes 'ctl' requests, not '%s'", m.type);
+    } else {
+        uint64_t cpus = (uint64_t) w->cpus, gpus = (uint64_t) w->gpus;
+        bool now = false;
+        if ((code = pd_msg_uint_opt(&m, "cpus", &cpus)) ||
+            (code = pd_msg_uint_opt(&m, "gpus", &gpus)) ||
+            (pd_msg_has(&m, "now") && (code = pd_msg_bool(&m, "now", &now)))) {
+            snprintf(why, sizeof why, "%s", m.why);
+        } else if (cpus > PD_WORKER_MAX_CPUS || gpus > PD_WORKER_MAX_GPUS) {
+            code = PD_EINVAL;
+            snprintf(why, sizeof why, "cpus must be from 0 to %d and gpus from 0 to %d (got %llu "
+                     "and %llu)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS,
+                     (unsigned long long) cpus, (unsigned long long) gpus);
+        } else if (pd_msg_has(&m, "cpus") || pd_msg_has(&m, "gpus") || now) {
+            code = pd_worker_set_slots(w, (int) cpus, (int) gpus, now, why, sizeof why);
+        }
+    }
+    zmq_msg_close(&msg);
+    if (code)
+        pd_log_warn("control request refused: %s", why);
+    s_ctl_reply(w, code, why);
+}
+
+/* Binds the control socket at path with mode; refuses when another worker
+   answers there. Returns 0 or PD_EIO (logged). */
+static int s_bind_control(pd_worker_t *w, const char *path, int mode)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            pd_log_error("cannot create the directory of the control socket %s: %s", dir,
+                         strerror(errno));
+            return PD_EIO;
+        }
+    }
+    char ep[4200];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        /* A socket file is there: is a worker alive behind it? */
+        void *probe = zmq_socket(w->ctx, ZMQ_REQ);
+        int zero = 0, wait = 300;
+        zmq_setsockopt(probe, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(probe, ZMQ_RCVTIMEO, &wait, sizeof wait);
+        zmq_setsockopt(probe, ZMQ_SNDTIMEO, &wait, sizeof wait);
+        bool alive = false;
+        if (zmq_connect(probe, ep) == 0) {
+            pd_buf_t b;
+            pd_buf_init(&b);
+            msgpack_packer pk;
+            pd_packer_init(&pk, &b);
+            pd_msg_begin(&pk, "ctl", 0);
+            char reply[16];
+            alive = zmq_send(probe, b.data, b.len, 0) >= 0 &&
+                    zmq_recv(probe, reply, sizeof reply, 0) >= 0;
+            pd_buf_free(&b);
+        }
+        zmq_close(probe);
+        if (alive) {
+            pd_log_error("another playdoh-worker answers on the control socket %s: stop it, or "
+                         "give this one another [worker] control path", path);
+            return PD_EIO;
+        }
+        unlink(path);
+    }
+    w->ctl = zmq_socket(w->ctx, ZMQ_REP);
+    int zero = 0;
+    zmq_setsockopt(w->ctl, ZMQ_LINGER, &zero, sizeof zero);
+    mode_t old = umask(0077); /* no moment with a wider mode than asked */
+    int rc = zmq_bind(w->ctl, ep);
+    umask(old);
+    if (rc != 0 || chmod(path, (mode_t) mode) != 0) {
+        pd_log_error("cannot open the control socket %s: %s", path,
+                     rc ? zmq_strerror(errno) : strerror(errno));
+        return PD_EIO;
+    }
+    if (!(w->control = strdup(path)))
+        return PD_EIO;
+    pd_log_info("control socket %s (mode %04o): `playdoh-worker ctl --cpus N` changes the "
+                "slots", path, mode);
+    return 0;
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+/* Connects the broker socket to ep (after a disconnect from the old one);
+   with CurveZMQ, accepting only w->broker_key there. */
+static int s_connect(pd_worker_t *w, const char *ep)
+{
+    if (w->connected) {
+        zmq_disconnect(w->sock, w->broker);
+        w->connected = false;
+    }
+    if (w->secure && pd_auth_apply_client(w->sock, &w->key, w->broker_key)) {
+        pd_log_error("cannot set up CurveZMQ towards %s: %s", ep, zmq_strerror(errno));
+        return PD_ESYS;
+    }
+    if (zmq_connect(w->sock, ep)) {
+        pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
+                     "tcp://host:5555)", ep, zmq_strerror(errno));
+        return PD_EINVAL;
+    }
+    snprintf(w->broker, sizeof w->broker, "%s", ep);
+    w->connected = true;
+    w->registered = false;
+    w->last_recv = pd_slot_now_ms();
+    s_send_ready(w);
+    return 0;
+}
+
+/* With CurveZMQ, decides whether the broker a beacon announces at ep is
+   one we trust, and sets w->broker_key: a key the beacon carries must be
+   trusted (for ep, or for any address: `*` in known_brokers); a beacon
+   without a key leaves it to known_brokers. A forged beacon thus leads
+   nowhere. Returns false (logged, at a bounded rate, with the command that
+   would trust it) when not. */
+static bool s_trust_beacon(pd_worker_t *w, const pd_beacon_t *b, const char *ep)
+{
+    char key[PD_KEY_TXT] = "", why[800];
+    if (b->has_key)
+        zmq_z85_encode(key, b->key, PD_BEACON_KEY_BYTES);
+    if (w->fixed_key) {
+        if (!b->has_key || strcmp(key, w->broker_key) == 0)
+            return true;
+        snprintf(why, sizeof why, "the broker at %s announces key %s, not the --broker-key "
+                 "given", ep, key);
+    } else if (b->has_key && pd_auth_trust_has(w->config_dir, ep, key)) {
+        memcpy(w->broker_key, key, sizeof key);
+        return true;
+    } else if (b->has_key) {
+        pd_auth_trust_hint(ep, key, why, sizeof why);
+    } else if (pd_auth_trust_find(w->config_dir, ep, w->broker_key, why, sizeof why) == 0) {
+        return true;
+    }
+    /* A warning the first time for each broker, then at debug level. */
+    char seen[320];
+    snprintf(seen, sizeof seen, "%.255s %s", ep, key);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(w->untrusted[i], seen) == 0) {
+            pd_log_debug("ignoring a beacon: %s", why);
+            return false;
+        }
+    memcpy(w->untrusted[w->nuntrusted], seen, sizeof seen);
+    w->nuntrusted = (w->nuntrusted + 1) % 8;
+    pd_log_warn("ignoring a beacon: %s", why);
+    return false;
+}
+
+/* A datagram on the beacon listener. */
+static void s_on_beacon(pd_worker_t *w)
+{
+    pd_beacon_t b;
+    char ep[300];
+    for (int k = 0; k < 16; k++) {
+        int rc = pd_beacon_listener_recv(w->listener, &b, ep, sizeof ep);
+        if (rc <= 0)
+            return;
+        if (w->connected && strcmp(ep, w->broker) == 0)
+            continue; /* the broker we have */
+        /* Untrusted brokers are skipped, and said so, even while we have one. */
+        if (w->secure && !s_trust_beacon(w, &b, ep))
+            continue;
+        if (w->connected && w->registered)
+            continue;
+        pd_log_info("found broker %s of cluster '%s' by its beacon%s", ep, b.cluster,
+                    w->connected ? " (the previous one is silent)" : "");
+        w->discover_since = 0;
+        s_connect(w, ep);
+    }
+}
+
+/* ---- GPUs --------------------------------------------------------------- */
+
+/* Reads GPU model names from the NVIDIA driver's procfs (no CUDA needed). */
+static void s_find_gpu_names(pd_worker_t *w)
+{
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && w->ngpu_names < S_MAX_GPU_NAMES) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512], line[256];
+        snprintf(path, sizeof path, "/proc/driver/nvidia/gpus/%s/information", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "Model:", 6) != 0)
+                continue;
+            char *v = line + 6;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            v[strcspn(v, "\n")] = 0;
+            snprintf(w->gpu_names[w->ngpu_names++], sizeof w->gpu_names[0], "%.63s", v);
+            break;
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Gives queued jobs to idle slots, a group each, spreading them evenly. */
+/* Gives queued jobs to idle slots under the owner's limit, a group each,
+   spreading them evenly. While the owner uses the machine nothing starts:
+   jobs that arrive then go back to the broker. */
 static void s_dispatch(pd_worker_t *w)
 {
+    if (w->owner_active) {
+        s_give_back(w, "the machine's owner is active");
+        return;
+    }
+    int limit = w->cpus < w->nslots ? w->cpus : w->nslots;
     size_t idle = 0;
-    for (int i = 0; i < w->cpus; i++)
+    for (int i = 0; i < limit; i++)
         idle += pd_slot_idle(w->slots[i]);
-    for (int i = 0; i < w->cpus && w->qlen && idle; i++) {
+    for (int i = 0; i < limit && w->qlen && idle; i++) {
         pd_slot_t *s = w->slots[i];
         if (!pd_slot_idle(s))
             continue;
@@ -629,16 +1223,29 @@ static void s_dispatch(pd_worker_t *w)
 /* Heartbeat, liveness and re-registration. */
 static void s_keepalive(pd_worker_t *w, int64_t now)
 {
+    if (!w->connected) {
+        if (w->discover_since && now - w->discover_since > w->discover_timeout_ms) {
+            pd_log_warn("no beacon of cluster '%s' heard for %d ms: still listening (is the "
+                        "broker running, bound to tcp://*:PORT, with the same cluster name and "
+                        "beacon port? or give its endpoint with --broker)", w->cluster,
+                        w->discover_timeout_ms);
+            w->discover_since = 0;
+        }
+        return;
+    }
     int64_t silence = (int64_t) w->hb_ms * w->liveness;
     if (w->registered && now - w->last_recv > silence) {
-        pd_log_warn("broker %s silent for %lld ms: registering again when it answers",
-                    w->broker, (long long) (now - w->last_recv));
+        pd_log_warn("broker %s silent for %lld ms: registering again when it answers%s",
+                    w->broker, (long long) (now - w->last_recv),
+                    w->listener ? " (or when a beacon shows another)" : "");
         w->registered = false;
         s_send_ready(w);
     } else if (!w->registered && now - w->last_ready >= silence) {
         s_send_ready(w);
     }
-    if (now - w->last_send >= w->hb_ms)
+    if (w->registered && now - w->last_state >= w->hb_ms)
+        s_send_state(w);
+    else if (now - w->last_send >= w->hb_ms)
         s_send_simple(w, "hb");
 }
 
@@ -649,7 +1256,11 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
     int64_t live = w->registered ? w->last_recv + silence + 1 : w->last_ready + silence;
     if (live < next)
         next = live;
-    for (int i = 0; i < w->cpus; i++) {
+    if (w->registered && w->last_state + w->hb_ms < next)
+        next = w->last_state + w->hb_ms;
+    if (w->load && w->next_check < next)
+        next = w->next_check;
+    for (int i = 0; i < w->nslots; i++) {
         int64_t d = pd_slot_deadline(w->slots[i]);
         if (d < next)
             next = d;
@@ -662,9 +1273,27 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 {
     int rc = 0;
     while (!*stop) {
+        if (w->reload && *w->reload) {
+            *w->reload = 0;
+            if (w->on_reload)
+                w->on_reload(w, w->reload_user);
+        }
         int64_t now = pd_slot_now_ms();
-        int nitems = 2;
-        for (int i = 0; i < w->cpus; i++) {
+        int nitems = 0, ictl = -1, ibeacon = -1;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+        int imon = nitems;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = w->mon, .events = ZMQ_POLLIN};
+        if (w->ctl) {
+            ictl = nitems;
+            w->items[nitems++] = (zmq_pollitem_t){.socket = w->ctl, .events = ZMQ_POLLIN};
+        }
+        if (w->listener) {
+            ibeacon = nitems;
+            w->items[nitems++] = (zmq_pollitem_t){
+                .socket = pd_beacon_listener_socket(w->listener), .events = ZMQ_POLLIN};
+        }
+        int nfixed = nitems;
+        for (int i = 0; i < w->nslots; i++) {
             int fd = pd_slot_fd(w->slots[i]);
             if (fd < 0)
                 continue;
@@ -680,7 +1309,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             rc = PD_ESYS;
             break;
         }
-        if (w->items[1].revents & ZMQ_POLLIN)
+        if (w->items[imon].revents & ZMQ_POLLIN)
             s_on_monitor(w);
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
@@ -689,20 +1318,30 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 pd_worker_on_message(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
             zmq_msg_close(&msg);
         }
-        for (int i = 2; i < nitems; i++)
+        /* Slot pipes before control requests: a request may retire slots. */
+        for (int i = nfixed; i < nitems; i++)
             if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 pd_slot_on_readable(w->slots[w->item_slot[i]]);
+        if (ictl >= 0 && (w->items[ictl].revents & ZMQ_POLLIN))
+            s_on_ctl(w);
+        if (ibeacon >= 0 && (w->items[ibeacon].revents & ZMQ_POLLIN))
+            s_on_beacon(w);
         now = pd_slot_now_ms();
-        for (int i = 0; i < w->cpus; i++)
+        for (int i = 0; i < w->nslots; i++)
             if (pd_slot_deadline(w->slots[i]) <= now)
                 pd_slot_tick(w->slots[i]);
+        if (w->load && now >= w->next_check)
+            s_check_idle(w, now);
+        s_retire_idle_slots(w);
         s_dispatch(w);
         s_flush(w);
         s_keepalive(w, pd_slot_now_ms());
     }
     s_flush(w);
-    s_send_simple(w, "bye");
-    pd_log_info("leaving broker %s after %llu results", w->broker, (unsigned long long) w->ndone);
+    if (w->connected)
+        s_send_simple(w, "bye");
+    pd_log_info("leaving broker %s after %llu results", w->broker[0] ? w->broker : "(none found)",
+                (unsigned long long) w->ndone);
     return rc;
 }
 
@@ -728,16 +1367,20 @@ static int s_config_path(const pd_worker_config_t *cfg, const char *given, const
 }
 
 /* Decides the socket's security; with CurveZMQ loads our key pair and the
-   broker's trusted key, or says which command is missing. */
+   broker's trusted key (for a broker found by beacon, later: the beacon's
+   key must be trusted), or says which command is missing. */
 static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
 {
-    pd_sec_mode_t mode = pd_auth_resolve(cfg->security, w->broker);
+    const char *ep = cfg->broker && *cfg->broker ? cfg->broker : NULL;
+    /* Beacons come from the network: a discovered broker is never loopback. */
+    pd_sec_mode_t mode = ep ? pd_auth_resolve(cfg->security, ep)
+                            : cfg->security == PD_SEC_NONE ? PD_SEC_NONE : PD_SEC_CURVE;
     if (mode == PD_SEC_NONE) {
-        if (!pd_auth_endpoint_is_loopback(w->broker))
+        if (!ep || !pd_auth_endpoint_is_loopback(ep))
             pd_log_warn("SECURITY WARNING: connecting to broker %s without authentication or "
                         "encryption (--insecure): whoever answers at that address can run code "
                         "on this machine. Use this only on a network you trust completely.",
-                        w->broker);
+                        ep ? ep : "(found by beacon)");
         return 0;
     }
     w->secure = true;
@@ -749,8 +1392,14 @@ static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
     if (rc) {
         pd_log_error("a secure connection to %s needs a key pair for this worker: %s; then, on "
                      "the broker's machine, admit it with `playdoh-keygen allow KEY --role "
-                     "worker`", w->broker, why);
+                     "worker`", ep ? ep : "a broker", why);
         return rc;
+    }
+    w->config_dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!w->config_dir && !cfg->broker_key) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give "
+                     "--config-dir or --broker-key");
+        return PD_EINVAL;
     }
     if (cfg->broker_key) {
         if (!pd_auth_key_valid(cfg->broker_key)) {
@@ -759,11 +1408,12 @@ static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
             return PD_EINVAL;
         }
         snprintf(w->broker_key, sizeof w->broker_key, "%s", cfg->broker_key);
+        w->fixed_key = true;
         return 0;
     }
-    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
-    rc = pd_auth_trust_find(dir, w->broker, w->broker_key, why, sizeof why);
-    free(dir);
+    if (!ep)
+        return 0; /* each beacon's key is checked when it comes */
+    rc = pd_auth_trust_find(w->config_dir, ep, w->broker_key, why, sizeof why);
     if (rc)
         pd_log_error("%s", why);
     return rc;
@@ -785,38 +1435,58 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     assert(cfg);
     int code = PD_EINVAL;
     pd_worker_t *w = NULL;
-    if (!cfg->broker || !*cfg->broker || !cfg->cache_dir || !*cfg->cache_dir) {
-        pd_log_error("a broker endpoint and a cache directory are required");
+    if (!cfg->cache_dir || !*cfg->cache_dir) {
+        pd_log_error("a cache directory is required");
         goto fail;
     }
-    if (cfg->cpus < 1 || cfg->cpus > 4096 || cfg->gpus < 0 || cfg->gpus > 1024) {
-        pd_log_error("--cpus must be between 1 and 4096 and --gpus between 0 and 1024 (got %d "
-                     "and %d)", cfg->cpus, cfg->gpus);
+    if (cfg->cpus < 0 || cfg->cpus > PD_WORKER_MAX_CPUS || cfg->gpus < 0 ||
+        cfg->gpus > PD_WORKER_MAX_GPUS) {
+        pd_log_error("--cpus must be between 0 and %d and --gpus between 0 and %d (got %d and "
+                     "%d)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cfg->cpus, cfg->gpus);
+        goto fail;
+    }
+    const char *cluster = cfg->cluster && *cfg->cluster ? cfg->cluster : PD_BEACON_DEFAULT_CLUSTER;
+    if (!pd_beacon_name_ok(cluster)) {
+        pd_log_error("cluster name '%s' is not 1 to 63 letters, digits, '-', '_' or '.'",
+                     cluster);
         goto fail;
     }
     code = PD_ENOMEM;
     if (!(w = calloc(1, sizeof *w)))
         goto fail;
+    snprintf(w->cluster, sizeof w->cluster, "%s", cluster);
     w->cpus = cfg->cpus;
     w->gpus = cfg->gpus;
     w->hb_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HB_MS;
     w->liveness = S_DEFAULT_LIVENESS;
     w->qmax = (size_t) (cfg->cpus + cfg->gpus) * 1024 + 4096;
+    w->owner_load = -1;
+    w->reload = cfg->reload;
+    w->on_reload = cfg->on_reload;
+    w->reload_user = cfg->reload_user;
+    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
     pd_buf_init(&w->res);
-    w->broker = strdup(cfg->broker);
     w->cache_dir = strdup(cfg->cache_dir);
-    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : "/proc/self/exe");
+    /* The running program's path, resolved now: exec'ing "/proc/self/exe"
+       itself would start the wrong program under valgrind, which reports
+       the client's path through readlink but not through exec. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0)
+        self[sl] = 0;
+    else
+        snprintf(self, sizeof self, "/proc/self/exe");
+    w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
-    w->slots = calloc((size_t) cfg->cpus, sizeof *w->slots);
-    w->items = calloc((size_t) cfg->cpus + 2, sizeof *w->items);
-    w->item_slot = calloc((size_t) cfg->cpus + 2, sizeof *w->item_slot);
-    if (!w->broker || !w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level)
-        || !w->slots || !w->items || !w->item_slot)
+    w->proc_dir = strdup(cfg->proc_dir && *cfg->proc_dir ? cfg->proc_dir : "/proc");
+    if (!w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level) || !w->proc_dir ||
+        s_reserve_slots(w, cfg->cpus > 0 ? cfg->cpus : 1))
         goto fail;
     if (cfg->name && *cfg->name)
         snprintf(w->host, sizeof w->host, "%s", cfg->name);
     else if (gethostname(w->host, sizeof w->host - 1))
         snprintf(w->host, sizeof w->host, "unknown");
+    s_find_gpu_names(w);
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
         goto fail;
     if ((code = s_security_setup(w, cfg)) != 0)
@@ -828,15 +1498,15 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     randombytes_buf(rnd, sizeof rnd);
     memcpy(w->id, "w-", 2);
     sodium_bin2hex(w->id + 2, sizeof w->id - 2, rnd, sizeof rnd);
-    for (int i = 0; i < w->cpus; i++) {
-        pd_slot_config_t sc = {.index = i, .exe = w->slot_exe, .cache_dir = w->cache_dir,
-                               .host = w->host, .log_level = w->log_level,
-                               .sink = {s_on_result, s_on_requeue, w}};
-        if (!(w->slots[i] = pd_slot_new(&sc, &code)))
-            goto fail;
-    }
+    if ((code = s_grow_slots(w)))
+        goto fail;
     code = PD_ESYS;
-    if (!(w->ctx = zmq_ctx_new()) || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
+    w->ctx = cfg->zmq_ctx;
+    if (!w->ctx) {
+        w->ctx = zmq_ctx_new();
+        w->own_ctx = true;
+    }
+    if (!w->ctx || !(w->sock = zmq_socket(w->ctx, ZMQ_DEALER))) {
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -847,10 +1517,6 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     /* A refused handshake is retried at most every 2 s, not every 100 ms. */
     zmq_setsockopt(w->sock, ZMQ_RECONNECT_IVL_MAX, &backoff, sizeof backoff);
-    if (w->secure && pd_auth_apply_client(w->sock, &w->key, w->broker_key)) {
-        pd_log_error("cannot set up CurveZMQ: %s", zmq_strerror(errno));
-        goto fail;
-    }
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://pd-worker-monitor-%p", (void *) w);
     int zero = 0;
@@ -863,20 +1529,32 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_error("cannot monitor the broker connection: %s", zmq_strerror(errno));
         goto fail;
     }
-    if (zmq_connect(w->sock, w->broker)) {
-        pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
-                     "tcp://host:5555)", w->broker, zmq_strerror(errno));
-        code = PD_EINVAL;
+    if (cfg->control && *cfg->control &&
+        (code = s_bind_control(w, cfg->control, cfg->control_mode ? cfg->control_mode : 0660)))
         goto fail;
-    }
-    w->items[0] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
-    w->items[1] = (zmq_pollitem_t){.socket = w->mon, .events = ZMQ_POLLIN};
+    if (cfg->idle.load_max > 0)
+        pd_worker_set_idle(w, &cfg->idle);
+    else
+        w->idle = cfg->idle;
     int64_t now = pd_slot_now_ms();
-    w->last_recv = now;
-    s_send_ready(w);
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpus, cache %s, broker %s (%s), code "
-                "policy '%s'", w->id, w->host, w->cpus, w->gpus, w->cache_dir, w->broker,
-                w->secure ? "CurveZMQ" : "no security", pd_policy_name(pd_policy_mode(w->policy)));
+    w->last_recv = w->last_state = now;
+    if (cfg->broker && *cfg->broker) {
+        if ((code = s_connect(w, cfg->broker)))
+            goto fail;
+    } else {
+        int port = cfg->beacon_port > 0 ? cfg->beacon_port : PD_BEACON_DEFAULT_PORT;
+        w->listener = pd_beacon_listener_new(w->cluster, port, cfg->beacon_iface, &code);
+        if (!w->listener)
+            goto fail;
+        w->discover_since = now;
+        pd_log_info("looking for a broker of cluster '%s' (beacons on UDP port %d)", w->cluster,
+                    port);
+    }
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpus%s%s, cache %s, broker %s (%s), code "
+                "policy '%s'", w->id, w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
+                w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
+                w->broker[0] ? w->broker : "(by beacon)", w->secure ? "CurveZMQ" : "no security",
+                pd_policy_name(pd_policy_mode(w->policy)));
     return w;
 fail:
     if (err)
@@ -891,28 +1569,37 @@ void pd_worker_destroy(pd_worker_t **p)
         return;
     pd_worker_t *w = *p;
     if (w->slots)
-        for (int i = 0; i < w->cpus; i++)
+        for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
     s_q_clear(w);
     free(w->q);
     pd_buf_free(&w->res);
+    pd_beacon_listener_destroy(&w->listener);
+    if (w->ctl) {
+        zmq_close(w->ctl);
+        if (w->control)
+            unlink(w->control);
+    }
+    free(w->control);
     if (w->mon)
         zmq_close(w->mon);
     if (w->sock)
         zmq_close(w->sock);
     pd_policy_destroy(&w->policy);
+    free(w->config_dir);
     sodium_memzero(w->key.sec, sizeof w->key.sec);
-    if (w->ctx)
+    if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
+    pd_load_destroy(&w->load);
     free(w->mods);
     free(w->items);
     free(w->item_slot);
-    free(w->broker);
     free(w->cache_dir);
     free(w->slot_exe);
     free(w->log_level);
+    free(w->proc_dir);
     free(w);
     *p = NULL;
 }

@@ -7,6 +7,18 @@
     while the slot processes compute, re-registers when the broker falls
     silent or says `reset`, and leaves with `bye`. docs/protocol.md is the
     contract; docs/worker.md describes the program.
+
+    Without a broker endpoint it listens for the broker's beacon (pd_beacon)
+    and connects to the first broker of its cluster it hears; while that
+    broker is silent, a beacon from another address moves it there.
+
+    The machine's owner changes the slots at any time: pd_worker_set_slots()
+    (from the control socket, `playdoh-worker ctl`, or a SIGHUP reload).
+    Lowering lets running jobs finish and starts none beyond the new limit;
+    `now` hands the excess back to the broker at once (`requeue`). With an
+    idle policy the worker offers its slots only while the machine's own
+    load (pd_load) stays under a threshold, and suspends or hands back its
+    jobs when the owner comes back.
 */
 #ifndef PD_WORKER_H
 #define PD_WORKER_H
@@ -16,46 +28,108 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
+
+#define PD_WORKER_MAX_CPUS 4096
+#define PD_WORKER_MAX_GPUS 1024
+
+typedef struct pd_worker pd_worker_t;
+
+/* The idle policy. */
+typedef struct {
+    double load_max;  /* offer slots only while the owner's load is at most this; 0 = off */
+    bool requeue;     /* owner back: hand running jobs back (true) or suspend them (false) */
+    int check_ms;     /* how often the load is measured (>= 100) */
+    int wait_s;       /* how long the load must stay low before slots are offered again */
+} pd_worker_idle_t;
 
 typedef struct {
-    const char *broker;    /* broker endpoint, e.g. "tcp://host:5555" (required) */
-    int cpus;              /* CPU slots (>= 1) */
-    int gpus;              /* GPUs offered (>= 0), reported to the broker */
+    const char *broker;    /* broker endpoint, e.g. "tcp://host:5555"; NULL or "" = discover */
+    int cpus;              /* CPU slots (0 .. PD_WORKER_MAX_CPUS) */
+    int gpus;              /* GPUs offered (0 .. PD_WORKER_MAX_GPUS), reported to the broker */
     const char *cache_dir; /* module cache directory (required) */
     int heartbeat_ms;      /* heartbeat before the broker's welcome; 0 = 1000 */
     const char *name;      /* host name reported; NULL = gethostname() */
-    const char *slot_exe;  /* program exec'ed for slots; NULL = "/proc/self/exe" */
+    const char *slot_exe;  /* program exec'ed for slots; NULL = this program (its path) */
     const char *log_level; /* passed to slot processes, or NULL */
+    void *zmq_ctx;         /* ZeroMQ context to use (borrowed), or NULL for one of its own;
+                              an embedding broker passes its own to connect over inproc */
+    /* discovery (when broker is NULL or "") */
+    const char *cluster;   /* cluster name to look for; NULL = "playdoh" */
+    int beacon_port;       /* UDP port of beacons; 0 = PD_BEACON_DEFAULT_PORT */
+    const char *beacon_iface; /* interface; NULL = CZMQ's choice */
+    int discover_timeout_ms; /* warn when no beacon came within this; 0 = 5000 */
+    /* control socket */
+    const char *control;   /* path of the control socket (ipc); NULL = none */
+    int control_mode;      /* its file mode, e.g. 0660 */
+    /* idle policy */
+    pd_worker_idle_t idle; /* idle.load_max 0 = off */
+    const char *proc_dir;  /* procfs for the load; NULL = "/proc" */
+    /* SIGHUP: when *reload becomes non-zero the loop clears it and calls
+       on_reload(w, reload_user) (both may be NULL). */
+    volatile sig_atomic_t *reload;
+    void (*on_reload)(pd_worker_t *w, void *user);
+    void *reload_user;
+    /* security (docs/security.md) */
     pd_sec_mode_t security;  /* AUTO: CurveZMQ unless the broker is on loopback */
     const char *config_dir;  /* id.key, known_brokers, lists (NULL: pd_auth_config_dir()) */
     const char *key_file;    /* this worker's key pair (NULL: <config_dir>/id.key) */
-    const char *broker_key;  /* the broker's public key (NULL: from known_brokers) */
+    const char *broker_key;  /* the broker's public key (NULL: known_brokers, or a trusted
+                                key announced by the beacon) */
     pd_policy_mode_t code_policy; /* whose code runs here (default: any admitted client) */
     const char *code_list;   /* the policy's list (NULL: <config_dir>/code-clients or
                                 code-modules) */
 } pd_worker_config_t;
 
-typedef struct pd_worker pd_worker_t;
-
-/* Creates the worker: opens the module cache, starts the slot processes and
-   connects to the broker (strings are copied); with CurveZMQ it loads its
-   key pair and the broker's trusted key first. Returns NULL with *err (if
-   not NULL) set to PD_EINVAL (bad configuration), PD_ENOKEY (no key pair),
-   PD_ENOTRUSTED (no trusted broker key), PD_EAUTH (unreadable or
-   unprotected key), PD_ESYS or PD_ENOMEM; the reason is logged with what to
-   do. */
+/* Creates the worker: opens the module cache, starts the slot processes,
+   binds the control socket and connects to the broker, or starts listening
+   for its beacon (strings are copied); with CurveZMQ it loads its key pair
+   and the broker's trusted key first (when discovering, the beacon's key
+   must be trusted). Returns NULL with *err (if not NULL) set to PD_EINVAL
+   (bad configuration, logged), PD_EIO (control socket taken or unusable,
+   logged), PD_ENOKEY (no key pair), PD_ENOTRUSTED (no trusted broker key),
+   PD_EAUTH (unreadable or unprotected key), PD_ESYS or PD_ENOMEM; the
+   reason is logged with what to do. */
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err);
 
 /* Runs the loop until *stop becomes non-zero (a signal handler sets it),
    then sends `bye`. Returns 0, or PD_ESYS when ZeroMQ fails. */
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop);
 
-/* Kills the slot processes, closes the socket, frees the worker; sets *p to
-   NULL; safe twice. */
+/* Kills the slot processes, closes the sockets, frees the worker; sets *p
+   to NULL; safe twice. */
 void pd_worker_destroy(pd_worker_t **p);
 
 /* The worker's routing id ("w-" + 16 hex digits), borrowed. */
 const char *pd_worker_id(pd_worker_t *w);
+
+/* Changes the slots offered (the machine's owner's decision), at once: the
+   broker is told (`slots`). Raising starts slot processes. Lowering starts
+   no job beyond the new limit and lets running ones finish; with `now`
+   the jobs of the slots over the limit and the jobs queued here go back to
+   the broker (`requeue`, no attempt counted). Call from the loop's thread
+   (the control socket and on_reload do). Returns 0, or PD_EINVAL with why
+   set for an out-of-range count (nothing changes). */
+int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why, size_t whycap);
+/* Replaces the idle policy (a reload); turning it off resumes suspended jobs. */
+void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle);
+
+/* What the worker is doing, for the control socket and tests. */
+typedef struct {
+    int cpus;           /* CPU slots the owner allows */
+    int gpus;           /* GPUs the owner allows */
+    int offered;        /* CPU slots offered to the broker now (0 while the owner is active) */
+    int slots;          /* slot processes that exist (more than cpus while some retire) */
+    int busy;           /* slots running jobs */
+    int queued;         /* jobs waiting here */
+    bool registered;    /* the broker welcomed us */
+    bool owner_active;  /* the idle policy holds the slots back */
+    double load;        /* the owner's last measured load (< 0: unknown or off) */
+    uint64_t done;      /* results sent */
+    uint64_t requeued;  /* jobs handed back to the broker */
+    const char *broker; /* endpoint in use ("" while discovering); borrowed */
+} pd_worker_stats_t;
+void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out);
 
 /* Handles one message from the broker as the loop does (for tests and
    fuzzing): `run` queues jobs, `mod` stores a module, `cancel`, `reset`,

@@ -9,6 +9,7 @@
         build-fuzz/tests/fuzz/make_seeds tests/fuzz/corpus
 */
 #include "fuzz_seeds.h"
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_msg.h"
 
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 static const char *s_root;
 static char s_hash[65];
@@ -231,6 +233,22 @@ static const char *s_message(int i)
         pd_pack_kv_str(&pk, "hash", s_hash);
         pd_pack_kv_bool(&pk, "has", false);
         return "mod_ok";
+    case 24: s_begin("cluster", 1); pd_pack_kv_uint(&pk, "req", 9); return "cluster";
+    case 25:
+        s_begin("hb", 4);
+        pd_pack_kv_uint(&pk, "busy", 1);
+        pd_pack_kv_uint(&pk, "queued", 2);
+        pd_pack_kv_double(&pk, "load", 0.25);
+        pd_pack_kv_str(&pk, "owner", "idle");
+        return "hb_state";
+    case 26:
+        s_begin("requeue", 1);
+        pd_pack_cstr(&pk, "jobs");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, 2);
+        msgpack_pack_uint64(&pk, 1);
+        return "requeue";
     default: return NULL;
     }
 }
@@ -391,6 +409,14 @@ int main(int argc, char **argv)
     s_record(1, "done");
     s_record(1, "hb");
     s_seq_write("broker", "unknown_module_and_worker");
+    s_record(0, "mod_put");
+    s_record(0, "submit");
+    s_record(1, "ready");
+    s_record(1, "hb_state");
+    s_record(1, "requeue");
+    s_record(1, "slots");
+    s_record(0, "cluster");
+    s_seq_write("broker", "requeue_state_cluster");
 
     /* worker: [policy] then messages. */
     uint8_t pol = 0;
@@ -474,6 +500,18 @@ int main(int argc, char **argv)
     s_write("slot", "group_framed", stream.data, stream.len);
     pd_buf_free(&frame);
     pd_buf_free(&stream);
+
+    /* beacon: as a broker sends them, with and without its key. */
+    pd_beacon_t bc = {.version = PD_PROTO_VERSION, .port = 5555};
+    snprintf(bc.cluster, sizeof bc.cluster, "physics-lab");
+    uint8_t dgram[PD_BEACON_MAX_BYTES];
+    size_t dn = pd_beacon_encode(&bc, dgram, sizeof dgram);
+    s_write("beacon", "plain", dgram, dn);
+    bc.has_key = true;
+    if (!zmq_z85_decode(bc.key, PD_FUZZ_KEY_CLIENT))
+        return 1;
+    dn = pd_beacon_encode(&bc, dgram, sizeof dgram);
+    s_write("beacon", "with_key", dgram, dn);
 
     /* json: argument lines. */
     static const char *lines[] = {
