@@ -660,7 +660,8 @@ void pd_broker_revoke_workers(pd_broker_t *b)
 {
     for (uint32_t i = 0; b->zap && i < pd_workers_span(b->workers); i++) {
         pd_worker_t *wk = pd_workers_at(b->workers, i);
-        if (wk && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
+        /* A worker without a key is an inproc peer: the embedded worker. */
+        if (wk && wk->key[0] && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
             s_worker_gone(b, wk, false, "its key is no longer allowed as a worker");
     }
 }

@@ -281,6 +281,23 @@ Test(security, a_rogue_broker_is_refused_even_when_announced_at_its_address)
     s_nothing_else_changed();
 }
 
+Test(security, the_embedded_worker_of_a_secure_broker_survives_allow_list_changes)
+{
+    const char *extra[] = {"--worker-cpus", "1", NULL};
+    pd_harness_start_secure(&h, extra);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 1);
+    char conf[300];
+    pd_harness_identity(&h, "late2", PD_ROLE_CLIENT, conf, sizeof conf, NULL);
+    s_expect_log("broker.log", "2 keys (0 may work, 2 may submit)");
+    usleep(500000); /* a few heartbeat ticks after the change */
+    int workers = 0, slots = 0;
+    cr_assert_eq(pd_client_cluster_size(c, &workers, &slots), 0, "%s", pd_client_error(c));
+    cr_assert_eq(workers, 1, "the embedded worker (inproc, no key) is gone");
+    cr_assert_not(pd_harness_log_has(&h, "broker.log", "no longer allowed as a worker", 0),
+                  "the embedded worker (inproc, no key) was dropped at the allow-list change");
+}
+
 /* ---- hostile frames ---------------------------------------------------- */
 
 /* A DEALER authenticated as identity "client" (admitted by start()). */
