@@ -10,6 +10,7 @@
 #include "pd_broker.h"
 #include "pd_config.h"
 #include "pd_error.h"
+#include "pd_shared.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_slot.h"
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The one broker of this process, for the signal handler only. */
@@ -47,6 +49,8 @@ static void s_usage(FILE *f)
             "  --liveness N       silent intervals before a worker is declared dead (default %u)\n"
             "  --max-jobs N       unfinished jobs held at most (default 4000000)\n"
             "  --result-ttl S     seconds a result is kept after its first fetch (default %u)\n"
+            "  --max-shared-mb N  largest shared data of a map, MiB (default %llu, at most %llu)\n"
+            "  --shared-store-mb N  shared data kept at most, MiB (default %llu)\n"
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
@@ -75,8 +79,10 @@ static void s_usage(FILE *f)
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
 
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
-            PD_BROKER_DEFAULT_TTL_S, PD_CONFIG_SYSTEM_PATH, PD_BEACON_DEFAULT_CLUSTER,
-            PD_BEACON_DEFAULT_PORT, PD_BEACON_DEFAULT_INTERVAL_MS);
+            PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_SHARED_DEFAULT_MAX >> 20),
+            (unsigned long long) (PD_SHARED_LIMIT >> 20),
+            (unsigned long long) (PD_SHARED_DEFAULT_TOTAL >> 20), PD_CONFIG_SYSTEM_PATH,
+            PD_BEACON_DEFAULT_CLUSTER, PD_BEACON_DEFAULT_PORT, PD_BEACON_DEFAULT_INTERVAL_MS);
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
@@ -134,12 +140,34 @@ static int s_embedded_start(s_embedded_t *e, pd_broker_t *b, int cpus, const cha
     return 0;
 }
 
+/* Interrupts the embedded worker's poll (EINTR), so that it sees its stop
+   flag at once instead of at its next heartbeat (up to a second, paid by
+   every `playdoh-submit --local` command on its way out). */
+static void s_on_wake(int sig) { (void) sig; }
+
 static void s_embedded_stop(s_embedded_t *e)
 {
     if (!e->worker)
         return;
     e->stop = 1;
-    pthread_join(e->thread, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_wake; /* no SA_RESTART: poll() returns EINTR */
+    sigaction(SIGUSR1, &sa, NULL);
+    /* The signal may land just before the thread enters poll(): repeat it
+       until the thread has gone. */
+    for (;;) {
+        pthread_kill(e->thread, SIGUSR1);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_timedjoin_np(e->thread, NULL, &until) == 0)
+            break;
+    }
     pd_worker_destroy(&e->worker);
 }
 
@@ -178,6 +206,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"ready-fd", required_argument, NULL, 'r'},
         {"name", required_argument, NULL, 'n'},
+        {"max-shared-mb", required_argument, NULL, 'S'},
+        {"shared-store-mb", required_argument, NULL, 'T'},
         {"worker-cpus", required_argument, NULL, 'w'},
         {"cache", required_argument, NULL, 'C'},
         {"config", required_argument, NULL, O_CONFIG},
@@ -201,6 +231,7 @@ int main(int argc, char **argv)
     int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
     pd_sec_mode_t f_security = PD_SEC_AUTO;
     const char *f_key = NULL, *f_allow = NULL;
+    int64_t f_maxshared = -1, f_store = -1;
     bool f_nobeacon = false;
     opterr = 0;
     int c;
@@ -304,6 +335,16 @@ int main(int argc, char **argv)
         case O_CONFIG_DIR:
             cfg.config_dir = optarg;
             break;
+        case 'S':
+            if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
+                goto bad;
+            f_maxshared = (int64_t) v;
+            break;
+        case 'T':
+            if (s_parse_u64("--shared-store-mb", optarg, 1, 1u << 20, &v))
+                goto bad;
+            f_store = (int64_t) v;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;
@@ -359,6 +400,19 @@ int main(int argc, char **argv)
         pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg.security);
     cfg.key_file = f_key ? f_key : pd_config_str(cf, "broker", "key", NULL);
     cfg.allow_dir = f_allow ? f_allow : pd_config_str(cf, "broker", "allow_dir", NULL);
+    cfg.max_shared = (f_maxshared >= 0 ? (uint64_t) f_maxshared
+                                        : pd_config_uint(cf, "broker", "max_shared_mb",
+                                                         cfg.max_shared >> 20)) << 20;
+    cfg.shared_store = (f_store >= 0 ? (uint64_t) f_store
+                                     : pd_config_uint(cf, "broker", "shared_store_mb",
+                                                      cfg.shared_store >> 20)) << 20;
+    if (cfg.shared_store < cfg.max_shared) {
+        fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
+                        "(%llu)\n", (unsigned long long) (cfg.shared_store >> 20),
+                (unsigned long long) (cfg.max_shared >> 20));
+        pd_config_destroy(&cf);
+        goto bad;
+    }
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 

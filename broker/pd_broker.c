@@ -54,6 +54,8 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->liveness = PD_BROKER_DEFAULT_LIVENESS;
     cfg->max_jobs = 4000000;
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
+    cfg->max_shared = PD_SHARED_DEFAULT_MAX;
+    cfg->shared_store = PD_SHARED_DEFAULT_TOTAL;
     cfg->cluster = PD_BEACON_DEFAULT_CLUSTER;
     cfg->beacon = true;
     cfg->beacon_port = PD_BEACON_DEFAULT_PORT;
@@ -227,11 +229,20 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     pd_buf_init(&b->aux);
     b->jobs = pd_jobs_new(cfg->max_jobs);
     b->mods = pd_mods_new();
+    if (!b->cfg.max_shared)
+        b->cfg.max_shared = PD_SHARED_DEFAULT_MAX;
+    if (b->cfg.max_shared > PD_SHARED_LIMIT)
+        b->cfg.max_shared = PD_SHARED_LIMIT;
+    if (b->cfg.shared_store < b->cfg.max_shared)
+        b->cfg.shared_store = b->cfg.max_shared > PD_SHARED_DEFAULT_TOTAL ? b->cfg.max_shared
+                                                                          : PD_SHARED_DEFAULT_TOTAL;
+    b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     b->workers = pd_workers_new();
     b->parked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->parked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
-    if (!b->jobs || !b->mods || !b->workers || !b->parked || !b->scratch || !b->ctx) {
+    if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->parked || !b->scratch ||
+        !b->ctx) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -310,6 +321,7 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
+    pd_shared_destroy(&b->shared);
     pd_buf_free(&b->out);
     pd_buf_free(&b->aux);
     if (b->mon)
@@ -392,6 +404,35 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
+    b->stats.bytes_out += len;
+    return 0;
+}
+
+int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
+                    const void *data, size_t dlen)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, hlen + dlen)) {
+        pd_log_error("cannot build a message of %zu bytes: out of memory", hlen + dlen);
+        return PD_ENOMEM;
+    }
+    memcpy(zmq_msg_data(&msg), head, hlen);
+    memcpy((uint8_t *) zmq_msg_data(&msg) + hlen, data, dlen);
+    if (zmq_send(b->sock, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&msg, b->sock, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&msg);
+        char who[128];
+        s_hexid(rid, ridlen, who, sizeof who);
+        b->stats.unroutable++;
+        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
+                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                     : zmq_strerror(e),
+                    (unsigned long long) b->stats.unroutable);
+        return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
+    }
+    b->stats.msgs_out++;
+    b->stats.bytes_out += hlen + dlen;
     return 0;
 }
 
@@ -444,6 +485,7 @@ static const struct {
 } s_client_handlers[] = {
     {"hello", pd_broker_on_hello},     {"mod_has", pd_broker_on_mod_has},
     {"mod_put", pd_broker_on_mod_put}, {"submit", pd_broker_on_submit},
+    {"shr_has", pd_broker_on_shr_has}, {"shr_put", pd_broker_on_shr_put},
     {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
     {"cluster", pd_broker_on_cluster},
@@ -475,6 +517,7 @@ void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const
     pd_msg_t m;
     pd_origin_t o = {.rid = rid, .ridlen = ridlen, .key = key, .role = role};
     b->stats.msgs_in++;
+    b->stats.bytes_in += len;
     int rc = pd_msg_parse(&m, data, len);
     snprintf(o.why, sizeof o.why, "%s", m.why);
     /* Whatever was indexed before a failure may still carry the request number. */

@@ -35,6 +35,8 @@ typedef struct {
     const char *config_dir; /* where id.key and allowed/ are (NULL: pd_auth_config_dir()) */
     const char *key_file;   /* the broker's key pair (NULL: <config_dir>/id.key) */
     const char *allow_dir;  /* admitted keys (NULL: <config_dir>/allowed) */
+    uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
+    uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
     const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
     bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
     int beacon_port;      /* UDP port of the beacon */
@@ -105,6 +107,8 @@ typedef struct {
     uint64_t workers_lost;  /* workers declared dead */
     uint64_t refused_role;  /* messages refused: the key's role does not allow them */
     uint64_t handshakes_failed; /* connections refused during the handshake */
+    uint64_t bytes_in;      /* payload bytes received (routing ids not counted) */
+    uint64_t bytes_out;     /* payload bytes sent */
 } pd_broker_stats_t;
 /* Copies the counters; call from the loop's thread or after it stopped. */
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out);

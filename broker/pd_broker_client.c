@@ -64,8 +64,9 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 5);
+    pd_msg_begin(&pk, "welcome", 6);
     pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
@@ -114,21 +115,85 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* ---- shared data ------------------------------------------------------- */
+
+static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "shr_ok", 3);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_bool(&pk, "has", has);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
+int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_SHARED_HASH_LEN + 1];
+    int rc = pd_msg_str(m, "hash", hash, sizeof hash);
+    if (rc)
+        return s_why(m, o, rc);
+    int64_t i = pd_shared_find(b->shared, hash);
+    if (i >= 0)
+        pd_shared_touch(b->shared, (uint32_t) i);
+    s_shr_ok(b, o, hash, i >= 0);
+    return 0;
+}
+
+static bool s_shared_in_use(void *user, uint32_t i)
+{
+    pd_broker_t *b = user;
+    return pd_jobs_shared_open(b->jobs, i) > 0;
+}
+
+static void s_shared_evict(void *user, uint32_t i, const char *hash)
+{
+    pd_broker_shared_evicted(user, i, hash);
+}
+
+int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_SHARED_HASH_LEN + 1];
+    const void *data;
+    uint32_t len;
+    int rc;
+    if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
+        (rc = pd_msg_bytes(m, "data", &data, &len)))
+        return s_why(m, o, rc);
+    int64_t idx = pd_shared_put(b->shared, hash, data, len, s_shared_in_use, s_shared_evict, b,
+                                o->why, sizeof o->why);
+    if (idx < 0)
+        return (int) idx;
+    pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store", hash, len,
+                pd_shared_count(b->shared),
+                (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
+    s_shr_ok(b, o, hash, true);
+    return 0;
+}
+
 /* ---- submit ------------------------------------------------------------ */
 
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1];
+    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
     const uint8_t *args;
     size_t args_len;
-    uint64_t timeout_ms = 0, retries = 3;
+    uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
     int rc;
     if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
         (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
         (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
-        (rc = pd_msg_uint_opt(m, "retries", &retries)))
+        (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
+        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)))
         return s_why(m, o, rc);
+    if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
+        return s_why(m, o, rc);
+    if (max_slots > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'max_slots' is larger than %u", UINT32_MAX);
+        return PD_EINVAL;
+    }
     if (timeout_ms > UINT32_MAX) {
         snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
         return PD_EINVAL;
@@ -144,10 +209,24 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
+    int64_t shared = -1;
+    if (shr[0]) {
+        shared = pd_shared_find(b->shared, shr);
+        if (shared < 0) {
+            snprintf(o->why, sizeof o->why, "shared data %s is not on the broker: upload it "
+                     "first (shr_put)", shr);
+            return PD_ENOMODULE;
+        }
+        pd_shared_touch(b->shared, (uint32_t) shared);
+    }
     uint64_t first;
     uint32_t n;
-    rc = pd_jobs_submit(b->jobs, (uint32_t) mod, fn, o->key, args, args_len, (uint32_t) timeout_ms,
-                        (uint32_t) retries, &first, &n, o->why, sizeof o->why);
+    pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
+                            .fn = fn, .args = args, .args_len = args_len,
+                            .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
+                            .max_slots = (uint32_t) max_slots,
+                            .shared = shared < 0 ? 0 : (uint32_t) shared + 1, .owner = o->key};
+    rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
     msgpack_packer pk;

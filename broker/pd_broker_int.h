@@ -12,6 +12,7 @@
 #include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
+#include "pd_shared.h"
 #include "pd_workers.h"
 #include "pd_zap.h"
 
@@ -60,6 +61,7 @@ struct pd_broker {
     pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
+    pd_shared_t *shared;       /* the shared-data store */
     pd_workers_t *workers;     /* the worker registry */
     pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
     uint32_t nparked;          /* entries in parked */
@@ -91,6 +93,10 @@ int pd_broker_forget_all(pd_broker_t *b);
 int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
 /* Sends b->out to the peer (then resets b->out). */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Sends one frame made of head[0..hlen) followed by data[0..dlen) (a large
+   bin field's bytes), copying each once. Same returns as pd_broker_send. */
+int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
+                    const void *data, size_t dlen);
 /* Seconds since the broker started. */
 uint32_t pd_broker_now_s(const pd_broker_t *b);
 
@@ -99,6 +105,8 @@ uint32_t pd_broker_now_s(const pd_broker_t *b);
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -120,6 +128,9 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 bool pd_broker_is_worker_type(const pd_msg_t *m);
 /* Sends queued jobs to workers with credit. */
 void pd_broker_dispatch(pd_broker_t *b);
+/* Shared-data blob i is being evicted: tells the workers holding it to drop
+   it and forgets that they had it. */
+void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash);
 /* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
 void pd_broker_tick_workers(pd_broker_t *b);
 /* Forgets the workers whose key the allow-list no longer admits as a

@@ -271,13 +271,17 @@ static int s_read_result(pd_rd_t *r, uint64_t *id, uint64_t *attempt, bool *ok,
     return 0;
 }
 
-/* Reads {code, msg, slot} of a task error; absent fields get defaults. */
+/* Reads {code, msg, slot, value?} of a task error; absent fields get
+   defaults (*value NULL when there is none). */
 static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_t codecap,
-                              char *msg, size_t msgcap, int64_t *slot)
+                              char *msg, size_t msgcap, int64_t *slot, const uint8_t **value,
+                              size_t *value_len)
 {
     snprintf(code, codecap, "PD_ETASK");
     snprintf(msg, msgcap, "the task failed without a message");
     *slot = -1;
+    *value = NULL;
+    *value_len = 0;
     pd_rd_t r;
     pd_rd_init(&r, val, vlen);
     uint32_t n;
@@ -292,6 +296,9 @@ static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_
                 return;
         } else if (pd_rd_key_is(&r, "slot")) {
             if (pd_rd_int(&r, slot) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_key_is(&r, "value")) {
+            if (pd_rd_skip(&r, value, value_len))
                 return;
         } else if (pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL)) {
             return;
@@ -359,8 +366,11 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         } else {
             char code[64], msg[1024];
             int64_t slot;
-            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot);
-            pd_jobs_set_failed(b->jobs, id, code, msg, wk->host, slot);
+            const uint8_t *value;
+            size_t value_len;
+            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
+                              &value_len);
+            pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
         }
     }
     if (blob->refs == 0)
@@ -543,6 +553,49 @@ static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char 
     return rc;
 }
 
+/* Sends `shr {hash, data}` for shared-data index i, once per worker. */
+static int s_send_shared(pd_broker_t *b, pd_worker_t *wk, uint32_t i)
+{
+    const pd_shared_blob_t *sb = pd_shared_get(b->shared, i);
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "shr", 2);
+    pd_pack_kv_str(&pk, "hash", sb->hash);
+    pd_pack_cstr(&pk, "data");
+    msgpack_pack_bin(&pk, sb->len);
+    int rc = b->aux.failed ? PD_ENOMEM
+                           : pd_broker_send2(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len,
+                                             sb->data, sb->len);
+    pd_buf_reset(&b->aux);
+    if (rc == 0) {
+        char label[160];
+        pd_log_debug("shared data %.12s (%zu bytes) sent to worker %s", sb->hash, sb->len,
+                     s_label(wk, label, sizeof label));
+        rc = pd_worker_set_shared(wk, i, true);
+    }
+    return rc;
+}
+
+void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
+{
+    pd_log_info("shared data %.12s evicted from the store to make room", hash);
+    for (uint32_t k = 0; k < pd_workers_span(b->workers); k++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, k);
+        if (!wk || !pd_worker_has_shared(wk, i))
+            continue;
+        pd_worker_set_shared(wk, i, false);
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "shr_drop", 1);
+        pd_pack_kv_str(&pk, "hash", hash);
+        if (!b->aux.failed && pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+            wk->last_send = b->now_ms;
+        pd_buf_reset(&b->aux);
+    }
+}
+
 /* Sends one `run` chunk to wk. Returns the jobs sent (0: nothing sent). */
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
 {
@@ -576,8 +629,13 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        if (!pd_worker_has_mod(wk, job->mod) &&
+        if (!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
             (rc = s_send_mod(b, wk, job->mod, owner)) != 0) {
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
+        if (job->shared && !pd_worker_has_shared(wk, job->shared - 1) &&
+            (rc = s_send_shared(b, wk, job->shared - 1)) != 0) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -585,13 +643,17 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        msgpack_pack_array(&pk, 7);
+        msgpack_pack_array(&pk, 8);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
         pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
         msgpack_pack_uint32(&pk, job->timeout_ms);
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
+        if (job->shared)
+            pd_pack_cstr(&pk, pd_shared_get(b->shared, job->shared - 1)->hash);
+        else
+            msgpack_pack_nil(&pk);
         msgpack_pack_uint32(&pk, ci);
         if (ci == nclients)
             clients[nclients++] = owner;

@@ -5,10 +5,19 @@
     chunk counts its live (not forgotten) jobs and is freed when that count
     drops to zero once all its ids have been handed out.
 
-    Queue: a ring of [first, count] ranges. A submit appends one range; a
-    requeue prepends one id (merged with the head when adjacent). Popping
-    skips ids no longer queued (cancelled), so cancel is O(1); when the ring
-    holds many more ranges than queued jobs it is compacted.
+    Queues: one per client (the submitter's ZeroMQ routing id), each a ring
+    of [first, count] ranges. A submit appends one range to its client's
+    ring; a requeue prepends one id (merged with the head when adjacent).
+    Popping skips ids no longer queued (cancelled), so cancel is O(1); when a
+    ring holds many more ranges than queued jobs it is compacted.
+
+    Fair sharing: the clients that may be dispatched now (jobs queued, and
+    fewer running than their max_slots) form a circular list; pd_jobs_pop()
+    takes one job from the client at the cursor and moves the cursor on, so
+    free slots go round-robin between clients, one job each, in O(1). A
+    client leaves the list when it has nothing queued or reaches its cap, and
+    comes back (at the end of the round) when that changes. A client record
+    is freed once it has no queued or running job.
 */
 #include "pd_jobs.h"
 #include "pd_error.h"
@@ -34,6 +43,22 @@ typedef struct {
     uint32_t sec;   /* that second + 1, as stored in pd_job_t.fetched */
 } s_ttl_t;
 
+/* A client's queue and its place in the round-robin. */
+typedef struct {
+    s_qrange_t *q;       /* ring of its queued ids */
+    size_t qcap;         /* ring capacity (power of two) */
+    size_t qhead;        /* index of the first range */
+    size_t qlen;         /* ranges in the ring */
+    uint64_t queued;     /* its jobs in state queued */
+    uint64_t running;    /* its jobs in state running */
+    uint32_t max_slots;  /* jobs it may have running at once; 0 = no cap */
+    uint32_t index;      /* position in clients[] (pd_job_t.client) */
+    uint32_t prev;       /* previous client in the dispatch ring */
+    uint32_t next;       /* next client in the dispatch ring */
+    bool active;         /* in the dispatch ring */
+    char key[];          /* hex of its routing id: its key in client_index */
+} s_client_t;
+
 struct pd_jobs {
     pd_job_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
     uint32_t *live;        /* per chunk: jobs handed out and not forgotten */
@@ -42,10 +67,14 @@ struct pd_jobs {
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
     uint64_t queued;       /* jobs in state queued */
-    s_qrange_t *q;         /* queue ring */
-    size_t qcap;           /* ring capacity (power of two) */
-    size_t qhead;          /* index of the first range */
-    size_t qlen;           /* ranges in the ring */
+    s_client_t **clients;  /* clients with unfinished jobs by index; NULL = free entry */
+    uint32_t nclients;     /* entries used in clients (free ones included) */
+    uint32_t capclients;   /* capacity of clients */
+    zhashx_t *client_index;/* hex routing id -> index + 1 */
+    uint32_t cursor;       /* client the next pop serves (when nactive > 0) */
+    uint32_t nactive;      /* clients in the dispatch ring */
+    uint64_t *shared_open; /* per shared-data index: unfinished jobs naming it */
+    uint32_t nshared;      /* entries in shared_open */
     zhashx_t *fn_index;    /* "owner\x01fn" -> index + 1 (see s_intern) */
     char **fns;            /* interned names by index */
     uint32_t nfns;         /* names interned */
@@ -95,12 +124,11 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
     j->next_id = 1;
     j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
     j->fn_index = zhashx_new();
-    j->qcap = 64;
-    j->q = malloc(j->qcap * sizeof *j->q);
+    j->client_index = zhashx_new();
     j->ttlcap = 64;
     j->ttl = malloc(j->ttlcap * sizeof *j->ttl);
     j->fresh_sorted = true;
-    if (!j->fn_index || !j->q || !j->ttl) {
+    if (!j->fn_index || !j->client_index || !j->ttl) {
         pd_jobs_destroy(&j);
         return NULL;
     }
@@ -124,7 +152,14 @@ void pd_jobs_destroy(pd_jobs_t **p)
     }
     free(j->chunks);
     free(j->live);
-    free(j->q);
+    for (uint32_t i = 0; i < j->nclients; i++)
+        if (j->clients[i]) {
+            free(j->clients[i]->q);
+            free(j->clients[i]);
+        }
+    free(j->clients);
+    zhashx_destroy(&j->client_index);
+    free(j->shared_open);
     free(j->ttl);
     free(j->fresh);
     zhashx_destroy(&j->fn_index);
@@ -241,101 +276,258 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *r
     return j->nfns++;
 }
 
-/* ---- queue ------------------------------------------------------------- */
+/* ---- queues ------------------------------------------------------------ */
 
-static int s_q_grow(pd_jobs_t *j)
+static int s_q_grow(s_client_t *cl)
 {
-    size_t cap = j->qcap * 2;
+    size_t cap = cl->qcap ? cl->qcap * 2 : 16;
     s_qrange_t *q = malloc(cap * sizeof *q);
     if (!q)
         return PD_ENOMEM;
-    for (size_t i = 0; i < j->qlen; i++)
-        q[i] = j->q[(j->qhead + i) & (j->qcap - 1)];
-    free(j->q);
-    j->q = q;
-    j->qcap = cap;
-    j->qhead = 0;
+    for (size_t i = 0; i < cl->qlen; i++)
+        q[i] = cl->q[(cl->qhead + i) & (cl->qcap - 1)];
+    free(cl->q);
+    cl->q = q;
+    cl->qcap = cap;
+    cl->qhead = 0;
     return 0;
 }
 
-static s_qrange_t *s_q_at(pd_jobs_t *j, size_t i) { return &j->q[(j->qhead + i) & (j->qcap - 1)]; }
-
-static int s_q_push_back(pd_jobs_t *j, uint64_t first, uint64_t count)
+static s_qrange_t *s_q_at(s_client_t *cl, size_t i)
 {
-    if (j->qlen) {
-        s_qrange_t *t = s_q_at(j, j->qlen - 1);
+    return &cl->q[(cl->qhead + i) & (cl->qcap - 1)];
+}
+
+static int s_q_push_back(s_client_t *cl, uint64_t first, uint64_t count)
+{
+    if (cl->qlen) {
+        s_qrange_t *t = s_q_at(cl, cl->qlen - 1);
         if (t->first + t->count == first) {
             t->count += count;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (cl->qlen == cl->qcap && s_q_grow(cl))
         return PD_ENOMEM;
-    *s_q_at(j, j->qlen) = (s_qrange_t){first, count};
-    j->qlen++;
+    *s_q_at(cl, cl->qlen) = (s_qrange_t){first, count};
+    cl->qlen++;
     return 0;
 }
 
-static int s_q_push_front(pd_jobs_t *j, uint64_t id)
+static int s_q_push_front(s_client_t *cl, uint64_t id)
 {
-    if (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
+    if (cl->qlen) {
+        s_qrange_t *h = s_q_at(cl, 0);
         if (h->first == id + 1) {
             h->first = id;
             h->count++;
             return 0;
         }
     }
-    if (j->qlen == j->qcap && s_q_grow(j))
+    if (cl->qlen == cl->qcap && s_q_grow(cl))
         return PD_ENOMEM;
-    j->qhead = (j->qhead + j->qcap - 1) & (j->qcap - 1);
-    j->qlen++;
-    *s_q_at(j, 0) = (s_qrange_t){id, 1};
+    cl->qhead = (cl->qhead + cl->qcap - 1) & (cl->qcap - 1);
+    cl->qlen++;
+    *s_q_at(cl, 0) = (s_qrange_t){id, 1};
     return 0;
 }
 
 /* Drops ranges holding no queued job (cancelled ones). Called when the ring
    holds far more ranges than queued jobs, so its cost is amortised over the
    cancels that made the garbage. */
-static void s_q_compact(pd_jobs_t *j)
+static void s_q_compact(pd_jobs_t *j, s_client_t *cl)
 {
     size_t out = 0;
-    for (size_t i = 0; i < j->qlen; i++) {
-        s_qrange_t r = *s_q_at(j, i);
+    for (size_t i = 0; i < cl->qlen; i++) {
+        s_qrange_t r = *s_q_at(cl, i);
         while (r.count && pd_jobs_state(j, r.first) != PD_JOB_QUEUED)
             r.first++, r.count--;
         if (r.count)
-            *s_q_at(j, out++) = r;
+            *s_q_at(cl, out++) = r;
     }
-    j->qlen = out;
+    cl->qlen = out;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void s_hex(const void *rid, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = rid;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = 0;
+}
+
+/* The client with this routing id, created when new; NULL when out of
+   memory. An empty id is the anonymous client "-". */
+static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len)
+{
+    char key[2 * PD_JOBS_MAX_CLIENT_ID + 2];
+    assert(len <= PD_JOBS_MAX_CLIENT_ID);
+    if (len)
+        s_hex(rid, len, key);
+    else
+        snprintf(key, sizeof key, "-");
+    void *v = zhashx_lookup(j->client_index, key);
+    if (v)
+        return j->clients[(uintptr_t) v - 1];
+    uint32_t idx = 0;
+    while (idx < j->nclients && j->clients[idx])
+        idx++;
+    if (idx == j->capclients) {
+        uint32_t cap = j->capclients ? j->capclients * 2 : 16;
+        s_client_t **a = realloc(j->clients, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        j->clients = a;
+        j->capclients = cap;
+    }
+    size_t klen = strlen(key) + 1;
+    s_client_t *cl = calloc(1, sizeof *cl + klen);
+    if (!cl)
+        return NULL;
+    memcpy(cl->key, key, klen);
+    cl->index = idx;
+    if (zhashx_insert(j->client_index, key, (void *) (uintptr_t) (idx + 1))) {
+        free(cl);
+        return NULL;
+    }
+    j->clients[idx] = cl;
+    if (idx == j->nclients)
+        j->nclients++;
+    return cl;
+}
+
+static void s_ring_insert(pd_jobs_t *j, s_client_t *cl)
+{
+    if (j->nactive == 0) {
+        cl->prev = cl->next = cl->index;
+        j->cursor = cl->index;
+    } else {
+        /* Just before the cursor: the end of the current round. */
+        s_client_t *at = j->clients[j->cursor];
+        s_client_t *before = j->clients[at->prev];
+        cl->next = at->index;
+        cl->prev = before->index;
+        before->next = cl->index;
+        at->prev = cl->index;
+    }
+    cl->active = true;
+    j->nactive++;
+}
+
+static void s_ring_remove(pd_jobs_t *j, s_client_t *cl)
+{
+    if (--j->nactive > 0) {
+        j->clients[cl->prev]->next = cl->next;
+        j->clients[cl->next]->prev = cl->prev;
+        if (j->cursor == cl->index)
+            j->cursor = cl->next;
+    }
+    cl->active = false;
+}
+
+/* Puts the client in or out of the dispatch ring after its counts changed;
+   frees it once it holds no unfinished job. cl must not be used after. */
+static void s_client_refresh(pd_jobs_t *j, s_client_t *cl)
+{
+    bool want = cl->queued > 0 && (cl->max_slots == 0 || cl->running < cl->max_slots);
+    if (want && !cl->active)
+        s_ring_insert(j, cl);
+    else if (!want && cl->active)
+        s_ring_remove(j, cl);
+    if (cl->queued == 0 && cl->running == 0) {
+        zhashx_delete(j->client_index, cl->key);
+        j->clients[cl->index] = NULL;
+        while (j->nclients && !j->clients[j->nclients - 1])
+            j->nclients--;
+        free(cl->q);
+        free(cl);
+    } else if (cl->qlen > 64 && cl->qlen > 4 * (cl->queued + 16)) {
+        s_q_compact(j, cl);
+    }
 }
 
 uint64_t pd_jobs_pop(pd_jobs_t *j)
 {
-    while (j->qlen) {
-        s_qrange_t *h = s_q_at(j, 0);
-        uint64_t id = h->first++;
-        if (--h->count == 0) {
-            j->qhead = (j->qhead + 1) & (j->qcap - 1);
-            j->qlen--;
-        }
-        pd_job_t *job = pd_jobs_get(j, id);
-        if (!job || job->state != PD_JOB_QUEUED)
-            continue;
+    while (j->nactive) {
+        s_client_t *cl = j->clients[j->cursor];
+        uint64_t id;
+        pd_job_t *job;
+        /* An active client has queued jobs in its ring: cancelled ones are
+           skipped here, already counted out of `queued`. */
+        do {
+            assert(cl->qlen > 0);
+            s_qrange_t *h = &cl->q[cl->qhead];
+            id = h->first++;
+            if (--h->count == 0) {
+                cl->qhead = (cl->qhead + 1) & (cl->qcap - 1);
+                cl->qlen--;
+            }
+            job = pd_jobs_get(j, id);
+        } while (!job || job->state != PD_JOB_QUEUED);
         job->state = PD_JOB_RUNNING;
         job->attempt++;
         j->queued--;
+        cl->queued--;
+        cl->running++;
+        j->cursor = cl->next;
+        if (cl->queued == 0 || (cl->max_slots && cl->running >= cl->max_slots))
+            s_client_refresh(j, cl); /* it leaves the ring */
         return id;
     }
     return 0;
 }
 
+uint32_t pd_jobs_clients(const pd_jobs_t *j) { return (uint32_t) zhashx_size(j->client_index); }
+
+uint64_t pd_jobs_shared_open(const pd_jobs_t *j, uint32_t shared)
+{
+    return shared < j->nshared ? j->shared_open[shared] : 0;
+}
+
+/* Counts a job naming shared data (index + 1 in sh; 0 = none). */
+static int s_shared_add(pd_jobs_t *j, uint32_t sh, uint64_t n)
+{
+    if (!sh)
+        return 0;
+    uint32_t i = sh - 1;
+    if (i >= j->nshared) {
+        uint32_t cap = j->nshared ? j->nshared : 16;
+        while (cap <= i)
+            cap *= 2;
+        uint64_t *a = realloc(j->shared_open, cap * sizeof *a);
+        if (!a)
+            return PD_ENOMEM;
+        memset(a + j->nshared, 0, (cap - j->nshared) * sizeof *a);
+        j->shared_open = a;
+        j->nshared = cap;
+    }
+    j->shared_open[i] += n;
+    return 0;
+}
+
 /* ---- submit ------------------------------------------------------------ */
 
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner,
-                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
-                   uint64_t *first, uint32_t *n, char *why, size_t whycap)
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
+                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
+                   uint32_t *n, char *why, size_t whycap)
 {
+    pd_jobs_submit_t sub = {.mod = mod, .fn = fn, .args = args, .args_len = args_len,
+                            .timeout_ms = timeout_ms, .retries = retries};
+    return pd_jobs_submit_ex(j, &sub, first, n, why, whycap);
+}
+
+int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first, uint32_t *n,
+                      char *why, size_t whycap)
+{
+    const char *fn = sub->fn;
+    const uint8_t *args = sub->args;
+    size_t args_len = sub->args_len;
+    uint32_t retries = sub->retries;
     size_t fnlen = strlen(fn);
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN) {
         snprintf(why, whycap, "submit: 'fn' must be a function name of 1 to %u bytes",
@@ -365,16 +557,32 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner
     *n = count;
     if (count == 0)
         return 0;
+    if (sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
+        snprintf(why, whycap, "submit: client routing id longer than %u bytes",
+                 PD_JOBS_MAX_CLIENT_ID);
+        return PD_EINVAL;
+    }
     int rc;
-    uint32_t fni = s_intern(j, fn, owner ? owner : "", &rc);
+    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
+    s_client_t *cl = s_client_get(j, sub->client, sub->client_len);
     /* The blob holds the whole array; jobs point at their element. */
-    pd_blob_t *blob = pd_blob_new(args, args_len, count);
-    if (!blob || s_q_push_back(j, j->next_id, count)) {
+    pd_blob_t *blob = cl ? pd_blob_new(args, args_len, count) : NULL;
+    if (!blob || s_q_push_back(cl, j->next_id, count) || s_shared_add(j, sub->shared, 0)) {
         free(blob);
+        if (cl && cl->qlen && s_q_at(cl, cl->qlen - 1)->first + s_q_at(cl, cl->qlen - 1)->count ==
+                                  j->next_id + count) {
+            /* undo the push: the ids were never handed out */
+            s_qrange_t *t = s_q_at(cl, cl->qlen - 1);
+            t->count -= count;
+            if (t->count == 0)
+                cl->qlen--;
+        }
+        if (cl)
+            s_client_refresh(j, cl);
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
@@ -390,9 +598,11 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
-        job->mod = mod;
+        job->mod = sub->mod;
         job->fn = fni;
-        job->timeout_ms = timeout_ms;
+        job->timeout_ms = sub->timeout_ms;
+        job->client = cl->index;
+        job->shared = sub->shared;
         job->arg = blob;
         job->arg_off = (uint32_t) (raw - args);
         job->arg_len = (uint32_t) rawlen;
@@ -401,6 +611,10 @@ int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner
     j->next_id += count;
     j->unfinished += count;
     j->queued += count;
+    cl->queued += count;
+    cl->max_slots = sub->max_slots;
+    s_shared_add(j, sub->shared, count); /* the array exists: it cannot fail now */
+    s_client_refresh(j, cl);
     return 0;
 }
 
@@ -426,15 +640,28 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
 {
     pd_job_t *job = pd_jobs_get(j, id);
     assert(job && !PD_JOB_IS_FINAL(job->state));
-    if (job->state == PD_JOB_QUEUED)
+    s_client_t *cl = j->clients[job->client];
+    assert(cl);
+    bool was_capped = cl->max_slots && cl->running >= cl->max_slots;
+    if (job->state == PD_JOB_QUEUED) {
         j->queued--;
+        cl->queued--;
+    } else {
+        cl->running--;
+    }
+    if (job->shared)
+        j->shared_open[job->shared - 1]--;
     j->unfinished--;
     job->state = state;
     pd_blob_unref(&job->arg);
     job->arg_off = job->arg_len = 0;
     s_fresh_add(j, id);
-    if (j->qlen > 64 && j->qlen > 4 * (j->queued + 16))
-        s_q_compact(j);
+    /* Only a change of the client's standing needs the ring: a running job
+       that ends leaves an uncapped client where it was, and a client with
+       nothing queued that is already out of the ring stays out until its
+       last job ends (then it is freed). */
+    if (was_capped || (cl->queued == 0 && (cl->active || cl->running == 0)) || cl->qlen > 64)
+        s_client_refresh(j, cl);
     return job;
 }
 
@@ -450,17 +677,27 @@ void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, u
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot)
 {
+    return pd_jobs_set_failed_value(j, id, code, msg, host, slot, NULL, 0);
+}
+
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len)
+{
     pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, value && len ? 6 : 5);
     pd_pack_kv_str(&pk, "code", code);
     pd_pack_kv_str(&pk, "msg", msg);
     pd_pack_kv_str(&pk, "host", host);
     pd_pack_kv_int(&pk, "slot", slot);
     pd_pack_kv_uint(&pk, "attempts", job->attempt);
+    if (value && len) {
+        pd_pack_cstr(&pk, "value");
+        pd_pack_raw(&pk, value, len);
+    }
     if (b.failed) {
         pd_buf_free(&b);
         return PD_ENOMEM; /* the job is failed with a nil error value */
@@ -489,16 +726,18 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
             return 1;
         }
     }
-    job->state = PD_JOB_QUEUED;
-    j->queued++;
-    if (s_q_push_front(j, id)) {
+    s_client_t *cl = j->clients[job->client];
+    if (s_q_push_front(cl, id)) {
         /* Out of memory for the ring: fail the job rather than lose it. */
-        job->state = PD_JOB_RUNNING;
-        j->queued--;
         pd_jobs_set_failed(j, id, "PD_ENOMEM", "the broker ran out of memory requeueing the job",
                            host, -1);
         return 1;
     }
+    job->state = PD_JOB_QUEUED;
+    j->queued++;
+    cl->running--;
+    cl->queued++;
+    s_client_refresh(j, cl);
     return 0;
 }
 

@@ -7,10 +7,14 @@
     array is copied once into a reference-counted blob and every job points
     into it; results of one `done` message share a blob the same way.
 
-    The queue is a ring of id ranges (a submit of 4096 jobs is one entry);
-    cancelled jobs are skipped lazily when popped. Jobs requeued after a lost
-    worker go to the front. The number of unfinished (queued or running) jobs
-    is bounded: a submit that would exceed the bound is refused whole.
+    Each client (a submitter's ZeroMQ routing id) has its own queue, a ring
+    of id ranges (a submit of 4096 jobs is one entry); cancelled jobs are
+    skipped lazily when popped. Jobs requeued after a lost worker go to the
+    front of their client's queue. pd_jobs_pop() serves the clients with
+    queued jobs round-robin, one job each, skipping a client that has as
+    many jobs running as its max_slots, so several clients share the
+    cluster fairly. The number of unfinished (queued or running) jobs is
+    bounded: a submit that would exceed the bound is refused whole.
 
     Jobs that become final are also appended to a "fresh" list that the
     broker drains once per loop turn to wake parked fetches, and results are
@@ -44,6 +48,7 @@ enum {
 #define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
+#define PD_JOBS_MAX_CLIENT_ID 255u      /* longest client routing id, bytes */
 
 /* A reference-counted block of bytes shared by several jobs. */
 typedef struct {
@@ -65,6 +70,8 @@ typedef struct {
     uint8_t unused;      /* padding */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
+    uint32_t client;     /* index of the submitting client's queue (while unfinished) */
+    uint32_t shared;     /* shared-data index + 1 (pd_shared); 0 = none */
     uint32_t fn;         /* interned function name and owner (pd_jobs_fn_name, _owner) */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
@@ -87,15 +94,35 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished);
 void pd_jobs_destroy(pd_jobs_t **p);
 
 /* Accepts the jobs of one submit: `args` is the raw msgpack array (one job per
-   element, each kept as raw bytes); owner is the submitting client's key
-   (Z85, or NULL without CURVE), handed to workers with each job. On success
-   sets *first and *n and returns 0. Returns PD_EOVERLOAD when the unfinished
-   bound would be exceeded (nothing accepted), PD_EPROTO when args is not an
-   array, PD_EINVAL for a bad fn or retries, PD_ENOMEM; every failure writes a
-   sentence into why. */
-int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const char *owner,
-                   const uint8_t *args, size_t args_len, uint32_t timeout_ms, uint32_t retries,
-                   uint64_t *first, uint32_t *n, char *why, size_t whycap);
+   element, each kept as raw bytes). On success sets *first and *n and returns
+   0. Returns PD_EOVERLOAD when the unfinished bound would be exceeded (nothing
+   accepted), PD_EPROTO when args is not an array, PD_EINVAL for a bad fn or
+   retries, PD_ENOMEM; every failure writes a sentence into why. */
+int pd_jobs_submit(pd_jobs_t *j, uint32_t mod, const char *fn, const uint8_t *args,
+                   size_t args_len, uint32_t timeout_ms, uint32_t retries, uint64_t *first,
+                   uint32_t *n, char *why, size_t whycap);
+
+/* One submit, for pd_jobs_submit_ex(). */
+typedef struct {
+    const void *client;  /* the submitter's routing id: its queue (NULL: anonymous) */
+    size_t client_len;   /* bytes in client (at most PD_JOBS_MAX_CLIENT_ID) */
+    uint32_t mod;        /* module index */
+    uint32_t shared;     /* shared-data index + 1, or 0 */
+    const char *fn;      /* function name */
+    const uint8_t *args; /* the raw msgpack array of arguments */
+    size_t args_len;     /* its bytes */
+    uint32_t timeout_ms; /* per-run time-out, 0 = none */
+    uint32_t retries;    /* lost-worker attempts */
+    uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
+    const char *owner;   /* the submitter's key (Z85), handed to workers with each
+                            job (pd_jobs_fn_owner); NULL without CurveZMQ */
+} pd_jobs_submit_t;
+
+/* pd_jobs_submit with a client, shared data and a cap: the jobs join the
+   client's queue, and the client's max_slots becomes sub->max_slots. Same
+   returns, plus PD_EINVAL for a client id over PD_JOBS_MAX_CLIENT_ID. */
+int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first, uint32_t *n,
+                      char *why, size_t whycap);
 
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
@@ -109,9 +136,10 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
    CURVE); borrowed, lives with j. */
 const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
 
-/* Takes the next queued job off the queue for dispatch and marks it running
-   with attempt+1; returns its id, or 0 when nothing is queued. The caller
-   sets worker/wpos through pd_workers_track. */
+/* Takes the next queued job for dispatch, from the clients in turn (each
+   below its max_slots), and marks it running with attempt+1; returns its
+   id, or 0 when nothing may run now. The caller sets worker/wpos through
+   pd_workers_track. */
 uint64_t pd_jobs_pop(pd_jobs_t *j);
 /* Puts a running job back at the front of the queue. With `lost`, the loss
    counts toward its retries: when they are used up the job fails with
@@ -126,6 +154,10 @@ void pd_jobs_set_done(pd_jobs_t *j, uint64_t id, pd_blob_t *res, uint32_t off, u
 /* Failed with an error map {code, msg, host, slot, attempts} packed here. */
 int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                        const char *host, int64_t slot);
+/* Failed, with the job's partial output (one msgpack value, value[0..len))
+   added to the error map as "value" (an exec job's {exit, out, err, ...}). */
+int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
+                             const char *host, int64_t slot, const uint8_t *value, size_t len);
 /* Cancelled. */
 void pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id);
 
@@ -142,6 +174,11 @@ uint64_t pd_jobs_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s);
    ascending by this call (borrowed until the next change). */
 const uint64_t *pd_jobs_fresh(pd_jobs_t *j, size_t *n);
 void pd_jobs_fresh_clear(pd_jobs_t *j);
+
+/* Clients holding unfinished jobs. */
+uint32_t pd_jobs_clients(const pd_jobs_t *j);
+/* Unfinished jobs naming shared-data index `shared` (0-based). */
+uint64_t pd_jobs_shared_open(const pd_jobs_t *j, uint32_t shared);
 
 /* Counters. */
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */

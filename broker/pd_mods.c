@@ -4,6 +4,7 @@
     array of pointers with a hash index from hex digest to position.
 */
 #include "pd_mods.h"
+#include "pd_bundle.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -29,10 +30,23 @@ pd_mods_t *pd_mods_new(void)
     if (!m)
         return NULL;
     m->index = zhashx_new();
-    if (!m->index) {
+    m->mods = calloc(16, sizeof *m->mods);
+    pd_mod_t *b = calloc(1, sizeof *b);
+    if (!m->index || !m->mods || !b || !(b->name = strdup(PD_MODS_BUILTIN)) ||
+        zhashx_insert(m->index, PD_MODS_BUILTIN, (void *) (uintptr_t) 1)) {
+        if (b)
+            free(b->name);
+        free(b);
+        free(m->mods);
+        zhashx_destroy(&m->index);
         free(m);
         return NULL;
     }
+    m->cap = 16;
+    snprintf(b->hash, sizeof b->hash, "%s", PD_MODS_BUILTIN);
+    snprintf(b->kind, sizeof b->kind, "b");
+    m->mods[0] = b;
+    m->n = 1;
     return m;
 }
 
@@ -73,6 +87,8 @@ const pd_mod_t *pd_mods_get(pd_mods_t *m, uint32_t i)
 
 uint32_t pd_mods_count(const pd_mods_t *m) { return m->n; }
 
+bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i) { return pd_mods_get(m, i)->kind[0] == 'b'; }
+
 int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char *kind,
                     const void *data, size_t len, char *why, size_t whycap)
 {
@@ -81,9 +97,9 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
                  len, PD_MODS_MAX_SIZE >> 20);
         return PD_ETOOBIG;
     }
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0) {
-        snprintf(why, whycap, "module '%s': kind must be \"c\" (source) or \"so\" (shared "
-                 "object), not \"%s\"", name, kind);
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0) {
+        snprintf(why, whycap, "module '%s': kind must be \"c\" (source), \"so\" (shared "
+                 "object) or \"pkg\" (several files), not \"%s\"", name, kind);
         return PD_EPROTO;
     }
     if (name[0] == 0) {
@@ -100,6 +116,16 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
     int64_t have = pd_mods_find(m, hash);
     if (have >= 0)
         return have;
+    if (strcmp(kind, "pkg") == 0) {
+        pd_bundle_t bundle;
+        char bwhy[400];
+        int rc = pd_bundle_parse(data, len, &bundle, bwhy, sizeof bwhy);
+        if (rc) {
+            snprintf(why, whycap, "module '%s': %s", name, bwhy);
+            return rc == PD_ENOMEM ? PD_ENOMEM : PD_EPROTO;
+        }
+        pd_bundle_free(&bundle);
+    }
     if (m->total + len > PD_MODS_MAX_TOTAL) {
         snprintf(why, whycap, "the broker's module store is full (%zu MiB): restart the "
                  "broker to clear it", m->total >> 20);

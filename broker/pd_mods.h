@@ -4,6 +4,10 @@
     they are content-addressed by the lowercase hex SHA-256 of their bytes.
     Jobs name a module by its index here, which never changes: modules are
     kept for the broker's life (bounded by PD_MODS_MAX_TOTAL bytes).
+
+    Index 0 is reserved for the built-in tasks that every worker has (the
+    shell command runner `exec`): its hash is the string "builtin", its kind
+    "b", and it holds no bytes; it is never sent to a worker.
 */
 #ifndef PD_MODS_H
 #define PD_MODS_H
@@ -16,6 +20,7 @@
 #define PD_MODS_MAX_TOTAL (1024ull << 20)       /* all modules' bytes at most */
 #define PD_MODS_HASH_LEN  64                    /* hex digits of a SHA-256 */
 #define PD_MODS_MAX_NAME  255                   /* longest module name */
+#define PD_MODS_BUILTIN   "builtin"             /* reserved hash of the built-in tasks */
 
 typedef struct pd_mods pd_mods_t;
 
@@ -23,12 +28,13 @@ typedef struct pd_mods pd_mods_t;
 typedef struct {
     char hash[PD_MODS_HASH_LEN + 1]; /* lowercase hex SHA-256 of data */
     char *name;                      /* the client's name for it ("square.c") */
-    char kind[4];                    /* "c" or "so" */
+    char kind[4];                    /* "c", "so", "pkg" or "b" (built-in) */
     uint8_t *data;                   /* the bytes */
     size_t len;                      /* bytes in data */
 } pd_mod_t;
 
-/* Returns an empty store, or NULL when out of memory. */
+/* Returns a store holding only the built-in module, or NULL when out of
+   memory. */
 pd_mods_t *pd_mods_new(void);
 void pd_mods_destroy(pd_mods_t **p);
 
@@ -37,9 +43,12 @@ int64_t pd_mods_find(pd_mods_t *m, const char *hash);
 /* The module at index i (i from pd_mods_find/pd_mods_put). */
 const pd_mod_t *pd_mods_get(pd_mods_t *m, uint32_t i);
 uint32_t pd_mods_count(const pd_mods_t *m);
+/* True for the built-in module (kind "b"), which workers have already. */
+bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i);
 
 /* Stores a module after checking that hash is the lowercase hex SHA-256 of
-   data, kind is "c" or "so", and the size limits hold. Storing a module that
+   data, kind is "c", "so" or "pkg" (a bundle that pd_bundle_parse accepts),
+   and the size limits hold. Storing a module that
    is already there succeeds without change. Returns its index (>= 0), or
    PD_EPROTO (hash mismatch, bad kind or name), PD_ETOOBIG (size), PD_EOVERLOAD
    (store full) or PD_ENOMEM, with a sentence in why. */

@@ -52,6 +52,7 @@ static void s_free_worker(pd_worker_t *wk)
 {
     free(wk->inflight);
     free(wk->mods_sent);
+    free(wk->shared_sent);
     free(wk);
 }
 
@@ -237,4 +238,31 @@ void pd_worker_clear_mods(pd_worker_t *wk)
 {
     if (wk->mods_bytes)
         memset(wk->mods_sent, 0, wk->mods_bytes);
+    if (wk->shared_bytes)
+        memset(wk->shared_sent, 0, wk->shared_bytes);
+}
+
+bool pd_worker_has_shared(const pd_worker_t *wk, uint32_t i)
+{
+    return i / 8 < wk->shared_bytes && (wk->shared_sent[i / 8] >> (i % 8) & 1);
+}
+
+int pd_worker_set_shared(pd_worker_t *wk, uint32_t i, bool on)
+{
+    if (i / 8 >= wk->shared_bytes) {
+        if (!on)
+            return 0;
+        uint32_t n = i / 8 + 16;
+        uint8_t *a = realloc(wk->shared_sent, n);
+        if (!a)
+            return PD_ENOMEM;
+        memset(a + wk->shared_bytes, 0, n - wk->shared_bytes);
+        wk->shared_sent = a;
+        wk->shared_bytes = n;
+    }
+    if (on)
+        wk->shared_sent[i / 8] |= (uint8_t) (1u << (i % 8));
+    else
+        wk->shared_sent[i / 8] &= (uint8_t) ~(1u << (i % 8));
+    return 0;
 }

@@ -46,6 +46,8 @@ typedef struct {
     uint32_t capinflight;              /* capacity of inflight */
     uint8_t *mods_sent;                /* bit set of module indexes sent to it */
     uint32_t mods_bytes;               /* bytes in mods_sent */
+    uint8_t *shared_sent;              /* bit set of shared-data indexes sent to it */
+    uint32_t shared_bytes;             /* bytes in shared_sent */
     uint64_t done;                     /* results accepted from it */
     uint64_t requeued;                 /* jobs it handed back (owner took slots) */
     uint32_t busy;                     /* slots running a job, as it last reported */
@@ -96,7 +98,12 @@ void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job);
 bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod);
 /* Notes that module mod was sent; returns 0 or PD_ENOMEM. */
 int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod);
-/* Forgets the modules sent (after a re-registration). */
+/* Forgets the modules and shared data sent (after a re-registration). */
 void pd_worker_clear_mods(pd_worker_t *wk);
+
+bool pd_worker_has_shared(const pd_worker_t *wk, uint32_t i);
+/* Notes that shared-data index i was sent (on) or dropped (off); returns 0
+   or PD_ENOMEM. */
+int pd_worker_set_shared(pd_worker_t *wk, uint32_t i, bool on);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
+#include "pd_bundle.h"
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@ struct pd_client {
     int timeout_ms;        /* how long a request waits for its reply */
     pd_buf_t out;          /* the request being built, reused */
     zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
+    uint64_t max_shared;   /* the broker's limit on shared data (0: not said) */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -170,6 +173,26 @@ static bool s_handshake_failed(pd_client_t *c)
             return true;
         }
     }
+}
+
+/* Sends the built request followed by data[0..len) (the bytes of a bin
+   field whose header ends the request) as one frame, copying data once. */
+static int s_send2(pd_client_t *c, const void *data, size_t len)
+{
+    if (c->out.failed || c->out.len + len > PD_MAX_FRAME)
+        return s_fail(c, PD_ETOOBIG, "request too large (over %u bytes)", PD_MAX_FRAME);
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, c->out.len + len))
+        return s_fail(c, PD_ENOMEM, "out of memory for a request of %zu bytes", c->out.len + len);
+    memcpy(zmq_msg_data(&msg), c->out.data, c->out.len);
+    memcpy((uint8_t *) zmq_msg_data(&msg) + c->out.len, data, len);
+    if (zmq_msg_send(&msg, c->sock, 0) < 0) {
+        zmq_msg_close(&msg);
+        return s_fail(c, PD_EUNREACH,
+                      "could not send to the broker at %s (%s): is playdoh-broker running?",
+                      c->endpoint, zmq_strerror(errno));
+    }
+    return 0;
 }
 
 /* Waits for the reply to request req (or, when req is 0, to any request:
@@ -437,6 +460,7 @@ static int s_hello(pd_client_t *c, int wait_ms, int *workers, int *slots)
     uint64_t w = 0, s = 0;
     pd_msg_uint_opt(&m, "workers", &w);
     pd_msg_uint_opt(&m, "slots", &s);
+    pd_msg_uint_opt(&m, "max_shared", &c->max_shared);
     *workers = (int) w;
     *slots = (int) s;
     return 0;
@@ -665,9 +689,103 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     req = s_begin(c, &pk, "mod_put", 4);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_kv_str(&pk, "name", name);
-    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : "c");
+    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : kind == PD_MODULE_BUNDLE ? "pkg" : "c");
     pd_pack_kv_bin(&pk, "data", data, len);
     return s_call(c, req, "mod_ok", &m, c->timeout_ms);
+}
+
+/* Reads a whole regular file of at most S_MAX_MODULE bytes into *data
+   (malloc'ed). Returns 0 or an error with c->err set. */
+static int s_read_file(pd_client_t *c, const char *what, const char *path, char **data,
+                       size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_fail(c, PD_EIO, "cannot read %s %s: %s", what, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return s_fail(c, PD_EIO, "%s %s is not a regular file", what, path);
+    }
+    if ((uint64_t) st.st_size > S_MAX_MODULE) {
+        close(fd);
+        return s_fail(c, PD_ETOOBIG, "%s %s is %lld bytes; the limit is %u", what, path,
+                      (long long) st.st_size, S_MAX_MODULE);
+    }
+    *len = (size_t) st.st_size;
+    *data = malloc(*len ? *len : 1);
+    size_t got = 0;
+    while (*data && got < *len) {
+        ssize_t r = read(fd, *data + got, *len - got);
+        if (r <= 0)
+            break;
+        got += (size_t) r;
+    }
+    close(fd);
+    if (!*data || got != *len) {
+        free(*data);
+        *data = NULL;
+        return s_fail(c, PD_EIO, "cannot read %s %s", what, path);
+    }
+    return 0;
+}
+
+int pd_module_upload_files(pd_client_t *c, const char *const *paths, size_t npaths,
+                           const char *const *flags, size_t nflags, char hash[PD_HASH_HEX])
+{
+    assert(c && (paths || npaths == 0) && (flags || nflags == 0) && hash);
+    if (npaths == 0)
+        return s_fail(c, PD_EINVAL, "a module needs at least one file");
+    if (npaths > PD_BUNDLE_MAX_FILES)
+        return s_fail(c, PD_EINVAL, "a module has at most %d files, not %zu",
+                      PD_BUNDLE_MAX_FILES, npaths);
+    pd_bundle_file_t *files = calloc(npaths, sizeof *files);
+    if (!files)
+        return s_fail(c, PD_ENOMEM, "out of memory");
+    int rc = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < npaths && !rc; i++) {
+        char *data = NULL;
+        size_t len = 0;
+        rc = s_read_file(c, "module file", paths[i], &data, &len);
+        if (rc)
+            break;
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        files[i] = (pd_bundle_file_t){base, strlen(base), data, len};
+        total += len;
+        if (total > S_MAX_MODULE)
+            rc = s_fail(c, PD_ETOOBIG, "the module's files hold %zu bytes; the limit is %u",
+                        total, S_MAX_MODULE);
+    }
+    pd_buf_t b;
+    pd_buf_init(&b);
+    if (!rc) {
+        char why[600];
+        rc = pd_bundle_pack(files, npaths, flags, nflags, &b, why, sizeof why);
+        if (rc)
+            s_fail(c, rc, "%s", why);
+    }
+    if (!rc) {
+        /* Named after its first source file, for messages. */
+        char name[160];
+        snprintf(name, sizeof name, "%s", files[0].name);
+        for (size_t i = 0; i < npaths; i++)
+            if (files[i].name_len > 2 && files[i].name[files[i].name_len - 1] == 'c') {
+                snprintf(name, sizeof name, "%s", files[i].name);
+                break;
+            }
+        if (npaths > 1) {
+            size_t l = strlen(name);
+            snprintf(name + l, sizeof name - l, "+%zu", npaths - 1);
+        }
+        rc = pd_module_upload(c, name, PD_MODULE_BUNDLE, b.data, b.len, hash);
+    }
+    pd_buf_free(&b);
+    for (size_t i = 0; i < npaths; i++)
+        free((void *) files[i].data);
+    free(files);
+    return rc;
 }
 
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
@@ -704,6 +822,80 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
     const char *base = strrchr(path, '/');
     int rc = pd_module_upload(c, base ? base + 1 : path, kind, data, len, hash);
     free(data);
+    return rc;
+}
+
+/* ---- shared data --------------------------------------------------------- */
+
+int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_HASH_HEX])
+{
+    assert(c && (data || len == 0) && hash);
+    hash[0] = 0;
+    if (len == 0)
+        return s_fail(c, PD_EINVAL, "shared data is empty: give at least one byte");
+    if (c->max_shared && len > c->max_shared)
+        return s_fail(c, PD_ETOOBIG, "shared data is %zu bytes (%.1f MiB); the broker at %s "
+                      "takes at most %llu MiB (its --max-shared-mb)", len,
+                      (double) len / 1048576.0, c->endpoint,
+                      (unsigned long long) (c->max_shared >> 20));
+    if (len > PD_MAX_FRAME - 4096)
+        return s_fail(c, PD_ETOOBIG, "shared data is %zu bytes; one message carries at most %u",
+                      len, PD_MAX_FRAME - 4096);
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, data, len, NULL, 0);
+    sodium_bin2hex(hash, PD_HASH_HEX, h, sizeof h);
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, "shr_has", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_msg_t m;
+    int rc = s_call(c, req, "shr_ok", &m, c->timeout_ms);
+    if (rc)
+        return rc;
+    bool has = false;
+    pd_msg_bool(&m, "has", &has);
+    if (has)
+        return 0;
+    req = s_begin(c, &pk, "shr_put", 2);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_cstr(&pk, "data");
+    msgpack_pack_bin(&pk, len);
+    rc = s_send2(c, data, len);
+    if (rc)
+        return rc;
+    rc = s_recv(c, req, &m, c->timeout_ms, NULL);
+    if (rc)
+        return rc;
+    if (!pd_msg_is(&m, "shr_ok"))
+        return s_fail(c, PD_EPROTO, "broker answered '%s' where 'shr_ok' was expected", m.type);
+    return 0;
+}
+
+int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return s_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return s_fail(c, PD_EIO, "shared data %s is not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return s_fail(c, PD_EINVAL, "shared data %s is empty", path);
+    }
+    /* Mapped, not read: a large file is hashed and sent without a copy. */
+    void *p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return s_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
+    int rc = pd_shared_upload(c, p, (size_t) st.st_size, hash);
+    munmap(p, (size_t) st.st_size);
+    if (rc == PD_ETOOBIG || rc == PD_EINVAL) {
+        char tmp[sizeof c->err];
+        snprintf(tmp, sizeof tmp, "%s", c->err);
+        s_fail(c, rc, "%s: %s", path, tmp);
+    }
     return rc;
 }
 
@@ -791,11 +983,16 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 k++;
             }
             msgpack_packer pk;
-            uint64_t req = s_begin(c, &pk, "submit", 5);
+            bool shared = opts && opts->shared, cap = opts && opts->max_slots;
+            uint64_t req = s_begin(c, &pk, "submit", 5 + shared + cap);
             pd_pack_kv_str(&pk, "mod", hash);
             pd_pack_kv_str(&pk, "fn", fn);
             pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
             pd_pack_kv_uint(&pk, "retries", opts && opts->retries ? opts->retries : 3);
+            if (shared)
+                pd_pack_kv_str(&pk, "shared", opts->shared);
+            if (cap)
+                pd_pack_kv_uint(&pk, "max_slots", opts->max_slots);
             pd_pack_cstr(&pk, "args");
             msgpack_pack_array(&pk, (uint32_t) k);
             pd_pack_raw(&pk, start, bytes);
@@ -839,6 +1036,90 @@ long pd_map_doubles(pd_client_t *c, const char *hash, const char *fn, const doub
                        : pd_map(c, hash, fn, b.data, b.len, n, opts, ids);
     pd_buf_free(&b);
     return rc;
+}
+
+long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
+             uint64_t *ids)
+{
+    assert(c && (cmds || n == 0) && ids);
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    for (size_t i = 0; i < n; i++)
+        pd_pack_cstr(&pk, cmds[i]);
+    long rc = b.failed ? s_fail(c, PD_ETOOBIG, "%zu commands do not fit in memory", n)
+                       : pd_map(c, PD_BUILTIN, "exec", b.data, b.len, n, opts, ids);
+    pd_buf_free(&b);
+    return rc;
+}
+
+int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x)
+{
+    memset(x, 0, sizeof *x);
+    if ((r->state != PD_JOB_DONE && r->state != PD_JOB_FAILED) || !r->value)
+        return PD_EPROTO;
+    pd_rd_t rd;
+    pd_rd_init(&rd, r->value, r->len);
+    uint32_t n;
+    bool have_exit = false;
+    if (pd_rd_map(&rd, &n))
+        return PD_EPROTO;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (pd_rd_str(&rd, &k, &kl))
+            return PD_EPROTO;
+        int64_t iv;
+        const void *p;
+        uint32_t len;
+        int rc = 0;
+#define S_KEY(name) (kl == strlen(name) && memcmp(k, name, kl) == 0)
+        if (S_KEY("exit")) {
+            rc = pd_rd_int(&rd, &iv);
+            x->exit = (int) iv;
+            have_exit = rc == 0;
+        } else if (S_KEY("signal")) {
+            rc = pd_rd_int(&rd, &iv);
+            x->signal = (int) iv;
+        } else if (S_KEY("out") || S_KEY("err") || S_KEY("host")) {
+            if (pd_rd_peek(&rd) == PD_MP_STR) {
+                const char *sp;
+                rc = pd_rd_str(&rd, &sp, &len);
+                p = sp;
+            } else {
+                rc = pd_rd_bin(&rd, &p, &len);
+            }
+            if (rc == 0 && S_KEY("out"))
+                x->out = p, x->out_len = len;
+            else if (rc == 0 && S_KEY("err"))
+                x->err = p, x->err_len = len;
+            else if (rc == 0)
+                x->host = p, x->host_len = len;
+        } else if (S_KEY("start")) {
+            rc = pd_rd_double(&rd, &x->start);
+        } else if (S_KEY("runtime")) {
+            rc = pd_rd_double(&rd, &x->runtime);
+        } else if (S_KEY("truncated")) {
+            rc = pd_rd_bool(&rd, &x->truncated);
+        } else {
+            rc = pd_rd_skip(&rd, NULL, NULL);
+        }
+#undef S_KEY
+        if (rc)
+            return PD_EPROTO;
+    }
+    if (!have_exit) {
+        memset(x, 0, sizeof *x);
+        return PD_EPROTO;
+    }
+    if (!x->out)
+        x->out = "";
+    if (!x->err)
+        x->err = "";
+    if (!x->host)
+        x->host = "";
+    return 0;
 }
 
 /* ---- id sets ------------------------------------------------------------- */
@@ -941,17 +1222,105 @@ static int s_slot_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
 }
 
-/* Stores one result entry [id, state, value] into every results[] slot of
-   that id; returns how many slots became final. */
-static size_t s_store(pd_client_t *c, pd_rd_t *r, const s_slot_t *order, size_t n,
-                      pd_result_t *results, int *bad)
+/* Parses one result entry [id, state, value] into *res (which must be
+   zeroed). A failed job's value is its error map {code, msg, host, slot,
+   attempts, value?}: the optional "value" (an exec job's output) is kept
+   in res->value. Returns 0, or -1 when the entry is malformed or memory
+   runs out. */
+static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
 {
     uint32_t k;
     uint64_t id, st;
     const uint8_t *raw;
     size_t rl;
     if (pd_rd_array(r, &k) || k != 3 || pd_rd_uint(r, &id) || pd_rd_uint(r, &st) || st > 5 ||
-        pd_rd_skip(r, &raw, &rl)) {
+        pd_rd_skip(r, &raw, &rl))
+        return -1;
+    res->id = id;
+    res->state = (pd_job_state_t) st;
+    if (st == PD_JOB_DONE) {
+        res->value = malloc(rl);
+        if (!res->value)
+            return -1;
+        memcpy(res->value, raw, rl);
+        res->len = rl;
+    } else if (st == PD_JOB_FAILED) {
+        pd_rd_t e;
+        pd_rd_init(&e, raw, rl);
+        char code[32] = "PD_ETASK", msg[4600] = "", host[256] = "?";
+        uint64_t slot = 0, attempts = 0;
+        const uint8_t *val = NULL;
+        size_t vlen = 0;
+        uint32_t nf;
+        if (pd_rd_map(&e, &nf) == 0) {
+            for (uint32_t f = 0; f < nf; f++) {
+                char key[16] = "";
+                if (pd_rd_strcpy(&e, key, sizeof key) && pd_rd_skip(&e, NULL, NULL))
+                    break;
+                int vr = -1;
+                if (strcmp(key, "code") == 0)
+                    vr = pd_rd_strcpy(&e, code, sizeof code);
+                else if (strcmp(key, "msg") == 0)
+                    vr = pd_rd_strcpy(&e, msg, sizeof msg);
+                else if (strcmp(key, "host") == 0)
+                    vr = pd_rd_strcpy(&e, host, sizeof host);
+                else if (strcmp(key, "slot") == 0)
+                    vr = pd_rd_uint(&e, &slot);
+                else if (strcmp(key, "attempts") == 0)
+                    vr = pd_rd_uint(&e, &attempts);
+                else if (strcmp(key, "value") == 0)
+                    vr = pd_rd_skip(&e, &val, &vlen);
+                if (vr && pd_rd_skip(&e, NULL, NULL))
+                    break;
+            }
+        }
+        res->code = s_code_from_name(code);
+        char full[5000];
+        snprintf(full, sizeof full, "%s (job %llu on %s slot %llu)", msg[0] ? msg : code,
+                 (unsigned long long) id, host, (unsigned long long) slot);
+        res->error = strdup(full);
+        if (!res->error)
+            return -1;
+        if (val && vlen) {
+            res->value = malloc(vlen);
+            if (!res->value)
+                return -1;
+            memcpy(res->value, val, vlen);
+            res->len = vlen;
+        }
+    } else if (st == PD_JOB_CANCELLED) {
+        res->code = PD_ECANCELLED;
+    } else if (st == PD_JOB_UNKNOWN) {
+        res->code = PD_ENOJOB;
+    }
+    return 0;
+}
+
+/* Copies a parsed result into dst (deep copy); returns 0 or -1. */
+static int s_copy_result(pd_result_t *dst, const pd_result_t *src)
+{
+    *dst = *src;
+    dst->value = NULL;
+    dst->error = NULL;
+    if (src->value) {
+        dst->value = malloc(src->len);
+        if (!dst->value)
+            return -1;
+        memcpy(dst->value, src->value, src->len);
+    }
+    if (src->error && !(dst->error = strdup(src->error)))
+        return -1;
+    return 0;
+}
+
+/* Stores one result entry into every results[] slot of that id; returns
+   how many slots became final. */
+static size_t s_store(pd_rd_t *r, const s_slot_t *order, size_t n, pd_result_t *results, int *bad)
+{
+    pd_result_t one;
+    memset(&one, 0, sizeof one);
+    if (s_parse_entry(r, &one)) {
+        pd_results_clear(&one, 1);
         *bad = 1;
         return 0;
     }
@@ -959,62 +1328,27 @@ static size_t s_store(pd_client_t *c, pd_rd_t *r, const s_slot_t *order, size_t 
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (order[mid].id < id)
+        if (order[mid].id < one.id)
             lo = mid + 1;
         else
             hi = mid;
     }
     size_t newly = 0;
-    for (size_t i = lo; i < n && order[i].id == id; i++) {
+    bool moved = false;
+    for (size_t i = lo; i < n && order[i].id == one.id; i++) {
         pd_result_t *res = &results[order[i].index];
         if (pd_job_state_final(res->state))
             continue;
-        res->state = (pd_job_state_t) st;
-        if (st == PD_JOB_DONE) {
-            res->value = malloc(rl);
-            if (res->value) {
-                memcpy(res->value, raw, rl);
-                res->len = rl;
-            }
-        } else if (st == PD_JOB_FAILED) {
-            pd_rd_t e;
-            pd_rd_init(&e, raw, rl);
-            char code[32] = "PD_ETASK", msg[4600] = "", host[256] = "?";
-            uint64_t slot = 0, attempts = 0;
-            uint32_t nf;
-            if (pd_rd_map(&e, &nf) == 0) {
-                for (uint32_t f = 0; f < nf; f++) {
-                    char key[16] = "";
-                    if (pd_rd_strcpy(&e, key, sizeof key) && pd_rd_skip(&e, NULL, NULL))
-                        break;
-                    int vr = -1;
-                    if (strcmp(key, "code") == 0)
-                        vr = pd_rd_strcpy(&e, code, sizeof code);
-                    else if (strcmp(key, "msg") == 0)
-                        vr = pd_rd_strcpy(&e, msg, sizeof msg);
-                    else if (strcmp(key, "host") == 0)
-                        vr = pd_rd_strcpy(&e, host, sizeof host);
-                    else if (strcmp(key, "slot") == 0)
-                        vr = pd_rd_uint(&e, &slot);
-                    else if (strcmp(key, "attempts") == 0)
-                        vr = pd_rd_uint(&e, &attempts);
-                    if (vr && pd_rd_skip(&e, NULL, NULL))
-                        break;
-                }
-            }
-            res->code = s_code_from_name(code);
-            char full[5000];
-            snprintf(full, sizeof full, "%s (job %llu on %s slot %llu)", msg[0] ? msg : code,
-                     (unsigned long long) id, host, (unsigned long long) slot);
-            res->error = strdup(full);
-        } else if (st == PD_JOB_CANCELLED) {
-            res->code = PD_ECANCELLED;
-        } else if (st == PD_JOB_UNKNOWN) {
-            res->code = PD_ENOJOB;
+        if (!moved) {
+            *res = one; /* the first slot takes the parsed result itself */
+            moved = true;
+        } else if (s_copy_result(res, &one)) {
+            *bad = 1;
         }
         newly++;
     }
-    (void) c;
+    if (!moved)
+        pd_results_clear(&one, 1);
     return newly;
 }
 
@@ -1073,7 +1407,7 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
             break;
         }
         for (uint32_t i = 0; i < nres && !bad; i++)
-            ended += s_store(c, &r, order, n, results, &bad);
+            ended += s_store(&r, order, n, results, &bad);
         if (bad) {
             rc = s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
             break;
@@ -1086,6 +1420,47 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
     free(order);
     free(pending);
     return rc ? rc : (long) ended;
+}
+
+long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
+                  pd_result_t *results, size_t max)
+{
+    assert(c && (ids || n == 0) && (results || max == 0));
+    if (n == 0 || max == 0)
+        return 0;
+    if (max > PD_FETCH_ANY_MAX)
+        max = PD_FETCH_ANY_MAX;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline == INT64_MAX ? 5000 : deadline - s_now_ms();
+        if (left < 0)
+            left = 0;
+        if (left > 5000)
+            left = 5000;
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, "fetch", 3);
+        pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);
+        pd_pack_kv_uint(&pk, "max", max);
+        pd_pack_cstr(&pk, "ids");
+        s_pack_ranges(&pk, ids, n, S_MAX_RANGES);
+        pd_msg_t m;
+        int rc = s_call(c, req, "results", &m, (int) left + c->timeout_ms);
+        if (rc)
+            return rc;
+        pd_rd_t r;
+        uint32_t nres;
+        if (pd_msg_rd(&m, "res", &r) || pd_rd_array(&r, &nres) || nres > max)
+            return s_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+        for (uint32_t i = 0; i < nres; i++) {
+            memset(&results[i], 0, sizeof results[i]);
+            if (s_parse_entry(&r, &results[i])) {
+                pd_results_clear(results, i + 1);
+                return s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
+            }
+        }
+        if (nres > 0 || s_now_ms() >= deadline)
+            return (long) nres;
+    }
 }
 
 void pd_results_clear(pd_result_t *results, size_t n)

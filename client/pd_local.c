@@ -115,7 +115,7 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus > 0 ? cpus : (int) sysconf(_SC_NPROCESSORS_ONLN));
     /* Flags after the NULL-able tail are cut by the first NULL. */
     char *bargv[16] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                       "--log-level", (char *) (level ? level : "warn"), "--no-beacon"};
+                       "--log-level", (char *) (level ? level : "error"), "--no-beacon"};
     int bc = 8;
     if (secure) {
         bargv[bc++] = "--secure";
@@ -143,7 +143,7 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     }
     if (tcp_worker) {
         char *wargv[16] = {worker_path, "--broker", l->endpoint, "--cpus", cpus_s,
-                           "--log-level", (char *) (level ? level : "warn"), "--control",
+                           "--log-level", (char *) (level ? level : "error"), "--control",
                            "none"};
         int wc = 9;
         if (secure) {

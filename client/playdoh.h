@@ -24,12 +24,14 @@
     log handler with pd_log_set_handler() to see its diagnostics. A client
     object is used by one thread at a time.
 
-    Task authors include playdoh_task.h instead, not this header.
+    Task authors include playdoh_task.h instead, not this header; a fitness
+    function for the optimisers needs only playdoh_fitness.h.
 */
 #ifndef PLAYDOH_H
 #define PLAYDOH_H
 
 #include "pd_error.h"
+#include "playdoh_fitness.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -207,7 +209,11 @@ void pd_local_stop(pd_local_t **l);
 
 /* ---- modules ------------------------------------------------------------- */
 
-typedef enum { PD_MODULE_C = 0, PD_MODULE_SO = 1 } pd_module_kind_t;
+typedef enum {
+    PD_MODULE_C = 0,     /* one C source file */
+    PD_MODULE_SO = 1,    /* a shared object */
+    PD_MODULE_BUNDLE = 2 /* several files and flags, as pd_module_upload_files packs them */
+} pd_module_kind_t;
 
 /* Uploads a module unless the broker has it already (content-addressed:
    the hash is the SHA-256 of data). kind C: one C source file that includes
@@ -221,11 +227,48 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
    error of pd_module_upload. */
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
 
+/* Uploads a module of several files: C sources (.c) and the headers they
+   include (.h), placed side by side by base name on each worker and
+   compiled together into one shared object, with compiler flags from a
+   whitelist (-lNAME, -DNAME[=VALUE], -UNAME, -O0..-O3/-Os/-Og/-Ofast,
+   -std=..., -march=native, -ffast-math, -fopenmp, -g, -Wall, ...; -L and -I
+   are refused: see docs/guide.md). flags may be NULL when nflags is 0. The
+   files and flags are packed into one bundle, content-addressed as a whole.
+   Any module (this kind or a single file) may define PD_INIT (see
+   playdoh_task.h), run once per slot process before its first job.
+   Returns 0, PD_EIO (a file is unreadable), PD_EINVAL (a bad name or flag,
+   two files with one base name, no .c file: pd_client_error says which) or
+   an error of pd_module_upload. */
+int pd_module_upload_files(pd_client_t *c, const char *const *paths, size_t npaths,
+                           const char *const *flags, size_t nflags, char hash[PD_HASH_HEX]);
+
+/* ---- shared data --------------------------------------------------------- */
+
+/* Uploads read-only data that every job of a map can read (pd_task_shared):
+   sent to the broker once (content-addressed by BLAKE2b-256: an upload of
+   bytes it has already costs one round trip), and from the broker to each
+   worker once, with the first job that names it; each worker keeps it in a
+   file and every slot process maps that file, so a machine holds one copy
+   however many slots and jobs read it. Writes the hash to pass as
+   pd_map_opts_t.shared. Returns 0, PD_EINVAL (empty), PD_ETOOBIG (over the
+   broker's --max-shared-mb; pd_client_error says the limit), PD_EOVERLOAD
+   (the broker's store is full of data unfinished maps use), or another
+   error. The broker may evict data no unfinished job uses to make room for
+   new data: upload again before each map (cheap when it is still there). */
+int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_HASH_HEX]);
+/* Uploads a file's bytes as shared data (mapped, not copied). Returns 0,
+   PD_EIO (unreadable), or an error of pd_shared_upload. */
+int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
+
 /* ---- asynchronous map ---------------------------------------------------- */
 
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
     uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
+                            queued jobs: the latest submit's value holds); 0 = no cap */
+    const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
+                            read with pd_task_shared(); NULL = none */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -254,7 +297,9 @@ int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *sta
 typedef struct {
     uint64_t id;
     pd_job_state_t state; /* PD_JOB_QUEUED or RUNNING if it had not ended in time */
-    void *value;          /* done: the result, one msgpack value (owned) */
+    void *value;          /* done: the result, one msgpack value (owned); failed: the
+                             job's partial output when it has one (an exec job's
+                             {exit, out, err, ...} map), else NULL */
     size_t len;           /* bytes in value */
     int code;             /* failed: a PD_E* code (PD_ECRASH, PD_ETIMEDOUT, ...) */
     char *error;          /* failed: the message, with host and slot (owned) */
@@ -267,6 +312,19 @@ typedef struct {
    batch of results arrives with the count ended so far. */
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user);
+/* Most results one pd_fetch_any call returns. */
+#define PD_FETCH_ANY_MAX 10000
+
+/* Waits up to timeout_ms (-1: for ever, 0: no wait) until at least one of
+   the jobs has ended, then stores the ended ones (at most max, capped at
+   PD_FETCH_ANY_MAX; in id order, not ids[] order) into results[0..k): each
+   entry's id says which job it is. Returns k, 0 when none ended in time, or
+   an error. A job that ended is returned again by the next call: drop its id
+   from ids[] once handled (or pd_release it). The ids are sent as ranges of
+   consecutive values, at most 4096 ranges per call: keep ids[] sorted and
+   put the ones that matter first. Free the entries with pd_results_clear. */
+long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
+                  pd_result_t *results, size_t max);
 /* Frees what pd_fetch stored in results[0..n) and zeroes them. */
 void pd_results_clear(pd_result_t *results, size_t n);
 /* Reads a done job's value as a number. Returns 0, or PD_EPROTO if it is not. */
@@ -279,6 +337,235 @@ long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n);
 /* Tells the broker to forget ended jobs and free their results. Returns how
    many it forgot, or an error. */
 long pd_release(pd_client_t *c, const uint64_t *ids, size_t n);
+
+
+/* ---- optimisation ---------------------------------------------------------
+
+   Minimise or maximise a fitness function of dim parameters within bounds,
+   with a particle swarm (PSO), a real-coded genetic algorithm (GA) or
+   CMA-ES, run as islands that exchange their best individuals along a
+   topology every migration_interval iterations. The fitness evaluates a
+   block of points per call (playdoh_fitness.h); with groups, G independent
+   optimisations run side by side and one call covers them all.
+
+       double lo[10], hi[10];  ... bounds ...
+       pd_optim_opts_t o;
+       pd_optim_opts_init(&o, PD_ALGO_CMAES, 10);
+       o.lower = lo; o.upper = hi; o.budget = 100000; o.seed = 7;
+       pd_optim_result_t r;
+       if (pd_optim_run(&o, my_fitness, my_data, &r) == 0)
+           ... r.best_f[0], r.best_x[0 .. 10) ...
+       else
+           ... r.error says what was wrong ...
+       pd_optim_result_clear(&r);
+
+   pd_optim_run runs every island in this process, one after the other,
+   migrating between iterations; the same options drive the cluster form
+   (one island per node of a synchronous task, the fitness named in a
+   shipped module). docs/optimisation.md is the user guide. */
+
+
+typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2 } pd_algo_t;
+
+/* Who sends migrants to whom. RING: island i to (i+1) mod N; STAR: island 0
+   and every other island both ways; FULL: every island to every other;
+   EDGES: the (from, to) pairs of opts.edges; NONE: no migration. */
+typedef enum {
+    PD_TOPO_NONE = 0,
+    PD_TOPO_RING = 1,
+    PD_TOPO_STAR = 2,
+    PD_TOPO_FULL = 3,
+    PD_TOPO_EDGES = 4
+} pd_topology_t;
+
+/* Why a run ended. */
+typedef enum {
+    PD_STOP_NONE = 0,       /* it has not run */
+    PD_STOP_ITERATIONS = 1, /* opts.iterations reached */
+    PD_STOP_BUDGET = 2,     /* the next iteration would have exceeded opts.budget */
+    PD_STOP_TARGET = 3,     /* every group reached opts.target */
+    PD_STOP_CONVERGED = 4,  /* every optimiser met its stopping tolerances (CMA-ES) */
+    PD_STOP_CANCELLED = 5,  /* the progress callback asked to stop */
+    PD_STOP_ERROR = 6       /* the fitness failed or returned NaN */
+} pd_optim_stop_t;
+
+/* PSO velocity rules. */
+typedef enum {
+    PD_PSO_SPSO2011 = 0,  /* SPSO-2011: the new position is drawn in a hypersphere around the
+                             centre of gravity of x, p and l (rotation invariant) */
+    PD_PSO_COMPONENT = 1  /* per coordinate: v = w v + c1 r1 (p - x) + c2 r2 (l - x) */
+} pd_pso_variant_t;
+
+typedef struct {
+    pd_pso_variant_t variant; /* default PD_PSO_COMPONENT (docs/optimisation.md says when
+                                 to prefer PD_PSO_SPSO2011) */
+    double inertia;           /* w; default 1 / (2 ln 2) ~ 0.721 */
+    double cognitive;         /* c1, pull towards the particle's own best; default 0.5 + ln 2 */
+    double social;            /* c2, pull towards the best informant's best; default 0.5 + ln 2 */
+    double max_velocity;      /* velocity clamp per coordinate, as a fraction of the bounds'
+                                 width; default 0.5 */
+    uint32_t informants;      /* SPSO's adaptive random topology: each particle informs this many
+                                 random others, redrawn after an iteration that did not improve
+                                 the swarm's best; 0 = every particle informs all (global best);
+                                 default 3 */
+} pd_pso_params_t;
+
+typedef struct {
+    double crossover_prob; /* probability that a pair of parents is crossed (SBX); default 0.9 */
+    double eta_c;          /* SBX distribution index: larger keeps children nearer their
+                              parents; default 30 */
+    double mutation_prob;  /* per coordinate (polynomial mutation); 0 = 1 / dim (default) */
+    double eta_m;          /* polynomial mutation distribution index; default 20 */
+    uint32_t tournament;   /* tournament size of the selection; default 3 */
+    uint32_t elites;       /* best individuals copied unchanged into the next generation;
+                              default 4 */
+} pd_ga_params_t;
+
+typedef struct {
+    double sigma0;         /* initial step size as a fraction of the initial range's width
+                              (per coordinate); default 0.3 */
+    uint32_t restarts;     /* IPOP: restarts with a larger population when a run meets its
+                              stopping tolerances; 0 = none; default 9 */
+    double popsize_factor; /* IPOP: population growth per restart; default 2 */
+    double tol_fun;        /* stop when the best values of the last 10 + 30 dim / lambda
+                              generations and all of the current one lie within this
+                              times |best value| (relative); default 1e-12 */
+    double tol_x;          /* stop when every coordinate's standard deviation falls below
+                              tol_x times sigma0 (in units of the initial range); default 1e-16 */
+} pd_cmaes_params_t;
+
+/* Progress after each iteration, for pd_optim_opts_t.progress. */
+typedef struct {
+    uint64_t iteration;    /* iterations done */
+    uint64_t evaluations;  /* fitness evaluations done, all islands and groups */
+    double wall_s;         /* seconds since the start */
+    uint32_t groups;       /* entries in best_f */
+    const double *best_f;  /* best value so far of each group, over every island */
+} pd_optim_progress_t;
+
+typedef struct {
+    pd_algo_t algo;             /* the algorithm */
+    size_t dim;                 /* parameters, >= 1 */
+    const double *lower;        /* bounds: dim values each, lower < upper, finite; every point */
+    const double *upper;        /*   ever evaluated lies within them (borrowed) */
+    const double *init_lower;   /* where the first population is drawn: inside the bounds; */
+    const double *init_upper;   /*   NULL = the bounds (borrowed) */
+    const char *const *names;   /* parameter names for messages, dim entries, or NULL */
+    size_t popsize;             /* individuals per island and group; 0 = the algorithm's
+                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim) */
+    uint64_t iterations;        /* stop after this many iterations; 0 = no limit */
+    uint64_t budget;            /* stop before exceeding this many evaluations (all islands and
+                                   groups together); 0 = no limit; iterations or budget is needed */
+    double target;              /* a group stops once its best value reaches this (<= when
+                                   minimising, >= when maximising); NaN (default) = none */
+    bool maximize;              /* maximise instead of minimise */
+    uint32_t islands;           /* islands, >= 1; default 1 */
+    pd_topology_t topology;     /* default PD_TOPO_RING */
+    const uint32_t *edges;      /* PD_TOPO_EDGES: edge_count (from, to) pairs, flattened */
+    size_t edge_count;
+    uint32_t migration_interval;/* migrate every this many iterations; 0 = never; default 10 */
+    uint32_t migration_count;   /* individuals an island sends to each neighbour, and at most
+                                   takes in per migration; default 1 */
+    uint64_t seed;              /* equal seeds and options give bit-identical runs; default 0 */
+    uint32_t groups;            /* independent optimisations side by side; default 1 */
+    pd_pso_params_t pso;        /* used when algo is PD_ALGO_PSO */
+    pd_ga_params_t ga;          /* used when algo is PD_ALGO_GA */
+    pd_cmaes_params_t cmaes;    /* used when algo is PD_ALGO_CMAES */
+    /* Called after every iteration when not NULL; a non-zero return stops the
+       run (PD_STOP_CANCELLED, the result holds the best found so far). */
+    int (*progress)(const pd_optim_progress_t *p, void *user);
+    void *progress_user;
+} pd_optim_opts_t;
+
+typedef struct {
+    int code;               /* 0, or the PD_E* code pd_optim_run returned */
+    char *error;            /* when code != 0: what was wrong and what to do (owned) */
+    pd_optim_stop_t stop;   /* why the run ended */
+    size_t dim;
+    uint32_t groups;
+    uint32_t islands;
+    double *best_x;         /* groups x dim: best point of each group (owned) */
+    double *best_f;         /* groups: its value, in the user's sense (owned) */
+    uint32_t *best_island;  /* groups: the island that holds it (owned) */
+    uint64_t evaluations;   /* fitness evaluations, all islands and groups */
+    uint64_t iterations;    /* iterations every island completed */
+    uint64_t immigrants;    /* individuals islands took in by migration */
+    uint64_t restarts;      /* CMA-ES restarts, all islands and groups */
+    double wall_s;          /* wall-clock seconds of the run */
+    uint64_t history_len;   /* entries per island and group (= iterations) */
+    double *history;        /* best-so-far of each island and group after each iteration's
+                               evaluations (a migration after iteration t shows from t + 1),
+                               islands x groups x history_len; read it with
+                               pd_optim_history (owned) */
+} pd_optim_result_t;
+
+/* Fills o with the defaults for algorithm algo over dim parameters (the
+   bounds stay NULL: set them). Always start from this. */
+void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim);
+/* Checks options without running. Returns 0, or PD_EINVAL with a sentence
+   naming the bad field and the accepted range written into err (errlen
+   bytes, may be 0). */
+int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen);
+/* Runs the optimisation in this process: every island in turn, each
+   iteration one fitness call per island covering all its groups. Fills res
+   (clear it with pd_optim_result_clear, whatever the return). Returns 0;
+   PD_EINVAL for bad options, PD_ETASK when the fitness returned non-zero
+   or NaN (res holds the best found until then, res->error says which point
+   and iteration), PD_ENOMEM. */
+int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_optim_result_t *res);
+/* Frees what pd_optim_run stored in r and zeroes it; safe twice. */
+void pd_optim_result_clear(pd_optim_result_t *r);
+/* The best-so-far value of island i, group g after iteration t (from 0). */
+double pd_optim_history(const pd_optim_result_t *r, uint32_t island, uint32_t group, uint64_t t);
+
+/* "pso", "ga", "cmaes": static storage. */
+const char *pd_algo_name(pd_algo_t a);
+/* Parses an algorithm or topology name (as above, or "none", "ring",
+   "star", "full"). Return 0, or PD_EINVAL. */
+int pd_algo_parse(const char *name, pd_algo_t *a);
+int pd_topology_parse(const char *name, pd_topology_t *t);
+/* "iterations", "budget", ...: static storage. */
+const char *pd_optim_stop_name(pd_optim_stop_t s);
+
+/* A built-in test function by name: "sphere", "rosenbrock", "rastrigin",
+   "ackley", "griewank", "schwefel" (minimum 0 for each). Writes the usual
+   bounds, the same for every coordinate, into *lo and *hi when not NULL.
+   Returns NULL for an unknown name. */
+pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
+
+/* ---- shell commands ------------------------------------------------------ */
+
+/* The reserved module hash of the built-in tasks, which every worker has. */
+#define PD_BUILTIN "builtin"
+
+/* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
+   slot (in the worker's directory, standard input from /dev/null), and its
+   exit status, standard output and standard error (up to 4 MiB each) come
+   back as the job's result. A command that exits 0 makes a done job; any
+   other status a failed one (PD_ETASK) whose pd_result_t.value still holds
+   the output. Read either with pd_result_exec. Returns as pd_map. */
+long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
+             uint64_t *ids);
+
+/* What an exec job produced. Pointers are borrowed from the pd_result_t. */
+typedef struct {
+    int exit;          /* exit status; -1 when the command was killed by a signal */
+    int signal;        /* the signal that killed it, or 0 */
+    const char *out;   /* standard output (not NUL-terminated) */
+    size_t out_len;    /* its bytes */
+    const char *err;   /* standard error (not NUL-terminated) */
+    size_t err_len;    /* its bytes */
+    const char *host;  /* the worker's host name (not NUL-terminated) */
+    size_t host_len;   /* its bytes */
+    double start;      /* Unix time (seconds) when the command started */
+    double runtime;    /* seconds it ran */
+    bool truncated;    /* output beyond 4 MiB per stream was dropped */
+} pd_exec_result_t;
+
+/* Reads an exec job's output from a done or failed result. Returns 0, or
+   PD_EPROTO when r holds no exec output (another kind of job, or a job that
+   failed before its command ran: crash, time-out, lost worker). */
+int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x);
 
 #ifdef __cplusplus
 }

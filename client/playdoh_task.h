@@ -77,6 +77,14 @@ int pd_arg_double(pd_task_t *t, double *x);
 /* The argument as an array of numbers, converted into storage owned by the
    slot and valid for this call. Returns 0, or -1 if it is not such an array. */
 int pd_arg_doubles(pd_task_t *t, const double **x, size_t *n);
+/* The map's shared data (playdoh-submit map --shared FILE, or
+   pd_map_opts_t.shared): read-only bytes, mapped from the worker's cache and
+   shared by every slot of the machine, valid for the call (and for later
+   jobs of the same map: the address stays while the slot keeps it mapped).
+   Returns NULL with *len 0 when the job has none. The address is page
+   aligned, so an array of doubles can be read in place:
+       size_t len; const double *x = pd_task_shared(t, &len); n = len / 8; */
+const void *pd_task_shared(pd_task_t *t, size_t *len);
 /* The job's id and this slot's index, for logs or seeds. */
 uint64_t pd_task_job_id(pd_task_t *t);
 int pd_task_slot(pd_task_t *t);
@@ -117,6 +125,23 @@ int pd_out_raw(pd_task_t *t, const void *p, size_t n);
 int pd_task_fail(pd_task_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- declaring tasks ---------------------------------------------------- */
+
+/* An optional init function: a module that defines it gets it called once
+   in each slot process that loads the module, before the module's first
+   job there, to load data or build tables that later jobs reuse (keep them
+   in static variables). t is that first job's context: pd_arg() and
+   pd_task_shared() give the first job's argument and shared data; what it
+   writes with pd_out_* is dropped. Return 0, or pd_task_fail(t, "...") to
+   fail every job of the module on that slot with the message. It runs
+   within the module's load time limit (300 s), not a job's time-out.
+
+       PD_INIT(t)
+       {
+           table = build_table();
+           return table ? 0 : pd_task_fail(t, "out of memory");
+       }
+*/
+#define PD_INIT(t) int pd_init(pd_task_t *t)
 
 /* The general form: int NAME(pd_task_t *T). */
 #define PD_TASK(name, t) int name(pd_task_t *t)

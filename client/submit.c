@@ -1,18 +1,26 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, status, results, wait and cancel over the client library
+    Verbs map, exec, status, results, wait, cancel and cluster over the client library
     (playdoh.h). `map` reads one JSON value per line, ships the module, submits
-    the jobs and prints one JSON line per job in input order; with --detach it
-    prints the job ids instead, for `status` and `results` from any process,
-    later. --local N runs the whole command on an embedded cluster.
+    the jobs and prints one JSON line per job in input order; `exec` runs a
+    shell command per argument line, as GNU parallel does (submit_exec.c);
+    with --detach both print the job ids instead, for `status`, `results` and
+    `wait` from any process, later. --local N runs the whole command on an
+    embedded cluster.
+
+    Options are parsed in two steps: the global ones before the verb, then
+    the verb's own (and the global ones again) after it, so that every verb
+    has its --help and an option given to the wrong verb is named as such.
 
     Exit codes: 0 all jobs done; 1 some jobs failed, were cancelled or
     unknown; 2 bad usage or input; 3 no broker, or the broker refused.
+    `exec` follows GNU parallel instead: the number of failed jobs (101 for
+    more than 100), 255 for any other error.
 */
-#include "playdoh.h"
+#include "submit.h"
 
-#include "pd_beacon.h"
 #include "pd_auth.h"
+#include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_config.h"
 #include "pd_json.h"
@@ -21,84 +29,222 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define S_PRINT_WINDOW 4096
+#define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
+#define S_RELEASE_BATCH 4096
+
+/* ---- verbs and their options --------------------------------------------- */
+
+enum {
+    V_MAP = 1 << 0,
+    V_EXEC = 1 << 1,
+    V_STATUS = 1 << 2,
+    V_RESULTS = 1 << 3,
+    V_WAIT = 1 << 4,
+    V_CANCEL = 1 << 5,
+    V_CLUSTER = 1 << 6,
+    V_GLOBAL = 1 << 7 /* allowed before the verb and after it */
+};
+
+enum {
+    O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
+    O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
+    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER,
+    O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR
+};
 
 typedef struct {
-    const char *broker;
-    int local;
-    uint32_t timeout_ms;
-    uint32_t retries;
-    bool detach;
-    bool release;
-    bool quiet;
-    double wait_s; /* < 0: for ever */
-    bool wait_set;
-    bool json;             /* cluster: one JSON document instead of a table */
-    const char *config;    /* --config FILE */
-    const char *cluster;   /* --cluster NAME (discovery) */
-    int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
-    pd_client_opts_t conn; /* security of the connection */
-    char conf_key[1024];   /* [submit] key, when conn.key_file points here */
-    char conf_bkey[64];    /* [submit] broker_key or a discovered key, for conn.broker_key */
-} s_opts_t;
+    struct option opt; /* for getopt_long */
+    int verbs;         /* V_* where the option is accepted */
+} s_opt_t;
+
+static const s_opt_t s_opts[] = {
+    {{"broker", required_argument, NULL, O_BROKER}, V_GLOBAL},
+    {{"local", required_argument, NULL, O_LOCAL}, V_GLOBAL},
+    {{"quiet", no_argument, NULL, O_QUIET}, V_GLOBAL},
+    {{"log-level", required_argument, NULL, O_LEVEL}, V_GLOBAL},
+    {{"no-progress", no_argument, NULL, O_NO_PROGRESS}, V_GLOBAL},
+    {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
+    {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
+    {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
+    {{"secure", no_argument, NULL, O_SECURE}, V_GLOBAL},
+    {{"insecure", no_argument, NULL, O_INSECURE}, V_GLOBAL},
+    {{"key", required_argument, NULL, O_KEY}, V_GLOBAL},
+    {{"broker-key", required_argument, NULL, O_BROKER_KEY}, V_GLOBAL},
+    {{"config-dir", required_argument, NULL, O_CONFIG_DIR}, V_GLOBAL},
+    {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
+    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC},
+    {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
+    {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
+    {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC},
+    {{"shared", required_argument, NULL, O_SHARED}, V_MAP},
+    {{"args", required_argument, NULL, O_ARGS}, V_EXEC},
+    {{"keep-order", no_argument, NULL, O_KEEP}, V_EXEC},
+    {{"no-keep-order", no_argument, NULL, O_NO_KEEP}, V_EXEC},
+    {{"joblog", required_argument, NULL, O_JOBLOG}, V_EXEC},
+    {{"dry-run", no_argument, NULL, O_DRY_RUN}, V_EXEC},
+    {{"wait", required_argument, NULL, O_WAIT}, V_RESULTS | V_WAIT},
+    {{"release", no_argument, NULL, O_RELEASE}, V_RESULTS},
+};
+#define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
+
+typedef struct {
+    const char *name;  /* the verb */
+    int bit;           /* its V_* */
+    const char *usage; /* its --help text */
+} s_verb_t;
+
+static const char S_GLOBAL_HELP[] =
+    "global options (before or after the verb):\n"
+    "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, [submit] broker of the\n"
+    "                       configuration file, a broker found by its beacon, else\n"
+    "                       tcp://127.0.0.1:5555)\n"
+    "      --cluster NAME   cluster whose beacon to follow (default: [cluster] name, playdoh)\n"
+    "      --config FILE    read this configuration file only\n"
+    "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
+    "  -q, --quiet          no summary or per-job error lines on standard error\n"
+    "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
+    "      --log-level L    error, warn (default), info or debug\n"
+    "  -h, --help           help (after a verb: that verb's help)\n"
+    "security (docs/security.md): towards a broker that is not on loopback the\n"
+    "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
+    "      --secure         CurveZMQ even on loopback\n"
+    "      --insecure       no security even on a network (only on a network you trust)\n"
+    "      --key FILE       this account's key pair (default: CONFIG/id.key)\n"
+    "      --broker-key KEY the broker's public key (default: CONFIG/known_brokers, or a\n"
+    "                       trusted key announced by the beacon)\n"
+    "      --config-dir DIR CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+    "                       or ~/.config/playdoh)\n";
+
+static const s_verb_t s_verbs[] = {
+    {"map", V_MAP,
+     "usage: playdoh-submit [GLOBAL OPTIONS] map [OPTIONS] MODULE FUNCTION [ARGS.jsonl|-]\n"
+     "\n"
+     "Runs FUNCTION of MODULE once per line of ARGS.jsonl (standard input by default), each\n"
+     "line one JSON value, and prints one JSON result per line, in input order. A failed job\n"
+     "prints {\"error\": ..., \"job\": ID, \"code\": \"PD_E...\"} and a line on standard error.\n"
+     "MODULE is a C source file, a shared object (.so), or several files separated by commas\n"
+     "(a.c,b.c,util.h) with optional compiler flags after them (a.c,b.c,-lm,-O3).\n"
+     "\n"
+     "options:\n"
+     "      --timeout-ms N   fail a job that runs longer than N ms (default: no limit)\n"
+     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
+     "      --shared FILE    send FILE once per machine; tasks read it with pd_task_shared()\n"
+     "      --detach         print the job ids and return without waiting\n"
+     "\n"
+     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"},
+    {"exec", V_EXEC,
+     "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
+     "\n"
+     "Runs COMMAND once per argument line (standard input, --args FILE, or the words after\n"
+     ":::) through /bin/sh on the workers, as GNU parallel does. Replacement strings:\n"
+     "  {}  the line   {.}  without extension   {/}  base name   {//}  directory\n"
+     "  {/.}  base name without extension   {#}  job number (from 1)\n"
+     "Each value is quoted for the shell. Without any of them, \" {}\" is appended.\n"
+     "Each job's standard output and error are printed whole, in input order.\n"
+     "\n"
+     "options:\n"
+     "  -a, --args FILE      argument lines from FILE ('-': standard input, the default)\n"
+     "  -k, --keep-order     print in input order (the default)\n"
+     "      --no-keep-order  print each job's output as soon as it ends\n"
+     "      --joblog FILE    write a GNU parallel job log (Seq Host Starttime JobRuntime ...)\n"
+     "      --timeout-ms N   kill a command that runs longer than N ms\n"
+     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --max-slots N    run at most N commands at once (default: fair share)\n"
+     "      --detach         print the job ids and return without waiting\n"
+     "      --dry-run        print the commands instead of running them\n"
+     "\n"
+     "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
+     "255 for bad usage, unreadable input or a broker problem\n"},
+    {"status", V_STATUS,
+     "usage: playdoh-submit [GLOBAL OPTIONS] status ID...\n"
+     "\n"
+     "Prints {\"id\":..,\"state\":..} per job: queued, running, done, failed, cancelled or\n"
+     "unknown. IDs are numbers or ranges: 17, 1-1000.\n"
+     "\n"
+     "exit status: 0, or 1 when a job is unknown, 2 bad usage, 3 broker problem\n"},
+    {"results", V_RESULTS,
+     "usage: playdoh-submit [GLOBAL OPTIONS] results [OPTIONS] ID...\n"
+     "\n"
+     "Prints each job's result as a JSON line: {\"id\":..,\"state\":\"done\",\"value\":..} or\n"
+     "{\"id\":..,\"state\":\"failed\",\"code\":..,\"error\":..,\"value\":..}.\n"
+     "\n"
+     "options:\n"
+     "      --wait S         wait up to S seconds for the jobs to end first (default 0)\n"
+     "      --release        let the broker forget the jobs once printed\n"
+     "\n"
+     "exit status: 0 all done, 1 some failed or unfinished, 2 bad usage, 3 broker problem\n"},
+    {"wait", V_WAIT,
+     "usage: playdoh-submit [GLOBAL OPTIONS] wait [OPTIONS] ID...\n"
+     "\n"
+     "Waits until the jobs have ended, with a progress bar on a terminal.\n"
+     "\n"
+     "options:\n"
+     "      --wait S         wait at most S seconds (default: for ever)\n"
+     "\n"
+     "exit status: 0 all done, 1 some failed or still running, 2 bad usage, 3 broker problem\n"},
+    {"cluster", V_CLUSTER,
+     "usage: playdoh-submit [GLOBAL OPTIONS] cluster [--json]\n"
+     "\n"
+     "Shows each worker: slots offered and busy, load, GPUs, jobs queued/running/done, last\n"
+     "heartbeat.\n"
+     "\n"
+     "options:\n"
+     "      --json           print one JSON document instead of a table\n"
+     "\n"
+     "exit status: 0, 2 bad usage, 3 broker problem\n"},
+    {"cancel", V_CANCEL,
+     "usage: playdoh-submit [GLOBAL OPTIONS] cancel ID...\n"
+     "\n"
+     "Cancels queued and running jobs (a running job's slot process is killed).\n"
+     "\n"
+     "exit status: 0, 2 bad usage, 3 broker problem\n"},
+};
+#define S_NVERBS (sizeof s_verbs / sizeof s_verbs[0])
 
 static void s_usage(FILE *f)
 {
     fprintf(f,
-        "usage: playdoh-submit [OPTIONS] VERB [ARGS]\n"
+        "usage: playdoh-submit [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]\n"
         "\n"
-        "verbs:\n"
-        "  map MODULE FUNCTION [ARGS.jsonl|-]  run FUNCTION of MODULE (a .c file or a .so) once\n"
-        "                                      per line of JSON (standard input by default);\n"
-        "                                      prints one JSON result per line, in input order\n"
-        "  status ID...                        print each job's state as a JSON line\n"
-        "  results ID...                       print each job's result as a JSON line\n"
-        "  wait ID...                          wait until the jobs have ended\n"
-        "  cancel ID...                        cancel queued and running jobs\n"
-        "  cluster                             show each worker: slots offered and busy, load,\n"
-        "                                      GPUs, jobs queued/running/done, last heartbeat\n"
+        "verbs (playdoh-submit VERB --help for each):\n"
+        "  map MODULE FUNCTION [ARGS.jsonl]  run a C function once per line of JSON\n"
+        "  exec [--] COMMAND {} [::: ARGS]   run a shell command once per argument line\n"
+        "  status ID...                      print each job's state as a JSON line\n"
+        "  results ID...                     print each job's result as a JSON line\n"
+        "  wait ID...                        wait until the jobs have ended\n"
+        "  cancel ID...                      cancel queued and running jobs\n"
+        "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
+        "                                    GPUs, jobs queued/running/done, last heartbeat\n"
         "  IDs are numbers or ranges: 17, 1-1000.\n"
         "\n"
-        "options:\n"
-        "  -b, --broker EP      broker endpoint (default: $PLAYDOH_BROKER, [submit] broker of the\n"
-        "                       configuration file, a broker found by its beacon, else\n"
-        "                       tcp://127.0.0.1:5555)\n"
-        "      --cluster NAME   cluster whose beacon to follow (default: [cluster] name, playdoh)\n"
-        "      --config FILE    read this configuration file only\n"
-        "      --json           cluster: print one JSON document\n"
-        "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
-        "      --timeout-ms N   map: fail a job that runs longer than N ms (default: no limit)\n"
-        "      --retries N      map: attempts when a worker dies (default 3)\n"
-        "      --detach         map: print the job ids and return without waiting\n"
-        "      --wait S         results, wait: wait up to S seconds (results: 0, wait: for ever)\n"
-        "      --release        results: let the broker forget the jobs once printed\n"
-        "  -q, --quiet          no summary on standard error\n"
-        "      --log-level L    error, warn (default), info or debug\n"
+        "%s"
         "\n"
-        "security (docs/security.md): towards a broker that is not on loopback the\n"
-        "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
-        "      --secure         CurveZMQ even on loopback\n"
-        "      --insecure       no security even on a network (only on a network you trust)\n"
-        "      --key FILE       this account's key pair (default: CONFIG/id.key)\n"
-        "      --broker-key KEY the broker's public key (default: CONFIG/known_brokers)\n"
-        "      --config-dir DIR CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
-        "                       or ~/.config/playdoh)\n"
-        "  -h, --help           this help\n"
-        "\n"
-        "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n");
+        "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"
+        "(exec: the number of failed jobs, as GNU parallel)\n", S_GLOBAL_HELP);
 }
 
-static int s_die_usage(const char *fmt, const char *arg)
+void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "playdoh-submit: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(run playdoh-submit --help for usage)\n");
-    return 2;
+    if (s && s->o.verb)
+        fprintf(stderr, "%s: ", s->o.verb);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (s && s->o.verb)
+        fprintf(stderr, "\n(run playdoh-submit %s --help for usage)\n", s->o.verb);
+    else
+        fprintf(stderr, "\n(run playdoh-submit --help for usage)\n");
 }
 
 static bool s_parse_u32(const char *s, uint32_t *v)
@@ -112,35 +258,339 @@ static bool s_parse_u32(const char *s, uint32_t *v)
     return true;
 }
 
+/* Names the verbs that take option o, for "put it after the verb". */
+static void s_verbs_of(int verbs, char *buf, size_t cap)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < S_NVERBS; i++)
+        if (verbs & s_verbs[i].bit)
+            k += (size_t) snprintf(buf + k, cap - k, "%s%s", k ? ", " : "", s_verbs[i].name);
+}
+
+/* Applies one option. Returns 0, or the exit status of a usage error. */
+static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
+{
+    pd_submit_opts_t *o = &s->o;
+    uint32_t u;
+    switch (code) {
+    case O_BROKER: o->broker = arg; break;
+    case O_LOCAL:
+        if (!s_parse_u32(arg, &u) || u == 0 || u > 4096) {
+            pd_submit_usage_error(s, "--local wants a number of slots from 1 to 4096, not '%s'",
+                                  arg);
+            return bad_exit;
+        }
+        o->local = (int) u;
+        break;
+    case O_QUIET: o->quiet = true; break;
+    case O_NO_PROGRESS: o->no_progress = true; break;
+    case O_LEVEL: {
+        pd_log_level_t lv;
+        if (pd_log_parse_level(arg, &lv)) {
+            pd_submit_usage_error(s, "--log-level wants error, warn, info or debug, not '%s'",
+                                  arg);
+            return bad_exit;
+        }
+        pd_log_set_level(lv);
+        setenv("PLAYDOH_LOG_LEVEL", arg, 1);
+        break;
+    }
+    case O_TIMEOUT:
+        if (!s_parse_u32(arg, &o->timeout_ms)) {
+            pd_submit_usage_error(s, "--timeout-ms wants milliseconds, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_RETRIES:
+        if (!s_parse_u32(arg, &o->retries) || o->retries == 0 || o->retries > 100) {
+            pd_submit_usage_error(s, "--retries wants a number from 1 to 100, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_MAX_SLOTS:
+        if (!s_parse_u32(arg, &o->max_slots) || o->max_slots == 0 || o->max_slots > 1000000) {
+            pd_submit_usage_error(s, "--max-slots wants a number of slots from 1 to 1000000, "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_DETACH: o->detach = true; break;
+    case O_SHARED: o->shared = arg; break;
+    case O_ARGS: o->args_file = arg; break;
+    case O_KEEP: o->keep_order = true; break;
+    case O_NO_KEEP: o->keep_order = false; break;
+    case O_JOBLOG: o->joblog = arg; break;
+    case O_DRY_RUN: o->dry_run = true; break;
+    case O_WAIT: {
+        char *end;
+        errno = 0;
+        o->wait_s = strtod(arg, &end);
+        if (end == arg || *end || errno) {
+            pd_submit_usage_error(s, "--wait wants seconds (-1: for ever), not '%s'", arg);
+            return bad_exit;
+        }
+        o->wait_set = true;
+        break;
+    }
+    case O_RELEASE: o->release = true; break;
+    case O_JSON: o->json = true; break;
+    case O_CONFIG: o->config = arg; break;
+    case O_SECURE:
+    case O_INSECURE: {
+        pd_security_t want = code == O_SECURE ? PD_SECURITY_CURVE : PD_SECURITY_NONE;
+        if (o->conn.security != PD_SECURITY_AUTO && o->conn.security != want) {
+            pd_submit_usage_error(s, "%s", "--secure and --insecure exclude each other");
+            return bad_exit;
+        }
+        o->conn.security = want;
+        break;
+    }
+    case O_KEY: o->conn.key_file = arg; break;
+    case O_BROKER_KEY: o->conn.broker_key = arg; break;
+    case O_CONFIG_DIR: o->conn.config_dir = arg; break;
+    case O_CLUSTER:
+        if (!pd_beacon_name_ok(arg)) {
+            pd_submit_usage_error(s, "--cluster wants 1 to 63 letters, digits, '-', '_' or '.', "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        o->cluster = arg;
+        break;
+    default: break;
+    }
+    return 0;
+}
+
+/* Parses options of argv[1..] accepted where `where` says (V_GLOBAL before
+   the verb, else a verb bit). permute: options may follow positional
+   arguments. On return *first is the index of the first positional argument
+   (getopt_long moved them to the end). Returns 0, a usage exit status, or
+   -1 when --help was handled. */
+static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permute, int *first,
+                   int bad_exit)
+{
+    struct option longs[S_NOPTS + 1];
+    for (size_t i = 0; i < S_NOPTS; i++)
+        longs[i] = s_opts[i].opt;
+    memset(&longs[S_NOPTS], 0, sizeof longs[S_NOPTS]);
+    /* '+': stop at the first positional argument; ':': report a missing value. */
+    const char *shorts = permute ? ":b:l:qha:k" : "+:b:l:qha:k";
+    optind = 0; /* glibc: start afresh */
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const char *given = argv[optind - 1];
+        if (ch == '?' || ch == ':') {
+            char name[64];
+            if (optopt && optopt < 256)
+                snprintf(name, sizeof name, "-%c", optopt);
+            else
+                snprintf(name, sizeof name, "%s", given);
+            char *eq = strchr(name, '=');
+            if (eq)
+                *eq = 0;
+            if (ch == ':')
+                pd_submit_usage_error(s, "option '%s' needs a value", name);
+            else
+                pd_submit_usage_error(s, "unknown option '%s'", name);
+            return bad_exit;
+        }
+        const s_opt_t *so = NULL;
+        for (size_t i = 0; i < S_NOPTS; i++)
+            if (s_opts[i].opt.val == ch)
+                so = &s_opts[i];
+        if (!so)
+            return bad_exit;
+        if (!(so->verbs & (where | V_GLOBAL))) {
+            char verbs[128];
+            s_verbs_of(so->verbs, verbs, sizeof verbs);
+            if (where == V_GLOBAL)
+                pd_submit_usage_error(s, "--%s is an option of %s: put it after the verb",
+                                      so->opt.name, verbs);
+            else
+                pd_submit_usage_error(s, "--%s is not an option of %s (it belongs to %s)",
+                                      so->opt.name, s->o.verb, verbs);
+            return bad_exit;
+        }
+        if (ch == O_HELP) {
+            const char *text = NULL;
+            for (size_t i = 0; i < S_NVERBS; i++)
+                if (s->o.verb && strcmp(s->o.verb, s_verbs[i].name) == 0)
+                    text = s_verbs[i].usage;
+            if (text)
+                printf("%s\n%s", text, S_GLOBAL_HELP);
+            else
+                s_usage(stdout);
+            return -1;
+        }
+        int rc = s_apply(s, ch, optarg, bad_exit);
+        if (rc)
+            return rc;
+    }
+    *first = optind;
+    return 0;
+}
+
+/* ---- session ------------------------------------------------------------- */
+
+/* Where the broker is: --broker, $PLAYDOH_BROKER, [submit] broker, a beacon
+   of the cluster (with CurveZMQ, only one whose key this account trusts),
+   else tcp://127.0.0.1:5555; and the security settings of [submit] where
+   flags did not set them. Returns 0, 2 (bad file) or 3 (only untrusted
+   brokers answered: the command to trust one is printed). */
+static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
+{
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
+        return 2;
+    }
+    /* Security: flags win over [submit] (values checked at load time). */
+    if (o->conn.security == PD_SECURITY_AUTO) {
+        pd_sec_mode_t m = PD_SEC_AUTO;
+        pd_auth_mode_parse(pd_config_str(cf, "submit", "security", "auto"), &m);
+        o->conn.security = (pd_security_t) m;
+    }
+    if (!o->conn.key_file && pd_config_has(cf, "submit", "key")) {
+        snprintf(o->conf_key, sizeof o->conf_key, "%s", pd_config_str(cf, "submit", "key", ""));
+        o->conn.key_file = o->conf_key;
+    }
+    if (!o->conn.broker_key && pd_config_has(cf, "submit", "broker_key")) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s",
+                 pd_config_str(cf, "submit", "broker_key", ""));
+        o->conn.broker_key = o->conf_bkey;
+    }
+    const char *env = getenv("PLAYDOH_BROKER");
+    if (o->broker || (env && *env)) {
+        snprintf(ep, cap, "%s", o->broker ? o->broker : env);
+        pd_config_destroy(&cf);
+        return 0;
+    }
+    const char *conf = pd_config_str(cf, "submit", "broker", "");
+    if (pd_config_has(cf, "submit", "timeout_ms"))
+        o->timeout_req_ms = (int) pd_config_uint(cf, "submit", "timeout_ms", 30000);
+    if (conf[0]) {
+        snprintf(ep, cap, "%s", conf);
+        pd_config_destroy(&cf);
+        return 0;
+    }
+    const char *cluster = o->cluster ? o->cluster
+                                     : pd_config_str(cf, "cluster", "name",
+                                                     PD_BEACON_DEFAULT_CLUSTER);
+    int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
+    /* With CurveZMQ only a broker whose key this account trusts will do: a
+       forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
+    bool secure = o->conn.security != PD_SECURITY_NONE && !o->conn.broker_key;
+    char key[PD_KEY_TXT] = "";
+    int rc = port ? pd_discover_broker(cluster, port, iface, wait,
+                                       secure ? (o->conn.config_dir ? o->conn.config_dir : "")
+                                              : NULL,
+                                       ep, cap, key)
+                  : PD_ETIMEDOUT;
+    if (rc == PD_ENOTRUSTED) {
+        pd_auth_trust_hint(ep, key[0] ? key : NULL, why, sizeof why);
+        fprintf(stderr, "playdoh-submit: the only broker of cluster '%s' heard: %s\n", cluster,
+                why);
+        pd_config_destroy(&cf);
+        return 3;
+    }
+    if (rc) {
+        snprintf(ep, cap, "tcp://127.0.0.1:5555");
+        if (port && !o->quiet)
+            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
+                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+    } else if (secure && key[0]) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
+        o->conn.broker_key = o->conf_bkey;
+    }
+    pd_config_destroy(&cf);
+    return 0;
+}
+
+
+pd_client_t *pd_submit_connect(pd_submit_t *s)
+{
+    if (s->c)
+        return s->c;
+    int err = 0;
+    char found[300];
+    const char *ep = s->o.broker;
+    if (s->o.local) {
+        if (ep) {
+            pd_submit_usage_error(s, "--local and --broker exclude each other");
+            return NULL;
+        }
+        s->local = pd_local_start(s->o.local, &err);
+        if (!s->local) {
+            fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
+                    pd_strerror(err));
+            return NULL;
+        }
+        ep = pd_local_endpoint(s->local);
+    } else {
+        if (s_find_broker(&s->o, found, sizeof found))
+            return NULL;
+        ep = found;
+    }
+    char why[2048] = "";
+    pd_client_opts_t conn = s->local ? *pd_local_client_opts(s->local) : s->o.conn;
+    conn.why = why;
+    conn.whycap = sizeof why;
+    s->c = pd_client_open(ep, &conn, &err);
+    if (s->c && s->o.timeout_req_ms > 0)
+        pd_client_set_timeout(s->c, s->o.timeout_req_ms);
+    if (!s->c && err == PD_EUNREACH)
+        fprintf(stderr,
+                "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
+                "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
+    else if (!s->c)
+        fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
+    return s->c;
+}
+
+bool pd_submit_progress_wanted(const pd_submit_t *s)
+{
+    return !s->o.quiet && !s->o.no_progress && isatty(STDERR_FILENO);
+}
+
 /* ---- ids ----------------------------------------------------------------- */
 
 /* Parses "17" or "1-1000" items into a growing array. Returns 0 or 2. */
-static int s_parse_ids(int argc, char **argv, uint64_t **ids, size_t *n)
+static int s_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n)
 {
     size_t cap = 0;
     *ids = NULL;
     *n = 0;
     for (int i = 0; i < argc; i++) {
-        const char *s = argv[i];
+        const char *a = argv[i];
         char *end;
         errno = 0;
-        uint64_t a = strtoull(s, &end, 10), b = a;
-        bool ok = !errno && end != s && s[0] != '-' && a > 0;
+        uint64_t lo = strtoull(a, &end, 10), hi = lo;
+        bool ok = !errno && end != a && a[0] != '-' && lo > 0;
         if (ok && *end == '-') {
             const char *t = end + 1;
-            b = strtoull(t, &end, 10);
-            ok = !errno && end != t && b >= a && t[0] != '-';
+            hi = strtoull(t, &end, 10);
+            ok = !errno && end != t && hi >= lo && t[0] != '-';
         }
-        if (!ok || *end || b - a >= 100000000ULL) {
+        if (!ok || *end || hi - lo >= 100000000ULL) {
             free(*ids);
-            return s_die_usage("'%s' is not a job id or a range of ids (like 17 or 1-1000)", s);
+            *ids = NULL;
+            pd_submit_usage_error(s, "'%s' is not a job id or a range of ids (like 17 or 1-1000)",
+                                  a);
+            return 2;
         }
-        for (uint64_t x = a; x <= b; x++) {
+        for (uint64_t x = lo; x <= hi; x++) {
             if (*n == cap) {
                 cap = cap ? cap * 2 : 64;
                 uint64_t *grown = realloc(*ids, cap * sizeof **ids);
                 if (!grown) {
                     free(*ids);
+                    *ids = NULL;
                     fprintf(stderr, "playdoh-submit: out of memory\n");
                     return 2;
                 }
@@ -149,13 +599,14 @@ static int s_parse_ids(int argc, char **argv, uint64_t **ids, size_t *n)
             (*ids)[(*n)++] = x;
         }
     }
-    if (*n == 0)
-        return s_die_usage("%s", "no job ids given");
+    if (*n == 0) {
+        pd_submit_usage_error(s, "no job ids given");
+        return 2;
+    }
     return 0;
 }
 
-/* Prints ids as ranges: "1-100 205". */
-static void s_print_ranges(FILE *f, const uint64_t *ids, size_t n)
+void pd_submit_print_ranges(FILE *f, const uint64_t *ids, size_t n)
 {
     size_t i = 0;
     bool first = true;
@@ -178,20 +629,191 @@ static void s_print_ranges(FILE *f, const uint64_t *ids, size_t n)
     fprintf(f, "\n");
 }
 
+/* ---- following jobs ------------------------------------------------------- */
+
+typedef struct {
+    uint64_t id;  /* job id */
+    size_t index; /* its position in the caller's list */
+} s_pos_t;
+
+static int s_pos_cmp(const void *a, const void *b)
+{
+    const s_pos_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The pending ids: sorted, with ended ones zeroed (tombstones) and skipped. */
+typedef struct {
+    uint64_t *ids;  /* sorted job ids; 0 = ended */
+    size_t n;       /* entries */
+    size_t head;    /* entries before head are all ended */
+    size_t live;    /* entries not ended */
+} s_pending_t;
+
+/* Marks entry k (the job's rank in id order) as ended. */
+static void s_pending_drop(s_pending_t *p, size_t k)
+{
+    if (p->ids[k] == 0)
+        return;
+    p->ids[k] = 0;
+    p->live--;
+    while (p->head < p->n && p->ids[p->head] == 0)
+        p->head++;
+}
+
+/* Flushes the ids to release. */
+static void s_release_flush(pd_client_t *c, uint64_t *rel, size_t *nrel)
+{
+    if (*nrel)
+        pd_release(c, rel, *nrel);
+    *nrel = 0;
+}
+
+int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
+                      bool keep_order, bool release, pd_progress_t *bar,
+                      pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed)
+{
+    pd_client_t *c = s->c;
+    *done = *failed = 0;
+    s_pos_t *pos = malloc((n ? n : 1) * sizeof *pos);
+    s_pending_t pend = {.ids = malloc((n ? n : 1) * sizeof(uint64_t)), .n = n, .live = n};
+    uint64_t *query = malloc(((n < S_QUERY_IDS ? n : S_QUERY_IDS) + 1) * sizeof *query);
+    pd_result_t **held = keep_order ? calloc(n ? n : 1, sizeof *held) : NULL;
+    pd_result_t *batch = calloc(PD_FETCH_ANY_MAX, sizeof *batch);
+    uint64_t *rel = malloc(S_RELEASE_BATCH * sizeof *rel);
+    int rc = 0;
+    if (!pos || !pend.ids || !query || (keep_order && !held) || !batch || !rel) {
+        fprintf(stderr, "playdoh-submit: out of memory following %zu jobs\n", n);
+        rc = PD_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        pos[i] = (s_pos_t){ids[i], i};
+    qsort(pos, n, sizeof *pos, s_pos_cmp);
+    for (size_t i = 0; i < n; i++)
+        pend.ids[i] = pos[i].id;
+    size_t nrel = 0, cursor = 0;
+    pd_progress_update(bar, 0, 0, true);
+    long long deadline_ms = timeout_ms;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (pend.live > 0) {
+        int wait = bar ? 500 : 5000;
+        if (timeout_ms >= 0) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            long long spent = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
+            if (spent >= deadline_ms && wait > 0)
+                wait = 0;
+            else if (deadline_ms - spent < wait)
+                wait = (int) (deadline_ms - spent);
+        }
+        size_t nq = 0;
+        for (size_t i = pend.head; i < pend.n && nq < S_QUERY_IDS; i++)
+            if (pend.ids[i])
+                query[nq++] = pend.ids[i];
+        long got = pd_fetch_any(c, query, nq, wait, batch, PD_FETCH_ANY_MAX);
+        if (got < 0) {
+            pd_progress_hide(bar);
+            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            rc = (int) got;
+            break;
+        }
+        bool emitted = false;
+        for (long k = 0; k < got; k++) {
+            pd_result_t *r = &batch[k];
+            s_pos_t key = {r->id, 0};
+            s_pos_t *p = bsearch(&key, pos, n, sizeof *pos, s_pos_cmp);
+            if (!p) { /* not ours: cannot happen, the broker answers what we ask */
+                pd_results_clear(r, 1);
+                continue;
+            }
+            s_pending_drop(&pend, (size_t) (p - pos));
+            if (r->state == PD_JOB_DONE)
+                (*done)++;
+            else
+                (*failed)++;
+            if (keep_order) {
+                held[p->index] = malloc(sizeof *r);
+                if (!held[p->index]) {
+                    fprintf(stderr, "playdoh-submit: out of memory holding results\n");
+                    pd_results_clear(r, 1);
+                    rc = PD_ENOMEM;
+                    goto out;
+                }
+                *held[p->index] = *r; /* takes its buffers */
+                memset(r, 0, sizeof *r);
+                continue;
+            }
+            if (emit) {
+                if (!emitted)
+                    pd_progress_hide(bar);
+                emitted = true;
+                emit(user, p->index, r);
+            }
+            if (release) {
+                rel[nrel++] = r->id;
+                if (nrel == S_RELEASE_BATCH)
+                    s_release_flush(c, rel, &nrel);
+            }
+            pd_results_clear(r, 1);
+        }
+        while (keep_order && cursor < n && held[cursor]) {
+            pd_result_t *r = held[cursor];
+            if (emit) {
+                if (!emitted)
+                    pd_progress_hide(bar);
+                emitted = true;
+                emit(user, cursor, r);
+            }
+            if (release) {
+                rel[nrel++] = r->id;
+                if (nrel == S_RELEASE_BATCH)
+                    s_release_flush(c, rel, &nrel);
+            }
+            pd_results_clear(r, 1);
+            free(r);
+            held[cursor++] = NULL;
+        }
+        if (emitted)
+            fflush(stdout);
+        pd_progress_update(bar, *done, *failed, emitted);
+        if (got == 0 && wait == 0)
+            break; /* the wait ran out */
+    }
+    if (release)
+        s_release_flush(c, rel, &nrel);
+out:
+    if (held) {
+        for (size_t i = 0; i < n; i++)
+            if (held[i]) {
+                pd_results_clear(held[i], 1);
+                free(held[i]);
+            }
+        free(held);
+    }
+    free(pos);
+    free(pend.ids);
+    free(query);
+    free(batch);
+    free(rel);
+    return rc;
+}
+
 /* ---- JSON output --------------------------------------------------------- */
 
-static void s_put_json_str(pd_buf_t *out, const char *s)
+static void s_put_json_str(pd_buf_t *out, const char *str)
 {
     pd_buf_t tmp;
     pd_buf_init(&tmp);
     msgpack_packer pk;
     pd_packer_init(&pk, &tmp);
-    pd_pack_cstr(&pk, s);
+    pd_pack_cstr(&pk, str);
     pd_msgpack_to_json(tmp.data, tmp.len, out);
     pd_buf_free(&tmp);
 }
 
-static void s_put(pd_buf_t *out, const char *s) { pd_buf_append(out, s, strlen(s)); }
+static void s_put(pd_buf_t *out, const char *str) { pd_buf_append(out, str, strlen(str)); }
 
 /* One result as a JSON record line: {"id":..,"state":..,...}. */
 static void s_put_record(pd_buf_t *out, const pd_result_t *r)
@@ -208,6 +830,10 @@ static void s_put_record(pd_buf_t *out, const pd_result_t *r)
         s_put_json_str(out, pd_err_name(r->code));
         s_put(out, ",\"error\":");
         s_put_json_str(out, r->error ? r->error : "");
+        if (r->value) {
+            s_put(out, ",\"value\":");
+            pd_msgpack_to_json(r->value, r->len, out);
+        }
     }
     s_put(out, "}\n");
 }
@@ -220,12 +846,13 @@ static void s_flush(pd_buf_t *out)
     pd_buf_reset(out);
 }
 
-/* ---- verbs --------------------------------------------------------------- */
+/* ---- map ----------------------------------------------------------------- */
 
 /* Reads ARGS.jsonl into packed msgpack values; returns 0 or 2. */
 static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    bool std = strcmp(path, "-") == 0;
+    FILE *f = std ? stdin : fopen(path, "r");
     if (!f) {
         fprintf(stderr, "playdoh-submit: cannot read arguments from %s: %s\n", path,
                 strerror(errno));
@@ -243,34 +870,102 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
         while (l && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ' ||
                      line[l - 1] == '\t'))
             l--;
-        size_t s = 0;
-        while (s < l && (line[s] == ' ' || line[s] == '\t'))
-            s++;
-        if (s == l)
+        size_t st = 0;
+        while (st < l && (line[st] == ' ' || line[st] == '\t'))
+            st++;
+        if (st == l)
             continue; /* blank lines carry no job */
         char err[256];
-        if (pd_json_to_msgpack(line + s, l - s, args, err, sizeof err)) {
-            fprintf(stderr, "playdoh-submit: %s line %zu: %s\n",
-                    strcmp(path, "-") == 0 ? "standard input" : path, lineno, err);
+        if (pd_json_to_msgpack(line + st, l - st, args, err, sizeof err)) {
+            fprintf(stderr, "playdoh-submit: %s line %zu: %s\n", std ? "standard input" : path,
+                    lineno, err);
             rc = 2;
             break;
         }
         (*n)++;
     }
+    if (!rc && ferror(f)) {
+        fprintf(stderr, "playdoh-submit: cannot read arguments from %s: %s\n",
+                std ? "standard input" : path, strerror(errno));
+        rc = 2;
+    }
     free(line);
-    if (f != stdin)
+    if (!std)
         fclose(f);
     if (!rc && *n == 0) {
-        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n", path);
+        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n",
+                std ? "standard input" : path);
         rc = 2;
     }
     return rc;
 }
 
-static int s_verb_map(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+/* What the map printer needs. */
+typedef struct {
+    const pd_submit_t *s; /* the session, for --quiet */
+    pd_buf_t out;         /* pending output */
+} s_map_print_t;
+
+static void s_map_emit(void *user, size_t index, const pd_result_t *r)
 {
-    if (argc < 2 || argc > 3)
-        return s_die_usage("%s", "map needs MODULE FUNCTION [ARGS.jsonl]");
+    s_map_print_t *p = user;
+    if (r->state == PD_JOB_DONE) {
+        pd_msgpack_to_json(r->value, r->len, &p->out);
+        s_put(&p->out, "\n");
+    } else {
+        s_put(&p->out, "{\"error\":");
+        s_put_json_str(&p->out, r->error ? r->error : pd_job_state_name(r->state));
+        char tail[64];
+        snprintf(tail, sizeof tail, ",\"job\":%" PRIu64 ",\"code\":", r->id);
+        s_put(&p->out, tail);
+        s_put_json_str(&p->out, pd_err_name(r->code));
+        s_put(&p->out, "}\n");
+        if (!p->s->o.quiet) {
+            s_flush(&p->out);
+            fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu) %s: %s\n", r->id,
+                    index + 1, pd_job_state_name(r->state),
+                    r->error ? r->error : pd_strerror(r->code));
+        }
+    }
+    if (p->out.len > (1u << 16))
+        s_flush(&p->out);
+}
+
+/* Uploads MODULE: one file, or "a.c,b.c,util.h,-lm,-O3" (files and flags
+   separated by commas) as a module of several files. */
+static int s_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_HEX])
+{
+    if (!strchr(spec, ','))
+        return pd_module_upload_file(c, spec, hash);
+    char *copy = strdup(spec);
+    size_t n = 1;
+    for (const char *p = spec; *p; p++)
+        n += *p == ',';
+    const char **files = calloc(n, sizeof *files), **flags = calloc(n, sizeof *flags);
+    int rc = PD_ENOMEM;
+    if (copy && files && flags) {
+        size_t nfiles = 0, nflags = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (t[0] == '-')
+                flags[nflags++] = t;
+            else
+                files[nfiles++] = t;
+        }
+        rc = pd_module_upload_files(c, files, nfiles, flags, nflags, hash);
+    }
+    free(copy);
+    free(files);
+    free(flags);
+    return rc;
+}
+
+static int s_verb_map(pd_submit_t *s, int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        pd_submit_usage_error(s, "map needs MODULE FUNCTION [ARGS.jsonl] (got %d arguments)", argc);
+        return 2;
+    }
     pd_buf_t args;
     pd_buf_init(&args);
     size_t n = 0;
@@ -279,99 +974,104 @@ static int s_verb_map(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
         pd_buf_free(&args);
         return rc;
     }
-    char hash[PD_HASH_HEX];
-    rc = pd_module_upload_file(c, argv[0], hash);
-    if (rc) {
-        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+    if (s->o.shared) {
+        /* Say so before starting anything: the upload happens later. */
+        struct stat st;
+        if (stat(s->o.shared, &st) != 0 || access(s->o.shared, R_OK) != 0) {
+            fprintf(stderr, "playdoh-submit: map: cannot read shared data %s: %s\n",
+                    s->o.shared, strerror(errno));
+            pd_buf_free(&args);
+            return 2;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+            fprintf(stderr, "playdoh-submit: map: shared data %s is %s\n", s->o.shared,
+                    S_ISREG(st.st_mode) ? "empty" : "not a regular file");
+            pd_buf_free(&args);
+            return 2;
+        }
+    }
+    pd_client_t *c = pd_submit_connect(s);
+    if (!c) {
         pd_buf_free(&args);
-        return rc == PD_EIO ? 2 : 3;
+        return 3;
+    }
+    char hash[PD_HASH_HEX];
+    rc = s_upload_module(c, argv[0], hash);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: map: %s\n",
+                rc == PD_ENOMEM ? "out of memory" : pd_client_error(c));
+        pd_buf_free(&args);
+        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
     }
     uint64_t *ids = calloc(n, sizeof *ids);
-    pd_result_t *res = calloc(S_PRINT_WINDOW, sizeof *res);
-    if (!ids || !res) {
+    if (!ids) {
         fprintf(stderr, "playdoh-submit: out of memory for %zu jobs\n", n);
-        free(ids);
-        free(res);
         pd_buf_free(&args);
         return 2;
     }
-    pd_map_opts_t mo = {.timeout_ms = o->timeout_ms, .retries = o->retries};
+    char shr[PD_HASH_HEX];
+    if (s->o.shared) {
+        rc = pd_shared_upload_file(c, s->o.shared, shr);
+        if (rc) {
+            fprintf(stderr, "playdoh-submit: map: %s\n", pd_client_error(c));
+            pd_buf_free(&args);
+            free(ids);
+            return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        }
+    }
+    pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
+                        .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
         if (acc > 0) {
             fprintf(stderr, "playdoh-submit: %ld of %zu jobs were accepted, with ids: ", acc, n);
-            s_print_ranges(stderr, ids, n);
+            pd_submit_print_ranges(stderr, ids, n);
         }
         free(ids);
-        free(res);
         return 3;
     }
-    if (o->detach) {
-        s_print_ranges(stdout, ids, n);
+    if (s->o.detach) {
+        pd_submit_print_ranges(stdout, ids, n);
         free(ids);
-        free(res);
         return 0;
     }
-    /* Print in input order, a window at a time, as the window's jobs end. */
-    pd_buf_t out;
-    pd_buf_init(&out);
-    size_t failed = 0;
-    int exit_code = 0;
-    for (size_t start = 0; start < n; start += S_PRINT_WINDOW) {
-        size_t w = n - start < S_PRINT_WINDOW ? n - start : S_PRINT_WINDOW;
-        long got = pd_fetch(c, ids + start, w, -1, res, NULL, NULL);
-        if (got < 0) {
-            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
-            exit_code = 3;
-            break;
-        }
-        for (size_t i = 0; i < w; i++) {
-            const pd_result_t *r = &res[i];
-            if (r->state == PD_JOB_DONE) {
-                pd_msgpack_to_json(r->value, r->len, &out);
-                s_put(&out, "\n");
-                continue;
-            }
-            failed++;
-            s_put(&out, "{\"error\":");
-            s_put_json_str(&out, r->error ? r->error : pd_job_state_name(r->state));
-            char tail[64];
-            snprintf(tail, sizeof tail, ",\"job\":%" PRIu64 ",\"code\":", r->id);
-            s_put(&out, tail);
-            s_put_json_str(&out, pd_err_name(r->code));
-            s_put(&out, "}\n");
-            if (!o->quiet)
-                fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu) %s: %s\n", r->id,
-                        start + i + 1, pd_job_state_name(r->state),
-                        r->error ? r->error : pd_strerror(r->code));
-        }
-        s_flush(&out);
-        pd_release(c, ids + start, w);
-        pd_results_clear(res, w);
-    }
-    pd_buf_free(&out);
-    if (!exit_code && failed) {
-        if (!o->quiet)
-            fprintf(stderr, "playdoh-submit: %zu of %zu jobs failed\n", failed, n);
-        exit_code = 1;
-    }
+    s_map_print_t pr = {.s = s};
+    pd_buf_init(&pr.out);
+    pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
+    size_t done = 0, failed = 0;
+    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
+    s_flush(&pr.out);
+    pd_buf_free(&pr.out);
+    if (!rc)
+        pd_progress_finish(bar);
+    pd_progress_destroy(&bar);
     free(ids);
-    free(res);
-    return exit_code;
+    if (rc)
+        return 3;
+    if (failed) {
+        if (!s->o.quiet)
+            fprintf(stderr, "playdoh-submit: %zu of %zu jobs failed\n", failed, n);
+        return 1;
+    }
+    return 0;
 }
 
-static int s_verb_status(pd_client_t *c, int argc, char **argv)
+/* ---- status, results, wait, cancel ---------------------------------------- */
+
+static int s_verb_status(pd_submit_t *s, int argc, char **argv)
 {
     uint64_t *ids;
     size_t n;
-    int rc = s_parse_ids(argc, argv, &ids, &n);
+    int rc = s_parse_ids(s, argc, argv, &ids, &n);
     if (rc)
         return rc;
-    pd_job_state_t *st = calloc(n, sizeof *st);
-    if (!st || pd_status(c, ids, n, st)) {
-        fprintf(stderr, "playdoh-submit: %s\n", st ? pd_client_error(c) : "out of memory");
+    pd_client_t *c = pd_submit_connect(s);
+    pd_job_state_t *st = c ? calloc(n, sizeof *st) : NULL;
+    if (!c || !st || pd_status(c, ids, n, st)) {
+        if (c)
+            fprintf(stderr, "playdoh-submit: %s\n", st ? pd_client_error(c) : "out of memory");
         free(ids);
         free(st);
         return 3;
@@ -387,21 +1087,21 @@ static int s_verb_status(pd_client_t *c, int argc, char **argv)
     return exit_code;
 }
 
-/* results (print records) and wait (print nothing). */
-static int s_verb_results(pd_client_t *c, const s_opts_t *o, int argc, char **argv, bool print)
+static int s_verb_results(pd_submit_t *s, int argc, char **argv)
 {
     uint64_t *ids;
     size_t n;
-    int rc = s_parse_ids(argc, argv, &ids, &n);
+    int rc = s_parse_ids(s, argc, argv, &ids, &n);
     if (rc)
         return rc;
-    double wait_s = o->wait_set ? o->wait_s : (print ? 0 : -1);
-    int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
-    pd_result_t *res = calloc(n, sizeof *res);
+    pd_client_t *c = pd_submit_connect(s);
+    pd_result_t *res = c ? calloc(n, sizeof *res) : NULL;
     if (!res) {
         free(ids);
-        return 2;
+        return c ? 2 : 3;
     }
+    double wait_s = s->o.wait_set ? s->o.wait_s : 0;
+    int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
     long got = pd_fetch(c, ids, n, timeout_ms, res, NULL, NULL);
     int exit_code = 0;
     if (got < 0) {
@@ -410,25 +1110,19 @@ static int s_verb_results(pd_client_t *c, const s_opts_t *o, int argc, char **ar
     } else {
         pd_buf_t out;
         pd_buf_init(&out);
-        size_t bad = 0, unfinished = 0;
+        size_t bad = 0;
         for (size_t i = 0; i < n; i++) {
-            if (print)
-                s_put_record(&out, &res[i]);
-            if (!pd_job_state_final(res[i].state))
-                unfinished++;
-            else if (res[i].state != PD_JOB_DONE)
+            s_put_record(&out, &res[i]);
+            if (res[i].state != PD_JOB_DONE)
                 bad++;
             if (out.len > (1u << 20))
                 s_flush(&out);
         }
         s_flush(&out);
         pd_buf_free(&out);
-        if (print && o->release)
+        if (s->o.release)
             pd_release(c, ids, n);
-        if (!print && unfinished && !o->quiet)
-            fprintf(stderr, "playdoh-submit: %zu of %zu jobs still running after the wait\n",
-                    unfinished, n);
-        exit_code = bad || (!print && unfinished) ? 1 : 0;
+        exit_code = bad ? 1 : 0;
     }
     pd_results_clear(res, n);
     free(res);
@@ -436,20 +1130,69 @@ static int s_verb_results(pd_client_t *c, const s_opts_t *o, int argc, char **ar
     return exit_code;
 }
 
-static int s_verb_cancel(pd_client_t *c, const s_opts_t *o, int argc, char **argv)
+static int s_u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
 {
     uint64_t *ids;
     size_t n;
-    int rc = s_parse_ids(argc, argv, &ids, &n);
+    int rc = s_parse_ids(s, argc, argv, &ids, &n);
     if (rc)
         return rc;
-    long k = pd_cancel(c, ids, n);
+    /* The same id twice is one job. */
+    qsort(ids, n, sizeof *ids, s_u64_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || ids[k - 1] != ids[i])
+            ids[k++] = ids[i];
+    n = k;
+    if (!pd_submit_connect(s)) {
+        free(ids);
+        return 3;
+    }
+    double wait_s = s->o.wait_set ? s->o.wait_s : -1;
+    int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
+    pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
+    size_t done = 0, failed = 0;
+    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, NULL, NULL, &done,
+                           &failed);
+    if (!rc)
+        pd_progress_finish(bar);
+    pd_progress_destroy(&bar);
     free(ids);
+    if (rc)
+        return 3;
+    size_t unfinished = n - done - failed;
+    if (unfinished && !s->o.quiet)
+        fprintf(stderr, "playdoh-submit: %zu of %zu jobs still running after the wait\n",
+                unfinished, n);
+    if (failed && !s->o.quiet)
+        fprintf(stderr, "playdoh-submit: %zu of %zu jobs did not end done (see results)\n",
+                failed, n);
+    return failed || unfinished ? 1 : 0;
+}
+
+static int s_verb_cancel(pd_submit_t *s, int argc, char **argv)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_ids(s, argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    pd_client_t *c = pd_submit_connect(s);
+    long k = c ? pd_cancel(c, ids, n) : 0;
+    free(ids);
+    if (!c)
+        return 3;
     if (k < 0) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
         return 3;
     }
-    if (!o->quiet)
+    if (!s->o.quiet)
         fprintf(stderr, "playdoh-submit: %ld of %zu jobs cancelled\n", k, n);
     return 0;
 }
@@ -474,10 +1217,16 @@ static void s_put_num(pd_buf_t *out, const char *key, double v, bool integer)
     s_put(out, num);
 }
 
-static int s_verb_cluster(pd_client_t *c, const s_opts_t *o, int argc)
+static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0)
-        return s_die_usage("%s", "cluster takes no arguments");
+    const pd_submit_opts_t *o = &s->o;
+    if (argc > 0) {
+        pd_submit_usage_error(s, "cluster takes no arguments, not '%s'", argv[0]);
+        return 2;
+    }
+    pd_client_t *c = pd_submit_connect(s);
+    if (!c)
+        return 3;
     pd_cluster_info_t ci;
     if (pd_cluster_info(c, &ci)) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
@@ -575,228 +1324,63 @@ static int s_verb_cluster(pd_client_t *c, const s_opts_t *o, int argc)
     return 0;
 }
 
-/* Where the broker is: --broker, $PLAYDOH_BROKER, [submit] broker, a beacon
-   of the cluster, else tcp://127.0.0.1:5555. Returns 0 or 2 (bad file). */
-static int s_find_broker(s_opts_t *o, char *ep, size_t cap)
-{
-    pd_config_t *cf = pd_config_new();
-    char why[1024];
-    if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
-        fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
-        pd_config_destroy(&cf);
-        return 2;
-    }
-    /* Security: flags win over [submit] (values checked at load time). */
-    if (o->conn.security == PD_SECURITY_AUTO) {
-        pd_sec_mode_t m = PD_SEC_AUTO;
-        pd_auth_mode_parse(pd_config_str(cf, "submit", "security", "auto"), &m);
-        o->conn.security = (pd_security_t) m;
-    }
-    if (!o->conn.key_file && pd_config_has(cf, "submit", "key")) {
-        snprintf(o->conf_key, sizeof o->conf_key, "%s", pd_config_str(cf, "submit", "key", ""));
-        o->conn.key_file = o->conf_key;
-    }
-    if (!o->conn.broker_key && pd_config_has(cf, "submit", "broker_key")) {
-        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s",
-                 pd_config_str(cf, "submit", "broker_key", ""));
-        o->conn.broker_key = o->conf_bkey;
-    }
-    const char *env = getenv("PLAYDOH_BROKER");
-    if (o->broker || (env && *env)) {
-        snprintf(ep, cap, "%s", o->broker ? o->broker : env);
-        pd_config_destroy(&cf);
-        return 0;
-    }
-    const char *conf = pd_config_str(cf, "submit", "broker", "");
-    if (pd_config_has(cf, "submit", "timeout_ms"))
-        o->timeout_req_ms = (int) pd_config_uint(cf, "submit", "timeout_ms", 30000);
-    if (conf[0]) {
-        snprintf(ep, cap, "%s", conf);
-        pd_config_destroy(&cf);
-        return 0;
-    }
-    const char *cluster = o->cluster ? o->cluster
-                                     : pd_config_str(cf, "cluster", "name",
-                                                     PD_BEACON_DEFAULT_CLUSTER);
-    int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
-    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
-    const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
-    /* With CurveZMQ only a broker whose key this account trusts will do: a
-       forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
-    bool secure = o->conn.security != PD_SECURITY_NONE && !o->conn.broker_key;
-    char key[PD_KEY_TXT] = "";
-    int rc = port ? pd_discover_broker(cluster, port, iface, wait,
-                                       secure ? (o->conn.config_dir ? o->conn.config_dir : "")
-                                              : NULL,
-                                       ep, cap, key)
-                  : PD_ETIMEDOUT;
-    if (rc == PD_ENOTRUSTED) {
-        pd_auth_trust_hint(ep, key[0] ? key : NULL, why, sizeof why);
-        fprintf(stderr, "playdoh-submit: the only broker of cluster '%s' heard: %s\n", cluster,
-                why);
-        pd_config_destroy(&cf);
-        return 3;
-    }
-    if (rc) {
-        snprintf(ep, cap, "tcp://127.0.0.1:5555");
-        if (port && !o->quiet)
-            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
-                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
-    } else if (secure && key[0]) {
-        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
-        o->conn.broker_key = o->conf_bkey;
-    }
-    pd_config_destroy(&cf);
-    return 0;
-}
+/* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
-    s_opts_t o = {.retries = 3};
+    pd_submit_t s;
+    memset(&s, 0, sizeof s);
+    s.o.retries = 3;
+    s.o.keep_order = true;
     pd_log_set_tag("submit");
-    enum { O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_JSON, O_CONFIG,
-           O_CLUSTER, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR };
-    static const struct option longs[] = {
-        {"broker", required_argument, NULL, 'b'},  {"local", required_argument, NULL, 'l'},
-        {"timeout-ms", required_argument, NULL, O_TIMEOUT},
-        {"retries", required_argument, NULL, O_RETRIES},
-        {"detach", no_argument, NULL, O_DETACH},   {"wait", required_argument, NULL, O_WAIT},
-        {"release", no_argument, NULL, O_RELEASE}, {"quiet", no_argument, NULL, 'q'},
-        {"log-level", required_argument, NULL, O_LEVEL},
-        {"json", no_argument, NULL, O_JSON},       {"config", required_argument, NULL, O_CONFIG},
-        {"cluster", required_argument, NULL, O_CLUSTER},
-        {"secure", no_argument, NULL, O_SECURE},   {"insecure", no_argument, NULL, O_INSECURE},
-        {"key", required_argument, NULL, O_KEY},
-        {"broker-key", required_argument, NULL, O_BROKER_KEY},
-        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    int ch;
-    uint32_t u;
-    while ((ch = getopt_long(argc, argv, "b:l:qh", longs, NULL)) != -1) {
-        switch (ch) {
-        case 'b': o.broker = optarg; break;
-        case 'l':
-            if (!s_parse_u32(optarg, &u) || u == 0 || u > 4096)
-                return s_die_usage("--local wants a number of slots from 1 to 4096, not '%s'",
-                                   optarg);
-            o.local = (int) u;
-            break;
-        case O_TIMEOUT:
-            if (!s_parse_u32(optarg, &o.timeout_ms))
-                return s_die_usage("--timeout-ms wants milliseconds, not '%s'", optarg);
-            break;
-        case O_RETRIES:
-            if (!s_parse_u32(optarg, &o.retries) || o.retries == 0 || o.retries > 100)
-                return s_die_usage("--retries wants a number from 1 to 100, not '%s'", optarg);
-            break;
-        case O_DETACH: o.detach = true; break;
-        case O_WAIT: {
-            char *end;
-            o.wait_s = strtod(optarg, &end);
-            if (end == optarg || *end)
-                return s_die_usage("--wait wants seconds (-1: for ever), not '%s'", optarg);
-            o.wait_set = true;
-            break;
-        }
-        case O_RELEASE: o.release = true; break;
-        case 'q': o.quiet = true; break;
-        case O_LEVEL: {
-            pd_log_level_t lv;
-            if (pd_log_parse_level(optarg, &lv))
-                return s_die_usage("--log-level wants error, warn, info or debug, not '%s'", optarg);
-            pd_log_set_level(lv);
-            setenv("PLAYDOH_LOG_LEVEL", optarg, 1);
-            break;
-        }
-        case O_JSON: o.json = true; break;
-        case O_CONFIG: o.config = optarg; break;
-        case O_CLUSTER:
-            if (!pd_beacon_name_ok(optarg))
-                return s_die_usage("--cluster wants 1 to 63 letters, digits, '-', '_' or '.', "
-                                   "not '%s'", optarg);
-            o.cluster = optarg;
-            break;
-        case O_SECURE:
-        case O_INSECURE: {
-            pd_security_t want = ch == O_SECURE ? PD_SECURITY_CURVE : PD_SECURITY_NONE;
-            if (o.conn.security != PD_SECURITY_AUTO && o.conn.security != want)
-                return s_die_usage("%s", "--secure and --insecure exclude each other");
-            o.conn.security = want;
-            break;
-        }
-        case O_KEY: o.conn.key_file = optarg; break;
-        case O_BROKER_KEY: o.conn.broker_key = optarg; break;
-        case O_CONFIG_DIR: o.conn.config_dir = optarg; break;
-        case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-submit --help for usage)\n"); return 2;
-        }
-    }
-    if (optind >= argc) {
+    int first = 0;
+    int rc = s_parse(&s, argc, argv, V_GLOBAL, false, &first, 2);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (first >= argc) {
         s_usage(stderr);
         return 2;
     }
-    const char *verb = argv[optind];
-    int vargc = argc - optind - 1;
-    char **vargv = argv + optind + 1;
-    static const char *verbs[] = {"map", "status", "results", "wait", "cancel", "cluster"};
-    bool known = false;
-    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        known |= strcmp(verb, verbs[i]) == 0;
-    if (!known)
-        return s_die_usage("unknown verb '%s' (verbs: map, status, results, wait, cancel, "
-                           "cluster)", verb);
-    if (o.local && o.broker)
-        return s_die_usage("%s", "--local and --broker exclude each other");
-
-    int err = 0;
-    pd_local_t *local = NULL;
-    if (o.local) {
-        local = pd_local_start(o.local, &err);
-        if (!local) {
-            fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
-                    pd_strerror(err));
-            return 3;
-        }
-        o.broker = pd_local_endpoint(local);
+    const char *verb = argv[first];
+    const s_verb_t *v = NULL;
+    for (size_t i = 0; i < S_NVERBS; i++)
+        if (strcmp(verb, s_verbs[i].name) == 0)
+            v = &s_verbs[i];
+    if (!v) {
+        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, status, results, wait, "
+                              "cancel, cluster)", verb);
+        return 2;
     }
-    char ep[300];
-    int frc = local ? 0 : s_find_broker(&o, ep, sizeof ep);
-    if (frc) {
-        pd_local_stop(&local);
-        return frc;
+    s.o.verb = v->name;
+    /* The verb's options: exec stops at its command's first word, the
+       others take options anywhere among their arguments. */
+    int bad = v->bit == V_EXEC ? 255 : 2;
+    int vargc = argc - first;
+    char **vargv = argv + first;
+    rc = s_parse(&s, vargc, vargv, v->bit, v->bit != V_EXEC, &first, bad);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (s.o.local && s.o.broker) {
+        pd_submit_usage_error(&s, "--local and --broker exclude each other");
+        return bad;
     }
-    char why[2048] = "";
-    pd_client_opts_t conn = local ? *pd_local_client_opts(local) : o.conn;
-    conn.why = why;
-    conn.whycap = sizeof why;
-    pd_client_t *c = pd_client_open(local ? o.broker : ep, &conn, &err);
-    if (c && o.timeout_req_ms > 0)
-        pd_client_set_timeout(c, o.timeout_req_ms);
-    if (!c) {
-        if (err == PD_EUNREACH)
-            fprintf(stderr,
-                    "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give "
-                    "its endpoint with --broker, or use --local N\n",
-                    local ? o.broker : ep, pd_strerror(err));
-        else
-            fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
-        pd_local_stop(&local);
-        return 3;
-    }
-    int rc;
-    if (strcmp(verb, "map") == 0)
-        rc = s_verb_map(c, &o, vargc, vargv);
-    else if (strcmp(verb, "status") == 0)
-        rc = s_verb_status(c, vargc, vargv);
-    else if (strcmp(verb, "results") == 0)
-        rc = s_verb_results(c, &o, vargc, vargv, true);
-    else if (strcmp(verb, "wait") == 0)
-        rc = s_verb_results(c, &o, vargc, vargv, false);
-    else if (strcmp(verb, "cluster") == 0)
-        rc = s_verb_cluster(c, &o, vargc);
+    vargc -= first;
+    vargv += first;
+    if (v->bit == V_MAP)
+        rc = s_verb_map(&s, vargc, vargv);
+    else if (v->bit == V_EXEC)
+        rc = pd_submit_exec(&s, vargc, vargv);
+    else if (v->bit == V_STATUS)
+        rc = s_verb_status(&s, vargc, vargv);
+    else if (v->bit == V_RESULTS)
+        rc = s_verb_results(&s, vargc, vargv);
+    else if (v->bit == V_WAIT)
+        rc = s_verb_wait(&s, vargc, vargv);
+    else if (v->bit == V_CLUSTER)
+        rc = s_verb_cluster(&s, vargc, vargv);
     else
-        rc = s_verb_cancel(c, &o, vargc, vargv);
-    pd_client_destroy(&c);
-    pd_local_stop(&local);
+        rc = s_verb_cancel(&s, vargc, vargv);
+    pd_client_destroy(&s.c);
+    pd_local_stop(&s.local);
     return rc;
 }

@@ -46,6 +46,8 @@ static const s_key_t s_schema[] = {
     {"broker", "liveness", S_UINT, 1, 1000, NULL},
     {"broker", "max_jobs", S_UINT, 1, 1e12, NULL},
     {"broker", "result_ttl_s", S_UINT, 1, 100.0 * 365 * 86400, NULL},
+    {"broker", "max_shared_mb", S_UINT, 1, 250, NULL},
+    {"broker", "shared_store_mb", S_UINT, 1, 1048576, NULL},
     {"broker", "beacon", S_BOOL, 0, 0, NULL},
     {"broker", "log_level", S_CHOICE, 0, 0, S_LEVELS},
     {"broker", "security", S_CHOICE, 0, 0, S_SECURITY},

@@ -2,8 +2,10 @@
 # Installs the Debian 12 packages Playdoh builds and tests with (root or sudo);
 # clang and libclang-rt-dev build the libFuzzer harnesses of tests/fuzz.
 set -euo pipefail
+# liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver.
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
-      libsodium-dev libcriterion-dev python3 clang libclang-rt-dev)
+      libsodium-dev libcriterion-dev python3 liblapacke-dev liblapack-dev libblas-dev clang
+      libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Runs a broker, a worker (and its slot processes) and playdoh-submit under
 # valgrind's memcheck on loopback, through done, failed and crashed jobs,
-# twice: without security, then with CurveZMQ (--secure: keys made by
-# playdoh-keygen, itself under valgrind, the broker's ZAP handler, a refused
-# unlisted client); fails if any of them reports a memory error or a
-# definite leak.
+# then again with CurveZMQ (--secure: keys made by playdoh-keygen, itself
+# under valgrind, the broker's ZAP handler, an unlisted client refused), and
+# fails if any of them reports a memory error or a definite leak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind not installed, skipped"; exit 0; }
@@ -24,39 +23,46 @@ cat > "$tmp/m.c" <<'SRC'
 #include <signal.h>
 PD_TASK_DOUBLE(f, x) { if (x == 7) raise(SIGSEGV); return x * x; }
 SRC
-# One pass: broker, worker and submit with the given extra flags each.
-run_pass() { # NAME BROKER-FLAGS... -- WORKER-FLAGS... -- SUBMIT-FLAGS...
-    local name=$1; shift
-    local bf=() wf=() sf=()
-    while [ "$1" != -- ]; do bf+=("$1"); shift; done; shift
-    while [ "$1" != -- ]; do wf+=("$1"); shift; done; shift
-    sf=("$@")
-    rm -f "$tmp/ep"
-    "${VG[@]}" --log-file="$tmp/vg-$name-broker.%p.log" "$BUILD/playdoh-broker" \
-        --bind tcp://127.0.0.1:0 --ready-fd 3 --log-level warn "${bf[@]}" 3>"$tmp/ep" &
-    local bpid=$!
-    pids+=($bpid)
-    for _ in $(seq 100); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
-    local ep
-    ep=$(head -1 "$tmp/ep")
-    "${VG[@]}" --log-file="$tmp/vg-$name-worker.%p.log" "$BUILD/playdoh-worker" --broker "$ep" \
-        --cpus 2 --cache "$tmp/cache" --log-level error --control none "${wf[@]}" &
-    local wpid=$!
-    pids+=($wpid)
-    (seq 1 40; echo '"x"') | "${VG[@]}" --log-file="$tmp/vg-$name-submit.%p.log" \
-        "$BUILD/playdoh-submit" --broker "$ep" "${sf[@]}" map "$tmp/m.c" f > "$tmp/out-$name" \
-        2>/dev/null || true
-    if [ "$name" = secure ]; then
-        # An unlisted key is refused; nothing breaks.
-        "${VG[@]}" --log-file="$tmp/vg-$name-stranger.%p.log" "$BUILD/playdoh-submit" \
-            --broker "$ep" --secure --config-dir "$tmp/k-stranger" --broker-key "$bkey" status 1 \
-            >/dev/null 2>&1 || true
-    fi
-    kill -TERM "$wpid"; wait "$wpid" || true
-    kill -TERM "$bpid"; wait "$bpid" || true
-    pids=()
+"${VG[@]}" --log-file="$tmp/vg-broker.%p.log" "$BUILD/playdoh-broker" --bind tcp://127.0.0.1:0 \
+    --ready-fd 3 --log-level warn 3>"$tmp/ep" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
+ep=$(head -1 "$tmp/ep")
+"${VG[@]}" --log-file="$tmp/vg-worker.%p.log" "$BUILD/playdoh-worker" --broker "$ep" --cpus 2 \
+    --cache "$tmp/cache" --log-level error &
+wpid=$!
+pids+=($wpid)
+(seq 1 40; echo '"x"') | "${VG[@]}" --log-file="$tmp/vg-submit.%p.log" "$BUILD/playdoh-submit" \
+    --broker "$ep" map "$tmp/m.c" f > "$tmp/out" 2>/dev/null || true
+lines=$(wc -l < "$tmp/out")
+# Shell commands (the built-in exec task), a job log, failed commands.
+seq 1 5 | "${VG[@]}" --log-file="$tmp/vg-exec.%p.log" "$BUILD/playdoh-submit" --broker "$ep" \
+    exec --joblog "$tmp/joblog" -- 'echo {}; exit $(( {} % 2 ))' > "$tmp/exec-out" 2>/dev/null || true
+exec_lines=$(wc -l < "$tmp/exec-out")
+# A module of two files with an init function, over shared data.
+cat > "$tmp/s.h" <<'SRC'
+#define SCALE 2.0
+SRC
+cat > "$tmp/s.c" <<'SRC'
+#include <playdoh_task.h>
+#include "s.h"
+static double scale;
+PD_INIT(t) { (void) t; scale = SCALE; return 0; }
+PD_TASK(g, t) {
+    size_t len; const double *x = pd_task_shared(t, &len); double i;
+    if (!x || pd_arg_double(t, &i) || i < 0 || i >= len / 8) return pd_task_fail(t, "bad");
+    return pd_out_double(t, x[(size_t) i] * scale);
 }
-run_pass plain -- -- --
+SRC
+printf '\000\000\000\000\000\000\360\077\000\000\000\000\000\000\000\100' > "$tmp/d.bin"
+printf '0\n1\n' | "${VG[@]}" --log-file="$tmp/vg-shared.%p.log" "$BUILD/playdoh-submit" \
+    --broker "$ep" map --shared "$tmp/d.bin" "$tmp/s.c,$tmp/s.h,-O1" g > "$tmp/shared-out" \
+    2>/dev/null || true
+shared_out=$(tr '\n' ' ' < "$tmp/shared-out")
+kill -TERM "$wpid"; wait "$wpid" || true
+kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
+pids=()
+# The same map over CurveZMQ, with keys made by playdoh-keygen.
 KG=(valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite)
 for k in broker worker client stranger; do
     "${KG[@]}" --log-file="$tmp/vg-keygen-$k.%p.log" "$BUILD/playdoh-keygen" \
@@ -67,9 +73,28 @@ done
 "$BUILD/playdoh-keygen" --config-dir "$tmp/k-broker" allow "$(cat "$tmp/client.pub")" \
     --role client 2>/dev/null
 bkey=$(cat "$tmp/broker.pub")
-run_pass secure --secure --config-dir "$tmp/k-broker" -- \
-    --secure --config-dir "$tmp/k-worker" --broker-key "$bkey" -- \
-    --secure --config-dir "$tmp/k-client" --broker-key "$bkey"
+rm -f "$tmp/ep"
+"${VG[@]}" --log-file="$tmp/vg-secure-broker.%p.log" "$BUILD/playdoh-broker" \
+    --bind tcp://127.0.0.1:0 --ready-fd 3 --log-level warn --secure \
+    --config-dir "$tmp/k-broker" 3>"$tmp/ep" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
+ep=$(head -1 "$tmp/ep")
+"${VG[@]}" --log-file="$tmp/vg-secure-worker.%p.log" "$BUILD/playdoh-worker" --broker "$ep" \
+    --cpus 2 --cache "$tmp/cache" --log-level error --control none --secure \
+    --config-dir "$tmp/k-worker" --broker-key "$bkey" &
+wpid=$!
+pids+=($wpid)
+(seq 1 40; echo '"x"') | "${VG[@]}" --log-file="$tmp/vg-secure-submit.%p.log" \
+    "$BUILD/playdoh-submit" --broker "$ep" --secure --config-dir "$tmp/k-client" \
+    --broker-key "$bkey" map "$tmp/m.c" f > "$tmp/secure-out" 2>/dev/null || true
+secure_lines=$(wc -l < "$tmp/secure-out")
+# An unlisted key is refused; nothing breaks.
+"${VG[@]}" --log-file="$tmp/vg-secure-stranger.%p.log" "$BUILD/playdoh-submit" --broker "$ep" \
+    --secure --config-dir "$tmp/k-stranger" --broker-key "$bkey" status 1 >/dev/null 2>&1 || true
+kill -TERM "$wpid"; wait "$wpid" || true
+kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
+pids=()
 bad=0
 checked=0
 # Logs without a summary belong to processes that never ended under valgrind:
@@ -81,10 +106,11 @@ for f in "$tmp"/vg-*.log; do
         echo "valgrind.sh: errors in $(basename "$f"):"; cat "$f"; bad=1
     fi
 done
-[ "$checked" -ge 10 ] || { echo "valgrind.sh: only $checked processes ended under valgrind"; bad=1; }
-for pass in plain secure; do
-    lines=$(wc -l < "$tmp/out-$pass")
-    [ "$lines" -eq 41 ] || { echo "valgrind.sh: $pass: expected 41 result lines, got $lines"; bad=1; }
-done
-echo "valgrind.sh: $checked processes checked, 41 results without and with CurveZMQ, $([ $bad = 0 ] && echo clean || echo FAILED)"
+[ "$checked" -ge 12 ] || { echo "valgrind.sh: only $checked processes ended under valgrind"; bad=1; }
+[ "$secure_lines" -eq 41 ] || { echo "valgrind.sh: expected 41 result lines over CurveZMQ, got $secure_lines"; bad=1; }
+[ "$lines" -eq 41 ] || { echo "valgrind.sh: expected 41 result lines, got $lines"; bad=1; }
+[ "$exec_lines" -eq 5 ] || { echo "valgrind.sh: expected 5 exec output lines, got $exec_lines"; bad=1; }
+[ "$(wc -l < "$tmp/joblog")" -eq 6 ] || { echo "valgrind.sh: the job log is not 6 lines"; bad=1; }
+[ "$shared_out" = "2.0 4.0 " ] || { echo "valgrind.sh: shared-data map printed '$shared_out'"; bad=1; }
+echo "valgrind.sh: $checked processes checked, $lines results ($secure_lines over CurveZMQ), $([ $bad = 0 ] && echo clean || echo FAILED)"
 exit $bad

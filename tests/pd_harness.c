@@ -44,7 +44,9 @@ static pid_t s_spawn_logged(pd_harness_t *h, char *const *argv, int *ready, cons
 static void s_start(pd_harness_t *h, const char *const *extra, bool secure, bool logged)
 {
     memset(h, 0, sizeof *h);
-    h->heartbeat_ms = 100;
+    /* Fast enough that a killed worker is found within a second, slow enough
+       that a worker on a loaded 2-core machine is not declared dead. */
+    h->heartbeat_ms = 200;
     h->secure = secure;
     /* No configuration file of this machine's or user's leaks into tests. */
     setenv("PLAYDOH_CONFIG", "/dev/null", 1);
@@ -64,8 +66,8 @@ static void s_start(pd_harness_t *h, const char *const *extra, bool secure, bool
     char hb[16];
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     const char *argv[32] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
-                            "--heartbeat-ms", hb};
-    int argc = 7;
+                            "--heartbeat-ms", hb, "--liveness", "5"};
+    int argc = 9;
     if (secure) {
         argv[argc++] = "--secure";
         argv[argc++] = "--config-dir";

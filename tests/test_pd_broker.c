@@ -13,6 +13,7 @@
 #include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
+#include "pd_shared.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static uint8_t rx[1 << 20];
 static size_t rxlen;
 static pd_msg_t msg;
 static void *socks[8]; /* every DEALER opened, closed by teardown */
+static uint64_t shared_max, shared_store; /* store limits for the next start, 0 = defaults */
 static int nsocks;
 
 static void *s_run(void *arg)
@@ -46,6 +48,10 @@ static void s_start(uint32_t hb_ms, uint32_t liveness, uint64_t max_jobs)
     cfg.hb_ms = hb_ms;
     cfg.liveness = liveness;
     cfg.max_jobs = max_jobs;
+    if (shared_max) {
+        cfg.max_shared = shared_max;
+        cfg.shared_store = shared_store;
+    }
     int err = -99;
     broker = pd_broker_new(&cfg, &err);
     cr_assert_not_null(broker, "broker: %s", pd_strerror(err));
@@ -62,7 +68,8 @@ static void setup(void) { s_start(1000, 3, 1000); }
 static void teardown(void)
 {
     pd_broker_stop(broker);
-    pthread_join(thread, NULL);
+    if (thread)
+        pthread_join(thread, NULL);
     pd_broker_destroy(&broker);
     cr_assert_null(broker);
     for (int i = 0; i < nsocks; i++)
@@ -133,7 +140,7 @@ static void s_expect_error(void *s, const char *code)
     char c[32];
     cr_assert_eq(pd_msg_str(&msg, "code", c, sizeof c), 0);
     cr_assert_str_eq(c, code);
-    char m[200];
+    char m[1000];
     cr_assert_eq(pd_msg_str(&msg, "msg", m, sizeof m), 0);
     cr_assert(strlen(m) > 5, "an error says why");
 }
@@ -361,12 +368,13 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
     cr_assert_eq(pd_rd_array(&r, &n), 0);
     cr_assert(n <= cap);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t seven;
+        uint32_t eight;
         const char *s;
         uint32_t sl;
         uint64_t tmo;
-        cr_assert_eq(pd_rd_array(&r, &seven), 0);
-        cr_assert_eq(seven, 7, "run entry: [id, attempt, mod, fn, timeout_ms, arg, client]");
+        cr_assert_eq(pd_rd_array(&r, &eight), 0);
+        cr_assert_eq(eight, 8, "run entry: [id, attempt, mod, fn, timeout_ms, arg, shared, "
+                               "client]");
         cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
         cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
@@ -375,6 +383,7 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
         cr_assert(sl == 6 && memcmp(s, "square", 6) == 0);
         cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_nil(&r), 0, "no shared data: nil");
         uint64_t ci;
         cr_assert_eq(pd_rd_uint(&r, &ci), 0, "the client is an index into 'clients'");
         cr_assert_eq(ci, 0);
@@ -671,6 +680,202 @@ Test(unit_broker_liveness, a_silent_workers_jobs_move_and_its_late_results_are_d
     pd_rd_uint(&r, &id);
     pd_rd_uint(&r, &state);
     cr_assert_eq(state, 4);
+}
+
+/* ---- shared data ------------------------------------------------------- */
+
+static void setup_small_store(void)
+{
+    shared_max = 4000;
+    shared_store = 6000;
+    s_start(1000, 3, 1000);
+}
+
+static void teardown_small_store(void)
+{
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    /* The byte counters saw each blob go out once (to the one worker). */
+    pd_broker_stats_t st;
+    pd_broker_stats(broker, &st);
+    cr_expect_geq(st.bytes_out, 4000 + 3500, "bytes out: %llu", (unsigned long long) st.bytes_out);
+    cr_expect_lt(st.bytes_out, 3 * 4000 + 3500 + 20000, "a blob went out more than once: %llu",
+                 (unsigned long long) st.bytes_out);
+    cr_expect_geq(st.bytes_in, 3 * 4000 + 3500, "bytes in: %llu", (unsigned long long) st.bytes_in);
+    thread = 0;
+    teardown();
+    shared_max = shared_store = 0;
+}
+
+TestSuite(unit_shared, .init = setup_small_store, .fini = teardown_small_store, .timeout = 60);
+
+static void s_blob(uint8_t *p, size_t n, uint8_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t) (seed + i * 31);
+}
+
+/* shr_put; expects shr_ok or the error code given. */
+static void s_shr_put(void *c, const char *hash, const void *data, size_t n, const char *code)
+{
+    msgpack_packer pk = s_begin("shr_put", 3);
+    pd_pack_kv_uint(&pk, "req", 30);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_bin(&pk, "data", data, n);
+    s_send_buf(c);
+    if (code) {
+        s_expect_error(c, code);
+    } else {
+        s_expect(c, "shr_ok");
+        bool has = false;
+        cr_assert_eq(pd_msg_bool(&msg, "has", &has), 0);
+        cr_assert(has);
+    }
+}
+
+static void s_submit_shared(void *c, const char *mod, const char *shr, uint32_t n,
+                            const char *code)
+{
+    msgpack_packer pk = s_begin("submit", 5);
+    pd_pack_kv_uint(&pk, "req", 31);
+    pd_pack_kv_str(&pk, "mod", mod);
+    pd_pack_kv_str(&pk, "fn", "square");
+    pd_pack_kv_str(&pk, "shared", shr);
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint32(&pk, i);
+    s_send_buf(c);
+    if (code)
+        s_expect_error(c, code);
+    else
+        s_expect(c, "accepted");
+}
+
+/* Reads worker messages until a run; counts the `shr` seen before it (and
+   checks their hash), returns the run's jobs, each checked to name shr. */
+static uint32_t s_run_with_shared(void *w, const char *shr, int *shr_msgs, s_run_job_t *out)
+{
+    *shr_msgs = 0;
+    for (;;) {
+        cr_assert(s_recv_within(w, 3000), "no run");
+        if (pd_msg_is(&msg, "shr")) {
+            char h[80];
+            cr_assert_eq(pd_msg_str(&msg, "hash", h, sizeof h), 0);
+            cr_assert_str_eq(h, shr);
+            (*shr_msgs)++;
+            continue;
+        }
+        if (pd_msg_is(&msg, "run"))
+            break;
+        cr_assert(pd_msg_is(&msg, "mod") || pd_msg_is(&msg, "hb"), "got %s", msg.type);
+    }
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    uint32_t n;
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t seven;
+        const char *str;
+        uint32_t sl;
+        uint64_t tmo;
+        cr_assert_eq(pd_rd_array(&r, &seven), 0);
+        cr_assert_eq(seven, 8, "a job of a map with shared data names it (and its client)");
+        cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
+        cr_assert_eq(pd_rd_str(&r, &str, &sl), 0);
+        cr_assert_eq(pd_rd_str(&r, &str, &sl), 0);
+        cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_str(&r, &str, &sl), 0);
+        cr_assert(sl == 64 && memcmp(str, shr, 64) == 0);
+        uint64_t ci;
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0, "the client is an index into 'clients'");
+    }
+    return n;
+}
+
+Test(unit_shared, goes_to_each_worker_once_and_is_dropped_when_evicted)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000aa");
+    char mod[65], h1[65], h2[65], h3[65];
+    s_put_module(c, mod);
+    s_ready(w, 1);
+    s_hello(c, 1);
+    cr_assert_eq(s_uint("max_shared"), 4000, "welcome tells clients the limit");
+    static uint8_t b1[4000], b2[3500], b3[3000], big[4001];
+    s_blob(b1, sizeof b1, 1);
+    s_blob(b2, sizeof b2, 2);
+    s_blob(b3, sizeof b3, 3);
+    pd_shared_hash(b1, sizeof b1, h1);
+    pd_shared_hash(b2, sizeof b2, h2);
+    pd_shared_hash(b3, sizeof b3, h3);
+
+    /* Refused: a wrong hash, data over the limit, a submit naming unknown data. */
+    s_shr_put(c, h2, b1, sizeof b1, "PD_EPROTO");
+    char hbig[65];
+    pd_shared_hash(big, sizeof big, hbig);
+    s_shr_put(c, hbig, big, sizeof big, "PD_ETOOBIG");
+    char m[1000];
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "--max-shared-mb") != NULL, "%s", m);
+    s_submit_shared(c, mod, h1, 1, "PD_ENOMODULE");
+
+    msgpack_packer pk = s_begin("shr_has", 2);
+    pd_pack_kv_uint(&pk, "req", 2);
+    pd_pack_kv_str(&pk, "hash", h1);
+    s_send_buf(c);
+    s_expect(c, "shr_ok");
+    bool has = true;
+    cr_assert_eq(pd_msg_bool(&msg, "has", &has), 0);
+    cr_assert_not(has);
+    s_shr_put(c, h1, b1, sizeof b1, NULL);
+    s_shr_put(c, h1, b1, sizeof b1, NULL); /* again: no change */
+
+    /* Two maps with the same data: one shr for the worker, before the first run. */
+    s_run_job_t jobs[16];
+    int shr_msgs;
+    s_submit_shared(c, mod, h1, 2, NULL);
+    uint32_t n = s_run_with_shared(w, h1, &shr_msgs, jobs);
+    cr_assert_eq(shr_msgs, 1);
+    s_done(w, jobs, n, false);
+    if (n < 2) {
+        n = s_run_with_shared(w, h1, &shr_msgs, jobs);
+        cr_assert_eq(shr_msgs, 0);
+        s_done(w, jobs, n, false);
+    }
+    s_submit_shared(c, mod, h1, 1, NULL);
+    n = s_run_with_shared(w, h1, &shr_msgs, jobs);
+    cr_assert_eq(shr_msgs, 0, "the worker has it already");
+    s_done(w, jobs, n, false);
+
+    /* New data that does not fit beside it: the unused h1 is evicted, and
+       the worker is told to drop it. Wait until the broker applied the
+       worker's done (another socket: not ordered with the client's). */
+    s_fetch(c, 40, jobs[n - 1].id, 1, 5000);
+    s_expect(c, "results");
+    s_shr_put(c, h2, b2, sizeof b2, NULL);
+    cr_assert(s_recv_within(w, 3000));
+    while (pd_msg_is(&msg, "hb"))
+        cr_assert(s_recv_within(w, 3000));
+    cr_assert(pd_msg_is(&msg, "shr_drop"), "got %s", msg.type);
+    char dropped[80];
+    cr_assert_eq(pd_msg_str(&msg, "hash", dropped, sizeof dropped), 0);
+    cr_assert_str_eq(dropped, h1);
+    s_submit_shared(c, mod, h1, 1, "PD_ENOMODULE");
+
+    /* h2 in use by an unfinished job: h3 cannot make room. */
+    s_submit_shared(c, mod, h2, 1, NULL);
+    n = s_run_with_shared(w, h2, &shr_msgs, jobs);
+    cr_assert_eq(shr_msgs, 1);
+    s_shr_put(c, h3, b3, sizeof b3, "PD_EOVERLOAD");
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "--shared-store-mb") != NULL, "%s", m);
+    s_done(w, jobs, n, false);
+    s_fetch(c, 41, jobs[n - 1].id, 1, 5000);
+    s_expect(c, "results");
+    s_shr_put(c, h3, b3, sizeof b3, NULL);
 }
 
 /* ---- the owner's control and the cluster view (issue 5) ----------------- */
@@ -1027,9 +1232,9 @@ Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)
         uint32_t k;
         uint64_t id, ci;
         cr_assert_eq(pd_rd_array(&r, &k), 0);
-        cr_assert_eq(k, 7);
+        cr_assert_eq(k, 8);
         cr_assert_eq(pd_rd_uint(&r, &id), 0);
-        for (int skip = 0; skip < 5; skip++)
+        for (int skip = 0; skip < 6; skip++)
             cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
         cr_assert_eq(pd_rd_uint(&r, &ci), 0);
         cr_assert_lt(ci, 2);

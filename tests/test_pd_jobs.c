@@ -46,7 +46,7 @@ static int s_submit(uint32_t n, uint32_t retries, uint64_t *first)
 {
     s_args(n);
     uint32_t got = 0;
-    int rc = pd_jobs_submit(jobs, 0, "square", NULL, buf.data, buf.len, 0, retries, first, &got, why,
+    int rc = pd_jobs_submit(jobs, 0, "square", buf.data, buf.len, 0, retries, first, &got, why,
                             sizeof why);
     if (rc == 0)
         cr_assert_eq(got, n);
@@ -106,12 +106,13 @@ Test(unit_jobs, each_job_remembers_the_key_that_submitted_it)
     uint64_t a, b, c;
     uint32_t n;
     char why[256];
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", alice, buf.data, buf.len, 0, 3, &a, &n, why,
-                                sizeof why), 0, "%s", why);
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", bob, buf.data, buf.len, 0, 3, &b, &n, why,
-                                sizeof why), 0, "%s", why);
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", NULL, buf.data, buf.len, 0, 3, &c, &n, why,
-                                sizeof why), 0, "%s", why);
+    pd_jobs_submit_t sub = {.fn = "f", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .owner = alice};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &a, &n, why, sizeof why), 0, "%s", why);
+    sub.owner = bob;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &b, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 3, &c, &n, why, sizeof why),
+                 0, "%s", why);
     pd_job_t *ja = pd_jobs_get(jobs, a + 1), *jb = pd_jobs_get(jobs, b), *jc = pd_jobs_get(jobs, c);
     cr_assert_neq(ja->fn, jb->fn, "one function, two owners: two entries");
     cr_assert_str_eq(pd_jobs_fn_name(jobs, ja->fn), "f");
@@ -143,14 +144,14 @@ Test(unit_jobs, bad_submits_say_why)
     uint64_t first;
     uint32_t n;
     s_args(1);
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "", NULL, buf.data, buf.len, 0, 3, &first, &n, why, sizeof why),
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "", buf.data, buf.len, 0, 3, &first, &n, why, sizeof why),
                  PD_EINVAL);
     cr_assert(strstr(why, "'fn'"));
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", NULL, buf.data, buf.len, 0, 256, &first, &n, why,
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 256, &first, &n, why,
                                 sizeof why), PD_EINVAL);
     cr_assert(strstr(why, "retries"));
     static const uint8_t notarray[] = {0x05};
-    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", NULL, notarray, 1, 0, 3, &first, &n, why, sizeof why),
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", notarray, 1, 0, 3, &first, &n, why, sizeof why),
                  PD_EPROTO);
     cr_assert_eq(pd_jobs_next_id(jobs), 1);
 }
@@ -416,4 +417,121 @@ Test(unit_ranges, an_empty_set_is_valid)
     cr_assert_eq(rg.total, 0);
     cr_assert_not(pd_ranges_contains(&rg, 1));
     pd_ranges_free(&rg);
+}
+
+/* ---- fair sharing between clients ------------------------------------ */
+
+/* Submits n jobs for client `who` with a cap of max_slots. */
+static uint64_t s_submit_as(const char *who, uint32_t n, uint32_t max_slots, uint32_t shared)
+{
+    s_args(n);
+    pd_jobs_submit_t sub = {.client = who, .client_len = strlen(who), .fn = "f",
+                            .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .max_slots = max_slots, .shared = shared};
+    uint64_t first;
+    uint32_t got;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &got, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(got, n);
+    return first;
+}
+
+Test(unit_jobs, free_slots_go_round_robin_between_clients)
+{
+    uint64_t a = s_submit_as("alice", 40, 0, 0);
+    uint64_t b = s_submit_as("bob", 5, 0, 0);
+    cr_assert_eq(pd_jobs_clients(jobs), 2);
+    /* alice submitted first, yet bob's 5 jobs all leave in the first 10. */
+    int bobs = 0;
+    uint64_t prev_a = 0;
+    for (int i = 0; i < 10; i++) {
+        uint64_t id = pd_jobs_pop(jobs);
+        cr_assert_neq(id, 0);
+        if (id >= b) {
+            bobs++;
+        } else {
+            cr_assert_gt(id, prev_a, "each client's own jobs stay in order");
+            prev_a = id;
+        }
+    }
+    cr_assert_eq(bobs, 5, "bob waited behind alice: %d of 5 popped", bobs);
+    /* Then alice alone. */
+    for (uint64_t id = a + 5; id < a + 40; id++)
+        cr_assert_eq(pd_jobs_pop(jobs), id);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+}
+
+Test(unit_jobs, a_client_at_its_max_slots_waits_while_others_go_on)
+{
+    uint64_t a = s_submit_as("capped", 10, 2, 0);
+    uint64_t b = s_submit_as("free", 10, 0, 0);
+    uint64_t x = pd_jobs_pop(jobs), y = pd_jobs_pop(jobs), z = pd_jobs_pop(jobs);
+    cr_assert_eq(x, a);
+    cr_assert_eq(y, b);
+    cr_assert_eq(z, a + 1);
+    /* capped has 2 running: only free's jobs leave now. */
+    for (int i = 1; i < 10; i++)
+        cr_assert_eq(pd_jobs_pop(jobs), b + (uint64_t) i);
+    cr_assert_eq(pd_jobs_pop(jobs), 0, "capped is at its 2 slots");
+    /* One of capped's jobs ends: one more may run. */
+    pd_jobs_set_cancelled(jobs, a);
+    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    /* A lost run goes back to the front of its own client's queue. */
+    cr_assert_eq(pd_jobs_requeue(jobs, a + 2, true, "h"), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+}
+
+Test(unit_jobs, a_later_submit_changes_the_cap)
+{
+    uint64_t a = s_submit_as("c", 5, 1, 0);
+    cr_assert_eq(pd_jobs_pop(jobs), a);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    s_submit_as("c", 1, 0, 0); /* no cap from now on */
+    cr_assert_eq(pd_jobs_pop(jobs), a + 1);
+    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+}
+
+Test(unit_jobs, clients_are_forgotten_when_their_jobs_have_ended)
+{
+    uint64_t a = s_submit_as("x", 3, 0, 0);
+    uint64_t b = s_submit_as("y", 1, 0, 0);
+    cr_assert_eq(pd_jobs_clients(jobs), 2);
+    pd_jobs_set_cancelled(jobs, b);
+    cr_assert_eq(pd_jobs_clients(jobs), 1, "y has nothing left");
+    for (uint64_t id = a; id < a + 3; id++) {
+        cr_assert_eq(pd_jobs_pop(jobs), id);
+        pd_jobs_set_failed(jobs, id, "PD_ETASK", "no", "h", 0);
+    }
+    cr_assert_eq(pd_jobs_clients(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    /* A client coming back is served again. */
+    uint64_t c = s_submit_as("x", 1, 0, 0);
+    cr_assert_eq(pd_jobs_pop(jobs), c);
+}
+
+Test(unit_jobs, cancelled_jobs_of_one_client_do_not_stall_the_others)
+{
+    uint64_t a = s_submit_as("a", 20, 0, 0);
+    uint64_t b = s_submit_as("b", 3, 0, 0);
+    for (uint64_t id = a; id < a + 20; id++)
+        pd_jobs_set_cancelled(jobs, id);
+    for (uint64_t id = b; id < b + 3; id++)
+        cr_assert_eq(pd_jobs_pop(jobs), id);
+    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_queued(jobs), 0);
+}
+
+Test(unit_jobs, shared_data_counts_its_unfinished_jobs)
+{
+    uint64_t a = s_submit_as("a", 3, 0, 2); /* shared index 1 */
+    cr_assert_eq(pd_jobs_shared_open(jobs, 1), 3);
+    cr_assert_eq(pd_jobs_shared_open(jobs, 0), 0);
+    cr_assert_eq(pd_jobs_get(jobs, a)->shared, 2);
+    pd_jobs_set_cancelled(jobs, a);
+    cr_assert_eq(pd_jobs_pop(jobs), a + 1);
+    pd_jobs_set_done(jobs, a + 1, pd_blob_new("\xc0", 1, 0), 0, 1);
+    cr_assert_eq(pd_jobs_shared_open(jobs, 1), 1);
+    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_requeue(jobs, a + 2, false, "h"), 0);
+    cr_assert_eq(pd_jobs_shared_open(jobs, 1), 1, "a requeued job is still unfinished");
 }

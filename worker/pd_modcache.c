@@ -6,9 +6,11 @@
     which has no threads, so plain fork+exec is safe there.
 */
 #include "pd_modcache.h"
+#include "pd_bundle.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,11 +33,21 @@ extern const size_t pd_task_header_len;
 
 typedef struct {
     char hash[65];  /* module hash */
-    char kind[3];   /* "c" or "so" */
+    char kind[4];   /* "c", "so", "pkg" (or "b": built-in) */
     void *handle;   /* dlopen handle, NULL when loading failed */
-    int code;       /* when handle is NULL: PD_ENOMODULE or PD_ECOMPILE */
+    int code;       /* when handle is NULL: PD_ENOMODULE, PD_ECOMPILE or PD_ETASK */
     char *msg;      /* when handle is NULL: the sentence for the user, owned */
+    void *init;     /* the module's pd_init, until it is handed out to run; NULL after */
 } s_module_t;
+
+/* A shared-data blob mapped into this process. */
+typedef struct {
+    char hash[65];    /* its hash; empty = free entry */
+    const void *addr; /* mapping (read-only, shared) */
+    size_t len;       /* its bytes */
+    int fd;           /* the file, kept open to notice its deletion */
+    uint64_t used;    /* use counter of its last use */
+} s_map_t;
 
 struct pd_modcache {
     char *dir;              /* cache directory, owned */
@@ -46,6 +59,8 @@ struct pd_modcache {
     const s_module_t *last; /* module of the last successful look-up */
     char last_fn[128];      /* function name of that look-up */
     void *last_sym;         /* its address */
+    s_map_t maps[PD_MODCACHE_MAPS]; /* shared data mapped here */
+    uint64_t map_clock;     /* use counter for maps */
 };
 
 static int s_mkdir_p(const char *path)
@@ -125,9 +140,11 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
         code = PD_ESYS;
         goto fail;
     }
-    static const char *subdirs[] = {"modules", "so", "include"};
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        mc->maps[i].fd = -1;
+    static const char *subdirs[] = {"modules", "so", "include", "shared"};
     char path[4200];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
         if (s_mkdir_p(path)) {
             pd_log_error("cannot create the module cache directory %s: %s (choose another "
@@ -162,6 +179,11 @@ void pd_modcache_destroy(pd_modcache_t **p)
         free(mc->mods[i].msg);
     }
     free(mc->mods);
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        if (mc->maps[i].hash[0]) {
+            munmap((void *) mc->maps[i].addr, mc->maps[i].len);
+            close(mc->maps[i].fd);
+        }
     free(mc->dir);
     free(mc);
     *p = NULL;
@@ -185,7 +207,7 @@ char *pd_modcache_default_dir(void)
 
 bool pd_modcache_valid(const char *hash, const char *kind)
 {
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0)
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0)
         return false;
     size_t i = 0;
     for (; hash[i]; i++)
@@ -237,10 +259,11 @@ bool pd_modcache_has(pd_modcache_t *mc, const char *hash, const char *kind)
     return access(path, R_OK) == 0;
 }
 
-/* Runs argv, capturing up to cap-1 bytes of its stdout and stderr into out
-   (NUL-terminated; the rest is read and dropped). Returns the wait status,
-   or -1 when the process could not be started. */
-static int s_run_capture(char *const argv[], char *out, size_t cap)
+/* Runs argv in directory cwd (NULL: this one), capturing up to cap-1 bytes
+   of its stdout and stderr into out (NUL-terminated; the rest is read and
+   dropped). Returns the wait status, or -1 when the process could not be
+   started. */
+static int s_run_capture(char *const argv[], const char *cwd, char *out, size_t cap)
 {
     int fds[2];
     out[0] = 0;
@@ -258,6 +281,8 @@ static int s_run_capture(char *const argv[], char *out, size_t cap)
             dup2(null, 0);
         dup2(fds[1], 1);
         dup2(fds[1], 2);
+        if (cwd && chdir(cwd) != 0)
+            _exit(126);
         execvp(argv[0], argv);
         dprintf(2, "cannot run '%s': %s", argv[0], strerror(errno));
         _exit(127);
@@ -299,7 +324,7 @@ static int s_compiler_id(pd_modcache_t *mc)
         return 0;
     char out[1024];
     char *argv[] = {(char *) s_cc(), "--version", NULL};
-    int status = s_run_capture(argv, out, sizeof out);
+    int status = s_run_capture(argv, NULL, out, sizeof out);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         snprintf(mc->msg, sizeof mc->msg,
                  "cannot run the C compiler '%s' on this worker (install gcc or clang, or "
@@ -338,7 +363,7 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
         *msg = NULL;
         return -1;
     }
-    int status = s_run_capture(argv, log, S_COMPILE_LOG_MAX + 1);
+    int status = s_run_capture(argv, NULL, log, S_COMPILE_LOG_MAX + 1);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         unlink(tmp);
         size_t n = strlen(log);
@@ -363,6 +388,163 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
     }
     return 0;
 }
+
+/* Reads a whole file into *data (malloc'ed); returns 0 or -1. */
+static int s_slurp(const char *path, uint8_t **data, size_t *len)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f)
+        return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) || st.st_size < 0 || !(*data = malloc((size_t) st.st_size + 1))) {
+        fclose(f);
+        return -1;
+    }
+    *len = fread(*data, 1, (size_t) st.st_size, f);
+    fclose(f);
+    if (*len != (size_t) st.st_size) {
+        free(*data);
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes a directory of plain files (the unpacked bundle). */
+static void s_rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[4400];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Compiles a bundle modules/<hash>.pkg into so/<hash>-<ccid>.so unless it is
+   there: its files are written side by side into a private directory where
+   the compiler runs (so that its messages name "solver.c:12", not a cache
+   path), with the bundle's flags after the sources. Returns 0, or -1 with
+   *msg an allocated sentence. */
+static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *name, char *so,
+                            size_t socap, char **msg)
+{
+    char buf[4600];
+    *msg = NULL;
+    if (s_compiler_id(mc)) {
+        *msg = strdup(mc->msg);
+        return -1;
+    }
+    snprintf(so, socap, "%s/so/%s-%s.so", mc->dir, hash, mc->ccid);
+    if (access(so, R_OK) == 0)
+        return 0;
+    char pkg[4200];
+    snprintf(pkg, sizeof pkg, "%s/modules/%s.pkg", mc->dir, hash);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    pd_bundle_t b;
+    char why[600];
+    if (s_slurp(pkg, &data, &len)) {
+        snprintf(buf, sizeof buf, "module %s: cannot read %s: %s", name, pkg, strerror(errno));
+        *msg = strdup(buf);
+        return -1;
+    }
+    if (pd_bundle_parse(data, len, &b, why, sizeof why)) {
+        snprintf(buf, sizeof buf, "module %s: %s", name, why);
+        *msg = strdup(buf);
+        free(data);
+        return -1;
+    }
+    char src[4200];
+    snprintf(src, sizeof src, "%s/so/%s.src.XXXXXX", mc->dir, hash);
+    int rc = -1;
+    size_t nargs = 0;
+    char **argv = calloc(b.nfiles + b.nflags + 12, sizeof *argv);
+    char tmp[4300], inc[4200];
+    char *log = malloc(S_COMPILE_LOG_MAX + 1);
+    if (!argv || !log || !mkdtemp(src)) {
+        snprintf(buf, sizeof buf, "module %s: cannot unpack it under %s/so: %s", name, mc->dir,
+                 strerror(errno));
+        *msg = strdup(buf);
+        src[0] = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < b.nfiles; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%.*s", src, (int) b.files[i].name_len, b.files[i].name);
+        if (s_write_atomic(path, b.files[i].data, b.files[i].len)) {
+            snprintf(buf, sizeof buf, "module %s: cannot write %s: %s", name, path,
+                     strerror(errno));
+            *msg = strdup(buf);
+            goto out;
+        }
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so, (long) getpid());
+    snprintf(inc, sizeof inc, "-I%s/include", mc->dir);
+    argv[nargs++] = (char *) s_cc();
+    argv[nargs++] = "-O2";
+    argv[nargs++] = "-fPIC";
+    argv[nargs++] = "-shared";
+    argv[nargs++] = "-o";
+    argv[nargs++] = tmp;
+    argv[nargs++] = inc;
+    argv[nargs++] = "-I.";
+    /* Sources as the compiler will name them in its messages: NUL-terminated
+       copies of the names (the bundle's views are not). */
+    char (*names)[PD_BUNDLE_MAX_NAME + 1] = calloc(b.nfiles, sizeof *names);
+    if (!names) {
+        *msg = NULL;
+        goto out;
+    }
+    for (size_t i = 0; i < b.nfiles; i++) {
+        snprintf(names[i], sizeof names[i], "%.*s", (int) b.files[i].name_len, b.files[i].name);
+        if (b.files[i].name[b.files[i].name_len - 1] == 'c')
+            argv[nargs++] = names[i];
+    }
+    for (size_t i = 0; i < b.nflags; i++)
+        argv[nargs++] = b.flags[i];
+    argv[nargs++] = "-lm";
+    argv[nargs] = NULL;
+    pd_log_debug("compiling module %s (%zu files, %zu flags) in %s", name, b.nfiles, b.nflags,
+                 src);
+    int status = s_run_capture(argv, src, log, S_COMPILE_LOG_MAX + 1);
+    free(names);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        unlink(tmp);
+        size_t n = strlen(log);
+        while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
+            log[--n] = 0;
+        size_t need = strlen(name) + n + 64;
+        *msg = malloc(need);
+        if (*msg)
+            snprintf(*msg, need, "module %s: compile error:\n%s", name,
+                     n ? log : "(the compiler printed nothing)");
+        goto out;
+    }
+    if (rename(tmp, so)) {
+        unlink(tmp);
+        snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name, so,
+                 strerror(errno));
+        *msg = strdup(buf);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (src[0])
+        s_rm_dir(src);
+    free(log);
+    free(argv);
+    pd_bundle_free(&b);
+    free(data);
+    return rc;
+}
+
+static void *s_own_symbol(void *handle, const char *name);
 
 /* Loads a module (first use) and returns its entry, or NULL when out of memory. */
 static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kind,
@@ -393,6 +575,9 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
         m->msg = strdup(buf);
     } else if (strcmp(kind, "c") == 0 && s_compile(mc, hash, name, path, sizeof path, &m->msg)) {
         m->code = PD_ECOMPILE;
+    } else if (strcmp(kind, "pkg") == 0 &&
+               s_compile_bundle(mc, hash, name, path, sizeof path, &m->msg)) {
+        m->code = PD_ECOMPILE;
     } else if (!(m->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
         m->code = PD_ECOMPILE;
         const char *e = dlerror();
@@ -402,8 +587,57 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
     }
     if (!m->handle && !m->msg)
         return NULL; /* out of memory building the message: do not remember */
+    if (m->handle)
+        m->init = s_own_symbol(m->handle, PD_MODCACHE_INIT);
     mc->nmods++;
     return m;
+}
+
+/* The address of symbol name defined by the module itself (not by a library
+   it links, which dlsym() would also search), or NULL. */
+static void *s_own_symbol(void *handle, const char *name)
+{
+    void *sym = dlsym(handle, name);
+    struct link_map *lm = NULL;
+    Dl_info info;
+    if (sym && (dlinfo(handle, RTLD_DI_LINKMAP, &lm) || !lm || !dladdr(sym, &info)
+                || (uintptr_t) info.dli_fbase != (uintptr_t) lm->l_addr))
+        sym = NULL;
+    return sym;
+}
+
+void *pd_modcache_take_init(pd_modcache_t *mc, const char *hash, const char *kind)
+{
+    for (size_t i = 0; i < mc->nmods; i++) {
+        s_module_t *m = &mc->mods[i];
+        if (strcmp(m->hash, hash) == 0 && strcmp(m->kind, kind) == 0) {
+            void *init = m->init;
+            m->init = NULL;
+            return init;
+        }
+    }
+    return NULL;
+}
+
+void pd_modcache_init_failed(pd_modcache_t *mc, const char *hash, const char *kind,
+                             const char *msg)
+{
+    for (size_t i = 0; i < mc->nmods; i++) {
+        s_module_t *m = &mc->mods[i];
+        if (strcmp(m->hash, hash) != 0 || strcmp(m->kind, kind) != 0 || !m->handle)
+            continue;
+        char *copy = strdup(msg);
+        if (!copy)
+            return; /* the module stays usable: better than no message */
+        dlclose(m->handle);
+        m->handle = NULL;
+        m->code = PD_ETASK;
+        free(m->msg);
+        m->msg = copy;
+        if (mc->last == m)
+            mc->last = NULL;
+        return;
+    }
 }
 
 static bool s_identifier(const char *s)
@@ -434,14 +668,10 @@ void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
         *msg = m->msg;
         return NULL;
     }
-    void *sym = s_identifier(fn) ? dlsym(m->handle, fn) : NULL;
     /* dlsym() also searches the module's dependencies (libc, libm): a name
        such as "exit" must not resolve to something outside the module. */
-    struct link_map *lm = NULL;
-    Dl_info info;
-    if (sym && (dlinfo(m->handle, RTLD_DI_LINKMAP, &lm) || !lm || !dladdr(sym, &info)
-                || (uintptr_t) info.dli_fbase != (uintptr_t) lm->l_addr))
-        sym = NULL;
+    void *sym = s_identifier(fn) && strcmp(fn, PD_MODCACHE_INIT) != 0
+                    ? s_own_symbol(m->handle, fn) : NULL;
     if (!sym) {
         snprintf(mc->msg, sizeof mc->msg,
                  "module %s has no function '%.200s' (check the name passed to map)", name, fn);
@@ -453,4 +683,126 @@ void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
     snprintf(mc->last_fn, sizeof mc->last_fn, "%s", fn);
     mc->last_sym = sym;
     return sym;
+}
+
+/* ---- shared data -------------------------------------------------------- */
+
+static bool s_hex64(const char *hash)
+{
+    size_t i = 0;
+    for (; hash[i]; i++)
+        if (!((hash[i] >= '0' && hash[i] <= '9') || (hash[i] >= 'a' && hash[i] <= 'f')))
+            return false;
+    return i == 64;
+}
+
+int pd_modcache_store_shared(pd_modcache_t *mc, const char *hash, const void *data, size_t len,
+                             char *why, size_t cap)
+{
+    if (!s_hex64(hash)) {
+        snprintf(why, cap, "shared data hash must be 64 lowercase hex digits");
+        return PD_EINVAL;
+    }
+    unsigned char h[32];
+    char actual[65];
+    crypto_generichash(h, sizeof h, data, len, NULL, 0);
+    sodium_bin2hex(actual, sizeof actual, h, sizeof h);
+    if (strcmp(actual, hash) != 0) {
+        snprintf(why, cap, "shared data %.12s...: the bytes hash to %.12s... (corrupted "
+                 "transfer)", hash, actual);
+        return PD_EPROTO;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    struct stat st;
+    if (stat(path, &st) == 0 && (size_t) st.st_size == len)
+        return 0; /* content-addressed: same name, same bytes */
+    if (s_write_atomic(path, data, len)) {
+        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        return PD_ESYS;
+    }
+    return 0;
+}
+
+bool pd_modcache_has_shared(pd_modcache_t *mc, const char *hash)
+{
+    if (!s_hex64(hash))
+        return false;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    return access(path, R_OK) == 0;
+}
+
+void pd_modcache_drop_shared(pd_modcache_t *mc, const char *hash)
+{
+    if (!s_hex64(hash))
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    unlink(path);
+}
+
+static void s_unmap(s_map_t *m)
+{
+    munmap((void *) m->addr, m->len);
+    close(m->fd);
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+}
+
+const void *pd_modcache_map_shared(pd_modcache_t *mc, const char *hash, size_t *len,
+                                   const char **msg)
+{
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++)
+        if (mc->maps[i].hash[0] && strcmp(mc->maps[i].hash, hash) == 0) {
+            mc->maps[i].used = ++mc->map_clock;
+            *len = mc->maps[i].len;
+            return mc->maps[i].addr;
+        }
+    /* A new mapping: let go of blobs the worker deleted, then of the least
+       recently used one when every entry is taken. */
+    s_map_t *free_entry = NULL, *lru = NULL;
+    for (int i = 0; i < PD_MODCACHE_MAPS; i++) {
+        s_map_t *m = &mc->maps[i];
+        struct stat st;
+        if (m->hash[0] && fstat(m->fd, &st) == 0 && st.st_nlink == 0)
+            s_unmap(m);
+        if (!m->hash[0]) {
+            if (!free_entry)
+                free_entry = m;
+        } else if (!lru || m->used < lru->used) {
+            lru = m;
+        }
+    }
+    if (!free_entry) {
+        s_unmap(lru);
+        free_entry = lru;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shared/%s", mc->dir, hash);
+    int fd = s_hex64(hash) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+        snprintf(mc->msg, sizeof mc->msg, "shared data %.64s is not in this worker's cache "
+                 "(%.200s): %s", hash, path, fd < 0 ? strerror(errno) : "empty file");
+        if (fd >= 0)
+            close(fd);
+        *msg = mc->msg;
+        return NULL;
+    }
+    void *addr = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+        snprintf(mc->msg, sizeof mc->msg, "cannot map shared data %.200s (%lld bytes): %s", path,
+                 (long long) st.st_size, strerror(errno));
+        close(fd);
+        *msg = mc->msg;
+        return NULL;
+    }
+    snprintf(free_entry->hash, sizeof free_entry->hash, "%s", hash);
+    free_entry->addr = addr;
+    free_entry->len = (size_t) st.st_size;
+    free_entry->fd = fd;
+    free_entry->used = ++mc->map_clock;
+    *len = free_entry->len;
+    return addr;
 }

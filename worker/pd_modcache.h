@@ -6,18 +6,30 @@
         so/<hash>-<ccid>.so   C source compiled by this machine's compiler, whose
                               identity <ccid> is a short hash of `cc --version`
         include/playdoh_task.h  the task header, embedded in the worker binary
+        shared/<hash>         shared data of maps (hash = BLAKE2b-256 of the bytes)
 
     The worker stores modules received from the broker (pd_modcache_store).
     Slot processes load them (pd_modcache_load): C source is compiled on first
     use, in the slot process so the worker loop never blocks, to a temporary
     file renamed into place (several slots may compile at once); the shared
     object is dlopen'ed once per slot process and its handle kept.
+
+    Shared data: the worker stores each blob the broker sends once
+    (pd_modcache_store_shared) and deletes it when the broker says so
+    (pd_modcache_drop_shared). Every slot process maps it read-only and
+    shared (pd_modcache_map_shared), so all slots of a machine read the same
+    page-cache pages: one copy in memory per machine, none per job. A slot
+    keeps at most PD_MODCACHE_MAPS blobs mapped and unmaps those whose file
+    was deleted first.
 */
 #ifndef PD_MODCACHE_H
 #define PD_MODCACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#define PD_MODCACHE_MAPS 8 /* shared-data blobs a slot process keeps mapped */
+#define PD_MODCACHE_INIT "pd_init" /* a module's optional init function */
 
 typedef struct pd_modcache pd_modcache_t;
 
@@ -56,5 +68,32 @@ bool pd_modcache_has(pd_modcache_t *mc, const char *hash, const char *kind);
    life, so a broken module costs one compile per slot process. */
 void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
                        const char *name, const char *fn, int *code, const char **msg);
+
+/* After a successful pd_modcache_load: the module's init function
+   (PD_MODCACHE_INIT, int pd_init(pd_task_t *)) if it defines one that has
+   not been handed out in this process yet, else NULL. Handed out once: the
+   caller runs it before the module's first job. */
+void *pd_modcache_take_init(pd_modcache_t *mc, const char *hash, const char *kind);
+/* The module's init function failed with msg: every later load of it in
+   this process fails with PD_ETASK and msg. */
+void pd_modcache_init_failed(pd_modcache_t *mc, const char *hash, const char *kind,
+                             const char *msg);
+
+/* Stores shared data as shared/<hash> after checking that hash is the
+   BLAKE2b-256 of data. Returns 0, PD_EINVAL (hash not 64 lowercase hex
+   digits), PD_EPROTO (mismatch) or PD_ESYS, with why set. A blob already
+   present is a cheap success. */
+int pd_modcache_store_shared(pd_modcache_t *mc, const char *hash, const void *data, size_t len,
+                             char *why, size_t cap);
+/* True when shared/<hash> is present. */
+bool pd_modcache_has_shared(pd_modcache_t *mc, const char *hash);
+/* Deletes shared/<hash> (slots that map it keep their mapping until they
+   let it go). */
+void pd_modcache_drop_shared(pd_modcache_t *mc, const char *hash);
+/* Maps shared/<hash> read-only (MAP_SHARED) into this process, once, and
+   returns its address with *len; NULL with *msg (borrowed until the next
+   call) when it is missing or cannot be mapped. */
+const void *pd_modcache_map_shared(pd_modcache_t *mc, const char *hash, size_t *len,
+                                   const char **msg);
 
 #endif

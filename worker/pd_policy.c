@@ -100,12 +100,13 @@ static void s_refresh(pd_policy_t *p)
         /* A Z85 key may begin with '#': a comment is anything else that does. */
         if (!*w || (*w == '#' && !(p->mode == PD_POLICY_CLIENTS && pd_auth_key_valid(w))))
             continue;
-        bool ok = p->mode == PD_POLICY_CLIENTS ? pd_auth_key_valid(w) : s_is_hash(w);
+        bool ok = p->mode == PD_POLICY_CLIENTS ? pd_auth_key_valid(w)
+                                                : s_is_hash(w) || strcmp(w, "builtin") == 0;
         if (!ok) {
             pd_log_warn("%s line %zu: '%.64s' is not a %s: skipped", p->list, lineno, w,
                         p->mode == PD_POLICY_CLIENTS
                             ? "client key (40 characters, as `playdoh-keygen show` prints)"
-                            : "module hash (64 lowercase hex digits)");
+                            : "module hash (64 lowercase hex digits) or the word builtin");
             continue;
         }
         if (p->n == cap) {
@@ -189,6 +190,12 @@ bool pd_policy_allows(pd_policy_t *p, const char *client, const char *hash, cons
     }
     if (hash && s_listed(p, hash))
         return true;
+    if (hash && strcmp(hash, "builtin") == 0) {
+        snprintf(msg, cap, "worker %s runs only modules installed by its owner, and shell "
+                 "commands (exec) are not among them (the owner of %s can allow them by listing "
+                 "the word builtin in %s)", p->host, p->host, p->list);
+        return false;
+    }
     char what[256];
     if (name && hash && strcmp(name, hash) != 0)
         snprintf(what, sizeof what, "%.100s (%.64s)", name, hash);

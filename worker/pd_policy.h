@@ -5,10 +5,12 @@
 
       any        code shipped by any client the broker admits (the default);
       clients    only jobs submitted by the client keys listed in a file
-                 (--code-clients, default CONFIG/code-clients);
+                 (--code-list, default CONFIG/code-clients);
       installed  only modules installed on this machine and listed by hash
-                 in a file (--code-modules, default CONFIG/code-modules);
-                 modules shipped by clients are not even stored.
+                 in a file (--code-list, default CONFIG/code-modules);
+                 modules shipped by clients are not even stored; the shell
+                 commands of `playdoh-submit exec` (the module "builtin")
+                 only when the list holds the word builtin.
 
     List files hold one entry per line (its first word: a Z85 client key or
     a module's SHA-256 in lowercase hex), '#' comments, and are read again

@@ -10,6 +10,7 @@
 #include "pd_slot.h"
 #include "pd_codec.h"
 #include "pd_error.h"
+#include "pd_exec.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_task.h"
@@ -292,6 +293,8 @@ static int s_kill_reap(pd_slot_t *s)
 {
     int status = 0;
     if (s->pid > 0) {
+        /* The whole group: commands an exec job started die with the slot. */
+        kill(-s->pid, SIGKILL);
         kill(s->pid, SIGKILL);
         while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
             ;
@@ -377,6 +380,7 @@ static int s_reap_closed(pd_slot_t *s, bool *killed)
     for (int i = 0; i < S_REAP_GRACE_MS; i++) {
         pid_t r = waitpid(s->pid, &status, WNOHANG);
         if (r == s->pid || (r < 0 && errno != EINTR)) {
+            kill(-s->pid, SIGKILL); /* what an exec job left behind in its group */
             s->pid = 0;
             s_close_fds(s);
             return status;
@@ -470,13 +474,17 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         pd_job_t *j = jobs[i];
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, 7);
         msgpack_pack_uint64(&pk, j->id);
         pd_pack_cstr(&pk, j->mod);
         pd_pack_cstr(&pk, j->kind);
         pd_pack_cstr(&pk, j->name);
         pd_pack_cstr(&pk, j->fn);
         pd_pack_raw(&pk, j->arg, j->arg_len);
+        if (j->shared[0])
+            pd_pack_cstr(&pk, j->shared);
+        else
+            msgpack_pack_nil(&pk);
     }
     s->group = malloc(n * sizeof *s->group);
     int rc = s->group ? s_frame_end(&b) : PD_ENOMEM;
@@ -706,11 +714,13 @@ bool pd_slot_is_child(int argc, char **argv)
 /* The child's state, for one run of pd_slot_main(). */
 typedef struct {
     int index;           /* slot index */
+    const char *host;    /* host name, for exec results (borrowed from argv) */
     pd_modcache_t *mc;   /* module cache */
     pd_task_t *task;     /* task context, reused */
     pd_buf_t out;        /* frame being written */
     msgpack_packer pk;   /* packer into out */
     char last_mod[65];   /* module of the previous job */
+    pd_buf_t aux;        /* a built-in task's result, reused */
 } s_child_t;
 
 static int s_child_send(s_child_t *c) { return s_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
@@ -746,22 +756,73 @@ static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *va
     return s_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
+/* Writes [2, id, false, {code, msg, slot, value}, us]: a failed job that
+   carries a value (an exec job's output). */
+static int s_child_fail_value(s_child_t *c, uint64_t id, int code, const char *msg,
+                              const uint8_t *val, size_t len, uint64_t us)
+{
+    s_frame_begin(&c->out);
+    msgpack_pack_array(&c->pk, 5);
+    msgpack_pack_int(&c->pk, S_FRAME_RESULT);
+    msgpack_pack_uint64(&c->pk, id);
+    msgpack_pack_false(&c->pk);
+    msgpack_pack_map(&c->pk, 4);
+    pd_pack_kv_str(&c->pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&c->pk, "msg", msg);
+    pd_pack_kv_int(&c->pk, "slot", c->index);
+    pd_pack_cstr(&c->pk, "value");
+    pd_pack_raw(&c->pk, val, len);
+    msgpack_pack_uint64(&c->pk, us);
+    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+}
+
+/* Runs a job of the reserved module "builtin": function fn over arg. */
+static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint8_t *arg,
+                           size_t alen)
+{
+    char msg[512];
+    if (strcmp(fn, "exec") != 0) {
+        snprintf(msg, sizeof msg, "the built-in module has no function '%.200s' (it has: exec)",
+                 fn);
+        return s_child_result(c, id, PD_ENOFUNC, (const uint8_t *) msg, strlen(msg), 0);
+    }
+    pd_rd_t r;
+    pd_rd_init(&r, arg, alen);
+    const char *cmd;
+    uint32_t clen;
+    if (pd_rd_str(&r, &cmd, &clen)) {
+        snprintf(msg, sizeof msg, "exec wants a command line (a string) as its argument");
+        return s_child_result(c, id, PD_ETASK, (const uint8_t *) msg, strlen(msg), 0);
+    }
+    pd_buf_reset(&c->aux);
+    uint64_t t0 = s_now_us();
+    int code = pd_exec_run(cmd, clen, c->host, &c->aux, msg, sizeof msg);
+    uint64_t us = s_now_us() - t0;
+    if (code == 0)
+        return s_child_result(c, id, 0, c->aux.data, c->aux.len, us);
+    if (code == PD_ETASK)
+        return s_child_fail_value(c, id, code, msg, c->aux.data, c->aux.len, us);
+    return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), us);
+}
+
 /* Reads a str field into dst; returns 0 or -1. */
 static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r, dst, cap) ? -1 : 0; }
 
 int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o)
 {
     uint32_t n;
-    if (pd_rd_array(r, &n) || n != 6 || pd_rd_uint(r, &o->id) ||
+    o->shared[0] = 0;
+    if (pd_rd_array(r, &n) || n != 7 || pd_rd_uint(r, &o->id) ||
         s_rd_cstr(r, o->mod, sizeof o->mod) || s_rd_cstr(r, o->kind, sizeof o->kind) ||
         s_rd_cstr(r, o->name, sizeof o->name) || s_rd_cstr(r, o->fn, sizeof o->fn) ||
-        pd_rd_skip(r, &o->arg, &o->alen))
+        pd_rd_skip(r, &o->arg, &o->alen) ||
+        (pd_rd_nil(r) && s_rd_cstr(r, o->shared, sizeof o->shared)))
         return PD_EPROTO;
     return 0;
 }
 
-/* Runs one job [id, mod, kind, name, fn, arg]; returns 0, or -1 when the
-   pipe is broken or the frame malformed. */
+/* Runs one job [id, mod, kind, name, fn, arg, shared]; returns 0, or -1
+   when the pipe is broken or the frame malformed. */
 static int s_child_job(s_child_t *c, pd_rd_t *r)
 {
     pd_slot_order_t o;
@@ -770,9 +831,11 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
         return -1;
     }
     uint64_t id = o.id;
-    const char *mod = o.mod, *kind = o.kind, *name = o.name, *fn = o.fn;
+    const char *mod = o.mod, *kind = o.kind, *name = o.name, *fn = o.fn, *shared = o.shared;
     const uint8_t *arg = o.arg;
     size_t alen = o.alen;
+    if (strcmp(kind, "b") == 0)
+        return s_child_builtin(c, id, fn, arg, alen);
     bool switched = strcmp(mod, c->last_mod) != 0;
     if (switched && s_child_mark(c, S_FRAME_LOAD, id))
         return -1;
@@ -781,6 +844,35 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     void *sym = pd_modcache_load(c->mc, mod, kind, name, fn, &code, &msg);
     if (!sym)
         return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), 0);
+    const void *sh = NULL;
+    size_t shlen = 0;
+    if (shared[0]) {
+        const char *why;
+        sh = pd_modcache_map_shared(c->mc, shared, &shlen, &why);
+        if (!sh)
+            return s_child_result(c, id, PD_ENOMODULE, (const uint8_t *) why, strlen(why), 0);
+    }
+    /* A module's pd_init runs once per slot process, before its first job
+       (still within the load's time limit), with that job's context. */
+    void *init = switched ? pd_modcache_take_init(c->mc, mod, kind) : NULL;
+    if (init) {
+        int (*init_fn)(pd_task_t *);
+        memcpy(&init_fn, &init, sizeof init_fn);
+        pd_task_begin(c->task, id, arg, alen);
+        pd_task_set_shared(c->task, sh, shlen);
+        int rc = init_fn(c->task);
+        fflush(stdout);
+        const uint8_t *val;
+        size_t len;
+        if (pd_task_finish(c->task, rc, &val, &len)) {
+            char why[4300];
+            snprintf(why, sizeof why, "module %s: pd_init failed on slot %d: %.*s", name,
+                     c->index, (int) len, (const char *) val);
+            pd_modcache_init_failed(c->mc, mod, kind, why);
+            c->last_mod[0] = 0;
+            return s_child_result(c, id, PD_ETASK, (const uint8_t *) why, strlen(why), 0);
+        }
+    }
     if (switched) {
         snprintf(c->last_mod, sizeof c->last_mod, "%s", mod);
         if (s_child_mark(c, S_FRAME_BEGIN, id))
@@ -789,6 +881,7 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     int (*task_fn)(pd_task_t *);
     memcpy(&task_fn, &sym, sizeof task_fn);
     pd_task_begin(c->task, id, arg, alen);
+    pd_task_set_shared(c->task, sh, shlen);
     uint64_t t0 = s_now_us();
     int rc = task_fn(c->task);
     uint64_t us = s_now_us() - t0;
@@ -857,7 +950,6 @@ int pd_slot_main(int argc, char **argv)
         s_usage_child();
         return 2;
     }
-    (void) host;
     static char tag[32];
     snprintf(tag, sizeof tag, "slot %d", index);
     pd_log_set_tag(tag);
@@ -872,6 +964,8 @@ int pd_slot_main(int argc, char **argv)
     s_child_t c;
     memset(&c, 0, sizeof c);
     c.index = index;
+    c.host = host;
+    pd_buf_init(&c.aux);
     int err = 0;
     c.mc = pd_modcache_new(cache, &err);
     c.task = pd_task_new(index);
@@ -884,6 +978,7 @@ int pd_slot_main(int argc, char **argv)
         rc = s_child_group(&c, &in);
     pd_buf_free(&in);
     pd_buf_free(&c.out);
+    pd_buf_free(&c.aux);
     pd_task_destroy(&c.task);
     pd_modcache_destroy(&c.mc);
     return rc == 0 ? 0 : 1;

@@ -17,8 +17,9 @@
     little-endian length, then that many bytes holding one msgpack value.
 
       parent -> child   a group of jobs, run in order:
-                        [[id, mod_hash, kind, mod_name, fn, arg], ...]
-                        (arg: the job's argument, any msgpack value)
+                        [[id, mod_hash, kind, mod_name, fn, arg, shared], ...]
+                        (arg: the job's argument, any msgpack value; shared:
+                        the hash of the map's shared data, or nil)
       child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
                                  for job id; the parent allows
                                  PD_SLOT_LOAD_TIMEOUT_MS for it
@@ -61,9 +62,10 @@ typedef struct {
     uint64_t attempt;     /* broker's attempt number, echoed in `done` */
     uint64_t timeout_ms;  /* 0 = none */
     char mod[65];         /* module hash */
-    char kind[3];         /* "c" or "so" */
+    char kind[4];         /* "c", "so", "pkg" or "b" (built-in) */
     char name[128];       /* module name, for messages */
     char fn[128];         /* task function */
+    char shared[65];      /* hash of the map's shared data; empty = none */
     uint8_t *arg;         /* the argument's msgpack bytes, owned */
     size_t arg_len;       /* their length */
 } pd_job_t;
@@ -172,11 +174,12 @@ typedef struct {
 typedef struct {
     uint64_t id;        /* job id */
     char mod[65];       /* module hash */
-    char kind[3];       /* "c" or "so" */
+    char kind[4];       /* "c", "so" or "b" (built-in) */
     char name[128];     /* module name */
     char fn[128];       /* task function */
     const uint8_t *arg; /* the argument (msgpack) */
     size_t alen;        /* bytes at arg */
+    char shared[65];    /* the shared data's hash, or "" */
 } pd_slot_order_t;
 
 /* Finds the frame at the start of buf[0..len): returns 1 with *flen its

@@ -21,6 +21,8 @@ struct pd_task {
     uint64_t job_id;     /* the job being run */
     const uint8_t *arg;  /* the job's argument, borrowed */
     size_t arg_len;      /* its length in bytes */
+    const void *shared;  /* the map's shared data, borrowed, or NULL */
+    size_t shared_len;   /* its bytes */
     pd_buf_t out;        /* the result being written (capped) */
     msgpack_packer pk;   /* packer writing into out */
     bool overflow;       /* a writer hit the result cap */
@@ -61,6 +63,8 @@ void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len)
     t->job_id = job_id;
     t->arg = arg;
     t->arg_len = len;
+    t->shared = NULL;
+    t->shared_len = 0;
     t->out.len = 0;
     t->out.failed = false;
     t->overflow = false;
@@ -157,6 +161,19 @@ int pd_arg_doubles(pd_task_t *t, const double **x, size_t *n)
     *x = t->dbl;
     *n = count;
     return 0;
+}
+
+void pd_task_set_shared(pd_task_t *t, const void *p, size_t len)
+{
+    t->shared = p;
+    t->shared_len = p ? len : 0;
+}
+
+const void *pd_task_shared(pd_task_t *t, size_t *len)
+{
+    if (len)
+        *len = t->shared_len;
+    return t->shared;
 }
 
 uint64_t pd_task_job_id(pd_task_t *t) { return t->job_id; }

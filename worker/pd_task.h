@@ -28,6 +28,10 @@ void pd_task_destroy(pd_task_t **p);
    borrowed until the next pd_task_begin. Clears the previous result. */
 void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len);
 
+/* Sets the job's shared data (borrowed; NULL, 0 for none) until the next
+   pd_task_begin. */
+void pd_task_set_shared(pd_task_t *t, const void *p, size_t len);
+
 /* After the task function returned rc: decides the job's outcome.
    Returns 0 when the job succeeded (then *value, *len hold the result, one
    well-formed msgpack value, nil when nothing was written; borrowed until

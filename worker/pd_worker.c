@@ -50,7 +50,7 @@
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
     char hash[65];  /* content hash */
-    char kind[3];   /* "c" or "so" */
+    char kind[4];   /* "c", "so", "pkg" (or "b": built-in) */
     char name[128]; /* name for messages */
 } s_mod_t;
 
@@ -406,12 +406,17 @@ static void s_on_requeue(void *user, pd_job_t *job)
    from an earlier run). NULL when unknown. */
 static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
 {
+    /* The reserved module of built-in tasks (exec) needs no code. */
+    static const s_mod_t builtin = {.hash = "builtin", .kind = "b", .name = "builtin"};
+    if (strcmp(hash, "builtin") == 0)
+        return &builtin;
     for (size_t i = 0; i < w->nmods; i++)
         if (strcmp(w->mods[i].hash, hash) == 0)
             return &w->mods[i];
-    const char *kind = pd_modcache_has(w->mc, hash, "c")    ? "c"
-                       : pd_modcache_has(w->mc, hash, "so") ? "so"
-                                                            : NULL;
+    const char *kind = pd_modcache_has(w->mc, hash, "c")     ? "c"
+                       : pd_modcache_has(w->mc, hash, "so")  ? "so"
+                       : pd_modcache_has(w->mc, hash, "pkg") ? "pkg"
+                                                             : NULL;
     if (!kind)
         return NULL;
     char name[128];
@@ -429,6 +434,34 @@ static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
     snprintf(m->kind, sizeof m->kind, "%s", kind);
     snprintf(m->name, sizeof m->name, "%s", name);
     return m;
+}
+
+static void s_on_shr(pd_worker_t *w, const pd_msg_t *m)
+{
+    char hash[80];
+    const void *data;
+    uint32_t len;
+    if (pd_msg_str(m, "hash", hash, sizeof hash) || pd_msg_bytes(m, "data", &data, &len)) {
+        pd_log_warn("broker sent a bad 'shr': %s", m->why);
+        return;
+    }
+    char why[256];
+    if (pd_modcache_store_shared(w->mc, hash, data, len, why, sizeof why)) {
+        pd_log_error("cannot store shared data %.12s: %s", hash, why);
+        return;
+    }
+    pd_log_debug("shared data %.12s (%u bytes) stored", hash, len);
+}
+
+static void s_on_shr_drop(pd_worker_t *w, const pd_msg_t *m)
+{
+    char hash[80];
+    if (pd_msg_str(m, "hash", hash, sizeof hash)) {
+        pd_log_warn("broker sent a bad 'shr_drop': %s", m->why);
+        return;
+    }
+    pd_modcache_drop_shared(w->mc, hash);
+    pd_log_debug("shared data %.12s dropped", hash);
 }
 
 static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
@@ -512,20 +545,30 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                         "timeout_ms, arg, client]; ignoring the rest", i);
             return;
         }
+        /* The shared data the job maps: its hash, or nil. */
+        char shared[80] = "";
+        if (k >= 7) {
+            if (pd_rd_peek(&r) == PD_MP_STR ? pd_rd_strcpy(&r, shared, sizeof shared) != 0
+                                            : pd_rd_skip(&r, NULL, NULL) != 0) {
+                pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
+                            "ignoring the rest", i);
+                return;
+            }
+        }
         /* The submitter: an index into `clients`; anything else counts as
            a job without a key. */
         char client[PD_KEY_TXT] = "";
         uint64_t ci;
-        if (k >= 7 && pd_rd_uint(&r, &ci) == 0) {
+        if (k >= 8 && pd_rd_uint(&r, &ci) == 0) {
             if (ci < nclients && clen[ci] < sizeof client) {
                 memcpy(client, cptr[ci], clen[ci]);
                 client[clen[ci]] = 0;
             }
-        } else if (k >= 7 && pd_rd_skip(&r, NULL, NULL)) {
+        } else if (k >= 8 && pd_rd_skip(&r, NULL, NULL)) {
             pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
             return;
         }
-        for (uint32_t extra = 7; extra < k; extra++)
+        for (uint32_t extra = 8; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const s_mod_t *mm = s_mod_find(w, mod);
         char msg[800];
@@ -569,6 +612,7 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
         memcpy(job->name, mm->name, sizeof job->name);
         memcpy(job->fn, fn, fnlen);
         job->fn[fnlen] = 0;
+        snprintf(job->shared, sizeof job->shared, "%s", shared);
     }
 }
 
@@ -670,6 +714,10 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
         s_on_run(w, &m);
     else if (pd_msg_is(&m, "mod"))
         s_on_mod(w, &m);
+    else if (pd_msg_is(&m, "shr"))
+        s_on_shr(w, &m);
+    else if (pd_msg_is(&m, "shr_drop"))
+        s_on_shr_drop(w, &m);
     else if (pd_msg_is(&m, "welcome"))
         s_on_welcome(w, &m);
     else if (pd_msg_is(&m, "cancel"))

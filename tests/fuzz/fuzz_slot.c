@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         off += 4 + flen;
     }
-    /* As the child reads it: one group frame [[id, mod, kind, name, fn, arg], ...]. */
+    /* As the child reads it: one group frame [[id, mod, kind, name, fn, arg, shared], ...]. */
     if (pd_mp_check(data, size, PD_MAX_DEPTH, NULL) == 0) {
         pd_rd_t r;
         pd_rd_init(&r, data, size);

@@ -155,13 +155,14 @@ static const char *s_message(int i)
         pd_pack_cstr(&pk, "jobs");
         msgpack_pack_array(&pk, 2);
         for (int k = 1; k <= 2; k++) {
-            msgpack_pack_array(&pk, 7);
+            msgpack_pack_array(&pk, 8);
             msgpack_pack_uint64(&pk, (uint64_t) k);
             msgpack_pack_uint32(&pk, 1);
             pd_pack_cstr(&pk, s_hash);
             pd_pack_cstr(&pk, "square");
             msgpack_pack_uint32(&pk, 0);
             msgpack_pack_double(&pk, k * 1.5);
+            msgpack_pack_nil(&pk);
             msgpack_pack_uint32(&pk, (uint32_t) k - 1);
         }
         pd_pack_cstr(&pk, "clients");
@@ -322,7 +323,7 @@ static void s_wrecord_run(uint64_t id, const char *hash, const char *fn, const c
     s_begin("run", client ? 2 : 1);
     pd_pack_cstr(&pk, "jobs");
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, client ? 7 : 6);
+    msgpack_pack_array(&pk, client ? 8 : 6);
     msgpack_pack_uint64(&pk, id);
     msgpack_pack_uint32(&pk, 1);
     pd_pack_cstr(&pk, hash);
@@ -330,6 +331,7 @@ static void s_wrecord_run(uint64_t id, const char *hash, const char *fn, const c
     msgpack_pack_uint32(&pk, 100);
     msgpack_pack_double(&pk, 3.0);
     if (client) {
+        msgpack_pack_nil(&pk);
         msgpack_pack_uint32(&pk, 0);
         pd_pack_cstr(&pk, "clients");
         msgpack_pack_array(&pk, 1);
@@ -448,6 +450,22 @@ int main(int argc, char **argv)
                   "square", PD_FUZZ_KEY_CLIENT);
     s_wrecord_run(11, s_hash, "", PD_FUZZ_KEY_CLIENT);
     s_seq_write("worker", "unknown_module_bad_fn");
+    pol = 2;
+    pd_buf_append(&seq, &pol, 1);
+    s_wrecord_run(12, "builtin", "exec", PD_FUZZ_KEY_CLIENT);
+    s_seq_write("worker", "installed_refuses_exec");
+    pol = 0;
+    pd_buf_append(&seq, &pol, 1);
+    s_begin("shr", 2);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_bin(&pk, "data", PD_FUZZ_MODULE_SRC, strlen(PD_FUZZ_MODULE_SRC));
+    {
+        uint8_t head[2] = {(uint8_t) b.len, (uint8_t) (b.len >> 8)};
+        pd_buf_append(&seq, head, 2);
+        pd_buf_append(&seq, b.data, b.len);
+    }
+    s_wrecord_run(13, "builtin", "exec", PD_FUZZ_KEY_CLIENT);
+    s_seq_write("worker", "shared_and_exec");
 
     /* slot: reports as the child writes them, then a group as the worker does. */
     pd_buf_t frame, stream;
@@ -486,13 +504,14 @@ int main(int argc, char **argv)
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
     for (int k = 7; k <= 8; k++) {
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, 7);
         msgpack_pack_uint64(&pk, (uint64_t) k);
         pd_pack_cstr(&pk, s_hash);
         pd_pack_cstr(&pk, "c");
         pd_pack_cstr(&pk, "square.c");
         pd_pack_cstr(&pk, "square");
         msgpack_pack_double(&pk, k);
+        msgpack_pack_nil(&pk);
     }
     s_write("slot", "group", frame.data, frame.len);
     pd_buf_reset(&stream);

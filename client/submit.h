@@ -1,0 +1,87 @@
+/*  submit.h: what the parts of playdoh-submit share (submit.c holds main,
+    the option parser and the verbs map, status, results, wait and cancel;
+    submit_exec.c the verb exec).
+
+    Every verb handler gets the parsed options and its positional arguments,
+    checks its input first, then asks pd_submit_connect() for a
+    client, so that bad input is reported without a broker.
+*/
+#ifndef PD_SUBMIT_H
+#define PD_SUBMIT_H
+
+#include "playdoh.h"
+#include "pd_progress.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Options of all verbs (each verb reads its own). */
+typedef struct {
+    const char *verb;      /* the verb being run */
+    const char *broker;    /* --broker, or NULL */
+    int local;             /* --local N, or 0 */
+    bool quiet;            /* --quiet: no summary on standard error */
+    bool no_progress;      /* --no-progress */
+    uint32_t timeout_ms;   /* map, exec: --timeout-ms */
+    uint32_t retries;      /* map, exec: --retries */
+    uint32_t max_slots;    /* map, exec: --max-slots */
+    bool detach;           /* map, exec: --detach */
+    const char *shared;    /* map: --shared FILE */
+    const char *args_file; /* exec: --args FILE */
+    bool keep_order;       /* exec: --keep-order (default) */
+    const char *joblog;    /* exec: --joblog FILE */
+    bool dry_run;          /* exec: --dry-run */
+    bool release;          /* results: --release */
+    double wait_s;         /* results, wait: --wait S (< 0: for ever) */
+    bool wait_set;         /* --wait was given */
+    bool json;             /* cluster: one JSON document instead of a table */
+    const char *config;    /* --config FILE */
+    const char *cluster;   /* --cluster NAME (discovery) */
+    int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
+    pd_client_opts_t conn; /* security of the connection (--secure, --key, ...) */
+    char conf_key[1024];   /* [submit] key, when conn.key_file points here */
+    char conf_bkey[64];    /* [submit] broker_key or a discovered key, for conn.broker_key */
+} pd_submit_opts_t;
+
+/* The session: options, the embedded cluster and the client, made on demand. */
+typedef struct {
+    pd_submit_opts_t o;    /* parsed options */
+    pd_local_t *local;     /* the embedded cluster of --local, or NULL */
+    pd_client_t *c;        /* the client, once connected */
+} pd_submit_t;
+
+/* Starts the embedded cluster (--local) if asked and connects. Returns the
+   client, or NULL after printing why on standard error. */
+pd_client_t *pd_submit_connect(pd_submit_t *s);
+
+/* Prints "playdoh-submit: VERB: <message>" and the hint to run --help. */
+void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* True when the progress bar should be drawn (standard error is a terminal,
+   neither --quiet nor --no-progress). */
+bool pd_submit_progress_wanted(const pd_submit_t *s);
+
+/* Called by pd_submit_collect for each job as its result is handed out. */
+typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
+
+/* Follows jobs ids[0..n) (distinct, non-zero) until they have all ended or
+   timeout_ms passed (-1: no limit). Each ended job is handed to emit (when
+   not NULL): in input order when keep_order, else as it ends. With release,
+   the broker forgets each job once emitted. The bar (may be NULL) is updated
+   and erased before emit writes anything. Sets *done and *failed (failed,
+   cancelled or unknown). Returns 0, or a PD_E* code after printing why. */
+int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
+                      bool keep_order, bool release, pd_progress_t *bar,
+                      pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);
+
+/* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */
+void pd_submit_print_ranges(FILE *f, const uint64_t *ids, size_t n);
+
+/* The verb exec (submit_exec.c). argv: the command template words and
+   arguments after the options. Returns the exit status. */
+int pd_submit_exec(pd_submit_t *s, int argc, char **argv);
+
+#endif

@@ -1,0 +1,70 @@
+/*  pd_algo: what an optimisation algorithm provides to pd_optimizer.
+
+    Each algorithm (pd_pso.c, pd_ga.c, pd_cmaes.c) is a table of functions
+    over its own state, in the ask/tell style: ask() proposes the points to
+    evaluate next, tell() receives their values, export/import move
+    individuals between islands without restarting anything. Values are
+    always in the minimisation sense and never NaN here: pd_island turns
+    maximisation around and refuses NaN before an algorithm sees a value.
+
+    Internal to the optimiser library; not installed.
+*/
+#ifndef PD_ALGO_H
+#define PD_ALGO_H
+
+#include "pd_rng.h"
+#include "playdoh.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What an algorithm is created from. Everything is borrowed for the
+   algorithm's lifetime (pd_optimizer owns it). */
+typedef struct {
+    const pd_optim_opts_t *opts; /* the run's options (the algorithm's parameters) */
+    size_t dim;                  /* parameters */
+    const double *lo, *hi;       /* bounds, dim each */
+    const double *ilo, *ihi;     /* initial range, dim each, inside the bounds */
+    size_t popsize;              /* opts->popsize or the algorithm's default */
+    pd_rng_t *rng;               /* this optimiser's own stream */
+} pd_algo_env_t;
+
+typedef struct {
+    const char *name;
+    /* The state, or NULL when out of memory. */
+    void *(*create)(const pd_algo_env_t *env);
+    void (*destroy)(void *st);
+    /* Points to evaluate next (n x dim, borrowed until tell); returns n, 0
+       when the algorithm has stopped for good. */
+    size_t (*ask)(void *st, const double **x);
+    /* The values of the points of the last ask, in order. */
+    void (*tell)(void *st, const double *f);
+    /* Copies up to k of the algorithm's best distinct individuals, best
+       first; returns how many. */
+    size_t (*export_best)(void *st, size_t k, double *x, double *f);
+    /* Offers k individuals from elsewhere; returns how many were taken in.
+       Never restarts anything. Called between tell and the next ask. */
+    size_t (*import)(void *st, size_t k, const double *x, const double *f);
+    /* Restarts so far (CMA-ES IPOP), else 0. */
+    uint64_t (*restarts)(void *st);
+} pd_algo_ops_t;
+
+extern const pd_algo_ops_t pd_pso_ops;
+extern const pd_algo_ops_t pd_ga_ops;
+extern const pd_algo_ops_t pd_cmaes_ops;
+
+/* Default population of an algorithm in dim parameters. */
+size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim);
+
+/* Writes into idx the permutation that sorts f ascending; ties keep index
+   order, so the result never depends on the C library's qsort. tmp has n
+   entries of scratch. */
+void pd_argsort(const double *f, size_t n, size_t *idx, size_t *tmp);
+
+/* Clamps v into [lo, hi]. */
+static inline double pd_clamp(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+#endif

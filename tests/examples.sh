@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The examples run as the guide says: the Monte-Carlo estimate of pi from the
+# shell (examples/pi.sh) and the map with shared data (examples/map_shared),
+# each on an embedded cluster of the built programs.
+set -u
+BUILD=$(cd "${1:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
+SRC=$(cd "${2:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
+CACHE=$(mktemp -d /tmp/playdoh-examples-XXXXXX)
+trap 'rm -rf "$CACHE"' EXIT
+fail() { echo "examples: FAIL: $*" >&2; exit 1; }
+export PLAYDOH_BINDIR=$BUILD PLAYDOH_SUBMIT=$BUILD/playdoh-submit XDG_CACHE_HOME=$CACHE
+unset PLAYDOH_BROKER
+out=$(bash "$SRC/examples/pi.sh" 20 200000 2>&1) || fail "pi.sh: $out"
+pi=$(echo "$out" | sed -n 's/^pi ~ \([0-9.]*\) from 4000000 darts in 20 jobs$/\1/p')
+[ -n "$pi" ] || fail "pi.sh printed: $out"
+awk -v p="$pi" 'BEGIN { d = p - 3.14159265; exit !(d < 0.01 && d > -0.01) }' ||
+    fail "pi ~ $pi is not within 0.01 of pi"
+cd "$SRC/examples"
+out=$("$BUILD/examples/map_shared" "" shared_sum.c 2000000 2>&1) || fail "map_shared: $out"
+echo "$out" | grep -q ": OK$" || fail "map_shared printed: $out"
+echo "examples: PASS (pi ~ $pi)" >&2

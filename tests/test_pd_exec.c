@@ -1,0 +1,149 @@
+/* Unit tests for worker/pd_exec: the built-in task that runs shell commands
+   (exit status, both streams, signals, size limits, bad input). */
+#include "pd_codec.h"
+#include "pd_error.h"
+#include "pd_exec.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pd_buf_t out;
+static char msg[256];
+
+static void setup(void)
+{
+    pd_buf_init(&out);
+    msg[0] = 0;
+}
+static void teardown(void) { pd_buf_free(&out); }
+
+TestSuite(exec, .init = setup, .fini = teardown, .timeout = 60);
+
+/* The fields of a result map. */
+typedef struct {
+    int64_t exit, signal;
+    const char *out, *err, *host;
+    uint32_t out_len, err_len, host_len;
+    bool out_bin, truncated;
+    double start, runtime;
+} fields_t;
+
+static fields_t s_read(void)
+{
+    fields_t f;
+    memset(&f, 0, sizeof f);
+    cr_assert_eq(pd_mp_check(out.data, out.len, PD_MAX_DEPTH, NULL), 0);
+    pd_rd_t r;
+    pd_rd_init(&r, out.data, out.len);
+    uint32_t n;
+    cr_assert_eq(pd_rd_map(&r, &n), 0);
+    cr_assert_eq(n, 8);
+    for (uint32_t i = 0; i < n; i++) {
+        char key[16];
+        cr_assert_eq(pd_rd_strcpy(&r, key, sizeof key), 0);
+        if (!strcmp(key, "exit"))
+            cr_assert_eq(pd_rd_int(&r, &f.exit), 0);
+        else if (!strcmp(key, "signal"))
+            cr_assert_eq(pd_rd_int(&r, &f.signal), 0);
+        else if (!strcmp(key, "out") || !strcmp(key, "err") || !strcmp(key, "host")) {
+            const void *p;
+            uint32_t len;
+            bool bin = pd_rd_peek(&r) == PD_MP_BIN;
+            cr_assert_eq(bin ? pd_rd_bin(&r, &p, &len) : pd_rd_str(&r, (const char **) &p, &len), 0);
+            if (!strcmp(key, "out"))
+                f.out = p, f.out_len = len, f.out_bin = bin;
+            else if (!strcmp(key, "err"))
+                f.err = p, f.err_len = len;
+            else
+                f.host = p, f.host_len = len;
+        } else if (!strcmp(key, "start"))
+            cr_assert_eq(pd_rd_double(&r, &f.start), 0);
+        else if (!strcmp(key, "runtime"))
+            cr_assert_eq(pd_rd_double(&r, &f.runtime), 0);
+        else if (!strcmp(key, "truncated"))
+            cr_assert_eq(pd_rd_bool(&r, &f.truncated), 0);
+        else
+            cr_assert_fail("unexpected key %s", key);
+    }
+    return f;
+}
+
+static int s_run(const char *cmd) { return pd_exec_run(cmd, strlen(cmd), "hostA", &out, msg, sizeof msg); }
+
+Test(exec, a_command_that_succeeds_gives_its_output_and_status_zero)
+{
+    cr_assert_eq(s_run("echo hello; echo oops >&2"), 0, "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.exit, 0);
+    cr_assert_eq(f.signal, 0);
+    cr_assert_eq(f.out_len, 6);
+    cr_assert_eq(memcmp(f.out, "hello\n", 6), 0);
+    cr_assert_eq(f.err_len, 5);
+    cr_assert_eq(memcmp(f.err, "oops\n", 5), 0);
+    cr_assert_eq(f.host_len, 5);
+    cr_assert_gt(f.start, 1.6e9, "start is Unix time");
+    cr_assert_geq(f.runtime, 0);
+    cr_assert_not(f.truncated);
+}
+
+Test(exec, a_non_zero_status_is_a_task_error_that_keeps_the_output)
+{
+    cr_assert_eq(s_run("echo partial; exit 3"), PD_ETASK);
+    cr_assert_str_eq(msg, "command exited with status 3");
+    fields_t f = s_read();
+    cr_assert_eq(f.exit, 3);
+    cr_assert_eq(f.out_len, 8);
+}
+
+Test(exec, a_command_killed_by_a_signal_says_which)
+{
+    cr_assert_eq(s_run("kill -9 $$"), PD_ETASK);
+    cr_assert(strstr(msg, "signal 9") != NULL, "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.exit, -1);
+    cr_assert_eq(f.signal, 9);
+}
+
+Test(exec, stdin_is_empty_so_a_reader_does_not_hang)
+{
+    cr_assert_eq(s_run("cat; echo after"), 0, "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.out_len, 6);
+}
+
+Test(exec, output_past_the_limit_is_dropped_and_flagged)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "head -c %u /dev/zero | tr '\\0' x; echo tail >&2",
+             PD_EXEC_MAX_OUTPUT + 100000);
+    cr_assert_eq(s_run(cmd), 0, "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.out_len, PD_EXEC_MAX_OUTPUT);
+    cr_assert(f.truncated);
+    cr_assert_eq(f.err_len, 5, "the other stream is still read to its end");
+}
+
+Test(exec, bytes_that_are_not_utf8_come_back_as_bin)
+{
+    cr_assert_eq(s_run("printf '\\377\\376'"), 0, "%s", msg);
+    fields_t f = s_read();
+    cr_assert(f.out_bin);
+    cr_assert_eq(f.out_len, 2);
+}
+
+Test(exec, a_command_with_a_nul_byte_is_refused_before_running)
+{
+    cr_assert_eq(pd_exec_run("echo a\0b", 8, "h", &out, msg, sizeof msg), PD_EINVAL);
+    cr_assert_eq(out.len, 0);
+    cr_assert(strstr(msg, "NUL") != NULL, "%s", msg);
+}
+
+Test(exec, a_missing_program_is_status_127_with_the_shell_message)
+{
+    cr_assert_eq(s_run("/nonexistent/program"), PD_ETASK);
+    fields_t f = s_read();
+    cr_assert_eq(f.exit, 127);
+    cr_assert_gt(f.err_len, 0);
+}

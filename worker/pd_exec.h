@@ -1,0 +1,43 @@
+/*  pd_exec: the built-in task `exec`, which runs a shell command.
+
+    `playdoh-submit exec` (and pd_exec() in playdoh.h) submits jobs to the
+    reserved module "builtin", function "exec"; the job's argument is a
+    command line (a msgpack string). A slot process runs it with
+    `/bin/sh -c CMD`, standard input from /dev/null, and captures standard
+    output and standard error, each up to PD_EXEC_MAX_OUTPUT bytes (the rest
+    is read and dropped, and the result says "truncated"). The command stays
+    in the slot's process group, so a time-out or a cancel, which kill the
+    slot's group, stop everything it started.
+
+    The result is a map:
+        {"exit": N, "signal": S, "out": O, "err": E, "host": H,
+         "start": T, "runtime": R, "truncated": B}
+    exit: the exit status (-1 when killed by a signal); signal: the signal
+    number, or 0; out/err: str when the bytes are UTF-8, else bin; start:
+    Unix time in seconds (fractional) when the command started; runtime:
+    seconds it ran. A command that exits 0 makes a done job; any other
+    status fails the job with PD_ETASK and carries this map as the error's
+    "value", so the output of failed commands reaches the user too.
+*/
+#ifndef PD_EXEC_H
+#define PD_EXEC_H
+
+#include "pd_codec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PD_EXEC_MAX_OUTPUT (4u << 20) /* bytes kept per stream */
+#define PD_EXEC_SHELL "/bin/sh"
+
+/* Runs cmd[0..len) (not NUL-terminated; must not hold a NUL) through the
+   shell and appends the result map (above) to out. host goes into the map.
+   Returns 0 when the command exited with status 0; PD_ETASK when it ran and
+   failed (then msg, cap bytes, says how: "command exited with status 3");
+   PD_EINVAL (a NUL in cmd), PD_ESYS (no pipe or fork) or PD_ENOMEM, with msg
+   set and nothing appended. Must be called from a single-threaded process
+   (it forks). */
+int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, char *msg,
+                size_t cap);
+
+#endif
