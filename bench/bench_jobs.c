@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         }
         uint64_t id;
         long popped = 0;
-        while ((id = pd_jobs_pop(j)) != 0) {
+        while ((id = pd_jobs_pop(j, PD_JOBS_CPU)) != 0) {
             pd_jobs_set_done(j, id, res, 0, 1);
             popped++;
         }

@@ -64,13 +64,14 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 6);
+    pd_msg_begin(&pk, "welcome", 7);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
     pd_pack_kv_uint(&pk, "slots", pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers));
+    pd_pack_kv_uint(&pk, "gpus", pd_workers_gpus(b->workers));
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
@@ -179,14 +180,18 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
     const uint8_t *args;
     size_t args_len;
+    char cuhash[PD_MODS_HASH_LEN + 1] = "";
     uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
+    bool gpu = false;
     int rc;
     if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
         (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
         (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
         (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
-        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)))
+        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)) ||
+        (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
+        (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))))
         return s_why(m, o, rc);
     if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
         return s_why(m, o, rc);
@@ -209,6 +214,41 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
+    const pd_mod_t *md = pd_mods_get(b->mods, (uint32_t) mod);
+    if (strcmp(md->kind, "cu") == 0) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is CUDA source: submit a C module whose task launches its kernels, "
+                 "and pass the .cu as the job's CUDA module (map --cuda, pd_map_opts_t.cuda)",
+                 md->name);
+        return PD_EINVAL;
+    }
+    uint32_t cu_index = 0;
+    if (cuhash[0]) {
+        int64_t cu = pd_mods_find(b->mods, cuhash);
+        if (cu < 0) {
+            snprintf(o->why, sizeof o->why,
+                     "CUDA module %s is not on the broker: upload it first (mod_put)", cuhash);
+            return PD_ENOMODULE;
+        }
+        const pd_mod_t *cm = pd_mods_get(b->mods, (uint32_t) cu);
+        if (strcmp(cm->kind, "cu") != 0) {
+            snprintf(o->why, sizeof o->why,
+                     "module %s is not CUDA source (kind \"%s\"): 'cu' names a module of kind "
+                     "\"cu\" (a .cu file)", cm->name, cm->kind);
+            return PD_EINVAL;
+        }
+        cu_index = (uint32_t) cu + 1;
+        gpu = true;
+    }
+    /* GPU jobs wait for a GPU slot while one may come back; a cluster where
+       no worker ever offered one would keep them queued for ever. */
+    if (gpu && !pd_workers_gpus_ever(b->workers)) {
+        snprintf(o->why, sizeof o->why,
+                 "no worker of this cluster has offered a GPU since the broker started: run "
+                 "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
+                 "through libcuda.so.1; see its log), or submit without asking for a GPU");
+        return PD_ENOGPU;
+    }
     int64_t shared = -1;
     if (shr[0]) {
         shared = pd_shared_find(b->shared, shr);
@@ -225,7 +265,8 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .fn = fn, .args = args, .args_len = args_len,
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
-                            .shared = shared < 0 ? 0 : (uint32_t) shared + 1, .owner = o->key};
+                            .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
+                            .gpu = gpu, .cu = cu_index, .owner = o->key};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;

@@ -26,6 +26,7 @@
 
 #define S_MAX_SLOTS 65536u /* cpus or gpus one worker may offer */
 #define S_RUN_CLIENTS 64   /* distinct client keys in one `run` at most */
+#define S_MAX_GPU_INFO 1024u /* GPUs one worker may describe */
 
 bool pd_broker_is_worker_type(const pd_msg_t *m)
 {
@@ -74,6 +75,7 @@ static uint32_t s_release_jobs(pd_broker_t *b, pd_worker_t *wk, bool lost, uint3
             back++;
     }
     wk->ninflight = 0;
+    wk->ngpuinflight = 0;
     *requeued = back;
     return failed;
 }
@@ -110,6 +112,63 @@ static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *g
                  S_MAX_SLOTS);
         return PD_EINVAL;
     }
+    return 0;
+}
+
+/* Reads the optional `gpu_info` of a ready: an array of at most
+   S_MAX_GPU_INFO maps {name, mem, cc_major, cc_minor} (unknown keys
+   ignored), one per GPU the worker can offer, the offered ones first.
+   Allocates *out (the caller frees) and sets *n. */
+static int s_read_gpu_info(pd_msg_t *m, pd_origin_t *o, pd_gpu_desc_t **out, uint32_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!pd_msg_has(m, "gpu_info"))
+        return 0;
+    pd_rd_t r;
+    uint32_t count;
+    if (pd_msg_rd(m, "gpu_info", &r) || pd_rd_array(&r, &count) || count > S_MAX_GPU_INFO) {
+        snprintf(o->why, sizeof o->why, "ready: 'gpu_info' must be an array of at most %u maps "
+                 "{name, mem, cc_major, cc_minor}", S_MAX_GPU_INFO);
+        return PD_EPROTO;
+    }
+    pd_gpu_desc_t *d = calloc(count ? count : 1, sizeof *d);
+    if (!d) {
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t nf;
+        int bad = pd_rd_map(&r, &nf);
+        for (uint32_t f = 0; f < nf && !bad; f++) {
+            uint64_t v = 0;
+            if (pd_rd_key_is(&r, "name")) {
+                const char *s;
+                uint32_t len;
+                bad = pd_rd_str(&r, &s, &len);
+                if (!bad) /* a long name is cut, not refused */
+                    snprintf(d[i].name, sizeof d[i].name, "%.*s", (int) len, s);
+            } else if (pd_rd_key_is(&r, "mem")) {
+                bad = pd_rd_uint(&r, &d[i].mem);
+            } else if (pd_rd_key_is(&r, "cc_major")) {
+                bad = pd_rd_uint(&r, &v) || v > 255;
+                d[i].cc_major = (uint8_t) v;
+            } else if (pd_rd_key_is(&r, "cc_minor")) {
+                bad = pd_rd_uint(&r, &v) || v > 255;
+                d[i].cc_minor = (uint8_t) v;
+            } else {
+                bad = pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL);
+            }
+        }
+        if (bad) {
+            free(d);
+            snprintf(o->why, sizeof o->why, "ready: gpu_info[%u] is not a map {name: str, mem: "
+                     "uint, cc_major: uint, cc_minor: uint}", i);
+            return PD_EPROTO;
+        }
+    }
+    *out = d;
+    *n = count;
     return 0;
 }
 
@@ -193,6 +252,17 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    /* A pilot job's Slurm ids (optional): kept for the cluster view. */
+    char sjob[sizeof wk->slurm_job] = "", sstep[sizeof wk->slurm_step] = "";
+    char sarray[sizeof wk->slurm_array] = "";
+    if ((pd_msg_has(m, "slurm_job") && (rc = pd_msg_str(m, "slurm_job", sjob, sizeof sjob))) ||
+        (pd_msg_has(m, "slurm_step") && (rc = pd_msg_str(m, "slurm_step", sstep, sizeof sstep))) ||
+        (pd_msg_has(m, "slurm_array") &&
+         (rc = pd_msg_str(m, "slurm_array", sarray, sizeof sarray)))) {
+        snprintf(o->why, sizeof o->why, "%s (Slurm ids are strings of at most %zu bytes)",
+                 m->why, sizeof sarray - 1);
+        return rc;
+    }
     if (o->ridlen > PD_WORKERS_MAX_RID) {
         snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
                  PD_WORKERS_MAX_RID);
@@ -206,6 +276,10 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     if (wk)
         s_state_get(wk, &st);
     if ((rc = s_read_state(&st, m, o)))
+        return rc;
+    pd_gpu_desc_t *gdesc = NULL; /* read last: the only field that allocates */
+    uint32_t ngdesc = 0;
+    if ((rc = s_read_gpu_info(m, o, &gdesc, &ngdesc)))
         return rc;
     char label[160];
     if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
@@ -225,21 +299,41 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         wk = pd_workers_add(b->workers, o->rid, o->ridlen, b->now_ms);
         if (!wk) {
             snprintf(o->why, sizeof o->why, "the broker is out of memory");
+            free(gdesc);
             return PD_ENOMEM;
         }
     }
+    if (pd_worker_set_gpu_desc(wk, gdesc, ngdesc))
+        pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
+    free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
     wk->ngpu_names = ngpu_names;
     wk->pid = (int64_t) pid;
+    memcpy(wk->slurm_job, sjob, sizeof sjob);
+    memcpy(wk->slurm_step, sstep, sizeof sstep);
+    memcpy(wk->slurm_array, sarray, sizeof sarray);
     wk->last_recv = b->now_ms;
     pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
-    pd_log_info("worker %s (pid %lld) joined with %u cpus and %u gpus; %u workers, %llu slots",
-                s_label(wk, label, sizeof label), (long long) wk->pid, wk->cpus, wk->gpus,
+    char pilot[160] = "";
+    if (wk->slurm_array[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
+                 wk->slurm_job, wk->slurm_step[0] ? wk->slurm_step : "?");
+    else if (wk->slurm_job[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s step %s", wk->slurm_job,
+                 wk->slurm_step[0] ? wk->slurm_step : "?");
+    pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
+                s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
                 pd_workers_count(b->workers),
                 (unsigned long long) (pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers)));
+    for (uint32_t i = 0; i < wk->ngpu; i++) {
+        double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
+        pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
+                    wk->gpu[i].name[0] ? wk->gpu[i].name : "(unnamed)", gib,
+                    wk->gpu[i].cc_major, wk->gpu[i].cc_minor);
+    }
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
@@ -358,13 +452,15 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
                          (unsigned long long) b->stats.stale);
             continue;
         }
+        /* GPU jobs' run times say nothing of the CPU slots' depth. */
+        if (!job->gpu)
+            pd_worker_observe(wk, us);
         pd_worker_untrack(wk, b->jobs, job);
-        pd_worker_observe(wk, us);
         wk->done++;
         if (ok) {
             pd_jobs_set_done(b->jobs, id, blob, (uint32_t) (val - raw), (uint32_t) vlen);
         } else {
-            char code[64], msg[1024];
+            char code[64], msg[4200]; /* room for a compiler's log */
             int64_t slot;
             const uint8_t *value;
             size_t value_len;
@@ -449,7 +545,8 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             continue;
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
-        msgpack_pack_map(&pk, 15);
+        bool pilot = wk->slurm_job[0] != 0;
+        msgpack_pack_map(&pk, 16 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
         pd_pack_kv_int(&pk, "pid", wk->pid);
@@ -471,8 +568,24 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         msgpack_pack_array(&pk, wk->ngpu_names);
         for (uint32_t g = 0; g < wk->ngpu_names; g++)
             pd_pack_cstr(&pk, wk->gpu_names[g]);
+        /* The GPU slots it offers now: the first `gpus` its ready described. */
+        uint32_t ng = wk->ngpu < wk->gpus ? wk->ngpu : wk->gpus;
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, ng);
+        for (uint32_t g = 0; g < ng; g++) {
+            msgpack_pack_map(&pk, 4);
+            pd_pack_kv_str(&pk, "name", wk->gpu[g].name);
+            pd_pack_kv_uint(&pk, "mem", wk->gpu[g].mem);
+            pd_pack_kv_uint(&pk, "cc_major", wk->gpu[g].cc_major);
+            pd_pack_kv_uint(&pk, "cc_minor", wk->gpu[g].cc_minor);
+        }
         pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
         pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        if (pilot) {
+            pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
+            pd_pack_kv_str(&pk, "slurm_step", wk->slurm_step);
+            pd_pack_kv_str(&pk, "slurm_array", wk->slurm_array);
+        }
         packed++;
     }
     assert(packed == pd_workers_count(b->workers));
@@ -596,10 +709,11 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
     }
 }
 
-/* Sends one `run` chunk to wk. Returns the jobs sent (0: nothing sent). */
-static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
+/* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
+   nothing sent). */
+static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
 {
-    uint32_t want = pd_worker_credit(wk);
+    uint32_t want = pd_worker_credit(wk, cls);
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
     pd_buf_reset(&b->out);
@@ -616,7 +730,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
     uint32_t n = 0;
     int rc = 0;
     while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
-        uint64_t id = pd_jobs_pop(b->jobs);
+        uint64_t id = pd_jobs_pop(b->jobs, cls);
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
@@ -629,8 +743,10 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        if (!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
-            (rc = s_send_mod(b, wk, job->mod, owner)) != 0) {
+        if ((!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
+             (rc = s_send_mod(b, wk, job->mod, owner)) != 0) ||
+            (job->cu && !pd_worker_has_mod(wk, job->cu - 1) &&
+             (rc = s_send_mod(b, wk, job->cu - 1, owner)) != 0)) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -643,7 +759,9 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        msgpack_pack_array(&pk, 8);
+        /* [id, attempt, mod, fn, timeout_ms, arg, shared or nil, client],
+           then for a GPU job [gpu: true, cu or nil]. */
+        msgpack_pack_array(&pk, job->gpu ? 10 : 8);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
@@ -657,6 +775,13 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
         msgpack_pack_uint32(&pk, ci);
         if (ci == nclients)
             clients[nclients++] = owner;
+        if (job->gpu) {
+            msgpack_pack_true(&pk);
+            if (job->cu)
+                pd_pack_cstr(&pk, pd_mods_get(b->mods, job->cu - 1)->hash);
+            else
+                msgpack_pack_nil(&pk);
+        }
         b->scratch[n++] = id;
     }
     pd_pack_cstr(&pk, "clients");
@@ -691,10 +816,12 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk)
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
-    while (pd_jobs_queued(b->jobs) > 0) {
-        pd_worker_t *wk = pd_workers_next_with_credit(b->workers);
-        if (!wk || s_send_run(b, wk) == 0)
-            return;
+    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+        while (pd_jobs_queued_in(b->jobs, cls) > 0) {
+            pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);
+            if (!wk || s_send_run(b, wk, cls) == 0)
+                break;
+        }
     }
 }
 

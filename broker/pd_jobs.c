@@ -18,6 +18,12 @@
     client leaves the list when it has nothing queued or reaches its cap, and
     comes back (at the end of the round) when that changes. A client record
     is freed once it has no queued or running job.
+
+    Slot classes: a client's GPU jobs (that asked for a GPU slot, or ship
+    CUDA kernels) have a record and a queue of their own, in a dispatch ring
+    of their own, so pd_jobs_pop(j, PD_JOBS_GPU) serves GPU slots only and
+    pd_jobs_pop(j, PD_JOBS_CPU) CPU slots only, each round-robin between
+    clients. A client's max_slots caps each class separately.
 */
 #include "pd_jobs.h"
 #include "pd_error.h"
@@ -52,6 +58,7 @@ typedef struct {
     uint64_t queued;     /* its jobs in state queued */
     uint64_t running;    /* its jobs in state running */
     uint32_t max_slots;  /* jobs it may have running at once; 0 = no cap */
+    uint8_t cls;         /* slot class of these jobs: PD_JOBS_CPU or PD_JOBS_GPU */
     uint32_t index;      /* position in clients[] (pd_job_t.client) */
     uint32_t prev;       /* previous client in the dispatch ring */
     uint32_t next;       /* next client in the dispatch ring */
@@ -67,12 +74,13 @@ struct pd_jobs {
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
     uint64_t queued;       /* jobs in state queued */
+    uint64_t queued_cls[PD_JOBS_CLASSES]; /* of which, by slot class */
     s_client_t **clients;  /* clients with unfinished jobs by index; NULL = free entry */
     uint32_t nclients;     /* entries used in clients (free ones included) */
     uint32_t capclients;   /* capacity of clients */
     zhashx_t *client_index;/* hex routing id -> index + 1 */
-    uint32_t cursor;       /* client the next pop serves (when nactive > 0) */
-    uint32_t nactive;      /* clients in the dispatch ring */
+    uint32_t cursor[PD_JOBS_CLASSES];  /* per class: client the next pop serves */
+    uint32_t nactive[PD_JOBS_CLASSES]; /* per class: clients in its dispatch ring */
     uint64_t *shared_open; /* per shared-data index: unfinished jobs naming it */
     uint32_t nshared;      /* entries in shared_open */
     zhashx_t *fn_index;    /* "owner\x01fn" -> index + 1 (see s_intern) */
@@ -361,16 +369,20 @@ static void s_hex(const void *rid, size_t len, char *out)
     out[2 * len] = 0;
 }
 
-/* The client with this routing id, created when new; NULL when out of
-   memory. An empty id is the anonymous client "-". */
-static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len)
+/* The record of this routing id's jobs of class cls, created when new;
+   NULL when out of memory. An empty id is the anonymous client "-"; a GPU
+   record's key is the CPU one's with a "g" in front. */
+static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len, int cls)
 {
-    char key[2 * PD_JOBS_MAX_CLIENT_ID + 2];
+    char key[2 * PD_JOBS_MAX_CLIENT_ID + 3];
     assert(len <= PD_JOBS_MAX_CLIENT_ID);
+    char *k = key;
+    if (cls == PD_JOBS_GPU)
+        *k++ = 'g';
     if (len)
-        s_hex(rid, len, key);
+        s_hex(rid, len, k);
     else
-        snprintf(key, sizeof key, "-");
+        snprintf(k, sizeof key - 1, "-");
     void *v = zhashx_lookup(j->client_index, key);
     if (v)
         return j->clients[(uintptr_t) v - 1];
@@ -391,6 +403,7 @@ static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len)
         return NULL;
     memcpy(cl->key, key, klen);
     cl->index = idx;
+    cl->cls = (uint8_t) cls;
     if (zhashx_insert(j->client_index, key, (void *) (uintptr_t) (idx + 1))) {
         free(cl);
         return NULL;
@@ -403,12 +416,13 @@ static s_client_t *s_client_get(pd_jobs_t *j, const void *rid, size_t len)
 
 static void s_ring_insert(pd_jobs_t *j, s_client_t *cl)
 {
-    if (j->nactive == 0) {
+    int c = cl->cls;
+    if (j->nactive[c] == 0) {
         cl->prev = cl->next = cl->index;
-        j->cursor = cl->index;
+        j->cursor[c] = cl->index;
     } else {
         /* Just before the cursor: the end of the current round. */
-        s_client_t *at = j->clients[j->cursor];
+        s_client_t *at = j->clients[j->cursor[c]];
         s_client_t *before = j->clients[at->prev];
         cl->next = at->index;
         cl->prev = before->index;
@@ -416,16 +430,17 @@ static void s_ring_insert(pd_jobs_t *j, s_client_t *cl)
         at->prev = cl->index;
     }
     cl->active = true;
-    j->nactive++;
+    j->nactive[c]++;
 }
 
 static void s_ring_remove(pd_jobs_t *j, s_client_t *cl)
 {
-    if (--j->nactive > 0) {
+    int c = cl->cls;
+    if (--j->nactive[c] > 0) {
         j->clients[cl->prev]->next = cl->next;
         j->clients[cl->next]->prev = cl->prev;
-        if (j->cursor == cl->index)
-            j->cursor = cl->next;
+        if (j->cursor[c] == cl->index)
+            j->cursor[c] = cl->next;
     }
     cl->active = false;
 }
@@ -451,10 +466,11 @@ static void s_client_refresh(pd_jobs_t *j, s_client_t *cl)
     }
 }
 
-uint64_t pd_jobs_pop(pd_jobs_t *j)
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls)
 {
-    while (j->nactive) {
-        s_client_t *cl = j->clients[j->cursor];
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    while (j->nactive[cls]) {
+        s_client_t *cl = j->clients[j->cursor[cls]];
         uint64_t id;
         pd_job_t *job;
         /* An active client has queued jobs in its ring: cancelled ones are
@@ -472,9 +488,10 @@ uint64_t pd_jobs_pop(pd_jobs_t *j)
         job->state = PD_JOB_RUNNING;
         job->attempt++;
         j->queued--;
+        j->queued_cls[cls]--;
         cl->queued--;
         cl->running++;
-        j->cursor = cl->next;
+        j->cursor[cls] = cl->next;
         if (cl->queued == 0 || (cl->max_slots && cl->running >= cl->max_slots))
             s_client_refresh(j, cl); /* it leaves the ring */
         return id;
@@ -568,7 +585,10 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
     }
-    s_client_t *cl = s_client_get(j, sub->client, sub->client_len);
+    /* A job that ships CUDA kernels can only run where there is a GPU. */
+    bool gpu = sub->gpu || sub->cu;
+    s_client_t *cl = s_client_get(j, sub->client, sub->client_len,
+                                  gpu ? PD_JOBS_GPU : PD_JOBS_CPU);
     /* The blob holds the whole array; jobs point at their element. */
     pd_blob_t *blob = cl ? pd_blob_new(args, args_len, count) : NULL;
     if (!blob || s_q_push_back(cl, j->next_id, count) || s_shared_add(j, sub->shared, 0)) {
@@ -601,6 +621,8 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         job->mod = sub->mod;
         job->fn = fni;
         job->timeout_ms = sub->timeout_ms;
+        job->gpu = gpu;
+        job->cu = sub->cu;
         job->client = cl->index;
         job->shared = sub->shared;
         job->arg = blob;
@@ -611,6 +633,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
     j->next_id += count;
     j->unfinished += count;
     j->queued += count;
+    j->queued_cls[cl->cls] += count;
     cl->queued += count;
     cl->max_slots = sub->max_slots;
     s_shared_add(j, sub->shared, count); /* the array exists: it cannot fail now */
@@ -645,6 +668,7 @@ static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
     bool was_capped = cl->max_slots && cl->running >= cl->max_slots;
     if (job->state == PD_JOB_QUEUED) {
         j->queued--;
+        j->queued_cls[cl->cls]--;
         cl->queued--;
     } else {
         cl->running--;
@@ -735,6 +759,7 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
     }
     job->state = PD_JOB_QUEUED;
     j->queued++;
+    j->queued_cls[cl->cls]++;
     cl->running--;
     cl->queued++;
     s_client_refresh(j, cl);
@@ -833,6 +858,12 @@ void pd_jobs_fresh_clear(pd_jobs_t *j)
 
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j) { return j->unfinished; }
 uint64_t pd_jobs_queued(const pd_jobs_t *j) { return j->queued; }
+
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    return j->queued_cls[cls];
+}
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
 

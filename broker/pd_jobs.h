@@ -13,7 +13,10 @@
     front of their client's queue. pd_jobs_pop() serves the clients with
     queued jobs round-robin, one job each, skipping a client that has as
     many jobs running as its max_slots, so several clients share the
-    cluster fairly. The number of unfinished (queued or running) jobs is
+    cluster fairly. A GPU job (one that asked for a GPU slot, or ships CUDA
+    kernels) waits in a queue of its client's for GPU slots, served by
+    pd_jobs_pop(j, PD_JOBS_GPU), and never takes a CPU slot; CPU jobs never
+    take a GPU slot. The number of unfinished (queued or running) jobs is
     bounded: a submit that would exceed the bound is refused whole.
 
     Jobs that become final are also appended to a "fresh" list that the
@@ -50,6 +53,9 @@ enum {
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
 #define PD_JOBS_MAX_CLIENT_ID 255u      /* longest client routing id, bytes */
 
+/* Slot classes: each has its own queues, and workers their own credit. */
+enum { PD_JOBS_CPU = 0, PD_JOBS_GPU = 1, PD_JOBS_CLASSES = 2 };
+
 /* A reference-counted block of bytes shared by several jobs. */
 typedef struct {
     uint32_t refs; /* jobs pointing into data */
@@ -67,12 +73,13 @@ typedef struct {
     uint8_t state;       /* PD_JOB_* */
     uint8_t losses;      /* times the job's worker was lost while running it */
     uint8_t retries;     /* lost-worker attempts allowed (at least 1 is made) */
-    uint8_t unused;      /* padding */
+    uint8_t gpu;         /* 1: runs on GPU slots only (class PD_JOBS_GPU) */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
     uint32_t client;     /* index of the submitting client's queue (while unfinished) */
     uint32_t shared;     /* shared-data index + 1 (pd_shared); 0 = none */
     uint32_t fn;         /* interned function name and owner (pd_jobs_fn_name, _owner) */
+    uint32_t cu;         /* CUDA module shipped with the job: its index + 1; 0 = none */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
     uint32_t wpos;       /* position in that worker's in-flight list */
@@ -116,6 +123,9 @@ typedef struct {
     uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
     const char *owner;   /* the submitter's key (Z85), handed to workers with each
                             job (pd_jobs_fn_owner); NULL without CurveZMQ */
+    bool gpu;            /* run on GPU slots only */
+    uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
+                            0 = none */
 } pd_jobs_submit_t;
 
 /* pd_jobs_submit with a client, shared data and a cap: the jobs join the
@@ -136,12 +146,13 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
    CURVE); borrowed, lives with j. */
 const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
 
-/* Takes the next queued job for dispatch, from the clients in turn (each
-   below its max_slots), and marks it running with attempt+1; returns its
-   id, or 0 when nothing may run now. The caller sets worker/wpos through
+/* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
+   for dispatch, from the clients in turn (each below its max_slots), and
+   marks it running with attempt+1; returns its id, or 0 when nothing of
+   that class may run now. The caller sets worker/wpos through
    pd_workers_track. */
-uint64_t pd_jobs_pop(pd_jobs_t *j);
-/* Puts a running job back at the front of the queue. With `lost`, the loss
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
+/* Puts a running job back at the front of its client's queue (of its class). With `lost`, the loss
    counts toward its retries: when they are used up the job fails with
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
@@ -182,7 +193,8 @@ uint64_t pd_jobs_shared_open(const pd_jobs_t *j, uint32_t shared);
 
 /* Counters. */
 uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */
-uint64_t pd_jobs_queued(const pd_jobs_t *j);
+uint64_t pd_jobs_queued(const pd_jobs_t *j);              /* all classes */
+uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls);  /* one class */
 uint64_t pd_jobs_next_id(const pd_jobs_t *j); /* id the next submit gets */
 uint64_t pd_jobs_max(const pd_jobs_t *j);
 

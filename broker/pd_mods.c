@@ -97,9 +97,11 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
                  len, PD_MODS_MAX_SIZE >> 20);
         return PD_ETOOBIG;
     }
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0) {
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0 &&
+        strcmp(kind, "cu") != 0) {
         snprintf(why, whycap, "module '%s': kind must be \"c\" (source), \"so\" (shared "
-                 "object) or \"pkg\" (several files), not \"%s\"", name, kind);
+                 "object), \"pkg\" (several files) or \"cu\" (CUDA source), not \"%s\"", name,
+                 kind);
         return PD_EPROTO;
     }
     if (name[0] == 0) {

@@ -1,6 +1,7 @@
 /*  pd_mods: the broker's module store.
 
-    Clients upload task modules (C source or a prebuilt shared object) once;
+    Clients upload task modules (C source, a prebuilt shared object, or CUDA
+    source shipped with GPU jobs) once;
     they are content-addressed by the lowercase hex SHA-256 of their bytes.
     Jobs name a module by its index here, which never changes: modules are
     kept for the broker's life (bounded by PD_MODS_MAX_TOTAL bytes).
@@ -28,7 +29,7 @@ typedef struct pd_mods pd_mods_t;
 typedef struct {
     char hash[PD_MODS_HASH_LEN + 1]; /* lowercase hex SHA-256 of data */
     char *name;                      /* the client's name for it ("square.c") */
-    char kind[4];                    /* "c", "so", "pkg" or "b" (built-in) */
+    char kind[4];                    /* "c", "so", "pkg", "cu" or "b" (built-in) */
     uint8_t *data;                   /* the bytes */
     size_t len;                      /* bytes in data */
 } pd_mod_t;
@@ -47,8 +48,8 @@ uint32_t pd_mods_count(const pd_mods_t *m);
 bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i);
 
 /* Stores a module after checking that hash is the lowercase hex SHA-256 of
-   data, kind is "c", "so" or "pkg" (a bundle that pd_bundle_parse accepts),
-   and the size limits hold. Storing a module that
+   data, kind is "c", "so", "pkg" (a bundle that pd_bundle_parse accepts) or
+   "cu" (CUDA source), and the size limits hold. Storing a module that
    is already there succeeds without change. Returns its index (>= 0), or
    PD_EPROTO (hash mismatch, bad kind or name), PD_ETOOBIG (size), PD_EOVERLOAD
    (store full) or PD_ENOMEM, with a sentence in why. */

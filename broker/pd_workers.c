@@ -18,9 +18,10 @@ struct pd_workers {
     uint32_t span;   /* entries used in w (free ones included) */
     uint32_t cap;    /* capacity of w */
     uint32_t count;  /* registered workers */
-    uint32_t rr;     /* round-robin cursor */
+    uint32_t rr[PD_JOBS_CLASSES]; /* round-robin cursor per slot class */
     uint64_t cpus;   /* total CPU slots */
     uint64_t gpus;   /* total GPU slots */
+    bool gpus_ever;  /* some worker offered a GPU slot once */
     zhashx_t *index; /* hex routing id -> index + 1 */
 };
 
@@ -52,6 +53,7 @@ static void s_free_worker(pd_worker_t *wk)
 {
     free(wk->inflight);
     free(wk->mods_sent);
+    free(wk->gpu);
     free(wk->shared_sent);
     free(wk);
 }
@@ -147,24 +149,48 @@ void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint3
     w->gpus = w->gpus - wk->gpus + gpus;
     wk->cpus = cpus;
     wk->gpus = gpus;
+    if (gpus > 0)
+        w->gpus_ever = true;
 }
 
-uint32_t pd_worker_credit(const pd_worker_t *wk)
+bool pd_workers_gpus_ever(const pd_workers_t *w) { return w->gpus_ever; }
+
+int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n)
 {
-    uint64_t limit = (uint64_t) wk->cpus * wk->depth;
-    return limit > wk->ninflight ? (uint32_t) (limit - wk->ninflight > UINT32_MAX
-                                                   ? UINT32_MAX
-                                                   : limit - wk->ninflight)
-                                 : 0;
+    free(wk->gpu);
+    wk->gpu = NULL;
+    wk->ngpu = 0;
+    if (n == 0)
+        return 0;
+    wk->gpu = malloc(n * sizeof *wk->gpu);
+    if (!wk->gpu)
+        return PD_ENOMEM;
+    memcpy(wk->gpu, desc, n * sizeof *desc);
+    wk->ngpu = n;
+    return 0;
 }
 
-pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w)
+uint32_t pd_worker_credit(const pd_worker_t *wk, int cls)
 {
+    uint64_t limit, used;
+    if (cls == PD_JOBS_GPU) {
+        limit = (uint64_t) wk->gpus * PD_WORKERS_GPU_DEPTH;
+        used = wk->ngpuinflight;
+    } else {
+        limit = (uint64_t) wk->cpus * wk->depth;
+        used = wk->ninflight - wk->ngpuinflight;
+    }
+    return limit > used ? (uint32_t) (limit - used > UINT32_MAX ? UINT32_MAX : limit - used) : 0;
+}
+
+pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     for (uint32_t k = 0; k < w->span; k++) {
-        uint32_t i = (w->rr + k) % w->span;
+        uint32_t i = (w->rr[cls] + k) % w->span;
         pd_worker_t *wk = w->w[i];
-        if (wk && pd_worker_credit(wk) > 0) {
-            w->rr = i + 1;
+        if (wk && pd_worker_credit(wk, cls) > 0) {
+            w->rr[cls] = i + 1;
             return wk;
         }
     }
@@ -198,6 +224,7 @@ int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
     job->worker = wk->index;
     job->wpos = wk->ninflight;
     wk->inflight[wk->ninflight++] = id;
+    wk->ngpuinflight += job->gpu;
     return 0;
 }
 
@@ -205,6 +232,8 @@ void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
 {
     uint32_t pos = job->wpos;
     assert(job->worker == wk->index && pos < wk->ninflight);
+    assert(!job->gpu || wk->ngpuinflight > 0);
+    wk->ngpuinflight -= job->gpu;
     uint64_t last = wk->inflight[--wk->ninflight];
     if (pos != wk->ninflight) {
         wk->inflight[pos] = last;

@@ -6,7 +6,11 @@
     scanning the job table), the modules already sent to it, and its credit:
     at most cpus x depth unfinished jobs, where depth adapts to an EWMA of
     the job run times it reports (about PD_WORKERS_TARGET_US of queued work
-    per slot, between 1 and 512 jobs).
+    per slot, between 1 and 512 jobs). GPU slots have their own credit,
+    gpus x PD_WORKERS_GPU_DEPTH: GPU jobs are few and long, so each GPU slot
+    holds the job it runs and the next one, never more. The registry also
+    keeps what each worker said about its GPUs (name, memory, compute
+    capability), for the cluster view.
 
     pd_worker_t is a plain record the broker reads; the in-flight list and
     the module set change only through the functions here.
@@ -26,6 +30,15 @@
 #define PD_WORKERS_DEPTH_START 8
 #define PD_WORKERS_MAX_RID 255
 #define PD_WORKERS_MAX_GPU_NAMES 16 /* GPU names kept per worker */
+#define PD_WORKERS_GPU_DEPTH 2      /* GPU jobs in flight per GPU slot */
+#define PD_WORKERS_GPU_NAME 96      /* bytes of a GPU name, with its NUL */
+
+/* One GPU a worker offers, as its `ready` described it. */
+typedef struct {
+    char name[PD_WORKERS_GPU_NAME]; /* e.g. "NVIDIA H100 80GB HBM3" ("" if not said) */
+    uint64_t mem;                   /* bytes of memory (0 if not said) */
+    uint8_t cc_major, cc_minor;     /* compute capability (0.0 if not said) */
+} pd_gpu_desc_t;
 
 typedef struct {
     uint32_t index;                    /* position in the registry (jobs refer to it) */
@@ -36,13 +49,16 @@ typedef struct {
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */
     uint32_t gpus;                     /* GPU slots offered */
+    pd_gpu_desc_t *gpu;                /* what it said of its GPUs (ngpu entries), owned */
+    uint32_t ngpu;                     /* entries in gpu */
     int64_t last_recv;                 /* ms (monotonic) of its last message */
     int64_t last_send;                 /* ms of the broker's last message to it */
     int64_t joined;                    /* ms (monotonic) of its first `ready` */
     double ewma_us;                    /* smoothed job run time, µs (< 0: none yet) */
     uint32_t depth;                    /* jobs in flight allowed per CPU slot */
     uint64_t *inflight;                /* ids of its running jobs */
-    uint32_t ninflight;                /* entries in inflight */
+    uint32_t ninflight;                /* entries in inflight (both classes) */
+    uint32_t ngpuinflight;             /* of which GPU jobs */
     uint32_t capinflight;              /* capacity of inflight */
     uint8_t *mods_sent;                /* bit set of module indexes sent to it */
     uint32_t mods_bytes;               /* bytes in mods_sent */
@@ -56,6 +72,9 @@ typedef struct {
     char owner[16];                    /* idle-policy state it reported ("", "idle", "owner") */
     char gpu_names[PD_WORKERS_MAX_GPU_NAMES][64]; /* its GPUs' names, as reported */
     uint32_t ngpu_names;               /* entries in gpu_names */
+    char slurm_job[32];                /* Slurm job id of a pilot worker, or "" */
+    char slurm_step[32];               /* its Slurm step id ("batch", "0"...), or "" */
+    char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;
@@ -80,17 +99,24 @@ uint64_t pd_workers_cpus(const pd_workers_t *w);
 uint64_t pd_workers_gpus(const pd_workers_t *w);
 /* Records a change of a worker's slots. */
 void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus);
+/* True once any worker has offered a GPU slot since the registry was made. */
+bool pd_workers_gpus_ever(const pd_workers_t *w);
+/* Replaces what wk said about its GPUs with a copy of desc[0 .. n). Returns
+   0 or PD_ENOMEM (then wk keeps no description). */
+int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n);
 
-/* Jobs the worker may still be sent now (cpus x depth minus in flight). */
-uint32_t pd_worker_credit(const pd_worker_t *wk);
-/* Next worker with credit, round-robin from the last one returned; NULL
-   when none has any. */
-pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w);
+/* Jobs of class cls (PD_JOBS_CPU: cpus x depth; PD_JOBS_GPU: gpus x
+   PD_WORKERS_GPU_DEPTH) the worker may still be sent now. */
+uint32_t pd_worker_credit(const pd_worker_t *wk, int cls);
+/* Next worker with credit for class cls, round-robin (one cursor per class)
+   from the last one returned; NULL when none has any. */
+pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls);
 /* Folds one measured run time into the worker's depth. */
 void pd_worker_observe(pd_worker_t *wk, uint64_t us);
 
 /* Adds job id (running, record job) to the worker's in-flight list and sets
-   job->worker/wpos. Returns 0 or PD_ENOMEM. */
+   job->worker/wpos; job->gpu says which credit it takes. Returns 0 or
+   PD_ENOMEM. */
 int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id);
 /* Removes job id from the worker's in-flight list in O(1). */
 void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job);

@@ -255,7 +255,7 @@ static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, i
     return 0;
 }
 
-static int s_hello(pd_client_t *c, int wait_ms, int *workers, int *slots);
+static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m);
 
 /* Sets *err and opts->why; returns NULL for the caller. */
 static pd_client_t *s_open_fail(pd_client_t **c, const pd_client_opts_t *opts, int *err,
@@ -298,15 +298,12 @@ static int s_open_keys(pd_client_t *c, const pd_client_opts_t *opts, char *why, 
     }
     const char *given = opts && opts->broker_key ? opts->broker_key : getenv("PLAYDOH_BROKER_KEY");
     if (given && *given) {
-        if (!pd_auth_key_valid(given)) {
-            snprintf(why, cap, "the broker key '%s' is not a public key (40 characters, as "
-                     "`playdoh-keygen show` prints on the broker's machine)", given);
-            free(dir);
-            return PD_EINVAL;
-        }
-        snprintf(c->broker_key, sizeof c->broker_key, "%s", given);
+        char kwhy2[512];
+        rc = pd_auth_key_from_arg(given, c->broker_key, NULL, 0, kwhy2, sizeof kwhy2);
+        if (rc)
+            snprintf(why, cap, "the broker key: %s", kwhy2);
         free(dir);
-        return 0;
+        return rc;
     }
     rc = pd_auth_trust_find(dir, c->endpoint, c->broker_key, why, cap);
     free(dir);
@@ -393,8 +390,8 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
     if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
-    int workers, slots;
-    int rc = s_hello(c, connect_ms, &workers, &slots);
+    pd_msg_t welcome;
+    int rc = s_hello(c, connect_ms, &welcome);
     if (rc) {
         if (rc == PD_ETIMEDOUT) {
             snprintf(why, sizeof why, "no broker answered at %s within %d ms: start "
@@ -448,31 +445,48 @@ void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
 const char *pd_client_error(const pd_client_t *c) { return c->err; }
 const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
 
-/* Sends `hello` and waits up to wait_ms for `welcome`. */
-static int s_hello(pd_client_t *c, int wait_ms, int *workers, int *slots)
+/* Sends `hello` and waits up to wait_ms for `welcome`; on success m holds
+   it (valid until the next receive) and the client knows max_shared. */
+static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m)
 {
     msgpack_packer pk;
     uint64_t req = s_begin(c, &pk, "hello", 0);
+    int rc = s_call(c, req, "welcome", m, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
+    if (rc == 0)
+        pd_msg_uint_opt(m, "max_shared", &c->max_shared);
+    return rc;
+}
+
+/* How long a `hello` may wait: PLAYDOH_CONNECT_TIMEOUT_MS, else 5 s. */
+static int s_connect_ms(void)
+{
+    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    return env && atoi(env) > 0 ? atoi(env) : 5000;
+}
+
+int pd_client_cluster_gpus(pd_client_t *c, int *gpus)
+{
     pd_msg_t m;
-    int rc = s_call(c, req, "welcome", &m, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
+    uint64_t g = 0;
+    int rc = s_hello(c, s_connect_ms(), &m);
+    if (rc == 0)
+        pd_msg_uint_opt(&m, "gpus", &g);
+    *gpus = (int) g;
+    return rc;
+}
+
+int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
+{
+    pd_msg_t m;
+    int rc = s_hello(c, s_connect_ms(), &m);
     if (rc)
         return rc;
     uint64_t w = 0, s = 0;
     pd_msg_uint_opt(&m, "workers", &w);
     pd_msg_uint_opt(&m, "slots", &s);
-    pd_msg_uint_opt(&m, "max_shared", &c->max_shared);
     *workers = (int) w;
     *slots = (int) s;
     return 0;
-}
-
-int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
-{
-    int connect_ms = 5000;
-    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
-    if (env && atoi(env) > 0)
-        connect_ms = atoi(env);
-    return s_hello(c, connect_ms, workers, slots);
 }
 
 /* ---- discovery and cluster state ---------------------------------------- */
@@ -574,6 +588,12 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
+        else if (!strcmp(key, "slurm_job"))
+            rc = pd_rd_strcpy(r, wi->slurm_job, sizeof wi->slurm_job);
+        else if (!strcmp(key, "slurm_step"))
+            rc = pd_rd_strcpy(r, wi->slurm_step, sizeof wi->slurm_step);
+        else if (!strcmp(key, "slurm_array"))
+            rc = pd_rd_strcpy(r, wi->slurm_array, sizeof wi->slurm_array);
         else if (!strcmp(key, "pid"))
             rc = pd_rd_int(r, &wi->pid);
         else if (!strcmp(key, "load")) {
@@ -590,6 +610,23 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
                 if (!rc && at + sl + 3 < sizeof wi->gpu_names)
                     at += (size_t) snprintf(wi->gpu_names + at, sizeof wi->gpu_names - at,
                                             "%s%.*s", at ? ", " : "", (int) sl, sv);
+            }
+        } else if (!strcmp(key, "gpu_info")) {
+            /* [{name, mem, cc_major, cc_minor}, ...]: the memory is added up */
+            uint32_t g;
+            rc = pd_rd_array(r, &g);
+            for (uint32_t j = 0; !rc && j < g; j++) {
+                uint32_t nf;
+                rc = pd_rd_map(r, &nf);
+                for (uint32_t f = 0; !rc && f < nf; f++) {
+                    if (!pd_rd_key_is(r, "mem"))
+                        rc = pd_rd_skip(r, NULL, NULL) ? PD_EPROTO
+                                                       : pd_rd_skip(r, NULL, NULL);
+                    else if (pd_rd_peek(r) != PD_MP_UINT)
+                        rc = pd_rd_skip(r, NULL, NULL);
+                    else if ((rc = pd_rd_uint(r, &u)) == 0)
+                        wi->gpu_mem += u;
+                }
             }
         } else if (pd_rd_peek(r) == PD_MP_UINT) {
             rc = pd_rd_uint(r, &u);
@@ -689,7 +726,10 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     req = s_begin(c, &pk, "mod_put", 4);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_kv_str(&pk, "name", name);
-    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO ? "so" : kind == PD_MODULE_BUNDLE ? "pkg" : "c");
+    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO       ? "so"
+                                : kind == PD_MODULE_BUNDLE ? "pkg"
+                                : kind == PD_MODULE_CU     ? "cu"
+                                                           : "c");
     pd_pack_kv_bin(&pk, "data", data, len);
     return s_call(c, req, "mod_ok", &m, c->timeout_ms);
 }
@@ -818,7 +858,9 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
         return s_fail(c, PD_EIO, "cannot read module %s", path);
     }
     size_t pl = strlen(path);
-    pd_module_kind_t kind = pl > 3 && strcmp(path + pl - 3, ".so") == 0 ? PD_MODULE_SO : PD_MODULE_C;
+    pd_module_kind_t kind = pl > 3 && strcmp(path + pl - 3, ".so") == 0   ? PD_MODULE_SO
+                            : pl > 3 && strcmp(path + pl - 3, ".cu") == 0 ? PD_MODULE_CU
+                                                                          : PD_MODULE_C;
     const char *base = strrchr(path, '/');
     int rc = pd_module_upload(c, base ? base + 1 : path, kind, data, len, hash);
     free(data);
@@ -947,6 +989,8 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
         return 0;
     if (strlen(fn) == 0 || strlen(fn) > 255)
         return s_fail(c, PD_EINVAL, "function name '%s' must be 1 to 255 characters", fn);
+    const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
+    bool gpu = (opts && opts->gpu) || cuda;
     memset(ids, 0, n * sizeof *ids);
     /* Check the arguments first: n values, nothing else. */
     pd_rd_t r;
@@ -983,8 +1027,9 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 k++;
             }
             msgpack_packer pk;
+            /* Plain CPU jobs keep the short form. */
             bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-            uint64_t req = s_begin(c, &pk, "submit", 5 + shared + cap);
+            uint64_t req = s_begin(c, &pk, "submit", 5 + shared + cap + gpu + (cuda != NULL));
             pd_pack_kv_str(&pk, "mod", hash);
             pd_pack_kv_str(&pk, "fn", fn);
             pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
@@ -993,6 +1038,10 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 pd_pack_kv_str(&pk, "shared", opts->shared);
             if (cap)
                 pd_pack_kv_uint(&pk, "max_slots", opts->max_slots);
+            if (gpu)
+                pd_pack_kv_bool(&pk, "gpu", true);
+            if (cuda)
+                pd_pack_kv_str(&pk, "cu", cuda);
             pd_pack_cstr(&pk, "args");
             msgpack_pack_array(&pk, (uint32_t) k);
             pd_pack_raw(&pk, start, bytes);

@@ -77,7 +77,8 @@ typedef struct {
     const char *config_dir; /* where id.key and known_brokers are; NULL: PLAYDOH_CONFIG_DIR,
                                else $XDG_CONFIG_HOME/playdoh, else ~/.config/playdoh */
     const char *key_file;   /* this client's key pair; NULL: <config_dir>/id.key */
-    const char *broker_key; /* the broker's public key (40 characters); NULL: the
+    const char *broker_key; /* the broker's public key (40 characters, or a file whose
+                               first line they are, or a public certificate); NULL: the
                                PLAYDOH_BROKER_KEY variable, else the key known_brokers
                                trusts for the endpoint */
     int connect_timeout_ms; /* 0: PLAYDOH_CONNECT_TIMEOUT_MS, else 5000 */
@@ -114,6 +115,9 @@ const char *pd_client_error(const pd_client_t *c);
 const char *pd_client_endpoint(const pd_client_t *c);
 /* Asks the broker how many workers and slots it has. Returns 0 or an error. */
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots);
+/* Asks the broker how many of its slots are GPU slots (0 when no worker
+   offers a GPU). Returns 0 or an error. */
+int pd_client_cluster_gpus(pd_client_t *c, int *gpus);
 
 /* Finds a broker of cluster `cluster` (NULL = "playdoh") on the LAN by its
    UDP beacon on udp_port (0 = 5657), through network interface iface (NULL
@@ -154,8 +158,12 @@ typedef struct {
     double load;          /* its machine's own load in CPUs, Playdoh excluded (< 0: unknown) */
     char owner[16];       /* idle policy: "" (none), "idle" or "owner" (owner active) */
     char gpu_names[256];  /* its GPUs' names, joined by ", " ("" when unknown) */
+    uint64_t gpu_mem;     /* memory of the GPU slots it offers, bytes, added up (0: unknown) */
     uint64_t hb_ms;       /* milliseconds since its last message (heartbeat) */
     uint64_t up_s;        /* seconds since it joined */
+    char slurm_job[32];   /* a pilot's Slurm job id ("" for a worker not run by Slurm) */
+    char slurm_step[32];  /* its Slurm step id ("batch" for a batch script), or "" */
+    char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
 } pd_worker_info_t;
 
 /* The cluster as the broker sees it. */
@@ -179,7 +187,8 @@ void pd_cluster_info_clear(pd_cluster_info_t *info);
 /* Starts a cluster on this machine: a playdoh-broker child process on a free
    loopback port, running a worker with `cpus` slots (0 = one per CPU) inside
    it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
-   waits until the worker has registered (up to 20 s). The broker program is
+   waits until the worker has registered (up to 20 s). The worker also offers
+   every GPU its CUDA driver shows, as GPU slots. The broker program is
    looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
    installation's bindir. Returns the cluster (stop it with pd_local_stop), or
    NULL with *err set. */
@@ -210,21 +219,24 @@ void pd_local_stop(pd_local_t **l);
 /* ---- modules ------------------------------------------------------------- */
 
 typedef enum {
-    PD_MODULE_C = 0,     /* one C source file */
-    PD_MODULE_SO = 1,    /* a shared object */
-    PD_MODULE_BUNDLE = 2 /* several files and flags, as pd_module_upload_files packs them */
+    PD_MODULE_C = 0,      /* one C source file */
+    PD_MODULE_SO = 1,     /* a shared object */
+    PD_MODULE_BUNDLE = 2, /* several files and flags, as pd_module_upload_files packs them */
+    PD_MODULE_CU = 3      /* CUDA C source: kernels shipped with GPU jobs (pd_map_opts_t.cuda) */
 } pd_module_kind_t;
 
 /* Uploads a module unless the broker has it already (content-addressed:
    the hash is the SHA-256 of data). kind C: one C source file that includes
    playdoh_task.h, compiled by each worker; kind SO: a shared object built for
-   the workers' platform. name appears in error messages. Writes the module's
-   hash into hash (PD_HASH_HEX bytes). Returns 0 or an error. */
+   the workers' platform; kind CU: CUDA C source holding kernels, shipped
+   with GPU jobs (pd_map_opts_t.cuda) and compiled by each GPU worker with
+   NVRTC. name appears in error messages. Writes the module's hash into hash
+   (PD_HASH_HEX bytes). Returns 0 or an error. */
 int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, const void *data,
                      size_t len, char hash[PD_HASH_HEX]);
-/* Reads a file and uploads it: ".so" files as shared objects, anything else
-   as C source. Returns 0, PD_EIO (unreadable; pd_client_error says why) or an
-   error of pd_module_upload. */
+/* Reads a file and uploads it: ".so" files as shared objects, ".cu" files as
+   CUDA source, anything else as C source. Returns 0, PD_EIO (unreadable;
+   pd_client_error says why) or an error of pd_module_upload. */
 int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX]);
 
 /* Uploads a module of several files: C sources (.c) and the headers they
@@ -269,6 +281,9 @@ typedef struct {
                             queued jobs: the latest submit's value holds); 0 = no cap */
     const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
                             read with pd_task_shared(); NULL = none */
+    bool gpu;            /* run on GPU slots only (the task may use pd_cuda_*) */
+    const char *cuda;    /* hash of a CUDA module (PD_MODULE_CU) shipped with the jobs,
+                            whose kernels the task launches; implies gpu; NULL = none */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -280,8 +295,11 @@ typedef struct {
    after accepting others, in which case ids[i] is 0 for every job not
    accepted and pd_client_error() says why. Returns an error when nothing was
    accepted: PD_EPROTO (args is not n msgpack values), PD_ENOMODULE,
-   PD_EOVERLOAD (the broker holds its limit of unfinished jobs), PD_EUNREACH.
-   opts may be NULL. */
+   PD_EOVERLOAD (the broker holds its limit of unfinished jobs), PD_EUNREACH,
+   PD_ENOGPU (GPU jobs, and no worker of the cluster has offered a GPU since
+   the broker started; once one has, GPU jobs wait queued for a GPU slot),
+   PD_EINVAL (opts->cuda is not a CUDA module, or hash is one). opts may be
+   NULL. */
 long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
             const pd_map_opts_t *opts, uint64_t *ids);
 /* pd_map over an array of doubles, one job per number. */

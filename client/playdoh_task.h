@@ -124,6 +124,71 @@ int pd_out_raw(pd_task_t *t, const void *p, size_t n);
    function should return. The result written so far is discarded. */
 int pd_task_fail(pd_task_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- GPUs --------------------------------------------------------------- */
+
+/* A job submitted with a GPU (`playdoh-submit map --gpu`, pd_map_opts_t.gpu)
+   runs on a GPU slot: a slot process that sees exactly one GPU, as CUDA
+   device 0 (CUDA_VISIBLE_DEVICES is set before it starts). Its kernels
+   travel as CUDA C source (a .cu module shipped with the job), compiled on
+   the worker by NVRTC for that GPU and cached. A task launches them:
+
+        PD_TASK(scale, t)                // kernels in scale.cu:
+        {                                //   extern "C" __global__ void
+            const double *x; size_t n;   //   twice(double *x, int n) { ... }
+            if (pd_arg_doubles(t, &x, &n)) return pd_task_fail(t, "numbers");
+            pd_cuda_module_t *m = pd_cuda_module(t);
+            pd_cuda_kernel_t *k = pd_cuda_kernel(t, m, "twice");
+            pd_cuda_ptr_t d = pd_cuda_alloc(t, n * sizeof *x);
+            if (!k || !d || pd_cuda_copy_to_device(t, d, x, n * sizeof *x)) return -1;
+            int ni = (int) n;
+            void *args[] = {&d, &ni};
+            double *y = malloc(n * sizeof *y);
+            if (!y || pd_cuda_launch(t, k, (unsigned) (n + 255) / 256, 256, 0, args)
+                || pd_cuda_copy_to_host(t, y, d, n * sizeof *y)) { free(y); return -1; }
+            pd_out_doubles(t, y, n);
+            free(y);
+            return 0;
+        }
+
+   Kernels must be declared extern "C" (NVRTC compiles C++, whose names are
+   mangled). Every pd_cuda_* call that fails fails the job with a sentence
+   saying why (NVRTC's log for a compile error, the CUDA error otherwise)
+   and the code PD_ECOMPILE, PD_ECUDA or PD_ENOGPU, whatever the task then
+   returns; it returns NULL, 0 or -1 so that the task can stop there. Device
+   memory the task did not free is freed when the job ends. */
+
+/* The worker's number of this slot's GPU (0, 1, ..., as the worker lists
+   them), or -1 on a CPU slot. Inside the process it is CUDA device 0. */
+int pd_task_gpu(pd_task_t *t);
+
+typedef struct pd_cuda_module pd_cuda_module_t; /* a loaded module: a CUmodule */
+typedef struct pd_cuda_kernel pd_cuda_kernel_t; /* a kernel: a CUfunction */
+typedef unsigned long long pd_cuda_ptr_t;       /* device memory: a CUdeviceptr; 0 = none */
+
+/* The job's CUDA module, compiled for this GPU (first use: NVRTC, then
+   from the cache) and loaded; the same pointer for every call. NULL when the
+   job has none, runs on a CPU slot, or the module does not compile. */
+pd_cuda_module_t *pd_cuda_module(pd_task_t *t);
+/* The kernel called name (an extern "C" __global__ function) in m. NULL
+   when m is NULL or has no such kernel. */
+pd_cuda_kernel_t *pd_cuda_kernel(pd_task_t *t, pd_cuda_module_t *m, const char *name);
+/* Device memory of bytes bytes (> 0); 0 when the GPU has no room. */
+pd_cuda_ptr_t pd_cuda_alloc(pd_task_t *t, size_t bytes);
+/* Frees what pd_cuda_alloc returned (0 is ignored). */
+void pd_cuda_free(pd_task_t *t, pd_cuda_ptr_t p);
+/* Copies bytes between host and device memory. Return 0 or -1. */
+int pd_cuda_copy_to_device(pd_task_t *t, pd_cuda_ptr_t dst, const void *src, size_t bytes);
+int pd_cuda_copy_to_host(pd_task_t *t, void *dst, pd_cuda_ptr_t src, size_t bytes);
+/* Launches k on grid blocks of block threads (1-D; shared: bytes of
+   dynamic shared memory) and waits for it to finish, so an error in the
+   kernel (a bad address, ...) is reported here. args holds one pointer per
+   kernel parameter, as cuLaunchKernel's kernelParams. Returns 0 or -1. */
+int pd_cuda_launch(pd_task_t *t, pd_cuda_kernel_t *k, unsigned grid, unsigned block,
+                   size_t shared, void **args);
+/* The same with 3-D grid and block dimensions. */
+int pd_cuda_launch_3d(pd_task_t *t, pd_cuda_kernel_t *k, const unsigned grid[3],
+                      const unsigned block[3], size_t shared, void **args);
+
 /* ---- declaring tasks ---------------------------------------------------- */
 
 /* An optional init function: a module that defines it gets it called once

@@ -29,6 +29,8 @@ typedef struct {
     uint32_t max_slots;    /* map, exec: --max-slots */
     bool detach;           /* map, exec: --detach */
     const char *shared;    /* map: --shared FILE */
+    bool gpu;              /* map: --gpu (a .cu beside a .c module travels too) */
+    const char *cuda;      /* map: --cuda FILE.cu, or NULL */
     const char *args_file; /* exec: --args FILE */
     bool keep_order;       /* exec: --keep-order (default) */
     const char *joblog;    /* exec: --joblog FILE */

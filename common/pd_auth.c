@@ -220,6 +220,25 @@ int pd_auth_key_from_arg(const char *arg, char pub[PD_KEY_TXT], char *name, size
     }
     struct stat st;
     if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
+        /* A text file whose first line is the key (`playdoh-keygen show >
+           broker.pub`), perhaps followed by a name. */
+        FILE *f = fopen(arg, "r");
+        if (f) {
+            char line[256];
+            bool got = fgets(line, sizeof line, f) != NULL;
+            fclose(f);
+            if (got) {
+                char *p = line + strspn(line, " \t");
+                size_t len = strcspn(p, " \t\r\n");
+                if (len == PD_KEY_TXT - 1) {
+                    p[len] = 0;
+                    if (pd_auth_key_valid(p)) {
+                        memcpy(pub, p, PD_KEY_TXT);
+                        return 0;
+                    }
+                }
+            }
+        }
         pd_keypair_t k;
         /* Only the public part: never read someone's secret file here. */
         zcert_t *cert = strlen(arg) < 240 ? zcert_load(arg) : NULL;
@@ -232,7 +251,8 @@ int pd_auth_key_from_arg(const char *arg, char pub[PD_KEY_TXT], char *name, size
             memcpy(pub, k.pub, PD_KEY_TXT);
             return 0;
         }
-        return s_why(why, whycap, PD_EINVAL, "%s is not a CZMQ public certificate", arg);
+        return s_why(why, whycap, PD_EINVAL, "%s holds no public key (neither a certificate nor "
+                     "a line of 40 characters as `playdoh-keygen show` prints)", arg);
     }
     return s_why(why, whycap, PD_EINVAL,
                  "'%s' is neither a public key (the 40 characters `playdoh-keygen show` prints) "

@@ -93,9 +93,11 @@ int pd_auth_keygen(const char *dir, const char *name, bool force, pd_keypair_t *
 int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char *why,
                      size_t whycap);
 
-/* Reads a public key given on a command line: either 40 characters of Z85
-   or the path of a public certificate file (whose name metadata goes into
-   name, when not NULL). Returns 0 or PD_EINVAL with a sentence in why. */
+/* Reads a public key given on a command line: either 40 characters of Z85,
+   or the path of a file: a text file whose first line is the key (what
+   `playdoh-keygen show` prints), or a public certificate (whose name
+   metadata goes into name, when not NULL). Returns 0 or PD_EINVAL with a
+   sentence in why. */
 int pd_auth_key_from_arg(const char *arg, char pub[PD_KEY_TXT], char *name, size_t namecap,
                          char *why, size_t whycap);
 

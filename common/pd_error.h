@@ -32,9 +32,11 @@
     X(ESYS, -21, "system call failed")                                               \
     X(ENOTDONE, -22, "job not finished")                                             \
     X(EREFUSED, -23, "request refused")                                              \
-    X(EAUTH, -24, "authentication failed")                                           \
-    X(ENOTRUSTED, -25, "broker key not trusted")                                     \
-    X(ENOKEY, -26, "no key")
+    X(ENOGPU, -24, "no GPU slot for a GPU job")                                      \
+    X(ECUDA, -25, "CUDA driver error")                                               \
+    X(EAUTH, -26, "authentication failed")                                           \
+    X(ENOTRUSTED, -27, "broker key not trusted")                                     \
+    X(ENOKEY, -28, "no key")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,

@@ -1,7 +1,8 @@
 /*  pd_proc: starting and stopping Playdoh's own programs as child processes.
 
     Used by the embedded local cluster (client/pd_local.c) and by the
-    integration tests, which start real brokers and workers on loopback.
+    integration tests, which start real brokers and workers on loopback;
+    pd_proc_capture runs a helper program (Slurm's sbatch) to its end.
 */
 #ifndef PD_PROC_H
 #define PD_PROC_H
@@ -27,5 +28,16 @@ int pd_proc_read_line(int fd, char *out, size_t cap, int timeout_ms);
 /* Stops a child: SIGTERM, then SIGKILL after grace_ms; reaps it. Returns its
    wait status, or -1 when pid <= 0 or it was already reaped. */
 int pd_proc_stop(pid_t pid, int grace_ms);
+
+/* Runs argv (argv[0] a path, or a program name looked up in PATH) to its
+   end: writes inlen bytes of input to its standard input (none when input
+   is NULL), and collects its standard output into out and its standard
+   error into err (each NUL-terminated, at most cap - 1 bytes kept, the rest
+   read and dropped; either may be NULL). Kills it after timeout_ms (< 0: no
+   limit). Returns its wait status (>= 0; a program that cannot be run exits
+   127 with the reason in err), PD_ETIMEDOUT (killed at the time-out) or
+   PD_ESYS (no pipe or fork). For short helper programs (sbatch, scancel). */
+int pd_proc_capture(char *const argv[], const void *input, size_t inlen, char *out, size_t outcap,
+                    char *err, size_t errcap, int timeout_ms);
 
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The examples run as the guide says: the Monte-Carlo estimate of pi from the
-# shell (examples/pi.sh) and the map with shared data (examples/map_shared),
-# each on an embedded cluster of the built programs.
+# shell (examples/pi.sh), the map with shared data (examples/map_shared) and
+# the GPU example on CPU slots (examples/gpu), each on an embedded cluster of
+# the built programs.
 set -u
 BUILD=$(cd "${1:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
 SRC=$(cd "${2:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
@@ -18,4 +19,14 @@ awk -v p="$pi" 'BEGIN { d = p - 3.14159265; exit !(d < 0.01 && d > -0.01) }' ||
 cd "$SRC/examples"
 out=$("$BUILD/examples/map_shared" "" shared_sum.c 2000000 2>&1) || fail "map_shared: $out"
 echo "$out" | grep -q ": OK$" || fail "map_shared printed: $out"
+# The GPU example's CPU half (its GPU half needs a GPU: tests/test_pd_nvrtc.c
+# and tests/test_integration_gpu.c run it where there is one).
+cd "$SRC/examples/gpu"
+out=$("$BUILD/playdoh-submit" --local 2 map rastrigin.c rastrigin_cpu population.jsonl 2>&1) ||
+    fail "rastrigin_cpu: $out"
+echo "$out" | head -1 | grep -q '^\[0\.0,63\.5922446868275' || fail "rastrigin_cpu printed: $out"
+out=$(PD_EXAMPLES_DIR="$SRC/examples" "$BUILD/examples/optimise_rastrigin" 5 4000 2>&1) ||
+    fail "optimise_rastrigin: $out"
+echo "$out" | grep -q "^rastrigin in 5 dimensions on CPU slots: best" ||
+    fail "optimise_rastrigin printed: $out"
 echo "examples: PASS (pi ~ $pi)" >&2

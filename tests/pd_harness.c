@@ -156,6 +156,16 @@ int pd_harness_add_worker(pd_harness_t *h, int cpus)
     return pd_harness_add_worker_as(h, cpus, NULL, NULL);
 }
 
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, extra);
+}
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, extra);
+}
+
 bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms)
 {
     char path[400];

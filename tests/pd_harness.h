@@ -50,6 +50,12 @@ int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
                              const char *const *extra);
 /* True when the file <dir>/<name> contains text (waits up to ms for it). */
 bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms);
+/* Like pd_harness_add_worker, with extra (NULL-terminated, may be NULL)
+   appended to the worker's command line. */
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra);
+/* The same (e.g. "--gpus", "2"). The worker inherits this process's
+   environment (PLAYDOH_LIBCUDA). */
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra);
 /* Waits until the broker counts `slots` slots (up to 20 s); asserts. */
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots);
 /* Kills everything started and removes the temp directory. */

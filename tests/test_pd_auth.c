@@ -140,6 +140,23 @@ Test(auth, keys_are_read_from_text_or_from_a_certificate_file)
     cr_assert_eq(pd_auth_key_from_arg("not-a-key", pub, name, sizeof name, why, sizeof why),
                  PD_EINVAL);
     cr_assert(strstr(why, "neither a public key"), "%s", why);
+    /* A text file as `playdoh-keygen show > broker.pub` writes it (what
+       `playdoh-submit slurm --broker-key FILE` hands to its pilots). */
+    s_path(file, sizeof file, "broker.pub");
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s carol@pc\n", k.pub);
+    fclose(f);
+    memset(pub, 0, sizeof pub);
+    cr_assert_eq(pd_auth_key_from_arg(file, pub, NULL, 0, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(pub, k.pub);
+    /* A file of something else says so. */
+    f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "hello\n");
+    fclose(f);
+    cr_assert_eq(pd_auth_key_from_arg(file, pub, NULL, 0, why, sizeof why), PD_EINVAL);
+    cr_assert(strstr(why, "holds no public key"), "%s", why);
 }
 
 Test(auth, z85_keys_are_exactly_forty_decodable_characters)

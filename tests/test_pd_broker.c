@@ -31,6 +31,7 @@ static pd_msg_t msg;
 static void *socks[8]; /* every DEALER opened, closed by teardown */
 static uint64_t shared_max, shared_store; /* store limits for the next start, 0 = defaults */
 static int nsocks;
+static bool joined; /* a test stopped the broker thread itself */
 
 static void *s_run(void *arg)
 {
@@ -67,9 +68,13 @@ static void setup(void) { s_start(1000, 3, 1000); }
 
 static void teardown(void)
 {
-    pd_broker_stop(broker);
-    if (thread)
+    /* A test may have stopped and joined the broker thread itself: it sets
+       joined (or clears thread). */
+    if (!joined && thread) {
+        pd_broker_stop(broker);
         pthread_join(thread, NULL);
+    }
+    joined = false;
     pd_broker_destroy(&broker);
     cr_assert_null(broker);
     for (int i = 0; i < nsocks; i++)
@@ -1241,4 +1246,394 @@ Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)
         cr_assert_str_eq(ci == 0 ? k0 : k1, owners[id - 1], "job %llu", (unsigned long long) id);
     }
     zmq_close(w);
+}
+
+/* ---- GPU slots ---------------------------------------------------------- */
+
+static const char s_cu_src[] = "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n";
+
+/* Stores a module of the given kind; writes its hash. */
+static void s_put_kind(void *c, const char *name, const char *kind, const char *src, char hash[65])
+{
+    pd_mods_hash(src, strlen(src), hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", name);
+    pd_pack_kv_str(&pk, "kind", kind);
+    pd_pack_kv_bin(&pk, "data", src, strlen(src));
+    s_send_buf(c);
+    s_expect(c, "mod_ok");
+}
+
+/* A worker offering cpus and gpus, describing its GPUs when describe. */
+static void s_ready_gpu(void *w, uint32_t cpus, uint32_t gpus, bool describe)
+{
+    msgpack_packer pk = s_begin("ready", describe ? 5 : 4);
+    pd_pack_kv_str(&pk, "host", "gpuhost");
+    pd_pack_kv_uint(&pk, "pid", 99);
+    pd_pack_kv_uint(&pk, "cpus", cpus);
+    pd_pack_kv_uint(&pk, "gpus", gpus);
+    if (describe) {
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, gpus);
+        for (uint32_t i = 0; i < gpus; i++) {
+            msgpack_pack_map(&pk, 5);
+            pd_pack_kv_str(&pk, "name", i ? "Test GPU B" : "Test GPU A");
+            pd_pack_kv_uint(&pk, "mem", (uint64_t) (i + 1) << 30);
+            pd_pack_kv_uint(&pk, "cc_major", 8);
+            pd_pack_kv_uint(&pk, "cc_minor", 6);
+            pd_pack_kv_str(&pk, "uuid", "ignored: a field from a newer worker");
+        }
+    }
+    s_send_buf(w);
+    s_expect(w, "welcome");
+}
+
+/* Submits n GPU jobs (args base..) of module hash with CUDA module cu (or
+   NULL); returns the first id, or 0 after checking the error code want. */
+static uint64_t s_submit_gpu(void *c, const char *hash, uint32_t n, uint32_t base,
+                             const char *cu, const char *want)
+{
+    msgpack_packer pk = s_begin("submit", 5);
+    pd_pack_kv_uint(&pk, "req", 3);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "square");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint32(&pk, base + i);
+    if (cu)
+        pd_pack_kv_str(&pk, "cu", cu);
+    else
+        pd_pack_kv_bool(&pk, "gpu", true);
+    s_send_buf(c);
+    if (want) {
+        s_expect_error(c, want);
+        return 0;
+    }
+    s_expect(c, "accepted");
+    cr_assert_eq(s_uint("n"), n);
+    return s_uint("first");
+}
+
+/* Receives a `run` (after any `mod`s, whose names go into mods) and checks
+   each job's GPU fields: gpu true and the CUDA module cu (NULL: nil). */
+static uint32_t s_expect_gpu_run(void *w, s_run_job_t *out, uint32_t cap, const char *cu,
+                                 char mods[][16], int *nmods)
+{
+    *nmods = 0;
+    for (;;) {
+        cr_assert(s_recv_within(w, 3000), "no run");
+        if (pd_msg_is(&msg, "hb"))
+            continue;
+        if (!pd_msg_is(&msg, "mod"))
+            break;
+        cr_assert(*nmods < 4);
+        cr_assert_eq(pd_msg_str(&msg, "kind", mods[(*nmods)++], 16), 0);
+    }
+    cr_assert(pd_msg_is(&msg, "run"), "got %s", msg.type);
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    uint32_t n;
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t ten;
+        uint64_t tmo, client;
+        bool gpu = false;
+        cr_assert_eq(pd_rd_array(&r, &ten), 0);
+        cr_assert_eq(ten, 10, "a GPU job travels with [.., shared or nil, client, gpu, cu]");
+        cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_nil(&r), 0, "no shared data");
+        cr_assert_eq(pd_rd_uint(&r, &client), 0);
+        cr_assert_eq(client, 0, "one submitter (without a key) in the chunk");
+        cr_assert_eq(pd_rd_bool(&r, &gpu), 0);
+        cr_assert(gpu);
+        if (cu) {
+            char h[65];
+            cr_assert_eq(pd_rd_strcpy(&r, h, sizeof h), 0);
+            cr_assert_str_eq(h, cu);
+        } else {
+            cr_assert_eq(pd_rd_nil(&r), 0);
+        }
+    }
+    return n;
+}
+
+Test(unit_broker, a_gpu_job_is_refused_where_no_worker_ever_offered_a_gpu)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000c1");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 4); /* CPUs only */
+    s_submit_gpu(c, hash, 2, 0, NULL, "PD_ENOGPU");
+    char m[512];
+    cr_assert_eq(pd_msg_str(&msg, "msg", m, sizeof m), 0);
+    cr_assert(strstr(m, "no worker of this cluster has offered a GPU"), "%s", m);
+    /* Nothing was accepted; CPU jobs still go through. */
+    cr_assert_eq(s_submit(c, hash, 1, 0, 3), 1);
+    s_hello(c, 4);
+    cr_assert_eq(s_uint("gpus"), 0);
+}
+
+Test(unit_broker, gpu_jobs_go_to_gpu_slots_only_and_cpu_jobs_to_cpu_slots)
+{
+    void *c = s_dealer(NULL);
+    void *cpu = s_dealer("w-00000000000000c2");
+    void *gpu = s_dealer("w-00000000000000c3");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(cpu, 2);
+    s_ready_gpu(gpu, 0, 1, true); /* one GPU slot and no CPU slot */
+    s_hello(c, 5);
+    cr_assert_eq(s_uint("slots"), 3);
+    cr_assert_eq(s_uint("gpus"), 1);
+    uint64_t g = s_submit_gpu(c, hash, 3, 100, NULL, NULL);
+    /* GPU credit is 2 per GPU slot: two now, the third after a result. */
+    s_run_job_t jobs[8];
+    char mods[4][16];
+    int nmods;
+    uint32_t n = s_expect_gpu_run(gpu, jobs, 8, NULL, mods, &nmods);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(nmods, 1);
+    cr_assert_eq(jobs[0].id, g);
+    cr_assert_eq(jobs[1].id, g + 1);
+    /* CPU jobs are not sent to the GPU-only worker. */
+    uint64_t first = s_submit(c, hash, 4, 0, 3);
+    s_run_job_t cj[8];
+    cr_assert_eq(s_expect_run(cpu, cj, 8, true), 4);
+    cr_assert_eq(cj[0].id, first);
+    cr_assert_not(s_recv_within(cpu, 200) && pd_msg_is(&msg, "run"),
+                  "the CPU worker got a GPU job");
+    s_done(gpu, jobs, 1, false);
+    n = s_expect_gpu_run(gpu, jobs, 8, NULL, mods, &nmods);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(jobs[0].id, g + 2);
+    cr_assert_eq(nmods, 0, "a module goes once per worker");
+}
+
+Test(unit_broker, a_cuda_module_travels_with_its_jobs_and_makes_them_gpu_jobs)
+{
+    void *c = s_dealer(NULL);
+    void *gpu = s_dealer("w-00000000000000c4");
+    char hash[65], cu[65];
+    s_put_module(c, hash);
+    s_put_kind(c, "k.cu", "cu", s_cu_src, cu);
+    s_ready_gpu(gpu, 1, 1, false);
+    /* A .cu is not a task module, and a C module is not a CUDA module. */
+    s_submit_gpu(c, cu, 1, 0, NULL, "PD_EINVAL");
+    char m[512];
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "module k.cu is CUDA source"), "%s", m);
+    s_submit_gpu(c, hash, 1, 0, hash, "PD_EINVAL");
+    pd_msg_str(&msg, "msg", m, sizeof m);
+    cr_assert(strstr(m, "is not CUDA source"), "%s", m);
+    s_submit_gpu(c, hash, 1, 0, "abc", "PD_ENOMODULE");
+    uint64_t g = s_submit_gpu(c, hash, 1, 7, cu, NULL);
+    s_run_job_t jobs[4];
+    char mods[4][16];
+    int nmods;
+    cr_assert_eq(s_expect_gpu_run(gpu, jobs, 4, cu, mods, &nmods), 1);
+    cr_assert_eq(jobs[0].id, g);
+    cr_assert_eq(nmods, 2, "the C module and the CUDA module come before the run");
+    cr_assert_str_eq(mods[0], "c");
+    cr_assert_str_eq(mods[1], "cu");
+}
+
+Test(unit_broker, gpu_jobs_wait_for_a_gpu_worker_that_left_and_go_to_the_next)
+{
+    void *c = s_dealer(NULL);
+    void *g1 = s_dealer("w-00000000000000c5");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready_gpu(g1, 1, 2, true);
+    msgpack_packer pk = s_begin("bye", 0);
+    s_send_buf(g1);
+    s_hello(c, 6);
+    cr_assert_eq(s_uint("gpus"), 0);
+    /* A GPU was seen once: the job waits for one instead of being refused. */
+    uint64_t g = s_submit_gpu(c, hash, 1, 1, NULL, NULL);
+    (void) pk;
+    void *g2 = s_dealer("w-00000000000000c6");
+    s_ready_gpu(g2, 0, 1, false);
+    s_run_job_t jobs[4];
+    char mods[4][16];
+    int nmods;
+    cr_assert_eq(s_expect_gpu_run(g2, jobs, 4, NULL, mods, &nmods), 1);
+    cr_assert_eq(jobs[0].id, g);
+}
+
+Test(unit_broker, a_bad_gpu_list_in_ready_is_refused)
+{
+    void *w = s_dealer("w-00000000000000c7");
+    msgpack_packer pk = s_begin("ready", 5);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "pid", 1);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 1);
+    pd_pack_cstr(&pk, "gpu_info");
+    msgpack_pack_map(&pk, 0); /* not an array */
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    pk = s_begin("ready", 5);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "pid", 1);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 1);
+    pd_pack_cstr(&pk, "gpu_info");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    pd_pack_kv_str(&pk, "mem", "lots"); /* not a number */
+    s_send_buf(w);
+    s_expect_error(w, "PD_EPROTO");
+    void *c = s_dealer(NULL);
+    s_hello(c, 7);
+    cr_assert_eq(s_uint("workers"), 0, "a refused ready registers nothing");
+}
+
+/* ---- pilot workers (Slurm) --------------------------------------------- */
+
+/* ready with a pilot's Slurm ids; the value of slurm_job is packed by the
+   caller's choice of type (a string, or an int to be refused). */
+static void s_ready_pilot(void *w, const char *job, bool job_as_int, const char *array)
+{
+    msgpack_packer pk = s_begin("ready", 7);
+    pd_pack_kv_str(&pk, "host", "node17");
+    pd_pack_kv_uint(&pk, "pid", 77);
+    pd_pack_kv_uint(&pk, "cpus", 1);
+    pd_pack_kv_uint(&pk, "gpus", 0);
+    if (job_as_int)
+        pd_pack_kv_uint(&pk, "slurm_job", 5);
+    else
+        pd_pack_kv_str(&pk, "slurm_job", job);
+    pd_pack_kv_str(&pk, "slurm_step", "batch");
+    pd_pack_kv_str(&pk, "slurm_array", array);
+    s_send_buf(w);
+}
+
+Test(unit_broker, a_pilot_keeps_its_slurm_ids_and_its_bye_requeues_without_an_attempt)
+{
+    void *c = s_dealer(NULL);
+    char hash[65];
+    s_put_module(c, hash);
+    /* Wrong types and oversized ids are refused, the worker unregistered. */
+    void *bad = s_dealer("w-00000000000000b0");
+    s_ready_pilot(bad, NULL, true, "4_0");
+    s_expect_error(bad, "PD_EPROTO");
+    char longid[100];
+    memset(longid, '7', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    s_ready_pilot(bad, "9", false, longid);
+    s_expect_error(bad, "PD_ETOOBIG");
+    s_hello(c, 3);
+    cr_assert_eq(s_uint("workers"), 0, "a refused ready registered a worker");
+
+    /* A pilot takes both jobs, then leaves with bye (scancel): with retries
+       1, a loss counted against them would fail them (PD_ELOST); a bye
+       sends them to the next worker as a new run (attempt 2). */
+    void *p1 = s_dealer("w-00000000000000b1");
+    s_ready_pilot(p1, "4242", false, "4241_3");
+    s_expect(p1, "welcome");
+    uint64_t first = s_submit(c, hash, 2, 0, 1);
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(p1, jobs, 8, true), 2);
+    msgpack_packer pk = s_begin("bye", 0);
+    (void) pk;
+    s_send_buf(p1);
+    void *w2 = s_dealer("w-00000000000000b2");
+    s_ready(w2, 1);
+    s_run_job_t again[8];
+    uint32_t n = s_expect_run(w2, again, 8, true);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++)
+        cr_expect_eq(again[i].attempt, 2, "job %llu: run %llu, not the second",
+                     (unsigned long long) again[i].id, (unsigned long long) again[i].attempt);
+    s_done(w2, again, n, false);
+    s_fetch(c, 50, first, 2, 5000);
+    s_expect(c, "results");
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t three;
+        uint64_t id, state;
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &state), 0);
+        cr_expect_eq(state, 3, "job %llu is in state %llu, not done", (unsigned long long) id,
+                     (unsigned long long) state);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+
+    /* A second pilot, still registered: the registry holds its ids. */
+    void *p3 = s_dealer("w-00000000000000b3");
+    s_ready_pilot(p3, "4243", false, "4241_4");
+    s_expect(p3, "welcome");
+    /* The cluster view shows them, for pilots only. */
+    pk = s_begin("cluster", 1);
+    pd_pack_kv_uint(&pk, "req", 60);
+    s_send_buf(c);
+    s_expect(c, "cluster");
+    cr_assert_eq(pd_msg_rd(&msg, "workers", &r), 0);
+    uint32_t nw;
+    cr_assert_eq(pd_rd_array(&r, &nw), 0);
+    cr_assert_eq(nw, 2);
+    int seen_pilot = 0, seen_plain = 0;
+    for (uint32_t k = 0; k < nw; k++) {
+        uint32_t nf;
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        char id[32] = "", job[32] = "", step[32] = "", array[48] = "";
+        for (uint32_t i = 0; i < nf; i++) {
+            if (pd_rd_key_is(&r, "id"))
+                cr_assert_eq(pd_rd_strcpy(&r, id, sizeof id), 0);
+            else if (pd_rd_key_is(&r, "slurm_job"))
+                cr_assert_eq(pd_rd_strcpy(&r, job, sizeof job), 0);
+            else if (pd_rd_key_is(&r, "slurm_step"))
+                cr_assert_eq(pd_rd_strcpy(&r, step, sizeof step), 0);
+            else if (pd_rd_key_is(&r, "slurm_array"))
+                cr_assert_eq(pd_rd_strcpy(&r, array, sizeof array), 0);
+            else {
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+                cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+            }
+        }
+        if (strcmp(id, "w-00000000000000b3") == 0) {
+            seen_pilot++;
+            cr_expect_str_eq(job, "4243");
+            cr_expect_str_eq(step, "batch");
+            cr_expect_str_eq(array, "4241_4");
+        } else {
+            seen_plain++;
+            cr_expect_str_eq(job, "", "a worker not run by Slurm shows Slurm ids");
+        }
+    }
+    cr_expect_eq(seen_pilot, 1);
+    cr_expect_eq(seen_plain, 1);
+    pd_broker_stop(broker);
+    pthread_join(thread, NULL);
+    joined = true;
+    int pilots = 0;
+    for (uint32_t i = 0; i < pd_workers_span(broker->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(broker->workers, i);
+        if (!wk || wk->ridlen != 18)
+            continue;
+        cr_expect_neq(memcmp(wk->rid, "w-00000000000000b1", 18), 0,
+                      "the pilot that said bye is still registered");
+        if (memcmp(wk->rid, "w-00000000000000b3", 18) != 0)
+            continue;
+        pilots++;
+        cr_expect_str_eq(wk->host, "node17");
+        cr_expect_str_eq(wk->slurm_job, "4243");
+        cr_expect_str_eq(wk->slurm_step, "batch");
+        cr_expect_str_eq(wk->slurm_array, "4241_4");
+    }
+    cr_expect_eq(pilots, 1);
 }

@@ -134,7 +134,7 @@ Test(unit_jobs, a_submit_over_the_bound_is_refused_whole)
     cr_assert_eq(pd_jobs_next_id(jobs), 91);
     cr_assert_eq(s_submit(10, 3, &first), 0);
     /* Finished jobs make room again. */
-    uint64_t id = pd_jobs_pop(jobs);
+    uint64_t id = pd_jobs_pop(jobs, PD_JOBS_CPU);
     pd_jobs_set_cancelled(jobs, id);
     cr_assert_eq(s_submit(1, 3, &first), 0);
 }
@@ -163,10 +163,10 @@ Test(unit_jobs, the_queue_is_fifo_and_skips_cancelled_jobs)
     pd_jobs_set_cancelled(jobs, 2);
     pd_jobs_set_cancelled(jobs, 3);
     cr_assert_eq(pd_jobs_queued(jobs), 3);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
-    cr_assert_eq(pd_jobs_pop(jobs), 4);
-    cr_assert_eq(pd_jobs_pop(jobs), 5);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 4);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 5);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_RUNNING);
     cr_assert_eq(pd_jobs_get(jobs, 1)->attempt, 1);
     cr_assert_eq(pd_jobs_state(jobs, 2), PD_JOB_CANCELLED);
@@ -176,28 +176,28 @@ Test(unit_jobs, a_lost_job_goes_to_the_front_with_the_next_attempt)
 {
     uint64_t first;
     cr_assert_eq(s_submit(3, 3, &first), 0);
-    uint64_t id = pd_jobs_pop(jobs);
+    uint64_t id = pd_jobs_pop(jobs, PD_JOBS_CPU);
     cr_assert_eq(id, 1);
     cr_assert_eq(pd_jobs_requeue(jobs, id, true, "hostA"), 0);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_QUEUED);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
     cr_assert_eq(pd_jobs_get(jobs, 1)->attempt, 2);
-    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 2);
     /* Requeue out of order: the later one comes first. */
     cr_assert_eq(pd_jobs_requeue(jobs, 2, false, "hostA"), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 2);
 }
 
 Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
 {
     uint64_t first;
     cr_assert_eq(s_submit(1, 2, &first), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
     cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "hostA"), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
     /* A bye does not count toward the retries. */
     cr_assert_eq(pd_jobs_requeue(jobs, 1, false, "hostA"), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
     cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "hostB"), 1);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
     cr_assert_eq(pd_jobs_unfinished(jobs), 0);
@@ -218,11 +218,74 @@ Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
     cr_assert_str_eq(msg, "worker hostB was lost while running the job (3 attempts)");
 }
 
+/* What a submit needs besides a CPU slot, for the tests below. */
+typedef struct {
+    bool gpu;
+    uint32_t cu;
+} s_needs_t;
+
+/* Submits n jobs (as the anonymous client) with needs; returns the first id. */
+static uint64_t s_submit_needs(uint32_t n, const s_needs_t *needs)
+{
+    s_args(n);
+    uint64_t first;
+    uint32_t got;
+    pd_jobs_submit_t sub = {.fn = "f", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .gpu = needs && needs->gpu, .cu = needs ? needs->cu : 0};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &got, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(got, n);
+    return first;
+}
+
+Test(unit_jobs, gpu_jobs_wait_in_their_own_queue)
+{
+    s_needs_t gpu = {.gpu = true};
+    uint64_t c1 = s_submit_needs(2, NULL);      /* 1, 2 */
+    uint64_t g1 = s_submit_needs(2, &gpu);      /* 3, 4 */
+    uint64_t c2 = s_submit_needs(1, NULL);      /* 5 */
+    cr_assert_eq(pd_jobs_queued(jobs), 5);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_CPU), 3);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 2);
+    cr_assert_eq(pd_jobs_get(jobs, g1)->gpu, 1);
+    cr_assert_eq(pd_jobs_get(jobs, c1)->gpu, 0);
+    /* CPU slots never see GPU jobs, and the reverse. */
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), c1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), c1 + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), c2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), g1);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 1);
+    /* A lost GPU job goes back to the front of the GPU queue. */
+    cr_assert_eq(pd_jobs_requeue(jobs, g1, true, "gpuhost"), 0);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_CPU), 0);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), g1);
+    cr_assert_eq(pd_jobs_get(jobs, g1)->attempt, 2);
+    /* Cancelling a queued GPU job takes it off the GPU count. */
+    pd_jobs_set_cancelled(jobs, g1 + 1);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), 0);
+    cr_assert_eq(pd_jobs_unfinished(jobs), 4);
+}
+
+Test(unit_jobs, a_cuda_module_makes_a_gpu_job)
+{
+    s_needs_t cu = {.cu = 7};
+    uint64_t id = s_submit_needs(1, &cu);
+    pd_job_t *j = pd_jobs_get(jobs, id);
+    cr_assert_eq(j->gpu, 1, "a job that ships kernels must wait for a GPU slot");
+    cr_assert_eq(j->cu, 7);
+    cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), id);
+}
+
 Test(unit_jobs, retries_zero_still_allows_one_attempt)
 {
     uint64_t first;
     cr_assert_eq(s_submit(1, 0, &first), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
     cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "h"), 1);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
 }
@@ -231,8 +294,8 @@ Test(unit_jobs, results_share_one_blob_and_are_freed_on_forget)
 {
     uint64_t first;
     cr_assert_eq(s_submit(2, 3, &first), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 1);
-    cr_assert_eq(pd_jobs_pop(jobs), 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 2);
     static const uint8_t res[] = {0x92, 0x07, 0x08};
     pd_blob_t *blob = pd_blob_new(res, sizeof res, 0);
     pd_jobs_set_done(jobs, 1, blob, 1, 1);
@@ -297,7 +360,7 @@ Test(unit_jobs, many_jobs_span_chunks_and_freed_chunks_read_unknown)
         cr_assert_eq(s_submit(4096, 3, &first), 0);
     cr_assert_eq(pd_jobs_next_id(jobs), 40 * 4096 + 1);
     uint64_t id, popped = 0;
-    while ((id = pd_jobs_pop(jobs)) != 0) {
+    while ((id = pd_jobs_pop(jobs, PD_JOBS_CPU)) != 0) {
         pd_jobs_set_cancelled(jobs, id);
         popped++;
     }
@@ -314,7 +377,7 @@ Test(unit_jobs, the_queue_survives_compaction_after_many_cancels)
     uint64_t first;
     cr_assert_eq(s_submit(100, 3, &first), 0);
     for (uint64_t id = 1; id <= 100; id++)
-        cr_assert_eq(pd_jobs_pop(jobs), id);
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), id);
     /* Requeued in ascending order, each id is its own range at the front. */
     for (uint64_t id = 1; id <= 100; id++)
         cr_assert_eq(pd_jobs_requeue(jobs, id, false, "h"), 0);
@@ -322,9 +385,9 @@ Test(unit_jobs, the_queue_survives_compaction_after_many_cancels)
         if (id != 37 && id != 80)
             pd_jobs_set_cancelled(jobs, id);
     cr_assert_eq(pd_jobs_queued(jobs), 2);
-    cr_assert_eq(pd_jobs_pop(jobs), 80);
-    cr_assert_eq(pd_jobs_pop(jobs), 37);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 80);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 37);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     cr_assert_eq(pd_jobs_get(jobs, 37)->attempt, 2);
 }
 
@@ -444,7 +507,7 @@ Test(unit_jobs, free_slots_go_round_robin_between_clients)
     int bobs = 0;
     uint64_t prev_a = 0;
     for (int i = 0; i < 10; i++) {
-        uint64_t id = pd_jobs_pop(jobs);
+        uint64_t id = pd_jobs_pop(jobs, PD_JOBS_CPU);
         cr_assert_neq(id, 0);
         if (id >= b) {
             bobs++;
@@ -456,39 +519,39 @@ Test(unit_jobs, free_slots_go_round_robin_between_clients)
     cr_assert_eq(bobs, 5, "bob waited behind alice: %d of 5 popped", bobs);
     /* Then alice alone. */
     for (uint64_t id = a + 5; id < a + 40; id++)
-        cr_assert_eq(pd_jobs_pop(jobs), id);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), id);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
 }
 
 Test(unit_jobs, a_client_at_its_max_slots_waits_while_others_go_on)
 {
     uint64_t a = s_submit_as("capped", 10, 2, 0);
     uint64_t b = s_submit_as("free", 10, 0, 0);
-    uint64_t x = pd_jobs_pop(jobs), y = pd_jobs_pop(jobs), z = pd_jobs_pop(jobs);
+    uint64_t x = pd_jobs_pop(jobs, PD_JOBS_CPU), y = pd_jobs_pop(jobs, PD_JOBS_CPU), z = pd_jobs_pop(jobs, PD_JOBS_CPU);
     cr_assert_eq(x, a);
     cr_assert_eq(y, b);
     cr_assert_eq(z, a + 1);
     /* capped has 2 running: only free's jobs leave now. */
     for (int i = 1; i < 10; i++)
-        cr_assert_eq(pd_jobs_pop(jobs), b + (uint64_t) i);
-    cr_assert_eq(pd_jobs_pop(jobs), 0, "capped is at its 2 slots");
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), b + (uint64_t) i);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0, "capped is at its 2 slots");
     /* One of capped's jobs ends: one more may run. */
     pd_jobs_set_cancelled(jobs, a);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     /* A lost run goes back to the front of its own client's queue. */
     cr_assert_eq(pd_jobs_requeue(jobs, a + 2, true, "h"), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 2);
 }
 
 Test(unit_jobs, a_later_submit_changes_the_cap)
 {
     uint64_t a = s_submit_as("c", 5, 1, 0);
-    cr_assert_eq(pd_jobs_pop(jobs), a);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     s_submit_as("c", 1, 0, 0); /* no cap from now on */
-    cr_assert_eq(pd_jobs_pop(jobs), a + 1);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 2);
 }
 
 Test(unit_jobs, clients_are_forgotten_when_their_jobs_have_ended)
@@ -499,14 +562,14 @@ Test(unit_jobs, clients_are_forgotten_when_their_jobs_have_ended)
     pd_jobs_set_cancelled(jobs, b);
     cr_assert_eq(pd_jobs_clients(jobs), 1, "y has nothing left");
     for (uint64_t id = a; id < a + 3; id++) {
-        cr_assert_eq(pd_jobs_pop(jobs), id);
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), id);
         pd_jobs_set_failed(jobs, id, "PD_ETASK", "no", "h", 0);
     }
     cr_assert_eq(pd_jobs_clients(jobs), 0);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     /* A client coming back is served again. */
     uint64_t c = s_submit_as("x", 1, 0, 0);
-    cr_assert_eq(pd_jobs_pop(jobs), c);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), c);
 }
 
 Test(unit_jobs, cancelled_jobs_of_one_client_do_not_stall_the_others)
@@ -516,8 +579,8 @@ Test(unit_jobs, cancelled_jobs_of_one_client_do_not_stall_the_others)
     for (uint64_t id = a; id < a + 20; id++)
         pd_jobs_set_cancelled(jobs, id);
     for (uint64_t id = b; id < b + 3; id++)
-        cr_assert_eq(pd_jobs_pop(jobs), id);
-    cr_assert_eq(pd_jobs_pop(jobs), 0);
+        cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), id);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     cr_assert_eq(pd_jobs_queued(jobs), 0);
 }
 
@@ -528,10 +591,10 @@ Test(unit_jobs, shared_data_counts_its_unfinished_jobs)
     cr_assert_eq(pd_jobs_shared_open(jobs, 0), 0);
     cr_assert_eq(pd_jobs_get(jobs, a)->shared, 2);
     pd_jobs_set_cancelled(jobs, a);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 1);
     pd_jobs_set_done(jobs, a + 1, pd_blob_new("\xc0", 1, 0), 0, 1);
     cr_assert_eq(pd_jobs_shared_open(jobs, 1), 1);
-    cr_assert_eq(pd_jobs_pop(jobs), a + 2);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a + 2);
     cr_assert_eq(pd_jobs_requeue(jobs, a + 2, false, "h"), 0);
     cr_assert_eq(pd_jobs_shared_open(jobs, 1), 1, "a requeued job is still unfinished");
 }

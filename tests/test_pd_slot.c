@@ -42,7 +42,17 @@ static const char *s_module_src =
     "PD_TASK(leave, t) { (void) t; exit(3); }\n"
     "PD_TASK(nap, t) { double s = 0; pd_arg_double(t, &s); usleep((useconds_t) (s * 1e6)); return pd_out_nil(t); }\n"
     "PD_TASK(chatty, t) { printf(\"a task writing to stdout\\n\"); fflush(stdout); return pd_out_int(t, 7); }\n"
-    "PD_TASK(half, t) { pd_out_array(t, 2); return pd_out_int(t, 1); }\n";
+    "PD_TASK(half, t) { pd_out_array(t, 2); return pd_out_int(t, 1); }\n"
+    "PD_TASK(gpuenv, t) {\n"
+    "    const char *v = getenv(\"CUDA_VISIBLE_DEVICES\");\n"
+    "    pd_out_array(t, 2);\n"
+    "    pd_out_int(t, pd_task_gpu(t));\n"
+    "    return pd_out_str(t, v ? v : \"(unset)\");\n"
+    "}\n"
+    "PD_TASK(breaker, t) {\n"
+    "    setenv(\"PD_FAKE_CUDA_ALLOC_FAIL\", \"700\", 1);\n"
+    "    return pd_cuda_alloc(t, 8) ? pd_out_nil(t) : -1;\n"
+    "}\n";
 
 static const char *s_broken_src = "#include <playdoh_task.h>\nint broken(pd_task_t *t) { return t->nonsense + ; }\n";
 
@@ -124,6 +134,18 @@ static pd_slot_t *new_slot(void)
 {
     pd_slot_config_t cfg = {.index = 2, .exe = "/proc/self/exe", .cache_dir = s_dir,
                             .host = "testhost", .sink = {on_result, on_requeue, NULL}};
+    pd_slot_t *s = pd_slot_new(&cfg, NULL);
+    cr_assert_not_null(s);
+    return s;
+}
+
+/* A slot for the worker's GPU gpu (gpu < 0: a CPU slot) whose child gets
+   CUDA_VISIBLE_DEVICES=visible (NULL: the environment unchanged). */
+static pd_slot_t *new_gpu_slot(int gpu, const char *visible)
+{
+    pd_slot_config_t cfg = {.index = 3, .exe = "/proc/self/exe", .cache_dir = s_dir,
+                            .host = "testhost", .has_gpu = gpu >= 0, .gpu = gpu,
+                            .cuda_visible = visible, .sink = {on_result, on_requeue, NULL}};
     pd_slot_t *s = pd_slot_new(&cfg, NULL);
     cr_assert_not_null(s);
     return s;
@@ -454,4 +476,92 @@ int main(int argc, char **argv)
         rc = !criterion_run_all_tests(tests);
     criterion_finalize(tests);
     return rc;
+}
+
+/* Reads a gpuenv result [gpu, CUDA_VISIBLE_DEVICES]. */
+static void as_gpuenv(const result_t *r, int64_t *gpu, char *vis, size_t cap)
+{
+    cr_assert(r->ok, "job %llu failed: %.*s", (unsigned long long) r->id, (int) r->len, r->val);
+    pd_rd_t rd;
+    pd_rd_init(&rd, r->val, r->len);
+    uint32_t n;
+    cr_assert_eq(pd_rd_array(&rd, &n), 0);
+    cr_assert_eq(pd_rd_int(&rd, gpu), 0);
+    cr_assert_eq(pd_rd_strcpy(&rd, vis, cap), 0);
+}
+
+Test(unit, a_gpu_slot_knows_its_gpu_and_sees_only_its_device)
+{
+    setenv("CUDA_VISIBLE_DEVICES", "7,8", 1); /* the worker's own */
+    int64_t gpu;
+    char vis[32];
+    pd_slot_t *s = new_gpu_slot(1, "8");
+    send1(s, job_double(1, "gpuenv", 0, 0));
+    pump(s, 1);
+    as_gpuenv(&s_res[0], &gpu, vis, sizeof vis);
+    cr_expect_eq(gpu, 1);
+    cr_expect_str_eq(vis, "8");
+    pd_slot_destroy(&s);
+    s = new_gpu_slot(-1, "");
+    send1(s, job_double(2, "gpuenv", 0, 0));
+    pump(s, 2);
+    as_gpuenv(&s_res[1], &gpu, vis, sizeof vis);
+    cr_expect_eq(gpu, -1, "a CPU slot has no GPU");
+    cr_expect_str_eq(vis, "", "a CPU slot sees no device");
+    pd_slot_destroy(&s);
+    s = new_gpu_slot(-1, NULL);
+    send1(s, job_double(3, "gpuenv", 0, 0));
+    pump(s, 3);
+    as_gpuenv(&s_res[2], &gpu, vis, sizeof vis);
+    cr_expect_str_eq(vis, "7,8", "without cuda_visible the environment is left alone");
+    pd_slot_destroy(&s);
+}
+
+Test(unit, a_broken_gpu_context_restarts_the_slot_and_loses_no_job)
+{
+    const char *fake = getenv("PD_FAKE_LIBCUDA");
+    cr_assert(fake && *fake, "PD_FAKE_LIBCUDA is not set (meson sets it)");
+    setenv("PLAYDOH_LIBCUDA", fake, 1);
+    unsetenv("PD_FAKE_CUDA_ALLOC_FAIL");
+    pd_slot_t *s = new_gpu_slot(0, "0");
+    send1(s, job_double(1, "breaker", 0, 0));
+    pump(s, 1);
+    char code[32], msg[512];
+    int64_t slot;
+    as_error(&s_res[0], code, msg, sizeof msg, &slot);
+    cr_expect_str_eq(code, "PD_ECUDA");
+    cr_expect(strstr(msg, "CUDA_ERROR_ILLEGAL_ADDRESS"), "%s", msg);
+    int first = pd_slot_pid(s);
+    /* The child is exiting: a job sent now either reaches the new process
+       or comes back unstarted; it never fails. */
+    int64_t end = pd_slot_now_ms() + 10000;
+    while (!pd_slot_idle(s) && pd_slot_now_ms() < end) {
+        pd_slot_tick(s);
+        usleep(1000);
+    }
+    send1(s, job_double(2, "square", 5, 0));
+    end = pd_slot_now_ms() + 30000;
+    while (s_nres < 2 && s_nback < 1 && pd_slot_now_ms() < end) {
+        struct pollfd p = {.fd = pd_slot_fd(s), .events = POLLIN};
+        if (poll(&p, p.fd >= 0 ? 1 : 0, 50) > 0)
+            pd_slot_on_readable(s);
+        pd_slot_tick(s);
+    }
+    if (s_nback == 1) {
+        cr_expect_eq(s_back[0]->id, 2, "the job sent meanwhile came back unstarted");
+        cr_expect_eq(s_nres, 1);
+    } else {
+        cr_assert_eq(s_nres, 2);
+        cr_expect_float_eq(as_double(&s_res[1]), 25.0, 1e-12);
+    }
+    /* Either way the process was replaced. */
+    end = pd_slot_now_ms() + 10000;
+    while (pd_slot_pid(s) == first && pd_slot_now_ms() < end) {
+        struct pollfd p = {.fd = pd_slot_fd(s), .events = POLLIN};
+        if (poll(&p, p.fd >= 0 ? 1 : 0, 50) > 0)
+            pd_slot_on_readable(s);
+        pd_slot_tick(s);
+    }
+    cr_expect_neq(pd_slot_pid(s), first, "the slot process was not restarted");
+    pd_slot_destroy(&s);
 }

@@ -48,10 +48,18 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-/* Starts the fake broker and a worker with code policy mode over list. */
-static void s_start(pd_policy_mode_t mode, const char *list)
+/* What the worker under test was told about Slurm (NULL: not a pilot). */
+static const char *s_slurm_job, *s_slurm_step, *s_slurm_array;
+
+/* Starts the fake broker and a worker: an idle time-out and Slurm ids (a
+   pilot), code policy mode over list. */
+static void s_start_with(int idle_exit_ms, const char *job, const char *step, const char *array,
+                         pd_policy_mode_t mode, const char *list)
 {
     unsetenv("BXFI_MAP"); /* see test_pd_slot.c */
+    s_slurm_job = job;
+    s_slurm_step = step;
+    s_slurm_array = array;
     snprintf(s_dir, sizeof s_dir, "/tmp/pd-worker-XXXXXX");
     cr_assert_not_null(mkdtemp(s_dir));
     unsigned char h[32];
@@ -66,15 +74,26 @@ static void s_start(pd_policy_mode_t mode, const char *list)
     zmq_getsockopt(s_router, ZMQ_LAST_ENDPOINT, s_endpoint, &len);
     pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 2, .cache_dir = s_dir,
                               .heartbeat_ms = 100, .name = "testhost",
-                              .slot_exe = "/proc/self/exe", .code_policy = mode,
-                              .code_list = list};
+                              .slot_exe = "/proc/self/exe", .idle_exit_ms = idle_exit_ms,
+                              .slurm_job = job, .slurm_step = step, .slurm_array = array,
+                              .code_policy = mode, .code_list = list};
     s_worker = pd_worker_new(&cfg, NULL);
     cr_assert_not_null(s_worker);
     s_stop = 0;
     cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
 }
 
-static void setup(void) { s_start(PD_POLICY_ANY, NULL); }
+static void start(int idle_exit_ms, const char *job, const char *step, const char *array)
+{
+    s_start_with(idle_exit_ms, job, step, array, PD_POLICY_ANY, NULL);
+}
+
+static void s_start(pd_policy_mode_t mode, const char *list)
+{
+    s_start_with(0, NULL, NULL, NULL, mode, list);
+}
+
+static void setup(void) { start(0, NULL, NULL, NULL); }
 
 static void stop_worker(void)
 {
@@ -166,6 +185,18 @@ static void handshake(void)
     cr_expect_eq(cpus, 2);
     cr_expect_eq(gpus, 0);
     cr_expect_eq(pid, (uint64_t) getpid());
+    /* A pilot's Slurm ids, and nothing of the kind from other workers. */
+    const char *keys[3] = {"slurm_job", "slurm_step", "slurm_array"};
+    const char *want[3] = {s_slurm_job, s_slurm_step, s_slurm_array};
+    for (int i = 0; i < 3; i++) {
+        char v[64] = "";
+        if (!want[i]) {
+            cr_expect_not(pd_msg_has(&m.m, keys[i]), "'ready' of a non-pilot has %s", keys[i]);
+            continue;
+        }
+        cr_assert_eq(pd_msg_str(&m.m, keys[i], v, sizeof v), 0, "%s", m.m.why);
+        cr_expect_str_eq(v, want[i]);
+    }
     free(m.frame);
     cr_assert_eq(s_peerlen, 18);
     cr_expect(memcmp(s_peer, "w-", 2) == 0);
@@ -555,6 +586,168 @@ Test(policy, a_run_without_client_keys_still_runs_under_any)
     res_t rs[1];
     collect(rs, 1);
     cr_expect(rs[0].ok);
+}
+
+/* Sends run {jobs: [[id, 1, mod, fn, 0, x, nil, 0, true, nil]]}: one GPU
+   job (no shared data, no client key, no CUDA module). */
+static void run_gpu_job(uint64_t id, const char *fn, double x)
+{
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "run", 1);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 10);
+    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint64(&pk, 1);
+    pd_pack_cstr(&pk, s_hash);
+    pd_pack_cstr(&pk, fn);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_double(&pk, x);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_true(&pk);
+    msgpack_pack_nil(&pk);
+    send_buf(&b);
+}
+
+Test(unit, a_gpu_job_sent_to_a_worker_without_gpus_fails_with_enogpu)
+{
+    handshake();
+    run_gpu_job(30, "square", 3);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_eq(rs[0].id, 30);
+    cr_expect_str_eq(rs[0].code, "PD_ENOGPU");
+    cr_expect(strstr(rs[0].msg, "worker testhost has no GPU slot, yet the broker sent it a GPU "
+                                "job"), "%s", rs[0].msg);
+}
+
+Test(unit, gpus_are_described_in_ready_and_gpu_jobs_run_on_gpu_slots)
+{
+    const char *fake = getenv("PD_FAKE_LIBCUDA");
+    cr_assert(fake && *fake, "PD_FAKE_LIBCUDA is not set (meson sets it)");
+    stop_worker();
+    msg_t m;
+    while (recv_msg(&m, 300, false))
+        free(m.frame); /* the first worker's ready and bye */
+    setenv("PLAYDOH_LIBCUDA", fake, 1);
+    setenv("PD_FAKE_CUDA_DEVICES", "2", 1);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 1, .gpus = -1, .cache_dir = s_dir,
+                              .heartbeat_ms = 100, .name = "testhost",
+                              .slot_exe = "/proc/self/exe"};
+    s_worker = pd_worker_new(&cfg, NULL);
+    cr_assert_not_null(s_worker);
+    s_stop = 0;
+    cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
+    expect("ready", &m);
+    uint64_t cpus = 0, gpus = 0;
+    cr_assert_eq(pd_msg_uint(&m.m, "cpus", &cpus), 0);
+    cr_assert_eq(pd_msg_uint(&m.m, "gpus", &gpus), 0);
+    cr_expect_eq(cpus, 1);
+    cr_expect_eq(gpus, 2, "every GPU the driver shows is offered by default");
+    pd_rd_t r;
+    uint32_t n;
+    cr_assert_eq(pd_msg_rd(&m.m, "gpu_info", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nf;
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        cr_assert_eq(nf, 4);
+        char name[64], want[64];
+        uint64_t mem, major, minor;
+        cr_assert(pd_rd_key_is(&r, "name"));
+        cr_assert_eq(pd_rd_strcpy(&r, name, sizeof name), 0);
+        cr_assert(pd_rd_key_is(&r, "mem"));
+        cr_assert_eq(pd_rd_uint(&r, &mem), 0);
+        cr_assert(pd_rd_key_is(&r, "cc_major"));
+        cr_assert_eq(pd_rd_uint(&r, &major), 0);
+        cr_assert(pd_rd_key_is(&r, "cc_minor"));
+        cr_assert_eq(pd_rd_uint(&r, &minor), 0);
+        snprintf(want, sizeof want, "Fake GPU %u", i);
+        cr_expect_str_eq(name, want);
+        cr_expect_eq(mem, (uint64_t) (i + 1) << 30);
+        cr_expect_eq(major, 8);
+        cr_expect_eq(minor, 6);
+    }
+    free(m.frame);
+    /* Answer as handshake() does, from the welcome on. */
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", 100);
+    pd_pack_kv_uint(&pk, "liveness", 3);
+    send_buf(&b);
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_str(&pk, "name", "tasks.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
+    send_buf(&b);
+    run_gpu_job(40, "square", 6);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect(rs[0].ok, "%s: %s", rs[0].code, rs[0].msg);
+    cr_expect_float_eq(rs[0].x, 36.0, 1e-12);
+}
+
+/* Pilot workers: Slurm ids in `ready`, and the idle time-out. */
+static void setup_pilot(void) { start(700, "4242", "batch", "4241_3"); }
+
+TestSuite(pilot, .init = setup_pilot, .fini = teardown, .timeout = 60);
+
+/* Waits up to 10 s for the worker's `bye`, skipping heartbeats and results;
+   returns when it came, in ms (monotonic), or -1. */
+static int64_t wait_bye(void)
+{
+    int64_t end = pd_slot_now_ms() + 10000;
+    msg_t m;
+    while (pd_slot_now_ms() < end && recv_msg(&m, (int) (end - pd_slot_now_ms()), false)) {
+        bool bye = pd_msg_is(&m.m, "bye");
+        free(m.frame);
+        if (bye)
+            return pd_slot_now_ms();
+    }
+    return -1;
+}
+
+Test(pilot, reports_its_slurm_ids_and_leaves_when_idle_but_never_while_busy)
+{
+    handshake(); /* checks slurm_job, slurm_step and slurm_array */
+    /* A job twice as long as the idle time-out: the worker stays for it. */
+    uint64_t ids[1] = {5};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"nap"};
+    double xs[1] = {1.4};
+    run_jobs(1, ids, mods, fns, xs, NULL);
+    res_t rs[1];
+    collect(rs, 1); /* fails on a `bye` before the result */
+    cr_expect(rs[0].ok);
+    int64_t done = pd_slot_now_ms();
+    int64_t bye = wait_bye();
+    cr_assert_geq(bye, 0, "the pilot did not leave within 10 s of its last job");
+    cr_expect_geq(bye - done, 500, "the pilot left %lld ms after its last job, before its "
+                  "idle time-out of 700 ms", (long long) (bye - done));
+    pthread_join(s_thread, NULL); /* pd_worker_run returned by itself */
+    pd_worker_destroy(&s_worker);
+}
+
+Test(pilot, a_pilot_that_never_gets_a_job_leaves_too)
+{
+    msg_t m;
+    expect("ready", &m); /* never welcomed: the broker may be unreachable */
+    free(m.frame);
+    cr_assert_geq(wait_bye(), 0, "an idle pilot stayed");
+    pthread_join(s_thread, NULL);
+    pd_worker_destroy(&s_worker);
 }
 
 int main(int argc, char **argv)

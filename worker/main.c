@@ -4,7 +4,11 @@
     the flags, which override them; builds a pd_worker_t and runs its loop
     until SIGINT or SIGTERM, then says `bye` and stops its slot processes.
     SIGHUP re-reads the configuration files and applies the slots, the idle
-    policy and the log level they set (flags still win).
+    policy and the log level they set (flags still win). With --idle-exit it
+    also leaves by itself after that long without a job; run as a Slurm pilot
+    job, it reports the job and step ids it finds in its environment
+    (SLURM_JOB_ID, SLURM_STEP_ID, SLURM_ARRAY_JOB_ID/SLURM_ARRAY_TASK_ID)
+    when it registers (docs/slurm.md).
 
     `playdoh-worker ctl [--cpus N] [--gpus N] [--now]` is the owner's remote
     control: it talks to a running worker over its control socket.
@@ -60,7 +64,8 @@ static void s_usage(FILE *f)
             "  --broker EP        broker endpoint, e.g. tcp://lab-server:5555 (default: find\n"
             "                     the broker of the cluster by its beacon)\n"
             "  --cpus N           CPU slots to offer (default: online CPUs)\n"
-            "  --gpus N           GPUs to offer (default: 0)\n"
+            "  --gpus N           GPU slots to offer (default: every GPU the CUDA driver\n"
+            "                     shows; 0: none; more than the machine has is an error)\n"
             "  --cache DIR        module cache (default: $CACHE_DIRECTORY, $XDG_CACHE_HOME/playdoh\n"
             "                     or ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
@@ -77,6 +82,8 @@ static void s_usage(FILE *f)
             "  --idle-load-max X  offer slots only while the machine's own load is at most X\n"
             "                     CPUs (default 0: always)\n"
             "  --idle-action A    suspend or requeue running jobs when the owner is back\n"
+            "  --idle-exit S      leave after S seconds without a job (default 0: never;\n"
+            "                     pilot jobs use it to give their allocation back)\n"
             "\n"
             "security (docs/security.md): towards a broker that is not on loopback the\n"
             "worker runs CurveZMQ and accepts only the broker key it trusts\n"
@@ -117,6 +124,42 @@ static int s_int_arg(const char *opt, const char *val, int min, int max)
         exit(2);
     }
     return (int) v;
+}
+
+/* Parses --idle-exit's seconds (decimals allowed) into ms; exits when bad. */
+static int s_seconds_arg(const char *opt, const char *val)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= 0 && v <= 31536000)) {
+        fprintf(stderr, "playdoh-worker: %s wants seconds between 0 and 31536000 (a year), got "
+                        "'%s'\n", opt, val);
+        exit(2);
+    }
+    return (int) (v * 1000 + 0.5);
+}
+
+/* Fills the Slurm ids of a pilot job from the environment Slurm gives its
+   steps; leaves them NULL outside Slurm. The batch step has no
+   SLURM_STEP_ID: it is reported as "batch". */
+static void s_slurm_ids(pd_worker_config_t *cfg, char *array, size_t cap)
+{
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!job || !*job)
+        return;
+    cfg->slurm_job = job;
+    const char *step = getenv("SLURM_STEP_ID");
+    const char *env = getenv("ENVIRONMENT");
+    if (step && *step)
+        cfg->slurm_step = step;
+    else if (env && strcmp(env, "BATCH") == 0)
+        cfg->slurm_step = "batch";
+    const char *ajob = getenv("SLURM_ARRAY_JOB_ID"), *atask = getenv("SLURM_ARRAY_TASK_ID");
+    if (ajob && *ajob && atask && *atask) {
+        snprintf(array, cap, "%s_%s", ajob, atask);
+        cfg->slurm_array = array;
+    }
 }
 
 /* The default control socket path (a static buffer). */
@@ -286,6 +329,7 @@ typedef struct {
     int cpus, gpus, hb, bport;
     double idle_max;
     const char *security, *key, *broker_key, *config_dir, *policy, *code_list, *install;
+    int idle_exit_ms; /* --idle-exit (a flag only: pilots pass it) */
 } s_flags_t;
 
 /* Applies the configuration file's slots, idle policy and log level where
@@ -314,7 +358,10 @@ static void s_reload_config(pd_worker_t *w, void *user)
     int cpus = fl->cpus >= 0 ? fl->cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) (ncpu > 0 ? ncpu : 1));
-    int gpus = fl->gpus >= 0 ? fl->gpus : (int) pd_config_uint(cf, "worker", "gpus", 0);
+    /* No gpus anywhere: every GPU found (-1). */
+    int gpus = fl->gpus >= 0                         ? fl->gpus
+               : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
+                                                     : -1;
     if (cpus != st.cpus || gpus != st.gpus)
         pd_worker_set_slots(w, cpus, gpus, false, why, sizeof why);
     pd_worker_idle_t idle = {
@@ -420,8 +467,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return s_ctl(argc - 1, argv + 1);
 
-    enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_SECURE,
-           O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY, O_LIST, O_INSTALL };
+    enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
+           O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY, O_LIST,
+           O_INSTALL };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -434,6 +482,7 @@ int main(int argc, char **argv)
         {"control", required_argument, NULL, O_CONTROL},
         {"idle-load-max", required_argument, NULL, O_IDLE},
         {"idle-action", required_argument, NULL, O_ACTION},
+        {"idle-exit", required_argument, NULL, O_EXIT},
         {"secure", no_argument, NULL, O_SECURE},
         {"insecure", no_argument, NULL, O_INSECURE},
         {"key", required_argument, NULL, O_KEY},
@@ -476,6 +525,7 @@ int main(int argc, char **argv)
             s_check_flag("--idle-action", "worker", "idle_action", optarg);
             fl.action = optarg;
             break;
+        case O_EXIT: fl.idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
         case O_SECURE:
         case O_INSECURE: {
             const char *want = c == O_SECURE ? "secure" : "insecure";
@@ -524,7 +574,9 @@ int main(int argc, char **argv)
         .cpus = fl.cpus >= 0 ? fl.cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) (ncpu > 0 ? ncpu : 1)),
-        .gpus = fl.gpus >= 0 ? fl.gpus : (int) pd_config_uint(cf, "worker", "gpus", 0),
+        .gpus = fl.gpus >= 0                         ? fl.gpus
+                : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
+                                                      : -1, /* every GPU found */
         .cache_dir = fl.cache ? fl.cache : pd_config_str(cf, "worker", "cache_dir", NULL),
         .heartbeat_ms = fl.hb >= 0 ? fl.hb
                                    : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
@@ -557,6 +609,7 @@ int main(int argc, char **argv)
         .key_file = fl.key ? fl.key : pd_config_str(cf, "worker", "key", NULL),
         .broker_key = fl.broker_key ? fl.broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
         .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
+        .idle_exit_ms = fl.idle_exit_ms,
     };
     /* Values were checked against the schema (flags by s_check_flag). */
     pd_auth_mode_parse(fl.security ? fl.security
@@ -564,6 +617,8 @@ int main(int argc, char **argv)
                        &cfg.security);
     pd_policy_parse(fl.policy ? fl.policy : pd_config_str(cf, "worker", "code_policy", "any"),
                     &cfg.code_policy);
+    char array[96];
+    s_slurm_ids(&cfg, array, sizeof array);
     if (cfg.beacon_port == 0 && (!cfg.broker || !*cfg.broker) && !fl.install) {
         fprintf(stderr, "playdoh-worker: [cluster] beacon_port is 0 (no beacons) and no broker "
                         "is given: set [worker] broker or pass --broker ENDPOINT\n");

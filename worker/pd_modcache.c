@@ -8,6 +8,7 @@
 #include "pd_modcache.h"
 #include "pd_bundle.h"
 #include "pd_error.h"
+#include "pd_file.h"
 #include "pd_log.h"
 
 #include <dirent.h>
@@ -80,37 +81,6 @@ static int s_mkdir_p(const char *path)
     return 0;
 }
 
-/* Writes data to path through a temporary file and rename(), so readers see
-   the old file or the whole new one, never a part. */
-static int s_write_atomic(const char *path, const void *data, size_t len)
-{
-    static unsigned counter;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long) getpid(), counter++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        p += n;
-        left -= (size_t) n;
-    }
-    if (close(fd) || rename(tmp, path)) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /* True when the file at path holds exactly data. */
 static bool s_file_equals(const char *path, const void *data, size_t len)
 {
@@ -142,9 +112,9 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
     }
     for (int i = 0; i < PD_MODCACHE_MAPS; i++)
         mc->maps[i].fd = -1;
-    static const char *subdirs[] = {"modules", "so", "include", "shared"};
+    static const char *subdirs[] = {"modules", "so", "include", "shared", "ptx"};
     char path[4200];
-    for (int i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
         if (s_mkdir_p(path)) {
             pd_log_error("cannot create the module cache directory %s: %s (choose another "
@@ -155,7 +125,7 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
     }
     snprintf(path, sizeof path, "%s/include/playdoh_task.h", dir);
     if (!s_file_equals(path, pd_task_header, pd_task_header_len)
-        && s_write_atomic(path, pd_task_header, pd_task_header_len)) {
+        && pd_file_write_atomic(path, pd_task_header, pd_task_header_len)) {
         pd_log_error("cannot write %s: %s", path, strerror(errno));
         code = PD_ESYS;
         goto fail;
@@ -207,7 +177,8 @@ char *pd_modcache_default_dir(void)
 
 bool pd_modcache_valid(const char *hash, const char *kind)
 {
-    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0)
+    if (strcmp(kind, "c") != 0 && strcmp(kind, "so") != 0 && strcmp(kind, "pkg") != 0 &&
+        strcmp(kind, "cu") != 0)
         return false;
     size_t i = 0;
     for (; hash[i]; i++)
@@ -227,8 +198,8 @@ int pd_modcache_store(pd_modcache_t *mc, const char *hash, const char *kind,
                       const void *data, size_t len, char *why, size_t cap)
 {
     if (!pd_modcache_valid(hash, kind)) {
-        snprintf(why, cap, "module hash must be 64 lowercase hex digits and kind \"c\" or "
-                 "\"so\" (got kind \"%.8s\")", kind);
+        snprintf(why, cap, "module hash must be 64 lowercase hex digits and kind \"c\", \"so\" "
+                 "or \"cu\" (got kind \"%.8s\")", kind);
         return PD_EINVAL;
     }
     char actual[65];
@@ -243,7 +214,7 @@ int pd_modcache_store(pd_modcache_t *mc, const char *hash, const char *kind,
     struct stat st;
     if (stat(path, &st) == 0 && (size_t) st.st_size == len)
         return 0; /* content-addressed: same name, same bytes */
-    if (s_write_atomic(path, data, len)) {
+    if (pd_file_write_atomic(path, data, len)) {
         snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
         return PD_ESYS;
     }
@@ -417,10 +388,9 @@ static void s_rm_dir(const char *dir)
         struct dirent *e;
         char path[4400];
         while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-                unlink(path);
-            }
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int) sizeof path)
+                unlink(path); /* a name that does not fit is not one of ours */
         closedir(d);
     }
     rmdir(dir);
@@ -477,7 +447,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
     for (size_t i = 0; i < b.nfiles; i++) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%.*s", src, (int) b.files[i].name_len, b.files[i].name);
-        if (s_write_atomic(path, b.files[i].data, b.files[i].len)) {
+        if (pd_file_write_atomic(path, b.files[i].data, b.files[i].len)) {
             snprintf(buf, sizeof buf, "module %s: cannot write %s: %s", name, path,
                      strerror(errno));
             *msg = strdup(buf);
@@ -717,7 +687,7 @@ int pd_modcache_store_shared(pd_modcache_t *mc, const char *hash, const void *da
     struct stat st;
     if (stat(path, &st) == 0 && (size_t) st.st_size == len)
         return 0; /* content-addressed: same name, same bytes */
-    if (s_write_atomic(path, data, len)) {
+    if (pd_file_write_atomic(path, data, len)) {
         snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
         return PD_ESYS;
     }

@@ -3,6 +3,8 @@
     Layout under the cache directory:
         modules/<hash>.c      C source as uploaded (hash = SHA-256 of the bytes)
         modules/<hash>.so     prebuilt shared object as uploaded
+        modules/<hash>.cu     CUDA source as uploaded (compiled by GPU slots, gpu/pd_gpurt.h)
+        ptx/<hash>-<arch>-nvrtc<M>.<m>.ptx  CUDA source compiled by NVRTC
         so/<hash>-<ccid>.so   C source compiled by this machine's compiler, whose
                               identity <ccid> is a short hash of `cc --version`
         include/playdoh_task.h  the task header, embedded in the worker binary
@@ -48,7 +50,7 @@ const char *pd_modcache_dir(pd_modcache_t *mc);
    Returns a string the caller frees, or NULL when neither variable is set. */
 char *pd_modcache_default_dir(void);
 
-/* True when hash is 64 lowercase hex digits and kind is "c" or "so". */
+/* True when hash is 64 lowercase hex digits and kind is "c", "so" or "cu". */
 bool pd_modcache_valid(const char *hash, const char *kind);
 
 /* Stores a module's bytes as modules/<hash>.<kind> after checking that hash

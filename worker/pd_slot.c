@@ -5,13 +5,17 @@
     running, hand the unstarted ones back and restart the child. Child side
     (pd_slot_main): read a group, run each job through the module cache and
     the task API, write each result at once. The pipe protocol is described
-    in pd_slot.h.
+    in pd_slot.h. A GPU slot's child also owns a pd_gpurt_t: it compiles and
+    loads a job's CUDA module during the LOAD phase, before the task starts,
+    so that compile time is not charged to the task's time-out and a module
+    that does not compile fails the job with NVRTC's log.
 */
 #include "pd_slot.h"
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_exec.h"
 #include "pd_log.h"
+#include "pd_gpurt.h"
 #include "pd_modcache.h"
 #include "pd_task.h"
 
@@ -32,7 +36,7 @@
 #define S_RESPAWN_PAUSE_MS 1000
 #define S_REAP_GRACE_MS 2000
 
-enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2 };
+enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2, S_FRAME_RESET = 3 };
 
 /* Why a child is being replaced. */
 typedef enum {
@@ -49,6 +53,9 @@ struct pd_slot {
     char *cache_dir;       /* module cache directory */
     char *host;            /* host name for messages */
     char *log_level;       /* child's log level, or NULL */
+    bool has_gpu;          /* a GPU slot */
+    int gpu;               /* when has_gpu: the worker's number of its GPU */
+    char *cuda_visible;    /* "CUDA_VISIBLE_DEVICES=..." for the child, or NULL */
     pd_slot_sink_t sink;   /* result delivery */
     pid_t pid;             /* child's pid; 0 while dead */
     int to_child;          /* write end of the job pipe; -1 while dead */
@@ -60,6 +67,7 @@ struct pd_slot {
     size_t cur;            /* first job without a result */
     int64_t deadline_ms;   /* time-out of the current job; INT64_MAX = none */
     bool loading;          /* the child announced LOAD for the current job */
+    bool reset;            /* the child said RESET: it exits between groups */
     double avg_us;         /* moving average of job run times; 0 = unknown */
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
@@ -193,6 +201,36 @@ static void s_close_fds(pd_slot_t *s)
     s->to_child = s->from_child = -1;
 }
 
+extern char **environ;
+
+/* The child's environment: ours with CUDA_VISIBLE_DEVICES replaced, or
+   environ itself when the slot sets none. Built before fork (the child may
+   only make async-signal-safe calls). Free with s_env_free. */
+static char **s_env_new(const pd_slot_t *s)
+{
+    if (!s->cuda_visible)
+        return environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + 2) * sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
+            env[k++] = environ[i];
+    env[k++] = s->cuda_visible;
+    env[k] = NULL;
+    return env;
+}
+
+static void s_env_free(char **env)
+{
+    if (env != environ)
+        free(env);
+}
+
 /* Starts a child; returns 0 or PD_ESYS (then the slot stays dead). */
 static int s_spawn(pd_slot_t *s)
 {
@@ -205,17 +243,31 @@ static int s_spawn(pd_slot_t *s)
         close(jobs[1]);
         return PD_ESYS;
     }
+    char **env = s_env_new(s);
+    if (!env) {
+        close(jobs[0]);
+        close(jobs[1]);
+        close(results[0]);
+        close(results[1]);
+        return PD_ESYS;
+    }
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    char idx[16], parent[24];
+    char idx[16], parent[24], gpu[16];
     snprintf(idx, sizeof idx, "%d", s->index);
     snprintf(parent, sizeof parent, "%ld", (long) getpid());
+    snprintf(gpu, sizeof gpu, "%d", s->gpu);
     /* argv[0] names the program in ps; /proc/self/exe says nothing. */
     char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0 ? "playdoh-worker" : s->exe;
-    char *argv[12] = {argv0, "--slot", idx, "--cache", s->cache_dir, "--host", s->host,
-                      "--parent", parent, NULL, NULL, NULL};
+    char *argv[14] = {argv0, "--slot", idx, "--cache", s->cache_dir, "--host", s->host,
+                      "--parent", parent, NULL, NULL, NULL, NULL, NULL};
+    int argc = 9;
+    if (s->has_gpu) {
+        argv[argc++] = "--gpu";
+        argv[argc++] = gpu;
+    }
     if (s->log_level) {
-        argv[9] = "--log-level";
-        argv[10] = s->log_level;
+        argv[argc++] = "--log-level";
+        argv[argc++] = s->log_level;
     }
     pid_t pid = fork();
     if (pid == 0) {
@@ -235,10 +287,11 @@ static int s_spawn(pd_slot_t *s)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(s->exe, argv);
+        execve(s->exe, argv, env);
         _exit(127);
     }
     int saved = errno;
+    s_env_free(env);
     if (devnull >= 0)
         close(devnull);
     close(jobs[0]);
@@ -255,6 +308,7 @@ static int s_spawn(pd_slot_t *s)
     s->from_child = results[0];
     s->spawned_ms = pd_slot_now_ms();
     s->rlen = 0;
+    s->reset = false;
     s->suspended = false;
     pd_log_debug("slot %d: started process %ld", s->index, (long) pid);
     return 0;
@@ -276,8 +330,15 @@ pd_slot_t *pd_slot_new(const pd_slot_config_t *cfg, int *err)
     s->cache_dir = strdup(cfg->cache_dir);
     s->host = strdup(cfg->host);
     s->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
+    s->has_gpu = cfg->has_gpu;
+    s->gpu = cfg->gpu;
     if (!s->exe || !s->cache_dir || !s->host || (cfg->log_level && !s->log_level))
         goto fail;
+    if (cfg->cuda_visible &&
+        asprintf(&s->cuda_visible, "CUDA_VISIBLE_DEVICES=%s", cfg->cuda_visible) < 0) {
+        s->cuda_visible = NULL;
+        goto fail;
+    }
     if ((code = s_spawn(s)) != 0)
         goto fail;
     return s;
@@ -327,6 +388,7 @@ void pd_slot_destroy(pd_slot_t **p)
     free(s->cache_dir);
     free(s->host);
     free(s->log_level);
+    free(s->cuda_visible);
     free(s);
     *p = NULL;
 }
@@ -406,8 +468,12 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
     else
         status = s_kill_reap(s);
     bool busy = s->cur < s->ngroup;
+    /* A child that asked for a restart (its GPU context broke) exits between
+       groups, never reading the next: a group sent meanwhile did not start,
+       and goes back to the queue whole. */
+    bool reset = cause == S_DIED && s->reset;
     char msg[512];
-    if (busy && cause != S_CANCEL && cause != S_ABORT) {
+    if (busy && !reset && cause != S_CANCEL && cause != S_ABORT) {
         pd_job_t *job = s->group[s->cur];
         int code = PD_ECRASH;
         if (cause == S_TIMEOUT && s->loading) {
@@ -435,6 +501,10 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
         }
         pd_log_warn("slot %d: job %llu: %s", s->index, (unsigned long long) job->id, msg);
         s_fail_current(s, code, msg, 0);
+    } else if (reset) {
+        pd_log_info("slot %d: restarting the slot process for a fresh GPU context (a CUDA "
+                    "error left the old one unusable)%s", s->index,
+                    busy ? "; the jobs sent to it meanwhile go back to the queue" : "");
     } else if (!busy && cause == S_DIED) {
         pd_log_warn("slot %d: idle slot process %s %d; restarting it", s->index,
                     WIFSIGNALED(status) ? "killed by signal" : "exited with status",
@@ -456,7 +526,7 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
     /* A child that dies on its own while idle, or right after its start,
        may not start properly: pause before the next attempt. */
     int64_t now = pd_slot_now_ms();
-    bool pause = cause == S_DIED && (!busy || now - s->spawned_ms < 100);
+    bool pause = cause == S_DIED && !reset && (!busy || now - s->spawned_ms < 100);
     s->respawn_ms = pause ? now + S_RESPAWN_PAUSE_MS : now;
     if (!pause)
         s_spawn(s);
@@ -474,7 +544,7 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         pd_job_t *j = jobs[i];
-        msgpack_pack_array(&pk, 7);
+        msgpack_pack_array(&pk, j->cu[0] ? 9 : 7);
         msgpack_pack_uint64(&pk, j->id);
         pd_pack_cstr(&pk, j->mod);
         pd_pack_cstr(&pk, j->kind);
@@ -485,6 +555,10 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
             pd_pack_cstr(&pk, j->shared);
         else
             msgpack_pack_nil(&pk);
+        if (j->cu[0]) {
+            pd_pack_cstr(&pk, j->cu);
+            pd_pack_cstr(&pk, j->cu_name);
+        }
     }
     s->group = malloc(n * sizeof *s->group);
     int rc = s->group ? s_frame_end(&b) : PD_ENOMEM;
@@ -535,7 +609,7 @@ int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, co
         *why = "frame is not [tag, id, ...]";
         return PD_EPROTO;
     }
-    if (out->tag == S_FRAME_LOAD || out->tag == S_FRAME_BEGIN)
+    if (out->tag == S_FRAME_LOAD || out->tag == S_FRAME_BEGIN || out->tag == S_FRAME_RESET)
         return 0;
     if (out->tag != S_FRAME_RESULT || n != 5 || pd_rd_bool(&r, &out->ok) ||
         pd_rd_skip(&r, &out->val, &out->vlen) || pd_rd_uint(&r, &out->us)) {
@@ -552,6 +626,10 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     pd_slot_report_t rep;
     if (pd_slot_report_parse(p, len, &rep, why))
         return -1;
+    if (rep.tag == S_FRAME_RESET) {
+        s->reset = true; /* its exit follows */
+        return 0;
+    }
     if (s->cur >= s->ngroup || s->group[s->cur]->id != rep.id) {
         *why = "result for a job the slot was not running";
         return -1;
@@ -717,9 +795,11 @@ typedef struct {
     const char *host;    /* host name, for exec results (borrowed from argv) */
     pd_modcache_t *mc;   /* module cache */
     pd_task_t *task;     /* task context, reused */
+    pd_gpurt_t *rt;      /* GPU runtime of a GPU slot; NULL on a CPU slot */
     pd_buf_t out;        /* frame being written */
     msgpack_packer pk;   /* packer into out */
     char last_mod[65];   /* module of the previous job */
+    char last_cu[65];    /* CUDA module of the previous job ("" when none) */
     pd_buf_t aux;        /* a built-in task's result, reused */
 } s_child_t;
 
@@ -811,18 +891,21 @@ static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r,
 int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o)
 {
     uint32_t n;
-    o->shared[0] = 0;
-    if (pd_rd_array(r, &n) || n != 7 || pd_rd_uint(r, &o->id) ||
+    o->shared[0] = o->cu[0] = o->cu_name[0] = 0;
+    if (pd_rd_array(r, &n) || (n != 7 && n != 9) || pd_rd_uint(r, &o->id) ||
         s_rd_cstr(r, o->mod, sizeof o->mod) || s_rd_cstr(r, o->kind, sizeof o->kind) ||
         s_rd_cstr(r, o->name, sizeof o->name) || s_rd_cstr(r, o->fn, sizeof o->fn) ||
         pd_rd_skip(r, &o->arg, &o->alen) ||
-        (pd_rd_nil(r) && s_rd_cstr(r, o->shared, sizeof o->shared)))
+        (pd_rd_nil(r) && s_rd_cstr(r, o->shared, sizeof o->shared)) ||
+        (n == 9 && (s_rd_cstr(r, o->cu, sizeof o->cu) ||
+                    s_rd_cstr(r, o->cu_name, sizeof o->cu_name))))
         return PD_EPROTO;
     return 0;
 }
 
-/* Runs one job [id, mod, kind, name, fn, arg, shared]; returns 0, or -1
-   when the pipe is broken or the frame malformed. */
+/* Runs one job [id, mod, kind, name, fn, arg, shared] or, with a CUDA
+   module, [..., shared, cu_hash, cu_name]; returns 0, or -1 when the pipe
+   is broken or the frame malformed. */
 static int s_child_job(s_child_t *c, pd_rd_t *r)
 {
     pd_slot_order_t o;
@@ -832,11 +915,15 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     }
     uint64_t id = o.id;
     const char *mod = o.mod, *kind = o.kind, *name = o.name, *fn = o.fn, *shared = o.shared;
+    const char *cu = o.cu, *cu_name = o.cu_name;
     const uint8_t *arg = o.arg;
     size_t alen = o.alen;
     if (strcmp(kind, "b") == 0)
         return s_child_builtin(c, id, fn, arg, alen);
-    bool switched = strcmp(mod, c->last_mod) != 0;
+    /* On a GPU slot the CUDA module is loaded with the C module; elsewhere
+       pd_cuda_module() reports that the job is not on a GPU slot. */
+    bool want_cu = cu[0] && c->rt;
+    bool switched = strcmp(mod, c->last_mod) != 0 || (want_cu && strcmp(cu, c->last_cu) != 0);
     if (switched && s_child_mark(c, S_FRAME_LOAD, id))
         return -1;
     int code = 0;
@@ -844,6 +931,20 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     void *sym = pd_modcache_load(c->mc, mod, kind, name, fn, &code, &msg);
     if (!sym)
         return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), 0);
+    if (want_cu) {
+        pd_cu_module_t cm;
+        code = pd_gpurt_module(c->rt, cu, cu_name, &cm, &msg);
+        if (code) {
+            c->last_cu[0] = 0;
+            return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), 0);
+        }
+    } else if (switched && c->rt) {
+        /* Open the device now, so that creating the context is not charged
+           to the task's time-out; a failure is remembered and reported by
+           the task's first pd_cuda_* call. */
+        pd_gpurt_driver(c->rt, &code, &msg);
+        code = 0;
+    }
     const void *sh = NULL;
     size_t shlen = 0;
     if (shared[0]) {
@@ -860,6 +961,8 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
         memcpy(&init_fn, &init, sizeof init_fn);
         pd_task_begin(c->task, id, arg, alen);
         pd_task_set_shared(c->task, sh, shlen);
+        if (cu[0])
+            pd_task_set_cuda(c->task, cu, cu_name);
         int rc = init_fn(c->task);
         fflush(stdout);
         const uint8_t *val;
@@ -875,6 +978,7 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     }
     if (switched) {
         snprintf(c->last_mod, sizeof c->last_mod, "%s", mod);
+        snprintf(c->last_cu, sizeof c->last_cu, "%s", want_cu ? cu : "");
         if (s_child_mark(c, S_FRAME_BEGIN, id))
             return -1;
     }
@@ -882,6 +986,8 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     memcpy(&task_fn, &sym, sizeof task_fn);
     pd_task_begin(c->task, id, arg, alen);
     pd_task_set_shared(c->task, sh, shlen);
+    if (cu[0])
+        pd_task_set_cuda(c->task, cu, cu_name);
     uint64_t t0 = s_now_us();
     int rc = task_fn(c->task);
     uint64_t us = s_now_us() - t0;
@@ -917,18 +1023,26 @@ static int s_child_group(s_child_t *c, pd_buf_t *in)
     for (uint32_t i = 0; i < n; i++)
         if (s_child_job(c, &r))
             return -1;
+    /* A CUDA error that broke the context: say RESET and exit between
+       groups, so that the worker starts a process with a fresh one. */
+    if (c->rt && pd_gpurt_broken(c->rt))
+        return s_child_mark(c, S_FRAME_RESET, 0) ? -1 : 0;
     return 1;
 }
+
+/* SIGTERM in a slot process: nothing (see pd_slot_main). */
+static void s_on_term(int sig) { (void) sig; }
 
 static void s_usage_child(void)
 {
     fprintf(stderr, "usage: playdoh-worker --slot INDEX --cache DIR --host HOST --parent PID "
-                    "[--log-level L]\n(internal: started by playdoh-worker for each slot)\n");
+                    "[--gpu G] [--log-level L]\n(internal: started by playdoh-worker for each "
+                    "slot)\n");
 }
 
 int pd_slot_main(int argc, char **argv)
 {
-    int index = -1;
+    int index = -1, gpu = -1;
     long parent = 0;
     const char *cache = NULL, *host = "?";
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -940,6 +1054,8 @@ int pd_slot_main(int argc, char **argv)
             host = argv[i + 1];
         else if (strcmp(argv[i], "--parent") == 0)
             parent = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--gpu") == 0)
+            gpu = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--log-level") == 0) {
             pd_log_level_t lvl;
             if (pd_log_parse_level(argv[i + 1], &lvl) == 0)
@@ -958,9 +1074,20 @@ int pd_slot_main(int argc, char **argv)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (parent > 0 && getppid() != (pid_t) parent)
         return 0; /* the worker is already gone */
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT, SIGTERM};
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal(sigs[i], SIG_DFL);
+    /* A resource manager ending a pilot (Slurm's scancel, a time limit)
+       sends SIGTERM to every process of the job at once: the slot must
+       outlive it so that the worker says `bye` (its jobs are requeued
+       without counting an attempt) rather than report the task killed.
+       The worker stops slots with SIGKILL. A handler, not SIG_IGN, so that
+       programs a task execs get the default back. */
+    struct sigaction term;
+    memset(&term, 0, sizeof term);
+    term.sa_handler = s_on_term;
+    term.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &term, NULL);
     s_child_t c;
     memset(&c, 0, sizeof c);
     c.index = index;
@@ -969,17 +1096,23 @@ int pd_slot_main(int argc, char **argv)
     int err = 0;
     c.mc = pd_modcache_new(cache, &err);
     c.task = pd_task_new(index);
+    if (gpu >= 0) {
+        c.rt = pd_gpurt_new(cache, gpu);
+        if (c.task && c.rt)
+            pd_task_set_gpu(c.task, gpu, c.rt);
+    }
     pd_buf_init(&c.out);
     pd_packer_init(&c.pk, &c.out);
     pd_buf_t in;
     pd_buf_init(&in);
-    int rc = (c.mc && c.task) ? 1 : -1;
+    int rc = (c.mc && c.task && (gpu < 0 || c.rt)) ? 1 : -1;
     while (rc == 1)
         rc = s_child_group(&c, &in);
     pd_buf_free(&in);
     pd_buf_free(&c.out);
     pd_buf_free(&c.aux);
     pd_task_destroy(&c.task);
+    pd_gpurt_destroy(&c.rt);
     pd_modcache_destroy(&c.mc);
     return rc == 0 ? 0 : 1;
 }

@@ -5,11 +5,21 @@
     child is a fresh process even though the worker has ZeroMQ threads) with
     the arguments
 
-        <exe> --slot <index> --cache <dir> --host <host> --parent <pid> [--log-level L]
+        <exe> --slot <index> --cache <dir> --host <host> --parent <pid> [--gpu G]
+              [--log-level L]
 
     and that program's main() must hand such a command line to
     pd_slot_main() (playdoh-worker's main.c does; so does the unit test
     test_pd_slot.c, which spawns itself). The child is kept warm between jobs.
+
+    GPU slots. A slot configured with a GPU (cfg->has_gpu) is started with
+    "--gpu G" and CUDA_VISIBLE_DEVICES=<cfg->cuda_visible> in its
+    environment, so the driver shows it that one device as ordinal 0; it
+    runs GPU jobs (tasks that launch kernels through playdoh_task.h's
+    pd_cuda_*). A CPU slot may be given CUDA_VISIBLE_DEVICES="" so that it
+    sees no GPU at all. When a CUDA error leaves a GPU slot's context
+    unusable, the child finishes its group, says RESET and exits; the parent
+    restarts it at once, with a fresh context, and logs why.
 
     Pipe protocol. The child reads from fd 3 and writes to fd 4; its stdout
     is redirected to its stderr, so a task's printf() cannot corrupt the
@@ -19,16 +29,22 @@
       parent -> child   a group of jobs, run in order:
                         [[id, mod_hash, kind, mod_name, fn, arg, shared], ...]
                         (arg: the job's argument, any msgpack value; shared:
-                        the hash of the map's shared data, or nil)
+                        the hash of the map's shared data, or nil); a job
+                        with a CUDA module adds [..., cu_hash, cu_name]
       child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
-                                 for job id; the parent allows
-                                 PD_SLOT_LOAD_TIMEOUT_MS for it
+                                 for job id (and on a GPU slot its CUDA
+                                 module: NVRTC, then the driver); the parent
+                                 allows PD_SLOT_LOAD_TIMEOUT_MS for it
                         [1, id]  BEGIN: the module is loaded, the task starts
                                  (sent only after a LOAD)
                         [2, id, ok, value_or_err, us]  RESULT of job id:
                                  ok true: value (the task's msgpack result);
                                  ok false: {code: "PD_E...", msg, slot};
                                  us: the task's run time in microseconds
+                        [3, 0]   RESET: the child exits now, between
+                                 groups (its GPU context broke); a group
+                                 sent meanwhile never started and is
+                                 handed back whole
 
     The child writes each RESULT as soon as its job is done. When the child
     dies, the first job of the group without a RESULT is the one that killed
@@ -66,6 +82,9 @@ typedef struct {
     char name[128];       /* module name, for messages */
     char fn[128];         /* task function */
     char shared[65];      /* hash of the map's shared data; empty = none */
+    bool gpu;             /* runs on a GPU slot */
+    char cu[65];          /* its CUDA module's hash; "" when none */
+    char cu_name[128];    /* that module's name, for messages */
     uint8_t *arg;         /* the argument's msgpack bytes, owned */
     size_t arg_len;       /* their length */
 } pd_job_t;
@@ -95,6 +114,10 @@ typedef struct {
     const char *cache_dir; /* module cache (copied) */
     const char *host;      /* host name, for messages (copied) */
     const char *log_level; /* passed to the child, or NULL (copied) */
+    bool has_gpu;          /* a GPU slot (false: a CPU slot, the zero default) */
+    int gpu;               /* when has_gpu: the worker's number of the slot's GPU */
+    const char *cuda_visible; /* CUDA_VISIBLE_DEVICES for the child (copied); NULL:
+                              the worker's environment unchanged */
     pd_slot_sink_t sink;   /* where results go */
 } pd_slot_config_t;
 
@@ -158,10 +181,11 @@ bool pd_slot_suspended(pd_slot_t *s);
 
 /* ---- the pipe's frames, decoded (pure functions: tests and fuzzing) ---- */
 
-/* What a child reported: LOAD [0, id], BEGIN [1, id] or RESULT
-   [2, id, ok, value_or_err, us]. val points into the frame. */
+/* What a child reported: LOAD [0, id], BEGIN [1, id], RESULT
+   [2, id, ok, value_or_err, us] or RESET [3, 0] (its GPU context broke).
+   val points into the frame. */
 typedef struct {
-    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT */
+    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT, 3 RESET */
     uint64_t id;         /* job id */
     bool ok;             /* RESULT: success */
     const uint8_t *val;  /* RESULT: the value or error map (msgpack) */
@@ -180,6 +204,8 @@ typedef struct {
     const uint8_t *arg; /* the argument (msgpack) */
     size_t alen;        /* bytes at arg */
     char shared[65];    /* the shared data's hash, or "" */
+    char cu[65];        /* the CUDA module's hash, or "" */
+    char cu_name[128];  /* the CUDA module's name, or "" */
 } pd_slot_order_t;
 
 /* Finds the frame at the start of buf[0..len): returns 1 with *flen its

@@ -5,6 +5,11 @@
     msgpack packer into a pd_buf_t capped at PD_TASK_MAX_RESULT. After the task
     returns, pd_task_finish() checks that what was written is exactly one
     well-formed value, so a task cannot corrupt the wire.
+
+    The pd_cuda_* functions at the end wrap gpu/pd_gpurt.h and pd_cudrv.h
+    for tasks on GPU slots: each failure fails the job with its own code and
+    sentence, and device memory is tracked so that what a job forgets to
+    free is freed when it ends (slot processes live for many jobs).
 */
 #include "pd_task.h"
 #include "pd_codec.h"
@@ -18,6 +23,14 @@
 
 struct pd_task {
     int slot;            /* this slot's index */
+    int gpu;             /* the worker's number of this slot's GPU; -1: a CPU slot */
+    pd_gpurt_t *rt;      /* the slot's GPU runtime (borrowed); NULL on CPU slots */
+    char cu_hash[65];    /* the job's CUDA module, "" when it has none */
+    char cu_name[128];   /* its name, for messages */
+    int code;            /* when failed: the PD_E* code (PD_ETASK for pd_task_fail) */
+    pd_cuda_ptr_t *allocs; /* device memory the job holds, owned list */
+    size_t nallocs;      /* entries in allocs */
+    size_t capallocs;    /* capacity of allocs */
     uint64_t job_id;     /* the job being run */
     const uint8_t *arg;  /* the job's argument, borrowed */
     size_t arg_len;      /* its length in bytes */
@@ -40,6 +53,7 @@ pd_task_t *pd_task_new(int slot)
     if (!t)
         return NULL;
     t->slot = slot;
+    t->gpu = -1;
     pd_buf_init(&t->out);
     t->out.max = PD_TASK_MAX_RESULT;
     pd_packer_init(&t->pk, &t->out);
@@ -53,6 +67,7 @@ void pd_task_destroy(pd_task_t **p)
     pd_task_t *t = *p;
     pd_buf_free(&t->out);
     free(t->dbl);
+    free(t->allocs);
     free(t);
     *p = NULL;
 }
@@ -69,12 +84,40 @@ void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len)
     t->out.failed = false;
     t->overflow = false;
     t->failed = false;
+    t->code = 0;
     t->msg[0] = 0;
+    t->cu_hash[0] = t->cu_name[0] = 0;
+}
+
+void pd_task_set_gpu(pd_task_t *t, int gpu, pd_gpurt_t *rt)
+{
+    t->gpu = gpu;
+    t->rt = rt;
+}
+
+void pd_task_set_cuda(pd_task_t *t, const char *hash, const char *name)
+{
+    snprintf(t->cu_hash, sizeof t->cu_hash, "%s", hash);
+    snprintf(t->cu_name, sizeof t->cu_name, "%s", name);
+}
+
+/* Frees the device memory the job left allocated. */
+static void s_free_allocs(pd_task_t *t)
+{
+    if (!t->nallocs)
+        return;
+    int code;
+    const char *msg;
+    pd_cudrv_t *d = t->rt ? pd_gpurt_driver(t->rt, &code, &msg) : NULL;
+    for (size_t i = 0; d && i < t->nallocs; i++)
+        pd_cudrv_free(d, t->allocs[i]);
+    t->nallocs = 0;
 }
 
 int pd_task_finish(pd_task_t *t, int rc, const uint8_t **value, size_t *len)
 {
     static const uint8_t nil = 0xc0;
+    s_free_allocs(t);
     if (t->failed || rc != 0) {
         if (!t->failed) {
             if (t->overflow)
@@ -87,7 +130,9 @@ int pd_task_finish(pd_task_t *t, int rc, const uint8_t **value, size_t *len)
         }
         *value = (const uint8_t *) t->msg;
         *len = strlen(t->msg);
-        return t->overflow && !t->failed ? PD_ETOOBIG : PD_ETASK;
+        if (t->failed)
+            return t->code ? t->code : PD_ETASK;
+        return t->overflow ? PD_ETOOBIG : PD_ETASK;
     }
     if (t->overflow || t->out.failed) {
         snprintf(t->msg, sizeof t->msg,
@@ -311,6 +356,202 @@ int pd_task_fail(pd_task_t *t, const char *fmt, ...)
     if (!t->msg[0])
         snprintf(t->msg, sizeof t->msg, "task failed (pd_task_fail with an empty message)");
     t->failed = true;
+    t->code = PD_ETASK;
     t->out.len = 0;
     return -1;
+}
+
+/* ---- GPUs ----------------------------------------------------------------- */
+
+int pd_task_gpu(pd_task_t *t) { return t->gpu; }
+
+/* Fails the job with code and a sentence, unless it already failed (the
+   first failure is the one that explains). */
+static void s_cuda_fail(pd_task_t *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_cuda_fail(pd_task_t *t, int code, const char *fmt, ...)
+{
+    if (t->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->msg, sizeof t->msg, fmt, ap);
+    va_end(ap);
+    t->failed = true;
+    t->code = code;
+    t->out.len = 0;
+}
+
+/* The slot's driver, with the device's context current; NULL after failing
+   the job (fn names the API call for the message). */
+static pd_cudrv_t *s_driver(pd_task_t *t, const char *fn)
+{
+    if (!t->rt) {
+        s_cuda_fail(t, PD_ENOGPU, "%s: this job runs on a CPU slot: submit it with a GPU "
+                    "(playdoh-submit map --gpu, or pd_map_opts_t.gpu)", fn);
+        return NULL;
+    }
+    int code = 0;
+    const char *msg = NULL;
+    pd_cudrv_t *d = pd_gpurt_driver(t->rt, &code, &msg);
+    if (!d)
+        s_cuda_fail(t, code, "%s: %s", fn, msg);
+    return d;
+}
+
+/* Fails the job with the driver's last error. */
+static void s_driver_fail(pd_task_t *t, pd_cudrv_t *d, const char *fn)
+{
+    s_cuda_fail(t, PD_ECUDA, "%s on GPU %d: %s", fn, t->gpu, pd_cudrv_error(d));
+}
+
+pd_cuda_module_t *pd_cuda_module(pd_task_t *t)
+{
+    if (!s_driver(t, "pd_cuda_module"))
+        return NULL;
+    if (!t->cu_hash[0]) {
+        s_cuda_fail(t, PD_ENOMODULE, "pd_cuda_module: the job was submitted without a CUDA "
+                    "module (ship the .cu with playdoh-submit map --cuda FILE.cu, or "
+                    "pd_map_opts_t.cuda)");
+        return NULL;
+    }
+    pd_cu_module_t mod = NULL;
+    const char *msg = NULL;
+    int code = pd_gpurt_module(t->rt, t->cu_hash, t->cu_name, &mod, &msg);
+    if (code) {
+        s_cuda_fail(t, code, "%s", msg);
+        return NULL;
+    }
+    return (pd_cuda_module_t *) (void *) mod;
+}
+
+pd_cuda_kernel_t *pd_cuda_kernel(pd_task_t *t, pd_cuda_module_t *m, const char *name)
+{
+    pd_cudrv_t *d = s_driver(t, "pd_cuda_kernel");
+    if (!d)
+        return NULL;
+    if (!m || !name) {
+        s_cuda_fail(t, PD_EINVAL, "pd_cuda_kernel: no module%s (did pd_cuda_module fail?)",
+                    name ? "" : " or no kernel name");
+        return NULL;
+    }
+    pd_cu_function_t fn = NULL;
+    if (pd_cudrv_function(d, (pd_cu_module_t) (void *) m, name, &fn)) {
+        if (pd_cudrv_last(d) == PD_CU_ERROR_NOT_FOUND)
+            s_cuda_fail(t, PD_ENOFUNC, "CUDA module %s has no kernel '%.200s' (declare it "
+                        "extern \"C\" __global__: C++ names are mangled)", t->cu_name, name);
+        else
+            s_driver_fail(t, d, "pd_cuda_kernel");
+        return NULL;
+    }
+    return (pd_cuda_kernel_t *) (void *) fn;
+}
+
+pd_cuda_ptr_t pd_cuda_alloc(pd_task_t *t, size_t bytes)
+{
+    pd_cudrv_t *d = s_driver(t, "pd_cuda_alloc");
+    if (!d)
+        return 0;
+    if (bytes == 0) {
+        s_cuda_fail(t, PD_EINVAL, "pd_cuda_alloc: 0 bytes asked");
+        return 0;
+    }
+    if (t->nallocs == t->capallocs) {
+        size_t cap = t->capallocs ? t->capallocs * 2 : 16;
+        pd_cuda_ptr_t *a = realloc(t->allocs, cap * sizeof *a);
+        if (!a) {
+            s_cuda_fail(t, PD_ENOMEM, "pd_cuda_alloc: the slot is out of host memory");
+            return 0;
+        }
+        t->allocs = a;
+        t->capallocs = cap;
+    }
+    pd_cu_ptr_t p = 0;
+    if (pd_cudrv_alloc(d, bytes, &p)) {
+        char size[32];
+        s_cuda_fail(t, PD_ECUDA, "pd_cuda_alloc of %s on GPU %d: %s",
+                    pd_gpu_mem_str(bytes, size, sizeof size), t->gpu, pd_cudrv_error(d));
+        return 0;
+    }
+    t->allocs[t->nallocs++] = p;
+    return p;
+}
+
+void pd_cuda_free(pd_task_t *t, pd_cuda_ptr_t p)
+{
+    if (!p || !t->rt)
+        return;
+    for (size_t i = 0; i < t->nallocs; i++)
+        if (t->allocs[i] == p) {
+            t->allocs[i] = t->allocs[--t->nallocs];
+            int code;
+            const char *msg;
+            pd_cudrv_t *d = pd_gpurt_driver(t->rt, &code, &msg);
+            if (d && pd_cudrv_free(d, p))
+                s_driver_fail(t, d, "pd_cuda_free");
+            return;
+        }
+    s_cuda_fail(t, PD_EINVAL, "pd_cuda_free: 0x%llx was not returned by pd_cuda_alloc in this "
+                "job (or was freed already)", p);
+}
+
+int pd_cuda_copy_to_device(pd_task_t *t, pd_cuda_ptr_t dst, const void *src, size_t bytes)
+{
+    pd_cudrv_t *d = s_driver(t, "pd_cuda_copy_to_device");
+    if (!d)
+        return -1;
+    if (bytes && (!src || !dst)) {
+        s_cuda_fail(t, PD_EINVAL, "pd_cuda_copy_to_device: NULL %s", src ? "device pointer"
+                                                                          : "source");
+        return -1;
+    }
+    if (pd_cudrv_htod(d, dst, src, bytes)) {
+        s_driver_fail(t, d, "pd_cuda_copy_to_device");
+        return -1;
+    }
+    return 0;
+}
+
+int pd_cuda_copy_to_host(pd_task_t *t, void *dst, pd_cuda_ptr_t src, size_t bytes)
+{
+    pd_cudrv_t *d = s_driver(t, "pd_cuda_copy_to_host");
+    if (!d)
+        return -1;
+    if (bytes && (!src || !dst)) {
+        s_cuda_fail(t, PD_EINVAL, "pd_cuda_copy_to_host: NULL %s", dst ? "device pointer"
+                                                                        : "destination");
+        return -1;
+    }
+    if (pd_cudrv_dtoh(d, dst, src, bytes)) {
+        s_driver_fail(t, d, "pd_cuda_copy_to_host");
+        return -1;
+    }
+    return 0;
+}
+
+int pd_cuda_launch_3d(pd_task_t *t, pd_cuda_kernel_t *k, const unsigned grid[3],
+                      const unsigned block[3], size_t shared, void **args)
+{
+    pd_cudrv_t *d = s_driver(t, "pd_cuda_launch");
+    if (!d)
+        return -1;
+    if (!k || !grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] || !block[2] ||
+        shared > UINT32_MAX) {
+        s_cuda_fail(t, PD_EINVAL, "pd_cuda_launch: %s", !k ? "no kernel (did pd_cuda_kernel "
+                    "fail?)" : "grid and block dimensions must be at least 1");
+        return -1;
+    }
+    if (pd_cudrv_launch(d, (pd_cu_function_t) (void *) k, grid, block, (unsigned) shared,
+                        args)) {
+        s_driver_fail(t, d, "pd_cuda_launch");
+        return -1;
+    }
+    return 0;
+}
+
+int pd_cuda_launch(pd_task_t *t, pd_cuda_kernel_t *k, unsigned grid, unsigned block,
+                   size_t shared, void **args)
+{
+    const unsigned g[3] = {grid, 1, 1}, b[3] = {block, 1, 1};
+    return pd_cuda_launch_3d(t, k, g, b, shared, args);
 }

@@ -15,10 +15,19 @@
     our key not admitted) in the log. Each job names the key of the client
     that submitted it, and the machine owner's code policy (pd_policy)
     decides whether it runs.
+
+    GPUs. At start the worker counts its GPUs through the CUDA driver
+    (gpu/pd_cudrv.h; none when libcuda does not load) and offers them, or
+    the number its owner allows, as GPU slots: GPU slot g (slot number
+    PD_WORKER_GPU_SLOT0 + g) is a slot process whose environment shows it
+    GPU g only. GPU jobs (`run` entries with gpu true) wait in their own
+    queue for GPU slots; CPU jobs never take a GPU slot, and CPU slots see
+    no GPU. GPU slots over the owner's limit retire like CPU slots.
 */
 #include "pd_worker.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
+#include "pd_cudrv.h"
 #include "pd_error.h"
 #include "pd_load.h"
 #include "pd_log.h"
@@ -50,9 +59,20 @@
 /* A module the broker sent us (or found in the cache). */
 typedef struct {
     char hash[65];  /* content hash */
-    char kind[4];   /* "c", "so", "pkg" (or "b": built-in) */
+    char kind[4];   /* "c", "so", "pkg", "cu" (or "b": built-in) */
     char name[128]; /* name for messages */
 } s_mod_t;
+
+/* A queue of jobs (a ring), one per slot class. */
+typedef struct {
+    pd_job_t **q;   /* the ring, owned with its jobs */
+    size_t head;    /* index of the first job */
+    size_t len;     /* jobs queued */
+    size_t cap;     /* ring capacity */
+    size_t max;     /* bound on queued jobs */
+} s_queue_t;
+
+enum { S_CPU = 0, S_GPU = 1 };
 
 struct pd_worker {
     char broker[256];      /* broker endpoint in use ("" while discovering) */
@@ -63,9 +83,12 @@ struct pd_worker {
     char host[256];        /* host name reported */
     char id[19];           /* routing id "w-" + 16 hex */
     int cpus;              /* CPU slots the owner allows */
-    int gpus;              /* GPUs the owner allows */
+    int gpus;              /* GPU slots the owner allows (<= ngpu) */
     int nslots;            /* slot processes in slots (>= cpus while some retire) */
-    int capslots;          /* capacity of slots, items, item_slot */
+    int capslots;          /* capacity of slots (items and item_slot hold PD_GPU_MAX more) */
+    int ngpu;              /* GPUs the CUDA driver showed at start: GPU slots possible */
+    pd_gpu_info_t gpu[PD_GPU_MAX]; /* those GPUs, in the driver's order */
+    pd_slot_t *gslots[PD_GPU_MAX]; /* GPU slot g's process; NULL when not running */
     char gpu_names[S_MAX_GPU_NAMES][64]; /* GPU models found on this machine */
     int ngpu_names;        /* entries in gpu_names */
     void *ctx;             /* ZeroMQ context */
@@ -94,11 +117,7 @@ struct pd_worker {
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
-    pd_job_t **q;          /* job queue (ring), owned */
-    size_t qhead;          /* index of the first job */
-    size_t qlen;           /* jobs queued */
-    size_t qcap;           /* ring capacity */
-    size_t qmax;           /* bound on queued jobs */
+    s_queue_t q[2];        /* queued jobs: q[S_CPU], q[S_GPU] */
     pd_buf_t res;          /* encoded results waiting for `done` */
     size_t nres;           /* results in res */
     uint64_t *cancel;      /* sorted ids of the cancel being applied */
@@ -122,59 +141,77 @@ struct pd_worker {
     volatile sig_atomic_t *reload;                 /* SIGHUP flag, or NULL */
     void (*on_reload)(pd_worker_t *w, void *user); /* reload callback, or NULL */
     void *reload_user;                             /* its argument */
+    int idle_exit_ms;      /* leave after this long without a job; 0 = never */
+    int64_t idle_since;    /* when the worker last had a job queued or running */
+    char slurm_job[32];    /* Slurm job id reported in `ready`, or "" */
+    char slurm_step[32];   /* Slurm step id reported, or "" */
+    char slurm_array[48];  /* Slurm "ARRAYJOB_TASK" reported, or "" */
 };
 
-/* ---- queue -------------------------------------------------------------- */
+/* ---- queues ------------------------------------------------------------- */
 
-static int s_q_grow(pd_worker_t *w)
+static int s_q_grow(s_queue_t *q)
 {
-    size_t cap = w->qcap ? w->qcap * 2 : 1024;
-    pd_job_t **q = malloc(cap * sizeof *q);
-    if (!q)
+    size_t cap = q->cap ? q->cap * 2 : 1024;
+    pd_job_t **r = malloc(cap * sizeof *r);
+    if (!r)
         return PD_ENOMEM;
-    for (size_t i = 0; i < w->qlen; i++)
-        q[i] = w->q[(w->qhead + i) % w->qcap];
-    free(w->q);
-    w->q = q;
-    w->qcap = cap;
-    w->qhead = 0;
+    for (size_t i = 0; i < q->len; i++)
+        r[i] = q->q[(q->head + i) % q->cap];
+    free(q->q);
+    q->q = r;
+    q->cap = cap;
+    q->head = 0;
     return 0;
 }
 
-static int s_q_push_back(pd_worker_t *w, pd_job_t *job)
+static int s_q_push_back(s_queue_t *q, pd_job_t *job)
 {
-    if (w->qlen == w->qcap && s_q_grow(w))
+    if (q->len == q->cap && s_q_grow(q))
         return PD_ENOMEM;
-    w->q[(w->qhead + w->qlen) % w->qcap] = job;
-    w->qlen++;
+    q->q[(q->head + q->len) % q->cap] = job;
+    q->len++;
     return 0;
 }
 
-static int s_q_push_front(pd_worker_t *w, pd_job_t *job)
+static int s_q_push_front(s_queue_t *q, pd_job_t *job)
 {
-    if (w->qlen == w->qcap && s_q_grow(w))
+    if (q->len == q->cap && s_q_grow(q))
         return PD_ENOMEM;
-    w->qhead = (w->qhead + w->qcap - 1) % w->qcap;
-    w->q[w->qhead] = job;
-    w->qlen++;
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->q[q->head] = job;
+    q->len++;
     return 0;
 }
 
-static pd_job_t *s_q_pop(pd_worker_t *w)
+static pd_job_t *s_q_pop(s_queue_t *q)
 {
-    if (!w->qlen)
+    if (!q->len)
         return NULL;
-    pd_job_t *job = w->q[w->qhead];
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
+    pd_job_t *job = q->q[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
     return job;
 }
 
-static void s_q_clear(pd_worker_t *w)
+static void s_q_clear(s_queue_t *q)
 {
     pd_job_t *job;
-    while ((job = s_q_pop(w)))
+    while ((job = s_q_pop(q)))
         pd_job_destroy(&job);
+}
+
+/* Jobs queued here, both classes. */
+static size_t s_queued(const pd_worker_t *w) { return w->q[S_CPU].len + w->q[S_GPU].len; }
+
+/* ---- slots, CPU and GPU --------------------------------------------------- */
+
+/* Every slot process, CPU slots first: k in 0 .. s_nall(w)-1; NULL for a
+   GPU slot that is not running. */
+static int s_nall(const pd_worker_t *w) { return w->nslots + w->ngpu; }
+static pd_slot_t *s_slot(const pd_worker_t *w, int k)
+{
+    return k < w->nslots ? w->slots[k] : w->gslots[k - w->nslots];
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -213,8 +250,8 @@ static int s_offered_gpus(const pd_worker_t *w) { return w->owner_active ? 0 : w
 static int s_busy(const pd_worker_t *w)
 {
     int busy = 0;
-    for (int i = 0; i < w->nslots; i++)
-        busy += pd_slot_busy(w->slots[i]);
+    for (int k = 0; k < s_nall(w); k++)
+        busy += s_slot(w, k) && pd_slot_busy(s_slot(w, k));
     return busy;
 }
 
@@ -222,7 +259,7 @@ static int s_busy(const pd_worker_t *w)
 static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
 {
     pd_pack_kv_uint(pk, "busy", (uint64_t) s_busy(w));
-    pd_pack_kv_uint(pk, "queued", (uint64_t) w->qlen);
+    pd_pack_kv_uint(pk, "queued", (uint64_t) s_queued(w));
     pd_pack_kv_double(pk, "load", w->owner_load);
     pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
 }
@@ -235,16 +272,37 @@ static void s_send_ready(pd_worker_t *w)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ready", 9);
+    int gpus = s_offered_gpus(w);
+    uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 10 : 9) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
-    pd_pack_kv_uint(&pk, "gpus", (uint64_t) s_offered_gpus(w));
+    pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
     pd_pack_cstr(&pk, "gpu_names");
     msgpack_pack_array(&pk, (uint32_t) w->ngpu_names);
     for (int i = 0; i < w->ngpu_names; i++)
         pd_pack_cstr(&pk, w->gpu_names[i]);
+    if (w->ngpu) {
+        /* Every GPU it can offer, in slot order (the first `gpus` are
+           offered now), with its memory and compute capability. */
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, (uint32_t) w->ngpu);
+        for (int i = 0; i < w->ngpu; i++) {
+            msgpack_pack_map(&pk, 4);
+            pd_pack_kv_str(&pk, "name", w->gpu[i].name);
+            pd_pack_kv_uint(&pk, "mem", w->gpu[i].mem);
+            pd_pack_kv_uint(&pk, "cc_major", (uint64_t) w->gpu[i].cc_major);
+            pd_pack_kv_uint(&pk, "cc_minor", (uint64_t) w->gpu[i].cc_minor);
+        }
+    }
     s_pack_state(w, &pk);
+    if (w->slurm_job[0])
+        pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
+    if (w->slurm_step[0])
+        pd_pack_kv_str(&pk, "slurm_step", w->slurm_step);
+    if (w->slurm_array[0])
+        pd_pack_kv_str(&pk, "slurm_array", w->slurm_array);
     s_send(w, &b);
     pd_buf_free(&b);
     w->last_ready = w->last_state = pd_slot_now_ms();
@@ -282,15 +340,15 @@ static void s_send_state(pd_worker_t *w)
     w->last_state = pd_slot_now_ms();
 }
 
-/* Hands every job queued here back to the broker (`requeue`, no attempt
+/* Hands every job of queue q back to the broker (`requeue`, no attempt
    counted), in messages of at most S_REQUEUE_CHUNK jobs. */
-static void s_give_back(pd_worker_t *w, const char *why)
+static void s_give_back_queue(pd_worker_t *w, s_queue_t *q, const char *why)
 {
-    if (!w->qlen)
+    if (!q->len)
         return;
-    size_t total = w->qlen;
-    while (w->qlen) {
-        size_t n = w->qlen < S_REQUEUE_CHUNK ? w->qlen : S_REQUEUE_CHUNK;
+    size_t total = q->len;
+    while (q->len) {
+        size_t n = q->len < S_REQUEUE_CHUNK ? q->len : S_REQUEUE_CHUNK;
         pd_buf_t b;
         pd_buf_init(&b);
         msgpack_packer pk;
@@ -299,7 +357,7 @@ static void s_give_back(pd_worker_t *w, const char *why)
         pd_pack_cstr(&pk, "jobs");
         msgpack_pack_array(&pk, (uint32_t) n);
         for (size_t i = 0; i < n; i++) {
-            pd_job_t *job = s_q_pop(w);
+            pd_job_t *job = s_q_pop(q);
             msgpack_pack_array(&pk, 2);
             msgpack_pack_uint64(&pk, job->id);
             msgpack_pack_uint64(&pk, job->attempt);
@@ -310,7 +368,15 @@ static void s_give_back(pd_worker_t *w, const char *why)
         pd_buf_free(&b);
     }
     w->requeued += total;
-    pd_log_info("handed %zu jobs back to the broker (%s)", total, why);
+    pd_log_info("handed %zu %sjobs back to the broker (%s)", total, q == &w->q[S_GPU] ? "GPU " : "",
+                why);
+}
+
+/* Hands every job queued here, CPU and GPU, back to the broker. */
+static void s_give_back(pd_worker_t *w, const char *why)
+{
+    s_give_back_queue(w, &w->q[S_CPU], why);
+    s_give_back_queue(w, &w->q[S_GPU], why);
 }
 
 /* Sends the collected results as one `done` message. */
@@ -394,7 +460,7 @@ static void s_on_result(void *user, const pd_job_t *job, bool ok, const uint8_t 
 static void s_on_requeue(void *user, pd_job_t *job)
 {
     pd_worker_t *w = user;
-    if (s_q_push_front(w, job)) {
+    if (s_q_push_front(&w->q[job->gpu ? S_GPU : S_CPU], job)) {
         s_fail_job(w, job->id, job->attempt, PD_ENOMEM, "worker out of memory");
         pd_job_destroy(&job);
     }
@@ -416,6 +482,7 @@ static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
     const char *kind = pd_modcache_has(w->mc, hash, "c")     ? "c"
                        : pd_modcache_has(w->mc, hash, "so")  ? "so"
                        : pd_modcache_has(w->mc, hash, "pkg") ? "pkg"
+                       : pd_modcache_has(w->mc, hash, "cu")  ? "cu"
                                                              : NULL;
     if (!kind)
         return NULL;
@@ -493,7 +560,7 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
     if (known) {
         s_mod_t *k = (s_mod_t *) known;
         snprintf(k->name, sizeof k->name, "%s", name);
-        memcpy(k->kind, kind, strlen(kind) + 1); /* "c" or "so": checked by the store */
+        memcpy(k->kind, kind, strlen(kind) + 1); /* "c", "so" or "cu": checked by the store */
     }
     pd_log_debug("module %s (%s) from client %s stored", name, hash,
                  client[0] ? client : "without a key");
@@ -545,8 +612,13 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                         "timeout_ms, arg, client]; ignoring the rest", i);
             return;
         }
-        /* The shared data the job maps: its hash, or nil. */
-        char shared[80] = "";
+        /* Then shared (a hash, or nil), the submitter (an index into
+           `clients`; anything else counts as a job without a key), then for
+           a GPU job gpu (bool) and cu (a hash or nil). */
+        char shared[80] = "", cu[80] = "";
+        char client[PD_KEY_TXT] = "";
+        bool gpu = false;
+        uint32_t used = 6;
         if (k >= 7) {
             if (pd_rd_peek(&r) == PD_MP_STR ? pd_rd_strcpy(&r, shared, sizeof shared) != 0
                                             : pd_rd_skip(&r, NULL, NULL) != 0) {
@@ -554,25 +626,39 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                             "ignoring the rest", i);
                 return;
             }
+            used = 7;
         }
-        /* The submitter: an index into `clients`; anything else counts as
-           a job without a key. */
-        char client[PD_KEY_TXT] = "";
-        uint64_t ci;
-        if (k >= 8 && pd_rd_uint(&r, &ci) == 0) {
-            if (ci < nclients && clen[ci] < sizeof client) {
-                memcpy(client, cptr[ci], clen[ci]);
-                client[clen[ci]] = 0;
+        if (k >= 8) {
+            uint64_t ci;
+            if (pd_rd_peek(&r) == PD_MP_UINT && pd_rd_uint(&r, &ci) == 0) {
+                if (ci < nclients && clen[ci] < sizeof client) {
+                    memcpy(client, cptr[ci], clen[ci]);
+                    client[clen[ci]] = 0;
+                }
+            } else if (pd_rd_skip(&r, NULL, NULL)) {
+                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+                return;
             }
-        } else if (k >= 8 && pd_rd_skip(&r, NULL, NULL)) {
-            pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
-            return;
+            used = 8;
         }
-        for (uint32_t extra = 8; extra < k; extra++)
+        if (k >= 10) {
+            if (pd_rd_bool(&r, &gpu) || (pd_rd_peek(&r) == PD_MP_NIL
+                                             ? pd_rd_nil(&r)
+                                             : pd_rd_strcpy(&r, cu, sizeof cu))) {
+                pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash "
+                            "or nil]; ignoring the rest", i);
+                return;
+            }
+            used = 10;
+        }
+        for (uint32_t extra = used; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const s_mod_t *mm = s_mod_find(w, mod);
+        const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
         char msg[800];
-        if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg)) {
+        if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg) ||
+            (cu[0] && !pd_policy_allows(w->policy, client, cu, cm ? cm->name : cu, msg,
+                                        sizeof msg))) {
             uint32_t swallowed = 0;
             if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
                 pd_log_warn("refused job %llu: %s%s", (unsigned long long) id, msg,
@@ -580,26 +666,33 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
             s_fail_job(w, id, attempt, PD_EREFUSED, msg);
             continue;
         }
-        if (!mm) {
-            snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no "
-                     "'mod' for it)", mod, w->host);
+        if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
+            snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no "
+                     "'mod' for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
             s_fail_job(w, id, attempt, PD_ENOMODULE, msg);
             continue;
         }
+        if (gpu && w->ngpu == 0) {
+            snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
+                     "job", w->host);
+            s_fail_job(w, id, attempt, PD_ENOGPU, msg);
+            continue;
+        }
+        s_queue_t *q = &w->q[gpu ? S_GPU : S_CPU];
         if (fnlen == 0 || fnlen >= sizeof ((pd_job_t *) 0)->fn) {
             snprintf(msg, sizeof msg, "module %s has no function '%.*s' (check the name passed "
                      "to map)", mm->name, (int) (fnlen > 64 ? 64 : fnlen), fn);
             s_fail_job(w, id, attempt, PD_ENOFUNC, msg);
             continue;
         }
-        if (w->qlen >= w->qmax) {
-            snprintf(msg, sizeof msg, "worker %s holds %zu queued jobs, more than the broker's "
-                     "credit allows; job refused", w->host, w->qlen);
+        if (q->len >= q->max) {
+            snprintf(msg, sizeof msg, "worker %s holds %zu queued %s jobs, more than the "
+                     "broker's credit allows; job refused", w->host, q->len, gpu ? "GPU" : "CPU");
             s_fail_job(w, id, attempt, PD_EOVERLOAD, msg);
             continue;
         }
         pd_job_t *job = pd_job_new(arg, alen);
-        if (!job || s_q_push_back(w, job)) {
+        if (!job || s_q_push_back(q, job)) {
             pd_job_destroy(&job);
             s_fail_job(w, id, attempt, PD_ENOMEM, "worker out of memory");
             continue;
@@ -613,6 +706,11 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
         memcpy(job->fn, fn, fnlen);
         job->fn[fnlen] = 0;
         snprintf(job->shared, sizeof job->shared, "%s", shared);
+        job->gpu = gpu;
+        if (cm) {
+            memcpy(job->cu, cm->hash, sizeof job->cu);
+            memcpy(job->cu_name, cm->name, sizeof job->cu_name);
+        }
     }
 }
 
@@ -648,19 +746,24 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
     qsort(ids, k, sizeof *ids, s_cmp_u64);
     w->cancel = ids;
     w->ncancel = k;
-    size_t dropped = 0, kept = 0;
-    for (size_t i = 0; i < w->qlen; i++) {
-        pd_job_t *job = w->q[(w->qhead + i) % w->qcap];
-        if (s_is_cancelled(w, job->id)) {
-            pd_job_destroy(&job);
-            dropped++;
-        } else {
-            w->q[(w->qhead + kept++) % w->qcap] = job;
+    size_t dropped = 0;
+    for (int c = 0; c < 2; c++) {
+        s_queue_t *q = &w->q[c];
+        size_t kept = 0;
+        for (size_t i = 0; i < q->len; i++) {
+            pd_job_t *job = q->q[(q->head + i) % q->cap];
+            if (s_is_cancelled(w, job->id)) {
+                pd_job_destroy(&job);
+                dropped++;
+            } else {
+                q->q[(q->head + kept++) % q->cap] = job;
+            }
         }
+        q->len = kept;
     }
-    w->qlen = kept;
-    for (int i = 0; i < w->nslots; i++)
-        dropped += pd_slot_cancel(w->slots[i], s_is_cancelled, w);
+    for (int k = 0; k < s_nall(w); k++)
+        if (s_slot(w, k))
+            dropped += pd_slot_cancel(s_slot(w, k), s_is_cancelled, w);
     w->cancel = NULL;
     w->ncancel = 0;
     free(ids);
@@ -671,13 +774,17 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 static void s_reset(pd_worker_t *w)
 {
     size_t running = 0;
-    for (int i = 0; i < w->nslots; i++) {
-        running += pd_slot_busy(w->slots[i]);
-        pd_slot_abort(w->slots[i]);
+    for (int k = 0; k < s_nall(w); k++) {
+        pd_slot_t *sl = s_slot(w, k);
+        if (!sl)
+            continue;
+        running += pd_slot_busy(sl);
+        pd_slot_abort(sl);
     }
     pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
-                "registering again", w->qlen, running);
-    s_q_clear(w);
+                "registering again", s_queued(w), running);
+    s_q_clear(&w->q[S_CPU]);
+    s_q_clear(&w->q[S_GPU]);
     pd_buf_reset(&w->res);
     w->nres = 0;
     w->registered = false;
@@ -790,11 +897,13 @@ static int s_reserve_slots(pd_worker_t *w, int n)
     if (!slots)
         return PD_ENOMEM;
     w->slots = slots;
-    zmq_pollitem_t *items = realloc(w->items, ((size_t) cap + 4) * sizeof *items);
+    /* The poll set: fixed sockets (at most 4), CPU slots, GPU slots. */
+    size_t nitems = (size_t) cap + 4 + PD_GPU_MAX;
+    zmq_pollitem_t *items = realloc(w->items, nitems * sizeof *items);
     if (!items)
         return PD_ENOMEM;
     w->items = items;
-    int *item_slot = realloc(w->item_slot, ((size_t) cap + 4) * sizeof *item_slot);
+    int *item_slot = realloc(w->item_slot, nitems * sizeof *item_slot);
     if (!item_slot)
         return PD_ENOMEM;
     w->item_slot = item_slot;
@@ -809,8 +918,10 @@ static int s_grow_slots(pd_worker_t *w)
     if (code)
         return code;
     while (w->nslots < w->cpus) {
+        /* CPU slots see no GPU (CUDA_VISIBLE_DEVICES=""): GPU work goes
+           where the broker placed it. */
         pd_slot_config_t sc = {.index = w->nslots, .exe = w->slot_exe, .cache_dir = w->cache_dir,
-                               .host = w->host, .log_level = w->log_level,
+                               .host = w->host, .log_level = w->log_level, .cuda_visible = "",
                                .sink = {s_on_result, s_on_requeue, w}};
         pd_slot_t *s = pd_slot_new(&sc, &code);
         if (!s)
@@ -820,7 +931,50 @@ static int s_grow_slots(pd_worker_t *w)
     return 0;
 }
 
-/* Stops the slots over the limit that hold no job (the top ones first). */
+/* The CUDA_VISIBLE_DEVICES value that shows GPU slot g its device: the
+   g-th entry of the worker's own CUDA_VISIBLE_DEVICES when it has one (the
+   driver numbered the devices within that list: under Slurm, say), else g. */
+static void s_visible_for(int g, char *out, size_t cap)
+{
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    snprintf(out, cap, "%d", g);
+    if (!vis || !*vis)
+        return;
+    const char *p = vis;
+    for (int k = 0; *p; k++) {
+        size_t len = strcspn(p, ",");
+        if (k == g) {
+            snprintf(out, cap, "%.*s", (int) len, p);
+            return;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+}
+
+/* Starts the GPU slot processes up to w->gpus. Returns 0 or a PD_E* code. */
+static int s_grow_gpu_slots(pd_worker_t *w)
+{
+    for (int g = 0; g < w->gpus; g++) {
+        if (w->gslots[g])
+            continue;
+        char visible[64];
+        s_visible_for(g, visible, sizeof visible);
+        int code = 0;
+        pd_slot_config_t sc = {.index = PD_WORKER_GPU_SLOT0 + g, .exe = w->slot_exe,
+                               .cache_dir = w->cache_dir, .host = w->host,
+                               .log_level = w->log_level, .has_gpu = true, .gpu = g,
+                               .cuda_visible = visible, .sink = {s_on_result, s_on_requeue, w}};
+        if (!(w->gslots[g] = pd_slot_new(&sc, &code)))
+            return code;
+    }
+    return 0;
+}
+
+/* Stops the slots over the limits that hold no job (the top CPU ones first).
+   A GPU slot's process holds its GPU's memory (the CUDA context): stopping
+   it hands the GPU back to its owner. */
 static void s_retire_idle_slots(pd_worker_t *w)
 {
     while (w->nslots > w->cpus && !pd_slot_busy(w->slots[w->nslots - 1])) {
@@ -828,22 +982,39 @@ static void s_retire_idle_slots(pd_worker_t *w)
         w->nslots--;
         pd_log_debug("slot %d stopped (the owner lowered the slots to %d)", w->nslots, w->cpus);
     }
+    for (int g = w->gpus; g < w->ngpu; g++)
+        if (w->gslots[g] && !pd_slot_busy(w->gslots[g])) {
+            pd_slot_destroy(&w->gslots[g]);
+            pd_log_debug("GPU slot %d stopped (the owner lowered the GPUs to %d)", g, w->gpus);
+        }
 }
 
 int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why, size_t whycap)
 {
-    if (cpus < 0 || cpus > PD_WORKER_MAX_CPUS || gpus < 0 || gpus > PD_WORKER_MAX_GPUS) {
+    if (gpus < 0)
+        gpus = w->ngpu; /* every GPU the machine has */
+    if (cpus < 0 || cpus > PD_WORKER_MAX_CPUS || gpus > PD_WORKER_MAX_GPUS) {
         snprintf(why, whycap, "cpus must be from 0 to %d and gpus from 0 to %d (got %d and %d)",
                  PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cpus, gpus);
+        return PD_EINVAL;
+    }
+    if (gpus > w->ngpu) {
+        snprintf(why, whycap, "this machine has %d GPU%s usable through the CUDA driver, not %d",
+                 w->ngpu, w->ngpu == 1 ? "" : "s", gpus);
         return PD_EINVAL;
     }
     int old = w->cpus, oldg = w->gpus;
     w->cpus = cpus;
     w->gpus = gpus;
-    size_t qmax = (size_t) (cpus + gpus) * 1024 + 4096;
-    if (qmax > w->qmax)
-        w->qmax = qmax;
+    size_t qmax = (size_t) cpus * 1024 + 4096;
+    if (qmax > w->q[S_CPU].max)
+        w->q[S_CPU].max = qmax;
     int rc = s_grow_slots(w);
+    if (rc == 0 && (rc = s_grow_gpu_slots(w)) != 0) {
+        snprintf(why, whycap, "cannot start GPU slot processes: %s", pd_strerror(rc));
+        w->gpus = oldg;
+        return rc;
+    }
     if (rc) {
         snprintf(why, whycap, "cannot start slot processes: %s", pd_strerror(rc));
         w->cpus = w->nslots < old ? w->nslots : old;
@@ -855,10 +1026,17 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
         for (int i = w->cpus; i < w->nslots; i++)
             if (pd_slot_busy(w->slots[i]))
                 pd_slot_retire(w->slots[i], false);
+        for (int g = w->gpus; g < w->ngpu; g++)
+            if (w->gslots[g] && pd_slot_busy(w->gslots[g]))
+                pd_slot_retire(w->gslots[g], false);
     }
     s_retire_idle_slots(w);
     if (now || w->cpus == 0)
-        s_give_back(w, w->cpus == 0 ? "no slot left" : "the owner lowered the slots, --now");
+        s_give_back_queue(w, &w->q[S_CPU], w->cpus == 0 ? "no slot left"
+                                                          : "the owner lowered the slots, --now");
+    if (now || w->gpus == 0)
+        s_give_back_queue(w, &w->q[S_GPU], w->gpus == 0 ? "no GPU slot left"
+                                                          : "the owner lowered the GPUs, --now");
     if (cpus != old || gpus != oldg)
         pd_log_info("the owner set %d cpus and %d gpus (were %d and %d)%s", cpus, gpus, old, oldg,
                     w->nslots > cpus ? "; slots over the limit finish their jobs" : "");
@@ -875,14 +1053,15 @@ static void s_owner_back(pd_worker_t *w)
     s_send_slots(w);
     s_send_state(w);
     int held = 0;
-    for (int i = 0; i < w->nslots; i++) {
-        if (!pd_slot_busy(w->slots[i]))
+    for (int k = 0; k < s_nall(w); k++) {
+        pd_slot_t *sl = s_slot(w, k);
+        if (!sl || !pd_slot_busy(sl))
             continue;
         held++;
         if (w->idle.requeue)
-            pd_slot_retire(w->slots[i], true);
+            pd_slot_retire(sl, true);
         else
-            pd_slot_suspend(w->slots[i], true);
+            pd_slot_suspend(sl, true);
     }
     pd_log_info("the machine's owner is back (load %.2f > %.2f): slots withdrawn, %d running "
                 "jobs %s", w->owner_load, w->idle.load_max, held,
@@ -894,8 +1073,9 @@ static void s_owner_back(pd_worker_t *w)
 static void s_owner_gone(pd_worker_t *w, const char *why)
 {
     w->owner_active = false;
-    for (int i = 0; i < w->nslots; i++)
-        pd_slot_suspend(w->slots[i], false);
+    for (int k = 0; k < s_nall(w); k++)
+        if (s_slot(w, k))
+            pd_slot_suspend(s_slot(w, k), false);
     s_send_slots(w);
     s_send_state(w);
     pd_log_info("%s: offering %d cpus again", why, w->cpus);
@@ -907,12 +1087,12 @@ static void s_check_idle(pd_worker_t *w, int64_t now)
     w->next_check = now + w->idle.check_ms;
     if (!w->load)
         return;
-    pid_t pids[1 + PD_WORKER_MAX_CPUS];
+    pid_t pids[1 + PD_WORKER_MAX_CPUS + PD_GPU_MAX];
     size_t n = 0;
     pids[n++] = getpid();
-    for (int i = 0; i < w->nslots && n < sizeof pids / sizeof pids[0]; i++)
-        if (pd_slot_pid(w->slots[i]) > 0)
-            pids[n++] = pd_slot_pid(w->slots[i]);
+    for (int k = 0; k < s_nall(w) && n < sizeof pids / sizeof pids[0]; k++)
+        if (s_slot(w, k) && pd_slot_pid(s_slot(w, k)) > 0)
+            pids[n++] = pd_slot_pid(s_slot(w, k));
     double load;
     int rc = pd_load_sample(w->load, pids, n, &load);
     if (rc == PD_EIO) {
@@ -971,7 +1151,7 @@ void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle)
 void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out)
 {
     *out = (pd_worker_stats_t){.cpus = w->cpus, .gpus = w->gpus, .offered = s_offered(w),
-                               .slots = w->nslots, .busy = s_busy(w), .queued = (int) w->qlen,
+                               .slots = w->nslots, .busy = s_busy(w), .queued = (int) s_queued(w),
                                .registered = w->registered, .owner_active = w->owner_active,
                                .load = w->owner_load, .done = w->ndone,
                                .requeued = w->requeued, .broker = w->broker};
@@ -1235,37 +1415,74 @@ static void s_find_gpu_names(pd_worker_t *w)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Gives queued jobs to idle slots under the owner's limit, a group each,
-   spreading them evenly. While the owner uses the machine nothing starts:
-   jobs that arrive then go back to the broker. */
-static void s_dispatch(pd_worker_t *w)
+/* Gives the jobs of queue q to the idle slots among slots[0 .. n), a group
+   each, spreading them evenly (NULL entries are skipped). */
+static void s_dispatch_queue(s_queue_t *q, pd_slot_t **slots, int n)
 {
-    if (w->owner_active) {
-        s_give_back(w, "the machine's owner is active");
-        return;
-    }
-    int limit = w->cpus < w->nslots ? w->cpus : w->nslots;
     size_t idle = 0;
-    for (int i = 0; i < limit; i++)
-        idle += pd_slot_idle(w->slots[i]);
-    for (int i = 0; i < limit && w->qlen && idle; i++) {
-        pd_slot_t *s = w->slots[i];
-        if (!pd_slot_idle(s))
+    for (int i = 0; i < n; i++)
+        idle += slots[i] && pd_slot_idle(slots[i]);
+    for (int i = 0; i < n && q->len && idle; i++) {
+        pd_slot_t *s = slots[i];
+        if (!s || !pd_slot_idle(s))
             continue;
-        size_t n = pd_slot_group_size(s);
-        size_t share = (w->qlen + idle - 1) / idle;
-        if (n > share)
-            n = share;
+        size_t g = pd_slot_group_size(s);
+        size_t share = (q->len + idle - 1) / idle;
+        if (g > share)
+            g = share;
         pd_job_t *group[PD_SLOT_GROUP_MAX];
         size_t k = 0, bytes = 0;
-        while (k < n && w->qlen && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
-            group[k] = s_q_pop(w);
+        while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
+            group[k] = s_q_pop(q);
             bytes += group[k]->arg_len;
             k++;
         }
         pd_slot_send(s, group, k);
         idle--;
     }
+}
+
+/* Gives queued jobs to idle slots under the owner's limits: CPU jobs to CPU
+   slots, GPU jobs to GPU slots. While the owner uses the machine nothing
+   starts: jobs that arrive then go back to the broker, as do GPU jobs when
+   the owner allows no GPU. */
+static void s_dispatch(pd_worker_t *w)
+{
+    if (w->owner_active) {
+        s_give_back(w, "the machine's owner is active");
+        return;
+    }
+    if (w->gpus == 0)
+        s_give_back_queue(w, &w->q[S_GPU], "no GPU slot left");
+    s_dispatch_queue(&w->q[S_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots);
+    s_dispatch_queue(&w->q[S_GPU], w->gslots, w->gpus);
+}
+
+/* True when a job is queued here (CPU or GPU) or held by a slot (running or
+   suspended). */
+static bool s_has_work(pd_worker_t *w) { return s_queued(w) > 0 || s_busy(w) > 0; }
+
+/* The idle time-out (--idle-exit): true when the worker has had nothing to
+   do for idle_exit_ms and should leave, so that a pilot job gives its
+   allocation back instead of holding it empty. */
+static bool s_idle_expired(pd_worker_t *w, int64_t now)
+{
+    if (w->idle_exit_ms <= 0)
+        return false;
+    if (s_has_work(w)) {
+        w->idle_since = now;
+        return false;
+    }
+    if (now - w->idle_since < w->idle_exit_ms)
+        return false;
+    if (w->registered)
+        pd_log_info("no job for %.3g s: leaving (idle time-out)", w->idle_exit_ms / 1e3);
+    else
+        pd_log_warn("no job for %.3g s and no answer from %s%s: leaving (idle time-out; can "
+                    "this machine reach the broker?)", w->idle_exit_ms / 1e3,
+                    w->broker[0] ? "broker " : "any broker of cluster ",
+                    w->broker[0] ? w->broker : w->cluster);
+    return true;
 }
 
 /* Heartbeat, liveness and re-registration. */
@@ -1308,11 +1525,13 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
         next = w->last_state + w->hb_ms;
     if (w->load && w->next_check < next)
         next = w->next_check;
-    for (int i = 0; i < w->nslots; i++) {
-        int64_t d = pd_slot_deadline(w->slots[i]);
+    for (int k = 0; k < s_nall(w); k++) {
+        int64_t d = s_slot(w, k) ? pd_slot_deadline(s_slot(w, k)) : INT64_MAX;
         if (d < next)
             next = d;
     }
+    if (w->idle_exit_ms > 0 && w->idle_since + w->idle_exit_ms < next)
+        next = w->idle_since + w->idle_exit_ms;
     int64_t t = next - now;
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
@@ -1341,12 +1560,12 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 .socket = pd_beacon_listener_socket(w->listener), .events = ZMQ_POLLIN};
         }
         int nfixed = nitems;
-        for (int i = 0; i < w->nslots; i++) {
-            int fd = pd_slot_fd(w->slots[i]);
+        for (int k = 0; k < s_nall(w); k++) {
+            int fd = s_slot(w, k) ? pd_slot_fd(s_slot(w, k)) : -1;
             if (fd < 0)
                 continue;
             w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
-            w->item_slot[nitems] = i;
+            w->item_slot[nitems] = k;
             nitems++;
         }
         int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
@@ -1357,6 +1576,11 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             rc = PD_ESYS;
             break;
         }
+        /* Stopped by a signal: a resource manager (Slurm's scancel, a time
+           limit) may have signalled the slot processes too, so what they
+           report now is not the tasks' doing; `bye` requeues those jobs. */
+        if (*stop)
+            break;
         if (w->items[imon].revents & ZMQ_POLLIN)
             s_on_monitor(w);
         if (w->items[0].revents & ZMQ_POLLIN) {
@@ -1369,21 +1593,24 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         /* Slot pipes before control requests: a request may retire slots. */
         for (int i = nfixed; i < nitems; i++)
             if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                pd_slot_on_readable(w->slots[w->item_slot[i]]);
+                pd_slot_on_readable(s_slot(w, w->item_slot[i]));
         if (ictl >= 0 && (w->items[ictl].revents & ZMQ_POLLIN))
             s_on_ctl(w);
         if (ibeacon >= 0 && (w->items[ibeacon].revents & ZMQ_POLLIN))
             s_on_beacon(w);
         now = pd_slot_now_ms();
-        for (int i = 0; i < w->nslots; i++)
-            if (pd_slot_deadline(w->slots[i]) <= now)
-                pd_slot_tick(w->slots[i]);
+        for (int k = 0; k < s_nall(w); k++)
+            if (s_slot(w, k) && pd_slot_deadline(s_slot(w, k)) <= now)
+                pd_slot_tick(s_slot(w, k));
         if (w->load && now >= w->next_check)
             s_check_idle(w, now);
         s_retire_idle_slots(w);
         s_dispatch(w);
         s_flush(w);
-        s_keepalive(w, pd_slot_now_ms());
+        now = pd_slot_now_ms();
+        s_keepalive(w, now);
+        if (s_idle_expired(w, now))
+            break;
     }
     s_flush(w);
     if (w->connected)
@@ -1450,12 +1677,10 @@ static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
         return PD_EINVAL;
     }
     if (cfg->broker_key) {
-        if (!pd_auth_key_valid(cfg->broker_key)) {
-            pd_log_error("--broker-key '%s' is not a public key (40 characters, as "
-                         "`playdoh-keygen show` prints on the broker's machine)", cfg->broker_key);
+        if (pd_auth_key_from_arg(cfg->broker_key, w->broker_key, NULL, 0, why, sizeof why)) {
+            pd_log_error("--broker-key: %s", why);
             return PD_EINVAL;
         }
-        snprintf(w->broker_key, sizeof w->broker_key, "%s", cfg->broker_key);
         w->fixed_key = true;
         return 0;
     }
@@ -1478,6 +1703,42 @@ static pd_policy_t *s_policy_new(pd_worker_t *w, const pd_worker_config_t *cfg)
     return pd_policy_new(cfg->code_policy, list, w->host);
 }
 
+/* Counts the GPUs through the CUDA driver and decides the GPU slots: asked
+   < 0 offers every one, else exactly `asked` (0 skips the driver). Returns 0,
+   or PD_EINVAL (logged) when more are asked than the machine has. */
+static int s_offer_gpus(pd_worker_t *w, int asked)
+{
+    w->gpus = w->ngpu = 0;
+    if (asked == 0)
+        return 0;
+    char why[600];
+    int found = pd_gpu_discover(NULL, w->gpu, PD_GPU_MAX, why, sizeof why);
+    if (asked > found) {
+        if (found == 0)
+            pd_log_error("--gpus %d: this machine has no GPU usable through the CUDA driver "
+                         "(%s): install the NVIDIA driver, or lower --gpus", asked, why);
+        else
+            pd_log_error("--gpus %d: this machine has only %d GPU%s usable through the CUDA "
+                         "driver: lower --gpus to %d or less", asked, found,
+                         found == 1 ? "" : "s", found);
+        return PD_EINVAL;
+    }
+    if (found == 0)
+        pd_log_info("offering no GPU: %s", why);
+    w->ngpu = found;
+    w->gpus = asked < 0 ? found : asked;
+    for (int g = 0; g < found; g++) {
+        char mem[32];
+        pd_log_info("GPU %d: %s, %s, compute capability %d.%d%s", g, w->gpu[g].name,
+                    pd_gpu_mem_str(w->gpu[g].mem, mem, sizeof mem), w->gpu[g].cc_major,
+                    w->gpu[g].cc_minor, g < w->gpus ? "" : " (not offered: --gpus)");
+        if (w->ngpu_names < S_MAX_GPU_NAMES)
+            snprintf(w->gpu_names[w->ngpu_names++], sizeof w->gpu_names[0], "%.63s",
+                     w->gpu[g].name);
+    }
+    return 0;
+}
+
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
 {
     assert(cfg);
@@ -1487,7 +1748,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_error("a cache directory is required");
         goto fail;
     }
-    if (cfg->cpus < 0 || cfg->cpus > PD_WORKER_MAX_CPUS || cfg->gpus < 0 ||
+    if (cfg->cpus < 0 || cfg->cpus > PD_WORKER_MAX_CPUS || cfg->gpus < -1 ||
         cfg->gpus > PD_WORKER_MAX_GPUS) {
         pd_log_error("--cpus must be between 0 and %d and --gpus between 0 and %d (got %d and "
                      "%d)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS, cfg->cpus, cfg->gpus);
@@ -1503,16 +1764,25 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     if (!(w = calloc(1, sizeof *w)))
         goto fail;
     snprintf(w->cluster, sizeof w->cluster, "%s", cluster);
+    code = PD_EINVAL;
+    if (s_offer_gpus(w, cfg->gpus))
+        goto fail;
+    code = PD_ENOMEM;
     w->cpus = cfg->cpus;
-    w->gpus = cfg->gpus;
     w->hb_ms = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : S_DEFAULT_HB_MS;
     w->liveness = S_DEFAULT_LIVENESS;
-    w->qmax = (size_t) (cfg->cpus + cfg->gpus) * 1024 + 4096;
+    w->q[S_CPU].max = (size_t) cfg->cpus * 1024 + 4096;
+    w->q[S_GPU].max = (size_t) w->ngpu * 1024 + 4096;
     w->owner_load = -1;
     w->reload = cfg->reload;
     w->on_reload = cfg->on_reload;
     w->reload_user = cfg->reload_user;
     w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
+    w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
+    snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
+    snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
+    snprintf(w->slurm_array, sizeof w->slurm_array, "%s",
+             cfg->slurm_array ? cfg->slurm_array : "");
     pd_buf_init(&w->res);
     w->cache_dir = strdup(cfg->cache_dir);
     /* The running program's path, resolved now: exec'ing "/proc/self/exe"
@@ -1534,7 +1804,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         snprintf(w->host, sizeof w->host, "%s", cfg->name);
     else if (gethostname(w->host, sizeof w->host - 1))
         snprintf(w->host, sizeof w->host, "unknown");
-    s_find_gpu_names(w);
+    if (w->ngpu_names == 0)
+        s_find_gpu_names(w); /* no GPU found through CUDA: the driver's procfs may name some */
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
         goto fail;
     if ((code = s_security_setup(w, cfg)) != 0)
@@ -1546,7 +1817,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     randombytes_buf(rnd, sizeof rnd);
     memcpy(w->id, "w-", 2);
     sodium_bin2hex(w->id + 2, sizeof w->id - 2, rnd, sizeof rnd);
-    if ((code = s_grow_slots(w)))
+    if ((code = s_grow_slots(w)) || (code = s_grow_gpu_slots(w)))
         goto fail;
     code = PD_ESYS;
     w->ctx = cfg->zmq_ctx;
@@ -1586,6 +1857,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         w->idle = cfg->idle;
     int64_t now = pd_slot_now_ms();
     w->last_recv = w->last_state = now;
+    w->idle_since = now;
     if (cfg->broker && *cfg->broker) {
         if ((code = s_connect(w, cfg->broker)))
             goto fail;
@@ -1598,11 +1870,17 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_info("looking for a broker of cluster '%s' (beacons on UDP port %d)", w->cluster,
                     port);
     }
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpus%s%s, cache %s, broker %s (%s), code "
-                "policy '%s'", w->id, w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots%s%s, cache %s, broker %s (%s), "
+                "code policy '%s'", w->id, w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
                 w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
                 w->broker[0] ? w->broker : "(by beacon)", w->secure ? "CurveZMQ" : "no security",
                 pd_policy_name(pd_policy_mode(w->policy)));
+    if (w->slurm_job[0])
+        pd_log_info("pilot in Slurm job %s (array task %s, step %s)", w->slurm_job,
+                    w->slurm_array[0] ? w->slurm_array : "none",
+                    w->slurm_step[0] ? w->slurm_step : "none");
+    if (w->idle_exit_ms)
+        pd_log_info("leaving after %.3g s without a job (idle time-out)", w->idle_exit_ms / 1e3);
     return w;
 fail:
     if (err)
@@ -1620,8 +1898,12 @@ void pd_worker_destroy(pd_worker_t **p)
         for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
-    s_q_clear(w);
-    free(w->q);
+    for (int g = 0; g < PD_GPU_MAX; g++)
+        pd_slot_destroy(&w->gslots[g]);
+    for (int c = 0; c < 2; c++) {
+        s_q_clear(&w->q[c]);
+        free(w->q[c].q);
+    }
     pd_buf_free(&w->res);
     pd_beacon_listener_destroy(&w->listener);
     if (w->ctl) {
@@ -1653,4 +1935,4 @@ void pd_worker_destroy(pd_worker_t **p)
 }
 
 const char *pd_worker_id(pd_worker_t *w) { return w->id; }
-size_t pd_worker_queued(const pd_worker_t *w) { return w->qlen; }
+size_t pd_worker_queued(const pd_worker_t *w) { return w->q[0].len + w->q[1].len; }

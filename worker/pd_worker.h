@@ -1,8 +1,9 @@
 /*  pd_worker: the worker's root object and its loop.
 
     A worker connects a DEALER socket (routing id "w-" + 16 random hex
-    digits) to the broker, registers with `ready {host, pid, cpus, gpus}`,
-    receives modules and jobs, runs the jobs in its slot processes (pd_slot)
+    digits) to the broker, registers with `ready {host, pid, cpus, gpus,
+    gpu_info, ...}` (plus its Slurm job and step ids when it runs as a pilot
+    job), receives modules and jobs, runs the jobs in its slot processes (pd_slot)
     and sends results back in `done` batches. It heartbeats from its own loop
     while the slot processes compute, re-registers when the broker falls
     silent or says `reset`, and leaves with `bye`. docs/protocol.md is the
@@ -32,6 +33,9 @@
 
 #define PD_WORKER_MAX_CPUS 4096
 #define PD_WORKER_MAX_GPUS 1024
+/* GPU slot g reports slot number PD_WORKER_GPU_SLOT0 + g (in errors and
+   pd_task_slot), above every CPU slot's. */
+#define PD_WORKER_GPU_SLOT0 PD_WORKER_MAX_CPUS
 
 typedef struct pd_worker pd_worker_t;
 
@@ -46,7 +50,9 @@ typedef struct {
 typedef struct {
     const char *broker;    /* broker endpoint, e.g. "tcp://host:5555"; NULL or "" = discover */
     int cpus;              /* CPU slots (0 .. PD_WORKER_MAX_CPUS) */
-    int gpus;              /* GPUs offered (0 .. PD_WORKER_MAX_GPUS), reported to the broker */
+    int gpus;              /* GPU slots: -1 = every GPU the CUDA driver shows, N = exactly N
+                              (more than the machine has: PD_EINVAL), 0 = none (the driver
+                              is not even loaded) */
     const char *cache_dir; /* module cache directory (required) */
     int heartbeat_ms;      /* heartbeat before the broker's welcome; 0 = 1000 */
     const char *name;      /* host name reported; NULL = gethostname() */
@@ -79,6 +85,11 @@ typedef struct {
     pd_policy_mode_t code_policy; /* whose code runs here (default: any admitted client) */
     const char *code_list;   /* the policy's list (NULL: <config_dir>/code-clients or
                                 code-modules) */
+    /* pilot jobs (Slurm) */
+    int idle_exit_ms;        /* leave (with `bye`) after this long without a job; 0 = never */
+    const char *slurm_job;   /* Slurm job id when run as a pilot (SLURM_JOB_ID), or NULL */
+    const char *slurm_step;  /* its Slurm step id (SLURM_STEP_ID, "batch"), or NULL */
+    const char *slurm_array; /* "ARRAYJOB_TASK" for a job array task, or NULL */
 } pd_worker_config_t;
 
 /* Creates the worker: opens the module cache, starts the slot processes,
@@ -92,8 +103,9 @@ typedef struct {
    reason is logged with what to do. */
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err);
 
-/* Runs the loop until *stop becomes non-zero (a signal handler sets it),
-   then sends `bye`. Returns 0, or PD_ESYS when ZeroMQ fails. */
+/* Runs the loop until *stop becomes non-zero (a signal handler sets it), or
+   until the worker has had no job for idle_exit_ms (when set), then sends
+   `bye`. Returns 0, or PD_ESYS when ZeroMQ fails. */
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop);
 
 /* Kills the slot processes, closes the sockets, frees the worker; sets *p
@@ -107,9 +119,11 @@ const char *pd_worker_id(pd_worker_t *w);
    broker is told (`slots`). Raising starts slot processes. Lowering starts
    no job beyond the new limit and lets running ones finish; with `now`
    the jobs of the slots over the limit and the jobs queued here go back to
-   the broker (`requeue`, no attempt counted). Call from the loop's thread
-   (the control socket and on_reload do). Returns 0, or PD_EINVAL with why
-   set for an out-of-range count (nothing changes). */
+   the broker (`requeue`, no attempt counted). gpus -1 means every GPU
+   found at start; GPU slot processes over the limit stop once idle, which
+   frees their GPU. Call from the loop's thread (the control socket and
+   on_reload do). Returns 0, or PD_EINVAL with why set for an out-of-range
+   count or more GPUs than the machine has (nothing changes). */
 int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why, size_t whycap);
 /* Replaces the idle policy (a reload); turning it off resumes suspended jobs. */
 void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle);
@@ -117,7 +131,7 @@ void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle);
 /* What the worker is doing, for the control socket and tests. */
 typedef struct {
     int cpus;           /* CPU slots the owner allows */
-    int gpus;           /* GPUs the owner allows */
+    int gpus;           /* GPU slots the owner allows */
     int offered;        /* CPU slots offered to the broker now (0 while the owner is active) */
     int slots;          /* slot processes that exist (more than cpus while some retire) */
     int busy;           /* slots running jobs */

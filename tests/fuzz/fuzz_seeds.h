@@ -1,5 +1,5 @@
 /*  fuzz_seeds.h: what the seed corpus (make_seeds.c) and the harnesses
-    share: the peers' keys and the module every seed ships. */
+    share: the peers' keys and the modules the seeds ship. */
 #ifndef PD_FUZZ_SEEDS_H
 #define PD_FUZZ_SEEDS_H
 
@@ -11,5 +11,7 @@
 
 /* The module of examples/square.c's kind that every seed ships. */
 #define PD_FUZZ_MODULE_SRC "#include <playdoh_task.h>\nPD_TASK_DOUBLE(square, x) { return x * x; }\n"
+/* The CUDA module GPU seeds ship beside it. */
+#define PD_FUZZ_CU_SRC "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n"
 
 #endif

@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         off += 4 + flen;
     }
-    /* As the child reads it: one group frame [[id, mod, kind, name, fn, arg, shared], ...]. */
+    /* As the child reads it: one group frame [[id, mod, kind, name, fn, arg,
+       shared], ...], a GPU job with [..., cu, cu_name] too. */
     if (pd_mp_check(data, size, PD_MAX_DEPTH, NULL) == 0) {
         pd_rd_t r;
         pd_rd_init(&r, data, size);
@@ -57,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (pd_slot_job_parse(&r, &o))
                     break;
                 if (strlen(o.mod) >= sizeof o.mod || strlen(o.fn) >= sizeof o.fn ||
+                    strlen(o.cu) >= sizeof o.cu || strlen(o.cu_name) >= sizeof o.cu_name ||
                     o.arg < data || o.arg + o.alen > data + size)
                     abort();
             }

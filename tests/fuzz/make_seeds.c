@@ -22,7 +22,8 @@
 #include <zmq.h>
 
 static const char *s_root;
-static char s_hash[65];
+static char s_hash[65];    /* PD_FUZZ_MODULE_SRC's */
+static char s_cu_hash[65]; /* PD_FUZZ_CU_SRC's */
 
 static void s_write(const char *dir, const char *name, const void *p, size_t n)
 {
@@ -250,6 +251,66 @@ static const char *s_message(int i)
         msgpack_pack_uint64(&pk, 2);
         msgpack_pack_uint64(&pk, 1);
         return "requeue";
+    case 27:
+        s_begin("ready", 6);
+        pd_pack_kv_str(&pk, "host", "gpu3");
+        pd_pack_kv_uint(&pk, "pid", 4343);
+        pd_pack_kv_uint(&pk, "cpus", 1);
+        pd_pack_kv_uint(&pk, "gpus", 1);
+        pd_pack_cstr(&pk, "gpu_info");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 4);
+        pd_pack_kv_str(&pk, "name", "NVIDIA H100");
+        pd_pack_kv_uint(&pk, "mem", 80ull << 30);
+        pd_pack_kv_uint(&pk, "cc_major", 9);
+        pd_pack_kv_uint(&pk, "cc_minor", 0);
+        pd_pack_kv_str(&pk, "slurm_job", "4242");
+        return "ready_gpu";
+    case 28:
+        s_begin("mod_put", 5);
+        pd_pack_kv_uint(&pk, "req", 3);
+        pd_pack_kv_str(&pk, "hash", s_cu_hash);
+        pd_pack_kv_str(&pk, "name", "k.cu");
+        pd_pack_kv_str(&pk, "kind", "cu");
+        pd_pack_kv_bin(&pk, "data", PD_FUZZ_CU_SRC, strlen(PD_FUZZ_CU_SRC));
+        return "mod_put_cu";
+    case 29:
+        s_begin("submit", 5);
+        pd_pack_kv_uint(&pk, "req", 4);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "square");
+        pd_pack_kv_str(&pk, "cu", s_cu_hash);
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_double(&pk, 2.0);
+        return "submit_gpu";
+    case 30:
+        s_begin("run", 2);
+        pd_pack_cstr(&pk, "jobs");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 10);
+        msgpack_pack_uint64(&pk, 3);
+        msgpack_pack_uint32(&pk, 1);
+        pd_pack_cstr(&pk, s_hash);
+        pd_pack_cstr(&pk, "square");
+        msgpack_pack_uint32(&pk, 0);
+        msgpack_pack_double(&pk, 2.0);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_uint32(&pk, 0);
+        msgpack_pack_true(&pk);
+        pd_pack_cstr(&pk, s_cu_hash);
+        pd_pack_cstr(&pk, "clients");
+        msgpack_pack_array(&pk, 1);
+        pd_pack_cstr(&pk, PD_FUZZ_KEY_CLIENT);
+        return "run_gpu";
+    case 31:
+        s_begin("mod", 5);
+        pd_pack_kv_str(&pk, "hash", s_cu_hash);
+        pd_pack_kv_str(&pk, "name", "k.cu");
+        pd_pack_kv_str(&pk, "kind", "cu");
+        pd_pack_kv_bin(&pk, "data", PD_FUZZ_CU_SRC, strlen(PD_FUZZ_CU_SRC));
+        pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
+        return "mod_cu";
     default: return NULL;
     }
 }
@@ -363,6 +424,8 @@ int main(int argc, char **argv)
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *) PD_FUZZ_MODULE_SRC, strlen(PD_FUZZ_MODULE_SRC));
     sodium_bin2hex(s_hash, sizeof s_hash, h, sizeof h);
+    crypto_hash_sha256(h, (const unsigned char *) PD_FUZZ_CU_SRC, strlen(PD_FUZZ_CU_SRC));
+    sodium_bin2hex(s_cu_hash, sizeof s_cu_hash, h, sizeof h);
     pd_buf_init(&b);
     pd_buf_init(&seq);
 
@@ -419,6 +482,14 @@ int main(int argc, char **argv)
     s_record(1, "slots");
     s_record(0, "cluster");
     s_seq_write("broker", "requeue_state_cluster");
+    s_record(0, "mod_put");
+    s_record(0, "mod_put_cu");
+    s_record(0, "submit_gpu");
+    s_record(2, "ready_gpu");
+    s_record(2, "hb");
+    s_record_done(2, 1, 1);
+    s_record(0, "fetch");
+    s_seq_write("broker", "gpu_job");
 
     /* worker: [policy] then messages. */
     uint8_t pol = 0;
@@ -466,6 +537,12 @@ int main(int argc, char **argv)
     }
     s_wrecord_run(13, "builtin", "exec", PD_FUZZ_KEY_CLIENT);
     s_seq_write("worker", "shared_and_exec");
+    pd_buf_append(&seq, &pol, 1);
+    s_wrecord("welcome_worker");
+    s_wrecord("mod");
+    s_wrecord("mod_cu");
+    s_wrecord("run_gpu");
+    s_seq_write("worker", "gpu_job");
 
     /* slot: reports as the child writes them, then a group as the worker does. */
     pd_buf_t frame, stream;
@@ -514,6 +591,39 @@ int main(int argc, char **argv)
         msgpack_pack_nil(&pk);
     }
     s_write("slot", "group", frame.data, frame.len);
+    /* A GPU slot's job with its CUDA module, and a RESET report. */
+    pd_buf_reset(&frame);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 9);
+    msgpack_pack_uint64(&pk, 9);
+    pd_pack_cstr(&pk, s_hash);
+    pd_pack_cstr(&pk, "c");
+    pd_pack_cstr(&pk, "square.c");
+    pd_pack_cstr(&pk, "square");
+    msgpack_pack_double(&pk, 9);
+    msgpack_pack_nil(&pk);
+    pd_pack_cstr(&pk, s_cu_hash);
+    pd_pack_cstr(&pk, "k.cu");
+    s_write("slot", "group_gpu", frame.data, frame.len);
+    pd_buf_reset(&frame);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int(&pk, 3);
+    msgpack_pack_uint64(&pk, 0);
+    pd_buf_reset(&stream);
+    s_frame_append(&stream, &frame);
+    s_write("slot", "reset", stream.data, stream.len);
+    pd_buf_reset(&frame);
+    msgpack_pack_array(&pk, 2);
+    for (int k = 7; k <= 8; k++) {
+        msgpack_pack_array(&pk, 7);
+        msgpack_pack_uint64(&pk, (uint64_t) k);
+        pd_pack_cstr(&pk, s_hash);
+        pd_pack_cstr(&pk, "c");
+        pd_pack_cstr(&pk, "square.c");
+        pd_pack_cstr(&pk, "square");
+        msgpack_pack_double(&pk, k);
+        msgpack_pack_nil(&pk);
+    }
     pd_buf_reset(&stream);
     s_frame_append(&stream, &frame);
     s_write("slot", "group_framed", stream.data, stream.len);

@@ -1,0 +1,23 @@
+/*  pd_file: whole-file reads and atomic writes, for the caches.
+
+    The worker's module cache and the GPU slots' PTX cache are shared by
+    several processes at once: a file is written to a temporary name and
+    renamed into place, so a reader sees the old file or the whole new one,
+    never a part.
+*/
+#ifndef PD_FILE_H
+#define PD_FILE_H
+
+#include <stddef.h>
+
+/* Writes len bytes to path through "<path>.tmp.<pid>.<n>" and rename().
+   Returns 0, or -1 with errno set (the temporary file is removed). */
+int pd_file_write_atomic(const char *path, const void *data, size_t len);
+
+/* Reads the regular file at path, at most max bytes, into a malloc'ed
+   buffer with a NUL after the data (*data is the caller's to free; *len
+   excludes the NUL). Returns 0, or -1 with errno set (EFBIG when the file
+   is larger than max, EINVAL when it is not a regular file). */
+int pd_file_read(const char *path, size_t max, char **data, size_t *len);
+
+#endif

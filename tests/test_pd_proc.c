@@ -1,0 +1,77 @@
+/*  Unit tests for common/pd_proc: pd_proc_capture runs real programs (the
+    shell, cat, sleep) to their end, feeds their input and collects their
+    output, bounded, without deadlocking on large outputs, and kills them at
+    their time-out. */
+#include "pd_error.h"
+#include "pd_proc.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+TestSuite(proc, .timeout = 60);
+
+Test(proc, capture_feeds_input_and_collects_output_and_status)
+{
+    char out[64], err[64];
+    char *argv[] = {"sh", "-c", "cat; echo oops >&2; exit 3", NULL};
+    int st = pd_proc_capture(argv, "hello\n", 6, out, sizeof out, err, sizeof err, 10000);
+    cr_assert_geq(st, 0, "%s", pd_strerror(st));
+    cr_assert(WIFEXITED(st));
+    cr_expect_eq(WEXITSTATUS(st), 3);
+    cr_expect_str_eq(out, "hello\n");
+    cr_expect_str_eq(err, "oops\n");
+}
+
+Test(proc, capture_keeps_what_fits_and_never_blocks_on_large_output)
+{
+    /* 4 MiB through cat, both ways: more than any pipe buffer. */
+    size_t n = 4u << 20;
+    char *in = malloc(n);
+    cr_assert_not_null(in);
+    memset(in, 'x', n);
+    char out[16];
+    char *argv[] = {"cat", NULL};
+    int st = pd_proc_capture(argv, in, n, out, sizeof out, NULL, 0, 30000);
+    free(in);
+    cr_assert_geq(st, 0, "%s", pd_strerror(st));
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_expect_str_eq(out, "xxxxxxxxxxxxxxx", "15 bytes and a NUL are kept");
+}
+
+Test(proc, capture_survives_a_program_that_ignores_its_input)
+{
+    /* true exits at once: writing to its closed stdin must not kill us
+       (SIGPIPE) nor fail the call. */
+    size_t n = 1u << 20;
+    char *in = calloc(1, n);
+    cr_assert_not_null(in);
+    char *argv[] = {"true", NULL};
+    int st = pd_proc_capture(argv, in, n, NULL, 0, NULL, 0, 10000);
+    free(in);
+    cr_assert_geq(st, 0, "%s", pd_strerror(st));
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+Test(proc, capture_kills_a_program_past_its_time_out)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char *argv[] = {"sleep", "30", NULL};
+    cr_expect_eq(pd_proc_capture(argv, NULL, 0, NULL, 0, NULL, 0, 300), PD_ETIMEDOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_expect_lt(t1.tv_sec - t0.tv_sec, 20, "the program was not killed at its time-out");
+}
+
+Test(proc, capture_says_why_a_program_cannot_run)
+{
+    char err[256];
+    char *argv[] = {"/nonexistent/sbatch", NULL};
+    int st = pd_proc_capture(argv, NULL, 0, NULL, 0, err, sizeof err, 10000);
+    cr_assert_geq(st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 127);
+    cr_expect(strstr(err, "cannot run /nonexistent/sbatch: No such file"), "%s", err);
+}
