@@ -152,6 +152,20 @@ Test(keys, install_module_stores_and_lists_the_hash)
     /* Twice: still one line. */
     cr_assert_eq(run(NULL, "%s", cmd), 0);
     cr_assert_eq(run(NULL, "test $(grep -c '^%s' %s/mods) -eq 1", hash, dir), 0);
+    /* A CUDA module is stored as such. */
+    char cu[200];
+    snprintf(cu, sizeof cu, "%s/k.cu", dir);
+    FILE *fc = fopen(cu, "w");
+    cr_assert_not_null(fc);
+    fputs("extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n", fc);
+    fclose(fc);
+    cr_assert_eq(run(&out, "%s --install-module %s --cache %s/cache --code-list %s/mods "
+                     "--config-dir %s/cfg", pd_harness_program("playdoh-worker"), cu, dir, dir,
+                     dir), 0, "%s", out);
+    s_first_line(out, hash, sizeof hash);
+    free(out);
+    cr_assert_eq(run(NULL, "grep -q '^%s .*k.cu' %s/mods && test -f %s/cache/modules/%s.cu", hash,
+                     dir, dir, hash), 0, "the CUDA module is listed and stored as .cu");
     cr_assert_eq(run(&out, "%s --install-module %s/missing.c --cache %s/cache",
                      pd_harness_program("playdoh-worker"), dir, dir), 2);
     cr_assert(strstr(out, "cannot read"), "%s", out);

@@ -99,7 +99,7 @@ static void s_usage(FILE *f)
             "                     clients: only from the client keys listed in a file;\n"
             "                     installed: only modules installed here, listed by hash\n"
             "  --code-list FILE   the list (default: CONFIG/code-clients or CONFIG/code-modules)\n"
-            "  --install-module FILE  store FILE (a .c or .so module) in the cache, add its\n"
+            "  --install-module FILE  store FILE (a .c, .so or .cu module) in the cache, add its\n"
             "                     hash to the installed list, print the hash and exit\n"
             "  --help             this text\n"
             "\n"
@@ -421,7 +421,10 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
         return 2;
     }
     size_t fl = strlen(file);
-    const char *kind = fl > 3 && strcmp(file + fl - 3, ".so") == 0 ? "so" : "c";
+    /* A task module (.c or .so) or a GPU job's CUDA module (.cu). */
+    const char *kind = fl > 3 && strcmp(file + fl - 3, ".so") == 0   ? "so"
+                       : fl > 3 && strcmp(file + fl - 3, ".cu") == 0 ? "cu"
+                                                                     : "c";
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *) data, len);
     char hash[65];
