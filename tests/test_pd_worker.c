@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -570,6 +571,59 @@ Test(policy, installed_policy_refuses_shipped_code_and_runs_installed_modules)
     collect(rs, 1);
     cr_expect(rs[0].ok, "the installed module was refused: %s", rs[0].msg);
     cr_expect_float_eq(rs[0].x, 36.0, 1e-12);
+    unlink(list);
+}
+
+Test(policy, installed_policy_refuses_a_gpu_job_whose_cuda_module_is_not_installed)
+{
+    static const char cu_src[] = "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n";
+    unsigned char h[32];
+    char cu[65];
+    crypto_hash_sha256(h, (const unsigned char *) cu_src, strlen(cu_src));
+    sodium_bin2hex(cu, sizeof cu, h, 32);
+    char list[128], text[256], path[512];
+    snprintf(list, sizeof list, "/tmp/pd-policy-%d", (int) getpid());
+    s_write(list, "# nothing installed yet\n");
+    s_start(PD_POLICY_INSTALLED, list);
+    /* The task module is installed and listed; the CUDA module is in the
+       cache (as if left there) but not listed. */
+    usleep(20000); /* a new modification time */
+    snprintf(text, sizeof text, "%s tasks.c\n", s_hash);
+    s_write(list, text);
+    char mdir[200];
+    snprintf(mdir, sizeof mdir, "%s/modules", s_dir);
+    mkdir(mdir, 0700);
+    snprintf(path, sizeof path, "%s/%s.c", mdir, s_hash);
+    s_write(path, s_src);
+    snprintf(path, sizeof path, "%s/%s.cu", mdir, cu);
+    s_write(path, cu_src);
+    handshake();
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "run", 2);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 10);
+    msgpack_pack_uint64(&pk, 21);
+    msgpack_pack_uint64(&pk, 1);
+    pd_pack_cstr(&pk, s_hash);
+    pd_pack_cstr(&pk, "square");
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_double(&pk, 2);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_true(&pk);
+    pd_pack_cstr(&pk, cu);
+    pd_pack_cstr(&pk, "clients");
+    msgpack_pack_array(&pk, 1);
+    pd_pack_cstr(&pk, "");
+    send_buf(&b);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_str_eq(rs[0].code, "PD_EREFUSED", "the CUDA module ran uninstalled: %s", rs[0].msg);
+    cr_expect(strstr(rs[0].msg, cu), "the refusal names the CUDA module: %s", rs[0].msg);
     unlink(list);
 }
 
