@@ -13,6 +13,7 @@
 #include "pd_shared.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
+#include "pd_nodeproc.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 
@@ -187,9 +188,12 @@ static int s_flag(const char *flag, const char *section, const char *key, const 
 
 int main(int argc, char **argv)
 {
-    /* The embedded worker's slot processes are this program, exec'ed again. */
+    /* The embedded worker's slot and node processes are this program,
+       exec'ed again. */
     if (pd_slot_is_child(argc, argv))
         return pd_slot_main(argc, argv);
+    if (pd_nodeproc_is_child(argc, argv))
+        return pd_nodeproc_main(argc, argv);
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
     pd_log_set_tag("broker");

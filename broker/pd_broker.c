@@ -238,11 +238,13 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
                                                                           : PD_SHARED_DEFAULT_TOTAL;
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     b->workers = pd_workers_new();
+    b->tasks = pd_tasks_new(0);
     b->parked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->parked);
+    b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
-    if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->parked || !b->scratch ||
-        !b->ctx) {
+    if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->tasks || !b->parked
+        || !b->tparked || !b->scratch || !b->ctx) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -317,6 +319,8 @@ void pd_broker_destroy(pd_broker_t **p)
     if (b->parked)
         pd_broker_free_parked(b);
     free(b->parked);
+    free(b->tparked);
+    pd_tasks_destroy(&b->tasks);
     free(b->scratch);
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
@@ -489,6 +493,9 @@ static const struct {
     {"status", pd_broker_on_status},   {"fetch", pd_broker_on_fetch},
     {"cancel", pd_broker_on_cancel},   {"release", pd_broker_on_release},
     {"cluster", pd_broker_on_cluster},
+    {"task_submit", pd_broker_on_task_submit}, {"task_status", pd_broker_on_task_status},
+    {"task_fetch", pd_broker_on_task_fetch},   {"task_cancel", pd_broker_on_task_cancel},
+    {"task_release", pd_broker_on_task_release},
 };
 
 /* Refuses a message whose type the peer's key may not send. Returns true
@@ -705,6 +712,9 @@ int pd_broker_run(pd_broker_t *b)
         int64_t parked = pd_broker_expire_parked(b);
         if (parked >= 0 && parked < timeout)
             timeout = parked;
+        int64_t tparked = pd_broker_tick_tasks(b);
+        if (tparked >= 0 && tparked < timeout)
+            timeout = tparked;
         if (timeout < 0)
             timeout = 0;
         zmq_pollitem_t items[2] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0}};
@@ -734,6 +744,7 @@ int pd_broker_run(pd_broker_t *b)
             s_check_allow_list(b);
             pd_broker_tick_workers(b);
             uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_now_s(b), b->cfg.result_ttl_s);
+            gone += pd_tasks_expire(b->tasks, pd_broker_now_s(b), b->cfg.result_ttl_s);
             if (gone)
                 pd_log_debug("forgot %llu results past their time-to-live",
                              (unsigned long long) gone);

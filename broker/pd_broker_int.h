@@ -12,6 +12,7 @@
 #include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
+#include "pd_tasks.h"
 #include "pd_shared.h"
 #include "pd_workers.h"
 #include "pd_zap.h"
@@ -29,6 +30,16 @@ typedef struct {
     uint64_t max;        /* results per reply at most */
     int64_t deadline;    /* ms (monotonic) of the empty answer */
 } pd_parked_t;
+
+/* A task_fetch waiting for its task to end. */
+typedef struct {
+    uint8_t rid[256];    /* client's routing id */
+    uint32_t ridlen;     /* bytes in rid */
+    uint64_t req;        /* client's request number */
+    uint64_t task;       /* the task it waits for */
+    uint32_t from;       /* first node wanted in the reply */
+    int64_t deadline;    /* ms (monotonic) of the answer without the end */
+} pd_tparked_t;
 
 /* Where a message came from, and a place for its error sentence. */
 typedef struct {
@@ -63,6 +74,11 @@ struct pd_broker {
     pd_mods_t *mods;           /* the module store */
     pd_shared_t *shared;       /* the shared-data store */
     pd_workers_t *workers;     /* the worker registry */
+    pd_tasks_t *tasks;         /* synchronous tasks */
+    pd_tparked_t *tparked;     /* parked task fetches (PD_BROKER_MAX_PARKED) */
+    uint32_t ntparked;         /* entries in tparked */
+    int64_t next_task_scan;    /* ms of the next scan for task time-outs */
+    int64_t task_soonest;      /* the nearest task deadline seen by the last scan; 0 none */
     pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
     uint32_t nparked;          /* entries in parked */
     pd_buf_t out;              /* reply buffer, reused */
@@ -122,9 +138,30 @@ void pd_broker_wake_parked(pd_broker_t *b);
 int64_t pd_broker_expire_parked(pd_broker_t *b);
 void pd_broker_free_parked(pd_broker_t *b);
 
+/* Synchronous tasks (pd_broker_task.c), same convention. */
+int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* node_bound, node_ready, node_done from worker wk. */
+int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o);
+/* Places queued tasks on free slots, first come first served. */
+void pd_broker_place_tasks(pd_broker_t *b);
+/* Fails the tasks with a node on wk (which is leaving or lost): `why` says
+   how, for the error message. Frees their slots. */
+void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *why);
+/* Start and run time-outs, parked task fetches, result expiry; returns ms to
+   the nearest parked deadline (-1: none). */
+int64_t pd_broker_tick_tasks(pd_broker_t *b);
+void pd_broker_free_tparked(pd_broker_t *b);
+/* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
+int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
+
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
-/* True for the types workers send (ready, hb, slots, requeue, done, bye). */
+/* True for the types workers send (ready, hb, slots, requeue, done, bye, node_bound,
+   node_ready, node_done). */
 bool pd_broker_is_worker_type(const pd_msg_t *m);
 /* Sends queued jobs to workers with credit. */
 void pd_broker_dispatch(pd_broker_t *b);

@@ -31,7 +31,8 @@
 bool pd_broker_is_worker_type(const pd_msg_t *m)
 {
     return pd_msg_is(m, "ready") || pd_msg_is(m, "hb") || pd_msg_is(m, "slots") ||
-           pd_msg_is(m, "requeue") || pd_msg_is(m, "done") || pd_msg_is(m, "bye");
+           pd_msg_is(m, "requeue") || pd_msg_is(m, "done") || pd_msg_is(m, "bye") ||
+           pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done");
 }
 
 /* Printable name of a worker for log lines: host and routing id. */
@@ -85,6 +86,7 @@ static void s_worker_gone(pd_broker_t *b, pd_worker_t *wk, bool lost, const char
 {
     char label[160];
     s_label(wk, label, sizeof label);
+    pd_broker_tasks_worker_gone(b, wk, why);
     uint32_t requeued;
     uint32_t failed = s_release_jobs(b, wk, lost, &requeued);
     if (lost) {
@@ -293,6 +295,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         uint32_t requeued;
         s_release_jobs(b, wk, false, &requeued);
         pd_worker_clear_mods(wk);
+        pd_broker_tasks_worker_gone(b, wk, "registered again after losing the broker");
         pd_log_info("worker %s registered again: %u jobs requeued",
                     s_label(wk, label, sizeof label), requeued);
     } else {
@@ -626,6 +629,8 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return s_on_requeue(b, wk, m, o);
     if (pd_msg_is(m, "done"))
         return s_on_done(b, wk, m, o);
+    if (pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done"))
+        return pd_broker_on_node(b, wk, m, o);
     if (pd_msg_is(m, "slots")) {
         uint64_t cpus, gpus;
         int rc = s_read_slots(m, o, &cpus, &gpus);
@@ -644,9 +649,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- scheduling -------------------------------------------------------- */
 
-/* Sends module mod to wk, naming client, the key of the client whose job
-   needs it. */
-static int s_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client)
+int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client)
 {
     const pd_mod_t *md = pd_mods_get(b->mods, mod);
     pd_buf_reset(&b->aux);
@@ -744,9 +747,9 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
             break;
         }
         if ((!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
-             (rc = s_send_mod(b, wk, job->mod, owner)) != 0) ||
+             (rc = pd_broker_send_mod(b, wk, job->mod, owner)) != 0) ||
             (job->cu && !pd_worker_has_mod(wk, job->cu - 1) &&
-             (rc = s_send_mod(b, wk, job->cu - 1, owner)) != 0)) {
+             (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)) != 0)) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -816,6 +819,8 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
+    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
+    pd_broker_place_tasks(b);
     for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
         while (pd_jobs_queued_in(b->jobs, cls) > 0) {
             pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);

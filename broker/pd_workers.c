@@ -170,6 +170,11 @@ int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t 
     return 0;
 }
 
+uint32_t pd_worker_free_slots(const pd_worker_t *wk)
+{
+    return wk->cpus > wk->nodes ? wk->cpus - wk->nodes : 0;
+}
+
 uint32_t pd_worker_credit(const pd_worker_t *wk, int cls)
 {
     uint64_t limit, used;
@@ -177,7 +182,8 @@ uint32_t pd_worker_credit(const pd_worker_t *wk, int cls)
         limit = (uint64_t) wk->gpus * PD_WORKERS_GPU_DEPTH;
         used = wk->ngpuinflight;
     } else {
-        limit = (uint64_t) wk->cpus * wk->depth;
+        /* Slots held by nodes of synchronous tasks run no job. */
+        limit = (uint64_t) pd_worker_free_slots(wk) * wk->depth;
         used = wk->ninflight - wk->ngpuinflight;
     }
     return limit > used ? (uint32_t) (limit - used > UINT32_MAX ? UINT32_MAX : limit - used) : 0;

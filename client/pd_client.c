@@ -14,6 +14,7 @@
     time-out.
 */
 #include "playdoh.h"
+#include "pd_client_int.h"
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
@@ -1529,3 +1530,28 @@ int pd_result_double(const pd_result_t *r, double *x)
     pd_rd_init(&rd, r->value, r->len);
     return pd_rd_double(&rd, x) ? PD_EPROTO : 0;
 }
+
+/* ---- for the library's other files (pd_client_int.h) --------------------- */
+
+uint64_t pd_client_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+{
+    return s_begin(c, pk, t, nfields);
+}
+
+int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
+{
+    return s_call(c, req, want, m, timeout_ms);
+}
+
+int pd_client_fail(pd_client_t *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    pd_log_debug("client: %s", c->err);
+    return code;
+}
+
+int pd_client_timeout(const pd_client_t *c) { return c->timeout_ms; }
+int pd_client_code_from_name(const char *name) { return s_code_from_name(name); }

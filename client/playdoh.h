@@ -24,6 +24,19 @@
     log handler with pd_log_set_handler() to see its diagnostics. A client
     object is used by one thread at a time.
 
+    Synchronous tasks (docs/sync.md): N nodes of one function run at once
+    and exchange data along a graph of named tubes:
+
+        pd_graph_t *g = pd_graph_new(4);
+        pd_graph_ring(g, "next");                              // i -> (i+1) mod 4
+        uint64_t task;
+        pd_task_start(c, mod, "ring_sum", g, NULL, 0, NULL, &task);  // id at once
+        pd_task_result_t res;
+        pd_task_fetch(c, task, 60000, &res);                   // waits up to 60 s
+        ... res.state == PD_TASK_DONE, res.nodes[i].value ...
+        pd_task_result_clear(&res);
+        pd_graph_destroy(&g);
+
     Task authors include playdoh_task.h instead, not this header; a fitness
     function for the optimisers needs only playdoh_fitness.h.
 */
@@ -356,6 +369,126 @@ long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n);
    many it forgot, or an error. */
 long pd_release(pd_client_t *c, const uint64_t *ids, size_t n);
 
+/* ---- synchronous tasks: graphs ------------------------------------------ */
+
+/* A directed graph of named tubes over n nodes: each edge (tube, src, dst)
+   carries what node src pushes on that tube to node dst. */
+typedef struct pd_graph pd_graph_t;
+
+/* A graph of n nodes (1 .. 4096) without edges. Returns it (the caller
+   destroys it) or NULL (n out of range, out of memory). */
+pd_graph_t *pd_graph_new(int n);
+/* Frees g, sets *g to NULL; safe twice. */
+void pd_graph_destroy(pd_graph_t **g);
+/* Its number of nodes, tubes and (distinct) edges. */
+int pd_graph_nodes(const pd_graph_t *g);
+int pd_graph_tubes(const pd_graph_t *g);
+size_t pd_graph_edges(const pd_graph_t *g);
+
+/* Adds edge src -> dst on tube (a name of 1 to 63 bytes; a tube is created
+   by its first edge). Adding an edge twice is harmless. Returns 0, or
+   PD_EINVAL (a node out of range, src == dst, a bad name, more than 256
+   tubes or 1,000,000 edges), PD_ENOMEM. */
+int pd_graph_edge(pd_graph_t *g, const char *tube, int src, int dst);
+/* Helpers over all n nodes; each returns 0 or an error of pd_graph_edge.
+   With one node they add nothing (a node does not send to itself). */
+int pd_graph_ring(pd_graph_t *g, const char *tube);       /* i -> (i+1) mod n */
+int pd_graph_ring_back(pd_graph_t *g, const char *tube);  /* i -> (i-1) mod n */
+int pd_graph_chain(pd_graph_t *g, const char *tube);      /* i -> i+1, for i < n-1 */
+int pd_graph_chain_back(pd_graph_t *g, const char *tube); /* i -> i-1, for i > 0 */
+int pd_graph_star_out(pd_graph_t *g, const char *tube, int hub); /* hub -> every other node */
+int pd_graph_star_in(pd_graph_t *g, const char *tube, int hub);  /* every other node -> hub */
+int pd_graph_all_to_all(pd_graph_t *g, const char *tube); /* i -> j for all i != j */
+/* Only a tube, without edges (a tube no node uses is allowed). */
+int pd_graph_tube(pd_graph_t *g, const char *tube);
+
+/* Adds the edges of a graph text (docs/sync.md): either lines
+   `TUBE: SPEC, SPEC, ...` (SPEC: ring, ring-back, chain, chain-back,
+   all-to-all, star-out HUB, star-in HUB, or SRC->DST; `#` starts a
+   comment), or one JSON object {"TUBE": SPEC or [SPEC or [SRC, DST], ...]}.
+   Returns 0, or PD_EINVAL with a sentence naming the line (and column)
+   in err (errcap bytes). */
+int pd_graph_parse(pd_graph_t *g, const char *text, size_t len, char *err, size_t errcap);
+/* pd_graph_parse of a file's contents; PD_EIO when it cannot be read. */
+int pd_graph_load(pd_graph_t *g, const char *path, char *err, size_t errcap);
+
+/* ---- synchronous tasks: running them -------------------------------------- */
+
+typedef enum {
+    PD_TASK_UNKNOWN = 0,   /* the broker has no such task (never started, or released) */
+    PD_TASK_QUEUED = 1,    /* waiting until N slots are free at once */
+    PD_TASK_RUNNING = 2,   /* every node passed the start barrier */
+    PD_TASK_DONE = 3,      /* every node returned its result */
+    PD_TASK_FAILED = 4,    /* a node failed: see the error (node, host, why) */
+    PD_TASK_CANCELLED = 5,
+    PD_TASK_STARTING = 6   /* placed; the nodes are meeting (rendezvous) */
+} pd_task_state_t;
+
+/* "queued", "starting", ...: static storage. */
+const char *pd_task_state_name(pd_task_state_t s);
+/* True for done, failed, cancelled and unknown. */
+bool pd_task_state_final(pd_task_state_t s);
+
+#define PD_TASK_NO_TIMEOUT (-1)
+
+typedef struct {
+    int io_timeout_ms;         /* nodes' push/pop time-out; 0 = 60000, PD_TASK_NO_TIMEOUT = none */
+    uint32_t start_timeout_ms; /* from placement to the barrier (module compile
+                                  included); 0 = 300000 */
+    uint32_t timeout_ms;       /* from the barrier to the end; 0 = none */
+    uint32_t window;           /* messages in flight per edge; 0 = 1024 */
+    uint64_t window_bytes;     /* bytes in flight per edge; 0 = 16 MiB */
+} pd_task_opts_t;
+
+/* Starts a synchronous task: function fn of module hash on every node of
+   graph g (its n nodes, its tubes). args: NULL (every node gets nil) or n
+   msgpack values back to back in args[0..len), node i's argument the i-th.
+   opts may be NULL. The task is queued at once and *id set; the broker
+   starts all n nodes together as soon as n slots are free (never some of
+   them). Returns 0; PD_ENOSLOTS when the cluster has fewer slots than n in
+   all (pd_client_error says how many); PD_EINVAL, PD_EPROTO (args are not n
+   values), PD_ENOMODULE, PD_EOVERLOAD, PD_EUNREACH. */
+int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_graph_t *g,
+                  const void *args, size_t len, const pd_task_opts_t *opts, uint64_t *id);
+
+typedef struct {
+    pd_task_state_t state;
+    int nodes;  /* n */
+    int ended;  /* nodes that have returned (or failed) */
+} pd_task_info_t;
+
+/* The state of task id. Returns 0 (state PD_TASK_UNKNOWN for an id the
+   broker does not know) or an error. */
+int pd_task_status(pd_client_t *c, uint64_t id, pd_task_info_t *info);
+
+/* A task's outcome. */
+typedef struct {
+    uint64_t id;
+    pd_task_state_t state; /* not final when the wait ran out */
+    int n;                 /* nodes */
+    pd_result_t *nodes;    /* when final: n entries, nodes[i].id = i; state done
+                              (value), failed (code, error) or cancelled (stopped
+                              because another node failed, or cancel) */
+    int code;              /* failed or cancelled: the task's PD_E* code */
+    char *error;           /* failed or cancelled: the sentence, naming node and host */
+    int failed_node;       /* the node that failed, or -1 */
+    char *host;            /* its host, or NULL */
+} pd_task_result_t;
+
+/* Waits up to timeout_ms (-1: for ever, 0: no wait) for task id to end and
+   fills res (free it with pd_task_result_clear). Returns 0 when it ended
+   (done, failed, cancelled or unknown: see res->state), PD_ETIMEDOUT when
+   it is still queued or running (res->state says which), or an error. */
+int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t *res);
+/* Frees what pd_task_fetch stored in res and zeroes it. */
+void pd_task_result_clear(pd_task_result_t *res);
+/* Cancels a task: queued, it never starts; starting or running, its nodes
+   are stopped and its slots freed. Returns 1, 0 when it had already ended
+   (or is unknown), or an error. */
+int pd_task_cancel(pd_client_t *c, uint64_t id);
+/* Tells the broker to forget an ended task and its results. Returns 1, 0
+   when it was not ended or unknown, or an error. */
+int pd_task_release(pd_client_t *c, uint64_t id);
 
 /* ---- optimisation ---------------------------------------------------------
 

@@ -39,6 +39,29 @@
     crashes (signal), exits or runs past its time-out fails that job only; the
     worker replaces the slot process. Everything declared here is implemented
     by the worker's slot process: a module links against nothing.
+
+    The same kind of function also runs as a node of a synchronous task
+    (docs/sync.md): N nodes run at once, each with its own argument, and
+    exchange messages along the task's graph of named tubes with pd_push()
+    and pd_pop(). A node's result is whatever it writes with pd_out_*:
+
+        PD_TASK(ring_sum, t)                       // graph: "next: ring"
+        {
+            double mine = pd_node_index(t), sum = mine;
+            for (int k = 1; k < pd_node_count(t); k++) {
+                if (pd_push(t, "next", &mine, sizeof mine)) return -1;
+                const double *got; size_t len;
+                if (pd_pop_doubles(t, "next", &got, &len) < 0) return -1;
+                mine = got[0];
+                sum += mine;
+            }
+            return pd_out_double(t, sum);          // every node: 0 + 1 + ... + N-1
+        }
+
+    A push or pop that fails (a time-out, a tube the graph does not give this
+    node) records the failure, as pd_task_fail() would, with a sentence that
+    says what happened, and returns -1: the node fails with that message
+    whatever the function returns afterwards.
 */
 #ifndef PLAYDOH_TASK_H
 #define PLAYDOH_TASK_H
@@ -51,7 +74,7 @@
 extern "C" {
 #endif
 
-#define PD_TASK_ABI 1
+#define PD_TASK_ABI 2 /* 2: the node API of synchronous tasks */
 
 typedef struct pd_task pd_task_t;
 
@@ -188,6 +211,54 @@ int pd_cuda_launch(pd_task_t *t, pd_cuda_kernel_t *k, unsigned grid, unsigned bl
 /* The same with 3-D grid and block dimensions. */
 int pd_cuda_launch_3d(pd_task_t *t, pd_cuda_kernel_t *k, const unsigned grid[3],
                       const unsigned block[3], size_t shared, void **args);
+
+/* ---- synchronous tasks: the node's side ---------------------------------- */
+
+/* This node's index (0 .. N-1), or -1 when the function runs as an
+   asynchronous job. */
+int pd_node_index(pd_task_t *t);
+/* N, the number of nodes of the task; 0 when running as a job. */
+int pd_node_count(pd_task_t *t);
+
+/* Pushes len bytes on tube to every out-neighbour of this node on it (one
+   copy each). Blocks while a receiver holds `window` messages (or
+   window_bytes) of this node's on that tube that it has not popped yet, at
+   most the node's time-out. A push to a node that has already returned is
+   discarded. Returns 0, or -1 (failure recorded: no out-edge on that tube,
+   a message over 256 MiB, a time-out). */
+int pd_push(pd_task_t *t, const char *tube, const void *data, size_t len);
+/* Pushes to one out-neighbour dst on tube only. Returns 0 or -1. */
+int pd_push_to(pd_task_t *t, const char *tube, int dst, const void *data, size_t len);
+/* Pushes n doubles (native byte order). Returns 0 or -1. */
+int pd_push_doubles(pd_task_t *t, const char *tube, const double *x, size_t n);
+
+/* Pops the next message that arrived on tube from any in-neighbour, waiting
+   up to the node's time-out. *data (aligned for doubles; borrowed until the
+   next pop of this node) and *len get the payload. Returns the sender's
+   index (>= 0), or -1 (failure recorded: a time-out, no in-edge on that
+   tube, every sender finished without pushing more). Messages from one
+   sender arrive in the order they were pushed. */
+int pd_pop(pd_task_t *t, const char *tube, const void **data, size_t *len);
+/* Pops the next message on tube from in-neighbour src. Returns 0 or -1. */
+int pd_pop_from(pd_task_t *t, const char *tube, int src, const void **data, size_t *len);
+/* Pops a message of doubles: *x and *n get them. Returns the sender's index
+   or -1 (also when the message is not a whole number of doubles). */
+int pd_pop_doubles(pd_task_t *t, const char *tube, const double **x, size_t *n);
+/* Pops from any in-neighbour without failing when nothing comes: waits up
+   to timeout_ms (0: only looks). Returns 1 with *src, *data and *len set,
+   0 when nothing came in time (not a failure), or -1 (failure recorded). */
+int pd_try_pop(pd_task_t *t, const char *tube, int timeout_ms, int *src, const void **data,
+               size_t *len);
+
+/* This node's neighbours on tube: fills peers (up to cap entries, sorted)
+   and returns how many senders (in) or receivers (out) it has on it: 0 when
+   the graph gives it no edge there, -1 when the task has no such tube. */
+int pd_node_in_peers(pd_task_t *t, const char *tube, int *peers, int cap);
+int pd_node_out_peers(pd_task_t *t, const char *tube, int *peers, int cap);
+
+/* Changes this node's push and pop time-out (ms; 0 = wait for ever, which
+   only a crash or cancel of the task can end). The task sets the default. */
+void pd_node_set_timeout(pd_task_t *t, int timeout_ms);
 
 /* ---- declaring tasks ---------------------------------------------------- */
 

@@ -1,11 +1,13 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, exec, status, results, wait, cancel and cluster over the client library
-    (playdoh.h). `map` reads one JSON value per line, ships the module, submits
-    the jobs and prints one JSON line per job in input order; `exec` runs a
-    shell command per argument line, as GNU parallel does (submit_exec.c);
-    with --detach both print the job ids instead, for `status`, `results` and
-    `wait` from any process, later. --local N runs the whole command on an
+    Verbs map, exec, task, status, results, wait, cancel and cluster over the
+    client library (playdoh.h). `map` reads one JSON value per line, ships
+    the module, submits the jobs and prints one JSON line per job in input
+    order; `exec` runs a shell command per argument line, as GNU parallel
+    does (submit_exec.c); `task` runs a synchronous task of --nodes N nodes
+    along the tubes of --graph FILE (submit_task.c); with --detach they print
+    the ids instead (tasks as t17), for `status`, `results`, `wait` and
+    `cancel` from any process, later. --local N runs the whole command on an
     embedded cluster. `slurm` starts workers as Slurm pilot jobs and parses
     its own options (client/pd_slurm.c).
 
@@ -52,6 +54,7 @@ enum {
     V_WAIT = 1 << 4,
     V_CANCEL = 1 << 5,
     V_CLUSTER = 1 << 6,
+    V_TASK = 1 << 8,
     V_GLOBAL = 1 << 7 /* allowed before the verb and after it */
 };
 
@@ -59,7 +62,8 @@ enum {
     O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
     O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
     O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER, O_GPU,
-    O_CUDA, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR
+    O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_SECURE, O_INSECURE, O_KEY,
+    O_BROKER_KEY, O_CONFIG_DIR
 };
 
 typedef struct {
@@ -82,14 +86,20 @@ static const s_opt_t s_opts[] = {
     {{"broker-key", required_argument, NULL, O_BROKER_KEY}, V_GLOBAL},
     {{"config-dir", required_argument, NULL, O_CONFIG_DIR}, V_GLOBAL},
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
-    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC},
+    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
-    {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC},
+    {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP},
     {{"gpu", no_argument, NULL, O_GPU}, V_MAP},
     {{"cuda", required_argument, NULL, O_CUDA}, V_MAP},
-    {{"args", required_argument, NULL, O_ARGS}, V_EXEC},
+    {{"args", required_argument, NULL, O_ARGS}, V_EXEC | V_TASK},
+    {{"nodes", required_argument, NULL, O_NODES}, V_TASK},
+    {{"graph", required_argument, NULL, O_GRAPH}, V_TASK},
+    {{"arg", required_argument, NULL, O_ARG}, V_TASK},
+    {{"io-timeout-ms", required_argument, NULL, O_IO}, V_TASK},
+    {{"start-timeout-ms", required_argument, NULL, O_START}, V_TASK},
+    {{"window", required_argument, NULL, O_WINDOW}, V_TASK},
     {{"keep-order", no_argument, NULL, O_KEEP}, V_EXEC},
     {{"no-keep-order", no_argument, NULL, O_NO_KEEP}, V_EXEC},
     {{"joblog", required_argument, NULL, O_JOBLOG}, V_EXEC},
@@ -171,6 +181,32 @@ static const s_verb_t s_verbs[] = {
      "\n"
      "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
      "255 for bad usage, unreadable input or a broker problem\n"},
+    {"task", V_TASK,
+     "usage: playdoh-submit [GLOBAL OPTIONS] task [OPTIONS] MODULE FUNCTION --nodes N\n"
+     "\n"
+     "Runs FUNCTION of MODULE on N nodes at once (a synchronous task: docs/sync.md), each\n"
+     "node on its own slot; the nodes exchange data with pd_push and pd_pop along the tubes\n"
+     "of the graph file. Prints each node's result as a JSON line, in node order; a failed\n"
+     "task prints {\"error\": ..., \"node\": I, \"code\": ..} for its failed or stopped\n"
+     "nodes and the reason (node, host, message) on standard error.\n"
+     "\n"
+     "options:\n"
+     "      --nodes N        the number of nodes, 1 to 4096 (required)\n"
+     "      --graph FILE     the tubes: lines 'TUBE: SPEC, ...' with SPEC one of ring,\n"
+     "                       ring-back, chain, chain-back, all-to-all, star-out HUB,\n"
+     "                       star-in HUB, SRC->DST; or a JSON object (docs/sync.md)\n"
+     "  -a, --args FILE      one JSON line per node: node i gets line i+1 (default: null)\n"
+     "      --arg JSON       the same argument for every node\n"
+     "      --io-timeout-ms N  a push or pop waits at most N ms (default 60000; 0: for ever)\n"
+     "      --start-timeout-ms N  the nodes must meet within N ms (default 300000)\n"
+     "      --timeout-ms N   fail the task when it runs longer than N ms after its start\n"
+     "      --window N       messages in flight per edge (default 16384)\n"
+     "      --detach         print the task's id (t17) and return without waiting\n"
+     "\n"
+     "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
+     "\n"
+     "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
+     "(for instance a task of more nodes than the cluster has slots)\n"},
     {"status", V_STATUS,
      "usage: playdoh-submit [GLOBAL OPTIONS] status ID...\n"
      "\n"
@@ -225,6 +261,8 @@ static void s_usage(FILE *f)
         "verbs (playdoh-submit VERB --help for each):\n"
         "  map MODULE FUNCTION [ARGS.jsonl]  run a C function once per line of JSON\n"
         "  exec [--] COMMAND {} [::: ARGS]   run a shell command once per argument line\n"
+        "  task MODULE FUNCTION --nodes N    run FUNCTION on N nodes at once, exchanging data\n"
+        "       [--graph FILE]               along the tubes of FILE (a synchronous task)\n"
         "  status ID...                      print each job's state as a JSON line\n"
         "  results ID...                     print each job's result as a JSON line\n"
         "  wait ID...                        wait until the jobs have ended\n"
@@ -232,7 +270,7 @@ static void s_usage(FILE *f)
         "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
         "                                    GPUs, jobs queued/running/done, last heartbeat\n"
         "  slurm --workers N --cpus-per-worker C [...]  start N workers as Slurm pilot jobs\n"
-        "  IDs are numbers or ranges: 17, 1-1000.\n"
+        "  IDs are numbers or ranges: 17, 1-1000; tasks are t17 (or t3-5).\n"
         "\n"
         "%s"
         "\n"
@@ -348,6 +386,37 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     }
     case O_RELEASE: o->release = true; break;
+    case O_NODES:
+        if (!s_parse_u32(arg, &u) || u == 0 || u > 4096) {
+            pd_submit_usage_error(s, "--nodes wants a number of nodes from 1 to 4096, not '%s'",
+                                  arg);
+            return bad_exit;
+        }
+        o->nodes = (int) u;
+        break;
+    case O_GRAPH: o->graph = arg; break;
+    case O_ARG: o->arg = arg; break;
+    case O_IO:
+        if (!s_parse_u32(arg, &u) || u > INT32_MAX) {
+            pd_submit_usage_error(s, "--io-timeout-ms wants milliseconds (0: for ever), not '%s'",
+                                  arg);
+            return bad_exit;
+        }
+        o->io_timeout_ms = u == 0 ? PD_TASK_NO_TIMEOUT : (int) u;
+        break;
+    case O_START:
+        if (!s_parse_u32(arg, &o->start_timeout_ms) || o->start_timeout_ms == 0) {
+            pd_submit_usage_error(s, "--start-timeout-ms wants milliseconds, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_WINDOW:
+        if (!s_parse_u32(arg, &o->window) || o->window == 0 || o->window > (1u << 24)) {
+            pd_submit_usage_error(s, "--window wants a number of messages from 1 to 16777216, "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
     case O_JSON: o->json = true; break;
     case O_CONFIG: o->config = arg; break;
     case O_SECURE:
@@ -1104,6 +1173,8 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 
 static int s_verb_status(pd_submit_t *s, int argc, char **argv)
 {
+    if (argc > 0 && argv[0][0] == 't')
+        return pd_submit_tasks(s, "status", argc, argv);
     uint64_t *ids;
     size_t n;
     int rc = s_parse_ids(s, argc, argv, &ids, &n);
@@ -1131,6 +1202,8 @@ static int s_verb_status(pd_submit_t *s, int argc, char **argv)
 
 static int s_verb_results(pd_submit_t *s, int argc, char **argv)
 {
+    if (argc > 0 && argv[0][0] == 't')
+        return pd_submit_tasks(s, "results", argc, argv);
     uint64_t *ids;
     size_t n;
     int rc = s_parse_ids(s, argc, argv, &ids, &n);
@@ -1180,6 +1253,8 @@ static int s_u64_cmp(const void *a, const void *b)
 
 static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
 {
+    if (argc > 0 && argv[0][0] == 't')
+        return pd_submit_tasks(s, "wait", argc, argv);
     uint64_t *ids;
     size_t n;
     int rc = s_parse_ids(s, argc, argv, &ids, &n);
@@ -1220,6 +1295,8 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
 
 static int s_verb_cancel(pd_submit_t *s, int argc, char **argv)
 {
+    if (argc > 0 && argv[0][0] == 't')
+        return pd_submit_tasks(s, "cancel", argc, argv);
     uint64_t *ids;
     size_t n;
     int rc = s_parse_ids(s, argc, argv, &ids, &n);
@@ -1425,8 +1502,8 @@ int main(int argc, char **argv)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
-        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, status, results, wait, "
-                              "cancel, cluster, slurm)", verb);
+        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, status, results, "
+                              "wait, cancel, cluster, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;
@@ -1448,6 +1525,8 @@ int main(int argc, char **argv)
         rc = s_verb_map(&s, vargc, vargv);
     else if (v->bit == V_EXEC)
         rc = pd_submit_exec(&s, vargc, vargv);
+    else if (v->bit == V_TASK)
+        rc = pd_submit_task(&s, vargc, vargv);
     else if (v->bit == V_STATUS)
         rc = s_verb_status(&s, vargc, vargv);
     else if (v->bit == V_RESULTS)
@@ -1461,4 +1540,18 @@ int main(int argc, char **argv)
     pd_client_destroy(&s.c);
     pd_local_stop(&s.local);
     return rc;
+}
+
+/* ---- for the other verbs' files (submit.h) -------------------------------- */
+
+int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n)
+{
+    return s_read_args(path, args, n);
+}
+
+void pd_submit_put_json_str(pd_buf_t *out, const char *str) { s_put_json_str(out, str); }
+
+int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n)
+{
+    return s_parse_ids(s, argc, argv, ids, n);
 }

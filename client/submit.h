@@ -1,6 +1,7 @@
 /*  submit.h: what the parts of playdoh-submit share (submit.c holds main,
     the option parser and the verbs map, status, results, wait and cancel;
-    submit_exec.c the verb exec).
+    submit_exec.c the verb exec; submit_task.c the verb task and the task
+    ids (t17) of status, results, wait and cancel).
 
     Every verb handler gets the parsed options and its positional arguments,
     checks its input first, then asks pd_submit_connect() for a
@@ -10,6 +11,7 @@
 #define PD_SUBMIT_H
 
 #include "playdoh.h"
+#include "pd_codec.h"
 #include "pd_progress.h"
 
 #include <stdbool.h>
@@ -45,6 +47,12 @@ typedef struct {
     pd_client_opts_t conn; /* security of the connection (--secure, --key, ...) */
     char conf_key[1024];   /* [submit] key, when conn.key_file points here */
     char conf_bkey[64];    /* [submit] broker_key or a discovered key, for conn.broker_key */
+    int nodes;             /* task: --nodes N */
+    const char *graph;     /* task: --graph FILE */
+    const char *arg;       /* task: --arg JSON (every node's argument) */
+    int io_timeout_ms;     /* task: --io-timeout-ms (0: default, PD_TASK_NO_TIMEOUT: none) */
+    uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
+    uint32_t window;       /* task: --window (0: default) */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */
@@ -85,5 +93,20 @@ void pd_submit_print_ranges(FILE *f, const uint64_t *ids, size_t n);
 /* The verb exec (submit_exec.c). argv: the command template words and
    arguments after the options. Returns the exit status. */
 int pd_submit_exec(pd_submit_t *s, int argc, char **argv);
+
+/* The verb task (submit_task.c): argv is MODULE FUNCTION. Returns the exit
+   status. */
+int pd_submit_task(pd_submit_t *s, int argc, char **argv);
+/* status, results, wait or cancel (verb) over task ids t17, t3-5
+   (submit_task.c). Returns the exit status. */
+int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv);
+
+/* Reads one JSON value per line of path ("-": standard input) into args as
+   msgpack values; *n gets how many. Returns 0, or 2 after printing why. */
+int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);
+/* Appends a string as JSON text. */
+void pd_submit_put_json_str(pd_buf_t *out, const char *str);
+/* Parses job ids and ranges (17, 1-1000). Returns 0, or 2 after printing why. */
+int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n);
 
 #endif

@@ -68,6 +68,7 @@ static const s_key_t s_schema[] = {
     {"worker", "idle_check_ms", S_UINT, 100, 600000, NULL},
     {"worker", "idle_wait_s", S_UINT, 0, 86400, NULL},
     {"worker", "proc_dir", S_STR, 0, 0, NULL},
+    {"worker", "node_addr", S_STR, 0, 0, NULL},
     {"worker", "security", S_CHOICE, 0, 0, S_SECURITY},
     {"worker", "key", S_STR, 0, 0, NULL},
     {"worker", "broker_key", S_STR, 0, 0, NULL},

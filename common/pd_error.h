@@ -36,7 +36,10 @@
     X(ECUDA, -25, "CUDA driver error")                                               \
     X(EAUTH, -26, "authentication failed")                                           \
     X(ENOTRUSTED, -27, "broker key not trusted")                                     \
-    X(ENOKEY, -28, "no key")
+    X(ENOKEY, -28, "no key")                                                         \
+    X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
+    X(EABORTED, -41, "aborted because another node of the task failed")              \
+    X(EPEER, -42, "the node that would send it has finished")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,

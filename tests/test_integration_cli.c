@@ -17,6 +17,19 @@ static pd_harness_t h;
 static char submit[1024];
 
 static const char *SRC = "#include <playdoh_task.h>\n"
+                         "#include <signal.h>\n"
+                         "PD_TASK(ring_sum, t) {\n"
+                         "    double mine = pd_node_index(t), sum = mine, base = 0;\n"
+                         "    pd_arg_double(t, &base);\n"
+                         "    for (int k = 1; k < pd_node_count(t); k++) {\n"
+                         "        const double *got; size_t len;\n"
+                         "        if (pd_push(t, \"next\", &mine, sizeof mine)) return -1;\n"
+                         "        if (pd_pop_doubles(t, \"next\", &got, &len) < 0) return -1;\n"
+                         "        mine = got[0]; sum += mine;\n"
+                         "    }\n"
+                         "    return pd_out_double(t, sum + base);\n"
+                         "}\n"
+                         "PD_TASK(boom, t) { if (pd_node_index(t) == 1) raise(SIGSEGV); return 0; }\n"
                          "PD_TASK_DOUBLE(square, x) { return x * x; }\n"
                          "PD_TASK_VECTOR(sum, x, n) { double s = 0; for (size_t i = 0; i < n; i++) s += x[i]; return s; }\n";
 
@@ -165,5 +178,94 @@ Test(cli, no_broker_is_a_clear_error)
                  submit, closed_port());
     cr_assert_eq(st, 3);
     cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
+    free(out);
+}
+
+Test(cli, task_runs_on_a_graph_file_and_prints_one_line_per_node)
+{
+    FILE *f = fopen("/tmp/pd-cli-ring.graph", "w");
+    cr_assert_not_null(f);
+    fputs("# a ring\nnext: ring\n", f);
+    fclose(f);
+    char *out;
+    int st = run(&out, "%s --broker %s task %s/m.c ring_sum --nodes 2 --graph /tmp/pd-cli-ring.graph "
+                 "--arg 10", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "11.0\n11.0\n");
+    free(out);
+    /* per-node arguments */
+    f = fopen("/tmp/pd-cli-args.jsonl", "w");
+    fputs("100\n200\n", f);
+    fclose(f);
+    st = run(&out, "%s --broker %s task %s/m.c ring_sum --nodes 2 --graph /tmp/pd-cli-ring.graph "
+             "--args /tmp/pd-cli-args.jsonl", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "101.0\n201.0\n");
+    free(out);
+    unlink("/tmp/pd-cli-args.jsonl");
+    unlink("/tmp/pd-cli-ring.graph");
+}
+
+Test(cli, detached_task_then_status_results_and_cancel_by_task_id)
+{
+    char *out;
+    int st = run(&out, "echo '{\"next\": \"ring\"}' > /tmp/pd-cli-ring.json && %s --broker %s task "
+                 "%s/m.c ring_sum --nodes 2 --graph /tmp/pd-cli-ring.json --detach", submit,
+                 h.endpoint, h.dir);
+    cr_assert_eq(st, 0, "%s", out);
+    unsigned long id;
+    cr_assert_eq(sscanf(out, "t%lu", &id), 1, "id: %s", out);
+    free(out);
+    st = run(&out, "%s --broker %s wait --wait 60 t%lu && %s --broker %s status t%lu", submit,
+             h.endpoint, id, submit, h.endpoint, id);
+    cr_assert_eq(st, 0, "%s", out);
+    char expect[256];
+    snprintf(expect, sizeof expect, "{\"task\":%lu,\"state\":\"done\",\"nodes\":2,\"ended\":2}\n",
+             id);
+    cr_assert_str_eq(out, expect);
+    free(out);
+    st = run(&out, "%s --broker %s results --release t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 0, "%s", out);
+    snprintf(expect, sizeof expect,
+             "{\"task\":%lu,\"node\":0,\"state\":\"done\",\"value\":1.0}\n"
+             "{\"task\":%lu,\"node\":1,\"state\":\"done\",\"value\":1.0}\n", id, id);
+    cr_assert_str_eq(out, expect);
+    free(out);
+    st = run(&out, "%s --broker %s status t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 1, "released: unknown");
+    cr_assert(strstr(out, "\"unknown\"") != NULL, "%s", out);
+    free(out);
+    st = run(&out, "%s --broker %s cancel t%lu 2>&1", submit, h.endpoint, id);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "had already ended") != NULL, "%s", out);
+    free(out);
+    unlink("/tmp/pd-cli-ring.json");
+}
+
+Test(cli, task_errors_are_clear)
+{
+    char *out;
+    int st = run(&out, "%s --broker %s task %s/m.c boom --nodes 2 2>&1", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "node 1 on ") != NULL, "%s", out);
+    cr_assert(strstr(out, "signal 11") != NULL, "%s", out);
+    free(out);
+    st = run(&out, "%s --broker %s task %s/m.c ring_sum --nodes 5 2>&1", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 3, "%s", out);
+    cr_assert(strstr(out, "only 2 slots") != NULL, "%s", out);
+    free(out);
+    st = run(&out, "%s --broker %s task %s/m.c ring_sum 2>&1", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 2);
+    cr_assert(strstr(out, "--nodes N") != NULL, "%s", out);
+    free(out);
+    st = run(&out, "printf 'next: rnig\\n' > /tmp/pd-bad.graph; %s --broker %s task %s/m.c ring_sum "
+             "--nodes 2 --graph /tmp/pd-bad.graph 2>&1", submit, h.endpoint, h.dir);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "line 1: 'rnig' is not a graph spec") != NULL, "%s", out);
+    free(out);
+    unlink("/tmp/pd-bad.graph");
+    st = run(&out, "%s --broker %s status t1 17 2>&1", submit, h.endpoint);
+    cr_assert_eq(st, 2);
+    cr_assert(strstr(out, "job id among task ids") != NULL, "%s", out);
     free(out);
 }

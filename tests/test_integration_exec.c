@@ -225,7 +225,7 @@ Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
     cr_assert(strstr(out, "map: unknown option '--frob'") != NULL, "%s", out);
     free(out);
     cr_assert_eq(run(&out, "%s --detach map m.c f 2>&1", submit), 2);
-    cr_assert(strstr(out, "--detach is an option of map, exec: put it after the verb") != NULL,
+    cr_assert(strstr(out, "--detach is an option of map, exec, task: put it after the verb") != NULL,
               "%s", out);
     free(out);
     cr_assert_eq(run(&out, "%s status --release 1 2>&1", submit), 2);

@@ -18,6 +18,9 @@
     The same binary is also the slot process: pd_slot_new() execs
     /proc/self/exe with "--slot ...", which main() hands to pd_slot_main()
     before anything else.
+
+    Likewise "--node ..." (a node of a synchronous task) goes to
+    pd_nodeproc_main().
 */
 #include "pd_auth.h"
 #include "pd_beacon.h"
@@ -28,6 +31,7 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_nodeproc.h"
 #include "pd_policy.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
@@ -70,6 +74,9 @@ static void s_usage(FILE *f)
             "                     or ~/.cache/playdoh)\n"
             "  --heartbeat-ms N   heartbeat until the broker sets its own (default 1000)\n"
             "  --name HOST        host name reported to the broker (default: hostname)\n"
+            "  --node-addr ADDR   address the nodes of synchronous tasks bind on, reachable\n"
+            "                     from the other workers (default: the address this machine\n"
+            "                     uses to reach the broker)\n"
             "  --log-level L      error, warn, info or debug (default: info)\n"
             "  --config FILE      read this configuration file only (default: %s\n"
             "                     then ~/.config/playdoh/playdoh.conf; $PLAYDOH_CONFIG)\n"
@@ -325,7 +332,7 @@ static int s_ctl(int argc, char **argv)
 /* What the command line set; NULL / -1 = not given (the file decides). */
 typedef struct {
     const char *config;
-    const char *broker, *cache, *name, *level, *cluster, *iface, *control, *action;
+    const char *broker, *cache, *name, *level, *cluster, *iface, *control, *action, *node_addr;
     int cpus, gpus, hb, bport;
     double idle_max;
     const char *security, *key, *broker_key, *config_dir, *policy, *code_list, *install;
@@ -467,17 +474,20 @@ int main(int argc, char **argv)
 {
     if (pd_slot_is_child(argc, argv))
         return pd_slot_main(argc, argv);
+    if (pd_nodeproc_is_child(argc, argv))
+        return pd_nodeproc_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return s_ctl(argc - 1, argv + 1);
 
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
-           O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY, O_LIST,
-           O_INSTALL };
+           O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
+           O_LIST, O_INSTALL };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
         {"heartbeat-ms", required_argument, NULL, 'H'}, {"name", required_argument, NULL, 'n'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"node-addr", required_argument, NULL, O_NODE_ADDR},
         {"config", required_argument, NULL, O_CONFIG},
         {"cluster", required_argument, NULL, O_CLUSTER},
         {"beacon-port", required_argument, NULL, O_BPORT},
@@ -528,6 +538,7 @@ int main(int argc, char **argv)
             s_check_flag("--idle-action", "worker", "idle_action", optarg);
             fl.action = optarg;
             break;
+        case O_NODE_ADDR: fl.node_addr = optarg; break;
         case O_EXIT: fl.idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
         case O_SECURE:
         case O_INSECURE: {
@@ -584,6 +595,7 @@ int main(int argc, char **argv)
         .heartbeat_ms = fl.hb >= 0 ? fl.hb
                                    : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
         .name = fl.name ? fl.name : pd_config_str(cf, "worker", "name", NULL),
+        .node_addr = fl.node_addr ? fl.node_addr : pd_config_str(cf, "worker", "node_addr", NULL),
         .log_level = level,
         .cluster = fl.cluster ? fl.cluster
                               : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
@@ -614,6 +626,12 @@ int main(int argc, char **argv)
         .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
         .idle_exit_ms = fl.idle_exit_ms,
     };
+    if (cfg.node_addr && (!cfg.node_addr[0]
+                          || (strpbrk(cfg.node_addr, ":/*") && cfg.node_addr[0] != '['))) {
+        fprintf(stderr, "playdoh-worker: --node-addr (node_addr) wants an IP address or host name "
+                        "of this machine, such as 192.168.1.20, not '%s'\n", cfg.node_addr);
+        return 2;
+    }
     /* Values were checked against the schema (flags by s_check_flag). */
     pd_auth_mode_parse(fl.security ? fl.security
                                    : pd_config_str(cf, "worker", "security", "auto"),

@@ -17,6 +17,7 @@
 #include "pd_log.h"
 #include "pd_gpurt.h"
 #include "pd_modcache.h"
+#include "pd_pipe.h"
 #include "pd_task.h"
 
 #include <assert.h>
@@ -31,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_CHILD_IN 3   /* child's fd for job frames */
-#define S_CHILD_OUT 4  /* child's fd for result frames */
+#define S_CHILD_IN PD_PIPE_CHILD_IN   /* child's fd for job frames */
+#define S_CHILD_OUT PD_PIPE_CHILD_OUT /* child's fd for result frames */
 #define S_RESPAWN_PAUSE_MS 1000
 #define S_REAP_GRACE_MS 2000
 
@@ -119,68 +120,6 @@ void pd_job_destroy(pd_job_t **p)
 
 /* ---- frames ------------------------------------------------------------- */
 
-/* Writes all of buf to a blocking fd; returns 0 or -1. */
-static int s_write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t) n;
-    }
-    return 0;
-}
-
-/* Reads exactly len bytes from a blocking fd; returns 1, 0 on EOF before the
-   first byte, -1 on error or EOF in the middle. */
-static int s_read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, p + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return got == 0 ? 0 : -1;
-        got += (size_t) n;
-    }
-    return 1;
-}
-
-/* Starts a frame in b: reserves the 4-byte length prefix. */
-static void s_frame_begin(pd_buf_t *b)
-{
-    static const uint8_t zero[4] = {0};
-    pd_buf_reset(b);
-    pd_buf_append(b, zero, 4);
-}
-
-/* Fills in the length prefix; returns 0 or PD_ETOOBIG / PD_ENOMEM. */
-static int s_frame_end(pd_buf_t *b)
-{
-    if (b->failed || b->len < 4)
-        return PD_ETOOBIG;
-    uint32_t n = (uint32_t) (b->len - 4);
-    b->data[0] = (uint8_t) n;
-    b->data[1] = (uint8_t) (n >> 8);
-    b->data[2] = (uint8_t) (n >> 16);
-    b->data[3] = (uint8_t) (n >> 24);
-    return 0;
-}
-
-static uint32_t s_le32(const uint8_t *p)
-{
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-           | (uint32_t) p[3] << 24;
-}
-
 /* Packs the error map {code, msg, slot}. */
 static void s_pack_err(msgpack_packer *pk, int code, const char *msg, int slot)
 {
@@ -235,23 +174,9 @@ static void s_env_free(char **env)
 static int s_spawn(pd_slot_t *s)
 {
     assert(s->pid == 0);
-    int jobs[2], results[2];
-    if (pipe2(jobs, O_CLOEXEC))
-        return PD_ESYS;
-    if (pipe2(results, O_CLOEXEC)) {
-        close(jobs[0]);
-        close(jobs[1]);
-        return PD_ESYS;
-    }
     char **env = s_env_new(s);
-    if (!env) {
-        close(jobs[0]);
-        close(jobs[1]);
-        close(results[0]);
-        close(results[1]);
+    if (!env)
         return PD_ESYS;
-    }
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char idx[16], parent[24], gpu[16];
     snprintf(idx, sizeof idx, "%d", s->index);
     snprintf(parent, sizeof parent, "%ld", (long) getpid());
@@ -269,43 +194,18 @@ static int s_spawn(pd_slot_t *s)
         argv[argc++] = "--log-level";
         argv[argc++] = s->log_level;
     }
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Only async-signal-safe calls until exec: the parent has threads.
-           Move the pipe ends above the target fds first, so that no dup2()
-           clobbers the other end. */
-        int in = fcntl(jobs[0], F_DUPFD, 10);
-        int out = fcntl(results[1], F_DUPFD, 10);
-        if (in < 0 || out < 0 || dup2(in, S_CHILD_IN) < 0 || dup2(out, S_CHILD_OUT) < 0
-            || dup2(2, 1) < 0)
-            _exit(126);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        close(in);
-        close(out);
-        setpgid(0, 0); /* the terminal's Ctrl-C goes to the worker, which stops us */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(s->exe, argv, env);
-        _exit(127);
-    }
+    int to_child, from_child;
+    pid_t pid = pd_pipe_spawn(s->exe, argv, env, &to_child, &from_child);
     int saved = errno;
     s_env_free(env);
-    if (devnull >= 0)
-        close(devnull);
-    close(jobs[0]);
-    close(results[1]);
+    errno = saved;
     if (pid < 0) {
-        close(jobs[1]);
-        close(results[0]);
-        pd_log_error("slot %d: cannot start a slot process: %s", s->index, strerror(saved));
+        pd_log_error("slot %d: cannot start a slot process: %s", s->index, strerror(errno));
         return PD_ESYS;
     }
-    fcntl(results[0], F_SETFL, fcntl(results[0], F_GETFL) | O_NONBLOCK);
     s->pid = pid;
-    s->to_child = jobs[1];
-    s->from_child = results[0];
+    s->to_child = to_child;
+    s->from_child = from_child;
     s->spawned_ms = pd_slot_now_ms();
     s->rlen = 0;
     s->reset = false;
@@ -540,7 +440,7 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    s_frame_begin(&b);
+    pd_pipe_frame_begin(&b);
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         pd_job_t *j = jobs[i];
@@ -561,8 +461,8 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
         }
     }
     s->group = malloc(n * sizeof *s->group);
-    int rc = s->group ? s_frame_end(&b) : PD_ENOMEM;
-    if (rc == 0 && s_write_all(s->to_child, b.data, b.len))
+    int rc = s->group ? pd_pipe_frame_end(&b) : PD_ENOMEM;
+    if (rc == 0 && pd_pipe_write_all(s->to_child, b.data, b.len))
         rc = PD_ESYS;
     pd_buf_free(&b);
     if (rc) {
@@ -588,7 +488,7 @@ int pd_slot_frame_next(const uint8_t *buf, size_t len, size_t *flen)
 {
     if (len < 4)
         return 0;
-    uint32_t n = s_le32(buf);
+    uint32_t n = pd_pipe_le32(buf);
     if (n > PD_MAX_FRAME)
         return PD_ETOOBIG;
     if (len - 4 < n)
@@ -803,23 +703,23 @@ typedef struct {
     pd_buf_t aux;        /* a built-in task's result, reused */
 } s_child_t;
 
-static int s_child_send(s_child_t *c) { return s_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
+static int s_child_send(s_child_t *c) { return pd_pipe_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
 
 /* Writes [tag, id]. */
 static int s_child_mark(s_child_t *c, int tag, uint64_t id)
 {
-    s_frame_begin(&c->out);
+    pd_pipe_frame_begin(&c->out);
     msgpack_pack_array(&c->pk, 2);
     msgpack_pack_int(&c->pk, tag);
     msgpack_pack_uint64(&c->pk, id);
-    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+    return pd_pipe_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
 /* Writes [2, id, ok, value_or_err, us]. */
 static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *val, size_t len,
                           uint64_t us)
 {
-    s_frame_begin(&c->out);
+    pd_pipe_frame_begin(&c->out);
     msgpack_pack_array(&c->pk, 5);
     msgpack_pack_int(&c->pk, S_FRAME_RESULT);
     msgpack_pack_uint64(&c->pk, id);
@@ -833,7 +733,7 @@ static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *va
         s_pack_err(&c->pk, code, msg, c->index);
     }
     msgpack_pack_uint64(&c->pk, us);
-    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+    return pd_pipe_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
 /* Writes [2, id, false, {code, msg, slot, value}, us]: a failed job that
@@ -841,7 +741,7 @@ static int s_child_result(s_child_t *c, uint64_t id, int code, const uint8_t *va
 static int s_child_fail_value(s_child_t *c, uint64_t id, int code, const char *msg,
                               const uint8_t *val, size_t len, uint64_t us)
 {
-    s_frame_begin(&c->out);
+    pd_pipe_frame_begin(&c->out);
     msgpack_pack_array(&c->pk, 5);
     msgpack_pack_int(&c->pk, S_FRAME_RESULT);
     msgpack_pack_uint64(&c->pk, id);
@@ -853,7 +753,7 @@ static int s_child_fail_value(s_child_t *c, uint64_t id, int code, const char *m
     pd_pack_cstr(&c->pk, "value");
     pd_pack_raw(&c->pk, val, len);
     msgpack_pack_uint64(&c->pk, us);
-    return s_frame_end(&c->out) ? -1 : s_child_send(c);
+    return pd_pipe_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
 /* Runs a job of the reserved module "builtin": function fn over arg. */
@@ -1002,22 +902,18 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
    -1 on error. */
 static int s_child_group(s_child_t *c, pd_buf_t *in)
 {
-    uint8_t hdr[4];
-    int rc = s_read_all(S_CHILD_IN, hdr, 4);
-    if (rc <= 0)
-        return rc;
-    uint32_t len = s_le32(hdr);
-    pd_buf_reset(in);
-    if (len > PD_MAX_FRAME || pd_buf_reserve(in, len) || s_read_all(S_CHILD_IN, in->data, len) != 1)
-        return -1;
-    in->len = len;
     const char *why = NULL;
+    int rc = pd_pipe_read_frame(S_CHILD_IN, in, &why);
+    if (rc <= 0) {
+        if (rc < 0)
+            pd_log_error("slot %d: malformed group frame from the worker: %s", c->index, why);
+        return rc;
+    }
     pd_rd_t r;
-    pd_rd_init(&r, in->data, len);
+    pd_rd_init(&r, in->data, in->len);
     uint32_t n;
-    if (pd_mp_check(in->data, len, PD_MAX_DEPTH, &why) || pd_rd_array(&r, &n)) {
-        pd_log_error("slot %d: malformed group frame from the worker: %s", c->index,
-                     why ? why : "not an array");
+    if (pd_rd_array(&r, &n)) {
+        pd_log_error("slot %d: malformed group frame from the worker: not an array", c->index);
         return -1;
     }
     for (uint32_t i = 0; i < n; i++)

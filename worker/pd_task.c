@@ -43,6 +43,9 @@ struct pd_task {
     char msg[4096];      /* pd_task_fail()'s message, or pd_task_finish()'s */
     double *dbl;         /* storage for pd_arg_doubles(), owned */
     size_t dbl_cap;      /* its capacity in doubles */
+    int node;            /* node index in a synchronous task; -1 for a job */
+    int nnodes;          /* nodes of that task; 0 for a job */
+    pd_tubes_t *tubes;   /* the node's tubes (borrowed); NULL for a job */
 };
 
 _Static_assert(sizeof(pd_value_t) == sizeof(pd_rd_t), "pd_value_t mirrors pd_rd_t");
@@ -54,6 +57,7 @@ pd_task_t *pd_task_new(int slot)
         return NULL;
     t->slot = slot;
     t->gpu = -1;
+    t->node = -1;
     pd_buf_init(&t->out);
     t->out.max = PD_TASK_MAX_RESULT;
     pd_packer_init(&t->pk, &t->out);
@@ -87,6 +91,17 @@ void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len)
     t->code = 0;
     t->msg[0] = 0;
     t->cu_hash[0] = t->cu_name[0] = 0;
+    t->node = -1;
+    t->nnodes = 0;
+    t->tubes = NULL;
+}
+
+void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes)
+{
+    assert(t && tubes && index >= 0 && index < n);
+    t->node = index;
+    t->nnodes = n;
+    t->tubes = tubes;
 }
 
 void pd_task_set_gpu(pd_task_t *t, int gpu, pd_gpurt_t *rt)
@@ -359,6 +374,142 @@ int pd_task_fail(pd_task_t *t, const char *fmt, ...)
     t->code = PD_ETASK;
     t->out.len = 0;
     return -1;
+}
+
+/* ---- synchronous tasks: nodes ------------------------------------------- */
+
+int pd_node_index(pd_task_t *t) { return t->node; }
+int pd_node_count(pd_task_t *t) { return t->nnodes; }
+
+/* Records a failure with its code, as pd_task_fail() does; returns -1. */
+static int s_node_fail(pd_task_t *t, int code, const char *what)
+{
+    snprintf(t->msg, sizeof t->msg, "%s", what);
+    t->failed = true;
+    t->code = code;
+    t->out.len = 0;
+    return -1;
+}
+
+/* The tubes, or NULL with the failure recorded (the function runs as a job). */
+static pd_tubes_t *s_tubes(pd_task_t *t, const char *call)
+{
+    if (t->tubes)
+        return t->tubes;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: this function runs as an asynchronous job, not as a node of "
+             "a synchronous task (start it with playdoh-submit task or pd_task_start)", call);
+    s_node_fail(t, PD_EINVAL, msg);
+    return NULL;
+}
+
+static int s_push(pd_task_t *t, const char *call, const char *tube, int dst, const void *data,
+                  size_t len)
+{
+    pd_tubes_t *tb = s_tubes(t, call);
+    if (!tb)
+        return -1;
+    int rc = pd_tubes_push(tb, tube, dst, data, len);
+    return rc ? s_node_fail(t, rc, pd_tubes_error(tb)) : 0;
+}
+
+int pd_push(pd_task_t *t, const char *tube, const void *data, size_t len)
+{
+    return s_push(t, "pd_push", tube, -1, data, len);
+}
+
+int pd_push_to(pd_task_t *t, const char *tube, int dst, const void *data, size_t len)
+{
+    if (dst < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "pd_push_to on tube '%s': node %d is not a node", tube, dst);
+        return s_node_fail(t, PD_EINVAL, msg);
+    }
+    return s_push(t, "pd_push_to", tube, dst, data, len);
+}
+
+int pd_push_doubles(pd_task_t *t, const char *tube, const double *x, size_t n)
+{
+    if (n > SIZE_MAX / sizeof *x)
+        return s_node_fail(t, PD_ETOOBIG, "pd_push_doubles: too many numbers");
+    return s_push(t, "pd_push_doubles", tube, -1, x, n * sizeof *x);
+}
+
+static int s_pop(pd_task_t *t, const char *call, const char *tube, int src, const void **data,
+                 size_t *len)
+{
+    pd_tubes_t *tb = s_tubes(t, call);
+    if (!tb)
+        return -1;
+    uint32_t from = 0;
+    int rc = pd_tubes_pop(tb, tube, src, -1, true, data, len, &from);
+    return rc ? s_node_fail(t, rc, pd_tubes_error(tb)) : (int) from;
+}
+
+int pd_pop(pd_task_t *t, const char *tube, const void **data, size_t *len)
+{
+    return s_pop(t, "pd_pop", tube, -1, data, len);
+}
+
+int pd_pop_from(pd_task_t *t, const char *tube, int src, const void **data, size_t *len)
+{
+    if (src < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "pd_pop_from on tube '%s': node %d is not a node", tube, src);
+        return s_node_fail(t, PD_EINVAL, msg);
+    }
+    return s_pop(t, "pd_pop_from", tube, src, data, len) < 0 ? -1 : 0;
+}
+
+int pd_pop_doubles(pd_task_t *t, const char *tube, const double **x, size_t *n)
+{
+    const void *p;
+    size_t len;
+    int from = s_pop(t, "pd_pop_doubles", tube, -1, &p, &len);
+    if (from < 0)
+        return -1;
+    if (len % sizeof **x) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "pd_pop_doubles on tube '%s': node %d sent %zu bytes, not a "
+                 "whole number of doubles", tube, from, len);
+        return s_node_fail(t, PD_EPROTO, msg);
+    }
+    *x = p;
+    *n = len / sizeof **x;
+    return from;
+}
+
+int pd_try_pop(pd_task_t *t, const char *tube, int timeout_ms, int *src, const void **data,
+               size_t *len)
+{
+    pd_tubes_t *tb = s_tubes(t, "pd_try_pop");
+    if (!tb)
+        return -1;
+    uint32_t from = 0;
+    int rc = pd_tubes_pop(tb, tube, -1, timeout_ms < 0 ? 0 : timeout_ms, false, data, len, &from);
+    if (rc == PD_ETIMEDOUT)
+        return 0;
+    if (rc)
+        return s_node_fail(t, rc, pd_tubes_error(tb));
+    if (src)
+        *src = (int) from;
+    return 1;
+}
+
+int pd_node_in_peers(pd_task_t *t, const char *tube, int *peers, int cap)
+{
+    return t->tubes ? pd_tubes_in_peers(t->tubes, tube, peers, cap) : -1;
+}
+
+int pd_node_out_peers(pd_task_t *t, const char *tube, int *peers, int cap)
+{
+    return t->tubes ? pd_tubes_out_peers(t->tubes, tube, peers, cap) : -1;
+}
+
+void pd_node_set_timeout(pd_task_t *t, int timeout_ms)
+{
+    if (t->tubes)
+        pd_tubes_set_timeout(t->tubes, timeout_ms);
 }
 
 /* ---- GPUs ----------------------------------------------------------------- */

@@ -23,6 +23,12 @@
     GPU g only. GPU jobs (`run` entries with gpu true) wait in their own
     queue for GPU slots; CPU jobs never take a GPU slot, and CPU slots see
     no GPU. GPU slots over the owner's limit retire like CPU slots.
+
+    Nodes of synchronous tasks run in node processes (pd_nodeproc) polled in
+    the same loop; the worker relays their rendezvous: node_start becomes a
+    process and its `start`, `bound` becomes node_bound, node_peers and
+    node_go go to the process, `ready` and `result` become node_ready and
+    node_done. node_abort kills the task's processes here.
 */
 #include "pd_worker.h"
 #include "pd_beacon.h"
@@ -33,13 +39,16 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_nodeproc.h"
 #include "pd_policy.h"
 #include "pd_slot.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,8 +121,14 @@ struct pd_worker {
     int64_t discover_since;  /* when discovery started (0: warned already) */
     pd_modcache_t *mc;     /* module cache */
     pd_slot_t **slots;     /* nslots slot handles, owned */
-    zmq_pollitem_t *items; /* poll set: fixed sockets, then live slots */
-    int *item_slot;        /* slot index of items[i] (i >= nfixed) */
+    zmq_pollitem_t *items; /* poll set: fixed sockets, live slots, then nodes */
+    int *item_slot;        /* slot index of items[i] (i >= nfixed; -1 - k: node k) */
+    pd_nodeproc_t **nodes; /* node processes of synchronous tasks, owned (capslots) */
+    int nnodes;            /* entries in nodes (at most cpus when started) */
+    pd_nodeproc_t **gone;  /* ended nodes whose process is still exiting, owned (2 x capslots) */
+    int ngone;             /* entries in gone */
+    char node_addr[256];   /* address nodes bind their tubes on ("" until known) */
+    bool node_addr_given;  /* node_addr came from the configuration */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -770,6 +785,248 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
     pd_log_debug("cancel: %zu of %u jobs were here", dropped, n);
 }
 
+/* ---- nodes of synchronous tasks ----------------------------------------- */
+
+/* Sends node_done {task, node, ok, val, us}. */
+static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, bool ok,
+                             const uint8_t *val, size_t len, uint64_t us)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "node_done", 5);
+    pd_pack_kv_uint(&pk, "task", task);
+    pd_pack_kv_uint(&pk, "node", node);
+    pd_pack_kv_bool(&pk, "ok", ok);
+    pd_pack_cstr(&pk, "val");
+    pd_pack_raw(&pk, val, len);
+    pd_pack_kv_uint(&pk, "us", us);
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* Reports a node that could not start here. */
+static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, const char *msg)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    if (!b.failed)
+        s_send_node_done(w, task, node, false, b.data, b.len, 0);
+    pd_buf_free(&b);
+}
+
+static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, type, ep ? 3 : 2);
+    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
+    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    if (ep)
+        pd_pack_kv_str(&pk, "ep", ep);
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
+static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep)
+{
+    s_node_progress(user, nd, "node_bound", ep);
+}
+
+static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
+{
+    s_node_progress(user, nd, "node_ready", NULL);
+}
+
+static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
+                             size_t len, uint64_t us)
+{
+    pd_worker_t *w = user;
+    pd_log_debug("task %llu node %u %s after %llu us", (unsigned long long) pd_nodeproc_task(nd),
+                 pd_nodeproc_index(nd), ok ? "done" : "failed", (unsigned long long) us);
+    s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), ok, val, len, us);
+}
+
+static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
+{
+    for (int i = 0; i < w->nnodes; i++)
+        if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_index(w->nodes[i]) == node)
+            return i;
+    return -1;
+}
+
+static void s_node_remove(pd_worker_t *w, int i)
+{
+    pd_nodeproc_destroy(&w->nodes[i]);
+    w->nodes[i] = w->nodes[--w->nnodes];
+    w->nodes[w->nnodes] = NULL;
+}
+
+/* node_start {task, node, n, mod, fn, arg, tubes, out, in, io_ms, start_ms,
+   window, window_bytes}: starts a node process and sends it `start`. */
+static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task, node, n;
+    char mod[80], fn[128];
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
+        || pd_msg_str(m, "fn", fn, sizeof fn)) {
+        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
+        return;
+    }
+    char msg[600];
+    const s_mod_t *mm = s_mod_find(w, mod);
+    if (!mm) {
+        snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no 'mod' "
+                 "for it)", mod, w->host);
+        s_fail_node(w, task, node, PD_ENOMODULE, msg);
+        return;
+    }
+    if (s_node_find(w, task, node) >= 0) {
+        pd_log_warn("broker started task %llu node %llu twice; ignored",
+                    (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    if (w->nnodes >= w->cpus || w->nnodes >= w->capslots) {
+        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d slots", w->host,
+                 w->nnodes, w->cpus);
+        s_fail_node(w, task, node, PD_EOVERLOAD, msg);
+        return;
+    }
+    /* The node's `start`: the broker's fields, the module's kind and name,
+       and the address to bind. */
+    static const char *const uints[] = {"task", "node", "n", "io_ms", "start_ms", "window",
+                                        "window_bytes"};
+    static const char *const raws[] = {"arg", "tubes", "out", "in"};
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    uint32_t nf = 5; /* mod, kind, name, fn, addr */
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
+        nf += pd_msg_has(m, uints[i]);
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
+        nf += pd_msg_has(m, raws[i]);
+    pd_msg_begin(&pk, "start", nf);
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+        uint64_t v;
+        if (pd_msg_has(m, uints[i]) && pd_msg_uint(m, uints[i], &v) == 0)
+            pd_pack_kv_uint(&pk, uints[i], v);
+        else if (pd_msg_has(m, uints[i]))
+            pd_pack_kv_uint(&pk, uints[i], 0); /* the node refuses it with a sentence */
+    }
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++) {
+        const uint8_t *raw;
+        size_t len;
+        if (pd_msg_raw(m, raws[i], &raw, &len) == 0) {
+            pd_pack_cstr(&pk, raws[i]);
+            pd_pack_raw(&pk, raw, len);
+        }
+    }
+    pd_pack_kv_str(&pk, "mod", mm->hash);
+    pd_pack_kv_str(&pk, "kind", mm->kind);
+    pd_pack_kv_str(&pk, "name", mm->name);
+    pd_pack_kv_str(&pk, "fn", fn);
+    pd_pack_kv_str(&pk, "addr", w->node_addr);
+    int err = PD_ENOMEM;
+    pd_nodeproc_t *nd = NULL;
+    if (!b.failed) {
+        pd_nodeproc_config_t nc = {.exe = w->slot_exe, .cache_dir = w->cache_dir,
+                                   .host = w->host, .log_level = w->log_level, .task = task,
+                                   .node = (uint32_t) node,
+                                   .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
+                                            w}};
+        nd = pd_nodeproc_new(&nc, b.data, b.len, &err);
+    }
+    pd_buf_free(&b);
+    if (!nd) {
+        snprintf(msg, sizeof msg, "worker %s could not start a node process (%s)", w->host,
+                 pd_strerror(err));
+        s_fail_node(w, task, node, err, msg);
+        return;
+    }
+    w->nodes[w->nnodes++] = nd;
+    pd_log_debug("task %llu node %llu of %llu started (%s)", (unsigned long long) task,
+                 (unsigned long long) node, (unsigned long long) n, fn);
+}
+
+/* node_peers {task, node, peers} and node_go {task, node}. */
+static void s_on_node_step(pd_worker_t *w, const pd_msg_t *m, bool go)
+{
+    uint64_t task, node;
+    const uint8_t *peers = NULL;
+    size_t len = 0;
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || (!go && pd_msg_raw(m, "peers", &peers, &len))) {
+        pd_log_warn("broker sent a bad '%s': %s", m->type, m->why);
+        return;
+    }
+    int i = s_node_find(w, task, node);
+    if (i < 0) {
+        /* It ended or was aborted meanwhile: its node_done tells the broker. */
+        pd_log_debug("'%s' for task %llu node %llu, which is not running here", m->type,
+                     (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    if (go)
+        pd_nodeproc_send_go(w->nodes[i]);
+    else
+        pd_nodeproc_send_peers(w->nodes[i], peers, len);
+}
+
+/* node_abort {task}: kills every node of the task here, without a report. */
+static void s_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task;
+    if (pd_msg_uint(m, "task", &task)) {
+        pd_log_warn("broker sent a bad 'node_abort': %s", m->why);
+        return;
+    }
+    int killed = 0;
+    for (int i = w->nnodes; i-- > 0;)
+        if (pd_nodeproc_task(w->nodes[i]) == task) {
+            s_node_remove(w, i);
+            killed++;
+        }
+    pd_log_debug("task %llu aborted: %d nodes stopped here", (unsigned long long) task, killed);
+}
+
+/* Moves ended nodes out of the running list (their slots are free again)
+   and reaps the processes of ended nodes without blocking. */
+static void s_reap_nodes(pd_worker_t *w)
+{
+    for (int i = w->nnodes; i-- > 0;) {
+        if (!pd_nodeproc_ended(w->nodes[i]))
+            continue;
+        if (w->ngone == 2 * w->capslots) /* bounded: the oldest goes now */
+            pd_nodeproc_destroy(&w->gone[--w->ngone]);
+        w->gone[w->ngone++] = w->nodes[i];
+        w->nodes[i] = w->nodes[--w->nnodes];
+        w->nodes[w->nnodes] = NULL;
+    }
+    for (int i = w->ngone; i-- > 0;)
+        if (pd_nodeproc_reap(w->gone[i])) {
+            pd_nodeproc_destroy(&w->gone[i]);
+            w->gone[i] = w->gone[--w->ngone];
+            w->gone[w->ngone] = NULL;
+        }
+}
+
+/* Kills every node (the broker forgot us, or we leave). */
+static void s_kill_nodes(pd_worker_t *w)
+{
+    while (w->nnodes > 0)
+        s_node_remove(w, w->nnodes - 1);
+}
+
 /* The broker does not know us: drop every job and register again. */
 static void s_reset(pd_worker_t *w)
 {
@@ -781,8 +1038,9 @@ static void s_reset(pd_worker_t *w)
         running += pd_slot_busy(sl);
         pd_slot_abort(sl);
     }
-    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs, "
-                "registering again", s_queued(w), running);
+    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
+                "nodes, registering again", s_queued(w), running, w->nnodes);
+    s_kill_nodes(w);
     s_q_clear(&w->q[S_CPU]);
     s_q_clear(&w->q[S_GPU]);
     pd_buf_reset(&w->res);
@@ -831,6 +1089,14 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
         s_on_cancel(w, &m);
     else if (pd_msg_is(&m, "reset"))
         s_reset(w);
+    else if (pd_msg_is(&m, "node_start"))
+        s_on_node_start(w, &m);
+    else if (pd_msg_is(&m, "node_peers"))
+        s_on_node_step(w, &m, false);
+    else if (pd_msg_is(&m, "node_go"))
+        s_on_node_step(w, &m, true);
+    else if (pd_msg_is(&m, "node_abort"))
+        s_on_node_abort(w, &m);
     else if (pd_msg_is(&m, "error")) {
         char msg[256] = "";
         pd_msg_str(&m, "msg", msg, sizeof msg);
@@ -897,8 +1163,10 @@ static int s_reserve_slots(pd_worker_t *w, int n)
     if (!slots)
         return PD_ENOMEM;
     w->slots = slots;
-    /* The poll set: fixed sockets (at most 4), CPU slots, GPU slots. */
-    size_t nitems = (size_t) cap + 4 + PD_GPU_MAX;
+    /* The poll set: fixed sockets (at most 4), CPU slots, GPU slots, and the
+       nodes of synchronous tasks (at most as many as CPU slots when they
+       started). */
+    size_t nitems = 2 * (size_t) cap + 4 + PD_GPU_MAX;
     zmq_pollitem_t *items = realloc(w->items, nitems * sizeof *items);
     if (!items)
         return PD_ENOMEM;
@@ -907,6 +1175,14 @@ static int s_reserve_slots(pd_worker_t *w, int n)
     if (!item_slot)
         return PD_ENOMEM;
     w->item_slot = item_slot;
+    pd_nodeproc_t **nodes = realloc(w->nodes, (size_t) cap * sizeof *nodes);
+    if (!nodes)
+        return PD_ENOMEM;
+    w->nodes = nodes;
+    pd_nodeproc_t **gone = realloc(w->gone, 2 * (size_t) cap * sizeof *gone);
+    if (!gone)
+        return PD_ENOMEM;
+    w->gone = gone;
     w->capslots = cap;
     return 0;
 }
@@ -1314,6 +1590,14 @@ static int s_connect(pd_worker_t *w, const char *ep)
     }
     snprintf(w->broker, sizeof w->broker, "%s", ep);
     w->connected = true;
+    /* Nodes bind where the other workers can reach them: the address this
+       machine uses towards the broker, unless --node-addr says otherwise. */
+    if (!w->node_addr_given && pd_worker_route_addr(ep, w->node_addr, sizeof w->node_addr)) {
+        if (strncmp(ep, "tcp://", 6) == 0)
+            pd_log_warn("cannot tell which address reaches the broker %s: nodes of synchronous "
+                        "tasks bind on 127.0.0.1 (give --node-addr ADDR on a real network)", ep);
+        snprintf(w->node_addr, sizeof w->node_addr, "127.0.0.1");
+    }
     w->registered = false;
     w->last_recv = pd_slot_now_ms();
     s_send_ready(w);
@@ -1416,12 +1700,17 @@ static void s_find_gpu_names(pd_worker_t *w)
 /* ---- the loop ----------------------------------------------------------- */
 
 /* Gives the jobs of queue q to the idle slots among slots[0 .. n), a group
-   each, spreading them evenly (NULL entries are skipped). */
-static void s_dispatch_queue(s_queue_t *q, pd_slot_t **slots, int n)
+   each, spreading them evenly (NULL entries are skipped), so that at most
+   `allowed` of the slots are busy. */
+static void s_dispatch_queue(s_queue_t *q, pd_slot_t **slots, int n, size_t allowed)
 {
-    size_t idle = 0;
-    for (int i = 0; i < n; i++)
+    size_t idle = 0, busy = 0;
+    for (int i = 0; i < n; i++) {
         idle += slots[i] && pd_slot_idle(slots[i]);
+        busy += slots[i] && pd_slot_busy(slots[i]);
+    }
+    /* At most `allowed` of them run jobs at once. */
+    idle = busy >= allowed ? 0 : (idle < allowed - busy ? idle : allowed - busy);
     for (int i = 0; i < n && q->len && idle; i++) {
         pd_slot_t *s = slots[i];
         if (!s || !pd_slot_idle(s))
@@ -1454,8 +1743,10 @@ static void s_dispatch(pd_worker_t *w)
     }
     if (w->gpus == 0)
         s_give_back_queue(w, &w->q[S_GPU], "no GPU slot left");
-    s_dispatch_queue(&w->q[S_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots);
-    s_dispatch_queue(&w->q[S_GPU], w->gslots, w->gpus);
+    /* Running nodes of synchronous tasks take CPUs: jobs get the rest. */
+    size_t cpu_jobs = w->cpus > w->nnodes ? (size_t) (w->cpus - w->nnodes) : 0;
+    s_dispatch_queue(&w->q[S_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots, cpu_jobs);
+    s_dispatch_queue(&w->q[S_GPU], w->gslots, w->gpus, (size_t) w->gpus);
 }
 
 /* True when a job is queued here (CPU or GPU) or held by a slot (running or
@@ -1533,6 +1824,8 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
     if (w->idle_exit_ms > 0 && w->idle_since + w->idle_exit_ms < next)
         next = w->idle_since + w->idle_exit_ms;
     int64_t t = next - now;
+    if (w->ngone > 0 && t > 10)
+        t = 10; /* node processes to reap soon */
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
 
@@ -1568,6 +1861,14 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->item_slot[nitems] = k;
             nitems++;
         }
+        for (int i = 0; i < w->nnodes; i++) {
+            int fd = pd_nodeproc_fd(w->nodes[i]);
+            if (fd < 0)
+                continue;
+            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
+            w->item_slot[nitems] = -1 - i;
+            nitems++;
+        }
         int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
         if (n < 0 && errno == EINTR)
             continue;
@@ -1590,10 +1891,22 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 pd_worker_on_message(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
             zmq_msg_close(&msg);
         }
-        /* Slot pipes before control requests: a request may retire slots. */
-        for (int i = nfixed; i < nitems; i++)
-            if (w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                pd_slot_on_readable(s_slot(w, w->item_slot[i]));
+        /* Slot and node pipes before control requests: a request may retire
+           slots. Messages above may have removed nodes (node_abort): a node's
+           entry is checked against the current list before use. */
+        for (int i = nfixed; i < nitems; i++) {
+            if (!(w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+                continue;
+            int k = w->item_slot[i];
+            if (k >= 0) {
+                pd_slot_on_readable(s_slot(w, k));
+                continue;
+            }
+            k = -1 - k;
+            if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == w->items[i].fd)
+                pd_nodeproc_on_readable(w->nodes[k]);
+        }
+        s_reap_nodes(w);
         if (ictl >= 0 && (w->items[ictl].revents & ZMQ_POLLIN))
             s_on_ctl(w);
         if (ibeacon >= 0 && (w->items[ibeacon].revents & ZMQ_POLLIN))
@@ -1797,6 +2110,10 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
     w->proc_dir = strdup(cfg->proc_dir && *cfg->proc_dir ? cfg->proc_dir : "/proc");
+    if (cfg->node_addr && *cfg->node_addr) {
+        snprintf(w->node_addr, sizeof w->node_addr, "%s", cfg->node_addr);
+        w->node_addr_given = true;
+    }
     if (!w->cache_dir || !w->slot_exe || (cfg->log_level && !w->log_level) || !w->proc_dir ||
         s_reserve_slots(w, cfg->cpus > 0 ? cfg->cpus : 1))
         goto fail;
@@ -1871,10 +2188,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
                     port);
     }
     pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots%s%s, cache %s, broker %s (%s), "
-                "code policy '%s'", w->id, w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
-                w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
+                "code policy '%s', nodes bind on %s", w->id, w->host, w->cpus, w->gpus,
+                w->ngpu_names ? " " : "", w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
                 w->broker[0] ? w->broker : "(by beacon)", w->secure ? "CurveZMQ" : "no security",
-                pd_policy_name(pd_policy_mode(w->policy)));
+                pd_policy_name(pd_policy_mode(w->policy)),
+                w->node_addr[0] ? w->node_addr : "(the address that reaches the broker)");
     if (w->slurm_job[0])
         pd_log_info("pilot in Slurm job %s (array task %s, step %s)", w->slurm_job,
                     w->slurm_array[0] ? w->slurm_array : "none",
@@ -1898,6 +2216,12 @@ void pd_worker_destroy(pd_worker_t **p)
         for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);
     free(w->slots);
+    for (int i = 0; i < w->nnodes; i++)
+        pd_nodeproc_destroy(&w->nodes[i]);
+    free(w->nodes);
+    for (int i = 0; i < w->ngone; i++)
+        pd_nodeproc_destroy(&w->gone[i]);
+    free(w->gone);
     for (int g = 0; g < PD_GPU_MAX; g++)
         pd_slot_destroy(&w->gslots[g]);
     for (int c = 0; c < 2; c++) {
@@ -1936,3 +2260,56 @@ void pd_worker_destroy(pd_worker_t **p)
 
 const char *pd_worker_id(pd_worker_t *w) { return w->id; }
 size_t pd_worker_queued(const pd_worker_t *w) { return w->q[0].len + w->q[1].len; }
+const char *pd_worker_node_addr(pd_worker_t *w) { return w->node_addr; }
+
+int pd_worker_route_addr(const char *endpoint, char *out, size_t cap)
+{
+    /* tcp://HOST:PORT, HOST possibly [v6] */
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return PD_EINVAL;
+    const char *h = endpoint + 6, *colon = strrchr(h, ':');
+    if (!colon || colon == h)
+        return PD_EINVAL;
+    char host[256], port[16];
+    size_t hl = (size_t) (colon - h);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host || strlen(colon + 1) >= sizeof port)
+        return PD_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (strcmp(port, "*") == 0 || strcmp(port, "0") == 0)
+        snprintf(port, sizeof port, "9");
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return PD_EINVAL;
+    int rc = PD_EINVAL;
+    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        struct sockaddr_storage local;
+        socklen_t len = sizeof local;
+        /* A UDP connect sends nothing: it only picks the route. */
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0
+            && getsockname(fd, (struct sockaddr *) &local, &len) == 0) {
+            void *src = local.ss_family == AF_INET
+                            ? (void *) &((struct sockaddr_in *) &local)->sin_addr
+                            : (void *) &((struct sockaddr_in6 *) &local)->sin6_addr;
+            char text[INET6_ADDRSTRLEN];
+            if (inet_ntop(local.ss_family, src, text, sizeof text)) {
+                if (local.ss_family == AF_INET6)
+                    snprintf(out, cap, "[%s]", text);
+                else
+                    snprintf(out, cap, "%s", text);
+                rc = 0;
+            }
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}

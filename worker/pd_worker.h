@@ -20,6 +20,12 @@
     idle policy the worker offers its slots only while the machine's own
     load (pd_load) stays under a threshold, and suspends or hands back its
     jobs when the owner comes back.
+
+    It also runs the nodes of synchronous tasks, each in its own process
+    (pd_nodeproc), relaying the rendezvous between them and the broker
+    (node_start, node_bound, node_peers, node_ready, node_go, node_done,
+    node_abort). While k nodes run, at most cpus - k slots take jobs, so
+    nodes and jobs together never use more CPUs than the worker offers.
 */
 #ifndef PD_WORKER_H
 #define PD_WORKER_H
@@ -58,6 +64,8 @@ typedef struct {
     const char *name;      /* host name reported; NULL = gethostname() */
     const char *slot_exe;  /* program exec'ed for slots; NULL = this program (its path) */
     const char *log_level; /* passed to slot processes, or NULL */
+    const char *node_addr; /* address nodes of synchronous tasks bind on; NULL = the address
+                              this machine uses to reach the broker */
     void *zmq_ctx;         /* ZeroMQ context to use (borrowed), or NULL for one of its own;
                               an embedding broker passes its own to connect over inproc */
     /* discovery (when broker is NULL or "") */
@@ -114,6 +122,13 @@ void pd_worker_destroy(pd_worker_t **p);
 
 /* The worker's routing id ("w-" + 16 hex digits), borrowed. */
 const char *pd_worker_id(pd_worker_t *w);
+/* The address nodes bind their tubes on (chosen or given), borrowed. */
+const char *pd_worker_node_addr(pd_worker_t *w);
+
+/* The address this machine uses to reach the host of a tcp:// endpoint
+   (the source address of a UDP socket connected there; 127.0.0.1 for a
+   loopback broker), into out. Returns 0 or PD_EINVAL when it cannot tell. */
+int pd_worker_route_addr(const char *endpoint, char *out, size_t cap);
 
 /* Changes the slots offered (the machine's owner's decision), at once: the
    broker is told (`slots`). Raising starts slot processes. Lowering starts

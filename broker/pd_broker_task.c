@@ -1,0 +1,793 @@
+/*  pd_broker_task: the broker's side of synchronous tasks (docs/protocol.md,
+    "Synchronous tasks"; docs/sync.md).
+
+    Clients: task_submit, task_status, task_fetch (long polling, like
+    fetch), task_cancel, task_release. Workers: node_bound, node_ready,
+    node_done. The broker's part is small on purpose: it gangs the N slots
+    together (pd_tasks_place, all nodes or none), relays the rendezvous and
+    keeps the results; the nodes' data never pass through it.
+
+    Rendezvous, per task:
+      placed    every node gets node_start on its worker (state STARTING,
+                the start time-out running);
+      bound     when all N reported node_bound {ep}, each gets node_peers
+                with the endpoints of its neighbours;
+      ready     when all N reported node_ready (every subscription
+                confirmed at every publisher), each gets node_go: the
+                barrier; the task is RUNNING (the run time-out, if any,
+                starts);
+      done      each node_done frees that node's slot; when all are done
+                the task is DONE.
+    A node that fails (error, crash, time-out, its worker lost) fails the
+    whole task at once: the error names the node and its host, every other
+    node is stopped (node_abort to their workers) and every slot is freed.
+    Nothing waits for a time-out that a failure already decided.
+*/
+#include "pd_broker_int.h"
+#include "pd_auth.h"
+#include "pd_error.h"
+#include "pd_log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MAX_IDS 10000u   /* task ids per status, cancel or release */
+#define S_SCAN_MS 10       /* time-outs of tasks are checked this often */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static const char *s_host(pd_broker_t *b, uint32_t worker)
+{
+    pd_worker_t *wk = pd_workers_at(b->workers, worker);
+    return wk && wk->host[0] ? wk->host : "?";
+}
+
+/* Packs `task_result` for r (nodes from `from` on, while the reply stays
+   under the soft cap) into b->out. */
+static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_t *r,
+                          uint32_t from)
+{
+    msgpack_packer pk;
+    pd_buf_reset(&b->out);
+    pd_packer_init(&pk, &b->out);
+    if (!r) {
+        pd_msg_begin(&pk, "task_result", 3);
+        pd_pack_kv_uint(&pk, "req", req);
+        pd_pack_kv_uint(&pk, "id", id);
+        pd_pack_kv_uint(&pk, "state", PD_TASK_UNKNOWN);
+        return;
+    }
+    bool final = PD_TASK_IS_FINAL(r->state);
+    pd_msg_begin(&pk, "task_result", 8);
+    pd_pack_kv_uint(&pk, "req", req);
+    pd_pack_kv_uint(&pk, "id", id);
+    pd_pack_kv_uint(&pk, "state", r->state);
+    pd_pack_kv_uint(&pk, "n", r->n);
+    pd_pack_kv_uint(&pk, "ended", r->nended);
+    pd_pack_cstr(&pk, "error");
+    if (r->state == PD_TASK_FAILED || r->state == PD_TASK_CANCELLED) {
+        msgpack_pack_map(&pk, 4);
+        pd_pack_kv_str(&pk, "code", r->code);
+        pd_pack_kv_str(&pk, "msg", r->msg);
+        pd_pack_kv_int(&pk, "node", r->err_node);
+        pd_pack_kv_str(&pk, "host", r->err_host);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    /* nodes: [[state, value_or_err], ...] for nodes from .. next-1 */
+    pd_pack_cstr(&pk, "nodes");
+    static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
+    size_t at = b->out.len;
+    pd_buf_append(&b->out, head, sizeof head);
+    uint32_t next = from;
+    if (final) {
+        while (next < r->n && (next == from || b->out.len < PD_BROKER_REPLY_BYTES)) {
+            pd_tnode_t *nd = &r->nodes[next];
+            msgpack_pack_array(&pk, 2);
+            uint8_t st = nd->state == PD_TNODE_DONE     ? PD_TASK_DONE
+                         : nd->state == PD_TNODE_FAILED ? PD_TASK_FAILED
+                                                        : PD_TASK_CANCELLED;
+            msgpack_pack_uint8(&pk, st);
+            if (nd->res && nd->res_len)
+                pd_pack_raw(&pk, nd->res, nd->res_len);
+            else
+                msgpack_pack_nil(&pk);
+            next++;
+        }
+        if (!r->fetched)
+            r->fetched = pd_broker_now_s(b) + 1;
+    }
+    if (!b->out.failed) {
+        uint32_t k = next - from;
+        b->out.data[at + 1] = (uint8_t) (k >> 24);
+        b->out.data[at + 2] = (uint8_t) (k >> 16);
+        b->out.data[at + 3] = (uint8_t) (k >> 8);
+        b->out.data[at + 4] = (uint8_t) k;
+    }
+    pd_pack_kv_uint(&pk, "next", next);
+}
+
+/* Answers the parked fetches of task r (it has ended). */
+static void s_wake(pd_broker_t *b, pd_taskrec_t *r)
+{
+    for (uint32_t i = 0; i < b->ntparked;) {
+        pd_tparked_t *p = &b->tparked[i];
+        if (p->task != r->id) {
+            i++;
+            continue;
+        }
+        s_pack_result(b, p->req, p->task, r, p->from);
+        pd_broker_send_out(b, p->rid, p->ridlen);
+        b->tparked[i] = b->tparked[--b->ntparked];
+    }
+}
+
+/* Sends node_abort {task} to every worker that holds a node of r. */
+static void s_abort_nodes(pd_broker_t *b, pd_taskrec_t *r)
+{
+    uint32_t span = pd_workers_span(b->workers);
+    bool *sent = calloc(span ? span : 1, sizeof *sent);
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_tnode_t *nd = &r->nodes[i];
+        if (!nd->active)
+            continue;
+        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
+        if (wk && (!sent || !sent[nd->worker])) {
+            pd_buf_reset(&b->aux);
+            msgpack_packer pk;
+            pd_packer_init(&pk, &b->aux);
+            pd_msg_begin(&pk, "node_abort", 1);
+            pd_pack_kv_uint(&pk, "task", r->id);
+            if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+                wk->last_send = b->now_ms;
+            pd_buf_reset(&b->aux);
+            if (sent)
+                sent[nd->worker] = true;
+        }
+    }
+    free(sent);
+}
+
+/* Frees the slot of node i (its worker gets it back). */
+static void s_release_node(pd_broker_t *b, pd_taskrec_t *r, uint32_t i, uint8_t state)
+{
+    pd_tnode_t *nd = &r->nodes[i];
+    if (nd->active) {
+        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
+        if (wk && wk->nodes > 0)
+            wk->nodes--;
+        nd->active = false;
+    }
+    if (nd->state < PD_TNODE_DONE) {
+        nd->state = state;
+        r->nended++;
+    }
+}
+
+/* Ends r in state (done, failed, cancelled): stops its other nodes, frees
+   every slot, answers the fetches waiting for it. */
+static void s_end(pd_broker_t *b, pd_taskrec_t *r, uint8_t state)
+{
+    if (state != PD_TASK_DONE)
+        s_abort_nodes(b, r);
+    for (uint32_t i = 0; i < r->n; i++)
+        s_release_node(b, r, i, PD_TNODE_ABORTED);
+    pd_tasks_set_state(b->tasks, r, state);
+    r->deadline_ms = 0;
+    s_wake(b, r);
+}
+
+/* Fails r: node (or -1) on its host, with code and a sentence. */
+static void s_fail(pd_broker_t *b, pd_taskrec_t *r, int64_t node, const char *code,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void s_fail(pd_broker_t *b, pd_taskrec_t *r, int64_t node, const char *code,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    snprintf(r->code, sizeof r->code, "%s", code);
+    r->err_node = node;
+    snprintf(r->err_host, sizeof r->err_host, "%s",
+             node >= 0 && r->nodes[node].state != PD_TNODE_PENDING
+                 ? s_host(b, r->nodes[node].worker)
+                 : "");
+    pd_log_info("task %llu failed: %s: %s", (unsigned long long) r->id, code, r->msg);
+    s_end(b, r, PD_TASK_FAILED);
+}
+
+/* Packs a uint64 array of the ids in a request; returns the count or -1. */
+static int s_read_ids(const pd_msg_t *m, pd_origin_t *o, uint64_t **ids)
+{
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(m, "ids", &r) || pd_rd_array(&r, &n) || n > S_MAX_IDS) {
+        snprintf(o->why, sizeof o->why, "%s: 'ids' must be an array of at most %u task ids",
+                 m->type, S_MAX_IDS);
+        return -1;
+    }
+    *ids = malloc((n ? n : 1) * sizeof **ids);
+    if (!*ids) {
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (pd_rd_uint(&r, &(*ids)[i])) {
+            free(*ids);
+            snprintf(o->why, sizeof o->why, "%s: task id %u is not a non-negative integer",
+                     m->type, i);
+            return -1;
+        }
+    return (int) n;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    char hash[PD_MODS_HASH_LEN + 1];
+    int rc = pd_msg_str(m, "mod", hash, sizeof hash);
+    if (rc) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    int64_t mod = pd_mods_find(b->mods, hash);
+    if (mod < 0) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is not on the broker: upload it first (mod_put)", hash);
+        return PD_ENOMODULE;
+    }
+    uint64_t id;
+    rc = pd_tasks_submit(b->tasks, m, (uint32_t) mod, pd_workers_cpus(b->workers), &id, o->why,
+                         sizeof o->why);
+    if (rc)
+        return rc;
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    snprintf(r->owner, sizeof r->owner, "%s", o->key ? o->key : "");
+    pd_log_info("task %llu (%s, %u nodes, %u tubes, %u edges) queued",
+                (unsigned long long) id, r->fn, r->n, r->ntubes, r->nedges);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_accepted", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "id", id);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t *ids;
+    int n = s_read_ids(m, o, &ids);
+    if (n < 0)
+        return PD_EINVAL;
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_states", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_cstr(&pk, "st");
+    msgpack_pack_array(&pk, (uint32_t) n);
+    for (int i = 0; i < n; i++) {
+        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint8(&pk, r ? r->state : PD_TASK_UNKNOWN);
+        msgpack_pack_uint32(&pk, r ? r->n : 0);
+        msgpack_pack_uint32(&pk, r ? r->nended : 0);
+    }
+    free(ids);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t id, wait_ms = 0, from = 0;
+    int rc;
+    if ((rc = pd_msg_uint(m, "id", &id)) || (rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms))
+        || (rc = pd_msg_uint_opt(m, "from", &from))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    if (wait_ms > 86400000)
+        wait_ms = 86400000;
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    if (r && from > r->n) {
+        snprintf(o->why, sizeof o->why, "task_fetch: 'from' is %llu but task %llu has %u nodes",
+                 (unsigned long long) from, (unsigned long long) id, r->n);
+        return PD_EINVAL;
+    }
+    if (r && !PD_TASK_IS_FINAL(r->state) && wait_ms > 0) {
+        if (b->ntparked == PD_BROKER_MAX_PARKED) {
+            snprintf(o->why, sizeof o->why, "the broker already holds %u waiting task fetches: "
+                     "fetch with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
+            return PD_EOVERLOAD;
+        }
+        pd_tparked_t *p = &b->tparked[b->ntparked++];
+        memcpy(p->rid, o->rid, o->ridlen);
+        p->ridlen = (uint32_t) o->ridlen;
+        p->req = o->req;
+        p->task = id;
+        p->from = (uint32_t) from;
+        p->deadline = b->now_ms + (int64_t) wait_ms;
+        return 0;
+    }
+    s_pack_result(b, o->req, id, r, (uint32_t) from);
+    if (b->out.failed) {
+        pd_buf_reset(&b->out);
+        snprintf(o->why, sizeof o->why, "the results of task %llu do not fit in one reply",
+                 (unsigned long long) id);
+        return PD_ETOOBIG;
+    }
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t *ids;
+    int n = s_read_ids(m, o, &ids);
+    if (n < 0)
+        return PD_EINVAL;
+    uint64_t k = 0;
+    for (int i = 0; i < n; i++) {
+        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        if (!r || PD_TASK_IS_FINAL(r->state))
+            continue;
+        snprintf(r->code, sizeof r->code, "%s", pd_err_name(PD_ECANCELLED));
+        snprintf(r->msg, sizeof r->msg, "the task was cancelled");
+        r->err_node = -1;
+        r->err_host[0] = 0;
+        pd_log_info("task %llu cancelled", (unsigned long long) r->id);
+        s_end(b, r, PD_TASK_CANCELLED);
+        k++;
+    }
+    free(ids);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_cancelled", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", k);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t *ids;
+    int n = s_read_ids(m, o, &ids);
+    if (n < 0)
+        return PD_EINVAL;
+    uint64_t k = 0;
+    for (int i = 0; i < n; i++)
+        k += pd_tasks_forget(b->tasks, ids[i]);
+    free(ids);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_released", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", k);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+/* ---- placing ------------------------------------------------------------ */
+
+/* Packs [[tube, peer], ...] for edge rows (first column: this node). */
+static void s_pack_edges(msgpack_packer *pk, uint32_t (*rows)[3], uint32_t first, uint32_t n)
+{
+    msgpack_pack_array(pk, n);
+    for (uint32_t e = first; e < first + n; e++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint32(pk, rows[e][1]);
+        msgpack_pack_uint32(pk, rows[e][2]);
+    }
+}
+
+/* Sends node_start for node i of r to its worker (and the module first
+   when that worker lacks it). Returns 0 or a PD_E* code. */
+static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
+{
+    pd_worker_t *wk = pd_workers_at(b->workers, r->nodes[i].worker);
+    if (!wk)
+        return PD_EUNREACH;
+    int rc;
+    if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
+        && (rc = pd_broker_send_mod(b, wk, r->mod, r->owner)) != 0)
+        return rc;
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "node_start", 14);
+    pd_pack_kv_str(&pk, "client", r->owner);
+    pd_pack_kv_uint(&pk, "task", r->id);
+    pd_pack_kv_uint(&pk, "node", i);
+    pd_pack_kv_uint(&pk, "n", r->n);
+    pd_pack_kv_str(&pk, "mod", pd_mods_get(b->mods, r->mod)->hash);
+    pd_pack_kv_str(&pk, "fn", r->fn);
+    pd_pack_cstr(&pk, "arg");
+    pd_pack_raw(&pk, r->args + r->arg_off[i], r->arg_off[i + 1] - r->arg_off[i]);
+    pd_pack_cstr(&pk, "tubes");
+    pd_pack_raw(&pk, r->tubes, r->tubes_len);
+    uint32_t first, n;
+    pd_tasks_out_edges(r, i, &first, &n);
+    pd_pack_cstr(&pk, "out");
+    s_pack_edges(&pk, r->by_src, first, n);
+    pd_tasks_in_edges(r, i, &first, &n);
+    pd_pack_cstr(&pk, "in");
+    s_pack_edges(&pk, r->by_dst, first, n);
+    pd_pack_kv_uint(&pk, "io_ms", r->io_ms);
+    pd_pack_kv_uint(&pk, "start_ms", r->start_ms);
+    pd_pack_kv_uint(&pk, "window", r->window);
+    pd_pack_kv_uint(&pk, "window_bytes", r->window_bytes);
+    rc = b->aux.failed ? PD_ENOMEM : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
+    pd_buf_reset(&b->aux);
+    if (rc == 0)
+        wk->last_send = b->now_ms;
+    return rc;
+}
+
+/* Places r's nodes as where[] says and starts the rendezvous. */
+static void s_start(pd_broker_t *b, pd_taskrec_t *r, const uint32_t *where)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_tnode_t *nd = &r->nodes[i];
+        nd->worker = where[i];
+        nd->active = true;
+        nd->state = PD_TNODE_STARTED;
+        pd_workers_at(b->workers, where[i])->nodes++;
+    }
+    pd_tasks_set_state(b->tasks, r, PD_TASK_STARTING);
+    r->deadline_ms = b->now_ms + r->start_ms;
+    b->next_task_scan = 0; /* a new deadline: rescan at the next turn */
+    pd_log_info("task %llu: %u nodes placed on %s%s", (unsigned long long) r->id, r->n,
+                s_host(b, where[0]), where[r->n - 1] != where[0] ? " and other workers" : "");
+    for (uint32_t i = 0; i < r->n; i++) {
+        int rc = s_send_start(b, r, i);
+        if (rc) {
+            s_fail(b, r, i, pd_err_name(rc), "node %u on %s: could not be sent to its worker "
+                   "(%s)", i, s_host(b, where[i]), pd_strerror(rc));
+            return;
+        }
+    }
+}
+
+void pd_broker_place_tasks(pd_broker_t *b)
+{
+    if (pd_tasks_queued(b->tasks) == 0)
+        return;
+    uint32_t span = pd_workers_span(b->workers);
+    uint32_t *slots = malloc((span ? span : 1) * sizeof *slots);
+    uint32_t *where = malloc(PD_TASKS_MAX_NODES * sizeof *where);
+    if (!slots || !where) {
+        free(slots);
+        free(where);
+        return; /* tried again at the next turn */
+    }
+    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && pd_tasks_queued(b->tasks) > 0; i++) {
+        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
+        if (r->state != PD_TASK_QUEUED)
+            continue;
+        for (uint32_t w = 0; w < span; w++) {
+            pd_worker_t *wk = pd_workers_at(b->workers, w);
+            slots[w] = wk ? pd_worker_free_slots(wk) : 0;
+        }
+        /* First come, first served: a task that does not fit waits, and
+           so do the ones behind it (no starving a large task). */
+        if (pd_tasks_place(r->n, slots, span, where))
+            break;
+        s_start(b, r, where);
+    }
+    free(slots);
+    free(where);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* Sends node_peers to every node of r. */
+static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
+{
+    uint32_t *nb = malloc(((size_t) r->nedges * 2 + 1) * sizeof *nb);
+    if (!nb) {
+        s_fail(b, r, -1, "PD_ENOMEM", "the broker ran out of memory during the rendezvous");
+        return;
+    }
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, r->nodes[i].worker);
+        uint32_t k = pd_tasks_neighbours(r, i, nb);
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "node_peers", 3);
+        pd_pack_kv_uint(&pk, "task", r->id);
+        pd_pack_kv_uint(&pk, "node", i);
+        pd_pack_cstr(&pk, "peers");
+        msgpack_pack_array(&pk, k);
+        for (uint32_t j = 0; j < k; j++) {
+            /* [node, ep], and the XPUB's key when its tubes run CurveZMQ. */
+            const char *key = r->nodes[nb[j]].key;
+            msgpack_pack_array(&pk, key[0] ? 3 : 2);
+            msgpack_pack_uint32(&pk, nb[j]);
+            pd_pack_cstr(&pk, r->nodes[nb[j]].ep ? r->nodes[nb[j]].ep : "");
+            if (key[0])
+                pd_pack_cstr(&pk, key);
+        }
+        int rc = !wk || b->aux.failed
+                     ? PD_EUNREACH
+                     : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
+        pd_buf_reset(&b->aux);
+        if (rc) {
+            free(nb);
+            s_fail(b, r, i, pd_err_name(rc), "node %u on %s: its peers could not be sent to its "
+                   "worker (%s)", i, s_host(b, r->nodes[i].worker), pd_strerror(rc));
+            return;
+        }
+        wk->last_send = b->now_ms;
+    }
+    free(nb);
+}
+
+/* Sends node_go to every node of r: the barrier is passed. */
+static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_tnode_t *nd = &r->nodes[i];
+        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "node_go", 2);
+        pd_pack_kv_uint(&pk, "task", r->id);
+        pd_pack_kv_uint(&pk, "node", i);
+        int rc = wk ? pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len)
+                    : PD_EUNREACH;
+        pd_buf_reset(&b->aux);
+        if (rc) {
+            s_fail(b, r, i, pd_err_name(rc), "node %u on %s: could not be told to start (%s)", i,
+                   s_host(b, nd->worker), pd_strerror(rc));
+            return;
+        }
+        wk->last_send = b->now_ms;
+        if (nd->state == PD_TNODE_READY)
+            nd->state = PD_TNODE_RUNNING;
+    }
+    pd_tasks_set_state(b->tasks, r, PD_TASK_RUNNING);
+    r->deadline_ms = r->timeout_ms ? b->now_ms + r->timeout_ms : 0;
+    b->next_task_scan = 0;
+    pd_log_info("task %llu: all %u nodes ready, started", (unsigned long long) r->id, r->n);
+}
+
+/* Tells a worker to stop the nodes of a task the broker no longer runs. */
+static void s_abort_stale(pd_broker_t *b, pd_worker_t *wk, uint64_t task)
+{
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "node_abort", 1);
+    pd_pack_kv_uint(&pk, "task", task);
+    if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+        wk->last_send = b->now_ms;
+    pd_buf_reset(&b->aux);
+}
+
+/* Reads {code, msg} of a node's error map into code and msg. */
+static void s_read_error(const uint8_t *val, size_t len, char *code, size_t codecap, char *msg,
+                         size_t msgcap)
+{
+    snprintf(code, codecap, "PD_ETASK");
+    snprintf(msg, msgcap, "the node failed without a message");
+    pd_rd_t r;
+    pd_rd_init(&r, val, len);
+    uint32_t n;
+    if (pd_rd_map(&r, &n))
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        if (pd_rd_key_is(&r, "code")) {
+            if (pd_rd_strcpy(&r, code, codecap) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_key_is(&r, "msg")) {
+            if (pd_rd_strcpy(&r, msg, msgcap) && pd_rd_skip(&r, NULL, NULL))
+                return;
+        } else if (pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL)) {
+            return;
+        }
+    }
+}
+
+int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t task, node;
+    int rc;
+    if ((rc = pd_msg_uint(m, "task", &task)) || (rc = pd_msg_uint(m, "node", &node))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, task);
+    pd_tnode_t *nd = r && node < r->n ? &r->nodes[node] : NULL;
+    if (!nd || !nd->active || nd->worker != wk->index) {
+        /* An ended task (failed, cancelled) or a node aborted meanwhile. A
+           node that still lives for it is stopped. */
+        pd_log_debug("dropped '%s' for task %llu node %llu: not running there", m->type,
+                     (unsigned long long) task, (unsigned long long) node);
+        if (!pd_msg_is(m, "node_done"))
+            s_abort_stale(b, wk, task);
+        return 0;
+    }
+    if (pd_msg_is(m, "node_bound")) {
+        char ep[320], key[41] = "";
+        if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))
+            || (pd_msg_has(m, "key") && (rc = pd_msg_str(m, "key", key, sizeof key)))) {
+            snprintf(o->why, sizeof o->why, "%s", m->why);
+            return rc;
+        }
+        if (key[0] && !pd_auth_key_valid(key)) {
+            snprintf(o->why, sizeof o->why, "node_bound: 'key' is not a CurveZMQ public key "
+                     "(40 characters of Z85)");
+            return PD_EPROTO;
+        }
+        if (nd->state != PD_TNODE_STARTED)
+            return 0;
+        free(nd->ep);
+        nd->ep = strdup(ep);
+        if (!nd->ep) {
+            s_fail(b, r, (int64_t) node, "PD_ENOMEM", "the broker ran out of memory");
+            return 0;
+        }
+        snprintf(nd->key, sizeof nd->key, "%s", key);
+        nd->state = PD_TNODE_BOUND;
+        if (++r->nbound == r->n)
+            s_send_peers(b, r);
+        return 0;
+    }
+    if (pd_msg_is(m, "node_ready")) {
+        if (nd->state != PD_TNODE_BOUND || r->nbound != r->n)
+            return 0;
+        nd->state = PD_TNODE_READY;
+        if (++r->nready == r->n)
+            s_send_go(b, r);
+        return 0;
+    }
+    /* node_done {ok, val, us} */
+    bool ok;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t us = 0;
+    if ((rc = pd_msg_bool(m, "ok", &ok)) || (rc = pd_msg_raw(m, "val", &val, &vlen))
+        || (rc = pd_msg_uint_opt(m, "us", &us))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    free(nd->res);
+    nd->res = malloc(vlen ? vlen : 1);
+    nd->res_len = nd->res ? (uint32_t) vlen : 0;
+    if (nd->res)
+        memcpy(nd->res, val, vlen);
+    nd->us = us;
+    if (ok) {
+        s_release_node(b, r, (uint32_t) node, PD_TNODE_DONE);
+        if (r->nended == r->n) {
+            pd_log_info("task %llu done", (unsigned long long) r->id);
+            s_end(b, r, PD_TASK_DONE);
+        }
+        return 0;
+    }
+    char code[32], msg[900];
+    s_read_error(val, vlen, code, sizeof code, msg, sizeof msg);
+    s_release_node(b, r, (uint32_t) node, PD_TNODE_FAILED);
+    s_fail(b, r, (int64_t) node, code, "node %llu on %s: %s", (unsigned long long) node, wk->host,
+           msg);
+    return 0;
+}
+
+void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *why)
+{
+    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && wk->nodes > 0; i++) {
+        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
+        if (r->state != PD_TASK_STARTING && r->state != PD_TASK_RUNNING)
+            continue;
+        /* This worker's nodes are gone with it: they need no node_abort. */
+        int64_t first = -1;
+        for (uint32_t k = 0; k < r->n; k++) {
+            if (!r->nodes[k].active || r->nodes[k].worker != wk->index)
+                continue;
+            r->nodes[k].active = false;
+            wk->nodes--;
+            s_release_node(b, r, k, first < 0 ? PD_TNODE_FAILED : PD_TNODE_ABORTED);
+            if (first < 0)
+                first = k;
+        }
+        if (first >= 0)
+            s_fail(b, r, first, "PD_ELOST", "node %lld on %s: its worker %s", (long long) first,
+                   wk->host[0] ? wk->host : "?", why);
+    }
+}
+
+/* ---- time ------------------------------------------------------------- */
+
+/* Names the nodes of r that have not reached `state` yet, and their hosts. */
+static void s_laggards(pd_broker_t *b, pd_taskrec_t *r, uint8_t state, char *out, size_t cap)
+{
+    size_t k = 0;
+    uint32_t shown = 0, late = 0;
+    out[0] = 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (r->nodes[i].state >= state)
+            continue;
+        late++;
+        if (shown < 8 && k + 80 < cap) {
+            k += (size_t) snprintf(out + k, cap - k, "%s%u on %s", shown ? ", " : "", i,
+                                   s_host(b, r->nodes[i].worker));
+            shown++;
+        }
+    }
+    if (late > shown && k + 32 < cap)
+        snprintf(out + k, cap - k, " and %u more", late - shown);
+}
+
+int64_t pd_broker_tick_tasks(pd_broker_t *b)
+{
+    int64_t nearest = -1;
+    for (uint32_t i = 0; i < b->ntparked;) {
+        pd_tparked_t *p = &b->tparked[i];
+        if (p->deadline <= b->now_ms) {
+            s_pack_result(b, p->req, p->task, pd_tasks_get(b->tasks, p->task), p->from);
+            pd_broker_send_out(b, p->rid, p->ridlen);
+            b->tparked[i] = b->tparked[--b->ntparked];
+            continue;
+        }
+        int64_t left = p->deadline - b->now_ms;
+        if (nearest < 0 || left < nearest)
+            nearest = left;
+        i++;
+    }
+    if (pd_tasks_live(b->tasks) == 0)
+        return nearest;
+    /* Task deadlines: a scan of the table, at most every S_SCAN_MS, so a
+       busy loop serving jobs does not pay it on every turn. */
+    if (b->now_ms < b->next_task_scan) {
+        if (!b->task_soonest) /* no task has a deadline */
+            return nearest;
+        int64_t at = b->task_soonest > b->next_task_scan ? b->task_soonest : b->next_task_scan;
+        int64_t left = at - b->now_ms;
+        return nearest < 0 || left < nearest ? left : nearest;
+    }
+    b->next_task_scan = b->now_ms + S_SCAN_MS;
+    int64_t soonest = -1;
+    for (uint32_t i = 0; i < pd_tasks_count(b->tasks); i++) {
+        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
+        if (!r->deadline_ms)
+            continue;
+        if (r->deadline_ms > b->now_ms) {
+            if (soonest < 0 || r->deadline_ms < soonest)
+                soonest = r->deadline_ms;
+            continue;
+        }
+        char who[512];
+        if (r->state == PD_TASK_STARTING) {
+            uint8_t want = r->nbound < r->n ? PD_TNODE_BOUND : PD_TNODE_READY;
+            s_laggards(b, r, want, who, sizeof who);
+            s_fail(b, r, -1, "PD_ETIMEDOUT", "the task did not start within %u ms: node %s %s "
+                   "(a module that takes long to compile, or a network that blocks the "
+                   "nodes' ports: see docs/sync.md)", r->start_ms, who,
+                   want == PD_TNODE_BOUND ? "did not bind its tubes"
+                                          : "did not see all its neighbours connect");
+        } else if (r->state == PD_TASK_RUNNING) {
+            s_laggards(b, r, PD_TNODE_DONE, who, sizeof who);
+            s_fail(b, r, -1, "PD_ETIMEDOUT", "the task ran past its time-out of %u ms (still "
+                   "running: node %s)", r->timeout_ms, who);
+        } else {
+            r->deadline_ms = 0;
+        }
+    }
+    b->task_soonest = soonest > 0 ? soonest : 0;
+    if (soonest >= 0) {
+        int64_t left = soonest - b->now_ms;
+        if (nearest < 0 || left < nearest)
+            nearest = left;
+    }
+    return nearest;
+}
+
+void pd_broker_free_tparked(pd_broker_t *b) { b->ntparked = 0; }

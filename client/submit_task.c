@@ -1,0 +1,288 @@
+/*  submit_task: the verb `task` of playdoh-submit and the task ids (t17) of
+    status, results, wait and cancel.
+
+        playdoh-submit task MODULE.c FUNCTION --nodes N --graph FILE
+                            [--args FILE.jsonl | --arg JSON] [--detach] ...
+
+    The graph file is read with pd_graph_load (docs/sync.md gives its two
+    forms), the arguments are checked (one JSON line per node, or one value
+    for all), then the module is shipped and the task started; its nodes'
+    results come back as one JSON line each, in node order.
+*/
+#include "submit.h"
+
+#include "pd_json.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_put(pd_buf_t *out, const char *str) { pd_buf_append(out, str, strlen(str)); }
+
+static void s_flush(pd_buf_t *out)
+{
+    if (out->len)
+        fwrite(out->data, 1, out->len, stdout);
+    fflush(stdout);
+    pd_buf_reset(out);
+}
+
+/* One line per node: its value (records false), or a record
+   {"task","node","state","value"|"code","error"} (records true). A failed
+   or stopped node without records prints {"error","node","code"}. Returns
+   how many nodes did not end done. */
+static size_t s_print_nodes(const pd_task_result_t *res, bool records)
+{
+    pd_buf_t out;
+    pd_buf_init(&out);
+    size_t bad = 0;
+    for (int i = 0; i < res->n; i++) {
+        const pd_result_t *r = &res->nodes[i];
+        char head[128];
+        if (records) {
+            snprintf(head, sizeof head, "{\"task\":%" PRIu64 ",\"node\":%d,\"state\":\"%s\"",
+                     res->id, i, pd_job_state_name(r->state));
+            s_put(&out, head);
+        }
+        if (r->state == PD_JOB_DONE) {
+            if (records)
+                s_put(&out, ",\"value\":");
+            pd_msgpack_to_json(r->value, r->len, &out);
+            s_put(&out, records ? "}\n" : "\n");
+        } else {
+            bad++;
+            if (records) {
+                s_put(&out, ",\"code\":");
+                pd_submit_put_json_str(&out, pd_err_name(r->code));
+                s_put(&out, ",\"error\":");
+                pd_submit_put_json_str(&out, r->error ? r->error : "");
+                s_put(&out, "}\n");
+            } else {
+                s_put(&out, "{\"error\":");
+                pd_submit_put_json_str(&out, r->error ? r->error : pd_job_state_name(r->state));
+                snprintf(head, sizeof head, ",\"node\":%d,\"code\":", i);
+                s_put(&out, head);
+                pd_submit_put_json_str(&out, pd_err_name(r->code));
+                s_put(&out, "}\n");
+            }
+        }
+        if (out.len > (1u << 20))
+            s_flush(&out);
+    }
+    s_flush(&out);
+    pd_buf_free(&out);
+    return bad;
+}
+
+/* The nodes' arguments: --args FILE (one line per node), --arg JSON (the
+   same for all) or none (null for every node). Returns 0 or 2. */
+static int s_args(const pd_submit_t *s, pd_buf_t *args, bool *given)
+{
+    const pd_submit_opts_t *o = &s->o;
+    *given = false;
+    if (o->args_file && o->arg) {
+        pd_submit_usage_error(s, "--args and --arg exclude each other");
+        return 2;
+    }
+    if (o->args_file) {
+        size_t n = 0;
+        int rc = pd_submit_read_args(o->args_file, args, &n);
+        if (rc)
+            return rc;
+        if (n != (size_t) o->nodes) {
+            fprintf(stderr, "playdoh-submit: %s has %zu arguments but the task has %d nodes "
+                    "(one JSON line per node)\n", o->args_file, n, o->nodes);
+            return 2;
+        }
+        *given = true;
+    } else if (o->arg) {
+        for (int i = 0; i < o->nodes; i++) {
+            char err[256];
+            if (pd_json_to_msgpack(o->arg, strlen(o->arg), args, err, sizeof err)) {
+                fprintf(stderr, "playdoh-submit: --arg: %s\n", err);
+                return 2;
+            }
+        }
+        *given = true;
+    }
+    return 0;
+}
+
+int pd_submit_task(pd_submit_t *s, int argc, char **argv)
+{
+    const pd_submit_opts_t *o = &s->o;
+    if (argc != 2) {
+        pd_submit_usage_error(s, "needs MODULE FUNCTION (and --nodes N, --graph FILE)");
+        return 2;
+    }
+    if (o->nodes == 0) {
+        pd_submit_usage_error(s, "needs --nodes N (how many nodes run the function)");
+        return 2;
+    }
+    pd_graph_t *g = pd_graph_new(o->nodes);
+    if (!g) {
+        fprintf(stderr, "playdoh-submit: out of memory\n");
+        return 2;
+    }
+    char err[512];
+    if (o->graph && pd_graph_load(g, o->graph, err, sizeof err)) {
+        fprintf(stderr, "playdoh-submit: %s\n", err);
+        pd_graph_destroy(&g);
+        return 2;
+    }
+    pd_buf_t args;
+    pd_buf_init(&args);
+    bool given;
+    int rc = s_args(s, &args, &given);
+    pd_client_t *c = rc ? NULL : pd_submit_connect(s);
+    if (rc || !c) {
+        pd_buf_free(&args);
+        pd_graph_destroy(&g);
+        return rc ? rc : 3;
+    }
+    char hash[PD_HASH_HEX];
+    rc = pd_module_upload_file(c, argv[0], hash);
+    uint64_t id = 0;
+    if (rc == 0) {
+        pd_task_opts_t to = {.io_timeout_ms = o->io_timeout_ms,
+                             .start_timeout_ms = o->start_timeout_ms,
+                             .timeout_ms = o->timeout_ms, .window = o->window};
+        rc = pd_task_start(c, hash, argv[1], g, given ? args.data : NULL, args.len, &to, &id);
+    }
+    pd_buf_free(&args);
+    pd_graph_destroy(&g);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return rc == PD_EIO ? 2 : 3;
+    }
+    if (o->detach) {
+        printf("t%" PRIu64 "\n", id);
+        return 0;
+    }
+    pd_task_result_t res;
+    rc = pd_task_fetch(c, id, -1, &res);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: task t%" PRIu64 ": %s\n", id, pd_client_error(c));
+        pd_task_result_clear(&res);
+        return 3;
+    }
+    int exit_code = 0;
+    if (res.nodes)
+        s_print_nodes(&res, false);
+    if (res.state != PD_TASK_DONE) {
+        if (!o->quiet)
+            fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s: %s\n", id,
+                    pd_task_state_name(res.state), res.error ? res.error : "");
+        exit_code = 1;
+    }
+    pd_task_release(c, id);
+    pd_task_result_clear(&res);
+    return exit_code;
+}
+
+/* ---- task ids ------------------------------------------------------------ */
+
+/* Parses t17 and t3-5 items. Returns 0, or 2 after printing why. */
+static int s_parse_task_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n)
+{
+    char **plain = malloc((size_t) argc * sizeof *plain);
+    if (!plain)
+        return 2;
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] != 't') {
+            free(plain);
+            pd_submit_usage_error(s, "'%s' is a job id among task ids: give tasks (t17) and "
+                                  "jobs in separate commands", argv[i]);
+            return 2;
+        }
+        plain[i] = argv[i] + 1;
+    }
+    int rc = pd_submit_parse_ids(s, argc, plain, ids, n);
+    free(plain);
+    return rc;
+}
+
+/* status of one task: a JSON line; returns 0, 1 (unknown) or 3. */
+static int s_status(pd_client_t *c, uint64_t id)
+{
+    pd_task_info_t info;
+    if (pd_task_status(c, id, &info)) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        return 3;
+    }
+    printf("{\"task\":%" PRIu64 ",\"state\":\"%s\",\"nodes\":%d,\"ended\":%d}\n", id,
+           pd_task_state_name(info.state), info.nodes, info.ended);
+    return info.state == PD_TASK_UNKNOWN ? 1 : 0;
+}
+
+/* results (print) or wait (no print) of one task; returns its exit status. */
+static int s_results(pd_submit_t *s, pd_client_t *c, uint64_t id, bool print, double wait_s)
+{
+    pd_task_result_t res;
+    int rc = pd_task_fetch(c, id, wait_s < 0 ? -1 : (int) (wait_s * 1000), &res);
+    int exit_code = 0;
+    if (rc && rc != PD_ETIMEDOUT) {
+        fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        exit_code = 3;
+    } else if (!pd_task_state_final(res.state)) {
+        if (print)
+            printf("{\"task\":%" PRIu64 ",\"state\":\"%s\"}\n", id, pd_task_state_name(res.state));
+        else if (!s->o.quiet)
+            fprintf(stderr, "playdoh-submit: task t%" PRIu64 " still %s after the wait\n", id,
+                    pd_task_state_name(res.state));
+        exit_code = 1;
+    } else {
+        if (print && res.state == PD_TASK_UNKNOWN)
+            printf("{\"task\":%" PRIu64 ",\"state\":\"unknown\"}\n", id);
+        else if (print)
+            s_print_nodes(&res, true);
+        if (res.state != PD_TASK_DONE) {
+            exit_code = 1;
+            if (!s->o.quiet && res.error)
+                fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s: %s\n", id,
+                        pd_task_state_name(res.state), res.error);
+        }
+        if (print && s->o.release)
+            pd_task_release(c, id);
+    }
+    pd_task_result_clear(&res);
+    return exit_code;
+}
+
+int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = s_parse_task_ids(s, argc, argv, &ids, &n);
+    if (rc)
+        return rc;
+    pd_client_t *c = pd_submit_connect(s);
+    if (!c) {
+        free(ids);
+        return 3;
+    }
+    bool print = strcmp(verb, "results") == 0;
+    double wait_s = s->o.wait_set ? s->o.wait_s : (print ? 0 : -1);
+    int exit_code = 0;
+    for (size_t i = 0; i < n && exit_code != 3; i++) {
+        int one;
+        if (strcmp(verb, "status") == 0) {
+            one = s_status(c, ids[i]);
+        } else if (strcmp(verb, "cancel") == 0) {
+            int k = pd_task_cancel(c, ids[i]);
+            one = k < 0 ? 3 : 0;
+            if (k < 0)
+                fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            else if (!s->o.quiet)
+                fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s\n", ids[i],
+                        k ? "cancelled" : "had already ended (or is unknown)");
+        } else {
+            one = s_results(s, c, ids[i], print, wait_s);
+        }
+        if (one > exit_code)
+            exit_code = one;
+    }
+    free(ids);
+    return exit_code;
+}

@@ -1,0 +1,714 @@
+/*  pd_nodeproc: the worker's handle of a node process, and the node process's
+    main; see pd_nodeproc.h for the pipe protocol.
+
+    Parent side: spawn (pd_pipe_spawn), send `start`, read `bound`, `ready`
+    and `result` as they come and report them, relay `peers` and `go`, and
+    turn a death before `result` into the node's failure.
+
+    Child side (pd_nodeproc_main): the rendezvous steps in order, each a
+    blocking read of the next frame (the worker kills the process when the
+    task is aborted), then the task function with a pd_task_t whose tubes
+    are this node's, then closing the tubes and the ZeroMQ context (which
+    waits for outgoing data to leave) before writing `result`.
+*/
+#include "pd_nodeproc.h"
+#include "pd_codec.h"
+#include "pd_error.h"
+#include "pd_log.h"
+#include "pd_modcache.h"
+#include "pd_msg.h"
+#include "pd_pipe.h"
+#include "pd_task.h"
+#include "pd_tubes.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_REAP_GRACE_MS 2000
+
+struct pd_nodeproc {
+    uint64_t task;        /* task id */
+    uint32_t node;        /* node index */
+    pd_nodeproc_sink_t sink;  /* where progress goes */
+    pid_t pid;            /* the process; 0 once reaped */
+    int to_child;         /* write end of its input pipe; -1 when closed */
+    int from_child;       /* read end of its output pipe (non-blocking); -1 when closed */
+    uint8_t *rbuf;        /* bytes read, not yet handled (owned) */
+    size_t rlen;          /* bytes in rbuf */
+    size_t rcap;          /* capacity of rbuf */
+    bool ended;           /* the result was reported */
+    int64_t ended_ms;     /* when (monotonic ms) */
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* ---- parent side -------------------------------------------------------- */
+
+static void s_close_fds(pd_nodeproc_t *nd)
+{
+    if (nd->to_child >= 0)
+        close(nd->to_child);
+    if (nd->from_child >= 0)
+        close(nd->from_child);
+    nd->to_child = nd->from_child = -1;
+}
+
+/* Kills the process (if alive) and waits for it; returns its status. */
+static int s_kill_reap(pd_nodeproc_t *nd)
+{
+    int status = 0;
+    if (nd->pid > 0) {
+        kill(nd->pid, SIGKILL);
+        while (waitpid(nd->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    nd->pid = 0;
+    s_close_fds(nd);
+    return status;
+}
+
+/* Waits for a process whose pipe closed, killing it after a grace period. */
+static int s_reap_closed(pd_nodeproc_t *nd, bool *killed)
+{
+    int status = 0;
+    *killed = false;
+    for (int i = 0; i < S_REAP_GRACE_MS && nd->pid > 0; i++) {
+        pid_t r = waitpid(nd->pid, &status, WNOHANG);
+        if (r == nd->pid || (r < 0 && errno != EINTR)) {
+            nd->pid = 0;
+            s_close_fds(nd);
+            return status;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    *killed = nd->pid > 0;
+    return s_kill_reap(nd);
+}
+
+/* Reports the node as failed with code and msg. */
+static void s_report_failure(pd_nodeproc_t *nd, int code, const char *msg)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    nd->ended = true;
+    nd->ended_ms = s_now_ms();
+    if (!b.failed)
+        nd->sink.result(nd->sink.user, nd, false, b.data, b.len, 0);
+    pd_buf_free(&b);
+}
+
+/* Writes a built frame to the child. */
+static int s_send_frame(pd_nodeproc_t *nd, const pd_buf_t *frame)
+{
+    if (nd->to_child < 0 || frame->failed)
+        return PD_ESYS;
+    return pd_pipe_write_all(nd->to_child, frame->data, frame->len) ? PD_ESYS : 0;
+}
+
+pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *start, size_t len, int *err)
+{
+    assert(cfg && cfg->exe && cfg->cache_dir && cfg->host && cfg->sink.result && start);
+    int dummy;
+    if (!err)
+        err = &dummy;
+    pd_nodeproc_t *nd = calloc(1, sizeof *nd);
+    if (!nd) {
+        *err = PD_ENOMEM;
+        return NULL;
+    }
+    nd->task = cfg->task;
+    nd->node = cfg->node;
+    nd->sink = cfg->sink;
+    nd->to_child = nd->from_child = -1;
+    char parent[24];
+    snprintf(parent, sizeof parent, "%ld", (long) getpid());
+    char *argv0 = strcmp(cfg->exe, "/proc/self/exe") == 0 ? "playdoh-worker" : (char *) cfg->exe;
+    char *argv[12] = {argv0, "--node", "--cache", (char *) cfg->cache_dir, "--host",
+                      (char *) cfg->host, "--parent", parent, NULL, NULL, NULL};
+    if (cfg->log_level) {
+        argv[8] = "--log-level";
+        argv[9] = (char *) cfg->log_level;
+    }
+    pid_t pid = pd_pipe_spawn(cfg->exe, argv, NULL, &nd->to_child, &nd->from_child);
+    if (pid < 0) {
+        pd_log_error("task %llu node %u: cannot start a node process: %s",
+                     (unsigned long long) cfg->task, cfg->node, strerror(errno));
+        free(nd);
+        *err = PD_ESYS;
+        return NULL;
+    }
+    nd->pid = pid;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    pd_pipe_frame_begin(&b);
+    pd_buf_append(&b, start, len);
+    int rc = pd_pipe_frame_end(&b) ? PD_ENOMEM : s_send_frame(nd, &b);
+    pd_buf_free(&b);
+    if (rc) {
+        pd_log_error("task %llu node %u: cannot send the node its start: %s",
+                     (unsigned long long) cfg->task, cfg->node,
+                     rc == PD_ENOMEM ? "too large" : strerror(errno));
+        pd_nodeproc_destroy(&nd);
+        *err = rc;
+        return NULL;
+    }
+    pd_log_debug("task %llu node %u: process %ld started", (unsigned long long) nd->task,
+                 nd->node, (long) pid);
+    *err = 0;
+    return nd;
+}
+
+void pd_nodeproc_destroy(pd_nodeproc_t **p)
+{
+    if (!p || !*p)
+        return;
+    pd_nodeproc_t *nd = *p;
+    s_kill_reap(nd);
+    free(nd->rbuf);
+    free(nd);
+    *p = NULL;
+}
+
+int pd_nodeproc_fd(const pd_nodeproc_t *nd) { return nd->ended ? -1 : nd->from_child; }
+
+bool pd_nodeproc_reap(pd_nodeproc_t *nd)
+{
+    if (nd->pid <= 0)
+        return true;
+    int status = 0;
+    pid_t r = waitpid(nd->pid, &status, WNOHANG);
+    if (r == nd->pid || (r < 0 && errno == ECHILD)) {
+        if (r == nd->pid && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0))
+            pd_log_warn("task %llu node %u: the node process %s %d after its result",
+                        (unsigned long long) nd->task, nd->node,
+                        WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        nd->pid = 0;
+        return true;
+    }
+    if (s_now_ms() - nd->ended_ms > PD_NODEPROC_LINGER_MS) {
+        pd_log_warn("task %llu node %u: the node process lingered %d ms after its result; "
+                    "killed", (unsigned long long) nd->task, nd->node, PD_NODEPROC_LINGER_MS);
+        s_kill_reap(nd);
+        return true;
+    }
+    return false;
+}
+uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd) { return nd->task; }
+uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd) { return nd->node; }
+int pd_nodeproc_pid(const pd_nodeproc_t *nd) { return (int) nd->pid; }
+bool pd_nodeproc_ended(const pd_nodeproc_t *nd) { return nd->ended; }
+
+/* Sends a message with no field of the caller's. */
+static int s_send_simple(pd_nodeproc_t *nd, const char *type, const void *raw_peers, size_t len)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_pipe_frame_begin(&b);
+    pd_msg_begin(&pk, type, raw_peers ? 1 : 0);
+    if (raw_peers) {
+        pd_pack_cstr(&pk, "peers");
+        pd_pack_raw(&pk, raw_peers, len);
+    }
+    int rc = pd_pipe_frame_end(&b) ? PD_ENOMEM : s_send_frame(nd, &b);
+    pd_buf_free(&b);
+    return rc;
+}
+
+int pd_nodeproc_send_peers(pd_nodeproc_t *nd, const void *peers, size_t len)
+{
+    return s_send_simple(nd, "peers", peers, len);
+}
+
+int pd_nodeproc_send_go(pd_nodeproc_t *nd) { return s_send_simple(nd, "go", NULL, 0); }
+
+/* Handles one message from the child; returns 0, or -1 with *why set. */
+static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char **why)
+{
+    pd_msg_t m;
+    if (pd_msg_parse(&m, p, len)) {
+        *why = "not a message";
+        return -1;
+    }
+    if (pd_msg_is(&m, "bound")) {
+        char ep[320];
+        if (pd_msg_str(&m, "ep", ep, sizeof ep)) {
+            *why = "'bound' without an endpoint";
+            return -1;
+        }
+        if (nd->sink.bound)
+            nd->sink.bound(nd->sink.user, nd, ep);
+        return 0;
+    }
+    if (pd_msg_is(&m, "ready")) {
+        if (nd->sink.ready)
+            nd->sink.ready(nd->sink.user, nd);
+        return 0;
+    }
+    if (pd_msg_is(&m, "result")) {
+        bool ok;
+        uint64_t us = 0;
+        const uint8_t *val;
+        size_t vlen;
+        if (pd_msg_bool(&m, "ok", &ok) || pd_msg_raw(&m, "val", &val, &vlen)
+            || pd_msg_uint_opt(&m, "us", &us)) {
+            *why = "'result' without ok or val";
+            return -1;
+        }
+        nd->ended = true;
+        nd->ended_ms = s_now_ms();
+        nd->sink.result(nd->sink.user, nd, ok, val, vlen, us);
+        return 0;
+    }
+    *why = "unknown message type";
+    return -1;
+}
+
+void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
+{
+    if (nd->from_child < 0)
+        return;
+    bool eof = false;
+    for (;;) {
+        if (nd->rcap - nd->rlen < 65536) {
+            size_t cap = nd->rcap ? nd->rcap * 2 : 131072;
+            uint8_t *d = realloc(nd->rbuf, cap);
+            if (!d)
+                break; /* try again at the next poll */
+            nd->rbuf = d;
+            nd->rcap = cap;
+        }
+        ssize_t got = read(nd->from_child, nd->rbuf + nd->rlen, nd->rcap - nd->rlen);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            break; /* EAGAIN: all read */
+        if (got == 0) {
+            eof = true;
+            break;
+        }
+        nd->rlen += (size_t) got;
+    }
+    size_t off = 0;
+    while (!nd->ended && nd->rlen - off >= 4) {
+        uint32_t flen = pd_pipe_le32(nd->rbuf + off);
+        const char *why = NULL;
+        if (flen > PD_MAX_FRAME)
+            why = "frame over the size limit";
+        else if (nd->rlen - off - 4 < flen)
+            break;
+        else if (pd_mp_check(nd->rbuf + off + 4, flen, PD_MAX_DEPTH, &why) == 0)
+            s_frame(nd, nd->rbuf + off + 4, flen, &why);
+        if (why) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "the node process sent an unreadable message (%s)", why);
+            pd_log_warn("task %llu node %u: %s", (unsigned long long) nd->task, nd->node, msg);
+            s_kill_reap(nd);
+            nd->rlen = 0;
+            s_report_failure(nd, PD_ECRASH, msg);
+            return;
+        }
+        off += 4 + (size_t) flen;
+    }
+    memmove(nd->rbuf, nd->rbuf + off, nd->rlen - off);
+    nd->rlen -= off;
+    if (nd->ended) {
+        /* Its part is over; the process exits by itself, reaped later
+           without blocking the worker (pd_nodeproc_reap). */
+        s_close_fds(nd);
+        return;
+    }
+    if (!eof)
+        return;
+    /* The pipe closed without a result: the process is exiting. */
+    bool killed;
+    int status = s_reap_closed(nd, &killed);
+    char msg[256];
+    if (killed)
+        snprintf(msg, sizeof msg, "the node process closed its pipe to the worker (did the "
+                 "function close file descriptor %d?)", PD_PIPE_CHILD_OUT);
+    else if (WIFSIGNALED(status))
+        snprintf(msg, sizeof msg, "node process crashed: killed by signal %d (%s)",
+                 WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(msg, sizeof msg, "node process exited with status %d before its result (did "
+                 "the function call exit()?)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    pd_log_warn("task %llu node %u: %s", (unsigned long long) nd->task, nd->node, msg);
+    s_report_failure(nd, PD_ECRASH, msg);
+}
+
+/* ---- child side --------------------------------------------------------- */
+
+/* Node functions of the reserved module "builtin" (module kind "b"), run
+   with the same task API as a module's. Empty for now: an entry {name, fn}
+   here makes `fn` a node function every worker has. */
+static const struct {
+    const char *name;       /* the function name a task gives */
+    int (*fn)(pd_task_t *); /* the node function */
+} s_builtin_nodes[] = {
+    {NULL, NULL},
+};
+
+bool pd_nodeproc_is_child(int argc, char **argv)
+{
+    return argc > 1 && strcmp(argv[1], "--node") == 0;
+}
+
+/* The child's state for one run of pd_nodeproc_main(). */
+typedef struct {
+    pd_buf_t in;          /* the frame being read */
+    pd_buf_t out;         /* the frame being written */
+    uint32_t node;        /* this node's index */
+    char **names;         /* tube names (owned) */
+    uint32_t ntubes;      /* entries in names */
+    pd_tubes_edge_t *out_edges; /* out-edges (owned) */
+    uint32_t nout;
+    pd_tubes_edge_t *in_edges;  /* in-edges (owned) */
+    uint32_t nin;
+    uint8_t *arg;         /* the node's argument (owned: frames reuse `in`) */
+} s_child_t;
+
+/* Writes a message with the given type whose fields the callback packs. */
+static int s_child_send(s_child_t *c, const char *type, uint32_t nfields,
+                        void (*fill)(msgpack_packer *pk, void *arg), void *arg)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &c->out);
+    pd_pipe_frame_begin(&c->out);
+    pd_msg_begin(&pk, type, nfields);
+    if (fill)
+        fill(&pk, arg);
+    if (pd_pipe_frame_end(&c->out))
+        return -1;
+    return pd_pipe_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len);
+}
+
+typedef struct {
+    bool ok;
+    const uint8_t *val;
+    size_t len;
+    int code;
+    const char *msg;
+    uint64_t us;
+} s_result_t;
+
+static void s_fill_result(msgpack_packer *pk, void *arg)
+{
+    const s_result_t *r = arg;
+    pd_pack_kv_bool(pk, "ok", r->ok);
+    pd_pack_cstr(pk, "val");
+    if (r->ok) {
+        pd_pack_raw(pk, r->val, r->len);
+    } else {
+        msgpack_pack_map(pk, 2);
+        pd_pack_kv_str(pk, "code", pd_err_name(r->code));
+        pd_pack_kv_str(pk, "msg", r->msg);
+    }
+    pd_pack_kv_uint(pk, "us", r->us);
+}
+
+static int s_child_fail(s_child_t *c, int code, const char *msg)
+{
+    s_result_t r = {.ok = false, .code = code, .msg = msg};
+    return s_child_send(c, "result", 3, s_fill_result, &r) ? 1 : 0;
+}
+
+static void s_fill_ep(msgpack_packer *pk, void *arg) { pd_pack_kv_str(pk, "ep", arg); }
+
+/* Reads the next message, which must be of type want, into m (borrowing
+   c->in). Returns 0, or -1 when the worker is gone or sent something else. */
+static int s_child_expect(s_child_t *c, pd_msg_t *m, const char *want)
+{
+    const char *why = NULL;
+    int rc = pd_pipe_read_frame(PD_PIPE_CHILD_IN, &c->in, &why);
+    if (rc <= 0) {
+        if (rc < 0)
+            pd_log_error("node %u: unreadable message from the worker: %s", c->node, why);
+        return -1;
+    }
+    if (pd_msg_parse(m, c->in.data, c->in.len) || !pd_msg_is(m, want)) {
+        pd_log_error("node %u: the worker sent '%s' where '%s' was due", c->node, m->type, want);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads an array of [a, b] pairs of uints into edges. */
+static int s_read_edges(const pd_msg_t *m, const char *key, pd_tubes_edge_t **edges, uint32_t *n)
+{
+    pd_rd_t r;
+    uint32_t count;
+    if (pd_msg_rd(m, key, &r) || pd_rd_array(&r, &count))
+        return -1;
+    *edges = malloc((count ? count : 1) * sizeof **edges);
+    if (!*edges)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t two;
+        uint64_t a, b;
+        if (pd_rd_array(&r, &two) || two != 2 || pd_rd_uint(&r, &a) || pd_rd_uint(&r, &b)
+            || a > UINT32_MAX || b > UINT32_MAX)
+            return -1;
+        (*edges)[i] = (pd_tubes_edge_t){(uint32_t) a, (uint32_t) b};
+    }
+    *n = count;
+    return 0;
+}
+
+static int s_read_names(s_child_t *c, const pd_msg_t *m)
+{
+    pd_rd_t r;
+    uint32_t count;
+    if (pd_msg_rd(m, "tubes", &r) || pd_rd_array(&r, &count) || count > PD_TUBES_MAX_TUBES)
+        return -1;
+    c->names = calloc(count ? count : 1, sizeof *c->names);
+    if (!c->names)
+        return -1;
+    c->ntubes = count;
+    for (uint32_t i = 0; i < count; i++) {
+        char name[PD_TUBES_MAX_NAME + 1];
+        if (pd_rd_strcpy(&r, name, sizeof name) || !(c->names[i] = strdup(name)))
+            return -1;
+    }
+    return 0;
+}
+
+/* Runs one node from `start` to `result`. Returns 0 when a result was
+   written, 1 when writing it failed, -1 when the worker went away. */
+static int s_child_run(s_child_t *c, pd_modcache_t *mc)
+{
+    pd_msg_t m;
+    if (s_child_expect(c, &m, "start"))
+        return -1;
+    uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0;
+    char mod[65], kind[4], name[128], fn[128], addr[256];
+    const uint8_t *arg;
+    size_t alen;
+    if (pd_msg_uint(&m, "task", &task) || pd_msg_uint(&m, "node", &node)
+        || pd_msg_uint(&m, "n", &n) || pd_msg_str(&m, "mod", mod, sizeof mod)
+        || pd_msg_str(&m, "kind", kind, sizeof kind) || pd_msg_str(&m, "name", name, sizeof name)
+        || pd_msg_str(&m, "fn", fn, sizeof fn) || pd_msg_raw(&m, "arg", &arg, &alen)
+        || pd_msg_str(&m, "addr", addr, sizeof addr) || pd_msg_uint_opt(&m, "io_ms", &io_ms)
+        || pd_msg_uint_opt(&m, "start_ms", &start_ms) || pd_msg_uint_opt(&m, "window", &window)
+        || pd_msg_uint_opt(&m, "window_bytes", &window_bytes) || s_read_names(c, &m)
+        || s_read_edges(&m, "out", &c->out_edges, &c->nout)
+        || s_read_edges(&m, "in", &c->in_edges, &c->nin) || node >= n
+        || n > PD_TUBES_MAX_NODES || io_ms > INT32_MAX || start_ms > INT32_MAX
+        || window > UINT32_MAX) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the worker sent a malformed start (%s)",
+                 m.why[0] ? m.why : "a field is out of range");
+        return s_child_fail(c, PD_EPROTO, msg);
+    }
+    c->node = (uint32_t) node;
+    /* The next frames are read into the same buffer: keep a copy. */
+    if (!(c->arg = malloc(alen ? alen : 1)))
+        return s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument");
+    memcpy(c->arg, arg, alen);
+    arg = c->arg;
+    static char tag[48];
+    snprintf(tag, sizeof tag, "task %llu node %u", (unsigned long long) task, c->node);
+    pd_log_set_tag(tag);
+    int code = 0;
+    const char *msg = NULL;
+    void *sym = NULL;
+    if (strcmp(kind, "b") == 0) {
+        /* The reserved module "builtin": node functions compiled into the
+           worker (none yet; the optimisers' islands are meant to be one). */
+        for (size_t i = 0; i < sizeof s_builtin_nodes / sizeof s_builtin_nodes[0]; i++)
+            if (s_builtin_nodes[i].name && strcmp(s_builtin_nodes[i].name, fn) == 0)
+                memcpy(&sym, &s_builtin_nodes[i].fn, sizeof sym);
+        if (!sym) {
+            char text[300];
+            snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
+            return s_child_fail(c, PD_ENOFUNC, text);
+        }
+    } else if (!(sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
+        return s_child_fail(c, code, msg);
+    }
+
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        return s_child_fail(c, PD_ESYS, "cannot create a ZeroMQ context");
+    pd_tubes_config_t cfg = {.node = c->node, .n = (uint32_t) n,
+                             .names = (const char *const *) c->names, .ntubes = c->ntubes,
+                             .out = c->out_edges, .nout = c->nout, .in = c->in_edges,
+                             .nin = c->nin, .window = (uint32_t) window,
+                             .window_bytes = window_bytes, .timeout_ms = (int) io_ms};
+    int err;
+    char why[512];
+    pd_tubes_t *tubes = pd_tubes_new(ctx, &cfg, addr, &err, why, sizeof why);
+    int rc;
+    if (!tubes) {
+        rc = s_child_fail(c, err, why);
+        zmq_ctx_term(ctx);
+        return rc;
+    }
+    const char *failure = NULL;
+    int fail_code = 0;
+    pd_rd_t r;
+    uint32_t npeers;
+    if (s_child_send(c, "bound", 1, s_fill_ep, (void *) pd_tubes_endpoint(tubes))
+        || s_child_expect(c, &m, "peers")) {
+        rc = -1;
+        goto out;
+    }
+    if (pd_msg_rd(&m, "peers", &r) || pd_rd_array(&r, &npeers)) {
+        failure = "the worker sent a malformed peers list";
+        fail_code = PD_EPROTO;
+        goto fail;
+    }
+    for (uint32_t i = 0; i < npeers; i++) {
+        uint32_t two;
+        uint64_t peer;
+        char ep[320];
+        if (pd_rd_array(&r, &two) || two != 2 || pd_rd_uint(&r, &peer)
+            || pd_rd_strcpy(&r, ep, sizeof ep) || peer >= n) {
+            failure = "the worker sent a malformed peers list";
+            fail_code = PD_EPROTO;
+            goto fail;
+        }
+        if ((fail_code = pd_tubes_connect(tubes, (uint32_t) peer, ep)) != 0) {
+            failure = pd_tubes_error(tubes);
+            goto fail;
+        }
+    }
+    if ((fail_code = pd_tubes_wait_subscribed(tubes, (int) start_ms)) != 0) {
+        failure = pd_tubes_error(tubes);
+        goto fail;
+    }
+    if (s_child_send(c, "ready", 0, NULL, NULL) || s_child_expect(c, &m, "go")) {
+        rc = -1;
+        goto out;
+    }
+    {
+        pd_task_t *task_ctx = pd_task_new(c->node);
+        if (!task_ctx) {
+            failure = "out of memory";
+            fail_code = PD_ENOMEM;
+            goto fail;
+        }
+        int (*task_fn)(pd_task_t *);
+        memcpy(&task_fn, &sym, sizeof task_fn);
+        pd_task_begin(task_ctx, task, arg, alen);
+        pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
+        uint64_t t0 = s_now_us();
+        int frc = task_fn(task_ctx);
+        uint64_t us = s_now_us() - t0;
+        fflush(stdout);
+        const uint8_t *val;
+        size_t vlen;
+        int tcode = pd_task_finish(task_ctx, frc, &val, &vlen);
+        s_result_t res = {.ok = tcode == 0, .val = val, .len = vlen, .code = tcode,
+                          .msg = (const char *) val, .us = us};
+        if (tcode == 0) {
+            /* Close first: the XPUB lingers until what this node pushed
+               has left, and BYE tells the neighbours nothing more comes. */
+            pd_tubes_destroy(&tubes);
+            zmq_ctx_term(ctx);
+            ctx = NULL;
+            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+        } else {
+            /* Failed: report at once, and leave without BYE, so that the
+               neighbours do not take the silence for a normal end and fail
+               with a sentence of their own first; the broker stops them. */
+            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+            pd_tubes_abandon(tubes);
+        }
+        pd_task_destroy(&task_ctx);
+        goto out;
+    }
+fail:
+    rc = s_child_fail(c, fail_code, failure);
+    pd_tubes_abandon(tubes);
+out:
+    pd_tubes_destroy(&tubes);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
+static void s_usage_child(void)
+{
+    fprintf(stderr, "usage: playdoh-worker --node --cache DIR --host HOST --parent PID "
+                    "[--log-level L]\n(internal: started by playdoh-worker for each node of a "
+                    "synchronous task)\n");
+}
+
+int pd_nodeproc_main(int argc, char **argv)
+{
+    long parent = 0;
+    const char *cache = NULL;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--cache") == 0)
+            cache = argv[i + 1];
+        else if (strcmp(argv[i], "--parent") == 0)
+            parent = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--log-level") == 0) {
+            pd_log_level_t lvl;
+            if (pd_log_parse_level(argv[i + 1], &lvl) == 0)
+                pd_log_set_level(lvl);
+        }
+    }
+    if (!cache || fcntl(PD_PIPE_CHILD_IN, F_GETFD) < 0 || fcntl(PD_PIPE_CHILD_OUT, F_GETFD) < 0) {
+        s_usage_child();
+        return 2;
+    }
+    pd_log_set_tag("node");
+    /* Die with the worker; let a crash die of its signal (the worker
+       reports it) instead of going through inherited handlers. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (parent > 0 && getppid() != (pid_t) parent)
+        return 0;
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    signal(SIGPIPE, SIG_IGN); /* a vanished worker shows up as a failed write */
+    s_child_t c;
+    memset(&c, 0, sizeof c);
+    pd_buf_init(&c.in);
+    pd_buf_init(&c.out);
+    int err = 0;
+    pd_modcache_t *mc = pd_modcache_new(cache, &err);
+    int rc = mc ? s_child_run(&c, mc) : -1;
+    for (uint32_t i = 0; c.names && i < c.ntubes; i++)
+        free(c.names[i]);
+    free(c.names);
+    free(c.out_edges);
+    free(c.in_edges);
+    free(c.arg);
+    pd_buf_free(&c.in);
+    pd_buf_free(&c.out);
+    pd_modcache_destroy(&mc);
+    return rc == 0 ? 0 : 1;
+}

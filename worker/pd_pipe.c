@@ -1,0 +1,153 @@
+/*  pd_pipe: frames over pipes and the fork+exec of a framed child; see
+    pd_pipe.h. Only async-signal-safe calls run between fork and exec: the
+    worker has ZeroMQ threads.
+*/
+#include "pd_pipe.h"
+#include "pd_error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+int pd_pipe_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t) n;
+    }
+    return 0;
+}
+
+int pd_pipe_read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return got == 0 ? 0 : -1;
+        got += (size_t) n;
+    }
+    return 1;
+}
+
+void pd_pipe_frame_begin(pd_buf_t *b)
+{
+    static const uint8_t zero[4] = {0};
+    pd_buf_reset(b);
+    pd_buf_append(b, zero, 4);
+}
+
+int pd_pipe_frame_end(pd_buf_t *b)
+{
+    if (b->failed || b->len < 4)
+        return PD_ETOOBIG;
+    uint32_t n = (uint32_t) (b->len - 4);
+    b->data[0] = (uint8_t) n;
+    b->data[1] = (uint8_t) (n >> 8);
+    b->data[2] = (uint8_t) (n >> 16);
+    b->data[3] = (uint8_t) (n >> 24);
+    return 0;
+}
+
+uint32_t pd_pipe_le32(const uint8_t *p)
+{
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+           | (uint32_t) p[3] << 24;
+}
+
+int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
+{
+    uint8_t hdr[4];
+    int rc = pd_pipe_read_all(fd, hdr, 4);
+    if (rc <= 0) {
+        if (rc < 0 && why)
+            *why = "the pipe broke in the middle of a frame header";
+        return rc;
+    }
+    uint32_t len = pd_pipe_le32(hdr);
+    pd_buf_reset(in);
+    if (len > PD_MAX_FRAME || pd_buf_reserve(in, len)) {
+        if (why)
+            *why = "frame over the size limit";
+        return -1;
+    }
+    if (pd_pipe_read_all(fd, in->data, len) != 1) {
+        if (why)
+            *why = "the pipe broke in the middle of a frame";
+        return -1;
+    }
+    in->len = len;
+    const char *bad = NULL;
+    if (pd_mp_check(in->data, len, PD_MAX_DEPTH, &bad)) {
+        if (why)
+            *why = bad ? bad : "malformed frame";
+        return -1;
+    }
+    return 1;
+}
+
+pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
+                    int *from_child)
+{
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC))
+        return -1;
+    if (pipe2(up, O_CLOEXEC)) {
+        int e = errno;
+        close(down[0]);
+        close(down[1]);
+        errno = e;
+        return -1;
+    }
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Move the pipe ends above the target fds first, so that no dup2()
+           clobbers the other end. */
+        int in = fcntl(down[0], F_DUPFD, 10);
+        int out = fcntl(up[1], F_DUPFD, 10);
+        if (in < 0 || out < 0 || dup2(in, PD_PIPE_CHILD_IN) < 0
+            || dup2(out, PD_PIPE_CHILD_OUT) < 0 || dup2(2, 1) < 0)
+            _exit(126);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        close(in);
+        close(out);
+        setpgid(0, 0); /* the terminal's Ctrl-C goes to the worker, which stops us */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (envp)
+            execve(exe, argv, envp);
+        else
+            execv(exe, argv);
+        _exit(127);
+    }
+    int saved = errno;
+    if (devnull >= 0)
+        close(devnull);
+    close(down[0]);
+    close(up[1]);
+    if (pid < 0) {
+        close(down[1]);
+        close(up[0]);
+        errno = saved;
+        return -1;
+    }
+    fcntl(up[0], F_SETFL, fcntl(up[0], F_GETFL) | O_NONBLOCK);
+    *to_child = down[1];
+    *from_child = up[0];
+    return pid;
+}

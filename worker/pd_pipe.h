@@ -1,0 +1,58 @@
+/*  pd_pipe: length-prefixed msgpack frames over pipes, and starting a child
+    that speaks them.
+
+    The worker talks to its child processes (slot processes, pd_slot; node
+    processes of synchronous tasks, pd_nodeproc) over two pipes: the child reads
+    frames on fd PD_PIPE_CHILD_IN (3) and writes frames on fd
+    PD_PIPE_CHILD_OUT (4). A frame is a uint32 little-endian length, then
+    that many bytes holding one msgpack value. The child's stdout goes to its
+    stderr (a task's printf() cannot corrupt the pipe) and its stdin is
+    /dev/null.
+
+    Writers build a frame in a pd_buf_t between pd_pipe_frame_begin() and
+    pd_pipe_frame_end(); blocking readers use pd_pipe_read_frame(); the
+    worker's non-blocking side keeps its own buffer and splits it with
+    pd_pipe_le32().
+*/
+#ifndef PD_PIPE_H
+#define PD_PIPE_H
+
+#include "pd_codec.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PD_PIPE_CHILD_IN 3  /* the child reads frames here */
+#define PD_PIPE_CHILD_OUT 4 /* the child writes frames here */
+
+/* Writes all of buf to a blocking fd (retrying on EINTR). Returns 0 or -1. */
+int pd_pipe_write_all(int fd, const void *buf, size_t len);
+/* Reads exactly len bytes from a blocking fd. Returns 1, 0 on EOF before the
+   first byte, -1 on error or EOF in the middle. */
+int pd_pipe_read_all(int fd, void *buf, size_t len);
+
+/* Starts a frame in b: resets it and reserves the 4-byte length prefix. */
+void pd_pipe_frame_begin(pd_buf_t *b);
+/* Fills in the length prefix. Returns 0, or PD_ETOOBIG when the buffer
+   failed (out of memory or over its cap). */
+int pd_pipe_frame_end(pd_buf_t *b);
+/* Reads the little-endian uint32 at p. */
+uint32_t pd_pipe_le32(const uint8_t *p);
+
+/* Reads one frame from a blocking fd into in (reset first) and checks that
+   it holds one well-formed msgpack value. Returns 1, 0 at EOF before the
+   frame, -1 on a broken pipe or a malformed frame (*why, when not NULL, then
+   says which). */
+int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
+
+/* Forks and execs exe with argv (NULL-terminated) and environment envp
+   (NULL: this process's) as a child that speaks frames: its fd 3 reads what
+   the parent writes on *to_child, its fd 4 writes what the parent reads on
+   *from_child (set non-blocking). The child runs in its own process group
+   with no signal blocked. Returns the pid, or -1 with errno set (no fd left
+   open). */
+pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
+                    int *from_child);
+
+#endif
