@@ -131,7 +131,8 @@ static int s_embedded_start(s_embedded_t *e, pd_broker_t *b, int cpus, const cha
     /* It offers every GPU the CUDA driver shows, like playdoh-worker. */
     pd_worker_config_t wc = {.broker = S_EMBEDDED_EP, .cpus = cpus, .gpus = -1,
                              .cache_dir = cache, .log_level = level,
-                             .zmq_ctx = pd_broker_zmq_ctx(b)};
+                             .zmq_ctx = pd_broker_zmq_ctx(b),
+                             .tubes_curve = pd_broker_secure(b, NULL)};
     int err = 0;
     e->worker = pd_worker_new(&wc, &err);
     if (!e->worker)

@@ -99,6 +99,104 @@ static void s_expect_log(const char *file, const char *text)
               text);
 }
 
+/* ---- synchronous tasks ------------------------------------------------- */
+
+static const char *RING_SRC =
+    "#include <playdoh_task.h>\n"
+    "#include <string.h>\n"
+    "/* A token goes `rounds` times round the ring `next`; node 0 returns it. */\n"
+    "PD_TASK(ring, t) {\n"
+    "    double rd;\n"
+    "    if (pd_arg_double(t, &rd)) return pd_task_fail(t, \"want a number of rounds\");\n"
+    "    int rounds = (int) rd, me = pd_node_index(t);\n"
+    "    uint64_t token = 0;\n"
+    "    if (me == 0 && pd_push(t, \"next\", &token, 8)) return -1;\n"
+    "    for (int r = 0; r < rounds; r++) {\n"
+    "        const void *p; size_t len;\n"
+    "        if (pd_pop(t, \"next\", &p, &len) < 0) return -1;\n"
+    "        memcpy(&token, p, 8);\n"
+    "        token++;\n"
+    "        if ((me != 0 || r + 1 < rounds) && pd_push(t, \"next\", &token, 8)) return -1;\n"
+    "    }\n"
+    "    return pd_out_int(t, (int64_t) token);\n"
+    "}\n";
+
+/* Runs `ring` on a ring of n nodes for 100 rounds; fills res. */
+static void s_run_ring(pd_client_t *cl, int n, pd_task_result_t *res)
+{
+    char *path = pd_harness_module(&h, "ring.c", RING_SRC);
+    char rmod[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(cl, path, rmod), 0, "%s", pd_client_error(cl));
+    free(path);
+    pd_graph_t *g = pd_graph_new(n);
+    cr_assert_eq(pd_graph_ring(g, "next"), 0);
+    uint8_t args[64];
+    for (int i = 0; i < n; i++) {
+        args[9 * i] = 0xcb; /* float64 100.0, big-endian */
+        static const uint8_t hundred[8] = {0x40, 0x59, 0, 0, 0, 0, 0, 0};
+        memcpy(args + 9 * i + 1, hundred, 8);
+    }
+    uint64_t id;
+    cr_assert_eq(pd_task_start(cl, rmod, "ring", g, args, (size_t) 9 * n, NULL, &id), 0, "%s",
+                 pd_client_error(cl));
+    cr_assert_eq(pd_task_fetch(cl, id, 120000, res), 0, "%s", pd_client_error(cl));
+    pd_graph_destroy(&g);
+}
+
+Test(security, a_synchronous_task_runs_with_curvezmq_between_its_nodes)
+{
+    /* A worker whose log shows what its node processes say. */
+    static const char *const dbg[] = {"--log-level", "debug", NULL};
+    pd_harness_start_secure(&h, NULL);
+    pd_harness_add_worker_as(&h, SLOTS, NULL, dbg);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, SLOTS);
+    pd_task_result_t res;
+    s_run_ring(c, SLOTS, &res);
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    /* Each node bound its tubes with CurveZMQ; the keys went through the
+       broker: a node without its neighbour's key could not have connected. */
+    s_expect_log("worker-0.log", "tubes bound on tcp://");
+    s_expect_log("worker-0.log", "(CurveZMQ)");
+    cr_assert_not(pd_harness_log_has(&h, "worker-0.log", "(no security)", 0),
+                  "a node of a secure worker ran its tubes in clear");
+    pd_task_result_clear(&res);
+}
+
+Test(security, a_worker_whose_owner_lists_other_clients_refuses_task_nodes)
+{
+    char list[300];
+    pd_harness_start_secure(&h, NULL);
+    snprintf(list, sizeof list, "%s/code-clients", h.dir);
+    FILE *f = fopen(list, "w");
+    cr_assert_not_null(f);
+    fputs("# nobody yet\n", f);
+    fclose(f);
+    const char *const extra[] = {"--code-policy", "clients", "--code-list", list, NULL};
+    pd_harness_add_worker_as(&h, SLOTS, NULL, extra);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, SLOTS);
+    pd_task_result_t res;
+    s_run_ring(c, SLOTS, &res);
+    cr_assert_eq(res.state, PD_TASK_FAILED);
+    cr_assert_eq(res.code, PD_EREFUSED, "%s", pd_strerror(res.code));
+    cr_assert(res.error && strstr(res.error, "runs code only from the client keys its owner "
+                                  "lists"), "%s", res.error ? res.error : "(no error)");
+    s_expect_log("worker-0.log", "refused task");
+    pd_task_result_clear(&res);
+    /* The cluster keeps its slots and runs the next task once the owner
+       lists this client. */
+    char key[64];
+    pd_harness_identity(&h, "client", 0, why, sizeof why, key);
+    f = fopen(list, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s the test client\n", key);
+    fclose(f);
+    s_run_ring(c, SLOTS, &res);
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    pd_task_result_clear(&res);
+}
+
 /* ---- keys and roles ---------------------------------------------------- */
 
 Test(security, a_client_without_a_key_is_refused)

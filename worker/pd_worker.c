@@ -129,6 +129,8 @@ struct pd_worker {
     int ngone;             /* entries in gone */
     char node_addr[256];   /* address nodes bind their tubes on ("" until known) */
     bool node_addr_given;  /* node_addr came from the configuration */
+    bool tubes_curve;      /* nodes' tubes run CurveZMQ (secure broker connection, or
+                              cfg.tubes_curve) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -821,29 +823,32 @@ static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, 
     pd_buf_free(&b);
 }
 
-static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep)
+static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep,
+                            const char *key)
 {
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, type, ep ? 3 : 2);
+    pd_msg_begin(&pk, type, 2 + (ep != NULL) + (key != NULL));
     pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
     pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
     if (ep)
         pd_pack_kv_str(&pk, "ep", ep);
+    if (key)
+        pd_pack_kv_str(&pk, "key", key);
     s_send(w, &b);
     pd_buf_free(&b);
 }
 
-static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep)
+static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep, const char *key)
 {
-    s_node_progress(user, nd, "node_bound", ep);
+    s_node_progress(user, nd, "node_bound", ep, key);
 }
 
 static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
 {
-    s_node_progress(user, nd, "node_ready", NULL);
+    s_node_progress(user, nd, "node_ready", NULL, NULL);
 }
 
 static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
@@ -871,19 +876,31 @@ static void s_node_remove(pd_worker_t *w, int i)
 }
 
 /* node_start {task, node, n, mod, fn, arg, tubes, out, in, io_ms, start_ms,
-   window, window_bytes}: starts a node process and sends it `start`. */
+   window, window_bytes, client}: starts a node process and sends it
+   `start`, when the code policy lets the submitter's code run here. */
 static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
 {
     uint64_t task, node, n;
-    char mod[80], fn[128];
+    char mod[80], fn[128], client[PD_KEY_TXT] = "";
     if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
         || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
         || pd_msg_str(m, "fn", fn, sizeof fn)) {
         pd_log_warn("broker sent a bad 'node_start': %s", m->why);
         return;
     }
-    char msg[600];
+    /* The submitter's key; anything else counts as a task without a key. */
+    if (pd_msg_has(m, "client") && pd_msg_str(m, "client", client, sizeof client))
+        client[0] = 0;
+    char msg[800];
     const s_mod_t *mm = s_mod_find(w, mod);
+    if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg)) {
+        uint32_t swallowed = 0;
+        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+            pd_log_warn("refused task %llu node %llu: %s%s", (unsigned long long) task,
+                        (unsigned long long) node, msg, swallowed ? " (and more refusals)" : "");
+        s_fail_node(w, task, node, PD_EREFUSED, msg);
+        return;
+    }
     if (!mm) {
         snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no 'mod' "
                  "for it)", mod, w->host);
@@ -910,7 +927,7 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    uint32_t nf = 5; /* mod, kind, name, fn, addr */
+    uint32_t nf = 5 + w->tubes_curve; /* mod, kind, name, fn, addr (, curve) */
     for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
         nf += pd_msg_has(m, uints[i]);
     for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
@@ -936,6 +953,8 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_pack_kv_str(&pk, "name", mm->name);
     pd_pack_kv_str(&pk, "fn", fn);
     pd_pack_kv_str(&pk, "addr", w->node_addr);
+    if (w->tubes_curve)
+        pd_pack_kv_bool(&pk, "curve", true);
     int err = PD_ENOMEM;
     pd_nodeproc_t *nd = NULL;
     if (!b.failed) {
@@ -2127,6 +2146,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         goto fail;
     if ((code = s_security_setup(w, cfg)) != 0)
         goto fail;
+    w->tubes_curve = w->secure || cfg->tubes_curve;
     code = PD_ENOMEM;
     if (!(w->policy = s_policy_new(w, cfg)))
         goto fail;

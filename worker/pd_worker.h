@@ -93,6 +93,9 @@ typedef struct {
     pd_policy_mode_t code_policy; /* whose code runs here (default: any admitted client) */
     const char *code_list;   /* the policy's list (NULL: <config_dir>/code-clients or
                                 code-modules) */
+    bool tubes_curve;        /* CurveZMQ on the tubes of synchronous tasks even when the
+                                broker connection runs without (the embedded worker of a
+                                secure broker); a secure connection implies it */
     /* pilot jobs (Slurm) */
     int idle_exit_ms;        /* leave (with `bye`) after this long without a job; 0 = never */
     const char *slurm_job;   /* Slurm job id when run as a pilot (SLURM_JOB_ID), or NULL */
