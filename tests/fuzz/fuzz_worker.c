@@ -1,11 +1,13 @@
 /*  fuzz_worker: libFuzzer harness for the worker's handling of what a
-    broker sends (pd_worker_on_message: run, mod, cancel, reset, welcome,
-    hb, error), under each of the three code policies. Three workers are
+    broker sends (pd_worker_on_message: run, mod, shr, cancel, reset,
+    welcome, hb, error, and a synchronous task's node_start, node_peers,
+    node_go, node_abort), under each of the three code policies. Three workers are
     made once, each with one real slot process (this program exec'ed with
     --slot, which LLVMFuzzerInitialize hands to pd_slot_main); jobs are
     queued, refused or failed but never reach the idle slots, since only
     the worker's loop dispatches. After each input a `reset` empties the
-    queues, so an input always meets the same workers.
+    queues and stops any node process a node_start began, so an input
+    always meets the same workers.
 
     An input: [policy: 1 byte] then up to 32 messages, each
         [length: 2 bytes, little-endian] [frame: length bytes]
@@ -14,6 +16,7 @@
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
+#include "pd_nodeproc.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 #include "fuzz_seeds.h"
@@ -55,6 +58,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     if (pd_slot_is_child(*argc, *argv))
         exit(pd_slot_main(*argc, *argv));
+    if (pd_nodeproc_is_child(*argc, *argv))
+        exit(pd_nodeproc_main(*argc, *argv));
     /* PD_FUZZ_LOG=debug shows what an input does (triage). */
     pd_log_level_t level = PD_LOG_ERROR;
     if (getenv("PD_FUZZ_LOG"))

@@ -311,6 +311,107 @@ static const char *s_message(int i)
         pd_pack_kv_bin(&pk, "data", PD_FUZZ_CU_SRC, strlen(PD_FUZZ_CU_SRC));
         pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
         return "mod_cu";
+    case 32:
+        s_begin("task_submit", 7);
+        pd_pack_kv_uint(&pk, "req", 10);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "ring");
+        pd_pack_kv_uint(&pk, "n", 2);
+        pd_pack_cstr(&pk, "tubes");
+        msgpack_pack_array(&pk, 1);
+        pd_pack_cstr(&pk, "next");
+        pd_pack_cstr(&pk, "edges");
+        msgpack_pack_array(&pk, 2);
+        for (int k = 0; k < 2; k++) {
+            msgpack_pack_array(&pk, 3);
+            msgpack_pack_uint32(&pk, 0);
+            msgpack_pack_uint32(&pk, (uint32_t) k);
+            msgpack_pack_uint32(&pk, (uint32_t) (1 - k));
+        }
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_double(&pk, 100);
+        msgpack_pack_double(&pk, 100);
+        return "task_submit";
+    case 33: {
+        s_begin("node_bound", 4);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_kv_str(&pk, "ep", "tcp://127.0.0.1:40001");
+        pd_pack_kv_str(&pk, "key", PD_FUZZ_KEY_BOTH);
+        return "node_bound";
+    }
+    case 34:
+        s_begin("node_ready", 2);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        return "node_ready";
+    case 35:
+        s_begin("node_done", 5);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_kv_bool(&pk, "ok", true);
+        pd_pack_cstr(&pk, "val");
+        msgpack_pack_int(&pk, 200);
+        pd_pack_kv_uint(&pk, "us", 9000);
+        return "node_done";
+    case 36:
+        s_begin("task_fetch", 4);
+        pd_pack_kv_uint(&pk, "req", 11);
+        pd_pack_kv_uint(&pk, "id", 1);
+        pd_pack_kv_uint(&pk, "wait_ms", 1000);
+        pd_pack_kv_uint(&pk, "from", 0);
+        return "task_fetch";
+    case 37:
+        s_begin("task_cancel", 2);
+        pd_pack_kv_uint(&pk, "req", 12);
+        pd_pack_cstr(&pk, "ids");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_uint64(&pk, 1);
+        return "task_cancel";
+    case 38:
+        s_begin("node_start", 14);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_kv_uint(&pk, "n", 2);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "ring");
+        pd_pack_cstr(&pk, "arg");
+        msgpack_pack_double(&pk, 100);
+        pd_pack_cstr(&pk, "tubes");
+        msgpack_pack_array(&pk, 1);
+        pd_pack_cstr(&pk, "next");
+        pd_pack_cstr(&pk, "out");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint32(&pk, 0);
+        msgpack_pack_uint32(&pk, 1);
+        pd_pack_cstr(&pk, "in");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint32(&pk, 0);
+        msgpack_pack_uint32(&pk, 1);
+        pd_pack_kv_uint(&pk, "io_ms", 60000);
+        pd_pack_kv_uint(&pk, "start_ms", 300000);
+        pd_pack_kv_uint(&pk, "window", 0);
+        pd_pack_kv_uint(&pk, "window_bytes", 0);
+        pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
+        return "node_start";
+    case 39:
+        s_begin("node_peers", 3);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_cstr(&pk, "peers");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint32(&pk, 1);
+        pd_pack_cstr(&pk, "tcp://127.0.0.1:40002");
+        pd_pack_cstr(&pk, PD_FUZZ_KEY_WORKER);
+        return "node_peers";
+    case 40:
+        s_begin("node_abort", 1);
+        pd_pack_kv_uint(&pk, "task", 1);
+        return "node_abort";
     default: return NULL;
     }
 }
@@ -490,6 +591,16 @@ int main(int argc, char **argv)
     s_record_done(2, 1, 1);
     s_record(0, "fetch");
     s_seq_write("broker", "gpu_job");
+    s_record(0, "mod_put");
+    s_record(1, "ready");
+    s_record(2, "ready");
+    s_record(0, "task_submit");
+    s_record(1, "node_bound");
+    s_record(1, "node_ready");
+    s_record(1, "node_done");
+    s_record(0, "task_fetch");
+    s_record(0, "task_cancel");
+    s_seq_write("broker", "task");
 
     /* worker: [policy] then messages. */
     uint8_t pol = 0;
@@ -543,6 +654,14 @@ int main(int argc, char **argv)
     s_wrecord("mod_cu");
     s_wrecord("run_gpu");
     s_seq_write("worker", "gpu_job");
+    pol = 1;
+    pd_buf_append(&seq, &pol, 1);
+    s_wrecord("welcome_worker");
+    s_wrecord("mod");
+    s_wrecord("node_start");
+    s_wrecord("node_peers");
+    s_wrecord("node_abort");
+    s_seq_write("worker", "task_node");
 
     /* slot: reports as the child writes them, then a group as the worker does. */
     pd_buf_t frame, stream;
