@@ -6,7 +6,8 @@
     pd_journal_default_path(); --no-journal or `journal = off` for none);
     binds, optionally reports the bound endpoint on --ready-fd (the embedded
     local cluster starts the broker on an ephemeral port and reads it there),
-    and runs the loop until SIGINT or SIGTERM.
+    and runs the loop until SIGINT or SIGTERM. SIGHUP reads the allow-list
+    again.
 */
 #include "pd_beacon.h"
 #include "pd_broker.h"
@@ -35,8 +36,11 @@ static pd_broker_t *s_broker;
 
 static void s_on_signal(int sig)
 {
-    (void) sig;
-    if (s_broker)
+    if (!s_broker)
+        return;
+    if (sig == SIGHUP)
+        pd_broker_reload(s_broker);
+    else
         pd_broker_stop(s_broker);
 }
 
@@ -76,6 +80,16 @@ static void s_usage(FILE *f)
             "  --journal-max-mb N refuse submits while the journal is over N MiB (default %llu;\n"
             "                     0 = no bound)\n"
             "  --journal-reset    move an existing (say, damaged) journal aside and start empty\n"
+            "\n"
+            "security (docs/security.md): on any endpoint that is not loopback the broker\n"
+            "runs CurveZMQ and admits only the keys of its allow-list\n"
+            "  --secure           CurveZMQ even on loopback\n"
+            "  --insecure         no security even on a network (logs a warning at start)\n"
+            "  --key FILE         the broker's key pair (default: CONFIG/id.key)\n"
+            "  --allow DIR        admitted keys, reread when they change or on SIGHUP\n"
+            "                     (default: CONFIG/allowed)\n"
+            "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+            "                     or ~/.config/playdoh)\n"
             "  --help             this text\n"
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
@@ -131,7 +145,8 @@ static int s_embedded_start(s_embedded_t *e, pd_broker_t *b, int cpus, const cha
     /* It offers every GPU the CUDA driver shows, like playdoh-worker. */
     pd_worker_config_t wc = {.broker = S_EMBEDDED_EP, .cpus = cpus, .gpus = -1,
                              .cache_dir = cache, .log_level = level,
-                             .zmq_ctx = pd_broker_zmq_ctx(b)};
+                             .zmq_ctx = pd_broker_zmq_ctx(b),
+                             .tubes_curve = pd_broker_secure(b, NULL)};
     int err = 0;
     e->worker = pd_worker_new(&wc, &err);
     if (!e->worker)
@@ -205,7 +220,8 @@ int main(int argc, char **argv)
     int worker_cpus = 0;
     const char *cache = NULL;
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
-           O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET };
+           O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
+           O_KEY, O_ALLOW, O_CONFIG_DIR };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -230,6 +246,11 @@ int main(int argc, char **argv)
         {"journal-sync", required_argument, NULL, O_JOURNAL_SYNC},
         {"journal-max-mb", required_argument, NULL, O_JOURNAL_MAX},
         {"journal-reset", no_argument, NULL, O_JOURNAL_RESET},
+        {"secure", no_argument, NULL, O_SECURE},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"key", required_argument, NULL, O_KEY},
+        {"allow", required_argument, NULL, O_ALLOW},
+        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -238,6 +259,8 @@ int main(int argc, char **argv)
     const char *f_bind = NULL, *f_name = NULL, *f_level = NULL, *f_config = NULL,
                *f_cluster = NULL, *f_iface = NULL;
     int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
+    pd_sec_mode_t f_security = PD_SEC_AUTO;
+    const char *f_key = NULL, *f_allow = NULL;
     int64_t f_maxshared = -1, f_store = -1;
     bool f_nobeacon = false;
     const char *f_journal = NULL, *f_jsync = NULL;
@@ -325,6 +348,25 @@ int main(int argc, char **argv)
             break;
         case O_NOBEACON:
             f_nobeacon = true;
+            break;
+        case O_SECURE:
+        case O_INSECURE: {
+            pd_sec_mode_t want = c == O_SECURE ? PD_SEC_CURVE : PD_SEC_NONE;
+            if (f_security != PD_SEC_AUTO && f_security != want) {
+                fprintf(stderr, "playdoh-broker: --secure and --insecure exclude each other\n");
+                goto bad;
+            }
+            f_security = want;
+            break;
+        }
+        case O_KEY:
+            f_key = optarg;
+            break;
+        case O_ALLOW:
+            f_allow = optarg;
+            break;
+        case O_CONFIG_DIR:
+            cfg.config_dir = optarg;
             break;
         case 'S':
             if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
@@ -414,6 +456,11 @@ int main(int argc, char **argv)
                                         : pd_config_uint(cf, "cluster", "beacon_interval_ms",
                                                          (uint64_t) cfg.beacon_interval_ms));
     cfg.beacon_iface = f_iface ? f_iface : pd_config_str(cf, "cluster", "beacon_interface", NULL);
+    cfg.security = f_security;
+    if (cfg.security == PD_SEC_AUTO)
+        pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg.security);
+    cfg.key_file = f_key ? f_key : pd_config_str(cf, "broker", "key", NULL);
+    cfg.allow_dir = f_allow ? f_allow : pd_config_str(cf, "broker", "allow_dir", NULL);
     cfg.max_shared = (f_maxshared >= 0 ? (uint64_t) f_maxshared
                                         : pd_config_uint(cf, "broker", "max_shared_mb",
                                                          cfg.max_shared >> 20)) << 20;
@@ -502,6 +549,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     int rc = pd_broker_run(b);
     s_broker = NULL;

@@ -26,8 +26,17 @@
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.
+
+    Security. On a network endpoint the socket is a CurveZMQ server whose
+    handshakes pd_zap checks against the allow-list; every message then
+    carries the peer's key and role (ZAP user id and metadata), and the role
+    is checked again against the current list before the message is handled,
+    so that a worker key cannot submit and a revoked key stops at once. A
+    monitor socket reports handshakes that fail (a wrong broker key, a peer
+    without CURVE, garbage on the port), logged at a bounded rate.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -38,11 +47,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #define S_BATCH 1024 /* messages drained per loop turn at most */
 #define S_MAX_BACKLOG 64 /* journal backlog (pd_journal_backlog) past which the loop waits */
 #define S_HWM 100000 /* messages queued per peer at most */
+#define S_HANDSHAKE_MS 10000 /* a connection must finish its handshake within this */
+#define S_LOG_BURST 20       /* refusal lines per window at most */
+#define S_LOG_WINDOW_MS 10000
 
 static int64_t s_mono_ms(void)
 {
@@ -107,14 +120,17 @@ static int s_start_beacon(pd_broker_t *b)
     }
     pd_beacon_t bc = {.version = PD_PROTO_VERSION, .port = port};
     snprintf(bc.cluster, sizeof bc.cluster, "%s", b->cluster);
+    /* With CurveZMQ the beacon carries the broker's public key: listeners
+       connect only when they trust it (docs/security.md). */
+    bc.has_key = b->secure && zmq_z85_decode(bc.key, b->key.pub) != NULL;
     int err = 0;
     b->beacon = pd_beacon_pub_new(&bc, b->cfg.beacon_port, b->cfg.beacon_interval_ms,
                                   b->beacon_iface[0] ? b->beacon_iface : NULL, &err);
     if (!b->beacon)
         return err;
-    pd_log_info("announcing cluster '%s' (port %u) from %s by a beacon on UDP port %d every "
-                "%d ms", b->cluster, port, pd_beacon_pub_host(b->beacon), b->cfg.beacon_port,
-                b->cfg.beacon_interval_ms);
+    pd_log_info("announcing cluster '%s' (port %u%s) from %s by a beacon on UDP port %d every "
+                "%d ms", b->cluster, port, bc.has_key ? ", with the broker's key" : "",
+                pd_beacon_pub_host(b->beacon), b->cfg.beacon_port, b->cfg.beacon_interval_ms);
     return 0;
 }
 
@@ -126,6 +142,78 @@ static int s_fail_new(pd_broker_t **b, int *err, int code)
         *err = code;
     pd_broker_destroy(b);
     return code;
+}
+
+/* Decides the security of the socket; with CURVE loads the key pair and
+   starts the ZAP handler (which must exist before the socket binds). */
+static int s_secure_setup(pd_broker_t *b, const pd_broker_config_t *cfg)
+{
+    pd_sec_mode_t mode = pd_auth_resolve(cfg->security, b->bind);
+    bool network = !pd_auth_endpoint_is_loopback(b->bind);
+    if (mode == PD_SEC_NONE) {
+        if (network)
+            pd_log_warn("SECURITY WARNING: listening on %s without authentication or "
+                        "encryption (--insecure): anyone who can reach this port can submit "
+                        "code that every worker runs, and read every job and result. Use "
+                        "this only on a network you trust completely.", b->bind);
+        return 0;
+    }
+    b->secure = true;
+    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!dir && (!cfg->key_file || !cfg->allow_dir)) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give --key "
+                     "and --allow, or --config-dir");
+        return PD_ENOKEY;
+    }
+    char key_file[4096];
+    snprintf(key_file, sizeof key_file, "%s", cfg->key_file ? cfg->key_file : "");
+    if (!cfg->key_file)
+        snprintf(key_file, sizeof key_file, "%s/id.key", dir);
+    if (cfg->allow_dir)
+        snprintf(b->allow_dir, sizeof b->allow_dir, "%s", cfg->allow_dir);
+    else
+        snprintf(b->allow_dir, sizeof b->allow_dir, "%s/allowed", dir);
+    free(dir);
+    char why[1024];
+    int rc = pd_auth_key_load(key_file, true, &b->key, why, sizeof why);
+    if (rc) {
+        pd_log_error("%s on %s needs CurveZMQ and thus a key pair: %s. Then admit workers and "
+                     "clients with `playdoh-keygen allow KEY --role worker|client|both`%s",
+                     network ? "listening" : "--secure", b->bind, why,
+                     network ? " (or, on a network you trust completely, run with --insecure)"
+                             : "");
+        return rc == PD_ENOKEY ? PD_ENOKEY : PD_EAUTH;
+    }
+    if (pd_auth_make_dir(b->allow_dir, why, sizeof why)) {
+        pd_log_error("allow-list: %s", why);
+        return PD_ESYS;
+    }
+    int zerr;
+    b->zap = pd_zap_new(b->ctx, b->allow_dir, &zerr);
+    if (!b->zap)
+        return zerr;
+    pd_zap_stats_t st;
+    pd_zap_stats(b->zap, &st);
+    b->zap_generation = st.generation;
+    return 0;
+}
+
+/* CurveZMQ server options, and TCP keepalives: without ROUTER_HANDOVER (a
+   second connection may not take over a routing id in use, so an admitted
+   key cannot steal a worker's jobs) a peer that vanished silently must be
+   noticed for its routing id to be free again. Keepalives probe only idle
+   connections; ZMTP heartbeats would also cut a connection in the middle
+   of a long message (a 64 MiB module on a slow link). */
+static int s_secure_socket(pd_broker_t *b)
+{
+    int on = 1, idle = 30, intvl = 5, cnt = 3;
+    if (pd_auth_apply_server(b->sock, &b->key) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE, &on, sizeof on) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl) ||
+        zmq_setsockopt(b->sock, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt))
+        return PD_ESYS;
+    return 0;
 }
 
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
@@ -198,6 +286,12 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
     }
+    atomic_init(&b->reload, false);
+    int rc = s_secure_setup(b, cfg);
+    if (rc) {
+        s_fail_new(&b, err, rc);
+        return NULL;
+    }
     if (b->cfg.journal) {
         pd_journal_config_t jc = {.path = b->cfg.journal,
                                   .sync = (pd_journal_sync_t) b->cfg.journal_sync,
@@ -226,15 +320,31 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
                     rec.bytes / 1048576.0);
     }
     b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
-    int one = 1, zero = 0, hwm = S_HWM;
+    int one = 1, zero = 0, hwm = S_HWM, handshake = S_HANDSHAKE_MS;
+    int handover = b->secure ? 0 : 1;
     int64_t maxmsg = PD_MAX_FRAME;
     if (!b->sock || zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
-        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover) ||
         zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero) ||
-        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)) {
+        zmq_setsockopt(b->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
+        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        (b->secure && s_secure_socket(b))) {
         pd_log_error("cannot create the broker's socket: %s", zmq_strerror(zmq_errno()));
+        s_fail_new(&b, err, PD_ESYS);
+        return NULL;
+    }
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-broker-monitor-%p", (void *) b);
+    b->mon = zmq_socket(b->ctx, ZMQ_PAIR);
+    if (!b->mon ||
+        zmq_socket_monitor(b->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) ||
+        zmq_connect(b->mon, mon) || zmq_setsockopt(b->mon, ZMQ_LINGER, &zero, sizeof zero)) {
+        pd_log_error("cannot monitor the broker's socket: %s", zmq_strerror(zmq_errno()));
         s_fail_new(&b, err, PD_ESYS);
         return NULL;
     }
@@ -289,10 +399,15 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_shared_destroy(&b->shared);
     pd_buf_free(&b->out);
     pd_buf_free(&b->aux);
+    if (b->mon)
+        zmq_close(b->mon);
     if (b->sock)
         zmq_close(b->sock);
+    /* The ZAP handler's socket lives in ctx: stop it before terminating. */
+    pd_zap_destroy(&b->zap);
     if (b->ctx)
         zmq_ctx_term(b->ctx);
+    sodium_memzero(b->key.sec, sizeof b->key.sec);
     free(b);
     *p = NULL;
 }
@@ -309,7 +424,28 @@ int pd_broker_bind_also(pd_broker_t *b, const char *endpoint)
 void *pd_broker_zmq_ctx(pd_broker_t *b) { return b->ctx; }
 
 const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
+
+int pd_broker_forget_all(pd_broker_t *b)
+{
+    pd_broker_free_parked(b);
+    pd_workers_destroy(&b->workers);
+    pd_jobs_destroy(&b->jobs);
+    pd_mods_destroy(&b->mods);
+    b->workers = pd_workers_new();
+    b->jobs = pd_jobs_new(b->cfg.max_jobs);
+    b->mods = pd_mods_new();
+    memset(&b->stats, 0, sizeof b->stats);
+    return b->workers && b->jobs && b->mods ? 0 : PD_ENOMEM;
+}
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
+void pd_broker_reload(pd_broker_t *b) { atomic_store(&b->reload, true); }
+
+bool pd_broker_secure(const pd_broker_t *b, char *key)
+{
+    if (b->secure && key)
+        memcpy(key, b->key.pub, PD_KEY_TXT);
+    return b->secure;
+}
 void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->stats; }
 uint32_t pd_broker_now_s(const pd_broker_t *b) { return (uint32_t) ((b->now_ms - b->start_ms) / 1000); }
 uint32_t pd_broker_wall_s(void) { return (uint32_t) time(NULL); }
@@ -592,7 +728,14 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
 {
     char who[128];
     s_hexid(o->rid, o->ridlen, who, sizeof who);
-    pd_log_warn("refused a message from %s: %s: %s", who, pd_err_name(code), msg);
+    uint32_t swallowed = 0;
+    if (pd_log_limit_pass(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed)) {
+        char extra[64] = "";
+        if (swallowed)
+            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
+        pd_log_warn("refused a message from %s%s%s: %s: %s%s", who, o->key ? " key " : "",
+                    o->key ? o->key : "", pd_err_name(code), msg, extra);
+    }
     b->stats.malformed++;
     pd_buf_reset(&b->out);
     msgpack_packer pk;
@@ -625,11 +768,31 @@ static const struct {
     {"task_release", pd_broker_on_task_release},
 };
 
-static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const uint8_t *data,
-                         size_t len)
+/* Refuses a message whose type the peer's key may not send. Returns true
+   when it was refused (and answered). */
+static bool s_refuse_role(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, pd_role_t need,
+                          bool has_req)
+{
+    if (pd_role_allows(o->role, need))
+        return false;
+    b->stats.refused_role++;
+    if (o->role == PD_ROLE_NONE)
+        snprintf(o->why, sizeof o->why, "'%s' refused: key %s is no longer on the broker's "
+                 "allow-list", m->type, o->key ? o->key : "?");
+    else
+        snprintf(o->why, sizeof o->why, "'%s' refused: key %s may act as %s only, not as %s "
+                 "(on the broker: `playdoh-keygen allow '%s' --role both`)", m->type,
+                 o->key ? o->key : "?", pd_role_name(o->role), pd_role_name(need),
+                 o->key ? o->key : "KEY");
+    s_send_error(b, o, has_req, PD_EREFUSED, o->why);
+    return true;
+}
+
+void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
+                        pd_role_t role, const uint8_t *data, size_t len)
 {
     pd_msg_t m;
-    pd_origin_t o = {.rid = rid, .ridlen = ridlen};
+    pd_origin_t o = {.rid = rid, .ridlen = ridlen, .key = key, .role = role};
     b->stats.msgs_in++;
     b->stats.bytes_in += len;
     int rc = pd_msg_parse(&m, data, len);
@@ -641,6 +804,8 @@ static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, cons
         return;
     }
     if (pd_broker_is_worker_type(&m)) {
+        if (s_refuse_role(b, &m, &o, PD_ROLE_WORKER, false))
+            return;
         rc = pd_broker_on_worker(b, &m, &o);
         if (rc)
             s_send_error(b, &o, false, rc, o.why);
@@ -649,6 +814,8 @@ static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, cons
     for (size_t i = 0; i < sizeof s_client_handlers / sizeof s_client_handlers[0]; i++) {
         if (!pd_msg_is(&m, s_client_handlers[i].type))
             continue;
+        if (s_refuse_role(b, &m, &o, PD_ROLE_CLIENT, has_req))
+            return;
         if (!has_req) {
             snprintf(o.why, sizeof o.why, "request '%s' has no 'req' number (a non-negative "
                      "integer the reply echoes)", m.type);
@@ -703,12 +870,91 @@ static int s_recv_one(pd_broker_t *b)
         pd_log_warn("dropped a message from %s with %d frames (a message is one frame)", who,
                     parts - 1);
     } else {
-        s_on_message(b, zmq_msg_data(&id), zmq_msg_size(&id), zmq_msg_data(&body),
-                     zmq_msg_size(&body));
+        const char *key = NULL;
+        pd_role_t role = pd_auth_msg_peer(&body, &key, NULL);
+        /* The handshake's role may be stale: the list decides now. Every
+           tcp or ipc connection of a CurveZMQ socket went through the ZAP
+           handler and has a key; one without is an inproc peer, inside
+           this process (the embedded worker). */
+        if (b->zap && key)
+            role = pd_zap_role(b->zap, key);
+        pd_broker_on_frame(b, zmq_msg_data(&id), zmq_msg_size(&id), key, role,
+                           zmq_msg_data(&body), zmq_msg_size(&body));
     }
     zmq_msg_close(&body);
     zmq_msg_close(&id);
     return 1;
+}
+
+/* ---- security events ---------------------------------------------------- */
+
+/* Logs the handshake failures the monitor reports. */
+static void s_on_monitor(pd_broker_t *b)
+{
+    for (int i = 0; i < S_BATCH; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, b->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, b->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            /* Peers leave all the time; ZeroMQ also cuts a connection for a
+               protocol error or a frame over the size limit, before any of
+               it reaches the broker. */
+            pd_log_debug("a connection to %s closed: the peer left, or ZeroMQ cut it (protocol "
+                         "error, or a frame over %u bytes)", b->endpoint, PD_MAX_FRAME);
+            continue;
+        }
+        if (event == ZMQ_EVENT_ACCEPT_FAILED) {
+            uint32_t swallowed = 0;
+            if (pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
+                pd_log_warn("cannot accept a connection on %s: %s (too many open connections?)",
+                            b->endpoint, strerror((int) value));
+            continue;
+        }
+        b->stats.handshakes_failed++;
+        /* A refused key was logged by the ZAP handler, with its address. */
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            continue;
+        uint32_t swallowed = 0;
+        if (!pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
+            continue;
+        char extra[64] = "";
+        if (swallowed)
+            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
+        pd_log_warn("refused a connection to %s during its handshake: %s%s", b->endpoint,
+                    pd_auth_handshake_why(event, value, true), extra);
+    }
+}
+
+/* Reads the allow-list again when asked (SIGHUP) or when it changed, and
+   forgets workers whose key may no longer work. */
+static void s_check_allow_list(pd_broker_t *b)
+{
+    if (!b->zap)
+        return;
+    if (atomic_exchange(&b->reload, false))
+        pd_zap_reload(b->zap);
+    else
+        pd_zap_check(b->zap);
+    pd_zap_stats_t st;
+    pd_zap_stats(b->zap, &st);
+    if (st.generation == b->zap_generation)
+        return;
+    b->zap_generation = st.generation;
+    pd_broker_revoke_workers(b);
 }
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -720,11 +966,15 @@ int pd_broker_run(pd_broker_t *b)
         tick_ms = 10;
     if (tick_ms > 250)
         tick_ms = 250;
-    pd_log_info("broker '%s' of cluster '%s' listening on %s (heartbeat %u ms, liveness %u, max "
-                "%llu jobs, %s%s)", b->name, b->cluster, b->endpoint, b->cfg.hb_ms,
+    pd_log_info("broker '%s' of cluster '%s' listening on %s %s%s%s (heartbeat %u ms, liveness "
+                "%u, max %llu jobs, %s%s)", b->name, b->cluster, b->endpoint,
+                b->secure ? "with CurveZMQ (broker key " : "without security",
+                b->secure ? b->key.pub : "", b->secure ? ")" : "", b->cfg.hb_ms,
                 b->cfg.liveness, (unsigned long long) pd_jobs_max(b->jobs),
                 b->journal ? "journal " : "no journal: jobs live in memory only",
                 b->journal ? pd_journal_path(b->journal) : "");
+    if (b->secure)
+        pd_log_info("allow-list %s", b->allow_dir);
     int rc = 0;
     while (!atomic_load(&b->stop)) {
         b->now_ms = s_mono_ms();
@@ -737,10 +987,10 @@ int pd_broker_run(pd_broker_t *b)
             timeout = tparked;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t items[2] = {{b->sock, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[3] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0},
                                    {b->journal ? pd_journal_socket(b->journal) : NULL, 0,
                                     ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, b->journal ? 2 : 1, (long) timeout);
+        int n = zmq_poll(items, b->journal ? 3 : 2, (long) timeout);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -750,6 +1000,8 @@ int pd_broker_run(pd_broker_t *b)
         }
         b->now_ms = s_mono_ms();
         s_settle_all(b); /* replies and jobs that were waiting for the disk */
+        if (items[1].revents & ZMQ_POLLIN)
+            s_on_monitor(b);
         for (int i = 0; i < S_BATCH; i++) {
             int got = s_recv_one(b);
             if (got < 0)
@@ -768,6 +1020,7 @@ int pd_broker_run(pd_broker_t *b)
         pd_broker_dispatch(b);           /* ...while workers get the jobs already there */
         pd_broker_wake_parked(b);
         if (b->now_ms >= b->next_tick) {
+            s_check_allow_list(b);
             pd_broker_tick_workers(b);
             uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_wall_s(), b->cfg.result_ttl_s);
             gone += pd_tasks_expire(b->tasks, pd_broker_now_s(b), b->cfg.result_ttl_s);
@@ -786,12 +1039,15 @@ int pd_broker_run(pd_broker_t *b)
         s_settle_all(b); /* a batch dropped while failing settles at once */
     }
     pd_broker_sync(b);
-    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused, %llu dropped, "
-                "%llu unroutable, %llu stale results, %llu workers lost",
+    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused (%llu for their "
+                "key's role), %llu dropped, %llu unroutable, %llu stale results, %llu workers "
+                "lost, %llu failed handshakes",
                 (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
-                (unsigned long long) b->stats.malformed, (unsigned long long) b->stats.dropped,
+                (unsigned long long) b->stats.malformed,
+                (unsigned long long) b->stats.refused_role, (unsigned long long) b->stats.dropped,
                 (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
-                (unsigned long long) b->stats.workers_lost);
+                (unsigned long long) b->stats.workers_lost,
+                (unsigned long long) b->stats.handshakes_failed);
     if (b->journal) {
         pd_journal_stats_t js;
         pd_journal_stats(b->journal, &js);

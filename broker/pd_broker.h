@@ -22,6 +22,8 @@
 #ifndef PD_BROKER_H
 #define PD_BROKER_H
 
+#include "pd_auth.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +35,10 @@ typedef struct {
     uint32_t liveness;    /* silent intervals before a worker is dead */
     uint64_t max_jobs;    /* unfinished jobs held at most */
     uint32_t result_ttl_s;/* seconds a result is kept after its first fetch */
+    pd_sec_mode_t security; /* AUTO: CurveZMQ unless bind is loopback; CURVE; NONE */
+    const char *config_dir; /* where id.key and allowed/ are (NULL: pd_auth_config_dir()) */
+    const char *key_file;   /* the broker's key pair (NULL: <config_dir>/id.key) */
+    const char *allow_dir;  /* admitted keys (NULL: <config_dir>/allowed) */
     uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
     uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
     const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
@@ -72,9 +78,13 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg);
 int pd_broker_default_journal(char *out, size_t cap);
 
 /* Creates the broker, opens and recovers its journal (when configured) and
-   binds its socket. Returns NULL on failure (bind refused, journal damaged,
-   in use or unwritable, out of memory), with *err (when given) set to a
-   PD_E* code and the reason logged. The config is copied. */
+   binds its socket. With CURVE (any network endpoint, unless security is
+   NONE) it loads its key pair, starts the ZAP handler over the allow-list
+   and makes the socket a CURVE server; with NONE on a network endpoint it
+   logs a warning. Returns NULL on failure (no key pair: PD_ENOKEY; bind
+   refused: PD_EIO; journal damaged, in use or unwritable; out of memory),
+   with *err (when given) set to a PD_E* code and the reason logged, saying
+   what to do. The config is copied. */
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err);
 /* Frees everything (what is not journalled is dropped), commits and closes
    the journal, closes the socket. Safe on NULL; sets *p to NULL. */
@@ -99,6 +109,12 @@ int pd_broker_run(pd_broker_t *b);
 /* Asks the loop to return within one tick. Safe from a signal handler or
    another thread. */
 void pd_broker_stop(pd_broker_t *b);
+/* Asks the loop to read the allow-list again at its next tick (SIGHUP).
+   Safe from a signal handler or another thread. */
+void pd_broker_reload(pd_broker_t *b);
+/* True when the broker runs CurveZMQ; its public key (Z85) is then in key
+   (PD_KEY_TXT bytes) when key is not NULL. */
+bool pd_broker_secure(const pd_broker_t *b, char *key);
 
 /* Counters, for tests and the exit log line. */
 typedef struct {
@@ -109,6 +125,8 @@ typedef struct {
     uint64_t unroutable;    /* sends that failed (peer gone or full) */
     uint64_t stale;         /* results dropped as stale or duplicate */
     uint64_t workers_lost;  /* workers declared dead */
+    uint64_t refused_role;  /* messages refused: the key's role does not allow them */
+    uint64_t handshakes_failed; /* connections refused during the handshake */
     uint64_t bytes_in;      /* payload bytes received (routing ids not counted) */
     uint64_t bytes_out;     /* payload bytes sent */
     uint64_t held;          /* replies held back until a journal commit */

@@ -350,7 +350,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index};
+                            .gpu = gpu, .cu = cu_index, .owner = o->key};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;

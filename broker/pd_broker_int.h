@@ -10,11 +10,13 @@
 #include "pd_codec.h"
 #include "pd_jobs.h"
 #include "pd_journal.h"
+#include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
 #include "pd_tasks.h"
 #include "pd_shared.h"
 #include "pd_workers.h"
+#include "pd_zap.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -68,6 +70,8 @@ typedef struct {
 typedef struct {
     const uint8_t *rid; /* routing id (in the received frame) */
     size_t ridlen;      /* bytes in rid */
+    const char *key;    /* the peer's public key (Z85), NULL without CURVE */
+    pd_role_t role;     /* what the key may do now (PD_ROLE_BOTH without CURVE) */
     uint64_t req;       /* request number (clients) */
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
@@ -82,6 +86,15 @@ struct pd_broker {
     char endpoint[256];        /* endpoint actually bound */
     void *ctx;                 /* ZeroMQ context (owned) */
     void *sock;                /* ROUTER socket (owned) */
+    void *mon;                 /* PAIR receiving the socket's handshake events (owned) */
+    bool secure;               /* the socket runs CurveZMQ */
+    pd_keypair_t key;          /* the broker's key pair (secure only) */
+    char allow_dir[4096];      /* the allow-list directory (secure only) */
+    pd_zap_t *zap;             /* ZAP handler over the allow-list (secure only, owned) */
+    uint64_t zap_generation;   /* allow-list generation the workers were checked against */
+    atomic_bool reload;        /* set by pd_broker_reload */
+    pd_log_limit_t refusals;   /* rate of "refused a message" lines */
+    pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_shared_t *shared;       /* the shared-data store */
@@ -113,6 +126,18 @@ struct pd_broker {
     atomic_bool stop;          /* set by pd_broker_stop */
     pd_broker_stats_t stats;   /* counters */
 };
+
+/* Handles one received message as the loop does: checks the peer's role,
+   parses, dispatches to the handler, answers `error` on failure. key and
+   role describe the peer (pd_auth_msg_peer); NULL and PD_ROLE_BOTH without
+   CURVE. For the loop, tests and fuzzing. */
+void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
+                        pd_role_t role, const uint8_t *data, size_t len);
+
+/* Drops every job, result, module, worker and parked fetch, as if the
+   broker had just started (the socket stays). For fuzzing: each input then
+   meets the same broker. Returns 0 or PD_ENOMEM. */
+int pd_broker_forget_all(pd_broker_t *b);
 
 /* Sends one message (the bytes) to a peer. Returns 0, or PD_EUNREACH when
    the peer is gone, or PD_EOVERLOAD when its queue is full; a failure is
@@ -192,7 +217,7 @@ void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *wh
 int64_t pd_broker_tick_tasks(pd_broker_t *b);
 void pd_broker_free_tparked(pd_broker_t *b);
 /* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
-int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod);
+int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
 
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -206,5 +231,8 @@ void pd_broker_dispatch(pd_broker_t *b);
 void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash);
 /* Heartbeat tick: declares silent workers dead, sends hb to idle ones. */
 void pd_broker_tick_workers(pd_broker_t *b);
+/* Forgets the workers whose key the allow-list no longer admits as a
+   worker (their jobs are requeued without counting an attempt). */
+void pd_broker_revoke_workers(pd_broker_t *b);
 
 #endif

@@ -24,6 +24,7 @@
     Nothing waits for a time-out that a failure already decided.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -247,6 +248,7 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (b->journal)
         pd_journal_put_task_id(b->journal, id + 1); /* the reply waits for it */
     pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    snprintf(r->owner, sizeof r->owner, "%s", o->key ? o->key : "");
     pd_log_info("task %llu (%s, %u nodes, %u tubes, %u edges) queued",
                 (unsigned long long) id, r->fn, r->n, r->ntubes, r->nedges);
     msgpack_packer pk;
@@ -395,12 +397,13 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
         return PD_EUNREACH;
     int rc;
     if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
-        && (rc = pd_broker_send_mod(b, wk, r->mod)) != 0)
+        && (rc = pd_broker_send_mod(b, wk, r->mod, r->owner)) != 0)
         return rc;
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "node_start", 13);
+    pd_msg_begin(&pk, "node_start", 14);
+    pd_pack_kv_str(&pk, "client", r->owner);
     pd_pack_kv_uint(&pk, "task", r->id);
     pd_pack_kv_uint(&pk, "node", i);
     pd_pack_kv_uint(&pk, "n", r->n);
@@ -505,9 +508,13 @@ static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
         pd_pack_cstr(&pk, "peers");
         msgpack_pack_array(&pk, k);
         for (uint32_t j = 0; j < k; j++) {
-            msgpack_pack_array(&pk, 2);
+            /* [node, ep], and the XPUB's key when its tubes run CurveZMQ. */
+            const char *key = r->nodes[nb[j]].key;
+            msgpack_pack_array(&pk, key[0] ? 3 : 2);
             msgpack_pack_uint32(&pk, nb[j]);
             pd_pack_cstr(&pk, r->nodes[nb[j]].ep ? r->nodes[nb[j]].ep : "");
+            if (key[0])
+                pd_pack_cstr(&pk, key);
         }
         int rc = !wk || b->aux.failed
                      ? PD_EUNREACH
@@ -611,10 +618,16 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         return 0;
     }
     if (pd_msg_is(m, "node_bound")) {
-        char ep[320];
-        if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))) {
+        char ep[320], key[41] = "";
+        if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))
+            || (pd_msg_has(m, "key") && (rc = pd_msg_str(m, "key", key, sizeof key)))) {
             snprintf(o->why, sizeof o->why, "%s", m->why);
             return rc;
+        }
+        if (key[0] && !pd_auth_key_valid(key)) {
+            snprintf(o->why, sizeof o->why, "node_bound: 'key' is not a CurveZMQ public key "
+                     "(40 characters of Z85)");
+            return PD_EPROTO;
         }
         if (nd->state != PD_TNODE_STARTED)
             return 0;
@@ -624,6 +637,7 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
             s_fail(b, r, (int64_t) node, "PD_ENOMEM", "the broker ran out of memory");
             return 0;
         }
+        snprintf(nd->key, sizeof nd->key, "%s", key);
         nd->state = PD_TNODE_BOUND;
         if (++r->nbound == r->n)
             s_send_peers(b, r);

@@ -8,6 +8,12 @@
     cancelled job) is dropped and counted, so no result is delivered twice.
     A lost worker's jobs go back to the front of the queue; each loss counts
     toward the job's retries.
+
+    With CurveZMQ a worker is bound to the key it registered with: a message
+    on its routing id from another key is refused, and when the allow-list
+    stops admitting that key as a worker the worker is forgotten. Every job
+    sent in `run` names the key of the client that submitted it, so the
+    worker's owner can choose whose code runs there (docs/worker.md).
 */
 #include "pd_broker_int.h"
 #include "pd_error.h"
@@ -19,6 +25,7 @@
 #include <string.h>
 
 #define S_MAX_SLOTS 65536u /* cpus or gpus one worker may offer */
+#define S_RUN_CLIENTS 64   /* distinct client keys in one `run` at most */
 #define S_MAX_GPU_INFO 1024u /* GPUs one worker may describe */
 
 bool pd_broker_is_worker_type(const pd_msg_t *m)
@@ -277,6 +284,11 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     if ((rc = s_read_gpu_info(m, o, &gdesc, &ngdesc)))
         return rc;
     char label[160];
+    if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
+        snprintf(o->why, sizeof o->why, "ready: routing id %s is registered by another key",
+                 s_label(wk, label, sizeof label));
+        return PD_EREFUSED;
+    }
     if (wk) {
         /* The worker lost us and came back: whatever it was running it
            dropped, so its jobs go back without counting an attempt. */
@@ -298,6 +310,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
+    snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
     wk->ngpu_names = ngpu_names;
@@ -591,6 +604,12 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             s_send_simple(b, o->rid, o->ridlen, "reset");
         return 0;
     }
+    if (strcmp(wk->key, o->key ? o->key : "") != 0) {
+        char label[160];
+        snprintf(o->why, sizeof o->why, "'%s' refused: worker %s registered with another key",
+                 m->type, s_label(wk, label, sizeof label));
+        return PD_EREFUSED;
+    }
     wk->last_recv = b->now_ms;
     if (pd_msg_is(m, "hb")) {
         s_state_t st;
@@ -624,16 +643,17 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- scheduling -------------------------------------------------------- */
 
-int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod)
+int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client)
 {
     const pd_mod_t *md = pd_mods_get(b->mods, mod);
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "mod", 4);
+    pd_msg_begin(&pk, "mod", 5);
     pd_pack_kv_str(&pk, "hash", md->hash);
     pd_pack_kv_str(&pk, "name", md->name);
     pd_pack_kv_str(&pk, "kind", md->kind);
+    pd_pack_kv_str(&pk, "client", client);
     pd_pack_kv_bin(&pk, "data", md->data, md->len);
     int rc = b->aux.failed ? PD_ENOMEM
                            : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
@@ -696,11 +716,14 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
     pd_buf_reset(&b->out);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "run", 1);
+    pd_msg_begin(&pk, "run", 2);
     pd_pack_cstr(&pk, "jobs");
     static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
     size_t at = b->out.len;
     pd_buf_append(&b->out, head, sizeof head);
+    /* The chunk's client keys, each sent once: jobs name an index. */
+    const char *clients[S_RUN_CLIENTS];
+    uint32_t nclients = 0;
     uint32_t n = 0;
     int rc = 0;
     while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
@@ -708,10 +731,19 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
+        const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+        uint32_t ci = 0;
+        while (ci < nclients && strcmp(clients[ci], owner) != 0)
+            ci++;
+        if (ci == S_RUN_CLIENTS) {
+            /* The table is full: this job waits for the next chunk. */
+            pd_jobs_requeue(b->jobs, id, false, wk->host);
+            break;
+        }
         if ((!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
-             (rc = pd_broker_send_mod(b, wk, job->mod)) != 0) ||
+             (rc = pd_broker_send_mod(b, wk, job->mod, owner)) != 0) ||
             (job->cu && !pd_worker_has_mod(wk, job->cu - 1) &&
-             (rc = pd_broker_send_mod(b, wk, job->cu - 1)) != 0)) {
+             (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)) != 0)) {
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
@@ -724,10 +756,9 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
             pd_jobs_requeue(b->jobs, id, false, wk->host);
             break;
         }
-        /* [id, attempt, mod, fn, timeout_ms, arg], then shared (a hash)
-           when the job has shared data, then for a GPU job [shared or nil,
-           gpu: true, cu or nil]: CPU jobs keep the short forms. */
-        msgpack_pack_array(&pk, job->gpu ? 9 : job->shared ? 7 : 6);
+        /* [id, attempt, mod, fn, timeout_ms, arg, shared or nil, client],
+           then for a GPU job [gpu: true, cu or nil]. */
+        msgpack_pack_array(&pk, job->gpu ? 10 : 8);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
@@ -736,8 +767,11 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
         pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
         if (job->shared)
             pd_pack_cstr(&pk, pd_shared_get(b->shared, job->shared - 1)->hash);
-        else if (job->gpu)
+        else
             msgpack_pack_nil(&pk);
+        msgpack_pack_uint32(&pk, ci);
+        if (ci == nclients)
+            clients[nclients++] = owner;
         if (job->gpu) {
             msgpack_pack_true(&pk);
             if (job->cu)
@@ -747,6 +781,10 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
         }
         b->scratch[n++] = id;
     }
+    pd_pack_cstr(&pk, "clients");
+    msgpack_pack_array(&pk, nclients);
+    for (uint32_t i = 0; i < nclients; i++)
+        pd_pack_cstr(&pk, clients[i]);
     if (n > 0 && !b->out.failed) {
         b->out.data[at + 1] = (uint8_t) (n >> 24);
         b->out.data[at + 2] = (uint8_t) (n >> 16);
@@ -803,5 +841,15 @@ void pd_broker_tick_workers(pd_broker_t *b)
         if (b->now_ms - wk->last_send >= (int64_t) b->cfg.hb_ms &&
             s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
             wk->last_send = b->now_ms;
+    }
+}
+
+void pd_broker_revoke_workers(pd_broker_t *b)
+{
+    for (uint32_t i = 0; b->zap && i < pd_workers_span(b->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, i);
+        /* A worker without a key is an inproc peer: the embedded worker. */
+        if (wk && wk->key[0] && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
+            s_worker_gone(b, wk, false, "its key is no longer allowed as a worker");
     }
 }

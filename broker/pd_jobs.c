@@ -105,7 +105,7 @@ struct pd_jobs {
     uint32_t nactive[PD_JOBS_CLASSES]; /* per class: clients in its dispatch ring */
     uint64_t *shared_open; /* per shared-data index: unfinished jobs naming it */
     uint32_t nshared;      /* entries in shared_open */
-    zhashx_t *fn_index;    /* function name -> index + 1 */
+    zhashx_t *fn_index;    /* "owner\x01fn" -> index + 1 (see s_intern) */
     char **fns;            /* interned names by index */
     uint32_t nfns;         /* names interned */
     uint32_t capfns;       /* capacity of fns */
@@ -274,6 +274,12 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn)
     return j->fns[fn];
 }
 
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+{
+    assert(fn < j->nfns);
+    return j->fns[fn] + strlen(j->fns[fn]) + 1;
+}
+
 /* Makes sure chunks exist for ids first .. first+n-1. */
 static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
 {
@@ -303,28 +309,48 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
     return 0;
 }
 
-static uint32_t s_intern(pd_jobs_t *j, const char *fn, int *rc)
+/* Interns the pair (function name, owner key): jobs of one submit share
+   it, so that each job record stays small. The stored string is
+   "fn\0owner\0"; the index key is "owner\x01fn" (a Z85 key holds no
+   \x01, so the pair is unambiguous). */
+static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *rc)
 {
-    void *v = zhashx_lookup(j->fn_index, fn);
     *rc = 0;
-    if (v)
+    size_t fl = strlen(fn), ol = strlen(owner);
+    char *key = malloc(ol + fl + 2);
+    if (!key) {
+        *rc = PD_ENOMEM;
+        return 0;
+    }
+    memcpy(key, owner, ol);
+    key[ol] = '\x01';
+    memcpy(key + ol + 1, fn, fl + 1);
+    void *v = zhashx_lookup(j->fn_index, key);
+    if (v) {
+        free(key);
         return (uint32_t) ((uintptr_t) v - 1);
+    }
     if (j->nfns == j->capfns) {
         uint32_t cap = j->capfns ? j->capfns * 2 : 16;
         char **f = realloc(j->fns, cap * sizeof *f);
         if (!f) {
+            free(key);
             *rc = PD_ENOMEM;
             return 0;
         }
         j->fns = f;
         j->capfns = cap;
     }
-    char *copy = strdup(fn);
-    if (!copy || zhashx_insert(j->fn_index, fn, (void *) (uintptr_t) (j->nfns + 1))) {
+    char *copy = malloc(fl + ol + 2);
+    if (!copy || zhashx_insert(j->fn_index, key, (void *) (uintptr_t) (j->nfns + 1))) {
         free(copy);
+        free(key);
         *rc = PD_ENOMEM;
         return 0;
     }
+    free(key);
+    memcpy(copy, fn, fl + 1);
+    memcpy(copy + fl + 1, owner, ol + 1);
     j->fns[j->nfns] = copy;
     return j->nfns++;
 }
@@ -663,7 +689,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         return PD_EINVAL;
     }
     int rc;
-    uint32_t fni = s_intern(j, fn, &rc);
+    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
@@ -1273,7 +1299,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
             return PD_EPROTO;
         }
     int rc;
-    uint32_t fni = s_intern(j, sub->fn, &rc);
+    uint32_t fni = s_intern(j, sub->fn, sub->owner ? sub->owner : "", &rc);
     bool gpu = sub->gpu || sub->cu;
     s_client_t *cl = rc ? NULL : s_client_get(j, sub->client, sub->client_len,
                                               gpu ? PD_JOBS_GPU : PD_JOBS_CPU);

@@ -100,7 +100,7 @@ typedef struct {
     uint32_t mod;        /* module index (pd_mods) */
     uint32_t client;     /* index of the submitting client's queue (while unfinished) */
     uint32_t shared;     /* shared-data index + 1 (pd_shared); 0 = none */
-    uint32_t fn;         /* interned function name (pd_jobs_fn_name) */
+    uint32_t fn;         /* interned function name and owner (pd_jobs_fn_name, _owner) */
     uint32_t cu;         /* CUDA module shipped with the job: its index + 1; 0 = none */
     uint32_t timeout_ms; /* per-run time-out for the worker, 0 = none */
     uint32_t worker;     /* registry index of the worker running it */
@@ -170,6 +170,8 @@ typedef struct {
     uint32_t timeout_ms; /* per-run time-out, 0 = none */
     uint32_t retries;    /* lost-worker attempts */
     uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
+    const char *owner;   /* the submitter's key (Z85), handed to workers with each
+                            job (pd_jobs_fn_owner); NULL without CurveZMQ */
     bool gpu;            /* run on GPU slots only */
     uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
                             0 = none */
@@ -194,6 +196,9 @@ pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
+/* The key of the client that submitted jobs with index fn ("" without
+   CURVE); borrowed, lives with j. */
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
 
 /* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
    for dispatch, from the clients in turn (each below its max_slots), and

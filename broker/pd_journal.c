@@ -32,6 +32,7 @@
     wrong.
 */
 #include "pd_journal.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -50,7 +51,7 @@
 #include <unistd.h>
 
 #define S_FORMAT "playdoh-journal"
-#define S_VERSION 1
+#define S_VERSION 2
 #define S_SUM 16                       /* bytes of a row checksum */
 #define S_BACKOFF_MIN_MS 1000          /* first retry of a failing journal */
 #define S_BACKOFF_MAX_MS 60000         /* longest wait between retries */
@@ -84,8 +85,8 @@ enum {
 
 static const char *const s_sql[ST_COUNT] = {
     [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
-                     "client, shared, gpu, cu, max_slots, sum, args) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "client, shared, gpu, cu, max_slots, sum, args, owner) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
     [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
     [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
@@ -110,7 +111,7 @@ static const char *const s_schema =
     "CREATE TABLE batches(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, mod TEXT NOT NULL, "
     "  fn TEXT NOT NULL, timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL, "
     "  client BLOB NOT NULL, shared TEXT, gpu INTEGER NOT NULL, cu TEXT, "
-    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL);"
+    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT);"
     "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
     "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
@@ -122,8 +123,9 @@ static const char *const s_schema =
 
 typedef enum {
     OP_BATCH,     /* a submit: a=first, n, timeout_ms, retries, gpu, max_slots, blob=args,
-                     text="hash\0fn\0shared\0cu\0" then the client's routing id
-                     (client_len bytes); "" for no shared data or CUDA module */
+                     text="hash\0fn\0shared\0cu\0owner\0" then the client's
+                     routing id (client_len bytes); "" for no shared data, CUDA
+                     module or owner */
     OP_DEL_BATCH, /* a=first */
     OP_SEG,       /* a=segment number, blob=segment */
     OP_DEL_SEG,   /* a=segment number */
@@ -309,6 +311,7 @@ typedef struct {
     bool gpu;               /* GPU slots only */
     const char *cu;         /* CUDA module hash, "" for none */
     uint32_t max_slots;     /* the client's cap */
+    const char *owner;      /* the submitter's key (Z85), "" without CurveZMQ */
 } s_row_t;
 
 static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args, size_t len)
@@ -322,6 +325,7 @@ static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args
     crypto_generichash_update(&h, (const unsigned char *) row->fn, strlen(row->fn) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->shared, strlen(row->shared) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->cu, strlen(row->cu) + 1);
+    crypto_generichash_update(&h, (const unsigned char *) row->owner, strlen(row->owner) + 1);
     crypto_generichash_update(&h, row->client, row->client_len);
     crypto_generichash_update(&h, args, len);
     crypto_generichash_final(&h, out, S_SUM);
@@ -346,7 +350,8 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
     row.fn = row.mod + strlen(row.mod) + 1;
     row.shared = row.fn + strlen(row.fn) + 1;
     row.cu = row.shared + strlen(row.shared) + 1;
-    row.client = (const uint8_t *) row.cu + strlen(row.cu) + 1;
+    row.owner = row.cu + strlen(row.cu) + 1;
+    row.client = (const uint8_t *) row.owner + strlen(row.owner) + 1;
     const pd_blob_t *args = op->blob;
     uint8_t sum[S_SUM];
     s_sum_batch(sum, &row, args->data, args->len);
@@ -370,6 +375,10 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
     sqlite3_bind_int64(st, 11, op->max_slots);
     sqlite3_bind_blob(st, 12, sum, S_SUM, SQLITE_STATIC);
     sqlite3_bind_blob(st, 13, args->data, (int) args->len, SQLITE_STATIC);
+    if (row.owner[0])
+        sqlite3_bind_text(st, 14, row.owner, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 14);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
 }
 
@@ -824,9 +833,9 @@ static void s_op_token(pd_journal_t *jn, const void *token, size_t len, uint64_t
 static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
 {
     size_t hl = strlen(row->mod), fl = strlen(row->fn), sl = strlen(row->shared),
-           cl = strlen(row->cu);
+           cl = strlen(row->cu), ol = strlen(row->owner);
     s_op_t *op = s_op(jn, OP_BATCH);
-    char *text = op ? malloc(hl + fl + sl + cl + 4 + row->client_len) : NULL;
+    char *text = op ? malloc(hl + fl + sl + cl + ol + 5 + row->client_len) : NULL;
     if (!text) {
         if (op)
             jn->open->n--;
@@ -842,6 +851,8 @@ static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
     t += sl + 1;
     memcpy(t, row->cu, cl + 1);
     t += cl + 1;
+    memcpy(t, row->owner, ol + 1);
+    t += ol + 1;
     if (row->client_len)
         memcpy(t, row->client, row->client_len);
     op->text = text;
@@ -867,7 +878,8 @@ void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
                    .timeout_ms = sub->timeout_ms, .retries = sub->retries,
                    .client = sub->client, .client_len = sub->client ? sub->client_len : 0,
                    .shared = shared ? shared : "", .gpu = sub->gpu || sub->cu,
-                   .cu = cu ? cu : "", .max_slots = sub->max_slots};
+                   .cu = cu ? cu : "", .max_slots = sub->max_slots,
+                   .owner = sub->owner ? sub->owner : ""};
     s_op_batch(jn, &row, args);
     if (token && tokenlen)
         s_op_token(jn, token, tokenlen, first, n, now_s);
@@ -1160,7 +1172,7 @@ void pd_journal_resync(pd_journal_t *jn)
                                          : "",
                            .gpu = job->gpu,
                            .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
-                           .max_slots = max_slots};
+                           .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn)};
             s_op_batch(jn, &row, blob);
         } else {
             if (blob->key == 0)
@@ -1491,7 +1503,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
 
     /* batches: queued jobs */
     S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, cu, max_slots, "
-            "sum, args FROM batches ORDER BY first");
+            "sum, args, owner FROM batches ORDER BY first");
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1507,12 +1519,13 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         int64_t max_slots = sqlite3_column_int64(st, 10);
         const uint8_t *args = sqlite3_column_blob(st, 12);
         int alen = sqlite3_column_bytes(st, 12);
+        const char *owner = (const char *) sqlite3_column_text(st, 13);
         uint8_t sum[S_SUM];
         if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
             clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
             max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
-            !s_blob_is(st, 12, -1)) {
+            !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1)) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
                            (long long) first);
@@ -1521,7 +1534,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         s_row_t row = {.first = (uint64_t) first, .n = (uint32_t) n, .mod = mod, .fn = fn,
                        .timeout_ms = (uint32_t) timeout, .retries = (uint32_t) retries,
                        .client = client, .client_len = (size_t) clen, .shared = shr ? shr : "",
-                       .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots};
+                       .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots,
+                       .owner = owner ? owner : ""};
         s_sum_batch(sum, &row, args, (size_t) alen);
         if (memcmp(sum, sqlite3_column_blob(st, 11), S_SUM) != 0) {
             free(dead);
@@ -1551,7 +1565,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                                 .args_len = (size_t) alen, .timeout_ms = (uint32_t) timeout,
                                 .retries = (uint32_t) retries, .max_slots = (uint32_t) max_slots,
                                 .shared = si < 0 ? 0 : (uint32_t) si + 1, .gpu = gpu != 0,
-                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1};
+                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner};
         char bwhy[300];
         int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n, &sub,
                                              s_skip_gone, jn, bwhy, sizeof bwhy);

@@ -67,6 +67,8 @@ typedef struct {
     uint8_t state;    /* PD_TNODE_* */
     bool active;      /* it holds one of its worker's slots */
     char *ep;         /* its XPUB endpoint (owned), after node_bound */
+    char key[41];     /* its XPUB's CurveZMQ public key (Z85), "" when its tubes run
+                         without CurveZMQ */
     uint8_t *res;     /* result value (done) or error map (failed), owned */
     uint32_t res_len; /* bytes in res */
     uint64_t us;      /* its run time */
@@ -78,6 +80,8 @@ typedef struct {
     uint32_t n;                /* nodes */
     uint32_t mod;              /* module index (pd_mods) */
     char fn[256];              /* function name */
+    char owner[41];            /* the submitter's key (Z85), "" without CurveZMQ: workers'
+                                  code policies judge the nodes by it */
     uint8_t *args;             /* the per-node arguments, back to back (owned) */
     uint32_t *arg_off;         /* node i's argument: args[arg_off[i] .. arg_off[i+1]) */
     uint8_t *tubes;            /* the tube names as one msgpack array (owned) */

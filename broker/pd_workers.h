@@ -19,6 +19,7 @@
 #ifndef PD_WORKERS_H
 #define PD_WORKERS_H
 
+#include "pd_auth.h"
 #include "pd_jobs.h"
 
 #include <stdbool.h>
@@ -45,6 +46,7 @@ typedef struct {
     uint8_t rid[PD_WORKERS_MAX_RID];   /* ZeroMQ routing id */
     uint32_t ridlen;                   /* bytes in rid */
     char host[64];                     /* host name it reported */
+    char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */
     uint32_t gpus;                     /* GPU slots offered */

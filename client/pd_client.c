@@ -17,10 +17,16 @@
     carries a token (16 random bytes of this client, then a chunk counter)
     so that a chunk sent again gets the same ids instead of being submitted
     twice.
+
+    Towards a network broker the socket is a CurveZMQ client (pd_auth) that
+    accepts only the broker key this account trusts. The same monitor
+    watches the handshake, so that a refused key or a wrong broker key fails
+    at once with a sentence saying which, instead of a time-out.
 */
 #include "playdoh.h"
 #include "pd_client_int.h"
 
+#include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_bundle.h"
 #include "pd_codec.h"
@@ -54,7 +60,10 @@
 struct pd_client {
     void *ctx;             /* ZeroMQ context, owned */
     void *sock;            /* DEALER to the broker */
-    void *mon;             /* PAIR receiving the DEALER's connection events */
+    void *mon;             /* PAIR receiving the DEALER's connection and handshake events */
+    bool secure;           /* the connection runs CurveZMQ */
+    pd_keypair_t key;      /* this client's key pair (secure only) */
+    char broker_key[PD_KEY_TXT]; /* the broker key accepted (secure only) */
     char endpoint[256];    /* where the broker is */
     uint64_t next_req;     /* next request number */
     int timeout_ms;        /* how long a request waits for its reply */
@@ -125,6 +134,69 @@ static int s_send(pd_client_t *c)
     return 0;
 }
 
+/* Reads the monitor's pending events: *lost becomes true when one says the
+   connection to the broker dropped (requests in flight are then lost); on a
+   failed handshake sets c->err to what went wrong and what to do, and
+   returns true. */
+static bool s_monitor(pd_client_t *c, bool *lost)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return false;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, c->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_DISCONNECTED)
+            *lost = true;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            s_fail(c, PD_EAUTH, "the broker at %s refused this client's key %s: ask its "
+                   "administrator to run `playdoh-keygen allow '%s' --role client`", c->endpoint,
+                   c->key.pub, c->key.pub);
+            return true;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            if (c->secure)
+                s_fail(c, PD_EAUTH, "the broker at %s runs without CurveZMQ while this client "
+                       "uses it: connect with --insecure if you trust the network, or ask for "
+                       "a secure broker", c->endpoint);
+            else
+                s_fail(c, PD_EAUTH, "the broker at %s requires CurveZMQ: connect with --secure "
+                       "(this account needs a key pair, `playdoh-keygen`, and the broker's "
+                       "key, `playdoh-keygen trust`)", c->endpoint);
+            return true;
+        }
+        if (!c->secure && (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+                           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security: it "
+                   "requires CurveZMQ; connect with --secure (%s)", c->endpoint,
+                   pd_auth_handshake_why(event, value, false));
+            return true;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            s_fail(c, PD_EAUTH, "the secure handshake with %s failed: the broker there does not "
+                   "hold the key this client trusts for it (%s), so it may not be your "
+                   "broker; check the key with `playdoh-keygen show` on the broker's machine "
+                   "and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint, c->broker_key,
+                   c->endpoint, pd_auth_handshake_why(event, value, false));
+            return true;
+        }
+    }
+}
+
 /* Sends the built request followed by data[0..len) (the bytes of a bin
    field whose header ends the request) as one frame, copying data once. */
 static int s_send2(pd_client_t *c, const void *data, size_t len)
@@ -146,35 +218,13 @@ static int s_send2(pd_client_t *c, const void *data, size_t len)
 }
 
 /* Reads the monitor's pending events; true when one says the connection to
-   the broker dropped (requests in flight are then lost). */
+   the broker dropped. A failed handshake found here is found again at the
+   next attempt (ZeroMQ retries the connection), by s_recv. */
 static bool s_drained_lost(pd_client_t *c)
 {
     bool lost = false;
-    for (;;) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return lost;
-        }
-        if (zmq_msg_size(&ev) >= 2) {
-            uint16_t event;
-            memcpy(&event, zmq_msg_data(&ev), sizeof event);
-            if (event == ZMQ_EVENT_DISCONNECTED)
-                lost = true;
-        }
-        bool more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint frame */
-            zmq_msg_t part;
-            zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, c->mon, 0) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&part);
-            zmq_msg_close(&part);
-        }
-    }
+    s_monitor(c, &lost);
+    return lost;
 }
 
 /* Waits for the reply to request req (or, when req is 0, to any request:
@@ -198,7 +248,10 @@ static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uin
                           "no reply from the broker at %s within %d ms: is it running and "
                           "reachable?", c->endpoint, timeout_ms);
         if (!(it[0].revents & ZMQ_POLLIN)) {
-            if (s_drained_lost(c))
+            bool lost = false;
+            if (s_monitor(c, &lost))
+                return PD_EAUTH;
+            if (lost)
                 return S_LOST;
             continue;
         }
@@ -301,7 +354,62 @@ static int s_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t 
     return s_call_idem2(c, req, want, m, wait_ms, budget_ms, NULL, 0);
 }
 
-pd_client_t *pd_client_new(const char *endpoint, int *err)
+static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m);
+
+/* Sets *err and opts->why; returns NULL for the caller. */
+static pd_client_t *s_open_fail(pd_client_t **c, const pd_client_opts_t *opts, int *err,
+                                int code, const char *why)
+{
+    *err = code;
+    if (opts && opts->why && opts->whycap)
+        snprintf(opts->why, opts->whycap, "%s", why);
+    /* A caller that gets the sentence prints it; others see it in the log. */
+    if (opts && opts->why && opts->whycap)
+        pd_log_debug("client: %s", why);
+    else
+        pd_log_warn("client: %s", why);
+    pd_client_destroy(c);
+    return NULL;
+}
+
+/* Loads the key pair and the trusted broker key for a CurveZMQ
+   connection; returns 0 or a PD_E* code with the sentence in why. */
+static int s_open_keys(pd_client_t *c, const pd_client_opts_t *opts, char *why, size_t cap)
+{
+    char *dir = opts && opts->config_dir ? strdup(opts->config_dir) : pd_auth_config_dir();
+    char path[4096];
+    if (opts && opts->key_file)
+        snprintf(path, sizeof path, "%s", opts->key_file);
+    else if (dir)
+        snprintf(path, sizeof path, "%s/id.key", dir);
+    else {
+        snprintf(why, cap, "cannot find the configuration directory (HOME is not set)");
+        return PD_ENOKEY;
+    }
+    char kwhy[1024];
+    int rc = pd_auth_key_load(path, true, &c->key, kwhy, sizeof kwhy);
+    if (rc) {
+        snprintf(why, cap, "a secure connection to %s needs a key pair for this account: %s; "
+                 "then ask the broker's administrator to run `playdoh-keygen allow KEY --role "
+                 "client` with the key `playdoh-keygen show` prints", c->endpoint, kwhy);
+        free(dir);
+        return rc;
+    }
+    const char *given = opts && opts->broker_key ? opts->broker_key : getenv("PLAYDOH_BROKER_KEY");
+    if (given && *given) {
+        char kwhy2[512];
+        rc = pd_auth_key_from_arg(given, c->broker_key, NULL, 0, kwhy2, sizeof kwhy2);
+        if (rc)
+            snprintf(why, cap, "the broker key: %s", kwhy2);
+        free(dir);
+        return rc;
+    }
+    rc = pd_auth_trust_find(dir, c->endpoint, c->broker_key, why, cap);
+    free(dir);
+    return rc;
+}
+
+pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err)
 {
     int dummy;
     if (!err)
@@ -325,52 +433,85 @@ pd_client_t *pd_client_new(const char *endpoint, int *err)
     c->timeout_ms = 30000;
     pd_buf_init(&c->out);
     zmq_msg_init(&c->reply);
+    char why[2048];
+    pd_sec_mode_t mode = (pd_sec_mode_t) (opts ? opts->security : PD_SECURITY_AUTO);
+    const char *env = getenv("PLAYDOH_SECURITY");
+    if (mode == PD_SEC_AUTO && env && *env && pd_auth_mode_parse(env, &mode)) {
+        snprintf(why, sizeof why, "PLAYDOH_SECURITY is '%s': use auto, secure or insecure", env);
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
+    }
+    c->secure = pd_auth_resolve(mode, c->endpoint) == PD_SEC_CURVE;
+    if (c->secure) {
+        int rc = s_open_keys(c, opts, why, sizeof why);
+        if (rc)
+            return s_open_fail(&c, opts, err, rc, why);
+    } else if (!pd_auth_endpoint_is_loopback(c->endpoint)) {
+        pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
+                    "encryption (insecure): jobs, code and results cross the network in clear",
+                    c->endpoint);
+    }
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    if (!c->sock) {
+    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
+    if (!c->sock || !c->mon) {
         *err = PD_ESYS;
         pd_client_destroy(&c);
         return NULL;
     }
     int linger = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int sndtimeo = c->timeout_ms;
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
     randombytes_buf(c->token, sizeof c->token);
+    if (c->secure && pd_auth_apply_client(c->sock, &c->key, c->broker_key)) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://pd-client-monitor-%p", (void *) c);
-    c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
-    if (!c->mon || zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED) != 0 ||
-        zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_connect(c->mon, mon) != 0) {
+    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+        zmq_connect(c->mon, mon)) {
         *err = PD_ESYS;
         pd_client_destroy(&c);
         return NULL;
     }
     if (zmq_connect(c->sock, c->endpoint) < 0) {
-        pd_log_warn("client: bad broker endpoint '%s': %s (expected tcp://HOST:PORT)", endpoint,
-                    zmq_strerror(errno));
-        *err = PD_EINVAL;
-        pd_client_destroy(&c);
-        return NULL;
+        snprintf(why, sizeof why, "bad broker endpoint '%s': %s (expected tcp://HOST:PORT)",
+                 endpoint, zmq_strerror(errno));
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
     }
-    int connect_ms = 5000;
-    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
-    if (env && atoi(env) > 0)
+    int connect_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 5000;
+    env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
-    int workers, slots;
-    int rc = pd_client_cluster_size(c, &workers, &slots);
+    pd_msg_t welcome;
+    int rc = s_hello(c, connect_ms, &welcome);
     if (rc) {
-        pd_log_warn("client: no broker answered at %s within %d ms: start playdoh-broker, or "
-                    "point to it with --broker / PLAYDOH_BROKER", c->endpoint, connect_ms);
-        *err = rc == PD_ETIMEDOUT ? PD_EUNREACH : rc;
-        pd_client_destroy(&c);
-        return NULL;
+        if (rc == PD_ETIMEDOUT) {
+            snprintf(why, sizeof why, "no broker answered at %s within %d ms: start "
+                     "playdoh-broker, or point to it with --broker / PLAYDOH_BROKER%s",
+                     c->endpoint, connect_ms,
+                     c->secure ? " (with CurveZMQ a broker that holds another key than the "
+                                 "one trusted stays silent too)" : "");
+            rc = PD_EUNREACH;
+        } else {
+            snprintf(why, sizeof why, "%s", c->err);
+        }
+        return s_open_fail(&c, opts, err, rc, why);
     }
-    (void) connect_ms;
     return c;
+}
+
+pd_client_t *pd_client_new(const char *endpoint, int *err)
+{
+    return pd_client_open(endpoint, NULL, err);
 }
 
 void pd_client_destroy(pd_client_t **cp)
@@ -384,6 +525,7 @@ void pd_client_destroy(pd_client_t **cp)
         zmq_close(c->mon);
     if (c->sock)
         zmq_close(c->sock);
+    sodium_memzero(c->key.sec, sizeof c->key.sec);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     zmq_msg_close(&c->reply);
@@ -402,17 +544,23 @@ void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
 const char *pd_client_error(const pd_client_t *c) { return c->err; }
 const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
 
-/* Sends hello; on success m holds the welcome (valid until the next receive). */
-static int s_hello(pd_client_t *c, pd_msg_t *m)
+/* Sends `hello` and waits up to wait_ms for `welcome`; on success m holds
+   it (valid until the next receive) and the client knows max_shared. */
+static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m)
 {
-    int connect_ms = 5000;
-    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
-    if (env && atoi(env) > 0)
-        connect_ms = atoi(env);
     msgpack_packer pk;
     uint64_t req = s_begin(c, &pk, "hello", 0);
-    return s_call_idem(c, req, "welcome", m, 0,
-                       connect_ms < c->timeout_ms ? connect_ms : c->timeout_ms);
+    int rc = s_call_idem(c, req, "welcome", m, 0, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
+    if (rc == 0)
+        pd_msg_uint_opt(m, "max_shared", &c->max_shared);
+    return rc;
+}
+
+/* How long a `hello` may wait: PLAYDOH_CONNECT_TIMEOUT_MS, else 5 s. */
+static int s_connect_ms(void)
+{
+    const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+    return env && atoi(env) > 0 ? atoi(env) : 5000;
 }
 
 /* Reads the journal fields of welcome and gc_done into info. */
@@ -475,7 +623,7 @@ int pd_client_cluster_gpus(pd_client_t *c, int *gpus)
 {
     pd_msg_t m;
     uint64_t g = 0;
-    int rc = s_hello(c, &m);
+    int rc = s_hello(c, s_connect_ms(), &m);
     if (rc == 0)
         pd_msg_uint_opt(&m, "gpus", &g);
     *gpus = (int) g;
@@ -485,13 +633,12 @@ int pd_client_cluster_gpus(pd_client_t *c, int *gpus)
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
 {
     pd_msg_t m;
-    int rc = s_hello(c, &m);
+    int rc = s_hello(c, s_connect_ms(), &m);
     if (rc)
         return rc;
     uint64_t w = 0, s = 0;
     pd_msg_uint_opt(&m, "workers", &w);
     pd_msg_uint_opt(&m, "slots", &s);
-    pd_msg_uint_opt(&m, "max_shared", &c->max_shared);
     *workers = (int) w;
     *slots = (int) s;
     return 0;
@@ -502,17 +649,75 @@ int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
 int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
                 char *endpoint, size_t cap)
 {
+    return pd_discover_broker(cluster, udp_port, iface, timeout_ms, NULL, endpoint, cap, NULL);
+}
+
+/* True when this account trusts the broker a beacon announces at ep; key
+   gets the key to use (the beacon's, or known_brokers' for ep). */
+static bool s_beacon_trusted(const char *dir, const pd_beacon_t *b, const char *ep,
+                             char key[PD_KEY_TXT])
+{
+    if (b->has_key) {
+        zmq_z85_encode(key, b->key, PD_BEACON_KEY_BYTES);
+        return pd_auth_trust_has(dir, ep, key);
+    }
+    key[0] = 0;
+    return dir && pd_auth_trust_find(dir, ep, key, NULL, 0) == 0;
+}
+
+int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                       const char *config_dir, char *endpoint, size_t cap, char key[41])
+{
+    if (key)
+        key[0] = 0;
+    char *dir = NULL;
+    if (config_dir)
+        dir = config_dir[0] ? strdup(config_dir) : pd_auth_config_dir();
     int err = 0;
     pd_beacon_listener_t *l = pd_beacon_listener_new(cluster ? cluster : PD_BEACON_DEFAULT_CLUSTER,
                                                      udp_port > 0 ? udp_port
                                                                   : PD_BEACON_DEFAULT_PORT,
                                                      iface, &err);
-    if (!l)
+    if (!l) {
+        free(dir);
         return err;
-    pd_beacon_t b;
-    int rc = pd_beacon_listener_wait(l, timeout_ms, &b, endpoint, cap);
+    }
+    int64_t deadline = s_now_ms() + timeout_ms;
+    char first_ep[300] = "", first_key[PD_KEY_TXT] = "", ep[300], k[PD_KEY_TXT];
+    int rc = 0;
+    for (;;) {
+        int64_t left = deadline - s_now_ms();
+        pd_beacon_t b;
+        int got = left > 0 ? pd_beacon_listener_wait(l, (int) left, &b, ep, sizeof ep) : 0;
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        if (got == 0) {
+            rc = first_ep[0] ? PD_ENOTRUSTED : PD_ETIMEDOUT;
+            if (first_ep[0]) {
+                snprintf(endpoint, cap, "%s", first_ep);
+                if (key)
+                    memcpy(key, first_key, PD_KEY_TXT);
+            }
+            break;
+        }
+        if (!config_dir || s_beacon_trusted(dir, &b, ep, k)) {
+            snprintf(endpoint, cap, "%s", ep);
+            if (key && b.has_key)
+                zmq_z85_encode(key, b.key, PD_BEACON_KEY_BYTES);
+            rc = 0;
+            break;
+        }
+        if (!first_ep[0]) {
+            snprintf(first_ep, sizeof first_ep, "%s", ep);
+            memcpy(first_key, b.has_key ? k : "", b.has_key ? PD_KEY_TXT : 1);
+        }
+        pd_log_debug("client: skipped the beacon of an untrusted broker at %s", ep);
+    }
     pd_beacon_listener_destroy(&l);
-    return rc == 1 ? 0 : rc == 0 ? PD_ETIMEDOUT : rc;
+    free(dir);
+    return rc;
 }
 
 /* Reads one worker map of a `cluster` reply. */

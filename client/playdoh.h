@@ -76,12 +76,45 @@ bool pd_job_state_final(pd_job_state_t s);
 
 /* ---- connecting ---------------------------------------------------------- */
 
+/* How a connection is secured (docs/security.md). */
+typedef enum {
+    PD_SECURITY_AUTO = 0,  /* CurveZMQ unless the broker is on loopback */
+    PD_SECURITY_CURVE = 1, /* CurveZMQ even on loopback */
+    PD_SECURITY_NONE = 2   /* no security even on a network: only on a network you trust */
+} pd_security_t;
+
+/* Options of pd_client_open; zero-initialise, then set what you need. */
+typedef struct {
+    pd_security_t security; /* AUTO: the PLAYDOH_SECURITY variable ("secure" or "insecure")
+                               may force one way */
+    const char *config_dir; /* where id.key and known_brokers are; NULL: PLAYDOH_CONFIG_DIR,
+                               else $XDG_CONFIG_HOME/playdoh, else ~/.config/playdoh */
+    const char *key_file;   /* this client's key pair; NULL: <config_dir>/id.key */
+    const char *broker_key; /* the broker's public key (40 characters, or a file whose
+                               first line they are, or a public certificate); NULL: the
+                               PLAYDOH_BROKER_KEY variable, else the key known_brokers
+                               trusts for the endpoint */
+    int connect_timeout_ms; /* 0: PLAYDOH_CONNECT_TIMEOUT_MS, else 5000 */
+    char *why;              /* when not NULL, receives why opening failed (whycap bytes) */
+    size_t whycap;          /* bytes at why */
+} pd_client_opts_t;
+
 /* Connects to the broker at endpoint ("tcp://host:port"); NULL means the
-   PLAYDOH_BROKER environment variable, else tcp://127.0.0.1:5555. Checks that
-   the broker answers within the connect time-out (PLAYDOH_CONNECT_TIMEOUT_MS,
-   default 5000). Returns the client (the caller destroys it), or NULL with
-   *err (if not NULL) set: PD_EUNREACH when no broker answered, PD_EINVAL for a
-   malformed endpoint.
+   PLAYDOH_BROKER environment variable, else tcp://127.0.0.1:5555. On a
+   network endpoint the connection runs CurveZMQ with this account's key
+   pair and accepts only the broker key it trusts (see pd_client_opts_t).
+   Checks that the broker answers within the connect time-out
+   (PLAYDOH_CONNECT_TIMEOUT_MS, default 5000). Returns the client (the caller
+   destroys it), or NULL with *err (if not NULL) set and, when opts->why is
+   given, a sentence saying what to do:
+   PD_EUNREACH     no broker answered;
+   PD_EINVAL       a malformed endpoint or key;
+   PD_ENOKEY       this account has no key pair (run `playdoh-keygen`);
+   PD_ENOTRUSTED   no trusted key for this broker (`playdoh-keygen trust`);
+   PD_EAUTH        the handshake failed: the broker refused this key, holds
+                   another key than the one trusted, or runs another security;
+   PD_EREFUSED     the broker admits this key, but not as a client.
+   opts may be NULL.
 
    The client rides out a broker restart: when its connection drops, or a
    reply is late, requests that may safely be repeated (status, fetch, module
@@ -93,6 +126,8 @@ bool pd_job_state_final(pd_job_state_t s);
    fail with PD_EUNREACH or PD_ETIMEDOUT instead. Synchronous tasks do not
    survive a broker restart: afterwards the broker knows no task (state
    PD_TASK_UNKNOWN), and never hands out a task id used before. */
+pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err);
+/* pd_client_open(endpoint, NULL, err). */
 pd_client_t *pd_client_new(const char *endpoint, int *err);
 /* Closes the connection and frees the client; sets *c to NULL; safe twice.
    Jobs already submitted go on and their results wait at the broker. */
@@ -146,6 +181,19 @@ uint64_t pd_client_resent(const pd_client_t *c);
    PD_EUNREACH when no interface can receive broadcasts, or PD_ESYS. */
 int pd_discover(const char *cluster, int udp_port, const char *iface, int timeout_ms,
                 char *endpoint, size_t cap);
+/* pd_discover, and the broker's public key announced in the beacon (Z85,
+   40 characters and a NUL, into key; "" when the beacon carries none). A
+   beacon is only a hint, and anyone on the LAN can send one. With
+   config_dir (a configuration directory, "" for the default one), only a
+   broker this account trusts is returned: a beacon's key must be listed in
+   config_dir/known_brokers for its endpoint or for any ("*"); a beacon
+   without a key needs a key listed for its endpoint. Other beacons are
+   skipped, and when only such beacons came, PD_ENOTRUSTED is returned with
+   endpoint and key describing the first one (to tell the user the
+   `playdoh-keygen trust` command). Returns 0, PD_ENOTRUSTED, or an error of
+   pd_discover. */
+int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int timeout_ms,
+                       const char *config_dir, char *endpoint, size_t cap, char key[41]);
 
 /* One worker as the broker sees it (pd_cluster_info). */
 typedef struct {
@@ -199,6 +247,23 @@ void pd_cluster_info_clear(pd_cluster_info_t *info);
 pd_local_t *pd_local_start(int cpus, int *err);
 /* The broker's endpoint, for pd_client_new. Borrowed until pd_local_stop. */
 const char *pd_local_endpoint(const pd_local_t *l);
+
+/* Options of pd_local_start_opts. */
+typedef struct {
+    int cpus;        /* worker slots (0: one per CPU) */
+    bool tcp_worker; /* the worker as its own process over TCP, as on a real cluster,
+                        instead of inside the broker over inproc */
+    bool secure;     /* CurveZMQ on every connection even on loopback, with keys made
+                        for this cluster (implies tcp_worker; benchmarks and tests) */
+} pd_local_opts_t;
+/* Like pd_local_start, with options. With secure, a temporary directory
+   holds a broker key pair and a key pair for the worker and the clients
+   (admitted as both); it is removed by pd_local_stop. Returns the cluster or
+   NULL with *err set. */
+pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err);
+/* The options a client needs to connect to this cluster (its security and
+   keys): pass them to pd_client_open. Borrowed until pd_local_stop. */
+const pd_client_opts_t *pd_local_client_opts(const pd_local_t *l);
 /* Stops the cluster (SIGTERM, then SIGKILL after 5 s), frees l and
    sets *l to NULL; safe twice. Results not fetched are lost with it. */
 void pd_local_stop(pd_local_t **l);

@@ -22,6 +22,7 @@
 */
 #include "submit.h"
 
+#include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_config.h"
@@ -62,7 +63,8 @@ enum {
     O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
     O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
     O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER, O_GPU,
-    O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL
+    O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
+    O_KEY, O_BROKER_KEY, O_CONFIG_DIR
 };
 
 typedef struct {
@@ -79,6 +81,11 @@ static const s_opt_t s_opts[] = {
     {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
     {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
     {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
+    {{"secure", no_argument, NULL, O_SECURE}, V_GLOBAL},
+    {{"insecure", no_argument, NULL, O_INSECURE}, V_GLOBAL},
+    {{"key", required_argument, NULL, O_KEY}, V_GLOBAL},
+    {{"broker-key", required_argument, NULL, O_BROKER_KEY}, V_GLOBAL},
+    {{"config-dir", required_argument, NULL, O_CONFIG_DIR}, V_GLOBAL},
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
@@ -121,7 +128,16 @@ static const char S_GLOBAL_HELP[] =
     "  -q, --quiet          no summary or per-job error lines on standard error\n"
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
     "      --log-level L    error, warn (default), info or debug\n"
-    "  -h, --help           help (after a verb: that verb's help)\n";
+    "  -h, --help           help (after a verb: that verb's help)\n"
+    "security (docs/security.md): towards a broker that is not on loopback the\n"
+    "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
+    "      --secure         CurveZMQ even on loopback\n"
+    "      --insecure       no security even on a network (only on a network you trust)\n"
+    "      --key FILE       this account's key pair (default: CONFIG/id.key)\n"
+    "      --broker-key KEY the broker's public key (default: CONFIG/known_brokers, or a\n"
+    "                       trusted key announced by the beacon)\n"
+    "      --config-dir DIR CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+    "                       or ~/.config/playdoh)\n";
 
 static const s_verb_t s_verbs[] = {
     {"map", V_MAP,
@@ -427,6 +443,19 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     case O_JSON: o->json = true; break;
     case O_CONFIG: o->config = arg; break;
+    case O_SECURE:
+    case O_INSECURE: {
+        pd_security_t want = code == O_SECURE ? PD_SECURITY_CURVE : PD_SECURITY_NONE;
+        if (o->conn.security != PD_SECURITY_AUTO && o->conn.security != want) {
+            pd_submit_usage_error(s, "%s", "--secure and --insecure exclude each other");
+            return bad_exit;
+        }
+        o->conn.security = want;
+        break;
+    }
+    case O_KEY: o->conn.key_file = arg; break;
+    case O_BROKER_KEY: o->conn.broker_key = arg; break;
+    case O_CONFIG_DIR: o->conn.config_dir = arg; break;
     case O_CLUSTER:
         if (!pd_beacon_name_ok(arg)) {
             pd_submit_usage_error(s, "--cluster wants 1 to 63 letters, digits, '-', '_' or '.', "
@@ -513,24 +542,39 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
 /* ---- session ------------------------------------------------------------- */
 
 /* Where the broker is: --broker, $PLAYDOH_BROKER, [submit] broker, a beacon
-   of the cluster, else tcp://127.0.0.1:5555. Returns 0 or 2 (bad file). */
+   of the cluster (with CurveZMQ, only one whose key this account trusts),
+   else tcp://127.0.0.1:5555; and the security settings of [submit] where
+   flags did not set them. Returns 0, 2 (bad file) or 3 (only untrusted
+   brokers answered: the command to trust one is printed). */
 static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
 {
-    if (o->broker) {
-        snprintf(ep, cap, "%s", o->broker);
-        return 0;
-    }
-    const char *env = getenv("PLAYDOH_BROKER");
-    if (env && *env) {
-        snprintf(ep, cap, "%s", env);
-        return 0;
-    }
     pd_config_t *cf = pd_config_new();
     char why[1024];
     if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
         fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
         pd_config_destroy(&cf);
         return 2;
+    }
+    /* Security: flags win over [submit] (values checked at load time). */
+    if (o->conn.security == PD_SECURITY_AUTO) {
+        pd_sec_mode_t m = PD_SEC_AUTO;
+        pd_auth_mode_parse(pd_config_str(cf, "submit", "security", "auto"), &m);
+        o->conn.security = (pd_security_t) m;
+    }
+    if (!o->conn.key_file && pd_config_has(cf, "submit", "key")) {
+        snprintf(o->conf_key, sizeof o->conf_key, "%s", pd_config_str(cf, "submit", "key", ""));
+        o->conn.key_file = o->conf_key;
+    }
+    if (!o->conn.broker_key && pd_config_has(cf, "submit", "broker_key")) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s",
+                 pd_config_str(cf, "submit", "broker_key", ""));
+        o->conn.broker_key = o->conf_bkey;
+    }
+    const char *env = getenv("PLAYDOH_BROKER");
+    if (o->broker || (env && *env)) {
+        snprintf(ep, cap, "%s", o->broker ? o->broker : env);
+        pd_config_destroy(&cf);
+        return 0;
     }
     const char *conf = pd_config_str(cf, "submit", "broker", "");
     if (pd_config_has(cf, "submit", "timeout_ms"))
@@ -546,12 +590,30 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
     int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
     int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
     const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
-    int rc = port ? pd_discover(cluster, port, iface, wait, ep, cap) : PD_ETIMEDOUT;
+    /* With CurveZMQ only a broker whose key this account trusts will do: a
+       forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
+    bool secure = o->conn.security != PD_SECURITY_NONE && !o->conn.broker_key;
+    char key[PD_KEY_TXT] = "";
+    int rc = port ? pd_discover_broker(cluster, port, iface, wait,
+                                       secure ? (o->conn.config_dir ? o->conn.config_dir : "")
+                                              : NULL,
+                                       ep, cap, key)
+                  : PD_ETIMEDOUT;
+    if (rc == PD_ENOTRUSTED) {
+        pd_auth_trust_hint(ep, key[0] ? key : NULL, why, sizeof why);
+        fprintf(stderr, "playdoh-submit: the only broker of cluster '%s' heard: %s\n", cluster,
+                why);
+        pd_config_destroy(&cf);
+        return 3;
+    }
     if (rc) {
         snprintf(ep, cap, "tcp://127.0.0.1:5555");
         if (port && !o->quiet)
             fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
                     "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+    } else if (secure && key[0]) {
+        snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
+        o->conn.broker_key = o->conf_bkey;
     }
     pd_config_destroy(&cf);
     return 0;
@@ -582,14 +644,19 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             return NULL;
         ep = found;
     }
-    s->c = pd_client_new(ep, &err);
+    char why[2048] = "";
+    pd_client_opts_t conn = s->local ? *pd_local_client_opts(s->local) : s->o.conn;
+    conn.why = why;
+    conn.whycap = sizeof why;
+    s->c = pd_client_open(ep, &conn, &err);
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
-    if (!s->c) {
+    if (!s->c && err == PD_EUNREACH)
         fprintf(stderr,
                 "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
                 "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
-    }
+    else if (!s->c)
+        fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
     return s->c;
 }
 

@@ -45,6 +45,9 @@ typedef struct {
     const char *cluster;   /* --cluster NAME (discovery) */
     int timeout_req_ms;    /* [submit] timeout_ms: a request's wait for its reply (0 = default) */
     int64_t ttl_s;         /* gc: --ttl S (-1: the broker's result time-to-live) */
+    pd_client_opts_t conn; /* security of the connection (--secure, --key, ...) */
+    char conf_key[1024];   /* [submit] key, when conn.key_file points here */
+    char conf_bkey[64];    /* [submit] broker_key or a discovered key, for conn.broker_key */
     int nodes;             /* task: --nodes N */
     const char *graph;     /* task: --graph FILE */
     const char *arg;       /* task: --arg JSON (every node's argument) */

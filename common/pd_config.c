@@ -31,6 +31,7 @@ typedef struct {
 } s_key_t;
 
 #define S_LEVELS "error|warn|info|debug"
+#define S_SECURITY "auto|secure|insecure" /* docs/security.md */
 
 static const s_key_t s_schema[] = {
     {"cluster", "name", S_NAME, 1, 63, NULL},
@@ -52,6 +53,9 @@ static const s_key_t s_schema[] = {
     {"broker", "journal", S_STR, 0, 0, NULL},
     {"broker", "journal_sync", S_CHOICE, 0, 0, "full|normal|off"},
     {"broker", "journal_max_mb", S_UINT, 0, 1073741824.0, NULL},
+    {"broker", "security", S_CHOICE, 0, 0, S_SECURITY},
+    {"broker", "key", S_STR, 0, 0, NULL},
+    {"broker", "allow_dir", S_STR, 0, 0, NULL},
 
     {"worker", "broker", S_ENDPOINT, 0, 0, NULL},
     {"worker", "cpus", S_UINT, 0, 4096, NULL},
@@ -68,10 +72,18 @@ static const s_key_t s_schema[] = {
     {"worker", "idle_wait_s", S_UINT, 0, 86400, NULL},
     {"worker", "proc_dir", S_STR, 0, 0, NULL},
     {"worker", "node_addr", S_STR, 0, 0, NULL},
+    {"worker", "security", S_CHOICE, 0, 0, S_SECURITY},
+    {"worker", "key", S_STR, 0, 0, NULL},
+    {"worker", "broker_key", S_STR, 0, 0, NULL},
+    {"worker", "code_policy", S_CHOICE, 0, 0, "any|clients|installed"},
+    {"worker", "code_list", S_STR, 0, 0, NULL},
 
     {"submit", "broker", S_ENDPOINT, 0, 0, NULL},
     {"submit", "log_level", S_CHOICE, 0, 0, S_LEVELS},
     {"submit", "timeout_ms", S_UINT, 100, 86400000, NULL},
+    {"submit", "security", S_CHOICE, 0, 0, S_SECURITY},
+    {"submit", "key", S_STR, 0, 0, NULL},
+    {"submit", "broker_key", S_STR, 0, 0, NULL},
 };
 #define S_NKEYS (sizeof s_schema / sizeof s_schema[0])
 

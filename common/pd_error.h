@@ -34,6 +34,9 @@
     X(EREFUSED, -23, "request refused")                                              \
     X(ENOGPU, -24, "no GPU slot for a GPU job")                                      \
     X(ECUDA, -25, "CUDA driver error")                                               \
+    X(EAUTH, -26, "authentication failed")                                           \
+    X(ENOTRUSTED, -27, "broker key not trusted")                                     \
+    X(ENOKEY, -28, "no key")                                                         \
     X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
     X(EABORTED, -41, "aborted because another node of the task failed")              \
     X(EPEER, -42, "the node that would send it has finished")

@@ -767,6 +767,8 @@ static void s_format_float(double v, bool single, char buf[40])
         strcat(buf, ".0");
 }
 
+#define S_KEY_TEXT_MAX 4096 /* JSON text of a non-string map key, bytes at most */
+
 static int s_json_value(pd_rd_t *r, pd_buf_t *out);
 
 static int s_json_key(pd_rd_t *r, pd_buf_t *out)
@@ -778,10 +780,13 @@ static int s_json_key(pd_rd_t *r, pd_buf_t *out)
             return PD_EPROTO;
         return s_put_string(out, (const uint8_t *) s, n);
     }
-    /* a key of another kind becomes the string of its JSON text */
+    /* A key of another kind becomes the string of its JSON text, at most
+       S_KEY_TEXT_MAX bytes: escaping that text again at every level of keys
+       nested in keys doubles it each time, and a frame of a few hundred bytes
+       could otherwise cost gigabytes and minutes (found by fuzz_msg). */
     pd_buf_t tmp;
     pd_buf_init(&tmp);
-    tmp.max = out->max;
+    tmp.max = out->max && out->max < S_KEY_TEXT_MAX ? out->max : S_KEY_TEXT_MAX;
     int rc = s_json_value(r, &tmp);
     if (!rc)
         rc = s_put_string(out, tmp.data, tmp.len);

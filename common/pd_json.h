@@ -17,7 +17,8 @@
     reads back to the same value (always with a '.' or exponent, so a float
     stays a float: 1.0 prints as "1.0"), non-finite floats as null, strings
     escaped (invalid UTF-8 bytes become U+FFFD), bin as a base64 string, and
-    map keys that are not strings as their JSON text inside a string.
+    map keys that are not strings as their JSON text inside a string (at most
+    4 KiB of it: a longer key makes the conversion fail with PD_ETOOBIG).
 */
 #ifndef PD_JSON_H
 #define PD_JSON_H
@@ -41,7 +42,7 @@ int pd_json_to_msgpack(const char *text, size_t len, pd_buf_t *out, char *err, s
    newline. The value is checked with pd_mp_check() first.
    Returns 0; PD_EPROTO for malformed msgpack (truncated, trailing bytes, ext
    types, nesting deeper than PD_MAX_DEPTH); PD_ETOOBIG or PD_ENOMEM when out
-   cannot grow. On error out keeps its previous length. */
+   cannot grow, or a map key that is not a string has over 4 KiB of JSON text. On error out keeps its previous length. */
 int pd_msgpack_to_json(const void *mp, size_t len, pd_buf_t *out);
 
 /* True when p[0..len) is well-formed UTF-8 (no overlong forms, surrogates

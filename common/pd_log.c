@@ -76,3 +76,24 @@ void pd_log_write(pd_log_level_t level, const char *fmt, ...)
     fprintf(stderr, "%02d:%02d:%02d.%03ld %s %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
             ts.tv_nsec / 1000000, labels[level], s_tag, line);
 }
+
+bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
+                       uint32_t *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (l->start_ms == 0 || now - l->start_ms >= window_ms) {
+        l->start_ms = now ? now : 1;
+        l->lines = 0;
+    }
+    if (l->lines >= burst) {
+        l->suppressed++;
+        return false;
+    }
+    l->lines++;
+    if (suppressed)
+        *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
+}

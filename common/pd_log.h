@@ -9,6 +9,8 @@
 #define PD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level_t;
 
@@ -27,6 +29,19 @@ void pd_log_set_handler(pd_log_fn *fn, void *user);
 
 void pd_log_write(pd_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* A limit on repeated log lines (refused connections, handshake failures):
+   at most `burst` lines per window; the others are counted, and the next
+   line let through says how many were swallowed. One limiter per thread. */
+typedef struct {
+    int64_t start_ms;    /* start of the current window (monotonic ms) */
+    uint32_t lines;      /* lines let through in the window */
+    uint32_t suppressed; /* lines swallowed since the last one let through */
+} pd_log_limit_t;
+/* True when a line may be written now; *suppressed (when not NULL) gets the
+   number swallowed before it, which the line should mention. */
+bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
+                       uint32_t *suppressed);
 
 #define pd_log_at(lvl, ...)                                                          \
     do {                                                                             \

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Playdoh builds and tests with (root or sudo).
+# Installs the Debian 12 packages Playdoh builds and tests with (root or sudo);
+# clang and libclang-rt-dev build the libFuzzer harnesses of tests/fuzz.
 #   --slurm   also Slurm and munge, for the pilot-job test and bench only
 #             (tests/slurm_pilots.sh, bench/bench_slurm.sh); CI passes it.
 set -euo pipefail
 # liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver.
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
-      libsodium-dev libsqlite3-dev libcriterion-dev python3 liblapacke-dev liblapack-dev libblas-dev)
+      libsodium-dev libsqlite3-dev libcriterion-dev python3 liblapacke-dev liblapack-dev libblas-dev
+      clang libclang-rt-dev)
 for arg in "$@"; do
     case "$arg" in
     --slurm) pkgs+=(slurm-wlm munge) ;;

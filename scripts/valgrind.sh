@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a broker, a worker (and its slot processes) and playdoh-submit under
-# valgrind's memcheck on loopback, through done, failed and crashed jobs, and
+# valgrind's memcheck on loopback, through done, failed and crashed jobs,
+# then again with CurveZMQ (--secure: keys made by playdoh-keygen, itself
+# under valgrind, the broker's ZAP handler, an unlisted client refused), and
 # fails if any of them reports a memory error or a definite leak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,8 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 VG=(valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
     --trace-children=yes "--trace-children-skip=*/cc,*gcc*,*cc1*,*/as,*/ld*,*collect2*,*/sh")
+# Everything is slow under valgrind, CurveZMQ's cryptography most of all.
+export PLAYDOH_CONNECT_TIMEOUT_MS=60000
 cat > "$tmp/m.c" <<'SRC'
 #include <playdoh_task.h>
 #include <signal.h>
@@ -60,6 +64,39 @@ shared_out=$(tr '\n' ' ' < "$tmp/shared-out")
 kill -TERM "$wpid"; wait "$wpid" || true
 kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
 pids=()
+# The same map over CurveZMQ, with keys made by playdoh-keygen.
+KG=(valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite)
+for k in broker worker client stranger; do
+    "${KG[@]}" --log-file="$tmp/vg-keygen-$k.%p.log" "$BUILD/playdoh-keygen" \
+        --config-dir "$tmp/k-$k" --name "$k" >"$tmp/$k.pub" 2>/dev/null
+done
+"$BUILD/playdoh-keygen" --config-dir "$tmp/k-broker" allow "$(cat "$tmp/worker.pub")" \
+    --role worker 2>/dev/null
+"$BUILD/playdoh-keygen" --config-dir "$tmp/k-broker" allow "$(cat "$tmp/client.pub")" \
+    --role client 2>/dev/null
+bkey=$(cat "$tmp/broker.pub")
+rm -f "$tmp/ep"
+"${VG[@]}" --log-file="$tmp/vg-secure-broker.%p.log" "$BUILD/playdoh-broker" \
+    --bind tcp://127.0.0.1:0 --ready-fd 3 --log-level warn --secure \
+    --config-dir "$tmp/k-broker" 3>"$tmp/ep" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/ep" ] && break; sleep 0.1; done
+ep=$(head -1 "$tmp/ep")
+"${VG[@]}" --log-file="$tmp/vg-secure-worker.%p.log" "$BUILD/playdoh-worker" --broker "$ep" \
+    --cpus 2 --cache "$tmp/cache" --log-level error --control none --secure \
+    --config-dir "$tmp/k-worker" --broker-key "$bkey" &
+wpid=$!
+pids+=($wpid)
+(seq 1 40; echo '"x"') | "${VG[@]}" --log-file="$tmp/vg-secure-submit.%p.log" \
+    "$BUILD/playdoh-submit" --broker "$ep" --secure --config-dir "$tmp/k-client" \
+    --broker-key "$bkey" map "$tmp/m.c" f > "$tmp/secure-out" 2>/dev/null || true
+secure_lines=$(wc -l < "$tmp/secure-out")
+# An unlisted key is refused; nothing breaks.
+"${VG[@]}" --log-file="$tmp/vg-secure-stranger.%p.log" "$BUILD/playdoh-submit" --broker "$ep" \
+    --secure --config-dir "$tmp/k-stranger" --broker-key "$bkey" status 1 >/dev/null 2>&1 || true
+kill -TERM "$wpid"; wait "$wpid" || true
+kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
+pids=()
 bad=0
 checked=0
 # Logs without a summary belong to processes that never ended under valgrind:
@@ -71,10 +108,11 @@ for f in "$tmp"/vg-*.log; do
         echo "valgrind.sh: errors in $(basename "$f"):"; cat "$f"; bad=1
     fi
 done
-[ "$checked" -ge 3 ] || { echo "valgrind.sh: only $checked processes ended under valgrind"; bad=1; }
+[ "$checked" -ge 12 ] || { echo "valgrind.sh: only $checked processes ended under valgrind"; bad=1; }
+[ "$secure_lines" -eq 41 ] || { echo "valgrind.sh: expected 41 result lines over CurveZMQ, got $secure_lines"; bad=1; }
 [ "$lines" -eq 41 ] || { echo "valgrind.sh: expected 41 result lines, got $lines"; bad=1; }
 [ "$exec_lines" -eq 5 ] || { echo "valgrind.sh: expected 5 exec output lines, got $exec_lines"; bad=1; }
 [ "$(wc -l < "$tmp/joblog")" -eq 6 ] || { echo "valgrind.sh: the job log is not 6 lines"; bad=1; }
 [ "$shared_out" = "2.0 4.0 " ] || { echo "valgrind.sh: shared-data map printed '$shared_out'"; bad=1; }
-echo "valgrind.sh: $checked processes checked, $lines results, $([ $bad = 0 ] && echo clean || echo FAILED)"
+echo "valgrind.sh: $checked processes checked, $lines results ($secure_lines over CurveZMQ), $([ $bad = 0 ] && echo clean || echo FAILED)"
 exit $bad

@@ -15,6 +15,12 @@
 # cluster name on the same LAN, malformed beacons and a beacon of another
 # protocol version are ignored (and logged).
 #
+# Security is the default, as on a real lab network: every program has its
+# key pair, the broker admits the workers and the client, and they trust
+# the broker's key at any address (`*`, for discovery). A rogue broker on
+# the LAN announces the same cluster with its own key: workers and
+# playdoh-submit skip its beacons (and say so), and it gets nothing.
+#
 # Needs root (CAP_NET_ADMIN) and `ip netns`: where the runner lacks them the
 # test is skipped (exit 77) with a message saying so. Namespaces, processes
 # and files are removed on every exit, failure included; every wait is
@@ -38,7 +44,7 @@ fail() {
 
 command -v ip >/dev/null 2>&1 || skip "the 'ip' command (iproute2) is not installed"
 [ "$(id -u)" -eq 0 ] || skip "creating network namespaces needs root (CAP_NET_ADMIN)"
-for p in playdoh-broker playdoh-worker playdoh-submit; do
+for p in playdoh-broker playdoh-worker playdoh-submit playdoh-keygen; do
     [ -x "$BUILD/$p" ] || fail "$BUILD/$p is not built"
 done
 
@@ -103,26 +109,59 @@ wait_for() {
     return 1
 }
 
-# A stranger: another cluster's broker on the same LAN (host1 too).
+# Keys: one pair per program (docs/security.md, "Set up a lab").
+keygen() { "$BUILD/playdoh-keygen" --config-dir "$DIR/k-$1" --name "$1" 2>/dev/null; }
+for k in broker other rogue w2 w3 client; do
+    keygen "$k" >"$DIR/$k.pub" || fail "playdoh-keygen for $k failed"
+done
+BROKER_KEY=$(cat "$DIR/broker.pub")
+for w in w2 w3; do
+    "$BUILD/playdoh-keygen" --config-dir "$DIR/k-broker" allow "$DIR/k-$w/id.key" \
+        --role worker 2>/dev/null || fail "allow $w"
+done
+"$BUILD/playdoh-keygen" --config-dir "$DIR/k-broker" allow "$(cat "$DIR/client.pub")" \
+    --role client --name client 2>/dev/null || fail "allow the client"
+for k in w2 w3 client; do
+    "$BUILD/playdoh-keygen" --config-dir "$DIR/k-$k" trust '*' "$BROKER_KEY" 2>/dev/null ||
+        fail "trust the broker in $k"
+done
+
+# A stranger: another cluster's broker on the same LAN (host1 too), and a
+# rogue broker announcing our cluster with a key nobody trusts.
 in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5556" --cluster "other$$" \
     --beacon-port "$BPORT" --beacon-interval-ms 200 --no-journal --log-level info \
-    2>"$DIR/other.log" &
+    --config-dir "$DIR/k-other" 2>"$DIR/other.log" &
 PIDS+=($!)
-in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5555" --cluster "$CLUSTER" \
-    --beacon-port "$BPORT" --beacon-interval-ms 200 --heartbeat-ms 200 --liveness 5 \
-    --journal "$DIR/broker.journal" --log-level info 2>"$DIR/broker.log" &
+in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5557" --cluster "$CLUSTER" \
+    --beacon-port "$BPORT" --beacon-interval-ms 200 --no-journal --log-level info \
+    --config-dir "$DIR/k-rogue" 2>"$DIR/rogue.log" &
 PIDS+=($!)
-T_START=$(now_ms)
 for i in 2 3; do
     in_ns "${NS[$((i - 1))]}" "$BUILD/playdoh-worker" --cluster "$CLUSTER" \
         --beacon-port "$BPORT" --cpus 2 --heartbeat-ms 200 --name "host$i" \
         --cache "$DIR/cache$i" --control "$DIR/w$i.ctl" --log-level info \
-        2>"$DIR/worker$i.log" &
+        --config-dir "$DIR/k-w$i" 2>"$DIR/worker$i.log" &
     PIDS+=($!)
 done
+# The workers hear the stranger's and the rogue's beacons before the real
+# broker exists (once a worker has found its broker it stops listening, so
+# the order is forced here rather than left to timing).
+other_ignored() { grep -q "ignored a beacon from $NET.1: it is for cluster 'other$$'" "$DIR/worker2.log"; }
+wait_for 10 other_ignored || fail "worker 2 did not log the other cluster's beacon as ignored"
+rogue_ignored() { grep -q "ignoring a beacon: broker tcp://$NET.1:5557 (key .*) is not trusted" "$DIR/worker2.log"; }
+wait_for 10 rogue_ignored || fail "worker 2 did not say it ignored the rogue broker's beacon"
+in_ns "${NS[0]}" "$BUILD/playdoh-broker" --bind "tcp://*:5555" --cluster "$CLUSTER" \
+    --beacon-port "$BPORT" --beacon-interval-ms 200 --heartbeat-ms 200 --liveness 5 \
+    --journal "$DIR/broker.journal" --log-level info --config-dir "$DIR/k-broker" \
+    2>"$DIR/broker.log" &
+PIDS+=($!)
+T_START=$(now_ms)
 
 # playdoh-submit on host2, discovering the broker by its beacon too.
-submit() { in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "$CLUSTER" -q "$@"; }
+submit() {
+    in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "$CLUSTER" --config-dir "$DIR/k-client" \
+        -q "$@"
+}
 cluster_json() { submit cluster --json 2>>"$DIR/submit.log"; }
 hosts_with_slots() {
     local want=$1 j
@@ -136,9 +175,11 @@ export PLAYDOH_CONFIG="$DIR/submit.conf"
 wait_for 30 hosts_with_slots 2 || fail "the two workers did not join by beacon within 30 s"
 grep -q "found broker tcp://$NET.1:5555 of cluster '$CLUSTER' by its beacon" "$DIR/worker2.log" ||
     fail "worker 2 did not say it found the broker by its beacon"
-grep -q "ignored a beacon from $NET.1: it is for cluster 'other$$'" "$DIR/worker2.log" ||
-    fail "worker 2 did not log the other cluster's beacon as ignored"
-say "both workers joined by beacon within $(( $(now_ms) - T_START )) ms of their start; the other cluster's beacon was ignored"
+say "both workers joined by beacon within $(( $(now_ms) - T_START )) ms of the broker's start; the other cluster's beacon was ignored"
+grep -q "listening on tcp://.*:5555 with CurveZMQ" "$DIR/broker.log" ||
+    fail "the broker on the LAN did not run CurveZMQ by default"
+grep -q "joined with" "$DIR/rogue.log" && fail "a worker joined the rogue broker"
+say "the rogue broker's beacons were skipped (key not trusted); it got no worker"
 
 # Malformed beacons and one of another protocol version, broadcast from
 # host1: ignored and logged, nothing else changes.
@@ -164,7 +205,8 @@ fi
 # playdoh-submit for a cluster nobody announces: it says so and fails.
 printf '[cluster]\nbeacon_port = %s\ndiscover_timeout_ms = 1000\n' "$BPORT" >"$DIR/quick.conf"
 out=$(PLAYDOH_CONFIG="$DIR/quick.conf" PLAYDOH_CONNECT_TIMEOUT_MS=1000 \
-      in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "nobody$$" cluster 2>&1)
+      in_ns "${NS[1]}" "$BUILD/playdoh-submit" --cluster "nobody$$" --config-dir "$DIR/k-client" \
+      cluster 2>&1)
 rc=$?
 [ $rc -eq 3 ] || fail "playdoh-submit for an unknown cluster exited $rc, not 3: $out"
 echo "$out" | grep -q "no beacon of cluster 'nobody$$' heard on UDP port $BPORT" ||

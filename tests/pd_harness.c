@@ -1,5 +1,6 @@
 /*  pd_harness: see pd_harness.h. */
 #include "pd_harness.h"
+#include "pd_auth.h"
 #include "pd_proc.h"
 
 #include <criterion/criterion.h>
@@ -20,10 +21,32 @@ const char *pd_harness_program(const char *name)
     return path;
 }
 
-/* Builds the broker's argv: program, bind, ready fd, heartbeat, the journal
-   (unless the flags choose), the harness's flags, then more. */
+/* Spawns argv with its standard error in <dir>/<log> (when log is set). */
+static pid_t s_spawn_logged(pd_harness_t *h, char *const *argv, int *ready, const char *log)
+{
+    int saved = -1;
+    if (log) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/%s", h->dir, log);
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0);
+        saved = dup(2);
+        dup2(fd, 2);
+        close(fd);
+    }
+    pid_t pid = pd_proc_spawn(argv, ready);
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
+    return pid;
+}
+
+/* Builds the broker's argv: program, bind, ready fd, heartbeat, security
+   (its configuration directory in conf), the journal (unless the flags
+   choose), the harness's flags, then more. */
 static void s_broker_argv(pd_harness_t *h, const char *bind, const char *const *more,
-                          char *program, char *hb, const char **argv)
+                          char *program, char *hb, char *conf, const char **argv)
 {
     snprintf(program, PATH_MAX, "%s", pd_harness_program("playdoh-broker"));
     snprintf(hb, 16, "%d", h->heartbeat_ms);
@@ -37,6 +60,12 @@ static void s_broker_argv(pd_harness_t *h, const char *bind, const char *const *
     argv[argc++] = hb;
     argv[argc++] = "--liveness";
     argv[argc++] = "5";
+    if (h->secure) {
+        snprintf(conf, PATH_MAX, "%s/broker", h->dir);
+        argv[argc++] = "--secure";
+        argv[argc++] = "--config-dir";
+        argv[argc++] = conf;
+    }
     if (h->journal[0]) {
         argv[argc++] = "--journal";
         argv[argc++] = h->journal;
@@ -50,11 +79,11 @@ static void s_broker_argv(pd_harness_t *h, const char *bind, const char *const *
 
 static void s_spawn_broker(pd_harness_t *h, const char *bind, const char *const *more)
 {
-    char program[PATH_MAX], hb[16];
+    char program[PATH_MAX], hb[16], conf[PATH_MAX];
     const char *argv[48];
-    s_broker_argv(h, bind, more, program, hb, argv);
+    s_broker_argv(h, bind, more, program, hb, conf, argv);
     int ready = -1;
-    h->broker = pd_proc_spawn((char *const *) argv, &ready);
+    h->broker = s_spawn_logged(h, (char *const *) argv, &ready, h->logged ? "broker.log" : NULL);
     cr_assert_gt(h->broker, 0);
     char endpoint[256];
     int rc = pd_proc_read_line(ready, endpoint, sizeof endpoint, 20000);
@@ -63,16 +92,27 @@ static void s_spawn_broker(pd_harness_t *h, const char *bind, const char *const 
     snprintf(h->endpoint, sizeof h->endpoint, "%s", endpoint);
 }
 
-void pd_harness_start(pd_harness_t *h, const char *const *extra)
+static void s_start(pd_harness_t *h, const char *const *extra, bool secure, bool logged)
 {
     memset(h, 0, sizeof *h);
     /* Fast enough that a killed worker is found within a second, slow enough
        that a worker on a loaded 2-core machine is not declared dead. */
     h->heartbeat_ms = 200;
+    h->secure = secure;
+    h->logged = logged;
     /* No configuration file of this machine's or user's leaks into tests. */
     setenv("PLAYDOH_CONFIG", "/dev/null", 1);
     snprintf(h->dir, sizeof h->dir, "/tmp/playdoh-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
+    if (secure) {
+        char bconf[300];
+        snprintf(bconf, sizeof bconf, "%s/broker", h->dir);
+        pd_keypair_t k;
+        char why[512];
+        cr_assert_eq(pd_auth_keygen(bconf, "test-broker", false, &k, why, sizeof why), 0, "%s",
+                     why);
+        snprintf(h->broker_key, sizeof h->broker_key, "%s", k.pub);
+    }
     bool own_journal = false;
     int n = 0;
     for (int i = 0; extra && extra[i]; i++) {
@@ -107,9 +147,9 @@ void pd_harness_restart_broker(pd_harness_t *h, const char *const *more)
 
 int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err, size_t cap)
 {
-    char program[PATH_MAX], hb[16], errpath[300];
+    char program[PATH_MAX], hb[16], conf[PATH_MAX], errpath[300];
     const char *argv[48];
-    s_broker_argv(h, "tcp://127.0.0.1:*", more, program, hb, argv);
+    s_broker_argv(h, "tcp://127.0.0.1:*", more, program, hb, conf, argv);
     snprintf(errpath, sizeof errpath, "%s/broker-stderr.txt", h->dir);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -139,33 +179,106 @@ int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err,
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int pd_harness_add_worker(pd_harness_t *h, int cpus) { return pd_harness_add_worker_args(h, cpus, NULL); }
-
-int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
+void pd_harness_start(pd_harness_t *h, const char *const *extra)
 {
-    return pd_harness_add_worker_args(h, cpus, extra);
+    s_start(h, extra, false, false);
+}
+void pd_harness_start_logged(pd_harness_t *h, const char *const *extra)
+{
+    s_start(h, extra, false, true);
+}
+void pd_harness_start_secure(pd_harness_t *h, const char *const *extra)
+{
+    s_start(h, extra, true, true);
 }
 
-int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
+void pd_harness_identity(pd_harness_t *h, const char *name, int role, char *confdir, size_t cap,
+                         char *key)
+{
+    snprintf(confdir, cap, "%s/%s", h->dir, name);
+    pd_keypair_t k;
+    char why[512], allow[300];
+    if (pd_auth_key_load((snprintf(allow, sizeof allow, "%s/id.key", confdir), allow), true, &k,
+                         NULL, 0) != 0)
+        cr_assert_eq(pd_auth_keygen(confdir, name, false, &k, why, sizeof why), 0, "%s", why);
+    if (key)
+        snprintf(key, 41, "%s", k.pub);
+    cr_assert_eq(pd_auth_trust_add(confdir, h->endpoint, h->broker_key, "test broker", why,
+                                   sizeof why), 0, "%s", why);
+    if (role) {
+        snprintf(allow, sizeof allow, "%s/broker/allowed", h->dir);
+        cr_assert_eq(pd_auth_allow_add(allow, k.pub, (pd_role_t) role, name, why, sizeof why), 0,
+                     "%s", why);
+    }
+}
+
+int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
+                             const char *const *extra)
 {
     cr_assert_lt(h->nworkers, PD_HARNESS_MAX_WORKERS);
     char worker[PATH_MAX];
     snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
-    char cpus_s[16], hb[16], cache[300], control[300];
+    char cpus_s[16], hb[16], cache[300], conf[300], log[64], control[300];
     snprintf(cpus_s, sizeof cpus_s, "%d", cpus);
     snprintf(hb, sizeof hb, "%d", h->heartbeat_ms);
     snprintf(cache, sizeof cache, "%s/cache", h->dir);
+    snprintf(log, sizeof log, "worker-%d.log", h->nworkers);
     snprintf(control, sizeof control, "%s/worker%d.ctl", h->dir, h->nworkers);
-    const char *argv[32] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
+    const char *argv[40] = {worker, "--broker", h->endpoint, "--cpus", cpus_s, "--heartbeat-ms",
                             hb, "--cache", cache, "--control", control};
     int argc = 11;
-    for (int i = 0; extra && extra[i] && argc < 31; i++)
+    if (h->secure) {
+        if (!identity) {
+            identity = "worker";
+            pd_harness_identity(h, identity, PD_ROLE_WORKER, conf, sizeof conf, NULL);
+        }
+        snprintf(conf, sizeof conf, "%s/%s", h->dir, identity);
+        argv[argc++] = "--secure";
+        argv[argc++] = "--config-dir";
+        argv[argc++] = conf;
+    }
+    for (int i = 0; extra && extra[i] && argc < 39; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    pid_t pid = pd_proc_spawn((char *const *) argv, NULL);
+    pid_t pid = s_spawn_logged(h, (char *const *) argv, NULL, h->secure || extra ? log : NULL);
     cr_assert_gt(pid, 0);
     h->workers[h->nworkers] = pid;
     return h->nworkers++;
+}
+
+int pd_harness_add_worker(pd_harness_t *h, int cpus)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, NULL);
+}
+
+int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, extra);
+}
+
+int pd_harness_add_worker_with(pd_harness_t *h, int cpus, const char *const *extra)
+{
+    return pd_harness_add_worker_as(h, cpus, NULL, extra);
+}
+
+bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", h->dir, name);
+    for (int waited = 0;; waited += 50) {
+        FILE *f = fopen(path, "r");
+        bool found = false;
+        if (f) {
+            static char buf[1 << 20];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = 0;
+            found = strstr(buf, text) != NULL;
+            fclose(f);
+        }
+        if (found || waited >= ms)
+            return found;
+        usleep(50000);
+    }
 }
 
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots)
@@ -211,10 +324,29 @@ char *pd_harness_module(pd_harness_t *h, const char *name, const char *source)
     return path;
 }
 
+pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
+                                  size_t whycap)
+{
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/%s", h->dir, identity);
+    pd_client_opts_t o = {.security = PD_SECURITY_CURVE, .config_dir = conf, .why = why,
+                          .whycap = whycap};
+    return pd_client_open(h->endpoint, &o, err);
+}
+
 pd_client_t *pd_harness_client(pd_harness_t *h)
 {
     int err = 0;
-    pd_client_t *c = pd_client_new(h->endpoint, &err);
-    cr_assert_not_null(c, "no client: %s", pd_strerror(err));
+    char why[1024] = "";
+    pd_client_t *c;
+    if (h->secure) {
+        char conf[300];
+        pd_harness_identity(h, "client", PD_ROLE_CLIENT, conf, sizeof conf, NULL);
+        c = pd_harness_client_as(h, "client", &err, why, sizeof why);
+    } else {
+        pd_client_opts_t o = {.security = PD_SECURITY_NONE, .why = why, .whycap = sizeof why};
+        c = pd_client_open(h->endpoint, &o, &err);
+    }
+    cr_assert_not_null(c, "no client: %s: %s", pd_strerror(err), why);
     return c;
 }

@@ -27,6 +27,9 @@ typedef struct {
     int heartbeat_ms;
     char journal[300];   /* the broker's journal ("" when it has none) */
     char *flags[24];     /* the extra broker flags (owned copies), NULL-terminated */
+    bool secure;         /* the broker runs CurveZMQ (pd_harness_start_secure) */
+    bool logged;         /* the broker's standard error goes to <dir>/broker.log */
+    char broker_key[41]; /* its public key, when secure */
 } pd_harness_t;
 
 /* Starts a broker; extra is NULL or a NULL-terminated list of more flags.
@@ -43,9 +46,28 @@ void pd_harness_restart_broker(pd_harness_t *h, const char *const *more);
    foreground, as a restart that must fail: returns its exit status and
    writes what it printed on standard error into err (NUL-terminated). */
 int pd_harness_broker_fails(pd_harness_t *h, const char *const *more, char *err, size_t cap);
+/* pd_harness_start with the broker's log in <dir>/broker.log. */
+void pd_harness_start_logged(pd_harness_t *h, const char *const *extra);
+/* Starts a broker with CurveZMQ on loopback (--secure): its key pair and
+   allow-list live in <dir>/broker; its log goes to <dir>/broker.log. */
+void pd_harness_start_secure(pd_harness_t *h, const char *const *extra);
+/* Makes a key pair in <dir>/<name> (a configuration directory, written to
+   confdir), trusts the broker there, and admits the key on the broker with
+   role (0 = not admitted: PD_ROLE_NONE). Its public key goes to key (41
+   bytes) when not NULL. */
+void pd_harness_identity(pd_harness_t *h, const char *name, int role, char *confdir, size_t cap,
+                         char *key);
 /* Starts a worker with cpus slots and the control socket <dir>/worker<I>.ctl;
    returns its index I in h->workers. */
 int pd_harness_add_worker(pd_harness_t *h, int cpus);
+/* Starts a worker with more flags (NULL-terminated) and its log in
+   <dir>/worker-<index>.log; with a secure broker, identity names the
+   configuration directory made by pd_harness_identity (NULL: "worker",
+   made and admitted as a worker on first use). */
+int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
+                             const char *const *extra);
+/* True when the file <dir>/<name> contains text (waits up to ms for it). */
+bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms);
 /* Like pd_harness_add_worker, with extra (NULL-terminated, may be NULL)
    appended to the worker's command line. */
 int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra);
@@ -59,8 +81,13 @@ void pd_harness_stop(pd_harness_t *h);
 /* Writes source to <dir>/<name> and returns the path (static storage per call
    site is not needed: the caller gets a malloc'ed string to free). */
 char *pd_harness_module(pd_harness_t *h, const char *name, const char *source);
-/* A connected client (asserts). */
+/* A connected client (asserts); with a secure broker it uses the identity
+   "client" (made and admitted as a client on first use). */
 pd_client_t *pd_harness_client(pd_harness_t *h);
+/* Opens a client of a secure broker as identity (a pd_harness_identity
+   name); returns NULL with *err and why set when refused. */
+pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
+                                  size_t whycap);
 /* Path of a built program (asserts). Static storage, overwritten per call. */
 const char *pd_harness_program(const char *name);
 

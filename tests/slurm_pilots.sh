@@ -8,7 +8,9 @@
 # checks that every job completes with the right result (retries 1: a job
 # charged for its pilot's end would fail), that the pilots registered with
 # their Slurm ids, and that the other pilot leaves by its idle time-out.
-# Tears everything down, even on failure.
+# Then pilots under CurveZMQ: one with an admitted key (given as files)
+# runs jobs, one with a stranger's key is refused. Tears everything down,
+# even on failure.
 #
 # Needs root and Debian's slurm-wlm and munge; skips (exit 77) saying so
 # otherwise. Where they are missing, CI (CI set) or PLAYDOH_SLURM_INSTALL=1
@@ -45,7 +47,7 @@ pd_slurm_prereqs() {
         skip "Slurm is not installed ($missing missing): 'bash scripts/install-deps.sh --slurm' installs Debian's slurm-wlm and munge (or set PLAYDOH_SLURM_INSTALL=1)"
     fi
     command -v python3 >/dev/null || skip "python3 is needed to check results"
-    for p in playdoh-broker playdoh-worker playdoh-submit; do
+    for p in playdoh-broker playdoh-worker playdoh-submit playdoh-keygen; do
         [ -x "$BIN/$p" ] || fail "$BIN/$p not built: set PLAYDOH_BINDIR to the build directory"
     done
 }
@@ -285,4 +287,44 @@ say "pilot ${job}_0 left on scancel: $n running jobs requeued, none lost"
 wait_for 60 queue_empty || fail "pilot ${job}_1 did not leave when idle: $(squeue)"
 grep -q "idle time-out" "$D/pilot-${job}_1.log" || fail "pilot ${job}_1 ended, but not by its idle time-out"
 say "pilot ${job}_1 left after its idle time-out"
+
+# Pilots under CurveZMQ (docs/slurm.md, "Security set-up"): the broker
+# forces CurveZMQ on loopback; the pilots get their key pair and the
+# broker's public key as files; a pilot whose key is not admitted never
+# joins, and the broker says why.
+K="$BIN/playdoh-keygen"
+"$K" --config-dir "$D/k-broker" --name broker >"$D/broker.pub" 2>/dev/null || fail "keygen broker"
+for k in pilots stranger me; do
+    "$K" --config-dir "$D/k-$k" --name "$k" >/dev/null 2>&1 || fail "keygen $k"
+done
+"$K" --config-dir "$D/k-broker" allow "$D/k-pilots/id.key" --role worker 2>/dev/null ||
+    fail "allow the pilots' key"
+"$K" --config-dir "$D/k-broker" allow "$D/k-me/id.key" --role client 2>/dev/null ||
+    fail "allow the client's key"
+"$BIN/playdoh-broker" --bind 'tcp://127.0.0.1:*' --secure --config-dir "$D/k-broker" \
+    --ready-fd 3 3>"$D/endpoint2" 2>"$D/log/broker2.log" &
+PIDS+=($!)
+wait_for 20 test -s "$D/endpoint2" || fail "the secure broker did not start"
+EP2=$(head -n 1 "$D/endpoint2")
+sjob=$("$SUBMIT" -q slurm --workers 1 --cpus-per-worker 1 --broker "$EP2" --idle-exit 5 \
+    --broker-key "$D/broker.pub" --worker-key "$D/k-pilots/id.key" --worker-arg=--secure \
+    --output "$D/spilot-%A_%a.log" --worker-arg="--cache=$D/cache2")
+[[ "$sjob" =~ ^[0-9]+$ ]] || fail "playdoh-submit slurm (secure) printed '$sjob'"
+xjob=$("$SUBMIT" -q slurm --workers 1 --cpus-per-worker 1 --broker "$EP2" --idle-exit 5 \
+    --broker-key "$D/broker.pub" --worker-key "$D/k-stranger/id.key" --worker-arg=--secure \
+    --output "$D/xpilot-%A_%a.log" --worker-arg="--cache=$D/cache3")
+secure_joined() { grep -q "Slurm job ${sjob}_0 .* joined" "$D/log/broker2.log"; }
+stranger_refused() { grep -q "refused a connection from .* is not on the allow-list" "$D/log/broker2.log"; }
+wait_for 90 secure_joined || fail "the pilot with an admitted key did not join the secure broker"
+wait_for 30 stranger_refused || fail "the broker did not log the stranger pilot's refusal"
+for p in $(sed -n 's/.*(pid \([0-9]*\), Slurm job.*/\1/p' "$D/log/broker2.log"); do
+    PILOT_PIDS+=("$p")
+done
+grep -q "Slurm job ${xjob}_0 .* joined" "$D/log/broker2.log" && fail "a pilot with a stranger's key joined"
+out=$(seq 1 20 | "$SUBMIT" --broker "$EP2" --secure --config-dir "$D/k-me" \
+    --broker-key "$D/broker.pub" map "$D/sq.c" slow_square) || fail "map over CurveZMQ failed: $out"
+[ "$(wc -l <<<"$out")" -eq 20 ] || fail "map over CurveZMQ gave $(wc -l <<<"$out") results, not 20"
+"$SUBMIT" -q slurm --cancel "$xjob" || true
+say "a pilot with an admitted key ran 20 jobs over CurveZMQ; a stranger's pilot was refused"
+wait_for 60 queue_empty || fail "the secure pilots did not leave: $(squeue)"
 say "PASS"

@@ -373,12 +373,13 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
     cr_assert_eq(pd_rd_array(&r, &n), 0);
     cr_assert(n <= cap);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t six;
+        uint32_t eight;
         const char *s;
         uint32_t sl;
         uint64_t tmo;
-        cr_assert_eq(pd_rd_array(&r, &six), 0);
-        cr_assert_eq(six, 6);
+        cr_assert_eq(pd_rd_array(&r, &eight), 0);
+        cr_assert_eq(eight, 8, "run entry: [id, attempt, mod, fn, timeout_ms, arg, shared, "
+                               "client]");
         cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
         cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
@@ -387,7 +388,22 @@ static uint32_t s_expect_run(void *w, s_run_job_t *out, uint32_t cap, bool want_
         cr_assert(sl == 6 && memcmp(s, "square", 6) == 0);
         cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
+        cr_assert_eq(pd_rd_nil(&r), 0, "no shared data: nil");
+        uint64_t ci;
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0, "the client is an index into 'clients'");
+        cr_assert_eq(ci, 0);
     }
+    /* One submitter, without CURVE: clients is [""]. */
+    cr_assert_eq(pd_msg_rd(&msg, "clients", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 1);
+    const char *s;
+    uint32_t sl;
+    cr_assert_eq(pd_rd_str(&r, &s, &sl), 0);
+    cr_assert_eq(sl, 0, "without CURVE the client key is empty");
+    pd_rd_init(&r, NULL, 0);
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
     return n;
 }
 
@@ -769,7 +785,7 @@ static uint32_t s_run_with_shared(void *w, const char *shr, int *shr_msgs, s_run
         uint32_t sl;
         uint64_t tmo;
         cr_assert_eq(pd_rd_array(&r, &seven), 0);
-        cr_assert_eq(seven, 7, "a job of a map with shared data names it");
+        cr_assert_eq(seven, 8, "a job of a map with shared data names it (and its client)");
         cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
         cr_assert_eq(pd_rd_str(&r, &str, &sl), 0);
@@ -778,6 +794,8 @@ static uint32_t s_run_with_shared(void *w, const char *shr, int *shr_msgs, s_run
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
         cr_assert_eq(pd_rd_str(&r, &str, &sl), 0);
         cr_assert(sl == 64 && memcmp(str, shr, 64) == 0);
+        uint64_t ci;
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0, "the client is an index into 'clients'");
     }
     return n;
 }
@@ -1033,6 +1051,203 @@ Test(unit_broker, cluster_lists_each_worker_with_its_state)
     cr_assert_eq(load, 1.5, "the hb's load never showed");
 }
 
+/* ---- roles: pd_broker_on_frame driven directly (no loop thread) -------- */
+
+static void s_roles_setup(void)
+{
+    pd_log_set_level(PD_LOG_ERROR);
+    pd_broker_config_t cfg;
+    pd_broker_config_defaults(&cfg);
+    cfg.bind = "inproc://pd-test-roles";
+    broker = pd_broker_new(&cfg, NULL);
+    cr_assert_not_null(broker);
+    pd_buf_init(&buf);
+}
+
+static void s_roles_teardown(void)
+{
+    pd_broker_destroy(&broker);
+    pd_buf_free(&buf);
+}
+
+TestSuite(unit_broker_roles, .init = s_roles_setup, .fini = s_roles_teardown, .timeout = 30);
+
+static const char *KEY_W = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+static const char *KEY_C = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+
+static void s_frame(const char *rid, const char *key, pd_role_t role)
+{
+    pd_broker_on_frame(broker, (const uint8_t *) rid, strlen(rid), key, role, buf.data, buf.len);
+}
+
+static void s_submit_frame(void)
+{
+    msgpack_packer pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "mod", "0000000000000000000000000000000000000000000000000000000000000000");
+    pd_pack_kv_str(&pk, "fn", "f");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+}
+
+Test(unit_broker_roles, a_worker_key_cannot_submit_and_a_client_key_cannot_register)
+{
+    pd_broker_stats_t st;
+    s_submit_frame();
+    s_frame("c1", KEY_W, PD_ROLE_WORKER);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 1);
+    cr_assert_eq(st.malformed, 1, "the refusal is answered (and counted) like any error");
+
+    msgpack_packer pk = s_begin("ready", 3);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    pd_pack_kv_uint(&pk, "pid", 1);
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_CLIENT);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+    cr_assert_eq(pd_workers_count(broker->workers), 0, "a client key registered as a worker");
+
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_BOTH);
+    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+}
+
+Test(unit_broker_roles, a_revoked_key_is_refused_everything)
+{
+    s_submit_frame();
+    s_frame("c1", KEY_C, PD_ROLE_NONE);
+    msgpack_packer pk = s_begin("hb", 0);
+    (void) pk;
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_NONE);
+    pd_broker_stats_t st;
+    pd_broker_stats(broker, &st);
+    cr_assert_eq(st.refused_role, 2);
+}
+
+Test(unit_broker_roles, a_registered_worker_is_bound_to_its_key)
+{
+    msgpack_packer pk = s_begin("ready", 2);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    /* Another admitted key on the same routing id: refused, and the
+       worker keeps its slots. */
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
+    pk = s_begin("bye", 0);
+    s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
+    cr_assert_eq(pd_workers_count(broker->workers), 1, "a bye from another key was obeyed");
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    cr_assert_eq(pd_workers_count(broker->workers), 0);
+}
+
+Test(unit_broker_roles, a_client_key_owns_its_jobs)
+{
+    /* A module, then a submit by KEY_C: the job's owner is KEY_C. */
+    static const char src[] = "int x;";
+    char hash[65];
+    pd_mods_hash(src, sizeof src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "x.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", src, sizeof src - 1);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 2);
+    pd_pack_kv_str(&pk, "mod", hash);
+    pd_pack_kv_str(&pk, "fn", "f");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_nil(&pk);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    pd_job_t *job = pd_jobs_get(broker->jobs, 1);
+    cr_assert_not_null(job, "the submit was not accepted");
+    cr_assert_str_eq(pd_jobs_fn_owner(broker->jobs, job->fn), KEY_C);
+}
+
+Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)
+{
+    static const char *KEY_B = "boZ)Qo$+()!ze:vm-pG&PsYE:1]-vNH0<T>81[LO";
+    /* A DEALER holds the worker's routing id, so that runs are delivered. */
+    void *w = zmq_socket(broker->ctx, ZMQ_DEALER);
+    int zero = 0, tmo = 3000;
+    zmq_setsockopt(w, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(w, ZMQ_ROUTING_ID, "w-0000000000000001", 18);
+    cr_assert_eq(zmq_connect(w, "inproc://pd-test-roles"), 0);
+    for (int i = 0; zmq_send(broker->sock, "w-0000000000000001", 18, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0;
+         i++) {
+        cr_assert_lt(i, 1000, "the worker's pipe never attached");
+        usleep(1000);
+    }
+    zmq_send(broker->sock, "", 0, ZMQ_DONTWAIT);
+    cr_assert_eq(zmq_recv(w, rx, sizeof rx, 0), 0);
+
+    static const char src[] = "int y;";
+    char hash[65];
+    pd_mods_hash(src, sizeof src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "y.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", src, sizeof src - 1);
+    s_frame("c1", KEY_C, PD_ROLE_CLIENT);
+    const char *owners[3] = {KEY_C, KEY_C, KEY_B};
+    for (int i = 0; i < 3; i++) {
+        pk = s_begin("submit", 4);
+        pd_pack_kv_uint(&pk, "req", 2);
+        pd_pack_kv_str(&pk, "mod", hash);
+        pd_pack_kv_str(&pk, "fn", "f");
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_uint64(&pk, (uint64_t) i);
+        s_frame(i < 2 ? "c1" : "c2", owners[i], PD_ROLE_CLIENT);
+    }
+    pk = s_begin("ready", 2);
+    pd_pack_kv_str(&pk, "host", "h");
+    pd_pack_kv_uint(&pk, "cpus", 4);
+    s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
+    pd_broker_dispatch(broker);
+    const char *types[] = {"welcome", "mod", "run"};
+    for (int i = 0; i < 3; i++) {
+        int got = zmq_recv(w, rx, sizeof rx, 0);
+        cr_assert_gt(got, 0, "no '%s'", types[i]);
+        cr_assert_eq(pd_msg_parse(&msg, rx, (size_t) got), 0);
+        cr_assert(pd_msg_is(&msg, types[i]), "got '%s' for '%s'", msg.type, types[i]);
+    }
+    /* mod names the client whose job needed it; run names each job's. */
+    pd_rd_t r;
+    uint32_t n;
+    cr_assert_eq(pd_msg_rd(&msg, "clients", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2, "two submitters, two keys in the chunk");
+    char k0[41], k1[41];
+    cr_assert_eq(pd_rd_strcpy(&r, k0, sizeof k0), 0);
+    cr_assert_eq(pd_rd_strcpy(&r, k1, sizeof k1), 0);
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 3);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        uint64_t id, ci;
+        cr_assert_eq(pd_rd_array(&r, &k), 0);
+        cr_assert_eq(k, 8);
+        cr_assert_eq(pd_rd_uint(&r, &id), 0);
+        for (int skip = 0; skip < 6; skip++)
+            cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_uint(&r, &ci), 0);
+        cr_assert_lt(ci, 2);
+        cr_assert_str_eq(ci == 0 ? k0 : k1, owners[id - 1], "job %llu", (unsigned long long) id);
+    }
+    zmq_close(w);
+}
+
 /* ---- GPU slots ---------------------------------------------------------- */
 
 static const char s_cu_src[] = "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n";
@@ -1124,11 +1339,11 @@ static uint32_t s_expect_gpu_run(void *w, s_run_job_t *out, uint32_t cap, const 
     cr_assert_eq(pd_rd_array(&r, &n), 0);
     cr_assert(n <= cap);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t nine;
-        uint64_t tmo;
+        uint32_t ten;
+        uint64_t tmo, client;
         bool gpu = false;
-        cr_assert_eq(pd_rd_array(&r, &nine), 0);
-        cr_assert_eq(nine, 9, "a GPU job travels with [.., shared or nil, gpu, cu]");
+        cr_assert_eq(pd_rd_array(&r, &ten), 0);
+        cr_assert_eq(ten, 10, "a GPU job travels with [.., shared or nil, client, gpu, cu]");
         cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].attempt), 0);
         cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
@@ -1136,6 +1351,8 @@ static uint32_t s_expect_gpu_run(void *w, s_run_job_t *out, uint32_t cap, const 
         cr_assert_eq(pd_rd_uint(&r, &tmo), 0);
         cr_assert_eq(pd_rd_uint(&r, &out[i].arg), 0);
         cr_assert_eq(pd_rd_nil(&r), 0, "no shared data");
+        cr_assert_eq(pd_rd_uint(&r, &client), 0);
+        cr_assert_eq(client, 0, "one submitter (without a key) in the chunk");
         cr_assert_eq(pd_rd_bool(&r, &gpu), 0);
         cr_assert(gpu);
         if (cu) {

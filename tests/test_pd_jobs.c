@@ -93,6 +93,36 @@ Test(unit_jobs, function_names_are_interned)
     cr_assert_eq(pd_jobs_get(jobs, a)->fn, pd_jobs_get(jobs, b)->fn);
 }
 
+Test(unit_jobs, each_job_remembers_the_key_that_submitted_it)
+{
+    pd_buf_reset(&buf);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &buf);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 2);
+    static const char *alice = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    static const char *bob = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+    uint64_t a, b, c;
+    uint32_t n;
+    char why[256];
+    pd_jobs_submit_t sub = {.fn = "f", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .owner = alice};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &a, &n, why, sizeof why), 0, "%s", why);
+    sub.owner = bob;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &b, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 3, &c, &n, why, sizeof why),
+                 0, "%s", why);
+    pd_job_t *ja = pd_jobs_get(jobs, a + 1), *jb = pd_jobs_get(jobs, b), *jc = pd_jobs_get(jobs, c);
+    cr_assert_neq(ja->fn, jb->fn, "one function, two owners: two entries");
+    cr_assert_str_eq(pd_jobs_fn_name(jobs, ja->fn), "f");
+    cr_assert_str_eq(pd_jobs_fn_name(jobs, jb->fn), "f");
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, ja->fn), alice);
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, jb->fn), bob);
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, jc->fn), "");
+    cr_assert_eq(pd_jobs_get(jobs, a)->fn, ja->fn, "jobs of one submit share the entry");
+}
+
 Test(unit_jobs, a_submit_over_the_bound_is_refused_whole)
 {
     uint64_t first;

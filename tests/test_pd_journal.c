@@ -100,6 +100,10 @@ static void s_put_module(void)
     pd_journal_put_mod(jn, pd_mods_get(mods, (uint32_t) idx));
 }
 
+/* The submitter's key given with the next submits (NULL: none, as without
+   CurveZMQ). */
+static const char *s_owner;
+
 /* Submits n jobs with integer arguments base .. base+n-1 for client
    "tester" (capped at max_slots, naming shared data shr: "" for none),
    journalled. */
@@ -120,7 +124,8 @@ static uint64_t s_submit_ex(uint32_t n, uint32_t base, const char *token, uint32
     pd_jobs_submit_t sub = {.client = "tester", .client_len = 6,
                             .mod = (uint32_t) pd_mods_find(mods, modhash), .fn = "square",
                             .args = b.data, .args_len = b.len, .retries = 3,
-                            .max_slots = max_slots, .shared = si < 0 ? 0 : (uint32_t) si + 1};
+                            .max_slots = max_slots, .shared = si < 0 ? 0 : (uint32_t) si + 1,
+                            .owner = s_owner};
     cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &got, swhy, sizeof swhy), 0, "%s", swhy);
     pd_journal_submit(jn, first, n, &sub, modhash, shr[0] ? shr : NULL, NULL,
                       pd_jobs_get(jobs, first)->arg, token, token ? strlen(token) : 0, 1000);
@@ -309,6 +314,29 @@ Test(unit_journal, a_batch_comes_back_with_its_client_cap_and_shared_data)
     pd_journal_drop_shared(jn, hash);
     s_commit();
     cr_assert_eq(s_count("shared"), 0);
+}
+
+Test(unit_journal, a_batch_keeps_its_submitters_key_across_restarts_and_rewrites)
+{
+    /* Workers judge code by its submitter's key (docs/security.md): a
+       restart must not turn a listed client's jobs into anonymous ones. */
+    static const char key[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    s_open_ok();
+    s_put_module();
+    s_owner = key;
+    uint64_t a = s_submit(2, 0, NULL);
+    s_owner = NULL;
+    uint64_t b = s_submit(2, 10, NULL);
+    s_commit();
+    s_open_ok();
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, a)->fn), key);
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, b)->fn), "");
+    pd_journal_resync(jn);
+    cr_assert_eq(pd_journal_commit(jn), 0);
+    s_open_ok();
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, a + 1)->fn), key,
+                     "the key survives a rewrite from memory");
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, b + 1)->fn), "");
 }
 
 Test(unit_journal, results_come_back_and_finished_batches_leave_the_journal)

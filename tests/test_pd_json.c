@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static pd_buf_t mp;   /* msgpack produced from JSON */
 static pd_buf_t js;   /* JSON produced from msgpack */
@@ -486,4 +487,41 @@ Test(json, float_text_reads_back_to_the_same_bits)
             back = back << 8 | mp.data[b];
         cr_assert_eq(back, x, "%.*s changed the value", (int) n, (char *) js.data);
     }
+}
+
+/* Map keys that are maps, nested: each level escapes the text of the one
+   below again, doubling it. A frame of a few hundred bytes once took
+   minutes and gigabytes (fuzz_msg, tests/fuzz/corpus/msg/
+   regression-nested-map-keys); a key's text is now capped at 4 KiB. */
+Test(json, map_keys_nested_in_map_keys_cost_little)
+{
+    pd_buf_t in;
+    pd_buf_init(&in);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &in);
+    for (int i = 0; i < 30; i++) {
+        msgpack_pack_map(&pk, 1); /* its key is the next map */
+    }
+    pd_pack_cstr(&pk, "\"quoted\\\"\"");
+    for (int i = 0; i < 30; i++)
+        pd_pack_cstr(&pk, "v");
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int rc = pd_msgpack_to_json(in.data, in.len, &js);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double) (b.tv_sec - a.tv_sec) + (double) (b.tv_nsec - a.tv_nsec) / 1e9;
+    cr_assert_eq(rc, PD_ETOOBIG, "rc %d", rc);
+    cr_assert_lt(s, 2.0, "took %.1f s", s);
+    cr_assert_eq(js.len, 0, "nothing is kept on failure");
+    /* A small non-string key still prints as its JSON text. */
+    pd_buf_reset(&in);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_int(&pk, 2);
+    msgpack_pack_int(&pk, 3);
+    cr_assert_eq(pd_msgpack_to_json(in.data, in.len, &js), 0);
+    cr_assert_eq(js.len, strlen("{\"[1,2]\":3}"));
+    cr_assert(memcmp(js.data, "{\"[1,2]\":3}", js.len) == 0);
+    pd_buf_free(&in);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define MAXN 8
@@ -19,6 +20,7 @@
 static void *s_ctx;
 static pd_tubes_t *s_t[MAXN];
 static int s_n;
+static bool s_curve; /* build() makes CurveZMQ tubes */
 
 static void setup(void) { s_ctx = zmq_ctx_new(); }
 
@@ -63,7 +65,8 @@ static void build(int n, const char *const *tubes, int ntubes, const edge_t *edg
         pd_tubes_config_t cfg = {.node = (uint32_t) node, .n = (uint32_t) n, .names = tubes,
                                  .ntubes = (uint32_t) ntubes, .out = out, .nout = nout,
                                  .in = in, .nin = nin, .window = window,
-                                 .window_bytes = window_bytes, .timeout_ms = timeout_ms};
+                                 .window_bytes = window_bytes, .timeout_ms = timeout_ms,
+                                 .curve = s_curve};
         int err;
         char why[256];
         s_t[node] = pd_tubes_new(s_ctx, &cfg, "127.0.0.1", &err, why, sizeof why);
@@ -73,7 +76,7 @@ static void build(int n, const char *const *tubes, int ntubes, const edge_t *edg
         uint32_t nn;
         const uint32_t *nb = pd_tubes_neighbours(s_t[node], &nn);
         for (uint32_t i = 0; i < nn; i++)
-            cr_assert_eq(pd_tubes_connect(s_t[node], nb[i], pd_tubes_endpoint(s_t[nb[i]])), 0,
+            cr_assert_eq(pd_tubes_connect(s_t[node], nb[i], pd_tubes_endpoint(s_t[nb[i]]), pd_tubes_key(s_t[nb[i]])), 0,
                          "%s", pd_tubes_error(s_t[node]));
     }
     for (int node = 0; node < n; node++)
@@ -152,6 +155,74 @@ Test(tubes, a_hundred_thousand_messages_arrive_in_order_under_a_small_window)
     cr_assert_eq(st0.pushed, (uint64_t) N);
     cr_assert_eq(st1.popped, (uint64_t) N);
     cr_assert_gt(st1.acks_sent, (uint64_t) (N / 16), "credit came back in acknowledgements");
+}
+
+/* A stranger on the network: a SUB of its own, subscribed to everything,
+   connected to node 0's XPUB while node 0 pushes 50 messages to node 1.
+   Returns how many the stranger received. */
+static int s_stranger_reads(void)
+{
+    const char *tubes[] = {"data"};
+    edge_t e[] = {{"data", 0, 1}};
+    build(2, tubes, 1, e, 1, 16, 1 << 20, 10000);
+    void *spy = zmq_socket(s_ctx, ZMQ_SUB);
+    int zero = 0, tmo = 100;
+    zmq_setsockopt(spy, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(spy, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(spy, ZMQ_SUBSCRIBE, "", 0);
+    cr_assert_eq(zmq_connect(spy, pd_tubes_endpoint(s_t[0])), 0);
+    usleep(300000); /* time to connect (or to fail the handshake) */
+    sender_t s = {.node = 0, .tube = "data", .count = 50, .size = 64};
+    pthread_t th;
+    pthread_create(&th, NULL, s_send_thread, &s);
+    for (int i = 0; i < 50; i++) {
+        const void *p;
+        size_t len;
+        uint32_t from;
+        cr_assert_eq(pd_tubes_pop(s_t[1], "data", -1, -1, true, &p, &len, &from), 0, "%s",
+                     pd_tubes_error(s_t[1]));
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(s.rc, 0, "%s", pd_tubes_error(s_t[0]));
+    int got = 0;
+    char buf[256];
+    while (got < 1000 && zmq_recv(spy, buf, sizeof buf, 0) >= 0)
+        got++;
+    zmq_close(spy);
+    return got;
+}
+
+Test(tubes, without_curve_a_stranger_that_connects_reads_the_data)
+{
+    /* What CurveZMQ on the tubes is for (and proof that the spy works). */
+    cr_assert_gt(s_stranger_reads(), 0);
+}
+
+Test(tubes, with_curve_data_flows_and_a_stranger_without_the_key_reads_nothing)
+{
+    s_curve = true;
+    cr_assert_eq(s_stranger_reads(), 0, "a stranger read CurveZMQ tube data");
+    cr_assert_not_null(pd_tubes_key(s_t[0]));
+    cr_assert_eq(strlen(pd_tubes_key(s_t[0])), 40u);
+    cr_assert_str_neq(pd_tubes_key(s_t[0]), pd_tubes_key(s_t[1]), "one key pair per node");
+}
+
+Test(tubes, with_curve_a_peer_without_a_key_is_refused_with_a_sentence)
+{
+    s_curve = true;
+    const char *tubes[] = {"data"};
+    pd_tubes_edge_t out[1] = {{0, 1}};
+    pd_tubes_config_t cfg = {.node = 0, .n = 2, .names = tubes, .ntubes = 1, .out = out,
+                             .nout = 1, .curve = true};
+    int err;
+    char why[256];
+    s_t[0] = pd_tubes_new(s_ctx, &cfg, "127.0.0.1", &err, why, sizeof why);
+    s_n = 1;
+    cr_assert_not_null(s_t[0], "%s", why);
+    cr_assert_eq(pd_tubes_connect(s_t[0], 1, "tcp://127.0.0.1:1", NULL), PD_EINVAL);
+    cr_assert(strstr(pd_tubes_error(s_t[0]), "without CurveZMQ"), "%s", pd_tubes_error(s_t[0]));
+    cr_assert_eq(pd_tubes_connect(s_t[0], 1, "tcp://127.0.0.1:1", "short"), PD_EINVAL);
+    cr_assert(strstr(pd_tubes_error(s_t[0]), "Z85"), "%s", pd_tubes_error(s_t[0]));
 }
 
 Test(tubes, large_messages_beyond_the_byte_window_travel_intact)
@@ -328,7 +399,7 @@ Test(tubes, misuse_gets_clear_errors)
     size_t len;
     cr_assert_eq(pd_tubes_pop(s_t[1], "a", 0, 0, false, &p, &len, NULL), PD_ETIMEDOUT);
     cr_assert_eq(pd_tubes_pop(s_t[0], "a", -1, 0, false, &p, &len, NULL), PD_EINVAL);
-    cr_assert_eq(pd_tubes_connect(s_t[0], 0, "tcp://127.0.0.1:1"), PD_EINVAL,
+    cr_assert_eq(pd_tubes_connect(s_t[0], 0, "tcp://127.0.0.1:1", NULL), PD_EINVAL,
                  "a node is not its own neighbour");
 }
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -51,7 +52,10 @@ static void *run_worker(void *arg)
 /* What the worker under test was told about Slurm (NULL: not a pilot). */
 static const char *s_slurm_job, *s_slurm_step, *s_slurm_array;
 
-static void start(int idle_exit_ms, const char *job, const char *step, const char *array)
+/* Starts the fake broker and a worker: an idle time-out and Slurm ids (a
+   pilot), code policy mode over list. */
+static void s_start_with(int idle_exit_ms, const char *job, const char *step, const char *array,
+                         pd_policy_mode_t mode, const char *list)
 {
     unsetenv("BXFI_MAP"); /* see test_pd_slot.c */
     s_slurm_job = job;
@@ -72,11 +76,22 @@ static void start(int idle_exit_ms, const char *job, const char *step, const cha
     pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 2, .cache_dir = s_dir,
                               .heartbeat_ms = 100, .name = "testhost",
                               .slot_exe = "/proc/self/exe", .idle_exit_ms = idle_exit_ms,
-                              .slurm_job = job, .slurm_step = step, .slurm_array = array};
+                              .slurm_job = job, .slurm_step = step, .slurm_array = array,
+                              .code_policy = mode, .code_list = list};
     s_worker = pd_worker_new(&cfg, NULL);
     cr_assert_not_null(s_worker);
     s_stop = 0;
     cr_assert_eq(pthread_create(&s_thread, NULL, run_worker, NULL), 0);
+}
+
+static void start(int idle_exit_ms, const char *job, const char *step, const char *array)
+{
+    s_start_with(idle_exit_ms, job, step, array, PD_POLICY_ANY, NULL);
+}
+
+static void s_start(pd_policy_mode_t mode, const char *list)
+{
+    s_start_with(0, NULL, NULL, NULL, mode, list);
 }
 
 static void setup(void) { start(0, NULL, NULL, NULL); }
@@ -207,27 +222,46 @@ static void handshake(void)
     send_buf(&b);
 }
 
-/* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x], ...]}. */
-static void run_jobs(size_t n, const uint64_t *ids, const char *const *mods, const char *const *fns,
-                     const double *xs, const uint64_t *timeouts)
+/* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x, nil, client], ...], clients}
+   where client indexes the distinct keys of clients[]; without clients,
+   entries have the six elements of older brokers and there is no table. */
+static void run_jobs_from(size_t n, const uint64_t *ids, const char *const *mods,
+                          const char *const *fns, const double *xs, const uint64_t *timeouts,
+                          const char *const *clients)
 {
     pd_buf_t b;
     msgpack_packer pk;
     pd_buf_init(&b);
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "run", 1);
+    pd_msg_begin(&pk, "run", clients ? 2 : 1);
     pd_pack_cstr(&pk, "jobs");
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
-        msgpack_pack_array(&pk, 6);
+        msgpack_pack_array(&pk, clients ? 8 : 6);
         msgpack_pack_uint64(&pk, ids[i]);
         msgpack_pack_uint64(&pk, 1);
         pd_pack_cstr(&pk, mods[i]);
         pd_pack_cstr(&pk, fns[i]);
         msgpack_pack_uint64(&pk, timeouts ? timeouts[i] : 0);
         msgpack_pack_double(&pk, xs[i]);
+        if (clients) {
+            msgpack_pack_nil(&pk);       /* no shared data */
+            msgpack_pack_uint64(&pk, i); /* the table repeats keys: one entry per job */
+        }
+    }
+    if (clients) {
+        pd_pack_cstr(&pk, "clients");
+        msgpack_pack_array(&pk, (uint32_t) n);
+        for (size_t i = 0; i < n; i++)
+            pd_pack_cstr(&pk, clients[i]);
     }
     send_buf(&b);
+}
+
+static void run_jobs(size_t n, const uint64_t *ids, const char *const *mods, const char *const *fns,
+                     const double *xs, const uint64_t *timeouts)
+{
+    run_jobs_from(n, ids, mods, fns, xs, timeouts, NULL);
 }
 
 typedef struct {
@@ -235,7 +269,7 @@ typedef struct {
     bool ok;
     double x;        /* when ok */
     char code[32];   /* when failed */
-    char msg[256];
+    char msg[512];
 } res_t;
 
 /* Collects `want` results from `done` messages (or fails after 20 s). */
@@ -454,8 +488,162 @@ Test(unit, silent_broker_gets_ready_again)
     cr_expect(ready, "no 'ready' after the broker fell silent");
 }
 
-/* Sends run {jobs: [[id, 1, mod, fn, 0, x, nil, true, nil]]}: one GPU job
-   (no shared data, no CUDA module). */
+/* ---- the owner's code policy ------------------------------------------- */
+
+static void policy_teardown(void) { teardown(); }
+TestSuite(policy, .fini = policy_teardown, .timeout = 60);
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(policy, clients_policy_runs_only_listed_keys_and_rereads_the_list)
+{
+    char a[41], b[41], sec[41];
+    zmq_curve_keypair(a, sec);
+    zmq_curve_keypair(b, sec);
+    char list[128], text[256];
+    snprintf(list, sizeof list, "/tmp/pd-policy-%d", (int) getpid());
+    snprintf(text, sizeof text, "# lab members\n%s alice\n", a);
+    s_write(list, text);
+    s_start(PD_POLICY_CLIENTS, list);
+    handshake();
+    uint64_t ids[3] = {1, 2, 3};
+    const char *mods[3] = {s_hash, s_hash, s_hash};
+    const char *fns[3] = {"square", "square", "square"};
+    const char *clients[3] = {a, b, ""};
+    double xs[3] = {3, 4, 5};
+    run_jobs_from(3, ids, mods, fns, xs, NULL, clients);
+    res_t rs[3];
+    collect(rs, 3);
+    cr_expect(find(rs, 3, 1)->ok);
+    cr_expect_float_eq(find(rs, 3, 1)->x, 9.0, 1e-12);
+    cr_expect_str_eq(find(rs, 3, 2)->code, "PD_EREFUSED");
+    cr_expect(strstr(find(rs, 3, 2)->msg, b), "the refusal names the key: %s", find(rs, 3, 2)->msg);
+    cr_expect(strstr(find(rs, 3, 2)->msg, "testhost"), "%s", find(rs, 3, 2)->msg);
+    cr_expect_str_eq(find(rs, 3, 3)->code, "PD_EREFUSED");
+    cr_expect(strstr(find(rs, 3, 3)->msg, "without a client key"), "%s", find(rs, 3, 3)->msg);
+    /* The owner lists b while the worker runs. */
+    usleep(20000); /* a new modification time */
+    snprintf(text, sizeof text, "%s alice\n%s bob\n", a, b);
+    s_write(list, text);
+    uint64_t id2[1] = {4};
+    const char *cl2[1] = {b};
+    run_jobs_from(1, id2, mods, fns, xs, NULL, cl2);
+    collect(rs, 1);
+    cr_expect(rs[0].ok, "b's job was refused after b was listed: %s", rs[0].msg);
+    unlink(list);
+}
+
+Test(policy, installed_policy_refuses_shipped_code_and_runs_installed_modules)
+{
+    char list[128];
+    snprintf(list, sizeof list, "/tmp/pd-policy-%d", (int) getpid());
+    s_write(list, "# nothing installed yet\n");
+    s_start(PD_POLICY_INSTALLED, list);
+    handshake(); /* ships tasks.c in a `mod` */
+    uint64_t ids[1] = {1};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"square"};
+    const char *clients[1] = {""};
+    double xs[1] = {6};
+    run_jobs_from(1, ids, mods, fns, xs, NULL, clients);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_str_eq(rs[0].code, "PD_EREFUSED");
+    cr_expect(strstr(rs[0].msg, "installed"), "%s", rs[0].msg);
+    cr_expect(strstr(rs[0].msg, "--install-module"), "%s", rs[0].msg);
+    char path[256];
+    snprintf(path, sizeof path, "%s/modules/%s.c", s_dir, s_hash);
+    cr_expect_neq(access(path, F_OK), 0, "a shipped module was stored under 'installed'");
+    /* The owner installs the module (what --install-module does). */
+    s_write(path, s_src);
+    char text[128];
+    snprintf(text, sizeof text, "%s tasks.c\n", s_hash);
+    usleep(20000);
+    s_write(list, text);
+    ids[0] = 2;
+    run_jobs_from(1, ids, mods, fns, xs, NULL, clients);
+    collect(rs, 1);
+    cr_expect(rs[0].ok, "the installed module was refused: %s", rs[0].msg);
+    cr_expect_float_eq(rs[0].x, 36.0, 1e-12);
+    unlink(list);
+}
+
+Test(policy, installed_policy_refuses_a_gpu_job_whose_cuda_module_is_not_installed)
+{
+    static const char cu_src[] = "extern \"C\" __global__ void k(float *x) { x[0] = 1; }\n";
+    unsigned char h[32];
+    char cu[65];
+    crypto_hash_sha256(h, (const unsigned char *) cu_src, strlen(cu_src));
+    sodium_bin2hex(cu, sizeof cu, h, 32);
+    char list[128], text[256], path[512];
+    snprintf(list, sizeof list, "/tmp/pd-policy-%d", (int) getpid());
+    s_write(list, "# nothing installed yet\n");
+    s_start(PD_POLICY_INSTALLED, list);
+    /* The task module is installed and listed; the CUDA module is in the
+       cache (as if left there) but not listed. */
+    usleep(20000); /* a new modification time */
+    snprintf(text, sizeof text, "%s tasks.c\n", s_hash);
+    s_write(list, text);
+    char mdir[200];
+    snprintf(mdir, sizeof mdir, "%s/modules", s_dir);
+    mkdir(mdir, 0700);
+    snprintf(path, sizeof path, "%s/%s.c", mdir, s_hash);
+    s_write(path, s_src);
+    snprintf(path, sizeof path, "%s/%s.cu", mdir, cu);
+    s_write(path, cu_src);
+    handshake();
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "run", 2);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 10);
+    msgpack_pack_uint64(&pk, 21);
+    msgpack_pack_uint64(&pk, 1);
+    pd_pack_cstr(&pk, s_hash);
+    pd_pack_cstr(&pk, "square");
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_double(&pk, 2);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, 0);
+    msgpack_pack_true(&pk);
+    pd_pack_cstr(&pk, cu);
+    pd_pack_cstr(&pk, "clients");
+    msgpack_pack_array(&pk, 1);
+    pd_pack_cstr(&pk, "");
+    send_buf(&b);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_str_eq(rs[0].code, "PD_EREFUSED", "the CUDA module ran uninstalled: %s", rs[0].msg);
+    cr_expect(strstr(rs[0].msg, cu), "the refusal names the CUDA module: %s", rs[0].msg);
+    unlink(list);
+}
+
+Test(policy, a_run_without_client_keys_still_runs_under_any)
+{
+    s_start(PD_POLICY_ANY, NULL);
+    handshake();
+    uint64_t ids[1] = {1};
+    const char *mods[1] = {s_hash};
+    const char *fns[1] = {"square"};
+    const char *clients[1] = {"not-a-key"};
+    double xs[1] = {2};
+    run_jobs_from(1, ids, mods, fns, xs, NULL, clients);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect(rs[0].ok);
+}
+
+/* Sends run {jobs: [[id, 1, mod, fn, 0, x, nil, 0, true, nil]]}: one GPU
+   job (no shared data, no client key, no CUDA module). */
 static void run_gpu_job(uint64_t id, const char *fn, double x)
 {
     pd_buf_t b;
@@ -465,7 +653,7 @@ static void run_gpu_job(uint64_t id, const char *fn, double x)
     pd_msg_begin(&pk, "run", 1);
     pd_pack_cstr(&pk, "jobs");
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 9);
+    msgpack_pack_array(&pk, 10);
     msgpack_pack_uint64(&pk, id);
     msgpack_pack_uint64(&pk, 1);
     pd_pack_cstr(&pk, s_hash);
@@ -473,6 +661,7 @@ static void run_gpu_job(uint64_t id, const char *fn, double x)
     msgpack_pack_uint64(&pk, 0);
     msgpack_pack_double(&pk, x);
     msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, 0);
     msgpack_pack_true(&pk);
     msgpack_pack_nil(&pk);
     send_buf(&b);

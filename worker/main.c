@@ -12,6 +12,8 @@
 
     `playdoh-worker ctl [--cpus N] [--gpus N] [--now]` is the owner's remote
     control: it talks to a running worker over its control socket.
+    `playdoh-worker --install-module FILE` installs a module for the code
+    policy `installed` (docs/security.md).
 
     The same binary is also the slot process: pd_slot_new() execs
     /proc/self/exe with "--slot ...", which main() hands to pd_slot_main()
@@ -20,6 +22,7 @@
     Likewise "--node ..." (a node of a synchronous task) goes to
     pd_nodeproc_main().
 */
+#include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_config.h"
@@ -29,10 +32,12 @@
 #include "pd_modcache.h"
 #include "pd_msg.h"
 #include "pd_nodeproc.h"
+#include "pd_policy.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,6 +91,23 @@ static void s_usage(FILE *f)
             "  --idle-action A    suspend or requeue running jobs when the owner is back\n"
             "  --idle-exit S      leave after S seconds without a job (default 0: never;\n"
             "                     pilot jobs use it to give their allocation back)\n"
+            "\n"
+            "security (docs/security.md): towards a broker that is not on loopback the\n"
+            "worker runs CurveZMQ and accepts only the broker key it trusts\n"
+            "  --secure           CurveZMQ even on loopback\n"
+            "  --insecure         no security even on a network (logs a warning at start)\n"
+            "  --key FILE         this worker's key pair (default: CONFIG/id.key)\n"
+            "  --broker-key KEY   the broker's public key (default: CONFIG/known_brokers, or a\n"
+            "                     trusted key announced by the beacon)\n"
+            "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
+            "                     or ~/.config/playdoh)\n"
+            "whose code runs on this machine (the owner decides):\n"
+            "  --code-policy P    any: code from any client the broker admits (default);\n"
+            "                     clients: only from the client keys listed in a file;\n"
+            "                     installed: only modules installed here, listed by hash\n"
+            "  --code-list FILE   the list (default: CONFIG/code-clients or CONFIG/code-modules)\n"
+            "  --install-module FILE  store FILE (a .c, .so or .cu module) in the cache, add its\n"
+            "                     hash to the installed list, print the hash and exit\n"
             "  --help             this text\n"
             "\n"
             "Flags override the configuration file ([cluster] and [worker]); SIGHUP re-reads it.\n"
@@ -313,6 +335,7 @@ typedef struct {
     const char *broker, *cache, *name, *level, *cluster, *iface, *control, *action, *node_addr;
     int cpus, gpus, hb, bport;
     double idle_max;
+    const char *security, *key, *broker_key, *config_dir, *policy, *code_list, *install;
     int idle_exit_ms; /* --idle-exit (a flag only: pilots pass it) */
 } s_flags_t;
 
@@ -370,6 +393,83 @@ static int s_check_flag(const char *flag, const char *section, const char *key, 
     return 0;
 }
 
+/* --install-module: stores a module in the cache and lists its hash as
+   installed, so that `--code-policy installed` runs it. */
+static int s_install(const pd_worker_config_t *cfg, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "playdoh-worker: cannot read %s: %s\n", file, strerror(errno));
+        return 2;
+    }
+    size_t cap = 1 << 16, len = 0, got;
+    char *data = malloc(cap);
+    while (data && (got = fread(data + len, 1, cap - len, f)) > 0) {
+        len += got;
+        if (len == cap && cap < (64u << 20)) {
+            char *grown = realloc(data, cap * 2);
+            if (!grown) {
+                free(data);
+                data = NULL;
+                break;
+            }
+            data = grown;
+            cap *= 2;
+        } else if (len == cap) {
+            break;
+        }
+    }
+    bool big = data && len == cap && fgetc(f) != EOF;
+    fclose(f);
+    if (!data || big || len == 0) {
+        fprintf(stderr, "playdoh-worker: %s is %s\n", file,
+                !data ? "too large to read" : big ? "larger than 64 MiB" : "empty");
+        free(data);
+        return 2;
+    }
+    size_t fl = strlen(file);
+    /* A task module (.c or .so) or a GPU job's CUDA module (.cu). */
+    const char *kind = fl > 3 && strcmp(file + fl - 3, ".so") == 0   ? "so"
+                       : fl > 3 && strcmp(file + fl - 3, ".cu") == 0 ? "cu"
+                                                                     : "c";
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *) data, len);
+    char hash[65];
+    sodium_bin2hex(hash, sizeof hash, h, sizeof h);
+    int err = 0;
+    pd_modcache_t *mc = pd_modcache_new(cfg->cache_dir, &err);
+    char why[512] = "";
+    int rc = mc ? pd_modcache_store(mc, hash, kind, data, len, why, sizeof why) : err;
+    pd_modcache_destroy(&mc);
+    free(data);
+    if (rc) {
+        fprintf(stderr, "playdoh-worker: cannot store %s in %s: %s\n", file, cfg->cache_dir,
+                why[0] ? why : pd_strerror(rc));
+        return 1;
+    }
+    char list[4096];
+    if (cfg->code_list) {
+        snprintf(list, sizeof list, "%s", cfg->code_list);
+    } else {
+        char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+        if (!dir) {
+            fprintf(stderr, "playdoh-worker: HOME is not set: give --code-list FILE\n");
+            return 2;
+        }
+        snprintf(list, sizeof list, "%s/code-modules", dir);
+        free(dir);
+    }
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    if (pd_policy_list_add(list, hash, base, why, sizeof why)) {
+        fprintf(stderr, "playdoh-worker: %s\n", why);
+        return 1;
+    }
+    printf("%s\n", hash);
+    fprintf(stderr, "playdoh-worker: %s installed in %s and listed in %s (run the worker with "
+                    "--code-policy installed to run only such modules)\n", base, cfg->cache_dir, list);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (pd_slot_is_child(argc, argv))
@@ -380,7 +480,8 @@ int main(int argc, char **argv)
         return s_ctl(argc - 1, argv + 1);
 
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
-           O_NODE_ADDR };
+           O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
+           O_LIST, O_INSTALL };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -395,6 +496,14 @@ int main(int argc, char **argv)
         {"idle-load-max", required_argument, NULL, O_IDLE},
         {"idle-action", required_argument, NULL, O_ACTION},
         {"idle-exit", required_argument, NULL, O_EXIT},
+        {"secure", no_argument, NULL, O_SECURE},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"key", required_argument, NULL, O_KEY},
+        {"broker-key", required_argument, NULL, O_BROKER_KEY},
+        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
+        {"code-policy", required_argument, NULL, O_POLICY},
+        {"code-list", required_argument, NULL, O_LIST},
+        {"install-module", required_argument, NULL, O_INSTALL},
         {NULL, 0, NULL, 0}};
     static s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
     int c;
@@ -431,6 +540,25 @@ int main(int argc, char **argv)
             break;
         case O_NODE_ADDR: fl.node_addr = optarg; break;
         case O_EXIT: fl.idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
+        case O_SECURE:
+        case O_INSECURE: {
+            const char *want = c == O_SECURE ? "secure" : "insecure";
+            if (fl.security && strcmp(fl.security, want) != 0) {
+                fprintf(stderr, "playdoh-worker: --secure and --insecure exclude each other\n");
+                return 2;
+            }
+            fl.security = want;
+            break;
+        }
+        case O_KEY: fl.key = optarg; break;
+        case O_BROKER_KEY: fl.broker_key = optarg; break;
+        case O_CONFIG_DIR: fl.config_dir = optarg; break;
+        case O_POLICY:
+            s_check_flag("--code-policy", "worker", "code_policy", optarg);
+            fl.policy = optarg;
+            break;
+        case O_LIST: fl.code_list = optarg; break;
+        case O_INSTALL: fl.install = optarg; break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
         }
@@ -492,6 +620,10 @@ int main(int argc, char **argv)
         .reload = &s_reload,
         .on_reload = s_reload_config,
         .reload_user = &fl,
+        .config_dir = fl.config_dir,
+        .key_file = fl.key ? fl.key : pd_config_str(cf, "worker", "key", NULL),
+        .broker_key = fl.broker_key ? fl.broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
+        .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
         .idle_exit_ms = fl.idle_exit_ms,
     };
     if (cfg.node_addr && (!cfg.node_addr[0]
@@ -500,9 +632,15 @@ int main(int argc, char **argv)
                         "of this machine, such as 192.168.1.20, not '%s'\n", cfg.node_addr);
         return 2;
     }
+    /* Values were checked against the schema (flags by s_check_flag). */
+    pd_auth_mode_parse(fl.security ? fl.security
+                                   : pd_config_str(cf, "worker", "security", "auto"),
+                       &cfg.security);
+    pd_policy_parse(fl.policy ? fl.policy : pd_config_str(cf, "worker", "code_policy", "any"),
+                    &cfg.code_policy);
     char array[96];
     s_slurm_ids(&cfg, array, sizeof array);
-    if (cfg.beacon_port == 0 && (!cfg.broker || !*cfg.broker)) {
+    if (cfg.beacon_port == 0 && (!cfg.broker || !*cfg.broker) && !fl.install) {
         fprintf(stderr, "playdoh-worker: [cluster] beacon_port is 0 (no beacons) and no broker "
                         "is given: set [worker] broker or pass --broker ENDPOINT\n");
         pd_config_destroy(&cf);
@@ -524,6 +662,12 @@ int main(int argc, char **argv)
             return 2;
         }
         cfg.cache_dir = cache;
+    }
+    if (fl.install) {
+        int rc = s_install(&cfg, fl.install);
+        free(cache);
+        pd_config_destroy(&cf);
+        return rc;
     }
 
     /* SIGINT/SIGTERM/SIGHUP must reach the main thread, whose zmq_poll they

@@ -261,13 +261,17 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         return -1;
     }
     if (pd_msg_is(&m, "bound")) {
-        char ep[320];
+        char ep[320], key[41] = "";
         if (pd_msg_str(&m, "ep", ep, sizeof ep)) {
             *why = "'bound' without an endpoint";
             return -1;
         }
+        if (pd_msg_has(&m, "key") && pd_msg_str(&m, "key", key, sizeof key)) {
+            *why = "'bound' with a key that is not 40 characters";
+            return -1;
+        }
         if (nd->sink.bound)
-            nd->sink.bound(nd->sink.user, nd, ep);
+            nd->sink.bound(nd->sink.user, nd, ep, key[0] ? key : NULL);
         return 0;
     }
     if (pd_msg_is(&m, "ready")) {
@@ -443,7 +447,13 @@ static int s_child_fail(s_child_t *c, int code, const char *msg)
     return s_child_send(c, "result", 3, s_fill_result, &r) ? 1 : 0;
 }
 
-static void s_fill_ep(msgpack_packer *pk, void *arg) { pd_pack_kv_str(pk, "ep", arg); }
+static void s_fill_bound(msgpack_packer *pk, void *arg)
+{
+    const pd_tubes_t *t = arg;
+    pd_pack_kv_str(pk, "ep", pd_tubes_endpoint(t));
+    if (pd_tubes_key(t))
+        pd_pack_kv_str(pk, "key", pd_tubes_key(t));
+}
 
 /* Reads the next message, which must be of type want, into m (borrowing
    c->in). Returns 0, or -1 when the worker is gone or sent something else. */
@@ -512,6 +522,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         return -1;
     uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0;
     char mod[65], kind[4], name[128], fn[128], addr[256];
+    bool curve = false;
     const uint8_t *arg;
     size_t alen;
     if (pd_msg_uint(&m, "task", &task) || pd_msg_uint(&m, "node", &node)
@@ -520,7 +531,8 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         || pd_msg_str(&m, "fn", fn, sizeof fn) || pd_msg_raw(&m, "arg", &arg, &alen)
         || pd_msg_str(&m, "addr", addr, sizeof addr) || pd_msg_uint_opt(&m, "io_ms", &io_ms)
         || pd_msg_uint_opt(&m, "start_ms", &start_ms) || pd_msg_uint_opt(&m, "window", &window)
-        || pd_msg_uint_opt(&m, "window_bytes", &window_bytes) || s_read_names(c, &m)
+        || pd_msg_uint_opt(&m, "window_bytes", &window_bytes)
+        || (pd_msg_has(&m, "curve") && pd_msg_bool(&m, "curve", &curve)) || s_read_names(c, &m)
         || s_read_edges(&m, "out", &c->out_edges, &c->nout)
         || s_read_edges(&m, "in", &c->in_edges, &c->nin) || node >= n
         || n > PD_TUBES_MAX_NODES || io_ms > INT32_MAX || start_ms > INT32_MAX
@@ -564,7 +576,8 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
                              .names = (const char *const *) c->names, .ntubes = c->ntubes,
                              .out = c->out_edges, .nout = c->nout, .in = c->in_edges,
                              .nin = c->nin, .window = (uint32_t) window,
-                             .window_bytes = window_bytes, .timeout_ms = (int) io_ms};
+                             .window_bytes = window_bytes, .timeout_ms = (int) io_ms,
+                             .curve = curve};
     int err;
     char why[512];
     pd_tubes_t *tubes = pd_tubes_new(ctx, &cfg, addr, &err, why, sizeof why);
@@ -578,7 +591,9 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     int fail_code = 0;
     pd_rd_t r;
     uint32_t npeers;
-    if (s_child_send(c, "bound", 1, s_fill_ep, (void *) pd_tubes_endpoint(tubes))
+    pd_log_debug("tubes bound on %s (%s)", pd_tubes_endpoint(tubes),
+                 pd_tubes_key(tubes) ? "CurveZMQ" : "no security");
+    if (s_child_send(c, "bound", pd_tubes_key(tubes) ? 2 : 1, s_fill_bound, tubes)
         || s_child_expect(c, &m, "peers")) {
         rc = -1;
         goto out;
@@ -591,14 +606,16 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     for (uint32_t i = 0; i < npeers; i++) {
         uint32_t two;
         uint64_t peer;
-        char ep[320];
-        if (pd_rd_array(&r, &two) || two != 2 || pd_rd_uint(&r, &peer)
-            || pd_rd_strcpy(&r, ep, sizeof ep) || peer >= n) {
+        char ep[320], key[41] = "";
+        if (pd_rd_array(&r, &two) || (two != 2 && two != 3) || pd_rd_uint(&r, &peer)
+            || pd_rd_strcpy(&r, ep, sizeof ep) || (two == 3 && pd_rd_strcpy(&r, key, sizeof key))
+            || peer >= n) {
             failure = "the worker sent a malformed peers list";
             fail_code = PD_EPROTO;
             goto fail;
         }
-        if ((fail_code = pd_tubes_connect(tubes, (uint32_t) peer, ep)) != 0) {
+        if ((fail_code = pd_tubes_connect(tubes, (uint32_t) peer, ep, key[0] ? key : NULL))
+            != 0) {
             failure = pd_tubes_error(tubes);
             goto fail;
         }

@@ -14,10 +14,12 @@
 
       worker -> node  start {task, node, n, mod, kind, name, fn, arg, tubes,
                              out, in, io_ms, start_ms, window, window_bytes,
-                             addr}: load the module, bind the tubes on addr
-                      peers {peers: [[node, ep], ...]}: the neighbours
+                             addr, curve?}: load the module, bind the tubes on
+                             addr (with CurveZMQ when curve is true)
+                      peers {peers: [[node, ep, key?], ...]}: the neighbours
+                             (key: their XPUB's CurveZMQ public key)
                       go    {}: every node of the task is ready; run
-      node -> worker  bound {ep}: its XPUB endpoint
+      node -> worker  bound {ep, key?}: its XPUB endpoint (and public key)
                       ready {}: every neighbour has subscribed to it
                       result {ok, val, us}: val is the node's result (ok) or
                              {code, msg}; then the process exits
@@ -44,7 +46,7 @@ typedef struct pd_nodeproc pd_nodeproc_t;
 /* Where a node's progress goes. Called from pd_nodeproc_on_readable only; nd is
    borrowed for the call. */
 typedef struct {
-    void (*bound)(void *user, pd_nodeproc_t *nd, const char *endpoint);
+    void (*bound)(void *user, pd_nodeproc_t *nd, const char *endpoint, const char *key);
     void (*ready)(void *user, pd_nodeproc_t *nd);
     /* The node ended: ok with its result value, or not with an error map
        {code, msg}. Comes once. */

@@ -484,48 +484,68 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     return 0;
 }
 
+int pd_slot_frame_next(const uint8_t *buf, size_t len, size_t *flen)
+{
+    if (len < 4)
+        return 0;
+    uint32_t n = pd_pipe_le32(buf);
+    if (n > PD_MAX_FRAME)
+        return PD_ETOOBIG;
+    if (len - 4 < n)
+        return 0;
+    *flen = n;
+    return 1;
+}
+
+int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    if (pd_mp_check(p, len, PD_MAX_DEPTH, why))
+        return PD_EPROTO;
+    pd_rd_t r;
+    pd_rd_init(&r, p, len);
+    uint32_t n;
+    if (pd_rd_array(&r, &n) || n < 2 || pd_rd_uint(&r, &out->tag) || pd_rd_uint(&r, &out->id)) {
+        *why = "frame is not [tag, id, ...]";
+        return PD_EPROTO;
+    }
+    if (out->tag == S_FRAME_LOAD || out->tag == S_FRAME_BEGIN || out->tag == S_FRAME_RESET)
+        return 0;
+    if (out->tag != S_FRAME_RESULT || n != 5 || pd_rd_bool(&r, &out->ok) ||
+        pd_rd_skip(&r, &out->val, &out->vlen) || pd_rd_uint(&r, &out->us)) {
+        *why = "frame is not [2, id, ok, value, us]";
+        return PD_EPROTO;
+    }
+    return 0;
+}
+
 /* Handles one frame from the child; returns 0, or -1 with *why set when the
    frame makes no sense (the child is then replaced). */
 static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
 {
-    if (pd_mp_check(p, len, PD_MAX_DEPTH, why))
+    pd_slot_report_t rep;
+    if (pd_slot_report_parse(p, len, &rep, why))
         return -1;
-    pd_rd_t r;
-    pd_rd_init(&r, p, len);
-    uint32_t n;
-    uint64_t tag, id;
-    if (pd_rd_array(&r, &n) || n < 2 || pd_rd_uint(&r, &tag) || pd_rd_uint(&r, &id)) {
-        *why = "frame is not [tag, id, ...]";
-        return -1;
-    }
-    if (tag == S_FRAME_RESET) {
+    if (rep.tag == S_FRAME_RESET) {
         s->reset = true; /* its exit follows */
         return 0;
     }
-    if (s->cur >= s->ngroup || s->group[s->cur]->id != id) {
+    if (s->cur >= s->ngroup || s->group[s->cur]->id != rep.id) {
         *why = "result for a job the slot was not running";
         return -1;
     }
-    if (tag == S_FRAME_LOAD) {
+    if (rep.tag == S_FRAME_LOAD) {
         s->loading = true;
         s->deadline_ms = pd_slot_now_ms() + PD_SLOT_LOAD_TIMEOUT_MS;
         return 0;
     }
-    if (tag == S_FRAME_BEGIN) {
+    if (rep.tag == S_FRAME_BEGIN) {
         s_arm(s);
         return 0;
     }
-    bool ok;
-    const uint8_t *val;
-    size_t vlen;
-    uint64_t us;
-    if (tag != S_FRAME_RESULT || n != 5 || pd_rd_bool(&r, &ok) || pd_rd_skip(&r, &val, &vlen)
-        || pd_rd_uint(&r, &us)) {
-        *why = "frame is not [2, id, ok, value, us]";
-        return -1;
-    }
+    uint64_t us = rep.us;
     pd_job_t *job = s->group[s->cur];
-    s->sink.result(s->sink.user, job, ok, val, vlen, us);
+    s->sink.result(s->sink.user, job, rep.ok, rep.val, rep.vlen, us);
     pd_job_destroy(&s->group[s->cur]);
     s->cur++;
     s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * (double) us : (double) us;
@@ -562,14 +582,15 @@ void pd_slot_on_readable(pd_slot_t *s)
         s->rlen += (size_t) got;
     }
     size_t off = 0;
-    while (s->rlen - off >= 4) {
-        uint32_t flen = pd_pipe_le32(s->rbuf + off);
-        if (flen > PD_MAX_FRAME) {
+    for (;;) {
+        size_t flen = 0;
+        int got = pd_slot_frame_next(s->rbuf + off, s->rlen - off, &flen);
+        if (got < 0) {
             s->rlen = 0;
             s_replace(s, S_BADFRAME, "frame over the size limit", NULL, NULL);
             return;
         }
-        if (s->rlen - off - 4 < flen)
+        if (got == 0)
             break;
         const char *why = NULL;
         if (s_frame(s, s->rbuf + off + 4, flen, &why)) {
@@ -767,24 +788,36 @@ static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint
 /* Reads a str field into dst; returns 0 or -1. */
 static int s_rd_cstr(pd_rd_t *r, char *dst, size_t cap) { return pd_rd_strcpy(r, dst, cap) ? -1 : 0; }
 
+int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o)
+{
+    uint32_t n;
+    o->shared[0] = o->cu[0] = o->cu_name[0] = 0;
+    if (pd_rd_array(r, &n) || (n != 7 && n != 9) || pd_rd_uint(r, &o->id) ||
+        s_rd_cstr(r, o->mod, sizeof o->mod) || s_rd_cstr(r, o->kind, sizeof o->kind) ||
+        s_rd_cstr(r, o->name, sizeof o->name) || s_rd_cstr(r, o->fn, sizeof o->fn) ||
+        pd_rd_skip(r, &o->arg, &o->alen) ||
+        (pd_rd_nil(r) && s_rd_cstr(r, o->shared, sizeof o->shared)) ||
+        (n == 9 && (s_rd_cstr(r, o->cu, sizeof o->cu) ||
+                    s_rd_cstr(r, o->cu_name, sizeof o->cu_name))))
+        return PD_EPROTO;
+    return 0;
+}
+
 /* Runs one job [id, mod, kind, name, fn, arg, shared] or, with a CUDA
    module, [..., shared, cu_hash, cu_name]; returns 0, or -1 when the pipe
    is broken or the frame malformed. */
 static int s_child_job(s_child_t *c, pd_rd_t *r)
 {
-    uint32_t n;
-    uint64_t id;
-    char mod[65], kind[4], name[128], fn[128], shared[65] = "", cu[65] = "", cu_name[128] = "";
-    const uint8_t *arg;
-    size_t alen;
-    if (pd_rd_array(r, &n) || (n != 7 && n != 9) || pd_rd_uint(r, &id) ||
-        s_rd_cstr(r, mod, sizeof mod) || s_rd_cstr(r, kind, sizeof kind) ||
-        s_rd_cstr(r, name, sizeof name) || s_rd_cstr(r, fn, sizeof fn) ||
-        pd_rd_skip(r, &arg, &alen) || (pd_rd_nil(r) && s_rd_cstr(r, shared, sizeof shared)) ||
-        (n == 9 && (s_rd_cstr(r, cu, sizeof cu) || s_rd_cstr(r, cu_name, sizeof cu_name)))) {
+    pd_slot_order_t o;
+    if (pd_slot_job_parse(r, &o)) {
         pd_log_error("slot %d: malformed job frame from the worker", c->index);
         return -1;
     }
+    uint64_t id = o.id;
+    const char *mod = o.mod, *kind = o.kind, *name = o.name, *fn = o.fn, *shared = o.shared;
+    const char *cu = o.cu, *cu_name = o.cu_name;
+    const uint8_t *arg = o.arg;
+    size_t alen = o.alen;
     if (strcmp(kind, "b") == 0)
         return s_child_builtin(c, id, fn, arg, alen);
     /* On a GPU slot the CUDA module is loaded with the C module; elsewhere

@@ -61,6 +61,8 @@
 #ifndef PD_SLOT_H
 #define PD_SLOT_H
 
+#include "pd_codec.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -176,6 +178,45 @@ bool pd_slot_busy(pd_slot_t *s);
    the time spent suspended. Idempotent. */
 void pd_slot_suspend(pd_slot_t *s, bool suspend);
 bool pd_slot_suspended(pd_slot_t *s);
+
+/* ---- the pipe's frames, decoded (pure functions: tests and fuzzing) ---- */
+
+/* What a child reported: LOAD [0, id], BEGIN [1, id], RESULT
+   [2, id, ok, value_or_err, us] or RESET [3, 0] (its GPU context broke).
+   val points into the frame. */
+typedef struct {
+    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT, 3 RESET */
+    uint64_t id;         /* job id */
+    bool ok;             /* RESULT: success */
+    const uint8_t *val;  /* RESULT: the value or error map (msgpack) */
+    size_t vlen;         /* bytes at val */
+    uint64_t us;         /* RESULT: run time */
+} pd_slot_report_t;
+
+/* One job of a group frame, as the child reads it. arg points into the
+   frame. */
+typedef struct {
+    uint64_t id;        /* job id */
+    char mod[65];       /* module hash */
+    char kind[4];       /* "c", "so" or "b" (built-in) */
+    char name[128];     /* module name */
+    char fn[128];       /* task function */
+    const uint8_t *arg; /* the argument (msgpack) */
+    size_t alen;        /* bytes at arg */
+    char shared[65];    /* the shared data's hash, or "" */
+    char cu[65];        /* the CUDA module's hash, or "" */
+    char cu_name[128];  /* the CUDA module's name, or "" */
+} pd_slot_order_t;
+
+/* Finds the frame at the start of buf[0..len): returns 1 with *flen its
+   length (its bytes follow the 4-byte prefix), 0 when more bytes are
+   needed, PD_ETOOBIG when the prefix announces more than PD_MAX_FRAME. */
+int pd_slot_frame_next(const uint8_t *buf, size_t len, size_t *flen);
+/* Decodes a child's frame; returns 0 or PD_EPROTO with *why set. */
+int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, const char **why);
+/* Decodes the next job of a group frame at the cursor; returns 0 or
+   PD_EPROTO. */
+int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o);
 
 /* Monotonic clock in milliseconds, the base of pd_slot_deadline(). */
 int64_t pd_slot_now_ms(void);

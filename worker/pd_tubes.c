@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sodium.h>
 #include <zmq.h>
 
 enum { S_DATA = 1, S_ACK = 2, S_ASK = 3, S_BYE = 4, S_BYEACK = 5 };
@@ -111,6 +112,8 @@ struct pd_tubes {
     uint8_t *aligned;        /* copy of a popped payload that was not aligned (owned) */
     size_t aligned_cap;      /* bytes allocated in aligned */
     bool closed;             /* BYE sent (or abandoned) */
+    bool curve;              /* CurveZMQ on the XPUB (server) and the SUB (client) */
+    char pub_key[41];        /* this node's public key (Z85), with curve */
     char endpoint[320];      /* where the XPUB is bound */
     char err[512];           /* last error */
     pd_tubes_stats_t stats;  /* counters */
@@ -422,6 +425,23 @@ pd_tubes_t *pd_tubes_new(void *zctx, const pd_tubes_config_t *cfg, const char *a
         *err = PD_ESYS;
         goto fail_keep;
     }
+    if (cfg->curve) {
+        /* One key pair for this node alone, for both sockets. */
+        char sec[41];
+        if (zmq_curve_keypair(t->pub_key, sec) != 0
+            || zmq_setsockopt(t->pub, ZMQ_CURVE_SERVER, &one, sizeof one)
+            || zmq_setsockopt(t->pub, ZMQ_CURVE_SECRETKEY, sec, 40)
+            || zmq_setsockopt(t->sub, ZMQ_CURVE_PUBLICKEY, t->pub_key, 40)
+            || zmq_setsockopt(t->sub, ZMQ_CURVE_SECRETKEY, sec, 40)) {
+            sodium_memzero(sec, sizeof sec);
+            snprintf(why, whycap, "cannot set up CurveZMQ on the tubes: %s",
+                     zmq_strerror(zmq_errno()));
+            *err = PD_ESYS;
+            goto fail_keep;
+        }
+        sodium_memzero(sec, sizeof sec);
+        t->curve = true;
+    }
     char ep[300];
     snprintf(ep, sizeof ep, "tcp://%s:*", addr);
     if (zmq_bind(t->pub, ep) != 0) {
@@ -487,6 +507,7 @@ void pd_tubes_destroy(pd_tubes_t **p)
 }
 
 const char *pd_tubes_endpoint(const pd_tubes_t *t) { return t->endpoint; }
+const char *pd_tubes_key(const pd_tubes_t *t) { return t->curve ? t->pub_key : NULL; }
 const char *pd_tubes_error(const pd_tubes_t *t) { return t->err; }
 void pd_tubes_stats(const pd_tubes_t *t, pd_tubes_stats_t *out) { *out = t->stats; }
 void pd_tubes_set_timeout(pd_tubes_t *t, int timeout_ms) { t->timeout_ms = timeout_ms > 0 ? timeout_ms : 0; }
@@ -500,10 +521,19 @@ const uint32_t *pd_tubes_neighbours(const pd_tubes_t *t, uint32_t *n)
 
 /* ---- rendezvous --------------------------------------------------------- */
 
-int pd_tubes_connect(pd_tubes_t *t, uint32_t peer, const char *endpoint)
+int pd_tubes_connect(pd_tubes_t *t, uint32_t peer, const char *endpoint, const char *key)
 {
     if (!s_nb(t, peer))
         return s_fail(t, PD_EINVAL, "node %u is not a neighbour of node %u", peer, t->node);
+    if (t->curve) {
+        uint8_t raw[32];
+        /* The server key is read when the connection is made: set per peer. */
+        if (!key || strlen(key) != 40 || !zmq_z85_decode(raw, key)
+            || zmq_setsockopt(t->sub, ZMQ_CURVE_SERVERKEY, key, 40) != 0)
+            return s_fail(t, PD_EINVAL, "node %u cannot connect to node %u: %s", t->node, peer,
+                          key ? "its CurveZMQ key is not 40 characters of Z85"
+                              : "its tubes run without CurveZMQ, this node's with");
+    }
     if (zmq_connect(t->sub, endpoint) != 0)
         return s_fail(t, PD_EINVAL, "node %u cannot connect to node %u at '%s': %s", t->node,
                       peer, endpoint, zmq_strerror(zmq_errno()));

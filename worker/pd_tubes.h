@@ -90,6 +90,7 @@ typedef struct {
     uint32_t window;            /* messages in flight per edge; 0 = default */
     uint64_t window_bytes;      /* bytes in flight per edge; 0 = default */
     int timeout_ms;             /* push and pop time-out; 0 = none */
+    bool curve;                 /* CurveZMQ on every tube connection (see below) */
 } pd_tubes_config_t;
 
 typedef struct pd_tubes pd_tubes_t;
@@ -107,12 +108,22 @@ void pd_tubes_destroy(pd_tubes_t **p);
 
 /* The endpoint the XPUB is bound to ("tcp://127.0.0.1:41234"); borrowed. */
 const char *pd_tubes_endpoint(const pd_tubes_t *t);
+/* With cfg.curve: the XPUB's CurveZMQ public key (Z85, 40 characters), a
+   key pair made for this node alone; NULL without. Only the task's other
+   nodes learn it, through the broker's encrypted connections (node_bound,
+   node_peers), and a SUB can only complete a CurveZMQ handshake with the
+   XPUB when it holds this key: so no one else can subscribe, and nothing
+   between the nodes travels in clear. The SUB uses the same key pair as a
+   client. */
+const char *pd_tubes_key(const pd_tubes_t *t);
 /* The neighbours (nodes this one sends to or receives from), sorted,
    unique; borrowed. */
 const uint32_t *pd_tubes_neighbours(const pd_tubes_t *t, uint32_t *n);
-/* Connects to neighbour peer's XPUB. Returns 0, or PD_EINVAL (not a
-   neighbour, bad endpoint) with pd_tubes_error() set. */
-int pd_tubes_connect(pd_tubes_t *t, uint32_t peer, const char *endpoint);
+/* Connects to neighbour peer's XPUB; with cfg.curve, key is that XPUB's
+   public key (pd_tubes_key on the peer; ignored without). Returns 0, or
+   PD_EINVAL (not a neighbour, bad endpoint, a missing or bad key) with
+   pd_tubes_error() set. */
+int pd_tubes_connect(pd_tubes_t *t, uint32_t peer, const char *endpoint, const char *key);
 /* Waits until every neighbour has subscribed to this node's XPUB. Returns
    0, or PD_ETIMEDOUT naming the missing ones (pd_tubes_error). */
 int pd_tubes_wait_subscribed(pd_tubes_t *t, int timeout_ms);

@@ -9,6 +9,13 @@
     Results collected during an iteration leave in one `done` message at its
     end (or earlier, when a batch is large), so nothing is held while idle.
 
+    Security: towards a network broker the socket is a CurveZMQ client that
+    accepts only the broker key trusted for that endpoint (known_brokers or
+    --broker-key); a monitor reports failed handshakes (a wrong broker key,
+    our key not admitted) in the log. Each job names the key of the client
+    that submitted it, and the machine owner's code policy (pd_policy)
+    decides whether it runs.
+
     GPUs. At start the worker counts its GPUs through the CUDA driver
     (gpu/pd_cudrv.h; none when libcuda does not load) and offers them, or
     the number its owner allows, as GPU slots: GPU slot g (slot number
@@ -33,6 +40,7 @@
 #include "pd_modcache.h"
 #include "pd_msg.h"
 #include "pd_nodeproc.h"
+#include "pd_policy.h"
 #include "pd_slot.h"
 
 #include <arpa/inet.h>
@@ -95,6 +103,16 @@ struct pd_worker {
     void *ctx;             /* ZeroMQ context */
     bool own_ctx;          /* ctx was created here (else borrowed from the config) */
     void *sock;            /* DEALER to the broker, owned */
+    void *mon;             /* PAIR receiving the socket's handshake events, owned */
+    bool secure;           /* the socket runs CurveZMQ */
+    pd_keypair_t key;      /* this worker's key pair (secure only) */
+    char broker_key[PD_KEY_TXT]; /* the broker key we accept (secure only) */
+    bool fixed_key;        /* broker_key was given (--broker-key), not looked up */
+    char *config_dir;      /* where known_brokers is (secure only), owned */
+    pd_policy_t *policy;   /* whose code runs here, owned */
+    pd_log_limit_t limit;  /* rate of handshake and refusal log lines */
+    char untrusted[8][320]; /* "endpoint key" of untrusted beacons already warned about */
+    int nuntrusted;        /* next slot of untrusted (a ring) */
     void *ctl;             /* REP control socket, owned, or NULL */
     char *control;         /* control socket path, owned, or NULL */
     pd_beacon_listener_t *listener; /* beacon listener (discovery), owned, or NULL */
@@ -111,6 +129,8 @@ struct pd_worker {
     int ngone;             /* entries in gone */
     char node_addr[256];   /* address nodes bind their tubes on ("" until known) */
     bool node_addr_given;  /* node_addr came from the configuration */
+    bool tubes_curve;      /* nodes' tubes run CurveZMQ (secure broker connection, or
+                              cfg.tubes_curve) */
     s_mod_t *mods;         /* known modules, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
@@ -540,6 +560,14 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
     }
     if (pd_msg_str(m, "name", name, sizeof name))
         snprintf(name, sizeof name, "%.12s.%s", hash, kind);
+    char client[PD_KEY_TXT] = "";
+    if (pd_msg_has(m, "client"))
+        pd_msg_str(m, "client", client, sizeof client);
+    if (!pd_policy_stores_shipped(w->policy)) {
+        pd_log_info("module %s (%.12s) from client %s not stored: this worker runs only "
+                    "installed modules", name, hash, client[0] ? client : "without a key");
+        return;
+    }
     char why[256];
     if (pd_modcache_store(w->mc, hash, kind, data, len, why, sizeof why)) {
         pd_log_error("cannot store module %s: %s", name, why);
@@ -551,15 +579,37 @@ static void s_on_mod(pd_worker_t *w, const pd_msg_t *m)
         snprintf(k->name, sizeof k->name, "%s", name);
         memcpy(k->kind, kind, strlen(kind) + 1); /* "c", "so" or "cu": checked by the store */
     }
-    pd_log_debug("module %s (%s) stored", name, hash);
+    pd_log_debug("module %s (%s) from client %s stored", name, hash,
+                 client[0] ? client : "without a key");
 }
 
 /* ---- jobs from the broker ----------------------------------------------- */
+
+#define S_RUN_CLIENTS 256 /* client keys of one `run` read at most */
 
 static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
 {
     pd_rd_t r;
     uint32_t n;
+    /* The chunk's client keys (jobs name them by index); absent from older
+       brokers and without CurveZMQ. */
+    const char *cptr[S_RUN_CLIENTS]; /* in the frame, not NUL-terminated */
+    uint32_t clen[S_RUN_CLIENTS];
+    uint32_t nclients = 0;
+    if (pd_msg_has(m, "clients")) {
+        pd_rd_t cr;
+        uint32_t nc;
+        if (pd_msg_rd(m, "clients", &cr) || pd_rd_array(&cr, &nc)) {
+            pd_log_warn("broker sent a bad 'run': field 'clients' is not an array");
+            return;
+        }
+        for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
+            if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
+                pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
+                return;
+            }
+        }
+    }
     if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
         pd_log_warn("broker sent a bad 'run': field 'jobs' is not an array");
         return;
@@ -576,26 +626,39 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
             || pd_rd_strcpy(&r, mod, sizeof mod) || pd_rd_str(&r, &fn, &fnlen)
             || pd_rd_uint(&r, &timeout_ms) || pd_rd_skip(&r, &arg, &alen)) {
             pd_log_warn("broker sent a bad 'run': job %u is not [id, attempt, mod, fn, "
-                        "timeout_ms, arg]; ignoring the rest", i);
+                        "timeout_ms, arg, client]; ignoring the rest", i);
             return;
         }
-        /* Then shared (a hash, or nil before GPU fields), then for a GPU
-           job gpu (bool) and cu (a hash or nil). */
+        /* Then shared (a hash, or nil), the submitter (an index into
+           `clients`; anything else counts as a job without a key), then for
+           a GPU job gpu (bool) and cu (a hash or nil). */
         char shared[80] = "", cu[80] = "";
+        char client[PD_KEY_TXT] = "";
         bool gpu = false;
         uint32_t used = 6;
-        if (k >= 7 && pd_rd_peek(&r) == PD_MP_STR) {
-            if (pd_rd_strcpy(&r, shared, sizeof shared)) {
-                pd_log_warn("broker sent a bad 'run': job %u has a shared-data hash that is too "
-                            "long; ignoring the rest", i);
+        if (k >= 7) {
+            if (pd_rd_peek(&r) == PD_MP_STR ? pd_rd_strcpy(&r, shared, sizeof shared) != 0
+                                            : pd_rd_skip(&r, NULL, NULL) != 0) {
+                pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
+                            "ignoring the rest", i);
                 return;
             }
             used = 7;
-        } else if (k >= 7 && pd_rd_peek(&r) == PD_MP_NIL) {
-            pd_rd_nil(&r);
-            used = 7;
         }
-        if (k >= 9 && used == 7) {
+        if (k >= 8) {
+            uint64_t ci;
+            if (pd_rd_peek(&r) == PD_MP_UINT && pd_rd_uint(&r, &ci) == 0) {
+                if (ci < nclients && clen[ci] < sizeof client) {
+                    memcpy(client, cptr[ci], clen[ci]);
+                    client[clen[ci]] = 0;
+                }
+            } else if (pd_rd_skip(&r, NULL, NULL)) {
+                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+                return;
+            }
+            used = 8;
+        }
+        if (k >= 10) {
             if (pd_rd_bool(&r, &gpu) || (pd_rd_peek(&r) == PD_MP_NIL
                                              ? pd_rd_nil(&r)
                                              : pd_rd_strcpy(&r, cu, sizeof cu))) {
@@ -603,13 +666,23 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
                             "or nil]; ignoring the rest", i);
                 return;
             }
-            used = 9;
+            used = 10;
         }
         for (uint32_t extra = used; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const s_mod_t *mm = s_mod_find(w, mod);
         const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
-        char msg[600];
+        char msg[800];
+        if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg) ||
+            (cu[0] && !pd_policy_allows(w->policy, client, cu, cm ? cm->name : cu, msg,
+                                        sizeof msg))) {
+            uint32_t swallowed = 0;
+            if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+                pd_log_warn("refused job %llu: %s%s", (unsigned long long) id, msg,
+                            swallowed ? " (and more refusals)" : "");
+            s_fail_job(w, id, attempt, PD_EREFUSED, msg);
+            continue;
+        }
         if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
             snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no "
                      "'mod' for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
@@ -750,29 +823,32 @@ static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, 
     pd_buf_free(&b);
 }
 
-static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep)
+static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep,
+                            const char *key)
 {
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, type, ep ? 3 : 2);
+    pd_msg_begin(&pk, type, 2 + (ep != NULL) + (key != NULL));
     pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
     pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
     if (ep)
         pd_pack_kv_str(&pk, "ep", ep);
+    if (key)
+        pd_pack_kv_str(&pk, "key", key);
     s_send(w, &b);
     pd_buf_free(&b);
 }
 
-static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep)
+static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep, const char *key)
 {
-    s_node_progress(user, nd, "node_bound", ep);
+    s_node_progress(user, nd, "node_bound", ep, key);
 }
 
 static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
 {
-    s_node_progress(user, nd, "node_ready", NULL);
+    s_node_progress(user, nd, "node_ready", NULL, NULL);
 }
 
 static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
@@ -800,19 +876,31 @@ static void s_node_remove(pd_worker_t *w, int i)
 }
 
 /* node_start {task, node, n, mod, fn, arg, tubes, out, in, io_ms, start_ms,
-   window, window_bytes}: starts a node process and sends it `start`. */
+   window, window_bytes, client}: starts a node process and sends it
+   `start`, when the code policy lets the submitter's code run here. */
 static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
 {
     uint64_t task, node, n;
-    char mod[80], fn[128];
+    char mod[80], fn[128], client[PD_KEY_TXT] = "";
     if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
         || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
         || pd_msg_str(m, "fn", fn, sizeof fn)) {
         pd_log_warn("broker sent a bad 'node_start': %s", m->why);
         return;
     }
-    char msg[600];
+    /* The submitter's key; anything else counts as a task without a key. */
+    if (pd_msg_has(m, "client") && pd_msg_str(m, "client", client, sizeof client))
+        client[0] = 0;
+    char msg[800];
     const s_mod_t *mm = s_mod_find(w, mod);
+    if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg)) {
+        uint32_t swallowed = 0;
+        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+            pd_log_warn("refused task %llu node %llu: %s%s", (unsigned long long) task,
+                        (unsigned long long) node, msg, swallowed ? " (and more refusals)" : "");
+        s_fail_node(w, task, node, PD_EREFUSED, msg);
+        return;
+    }
     if (!mm) {
         snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no 'mod' "
                  "for it)", mod, w->host);
@@ -839,7 +927,7 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    uint32_t nf = 5; /* mod, kind, name, fn, addr */
+    uint32_t nf = 5 + w->tubes_curve; /* mod, kind, name, fn, addr (, curve) */
     for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
         nf += pd_msg_has(m, uints[i]);
     for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
@@ -865,6 +953,8 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_pack_kv_str(&pk, "name", mm->name);
     pd_pack_kv_str(&pk, "fn", fn);
     pd_pack_kv_str(&pk, "addr", w->node_addr);
+    if (w->tubes_curve)
+        pd_pack_kv_bool(&pk, "curve", true);
     int err = PD_ENOMEM;
     pd_nodeproc_t *nd = NULL;
     if (!b.failed) {
@@ -994,7 +1084,7 @@ static void s_on_welcome(pd_worker_t *w, const pd_msg_t *m)
     w->registered = true;
 }
 
-static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
+void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
 {
     pd_msg_t m;
     if (pd_msg_parse(&m, data, len)) {
@@ -1032,6 +1122,50 @@ static void s_on_msg(pd_worker_t *w, const void *data, size_t len)
         pd_log_warn("broker reports an error: %s", msg);
     } else
         pd_log_warn("broker sent a message of unknown type '%s'; ignored", m.type);
+}
+
+/* ---- security events ----------------------------------------------------- */
+
+/* Logs failed handshakes with the broker (bounded rate): they are the only
+   sign of a wrong broker key or of our key not being admitted. */
+static void s_on_monitor(pd_worker_t *w)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, w->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, w->mon, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            pd_log_debug("handshake with broker %s succeeded", w->broker);
+            continue;
+        }
+        uint32_t swallowed = 0;
+        if (!pd_log_limit_pass(&w->limit, 3, 30000, &swallowed))
+            continue;
+        const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                              ? "it does not admit this worker's key"
+                              : pd_auth_handshake_why(event, value, false);
+        pd_log_warn("broker %s refused the connection: %s%s%s%s%s", w->broker, why,
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
+                                                               "allow '"
+                                                             : "",
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "",
+                    swallowed ? " (repeated)" : "");
+    }
 }
 
 /* ---- slots: the owner's limit -------------------------------------------- */
@@ -1456,12 +1590,17 @@ static int s_bind_control(pd_worker_t *w, const char *path, int mode)
 
 /* ---- discovery ---------------------------------------------------------- */
 
-/* Connects the broker socket to ep (after a disconnect from the old one). */
+/* Connects the broker socket to ep (after a disconnect from the old one);
+   with CurveZMQ, accepting only w->broker_key there. */
 static int s_connect(pd_worker_t *w, const char *ep)
 {
     if (w->connected) {
         zmq_disconnect(w->sock, w->broker);
         w->connected = false;
+    }
+    if (w->secure && pd_auth_apply_client(w->sock, &w->key, w->broker_key)) {
+        pd_log_error("cannot set up CurveZMQ towards %s: %s", ep, zmq_strerror(errno));
+        return PD_ESYS;
     }
     if (zmq_connect(w->sock, ep)) {
         pd_log_error("cannot connect to broker '%s': %s (expected an endpoint such as "
@@ -1484,6 +1623,44 @@ static int s_connect(pd_worker_t *w, const char *ep)
     return 0;
 }
 
+/* With CurveZMQ, decides whether the broker a beacon announces at ep is
+   one we trust, and sets w->broker_key: a key the beacon carries must be
+   trusted (for ep, or for any address: `*` in known_brokers); a beacon
+   without a key leaves it to known_brokers. A forged beacon thus leads
+   nowhere. Returns false (logged, at a bounded rate, with the command that
+   would trust it) when not. */
+static bool s_trust_beacon(pd_worker_t *w, const pd_beacon_t *b, const char *ep)
+{
+    char key[PD_KEY_TXT] = "", why[800];
+    if (b->has_key)
+        zmq_z85_encode(key, b->key, PD_BEACON_KEY_BYTES);
+    if (w->fixed_key) {
+        if (!b->has_key || strcmp(key, w->broker_key) == 0)
+            return true;
+        snprintf(why, sizeof why, "the broker at %s announces key %s, not the --broker-key "
+                 "given", ep, key);
+    } else if (b->has_key && pd_auth_trust_has(w->config_dir, ep, key)) {
+        memcpy(w->broker_key, key, sizeof key);
+        return true;
+    } else if (b->has_key) {
+        pd_auth_trust_hint(ep, key, why, sizeof why);
+    } else if (pd_auth_trust_find(w->config_dir, ep, w->broker_key, why, sizeof why) == 0) {
+        return true;
+    }
+    /* A warning the first time for each broker, then at debug level. */
+    char seen[320];
+    snprintf(seen, sizeof seen, "%.255s %s", ep, key);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(w->untrusted[i], seen) == 0) {
+            pd_log_debug("ignoring a beacon: %s", why);
+            return false;
+        }
+    memcpy(w->untrusted[w->nuntrusted], seen, sizeof seen);
+    w->nuntrusted = (w->nuntrusted + 1) % 8;
+    pd_log_warn("ignoring a beacon: %s", why);
+    return false;
+}
+
 /* A datagram on the beacon listener. */
 static void s_on_beacon(pd_worker_t *w)
 {
@@ -1493,8 +1670,13 @@ static void s_on_beacon(pd_worker_t *w)
         int rc = pd_beacon_listener_recv(w->listener, &b, ep, sizeof ep);
         if (rc <= 0)
             return;
-        if (w->connected && (w->registered || strcmp(ep, w->broker) == 0))
+        if (w->connected && strcmp(ep, w->broker) == 0)
             continue; /* the broker we have */
+        /* Untrusted brokers are skipped, and said so, even while we have one. */
+        if (w->secure && !s_trust_beacon(w, &b, ep))
+            continue;
+        if (w->connected && w->registered)
+            continue;
         pd_log_info("found broker %s of cluster '%s' by its beacon%s", ep, b.cluster,
                     w->connected ? " (the previous one is silent)" : "");
         w->discover_since = 0;
@@ -1678,6 +1860,8 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         int64_t now = pd_slot_now_ms();
         int nitems = 0, ictl = -1, ibeacon = -1;
         w->items[nitems++] = (zmq_pollitem_t){.socket = w->sock, .events = ZMQ_POLLIN};
+        int imon = nitems;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = w->mon, .events = ZMQ_POLLIN};
         if (w->ctl) {
             ictl = nitems;
             w->items[nitems++] = (zmq_pollitem_t){.socket = w->ctl, .events = ZMQ_POLLIN};
@@ -1717,11 +1901,13 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
            report now is not the tasks' doing; `bye` requeues those jobs. */
         if (*stop)
             break;
+        if (w->items[imon].revents & ZMQ_POLLIN)
+            s_on_monitor(w);
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
             for (int k = 0; k < S_RECV_BURST && zmq_msg_recv(&msg, w->sock, ZMQ_DONTWAIT) >= 0; k++)
-                s_on_msg(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
+                pd_worker_on_message(w, zmq_msg_data(&msg), zmq_msg_size(&msg));
             zmq_msg_close(&msg);
         }
         /* Slot and node pipes before control requests: a request may retire
@@ -1767,6 +1953,87 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 }
 
 /* ---- construction ------------------------------------------------------- */
+
+/* A path under the configuration directory, or the given one. */
+static int s_config_path(const pd_worker_config_t *cfg, const char *given, const char *name,
+                         char *out, size_t cap)
+{
+    if (given) {
+        snprintf(out, cap, "%s", given);
+        return 0;
+    }
+    char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!dir) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give "
+                     "--config-dir");
+        return PD_EINVAL;
+    }
+    snprintf(out, cap, "%s/%s", dir, name);
+    free(dir);
+    return 0;
+}
+
+/* Decides the socket's security; with CurveZMQ loads our key pair and the
+   broker's trusted key (for a broker found by beacon, later: the beacon's
+   key must be trusted), or says which command is missing. */
+static int s_security_setup(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    const char *ep = cfg->broker && *cfg->broker ? cfg->broker : NULL;
+    /* Beacons come from the network: a discovered broker is never loopback. */
+    pd_sec_mode_t mode = ep ? pd_auth_resolve(cfg->security, ep)
+                            : cfg->security == PD_SEC_NONE ? PD_SEC_NONE : PD_SEC_CURVE;
+    if (mode == PD_SEC_NONE) {
+        if (!ep || !pd_auth_endpoint_is_loopback(ep))
+            pd_log_warn("SECURITY WARNING: connecting to broker %s without authentication or "
+                        "encryption (--insecure): whoever answers at that address can run code "
+                        "on this machine. Use this only on a network you trust completely.",
+                        ep ? ep : "(found by beacon)");
+        return 0;
+    }
+    w->secure = true;
+    char path[4096], why[1024];
+    int rc = s_config_path(cfg, cfg->key_file, "id.key", path, sizeof path);
+    if (rc)
+        return rc;
+    rc = pd_auth_key_load(path, true, &w->key, why, sizeof why);
+    if (rc) {
+        pd_log_error("a secure connection to %s needs a key pair for this worker: %s; then, on "
+                     "the broker's machine, admit it with `playdoh-keygen allow KEY --role "
+                     "worker`", ep ? ep : "a broker", why);
+        return rc;
+    }
+    w->config_dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
+    if (!w->config_dir && !cfg->broker_key) {
+        pd_log_error("cannot find the configuration directory (HOME is not set): give "
+                     "--config-dir or --broker-key");
+        return PD_EINVAL;
+    }
+    if (cfg->broker_key) {
+        if (pd_auth_key_from_arg(cfg->broker_key, w->broker_key, NULL, 0, why, sizeof why)) {
+            pd_log_error("--broker-key: %s", why);
+            return PD_EINVAL;
+        }
+        w->fixed_key = true;
+        return 0;
+    }
+    if (!ep)
+        return 0; /* each beacon's key is checked when it comes */
+    rc = pd_auth_trust_find(w->config_dir, ep, w->broker_key, why, sizeof why);
+    if (rc)
+        pd_log_error("%s", why);
+    return rc;
+}
+
+static pd_policy_t *s_policy_new(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    char list[4096] = "";
+    if (cfg->code_policy != PD_POLICY_ANY &&
+        s_config_path(cfg, cfg->code_list,
+                      cfg->code_policy == PD_POLICY_CLIENTS ? "code-clients" : "code-modules",
+                      list, sizeof list))
+        return NULL;
+    return pd_policy_new(cfg->code_policy, list, w->host);
+}
 
 /* Counts the GPUs through the CUDA driver and decides the GPU slots: asked
    < 0 offers every one, else exactly `asked` (0 skips the driver). Returns 0,
@@ -1877,6 +2144,12 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         s_find_gpu_names(w); /* no GPU found through CUDA: the driver's procfs may name some */
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
         goto fail;
+    if ((code = s_security_setup(w, cfg)) != 0)
+        goto fail;
+    w->tubes_curve = w->secure || cfg->tubes_curve;
+    code = PD_ENOMEM;
+    if (!(w->policy = s_policy_new(w, cfg)))
+        goto fail;
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     memcpy(w->id, "w-", 2);
@@ -1893,11 +2166,25 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         goto fail;
     }
-    int linger = 1000, hwm = 100000;
+    int linger = 1000, hwm = 100000, backoff = 2000;
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
     zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* A refused handshake is retried at most every 2 s, not every 100 ms. */
+    zmq_setsockopt(w->sock, ZMQ_RECONNECT_IVL_MAX, &backoff, sizeof backoff);
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-worker-monitor-%p", (void *) w);
+    int zero = 0;
+    if (zmq_socket_monitor(w->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
+        !(w->mon = zmq_socket(w->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(w->mon, ZMQ_LINGER, &zero, sizeof zero) || zmq_connect(w->mon, mon)) {
+        pd_log_error("cannot monitor the broker connection: %s", zmq_strerror(errno));
+        goto fail;
+    }
     if (cfg->control && *cfg->control &&
         (code = s_bind_control(w, cfg->control, cfg->control_mode ? cfg->control_mode : 0660)))
         goto fail;
@@ -1920,10 +2207,11 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_log_info("looking for a broker of cluster '%s' (beacons on UDP port %d)", w->cluster,
                     port);
     }
-    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots%s%s, cache %s, broker %s, nodes "
-                "bind on %s", w->id, w->host, w->cpus, w->gpus, w->ngpu_names ? " " : "",
-                w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
-                w->broker[0] ? w->broker : "(by beacon)",
+    pd_log_info("worker %s on %s: %d cpu slots, %d gpu slots%s%s, cache %s, broker %s (%s), "
+                "code policy '%s', nodes bind on %s", w->id, w->host, w->cpus, w->gpus,
+                w->ngpu_names ? " " : "", w->ngpu_names ? w->gpu_names[0] : "", w->cache_dir,
+                w->broker[0] ? w->broker : "(by beacon)", w->secure ? "CurveZMQ" : "no security",
+                pd_policy_name(pd_policy_mode(w->policy)),
                 w->node_addr[0] ? w->node_addr : "(the address that reaches the broker)");
     if (w->slurm_job[0])
         pd_log_info("pilot in Slurm job %s (array task %s, step %s)", w->slurm_job,
@@ -1968,8 +2256,13 @@ void pd_worker_destroy(pd_worker_t **p)
             unlink(w->control);
     }
     free(w->control);
+    if (w->mon)
+        zmq_close(w->mon);
     if (w->sock)
         zmq_close(w->sock);
+    pd_policy_destroy(&w->policy);
+    free(w->config_dir);
+    sodium_memzero(w->key.sec, sizeof w->key.sec);
     if (w->ctx && w->own_ctx)
         zmq_ctx_term(w->ctx);
     pd_modcache_destroy(&w->mc);
@@ -1986,6 +2279,7 @@ void pd_worker_destroy(pd_worker_t **p)
 }
 
 const char *pd_worker_id(pd_worker_t *w) { return w->id; }
+size_t pd_worker_queued(const pd_worker_t *w) { return w->q[0].len + w->q[1].len; }
 const char *pd_worker_node_addr(pd_worker_t *w) { return w->node_addr; }
 
 int pd_worker_route_addr(const char *endpoint, char *out, size_t cap)

@@ -30,6 +30,9 @@
 #ifndef PD_WORKER_H
 #define PD_WORKER_H
 
+#include "pd_auth.h"
+#include "pd_policy.h"
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,6 +84,18 @@ typedef struct {
     volatile sig_atomic_t *reload;
     void (*on_reload)(pd_worker_t *w, void *user);
     void *reload_user;
+    /* security (docs/security.md) */
+    pd_sec_mode_t security;  /* AUTO: CurveZMQ unless the broker is on loopback */
+    const char *config_dir;  /* id.key, known_brokers, lists (NULL: pd_auth_config_dir()) */
+    const char *key_file;    /* this worker's key pair (NULL: <config_dir>/id.key) */
+    const char *broker_key;  /* the broker's public key (NULL: known_brokers, or a trusted
+                                key announced by the beacon) */
+    pd_policy_mode_t code_policy; /* whose code runs here (default: any admitted client) */
+    const char *code_list;   /* the policy's list (NULL: <config_dir>/code-clients or
+                                code-modules) */
+    bool tubes_curve;        /* CurveZMQ on the tubes of synchronous tasks even when the
+                                broker connection runs without (the embedded worker of a
+                                secure broker); a secure connection implies it */
     /* pilot jobs (Slurm) */
     int idle_exit_ms;        /* leave (with `bye`) after this long without a job; 0 = never */
     const char *slurm_job;   /* Slurm job id when run as a pilot (SLURM_JOB_ID), or NULL */
@@ -90,9 +105,13 @@ typedef struct {
 
 /* Creates the worker: opens the module cache, starts the slot processes,
    binds the control socket and connects to the broker, or starts listening
-   for its beacon (strings are copied). Returns NULL with *err (if not NULL)
-   set to PD_EINVAL (bad configuration, logged), PD_EIO (control socket
-   taken or unusable, logged), PD_ESYS or PD_ENOMEM. */
+   for its beacon (strings are copied); with CurveZMQ it loads its key pair
+   and the broker's trusted key first (when discovering, the beacon's key
+   must be trusted). Returns NULL with *err (if not NULL) set to PD_EINVAL
+   (bad configuration, logged), PD_EIO (control socket taken or unusable,
+   logged), PD_ENOKEY (no key pair), PD_ENOTRUSTED (no trusted broker key),
+   PD_EAUTH (unreadable or unprotected key), PD_ESYS or PD_ENOMEM; the
+   reason is logged with what to do. */
 pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err);
 
 /* Runs the loop until *stop becomes non-zero (a signal handler sets it), or
@@ -143,5 +162,12 @@ typedef struct {
     const char *broker; /* endpoint in use ("" while discovering); borrowed */
 } pd_worker_stats_t;
 void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out);
+
+/* Handles one message from the broker as the loop does (for tests and
+   fuzzing): `run` queues jobs, `mod` stores a module, `cancel`, `reset`,
+   `welcome`, `hb`, `error`. Results and refusals are batched for `done`. */
+void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len);
+/* Jobs queued and not yet given to a slot. */
+size_t pd_worker_queued(const pd_worker_t *w);
 
 #endif
