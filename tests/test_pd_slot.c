@@ -7,16 +7,19 @@
 */
 #include "pd_codec.h"
 #include "pd_error.h"
+#include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_slot.h"
 
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *s_module_src =
@@ -130,12 +133,35 @@ static void teardown(void)
 
 TestSuite(unit, .init = setup, .fini = teardown, .timeout = 60);
 
+/* Reads the slot's pipe and ticks it for up to ms milliseconds, or until
+   done(s) holds (NULL: the whole time). */
+static void supervise(pd_slot_t *s, int ms, bool (*done)(pd_slot_t *))
+{
+    int64_t end = pd_slot_now_ms() + ms;
+    while (pd_slot_now_ms() < end && !(done && done(s))) {
+        struct pollfd p = {.fd = pd_slot_fd(s), .events = POLLIN};
+        if (poll(&p, p.fd >= 0 ? 1 : 0, 10) > 0)
+            pd_slot_on_readable(s);
+        pd_slot_tick(s);
+    }
+}
+
+/* Supervises the slot until it has a live child that said READY and holds
+   no job (or 10 s): a new child is not idle before its READY, and one that
+   died soon after its start is restarted after a pause, not at once. */
+static void wait_idle(pd_slot_t *s)
+{
+    supervise(s, 10000, pd_slot_idle);
+    cr_assert(pd_slot_idle(s), "the slot has no idle child after 10 s");
+}
+
 static pd_slot_t *new_slot(void)
 {
     pd_slot_config_t cfg = {.index = 2, .exe = "/proc/self/exe", .cache_dir = s_dir,
                             .host = "testhost", .sink = {on_result, on_requeue, NULL}};
     pd_slot_t *s = pd_slot_new(&cfg, NULL);
     cr_assert_not_null(s);
+    wait_idle(s);
     return s;
 }
 
@@ -148,6 +174,7 @@ static pd_slot_t *new_gpu_slot(int gpu, const char *visible)
                             .cuda_visible = visible, .sink = {on_result, on_requeue, NULL}};
     pd_slot_t *s = pd_slot_new(&cfg, NULL);
     cr_assert_not_null(s);
+    wait_idle(s);
     return s;
 }
 
@@ -192,18 +219,6 @@ static void pump(pd_slot_t *s, size_t want)
         pd_slot_tick(s);
     }
     cr_assert_eq(s_nres, want, "got %zu results, wanted %zu", s_nres, want);
-}
-
-/* Ticks the slot until it has a live, idle child (or 10 s): a child that
-   died soon after its start is restarted after a pause, not at once. */
-static void wait_idle(pd_slot_t *s)
-{
-    int64_t end = pd_slot_now_ms() + 10000;
-    while (!pd_slot_idle(s) && pd_slot_now_ms() < end) {
-        pd_slot_tick(s);
-        usleep(1000);
-    }
-    cr_assert(pd_slot_idle(s), "the slot has no idle child after 10 s");
 }
 
 static void send1(pd_slot_t *s, pd_job_t *j)
@@ -456,7 +471,7 @@ Test(unit, cancel_kills_the_running_job_and_reports_nothing)
     cr_expect_eq(s_nres, 1);
     cr_assert_eq(s_nback, 1);
     cr_expect_eq(s_back[0]->id, 3);
-    cr_assert(pd_slot_idle(s));
+    wait_idle(s); /* a new child replaces the one that was killed */
     pd_slot_destroy(&s);
 }
 
@@ -475,6 +490,118 @@ Test(unit, adaptive_group_size)
     send1(s, job_double(10, "nap", 0.02, 0));
     pump(s, 10);
     cr_expect_eq(pd_slot_group_size(s), 1, "20 ms jobs go one at a time");
+    pd_slot_destroy(&s);
+}
+
+/* ---- start failures --------------------------------------------------- */
+
+static char s_log[16384]; /* log lines of the test, one a line */
+static size_t s_loglen;
+
+static void on_log(pd_log_level_t level, const char *tag, const char *line, void *user)
+{
+    (void) level;
+    (void) tag;
+    (void) user;
+    int n = snprintf(s_log + s_loglen, sizeof s_log - s_loglen, "%s\n", line);
+    if (n > 0 && (size_t) n < sizeof s_log - s_loglen)
+        s_loglen += (size_t) n;
+}
+
+static bool unavailable(pd_slot_t *s) { return pd_slot_unavailable(s); }
+static bool failed_once(pd_slot_t *s) { return pd_slot_start_failures(s) > 0; }
+
+/* A slot of index 4 running exe, its log lines collected in s_log. */
+static pd_slot_t *new_slot_running(const char *exe)
+{
+    s_loglen = 0;
+    s_log[0] = 0;
+    pd_log_set_level(PD_LOG_INFO);
+    pd_log_set_handler(on_log, NULL);
+    pd_slot_config_t cfg = {.index = 4, .exe = exe, .cache_dir = s_dir, .host = "testhost",
+                            .sink = {on_result, on_requeue, NULL}};
+    pd_slot_t *s = pd_slot_new(&cfg, NULL);
+    cr_assert_not_null(s, "fork works: a failed exec shows in the child");
+    cr_expect_not(pd_slot_idle(s), "a new child is not idle before its READY");
+    return s;
+}
+
+/* Writes an executable shell script. */
+static void script(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0755), 0);
+}
+
+Test(unit, a_missing_program_fails_no_job_and_the_slot_is_withdrawn)
+{
+    pd_slot_t *s = new_slot_running("/nonexistent/playdoh-worker");
+    supervise(s, 30000, unavailable);
+    pd_log_set_handler(NULL, NULL);
+    cr_assert(pd_slot_unavailable(s), "%s", s_log);
+    cr_expect_geq(pd_slot_start_failures(s), PD_SLOT_START_TRIES);
+    cr_expect_not(pd_slot_idle(s));
+    cr_expect_eq(s_nres, 0, "a start failure is no job's crash");
+    cr_expect(strstr(s_log, "slot 4: the slot process could not start: "
+                            "/nonexistent/playdoh-worker could not be executed: the program is "
+                            "missing or not executable, or a shared library it needs does not "
+                            "load") != NULL, "%s", s_log);
+    cr_expect(strstr(s_log, "`ldd /nonexistent/playdoh-worker`") != NULL, "%s", s_log);
+    cr_expect(strstr(s_log, "trying again in 0.5 s") != NULL, "%s", s_log);
+    cr_expect(strstr(s_log, "slot 4: the slot process failed to start 3 times in a row") != NULL,
+              "%s", s_log);
+    cr_expect(strstr(s_log, "no longer offered to the broker") != NULL, "%s", s_log);
+    pd_slot_destroy(&s);
+}
+
+Test(unit, a_program_of_another_version_is_a_start_failure)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/old-worker", s_dir);
+    /* READY [4, 2]: a pipe version this worker does not speak. */
+    script(path, "#!/bin/sh\nprintf '\\003\\000\\000\\000\\222\\004\\002' >&4\nsleep 20\n");
+    pd_slot_t *s = new_slot_running(path);
+    supervise(s, 20000, failed_once);
+    pd_log_set_handler(NULL, NULL);
+    cr_assert_geq(pd_slot_start_failures(s), 1, "%s", s_log);
+    cr_expect(strstr(s_log, "is not a slot program this worker can use (it speaks slot pipe "
+                            "version 2, this worker 1)") != NULL, "%s", s_log);
+    cr_expect_eq(s_nres, 0);
+    pd_slot_destroy(&s);
+}
+
+Test(unit, a_slot_whose_program_is_fixed_comes_back_and_runs_jobs)
+{
+    char link[128], fresh[160], self[PATH_MAX];
+    snprintf(link, sizeof link, "%s/slot-program", s_dir);
+    cr_assert_eq(symlink("/bin/false", link), 0);
+    pd_slot_t *s = new_slot_running(link);
+    supervise(s, 20000, unavailable);
+    cr_assert(pd_slot_unavailable(s), "%s", s_log);
+    cr_expect(strstr(s_log, "slot-program exited with status 1 before it was ready") != NULL,
+              "%s", s_log);
+    cr_expect_eq(s_nres, 0);
+    /* The owner repairs the program: the link now names this test program,
+       which runs slots. The slot's next attempt succeeds. */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    cr_assert_gt(n, 0);
+    self[n] = 0;
+    snprintf(fresh, sizeof fresh, "%s.new", link);
+    cr_assert_eq(symlink(self, fresh), 0);
+    cr_assert_eq(rename(fresh, link), 0);
+    supervise(s, 30000, pd_slot_idle);
+    pd_log_set_handler(NULL, NULL);
+    cr_assert(pd_slot_idle(s), "%s", s_log);
+    cr_expect_not(pd_slot_unavailable(s));
+    cr_expect_eq(pd_slot_start_failures(s), 0);
+    cr_expect(strstr(s_log, "slot 4: a slot process started after") != NULL, "%s", s_log);
+    cr_expect(strstr(s_log, "the slot is offered again") != NULL, "%s", s_log);
+    send1(s, job_double(1, "square", 3, 0));
+    pump(s, 1);
+    cr_expect_float_eq(as_double(&s_res[0]), 9.0, 1e-12);
     pd_slot_destroy(&s);
 }
 

@@ -10,6 +10,7 @@
 #include "pd_worker.h"
 
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -49,6 +50,12 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
+/* The slots' program: a link in the test's directory, pointing to
+   /bin/false (slots that cannot start) when s_broken_slots is set, else
+   "/proc/self/exe". */
+static bool s_broken_slots;
+static char s_slot_link[128];
+
 /* What the worker under test was told about Slurm (NULL: not a pilot). */
 static const char *s_slurm_job, *s_slurm_step, *s_slurm_array;
 
@@ -73,9 +80,13 @@ static void s_start_with(int idle_exit_ms, const char *job, const char *step, co
     cr_assert_eq(zmq_bind(s_router, "tcp://127.0.0.1:*"), 0);
     size_t len = sizeof s_endpoint;
     zmq_getsockopt(s_router, ZMQ_LAST_ENDPOINT, s_endpoint, &len);
+    snprintf(s_slot_link, sizeof s_slot_link, "%s/slot-program", s_dir);
+    if (s_broken_slots)
+        cr_assert_eq(symlink("/bin/false", s_slot_link), 0);
     pd_worker_config_t cfg = {.broker = s_endpoint, .cpus = 2, .cache_dir = s_dir,
                               .heartbeat_ms = 100, .name = "testhost",
-                              .slot_exe = "/proc/self/exe", .idle_exit_ms = idle_exit_ms,
+                              .slot_exe = s_broken_slots ? s_slot_link : "/proc/self/exe",
+                              .idle_exit_ms = idle_exit_ms,
                               .slurm_job = job, .slurm_step = step, .slurm_array = array,
                               .code_policy = mode, .code_list = list};
     s_worker = pd_worker_new(&cfg, NULL);
@@ -801,6 +812,127 @@ Test(pilot, a_pilot_that_never_gets_a_job_leaves_too)
     free(m.frame);
     cr_assert_geq(wait_bye(), 0, "an idle pilot stayed");
     pthread_join(s_thread, NULL);
+    pd_worker_destroy(&s_worker);
+}
+
+/* ---- slots whose process cannot start --------------------------------- */
+
+static void setup_broken(void)
+{
+    s_broken_slots = true;
+    start(0, NULL, NULL, NULL);
+}
+
+static void teardown_broken(void)
+{
+    s_broken_slots = false;
+    teardown();
+}
+
+TestSuite(start, .init = setup_broken, .fini = teardown_broken, .timeout = 90);
+
+/* ready -> welcome -> mod, whatever `ready` offers. */
+static void welcome_any(void)
+{
+    msg_t m;
+    expect("ready", &m);
+    free(m.frame);
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", 100);
+    pd_pack_kv_uint(&pk, "liveness", 3);
+    send_buf(&b);
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_str(&pk, "name", "tasks.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
+    send_buf(&b);
+}
+
+/* Reads messages until the worker offers `cpus` CPU slots (by `slots`, or
+   by `ready` when it registers again: this fake broker does not
+   heartbeat), counting the jobs it hands back in *back (ids checked
+   against first .. first+n-1); fails on any result. */
+static void wait_offer(uint64_t cpus, size_t *back, uint64_t first, size_t n)
+{
+    int64_t end = pd_slot_now_ms() + 40000;
+    bool offered = false;
+    while (!offered || (back && *back < n)) {
+        msg_t m;
+        cr_assert(recv_msg(&m, (int) (end - pd_slot_now_ms()), false),
+                  "the worker did not offer %llu cpus%s within 40 s", (unsigned long long) cpus,
+                  back ? " and hand its jobs back" : "");
+        cr_assert_not(pd_msg_is(&m.m, "done"), "a job was reported: a slot's start failure "
+                      "reached a job");
+        uint64_t c = 99;
+        if ((pd_msg_is(&m.m, "slots") || pd_msg_is(&m.m, "ready")) &&
+            pd_msg_uint(&m.m, "cpus", &c) == 0 && c == cpus)
+            offered = true;
+        if (pd_msg_is(&m.m, "requeue")) {
+            cr_assert(back, "jobs handed back while none was queued");
+            pd_rd_t r;
+            uint32_t k;
+            cr_assert_eq(pd_msg_rd(&m.m, "jobs", &r), 0);
+            cr_assert_eq(pd_rd_array(&r, &k), 0);
+            for (uint32_t i = 0; i < k; i++) {
+                uint32_t two;
+                uint64_t id, attempt;
+                cr_assert_eq(pd_rd_array(&r, &two), 0);
+                cr_assert_eq(pd_rd_uint(&r, &id), 0);
+                cr_assert_eq(pd_rd_uint(&r, &attempt), 0);
+                cr_expect(id >= first && id < first + n, "job %llu handed back",
+                          (unsigned long long) id);
+                cr_expect_eq(attempt, 1);
+                (*back)++;
+            }
+        }
+        free(m.frame);
+    }
+}
+
+Test(start, slots_that_cannot_start_are_withdrawn_hand_their_jobs_back_and_return_when_fixed)
+{
+    welcome_any();
+    uint64_t ids[3] = {50, 51, 52};
+    const char *mods[3] = {s_hash, s_hash, s_hash};
+    const char *fns[3] = {"square", "square", "square"};
+    double xs[3] = {1, 2, 3};
+    run_jobs(3, ids, mods, fns, xs, NULL);
+    /* /bin/false exits at once: no job runs, none fails; after a few
+       attempts both slots are withdrawn and the jobs go back unstarted. */
+    size_t back = 0;
+    wait_offer(0, &back, 50, 3);
+    cr_expect_eq(back, 3);
+    /* The owner repairs the program: the slots start again, are offered
+       again, and run jobs. */
+    char self[PATH_MAX], fresh[160];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    cr_assert_gt(n, 0);
+    self[n] = 0;
+    snprintf(fresh, sizeof fresh, "%s.new", s_slot_link);
+    cr_assert_eq(symlink(self, fresh), 0);
+    cr_assert_eq(rename(fresh, s_slot_link), 0);
+    wait_offer(2, NULL, 0, 0);
+    uint64_t id2[1] = {53};
+    double x2[1] = {7};
+    run_jobs(1, id2, mods, fns, x2, NULL);
+    res_t rs[1];
+    collect(rs, 1);
+    cr_expect_eq(rs[0].id, 53);
+    cr_expect(rs[0].ok, "%s: %s", rs[0].code, rs[0].msg);
+    cr_expect_float_eq(rs[0].x, 49.0, 1e-12);
+    s_stop = 1;
+    pthread_join(s_thread, NULL);
+    pd_worker_stats_t st;
+    pd_worker_stats(s_worker, &st);
+    cr_expect_eq(st.down, 0, "no slot is withdrawn any more");
+    cr_expect_eq(st.offered, 2);
     pd_worker_destroy(&s_worker);
 }
 

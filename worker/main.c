@@ -278,7 +278,7 @@ static int s_ctl(int argc, char **argv)
             rc = 2;
         } else {
             char id[32] = "", host[256] = "", broker[256] = "";
-            uint64_t vc = 0, vg = 0, off = 0, slots = 0, busy = 0, q = 0, done = 0, req = 0;
+            uint64_t vc = 0, vg = 0, off = 0, slots = 0, down = 0, busy = 0, q = 0, done = 0, req = 0;
             bool reg = false, owner = false;
             double load = -1;
             pd_msg_str(&m, "id", id, sizeof id);
@@ -288,6 +288,7 @@ static int s_ctl(int argc, char **argv)
             pd_msg_uint_opt(&m, "gpus", &vg);
             pd_msg_uint_opt(&m, "offered", &off);
             pd_msg_uint_opt(&m, "slots", &slots);
+            pd_msg_uint_opt(&m, "down", &down);
             pd_msg_uint_opt(&m, "busy", &busy);
             pd_msg_uint_opt(&m, "queued", &q);
             pd_msg_uint_opt(&m, "done", &done);
@@ -310,6 +311,10 @@ static int s_ctl(int argc, char **argv)
                        "%llu handed back\n", (unsigned long long) slots, (unsigned long long) busy,
                        (unsigned long long) q, (unsigned long long) done,
                        (unsigned long long) req);
+                if (down)
+                    printf("  %llu slot%s withdrawn: %s process cannot start (the worker's log "
+                           "says why)\n", (unsigned long long) down, down == 1 ? "" : "s",
+                           down == 1 ? "its" : "their");
                 printf("  broker %s (%s)", broker[0] ? broker : "not found yet",
                        reg ? "registered" : "not registered");
                 if (load >= 0)

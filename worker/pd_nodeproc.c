@@ -41,6 +41,8 @@ struct pd_nodeproc {
     uint32_t node;        /* node index */
     pd_nodeproc_sink_t sink;  /* where progress goes */
     pid_t pid;            /* the process; 0 once reaped */
+    char *exe;            /* the program it runs, for messages (owned) */
+    bool up;              /* it said `up`: it started */
     int to_child;         /* write end of its input pipe; -1 when closed */
     int from_child;       /* read end of its output pipe (non-blocking); -1 when closed */
     uint8_t *rbuf;        /* bytes read, not yet handled (owned) */
@@ -166,6 +168,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
         return NULL;
     }
     nd->pid = pid;
+    nd->exe = strdup(cfg->exe); /* NULL: messages name no program */
     pd_buf_t b;
     pd_buf_init(&b);
     pd_pipe_frame_begin(&b);
@@ -193,6 +196,7 @@ void pd_nodeproc_destroy(pd_nodeproc_t **p)
     pd_nodeproc_t *nd = *p;
     s_kill_reap(nd);
     free(nd->rbuf);
+    free(nd->exe);
     free(nd);
     *p = NULL;
 }
@@ -258,6 +262,14 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
     pd_msg_t m;
     if (pd_msg_parse(&m, p, len)) {
         *why = "not a message";
+        return -1;
+    }
+    if (pd_msg_is(&m, "up") && !nd->up) {
+        nd->up = true;
+        return 0;
+    }
+    if (!nd->up) {
+        *why = "a message before 'up'";
         return -1;
     }
     if (pd_msg_is(&m, "bound")) {
@@ -357,7 +369,20 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
     /* The pipe closed without a result: the process is exiting. */
     bool killed;
     int status = s_reap_closed(nd, &killed);
-    char msg[256];
+    char msg[1024];
+    if (!nd->up) {
+        /* Not the task's doing: the program never ran it. */
+        char why[900];
+        if (killed)
+            snprintf(why, sizeof why, "it closed its pipe to the worker before it was ready");
+        else
+            pd_pipe_explain_start(nd->exe ? nd->exe : "the node program", status, why,
+                                  sizeof why);
+        snprintf(msg, sizeof msg, "the node process could not start: %s", why);
+        pd_log_error("task %llu node %u: %s", (unsigned long long) nd->task, nd->node, msg);
+        s_report_failure(nd, PD_ESYS, msg);
+        return;
+    }
     if (killed)
         snprintf(msg, sizeof msg, "the node process closed its pipe to the worker (did the "
                  "function close file descriptor %d?)", PD_PIPE_CHILD_OUT);
@@ -716,8 +741,10 @@ int pd_nodeproc_main(int argc, char **argv)
     pd_buf_init(&c.in);
     pd_buf_init(&c.out);
     int err = 0;
-    pd_modcache_t *mc = pd_modcache_new(cache, &err);
-    int rc = mc ? s_child_run(&c, mc) : -1;
+    pd_modcache_t *mc = pd_modcache_new(cache, &err); /* logs why it fails */
+    /* `up` first: a process that dies before it did not start (the worker
+       says so), one that dies after failed the node. */
+    int rc = mc && s_child_send(&c, "up", 0, NULL, NULL) == 0 ? s_child_run(&c, mc) : -1;
     for (uint32_t i = 0; c.names && i < c.ntubes; i++)
         free(c.names[i]);
     free(c.names);

@@ -19,7 +19,9 @@
                       peers {peers: [[node, ep, key?], ...]}: the neighbours
                              (key: their XPUB's CurveZMQ public key)
                       go    {}: every node of the task is ready; run
-      node -> worker  bound {ep, key?}: its XPUB endpoint (and public key)
+      node -> worker  up    {}: the process started (sent first, before
+                             it reads `start`)
+                      bound {ep, key?}: its XPUB endpoint (and public key)
                       ready {}: every neighbour has subscribed to it
                       result {ok, val, us}: val is the node's result (ok) or
                              {code, msg}; then the process exits
@@ -28,7 +30,10 @@
     left (the XPUB lingers up to the time-out), so a result means this
     node's part is over. A node process that dies before its result fails
     the node: the handle reports "node process crashed: killed by signal N
-    (...)" or its exit status. A failure before the function runs (the
+    (...)" or its exit status. One that dies before `up` never ran the
+    task: the node fails with PD_ESYS "the node process could not start:
+    ..." saying what failed (the program missing, a library that does not
+    load, ...) and what to do. A failure before the function runs (the
     module does not load, the bind fails, neighbours do not connect within
     start_ms) is a `result` too.
 */

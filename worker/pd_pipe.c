@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int pd_pipe_write_all(int fd, const void *buf, size_t len)
@@ -150,4 +153,41 @@ pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int
     *to_child = down[1];
     *from_child = up[0];
     return pid;
+}
+
+const char *pd_pipe_program(const char *exe, char *buf, size_t cap)
+{
+    if (strcmp(exe, "/proc/self/exe") != 0 || cap < 2)
+        return exe;
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0)
+        return exe;
+    buf[n] = 0;
+    return buf;
+}
+
+void pd_pipe_explain_start(const char *exe, int status, char *out, size_t cap)
+{
+    char path[512];
+    const char *prog = pd_pipe_program(exe, path, sizeof path);
+    if (WIFSIGNALED(status))
+        snprintf(out, cap, "%.200s was killed by signal %d (%s) before it was ready", prog,
+                 WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WEXITSTATUS(status) == 127)
+        snprintf(out, cap, "%.200s could not be executed: the program is missing or not "
+                 "executable, or a shared library it needs does not load (the loader's "
+                 "message is above; check with `ldd %.200s`)", prog, prog);
+    else if (WEXITSTATUS(status) == 126)
+        snprintf(out, cap, "the new process could not set up its pipes before running %.200s "
+                 "(out of file descriptors? see `ulimit -n`)", prog);
+    else if (WEXITSTATUS(status) == 2)
+        snprintf(out, cap, "%.200s refused the command line the worker gave it (is it "
+                 "playdoh-worker of this version?)", prog);
+    else
+        snprintf(out, cap, "%.200s exited with status %d before it was ready (any message "
+                 "of its own is above)", prog, WEXITSTATUS(status));
+    size_t len = strlen(out), dl = strlen(" (deleted)"), pl = strlen(prog);
+    if (pl > dl && strcmp(prog + pl - dl, " (deleted)") == 0 && len + 1 < cap)
+        snprintf(out + len, cap - len, "; the worker's program was replaced or deleted since it "
+                 "started (an upgrade?): restart the worker");
 }

@@ -55,4 +55,17 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
 pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
                     int *from_child);
 
+/* The program a child runs, as a user would name it: exe itself, or for
+   "/proc/self/exe" this process's own path (ending in " (deleted)" when the
+   file was replaced since it started). Borrowed from exe or buf. */
+const char *pd_pipe_program(const char *exe, char *buf, size_t cap);
+
+/* Says in out why a child that ran exe died before its first frame, from
+   its wait status, and what to do about it: the program could not be
+   executed (status 127: missing, not executable, a shared library that
+   does not load), pipes not set up (126), its command line refused (2), a
+   signal, another status; and when the worker's own program was replaced
+   since it started, that the worker needs a restart. */
+void pd_pipe_explain_start(const char *exe, int status, char *out, size_t cap);
+
 #endif

@@ -1,7 +1,9 @@
 /*  pd_slot: the parent-side handle of a slot child and the child's main loop.
 
-    Parent side: spawn (fork+exec), send a group of jobs, read results as they
-    come, detect the child's death or a time-out, report the job that was
+    Parent side: spawn (fork+exec), wait for the child's READY (a child that
+    dies before it is a start failure, retried with a growing pause, and the
+    slot becomes unavailable after several in a row), send a group of jobs,
+    read results as they come, detect the child's death or a time-out, report the job that was
     running, hand the unstarted ones back and restart the child. Child side
     (pd_slot_main): read a group, run each job through the module cache and
     the task API, write each result at once. The pipe protocol is described
@@ -37,12 +39,19 @@
 #define S_RESPAWN_PAUSE_MS 1000
 #define S_REAP_GRACE_MS 2000
 
-enum { S_FRAME_LOAD = 0, S_FRAME_BEGIN = 1, S_FRAME_RESULT = 2, S_FRAME_RESET = 3 };
+enum {
+    S_FRAME_LOAD = 0,
+    S_FRAME_BEGIN = 1,
+    S_FRAME_RESULT = 2,
+    S_FRAME_RESET = 3,
+    S_FRAME_READY = 4
+};
 
 /* Why a child is being replaced. */
 typedef enum {
     S_DIED,     /* it died (EOF on its pipe) */
-    S_TIMEOUT,  /* a job ran past its time-out: we killed it */
+    S_TIMEOUT,  /* a job ran past its time-out, or a new child did not say
+                   READY in time: we killed it */
     S_BADFRAME, /* it wrote something we cannot read: we killed it */
     S_CANCEL,   /* a job it held was cancelled: we killed it */
     S_ABORT     /* the worker dropped every job: we killed it */
@@ -63,6 +72,9 @@ struct pd_slot {
     int from_child;        /* read end of the result pipe (non-blocking); -1 while dead */
     int64_t spawned_ms;    /* when the child was started */
     int64_t respawn_ms;    /* when a dead child is restarted */
+    bool ready;            /* the child said READY: it takes jobs */
+    int start_failures;    /* children in a row that failed to start */
+    char bad[160];         /* why a frame was refused, when it needs numbers */
     pd_job_t **group;      /* jobs sent, owned; NULL when idle */
     size_t ngroup;         /* jobs in group */
     size_t cur;            /* first job without a result */
@@ -199,11 +211,10 @@ static int s_spawn(pd_slot_t *s)
     int saved = errno;
     s_env_free(env);
     errno = saved;
-    if (pid < 0) {
-        pd_log_error("slot %d: cannot start a slot process: %s", s->index, strerror(errno));
-        return PD_ESYS;
-    }
+    if (pid < 0)
+        return PD_ESYS; /* errno says why; the callers log it */
     s->pid = pid;
+    s->ready = false;
     s->to_child = to_child;
     s->from_child = from_child;
     s->spawned_ms = pd_slot_now_ms();
@@ -239,8 +250,10 @@ pd_slot_t *pd_slot_new(const pd_slot_config_t *cfg, int *err)
         s->cuda_visible = NULL;
         goto fail;
     }
-    if ((code = s_spawn(s)) != 0)
+    if ((code = s_spawn(s)) != 0) {
+        pd_log_error("slot %d: cannot start a slot process: %s", s->index, strerror(errno));
         goto fail;
+    }
     return s;
 fail:
     if (err)
@@ -294,7 +307,9 @@ void pd_slot_destroy(pd_slot_t **p)
 }
 
 int pd_slot_fd(pd_slot_t *s) { return s->pid > 0 ? s->from_child : -1; }
-bool pd_slot_idle(pd_slot_t *s) { return s->pid > 0 && s->ngroup == 0; }
+bool pd_slot_idle(pd_slot_t *s) { return s->pid > 0 && s->ready && s->ngroup == 0; }
+bool pd_slot_unavailable(pd_slot_t *s) { return s->start_failures >= PD_SLOT_START_TRIES; }
+int pd_slot_start_failures(pd_slot_t *s) { return s->start_failures; }
 int pd_slot_pid(pd_slot_t *s) { return (int) s->pid; }
 
 size_t pd_slot_group_size(pd_slot_t *s)
@@ -354,6 +369,50 @@ static int s_reap_closed(pd_slot_t *s, bool *killed)
     return s_kill_reap(s);
 }
 
+/* Says why a child failed to start, from its wait status (or, when the
+   parent killed it, from `cause` and `why`), and what to do about it. */
+static void s_start_failure_why(const pd_slot_t *s, s_cause_t cause, const char *why, int status,
+                                bool killed, char *out, size_t cap)
+{
+    char path[512];
+    const char *prog = pd_pipe_program(s->exe, path, sizeof path);
+    if (cause == S_TIMEOUT)
+        snprintf(out, cap, "%.200s did not say it was ready within %d s (is it playdoh-worker of "
+                 "this version? is the machine swapping?)", prog, PD_SLOT_START_TIMEOUT_MS / 1000);
+    else if (cause == S_BADFRAME)
+        snprintf(out, cap, "%.200s is not a slot program this worker can use (%s): start "
+                 "slots with playdoh-worker of this version", prog, why);
+    else if (killed)
+        snprintf(out, cap, "%.200s closed its pipe to the worker before it was ready", prog);
+    else
+        pd_pipe_explain_start(s->exe, status, out, cap);
+}
+
+/* Counts a start failure (what: why), says what to do, and schedules the
+   next attempt after a pause that doubles with each failure in a row. */
+static void s_start_failed(pd_slot_t *s, const char *what)
+{
+    int n = ++s->start_failures;
+    int64_t pause = PD_SLOT_START_PAUSE_MS;
+    for (int i = 1; i < n && pause < PD_SLOT_START_PAUSE_MAX_MS; i++)
+        pause *= 2;
+    if (pause > PD_SLOT_START_PAUSE_MAX_MS)
+        pause = PD_SLOT_START_PAUSE_MAX_MS;
+    s->respawn_ms = pd_slot_now_ms() + pause;
+    if (n < PD_SLOT_START_TRIES)
+        pd_log_warn("slot %d: the slot process could not start: %s; trying again in %.1f s (the "
+                    "slot is withdrawn after %d failures in a row)", s->index, what,
+                    (double) pause / 1000, PD_SLOT_START_TRIES);
+    else if (n == PD_SLOT_START_TRIES)
+        pd_log_error("slot %d: the slot process failed to start %d times in a row (last: %s); "
+                     "the slot is no longer offered to the broker and no job is sent to it. Fix "
+                     "the cause: the worker keeps trying (every %d s at most) and offers the slot "
+                     "again once a process starts", s->index, n, what,
+                     PD_SLOT_START_PAUSE_MAX_MS / 1000);
+    else
+        pd_log_debug("slot %d: start failure %d in a row: %s", s->index, n, what);
+}
+
 /* Replaces the child after `cause`: reports the job it was running (unless
    cancelled or aborted), hands the unstarted jobs back, restarts it. For
    S_CANCEL, is_cancelled picks the jobs to destroy silently. */
@@ -372,8 +431,13 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
        groups, never reading the next: a group sent meanwhile did not start,
        and goes back to the queue whole. */
     bool reset = cause == S_DIED && s->reset;
-    char msg[512];
-    if (busy && !reset && cause != S_CANCEL && cause != S_ABORT) {
+    /* A child that never said READY did not start: no job it was sent (there
+       should be none) ran, so none fails; they all go back unstarted. */
+    bool started = s->ready;
+    char msg[1024];
+    if (!started) {
+        s_start_failure_why(s, cause, why, status, killed, msg, sizeof msg);
+    } else if (busy && !reset && cause != S_CANCEL && cause != S_ABORT) {
         pd_job_t *job = s->group[s->cur];
         int code = PD_ECRASH;
         if (cause == S_TIMEOUT && s->loading) {
@@ -423,13 +487,17 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
         }
     }
     s_drop_group(s);
-    /* A child that dies on its own while idle, or right after its start,
-       may not start properly: pause before the next attempt. */
+    if (!started) {
+        s_start_failed(s, msg);
+        return cancelled;
+    }
+    /* A child that dies on its own while idle may die again: pause before
+       the next one. */
     int64_t now = pd_slot_now_ms();
-    bool pause = cause == S_DIED && !reset && (!busy || now - s->spawned_ms < 100);
+    bool pause = cause == S_DIED && !reset && !busy;
     s->respawn_ms = pause ? now + S_RESPAWN_PAUSE_MS : now;
-    if (!pause)
-        s_spawn(s);
+    if (!pause && s_spawn(s))
+        s_start_failed(s, strerror(errno)); /* fork failed; the tick retries */
     return cancelled;
 }
 
@@ -509,7 +577,8 @@ int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, co
         *why = "frame is not [tag, id, ...]";
         return PD_EPROTO;
     }
-    if (out->tag == S_FRAME_LOAD || out->tag == S_FRAME_BEGIN || out->tag == S_FRAME_RESET)
+    if (out->tag == S_FRAME_LOAD || out->tag == S_FRAME_BEGIN || out->tag == S_FRAME_RESET ||
+        out->tag == S_FRAME_READY)
         return 0;
     if (out->tag != S_FRAME_RESULT || n != 5 || pd_rd_bool(&r, &out->ok) ||
         pd_rd_skip(&r, &out->val, &out->vlen) || pd_rd_uint(&r, &out->us)) {
@@ -526,6 +595,31 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     pd_slot_report_t rep;
     if (pd_slot_report_parse(p, len, &rep, why))
         return -1;
+    if (rep.tag == S_FRAME_READY) {
+        if (s->ready) {
+            *why = "READY from a child that had said it";
+            return -1;
+        }
+        if (rep.id != PD_SLOT_PIPE_VERSION) {
+            snprintf(s->bad, sizeof s->bad, "it speaks slot pipe version %llu, this worker %d",
+                     (unsigned long long) rep.id, PD_SLOT_PIPE_VERSION);
+            *why = s->bad;
+            return -1;
+        }
+        s->ready = true;
+        if (s->start_failures >= PD_SLOT_START_TRIES)
+            pd_log_info("slot %d: a slot process started after %d failed attempts: the slot is "
+                        "offered again", s->index, s->start_failures);
+        else if (s->start_failures)
+            pd_log_info("slot %d: a slot process started after %d failed attempt%s", s->index,
+                        s->start_failures, s->start_failures == 1 ? "" : "s");
+        s->start_failures = 0;
+        return 0;
+    }
+    if (!s->ready) {
+        *why = "a frame before READY";
+        return -1;
+    }
     if (rep.tag == S_FRAME_RESET) {
         s->reset = true; /* its exit follows */
         return 0;
@@ -610,6 +704,8 @@ void pd_slot_on_readable(pd_slot_t *s)
 
 int64_t pd_slot_deadline(pd_slot_t *s)
 {
+    if (s->pid > 0 && !s->ready)
+        return s->spawned_ms + PD_SLOT_START_TIMEOUT_MS;
     if (s->pid > 0)
         return s->suspended ? INT64_MAX : s->deadline_ms;
     return s->respawn_ms;
@@ -619,8 +715,19 @@ void pd_slot_tick(pd_slot_t *s)
 {
     int64_t now = pd_slot_now_ms();
     if (s->pid <= 0) {
-        if (now >= s->respawn_ms && s_spawn(s))
-            s->respawn_ms = now + S_RESPAWN_PAUSE_MS;
+        if (now >= s->respawn_ms && s_spawn(s)) {
+            char what[200];
+            snprintf(what, sizeof what, "cannot create a process: %s", strerror(errno));
+            s_start_failed(s, what);
+        }
+        return;
+    }
+    if (!s->ready) {
+        if (now < s->spawned_ms + PD_SLOT_START_TIMEOUT_MS)
+            return;
+        pd_slot_on_readable(s); /* its READY may be waiting in the pipe */
+        if (s->pid > 0 && !s->ready)
+            s_replace(s, S_TIMEOUT, NULL, NULL, NULL);
         return;
     }
     if (s->cur < s->ngroup && !s->suspended && now >= s->deadline_ms) {
@@ -990,18 +1097,24 @@ int pd_slot_main(int argc, char **argv)
     c.host = host;
     pd_buf_init(&c.aux);
     int err = 0;
-    c.mc = pd_modcache_new(cache, &err);
+    c.mc = pd_modcache_new(cache, &err); /* logs why it fails */
     c.task = pd_task_new(index);
     if (gpu >= 0) {
         c.rt = pd_gpurt_new(cache, gpu);
         if (c.task && c.rt)
             pd_task_set_gpu(c.task, gpu, c.rt);
     }
+    if (!c.task || (gpu >= 0 && !c.rt))
+        pd_log_error("slot %d: out of memory at start", index);
     pd_buf_init(&c.out);
     pd_packer_init(&c.pk, &c.out);
     pd_buf_t in;
     pd_buf_init(&in);
     int rc = (c.mc && c.task && (gpu < 0 || c.rt)) ? 1 : -1;
+    /* READY: the worker counts the slot as started only now; a child that
+       dies before it is a start failure, never a task's crash. */
+    if (rc == 1 && s_child_mark(&c, S_FRAME_READY, PD_SLOT_PIPE_VERSION))
+        rc = -1;
     while (rc == 1)
         rc = s_child_group(&c, &in);
     pd_buf_free(&in);

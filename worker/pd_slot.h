@@ -21,6 +21,17 @@
     unusable, the child finishes its group, says RESET and exits; the parent
     restarts it at once, with a fresh context, and logs why.
 
+    Start handshake. A new child is not idle until it says READY: a child
+    that dies before (the program is missing, a library it needs does not
+    load, it exits at once) or stays silent for PD_SLOT_START_TIMEOUT_MS is
+    a start failure, never a task's crash: the slot logs what failed and
+    what to do, hands back any job it held unstarted, and starts a new
+    child after a pause that doubles with each failure in a row (from
+    PD_SLOT_START_PAUSE_MS to PD_SLOT_START_PAUSE_MAX_MS). After
+    PD_SLOT_START_TRIES failures in a row the slot is unavailable
+    (pd_slot_unavailable): the worker stops offering it to the broker. It
+    keeps retrying; the first READY makes it available again.
+
     Pipe protocol. The child reads from fd 3 and writes to fd 4; its stdout
     is redirected to its stderr, so a task's printf() cannot corrupt the
     pipe, and its stdin is /dev/null. Each message is a frame: a uint32
@@ -31,7 +42,9 @@
                         (arg: the job's argument, any msgpack value; shared:
                         the hash of the map's shared data, or nil); a job
                         with a CUDA module adds [..., cu_hash, cu_name]
-      child -> parent   [0, id]  LOAD: about to load (maybe compile) a module
+      child -> parent   [4, version]  READY: the child is up (sent once,
+                                 first; version: PD_SLOT_PIPE_VERSION)
+                        [0, id]  LOAD: about to load (maybe compile) a module
                                  for job id (and on a GPU slot its CUDA
                                  module: NVRTC, then the driver); the parent
                                  allows PD_SLOT_LOAD_TIMEOUT_MS for it
@@ -71,6 +84,11 @@
 #define PD_SLOT_GROUP_TARGET_US 2000        /* work per group aimed at */
 #define PD_SLOT_GROUP_MAX_BYTES (1u << 20)  /* argument bytes per group (soft) */
 #define PD_SLOT_LOAD_TIMEOUT_MS 300000      /* to compile and load a module */
+#define PD_SLOT_START_TIMEOUT_MS 60000      /* for a new child to say READY */
+#define PD_SLOT_START_TRIES 3               /* start failures in a row: unavailable */
+#define PD_SLOT_START_PAUSE_MS 500          /* before the first retry; doubles */
+#define PD_SLOT_START_PAUSE_MAX_MS 30000    /* the longest pause between retries */
+#define PD_SLOT_PIPE_VERSION 1              /* READY's version: the frames below */
 
 /* A job as the worker keeps it. */
 typedef struct {
@@ -133,8 +151,13 @@ void pd_slot_destroy(pd_slot_t **p);
 /* The fd to poll for reading (the child's result pipe), or -1 while the
    child is being restarted. */
 int pd_slot_fd(pd_slot_t *s);
-/* True when the child is running and holds no job. */
+/* True when the child is running, has said READY and holds no job. */
 bool pd_slot_idle(pd_slot_t *s);
+/* True after PD_SLOT_START_TRIES start failures in a row, until a child
+   says READY: the slot cannot run jobs and should not be offered. */
+bool pd_slot_unavailable(pd_slot_t *s);
+/* Start failures since the last child that said READY. */
+int pd_slot_start_failures(pd_slot_t *s);
 /* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX). */
 size_t pd_slot_group_size(pd_slot_t *s);
 /* The child's pid, or 0 while it is being restarted. */
@@ -150,9 +173,11 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n);
 void pd_slot_on_readable(pd_slot_t *s);
 
 /* When (CLOCK_MONOTONIC, ms) the slot next needs pd_slot_tick(): a job's
-   time-out or a restart; INT64_MAX when nothing is due. */
+   time-out, a new child's start time-out or a restart; INT64_MAX when
+   nothing is due. */
 int64_t pd_slot_deadline(pd_slot_t *s);
-/* Enforces time-outs and restarts a dead child when due. */
+/* Enforces time-outs (a job's, or a new child's READY) and restarts a
+   dead child when due. */
 void pd_slot_tick(pd_slot_t *s);
 
 /* Cancels the jobs for which is_cancelled(user, id) is true: when the child
@@ -182,11 +207,11 @@ bool pd_slot_suspended(pd_slot_t *s);
 /* ---- the pipe's frames, decoded (pure functions: tests and fuzzing) ---- */
 
 /* What a child reported: LOAD [0, id], BEGIN [1, id], RESULT
-   [2, id, ok, value_or_err, us] or RESET [3, 0] (its GPU context broke).
-   val points into the frame. */
+   [2, id, ok, value_or_err, us], RESET [3, 0] (its GPU context broke) or
+   READY [4, version]. val points into the frame. */
 typedef struct {
-    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT, 3 RESET */
-    uint64_t id;         /* job id */
+    uint64_t tag;        /* 0 LOAD, 1 BEGIN, 2 RESULT, 3 RESET, 4 READY */
+    uint64_t id;         /* job id (READY: the pipe version) */
     bool ok;             /* RESULT: success */
     const uint8_t *val;  /* RESULT: the value or error map (msgpack) */
     size_t vlen;         /* bytes at val */

@@ -94,6 +94,8 @@ struct pd_worker {
     int cpus;              /* CPU slots the owner allows */
     int gpus;              /* GPU slots the owner allows (<= ngpu) */
     int nslots;            /* slot processes in slots (>= cpus while some retire) */
+    int down_cpus;         /* CPU slots withdrawn (their process cannot start), as last sent */
+    int down_gpus;         /* GPU slots likewise */
     int capslots;          /* capacity of slots (items and item_slot hold PD_GPU_MAX more) */
     int ngpu;              /* GPUs the CUDA driver showed at start: GPU slots possible */
     pd_gpu_info_t gpu[PD_GPU_MAX]; /* those GPUs, in the driver's order */
@@ -260,9 +262,29 @@ static void s_send_simple(pd_worker_t *w, const char *type)
     pd_buf_free(&b);
 }
 
-/* Slots offered to the broker now: none while the owner uses the machine. */
-static int s_offered(const pd_worker_t *w) { return w->owner_active ? 0 : w->cpus; }
-static int s_offered_gpus(const pd_worker_t *w) { return w->owner_active ? 0 : w->gpus; }
+/* The owner's CPU slots less those whose process cannot start
+   (pd_slot_unavailable): the slots that can run jobs. */
+static int s_cpus_up(const pd_worker_t *w)
+{
+    int n = w->cpus;
+    for (int i = 0; i < w->nslots && i < w->cpus; i++)
+        n -= pd_slot_unavailable(w->slots[i]);
+    return n;
+}
+
+/* The same for GPU slots. */
+static int s_gpus_up(const pd_worker_t *w)
+{
+    int n = w->gpus;
+    for (int g = 0; g < w->gpus; g++)
+        n -= w->gslots[g] && pd_slot_unavailable(w->gslots[g]);
+    return n;
+}
+
+/* Slots offered to the broker now: none while the owner uses the machine,
+   and never one whose process cannot start. */
+static int s_offered(const pd_worker_t *w) { return w->owner_active ? 0 : s_cpus_up(w); }
+static int s_offered_gpus(const pd_worker_t *w) { return w->owner_active ? 0 : s_gpus_up(w); }
 
 static int s_busy(const pd_worker_t *w)
 {
@@ -1446,6 +1468,7 @@ void pd_worker_set_idle(pd_worker_t *w, const pd_worker_idle_t *idle)
 void pd_worker_stats(pd_worker_t *w, pd_worker_stats_t *out)
 {
     *out = (pd_worker_stats_t){.cpus = w->cpus, .gpus = w->gpus, .offered = s_offered(w),
+                               .down = (w->cpus - s_cpus_up(w)) + (w->gpus - s_gpus_up(w)),
                                .slots = w->nslots, .busy = s_busy(w), .queued = (int) s_queued(w),
                                .registered = w->registered, .owner_active = w->owner_active,
                                .load = w->owner_load, .done = w->ndone,
@@ -1465,7 +1488,7 @@ static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
     } else {
         pd_worker_stats_t st;
         pd_worker_stats(w, &st);
-        pd_msg_begin(&pk, "ctl_ok", 14);
+        pd_msg_begin(&pk, "ctl_ok", 15);
         pd_pack_kv_str(&pk, "id", w->id);
         pd_pack_kv_str(&pk, "host", w->host);
         pd_pack_kv_str(&pk, "broker", st.broker);
@@ -1474,6 +1497,7 @@ static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
         pd_pack_kv_uint(&pk, "gpus", (uint64_t) st.gpus);
         pd_pack_kv_uint(&pk, "offered", (uint64_t) st.offered);
         pd_pack_kv_uint(&pk, "slots", (uint64_t) st.slots);
+        pd_pack_kv_uint(&pk, "down", (uint64_t) st.down);
         pd_pack_kv_uint(&pk, "busy", (uint64_t) st.busy);
         pd_pack_kv_uint(&pk, "queued", (uint64_t) st.queued);
         pd_pack_kv_uint(&pk, "done", st.done);
@@ -1750,6 +1774,28 @@ static void s_dispatch_queue(s_queue_t *q, pd_slot_t **slots, int n, size_t allo
     }
 }
 
+/* Slots whose process failed to start PD_SLOT_START_TRIES times in a row
+   are withdrawn: the broker hears the new count at once (`slots`, before
+   s_dispatch hands back jobs they cannot run), and again when a slot's
+   process starts after all. Each slot logs its own failures. */
+static void s_follow_slot_starts(pd_worker_t *w)
+{
+    int cpus = s_cpus_up(w), gpus = s_gpus_up(w);
+    int down_cpus = w->cpus - cpus, down_gpus = w->gpus - gpus;
+    if (down_cpus == w->down_cpus && down_gpus == w->down_gpus)
+        return;
+    int down = down_cpus + down_gpus;
+    /* Fewer withdrawn slots: one came back (it logged so), or the owner
+       lowered the slots (pd_worker_set_slots logged it). */
+    if (down > w->down_cpus + w->down_gpus)
+        pd_log_error("%d slot%s cannot start %s process (see above): offering %d of %d cpus and "
+                     "%d of %d gpus", down, down == 1 ? "" : "s", down == 1 ? "its" : "their", cpus,
+                     w->cpus, gpus, w->gpus);
+    w->down_cpus = down_cpus;
+    w->down_gpus = down_gpus;
+    s_send_slots(w);
+}
+
 /* Gives queued jobs to idle slots under the owner's limits: CPU jobs to CPU
    slots, GPU jobs to GPU slots. While the owner uses the machine nothing
    starts: jobs that arrive then go back to the broker, as do GPU jobs when
@@ -1760,8 +1806,13 @@ static void s_dispatch(pd_worker_t *w)
         s_give_back(w, "the machine's owner is active");
         return;
     }
+    /* No slot that can run them: the jobs go back to run elsewhere. */
     if (w->gpus == 0)
         s_give_back_queue(w, &w->q[S_GPU], "no GPU slot left");
+    else if (s_gpus_up(w) == 0)
+        s_give_back_queue(w, &w->q[S_GPU], "no GPU slot process can start");
+    if (w->cpus > 0 && s_cpus_up(w) == 0)
+        s_give_back_queue(w, &w->q[S_CPU], "no slot process can start");
     /* Running nodes of synchronous tasks take CPUs: jobs get the rest. */
     size_t cpu_jobs = w->cpus > w->nnodes ? (size_t) (w->cpus - w->nnodes) : 0;
     s_dispatch_queue(&w->q[S_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots, cpu_jobs);
@@ -1937,6 +1988,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         if (w->load && now >= w->next_check)
             s_check_idle(w, now);
         s_retire_idle_slots(w);
+        s_follow_slot_starts(w);
         s_dispatch(w);
         s_flush(w);
         now = pd_slot_now_ms();

@@ -152,6 +152,7 @@ typedef struct {
     int gpus;           /* GPU slots the owner allows */
     int offered;        /* CPU slots offered to the broker now (0 while the owner is active) */
     int slots;          /* slot processes that exist (more than cpus while some retire) */
+    int down;           /* CPU and GPU slots withdrawn: their process cannot start */
     int busy;           /* slots running jobs */
     int queued;         /* jobs waiting here */
     bool registered;    /* the broker welcomed us */

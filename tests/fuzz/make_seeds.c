@@ -663,11 +663,17 @@ int main(int argc, char **argv)
     s_wrecord("node_abort");
     s_seq_write("worker", "task_node");
 
-    /* slot: reports as the child writes them, then a group as the worker does. */
+    /* slot: reports as the child writes them (READY first), then a group as
+       the worker does. */
     pd_buf_t frame, stream;
     pd_buf_init(&frame);
     pd_buf_init(&stream);
     pd_packer_init(&pk, &frame);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int(&pk, 4);
+    msgpack_pack_uint64(&pk, 1); /* PD_SLOT_PIPE_VERSION (worker/pd_slot.h) */
+    s_frame_append(&stream, &frame);
+    pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
     msgpack_pack_int(&pk, 0);
     msgpack_pack_uint64(&pk, 7);
