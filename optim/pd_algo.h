@@ -61,6 +61,22 @@ size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim);
    entries of scratch. */
 void pd_argsort(const double *f, size_t n, size_t *idx, size_t *tmp);
 
+/* Migration over a pool of n points of d coordinates (px, row-major) and
+   their values (pf): the population of GA, the personal bests of PSO. */
+
+/* Copies up to k of the pool's best distinct points to x and their values
+   to f, best first (a point equal to the one before it, value and
+   coordinates, is skipped); order and tmp are n entries of scratch for
+   pd_argsort. Returns how many were copied. */
+size_t pd_pool_export(const double *px, const double *pf, size_t n, size_t d, size_t *order,
+                      size_t *tmp, size_t k, double *x, double *f);
+/* Offers the pool k migrants (x, f), in order: each replaces the pool's
+   worst point (the first of equals) when it is strictly better and not in
+   the pool already. Returns how many were taken; *best, when not NULL, is
+   lowered to the value of any taken migrant below it. */
+size_t pd_pool_import(double *px, double *pf, size_t n, size_t d, size_t k, const double *x,
+                      const double *f, double *best);
+
 /* Clamps v into [lo, hi]. */
 static inline double pd_clamp(double v, double lo, double hi)
 {

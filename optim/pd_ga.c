@@ -233,18 +233,7 @@ static size_t s_export(void *st, size_t k, double *x, double *f)
     ga_t *s = st;
     if (!s->started)
         return 0;
-    pd_argsort(s->fit, s->n, s->order, s->tmp);
-    size_t out = 0;
-    for (size_t r = 0; r < s->n && out < k; r++) {
-        size_t i = s->order[r];
-        const double *xi = s->pop + i * s->d;
-        if (out && f[out - 1] == s->fit[i] &&
-            memcmp(x + (out - 1) * s->d, xi, s->d * sizeof *xi) == 0)
-            continue;
-        memcpy(x + out * s->d, xi, s->d * sizeof *xi);
-        f[out++] = s->fit[i];
-    }
-    return out;
+    return pd_pool_export(s->pop, s->fit, s->n, s->d, s->order, s->tmp, k, x, f);
 }
 
 static size_t s_import(void *st, size_t k, const double *x, const double *f)
@@ -252,24 +241,7 @@ static size_t s_import(void *st, size_t k, const double *x, const double *f)
     ga_t *s = st;
     if (!s->started)
         return 0;
-    size_t taken = 0;
-    for (size_t m = 0; m < k; m++) {
-        const double *xm = x + m * s->d;
-        size_t worst = 0;
-        bool dup = false;
-        for (size_t i = 0; i < s->n; i++) {
-            if (s->fit[i] > s->fit[worst])
-                worst = i;
-            if (s->fit[i] == f[m] && memcmp(s->pop + i * s->d, xm, s->d * sizeof *xm) == 0)
-                dup = true;
-        }
-        if (dup || !(f[m] < s->fit[worst]))
-            continue;
-        memcpy(s->pop + worst * s->d, xm, s->d * sizeof *xm);
-        s->fit[worst] = f[m];
-        taken++;
-    }
-    return taken;
+    return pd_pool_import(s->pop, s->fit, s->n, s->d, k, x, f, NULL);
 }
 
 const pd_algo_ops_t pd_ga_ops = {

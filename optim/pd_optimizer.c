@@ -75,6 +75,48 @@ void pd_argsort(const double *f, size_t n, size_t *idx, size_t *tmp)
         memcpy(idx, a, n * sizeof *idx);
 }
 
+size_t pd_pool_export(const double *px, const double *pf, size_t n, size_t d, size_t *order,
+                      size_t *tmp, size_t k, double *x, double *f)
+{
+    pd_argsort(pf, n, order, tmp);
+    size_t out = 0;
+    for (size_t r = 0; r < n && out < k; r++) {
+        size_t i = order[r];
+        const double *xi = px + i * d;
+        /* distinct: skip a copy of the previous exported point */
+        if (out && f[out - 1] == pf[i] && memcmp(x + (out - 1) * d, xi, d * sizeof *xi) == 0)
+            continue;
+        memcpy(x + out * d, xi, d * sizeof *xi);
+        f[out++] = pf[i];
+    }
+    return out;
+}
+
+size_t pd_pool_import(double *px, double *pf, size_t n, size_t d, size_t k, const double *x,
+                      const double *f, double *best)
+{
+    size_t taken = 0;
+    for (size_t m = 0; m < k; m++) {
+        const double *xm = x + m * d;
+        size_t worst = 0;
+        bool dup = false;
+        for (size_t i = 0; i < n; i++) {
+            if (pf[i] > pf[worst])
+                worst = i;
+            if (pf[i] == f[m] && memcmp(px + i * d, xm, d * sizeof *xm) == 0)
+                dup = true;
+        }
+        if (dup || !(f[m] < pf[worst]))
+            continue;
+        memcpy(px + worst * d, xm, d * sizeof *xm);
+        pf[worst] = f[m];
+        if (best && f[m] < *best)
+            *best = f[m];
+        taken++;
+    }
+    return taken;
+}
+
 static const pd_algo_ops_t *s_ops(pd_algo_t algo)
 {
     switch (algo) {

@@ -254,19 +254,7 @@ static size_t s_export(void *st, size_t k, double *x, double *f)
     pso_t *s = st;
     if (!s->started)
         return 0;
-    pd_argsort(s->pf, s->n, s->order, s->tmp);
-    size_t out = 0;
-    for (size_t r = 0; r < s->n && out < k; r++) {
-        size_t i = s->order[r];
-        const double *pi = s->p + i * s->d;
-        /* distinct: skip a copy of the previous exported individual */
-        if (out && f[out - 1] == s->pf[i] &&
-            memcmp(x + (out - 1) * s->d, pi, s->d * sizeof *pi) == 0)
-            continue;
-        memcpy(x + out * s->d, pi, s->d * sizeof *pi);
-        f[out++] = s->pf[i];
-    }
-    return out;
+    return pd_pool_export(s->p, s->pf, s->n, s->d, s->order, s->tmp, k, x, f);
 }
 
 static size_t s_import(void *st, size_t k, const double *x, const double *f)
@@ -274,26 +262,11 @@ static size_t s_import(void *st, size_t k, const double *x, const double *f)
     pso_t *s = st;
     if (!s->started)
         return 0;
-    size_t taken = 0;
-    for (size_t m = 0; m < k; m++) {
-        const double *xm = x + m * s->d;
-        size_t worst = 0;
-        bool dup = false;
-        for (size_t i = 0; i < s->n; i++) {
-            if (s->pf[i] > s->pf[worst])
-                worst = i;
-            if (s->pf[i] == f[m] && memcmp(s->p + i * s->d, xm, s->d * sizeof *xm) == 0)
-                dup = true;
-        }
-        if (dup || !(f[m] < s->pf[worst]))
-            continue;
-        memcpy(s->p + worst * s->d, xm, s->d * sizeof *xm);
-        s->pf[worst] = f[m];
-        if (f[m] < s->best) {
-            s->best = f[m];
-            s->improved = true;
-        }
-        taken++;
+    double best = s->best;
+    size_t taken = pd_pool_import(s->p, s->pf, s->n, s->d, k, x, f, &best);
+    if (best < s->best) {
+        s->best = best;
+        s->improved = true;
     }
     return taken;
 }

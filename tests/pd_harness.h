@@ -91,4 +91,10 @@ pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *er
 /* Path of a built program (asserts). Static storage, overwritten per call. */
 const char *pd_harness_program(const char *name);
 
+/* Runs a shell command (formatted as by printf) and waits for it. Returns
+   its exit status, 128 when a signal ended it; its standard output
+   (NUL-terminated, malloc'ed: the caller frees it) goes to *out when out
+   is not NULL. Asserts (Criterion) when the command cannot be started. */
+int pd_harness_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

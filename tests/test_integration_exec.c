@@ -18,37 +18,6 @@
 static pd_harness_t h;
 static char submit[1024];
 
-/* Runs a shell command; returns its exit status and its stdout (malloc'ed). */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char *cmd;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    buf[len] = 0;
-    int st = pclose(p);
-    free(cmd);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static void setup(void)
 {
     pd_harness_start(&h, NULL);
@@ -67,7 +36,7 @@ Test(exec_cli, output_comes_back_in_input_order_with_replacement_strings)
 {
     char *out;
     /* Later lines finish first: the order is still the input's. */
-    int st = run(&out, "printf '3\\n2\\n1\\n0\\n' | %s --broker %s exec -- "
+    int st = pd_harness_run(&out, "printf '3\\n2\\n1\\n0\\n' | %s --broker %s exec -- "
                  "'sleep 0.{}; echo job {#} arg {}'", submit, h.endpoint);
     cr_assert_eq(st, 0, "exit %d: %s", st, out);
     cr_assert_str_eq(out, "job 1 arg 3\njob 2 arg 2\njob 3 arg 1\njob 4 arg 0\n");
@@ -77,7 +46,7 @@ Test(exec_cli, output_comes_back_in_input_order_with_replacement_strings)
 Test(exec_cli, a_template_without_braces_gets_the_argument_appended_quoted)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec echo ::: 'a b' \"it's\" 'x;y' '$HOME'", submit,
+    int st = pd_harness_run(&out, "%s --broker %s exec echo ::: 'a b' \"it's\" 'x;y' '$HOME'", submit,
                  h.endpoint);
     cr_assert_eq(st, 0);
     cr_assert_str_eq(out, "a b\nit's\nx;y\n$HOME\n");
@@ -87,7 +56,7 @@ Test(exec_cli, a_template_without_braces_gets_the_argument_appended_quoted)
 Test(exec_cli, base_names_directories_and_extensions)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec -- echo {/} {//} {.} {/.} ::: dir/file.tar.gz", submit,
+    int st = pd_harness_run(&out, "%s --broker %s exec -- echo {/} {//} {.} {/.} ::: dir/file.tar.gz", submit,
                  h.endpoint);
     cr_assert_eq(st, 0);
     cr_assert_str_eq(out, "file.tar.gz dir dir/file.tar file.tar\n");
@@ -97,12 +66,12 @@ Test(exec_cli, base_names_directories_and_extensions)
 Test(exec_cli, the_exit_status_counts_failed_jobs_and_their_output_still_shows)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec -q -- 'echo out {}; exit {}' ::: 0 1 0 2 3 2>/dev/null",
+    int st = pd_harness_run(&out, "%s --broker %s exec -q -- 'echo out {}; exit {}' ::: 0 1 0 2 3 2>/dev/null",
                  submit, h.endpoint);
     cr_assert_eq(st, 3, "three commands failed: exit %d", st);
     cr_assert_str_eq(out, "out 0\nout 1\nout 0\nout 2\nout 3\n");
     free(out);
-    st = run(&out, "seq 1 105 | %s --broker %s exec -q false 2>/dev/null", submit, h.endpoint);
+    st = pd_harness_run(&out, "seq 1 105 | %s --broker %s exec -q false 2>/dev/null", submit, h.endpoint);
     cr_assert_eq(st, 101, "more than 100 failures: 101, as GNU parallel");
     free(out);
 }
@@ -110,7 +79,7 @@ Test(exec_cli, the_exit_status_counts_failed_jobs_and_their_output_still_shows)
 Test(exec_cli, standard_error_of_each_job_and_a_line_naming_the_failure)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec -- 'echo to-err >&2; exit 4' ::: x 2>&1 >/dev/null",
+    int st = pd_harness_run(&out, "%s --broker %s exec -- 'echo to-err >&2; exit 4' ::: x 2>&1 >/dev/null",
                  submit, h.endpoint);
     cr_assert_eq(st, 1);
     cr_assert(strstr(out, "to-err\n") != NULL, "%s", out);
@@ -121,7 +90,7 @@ Test(exec_cli, standard_error_of_each_job_and_a_line_naming_the_failure)
 Test(exec_cli, joblog_has_gnu_parallel_columns)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec --joblog %s/log -- 'printf abc; exit {}' ::: 0 5 >/dev/null "
+    int st = pd_harness_run(&out, "%s --broker %s exec --joblog %s/log -- 'printf abc; exit {}' ::: 0 5 >/dev/null "
                  "2>&1; cat %s/log", submit, h.endpoint, h.dir, h.dir);
     (void) st;
     char *line2 = strchr(out, '\n');
@@ -149,13 +118,13 @@ Test(exec_cli, joblog_has_gnu_parallel_columns)
 Test(exec_cli, args_file_and_time_out)
 {
     char *out;
-    run(NULL, "printf 'one\\ntwo\\n' > %s/args.txt", h.dir);
-    int st = run(&out, "%s --broker %s exec --args %s/args.txt -- echo 'x{}y'", submit, h.endpoint,
+    pd_harness_run(NULL, "printf 'one\\ntwo\\n' > %s/args.txt", h.dir);
+    int st = pd_harness_run(&out, "%s --broker %s exec --args %s/args.txt -- echo 'x{}y'", submit, h.endpoint,
                  h.dir);
     cr_assert_eq(st, 0);
     cr_assert_str_eq(out, "xoney\nxtwoy\n");
     free(out);
-    st = run(&out, "%s --broker %s exec --timeout-ms 200 -- 'sleep 30; echo never' ::: a 2>&1",
+    st = pd_harness_run(&out, "%s --broker %s exec --timeout-ms 200 -- 'sleep 30; echo never' ::: a 2>&1",
              submit, h.endpoint);
     cr_assert_eq(st, 1);
     cr_assert(strstr(out, "time-out of 200 ms") != NULL, "%s", out);
@@ -166,11 +135,11 @@ Test(exec_cli, args_file_and_time_out)
 Test(exec_cli, detached_commands_report_their_output_through_results)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec --detach -- 'echo hi; exit 2' ::: a", submit, h.endpoint);
+    int st = pd_harness_run(&out, "%s --broker %s exec --detach -- 'echo hi; exit 2' ::: a", submit, h.endpoint);
     cr_assert_eq(st, 0);
     unsigned long id = strtoul(out, NULL, 10);
     free(out);
-    st = run(&out, "%s --broker %s results --wait 30 %lu", submit, h.endpoint, id);
+    st = pd_harness_run(&out, "%s --broker %s results --wait 30 %lu", submit, h.endpoint, id);
     cr_assert_eq(st, 1);
     cr_assert(strstr(out, "\"state\":\"failed\"") != NULL, "%s", out);
     cr_assert(strstr(out, "\"exit\":2") != NULL, "%s", out);
@@ -181,21 +150,21 @@ Test(exec_cli, detached_commands_report_their_output_through_results)
 Test(exec_cli, bad_input_gets_a_clear_error_and_status_255)
 {
     char *out;
-    cr_assert_eq(run(&out, "%s --broker %s exec --args /nonexistent/args -- echo {} 2>&1", submit,
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s exec --args /nonexistent/args -- echo {} 2>&1", submit,
                      h.endpoint), 255);
     cr_assert(strstr(out, "cannot read argument lines from /nonexistent/args") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s --broker %s exec --bogus echo 2>&1", submit, h.endpoint), 255);
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s exec --bogus echo 2>&1", submit, h.endpoint), 255);
     cr_assert(strstr(out, "unknown option '--bogus'") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s --broker %s exec 2>&1 </dev/null", submit, h.endpoint), 255);
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s exec 2>&1 </dev/null", submit, h.endpoint), 255);
     cr_assert(strstr(out, "needs a COMMAND") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "printf 'a\\0b\\n' | %s --broker %s exec echo 2>&1", submit, h.endpoint),
+    cr_assert_eq(pd_harness_run(&out, "printf 'a\\0b\\n' | %s --broker %s exec echo 2>&1", submit, h.endpoint),
                  255);
     cr_assert(strstr(out, "line 1 holds a NUL byte") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s --broker %s exec --joblog /nonexistent/dir/log echo ::: a 2>&1",
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s exec --joblog /nonexistent/dir/log echo ::: a 2>&1",
                      submit, h.endpoint), 255);
     cr_assert(strstr(out, "cannot write the job log") != NULL, "%s", out);
     free(out);
@@ -204,7 +173,7 @@ Test(exec_cli, bad_input_gets_a_clear_error_and_status_255)
 Test(exec_cli, dry_run_prints_commands_without_a_broker)
 {
     char *out;
-    int st = run(&out, "%s --broker tcp://127.0.0.1:1 exec --dry-run -- gzip {} ::: 'a b' c", submit);
+    int st = pd_harness_run(&out, "%s --broker tcp://127.0.0.1:1 exec --dry-run -- gzip {} ::: 'a b' c", submit);
     cr_assert_eq(st, 0);
     cr_assert_str_eq(out, "gzip 'a b'\ngzip c\n");
     free(out);
@@ -215,26 +184,26 @@ Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
     static const char *verbs[] = {"map", "exec", "status", "results", "wait", "cancel"};
     char *out;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
-        cr_assert_eq(run(&out, "%s %s --help", submit, verbs[i]), 0);
+        cr_assert_eq(pd_harness_run(&out, "%s %s --help", submit, verbs[i]), 0);
         char want[64];
         snprintf(want, sizeof want, "usage: playdoh-submit [GLOBAL OPTIONS] %s", verbs[i]);
         cr_assert(strstr(out, want) == out, "%s --help: %s", verbs[i], out);
         free(out);
     }
-    cr_assert_eq(run(&out, "%s map --frob m.c f 2>&1", submit), 2);
+    cr_assert_eq(pd_harness_run(&out, "%s map --frob m.c f 2>&1", submit), 2);
     cr_assert(strstr(out, "map: unknown option '--frob'") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s --detach map m.c f 2>&1", submit), 2);
+    cr_assert_eq(pd_harness_run(&out, "%s --detach map m.c f 2>&1", submit), 2);
     cr_assert(strstr(out, "--detach is an option of map, exec, task: put it after the verb") != NULL,
               "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s status --release 1 2>&1", submit), 2);
+    cr_assert_eq(pd_harness_run(&out, "%s status --release 1 2>&1", submit), 2);
     cr_assert(strstr(out, "--release is not an option of status") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s map --timeout-ms 2>&1", submit), 2);
+    cr_assert_eq(pd_harness_run(&out, "%s map --timeout-ms 2>&1", submit), 2);
     cr_assert(strstr(out, "option '--timeout-ms' needs a value") != NULL, "%s", out);
     free(out);
-    cr_assert_eq(run(&out, "%s map --max-slots 0 m.c f 2>&1", submit), 2);
+    cr_assert_eq(pd_harness_run(&out, "%s map --max-slots 0 m.c f 2>&1", submit), 2);
     cr_assert(strstr(out, "--max-slots wants a number") != NULL, "%s", out);
     free(out);
 }
@@ -289,7 +258,7 @@ Test(exec_cli, a_progress_bar_on_a_terminal_and_none_on_a_pipe)
     cr_assert(strstr(tty, "\r") != NULL, "redrawn in place");
     free(tty);
     char *out;
-    cr_assert_eq(run(&out, "%s --broker %s exec -- 'echo {}' ::: 1 2 2>&1", submit, h.endpoint), 0);
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s exec -- 'echo {}' ::: 1 2 2>&1", submit, h.endpoint), 0);
     cr_assert_str_eq(out, "1\n2\n", "no bar when standard error is not a terminal");
     free(out);
     char *quiet[] = {submit, "--broker", h.endpoint, "--no-progress", "exec", "--", "echo {}",
@@ -302,7 +271,7 @@ Test(exec_cli, a_progress_bar_on_a_terminal_and_none_on_a_pipe)
 Test(exec_cli, wait_shows_progress_too)
 {
     char *out;
-    int st = run(&out, "%s --broker %s exec --detach -- 'sleep 0.2' ::: 1 2 3", submit, h.endpoint);
+    int st = pd_harness_run(&out, "%s --broker %s exec --detach -- 'sleep 0.2' ::: 1 2 3", submit, h.endpoint);
     cr_assert_eq(st, 0);
     out[strcspn(out, "\n")] = 0;
     char *tty;

@@ -22,34 +22,15 @@ static char keygen[1024];
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int run(char **out, const char *fmt, ...)
 {
-    char *cmd, *full;
+    char *cmd;
     va_list ap;
     va_start(ap, fmt);
     cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
     va_end(ap);
-    cr_assert_neq(asprintf(&full, "(%s) 2>%s/stderr; rc=$?; cat %s/stderr; exit $rc", cmd, dir,
-                           dir), -1);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    buf[len] = 0;
-    int st = pclose(p);
+    int rc = pd_harness_run(out, "(%s) 2>%s/stderr; rc=$?; cat %s/stderr; exit $rc", cmd, dir,
+                            dir);
     free(cmd);
-    free(full);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return rc;
 }
 
 static void setup(void)

@@ -54,37 +54,6 @@ static void stop(void)
 
 TestSuite(share, .fini = stop, .timeout = 180);
 
-/* Runs a shell command; returns its exit status and its stdout (malloc'ed). */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char *cmd;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    buf[len] = 0;
-    int st = pclose(p);
-    free(cmd);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 Test(share, a_second_client_does_not_wait_behind_all_of_the_first)
 {
     start(1, 2);
@@ -166,7 +135,7 @@ Test(share, exec_max_slots_from_the_command_line)
     char *out;
     char submit[1024];
     snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
-    int st = run(&out, "%s --broker %s exec --max-slots 1 -- "
+    int st = pd_harness_run(&out, "%s --broker %s exec --max-slots 1 -- "
                  "'date +%%s.%%N; sleep 0.1; date +%%s.%%N; : {}' ::: 1 2 3 4", submit, h.endpoint);
     cr_assert_eq(st, 0, "%s", out);
     double t[8];
@@ -311,20 +280,20 @@ Test(share, shared_data_over_the_limit_is_refused_with_the_limit_named)
     char submit[1024], *out;
     snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
     char *mod_path = pd_harness_module(&h, "slice.c", SHARED_SRC);
-    run(NULL, "head -c 2000000 /dev/zero > %s/big.bin", h.dir);
-    int st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/big.bin %s slice_sum 2>&1",
+    pd_harness_run(NULL, "head -c 2000000 /dev/zero > %s/big.bin", h.dir);
+    int st = pd_harness_run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/big.bin %s slice_sum 2>&1",
                  submit, h.endpoint, h.dir, mod_path);
     cr_assert_eq(st, 2, "%s", out);
     cr_assert(strstr(out, "big.bin") && strstr(out, "at most 1 MiB"), "%s", out);
     free(out);
-    st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/none.bin %s slice_sum 2>&1",
+    st = pd_harness_run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/none.bin %s slice_sum 2>&1",
              submit, h.endpoint, h.dir, mod_path);
     cr_assert_eq(st, 2, "%s", out);
     cr_assert(strstr(out, "cannot read shared data") != NULL, "%s", out);
     free(out);
     /* Within the limit, through the command line. */
-    run(NULL, "printf '\\000\\000\\000\\000\\000\\000\\360\\077' > %s/one.bin", h.dir); /* 1.0 */
-    st = run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/one.bin %s slice_sum", submit,
+    pd_harness_run(NULL, "printf '\\000\\000\\000\\000\\000\\000\\360\\077' > %s/one.bin", h.dir); /* 1.0 */
+    st = pd_harness_run(&out, "echo '[0,1]' | %s --broker %s map --shared %s/one.bin %s slice_sum", submit,
              h.endpoint, h.dir, mod_path);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert_str_eq(out, "1.0\n");
@@ -444,12 +413,12 @@ Test(share, several_files_from_the_command_line)
     char *m_path = pd_harness_module(&h, "main.c", MAIN_C);
     char submit[1024], *out;
     snprintf(submit, sizeof submit, "%s", pd_harness_program("playdoh-submit"));
-    int st = run(&out, "echo 3 | %s --broker %s map %s,%s,%s,-lm,-DOFFSET=1 both", submit,
+    int st = pd_harness_run(&out, "echo 3 | %s --broker %s map %s,%s,%s,-lm,-DOFFSET=1 both", submit,
                  h.endpoint, m_path, u_path, h_path);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert(strncmp(out, "[6.0,1,", 7) == 0, "%s", out);
     free(out);
-    st = run(&out, "echo 3 | %s --broker %s map %s,%s,-fplugin=evil.so both 2>&1", submit,
+    st = pd_harness_run(&out, "echo 3 | %s --broker %s map %s,%s,-fplugin=evil.so both 2>&1", submit,
              h.endpoint, m_path, u_path);
     cr_assert_eq(st, 2, "%s", out);
     cr_assert(strstr(out, "compiler flag '-fplugin=evil.so' is not allowed") != NULL, "%s", out);

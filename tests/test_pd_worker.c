@@ -182,6 +182,27 @@ static void send_buf(pd_buf_t *b)
     pd_buf_free(b);
 }
 
+/* Welcomes the worker (hb_ms 100, liveness 3) and sends it the test module. */
+static void welcome_and_mod(void)
+{
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "welcome", 2);
+    pd_pack_kv_uint(&pk, "hb_ms", 100);
+    pd_pack_kv_uint(&pk, "liveness", 3);
+    send_buf(&b);
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "mod", 4);
+    pd_pack_kv_str(&pk, "hash", s_hash);
+    pd_pack_kv_str(&pk, "name", "tasks.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
+    send_buf(&b);
+}
+
 /* ready -> welcome -> mod */
 static void handshake(void)
 {
@@ -213,24 +234,7 @@ static void handshake(void)
     cr_assert_eq(s_peerlen, 18);
     cr_expect(memcmp(s_peer, "w-", 2) == 0);
     cr_expect(memcmp(s_peer, pd_worker_id(s_worker), 18) == 0);
-
-    pd_buf_t b;
-    msgpack_packer pk;
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "welcome", 2);
-    pd_pack_kv_uint(&pk, "hb_ms", 100);
-    pd_pack_kv_uint(&pk, "liveness", 3);
-    send_buf(&b);
-
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "mod", 4);
-    pd_pack_kv_str(&pk, "hash", s_hash);
-    pd_pack_kv_str(&pk, "name", "tasks.c");
-    pd_pack_kv_str(&pk, "kind", "c");
-    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
-    send_buf(&b);
+    welcome_and_mod();
 }
 
 /* Sends run {jobs: [[id, 1, mod, fn, timeout_ms, x, nil, client], ...], clients}
@@ -740,23 +744,7 @@ Test(unit, gpus_are_described_in_ready_and_gpu_jobs_run_on_gpu_slots)
         cr_expect_eq(minor, 6);
     }
     free(m.frame);
-    /* Answer as handshake() does, from the welcome on. */
-    pd_buf_t b;
-    msgpack_packer pk;
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "welcome", 2);
-    pd_pack_kv_uint(&pk, "hb_ms", 100);
-    pd_pack_kv_uint(&pk, "liveness", 3);
-    send_buf(&b);
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "mod", 4);
-    pd_pack_kv_str(&pk, "hash", s_hash);
-    pd_pack_kv_str(&pk, "name", "tasks.c");
-    pd_pack_kv_str(&pk, "kind", "c");
-    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
-    send_buf(&b);
+    welcome_and_mod(); /* as handshake() answers */
     run_gpu_job(40, "square", 6);
     res_t rs[1];
     collect(rs, 1);
@@ -837,22 +825,7 @@ static void welcome_any(void)
     msg_t m;
     expect("ready", &m);
     free(m.frame);
-    pd_buf_t b;
-    msgpack_packer pk;
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "welcome", 2);
-    pd_pack_kv_uint(&pk, "hb_ms", 100);
-    pd_pack_kv_uint(&pk, "liveness", 3);
-    send_buf(&b);
-    pd_buf_init(&b);
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "mod", 4);
-    pd_pack_kv_str(&pk, "hash", s_hash);
-    pd_pack_kv_str(&pk, "name", "tasks.c");
-    pd_pack_kv_str(&pk, "kind", "c");
-    pd_pack_kv_bin(&pk, "data", s_src, strlen(s_src));
-    send_buf(&b);
+    welcome_and_mod();
 }
 
 /* Reads messages until the worker offers `cpus` CPU slots (by `slots`, or
