@@ -388,10 +388,9 @@ static void s_rm_dir(const char *dir)
         struct dirent *e;
         char path[4400];
         while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-                unlink(path);
-            }
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int) sizeof path)
+                unlink(path); /* a name that does not fit is not one of ours */
         closedir(d);
     }
     rmdir(dir);
