@@ -215,7 +215,6 @@ void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *wh
 /* Start and run time-outs, parked task fetches, result expiry; returns ms to
    the nearest parked deadline (-1: none). */
 int64_t pd_broker_tick_tasks(pd_broker_t *b);
-void pd_broker_free_tparked(pd_broker_t *b);
 /* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
 int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
 

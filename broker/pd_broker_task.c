@@ -791,5 +791,3 @@ int64_t pd_broker_tick_tasks(pd_broker_t *b)
     }
     return nearest;
 }
-
-void pd_broker_free_tparked(pd_broker_t *b) { b->ntparked = 0; }
