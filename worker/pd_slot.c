@@ -3,8 +3,9 @@
     Parent side: spawn (fork+exec), wait for the child's READY (a child that
     dies before it is a start failure, retried with a growing pause, and the
     slot becomes unavailable after several in a row), send a group of jobs,
-    read results as they come, detect the child's death or a time-out, report the job that was
-    running, hand the unstarted ones back and restart the child. Child side
+    read results as they come, detect the child's death or a time-out,
+    report the job that was running, hand the unstarted ones back and
+    restart the child. Child side
     (pd_slot_main): read a group, run each job through the module cache and
     the task API, write each result at once. The pipe protocol is described
     in pd_slot.h. A GPU slot's child also owns a pd_gpurt_t: it compiles and
