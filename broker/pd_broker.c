@@ -622,7 +622,7 @@ static const struct {
     {"gc", pd_broker_on_gc},
     {"task_submit", pd_broker_on_task_submit}, {"task_status", pd_broker_on_task_status},
     {"task_fetch", pd_broker_on_task_fetch},   {"task_cancel", pd_broker_on_task_cancel},
-    {"task_release", pd_broker_on_task_release},
+    {"task_release", pd_broker_on_task_release}, {"task_progress", pd_broker_on_task_progress},
 };
 
 static void s_on_message(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const uint8_t *data,
