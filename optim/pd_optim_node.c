@@ -81,31 +81,13 @@ typedef struct {
     uint64_t evals;           /* evaluations of all islands (node 0) */
     uint64_t immigrants;      /* migrants this island took in */
     double *mx, *mf;          /* exports (k x dim, k) */
-    double *cx, *cf, *ckey;   /* candidates from in-neighbours (nin x k) */
-    size_t *corder, *ctmp;    /* their sort */
-    double *gx, *gf;          /* the chosen ones (k x dim, k) */
+    double *cx, *cf;          /* candidates from in-neighbours (nin x k) */
     pd_buf_t buf;             /* encodings */
     int code;                 /* node 0: the run's error code */
     char error[1024];         /* node 0: its sentence */
     double t0, last_progress; /* seconds: start, last progress report */
 } s_node_t;
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static bool s_better(const pd_optim_opts_t *o, double a, double b)
-{
-    return o->maximize ? a > b : a < b;
-}
-
-static bool s_reached(const pd_optim_opts_t *o, double v)
-{
-    return !isnan(o->target) && (o->maximize ? v >= o->target : v <= o->target);
-}
 
 /* Makes s->msg hold at least len bytes. */
 static int s_msg_reserve(s_node_t *s, size_t len)
@@ -170,7 +152,7 @@ static void s_take_outcome(s_node_t *s, uint32_t i, int32_t rc, const double *be
         snprintf(s->error, sizeof s->error, "%.*s", (int) errlen, err);
     }
     for (uint32_t g = 0; g < s->groups; g++)
-        if (i == 0 || s_better(s->o, best[g], s->gbest[g]))
+        if (i == 0 || pd_optim_better(s->o, best[g], s->gbest[g]))
             s->gbest[g] = best[g];
 }
 
@@ -224,7 +206,7 @@ static int s_round_outcome(s_node_t *s, int rc, const char *err, uint32_t *nreac
     if (!s->code) {
         bool all = true;
         for (uint32_t g = 0; g < s->groups; g++) {
-            bool r = s_reached(s->o, s->gbest[g]);
+            bool r = pd_optim_reached(s->o, s->gbest[g]);
             if (r && !s->reached[g])
                 s->newly[d.nreached++] = g;
             s->reached[g] = r || s->reached[g];
@@ -271,17 +253,7 @@ static int s_migrate(s_node_t *s)
                                     m < 0 ? err : "for another group");
             nc += (size_t) m;
         }
-        if (nc == 0)
-            continue;
-        for (size_t c = 0; c < nc; c++)
-            s->ckey[c] = s->o->maximize ? -s->cf[c] : s->cf[c];
-        pd_argsort(s->ckey, nc, s->corder, s->ctmp);
-        size_t m = nc < k ? nc : k;
-        for (size_t c = 0; c < m; c++) {
-            memcpy(s->gx + c * d, s->cx + s->corder[c] * d, d * sizeof *s->gx);
-            s->gf[c] = s->cf[s->corder[c]];
-        }
-        s->immigrants += pd_island_import(s->is, g, m, s->gx, s->gf);
+        s->immigrants += pd_island_import_best(s->is, g, nc, s->cx, s->cf);
     }
     return 0;
 }
@@ -306,7 +278,7 @@ static int s_record(s_node_t *s)
 /* Node 0: reports progress now and then. */
 static void s_progress(s_node_t *s)
 {
-    double now = s_now();
+    double now = pd_optim_now();
     if (!s->env->progress || (s->it > 1 && now - s->last_progress < S_PROGRESS_EVERY_S))
         return;
     s->last_progress = now;
@@ -345,7 +317,7 @@ static int s_result(s_node_t *s, pd_optim_stop_t stop)
         .iterations = s->it, .evaluations = pd_island_evaluations(s->is),
         .immigrants = s->immigrants, .restarts = pd_island_restarts(s->is),
         .best_f = s->best, .best_x = bx, .has_best = has, .history = hist,
-        .decider = s->me == 0, .stop = stop, .total = s->evals, .wall_s = s_now() - s->t0, .code = s->code,
+        .decider = s->me == 0, .stop = stop, .total = s->evals, .wall_s = pd_optim_now() - s->t0, .code = s->code,
         .error = s->code ? s->error : NULL,
     };
     pd_buf_reset(&s->buf);
@@ -365,7 +337,7 @@ static int s_run(s_node_t *s, pd_fitness_fn fn, const pd_optim_task_arg_t *a)
     bool migrate = o->migration_interval > 0 && o->topology != PD_TOPO_NONE && s->n > 1;
     pd_optim_stop_t stop = PD_STOP_NONE;
     char err[1024];
-    s->t0 = s->last_progress = s_now();
+    s->t0 = s->last_progress = pd_optim_now();
     while (stop == PD_STOP_NONE) {
         if (o->iterations && s->it >= o->iterations) {
             stop = PD_STOP_ITERATIONS;
@@ -426,11 +398,6 @@ static void s_free(s_node_t *s)
     free(s->mf);
     free(s->cx);
     free(s->cf);
-    free(s->ckey);
-    free(s->corder);
-    free(s->ctmp);
-    free(s->gx);
-    free(s->gf);
     pd_buf_free(&s->buf);
 }
 
@@ -484,13 +451,8 @@ int pd_optim_node(pd_task_t *t, const pd_node_env_t *env)
     s.mf = malloc(s.k * sizeof *s.mf);
     s.cx = malloc(nc * d * sizeof *s.cx);
     s.cf = malloc(nc * sizeof *s.cf);
-    s.ckey = malloc(nc * sizeof *s.ckey);
-    s.corder = malloc(nc * sizeof *s.corder);
-    s.ctmp = malloc(nc * sizeof *s.ctmp);
-    s.gx = malloc(s.k * d * sizeof *s.gx);
-    s.gf = malloc(s.k * sizeof *s.gf);
     if (!s.is || !s.in || !s.best || !s.gbest || !s.theirs || !s.reached || !s.newly || !s.mx || !s.mf
-        || !s.cx || !s.cf || !s.ckey || !s.corder || !s.ctmp || !s.gx || !s.gf) {
+        || !s.cx || !s.cf) {
         s_free(&s);
         pd_optim_spec_destroy(&spec);
         return pd_task_fail(t, "out of memory for island %d", me);
