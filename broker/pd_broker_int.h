@@ -202,6 +202,9 @@ void pd_broker_free_parked(pd_broker_t *b);
 /* Synchronous tasks (pd_broker_task.c), same convention. */
 int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* task_progress {req, id}: task_report {req, id, state, seq, val} with the
+   task's latest node_progress value (nil before any). */
+int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
