@@ -176,11 +176,16 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     pd_pipe_frame_begin(&b);
     pd_buf_append(&b, start, len);
     int rc = pd_pipe_frame_end(&b) ? PD_ENOMEM : s_send_frame(nd, &b);
+    int saved = errno;
     pd_buf_free(&b);
+    /* EPIPE: the process is already gone (it could not start); its pipe's
+       end says why at the first read, as for any death before `up`. */
+    if (rc == PD_ESYS && saved == EPIPE)
+        rc = 0;
     if (rc) {
         pd_log_error("task %llu node %u: cannot send the node its start: %s",
                      (unsigned long long) cfg->task, cfg->node,
-                     rc == PD_ENOMEM ? "too large" : strerror(errno));
+                     rc == PD_ENOMEM ? "too large" : strerror(saved));
         pd_nodeproc_destroy(&nd);
         *err = rc;
         return NULL;
