@@ -589,6 +589,19 @@ Test(unit_broker, a_parked_fetch_wakes_when_a_job_finishes)
     cr_assert_eq(n, 1);
 }
 
+/* Sends cancel for [first, n]. */
+static void s_cancel(void *c, uint64_t req, uint64_t first, uint64_t n)
+{
+    msgpack_packer pk = s_begin("cancel", 2);
+    pd_pack_kv_uint(&pk, "req", req);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, n);
+    s_send_buf(c);
+}
+
 Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
 {
     void *c = s_dealer(NULL);
@@ -599,14 +612,7 @@ Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
     uint64_t first = s_submit(c, hash, 3, 0, 3);
     s_run_job_t jobs[8];
     cr_assert_eq(s_expect_run(w, jobs, 8, true), 3);
-    msgpack_packer pk = s_begin("cancel", 2);
-    pd_pack_kv_uint(&pk, "req", 30);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint64(&pk, first + 1);
-    msgpack_pack_uint64(&pk, 5);
-    s_send_buf(c);
+    s_cancel(c, 30, first + 1, 5);
     s_expect(c, "cancelled");
     cr_assert_eq(s_uint("n"), 2);
     s_expect(w, "cancel");
@@ -1766,14 +1772,7 @@ Test(unit_broker_journal, a_cancellation_shows_only_once_on_disk)
     s_run_job_t jobs[8];
     cr_assert_eq(s_expect_run(w, jobs, 8, true), 2);
     pd_journal_hold(broker->journal, true);
-    msgpack_packer pk = s_begin("cancel", 2);
-    pd_pack_kv_uint(&pk, "req", 50);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint64(&pk, first + 1);
-    msgpack_pack_uint64(&pk, 1);
-    s_send_buf(c);
+    s_cancel(c, 50, first + 1, 1);
     s_expect(w, "cancel"); /* the worker is told at once... */
     /* ... the client once the cancellation is on disk, and a fetch shows
        nothing of it before then. */
