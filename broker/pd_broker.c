@@ -767,7 +767,7 @@ static const struct {
     {"gc", pd_broker_on_gc},
     {"task_submit", pd_broker_on_task_submit}, {"task_status", pd_broker_on_task_status},
     {"task_fetch", pd_broker_on_task_fetch},   {"task_cancel", pd_broker_on_task_cancel},
-    {"task_release", pd_broker_on_task_release},
+    {"task_release", pd_broker_on_task_release}, {"task_progress", pd_broker_on_task_progress},
 };
 
 /* Refuses a message whose type the peer's key may not send. Returns true

@@ -204,6 +204,9 @@ void pd_broker_free_parked(pd_broker_t *b);
 /* Synchronous tasks (pd_broker_task.c), same convention. */
 int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+/* task_progress {req, id}: task_report {req, id, state, seq, val} with the
+   task's latest node_progress value (nil before any). */
+int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -217,7 +220,6 @@ void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *wh
 /* Start and run time-outs, parked task fetches, result expiry; returns ms to
    the nearest parked deadline (-1: none). */
 int64_t pd_broker_tick_tasks(pd_broker_t *b);
-void pd_broker_free_tparked(pd_broker_t *b);
 /* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
 int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
 

@@ -284,6 +284,31 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t id;
+    int rc;
+    if ((rc = pd_msg_uint(m, "id", &id))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_report", 5);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "id", id);
+    pd_pack_kv_uint(&pk, "state", r ? r->state : PD_TASK_UNKNOWN);
+    pd_pack_kv_uint(&pk, "seq", r ? r->progress_seq : 0);
+    pd_pack_cstr(&pk, "val");
+    if (r && r->progress)
+        pd_pack_raw(&pk, r->progress, r->progress_len);
+    else
+        msgpack_pack_nil(&pk);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
 int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t id, wait_ms = 0, from = 0;
@@ -643,6 +668,31 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
             s_send_peers(b, r);
         return 0;
     }
+    if (pd_msg_is(m, "node_progress")) {
+        /* The task's latest progress replaces the previous one: what a
+           client polls (task_progress) is always the newest, in bounded
+           memory. */
+        const uint8_t *val;
+        size_t len;
+        if ((rc = pd_msg_raw(m, "val", &val, &len))) {
+            snprintf(o->why, sizeof o->why, "%s", m->why);
+            return rc;
+        }
+        if (len > PD_TASKS_MAX_PROGRESS) {
+            snprintf(o->why, sizeof o->why, "node_progress: %zu bytes, over the limit of %u",
+                     len, PD_TASKS_MAX_PROGRESS);
+            return PD_ETOOBIG;
+        }
+        uint8_t *copy = malloc(len ? len : 1);
+        if (!copy)
+            return 0; /* the previous report stays; the next one may fit */
+        memcpy(copy, val, len);
+        free(r->progress);
+        r->progress = copy;
+        r->progress_len = (uint32_t) len;
+        r->progress_seq++;
+        return 0;
+    }
     if (pd_msg_is(m, "node_ready")) {
         if (nd->state != PD_TNODE_BOUND || r->nbound != r->n)
             return 0;
@@ -791,5 +841,3 @@ int64_t pd_broker_tick_tasks(pd_broker_t *b)
     }
     return nearest;
 }
-
-void pd_broker_free_tparked(pd_broker_t *b) { b->ntparked = 0; }

@@ -32,7 +32,8 @@ bool pd_broker_is_worker_type(const pd_msg_t *m)
 {
     return pd_msg_is(m, "ready") || pd_msg_is(m, "hb") || pd_msg_is(m, "slots") ||
            pd_msg_is(m, "requeue") || pd_msg_is(m, "done") || pd_msg_is(m, "bye") ||
-           pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done");
+           pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done") ||
+           pd_msg_is(m, "node_progress");
 }
 
 /* Printable name of a worker for log lines: host and routing id. */
@@ -623,7 +624,8 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return s_on_requeue(b, wk, m, o);
     if (pd_msg_is(m, "done"))
         return s_on_done(b, wk, m, o);
-    if (pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done"))
+    if (pd_msg_is(m, "node_bound") || pd_msg_is(m, "node_ready") || pd_msg_is(m, "node_done")
+        || pd_msg_is(m, "node_progress"))
         return pd_broker_on_node(b, wk, m, o);
     if (pd_msg_is(m, "slots")) {
         uint64_t cpus, gpus;

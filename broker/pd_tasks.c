@@ -65,6 +65,7 @@ static void s_free_rec(pd_taskrec_t *r)
     free(r->by_dst);
     free(r->src_first);
     free(r->dst_first);
+    free(r->progress);
     free(r);
 }
 

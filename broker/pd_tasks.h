@@ -59,6 +59,7 @@ enum {
 #define PD_TASKS_MAX_EDGES 1000000u   /* edges per task */
 #define PD_TASKS_MAX_TUBE_NAME 63u    /* bytes per tube name */
 #define PD_TASKS_DEFAULT_MAX 10000u   /* task records held at most */
+#define PD_TASKS_MAX_PROGRESS 65536u  /* bytes of a task's progress report */
 #define PD_TASKS_DEFAULT_IO_MS 60000u /* push/pop time-out of nodes */
 #define PD_TASKS_DEFAULT_START_MS 300000u /* rendezvous time-out (module compile included) */
 
@@ -107,6 +108,9 @@ typedef struct {
     int64_t err_node;          /* failed: the node that failed, -1 when none */
     char err_host[64];         /* failed: its host */
     uint32_t fetched;          /* broker second (+1) of the first fetch; 0 = not yet */
+    uint8_t *progress;         /* the latest node_progress value (owned), or NULL */
+    uint32_t progress_len;     /* bytes in progress */
+    uint64_t progress_seq;     /* node_progress reports received */
 } pd_taskrec_t;
 
 typedef struct pd_tasks pd_tasks_t;

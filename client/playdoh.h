@@ -727,6 +727,92 @@ const char *pd_optim_stop_name(pd_optim_stop_t s);
    Returns NULL for an unknown name. */
 pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
 
+/* ---- optimisation on the cluster -----------------------------------------
+
+   The same options, run as a synchronous task of one node per island
+   (docs/optimisation.md, "On a cluster"): the fitness is a function of a
+   module uploaded with pd_module_upload_file, found by name on every node;
+   islands migrate over the task's tubes; node 0 takes the stopping
+   decisions for all, so every island stops at the same iteration. With
+   the same options and seed the result is the one pd_optim_run gives, bit
+   for bit (on machines with the same libm and LAPACK).
+
+       char mod[PD_HASH_HEX];
+       pd_module_upload_file(c, "model.c", mod);
+       pd_optim_result_t r;
+       pd_optim_cluster(c, mod, "fit", &o, NULL, &r);    // waits; or:
+       uint64_t id;
+       pd_optim_submit(c, mod, "fit", &o, NULL, &id);    // id at once
+       pd_optim_status(c, id, &st);                      // iteration, best so far
+       pd_optim_fetch(c, id, -1, &r);                    // from any client
+*/
+
+/* Cluster options of an optimisation. */
+typedef struct {
+    const void *shared;    /* read-only data every fitness call sees as b->shared and the
+                              module's pd_init as pd_task_shared() (copied into each node's
+                              argument: keep it to a few MiB); NULL = none */
+    size_t shared_len;     /* bytes in shared */
+    pd_task_opts_t task;   /* the task's time-outs; io_timeout_ms 0 here means none (an
+                              island waits for the others as long as their blocks take;
+                              crashes and failures still end the run at once) */
+} pd_optim_cluster_opts_t;
+
+/* Starts an optimisation on the cluster: islands o->islands nodes running
+   fitness `fitness` of module `module` (a hash from pd_module_upload*).
+   co may be NULL. o->progress is not used (poll pd_optim_status). Sets *id
+   to the task's id, which any client can poll, fetch and cancel. Returns 0;
+   PD_EINVAL with pd_client_error naming the bad option; PD_ENOSLOTS when
+   the cluster has fewer slots than islands; or an error of pd_task_start. */
+int pd_optim_submit(pd_client_t *c, const char *module, const char *fitness,
+                    const pd_optim_opts_t *o, const pd_optim_cluster_opts_t *co, uint64_t *id);
+
+/* Where a cluster optimisation stands. */
+typedef struct {
+    pd_task_state_t state; /* queued, starting, running, or final */
+    bool has_progress;     /* node 0 has reported: the fields below are set */
+    uint64_t iteration;    /* iterations done */
+    uint64_t evaluations;  /* evaluations, all islands */
+    double wall_s;         /* seconds since the islands started */
+    uint32_t groups;       /* entries in best_f (at most 4096 groups are reported) */
+    double *best_f;        /* best so far per group, over every island (owned) */
+} pd_optim_status_t;
+
+/* Fills st with the state and the latest progress of optimisation id
+   (node 0 reports after its first iteration, then at most every 100 ms).
+   Free st with pd_optim_status_clear. Returns 0 (state PD_TASK_UNKNOWN for
+   an id the broker does not know), PD_EPROTO, or a client error. */
+int pd_optim_status(pd_client_t *c, uint64_t id, pd_optim_status_t *st);
+/* Frees what pd_optim_status stored in st and zeroes it; safe twice. */
+void pd_optim_status_clear(pd_optim_status_t *st);
+
+/* Waits up to timeout_ms (-1: for ever, 0: no wait) for optimisation id and
+   fills res as pd_optim_run does (clear it with pd_optim_result_clear,
+   whatever the return; wall_s is node 0's run time). Returns 0; the run's
+   error (PD_ETASK when the fitness failed or returned NaN: res holds the
+   best found before it, res->error the point and island); PD_ECRASH,
+   PD_ETIMEDOUT, PD_ELOST ... when a node failed (res->error names the node,
+   host and why; no best point); PD_ECANCELLED when it was cancelled;
+   PD_ENOJOB when the broker does not know id (never started, or
+   released); PD_ETIMEDOUT with res->code 0 and res->stop PD_STOP_NONE when
+   it is still running; PD_EPROTO when the task is not an optimisation. The
+   results stay at the broker until pd_task_release(c, id). */
+int pd_optim_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_optim_result_t *res);
+
+/* Cancels optimisation id (its nodes are stopped; nothing is kept).
+   Returns 1, 0 when it had already ended, or an error: pd_task_cancel. */
+int pd_optim_cancel(pd_client_t *c, uint64_t id);
+
+/* pd_optim_submit, then waits for the result (pd_optim_fetch) and releases
+   the task. While it runs, o->progress (when set) is called with node 0's
+   latest progress each time a new one arrives (about every 100 ms at
+   most); a non-zero return cancels the run (PD_ECANCELLED, no best point).
+   Returns as pd_optim_fetch, or an error of pd_optim_submit (res->error
+   says why in every case). */
+int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
+                     const pd_optim_opts_t *o, const pd_optim_cluster_opts_t *co,
+                     pd_optim_result_t *res);
+
 /* ---- shell commands ------------------------------------------------------ */
 
 /* The reserved module hash of the built-in tasks, which every worker has. */

@@ -15,8 +15,10 @@
 #include "pd_rng.h"
 #include "playdoh.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 /* What an algorithm is created from. Everything is borrowed for the
    algorithm's lifetime (pd_optimizer owns it). */
@@ -60,6 +62,26 @@ size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim);
    order, so the result never depends on the C library's qsort. tmp has n
    entries of scratch. */
 void pd_argsort(const double *f, size_t n, size_t *idx, size_t *tmp);
+
+/* a is better than b in the sense of options o (user's values). */
+static inline bool pd_optim_better(const pd_optim_opts_t *o, double a, double b)
+{
+    return o->maximize ? a > b : a < b;
+}
+
+/* v reaches o->target (never when there is none). */
+static inline bool pd_optim_reached(const pd_optim_opts_t *o, double v)
+{
+    return !isnan(o->target) && (o->maximize ? v >= o->target : v <= o->target);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double pd_optim_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* Clamps v into [lo, hi]. */
 static inline double pd_clamp(double v, double lo, double hi)

@@ -10,6 +10,7 @@
 */
 #include "pd_island.h"
 
+#include "pd_algo.h"
 #include "pd_error.h"
 #include "pd_optimizer.h"
 
@@ -306,6 +307,35 @@ size_t pd_island_import(pd_island_t *is, uint32_t g, size_t m, const double *x, 
         is->mig[kept++] = is->sense * f[i];
     }
     return pd_optimizer_import(is->opt[g], kept, is->migx, is->mig);
+}
+
+size_t pd_island_import_best(pd_island_t *is, uint32_t g, size_t nc, const double *x,
+                             const double *f)
+{
+    if (nc == 0)
+        return 0;
+    size_t k = is->o->migration_count ? is->o->migration_count : 1, d = is->dim;
+    size_t m = nc < k ? nc : k;
+    double *key = malloc(nc * sizeof *key), *gx = malloc(m * d * sizeof *gx);
+    double *gf = malloc(m * sizeof *gf);
+    size_t *order = malloc(nc * sizeof *order), *tmp = malloc(nc * sizeof *tmp);
+    size_t taken = 0;
+    if (key && gx && gf && order && tmp) {
+        for (size_t c = 0; c < nc; c++)
+            key[c] = is->o->maximize ? -f[c] : f[c];
+        pd_argsort(key, nc, order, tmp);
+        for (size_t c = 0; c < m; c++) {
+            memcpy(gx + c * d, x + order[c] * d, d * sizeof *gx);
+            gf[c] = f[order[c]];
+        }
+        taken = pd_island_import(is, g, m, gx, gf);
+    }
+    free(key);
+    free(gx);
+    free(gf);
+    free(order);
+    free(tmp);
+    return taken;
 }
 
 double pd_island_best(const pd_island_t *is, uint32_t g, const double **x)

@@ -66,6 +66,12 @@ size_t pd_island_export(pd_island_t *is, uint32_t g, size_t k, double *x, double
    the bounds or valued NaN are dropped. Returns how many the group's
    optimiser took in. */
 size_t pd_island_import(pd_island_t *is, uint32_t g, size_t m, const double *x, const double *f);
+/* Of nc candidates of group g (x: nc x dim, f in the user's sense, from
+   the in-neighbours in their index order), imports the best
+   migration_count, ties by order: the one rule of both drivers. Returns
+   how many the optimiser took in (0 when out of memory). */
+size_t pd_island_import_best(pd_island_t *is, uint32_t g, size_t nc, const double *x,
+                             const double *f);
 /* Best value of group g so far (user's sense; +/-INFINITY before any) and
    its point (borrowed, NULL before any). */
 double pd_island_best(const pd_island_t *is, uint32_t g, const double **x);

@@ -272,25 +272,6 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
     return 0;
 }
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* a is better than b in the user's sense. */
-static bool s_better(const pd_optim_opts_t *o, double a, double b)
-{
-    return o->maximize ? a > b : a < b;
-}
-
-static bool s_reached(const pd_optim_opts_t *o, double v)
-{
-    if (isnan(o->target))
-        return false;
-    return o->maximize ? v >= o->target : v <= o->target;
-}
 
 /* Run-time state of pd_optim_run. */
 typedef struct {
@@ -303,10 +284,6 @@ typedef struct {
     double *mx, *mf;        /* exports of every island: islands x count (x dim) */
     size_t *mn;             /* exports per island */
     double *cx, *cf;        /* candidates for one island: in-degree x count */
-    size_t *corder, *ctmp;  /* their sort */
-    double *ckey;           /* their values in the minimisation sense */
-    double *gx;             /* the chosen ones (count x dim) */
-    double *gf;             /* their values */
     double *best;           /* best per group over islands (progress) */
 } run_t;
 
@@ -323,11 +300,6 @@ static void s_run_free(run_t *r)
     free(r->mn);
     free(r->cx);
     free(r->cf);
-    free(r->corder);
-    free(r->ctmp);
-    free(r->ckey);
-    free(r->gx);
-    free(r->gf);
     free(r->best);
 }
 
@@ -350,17 +322,7 @@ static uint64_t s_migrate(run_t *r)
                 memcpy(r->cf + nc, r->mf + (size_t) s * k, r->mn[s] * sizeof *r->cf);
                 nc += r->mn[s];
             }
-            if (nc == 0)
-                continue;
-            for (size_t c = 0; c < nc; c++)
-                r->ckey[c] = o->maximize ? -r->cf[c] : r->cf[c];
-            pd_argsort(r->ckey, nc, r->corder, r->ctmp);
-            size_t m = nc < k ? nc : k;
-            for (size_t c = 0; c < m; c++) {
-                memcpy(r->gx + c * d, r->cx + r->corder[c] * d, d * sizeof *r->gx);
-                r->gf[c] = r->cf[r->corder[c]];
-            }
-            taken += pd_island_import(r->isl[i], g, m, r->gx, r->gf);
+            taken += pd_island_import_best(r->isl[i], g, nc, r->cx, r->cf);
         }
     }
     return taken;
@@ -390,7 +352,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
         res->stop = PD_STOP_ERROR;
         return rc;
     }
-    double t0 = s_now();
+    double t0 = pd_optim_now();
     run_t r = {.o = o, .groups = o->groups ? o->groups : 1};
     uint32_t ni = o->islands, ng = r.groups;
     size_t d = o->dim, k = o->migration_count ? o->migration_count : 1;
@@ -407,14 +369,9 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
     r.mn = calloc(ni, sizeof *r.mn);
     r.cx = malloc((size_t) ni * k * d * sizeof *r.cx);
     r.cf = malloc((size_t) ni * k * sizeof *r.cf);
-    r.corder = malloc((size_t) ni * k * sizeof *r.corder);
-    r.ctmp = malloc((size_t) ni * k * sizeof *r.ctmp);
-    r.ckey = malloc((size_t) ni * k * sizeof *r.ckey);
-    r.gx = malloc(k * d * sizeof *r.gx);
-    r.gf = malloc(k * sizeof *r.gf);
     r.best = malloc(ng * sizeof *r.best);
     if (!res->best_x || !res->best_f || !res->best_island || !r.isl || !r.topo || !r.mx || !r.mf ||
-        !r.mn || !r.cx || !r.cf || !r.corder || !r.ctmp || !r.ckey || !r.gx || !r.gf || !r.best) {
+        !r.mn || !r.cx || !r.cf || !r.best) {
         s_run_free(&r);
         return s_nomem(res);
     }
@@ -483,7 +440,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
             for (uint32_t i = 0; i < ni; i++) {
                 double b = pd_island_best(r.isl[i], g, NULL);
                 row[(size_t) i * ng + g] = b;
-                if (s_better(o, b, r.best[g]))
+                if (pd_optim_better(o, b, r.best[g]))
                     r.best[g] = b;
             }
         }
@@ -492,16 +449,16 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
             for (uint32_t g = 0; g < ng; g++)
                 for (uint32_t i = 0; i < ni; i++) {
                     double b = pd_island_best(r.isl[i], g, NULL);
-                    if (s_better(o, b, r.best[g]))
+                    if (pd_optim_better(o, b, r.best[g]))
                         r.best[g] = b;
                 }
         }
         bool all_done = true;
         for (uint32_t g = 0; g < ng; g++) {
-            if (s_reached(o, r.best[g]))
+            if (pd_optim_reached(o, r.best[g]))
                 for (uint32_t i = 0; i < ni; i++)
                     pd_island_set_active(r.isl[i], g, false);
-            all_done = all_done && s_reached(o, r.best[g]);
+            all_done = all_done && pd_optim_reached(o, r.best[g]);
         }
         if (all_done)
             stop = PD_STOP_TARGET;
@@ -509,7 +466,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
             pd_optim_progress_t p = {
                 .iteration = it,
                 .evaluations = evals,
-                .wall_s = s_now() - t0,
+                .wall_s = pd_optim_now() - t0,
                 .groups = ng,
                 .best_f = r.best,
             };
@@ -526,7 +483,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
         for (uint32_t i = 0; i < ni; i++) {
             const double *bx;
             double b = pd_island_best(r.isl[i], g, &bx);
-            if (bx && (s_better(o, b, res->best_f[g]) || i == 0)) {
+            if (bx && (pd_optim_better(o, b, res->best_f[g]) || i == 0)) {
                 res->best_f[g] = b;
                 res->best_island[g] = i;
                 memcpy(res->best_x + (size_t) g * d, bx, d * sizeof *bx);
@@ -547,7 +504,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
                 res->history[c * it + t] = r.hist[t * ni * ng + c];
     }
     s_run_free(&r);
-    res->wall_s = s_now() - t0;
+    res->wall_s = pd_optim_now() - t0;
     return res->code;
 }
 

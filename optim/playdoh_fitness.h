@@ -30,8 +30,9 @@
 
     The same function serves in-process (pd_optim_run, the user pointer
     arrives in b->user) and, in a module shipped to the cluster, on the
-    nodes of a synchronous task (b->shared is then the task's read-only
-    shared data and b->user the state the module's init function built).
+    nodes of a synchronous task (b->shared is then the run's read-only
+    shared data, and b->user is NULL: the module's init function, PD_INIT
+    of playdoh_task.h, keeps what it builds in static variables).
     This header declares types only: a module that includes it links
     against nothing.
 */
@@ -57,7 +58,7 @@ typedef struct pd_fitness_block {
     uint64_t iteration;     /* the island's iteration, from 0 */
     const void *shared;     /* the task's shared data, or NULL */
     size_t shared_len;      /* bytes in shared */
-    void *user;             /* in-process: the caller's pointer; cluster: the module's state */
+    void *user;             /* in-process: the caller's pointer; cluster: NULL */
     char *error;            /* where a failing fitness may write why (NUL-terminated) */
     size_t error_size;      /* bytes available in error */
 } pd_fitness_block_t;

@@ -5,6 +5,7 @@
    sentence. */
 #include "pd_codec.h"
 #include "pd_island.h"
+#include "pd_optim_task.h"
 #include "pd_optim_wire.h"
 #include "playdoh.h"
 
@@ -294,4 +295,147 @@ Test(wire, an_island_drops_migrants_outside_its_bounds)
     cr_expect_eq(pd_island_import(is, 0, 2, x, v), 1u);
     cr_expect_eq(pd_island_best(is, 0, NULL), 1e-30);
     pd_island_destroy(&is);
+}
+
+/* ---- pd_optim_task: the cluster run's argument, results and progress ---- */
+
+Test(wire, a_cluster_argument_carries_options_fitness_and_shared_data)
+{
+    pd_optim_opts_t o = s_full(PD_ALGO_GA);
+    double shared[3] = {1, 2, 3};
+    cr_assert_eq(pd_optim_task_arg(&o, "fit", shared, sizeof shared, &buf, err, sizeof err), 0,
+                 "%s", err);
+    pd_optim_task_arg_t a;
+    cr_assert_eq(pd_optim_task_arg_decode(buf.data, buf.len, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(a.fitness, "fit");
+    cr_assert_eq(a.shared_len, sizeof shared);
+    cr_assert_eq(memcmp(a.shared, shared, sizeof shared), 0);
+    int rc;
+    pd_optim_spec_t *spec = pd_optim_spec_decode(a.opts, a.opts_len, err, sizeof err, &rc);
+    cr_assert_not_null(spec, "%s", err);
+    cr_assert_eq(pd_optim_spec_opts(spec)->algo, PD_ALGO_GA);
+    pd_optim_spec_destroy(&spec);
+    /* no shared data: nil */
+    pd_buf_reset(&buf);
+    cr_assert_eq(pd_optim_task_arg(&o, "fit", NULL, 0, &buf, err, sizeof err), 0);
+    cr_assert_eq(pd_optim_task_arg_decode(buf.data, buf.len, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_null(a.shared);
+}
+
+Test(wire, a_bad_cluster_argument_is_refused_with_a_sentence)
+{
+    pd_optim_opts_t o = s_full(PD_ALGO_PSO);
+    cr_assert_eq(pd_optim_task_arg(&o, "", NULL, 0, &buf, err, sizeof err), PD_EINVAL);
+    cr_assert(strstr(err, "fitness"), "%s", err);
+    o.iterations = o.budget = 0;
+    cr_assert_eq(pd_optim_task_arg(&o, "fit", NULL, 0, &buf, err, sizeof err), PD_EINVAL);
+    cr_assert(strstr(err, "stopping rule"), "%s", err);
+    pd_optim_task_arg_t a;
+    const uint8_t not_a_map[] = {0x92, 0x01, 0x02};
+    cr_assert_eq(pd_optim_task_arg_decode(not_a_map, sizeof not_a_map, &a, err, sizeof err),
+                 PD_EPROTO);
+    cr_assert(strstr(err, "not a map"), "%s", err);
+    const uint8_t unknown[] = {0x81, 0xa1, 'z', 0x01}; /* {"z": 1} */
+    cr_assert_eq(pd_optim_task_arg_decode(unknown, sizeof unknown, &a, err, sizeof err),
+                 PD_EPROTO);
+    const uint8_t empty[] = {0x80}; /* {} */
+    cr_assert_eq(pd_optim_task_arg_decode(empty, sizeof empty, &a, err, sizeof err), PD_EPROTO);
+    cr_assert(strstr(err, "version"), "%s", err);
+}
+
+Test(wire, progress_round_trips_and_malformed_progress_is_refused)
+{
+    double best[2] = {0.5, -3};
+    cr_assert_eq(pd_optim_task_progress_encode(7, 700, 1.25, 2, best, &buf), 0);
+    pd_optim_task_progress_t p;
+    cr_assert_eq(pd_optim_task_progress_decode(buf.data, buf.len, &p), 0);
+    cr_assert_eq(p.iteration, 7);
+    cr_assert_eq(p.evaluations, 700);
+    cr_assert_eq(p.wall_s, 1.25);
+    cr_assert_eq(p.groups, 2);
+    cr_assert_eq(p.best_f[1], -3);
+    pd_optim_task_progress_clear(&p);
+    cr_assert_eq(pd_optim_task_progress_decode(buf.data, buf.len - 3, &p), PD_EPROTO);
+    const uint8_t nil = 0xc0;
+    cr_assert_eq(pd_optim_task_progress_decode(&nil, 1, &p), PD_EPROTO);
+    pd_optim_task_progress_clear(&p);
+}
+
+/* Encodes island i's part: 1 group, dim 2, 3 iterations. */
+static void s_node(uint32_t i, double best, bool decider, int code, const char *error, pd_buf_t *b)
+{
+    double bx[2] = {best, -best}, hist[3] = {best + 2, best + 1, best};
+    uint8_t has = 1;
+    pd_optim_node_result_t r = {.island = i, .dim = 2, .groups = 1, .iterations = 3,
+                                .evaluations = 30, .immigrants = 2, .restarts = i,
+                                .best_f = &best, .best_x = bx, .has_best = &has,
+                                .history = hist, .decider = decider, .stop = PD_STOP_BUDGET,
+                                .total = 60, .wall_s = 0.5, .code = code, .error = error};
+    cr_assert_eq(pd_optim_task_result_encode(&r, b), 0);
+}
+
+Test(wire, islands_results_merge_as_in_process)
+{
+    pd_buf_t b1;
+    pd_buf_init(&b1);
+    s_node(0, 4, true, 0, NULL, &buf);
+    s_node(1, 2, false, 0, NULL, &b1);
+    const uint8_t *vals[2] = {buf.data, b1.data};
+    size_t lens[2] = {buf.len, b1.len};
+    pd_optim_result_t r;
+    cr_assert_eq(pd_optim_task_collect(vals, lens, 2, &r), 0, "%s", r.error);
+    cr_assert_eq(r.best_f[0], 2);
+    cr_assert_eq(r.best_island[0], 1);
+    cr_assert_eq(r.best_x[1], -2);
+    cr_assert_eq(r.evaluations, 60);
+    cr_assert_eq(r.immigrants, 4);
+    cr_assert_eq(r.restarts, 1);
+    cr_assert_eq(r.stop, PD_STOP_BUDGET);
+    cr_assert_eq(r.wall_s, 0.5);
+    cr_assert_eq(pd_optim_history(&r, 1, 0, 0), 4);
+    cr_assert_eq(pd_optim_history(&r, 0, 0, 2), 4);
+    pd_optim_result_clear(&r);
+    /* node 0's error is the run's */
+    pd_buf_reset(&buf);
+    s_node(0, 4, true, PD_ETASK, "fitness failed on island 1", &buf);
+    vals[0] = buf.data;
+    lens[0] = buf.len;
+    cr_assert_eq(pd_optim_task_collect(vals, lens, 2, &r), PD_ETASK);
+    cr_assert_str_eq(r.error, "fitness failed on island 1");
+    cr_assert_eq(r.best_f[0], 2, "the best before the failure is kept");
+    pd_optim_result_clear(&r);
+    pd_buf_free(&b1);
+}
+
+Test(wire, results_that_are_not_an_islands_are_refused)
+{
+    pd_buf_t b1;
+    pd_buf_init(&b1);
+    s_node(0, 4, true, 0, NULL, &buf);
+    s_node(0, 2, false, 0, NULL, &b1); /* says island 0 at node 1 */
+    const uint8_t *vals[2] = {buf.data, b1.data};
+    size_t lens[2] = {buf.len, b1.len};
+    pd_optim_result_t r;
+    cr_assert_eq(pd_optim_task_collect(vals, lens, 2, &r), PD_EPROTO);
+    cr_assert(strstr(r.error, "node 1"), "%s", r.error);
+    pd_optim_result_clear(&r);
+    /* node 0 without the run's outcome */
+    pd_buf_reset(&b1);
+    s_node(1, 2, false, 0, NULL, &b1);
+    pd_buf_reset(&buf);
+    s_node(0, 4, false, 0, NULL, &buf);
+    vals[0] = buf.data;
+    vals[1] = b1.data;
+    lens[0] = buf.len;
+    lens[1] = b1.len;
+    cr_assert_eq(pd_optim_task_collect(vals, lens, 2, &r), PD_EPROTO);
+    cr_assert(strstr(r.error, "outcome"), "%s", r.error);
+    pd_optim_result_clear(&r);
+    /* a job's plain value */
+    const uint8_t one = 0x01;
+    const uint8_t *v1[1] = {&one};
+    size_t l1[1] = {1};
+    cr_assert_eq(pd_optim_task_collect(v1, l1, 1, &r), PD_EPROTO);
+    pd_optim_result_clear(&r);
+    pd_buf_free(&b1);
 }

@@ -13,6 +13,8 @@
 */
 #include "pd_nodeproc.h"
 #include "pd_codec.h"
+#include "pd_optim_node.h"
+#include "pd_optim_task.h"
 #include "pd_error.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
@@ -279,6 +281,17 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
             nd->sink.ready(nd->sink.user, nd);
         return 0;
     }
+    if (pd_msg_is(&m, "progress")) {
+        const uint8_t *val;
+        size_t vlen;
+        if (pd_msg_raw(&m, "val", &val, &vlen)) {
+            *why = "'progress' without val";
+            return -1;
+        }
+        if (nd->sink.progress && vlen <= PD_NODEPROC_MAX_PROGRESS)
+            nd->sink.progress(nd->sink.user, nd, val, vlen);
+        return 0;
+    }
     if (pd_msg_is(&m, "result")) {
         bool ok;
         uint64_t us = 0;
@@ -383,6 +396,18 @@ static const struct {
     {NULL, NULL},
 };
 
+/* Node functions compiled into the worker that work over the task's own
+   module (a task of the user's module names one of these as its function;
+   their names are not C identifiers, so no module function hides them):
+   the module is loaded when the function asks for one of its symbols
+   through the pd_node_env_t. The optimisers' islands are one. */
+static const struct {
+    const char *name;                                   /* the function name a task gives */
+    int (*fn)(pd_task_t *, const pd_node_env_t *env);   /* the node function */
+} s_module_nodes[] = {
+    {PD_OPTIM_NODE_FN, pd_optim_node},
+};
+
 bool pd_nodeproc_is_child(int argc, char **argv)
 {
     return argc > 1 && strcmp(argv[1], "--node") == 0;
@@ -400,6 +425,7 @@ typedef struct {
     pd_tubes_edge_t *in_edges;  /* in-edges (owned) */
     uint32_t nin;
     uint8_t *arg;         /* the node's argument (owned: frames reuse `in`) */
+    size_t alen;          /* its bytes */
 } s_child_t;
 
 /* Writes a message with the given type whose fields the callback packs. */
@@ -453,6 +479,77 @@ static void s_fill_bound(msgpack_packer *pk, void *arg)
     pd_pack_kv_str(pk, "ep", pd_tubes_endpoint(t));
     if (pd_tubes_key(t))
         pd_pack_kv_str(pk, "key", pd_tubes_key(t));
+}
+
+/* What the pd_node_env_t of a module node function reaches. */
+typedef struct {
+    s_child_t *c;        /* the child */
+    pd_modcache_t *mc;   /* its module cache */
+    uint64_t task;       /* the task's id */
+    const char *mod;     /* the task's module: hash, */
+    const char *kind;    /*   kind */
+    const char *name;    /*   and name for messages */
+} s_env_t;
+
+/* pd_node_env_t.find: the module's function fn, after its init. */
+static void *s_env_find(void *ctx, const char *fn, const void *shared, size_t shared_len,
+                        int *code, char *msg, size_t msglen)
+{
+    s_env_t *e = ctx;
+    const char *why = NULL;
+    void *sym = pd_modcache_load(e->mc, e->mod, e->kind, e->name, fn, code, &why);
+    if (!sym) {
+        snprintf(msg, msglen, "%s", why ? why : "the module did not load");
+        return NULL;
+    }
+    /* The module's pd_init runs once in this process, before the function,
+       as in a slot process before a module's first job. */
+    void *init = pd_modcache_take_init(e->mc, e->mod, e->kind);
+    if (!init)
+        return sym;
+    pd_task_t *it = pd_task_new((int) e->c->node);
+    if (!it) {
+        *code = PD_ENOMEM;
+        snprintf(msg, msglen, "out of memory for the module's init");
+        return NULL;
+    }
+    int (*init_fn)(pd_task_t *);
+    memcpy(&init_fn, &init, sizeof init_fn);
+    pd_task_begin(it, e->task, e->c->arg, e->c->alen);
+    pd_task_set_shared(it, shared, shared_len);
+    int rc = init_fn(it);
+    fflush(stdout);
+    const uint8_t *val;
+    size_t len;
+    if (pd_task_finish(it, rc, &val, &len)) {
+        snprintf(msg, msglen, "module %s: pd_init failed on node %u: %.*s", e->name, e->c->node,
+                 (int) len, (const char *) val);
+        pd_modcache_init_failed(e->mc, e->mod, e->kind, msg);
+        *code = PD_ETASK;
+        sym = NULL;
+    }
+    pd_task_destroy(&it);
+    return sym;
+}
+
+typedef struct {
+    const void *data;
+    size_t len;
+} s_slice_t;
+
+static void s_fill_progress(msgpack_packer *pk, void *arg)
+{
+    const s_slice_t *v = arg;
+    pd_pack_cstr(pk, "val");
+    pd_pack_raw(pk, v->data, v->len);
+}
+
+/* pd_node_env_t.progress: a `progress` frame to the worker. */
+static int s_env_progress(void *ctx, const void *data, size_t len)
+{
+    s_env_t *e = ctx;
+    s_slice_t v = {data, len};
+    return s_child_send(e->c, "progress", 1, s_fill_progress, &v) ? -1 : 0;
 }
 
 /* Reads the next message, which must be of type want, into m (borrowing
@@ -547,6 +644,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     if (!(c->arg = malloc(alen ? alen : 1)))
         return s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument");
     memcpy(c->arg, arg, alen);
+    c->alen = alen;
     arg = c->arg;
     static char tag[48];
     snprintf(tag, sizeof tag, "task %llu node %u", (unsigned long long) task, c->node);
@@ -554,7 +652,15 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     int code = 0;
     const char *msg = NULL;
     void *sym = NULL;
-    if (strcmp(kind, "b") == 0) {
+    int (*module_fn)(pd_task_t *, const pd_node_env_t *) = NULL;
+    for (size_t i = 0; i < sizeof s_module_nodes / sizeof s_module_nodes[0]; i++)
+        if (strcmp(kind, "b") != 0 && strcmp(s_module_nodes[i].name, fn) == 0)
+            module_fn = s_module_nodes[i].fn;
+    s_env_t env_ctx = {.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
+    pd_node_env_t env = {.find = s_env_find, .progress = s_env_progress, .ctx = &env_ctx};
+    if (module_fn) {
+        /* the module loads when the function asks it for a symbol */
+    } else if (strcmp(kind, "b") == 0) {
         /* The reserved module "builtin": node functions compiled into the
            worker (none yet; the optimisers' islands are meant to be one). */
         for (size_t i = 0; i < sizeof s_builtin_nodes / sizeof s_builtin_nodes[0]; i++)
@@ -635,12 +741,13 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
             fail_code = PD_ENOMEM;
             goto fail;
         }
-        int (*task_fn)(pd_task_t *);
-        memcpy(&task_fn, &sym, sizeof task_fn);
+        int (*task_fn)(pd_task_t *) = NULL;
+        if (!module_fn)
+            memcpy(&task_fn, &sym, sizeof task_fn);
         pd_task_begin(task_ctx, task, arg, alen);
         pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
         uint64_t t0 = s_now_us();
-        int frc = task_fn(task_ctx);
+        int frc = module_fn ? module_fn(task_ctx, &env) : task_fn(task_ctx);
         uint64_t us = s_now_us() - t0;
         fflush(stdout);
         const uint8_t *val;

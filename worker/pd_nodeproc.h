@@ -21,6 +21,9 @@
                       go    {}: every node of the task is ready; run
       node -> worker  bound {ep, key?}: its XPUB endpoint (and public key)
                       ready {}: every neighbour has subscribed to it
+                      progress {val}: the task's latest progress (a
+                             built-in node function's report, e.g. node 0 of
+                             an optimisation), any number of times
                       result {ok, val, us}: val is the node's result (ok) or
                              {code, msg}; then the process exits
 
@@ -39,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PD_NODEPROC_MAX_PROGRESS 65536 /* bytes of one progress report; larger ones are dropped */
 #define PD_NODEPROC_LINGER_MS 10000 /* a process still alive this long after its result is killed */
 
 typedef struct pd_nodeproc pd_nodeproc_t;
@@ -53,6 +57,9 @@ typedef struct {
     void (*result)(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val, size_t len,
                    uint64_t us);
     void *user;
+    /* The node reported progress (val: one msgpack value, len <=
+       PD_NODEPROC_MAX_PROGRESS); may be NULL. */
+    void (*progress)(void *user, pd_nodeproc_t *nd, const uint8_t *val, size_t len);
 } pd_nodeproc_sink_t;
 
 typedef struct {

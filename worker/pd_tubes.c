@@ -208,29 +208,33 @@ static int s_cmp_edge(const void *a, const void *b)
     return x->peer < y->peer ? -1 : x->peer > y->peer;
 }
 
-/* Binary search of (tube, peer) in a slice of edges whose first two fields
-   are tube and peer; returns the index or -1. */
-#define S_FIND(arr, first, tube_, peer_)                                             \
-    do {                                                                             \
-        uint32_t lo = (first)[tube_], hi = (first)[(tube_) + 1];                     \
-        while (lo < hi) {                                                            \
-            uint32_t mid = (lo + hi) / 2;                                            \
-            if ((arr)[mid].peer < (peer_))                                           \
-                lo = mid + 1;                                                        \
-            else                                                                     \
-                hi = mid;                                                            \
-        }                                                                            \
-        return lo < (first)[(tube_) + 1] && (arr)[lo].peer == (peer_) ? (int) lo : -1; \
-    } while (0)
-
+/* The index of out-edge (tube, peer) in t->out, or -1: a binary search in
+   the tube's slice (sorted by peer). */
 static int s_out_find(const pd_tubes_t *t, uint32_t tube, uint32_t peer)
 {
-    S_FIND(t->out, t->out_first, tube, peer);
+    uint32_t lo = t->out_first[tube], hi = t->out_first[tube + 1], end = hi;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (t->out[mid].peer < peer)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < end && t->out[lo].peer == peer ? (int) lo : -1;
 }
 
+/* The same for in-edge (tube, peer) in t->in. */
 static int s_in_find(const pd_tubes_t *t, uint32_t tube, uint32_t peer)
 {
-    S_FIND(t->in, t->in_first, tube, peer);
+    uint32_t lo = t->in_first[tube], hi = t->in_first[tube + 1], end = hi;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (t->in[mid].peer < peer)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < end && t->in[lo].peer == peer ? (int) lo : -1;
 }
 
 static s_nb_t *s_nb(pd_tubes_t *t, uint32_t peer)

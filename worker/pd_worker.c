@@ -860,6 +860,23 @@ static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8
     s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), ok, val, len, us);
 }
 
+/* A node's progress report: node_progress {task, node, val} to the broker. */
+static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, size_t len)
+{
+    pd_worker_t *w = user;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "node_progress", 3);
+    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
+    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    pd_pack_cstr(&pk, "val");
+    pd_pack_raw(&pk, val, len);
+    s_send(w, &b);
+    pd_buf_free(&b);
+}
+
 static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
 {
     for (int i = 0; i < w->nnodes; i++)
@@ -962,7 +979,7 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
                                    .host = w->host, .log_level = w->log_level, .task = task,
                                    .node = (uint32_t) node,
                                    .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
-                                            w}};
+                                            w, s_on_node_report}};
         nd = pd_nodeproc_new(&nc, b.data, b.len, &err);
     }
     pd_buf_free(&b);

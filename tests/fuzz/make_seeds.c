@@ -412,6 +412,42 @@ static const char *s_message(int i)
         s_begin("node_abort", 1);
         pd_pack_kv_uint(&pk, "task", 1);
         return "node_abort";
+    case 41:
+        s_begin("gc", 2);
+        pd_pack_kv_uint(&pk, "req", 10);
+        pd_pack_kv_uint(&pk, "ttl_s", 0);
+        return "gc";
+    case 42:
+        /* A chunk as the client sends it: with a token (16 random bytes, a
+           chunk counter), which a chunk sent again after a drop repeats. */
+        s_begin("submit", 7);
+        pd_pack_kv_uint(&pk, "req", 11);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "square");
+        pd_pack_kv_uint(&pk, "timeout_ms", 0);
+        pd_pack_kv_uint(&pk, "retries", 3);
+        pd_pack_kv_bin(&pk, "token", "0123456789abcdef\0\0\0\0\0\0\0\1", 24);
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_double(&pk, 3.0);
+        msgpack_pack_double(&pk, 4.0);
+        return "submit_token";
+    case 43:
+        s_begin("node_progress", 3);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_cstr(&pk, "val");
+        msgpack_pack_map(&pk, 2);
+        pd_pack_kv_uint(&pk, "iter", 7);
+        pd_pack_cstr(&pk, "best");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_double(&pk, 0.25);
+        return "node_progress";
+    case 44:
+        s_begin("task_progress", 2);
+        pd_pack_kv_uint(&pk, "req", 13);
+        pd_pack_kv_uint(&pk, "id", 1);
+        return "task_progress";
     default: return NULL;
     }
 }
@@ -584,6 +620,14 @@ int main(int argc, char **argv)
     s_record(0, "cluster");
     s_seq_write("broker", "requeue_state_cluster");
     s_record(0, "mod_put");
+    s_record(0, "submit_token");
+    s_record(0, "submit_token");
+    s_record(1, "ready");
+    s_record_done(1, 1, 2);
+    s_record(0, "fetch");
+    s_record(0, "gc");
+    s_seq_write("broker", "token_twice_then_gc");
+    s_record(0, "mod_put");
     s_record(0, "mod_put_cu");
     s_record(0, "submit_gpu");
     s_record(2, "ready_gpu");
@@ -597,6 +641,8 @@ int main(int argc, char **argv)
     s_record(0, "task_submit");
     s_record(1, "node_bound");
     s_record(1, "node_ready");
+    s_record(1, "node_progress");
+    s_record(0, "task_progress");
     s_record(1, "node_done");
     s_record(0, "task_fetch");
     s_record(0, "task_cancel");
