@@ -20,7 +20,13 @@
     printed, with each broker's CPU time per job (all its threads, from
     /proc), which does not depend on the load.
 
+    With --latency, only the round trip of one job: raw libzmq between
+    processes against six clusters (worker embedded or a process of its own;
+    no journal, sync full, sync normal), SAMPLES round trips on each in
+    turn, ROUNDS times (see s_latency).
+
     Usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (9)]
+           bench_async --latency [SLOTS (2)] [SAMPLES (300)] [ROUNDS (5)]
 */
 #include "playdoh.h"
 #include "pd_proc.h"
@@ -166,6 +172,7 @@ static double raw_round_trip_us(int rounds, bool in_process)
 typedef struct {
     const char *label;   /* what it measures */
     const char *sync;    /* --journal-sync, or NULL: --no-journal */
+    bool embedded;       /* the worker runs in the broker's process (--worker-cpus) */
     pid_t broker, worker;
     char endpoint[256];
     char journal[PATH_MAX];
@@ -202,11 +209,19 @@ static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const cha
     if (pd_proc_find("playdoh-broker", broker, sizeof broker) ||
         pd_proc_find("playdoh-worker", worker, sizeof worker))
         return -1;
-    snprintf(k->journal, sizeof k->journal, "%s/bench-%s.journal", dir,
-             k->sync ? k->sync : "none");
-    char *bargv[16] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3", "--log-level",
+    snprintf(k->journal, sizeof k->journal, "%s/bench-%s%s.journal", dir,
+             k->sync ? k->sync : "none", k->embedded ? "-embedded" : "");
+    snprintf(cache, sizeof cache, "%s/bench-cache", dir);
+    snprintf(cpus, sizeof cpus, "%d", slots);
+    char *bargv[20] = {broker, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3", "--log-level",
                        "warn"};
     int n = 7;
+    if (k->embedded) {
+        bargv[n++] = "--worker-cpus";
+        bargv[n++] = cpus;
+        bargv[n++] = "--cache";
+        bargv[n++] = cache;
+    }
     if (k->sync) {
         bargv[n++] = "--journal";
         bargv[n++] = k->journal;
@@ -221,13 +236,11 @@ static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const cha
     if (k->broker <= 0 || pd_proc_read_line(ready, k->endpoint, sizeof k->endpoint, 10000))
         return -1;
     close(ready);
-    snprintf(cache, sizeof cache, "%s/bench-cache", dir);
-    snprintf(cpus, sizeof cpus, "%d", slots);
     char control[PATH_MAX + 32];
     snprintf(control, sizeof control, "%s/bench-%s.ctl", dir, k->sync ? k->sync : "none");
     char *wargv[] = {worker, "--broker", k->endpoint, "--cpus", cpus, "--cache", cache,
                      "--control", control, "--log-level", "warn", NULL};
-    k->worker = pd_proc_spawn(wargv, NULL);
+    k->worker = k->embedded ? -1 : pd_proc_spawn(wargv, NULL);
     int err, w = 0, sl = 0;
     k->c = pd_client_new(k->endpoint, &err);
     for (int i = 0; k->c && i < 400 && sl < slots; i++) {
@@ -244,7 +257,8 @@ static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const cha
 static void s_cluster_stop(s_cluster_t *k)
 {
     pd_client_destroy(&k->c);
-    pd_proc_stop(k->worker, 5000);
+    if (k->worker > 0)
+        pd_proc_stop(k->worker, 5000);
     pd_proc_stop(k->broker, 5000);
     if (k->sync) {
         char wal[PATH_MAX + 8];
@@ -272,25 +286,31 @@ static double s_batch(pd_client_t *c, const char *mod, int njobs, double *xs, ui
     return ok == njobs ? njobs / t : -1;
 }
 
-static double s_round_trip_us(pd_client_t *c, const char *mod, int rounds)
+/* Times `rounds` round trips of one trivial job (submit, fetch its result;
+   the release after each is not timed) into t[0 .. rounds), in µs, after
+   `warm` untimed ones. Returns 0 or -1. */
+static int s_round_trips(pd_client_t *c, const char *mod, int warm, int rounds, double *t)
 {
-    double *t = malloc(rounds * sizeof *t);
     double x = 1;
-    for (int i = 0; i < rounds + 20; i++) {
+    for (int i = 0; i < rounds + warm; i++) {
         uint64_t id;
         pd_result_t r;
         double t0 = now();
         if (pd_map_doubles(c, mod, "noop", &x, 1, NULL, &id) != 1 ||
-            pd_fetch(c, &id, 1, 10000, &r, NULL, NULL) != 1) {
-            free(t);
+            pd_fetch(c, &id, 1, 10000, &r, NULL, NULL) != 1 || r.state != PD_JOB_DONE)
             return -1;
-        }
-        if (i >= 20)
-            t[i - 20] = (now() - t0) * 1e6;
+        if (i >= warm)
+            t[i - warm] = (now() - t0) * 1e6;
         pd_results_clear(&r, 1);
         pd_release(c, &id, 1);
     }
-    double m = median(t, rounds);
+    return 0;
+}
+
+static double s_round_trip_us(pd_client_t *c, const char *mod, int rounds)
+{
+    double *t = malloc(rounds * sizeof *t);
+    double m = t && s_round_trips(c, mod, 20, rounds, t) == 0 ? median(t, rounds) : -1;
     free(t);
     return m;
 }
@@ -366,8 +386,74 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
     return rc;
 }
 
+/* The round trip of one job alone (--latency): raw libzmq between
+   processes, and six clusters of `slots` slots started side by side (the
+   worker embedded in the broker's process or a process of its own; no
+   journal, --journal-sync full, --journal-sync normal). Each of `rounds`
+   rounds times `samples` round trips on each in turn, the raw baseline
+   first, so that every configuration meets the same load; printed are the
+   median and 90th percentile of all samples and the ratio of the median to
+   the raw median. Returns 0 or 1. */
+static int s_latency(int slots, int samples, int rounds, const char *modpath)
+{
+    const char *dir = getenv("PLAYDOH_BENCH_DIR") ? getenv("PLAYDOH_BENCH_DIR") : "/tmp";
+    enum { NK = 6 };
+    s_cluster_t k[NK] = {
+        {.label = "embedded worker, no journal", .embedded = true},
+        {.label = "embedded worker, journal sync full", .sync = "full", .embedded = true},
+        {.label = "embedded worker, journal sync normal", .sync = "normal", .embedded = true},
+        {.label = "worker process, no journal"},
+        {.label = "worker process, journal sync full", .sync = "full"},
+        {.label = "worker process, journal sync normal", .sync = "normal"}};
+    size_t total = (size_t) samples * rounds;
+    double *t[NK + 1];
+    int rc = 0;
+    for (int i = 0; i <= NK; i++)
+        if (!(t[i] = calloc(total, sizeof *t[i])))
+            rc = 1;
+    for (int i = 0; i < NK && rc == 0; i++)
+        if (s_cluster_start(&k[i], slots, dir, modpath)) {
+            fprintf(stderr, "could not start the cluster '%s'\n", k[i].label);
+            rc = 1;
+        }
+    for (int r = 0; r < rounds && rc == 0; r++) {
+        double raw = raw_round_trip_us(samples, false);
+        for (int j = 0; j < samples; j++)
+            t[NK][(size_t) r * samples + j] = raw; /* the baseline's median of the round */
+        for (int i = 0; i < NK && rc == 0; i++)
+            if (s_round_trips(k[i].c, k[i].mod, 20, samples, t[i] + (size_t) r * samples)) {
+                fprintf(stderr, "round trip on '%s' failed: %s\n", k[i].label,
+                        pd_client_error(k[i].c));
+                rc = 1;
+            }
+    }
+    if (rc == 0) {
+        double raw = median(t[NK], (int) total);
+        printf("round trip of one trivial job: %d rounds of %d on each configuration, %d slots; "
+               "journals in %s\n", rounds, samples, slots, dir);
+        printf("  %-40s %8.1f us (median of the rounds' medians)\n",
+               "raw libzmq DEALER/ROUTER, 2 processes", raw);
+        for (int i = 0; i < NK; i++) {
+            double m = median(t[i], (int) total);
+            printf("  %-40s %8.1f us median, %8.1f us 90th percentile: %.2fx raw%s\n",
+                   k[i].label, m, t[i][total * 9 / 10], m / raw,
+                   i == 0 ? " (target <= 1.5x)" : "");
+        }
+    }
+    for (int i = 0; i < NK; i++)
+        s_cluster_stop(&k[i]);
+    for (int i = 0; i <= NK; i++)
+        free(t[i]);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    bool latency = argc > 1 && strcmp(argv[1], "--latency") == 0;
+    if (latency) {
+        argv++;
+        argc--;
+    }
     int slots = argc > 1 ? atoi(argv[1]) : 2;
     /* Built in build/bench/: the programs are one level up. */
     char self[4096];
@@ -380,10 +466,11 @@ int main(int argc, char **argv)
             setenv("PLAYDOH_BINDIR", self, 1);
         }
     }
-    int njobs = argc > 2 ? atoi(argv[2]) : 100000;
-    int jrounds = argc > 3 ? atoi(argv[3]) : 9;
+    int njobs = argc > 2 ? atoi(argv[2]) : latency ? 300 : 100000;
+    int jrounds = argc > 3 ? atoi(argv[3]) : latency ? 5 : 9;
     if (slots < 1 || njobs < 1 || jrounds < 1) {
-        fprintf(stderr, "usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (9)]\n");
+        fprintf(stderr, "usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (9)]\n"
+                        "       bench_async --latency [SLOTS (2)] [SAMPLES (300)] [ROUNDS (5)]\n");
         return 2;
     }
     char path[] = "/tmp/playdoh-bench-XXXXXX.c";
@@ -391,6 +478,11 @@ int main(int argc, char **argv)
     if (fd < 0 || write(fd, SRC, strlen(SRC)) != (ssize_t) strlen(SRC))
         return 1;
     close(fd);
+    if (latency) {
+        int lrc = s_latency(slots, njobs, jrounds, path);
+        unlink(path);
+        return lrc;
+    }
 
     int err;
     pd_local_t *local = pd_local_start(slots, &err);

@@ -22,7 +22,9 @@
     on the wrong job. When a batch fails, the submits answered in the outbox
     are withdrawn (their jobs stopped) and their `accepted` becomes an
     `error`, so a client is never told a job is accepted unless it is on
-    disk.
+    disk. Fetches do not wait: a result is shown as soon as a worker
+    reports it, before its commit, since a crash before that commit leaves
+    the job queued in the journal and it runs again (pd_broker_client.c).
 
     Every frame goes through pd_msg_parse; a malformed message is answered
     with `error` and a warning line and changes nothing else.

@@ -12,10 +12,12 @@
     With a journal, a submit is journalled before its `accepted` can leave
     (the reply is held until its batch settles), a submit carrying a known
     token gets the first submit's ids again, and submits are refused while
-    the journal cannot be written or has grown past its bound. A fetch shows
-    only results already on disk, so its reply never waits for the journal:
-    a result that is not on disk yet is left for a later fetch, and a parked
-    fetch is woken when the batch holding the results it waits for settles.
+    the journal cannot be written or has grown past its bound. A fetch never
+    waits for the journal: it shows results and errors as soon as they
+    arrive, before they are on disk (a crash before their commit runs their
+    jobs again: at least once, never lost; see s_shown_early), while a
+    cancellation is shown only once on disk, and a parked fetch waiting for
+    one is woken when the batch holding it settles.
 */
 #include "pd_broker_int.h"
 #include "pd_error.h"
@@ -398,6 +400,19 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- fetch ------------------------------------------------------------- */
 
+/* Whether a fetch may show the final job now. A result or error that a
+   worker (or the broker's retry accounting) produced is shown at once,
+   before its journal batch commits: if the broker crashes first, the job
+   is still in the journal, queued, and runs again, so the result comes
+   back (at least once) and nothing accepted is lost. A cancellation waits
+   for the disk like the `cancelled` reply does: shown early and then lost
+   in a crash, the job would run after all. */
+static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
+{
+    return job->state != PD_JOB_CANCELLED || !job->res || !b->journal ||
+           pd_journal_visible(b->journal, job->res->jseq);
+}
+
 /* Packs `results` for the final or unknown jobs among rg into b->out (at
    most max, and about PD_BROKER_REPLY_BYTES). Returns how many. When none
    was found and keep_empty is false, b->out is left empty. */
@@ -422,8 +437,8 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
             pd_job_t *job = pd_jobs_get(b->jobs, id);
             if (job && !PD_JOB_IS_FINAL(job->state))
                 continue;
-            if (job && job->res && b->journal && !pd_journal_visible(b->journal, job->res->jseq))
-                continue; /* final, but not on disk yet: shown once it is */
+            if (job && !s_shown_early(b, job))
+                continue; /* a cancellation not on disk yet: shown once it is */
             msgpack_pack_array(&pk, 3);
             msgpack_pack_uint64(&pk, id);
             if (!job) {
@@ -466,7 +481,7 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
-        pd_broker_send_now(b, o->rid, o->ridlen); /* shows only what is on disk */
+        pd_broker_send_now(b, o->rid, o->ridlen); /* never waits for the disk */
         return 0;
     }
     if (b->nparked == PD_BROKER_MAX_PARKED) {
@@ -510,16 +525,25 @@ void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
     }
 }
 
+/* True when one of the ids is a cancelled job. */
+static bool s_any_cancelled(pd_broker_t *b, const uint64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pd_jobs_state(b->jobs, ids[i]) == PD_JOB_CANCELLED)
+            return true;
+    return false;
+}
+
 void pd_broker_wake_parked(pd_broker_t *b)
 {
     size_t n;
     const uint64_t *fresh = pd_jobs_fresh(b->jobs, &n);
+    /* Results are shown at once (s_shown_early) ... */
+    pd_broker_wake_ids(b, fresh, n);
     uint64_t seq = b->journal && n ? pd_journal_tag(b->journal) : 0;
-    if (seq == 0) {
-        pd_broker_wake_ids(b, fresh, n);
-    } else if (n) {
-        /* Shown once the batch holding them settles: kept even when no fetch
-           is parked now, for one may park before then. */
+    if (seq && s_any_cancelled(b, fresh, n)) {
+        /* ... cancellations once the batch holding them settles: kept even
+           when no fetch is parked now, for one may park before then. */
         uint64_t *ids = malloc(n * sizeof *ids);
         if (b->nwakes == b->capwakes) {
             uint32_t cap = b->capwakes ? b->capwakes * 2 : 16;
@@ -659,6 +683,9 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return rc;
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
+    /* The cancellations go into the journal's batch now, so that the reply
+       waits for them to be on disk. */
+    pd_jobs_seal(b->jobs);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "cancelled", 2);

@@ -49,8 +49,9 @@ typedef struct {
     uint8_t data[];       /* routing id, then the message */
 } pd_held_t;
 
-/* Jobs that became final in a journal batch: parked fetches naming them are
-   woken when the batch settles (a result is shown only once on disk). */
+/* Jobs that became final in a journal batch with a cancellation among
+   them: parked fetches naming them are woken when the batch settles (a
+   cancellation is shown only once on disk). */
 typedef struct {
     uint64_t seq;  /* the batch */
     uint64_t *ids; /* the jobs, sorted (owned) */
@@ -152,8 +153,9 @@ int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
    bin field's bytes), copying each once. Same returns as pd_broker_send. */
 int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
                     const void *data, size_t dlen);
-/* Sends b->out to the peer at once, whatever the journal: for replies that
-   show only what is on disk (fetch results). */
+/* Sends b->out to the peer at once, whatever the journal: for fetch
+   results, which may show what is not on disk yet (a crash runs those jobs
+   again) but never a cancellation that is not. */
 int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen);
 /* Notes that the reply just sent by pd_broker_send_out answers a submit of
    ids first .. first+n-1 (token: its token, len 0 when none): if it was

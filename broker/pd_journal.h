@@ -169,6 +169,11 @@ int pd_journal_wait(pd_journal_t *jn, void (*on_done)(void *user, const pd_journ
                     void *user);
 /* pd_journal_wait without a callback: for tests and simple users. */
 int pd_journal_commit(pd_journal_t *jn);
+/* For tests, standing in for a disk that takes long to sync: while held,
+   pd_journal_flush hands nothing to the writer (the open batch keeps
+   growing, what depends on it waits, and pd_journal_wait waits too). May
+   be called from any thread. */
+void pd_journal_hold(pd_journal_t *jn, bool hold);
 
 /* False while the journal is failing (submits must be refused). */
 bool pd_journal_writable(const pd_journal_t *jn);

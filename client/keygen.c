@@ -256,6 +256,25 @@ int main(int argc, char **argv)
         {"force", no_argument, NULL, O_FORCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
+    /* A public key may begin with '-' (a Z85 character): such arguments are
+       moved behind "--", in their order, so that getopt never reads one as
+       options ("trust EP KEY" and "allow KEY" name the key last). */
+    char *av[64];
+    if (argc < 62) {
+        int k = 0, keys = 0;
+        for (int i = 0; i < argc; i++)
+            if (i == 0 || argv[i][0] != '-' || !pd_auth_key_valid(argv[i]))
+                av[k++] = argv[i];
+        for (int i = 1; i < argc; i++)
+            if (argv[i][0] == '-' && pd_auth_key_valid(argv[i])) {
+                if (keys++ == 0)
+                    av[k++] = "--";
+                av[k++] = argv[i];
+            }
+        av[k] = NULL;
+        argc = k;
+        argv = av;
+    }
     int ch;
     /* Options may follow the command ("allow KEY --role worker"). */
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {

@@ -6,7 +6,7 @@
    receives, with the right result. Also: what a restart keeps (results,
    modules, ids), a damaged journal refused, a journal in use refused, and
    a journal that cannot be written refusing submits while serving what it
-   has. */
+   has, and a result fetched before its commit still there after a crash. */
 #include "pd_codec.h"
 #include "pd_harness.h"
 #include "pd_msg.h"
@@ -577,7 +577,7 @@ Test(durable, the_journal_can_be_set_in_the_configuration_file)
     cr_assert_eq(system(cmd), 0);
 }
 
-/* ---- results reach waiting fetches as soon as they are on disk ------- */
+/* ---- results reach waiting fetches at once ---------------------------- */
 
 static double mono_s(void)
 {
@@ -586,12 +586,12 @@ static double mono_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-Test(durable, a_result_reaches_a_waiting_fetch_once_on_disk_not_at_the_end_of_its_wait)
+Test(durable, a_result_reaches_a_waiting_fetch_at_once_not_at_the_end_of_its_wait)
 {
     start(1, NULL);
-    /* A fetch may arrive after a result is final but before it is on disk:
-       it parks, and must be answered when the journal settles, not when its
-       long poll (5 s in pd_fetch) runs out. */
+    /* A fetch parked before its result arrives must be answered when the
+       result comes (before its commit), not when its long poll (5 s in
+       pd_fetch) runs out. */
     double worst = 0;
     for (int i = 0; i < 20; i++) {
         double x = i, y;
@@ -609,4 +609,32 @@ Test(durable, a_result_reaches_a_waiting_fetch_once_on_disk_not_at_the_end_of_it
     }
     cr_assert_lt(worst, 2.5, "a round trip took %.2f s: a parked fetch waited for its time-out",
                  worst);
+}
+
+/* ---- a result seen just before a crash -------------------------------- */
+
+Test(durable, a_result_fetched_just_before_a_crash_is_there_after_the_restart)
+{
+    start(1, NULL);
+    /* A fetch shows a result before its commit: when the broker dies right
+       after, the job is still in the journal and runs again, so the result
+       is fetched again after the restart: at least once, never lost. */
+    for (int i = 0; i < 3; i++) {
+        double x = 7 + i, y;
+        uint64_t id;
+        pd_result_t r;
+        cr_assert_eq(pd_map_doubles(c, mod, "square", &x, 1, NULL, &id), 1, "%s",
+                     pd_client_error(c));
+        cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), 1, "%s", pd_client_error(c));
+        cr_assert_eq(r.state, PD_JOB_DONE);
+        pd_results_clear(&r, 1);
+        crash_and_restart();
+        cr_assert_eq(pd_fetch(c, &id, 1, 60000, &r, NULL, NULL), 1, "%s", pd_client_error(c));
+        cr_assert_eq(r.state, PD_JOB_DONE, "job %llu after the restart: %s %s",
+                     (unsigned long long) id, pd_job_state_name(r.state),
+                     r.error ? r.error : "");
+        cr_assert_eq(pd_result_double(&r, &y), 0);
+        cr_assert_eq(y, x * x);
+        pd_results_clear(&r, 1);
+    }
 }

@@ -105,6 +105,12 @@ Test(keys, keygen_admits_revokes_trusts_and_lists)
     cr_assert_eq(run(&out, "%s --config-dir %s/w trust tcp://lab:5555 '%s'", keygen, dir, key), 0,
                  "%s", out);
     free(out);
+    /* A key may begin with '-' (one in 85 does): it is a key, not an option. */
+    cr_assert_eq(run(&out, "%s --config-dir %s/w trust tcp://lab:5556 "
+                     "'-abcdefghijklmnopqrstuvwxyz0123456789ABC'", keygen, dir), 0, "%s", out);
+    free(out);
+    cr_assert_eq(run(&out, "%s --config-dir %s/w untrust tcp://lab:5556", keygen, dir), 0);
+    free(out);
     cr_assert_eq(run(&out, "%s --config-dir %s/w trust tcp://lab:5555 not-a-key", keygen, dir), 2);
     cr_assert(strstr(out, "neither a public key"), "%s", out);
     free(out);

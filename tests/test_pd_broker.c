@@ -3,19 +3,25 @@
     and workers with hand-built frames. Malformed input must get `error`
     and leave the broker answering; jobs must flow submit -> run -> done ->
     fetch; a silent worker's jobs must be requeued and its late results
-    dropped; long-polling fetches must wake on completion. */
+    dropped; long-polling fetches must wake on completion. With a journal
+    held back (a slow disk): results show before their commit, a crash
+    then runs their jobs again, and a cancellation waits for the disk. */
 #include <criterion/criterion.h>
 
 #include "pd_broker.h"
 #include "pd_broker_int.h"
 #include "pd_codec.h"
 #include "pd_error.h"
+#include "pd_file.h"
+#include "pd_journal.h"
 #include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
 #include "pd_shared.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +36,7 @@ static size_t rxlen;
 static pd_msg_t msg;
 static void *socks[8]; /* every DEALER opened, closed by teardown */
 static uint64_t shared_max, shared_store; /* store limits for the next start, 0 = defaults */
+static const char *journal_path; /* the journal of the next start, NULL = none */
 static int nsocks;
 static bool joined; /* a test stopped the broker thread itself */
 
@@ -53,6 +60,7 @@ static void s_start(uint32_t hb_ms, uint32_t liveness, uint64_t max_jobs)
         cfg.max_shared = shared_max;
         cfg.shared_store = shared_store;
     }
+    cfg.journal = journal_path;
     int err = -99;
     broker = pd_broker_new(&cfg, &err);
     cr_assert_not_null(broker, "broker: %s", pd_strerror(err));
@@ -581,6 +589,19 @@ Test(unit_broker, a_parked_fetch_wakes_when_a_job_finishes)
     cr_assert_eq(n, 1);
 }
 
+/* Sends cancel for [first, n]. */
+static void s_cancel(void *c, uint64_t req, uint64_t first, uint64_t n)
+{
+    msgpack_packer pk = s_begin("cancel", 2);
+    pd_pack_kv_uint(&pk, "req", req);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, first);
+    msgpack_pack_uint64(&pk, n);
+    s_send_buf(c);
+}
+
 Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
 {
     void *c = s_dealer(NULL);
@@ -591,14 +612,7 @@ Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
     uint64_t first = s_submit(c, hash, 3, 0, 3);
     s_run_job_t jobs[8];
     cr_assert_eq(s_expect_run(w, jobs, 8, true), 3);
-    msgpack_packer pk = s_begin("cancel", 2);
-    pd_pack_kv_uint(&pk, "req", 30);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint64(&pk, first + 1);
-    msgpack_pack_uint64(&pk, 5);
-    s_send_buf(c);
+    s_cancel(c, 30, first + 1, 5);
     s_expect(c, "cancelled");
     cr_assert_eq(s_uint("n"), 2);
     s_expect(w, "cancel");
@@ -1636,4 +1650,153 @@ Test(unit_broker, a_pilot_keeps_its_slurm_ids_and_its_bye_requeues_without_an_at
         cr_expect_str_eq(wk->slurm_array, "4241_4");
     }
     cr_expect_eq(pilots, 1);
+}
+
+/* ---- with a journal whose disk is slow -------------------------------- */
+
+static char jdir[64], jpath[128], jcopy[128];
+
+static void setup_journal(void)
+{
+    snprintf(jdir, sizeof jdir, "/tmp/pd-broker-journal-XXXXXX");
+    cr_assert_not_null(mkdtemp(jdir));
+    snprintf(jpath, sizeof jpath, "%s/broker.journal", jdir);
+    snprintf(jcopy, sizeof jcopy, "%s/crashed.journal", jdir);
+    journal_path = jpath;
+    s_start(1000, 3, 1000);
+}
+
+static void teardown_journal(void)
+{
+    if (broker && broker->journal)
+        pd_journal_hold(broker->journal, false); /* the stop waits for the disk */
+    teardown();
+    journal_path = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", jdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(unit_broker_journal, .init = setup_journal, .fini = teardown_journal, .timeout = 60);
+
+/* Copies a file (what a crash would leave on disk of it). */
+static void s_copy(const char *from, const char *to)
+{
+    char *data;
+    size_t len;
+    cr_assert_eq(pd_file_read(from, 1u << 30, &data, &len), 0, "%s: %s", from, strerror(errno));
+    cr_assert_eq(pd_file_write_atomic(to, data, len), 0);
+    free(data);
+}
+
+/* The entries of a `results` reply in msg: n, and each id, state, value. */
+static uint32_t s_results(uint64_t *ids, uint64_t *states, uint64_t *values, uint32_t cap)
+{
+    pd_rd_t r;
+    uint32_t n, three;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(pd_rd_uint(&r, &ids[i]), 0);
+        cr_assert_eq(pd_rd_uint(&r, &states[i]), 0);
+        values[i] = 0;
+        if (states[i] == PD_JOB_DONE)
+            cr_assert_eq(pd_rd_uint(&r, &values[i]), 0);
+        else
+            cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+    return n;
+}
+
+Test(unit_broker_journal, a_result_shows_before_its_commit_and_a_crash_then_runs_the_job_again)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000j1");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 1);
+    uint64_t first = s_submit(c, hash, 2, 3, 3); /* `accepted`: the submit is on disk */
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(w, jobs, 8, true), 2);
+    /* From now on nothing reaches the disk. */
+    pd_journal_hold(broker->journal, true);
+    s_done(w, jobs, 2, false);
+    s_fetch(c, 40, first, 2, 5000);
+    s_expect(c, "results");
+    uint64_t ids[4], st[4], val[4];
+    cr_assert_eq(s_results(ids, st, val, 4), 2, "both results show before their commit");
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(ids[i], first + (uint64_t) i);
+        cr_assert_eq(st[i], PD_JOB_DONE);
+        cr_assert_eq(val[i], (uint64_t) (3 + i) * (3 + i));
+    }
+    /* A crash now leaves the journal as it is on disk: copy it, then let the
+       first broker go and start another on the copy. */
+    s_copy(jpath, jcopy);
+    char wal[160], walcopy[160];
+    snprintf(wal, sizeof wal, "%s-wal", jpath);
+    snprintf(walcopy, sizeof walcopy, "%s-wal", jcopy);
+    if (access(wal, F_OK) == 0)
+        s_copy(wal, walcopy);
+    pd_journal_hold(broker->journal, false);
+    teardown();
+    journal_path = jcopy;
+    s_start(1000, 3, 1000);
+    /* The jobs whose results were shown but not committed run again, under
+       the same ids: at least once, never lost. */
+    void *w2 = s_dealer("w-00000000000000j2");
+    s_ready(w2, 1);
+    cr_assert_eq(s_expect_run(w2, jobs, 8, true), 2);
+    cr_assert_eq(jobs[0].id, first);
+    cr_assert_eq(jobs[1].id, first + 1);
+    cr_assert_eq(jobs[0].arg, 3);
+    s_done(w2, jobs, 2, false);
+    void *c2 = s_dealer(NULL);
+    s_fetch(c2, 41, first, 2, 5000);
+    s_expect(c2, "results");
+    cr_assert_eq(s_results(ids, st, val, 4), 2);
+    cr_assert_eq(st[0], PD_JOB_DONE);
+    cr_assert_eq(val[1], 16);
+}
+
+Test(unit_broker_journal, a_cancellation_shows_only_once_on_disk)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000j3");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 1);
+    uint64_t first = s_submit(c, hash, 2, 5, 3);
+    s_run_job_t jobs[8];
+    cr_assert_eq(s_expect_run(w, jobs, 8, true), 2);
+    pd_journal_hold(broker->journal, true);
+    s_cancel(c, 50, first + 1, 1);
+    s_expect(w, "cancel"); /* the worker is told at once... */
+    /* ... the client once the cancellation is on disk, and a fetch shows
+       nothing of it before then. */
+    s_fetch(c, 51, first + 1, 1, 0);
+    s_expect(c, "results");
+    cr_assert_eq(s_uint("req"), 51, "`cancelled` left before its commit");
+    uint64_t ids[4], st[4], val[4];
+    cr_assert_eq(s_results(ids, st, val, 4), 0, "a cancellation showed before its commit");
+    s_fetch(c, 52, first + 1, 1, 20000);
+    cr_assert_not(s_recv_within(c, 200), "a reply left before the commit");
+    pd_journal_hold(broker->journal, false);
+    s_expect(c, "cancelled");
+    cr_assert_eq(s_uint("req"), 50);
+    cr_assert_eq(s_uint("n"), 1);
+    s_expect(c, "results");
+    cr_assert_eq(s_uint("req"), 52, "the parked fetch is answered once the batch settles");
+    cr_assert_eq(s_results(ids, st, val, 4), 1);
+    cr_assert_eq(ids[0], first + 1);
+    cr_assert_eq(st[0], PD_JOB_CANCELLED);
+    /* The other job's result shows at once, with the disk held again. */
+    pd_journal_hold(broker->journal, true);
+    s_done(w, jobs, 1, false);
+    s_fetch(c, 53, first, 1, 5000);
+    s_expect(c, "results");
+    cr_assert_eq(s_results(ids, st, val, 4), 1);
+    cr_assert_eq(val[0], 25);
 }
