@@ -280,8 +280,10 @@ rid=$(sed -n "s/.*worker [^ ]*\/\(w-[0-9a-f]*\) (pid [0-9]*, Slurm job ${job}_0 
 line=$(grep "/$rid left (said bye)" "$D/log/broker.log" || true)
 [ -n "$line" ] || fail "pilot ${job}_0 did not say bye when cancelled: $(grep "$rid" "$D/log/broker.log")"
 n=$(sed -n 's/.*: \([0-9]*\) jobs requeued.*/\1/p' <<<"$line")
-[ "${n:-0}" -ge 1 ] || fail "pilot ${job}_0 held no job when cancelled ($line)"
-say "pilot ${job}_0 left on scancel: $n running jobs requeued, none lost"
+[ -n "$n" ] || fail "the broker did not say how many jobs pilot ${job}_0 gave back ($line)"
+# Usually the pilot holds jobs at that moment; between two jobs it may hold
+# none. Either way the results above show every job done once, none lost.
+say "pilot ${job}_0 left on scancel: $n jobs in hand requeued, none lost"
 
 # The other pilot gives its allocation back after 10 s without a job.
 wait_for 60 queue_empty || fail "pilot ${job}_1 did not leave when idle: $(squeue)"
