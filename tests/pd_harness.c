@@ -6,7 +6,10 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,4 +352,70 @@ pd_client_t *pd_harness_client(pd_harness_t *h)
     }
     cr_assert_not_null(c, "no client: %s: %s", pd_strerror(err), why);
     return c;
+}
+
+int pd_harness_sh(char **out, const char *fmt, ...)
+{
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    free(cmd);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int pd_harness_run_on_tty(char *const argv[], char **tty)
+{
+    int master;
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    struct winsize ws = {.ws_row = 24, .ws_col = 100};
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        struct pollfd p = {.fd = master, .events = POLLIN};
+        if (poll(&p, 1, 60000) <= 0)
+            break;
+        ssize_t r = read(master, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t) r;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    close(master);
+    close(out[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    *tty = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
