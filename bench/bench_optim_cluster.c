@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,6 +159,31 @@ static double node_cpu(const char *dir, int islands)
     return per;
 }
 
+/* One in-process run of o with the builtin sphere; *wall and *cpu (this
+   thread's) in seconds; with twin, a forked copy runs the same at the same
+   time (two islands on two cores, without any exchange). Returns the
+   evaluations. */
+static unsigned long long inprocess(const pd_optim_opts_t *o, bool twin, double *wall, double *cpu)
+{
+    pd_fitness_fn sphere = pd_optim_builtin("sphere", NULL, NULL);
+    pid_t child = twin ? fork() : 0;
+    if (child < 0)
+        exit(1);
+    pd_optim_result_t r;
+    double t0 = now(), c0 = cpu_now();
+    if (pd_optim_run(o, sphere, NULL, &r) != 0)
+        exit(1);
+    *wall = now() - t0;
+    *cpu = cpu_now() - c0;
+    unsigned long long ev = r.evaluations;
+    pd_optim_result_clear(&r);
+    if (twin && child == 0)
+        _exit(0);
+    if (twin)
+        waitpid(child, NULL, 0);
+    return ev;
+}
+
 /* One cluster run; returns node 0's run time, *total the client's wall
    time, *evals the evaluations. co: NULL or the shared data. Exits on
    failure. */
@@ -226,18 +252,16 @@ int main(int argc, char **argv)
     double *cpu_in = calloc((size_t) repeat, sizeof(double));
     double *cpu_c1 = calloc((size_t) repeat, sizeof(double));
     double *cpu_cl = calloc((size_t) repeat, sizeof(double));
-    pd_fitness_fn sphere = pd_optim_builtin("sphere", NULL, NULL);
+    double *cpu_cn = calloc((size_t) repeat, sizeof(double));
+    double *cpu_tw = calloc((size_t) repeat, sizeof(double));
+    double *twin = calloc((size_t) repeat, sizeof(double));
     pd_optim_opts_t o;
     for (int rep = 0; rep < repeat + 1; rep++) { /* rep 0 warms up (compiles the module) */
-        pd_optim_result_t r;
         opts(&o, 1, pop);
         o.iterations = iters;
-        double t0 = now(), c0 = cpu_now();
-        if (pd_optim_run(&o, sphere, NULL, &r) != 0)
-            return 1;
-        double t = now() - t0, ct = cpu_now() - c0;
-        unsigned long long ev = r.evaluations;
-        pd_optim_result_clear(&r);
+        double t, ct, tt, ctt;
+        unsigned long long ev = inprocess(&o, false, &t, &ct);
+        inprocess(&o, true, &tt, &ctt);
         double total, w1, w2;
         unsigned long long e1, e2;
         w1 = cluster(c, mod, "sphere_cpu", &o, &cpu_co, &total, &e1);
@@ -247,19 +271,28 @@ int main(int argc, char **argv)
         w2 = cluster(c, mod, "sphere_cpu", &o, &cpu_co, &total, &e2);
         if (rep == 0)
             continue;
+        double per2 = node_cpu(dir, 2);
+        o.topology = PD_TOPO_NONE; /* the same without migration */
+        cluster(c, mod, "sphere_cpu", &o, &cpu_co, &total, &e2);
         cpu_in[rep - 1] = ct / (double) iters;
+        cpu_tw[rep - 1] = ctt / (double) iters;
+        twin[rep - 1] = (double) ev / tt;
         cpu_c1[rep - 1] = per1;
-        cpu_cl[rep - 1] = node_cpu(dir, 2);
+        cpu_cl[rep - 1] = per2;
+        cpu_cn[rep - 1] = node_cpu(dir, 2);
         inproc[rep - 1] = (double) ev / t;
         c1[rep - 1] = (double) e1 / w1;
         c2[rep - 1] = (double) e2 / 2.0 / w2;
         start[rep - 1] = total - w2;
     }
     double mi = median(inproc, repeat), m1 = median(c1, repeat), m2 = median(c2, repeat);
+    double mt = median(twin, repeat);
     printf("## (a) sphere, D = %d, PSO, population %zu per island, %llu iterations\n\n", DIM, pop,
            iters);
     printf("| path | evaluations/s per island (median) | against in-process |\n|---|---|---|\n");
     printf("| in-process, 1 island (baseline) | %.3g | 1 |\n", mi);
+    printf("| in-process, 1 island with a twin process running the same | %.3g | %.3f "
+           "(%+.1f %%) |\n", mt, mt / mi, 100 * (mt / mi - 1));
     printf("| cluster, 1 island | %.3g | %.3f (%+.1f %%) |\n", m1, m1 / mi, 100 * (m1 / mi - 1));
     printf("| cluster, 2 islands on 2 slots | %.3g | %.3f (%+.1f %%) |\n", m2, m2 / mi,
            100 * (m2 / mi - 1));
@@ -267,14 +300,18 @@ int main(int argc, char **argv)
            "run (submit to first iteration, and the fetch) %.1f ms (median)\n\n",
            1e6 * (double) pop / mi, 1e6 * (double) pop / m2, 1e3 * median(start, repeat));
     double ci = median(cpu_in, repeat), cc1 = median(cpu_c1, repeat), cc = median(cpu_cl, repeat);
+    double ccn = median(cpu_cn, repeat), ctw = median(cpu_tw, repeat);
     printf("CPU per iteration and island (median; the node processes' own clock from their "
            "first fitness call to their last, the in-process thread's):\n\n"
            "| path | CPU µs per iteration | evaluations per CPU second against in-process |\n"
            "|---|---|---|\n"
            "| in-process, 1 island | %.1f | 1 |\n"
+           "| in-process, 1 island with a twin process running the same | %.1f | %.3f (%+.1f %%) |\n"
            "| cluster, 1 island | %.1f | %.3f (%+.1f %%) |\n"
-           "| cluster, 2 islands | %.1f | %.3f (%+.1f %%) |\n\n", 1e6 * ci, 1e6 * cc1, ci / cc1,
-           100 * (ci / cc1 - 1), 1e6 * cc, ci / cc, 100 * (ci / cc - 1));
+           "| cluster, 2 islands (ring, migrating every 10) | %.1f | %.3f (%+.1f %%) |\n"
+           "| cluster, 2 islands without migration | %.1f | %.3f (%+.1f %%) |\n\n", 1e6 * ci,
+           1e6 * ctw, ci / ctw, 100 * (ci / ctw - 1), 1e6 * cc1, ci / cc1, 100 * (ci / cc1 - 1), 1e6 * cc, ci / cc, 100 * (ci / cc - 1),
+           1e6 * ccn, ci / ccn, 100 * (ci / ccn - 1));
     fflush(stdout);
 
     /* (b) scaling with a 1 ms fitness */
@@ -308,6 +345,9 @@ int main(int argc, char **argv)
     free(cpu_in);
     free(cpu_cl);
     free(cpu_c1);
+    free(cpu_cn);
+    free(cpu_tw);
+    free(twin);
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/cpu-%d", dir, i);
         unlink(path);

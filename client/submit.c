@@ -1235,7 +1235,9 @@ static void s_map_emit(void *user, size_t index, const pd_result_t *r)
         s_flush(&p->out);
 }
 
-int pd_submit_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_HEX])
+/* Uploads MODULE: one file, or "a.c,b.c,util.h,-lm,-O3" (files and flags
+   separated by commas) as a module of several files. */
+static int s_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_HEX])
 {
     if (!strchr(spec, ','))
         return pd_module_upload_file(c, spec, hash);
@@ -1260,6 +1262,16 @@ int pd_submit_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_
     free(files);
     free(flags);
     return rc;
+}
+
+int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_HEX])
+{
+    int rc = s_upload_module(s->c, spec, hash);
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "playdoh-submit: %s: %s\n", s->o.verb,
+            rc == PD_ENOMEM ? "out of memory" : pd_client_error(s->c));
+    return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
 }
 
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
@@ -1298,12 +1310,10 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         return 3;
     }
     char hash[PD_HASH_HEX];
-    rc = pd_submit_upload_module(c, argv[0], hash);
+    rc = pd_submit_upload_module(s, argv[0], hash);
     if (rc) {
-        fprintf(stderr, "playdoh-submit: map: %s\n",
-                rc == PD_ENOMEM ? "out of memory" : pd_client_error(c));
         pd_buf_free(&args);
-        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        return rc;
     }
     /* The kernels: --cuda FILE, or with --gpu a .cu beside a .c module. */
     char cuda_hash[PD_HASH_HEX], beside[4096];

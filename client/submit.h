@@ -133,10 +133,11 @@ int pd_submit_optimize(pd_submit_t *s, int argc, char **argv);
 int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv);
 int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv);
 
-/* Uploads MODULE: one file, or files and flags separated by commas
-   ("a.c,b.c,util.h,-lm,-O3"). Returns 0 or an error of
-   pd_module_upload_files (pd_client_error says why). */
-int pd_submit_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_HEX]);
+/* Uploads MODULE over the session's client: one file, or files and flags
+   separated by commas ("a.c,b.c,util.h,-lm,-O3"). Returns 0, or the exit
+   status after printing why: 2 for bad input (an unreadable file, a module
+   the workers' compiler refuses, too big), 3 for a broker problem. */
+int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_HEX]);
 
 /* Reads one JSON value per line of path ("-": standard input) into args as
    msgpack values; *n gets how many. Returns 0, or 2 after printing why. */

@@ -681,12 +681,10 @@ int pd_submit_optimize(pd_submit_t *s, int argc, char **argv)
         return rc ? rc : 3;
     }
     char hash[PD_HASH_HEX];
-    rc = pd_submit_upload_module(c, argv[0], hash);
+    rc = pd_submit_upload_module(s, argv[0], hash);
     if (rc) {
-        fprintf(stderr, "playdoh-submit: optimize: %s\n",
-                rc == PD_ENOMEM ? "out of memory" : pd_client_error(c));
         s_run_free(&r);
-        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        return rc;
     }
     pd_optim_cluster_opts_t co = {.shared = r.shared, .shared_len = r.shared_len,
                                   .task = {.timeout_ms = s->o.timeout_ms}};

@@ -54,36 +54,8 @@ static void stop(void)
 
 TestSuite(share, .fini = stop, .timeout = 180);
 
-/* Runs a shell command; returns its exit status and its stdout (malloc'ed). */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char *cmd;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert_neq(vasprintf(&cmd, fmt, ap), -1);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    buf[len] = 0;
-    int st = pclose(p);
-    free(cmd);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+/* The harness's shell runner (pd_harness_sh). */
+#define run pd_harness_sh
 
 Test(share, a_second_client_does_not_wait_behind_all_of_the_first)
 {
