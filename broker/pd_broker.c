@@ -428,14 +428,19 @@ const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 int pd_broker_forget_all(pd_broker_t *b)
 {
     pd_broker_free_parked(b);
+    b->ntparked = 0; /* plain entries: nothing to free */
+    pd_tasks_destroy(&b->tasks);
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
+    pd_shared_destroy(&b->shared);
+    b->tasks = pd_tasks_new(0);
     b->workers = pd_workers_new();
     b->jobs = pd_jobs_new(b->cfg.max_jobs);
     b->mods = pd_mods_new();
+    b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     memset(&b->stats, 0, sizeof b->stats);
-    return b->workers && b->jobs && b->mods ? 0 : PD_ENOMEM;
+    return b->tasks && b->workers && b->jobs && b->mods && b->shared ? 0 : PD_ENOMEM;
 }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
 void pd_broker_reload(pd_broker_t *b) { atomic_store(&b->reload, true); }

@@ -134,9 +134,9 @@ struct pd_broker {
 void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
                         pd_role_t role, const uint8_t *data, size_t len);
 
-/* Drops every job, result, module, worker and parked fetch, as if the
-   broker had just started (the socket stays). For fuzzing: each input then
-   meets the same broker. Returns 0 or PD_ENOMEM. */
+/* Drops every job, result, module, shared data, task, worker and parked
+   fetch, as if the broker had just started (the socket stays). For
+   fuzzing: each input then meets the same broker. Returns 0 or PD_ENOMEM. */
 int pd_broker_forget_all(pd_broker_t *b);
 
 /* Sends one message (the bytes) to a peer. Returns 0, or PD_EUNREACH when

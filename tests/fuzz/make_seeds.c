@@ -432,6 +432,22 @@ static const char *s_message(int i)
         msgpack_pack_double(&pk, 3.0);
         msgpack_pack_double(&pk, 4.0);
         return "submit_token";
+    case 43:
+        s_begin("node_progress", 3);
+        pd_pack_kv_uint(&pk, "task", 1);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_cstr(&pk, "val");
+        msgpack_pack_map(&pk, 2);
+        pd_pack_kv_uint(&pk, "iter", 7);
+        pd_pack_cstr(&pk, "best");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_double(&pk, 0.25);
+        return "node_progress";
+    case 44:
+        s_begin("task_progress", 2);
+        pd_pack_kv_uint(&pk, "req", 13);
+        pd_pack_kv_uint(&pk, "id", 1);
+        return "task_progress";
     default: return NULL;
     }
 }
@@ -625,6 +641,8 @@ int main(int argc, char **argv)
     s_record(0, "task_submit");
     s_record(1, "node_bound");
     s_record(1, "node_ready");
+    s_record(1, "node_progress");
+    s_record(0, "task_progress");
     s_record(1, "node_done");
     s_record(0, "task_fetch");
     s_record(0, "task_cancel");
