@@ -129,15 +129,70 @@ static int s_width(FILE *f)
     return 80;
 }
 
+/* Writes line in place of what the line showed. */
+static void s_show(pd_progress_t *p, const char *line, double now)
+{
+    fprintf(p->f, "\r%s\033[K", line);
+    fflush(p->f);
+    p->shown = true;
+    p->last_draw = now;
+}
+
 static void s_draw(pd_progress_t *p, double now)
 {
     char line[512];
     pd_progress_format(line, sizeof line, p->done, p->failed, p->total, now - p->start,
                        s_width(p->f));
-    fprintf(p->f, "\r%s\033[K", line);
-    fflush(p->f);
-    p->shown = true;
-    p->last_draw = now;
+    s_show(p, line, now);
+}
+
+size_t pd_progress_format_optim(char *buf, size_t cap, uint64_t iteration, uint64_t evaluations,
+                                double wall_s, uint32_t groups, const double *best_f, int width)
+{
+    if (cap == 0)
+        return 0;
+    size_t lim = cap - 1;
+    if (width > 1 && (size_t) width - 1 < lim)
+        lim = (size_t) width - 1; /* a wrapped line cannot be rewritten */
+    char head[128];
+    int hn = snprintf(head, sizeof head, "iteration %llu  %llu evaluations  %.1f s  best",
+                      (unsigned long long) iteration, (unsigned long long) evaluations, wall_s);
+    size_t k = (size_t) hn < lim ? (size_t) hn : lim;
+    memcpy(buf, head, k);
+    /* Each group's value while it fits, keeping room for the count of the rest. */
+    char more[40];
+    snprintf(more, sizeof more, " ... %u groups", groups);
+    for (uint32_t g = 0; g < groups; g++) {
+        char v[32];
+        int vn = snprintf(v, sizeof v, " %.3g", best_f[g]);
+        size_t room = g + 1 < groups ? strlen(more) : 0;
+        if (k + (size_t) vn + room > lim) {
+            size_t mn = strlen(more);
+            if (k + mn <= lim) {
+                memcpy(buf + k, more, mn);
+                k += mn;
+            }
+            break;
+        }
+        memcpy(buf + k, v, (size_t) vn);
+        k += (size_t) vn;
+    }
+    buf[k] = 0;
+    return k;
+}
+
+void pd_progress_optim(pd_progress_t *p, uint64_t iteration, uint64_t evaluations, double wall_s,
+                       uint32_t groups, const double *best_f, bool force)
+{
+    if (!p)
+        return;
+    double now = s_now();
+    if (!force && p->shown && now - p->last_draw < PD_PROGRESS_PERIOD_MS / 1000.0)
+        return;
+    char line[512];
+    pd_progress_format_optim(line, sizeof line, iteration, evaluations, wall_s, groups, best_f,
+                             s_width(p->f));
+    s_show(p, line, now);
 }
 
 void pd_progress_update(pd_progress_t *p, size_t done, size_t failed, bool force)

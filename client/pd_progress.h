@@ -9,12 +9,20 @@
     redrawn at most every PD_PROGRESS_PERIOD_MS, and pd_progress_hide()
     erases it before the caller prints results on the same terminal, so that
     lines never mix. pd_progress_format() is the pure formatting, for tests.
+
+    While `optimize` runs, the same line shows the optimisation's progress
+    instead (pd_progress_optim):
+
+        iteration 120  48000 evaluations  1.6 s  best 1.2e-05
+
+    with one best value per group, as many as the width allows.
 */
 #ifndef PD_PROGRESS_H
 #define PD_PROGRESS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define PD_PROGRESS_PERIOD_MS 100
@@ -36,10 +44,23 @@ void pd_progress_hide(pd_progress_t *p);
 /* Draws the final counts and ends the line. */
 void pd_progress_finish(pd_progress_t *p);
 
+/* Draws an optimisation's progress in place of the bar: iteration,
+   evaluations, seconds and the best value of each group (best_f, groups
+   values, borrowed), redrawn at most every PD_PROGRESS_PERIOD_MS unless
+   force. pd_progress_hide erases it; pd_progress_finish must not follow. */
+void pd_progress_optim(pd_progress_t *p, uint64_t iteration, uint64_t evaluations, double wall_s,
+                       uint32_t groups, const double *best_f, bool force);
+
 /* Writes the bar's text for the counts into buf (cap bytes, NUL-terminated),
    at most width columns. elapsed_s: seconds since the start. Returns the
    length written. */
 size_t pd_progress_format(char *buf, size_t cap, size_t done, size_t failed, size_t total,
                           double elapsed_s, int width);
+
+/* Writes pd_progress_optim's text into buf (cap bytes, NUL-terminated), at
+   most width columns: the groups that do not fit are counted ("... 40
+   groups"). Returns the length written. */
+size_t pd_progress_format_optim(char *buf, size_t cap, uint64_t iteration, uint64_t evaluations,
+                                double wall_s, uint32_t groups, const double *best_f, int width);
 
 #endif

@@ -1,13 +1,15 @@
 /*  playdoh-submit: the command line.
 
-    Verbs map, exec, task, status, results, wait, cancel, cluster and gc over
+    Verbs map, exec, task, optimize, status, results, wait, cancel, cluster
+    and gc over
     the client library (playdoh.h). `map` reads one JSON value per line, ships
     the module, submits the jobs and prints one JSON line per job in input
     order; `exec` runs a shell command per argument line, as GNU parallel
     does (submit_exec.c); `task` runs a synchronous task of --nodes N nodes
     along the tubes of --graph FILE (submit_task.c); with --detach they print
     the ids instead (tasks as t17), for `status`, `results`, `wait` and
-    `cancel` from any process, later. --local N runs the whole command on an
+    `cancel` from any process, later. `optimize` runs an optimisation on
+    the cluster (submit_optim.c). --local N runs the whole command on an
     embedded cluster. `slurm` starts workers as Slurm pilot jobs and parses
     its own options (client/pd_slurm.c).
 
@@ -33,6 +35,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +59,9 @@ enum {
     V_CLUSTER = 1 << 6,
     V_TASK = 1 << 8,
     V_GC = 1 << 9,
+    V_OPTIM = 1 << 10,
+    V_OSTATUS = 1 << 11,
+    V_OFETCH = 1 << 12,
     V_GLOBAL = 1 << 7 /* allowed before the verb and after it */
 };
 
@@ -64,7 +70,9 @@ enum {
     O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
     O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER, O_GPU,
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
-    O_KEY, O_BROKER_KEY, O_CONFIG_DIR
+    O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
+    O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
+    O_MAXIMIZE, O_HISTORY
 };
 
 typedef struct {
@@ -87,11 +95,11 @@ static const s_opt_t s_opts[] = {
     {{"broker-key", required_argument, NULL, O_BROKER_KEY}, V_GLOBAL},
     {{"config-dir", required_argument, NULL, O_CONFIG_DIR}, V_GLOBAL},
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
-    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK},
+    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
-    {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK},
-    {{"shared", required_argument, NULL, O_SHARED}, V_MAP},
+    {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
+    {{"shared", required_argument, NULL, O_SHARED}, V_MAP | V_OPTIM},
     {{"gpu", no_argument, NULL, O_GPU}, V_MAP},
     {{"cuda", required_argument, NULL, O_CUDA}, V_MAP},
     {{"args", required_argument, NULL, O_ARGS}, V_EXEC | V_TASK},
@@ -105,9 +113,25 @@ static const s_opt_t s_opts[] = {
     {{"no-keep-order", no_argument, NULL, O_NO_KEEP}, V_EXEC},
     {{"joblog", required_argument, NULL, O_JOBLOG}, V_EXEC},
     {{"dry-run", no_argument, NULL, O_DRY_RUN}, V_EXEC},
-    {{"wait", required_argument, NULL, O_WAIT}, V_RESULTS | V_WAIT},
-    {{"release", no_argument, NULL, O_RELEASE}, V_RESULTS},
+    {{"wait", required_argument, NULL, O_WAIT}, V_RESULTS | V_WAIT | V_OFETCH},
+    {{"release", no_argument, NULL, O_RELEASE}, V_RESULTS | V_OFETCH},
     {{"ttl", required_argument, NULL, O_TTL}, V_GC},
+    {{"algo", required_argument, NULL, O_ALGO}, V_OPTIM},
+    {{"dim", required_argument, NULL, O_DIM}, V_OPTIM},
+    {{"bounds", required_argument, NULL, O_BOUNDS}, V_OPTIM | V_OFETCH},
+    {{"init", required_argument, NULL, O_INIT}, V_OPTIM},
+    {{"islands", required_argument, NULL, O_ISLANDS}, V_OPTIM},
+    {{"popsize", required_argument, NULL, O_POPSIZE}, V_OPTIM},
+    {{"budget", required_argument, NULL, O_BUDGET}, V_OPTIM},
+    {{"iterations", required_argument, NULL, O_ITERATIONS}, V_OPTIM},
+    {{"target", required_argument, NULL, O_TARGET}, V_OPTIM},
+    {{"seed", required_argument, NULL, O_SEED}, V_OPTIM},
+    {{"topology", required_argument, NULL, O_TOPOLOGY}, V_OPTIM},
+    {{"migrate-every", required_argument, NULL, O_MIGRATE_EVERY}, V_OPTIM},
+    {{"migrants", required_argument, NULL, O_MIGRANTS}, V_OPTIM},
+    {{"groups", required_argument, NULL, O_GROUPS}, V_OPTIM},
+    {{"maximize", no_argument, NULL, O_MAXIMIZE}, V_OPTIM},
+    {{"history", no_argument, NULL, O_HISTORY}, V_OPTIM | V_OFETCH},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
@@ -209,6 +233,71 @@ static const s_verb_t s_verbs[] = {
      "\n"
      "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
      "(for instance a task of more nodes than the cluster has slots)\n"},
+    {"optimize", V_OPTIM,
+     "usage: playdoh-submit [GLOBAL OPTIONS] optimize [OPTIONS] MODULE FITNESS --algo A\n"
+     "           --bounds FILE|LO:HI (--budget EVALS | --iterations N) [--target F]\n"
+     "\n"
+     "Minimises (or with --maximize maximises) FITNESS, a PD_FITNESS function of MODULE\n"
+     "(playdoh_fitness.h), as islands on the cluster, one island per slot, exchanging their\n"
+     "best individuals along a topology (docs/optimisation.md). On a terminal, standard error\n"
+     "shows the iteration, the evaluations and the best value per group as it runs; Ctrl-C\n"
+     "cancels the run. The result is printed as one JSON object:\n"
+     "{\"task\":..,\"stop\":..,\"evaluations\":..,\"iterations\":..,\"wall_s\":..,\n"
+     " \"best_f\":[per group],\"best_x\":[[per group]],\"best_island\":[..],...}\n"
+     "\n"
+     "options:\n"
+     "      --algo A         pso, ga or cmaes (required)\n"
+     "      --bounds B       LO:HI for every parameter (with --dim), or a file of one line per\n"
+     "                       parameter: 'LO HI' or 'NAME LO HI' ('#' starts a comment)\n"
+     "      --dim D          the number of parameters (a bounds file says it by itself)\n"
+     "      --init B         where the first population is drawn, as --bounds (default: the\n"
+     "                       bounds)\n"
+     "      --budget N       stop before exceeding N evaluations (all islands and groups)\n"
+     "      --iterations N   stop after N iterations\n"
+     "      --target F       a group stops once its best reaches F; needs --budget or\n"
+     "                       --iterations too, as F may never be reached\n"
+     "      --islands N      islands, one per slot (default 1)\n"
+     "      --popsize P      individuals per island and group (default: PSO 40, GA 40,\n"
+     "                       CMA-ES 4 + 3 ln D)\n"
+     "      --groups G       G independent optimisations side by side (default 1)\n"
+     "      --topology T     ring (default), full, star, none, or a file of edges, one\n"
+     "                       'FROM TO' (or FROM->TO) pair of islands per line\n"
+     "      --migrate-every K  migrate every K iterations (default 10; 0: never)\n"
+     "      --migrants M     individuals sent to each neighbour per migration (default 1)\n"
+     "      --seed S         equal seeds and options give the same result (default 0)\n"
+     "      --maximize       maximise instead of minimise\n"
+     "      --shared FILE    data every fitness call reads as b->shared (a few MiB at most)\n"
+     "      --timeout-ms N   fail the run when it takes longer than N ms\n"
+     "      --history        add each island's best-so-far per iteration to the result\n"
+     "      --detach         print the run's id (t17) and return at once; follow it with\n"
+     "                       optimize-status, optimize-fetch, wait and cancel\n"
+     "\n"
+     "exit status: 0 done, 1 the run failed or was cancelled, 2 bad usage or input,\n"
+     "3 broker problem (for instance more islands than the cluster has slots); 130 after\n"
+     "Ctrl-C\n"},
+    {"optimize-status", V_OSTATUS,
+     "usage: playdoh-submit [GLOBAL OPTIONS] optimize-status ID...\n"
+     "\n"
+     "Prints the state and latest progress of each optimisation (t17) as a JSON line:\n"
+     "{\"task\":..,\"state\":..,\"iteration\":..,\"evaluations\":..,\"wall_s\":..,\n"
+     " \"best_f\":[per group]} (progress once the first iteration is done).\n"
+     "\n"
+     "exit status: 0, 1 when an optimisation is unknown, 2 bad usage, 3 broker problem\n"},
+    {"optimize-fetch", V_OFETCH,
+     "usage: playdoh-submit [GLOBAL OPTIONS] optimize-fetch [OPTIONS] ID\n"
+     "\n"
+     "Prints an optimisation's result (t17) as optimize does, or {\"task\":..,\"state\":..}\n"
+     "while it runs.\n"
+     "\n"
+     "options:\n"
+     "      --wait S         wait up to S seconds for it to end (default 0; -1: for ever),\n"
+     "                       with its progress on a terminal\n"
+     "      --release        let the broker forget it once printed\n"
+     "      --history        add each island's best-so-far per iteration\n"
+     "      --bounds FILE    the run's bounds file, to name the parameters in best_params\n"
+     "\n"
+     "exit status: 0 done, 1 failed, cancelled, unknown or still running, 2 bad usage,\n"
+     "3 broker problem\n"},
     {"status", V_STATUS,
      "usage: playdoh-submit [GLOBAL OPTIONS] status ID...\n"
      "\n"
@@ -276,6 +365,10 @@ static void s_usage(FILE *f)
         "  exec [--] COMMAND {} [::: ARGS]   run a shell command once per argument line\n"
         "  task MODULE FUNCTION --nodes N    run FUNCTION on N nodes at once, exchanging data\n"
         "       [--graph FILE]               along the tubes of FILE (a synchronous task)\n"
+        "  optimize MODULE FITNESS --algo A  minimise FITNESS of MODULE with PSO, GA or CMA-ES\n"
+        "       --bounds FILE|LO:HI ...      as islands on the cluster; prints the result as JSON\n"
+        "  optimize-status ID                an optimisation's progress (t17) as JSON\n"
+        "  optimize-fetch ID                 an optimisation's result (t17) as JSON\n"
         "  status ID...                      print each job's state as a JSON line\n"
         "  results ID...                     print each job's result as a JSON line\n"
         "  wait ID...                        wait until the jobs have ended\n"
@@ -308,15 +401,62 @@ void pd_submit_usage_error(const pd_submit_t *s, const char *fmt, ...)
         fprintf(stderr, "\n(run playdoh-submit --help for usage)\n");
 }
 
-static bool s_parse_u32(const char *s, uint32_t *v)
+static bool s_parse_u64(const char *s, uint64_t *v)
 {
     char *end;
     errno = 0;
-    unsigned long x = strtoul(s, &end, 10);
-    if (errno || end == s || *end || x > UINT32_MAX || s[0] == '-')
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return false;
+    *v = x;
+    return true;
+}
+
+static bool s_parse_u32(const char *s, uint32_t *v)
+{
+    uint64_t x;
+    if (!s_parse_u64(s, &x) || x > UINT32_MAX)
         return false;
     *v = (uint32_t) x;
     return true;
+}
+
+/* A count of optimize's, from lo to hi; false after the usage error. */
+static bool s_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
+                    uint64_t lo, uint64_t hi, uint64_t *v)
+{
+    if (s_parse_u64(arg, v) && *v >= lo && *v <= hi)
+        return true;
+    pd_submit_usage_error(s, "--%s wants %s from %llu to %llu, not '%s'", opt, what,
+                          (unsigned long long) lo, (unsigned long long) hi, arg);
+    return false;
+}
+
+/* optimize's counts that fit 32 bits: the option, its words, its range. */
+static const struct {
+    int code;
+    const char *opt, *what;
+    uint64_t lo, hi;
+} s_counts[] = {
+    {O_DIM, "dim", "a number of parameters", 1, 1000000},
+    {O_ISLANDS, "islands", "a number of islands", 1, 1024},
+    {O_POPSIZE, "popsize", "a population size", 1, 100000000},
+    {O_MIGRATE_EVERY, "migrate-every", "a number of iterations (0: never)", 0, UINT32_MAX},
+    {O_MIGRANTS, "migrants", "a number of individuals", 1, 1000000},
+    {O_GROUPS, "groups", "a number of groups", 1, 1000000},
+};
+
+/* Where optimize's 32-bit count `code` goes. */
+static uint32_t *s_count_field(pd_submit_optim_opts_t *o, int code)
+{
+    switch (code) {
+    case O_DIM: return &o->dim;
+    case O_ISLANDS: return &o->islands;
+    case O_POPSIZE: return &o->popsize;
+    case O_MIGRATE_EVERY: return &o->migrate_every;
+    case O_MIGRANTS: return &o->migrants;
+    default: return &o->groups;
+    }
 }
 
 /* Names the verbs that take option o, for "put it after the verb". */
@@ -442,6 +582,63 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         }
         break;
     case O_JSON: o->json = true; break;
+    case O_ALGO: {
+        pd_algo_t a;
+        if (pd_algo_parse(arg, &a)) {
+            pd_submit_usage_error(s, "--algo wants pso, ga or cmaes, not '%s'", arg);
+            return bad_exit;
+        }
+        o->optim.algo = arg;
+        break;
+    }
+    case O_BOUNDS: o->optim.bounds = arg; break;
+    case O_INIT: o->optim.init = arg; break;
+    case O_TOPOLOGY: o->optim.topology = arg; break;
+    case O_DIM:
+    case O_ISLANDS:
+    case O_POPSIZE:
+    case O_MIGRATE_EVERY:
+    case O_MIGRANTS:
+    case O_GROUPS:
+        for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++) {
+            uint64_t v;
+            if (s_counts[i].code != code)
+                continue;
+            if (!s_count(s, s_counts[i].opt, s_counts[i].what, arg, s_counts[i].lo,
+                         s_counts[i].hi, &v))
+                return bad_exit;
+            *s_count_field(&o->optim, code) = (uint32_t) v;
+        }
+        o->optim.migrate_every_set |= code == O_MIGRATE_EVERY;
+        break;
+    case O_BUDGET:
+        if (!s_count(s, "budget", "a number of evaluations", arg, 1, UINT64_MAX,
+                     &o->optim.budget))
+            return bad_exit;
+        break;
+    case O_ITERATIONS:
+        if (!s_count(s, "iterations", "a number of iterations", arg, 1, UINT64_MAX,
+                     &o->optim.iterations))
+            return bad_exit;
+        break;
+    case O_SEED:
+        if (!s_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
+            return bad_exit;
+        break;
+    case O_TARGET: {
+        char *end;
+        errno = 0;
+        o->optim.target = strtod(arg, &end);
+        if (end == arg || *end || errno || !isfinite(o->optim.target)) {
+            pd_submit_usage_error(s, "--target wants a finite number (the fitness value to "
+                                  "reach), not '%s'", arg);
+            return bad_exit;
+        }
+        o->optim.target_set = true;
+        break;
+    }
+    case O_MAXIMIZE: o->optim.maximize = true; break;
+    case O_HISTORY: o->optim.history = true; break;
     case O_CONFIG: o->config = arg; break;
     case O_SECURE:
     case O_INSECURE: {
@@ -1067,6 +1264,16 @@ static int s_upload_module(pd_client_t *c, const char *spec, char hash[PD_HASH_H
     return rc;
 }
 
+int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_HEX])
+{
+    int rc = s_upload_module(s->c, spec, hash);
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "playdoh-submit: %s: %s\n", s->o.verb,
+            rc == PD_ENOMEM ? "out of memory" : pd_client_error(s->c));
+    return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -1103,12 +1310,10 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         return 3;
     }
     char hash[PD_HASH_HEX];
-    rc = s_upload_module(c, argv[0], hash);
+    rc = pd_submit_upload_module(s, argv[0], hash);
     if (rc) {
-        fprintf(stderr, "playdoh-submit: map: %s\n",
-                rc == PD_ENOMEM ? "out of memory" : pd_client_error(c));
         pd_buf_free(&args);
-        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+        return rc;
     }
     /* The kernels: --cuda FILE, or with --gpu a .cu beside a .c module. */
     char cuda_hash[PD_HASH_HEX], beside[4096];
@@ -1566,8 +1771,9 @@ int main(int argc, char **argv)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
-        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, status, results, "
-                              "wait, cancel, cluster, gc, slurm)", verb);
+        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
+                              "optimize-status, optimize-fetch, status, results, wait, cancel, "
+                              "cluster, gc, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;
@@ -1601,6 +1807,12 @@ int main(int argc, char **argv)
         rc = s_verb_cluster(&s, vargc, vargv);
     else if (v->bit == V_GC)
         rc = s_verb_gc(&s, vargc, vargv);
+    else if (v->bit == V_OPTIM)
+        rc = pd_submit_optimize(&s, vargc, vargv);
+    else if (v->bit == V_OSTATUS)
+        rc = pd_submit_optimize_status(&s, vargc, vargv);
+    else if (v->bit == V_OFETCH)
+        rc = pd_submit_optimize_fetch(&s, vargc, vargv);
     else
         rc = s_verb_cancel(&s, vargc, vargv);
     pd_client_destroy(&s.c);

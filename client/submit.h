@@ -1,7 +1,8 @@
 /*  submit.h: what the parts of playdoh-submit share (submit.c holds main,
     the option parser and the verbs map, status, results, wait and cancel;
     submit_exec.c the verb exec; submit_task.c the verb task and the task
-    ids (t17) of status, results, wait and cancel).
+    ids (t17) of status, results, wait and cancel; submit_optim.c the verbs
+    optimize, optimize-status and optimize-fetch).
 
     Every verb handler gets the parsed options and its positional arguments,
     checks its input first, then asks pd_submit_connect() for a
@@ -18,6 +19,28 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+/* Options of optimize (and --bounds, --history of optimize-fetch). */
+typedef struct {
+    const char *algo;        /* --algo pso|ga|cmaes */
+    uint32_t dim;            /* --dim D, or 0 (then the bounds file says) */
+    const char *bounds;      /* --bounds FILE|LO:HI */
+    const char *init;        /* --init FILE|LO:HI, or NULL (the bounds) */
+    uint32_t islands;        /* --islands N, or 0 (default 1) */
+    uint32_t popsize;        /* --popsize P, or 0 (the algorithm's default) */
+    uint64_t budget;         /* --budget EVALS, or 0 */
+    uint64_t iterations;     /* --iterations N, or 0 */
+    double target;           /* --target F */
+    bool target_set;         /* --target was given */
+    uint64_t seed;           /* --seed S */
+    const char *topology;    /* --topology ring|full|star|none|FILE, or NULL (ring) */
+    uint32_t migrate_every;  /* --migrate-every K (0: never) */
+    bool migrate_every_set;  /* --migrate-every was given */
+    uint32_t migrants;       /* --migrants M, or 0 (default 1) */
+    uint32_t groups;         /* --groups G, or 0 (default 1) */
+    bool maximize;           /* --maximize */
+    bool history;            /* --history: each island's best-so-far per iteration */
+} pd_submit_optim_opts_t;
 
 /* Options of all verbs (each verb reads its own). */
 typedef struct {
@@ -54,6 +77,7 @@ typedef struct {
     int io_timeout_ms;     /* task: --io-timeout-ms (0: default, PD_TASK_NO_TIMEOUT: none) */
     uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
     uint32_t window;       /* task: --window (0: default) */
+    pd_submit_optim_opts_t optim; /* optimize */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */
@@ -101,6 +125,19 @@ int pd_submit_task(pd_submit_t *s, int argc, char **argv);
 /* status, results, wait or cancel (verb) over task ids t17, t3-5
    (submit_task.c). Returns the exit status. */
 int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv);
+
+/* The verbs optimize (argv: MODULE FITNESS), optimize-status and
+   optimize-fetch (argv: task ids) (submit_optim.c). Return the exit
+   status. */
+int pd_submit_optimize(pd_submit_t *s, int argc, char **argv);
+int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv);
+int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv);
+
+/* Uploads MODULE over the session's client: one file, or files and flags
+   separated by commas ("a.c,b.c,util.h,-lm,-O3"). Returns 0, or the exit
+   status after printing why: 2 for bad input (an unreadable file, a module
+   the workers' compiler refuses, too big), 3 for a broker problem. */
+int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_HEX]);
 
 /* Reads one JSON value per line of path ("-": standard input) into args as
    msgpack values; *n gets how many. Returns 0, or 2 after printing why. */

@@ -22,7 +22,17 @@
          on timing), keeps the best migration_count and imports them.
 
     So every node stops at the same iteration. The stop on `iterations`
-    needs no exchange: every node counts the same. The result is the
+    needs no exchange: every node counts the same. Step 1 is skipped when
+    node 0 can tell without it that it would not stop the run (it says so
+    in its step-2 decision, so all nodes agree): with PSO and GA an
+    island's block never grows past its first one (popsize per active
+    group) and is never empty while a group is active, so while the
+    evaluations so far plus every island's largest block stay within the
+    budget, neither the budget nor convergence can stop the next
+    iteration. Each island's block size then travels in its step-2
+    outcome, which is where node 0 counts the evaluations. This halves the
+    exchanges of most iterations (CMA-ES, whose population grows at each
+    IPOP restart and which converges by itself, always asks). The result is the
     island's part (pd_optim_task_result_encode); node 0 adds the run's
     decisions.
 */
@@ -49,6 +59,7 @@
 typedef struct {
     int32_t rc;      /* 0 or the fitness's PD_E* code */
     uint32_t errlen; /* bytes of sentence after the values */
+    uint64_t nb;     /* points the island evaluated */
 } s_outcome_t;
 
 /* Header of node 0's decision after evaluating; then nreached uint32_t
@@ -56,6 +67,7 @@ typedef struct {
 typedef struct {
     uint32_t stop;     /* pd_optim_stop_t, PD_STOP_NONE to go on */
     uint32_t nreached; /* groups that reached the target at this iteration */
+    uint32_t ask_next; /* 1: the next iteration runs step 1 */
 } s_decision_t;
 
 /* One node's state. */
@@ -79,6 +91,9 @@ typedef struct {
     size_t hist_cap;
     uint64_t it;              /* iterations done */
     uint64_t evals;           /* evaluations of all islands (node 0) */
+    uint64_t round;           /* evaluations of all islands this iteration (node 0) */
+    uint64_t maxblock;        /* the largest block an island evaluated (node 0) */
+    bool ask;                 /* this iteration runs step 1 (every node; the first does) */
     uint64_t immigrants;      /* migrants this island took in */
     double *mx, *mf;          /* exports (k x dim, k) */
     double *cx, *cf;          /* candidates from in-neighbours (nin x k) */
@@ -103,9 +118,9 @@ static int s_msg_reserve(s_node_t *s, size_t len)
 }
 
 /* Step 1: the block sizes to node 0, its decision back. Returns the stop
-   decided (PD_STOP_NONE to go on) and the total in *total, or -1 when a
-   tube failed (the task API recorded why). */
-static int s_round_ask(s_node_t *s, uint64_t mine, uint64_t *total)
+   decided (PD_STOP_NONE to go on), or -1 when a tube failed (the task API
+   recorded why). */
+static int s_round_ask(s_node_t *s, uint64_t mine)
 {
     pd_task_t *t = s->t;
     if (s->me != 0) {
@@ -139,14 +154,16 @@ static int s_round_ask(s_node_t *s, uint64_t mine, uint64_t *total)
         stop = PD_STOP_BUDGET;
     if (s->n > 1 && pd_push(t, PD_OPTIM_TUBE_DECIDE, &stop, sizeof stop))
         return -1;
-    *total = sum;
     return (int) stop;
 }
 
-/* Node 0 takes one island's outcome (its index i) into the decision. */
-static void s_take_outcome(s_node_t *s, uint32_t i, int32_t rc, const double *best,
+/* Node 0 takes one island's outcome (its index i, nb points) into the decision. */
+static void s_take_outcome(s_node_t *s, uint32_t i, int32_t rc, uint64_t nb, const double *best,
                            const char *err, size_t errlen)
 {
+    s->round += nb;
+    if (nb > s->maxblock)
+        s->maxblock = nb;
     if (rc && !s->code) { /* the lowest failing island, as in-process */
         s->code = rc;
         snprintf(s->error, sizeof s->error, "%.*s", (int) errlen, err);
@@ -159,13 +176,13 @@ static void s_take_outcome(s_node_t *s, uint32_t i, int32_t rc, const double *be
 /* Step 2: outcomes to node 0, its decision back; reached groups are
    deactivated by the caller. Returns the stop (PD_STOP_NONE to go on) with
    *nreached groups in s->newly, or -1 when a tube failed. */
-static int s_round_outcome(s_node_t *s, int rc, const char *err, uint32_t *nreached)
+static int s_round_outcome(s_node_t *s, int rc, uint64_t nb, const char *err, uint32_t *nreached)
 {
     pd_task_t *t = s->t;
     size_t vals = (size_t) s->groups * sizeof(double);
     if (s->me != 0) {
         size_t errlen = rc ? strlen(err) : 0;
-        s_outcome_t h = {.rc = rc, .errlen = (uint32_t) errlen};
+        s_outcome_t h = {.rc = rc, .errlen = (uint32_t) errlen, .nb = nb};
         if (s_msg_reserve(s, sizeof h + vals + errlen))
             return pd_task_fail(t, "out of memory for %u groups' values", s->groups);
         memcpy(s->msg, &h, sizeof h);
@@ -184,9 +201,11 @@ static int s_round_outcome(s_node_t *s, int rc, const char *err, uint32_t *nreac
             return pd_task_fail(t, "node 0 sent a malformed decision (%zu bytes)", len);
         memcpy(s->newly, (const uint8_t *) p + sizeof d, (size_t) d.nreached * sizeof(uint32_t));
         *nreached = d.nreached;
+        s->ask = d.ask_next != 0;
         return (int) d.stop;
     }
-    s_take_outcome(s, 0, rc, s->best, err, rc ? strlen(err) : 0);
+    s->round = 0;
+    s_take_outcome(s, 0, rc, nb, s->best, err, rc ? strlen(err) : 0);
     for (uint32_t i = 1; i < s->n; i++) {
         const void *p;
         size_t len;
@@ -200,9 +219,14 @@ static int s_round_outcome(s_node_t *s, int rc, const char *err, uint32_t *nreac
             return pd_task_fail(t, "node %u sent a malformed outcome (%zu bytes)", i, len);
         /* the values may be unaligned after the header: copy them */
         memcpy(s->theirs, (const uint8_t *) p + sizeof h, vals);
-        s_take_outcome(s, i, h.rc, s->theirs, (const char *) p + sizeof h + vals, h.errlen);
+        s_take_outcome(s, i, h.rc, h.nb, s->theirs, (const char *) p + sizeof h + vals, h.errlen);
     }
     s_decision_t d = {.stop = s->code ? PD_STOP_ERROR : PD_STOP_NONE};
+    /* Whether step 1 could stop the next iteration (see the top). */
+    uint64_t after = s->evals + s->round, most = s->maxblock * s->n;
+    d.ask_next = s->o->algo == PD_ALGO_CMAES ||
+                 (s->o->budget && (after > s->o->budget || s->o->budget - after < most));
+    s->ask = d.ask_next != 0;
     if (!s->code) {
         bool all = true;
         for (uint32_t g = 0; g < s->groups; g++) {
@@ -348,8 +372,7 @@ static int s_run(s_node_t *s, pd_fitness_fn fn, const pd_optim_task_arg_t *a)
         long nb = pd_island_ask(s->is, &x, &grp);
         if (nb < 0)
             return pd_task_fail(s->t, "out of memory for island %u's block", s->me);
-        uint64_t total = 0;
-        int d = s_round_ask(s, (uint64_t) nb, &total);
+        int d = s->ask ? s_round_ask(s, (uint64_t) nb) : PD_STOP_NONE;
         if (d < 0)
             return -1;
         if (d != PD_STOP_NONE) {
@@ -361,14 +384,14 @@ static int s_run(s_node_t *s, pd_fitness_fn fn, const pd_optim_task_arg_t *a)
         for (uint32_t g = 0; g < s->groups; g++)
             s->best[g] = pd_island_best(s->is, g, NULL);
         uint32_t nreached = 0;
-        d = s_round_outcome(s, rc, err, &nreached);
+        d = s_round_outcome(s, rc, (uint64_t) nb, err, &nreached);
         if (d < 0)
             return -1;
         if (d == PD_STOP_ERROR) {
             stop = PD_STOP_ERROR;
             break;
         }
-        s->evals += total;
+        s->evals += s->round;
         s->it++;
         if (s_record(s))
             return pd_task_fail(s->t, "out of memory for the history");
@@ -428,7 +451,7 @@ int pd_optim_node(pd_task_t *t, const pd_node_env_t *env)
     }
     pd_fitness_fn fn;
     memcpy(&fn, &sym, sizeof fn);
-    s_node_t s = {.t = t, .env = env, .o = o, .me = (uint32_t) me, .n = (uint32_t) n,
+    s_node_t s = {.t = t, .env = env, .o = o, .me = (uint32_t) me, .n = (uint32_t) n, .ask = true,
                   .groups = o->groups ? o->groups : 1, .dim = o->dim,
                   .k = o->migration_count ? o->migration_count : 1};
     pd_buf_init(&s.buf);

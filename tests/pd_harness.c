@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -380,5 +382,42 @@ int pd_harness_run(char **out, const char *fmt, ...)
         *out = buf;
     else
         free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int pd_harness_run_on_tty(char *const argv[], char **tty)
+{
+    int master;
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    struct winsize ws = {.ws_row = 24, .ws_col = 100};
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        struct pollfd p = {.fd = master, .events = POLLIN};
+        if (poll(&p, 1, 60000) <= 0)
+            break;
+        ssize_t r = read(master, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t) r;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    close(master);
+    close(out[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    *tty = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }

@@ -88,6 +88,10 @@ pd_client_t *pd_harness_client(pd_harness_t *h);
    name); returns NULL with *err and why set when refused. */
 pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
                                   size_t whycap);
+/* Runs argv (argv[0] a path) with standard error on a pseudo-terminal of
+   100 columns and standard output on a pipe; returns its exit status, with
+   what the terminal showed in *tty (malloc'ed). */
+int pd_harness_run_on_tty(char *const argv[], char **tty);
 /* Path of a built program (asserts). Static storage, overwritten per call. */
 const char *pd_harness_program(const char *name);
 

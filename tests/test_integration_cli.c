@@ -1,6 +1,8 @@
 /* Integration tests of playdoh-submit: the real program against a real
    cluster, JSON lines in and out, ids reused from other processes. */
 #include "pd_harness.h"
+#include "pd_codec.h"
+#include "pd_json.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -271,4 +273,296 @@ Test(cli, task_errors_are_clear)
     cr_assert_eq(st, 2);
     cr_assert(strstr(out, "job id among task ids") != NULL, "%s", out);
     free(out);
+}
+
+/* ---- optimize ------------------------------------------------------------ */
+
+static const char *FIT_SRC = "#include <playdoh_fitness.h>\n"
+                             "#include <time.h>\n"
+                             "PD_FITNESS(sphere, b, f) {\n"
+                             "    for (size_t i = 0; i < b->n; i++) {\n"
+                             "        double s = 0;\n"
+                             "        for (size_t j = 0; j < b->dim; j++)\n"
+                             "            s += b->x[i * b->dim + j] * b->x[i * b->dim + j];\n"
+                             "        f[i] = s;\n"
+                             "    }\n"
+                             "    return 0;\n"
+                             "}\n"
+                             "/* 5 ms per block: slow enough to watch and to cancel. */\n"
+                             "PD_FITNESS(slow, b, f) {\n"
+                             "    struct timespec ts = {0, 5000000};\n"
+                             "    nanosleep(&ts, NULL);\n"
+                             "    for (size_t i = 0; i < b->n; i++) f[i] = b->x[i * b->dim];\n"
+                             "    return 0;\n"
+                             "}\n";
+
+/* Writes text to <dir>/<name>; returns the path (malloc'ed). */
+static char *file(const char *name, const char *text) { return pd_harness_module(&h, name, text); }
+
+/* Parses out as exactly one JSON object and one newline into mp (asserts). */
+static void parse_one_json(const char *out, pd_buf_t *mp)
+{
+    size_t len = strlen(out);
+    cr_assert(len > 1 && out[len - 1] == '\n' && !memchr(out, '\n', len - 1),
+              "one line: %s", out);
+    pd_buf_init(mp);
+    char err[256];
+    cr_assert_eq(pd_json_to_msgpack(out, len, mp, err, sizeof err), 0, "not JSON (%s): %s", err,
+                 out);
+}
+
+/* Puts r on the value of the object's top-level key; false when absent. */
+static bool seek(pd_rd_t *r, const pd_buf_t *mp, const char *key)
+{
+    uint32_t n;
+    pd_rd_init(r, mp->data, mp->len);
+    cr_assert_eq(pd_rd_map(r, &n), 0, "a JSON object");
+    for (uint32_t i = 0; i < n; i++) {
+        if (pd_rd_key_is(r, key))
+            return true;
+        pd_rd_skip(r, NULL, NULL);
+        pd_rd_skip(r, NULL, NULL);
+    }
+    return false;
+}
+
+static double num(const pd_buf_t *mp, const char *key)
+{
+    pd_rd_t r;
+    double v;
+    cr_assert(seek(&r, mp, key), "no \"%s\"", key);
+    cr_assert_eq(pd_rd_double(&r, &v), 0, "\"%s\" is a number", key);
+    return v;
+}
+
+static void str(const pd_buf_t *mp, const char *key, char *buf, size_t cap)
+{
+    pd_rd_t r;
+    cr_assert(seek(&r, mp, key), "no \"%s\"", key);
+    cr_assert_eq(pd_rd_strcpy(&r, buf, cap), 0, "\"%s\" is a string", key);
+}
+
+Test(cli, optimize_on_a_local_cluster_reaches_a_small_value_and_prints_one_json_object)
+{
+    char *fit = file("fit.c", FIT_SRC);
+    char *bounds = file("sphere.bounds", "# name lo hi\n"
+                                         "alpha -5 5\n"
+                                         "beta -5 5   # the second\n"
+                                         "\n"
+                                         "gamma -2 3\n"
+                                         "delta -5 5\n");
+    char *out;
+    int st = pd_harness_run(&out, "%s --local 2 optimize %s sphere --algo pso --bounds %s --islands 2 "
+                 "--budget 40000 --seed 1 --history", submit, fit, bounds);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    pd_buf_t mp;
+    parse_one_json(out, &mp);
+    char stop[32];
+    str(&mp, "stop", stop, sizeof stop);
+    cr_assert_str_eq(stop, "budget");
+    cr_assert_leq(num(&mp, "evaluations"), 40000);
+    cr_assert_gt(num(&mp, "evaluations"), 39000);
+    cr_assert_eq(num(&mp, "islands"), 2);
+    pd_rd_t r;
+    uint32_t n;
+    double best;
+    cr_assert(seek(&r, &mp, "best_f"));
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(pd_rd_double(&r, &best), 0);
+    cr_assert_lt(best, 1e-6, "the sphere's minimum is 0: %s", out);
+    /* the parameters by the names of the bounds file */
+    cr_assert(seek(&r, &mp, "best_params"));
+    cr_assert(strstr(out, "{\"alpha\":") && strstr(out, "\"delta\":"), "%s", out);
+    /* the history: 2 islands x 1 group x as many entries as iterations */
+    cr_assert(seek(&r, &mp, "history"));
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert_eq(n, 2);
+    pd_buf_free(&mp);
+    free(out);
+    /* a range with --dim, an initial range, groups and no migration */
+    st = pd_harness_run(&out, "%s --local 2 optimize %s sphere --algo cmaes --dim 3 --bounds -5:5 "
+             "--init 1:2 --iterations 30 --groups 2 --topology none -q", submit, fit);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    parse_one_json(out, &mp);
+    cr_assert_eq(num(&mp, "groups"), 2);
+    cr_assert_eq(num(&mp, "iterations"), 30);
+    cr_assert(!seek(&r, &mp, "best_params"), "no names without a bounds file: %s", out);
+    pd_buf_free(&mp);
+    free(out);
+    free(fit);
+    free(bounds);
+}
+
+Test(cli, a_detached_optimisation_is_followed_fetched_and_cancelled_from_other_processes)
+{
+    char *fit = file("fit.c", FIT_SRC);
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s optimize --detach %s slow --algo ga --dim 2 --bounds "
+                 "-1:1 --islands 2 --iterations 60", submit, h.endpoint, fit);
+    cr_assert_eq(st, 0, "%s", out);
+    unsigned long id;
+    cr_assert_eq(sscanf(out, "t%lu", &id), 1, "id: %s", out);
+    free(out);
+    /* another process waits for it and prints the result */
+    st = pd_harness_run(&out, "%s --broker %s optimize-fetch --wait 60 t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    pd_buf_t mp;
+    parse_one_json(out, &mp);
+    cr_assert_eq(num(&mp, "task"), (double) id);
+    cr_assert_eq(num(&mp, "iterations"), 60);
+    char stop[32];
+    str(&mp, "stop", stop, sizeof stop);
+    cr_assert_str_eq(stop, "iterations");
+    pd_buf_free(&mp);
+    free(out);
+    /* its last progress stays readable until it is released */
+    st = pd_harness_run(&out, "%s --broker %s optimize-status t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 0, "%s", out);
+    parse_one_json(out, &mp);
+    str(&mp, "state", stop, sizeof stop);
+    cr_assert_str_eq(stop, "done");
+    pd_buf_free(&mp);
+    free(out);
+    cr_assert_eq(pd_harness_run(&out, "%s --broker %s optimize-fetch --release t%lu", submit, h.endpoint,
+                     id), 0, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s optimize-fetch t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 1, "released: unknown");
+    cr_assert(strstr(out, "\"state\":\"unknown\"") != NULL, "%s", out);
+    free(out);
+
+    /* a long run: running while polled, then cancelled by the task verb */
+    st = pd_harness_run(&out, "%s --broker %s optimize --detach %s slow --algo pso --dim 2 --bounds -1:1 "
+             "--islands 2 --iterations 1000000", submit, h.endpoint, fit);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_eq(sscanf(out, "t%lu", &id), 1, "id: %s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s optimize-fetch --wait 1 t%lu", submit, h.endpoint, id);
+    cr_assert_eq(st, 1, "still running: %s", out);
+    cr_assert(strstr(out, "\"state\":\"running\"") != NULL, "%s", out);
+    free(out);
+    for (int i = 0; i < 100; i++) { /* the first progress report */
+        st = pd_harness_run(&out, "%s --broker %s optimize-status t%lu", submit, h.endpoint, id);
+        if (strstr(out, "\"iteration\""))
+            break;
+        free(out);
+        out = NULL;
+        usleep(100000);
+    }
+    cr_assert_not_null(out, "no progress within 10 s");
+    parse_one_json(out, &mp);
+    cr_assert_geq(num(&mp, "iteration"), 1);
+    cr_assert_geq(num(&mp, "evaluations"), 2 * 40);
+    pd_buf_free(&mp);
+    free(out);
+    cr_assert_eq(pd_harness_run(NULL, "%s --broker %s -q cancel t%lu", submit, h.endpoint, id), 0);
+    st = pd_harness_run(&out, "%s --broker %s optimize-fetch --wait 30 --release t%lu 2>&1", submit,
+             h.endpoint, id);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "\"stop\":\"cancelled\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "cancelled") != NULL, "%s", out);
+    free(out);
+    free(fit);
+}
+
+Test(cli, optimize_shows_its_progress_on_a_terminal)
+{
+    char *fit = file("fit.c", FIT_SRC);
+    char *argv[] = {submit, "--broker", h.endpoint, "optimize", fit, "slow", "--algo", "pso",
+                    "--dim", "2", "--bounds", "-1:1", "--islands", "2", "--iterations", "150",
+                    NULL};
+    char *tty;
+    cr_assert_eq(pd_harness_run_on_tty(argv, &tty), 0, "%s", tty);
+    cr_assert(strstr(tty, "iteration ") && strstr(tty, " evaluations") && strstr(tty, "best "),
+              "%s", tty);
+    cr_assert(strstr(tty, "\r") != NULL, "redrawn in place: %s", tty);
+    cr_assert(strstr(tty, "ended (iterations): 150 iterations") != NULL, "%s", tty);
+    free(tty);
+    free(fit);
+}
+
+Test(cli, bad_optimisation_input_says_what_is_wrong_and_starts_nothing)
+{
+    char *fit = file("fit.c", FIT_SRC);
+    static const struct {
+        const char *file, *text; /* a file to write first, or NULL */
+        const char *args;        /* after optimize FIT sphere */
+        const char *says;
+    } cases[] = {
+        {NULL, NULL, "--algo psx --dim 2 --bounds -1:1 --budget 1000",
+         "--algo wants pso, ga or cmaes, not 'psx'"},
+        {NULL, NULL, "--dim 2 --bounds -1:1 --budget 1000", "needs --algo"},
+        {NULL, NULL, "--algo pso --bounds -1:1 --budget 1000", "say how many with --dim D"},
+        {NULL, NULL, "--algo pso --dim 0 --bounds -1:1 --budget 1000",
+         "--dim wants a number of parameters from 1"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds 1:-1 --budget 1000",
+         "the lower bound must be below the upper bound"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds /nonexistent.bounds --budget 1000",
+         "cannot read bounds file /nonexistent.bounds"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds -1:1", "needs a stopping rule"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds -1:1 --target 0.1",
+         "--target alone may never be reached"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds -1:1 --budget 10",
+         "less than one iteration"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds -1:1 --init 0:5 --budget 1000",
+         "within the bounds"},
+        {"bad1.bounds", "a -1 1\nb 1\n", "--algo pso --bounds BAD --budget 1000",
+         "line 2: expected 'LO HI' or 'NAME LO HI'"},
+        {"bad2.bounds", "a -1 1\na -2 2\n", "--algo pso --bounds BAD --budget 1000",
+         "line 2: parameter 'a' is named twice"},
+        {"bad3.bounds", "a -1 1\n-2 2\n", "--algo pso --bounds BAD --budget 1000",
+         "line 2: name every parameter or none"},
+        {"bad4.bounds", "x 3 1\n", "--algo pso --bounds BAD --budget 1000",
+         "line 1: lower bound 3 is not below upper bound 1"},
+        {"bad5.bounds", "# nothing\n", "--algo pso --bounds BAD --budget 1000",
+         "has no parameters"},
+        {"ok.bounds", "-1 1\n-1 1\n", "--algo pso --bounds BAD --dim 3 --budget 1000",
+         "--dim 3 but bounds file"},
+        {"bad.edges", "0 1\n1->5\n", "--algo pso --dim 2 --bounds -1:1 --budget 1000 "
+         "--islands 2 --topology BAD", "line 2: island 5 is out of range"},
+        {NULL, NULL, "--algo pso --dim 2 --bounds -1:1 --budget 1000 --topology rnig",
+         "'rnig' is not ring, full, star or none"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[512], *path = NULL;
+        snprintf(args, sizeof args, "%s", cases[i].args);
+        if (cases[i].file) {
+            path = file(cases[i].file, cases[i].text);
+            char *bad = strstr(args, "BAD");
+            char rest[512];
+            snprintf(rest, sizeof rest, "%s", bad + 3);
+            snprintf(bad, sizeof args - (size_t) (bad - args), "%s%s", path, rest);
+        }
+        char *out;
+        int st = pd_harness_run(&out, "%s --broker %s optimize %s sphere %s 2>&1", submit, h.endpoint, fit,
+                     args);
+        cr_assert_eq(st, 2, "%s: exit %d: %s", args, st, out);
+        cr_assert(strstr(out, cases[i].says) != NULL, "%s: expected '%s' in: %s", args,
+                  cases[i].says, out);
+        free(out);
+        free(path);
+    }
+    /* more islands than slots: the broker refuses, saying so */
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s optimize %s sphere --algo pso --dim 2 --bounds -1:1 "
+                 "--budget 1000 --islands 5 2>&1", submit, h.endpoint, fit);
+    cr_assert_eq(st, 3, "%s", out);
+    cr_assert(strstr(out, "--islands 5 needs a slot per island") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s optimize %s no_such_fn --algo pso --dim 2 --bounds -1:1 "
+             "--budget 1000 2>&1", submit, h.endpoint, fit);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "no_such_fn") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --local 2 optimize --detach %s sphere --algo pso --dim 2 --bounds -1:1 "
+             "--budget 1000 2>&1", submit, fit);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "--detach with --local") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s optimize-status banana 2>&1", submit, h.endpoint);
+    cr_assert_eq(st, 2, "%s", out);
+    cr_assert(strstr(out, "'banana' is not an optimisation's id") != NULL, "%s", out);
+    free(out);
+    free(fit);
 }

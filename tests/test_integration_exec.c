@@ -181,7 +181,8 @@ Test(exec_cli, dry_run_prints_commands_without_a_broker)
 
 Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
 {
-    static const char *verbs[] = {"map", "exec", "status", "results", "wait", "cancel"};
+    static const char *verbs[] = {"map", "exec", "status", "results", "wait", "cancel",
+                                  "optimize", "optimize-status", "optimize-fetch"};
     char *out;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         cr_assert_eq(pd_harness_run(&out, "%s %s --help", submit, verbs[i]), 0);
@@ -194,7 +195,8 @@ Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
     cr_assert(strstr(out, "map: unknown option '--frob'") != NULL, "%s", out);
     free(out);
     cr_assert_eq(pd_harness_run(&out, "%s --detach map m.c f 2>&1", submit), 2);
-    cr_assert(strstr(out, "--detach is an option of map, exec, task: put it after the verb") != NULL,
+    cr_assert(strstr(out, "--detach is an option of map, exec, task, optimize: put it after "
+                     "the verb") != NULL,
               "%s", out);
     free(out);
     cr_assert_eq(pd_harness_run(&out, "%s status --release 1 2>&1", submit), 2);
@@ -208,51 +210,13 @@ Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
     free(out);
 }
 
-/* Runs argv with stderr on a pseudo-terminal and stdout on a pipe; returns
-   the exit status, with what the terminal showed in *tty (malloc'ed). */
-static int run_on_tty(char *const argv[], char **tty)
-{
-    int master;
-    int out[2];
-    cr_assert_eq(pipe(out), 0);
-    struct winsize ws = {.ws_row = 24, .ws_col = 100};
-    pid_t pid = forkpty(&master, NULL, NULL, &ws);
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(out[1]);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        struct pollfd p = {.fd = master, .events = POLLIN};
-        if (poll(&p, 1, 60000) <= 0)
-            break;
-        ssize_t r = read(master, buf + len, cap - len - 1);
-        if (r <= 0)
-            break;
-        len += (size_t) r;
-        if (cap - len < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = 0;
-    close(master);
-    close(out[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    *tty = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 Test(exec_cli, a_progress_bar_on_a_terminal_and_none_on_a_pipe)
 {
     char *tty;
     char *argv[] = {submit, "--broker", h.endpoint, "exec", "--", "sleep 0.1; echo {}", ":::",
                     "1", "2", "3", "4", "5", "6", NULL};
-    cr_assert_eq(run_on_tty(argv, &tty), 0, "%s", tty);
+    cr_assert_eq(pd_harness_run_on_tty(argv, &tty), 0, "%s", tty);
     cr_assert(strstr(tty, "6/6") != NULL, "the terminal shows the final count: %s", tty);
     cr_assert(strstr(tty, "jobs/s") != NULL, "%s", tty);
     cr_assert(strstr(tty, "\r") != NULL, "redrawn in place");
@@ -263,7 +227,7 @@ Test(exec_cli, a_progress_bar_on_a_terminal_and_none_on_a_pipe)
     free(out);
     char *quiet[] = {submit, "--broker", h.endpoint, "--no-progress", "exec", "--", "echo {}",
                      ":::", "1", NULL};
-    cr_assert_eq(run_on_tty(quiet, &tty), 0);
+    cr_assert_eq(pd_harness_run_on_tty(quiet, &tty), 0);
     cr_assert(strstr(tty, "jobs/s") == NULL, "--no-progress: %s", tty);
     free(tty);
 }
@@ -276,7 +240,7 @@ Test(exec_cli, wait_shows_progress_too)
     out[strcspn(out, "\n")] = 0;
     char *tty;
     char *argv[] = {submit, "--broker", h.endpoint, "wait", out, NULL};
-    cr_assert_eq(run_on_tty(argv, &tty), 0, "%s", tty);
+    cr_assert_eq(pd_harness_run_on_tty(argv, &tty), 0, "%s", tty);
     cr_assert(strstr(tty, "3/3") != NULL, "%s", tty);
     free(tty);
     free(out);

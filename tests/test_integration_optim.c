@@ -214,6 +214,31 @@ Test(optim_cluster, four_islands_on_a_ring_repeat_the_in_process_run_bit_for_bit
     }
 }
 
+/* Node 0 skips the exchange of block sizes while the budget is far (PSO,
+   GA): the run must still stop where pd_optim_run stops, on budgets that
+   fall inside an iteration, with GA's smaller blocks after the first. */
+Test(optim_cluster, the_budget_stops_the_cluster_at_the_in_process_iteration)
+{
+    const pd_algo_t algos[] = {PD_ALGO_GA, PD_ALGO_PSO};
+    const uint64_t budgets[] = {3 * 40 + 1, 3 * 40 + 3 * 36 * 7 - 1, 2000};
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 3; b++) {
+            pd_optim_opts_t o;
+            opts(&o, algos[a], 3);
+            o.islands = 3;
+            o.budget = budgets[b];
+            pd_optim_result_t local, remote;
+            cr_assert_eq(pd_optim_run(&o, rastrigin, NULL, &local), 0, "%s", local.error);
+            cr_assert_eq(pd_optim_cluster(c, mod, "rastrigin", &o, NULL, &remote), 0, "%s",
+                         remote.error);
+            assert_same(&local, &remote, pd_algo_name(algos[a]));
+            cr_assert_eq(remote.stop, PD_STOP_BUDGET);
+            cr_assert_leq(remote.evaluations, budgets[b]);
+            pd_optim_result_clear(&local);
+            pd_optim_result_clear(&remote);
+        }
+}
+
 Test(optim_cluster, every_point_lies_within_the_bounds)
 {
     const pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};

@@ -84,3 +84,25 @@ Test(progress, an_enabled_bar_redraws_in_place_and_ends_its_line)
     cr_assert_eq(buf[len - 1], '\n');
     free(buf);
 }
+
+Test(progress, an_optimisation_shows_iteration_evaluations_and_each_groups_best)
+{
+    char line[256];
+    const double best[2] = {1.25e-5, 3.5};
+    size_t n = pd_progress_format_optim(line, sizeof line, 120, 48000, 1.56, 2, best, 100);
+    cr_assert_eq(n, strlen(line));
+    cr_assert_str_eq(line, "iteration 120  48000 evaluations  1.6 s  best 1.25e-05 3.5");
+}
+
+Test(progress, groups_that_do_not_fit_the_width_are_counted)
+{
+    double best[40];
+    for (int g = 0; g < 40; g++)
+        best[g] = g + 0.5;
+    char line[512];
+    size_t n = pd_progress_format_optim(line, sizeof line, 3, 120, 0.2, 40, best, 80);
+    cr_assert_leq(n, 79, "never wider than the terminal: %s", line);
+    cr_assert(strstr(line, " 0.5 1.5") != NULL, "the first groups are shown: %s", line);
+    cr_assert(strstr(line, "... 40 groups") != NULL, "the rest is counted: %s", line);
+    cr_assert(strstr(line, "39.5") == NULL, "%s", line);
+}
