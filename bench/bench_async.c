@@ -28,6 +28,8 @@
     Usage: bench_async [SLOTS (2)] [JOBS (100000)] [ROUNDS (9)]
            bench_async --latency [SLOTS (2)] [SAMPLES (300)] [ROUNDS (5)]
 */
+#include "bench_util.h"
+
 #include "playdoh.h"
 #include "pd_proc.h"
 
@@ -41,42 +43,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
-
-static const char *SRC =
-    "#include <playdoh_task.h>\n"
-    "#include <time.h>\n"
-    "PD_TASK(noop, t) { (void) t; return 0; }\n"
-    "/* burns x ms of CPU */\n"
-    "PD_TASK_DOUBLE(burn, x) {\n"
-    "    struct timespec a, b;\n"
-    "    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);\n"
-    "    volatile double s = 0;\n"
-    "    for (;;) {\n"
-    "        for (int i = 0; i < 1000; i++) s += i;\n"
-    "        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);\n"
-    "        if ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6 >= x) break;\n"
-    "    }\n"
-    "    return x;\n"
-    "}\n";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* ---- raw libzmq baseline: DEALER -> ROUTER echo over TCP loopback ---------- */
 
@@ -475,7 +441,7 @@ int main(int argc, char **argv)
     }
     char path[] = "/tmp/playdoh-bench-XXXXXX.c";
     int fd = mkstemps(path, 2);
-    if (fd < 0 || write(fd, SRC, strlen(SRC)) != (ssize_t) strlen(SRC))
+    if (fd < 0 || write(fd, BENCH_SRC, strlen(BENCH_SRC)) != (ssize_t) strlen(BENCH_SRC))
         return 1;
     close(fd);
     if (latency) {

@@ -16,6 +16,8 @@
 
     Usage: bench_curve [SLOTS (2)] [JOBS (100000)] [REPEATS (5)]
 */
+#include "bench_util.h"
+
 #include "playdoh.h"
 
 #include <dirent.h>
@@ -25,42 +27,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static const char *SRC =
-    "#include <playdoh_task.h>\n"
-    "#include <time.h>\n"
-    "PD_TASK(noop, t) { (void) t; return 0; }\n"
-    "/* burns x ms of CPU */\n"
-    "PD_TASK_DOUBLE(burn, x) {\n"
-    "    struct timespec a, b;\n"
-    "    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);\n"
-    "    volatile double s = 0;\n"
-    "    for (;;) {\n"
-    "        for (int i = 0; i < 1000; i++) s += i;\n"
-    "        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);\n"
-    "        if ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6 >= x) break;\n"
-    "    }\n"
-    "    return x;\n"
-    "}\n";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* CPU time (user + system, seconds) of this process and all its
    descendants (brokers, workers, slot processes), read from /proc: a
@@ -246,7 +212,7 @@ int main(int argc, char **argv)
     }
     char path[] = "/tmp/playdoh-bench-XXXXXX.c";
     int fd = mkstemps(path, 2);
-    if (fd < 0 || write(fd, SRC, strlen(SRC)) != (ssize_t) strlen(SRC))
+    if (fd < 0 || write(fd, BENCH_SRC, strlen(BENCH_SRC)) != (ssize_t) strlen(BENCH_SRC))
         return 1;
     close(fd);
     s_cluster_t k[2];

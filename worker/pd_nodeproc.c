@@ -332,27 +332,8 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
 {
     if (nd->from_child < 0)
         return;
-    bool eof = false;
-    for (;;) {
-        if (nd->rcap - nd->rlen < 65536) {
-            size_t cap = nd->rcap ? nd->rcap * 2 : 131072;
-            uint8_t *d = realloc(nd->rbuf, cap);
-            if (!d)
-                break; /* try again at the next poll */
-            nd->rbuf = d;
-            nd->rcap = cap;
-        }
-        ssize_t got = read(nd->from_child, nd->rbuf + nd->rlen, nd->rcap - nd->rlen);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            break; /* EAGAIN: all read */
-        if (got == 0) {
-            eof = true;
-            break;
-        }
-        nd->rlen += (size_t) got;
-    }
+    bool eof = pd_pipe_drain(nd->from_child, &nd->rbuf, &nd->rlen, &nd->rcap,
+                             (size_t) PD_MAX_FRAME + 4) == 1;
     size_t off = 0;
     while (!nd->ended && nd->rlen - off >= 4) {
         uint32_t flen = pd_pipe_le32(nd->rbuf + off);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,29 @@ int pd_pipe_write_all(int fd, const void *buf, size_t len)
             return -1;
         p += n;
         len -= (size_t) n;
+    }
+    return 0;
+}
+
+int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
+{
+    while (*len < limit) {
+        if (*cap - *len < 65536) {
+            size_t ncap = *cap ? *cap * 2 : 131072;
+            uint8_t *d = realloc(*buf, ncap);
+            if (!d)
+                return 0; /* try again at the next poll */
+            *buf = d;
+            *cap = ncap;
+        }
+        ssize_t got = read(fd, *buf + *len, *cap - *len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return 0; /* EAGAIN: all read */
+        if (got == 0)
+            return 1;
+        *len += (size_t) got;
     }
     return 0;
 }

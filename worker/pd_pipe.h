@@ -32,6 +32,14 @@ int pd_pipe_write_all(int fd, const void *buf, size_t len);
    first byte, -1 on error or EOF in the middle. */
 int pd_pipe_read_all(int fd, void *buf, size_t len);
 
+/* Reads what the non-blocking fd holds into *buf (grown by doubling from
+   128 KiB, always with 64 KiB free before a read) until a read would block,
+   stopping once *len reaches limit (the caller consumes frames and calls
+   again: a child that writes without pause cannot grow the buffer past
+   limit plus one read). Returns 1 at end of file, else 0; an allocation
+   failure leaves the rest in the pipe for the next call. */
+int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit);
+
 /* Starts a frame in b: resets it and reserves the 4-byte length prefix. */
 void pd_pipe_frame_begin(pd_buf_t *b);
 /* Fills in the length prefix. Returns 0, or PD_ETOOBIG when the buffer

@@ -655,27 +655,8 @@ void pd_slot_on_readable(pd_slot_t *s)
 {
     if (s->pid <= 0)
         return;
-    bool eof = false;
-    for (;;) {
-        if (s->rcap - s->rlen < 65536) {
-            size_t cap = s->rcap ? s->rcap * 2 : 131072;
-            uint8_t *d = realloc(s->rbuf, cap);
-            if (!d)
-                break; /* try again at the next poll */
-            s->rbuf = d;
-            s->rcap = cap;
-        }
-        ssize_t got = read(s->from_child, s->rbuf + s->rlen, s->rcap - s->rlen);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            break; /* EAGAIN: all read */
-        if (got == 0) {
-            eof = true;
-            break;
-        }
-        s->rlen += (size_t) got;
-    }
+    bool eof = pd_pipe_drain(s->from_child, &s->rbuf, &s->rlen, &s->rcap,
+                             (size_t) PD_MAX_FRAME + 4) == 1;
     size_t off = 0;
     for (;;) {
         size_t flen = 0;
