@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The examples run as the guide says: the Monte-Carlo estimate of pi from the
 # shell (examples/pi.sh), the map with shared data (examples/map_shared) and
-# the GPU example on CPU slots (examples/gpu), each on an embedded cluster of
-# the built programs.
+# the GPU example on CPU slots (examples/gpu) and README's optimisation
+# (examples/rosenbrock.c), each on an embedded cluster of the built programs.
 set -u
 BUILD=$(cd "${1:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
 SRC=$(cd "${2:?usage: examples.sh BUILD_DIR SOURCE_DIR}" && pwd)
@@ -29,4 +29,12 @@ out=$(PD_EXAMPLES_DIR="$SRC/examples" "$BUILD/examples/optimise_rastrigin" 5 400
     fail "optimise_rastrigin: $out"
 echo "$out" | grep -q "^rastrigin in 5 dimensions on CPU slots: best" ||
     fail "optimise_rastrigin printed: $out"
+# README's optimisation line: CMA-ES islands on the cluster find Rosenbrock's
+# minimum (0 at (1, ..., 1)).
+cd "$SRC/examples"
+out=$("$BUILD/playdoh-submit" -q --local 2 optimize rosenbrock.c rosenbrock --algo cmaes \
+    --bounds -5:10 --dim 10 --islands 2 --budget 60000 --seed 1 2>&1) ||
+    fail "optimize rosenbrock: $out"
+python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); assert r["best_f"][0] < 1e-6, r' \
+    <<<"$out" || fail "optimize rosenbrock printed: $out"
 echo "examples: PASS (pi ~ $pi)" >&2
