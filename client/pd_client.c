@@ -850,6 +850,21 @@ void pd_cluster_info_clear(pd_cluster_info_t *info)
 
 /* ---- modules ------------------------------------------------------------- */
 
+/* Asks the broker whether it holds the blob `hash` (`ask`, a mod_has or
+   shr_has, answered by `want`); sets *has. Safe to repeat. */
+static int s_broker_has(pd_client_t *c, const char *ask, const char *want, const char *hash,
+                        bool *has)
+{
+    msgpack_packer pk;
+    uint64_t req = s_begin(c, &pk, ask, 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_msg_t m;
+    int rc = s_call_idem(c, req, want, &m, 0, c->timeout_ms);
+    if (rc == 0)
+        pd_msg_bool(&m, "has", has);
+    return rc;
+}
+
 static void s_hash_hex(const void *data, size_t len, char hex[PD_HASH_HEX])
 {
     unsigned char h[crypto_hash_sha256_BYTES];
@@ -867,18 +882,13 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
         return s_fail(c, PD_ETOOBIG, "module %s is %zu bytes; the limit is %u", name, len,
                       S_MAX_MODULE);
     s_hash_hex(data, len, hash);
-    msgpack_packer pk;
-    uint64_t req = s_begin(c, &pk, "mod_has", 1);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_msg_t m;
-    int rc = s_call_idem(c, req, "mod_ok", &m, 0, c->timeout_ms);
-    if (rc)
-        return rc;
     bool has = false;
-    pd_msg_bool(&m, "has", &has);
-    if (has)
-        return 0;
-    req = s_begin(c, &pk, "mod_put", 4);
+    int rc = s_broker_has(c, "mod_has", "mod_ok", hash, &has);
+    if (rc || has)
+        return rc;
+    msgpack_packer pk;
+    pd_msg_t m;
+    uint64_t req = s_begin(c, &pk, "mod_put", 4);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_kv_str(&pk, "name", name);
     pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO       ? "so"
@@ -1041,18 +1051,13 @@ int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_
     unsigned char h[32];
     crypto_generichash(h, sizeof h, data, len, NULL, 0);
     sodium_bin2hex(hash, PD_HASH_HEX, h, sizeof h);
-    msgpack_packer pk;
-    uint64_t req = s_begin(c, &pk, "shr_has", 1);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_msg_t m;
-    int rc = s_call_idem(c, req, "shr_ok", &m, 0, c->timeout_ms);
-    if (rc)
-        return rc;
     bool has = false;
-    pd_msg_bool(&m, "has", &has);
-    if (has)
-        return 0;
-    req = s_begin(c, &pk, "shr_put", 2);
+    int rc = s_broker_has(c, "shr_has", "shr_ok", hash, &has);
+    if (rc || has)
+        return rc;
+    msgpack_packer pk;
+    pd_msg_t m;
+    uint64_t req = s_begin(c, &pk, "shr_put", 2);
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_cstr(&pk, "data");
     msgpack_pack_bin(&pk, len);
