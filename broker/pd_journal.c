@@ -297,6 +297,22 @@ static int64_t s_pragma_int(pd_journal_t *jn, const char *sql)
     return v;
 }
 
+/* Appends v to the growable list *ids (doubling from 64). Returns 0, or -1
+   out of memory (the list is left as it was). */
+static int s_push_id(uint64_t **ids, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        uint64_t *d = realloc(*ids, ncap * sizeof *d);
+        if (!d)
+            return -1;
+        *ids = d;
+        *cap = ncap;
+    }
+    (*ids)[(*n)++] = v;
+    return 0;
+}
+
 /* ---- checksums ---------------------------------------------------------- */
 
 /* The fields of a batch row besides its arguments. */
@@ -1583,18 +1599,12 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
             goto out;
         }
         if (kept == 0) {
-            if (ndead == capdead) {
-                capdead = capdead ? capdead * 2 : 64;
-                uint64_t *d = realloc(dead, capdead * sizeof *d);
-                if (!d) {
-                    free(dead);
-                    snprintf(why, whycap, "out of memory loading journal %s", jn->path);
-                    rc = PD_ENOMEM;
-                    goto out;
-                }
-                dead = d;
+            if (s_push_id(&dead, &ndead, &capdead, (uint64_t) first)) {
+                free(dead);
+                snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+                rc = PD_ENOMEM;
+                goto out;
             }
-            dead[ndead++] = (uint64_t) first;
         }
     }
     if (step != SQLITE_DONE) {
@@ -1645,18 +1655,12 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         }
         rec->results += (uint64_t) kept;
         if (kept == 0) {
-            if (ndead == capdead) {
-                capdead = capdead ? capdead * 2 : 64;
-                uint64_t *d = realloc(dead, capdead * sizeof *d);
-                if (!d) {
-                    free(dead);
-                    snprintf(why, whycap, "out of memory loading journal %s", jn->path);
-                    rc = PD_ENOMEM;
-                    goto out;
-                }
-                dead = d;
+            if (s_push_id(&dead, &ndead, &capdead, (uint64_t) seg)) {
+                free(dead);
+                snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+                rc = PD_ENOMEM;
+                goto out;
             }
-            dead[ndead++] = (uint64_t) seg;
         }
     }
     if (step != SQLITE_DONE) {
