@@ -15,6 +15,13 @@
     Round trip: the median of 50 one-individual jobs on a CPU slot, on a GPU
     slot without touching the GPU, and on a GPU slot with one kernel launch.
 
+    Baseline for the GPU side (same run): the same kernel launched by this
+    process itself through the driver, as a hand-written CUDA program would
+    (buffers allocated once, launch, synchronize, copy the block results
+    back, reduce on the host), for each population size; and, for the round
+    trip, the CUDA calls of one such job with fresh cuMemAlloc/cuMemFree
+    (what a GPU job cost before the slot kept its device memory).
+
     Without a GPU slot (no NVIDIA driver or GPU here) the CPU figures are
     printed and the GPU ones skipped with a message.
 
@@ -24,36 +31,20 @@
 */
 #include "playdoh.h"
 
+#include "bench_util.h"
 #include "pd_codec.h"
+#include "pd_cudrv.h"
+#include "pd_file.h"
+#include "pd_nvrtc.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define S_ROUND_TRIPS 50
 #define S_SEED 20100601u
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t) n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static pd_client_t *c;
 static char mod[PD_HASH_HEX], cu[PD_HASH_HEX];
@@ -142,6 +133,115 @@ static int s_read_module(const char *dir, const char *name, char hash[PD_HASH_HE
     return 0;
 }
 
+/* ---- the baseline: the same kernel launched by this process -------------- */
+
+typedef struct {
+    pd_cudrv_t *d;
+    pd_cu_function_t fn;      /* rastrigin_gen */
+    pd_cu_ptr_t bmin, bsum;   /* block results, allocated once for the largest size */
+    double *hmin, *hsum;      /* their host copies */
+} s_direct_t;
+
+/* Opens the driver, compiles rastrigin.cu with NVRTC and loads it, as a
+   CUDA program of the user's own would. Returns 0, or -1 after saying why. */
+static int s_direct_open(s_direct_t *x, const char *dir, long max_pop)
+{
+    char why[1024], path[1024], arch[32];
+    int err;
+    pd_gpu_info_t gi;
+    memset(x, 0, sizeof *x);
+    if (!(x->d = pd_cudrv_open(NULL, &err, why, sizeof why)) || pd_cudrv_init(x->d) ||
+        pd_cudrv_ctx_open(x->d, 0) || pd_cudrv_info(x->d, 0, &gi)) {
+        printf("baseline skipped: %s\n", x->d ? pd_cudrv_error(x->d) : why);
+        pd_cudrv_destroy(&x->d);
+        return -1;
+    }
+    pd_nvrtc_t *nv = pd_nvrtc_open(&err, why, sizeof why);
+    if (!nv || pd_nvrtc_arch(nv, gi.cc_major, gi.cc_minor, arch, sizeof arch, why, sizeof why)) {
+        printf("baseline skipped: %s\n", why);
+        pd_nvrtc_destroy(&nv);
+        pd_cudrv_destroy(&x->d);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/gpu/rastrigin.cu", dir);
+    char *src = NULL, *ptx = NULL, *log = NULL;
+    size_t len = 0, ptxlen = 0;
+    pd_cu_module_t mod = NULL;
+    int rc = -1;
+    if (pd_file_read(path, 1u << 20, &src, &len))
+        printf("baseline skipped: cannot read %s\n", path);
+    else if (pd_nvrtc_compile(nv, src, len, "rastrigin.cu", arch, &ptx, &ptxlen, &log))
+        printf("baseline skipped: rastrigin.cu does not compile: %s\n", log ? log : "");
+    else if (pd_cudrv_module_load(x->d, ptx, &mod) ||
+             pd_cudrv_function(x->d, mod, "rastrigin_gen", &x->fn))
+        printf("baseline skipped: %s\n", pd_cudrv_error(x->d));
+    else
+        rc = 0;
+    free(src);
+    free(ptx);
+    free(log);
+    pd_nvrtc_destroy(&nv);
+    size_t blocks = (size_t) (max_pop + 255) / 256;
+    if (rc == 0 && (pd_cudrv_alloc(x->d, blocks * sizeof(double), &x->bmin) ||
+                    pd_cudrv_alloc(x->d, blocks * sizeof(double), &x->bsum) ||
+                    !(x->hmin = malloc(blocks * sizeof(double))) ||
+                    !(x->hsum = malloc(blocks * sizeof(double))))) {
+        printf("baseline skipped: no room for the block results\n");
+        rc = -1;
+    }
+    if (rc) {
+        free(x->hmin);
+        free(x->hsum);
+        pd_cudrv_destroy(&x->d);
+    }
+    return rc;
+}
+
+static void s_direct_close(s_direct_t *x)
+{
+    free(x->hmin);
+    free(x->hsum);
+    pd_cudrv_destroy(&x->d); /* releases the context and its memory */
+}
+
+static void s_direct_die(s_direct_t *x)
+{
+    fprintf(stderr, "bench_gpu: baseline: %s\n", pd_cudrv_error(x->d));
+    exit(1);
+}
+
+/* One evaluation of individuals 0 .. p-1 as rastrigin_gen_gpu does it:
+   launch, synchronize, copy the block results back, reduce on the host.
+   With fresh, device memory is allocated and freed around it (as every job
+   did before GPU slots kept their memory). Returns seconds. */
+static double s_direct_eval(s_direct_t *x, long p, int dim, bool fresh, double *fmin,
+                            double *fsum)
+{
+    unsigned blocks = (unsigned) ((p + 255) / 256);
+    double t0 = now();
+    pd_cu_ptr_t bmin = x->bmin, bsum = x->bsum;
+    if (fresh && (pd_cudrv_alloc(x->d, blocks * sizeof(double), &bmin) ||
+                  pd_cudrv_alloc(x->d, blocks * sizeof(double), &bsum)))
+        s_direct_die(x);
+    unsigned long long seed = S_SEED, first = 0;
+    int n = (int) p;
+    void *args[] = {&seed, &first, &n, &dim, &bmin, &bsum};
+    const unsigned grid[3] = {blocks, 1, 1}, block[3] = {256, 1, 1};
+    if (pd_cudrv_launch(x->d, x->fn, grid, block, 0, args) ||
+        pd_cudrv_dtoh(x->d, x->hmin, bmin, blocks * sizeof(double)) ||
+        pd_cudrv_dtoh(x->d, x->hsum, bsum, blocks * sizeof(double)))
+        s_direct_die(x);
+    *fmin = INFINITY;
+    *fsum = 0;
+    for (unsigned b = 0; b < blocks; b++) {
+        *fmin = x->hmin[b] < *fmin ? x->hmin[b] : *fmin;
+        *fsum += x->hsum[b];
+    }
+    if (fresh && (pd_cudrv_free(x->d, bmin) || pd_cudrv_free(x->d, bsum)))
+        s_direct_die(x);
+    return now() - t0;
+}
+
 int main(int argc, char **argv)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -192,7 +292,10 @@ int main(int argc, char **argv)
                "skipped, CPU figures only\n");
     pd_map_opts_t on_gpu = {.cuda = cu};
     static const long sizes[] = {1000, 10000, 100000, 1000000};
-    printf("\n%10s  %14s  %14s  %8s\n", "population", "CPU evals/s", "GPU evals/s", "GPU/CPU");
+    s_direct_t direct;
+    bool have_direct = gpus > 0 && s_direct_open(&direct, dir, sizes[3]) == 0;
+    printf("\n%10s  %14s  %14s  %8s  %16s  %10s\n", "population", "CPU evals/s", "GPU evals/s",
+           "GPU/CPU", "in-process GPU/s", "job/in-proc");
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         long p = sizes[i];
         double cmin, csum, gmin = 0, gsum = 0;
@@ -207,7 +310,21 @@ int main(int argc, char **argv)
                     "%.17g, sum %.17g vs %.17g\n", p, cmin, gmin, csum, gsum);
             return 1;
         }
-        printf("%10ld  %14.0f  %14.0f  %7.1fx\n", p, p / tc, p / tg, tc / tg);
+        printf("%10ld  %14.0f  %14.0f  %7.1fx", p, p / tc, p / tg, tc / tg);
+        if (have_direct) {
+            double t[16], dmin, dsum;
+            s_direct_eval(&direct, p, dim, false, &dmin, &dsum);
+            for (int r = 0; r < reps; r++)
+                t[r] = s_direct_eval(&direct, p, dim, false, &dmin, &dsum);
+            double td = median(t, reps);
+            if (dmin != gmin || fabs(dsum - gsum) > 1e-9 * fabs(gsum)) {
+                fprintf(stderr, "bench_gpu: the in-process kernel disagrees with the job for %ld "
+                        "individuals\n", p);
+                return 1;
+            }
+            printf("  %16.0f  %10.2fx", p / td, tg / td);
+        }
+        printf("\n");
     }
     /* Round trips of one-individual jobs. */
     double rt[S_ROUND_TRIPS], fmin, fsum;
@@ -228,9 +345,22 @@ int main(int argc, char **argv)
                gslot / cpu_rt);
         printf("  GPU slot, one kernel launch:  %8.1f us (%.2fx; the GPU work adds %.1f us)\n",
                gkern * 1e6, gkern / cpu_rt, (gkern - gslot) * 1e6);
+        if (have_direct) {
+            for (int k = 0; k < S_ROUND_TRIPS; k++)
+                rt[k] = s_direct_eval(&direct, 1, dim, false, &fmin, &fsum);
+            double kept = median(rt, S_ROUND_TRIPS);
+            for (int k = 0; k < S_ROUND_TRIPS; k++)
+                rt[k] = s_direct_eval(&direct, 1, dim, true, &fmin, &fsum);
+            double fresh = median(rt, S_ROUND_TRIPS);
+            printf("  baseline, that job's CUDA calls in this process: %.1f us (memory "
+                   "allocated once), %.1f us (cuMemAlloc and cuMemFree around them)\n",
+                   kept * 1e6, fresh * 1e6);
+        }
     } else {
         printf("  GPU slot:                     skipped (no GPU)\n");
     }
+    if (have_direct)
+        s_direct_close(&direct);
     pd_client_destroy(&c);
     pd_local_stop(&local);
     return 0;

@@ -195,7 +195,9 @@ pd_cuda_module_t *pd_cuda_module(pd_task_t *t);
 /* The kernel called name (an extern "C" __global__ function) in m. NULL
    when m is NULL or has no such kernel. */
 pd_cuda_kernel_t *pd_cuda_kernel(pd_task_t *t, pd_cuda_module_t *m, const char *name);
-/* Device memory of bytes bytes (> 0); 0 when the GPU has no room. */
+/* Device memory of bytes bytes (> 0); 0 when the GPU has no room. Not
+   cleared: the slot keeps blocks earlier jobs freed and hands them out
+   again (docs/gpu.md), so it may hold their data. */
 pd_cuda_ptr_t pd_cuda_alloc(pd_task_t *t, size_t bytes);
 /* Frees what pd_cuda_alloc returned (0 is ignored). */
 void pd_cuda_free(pd_task_t *t, pd_cuda_ptr_t p);

@@ -19,6 +19,11 @@
 
 #define S_MAX_SOURCE (64u << 20)  /* bytes of CUDA source (the module limit) */
 #define S_MAX_PTX (256u << 20)    /* bytes of a cached PTX file */
+#define S_POOL_MAX_BYTES (256ull << 20) /* idle device memory kept, at most ... */
+#define S_POOL_MAX_SHARE 8              /* ... and at most 1/8 of the device's */
+#define S_POOL_MAX_BLOCKS 64            /* idle blocks kept */
+#define S_SMALL_CLASS (1u << 20)        /* below: powers of two; above: 2 MiB steps */
+#define S_MIN_CLASS 256u
 
 /* A CUDA module this process tried to load. */
 typedef struct {
@@ -27,6 +32,18 @@ typedef struct {
     int code;            /* when mod is NULL: why, as a PD_E* code */
     char *msg;           /* when mod is NULL: the sentence, owned */
 } s_cumod_t;
+
+/* A block of device memory, as the driver allocated it. */
+typedef struct {
+    pd_cu_ptr_t ptr;
+    size_t size;         /* its size class (what cuMemAlloc was asked for) */
+} s_block_t;
+
+/* A growable list of blocks. */
+typedef struct {
+    s_block_t *v;
+    size_t n, cap;
+} s_blocks_t;
 
 struct pd_gpurt {
     char *cache_dir;       /* module cache, owned */
@@ -40,8 +57,13 @@ struct pd_gpurt {
     s_cumod_t *mods;       /* modules tried, owned */
     size_t nmods;          /* entries in mods */
     size_t capmods;        /* capacity of mods */
+    s_blocks_t live;       /* device memory handed to jobs */
+    s_blocks_t idle;       /* freed by jobs, kept for the next ones; oldest first */
+    size_t idle_bytes;     /* bytes in idle */
     char msg[4200];        /* sentence for the last failure (NVRTC logs included) */
 };
+
+static void s_trim(pd_gpurt_t *g, size_t room);
 
 pd_gpurt_t *pd_gpurt_new(const char *cache_dir, int device)
 {
@@ -65,6 +87,14 @@ void pd_gpurt_destroy(pd_gpurt_t **p)
         free(g->mods[i].msg);
     }
     free(g->mods);
+    /* Releasing the context would free them too; freeing them first keeps
+       the memory accounting of drivers (and of tests' stand-ins) exact. */
+    for (size_t i = 0; g->drv && !pd_cudrv_broken(g->drv) && i < g->live.n; i++)
+        pd_cudrv_free(g->drv, g->live.v[i].ptr);
+    if (g->drv && !pd_cudrv_broken(g->drv))
+        s_trim(g, SIZE_MAX);
+    free(g->live.v);
+    free(g->idle.v);
     pd_cudrv_destroy(&g->drv);
     pd_nvrtc_destroy(&g->nv);
     free(g->cache_dir);
@@ -273,4 +303,142 @@ int pd_gpurt_module(pd_gpurt_t *g, const char *hash, const char *name, pd_cu_mod
     *mod = e->mod;
     *msg = e->msg;
     return code;
+}
+
+/* ---- device memory ---------------------------------------------------------
+
+   cuMemAlloc and cuMemFree cost tens of microseconds each (cuMemFree waits
+   for the device), more than a small kernel: with them, the GPU work of a
+   one-kernel job with two buffers took 203-289 us in a slot, without them
+   35-38 us (H100, docs/performance.md). So a slot keeps the blocks its jobs free, in size
+   classes, and hands them to later jobs asking for the same class, as
+   PyTorch's caching allocator does. Bounded: at most S_POOL_MAX_BLOCKS
+   idle blocks and min(256 MiB, 1/8 of the device) idle bytes; beyond that
+   the oldest go back to the driver. When the driver has no room, the idle
+   blocks go back and the allocation is tried once more. Every launch and
+   copy is synchronous, so a freed block has no work pending on it. */
+
+/* The size class of a request: powers of two up to 1 MiB, then 2 MiB
+   steps; 0 when it would overflow. */
+static size_t s_class(size_t bytes)
+{
+    if (bytes <= S_SMALL_CLASS) {
+        size_t c = S_MIN_CLASS;
+        while (c < bytes)
+            c <<= 1;
+        return c;
+    }
+    size_t step = 2 * (size_t) S_SMALL_CLASS;
+    return bytes > SIZE_MAX - step ? 0 : (bytes + step - 1) / step * step;
+}
+
+/* Room for one more entry in l. Returns 0, or -1 when out of memory. */
+static int s_reserve(s_blocks_t *l)
+{
+    if (l->n < l->cap)
+        return 0;
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    s_block_t *v = realloc(l->v, cap * sizeof *v);
+    if (!v)
+        return -1;
+    l->v = v;
+    l->cap = cap;
+    return 0;
+}
+
+/* Appends to l, which has room (s_reserve). */
+static void s_push(s_blocks_t *l, pd_cu_ptr_t ptr, size_t size)
+{
+    l->v[l->n++] = (s_block_t){ptr, size};
+}
+
+/* Removes entry i, keeping the order (idle is oldest first). */
+static void s_take(s_blocks_t *l, size_t i)
+{
+    memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof *l->v);
+    l->n--;
+}
+
+static size_t s_pool_max(const pd_gpurt_t *g)
+{
+    uint64_t share = g->info.mem / S_POOL_MAX_SHARE;
+    return (size_t) (share < S_POOL_MAX_BYTES ? share : S_POOL_MAX_BYTES);
+}
+
+/* Gives the oldest idle blocks back to the driver until `room` more bytes
+   and one more block fit under the bounds (all of them with room SIZE_MAX). */
+static void s_trim(pd_gpurt_t *g, size_t room)
+{
+    size_t max = s_pool_max(g);
+    while (g->idle.n > 0 &&
+           (room == SIZE_MAX || g->idle.n >= S_POOL_MAX_BLOCKS || g->idle_bytes + room > max)) {
+        s_block_t b = g->idle.v[0];
+        s_take(&g->idle, 0);
+        g->idle_bytes -= b.size;
+        pd_cudrv_free(g->drv, b.ptr); /* a failure here is the driver's to report later */
+    }
+}
+
+int pd_gpurt_alloc(pd_gpurt_t *g, size_t bytes, pd_cu_ptr_t *ptr, const char **msg)
+{
+    *ptr = 0;
+    int code = 0;
+    pd_cudrv_t *d = pd_gpurt_driver(g, &code, msg);
+    if (!d)
+        return code;
+    size_t size = s_class(bytes);
+    if (bytes == 0 || size == 0) {
+        *msg = "pd_cuda_alloc: size out of range";
+        return PD_EINVAL;
+    }
+    if (s_reserve(&g->live)) {
+        *msg = "pd_cuda_alloc: the slot is out of host memory";
+        return PD_ENOMEM;
+    }
+    for (size_t i = g->idle.n; i-- > 0;)
+        if (g->idle.v[i].size == size) { /* the most recently freed: warm in caches */
+            *ptr = g->idle.v[i].ptr;
+            s_take(&g->idle, i);
+            g->idle_bytes -= size;
+            s_push(&g->live, *ptr, size);
+            return 0;
+        }
+    int rc = pd_cudrv_alloc(d, size, ptr);
+    if (rc && pd_cudrv_last(d) == PD_CU_ERROR_OUT_OF_MEMORY && g->idle.n > 0) {
+        s_trim(g, SIZE_MAX);
+        rc = pd_cudrv_alloc(d, size, ptr);
+    }
+    if (rc) {
+        *msg = pd_cudrv_error(d);
+        return PD_ECUDA;
+    }
+    s_push(&g->live, *ptr, size);
+    return 0;
+}
+
+int pd_gpurt_free(pd_gpurt_t *g, pd_cu_ptr_t ptr)
+{
+    size_t i = 0;
+    while (i < g->live.n && g->live.v[i].ptr != ptr)
+        i++;
+    if (i == g->live.n)
+        return PD_EINVAL;
+    s_block_t b = g->live.v[i];
+    g->live.v[i] = g->live.v[--g->live.n];
+    if (!g->drv || pd_cudrv_broken(g->drv))
+        return 0; /* the context goes with the process */
+    if (b.size <= s_pool_max(g) && s_reserve(&g->idle) == 0) {
+        s_trim(g, b.size);
+        s_push(&g->idle, b.ptr, b.size);
+        g->idle_bytes += b.size;
+        return 0;
+    }
+    return pd_cudrv_free(g->drv, b.ptr) ? PD_ECUDA : 0;
+}
+
+size_t pd_gpurt_pooled(const pd_gpurt_t *g, size_t *blocks)
+{
+    if (blocks)
+        *blocks = g->idle.n;
+    return g->idle_bytes;
 }

@@ -57,6 +57,22 @@ int pd_gpurt_module(pd_gpurt_t *g, const char *hash, const char *name, pd_cu_mod
    should exit after its current jobs, to get a fresh context. */
 bool pd_gpurt_broken(const pd_gpurt_t *g);
 
+/* Device memory of at least `bytes` (> 0) for a job: a block an earlier job
+   of this slot freed, when one of the same size class is kept, else a new
+   one from the driver (which gets the kept blocks back first if it has no
+   room). Returns 0 with *ptr; PD_ENOGPU or PD_ECUDA with *msg (borrowed
+   until the next call: the driver's sentence, "cuMemAlloc:
+   CUDA_ERROR_OUT_OF_MEMORY (out of memory)"); PD_EINVAL or PD_ENOMEM. */
+int pd_gpurt_alloc(pd_gpurt_t *g, size_t bytes, pd_cu_ptr_t *ptr, const char **msg);
+/* Takes back a block of pd_gpurt_alloc: kept for later jobs within the
+   bounds (at most 64 blocks and min(256 MiB, 1/8 of the device's memory)
+   idle; the oldest go back to the driver first), else freed. Returns 0;
+   PD_EINVAL when ptr is not a block this runtime handed out (or was taken
+   back already); PD_ECUDA when the driver refused to free it. */
+int pd_gpurt_free(pd_gpurt_t *g, pd_cu_ptr_t ptr);
+/* Bytes (and, when blocks is not NULL, blocks) kept idle for later jobs. */
+size_t pd_gpurt_pooled(const pd_gpurt_t *g, size_t *blocks);
+
 /* The PTX of CUDA module `hash` for arch, from the cache under cache_dir
    or compiled by nv and stored there. Needs no GPU. Returns 0 with *ptx
    (NUL-terminated, the caller frees), or PD_ENOMODULE, PD_ECOMPILE,

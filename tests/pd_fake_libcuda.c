@@ -14,6 +14,9 @@
     module or launching a kernel fails with CUDA_ERROR_NOT_SUPPORTED, and
     PD_FAKE_CUDA_ALLOC_FAIL=<CUresult> makes cuMemAlloc fail with that code
     (700, CUDA_ERROR_ILLEGAL_ADDRESS, to test a context left unusable).
+    PD_FAKE_CUDA_MEM=<bytes> makes the device that small: cuMemAlloc answers
+    CUDA_ERROR_OUT_OF_MEMORY beyond it. pd_fake_cuda_stats() counts the
+    driver's allocations and frees, for tests of what Playdoh asks of it.
     The prototypes come from gpu/pd_cuda_abi.h, the table Playdoh loads.
 */
 #include "pd_cuda_abi.h"
@@ -160,6 +163,20 @@ pd_cu_result_t cuModuleGetFunction(pd_cu_function_t *fn, pd_cu_module_t mod, con
     return PD_CU_ERROR_NOT_FOUND;
 }
 
+/* Each block is preceded by its size, so frees can be counted in bytes. */
+#define S_HEADER 16
+static size_t s_in_use, s_allocs, s_frees;
+
+/* Allocations and frees so far, and the bytes in use (for tests that load
+   this library with dlopen and look the function up). */
+S_EXPORT void pd_fake_cuda_stats(size_t *allocs, size_t *frees, size_t *in_use);
+S_EXPORT void pd_fake_cuda_stats(size_t *allocs, size_t *frees, size_t *in_use)
+{
+    *allocs = s_allocs;
+    *frees = s_frees;
+    *in_use = s_in_use;
+}
+
 pd_cu_result_t cuMemAlloc_v2(pd_cu_ptr_t *dptr, size_t bytes)
 {
     const char *fail = getenv("PD_FAKE_CUDA_ALLOC_FAIL");
@@ -167,16 +184,29 @@ pd_cu_result_t cuMemAlloc_v2(pd_cu_ptr_t *dptr, size_t bytes)
         return (pd_cu_result_t) atoi(fail);
     if (!s_current)
         return 201; /* CUDA_ERROR_INVALID_CONTEXT */
-    void *p = malloc(bytes ? bytes : 1);
+    const char *mem = getenv("PD_FAKE_CUDA_MEM");
+    if (mem && *mem && s_in_use + bytes > strtoull(mem, NULL, 10))
+        return PD_CU_ERROR_OUT_OF_MEMORY;
+    char *p = bytes < SIZE_MAX - S_HEADER ? malloc(bytes + S_HEADER) : NULL;
     if (!p)
         return PD_CU_ERROR_OUT_OF_MEMORY;
-    *dptr = (pd_cu_ptr_t) (uintptr_t) p;
+    memcpy(p, &bytes, sizeof bytes);
+    s_in_use += bytes;
+    s_allocs++;
+    *dptr = (pd_cu_ptr_t) (uintptr_t) (p + S_HEADER);
     return PD_CU_SUCCESS;
 }
 
 pd_cu_result_t cuMemFree_v2(pd_cu_ptr_t dptr)
 {
-    free((void *) (uintptr_t) dptr);
+    if (!dptr)
+        return PD_CU_SUCCESS;
+    char *p = (char *) (uintptr_t) dptr - S_HEADER;
+    size_t bytes;
+    memcpy(&bytes, p, sizeof bytes);
+    s_in_use -= bytes;
+    s_frees++;
+    free(p);
     return PD_CU_SUCCESS;
 }
 

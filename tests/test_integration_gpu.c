@@ -56,10 +56,11 @@ static const char *MODULE_SRC =
     "    return pd_out_doubles(t, y, 4);\n"
     "}\n"
     "/* A CUDA error that leaves the context unusable (the fake driver's\n"
-    "   cuMemAlloc fails with CUDA_ERROR_ILLEGAL_ADDRESS in this process). */\n"
+    "   cuMemAlloc fails with CUDA_ERROR_ILLEGAL_ADDRESS in this process;\n"
+    "   3 MiB, so that the block `mem` freed is not reused). */\n"
     "PD_TASK(breaker, t) {\n"
     "    setenv(\"PD_FAKE_CUDA_ALLOC_FAIL\", \"700\", 1);\n"
-    "    return pd_cuda_alloc(t, 8) ? pd_out_nil(t) : -1;\n"
+    "    return pd_cuda_alloc(t, 3u << 20) ? pd_out_nil(t) : -1;\n"
     "}\n"
     "PD_TASK(kern, t) {\n"
     "    pd_cuda_kernel_t *k = pd_cuda_kernel(t, pd_cuda_module(t), \"twice\");\n"
@@ -307,7 +308,7 @@ Test(integration_gpu, device_memory_works_and_a_broken_context_restarts_the_slot
     run("breaker", 1, &o, &r);
     cr_assert_eq(r.state, PD_JOB_FAILED);
     cr_assert_eq(r.code, PD_ECUDA, "%s", pd_strerror(r.code));
-    cr_assert(strstr(r.error, "pd_cuda_alloc of 8 bytes on GPU 0: cuMemAlloc: "
+    cr_assert(strstr(r.error, "pd_cuda_alloc of 3 MiB on GPU 0: cuMemAlloc: "
                               "CUDA_ERROR_ILLEGAL_ADDRESS"), "%s", r.error);
     pd_results_clear(&r, 1);
     /* The slot process was replaced: a new pid, and memory works again. */

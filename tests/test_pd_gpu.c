@@ -14,6 +14,8 @@
 #include "pd_gpurt.h"
 
 #include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,5 +216,132 @@ Test(unit_cudrv, without_nvrtc_a_cuda_module_fails_with_where_it_was_looked_for)
     cr_assert_eq(pd_gpurt_module(g, hash, "k.cu", &mod, &msg), PD_ECOMPILE);
     cr_assert(strstr(msg, "cannot compile CUDA modules on this worker: cannot load NVRTC from "
                           "PLAYDOH_NVRTC=/nonexistent/libnvrtc.so"), "%s", msg);
+    pd_gpurt_destroy(&g);
+}
+
+/* ---- pd_gpurt, device memory ---------------------------------------------- */
+
+/* The stand-in driver's counters (pd_fake_libcuda.c), after a first use. */
+static void s_stats(size_t *allocs, size_t *frees, size_t *in_use)
+{
+    void *lib = dlopen(s_fake(), RTLD_NOW | RTLD_NOLOAD);
+    cr_assert_not_null(lib, "the stand-in driver is not loaded: %s", dlerror());
+    void (*stats)(size_t *, size_t *, size_t *);
+    *(void **) &stats = dlsym(lib, "pd_fake_cuda_stats");
+    cr_assert_not_null(stats);
+    stats(allocs, frees, in_use);
+    dlclose(lib);
+}
+
+static pd_gpurt_t *s_fake_gpu(void)
+{
+    setenv("PLAYDOH_LIBCUDA", s_fake(), 1);
+    setenv("CUDA_VISIBLE_DEVICES", "0", 1); /* "Fake GPU 0": 1 GiB */
+    pd_gpurt_t *g = pd_gpurt_new("/tmp", 0);
+    cr_assert_not_null(g);
+    return g;
+}
+
+static pd_cu_ptr_t s_alloc(pd_gpurt_t *g, size_t bytes)
+{
+    pd_cu_ptr_t p = 0;
+    const char *msg = NULL;
+    int rc = pd_gpurt_alloc(g, bytes, &p, &msg);
+    cr_assert_eq(rc, 0, "alloc of %zu: %d %s", bytes, rc, msg ? msg : "");
+    cr_assert_neq(p, 0);
+    return p;
+}
+
+Test(unit_gpumem, a_block_a_job_freed_serves_the_next_job_of_its_size_class)
+{
+    pd_gpurt_t *g = s_fake_gpu();
+    pd_cu_ptr_t a = s_alloc(g, 100);
+    cr_assert_eq(pd_gpurt_free(g, a), 0);
+    size_t blocks;
+    cr_assert_eq(pd_gpurt_pooled(g, &blocks), 256, "100 bytes are in the 256-byte class");
+    cr_assert_eq(blocks, 1);
+    cr_assert_eq(s_alloc(g, 200), a, "same class: the kept block");
+    cr_assert_eq(pd_gpurt_pooled(g, NULL), 0);
+    pd_cu_ptr_t b = s_alloc(g, 300);
+    cr_assert_neq(b, a, "another class: a new block");
+    pd_cu_ptr_t c = s_alloc(g, (3u << 20) + 1);
+    size_t allocs, frees, in_use;
+    s_stats(&allocs, &frees, &in_use);
+    cr_assert_eq(allocs, 3);
+    cr_assert_eq(frees, 0);
+    cr_assert_eq(in_use, 256 + 512 + (4u << 20), "1 MiB and above: 2 MiB steps");
+    cr_assert_eq(pd_gpurt_free(g, a), 0);
+    cr_assert_eq(pd_gpurt_free(g, b), 0);
+    cr_assert_eq(pd_gpurt_free(g, c), 0);
+    pd_gpurt_destroy(&g);
+    s_stats(&allocs, &frees, &in_use);
+    cr_assert_eq(frees, 3, "destroy gives the kept blocks back");
+    cr_assert_eq(in_use, 0);
+}
+
+Test(unit_gpumem, kept_memory_is_bounded_in_bytes_and_blocks)
+{
+    pd_gpurt_t *g = s_fake_gpu();
+    /* 1 GiB device: at most 128 MiB kept. */
+    pd_cu_ptr_t big[3];
+    for (int i = 0; i < 3; i++)
+        big[i] = s_alloc(g, 60u << 20);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pd_gpurt_free(g, big[i]), 0);
+    size_t blocks, allocs, frees, in_use;
+    cr_assert_eq(pd_gpurt_pooled(g, &blocks), 120u << 20);
+    cr_assert_eq(blocks, 2, "the oldest went back to the driver");
+    s_stats(&allocs, &frees, &in_use);
+    cr_assert_eq(frees, 1);
+    cr_assert_eq(s_alloc(g, 60u << 20), big[2], "the most recent is kept");
+    pd_cu_ptr_t huge = s_alloc(g, 200u << 20);
+    cr_assert_eq(pd_gpurt_free(g, huge), 0);
+    s_stats(&allocs, &frees, &in_use);
+    cr_assert_eq(frees, 2, "a block larger than the bound is freed at once");
+    cr_assert_eq(pd_gpurt_free(g, big[2]), 0);
+
+    pd_cu_ptr_t small[100];
+    for (int i = 0; i < 100; i++)
+        small[i] = s_alloc(g, 64);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(pd_gpurt_free(g, small[i]), 0);
+    cr_assert_eq(pd_gpurt_pooled(g, &blocks) <= (128u << 20), true);
+    cr_assert_eq(blocks, 64, "at most 64 blocks kept");
+    pd_gpurt_destroy(&g);
+    s_stats(&allocs, &frees, &in_use);
+    cr_assert_eq(in_use, 0);
+    cr_assert_eq(allocs, frees);
+}
+
+Test(unit_gpumem, when_the_device_is_full_the_kept_blocks_go_back_first)
+{
+    setenv("PD_FAKE_CUDA_MEM", "104857600", 1); /* 100 MiB */
+    pd_gpurt_t *g = s_fake_gpu();
+    pd_cu_ptr_t a = s_alloc(g, 40u << 20);
+    cr_assert_eq(pd_gpurt_free(g, a), 0);
+    cr_assert_eq(pd_gpurt_pooled(g, NULL), 40u << 20);
+    pd_cu_ptr_t b = s_alloc(g, 80u << 20);
+    cr_assert_eq(pd_gpurt_pooled(g, NULL), 0, "given back to make room");
+    pd_cu_ptr_t c = 0;
+    const char *msg = NULL;
+    cr_assert_eq(pd_gpurt_alloc(g, 40u << 20, &c, &msg), PD_ECUDA);
+    cr_assert_eq(c, 0);
+    cr_assert(strstr(msg, "cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY"), "%s", msg);
+    cr_assert_eq(pd_gpurt_free(g, b), 0);
+    pd_gpurt_destroy(&g);
+    unsetenv("PD_FAKE_CUDA_MEM");
+}
+
+Test(unit_gpumem, freeing_what_was_not_handed_out_or_twice_is_refused)
+{
+    pd_gpurt_t *g = s_fake_gpu();
+    pd_cu_ptr_t a = s_alloc(g, 8);
+    cr_assert_eq(pd_gpurt_free(g, a + 8), PD_EINVAL);
+    cr_assert_eq(pd_gpurt_free(g, a), 0);
+    cr_assert_eq(pd_gpurt_free(g, a), PD_EINVAL, "a kept block is not the job's any more");
+    pd_cu_ptr_t p = 0;
+    const char *msg = NULL;
+    cr_assert_eq(pd_gpurt_alloc(g, 0, &p, &msg), PD_EINVAL);
+    cr_assert_eq(pd_gpurt_alloc(g, SIZE_MAX, &p, &msg), PD_EINVAL);
     pd_gpurt_destroy(&g);
 }

@@ -121,11 +121,8 @@ static void s_free_allocs(pd_task_t *t)
 {
     if (!t->nallocs)
         return;
-    int code;
-    const char *msg;
-    pd_cudrv_t *d = t->rt ? pd_gpurt_driver(t->rt, &code, &msg) : NULL;
-    for (size_t i = 0; d && i < t->nallocs; i++)
-        pd_cudrv_free(d, t->allocs[i]);
+    for (size_t i = 0; t->rt && i < t->nallocs; i++)
+        pd_gpurt_free(t->rt, t->allocs[i]); /* kept for the next jobs (pd_gpurt.h) */
     t->nallocs = 0;
 }
 
@@ -618,10 +615,12 @@ pd_cuda_ptr_t pd_cuda_alloc(pd_task_t *t, size_t bytes)
         t->capallocs = cap;
     }
     pd_cu_ptr_t p = 0;
-    if (pd_cudrv_alloc(d, bytes, &p)) {
+    const char *msg = NULL;
+    int code = pd_gpurt_alloc(t->rt, bytes, &p, &msg);
+    if (code) {
         char size[32];
-        s_cuda_fail(t, PD_ECUDA, "pd_cuda_alloc of %s on GPU %d: %s",
-                    pd_gpu_mem_str(bytes, size, sizeof size), t->gpu, pd_cudrv_error(d));
+        s_cuda_fail(t, code, "pd_cuda_alloc of %s on GPU %d: %s",
+                    pd_gpu_mem_str(bytes, size, sizeof size), t->gpu, msg);
         return 0;
     }
     t->allocs[t->nallocs++] = p;
@@ -638,7 +637,7 @@ void pd_cuda_free(pd_task_t *t, pd_cuda_ptr_t p)
             int code;
             const char *msg;
             pd_cudrv_t *d = pd_gpurt_driver(t->rt, &code, &msg);
-            if (d && pd_cudrv_free(d, p))
+            if (d && pd_gpurt_free(t->rt, p))
                 s_driver_fail(t, d, "pd_cuda_free");
             return;
         }
