@@ -241,6 +241,39 @@ static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t 
     pd_broker_send_out(b, o->rid, o->ridlen);
 }
 
+int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
+                        pd_origin_t *o)
+{
+    *cu = 0;
+    if (cuhash[0]) {
+        int64_t i = pd_mods_find(b->mods, cuhash);
+        if (i < 0) {
+            snprintf(o->why, sizeof o->why,
+                     "CUDA module %s is not on the broker: upload it first (mod_put)", cuhash);
+            return PD_ENOMODULE;
+        }
+        const pd_mod_t *cm = pd_mods_get(b->mods, (uint32_t) i);
+        if (strcmp(cm->kind, "cu") != 0) {
+            snprintf(o->why, sizeof o->why,
+                     "module %s is not CUDA source (kind \"%s\"): 'cu' names a module of kind "
+                     "\"cu\" (a .cu file)", cm->name, cm->kind);
+            return PD_EINVAL;
+        }
+        *cu = (uint32_t) i + 1;
+        *gpu = true;
+    }
+    /* GPU work waits for a GPU slot while one may come back; a cluster where
+       no worker ever offered one would keep it queued for ever. */
+    if (*gpu && !pd_workers_gpus_ever(b->workers)) {
+        snprintf(o->why, sizeof o->why,
+                 "no worker of this cluster has offered a GPU since the broker started: run "
+                 "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
+                 "through libcuda.so.1; see its log), or submit without asking for a GPU");
+        return PD_ENOGPU;
+    }
+    return 0;
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
@@ -311,32 +344,8 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_EINVAL;
     }
     uint32_t cu_index = 0;
-    if (cuhash[0]) {
-        int64_t cu = pd_mods_find(b->mods, cuhash);
-        if (cu < 0) {
-            snprintf(o->why, sizeof o->why,
-                     "CUDA module %s is not on the broker: upload it first (mod_put)", cuhash);
-            return PD_ENOMODULE;
-        }
-        const pd_mod_t *cm = pd_mods_get(b->mods, (uint32_t) cu);
-        if (strcmp(cm->kind, "cu") != 0) {
-            snprintf(o->why, sizeof o->why,
-                     "module %s is not CUDA source (kind \"%s\"): 'cu' names a module of kind "
-                     "\"cu\" (a .cu file)", cm->name, cm->kind);
-            return PD_EINVAL;
-        }
-        cu_index = (uint32_t) cu + 1;
-        gpu = true;
-    }
-    /* GPU jobs wait for a GPU slot while one may come back; a cluster where
-       no worker ever offered one would keep them queued for ever. */
-    if (gpu && !pd_workers_gpus_ever(b->workers)) {
-        snprintf(o->why, sizeof o->why,
-                 "no worker of this cluster has offered a GPU since the broker started: run "
-                 "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
-                 "through libcuda.so.1; see its log), or submit without asking for a GPU");
-        return PD_ENOGPU;
-    }
+    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu_index, o)) != 0)
+        return rc;
     int64_t shared = -1;
     if (shr[0]) {
         shared = pd_shared_find(b->shared, shr);

@@ -223,6 +223,14 @@ int64_t pd_broker_tick_tasks(pd_broker_t *b);
 /* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
 int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
 
+/* Checks what a submit or task_submit asks of GPUs: cuhash ("" for none)
+   must name a module of kind "cu" (*cu gets its index + 1, or 0), which
+   implies *gpu; a GPU request needs a cluster where a worker has offered a
+   GPU since the broker started. Returns 0, or PD_ENOMODULE, PD_EINVAL or
+   PD_ENOGPU with the sentence in o->why. */
+int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
+                        pd_origin_t *o);
+
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* True for the types workers send (ready, hb, slots, requeue, done, bye, node_bound,

@@ -150,14 +150,20 @@ static void s_abort_nodes(pd_broker_t *b, pd_taskrec_t *r)
     free(sent);
 }
 
+/* The count of wk's slots that r's nodes hold: GPU slots for a GPU task. */
+static uint32_t *s_held(pd_worker_t *wk, const pd_taskrec_t *r)
+{
+    return r->gpu ? &wk->gnodes : &wk->nodes;
+}
+
 /* Frees the slot of node i (its worker gets it back). */
 static void s_release_node(pd_broker_t *b, pd_taskrec_t *r, uint32_t i, uint8_t state)
 {
     pd_tnode_t *nd = &r->nodes[i];
     if (nd->active) {
         pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
-        if (wk && wk->nodes > 0)
-            wk->nodes--;
+        if (wk && *s_held(wk, r) > 0)
+            (*s_held(wk, r))--;
         nd->active = false;
     }
     if (nd->state < PD_TNODE_DONE) {
@@ -240,17 +246,38 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
-    uint64_t id;
-    rc = pd_tasks_submit(b->tasks, m, (uint32_t) mod, pd_workers_cpus(b->workers), &id, o->why,
-                         sizeof o->why);
+    /* A GPU task: its nodes run on GPU slots, with a CUDA module or none. */
+    bool gpu = false;
+    char cuhash[PD_MODS_HASH_LEN + 1] = "";
+    if ((pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu)))
+        || (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash)))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    uint32_t cu = 0;
+    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu, o)) != 0)
+        return rc;
+    uint64_t id, n = 0;
+    uint64_t gpus = pd_workers_gpus(b->workers);
+    if (gpu && pd_msg_uint(m, "n", &n) == 0 && n > gpus) {
+        snprintf(o->why, sizeof o->why, "the task has %llu GPU nodes but the cluster offers only "
+                 "%llu GPU slots now: ask for at most %llu nodes, or add GPU workers",
+                 (unsigned long long) n, (unsigned long long) gpus, (unsigned long long) gpus);
+        return PD_ENOSLOTS;
+    }
+    rc = pd_tasks_submit(b->tasks, m, (uint32_t) mod,
+                         gpu ? pd_workers_gpus(b->workers) : pd_workers_cpus(b->workers), &id,
+                         o->why, sizeof o->why);
     if (rc)
         return rc;
     if (b->journal)
         pd_journal_put_task_id(b->journal, id + 1); /* the reply waits for it */
     pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
     snprintf(r->owner, sizeof r->owner, "%s", o->key ? o->key : "");
-    pd_log_info("task %llu (%s, %u nodes, %u tubes, %u edges) queued",
-                (unsigned long long) id, r->fn, r->n, r->ntubes, r->nedges);
+    r->gpu = gpu;
+    r->cu = cu;
+    pd_log_info("task %llu (%s, %u %snodes, %u tubes, %u edges) queued",
+                (unsigned long long) id, r->fn, r->n, gpu ? "GPU " : "", r->ntubes, r->nedges);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "task_accepted", 2);
@@ -424,10 +451,13 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
         && (rc = pd_broker_send_mod(b, wk, r->mod, r->owner)) != 0)
         return rc;
+    if (r->cu && !pd_worker_has_mod(wk, r->cu - 1)
+        && (rc = pd_broker_send_mod(b, wk, r->cu - 1, r->owner)) != 0)
+        return rc;
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "node_start", 14);
+    pd_msg_begin(&pk, "node_start", 14 + r->gpu + (r->cu != 0));
     pd_pack_kv_str(&pk, "client", r->owner);
     pd_pack_kv_uint(&pk, "task", r->id);
     pd_pack_kv_uint(&pk, "node", i);
@@ -449,6 +479,10 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     pd_pack_kv_uint(&pk, "start_ms", r->start_ms);
     pd_pack_kv_uint(&pk, "window", r->window);
     pd_pack_kv_uint(&pk, "window_bytes", r->window_bytes);
+    if (r->gpu)
+        pd_pack_kv_bool(&pk, "gpu", true);
+    if (r->cu)
+        pd_pack_kv_str(&pk, "cu", pd_mods_get(b->mods, r->cu - 1)->hash);
     rc = b->aux.failed ? PD_ENOMEM : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
     pd_buf_reset(&b->aux);
     if (rc == 0)
@@ -464,7 +498,7 @@ static void s_start(pd_broker_t *b, pd_taskrec_t *r, const uint32_t *where)
         nd->worker = where[i];
         nd->active = true;
         nd->state = PD_TNODE_STARTED;
-        pd_workers_at(b->workers, where[i])->nodes++;
+        (*s_held(pd_workers_at(b->workers, where[i]), r))++;
     }
     pd_tasks_set_state(b->tasks, r, PD_TASK_STARTING);
     r->deadline_ms = b->now_ms + r->start_ms;
@@ -499,7 +533,7 @@ void pd_broker_place_tasks(pd_broker_t *b)
             continue;
         for (uint32_t w = 0; w < span; w++) {
             pd_worker_t *wk = pd_workers_at(b->workers, w);
-            slots[w] = wk ? pd_worker_free_slots(wk) : 0;
+            slots[w] = !wk ? 0 : r->gpu ? pd_worker_free_gpus(wk) : pd_worker_free_slots(wk);
         }
         /* First come, first served: a task that does not fit waits, and
            so do the ones behind it (no starving a large task). */
@@ -735,7 +769,7 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
 
 void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *why)
 {
-    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && wk->nodes > 0; i++) {
+    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && wk->nodes + wk->gnodes > 0; i++) {
         pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
         if (r->state != PD_TASK_STARTING && r->state != PD_TASK_RUNNING)
             continue;
@@ -745,7 +779,7 @@ void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *wh
             if (!r->nodes[k].active || r->nodes[k].worker != wk->index)
                 continue;
             r->nodes[k].active = false;
-            wk->nodes--;
+            (*s_held(wk, r))--;
             s_release_node(b, r, k, first < 0 ? PD_TNODE_FAILED : PD_TNODE_ABORTED);
             if (first < 0)
                 first = k;

@@ -80,6 +80,8 @@ typedef struct {
     uint8_t state;             /* PD_TASK_* */
     uint32_t n;                /* nodes */
     uint32_t mod;              /* module index (pd_mods) */
+    bool gpu;                  /* its nodes run on GPU slots */
+    uint32_t cu;               /* CUDA module index + 1 (pd_mods), 0 = none */
     char fn[256];              /* function name */
     char owner[41];            /* the submitter's key (Z85), "" without CurveZMQ: workers'
                                   code policies judge the nodes by it */

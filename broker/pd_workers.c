@@ -175,11 +175,17 @@ uint32_t pd_worker_free_slots(const pd_worker_t *wk)
     return wk->cpus > wk->nodes ? wk->cpus - wk->nodes : 0;
 }
 
+uint32_t pd_worker_free_gpus(const pd_worker_t *wk)
+{
+    return wk->gpus > wk->gnodes ? wk->gpus - wk->gnodes : 0;
+}
+
 uint32_t pd_worker_credit(const pd_worker_t *wk, int cls)
 {
     uint64_t limit, used;
     if (cls == PD_JOBS_GPU) {
-        limit = (uint64_t) wk->gpus * PD_WORKERS_GPU_DEPTH;
+        /* A GPU held by a node of a GPU task runs no job either. */
+        limit = (uint64_t) pd_worker_free_gpus(wk) * PD_WORKERS_GPU_DEPTH;
         used = wk->ngpuinflight;
     } else {
         /* Slots held by nodes of synchronous tasks run no job. */

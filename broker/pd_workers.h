@@ -77,6 +77,7 @@ typedef struct {
     char slurm_step[32];               /* its Slurm step id ("batch", "0"...), or "" */
     char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
     uint32_t nodes;                    /* CPU slots held by nodes of synchronous tasks */
+    uint32_t gnodes;                   /* GPU slots held by nodes of GPU tasks */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;
@@ -107,8 +108,8 @@ bool pd_workers_gpus_ever(const pd_workers_t *w);
    0 or PD_ENOMEM (then wk keeps no description). */
 int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n);
 
-/* Jobs of class cls (PD_JOBS_CPU: (cpus - nodes) x depth; PD_JOBS_GPU: gpus x
-   PD_WORKERS_GPU_DEPTH) the worker may still be sent now. */
+/* Jobs of class cls (PD_JOBS_CPU: (cpus - nodes) x depth; PD_JOBS_GPU: (gpus -
+   gnodes) x PD_WORKERS_GPU_DEPTH) the worker may still be sent now. */
 uint32_t pd_worker_credit(const pd_worker_t *wk, int cls);
 /* Next worker with credit for class cls, round-robin (one cursor per class)
    from the last one returned; NULL when none has any. */
@@ -116,6 +117,9 @@ pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls);
 /* CPU slots not held by nodes of synchronous tasks (0 when the owner lowered
    cpus below them); the CPU credit is counted over these. */
 uint32_t pd_worker_free_slots(const pd_worker_t *wk);
+/* GPU slots not held by nodes of GPU tasks; the GPU credit is counted over
+   these. */
+uint32_t pd_worker_free_gpus(const pd_worker_t *wk);
 /* Folds one measured run time into the worker's depth. */
 void pd_worker_observe(pd_worker_t *wk, uint64_t us);
 

@@ -57,7 +57,10 @@ int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_gra
         o = *opts;
     uint64_t io = o.io_timeout_ms == 0 ? 60000 : o.io_timeout_ms < 0 ? 0 : (uint64_t) o.io_timeout_ms;
     msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "task_submit", 10 + (args ? 1 : 0));
+    const char *cuda = o.cuda && *o.cuda ? o.cuda : NULL;
+    bool gpu = o.gpu || cuda;
+    uint64_t req = pd_client_begin(c, &pk, "task_submit",
+                                   10 + (args ? 1 : 0) + gpu + (cuda != NULL));
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
     pd_pack_kv_uint(&pk, "n", (uint64_t) n);
@@ -72,6 +75,10 @@ int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_gra
     pd_pack_kv_uint(&pk, "timeout_ms", o.timeout_ms);
     pd_pack_kv_uint(&pk, "window", o.window);
     pd_pack_kv_uint(&pk, "window_bytes", o.window_bytes);
+    if (gpu)
+        pd_pack_kv_bool(&pk, "gpu", true);
+    if (cuda)
+        pd_pack_kv_str(&pk, "cu", cuda);
     pd_msg_t m;
     int rc = pd_client_call(c, req, "task_accepted", &m, pd_client_timeout(c));
     if (rc)

@@ -481,6 +481,10 @@ typedef struct {
     uint32_t timeout_ms;       /* from the barrier to the end; 0 = none */
     uint32_t window;           /* messages in flight per edge; 0 = 1024 */
     uint64_t window_bytes;     /* bytes in flight per edge; 0 = 16 MiB */
+    bool gpu;                  /* every node on a GPU slot of its own (pd_cuda_* in the
+                                  node; docs/gpu.md); the task waits for n free GPUs */
+    const char *cuda;          /* hash of a CUDA module (PD_MODULE_CU) whose kernels the
+                                  nodes launch; implies gpu; NULL = none */
 } pd_task_opts_t;
 
 /* Starts a synchronous task: function fn of module hash on every node of
@@ -489,8 +493,10 @@ typedef struct {
    opts may be NULL. The task is queued at once and *id set; the broker
    starts all n nodes together as soon as n slots are free (never some of
    them). Returns 0; PD_ENOSLOTS when the cluster has fewer slots than n in
-   all (pd_client_error says how many); PD_EINVAL, PD_EPROTO (args are not n
-   values), PD_ENOMODULE, PD_EOVERLOAD, PD_EUNREACH. */
+   all (GPU slots for a GPU task; pd_client_error says how many); PD_ENOGPU
+   (a GPU task, and no worker has offered a GPU since the broker started);
+   PD_EINVAL, PD_EPROTO (args are not n values), PD_ENOMODULE, PD_EOVERLOAD,
+   PD_EUNREACH. */
 int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_graph_t *g,
                   const void *args, size_t len, const pd_task_opts_t *opts, uint64_t *id);
 

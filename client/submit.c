@@ -100,8 +100,8 @@ static const s_opt_t s_opts[] = {
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
     {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP | V_OPTIM},
-    {{"gpu", no_argument, NULL, O_GPU}, V_MAP},
-    {{"cuda", required_argument, NULL, O_CUDA}, V_MAP},
+    {{"gpu", no_argument, NULL, O_GPU}, V_MAP | V_TASK | V_OPTIM},
+    {{"cuda", required_argument, NULL, O_CUDA}, V_MAP | V_TASK | V_OPTIM},
     {{"args", required_argument, NULL, O_ARGS}, V_EXEC | V_TASK},
     {{"nodes", required_argument, NULL, O_NODES}, V_TASK},
     {{"graph", required_argument, NULL, O_GRAPH}, V_TASK},
@@ -227,6 +227,9 @@ static const s_verb_t s_verbs[] = {
      "      --start-timeout-ms N  the nodes must meet within N ms (default 300000)\n"
      "      --timeout-ms N   fail the task when it runs longer than N ms after its start\n"
      "      --window N       messages in flight per edge (default 16384)\n"
+     "      --gpu            each node on a GPU slot of its own (pd_cuda_* in the node;\n"
+     "                       docs/gpu.md); a .cu beside a .c MODULE travels with it\n"
+     "      --cuda FILE.cu   ship these CUDA kernels to the nodes (implies --gpu)\n"
      "      --detach         print the task's id (t17) and return without waiting\n"
      "\n"
      "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
@@ -257,6 +260,10 @@ static const s_verb_t s_verbs[] = {
      "      --target F       a group stops once its best reaches F; needs --budget or\n"
      "                       --iterations too, as F may never be reached\n"
      "      --islands N      islands, one per slot (default 1)\n"
+     "      --gpu            each island on a GPU slot of its own: the fitness launches\n"
+     "                       kernels through block->task (docs/gpu.md); a .cu beside a\n"
+     "                       .c MODULE travels with it\n"
+     "      --cuda FILE.cu   ship these CUDA kernels to the islands (implies --gpu)\n"
      "      --popsize P      individuals per island and group (default: PSO 40, GA 40,\n"
      "                       CMA-ES 4 + 3 ln D)\n"
      "      --groups G       G independent optimisations side by side (default 1)\n"
@@ -1274,6 +1281,38 @@ int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_
     return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
 }
 
+int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_HEX], bool *has)
+{
+    *has = false;
+    char beside[4096];
+    const char *cuda = s->o.cuda;
+    size_t ml = strlen(module);
+    if (!cuda && s->o.gpu && ml > 2 && strcmp(module + ml - 2, ".c") == 0 &&
+        ml + 2 < sizeof beside) {
+        snprintf(beside, sizeof beside, "%.*s.cu", (int) (ml - 2), module);
+        if (access(beside, R_OK) == 0) {
+            cuda = beside;
+            pd_log_info("shipping %s with the %s (the kernels beside %s)", beside,
+                        strcmp(s->o.verb, "map") == 0 ? "jobs" : "nodes", module);
+        }
+    }
+    if (!cuda)
+        return 0;
+    size_t cl = strlen(cuda);
+    if (cl < 3 || strcmp(cuda + cl - 3, ".cu") != 0) {
+        fprintf(stderr, "playdoh-submit: %s: --cuda wants a CUDA source file ending in .cu, "
+                        "not '%s'\n", s->o.verb, cuda);
+        return 2;
+    }
+    int rc = pd_module_upload_file(s->c, cuda, hash);
+    if (rc) {
+        fprintf(stderr, "playdoh-submit: %s: %s\n", s->o.verb, pd_client_error(s->c));
+        return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
+    }
+    *has = true;
+    return 0;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -1315,32 +1354,11 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         pd_buf_free(&args);
         return rc;
     }
-    /* The kernels: --cuda FILE, or with --gpu a .cu beside a .c module. */
-    char cuda_hash[PD_HASH_HEX], beside[4096];
-    const char *cuda = s->o.cuda;
-    size_t ml = strlen(argv[0]);
-    if (!cuda && s->o.gpu && ml > 2 && strcmp(argv[0] + ml - 2, ".c") == 0 &&
-        ml + 2 < sizeof beside) {
-        snprintf(beside, sizeof beside, "%.*s.cu", (int) (ml - 2), argv[0]);
-        if (access(beside, R_OK) == 0) {
-            cuda = beside;
-            pd_log_info("shipping %s with the jobs (the kernels beside %s)", beside, argv[0]);
-        }
-    }
-    if (cuda) {
-        size_t cl = strlen(cuda);
-        if (cl < 3 || strcmp(cuda + cl - 3, ".cu") != 0) {
-            fprintf(stderr, "playdoh-submit: map: --cuda wants a CUDA source file ending in "
-                            ".cu, not '%s'\n", cuda);
-            pd_buf_free(&args);
-            return 2;
-        }
-        rc = pd_module_upload_file(c, cuda, cuda_hash);
-        if (rc) {
-            fprintf(stderr, "playdoh-submit: map: %s\n", pd_client_error(c));
-            pd_buf_free(&args);
-            return rc == PD_EIO || rc == PD_EINVAL || rc == PD_ETOOBIG ? 2 : 3;
-        }
+    char cuda_hash[PD_HASH_HEX];
+    bool cuda = false;
+    if ((rc = pd_submit_upload_cuda(s, argv[0], cuda_hash, &cuda)) != 0) {
+        pd_buf_free(&args);
+        return rc;
     }
     uint64_t *ids = calloc(n, sizeof *ids);
     if (!ids) {

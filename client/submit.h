@@ -139,6 +139,12 @@ int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv);
    the workers' compiler refuses, too big), 3 for a broker problem. */
 int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_HEX]);
 
+/* The kernels of a GPU command: --cuda FILE, or with --gpu a FILE.cu beside
+   a module FILE.c (module: the command's module argument), uploaded. Sets
+   *has (and hash) when there are kernels. Returns 0, or the exit status
+   after printing why (2: not a .cu, unreadable; 3: the broker). */
+int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_HEX], bool *has);
+
 /* Reads one JSON value per line of path ("-": standard input) into args as
    msgpack values; *n gets how many. Returns 0, or 2 after printing why. */
 int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);

@@ -686,14 +686,21 @@ int pd_submit_optimize(pd_submit_t *s, int argc, char **argv)
         s_run_free(&r);
         return rc;
     }
+    char cuda_hash[PD_HASH_HEX];
+    bool cuda = false;
+    if ((rc = pd_submit_upload_cuda(s, argv[0], cuda_hash, &cuda)) != 0) {
+        s_run_free(&r);
+        return rc;
+    }
     pd_optim_cluster_opts_t co = {.shared = r.shared, .shared_len = r.shared_len,
-                                  .task = {.timeout_ms = s->o.timeout_ms}};
+                                  .task = {.timeout_ms = s->o.timeout_ms, .gpu = s->o.gpu,
+                                           .cuda = cuda ? cuda_hash : NULL}};
     uint64_t id;
     rc = pd_optim_submit(c, hash, argv[1], &r.o, &co, &id);
     if (rc) {
         if (rc == PD_ENOSLOTS) /* the task's message counts nodes: say islands */
-            fprintf(stderr, "playdoh-submit: optimize: --islands %u needs a slot per island: "
-                    "%s\n", r.o.islands, pd_client_error(c));
+            fprintf(stderr, "playdoh-submit: optimize: --islands %u needs a %sslot per island: "
+                    "%s\n", r.o.islands, s->o.gpu || cuda ? "GPU " : "", pd_client_error(c));
         else
             fprintf(stderr, "playdoh-submit: optimize: %s\n", pd_client_error(c));
         s_run_free(&r);

@@ -141,13 +141,21 @@ int pd_submit_task(pd_submit_t *s, int argc, char **argv)
         pd_graph_destroy(&g);
         return rc ? rc : 3;
     }
-    char hash[PD_HASH_HEX];
+    char hash[PD_HASH_HEX], cuda_hash[PD_HASH_HEX];
+    bool cuda = false;
+    int up = pd_submit_upload_cuda(s, argv[0], cuda_hash, &cuda);
+    if (up) {
+        pd_buf_free(&args);
+        pd_graph_destroy(&g);
+        return up;
+    }
     rc = pd_module_upload_file(c, argv[0], hash);
     uint64_t id = 0;
     if (rc == 0) {
         pd_task_opts_t to = {.io_timeout_ms = o->io_timeout_ms,
                              .start_timeout_ms = o->start_timeout_ms,
-                             .timeout_ms = o->timeout_ms, .window = o->window};
+                             .timeout_ms = o->timeout_ms, .window = o->window,
+                             .gpu = o->gpu, .cuda = cuda ? cuda_hash : NULL};
         rc = pd_task_start(c, hash, argv[1], g, given ? args.data : NULL, args.len, &to, &id);
     }
     pd_buf_free(&args);

@@ -24,6 +24,7 @@
 struct pd_island {
     const pd_optim_opts_t *o;  /* the run's options (borrowed) */
     uint32_t index;            /* this island's number */
+    struct pd_task *task;      /* the node's task for fitness blocks, or NULL */
     uint32_t groups;           /* optimisers */
     size_t dim;                /* parameters */
     double sense;              /* +1 minimise, -1 maximise: internal = sense x user */
@@ -219,6 +220,8 @@ int pd_island_tell(pd_island_t *is, const double *f, char *err, size_t errlen)
     return 0;
 }
 
+void pd_island_set_task(pd_island_t *is, struct pd_task *task) { is->task = task; }
+
 int pd_island_evaluate(pd_island_t *is, pd_fitness_fn fn, void *user, const void *shared,
                        size_t shared_len, char *err, size_t errlen)
 {
@@ -241,6 +244,7 @@ int pd_island_evaluate(pd_island_t *is, pd_fitness_fn fn, void *user, const void
             .user = user,
             .error = msg,
             .error_size = sizeof msg,
+            .task = is->task,
         };
         int rc = fn(&b, is->fuser);
         if (rc != 0) {

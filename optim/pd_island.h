@@ -49,6 +49,9 @@ int pd_island_tell(pd_island_t *is, const double *f, char *err, size_t errlen);
    block's size in between). Returns as pd_island_step. */
 int pd_island_evaluate(pd_island_t *is, pd_fitness_fn fn, void *user, const void *shared,
                        size_t shared_len, char *err, size_t errlen);
+/* The task the island's fitness blocks carry (pd_fitness_block_t.task): the
+   node's, on a cluster node; NULL (the default) in-process. */
+void pd_island_set_task(pd_island_t *is, struct pd_task *task);
 /* One iteration: ask, call fn on the block, tell. shared is the task's
    shared data (NULL in-process). Returns 0, PD_ETASK when fn returned
    non-zero (its message, or a default, in err) or a NaN, PD_ENOMEM. */

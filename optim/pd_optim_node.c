@@ -457,6 +457,8 @@ int pd_optim_node(pd_task_t *t, const pd_node_env_t *env)
     pd_buf_init(&s.buf);
     int e = 0;
     s.is = pd_island_new(o, s.me, &e);
+    if (s.is)
+        pd_island_set_task(s.is, t); /* so the fitness can use the task API (a GPU) */
     s.nin = pd_node_in_peers(t, PD_OPTIM_TUBE_MIGRATE, NULL, 0);
     s.nout = pd_node_out_peers(t, PD_OPTIM_TUBE_MIGRATE, NULL, 0);
     if (s.nin < 0)

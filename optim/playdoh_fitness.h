@@ -48,6 +48,8 @@ extern "C" {
 
 #define PD_FITNESS_ABI 1
 
+struct pd_task;
+
 typedef struct pd_fitness_block {
     const double *x;        /* n points x dim parameters, row-major */
     size_t n;               /* points in this block */
@@ -61,6 +63,9 @@ typedef struct pd_fitness_block {
     void *user;             /* in-process: the caller's pointer; cluster: NULL */
     char *error;            /* where a failing fitness may write why (NUL-terminated) */
     size_t error_size;      /* bytes available in error */
+    struct pd_task *task;   /* cluster: the node's task, for the task API of
+                               playdoh_task.h (pd_cuda_* on the GPU of an optimisation
+                               started with gpu); in-process: NULL */
 } pd_fitness_block_t;
 
 /* Evaluates b->n points into f[0 .. b->n); returns 0, or non-zero on failure. */

@@ -62,6 +62,21 @@ static const char *MODULE_SRC =
     "    setenv(\"PD_FAKE_CUDA_ALLOC_FAIL\", \"700\", 1);\n"
     "    return pd_cuda_alloc(t, 3u << 20) ? pd_out_nil(t) : -1;\n"
     "}\n"
+    "/* A node of a synchronous task: [gpu, CUDA_VISIBLE_DEVICES, what went to\n"
+    "   the device and back] (the copy only on a GPU node). */\n"
+    "PD_TASK(gnode, t) {\n"
+    "    const char *v = getenv(\"CUDA_VISIBLE_DEVICES\");\n"
+    "    double x = 10 + pd_node_index(t), y = -1;\n"
+    "    if (pd_task_gpu(t) >= 0) {\n"
+    "        pd_cuda_ptr_t p = pd_cuda_alloc(t, sizeof x);\n"
+    "        if (!p || pd_cuda_copy_to_device(t, p, &x, sizeof x) ||\n"
+    "            pd_cuda_copy_to_host(t, &y, p, sizeof y)) return -1;\n"
+    "    }\n"
+    "    pd_out_array(t, 3);\n"
+    "    pd_out_int(t, pd_task_gpu(t));\n"
+    "    pd_out_str(t, v ? v : \"(unset)\");\n"
+    "    return pd_out_double(t, y);\n"
+    "}\n"
     "PD_TASK(kern, t) {\n"
     "    pd_cuda_kernel_t *k = pd_cuda_kernel(t, pd_cuda_module(t), \"twice\");\n"
     "    return k ? pd_out_nil(t) : -1;\n"
@@ -498,26 +513,37 @@ static size_t s_doubles(const pd_result_t *r, double *out, size_t cap)
     return n;
 }
 
-Test(integration_gpu, the_rastrigin_example_gives_the_same_fitness_on_cpu_and_gpu)
+/* A cluster of one worker with cpus CPU slots and the machine's real GPUs,
+   with the Rastrigin example uploaded (mod, and its kernels into cu); skips
+   the test, saying what was not run, where there is no GPU. Returns the
+   GPU slots. */
+static int s_start_real_gpu(int cpus, char cu[PD_HASH_HEX], const char *not_run)
 {
     unsetenv("PLAYDOH_LIBCUDA");
     unsetenv("CUDA_VISIBLE_DEVICES");
     pd_harness_start(&h, NULL);
-    pd_harness_add_worker(&h, 1);
+    pd_harness_add_worker(&h, cpus);
     c = pd_harness_client(&h);
-    pd_harness_wait_slots(&h, c, 1);
+    pd_harness_wait_slots(&h, c, cpus);
     int gpus = 0;
     cr_assert_eq(pd_client_cluster_gpus(c, &gpus), 0);
     if (gpus == 0)
-        cr_skip_test("no CUDA GPU on this machine (the worker offered none: see its log): the "
-                     "example's kernels were not run");
+        cr_skip_test("no CUDA GPU on this machine (the worker offered none: see its log): %s",
+                     not_run);
     const char *dir = getenv("PD_EXAMPLES_DIR");
     cr_assert(dir);
-    char path[512], cupath[512], cu[PD_HASH_HEX];
+    char path[512], cupath[512];
     snprintf(path, sizeof path, "%s/gpu/rastrigin.c", dir);
     snprintf(cupath, sizeof cupath, "%s/gpu/rastrigin.cu", dir);
     cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
     cr_assert_eq(pd_module_upload_file(c, cupath, cu), 0, "%s", pd_client_error(c));
+    return gpus;
+}
+
+Test(integration_gpu, the_rastrigin_example_gives_the_same_fitness_on_cpu_and_gpu)
+{
+    char cu[PD_HASH_HEX];
+    s_start_real_gpu(1, cu, "the example's kernels were not run");
     enum { N = 3000, D = 7 };
     pd_buf_t b;
     pd_buf_init(&b);
@@ -556,4 +582,139 @@ Test(integration_gpu, the_rastrigin_example_gives_the_same_fitness_on_cpu_and_gp
     cr_assert(fabs(a[0] - g[0]) <= 1e-9 * (1 + fabs(a[0])), "min: CPU %.17g, GPU %.17g", a[0], g[0]);
     cr_assert(fabs(a[1] - g[1]) <= 1e-9 * fabs(a[1]), "sum: CPU %.17g, GPU %.17g", a[1], g[1]);
     pd_results_clear(res, 2);
+}
+
+/* ---- synchronous tasks and optimisations on GPU slots --------------------- */
+
+/* Starts fn of the module on n nodes (no tubes) with opts; returns the rc. */
+static int s_task(const char *fn, int n, const pd_task_opts_t *opts, uint64_t *id)
+{
+    pd_graph_t *g = pd_graph_new(n);
+    cr_assert_not_null(g);
+    int rc = pd_task_start(c, mod, fn, g, NULL, 0, opts, id);
+    pd_graph_destroy(&g);
+    return rc;
+}
+
+Test(integration_gpu, a_gpu_task_gives_each_node_a_gpu_of_its_own)
+{
+    setenv("PLAYDOH_LIBCUDA", s_fake(), 1);
+    setenv("PD_FAKE_CUDA_DEVICES", "2", 1);
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    start(2, NULL, 4);
+    pd_task_opts_t o = {.gpu = true};
+    uint64_t id;
+    cr_assert_eq(s_task("gnode", 2, &o, &id), 0, "%s", pd_client_error(c));
+    pd_task_result_t res;
+    cr_assert_eq(pd_task_fetch(c, id, 60000, &res), 0, "%s", pd_client_error(c));
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    bool seen[2] = {false, false};
+    for (int i = 0; i < 2; i++) {
+        pd_rd_t rd;
+        pd_rd_init(&rd, res.nodes[i].value, res.nodes[i].len);
+        uint32_t k;
+        int64_t gpu;
+        char vis[32];
+        double y;
+        cr_assert_eq(pd_rd_array(&rd, &k), 0);
+        cr_assert_eq(pd_rd_int(&rd, &gpu), 0);
+        cr_assert_eq(pd_rd_strcpy(&rd, vis, sizeof vis), 0);
+        cr_assert_eq(pd_rd_double(&rd, &y), 0);
+        cr_assert(gpu == 0 || gpu == 1, "node %d on GPU %lld", i, (long long) gpu);
+        cr_assert_not(seen[gpu], "two nodes on GPU %lld", (long long) gpu);
+        seen[gpu] = true;
+        char want[8];
+        snprintf(want, sizeof want, "%lld", (long long) gpu);
+        cr_assert_str_eq(vis, want, "node %d sees only its GPU", i);
+        cr_assert_float_eq(y, 10.0 + i, 1e-12, "device memory on node %d", i);
+    }
+    pd_task_result_clear(&res);
+    /* CPU nodes see no GPU, as CPU slots. */
+    cr_assert_eq(s_task("gnode", 2, NULL, &id), 0, "%s", pd_client_error(c));
+    cr_assert_eq(pd_task_fetch(c, id, 60000, &res), 0);
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    for (int i = 0; i < 2; i++) {
+        pd_rd_t rd;
+        pd_rd_init(&rd, res.nodes[i].value, res.nodes[i].len);
+        uint32_t k;
+        int64_t gpu;
+        char vis[32];
+        cr_assert_eq(pd_rd_array(&rd, &k), 0);
+        cr_assert_eq(pd_rd_int(&rd, &gpu), 0);
+        cr_assert_eq(pd_rd_strcpy(&rd, vis, sizeof vis), 0);
+        cr_assert_eq(gpu, -1);
+        cr_assert_str_eq(vis, "", "a CPU node sees CUDA_VISIBLE_DEVICES empty");
+    }
+    pd_task_result_clear(&res);
+    /* More GPU nodes than GPUs: refused at once, saying how many there are. */
+    cr_assert_eq(s_task("gnode", 3, &o, &id), PD_ENOSLOTS);
+    cr_assert(strstr(pd_client_error(c), "3 GPU nodes but the cluster offers only 2 GPU slots"),
+              "%s", pd_client_error(c));
+}
+
+Test(integration_gpu, a_cluster_without_gpus_refuses_gpu_tasks_with_a_clear_error)
+{
+    setenv("PLAYDOH_LIBCUDA", "/nonexistent/libcuda.so.1", 1);
+    start(2, NULL, 2);
+    pd_task_opts_t o = {.gpu = true};
+    uint64_t id;
+    cr_assert_eq(s_task("gnode", 1, &o, &id), PD_ENOGPU);
+    cr_assert(strstr(pd_client_error(c), "no worker of this cluster has offered a GPU"), "%s",
+              pd_client_error(c));
+    /* The command line's task and optimize say the same and exit 3. */
+    char cmd[1024], out[4096];
+    char *path = pd_harness_module(&h, "gnode.c", MODULE_SRC);
+    snprintf(cmd, sizeof cmd, "'%s' --broker %s task --gpu --nodes 1 '%s' gnode",
+             pd_harness_program("playdoh-submit"), h.endpoint, path);
+    cr_assert_eq(s_sh(cmd, out, sizeof out), 3, "%s", out);
+    cr_assert(strstr(out, "no worker of this cluster has offered a GPU"), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s' --broker %s optimize --gpu --algo cmaes --dim 2 "
+             "--bounds -1:1 --budget 100 '%s' gnode", pd_harness_program("playdoh-submit"),
+             h.endpoint, path);
+    free(path);
+    cr_assert_eq(s_sh(cmd, out, sizeof out), 3, "%s", out);
+    cr_assert(strstr(out, "no worker of this cluster has offered a GPU"), "%s", out);
+}
+
+static double s_rastrigin(const double *x, size_t dim)
+{
+    double s = 10.0 * (double) dim;
+    for (size_t d = 0; d < dim; d++)
+        s += x[d] * x[d] - 10.0 * cos(2.0 * 3.14159265358979323846 * x[d]);
+    return s;
+}
+
+Test(integration_gpu, cma_es_islands_evaluate_their_blocks_on_their_own_gpus)
+{
+    char cu[PD_HASH_HEX];
+    int gpus = s_start_real_gpu(2, cu, "GPU islands were not run");
+    enum { D = 5 };
+    double lo[D], hi[D];
+    for (int d = 0; d < D; d++) {
+        lo[d] = -5.12;
+        hi[d] = 5.12;
+    }
+    pd_optim_opts_t o;
+    pd_optim_opts_init(&o, PD_ALGO_CMAES, D);
+    o.lower = lo;
+    o.upper = hi;
+    o.islands = (uint32_t) gpus;
+    o.budget = 4000;
+    o.seed = 7;
+    pd_optim_cluster_opts_t co = {.task = {.gpu = true, .cuda = cu}};
+    pd_optim_result_t r;
+    int rc = pd_optim_cluster(c, mod, "rastrigin_fitness_gpu", &o, &co, &r);
+    cr_assert_eq(rc, 0, "%s", r.error ? r.error : pd_client_error(c));
+    cr_assert_geq(r.evaluations, 3000);
+    double f = s_rastrigin(r.best_x, D);
+    cr_assert(fabs(f - r.best_f[0]) <= 1e-9 * (1 + f), "the GPU's value %.17g of the best point "
+              "against %.17g on the host", r.best_f[0], f);
+    cr_assert_lt(r.best_f[0], 20.0, "CMA-ES got nowhere: best %g", r.best_f[0]);
+    pd_optim_result_clear(&r);
+    /* On CPU islands the GPU fitness fails, saying what to do. */
+    rc = pd_optim_cluster(c, mod, "rastrigin_fitness_gpu", &o, NULL, &r);
+    cr_assert_eq(rc, PD_ETASK);
+    cr_assert(r.error && strstr(r.error, "start the optimisation with --gpu"), "%s",
+              r.error ? r.error : "");
+    pd_optim_result_clear(&r);
 }

@@ -87,6 +87,26 @@ Test(unit_workers, cpu_and_gpu_credit_are_counted_apart)
     cr_assert_eq(wk->ngpuinflight, 0);
 }
 
+Test(unit_workers, gpus_held_by_task_nodes_take_no_jobs)
+{
+    pd_worker_t *wk = pd_workers_add(ws, "w-3", 3, 0);
+    pd_workers_set_slots(ws, wk, 2, 2);
+    cr_assert_eq(pd_worker_free_gpus(wk), 2);
+    wk->gnodes = 1; /* a node of a GPU task holds one GPU */
+    cr_assert_eq(pd_worker_free_gpus(wk), 1);
+    cr_assert_eq(pd_worker_credit(wk, PD_JOBS_GPU), PD_WORKERS_GPU_DEPTH);
+    cr_assert_eq(pd_worker_credit(wk, PD_JOBS_CPU), 2 * PD_WORKERS_DEPTH_START,
+                 "GPU nodes hold no CPU slot");
+    wk->gnodes = 2;
+    cr_assert_eq(pd_worker_free_gpus(wk), 0);
+    cr_assert_eq(pd_worker_credit(wk, PD_JOBS_GPU), 0);
+    cr_assert_null(pd_workers_next_with_credit(ws, PD_JOBS_GPU));
+    pd_workers_set_slots(ws, wk, 2, 1); /* the owner lowered the GPUs under the nodes */
+    cr_assert_eq(pd_worker_free_gpus(wk), 0);
+    wk->gnodes = 0;
+    cr_assert_eq(pd_worker_free_gpus(wk), 1);
+}
+
 Test(unit_workers, a_worker_without_gpus_has_no_gpu_credit)
 {
     pd_worker_t *wk = pd_workers_add(ws, "w-2", 3, 0);

@@ -16,6 +16,7 @@
 #include "pd_optim_node.h"
 #include "pd_optim_task.h"
 #include "pd_error.h"
+#include "pd_gpurt.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
@@ -41,6 +42,7 @@
 struct pd_nodeproc {
     uint64_t task;        /* task id */
     uint32_t node;        /* node index */
+    int gpu;              /* its GPU, or -1 */
     pd_nodeproc_sink_t sink;  /* where progress goes */
     pid_t pid;            /* the process; 0 once reaped */
     char *exe;            /* the program it runs, for messages (owned) */
@@ -150,6 +152,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     }
     nd->task = cfg->task;
     nd->node = cfg->node;
+    nd->gpu = cfg->gpu;
     nd->sink = cfg->sink;
     nd->to_child = nd->from_child = -1;
     char parent[24];
@@ -161,7 +164,17 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
         argv[8] = "--log-level";
         argv[9] = (char *) cfg->log_level;
     }
-    pid_t pid = pd_pipe_spawn(cfg->exe, argv, NULL, &nd->to_child, &nd->from_child);
+    char visible[96];
+    if (cfg->cuda_visible)
+        snprintf(visible, sizeof visible, "CUDA_VISIBLE_DEVICES=%s", cfg->cuda_visible);
+    char **env = pd_pipe_env_new(cfg->cuda_visible ? visible : NULL);
+    pid_t pid = env ? pd_pipe_spawn(cfg->exe, argv, env, &nd->to_child, &nd->from_child) : -1;
+    if (!env)
+        errno = ENOMEM;
+    int spawn_errno = errno;
+    if (env)
+        pd_pipe_env_free(env);
+    errno = spawn_errno;
     if (pid < 0) {
         pd_log_error("task %llu node %u: cannot start a node process: %s",
                      (unsigned long long) cfg->task, cfg->node, strerror(errno));
@@ -235,6 +248,7 @@ bool pd_nodeproc_reap(pd_nodeproc_t *nd)
 }
 uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd) { return nd->task; }
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd) { return nd->node; }
+int pd_nodeproc_gpu(const pd_nodeproc_t *nd) { return nd->gpu; }
 int pd_nodeproc_pid(const pd_nodeproc_t *nd) { return (int) nd->pid; }
 bool pd_nodeproc_ended(const pd_nodeproc_t *nd) { return nd->ended; }
 
@@ -437,7 +451,22 @@ typedef struct {
     uint32_t nin;
     uint8_t *arg;         /* the node's argument (owned: frames reuse `in`) */
     size_t alen;          /* its bytes */
+    const char *cache;    /* the module cache's directory (borrowed) */
+    int gpu;              /* the worker's GPU this node runs on, or -1 */
+    pd_gpurt_t *rt;       /* its runtime on a GPU node (owned), else NULL */
+    char cu[65];          /* the task's CUDA module ("" when none) */
+    char cu_name[128];    /* its name */
 } s_child_t;
+
+/* Gives a task context this node's GPU and CUDA module, when it has them. */
+static void s_child_gpu(const s_child_t *c, pd_task_t *t)
+{
+    if (!c->rt)
+        return;
+    pd_task_set_gpu(t, c->gpu, c->rt);
+    if (c->cu[0])
+        pd_task_set_cuda(t, c->cu, c->cu_name);
+}
 
 /* Writes a message with the given type whose fields the callback packs. */
 static int s_child_send(s_child_t *c, const char *type, uint32_t nfields,
@@ -528,6 +557,7 @@ static void *s_env_find(void *ctx, const char *fn, const void *shared, size_t sh
     memcpy(&init_fn, &init, sizeof init_fn);
     pd_task_begin(it, e->task, e->c->arg, e->c->alen);
     pd_task_set_shared(it, shared, shared_len);
+    s_child_gpu(e->c, it);
     int rc = init_fn(it);
     fflush(stdout);
     const uint8_t *val;
@@ -628,7 +658,8 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     pd_msg_t m;
     if (s_child_expect(c, &m, "start"))
         return -1;
-    uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0;
+    uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0,
+             gpu = UINT64_MAX;
     char mod[65], kind[4], name[128], fn[128], addr[256];
     bool curve = false;
     const uint8_t *arg;
@@ -640,7 +671,12 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         || pd_msg_str(&m, "addr", addr, sizeof addr) || pd_msg_uint_opt(&m, "io_ms", &io_ms)
         || pd_msg_uint_opt(&m, "start_ms", &start_ms) || pd_msg_uint_opt(&m, "window", &window)
         || pd_msg_uint_opt(&m, "window_bytes", &window_bytes)
-        || (pd_msg_has(&m, "curve") && pd_msg_bool(&m, "curve", &curve)) || s_read_names(c, &m)
+        || (pd_msg_has(&m, "curve") && pd_msg_bool(&m, "curve", &curve))
+        || pd_msg_uint_opt(&m, "gpu", &gpu)
+        || (pd_msg_has(&m, "cu") && (pd_msg_str(&m, "cu", c->cu, sizeof c->cu)
+                                     || pd_msg_str(&m, "cu_name", c->cu_name,
+                                                   sizeof c->cu_name)))
+        || (gpu != UINT64_MAX && gpu >= PD_GPU_MAX) || s_read_names(c, &m)
         || s_read_edges(&m, "out", &c->out_edges, &c->nout)
         || s_read_edges(&m, "in", &c->in_edges, &c->nin) || node >= n
         || n > PD_TUBES_MAX_NODES || io_ms > INT32_MAX || start_ms > INT32_MAX
@@ -651,6 +687,14 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         return s_child_fail(c, PD_EPROTO, msg);
     }
     c->node = (uint32_t) node;
+    c->gpu = -1;
+    if (gpu != UINT64_MAX) {
+        /* A GPU node: its process sees only its GPU (CUDA_VISIBLE_DEVICES,
+           set by the worker), opened on the first pd_cuda_* call. */
+        c->gpu = (int) gpu;
+        if (!(c->rt = pd_gpurt_new(c->cache, c->gpu)))
+            return s_child_fail(c, PD_ENOMEM, "out of memory for the GPU runtime");
+    }
     /* The next frames are read into the same buffer: keep a copy. */
     if (!(c->arg = malloc(alen ? alen : 1)))
         return s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument");
@@ -757,6 +801,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
             memcpy(&task_fn, &sym, sizeof task_fn);
         pd_task_begin(task_ctx, task, arg, alen);
         pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
+        s_child_gpu(c, task_ctx);
         uint64_t t0 = s_now_us();
         int frc = module_fn ? module_fn(task_ctx, &env) : task_fn(task_ctx);
         uint64_t us = s_now_us() - t0;
@@ -833,6 +878,8 @@ int pd_nodeproc_main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     pd_buf_init(&c.in);
     pd_buf_init(&c.out);
+    c.cache = cache;
+    c.gpu = -1;
     int err = 0;
     pd_modcache_t *mc = pd_modcache_new(cache, &err); /* logs why it fails */
     /* `up` first: a process that dies before it did not start (the worker
@@ -844,6 +891,7 @@ int pd_nodeproc_main(int argc, char **argv)
     free(c.out_edges);
     free(c.in_edges);
     free(c.arg);
+    pd_gpurt_destroy(&c.rt);
     pd_buf_free(&c.in);
     pd_buf_free(&c.out);
     pd_modcache_destroy(&mc);

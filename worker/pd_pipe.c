@@ -125,6 +125,35 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
     return 1;
 }
 
+extern char **environ;
+
+char **pd_pipe_env_new(const char *assign)
+{
+    if (!assign)
+        return environ;
+    const char *eq = strchr(assign, '=');
+    size_t name = eq ? (size_t) (eq - assign) + 1 : strlen(assign);
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + 2) * sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], assign, name) != 0)
+            env[k++] = environ[i];
+    env[k++] = (char *) assign;
+    env[k] = NULL;
+    return env;
+}
+
+void pd_pipe_env_free(char **env)
+{
+    if (env != environ)
+        free(env);
+}
+
 pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
                     int *from_child)
 {

@@ -63,6 +63,14 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
 pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
                     int *from_child);
 
+/* A child's environment: this process's with the variable `assign`
+   ("NAME=value") set in place of any of that name, or environ itself when
+   assign is NULL. Build it before pd_pipe_spawn (a forked child may only
+   make async-signal-safe calls); free it with pd_pipe_env_free. NULL when
+   out of memory. The strings are borrowed (assign's too). */
+char **pd_pipe_env_new(const char *assign);
+void pd_pipe_env_free(char **env);
+
 /* The program a child runs, as a user would name it: exe itself, or for
    "/proc/self/exe" this process's own path (ending in " (deleted)" when the
    file was replaced since it started). Borrowed from exe or buf. */

@@ -153,41 +153,11 @@ static void s_close_fds(pd_slot_t *s)
     s->to_child = s->from_child = -1;
 }
 
-extern char **environ;
-
-/* The child's environment: ours with CUDA_VISIBLE_DEVICES replaced, or
-   environ itself when the slot sets none. Built before fork (the child may
-   only make async-signal-safe calls). Free with s_env_free. */
-static char **s_env_new(const pd_slot_t *s)
-{
-    if (!s->cuda_visible)
-        return environ;
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **env = malloc((n + 2) * sizeof *env);
-    if (!env)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21) != 0)
-            env[k++] = environ[i];
-    env[k++] = s->cuda_visible;
-    env[k] = NULL;
-    return env;
-}
-
-static void s_env_free(char **env)
-{
-    if (env != environ)
-        free(env);
-}
-
 /* Starts a child; returns 0 or PD_ESYS (then the slot stays dead). */
 static int s_spawn(pd_slot_t *s)
 {
     assert(s->pid == 0);
-    char **env = s_env_new(s);
+    char **env = pd_pipe_env_new(s->cuda_visible);
     if (!env)
         return PD_ESYS;
     char idx[16], parent[24], gpu[16];
@@ -210,7 +180,7 @@ static int s_spawn(pd_slot_t *s)
     int to_child, from_child;
     pid_t pid = pd_pipe_spawn(s->exe, argv, env, &to_child, &from_child);
     int saved = errno;
-    s_env_free(env);
+    pd_pipe_env_free(env);
     errno = saved;
     if (pid < 0)
         return PD_ESYS; /* errno says why; the callers log it */

@@ -125,9 +125,11 @@ struct pd_worker {
     pd_slot_t **slots;     /* nslots slot handles, owned */
     zmq_pollitem_t *items; /* poll set: fixed sockets, live slots, then nodes */
     int *item_slot;        /* slot index of items[i] (i >= nfixed; -1 - k: node k) */
-    pd_nodeproc_t **nodes; /* node processes of synchronous tasks, owned (capslots) */
+    pd_nodeproc_t **nodes; /* node processes of synchronous tasks, owned (capslots +
+                              PD_GPU_MAX) */
     int nnodes;            /* entries in nodes (at most cpus when started) */
-    pd_nodeproc_t **gone;  /* ended nodes whose process is still exiting, owned (2 x capslots) */
+    pd_nodeproc_t **gone;  /* ended nodes whose process is still exiting, owned (2 x
+                              (capslots + PD_GPU_MAX)) */
     int ngone;             /* entries in gone */
     char node_addr[256];   /* address nodes bind their tubes on ("" until known) */
     bool node_addr_given;  /* node_addr came from the configuration */
@@ -899,6 +901,28 @@ static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, 
     pd_buf_free(&b);
 }
 
+/* The CUDA_VISIBLE_DEVICES value that shows GPU slot g its device: the
+   g-th entry of the worker's own CUDA_VISIBLE_DEVICES when it has one (the
+   driver numbered the devices within that list: under Slurm, say), else g. */
+static void s_visible_for(int g, char *out, size_t cap)
+{
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    snprintf(out, cap, "%d", g);
+    if (!vis || !*vis)
+        return;
+    const char *p = vis;
+    for (int k = 0; *p; k++) {
+        size_t len = strcspn(p, ",");
+        if (k == g) {
+            snprintf(out, cap, "%.*s", (int) len, p);
+            return;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+}
+
 static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
 {
     for (int i = 0; i < w->nnodes; i++)
@@ -930,9 +954,20 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     /* The submitter's key; anything else counts as a task without a key. */
     if (pd_msg_has(m, "client") && pd_msg_str(m, "client", client, sizeof client))
         client[0] = 0;
+    /* A GPU node, and its CUDA module. */
+    bool gpu = false;
+    char cu[80] = "";
+    if ((pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))
+        || (pd_msg_has(m, "cu") && pd_msg_str(m, "cu", cu, sizeof cu))) {
+        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
+        return;
+    }
     char msg[800];
     const s_mod_t *mm = s_mod_find(w, mod);
-    if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg)) {
+    const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
+    if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg) ||
+        (cu[0] && !pd_policy_allows(w->policy, client, cu, cm ? cm->name : cu, msg,
+                                    sizeof msg))) {
         uint32_t swallowed = 0;
         if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
             pd_log_warn("refused task %llu node %llu: %s%s", (unsigned long long) task,
@@ -940,9 +975,9 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
         s_fail_node(w, task, node, PD_EREFUSED, msg);
         return;
     }
-    if (!mm) {
-        snprintf(msg, sizeof msg, "module %.64s is not on worker %s (the broker sent no 'mod' "
-                 "for it)", mod, w->host);
+    if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
+        snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no 'mod' "
+                 "for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
         s_fail_node(w, task, node, PD_ENOMODULE, msg);
         return;
     }
@@ -951,9 +986,30 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
                     (unsigned long long) task, (unsigned long long) node);
         return;
     }
-    if (w->nnodes >= w->cpus || w->nnodes >= w->capslots) {
-        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d slots", w->host,
-                 w->nnodes, w->cpus);
+    /* A GPU node goes to the GPU with the fewest nodes; CPU nodes count
+       against the CPU slots. */
+    int on_gpu = -1, cpu_nodes = 0, per_gpu[PD_GPU_MAX] = {0};
+    for (int i = 0; i < w->nnodes; i++) {
+        int g = pd_nodeproc_gpu(w->nodes[i]);
+        if (g >= 0 && g < PD_GPU_MAX)
+            per_gpu[g]++;
+        else
+            cpu_nodes++;
+    }
+    int gpus = s_gpus_up(w);
+    for (int g = 0; gpu && g < gpus && g < PD_GPU_MAX; g++)
+        if (on_gpu < 0 || per_gpu[g] < per_gpu[on_gpu])
+            on_gpu = g;
+    if (gpu && on_gpu < 0) {
+        snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU node",
+                 w->host);
+        s_fail_node(w, task, node, PD_ENOGPU, msg);
+        return;
+    }
+    if (w->nnodes >= w->capslots + PD_GPU_MAX ||
+        (gpu ? per_gpu[on_gpu] > 0 : cpu_nodes >= w->cpus || cpu_nodes >= w->capslots)) {
+        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d %s slots", w->host,
+                 gpu ? per_gpu[on_gpu] : cpu_nodes, gpu ? gpus : w->cpus, gpu ? "GPU" : "CPU");
         s_fail_node(w, task, node, PD_EOVERLOAD, msg);
         return;
     }
@@ -966,7 +1022,8 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    uint32_t nf = 5 + w->tubes_curve; /* mod, kind, name, fn, addr (, curve) */
+    /* mod, kind, name, fn, addr (, curve) (, gpu (, cu, cu_name)) */
+    uint32_t nf = 5 + w->tubes_curve + (gpu ? 1 + 2 * (cm != NULL) : 0);
     for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
         nf += pd_msg_has(m, uints[i]);
     for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
@@ -994,12 +1051,23 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     pd_pack_kv_str(&pk, "addr", w->node_addr);
     if (w->tubes_curve)
         pd_pack_kv_bool(&pk, "curve", true);
+    if (gpu) {
+        pd_pack_kv_uint(&pk, "gpu", (uint64_t) on_gpu);
+        if (cm) {
+            pd_pack_kv_str(&pk, "cu", cm->hash);
+            pd_pack_kv_str(&pk, "cu_name", cm->name);
+        }
+    }
+    char visible[64] = "";
+    if (gpu)
+        s_visible_for(on_gpu, visible, sizeof visible);
     int err = PD_ENOMEM;
     pd_nodeproc_t *nd = NULL;
     if (!b.failed) {
         pd_nodeproc_config_t nc = {.exe = w->slot_exe, .cache_dir = w->cache_dir,
                                    .host = w->host, .log_level = w->log_level, .task = task,
-                                   .node = (uint32_t) node,
+                                   .node = (uint32_t) node, .gpu = on_gpu,
+                                   .cuda_visible = visible,
                                    .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
                                             w, s_on_node_report}};
         nd = pd_nodeproc_new(&nc, b.data, b.len, &err);
@@ -1064,7 +1132,7 @@ static void s_reap_nodes(pd_worker_t *w)
     for (int i = w->nnodes; i-- > 0;) {
         if (!pd_nodeproc_ended(w->nodes[i]))
             continue;
-        if (w->ngone == 2 * w->capslots) /* bounded: the oldest goes now */
+        if (w->ngone == 2 * (w->capslots + PD_GPU_MAX)) /* bounded: the oldest goes now */
             pd_nodeproc_destroy(&w->gone[--w->ngone]);
         w->gone[w->ngone++] = w->nodes[i];
         w->nodes[i] = w->nodes[--w->nnodes];
@@ -1222,9 +1290,9 @@ static int s_reserve_slots(pd_worker_t *w, int n)
         return PD_ENOMEM;
     w->slots = slots;
     /* The poll set: fixed sockets (at most 4), CPU slots, GPU slots, and the
-       nodes of synchronous tasks (at most as many as CPU slots when they
-       started). */
-    size_t nitems = 2 * (size_t) cap + 4 + PD_GPU_MAX;
+       nodes of synchronous tasks (at most as many as CPU and GPU slots when
+       they started). */
+    size_t nitems = 2 * (size_t) cap + 4 + 2 * PD_GPU_MAX;
     zmq_pollitem_t *items = realloc(w->items, nitems * sizeof *items);
     if (!items)
         return PD_ENOMEM;
@@ -1233,11 +1301,11 @@ static int s_reserve_slots(pd_worker_t *w, int n)
     if (!item_slot)
         return PD_ENOMEM;
     w->item_slot = item_slot;
-    pd_nodeproc_t **nodes = realloc(w->nodes, (size_t) cap * sizeof *nodes);
+    pd_nodeproc_t **nodes = realloc(w->nodes, ((size_t) cap + PD_GPU_MAX) * sizeof *nodes);
     if (!nodes)
         return PD_ENOMEM;
     w->nodes = nodes;
-    pd_nodeproc_t **gone = realloc(w->gone, 2 * (size_t) cap * sizeof *gone);
+    pd_nodeproc_t **gone = realloc(w->gone, 2 * ((size_t) cap + PD_GPU_MAX) * sizeof *gone);
     if (!gone)
         return PD_ENOMEM;
     w->gone = gone;
@@ -1263,28 +1331,6 @@ static int s_grow_slots(pd_worker_t *w)
         w->slots[w->nslots++] = s;
     }
     return 0;
-}
-
-/* The CUDA_VISIBLE_DEVICES value that shows GPU slot g its device: the
-   g-th entry of the worker's own CUDA_VISIBLE_DEVICES when it has one (the
-   driver numbered the devices within that list: under Slurm, say), else g. */
-static void s_visible_for(int g, char *out, size_t cap)
-{
-    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
-    snprintf(out, cap, "%d", g);
-    if (!vis || !*vis)
-        return;
-    const char *p = vis;
-    for (int k = 0; *p; k++) {
-        size_t len = strcspn(p, ",");
-        if (k == g) {
-            snprintf(out, cap, "%.*s", (int) len, p);
-            return;
-        }
-        p += len;
-        if (*p == ',')
-            p++;
-    }
 }
 
 /* Starts the GPU slot processes up to w->gpus. Returns 0 or a PD_E* code. */

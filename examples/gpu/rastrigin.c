@@ -6,6 +6,9 @@
       rastrigin_cpu   [[x1..xD], ...] -> [f1, ...]   one population, on a CPU slot
       rastrigin_gpu   [[x1..xD], ...] -> [f1, ...]   the same in one kernel launch
                                                      on a GPU slot (rastrigin.cu)
+      rastrigin_fitness, rastrigin_fitness_gpu
+                      the same as the fitness of a cluster optimisation
+                      (playdoh-submit optimize [--gpu]; see below)
       rastrigin_gen_cpu  [seed, first, n, dim] -> [min, sum]
       rastrigin_gen_gpu  [seed, first, n, dim] -> [min, sum]
                       individuals first .. first+n-1 of the pseudo-random
@@ -21,9 +24,11 @@
 
     Both print the same fitness values (to the last digits of cos).
 */
+#include <playdoh_fitness.h>
 #include <playdoh_task.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -95,6 +100,28 @@ PD_TASK(rastrigin_cpu, t)
     return rc;
 }
 
+/* Evaluates n points (row-major, dim each) into f in one launch of the
+   kernel `rastrigin` on this slot's GPU. Returns 0, or -1 with the job
+   failed (the pd_cuda_* helper that failed says why). */
+static int s_eval_gpu(pd_task_t *t, const double *x, size_t n, int dim, double *f)
+{
+    if (n > INT32_MAX)
+        return pd_task_fail(t, "at most %d individuals per launch", INT32_MAX);
+    pd_cuda_kernel_t *k = pd_cuda_kernel(t, pd_cuda_module(t), "rastrigin");
+    pd_cuda_ptr_t dx = k ? pd_cuda_alloc(t, n * (size_t) dim * sizeof *x) : 0;
+    pd_cuda_ptr_t df = dx ? pd_cuda_alloc(t, n * sizeof *f) : 0;
+    int ni = (int) n, rc = -1;
+    void *args[] = {&dx, &df, &ni, &dim};
+    if (df && pd_cuda_copy_to_device(t, dx, x, n * (size_t) dim * sizeof *x) == 0 &&
+        pd_cuda_launch(t, k, (unsigned) ((n + 255) / 256), 256, 0, args) == 0 &&
+        pd_cuda_copy_to_host(t, f, df, n * sizeof *f) == 0)
+        rc = 0;
+    /* Device memory is freed when the job ends; freeing it here is tidier. */
+    pd_cuda_free(t, dx);
+    pd_cuda_free(t, df);
+    return rc;
+}
+
 PD_TASK(rastrigin_gpu, t)
 {
     size_t n;
@@ -102,28 +129,44 @@ PD_TASK(rastrigin_gpu, t)
     double *x = s_population(t, &n, &dim);
     if (!x)
         return -1;
-    if (n > INT32_MAX) {
-        free(x);
-        return pd_task_fail(t, "at most %d individuals per job", INT32_MAX);
-    }
     double *f = malloc(n * sizeof *f);
-    pd_cuda_kernel_t *k = pd_cuda_kernel(t, pd_cuda_module(t), "rastrigin");
-    pd_cuda_ptr_t dx = k ? pd_cuda_alloc(t, n * (size_t) dim * sizeof *x) : 0;
-    pd_cuda_ptr_t df = dx ? pd_cuda_alloc(t, n * sizeof *f) : 0;
-    int ni = (int) n, rc = -1;
-    void *args[] = {&dx, &df, &ni, &dim};
-    if (f && df && pd_cuda_copy_to_device(t, dx, x, n * (size_t) dim * sizeof *x) == 0 &&
-        pd_cuda_launch(t, k, (unsigned) ((n + 255) / 256), 256, 0, args) == 0 &&
-        pd_cuda_copy_to_host(t, f, df, n * sizeof *f) == 0)
+    int rc = !f ? pd_task_fail(t, "out of memory") : s_eval_gpu(t, x, n, dim, f);
+    if (rc == 0)
         rc = pd_out_doubles(t, f, n);
-    else if (!f)
-        rc = pd_task_fail(t, "out of memory");
-    /* Device memory is freed when the job ends; freeing it here is tidier. */
-    pd_cuda_free(t, dx);
-    pd_cuda_free(t, df);
     free(x);
     free(f);
     return rc;
+}
+
+/* ---- the fitness of a cluster optimisation ------------------------------
+
+   playdoh-submit optimize examples/gpu/rastrigin.c rastrigin_fitness ...
+   playdoh-submit optimize --gpu examples/gpu/rastrigin.c rastrigin_fitness_gpu ...
+
+   Each island's block in one call: on the CPU, or in one kernel launch on
+   the island's own GPU (an optimisation started with --gpu, or
+   pd_optim_cluster_opts_t.task.gpu, puts every island on a GPU slot; the
+   block's task is the island's, for the pd_cuda_* helpers). */
+
+PD_FITNESS(rastrigin_fitness, b, f)
+{
+    for (size_t i = 0; i < b->n; i++)
+        f[i] = s_rastrigin(b->x + i * b->dim, (int) b->dim);
+    return 0;
+}
+
+PD_FITNESS(rastrigin_fitness_gpu, b, f)
+{
+    if (!b->task || pd_task_gpu(b->task) < 0) {
+        snprintf(b->error, b->error_size, "rastrigin_fitness_gpu runs on GPU islands: start "
+                 "the optimisation with --gpu (pd_optim_cluster_opts_t.task.gpu)");
+        return -1;
+    }
+    if (b->dim > 100000) {
+        snprintf(b->error, b->error_size, "at most 100000 dimensions");
+        return -1;
+    }
+    return s_eval_gpu(b->task, b->x, b->n, (int) b->dim, f);
 }
 
 /* ---- generated populations (the benchmark) ------------------------------ */

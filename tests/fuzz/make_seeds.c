@@ -448,6 +448,35 @@ static const char *s_message(int i)
         pd_pack_kv_uint(&pk, "req", 13);
         pd_pack_kv_uint(&pk, "id", 1);
         return "task_progress";
+    case 45:
+        s_begin("task_submit", 6);
+        pd_pack_kv_uint(&pk, "req", 14);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "ring");
+        pd_pack_kv_uint(&pk, "n", 1);
+        pd_pack_kv_bool(&pk, "gpu", true);
+        pd_pack_kv_str(&pk, "cu", s_cu_hash);
+        return "task_submit_gpu";
+    case 46:
+        s_begin("node_start", 13);
+        pd_pack_kv_uint(&pk, "task", 2);
+        pd_pack_kv_uint(&pk, "node", 0);
+        pd_pack_kv_uint(&pk, "n", 1);
+        pd_pack_kv_str(&pk, "mod", s_hash);
+        pd_pack_kv_str(&pk, "fn", "ring");
+        pd_pack_cstr(&pk, "arg");
+        msgpack_pack_nil(&pk);
+        pd_pack_cstr(&pk, "tubes");
+        msgpack_pack_array(&pk, 0);
+        pd_pack_cstr(&pk, "out");
+        msgpack_pack_array(&pk, 0);
+        pd_pack_cstr(&pk, "in");
+        msgpack_pack_array(&pk, 0);
+        pd_pack_kv_uint(&pk, "io_ms", 60000);
+        pd_pack_kv_bool(&pk, "gpu", true);
+        pd_pack_kv_str(&pk, "cu", s_cu_hash);
+        pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
+        return "node_start_gpu";
     default: return NULL;
     }
 }
@@ -648,6 +677,16 @@ int main(int argc, char **argv)
     s_record(0, "task_cancel");
     s_seq_write("broker", "task");
 
+    s_record(0, "mod_put");
+    s_record(0, "mod_put_cu");
+    s_record(2, "ready_gpu");
+    s_record(0, "task_submit_gpu");
+    s_record(2, "node_bound");
+    s_record(2, "node_ready");
+    s_record(2, "node_done");
+    s_record(0, "task_fetch");
+    s_seq_write("broker", "gpu_task");
+
     /* worker: [policy] then messages. */
     uint8_t pol = 0;
     pd_buf_append(&seq, &pol, 1);
@@ -708,6 +747,13 @@ int main(int argc, char **argv)
     s_wrecord("node_peers");
     s_wrecord("node_abort");
     s_seq_write("worker", "task_node");
+    pd_buf_append(&seq, &pol, 1);
+    s_wrecord("welcome_worker");
+    s_wrecord("mod");
+    s_wrecord("mod_cu");
+    s_wrecord("node_start_gpu");
+    s_wrecord("node_abort");
+    s_seq_write("worker", "gpu_task_node");
 
     /* slot: reports as the child writes them (READY first), then a group as
        the worker does. */
