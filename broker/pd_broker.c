@@ -773,6 +773,7 @@ static const struct {
     {"task_submit", pd_broker_on_task_submit}, {"task_status", pd_broker_on_task_status},
     {"task_fetch", pd_broker_on_task_fetch},   {"task_cancel", pd_broker_on_task_cancel},
     {"task_release", pd_broker_on_task_release}, {"task_progress", pd_broker_on_task_progress},
+    {"task_stop", pd_broker_on_task_stop},
 };
 
 /* Refuses a message whose type the peer's key may not send. Returns true

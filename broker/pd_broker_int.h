@@ -209,6 +209,7 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
+int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* node_bound, node_ready, node_done from worker wk. */
 int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o);

@@ -408,6 +408,69 @@ int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* Sends node_stop for r to each worker holding one of its nodes (once per
+   worker). Returns how many workers were told. */
+static uint32_t s_send_stop(pd_broker_t *b, pd_taskrec_t *r)
+{
+    uint32_t told = 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_tnode_t *nd = &r->nodes[i];
+        bool first = nd->active;
+        for (uint32_t j = 0; first && j < i; j++)
+            first = !(r->nodes[j].active && r->nodes[j].worker == nd->worker);
+        pd_worker_t *wk = first ? pd_workers_at(b->workers, nd->worker) : NULL;
+        if (!wk)
+            continue;
+        pd_buf_reset(&b->aux);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b->aux);
+        pd_msg_begin(&pk, "node_stop", 1);
+        pd_pack_kv_uint(&pk, "task", r->id);
+        if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0) {
+            wk->last_send = b->now_ms;
+            told++;
+        }
+        pd_buf_reset(&b->aux);
+    }
+    return told;
+}
+
+int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t *ids;
+    int n = s_read_ids(m, o, &ids);
+    if (n < 0)
+        return PD_EINVAL;
+    uint64_t k = 0;
+    for (int i = 0; i < n; i++) {
+        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        if (!r || PD_TASK_IS_FINAL(r->state))
+            continue;
+        if (r->state == PD_TASK_RUNNING) {
+            /* The nodes end at their next step, with their results. */
+            pd_log_info("task %llu: stop asked (%u workers told)", (unsigned long long) r->id,
+                        s_send_stop(b, r));
+        } else {
+            /* Nothing has run yet: there is nothing to keep. */
+            snprintf(r->code, sizeof r->code, "%s", pd_err_name(PD_ECANCELLED));
+            snprintf(r->msg, sizeof r->msg, "the task was stopped before it started");
+            r->err_node = -1;
+            r->err_host[0] = 0;
+            pd_log_info("task %llu stopped before it started", (unsigned long long) r->id);
+            s_end(b, r, PD_TASK_CANCELLED);
+        }
+        k++;
+    }
+    free(ids);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, "task_stopping", 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", k);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t *ids;

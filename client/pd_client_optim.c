@@ -185,6 +185,8 @@ int pd_optim_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_optim_result_
 
 int pd_optim_cancel(pd_client_t *c, uint64_t id) { return pd_task_cancel(c, id); }
 
+int pd_optim_stop(pd_client_t *c, uint64_t id) { return pd_task_stop(c, id); }
+
 int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
                      const pd_optim_opts_t *o, const pd_optim_cluster_opts_t *co,
                      pd_optim_result_t *res)
@@ -194,10 +196,10 @@ int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
     int rc = pd_optim_submit(c, module, fitness, o, co, &id);
     if (rc)
         return s_res_fail(res, rc, pd_client_error(c));
-    bool cancelled = false;
+    bool stopped = false;
     uint64_t last_iteration = 0;
     for (;;) {
-        rc = pd_optim_fetch(c, id, o->progress && !cancelled ? S_PROGRESS_POLL_MS : -1, res);
+        rc = pd_optim_fetch(c, id, o->progress && !stopped ? S_PROGRESS_POLL_MS : -1, res);
         if (rc != PD_ETIMEDOUT || res->code != 0 || res->stop != PD_STOP_NONE)
             break;
         pd_optim_status_t st;
@@ -207,8 +209,8 @@ int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
                                      .wall_s = st.wall_s, .groups = st.groups,
                                      .best_f = st.best_f};
             if (o->progress(&p, o->progress_user) != 0) {
-                cancelled = true;
-                pd_optim_cancel(c, id);
+                stopped = true;
+                pd_optim_stop(c, id);
             }
         }
         pd_optim_status_clear(&st);

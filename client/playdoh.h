@@ -510,6 +510,13 @@ typedef struct {
    broker does not know) or an error. */
 int pd_task_status(pd_client_t *c, uint64_t id, pd_task_info_t *info);
 
+/* Asks task id to stop: its nodes see pd_node_stopping() turn true and end
+   their work as they choose, with results (an optimisation ends after its
+   current iteration, pd_optim_stop). A task not running yet is cancelled
+   at once. Returns 1, 0 when the task had already ended (or is unknown),
+   or an error. Asking twice is harmless. */
+int pd_task_stop(pd_client_t *c, uint64_t id);
+
 /* A task's outcome. */
 typedef struct {
     uint64_t id;
@@ -809,10 +816,19 @@ int pd_optim_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_optim_result_
    Returns 1, 0 when it had already ended, or an error: pd_task_cancel. */
 int pd_optim_cancel(pd_client_t *c, uint64_t id);
 
+/* Asks optimisation id to stop after its current iteration: every island
+   ends there, and the result (pd_optim_fetch) is complete, with stop
+   PD_STOP_CANCELLED and the best point found, as when pd_optim_run's
+   progress callback says stop. A run that has not started yet is cancelled
+   (pd_optim_fetch: PD_ECANCELLED). Returns 1, 0 when it had already ended,
+   or an error: pd_task_stop. */
+int pd_optim_stop(pd_client_t *c, uint64_t id);
+
 /* pd_optim_submit, then waits for the result (pd_optim_fetch) and releases
    the task. While it runs, o->progress (when set) is called with node 0's
    latest progress each time a new one arrives (about every 100 ms at
-   most); a non-zero return cancels the run (PD_ECANCELLED, no best point).
+   most); a non-zero return stops the run after its current iteration
+   (pd_optim_stop: stop PD_STOP_CANCELLED, the best point kept).
    Returns as pd_optim_fetch, or an error of pd_optim_submit (res->error
    says why in every case). */
 int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,

@@ -262,6 +262,13 @@ int pd_node_out_peers(pd_task_t *t, const char *tube, int *peers, int cap);
    only a crash or cancel of the task can end). The task sets the default. */
 void pd_node_set_timeout(pd_task_t *t, int timeout_ms);
 
+/* True once someone asked the task to stop (pd_task_stop, pd_optim_stop,
+   Ctrl-C on playdoh-submit): the node should finish its current step, agree
+   with its neighbours where it must, and return its result as usual. Cheap
+   (a look at the worker's pipe): call it once per iteration. Always false
+   in an asynchronous job. */
+bool pd_node_stopping(pd_task_t *t);
+
 /* ---- declaring tasks ---------------------------------------------------- */
 
 /* An optional init function: a module that defines it gets it called once

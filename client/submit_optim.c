@@ -13,8 +13,10 @@
     short waits, pd_optim_status for the progress line on a terminal. The
     result is one JSON object on standard output, built as msgpack and
     printed by pd_msgpack_to_json (shortest exact doubles; null for an
-    infinite value). Ctrl-C during a run cancels it (a run nobody waits for
-    would hold its slots until its budget is spent): SIGINT is blocked while
+    infinite value). Ctrl-C during a run stops it after its current iteration
+    and prints the result so far (a second Ctrl-C cancels it: a run nobody
+    waits for would hold its slots until its budget is spent): SIGINT is
+    blocked while
     the run is followed and looked for between waits, so that no wait of the
     client library is cut short by a signal. cancel, wait and status
     over t17 work as for any task (submit_task.c).
@@ -565,8 +567,8 @@ static bool s_sigint_taken(const sigset_t *set)
 }
 
 /* Follows run id until it ends or wait_s passes (< 0: no limit), with the
-   progress line when wanted; with cancel_on_sigint, Ctrl-C cancels it and
-   *interrupted says so. Returns pd_optim_fetch's code (PD_ETIMEDOUT with
+   progress line when wanted; with cancel_on_sigint, Ctrl-C stops it after
+   its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's code (PD_ETIMEDOUT with
    res->stop PD_STOP_NONE: still running). */
 static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_sigint,
                     pd_optim_result_t *res, bool *interrupted)
@@ -577,6 +579,7 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     *interrupted = false;
+    int sigints = 0;
     if (cancel_on_sigint)
         pthread_sigmask(SIG_BLOCK, &set, &old);
     double until = wait_s < 0 ? INFINITY : s_now() + wait_s;
@@ -591,13 +594,22 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
         if (rc != PD_ETIMEDOUT || res->code != 0 || res->stop != PD_STOP_NONE)
             break;
         pd_optim_result_clear(res);
-        if (cancel_on_sigint && !*interrupted && s_sigint_taken(&set)) {
+        if (cancel_on_sigint && sigints < 2 && s_sigint_taken(&set)) {
+            /* The first Ctrl-C stops the run after its iteration (its best
+               point is kept and printed); a second one cancels it. */
             *interrupted = true;
             pd_progress_hide(bar);
-            fprintf(stderr, "playdoh-submit: interrupted: cancelling optimisation t%" PRIu64
-                    "\n", id);
-            pd_optim_cancel(c, id);
-            until = s_now() + 30; /* wait for the cancel to land */
+            if (++sigints == 1) {
+                fprintf(stderr, "playdoh-submit: interrupted: stopping optimisation t%" PRIu64
+                        " after its current iteration (Ctrl-C again to cancel it)\n", id);
+                pd_optim_stop(c, id);
+                until = INFINITY; /* an iteration may be long: wait for it */
+            } else {
+                fprintf(stderr, "playdoh-submit: interrupted again: cancelling optimisation t%"
+                        PRIu64 "\n", id);
+                pd_optim_cancel(c, id);
+                until = s_now() + 30; /* wait for the cancel to land */
+            }
             continue;
         }
         if (s_now() >= until)

@@ -21,7 +21,8 @@
          in-neighbours sent in their index order (so the order never depends
          on timing), keeps the best migration_count and imports them.
 
-    So every node stops at the same iteration. The stop on `iterations`
+    So every node stops at the same iteration (a stop asked by the user,
+    pd_node_stopping, is seen by node 0 and travels in its step-2 decision). The stop on `iterations`
     needs no exchange: every node counts the same. Step 1 is skipped when
     node 0 can tell without it that it would not stop the run (it says so
     in its step-2 decision, so all nodes agree): with PSO and GA an
@@ -239,6 +240,11 @@ static int s_round_outcome(s_node_t *s, int rc, uint64_t nb, const char *err, ui
         if (all)
             d.stop = PD_STOP_TARGET;
     }
+    /* A stop asked by the user (pd_optim_stop): every island ends after this
+       iteration, with its best point, as pd_optim_run when its progress
+       callback says stop. */
+    if (d.stop == PD_STOP_NONE && pd_node_stopping(t))
+        d.stop = PD_STOP_CANCELLED;
     size_t len = sizeof d + (size_t) d.nreached * sizeof(uint32_t);
     if (s_msg_reserve(s, len))
         return pd_task_fail(t, "out of memory for %u groups' decision", s->groups);

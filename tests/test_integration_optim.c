@@ -7,11 +7,15 @@
 #include "playdoh_fitness.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The module's rastrigin is the same code as the in-process one below, so
    that the two forms can be compared bit for bit. */
@@ -423,7 +427,84 @@ Test(optim_cluster, cancel_stops_a_running_optimisation)
     pd_task_release(c, id);
 }
 
-/* pd_optim_cluster calls the progress callback; a non-zero return cancels. */
+Test(optim_cluster, stop_ends_every_island_after_its_iteration_keeping_the_best_point)
+{
+    pd_optim_opts_t o;
+    opts(&o, PD_ALGO_PSO, 2);
+    o.iterations = 10000000;
+    uint64_t id;
+    cr_assert_eq(pd_optim_submit(c, mod, "slow", &o, NULL, &id), 0, "%s", pd_client_error(c));
+    pd_optim_status_t st;
+    wait_progress(id, 2, &st);
+    pd_optim_status_clear(&st);
+    cr_assert_eq(pd_optim_stop(c, id), 1);
+    cr_assert_eq(pd_optim_stop(c, id), 1, "asking twice is harmless");
+    pd_optim_result_t r;
+    cr_assert_eq(pd_optim_fetch(c, id, 30000, &r), 0, "%s", r.error ? r.error : "");
+    cr_assert_eq(r.stop, PD_STOP_CANCELLED, "stop %s", pd_optim_stop_name(r.stop));
+    cr_assert_eq(r.code, 0);
+    cr_assert_geq(r.iterations, 3);
+    cr_assert_lt(r.iterations, 10000000);
+    cr_assert_eq(r.islands, 4);
+    cr_assert_eq(r.history_len, r.iterations, "every island stopped at the same iteration");
+    cr_assert(isfinite(r.best_f[0]), "the best point is kept");
+    for (int d = 0; d < 2; d++)
+        cr_assert(r.best_x[d] >= lo[d] && r.best_x[d] <= hi[d]);
+    /* The best value is the fitness of the best point, and the last
+       history entry of its island. */
+    cr_assert_eq(pd_optim_history(&r, r.best_island[0], 0, r.iterations - 1), r.best_f[0]);
+    pd_optim_result_clear(&r);
+    cr_assert_eq(pd_optim_stop(c, id), 0, "an ended run is not stopped again");
+    pd_task_release(c, id);
+}
+
+Test(optim_cluster, ctrl_c_on_the_command_line_stops_the_run_and_prints_its_best_point)
+{
+    char *path = pd_harness_module(&h, "fitcli.c", MODULE_SRC);
+    char out_path[512];
+    snprintf(out_path, sizeof out_path, "%s/optimize.out", h.dir);
+    const char *submit = pd_harness_program("playdoh-submit");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int null = open("/dev/null", O_WRONLY);
+        if (fd < 0 || null < 0 || dup2(fd, 1) < 0 || dup2(null, 2) < 0)
+            _exit(99);
+        signal(SIGINT, SIG_DFL);
+        execl(submit, submit, "--broker", h.endpoint, "optimize", "--algo", "pso", "--dim",
+              "2", "--bounds", "-5.12:5.12", "--islands", "2", "--iterations", "10000000",
+              path, "slow", (char *) NULL);
+        _exit(98);
+    }
+    free(path);
+    /* The run is task 1 of this test's broker: wait until it iterates. */
+    pd_optim_status_t st;
+    wait_progress(1, 2, &st);
+    pd_optim_status_clear(&st);
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    int status = 0;
+    for (int i = 0; i < 600 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert_fail("playdoh-submit did not end within 30 s of Ctrl-C");
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status %d",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    FILE *f = fopen(out_path, "r");
+    cr_assert_not_null(f);
+    char out[8192];
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    fclose(f);
+    out[got] = 0;
+    cr_assert(strstr(out, "\"stop\":\"cancelled\""), "%s", out);
+    cr_assert(strstr(out, "\"best_x\":[["), "the best point is printed: %s", out);
+}
+
+/* pd_optim_cluster calls the progress callback; a non-zero return stops the
+   run after its iteration, keeping the best point (as in-process). */
 static int s_stop_at_5(const pd_optim_progress_t *p, void *user)
 {
     int *calls = user;
@@ -441,7 +522,11 @@ Test(optim_cluster, the_progress_callback_sees_iterations_and_can_stop_the_run)
     o.progress = s_stop_at_5;
     o.progress_user = &calls;
     pd_optim_result_t r;
-    cr_assert_eq(pd_optim_cluster(c, mod, "slow", &o, NULL, &r), PD_ECANCELLED, "%s", r.error);
+    cr_assert_eq(pd_optim_cluster(c, mod, "slow", &o, NULL, &r), 0, "%s",
+                 r.error ? r.error : "");
     cr_assert_geq(calls, 1);
+    cr_assert_eq(r.stop, PD_STOP_CANCELLED);
+    cr_assert_geq(r.iterations, 5);
+    cr_assert(isfinite(r.best_f[0]));
     pd_optim_result_clear(&r);
 }

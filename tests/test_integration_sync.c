@@ -136,6 +136,12 @@ static const char *MODULE_SRC =
     "    pd_out_int(t, pd_node_index(t)); pd_out_int(t, pd_node_count(t));\n"
     "    return pd_out_double(t, 2 * x);\n"
     "}\n"
+    "/* Works in 5 ms steps until asked to stop; returns its steps. */\n"
+    "PD_TASK(until_stopped, t) {\n"
+    "    int64_t steps = 0;\n"
+    "    while (!pd_node_stopping(t) && steps < 12000) { s_sleep_ms(5); steps++; }\n"
+    "    return steps < 12000 ? pd_out_int(t, steps) : pd_task_fail(t, \"never asked\");\n"
+    "}\n"
     "/* As a job, the node API fails with a sentence. */\n"
     "PD_TASK(not_a_node, t) { return pd_push(t, \"x\", \"a\", 1); }\n";
 
@@ -420,6 +426,46 @@ Test(sync, nodes_start_together_or_not_at_all)
     pd_task_result_clear(&res);
     pd_graph_destroy(&ga);
     pd_graph_destroy(&gb);
+}
+
+Test(sync, stop_asks_the_nodes_to_finish_and_keeps_their_results)
+{
+    start(1, 2);
+    pd_graph_t *g = pd_graph_new(2);
+    uint64_t id;
+    cr_assert_eq(pd_task_start(c, mod, "until_stopped", g, NULL, 0, NULL, &id), 0);
+    pd_task_info_t info;
+    for (int i = 0; i < 500; i++) {
+        pd_task_status(c, id, &info);
+        if (info.state == PD_TASK_RUNNING)
+            break;
+        usleep(20000);
+    }
+    cr_assert_eq(info.state, PD_TASK_RUNNING);
+    usleep(100000);
+    cr_assert_eq(pd_task_stop(c, id), 1);
+    pd_task_result_t res;
+    cr_assert_eq(pd_task_fetch(c, id, 30000, &res), 0);
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    for (int i = 0; i < 2; i++) {
+        double steps = -1;
+        cr_assert_eq(pd_result_double(&res.nodes[i], &steps), 0);
+        cr_assert_gt(steps, 0, "node %d worked before the stop", i);
+    }
+    pd_task_result_clear(&res);
+    cr_assert_eq(pd_task_stop(c, id), 0, "an ended task is not stopped");
+    /* A task that has not started (the slots are taken) is cancelled. */
+    uint64_t busy, queued;
+    cr_assert_eq(pd_task_start(c, mod, "until_stopped", g, NULL, 0, NULL, &busy), 0);
+    cr_assert_eq(pd_task_start(c, mod, "until_stopped", g, NULL, 0, NULL, &queued), 0);
+    cr_assert_eq(pd_task_status(c, queued, &info), 0);
+    cr_assert_eq(info.state, PD_TASK_QUEUED);
+    cr_assert_eq(pd_task_stop(c, queued), 1);
+    cr_assert_eq(pd_task_fetch(c, queued, 10000, &res), 0);
+    cr_assert_eq(res.state, PD_TASK_CANCELLED);
+    pd_task_result_clear(&res);
+    cr_assert_eq(pd_task_cancel(c, busy), 1);
+    pd_graph_destroy(&g);
 }
 
 Test(sync, cancel_stops_a_running_task_and_frees_its_slots)

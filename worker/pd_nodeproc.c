@@ -27,6 +27,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ struct pd_nodeproc {
     pid_t pid;            /* the process; 0 once reaped */
     char *exe;            /* the program it runs, for messages (owned) */
     bool up;              /* it said `up`: it started */
+    bool stop_sent;       /* `stop` was sent */
     int to_child;         /* write end of its input pipe; -1 when closed */
     int from_child;       /* read end of its output pipe (non-blocking); -1 when closed */
     uint8_t *rbuf;        /* bytes read, not yet handled (owned) */
@@ -276,6 +278,15 @@ int pd_nodeproc_send_peers(pd_nodeproc_t *nd, const void *peers, size_t len)
 }
 
 int pd_nodeproc_send_go(pd_nodeproc_t *nd) { return s_send_simple(nd, "go", NULL, 0); }
+int pd_nodeproc_send_stop(pd_nodeproc_t *nd)
+{
+    /* Once: the node reads its pipe only when it looks, so repeated asks
+       must not pile up in it. */
+    if (nd->ended || nd->stop_sent)
+        return 0;
+    nd->stop_sent = true;
+    return s_send_simple(nd, "stop", NULL, 0);
+}
 
 /* Handles one message from the child; returns 0, or -1 with *why set. */
 static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char **why)
@@ -457,6 +468,29 @@ typedef struct {
     char cu[65];          /* the task's CUDA module ("" when none) */
     char cu_name[128];    /* its name */
 } s_child_t;
+
+/* pd_node_stopping's probe: has the worker sent `stop`? Looks at the pipe
+   without waiting; after `go` the worker sends nothing else (it ends the
+   process with a signal), so any frame is a stop or a protocol error. */
+static bool s_child_stop_probe(void *ctx)
+{
+    s_child_t *c = ctx;
+    struct pollfd p = {.fd = PD_PIPE_CHILD_IN, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    const char *why = NULL;
+    pd_msg_t m;
+    int rc = pd_pipe_read_frame(PD_PIPE_CHILD_IN, &c->in, &why);
+    if (rc > 0) {
+        if (pd_msg_parse(&m, c->in.data, c->in.len) == 0 && pd_msg_is(&m, "stop"))
+            return true;
+        pd_log_warn("node %u: the worker sent something else than 'stop' while the node ran; "
+                    "ignored", c->node);
+    } else if (rc < 0) {
+        pd_log_warn("node %u: unreadable message from the worker: %s", c->node, why);
+    } /* 0: the worker is gone, and this process goes with it */
+    return false;
+}
 
 /* Gives a task context this node's GPU and CUDA module, when it has them. */
 static void s_child_gpu(const s_child_t *c, pd_task_t *t)
@@ -801,6 +835,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
             memcpy(&task_fn, &sym, sizeof task_fn);
         pd_task_begin(task_ctx, task, arg, alen);
         pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
+        pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
         s_child_gpu(c, task_ctx);
         uint64_t t0 = s_now_us();
         int frc = module_fn ? module_fn(task_ctx, &env) : task_fn(task_ctx);

@@ -98,6 +98,9 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd);
    is reported through the sink at the next read). */
 int pd_nodeproc_send_peers(pd_nodeproc_t *nd, const void *peers, size_t len);
 int pd_nodeproc_send_go(pd_nodeproc_t *nd);
+/* Sends `stop` (once; later calls and a node that ended do nothing): the
+   node's pd_node_stopping() turns true. Returns 0, or PD_ESYS as above. */
+int pd_nodeproc_send_stop(pd_nodeproc_t *nd);
 
 uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd);
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd);

@@ -28,6 +28,9 @@ struct pd_task {
     char cu_hash[65];    /* the job's CUDA module, "" when it has none */
     char cu_name[128];   /* its name, for messages */
     int code;            /* when failed: the PD_E* code (PD_ETASK for pd_task_fail) */
+    bool (*stop_probe)(void *ctx); /* a node's: was a stop asked? (NULL in a job) */
+    void *stop_ctx;      /* its argument */
+    bool stopping;       /* a stop was seen */
     pd_cuda_ptr_t *allocs; /* device memory the job holds, owned list */
     size_t nallocs;      /* entries in allocs */
     size_t capallocs;    /* capacity of allocs */
@@ -94,6 +97,9 @@ void pd_task_begin(pd_task_t *t, uint64_t job_id, const void *arg, size_t len)
     t->node = -1;
     t->nnodes = 0;
     t->tubes = NULL;
+    t->stop_probe = NULL;
+    t->stop_ctx = NULL;
+    t->stopping = false;
 }
 
 void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes)
@@ -102,6 +108,19 @@ void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes)
     t->node = index;
     t->nnodes = n;
     t->tubes = tubes;
+}
+
+void pd_task_set_stop_probe(pd_task_t *t, bool (*probe)(void *ctx), void *ctx)
+{
+    t->stop_probe = probe;
+    t->stop_ctx = ctx;
+}
+
+bool pd_node_stopping(pd_task_t *t)
+{
+    if (!t->stopping && t->stop_probe)
+        t->stopping = t->stop_probe(t->stop_ctx);
+    return t->stopping;
 }
 
 void pd_task_set_gpu(pd_task_t *t, int gpu, pd_gpurt_t *rt)

@@ -49,6 +49,8 @@ void pd_task_set_shared(pd_task_t *t, const void *p, size_t len);
 /* Makes the task node `index` of a synchronous task of n nodes, whose
    messages travel through tubes (borrowed until the next pd_task_begin). */
 void pd_task_set_node(pd_task_t *t, int index, int n, pd_tubes_t *tubes);
+/* What pd_node_stopping asks: probe(ctx) says whether a stop was asked. */
+void pd_task_set_stop_probe(pd_task_t *t, bool (*probe)(void *ctx), void *ctx);
 
 /* After the task function returned rc: decides the job's outcome.
    Returns 0 when the job succeeded (then *value, *len hold the result, one

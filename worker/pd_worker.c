@@ -1125,6 +1125,22 @@ static void s_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
     pd_log_debug("task %llu aborted: %d nodes stopped here", (unsigned long long) task, killed);
 }
 
+/* node_stop {task}: asks this worker's nodes of the task to stop at their
+   next step (pd_node_stopping), keeping their results. */
+static void s_on_node_stop(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task;
+    if (pd_msg_uint(m, "task", &task)) {
+        pd_log_warn("broker sent a bad 'node_stop': %s", m->why);
+        return;
+    }
+    int told = 0;
+    for (int i = 0; i < w->nnodes; i++)
+        if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_send_stop(w->nodes[i]) == 0)
+            told++;
+    pd_log_debug("task %llu: stop asked of %d nodes here", (unsigned long long) task, told);
+}
+
 /* Moves ended nodes out of the running list (their slots are free again)
    and reaps the processes of ended nodes without blocking. */
 static void s_reap_nodes(pd_worker_t *w)
@@ -1221,6 +1237,8 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
         s_on_node_step(w, &m, false);
     else if (pd_msg_is(&m, "node_go"))
         s_on_node_step(w, &m, true);
+    else if (pd_msg_is(&m, "node_stop"))
+        s_on_node_stop(w, &m);
     else if (pd_msg_is(&m, "node_abort"))
         s_on_node_abort(w, &m);
     else if (pd_msg_is(&m, "error")) {

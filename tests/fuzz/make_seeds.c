@@ -477,6 +477,17 @@ static const char *s_message(int i)
         pd_pack_kv_str(&pk, "cu", s_cu_hash);
         pd_pack_kv_str(&pk, "client", PD_FUZZ_KEY_CLIENT);
         return "node_start_gpu";
+    case 47:
+        s_begin("task_stop", 2);
+        pd_pack_kv_uint(&pk, "req", 15);
+        pd_pack_cstr(&pk, "ids");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_uint64(&pk, 1);
+        return "task_stop";
+    case 48:
+        s_begin("node_stop", 1);
+        pd_pack_kv_uint(&pk, "task", 1);
+        return "node_stop";
     default: return NULL;
     }
 }
@@ -678,6 +689,17 @@ int main(int argc, char **argv)
     s_seq_write("broker", "task");
 
     s_record(0, "mod_put");
+    s_record(1, "ready");
+    s_record(0, "task_submit");
+    s_record(1, "node_bound");
+    s_record(1, "node_ready");
+    s_record(0, "task_stop");
+    s_record(0, "task_stop");
+    s_record(1, "node_done");
+    s_record(0, "task_fetch");
+    s_seq_write("broker", "task_stop");
+
+    s_record(0, "mod_put");
     s_record(0, "mod_put_cu");
     s_record(2, "ready_gpu");
     s_record(0, "task_submit_gpu");
@@ -747,6 +769,14 @@ int main(int argc, char **argv)
     s_wrecord("node_peers");
     s_wrecord("node_abort");
     s_seq_write("worker", "task_node");
+    pd_buf_append(&seq, &pol, 1);
+    s_wrecord("welcome_worker");
+    s_wrecord("mod");
+    s_wrecord("node_start");
+    s_wrecord("node_stop");
+    s_wrecord("node_stop");
+    s_wrecord("node_abort");
+    s_seq_write("worker", "node_stop");
     pd_buf_append(&seq, &pol, 1);
     s_wrecord("welcome_worker");
     s_wrecord("mod");
