@@ -124,30 +124,41 @@ static void s_wake(pd_broker_t *b, pd_taskrec_t *r)
     }
 }
 
-/* Sends node_abort {task} to every worker that holds a node of r. */
-static void s_abort_nodes(pd_broker_t *b, pd_taskrec_t *r)
+/* Sends TYPE {task} (node_abort, node_stop) to one worker. Returns 0 or a
+   PD_E* code. */
+static int s_tell_worker(pd_broker_t *b, pd_worker_t *wk, const char *type, uint64_t task)
 {
-    uint32_t span = pd_workers_span(b->workers);
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, type, 1);
+    pd_pack_kv_uint(&pk, "task", task);
+    int rc = pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
+    if (rc == 0)
+        wk->last_send = b->now_ms;
+    pd_buf_reset(&b->aux);
+    return rc;
+}
+
+/* Sends TYPE {task} once to every worker that holds a node of r. Returns
+   how many were told. */
+static uint32_t s_tell_workers(pd_broker_t *b, pd_taskrec_t *r, const char *type)
+{
+    uint32_t span = pd_workers_span(b->workers), told = 0;
+    /* Without memory for the set a worker may be told twice: harmless. */
     bool *sent = calloc(span ? span : 1, sizeof *sent);
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        if (!nd->active)
+        pd_worker_t *wk = nd->active ? pd_workers_at(b->workers, nd->worker) : NULL;
+        if (!wk || (sent && sent[nd->worker]))
             continue;
-        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
-        if (wk && (!sent || !sent[nd->worker])) {
-            pd_buf_reset(&b->aux);
-            msgpack_packer pk;
-            pd_packer_init(&pk, &b->aux);
-            pd_msg_begin(&pk, "node_abort", 1);
-            pd_pack_kv_uint(&pk, "task", r->id);
-            if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
-                wk->last_send = b->now_ms;
-            pd_buf_reset(&b->aux);
-            if (sent)
-                sent[nd->worker] = true;
-        }
+        if (sent)
+            sent[nd->worker] = true;
+        if (s_tell_worker(b, wk, type, r->id) == 0)
+            told++;
     }
     free(sent);
+    return told;
 }
 
 /* The count of wk's slots that r's nodes hold: GPU slots for a GPU task. */
@@ -177,7 +188,7 @@ static void s_release_node(pd_broker_t *b, pd_taskrec_t *r, uint32_t i, uint8_t 
 static void s_end(pd_broker_t *b, pd_taskrec_t *r, uint8_t state)
 {
     if (state != PD_TASK_DONE)
-        s_abort_nodes(b, r);
+        s_tell_workers(b, r, "node_abort");
     for (uint32_t i = 0; i < r->n; i++)
         s_release_node(b, r, i, PD_TNODE_ABORTED);
     pd_tasks_set_state(b->tasks, r, state);
@@ -379,6 +390,28 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* Cancels r (not final): why as its message, PD_ECANCELLED as its code. */
+static void s_cancel(pd_broker_t *b, pd_taskrec_t *r, const char *why)
+{
+    snprintf(r->code, sizeof r->code, "%s", pd_err_name(PD_ECANCELLED));
+    snprintf(r->msg, sizeof r->msg, "%s", why);
+    r->err_node = -1;
+    r->err_host[0] = 0;
+    pd_log_info("task %llu: %s", (unsigned long long) r->id, why);
+    s_end(b, r, PD_TASK_CANCELLED);
+}
+
+/* Answers a request over ids with TYPE {req, n}. */
+static void s_reply_n(pd_broker_t *b, const pd_origin_t *o, const char *type, uint64_t n)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, type, 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t *ids;
@@ -390,49 +423,12 @@ int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
         if (!r || PD_TASK_IS_FINAL(r->state))
             continue;
-        snprintf(r->code, sizeof r->code, "%s", pd_err_name(PD_ECANCELLED));
-        snprintf(r->msg, sizeof r->msg, "the task was cancelled");
-        r->err_node = -1;
-        r->err_host[0] = 0;
-        pd_log_info("task %llu cancelled", (unsigned long long) r->id);
-        s_end(b, r, PD_TASK_CANCELLED);
+        s_cancel(b, r, "the task was cancelled");
         k++;
     }
     free(ids);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "task_cancelled", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", k);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    s_reply_n(b, o, "task_cancelled", k);
     return 0;
-}
-
-/* Sends node_stop for r to each worker holding one of its nodes (once per
-   worker). Returns how many workers were told. */
-static uint32_t s_send_stop(pd_broker_t *b, pd_taskrec_t *r)
-{
-    uint32_t told = 0;
-    for (uint32_t i = 0; i < r->n; i++) {
-        pd_tnode_t *nd = &r->nodes[i];
-        bool first = nd->active;
-        for (uint32_t j = 0; first && j < i; j++)
-            first = !(r->nodes[j].active && r->nodes[j].worker == nd->worker);
-        pd_worker_t *wk = first ? pd_workers_at(b->workers, nd->worker) : NULL;
-        if (!wk)
-            continue;
-        pd_buf_reset(&b->aux);
-        msgpack_packer pk;
-        pd_packer_init(&pk, &b->aux);
-        pd_msg_begin(&pk, "node_stop", 1);
-        pd_pack_kv_uint(&pk, "task", r->id);
-        if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0) {
-            wk->last_send = b->now_ms;
-            told++;
-        }
-        pd_buf_reset(&b->aux);
-    }
-    return told;
 }
 
 int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -449,25 +445,15 @@ int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         if (r->state == PD_TASK_RUNNING) {
             /* The nodes end at their next step, with their results. */
             pd_log_info("task %llu: stop asked (%u workers told)", (unsigned long long) r->id,
-                        s_send_stop(b, r));
+                        s_tell_workers(b, r, "node_stop"));
         } else {
             /* Nothing has run yet: there is nothing to keep. */
-            snprintf(r->code, sizeof r->code, "%s", pd_err_name(PD_ECANCELLED));
-            snprintf(r->msg, sizeof r->msg, "the task was stopped before it started");
-            r->err_node = -1;
-            r->err_host[0] = 0;
-            pd_log_info("task %llu stopped before it started", (unsigned long long) r->id);
-            s_end(b, r, PD_TASK_CANCELLED);
+            s_cancel(b, r, "the task was stopped before it started");
         }
         k++;
     }
     free(ids);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "task_stopping", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", k);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    s_reply_n(b, o, "task_stopping", k);
     return 0;
 }
 
@@ -481,12 +467,7 @@ int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     for (int i = 0; i < n; i++)
         k += pd_tasks_forget(b->tasks, ids[i]);
     free(ids);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "task_released", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", k);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    s_reply_n(b, o, "task_released", k);
     return 0;
 }
 
@@ -686,14 +667,7 @@ static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
 /* Tells a worker to stop the nodes of a task the broker no longer runs. */
 static void s_abort_stale(pd_broker_t *b, pd_worker_t *wk, uint64_t task)
 {
-    pd_buf_reset(&b->aux);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "node_abort", 1);
-    pd_pack_kv_uint(&pk, "task", task);
-    if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
-        wk->last_send = b->now_ms;
-    pd_buf_reset(&b->aux);
+    s_tell_worker(b, wk, "node_abort", task);
 }
 
 /* Reads {code, msg} of a node's error map into code and msg. */
