@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_START_ATTEMPTS 3 /* placements of a task whose start fails for the cluster */
 #define S_MAX_IDS 10000u   /* task ids per status, cancel or release */
 #define S_SCAN_MS 10       /* time-outs of tasks are checked this often */
 
@@ -214,6 +215,36 @@ static void s_fail(pd_broker_t *b, pd_taskrec_t *r, int64_t node, const char *co
                  : "");
     pd_log_info("task %llu failed: %s: %s", (unsigned long long) r->id, code, r->msg);
     s_end(b, r, PD_TASK_FAILED);
+}
+
+
+/* A task that could not start for the cluster's reasons (why: a worker
+   lost, a node process that could not start, a worker without the slot
+   the broker counted on) goes back to the queue, with its nodes aborted
+   and its slots freed, at most S_START_ATTEMPTS times in all: none of its
+   functions has run (the barrier was not passed). Returns true when r was
+   queued again, false when it must fail. */
+static bool s_requeue(pd_broker_t *b, pd_taskrec_t *r, const char *why)
+{
+    if (r->state != PD_TASK_STARTING || r->attempt + 1 >= S_START_ATTEMPTS)
+        return false;
+    s_tell_workers(b, r, "node_abort");
+    for (uint32_t i = 0; i < r->n; i++) {
+        pd_tnode_t *nd = &r->nodes[i];
+        pd_worker_t *wk = nd->active ? pd_workers_at(b->workers, nd->worker) : NULL;
+        if (wk && *s_held(wk, r) > 0)
+            (*s_held(wk, r))--;
+        free(nd->ep);
+        free(nd->res);
+        memset(nd, 0, sizeof *nd); /* PD_TNODE_PENDING, not active */
+    }
+    r->nbound = r->nready = r->nended = 0;
+    r->deadline_ms = 0;
+    r->attempt++;
+    pd_tasks_set_state(b->tasks, r, PD_TASK_QUEUED);
+    pd_log_warn("task %llu: %s; queued again (start %u of %u)", (unsigned long long) r->id,
+                why, r->attempt + 1, S_START_ATTEMPTS);
+    return true;
 }
 
 /* Packs a uint64 array of the ids in a request; returns the count or -1. */
@@ -501,7 +532,8 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
-    pd_msg_begin(&pk, "node_start", 14 + r->gpu + (r->cu != 0));
+    pd_msg_begin(&pk, "node_start", 15 + r->gpu + (r->cu != 0));
+    pd_pack_kv_uint(&pk, "try", r->attempt);
     pd_pack_kv_str(&pk, "client", r->owner);
     pd_pack_kv_uint(&pk, "task", r->id);
     pd_pack_kv_uint(&pk, "node", i);
@@ -702,7 +734,21 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    uint64_t attempt = 0;
+    if ((rc = pd_msg_uint_opt(m, "try", &attempt))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
     pd_taskrec_t *r = pd_tasks_get(b->tasks, task);
+    if (r && attempt != r->attempt) {
+        /* From an earlier start of the task, sent before its node_abort
+           reached the worker: that node is gone or going. Not an abort: a
+           node of the current start may run there under the same name. */
+        pd_log_debug("dropped '%s' for task %llu node %llu: start %llu, now %u", m->type,
+                     (unsigned long long) task, (unsigned long long) node,
+                     (unsigned long long) attempt + 1, r->attempt + 1);
+        return 0;
+    }
     pd_tnode_t *nd = r && node < r->n ? &r->nodes[node] : NULL;
     if (!nd || !nd->active || nd->worker != wk->index) {
         /* An ended task (failed, cancelled) or a node aborted meanwhile. A
@@ -798,6 +844,17 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     }
     char code[32], msg[900];
     s_read_error(val, vlen, code, sizeof code, msg, sizeof msg);
+    /* The cluster's failures before the barrier: the task goes back to the
+       queue. The task's own (a module that does not compile, a refusal by
+       the owner's policy) fail it at once. */
+    static const char *const retry[] = {"PD_ESYS", "PD_EOVERLOAD", "PD_ENOGPU"};
+    bool cluster = false;
+    for (size_t k = 0; k < sizeof retry / sizeof *retry; k++)
+        cluster = cluster || strcmp(code, retry[k]) == 0;
+    char why[1100];
+    snprintf(why, sizeof why, "node %llu on %s: %s", (unsigned long long) node, wk->host, msg);
+    if (cluster && s_requeue(b, r, why))
+        return 0;
     s_release_node(b, r, (uint32_t) node, PD_TNODE_FAILED);
     s_fail(b, r, (int64_t) node, code, "node %llu on %s: %s", (unsigned long long) node, wk->host,
            msg);
@@ -821,9 +878,11 @@ void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *wh
             if (first < 0)
                 first = k;
         }
-        if (first >= 0)
-            s_fail(b, r, first, "PD_ELOST", "node %lld on %s: its worker %s", (long long) first,
-                   wk->host[0] ? wk->host : "?", why);
+        char lost[600];
+        snprintf(lost, sizeof lost, "node %lld on %s: its worker %s", (long long) first,
+                 wk->host[0] ? wk->host : "?", why);
+        if (first >= 0 && !s_requeue(b, r, lost))
+            s_fail(b, r, first, "PD_ELOST", "%s", lost);
     }
 }
 

@@ -81,6 +81,9 @@ typedef struct {
     uint32_t n;                /* nodes */
     uint32_t mod;              /* module index (pd_mods) */
     bool gpu;                  /* its nodes run on GPU slots */
+    uint32_t attempt;          /* placements so far after the first: a start that failed
+                                  for the cluster's reasons (a worker lost, a node process
+                                  that could not start) is tried again */
     uint32_t cu;               /* CUDA module index + 1 (pd_mods), 0 = none */
     char fn[256];              /* function name */
     char owner[41];            /* the submitter's key (Z85), "" without CurveZMQ: workers'

@@ -505,6 +505,46 @@ Test(sync, cancel_stops_a_running_task_and_frees_its_slots)
     pd_graph_destroy(&g);
 }
 
+Test(sync, a_worker_lost_before_the_start_puts_the_task_back_in_the_queue)
+{
+    start(1, 1);
+    int b = pd_harness_add_worker(&h, 1);
+    pd_harness_wait_slots(&h, c, 2);
+    /* Worker B stops answering: the task is placed on A and B, B never
+       starts its node, the broker loses B and puts the task back. */
+    kill(h.workers[b], SIGSTOP);
+    pd_graph_t *g = pd_graph_new(2);
+    uint8_t naps[2] = {0x01, 0x01};
+    uint64_t id;
+    cr_assert_eq(pd_task_start(c, mod, "nap", g, naps, 2, NULL, &id), 0, "%s",
+                 pd_client_error(c));
+    pd_task_info_t info = {0};
+    bool started = false, requeued = false;
+    for (int i = 0; i < 500 && !requeued; i++) {
+        cr_assert_eq(pd_task_status(c, id, &info), 0);
+        started = started || info.state == PD_TASK_STARTING;
+        requeued = started && info.state == PD_TASK_QUEUED;
+        usleep(20000);
+    }
+    cr_assert(requeued, "the task was not queued again (state %s)",
+              pd_task_state_name(info.state));
+    /* Another worker comes: the task starts there and ends well. */
+    pd_harness_add_worker(&h, 1);
+    pd_task_result_t res;
+    cr_assert_eq(pd_task_fetch(c, id, 60000, &res), 0);
+    cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
+    for (int i = 0; i < 2; i++) {
+        double who = -1;
+        cr_assert_eq(pd_result_double(&res.nodes[i], &who), 0);
+        cr_assert_eq(who, i);
+    }
+    pd_task_result_clear(&res);
+    kill(h.workers[b], SIGKILL);
+    waitpid(h.workers[b], NULL, 0);
+    h.workers[b] = 0;
+    pd_graph_destroy(&g);
+}
+
 Test(sync, a_lost_worker_fails_its_tasks_naming_the_host)
 {
     start(2, 2);

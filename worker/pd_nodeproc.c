@@ -44,6 +44,7 @@ struct pd_nodeproc {
     uint64_t task;        /* task id */
     uint32_t node;        /* node index */
     int gpu;              /* its GPU, or -1 */
+    uint64_t attempt;     /* the broker's attempt at starting the task */
     pd_nodeproc_sink_t sink;  /* where progress goes */
     pid_t pid;            /* the process; 0 once reaped */
     char *exe;            /* the program it runs, for messages (owned) */
@@ -155,6 +156,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     nd->task = cfg->task;
     nd->node = cfg->node;
     nd->gpu = cfg->gpu;
+    nd->attempt = cfg->attempt;
     nd->sink = cfg->sink;
     nd->to_child = nd->from_child = -1;
     char parent[24];
@@ -251,6 +253,7 @@ bool pd_nodeproc_reap(pd_nodeproc_t *nd)
 uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd) { return nd->task; }
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd) { return nd->node; }
 int pd_nodeproc_gpu(const pd_nodeproc_t *nd) { return nd->gpu; }
+uint64_t pd_nodeproc_attempt(const pd_nodeproc_t *nd) { return nd->attempt; }
 int pd_nodeproc_pid(const pd_nodeproc_t *nd) { return (int) nd->pid; }
 bool pd_nodeproc_ended(const pd_nodeproc_t *nd) { return nd->ended; }
 

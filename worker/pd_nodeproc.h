@@ -74,6 +74,7 @@ typedef struct {
     const char *log_level; /* passed to the child, or NULL (copied) */
     uint64_t task;         /* task id, for the owner's book-keeping */
     uint32_t node;         /* node index */
+    uint64_t attempt;      /* the broker's attempt at starting the task (echoed) */
     int gpu;               /* the worker's GPU the node runs on, or -1 (a CPU node) */
     const char *cuda_visible; /* CUDA_VISIBLE_DEVICES for the process ("" for a CPU node:
                                  it sees no GPU), or NULL to inherit the worker's */
@@ -106,6 +107,8 @@ uint64_t pd_nodeproc_task(const pd_nodeproc_t *nd);
 uint32_t pd_nodeproc_index(const pd_nodeproc_t *nd);
 /* The worker's GPU the node runs on, or -1. */
 int pd_nodeproc_gpu(const pd_nodeproc_t *nd);
+/* The broker's attempt at starting the task that this node belongs to. */
+uint64_t pd_nodeproc_attempt(const pd_nodeproc_t *nd);
 int pd_nodeproc_pid(const pd_nodeproc_t *nd);
 /* True once the result was reported. */
 bool pd_nodeproc_ended(const pd_nodeproc_t *nd);

@@ -813,17 +813,20 @@ static void s_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 
 /* ---- nodes of synchronous tasks ----------------------------------------- */
 
-/* Sends node_done {task, node, ok, val, us}. */
-static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, bool ok,
-                             const uint8_t *val, size_t len, uint64_t us)
+/* Sends node_done {task, node, try, ok, val, us} (try: the broker's attempt
+   at starting the task, echoed so that it can tell an old attempt's
+   messages from the current one's). */
+static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t attempt,
+                             bool ok, const uint8_t *val, size_t len, uint64_t us)
 {
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "node_done", 5);
+    pd_msg_begin(&pk, "node_done", 6);
     pd_pack_kv_uint(&pk, "task", task);
     pd_pack_kv_uint(&pk, "node", node);
+    pd_pack_kv_uint(&pk, "try", attempt);
     pd_pack_kv_bool(&pk, "ok", ok);
     pd_pack_cstr(&pk, "val");
     pd_pack_raw(&pk, val, len);
@@ -833,7 +836,8 @@ static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, bool 
 }
 
 /* Reports a node that could not start here. */
-static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, const char *msg)
+static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t attempt, int code,
+                        const char *msg)
 {
     pd_buf_t b;
     pd_buf_init(&b);
@@ -843,7 +847,7 @@ static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, int code, 
     pd_pack_kv_str(&pk, "code", pd_err_name(code));
     pd_pack_kv_str(&pk, "msg", msg);
     if (!b.failed)
-        s_send_node_done(w, task, node, false, b.data, b.len, 0);
+        s_send_node_done(w, task, node, attempt, false, b.data, b.len, 0);
     pd_buf_free(&b);
 }
 
@@ -854,9 +858,10 @@ static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type,
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, type, 2 + (ep != NULL) + (key != NULL));
+    pd_msg_begin(&pk, type, 3 + (ep != NULL) + (key != NULL));
     pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
     pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
     if (ep)
         pd_pack_kv_str(&pk, "ep", ep);
     if (key)
@@ -881,7 +886,8 @@ static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8
     pd_worker_t *w = user;
     pd_log_debug("task %llu node %u %s after %llu us", (unsigned long long) pd_nodeproc_task(nd),
                  pd_nodeproc_index(nd), ok ? "done" : "failed", (unsigned long long) us);
-    s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), ok, val, len, us);
+    s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), pd_nodeproc_attempt(nd), ok,
+                     val, len, us);
 }
 
 /* A node's progress report: node_progress {task, node, val} to the broker. */
@@ -892,9 +898,10 @@ static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, 
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "node_progress", 3);
+    pd_msg_begin(&pk, "node_progress", 4);
     pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
     pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
     pd_pack_cstr(&pk, "val");
     pd_pack_raw(&pk, val, len);
     s_send(w, &b);
@@ -943,11 +950,11 @@ static void s_node_remove(pd_worker_t *w, int i)
    `start`, when the code policy lets the submitter's code run here. */
 static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t task, node, n;
+    uint64_t task, node, n, attempt = 0;
     char mod[80], fn[128], client[PD_KEY_TXT] = "";
     if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
         || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
-        || pd_msg_str(m, "fn", fn, sizeof fn)) {
+        || pd_msg_str(m, "fn", fn, sizeof fn) || pd_msg_uint_opt(m, "try", &attempt)) {
         pd_log_warn("broker sent a bad 'node_start': %s", m->why);
         return;
     }
@@ -972,13 +979,13 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
         if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
             pd_log_warn("refused task %llu node %llu: %s%s", (unsigned long long) task,
                         (unsigned long long) node, msg, swallowed ? " (and more refusals)" : "");
-        s_fail_node(w, task, node, PD_EREFUSED, msg);
+        s_fail_node(w, task, node, attempt, PD_EREFUSED, msg);
         return;
     }
     if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
         snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no 'mod' "
                  "for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
-        s_fail_node(w, task, node, PD_ENOMODULE, msg);
+        s_fail_node(w, task, node, attempt, PD_ENOMODULE, msg);
         return;
     }
     if (s_node_find(w, task, node) >= 0) {
@@ -1003,14 +1010,14 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     if (gpu && on_gpu < 0) {
         snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU node",
                  w->host);
-        s_fail_node(w, task, node, PD_ENOGPU, msg);
+        s_fail_node(w, task, node, attempt, PD_ENOGPU, msg);
         return;
     }
     if (w->nnodes >= w->capslots + PD_GPU_MAX ||
         (gpu ? per_gpu[on_gpu] > 0 : cpu_nodes >= w->cpus || cpu_nodes >= w->capslots)) {
         snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d %s slots", w->host,
                  gpu ? per_gpu[on_gpu] : cpu_nodes, gpu ? gpus : w->cpus, gpu ? "GPU" : "CPU");
-        s_fail_node(w, task, node, PD_EOVERLOAD, msg);
+        s_fail_node(w, task, node, attempt, PD_EOVERLOAD, msg);
         return;
     }
     /* The node's `start`: the broker's fields, the module's kind and name,
@@ -1066,7 +1073,7 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     if (!b.failed) {
         pd_nodeproc_config_t nc = {.exe = w->slot_exe, .cache_dir = w->cache_dir,
                                    .host = w->host, .log_level = w->log_level, .task = task,
-                                   .node = (uint32_t) node, .gpu = on_gpu,
+                                   .node = (uint32_t) node, .attempt = attempt, .gpu = on_gpu,
                                    .cuda_visible = visible,
                                    .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
                                             w, s_on_node_report}};
@@ -1076,7 +1083,7 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     if (!nd) {
         snprintf(msg, sizeof msg, "worker %s could not start a node process (%s)", w->host,
                  pd_strerror(err));
-        s_fail_node(w, task, node, err, msg);
+        s_fail_node(w, task, node, attempt, err, msg);
         return;
     }
     w->nodes[w->nnodes++] = nd;
