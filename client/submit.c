@@ -62,6 +62,7 @@ enum {
     V_OPTIM = 1 << 10,
     V_OSTATUS = 1 << 11,
     V_OFETCH = 1 << 12,
+    V_STOP = 1 << 13,
     V_GLOBAL = 1 << 7 /* allowed before the verb and after it */
 };
 
@@ -343,6 +344,15 @@ static const s_verb_t s_verbs[] = {
      "      --json           print one JSON document instead of a table\n"
      "\n"
      "exit status: 0, 2 bad usage, 3 broker problem\n"},
+    {"stop", V_STOP,
+     "usage: playdoh-submit [GLOBAL OPTIONS] stop ID...\n"
+     "\n"
+     "Asks synchronous tasks and optimisations (t17, t3-5) to stop: their nodes see\n"
+     "pd_node_stopping() and end with their results; an optimisation ends after its current\n"
+     "iteration with its best point (fetch it with optimize-fetch). A task that has not\n"
+     "started yet is cancelled. cancel, by contrast, ends them at once and keeps nothing.\n"
+     "\n"
+     "exit status: 0, 2 bad usage, 3 broker problem\n"},
     {"cancel", V_CANCEL,
      "usage: playdoh-submit [GLOBAL OPTIONS] cancel ID...\n"
      "\n"
@@ -381,6 +391,7 @@ static void s_usage(FILE *f)
         "  results ID...                     print each job's result as a JSON line\n"
         "  wait ID...                        wait until the jobs have ended\n"
         "  cancel ID...                      cancel queued and running jobs\n"
+        "  stop ID...                        ask tasks and optimisations (t17) to finish early\n"
         "  cluster [--json]                  show each worker: slots offered and busy, load,\n"
         "                                    GPUs, jobs queued/running/done, last heartbeat\n"
         "  gc [--ttl S]                      forget results fetched long ago, shrink the journal\n"
@@ -1792,7 +1803,7 @@ int main(int argc, char **argv)
     if (!v) {
         pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
                               "optimize-status, optimize-fetch, status, results, wait, cancel, "
-                              "cluster, gc, slurm)", verb);
+                              "stop, cluster, gc, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;
@@ -1832,6 +1843,8 @@ int main(int argc, char **argv)
         rc = pd_submit_optimize_status(&s, vargc, vargv);
     else if (v->bit == V_OFETCH)
         rc = pd_submit_optimize_fetch(&s, vargc, vargv);
+    else if (v->bit == V_STOP)
+        rc = pd_submit_tasks(&s, "stop", vargc, vargv);
     else
         rc = s_verb_cancel(&s, vargc, vargv);
     pd_client_destroy(&s.c);

@@ -277,14 +277,16 @@ int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv)
         int one;
         if (strcmp(verb, "status") == 0) {
             one = s_status(c, ids[i]);
-        } else if (strcmp(verb, "cancel") == 0) {
-            int k = pd_task_cancel(c, ids[i]);
+        } else if (strcmp(verb, "cancel") == 0 || strcmp(verb, "stop") == 0) {
+            bool cancel = verb[0] == 'c';
+            int k = cancel ? pd_task_cancel(c, ids[i]) : pd_task_stop(c, ids[i]);
             one = k < 0 ? 3 : 0;
             if (k < 0)
                 fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
             else if (!s->o.quiet)
                 fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s\n", ids[i],
-                        k ? "cancelled" : "had already ended (or is unknown)");
+                        !k ? "had already ended (or is unknown)"
+                        : cancel ? "cancelled" : "asked to stop");
         } else {
             one = s_results(s, c, ids[i], print, wait_s);
         }

@@ -503,6 +503,36 @@ Test(optim_cluster, ctrl_c_on_the_command_line_stops_the_run_and_prints_its_best
     cr_assert(strstr(out, "\"best_x\":[["), "the best point is printed: %s", out);
 }
 
+Test(optim_cluster, stop_on_the_command_line_ends_a_detached_run_with_its_best_point)
+{
+    char *path = pd_harness_module(&h, "fitstop.c", MODULE_SRC);
+    const char *submit = pd_harness_program("playdoh-submit");
+    char sub[1024];
+    snprintf(sub, sizeof sub, "%s", submit);
+    char *out = NULL;
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s optimize --detach --algo pso --dim 2 "
+                                "--bounds -5.12:5.12 --islands 2 --iterations 10000000 '%s' slow",
+                                sub, h.endpoint, path), 0, "%s", out);
+    cr_assert_str_eq(out, "t1\n");
+    free(out);
+    free(path);
+    pd_optim_status_t st;
+    wait_progress(1, 2, &st);
+    pd_optim_status_clear(&st);
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s stop t1 2>&1", sub, h.endpoint), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "task t1 asked to stop"), "%s", out);
+    free(out);
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s optimize-fetch --wait 30 t1", sub,
+                                h.endpoint), 0, "%s", out);
+    cr_assert(strstr(out, "\"stop\":\"cancelled\"") && strstr(out, "\"best_x\":[["), "%s",
+              out);
+    free(out);
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s stop t1 2>&1", sub, h.endpoint), 0);
+    cr_assert(strstr(out, "had already ended"), "%s", out);
+    free(out);
+}
+
 /* pd_optim_cluster calls the progress callback; a non-zero return stops the
    run after its iteration, keeping the best point (as in-process). */
 static int s_stop_at_5(const pd_optim_progress_t *p, void *user)
