@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs a broker, a worker (and its slot processes) and playdoh-submit under
-# valgrind's memcheck on loopback, through done, failed and crashed jobs,
+# Runs a broker, a worker (and its slot and node processes) and playdoh-submit
+# under valgrind's memcheck on loopback, through done, failed and crashed jobs,
+# a cluster optimisation and a task asked to stop,
 # then again with CurveZMQ (--secure: keys made by playdoh-keygen, itself
 # under valgrind, the broker's ZAP handler, an unlisted client refused), and
 # fails if any of them reports a memory error or a definite leak.
@@ -61,6 +62,41 @@ printf '0\n1\n' | "${VG[@]}" --log-file="$tmp/vg-shared.%p.log" "$BUILD/playdoh-
     --broker "$ep" map --shared "$tmp/d.bin" "$tmp/s.c,$tmp/s.h,-O1" g > "$tmp/shared-out" \
     2>/dev/null || true
 shared_out=$(tr '\n' ' ' < "$tmp/shared-out")
+# Node processes: a cluster optimisation of two islands (tubes, migration,
+# node 0's decisions), then a task asked to stop (pd_node_stopping).
+cat > "$tmp/o.c" <<'SRC'
+#include <playdoh_fitness.h>
+#include <playdoh_task.h>
+#include <time.h>
+PD_FITNESS(sphere, b, f) {
+    for (size_t i = 0; i < b->n; i++) {
+        double s = 0;
+        for (size_t j = 0; j < b->dim; j++) s += b->x[i * b->dim + j] * b->x[i * b->dim + j];
+        f[i] = s;
+    }
+    return 0;
+}
+PD_TASK(until_stopped, t) {
+    struct timespec ts = {0, 10000000};
+    int steps = 0;
+    while (!pd_node_stopping(t) && steps < 6000) { nanosleep(&ts, NULL); steps++; }
+    return pd_out_int(t, steps);
+}
+SRC
+"${VG[@]}" --log-file="$tmp/vg-optim.%p.log" "$BUILD/playdoh-submit" --broker "$ep" -q \
+    optimize --algo pso --dim 3 --bounds -5:5 --islands 2 --popsize 12 --iterations 30 \
+    --migrate-every 5 "$tmp/o.c" sphere > "$tmp/optim-out" 2>/dev/null || true
+optim_ok=$(grep -c '"stop":"iterations"' "$tmp/optim-out" || true)
+task=$("$BUILD/playdoh-submit" --broker "$ep" task --detach --nodes 2 "$tmp/o.c" until_stopped \
+    2>/dev/null || true)
+for _ in $(seq 300); do
+    "$BUILD/playdoh-submit" --broker "$ep" status "$task" 2>/dev/null | grep -q running && break
+    sleep 0.1
+done
+"${VG[@]}" --log-file="$tmp/vg-stop.%p.log" "$BUILD/playdoh-submit" --broker "$ep" -q \
+    stop "$task" 2>/dev/null || true
+stopped=$("$BUILD/playdoh-submit" --broker "$ep" results --wait 120 "$task" 2>/dev/null |
+    grep -c '"state":"done"' || true)
 kill -TERM "$wpid"; wait "$wpid" || true
 kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
 pids=()
@@ -114,5 +150,7 @@ done
 [ "$exec_lines" -eq 5 ] || { echo "valgrind.sh: expected 5 exec output lines, got $exec_lines"; bad=1; }
 [ "$(wc -l < "$tmp/joblog")" -eq 6 ] || { echo "valgrind.sh: the job log is not 6 lines"; bad=1; }
 [ "$shared_out" = "2.0 4.0 " ] || { echo "valgrind.sh: shared-data map printed '$shared_out'"; bad=1; }
+[ "$optim_ok" -eq 1 ] || { echo "valgrind.sh: the optimisation did not end on its iterations: $(cat "$tmp/optim-out")"; bad=1; }
+[ "$stopped" -eq 2 ] || { echo "valgrind.sh: the stopped task's 2 nodes did not end done ($stopped)"; bad=1; }
 echo "valgrind.sh: $checked processes checked, $lines results ($secure_lines over CurveZMQ), $([ $bad = 0 ] && echo clean || echo FAILED)"
 exit $bad
