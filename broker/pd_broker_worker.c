@@ -544,7 +544,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
         bool pilot = wk->slurm_job[0] != 0;
-        msgpack_pack_map(&pk, 16 + (pilot ? 3 : 0));
+        msgpack_pack_map(&pk, 18 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
         pd_pack_kv_int(&pk, "pid", wk->pid);
@@ -556,6 +556,8 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_pack_kv_uint(&pk, "queued", wk->wqueued);
         pd_pack_kv_uint(&pk, "done", wk->done);
         pd_pack_kv_uint(&pk, "requeued", wk->requeued);
+        pd_pack_kv_uint(&pk, "nodes", wk->nodes);
+        pd_pack_kv_uint(&pk, "gpu_nodes", wk->gnodes);
         pd_pack_cstr(&pk, "load");
         if (wk->load < 0)
             msgpack_pack_nil(&pk);

@@ -791,6 +791,10 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
                 wi->gpus = (uint32_t) u;
             else if (!strcmp(key, "busy"))
                 wi->busy = (uint32_t) u;
+            else if (!strcmp(key, "nodes"))
+                wi->nodes = (uint32_t) u;
+            else if (!strcmp(key, "gpu_nodes"))
+                wi->gpu_nodes = (uint32_t) u;
             else if (!strcmp(key, "inflight"))
                 wi->inflight = u;
             else if (!strcmp(key, "queued"))

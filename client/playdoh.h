@@ -216,6 +216,8 @@ typedef struct {
     char slurm_job[32];   /* a pilot's Slurm job id ("" for a worker not run by Slurm) */
     char slurm_step[32];  /* its Slurm step id ("batch" for a batch script), or "" */
     char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
+    uint32_t nodes;       /* CPU slots held by nodes of synchronous tasks (no job runs there) */
+    uint32_t gpu_nodes;   /* GPU slots held by nodes of GPU tasks */
 } pd_worker_info_t;
 
 /* The cluster as the broker sees it. */

@@ -1610,10 +1610,12 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
         return 3;
     }
-    uint64_t cpus = 0, busy = 0;
+    uint64_t cpus = 0, busy = 0, nodes = 0, gnodes = 0;
     for (size_t i = 0; i < ci.nworkers; i++) {
         cpus += ci.workers[i].cpus;
         busy += ci.workers[i].busy;
+        nodes += ci.workers[i].nodes;
+        gnodes += ci.workers[i].gpu_nodes;
     }
     pd_buf_t out;
     pd_buf_init(&out);
@@ -1665,6 +1667,8 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_num(&out, "running", (double) running, true);
             s_put_num(&out, "done", (double) w->done, true);
             s_put_num(&out, "requeued", (double) w->requeued, true);
+            s_put_num(&out, "task_nodes", (double) w->nodes, true);
+            s_put_num(&out, "gpu_task_nodes", (double) w->gpu_nodes, true);
             s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
             s_put_num(&out, "up_s", (double) w->up_s, true);
             if (w->slurm_job[0]) {
@@ -1679,7 +1683,7 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
     } else {
         printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "
                "jobs waiting for a slot\n", ci.cluster, ci.name, pd_client_endpoint(c),
-               ci.nworkers, (unsigned long long) cpus, (unsigned long long) busy,
+               ci.nworkers, (unsigned long long) cpus, (unsigned long long) (busy + nodes),
                (unsigned long long) ci.queued);
         /* A SLURM column (job array task, or job, and step) when pilots are there. */
         bool pilots = false;
@@ -1692,7 +1696,7 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
         for (size_t i = 0; i < ci.nworkers; i++) {
             const pd_worker_info_t *w = &ci.workers[i];
             char slots[32], load[24], hb[24];
-            snprintf(slots, sizeof slots, "%u/%u", w->busy, w->cpus);
+            snprintf(slots, sizeof slots, "%u/%u", w->busy + w->nodes, w->cpus);
             if (w->load < 0)
                 snprintf(load, sizeof load, "-");
             else
@@ -1717,9 +1721,13 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                    gmem);
         }
         if (ci.nworkers)
-            printf("CPUS: busy/offered; LOAD: the machine's own load (* = its owner is active, "
-                   "slots held back)%s\n", pilots ? "; SLURM: a pilot's job (array task).step"
-                                                  : "");
+            printf("CPUS: busy/offered (busy: running a job or held by a task's node); LOAD: "
+                   "the machine's own load (* = its owner is active, slots held back)%s\n",
+                   pilots ? "; SLURM: a pilot's job (array task).step" : "");
+        if (nodes || gnodes)
+            printf("synchronous tasks hold %llu CPU slot%s and %llu GPU%s\n",
+                   (unsigned long long) nodes, nodes == 1 ? "" : "s", (unsigned long long) gnodes,
+                   gnodes == 1 ? "" : "s");
     }
     pd_buf_free(&out);
     pd_cluster_info_clear(&ci);

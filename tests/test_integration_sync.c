@@ -443,6 +443,19 @@ Test(sync, stop_asks_the_nodes_to_finish_and_keeps_their_results)
     }
     cr_assert_eq(info.state, PD_TASK_RUNNING);
     usleep(100000);
+    /* The cluster view counts the slots the nodes hold. */
+    pd_cluster_info_t ci;
+    cr_assert_eq(pd_cluster_info(c, &ci), 0, "%s", pd_client_error(c));
+    cr_assert_eq(ci.nworkers, 1);
+    cr_assert_eq(ci.workers[0].nodes, 2);
+    cr_assert_eq(ci.workers[0].gpu_nodes, 0);
+    pd_cluster_info_clear(&ci);
+    char *out = NULL;
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s cluster",
+                                pd_harness_program("playdoh-submit"), h.endpoint), 0);
+    cr_assert(strstr(out, "synchronous tasks hold 2 CPU slots and 0 GPUs"), "%s", out);
+    cr_assert(strstr(out, " 2/2 "), "%s", out);
+    free(out);
     cr_assert_eq(pd_task_stop(c, id), 1);
     pd_task_result_t res;
     cr_assert_eq(pd_task_fetch(c, id, 30000, &res), 0);
