@@ -794,7 +794,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     if (s_child_send(c, "bound", pd_tubes_key(tubes) ? 2 : 1, s_fill_bound, tubes)
         || s_child_expect(c, &m, "peers")) {
         rc = -1;
-        goto out;
+        goto gone;
     }
     if (pd_msg_rd(&m, "peers", &r) || pd_rd_array(&r, &npeers)) {
         failure = "the worker sent a malformed peers list";
@@ -824,7 +824,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     }
     if (s_child_send(c, "ready", 0, NULL, NULL) || s_child_expect(c, &m, "go")) {
         rc = -1;
-        goto out;
+        goto gone;
     }
     {
         pd_task_t *task_ctx = pd_task_new(c->node);
@@ -868,6 +868,10 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     }
 fail:
     rc = s_child_fail(c, fail_code, failure);
+gone:
+    /* Failed, or the worker is gone (its end of the pipe closes before the
+       kernel sends this process its death signal): leave without BYE, so
+       that no neighbour takes this node for finished. */
     pd_tubes_abandon(tubes);
 out:
     pd_tubes_destroy(&tubes);
