@@ -443,20 +443,43 @@ static void s_reply_n(pd_broker_t *b, const pd_origin_t *o, const char *type, ui
     pd_broker_send_out(b, o->rid, o->ridlen);
 }
 
+/* Calls fn on each task of ids[0 .. n) that has not ended. Returns how
+   many there were. */
+static uint64_t s_each_live(pd_broker_t *b, const uint64_t *ids, int n,
+                            void (*fn)(pd_broker_t *b, pd_taskrec_t *r))
+{
+    uint64_t k = 0;
+    for (int i = 0; i < n; i++) {
+        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        if (r && !PD_TASK_IS_FINAL(r->state)) {
+            fn(b, r);
+            k++;
+        }
+    }
+    return k;
+}
+
+static void s_do_cancel(pd_broker_t *b, pd_taskrec_t *r)
+{
+    s_cancel(b, r, "the task was cancelled");
+}
+
+static void s_do_stop(pd_broker_t *b, pd_taskrec_t *r)
+{
+    if (r->state == PD_TASK_RUNNING) /* the nodes end at their next step, with results */
+        pd_log_info("task %llu: stop asked (%u workers told)", (unsigned long long) r->id,
+                    s_tell_workers(b, r, "node_stop"));
+    else /* nothing has run yet: there is nothing to keep */
+        s_cancel(b, r, "the task was stopped before it started");
+}
+
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t *ids;
     int n = s_read_ids(m, o, &ids);
     if (n < 0)
         return PD_EINVAL;
-    uint64_t k = 0;
-    for (int i = 0; i < n; i++) {
-        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
-        if (!r || PD_TASK_IS_FINAL(r->state))
-            continue;
-        s_cancel(b, r, "the task was cancelled");
-        k++;
-    }
+    uint64_t k = s_each_live(b, ids, n, s_do_cancel);
     free(ids);
     s_reply_n(b, o, "task_cancelled", k);
     return 0;
@@ -468,21 +491,7 @@ int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int n = s_read_ids(m, o, &ids);
     if (n < 0)
         return PD_EINVAL;
-    uint64_t k = 0;
-    for (int i = 0; i < n; i++) {
-        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
-        if (!r || PD_TASK_IS_FINAL(r->state))
-            continue;
-        if (r->state == PD_TASK_RUNNING) {
-            /* The nodes end at their next step, with their results. */
-            pd_log_info("task %llu: stop asked (%u workers told)", (unsigned long long) r->id,
-                        s_tell_workers(b, r, "node_stop"));
-        } else {
-            /* Nothing has run yet: there is nothing to keep. */
-            s_cancel(b, r, "the task was stopped before it started");
-        }
-        k++;
-    }
+    uint64_t k = s_each_live(b, ids, n, s_do_stop);
     free(ids);
     s_reply_n(b, o, "task_stopping", k);
     return 0;

@@ -88,23 +88,6 @@ int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_gra
     return 0;
 }
 
-int pd_task_stop(pd_client_t *c, uint64_t id)
-{
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "task_stop", 1);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_uint64(&pk, id);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "task_stopping", &m, 0, pd_client_timeout(c));
-    if (rc)
-        return rc;
-    uint64_t n;
-    if (pd_msg_uint(&m, "n", &n) || n > 1)
-        return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_stopping' reply");
-    return (int) n;
-}
-
 int pd_task_status(pd_client_t *c, uint64_t id, pd_task_info_t *info)
 {
     msgpack_packer pk;
@@ -304,6 +287,11 @@ static int s_ids_call(pd_client_t *c, const char *t, const char *want, uint64_t 
 int pd_task_cancel(pd_client_t *c, uint64_t id)
 {
     return s_ids_call(c, "task_cancel", "task_cancelled", id);
+}
+
+int pd_task_stop(pd_client_t *c, uint64_t id)
+{
+    return s_ids_call(c, "task_stop", "task_stopping", id);
 }
 
 int pd_task_release(pd_client_t *c, uint64_t id)
