@@ -432,72 +432,38 @@ static void s_cancel(pd_broker_t *b, pd_taskrec_t *r, const char *why)
     s_end(b, r, PD_TASK_CANCELLED);
 }
 
-/* Answers a request over ids with TYPE {req, n}. */
-static void s_reply_n(pd_broker_t *b, const pd_origin_t *o, const char *type, uint64_t n)
+/* The task id if it has not ended, else NULL. */
+static pd_taskrec_t *s_live(pd_broker_t *b, uint64_t id)
 {
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, type, 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", n);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    return r && !PD_TASK_IS_FINAL(r->state) ? r : NULL;
 }
 
-/* Calls fn on each task of ids[0 .. n) that has not ended. Returns how
-   many there were. */
-static uint64_t s_each_live(pd_broker_t *b, const uint64_t *ids, int n,
-                            void (*fn)(pd_broker_t *b, pd_taskrec_t *r))
+static bool s_do_cancel(pd_broker_t *b, uint64_t id)
 {
-    uint64_t k = 0;
-    for (int i = 0; i < n; i++) {
-        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
-        if (r && !PD_TASK_IS_FINAL(r->state)) {
-            fn(b, r);
-            k++;
-        }
-    }
-    return k;
+    pd_taskrec_t *r = s_live(b, id);
+    if (r)
+        s_cancel(b, r, "the task was cancelled");
+    return r != NULL;
 }
 
-static void s_do_cancel(pd_broker_t *b, pd_taskrec_t *r)
+static bool s_do_stop(pd_broker_t *b, uint64_t id)
 {
-    s_cancel(b, r, "the task was cancelled");
-}
-
-static void s_do_stop(pd_broker_t *b, pd_taskrec_t *r)
-{
-    if (r->state == PD_TASK_RUNNING) /* the nodes end at their next step, with results */
+    pd_taskrec_t *r = s_live(b, id);
+    if (r && r->state == PD_TASK_RUNNING) /* the nodes end at their next step, with results */
         pd_log_info("task %llu: stop asked (%u workers told)", (unsigned long long) r->id,
                     s_tell_workers(b, r, "node_stop"));
-    else /* nothing has run yet: there is nothing to keep */
+    else if (r) /* nothing has run yet: there is nothing to keep */
         s_cancel(b, r, "the task was stopped before it started");
+    return r != NULL;
 }
 
-int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
-{
-    uint64_t *ids;
-    int n = s_read_ids(m, o, &ids);
-    if (n < 0)
-        return PD_EINVAL;
-    uint64_t k = s_each_live(b, ids, n, s_do_cancel);
-    free(ids);
-    s_reply_n(b, o, "task_cancelled", k);
-    return 0;
-}
+static bool s_do_release(pd_broker_t *b, uint64_t id) { return pd_tasks_forget(b->tasks, id); }
 
-int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
-{
-    uint64_t *ids;
-    int n = s_read_ids(m, o, &ids);
-    if (n < 0)
-        return PD_EINVAL;
-    uint64_t k = s_each_live(b, ids, n, s_do_stop);
-    free(ids);
-    s_reply_n(b, o, "task_stopping", k);
-    return 0;
-}
-
-int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+/* A request over task ids (cancel, stop, release): fn on each id, then
+   reply {req, n} with how many it acted on. */
+static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *reply,
+                    bool (*fn)(pd_broker_t *b, uint64_t id))
 {
     uint64_t *ids;
     int n = s_read_ids(m, o, &ids);
@@ -505,10 +471,30 @@ int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_EINVAL;
     uint64_t k = 0;
     for (int i = 0; i < n; i++)
-        k += pd_tasks_forget(b->tasks, ids[i]);
+        k += fn(b, ids[i]);
     free(ids);
-    s_reply_n(b, o, "task_released", k);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->out);
+    pd_msg_begin(&pk, reply, 2);
+    pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_uint(&pk, "n", k);
+    pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
+}
+
+int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    return s_on_ids(b, m, o, "task_cancelled", s_do_cancel);
+}
+
+int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    return s_on_ids(b, m, o, "task_stopping", s_do_stop);
+}
+
+int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    return s_on_ids(b, m, o, "task_released", s_do_release);
 }
 
 /* ---- placing ------------------------------------------------------------ */

@@ -596,6 +596,20 @@ static int s_task(const char *fn, int n, const pd_task_opts_t *opts, uint64_t *i
     return rc;
 }
 
+/* Reads a `gnode` result: [gpu, CUDA_VISIBLE_DEVICES, the value copied
+   through the device (-1 on a CPU node)]. */
+static void s_gnode(const pd_result_t *r, int64_t *gpu, char *vis, size_t cap, double *y)
+{
+    pd_rd_t rd;
+    uint32_t k;
+    pd_rd_init(&rd, r->value, r->len);
+    cr_assert_eq(pd_rd_array(&rd, &k), 0);
+    cr_assert_eq(k, 3);
+    cr_assert_eq(pd_rd_int(&rd, gpu), 0);
+    cr_assert_eq(pd_rd_strcpy(&rd, vis, cap), 0);
+    cr_assert_eq(pd_rd_double(&rd, y), 0);
+}
+
 Test(integration_gpu, a_gpu_task_gives_each_node_a_gpu_of_its_own)
 {
     setenv("PLAYDOH_LIBCUDA", s_fake(), 1);
@@ -610,16 +624,10 @@ Test(integration_gpu, a_gpu_task_gives_each_node_a_gpu_of_its_own)
     cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
     bool seen[2] = {false, false};
     for (int i = 0; i < 2; i++) {
-        pd_rd_t rd;
-        pd_rd_init(&rd, res.nodes[i].value, res.nodes[i].len);
-        uint32_t k;
         int64_t gpu;
         char vis[32];
         double y;
-        cr_assert_eq(pd_rd_array(&rd, &k), 0);
-        cr_assert_eq(pd_rd_int(&rd, &gpu), 0);
-        cr_assert_eq(pd_rd_strcpy(&rd, vis, sizeof vis), 0);
-        cr_assert_eq(pd_rd_double(&rd, &y), 0);
+        s_gnode(&res.nodes[i], &gpu, vis, sizeof vis, &y);
         cr_assert(gpu == 0 || gpu == 1, "node %d on GPU %lld", i, (long long) gpu);
         cr_assert_not(seen[gpu], "two nodes on GPU %lld", (long long) gpu);
         seen[gpu] = true;
@@ -634,14 +642,10 @@ Test(integration_gpu, a_gpu_task_gives_each_node_a_gpu_of_its_own)
     cr_assert_eq(pd_task_fetch(c, id, 60000, &res), 0);
     cr_assert_eq(res.state, PD_TASK_DONE, "%s", res.error ? res.error : "");
     for (int i = 0; i < 2; i++) {
-        pd_rd_t rd;
-        pd_rd_init(&rd, res.nodes[i].value, res.nodes[i].len);
-        uint32_t k;
         int64_t gpu;
         char vis[32];
-        cr_assert_eq(pd_rd_array(&rd, &k), 0);
-        cr_assert_eq(pd_rd_int(&rd, &gpu), 0);
-        cr_assert_eq(pd_rd_strcpy(&rd, vis, sizeof vis), 0);
+        double y;
+        s_gnode(&res.nodes[i], &gpu, vis, sizeof vis, &y);
         cr_assert_eq(gpu, -1);
         cr_assert_str_eq(vis, "", "a CPU node sees CUDA_VISIBLE_DEVICES empty");
     }

@@ -406,7 +406,9 @@ Test(optim_cluster, submit_returns_an_id_to_poll_and_fetch_from_another_client)
     pd_client_destroy(&other);
 }
 
-Test(optim_cluster, cancel_stops_a_running_optimisation)
+/* Starts a run of the slow fitness that would go on for ever and waits
+   until it has made a few iterations. Returns its id. */
+static uint64_t s_start_endless(void)
 {
     pd_optim_opts_t o;
     opts(&o, PD_ALGO_PSO, 2);
@@ -416,6 +418,13 @@ Test(optim_cluster, cancel_stops_a_running_optimisation)
     pd_optim_status_t st;
     wait_progress(id, 2, &st);
     pd_optim_status_clear(&st);
+    return id;
+}
+
+Test(optim_cluster, cancel_stops_a_running_optimisation)
+{
+    uint64_t id = s_start_endless();
+    pd_optim_status_t st;
     cr_assert_eq(pd_optim_cancel(c, id), 1);
     pd_optim_result_t r;
     cr_assert_eq(pd_optim_fetch(c, id, 30000, &r), PD_ECANCELLED, "%s", r.error);
@@ -429,14 +438,7 @@ Test(optim_cluster, cancel_stops_a_running_optimisation)
 
 Test(optim_cluster, stop_ends_every_island_after_its_iteration_keeping_the_best_point)
 {
-    pd_optim_opts_t o;
-    opts(&o, PD_ALGO_PSO, 2);
-    o.iterations = 10000000;
-    uint64_t id;
-    cr_assert_eq(pd_optim_submit(c, mod, "slow", &o, NULL, &id), 0, "%s", pd_client_error(c));
-    pd_optim_status_t st;
-    wait_progress(id, 2, &st);
-    pd_optim_status_clear(&st);
+    uint64_t id = s_start_endless();
     cr_assert_eq(pd_optim_stop(c, id), 1);
     cr_assert_eq(pd_optim_stop(c, id), 1, "asking twice is harmless");
     pd_optim_result_t r;

@@ -80,7 +80,20 @@ static double *s_population(pd_task_t *t, size_t *n, int *dim)
     return x;
 }
 
-PD_TASK(rastrigin_cpu, t)
+/* Evaluates n points (row-major, dim each) into f on the CPU. Returns 0. */
+static int s_eval_cpu(pd_task_t *t, const double *x, size_t n, int dim, double *f)
+{
+    (void) t;
+    for (size_t i = 0; i < n; i++)
+        f[i] = s_rastrigin(x + i * (size_t) dim, dim);
+    return 0;
+}
+
+/* A job over a population argument: reads it, evaluates it with eval and
+   returns the values. */
+static int s_population_job(pd_task_t *t,
+                            int (*eval)(pd_task_t *t, const double *x, size_t n, int dim,
+                                        double *f))
 {
     size_t n;
     int dim;
@@ -88,17 +101,15 @@ PD_TASK(rastrigin_cpu, t)
     if (!x)
         return -1;
     double *f = malloc(n * sizeof *f);
-    if (!f) {
-        free(x);
-        return pd_task_fail(t, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++)
-        f[i] = s_rastrigin(x + i * (size_t) dim, dim);
-    int rc = pd_out_doubles(t, f, n);
+    int rc = !f ? pd_task_fail(t, "out of memory") : eval(t, x, n, dim, f);
+    if (rc == 0)
+        rc = pd_out_doubles(t, f, n);
     free(x);
     free(f);
     return rc;
 }
+
+PD_TASK(rastrigin_cpu, t) { return s_population_job(t, s_eval_cpu); }
 
 /* Evaluates n points (row-major, dim each) into f in one launch of the
    kernel `rastrigin` on this slot's GPU. Returns 0, or -1 with the job
@@ -122,21 +133,7 @@ static int s_eval_gpu(pd_task_t *t, const double *x, size_t n, int dim, double *
     return rc;
 }
 
-PD_TASK(rastrigin_gpu, t)
-{
-    size_t n;
-    int dim;
-    double *x = s_population(t, &n, &dim);
-    if (!x)
-        return -1;
-    double *f = malloc(n * sizeof *f);
-    int rc = !f ? pd_task_fail(t, "out of memory") : s_eval_gpu(t, x, n, dim, f);
-    if (rc == 0)
-        rc = pd_out_doubles(t, f, n);
-    free(x);
-    free(f);
-    return rc;
-}
+PD_TASK(rastrigin_gpu, t) { return s_population_job(t, s_eval_gpu); }
 
 /* ---- the fitness of a cluster optimisation ------------------------------
 
@@ -150,9 +147,7 @@ PD_TASK(rastrigin_gpu, t)
 
 PD_FITNESS(rastrigin_fitness, b, f)
 {
-    for (size_t i = 0; i < b->n; i++)
-        f[i] = s_rastrigin(b->x + i * b->dim, (int) b->dim);
-    return 0;
+    return s_eval_cpu(b->task, b->x, b->n, (int) b->dim, f);
 }
 
 PD_FITNESS(rastrigin_fitness_gpu, b, f)
