@@ -544,6 +544,32 @@ static const s_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
     return m;
 }
 
+/* Whether the code of a job or node may run here: module mod and, when cu
+   is not "", CUDA module cu, sent by the key client, under the owner's code
+   policy, and both in the cache. Returns 0 with *mm and *cm (NULL without
+   cu) set; PD_EREFUSED (logged, rate-limited, as `refused WHAT: ...`) or
+   PD_ENOMODULE with the sentence in msg. */
+static int s_code_check(pd_worker_t *w, const char *client, const char *mod, const char *cu,
+                        const char *what, const s_mod_t **mm, const s_mod_t **cm, char *msg,
+                        size_t cap)
+{
+    *mm = s_mod_find(w, mod);
+    *cm = cu[0] ? s_mod_find(w, cu) : NULL;
+    if (!pd_policy_allows(w->policy, client, mod, *mm ? (*mm)->name : mod, msg, cap) ||
+        (cu[0] && !pd_policy_allows(w->policy, client, cu, *cm ? (*cm)->name : cu, msg, cap))) {
+        uint32_t swallowed = 0;
+        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+            pd_log_warn("refused %s: %s%s", what, msg, swallowed ? " (and more refusals)" : "");
+        return PD_EREFUSED;
+    }
+    if (!*mm || (cu[0] && (!*cm || strcmp((*cm)->kind, "cu") != 0))) {
+        snprintf(msg, cap, "%smodule %.64s is not on worker %s (the broker sent no 'mod' for it)",
+                 *mm ? "CUDA " : "", *mm ? cu : mod, w->host);
+        return PD_ENOMODULE;
+    }
+    return 0;
+}
+
 static void s_on_shr(pd_worker_t *w, const pd_msg_t *m)
 {
     char hash[80];
@@ -694,23 +720,12 @@ static void s_on_run(pd_worker_t *w, const pd_msg_t *m)
         }
         for (uint32_t extra = used; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
-        const s_mod_t *mm = s_mod_find(w, mod);
-        const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
-        char msg[800];
-        if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg) ||
-            (cu[0] && !pd_policy_allows(w->policy, client, cu, cm ? cm->name : cu, msg,
-                                        sizeof msg))) {
-            uint32_t swallowed = 0;
-            if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
-                pd_log_warn("refused job %llu: %s%s", (unsigned long long) id, msg,
-                            swallowed ? " (and more refusals)" : "");
-            s_fail_job(w, id, attempt, PD_EREFUSED, msg);
-            continue;
-        }
-        if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
-            snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no "
-                     "'mod' for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
-            s_fail_job(w, id, attempt, PD_ENOMODULE, msg);
+        const s_mod_t *mm, *cm;
+        char msg[800], what[48];
+        snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
+        int code = s_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+        if (code) {
+            s_fail_job(w, id, attempt, code, msg);
             continue;
         }
         if (gpu && w->ngpu == 0) {
@@ -970,22 +985,13 @@ static void s_on_node_start(pd_worker_t *w, const pd_msg_t *m)
         return;
     }
     char msg[800];
-    const s_mod_t *mm = s_mod_find(w, mod);
-    const s_mod_t *cm = cu[0] ? s_mod_find(w, cu) : NULL;
-    if (!pd_policy_allows(w->policy, client, mod, mm ? mm->name : mod, msg, sizeof msg) ||
-        (cu[0] && !pd_policy_allows(w->policy, client, cu, cm ? cm->name : cu, msg,
-                                    sizeof msg))) {
-        uint32_t swallowed = 0;
-        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
-            pd_log_warn("refused task %llu node %llu: %s%s", (unsigned long long) task,
-                        (unsigned long long) node, msg, swallowed ? " (and more refusals)" : "");
-        s_fail_node(w, task, node, attempt, PD_EREFUSED, msg);
-        return;
-    }
-    if (!mm || (cu[0] && (!cm || strcmp(cm->kind, "cu") != 0))) {
-        snprintf(msg, sizeof msg, "%smodule %.64s is not on worker %s (the broker sent no 'mod' "
-                 "for it)", mm ? "CUDA " : "", mm ? cu : mod, w->host);
-        s_fail_node(w, task, node, attempt, PD_ENOMODULE, msg);
+    const s_mod_t *mm, *cm;
+    char what[64];
+    snprintf(what, sizeof what, "task %llu node %llu", (unsigned long long) task,
+             (unsigned long long) node);
+    int code = s_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+    if (code) {
+        s_fail_node(w, task, node, attempt, code, msg);
         return;
     }
     if (s_node_find(w, task, node) >= 0) {
