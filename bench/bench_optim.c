@@ -247,6 +247,8 @@ static int s_cost(unsigned long long budget)
                 per = sec / (double) (ev - pop) - fit_one;
                 if (per < best_theirs)
                     best_theirs = per;
+#else
+                (void) fit_one;
 #endif
             }
             printf("| %s / %s | %zu | %.3f | ", r->label, r->pagmo, dim, best_ours * 1e6);

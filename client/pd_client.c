@@ -24,6 +24,7 @@
     at once with a sentence saying which, instead of a time-out.
 */
 #include "playdoh.h"
+#include "pd_plat.h"
 #include "pd_client_int.h"
 
 #include "pd_auth.h"
@@ -41,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1083,12 +1083,15 @@ int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
         return s_fail(c, PD_EINVAL, "shared data %s is empty", path);
     }
     /* Mapped, not read: a large file is hashed and sent without a copy. */
-    void *p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (p == MAP_FAILED)
+    size_t len = 0;
+    const void *p = pd_plat_map_file(path, &len);
+    if (!p || len != (size_t) st.st_size) {
+        pd_plat_unmap(p, len);
         return s_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
-    int rc = pd_shared_upload(c, p, (size_t) st.st_size, hash);
-    munmap(p, (size_t) st.st_size);
+    }
+    int rc = pd_shared_upload(c, p, len, hash);
+    pd_plat_unmap(p, len);
     if (rc == PD_ETOOBIG || rc == PD_EINVAL) {
         char tmp[sizeof c->err];
         snprintf(tmp, sizeof tmp, "%s", c->err);

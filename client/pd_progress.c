@@ -6,10 +6,10 @@
     (TIOCGWINSZ), so a resized window gets a bar that fits.
 */
 #include "pd_progress.h"
+#include "pd_plat.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,13 +121,7 @@ size_t pd_progress_format(char *buf, size_t cap, size_t done, size_t failed, siz
     return k;
 }
 
-static int s_width(FILE *f)
-{
-    struct winsize ws;
-    if (ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
-    return 80;
-}
+static int s_width(FILE *f) { return pd_plat_term_width(f); }
 
 /* Writes line in place of what the line showed. */
 static void s_show(pd_progress_t *p, const char *line, double now)

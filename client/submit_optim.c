@@ -26,6 +26,7 @@
     --topology FILE has one "FROM TO" or "FROM->TO" pair of islands per line.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_json.h"
 
@@ -556,16 +557,6 @@ static double s_now(void)
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-/* True once a blocked SIGINT is pending (it is taken). */
-static bool s_sigint_taken(const sigset_t *set)
-{
-    sigset_t pending;
-    if (sigpending(&pending) != 0 || !sigismember(&pending, SIGINT))
-        return false;
-    struct timespec now = {0, 0};
-    return sigtimedwait(set, NULL, &now) == SIGINT;
-}
-
 /* Follows run id until it ends or wait_s passes (< 0: no limit), with the
    progress line when wanted; with cancel_on_sigint, Ctrl-C stops it after
    its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's code (PD_ETIMEDOUT with
@@ -575,13 +566,10 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
 {
     pd_client_t *c = s->c;
     pd_progress_t *bar = pd_progress_new(stderr, 0, pd_submit_progress_wanted(s));
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
     *interrupted = false;
     int sigints = 0;
     if (cancel_on_sigint)
-        pthread_sigmask(SIG_BLOCK, &set, &old);
+        pd_plat_catch_interrupt(true);
     double until = wait_s < 0 ? INFINITY : s_now() + wait_s;
     uint64_t shown = 0;
     int rc;
@@ -594,7 +582,7 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
         if (rc != PD_ETIMEDOUT || res->code != 0 || res->stop != PD_STOP_NONE)
             break;
         pd_optim_result_clear(res);
-        if (cancel_on_sigint && sigints < 2 && s_sigint_taken(&set)) {
+        if (cancel_on_sigint && sigints < 2 && pd_plat_interrupt_taken()) {
             /* The first Ctrl-C stops the run after its iteration (its best
                point is kept and printed); a second one cancels it. */
             *interrupted = true;
@@ -626,7 +614,7 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
     pd_progress_hide(bar);
     pd_progress_destroy(&bar);
     if (cancel_on_sigint)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pd_plat_catch_interrupt(false);
     return rc;
 }
 

@@ -7,6 +7,7 @@
     is never readable by others, not even for a moment.
 */
 #include "pd_auth.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -14,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +101,7 @@ int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
             continue;
         char c = *p;
         *p = 0;
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        if (pd_plat_mkdir(path, 0700) != 0 && errno != EEXIST)
             return s_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", path,
                          strerror(errno));
         *p = c;
@@ -134,7 +134,7 @@ static int s_write_private(const char *dir, const char *const *names, s_writer_f
         char from[4200], to[4200];
         snprintf(from, sizeof from, "%s/%s", tmp, names[i]);
         snprintf(to, sizeof to, "%s/%s", dir, names[i]);
-        if (rc == 0 && (chmod(from, 0600) != 0 || rename(from, to) != 0))
+        if (rc == 0 && (chmod(from, 0600) != 0 || pd_plat_rename(from, to) != 0))
             rc = s_why(why, whycap, PD_ESYS, "cannot write %s: %s", to, strerror(errno));
         unlink(from);
     }
@@ -176,10 +176,10 @@ int pd_auth_keygen(const char *dir, const char *name, bool force, pd_keypair_t *
                      "be given the new public key)", path, old.pub);
     char who[128];
     if (!name || !*name) {
-        struct passwd *pw = getpwuid(getuid());
-        char host[64] = "";
-        gethostname(host, sizeof host - 1);
-        snprintf(who, sizeof who, "%s@%s", pw && pw->pw_name ? pw->pw_name : "user", host);
+        char user[64], host[64] = "";
+        pd_plat_username(user, sizeof user);
+        pd_plat_hostname(host, sizeof host);
+        snprintf(who, sizeof who, "%s@%s", user, host);
         name = who;
     }
     zcert_t *cert = zcert_new();
@@ -206,7 +206,7 @@ int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char
     snprintf(secret, sizeof secret, "%s_secret", file);
     struct stat st;
     bool has_secret = stat(secret, &st) == 0;
-    if (has_secret && (st.st_mode & 077))
+    if (has_secret && !pd_plat_mode_private(&st))
         return s_why(why, whycap, PD_EAUTH,
                      "secret key file %s is readable by other users (mode %03o): run `chmod 600 "
                      "%s` (and consider the key compromised if others could read it)", secret,

@@ -8,6 +8,7 @@
     one. Files are small (1 MiB at most), so a linear search is plenty.
 */
 #include "pd_config.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 
 #include <assert.h>

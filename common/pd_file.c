@@ -1,5 +1,6 @@
 /*  pd_file: see pd_file.h. */
 #include "pd_file.h"
+#include "pd_plat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +39,7 @@ int pd_file_write_atomic(const char *path, const void *data, size_t len)
         p += n;
         left -= (size_t) n;
     }
-    if (close(fd) || rename(tmp, path)) {
+    if (close(fd) || pd_plat_rename(tmp, path)) {
         int saved = errno;
         unlink(tmp);
         errno = saved;

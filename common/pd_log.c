@@ -6,6 +6,7 @@
     where lines carry a "<N>" priority prefix instead of a time stamp).
 */
 #include "pd_log.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 
 #include <stdio.h>

@@ -8,6 +8,7 @@
     a key file rewritten within the same second is still seen.
 */
 #include "pd_zap.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -72,8 +73,8 @@ static uint64_t s_signature(const char *dir)
         uint64_t e = 1469598103934665603ull;
         for (const char *p = de->d_name; *p; p++)
             e = (e ^ (uint8_t) *p) * 1099511628211ull;
-        uint64_t parts[] = {(uint64_t) st.st_size, (uint64_t) st.st_mtim.tv_sec,
-                            (uint64_t) st.st_mtim.tv_nsec, (uint64_t) st.st_ino};
+        uint64_t parts[] = {(uint64_t) st.st_size, (uint64_t) pd_plat_mtime_ns(&st), 0,
+                            (uint64_t) st.st_ino};
         for (size_t i = 0; i < 4; i++)
             e = (e ^ parts[i]) * 1099511628211ull;
         sum += e; /* order of readdir does not matter */

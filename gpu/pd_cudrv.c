@@ -7,11 +7,11 @@
     driver's own cuGetErrorName/cuGetErrorString.
 */
 #include "pd_cudrv.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
 #include <assert.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,7 @@ struct pd_cudrv {
 /* Looks up sym into *slot (a function pointer); false when absent. */
 static bool s_sym(void *lib, const char *sym, void *slot)
 {
-    void *p = dlsym(lib, sym);
+    void *p = pd_plat_dlsym_any(lib, sym);
     if (!p)
         return false;
     memcpy(slot, &p, sizeof p); /* POSIX: function pointers are object-sized */
@@ -58,13 +58,12 @@ pd_cudrv_t *pd_cudrv_open(const char *path, int *err, char *why, size_t cap)
         return NULL;
     }
     snprintf(d->path, sizeof d->path, "%s", path);
-    dlerror();
-    d->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    /* RTLD_NODELETE: dlclose() leaves the library mapped. CUDA's libraries
-       start threads and keep C++ runtime state that must outlive them. */
+    char e[512];
+    d->lib = pd_plat_dlopen_system(path, e, sizeof e);
+    /* Kept mapped after pd_plat_dlclose(): CUDA's libraries start threads
+       and keep C++ runtime state that must outlive them. */
     if (!d->lib) {
-        const char *e = dlerror();
-        snprintf(why, cap, "no CUDA driver: %s", e ? e : path);
+        snprintf(why, cap, "no CUDA driver: %s: %s", path, e);
         goto fail;
     }
 #define S_LOOKUP(sym, params)                                                        \
@@ -91,7 +90,7 @@ void pd_cudrv_destroy(pd_cudrv_t **p)
     if (d->has_ctx)
         d->fn.cuDevicePrimaryCtxRelease_v2(d->dev);
     if (d->lib)
-        dlclose(d->lib);
+        pd_plat_dlclose(d->lib);
     free(d);
     *p = NULL;
 }

@@ -6,6 +6,7 @@
     sentence every time instead of retrying a slow load.
 */
 #include "pd_gpurt.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_file.h"
 #include "pd_log.h"
@@ -201,7 +202,7 @@ int pd_gpurt_ptx(const char *cache_dir, pd_nvrtc_t *nv, const char *hash, const 
     if (log)
         pd_log_debug("CUDA module %s: NVRTC says: %s", name, log);
     free(log);
-    if ((mkdir(dir, 0755) && errno != EEXIST) || pd_file_write_atomic(path, *ptx, ptxlen)) {
+    if ((pd_plat_mkdir(dir, 0755) && errno != EEXIST) || pd_file_write_atomic(path, *ptx, ptxlen)) {
         /* The PTX is good: use it, and say why it could not be kept. */
         pd_log_warn("cannot store compiled CUDA module %s in %s: %s", name, path,
                     strerror(errno));

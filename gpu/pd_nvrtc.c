@@ -4,13 +4,13 @@
     against nvrtc.h by tests/test_pd_cuda_abi.c where the toolkit is found.
 */
 #include "pd_nvrtc.h"
+#include "pd_plat.h"
 #include "pd_cuda_abi.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
 #include "pd_build.h"
 
-#include <dlfcn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@ struct pd_nvrtc {
 
 static bool s_sym(void *lib, const char *sym, void *slot)
 {
-    void *p = dlsym(lib, sym);
+    void *p = pd_plat_dlsym_any(lib, sym);
     if (!p)
         return false;
     memcpy(slot, &p, sizeof p);
@@ -47,17 +47,13 @@ static bool s_sym(void *lib, const char *sym, void *slot)
    Appends "path: reason; " to tried otherwise. */
 static bool s_try(pd_nvrtc_t *n, const char *path, char *tried, size_t cap)
 {
-    dlerror();
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    /* RTLD_NODELETE: dlclose() leaves the library mapped. CUDA's libraries
-       start threads and keep C++ runtime state that must outlive them. */
+    char e[512];
+    void *lib = pd_plat_dlopen_system(path, e, sizeof e);
+    /* Kept mapped after pd_plat_dlclose(): CUDA's libraries start threads
+       and keep C++ runtime state that must outlive them. */
     size_t used = strlen(tried);
     if (!lib) {
-        const char *e = dlerror();
-        /* dlerror() repeats the path: keep its reason only. */
-        const char *reason = e ? strstr(e, ": ") : NULL;
-        snprintf(tried + used, cap - used, "%s%s%s", used ? "; " : "", path,
-                 reason ? reason : ": cannot load");
+        snprintf(tried + used, cap - used, "%s%s: %s", used ? "; " : "", path, e);
         return false;
     }
     bool ok = true;
@@ -67,7 +63,7 @@ static bool s_try(pd_nvrtc_t *n, const char *path, char *tried, size_t cap)
     ok = ok && s_sym(lib, "nvrtcGetErrorString", &n->fn.nvrtcGetErrorString);
     if (!ok) {
         snprintf(tried + used, cap - used, "%s%s: not an NVRTC library", used ? "; " : "", path);
-        dlclose(lib);
+        pd_plat_dlclose(lib);
         memset(&n->fn, 0, sizeof n->fn);
         return false;
     }
@@ -141,7 +137,7 @@ void pd_nvrtc_destroy(pd_nvrtc_t **p)
     if (!p || !*p)
         return;
     if ((*p)->lib)
-        dlclose((*p)->lib);
+        pd_plat_dlclose((*p)->lib);
     free(*p);
     *p = NULL;
 }

@@ -8,6 +8,7 @@
     the two forms agree bit for bit.
 */
 #include "pd_optim_task.h"
+#include "pd_plat.h"
 
 #include "pd_error.h"
 #include "pd_optim_wire.h"

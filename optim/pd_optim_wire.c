@@ -10,6 +10,7 @@
     would have refused.
 */
 #include "pd_optim_wire.h"
+#include "pd_plat.h"
 
 #include "pd_error.h"
 

@@ -40,6 +40,7 @@
 #include <sodium.h>
 #include <getopt.h>
 #include <signal.h>
+#include "pd_plat.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,20 +170,12 @@ static void s_slurm_ids(pd_worker_config_t *cfg, char *array, size_t cap)
     }
 }
 
-/* The default control socket path (a static buffer). */
-static const char *s_default_control(void)
+/* The default control socket path (a static buffer); for `ctl`, the
+   service's first when it runs. */
+static const char *s_default_control(bool service_first)
 {
     static char path[4096];
-    const char *rt = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    if (rt && *rt)
-        snprintf(path, sizeof path, "%s/worker.ctl", rt);
-    else if (geteuid() == 0 || !(xdg && *xdg))
-        snprintf(path, sizeof path, geteuid() == 0 ? "/run/playdoh/worker.ctl"
-                                                   : "/tmp/playdoh-%u/worker.ctl",
-                 (unsigned) geteuid());
-    else
-        snprintf(path, sizeof path, "%s/playdoh/worker.ctl", xdg);
+    pd_plat_control_default(path, sizeof path, service_first);
     return path;
 }
 
@@ -226,11 +219,8 @@ static int s_ctl(int argc, char **argv)
             return 2;
         }
         control = pd_config_str(cf, "worker", "control", NULL);
-        struct stat st;
-        if (!control && stat("/run/playdoh/worker.ctl", &st) == 0)
-            control = "/run/playdoh/worker.ctl"; /* the service's */
         if (!control)
-            control = s_default_control();
+            control = s_default_control(true);
     }
     pd_buf_t b;
     pd_buf_init(&b);
@@ -250,7 +240,6 @@ static int s_ctl(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_RCVTIMEO, &wait, sizeof wait);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &wait, sizeof wait);
     char ep[4200];
-    snprintf(ep, sizeof ep, "ipc://%s", control);
     int rc = 3;
     zmq_msg_t reply;
     zmq_msg_init(&reply);
@@ -263,6 +252,8 @@ static int s_ctl(int argc, char **argv)
         fprintf(stderr, "playdoh-worker ctl: %s: %s (the socket's group may use it: ask to be "
                         "added to that group, e.g. `usermod -aG playdoh $USER`)\n", control,
                 strerror(errno));
+    } else if (pd_plat_control_endpoint(control, ep, sizeof ep) != 0) {
+        fprintf(stderr, "playdoh-worker ctl: %s\n", ep);
     } else if (zmq_connect(sock, ep) != 0 || zmq_send(sock, b.data, b.len, 0) < 0 ||
                zmq_msg_recv(&reply, sock, 0) < 0) {
         fprintf(stderr, "playdoh-worker ctl: no answer on %s within 5 s (%s): is playdoh-worker "
@@ -366,10 +357,9 @@ static void s_reload_config(pd_worker_t *w, void *user)
     }
     pd_worker_stats_t st;
     pd_worker_stats(w, &st);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int cpus = fl->cpus >= 0 ? fl->cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
-                                                    (uint64_t) (ncpu > 0 ? ncpu : 1));
+                                                    (uint64_t) pd_plat_ncpu());
     /* No gpus anywhere: every GPU found (-1). */
     int gpus = fl->gpus >= 0                         ? fl->gpus
                : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
@@ -587,12 +577,11 @@ int main(int argc, char **argv)
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     pd_worker_config_t cfg = {
         .broker = fl.broker ? fl.broker : pd_config_str(cf, "worker", "broker", NULL),
         .cpus = fl.cpus >= 0 ? fl.cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
-                                                    (uint64_t) (ncpu > 0 ? ncpu : 1)),
+                                                    (uint64_t) pd_plat_ncpu()),
         .gpus = fl.gpus >= 0                         ? fl.gpus
                 : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
                                                       : -1, /* every GPU found */
@@ -655,7 +644,7 @@ int main(int argc, char **argv)
     if (cfg.control && strcmp(cfg.control, "none") == 0)
         cfg.control = NULL;
     else if (!cfg.control)
-        cfg.control = s_default_control();
+        cfg.control = s_default_control(false);
     char *cache = NULL;
     if (!cfg.cache_dir) {
         const char *sd = getenv("CACHE_DIRECTORY"); /* systemd's CacheDirectory= */
@@ -678,20 +667,8 @@ int main(int argc, char **argv)
     /* SIGINT/SIGTERM/SIGHUP must reach the main thread, whose zmq_poll they
        interrupt: block them while ZeroMQ and CZMQ start their threads (which
        inherit the mask), then unblock them here. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_handler = s_on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN); /* a dead slot process shows up as EPIPE */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
+    pd_plat_on_stop(s_on_signal, s_on_hup);
+    pd_plat_hold_stop(true);
     int err = 0;
     pd_worker_t *w = pd_worker_new(&cfg, &err);
     if (!w && err == PD_EIO && default_control && cfg.control) {
@@ -701,7 +678,7 @@ int main(int argc, char **argv)
         cfg.control = NULL;
         w = pd_worker_new(&cfg, &err);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pd_plat_hold_stop(false);
     if (!w) {
         fprintf(stderr, "playdoh-worker: cannot start: %s\n", pd_strerror(err));
         free(cache);

@@ -2,8 +2,9 @@
 
     `playdoh-submit exec` (and pd_exec() in playdoh.h) submits jobs to the
     reserved module "builtin", function "exec"; the job's argument is a
-    command line (a msgpack string). A slot process runs it with
-    `/bin/sh -c CMD`, standard input from /dev/null, and captures standard
+    command line (a msgpack string). A slot process runs it through the
+    system's shell (`/bin/sh -c CMD`; on Windows `cmd.exe /d /s /c CMD`),
+    standard input empty, and captures standard
     output and standard error, each up to PD_EXEC_MAX_OUTPUT bytes (the rest
     is read and dropped, and the result says "truncated"). The command stays
     in the slot's process group, so a time-out or a cancel, which kill the
@@ -28,15 +29,13 @@
 #include <stddef.h>
 
 #define PD_EXEC_MAX_OUTPUT (4u << 20) /* bytes kept per stream */
-#define PD_EXEC_SHELL "/bin/sh"
 
 /* Runs cmd[0..len) (not NUL-terminated; must not hold a NUL) through the
    shell and appends the result map (above) to out. host goes into the map.
    Returns 0 when the command exited with status 0; PD_ETASK when it ran and
    failed (then msg, cap bytes, says how: "command exited with status 3");
-   PD_EINVAL (a NUL in cmd), PD_ESYS (no pipe or fork) or PD_ENOMEM, with msg
-   set and nothing appended. Must be called from a single-threaded process
-   (it forks). */
+   PD_EINVAL (a NUL in cmd), PD_ESYS (no pipe or process) or PD_ENOMEM, with
+   msg set and nothing appended. */
 int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, char *msg,
                 size_t cap);
 

@@ -6,6 +6,7 @@
     expected is an error, never a guess.
 */
 #include "pd_load.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 
 #include <errno.h>
@@ -138,12 +139,21 @@ int pd_load_parse_pid_stat(const char *text, unsigned long long *ticks)
     return 0;
 }
 
-int pd_load_sample(pd_load_t *l, const pid_t *pids, size_t n, double *load)
+static int s_account(pd_load_t *l, unsigned long long busy, unsigned long long total,
+                     unsigned long long playdoh, int ncpu, double *load);
+
+int pd_load_sample(pd_load_t *l, const int *pids, size_t n, double *load)
 {
     char path[320];
     snprintf(path, sizeof path, "%s/stat", l->dir);
     unsigned long long busy, total, playdoh = 0;
     int ncpu;
+    if (pd_plat_cpu_times(&busy, &total, &ncpu) == 0) {
+        /* The system says it (Windows): no procfs to read. */
+        for (size_t i = 0; i < n; i++)
+            playdoh += pids[i] > 0 ? pd_plat_proc_cpu(pids[i]) : 0;
+        return s_account(l, busy, total, playdoh, ncpu, load);
+    }
     if (s_read(l, path) < 0 || pd_load_parse_stat(l->buf, &busy, &total, &ncpu))
         return PD_EIO;
     for (size_t i = 0; i < n; i++) {
@@ -154,6 +164,13 @@ int pd_load_sample(pd_load_t *l, const pid_t *pids, size_t n, double *load)
         if (s_read(l, path) >= 0 && pd_load_parse_pid_stat(l->buf, &t) == 0)
             playdoh += t;
     }
+    return s_account(l, busy, total, playdoh, ncpu, load);
+}
+
+/* The owner's load between the previous sample and this one. */
+static int s_account(pd_load_t *l, unsigned long long busy, unsigned long long total,
+                     unsigned long long playdoh, int ncpu, double *load)
+{
     bool had = l->have;
     unsigned long long dbusy = busy - l->busy, dtotal = total - l->total;
     unsigned long long dplay = playdoh > l->playdoh ? playdoh - l->playdoh : 0;

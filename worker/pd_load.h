@@ -38,7 +38,7 @@ void pd_load_destroy(pd_load_t **p);
    the owner's load since the previous sample (in CPUs, >= 0), PD_ENOTDONE
    after the first sample (no interval yet), or PD_EIO when <proc>/stat
    cannot be read or parsed. A pid whose stat is gone counts 0. */
-int pd_load_sample(pd_load_t *l, const pid_t *pids, size_t n, double *load);
+int pd_load_sample(pd_load_t *l, const int *pids, size_t n, double *load);
 
 /* Parsers, exposed for tests. Each returns 0 or PD_EIO. */
 /* First line of /proc/stat: busy and total ticks, and the number of cpuN lines. */

@@ -2,8 +2,8 @@
 
     The worker calls pd_modcache_new() at start-up and pd_modcache_store()
     for each `mod` message. A slot process opens the same directory and calls
-    pd_modcache_load() for each job; the compiler runs in the slot process,
-    which has no threads, so plain fork+exec is safe there.
+    pd_modcache_load() for each job; the compiler runs in the slot process
+    (pd_plat_run).
 */
 #include "pd_modcache.h"
 #include "pd_bundle.h"
@@ -11,19 +11,17 @@
 #include "pd_file.h"
 #include "pd_log.h"
 
+#include "pd_plat.h"
+
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* The texts of client/playdoh_task.h and optim/playdoh_fitness.h (the
@@ -75,11 +73,11 @@ static int s_mkdir_p(const char *path)
     for (char *p = tmp + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST)
+            if (pd_plat_mkdir(tmp, 0755) && errno != EEXIST)
                 return -1;
             *p = '/';
         }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
+    if (pd_plat_mkdir(tmp, 0755) && errno != EEXIST)
         return -1;
     return 0;
 }
@@ -156,13 +154,13 @@ void pd_modcache_destroy(pd_modcache_t **p)
     pd_modcache_t *mc = *p;
     for (size_t i = 0; i < mc->nmods; i++) {
         if (mc->mods[i].handle)
-            dlclose(mc->mods[i].handle);
+            pd_plat_dlclose(mc->mods[i].handle);
         free(mc->mods[i].msg);
     }
     free(mc->mods);
     for (int i = 0; i < PD_MODCACHE_MAPS; i++)
         if (mc->maps[i].hash[0]) {
-            munmap((void *) mc->maps[i].addr, mc->maps[i].len);
+            pd_plat_unmap(mc->maps[i].addr, mc->maps[i].len);
             close(mc->maps[i].fd);
         }
     free(mc->dir);
@@ -174,16 +172,8 @@ const char *pd_modcache_dir(pd_modcache_t *mc) { return mc->dir; }
 
 char *pd_modcache_default_dir(void)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
     char path[4096];
-    if (xdg && *xdg)
-        snprintf(path, sizeof path, "%s/playdoh", xdg);
-    else if (home && *home)
-        snprintf(path, sizeof path, "%s/.cache/playdoh", home);
-    else
-        return NULL;
-    return strdup(path);
+    return pd_plat_dir(PD_DIR_CACHE, path, sizeof path) == 0 ? strdup(path) : NULL;
 }
 
 bool pd_modcache_valid(const char *hash, const char *kind)
@@ -242,54 +232,24 @@ bool pd_modcache_has(pd_modcache_t *mc, const char *hash, const char *kind)
 }
 
 /* Runs argv in directory cwd (NULL: this one), capturing up to cap-1 bytes
-   of its stdout and stderr into out (NUL-terminated; the rest is read and
-   dropped). Returns the wait status, or -1 when the process could not be
-   started. */
+   of its standard output, then of its standard error, into out
+   (NUL-terminated; the rest is dropped). Returns its exit status (0 when
+   it succeeded), or -1 when it could not be started or did not exit. */
 static int s_run_capture(char *const argv[], const char *cwd, char *out, size_t cap)
 {
-    int fds[2];
-    out[0] = 0;
-    if (pipe2(fds, O_CLOEXEC))
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
+    char *err = malloc(cap);
+    if (!err) {
+        out[0] = 0;
         return -1;
     }
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
-        if (null >= 0)
-            dup2(null, 0);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        if (cwd && chdir(cwd) != 0)
-            _exit(126);
-        execvp(argv[0], argv);
-        dprintf(2, "cannot run '%s': %s", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    char sink[4096];
-    for (;;) {
-        char *dst = len + 1 < cap ? out + len : sink;
-        size_t room = len + 1 < cap ? cap - 1 - len : sizeof sink;
-        ssize_t n = read(fds[0], dst, room);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        if (dst == out + len)
-            len += (size_t) n;
-    }
-    out[len] = 0;
-    close(fds[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return status;
+    pd_plat_capture_t c = {.cwd = cwd, .out = out, .outcap = cap, .err = err, .errcap = cap};
+    int status = pd_plat_run(argv, NULL, 0, &c, -1);
+    if (c.outlen + 1 < cap)
+        snprintf(out + c.outlen, cap - c.outlen, "%s", err);
+    free(err);
+    if (status < 0 || pd_plat_status_crashed(status))
+        return -1;
+    return pd_plat_status_exit(status);
 }
 
 static const char *s_cc(void)
@@ -306,8 +266,7 @@ static int s_compiler_id(pd_modcache_t *mc)
         return 0;
     char out[1024];
     char *argv[] = {(char *) s_cc(), "--version", NULL};
-    int status = s_run_capture(argv, NULL, out, sizeof out);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (s_run_capture(argv, NULL, out, sizeof out) != 0) {
         snprintf(mc->msg, sizeof mc->msg,
                  "cannot run the C compiler '%s' on this worker (install gcc or clang, or "
                  "set PLAYDOH_CC to the compiler's name)", s_cc());
@@ -335,9 +294,13 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
         return 0;
     char src[4200], tmp[4300], inc[4200];
     snprintf(src, sizeof src, "%s/modules/%s.c", mc->dir, hash);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so, (long) getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", so, pd_plat_getpid());
     snprintf(inc, sizeof inc, "-I%s/include", mc->dir);
-    char *argv[] = {(char *) s_cc(), "-O2", "-fPIC", "-shared", "-o", tmp, src, inc, "-lm", NULL};
+    char *argv[16] = {(char *) s_cc(), "-O2", "-fPIC", "-shared", "-o", tmp, src, inc};
+    size_t nargs = 8;
+    for (const char *const *a = pd_plat_module_link_args(); *a && nargs < 14; a++)
+        argv[nargs++] = (char *) *a;
+    argv[nargs++] = "-lm";
     pd_log_debug("compiling module %s: %s -O2 -fPIC -shared -o %s %s %s -lm", name, s_cc(),
                  tmp, src, inc);
     char *log = malloc(S_COMPILE_LOG_MAX + 1);
@@ -345,8 +308,7 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
         *msg = NULL;
         return -1;
     }
-    int status = s_run_capture(argv, NULL, log, S_COMPILE_LOG_MAX + 1);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (s_run_capture(argv, NULL, log, S_COMPILE_LOG_MAX + 1) != 0) {
         unlink(tmp);
         size_t n = strlen(log);
         while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
@@ -360,7 +322,7 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
         return -1;
     }
     free(log);
-    if (rename(tmp, so)) {
+    if (pd_plat_rename(tmp, so)) {
         unlink(tmp);
         char buf[4400];
         snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name,
@@ -445,7 +407,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
     snprintf(src, sizeof src, "%s/so/%s.src.XXXXXX", mc->dir, hash);
     int rc = -1;
     size_t nargs = 0;
-    char **argv = calloc(b.nfiles + b.nflags + 12, sizeof *argv);
+    char **argv = calloc(b.nfiles + b.nflags + 16, sizeof *argv);
     char tmp[4300], inc[4200];
     char *log = malloc(S_COMPILE_LOG_MAX + 1);
     if (!argv || !log || !mkdtemp(src)) {
@@ -465,7 +427,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
             goto out;
         }
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so, (long) getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", so, pd_plat_getpid());
     snprintf(inc, sizeof inc, "-I%s/include", mc->dir);
     argv[nargs++] = (char *) s_cc();
     argv[nargs++] = "-O2";
@@ -489,13 +451,15 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
     }
     for (size_t i = 0; i < b.nflags; i++)
         argv[nargs++] = b.flags[i];
+    for (const char *const *a = pd_plat_module_link_args(); *a; a++)
+        argv[nargs++] = (char *) *a;
     argv[nargs++] = "-lm";
     argv[nargs] = NULL;
     pd_log_debug("compiling module %s (%zu files, %zu flags) in %s", name, b.nfiles, b.nflags,
                  src);
     int status = s_run_capture(argv, src, log, S_COMPILE_LOG_MAX + 1);
     free(names);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (status != 0) {
         unlink(tmp);
         size_t n = strlen(log);
         while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
@@ -507,7 +471,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
                      n ? log : "(the compiler printed nothing)");
         goto out;
     }
-    if (rename(tmp, so)) {
+    if (pd_plat_rename(tmp, so)) {
         unlink(tmp);
         snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name, so,
                  strerror(errno));
@@ -548,7 +512,7 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
     snprintf(m->hash, sizeof m->hash, "%s", hash);
     snprintf(m->kind, sizeof m->kind, "%s", kind);
     char path[4200];
-    char buf[4600];
+    char buf[4600], why[1024];
     snprintf(path, sizeof path, "%s/modules/%s.%s", mc->dir, hash, kind);
     if (!pd_modcache_valid(hash, kind) || access(path, R_OK) != 0) {
         m->code = PD_ENOMODULE;
@@ -559,11 +523,9 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
     } else if (strcmp(kind, "pkg") == 0 &&
                s_compile_bundle(mc, hash, name, path, sizeof path, &m->msg)) {
         m->code = PD_ECOMPILE;
-    } else if (!(m->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+    } else if (!(m->handle = pd_plat_dlopen(path, why, sizeof why))) {
         m->code = PD_ECOMPILE;
-        const char *e = dlerror();
-        snprintf(buf, sizeof buf, "module %s: cannot load the shared object: %s", name,
-                 e ? e : "unknown dlopen error");
+        snprintf(buf, sizeof buf, "module %s: cannot load the shared object: %s", name, why);
         m->msg = strdup(buf);
     }
     if (!m->handle && !m->msg)
@@ -575,16 +537,10 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
 }
 
 /* The address of symbol name defined by the module itself (not by a library
-   it links, which dlsym() would also search), or NULL. */
+   it links), or NULL. */
 static void *s_own_symbol(void *handle, const char *name)
 {
-    void *sym = dlsym(handle, name);
-    struct link_map *lm = NULL;
-    Dl_info info;
-    if (sym && (dlinfo(handle, RTLD_DI_LINKMAP, &lm) || !lm || !dladdr(sym, &info)
-                || (uintptr_t) info.dli_fbase != (uintptr_t) lm->l_addr))
-        sym = NULL;
-    return sym;
+    return pd_plat_dlsym(handle, name);
 }
 
 void *pd_modcache_take_init(pd_modcache_t *mc, const char *hash, const char *kind)
@@ -610,7 +566,7 @@ void pd_modcache_init_failed(pd_modcache_t *mc, const char *hash, const char *ki
         char *copy = strdup(msg);
         if (!copy)
             return; /* the module stays usable: better than no message */
-        dlclose(m->handle);
+        pd_plat_dlclose(m->handle);
         m->handle = NULL;
         m->code = PD_ETASK;
         free(m->msg);
@@ -725,7 +681,7 @@ void pd_modcache_drop_shared(pd_modcache_t *mc, const char *hash)
 
 static void s_unmap(s_map_t *m)
 {
-    munmap((void *) m->addr, m->len);
+    pd_plat_unmap(m->addr, m->len);
     close(m->fd);
     memset(m, 0, sizeof *m);
     m->fd = -1;
@@ -771,8 +727,10 @@ const void *pd_modcache_map_shared(pd_modcache_t *mc, const char *hash, size_t *
         *msg = mc->msg;
         return NULL;
     }
-    void *addr = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (addr == MAP_FAILED) {
+    size_t maplen = 0;
+    const void *addr = pd_plat_map_file(path, &maplen);
+    if (!addr || maplen != (size_t) st.st_size) {
+        pd_plat_unmap(addr, maplen);
         snprintf(mc->msg, sizeof mc->msg, "cannot map shared data %.200s (%lld bytes): %s", path,
                  (long long) st.st_size, strerror(errno));
         close(fd);

@@ -24,18 +24,14 @@
 #include "pd_task.h"
 #include "pd_tubes.h"
 
+#include "pd_plat.h"
+
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 #include <zmq.h>
 
 #define S_REAP_GRACE_MS 2000
@@ -46,7 +42,7 @@ struct pd_nodeproc {
     int gpu;              /* its GPU, or -1 */
     uint64_t attempt;     /* the broker's attempt at starting the task */
     pd_nodeproc_sink_t sink;  /* where progress goes */
-    pid_t pid;            /* the process; 0 once reaped */
+    int pid;              /* the process; 0 once reaped */
     char *exe;            /* the program it runs, for messages (owned) */
     bool up;              /* it said `up`: it started */
     bool stop_sent;       /* `stop` was sent */
@@ -77,10 +73,8 @@ static uint64_t s_now_us(void)
 
 static void s_close_fds(pd_nodeproc_t *nd)
 {
-    if (nd->to_child >= 0)
-        close(nd->to_child);
-    if (nd->from_child >= 0)
-        close(nd->from_child);
+    pd_plat_close(nd->to_child);
+    pd_plat_close(nd->from_child);
     nd->to_child = nd->from_child = -1;
 }
 
@@ -89,9 +83,8 @@ static int s_kill_reap(pd_nodeproc_t *nd)
 {
     int status = 0;
     if (nd->pid > 0) {
-        kill(nd->pid, SIGKILL);
-        while (waitpid(nd->pid, &status, 0) < 0 && errno == EINTR)
-            ;
+        pd_plat_kill_tree(nd->pid);
+        pd_plat_wait(nd->pid, &status, true);
     }
     nd->pid = 0;
     s_close_fds(nd);
@@ -104,8 +97,7 @@ static int s_reap_closed(pd_nodeproc_t *nd, bool *killed)
     int status = 0;
     *killed = false;
     for (int i = 0; i < S_REAP_GRACE_MS && nd->pid > 0; i++) {
-        pid_t r = waitpid(nd->pid, &status, WNOHANG);
-        if (r == nd->pid || (r < 0 && errno != EINTR)) {
+        if (pd_plat_wait(nd->pid, &status, false) != 0) {
             nd->pid = 0;
             s_close_fds(nd);
             return status;
@@ -160,7 +152,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     nd->sink = cfg->sink;
     nd->to_child = nd->from_child = -1;
     char parent[24];
-    snprintf(parent, sizeof parent, "%ld", (long) getpid());
+    snprintf(parent, sizeof parent, "%d", pd_plat_getpid());
     char *argv0 = strcmp(cfg->exe, "/proc/self/exe") == 0 ? "playdoh-worker" : (char *) cfg->exe;
     char *argv[12] = {argv0, "--node", "--cache", (char *) cfg->cache_dir, "--host",
                       (char *) cfg->host, "--parent", parent, NULL, NULL, NULL};
@@ -171,14 +163,8 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     char visible[96];
     if (cfg->cuda_visible)
         snprintf(visible, sizeof visible, "CUDA_VISIBLE_DEVICES=%s", cfg->cuda_visible);
-    char **env = pd_pipe_env_new(cfg->cuda_visible ? visible : NULL);
-    pid_t pid = env ? pd_pipe_spawn(cfg->exe, argv, env, &nd->to_child, &nd->from_child) : -1;
-    if (!env)
-        errno = ENOMEM;
-    int spawn_errno = errno;
-    if (env)
-        pd_pipe_env_free(env);
-    errno = spawn_errno;
+    int pid = pd_pipe_spawn(cfg->exe, argv, cfg->cuda_visible ? visible : NULL, &nd->to_child,
+                            &nd->from_child);
     if (pid < 0) {
         pd_log_error("task %llu node %u: cannot start a node process: %s",
                      (unsigned long long) cfg->task, cfg->node, strerror(errno));
@@ -232,13 +218,13 @@ bool pd_nodeproc_reap(pd_nodeproc_t *nd)
     if (nd->pid <= 0)
         return true;
     int status = 0;
-    pid_t r = waitpid(nd->pid, &status, WNOHANG);
-    if (r == nd->pid || (r < 0 && errno == ECHILD)) {
-        if (r == nd->pid && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0))
-            pd_log_warn("task %llu node %u: the node process %s %d after its result",
+    int r = pd_plat_wait(nd->pid, &status, false);
+    if (r != 0) {
+        char how[128];
+        if (r > 0 && (pd_plat_status_crashed(status) || pd_plat_status_exit(status) != 0))
+            pd_log_warn("task %llu node %u: the node process %s after its result",
                         (unsigned long long) nd->task, nd->node,
-                        WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
-                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                        pd_plat_status_str(status, how, sizeof how));
         nd->pid = 0;
         return true;
     }
@@ -413,12 +399,13 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
     if (killed)
         snprintf(msg, sizeof msg, "the node process closed its pipe to the worker (did the "
                  "function close file descriptor %d?)", PD_PIPE_CHILD_OUT);
-    else if (WIFSIGNALED(status))
-        snprintf(msg, sizeof msg, "node process crashed: killed by signal %d (%s)",
-                 WTERMSIG(status), strsignal(WTERMSIG(status)));
-    else
+    else if (pd_plat_status_crashed(status)) {
+        char how[128];
+        snprintf(msg, sizeof msg, "node process crashed: %s",
+                 pd_plat_status_str(status, how, sizeof how));
+    } else
         snprintf(msg, sizeof msg, "node process exited with status %d before its result (did "
-                 "the function call exit()?)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                 "the function call exit()?)", pd_plat_status_exit(status));
     pd_log_warn("task %llu node %u: %s", (unsigned long long) nd->task, nd->node, msg);
     s_report_failure(nd, PD_ECRASH, msg);
 }
@@ -478,8 +465,7 @@ typedef struct {
 static bool s_child_stop_probe(void *ctx)
 {
     s_child_t *c = ctx;
-    struct pollfd p = {.fd = PD_PIPE_CHILD_IN, .events = POLLIN};
-    if (poll(&p, 1, 0) <= 0)
+    if (!pd_plat_readable(PD_PIPE_CHILD_IN))
         return false;
     const char *why = NULL;
     pd_msg_t m;
@@ -902,20 +888,15 @@ int pd_nodeproc_main(int argc, char **argv)
                 pd_log_set_level(lvl);
         }
     }
-    if (!cache || fcntl(PD_PIPE_CHILD_IN, F_GETFD) < 0 || fcntl(PD_PIPE_CHILD_OUT, F_GETFD) < 0) {
+    if (!cache || pd_plat_child_init() != 0) {
         s_usage_child();
         return 2;
     }
     pd_log_set_tag("node");
-    /* Die with the worker; let a crash die of its signal (the worker
-       reports it) instead of going through inherited handlers. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (parent > 0 && getppid() != (pid_t) parent)
+    /* Die with the worker; let a crash die of its own cause (the worker
+       reports it); a vanished worker shows up as a failed write. */
+    if (!pd_plat_child_setup((int) parent, NULL, true))
         return 0;
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        signal(sigs[i], SIG_DFL);
-    signal(SIGPIPE, SIG_IGN); /* a vanished worker shows up as a failed write */
     s_child_t c;
     memset(&c, 0, sizeof c);
     pd_buf_init(&c.in);

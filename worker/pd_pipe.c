@@ -1,32 +1,19 @@
-/*  pd_pipe: frames over pipes and the fork+exec of a framed child; see
-    pd_pipe.h. Only async-signal-safe calls run between fork and exec: the
-    worker has ZeroMQ threads.
+/*  pd_pipe: frames over pipes and the start of a framed child; see
+    pd_pipe.h. The system calls are pd_plat's.
 */
 #include "pd_pipe.h"
 #include "pd_error.h"
 
+#include "pd_plat.h"
+
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 int pd_pipe_write_all(int fd, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t) n;
-    }
-    return 0;
+    return pd_plat_write_all(fd, buf, len);
 }
 
 int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
@@ -40,9 +27,7 @@ int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
             *buf = d;
             *cap = ncap;
         }
-        ssize_t got = read(fd, *buf + *len, *cap - *len);
-        if (got < 0 && errno == EINTR)
-            continue;
+        long got = pd_plat_read(fd, *buf + *len, *cap - *len);
         if (got < 0)
             return 0; /* EAGAIN: all read */
         if (got == 0)
@@ -54,19 +39,7 @@ int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
 
 int pd_pipe_read_all(int fd, void *buf, size_t len)
 {
-    uint8_t *p = buf;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, p + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            return got == 0 ? 0 : -1;
-        got += (size_t) n;
-    }
-    return 1;
+    return pd_plat_read_all(fd, buf, len);
 }
 
 void pd_pipe_frame_begin(pd_buf_t *b)
@@ -125,97 +98,16 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
     return 1;
 }
 
-extern char **environ;
-
-char **pd_pipe_env_new(const char *assign)
+int pd_pipe_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
+                  int *from_child)
 {
-    if (!assign)
-        return environ;
-    const char *eq = strchr(assign, '=');
-    size_t name = eq ? (size_t) (eq - assign) + 1 : strlen(assign);
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **env = malloc((n + 2) * sizeof *env);
-    if (!env)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], assign, name) != 0)
-            env[k++] = environ[i];
-    env[k++] = (char *) assign;
-    env[k] = NULL;
-    return env;
-}
-
-void pd_pipe_env_free(char **env)
-{
-    if (env != environ)
-        free(env);
-}
-
-pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
-                    int *from_child)
-{
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC))
-        return -1;
-    if (pipe2(up, O_CLOEXEC)) {
-        int e = errno;
-        close(down[0]);
-        close(down[1]);
-        errno = e;
-        return -1;
-    }
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Move the pipe ends above the target fds first, so that no dup2()
-           clobbers the other end. */
-        int in = fcntl(down[0], F_DUPFD, 10);
-        int out = fcntl(up[1], F_DUPFD, 10);
-        if (in < 0 || out < 0 || dup2(in, PD_PIPE_CHILD_IN) < 0
-            || dup2(out, PD_PIPE_CHILD_OUT) < 0 || dup2(2, 1) < 0)
-            _exit(126);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        close(in);
-        close(out);
-        setpgid(0, 0); /* the terminal's Ctrl-C goes to the worker, which stops us */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        if (envp)
-            execve(exe, argv, envp);
-        else
-            execv(exe, argv);
-        _exit(127);
-    }
-    int saved = errno;
-    if (devnull >= 0)
-        close(devnull);
-    close(down[0]);
-    close(up[1]);
-    if (pid < 0) {
-        close(down[1]);
-        close(up[0]);
-        errno = saved;
-        return -1;
-    }
-    fcntl(up[0], F_SETFL, fcntl(up[0], F_GETFL) | O_NONBLOCK);
-    *to_child = down[1];
-    *from_child = up[0];
-    return pid;
+    return pd_plat_spawn(exe, argv, env_assign, to_child, from_child);
 }
 
 const char *pd_pipe_program(const char *exe, char *buf, size_t cap)
 {
-    if (strcmp(exe, "/proc/self/exe") != 0 || cap < 2)
+    if (strcmp(exe, "/proc/self/exe") != 0 || pd_plat_self_exe(buf, cap) != 0)
         return exe;
-    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
-    if (n <= 0)
-        return exe;
-    buf[n] = 0;
     return buf;
 }
 
@@ -223,22 +115,24 @@ void pd_pipe_explain_start(const char *exe, int status, char *out, size_t cap)
 {
     char path[512];
     const char *prog = pd_pipe_program(exe, path, sizeof path);
-    if (WIFSIGNALED(status))
-        snprintf(out, cap, "%.200s was killed by signal %d (%s) before it was ready", prog,
-                 WTERMSIG(status), strsignal(WTERMSIG(status)));
-    else if (WEXITSTATUS(status) == 127)
+    int code = pd_plat_status_exit(status);
+    char how[128];
+    if (pd_plat_status_crashed(status))
+        snprintf(out, cap, "%.200s was %s before it was ready", prog,
+                 pd_plat_status_str(status, how, sizeof how));
+    else if (code == 127)
         snprintf(out, cap, "%.200s could not be executed: the program is missing or not "
                  "executable, or a shared library it needs does not load (the loader's "
                  "message is above; check with `ldd %.200s`)", prog, prog);
-    else if (WEXITSTATUS(status) == 126)
+    else if (code == 126)
         snprintf(out, cap, "the new process could not set up its pipes before running %.200s "
                  "(out of file descriptors? see `ulimit -n`)", prog);
-    else if (WEXITSTATUS(status) == 2)
+    else if (code == 2)
         snprintf(out, cap, "%.200s refused the command line the worker gave it (is it "
                  "playdoh-worker of this version?)", prog);
     else
         snprintf(out, cap, "%.200s exited with status %d before it was ready (any message "
-                 "of its own is above)", prog, WEXITSTATUS(status));
+                 "of its own is above)", prog, code);
     size_t len = strlen(out), dl = strlen(" (deleted)"), pl = strlen(prog);
     if (pl > dl && strcmp(prog + pl - dl, " (deleted)") == 0 && len + 1 < cap)
         snprintf(out + len, cap - len, "; the worker's program was replaced or deleted since it "

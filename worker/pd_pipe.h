@@ -21,7 +21,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #define PD_PIPE_CHILD_IN 3  /* the child reads frames here */
 #define PD_PIPE_CHILD_OUT 4 /* the child writes frames here */
@@ -54,22 +53,14 @@ uint32_t pd_pipe_le32(const uint8_t *p);
    says which). */
 int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
 
-/* Forks and execs exe with argv (NULL-terminated) and environment envp
-   (NULL: this process's) as a child that speaks frames: its fd 3 reads what
-   the parent writes on *to_child, its fd 4 writes what the parent reads on
-   *from_child (set non-blocking). The child runs in its own process group
-   with no signal blocked. Returns the pid, or -1 with errno set (no fd left
-   open). */
-pid_t pd_pipe_spawn(const char *exe, char *const argv[], char *const envp[], int *to_child,
-                    int *from_child);
-
-/* A child's environment: this process's with the variable `assign`
-   ("NAME=value") set in place of any of that name, or environ itself when
-   assign is NULL. Build it before pd_pipe_spawn (a forked child may only
-   make async-signal-safe calls); free it with pd_pipe_env_free. NULL when
-   out of memory. The strings are borrowed (assign's too). */
-char **pd_pipe_env_new(const char *assign);
-void pd_pipe_env_free(char **env);
+/* Starts exe with argv (NULL-terminated) as a child that speaks frames
+   (pd_plat_spawn): its fd 3 reads what the parent writes on *to_child, its
+   fd 4 writes what the parent reads on *from_child (non-blocking, polled
+   with zmq_poll, read with pd_pipe_drain). env_assign: one "NAME=value"
+   set in its environment, or NULL. The child runs in a group of its own.
+   Returns the pid, or -1 with errno set (nothing left open). */
+int pd_pipe_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
+                  int *from_child);
 
 /* The program a child runs, as a user would name it: exe itself, or for
    "/proc/self/exe" this process's own path (ending in " (deleted)" when the

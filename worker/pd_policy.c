@@ -7,6 +7,7 @@
     never admits anything.
 */
 #include "pd_policy.h"
+#include "pd_plat.h"
 #include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -84,8 +85,7 @@ static void s_refresh(pd_policy_t *p)
     if (stat(p->list, &st) != 0)
         memset(&st, 0, sizeof st);
     if (p->loaded && st.st_ino == p->seen.st_ino && st.st_size == p->seen.st_size &&
-        st.st_mtim.tv_sec == p->seen.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == p->seen.st_mtim.tv_nsec)
+        pd_plat_mtime_ns(&st) == pd_plat_mtime_ns(&p->seen))
         return;
     p->loaded = true;
     p->seen = st;

@@ -23,17 +23,14 @@
 #include "pd_pipe.h"
 #include "pd_task.h"
 
+#include "pd_plat.h"
+
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #define S_CHILD_IN PD_PIPE_CHILD_IN   /* child's fd for job frames */
 #define S_CHILD_OUT PD_PIPE_CHILD_OUT /* child's fd for result frames */
@@ -68,7 +65,7 @@ struct pd_slot {
     int gpu;               /* when has_gpu: the worker's number of its GPU */
     char *cuda_visible;    /* "CUDA_VISIBLE_DEVICES=..." for the child, or NULL */
     pd_slot_sink_t sink;   /* result delivery */
-    pid_t pid;             /* child's pid; 0 while dead */
+    int pid;               /* child's pid; 0 while dead */
     int to_child;          /* write end of the job pipe; -1 while dead */
     int from_child;        /* read end of the result pipe (non-blocking); -1 while dead */
     int64_t spawned_ms;    /* when the child was started */
@@ -146,10 +143,8 @@ static void s_pack_err(msgpack_packer *pk, int code, const char *msg, int slot)
 
 static void s_close_fds(pd_slot_t *s)
 {
-    if (s->to_child >= 0)
-        close(s->to_child);
-    if (s->from_child >= 0)
-        close(s->from_child);
+    pd_plat_close(s->to_child);
+    pd_plat_close(s->from_child);
     s->to_child = s->from_child = -1;
 }
 
@@ -157,12 +152,9 @@ static void s_close_fds(pd_slot_t *s)
 static int s_spawn(pd_slot_t *s)
 {
     assert(s->pid == 0);
-    char **env = pd_pipe_env_new(s->cuda_visible);
-    if (!env)
-        return PD_ESYS;
     char idx[16], parent[24], gpu[16];
     snprintf(idx, sizeof idx, "%d", s->index);
-    snprintf(parent, sizeof parent, "%ld", (long) getpid());
+    snprintf(parent, sizeof parent, "%d", pd_plat_getpid());
     snprintf(gpu, sizeof gpu, "%d", s->gpu);
     /* argv[0] names the program in ps; /proc/self/exe says nothing. */
     char *argv0 = strcmp(s->exe, "/proc/self/exe") == 0 ? "playdoh-worker" : s->exe;
@@ -178,10 +170,7 @@ static int s_spawn(pd_slot_t *s)
         argv[argc++] = s->log_level;
     }
     int to_child, from_child;
-    pid_t pid = pd_pipe_spawn(s->exe, argv, env, &to_child, &from_child);
-    int saved = errno;
-    pd_pipe_env_free(env);
-    errno = saved;
+    int pid = pd_pipe_spawn(s->exe, argv, s->cuda_visible, &to_child, &from_child);
     if (pid < 0)
         return PD_ESYS; /* errno says why; the callers log it */
     s->pid = pid;
@@ -239,10 +228,8 @@ static int s_kill_reap(pd_slot_t *s)
     int status = 0;
     if (s->pid > 0) {
         /* The whole group: commands an exec job started die with the slot. */
-        kill(-s->pid, SIGKILL);
-        kill(s->pid, SIGKILL);
-        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
-            ;
+        pd_plat_kill_tree(s->pid);
+        pd_plat_wait(s->pid, &status, true);
     }
     s->pid = 0;
     s_close_fds(s);
@@ -326,9 +313,9 @@ static int s_reap_closed(pd_slot_t *s, bool *killed)
     int status = 0;
     *killed = false;
     for (int i = 0; i < S_REAP_GRACE_MS; i++) {
-        pid_t r = waitpid(s->pid, &status, WNOHANG);
-        if (r == s->pid || (r < 0 && errno != EINTR)) {
-            kill(-s->pid, SIGKILL); /* what an exec job left behind in its group */
+        int r = pd_plat_wait(s->pid, &status, false);
+        if (r != 0) {
+            pd_plat_kill_tree(s->pid); /* what an exec job left behind in its group */
             s->pid = 0;
             s_close_fds(s);
             return status;
@@ -426,13 +413,14 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
             snprintf(msg, sizeof msg,
                      "slot process on %s slot %d closed its result pipe during the task (did "
                      "the task close file descriptor %d?)", s->host, s->index, S_CHILD_OUT);
-        } else if (WIFSIGNALED(status)) {
-            snprintf(msg, sizeof msg, "task crashed: killed by signal %d (%s) on %s slot %d",
-                     WTERMSIG(status), strsignal(WTERMSIG(status)), s->host, s->index);
+        } else if (pd_plat_status_crashed(status)) {
+            char how[128];
+            snprintf(msg, sizeof msg, "task crashed: %s on %s slot %d",
+                     pd_plat_status_str(status, how, sizeof how), s->host, s->index);
         } else {
             snprintf(msg, sizeof msg,
                      "slot process exited with status %d during the task (did the task call "
-                     "exit()?)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                     "exit()?)", pd_plat_status_exit(status));
         }
         pd_log_warn("slot %d: job %llu: %s", s->index, (unsigned long long) job->id, msg);
         s_fail_current(s, code, msg, 0);
@@ -441,9 +429,9 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
                     "error left the old one unusable)%s", s->index,
                     busy ? "; the jobs sent to it meanwhile go back to the queue" : "");
     } else if (!busy && cause == S_DIED) {
-        pd_log_warn("slot %d: idle slot process %s %d; restarting it", s->index,
-                    WIFSIGNALED(status) ? "killed by signal" : "exited with status",
-                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        char how[128];
+        pd_log_warn("slot %d: idle slot process %s; restarting it", s->index,
+                    pd_plat_status_str(status, how, sizeof how));
     }
     /* Hand jobs back last first, so a caller that pushes each at the front
        of its queue keeps their order. */
@@ -715,7 +703,7 @@ void pd_slot_suspend(pd_slot_t *s, bool suspend)
         return;
     int64_t now = pd_slot_now_ms();
     if (s->pid > 0)
-        kill(-s->pid, suspend ? SIGSTOP : SIGCONT); /* its process group: tasks' children too */
+        pd_plat_suspend_tree(s->pid, suspend); /* its group: tasks' children too */
     if (suspend) {
         s->suspended_ms = now;
     } else if (s->deadline_ms != INT64_MAX) {
@@ -726,8 +714,6 @@ void pd_slot_suspend(pd_slot_t *s, bool suspend)
 
 void pd_slot_retire(pd_slot_t *s, bool restart)
 {
-    if (s->pid > 0)
-        kill(-s->pid, SIGKILL);
     s_kill_reap(s);
     s->suspended = false;
     for (size_t i = s->ngroup; i-- > s->cur;) {
@@ -1017,32 +1003,22 @@ int pd_slot_main(int argc, char **argv)
                 pd_log_set_level(lvl);
         }
     }
-    if (index < 0 || !cache || fcntl(S_CHILD_IN, F_GETFD) < 0 || fcntl(S_CHILD_OUT, F_GETFD) < 0) {
+    if (index < 0 || !cache || pd_plat_child_init() != 0) {
         s_usage_child();
         return 2;
     }
     static char tag[32];
     snprintf(tag, sizeof tag, "slot %d", index);
     pd_log_set_tag(tag);
-    /* Die with the worker, and let a crashing task die of its signal (the
-       worker reports it) instead of going through inherited handlers. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (parent > 0 && getppid() != (pid_t) parent)
+    /* Die with the worker, and let a crashing task die of its own cause
+       (the worker reports it). A resource manager ending a pilot (Slurm's
+       scancel, a time limit) sends SIGTERM to every process of the job at
+       once: the slot must outlive it so that the worker says `bye` (its
+       jobs are requeued without counting an attempt) rather than report
+       the task killed. The worker stops slots with a kill. A handler, not
+       SIG_IGN, so that programs a task execs get the default back. */
+    if (!pd_plat_child_setup((int) parent, s_on_term, false))
         return 0; /* the worker is already gone */
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGPIPE, SIGINT};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        signal(sigs[i], SIG_DFL);
-    /* A resource manager ending a pilot (Slurm's scancel, a time limit)
-       sends SIGTERM to every process of the job at once: the slot must
-       outlive it so that the worker says `bye` (its jobs are requeued
-       without counting an attempt) rather than report the task killed.
-       The worker stops slots with SIGKILL. A handler, not SIG_IGN, so that
-       programs a task execs get the default back. */
-    struct sigaction term;
-    memset(&term, 0, sizeof term);
-    term.sa_handler = s_on_term;
-    term.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &term, NULL);
     s_child_t c;
     memset(&c, 0, sizeof c);
     c.index = index;

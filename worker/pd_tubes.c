@@ -14,6 +14,7 @@
     at once is marked pending and retried at the next wait.
 */
 #include "pd_tubes.h"
+#include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
 

@@ -43,12 +43,12 @@
 #include "pd_policy.h"
 #include "pd_slot.h"
 
-#include <arpa/inet.h>
+#include "pd_plat.h"
+
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,7 +317,7 @@ static void s_send_ready(pd_worker_t *w)
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
     pd_msg_begin(&pk, "ready", (w->ngpu ? 10 : 9) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
-    pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
+    pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
     pd_pack_cstr(&pk, "gpu_names");
@@ -1498,9 +1498,9 @@ static void s_check_idle(pd_worker_t *w, int64_t now)
     w->next_check = now + w->idle.check_ms;
     if (!w->load)
         return;
-    pid_t pids[1 + PD_WORKER_MAX_CPUS + PD_GPU_MAX];
+    int pids[1 + PD_WORKER_MAX_CPUS + PD_GPU_MAX];
     size_t n = 0;
-    pids[n++] = getpid();
+    pids[n++] = pd_plat_getpid();
     for (int k = 0; k < s_nall(w) && n < sizeof pids / sizeof pids[0]; k++)
         if (s_slot(w, k) && pd_slot_pid(s_slot(w, k)) > 0)
             pids[n++] = pd_slot_pid(s_slot(w, k));
@@ -1652,16 +1652,15 @@ static int s_bind_control(pd_worker_t *w, const char *path, int mode)
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = 0;
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        if (pd_plat_mkdir(dir, 0755) != 0 && errno != EEXIST) {
             pd_log_error("cannot create the directory of the control socket %s: %s", dir,
                          strerror(errno));
             return PD_EIO;
         }
     }
     char ep[4200];
-    snprintf(ep, sizeof ep, "ipc://%s", path);
     struct stat st;
-    if (stat(path, &st) == 0) {
+    if (stat(path, &st) == 0 && pd_plat_control_endpoint(path, ep, sizeof ep) == 0) {
         /* A socket file is there: is a worker alive behind it? */
         void *probe = zmq_socket(w->ctx, ZMQ_REQ);
         int zero = 0, wait = 300;
@@ -1691,12 +1690,9 @@ static int s_bind_control(pd_worker_t *w, const char *path, int mode)
     w->ctl = zmq_socket(w->ctx, ZMQ_REP);
     int zero = 0;
     zmq_setsockopt(w->ctl, ZMQ_LINGER, &zero, sizeof zero);
-    mode_t old = umask(0077); /* no moment with a wider mode than asked */
-    int rc = zmq_bind(w->ctl, ep);
-    umask(old);
-    if (rc != 0 || chmod(path, (mode_t) mode) != 0) {
-        pd_log_error("cannot open the control socket %s: %s", path,
-                     rc ? zmq_strerror(errno) : strerror(errno));
+    char why[512];
+    if (pd_plat_control_bind(w->ctl, path, mode, why, sizeof why)) {
+        pd_log_error("cannot open the control socket %s: %s", path, why);
         return PD_EIO;
     }
     if (!(w->control = strdup(path)))
@@ -2067,7 +2063,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
                 continue;
             }
             k = -1 - k;
-            if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == w->items[i].fd)
+            if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == (int) w->items[i].fd)
                 pd_nodeproc_on_readable(w->nodes[k]);
         }
         s_reap_nodes(w);
@@ -2267,10 +2263,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
        itself would start the wrong program under valgrind, which reports
        the client's path through readlink but not through exec. */
     char self[PATH_MAX];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl > 0)
-        self[sl] = 0;
-    else
+    if (pd_plat_self_exe(self, sizeof self))
         snprintf(self, sizeof self, "/proc/self/exe");
     w->slot_exe = strdup(cfg->slot_exe ? cfg->slot_exe : self);
     w->log_level = cfg->log_level ? strdup(cfg->log_level) : NULL;
@@ -2284,7 +2277,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         goto fail;
     if (cfg->name && *cfg->name)
         snprintf(w->host, sizeof w->host, "%s", cfg->name);
-    else if (gethostname(w->host, sizeof w->host - 1))
+    else if (pd_plat_hostname(w->host, sizeof w->host - 1))
         snprintf(w->host, sizeof w->host, "unknown");
     if (w->ngpu_names == 0)
         s_find_gpu_names(w); /* no GPU found through CUDA: the driver's procfs may name some */
@@ -2449,33 +2442,5 @@ int pd_worker_route_addr(const char *endpoint, char *out, size_t cap)
     snprintf(port, sizeof port, "%s", colon + 1);
     if (strcmp(port, "*") == 0 || strcmp(port, "0") == 0)
         snprintf(port, sizeof port, "9");
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
-    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
-        return PD_EINVAL;
-    int rc = PD_EINVAL;
-    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
-        int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        struct sockaddr_storage local;
-        socklen_t len = sizeof local;
-        /* A UDP connect sends nothing: it only picks the route. */
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0
-            && getsockname(fd, (struct sockaddr *) &local, &len) == 0) {
-            void *src = local.ss_family == AF_INET
-                            ? (void *) &((struct sockaddr_in *) &local)->sin_addr
-                            : (void *) &((struct sockaddr_in6 *) &local)->sin6_addr;
-            char text[INET6_ADDRSTRLEN];
-            if (inet_ntop(local.ss_family, src, text, sizeof text)) {
-                if (local.ss_family == AF_INET6)
-                    snprintf(out, cap, "[%s]", text);
-                else
-                    snprintf(out, cap, "%s", text);
-                rc = 0;
-            }
-        }
-        close(fd);
-    }
-    freeaddrinfo(ai);
-    return rc;
+    return pd_plat_route_addr(host, port, out, cap);
 }

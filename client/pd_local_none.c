@@ -1,0 +1,61 @@
+/*  The embedded local cluster and Slurm pilots on a build without a broker
+    (Windows: playdoh-broker and Slurm run on Linux; docs/windows.md). The
+    calls exist so that programs link on every platform; each refuses with
+    a sentence that says what to do instead.
+*/
+#include "pd_error.h"
+#include "pd_log.h"
+#include "pd_slurm.h"
+#include "playdoh.h"
+
+#include <stdio.h>
+
+static pd_local_t *s_refuse(int *err)
+{
+    pd_log_error("no local cluster on this platform: playdoh-broker runs on Linux. Start a "
+                 "broker on a Linux machine and pass its endpoint (-b tcp://HOST:5555, or "
+                 "[client] broker in the configuration file)");
+    if (err)
+        *err = PD_EUNREACH;
+    return NULL;
+}
+
+pd_local_t *pd_local_start(int cpus, int *err)
+{
+    (void) cpus;
+    return s_refuse(err);
+}
+
+pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
+{
+    (void) opts;
+    return s_refuse(err);
+}
+
+const char *pd_local_endpoint(const pd_local_t *l)
+{
+    (void) l;
+    return "";
+}
+
+const pd_client_opts_t *pd_local_client_opts(const pd_local_t *l)
+{
+    (void) l;
+    return NULL;
+}
+
+void pd_local_stop(pd_local_t **l)
+{
+    if (l)
+        *l = NULL;
+}
+
+int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
+{
+    (void) argc;
+    (void) argv;
+    (void) g;
+    fprintf(stderr, "playdoh-submit slurm: Slurm pilots are submitted from a Linux machine of "
+                    "the Slurm cluster (sbatch is not available on this platform)\n");
+    return 2;
+}

@@ -1,0 +1,282 @@
+/*  pd_plat: what differs between POSIX and Windows, behind one interface.
+
+    Every call that depends on the operating system sits here, with one
+    implementation in pd_plat_posix.c and one in pd_plat_win.c (MinGW-w64);
+    the broker, worker and client files never test _WIN32. The small block
+    of compatibility definitions below (O_CLOEXEC, strndup, ...) is the only
+    conditional code outside those two files.
+
+    Processes. A child is named by its process id (an int on both systems).
+    A *framed* child (pd_plat_spawn) talks to its parent over two pipes: it
+    reads on fd PD_PLAT_CHILD_IN (3) and writes on fd PD_PLAT_CHILD_OUT (4)
+    (on Windows, pd_plat_child_init() makes those CRT descriptors from the
+    handles the parent passed). The parent writes to to_child with
+    pd_plat_write_all() and polls from_child with zmq_poll (a pipe on POSIX,
+    a loopback socket fed by a relay thread on Windows, since zmq_poll polls
+    only sockets there) and reads it with pd_plat_read(). Each child runs
+    with its whole process tree in one group (a POSIX process group, a
+    Windows Job Object), so that a kill or a suspension reaches what the
+    task started too.
+
+    Wait statuses are ints: POSIX wait statuses, or Windows exit codes (an
+    exception such as 0xC0000005 counts as a crash, the Windows analogue of
+    a signal). pd_plat_status_* read them.
+*/
+#ifndef PD_PLAT_H
+#define PD_PLAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* ---- compatibility: names POSIX has and MinGW-w64 lacks ---------------- */
+#ifdef _WIN32
+#include <fcntl.h>
+#ifndef O_CLOEXEC
+#define O_CLOEXEC _O_NOINHERIT
+#endif
+#ifndef CLOCK_MONOTONIC_COARSE
+#define CLOCK_MONOTONIC_COARSE CLOCK_MONOTONIC
+#endif
+#include <stdio.h>
+#include <time.h>
+char *strndup(const char *s, size_t n);
+ssize_t getline(char **line, size_t *cap, FILE *f);
+int setenv(const char *name, const char *value, int overwrite);
+int unsetenv(const char *name);
+char *mkdtemp(char *tmpl);
+#define localtime_r(t, tm) (localtime_s((tm), (t)) == 0 ? (tm) : NULL)
+#define gmtime_r(t, tm) (gmtime_s((tm), (t)) == 0 ? (tm) : NULL)
+#define PD_PLAT_WINDOWS 1
+#else
+#define PD_PLAT_WINDOWS 0
+#endif
+
+/* ---- the machine -------------------------------------------------------- */
+
+/* "linux-x86_64", "windows-x86_64", ...: the platform a prebuilt module
+   must be built for. */
+const char *pd_plat_name(void);
+/* Online CPUs (>= 1). */
+int pd_plat_ncpu(void);
+/* This process's id. */
+int pd_plat_getpid(void);
+/* The running executable's full path into out. Returns 0 or PD_EIO. */
+int pd_plat_self_exe(char *out, size_t cap);
+/* The file name suffix of a shared library: ".so" or ".dll". */
+const char *pd_plat_dll_suffix(void);
+/* The separator of a PATH-like list: ':' or ';'. */
+char pd_plat_path_sep(void);
+
+/* The machine's host name into out (NUL-terminated). 0 or -1. */
+int pd_plat_hostname(char *out, size_t cap);
+/* The local address (text; an IPv6 one in brackets) of the interface that
+   routes to host:port, found by connecting a UDP socket (nothing is
+   sent). 0 or PD_EINVAL. */
+int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap);
+
+/* ---- files -------------------------------------------------------------- */
+
+/* mkdir with a mode (the mode is ignored on Windows). */
+int pd_plat_mkdir(const char *path, int mode);
+/* Renames from over to, replacing to atomically when it exists. 0 or -1. */
+int pd_plat_rename(const char *from, const char *to);
+/* A file's modification time in nanoseconds since the epoch. */
+int64_t pd_plat_mtime_ns(const struct stat *st);
+/* Flushes a file's data to disk (fsync / FlushFileBuffers). 0 or -1. */
+int pd_plat_fsync(int fd);
+/* Maps a whole file read-only; *len its size. NULL (errno set) on failure;
+   an empty file maps to a non-NULL pointer of length 0. */
+const void *pd_plat_map_file(const char *path, size_t *len);
+void pd_plat_unmap(const void *addr, size_t len);
+
+/* The directories Playdoh keeps its files in, for this user (or, for a
+   service, the machine): configuration ($XDG_CONFIG_HOME/playdoh,
+   ~/.config/playdoh; %APPDATA%\playdoh), cache ($XDG_CACHE_HOME/playdoh,
+   ~/.cache/playdoh; %LOCALAPPDATA%\playdoh\cache), state
+   ($XDG_STATE_HOME/playdoh, ~/.local/state/playdoh; %LOCALAPPDATA%\playdoh)
+   and runtime ($XDG_RUNTIME_DIR/playdoh or /run/playdoh;
+   %LOCALAPPDATA%\playdoh\run). Returns 0, or PD_EIO when none of the
+   environment variables that locate it is set (out then says which). */
+typedef enum { PD_DIR_CONFIG, PD_DIR_CACHE, PD_DIR_STATE, PD_DIR_RUNTIME } pd_dir_t;
+int pd_plat_dir(pd_dir_t which, char *out, size_t cap);
+
+/* True when a secret file's permissions keep other users out: no group or
+   other bits on POSIX; on Windows the directory's ACL decides (the user's
+   profile, or %PROGRAMDATA%\\playdoh made private by the installer). */
+bool pd_plat_mode_private(const struct stat *st);
+/* The user running this process ("user" when unknown), for key names. */
+void pd_plat_username(char *out, size_t cap);
+/* True when path is a file this process may execute. */
+bool pd_plat_executable(const char *path);
+/* The columns of the terminal that stream f writes to; 80 when unknown. */
+int pd_plat_term_width(void *f);
+
+/* ---- loading modules ---------------------------------------------------- */
+
+/* dlopen(RTLD_NOW | RTLD_LOCAL) / LoadLibrary. NULL with the loader's
+   message in err on failure. */
+void *pd_plat_dlopen(const char *path, char *err, size_t cap);
+/* The symbol `name` defined by the module itself (not by a library it
+   links), or NULL. */
+void *pd_plat_dlsym(void *handle, const char *name);
+void pd_plat_dlclose(void *handle);
+/* A system library (the CUDA driver, NVRTC) loaded for good: it stays
+   mapped after pd_plat_dlclose (RTLD_NODELETE; a pinned module), since such
+   libraries start threads that must outlive the handle. NULL with the
+   loader's message (without the path) in err. */
+void *pd_plat_dlopen_system(const char *path, char *err, size_t cap);
+/* Any symbol the library or its dependencies define (dlsym,
+   GetProcAddress), or NULL. */
+void *pd_plat_dlsym_any(void *handle, const char *name);
+
+/* The arguments (NULL-terminated, at most 3) that the C compiler needs,
+   after the sources, to link a task module against the task API this
+   program exports: none on POSIX (the program exports it dynamically),
+   the program's import library on Windows (libplaydoh-worker.a beside
+   the executable). */
+const char *const *pd_plat_module_link_args(void);
+
+/* ---- children ----------------------------------------------------------- */
+
+#define PD_PLAT_CHILD_IN 3  /* a framed child reads its parent's frames here */
+#define PD_PLAT_CHILD_OUT 4 /* and writes its own here */
+
+/* Starts exe with argv (NULL-terminated; argv[0] is only a display name)
+   as a framed child in a group of its own, its standard input empty and
+   its standard output sent to its standard error. env_assign, when not
+   NULL, is one "NAME=value" set in the child's environment in place of any
+   of that name. *to_child is a blocking descriptor the parent writes;
+   *from_child a non-blocking pollable one it reads with pd_plat_read().
+   Returns the pid, or -1 with errno set (nothing left open). */
+int pd_plat_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
+                  int *from_child);
+/* In a framed child, first thing: makes fds 3 and 4 from what the parent
+   passed. Returns 0, or -1 when this process was not started as a framed
+   child. */
+int pd_plat_child_init(void);
+/* In a framed child: a crash ends the process with its own status (no
+   inherited handler, no error dialog), on_term (may be NULL: the default)
+   runs on a polite stop request (SIGTERM), a broken pipe is an error
+   return (ignore_pipe) or the default signal, and the child dies with its
+   parent where the system can do that. Returns false when the parent (pid)
+   is already gone. */
+bool pd_plat_child_setup(int parent, void (*on_term)(int), bool ignore_pipe);
+
+/* Reads up to n bytes of from_child without blocking: > 0 bytes read, 0 at
+   end of file, -1 with errno EAGAIN when nothing is there (or another
+   errno on failure). */
+long pd_plat_read(int fd, void *buf, size_t n);
+/* Writes all of buf to a blocking descriptor (to_child, fd 4). 0 or -1. */
+int pd_plat_write_all(int fd, const void *buf, size_t len);
+/* Reads exactly len bytes from a blocking descriptor (fd 3): 1, 0 at EOF
+   before the first byte, -1 on error or EOF in the middle. */
+int pd_plat_read_all(int fd, void *buf, size_t len);
+/* True when a read of the blocking descriptor fd (fd 3 in a framed child)
+   would not block: data is there, or end of file (poll / PeekNamedPipe). */
+bool pd_plat_readable(int fd);
+/* Closes a to_child or from_child descriptor. */
+void pd_plat_close(int fd);
+
+/* Kills the child and everything in its group at once. */
+void pd_plat_kill_tree(int pid);
+/* Suspends (true) or resumes (false) the child's whole group. 0, or
+   PD_ESYS where the system cannot. */
+int pd_plat_suspend_tree(int pid, bool suspend);
+/* Asks the child to stop (SIGTERM / a console break); pd_plat_kill_tree if
+   it cannot be asked. */
+void pd_plat_terminate(int pid);
+/* Reaps the child: 1 with *status set when it has ended (block: waits for
+   it), 0 while it runs, -1 when pid is no child of ours. Releases the
+   child's handles once it reports 1 or -1. */
+int pd_plat_wait(int pid, int *status, bool block);
+
+/* True when the status says the child crashed or was killed (a signal, an
+   exception). */
+bool pd_plat_status_crashed(int status);
+/* Its exit status, or -1 when it crashed. */
+int pd_plat_status_exit(int status);
+/* The signal (or exception code) that ended it, or 0. */
+int pd_plat_status_signal(int status);
+/* "killed by signal 11 (Segmentation fault)", "exited with status 3",
+   "ended by exception 0xc0000005 (access violation)". Returns out. */
+const char *pd_plat_status_str(int status, char *out, size_t cap);
+
+/* Runs argv to its end (argv[0] a path, or a program looked up in PATH):
+   writes inlen bytes of input to its standard input (none when input is
+   NULL) and collects standard output and standard error (out and err:
+   each NUL-terminated, at most cap - 1 bytes kept, *outlen / *errlen (may
+   be NULL) the bytes kept, the rest read and dropped; *trunc (may be NULL)
+   true when anything was dropped). Kills its group after timeout_ms (< 0:
+   no limit), and dies with the calling thread where the system can do
+   that. cap->cwd: its working directory, or NULL. Returns its status (>=
+   0; one that cannot be run exits 127 with the reason in err),
+   PD_ETIMEDOUT or PD_ESYS. */
+typedef struct {
+    const char *cwd; /* the working directory, or NULL: this process's */
+    char *out;
+    size_t outcap;
+    size_t outlen;
+    char *err;
+    size_t errcap;
+    size_t errlen;
+    bool trunc;
+} pd_plat_capture_t;
+int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_capture_t *cap,
+                int timeout_ms);
+/* The argv that runs a command line through the system's shell
+   ({"/bin/sh", "-c", cmd} / {"cmd.exe", "/d", "/s", "/c", cmd}), written
+   into argv (4 + 1 entries at least). */
+void pd_plat_shell_argv(const char *cmd, char *argv[6]);
+
+/* ---- stop requests ------------------------------------------------------ */
+
+/* Calls on_stop(1) from a signal handler (SIGINT, SIGTERM) or the console
+   control handler (Ctrl-C, close, shutdown), and on_reload(1) on SIGHUP
+   where there is one (may be NULL). Ignores SIGPIPE. */
+void pd_plat_on_stop(void (*on_stop)(int), void (*on_reload)(int));
+
+/* Holds the stop signals back (true) while the threads of ZeroMQ and CZMQ
+   start, which inherit the mask, so that the signals interrupt the main
+   thread's zmq_poll; lets them through again (false). Nothing to do where
+   a console handler runs on a thread of its own (Windows). */
+void pd_plat_hold_stop(bool hold);
+
+/* The worker's control endpoint for the file path: "ipc://PATH" on POSIX.
+   Windows has no ipc://: the worker binds tcp://127.0.0.1:* and writes its
+   endpoint into the file path, which this reads. Returns 0, or PD_EIO with
+   ep holding why. */
+int pd_plat_control_endpoint(const char *path, char *ep, size_t cap);
+/* Binds the worker's control socket (a ZMQ_REP) for the file path, which
+   only the owner (mode) may use: ipc://PATH with that mode on POSIX; on
+   Windows tcp://127.0.0.1:* with its endpoint written into path (in a
+   directory of the owner's). Returns 0, or -1 with why set. */
+int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size_t cap);
+/* The control socket's default path: $RUNTIME_DIRECTORY/worker.ctl (a
+   systemd service), /run/playdoh/worker.ctl as root,
+   $XDG_RUNTIME_DIR/playdoh/worker.ctl, else /tmp/playdoh-UID/worker.ctl;
+   on Windows %LOCALAPPDATA%\playdoh\run\worker.ctl, or as a service
+   %PROGRAMDATA%\playdoh\worker.ctl. service_first (for `ctl`): the
+   service's path (/run/playdoh/worker.ctl, %PROGRAMDATA%\playdoh\worker.ctl)
+   when that file exists. */
+void pd_plat_control_default(char *out, size_t cap, bool service_first);
+
+/* Ctrl-C as a request the program polls for: while caught (true), an
+   interrupt does not end the process, and pd_plat_interrupt_taken() says
+   (once) that one came. */
+void pd_plat_catch_interrupt(bool on);
+bool pd_plat_interrupt_taken(void);
+
+/* ---- the owner's use of the machine ------------------------------------- */
+
+/* The machine's busy and total CPU time since boot, in any unit shared by
+   both (100 ns on Windows), and the number of CPUs. 0, or PD_EIO where
+   the system has no such call: on POSIX pd_load reads the procfs. */
+int pd_plat_cpu_times(unsigned long long *busy, unsigned long long *total, int *ncpu);
+/* CPU time (same unit) used by process pid and its reaped children. 0 when
+   it is gone. */
+unsigned long long pd_plat_proc_cpu(int pid);
+
+#endif

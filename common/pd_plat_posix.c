@@ -1,0 +1,763 @@
+/*  pd_plat, POSIX (Linux): see pd_plat.h. fork+exec only: the callers have
+    ZeroMQ threads, so a forked child makes only async-signal-safe calls
+    before exec.
+*/
+#include "pd_plat.h"
+#include "pd_error.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pwd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+extern char **environ;
+
+/* ---- the machine -------------------------------------------------------- */
+
+const char *pd_plat_name(void)
+{
+#if defined(__x86_64__)
+    return "linux-x86_64";
+#elif defined(__aarch64__)
+    return "linux-aarch64";
+#else
+    return "linux-unknown";
+#endif
+}
+
+int pd_plat_ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int) n : 1;
+}
+
+int pd_plat_getpid(void) { return (int) getpid(); }
+
+int pd_plat_self_exe(char *out, size_t cap)
+{
+    if (cap < 2)
+        return PD_EIO;
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+    if (n <= 0 || (size_t) n >= cap - 1)
+        return PD_EIO;
+    out[n] = 0;
+    return 0;
+}
+
+const char *pd_plat_dll_suffix(void) { return ".so"; }
+char pd_plat_path_sep(void) { return ':'; }
+
+int pd_plat_hostname(char *out, size_t cap)
+{
+    if (cap == 0 || gethostname(out, cap - 1))
+        return -1;
+    out[cap - 1] = 0;
+    return 0;
+}
+
+int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return PD_EINVAL;
+    int rc = PD_EINVAL;
+    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        struct sockaddr_storage local;
+        socklen_t len = sizeof local;
+        /* A UDP connect sends nothing: it only picks the route. */
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0
+            && getsockname(fd, (struct sockaddr *) &local, &len) == 0) {
+            void *src = local.ss_family == AF_INET
+                            ? (void *) &((struct sockaddr_in *) &local)->sin_addr
+                            : (void *) &((struct sockaddr_in6 *) &local)->sin6_addr;
+            char text[INET6_ADDRSTRLEN];
+            if (inet_ntop(local.ss_family, src, text, sizeof text)) {
+                if (local.ss_family == AF_INET6)
+                    snprintf(out, cap, "[%s]", text);
+                else
+                    snprintf(out, cap, "%s", text);
+                rc = 0;
+            }
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+int pd_plat_mkdir(const char *path, int mode) { return mkdir(path, (mode_t) mode); }
+int pd_plat_rename(const char *from, const char *to) { return rename(from, to); }
+int64_t pd_plat_mtime_ns(const struct stat *st)
+{
+    return (int64_t) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+int pd_plat_fsync(int fd) { return fsync(fd); }
+
+const void *pd_plat_map_file(const char *path, size_t *len)
+{
+    static const char empty[1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    *len = (size_t) st.st_size;
+    if (*len == 0) {
+        close(fd);
+        return empty;
+    }
+    void *p = mmap(NULL, *len, PROT_READ, MAP_SHARED, fd, 0); /* one copy for every slot */
+    int e = errno;
+    close(fd);
+    errno = e;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void pd_plat_unmap(const void *addr, size_t len)
+{
+    if (addr && len)
+        munmap((void *) addr, len);
+}
+
+int pd_plat_dir(pd_dir_t which, char *out, size_t cap)
+{
+    static const struct {
+        const char *xdg, *home_rel;
+    } d[] = {
+        [PD_DIR_CONFIG] = {"XDG_CONFIG_HOME", ".config"},
+        [PD_DIR_CACHE] = {"XDG_CACHE_HOME", ".cache"},
+        [PD_DIR_STATE] = {"XDG_STATE_HOME", ".local/state"},
+        [PD_DIR_RUNTIME] = {"XDG_RUNTIME_DIR", NULL},
+    };
+    const char *v = getenv(d[which].xdg), *home = getenv("HOME");
+    if (v && *v)
+        snprintf(out, cap, "%s/playdoh", v);
+    else if (which == PD_DIR_RUNTIME)
+        snprintf(out, cap, "/run/playdoh");
+    else if (home && *home)
+        snprintf(out, cap, "%s/%s/playdoh", home, d[which].home_rel);
+    else {
+        snprintf(out, cap, "neither %s nor HOME is set", d[which].xdg);
+        return PD_EIO;
+    }
+    return 0;
+}
+
+bool pd_plat_mode_private(const struct stat *st) { return (st->st_mode & 077) == 0; }
+
+void pd_plat_username(char *out, size_t cap)
+{
+    struct passwd *pw = getpwuid(getuid());
+    snprintf(out, cap, "%s", pw && pw->pw_name ? pw->pw_name : "user");
+}
+
+bool pd_plat_executable(const char *path) { return access(path, X_OK) == 0; }
+
+int pd_plat_term_width(void *f)
+{
+    struct winsize ws;
+    if (ioctl(fileno((FILE *) f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+/* ---- loading modules ---------------------------------------------------- */
+
+void *pd_plat_dlopen(const char *path, char *err, size_t cap)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(err, cap, "%s", e ? e : "unknown dlopen error");
+    }
+    return h;
+}
+
+void *pd_plat_dlsym(void *handle, const char *name)
+{
+    /* dlsym() also searches the module's dependencies (libc, libm): keep
+       only a symbol the module itself defines. */
+    void *sym = dlsym(handle, name);
+    struct link_map *lm = NULL;
+    Dl_info info;
+    if (sym && (dlinfo(handle, RTLD_DI_LINKMAP, &lm) || !lm || !dladdr(sym, &info)
+                || (uintptr_t) info.dli_fbase != (uintptr_t) lm->l_addr))
+        sym = NULL;
+    return sym;
+}
+
+void pd_plat_dlclose(void *handle)
+{
+    if (handle)
+        dlclose(handle);
+}
+
+void *pd_plat_dlopen_system(const char *path, char *err, size_t cap)
+{
+    dlerror();
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!h) {
+        const char *e = dlerror();
+        /* dlerror() repeats the path: keep its reason only. */
+        const char *reason = e ? strstr(e, ": ") : NULL;
+        snprintf(err, cap, "%s", reason ? reason + 2 : e ? e : "cannot load");
+    }
+    return h;
+}
+
+void *pd_plat_dlsym_any(void *handle, const char *name) { return dlsym(handle, name); }
+
+const char *const *pd_plat_module_link_args(void)
+{
+    static const char *const none[] = {NULL};
+    return none;
+}
+
+/* ---- children ----------------------------------------------------------- */
+
+/* The environment with `assign` in place of any variable of its name. Built
+   before fork: a forked child may only make async-signal-safe calls. */
+static char **s_env_new(const char *assign)
+{
+    if (!assign)
+        return environ;
+    const char *eq = strchr(assign, '=');
+    size_t name = eq ? (size_t) (eq - assign) + 1 : strlen(assign);
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + 2) * sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], assign, name) != 0)
+            env[k++] = environ[i];
+    env[k++] = (char *) assign;
+    env[k] = NULL;
+    return env;
+}
+
+int pd_plat_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
+                  int *from_child)
+{
+    char **envp = s_env_new(env_assign);
+    if (!envp) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int down[2] = {-1, -1}, up[2] = {-1, -1};
+    if (pipe2(down, O_CLOEXEC) || pipe2(up, O_CLOEXEC)) {
+        int e = errno;
+        for (int i = 0; i < 2; i++) {
+            if (down[i] >= 0)
+                close(down[i]);
+            if (up[i] >= 0)
+                close(up[i]);
+        }
+        if (envp != environ)
+            free(envp);
+        errno = e;
+        return -1;
+    }
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Move the pipe ends above the target fds first, so that no dup2()
+           clobbers the other end. */
+        int in = fcntl(down[0], F_DUPFD, 10);
+        int out = fcntl(up[1], F_DUPFD, 10);
+        if (in < 0 || out < 0 || dup2(in, PD_PLAT_CHILD_IN) < 0
+            || dup2(out, PD_PLAT_CHILD_OUT) < 0 || dup2(2, 1) < 0)
+            _exit(126);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        close(in);
+        close(out);
+        setpgid(0, 0); /* the terminal's Ctrl-C goes to the parent, which stops us */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(exe, argv, envp);
+        _exit(127);
+    }
+    int saved = errno;
+    if (envp != environ)
+        free(envp);
+    if (devnull >= 0)
+        close(devnull);
+    close(down[0]);
+    close(up[1]);
+    if (pid < 0) {
+        close(down[1]);
+        close(up[0]);
+        errno = saved;
+        return -1;
+    }
+    fcntl(up[0], F_SETFL, fcntl(up[0], F_GETFL) | O_NONBLOCK);
+    *to_child = down[1];
+    *from_child = up[0];
+    return (int) pid;
+}
+
+int pd_plat_child_init(void)
+{
+    return fcntl(PD_PLAT_CHILD_IN, F_GETFD) < 0 || fcntl(PD_PLAT_CHILD_OUT, F_GETFD) < 0 ? -1 : 0;
+}
+
+bool pd_plat_child_setup(int parent, void (*on_term)(int), bool ignore_pipe)
+{
+    /* Die with the parent, and let a crash die of its signal (the parent
+       reports it) instead of going through inherited handlers. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (parent > 0 && getppid() != (pid_t) parent)
+        return false;
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    /* Ignored, a vanished parent shows up as a failed write; the default
+       is what programs a task execs expect to inherit. */
+    signal(SIGPIPE, ignore_pipe ? SIG_IGN : SIG_DFL);
+    if (on_term) {
+        struct sigaction term;
+        memset(&term, 0, sizeof term);
+        term.sa_handler = on_term;
+        term.sa_flags = SA_RESTART;
+        sigaction(SIGTERM, &term, NULL);
+    } else {
+        signal(SIGTERM, SIG_DFL);
+    }
+    return true;
+}
+
+long pd_plat_read(int fd, void *buf, size_t n)
+{
+    for (;;) {
+        ssize_t got = read(fd, buf, n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && errno == EWOULDBLOCK)
+            errno = EAGAIN;
+        return (long) got;
+    }
+}
+
+int pd_plat_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t) n;
+    }
+    return 0;
+}
+
+int pd_plat_read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return got == 0 ? 0 : -1;
+        got += (size_t) n;
+    }
+    return 1;
+}
+
+bool pd_plat_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+void pd_plat_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+void pd_plat_kill_tree(int pid)
+{
+    if (pid <= 0)
+        return;
+    kill(-pid, SIGKILL); /* its group: what a task started */
+    kill(pid, SIGKILL);
+}
+
+int pd_plat_suspend_tree(int pid, bool suspend)
+{
+    if (pid <= 0)
+        return PD_ESYS;
+    return kill(-pid, suspend ? SIGSTOP : SIGCONT) == 0 ? 0 : PD_ESYS;
+}
+
+void pd_plat_terminate(int pid)
+{
+    if (pid > 0)
+        kill(pid, SIGTERM);
+}
+
+int pd_plat_wait(int pid, int *status, bool block)
+{
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, block ? 0 : WNOHANG);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        if (status)
+            *status = st;
+        return 1;
+    }
+}
+
+bool pd_plat_status_crashed(int status) { return WIFSIGNALED(status); }
+int pd_plat_status_exit(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+int pd_plat_status_signal(int status) { return WIFSIGNALED(status) ? WTERMSIG(status) : 0; }
+
+const char *pd_plat_status_str(int status, char *out, size_t cap)
+{
+    if (WIFSIGNALED(status))
+        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, cap, "exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return out;
+}
+
+static int64_t s_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* One output pipe of pd_plat_run: where its bytes go. */
+typedef struct {
+    int fd;       /* read end, or -1 once at EOF */
+    char *buf;    /* destination, or NULL */
+    size_t cap;   /* bytes in buf */
+    size_t *len;  /* bytes kept */
+    bool *trunc;  /* set when bytes were dropped */
+} s_sink_t;
+
+static void s_sink_read(s_sink_t *s)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t r = read(s->fd, tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            close(s->fd);
+            s->fd = -1;
+            return;
+        }
+        size_t k = 0;
+        if (s->buf && *s->len + 1 < s->cap) {
+            size_t room = s->cap - 1 - *s->len;
+            k = (size_t) r < room ? (size_t) r : room;
+            memcpy(s->buf + *s->len, tmp, k);
+            *s->len += k;
+            s->buf[*s->len] = 0;
+        }
+        if (k < (size_t) r)
+            *s->trunc = true;
+    }
+}
+
+int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_capture_t *cap,
+                int timeout_ms)
+{
+    cap->outlen = cap->errlen = 0;
+    cap->trunc = false;
+    if (cap->out && cap->outcap)
+        cap->out[0] = 0;
+    if (cap->err && cap->errcap)
+        cap->err[0] = 0;
+    int in[2] = {-1, -1}, po[2] = {-1, -1}, pe[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+        int fds[] = {in[0], in[1], po[0], po[1], pe[0], pe[1]};
+        for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        return PD_ESYS;
+    }
+    pid_t parent = getpid();
+    const char *cwd = cap->cwd;
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec: callers may have threads. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (dup2(in[0], 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        const char *a = "cannot run ", *b = ": ", *c;
+        if (cwd && chdir(cwd) != 0) {
+            a = "cannot enter ";
+            c = strerror(errno);
+            if (write(2, a, strlen(a)) < 0 || write(2, cwd, strlen(cwd)) < 0 ||
+                write(2, b, strlen(b)) < 0 || write(2, c, strlen(c)) < 0)
+                _exit(127);
+            _exit(127);
+        }
+        execvp(argv[0], argv);
+        c = strerror(errno);
+        if (write(2, a, strlen(a)) < 0 || write(2, argv[0], strlen(argv[0])) < 0 ||
+            write(2, b, strlen(b)) < 0 || write(2, c, strlen(c)) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    close(in[0]);
+    close(po[1]);
+    close(pe[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(po[0]);
+        close(pe[0]);
+        return PD_ESYS;
+    }
+    /* A child that exits without reading its input must not kill us with
+       SIGPIPE: block it while writing, and drop one left pending. */
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
+    const char *inp = input;
+    size_t sent = 0;
+    if (!input || inlen == 0) {
+        close(in[1]);
+        in[1] = -1;
+    }
+    s_sink_t sinks[2] = {{po[0], cap->out, cap->outcap, &cap->outlen, &cap->trunc},
+                         {pe[0], cap->err, cap->errcap, &cap->errlen, &cap->trunc}};
+    for (int i = 0; i < 2; i++)
+        fcntl(sinks[i].fd, F_SETFL, fcntl(sinks[i].fd, F_GETFL) | O_NONBLOCK);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    bool timed_out = false;
+    while (sinks[0].fd >= 0 || sinks[1].fd >= 0) {
+        struct pollfd p[3];
+        int np = 0, isink[3] = {-1, -1, -1};
+        for (int i = 0; i < 2; i++)
+            if (sinks[i].fd >= 0) {
+                isink[np] = i;
+                p[np++] = (struct pollfd){.fd = sinks[i].fd, .events = POLLIN};
+            }
+        if (in[1] >= 0)
+            p[np++] = (struct pollfd){.fd = in[1], .events = POLLOUT};
+        int64_t left = deadline - s_now_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        int rc = poll(p, (nfds_t) np, left > INT32_MAX ? -1 : (int) left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            break;
+        for (int i = 0; i < np; i++) {
+            if (!p[i].revents)
+                continue;
+            if (isink[i] >= 0) {
+                s_sink_read(&sinks[isink[i]]);
+                continue;
+            }
+            ssize_t w = write(in[1], inp + sent, inlen - sent);
+            if (w > 0)
+                sent += (size_t) w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+    }
+    if (in[1] >= 0)
+        close(in[1]);
+    for (int i = 0; i < 2; i++)
+        if (sinks[i].fd >= 0)
+            close(sinks[i].fd);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+        ;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Its output is closed; it may still be running until the deadline. */
+    int status = 0;
+    for (;;) {
+        pid_t r = timed_out ? 0 : waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR)
+            return PD_ESYS;
+        if (timed_out || s_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            return PD_ETIMEDOUT;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+void pd_plat_shell_argv(const char *cmd, char *argv[6])
+{
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = (char *) cmd;
+    argv[3] = NULL;
+}
+
+/* ---- stop requests ------------------------------------------------------ */
+
+void pd_plat_on_stop(void (*on_stop)(int), void (*on_reload)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (on_reload) {
+        sa.sa_handler = on_reload;
+        sigaction(SIGHUP, &sa, NULL);
+    }
+    signal(SIGPIPE, SIG_IGN); /* a dead child shows up as EPIPE */
+}
+
+void pd_plat_hold_stop(bool hold)
+{
+    static sigset_t old;
+    if (hold) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    } else {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+}
+
+int pd_plat_control_endpoint(const char *path, char *ep, size_t cap)
+{
+    snprintf(ep, cap, "ipc://%s", path);
+    return 0;
+}
+
+int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size_t cap)
+{
+    char ep[4200];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    mode_t old = umask(0077); /* no moment with a wider mode than asked */
+    int rc = zmq_bind(sock, ep);
+    umask(old);
+    if (rc != 0 || chmod(path, (mode_t) mode) != 0) {
+        snprintf(why, cap, "%s", rc ? zmq_strerror(errno) : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void pd_plat_control_default(char *path, size_t cap, bool service_first)
+{
+    const char *rt = getenv("RUNTIME_DIRECTORY"); /* systemd's RuntimeDirectory= */
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+    if (service_first && stat("/run/playdoh/worker.ctl", &st) == 0)
+        snprintf(path, cap, "/run/playdoh/worker.ctl");
+    else if (rt && *rt)
+        snprintf(path, cap, "%s/worker.ctl", rt);
+    else if (geteuid() == 0 || !(xdg && *xdg))
+        snprintf(path, cap, geteuid() == 0 ? "/run/playdoh/worker.ctl" : "/tmp/playdoh-%u/worker.ctl",
+                 (unsigned) geteuid());
+    else
+        snprintf(path, cap, "%s/playdoh/worker.ctl", xdg);
+}
+
+static sigset_t s_int_old;
+
+void pd_plat_catch_interrupt(bool on)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(on ? SIG_BLOCK : SIG_SETMASK, on ? &set : &s_int_old, on ? &s_int_old : NULL);
+}
+
+bool pd_plat_interrupt_taken(void)
+{
+    sigset_t pending, set;
+    if (sigpending(&pending) != 0 || !sigismember(&pending, SIGINT))
+        return false;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    struct timespec now = {0, 0};
+    return sigtimedwait(&set, NULL, &now) == SIGINT;
+}
+
+/* ---- the owner's use of the machine ------------------------------------- */
+
+/* On POSIX the procfs holds these, and pd_load reads it (its directory is
+   configurable, for containers): nothing here. */
+int pd_plat_cpu_times(unsigned long long *busy, unsigned long long *total, int *ncpu)
+{
+    (void) busy;
+    (void) total;
+    (void) ncpu;
+    return PD_EIO;
+}
+
+unsigned long long pd_plat_proc_cpu(int pid)
+{
+    (void) pid;
+    return 0;
+}
