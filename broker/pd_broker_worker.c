@@ -245,12 +245,14 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
 
 static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    char host[256] = "";
+    char host[256] = "", platform[sizeof wk->platform] = "";
     uint64_t pid = 0, cpus, gpus;
     int rc = s_read_slots(m, o, &cpus, &gpus);
     if (rc)
         return rc;
     if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
+        (pd_msg_has(m, "platform") &&
+         (rc = pd_msg_str(m, "platform", platform, sizeof platform))) ||
         (rc = pd_msg_uint_opt(m, "pid", &pid))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
@@ -311,6 +313,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
+    memcpy(wk->platform, platform, sizeof platform);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
@@ -544,9 +547,10 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
         bool pilot = wk->slurm_job[0] != 0;
-        msgpack_pack_map(&pk, 18 + (pilot ? 3 : 0));
+        msgpack_pack_map(&pk, 19 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
+        pd_pack_kv_str(&pk, "platform", wk->platform);
         pd_pack_kv_int(&pk, "pid", wk->pid);
         pd_pack_kv_uint(&pk, "cpus", wk->cpus);
         pd_pack_kv_uint(&pk, "gpus", wk->gpus);

@@ -46,6 +46,7 @@ typedef struct {
     uint8_t rid[PD_WORKERS_MAX_RID];   /* ZeroMQ routing id */
     uint32_t ridlen;                   /* bytes in rid */
     char host[64];                     /* host name it reported */
+    char platform[32];                 /* "linux-x86_64", "windows-x86_64" ("" from older workers) */
     char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */

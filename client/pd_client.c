@@ -741,6 +741,8 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->id, sizeof wi->id);
         else if (!strcmp(key, "host"))
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
+        else if (!strcmp(key, "platform"))
+            rc = pd_rd_strcpy(r, wi->platform, sizeof wi->platform);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
         else if (!strcmp(key, "slurm_job"))

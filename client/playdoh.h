@@ -199,6 +199,7 @@ int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int
 typedef struct {
     char id[32];          /* its routing id, "w-" + 16 hex digits */
     char host[64];        /* host name it reported */
+    char platform[32];    /* its system: "linux-x86_64", "windows-x86_64" */
     int64_t pid;          /* its process id */
     uint32_t cpus;        /* CPU slots offered now (0 while its owner holds them back) */
     uint32_t gpus;        /* GPUs offered now */

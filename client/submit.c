@@ -1632,6 +1632,7 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             const pd_worker_info_t *w = &ci.workers[i];
             s_put(&out, i ? ",{" : "{");
             s_put_str(&out, "host", w->host, false);
+            s_put_str(&out, "platform", w->platform, true);
             s_put_str(&out, "id", w->id, true);
             s_put_num(&out, "pid", (double) w->pid, true);
             s_put_num(&out, "cpus", w->cpus, true);
@@ -1691,7 +1692,8 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
         for (size_t i = 0; i < ci.nworkers; i++)
             pilots |= ci.workers[i].slurm_job[0] != 0;
         if (ci.nworkers)
-            printf("%-20s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s%s\n", "HOST", "CPUS", "GPUS",
+            printf("%-20s %-15s %-7s %-5s %-7s %-10s %-8s %-8s %-9s %s%s\n", "HOST", "PLATFORM",
+                   "CPUS", "GPUS",
                    "LOAD", "QUEUED", "RUNNING", "DONE", "HEARTBEAT", pilots ? "SLURM           "
                                                                           : "", "GPU NAMES");
         for (size_t i = 0; i < ci.nworkers; i++) {
@@ -1716,7 +1718,8 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                          w->slurm_step[0] ? w->slurm_step : "?");
             if (pilots)
                 snprintf(slurm, sizeof slurm, "%-15s ", pilot);
-            printf("%-20s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s%s\n", w->host, slots,
+            printf("%-20s %-15s %-7s %-5u %-7s %-10llu %-8u %-8llu %-9s %s%s%s\n", w->host,
+                   w->platform[0] ? w->platform : "-", slots,
                    w->gpus, load, (unsigned long long) waiting, w->busy,
                    (unsigned long long) w->done, hb, slurm, w->gpu_names[0] ? w->gpu_names : "-",
                    gmem);

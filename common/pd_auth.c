@@ -78,17 +78,13 @@ static int s_why(char *why, size_t cap, int rc, const char *fmt, ...)
 
 char *pd_auth_config_dir(void)
 {
-    char *out = NULL;
     const char *env = getenv("PLAYDOH_CONFIG_DIR");
     if (env && *env)
         return strdup(env);
-    env = getenv("XDG_CONFIG_HOME");
-    if (env && *env)
-        return asprintf(&out, "%s/playdoh", env) < 0 ? NULL : out;
-    env = getenv("HOME");
-    if (env && *env)
-        return asprintf(&out, "%s/.config/playdoh", env) < 0 ? NULL : out;
-    return NULL;
+    char dir[4096];
+    if (pd_plat_dir(PD_DIR_CONFIG, dir, sizeof dir))
+        return NULL;
+    return strdup(dir);
 }
 
 int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
@@ -97,11 +93,14 @@ int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
     if (snprintf(path, sizeof path, "%s", dir) >= (int) sizeof path)
         return s_why(why, whycap, PD_ESYS, "directory name too long: %s", dir);
     for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != 0)
+        if (!pd_plat_dirsep(*p) && *p != 0)
             continue;
         char c = *p;
         *p = 0;
-        if (pd_plat_mkdir(path, 0700) != 0 && errno != EEXIST)
+        struct stat st;
+        /* A drive ("C:") or a directory made meanwhile is no failure. */
+        if (pd_plat_mkdir(path, 0700) != 0 && errno != EEXIST &&
+            !(stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
             return s_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", path,
                          strerror(errno));
         *p = c;

@@ -69,6 +69,9 @@ int pd_plat_self_exe(char *out, size_t cap);
 const char *pd_plat_dll_suffix(void);
 /* The separator of a PATH-like list: ':' or ';'. */
 char pd_plat_path_sep(void);
+/* True for a character that separates directories in a path: '/' (and
+   '\\' on Windows). */
+bool pd_plat_dirsep(char c);
 
 /* The machine's host name into out (NUL-terminated). 0 or -1. */
 int pd_plat_hostname(char *out, size_t cap);
@@ -132,12 +135,15 @@ void *pd_plat_dlopen_system(const char *path, char *err, size_t cap);
    GetProcAddress), or NULL. */
 void *pd_plat_dlsym_any(void *handle, const char *name);
 
-/* The arguments (NULL-terminated, at most 3) that the C compiler needs,
-   after the sources, to link a task module against the task API this
-   program exports: none on POSIX (the program exports it dynamically),
-   the program's import library on Windows (libplaydoh-worker.a beside
-   the executable). */
-const char *const *pd_plat_module_link_args(void);
+/* The import library through which a task module links against the task
+   API this program exports, or NULL where none is needed: on POSIX the
+   program exports it dynamically; on Windows it is libplaydoh-worker.exe.a
+   beside the executable (the module cache keeps a copy that the compiler
+   is given). */
+const char *pd_plat_module_implib(void);
+/* The C compiler that compiles task modules unless PLAYDOH_CC names
+   another: "cc" on POSIX, "gcc" (MinGW-w64, on PATH) on Windows. */
+const char *pd_plat_default_cc(void);
 
 /* ---- children ----------------------------------------------------------- */
 
@@ -206,14 +212,15 @@ const char *pd_plat_status_str(int status, char *out, size_t cap);
 
 /* Runs argv to its end (argv[0] a path, or a program looked up in PATH):
    writes inlen bytes of input to its standard input (none when input is
-   NULL) and collects standard output and standard error (out and err:
-   each NUL-terminated, at most cap - 1 bytes kept, *outlen / *errlen (may
-   be NULL) the bytes kept, the rest read and dropped; *trunc (may be NULL)
-   true when anything was dropped). Kills its group after timeout_ms (< 0:
-   no limit), and dies with the calling thread where the system can do
-   that. cap->cwd: its working directory, or NULL. Returns its status (>=
-   0; one that cannot be run exits 127 with the reason in err),
-   PD_ETIMEDOUT or PD_ESYS. */
+   NULL) and collects standard output and standard error into cap (each
+   NUL-terminated, at most outcap - 1 / errcap - 1 bytes kept, outlen and
+   errlen the bytes kept, the rest read and dropped, trunc set when any
+   was dropped; out and err may be NULL). Kills it and what it started
+   after timeout_ms (< 0: no limit); it dies with the calling thread
+   (POSIX) or process (Windows: a Job Object). cap->cwd: its working
+   directory, or NULL. Returns its status (one that cannot be run exits
+   127 with the reason in err), PD_ETIMEDOUT or PD_ESYS. A Windows status
+   may be negative (an exception): test for those two codes, not for < 0. */
 typedef struct {
     const char *cwd; /* the working directory, or NULL: this process's */
     char *out;

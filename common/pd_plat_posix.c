@@ -64,6 +64,7 @@ int pd_plat_self_exe(char *out, size_t cap)
 
 const char *pd_plat_dll_suffix(void) { return ".so"; }
 char pd_plat_path_sep(void) { return ':'; }
+bool pd_plat_dirsep(char c) { return c == '/'; }
 
 int pd_plat_hostname(char *out, size_t cap)
 {
@@ -235,11 +236,8 @@ void *pd_plat_dlopen_system(const char *path, char *err, size_t cap)
 
 void *pd_plat_dlsym_any(void *handle, const char *name) { return dlsym(handle, name); }
 
-const char *const *pd_plat_module_link_args(void)
-{
-    static const char *const none[] = {NULL};
-    return none;
-}
+const char *pd_plat_module_implib(void) { return NULL; }
+const char *pd_plat_default_cc(void) { return "cc"; }
 
 /* ---- children ----------------------------------------------------------- */
 

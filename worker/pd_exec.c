@@ -74,7 +74,7 @@ int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, ch
     double start = s_wall(), t0 = s_mono();
     int status = pd_plat_run(argv, NULL, 0, &cap_, -1);
     free(line);
-    if (status < 0) {
+    if (status == PD_ESYS) {
         snprintf(msg, cap, "exec: cannot start a process: %s", pd_strerror(status));
         free(cap_.out);
         free(cap_.err);

@@ -247,15 +247,42 @@ static int s_run_capture(char *const argv[], const char *cwd, char *out, size_t 
     if (c.outlen + 1 < cap)
         snprintf(out + c.outlen, cap - c.outlen, "%s", err);
     free(err);
-    if (status < 0 || pd_plat_status_crashed(status))
+    if (status == PD_ESYS || status == PD_ETIMEDOUT || pd_plat_status_crashed(status))
         return -1;
     return pd_plat_status_exit(status);
+}
+
+static int s_slurp(const char *path, uint8_t **data, size_t *len);
+
+/* The cache's copy of the import library a module links against (the
+   compiler may not read the program's folder: under Wine, a Linux compiler
+   reads only Unix paths), made when missing; false where the platform needs
+   none or it cannot be had (the link then says what is missing). */
+static bool s_implib(pd_modcache_t *mc, char *out, size_t cap)
+{
+    const char *lib = pd_plat_module_implib();
+    if (!lib)
+        return false;
+    snprintf(out, cap, "%s/include/libplaydoh-worker.exe.a", mc->dir);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    struct stat st;
+    if (stat(out, &st) == 0)
+        return true;
+    if (s_slurp(lib, &data, &len)) {
+        pd_log_warn("cannot read %s, which task modules link against: %s (reinstall "
+                    "playdoh-worker)", lib, strerror(errno));
+        return false;
+    }
+    bool ok = pd_file_write_atomic(out, data, len) == 0;
+    free(data);
+    return ok;
 }
 
 static const char *s_cc(void)
 {
     const char *cc = getenv("PLAYDOH_CC");
-    return cc && *cc ? cc : "cc";
+    return cc && *cc ? cc : pd_plat_default_cc();
 }
 
 /* Sets mc->ccid from the first line of `cc --version`; returns 0 or -1 with
@@ -296,10 +323,11 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
     snprintf(src, sizeof src, "%s/modules/%s.c", mc->dir, hash);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", so, pd_plat_getpid());
     snprintf(inc, sizeof inc, "-I%s/include", mc->dir);
+    char implib[4200];
     char *argv[16] = {(char *) s_cc(), "-O2", "-fPIC", "-shared", "-o", tmp, src, inc};
     size_t nargs = 8;
-    for (const char *const *a = pd_plat_module_link_args(); *a && nargs < 14; a++)
-        argv[nargs++] = (char *) *a;
+    if (s_implib(mc, implib, sizeof implib))
+        argv[nargs++] = implib;
     argv[nargs++] = "-lm";
     pd_log_debug("compiling module %s: %s -O2 -fPIC -shared -o %s %s %s -lm", name, s_cc(),
                  tmp, src, inc);
@@ -451,8 +479,9 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
     }
     for (size_t i = 0; i < b.nflags; i++)
         argv[nargs++] = b.flags[i];
-    for (const char *const *a = pd_plat_module_link_args(); *a; a++)
-        argv[nargs++] = (char *) *a;
+    char implib[4200];
+    if (s_implib(mc, implib, sizeof implib))
+        argv[nargs++] = implib;
     argv[nargs++] = "-lm";
     argv[nargs] = NULL;
     pd_log_debug("compiling module %s (%zu files, %zu flags) in %s", name, b.nfiles, b.nflags,

@@ -315,8 +315,9 @@ static void s_send_ready(pd_worker_t *w)
     pd_packer_init(&pk, &b);
     int gpus = s_offered_gpus(w);
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 10 : 9) + nslurm);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 11 : 10) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
+    pd_pack_kv_str(&pk, "platform", pd_plat_name());
     pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) s_offered(w));
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
