@@ -34,8 +34,10 @@
 /* ---- compatibility: names POSIX has and MinGW-w64 lacks ---------------- */
 #ifdef _WIN32
 #include <fcntl.h>
+/* Every descriptor Playdoh opens is O_CLOEXEC: there that also means
+   binary, never the C runtime's text mode (which turns \n into \r\n). */
 #ifndef O_CLOEXEC
-#define O_CLOEXEC _O_NOINHERIT
+#define O_CLOEXEC (_O_NOINHERIT | _O_BINARY)
 #endif
 #ifndef CLOCK_MONOTONIC_COARSE
 #define CLOCK_MONOTONIC_COARSE CLOCK_MONOTONIC

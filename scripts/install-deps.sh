@@ -3,6 +3,8 @@
 # clang and libclang-rt-dev build the libFuzzer harnesses of tests/fuzz.
 #   --slurm   also Slurm and munge, for the pilot-job test and bench only
 #             (tests/slurm_pilots.sh, bench/bench_slurm.sh); CI passes it.
+#   --windows also MinGW-w64 and Wine, for the Windows build and its tests
+#             (scripts/test-windows.sh; docs/windows.md).
 set -euo pipefail
 # liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver.
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
@@ -11,7 +13,8 @@ pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgp
 for arg in "$@"; do
     case "$arg" in
     --slurm) pkgs+=(slurm-wlm munge) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (known: --slurm)" >&2; exit 2 ;;
+    --windows) pkgs+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 zip) ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --slurm, --windows)" >&2; exit 2 ;;
     esac
 done
 missing=()

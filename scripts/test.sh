@@ -3,7 +3,9 @@
 # and UndefinedBehaviorSanitizer and warnings as errors, runs every suite;
 # then, where clang has libFuzzer, builds the fuzz harnesses (tests/fuzz) in a
 # second build directory and runs each for a bounded time (FUZZ_SECONDS,
-# default 30). With arguments (test names), only the main suite runs.
+# default 30); then the Windows build and its tests under Wine
+# (scripts/test-windows.sh). With arguments (test names), only the main
+# suite runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -30,3 +32,7 @@ if command -v clang >/dev/null &&
 else
     echo "fuzz suite skipped: clang with libFuzzer not found (Debian: clang libclang-rt-dev)" >&2
 fi
+
+# Windows: the cross-build and its tests under Wine, against this build's
+# Linux broker and worker.
+LINUX_BUILD=$BUILD bash scripts/test-windows.sh

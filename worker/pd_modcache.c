@@ -350,11 +350,15 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
         return -1;
     }
     free(log);
-    if (pd_plat_rename(tmp, so)) {
+    /* Another slot may have stored the same module meanwhile, and (Windows)
+       be using it, so that it cannot be replaced: same name, same bytes. */
+    int e = pd_plat_rename(tmp, so) ? errno : 0;
+    if (e)
         unlink(tmp);
+    if (e && access(so, R_OK) != 0) {
         char buf[4400];
         snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name,
-                 so, strerror(errno));
+                 so, strerror(e));
         *msg = strdup(buf);
         return -1;
     }
@@ -500,10 +504,14 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
                      n ? log : "(the compiler printed nothing)");
         goto out;
     }
-    if (pd_plat_rename(tmp, so)) {
+    /* Another slot may have stored the same module meanwhile, and (Windows)
+       be using it, so that it cannot be replaced: same name, same bytes. */
+    int e = pd_plat_rename(tmp, so) ? errno : 0;
+    if (e)
         unlink(tmp);
+    if (e && access(so, R_OK) != 0) {
         snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name, so,
-                 strerror(errno));
+                 strerror(e));
         *msg = strdup(buf);
         goto out;
     }

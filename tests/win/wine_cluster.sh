@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# A mixed cluster on loopback: a Linux broker, a Linux worker and a Windows
+# worker (playdoh-worker.exe under Wine), with real processes, as a lab runs
+# them. Called by scripts/test-windows.sh with:
+#   LINUX_BUILD  a Linux build directory (playdoh-broker, playdoh-worker, playdoh-submit)
+#   WIN_BUILD    the Windows cross-build directory (*.exe)
+#   WINEPREFIX, WINEPATH (the dependencies' DLLs), WINEDEBUG set by the caller
+# Prints one line per check and ends with "N passed, N failed"; exits 1 on any
+# failure. Every wait is bounded.
+set -u
+: "${LINUX_BUILD:?}" "${WIN_BUILD:?}"
+LB=$(cd "$LINUX_BUILD" && pwd)
+WB=$(cd "$WIN_BUILD" && pwd)
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d /tmp/playdoh-wine-XXXXXX)
+PORT=$((20000 + RANDOM % 20000))
+EP=tcp://127.0.0.1:$PORT
+pass=0
+fail=0
+pids=()
+
+check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
+    if [ "$2" -eq 0 ]; then
+        pass=$((pass + 1)); echo "ok   $1"
+    else
+        fail=$((fail + 1)); echo "FAIL $1${3:+: $3}"
+    fi
+}
+
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 1
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    pkill -KILL -f "$T/" 2>/dev/null
+    if [ "$fail" -ne 0 ]; then
+        for f in "$T"/*.log; do echo "---- $f"; tail -40 "$f"; done
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+submit() { timeout 300 "$LB/playdoh-submit" -b "$EP" -q --no-progress "$@"; }
+
+# Waits (at most $2 s) until `cluster --json` satisfies the python expression
+# $1 over `ws` (the workers).
+wait_cluster() {
+    local until=$((SECONDS + $2))
+    while [ $SECONDS -lt $until ]; do
+        if submit cluster --json 2>/dev/null | python3 -c "
+import json, sys
+ws = json.load(sys.stdin)['workers']
+sys.exit(0 if ($1) else 1)"; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+start_linux_worker() {
+    "$LB/playdoh-worker" --broker "$EP" --cpus 2 --cache "$T/lcache" --control none \
+        --config-dir "$T/cfg" --log-level info >>"$T/lworker.log" 2>&1 &
+    LPID=$!
+    pids+=("$LPID")
+}
+
+start_windows_worker() {
+    PLAYDOH_CC="$WB/tests/win/wine_cc.exe" wine "$WB/playdoh-worker.exe" --broker "$EP" --cpus 2 \
+        --cache "$T/wcache" --control none --config-dir "$T/cfg" --log-level info \
+        >>"$T/wworker.log" 2>&1 &
+    WPID=$!
+    pids+=("$WPID")
+}
+
+# The Windows process behind wine's launcher (kill -9 of it is TerminateProcess).
+windows_worker_pid() { pgrep -f "$WB/playdoh-worker.exe --broker" | head -1; }
+
+mkdir -p "$T/cfg"
+"$LB/playdoh-broker" --bind "$EP" --no-beacon --journal "$T/broker.journal" \
+    --heartbeat-ms 500 --liveness 6 --config /dev/null >"$T/broker.log" 2>&1 &
+pids+=($!)
+start_linux_worker
+start_windows_worker
+wait_cluster "len(ws) == 2" 120
+check "a Linux and a Windows worker register with one broker" $?
+submit cluster --json | python3 -c "
+import json, sys
+p = sorted(w['platform'] for w in json.load(sys.stdin)['workers'])
+sys.exit(0 if p == ['linux-x86_64', 'windows-x86_64'] else 1)"
+check "cluster shows both platforms" $?
+submit cluster | grep -q windows-x86_64
+check "the cluster table has a PLATFORM column" $?
+
+# 2,000 jobs of a source module on both platforms.
+seq 1 2000 >"$T/n.jsonl"
+submit map "$SRC/examples/square.c" square "$T/n.jsonl" >"$T/sq.out" 2>"$T/sq.err"
+rc=$?
+python3 - "$T/sq.out" <<'EOF'
+import json, sys
+vals = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if vals == [float(i * i) for i in range(1, 2001)] else 1)
+EOF
+check "map of 2,000 jobs of examples/square.c: every result right (exit $rc)" $?
+submit cluster --json | python3 -c "
+import json, sys
+ws = json.load(sys.stdin)['workers']
+sys.exit(0 if all(w['done'] > 0 for w in ws) else 1)"
+check "both workers ran jobs of the map" $?
+
+# From here the Windows worker alone, so that every job runs there.
+kill -TERM "$LPID"
+wait_cluster "len(ws) == 1 and ws[0]['platform'] == 'windows-x86_64'" 30
+check "the Linux worker leaves; the Windows worker stays" $?
+
+# A compile error comes back once per job as PD_ECOMPILE with the compiler's words.
+printf '#include <playdoh_task.h>\nPD_TASK_DOUBLE(bad, x) { return x * ; }\n' >"$T/bad.c"
+echo 1 | submit map "$T/bad.c" bad >"$T/bad.out" 2>/dev/null
+grep -q '"code":"PD_ECOMPILE"' "$T/bad.out" && grep -q 'expected expression' "$T/bad.out"
+check "a compile error on the Windows worker is PD_ECOMPILE with the compiler's message" $? \
+    "$(head -c 300 "$T/bad.out")"
+
+# A crashing task fails that job only; its slot is replaced.
+cat >"$T/boom.c" <<'EOF'
+#include <playdoh_task.h>
+PD_TASK_DOUBLE(boom, x)
+{
+    if (x == 0) {
+        volatile int *p = 0;
+        *p = 1;
+    }
+    return 2 * x;
+}
+EOF
+printf '0\n1\n2\n3\n' | submit map "$T/boom.c" boom >"$T/boom.out" 2>/dev/null
+python3 - "$T/boom.out" <<'EOF'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+ok = (r[0].get("code") == "PD_ECRASH" and "access violation" in r[0]["error"]
+      and r[1:] == [2.0, 4.0, 6.0])
+sys.exit(0 if ok else 1)
+EOF
+check "a task that crashes (access violation) fails alone; the next jobs run" $? \
+    "$(head -c 400 "$T/boom.out")"
+seq 1 20 | submit map "$T/boom.c" boom >"$T/boom2.out" 2>/dev/null
+check "the crashed slot was replaced (20 more jobs done)" $?
+
+# exec runs through cmd.exe on the Windows worker.
+submit exec echo {} ::: %OS% >"$T/exec.out" 2>/dev/null
+grep -q Windows_NT "$T/exec.out"
+check "exec runs through cmd.exe on the Windows worker" $? "$(head -c 200 "$T/exec.out")"
+
+# A time-out kills the job's whole process tree: cmd.exe and the ping it started.
+start=$SECONDS
+timeout 300 "$LB/playdoh-submit" -b "$EP" --no-progress exec --timeout-ms 2000 \
+    ping -n {} 127.0.0.1 ::: 120 >"$T/to.out" 2>"$T/to.err"
+grep -q "past its time-out" "$T/to.err"
+check "an exec job past its time-out fails as timed out" $? "$(head -c 300 "$T/to.err")"
+took=$((SECONDS - start))
+sleep 2
+left=$(pgrep -fc 'ping.exe|ping -n 120' || true)
+[ "$took" -lt 60 ] && [ "${left:-0}" -eq 0 ]
+check "a time-out kills the job's process tree (${took} s, ${left:-0} left)" $? \
+    "$(head -c 300 "$T/to.err")"
+
+# playdoh-submit.exe under Wine submits; another process fetches.
+seq 1 10 >"$T/ten.jsonl"
+WINEPATH="$WINEPATH;$WB/client" timeout 300 wine "$WB/playdoh-submit.exe" -b "$EP" -q --no-progress --config-dir "$T/cfg" \
+    map --detach "$SRC/examples/square.c" square "$T/ten.jsonl" >"$T/ids.out" 2>"$T/ids.err"
+ids=$(tr -d '\r' <"$T/ids.out")
+[ -n "$ids" ] && submit wait $ids >/dev/null 2>&1
+submit results $ids >"$T/res.out" 2>/dev/null
+python3 - "$T/res.out" <<'EOF'
+import json, sys
+vals = []
+for l in open(sys.argv[1]):
+    vals.append(json.loads(l).get("value"))
+sys.exit(0 if vals == [float(i * i) for i in range(1, 11)] else 1)
+EOF
+check "playdoh-submit.exe under Wine submits; results are fetched from another process" $? \
+    "ids: $ids; $(head -c 300 "$T/res.out") $(head -c 300 "$T/ids.err")"
+
+# The Windows worker killed (TerminateProcess) mid-batch: nothing lost.
+cat >"$T/spin.c" <<'EOF'
+#include <playdoh_task.h>
+PD_TASK_DOUBLE(spin, x)
+{
+    volatile double s = 0;
+    for (long i = 0; i < 3000000; i++)
+        s += 1e-9;
+    return x + (s > 0 ? 0 : 1);
+}
+EOF
+seq 1 400 >"$T/400.jsonl"
+submit map --detach "$T/spin.c" spin "$T/400.jsonl" >"$T/spin.ids" 2>/dev/null
+sleep 3
+wpid=$(windows_worker_pid)
+[ -n "$wpid" ] && kill -KILL "$wpid"
+start_linux_worker
+submit wait $(cat "$T/spin.ids") >/dev/null 2>&1
+submit results $(cat "$T/spin.ids") >"$T/spin.out" 2>/dev/null
+python3 - "$T/spin.out" <<'EOF'
+import json, sys
+vals = [json.loads(l).get("value") for l in open(sys.argv[1])]
+sys.exit(0 if vals == [float(i) for i in range(1, 401)] else 1)
+EOF
+check "the Windows worker killed mid-batch (pid ${wpid:-none}): every job done once, right" $? \
+    "$(grep -c . "$T/spin.out") lines"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
