@@ -28,5 +28,18 @@ echo "Windows tests under Wine (prefix $WINEPREFIX):" >&2
 rc=0
 timeout 600 wine "$WIN_BUILD/tests/win/test_plat.exe" || rc=1
 LINUX_BUILD=$LINUX_BUILD WIN_BUILD=$WIN_BUILD timeout 1200 bash tests/win/wine_cluster.sh || rc=1
+# The release zip holds every DLL: its programs run with nothing else.
+REL=$(mktemp -d /tmp/playdoh-release-XXXXXX)
+WIN_BUILD=$WIN_BUILD bash scripts/release-windows.sh "$REL" >&2
+(cd "$REL" && unzip -q ./*.zip)
+if WINEPATH="" timeout 120 wine "$REL"/playdoh-*/bin/playdoh-keygen.exe --config-dir "$REL/keys" new \
+        >/dev/null 2>&1 &&
+   WINEPATH="" timeout 120 wine "$REL"/playdoh-*/bin/playdoh-submit.exe --help >/dev/null 2>&1; then
+    echo "ok   the release zip's programs run from the unzipped folder alone" >&2
+else
+    echo "FAIL the release zip's programs do not run from the unzipped folder alone" >&2
+    rc=1
+fi
+rm -rf "$REL"
 wineserver -k 2>/dev/null || true
 exit $rc

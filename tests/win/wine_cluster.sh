@@ -66,7 +66,7 @@ start_linux_worker() {
 
 start_windows_worker() {
     PLAYDOH_CC="$WB/tests/win/wine_cc.exe" wine "$WB/playdoh-worker.exe" --broker "$EP" --cpus 2 \
-        --cache "$T/wcache" --control none --config-dir "$T/cfg" --log-level info \
+        --cache "$T/wcache" --control "$T/w.ctl" --config-dir "$T/cfg" --log-level info \
         >>"$T/wworker.log" 2>&1 &
     WPID=$!
     pids+=("$WPID")
@@ -106,6 +106,44 @@ import json, sys
 ws = json.load(sys.stdin)['workers']
 sys.exit(0 if all(w['done'] > 0 for w in ws) else 1)"
 check "both workers ran jobs of the map" $?
+
+# A synchronous task of 4 nodes on 4 slots, 2 on each platform, equals the
+# single-node result bit for bit.
+heat() {
+    submit task "$SRC/examples/heat/heat.c" heat --nodes "$1" --graph "$SRC/examples/heat/heat.graph" \
+        --arg '{"cells": 64, "steps": 200}'
+}
+heat 4 >"$T/heat4.out" 2>"$T/heat4.err"
+heat 1 >"$T/heat1.out" 2>>"$T/heat4.err"
+python3 - "$T/heat4.out" "$T/heat1.out" <<'EOF2'
+import json, sys
+def cells(path):
+    return [x for l in open(path) for x in json.loads(l)]
+a, b = cells(sys.argv[1]), cells(sys.argv[2])
+sys.exit(0 if len(a) == 64 and a == b else 1)
+EOF2
+check "examples/heat, 4 nodes over both platforms, equals 1 node bit for bit" $? \
+    "$(head -c 300 "$T/heat4.err")"
+
+# An optimisation whose 4 islands (CMA-ES) fill both platforms' slots.
+submit optimize "$SRC/examples/rosenbrock.c" rosenbrock --algo cmaes --bounds -5:10 --dim 5 \
+    --islands 4 --budget 20000 >"$T/opt.out" 2>"$T/opt.err"
+python3 - "$T/opt.out" <<'EOF2'
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+sys.exit(0 if r["islands"] == 4 and r["best_f"][0] < 1e-6 else 1)
+EOF2
+check "an optimisation with 4 CMA-ES islands on both platforms converges" $? \
+    "$(head -c 300 "$T/opt.out") $(head -c 300 "$T/opt.err")"
+
+# The owner's control through playdoh-worker.exe ctl (a loopback endpoint
+# named in the control file: Windows has no ipc://).
+timeout 120 wine "$WB/playdoh-worker.exe" ctl --control "$T/w.ctl" --cpus 1 >"$T/ctl.out" 2>&1 &&
+    wait_cluster "any(w['platform'] == 'windows-x86_64' and w['cpus'] == 1 for w in ws)" 30
+check "playdoh-worker.exe ctl --cpus 1 lowers the Windows worker's slots" $? "$(head -c 300 "$T/ctl.out")"
+timeout 120 wine "$WB/playdoh-worker.exe" ctl --control "$T/w.ctl" --cpus 2 >>"$T/ctl.out" 2>&1 &&
+    wait_cluster "any(w['platform'] == 'windows-x86_64' and w['cpus'] == 2 for w in ws)" 30
+check "and ctl --cpus 2 gives them back" $? "$(head -c 300 "$T/ctl.out")"
 
 # From here the Windows worker alone, so that every job runs there.
 kill -TERM "$LPID"
@@ -205,6 +243,48 @@ sys.exit(0 if vals == [float(i) for i in range(1, 401)] else 1)
 EOF
 check "the Windows worker killed mid-batch (pid ${wpid:-none}): every job done once, right" $? \
     "$(grep -c . "$T/spin.out") lines"
+
+# CurveZMQ with keys made by playdoh-keygen.exe: a broker that requires it
+# (--secure, on loopback: tests send nothing off this machine), the Windows
+# worker's key on its allow-list, the broker's key trusted by the worker.
+EP2=tcp://127.0.0.1:$((PORT + 1))
+timeout 120 wine "$WB/playdoh-keygen.exe" --config-dir "$T/wkeys" new >"$T/wkey.out" 2>&1
+check "playdoh-keygen.exe makes a key pair" $? "$(head -c 300 "$T/wkey.out")"
+"$LB/playdoh-keygen" --config-dir "$T/bkeys" new >/dev/null 2>&1
+"$LB/playdoh-keygen" --config-dir "$T/ckeys" new >/dev/null 2>&1
+"$LB/playdoh-keygen" --config-dir "$T/bkeys" allow "$T/wkeys/id.key" --role worker --name win \
+    >/dev/null 2>&1
+"$LB/playdoh-keygen" --config-dir "$T/bkeys" allow "$T/ckeys/id.key" --role client --name me \
+    >/dev/null 2>&1
+BKEY=$("$LB/playdoh-keygen" --config-dir "$T/bkeys" show 2>/dev/null | head -1)
+"$LB/playdoh-broker" --bind "$EP2" --secure --config-dir "$T/bkeys" --no-beacon \
+    --journal "$T/broker2.journal" --config /dev/null >"$T/broker2.log" 2>&1 &
+pids+=($!)
+PLAYDOH_CC="$WB/tests/win/wine_cc.exe" wine "$WB/playdoh-worker.exe" --broker "$EP2" --secure \
+    --config-dir "$T/wkeys" --broker-key "$BKEY" --cpus 2 --cache "$T/wcache2" --control none \
+    --log-level info >"$T/wworker2.log" 2>&1 &
+pids+=($!)
+ssubmit() {
+    timeout 120 "$LB/playdoh-submit" -b "$EP2" --secure --config-dir "$T/ckeys" \
+        --broker-key "$BKEY" -q --no-progress "$@"
+}
+ok=1
+for _ in $(seq 1 120); do
+    ssubmit cluster --json 2>/dev/null | grep -q windows-x86_64 && { ok=0; break; }
+    sleep 0.5
+done
+check "the Windows worker joins a CurveZMQ broker with its playdoh-keygen.exe key" $ok \
+    "$(tail -3 "$T/wworker2.log")"
+ssubmit exec echo {} ::: %OS% >"$T/sexec.out" 2>&1
+grep -q Windows_NT "$T/sexec.out"
+check "a job runs on it over CurveZMQ" $? "$(head -c 300 "$T/sexec.out")"
+wine "$WB/playdoh-keygen.exe" --config-dir "$T/stranger" new >/dev/null 2>&1
+PLAYDOH_CC="$WB/tests/win/wine_cc.exe" timeout 20 wine "$WB/playdoh-worker.exe" --broker "$EP2" \
+    --secure --config-dir "$T/stranger" --broker-key "$BKEY" --cpus 1 --cache "$T/wcache3" \
+    --control none --idle-exit 5 >"$T/stranger.log" 2>&1
+n=$(ssubmit cluster --json 2>/dev/null | grep -o windows-x86_64 | wc -l)
+[ "$n" -eq 1 ]
+check "a Windows worker whose key is not allowed is not admitted" $? "$n Windows workers"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
