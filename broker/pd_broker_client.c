@@ -274,6 +274,32 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
     return 0;
 }
 
+int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
+{
+    if (!md->platform[0])
+        return 0; /* source: every platform */
+    char seen[160];
+    pd_workers_platform_list(b->workers, seen, sizeof seen);
+    if (strcmp(md->platform, "unknown") == 0) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is a prebuilt module for no platform Playdoh runs on (neither an "
+                 "x86-64 ELF shared object for linux-x86_64 nor a PE32+ DLL for windows-x86_64): "
+                 "ship the module as C source, which every worker compiles", md->name);
+        return PD_ENOSLOTS;
+    }
+    /* Like GPU work: it waits for a worker of its platform while one may come
+       back; a cluster that never had one would keep it queued for ever. */
+    if (!pd_workers_platform_ever(b->workers, md->platform)) {
+        snprintf(o->why, sizeof o->why,
+                 "module %s is prebuilt for %s, and no worker of that platform has joined this "
+                 "cluster since the broker started (platforms: %s): ship the module as C "
+                 "source, which every worker compiles, or start a worker on %s",
+                 md->name, md->platform, seen, md->platform);
+        return PD_ENOSLOTS;
+    }
+    return 0;
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
@@ -344,7 +370,8 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_EINVAL;
     }
     uint32_t cu_index = 0;
-    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu_index, o)) != 0)
+    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu_index, o)) != 0 ||
+        (rc = pd_broker_check_platform(b, md, o)) != 0)
         return rc;
     int64_t shared = -1;
     if (shr[0]) {

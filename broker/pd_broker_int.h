@@ -231,6 +231,10 @@ int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char
    PD_ENOGPU with the sentence in o->why. */
 int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
                         pd_origin_t *o);
+/* Checks that the module md can run somewhere: source can; a prebuilt one
+   needs a platform Playdoh runs on, whose worker has joined since the
+   broker started. Returns 0, or PD_ENOSLOTS with the sentence in o->why. */
+int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o);
 
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);

@@ -297,7 +297,8 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return rc;
     }
     uint32_t cu = 0;
-    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu, o)) != 0)
+    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu, o)) != 0 ||
+        (rc = pd_broker_check_platform(b, pd_mods_get(b->mods, (uint32_t) mod), o)) != 0)
         return rc;
     uint64_t id, n = 0;
     uint64_t gpus = pd_workers_gpus(b->workers);
@@ -602,9 +603,13 @@ void pd_broker_place_tasks(pd_broker_t *b)
         pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
         if (r->state != PD_TASK_QUEUED)
             continue;
+        /* A prebuilt module's nodes go only to workers of its platform. */
+        const char *platform = pd_mods_get(b->mods, r->mod)->platform;
         for (uint32_t w = 0; w < span; w++) {
             pd_worker_t *wk = pd_workers_at(b->workers, w);
-            slots[w] = !wk ? 0 : r->gpu ? pd_worker_free_gpus(wk) : pd_worker_free_slots(wk);
+            slots[w] = !wk || !pd_worker_runs(wk, platform) ? 0
+                       : r->gpu                              ? pd_worker_free_gpus(wk)
+                                                             : pd_worker_free_slots(wk);
         }
         /* First come, first served: a task that does not fit waits, and
            so do the ones behind it (no starving a large task). */

@@ -314,6 +314,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     memcpy(wk->platform, platform, sizeof platform);
+    pd_workers_note_platform(b->workers, wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
@@ -714,10 +715,27 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
     }
 }
 
-/* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
-   nothing sent). */
-static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
+/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job's module? */
+typedef struct {
+    pd_broker_t *b;
+    const pd_worker_t *wk;
+    bool passed; /* a job was passed over: it is for another platform */
+} s_fits_t;
+
+static bool s_fits(void *user, const pd_job_t *job)
 {
+    s_fits_t *f = user;
+    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform);
+    f->passed |= !ok;
+    return ok;
+}
+
+/* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
+   nothing sent); *passed tells whether jobs waiting were for another
+   platform than wk's. */
+static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
+{
+    s_fits_t fits = {b, wk, false};
     uint32_t want = pd_worker_credit(wk, cls);
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
@@ -735,7 +753,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
     uint32_t n = 0;
     int rc = 0;
     while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
-        uint64_t id = pd_jobs_pop(b->jobs, cls);
+        uint64_t id = pd_jobs_pop_if(b->jobs, cls, s_fits, &fits);
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
@@ -816,6 +834,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls)
         s_worker_gone(b, wk, true, "its connection is gone");
     else if (n > 0)
         wk->last_send = b->now_ms;
+    *passed = fits.passed;
     return n;
 }
 
@@ -824,9 +843,19 @@ void pd_broker_dispatch(pd_broker_t *b)
     /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
     pd_broker_place_tasks(b);
     for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
-        while (pd_jobs_ready(b->jobs, cls)) {
+        /* A worker may get nothing while jobs wait for another platform:
+           the others with credit are asked before giving up. */
+        uint32_t idle = 0, span = pd_workers_span(b->workers);
+        while (idle < span && pd_jobs_ready(b->jobs, cls)) {
             pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);
-            if (!wk || s_send_run(b, wk, cls) == 0)
+            bool passed = false;
+            if (!wk)
+                break;
+            if (s_send_run(b, wk, cls, &passed))
+                idle = 0;
+            else if (passed)
+                idle++;
+            else
                 break;
         }
     }

@@ -574,7 +574,10 @@ bool pd_jobs_ready(pd_jobs_t *j, int cls)
     return false;
 }
 
-uint64_t pd_jobs_pop(pd_jobs_t *j, int cls)
+uint64_t pd_jobs_pop(pd_jobs_t *j, int cls) { return pd_jobs_pop_if(j, cls, NULL, NULL); }
+
+uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_job_t *job),
+                        void *user)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     for (uint32_t tried = 0; j->nactive[cls] && tried < j->nactive[cls]; tried++) {
@@ -583,8 +586,9 @@ uint64_t pd_jobs_pop(pd_jobs_t *j, int cls)
            dropped here, already counted out of `queued`. */
         uint64_t id = s_client_head(j, cl);
         assert(id);
-        if (j->pop_limit && id >= j->pop_limit) {
-            j->cursor[cls] = cl->next; /* not on disk yet: the next client's turn */
+        if ((j->pop_limit && id >= j->pop_limit) || (fits && !fits(user, pd_jobs_get(j, id)))) {
+            /* Not on disk yet, or not for this caller: the next client's turn. */
+            j->cursor[cls] = cl->next;
             continue;
         }
         s_qrange_t *h = &cl->q[cl->qhead];

@@ -207,6 +207,11 @@ const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
    limit waits its turn). The caller sets worker/wpos through
    pd_workers_track. */
 uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
+/* Like pd_jobs_pop, taking only a job for which fits(user, job) is true: a
+   client whose next job does not fit is passed over this time (its turn
+   comes back with the next caller). */
+uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_job_t *job),
+                        void *user);
 /* Jobs with ids >= limit are not popped (0 = no limit): the journal sets it
    to the next id it has on disk, so that no id reaches a worker unless it
    can never be handed out again. A client's queue is in id order except

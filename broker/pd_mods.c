@@ -45,6 +45,7 @@ pd_mods_t *pd_mods_new(void)
     m->cap = 16;
     snprintf(b->hash, sizeof b->hash, "%s", PD_MODS_BUILTIN);
     snprintf(b->kind, sizeof b->kind, "b");
+    b->platform = "";
     m->mods[0] = b;
     m->n = 1;
     return m;
@@ -88,6 +89,24 @@ const pd_mod_t *pd_mods_get(pd_mods_t *m, uint32_t i)
 uint32_t pd_mods_count(const pd_mods_t *m) { return m->n; }
 
 bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i) { return pd_mods_get(m, i)->kind[0] == 'b'; }
+
+const char *pd_mods_so_platform(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    /* ELF: e_machine (little-endian) at 18; 62 is x86-64. */
+    if (len >= 20 && memcmp(p, "\x7f" "ELF", 4) == 0 && p[5] == 1 && p[18] == 62 && p[19] == 0)
+        return "linux-x86_64";
+    /* PE: "MZ", the PE header's offset at 0x3c, "PE\0\0", then the machine
+       (0x8664 is x86-64). */
+    if (len >= 64 && p[0] == 'M' && p[1] == 'Z') {
+        uint32_t pe = (uint32_t) p[0x3c] | (uint32_t) p[0x3d] << 8 | (uint32_t) p[0x3e] << 16 |
+                      (uint32_t) p[0x3f] << 24;
+        if (pe <= len - 6 && memcmp(p + pe, "PE\0\0", 4) == 0 && p[pe + 4] == 0x64 &&
+            p[pe + 5] == 0x86)
+            return "windows-x86_64";
+    }
+    return "unknown";
+}
 
 int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char *kind,
                     const void *data, size_t len, char *why, size_t whycap)
@@ -158,6 +177,7 @@ int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char
     if (len)
         memcpy(mod->data, data, len);
     mod->len = len;
+    mod->platform = strcmp(kind, "so") == 0 ? pd_mods_so_platform(data, len) : "";
     m->mods[m->n] = mod;
     m->total += len;
     return m->n++;

@@ -32,6 +32,9 @@ typedef struct {
     char kind[4];                    /* "c", "so", "pkg", "cu" or "b" (built-in) */
     uint8_t *data;                   /* the bytes */
     size_t len;                      /* bytes in data */
+    const char *platform;            /* a prebuilt module's platform, read from its
+                                        bytes ("linux-x86_64", "windows-x86_64", or
+                                        "unknown"); "" for source: runs anywhere */
 } pd_mod_t;
 
 /* Returns a store holding only the built-in module, or NULL when out of
@@ -55,6 +58,11 @@ bool pd_mods_is_builtin(pd_mods_t *m, uint32_t i);
    (store full) or PD_ENOMEM, with a sentence in why. */
 int64_t pd_mods_put(pd_mods_t *m, const char *hash, const char *name, const char *kind,
                     const void *data, size_t len, char *why, size_t whycap);
+
+/* The platform a shared object's bytes were built for: "linux-x86_64" (ELF,
+   x86-64), "windows-x86_64" (PE32+, x86-64), or "unknown" (another format or
+   machine: no worker of Playdoh's platforms can load it). */
+const char *pd_mods_so_platform(const void *data, size_t len);
 
 /* Writes the lowercase hex SHA-256 of data into out (65 bytes). */
 void pd_mods_hash(const void *data, size_t len, char out[PD_MODS_HASH_LEN + 1]);

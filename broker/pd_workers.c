@@ -22,6 +22,8 @@ struct pd_workers {
     uint64_t cpus;   /* total CPU slots */
     uint64_t gpus;   /* total GPU slots */
     bool gpus_ever;  /* some worker offered a GPU slot once */
+    char platforms[PD_WORKERS_PLATFORMS][32]; /* platforms workers had, in order seen */
+    uint32_t nplatforms; /* entries in platforms */
     zhashx_t *index; /* hex routing id -> index + 1 */
 };
 
@@ -154,6 +156,42 @@ void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint3
 }
 
 bool pd_workers_gpus_ever(const pd_workers_t *w) { return w->gpus_ever; }
+
+const char *pd_worker_platform(const pd_worker_t *wk)
+{
+    return wk->platform[0] ? wk->platform : "linux-x86_64"; /* workers before 0.2 */
+}
+
+void pd_workers_note_platform(pd_workers_t *w, const pd_worker_t *wk)
+{
+    const char *p = pd_worker_platform(wk);
+    if (pd_workers_platform_ever(w, p) || w->nplatforms == PD_WORKERS_PLATFORMS)
+        return;
+    snprintf(w->platforms[w->nplatforms++], sizeof w->platforms[0], "%s", p);
+}
+
+bool pd_workers_platform_ever(const pd_workers_t *w, const char *platform)
+{
+    for (uint32_t i = 0; i < w->nplatforms; i++)
+        if (strcmp(w->platforms[i], platform) == 0)
+            return true;
+    return false;
+}
+
+void pd_workers_platform_list(const pd_workers_t *w, char *out, size_t cap)
+{
+    size_t at = 0;
+    out[0] = 0;
+    for (uint32_t i = 0; i < w->nplatforms && at < cap; i++)
+        at += (size_t) snprintf(out + at, cap - at, "%s%s", i ? ", " : "", w->platforms[i]);
+    if (!w->nplatforms)
+        snprintf(out, cap, "none yet");
+}
+
+bool pd_worker_runs(const pd_worker_t *wk, const char *platform)
+{
+    return !platform[0] || strcmp(platform, pd_worker_platform(wk)) == 0;
+}
 
 int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n)
 {

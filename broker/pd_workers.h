@@ -105,6 +105,23 @@ uint64_t pd_workers_gpus(const pd_workers_t *w);
 void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus);
 /* True once any worker has offered a GPU slot since the registry was made. */
 bool pd_workers_gpus_ever(const pd_workers_t *w);
+
+/* Platforms. A worker says its own when it registers ("linux-x86_64",
+   "windows-x86_64"; none from workers before 0.2, which ran on Linux). A
+   prebuilt module runs only on its platform (pd_mod_t.platform); source
+   runs on every one. */
+#define PD_WORKERS_PLATFORMS 8 /* distinct platforms remembered */
+/* wk's platform. */
+const char *pd_worker_platform(const pd_worker_t *wk);
+/* Remembers that a worker of wk's platform joined. */
+void pd_workers_note_platform(pd_workers_t *w, const pd_worker_t *wk);
+/* True once a worker of this platform has joined since the registry was
+   made. */
+bool pd_workers_platform_ever(const pd_workers_t *w, const char *platform);
+/* The platforms seen, as "linux-x86_64, windows-x86_64" ("none yet"). */
+void pd_workers_platform_list(const pd_workers_t *w, char *out, size_t cap);
+/* True when wk can run code built for platform ("" = source: any). */
+bool pd_worker_runs(const pd_worker_t *wk, const char *platform);
 /* Replaces what wk said about its GPUs with a copy of desc[0 .. n). Returns
    0 or PD_ENOMEM (then wk keeps no description). */
 int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n);

@@ -1029,7 +1029,11 @@ int pd_module_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
         return s_fail(c, PD_EIO, "cannot read module %s", path);
     }
     size_t pl = strlen(path);
-    pd_module_kind_t kind = pl > 3 && strcmp(path + pl - 3, ".so") == 0   ? PD_MODULE_SO
+    /* A prebuilt module: a shared object (Linux) or a DLL (Windows); the
+       broker reads its platform from its bytes and sends it only there. */
+    pd_module_kind_t kind = (pl > 3 && strcmp(path + pl - 3, ".so") == 0) ||
+                                    (pl > 4 && strcmp(path + pl - 4, ".dll") == 0)
+                                ? PD_MODULE_SO
                             : pl > 3 && strcmp(path + pl - 3, ".cu") == 0 ? PD_MODULE_CU
                                                                           : PD_MODULE_C;
     const char *base = strrchr(path, '/');

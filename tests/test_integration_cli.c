@@ -566,3 +566,37 @@ Test(cli, bad_optimisation_input_says_what_is_wrong_and_starts_nothing)
     free(out);
     free(fit);
 }
+
+/* A prebuilt module runs only where it can: a Linux shared object on the
+   Linux worker; a Windows DLL, on a cluster that never had a Windows
+   worker, is refused at submit with its platform named, and nothing runs. */
+Test(cli, a_prebuilt_module_goes_only_to_its_platform)
+{
+    char *out;
+    int st = pd_harness_run(&out, "cc -O2 -fPIC -shared -I%s/client -o %s/m.so %s/m.c 2>&1",
+                            PD_SOURCE_ROOT, h.dir, h.dir);
+    cr_assert_eq(st, 0, "cc: %s", out);
+    free(out);
+    st = pd_harness_run(&out, "seq 1 5 | %s --broker %s map %s/m.so square", submit, h.endpoint,
+                        h.dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "25"), "%s", out);
+    free(out);
+    /* The smallest PE32+ header a DLL for x86-64 has: "MZ", the PE header's
+       offset at 0x3c, "PE\0\0", machine 0x8664. */
+    unsigned char dll[128] = {'M', 'Z'};
+    dll[0x3c] = 0x40;
+    memcpy(dll + 0x40, "PE\0\0\x64\x86", 6);
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.dll", h.dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(dll, 1, sizeof dll, f), sizeof dll);
+    fclose(f);
+    st = pd_harness_run(&out, "seq 1 5 | %s --broker %s map %s square 2>&1", submit, h.endpoint,
+                        path);
+    cr_assert_neq(st, 0, "%s", out);
+    cr_assert(strstr(out, "prebuilt for windows-x86_64") && strstr(out, "linux-x86_64"), "%s",
+              out);
+    free(out);
+}

@@ -107,6 +107,40 @@ ws = json.load(sys.stdin)['workers']
 sys.exit(0 if all(w['done'] > 0 for w in ws) else 1)"
 check "both workers ran jobs of the map" $?
 
+# Prebuilt modules go only to their platform: a DLL to the Windows worker, a
+# shared object to the Linux one (the broker reads the platform from the bytes).
+done_by() { # prints "linux-done windows-done"
+    submit cluster --json | python3 -c "
+import json, sys
+d = {w['platform']: w['done'] for w in json.load(sys.stdin)['workers']}
+print(d.get('linux-x86_64', 0), d.get('windows-x86_64', 0))"
+}
+x86_64-w64-mingw32-gcc-posix -O2 -shared -I"$SRC/client" -o "$T/sq.dll" "$SRC/examples/square.c" \
+    "$WB/libplaydoh-worker.exe.a"
+cc -O2 -fPIC -shared -I"$SRC/client" -o "$T/sq.so" "$SRC/examples/square.c"
+seq 1 300 >"$T/300.jsonl"
+for kind in dll so; do
+    read -r l0 w0 < <(done_by)
+    submit map "$T/sq.$kind" square "$T/300.jsonl" >"$T/pre.$kind.out" 2>&1
+    rc=$?
+    read -r l1 w1 < <(done_by)
+    python3 - "$T/pre.$kind.out" <<'EOF2'
+import json, sys
+vals = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if vals == [float(i * i) for i in range(1, 301)] else 1)
+EOF2
+    ok=$?
+    if [ $kind = dll ]; then
+        [ $ok -eq 0 ] && [ $rc -eq 0 ] && [ $((w1 - w0)) -eq 300 ] && [ "$l1" -eq "$l0" ]
+        check "a prebuilt DLL runs on the Windows worker only (windows +$((w1 - w0)), linux +$((l1 - l0)))" $? \
+            "$(head -c 300 "$T/pre.$kind.out")"
+    else
+        [ $ok -eq 0 ] && [ $rc -eq 0 ] && [ $((l1 - l0)) -eq 300 ] && [ "$w1" -eq "$w0" ]
+        check "a prebuilt shared object runs on the Linux worker only (linux +$((l1 - l0)), windows +$((w1 - w0)))" $? \
+            "$(head -c 300 "$T/pre.$kind.out")"
+    fi
+done
+
 # A synchronous task of 4 nodes on 4 slots, 2 on each platform, equals the
 # single-node result bit for bit.
 heat() {
