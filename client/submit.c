@@ -1633,11 +1633,11 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             const pd_worker_info_t *w = &ci.workers[i];
             s_put(&out, i ? ",{" : "{");
             s_put_str(&out, "host", w->host, false);
-            s_put_str(&out, "platform", w->platform, true);
             s_put_str(&out, "id", w->id, true);
             s_put_num(&out, "pid", (double) w->pid, true);
             s_put_num(&out, "cpus", w->cpus, true);
             s_put_num(&out, "gpus", w->gpus, true);
+            s_put_str(&out, "platform", w->platform, true);
             s_put_num(&out, "busy", w->busy, true);
             s_put(&out, ",\"load\":");
             if (w->load < 0) {
