@@ -1637,7 +1637,6 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_num(&out, "pid", (double) w->pid, true);
             s_put_num(&out, "cpus", w->cpus, true);
             s_put_num(&out, "gpus", w->gpus, true);
-            s_put_str(&out, "platform", w->platform, true);
             s_put_num(&out, "busy", w->busy, true);
             s_put(&out, ",\"load\":");
             if (w->load < 0) {
@@ -1674,6 +1673,7 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_num(&out, "gpu_task_nodes", (double) w->gpu_nodes, true);
             s_put_num(&out, "heartbeat_ms", (double) w->hb_ms, true);
             s_put_num(&out, "up_s", (double) w->up_s, true);
+            s_put_str(&out, "platform", w->platform, true);
             if (w->slurm_job[0]) {
                 s_put_str(&out, "slurm_job", w->slurm_job, true);
                 s_put_str(&out, "slurm_step", w->slurm_step, true);

@@ -1,0 +1,519 @@
+/*  pd_worker_jobs: the worker's jobs, from `run` to `done`.
+
+    Jobs from the broker (`run`) wait here in two queues (rings), one for
+    CPU slots and one for GPU slots, until pd_worker_tend_slots gives them
+    to idle slots; `cancel` drops them from the queues and the slots. A job
+    is queued only when its code may run here: its module (and CUDA
+    module), sent by the job's client, allowed by the machine owner's code
+    policy (pd_policy), and in the module cache (`mod`; `shr` and
+    `shr_drop` keep the shared data). The slots' results, and the refusals
+    of jobs that never reached a slot, are batched into `done` messages;
+    jobs handed back (the owner's limit, the idle policy) leave in
+    `requeue` messages, no attempt counted.
+*/
+#include "pd_worker_int.h"
+#include "pd_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DONE_BATCH 1024           /* results per `done` message */
+#define S_DONE_BYTES (8u << 20)     /* bytes per `done` message (soft) */
+#define S_REQUEUE_CHUNK 4096        /* jobs per `requeue` message */
+
+/* ---- queues ------------------------------------------------------------- */
+
+static int s_q_grow(pd_worker_queue_t *q)
+{
+    size_t cap = q->cap ? q->cap * 2 : 1024;
+    pd_job_t **r = malloc(cap * sizeof *r);
+    if (!r)
+        return PD_ENOMEM;
+    for (size_t i = 0; i < q->len; i++)
+        r[i] = q->q[(q->head + i) % q->cap];
+    free(q->q);
+    q->q = r;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+static int s_q_push_back(pd_worker_queue_t *q, pd_job_t *job)
+{
+    if (q->len == q->cap && s_q_grow(q))
+        return PD_ENOMEM;
+    q->q[(q->head + q->len) % q->cap] = job;
+    q->len++;
+    return 0;
+}
+
+static int s_q_push_front(pd_worker_queue_t *q, pd_job_t *job)
+{
+    if (q->len == q->cap && s_q_grow(q))
+        return PD_ENOMEM;
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->q[q->head] = job;
+    q->len++;
+    return 0;
+}
+
+pd_job_t *pd_worker_q_pop(pd_worker_queue_t *q)
+{
+    if (!q->len)
+        return NULL;
+    pd_job_t *job = q->q[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return job;
+}
+
+void pd_worker_q_clear(pd_worker_queue_t *q)
+{
+    pd_job_t *job;
+    while ((job = pd_worker_q_pop(q)))
+        pd_job_destroy(&job);
+}
+
+/* ---- results and jobs handed back --------------------------------------- */
+
+void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char *why)
+{
+    if (!q->len)
+        return;
+    size_t total = q->len;
+    while (q->len) {
+        size_t n = q->len < S_REQUEUE_CHUNK ? q->len : S_REQUEUE_CHUNK;
+        pd_buf_t b;
+        pd_buf_init(&b);
+        msgpack_packer pk;
+        pd_packer_init(&pk, &b);
+        pd_msg_begin(&pk, "requeue", 1);
+        pd_pack_cstr(&pk, "jobs");
+        msgpack_pack_array(&pk, (uint32_t) n);
+        for (size_t i = 0; i < n; i++) {
+            pd_job_t *job = pd_worker_q_pop(q);
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_uint64(&pk, job->id);
+            msgpack_pack_uint64(&pk, job->attempt);
+            pd_job_destroy(&job);
+        }
+        if (w->connected)
+            pd_worker_send(w, &b);
+        pd_buf_free(&b);
+    }
+    w->requeued += total;
+    pd_log_info("handed %zu %sjobs back to the broker (%s)", total,
+                q == &w->q[PD_WORKER_Q_GPU] ? "GPU " : "", why);
+}
+
+void pd_worker_give_back(pd_worker_t *w, const char *why)
+{
+    pd_worker_give_back_queue(w, &w->q[PD_WORKER_Q_CPU], why);
+    pd_worker_give_back_queue(w, &w->q[PD_WORKER_Q_GPU], why);
+}
+
+void pd_worker_flush(pd_worker_t *w)
+{
+    if (!w->nres)
+        return;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "done", 1);
+    pd_pack_cstr(&pk, "res");
+    msgpack_pack_array(&pk, (uint32_t) w->nres);
+    pd_pack_raw(&pk, w->res.data, w->res.len);
+    if (pd_worker_send(w, &b) == 0)
+        w->ndone += w->nres;
+    pd_buf_free(&b);
+    pd_buf_reset(&w->res);
+    w->nres = 0;
+}
+
+/* Appends [id, attempt, ok, value_or_err, us] to the batch. */
+static void s_add_result(pd_worker_t *w, uint64_t id, uint64_t attempt, bool ok,
+                         const uint8_t *val, size_t len, uint64_t us)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, &w->res);
+    size_t before = w->res.len;
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint64(&pk, attempt);
+    if (ok)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    pd_pack_raw(&pk, val, len);
+    msgpack_pack_uint64(&pk, us);
+    if (w->res.failed) {
+        /* Over the frame cap with what is already batched: send that first. */
+        w->res.failed = false;
+        w->res.len = before;
+        if (w->nres) {
+            pd_worker_flush(w);
+            s_add_result(w, id, attempt, ok, val, len, us);
+            return;
+        }
+        pd_log_error("job %llu: result too large to send; dropped (the broker will retry it)",
+                     (unsigned long long) id);
+        return;
+    }
+    w->nres++;
+    if (w->nres >= S_DONE_BATCH || w->res.len >= S_DONE_BYTES)
+        pd_worker_flush(w);
+}
+
+/* Reports a job that failed before reaching a slot. */
+static void s_fail_job(pd_worker_t *w, uint64_t id, uint64_t attempt, int code, const char *msg)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 3);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    pd_pack_kv_int(&pk, "slot", -1);
+    if (!b.failed)
+        s_add_result(w, id, attempt, false, b.data, b.len, 0);
+    pd_buf_free(&b);
+}
+
+/* ---- slot sink ---------------------------------------------------------- */
+
+static void s_on_result(void *user, const pd_job_t *job, bool ok, const uint8_t *val, size_t len,
+                        uint64_t us)
+{
+    s_add_result(user, job->id, job->attempt, ok, val, len, us);
+}
+
+static void s_on_requeue(void *user, pd_job_t *job)
+{
+    pd_worker_t *w = user;
+    if (s_q_push_front(&w->q[job->gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU], job)) {
+        s_fail_job(w, job->id, job->attempt, PD_ENOMEM, "worker out of memory");
+        pd_job_destroy(&job);
+    }
+}
+
+pd_slot_sink_t pd_worker_slot_sink(pd_worker_t *w)
+{
+    return (pd_slot_sink_t){s_on_result, s_on_requeue, w};
+}
+
+/* ---- modules ------------------------------------------------------------ */
+
+/* Finds a module by hash; falls back on the cache directory (a module kept
+   from an earlier run). NULL when unknown. */
+static const pd_worker_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
+{
+    /* The reserved module of built-in tasks (exec) needs no code. */
+    static const pd_worker_mod_t builtin = {.hash = "builtin", .kind = "b", .name = "builtin"};
+    if (strcmp(hash, "builtin") == 0)
+        return &builtin;
+    for (size_t i = 0; i < w->nmods; i++)
+        if (strcmp(w->mods[i].hash, hash) == 0)
+            return &w->mods[i];
+    const char *kind = pd_modcache_has(w->mc, hash, "c")     ? "c"
+                       : pd_modcache_has(w->mc, hash, "so")  ? "so"
+                       : pd_modcache_has(w->mc, hash, "pkg") ? "pkg"
+                       : pd_modcache_has(w->mc, hash, "cu")  ? "cu"
+                                                             : NULL;
+    if (!kind)
+        return NULL;
+    char name[128];
+    snprintf(name, sizeof name, "%.12s.%s", hash, kind);
+    if (w->nmods == w->capmods) {
+        size_t cap = w->capmods ? w->capmods * 2 : 16;
+        pd_worker_mod_t *m = realloc(w->mods, cap * sizeof *m);
+        if (!m)
+            return NULL;
+        w->mods = m;
+        w->capmods = cap;
+    }
+    pd_worker_mod_t *m = &w->mods[w->nmods++];
+    snprintf(m->hash, sizeof m->hash, "%s", hash);
+    snprintf(m->kind, sizeof m->kind, "%s", kind);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    return m;
+}
+
+int pd_worker_code_check(pd_worker_t *w, const char *client, const char *mod, const char *cu,
+                         const char *what, const pd_worker_mod_t **mm, const pd_worker_mod_t **cm,
+                         char *msg, size_t cap)
+{
+    *mm = s_mod_find(w, mod);
+    *cm = cu[0] ? s_mod_find(w, cu) : NULL;
+    if (!pd_policy_allows(w->policy, client, mod, *mm ? (*mm)->name : mod, msg, cap) ||
+        (cu[0] && !pd_policy_allows(w->policy, client, cu, *cm ? (*cm)->name : cu, msg, cap))) {
+        uint32_t swallowed = 0;
+        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
+            pd_log_warn("refused %s: %s%s", what, msg, swallowed ? " (and more refusals)" : "");
+        return PD_EREFUSED;
+    }
+    if (!*mm || (cu[0] && (!*cm || strcmp((*cm)->kind, "cu") != 0))) {
+        snprintf(msg, cap, "%smodule %.64s is not on worker %s (the broker sent no 'mod' for it)",
+                 *mm ? "CUDA " : "", *mm ? cu : mod, w->host);
+        return PD_ENOMODULE;
+    }
+    return 0;
+}
+
+void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
+{
+    char hash[80];
+    const void *data;
+    uint32_t len;
+    if (pd_msg_str(m, "hash", hash, sizeof hash) || pd_msg_bytes(m, "data", &data, &len)) {
+        pd_log_warn("broker sent a bad 'shr': %s", m->why);
+        return;
+    }
+    char why[256];
+    if (pd_modcache_store_shared(w->mc, hash, data, len, why, sizeof why)) {
+        pd_log_error("cannot store shared data %.12s: %s", hash, why);
+        return;
+    }
+    pd_log_debug("shared data %.12s (%u bytes) stored", hash, len);
+}
+
+void pd_worker_on_shr_drop(pd_worker_t *w, const pd_msg_t *m)
+{
+    char hash[80];
+    if (pd_msg_str(m, "hash", hash, sizeof hash)) {
+        pd_log_warn("broker sent a bad 'shr_drop': %s", m->why);
+        return;
+    }
+    pd_modcache_drop_shared(w->mc, hash);
+    pd_log_debug("shared data %.12s dropped", hash);
+}
+
+void pd_worker_on_mod(pd_worker_t *w, const pd_msg_t *m)
+{
+    char hash[80], kind[8], name[128];
+    const void *data;
+    uint32_t len;
+    if (pd_msg_str(m, "hash", hash, sizeof hash) || pd_msg_str(m, "kind", kind, sizeof kind)
+        || pd_msg_bytes(m, "data", &data, &len)) {
+        pd_log_warn("broker sent a bad 'mod': %s", m->why);
+        return;
+    }
+    if (pd_msg_str(m, "name", name, sizeof name))
+        snprintf(name, sizeof name, "%.12s.%s", hash, kind);
+    char client[PD_KEY_TXT] = "";
+    if (pd_msg_has(m, "client"))
+        pd_msg_str(m, "client", client, sizeof client);
+    if (!pd_policy_stores_shipped(w->policy)) {
+        pd_log_info("module %s (%.12s) from client %s not stored: this worker runs only "
+                    "installed modules", name, hash, client[0] ? client : "without a key");
+        return;
+    }
+    char why[256];
+    if (pd_modcache_store(w->mc, hash, kind, data, len, why, sizeof why)) {
+        pd_log_error("cannot store module %s: %s", name, why);
+        return;
+    }
+    const pd_worker_mod_t *known = s_mod_find(w, hash);
+    if (known) {
+        pd_worker_mod_t *k = (pd_worker_mod_t *) known;
+        snprintf(k->name, sizeof k->name, "%s", name);
+        memcpy(k->kind, kind, strlen(kind) + 1); /* "c", "so" or "cu": checked by the store */
+    }
+    pd_log_debug("module %s (%s) from client %s stored", name, hash,
+                 client[0] ? client : "without a key");
+}
+
+/* ---- jobs from the broker ----------------------------------------------- */
+
+#define S_RUN_CLIENTS 256 /* client keys of one `run` read at most */
+
+void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
+{
+    pd_rd_t r;
+    uint32_t n;
+    /* The chunk's client keys (jobs name them by index); absent from older
+       brokers and without CurveZMQ. */
+    const char *cptr[S_RUN_CLIENTS]; /* in the frame, not NUL-terminated */
+    uint32_t clen[S_RUN_CLIENTS];
+    uint32_t nclients = 0;
+    if (pd_msg_has(m, "clients")) {
+        pd_rd_t cr;
+        uint32_t nc;
+        if (pd_msg_rd(m, "clients", &cr) || pd_rd_array(&cr, &nc)) {
+            pd_log_warn("broker sent a bad 'run': field 'clients' is not an array");
+            return;
+        }
+        for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
+            if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
+                pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
+                return;
+            }
+        }
+    }
+    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
+        pd_log_warn("broker sent a bad 'run': field 'jobs' is not an array");
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        uint64_t id, attempt, timeout_ms;
+        char mod[80];
+        const char *fn;
+        uint32_t fnlen;
+        const uint8_t *arg;
+        size_t alen;
+        if (pd_rd_array(&r, &k) || k < 6 || pd_rd_uint(&r, &id) || pd_rd_uint(&r, &attempt)
+            || pd_rd_strcpy(&r, mod, sizeof mod) || pd_rd_str(&r, &fn, &fnlen)
+            || pd_rd_uint(&r, &timeout_ms) || pd_rd_skip(&r, &arg, &alen)) {
+            pd_log_warn("broker sent a bad 'run': job %u is not [id, attempt, mod, fn, "
+                        "timeout_ms, arg, client]; ignoring the rest", i);
+            return;
+        }
+        /* Then shared (a hash, or nil), the submitter (an index into
+           `clients`; anything else counts as a job without a key), then for
+           a GPU job gpu (bool) and cu (a hash or nil). */
+        char shared[80] = "", cu[80] = "";
+        char client[PD_KEY_TXT] = "";
+        bool gpu = false;
+        uint32_t used = 6;
+        if (k >= 7) {
+            if (pd_rd_peek(&r) == PD_MP_STR ? pd_rd_strcpy(&r, shared, sizeof shared) != 0
+                                            : pd_rd_skip(&r, NULL, NULL) != 0) {
+                pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
+                            "ignoring the rest", i);
+                return;
+            }
+            used = 7;
+        }
+        if (k >= 8) {
+            uint64_t ci;
+            if (pd_rd_peek(&r) == PD_MP_UINT && pd_rd_uint(&r, &ci) == 0) {
+                if (ci < nclients && clen[ci] < sizeof client) {
+                    memcpy(client, cptr[ci], clen[ci]);
+                    client[clen[ci]] = 0;
+                }
+            } else if (pd_rd_skip(&r, NULL, NULL)) {
+                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+                return;
+            }
+            used = 8;
+        }
+        if (k >= 10) {
+            if (pd_rd_bool(&r, &gpu) || (pd_rd_peek(&r) == PD_MP_NIL
+                                             ? pd_rd_nil(&r)
+                                             : pd_rd_strcpy(&r, cu, sizeof cu))) {
+                pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash "
+                            "or nil]; ignoring the rest", i);
+                return;
+            }
+            used = 10;
+        }
+        for (uint32_t extra = used; extra < k; extra++)
+            pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
+        const pd_worker_mod_t *mm, *cm;
+        char msg[800], what[48];
+        snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
+        int code = pd_worker_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+        if (code) {
+            s_fail_job(w, id, attempt, code, msg);
+            continue;
+        }
+        if (gpu && w->ngpu == 0) {
+            snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
+                     "job", w->host);
+            s_fail_job(w, id, attempt, PD_ENOGPU, msg);
+            continue;
+        }
+        pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
+        if (fnlen == 0 || fnlen >= sizeof ((pd_job_t *) 0)->fn) {
+            snprintf(msg, sizeof msg, "module %s has no function '%.*s' (check the name passed "
+                     "to map)", mm->name, (int) (fnlen > 64 ? 64 : fnlen), fn);
+            s_fail_job(w, id, attempt, PD_ENOFUNC, msg);
+            continue;
+        }
+        if (q->len >= q->max) {
+            snprintf(msg, sizeof msg, "worker %s holds %zu queued %s jobs, more than the "
+                     "broker's credit allows; job refused", w->host, q->len, gpu ? "GPU" : "CPU");
+            s_fail_job(w, id, attempt, PD_EOVERLOAD, msg);
+            continue;
+        }
+        pd_job_t *job = pd_job_new(arg, alen);
+        if (!job || s_q_push_back(q, job)) {
+            pd_job_destroy(&job);
+            s_fail_job(w, id, attempt, PD_ENOMEM, "worker out of memory");
+            continue;
+        }
+        job->id = id;
+        job->attempt = attempt;
+        job->timeout_ms = timeout_ms;
+        memcpy(job->mod, mm->hash, sizeof job->mod);
+        memcpy(job->kind, mm->kind, sizeof job->kind);
+        memcpy(job->name, mm->name, sizeof job->name);
+        memcpy(job->fn, fn, fnlen);
+        job->fn[fnlen] = 0;
+        snprintf(job->shared, sizeof job->shared, "%s", shared);
+        job->gpu = gpu;
+        if (cm) {
+            memcpy(job->cu, cm->hash, sizeof job->cu);
+            memcpy(job->cu_name, cm->name, sizeof job->cu_name);
+        }
+    }
+}
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static bool s_is_cancelled(void *user, uint64_t id)
+{
+    pd_worker_t *w = user;
+    return w->ncancel && bsearch(&id, w->cancel, w->ncancel, sizeof id, s_cmp_u64);
+}
+
+void pd_worker_on_cancel(pd_worker_t *w, const pd_msg_t *m)
+{
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(m, "ids", &r) || pd_rd_array(&r, &n)) {
+        pd_log_warn("broker sent a bad 'cancel': field 'ids' is not an array");
+        return;
+    }
+    uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return;
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (pd_rd_uint(&r, &ids[k]) == 0)
+            k++;
+        else
+            pd_rd_skip(&r, NULL, NULL);
+    qsort(ids, k, sizeof *ids, s_cmp_u64);
+    w->cancel = ids;
+    w->ncancel = k;
+    size_t dropped = 0;
+    for (int c = 0; c < 2; c++) {
+        pd_worker_queue_t *q = &w->q[c];
+        size_t kept = 0;
+        for (size_t i = 0; i < q->len; i++) {
+            pd_job_t *job = q->q[(q->head + i) % q->cap];
+            if (s_is_cancelled(w, job->id)) {
+                pd_job_destroy(&job);
+                dropped++;
+            } else {
+                q->q[(q->head + kept++) % q->cap] = job;
+            }
+        }
+        q->len = kept;
+    }
+    for (int k = 0; k < pd_worker_nall(w); k++)
+        if (pd_worker_slot(w, k))
+            dropped += pd_slot_cancel(pd_worker_slot(w, k), s_is_cancelled, w);
+    w->cancel = NULL;
+    w->ncancel = 0;
+    free(ids);
+    pd_log_debug("cancel: %zu of %u jobs were here", dropped, n);
+}

@@ -1,0 +1,347 @@
+/*  pd_worker_nodes: the nodes of synchronous tasks on this worker.
+
+    Each node runs in its own process (pd_nodeproc), polled in the worker's
+    loop; this file relays the rendezvous between the nodes and the broker:
+    node_start becomes a process and its `start`, `bound` becomes
+    node_bound, node_peers and node_go go to the process, `ready`, `result`
+    and a node's reports become node_ready, node_done and node_progress.
+    node_stop asks the task's nodes here to stop at their next step;
+    node_abort kills them. A CPU node counts against the CPU slots (while k
+    nodes run, at most cpus - k slots take jobs); a GPU node takes a GPU
+    that runs no other node.
+*/
+#include "pd_worker_int.h"
+#include "pd_error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---- messages to the broker --------------------------------------------- */
+
+/* Sends node_done {task, node, try, ok, val, us} (try: the broker's attempt
+   at starting the task, echoed so that it can tell an old attempt's
+   messages from the current one's). */
+static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t attempt,
+                             bool ok, const uint8_t *val, size_t len, uint64_t us)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "node_done", 6);
+    pd_pack_kv_uint(&pk, "task", task);
+    pd_pack_kv_uint(&pk, "node", node);
+    pd_pack_kv_uint(&pk, "try", attempt);
+    pd_pack_kv_bool(&pk, "ok", ok);
+    pd_pack_cstr(&pk, "val");
+    pd_pack_raw(&pk, val, len);
+    pd_pack_kv_uint(&pk, "us", us);
+    pd_worker_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* Reports a node that could not start here. */
+static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t attempt, int code,
+                        const char *msg)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "code", pd_err_name(code));
+    pd_pack_kv_str(&pk, "msg", msg);
+    if (!b.failed)
+        s_send_node_done(w, task, node, attempt, false, b.data, b.len, 0);
+    pd_buf_free(&b);
+}
+
+static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep,
+                            const char *key)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, type, 3 + (ep != NULL) + (key != NULL));
+    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
+    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
+    if (ep)
+        pd_pack_kv_str(&pk, "ep", ep);
+    if (key)
+        pd_pack_kv_str(&pk, "key", key);
+    pd_worker_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* ---- node process sink -------------------------------------------------- */
+
+static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep, const char *key)
+{
+    s_node_progress(user, nd, "node_bound", ep, key);
+}
+
+static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
+{
+    s_node_progress(user, nd, "node_ready", NULL, NULL);
+}
+
+static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
+                             size_t len, uint64_t us)
+{
+    pd_worker_t *w = user;
+    pd_log_debug("task %llu node %u %s after %llu us", (unsigned long long) pd_nodeproc_task(nd),
+                 pd_nodeproc_index(nd), ok ? "done" : "failed", (unsigned long long) us);
+    s_send_node_done(w, pd_nodeproc_task(nd), pd_nodeproc_index(nd), pd_nodeproc_attempt(nd), ok,
+                     val, len, us);
+}
+
+/* A node's progress report: node_progress {task, node, val} to the broker. */
+static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, size_t len)
+{
+    pd_worker_t *w = user;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "node_progress", 4);
+    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
+    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
+    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
+    pd_pack_cstr(&pk, "val");
+    pd_pack_raw(&pk, val, len);
+    pd_worker_send(w, &b);
+    pd_buf_free(&b);
+}
+
+/* ---- messages from the broker ------------------------------------------- */
+
+static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
+{
+    for (int i = 0; i < w->nnodes; i++)
+        if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_index(w->nodes[i]) == node)
+            return i;
+    return -1;
+}
+
+static void s_node_remove(pd_worker_t *w, int i)
+{
+    pd_nodeproc_destroy(&w->nodes[i]);
+    w->nodes[i] = w->nodes[--w->nnodes];
+    w->nodes[w->nnodes] = NULL;
+}
+
+void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task, node, n, attempt = 0;
+    char mod[80], fn[128], client[PD_KEY_TXT] = "";
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
+        || pd_msg_str(m, "fn", fn, sizeof fn) || pd_msg_uint_opt(m, "try", &attempt)) {
+        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
+        return;
+    }
+    /* The submitter's key; anything else counts as a task without a key. */
+    if (pd_msg_has(m, "client") && pd_msg_str(m, "client", client, sizeof client))
+        client[0] = 0;
+    /* A GPU node, and its CUDA module. */
+    bool gpu = false;
+    char cu[80] = "";
+    if ((pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))
+        || (pd_msg_has(m, "cu") && pd_msg_str(m, "cu", cu, sizeof cu))) {
+        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
+        return;
+    }
+    char msg[800];
+    const pd_worker_mod_t *mm, *cm;
+    char what[64];
+    snprintf(what, sizeof what, "task %llu node %llu", (unsigned long long) task,
+             (unsigned long long) node);
+    int code = pd_worker_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+    if (code) {
+        s_fail_node(w, task, node, attempt, code, msg);
+        return;
+    }
+    if (s_node_find(w, task, node) >= 0) {
+        pd_log_warn("broker started task %llu node %llu twice; ignored",
+                    (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    /* A GPU node goes to the GPU with the fewest nodes; CPU nodes count
+       against the CPU slots. */
+    int on_gpu = -1, cpu_nodes = 0, per_gpu[PD_GPU_MAX] = {0};
+    for (int i = 0; i < w->nnodes; i++) {
+        int g = pd_nodeproc_gpu(w->nodes[i]);
+        if (g >= 0 && g < PD_GPU_MAX)
+            per_gpu[g]++;
+        else
+            cpu_nodes++;
+    }
+    int gpus = pd_worker_gpus_up(w);
+    for (int g = 0; gpu && g < gpus && g < PD_GPU_MAX; g++)
+        if (on_gpu < 0 || per_gpu[g] < per_gpu[on_gpu])
+            on_gpu = g;
+    if (gpu && on_gpu < 0) {
+        snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU node",
+                 w->host);
+        s_fail_node(w, task, node, attempt, PD_ENOGPU, msg);
+        return;
+    }
+    if (w->nnodes >= w->capslots + PD_GPU_MAX ||
+        (gpu ? per_gpu[on_gpu] > 0 : cpu_nodes >= w->cpus || cpu_nodes >= w->capslots)) {
+        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d %s slots", w->host,
+                 gpu ? per_gpu[on_gpu] : cpu_nodes, gpu ? gpus : w->cpus, gpu ? "GPU" : "CPU");
+        s_fail_node(w, task, node, attempt, PD_EOVERLOAD, msg);
+        return;
+    }
+    /* The node's `start`: the broker's fields, the module's kind and name,
+       and the address to bind. */
+    static const char *const uints[] = {"task", "node", "n", "io_ms", "start_ms", "window",
+                                        "window_bytes"};
+    static const char *const raws[] = {"arg", "tubes", "out", "in"};
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    /* mod, kind, name, fn, addr (, curve) (, gpu (, cu, cu_name)) */
+    uint32_t nf = 5 + w->tubes_curve + (gpu ? 1 + 2 * (cm != NULL) : 0);
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
+        nf += pd_msg_has(m, uints[i]);
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
+        nf += pd_msg_has(m, raws[i]);
+    pd_msg_begin(&pk, "start", nf);
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+        uint64_t v;
+        if (pd_msg_has(m, uints[i]) && pd_msg_uint(m, uints[i], &v) == 0)
+            pd_pack_kv_uint(&pk, uints[i], v);
+        else if (pd_msg_has(m, uints[i]))
+            pd_pack_kv_uint(&pk, uints[i], 0); /* the node refuses it with a sentence */
+    }
+    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++) {
+        const uint8_t *raw;
+        size_t len;
+        if (pd_msg_raw(m, raws[i], &raw, &len) == 0) {
+            pd_pack_cstr(&pk, raws[i]);
+            pd_pack_raw(&pk, raw, len);
+        }
+    }
+    pd_pack_kv_str(&pk, "mod", mm->hash);
+    pd_pack_kv_str(&pk, "kind", mm->kind);
+    pd_pack_kv_str(&pk, "name", mm->name);
+    pd_pack_kv_str(&pk, "fn", fn);
+    pd_pack_kv_str(&pk, "addr", w->node_addr);
+    if (w->tubes_curve)
+        pd_pack_kv_bool(&pk, "curve", true);
+    if (gpu) {
+        pd_pack_kv_uint(&pk, "gpu", (uint64_t) on_gpu);
+        if (cm) {
+            pd_pack_kv_str(&pk, "cu", cm->hash);
+            pd_pack_kv_str(&pk, "cu_name", cm->name);
+        }
+    }
+    char visible[64] = "";
+    if (gpu)
+        pd_worker_visible_for(on_gpu, visible, sizeof visible);
+    int err = PD_ENOMEM;
+    pd_nodeproc_t *nd = NULL;
+    if (!b.failed) {
+        pd_nodeproc_config_t nc = {.exe = w->slot_exe, .cache_dir = w->cache_dir,
+                                   .host = w->host, .log_level = w->log_level, .task = task,
+                                   .node = (uint32_t) node, .attempt = attempt, .gpu = on_gpu,
+                                   .cuda_visible = visible,
+                                   .sink = {s_on_node_bound, s_on_node_ready, s_on_node_result,
+                                            w, s_on_node_report}};
+        nd = pd_nodeproc_new(&nc, b.data, b.len, &err);
+    }
+    pd_buf_free(&b);
+    if (!nd) {
+        snprintf(msg, sizeof msg, "worker %s could not start a node process (%s)", w->host,
+                 pd_strerror(err));
+        s_fail_node(w, task, node, attempt, err, msg);
+        return;
+    }
+    w->nodes[w->nnodes++] = nd;
+    pd_log_debug("task %llu node %llu of %llu started (%s)", (unsigned long long) task,
+                 (unsigned long long) node, (unsigned long long) n, fn);
+}
+
+void pd_worker_on_node_step(pd_worker_t *w, const pd_msg_t *m, bool go)
+{
+    uint64_t task, node;
+    const uint8_t *peers = NULL;
+    size_t len = 0;
+    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
+        || (!go && pd_msg_raw(m, "peers", &peers, &len))) {
+        pd_log_warn("broker sent a bad '%s': %s", m->type, m->why);
+        return;
+    }
+    int i = s_node_find(w, task, node);
+    if (i < 0) {
+        /* It ended or was aborted meanwhile: its node_done tells the broker. */
+        pd_log_debug("'%s' for task %llu node %llu, which is not running here", m->type,
+                     (unsigned long long) task, (unsigned long long) node);
+        return;
+    }
+    if (go)
+        pd_nodeproc_send_go(w->nodes[i]);
+    else
+        pd_nodeproc_send_peers(w->nodes[i], peers, len);
+}
+
+void pd_worker_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task;
+    if (pd_msg_uint(m, "task", &task)) {
+        pd_log_warn("broker sent a bad 'node_abort': %s", m->why);
+        return;
+    }
+    int killed = 0;
+    for (int i = w->nnodes; i-- > 0;)
+        if (pd_nodeproc_task(w->nodes[i]) == task) {
+            s_node_remove(w, i);
+            killed++;
+        }
+    pd_log_debug("task %llu aborted: %d nodes stopped here", (unsigned long long) task, killed);
+}
+
+void pd_worker_on_node_stop(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t task;
+    if (pd_msg_uint(m, "task", &task)) {
+        pd_log_warn("broker sent a bad 'node_stop': %s", m->why);
+        return;
+    }
+    int told = 0;
+    for (int i = 0; i < w->nnodes; i++)
+        if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_send_stop(w->nodes[i]) == 0)
+            told++;
+    pd_log_debug("task %llu: stop asked of %d nodes here", (unsigned long long) task, told);
+}
+
+/* ---- upkeep ------------------------------------------------------------- */
+
+void pd_worker_reap_nodes(pd_worker_t *w)
+{
+    for (int i = w->nnodes; i-- > 0;) {
+        if (!pd_nodeproc_ended(w->nodes[i]))
+            continue;
+        if (w->ngone == 2 * (w->capslots + PD_GPU_MAX)) /* bounded: the oldest goes now */
+            pd_nodeproc_destroy(&w->gone[--w->ngone]);
+        w->gone[w->ngone++] = w->nodes[i];
+        w->nodes[i] = w->nodes[--w->nnodes];
+        w->nodes[w->nnodes] = NULL;
+    }
+    for (int i = w->ngone; i-- > 0;)
+        if (pd_nodeproc_reap(w->gone[i])) {
+            pd_nodeproc_destroy(&w->gone[i]);
+            w->gone[i] = w->gone[--w->ngone];
+            w->gone[w->ngone] = NULL;
+        }
+}
+
+void pd_worker_kill_nodes(pd_worker_t *w)
+{
+    while (w->nnodes > 0)
+        s_node_remove(w, w->nnodes - 1);
+}
