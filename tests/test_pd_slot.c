@@ -493,6 +493,40 @@ Test(unit, adaptive_group_size)
     pd_slot_destroy(&s);
 }
 
+/* The next group waits in the pipe while the last job of a group runs: the
+   child starts it without waiting for the worker, results come in order,
+   and a slot over the owner's limit hands what was sent ahead back. */
+Test(unit, a_group_sent_ahead_starts_when_the_running_job_ends)
+{
+    pd_slot_t *s = new_slot();
+    cr_expect(pd_slot_can_take(s), "an idle slot takes a group");
+    send1(s, job_double(1, "nap", 0.03, 0));
+    cr_expect_not(pd_slot_can_take(s), "job times unknown: nothing is sent ahead");
+    pump(s, 1);
+    send1(s, job_double(2, "nap", 0.2, 0));
+    cr_assert(pd_slot_can_take(s), "30 ms jobs: the next group may wait in the pipe");
+    pd_job_t *j = job_double(3, "square", 7, 0);
+    cr_assert_eq(pd_slot_send(s, &j, 1), 0);
+    cr_expect_not(pd_slot_can_take(s), "one group ahead at most");
+    pump(s, 3);
+    cr_expect_eq(s_res[1].id, 2);
+    cr_expect_eq(s_res[2].id, 3, "results in the order sent");
+    cr_expect_float_eq(as_double(&s_res[2]), 49.0, 1e-12);
+
+    send1(s, job_double(4, "nap", 0.2, 0));
+    j = job_double(5, "nap", 0.2, 0);
+    cr_assert(pd_slot_can_take(s));
+    cr_assert_eq(pd_slot_send(s, &j, 1), 0);
+    pd_slot_finish(s); /* the owner took the slot back */
+    pump(s, 4);
+    supervise(s, 500, NULL);
+    cr_expect_eq(s_nres, 4, "the job sent ahead did not run");
+    cr_assert_eq(s_nback, 1, "it came back unstarted");
+    cr_expect_eq(s_back[0]->id, 5);
+    cr_expect_eq(pd_slot_pid(s), 0, "the slot over the limit stays down");
+    pd_slot_destroy(&s);
+}
+
 /* ---- start failures --------------------------------------------------- */
 
 static char s_log[16384]; /* log lines of the test, one a line */

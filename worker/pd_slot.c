@@ -79,6 +79,9 @@ struct pd_slot {
     int64_t deadline_ms;   /* time-out of the current job; INT64_MAX = none */
     bool loading;          /* the child announced LOAD for the current job */
     bool reset;            /* the child said RESET: it exits between groups */
+    bool finishing;        /* the slot is over the owner's limit: after the running
+                              job, the jobs sent ahead come back (pd_slot_finish) */
+    size_t finish_at;      /* ... once cur reaches this */
     double avg_us;         /* moving average of job run times; 0 = unknown */
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
@@ -245,6 +248,7 @@ static void s_drop_group(pd_slot_t *s)
     s->ngroup = s->cur = 0;
     s->deadline_ms = INT64_MAX;
     s->loading = false;
+    s->finishing = false;
 }
 
 void pd_slot_destroy(pd_slot_t **p)
@@ -266,6 +270,22 @@ void pd_slot_destroy(pd_slot_t **p)
 
 int pd_slot_fd(pd_slot_t *s) { return s->pid > 0 ? s->from_child : -1; }
 bool pd_slot_idle(pd_slot_t *s) { return s->pid > 0 && s->ready && s->ngroup == 0; }
+
+void pd_slot_finish(pd_slot_t *s)
+{
+    if (s->ngroup - s->cur > 1) {
+        s->finishing = true;
+        s->finish_at = s->cur + 1;
+    }
+}
+
+bool pd_slot_can_take(pd_slot_t *s)
+{
+    if (pd_slot_idle(s))
+        return true;
+    return s->pid > 0 && s->ready && !s->reset && !s->suspended && !s->loading &&
+           s->ngroup - s->cur == 1 && s->avg_us > 0 && s->avg_us <= PD_SLOT_AHEAD_MAX_US;
+}
 bool pd_slot_unavailable(pd_slot_t *s) { return s->start_failures >= PD_SLOT_START_TRIES; }
 int pd_slot_start_failures(pd_slot_t *s) { return s->start_failures; }
 int pd_slot_pid(pd_slot_t *s) { return (int) s->pid; }
@@ -462,7 +482,8 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
 
 int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
 {
-    assert(pd_slot_idle(s) && n >= 1 && n <= PD_SLOT_GROUP_MAX);
+    assert(pd_slot_can_take(s) && n >= 1 && n <= PD_SLOT_GROUP_MAX);
+    size_t left = s->ngroup - s->cur; /* the running job, when sent ahead */
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
@@ -487,14 +508,13 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
             pd_pack_cstr(&pk, j->cu_name);
         }
     }
-    s->group = malloc(n * sizeof *s->group);
-    int rc = s->group ? pd_pipe_frame_end(&b) : PD_ENOMEM;
+    pd_job_t **group = malloc((left + n) * sizeof *group);
+    int rc = group ? pd_pipe_frame_end(&b) : PD_ENOMEM;
     if (rc == 0 && pd_pipe_write_all(s->to_child, b.data, b.len))
         rc = PD_ESYS;
     pd_buf_free(&b);
     if (rc) {
-        free(s->group);
-        s->group = NULL;
+        free(group);
         for (size_t i = n; i-- > 0;)
             s->sink.requeue(s->sink.user, jobs[i]);
         if (rc == PD_ESYS) {
@@ -504,10 +524,17 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
         }
         return rc;
     }
-    memcpy(s->group, jobs, n * sizeof *jobs);
-    s->ngroup = n;
+    /* The job still running (sent ahead of) stays first, its time-out
+       running on. */
+    if (left)
+        memcpy(group, s->group + s->cur, left * sizeof *group);
+    memcpy(group + left, jobs, n * sizeof *jobs);
+    free(s->group);
+    s->group = group;
+    s->ngroup = left + n;
     s->cur = 0;
-    s_arm(s);
+    if (!left)
+        s_arm(s);
     return 0;
 }
 
@@ -636,6 +663,15 @@ void pd_slot_on_readable(pd_slot_t *s)
     }
     memmove(s->rbuf, s->rbuf + off, s->rlen - off);
     s->rlen -= off;
+    if (s->finishing && s->cur >= s->finish_at && s->cur < s->ngroup) {
+        /* Its running job ended: what was sent ahead goes back unstarted
+           (the child may have begun the next one this instant: it is
+           stopped and handed back too, without counting an attempt). */
+        pd_log_debug("slot %d: over the owner's limit: %zu jobs sent ahead handed back", s->index,
+                     s->ngroup - s->cur);
+        pd_slot_retire(s, false);
+        return;
+    }
     if (eof) {
         s->rlen = 0;
         s_replace(s, S_DIED, NULL, NULL, NULL);

@@ -70,6 +70,14 @@
     Group size adapts (pd_slot_group_size): up to PD_SLOT_GROUP_MAX jobs when
     they take microseconds, one at a time when they take milliseconds, so
     short jobs stream and long ones spread over the slots.
+
+    The next group waits in the pipe (pd_slot_can_take): while the child runs
+    the last job of its group, and jobs of this slot take at most
+    PD_SLOT_AHEAD_MAX_US, the parent may send the next group at once, so that
+    the child starts it the moment the running job ends instead of waiting
+    for its result to reach the worker and the next group to come back (the
+    hand-off costs 0.3 ms on Linux, about 1.7 ms under Wine). A job sent
+    ahead counts as the group's: if the child dies, it comes back unstarted.
 */
 #ifndef PD_SLOT_H
 #define PD_SLOT_H
@@ -89,6 +97,7 @@
 #define PD_SLOT_START_PAUSE_MS 500          /* before the first retry; doubles */
 #define PD_SLOT_START_PAUSE_MAX_MS 30000    /* the longest pause between retries */
 #define PD_SLOT_PIPE_VERSION 1              /* READY's version: the frames below */
+#define PD_SLOT_AHEAD_MAX_US 100000         /* jobs longer than this get no group sent ahead */
 
 /* A job as the worker keeps it. */
 typedef struct {
@@ -158,13 +167,21 @@ bool pd_slot_idle(pd_slot_t *s);
 bool pd_slot_unavailable(pd_slot_t *s);
 /* Start failures since the last child that said READY. */
 int pd_slot_start_failures(pd_slot_t *s);
+/* True when the slot may be sent a group now: it is idle, or its child runs
+   the last job of its group, has nothing sent ahead, and its jobs are short
+   enough (PD_SLOT_AHEAD_MAX_US) for the next group to wait behind it. */
+bool pd_slot_can_take(pd_slot_t *s);
+/* The owner lowered the slots below this one: its running job finishes,
+   and the jobs after it in its group (sent ahead) come back unstarted
+   through sink.requeue; then the slot stays dead (pd_slot_retire). */
+void pd_slot_finish(pd_slot_t *s);
 /* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX). */
 size_t pd_slot_group_size(pd_slot_t *s);
 /* The child's pid, or 0 while it is being restarted. */
 int pd_slot_pid(pd_slot_t *s);
 
-/* Sends a group of n jobs (1 .. PD_SLOT_GROUP_MAX) to an idle slot; takes
-   ownership of the jobs. Returns 0, or PD_ESYS when the child could not take
+/* Sends a group of n jobs (1 .. PD_SLOT_GROUP_MAX) to a slot that can take
+   it (pd_slot_can_take); takes ownership of the jobs. Returns 0, or PD_ESYS when the child could not take
    them (it died): the jobs are then handed back through sink.requeue. */
 int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n);
 

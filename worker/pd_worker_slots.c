@@ -281,6 +281,13 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
             if (w->gslots[g] && pd_slot_busy(w->gslots[g]))
                 pd_slot_retire(w->gslots[g], false);
     }
+    else {
+        /* Slots over the limit finish their running job, not what was
+           sent ahead to them. */
+        for (int i = w->cpus; i < w->nslots; i++)
+            if (pd_slot_busy(w->slots[i]))
+                pd_slot_finish(w->slots[i]);
+    }
     s_retire_idle_slots(w);
     if (now || w->cpus == 0)
         pd_worker_give_back_queue(w, &w->q[PD_WORKER_Q_CPU],
@@ -298,10 +305,29 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
 
 /* ---- giving jobs to slots ----------------------------------------------- */
 
+/* Sends slot s a group of at most share jobs of q (its group size, and
+   PD_SLOT_GROUP_MAX_BYTES of arguments past the first). */
+static void s_send_group(pd_worker_queue_t *q, pd_slot_t *s, size_t share)
+{
+    size_t g = pd_slot_group_size(s);
+    if (g > share)
+        g = share;
+    pd_job_t *group[PD_SLOT_GROUP_MAX];
+    size_t k = 0, bytes = 0;
+    while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
+        group[k] = pd_worker_q_pop(q);
+        bytes += group[k]->arg_len;
+        k++;
+    }
+    pd_slot_send(s, group, k);
+}
+
 /* Gives the jobs of queue q to the idle slots among slots[0 .. n), a group
    each, spreading them evenly (NULL entries are skipped), so that at most
-   `allowed` of the slots are busy. */
-static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, size_t allowed)
+   `allowed` of the slots are busy; then, with ahead_ok, the next group to
+   busy slots that can take one (pd_slot_can_take). */
+static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, size_t allowed,
+                             bool ahead_ok)
 {
     size_t idle = 0, busy = 0;
     for (int i = 0; i < n; i++) {
@@ -314,19 +340,20 @@ static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, siz
         pd_slot_t *s = slots[i];
         if (!s || !pd_slot_idle(s))
             continue;
-        size_t g = pd_slot_group_size(s);
-        size_t share = (q->len + idle - 1) / idle;
-        if (g > share)
-            g = share;
-        pd_job_t *group[PD_SLOT_GROUP_MAX];
-        size_t k = 0, bytes = 0;
-        while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
-            group[k] = pd_worker_q_pop(q);
-            bytes += group[k]->arg_len;
-            k++;
-        }
-        pd_slot_send(s, group, k);
+        s_send_group(q, s, (q->len + idle - 1) / idle);
         idle--;
+    }
+    /* Then a group ahead to each busy slot about to finish its last job,
+       so that it never waits for the worker between two groups. */
+    size_t ahead = 0;
+    for (int i = 0; i < n && ahead_ok && busy <= allowed; i++)
+        ahead += slots[i] && !pd_slot_idle(slots[i]) && pd_slot_can_take(slots[i]);
+    for (int i = 0; i < n && q->len && ahead; i++) {
+        pd_slot_t *s = slots[i];
+        if (!s || pd_slot_idle(s) || !pd_slot_can_take(s))
+            continue;
+        s_send_group(q, s, (q->len + ahead - 1) / ahead);
+        ahead--;
     }
 }
 
@@ -372,8 +399,10 @@ static void s_dispatch(pd_worker_t *w)
     /* Running nodes of synchronous tasks take CPUs: jobs get the rest. */
     size_t cpu_jobs = w->cpus > w->nnodes ? (size_t) (w->cpus - w->nnodes) : 0;
     s_dispatch_queue(&w->q[PD_WORKER_Q_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots,
-                     cpu_jobs);
-    s_dispatch_queue(&w->q[PD_WORKER_Q_GPU], w->gslots, w->gpus, (size_t) w->gpus);
+                     cpu_jobs, true);
+    /* None sent ahead on GPUs: a GPU a task's node may claim is either free
+       or running one job. */
+    s_dispatch_queue(&w->q[PD_WORKER_Q_GPU], w->gslots, w->gpus, (size_t) w->gpus, false);
 }
 
 /* The loop's upkeep, in this order: the broker hears of withdrawn slots
