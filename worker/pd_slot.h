@@ -98,6 +98,9 @@
 #define PD_SLOT_START_PAUSE_MAX_MS 30000    /* the longest pause between retries */
 #define PD_SLOT_PIPE_VERSION 1              /* READY's version: the frames below */
 #define PD_SLOT_AHEAD_MAX_US 100000         /* jobs longer than this get no group sent ahead */
+#define PD_SLOT_AHEAD_MAX_BYTES (24u << 10) /* a group sent ahead, at most: two fit in a
+                                               pipe's buffer, so the write never waits */
+#define PD_SLOT_JOB_FRAME_BYTES 400u        /* a job's frame without its argument, at most */
 
 /* A job as the worker keeps it. */
 typedef struct {

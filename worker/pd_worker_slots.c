@@ -306,20 +306,28 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
 /* ---- giving jobs to slots ----------------------------------------------- */
 
 /* Sends slot s a group of at most share jobs of q (its group size, and
-   PD_SLOT_GROUP_MAX_BYTES of arguments past the first). */
-static void s_send_group(pd_worker_queue_t *q, pd_slot_t *s, size_t share)
+   PD_SLOT_GROUP_MAX_BYTES of arguments past the first). A group sent ahead
+   holds at most PD_SLOT_AHEAD_MAX_BYTES, so that writing it never waits for
+   a child that is busy (and may itself wait for the worker to read its
+   results); none is sent when the next job alone is larger. */
+static void s_send_group(pd_worker_queue_t *q, pd_slot_t *s, size_t share, bool ahead)
 {
     size_t g = pd_slot_group_size(s);
     if (g > share)
         g = share;
+    size_t cap = ahead ? PD_SLOT_AHEAD_MAX_BYTES : PD_SLOT_GROUP_MAX_BYTES;
     pd_job_t *group[PD_SLOT_GROUP_MAX];
     size_t k = 0, bytes = 0;
-    while (k < g && q->len && (k == 0 || bytes < PD_SLOT_GROUP_MAX_BYTES)) {
+    while (k < g && q->len) {
+        size_t next = q->q[q->head]->arg_len + (ahead ? PD_SLOT_JOB_FRAME_BYTES : 0);
+        if (k > 0 ? bytes >= cap || (ahead && bytes + next > cap) : ahead && next > cap)
+            break;
         group[k] = pd_worker_q_pop(q);
-        bytes += group[k]->arg_len;
+        bytes += next;
         k++;
     }
-    pd_slot_send(s, group, k);
+    if (k)
+        pd_slot_send(s, group, k);
 }
 
 /* Gives the jobs of queue q to the idle slots among slots[0 .. n), a group
@@ -340,7 +348,7 @@ static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, siz
         pd_slot_t *s = slots[i];
         if (!s || !pd_slot_idle(s))
             continue;
-        s_send_group(q, s, (q->len + idle - 1) / idle);
+        s_send_group(q, s, (q->len + idle - 1) / idle, false);
         idle--;
     }
     /* Then a group ahead to each busy slot about to finish its last job,
@@ -352,7 +360,7 @@ static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, siz
         pd_slot_t *s = slots[i];
         if (!s || pd_slot_idle(s) || !pd_slot_can_take(s))
             continue;
-        s_send_group(q, s, (q->len + ahead - 1) / ahead);
+        s_send_group(q, s, (q->len + ahead - 1) / ahead, true);
         ahead--;
     }
 }
