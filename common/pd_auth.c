@@ -7,6 +7,7 @@
     is never readable by others, not even for a moment.
 */
 #include "pd_auth.h"
+#include "pd_file.h"
 #include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -92,21 +93,10 @@ int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
     char path[4096];
     if (snprintf(path, sizeof path, "%s", dir) >= (int) sizeof path)
         return s_why(why, whycap, PD_ESYS, "directory name too long: %s", dir);
-    for (char *p = path + 1;; p++) {
-        if (!pd_plat_dirsep(*p) && *p != 0)
-            continue;
-        char c = *p;
-        *p = 0;
-        struct stat st;
-        /* A drive ("C:") or a directory made meanwhile is no failure. */
-        if (pd_plat_mkdir(path, 0700) != 0 && errno != EEXIST &&
-            !(stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
-            return s_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", path,
-                         strerror(errno));
-        *p = c;
-        if (!c)
-            break;
-    }
+    char failed[4096];
+    if (pd_file_mkdirs(path, 0700, failed, sizeof failed))
+        return s_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", failed,
+                     strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return s_why(why, whycap, PD_ESYS, "%s is not a directory", dir);

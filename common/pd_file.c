@@ -88,3 +88,28 @@ int pd_file_read(const char *path, size_t max, char **data, size_t *len)
     *len = got;
     return 0;
 }
+
+int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int) sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1;; p++) {
+        if (!pd_plat_dirsep(*p) && *p != 0)
+            continue;
+        char c = *p;
+        *p = 0;
+        struct stat st;
+        if (pd_plat_mkdir(tmp, mode) != 0 && errno != EEXIST &&
+            !(stat(tmp, &st) == 0 && S_ISDIR(st.st_mode))) {
+            if (fail && failcap)
+                snprintf(fail, failcap, "%s", tmp);
+            return -1;
+        }
+        *p = c;
+        if (!c)
+            return 0;
+    }
+}

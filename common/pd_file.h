@@ -20,4 +20,11 @@ int pd_file_write_atomic(const char *path, const void *data, size_t len);
    is larger than max, EINVAL when it is not a regular file). */
 int pd_file_read(const char *path, size_t max, char **data, size_t *len);
 
+/* Creates directory path and those above it that are missing (mode for
+   each new one; '/' and, on Windows, '\\' separate them; a drive such as
+   "C:" or a directory made meanwhile is no failure). Returns 0, or -1 with
+   errno set (path names the part that failed when fail is not NULL: a
+   copy of at most failcap bytes). */
+int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap);
+
 #endif

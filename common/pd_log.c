@@ -19,10 +19,12 @@ static pd_log_level_t s_level = PD_LOG_WARN;
 static const char *s_tag = "playdoh";
 static pd_log_fn *s_handler;
 static void *s_handler_user;
+static bool s_dated;
 
 void pd_log_set_level(pd_log_level_t level) { s_level = level; }
 pd_log_level_t pd_log_level(void) { return s_level; }
 void pd_log_set_tag(const char *tag) { s_tag = tag ? tag : "playdoh"; }
+void pd_log_set_dated(bool dated) { s_dated = dated; }
 
 void pd_log_set_handler(pd_log_fn *fn, void *user)
 {
@@ -74,8 +76,12 @@ void pd_log_write(pd_log_level_t level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
-    fprintf(stderr, "%02d:%02d:%02d.%03ld %s %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000, labels[level], s_tag, line);
+    char date[40] = "";
+    if (s_dated)
+        snprintf(date, sizeof date, "%04d-%02d-%02d ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday);
+    fprintf(stderr, "%s%02d:%02d:%02d.%03ld %s %s: %s\n", date, tm.tm_hour, tm.tm_min,
+            tm.tm_sec, ts.tv_nsec / 1000000, labels[level], s_tag, line);
 }
 
 bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,

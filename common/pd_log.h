@@ -24,6 +24,9 @@ pd_log_level_t pd_log_level(void);
 int pd_log_parse_level(const char *name, pd_log_level_t *level);
 /* Sets the tag printed before each line ("broker", "worker"). Borrowed. */
 void pd_log_set_tag(const char *tag);
+/* Stamps each stderr line with the date too ("2024-05-01 12:00:00.123"),
+   for a log file that lives for days (--log-file). */
+void pd_log_set_dated(bool dated);
 /* Sends lines to fn instead of stderr; NULL restores stderr. */
 void pd_log_set_handler(pd_log_fn *fn, void *user);
 

@@ -288,4 +288,79 @@ int pd_plat_cpu_times(unsigned long long *busy, unsigned long long *total, int *
    it is gone. */
 unsigned long long pd_plat_proc_cpu(int pid);
 
+/* ---- a system service --------------------------------------------------- */
+
+/* A program registered with the system's service manager: the Service
+   Control Manager (SCM) on Windows. On POSIX every call below but
+   pd_plat_stderr_to_file returns PD_ESYS with why saying that there the
+   worker runs as a systemd service (`systemctl enable --now
+   playdoh-worker`, docs/cluster.md).
+
+   Failures return PD_EREFUSED when the system refuses for want of rights
+   (why then says to run from an elevated prompt), PD_ENOJOB when no service
+   has that name, PD_ETIMEDOUT when it did not reach the state asked for in
+   time, and PD_ESYS otherwise; why always holds a sentence. */
+typedef struct {
+    const char *name;        /* the service's key name: "playdoh-worker" */
+    const char *display;     /* its display name: "Playdoh worker" */
+    const char *description; /* one sentence shown beside it */
+} pd_plat_service_t;
+
+/* The state pd_plat_service_status reports. */
+typedef enum {
+    PD_SVC_STOPPED,
+    PD_SVC_STARTING,
+    PD_SVC_RUNNING,
+    PD_SVC_STOPPING,
+    PD_SVC_OTHER /* paused, or pausing / continuing */
+} pd_plat_svc_state_t;
+
+/* The machine's directory of a service's files: %PROGRAMDATA%\playdoh. 0,
+   or PD_EIO / PD_ESYS with out holding why. */
+int pd_plat_service_dir(char *out, size_t cap);
+
+/* Registers svc to start with the machine (SERVICE_AUTO_START) as this
+   program (its full path) with the arguments argv (NULL-terminated, quoted
+   as the system's command line wants), under the low-privilege account
+   NT AUTHORITY\LocalService, or LocalSystem where the system refuses that
+   account (*account then says which one it got; may be NULL). Creates
+   pd_plat_service_dir with an access list for the system, the
+   administrators and that account only. PD_EREFUSED also when a service of
+   that name exists (why says to uninstall it first). */
+int pd_plat_service_install(const pd_plat_service_t *svc, char *const argv[],
+                            const char **account, char *why, size_t cap);
+/* Stops the service (waiting up to wait_ms) and deletes it. */
+int pd_plat_service_uninstall(const char *name, int wait_ms, char *why, size_t cap);
+/* Starts it and waits up to wait_ms until it runs (PD_ESYS when it stopped
+   again: why then gives its exit code). Starting a running one is 0. */
+int pd_plat_service_start(const char *name, int wait_ms, char *why, size_t cap);
+/* Asks it to stop and waits up to wait_ms until it has. Stopping a stopped
+   one is 0. */
+int pd_plat_service_stop(const char *name, int wait_ms, char *why, size_t cap);
+/* Its state into *state, and into info (may be NULL) a few lines for a
+   person: the state, its process id, how it starts, its account and its
+   command line. 0 or a failure (PD_ENOJOB: not installed). */
+int pd_plat_service_status(const char *name, pd_plat_svc_state_t *state, char *info,
+                           size_t cap);
+
+/* In the program the service manager started: connects to it
+   (StartServiceCtrlDispatcher) and runs main_fn(argc, argv) as the
+   service named name, reporting it running, then stopped with main_fn's
+   exit code. A stop or shutdown request of the manager reaches the stop
+   handler of pd_plat_on_stop (set by main_fn; a request that comes before
+   is kept for it), exactly as SIGTERM does on POSIX, and the manager is
+   told that the stop is pending; a "paramchange" request reaches its
+   reload handler, as SIGHUP does. The service reports itself starting
+   until main_fn calls pd_plat_on_stop, running from then on. Returns
+   main_fn's exit code, or PD_ESYS (why set) when this process was not
+   started by the service manager. */
+int pd_plat_service_run(const char *name, int (*main_fn)(int, char **), int argc,
+                        char **argv, char *why, size_t cap);
+
+/* Sends this process's standard error (and standard output) to the file
+   path, appended to (created when missing), so that what it and the
+   children it starts print goes there: a service has no console. 0, or
+   -1 with why set. */
+int pd_plat_stderr_to_file(const char *path, char *why, size_t cap);
+
 #endif

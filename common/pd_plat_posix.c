@@ -759,3 +759,88 @@ unsigned long long pd_plat_proc_cpu(int pid)
     (void) pid;
     return 0;
 }
+
+/* ---- a system service --------------------------------------------------- */
+
+/* The worker is a systemd service here (conf/playdoh-worker.service), not
+   one that it registers itself. */
+static int s_no_service(char *why, size_t cap)
+{
+    if (why && cap)
+        snprintf(why, cap, "on Linux the worker runs as a systemd service, not one it installs "
+                           "itself: `systemctl enable --now playdoh-worker` (settings in %s; see "
+                           "docs/cluster.md)", "/etc/playdoh/playdoh.conf");
+    return PD_ESYS;
+}
+
+int pd_plat_service_dir(char *out, size_t cap) { return s_no_service(out, cap); }
+
+int pd_plat_service_install(const pd_plat_service_t *svc, char *const argv[],
+                            const char **account, char *why, size_t cap)
+{
+    (void) svc;
+    (void) argv;
+    if (account)
+        *account = NULL;
+    return s_no_service(why, cap);
+}
+
+int pd_plat_service_uninstall(const char *name, int wait_ms, char *why, size_t cap)
+{
+    (void) name;
+    (void) wait_ms;
+    return s_no_service(why, cap);
+}
+
+int pd_plat_service_start(const char *name, int wait_ms, char *why, size_t cap)
+{
+    (void) name;
+    (void) wait_ms;
+    return s_no_service(why, cap);
+}
+
+int pd_plat_service_stop(const char *name, int wait_ms, char *why, size_t cap)
+{
+    (void) name;
+    (void) wait_ms;
+    return s_no_service(why, cap);
+}
+
+int pd_plat_service_status(const char *name, pd_plat_svc_state_t *state, char *info, size_t cap)
+{
+    (void) name;
+    if (state)
+        *state = PD_SVC_STOPPED;
+    return s_no_service(info, cap);
+}
+
+int pd_plat_service_run(const char *name, int (*main_fn)(int, char **), int argc, char **argv,
+                        char *why, size_t cap)
+{
+    (void) name;
+    (void) main_fn;
+    (void) argc;
+    (void) argv;
+    return s_no_service(why, cap);
+}
+
+int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    bool ok = dup2(fd, 2) == 2 && dup2(fd, 1) == 1; /* dup2 clears FD_CLOEXEC */
+    int e = errno;
+    if (fd > 2)
+        close(fd);
+    if (!ok) {
+        snprintf(why, cap, "cannot send standard error to %s: %s", path, strerror(e));
+        return -1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return 0;
+}

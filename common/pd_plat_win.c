@@ -46,6 +46,9 @@
 #include <ws2tcpip.h>
 #include <windows.h>
 #include <ntsecapi.h> /* RtlGenRandom */
+#include <aclapi.h>   /* SetNamedSecurityInfoW */
+#include <sddl.h>     /* ConvertStringSecurityDescriptorToSecurityDescriptorW */
+#include <winsvc.h>
 
 #include <direct.h>
 #include <errno.h>
@@ -2185,6 +2188,14 @@ void pd_plat_shell_argv(const char *cmd, char *argv[6])
 /* ---- stop requests ------------------------------------------------------ */
 
 static void (*volatile g_on_stop)(int);
+/* pd_plat_on_stop's on_reload: a service's "paramchange" request. */
+static void (*volatile g_on_reload)(int);
+/* A stop request of the Service Control Manager that came before
+   pd_plat_on_stop set its handler (pd_plat_service_run). */
+static volatile LONG g_svc_stop;
+/* Set by pd_plat_service_run: this process is a service. */
+static volatile LONG g_in_service;
+static void svc_started(void);
 
 static BOOL WINAPI console_handler(DWORD ev)
 {
@@ -2214,11 +2225,18 @@ static BOOL WINAPI console_handler(DWORD ev)
 
 void pd_plat_on_stop(void (*on_stop)(int), void (*on_reload)(int))
 {
-    (void)on_reload; /* no SIGHUP on Windows; nor SIGPIPE to ignore */
+    /* No SIGHUP on Windows (nor SIGPIPE to ignore); a service reloads on
+       SERVICE_CONTROL_PARAMCHANGE (`sc control NAME paramchange`). */
     static volatile LONG installed;
+    g_on_reload = on_reload;
     g_on_stop = on_stop;
+    MemoryBarrier();
     if (InterlockedExchange(&installed, 1) == 0)
         SetConsoleCtrlHandler(console_handler, TRUE);
+    if (on_stop && g_svc_stop)
+        on_stop(1); /* the service was asked to stop already */
+    else if (on_stop && g_in_service)
+        svc_started(); /* it takes stop requests now: running */
 }
 
 void pd_plat_hold_stop(bool hold)
@@ -2277,21 +2295,23 @@ int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size
     return 0;
 }
 
-/* A service runs in session 0. */
+/* A service runs in session 0 (and pd_plat_service_run says so, for
+   systems, such as Wine, that run services in the user's session). */
 static bool is_service(void)
 {
     DWORD session = 1;
-    return ProcessIdToSessionId(GetCurrentProcessId(), &session) && session == 0;
+    return g_in_service ||
+           (ProcessIdToSessionId(GetCurrentProcessId(), &session) && session == 0);
 }
 
 void pd_plat_control_default(char *out, size_t cap, bool service_first)
 {
-    char pd[MAX_PATH], la[MAX_PATH], svc[MAX_PATH + 32];
-    DWORD n = GetEnvironmentVariableA("PROGRAMDATA", pd, sizeof pd);
-    if (n == 0 || n >= sizeof pd)
-        snprintf(pd, sizeof pd, "C:\\ProgramData");
-    snprintf(svc, sizeof svc, "%s\\playdoh\\worker.ctl", pd);
-    n = GetEnvironmentVariableA("LOCALAPPDATA", la, sizeof la);
+    char pd[MAX_PATH + 16], la[MAX_PATH], svc[MAX_PATH + 32];
+    /* %PROGRAMDATA%\playdoh, as the system (not the environment) says. */
+    if (pd_plat_service_dir(pd, sizeof pd) != 0)
+        snprintf(pd, sizeof pd, "C:\\ProgramData\\playdoh");
+    snprintf(svc, sizeof svc, "%s\\worker.ctl", pd);
+    DWORD n = GetEnvironmentVariableA("LOCALAPPDATA", la, sizeof la);
     bool have_local = n > 0 && n < sizeof la;
     DWORD a = GetFileAttributesA(svc);
     if ((service_first && a != INVALID_FILE_ATTRIBUTES && !(a & FILE_ATTRIBUTE_DIRECTORY)) ||
@@ -2378,4 +2398,625 @@ unsigned long long pd_plat_proc_cpu(int pid)
         t = ft_u64(k) + ft_u64(u);
     CloseHandle(h);
     return t;
+}
+
+/* ---- a system service --------------------------------------------------- */
+
+#define SVC_ACCOUNT L"NT AUTHORITY\\LocalService"
+/* The service directory's access list: the system, the administrators and
+   the LocalService account (full control, inherited by what is made in
+   it), nobody else: protected from what %PROGRAMDATA% lets users do. */
+#define SVC_DIR_SDDL L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;LS)"
+
+/* why for a failure of the manager's call what, and its PD_E* code. */
+static int svc_fail(DWORD e, const char *what, const char *name, char *why, size_t cap)
+{
+    char msg[300];
+    win_message(e, msg, sizeof msg);
+    switch (e) {
+    case ERROR_ACCESS_DENIED:
+        snprintf(why, cap, "%s: access denied: this needs an administrator: run it from an "
+                           "elevated prompt (Run as administrator)", what);
+        return PD_EREFUSED;
+    case ERROR_SERVICE_DOES_NOT_EXIST:
+        snprintf(why, cap, "no service '%s' is installed", name);
+        return PD_ENOJOB;
+    case ERROR_SERVICE_EXISTS:
+    case ERROR_DUPLICATE_SERVICE_NAME:
+        snprintf(why, cap, "a service '%s' is installed already: uninstall it first", name);
+        return PD_EREFUSED;
+    case ERROR_SERVICE_MARKED_FOR_DELETE:
+        snprintf(why, cap, "the service '%s' is marked for deletion: close the programs that "
+                           "hold it open (the Services console) and try again", name);
+        return PD_ESYS;
+    case ERROR_SERVICE_DISABLED:
+        snprintf(why, cap, "the service '%s' is disabled: enable it in the Services console "
+                           "(or `sc config %s start= auto`)", name, name);
+        return PD_ESYS;
+    default:
+        snprintf(why, cap, "%s: %s", what, msg);
+        return PD_ESYS;
+    }
+}
+
+/* Opens the manager (scm_access) and the service name (access). 0, or a
+   failure with why set (nothing left open). */
+static int svc_open(const char *name, DWORD scm_access, DWORD access, SC_HANDLE *scm,
+                    SC_HANDLE *svc, char *why, size_t cap)
+{
+    *scm = *svc = NULL;
+    wchar_t *wname = widen(name);
+    if (!wname) {
+        snprintf(why, cap, "bad service name '%s'", name);
+        return PD_EINVAL;
+    }
+    *scm = OpenSCManagerW(NULL, NULL, scm_access);
+    if (!*scm) {
+        free(wname);
+        return svc_fail(GetLastError(), "cannot open the Service Control Manager", name, why, cap);
+    }
+    *svc = OpenServiceW(*scm, wname, access);
+    DWORD e = GetLastError();
+    free(wname);
+    if (!*svc) {
+        CloseServiceHandle(*scm);
+        *scm = NULL;
+        return svc_fail(e, "cannot open the service", name, why, cap);
+    }
+    return 0;
+}
+
+static void svc_close(SC_HANDLE scm, SC_HANDLE svc)
+{
+    if (svc)
+        CloseServiceHandle(svc);
+    if (scm)
+        CloseServiceHandle(scm);
+}
+
+static bool svc_query(SC_HANDLE svc, SERVICE_STATUS_PROCESS *st)
+{
+    DWORD need = 0;
+    return QueryServiceStatusEx(svc, SC_STATUS_PROCESS_INFO, (BYTE *)st, sizeof *st, &need) != 0;
+}
+
+static const char *svc_state_name(DWORD state)
+{
+    switch (state) {
+    case SERVICE_STOPPED: return "stopped";
+    case SERVICE_START_PENDING: return "starting";
+    case SERVICE_STOP_PENDING: return "stopping";
+    case SERVICE_RUNNING: return "running";
+    case SERVICE_CONTINUE_PENDING: return "continuing";
+    case SERVICE_PAUSE_PENDING: return "pausing";
+    case SERVICE_PAUSED: return "paused";
+    default: return "in an unknown state";
+    }
+}
+
+/* The exit code a stopped service reported (0 when none). */
+static DWORD svc_exit_code(const SERVICE_STATUS_PROCESS *st)
+{
+    return st->dwWin32ExitCode == ERROR_SERVICE_SPECIFIC_ERROR ? st->dwServiceSpecificExitCode
+                                                              : st->dwWin32ExitCode;
+}
+
+/* Waits up to wait_ms while the service is in state pending. 0 with *st
+   its last status, or PD_ETIMEDOUT / PD_ESYS. */
+static int svc_wait(SC_HANDLE svc, DWORD pending, int wait_ms, SERVICE_STATUS_PROCESS *st,
+                    const char *name, char *why, size_t cap)
+{
+    ULONGLONG until = GetTickCount64() + (ULONGLONG)(wait_ms > 0 ? wait_ms : 0);
+    for (;;) {
+        if (!svc_query(svc, st))
+            return svc_fail(GetLastError(), "cannot query the service", name, why, cap);
+        if (st->dwCurrentState != pending)
+            return 0;
+        if (GetTickCount64() >= until) {
+            snprintf(why, cap, "the service '%s' is still %s after %d s", name,
+                     svc_state_name(st->dwCurrentState), wait_ms / 1000);
+            return PD_ETIMEDOUT;
+        }
+        Sleep(200);
+    }
+}
+
+typedef HRESULT(WINAPI *folder_fn)(HWND, int, HANDLE, DWORD, LPSTR);
+
+int pd_plat_service_dir(char *out, size_t cap)
+{
+    /* The system's own answer (CSIDL_COMMON_APPDATA), not %PROGRAMDATA%:
+       a service's environment need not say the same as an administrator's
+       (Wine gives services C:\users\Public). shell32 is loaded only here. */
+    char pd[MAX_PATH] = "";
+    HMODULE sh = LoadLibraryW(L"shell32.dll");
+    folder_fn get = sh ? (folder_fn)(void *)GetProcAddress(sh, "SHGetFolderPathA") : NULL;
+    DWORD n = 0;
+    if (get && get(NULL, 0x23 /* CSIDL_COMMON_APPDATA */, NULL, 0, pd) == S_OK)
+        n = (DWORD)strlen(pd);
+    else
+        n = GetEnvironmentVariableA("PROGRAMDATA", pd, sizeof pd);
+    if (sh)
+        FreeLibrary(sh);
+    if (n == 0 || n >= sizeof pd) {
+        snprintf(out, cap, n ? "%%PROGRAMDATA%% is too long" : "%%PROGRAMDATA%% is not set");
+        return PD_EIO;
+    }
+    while (n > 1 && (pd[n - 1] == '\\' || pd[n - 1] == '/'))
+        pd[--n] = '\0';
+    int w = snprintf(out, cap, "%s\\playdoh", pd);
+    if (w < 0 || (size_t)w >= cap) {
+        snprintf(out, cap, "%%PROGRAMDATA%%\\playdoh does not fit");
+        return PD_EIO;
+    }
+    return 0;
+}
+
+/* Makes the service directory (when missing) and gives it its access list. */
+static int svc_make_dir(char *why, size_t cap)
+{
+    char dir[MAX_PATH + 16];
+    if (pd_plat_service_dir(dir, sizeof dir)) {
+        snprintf(why, cap, "%s", dir);
+        return PD_EIO;
+    }
+    wchar_t *wdir = widen(dir);
+    if (!wdir) {
+        snprintf(why, cap, "bad directory name %s", dir);
+        return PD_EIO;
+    }
+    int rc = 0;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    if (!CreateDirectoryW(wdir, NULL) && GetLastError() != ERROR_ALREADY_EXISTS) {
+        char msg[300];
+        win_message(GetLastError(), msg, sizeof msg);
+        snprintf(why, cap, "cannot create %s: %s", dir, msg);
+        rc = PD_EIO;
+    } else if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(SVC_DIR_SDDL, SDDL_REVISION_1,
+                                                                     &sd, NULL)) {
+        char msg[300];
+        win_message(GetLastError(), msg, sizeof msg);
+        snprintf(why, cap, "cannot make the access list of %s: %s", dir, msg);
+        rc = PD_ESYS;
+    } else {
+        BOOL present = FALSE, dflt = FALSE;
+        PACL dacl = NULL;
+        DWORD e = GetSecurityDescriptorDacl(sd, &present, &dacl, &dflt)
+                      ? SetNamedSecurityInfoW(wdir, SE_FILE_OBJECT,
+                                              DACL_SECURITY_INFORMATION |
+                                                  PROTECTED_DACL_SECURITY_INFORMATION,
+                                              NULL, NULL, dacl, NULL)
+                      : GetLastError();
+        if (e != ERROR_SUCCESS) {
+            char msg[300];
+            win_message(e, msg, sizeof msg);
+            snprintf(why, cap, "cannot set the access list of %s: %s", dir, msg);
+            rc = e == ERROR_ACCESS_DENIED ? PD_EREFUSED : PD_ESYS;
+        }
+    }
+    if (sd)
+        LocalFree(sd);
+    free(wdir);
+    return rc;
+}
+
+int pd_plat_service_install(const pd_plat_service_t *svc, char *const argv[],
+                            const char **account, char *why, size_t cap)
+{
+    if (account)
+        *account = NULL;
+    char exe[MAX_PATH * 4];
+    if (pd_plat_self_exe(exe, sizeof exe)) {
+        snprintf(why, cap, "cannot find this program's own path");
+        return PD_ESYS;
+    }
+    size_t n = 0;
+    while (argv && argv[n])
+        n++;
+    char **full = calloc(n + 2, sizeof *full);
+    wchar_t *cmd = NULL, *wname = widen(svc->name), *wdisplay = widen(svc->display);
+    wchar_t *wdesc = svc->description ? widen(svc->description) : NULL;
+    if (full) {
+        full[0] = exe;
+        for (size_t i = 0; i < n; i++)
+            full[i + 1] = argv[i];
+        cmd = build_cmdline(full);
+    }
+    free(full);
+    SC_HANDLE scm = NULL, h = NULL;
+    int rc = 0;
+    if (!cmd || !wname || !wdisplay || (svc->description && !wdesc)) {
+        snprintf(why, cap, "out of memory");
+        rc = PD_ENOMEM;
+        goto done;
+    }
+    /* The manager first: without an administrator's rights nothing is made. */
+    scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
+    if (!scm) {
+        rc = svc_fail(GetLastError(), "cannot open the Service Control Manager to create a "
+                                      "service", svc->name, why, cap);
+        goto done;
+    }
+    if ((rc = svc_make_dir(why, cap)) != 0)
+        goto done;
+    const char *acct = "NT AUTHORITY\\LocalService";
+    h = CreateServiceW(scm, wname, wdisplay, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
+                       SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL, NULL, NULL,
+                       SVC_ACCOUNT, L"");
+    DWORD e = h ? 0 : GetLastError();
+    if (!h && e != ERROR_ACCESS_DENIED && e != ERROR_SERVICE_EXISTS &&
+        e != ERROR_DUPLICATE_SERVICE_NAME && e != ERROR_SERVICE_MARKED_FOR_DELETE) {
+        /* The account refused (ERROR_INVALID_SERVICE_ACCOUNT, ...): LocalSystem. */
+        h = CreateServiceW(scm, wname, wdisplay, SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
+                           SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL, NULL, NULL, NULL,
+                           NULL);
+        if (h)
+            acct = "LocalSystem";
+        else
+            e = GetLastError();
+    }
+    if (!h) {
+        rc = svc_fail(e, "cannot create the service", svc->name, why, cap);
+        goto done;
+    }
+    if (account)
+        *account = acct;
+    if (wdesc) {
+        SERVICE_DESCRIPTIONW d = {wdesc};
+        ChangeServiceConfig2W(h, SERVICE_CONFIG_DESCRIPTION, &d);
+    }
+    /* Restarted after it fails (as systemd's Restart=on-failure): 5 s,
+       30 s, then every 5 minutes (a bad configuration file does not make it
+       spin), an exit code other than 0 counting as a failure; the count
+       resets after a day. Optional: not every system has it. */
+    SC_ACTION act[3] = {{SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 30000},
+                        {SC_ACTION_RESTART, 300000}};
+    SERVICE_FAILURE_ACTIONSW fa = {86400, NULL, NULL, 3, act};
+    if (ChangeServiceConfig2W(h, SERVICE_CONFIG_FAILURE_ACTIONS, &fa)) {
+        SERVICE_FAILURE_ACTIONS_FLAG flag = {TRUE};
+        ChangeServiceConfig2W(h, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &flag);
+    }
+done:
+    svc_close(scm, h);
+    free(cmd);
+    free(wname);
+    free(wdisplay);
+    free(wdesc);
+    return rc;
+}
+
+/* Asks an open service to stop and waits for it. */
+static int svc_stop_open(SC_HANDLE svc, const char *name, int wait_ms, char *why, size_t cap)
+{
+    SERVICE_STATUS_PROCESS st;
+    if (!svc_query(svc, &st))
+        return svc_fail(GetLastError(), "cannot query the service", name, why, cap);
+    if (st.dwCurrentState == SERVICE_STOPPED)
+        return 0;
+    if (st.dwCurrentState != SERVICE_STOP_PENDING) {
+        SERVICE_STATUS ss;
+        if (!ControlService(svc, SERVICE_CONTROL_STOP, &ss)) {
+            DWORD e = GetLastError();
+            if (e != ERROR_SERVICE_NOT_ACTIVE && e != ERROR_SERVICE_CANNOT_ACCEPT_CTRL)
+                return svc_fail(e, "cannot stop the service", name, why, cap);
+        }
+    }
+    /* Starting (not yet accepting a stop) or stopping: wait for the end. */
+    ULONGLONG until = GetTickCount64() + (ULONGLONG)(wait_ms > 0 ? wait_ms : 0);
+    for (;;) {
+        if (!svc_query(svc, &st))
+            return svc_fail(GetLastError(), "cannot query the service", name, why, cap);
+        if (st.dwCurrentState == SERVICE_STOPPED)
+            return 0;
+        if (st.dwCurrentState == SERVICE_RUNNING) {
+            SERVICE_STATUS ss; /* it was starting when asked: ask again */
+            ControlService(svc, SERVICE_CONTROL_STOP, &ss);
+        }
+        if (GetTickCount64() >= until) {
+            snprintf(why, cap, "the service '%s' is still %s after %d s", name,
+                     svc_state_name(st.dwCurrentState), wait_ms / 1000);
+            return PD_ETIMEDOUT;
+        }
+        Sleep(200);
+    }
+}
+
+int pd_plat_service_uninstall(const char *name, int wait_ms, char *why, size_t cap)
+{
+    SC_HANDLE scm, svc;
+    int rc = svc_open(name, SC_MANAGER_CONNECT, DELETE | SERVICE_STOP | SERVICE_QUERY_STATUS,
+                      &scm, &svc, why, cap);
+    if (rc)
+        return rc;
+    rc = svc_stop_open(svc, name, wait_ms, why, cap);
+    if (rc == 0 && !DeleteService(svc))
+        rc = svc_fail(GetLastError(), "cannot delete the service", name, why, cap);
+    svc_close(scm, svc);
+    return rc;
+}
+
+int pd_plat_service_start(const char *name, int wait_ms, char *why, size_t cap)
+{
+    SC_HANDLE scm, svc;
+    int rc = svc_open(name, SC_MANAGER_CONNECT, SERVICE_START | SERVICE_QUERY_STATUS, &scm, &svc,
+                      why, cap);
+    if (rc)
+        return rc;
+    if (!StartServiceW(svc, 0, NULL) && GetLastError() != ERROR_SERVICE_ALREADY_RUNNING) {
+        rc = svc_fail(GetLastError(), "cannot start the service", name, why, cap);
+        svc_close(scm, svc);
+        return rc;
+    }
+    SERVICE_STATUS_PROCESS st;
+    rc = svc_wait(svc, SERVICE_START_PENDING, wait_ms, &st, name, why, cap);
+    /* A program may still fail just after it said it runs (its cache
+       cannot be made, ...): look again a moment later. */
+    for (int i = 0; rc == 0 && st.dwCurrentState == SERVICE_RUNNING && i < 5; i++) {
+        Sleep(200);
+        if (!svc_query(svc, &st))
+            rc = svc_fail(GetLastError(), "cannot query the service", name, why, cap);
+    }
+    if (rc == 0 && st.dwCurrentState != SERVICE_RUNNING) {
+        snprintf(why, cap, "the service '%s' did not stay running: it is %s, exit code %lu", name,
+                 svc_state_name(st.dwCurrentState), (unsigned long)svc_exit_code(&st));
+        rc = PD_ESYS;
+    }
+    svc_close(scm, svc);
+    return rc;
+}
+
+int pd_plat_service_stop(const char *name, int wait_ms, char *why, size_t cap)
+{
+    SC_HANDLE scm, svc;
+    int rc = svc_open(name, SC_MANAGER_CONNECT, SERVICE_STOP | SERVICE_QUERY_STATUS, &scm, &svc,
+                      why, cap);
+    if (rc)
+        return rc;
+    rc = svc_stop_open(svc, name, wait_ms, why, cap);
+    svc_close(scm, svc);
+    return rc;
+}
+
+/* A wide string as text of the ANSI code page, into out. */
+static void narrow(const wchar_t *w, char *out, size_t cap)
+{
+    if (!w || !cap || WideCharToMultiByte(CP_ACP, 0, w, -1, out, (int)(cap > INT_MAX ? INT_MAX : cap),
+                                          NULL, NULL) <= 0)
+        snprintf(out, cap, "%s", w ? "?" : "");
+}
+
+int pd_plat_service_status(const char *name, pd_plat_svc_state_t *state, char *info, size_t cap)
+{
+    char why[512];
+    SC_HANDLE scm, svc;
+    int rc = svc_open(name, SC_MANAGER_CONNECT, SERVICE_QUERY_STATUS | SERVICE_QUERY_CONFIG, &scm,
+                      &svc, why, sizeof why);
+    SERVICE_STATUS_PROCESS st;
+    if (rc == 0 && !svc_query(svc, &st))
+        rc = svc_fail(GetLastError(), "cannot query the service", name, why, sizeof why);
+    if (rc) {
+        svc_close(scm, svc);
+        if (info && cap)
+            snprintf(info, cap, "%s", why);
+        return rc;
+    }
+    switch (st.dwCurrentState) {
+    case SERVICE_STOPPED: *state = PD_SVC_STOPPED; break;
+    case SERVICE_START_PENDING: *state = PD_SVC_STARTING; break;
+    case SERVICE_RUNNING: *state = PD_SVC_RUNNING; break;
+    case SERVICE_STOP_PENDING: *state = PD_SVC_STOPPING; break;
+    default: *state = PD_SVC_OTHER; break;
+    }
+    if (info && cap) {
+        size_t len = 0;
+        int w = snprintf(info, cap, "service %s: %s", name, svc_state_name(st.dwCurrentState));
+        len = w > 0 && (size_t)w < cap ? (size_t)w : cap - 1;
+        if (st.dwCurrentState != SERVICE_STOPPED && st.dwProcessId)
+            w = snprintf(info + len, cap - len, " (pid %lu)", (unsigned long)st.dwProcessId);
+        else if (st.dwCurrentState == SERVICE_STOPPED && svc_exit_code(&st) &&
+                 svc_exit_code(&st) != ERROR_SERVICE_NEVER_STARTED)
+            w = snprintf(info + len, cap - len, " (last exit code %lu)",
+                         (unsigned long)svc_exit_code(&st));
+        else
+            w = 0;
+        len += w > 0 && (size_t)w < cap - len ? (size_t)w : 0;
+        DWORD need = 0;
+        QueryServiceConfigW(svc, NULL, 0, &need);
+        QUERY_SERVICE_CONFIGW *qc = need ? malloc(need) : NULL;
+        if (qc && QueryServiceConfigW(svc, qc, need, &need)) {
+            char acct[256], path[4096];
+            narrow(qc->lpServiceStartName, acct, sizeof acct);
+            narrow(qc->lpBinaryPathName, path, sizeof path);
+            const char *start = qc->dwStartType == SERVICE_AUTO_START     ? "at boot"
+                                : qc->dwStartType == SERVICE_DEMAND_START ? "on demand"
+                                : qc->dwStartType == SERVICE_DISABLED     ? "never (disabled)"
+                                                                          : "by the system";
+            snprintf(info + len, cap - len, "\n  starts %s, as %s\n  command line: %s", start,
+                     acct[0] ? acct : "LocalSystem", path);
+        }
+        free(qc);
+    }
+    svc_close(scm, svc);
+    return 0;
+}
+
+static struct {
+    wchar_t *name;
+    int (*main_fn)(int, char **);
+    int argc;
+    char **argv;
+    int rc;
+    SERVICE_STATUS_HANDLE handle;
+    SRWLOCK lock; /* around status reports: the handler's and ServiceMain's */
+    DWORD state;
+} g_svc = {.lock = SRWLOCK_INIT};
+
+static void svc_report(DWORD state, int exit_code, DWORD wait_hint)
+{
+    AcquireSRWLockExclusive(&g_svc.lock);
+    /* Once stopping, a late "running" is not reported. */
+    if (!(g_svc.state == SERVICE_STOP_PENDING && state == SERVICE_RUNNING) &&
+        g_svc.state != SERVICE_STOPPED) {
+        static DWORD checkpoint;
+        SERVICE_STATUS st = {0};
+        st.dwServiceType = SERVICE_WIN32_OWN_PROCESS;
+        st.dwCurrentState = state;
+        st.dwControlsAccepted =
+            state == SERVICE_RUNNING
+                ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PARAMCHANGE
+                : 0;
+        st.dwWin32ExitCode = exit_code ? ERROR_SERVICE_SPECIFIC_ERROR : NO_ERROR;
+        st.dwServiceSpecificExitCode = (DWORD)exit_code;
+        st.dwCheckPoint = state == SERVICE_RUNNING || state == SERVICE_STOPPED ? 0 : ++checkpoint;
+        st.dwWaitHint = wait_hint;
+        g_svc.state = state;
+        SetServiceStatus(g_svc.handle, &st);
+    }
+    ReleaseSRWLockExclusive(&g_svc.lock);
+}
+
+static DWORD WINAPI svc_handler(DWORD control, DWORD type, LPVOID data, LPVOID ctx)
+{
+    (void)type;
+    (void)data;
+    (void)ctx;
+    switch (control) {
+    case SERVICE_CONTROL_STOP:
+    case SERVICE_CONTROL_SHUTDOWN: {
+        /* The worker says bye and stops its slots: a few seconds. */
+        svc_report(SERVICE_STOP_PENDING, 0, 30000);
+        InterlockedExchange(&g_svc_stop, 1);
+        void (*f)(int) = g_on_stop;
+        if (f)
+            f(1); /* as SIGTERM */
+        return NO_ERROR;
+    }
+    case SERVICE_CONTROL_PARAMCHANGE: {
+        void (*f)(int) = g_on_reload;
+        if (f)
+            f(1); /* as SIGHUP */
+        return NO_ERROR;
+    }
+    case SERVICE_CONTROL_INTERROGATE:
+        return NO_ERROR;
+    default:
+        return ERROR_CALL_NOT_IMPLEMENTED;
+    }
+}
+
+/* pd_plat_on_stop was called: the program has read its configuration
+   and takes stop requests. */
+static void svc_started(void)
+{
+    if (g_svc.handle)
+        svc_report(SERVICE_RUNNING, 0, 0);
+}
+
+static void WINAPI svc_main(DWORD argc, LPWSTR *argv)
+{
+    (void)argc;
+    (void)argv; /* the start parameters: the command line holds the options */
+    g_svc.handle = RegisterServiceCtrlHandlerExW(g_svc.name, svc_handler, NULL);
+    if (!g_svc.handle) {
+        g_svc.rc = 1;
+        return;
+    }
+    /* Running once main_fn calls pd_plat_on_stop (svc_started); one that
+       ends before (a bad option, a bad configuration file) goes from
+       starting to stopped with its exit code. */
+    svc_report(SERVICE_START_PENDING, 0, 30000);
+    g_svc.rc = g_svc.main_fn(g_svc.argc, g_svc.argv);
+    svc_report(SERVICE_STOPPED, g_svc.rc, 0);
+}
+
+int pd_plat_service_run(const char *name, int (*main_fn)(int, char **), int argc, char **argv,
+                        char *why, size_t cap)
+{
+    g_svc.name = widen(name);
+    if (!g_svc.name) {
+        snprintf(why, cap, "bad service name '%s'", name);
+        return PD_ESYS;
+    }
+    InterlockedExchange(&g_in_service, 1);
+    g_svc.main_fn = main_fn;
+    g_svc.argc = argc;
+    g_svc.argv = argv;
+    SERVICE_TABLE_ENTRYW table[] = {{g_svc.name, svc_main}, {NULL, NULL}};
+    if (!StartServiceCtrlDispatcherW(table)) {
+        DWORD e = GetLastError();
+        if (e == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT)
+            snprintf(why, cap, "this process was not started by the Service Control Manager");
+        else
+            svc_fail(e, "cannot connect to the Service Control Manager", name, why, cap);
+        free(g_svc.name);
+        g_svc.name = NULL;
+        return PD_ESYS;
+    }
+    free(g_svc.name);
+    g_svc.name = NULL;
+    return g_svc.rc;
+}
+
+int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
+{
+    wchar_t *w = widen(path);
+    if (!w) {
+        snprintf(why, cap, "bad file name %s", path);
+        return -1;
+    }
+    /* Appending only: each write lands at the end, whichever process (the
+       worker, a slot) makes it. */
+    HANDLE h = CreateFileW(w, FILE_APPEND_DATA | SYNCHRONIZE,
+                           FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    DWORD e = GetLastError();
+    free(w);
+    if (h == INVALID_HANDLE_VALUE) {
+        char msg[300];
+        win_message(e, msg, sizeof msg);
+        snprintf(why, cap, "cannot open %s: %s", path, msg);
+        return -1;
+    }
+    int fd = _open_osfhandle((intptr_t)h, _O_BINARY | _O_WRONLY);
+    if (fd < 0) {
+        CloseHandle(h);
+        snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    /* Descriptors 1 and 2, and the streams on them. In a process started
+       without standard handles (a service) the C runtime may have left
+       stdout and stderr on no descriptor at all (-2), which freopen does
+       not take either (Wine's msvcrt): such a stream is put on its
+       descriptor where the runtime's FILE shows it (msvcrt), else reopened
+       on NUL and that descriptor made the file (UCRT). */
+    bool ok = _dup2(fd, 2) == 0 && _dup2(fd, 1) == 0;
+    FILE *streams[2] = {stderr, stdout};
+    for (int i = 0; ok && i < 2; i++) {
+        if (_fileno(streams[i]) < 0) {
+#ifndef _UCRT
+            streams[i]->_file = 2 - i;
+#else
+            if (!freopen("NUL", "wb", streams[i]))
+                ok = false;
+#endif
+        }
+        if (ok && _fileno(streams[i]) != fd && _dup2(fd, _fileno(streams[i])) != 0)
+            ok = false;
+        if (_fileno(streams[i]) < 0)
+            ok = false;
+        clearerr(streams[i]);
+        setvbuf(streams[i], NULL, _IONBF, 0);
+    }
+    if (fd > 2 && fd != _fileno(stderr) && fd != _fileno(stdout))
+        _close(fd);
+    if (!ok) {
+        snprintf(why, cap, "cannot send standard error to %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* What children inherit (pd_plat_spawn passes on STD_ERROR_HANDLE). */
+    SetStdHandle(STD_ERROR_HANDLE, (HANDLE)_get_osfhandle(_fileno(stderr)));
+    SetStdHandle(STD_OUTPUT_HANDLE, (HANDLE)_get_osfhandle(_fileno(stdout)));
+    return 0;
 }

@@ -28,6 +28,7 @@ echo "Windows tests under Wine (prefix $WINEPREFIX):" >&2
 rc=0
 timeout 600 wine "$WIN_BUILD/tests/win/test_plat.exe" || rc=1
 LINUX_BUILD=$LINUX_BUILD WIN_BUILD=$WIN_BUILD timeout 1200 bash tests/win/wine_cluster.sh || rc=1
+LINUX_BUILD=$LINUX_BUILD WIN_BUILD=$WIN_BUILD timeout 600 bash tests/win/wine_service.sh || rc=1
 # The release zip holds every DLL: its programs run with nothing else.
 REL=$(mktemp -d /tmp/playdoh-release-XXXXXX)
 WIN_BUILD=$WIN_BUILD bash scripts/release-windows.sh "$REL" >&2

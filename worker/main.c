@@ -15,6 +15,14 @@
     `playdoh-worker --install-module FILE` installs a module for the code
     policy `installed` (docs/security.md).
 
+    `playdoh-worker service install [options] | uninstall | start | stop |
+    status` makes the worker a Windows service (pd_plat's service calls;
+    on Linux systemd runs it and these say so). The service manager starts
+    `playdoh-worker service run [options]`, which runs the same worker main
+    under the dispatcher with its files in %PROGRAMDATA%\playdoh and its log
+    in worker.log there; the manager's stop request sets the same flag as
+    SIGTERM.
+
     The same binary is also the slot process: pd_slot_new() execs
     /proc/self/exe with "--slot ...", which main() hands to pd_slot_main()
     before anything else.
@@ -63,6 +71,7 @@ static void s_usage(FILE *f)
     fprintf(f,
             "usage: playdoh-worker [options]\n"
             "       playdoh-worker ctl [--cpus N] [--gpus N] [--now] [--control PATH] [--json]\n"
+            "       playdoh-worker service install [options] | uninstall | start | stop | status\n"
             "\n"
             "Offers this machine's CPU slots to a Playdoh broker and runs its jobs.\n"
             "\n"
@@ -109,6 +118,9 @@ static void s_usage(FILE *f)
             "  --code-list FILE   the list (default: CONFIG/code-clients or CONFIG/code-modules)\n"
             "  --install-module FILE  store FILE (a .c, .so or .cu module) in the cache, add its\n"
             "                     hash to the installed list, print the hash and exit\n"
+            "  --log-file FILE    append the log (and what the slot processes print) to FILE,\n"
+            "                     each line dated, instead of writing to stderr\n"
+            "  --cc PROGRAM       C compiler of task modules (default: $PLAYDOH_CC, else %s)\n"
             "  --help             this text\n"
             "\n"
             "Flags override the configuration file ([cluster] and [worker]); SIGHUP re-reads it.\n"
@@ -116,8 +128,22 @@ static void s_usage(FILE *f)
             "ctl: change the slots of the running worker at once (no restart): lowering lets\n"
             "running jobs finish and starts none beyond the limit; --now hands the excess\n"
             "back to the broker, which runs it elsewhere. Without --cpus/--gpus it prints the\n"
-            "worker's state.\n",
-            PD_CONFIG_SYSTEM_PATH, PD_BEACON_DEFAULT_CLUSTER, PD_BEACON_DEFAULT_PORT);
+            "worker's state.\n"
+            "\n"
+            "service (Windows; from an elevated prompt but for status): the worker as a\n"
+            "Windows service, started at boot as NT AUTHORITY\\LocalService.\n"
+            "  install [options]  register it with these worker options (full paths), e.g.\n"
+            "                     service install --broker tcp://lab-server:5555 --cpus 4;\n"
+            "                     its files are in %%PROGRAMDATA%%\\playdoh: playdoh.conf (read\n"
+            "                     when present), keys (CONFIG), cache\\, worker.log, worker.ctl\n"
+            "  start, stop        start it / stop it as SIGTERM does (bye: running jobs go\n"
+            "                     back to the broker)\n"
+            "  status             its state (exit 0 running, 3 not running, 4 not installed)\n"
+            "  uninstall          stop it and remove it (its files stay)\n"
+            "On Linux the worker is a systemd service: systemctl enable --now playdoh-worker\n"
+            "(docs/cluster.md).\n",
+            PD_CONFIG_SYSTEM_PATH, PD_BEACON_DEFAULT_CLUSTER, PD_BEACON_DEFAULT_PORT,
+            pd_plat_default_cc());
 }
 
 /* Parses an integer flag; exits 2 with a message when bad. */
@@ -333,6 +359,8 @@ typedef struct {
     double idle_max;
     const char *security, *key, *broker_key, *config_dir, *policy, *code_list, *install;
     int idle_exit_ms; /* --idle-exit (a flag only: pilots pass it) */
+    const char *log_file; /* --log-file (a flag only: the service passes it) */
+    const char *cc;       /* --cc: PLAYDOH_CC for this worker */
 } s_flags_t;
 
 /* Applies the configuration file's slots, idle policy and log level where
@@ -343,11 +371,11 @@ static void s_reload_config(pd_worker_t *w, void *user)
     pd_config_t *cf = pd_config_new();
     char why[1024];
     if (!cf || pd_config_load_default(cf, fl->config, why, sizeof why)) {
-        pd_log_error("SIGHUP: configuration not reloaded: %s", cf ? why : "out of memory");
+        pd_log_error("reload: configuration not reloaded: %s", cf ? why : "out of memory");
         pd_config_destroy(&cf);
         return;
     }
-    pd_log_info("SIGHUP: configuration reloaded from %s", pd_config_sources(cf)[0]
+    pd_log_info("reload: configuration reloaded from %s", pd_config_sources(cf)[0]
                                                               ? pd_config_sources(cf)
                                                               : "(no file)");
     if (!fl->level) {
@@ -465,18 +493,13 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Parses the worker's flags into fl. Returns -1 to go on, or the exit
+   status: 0 after --help, 2 after a bad flag (said on stderr). */
+static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
-    if (pd_slot_is_child(argc, argv))
-        return pd_slot_main(argc, argv);
-    if (pd_nodeproc_is_child(argc, argv))
-        return pd_nodeproc_main(argc, argv);
-    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-        return s_ctl(argc - 1, argv + 1);
-
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
            O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
-           O_LIST, O_INSTALL };
+           O_LIST, O_INSTALL, O_LOG_FILE, O_CC };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -499,9 +522,12 @@ int main(int argc, char **argv)
         {"code-policy", required_argument, NULL, O_POLICY},
         {"code-list", required_argument, NULL, O_LIST},
         {"install-module", required_argument, NULL, O_INSTALL},
+        {"log-file", required_argument, NULL, O_LOG_FILE},
+        {"cc", required_argument, NULL, O_CC},
         {NULL, 0, NULL, 0}};
-    static s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
+    s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
     int c;
+    optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
@@ -554,6 +580,14 @@ int main(int argc, char **argv)
             break;
         case O_LIST: fl.code_list = optarg; break;
         case O_INSTALL: fl.install = optarg; break;
+        case O_LOG_FILE: fl.log_file = optarg; break;
+        case O_CC:
+            if (!*optarg) {
+                fprintf(stderr, "playdoh-worker: --cc wants a compiler, e.g. gcc\n");
+                return 2;
+            }
+            fl.cc = optarg;
+            break;
         case 'h': s_usage(stdout); return 0;
         default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
         }
@@ -562,6 +596,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "playdoh-worker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    *fl_out = fl;
+    return -1;
+}
+
+/* The worker itself: flags, configuration, then its loop until a stop
+   request (a signal, a console event, the service manager's stop). */
+static int s_worker_main(int argc, char **argv)
+{
+    static s_flags_t fl;
+    int prc = s_parse_flags(argc, argv, &fl);
+    if (prc >= 0)
+        return prc;
+    if (fl.log_file) {
+        /* Before anything is logged; the slot processes inherit it. */
+        char lwhy[600];
+        if (pd_plat_stderr_to_file(fl.log_file, lwhy, sizeof lwhy)) {
+            fprintf(stderr, "playdoh-worker: --log-file: %s\n", lwhy);
+            return 2;
+        }
+        pd_log_set_dated(true);
+    }
+    /* A service gets the system's environment, not its installer's: the
+       compiler can come on its command line. */
+    if (fl.cc)
+        setenv("PLAYDOH_CC", fl.cc, 1);
     pd_config_t *cf = pd_config_new();
     char why[1024];
     if (!cf || pd_config_load_default(cf, fl.config, why, sizeof why)) {
@@ -690,4 +749,223 @@ int main(int argc, char **argv)
     free(cache);
     pd_config_destroy(&cf);
     return rc ? 1 : 0;
+}
+
+/* ---- service ------------------------------------------------------------ */
+
+#define S_SERVICE_NAME "playdoh-worker"
+
+/* True for a path that does not depend on the working directory (a
+   service starts in the system's directory): /x, \x, C:\x, \\server\x. */
+static bool s_absolute(const char *p)
+{
+    return p[0] == '/' || p[0] == '\\' ||
+           (((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z')) && p[1] == ':' &&
+            (p[2] == '\\' || p[2] == '/'));
+}
+
+/* `service install [worker options]`: checks the options as the worker
+   would, then registers the service with them. */
+static int s_service_install(int argc, char **argv, const char *dir)
+{
+    /* argv[0] is "install": the options follow, parsed as the worker's. */
+    s_flags_t fl;
+    int prc = s_parse_flags(argc, argv, &fl);
+    if (prc >= 0)
+        return prc;
+    if (fl.install) {
+        fprintf(stderr, "playdoh-worker service install: --install-module is not a service "
+                        "option: run `playdoh-worker --install-module FILE --cache %s\\cache "
+                        "--config-dir %s` from an elevated prompt instead\n", dir, dir);
+        return 2;
+    }
+    const struct {
+        const char *flag, *value;
+    } paths[] = {{"--cache", fl.cache},           {"--config", fl.config},
+                 {"--control", fl.control},       {"--key", fl.key},
+                 {"--config-dir", fl.config_dir}, {"--code-list", fl.code_list},
+                 {"--log-file", fl.log_file}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        const char *v = paths[i].value;
+        if (v && !s_absolute(v) && !(strcmp(paths[i].flag, "--control") == 0 &&
+                                     strcmp(v, "none") == 0)) {
+            fprintf(stderr, "playdoh-worker service install: %s wants a full path (the service "
+                            "does not start in this directory), not '%s'\n", paths[i].flag, v);
+            return 2;
+        }
+    }
+    /* What the service manager runs: this program, `service run`, the options. */
+    char **av = calloc((size_t) argc + 2, sizeof *av);
+    if (!av) {
+        fprintf(stderr, "playdoh-worker service install: out of memory\n");
+        return 1;
+    }
+    av[0] = "service";
+    av[1] = "run";
+    for (int i = 1; i < argc; i++)
+        av[i + 1] = argv[i];
+    const pd_plat_service_t svc = {
+        .name = S_SERVICE_NAME,
+        .display = "Playdoh worker",
+        .description = "Lends this machine's CPUs to a Playdoh cluster: runs the jobs its broker "
+                       "sends (playdoh-worker service run)."};
+    const char *account = NULL;
+    char why[1024];
+    int rc = pd_plat_service_install(&svc, av, &account, why, sizeof why);
+    free(av);
+    if (rc) {
+        fprintf(stderr, "playdoh-worker service install: %s\n", why);
+        return 1;
+    }
+    printf("installed the service %s (\"%s\"), starting at boot as %s", S_SERVICE_NAME,
+           svc.display, account ? account : "LocalSystem");
+    if (account && strcmp(account, "LocalSystem") == 0)
+        printf(" (the system refused NT AUTHORITY\\LocalService)");
+    printf("\n  options:");
+    for (int i = 1; i < argc; i++)
+        printf(" %s", argv[i]);
+    printf("%s\n  files: %s (configuration playdoh.conf, keys; cache\\, worker.log, "
+           "worker.ctl)\n  start it now: playdoh-worker service start\n",
+           argc > 1 ? "" : " (none: the configuration file and the beacon decide)", dir);
+    return 0;
+}
+
+/* `service run [worker options]`: what the service manager starts. The
+   service's files are in dir: its defaults come through the variables the
+   worker reads (as systemd's CacheDirectory= does on Linux), so that the
+   configuration file still overrides them; the log file is a flag. */
+static int s_service_run(int argc, char **argv, const char *dir)
+{
+    char conf[4200], cache[4200], log[4200];
+    snprintf(conf, sizeof conf, "%s\\playdoh.conf", dir);
+    snprintf(cache, sizeof cache, "%s\\cache", dir);
+    snprintf(log, sizeof log, "%s\\worker.log", dir);
+    struct stat st;
+    const char *pc = getenv("PLAYDOH_CONFIG");
+    if ((!pc || !*pc) && stat(conf, &st) == 0)
+        setenv("PLAYDOH_CONFIG", conf, 1);
+    setenv("PLAYDOH_CONFIG_DIR", dir, 0);
+    setenv("CACHE_DIRECTORY", cache, 0);
+    /* argv[0] is "run": {program, --log-file LOG, options...}; a
+       --log-file among the options comes later and wins. */
+    char **av = calloc((size_t) argc + 3, sizeof *av);
+    if (!av)
+        return 1;
+    av[0] = "playdoh-worker";
+    av[1] = "--log-file";
+    av[2] = log;
+    for (int i = 1; i < argc; i++)
+        av[i + 2] = argv[i];
+    char why[512];
+    int rc = pd_plat_service_run(S_SERVICE_NAME, s_worker_main, argc + 2, av, why, sizeof why);
+    free(av);
+    if (rc < 0) {
+        fprintf(stderr, "playdoh-worker service run: %s: `service run` is what the installed "
+                        "service runs; start it with `playdoh-worker service start`, or run "
+                        "`playdoh-worker [options]` in a console\n", why);
+        return 2;
+    }
+    return rc;
+}
+
+static int s_service(int argc, char **argv)
+{
+    /* argv[0] is "service". */
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    if (!sub) {
+        fprintf(stderr, "playdoh-worker service: install, uninstall, start, stop or status? "
+                        "(see --help)\n");
+        return 2;
+    }
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        s_usage(stdout);
+        return 0;
+    }
+    bool known = false;
+    static const char *subs[] = {"install", "uninstall", "start", "stop", "status", "run"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        known = known || strcmp(sub, subs[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "playdoh-worker service: unknown command '%s': install, uninstall, start, "
+                        "stop or status (see --help)\n", sub);
+        return 2;
+    }
+    if (strcmp(sub, "install") != 0 && strcmp(sub, "run") != 0 && argc > 2) {
+        fprintf(stderr, "playdoh-worker service %s: unexpected argument '%s' (the worker's "
+                        "options go to `service install`)\n", sub, argv[2]);
+        return 2;
+    }
+    char dir[4096];
+    int drc = pd_plat_service_dir(dir, sizeof dir);
+    if (drc == PD_ESYS) { /* a system whose services are not this program's business */
+        fprintf(stderr, "playdoh-worker service: %s\n", dir);
+        return 2;
+    }
+    if (drc) {
+        fprintf(stderr, "playdoh-worker service %s: %s\n", sub, dir);
+        return 1;
+    }
+    if (strcmp(sub, "install") == 0)
+        return s_service_install(argc - 1, argv + 1, dir);
+    if (strcmp(sub, "run") == 0)
+        return s_service_run(argc - 1, argv + 1, dir);
+
+    char why[1024];
+    int rc;
+    if (strcmp(sub, "status") == 0) {
+        pd_plat_svc_state_t state;
+        char info[6000];
+        rc = pd_plat_service_status(S_SERVICE_NAME, &state, info, sizeof info);
+        if (rc == PD_ENOJOB) {
+            printf("%s (install it with `playdoh-worker service install --broker ENDPOINT "
+                   "[options]` from an elevated prompt)\n", info);
+            return 4;
+        }
+        if (rc) {
+            fprintf(stderr, "playdoh-worker service status: %s\n", info);
+            return 1;
+        }
+        printf("%s\n  log: %s\\worker.log\n", info, dir);
+        return state == PD_SVC_RUNNING ? 0 : 3;
+    }
+    if (strcmp(sub, "start") == 0)
+        rc = pd_plat_service_start(S_SERVICE_NAME, 30000, why, sizeof why);
+    else if (strcmp(sub, "stop") == 0)
+        rc = pd_plat_service_stop(S_SERVICE_NAME, 60000, why, sizeof why);
+    else
+        rc = pd_plat_service_uninstall(S_SERVICE_NAME, 60000, why, sizeof why);
+    if (rc == PD_ENOJOB) {
+        fprintf(stderr, "playdoh-worker service %s: %s (install it with `playdoh-worker service "
+                        "install --broker ENDPOINT [options]`)\n", sub, why);
+        return 1;
+    }
+    if (rc && strcmp(sub, "start") == 0 && rc != PD_EREFUSED) {
+        fprintf(stderr, "playdoh-worker service start: %s; its log may say why: %s\\worker.log\n",
+                why, dir);
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr, "playdoh-worker service %s: %s\n", sub, why);
+        return 1;
+    }
+    if (strcmp(sub, "start") == 0)
+        printf("service %s running (log: %s\\worker.log)\n", S_SERVICE_NAME, dir);
+    else if (strcmp(sub, "stop") == 0)
+        printf("service %s stopped\n", S_SERVICE_NAME);
+    else
+        printf("service %s stopped and removed (its files stay in %s)\n", S_SERVICE_NAME, dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (pd_slot_is_child(argc, argv))
+        return pd_slot_main(argc, argv);
+    if (pd_nodeproc_is_child(argc, argv))
+        return pd_nodeproc_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return s_ctl(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "service") == 0)
+        return s_service(argc - 1, argv + 1);
+    return s_worker_main(argc, argv);
 }

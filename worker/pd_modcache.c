@@ -65,23 +65,6 @@ struct pd_modcache {
     uint64_t map_clock;     /* use counter for maps */
 };
 
-static int s_mkdir_p(const char *path)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int) sizeof tmp)
-        return -1;
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (pd_plat_mkdir(tmp, 0755) && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    if (pd_plat_mkdir(tmp, 0755) && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 /* True when the file at path holds exactly data. */
 static bool s_file_equals(const char *path, const void *data, size_t len)
 {
@@ -117,7 +100,7 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
     char path[4200];
     for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
-        if (s_mkdir_p(path)) {
+        if (pd_file_mkdirs(path, 0755, NULL, 0)) {
             pd_log_error("cannot create the module cache directory %s: %s (choose another "
                          "with --cache)", path, strerror(errno));
             code = PD_ESYS;
