@@ -61,6 +61,7 @@ done
 T=$(mktemp -d /tmp/pd-bench-win-XXXXXX)
 PORT=$((20000 + RANDOM % 20000))
 EP=tcp://127.0.0.1:$PORT
+. "$SRC/tests/win/wine_lib.sh" # submit, wait_cluster
 BPID=
 WPID=
 
@@ -112,23 +113,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-submit() { timeout 300 "$LB/playdoh-submit" -b "$EP" -q --no-progress "$@"; }
 
-# Waits (at most $2 s) until `cluster --json` satisfies the python expression
-# $1 over `ws` (the workers).
-wait_cluster() {
-    local until=$((SECONDS + $2))
-    while [ $SECONDS -lt $until ]; do
-        if submit cluster --json 2>/dev/null | python3 -c "
-import json, sys
-ws = json.load(sys.stdin)['workers']
-sys.exit(0 if ($1) else 1)"; then
-            return 0
-        fi
-        sleep 0.3
-    done
-    return 1
-}
 
 cat >"$T/bench.c" <<'EOF'
 #include <playdoh_task.h>

@@ -15,17 +15,11 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d /tmp/playdoh-wine-XXXXXX)
 PORT=$((20000 + RANDOM % 20000))
 EP=tcp://127.0.0.1:$PORT
+. "$SRC/tests/win/wine_lib.sh"
 pass=0
 fail=0
 pids=()
 
-check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
-    if [ "$2" -eq 0 ]; then
-        pass=$((pass + 1)); echo "ok   $1"
-    else
-        fail=$((fail + 1)); echo "FAIL $1${3:+: $3}"
-    fi
-}
 
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -39,23 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-submit() { timeout 300 "$LB/playdoh-submit" -b "$EP" -q --no-progress "$@"; }
 
-# Waits (at most $2 s) until `cluster --json` satisfies the python expression
-# $1 over `ws` (the workers).
-wait_cluster() {
-    local until=$((SECONDS + $2))
-    while [ $SECONDS -lt $until ]; do
-        if submit cluster --json 2>/dev/null | python3 -c "
-import json, sys
-ws = json.load(sys.stdin)['workers']
-sys.exit(0 if ($1) else 1)"; then
-            return 0
-        fi
-        sleep 0.5
-    done
-    return 1
-}
 
 start_linux_worker() {
     "$LB/playdoh-worker" --broker "$EP" --cpus 2 --cache "$T/lcache" --control none \

@@ -20,17 +20,11 @@ T=$(mktemp -d /tmp/playdoh-wine-svc-XXXXXX)
 PORT=$((20000 + RANDOM % 20000))
 EP=tcp://127.0.0.1:$PORT
 SVC_DIR="$WINEPREFIX/drive_c/ProgramData/playdoh" # %PROGRAMDATA%\playdoh
+. "$SRC/tests/win/wine_lib.sh"
 pass=0
 fail=0
 pids=()
 
-check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
-    if [ "$2" -eq 0 ]; then
-        pass=$((pass + 1)); echo "ok   $1"
-    else
-        fail=$((fail + 1)); echo "FAIL $1${3:+: $3}"
-    fi
-}
 
 # The service's program as an installer lays it out: the executable with
 # the DLLs it needs beside it (a service does not get the caller's
@@ -43,7 +37,6 @@ for d in "${dirs[@]}"; do
     [ -d "$d" ] && cp "$d"/*.dll "$BIN/" 2>/dev/null
 done
 svc() { timeout 120 wine "$BIN/playdoh-worker.exe" service "$@"; }
-submit() { timeout 300 "$LB/playdoh-submit" -b "$EP" -q --no-progress "$@"; }
 
 cleanup() {
     svc uninstall >/dev/null 2>&1
@@ -73,21 +66,6 @@ wine cmd /c "set /p x=" <"$T/keep" >/dev/null 2>&1 &
 pids+=($!)
 exec 9>"$T/keep"
 
-# Waits (at most $2 s) until `cluster --json` satisfies the python expression
-# $1 over `ws` (the workers).
-wait_cluster() {
-    local until=$((SECONDS + $2))
-    while [ $SECONDS -lt $until ]; do
-        if submit cluster --json 2>/dev/null | python3 -c "
-import json, sys
-ws = json.load(sys.stdin)['workers']
-sys.exit(0 if ($1) else 1)"; then
-            return 0
-        fi
-        sleep 0.5
-    done
-    return 1
-}
 
 "$LB/playdoh-broker" --bind "$EP" --no-beacon --no-journal --heartbeat-ms 500 --liveness 6 \
     --config /dev/null >"$T/broker.log" 2>&1 &
