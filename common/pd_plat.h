@@ -128,6 +128,15 @@ void *pd_plat_dlopen(const char *path, char *err, size_t cap);
    links), or NULL. */
 void *pd_plat_dlsym(void *handle, const char *name);
 void pd_plat_dlclose(void *handle);
+/* The CUDA driver's library (libcuda.so.1, nvcuda.dll), loaded by name. */
+const char *pd_plat_cuda_driver(void);
+/* NVRTC: the folder of a CUDA toolkit that holds it ("lib64", "bin"), its
+   file name there ("libnvrtc.so"; on Windows NULL: the versioned DLLs
+   below), and the names to try by the loader's search (NULL-terminated:
+   "libnvrtc.so.13", ...; "nvrtc64_130_0.dll", ...). */
+const char *pd_plat_cuda_libdir(void);
+const char *pd_plat_nvrtc_file(void);
+const char *const *pd_plat_nvrtc_names(void);
 /* A system library (the CUDA driver, NVRTC) loaded for good: it stays
    mapped after pd_plat_dlclose (RTLD_NODELETE; a pinned module), since such
    libraries start threads that must outlive the handle. NULL with the

@@ -236,6 +236,17 @@ void *pd_plat_dlopen_system(const char *path, char *err, size_t cap)
 
 void *pd_plat_dlsym_any(void *handle, const char *name) { return dlsym(handle, name); }
 
+const char *pd_plat_cuda_driver(void) { return "libcuda.so.1"; }
+const char *pd_plat_cuda_libdir(void) { return "lib64"; }
+const char *pd_plat_nvrtc_file(void) { return "libnvrtc.so"; }
+
+const char *const *pd_plat_nvrtc_names(void)
+{
+    static const char *const names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12",
+                                        "libnvrtc.so.11.2", NULL};
+    return names;
+}
+
 const char *pd_plat_module_implib(void) { return NULL; }
 const char *pd_plat_default_cc(void) { return "cc"; }
 

@@ -806,6 +806,18 @@ void *pd_plat_dlsym_any(void *handle, const char *name)
     return pd_plat_dlsym(handle, name);
 }
 
+const char *pd_plat_cuda_driver(void) { return "nvcuda.dll"; }
+const char *pd_plat_cuda_libdir(void) { return "bin"; }
+const char *pd_plat_nvrtc_file(void) { return NULL; }
+
+const char *const *pd_plat_nvrtc_names(void)
+{
+    /* The toolkit's bin folder is on PATH after its installer has run. */
+    static const char *const names[] = {"nvrtc64_130_0.dll", "nvrtc64_120_0.dll",
+                                        "nvrtc64_112_0.dll", NULL};
+    return names;
+}
+
 static INIT_ONCE link_once = INIT_ONCE_STATIC_INIT;
 static char link_lib[MAX_PATH + 32];
 

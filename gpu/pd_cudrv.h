@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PD_CUDRV_DEFAULT_LIB "libcuda.so.1"
+#define PD_CUDRV_DEFAULT_LIB pd_plat_cuda_driver() /* libcuda.so.1, nvcuda.dll */
 #define PD_GPU_MAX 64        /* devices one worker offers at most */
 #define PD_GPU_NAME_MAX 96   /* bytes of a device name, with its NUL */
 

@@ -94,23 +94,25 @@ pd_nvrtc_t *pd_nvrtc_open(int *err, char *why, size_t cap)
     } else {
         char places[8][600];
         int np = 0;
+        /* A toolkit's own folder first ($CUDA_HOME, $CUDA_PATH, the usual
+           place, the build's), where the system names one file. */
+        const char *file = pd_plat_nvrtc_file(), *sub = pd_plat_cuda_libdir();
         static const char *homes[] = {"CUDA_HOME", "CUDA_PATH"};
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2 && file; i++) {
             const char *h = getenv(homes[i]);
             if (h && *h)
-                snprintf(places[np++], sizeof places[0], "%s/lib64/libnvrtc.so", h);
+                snprintf(places[np++], sizeof places[0], "%s/%s/%s", h, sub, file);
         }
-        snprintf(places[np++], sizeof places[0], "/usr/local/cuda/lib64/libnvrtc.so");
+        if (file)
+            snprintf(places[np++], sizeof places[0], "/usr/local/cuda/%s/%s", sub, file);
 #ifdef PD_CUDA_TOOLKIT_DIR
-        if (strcmp(PD_CUDA_TOOLKIT_DIR, "/usr/local/cuda") != 0)
-            snprintf(places[np++], sizeof places[0], "%s/lib64/libnvrtc.so", PD_CUDA_TOOLKIT_DIR);
+        if (file && strcmp(PD_CUDA_TOOLKIT_DIR, "/usr/local/cuda") != 0)
+            snprintf(places[np++], sizeof places[0], "%s/%s/%s", PD_CUDA_TOOLKIT_DIR, sub, file);
 #endif
-        static const char *sonames[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12",
-                                        "libnvrtc.so.11.2"};
         for (int i = 0; i < np && !found; i++)
             found = s_try(n, places[i], tried, sizeof tried);
-        for (size_t i = 0; i < sizeof sonames / sizeof *sonames && !found; i++)
-            found = s_try(n, sonames[i], tried, sizeof tried);
+        for (const char *const *nm = pd_plat_nvrtc_names(); *nm && !found; nm++)
+            found = s_try(n, *nm, tried, sizeof tried);
         if (!found)
             snprintf(why, cap, "NVRTC (libnvrtc.so, CUDA's run-time compiler) not found: install "
                      "the CUDA toolkit or set PLAYDOH_NVRTC to its path (tried %s)", tried);

@@ -298,5 +298,37 @@ n=$(ssubmit cluster --json 2>/dev/null | grep -o windows-x86_64 | wc -l)
 [ "$n" -eq 1 ]
 check "a Windows worker whose key is not allowed is not admitted" $? "$n Windows workers"
 
+# GPUs on a Windows worker: the driver is loaded at run time (nvcuda.dll, here
+# the stand-in driver tests/pd_fake_libcuda.c built as a DLL: 2 devices, no
+# kernels), each GPU slot's process sees only its device.
+PLAYDOH_LIBCUDA="$WB/tests/win/pd_fake_nvcuda.dll" PLAYDOH_CC="$WB/tests/win/wine_cc.exe" \
+    wine "$WB/playdoh-worker.exe" --broker "$EP" --cpus 1 --gpus 2 --name wingpu \
+    --cache "$T/wcache" --control none --config-dir "$T/cfg" --log-level info \
+    >"$T/wgpu.log" 2>&1 &
+pids+=($!)
+wait_cluster "any(w['host'] == 'wingpu' and w['gpus'] == 2 and 'Fake GPU 1' in w['gpu_names'] for w in ws)" 120
+check "a Windows worker offers the GPUs its CUDA driver (a DLL loaded at run time) shows" $? \
+    "$(tail -3 "$T/wgpu.log")"
+cat >"$T/gpuenv.c" <<'EOF2'
+#include <playdoh_task.h>
+#include <stdlib.h>
+PD_TASK(gpuenv, t)
+{
+    const char *v = getenv("CUDA_VISIBLE_DEVICES");
+    pd_out_array(t, 2);
+    pd_out_int(t, pd_task_gpu(t));
+    return pd_out_str(t, v ? v : "(unset)");
+}
+EOF2
+seq 1 8 | submit map --gpu "$T/gpuenv.c" gpuenv >"$T/gpu.out" 2>&1
+python3 - "$T/gpu.out" <<'EOF2'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+seen = {tuple(x) for x in r}
+sys.exit(0 if len(r) == 8 and seen <= {(0, "0"), (1, "1")} else 1)
+EOF2
+check "GPU jobs run on its GPU slots, each process seeing only its device" $? \
+    "$(head -c 300 "$T/gpu.out")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
