@@ -262,16 +262,20 @@ void pd_plat_on_stop(void (*on_stop)(int), void (*on_reload)(int));
    a console handler runs on a thread of its own (Windows). */
 void pd_plat_hold_stop(bool hold);
 
-/* The worker's control endpoint for the file path: "ipc://PATH" on POSIX.
-   Windows has no ipc://: the worker binds tcp://127.0.0.1:* and writes its
-   endpoint into the file path, which this reads. Returns 0, or PD_EIO with
-   ep holding why. */
-int pd_plat_control_endpoint(const char *path, char *ep, size_t cap);
+/* The worker's control endpoint for the file path: "ipc://PATH" on POSIX,
+   where the socket file's mode keeps others out (token ""). Windows has no
+   ipc://: the worker binds tcp://127.0.0.1:* and writes its endpoint and a
+   random token into the file path, in a directory only the owner (or, for
+   the service, administrators) can read; a request must carry the token.
+   Returns 0, or PD_EIO with ep holding why. */
+#define PD_PLAT_TOKEN_LEN 64
+int pd_plat_control_endpoint(const char *path, char *ep, size_t cap,
+                             char token[PD_PLAT_TOKEN_LEN + 1]);
 /* Binds the worker's control socket (a ZMQ_REP) for the file path, which
-   only the owner (mode) may use: ipc://PATH with that mode on POSIX; on
-   Windows tcp://127.0.0.1:* with its endpoint written into path (in a
-   directory of the owner's). Returns 0, or -1 with why set. */
-int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size_t cap);
+   only the owner (mode) may use, as above; token gets what requests must
+   carry ("" on POSIX). Returns 0, or -1 with why set. */
+int pd_plat_control_bind(void *sock, const char *path, int mode,
+                         char token[PD_PLAT_TOKEN_LEN + 1], char *why, size_t cap);
 /* The control socket's default path: $RUNTIME_DIRECTORY/worker.ctl (a
    systemd service), /run/playdoh/worker.ctl as root,
    $XDG_RUNTIME_DIR/playdoh/worker.ctl, else /tmp/playdoh-UID/worker.ctl;

@@ -696,14 +696,18 @@ void pd_plat_hold_stop(bool hold)
     }
 }
 
-int pd_plat_control_endpoint(const char *path, char *ep, size_t cap)
+int pd_plat_control_endpoint(const char *path, char *ep, size_t cap,
+                             char token[PD_PLAT_TOKEN_LEN + 1])
 {
+    token[0] = 0;
     snprintf(ep, cap, "ipc://%s", path);
     return 0;
 }
 
-int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size_t cap)
+int pd_plat_control_bind(void *sock, const char *path, int mode,
+                         char token[PD_PLAT_TOKEN_LEN + 1], char *why, size_t cap)
 {
+    token[0] = 0;
     char ep[4200];
     snprintf(ep, sizeof ep, "ipc://%s", path);
     mode_t old = umask(0077); /* no moment with a wider mode than asked */

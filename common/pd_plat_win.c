@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "pd_error.h"
@@ -2257,8 +2258,10 @@ void pd_plat_hold_stop(bool hold)
 }
 
 /* The endpoint in the file path (written by pd_plat_control_bind). */
-int pd_plat_control_endpoint(const char *path, char *ep, size_t cap)
+int pd_plat_control_endpoint(const char *path, char *ep, size_t cap,
+                             char token[PD_PLAT_TOKEN_LEN + 1])
 {
+    token[0] = '\0';
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(ep, cap, "cannot read %s: %s", path, strerror(errno));
@@ -2270,6 +2273,13 @@ int pd_plat_control_endpoint(const char *path, char *ep, size_t cap)
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = '\0';
+    /* "tcp://127.0.0.1:PORT TOKEN" */
+    char *sp = strchr(buf, ' ');
+    if (sp) {
+        *sp = '\0';
+        snprintf(token, PD_PLAT_TOKEN_LEN + 1, "%s", sp + 1);
+        n = strlen(buf);
+    }
     if (strncmp(buf, "tcp://", 6) != 0 || n >= cap) {
         snprintf(ep, cap, "%s holds no control endpoint", path);
         return PD_EIO;
@@ -2278,9 +2288,13 @@ int pd_plat_control_endpoint(const char *path, char *ep, size_t cap)
     return 0;
 }
 
-int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size_t cap)
+int pd_plat_control_bind(void *sock, const char *path, int mode,
+                         char token[PD_PLAT_TOKEN_LEN + 1], char *why, size_t cap)
 {
-    (void)mode; /* the file's directory (the owner's) keeps others out */
+    (void)mode; /* the file's directory (the owner's) keeps others out of the token */
+    unsigned char rnd[PD_PLAT_TOKEN_LEN / 2];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(token, PD_PLAT_TOKEN_LEN + 1, rnd, sizeof rnd);
     if (zmq_bind(sock, "tcp://127.0.0.1:*") != 0) {
         snprintf(why, cap, "%s", zmq_strerror(zmq_errno()));
         return -1;
@@ -2295,7 +2309,7 @@ int pd_plat_control_bind(void *sock, const char *path, int mode, char *why, size
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.%lu.tmp", path, (unsigned long)GetCurrentProcessId());
     FILE *f = fopen(tmp, "wb");
-    bool ok = f && fprintf(f, "%s\n", ep) > 0;
+    bool ok = f && fprintf(f, "%s %s\n", ep, token) > 0;
     if (f && fclose(f) != 0)
         ok = false;
     if (!ok || pd_plat_rename(tmp, path) != 0) {

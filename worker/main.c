@@ -248,37 +248,46 @@ static int s_ctl(int argc, char **argv)
         if (!control)
             control = s_default_control(true);
     }
+    /* The endpoint, and the token a request carries where the system has
+       no socket file with permissions (Windows). */
+    char ep[4200], token[PD_PLAT_TOKEN_LEN + 1] = "";
+    struct stat st;
+    int found = stat(control, &st) != 0       ? 1
+                : access(control, W_OK) != 0  ? 2
+                : pd_plat_control_endpoint(control, ep, sizeof ep, token) != 0 ? 3
+                                                                                : 0;
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ctl", (uint32_t) ((cpus >= 0) + (gpus >= 0) + now));
+    pd_msg_begin(&pk, "ctl", (uint32_t) ((cpus >= 0) + (gpus >= 0) + now + (token[0] != 0)));
     if (cpus >= 0)
         pd_pack_kv_uint(&pk, "cpus", (uint64_t) cpus);
     if (gpus >= 0)
         pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
     if (now)
         pd_pack_kv_bool(&pk, "now", true);
+    if (token[0])
+        pd_pack_kv_str(&pk, "token", token);
     void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_REQ);
     int zero = 0, wait = 5000;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(sock, ZMQ_RCVTIMEO, &wait, sizeof wait);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &wait, sizeof wait);
-    char ep[4200];
     int rc = 3;
     zmq_msg_t reply;
     zmq_msg_init(&reply);
-    struct stat st;
-    if (stat(control, &st) != 0) {
+    errno = 0;
+    if (found == 1 && stat(control, &st) != 0) {
         fprintf(stderr, "playdoh-worker ctl: no control socket at %s (%s): is playdoh-worker "
                         "running? give its socket with --control PATH\n", control,
                 strerror(errno));
-    } else if (access(control, W_OK) != 0) {
+    } else if (found == 2 && access(control, W_OK) != 0) {
         fprintf(stderr, "playdoh-worker ctl: %s: %s (the socket's group may use it: ask to be "
                         "added to that group, e.g. `usermod -aG playdoh $USER`)\n", control,
                 strerror(errno));
-    } else if (pd_plat_control_endpoint(control, ep, sizeof ep) != 0) {
+    } else if (found != 0) {
         fprintf(stderr, "playdoh-worker ctl: %s\n", ep);
     } else if (zmq_connect(sock, ep) != 0 || zmq_send(sock, b.data, b.len, 0) < 0 ||
                zmq_msg_recv(&reply, sock, 0) < 0) {

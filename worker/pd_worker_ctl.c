@@ -13,6 +13,7 @@
 #include "pd_plat.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,6 +67,17 @@ static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
     pd_buf_free(&b);
 }
 
+/* True when the request's token is the one in the control file (compared
+   in constant time). */
+static bool s_token_ok(const pd_worker_t *w, pd_msg_t *m)
+{
+    char token[PD_PLAT_TOKEN_LEN + 1] = "";
+    if (!pd_msg_has(m, "token") || pd_msg_str(m, "token", token, sizeof token) ||
+        strlen(token) != strlen(w->ctl_token))
+        return false;
+    return sodium_memcmp(token, w->ctl_token, strlen(token)) == 0;
+}
+
 void pd_worker_on_ctl(pd_worker_t *w)
 {
     zmq_msg_t msg;
@@ -82,6 +94,10 @@ void pd_worker_on_ctl(pd_worker_t *w)
     } else if (!pd_msg_is(&m, "ctl")) {
         code = PD_ETYPE;
         snprintf(why, sizeof why, "the control socket takes 'ctl' requests, not '%s'", m.type);
+    } else if (w->ctl_token[0] && !s_token_ok(w, &m)) {
+        code = PD_EAUTH;
+        snprintf(why, sizeof why, "the request carries no valid token: only the machine's owner "
+                 "(who can read the control file %s) may change the slots", w->control);
     } else {
         uint64_t cpus = (uint64_t) w->cpus, gpus = (uint64_t) w->gpus;
         bool now = false;
@@ -117,9 +133,9 @@ int pd_worker_bind_control(pd_worker_t *w, const char *path, int mode)
             return PD_EIO;
         }
     }
-    char ep[4200];
+    char ep[4200], token[PD_PLAT_TOKEN_LEN + 1];
     struct stat st;
-    if (stat(path, &st) == 0 && pd_plat_control_endpoint(path, ep, sizeof ep) == 0) {
+    if (stat(path, &st) == 0 && pd_plat_control_endpoint(path, ep, sizeof ep, token) == 0) {
         /* A socket file is there: is a worker alive behind it? */
         void *probe = zmq_socket(w->ctx, ZMQ_REQ);
         int zero = 0, wait = 300;
@@ -150,7 +166,7 @@ int pd_worker_bind_control(pd_worker_t *w, const char *path, int mode)
     int zero = 0;
     zmq_setsockopt(w->ctl, ZMQ_LINGER, &zero, sizeof zero);
     char why[512];
-    if (pd_plat_control_bind(w->ctl, path, mode, why, sizeof why)) {
+    if (pd_plat_control_bind(w->ctl, path, mode, w->ctl_token, why, sizeof why)) {
         pd_log_error("cannot open the control socket %s: %s", path, why);
         return PD_EIO;
     }

@@ -17,6 +17,7 @@
 #include "pd_msg.h"
 #include "pd_nodeproc.h"
 #include "pd_policy.h"
+#include "pd_plat.h"
 #include "pd_slot.h"
 
 #include <stdbool.h>
@@ -80,6 +81,7 @@ struct pd_worker {
     int nuntrusted;        /* next slot of untrusted (a ring) */
     void *ctl;             /* REP control socket, owned, or NULL */
     char *control;         /* control socket path, owned, or NULL */
+    char ctl_token[PD_PLAT_TOKEN_LEN + 1]; /* what control requests carry ("": none, POSIX) */
     pd_beacon_listener_t *listener; /* beacon listener (discovery), owned, or NULL */
     char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name looked for */
     int discover_timeout_ms; /* warn after this long without a beacon */

@@ -473,9 +473,9 @@ static void test_machine2(void)
 /* The worker's control socket: bind, the endpoint file, a round trip. */
 static void test_control(void)
 {
-    char path[MAX_PATH], ep[256];
+    char path[MAX_PATH], ep[256], tok[PD_PLAT_TOKEN_LEN + 1], bound[PD_PLAT_TOKEN_LEN + 1];
     snprintf(path, sizeof path, "%s\\worker.ctl", tmpdir);
-    CHECK(pd_plat_control_endpoint(path, ep, sizeof ep) == PD_EIO && strstr(ep, "worker.ctl"));
+    CHECK(pd_plat_control_endpoint(path, ep, sizeof ep, tok) == PD_EIO && strstr(ep, "worker.ctl"));
     void *ctx = zmq_ctx_new();
     void *rep = zmq_socket(ctx, ZMQ_REP), *req = zmq_socket(ctx, ZMQ_REQ);
     int zero = 0, wait = 5000;
@@ -484,9 +484,11 @@ static void test_control(void)
     zmq_setsockopt(rep, ZMQ_RCVTIMEO, &wait, sizeof wait);
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &wait, sizeof wait);
     char why[256] = "";
-    CHECKF(pd_plat_control_bind(rep, path, 0600, why, sizeof why) == 0, "%s", why);
-    CHECKF(pd_plat_control_endpoint(path, ep, sizeof ep) == 0 && strncmp(ep, "tcp://127.0.0.1:", 16) == 0,
+    CHECKF(pd_plat_control_bind(rep, path, 0600, bound, why, sizeof why) == 0, "%s", why);
+    CHECKF(pd_plat_control_endpoint(path, ep, sizeof ep, tok) == 0 && strncmp(ep, "tcp://127.0.0.1:", 16) == 0,
            "%s", ep);
+    CHECKF(strlen(bound) == PD_PLAT_TOKEN_LEN && strcmp(tok, bound) == 0,
+           "the file gives the token the worker made (%s, %s)", tok, bound);
     char buf[16] = "";
     CHECK(zmq_connect(req, ep) == 0 && zmq_send(req, "ping", 4, 0) == 4);
     CHECK(zmq_recv(rep, buf, sizeof buf, 0) == 4 && memcmp(buf, "ping", 4) == 0);

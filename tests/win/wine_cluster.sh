@@ -156,6 +156,15 @@ check "playdoh-worker.exe ctl --cpus 1 lowers the Windows worker's slots" $? "$(
 timeout 120 wine "$WB/playdoh-worker.exe" ctl --control "$T/w.ctl" --cpus 2 >>"$T/ctl.out" 2>&1 &&
     wait_cluster "any(w['platform'] == 'windows-x86_64' and w['cpus'] == 2 for w in ws)" 30
 check "and ctl --cpus 2 gives them back" $? "$(head -c 300 "$T/ctl.out")"
+# Whoever cannot read the control file (it holds a random token) cannot
+# change the slots, though the loopback port is open to every local user.
+sed 's/ .*/ 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/' "$T/w.ctl" \
+    >"$T/forged.ctl"
+timeout 120 wine "$WB/playdoh-worker.exe" ctl --control "$T/forged.ctl" --cpus 0 >"$T/forged.out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && grep -q "no valid token" "$T/forged.out" &&
+    wait_cluster "any(w['platform'] == 'windows-x86_64' and w['cpus'] == 2 for w in ws)" 10
+check "a control request with a wrong token is refused (exit $rc)" $? "$(head -c 300 "$T/forged.out")"
 
 # From here the Windows worker alone, so that every job runs there.
 kill -TERM "$LPID"
