@@ -236,6 +236,10 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
    broker started. Returns 0, or PD_ENOSLOTS with the sentence in o->why. */
 int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o);
 
+/* The broker did not listen for ms (stopped, or busy): every worker's
+   silence is counted from ms later, and the moment is logged. */
+void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms);
+
 /* Worker messages, same convention. */
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* True for the types workers send (ready, hb, slots, requeue, done, bye, node_bound,

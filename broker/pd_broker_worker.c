@@ -861,6 +861,22 @@ void pd_broker_dispatch(pd_broker_t *b)
     }
 }
 
+void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
+        pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (!wk)
+            continue;
+        wk->last_recv = wk->last_recv + ms > b->now_ms ? b->now_ms : wk->last_recv + ms;
+        n++;
+    }
+    if (n)
+        pd_log_warn("the broker did not run for %lld ms (stopped, suspended or overloaded): "
+                    "its %u workers' silence meanwhile is not held against them",
+                    (long long) ms, n);
+}
+
 void pd_broker_tick_workers(pd_broker_t *b)
 {
     int64_t dead_after = (int64_t) b->cfg.hb_ms * b->cfg.liveness;

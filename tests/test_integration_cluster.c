@@ -607,3 +607,37 @@ Test(cluster, idle_policy_sees_the_owners_real_load_in_proc)
     cr_assert_str_eq(wi.owner, "owner");
     cr_assert_gt(wi.load, 0.4, "load %.2f", wi.load);
 }
+
+/* A broker that stops (SIGSTOP, a suspended machine) for four times its
+   workers' liveness declares none of them lost when it runs again: their
+   heartbeats of that time were waiting unread. Jobs then run as before. */
+Test(cluster, a_broker_that_stalls_declares_no_worker_lost)
+{
+    pd_harness_start_logged(&h, NULL);
+    pd_harness_add_worker(&h, 1);
+    pd_harness_add_worker(&h, 1);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 2);
+    char *path = pd_harness_module(&h, "span.c", SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+    cr_assert_eq(kill(h.broker, SIGSTOP), 0);
+    usleep(4 * 5 * 200 * 1000); /* 4 s: liveness 5 x heartbeat 200 ms, four times */
+    cr_assert_eq(kill(h.broker, SIGCONT), 0);
+    usleep(1500 * 1000); /* more than a liveness: a lost worker would be declared by now */
+    cr_assert_not(pd_harness_log_has(&h, "broker.log", " lost (silent for", 0),
+                  "a worker was declared lost after the broker's stall");
+    cr_assert(pd_harness_log_has(&h, "broker.log", "did not run for", 0),
+              "the broker did not say it had stalled");
+    enum { N = 20 };
+    double x[N];
+    uint64_t ids[N];
+    static pd_result_t res[N];
+    for (int i = 0; i < N; i++)
+        x[i] = 1;
+    cr_assert_eq(pd_map_doubles(c, mod, "span", x, N, NULL, ids), N, "%s", pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, N, 30000, res, NULL, NULL), N, "%s", pd_client_error(c));
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "job %d: %s", i, res[i].error);
+    pd_results_clear(res, N);
+}
