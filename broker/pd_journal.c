@@ -47,6 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,6 +180,7 @@ typedef struct {
 struct pd_journal {
     /* set at open, read by both threads */
     char path[PATH_MAX];         /* the database file */
+    int lock_fd;                 /* PATH.lock, locked while the journal is open; -1 = none */
     char wal[PATH_MAX + 8];      /* its write-ahead log */
     pd_journal_sync_t sync;      /* synchronous setting */
     uint64_t max_bytes;          /* bound on bytes (0 = none) */
@@ -1863,6 +1866,44 @@ static int s_reconnect(pd_journal_t *jn, char *why, size_t whycap)
     return rc;
 }
 
+/* One broker per journal: an advisory lock on PATH.lock (SQLite's own
+   locking lets a second process open the same database), which holds the
+   pid of the broker that has it. Returns 0, or PD_EIO with why saying which
+   process holds it. */
+static int s_lock(pd_journal_t *jn, char *why, size_t whycap)
+{
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s.lock", jn->path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(why, whycap, "journal %s: cannot open its lock file %s: %s", jn->path, path,
+                 strerror(errno));
+        return PD_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            snprintf(why, whycap, "journal %s is in use by another playdoh-broker (pid %s): stop "
+                     "it, or give this broker another --journal", jn->path,
+                     pid[0] ? pid : "unknown");
+        else
+            snprintf(why, whycap, "journal %s: cannot lock %s: %s", jn->path, path, strerror(e));
+        return PD_EIO;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long) getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t) len, 0) != len)
+        pd_log_warn("journal %s: cannot write this broker's pid into %s: %s", jn->path, path,
+                    strerror(errno));
+    jn->lock_fd = fd;
+    return 0;
+}
+
 pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, pd_mods_t *mods,
                               pd_shared_t *shared, pd_journal_recovery_t *rec, char *why,
                               size_t whycap, int *err)
@@ -1892,6 +1933,7 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
     }
     snprintf(jn->path, sizeof jn->path, "%s", cfg->path);
     snprintf(jn->wal, sizeof jn->wal, "%s-wal", cfg->path);
+    jn->lock_fd = -1;
     jn->jobs = jobs;
     jn->mods = mods;
     jn->shared = shared;
@@ -1901,6 +1943,8 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
     jn->recording = jn->writable = true;
     jn->sync = cfg->sync <= PD_JOURNAL_SYNC_FULL ? cfg->sync : PD_JOURNAL_SYNC_FULL;
     int rc = s_make_parent(jn->path, why, whycap);
+    if (rc == 0)
+        rc = s_lock(jn, why, whycap); /* before a reset moves anything aside */
     if (rc == 0 && cfg->reset)
         rc = s_move_aside(jn->path, rec->moved, sizeof rec->moved, why, whycap);
     bool fresh = false;
@@ -1982,6 +2026,8 @@ void pd_journal_destroy(pd_journal_t **p)
     if (jn->jobs)
         pd_jobs_set_hooks(jn->jobs, NULL, NULL);
     s_close_db(jn);
+    if (jn->lock_fd >= 0)
+        close(jn->lock_fd); /* the lock goes with it; the file stays for the next */
     free(jn->ivs);
     free(jn);
     *p = NULL;

@@ -460,6 +460,16 @@ Test(durable, a_second_broker_on_the_same_journal_is_refused)
     int rc = pd_harness_broker_fails(&h, NULL, err, sizeof err);
     cr_assert_eq(rc, 1, "exit status %d: %s", rc, err);
     cr_assert(strstr(err, "in use by another playdoh-broker"), "%s", err);
+    char pid[32];
+    snprintf(pid, sizeof pid, "(pid %d)", (int) h.broker);
+    cr_assert(strstr(err, pid), "the holder is named %s: %s", pid, err);
+    /* Nor may a second one move the live journal aside. */
+    const char *reset[] = {"--journal-reset", NULL};
+    rc = pd_harness_broker_fails(&h, reset, err, sizeof err);
+    cr_assert_eq(rc, 1, "exit status %d: %s", rc, err);
+    cr_assert(strstr(err, "in use by another playdoh-broker"), "%s", err);
+    struct stat st;
+    cr_assert_eq(stat(h.journal, &st), 0, "the journal was moved aside");
 }
 
 /* ---- a journal that cannot be written ----------------------------------- */
