@@ -961,9 +961,13 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
         job->losses++;
         unsigned allowed = job->retries ? job->retries : 1;
         if (job->losses >= allowed) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "worker %s was lost while running the job (%u attempts)",
-                     host, job->attempt);
+            /* The limit counts lost workers only: a worker that said bye, a
+               broker restart or the owner taking a slot back started the job
+               again without counting, so runs can exceed it. */
+            char msg[240];
+            snprintf(msg, sizeof msg, "worker %s was lost while running the job: %u workers lost "
+                     "with it, the limit (retries %u); started %u times in all", host,
+                     (unsigned) job->losses, allowed, (unsigned) job->attempt);
             pd_jobs_set_failed(j, id, "PD_ELOST", msg, host, -1);
             return 1;
         }

@@ -218,7 +218,8 @@ Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
     cr_assert_str_eq(code, "PD_ELOST");
     cr_assert(pd_rd_key_is(&r, "msg"));
     cr_assert_eq(pd_rd_strcpy(&r, msg, sizeof msg), 0);
-    cr_assert_str_eq(msg, "worker hostB was lost while running the job (3 attempts)");
+    cr_assert_str_eq(msg, "worker hostB was lost while running the job: 2 workers lost with it, "
+                          "the limit (retries 2); started 3 times in all");
 }
 
 /* What a submit needs besides a CPU slot, for the tests below. */
