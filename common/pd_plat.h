@@ -67,10 +67,6 @@ int pd_plat_ncpu(void);
 int pd_plat_getpid(void);
 /* The running executable's full path into out. Returns 0 or PD_EIO. */
 int pd_plat_self_exe(char *out, size_t cap);
-/* The file name suffix of a shared library: ".so" or ".dll". */
-const char *pd_plat_dll_suffix(void);
-/* The separator of a PATH-like list: ':' or ';'. */
-char pd_plat_path_sep(void);
 /* True for a character that separates directories in a path: '/' (and
    '\\' on Windows). */
 bool pd_plat_dirsep(char c);
@@ -90,8 +86,6 @@ int pd_plat_mkdir(const char *path, int mode);
 int pd_plat_rename(const char *from, const char *to);
 /* A file's modification time in nanoseconds since the epoch. */
 int64_t pd_plat_mtime_ns(const struct stat *st);
-/* Flushes a file's data to disk (fsync / FlushFileBuffers). 0 or -1. */
-int pd_plat_fsync(int fd);
 /* Maps a whole file read-only; *len its size. NULL (errno set) on failure;
    an empty file maps to a non-NULL pointer of length 0. */
 const void *pd_plat_map_file(const char *path, size_t *len);
@@ -202,9 +196,6 @@ void pd_plat_kill_tree(int pid);
 /* Suspends (true) or resumes (false) the child's whole group. 0, or
    PD_ESYS where the system cannot. */
 int pd_plat_suspend_tree(int pid, bool suspend);
-/* Asks the child to stop (SIGTERM / a console break); pd_plat_kill_tree if
-   it cannot be asked. */
-void pd_plat_terminate(int pid);
 /* Reaps the child: 1 with *status set when it has ended (block: waits for
    it), 0 while it runs, -1 when pid is no child of ours. Releases the
    child's handles once it reports 1 or -1. */

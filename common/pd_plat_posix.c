@@ -62,8 +62,6 @@ int pd_plat_self_exe(char *out, size_t cap)
     return 0;
 }
 
-const char *pd_plat_dll_suffix(void) { return ".so"; }
-char pd_plat_path_sep(void) { return ':'; }
 bool pd_plat_dirsep(char c) { return c == '/'; }
 
 int pd_plat_hostname(char *out, size_t cap)
@@ -115,7 +113,6 @@ int64_t pd_plat_mtime_ns(const struct stat *st)
 {
     return (int64_t) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
-int pd_plat_fsync(int fd) { return fsync(fd); }
 
 const void *pd_plat_map_file(const char *path, size_t *len)
 {
@@ -436,12 +433,6 @@ int pd_plat_suspend_tree(int pid, bool suspend)
     if (pid <= 0)
         return PD_ESYS;
     return kill(-pid, suspend ? SIGSTOP : SIGCONT) == 0 ? 0 : PD_ESYS;
-}
-
-void pd_plat_terminate(int pid)
-{
-    if (pid > 0)
-        kill(pid, SIGTERM);
 }
 
 int pd_plat_wait(int pid, int *status, bool block)

@@ -503,16 +503,6 @@ int pd_plat_self_exe(char *out, size_t cap)
     return 0;
 }
 
-const char *pd_plat_dll_suffix(void)
-{
-    return ".dll";
-}
-
-char pd_plat_path_sep(void)
-{
-    return ';';
-}
-
 bool pd_plat_dirsep(char c) { return c == '/' || c == '\\'; }
 
 int pd_plat_hostname(char *out, size_t cap)
@@ -591,11 +581,6 @@ int pd_plat_rename(const char *from, const char *to)
 int64_t pd_plat_mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtime * 1000000000;
-}
-
-int pd_plat_fsync(int fd)
-{
-    return _commit(fd) == 0 ? 0 : -1;
 }
 
 static const char empty_map = 0;
@@ -1582,15 +1567,6 @@ void pd_plat_kill_tree(int pid)
     ReleaseSRWLockShared(&g_lock);
     /* A pid that is no child of ours is left alone: Windows reuses pids at
        once, so it may name anyone by now. */
-}
-
-void pd_plat_terminate(int pid)
-{
-    /* A console child in a process group of its own takes only
-       CTRL_BREAK_EVENT, which also reaches whoever shares the console and
-       is not delivered reliably: there is no polite stop request on
-       Windows, so this kills the tree. */
-    pd_plat_kill_tree(pid);
 }
 
 typedef LONG(NTAPI *nt_proc_fn)(HANDLE);

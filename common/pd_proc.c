@@ -29,9 +29,7 @@ int pd_proc_find(const char *name, char *out, size_t cap)
     if (env && *env)
         snprintf(dirs[nd++], PATH_MAX, "%s", env);
     char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = 0;
+    if (pd_plat_self_exe(self, sizeof self) == 0) {
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = 0;
@@ -41,7 +39,7 @@ int pd_proc_find(const char *name, char *out, size_t cap)
     snprintf(dirs[nd++], PATH_MAX, "%s", PD_BINDIR);
     for (int i = 0; i < nd; i++) {
         snprintf(out, cap, "%s/%s", dirs[i], name);
-        if (access(out, X_OK) == 0)
+        if (pd_plat_executable(out))
             return 0;
     }
     return PD_EIO;

@@ -509,7 +509,6 @@ out:
     return rc;
 }
 
-static void *s_own_symbol(void *handle, const char *name);
 
 /* Loads a module (first use) and returns its entry, or NULL when out of memory. */
 static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kind,
@@ -551,16 +550,9 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
     if (!m->handle && !m->msg)
         return NULL; /* out of memory building the message: do not remember */
     if (m->handle)
-        m->init = s_own_symbol(m->handle, PD_MODCACHE_INIT);
+        m->init = pd_plat_dlsym(m->handle, PD_MODCACHE_INIT); /* the module's own only */
     mc->nmods++;
     return m;
-}
-
-/* The address of symbol name defined by the module itself (not by a library
-   it links), or NULL. */
-static void *s_own_symbol(void *handle, const char *name)
-{
-    return pd_plat_dlsym(handle, name);
 }
 
 void *pd_modcache_take_init(pd_modcache_t *mc, const char *hash, const char *kind)
@@ -628,7 +620,7 @@ void *pd_modcache_load(pd_modcache_t *mc, const char *hash, const char *kind,
     /* dlsym() also searches the module's dependencies (libc, libm): a name
        such as "exit" must not resolve to something outside the module. */
     void *sym = s_identifier(fn) && strcmp(fn, PD_MODCACHE_INIT) != 0
-                    ? s_own_symbol(m->handle, fn) : NULL;
+                    ? pd_plat_dlsym(m->handle, fn) : NULL;
     if (!sym) {
         snprintf(mc->msg, sizeof mc->msg,
                  "module %s has no function '%.200s' (check the name passed to map)", name, fn);

@@ -1,7 +1,7 @@
 /*  pd_nodeproc: the worker's handle of a node process, and the node process's
     main; see pd_nodeproc.h for the pipe protocol.
 
-    Parent side: spawn (pd_pipe_spawn), send `start`, read `bound`, `ready`
+    Parent side: spawn (pd_plat_spawn), send `start`, read `bound`, `ready`
     and `result` as they come and report them, relay `peers` and `go`, and
     turn a death before `result` into the node's failure.
 
@@ -131,7 +131,7 @@ static int s_send_frame(pd_nodeproc_t *nd, const pd_buf_t *frame)
 {
     if (nd->to_child < 0 || frame->failed)
         return PD_ESYS;
-    return pd_pipe_write_all(nd->to_child, frame->data, frame->len) ? PD_ESYS : 0;
+    return pd_plat_write_all(nd->to_child, frame->data, frame->len) ? PD_ESYS : 0;
 }
 
 pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *start, size_t len, int *err)
@@ -163,7 +163,7 @@ pd_nodeproc_t *pd_nodeproc_new(const pd_nodeproc_config_t *cfg, const void *star
     char visible[96];
     if (cfg->cuda_visible)
         snprintf(visible, sizeof visible, "CUDA_VISIBLE_DEVICES=%s", cfg->cuda_visible);
-    int pid = pd_pipe_spawn(cfg->exe, argv, cfg->cuda_visible ? visible : NULL, &nd->to_child,
+    int pid = pd_plat_spawn(cfg->exe, argv, cfg->cuda_visible ? visible : NULL, &nd->to_child,
                             &nd->from_child);
     if (pid < 0) {
         pd_log_error("task %llu node %u: cannot start a node process: %s",
@@ -503,7 +503,7 @@ static int s_child_send(s_child_t *c, const char *type, uint32_t nfields,
         fill(&pk, arg);
     if (pd_pipe_frame_end(&c->out))
         return -1;
-    return pd_pipe_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len);
+    return pd_plat_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len);
 }
 
 typedef struct {

@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pd_pipe_write_all(int fd, const void *buf, size_t len)
-{
-    return pd_plat_write_all(fd, buf, len);
-}
-
 int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
 {
     while (*len < limit) {
@@ -35,11 +30,6 @@ int pd_pipe_drain(int fd, uint8_t **buf, size_t *len, size_t *cap, size_t limit)
         *len += (size_t) got;
     }
     return 0;
-}
-
-int pd_pipe_read_all(int fd, void *buf, size_t len)
-{
-    return pd_plat_read_all(fd, buf, len);
 }
 
 void pd_pipe_frame_begin(pd_buf_t *b)
@@ -70,7 +60,7 @@ uint32_t pd_pipe_le32(const uint8_t *p)
 int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
 {
     uint8_t hdr[4];
-    int rc = pd_pipe_read_all(fd, hdr, 4);
+    int rc = pd_plat_read_all(fd, hdr, 4);
     if (rc <= 0) {
         if (rc < 0 && why)
             *why = "the pipe broke in the middle of a frame header";
@@ -83,7 +73,7 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
             *why = "frame over the size limit";
         return -1;
     }
-    if (pd_pipe_read_all(fd, in->data, len) != 1) {
+    if (pd_plat_read_all(fd, in->data, len) != 1) {
         if (why)
             *why = "the pipe broke in the middle of a frame";
         return -1;
@@ -96,12 +86,6 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
         return -1;
     }
     return 1;
-}
-
-int pd_pipe_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
-                  int *from_child)
-{
-    return pd_plat_spawn(exe, argv, env_assign, to_child, from_child);
 }
 
 const char *pd_pipe_program(const char *exe, char *buf, size_t cap)

@@ -1,5 +1,6 @@
-/*  pd_pipe: length-prefixed msgpack frames over pipes, and starting a child
-    that speaks them.
+/*  pd_pipe: length-prefixed msgpack frames over the pipes of a framed child
+    (started with pd_plat_spawn; written and read with pd_plat_write_all and
+    pd_plat_read_all).
 
     The worker talks to its child processes (slot processes, pd_slot; node
     processes of synchronous tasks, pd_nodeproc) over two pipes: the child reads
@@ -18,18 +19,13 @@
 #define PD_PIPE_H
 
 #include "pd_codec.h"
+#include "pd_plat.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PD_PIPE_CHILD_IN 3  /* the child reads frames here */
-#define PD_PIPE_CHILD_OUT 4 /* the child writes frames here */
-
-/* Writes all of buf to a blocking fd (retrying on EINTR). Returns 0 or -1. */
-int pd_pipe_write_all(int fd, const void *buf, size_t len);
-/* Reads exactly len bytes from a blocking fd. Returns 1, 0 on EOF before the
-   first byte, -1 on error or EOF in the middle. */
-int pd_pipe_read_all(int fd, void *buf, size_t len);
+#define PD_PIPE_CHILD_IN PD_PLAT_CHILD_IN   /* the child reads frames here (3) */
+#define PD_PIPE_CHILD_OUT PD_PLAT_CHILD_OUT /* the child writes frames here (4) */
 
 /* Reads what the non-blocking fd holds into *buf (grown by doubling from
    128 KiB, always with 64 KiB free before a read) until a read would block,
@@ -52,15 +48,6 @@ uint32_t pd_pipe_le32(const uint8_t *p);
    frame, -1 on a broken pipe or a malformed frame (*why, when not NULL, then
    says which). */
 int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
-
-/* Starts exe with argv (NULL-terminated) as a child that speaks frames
-   (pd_plat_spawn): its fd 3 reads what the parent writes on *to_child, its
-   fd 4 writes what the parent reads on *from_child (non-blocking, polled
-   with zmq_poll, read with pd_pipe_drain). env_assign: one "NAME=value"
-   set in its environment, or NULL. The child runs in a group of its own.
-   Returns the pid, or -1 with errno set (nothing left open). */
-int pd_pipe_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
-                  int *from_child);
 
 /* The program a child runs, as a user would name it: exe itself, or for
    "/proc/self/exe" this process's own path (ending in " (deleted)" when the

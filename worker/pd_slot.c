@@ -173,7 +173,7 @@ static int s_spawn(pd_slot_t *s)
         argv[argc++] = s->log_level;
     }
     int to_child, from_child;
-    int pid = pd_pipe_spawn(s->exe, argv, s->cuda_visible, &to_child, &from_child);
+    int pid = pd_plat_spawn(s->exe, argv, s->cuda_visible, &to_child, &from_child);
     if (pid < 0)
         return PD_ESYS; /* errno says why; the callers log it */
     s->pid = pid;
@@ -510,7 +510,7 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     }
     pd_job_t **group = malloc((left + n) * sizeof *group);
     int rc = group ? pd_pipe_frame_end(&b) : PD_ENOMEM;
-    if (rc == 0 && pd_pipe_write_all(s->to_child, b.data, b.len))
+    if (rc == 0 && pd_plat_write_all(s->to_child, b.data, b.len))
         rc = PD_ESYS;
     pd_buf_free(&b);
     if (rc) {
@@ -784,7 +784,7 @@ typedef struct {
     pd_buf_t aux;        /* a built-in task's result, reused */
 } s_child_t;
 
-static int s_child_send(s_child_t *c) { return pd_pipe_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
+static int s_child_send(s_child_t *c) { return pd_plat_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
 
 /* Writes [tag, id]. */
 static int s_child_mark(s_child_t *c, int tag, uint64_t id)
