@@ -73,11 +73,7 @@ check "the cluster table has a PLATFORM column" $?
 seq 1 2000 >"$T/n.jsonl"
 submit map "$SRC/examples/square.c" square "$T/n.jsonl" >"$T/sq.out" 2>"$T/sq.err"
 rc=$?
-python3 - "$T/sq.out" <<'EOF'
-import json, sys
-vals = [json.loads(l) for l in open(sys.argv[1])]
-sys.exit(0 if vals == [float(i * i) for i in range(1, 2001)] else 1)
-EOF
+squares_ok "$T/sq.out" 2000
 check "map of 2,000 jobs of examples/square.c: every result right (exit $rc)" $?
 submit cluster --json | python3 -c "
 import json, sys
@@ -102,11 +98,7 @@ for kind in dll so; do
     submit map "$T/sq.$kind" square "$T/300.jsonl" >"$T/pre.$kind.out" 2>&1
     rc=$?
     read -r l1 w1 < <(done_by)
-    python3 - "$T/pre.$kind.out" <<'EOF2'
-import json, sys
-vals = [json.loads(l) for l in open(sys.argv[1])]
-sys.exit(0 if vals == [float(i * i) for i in range(1, 301)] else 1)
-EOF2
+    squares_ok "$T/pre.$kind.out" 300
     ok=$?
     if [ $kind = dll ]; then
         [ $ok -eq 0 ] && [ $rc -eq 0 ] && [ $((w1 - w0)) -eq 300 ] && [ "$l1" -eq "$l0" ]

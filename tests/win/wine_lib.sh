@@ -29,3 +29,12 @@ sys.exit(0 if ($1) else 1)"; then
     done
     return 1
 }
+
+# squares_ok FILE N: FILE holds the JSON lines 1.0, 4.0, ... N*N (a map of
+# examples/square.c over 1..N), in order.
+squares_ok() {
+    python3 -c '
+import json, sys
+vals = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if vals == [float(i * i) for i in range(1, int(sys.argv[2]) + 1)] else 1)' "$1" "$2"
+}

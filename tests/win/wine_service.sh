@@ -157,11 +157,7 @@ check "exec runs through cmd.exe in the service" $? "$(head -c 200 "$T/os.out")"
 seq 1 200 >"$T/n.jsonl"
 submit map "$SRC/examples/square.c" square "$T/n.jsonl" >"$T/sq.out" 2>"$T/sq.err"
 rc=$?
-python3 - "$T/sq.out" <<'EOF'
-import json, sys
-vals = [json.loads(l) for l in open(sys.argv[1])]
-sys.exit(0 if vals == [float(i * i) for i in range(1, 201)] else 1)
-EOF
+squares_ok "$T/sq.out" 200
 check "a map of examples/square.c compiles (--cc) and runs on the service (exit $rc)" $? \
     "$(head -c 300 "$T/sq.out") $(head -c 300 "$T/sq.err")"
 grep -q "registered with broker" "$SVC_DIR/worker.log" 2>/dev/null &&
