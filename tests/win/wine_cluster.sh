@@ -256,6 +256,15 @@ sys.exit(0 if vals == [float(i) for i in range(1, 401)] else 1)
 EOF
 check "the Windows worker killed mid-batch (pid ${wpid:-none}): every job done once, right" $? \
     "$(grep -c . "$T/spin.out") lines"
+# Its slot processes were in Job Objects that close with it: none is left
+# (and none holds Wine's server busy for the programs that follow).
+left=1
+for _ in $(seq 1 60); do
+    pgrep -f -- "--slot .*--cache $T/wcache" >/dev/null || { left=0; break; }
+    sleep 0.5
+done
+check "the killed worker's slot processes died with it" $left \
+    "$(pgrep -fa -- "--slot .*--cache $T/wcache" | head -3)"
 
 # CurveZMQ with keys made by playdoh-keygen.exe: a broker that requires it
 # (--secure, on loopback: tests send nothing off this machine), the Windows
