@@ -984,10 +984,10 @@ int pd_broker_run(pd_broker_t *b)
     if (b->secure)
         pd_log_info("allow-list %s", b->allow_dir);
     int rc = 0;
-    int64_t turn_end = s_mono_ms(); /* when the previous turn's work ended */
+    int64_t woke = s_mono_ms(); /* when the previous poll returned */
     while (!atomic_load(&b->stop)) {
         b->now_ms = s_mono_ms();
-        int64_t polled = b->now_ms, busy = b->now_ms - turn_end;
+        int64_t polled = b->now_ms;
         int64_t timeout = b->next_tick - b->now_ms;
         int64_t parked = pd_broker_expire_parked(b);
         if (parked >= 0 && parked < timeout)
@@ -1009,12 +1009,14 @@ int pd_broker_run(pd_broker_t *b)
             break;
         }
         b->now_ms = s_mono_ms();
-        /* The broker itself did not listen: stopped (SIGSTOP, a suspended
-           machine) past its poll's time-out, or busy longer than a
-           heartbeat. The workers' heartbeats of that time wait unread, so
-           their silence is not counted against them. */
-        int64_t late = b->now_ms - polled - (timeout < 0 ? 0 : timeout);
-        int64_t deaf = (late > 0 ? late : 0) + (busy > (int64_t) b->cfg.hb_ms ? busy : 0);
+        /* The time since the previous poll returned, less what this poll
+           listened (its time-out at most), is time the broker did not
+           listen: its own work, or a stop (SIGSTOP, a suspended machine)
+           wherever it fell. Past a heartbeat, the workers' heartbeats of
+           that time wait unread, so their silence is not counted. */
+        int64_t in_poll = b->now_ms - polled, listened = in_poll < timeout ? in_poll : timeout;
+        int64_t deaf = b->now_ms - woke - listened;
+        woke = b->now_ms;
         if (deaf > (int64_t) b->cfg.hb_ms)
             pd_broker_workers_forgive(b, deaf);
         s_settle_all(b); /* replies and jobs that were waiting for the disk */
@@ -1055,7 +1057,6 @@ int pd_broker_run(pd_broker_t *b)
             b->next_tick = b->now_ms + tick_ms;
         }
         s_settle_all(b); /* a batch dropped while failing settles at once */
-        turn_end = s_mono_ms();
     }
     pd_broker_sync(b);
     pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused (%llu for their "
