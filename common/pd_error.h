@@ -39,7 +39,9 @@
     X(ENOKEY, -28, "no key")                                                         \
     X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
     X(EABORTED, -41, "aborted because another node of the task failed")              \
-    X(EPEER, -42, "the node that would send it has finished")
+    X(EPEER, -42, "the node that would send it has finished")                       \
+    X(ELIMIT, -43, "the job went over one of its limits")                            \
+    X(EPERM, -44, "the id belongs to another owner")
 
 enum {
 #define PD_X(name, value, msg) PD_##name = value,
