@@ -290,6 +290,43 @@ static int s_compiler_id(pd_modcache_t *mc)
     return 0;
 }
 
+/* The message of a failed compile, allocated: "module NAME: compile
+   error:\n" and the compiler's output, where each mention of the cache's
+   copy of the source (path, when not NULL) reads NAME, the file the user
+   knows ("square.c:2:38: error: ..."). NULL when out of memory. */
+static char *s_compile_error(const char *name, char *log, const char *path)
+{
+    size_t n = strlen(log);
+    while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
+        log[--n] = 0;
+    size_t pl = path ? strlen(path) : 0, nl = strlen(name), hits = 0;
+    for (const char *p = log; pl && (p = strstr(p, path)); p += pl)
+        hits++;
+    size_t need = strlen(name) + n + hits * nl + 64;
+    char *msg = malloc(need);
+    if (!msg)
+        return NULL;
+    size_t k = (size_t) snprintf(msg, need, "module %s: compile error:\n", name);
+    if (!n) {
+        snprintf(msg + k, need - k, "(the compiler printed nothing)");
+        return msg;
+    }
+    for (const char *p = log; *p;) {
+        const char *at = pl ? strstr(p, path) : NULL;
+        size_t run = at ? (size_t) (at - p) : strlen(p);
+        memcpy(msg + k, p, run);
+        k += run;
+        p += run;
+        if (at) {
+            memcpy(msg + k, name, nl);
+            k += nl;
+            p += pl;
+        }
+    }
+    msg[k] = 0;
+    return msg;
+}
+
 /* Compiles modules/<hash>.c into so/<hash>-<ccid>.so unless it is there.
    Returns 0, or -1 with *msg an allocated sentence. */
 static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char *so,
@@ -321,14 +358,7 @@ static int s_compile(pd_modcache_t *mc, const char *hash, const char *name, char
     }
     if (s_run_capture(argv, NULL, log, S_COMPILE_LOG_MAX + 1) != 0) {
         unlink(tmp);
-        size_t n = strlen(log);
-        while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
-            log[--n] = 0;
-        size_t need = strlen(name) + n + 64;
-        *msg = malloc(need);
-        if (*msg)
-            snprintf(*msg, need, "module %s: compile error:\n%s", name,
-                     n ? log : "(the compiler printed nothing)");
+        *msg = s_compile_error(name, log, src);
         free(log);
         return -1;
     }
@@ -477,14 +507,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
     free(names);
     if (status != 0) {
         unlink(tmp);
-        size_t n = strlen(log);
-        while (n && (log[n - 1] == '\n' || log[n - 1] == ' '))
-            log[--n] = 0;
-        size_t need = strlen(name) + n + 64;
-        *msg = malloc(need);
-        if (*msg)
-            snprintf(*msg, need, "module %s: compile error:\n%s", name,
-                     n ? log : "(the compiler printed nothing)");
+        *msg = s_compile_error(name, log, NULL); /* it names the bundle's own files */
         goto out;
     }
     /* Another slot may have stored the same module meanwhile, and (Windows)
