@@ -268,6 +268,7 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     pd_buf_init(&b->aux);
     b->jobs = pd_jobs_new(cfg->max_jobs);
     b->mods = pd_mods_new();
+    b->probes = pd_probes_new();
     if (!b->cfg.max_shared)
         b->cfg.max_shared = PD_SHARED_DEFAULT_MAX;
     if (b->cfg.max_shared > PD_SHARED_LIMIT)
@@ -282,7 +283,7 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
-    if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->tasks || !b->parked
+    if (!b->jobs || !b->mods || !b->probes || !b->shared || !b->workers || !b->tasks || !b->parked
         || !b->tparked || !b->scratch || !b->ctx) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
@@ -398,6 +399,7 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
+    pd_probes_destroy(&b->probes);
     pd_shared_destroy(&b->shared);
     pd_buf_free(&b->out);
     pd_buf_free(&b->aux);
@@ -435,14 +437,17 @@ int pd_broker_forget_all(pd_broker_t *b)
     pd_workers_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
+    pd_probes_destroy(&b->probes);
     pd_shared_destroy(&b->shared);
     b->tasks = pd_tasks_new(0);
     b->workers = pd_workers_new();
     b->jobs = pd_jobs_new(b->cfg.max_jobs);
     b->mods = pd_mods_new();
+    b->probes = pd_probes_new();
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     memset(&b->stats, 0, sizeof b->stats);
-    return b->tasks && b->workers && b->jobs && b->mods && b->shared ? 0 : PD_ENOMEM;
+    return b->tasks && b->workers && b->jobs && b->mods && b->probes && b->shared ? 0
+                                                                                   : PD_ENOMEM;
 }
 void pd_broker_stop(pd_broker_t *b) { atomic_store(&b->stop, true); }
 void pd_broker_reload(pd_broker_t *b) { atomic_store(&b->reload, true); }

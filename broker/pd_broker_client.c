@@ -705,10 +705,10 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
     return n;
 }
 
-void pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n)
+uint64_t pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n)
 {
     const uint64_t r[1][2] = {{first, n}};
-    s_cancel(b, r, 1);
+    return s_cancel(b, r, 1);
 }
 
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)

@@ -13,6 +13,7 @@
 #include "pd_log.h"
 #include "pd_mods.h"
 #include "pd_msg.h"
+#include "pd_probes.h"
 #include "pd_tasks.h"
 #include "pd_shared.h"
 #include "pd_workers.h"
@@ -98,6 +99,7 @@ struct pd_broker {
     pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
+    pd_probes_t *probes;       /* which module functions were seen to load where */
     pd_shared_t *shared;       /* the shared-data store */
     pd_workers_t *workers;     /* the worker registry */
     pd_journal_t *journal;     /* the journal (NULL: none) */
@@ -186,8 +188,8 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Cancels the unfinished jobs first .. first+n-1 (stopping those running on
-   workers), as `cancel` does. */
-void pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n);
+   workers), as `cancel` does. Returns how many. */
+uint64_t pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n);
 /* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
 int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);

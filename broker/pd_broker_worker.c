@@ -408,6 +408,89 @@ static void s_read_task_error(const uint8_t *val, size_t vlen, char *code, size_
     }
 }
 
+/* The exit status in an exec job's output map {exit, ...}, or -1. */
+static int64_t s_exec_exit(const uint8_t *value, size_t len)
+{
+    pd_rd_t r;
+    pd_rd_init(&r, value, len);
+    uint32_t n;
+    if (!value || pd_rd_map(&r, &n))
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t v;
+        if (pd_rd_key_is(&r, "exit"))
+            return pd_rd_int(&r, &v) ? -1 : v;
+        if (pd_rd_skip(&r, NULL, NULL) || pd_rd_skip(&r, NULL, NULL))
+            return -1;
+    }
+    return -1;
+}
+
+/* What a job's end means for the rest of its batch. */
+typedef enum {
+    S_END_JOB,     /* only the job ended */
+    S_END_MODULE,  /* its module cannot run its function: the batch ends */
+    S_END_PROGRAM  /* an exec job's program was not found or not executable
+                      before any job of the batch succeeded: the batch ends */
+} s_end_t;
+
+/* Settles the probe of the job's pair on wk's platform (pd_probes.h) and
+   says what the job's end (code: 0 done, else its PD_E* code) means for
+   its batch. Called before the job's final transition, while its batch is
+   known. The rules (docs/broker.md, "A broken module fails once"): a
+   module failure (PD_ECOMPILE, PD_ENOFUNC) of the probe, or of any job
+   before one of its batch succeeded, ends the batch; so does an exec job
+   whose shell exited 127 (no such program) or 126 (not executable) before
+   one of its batch succeeded. */
+static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd_job_t *job,
+                          int code, const char *msg, const uint8_t *value, size_t value_len)
+{
+    uint64_t first;
+    uint32_t n;
+    bool succeeded;
+    pd_jobs_batch(job, &first, &n, &succeeded);
+    if (pd_mods_is_builtin(b->mods, job->mod)) {
+        int64_t exit = code == PD_ETASK ? s_exec_exit(value, value_len) : -1;
+        return !succeeded && (exit == 127 || exit == 126) ? S_END_PROGRAM : S_END_JOB;
+    }
+    const char *platform = pd_worker_platform(wk);
+    uint64_t probe = 0;
+    int pcode;
+    const char *pmsg;
+    bool is_probe = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, b->now_ms,
+                                  &probe, &pcode, &pmsg) == PD_PROBE_RUNNING && probe == id;
+    if (pd_probes_module_failure(code) && (is_probe || !succeeded)) {
+        pd_probes_broken(b->probes, job->mod, job->cu, job->fn, platform, code, msg, b->now_ms);
+        return S_END_MODULE;
+    }
+    if (is_probe && code == PD_ENOMODULE)
+        pd_probes_forget(b->probes, job->mod, job->cu, job->fn, platform); /* says nothing */
+    else if (is_probe)
+        pd_probes_proven(b->probes, job->mod, job->cu, job->fn, platform);
+    return S_END_JOB;
+}
+
+/* Ends the rest of the batch of job id (ids first .. first+n-1) after
+   s_job_ends said so: cancels its unfinished jobs and says why in the log. */
+static void s_end_batch(pd_broker_t *b, pd_worker_t *wk, uint64_t id, s_end_t end,
+                        uint64_t first, uint32_t n, const char *fn, const char *mod)
+{
+    uint64_t cancelled = pd_broker_cancel_range(b, first, n);
+    char label[160];
+    if (end == S_END_MODULE)
+        pd_log_info("job %llu: module %s cannot run function %s on worker %s: the other %llu "
+                    "unfinished jobs of its batch (%llu-%llu) are cancelled",
+                    (unsigned long long) id, mod, fn, s_label(wk, label, sizeof label),
+                    (unsigned long long) cancelled, (unsigned long long) first,
+                    (unsigned long long) (first + n - 1));
+    else
+        pd_log_info("job %llu: its command was not found or not executable on worker %s, "
+                    "before any job of its batch succeeded: the other %llu unfinished jobs of "
+                    "its batch (%llu-%llu) are cancelled", (unsigned long long) id,
+                    s_label(wk, label, sizeof label), (unsigned long long) cancelled,
+                    (unsigned long long) first, (unsigned long long) (first + n - 1));
+}
+
 static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     const uint8_t *raw;
@@ -462,16 +545,26 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         pd_worker_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
+            s_job_ends(b, wk, id, job, 0, NULL, NULL, 0);
             pd_jobs_set_done(b->jobs, id, val, (uint32_t) vlen);
-        } else {
-            char code[64], msg[4200]; /* room for a compiler's log */
-            int64_t slot;
-            const uint8_t *value;
-            size_t value_len;
-            s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
-                              &value_len);
-            pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
+            continue;
         }
+        char code[64], msg[4200]; /* room for a compiler's log */
+        int64_t slot;
+        const uint8_t *value;
+        size_t value_len;
+        s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
+                          &value_len);
+        uint64_t first;
+        uint32_t count;
+        bool succeeded;
+        pd_jobs_batch(job, &first, &count, &succeeded);
+        s_end_t end = s_job_ends(b, wk, id, job, pd_err_from_name(code), msg, value, value_len);
+        const char *fn = pd_jobs_fn_name(b->jobs, job->fn);
+        const char *mod = pd_mods_get(b->mods, job->mod)->name;
+        pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
+        if (end != S_END_JOB)
+            s_end_batch(b, wk, id, end, first, count, fn, mod);
     }
     return 0;
 }
@@ -715,19 +808,84 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
     }
 }
 
-/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job's module? */
+/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job now? */
 typedef struct {
     pd_broker_t *b;
     const pd_worker_t *wk;
-    bool passed; /* a job was passed over: it is for another platform */
+    bool passed;       /* a job was passed over: for another platform, or held */
+    bool proven;       /* (mod, fn) below is proven on wk's platform */
+    uint32_t mod, cu, fn; /* the last pair (with its CUDA module) found proven */
 } s_fits_t;
+
+/* Where a job stands with the probe of its (module, function) on the
+   worker's platform (pd_probes.h): PD_PROBE_PROVEN for built-in tasks,
+   which are not probed, and PD_PROBE_NONE when a probe sent earlier no
+   longer runs as one (requeued, cancelled): the job may then be the probe. */
+static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job, uint64_t *probe,
+                                      int *code, const char **msg)
+{
+    pd_broker_t *b = f->b;
+    if (f->proven && f->mod == job->mod && f->cu == job->cu && f->fn == job->fn)
+        return PD_PROBE_PROVEN;
+    if (pd_mods_is_builtin(b->mods, job->mod))
+        return PD_PROBE_PROVEN;
+    const char *platform = pd_worker_platform(f->wk);
+    pd_probe_state_t st = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform,
+                                        b->now_ms, probe, code, msg);
+    if (st == PD_PROBE_PROVEN) {
+        f->proven = true;
+        f->mod = job->mod;
+        f->cu = job->cu;
+        f->fn = job->fn;
+    } else if (st == PD_PROBE_RUNNING) {
+        const pd_job_t *pj = pd_jobs_get(b->jobs, *probe);
+        const pd_worker_t *pw = pj && pj->state == PD_JOB_RUNNING
+                                    ? pd_workers_at(b->workers, pj->worker) : NULL;
+        if (!pw || pj->mod != job->mod || pj->cu != job->cu || pj->fn != job->fn ||
+            strcmp(pd_worker_platform(pw), platform) != 0)
+            st = PD_PROBE_NONE;
+    }
+    return st;
+}
 
 static bool s_fits(void *user, const pd_job_t *job)
 {
     s_fits_t *f = user;
-    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform);
+    uint64_t probe;
+    int code;
+    const char *msg;
+    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform) &&
+              s_probe_state(f, job, &probe, &code, &msg) != PD_PROBE_RUNNING;
     f->passed |= !ok;
     return ok;
+}
+
+/* A job just popped for wk: when its pair has not been proven on wk's
+   platform, it becomes the probe (returns true: send it); when the pair
+   failed there moments ago, the job fails without running (returns
+   false). */
+static bool s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, pd_job_t *job)
+{
+    uint64_t probe = 0;
+    int code = 0;
+    const char *msg = NULL;
+    pd_probe_state_t st = s_probe_state(f, job, &probe, &code, &msg);
+    if (st == PD_PROBE_PROVEN)
+        return true;
+    const char *platform = pd_worker_platform(f->wk);
+    if (st == PD_PROBE_BROKEN) {
+        char why[600];
+        snprintf(why, sizeof why, "not run: job %llu of this module failed on %s moments ago: "
+                 "%.400s", (unsigned long long) probe, platform[0] ? platform : "its platform",
+                 msg);
+        pd_jobs_set_failed(b->jobs, id, pd_err_name(code), why, f->wk->host, -1);
+        return false;
+    }
+    pd_probes_start(b->probes, job->mod, job->cu, job->fn, platform, id);
+    pd_log_debug("job %llu probes module %s function %s on %s: the rest of its kind waits",
+                 (unsigned long long) id, pd_mods_get(b->mods, job->mod)->name,
+                 pd_jobs_fn_name(b->jobs, job->fn), platform);
+    return true;
 }
 
 /* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
@@ -735,7 +893,7 @@ static bool s_fits(void *user, const pd_job_t *job)
    platform than wk's. */
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
 {
-    s_fits_t fits = {b, wk, false};
+    s_fits_t fits = {.b = b, .wk = wk};
     uint32_t want = pd_worker_credit(wk, cls);
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
@@ -757,6 +915,8 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
+        if (!s_probe_popped(b, &fits, id, job))
+            continue;
         const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
         uint32_t ci = 0;
         while (ci < nclients && strcmp(clients[ci], owner) != 0)

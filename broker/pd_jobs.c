@@ -144,7 +144,7 @@ pd_blob_t *pd_blob_new(const void *data, size_t len, uint32_t refs)
     b->key = 0;
     b->jseq = 0;
     b->mark = 0;
-    b->pad = 0;
+    b->flags = 0;
     if (len)
         memcpy(b->data, data, len);
     return b;
@@ -260,6 +260,22 @@ pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id)
         return NULL;
     pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
     return job->state == PD_JOB_UNKNOWN ? NULL : job;
+}
+
+void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succeeded)
+{
+    assert(job->arg && !PD_JOB_IS_FINAL(job->state));
+    /* An argument blob's key is its batch's first id, and its bytes the
+       batch's array of arguments (checked when it was accepted). */
+    pd_rd_t r;
+    pd_rd_init(&r, job->arg->data, job->arg->len);
+    uint32_t count = 0;
+    int rc = pd_rd_array(&r, &count);
+    assert(rc == 0);
+    (void) rc;
+    *first = job->arg->key;
+    *n = count;
+    *succeeded = job->arg->flags & PD_BLOB_SUCCEEDED;
 }
 
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id)
@@ -914,7 +930,10 @@ static void s_pack_err(msgpack_packer *pk, const void *arg)
 
 int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len)
 {
-    pd_job_t *job = s_finish(j, id, PD_JOB_DONE);
+    pd_job_t *job = pd_jobs_get(j, id);
+    assert(job && job->arg);
+    job->arg->flags |= PD_BLOB_SUCCEEDED;
+    job = s_finish(j, id, PD_JOB_DONE);
     s_raw_t r = {val, len};
     return s_seg_add(j, id, job, PD_JOB_DONE, s_pack_raw, &r, len);
 }

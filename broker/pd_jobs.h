@@ -80,9 +80,12 @@ typedef struct {
                       number of a result blob (0 = not journalled) */
     uint64_t jseq; /* journal batch that writes it (0: on disk, or no journal) */
     uint32_t mark; /* scratch for walks over every blob (pd_journal resync) */
-    uint32_t pad;  /* keeps data 8-byte aligned */
+    uint32_t flags; /* argument blobs: PD_BLOB_* bits; keeps data 8-byte aligned */
     uint8_t data[];
 } pd_blob_t;
+
+/* An argument blob's flags. */
+#define PD_BLOB_SUCCEEDED 1u /* a job of the batch ended done */
 
 /* Allocates a blob holding a copy of len bytes with refs references and
    key 0; NULL when out of memory. */
@@ -192,6 +195,10 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
    forgets jobs. */
 pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
+/* The batch (one submit) of an unfinished job: its ids are first ..
+   first+*n-1 (some of them may be final or forgotten by now), and
+   *succeeded says whether one of them ended done. */
+void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succeeded);
 /* State of id (PD_JOB_UNKNOWN when not known). */
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */

@@ -1,6 +1,8 @@
 /*  pd_error: messages and names for the PD_E* codes of pd_error.h. */
 #include "pd_error.h"
 
+#include <string.h>
+
 const char *pd_strerror(int code)
 {
     switch (code) {
@@ -21,4 +23,12 @@ const char *pd_err_name(int code)
 #undef PD_X
     default: return "PD_EUNKNOWN";
     }
+}
+
+int pd_err_from_name(const char *name)
+{
+#define PD_X(n, value, msg) if (strcmp(name, "PD_" #n) == 0) return value;
+    PD_ERRNO_MAP(PD_X)
+#undef PD_X
+    return 0;
 }

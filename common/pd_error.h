@@ -53,5 +53,8 @@ enum {
 const char *pd_strerror(int code);
 /* Symbol for an error code ("PD_EPROTO"); static storage, never NULL. */
 const char *pd_err_name(int code);
+/* The code a symbol names (pd_err_name's inverse), or 0 for a name that is
+   not one of the table's (a peer's newer code). */
+int pd_err_from_name(const char *name);
 
 #endif

@@ -456,6 +456,20 @@ static void s_fetch(void *c, uint64_t req, uint64_t first, uint64_t n, uint64_t 
     s_send_buf(c);
 }
 
+/* Runs one job of the module on w, so that its function is proven there
+   (pd_probes.h) and later batches are not held behind a probe; the module
+   travels to w first. */
+static void s_prove(void *c, void *w, const char *hash)
+{
+    uint64_t id = s_submit(c, hash, 1, 0, 3);
+    s_run_job_t job;
+    cr_assert_eq(s_expect_run(w, &job, 1, true), 1, "the probe runs alone");
+    cr_assert_eq(job.id, id);
+    s_done(w, &job, 1, false);
+    s_fetch(c, 99, id, 1, 5000); /* waits for the done to be processed */
+    s_expect(c, "results");
+}
+
 Test(unit_broker, jobs_flow_from_submit_to_fetch)
 {
     void *c = s_dealer(NULL);
@@ -466,9 +480,10 @@ Test(unit_broker, jobs_flow_from_submit_to_fetch)
     s_hello(c, 3);
     cr_assert_eq(s_uint("workers"), 1);
     cr_assert_eq(s_uint("slots"), 2);
+    s_prove(c, w, hash);
     uint64_t first = s_submit(c, hash, 6, 10, 3);
     s_run_job_t jobs[64];
-    uint32_t n = s_expect_run(w, jobs, 64, true);
+    uint32_t n = s_expect_run(w, jobs, 64, false);
     cr_assert_eq(n, 6, "credit 2 x 8 covers all six");
     for (uint32_t i = 0; i < n; i++) {
         cr_assert_eq(jobs[i].id, first + i);
@@ -576,7 +591,7 @@ Test(unit_broker, a_parked_fetch_wakes_when_a_job_finishes)
     s_ready(w, 1);
     s_run_job_t jobs[8];
     n = s_expect_run(w, jobs, 8, true);
-    cr_assert_eq(n, 2);
+    cr_assert_eq(n, 1, "a new module's first job runs alone: the probe");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     s_done(w, jobs, 1, false);
@@ -609,9 +624,10 @@ Test(unit_broker, cancel_tells_the_worker_and_frees_credit)
     char hash[65];
     s_put_module(c, hash);
     s_ready(w, 1);
+    s_prove(c, w, hash);
     uint64_t first = s_submit(c, hash, 3, 0, 3);
     s_run_job_t jobs[8];
-    cr_assert_eq(s_expect_run(w, jobs, 8, true), 3);
+    cr_assert_eq(s_expect_run(w, jobs, 8, false), 3);
     s_cancel(c, 30, first + 1, 5);
     s_expect(c, "cancelled");
     cr_assert_eq(s_uint("n"), 2);
@@ -659,9 +675,10 @@ Test(unit_broker_liveness, a_silent_workers_jobs_move_and_its_late_results_are_d
     char hash[65];
     s_put_module(c, hash);
     s_ready(w1, 1);
+    s_prove(c, w1, hash);
     uint64_t first = s_submit(c, hash, 2, 4, 2);
     s_run_job_t jobs[8];
-    cr_assert_eq(s_expect_run(w1, jobs, 8, true), 2);
+    cr_assert_eq(s_expect_run(w1, jobs, 8, false), 2);
     /* w1 says nothing for > 100 ms: dead. A second worker gets the jobs. */
     void *w2 = s_dealer("w-00000000000000a2");
     usleep(300 * 1000);
@@ -907,9 +924,10 @@ Test(unit_broker, requeue_hands_jobs_back_without_counting_an_attempt)
     s_put_module(c, hash);
     s_ready(w1, 2);
     s_hello(c, 3);
+    s_prove(c, w1, hash);
     uint64_t first = s_submit(c, hash, 4, 10, 1); /* retries 1: one counted loss fails a job */
     s_run_job_t jobs[8];
-    uint32_t n = s_expect_run(w1, jobs, 8, true);
+    uint32_t n = s_expect_run(w1, jobs, 8, false);
     cr_assert_eq(n, 4);
     /* The owner takes the slots back with --now: slots first, then requeue
        (plus a stale entry, which is skipped). */
@@ -1246,7 +1264,9 @@ Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)
     cr_assert_eq(pd_rd_strcpy(&r, k1, sizeof k1), 0);
     cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
     cr_assert_eq(pd_rd_array(&r, &n), 0);
-    cr_assert_eq(n, 3);
+    /* Jobs 1 and 3 probe the module for their submitters (pd_probes.h);
+       job 2 waits for job 1's result. */
+    cr_assert_eq(n, 2);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t k;
         uint64_t id, ci;
@@ -1405,6 +1425,7 @@ Test(unit_broker, gpu_jobs_go_to_gpu_slots_only_and_cpu_jobs_to_cpu_slots)
     char hash[65];
     s_put_module(c, hash);
     s_ready(cpu, 2);
+    s_prove(c, cpu, hash);
     s_ready_gpu(gpu, 0, 1, true); /* one GPU slot and no CPU slot */
     s_hello(c, 5);
     cr_assert_eq(s_uint("slots"), 3);
@@ -1422,7 +1443,7 @@ Test(unit_broker, gpu_jobs_go_to_gpu_slots_only_and_cpu_jobs_to_cpu_slots)
     /* CPU jobs are not sent to the GPU-only worker. */
     uint64_t first = s_submit(c, hash, 4, 0, 3);
     s_run_job_t cj[8];
-    cr_assert_eq(s_expect_run(cpu, cj, 8, true), 4);
+    cr_assert_eq(s_expect_run(cpu, cj, 8, false), 4);
     cr_assert_eq(cj[0].id, first);
     cr_assert_not(s_recv_within(cpu, 200) && pd_msg_is(&msg, "run"),
                   "the CPU worker got a GPU job");
@@ -1555,9 +1576,10 @@ Test(unit_broker, a_pilot_keeps_its_slurm_ids_and_its_bye_requeues_without_an_at
     void *p1 = s_dealer("w-00000000000000b1");
     s_ready_pilot(p1, "4242", false, "4241_3");
     s_expect(p1, "welcome");
+    s_prove(c, p1, hash);
     uint64_t first = s_submit(c, hash, 2, 0, 1);
     s_run_job_t jobs[8];
-    cr_assert_eq(s_expect_run(p1, jobs, 8, true), 2);
+    cr_assert_eq(s_expect_run(p1, jobs, 8, false), 2);
     msgpack_packer pk = s_begin("bye", 0);
     (void) pk;
     s_send_buf(p1);
@@ -1717,9 +1739,10 @@ Test(unit_broker_journal, a_result_shows_before_its_commit_and_a_crash_then_runs
     char hash[65];
     s_put_module(c, hash);
     s_ready(w, 1);
+    s_prove(c, w, hash);
     uint64_t first = s_submit(c, hash, 2, 3, 3); /* `accepted`: the submit is on disk */
     s_run_job_t jobs[8];
-    cr_assert_eq(s_expect_run(w, jobs, 8, true), 2);
+    cr_assert_eq(s_expect_run(w, jobs, 8, false), 2);
     /* From now on nothing reaches the disk. */
     pd_journal_hold(broker->journal, true);
     s_done(w, jobs, 2, false);
@@ -1748,11 +1771,14 @@ Test(unit_broker_journal, a_result_shows_before_its_commit_and_a_crash_then_runs
        the same ids: at least once, never lost. */
     void *w2 = s_dealer("w-00000000000000j2");
     s_ready(w2, 1);
-    cr_assert_eq(s_expect_run(w2, jobs, 8, true), 2);
+    /* A new broker has proven nothing: the first job probes the module. */
+    cr_assert_eq(s_expect_run(w2, jobs, 8, true), 1);
     cr_assert_eq(jobs[0].id, first);
-    cr_assert_eq(jobs[1].id, first + 1);
     cr_assert_eq(jobs[0].arg, 3);
-    s_done(w2, jobs, 2, false);
+    s_done(w2, jobs, 1, false);
+    cr_assert_eq(s_expect_run(w2, jobs + 1, 7, false), 1);
+    cr_assert_eq(jobs[1].id, first + 1);
+    s_done(w2, jobs + 1, 1, false);
     void *c2 = s_dealer(NULL);
     s_fetch(c2, 41, first, 2, 5000);
     s_expect(c2, "results");
@@ -1768,9 +1794,10 @@ Test(unit_broker_journal, a_cancellation_shows_only_once_on_disk)
     char hash[65];
     s_put_module(c, hash);
     s_ready(w, 1);
+    s_prove(c, w, hash);
     uint64_t first = s_submit(c, hash, 2, 5, 3);
     s_run_job_t jobs[8];
-    cr_assert_eq(s_expect_run(w, jobs, 8, true), 2);
+    cr_assert_eq(s_expect_run(w, jobs, 8, false), 2);
     pd_journal_hold(broker->journal, true);
     s_cancel(c, 50, first + 1, 1);
     s_expect(w, "cancel"); /* the worker is told at once... */
@@ -1799,4 +1826,243 @@ Test(unit_broker_journal, a_cancellation_shows_only_once_on_disk)
     s_expect(c, "results");
     cr_assert_eq(s_results(ids, st, val, 4), 1);
     cr_assert_eq(val[0], 25);
+}
+
+/* ---- a broken module fails once, before its batch ----------------------- */
+
+/* One entry of a `results` reply: id, state, and a failure's code and msg. */
+typedef struct {
+    uint64_t id, state;
+    char code[32], msg[600];
+} s_res_t;
+
+/* The entries of the `results` reply in msg. */
+static uint32_t s_results_full(s_res_t *out, uint32_t cap)
+{
+    pd_rd_t r;
+    uint32_t n, three;
+    cr_assert_eq(pd_msg_rd(&msg, "res", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        cr_assert_eq(pd_rd_array(&r, &three), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].id), 0);
+        cr_assert_eq(pd_rd_uint(&r, &out[i].state), 0);
+        if (out[i].state != PD_JOB_FAILED) {
+            cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+            continue;
+        }
+        uint32_t nf;
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        for (uint32_t f = 0; f < nf; f++) {
+            if (pd_rd_key_is(&r, "code"))
+                cr_assert_eq(pd_rd_strcpy(&r, out[i].code, sizeof out[i].code), 0);
+            else if (pd_rd_key_is(&r, "msg"))
+                cr_assert_eq(pd_rd_strcpy(&r, out[i].msg, sizeof out[i].msg), 0);
+            else
+                cr_assert(pd_rd_skip(&r, NULL, NULL) == 0 && pd_rd_skip(&r, NULL, NULL) == 0);
+        }
+    }
+    return n;
+}
+
+/* Sends `done` with one failure: code, msg and, when exit >= 0, an exec
+   job's output map {exit, out, err} as its value. */
+static void s_done_failed(void *w, const s_run_job_t *job, const char *code, const char *text,
+                          int exit)
+{
+    msgpack_packer pk = s_begin("done", 1);
+    pd_pack_cstr(&pk, "res");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint64(&pk, job->id);
+    msgpack_pack_uint64(&pk, job->attempt);
+    msgpack_pack_false(&pk);
+    msgpack_pack_map(&pk, exit >= 0 ? 4 : 3);
+    pd_pack_kv_str(&pk, "code", code);
+    pd_pack_kv_str(&pk, "msg", text);
+    pd_pack_kv_int(&pk, "slot", 0);
+    if (exit >= 0) {
+        pd_pack_cstr(&pk, "value");
+        msgpack_pack_map(&pk, 3);
+        pd_pack_kv_int(&pk, "exit", exit);
+        pd_pack_kv_str(&pk, "out", "");
+        pd_pack_kv_str(&pk, "err", "sh: 1: nosuchprog: not found\n");
+    }
+    msgpack_pack_uint64(&pk, 5);
+    s_send_buf(w);
+}
+
+Test(unit_broker, a_new_modules_first_job_runs_alone_and_a_compile_error_ends_its_batch)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000d1");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 2); /* credit for 16 */
+    uint64_t first = s_submit(c, hash, 10, 0, 3);
+    s_run_job_t jobs[16];
+    cr_assert_eq(s_expect_run(w, jobs, 16, true), 1, "only the probe goes");
+    cr_assert_eq(jobs[0].id, first);
+    cr_assert_not(s_recv_within(w, 200) && pd_msg_is(&msg, "run"),
+                  "the batch went on before the probe came back");
+    static const char diag[] = "module square.c: compile error:\n"
+                               "square.c:1:31: error: expected ';' before '}' token";
+    s_done_failed(w, &jobs[0], "PD_ECOMPILE", diag, -1);
+    s_fetch(c, 60, first, 10, 5000);
+    s_expect(c, "results");
+    s_res_t res[16];
+    uint32_t n = s_results_full(res, 16);
+    cr_assert_eq(n, 10, "the whole batch ended with the probe");
+    cr_assert_eq(res[0].state, PD_JOB_FAILED);
+    cr_assert_str_eq(res[0].code, "PD_ECOMPILE");
+    cr_assert_str_eq(res[0].msg, diag);
+    for (uint32_t i = 1; i < n; i++)
+        cr_assert_eq(res[i].state, PD_JOB_CANCELLED, "job %llu is %llu",
+                     (unsigned long long) res[i].id, (unsigned long long) res[i].state);
+    /* Another batch of the same function, moments later: it fails at once,
+       pointing at the probe, without running. */
+    uint64_t again = s_submit(c, hash, 3, 0, 3);
+    s_fetch(c, 61, again, 3, 5000);
+    s_expect(c, "results");
+    n = s_results_full(res, 16);
+    cr_assert_eq(n, 3);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(res[i].state, PD_JOB_FAILED);
+        cr_assert_str_eq(res[i].code, "PD_ECOMPILE");
+        cr_assert(strncmp(res[i].msg, "not run: job ", 13) == 0, "%s", res[i].msg);
+        cr_assert(strstr(res[i].msg, "square.c:1:31") != NULL, "%s", res[i].msg);
+    }
+    while (s_recv_within(w, 200))
+        cr_assert(!pd_msg_is(&msg, "run"), "a job of a broken module was sent");
+}
+
+Test(unit_broker, a_probe_that_succeeds_releases_its_batch_and_later_batches_flow)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000d2");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 2);
+    uint64_t first = s_submit(c, hash, 5, 0, 3);
+    s_run_job_t jobs[16];
+    cr_assert_eq(s_expect_run(w, jobs, 16, true), 1);
+    /* A failure of the task's own (not of the module) proves the module too. */
+    s_done_failed(w, &jobs[0], "PD_ETASK", "want a positive number", -1);
+    cr_assert_eq(s_expect_run(w, jobs, 16, false), 4, "the held jobs go together");
+    cr_assert_eq(jobs[0].id, first + 1);
+    s_done(w, jobs, 4, false);
+    uint64_t next = s_submit(c, hash, 3, 0, 3);
+    cr_assert_eq(s_expect_run(w, jobs, 16, false), 3, "a proven module's batch is not held");
+    cr_assert_eq(jobs[0].id, next);
+}
+
+Test(unit_broker, a_missing_function_fails_its_batch_whatever_job_meets_it_first)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000d3");
+    char hash[65];
+    s_put_module(c, hash);
+    s_ready(w, 1);
+    uint64_t first = s_submit(c, hash, 4, 0, 3);
+    s_run_job_t jobs[16];
+    cr_assert_eq(s_expect_run(w, jobs, 16, true), 1);
+    /* The worker leaves before answering: the probe goes back to the queue,
+       and the next worker probes again. */
+    msgpack_packer pk = s_begin("bye", 0);
+    (void) pk;
+    s_send_buf(w);
+    void *w2 = s_dealer("w-00000000000000d4");
+    s_ready(w2, 1);
+    cr_assert_eq(s_expect_run(w2, jobs, 16, true), 1, "a new probe, alone");
+    cr_assert_eq(jobs[0].id, first);
+    s_done_failed(w2, &jobs[0], "PD_ENOFUNC",
+                  "module square.c has no function 'sqaure' (check the name passed to map)", -1);
+    s_fetch(c, 62, first, 4, 5000);
+    s_expect(c, "results");
+    s_res_t res[8];
+    cr_assert_eq(s_results_full(res, 8), 4);
+    cr_assert_str_eq(res[0].code, "PD_ENOFUNC");
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(res[i].state, PD_JOB_CANCELLED);
+}
+
+/* exec jobs: [id, attempt, "builtin", "exec", ...]: the ids of a run. */
+static uint32_t s_expect_exec_run(void *w, uint64_t *ids, uint64_t *attempts, uint32_t cap)
+{
+    do
+        cr_assert(s_recv_within(w, 3000), "no run");
+    while (!pd_msg_is(&msg, "run"));
+    pd_rd_t r;
+    uint32_t n, k;
+    cr_assert_eq(pd_msg_rd(&msg, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, &n), 0);
+    cr_assert(n <= cap);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(pd_rd_array(&r, &k), 0);
+        cr_assert_eq(pd_rd_uint(&r, &ids[i]), 0);
+        cr_assert_eq(pd_rd_uint(&r, &attempts[i]), 0);
+        for (uint32_t f = 2; f < k; f++)
+            cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+    return n;
+}
+
+/* Submits n exec jobs ("cmd i"); returns the first id. */
+static uint64_t s_submit_exec(void *c, uint32_t n)
+{
+    msgpack_packer pk = s_begin("submit", 4);
+    pd_pack_kv_uint(&pk, "req", 2);
+    pd_pack_kv_str(&pk, "mod", PD_MODS_BUILTIN);
+    pd_pack_kv_str(&pk, "fn", "exec");
+    pd_pack_cstr(&pk, "args");
+    msgpack_pack_array(&pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        pd_pack_cstr(&pk, "nosuchprog");
+    s_send_buf(c);
+    s_expect(c, "accepted");
+    return s_uint("first");
+}
+
+Test(unit_broker, an_exec_batch_whose_program_is_not_found_first_is_cancelled)
+{
+    void *c = s_dealer(NULL);
+    void *w = s_dealer("w-00000000000000d5");
+    s_ready(w, 2);
+    uint64_t first = s_submit_exec(c, 20);
+    uint64_t ids[32], att[32];
+    uint32_t n = s_expect_exec_run(w, ids, att, 32);
+    cr_assert_eq(n, 16, "exec is not probed: the credit's worth goes");
+    s_run_job_t job = {ids[0], att[0], 0};
+    s_done_failed(w, &job, "PD_ETASK", "command exited with status 127", 127);
+    s_expect(w, "cancel"); /* the running ones are stopped */
+    s_fetch(c, 63, first, 20, 5000);
+    s_expect(c, "results");
+    s_res_t res[32];
+    cr_assert_eq(s_results_full(res, 32), 20);
+    cr_assert_eq(res[0].state, PD_JOB_FAILED);
+    for (int i = 1; i < 20; i++)
+        cr_assert_eq(res[i].state, PD_JOB_CANCELLED, "job %d", i);
+    /* Once a job of the batch succeeded, a 127 is that job's own failure. */
+    first = s_submit_exec(c, 3);
+    n = s_expect_exec_run(w, ids, att, 32);
+    cr_assert_eq(n, 3);
+    msgpack_packer pk = s_begin("done", 1);
+    pd_pack_cstr(&pk, "res");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint64(&pk, ids[0]);
+    msgpack_pack_uint64(&pk, att[0]);
+    msgpack_pack_true(&pk);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint64(&pk, 5);
+    s_send_buf(w);
+    job = (s_run_job_t){ids[1], att[1], 0};
+    s_done_failed(w, &job, "PD_ETASK", "command exited with status 127", 127);
+    s_fetch(c, 64, first + 1, 1, 5000);
+    s_expect(c, "results");
+    s_fetch(c, 65, first, 3, 0);
+    s_expect(c, "results");
+    cr_assert_eq(s_results_full(res, 32), 2, "the third job runs on");
 }
