@@ -106,10 +106,8 @@ static int64_t s_now_ms(void)
 /* The PD_E* code named by a broker's error reply ("PD_EOVERLOAD"). */
 static int s_code_from_name(const char *name)
 {
-#define PD_X(n, value, msg) if (strcmp(name, "PD_" #n) == 0) return value;
-    PD_ERRNO_MAP(PD_X)
-#undef PD_X
-    return PD_EREFUSED;
+    int code = pd_err_from_name(name);
+    return code ? code : PD_EREFUSED;
 }
 
 /* Starts a request of type t with nfields fields besides req. */
@@ -1688,7 +1686,23 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
     }
     free(order);
     free(pending);
-    return rc ? rc : (long) ended;
+    if (rc)
+        return rc;
+    /* A module that cannot run its function: the broker ended the batch at
+       once (docs/broker.md); say it as one error, the compiler's own words
+       rather than a "not run" of a job that followed. */
+    const pd_result_t *broken = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const pd_result_t *r = &results[i];
+        if (r->state != PD_JOB_FAILED || (r->code != PD_ECOMPILE && r->code != PD_ENOFUNC))
+            continue;
+        bool not_run = r->error && strncmp(r->error, "not run:", 8) == 0;
+        if (!broken || (!not_run && strncmp(broken->error, "not run:", 8) == 0))
+            broken = r;
+    }
+    if (broken)
+        return s_fail(c, broken->code, "%s", broken->error ? broken->error : "");
+    return (long) ended;
 }
 
 long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,

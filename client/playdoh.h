@@ -385,8 +385,16 @@ typedef struct {
 /* Waits up to timeout_ms (-1: for ever, 0: no wait) for the jobs to end and
    fills results[i] for ids[i]. Returns the number of jobs that ended (n when
    all did) or an error. Results stay at the broker until pd_release. Free the
-   entries with pd_results_clear. progress, if not NULL, is called after each
-   batch of results arrives with the count ended so far. */
+   entries with pd_results_clear (also after an error: entries not filled
+   are zeroed). progress, if not NULL, is called after each batch of results
+   arrives with the count ended so far.
+   A module that does not compile (PD_ECOMPILE) or lacks the function
+   (PD_ENOFUNC) fails once: the broker runs one job of a new module's batch
+   first, and when it fails so, the other jobs of the batch are cancelled
+   without running. pd_fetch then returns that code, with the worker's
+   message in pd_client_error() (the compiler's diagnostic, naming the
+   module's own file: "square.c:2:38: error: ..."); results[] are filled
+   all the same (that job failed, the others cancelled). */
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user);
 /* Most results one pd_fetch_any call returns. */

@@ -1229,11 +1229,86 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
 typedef struct {
     const pd_submit_t *s; /* the session, for --quiet */
     pd_buf_t out;         /* pending output */
+    const uint64_t *ids;  /* the map's jobs, cancelled at a module failure */
+    size_t n;             /* how many */
+    int broken;           /* the module failure met (PD_ECOMPILE, PD_ENOFUNC), or 0 */
+    char *broken_msg;     /* its message (owned) */
+    size_t after;         /* results met after it, not printed */
 } s_map_print_t;
+
+/* True for a job that failed because its module cannot run the function
+   at all: the broker then ends the whole batch (docs/broker.md). */
+static bool s_module_failure(const pd_result_t *r)
+{
+    return r->state == PD_JOB_FAILED && (r->code == PD_ECOMPILE || r->code == PD_ENOFUNC);
+}
+
+/* The map's first module failure: every job is cancelled (the broker did
+   so for the failing job's batch; this reaches the map's other batches),
+   nothing more is printed, and s_map_broken says it once at the end. The
+   worker's own words win over a "not run:" of a job that met the failure
+   remembered by the broker. */
+static void s_map_note_broken(s_map_print_t *p, const pd_result_t *r)
+{
+    const char *msg = r->error ? r->error : pd_strerror(r->code);
+    if (p->broken && (strncmp(msg, "not run:", 8) == 0 ||
+                      strncmp(p->broken_msg ? p->broken_msg : "", "not run:", 8) != 0))
+        return;
+    if (!p->broken)
+        pd_cancel(p->s->c, p->ids, p->n);
+    p->broken = r->code;
+    free(p->broken_msg);
+    p->broken_msg = strdup(msg);
+}
+
+/* Prints the module failure: the worker's message (its first line, then at
+   most S_DIAG_LINES lines of the compiler's output) and what became of the
+   jobs. */
+#define S_DIAG_LINES 20
+static void s_map_broken(const s_map_print_t *p)
+{
+    const char *msg = p->broken_msg ? p->broken_msg : pd_strerror(p->broken);
+    /* The client's " (job N on HOST slot S)" closes the message: it goes on
+       the first line, the compiler's lines stay as they were. */
+    const char *where = strstr(msg, " (job ");
+    while (where && strstr(where + 1, " (job "))
+        where = strstr(where + 1, " (job ");
+    size_t len = where && !strchr(where, '\n') ? (size_t) (where - msg) : strlen(msg);
+    const char *nl = memchr(msg, '\n', len);
+    size_t first = nl ? (size_t) (nl - msg) : len;
+    if (first && msg[first - 1] == ':')
+        first--;
+    fprintf(stderr, "playdoh-submit: map: %.*s%s%s\n", (int) first, msg,
+            len < strlen(msg) ? msg + len : "", nl ? ":" : "");
+    size_t lines = 0;
+    while (nl && lines < S_DIAG_LINES) {
+        const char *line = nl + 1;
+        nl = memchr(line, '\n', len - (size_t) (line - msg));
+        fprintf(stderr, "%.*s\n", (int) (nl ? (size_t) (nl - line) : len - (size_t) (line - msg)),
+                line);
+        lines++;
+    }
+    size_t more = 0;
+    for (; nl; nl = memchr(nl + 1, '\n', len - (size_t) (nl + 1 - msg)))
+        more++;
+    if (more)
+        fprintf(stderr, "playdoh-submit: map: (%zu more lines: run the compiler on the module "
+                "to see them all)\n", more);
+    if (!p->s->o.quiet)
+        fprintf(stderr, "playdoh-submit: map: no result: the module %s, so the %zu jobs were "
+                "cancelled before running; fix it and submit again\n",
+                p->broken == PD_ENOFUNC ? "lacks the function" : "does not compile", p->n);
+}
 
 static void s_map_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_map_print_t *p = user;
+    if (s_module_failure(r))
+        s_map_note_broken(p, r);
+    if (p->broken) {
+        p->after++;
+        return;
+    }
     if (r->state == PD_JOB_DONE) {
         pd_msgpack_to_json(r->value, r->len, &p->out);
         s_put(&p->out, "\n");
@@ -1409,17 +1484,22 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         free(ids);
         return 0;
     }
-    s_map_print_t pr = {.s = s};
+    s_map_print_t pr = {.s = s, .ids = ids, .n = n};
     pd_buf_init(&pr.out);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
     rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
     s_flush(&pr.out);
     pd_buf_free(&pr.out);
-    if (!rc)
+    if (!rc && !pr.broken)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
     free(ids);
+    if (pr.broken) {
+        s_map_broken(&pr);
+        free(pr.broken_msg);
+        return 2;
+    }
     if (rc)
         return 3;
     if (failed) {

@@ -112,13 +112,51 @@ typedef struct {
     const pd_submit_t *s;  /* the session, for --quiet */
     const s_cmds_t *cmds;  /* the commands, for messages and the job log */
     FILE *joblog;          /* --joblog, or NULL */
+    size_t succeeded;      /* jobs done so far */
+    size_t missing;        /* job (index + 1) whose program was not found or not
+                              executable before any succeeded; 0 = none */
+    int missing_exit;      /* its exit status: 127 or 126 */
+    size_t *cancelled;     /* jobs (indexes) cancelled: said at the end, in one line
+                              when a missing program was the cause */
+    size_t ncancelled;     /* entries in cancelled */
 } s_exec_print_t;
+
+/* The summary of a run whose first failures could not start their program:
+   the broker cancelled the rest of the batch (docs/broker.md). */
+static void s_exec_cancelled(const s_exec_print_t *p)
+{
+    if (!p->ncancelled || p->s->o.quiet)
+        return;
+    if (!p->missing) {
+        for (size_t i = 0; i < p->ncancelled; i++)
+            fprintf(stderr, "playdoh-submit: job %zu (%s) cancelled\n", p->cancelled[i] + 1,
+                    s_cmd(p->cmds, p->cancelled[i]));
+        return;
+    }
+    fprintf(stderr, "playdoh-submit: exec: job %zu (%s) exited %d: its program %s on the "
+            "worker, before any job succeeded; the other %zu jobs were cancelled (check the "
+            "program's name, that it is installed on every worker and on the worker's PATH, "
+            "or give its full path)\n", p->missing, s_cmd(p->cmds, p->missing - 1),
+            p->missing_exit, p->missing_exit == 127 ? "was not found" : "is not executable",
+            p->ncancelled);
+}
 
 static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_exec_print_t *p = user;
     pd_exec_result_t x;
     bool ran = pd_result_exec(r, &x) == 0;
+    p->succeeded += r->state == PD_JOB_DONE;
+    if (ran && r->state == PD_JOB_FAILED && !p->missing && !p->succeeded &&
+        (x.exit == 127 || x.exit == 126)) {
+        p->missing = index + 1;
+        p->missing_exit = x.exit;
+    }
+    bool quiet = p->s->o.quiet;
+    if (r->state == PD_JOB_CANCELLED && p->cancelled) {
+        p->cancelled[p->ncancelled++] = index;
+        quiet = true; /* said at the end (s_exec_cancelled) */
+    }
     if (ran) {
         if (x.out_len)
             fwrite(x.out, 1, x.out_len, stdout);
@@ -132,7 +170,7 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
                     "dropped\n", index + 1);
         }
     }
-    if (r->state != PD_JOB_DONE && !p->s->o.quiet) {
+    if (r->state != PD_JOB_DONE && !quiet) {
         fflush(stdout);
         fprintf(stderr, "playdoh-submit: job %zu (%s) %s: %s\n", index + 1, s_cmd(p->cmds, index),
                 pd_job_state_name(r->state), r->error ? r->error : pd_strerror(r->code));
@@ -247,7 +285,8 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_submit_print_ranges(stdout, ids, cmds.n);
         goto out;
     }
-    s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog};
+    s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog,
+                         .cancelled = malloc(cmds.n * sizeof *pr.cancelled)};
     pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
     int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, bar, s_exec_emit, &pr,
@@ -256,6 +295,8 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
     if (!e)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
+    s_exec_cancelled(&pr);
+    free(pr.cancelled);
     if (e) {
         rc = S_ERROR;
     } else {

@@ -656,7 +656,9 @@ static int s_report(pd_submit_t *s, uint64_t id, int rc, const pd_optim_result_t
                 " iterations, %" PRIu64 " evaluations, %.2f s; best %.6g%s\n", id,
                 pd_optim_stop_name(res->stop), res->iterations, res->evaluations, res->wall_s,
                 res->best_f[0], res->groups > 1 ? " (group 0)" : "");
-    return rc ? 1 : 0;
+    /* A module that does not compile or lacks the fitness: bad input, as
+       for map and task. */
+    return rc == PD_ECOMPILE || rc == PD_ENOFUNC ? 2 : rc ? 1 : 0;
 }
 
 /* ---- verbs ------------------------------------------------------------------ */

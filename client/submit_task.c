@@ -176,6 +176,15 @@ int pd_submit_task(pd_submit_t *s, int argc, char **argv)
         return 3;
     }
     int exit_code = 0;
+    if (res.state == PD_TASK_FAILED && (res.code == PD_ECOMPILE || res.code == PD_ENOFUNC)) {
+        /* The module cannot run the function on any node: one error, no
+           line per node (the broker failed the task at its first node). */
+        fprintf(stderr, "playdoh-submit: task t%" PRIu64 " failed: %s\n", id,
+                res.error ? res.error : pd_strerror(res.code));
+        pd_task_release(c, id);
+        pd_task_result_clear(&res);
+        return 2;
+    }
     if (res.nodes)
         s_print_nodes(&res, false);
     if (res.state != PD_TASK_DONE) {

@@ -232,17 +232,50 @@ Test(async, compile_error_and_missing_function_are_clear)
     uint64_t id;
     pd_result_t r;
     cr_assert_eq(pd_map_doubles(c, badmod, "f", &x, 1, NULL, &id), 1);
-    cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), 1);
+    cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), PD_ECOMPILE, "%s",
+                 pd_client_error(c));
+    cr_assert(strstr(pd_client_error(c), "nope") != NULL, "%s", pd_client_error(c));
     cr_assert_eq(r.state, PD_JOB_FAILED);
     cr_assert_eq(r.code, PD_ECOMPILE, "%s", pd_err_name(r.code));
     cr_assert(strstr(r.error, "nope") != NULL, "compiler message missing: %s", r.error);
     pd_results_clear(&r, 1);
 
     cr_assert_eq(pd_map_doubles(c, mod, "no_such_function", &x, 1, NULL, &id), 1);
-    cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), 1);
+    cr_assert_eq(pd_fetch(c, &id, 1, 30000, &r, NULL, NULL), PD_ENOFUNC);
     cr_assert_eq(r.code, PD_ENOFUNC, "%s", r.error);
     cr_assert(strstr(r.error, "no_such_function") != NULL, "%s", r.error);
     pd_results_clear(&r, 1);
+}
+
+Test(async, a_broken_module_fails_its_whole_map_once_before_running_it)
+{
+    start(2, 2, NULL);
+    char *bad = pd_harness_module(&h, "broken.c", "#include <playdoh_task.h>\n"
+                                                  "PD_TASK_DOUBLE(f, x) { return x + nope; }\n");
+    char badmod[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(c, bad, badmod), 0);
+    free(bad);
+    enum { N = 200 };
+    static double x[N];
+    static uint64_t ids[N];
+    static pd_result_t res[N];
+    cr_assert_eq(pd_map_doubles(c, badmod, "f", x, N, NULL, ids), N, "%s", pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, N, 30000, res, NULL, NULL), PD_ECOMPILE, "%s",
+                 pd_client_error(c));
+    cr_assert(strstr(pd_client_error(c), "broken.c:2:") != NULL,
+              "the diagnostic names the user's file: %s", pd_client_error(c));
+    int failed = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        failed += res[i].state == PD_JOB_FAILED;
+        cancelled += res[i].state == PD_JOB_CANCELLED;
+    }
+    cr_assert_eq(failed, 1, "one job met the compile error");
+    cr_assert_eq(cancelled, N - 1, "the others never ran");
+    pd_results_clear(res, N);
+    /* The same function of a good module runs every job. */
+    cr_assert_eq(pd_map_doubles(c, mod, "square", x, N, NULL, ids), N);
+    cr_assert_eq(pd_fetch(c, ids, N, 30000, res, NULL, NULL), N, "%s", pd_client_error(c));
+    pd_results_clear(res, N);
 }
 
 Test(async, unknown_module_and_unknown_ids_are_refused_clearly)

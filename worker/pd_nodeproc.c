@@ -552,6 +552,8 @@ typedef struct {
     const char *mod;     /* the task's module: hash, */
     const char *kind;    /*   kind */
     const char *name;    /*   and name for messages */
+    int find_code;       /* the code of the last find that failed to load the
+                            module or function (PD_ECOMPILE, PD_ENOFUNC), or 0 */
 } s_env_t;
 
 /* pd_node_env_t.find: the module's function fn, after its init. */
@@ -563,6 +565,8 @@ static void *s_env_find(void *ctx, const char *fn, const void *shared, size_t sh
     void *sym = pd_modcache_load(e->mc, e->mod, e->kind, e->name, fn, code, &why);
     if (!sym) {
         snprintf(msg, msglen, "%s", why ? why : "the module did not load");
+        if (*code == PD_ECOMPILE || *code == PD_ENOFUNC)
+            e->find_code = *code;
         return NULL;
     }
     /* The module's pd_init runs once in this process, before the function,
@@ -833,6 +837,11 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         const uint8_t *val;
         size_t vlen;
         int tcode = pd_task_finish(task_ctx, frc, &val, &vlen);
+        /* A built-in node (an optimiser's island) that failed because the
+           module did not load says so with the module's own code, as a
+           node of the module's function would. */
+        if (tcode == PD_ETASK && env_ctx.find_code)
+            tcode = env_ctx.find_code;
         s_result_t res = {.ok = tcode == 0, .val = val, .len = vlen, .code = tcode,
                           .msg = (const char *) val, .us = us};
         if (tcode == 0) {
