@@ -448,11 +448,17 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd
     uint64_t first;
     uint32_t n;
     bool succeeded;
-    pd_jobs_batch(job, &first, &n, &succeeded);
     if (pd_mods_is_builtin(b->mods, job->mod)) {
         int64_t exit = code == PD_ETASK ? s_exec_exit(value, value_len) : -1;
-        return !succeeded && (exit == 127 || exit == 126) ? S_END_PROGRAM : S_END_JOB;
+        if (exit != 127 && exit != 126)
+            return S_END_JOB;
+        pd_jobs_batch(job, &first, &n, &succeeded);
+        return succeeded ? S_END_JOB : S_END_PROGRAM;
     }
+    /* The hot path: a result with no probe out is a job's own. */
+    if (!pd_probes_module_failure(code) && pd_probes_running(b->probes) == 0)
+        return S_END_JOB;
+    pd_jobs_batch(job, &first, &n, &succeeded);
     const char *platform = pd_worker_platform(wk);
     uint64_t probe = 0;
     int pcode;

@@ -23,7 +23,8 @@ typedef struct {
 } s_entry_t;
 
 struct pd_probes {
-    zhashx_t *entries; /* "mod/fn/platform" -> s_entry_t (owned) */
+    zhashx_t *entries; /* "mod/cu/fn/platform" -> s_entry_t (owned) */
+    size_t running;    /* entries in state PD_PROBE_RUNNING */
 };
 
 static void s_entry_free(void **item)
@@ -78,8 +79,10 @@ static s_entry_t *s_get(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
     s_entry_t *e = s_find(p, mod, cu, fn, platform);
     if (e)
         return e;
-    if (zhashx_size(p->entries) >= PD_PROBES_MAX)
+    if (zhashx_size(p->entries) >= PD_PROBES_MAX) {
         zhashx_purge(p->entries); /* each pair costs a probe again, nothing more */
+        p->running = 0;
+    }
     e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
@@ -117,6 +120,7 @@ int pd_probes_start(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
         return PD_ENOMEM;
     free(e->msg);
     e->msg = NULL;
+    p->running += e->state != PD_PROBE_RUNNING;
     e->state = PD_PROBE_RUNNING;
     e->probe = id;
     return 0;
@@ -130,6 +134,7 @@ void pd_probes_proven(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
         return; /* the next job probes again */
     free(e->msg);
     e->msg = NULL;
+    p->running -= e->state == PD_PROBE_RUNNING;
     e->state = PD_PROBE_PROVEN;
 }
 
@@ -141,6 +146,7 @@ void pd_probes_broken(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
         return;
     free(e->msg);
     e->msg = strndup(msg, PD_PROBES_MSG_MAX - 1); /* NULL: the code's sentence stands in */
+    p->running -= e->state == PD_PROBE_RUNNING;
     e->state = PD_PROBE_BROKEN;
     e->code = code;
     e->broken_ms = now_ms;
@@ -149,11 +155,16 @@ void pd_probes_broken(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
 void pd_probes_forget(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
                       const char *platform)
 {
+    s_entry_t *e = s_find(p, mod, cu, fn, platform);
+    if (!e)
+        return;
+    p->running -= e->state == PD_PROBE_RUNNING;
     char key[96];
     s_key(key, sizeof key, mod, cu, fn, platform);
     zhashx_delete(p->entries, key);
 }
 
 size_t pd_probes_count(const pd_probes_t *p) { return zhashx_size(p->entries); }
+size_t pd_probes_running(const pd_probes_t *p) { return p->running; }
 
 bool pd_probes_module_failure(int code) { return code == PD_ECOMPILE || code == PD_ENOFUNC; }

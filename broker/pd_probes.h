@@ -70,6 +70,10 @@ void pd_probes_forget(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
                       const char *platform);
 /* Entries held. */
 size_t pd_probes_count(const pd_probes_t *p);
+/* Entries whose probe was sent and has not come back (some may be stale:
+   their job went back to the queue). 0 tells a result's handler that no
+   job can be a probe, without a look-up. */
+size_t pd_probes_running(const pd_probes_t *p);
 
 /* True for the codes that say a module cannot run a function at all,
    whatever the argument: PD_ECOMPILE and PD_ENOFUNC. */

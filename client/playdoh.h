@@ -358,7 +358,10 @@ typedef struct {
    cannot be written), PD_EUNREACH, PD_ETIMEDOUT, PD_ENOGPU (GPU jobs, and
    no worker of the cluster has offered a GPU since the broker started;
    once one has, GPU jobs wait queued for a GPU slot), PD_EINVAL
-   (opts->cuda is not a CUDA module, or hash is one). opts may be NULL. */
+   (opts->cuda is not a CUDA module, or hash is one). opts may be NULL.
+   A module's function that no worker has run yet runs one job first, and
+   the others wait for it: a module that does not compile or lacks fn
+   fails once (see pd_fetch), not once per job. */
 long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
             const pd_map_opts_t *opts, uint64_t *ids);
 /* pd_map over an array of doubles, one job per number. */
