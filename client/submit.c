@@ -1233,6 +1233,7 @@ typedef struct {
     size_t n;             /* how many */
     int broken;           /* the module failure met (PD_ECOMPILE, PD_ENOFUNC), or 0 */
     char *broken_msg;     /* its message (owned) */
+    size_t nbroken;       /* jobs that met it (the others were cancelled) */
     size_t after;         /* results met after it, not printed */
 } s_map_print_t;
 
@@ -1251,6 +1252,7 @@ static bool s_module_failure(const pd_result_t *r)
 static void s_map_note_broken(s_map_print_t *p, const pd_result_t *r)
 {
     const char *msg = r->error ? r->error : pd_strerror(r->code);
+    p->nbroken++;
     if (p->broken && (strncmp(msg, "not run:", 8) == 0 ||
                       strncmp(p->broken_msg ? p->broken_msg : "", "not run:", 8) != 0))
         return;
@@ -1295,9 +1297,10 @@ static void s_map_broken(const s_map_print_t *p)
         fprintf(stderr, "playdoh-submit: map: (%zu more lines: run the compiler on the module "
                 "to see them all)\n", more);
     if (!p->s->o.quiet)
-        fprintf(stderr, "playdoh-submit: map: no result: the module %s, so the %zu jobs were "
-                "cancelled before running; fix it and submit again\n",
-                p->broken == PD_ENOFUNC ? "lacks the function" : "does not compile", p->n);
+        fprintf(stderr, "playdoh-submit: map: no result: the module %s; the other %zu jobs "
+                "were cancelled before running; fix it and submit again\n",
+                p->broken == PD_ENOFUNC ? "lacks the function" : "does not compile",
+                p->n - p->nbroken);
 }
 
 static void s_map_emit(void *user, size_t index, const pd_result_t *r)
