@@ -443,7 +443,7 @@ typedef enum {
    whose shell exited 127 (no such program) or 126 (not executable) before
    one of its batch succeeded. */
 static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd_job_t *job,
-                          int code, const char *msg, const uint8_t *value, size_t value_len)
+                          int code, const uint8_t *value, size_t value_len)
 {
     uint64_t first;
     uint32_t n;
@@ -461,19 +461,16 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd
     pd_jobs_batch(job, &first, &n, &succeeded);
     const char *platform = pd_worker_platform(wk);
     uint64_t probe = 0;
-    int pcode;
-    const char *pmsg;
-    bool is_probe = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, b->now_ms,
-                                  &probe, &pcode, &pmsg) == PD_PROBE_RUNNING && probe == id;
-    if (pd_probes_module_failure(code) && (is_probe || !succeeded)) {
-        pd_probes_broken(b->probes, job->mod, job->cu, job->fn, platform, code, msg, b->now_ms);
-        return S_END_MODULE;
-    }
-    if (is_probe && code == PD_ENOMODULE)
-        pd_probes_forget(b->probes, job->mod, job->cu, job->fn, platform); /* says nothing */
+    bool is_probe = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, &probe) ==
+                        PD_PROBE_RUNNING && probe == id;
+    bool broken = pd_probes_module_failure(code) && (is_probe || !succeeded);
+    /* A module failure, or PD_ENOMODULE (the worker's cache, not the
+       module): the next batch probes again. */
+    if (broken || (is_probe && code == PD_ENOMODULE))
+        pd_probes_forget(b->probes, job->mod, job->cu, job->fn, platform);
     else if (is_probe)
         pd_probes_proven(b->probes, job->mod, job->cu, job->fn, platform);
-    return S_END_JOB;
+    return broken ? S_END_MODULE : S_END_JOB;
 }
 
 /* Ends the rest of the batch of job id (ids first .. first+n-1) after
@@ -551,7 +548,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         pd_worker_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
-            s_job_ends(b, wk, id, job, 0, NULL, NULL, 0);
+            s_job_ends(b, wk, id, job, 0, NULL, 0);
             pd_jobs_set_done(b->jobs, id, val, (uint32_t) vlen);
             continue;
         }
@@ -565,7 +562,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         uint32_t count;
         bool succeeded;
         pd_jobs_batch(job, &first, &count, &succeeded);
-        s_end_t end = s_job_ends(b, wk, id, job, pd_err_from_name(code), msg, value, value_len);
+        s_end_t end = s_job_ends(b, wk, id, job, pd_err_from_name(code), value, value_len);
         const char *fn = pd_jobs_fn_name(b->jobs, job->fn);
         const char *mod = pd_mods_get(b->mods, job->mod)->name;
         pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
@@ -827,8 +824,7 @@ typedef struct {
    worker's platform (pd_probes.h): PD_PROBE_PROVEN for built-in tasks,
    which are not probed, and PD_PROBE_NONE when a probe sent earlier no
    longer runs as one (requeued, cancelled): the job may then be the probe. */
-static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job, uint64_t *probe,
-                                      int *code, const char **msg)
+static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
 {
     pd_broker_t *b = f->b;
     if (f->proven && f->mod == job->mod && f->cu == job->cu && f->fn == job->fn)
@@ -836,15 +832,15 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job, uint64_t
     if (pd_mods_is_builtin(b->mods, job->mod))
         return PD_PROBE_PROVEN;
     const char *platform = pd_worker_platform(f->wk);
-    pd_probe_state_t st = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform,
-                                        b->now_ms, probe, code, msg);
+    uint64_t probe = 0;
+    pd_probe_state_t st = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, &probe);
     if (st == PD_PROBE_PROVEN) {
         f->proven = true;
         f->mod = job->mod;
         f->cu = job->cu;
         f->fn = job->fn;
     } else if (st == PD_PROBE_RUNNING) {
-        const pd_job_t *pj = pd_jobs_get(b->jobs, *probe);
+        const pd_job_t *pj = pd_jobs_get(b->jobs, probe);
         const pd_worker_t *pw = pj && pj->state == PD_JOB_RUNNING
                                     ? pd_workers_at(b->workers, pj->worker) : NULL;
         if (!pw || pj->mod != job->mod || pj->cu != job->cu || pj->fn != job->fn ||
@@ -857,41 +853,23 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job, uint64_t
 static bool s_fits(void *user, const pd_job_t *job)
 {
     s_fits_t *f = user;
-    uint64_t probe;
-    int code;
-    const char *msg;
     bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform) &&
-              s_probe_state(f, job, &probe, &code, &msg) != PD_PROBE_RUNNING;
+              s_probe_state(f, job) != PD_PROBE_RUNNING;
     f->passed |= !ok;
     return ok;
 }
 
 /* A job just popped for wk: when its pair has not been proven on wk's
-   platform, it becomes the probe (returns true: send it); when the pair
-   failed there moments ago, the job fails without running (returns
-   false). */
-static bool s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, pd_job_t *job)
+   platform, it becomes the probe. */
+static void s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, const pd_job_t *job)
 {
-    uint64_t probe = 0;
-    int code = 0;
-    const char *msg = NULL;
-    pd_probe_state_t st = s_probe_state(f, job, &probe, &code, &msg);
-    if (st == PD_PROBE_PROVEN)
-        return true;
+    if (s_probe_state(f, job) == PD_PROBE_PROVEN)
+        return;
     const char *platform = pd_worker_platform(f->wk);
-    if (st == PD_PROBE_BROKEN) {
-        char why[600];
-        snprintf(why, sizeof why, "not run: job %llu of this module failed on %s moments ago: "
-                 "%.400s", (unsigned long long) probe, platform[0] ? platform : "its platform",
-                 msg);
-        pd_jobs_set_failed(b->jobs, id, pd_err_name(code), why, f->wk->host, -1);
-        return false;
-    }
     pd_probes_start(b->probes, job->mod, job->cu, job->fn, platform, id);
     pd_log_debug("job %llu probes module %s function %s on %s: the rest of its kind waits",
                  (unsigned long long) id, pd_mods_get(b->mods, job->mod)->name,
                  pd_jobs_fn_name(b->jobs, job->fn), platform);
-    return true;
 }
 
 /* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
@@ -921,8 +899,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         if (!id)
             break;
         pd_job_t *job = pd_jobs_get(b->jobs, id);
-        if (!s_probe_popped(b, &fits, id, job))
-            continue;
+        s_probe_popped(b, &fits, id, job);
         const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
         uint32_t ci = 0;
         while (ci < nclients && strcmp(clients[ci], owner) != 0)

@@ -1,25 +1,19 @@
 /*  pd_probes: the broker's memory of which module functions load where; see
     pd_probes.h.
 
-    One hash from "mod/fn/platform" to an entry. Broken entries carry the
-    worker's message, so that jobs of the pair met later fail with a
-    sentence that points at it.
+    One hash from "mod/cu/fn/platform" to an entry, and a count of the
+    entries whose probe is out.
 */
 #include "pd_probes.h"
 #include "pd_error.h"
 
-#include <assert.h>
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 typedef struct {
-    pd_probe_state_t state; /* PD_PROBE_RUNNING, _PROVEN or _BROKEN */
-    uint64_t probe;         /* the probe's job id */
-    int code;               /* broken: the PD_E* code */
-    int64_t broken_ms;      /* broken: when */
-    char *msg;              /* broken: the worker's message (owned) */
+    pd_probe_state_t state; /* PD_PROBE_RUNNING or PD_PROBE_PROVEN */
+    uint64_t probe;         /* running: the probe's job id */
 } s_entry_t;
 
 struct pd_probes {
@@ -29,11 +23,7 @@ struct pd_probes {
 
 static void s_entry_free(void **item)
 {
-    s_entry_t *e = *item;
-    if (e) {
-        free(e->msg);
-        free(e);
-    }
+    free(*item);
     *item = NULL;
 }
 
@@ -96,19 +86,12 @@ static s_entry_t *s_get(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
 }
 
 pd_probe_state_t pd_probes_get(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
-                               const char *platform, int64_t now_ms, uint64_t *probe,
-                               int *code, const char **msg)
+                               const char *platform, uint64_t *probe)
 {
     s_entry_t *e = s_find(p, mod, cu, fn, platform);
     if (!e)
         return PD_PROBE_NONE;
-    if (e->state == PD_PROBE_BROKEN && now_ms - e->broken_ms >= PD_PROBES_BROKEN_MS)
-        return PD_PROBE_NONE;
     *probe = e->probe;
-    if (e->state == PD_PROBE_BROKEN) {
-        *code = e->code;
-        *msg = e->msg ? e->msg : pd_strerror(e->code);
-    }
     return e->state;
 }
 
@@ -118,8 +101,6 @@ int pd_probes_start(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
     s_entry_t *e = s_get(p, mod, cu, fn, platform);
     if (!e)
         return PD_ENOMEM;
-    free(e->msg);
-    e->msg = NULL;
     p->running += e->state != PD_PROBE_RUNNING;
     e->state = PD_PROBE_RUNNING;
     e->probe = id;
@@ -132,24 +113,8 @@ void pd_probes_proven(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
     s_entry_t *e = s_get(p, mod, cu, fn, platform);
     if (!e)
         return; /* the next job probes again */
-    free(e->msg);
-    e->msg = NULL;
     p->running -= e->state == PD_PROBE_RUNNING;
     e->state = PD_PROBE_PROVEN;
-}
-
-void pd_probes_broken(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
-                      const char *platform, int code, const char *msg, int64_t now_ms)
-{
-    s_entry_t *e = s_get(p, mod, cu, fn, platform);
-    if (!e)
-        return;
-    free(e->msg);
-    e->msg = strndup(msg, PD_PROBES_MSG_MAX - 1); /* NULL: the code's sentence stands in */
-    p->running -= e->state == PD_PROBE_RUNNING;
-    e->state = PD_PROBE_BROKEN;
-    e->code = code;
-    e->broken_ms = now_ms;
 }
 
 void pd_probes_forget(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,

@@ -6,9 +6,10 @@
     worker of that platform and holds the others (and every other job of
     that pair) until the result comes back. A result that is not a module
     failure proves the pair on that platform: later jobs and batches flow
-    without a hold. A module failure (PD_ECOMPILE, PD_ENOFUNC) marks the
-    pair broken there for PD_PROBES_BROKEN_MS: the broker fails the probe's
-    batch at once, and jobs of the pair met meanwhile fail without running.
+    without a hold. A module failure (PD_ECOMPILE, PD_ENOFUNC) ends the
+    probe's batch (the broker cancels the rest) and the pair is forgotten:
+    the next batch of it is probed again, which costs a worker one compile
+    at most (a slot process remembers a module that failed to load).
     Built-in tasks (exec) are not probed: their program is in each job's
     argument.
 
@@ -26,20 +27,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PD_PROBES_MAX       65536u /* entries remembered at most */
-#define PD_PROBES_BROKEN_MS 60000  /* a broken pair is remembered this long */
-#define PD_PROBES_MSG_MAX   4400   /* bytes of a remembered failure, with its NUL */
+#define PD_PROBES_MAX 65536u /* entries remembered at most */
 
 typedef struct pd_probes pd_probes_t;
 
 /* What the scheduler may do with a job of a pair on a platform. */
 typedef enum {
-    PD_PROBE_NONE = 0, /* never tried there: the job may go, as the probe */
+    PD_PROBE_NONE = 0, /* never tried there (or it failed): the job may go, as the probe */
     PD_PROBE_RUNNING,  /* a probe was sent (*probe says which job): the job waits,
                           unless that job is no longer running as the probe */
-    PD_PROBE_PROVEN,   /* seen to load there: the job goes */
-    PD_PROBE_BROKEN    /* failed there less than PD_PROBES_BROKEN_MS ago: the job
-                          fails (*probe, *code and *msg say how) */
+    PD_PROBE_PROVEN    /* seen to load there: the job goes */
 } pd_probe_state_t;
 
 /* Returns an empty table, or NULL when out of memory. */
@@ -47,13 +44,10 @@ pd_probes_t *pd_probes_new(void);
 /* Frees the table; safe on NULL; sets *p to NULL. */
 void pd_probes_destroy(pd_probes_t **p);
 
-/* The state of (mod, cu, fn) on platform at now_ms. For PD_PROBE_RUNNING and
-   PD_PROBE_BROKEN, *probe gets the probe's job id; for PD_PROBE_BROKEN,
-   *code the PD_E* code and *msg the worker's message (borrowed until the
-   next change of the table). An expired broken entry reads PD_PROBE_NONE. */
+/* The state of (mod, cu, fn) on platform; for PD_PROBE_RUNNING, *probe gets
+   the probe's job id. */
 pd_probe_state_t pd_probes_get(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
-                               const char *platform, int64_t now_ms, uint64_t *probe,
-                               int *code, const char **msg);
+                               const char *platform, uint64_t *probe);
 /* Job id was sent as the probe of (mod, cu, fn) on platform. Returns 0 or
    PD_ENOMEM (then the job simply runs unprobed). */
 int pd_probes_start(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
@@ -61,11 +55,8 @@ int pd_probes_start(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
 /* The probe came back without a module failure: the pair is proven there. */
 void pd_probes_proven(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
                       const char *platform);
-/* The probe came back with a module failure (code, msg) at now_ms. */
-void pd_probes_broken(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
-                      const char *platform, int code, const char *msg, int64_t now_ms);
-/* Forgets what is known of the pair on platform (a probe that says nothing
-   of the module: the next job probes again). */
+/* Forgets what is known of the pair on platform: its probe met a module
+   failure, or says nothing of the module; the next job probes again. */
 void pd_probes_forget(pd_probes_t *p, uint32_t mod, uint32_t cu, uint32_t fn,
                       const char *platform);
 /* Entries held. */

@@ -1689,19 +1689,12 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
     if (rc)
         return rc;
     /* A module that cannot run its function: the broker ended the batch at
-       once (docs/broker.md); say it as one error, the compiler's own words
-       rather than a "not run" of a job that followed. */
-    const pd_result_t *broken = NULL;
+       once (docs/broker.md); say it as one error, the worker's words. */
     for (size_t i = 0; i < n; i++) {
         const pd_result_t *r = &results[i];
-        if (r->state != PD_JOB_FAILED || (r->code != PD_ECOMPILE && r->code != PD_ENOFUNC))
-            continue;
-        bool not_run = r->error && strncmp(r->error, "not run:", 8) == 0;
-        if (!broken || (!not_run && strncmp(broken->error, "not run:", 8) == 0))
-            broken = r;
+        if (r->state == PD_JOB_FAILED && (r->code == PD_ECOMPILE || r->code == PD_ENOFUNC))
+            return s_fail(c, r->code, "%s", r->error ? r->error : pd_strerror(r->code));
     }
-    if (broken)
-        return s_fail(c, broken->code, "%s", broken->error ? broken->error : "");
     return (long) ended;
 }
 

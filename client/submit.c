@@ -1246,21 +1246,15 @@ static bool s_module_failure(const pd_result_t *r)
 
 /* The map's first module failure: every job is cancelled (the broker did
    so for the failing job's batch; this reaches the map's other batches),
-   nothing more is printed, and s_map_broken says it once at the end. The
-   worker's own words win over a "not run:" of a job that met the failure
-   remembered by the broker. */
+   nothing more is printed, and s_map_broken says it once at the end. */
 static void s_map_note_broken(s_map_print_t *p, const pd_result_t *r)
 {
-    const char *msg = r->error ? r->error : pd_strerror(r->code);
     p->nbroken++;
-    if (p->broken && (strncmp(msg, "not run:", 8) == 0 ||
-                      strncmp(p->broken_msg ? p->broken_msg : "", "not run:", 8) != 0))
+    if (p->broken)
         return;
-    if (!p->broken)
-        pd_cancel(p->s->c, p->ids, p->n);
+    pd_cancel(p->s->c, p->ids, p->n);
     p->broken = r->code;
-    free(p->broken_msg);
-    p->broken_msg = strdup(msg);
+    p->broken_msg = strdup(r->error ? r->error : pd_strerror(r->code));
 }
 
 /* Prints the module failure: the worker's message (its first line, then at

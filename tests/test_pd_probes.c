@@ -5,7 +5,6 @@
 #include "pd_error.h"
 #include "pd_probes.h"
 
-#include <string.h>
 
 static pd_probes_t *p;
 
@@ -17,51 +16,32 @@ TestSuite(unit_probes, .init = setup, .fini = teardown);
 Test(unit_probes, a_pair_goes_from_unknown_to_probing_to_proven)
 {
     uint64_t probe = 0;
-    int code = 0;
-    const char *msg = NULL;
-    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_NONE);
+    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", &probe), PD_PROBE_NONE);
     cr_assert_eq(pd_probes_start(p, 1, 0, 2, "linux-x86_64", 17), 0);
     cr_assert_eq(pd_probes_running(p), 1);
-    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_RUNNING);
+    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", &probe), PD_PROBE_RUNNING);
     cr_assert_eq(probe, 17);
     /* Another platform, function or CUDA module is another pair. */
-    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "windows-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_NONE);
-    cr_assert_eq(pd_probes_get(p, 1, 0, 3, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_NONE);
-    cr_assert_eq(pd_probes_get(p, 1, 4, 2, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_NONE);
+    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "windows-x86_64", &probe), PD_PROBE_NONE);
+    cr_assert_eq(pd_probes_get(p, 1, 0, 3, "linux-x86_64", &probe), PD_PROBE_NONE);
+    cr_assert_eq(pd_probes_get(p, 1, 4, 2, "linux-x86_64", &probe), PD_PROBE_NONE);
     /* A probe sent again (the first went back to the queue) counts once. */
     cr_assert_eq(pd_probes_start(p, 1, 0, 2, "linux-x86_64", 18), 0);
     cr_assert_eq(pd_probes_running(p), 1);
     pd_probes_proven(p, 1, 0, 2, "linux-x86_64");
     cr_assert_eq(pd_probes_running(p), 0);
-    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_PROVEN);
+    cr_assert_eq(pd_probes_get(p, 1, 0, 2, "linux-x86_64", &probe), PD_PROBE_PROVEN);
 }
 
-Test(unit_probes, a_broken_pair_keeps_its_message_for_a_minute)
+Test(unit_probes, a_failed_probe_leaves_the_pair_to_be_probed_again)
 {
     uint64_t probe = 0;
-    int code = 0;
-    const char *msg = NULL;
     pd_probes_start(p, 5, 0, 1, "linux-x86_64", 40);
-    pd_probes_broken(p, 5, 0, 1, "linux-x86_64", PD_ECOMPILE,
-                     "module bad.c: compile error:\nbad.c:2:38: error: expected ';'", 1000);
-    cr_assert_eq(pd_probes_running(p), 0);
-    cr_assert_eq(pd_probes_get(p, 5, 0, 1, "linux-x86_64", 1000 + PD_PROBES_BROKEN_MS - 1,
-                               &probe, &code, &msg),
-                 PD_PROBE_BROKEN);
-    cr_assert_eq(probe, 40);
-    cr_assert_eq(code, PD_ECOMPILE);
-    cr_assert(strstr(msg, "bad.c:2:38") != NULL, "%s", msg);
-    cr_assert_eq(pd_probes_get(p, 5, 0, 1, "linux-x86_64", 1000 + PD_PROBES_BROKEN_MS, &probe,
-                               &code, &msg),
-                 PD_PROBE_NONE, "after a minute the module is tried again");
     pd_probes_forget(p, 5, 0, 1, "linux-x86_64");
+    cr_assert_eq(pd_probes_running(p), 0);
     cr_assert_eq(pd_probes_count(p), 0);
+    cr_assert_eq(pd_probes_get(p, 5, 0, 1, "linux-x86_64", &probe), PD_PROBE_NONE);
+    pd_probes_forget(p, 5, 0, 1, "linux-x86_64"); /* twice: nothing */
 }
 
 Test(unit_probes, only_compile_errors_and_missing_functions_are_module_failures)
@@ -77,14 +57,11 @@ Test(unit_probes, only_compile_errors_and_missing_functions_are_module_failures)
 Test(unit_probes, a_full_table_starts_over)
 {
     uint64_t probe;
-    int code;
-    const char *msg;
     for (uint32_t i = 0; i < PD_PROBES_MAX; i++)
         pd_probes_proven(p, i, 0, 0, "linux-x86_64");
     cr_assert_eq(pd_probes_count(p), PD_PROBES_MAX);
     cr_assert_eq(pd_probes_start(p, PD_PROBES_MAX, 0, 0, "linux-x86_64", 1), 0);
     cr_assert_eq(pd_probes_count(p), 1);
     cr_assert_eq(pd_probes_running(p), 1);
-    cr_assert_eq(pd_probes_get(p, 0, 0, 0, "linux-x86_64", 0, &probe, &code, &msg),
-                 PD_PROBE_NONE);
+    cr_assert_eq(pd_probes_get(p, 0, 0, 0, "linux-x86_64", &probe), PD_PROBE_NONE);
 }
