@@ -52,6 +52,7 @@
 #define S_WINDOW 16           /* submit chunks in flight (16 MiB at most): with a journal, what is in
                                  flight is acknowledged by one commit */
 #define S_RETRY_MS 2000       /* first resend of a request with no reply, past its wait */
+#define S_HANDSHAKE_FAILS 3   /* handshakes cut short in a row that make a refusal */
 #define S_LOST 1              /* s_recv: the connection dropped (internal, positive) */
 #define S_TOKEN_RANDOM 16     /* random bytes that start every submit token */
 #define S_MAX_RANGES 4096     /* ranges per fetch request */
@@ -73,6 +74,7 @@ struct pd_client {
     uint8_t token[S_TOKEN_RANDOM]; /* this client's token prefix */
     uint64_t next_chunk;   /* counter ending the next submit token */
     uint64_t resent;       /* requests sent again after a drop or a time-out */
+    int hs_fails;          /* handshakes cut short since the last one that succeeded */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -160,6 +162,10 @@ static bool s_monitor(pd_client_t *c, bool *lost)
         zmq_msg_close(&addr);
         if (event == ZMQ_EVENT_DISCONNECTED)
             *lost = true;
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->hs_fails = 0;
+            continue;
+        }
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             s_fail(c, PD_EAUTH, "the broker at %s refused this client's key %s: ask its "
                    "administrator to run `playdoh-keygen allow '%s' --role client`", c->endpoint,
@@ -178,22 +184,29 @@ static bool s_monitor(pd_client_t *c, bool *lost)
                        "key, `playdoh-keygen trust`)", c->endpoint);
             return true;
         }
-        if (!c->secure && (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-                           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
-            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security: it "
-                   "requires CurveZMQ; connect with --secure (%s)", c->endpoint,
+        if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
+            event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            continue;
+        /* A handshake cut short says nothing by itself: a broker killed or
+           restarted in the middle of it looks the same as one that hangs up
+           on a client it will not talk to. Only the same failure again and
+           again, with no handshake succeeding between, is the broker's
+           answer; until then it is a dropped connection, retried. */
+        *lost = true;
+        if (++c->hs_fails < S_HANDSHAKE_FAILS)
+            continue;
+        if (!c->secure)
+            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security %d "
+                   "times in a row: it requires CurveZMQ; connect with --secure (%s)",
+                   c->endpoint, c->hs_fails, pd_auth_handshake_why(event, value, false));
+        else
+            s_fail(c, PD_EAUTH, "the secure handshake with %s failed %d times in a row: the "
+                   "broker there does not hold the key this client trusts for it (%s), so it "
+                   "may not be your broker; check the key with `playdoh-keygen show` on the "
+                   "broker's machine and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint,
+                   c->hs_fails, c->broker_key, c->endpoint,
                    pd_auth_handshake_why(event, value, false));
-            return true;
-        }
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            s_fail(c, PD_EAUTH, "the secure handshake with %s failed: the broker there does not "
-                   "hold the key this client trusts for it (%s), so it may not be your "
-                   "broker; check the key with `playdoh-keygen show` on the broker's machine "
-                   "and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint, c->broker_key,
-                   c->endpoint, pd_auth_handshake_why(event, value, false));
-            return true;
-        }
+        return true;
     }
 }
 
@@ -289,6 +302,7 @@ static int s_expect(pd_client_t *c, const pd_msg_t *m, const char *want)
    requests that must not be done twice (cancel, release). */
 static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
 {
+    s_drained_lost(c); /* drops before this request do not concern it */
     int rc = s_send(c);
     if (rc)
         return rc;
@@ -476,7 +490,8 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
         zmq_connect(c->mon, mon)) {
         *err = PD_ESYS;
         pd_client_destroy(&c);

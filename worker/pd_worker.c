@@ -174,8 +174,13 @@ static void s_reset(pd_worker_t *w)
         running += pd_slot_busy(sl);
         pd_slot_abort(sl);
     }
-    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
-                "nodes, registering again", pd_worker_queued(w), running, w->nnodes);
+    /* A broker that restarted answers every message sent before the worker
+       registered again with a reset: the first says it, the rest repeat it. */
+    if (w->registered || running || pd_worker_queued(w) || w->nnodes)
+        pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
+                    "nodes, registering again", pd_worker_queued(w), running, w->nnodes);
+    else
+        pd_log_debug("broker reset this worker again before it registered");
     pd_worker_kill_nodes(w);
     pd_worker_q_clear(&w->q[PD_WORKER_Q_CPU]);
     pd_worker_q_clear(&w->q[PD_WORKER_Q_GPU]);
