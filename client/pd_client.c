@@ -75,6 +75,9 @@ struct pd_client {
     uint64_t next_chunk;   /* counter ending the next submit token */
     uint64_t resent;       /* requests sent again after a drop or a time-out */
     int hs_fails;          /* handshakes cut short since the last one that succeeded */
+    bool connected;        /* a TCP (or IPC) connection to the endpoint was made once */
+    bool refused;          /* a connection attempt failed and is being retried */
+    uint64_t drops;        /* connections that dropped (or handshakes cut short) */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -160,8 +163,14 @@ static bool s_monitor(pd_client_t *c, bool *lost)
         }
         zmq_msg_close(&ev);
         zmq_msg_close(&addr);
-        if (event == ZMQ_EVENT_DISCONNECTED)
+        if (event == ZMQ_EVENT_CONNECTED)
+            c->connected = true;
+        if (event == ZMQ_EVENT_CONNECT_RETRIED)
+            c->refused = true;
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            c->drops++;
             *lost = true;
+        }
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             c->hs_fails = 0;
             continue;
@@ -193,6 +202,7 @@ static bool s_monitor(pd_client_t *c, bool *lost)
            again, with no handshake succeeding between, is the broker's
            answer; until then it is a dropped connection, retried. */
         *lost = true;
+        c->drops++;
         if (++c->hs_fails < S_HANDSHAKE_FAILS)
             continue;
         if (!c->secure)
@@ -423,6 +433,64 @@ static int s_open_keys(pd_client_t *c, const pd_client_opts_t *opts, char *why, 
     return rc;
 }
 
+/* Checks the endpoint's form and that its host resolves (libzmq would
+   retry an unknown host in silence); returns 0, or
+   PD_EINVAL with a sentence in why that says what to write instead. */
+static int s_check_endpoint(pd_client_t *c, char *why, size_t cap)
+{
+    const char *ep = c->endpoint, *sep = strstr(ep, "://");
+    if (!sep) {
+        snprintf(why, cap, "the broker address '%s' has no transport: write tcp://%s (a "
+                 "broker's address is tcp://HOST:PORT, by default port 5555)", ep, ep);
+        return PD_EINVAL;
+    }
+    size_t n = (size_t) (sep - ep);
+    if (!(n == 3 && strncmp(ep, "tcp", 3) == 0) && !(n == 3 && strncmp(ep, "ipc", 3) == 0) &&
+        !(n == 6 && strncmp(ep, "inproc", 6) == 0)) {
+        snprintf(why, cap, "the broker address '%s' has the transport '%.*s', which Playdoh "
+                 "does not speak: write tcp://HOST:PORT", ep, (int) n, ep);
+        return PD_EINVAL;
+    }
+    if (n != 3 || ep[0] != 't')
+        return 0;
+    const char *host = sep + 3, *colon = strrchr(host, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == host || (host[0] == '[' && colon[-1] != ']') || !end || *end ||
+        port < 1 || port > 65535) {
+        snprintf(why, cap, "the broker address '%s' has no port: write tcp://HOST:PORT (the "
+                 "broker's --bind port, 5555 by default)", ep);
+        return PD_EINVAL;
+    }
+    char name[256], gai[256];
+    snprintf(name, sizeof name, "%.*s", (int) (colon - host), host);
+    if (strchr(name, ';') || pd_plat_resolve(name, gai, sizeof gai) == 0)
+        return 0; /* a source address (SRC;HOST) is left to libzmq */
+    snprintf(why, cap, "cannot find the broker's host '%s' (%s): check its name, or give its "
+             "IP address (tcp://ADDRESS:%ld)", name, gai, port);
+    return PD_EINVAL;
+}
+
+/* Why no `welcome` came in waited_ms, from what the monitor saw. */
+static void s_unreach_why(pd_client_t *c, int waited_ms, char *why, size_t cap)
+{
+    if (c->connected)
+        snprintf(why, cap, "no broker answered at %s within %d ms: something accepted the "
+                 "connection but did not answer as a Playdoh broker (another program on that "
+                 "port?%s)", c->endpoint, waited_ms,
+                 c->secure ? " with CurveZMQ, a broker that holds another key than the one "
+                             "trusted stays silent too" : "");
+    else if (c->refused)
+        snprintf(why, cap, "no broker answered at %s: the connection was refused for %d ms "
+                 "(nothing listens on that port): start playdoh-broker there, point to yours "
+                 "with --broker / PLAYDOH_BROKER, or run a cluster on this machine alone with "
+                 "--local N", c->endpoint, waited_ms);
+    else
+        snprintf(why, cap, "no broker answered at %s within %d ms: the host did not answer "
+                 "the connection at all (down, or a firewall drops it)", c->endpoint,
+                 waited_ms);
+}
+
 pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err)
 {
     int dummy;
@@ -448,6 +516,17 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     pd_buf_init(&c->out);
     zmq_msg_init(&c->reply);
     char why[2048];
+    c->ctx = zmq_ctx_new();
+    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
+    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
+    if (!c->sock || !c->mon) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    /* What is wrong with the address comes before any question of keys. */
+    if (s_check_endpoint(c, why, sizeof why))
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
     pd_sec_mode_t mode = (pd_sec_mode_t) (opts ? opts->security : PD_SECURITY_AUTO);
     const char *env = getenv("PLAYDOH_SECURITY");
     if (mode == PD_SEC_AUTO && env && *env && pd_auth_mode_parse(env, &mode)) {
@@ -464,14 +543,6 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
                     "encryption (insecure): jobs, code and results cross the network in clear",
                     c->endpoint);
     }
-    c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
-    if (!c->sock || !c->mon) {
-        *err = PD_ESYS;
-        pd_client_destroy(&c);
-        return NULL;
-    }
     int linger = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->mon, ZMQ_LINGER, &linger, sizeof linger);
@@ -487,7 +558,8 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     }
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://pd-client-monitor-%p", (void *) c);
-    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED |
+    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                                             ZMQ_EVENT_DISCONNECTED |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
@@ -507,14 +579,15 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
     pd_msg_t welcome;
+    int64_t start = s_now_ms();
     int rc = s_hello(c, connect_ms, &welcome);
+    /* A broker that was there and went away in the middle (killed,
+       restarting) is waited for like any later request: up to the time-out. */
+    while (rc == PD_ETIMEDOUT && c->drops > 0 && s_now_ms() - start < c->timeout_ms)
+        rc = s_hello(c, (int) (c->timeout_ms - (s_now_ms() - start)), &welcome);
     if (rc) {
         if (rc == PD_ETIMEDOUT) {
-            snprintf(why, sizeof why, "no broker answered at %s within %d ms: start "
-                     "playdoh-broker, or point to it with --broker / PLAYDOH_BROKER%s",
-                     c->endpoint, connect_ms,
-                     c->secure ? " (with CurveZMQ a broker that holds another key than the "
-                                 "one trusted stays silent too)" : "");
+            s_unreach_why(c, (int) (s_now_ms() - start), why, sizeof why);
             rc = PD_EUNREACH;
         } else {
             snprintf(why, sizeof why, "%s", c->err);

@@ -869,11 +869,7 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
     s->c = pd_client_open(ep, &conn, &err);
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
-    if (!s->c && err == PD_EUNREACH)
-        fprintf(stderr,
-                "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
-                "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
-    else if (!s->c)
+    if (!s->c)
         fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
     return s->c;
 }

@@ -77,6 +77,9 @@ int pd_plat_hostname(char *out, size_t cap);
    routes to host:port, found by connecting a UDP socket (nothing is
    sent). 0 or PD_EINVAL. */
 int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap);
+/* Whether host (a name or an address; an IPv6 one may be in brackets)
+   resolves. 0, or PD_EINVAL with the resolver's reason in why. */
+int pd_plat_resolve(const char *host, char *why, size_t cap);
 
 /* ---- files -------------------------------------------------------------- */
 

@@ -521,6 +521,24 @@ int pd_plat_hostname(char *out, size_t cap)
 
 static bool wsa_ready(void);
 
+int pd_plat_resolve(const char *host, char *why, size_t cap)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int) (n - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(name, NULL, &hints, &ai);
+    if (ai)
+        freeaddrinfo(ai);
+    if (rc == 0)
+        return 0;
+    snprintf(why, cap, "%s", gai_strerrorA(rc));
+    return PD_EINVAL;
+}
+
 int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap)
 {
     if (!wsa_ready())

@@ -149,6 +149,46 @@ Test(cli, no_broker_is_a_clear_error)
                  submit, closed_port());
     cr_assert_eq(st, 3);
     cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
+    cr_assert(strstr(out, "connection was refused") != NULL, "%s", out);
+    cr_assert(strstr(out, "--local N") != NULL, "%s", out);
+    free(out);
+}
+
+/* Each way of giving a wrong address gets its own sentence, before any
+   question of keys (a non-loopback address asks for CurveZMQ). */
+Test(cli, a_wrong_broker_address_is_called_wrong)
+{
+    static const struct {
+        const char *ep, *says;
+    } cases[] = {
+        {"127.0.0.1:5555", "has no transport: write tcp://127.0.0.1:5555"},
+        {"http://127.0.0.1:5555", "the transport 'http'"},
+        {"tcp://127.0.0.1", "has no port"},
+        {"tcp://nosuchhost.invalid:5555", "cannot find the broker's host 'nosuchhost.invalid'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out;
+        int st = pd_harness_run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=300 %s --broker '%s' status 1 2>&1",
+                                submit, cases[i].ep);
+        cr_assert_neq(st, 0, "%s", out);
+        cr_assert(strstr(out, cases[i].says) != NULL, "%s: %s", cases[i].ep, out);
+        cr_assert(strstr(out, "key") == NULL, "%s: asks about keys: %s", cases[i].ep, out);
+        free(out);
+    }
+    /* Something listens there but is no broker: the kernel accepts the
+       connection, nothing answers. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    char *out;
+    int st = pd_harness_run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=500 %s --broker tcp://127.0.0.1:%d status 1 2>&1",
+                            submit, ntohs(a.sin_port));
+    close(fd);
+    cr_assert_eq(st, 3, "%s", out);
+    cr_assert(strstr(out, "did not answer as a Playdoh broker") != NULL, "%s", out);
     free(out);
 }
 
