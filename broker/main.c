@@ -55,6 +55,9 @@ static void s_usage(FILE *f)
             "  --result-ttl S     seconds a result is kept after its first fetch (default %u)\n"
             "  --max-shared-mb N  largest shared data of a map, MiB (default %llu, at most %llu)\n"
             "  --shared-store-mb N  shared data kept at most, MiB (default %llu)\n"
+            "  --max-arg-mb N     largest argument of one job, MiB (default 16, at most 200)\n"
+            "  --max-batch-mb N   largest arguments of one submit call, MiB (default 1024)\n"
+            "  --max-queued-mb N  arguments of all unfinished jobs, MiB (default 4096)\n"
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
@@ -221,7 +224,7 @@ int main(int argc, char **argv)
     const char *cache = NULL;
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
            O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
-           O_KEY, O_ALLOW, O_CONFIG_DIR };
+           O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -251,6 +254,9 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, O_KEY},
         {"allow", required_argument, NULL, O_ALLOW},
         {"config-dir", required_argument, NULL, O_CONFIG_DIR},
+        {"max-arg-mb", required_argument, NULL, O_MAXARG},
+        {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
+        {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -261,7 +267,7 @@ int main(int argc, char **argv)
     int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
     pd_sec_mode_t f_security = PD_SEC_AUTO;
     const char *f_key = NULL, *f_allow = NULL;
-    int64_t f_maxshared = -1, f_store = -1;
+    int64_t f_maxshared = -1, f_store = -1, f_maxarg = -1, f_maxbatch = -1, f_maxqueued = -1;
     bool f_nobeacon = false;
     const char *f_journal = NULL, *f_jsync = NULL;
     int64_t f_jmax = -1;
@@ -368,6 +374,21 @@ int main(int argc, char **argv)
         case O_CONFIG_DIR:
             cfg.config_dir = optarg;
             break;
+        case O_MAXARG:
+            if (s_parse_u64("--max-arg-mb", optarg, 1, PD_BROKER_LIMIT_MAX_ARG >> 20, &v))
+                goto bad;
+            f_maxarg = (int64_t) v;
+            break;
+        case O_MAXBATCH:
+            if (s_parse_u64("--max-batch-mb", optarg, 1, 1u << 20, &v))
+                goto bad;
+            f_maxbatch = (int64_t) v;
+            break;
+        case O_MAXQUEUED:
+            if (s_parse_u64("--max-queued-mb", optarg, 1, 1u << 30, &v))
+                goto bad;
+            f_maxqueued = (int64_t) v;
+            break;
         case 'S':
             if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
                 goto bad;
@@ -467,6 +488,15 @@ int main(int argc, char **argv)
     cfg.shared_store = (f_store >= 0 ? (uint64_t) f_store
                                      : pd_config_uint(cf, "broker", "shared_store_mb",
                                                       cfg.shared_store >> 20)) << 20;
+    cfg.max_arg = (f_maxarg >= 0 ? (uint64_t) f_maxarg
+                                 : pd_config_uint(cf, "broker", "max_arg_mb", cfg.max_arg >> 20))
+                  << 20;
+    cfg.max_batch = (f_maxbatch >= 0 ? (uint64_t) f_maxbatch
+                                     : pd_config_uint(cf, "broker", "max_batch_mb",
+                                                      cfg.max_batch >> 20)) << 20;
+    cfg.max_queued = (f_maxqueued >= 0 ? (uint64_t) f_maxqueued
+                                       : pd_config_uint(cf, "broker", "max_queued_mb",
+                                                        cfg.max_queued >> 20)) << 20;
     if (cfg.shared_store < cfg.max_shared) {
         fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
                         "(%llu)\n", (unsigned long long) (cfg.shared_store >> 20),

@@ -44,6 +44,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,9 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
     cfg->max_shared = PD_SHARED_DEFAULT_MAX;
     cfg->shared_store = PD_SHARED_DEFAULT_TOTAL;
+    cfg->max_arg = PD_BROKER_DEFAULT_MAX_ARG;
+    cfg->max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
+    cfg->max_queued = PD_JOBS_DEFAULT_MAX_ARG_BYTES;
     cfg->cluster = PD_BEACON_DEFAULT_CLUSTER;
     cfg->beacon = true;
     cfg->beacon_port = PD_BEACON_DEFAULT_PORT;
@@ -266,7 +270,13 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     atomic_init(&b->stop, false);
     pd_buf_init(&b->out);
     pd_buf_init(&b->aux);
+    if (!b->cfg.max_arg || b->cfg.max_arg > PD_BROKER_LIMIT_MAX_ARG)
+        b->cfg.max_arg = b->cfg.max_arg ? PD_BROKER_LIMIT_MAX_ARG : PD_BROKER_DEFAULT_MAX_ARG;
+    if (!b->cfg.max_batch)
+        b->cfg.max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
     b->jobs = pd_jobs_new(cfg->max_jobs);
+    if (b->jobs)
+        pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     if (!b->cfg.max_shared)
         b->cfg.max_shared = PD_SHARED_DEFAULT_MAX;
@@ -439,6 +449,8 @@ int pd_broker_forget_all(pd_broker_t *b)
     b->tasks = pd_tasks_new(0);
     b->workers = pd_workers_new();
     b->jobs = pd_jobs_new(b->cfg.max_jobs);
+    if (b->jobs)
+        pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     memset(&b->stats, 0, sizeof b->stats);
@@ -965,6 +977,23 @@ static void s_check_allow_list(pd_broker_t *b)
     pd_broker_revoke_workers(b);
 }
 
+/* Hands the heap's free memory back to the system once S_TRIM_BYTES of
+   arguments were freed since the last time (a large batch finished):
+   glibc keeps freed blocks below its mmap threshold, which grows with the
+   blocks freed, so without this a broker that once held a large batch
+   keeps its size. */
+#define S_TRIM_BYTES (16u << 20)
+static void s_give_memory_back(pd_broker_t *b)
+{
+    uint64_t freed = pd_jobs_arg_freed(b->jobs);
+    if (freed - b->arg_trimmed < S_TRIM_BYTES)
+        return;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    b->arg_trimmed = freed;
+}
+
 /* ---- the loop ---------------------------------------------------------- */
 
 int pd_broker_run(pd_broker_t *b)
@@ -1054,6 +1083,7 @@ int pd_broker_run(pd_broker_t *b)
                 pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
                 pd_journal_flush(b->journal);
             }
+            s_give_memory_back(b);
             b->next_tick = b->now_ms + tick_ms;
         }
         s_settle_all(b); /* a batch dropped while failing settles at once */

@@ -84,9 +84,11 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 11);
+    pd_msg_begin(&pk, "welcome", 13);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
+    pd_pack_kv_uint(&pk, "max_arg", b->cfg.max_arg);
+    pd_pack_kv_uint(&pk, "max_batch", b->cfg.max_batch);
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
@@ -300,6 +302,50 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     return 0;
 }
 
+/* The bounds on arguments (docs/broker.md, "Limits"): a batch whose
+   `batch_bytes` (the whole call's arguments, as its client counts them)
+   passes max_batch, or an argument over max_arg, refuses the chunk with
+   PD_ETOOBIG, naming the job by its place in the batch (`at`, the chunk's
+   first job there, counted from 0). */
+static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *args,
+                             size_t args_len, pd_origin_t *o)
+{
+    uint64_t batch = args_len, at = 0;
+    int rc;
+    if ((rc = pd_msg_uint_opt(m, "batch_bytes", &batch)) ||
+        (rc = pd_msg_uint_opt(m, "at", &at)))
+        return s_why(m, o, rc);
+    if (batch > b->cfg.max_batch) {
+        snprintf(o->why, sizeof o->why,
+                 "the batch's arguments are %.1f MiB in all; this broker takes at most %.1f "
+                 "MiB in one submit (max_batch_mb): split the batch, or pass data the jobs "
+                 "share once as shared data (--shared)", (double) batch / 1048576.0,
+                 (double) b->cfg.max_batch / 1048576.0);
+        return PD_ETOOBIG;
+    }
+    pd_rd_t r;
+    uint32_t count;
+    pd_rd_init(&r, args, args_len);
+    if (pd_rd_array(&r, &count))
+        return 0; /* pd_jobs says what is wrong with it */
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *raw;
+        size_t len;
+        if (pd_rd_skip(&r, &raw, &len))
+            return 0;
+        if (len > b->cfg.max_arg) {
+            snprintf(o->why, sizeof o->why,
+                     "job %llu of the batch (counting from 1) has an argument of %.1f MiB; this "
+                     "broker takes at most %.1f MiB per job (max_arg_mb): pass large data once "
+                     "as shared data (--shared, pd_shared_put) and give each job what differs",
+                     (unsigned long long) (at + i + 1), (double) len / 1048576.0,
+                     (double) b->cfg.max_arg / 1048576.0);
+            return PD_ETOOBIG;
+        }
+    }
+    return 0;
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
@@ -323,6 +369,8 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return s_why(m, o, rc);
     if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
         return s_why(m, o, rc);
+    if ((rc = s_check_arg_sizes(b, m, args, args_len, o)) != 0)
+        return rc;
     if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
         snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
                  tokenlen, PD_JOBS_TOKEN_MAX);

@@ -124,6 +124,7 @@ struct pd_broker {
     int64_t start_ms;          /* monotonic ms at creation */
     int64_t now_ms;            /* monotonic ms, updated each loop turn */
     int64_t next_tick;         /* ms of the next heartbeat tick */
+    uint64_t arg_trimmed;      /* pd_jobs_arg_freed when the heap was last trimmed */
     atomic_bool stop;          /* set by pd_broker_stop */
     pd_broker_stats_t stats;   /* counters */
 };

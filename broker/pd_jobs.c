@@ -95,6 +95,9 @@ struct pd_jobs {
     uint64_t next_id;      /* id the next submitted job gets */
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
+    uint64_t arg_bytes;    /* bytes of the argument blobs of unfinished jobs */
+    uint64_t max_arg_bytes;/* bound on arg_bytes */
+    uint64_t arg_freed;    /* bytes of argument blobs freed, ever */
     uint64_t queued;       /* jobs in state queued */
     uint64_t queued_cls[PD_JOBS_CLASSES]; /* of which, by slot class */
     s_client_t **clients;  /* clients with unfinished jobs by index; NULL = free entry */
@@ -165,6 +168,10 @@ static void s_unref(pd_jobs_t *j, pd_blob_t **p, bool args)
 {
     if (!*p)
         return;
+    if ((*p)->refs == 1 && args) {
+        j->arg_bytes -= (*p)->len;
+        j->arg_freed += (*p)->len;
+    }
     if ((*p)->refs == 1 && j->hooks.dead)
         j->hooks.dead(j->hooks_user, *p, args);
     pd_blob_unref(p);
@@ -182,6 +189,7 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
         return NULL;
     j->next_id = 1;
     j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
+    j->max_arg_bytes = PD_JOBS_DEFAULT_MAX_ARG_BYTES;
     j->fn_index = zhashx_new();
     j->client_index = zhashx_new();
     j->ttlcap = 64;
@@ -683,6 +691,15 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
                  (unsigned long long) j->unfinished, (unsigned long long) j->max, count);
         return PD_EOVERLOAD;
     }
+    if (count > 0 && args_len > j->max_arg_bytes - (j->arg_bytes < j->max_arg_bytes
+                                                     ? j->arg_bytes : j->max_arg_bytes)) {
+        snprintf(why, whycap,
+                 "the broker holds %.1f MiB of arguments of unfinished jobs, of at most %.1f "
+                 "MiB, and cannot take %.1f MiB more: wait for results, or raise its "
+                 "max_queued_mb", (double) j->arg_bytes / 1048576.0,
+                 (double) j->max_arg_bytes / 1048576.0, (double) args_len / 1048576.0);
+        return PD_EOVERLOAD;
+    }
     *first = j->next_id;
     *n = count;
     if (count == 0)
@@ -746,6 +763,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
     }
     j->next_id += count;
     j->unfinished += count;
+    j->arg_bytes += blob->len;
     j->queued += count;
     j->queued_cls[cl->cls] += count;
     cl->queued += count;
@@ -1139,6 +1157,12 @@ uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls)
 }
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
+uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j) { return j->arg_bytes; }
+uint64_t pd_jobs_arg_freed(const pd_jobs_t *j) { return j->arg_freed; }
+void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max)
+{
+    j->max_arg_bytes = max ? max : PD_JOBS_DEFAULT_MAX_ARG_BYTES;
+}
 
 /* ---- tokens ------------------------------------------------------------ */
 
@@ -1368,6 +1392,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         free(blob);
         return 0;
     }
+    j->arg_bytes += blob->len;
     return (int64_t) kept;
 oom:
     snprintf(why, whycap, "out of memory");

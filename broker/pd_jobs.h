@@ -59,6 +59,7 @@ enum {
 #define PD_JOB_IS_FINAL(s) ((s) >= PD_JOB_DONE)
 
 #define PD_JOBS_DEFAULT_MAX   4000000u  /* unfinished jobs held at most */
+#define PD_JOBS_DEFAULT_MAX_ARG_BYTES (4ull << 30) /* their argument bytes at most */
 #define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
@@ -334,6 +335,14 @@ uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */
 uint64_t pd_jobs_queued(const pd_jobs_t *j);              /* all classes */
 uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls);  /* one class */
 uint64_t pd_jobs_next_id(const pd_jobs_t *j); /* id the next submit gets */
+/* Bytes of the argument blobs that unfinished jobs hold (a submit's blob
+   counts until its last job is final), and the bound on them: a submit
+   that would pass it is refused whole with PD_EOVERLOAD (0 = the default,
+   PD_JOBS_DEFAULT_MAX_ARG_BYTES). */
+uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j);
+/* Bytes of argument blobs freed since the table was made (a counter). */
+uint64_t pd_jobs_arg_freed(const pd_jobs_t *j);
+void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max);
 uint64_t pd_jobs_max(const pd_jobs_t *j);
 
 /* ---- ranges --------------------------------------------------------- */

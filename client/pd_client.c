@@ -71,6 +71,8 @@ struct pd_client {
     pd_buf_t out;          /* the request being built, reused */
     zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
     uint64_t max_shared;   /* the broker's limit on shared data (0: not said) */
+    uint64_t max_arg;      /* its limit on one job's argument (0: not said) */
+    uint64_t max_batch;    /* its limit on one submit call's arguments (0: not said) */
     uint8_t token[S_TOKEN_RANDOM]; /* this client's token prefix */
     uint64_t next_chunk;   /* counter ending the next submit token */
     uint64_t resent;       /* requests sent again after a drop or a time-out */
@@ -639,8 +641,11 @@ static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m)
     msgpack_packer pk;
     uint64_t req = s_begin(c, &pk, "hello", 0);
     int rc = s_call_idem(c, req, "welcome", m, 0, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
-    if (rc == 0)
+    if (rc == 0) {
         pd_msg_uint_opt(m, "max_shared", &c->max_shared);
+        pd_msg_uint_opt(m, "max_arg", &c->max_arg);
+        pd_msg_uint_opt(m, "max_batch", &c->max_batch);
+    }
     return rc;
 }
 
@@ -1208,7 +1213,7 @@ typedef struct {
 
 /* Builds and sends one submit chunk. */
 static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, const char *fn,
-                        const pd_map_opts_t *opts)
+                        const pd_map_opts_t *opts, size_t batch_bytes)
 {
     pd_buf_reset(&c->out);
     msgpack_packer pk;
@@ -1217,7 +1222,7 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
     const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-    pd_msg_begin(&pk, "submit", 7 + shared + cap + gpu + (cuda != NULL));
+    pd_msg_begin(&pk, "submit", 9 + shared + cap + gpu + (cuda != NULL));
     pd_pack_kv_uint(&pk, "req", ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
@@ -1236,6 +1241,8 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
     for (int i = 0; i < 8; i++)
         token[S_TOKEN_RANDOM + i] = (uint8_t) (ch->token >> (56 - 8 * i));
     pd_pack_kv_bin(&pk, "token", token, sizeof token);
+    pd_pack_kv_uint(&pk, "at", ch->start);
+    pd_pack_kv_uint(&pk, "batch_bytes", batch_bytes);
     pd_pack_cstr(&pk, "args");
     msgpack_pack_array(&pk, (uint32_t) ch->n);
     pd_pack_raw(&pk, ch->raw, ch->bytes);
@@ -1286,11 +1293,25 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
     /* Check the arguments first: n values, nothing else. */
     pd_rd_t r;
     pd_rd_init(&r, args, len);
-    for (size_t i = 0; i < n; i++)
-        if (pd_rd_skip(&r, NULL, NULL))
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *raw;
+        size_t rl;
+        if (pd_rd_skip(&r, &raw, &rl))
             return s_fail(c, PD_EPROTO, "argument %zu is not a well-formed msgpack value", i);
+        if (c->max_arg && rl > c->max_arg)
+            return s_fail(c, PD_ETOOBIG, "job %zu of the batch (counting from 1) has an "
+                          "argument of %.1f MiB; the broker takes at most %.1f MiB per job "
+                          "(its max_arg_mb): pass large data once as shared data (--shared, "
+                          "pd_shared_put) and give each job what differs", i + 1,
+                          (double) rl / 1048576.0, (double) c->max_arg / 1048576.0);
+    }
     if (!pd_rd_at_end(&r))
         return s_fail(c, PD_EPROTO, "arguments hold more than the %zu values announced", n);
+    if (c->max_batch && len > c->max_batch)
+        return s_fail(c, PD_ETOOBIG, "the batch's arguments are %.1f MiB in all; the broker "
+                      "takes at most %.1f MiB in one submit (its max_batch_mb): split the "
+                      "batch, or pass data the jobs share once as shared data (--shared)",
+                      (double) len / 1048576.0, (double) c->max_batch / 1048576.0);
 
     pd_rd_init(&r, args, len);
     s_chunk_t win[S_WINDOW];
@@ -1321,7 +1342,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
             }
             s_chunk_t ch = {.req = c->next_req++, .token = c->next_chunk++, .start = next,
                             .n = k, .raw = start, .bytes = bytes, .first_sent = s_now_ms()};
-            int rc = s_send_chunk(c, &ch, hash, fn, opts);
+            int rc = s_send_chunk(c, &ch, hash, fn, opts, len);
             if (rc) {
                 first_err = rc;
                 snprintf(first_msg, sizeof first_msg, "%s", c->err);
@@ -1355,7 +1376,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 if (rc == S_LOST && now - win[k].first_sent < 50)
                     usleep(50000);
                 c->resent++;
-                if (s_send_chunk(c, &win[k], hash, fn, opts) != 0)
+                if (s_send_chunk(c, &win[k], hash, fn, opts, len) != 0)
                     win[k].first_sent = 0; /* fails at the next turn */
                 k++;
             }
