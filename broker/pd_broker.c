@@ -56,7 +56,7 @@
 #define S_BATCH 1024 /* messages drained per loop turn at most */
 #define S_MAX_BACKLOG 64 /* journal backlog (pd_journal_backlog) past which the loop waits */
 #define S_HWM 100000 /* messages queued per peer at most */
-#define S_HANDSHAKE_MS 10000 /* a connection must finish its handshake within this */
+#define S_HANDSHAKE_MS 3000 /* a connection must finish its handshake within this */
 #define S_LOG_BURST 20       /* refusal lines per window at most */
 #define S_LOG_WINDOW_MS 10000
 
@@ -492,10 +492,11 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
         char who[128];
         s_hexid(rid, ridlen, who, sizeof who);
         b->stats.unroutable++;
-        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
-                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
-                                                                     : zmq_strerror(e),
-                    (unsigned long long) b->stats.unroutable);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "could not send to %s: %s (%llu unroutable so far)", who,
+                       e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                        : zmq_strerror(e),
+                       (unsigned long long) b->stats.unroutable);
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
@@ -520,10 +521,11 @@ int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *
         char who[128];
         s_hexid(rid, ridlen, who, sizeof who);
         b->stats.unroutable++;
-        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
-                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
-                                                                     : zmq_strerror(e),
-                    (unsigned long long) b->stats.unroutable);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "could not send to %s: %s (%llu unroutable so far)", who,
+                       e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                        : zmq_strerror(e),
+                       (unsigned long long) b->stats.unroutable);
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
@@ -747,14 +749,9 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
 {
     char who[128];
     s_hexid(o->rid, o->ridlen, who, sizeof who);
-    uint32_t swallowed = 0;
-    if (pd_log_limit_pass(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed)) {
-        char extra[64] = "";
-        if (swallowed)
-            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-        pd_log_warn("refused a message from %s%s%s: %s: %s%s", who, o->key ? " key " : "",
-                    o->key ? o->key : "", pd_err_name(code), msg, extra);
-    }
+    pd_log_limited(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                   "refused a message from %s%s%s: %s: %s", who, o->key ? " key " : "",
+                   o->key ? o->key : "", pd_err_name(code), msg);
     b->stats.malformed++;
     pd_buf_reset(&b->out);
     msgpack_packer pk;
@@ -887,8 +884,9 @@ static int s_recv_one(pd_broker_t *b)
         char who[128];
         s_hexid(zmq_msg_data(&id), zmq_msg_size(&id), who, sizeof who);
         b->stats.dropped++;
-        pd_log_warn("dropped a message from %s with %d frames (a message is one frame)", who,
-                    parts - 1);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "dropped a message from %s with %d frames (a message is one frame)", who,
+                       parts - 1);
     } else {
         const char *key = NULL;
         pd_role_t role = pd_auth_msg_peer(&body, &key, NULL);
@@ -938,24 +936,18 @@ static void s_on_monitor(pd_broker_t *b)
             continue;
         }
         if (event == ZMQ_EVENT_ACCEPT_FAILED) {
-            uint32_t swallowed = 0;
-            if (pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
-                pd_log_warn("cannot accept a connection on %s: %s (too many open connections?)",
-                            b->endpoint, strerror((int) value));
+            pd_log_limited(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                           "cannot accept a connection on %s: %s (too many open connections?)",
+                           b->endpoint, strerror((int) value));
             continue;
         }
         b->stats.handshakes_failed++;
         /* A refused key was logged by the ZAP handler, with its address. */
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             continue;
-        uint32_t swallowed = 0;
-        if (!pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
-            continue;
-        char extra[64] = "";
-        if (swallowed)
-            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-        pd_log_warn("refused a connection to %s during its handshake: %s%s", b->endpoint,
-                    pd_auth_handshake_why(event, value, true), extra);
+        pd_log_limited(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "refused a connection to %s during its handshake: %s", b->endpoint,
+                       pd_auth_handshake_why(event, value, true));
     }
 }
 
@@ -1084,6 +1076,12 @@ int pd_broker_run(pd_broker_t *b)
                 pd_journal_flush(b->journal);
             }
             s_give_memory_back(b);
+            pd_log_limit_flush(&b->refusals, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "refused a message (malformed, or not allowed for its key)");
+            pd_log_limit_flush(&b->handshakes, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "refused a connection during its handshake");
+            pd_log_limit_flush(&b->noise, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "could not send to a peer, or dropped a message of several frames");
             b->next_tick = b->now_ms + tick_ms;
         }
         s_settle_all(b); /* a batch dropped while failing settles at once */

@@ -96,6 +96,7 @@ struct pd_broker {
     atomic_bool reload;        /* set by pd_broker_reload */
     pd_log_limit_t refusals;   /* rate of "refused a message" lines */
     pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
+    pd_log_limit_t noise;      /* rate of "could not send" and "dropped a message" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_shared_t *shared;       /* the shared-data store */

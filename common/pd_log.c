@@ -9,6 +9,7 @@
 #include "pd_plat.h"
 #include "pd_error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -84,12 +85,43 @@ void pd_log_write(pd_log_level_t level, const char *fmt, ...)
             tm.tm_sec, ts.tv_nsec / 1000000, labels[level], s_tag, line);
 }
 
-bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
-                       uint32_t *suppressed)
+static int64_t s_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pd_log_limited(pd_log_limit_t *l, uint32_t burst, int64_t window_ms, pd_log_level_t level,
+                    const char *fmt, ...)
+{
+    uint32_t swallowed = 0;
+    if (level > pd_log_level() || !pd_log_limit_pass(l, burst, window_ms, &swallowed))
+        return;
+    char line[1900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (swallowed)
+        pd_log_write(level, "%s (%u similar lines suppressed)", line, swallowed);
+    else
+        pd_log_write(level, "%s", line);
+}
+
+void pd_log_limit_flush(pd_log_limit_t *l, int64_t window_ms, pd_log_level_t level,
+                        const char *what)
+{
+    if (!l->suppressed || s_mono_ms() - l->start_ms < window_ms)
+        return;
+    pd_log_at(level, "%u more lines like: %s", l->suppressed, what);
+    l->suppressed = 0;
+}
+
+bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
+                       uint32_t *suppressed)
+{
+    int64_t now = s_mono_ms();
     if (l->start_ms == 0 || now - l->start_ms >= window_ms) {
         l->start_ms = now ? now : 1;
         l->lines = 0;

@@ -45,6 +45,16 @@ typedef struct {
    number swallowed before it, which the line should mention. */
 bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
                        uint32_t *suppressed);
+/* Writes a line at level through the limit l (burst lines per window_ms),
+   ending it with "(N similar lines suppressed)" when lines were swallowed
+   since the last one let through. For every line a peer can cause. */
+void pd_log_limited(pd_log_limit_t *l, uint32_t burst, int64_t window_ms, pd_log_level_t level,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Once the window of l is over, writes "N more lines like: what" for the
+   lines swallowed and not yet reported (call it from a periodic tick), so
+   a burst that stops is still counted. */
+void pd_log_limit_flush(pd_log_limit_t *l, int64_t window_ms, pd_log_level_t level,
+                        const char *what);
 
 #define pd_log_at(lvl, ...)                                                          \
     do {                                                                             \

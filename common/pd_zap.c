@@ -270,18 +270,14 @@ static void s_answer(pd_zap_t *z, void *rep)
         text = "OK";
         pd_log_debug("admitted %s (key %s, %s) from %s", name, key, pd_role_name(role), addr);
     } else {
-        uint32_t swallowed = 0;
-        if (pd_log_limit_pass(&z->limit, 20, 10000, &swallowed)) {
-            char extra[64] = "";
-            if (swallowed)
-                snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-            if (key[0])
-                pd_log_warn("refused a connection from %s: key %s is not on the allow-list %s; "
-                            "to admit it run `playdoh-keygen allow '%s' --role client` (or worker, "
-                            "or both)%s", addr, key, z->dir, key, extra);
-            else
-                pd_log_warn("refused a connection from %s: %s%s", addr, text, extra);
-        }
+        if (key[0])
+            pd_log_limited(&z->limit, 20, 10000, PD_LOG_WARN,
+                           "refused a connection from %s: key %s is not on the allow-list %s; "
+                           "to admit it run `playdoh-keygen allow '%s' --role client` (or "
+                           "worker, or both)", addr, key, z->dir, key);
+        else
+            pd_log_limited(&z->limit, 20, 10000, PD_LOG_WARN, "refused a connection from %s: %s",
+                           addr, text);
     }
     s_send(rep, "1.0", 3, true);
     s_send(rep, kept > 1 ? zmq_msg_data(&f[1]) : "", kept > 1 ? zmq_msg_size(&f[1]) : 0, true);

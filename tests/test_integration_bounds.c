@@ -9,7 +9,10 @@
 #include "pd_harness.h"
 #include "pd_msg.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,4 +241,76 @@ Test(bounds, a_broker_gives_the_memory_of_a_large_batch_back)
     cr_assert_leq(after, base + 32 * 1024,
                   "the broker kept %ld KiB of a released batch (%ld before, %ld holding it)",
                   after - base, base, held);
+}
+
+/* ---- hostile connections ----------------------------------------------- */
+
+static int open_fds(pid_t pid)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int) pid);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int n = -1;
+    cr_assert_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static int count_lines(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+Test(bounds, noise_and_idle_connections_are_closed_and_logged_within_limits, .timeout = 120)
+{
+    pd_harness_start_logged(&h, NULL);
+    c = pd_harness_client(&h);
+    int port = 0;
+    cr_assert_eq(sscanf(strrchr(h.endpoint, ':') + 1, "%d", &port), 1);
+    int base = open_fds(h.broker);
+    enum { IDLE = 150, NOISY = 150 };
+    static int fds[IDLE + NOISY];
+    for (int i = 0; i < IDLE + NOISY; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        cr_assert_eq(connect(fds[i], (struct sockaddr *) &a, sizeof a), 0);
+        if (i >= IDLE) {
+            unsigned char junk[64];
+            for (size_t k = 0; k < sizeof junk; k++)
+                junk[k] = (unsigned char) (rand() & 0xff);
+            junk[0] = 0xff; /* a ZMTP greeting's first byte, then nonsense */
+            cr_assert_eq(write(fds[i], junk, sizeof junk), (ssize_t) sizeof junk);
+        }
+    }
+    usleep(500000);
+    int during = open_fds(h.broker);
+    cr_assert_gt(during, base + IDLE / 2, "the connections never reached the broker?");
+    /* Within a few seconds, every connection that did not finish its
+       handshake is closed by the broker. */
+    int now = during;
+    for (int i = 0; i < 50 && now > base + 5; i++) {
+        usleep(100000);
+        now = open_fds(h.broker);
+    }
+    for (int i = 0; i < IDLE + NOISY; i++)
+        close(fds[i]);
+    cr_assert_leq(now, base + 5, "%d connections still open after 5 s (%d before, %d with them)",
+                  now - base, base, during);
+    /* The broker still serves. */
+    int w = -1, s = -1;
+    cr_assert_eq(pd_client_cluster_size(c, &w, &s), 0, "%s", pd_client_error(c));
+    /* And its log holds a bounded number of lines about them. */
+    char path[300];
+    snprintf(path, sizeof path, "%s/broker.log", h.dir);
+    int lines = count_lines(path, "refused a connection");
+    cr_assert_leq(lines, 25, "%d lines about %d bad connections", lines, IDLE + NOISY);
 }

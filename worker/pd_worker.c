@@ -276,19 +276,16 @@ static void s_on_monitor(pd_worker_t *w)
             pd_log_debug("handshake with broker %s succeeded", w->broker);
             continue;
         }
-        uint32_t swallowed = 0;
-        if (!pd_log_limit_pass(&w->limit, 3, 30000, &swallowed))
-            continue;
         const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                               ? "it does not admit this worker's key"
                               : pd_auth_handshake_why(event, value, false);
-        pd_log_warn("broker %s refused the connection: %s%s%s%s%s", w->broker, why,
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
-                                                               "allow '"
-                                                             : "",
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "",
-                    swallowed ? " (repeated)" : "");
+        pd_log_limited(&w->limit, 3, 30000, PD_LOG_WARN, "broker %s refused the connection: %s%s%s%s",
+                       w->broker, why,
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
+                                                                  "allow '"
+                                                                : "",
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "");
     }
 }
 
