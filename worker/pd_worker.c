@@ -371,9 +371,28 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
 
+/* A worker judges the broker's silence against its own clock: when its
+   loop did not run for longer than a heartbeat (the process was stopped,
+   the machine suspended, or it was starved), whatever the broker sent in
+   that time waits unread, so the broker gets a fresh grace period, as
+   the broker gives its workers after a stall of its own. deaf is the
+   time since the previous poll returned less what this poll listened. */
+static void s_forgive_stall(pd_worker_t *w, int64_t deaf)
+{
+    if (deaf <= w->hb_ms)
+        return;
+    pd_log_warn("this worker did not run for %lld ms (stopped, suspended or overloaded): "
+                "the broker gets a fresh grace period of %lld ms before it counts as silent",
+                (long long) deaf, (long long) w->hb_ms * w->liveness);
+    int64_t now = pd_slot_now_ms();
+    if (w->last_recv < now)
+        w->last_recv = now;
+}
+
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 {
     int rc = 0;
+    int64_t woke = pd_slot_now_ms();
     while (!*stop) {
         if (w->reload && *w->reload) {
             *w->reload = 0;
@@ -411,7 +430,11 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->item_slot[nitems] = -1 - i;
             nitems++;
         }
-        int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
+        int64_t polled = pd_slot_now_ms(), timeout = s_poll_timeout(w, now);
+        int n = zmq_poll(w->items, nitems, (long) timeout);
+        int64_t back = pd_slot_now_ms(), in_poll = back - polled;
+        s_forgive_stall(w, back - woke - (in_poll < timeout ? in_poll : timeout));
+        woke = back;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
