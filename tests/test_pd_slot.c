@@ -595,14 +595,15 @@ Test(unit, a_program_of_another_version_is_a_start_failure)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/old-worker", s_dir);
-    /* READY [4, 2]: a pipe version this worker does not speak. */
-    script(path, "#!/bin/sh\nprintf '\\003\\000\\000\\000\\222\\004\\002' >&4\nsleep 20\n");
+    /* READY [4, 1]: a pipe version this worker no longer speaks (version 2
+       added the jobs' limits). */
+    script(path, "#!/bin/sh\nprintf '\\003\\000\\000\\000\\222\\004\\001' >&4\nsleep 20\n");
     pd_slot_t *s = new_slot_running(path);
     supervise(s, 20000, failed_once);
     pd_log_set_handler(NULL, NULL);
     cr_assert_geq(pd_slot_start_failures(s), 1, "%s", s_log);
     cr_expect(strstr(s_log, "is not a slot program this worker can use (it speaks slot pipe "
-                            "version 2, this worker 1)") != NULL, "%s", s_log);
+                            "version 1, this worker 2)") != NULL, "%s", s_log);
     cr_expect_eq(s_nres, 0);
     pd_slot_destroy(&s);
 }
