@@ -17,6 +17,7 @@
 #include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -968,6 +969,7 @@ struct pd_plat_outcap {
     uint64_t dropped;    /* bytes read and not kept since the reset */
     uint64_t asked;      /* drains asked */
     uint64_t drained;    /* drains done */
+    atomic_int reading;  /* the thread is between poll and keeping what it read */
 };
 
 /* Keeps what fits of data[0..n), counts the rest. */
@@ -1009,8 +1011,11 @@ static void *s_outcap_run(void *arg)
                 continue;
             break;
         }
-        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            atomic_store(&o->reading, 1);
             open_ = s_outcap_drain(o, tmp, sizeof tmp);
+            atomic_store(&o->reading, 0);
+        }
         if (p[0].revents & (POLLIN | POLLHUP)) {
             char c[64];
             if (read(o->ctl[0], c, sizeof c) <= 0)
@@ -1077,6 +1082,15 @@ fail:
 
 void pd_plat_outcap_reset(pd_plat_outcap_t *o, size_t cap)
 {
+    /* What the previous job wrote belongs to it: when some may still be in
+       the pipe or in the thread's hands, let the thread finish with it
+       first (a round trip); usually nothing is, and this costs one ioctl. */
+    int pending = 0;
+    if (ioctl(o->rd, FIONREAD, &pending) != 0 || pending > 0 || atomic_load(&o->reading)) {
+        size_t len;
+        uint64_t dropped;
+        pd_plat_outcap_take(o, &len, &dropped);
+    }
     pthread_mutex_lock(&o->mu);
     if (cap != o->cap) {
         char *b = realloc(o->buf, cap ? cap : 1);

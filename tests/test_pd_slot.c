@@ -253,6 +253,8 @@ static void as_error(const result_t *r, char *code, char *msg, size_t cap, int64
             cr_assert_eq(pd_rd_strcpy(&rd, msg, cap), 0);
         else if (pd_rd_key_is(&rd, "slot"))
             cr_assert_eq(pd_rd_int(&rd, slot), 0);
+        else if (pd_rd_key_is(&rd, "value"))
+            cr_assert_eq(pd_rd_skip(&rd, NULL, NULL), 0); /* its output: s_error_output */
         else
             cr_assert_fail("unexpected key in the error map");
     }
@@ -340,6 +342,11 @@ Test(unit, malformed_result_and_stdout_do_not_corrupt_the_pipe)
     as_error(&s_res[1], code, msg, sizeof msg, &slot);
     cr_expect_str_eq(code, "PD_ETASK");
     cr_expect(strstr(msg, "malformed result") != NULL, "%s", msg);
+    /* What job 1 printed is neither in the pipe nor in job 2's error. */
+    pd_rd_init(&rd, s_res[1].val, s_res[1].len);
+    uint32_t keys;
+    cr_assert_eq(pd_rd_map(&rd, &keys), 0);
+    cr_expect_eq(keys, 3, "job 2's error carries no output of job 1");
     pd_slot_destroy(&s);
 }
 
