@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 #include <msgpack.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,4 +279,33 @@ Test(limits, a_worker_refuses_a_request_over_its_owners_maximum)
     pd_result_t r;
     cr_assert_eq(pd_fetch(c, &id, 1, 1500, &r, NULL, NULL), 0, "it waits: no worker allows 4 KiB");
     pd_results_clear(&r, 1);
+}
+
+Test(limits, a_broker_restart_keeps_what_the_jobs_ask)
+{
+    const char *small[] = {"--name", "small", "--max-memory", "256M", NULL};
+    start(1, small);
+    const char *cmds[2] = {"true", "true"};
+    uint64_t ids[2];
+    pd_map_opts_t o = {.memory = 1u << 30};
+    cr_assert_eq(pd_exec(c, cmds, 2, &o, ids), 2, "%s", pd_client_error(c));
+    /* The journal holds the request: after a crash and a restart the jobs
+       still wait for a worker that allows 1 GiB, not for any. */
+    pd_harness_kill_broker(&h, SIGKILL);
+    pd_harness_restart_broker(&h, NULL);
+    pd_harness_wait_slots(&h, c, 1);
+    pd_result_t res[2];
+    cr_assert_eq(pd_fetch(c, ids, 2, 1500, res, NULL, NULL), 0, "nothing runs on 'small'");
+    pd_results_clear(res, 2);
+    const char *big[] = {"--name", "big", "--max-memory", "4G", NULL};
+    pd_harness_add_worker_as(&h, 1, NULL, big);
+    cr_assert_eq(pd_fetch(c, ids, 2, 30000, res, NULL, NULL), 2);
+    for (int i = 0; i < 2; i++) {
+        pd_exec_result_t x;
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "%s", res[i].error ? res[i].error : "");
+        cr_assert_eq(pd_result_exec(&res[i], &x), 0);
+        cr_assert(x.host_len == 3 && memcmp(x.host, "big", 3) == 0, "ran on %.*s",
+                  (int) x.host_len, x.host);
+    }
+    pd_results_clear(res, 2);
 }
