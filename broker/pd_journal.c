@@ -1458,20 +1458,6 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         rc = s_damaged(jn, why, whycap, "it is an SQLite database but not a Playdoh journal");
         goto out;
     }
-    if (version == 2) {
-        /* Version 2 lacks the jobs' limits: add them (none asked). */
-        sqlite3_finalize(st);
-        st = NULL;
-        char vsql[320];
-        snprintf(vsql, sizeof vsql,
-                 "ALTER TABLE batches ADD COLUMN memory INTEGER NOT NULL DEFAULT 0;"
-                 "ALTER TABLE batches ADD COLUMN cpu_time INTEGER NOT NULL DEFAULT 0;"
-                 "ALTER TABLE batches ADD COLUMN max_output INTEGER NOT NULL DEFAULT 0;"
-                 "UPDATE meta SET v = %d WHERE k = 'version';", S_VERSION);
-        if (sqlite3_exec(jn->db, vsql, NULL, NULL, NULL) != SQLITE_OK)
-            S_STEP_ERR("cannot add the jobs' limits to it (format version 2 to 3)");
-        version = S_VERSION;
-    }
     if (version != S_VERSION) {
         snprintf(why, whycap, "journal %s has format version %lld; this playdoh-broker reads "
                  "version %d: run the Playdoh that wrote it, or give another --journal",
@@ -1873,8 +1859,41 @@ static void s_close_db(pd_journal_t *jn)
     jn->db = NULL;
 }
 
+/* A journal of format version 2 lacks the jobs' limits: they are added
+   (none asked) before anything is read or prepared. Returns 0, or -1 when
+   the change failed (the statements' preparation then says why). */
+static int s_upgrade(pd_journal_t *jn)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = -1;
+    if (sqlite3_prepare_v2(jn->db, "SELECT v FROM meta WHERE k = 'version'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (version != 2)
+        return 0; /* current, or not a journal: the reading says so */
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "BEGIN;"
+             "ALTER TABLE batches ADD COLUMN memory INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN cpu_time INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN max_output INTEGER NOT NULL DEFAULT 0;"
+             "UPDATE meta SET v = %d WHERE k = 'version';"
+             "COMMIT;", S_VERSION);
+    if (sqlite3_exec(jn->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(jn->db, "ROLLBACK;", NULL, NULL, NULL);
+        return -1;
+    }
+    pd_log_info("journal %s: format version 2 upgraded to %d (batches hold the jobs' limits)",
+                jn->path, S_VERSION);
+    return 0;
+}
+
 static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
 {
+    if (!fresh)
+        s_upgrade(jn);
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],
                                NULL) != SQLITE_OK) {

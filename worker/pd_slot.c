@@ -730,8 +730,9 @@ static bool s_check_memory(pd_slot_t *s, int64_t now)
     if (rss <= job->limits.memory)
         return false;
     s->mem_seen = rss;
-    pd_slot_on_readable(s); /* a result already written wins */
-    if (s->pid > 0 && s->cur < s->ngroup && s->group[s->cur] == job) {
+    uint64_t id = job->id;
+    pd_slot_on_readable(s); /* a result already written wins (and may free job) */
+    if (s->pid > 0 && s->cur < s->ngroup && s->group[s->cur]->id == id) {
         s_replace(s, S_MEMORY, NULL, NULL, NULL);
         return true;
     }
