@@ -872,6 +872,11 @@ int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
         s_limits_saved = true;
     }
     struct rlimit d = s_data0, c = s_cpu0;
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer maps terabytes of shadow memory that RLIMIT_DATA
+       counts: under it the worker's measurements alone bound memory. */
+    data_max = 0;
+#endif
     if (data_max && (d.rlim_max == RLIM_INFINITY || data_max < d.rlim_max))
         d.rlim_cur = (rlim_t) data_max;
     if (cpu_s) {
