@@ -276,6 +276,39 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
     return 0;
 }
 
+int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *o)
+{
+    if (lim->output > PD_LIMITS_MAX_OUTPUT) {
+        char a[32], m[32];
+        snprintf(o->why, sizeof o->why, "submit: 'max_output' is %s; a job keeps at most %s of "
+                 "output (write larger results to a file, or return them as the value)",
+                 pd_limits_size_str(lim->output, a, sizeof a),
+                 pd_limits_size_str(PD_LIMITS_MAX_OUTPUT, m, sizeof m));
+        return PD_EINVAL;
+    }
+    if (pd_limits_none(lim))
+        return 0;
+    /* As HTCondor does, a request no worker holds now waits (a worker that
+       allows it may join); the log says why it waits. */
+    char why[160] = "";
+    uint32_t workers = 0;
+    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
+        const pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (!wk)
+            continue;
+        workers++;
+        if (pd_limits_fit(lim, &wk->limits, why, sizeof why))
+            return 0;
+    }
+    uint32_t hushed = 0;
+    if (workers && pd_log_limit_pass(&b->limits_log, 5, 60000, &hushed))
+        pd_log_warn("a submit asks for %s on every one of the %u workers registered now: its "
+                    "jobs wait until a worker that allows it joins (the workers' owners set "
+                    "[worker] max_memory, max_cpu_time, max_output)%s", why, workers,
+                    hushed ? "; more such submits were not logged" : "");
+    return 0;
+}
+
 int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
 {
     if (!md->platform[0])
@@ -353,6 +386,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     size_t args_len;
     char cuhash[PD_MODS_HASH_LEN + 1] = "";
     uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
+    pd_limits_t lim = {0};
     bool gpu = false;
     const void *token = NULL;
     uint32_t tokenlen = 0;
@@ -363,6 +397,9 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
         (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
         (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)) ||
+        (rc = pd_msg_uint_opt(m, "memory", &lim.memory)) ||
+        (rc = pd_msg_uint_opt(m, "cpu_time", &lim.cpu_s)) ||
+        (rc = pd_msg_uint_opt(m, "max_output", &lim.output)) ||
         (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
         (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))) ||
         (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
@@ -389,6 +426,8 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
         return PD_EINVAL;
     }
+    if ((rc = pd_broker_check_limits(b, &lim, o)) != 0)
+        return rc;
     uint64_t first;
     uint32_t n;
     if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
@@ -436,7 +475,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index, .owner = o->key};
+                            .gpu = gpu, .cu = cu_index, .owner = o->key, .limits = lim};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;

@@ -97,6 +97,7 @@ struct pd_broker {
     pd_log_limit_t refusals;   /* rate of "refused a message" lines */
     pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
     pd_log_limit_t noise;      /* rate of "could not send" and "dropped a message" lines */
+    pd_log_limit_t limits_log; /* rate of "no worker allows what a submit asks" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_shared_t *shared;       /* the shared-data store */
@@ -233,6 +234,11 @@ int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char
    PD_ENOGPU with the sentence in o->why. */
 int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
                         pd_origin_t *o);
+/* Checks what a submit's jobs ask to take: an output cap over
+   PD_LIMITS_MAX_OUTPUT is PD_EINVAL (the sentence in o->why); a request no
+   registered worker allows waits for one that does (logged). Returns 0 or
+   PD_EINVAL. */
+int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *o);
 /* Checks that the module md can run somewhere: source can; a prebuilt one
    needs a platform Playdoh runs on, whose worker has joined since the
    broker started. Returns 0, or PD_ENOSLOTS with the sentence in o->why. */

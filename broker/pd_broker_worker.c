@@ -250,6 +250,13 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     int rc = s_read_slots(m, o, &cpus, &gpus);
     if (rc)
         return rc;
+    /* Its owner's maxima for one job (absent from older workers: none). */
+    pd_limits_t limits = {0};
+    pd_rd_t lr;
+    if (pd_msg_has(m, "limits") && (pd_msg_rd(m, "limits", &lr) || pd_limits_read(&lr, &limits))) {
+        snprintf(o->why, sizeof o->why, "ready: 'limits' is not a map of numbers");
+        return PD_EPROTO;
+    }
     if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
         (pd_msg_has(m, "platform") &&
          (rc = pd_msg_str(m, "platform", platform, sizeof platform))) ||
@@ -314,6 +321,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     memcpy(wk->platform, platform, sizeof platform);
+    wk->limits = limits;
     pd_workers_note_platform(b->workers, wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
@@ -715,17 +723,20 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
     }
 }
 
-/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job's module? */
+/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job's module,
+   and do its owner's maxima hold what the job asks? */
 typedef struct {
     pd_broker_t *b;
     const pd_worker_t *wk;
-    bool passed; /* a job was passed over: it is for another platform */
+    bool passed; /* a job was passed over: it is for another platform, or asks too much */
 } s_fits_t;
 
 static bool s_fits(void *user, const pd_job_t *job)
 {
     s_fits_t *f = user;
-    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform);
+    pd_limits_t lim = pd_jobs_fn_limits(f->b->jobs, job->fn);
+    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform) &&
+              pd_limits_fit(&lim, &f->wk->limits, NULL, 0);
     f->passed |= !ok;
     return ok;
 }
@@ -783,8 +794,11 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
             break;
         }
         /* [id, attempt, mod, fn, timeout_ms, arg, shared or nil, client],
-           then for a GPU job [gpu: true, cu or nil]. */
-        msgpack_pack_array(&pk, job->gpu ? 10 : 8);
+           then for a GPU job [gpu: true, cu or nil], then for a job that
+           asks for limits [..., gpu, cu or nil, limits]. */
+        pd_limits_t lim = pd_jobs_fn_limits(b->jobs, job->fn);
+        bool has_lim = !pd_limits_none(&lim);
+        msgpack_pack_array(&pk, has_lim ? 11 : job->gpu ? 10 : 8);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
@@ -798,13 +812,18 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         msgpack_pack_uint32(&pk, ci);
         if (ci == nclients)
             clients[nclients++] = owner;
-        if (job->gpu) {
-            msgpack_pack_true(&pk);
+        if (job->gpu || has_lim) {
+            if (job->gpu)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
             if (job->cu)
                 pd_pack_cstr(&pk, pd_mods_get(b->mods, job->cu - 1)->hash);
             else
                 msgpack_pack_nil(&pk);
         }
+        if (has_lim)
+            pd_limits_pack(&pk, &lim);
         b->scratch[n++] = id;
     }
     pd_pack_cstr(&pk, "clients");

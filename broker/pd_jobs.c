@@ -288,6 +288,14 @@ const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
     return j->fns[fn] + strlen(j->fns[fn]) + 1;
 }
 
+pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn)
+{
+    const char *owner = pd_jobs_fn_owner(j, fn);
+    pd_limits_t l;
+    memcpy(&l, owner + strlen(owner) + 1, sizeof l);
+    return l;
+}
+
 /* Makes sure chunks exist for ids first .. first+n-1. */
 static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
 {
@@ -317,22 +325,28 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
     return 0;
 }
 
-/* Interns the pair (function name, owner key): jobs of one submit share
-   it, so that each job record stays small. The stored string is
-   "fn\0owner\0"; the index key is "owner\x01fn" (a Z85 key holds no
-   \x01, so the pair is unambiguous). */
-static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *rc)
+/* Interns the triple (function name, owner key, limits): jobs of one
+   submit share it, so that each job record stays small. The stored string
+   is "fn\0owner\0" followed by the pd_limits_t's bytes; the index key is
+   "owner\x01fn\x01MEM:CPU:OUT" (a Z85 key holds no \x01, and a function
+   name no \x01 either, so the triple is unambiguous). */
+static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner,
+                         const pd_limits_t *lim, int *rc)
 {
     *rc = 0;
     size_t fl = strlen(fn), ol = strlen(owner);
-    char *key = malloc(ol + fl + 2);
+    char lk[72];
+    int ll = snprintf(lk, sizeof lk, "\x01%llu:%llu:%llu", (unsigned long long) lim->memory,
+                      (unsigned long long) lim->cpu_s, (unsigned long long) lim->output);
+    char *key = malloc(ol + fl + (size_t) ll + 2);
     if (!key) {
         *rc = PD_ENOMEM;
         return 0;
     }
     memcpy(key, owner, ol);
     key[ol] = '\x01';
-    memcpy(key + ol + 1, fn, fl + 1);
+    memcpy(key + ol + 1, fn, fl);
+    memcpy(key + ol + 1 + fl, lk, (size_t) ll + 1);
     void *v = zhashx_lookup(j->fn_index, key);
     if (v) {
         free(key);
@@ -349,7 +363,7 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *r
         j->fns = f;
         j->capfns = cap;
     }
-    char *copy = malloc(fl + ol + 2);
+    char *copy = malloc(fl + ol + 2 + sizeof *lim);
     if (!copy || zhashx_insert(j->fn_index, key, (void *) (uintptr_t) (j->nfns + 1))) {
         free(copy);
         free(key);
@@ -359,6 +373,7 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *r
     free(key);
     memcpy(copy, fn, fl + 1);
     memcpy(copy + fl + 1, owner, ol + 1);
+    memcpy(copy + fl + ol + 2, lim, sizeof *lim);
     j->fns[j->nfns] = copy;
     return j->nfns++;
 }
@@ -710,7 +725,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         return PD_EINVAL;
     }
     int rc;
-    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &rc);
+    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &sub->limits, &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
@@ -1331,7 +1346,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
             return PD_EPROTO;
         }
     int rc;
-    uint32_t fni = s_intern(j, sub->fn, sub->owner ? sub->owner : "", &rc);
+    uint32_t fni = s_intern(j, sub->fn, sub->owner ? sub->owner : "", &sub->limits, &rc);
     bool gpu = sub->gpu || sub->cu;
     s_client_t *cl = rc ? NULL : s_client_get(j, sub->client, sub->client_len,
                                               gpu ? PD_JOBS_GPU : PD_JOBS_CPU);

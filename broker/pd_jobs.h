@@ -41,6 +41,7 @@
 #ifndef PD_JOBS_H
 #define PD_JOBS_H
 
+#include "pd_limits.h"
 #include "pd_msg.h"
 
 #include <stdbool.h>
@@ -176,6 +177,8 @@ typedef struct {
     bool gpu;            /* run on GPU slots only */
     uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
                             0 = none */
+    pd_limits_t limits;  /* what each job asks to take (0 fields: not asked); the broker
+                            places a job only on a worker whose maxima hold it */
 } pd_jobs_submit_t;
 
 /* pd_jobs_submit with a client, shared data and a cap: the jobs join the
@@ -200,6 +203,8 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 /* The key of the client that submitted jobs with index fn ("" without
    CURVE); borrowed, lives with j. */
 const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
+/* The limits the jobs with index fn ask for (pd_jobs_submit_t.limits). */
+pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn);
 
 /* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
    for dispatch, from the clients in turn (each below its max_slots), and

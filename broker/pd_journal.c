@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #define S_FORMAT "playdoh-journal"
-#define S_VERSION 2
+#define S_VERSION 3 /* 3: batches hold the jobs' limits (version 2 is upgraded in place) */
 #define S_SUM 16                       /* bytes of a row checksum */
 #define S_BACKOFF_MIN_MS 1000          /* first retry of a failing journal */
 #define S_BACKOFF_MAX_MS 60000         /* longest wait between retries */
@@ -88,8 +88,8 @@ enum {
 
 static const char *const s_sql[ST_COUNT] = {
     [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
-                     "client, shared, gpu, cu, max_slots, sum, args, owner) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "client, shared, gpu, cu, max_slots, sum, args, owner, memory, cpu_time, "
+                     "max_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
     [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
     [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
@@ -114,7 +114,9 @@ static const char *const s_schema =
     "CREATE TABLE batches(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, mod TEXT NOT NULL, "
     "  fn TEXT NOT NULL, timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL, "
     "  client BLOB NOT NULL, shared TEXT, gpu INTEGER NOT NULL, cu TEXT, "
-    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT);"
+    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT, "
+    "  memory INTEGER NOT NULL DEFAULT 0, cpu_time INTEGER NOT NULL DEFAULT 0, "
+    "  max_output INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
     "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
@@ -153,6 +155,7 @@ typedef struct {
     uint32_t client_len;  /* OP_BATCH: bytes of routing id at the end of text */
     uint32_t max_slots;   /* OP_BATCH: the client's cap */
     bool gpu;             /* OP_BATCH: GPU slots only */
+    pd_limits_t limits;   /* OP_BATCH: what each job asks to take */
     uint64_t a, b;        /* arguments (see the kinds) */
     pd_blob_t *blob;      /* a blob held (one reference) until the batch is freed */
     bool args;            /* blob is an argument blob */
@@ -333,6 +336,7 @@ typedef struct {
     const char *cu;         /* CUDA module hash, "" for none */
     uint32_t max_slots;     /* the client's cap */
     const char *owner;      /* the submitter's key (Z85), "" without CurveZMQ */
+    pd_limits_t limits;     /* what each job asks to take (0 fields: nothing) */
 } s_row_t;
 
 static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args, size_t len)
@@ -342,6 +346,12 @@ static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args
                         row->max_slots, row->client_len};
     crypto_generichash_init(&h, NULL, 0, S_SUM);
     crypto_generichash_update(&h, (const unsigned char *) nums, sizeof nums);
+    if (!pd_limits_none(&row->limits)) {
+        /* Only when set, so that rows written before limits existed keep
+           their checksums. */
+        uint64_t lim[3] = {row->limits.memory, row->limits.cpu_s, row->limits.output};
+        crypto_generichash_update(&h, (const unsigned char *) lim, sizeof lim);
+    }
     crypto_generichash_update(&h, (const unsigned char *) row->mod, strlen(row->mod) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->fn, strlen(row->fn) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->shared, strlen(row->shared) + 1);
@@ -367,7 +377,7 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
     s_row_t row = {.first = op->a, .n = op->n, .mod = op->text, .timeout_ms = op->timeout_ms,
                    .retries = op->retries, .gpu = op->gpu, .max_slots = op->max_slots,
-                   .client_len = op->client_len};
+                   .client_len = op->client_len, .limits = op->limits};
     row.fn = row.mod + strlen(row.mod) + 1;
     row.shared = row.fn + strlen(row.fn) + 1;
     row.cu = row.shared + strlen(row.shared) + 1;
@@ -396,6 +406,9 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
     sqlite3_bind_int64(st, 11, op->max_slots);
     sqlite3_bind_blob(st, 12, sum, S_SUM, SQLITE_STATIC);
     sqlite3_bind_blob(st, 13, args->data, (int) args->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 15, (sqlite3_int64) op->limits.memory);
+    sqlite3_bind_int64(st, 16, (sqlite3_int64) op->limits.cpu_s);
+    sqlite3_bind_int64(st, 17, (sqlite3_int64) op->limits.output);
     if (row.owner[0])
         sqlite3_bind_text(st, 14, row.owner, -1, SQLITE_STATIC);
     else
@@ -884,6 +897,7 @@ static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
     op->client_len = (uint32_t) row->client_len;
     op->gpu = row->gpu;
     op->max_slots = row->max_slots;
+    op->limits = row->limits;
     s_hold_blob(op, args, true);
 }
 
@@ -900,7 +914,7 @@ void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
                    .client = sub->client, .client_len = sub->client ? sub->client_len : 0,
                    .shared = shared ? shared : "", .gpu = sub->gpu || sub->cu,
                    .cu = cu ? cu : "", .max_slots = sub->max_slots,
-                   .owner = sub->owner ? sub->owner : ""};
+                   .owner = sub->owner ? sub->owner : "", .limits = sub->limits};
     s_op_batch(jn, &row, args);
     if (token && tokenlen)
         s_op_token(jn, token, tokenlen, first, n, now_s);
@@ -1197,7 +1211,8 @@ void pd_journal_resync(pd_journal_t *jn)
                                          : "",
                            .gpu = job->gpu,
                            .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
-                           .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn)};
+                           .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn),
+                           .limits = pd_jobs_fn_limits(jobs, job->fn)};
             s_op_batch(jn, &row, blob);
         } else {
             if (blob->key == 0)
@@ -1528,7 +1543,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
 
     /* batches: queued jobs */
     S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, cu, max_slots, "
-            "sum, args, owner FROM batches ORDER BY first");
+            "sum, args, owner, memory, cpu_time, max_output FROM batches ORDER BY first");
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1545,12 +1560,15 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         const uint8_t *args = sqlite3_column_blob(st, 12);
         int alen = sqlite3_column_bytes(st, 12);
         const char *owner = (const char *) sqlite3_column_text(st, 13);
+        int64_t lmem = sqlite3_column_int64(st, 14), lcpu = sqlite3_column_int64(st, 15);
+        int64_t lout = sqlite3_column_int64(st, 16);
         uint8_t sum[S_SUM];
         if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
             clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
             max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
-            !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1)) {
+            !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1) ||
+            lmem < 0 || lcpu < 0 || lout < 0 || lout > (int64_t) PD_LIMITS_MAX_OUTPUT) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
                            (long long) first);
@@ -1560,7 +1578,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                        .timeout_ms = (uint32_t) timeout, .retries = (uint32_t) retries,
                        .client = client, .client_len = (size_t) clen, .shared = shr ? shr : "",
                        .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots,
-                       .owner = owner ? owner : ""};
+                       .owner = owner ? owner : "",
+                       .limits = {(uint64_t) lmem, (uint64_t) lcpu, (uint64_t) lout}};
         s_sum_batch(sum, &row, args, (size_t) alen);
         if (memcmp(sum, sqlite3_column_blob(st, 11), S_SUM) != 0) {
             free(dead);
@@ -1590,7 +1609,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                                 .args_len = (size_t) alen, .timeout_ms = (uint32_t) timeout,
                                 .retries = (uint32_t) retries, .max_slots = (uint32_t) max_slots,
                                 .shared = si < 0 ? 0 : (uint32_t) si + 1, .gpu = gpu != 0,
-                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner};
+                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner,
+                                .limits = row.limits};
         char bwhy[300];
         int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n, &sub,
                                              s_skip_gone, jn, bwhy, sizeof bwhy);
@@ -1839,8 +1859,41 @@ static void s_close_db(pd_journal_t *jn)
     jn->db = NULL;
 }
 
+/* A journal of format version 2 lacks the jobs' limits: they are added
+   (none asked) before anything is read or prepared. Returns 0, or -1 when
+   the change failed (the statements' preparation then says why). */
+static int s_upgrade(pd_journal_t *jn)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = -1;
+    if (sqlite3_prepare_v2(jn->db, "SELECT v FROM meta WHERE k = 'version'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (version != 2)
+        return 0; /* current, or not a journal: the reading says so */
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "BEGIN;"
+             "ALTER TABLE batches ADD COLUMN memory INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN cpu_time INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN max_output INTEGER NOT NULL DEFAULT 0;"
+             "UPDATE meta SET v = %d WHERE k = 'version';"
+             "COMMIT;", S_VERSION);
+    if (sqlite3_exec(jn->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(jn->db, "ROLLBACK;", NULL, NULL, NULL);
+        return -1;
+    }
+    pd_log_info("journal %s: format version 2 upgraded to %d (batches hold the jobs' limits)",
+                jn->path, S_VERSION);
+    return 0;
+}
+
 static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
 {
+    if (!fresh)
+        s_upgrade(jn);
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],
                                NULL) != SQLITE_OK) {

@@ -22,6 +22,8 @@
 #include "pd_auth.h"
 #include "pd_jobs.h"
 
+#include "pd_limits.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +49,7 @@ typedef struct {
     uint32_t ridlen;                   /* bytes in rid */
     char host[64];                     /* host name it reported */
     char platform[32];                 /* "linux-x86_64", "windows-x86_64" ("" from older workers) */
+    pd_limits_t limits;                /* its owner's maxima for one job (0: none) */
     char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */

@@ -31,6 +31,7 @@
 #include "pd_beacon.h"
 #include "pd_bundle.h"
 #include "pd_codec.h"
+#include "pd_limits.h"
 #include "pd_log.h"
 #include "pd_msg.h"
 
@@ -1222,7 +1223,9 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
     const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-    pd_msg_begin(&pk, "submit", 9 + shared + cap + gpu + (cuda != NULL));
+    bool mem = opts && opts->memory, cpu = opts && opts->cpu_time_s;
+    bool outc = opts && opts->max_output;
+    pd_msg_begin(&pk, "submit", 9 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc);
     pd_pack_kv_uint(&pk, "req", ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
@@ -1236,6 +1239,12 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
         pd_pack_kv_bool(&pk, "gpu", true);
     if (cuda)
         pd_pack_kv_str(&pk, "cu", cuda);
+    if (mem)
+        pd_pack_kv_uint(&pk, "memory", opts->memory);
+    if (cpu)
+        pd_pack_kv_uint(&pk, "cpu_time", opts->cpu_time_s);
+    if (outc)
+        pd_pack_kv_uint(&pk, "max_output", opts->max_output);
     uint8_t token[S_TOKEN_RANDOM + 8];
     memcpy(token, c->token, S_TOKEN_RANDOM);
     for (int i = 0; i < 8; i++)
@@ -1289,6 +1298,10 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
         return 0;
     if (strlen(fn) == 0 || strlen(fn) > 255)
         return s_fail(c, PD_EINVAL, "function name '%s' must be 1 to 255 characters", fn);
+    if (opts && opts->max_output > PD_LIMITS_MAX_OUTPUT)
+        return s_fail(c, PD_EINVAL, "max_output is %llu bytes; a job keeps at most %u MiB of "
+                      "output (write larger results to a file, or return them as the value)",
+                      (unsigned long long) opts->max_output, PD_LIMITS_MAX_OUTPUT >> 20);
     memset(ids, 0, n * sizeof *ids);
     /* Check the arguments first: n values, nothing else. */
     pd_rd_t r;
@@ -1480,6 +1493,10 @@ int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x)
             rc = pd_rd_double(&rd, &x->runtime);
         } else if (S_KEY("truncated")) {
             rc = pd_rd_bool(&rd, &x->truncated);
+        } else if (S_KEY("dropped_out")) {
+            rc = pd_rd_uint(&rd, &x->out_dropped);
+        } else if (S_KEY("dropped_err")) {
+            rc = pd_rd_uint(&rd, &x->err_dropped);
         } else {
             rc = pd_rd_skip(&rd, NULL, NULL);
         }

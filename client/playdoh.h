@@ -339,6 +339,15 @@ typedef struct {
     bool gpu;            /* run on GPU slots only (the task may use pd_cuda_*) */
     const char *cuda;    /* hash of a CUDA module (PD_MODULE_CU) shipped with the jobs,
                             whose kernels the task launches; implies gpu; NULL = none */
+    /* What each job may take (docs/guide.md, "Limits"). The broker places a
+       job only on a worker whose owner allows that much; a job over one of
+       them fails alone with PD_ELIMIT naming the limit. 0 = not asked: the
+       worker's default (its owner's [worker] default_*) applies. */
+    uint64_t memory;     /* resident memory of the job's processes together, bytes */
+    uint64_t cpu_time_s; /* CPU time of each of its processes, seconds */
+    uint64_t max_output; /* bytes of standard output (and of standard error) kept; the
+                            rest is dropped and the result says how much; at most 64 MiB
+                            (PD_EINVAL above); the workers' default is 4 MiB */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -358,7 +367,10 @@ typedef struct {
    cannot be written), PD_EUNREACH, PD_ETIMEDOUT, PD_ENOGPU (GPU jobs, and
    no worker of the cluster has offered a GPU since the broker started;
    once one has, GPU jobs wait queued for a GPU slot), PD_EINVAL
-   (opts->cuda is not a CUDA module, or hash is one). opts may be NULL. */
+   (opts->cuda is not a CUDA module, or hash is one; opts->max_output over
+   64 MiB). Jobs that ask for more memory, CPU time or output than any
+   worker registered now allows are accepted and wait for a worker that
+   allows it (the broker's log says so). opts may be NULL. */
 long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
             const pd_map_opts_t *opts, uint64_t *ids);
 /* pd_map over an array of doubles, one job per number. */
@@ -845,8 +857,8 @@ int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
 
 /* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
    slot (in the worker's directory, standard input from /dev/null), and its
-   exit status, standard output and standard error (up to 4 MiB each) come
-   back as the job's result. A command that exits 0 makes a done job; any
+   exit status, standard output and standard error (up to
+   opts->max_output each, by default 4 MiB) come back as the job's result. A command that exits 0 makes a done job; any
    other status a failed one (PD_ETASK) whose pd_result_t.value still holds
    the output. Read either with pd_result_exec. Returns as pd_map. */
 long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
@@ -864,7 +876,10 @@ typedef struct {
     size_t host_len;   /* its bytes */
     double start;      /* Unix time (seconds) when the command started */
     double runtime;    /* seconds it ran */
-    bool truncated;    /* output beyond 4 MiB per stream was dropped */
+    bool truncated;    /* output past the job's output limit (pd_map_opts_t.max_output,
+                          by default 4 MiB per stream) was dropped */
+    uint64_t out_dropped; /* bytes of standard output dropped */
+    uint64_t err_dropped; /* bytes of standard error dropped */
 } pd_exec_result_t;
 
 /* Reads an exec job's output from a done or failed result. Returns 0, or

@@ -28,6 +28,7 @@
 #include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
+#include "pd_limits.h"
 #include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
@@ -74,7 +75,7 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT
 };
 
 typedef struct {
@@ -100,6 +101,9 @@ static const s_opt_t s_opts[] = {
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
+    {{"memory", required_argument, NULL, O_MEMORY}, V_MAP | V_EXEC},
+    {{"cpu-time", required_argument, NULL, O_CPU_TIME}, V_MAP | V_EXEC},
+    {{"max-output", required_argument, NULL, O_MAX_OUTPUT}, V_MAP | V_EXEC},
     {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP | V_OPTIM},
     {{"gpu", no_argument, NULL, O_GPU}, V_MAP | V_TASK | V_OPTIM},
@@ -180,6 +184,10 @@ static const s_verb_t s_verbs[] = {
      "      --timeout-ms N   fail a job that runs longer than N ms (default: no limit)\n"
      "      --retries N      attempts when a worker dies (default 3)\n"
      "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
+     "      --memory SIZE    each job's memory at most (2G, 512M); over it the job fails\n"
+     "                       with PD_ELIMIT; it runs only where the owner allows that much\n"
+     "      --cpu-time TIME  each job's CPU time at most (60s, 5m, 2h)\n"
+     "      --max-output SIZE  output kept of a failing job (default 4M, at most 64M)\n"
      "      --shared FILE    send FILE once per machine; tasks read it with pd_task_shared()\n"
      "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
      "                       MODULE (square.cu for square.c) travels with the jobs\n"
@@ -205,6 +213,11 @@ static const s_verb_t s_verbs[] = {
      "      --timeout-ms N   kill a command that runs longer than N ms\n"
      "      --retries N      attempts when a worker dies (default 3)\n"
      "      --max-slots N    run at most N commands at once (default: fair share)\n"
+     "      --memory SIZE    each command's memory at most (2G, 512M); over it the job\n"
+     "                       fails with PD_ELIMIT; it runs only where the owner allows it\n"
+     "      --cpu-time TIME  CPU time of each process of a command at most (60s, 5m)\n"
+     "      --max-output SIZE  output kept per stream (default 4M, at most 64M); the\n"
+     "                       rest is dropped and counted\n"
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
      "\n"
@@ -534,6 +547,26 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         if (!s_parse_u32(arg, &o->max_slots) || o->max_slots == 0 || o->max_slots > 1000000) {
             pd_submit_usage_error(s, "--max-slots wants a number of slots from 1 to 1000000, "
                                   "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_MEMORY:
+        if (pd_limits_parse_size(arg, &o->memory)) {
+            pd_submit_usage_error(s, "--memory wants a size such as 2G or 512M, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_CPU_TIME:
+        if (pd_limits_parse_seconds(arg, &o->cpu_time_s)) {
+            pd_submit_usage_error(s, "--cpu-time wants a duration such as 60s, 5m or 2h, not "
+                                  "'%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_MAX_OUTPUT:
+        if (pd_limits_parse_size(arg, &o->max_output) || o->max_output > PD_LIMITS_MAX_OUTPUT) {
+            pd_submit_usage_error(s, "--max-output wants a size from 1 byte to 64M such as 1M "
+                                  "or 64k, not '%s'", arg);
             return bad_exit;
         }
         break;
@@ -1388,7 +1421,9 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
                         .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL,
-                        .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL};
+                        .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL,
+                        .memory = s->o.memory, .cpu_time_s = s->o.cpu_time_s,
+                        .max_output = s->o.max_output};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {

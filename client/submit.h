@@ -52,6 +52,9 @@ typedef struct {
     uint32_t timeout_ms;   /* map, exec: --timeout-ms */
     uint32_t retries;      /* map, exec: --retries */
     uint32_t max_slots;    /* map, exec: --max-slots */
+    uint64_t memory;       /* map, exec: --memory, bytes (0: not asked) */
+    uint64_t cpu_time_s;   /* map, exec: --cpu-time, seconds (0: not asked) */
+    uint64_t max_output;   /* map, exec: --max-output, bytes (0: not asked) */
     bool detach;           /* map, exec: --detach */
     const char *shared;    /* map: --shared FILE */
     bool gpu;              /* map: --gpu (a .cu beside a .c module travels too) */

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level_t;
 
@@ -27,6 +28,10 @@ void pd_log_set_tag(const char *tag);
 /* Stamps each stderr line with the date too ("2024-05-01 12:00:00.123"),
    for a log file that lives for days (--log-file). */
 void pd_log_set_dated(bool dated);
+/* Writes lines to f (borrowed, kept until changed) instead of stderr;
+   NULL restores stderr. A slot process uses it once its standard error
+   captures its jobs' output. */
+void pd_log_set_stream(FILE *f);
 /* Sends lines to fn instead of stderr; NULL restores stderr. */
 void pd_log_set_handler(pd_log_fn *fn, void *user);
 

@@ -86,6 +86,25 @@ static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
     pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
 }
 
+/* The owner's limits: a default never exceeds its maximum, and output
+   always has a cap (never more than PD_LIMITS_MAX_OUTPUT). */
+static void s_set_limits(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    pd_limits_t mx = cfg->job_max, df = cfg->job_default;
+    if (!mx.output || mx.output > PD_LIMITS_MAX_OUTPUT)
+        mx.output = PD_LIMITS_MAX_OUTPUT;
+    if (!df.output)
+        df.output = PD_LIMITS_DEFAULT_OUTPUT;
+    if (mx.memory && (!df.memory || df.memory > mx.memory))
+        df.memory = mx.memory;
+    if (mx.cpu_s && (!df.cpu_s || df.cpu_s > mx.cpu_s))
+        df.cpu_s = mx.cpu_s;
+    if (df.output > mx.output)
+        df.output = mx.output;
+    w->job_max = mx;
+    w->job_default = df;
+}
+
 void pd_worker_send_ready(pd_worker_t *w)
 {
     if (!w->connected)
@@ -96,7 +115,7 @@ void pd_worker_send_ready(pd_worker_t *w)
     pd_packer_init(&pk, &b);
     int gpus = pd_worker_offered_gpus(w);
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 11 : 10) + nslurm);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 12 : 11) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_str(&pk, "platform", pd_plat_name());
     pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
@@ -120,6 +139,10 @@ void pd_worker_send_ready(pd_worker_t *w)
         }
     }
     s_pack_state(w, &pk);
+    /* The owner's maxima for one job: the broker places here only jobs
+       whose request fits. */
+    pd_pack_cstr(&pk, "limits");
+    pd_limits_pack(&pk, &w->job_max);
     if (w->slurm_job[0])
         pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
     if (w->slurm_step[0])
@@ -620,6 +643,7 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->reload_user = cfg->reload_user;
     w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
     w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
+    s_set_limits(w, cfg);
     snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
     snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
     snprintf(w->slurm_array, sizeof w->slurm_array, "%s",

@@ -132,6 +132,8 @@ struct pd_worker {
     char slurm_job[32];    /* Slurm job id reported in `ready`, or "" */
     char slurm_step[32];   /* Slurm step id reported, or "" */
     char slurm_array[48];  /* Slurm "ARRAYJOB_TASK" reported, or "" */
+    pd_limits_t job_max;   /* the owner's maxima for one job (0: none), advertised */
+    pd_limits_t job_default; /* what a job that asks nothing gets (output always set) */
 };
 
 /* Every slot process, CPU slots first: k in 0 .. pd_worker_nall(w)-1;

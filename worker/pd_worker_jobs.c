@@ -410,6 +410,16 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
             }
             used = 10;
         }
+        /* Then what the job asks to take: {memory, cpu_time, max_output}. */
+        pd_limits_t req = {0};
+        if (k >= 11) {
+            if (pd_limits_read(&r, &req)) {
+                pd_log_warn("broker sent a bad 'run': job %u's limits are not a map of "
+                            "numbers; ignoring the rest", i);
+                return;
+            }
+            used = 11;
+        }
         for (uint32_t extra = used; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const pd_worker_mod_t *mm, *cm;
@@ -424,6 +434,13 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
             snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
                      "job", w->host);
             s_fail_job(w, id, attempt, PD_ENOGPU, msg);
+            continue;
+        }
+        char misfit[160];
+        if (!pd_limits_fit(&req, &w->job_max, misfit, sizeof misfit)) {
+            snprintf(msg, sizeof msg, "the job asks for %s on worker %s (its owner's "
+                     "[worker] max_* settings); ask for less", misfit, w->host);
+            s_fail_job(w, id, attempt, PD_ELIMIT, msg);
             continue;
         }
         pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
@@ -455,6 +472,7 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
         job->fn[fnlen] = 0;
         snprintf(job->shared, sizeof job->shared, "%s", shared);
         job->gpu = gpu;
+        job->limits = pd_limits_apply(&req, &w->job_default);
         if (cm) {
             memcpy(job->cu, cm->hash, sizeof job->cu);
             memcpy(job->cu_name, cm->name, sizeof job->cu_name);
