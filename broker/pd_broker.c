@@ -40,6 +40,7 @@
 #include "pd_broker_int.h"
 #include "pd_auth.h"
 #include "pd_error.h"
+#include "pd_bg.h"
 #include "pd_log.h"
 
 #include <assert.h>
@@ -292,8 +293,9 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
+    b->bg = pd_bg_new();
     if (!b->jobs || !b->mods || !b->shared || !b->workers || !b->tasks || !b->parked
-        || !b->tparked || !b->scratch || !b->ctx) {
+        || !b->tparked || !b->scratch || !b->ctx || !b->bg) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -392,6 +394,7 @@ void pd_broker_destroy(pd_broker_t **p)
         return;
     pd_broker_t *b = *p;
     pd_beacon_pub_destroy(&b->beacon);
+    pd_bg_destroy(&b->bg); /* uploads in flight end (and free themselves) first */
     if (b->parked)
         pd_broker_free_parked(b);
     free(b->parked);
@@ -453,6 +456,8 @@ int pd_broker_forget_all(pd_broker_t *b)
         pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
+    pd_bg_destroy(&b->bg); /* uploads in flight end into the new store */
+    b->bg = pd_bg_new();
     memset(&b->stats, 0, sizeof b->stats);
     return b->tasks && b->workers && b->jobs && b->mods && b->shared ? 0 : PD_ENOMEM;
 }
@@ -764,6 +769,11 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
     pd_broker_send_out(b, o->rid, o->ridlen);
 }
 
+void pd_broker_send_error(pd_broker_t *b, const pd_origin_t *o, int code, const char *msg)
+{
+    s_send_error(b, o, true, code, msg);
+}
+
 /* ---- dispatching one message ------------------------------------------ */
 
 typedef int(s_handler_fn)(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -1018,10 +1028,11 @@ int pd_broker_run(pd_broker_t *b)
             timeout = tparked;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t items[3] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0},
+                                   {pd_bg_socket(b->bg), 0, ZMQ_POLLIN, 0},
                                    {b->journal ? pd_journal_socket(b->journal) : NULL, 0,
                                     ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, b->journal ? 3 : 2, (long) timeout);
+        int n = zmq_poll(items, b->journal ? 4 : 3, (long) timeout);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1043,6 +1054,8 @@ int pd_broker_run(pd_broker_t *b)
         s_settle_all(b); /* replies and jobs that were waiting for the disk */
         if (items[1].revents & ZMQ_POLLIN)
             s_on_monitor(b);
+        if (items[2].revents & ZMQ_POLLIN)
+            pd_bg_drain(b->bg); /* shared data hashed off the loop */
         for (int i = 0; i < S_BATCH; i++) {
             int got = s_recv_one(b);
             if (got < 0)

@@ -182,6 +182,77 @@ static void s_shared_evict(void *user, uint32_t i, const char *hash)
     pd_broker_shared_evicted(b, i, hash);
 }
 
+/* An upload of shared data while its bytes are hashed off the loop
+   (hashing 250 MiB takes about a second, longer than a heartbeat): the
+   clients that sent it (a client that sends it again while it is hashed
+   waits for the same answer) and a copy of the bytes. */
+#define S_UPLOAD_WAITERS 8
+typedef struct pd_upload {
+    struct pd_upload *next;
+    pd_broker_t *b;
+    char hash[PD_SHARED_HASH_LEN + 1];
+    char real[PD_SHARED_HASH_LEN + 1]; /* set by the background thread */
+    uint8_t *data;
+    uint32_t len;
+    uint32_t nwait;
+    struct {
+        uint8_t rid[256];
+        uint32_t ridlen;
+        uint64_t req;
+    } wait[S_UPLOAD_WAITERS];
+} s_upload_t;
+
+static void s_upload_hash(void *arg) /* on the background thread */
+{
+    s_upload_t *u = arg;
+    pd_shared_hash(u->data, u->len, u->real);
+}
+
+/* On the loop, once hashed: stores and journals the blob and answers
+   every client that sent it, or refuses a wrong hash. */
+static void s_upload_done(void *arg)
+{
+    s_upload_t *u = arg;
+    pd_broker_t *b = u->b;
+    for (s_upload_t **p = &b->uploads; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    b->upload_bytes -= u->len;
+    pd_origin_t o = {.role = PD_ROLE_BOTH};
+    int rc = 0;
+    if (strcmp(u->real, u->hash) != 0) {
+        snprintf(o.why, sizeof o.why, "shared data: hash %.64s is not the BLAKE2b-256 of its "
+                 "bytes (%s): send the lowercase hex BLAKE2b-256 of the data", u->hash, u->real);
+        rc = PD_EPROTO;
+    } else {
+        bool known = pd_shared_find(b->shared, u->hash) >= 0;
+        int64_t idx = pd_shared_store(b->shared, u->hash, u->data, u->len, s_shared_in_use,
+                                      s_shared_evict, b, o.why, sizeof o.why);
+        if (idx < 0) {
+            rc = (int) idx;
+        } else if (!known) {
+            if (b->journal)
+                pd_journal_put_shared(b->journal, u->hash, u->data, u->len);
+            pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store",
+                        u->hash, u->len, pd_shared_count(b->shared),
+                        (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
+        }
+    }
+    for (uint32_t i = 0; i < u->nwait; i++) {
+        o.rid = u->wait[i].rid;
+        o.ridlen = u->wait[i].ridlen;
+        o.req = u->wait[i].req;
+        if (rc)
+            pd_broker_send_error(b, &o, rc, o.why);
+        else
+            s_shr_ok(b, &o, u->hash, true);
+    }
+    free(u->data);
+    free(u);
+}
+
 int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_SHARED_HASH_LEN + 1];
@@ -191,17 +262,57 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
         (rc = pd_msg_bytes(m, "data", &data, &len)))
         return s_why(m, o, rc);
-    bool known = pd_shared_find(b->shared, hash) >= 0;
-    int64_t idx = pd_shared_put(b->shared, hash, data, len, s_shared_in_use, s_shared_evict, b,
-                                o->why, sizeof o->why);
-    if (idx < 0)
-        return (int) idx;
-    if (b->journal && !known)
-        pd_journal_put_shared(b->journal, hash, data, len);
-    pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store", hash, len,
-                pd_shared_count(b->shared),
-                (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
-    s_shr_ok(b, o, hash, true);
+    /* Known by its hash: a blob sent again (after a time-out, or by
+       another client) is not hashed or stored again. */
+    int64_t have = pd_shared_find(b->shared, hash);
+    if (have >= 0) {
+        pd_shared_touch(b->shared, (uint32_t) have);
+        s_shr_ok(b, o, hash, true);
+        return 0;
+    }
+    for (s_upload_t *u = b->uploads; u; u = u->next)
+        if (strcmp(u->hash, hash) == 0) {
+            if (u->nwait == S_UPLOAD_WAITERS) {
+                snprintf(o->why, sizeof o->why, "shared data %.12s is being stored for %u "
+                         "requests already: wait for their answer", hash, u->nwait);
+                return PD_EOVERLOAD;
+            }
+            u->wait[u->nwait].ridlen = (uint32_t) o->ridlen;
+            memcpy(u->wait[u->nwait].rid, o->rid, o->ridlen);
+            u->wait[u->nwait++].req = o->req;
+            return 0;
+        }
+    if ((rc = pd_shared_check_size(b->shared, len, o->why, sizeof o->why)) != 0)
+        return rc;
+    if (b->upload_bytes + len > pd_shared_max_total(b->shared)) {
+        snprintf(o->why, sizeof o->why, "the broker is storing %.1f MiB of shared data already, "
+                 "as much as its store holds: send this again once those are stored",
+                 (double) b->upload_bytes / 1048576.0);
+        return PD_EOVERLOAD;
+    }
+    s_upload_t *u = calloc(1, sizeof *u);
+    uint8_t *copy = u ? malloc(len) : NULL;
+    if (!copy || o->ridlen > sizeof u->wait[0].rid) {
+        free(u);
+        snprintf(o->why, sizeof o->why, "the broker is out of memory for %u bytes of shared data",
+                 len);
+        return PD_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    *u = (s_upload_t){.b = b, .data = copy, .len = len, .nwait = 1};
+    snprintf(u->hash, sizeof u->hash, "%s", hash);
+    u->wait[0].ridlen = (uint32_t) o->ridlen;
+    memcpy(u->wait[0].rid, o->rid, o->ridlen);
+    u->wait[0].req = o->req;
+    if (pd_bg_submit(b->bg, s_upload_hash, s_upload_done, u) != 0) {
+        free(copy);
+        free(u);
+        snprintf(o->why, sizeof o->why, "the broker cannot hash shared data now: try again");
+        return PD_EOVERLOAD;
+    }
+    u->next = b->uploads;
+    b->uploads = u;
+    b->upload_bytes += len;
     return 0;
 }
 

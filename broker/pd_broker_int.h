@@ -7,6 +7,7 @@
 
 #include "pd_beacon.h"
 #include "pd_broker.h"
+#include "pd_bg.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
 #include "pd_journal.h"
@@ -126,6 +127,9 @@ struct pd_broker {
     int64_t start_ms;          /* monotonic ms at creation */
     int64_t now_ms;            /* monotonic ms, updated each loop turn */
     int64_t next_tick;         /* ms of the next heartbeat tick */
+    pd_bg_t *bg;               /* work off the loop: hashing uploaded shared data */
+    struct pd_upload *uploads; /* shared data being hashed, newest first */
+    uint64_t upload_bytes;     /* their bytes */
     uint64_t arg_trimmed;      /* pd_jobs_arg_freed when the heap was last trimmed */
     atomic_bool stop;          /* set by pd_broker_stop */
     pd_broker_stats_t stats;   /* counters */
@@ -168,6 +172,9 @@ void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_
                            const void *token, size_t tokenlen);
 /* True when an `accepted` for ids starting at first is held. */
 bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first);
+/* Answers `error {req, code, msg}` to o's request later than its handler
+   (work done off the loop), logged as a refusal. */
+void pd_broker_send_error(pd_broker_t *b, const pd_origin_t *o, int code, const char *msg);
 /* Hands pending changes to the journal and waits until everything is
    settled, sending the held replies. No-op without a journal. */
 void pd_broker_sync(pd_broker_t *b);

@@ -100,6 +100,7 @@ const pd_shared_blob_t *pd_shared_at(pd_shared_t *s, uint32_t i)
 }
 uint64_t pd_shared_bytes(const pd_shared_t *s) { return s->bytes; }
 uint64_t pd_shared_max_blob(const pd_shared_t *s) { return s->max_blob; }
+uint64_t pd_shared_max_total(const pd_shared_t *s) { return s->max_total; }
 
 static void s_remove(pd_shared_t *s, uint32_t i)
 {
@@ -117,6 +118,21 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
                       pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
                       char *why, size_t whycap)
 {
+    int rc = pd_shared_check_size(s, len, why, whycap);
+    if (rc)
+        return rc;
+    char real[PD_SHARED_HASH_LEN + 1];
+    pd_shared_hash(data, len, real);
+    if (strcmp(real, hash) != 0) {
+        snprintf(why, whycap, "shared data: hash %.64s is not the BLAKE2b-256 of its bytes "
+                 "(%s): send the lowercase hex BLAKE2b-256 of the data", hash, real);
+        return PD_EPROTO;
+    }
+    return pd_shared_store(s, hash, data, len, in_use, evict, user, why, whycap);
+}
+
+int pd_shared_check_size(const pd_shared_t *s, size_t len, char *why, size_t whycap)
+{
     if (len == 0) {
         snprintf(why, whycap, "shared data is empty: send at least one byte, or no shared data");
         return PD_EINVAL;
@@ -127,13 +143,16 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
                  (unsigned long long) (s->max_blob >> 20));
         return PD_ETOOBIG;
     }
-    char real[PD_SHARED_HASH_LEN + 1];
-    pd_shared_hash(data, len, real);
-    if (strcmp(real, hash) != 0) {
-        snprintf(why, whycap, "shared data: hash %.64s is not the BLAKE2b-256 of its bytes "
-                 "(%s): send the lowercase hex BLAKE2b-256 of the data", hash, real);
-        return PD_EPROTO;
-    }
+    return 0;
+}
+
+int64_t pd_shared_store(pd_shared_t *s, const char *hash, const void *data, size_t len,
+                        pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
+                        char *why, size_t whycap)
+{
+    int rc = pd_shared_check_size(s, len, why, whycap);
+    if (rc)
+        return rc;
     int64_t have = pd_shared_find(s, hash);
     if (have >= 0) {
         pd_shared_touch(s, (uint32_t) have);
@@ -169,11 +188,11 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
     }
     pd_shared_blob_t *b = calloc(1, sizeof *b);
     if (!b || !(b->data = malloc(len)) ||
-        zhashx_insert(s->index, real, (void *) (uintptr_t) (idx + 1))) {
+        zhashx_insert(s->index, hash, (void *) (uintptr_t) (idx + 1))) {
         s_free_blob(b);
         goto oom;
     }
-    memcpy(b->hash, real, sizeof b->hash);
+    snprintf(b->hash, sizeof b->hash, "%s", hash);
     memcpy(b->data, data, len);
     b->len = len;
     b->last_use = ++s->clock;

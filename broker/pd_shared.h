@@ -73,6 +73,16 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
                       pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
                       char *why, size_t whycap);
 
+/* pd_shared_put without the hash check, for a caller that checked it
+   (off its loop: hashing 250 MiB takes a second). */
+int64_t pd_shared_store(pd_shared_t *s, const char *hash, const void *data, size_t len,
+                        pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
+                        char *why, size_t whycap);
+/* 0 when a blob of len bytes may be stored (not empty, at most max_blob),
+   else PD_EINVAL / PD_ETOOBIG with a sentence in why. */
+int pd_shared_check_size(const pd_shared_t *s, size_t len, char *why, size_t whycap);
+uint64_t pd_shared_max_total(const pd_shared_t *s);
+
 /* Writes the lowercase hex BLAKE2b-256 of data into out (65 bytes). */
 void pd_shared_hash(const void *data, size_t len, char out[PD_SHARED_HASH_LEN + 1]);
 

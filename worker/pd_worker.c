@@ -436,6 +436,8 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->items[nitems++] = (zmq_pollitem_t){
                 .socket = pd_beacon_listener_socket(w->listener), .events = ZMQ_POLLIN};
         }
+        int ibg = nitems;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = pd_bg_socket(w->bg), .events = ZMQ_POLLIN};
         int nfixed = nitems;
         for (int k = 0; k < pd_worker_nall(w); k++) {
             int fd = pd_worker_slot(w, k) ? pd_slot_fd(pd_worker_slot(w, k)) : -1;
@@ -472,6 +474,8 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             break;
         if (w->items[imon].revents & ZMQ_POLLIN)
             s_on_monitor(w);
+        if (w->items[ibg].revents & ZMQ_POLLIN)
+            pd_bg_drain(w->bg); /* shared data written off the loop */
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
@@ -675,6 +679,9 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
         pd_worker_find_gpu_names(w);
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
         goto fail;
+    code = PD_ESYS;
+    if (!(w->bg = pd_bg_new()))
+        goto fail;
     if ((code = s_security_setup(w, cfg)) != 0)
         goto fail;
     w->tubes_curve = w->secure || cfg->tubes_curve;
@@ -764,6 +771,7 @@ void pd_worker_destroy(pd_worker_t **p)
     if (!p || !*p)
         return;
     pd_worker_t *w = *p;
+    pd_bg_destroy(&w->bg); /* shared data being written is finished first */
     if (w->slots)
         for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);

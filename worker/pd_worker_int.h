@@ -7,6 +7,7 @@
 #ifndef PD_WORKER_INT_H
 #define PD_WORKER_INT_H
 
+#include "pd_bg.h"
 #include "pd_worker.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
@@ -87,6 +88,8 @@ struct pd_worker {
     int discover_timeout_ms; /* warn after this long without a beacon */
     int64_t discover_since;  /* when discovery started (0: warned already) */
     pd_modcache_t *mc;     /* module cache */
+    pd_bg_t *bg;           /* work off the loop: checking and writing shared data */
+    struct pd_worker_store *storing; /* shared data being written, newest first */
     pd_slot_t **slots;     /* nslots slot handles, owned */
     zmq_pollitem_t *items; /* poll set: fixed sockets, live slots, then nodes */
     int *item_slot;        /* slot index of items[i] (i >= nfixed; -1 - k: node k) */
@@ -188,6 +191,9 @@ void pd_worker_give_back(pd_worker_t *w, const char *why);
 pd_slot_sink_t pd_worker_slot_sink(pd_worker_t *w);
 /* Takes the first job of q (the caller's), or NULL when q is empty. */
 pd_job_t *pd_worker_q_pop(pd_worker_queue_t *q);
+/* True while the shared data hash is being written to the cache (jobs that
+   name it wait in the queue meanwhile). */
+bool pd_worker_shared_pending(const pd_worker_t *w, const char *hash);
 /* Destroys every job of q. */
 void pd_worker_q_clear(pd_worker_queue_t *q);
 

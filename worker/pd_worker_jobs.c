@@ -262,6 +262,52 @@ int pd_worker_code_check(pd_worker_t *w, const char *client, const char *mod, co
     return 0;
 }
 
+/* Shared data being checked and written to the cache off the loop (250 MiB
+   take seconds, longer than a heartbeat); the jobs that name it wait in
+   the queue until it is there. */
+typedef struct pd_worker_store {
+    struct pd_worker_store *next;
+    pd_worker_t *w;
+    pd_modcache_t *mc;
+    char hash[80];
+    uint8_t *data;
+    uint32_t len;
+    int rc;
+    char why[256];
+} s_store_t;
+
+static void s_store_work(void *arg) /* on the background thread */
+{
+    s_store_t *st = arg;
+    st->rc = pd_modcache_store_shared(st->mc, st->hash, st->data, st->len, st->why,
+                                      sizeof st->why);
+}
+
+static void s_store_done(void *arg)
+{
+    s_store_t *st = arg;
+    pd_worker_t *w = st->w;
+    for (s_store_t **p = &w->storing; *p; p = &(*p)->next)
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    if (st->rc)
+        pd_log_error("cannot store shared data %.12s: %s", st->hash, st->why);
+    else
+        pd_log_debug("shared data %.12s (%u bytes) stored", st->hash, st->len);
+    free(st->data);
+    free(st);
+}
+
+bool pd_worker_shared_pending(const pd_worker_t *w, const char *hash)
+{
+    for (const s_store_t *st = w->storing; st; st = st->next)
+        if (strcmp(st->hash, hash) == 0)
+            return true;
+    return false;
+}
+
 void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
 {
     char hash[80];
@@ -271,12 +317,26 @@ void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
         pd_log_warn("broker sent a bad 'shr': %s", m->why);
         return;
     }
-    char why[256];
-    if (pd_modcache_store_shared(w->mc, hash, data, len, why, sizeof why)) {
-        pd_log_error("cannot store shared data %.12s: %s", hash, why);
+    s_store_t *st = calloc(1, sizeof *st);
+    uint8_t *copy = st ? malloc(len ? len : 1) : NULL;
+    if (!copy) {
+        free(st);
+        pd_log_error("cannot store shared data %.12s: out of memory for %u bytes", hash, len);
         return;
     }
-    pd_log_debug("shared data %.12s (%u bytes) stored", hash, len);
+    memcpy(copy, data, len);
+    *st = (s_store_t){.w = w, .mc = w->mc, .data = copy, .len = len};
+    snprintf(st->hash, sizeof st->hash, "%s", hash);
+    if (pd_bg_submit(w->bg, s_store_work, s_store_done, st) != 0) {
+        /* No thread to do it: do it here. */
+        s_store_work(st);
+        st->next = w->storing;
+        w->storing = st;
+        s_store_done(st);
+        return;
+    }
+    st->next = w->storing;
+    w->storing = st;
 }
 
 void pd_worker_on_shr_drop(pd_worker_t *w, const pd_msg_t *m)
