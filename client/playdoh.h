@@ -244,9 +244,12 @@ void pd_cluster_info_clear(pd_cluster_info_t *info);
    it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
    waits until the worker has registered (up to 20 s). The worker also offers
    every GPU its CUDA driver shows, as GPU slots. The broker program is
-   looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
-   installation's bindir. Returns the cluster (stop it with pd_local_stop), or
-   NULL with *err set. */
+   looked for at $PLAYDOH_BROKER_BIN, in $PLAYDOH_BINDIR, beside the running
+   executable, beside this library and in the bin directory next to its lib
+   directory, in the installation's bindir, then on $PATH. Returns the
+   cluster (stop it with pd_local_stop), or NULL with *err set (the reason,
+   such as the paths looked at, goes to the log; pd_local_start_opts can
+   return it as a sentence). */
 pd_local_t *pd_local_start(int cpus, int *err);
 /* The broker's endpoint, for pd_client_new. Borrowed until pd_local_stop. */
 const char *pd_local_endpoint(const pd_local_t *l);
@@ -258,6 +261,9 @@ typedef struct {
                         instead of inside the broker over inproc */
     bool secure;     /* CurveZMQ on every connection even on loopback, with keys made
                         for this cluster (implies tcp_worker; benchmarks and tests) */
+    char *why;       /* when not NULL, receives why starting failed (whycap bytes): the
+                        paths looked at when playdoh-broker was not found */
+    size_t whycap;   /* bytes at why */
 } pd_local_opts_t;
 /* Like pd_local_start, with options. With secure, a temporary directory
    holds a broker key pair and a key pair for the worker and the clients

@@ -27,6 +27,7 @@
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
+#include "pd_cli.h"
 #include "pd_codec.h"
 #include "pd_config.h"
 #include "pd_json.h"
@@ -47,6 +48,7 @@
 
 #define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
 #define S_RELEASE_BATCH 4096
+#define S_LOOPBACK_CONNECT_MS 500 /* the wait for the loopback default broker's welcome */
 
 /* ---- verbs and their options --------------------------------------------- */
 
@@ -74,7 +76,7 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY
+    O_MAXIMIZE, O_HISTORY, O_VERSION, O_RETRY_FAILED
 };
 
 typedef struct {
@@ -89,6 +91,7 @@ static const s_opt_t s_opts[] = {
     {{"log-level", required_argument, NULL, O_LEVEL}, V_GLOBAL},
     {{"no-progress", no_argument, NULL, O_NO_PROGRESS}, V_GLOBAL},
     {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
+    {{"version", no_argument, NULL, O_VERSION}, V_GLOBAL},
     {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
     {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
     {{"secure", no_argument, NULL, O_SECURE}, V_GLOBAL},
@@ -155,6 +158,7 @@ static const char S_GLOBAL_HELP[] =
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
     "      --log-level L    error, warn (default), info or debug\n"
     "  -h, --help           help (after a verb: that verb's help)\n"
+    "      --version        print the version and exit\n"
     "security (docs/security.md): towards a broker that is not on loopback the\n"
     "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
     "      --secure         CurveZMQ even on loopback\n"
@@ -707,18 +711,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
     while ((ch = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const char *given = argv[optind - 1];
         if (ch == '?' || ch == ':') {
-            char name[64];
-            if (optopt && optopt < 256)
-                snprintf(name, sizeof name, "-%c", optopt);
-            else
-                snprintf(name, sizeof name, "%s", given);
-            char *eq = strchr(name, '=');
-            if (eq)
-                *eq = 0;
-            if (ch == ':')
-                pd_submit_usage_error(s, "option '%s' needs a value", name);
-            else
-                pd_submit_usage_error(s, "unknown option '%s'", name);
+            char help[64];
+            snprintf(help, sizeof help, "playdoh-submit%s%s", s->o.verb ? " " : "",
+                     s->o.verb ? s->o.verb : "");
+            pd_cli_option_error("playdoh-submit", help, given, optopt, ch == ':');
             return bad_exit;
         }
         const s_opt_t *so = NULL;
@@ -737,6 +733,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
                 pd_submit_usage_error(s, "--%s is not an option of %s (it belongs to %s)",
                                       so->opt.name, s->o.verb, verbs);
             return bad_exit;
+        }
+        if (ch == O_VERSION) {
+            pd_cli_version("playdoh-submit");
+            return -1;
         }
         if (ch == O_HELP) {
             const char *text = NULL;
@@ -806,7 +806,8 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
                                      : pd_config_str(cf, "cluster", "name",
                                                      PD_BEACON_DEFAULT_CLUSTER);
     int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
-    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                    PD_BEACON_DEFAULT_DISCOVER_MS);
     const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
     /* With CurveZMQ only a broker whose key this account trusts will do: a
        forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
@@ -825,10 +826,16 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
         return 3;
     }
     if (rc) {
+        /* A broker on this machine answers a hello in milliseconds: a short
+           wait, so that a forgotten --local is said within 3 s in all. */
         snprintf(ep, cap, "tcp://127.0.0.1:5555");
-        if (port && !o->quiet)
-            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
-                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+        pd_log_info("no beacon of cluster '%s' heard on UDP port %d within %d ms (%s); trying %s",
+                    cluster, port, wait, pd_strerror(rc), ep);
+        o->default_broker = true;
+        o->discover_ms = port ? wait : 0;
+        const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+        if (o->conn.connect_timeout_ms <= 0 && !(env && atoi(env) > 0))
+            o->conn.connect_timeout_ms = S_LOOPBACK_CONNECT_MS;
     } else if (secure && key[0]) {
         snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
         o->conn.broker_key = o->conf_bkey;
@@ -850,10 +857,12 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             pd_submit_usage_error(s, "--local and --broker exclude each other");
             return NULL;
         }
-        s->local = pd_local_start(s->o.local, &err);
+        char why[3072] = "";
+        pd_local_opts_t lo = {.cpus = s->o.local, .why = why, .whycap = sizeof why};
+        s->local = pd_local_start_opts(&lo, &err);
         if (!s->local) {
             fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
-                    pd_strerror(err));
+                    why[0] ? why : pd_strerror(err));
             return NULL;
         }
         ep = pd_local_endpoint(s->local);
@@ -869,7 +878,17 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
     s->c = pd_client_open(ep, &conn, &err);
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
-    if (!s->c && err == PD_EUNREACH)
+    if (!s->c && err == PD_EUNREACH && s->o.default_broker) {
+        char heard[128] = "no broker named (--broker, PLAYDOH_BROKER or [submit] broker)";
+        if (s->o.discover_ms > 0)
+            snprintf(heard, sizeof heard, "no broker named and no beacon heard within %d ms",
+                     s->o.discover_ms);
+        fprintf(stderr,
+                "playdoh-submit: no broker found: %s, and none answers at %s. To run on this "
+                "machine alone, add --local N (an embedded cluster of N slots, e.g. "
+                "playdoh-submit --local 4 %s ...); to use a cluster, start playdoh-broker or give "
+                "its endpoint with --broker\n", heard, ep, s->o.verb ? s->o.verb : "map");
+    } else if (!s->c && err == PD_EUNREACH)
         fprintf(stderr,
                 "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
                 "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
@@ -1217,11 +1236,6 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
     free(line);
     if (!std)
         fclose(f);
-    if (!rc && *n == 0) {
-        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n",
-                std ? "standard input" : path);
-        rc = 2;
-    }
     return rc;
 }
 
@@ -1337,9 +1351,9 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&args);
     size_t n = 0;
     int rc = s_read_args(argc == 3 ? argv[2] : "-", &args, &n);
-    if (rc) {
+    if (rc || n == 0) {
         pd_buf_free(&args);
-        return rc;
+        return rc; /* no argument lines: nothing to run, as exec (and GNU parallel) */
     }
     if (s->o.shared) {
         /* Say so before starting anything: the upload happens later. */
@@ -1814,9 +1828,18 @@ int main(int argc, char **argv)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
-        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
-                              "optimize-status, optimize-fetch, status, results, wait, cancel, "
-                              "stop, cluster, gc, slurm)", verb);
+        const char *names[S_NVERBS + 2];
+        for (size_t i = 0; i < S_NVERBS; i++)
+            names[i] = s_verbs[i].name;
+        names[S_NVERBS] = "slurm";
+        names[S_NVERBS + 1] = NULL;
+        const char *near = pd_cli_nearest(verb, names);
+        if (near)
+            pd_submit_usage_error(&s, "unknown verb '%s': did you mean '%s'?", verb, near);
+        else
+            pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
+                                  "optimize-status, optimize-fetch, status, results, wait, "
+                                  "cancel, stop, cluster, gc, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;

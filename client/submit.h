@@ -78,6 +78,8 @@ typedef struct {
     uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
     uint32_t window;       /* task: --window (0: default) */
     pd_submit_optim_opts_t optim; /* optimize */
+    bool default_broker;   /* no broker named nor heard: trying the loopback default */
+    int discover_ms;       /* how long discovery listened (for the message) */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */

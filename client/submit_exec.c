@@ -128,13 +128,14 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
         }
         if (x.truncated && !p->s->o.quiet) {
             fflush(stdout);
-            fprintf(stderr, "playdoh-submit: job %zu: output beyond 4 MiB per stream was "
-                    "dropped\n", index + 1);
+            fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu): output beyond 4 MiB "
+                    "per stream was dropped\n", r->id, index + 1);
         }
     }
     if (r->state != PD_JOB_DONE && !p->s->o.quiet) {
         fflush(stdout);
-        fprintf(stderr, "playdoh-submit: job %zu (%s) %s: %s\n", index + 1, s_cmd(p->cmds, index),
+        fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
+                index + 1, s_cmd(p->cmds, index),
                 pd_job_state_name(r->state), r->error ? r->error : pd_strerror(r->code));
     }
     if (p->joblog) {

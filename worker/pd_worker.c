@@ -593,7 +593,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->reload = cfg->reload;
     w->on_reload = cfg->on_reload;
     w->reload_user = cfg->reload_user;
-    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
+    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms
+                                                           : PD_BEACON_DEFAULT_DISCOVER_MS;
     w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
     snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
     snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
