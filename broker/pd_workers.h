@@ -47,6 +47,7 @@ typedef struct {
     uint32_t ridlen;                   /* bytes in rid */
     char host[64];                     /* host name it reported */
     char platform[32];                 /* "linux-x86_64", "windows-x86_64" ("" from older workers) */
+    char version[16];                  /* Playdoh version it runs ("" from workers before 0.1) */
     char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */

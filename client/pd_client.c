@@ -743,6 +743,8 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
         else if (!strcmp(key, "platform"))
             rc = pd_rd_strcpy(r, wi->platform, sizeof wi->platform);
+        else if (!strcmp(key, "version"))
+            rc = pd_rd_strcpy(r, wi->version, sizeof wi->version);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
         else if (!strcmp(key, "slurm_job"))
@@ -829,6 +831,8 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         return rc;
     pd_msg_str(&m, "name", info->name, sizeof info->name);
     pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
+    if (pd_msg_has(&m, "version"))
+        pd_msg_str(&m, "version", info->version, sizeof info->version);
     pd_msg_uint_opt(&m, "queued", &info->queued);
     pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
     pd_rd_t r;

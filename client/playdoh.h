@@ -219,6 +219,7 @@ typedef struct {
     char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
     uint32_t nodes;       /* CPU slots held by nodes of synchronous tasks (no job runs there) */
     uint32_t gpu_nodes;   /* GPU slots held by nodes of GPU tasks */
+    char version[16];     /* the Playdoh version it runs ("" when it did not say) */
 } pd_worker_info_t;
 
 /* The cluster as the broker sees it. */
@@ -229,6 +230,7 @@ typedef struct {
     uint64_t unfinished;        /* queued or running jobs */
     size_t nworkers;            /* entries in workers */
     pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
+    char version[16];           /* the Playdoh version the broker runs ("" when it did not say) */
 } pd_cluster_info_t;
 
 /* Asks the broker for every worker with its slots, load, GPUs and jobs.

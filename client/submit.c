@@ -1693,9 +1693,12 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                 s_put_str(&out, "slurm_step", w->slurm_step, true);
                 s_put_str(&out, "slurm_array", w->slurm_array, true);
             }
+            s_put_str(&out, "version", w->version, true);
             s_put(&out, "}");
         }
-        s_put(&out, "]}\n");
+        s_put(&out, "]");
+        s_put_str(&out, "broker_version", ci.version, true);
+        s_put(&out, "}\n");
         s_flush(&out);
     } else {
         printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "

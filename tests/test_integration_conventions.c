@@ -195,3 +195,26 @@ Test(conventions, the_local_cluster_finds_its_broker_or_says_where_it_looked)
     cr_assert_str_eq(out, "9.0\n");
     free(out);
 }
+
+/* cluster --json: each worker's version (it says it in `ready`) and the
+   broker's, as the last fields of their objects. */
+Test(conventions, cluster_json_shows_every_program_version)
+{
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s cluster --json", submit, h.endpoint);
+    cr_assert_eq(st, 0, "%s", out);
+    char want[96];
+    snprintf(want, sizeof want, ",\"version\":\"%s\"}]", PD_VERSION);
+    cr_assert(strstr(out, want), "no worker version last: %s", out);
+    snprintf(want, sizeof want, "],\"broker_version\":\"%s\"}\n", PD_VERSION);
+    cr_assert(strstr(out, want), "no broker version last: %s", out);
+    free(out);
+    pd_client_t *c = pd_harness_client(&h);
+    pd_cluster_info_t ci;
+    cr_assert_eq(pd_cluster_info(c, &ci), 0);
+    cr_assert_str_eq(ci.version, PD_VERSION);
+    cr_assert_eq(ci.nworkers, 1);
+    cr_assert_str_eq(ci.workers[0].version, PD_VERSION);
+    pd_cluster_info_clear(&ci);
+    pd_client_destroy(&c);
+}

@@ -30,6 +30,7 @@
     decides whether it runs.
 */
 #include "pd_worker_int.h"
+#include "pd_build.h"
 #include "pd_error.h"
 
 #include "pd_plat.h"
@@ -96,9 +97,10 @@ void pd_worker_send_ready(pd_worker_t *w)
     pd_packer_init(&pk, &b);
     int gpus = pd_worker_offered_gpus(w);
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 11 : 10) + nslurm);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 12 : 11) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_str(&pk, "platform", pd_plat_name());
+    pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) pd_worker_offered(w));
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
