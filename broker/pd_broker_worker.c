@@ -473,6 +473,13 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
             size_t value_len;
             s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
                               &value_len);
+            /* --retry-failed: its own run failed, and it may run again. */
+            if (pd_jobs_retry_failed(b->jobs, id, code, wk->host)) {
+                pd_log_info("job %llu failed on %s (%s: %.200s): run again (%u of %u)",
+                            (unsigned long long) id, wk->host, code, msg,
+                            (unsigned) job->failures, (unsigned) job->retry_failed);
+                continue;
+            }
             pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
         }
     }

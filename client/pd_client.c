@@ -1133,7 +1133,8 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
     const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-    pd_msg_begin(&pk, "submit", 7 + shared + cap + gpu + (cuda != NULL));
+    bool again = opts && opts->retry_failed;
+    pd_msg_begin(&pk, "submit", 7 + shared + cap + gpu + (cuda != NULL) + again);
     pd_pack_kv_uint(&pk, "req", ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
@@ -1147,6 +1148,8 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
         pd_pack_kv_bool(&pk, "gpu", true);
     if (cuda)
         pd_pack_kv_str(&pk, "cu", cuda);
+    if (again)
+        pd_pack_kv_uint(&pk, "retry_failed", opts->retry_failed);
     uint8_t token[S_TOKEN_RANDOM + 8];
     memcpy(token, c->token, S_TOKEN_RANDOM);
     for (int i = 0; i < 8; i++)

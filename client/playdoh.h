@@ -339,7 +339,10 @@ int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
 
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
-    uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t retries;    /* workers a job may lose (a worker that dies or falls silent
+                            while running it) before it fails with PD_ELOST; 0 = the
+                            default (3). A job whose own run fails is not retried by this:
+                            see retry_failed */
     uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
                             queued jobs: the latest submit's value holds); 0 = no cap */
     const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
@@ -347,6 +350,11 @@ typedef struct {
     bool gpu;            /* run on GPU slots only (the task may use pd_cuda_*) */
     const char *cuda;    /* hash of a CUDA module (PD_MODULE_CU) shipped with the jobs,
                             whose kernels the task launches; implies gpu; NULL = none */
+    uint32_t retry_failed; /* runs again of a job whose own run failed (the function
+                              returned an error, an exec command exited non-zero, the task
+                              crashed or ran past timeout_ms), at most 100; its error is the
+                              last run's. 0 = none (the default). A broken module
+                              (PD_ECOMPILE, PD_ENOFUNC) is never run again */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values

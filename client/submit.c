@@ -102,6 +102,7 @@ static const s_opt_t s_opts[] = {
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
+    {{"retry-failed", required_argument, NULL, O_RETRY_FAILED}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
     {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP | V_OPTIM},
@@ -182,7 +183,10 @@ static const s_verb_t s_verbs[] = {
      "\n"
      "options:\n"
      "      --timeout-ms N   fail a job that runs longer than N ms (default: no limit)\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
      "      --shared FILE    send FILE once per machine; tasks read it with pd_task_shared()\n"
      "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
@@ -207,7 +211,10 @@ static const s_verb_t s_verbs[] = {
      "      --no-keep-order  print each job's output as soon as it ends\n"
      "      --joblog FILE    write a GNU parallel job log (Seq Host Starttime JobRuntime ...)\n"
      "      --timeout-ms N   kill a command that runs longer than N ms\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N commands at once (default: fair share)\n"
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
@@ -528,9 +535,17 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
             return bad_exit;
         }
         break;
+    case O_RETRY_FAILED:
+        if (!s_parse_u32(arg, &o->retry_failed) || o->retry_failed > 100) {
+            pd_submit_usage_error(s, "--retry-failed wants a number of runs again from 0 to 100, "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
     case O_RETRIES:
         if (!s_parse_u32(arg, &o->retries) || o->retries == 0 || o->retries > 100) {
-            pd_submit_usage_error(s, "--retries wants a number from 1 to 100, not '%s'", arg);
+            pd_submit_usage_error(s, "--retries wants a number of lost workers from 1 to 100, "
+                                  "not '%s'", arg);
             return bad_exit;
         }
         break;
@@ -1405,6 +1420,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         }
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
+                        .retry_failed = s->o.retry_failed,
                         .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL,
                         .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);

@@ -50,7 +50,8 @@ typedef struct {
     bool quiet;            /* --quiet: no summary on standard error */
     bool no_progress;      /* --no-progress */
     uint32_t timeout_ms;   /* map, exec: --timeout-ms */
-    uint32_t retries;      /* map, exec: --retries */
+    uint32_t retries;      /* map, exec: --retries (workers a job may lose) */
+    uint32_t retry_failed; /* map, exec: --retry-failed (runs again after its own run failed) */
     uint32_t max_slots;    /* map, exec: --max-slots */
     bool detach;           /* map, exec: --detach */
     const char *shared;    /* map: --shared FILE */

@@ -232,6 +232,7 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         goto out;
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
+                        .retry_failed = s->o.retry_failed,
                         .max_slots = s->o.max_slots};
     long acc = pd_exec(c, list, cmds.n, &mo, ids);
     if (acc < 0 || (size_t) acc < cmds.n) {

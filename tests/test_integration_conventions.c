@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,4 +218,83 @@ Test(conventions, cluster_json_shows_every_program_version)
     cr_assert_str_eq(ci.workers[0].version, PD_VERSION);
     pd_cluster_info_clear(&ci);
     pd_client_destroy(&c);
+}
+
+/* --retry-failed N: a command that fails twice, then succeeds, is done
+   with N = 2 and failed with N = 1 (its error is the last run's);
+   --retries is about lost workers and does not run it again. */
+Test(conventions, retry_failed_runs_a_failed_job_again)
+{
+    const char *cmd = "n=$(cat {} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {}; "
+                      "echo run $n; [ $n -ge 3 ]";
+    char *out;
+    int st = pd_harness_run(&out, "%s --broker %s exec --retry-failed 2 -- '%s' ::: %s/twice 2>&1",
+                            submit, h.endpoint, cmd, h.dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "run 3\n");
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s exec --retry-failed 1 -- '%s' ::: %s/once 2>&1",
+                        submit, h.endpoint, cmd, h.dir);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "run 2\n"), "%s", out);
+    cr_assert(strstr(out, "command exited with status 1"), "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "%s --broker %s exec --retries 5 -- '%s' ::: %s/none 2>&1",
+                        submit, h.endpoint, cmd, h.dir);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "run 1\n") && !strstr(out, "run 2"), "%s", out);
+    free(out);
+    cr_assert_eq(pd_harness_run(&out, "%s map --retry-failed 101 m.c f 2>&1", submit), 2);
+    cr_assert(strstr(out, "--retry-failed wants a number of runs again from 0 to 100"), "%s",
+              out);
+    free(out);
+}
+
+/* --retry-failed is journalled with its batch: after a broker crash the
+   queued job still runs again after failing. A journal written before the
+   column existed (dropped here with sqlite3) is read, its batches without
+   runs again. */
+Test(conventions, retry_failed_survives_a_broker_restart_and_old_journals_are_read)
+{
+    pd_harness_stop(&h);
+    pd_harness_start(&h, NULL);
+    const char *cmd = "n=$(cat {} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {}; "
+                      "echo run $n; [ $n -ge 2 ]";
+    char *ids;
+    int st = pd_harness_run(&ids, "%s --broker %s exec --detach --retry-failed 1 -- '%s' ::: "
+                            "%s/again", submit, h.endpoint, cmd, h.dir);
+    cr_assert_eq(st, 0, "%s", ids);
+    ids[strcspn(ids, "\n")] = 0;
+    pd_harness_kill_broker(&h, SIGKILL);
+    pd_harness_restart_broker(&h, NULL);
+    pd_harness_add_worker(&h, 1);
+    char *out;
+    st = pd_harness_run(&out, "%s --broker %s results --wait 30 %s", submit, h.endpoint, ids);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "\"state\":\"done\"") && strstr(out, "run 2"), "%s", out);
+    free(out);
+    free(ids);
+    /* An old journal: a queued batch (the worker offers no slot), the
+       column dropped, the broker restarted. */
+    char worker[PATH_MAX];
+    snprintf(worker, sizeof worker, "%s", pd_harness_program("playdoh-worker"));
+    cr_assert_eq(pd_harness_run(NULL, "%s ctl --control %s/worker0.ctl --cpus 0 >/dev/null",
+                                worker, h.dir), 0);
+    st = pd_harness_run(&ids, "%s --broker %s exec --detach -- 'echo old' ::: x", submit,
+                        h.endpoint);
+    cr_assert_eq(st, 0, "%s", ids);
+    ids[strcspn(ids, "\n")] = 0;
+    pd_harness_kill_broker(&h, SIGTERM);
+    cr_assert_eq(pd_harness_run(&out, "sqlite3 %s 'ALTER TABLE batches DROP COLUMN retry_failed; "
+                                "SELECT count(*) FROM batches' 2>&1", h.journal), 0, "%s", out);
+    cr_assert_str_eq(out, "1\n", "the queued batch: %s", out);
+    free(out);
+    pd_harness_restart_broker(&h, NULL);
+    cr_assert_eq(pd_harness_run(NULL, "%s ctl --control %s/worker0.ctl --cpus 1 >/dev/null",
+                                worker, h.dir), 0);
+    st = pd_harness_run(&out, "%s --broker %s results --wait 30 %s", submit, h.endpoint, ids);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "old"), "%s", out);
+    free(out);
+    free(ids);
 }
