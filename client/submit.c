@@ -847,7 +847,13 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
         pd_log_info("no beacon of cluster '%s' heard on UDP port %d within %d ms (%s); trying %s",
                     cluster, port, wait, pd_strerror(rc), ep);
         o->default_broker = true;
-        o->discover_ms = port ? wait : 0;
+        if (port)
+            snprintf(o->discovered, sizeof o->discovered,
+                     "no beacon of cluster '%s' heard on UDP port %d within %d ms", cluster, port,
+                     wait);
+        else
+            snprintf(o->discovered, sizeof o->discovered, "beacons are off ([cluster] "
+                     "beacon_port = 0)");
         const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
         if (o->conn.connect_timeout_ms <= 0 && !(env && atoi(env) > 0))
             o->conn.connect_timeout_ms = S_LOOPBACK_CONNECT_MS;
@@ -894,15 +900,16 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
     if (!s->c && err == PD_EUNREACH && s->o.default_broker) {
-        char heard[128] = "no broker named (--broker, PLAYDOH_BROKER or [submit] broker)";
-        if (s->o.discover_ms > 0)
-            snprintf(heard, sizeof heard, "no broker named and no beacon heard within %d ms",
-                     s->o.discover_ms);
+        const char *verb = s->o.verb ? s->o.verb : "map";
+        bool runs = strcmp(verb, "map") == 0 || strcmp(verb, "exec") == 0 ||
+                    strcmp(verb, "task") == 0 || strcmp(verb, "optimize") == 0;
         fprintf(stderr,
-                "playdoh-submit: no broker found: %s, and none answers at %s. To run on this "
-                "machine alone, add --local N (an embedded cluster of N slots, e.g. "
-                "playdoh-submit --local 4 %s ...); to use a cluster, start playdoh-broker or give "
-                "its endpoint with --broker\n", heard, ep, s->o.verb ? s->o.verb : "map");
+                "playdoh-submit: no broker found: none named (--broker, PLAYDOH_BROKER, [submit] "
+                "broker), %s, and none answers at %s. To run on this machine alone, add "
+                "--local N (an embedded cluster of N slots%s%s%s); to use a cluster, start "
+                "playdoh-broker or give its endpoint with --broker\n", s->o.discovered, ep,
+                runs ? ", e.g. playdoh-submit --local 4 " : "", runs ? verb : "",
+                runs ? " ..." : "");
     } else if (!s->c && err == PD_EUNREACH)
         fprintf(stderr,
                 "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "

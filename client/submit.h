@@ -80,7 +80,7 @@ typedef struct {
     uint32_t window;       /* task: --window (0: default) */
     pd_submit_optim_opts_t optim; /* optimize */
     bool default_broker;   /* no broker named nor heard: trying the loopback default */
-    int discover_ms;       /* how long discovery listened (for the message) */
+    char discovered[160];  /* what discovery heard, for the message when none answers */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */
