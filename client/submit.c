@@ -1363,6 +1363,29 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
     return 0;
 }
 
+/* Checks that every file of a module spec ("a.c,b.h,-lm": the items not
+   starting with '-') can be read. Returns 0, or 2 after saying which
+   cannot. */
+static int s_module_readable(const pd_submit_t *s, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char file[4096];
+        if (len > 0 && p[0] != '-' && len < sizeof file) {
+            memcpy(file, p, len);
+            file[len] = 0;
+            if (access(file, R_OK) != 0) {
+                fprintf(stderr, "playdoh-submit: %s: cannot read module file %s: %s\n",
+                        s->o.verb, file, strerror(errno));
+                return 2;
+            }
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -1374,8 +1397,10 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     size_t n = 0;
     int rc = s_read_args(argc == 3 ? argv[2] : "-", &args, &n);
     if (rc || n == 0) {
+        /* No argument lines: nothing to run, as exec (and GNU parallel);
+           a module that cannot be read is still an error. */
         pd_buf_free(&args);
-        return rc; /* no argument lines: nothing to run, as exec (and GNU parallel) */
+        return rc ? rc : s_module_readable(s, argv[0]);
     }
     if (s->o.shared) {
         /* Say so before starting anything: the upload happens later. */

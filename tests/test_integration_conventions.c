@@ -114,6 +114,12 @@ Test(conventions, map_of_an_empty_input_exits_0_as_exec_does)
     st = pd_harness_run(&out, "%s --broker %s exec echo {} </dev/null 2>&1", submit, h.endpoint);
     cr_assert_eq(st, 0, "exit %d: %s", st, out);
     free(out);
+    /* A module that cannot be read is still said, input or not. */
+    st = pd_harness_run(&out, "%s --broker %s map %s/none.c square </dev/null 2>&1", submit,
+                        h.endpoint, h.dir);
+    cr_assert_eq(st, 2, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "cannot read module file"), "%s", out);
+    free(out);
 }
 
 /* A failed job's line names it by one number: its id, also after ids
