@@ -17,6 +17,7 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_nodeproc.h"
+#include "pd_cli.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 
@@ -94,6 +95,7 @@ static void s_usage(FILE *f)
             "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
             "                     or ~/.config/playdoh)\n"
             "  --help             this text\n"
+            "  --version          print the version and exit\n"
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
             PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_SHARED_DEFAULT_MAX >> 20),
@@ -258,6 +260,7 @@ int main(int argc, char **argv)
         {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
         {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     /* Flags first (they may name the configuration file), applied after
@@ -275,7 +278,8 @@ int main(int argc, char **argv)
     opterr = 0;
     int c;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    /* ':' first: getopt_long returns ':' for an option without its value. */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (!optarg[0]) {
@@ -426,12 +430,13 @@ int main(int argc, char **argv)
         case 'h':
             s_usage(stdout);
             return 0;
+        case 'V':
+            pd_cli_version("playdoh-broker");
+            return 0;
         default:
-            if (optopt)
-                fprintf(stderr, "playdoh-broker: option '%s' needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "playdoh-broker: unknown option '%s'\n", argv[optind - 1]);
-            goto bad;
+            pd_cli_option_error("playdoh-broker", "playdoh-broker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
     }
     if (optind < argc) {

@@ -496,7 +496,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     const uint8_t *args;
     size_t args_len;
     char cuhash[PD_MODS_HASH_LEN + 1] = "";
-    uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
+    uint64_t timeout_ms = 0, retries = 3, max_slots = 0, retry_failed = 0;
     pd_limits_t lim = {0};
     bool gpu = false;
     const void *token = NULL;
@@ -511,6 +511,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_uint_opt(m, "memory", &lim.memory)) ||
         (rc = pd_msg_uint_opt(m, "cpu_time", &lim.cpu_s)) ||
         (rc = pd_msg_uint_opt(m, "max_output", &lim.output)) ||
+        (rc = pd_msg_uint_opt(m, "retry_failed", &retry_failed)) ||
         (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
         (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))) ||
         (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
@@ -586,7 +587,9 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index, .owner = o->key, .limits = lim};
+                            .gpu = gpu, .cu = cu_index, .owner = o->key, .limits = lim,
+                            .retry_failed = retry_failed > UINT32_MAX ? UINT32_MAX
+                                                                      : (uint32_t) retry_failed};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;

@@ -15,6 +15,7 @@
     sent in `run` names the key of the client that submitted it, so the
     worker's owner can choose whose code runs there (docs/worker.md).
 */
+#include "pd_build.h"
 #include "pd_broker_int.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -245,7 +246,7 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
 
 static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    char host[256] = "", platform[sizeof wk->platform] = "";
+    char host[256] = "", platform[sizeof wk->platform] = "", version[sizeof wk->version] = "";
     uint64_t pid = 0, cpus, gpus;
     int rc = s_read_slots(m, o, &cpus, &gpus);
     if (rc)
@@ -260,6 +261,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
         (pd_msg_has(m, "platform") &&
          (rc = pd_msg_str(m, "platform", platform, sizeof platform))) ||
+        (pd_msg_has(m, "version") && (rc = pd_msg_str(m, "version", version, sizeof version))) ||
         (rc = pd_msg_uint_opt(m, "pid", &pid))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
@@ -322,6 +324,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     snprintf(wk->host, sizeof wk->host, "%s", host);
     memcpy(wk->platform, platform, sizeof platform);
     wk->limits = limits;
+    memcpy(wk->version, version, sizeof version);
     pd_workers_note_platform(b->workers, wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
@@ -478,6 +481,13 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
             size_t value_len;
             s_read_task_error(val, vlen, code, sizeof code, msg, sizeof msg, &slot, &value,
                               &value_len);
+            /* --retry-failed: its own run failed, and it may run again. */
+            if (pd_jobs_retry_failed(b->jobs, id, code, wk->host)) {
+                pd_log_info("job %llu failed on %s (%s: %.200s): run again (%u of %u)",
+                            (unsigned long long) id, wk->host, code, msg,
+                            (unsigned) job->failures, (unsigned) job->retry_failed);
+                continue;
+            }
             pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
         }
     }
@@ -540,8 +550,9 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     msgpack_packer pk;
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "cluster", 6);
+    pd_msg_begin(&pk, "cluster", 7);
     pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_str(&pk, "cluster", b->cluster);
     pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(b->jobs));
@@ -556,7 +567,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
         bool pilot = wk->slurm_job[0] != 0;
-        msgpack_pack_map(&pk, 19 + (pilot ? 3 : 0));
+        msgpack_pack_map(&pk, 20 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
         pd_pack_kv_str(&pk, "platform", wk->platform);
@@ -594,6 +605,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         }
         pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
         pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        pd_pack_kv_str(&pk, "version", wk->version);
         if (pilot) {
             pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
             pd_pack_kv_str(&pk, "slurm_step", wk->slurm_step);

@@ -692,6 +692,11 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
                  PD_JOBS_MAX_RETRIES);
         return PD_EINVAL;
     }
+    if (sub->retry_failed > PD_JOBS_MAX_RETRY_FAILED) {
+        snprintf(why, whycap, "submit: 'retry_failed' is %u; at most %u are allowed",
+                 sub->retry_failed, PD_JOBS_MAX_RETRY_FAILED);
+        return PD_EINVAL;
+    }
     pd_rd_t r;
     pd_rd_init(&r, args, args_len);
     uint32_t count;
@@ -764,6 +769,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
+        job->retry_failed = (uint8_t) sub->retry_failed;
         job->mod = sub->mod;
         job->fn = fni;
         job->timeout_ms = sub->timeout_ms;
@@ -984,6 +990,18 @@ bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *le
     *val = job->res->data + job->res_off;
     *len = job->res_len;
     return true;
+}
+
+bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *host)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    assert(job && job->state == PD_JOB_RUNNING);
+    bool own = strcmp(code, "PD_ETASK") == 0 || strcmp(code, "PD_ECRASH") == 0 ||
+               strcmp(code, "PD_ETIMEDOUT") == 0;
+    if (!own || job->failures >= job->retry_failed)
+        return false;
+    job->failures++;
+    return pd_jobs_requeue(j, id, false, host) == 0;
 }
 
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
@@ -1325,8 +1343,9 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         return PD_EPROTO;
     }
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN || sub->retries > PD_JOBS_MAX_RETRIES ||
-        sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
-        snprintf(why, whycap, "batch from id %llu has a bad function name, retries or client",
+        sub->retry_failed > PD_JOBS_MAX_RETRY_FAILED || sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
+        snprintf(why, whycap, "batch from id %llu has a bad function name, retries, "
+                 "retry_failed or client",
                  (unsigned long long) first);
         return PD_EPROTO;
     }
@@ -1372,6 +1391,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) sub->retries;
+        job->retry_failed = (uint8_t) sub->retry_failed;
         job->mod = sub->mod;
         job->fn = fni;
         job->timeout_ms = sub->timeout_ms;

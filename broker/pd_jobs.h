@@ -63,6 +63,7 @@ enum {
 #define PD_JOBS_DEFAULT_MAX_ARG_BYTES (4ull << 30) /* their argument bytes at most */
 #define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
+#define PD_JOBS_MAX_RETRY_FAILED 100u   /* largest `retry_failed` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
 #define PD_JOBS_SEG_BYTES     (4u << 20) /* a result segment is sealed past this size */
 #define PD_JOBS_SEG_JOBS      8192u     /* ... or this many entries */
@@ -98,6 +99,9 @@ typedef struct {
     uint8_t losses;      /* times the job's worker was lost while running it */
     uint8_t retries;     /* lost-worker attempts allowed (at least 1 is made) */
     uint8_t gpu;         /* 1: runs on GPU slots only (class PD_JOBS_GPU) */
+    uint8_t retry_failed; /* runs again allowed after its own run failed (PD_ETASK,
+                             PD_ECRASH, PD_ETIMEDOUT) */
+    uint8_t failures;    /* runs of it that failed so far (counted against retry_failed) */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
     uint32_t client;     /* index of the submitting client's queue (while unfinished) */
@@ -179,6 +183,8 @@ typedef struct {
                             0 = none */
     pd_limits_t limits;  /* what each job asks to take (0 fields: not asked); the broker
                             places a job only on a worker whose maxima hold it */
+    uint32_t retry_failed; /* runs again of a job whose own run failed (at most
+                              PD_JOBS_MAX_RETRY_FAILED); 0 = none */
 } pd_jobs_submit_t;
 
 /* pd_jobs_submit with a client, shared data and a cap: the jobs join the
@@ -232,6 +238,15 @@ bool pd_jobs_ready(pd_jobs_t *j, int cls);
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host);
+
+/* A running job whose run just failed with error code `code` (a PD_E*
+   name): when the run itself failed (PD_ETASK: the function or command
+   reported an error; PD_ECRASH; PD_ETIMEDOUT) and the job has runs left
+   under its retry_failed, the failure is counted and the job goes back to
+   the front of its client's queue, as pd_jobs_requeue without a loss:
+   returns true. Otherwise returns false and changes nothing (the caller
+   marks it failed). */
+bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *host);
 
 /* Final transitions of a queued or running job. Each releases the argument,
    appends an entry to the open result segment and the id to the fresh list.

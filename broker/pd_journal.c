@@ -89,7 +89,8 @@ enum {
 static const char *const s_sql[ST_COUNT] = {
     [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
                      "client, shared, gpu, cu, max_slots, sum, args, owner, memory, cpu_time, "
-                     "max_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "max_output, retry_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                     "?, ?, ?, ?)",
     [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
     [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
     [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
@@ -116,7 +117,7 @@ static const char *const s_schema =
     "  client BLOB NOT NULL, shared TEXT, gpu INTEGER NOT NULL, cu TEXT, "
     "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT, "
     "  memory INTEGER NOT NULL DEFAULT 0, cpu_time INTEGER NOT NULL DEFAULT 0, "
-    "  max_output INTEGER NOT NULL DEFAULT 0);"
+    "  max_output INTEGER NOT NULL DEFAULT 0, retry_failed INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
     "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
@@ -152,6 +153,7 @@ typedef struct {
     uint32_t n;           /* a count (see the kinds) */
     uint32_t timeout_ms;  /* OP_BATCH: per-run time-out; OP_TOKEN: second */
     uint32_t retries;     /* OP_BATCH: retries */
+    uint32_t retry_failed; /* OP_BATCH: runs again of a job whose own run failed */
     uint32_t client_len;  /* OP_BATCH: bytes of routing id at the end of text */
     uint32_t max_slots;   /* OP_BATCH: the client's cap */
     bool gpu;             /* OP_BATCH: GPU slots only */
@@ -337,6 +339,7 @@ typedef struct {
     uint32_t max_slots;     /* the client's cap */
     const char *owner;      /* the submitter's key (Z85), "" without CurveZMQ */
     pd_limits_t limits;     /* what each job asks to take (0 fields: nothing) */
+    uint32_t retry_failed;  /* runs again of a job whose own run failed */
 } s_row_t;
 
 static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args, size_t len)
@@ -359,6 +362,11 @@ static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args
     crypto_generichash_update(&h, (const unsigned char *) row->owner, strlen(row->owner) + 1);
     crypto_generichash_update(&h, row->client, row->client_len);
     crypto_generichash_update(&h, args, len);
+    /* Summed only when set, so that rows written before the column existed
+       (0 there) keep their sum. */
+    if (row->retry_failed)
+        crypto_generichash_update(&h, (const unsigned char *) &row->retry_failed,
+                                  sizeof row->retry_failed);
     crypto_generichash_final(&h, out, S_SUM);
 }
 
@@ -377,7 +385,8 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
     s_row_t row = {.first = op->a, .n = op->n, .mod = op->text, .timeout_ms = op->timeout_ms,
                    .retries = op->retries, .gpu = op->gpu, .max_slots = op->max_slots,
-                   .client_len = op->client_len, .limits = op->limits};
+                   .client_len = op->client_len, .limits = op->limits,
+                   .retry_failed = op->retry_failed};
     row.fn = row.mod + strlen(row.mod) + 1;
     row.shared = row.fn + strlen(row.fn) + 1;
     row.cu = row.shared + strlen(row.shared) + 1;
@@ -413,6 +422,7 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
         sqlite3_bind_text(st, 14, row.owner, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 14);
+    sqlite3_bind_int64(st, 18, op->retry_failed);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
 }
 
@@ -894,6 +904,7 @@ static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
     op->n = row->n;
     op->timeout_ms = row->timeout_ms;
     op->retries = row->retries;
+    op->retry_failed = row->retry_failed;
     op->client_len = (uint32_t) row->client_len;
     op->gpu = row->gpu;
     op->max_slots = row->max_slots;
@@ -914,7 +925,8 @@ void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
                    .client = sub->client, .client_len = sub->client ? sub->client_len : 0,
                    .shared = shared ? shared : "", .gpu = sub->gpu || sub->cu,
                    .cu = cu ? cu : "", .max_slots = sub->max_slots,
-                   .owner = sub->owner ? sub->owner : "", .limits = sub->limits};
+                   .owner = sub->owner ? sub->owner : "", .limits = sub->limits,
+                   .retry_failed = sub->retry_failed};
     s_op_batch(jn, &row, args);
     if (token && tokenlen)
         s_op_token(jn, token, tokenlen, first, n, now_s);
@@ -1212,7 +1224,8 @@ void pd_journal_resync(pd_journal_t *jn)
                            .gpu = job->gpu,
                            .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
                            .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn),
-                           .limits = pd_jobs_fn_limits(jobs, job->fn)};
+                           .limits = pd_jobs_fn_limits(jobs, job->fn),
+                           .retry_failed = job->retry_failed};
             s_op_batch(jn, &row, blob);
         } else {
             if (blob->key == 0)
@@ -1543,7 +1556,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
 
     /* batches: queued jobs */
     S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, cu, max_slots, "
-            "sum, args, owner, memory, cpu_time, max_output FROM batches ORDER BY first");
+            "sum, args, owner, memory, cpu_time, max_output, retry_failed FROM batches "
+            "ORDER BY first");
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1562,13 +1576,15 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         const char *owner = (const char *) sqlite3_column_text(st, 13);
         int64_t lmem = sqlite3_column_int64(st, 14), lcpu = sqlite3_column_int64(st, 15);
         int64_t lout = sqlite3_column_int64(st, 16);
+        int64_t retry_failed = sqlite3_column_int64(st, 17);
         uint8_t sum[S_SUM];
         if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
             clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
             max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
             !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1) ||
-            lmem < 0 || lcpu < 0 || lout < 0 || lout > (int64_t) PD_LIMITS_MAX_OUTPUT) {
+            lmem < 0 || lcpu < 0 || lout < 0 || lout > (int64_t) PD_LIMITS_MAX_OUTPUT ||
+            retry_failed < 0 || retry_failed > PD_JOBS_MAX_RETRY_FAILED) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
                            (long long) first);
@@ -1579,7 +1595,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                        .client = client, .client_len = (size_t) clen, .shared = shr ? shr : "",
                        .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots,
                        .owner = owner ? owner : "",
-                       .limits = {(uint64_t) lmem, (uint64_t) lcpu, (uint64_t) lout}};
+                       .limits = {(uint64_t) lmem, (uint64_t) lcpu, (uint64_t) lout},
+                       .retry_failed = (uint32_t) retry_failed};
         s_sum_batch(sum, &row, args, (size_t) alen);
         if (memcmp(sum, sqlite3_column_blob(st, 11), S_SUM) != 0) {
             free(dead);
@@ -1610,7 +1627,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                                 .retries = (uint32_t) retries, .max_slots = (uint32_t) max_slots,
                                 .shared = si < 0 ? 0 : (uint32_t) si + 1, .gpu = gpu != 0,
                                 .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner,
-                                .limits = row.limits};
+                                .limits = row.limits, .retry_failed = (uint32_t) retry_failed};
         char bwhy[300];
         int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n, &sub,
                                              s_skip_gone, jn, bwhy, sizeof bwhy);
@@ -1894,6 +1911,20 @@ static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
 {
     if (!fresh)
         s_upgrade(jn);
+    /* A journal written before batches had retry_failed gets the column
+       (0 for its rows: the value their submits had). */
+    if (!fresh) {
+        sqlite3_stmt *probe = NULL;
+        bool has = sqlite3_prepare_v2(jn->db, "SELECT retry_failed FROM batches LIMIT 0", -1,
+                                      &probe, NULL) == SQLITE_OK;
+        sqlite3_finalize(probe);
+        if (!has && sqlite3_exec(jn->db, "ALTER TABLE batches ADD COLUMN retry_failed INTEGER "
+                                         "NOT NULL DEFAULT 0", NULL, NULL, NULL) != SQLITE_OK) {
+            char text[300];
+            s_describe(jn, text, sizeof text, "cannot add retry_failed to its batches");
+            return s_damaged(jn, why, whycap, "%s", text);
+        }
+    }
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],
                                NULL) != SQLITE_OK) {

@@ -50,6 +50,7 @@ typedef struct {
     char host[64];                     /* host name it reported */
     char platform[32];                 /* "linux-x86_64", "windows-x86_64" ("" from older workers) */
     pd_limits_t limits;                /* its owner's maxima for one job (0: none) */
+    char version[16];                  /* Playdoh version it runs ("" from workers before 0.1) */
     char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */

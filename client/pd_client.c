@@ -837,6 +837,8 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
         else if (!strcmp(key, "platform"))
             rc = pd_rd_strcpy(r, wi->platform, sizeof wi->platform);
+        else if (!strcmp(key, "version"))
+            rc = pd_rd_strcpy(r, wi->version, sizeof wi->version);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
         else if (!strcmp(key, "slurm_job"))
@@ -923,6 +925,8 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         return rc;
     pd_msg_str(&m, "name", info->name, sizeof info->name);
     pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
+    if (pd_msg_has(&m, "version"))
+        pd_msg_str(&m, "version", info->version, sizeof info->version);
     pd_msg_uint_opt(&m, "queued", &info->queued);
     pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
     pd_rd_t r;
@@ -1227,8 +1231,9 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
     bool mem = opts && opts->memory, cpu = opts && opts->cpu_time_s;
-    bool outc = opts && opts->max_output;
-    pd_msg_begin(&pk, "submit", 9 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc);
+    bool outc = opts && opts->max_output, again = opts && opts->retry_failed;
+    pd_msg_begin(&pk, "submit",
+                 9 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc + again);
     pd_pack_kv_uint(&pk, "req", ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
@@ -1248,6 +1253,8 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
         pd_pack_kv_uint(&pk, "cpu_time", opts->cpu_time_s);
     if (outc)
         pd_pack_kv_uint(&pk, "max_output", opts->max_output);
+    if (again)
+        pd_pack_kv_uint(&pk, "retry_failed", opts->retry_failed);
     uint8_t token[S_TOKEN_RANDOM + 8];
     memcpy(token, c->token, S_TOKEN_RANDOM);
     for (int i = 0; i < 8; i++)

@@ -219,6 +219,7 @@ typedef struct {
     char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
     uint32_t nodes;       /* CPU slots held by nodes of synchronous tasks (no job runs there) */
     uint32_t gpu_nodes;   /* GPU slots held by nodes of GPU tasks */
+    char version[16];     /* the Playdoh version it runs ("" when it did not say) */
 } pd_worker_info_t;
 
 /* The cluster as the broker sees it. */
@@ -229,6 +230,7 @@ typedef struct {
     uint64_t unfinished;        /* queued or running jobs */
     size_t nworkers;            /* entries in workers */
     pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
+    char version[16];           /* the Playdoh version the broker runs ("" when it did not say) */
 } pd_cluster_info_t;
 
 /* Asks the broker for every worker with its slots, load, GPUs and jobs.
@@ -244,9 +246,12 @@ void pd_cluster_info_clear(pd_cluster_info_t *info);
    it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
    waits until the worker has registered (up to 20 s). The worker also offers
    every GPU its CUDA driver shows, as GPU slots. The broker program is
-   looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
-   installation's bindir. Returns the cluster (stop it with pd_local_stop), or
-   NULL with *err set. */
+   looked for at $PLAYDOH_BROKER_BIN, in $PLAYDOH_BINDIR, beside the running
+   executable, beside this library and in the bin directory next to its lib
+   directory, in the installation's bindir, then on $PATH. Returns the
+   cluster (stop it with pd_local_stop), or NULL with *err set (the reason,
+   such as the paths looked at, goes to the log; pd_local_start_opts can
+   return it as a sentence). */
 pd_local_t *pd_local_start(int cpus, int *err);
 /* The broker's endpoint, for pd_client_new. Borrowed until pd_local_stop. */
 const char *pd_local_endpoint(const pd_local_t *l);
@@ -258,6 +263,9 @@ typedef struct {
                         instead of inside the broker over inproc */
     bool secure;     /* CurveZMQ on every connection even on loopback, with keys made
                         for this cluster (implies tcp_worker; benchmarks and tests) */
+    char *why;       /* when not NULL, receives why starting failed (whycap bytes): the
+                        paths looked at when playdoh-broker was not found */
+    size_t whycap;   /* bytes at why */
 } pd_local_opts_t;
 /* Like pd_local_start, with options. With secure, a temporary directory
    holds a broker key pair and a key pair for the worker and the clients
@@ -331,7 +339,10 @@ int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
 
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
-    uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t retries;    /* workers a job may lose (a worker that dies or falls silent
+                            while running it) before it fails with PD_ELOST; 0 = the
+                            default (3). A job whose own run fails is not retried by this:
+                            see retry_failed */
     uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
                             queued jobs: the latest submit's value holds); 0 = no cap */
     const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
@@ -348,6 +359,11 @@ typedef struct {
     uint64_t max_output; /* bytes of standard output (and of standard error) kept; the
                             rest is dropped and the result says how much; at most 64 MiB
                             (PD_EINVAL above); the workers' default is 4 MiB */
+    uint32_t retry_failed; /* runs again of a job whose own run failed (the function
+                              returned an error, an exec command exited non-zero, the task
+                              crashed or ran past timeout_ms), at most 100; its error is the
+                              last run's. 0 = none (the default). A broken module
+                              (PD_ECOMPILE, PD_ENOFUNC) is never run again */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values

@@ -27,6 +27,7 @@
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
+#include "pd_cli.h"
 #include "pd_codec.h"
 #include "pd_limits.h"
 #include "pd_config.h"
@@ -48,6 +49,7 @@
 
 #define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
 #define S_RELEASE_BATCH 4096
+#define S_LOOPBACK_CONNECT_MS 500 /* the wait for the loopback default broker's welcome */
 
 /* ---- verbs and their options --------------------------------------------- */
 
@@ -75,7 +77,7 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED
 };
 
 typedef struct {
@@ -90,6 +92,7 @@ static const s_opt_t s_opts[] = {
     {{"log-level", required_argument, NULL, O_LEVEL}, V_GLOBAL},
     {{"no-progress", no_argument, NULL, O_NO_PROGRESS}, V_GLOBAL},
     {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
+    {{"version", no_argument, NULL, O_VERSION}, V_GLOBAL},
     {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
     {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
     {{"secure", no_argument, NULL, O_SECURE}, V_GLOBAL},
@@ -100,6 +103,7 @@ static const s_opt_t s_opts[] = {
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
+    {{"retry-failed", required_argument, NULL, O_RETRY_FAILED}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
     {{"memory", required_argument, NULL, O_MEMORY}, V_MAP | V_EXEC},
     {{"cpu-time", required_argument, NULL, O_CPU_TIME}, V_MAP | V_EXEC},
@@ -159,6 +163,7 @@ static const char S_GLOBAL_HELP[] =
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
     "      --log-level L    error, warn (default), info or debug\n"
     "  -h, --help           help (after a verb: that verb's help)\n"
+    "      --version        print the version and exit\n"
     "security (docs/security.md): towards a broker that is not on loopback the\n"
     "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
     "      --secure         CurveZMQ even on loopback\n"
@@ -182,7 +187,10 @@ static const s_verb_t s_verbs[] = {
      "\n"
      "options:\n"
      "      --timeout-ms N   fail a job that runs longer than N ms (default: no limit)\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
      "      --memory SIZE    each job's memory at most (2G, 512M); over it the job fails\n"
      "                       with PD_ELIMIT; it runs only where the owner allows that much\n"
@@ -211,7 +219,10 @@ static const s_verb_t s_verbs[] = {
      "      --no-keep-order  print each job's output as soon as it ends\n"
      "      --joblog FILE    write a GNU parallel job log (Seq Host Starttime JobRuntime ...)\n"
      "      --timeout-ms N   kill a command that runs longer than N ms\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N commands at once (default: fair share)\n"
      "      --memory SIZE    each command's memory at most (2G, 512M); over it the job\n"
      "                       fails with PD_ELIMIT; it runs only where the owner allows it\n"
@@ -537,9 +548,17 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
             return bad_exit;
         }
         break;
+    case O_RETRY_FAILED:
+        if (!s_parse_u32(arg, &o->retry_failed) || o->retry_failed > 100) {
+            pd_submit_usage_error(s, "--retry-failed wants a number of runs again from 0 to 100, "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
     case O_RETRIES:
         if (!s_parse_u32(arg, &o->retries) || o->retries == 0 || o->retries > 100) {
-            pd_submit_usage_error(s, "--retries wants a number from 1 to 100, not '%s'", arg);
+            pd_submit_usage_error(s, "--retries wants a number of lost workers from 1 to 100, "
+                                  "not '%s'", arg);
             return bad_exit;
         }
         break;
@@ -740,18 +759,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
     while ((ch = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const char *given = argv[optind - 1];
         if (ch == '?' || ch == ':') {
-            char name[64];
-            if (optopt && optopt < 256)
-                snprintf(name, sizeof name, "-%c", optopt);
-            else
-                snprintf(name, sizeof name, "%s", given);
-            char *eq = strchr(name, '=');
-            if (eq)
-                *eq = 0;
-            if (ch == ':')
-                pd_submit_usage_error(s, "option '%s' needs a value", name);
-            else
-                pd_submit_usage_error(s, "unknown option '%s'", name);
+            char help[64];
+            snprintf(help, sizeof help, "playdoh-submit%s%s", s->o.verb ? " " : "",
+                     s->o.verb ? s->o.verb : "");
+            pd_cli_option_error("playdoh-submit", help, given, optopt, ch == ':');
             return bad_exit;
         }
         const s_opt_t *so = NULL;
@@ -770,6 +781,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
                 pd_submit_usage_error(s, "--%s is not an option of %s (it belongs to %s)",
                                       so->opt.name, s->o.verb, verbs);
             return bad_exit;
+        }
+        if (ch == O_VERSION) {
+            pd_cli_version("playdoh-submit");
+            return -1;
         }
         if (ch == O_HELP) {
             const char *text = NULL;
@@ -839,7 +854,8 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
                                      : pd_config_str(cf, "cluster", "name",
                                                      PD_BEACON_DEFAULT_CLUSTER);
     int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
-    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                    PD_BEACON_DEFAULT_DISCOVER_MS);
     const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
     /* With CurveZMQ only a broker whose key this account trusts will do: a
        forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
@@ -858,10 +874,22 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
         return 3;
     }
     if (rc) {
+        /* A broker on this machine answers a hello in milliseconds: a short
+           wait, so that a forgotten --local is said within 3 s in all. */
         snprintf(ep, cap, "tcp://127.0.0.1:5555");
-        if (port && !o->quiet)
-            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
-                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+        pd_log_info("no beacon of cluster '%s' heard on UDP port %d within %d ms (%s); trying %s",
+                    cluster, port, wait, pd_strerror(rc), ep);
+        o->default_broker = true;
+        if (port)
+            snprintf(o->discovered, sizeof o->discovered,
+                     "no beacon of cluster '%s' heard on UDP port %d within %d ms", cluster, port,
+                     wait);
+        else
+            snprintf(o->discovered, sizeof o->discovered, "beacons are off ([cluster] "
+                     "beacon_port = 0)");
+        const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+        if (o->conn.connect_timeout_ms <= 0 && !(env && atoi(env) > 0))
+            o->conn.connect_timeout_ms = S_LOOPBACK_CONNECT_MS;
     } else if (secure && key[0]) {
         snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
         o->conn.broker_key = o->conf_bkey;
@@ -883,10 +911,12 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             pd_submit_usage_error(s, "--local and --broker exclude each other");
             return NULL;
         }
-        s->local = pd_local_start(s->o.local, &err);
+        char why[3072] = "";
+        pd_local_opts_t lo = {.cpus = s->o.local, .why = why, .whycap = sizeof why};
+        s->local = pd_local_start_opts(&lo, &err);
         if (!s->local) {
             fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
-                    pd_strerror(err));
+                    why[0] ? why : pd_strerror(err));
             return NULL;
         }
         ep = pd_local_endpoint(s->local);
@@ -902,7 +932,18 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
     s->c = pd_client_open(ep, &conn, &err);
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
-    if (!s->c)
+    if (!s->c && err == PD_EUNREACH && s->o.default_broker) {
+        const char *verb = s->o.verb ? s->o.verb : "map";
+        bool runs = strcmp(verb, "map") == 0 || strcmp(verb, "exec") == 0 ||
+                    strcmp(verb, "task") == 0 || strcmp(verb, "optimize") == 0;
+        fprintf(stderr,
+                "playdoh-submit: no broker found: none named (--broker, PLAYDOH_BROKER, [submit] "
+                "broker), %s, and none answers at %s. To run on this machine alone, add "
+                "--local N (an embedded cluster of N slots%s%s%s); to use a cluster, start "
+                "playdoh-broker or give its endpoint with --broker\n", s->o.discovered, ep,
+                runs ? ", e.g. playdoh-submit --local 4 " : "", runs ? verb : "",
+                runs ? " ..." : "");
+    } else if (!s->c)
         fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
     return s->c;
 }
@@ -1246,11 +1287,6 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
     free(line);
     if (!std)
         fclose(f);
-    if (!rc && *n == 0) {
-        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n",
-                std ? "standard input" : path);
-        rc = 2;
-    }
     return rc;
 }
 
@@ -1356,6 +1392,29 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
     return 0;
 }
 
+/* Checks that every file of a module spec ("a.c,b.h,-lm": the items not
+   starting with '-') can be read. Returns 0, or 2 after saying which
+   cannot. */
+static int s_module_readable(const pd_submit_t *s, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char file[4096];
+        if (len > 0 && p[0] != '-' && len < sizeof file) {
+            memcpy(file, p, len);
+            file[len] = 0;
+            if (access(file, R_OK) != 0) {
+                fprintf(stderr, "playdoh-submit: %s: cannot read module file %s: %s\n",
+                        s->o.verb, file, strerror(errno));
+                return 2;
+            }
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -1366,9 +1425,11 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&args);
     size_t n = 0;
     int rc = s_read_args(argc == 3 ? argv[2] : "-", &args, &n);
-    if (rc) {
+    if (rc || n == 0) {
+        /* No argument lines: nothing to run, as exec (and GNU parallel);
+           a module that cannot be read is still an error. */
         pd_buf_free(&args);
-        return rc;
+        return rc ? rc : s_module_readable(s, argv[0]);
     }
     if (s->o.shared) {
         /* Say so before starting anything: the upload happens later. */
@@ -1420,6 +1481,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         }
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
+                        .retry_failed = s->o.retry_failed,
                         .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL,
                         .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL,
                         .memory = s->o.memory, .cpu_time_s = s->o.cpu_time_s,
@@ -1710,9 +1772,12 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                 s_put_str(&out, "slurm_step", w->slurm_step, true);
                 s_put_str(&out, "slurm_array", w->slurm_array, true);
             }
+            s_put_str(&out, "version", w->version, true);
             s_put(&out, "}");
         }
-        s_put(&out, "]}\n");
+        s_put(&out, "]");
+        s_put_str(&out, "broker_version", ci.version, true);
+        s_put(&out, "}\n");
         s_flush(&out);
     } else {
         printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "
@@ -1845,9 +1910,18 @@ int main(int argc, char **argv)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
-        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
-                              "optimize-status, optimize-fetch, status, results, wait, cancel, "
-                              "stop, cluster, gc, slurm)", verb);
+        const char *names[S_NVERBS + 2];
+        for (size_t i = 0; i < S_NVERBS; i++)
+            names[i] = s_verbs[i].name;
+        names[S_NVERBS] = "slurm";
+        names[S_NVERBS + 1] = NULL;
+        const char *guess = pd_cli_nearest(verb, names);
+        if (guess)
+            pd_submit_usage_error(&s, "unknown verb '%s': did you mean '%s'?", verb, guess);
+        else
+            pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
+                                  "optimize-status, optimize-fetch, status, results, wait, "
+                                  "cancel, stop, cluster, gc, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;

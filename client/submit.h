@@ -50,7 +50,8 @@ typedef struct {
     bool quiet;            /* --quiet: no summary on standard error */
     bool no_progress;      /* --no-progress */
     uint32_t timeout_ms;   /* map, exec: --timeout-ms */
-    uint32_t retries;      /* map, exec: --retries */
+    uint32_t retries;      /* map, exec: --retries (workers a job may lose) */
+    uint32_t retry_failed; /* map, exec: --retry-failed (runs again after its own run failed) */
     uint32_t max_slots;    /* map, exec: --max-slots */
     uint64_t memory;       /* map, exec: --memory, bytes (0: not asked) */
     uint64_t cpu_time_s;   /* map, exec: --cpu-time, seconds (0: not asked) */
@@ -81,6 +82,8 @@ typedef struct {
     uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
     uint32_t window;       /* task: --window (0: default) */
     pd_submit_optim_opts_t optim; /* optimize */
+    bool default_broker;   /* no broker named nor heard: trying the loopback default */
+    char discovered[160];  /* what discovery heard, for the message when none answers */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */

@@ -128,15 +128,16 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
         }
         if (x.truncated && !p->s->o.quiet) {
             fflush(stdout);
-            fprintf(stderr, "playdoh-submit: job %zu: %llu bytes of standard output and %llu "
-                    "of standard error past the job's output limit were dropped (--max-output)\n",
-                    index + 1, (unsigned long long) x.out_dropped,
-                    (unsigned long long) x.err_dropped);
+            fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu): %llu bytes of "
+                    "standard output and %llu of standard error past the job's output limit "
+                    "were dropped (--max-output)\n", r->id, index + 1,
+                    (unsigned long long) x.out_dropped, (unsigned long long) x.err_dropped);
         }
     }
     if (r->state != PD_JOB_DONE && !p->s->o.quiet) {
         fflush(stdout);
-        fprintf(stderr, "playdoh-submit: job %zu (%s) %s: %s\n", index + 1, s_cmd(p->cmds, index),
+        fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
+                index + 1, s_cmd(p->cmds, index),
                 pd_job_state_name(r->state), r->error ? r->error : pd_strerror(r->code));
     }
     if (p->joblog) {
@@ -234,7 +235,8 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
                         .max_slots = s->o.max_slots, .memory = s->o.memory,
-                        .cpu_time_s = s->o.cpu_time_s, .max_output = s->o.max_output};
+                        .cpu_time_s = s->o.cpu_time_s, .max_output = s->o.max_output,
+                        .retry_failed = s->o.retry_failed};
     long acc = pd_exec(c, list, cmds.n, &mo, ids);
     if (acc < 0 || (size_t) acc < cmds.n) {
         fprintf(stderr, "playdoh-submit: exec: %s\n", pd_client_error(c));

@@ -285,6 +285,43 @@ Test(unit_jobs, a_cuda_module_makes_a_gpu_job)
     cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), id);
 }
 
+/* --retry-failed: a job whose own run failed runs again up to its
+   retry_failed, from the front of the queue, without counting a lost
+   worker; a broken module or a lost worker is never a reason to. */
+Test(unit_jobs, a_failed_run_is_run_again_up_to_retry_failed)
+{
+    s_args(2);
+    pd_jobs_submit_t sub = {.fn = "square", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .retry_failed = 2};
+    uint64_t first;
+    uint32_t n;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first);
+    cr_assert(pd_jobs_retry_failed(jobs, first, "PD_ETASK", "h"));
+    cr_assert_eq(pd_jobs_state(jobs, first), PD_JOB_QUEUED);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first, "it goes to the front");
+    cr_assert(pd_jobs_retry_failed(jobs, first, "PD_ECRASH", "h"));
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first);
+    cr_assert_eq(pd_jobs_get(jobs, first)->attempt, 3);
+    cr_assert_eq(pd_jobs_get(jobs, first)->losses, 0);
+    cr_assert_not(pd_jobs_retry_failed(jobs, first, "PD_ETASK", "h"), "2 runs again at most");
+    cr_assert_eq(pd_jobs_state(jobs, first), PD_JOB_RUNNING, "the caller fails it");
+    /* A module that does not compile fails at once. */
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first + 1);
+    cr_assert_not(pd_jobs_retry_failed(jobs, first + 1, "PD_ECOMPILE", "h"));
+    cr_assert_not(pd_jobs_retry_failed(jobs, first + 1, "PD_ENOFUNC", "h"));
+    cr_assert(pd_jobs_retry_failed(jobs, first + 1, "PD_ETIMEDOUT", "h"));
+    /* Without retry_failed, nothing runs again; more than 100 is refused. */
+    uint64_t other;
+    cr_assert_eq(s_submit(1, 3, &other), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), other);
+    cr_assert_not(pd_jobs_retry_failed(jobs, other, "PD_ETASK", "h"));
+    sub.retry_failed = 101;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &n, why, sizeof why), PD_EINVAL);
+    cr_assert(strstr(why, "'retry_failed' is 101; at most 100"), "%s", why);
+}
+
 Test(unit_jobs, retries_zero_still_allows_one_attempt)
 {
     uint64_t first;

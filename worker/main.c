@@ -33,6 +33,7 @@
 #include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
+#include "pd_cli.h"
 #include "pd_config.h"
 #include "pd_error.h"
 #include "pd_json.h"
@@ -131,6 +132,7 @@ static void s_usage(FILE *f)
             "                         output 4M)\n"
             "  --cc PROGRAM       C compiler of task modules (default: $PLAYDOH_CC, else %s)\n"
             "  --help             this text\n"
+            "  --version          print the version and exit\n"
             "\n"
             "Flags override the configuration file ([cluster] and [worker]); SIGHUP re-reads it.\n"
             "\n"
@@ -228,7 +230,8 @@ static int s_ctl(int argc, char **argv)
     const char *control = NULL, *config = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0; /* pd_cli says it */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
         case 'g': gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
@@ -237,7 +240,10 @@ static int s_ctl(int argc, char **argv)
         case 'f': config = optarg; break;
         case 'j': json = true; break;
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
+        default:
+            pd_cli_option_error("playdoh-worker ctl", "playdoh-worker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
     }
     if (optind < argc) {
@@ -540,7 +546,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
            O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
-           O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_LIMIT /* .. O_LIMIT + 5 */ };
+           O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -571,11 +577,13 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         {"default-memory", required_argument, NULL, O_LIMIT + 3},
         {"default-cpu-time", required_argument, NULL, O_LIMIT + 4},
         {"default-output", required_argument, NULL, O_LIMIT + 5},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0}};
     s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0; /* pd_cli says it */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             s_check_flag("--broker", "worker", "broker", optarg);
@@ -645,8 +653,19 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
             fl.limit[c - O_LIMIT] = optarg;
             break;
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
+        case O_VERSION: pd_cli_version("playdoh-worker"); return 0;
+        default:
+            pd_cli_option_error("playdoh-worker", "playdoh-worker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
+    }
+    static const char *const subs[] = {"ctl", "service", NULL};
+    const char *near = optind < argc ? pd_cli_nearest(argv[optind], subs) : NULL;
+    if (near) {
+        fprintf(stderr, "playdoh-worker: unknown command '%s': did you mean '%s'? (see "
+                        "playdoh-worker --help)\n", argv[optind], near);
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-worker: unexpected argument '%s' (see --help)\n", argv[optind]);
@@ -713,7 +732,8 @@ static int s_worker_main(int argc, char **argv)
                                                            PD_BEACON_DEFAULT_PORT),
         .beacon_iface = fl.iface ? fl.iface : pd_config_str(cf, "cluster", "beacon_interface",
                                                            NULL),
-        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 5000),
+        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                                     PD_BEACON_DEFAULT_DISCOVER_MS),
         .control = fl.control ? fl.control : pd_config_str(cf, "worker", "control", NULL),
         .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
         .idle = {.load_max = fl.idle_max >= 0 ? fl.idle_max

@@ -30,6 +30,7 @@
     decides whether it runs.
 */
 #include "pd_worker_int.h"
+#include "pd_build.h"
 #include "pd_error.h"
 
 #include "pd_plat.h"
@@ -118,6 +119,7 @@ void pd_worker_send_ready(pd_worker_t *w)
     pd_msg_begin(&pk, "ready", (w->ngpu ? 12 : 11) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_str(&pk, "platform", pd_plat_name());
+    pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) pd_worker_offered(w));
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
@@ -645,7 +647,8 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->reload = cfg->reload;
     w->on_reload = cfg->on_reload;
     w->reload_user = cfg->reload_user;
-    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
+    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms
+                                                           : PD_BEACON_DEFAULT_DISCOVER_MS;
     w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
     s_set_limits(w, cfg);
     snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");

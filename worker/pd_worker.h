@@ -73,7 +73,7 @@ typedef struct {
     const char *cluster;   /* cluster name to look for; NULL = "playdoh" */
     int beacon_port;       /* UDP port of beacons; 0 = PD_BEACON_DEFAULT_PORT */
     const char *beacon_iface; /* interface; NULL = CZMQ's choice */
-    int discover_timeout_ms; /* warn when no beacon came within this; 0 = 5000 */
+    int discover_timeout_ms; /* warn when no beacon came within this; 0 = PD_BEACON_DEFAULT_DISCOVER_MS */
     /* control socket */
     const char *control;   /* path of the control socket (ipc); NULL = none */
     int control_mode;      /* its file mode, e.g. 0660 */
