@@ -20,6 +20,7 @@
     one is woken when the batch holding it settles.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -46,6 +47,67 @@ static int s_ranges(const pd_msg_t *m, pd_origin_t *o, pd_ranges_t *rg)
     if (rc)
         snprintf(o->why, sizeof o->why, "%s: %s", m->type, why);
     return rc;
+}
+
+/* ---- owners ------------------------------------------------------------ */
+
+int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
+                             const char *type, const char *act)
+{
+    /* Ownerless (submitted by a client that sent no owner: an older one)
+       is anyone's: anybody could claim to be nobody. */
+    if (!owner[0] || strcmp(owner, o->owner) == 0 || pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    if (pd_auth_owner_is_key(owner))
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another key (%.8s...); "
+                 "only its owner or a key with the admin role may %s (on the broker: "
+                 "`playdoh-keygen allow KEY --role admin`)", type, what, owner, act);
+    else
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another owner (%.14s..., "
+                 "the owner token of another account or configuration directory); only its "
+                 "owner may %s (a broker with keys also lets an admin key do it)", type, what,
+                 owner, act);
+    return PD_EPERM;
+}
+
+int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
+                          const char *type, const char *act)
+{
+    if (pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    uint32_t mine = UINT32_MAX; /* an interned (fn, owner) found to be o's */
+    for (uint32_t i = 0; i < rg->n; i++)
+        for (uint64_t c = 0; c < rg->r[i][1]; c++) {
+            uint64_t id = rg->r[i][0] + c;
+            const pd_job_t *job = pd_jobs_get(b->jobs, id);
+            if (!job || job->fn == mine)
+                continue;
+            char what[40];
+            snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
+            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type, act);
+            if (rc)
+                return rc;
+            mine = job->fn;
+        }
+    return 0;
+}
+
+void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o)
+{
+    size_t n;
+    pd_jobs_owner_t *ow = pd_jobs_owners(b->jobs, &n);
+    pd_pack_cstr(pk, "owners");
+    msgpack_pack_array(pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_map(pk, 6);
+        pd_pack_kv_str(pk, "owner", ow[i].owner);
+        pd_pack_kv_bool(pk, "mine", ow[i].owner[0] && strcmp(ow[i].owner, o->owner) == 0);
+        pd_pack_kv_uint(pk, "batches", ow[i].batches);
+        pd_pack_kv_uint(pk, "queued", ow[i].queued);
+        pd_pack_kv_uint(pk, "running", ow[i].running);
+        pd_pack_kv_uint(pk, "final", ow[i].final);
+    }
+    free(ow);
 }
 
 /* Packs a uint32 array header whose count is patched later; returns its offset. */
@@ -388,7 +450,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index, .owner = o->key};
+                            .gpu = gpu, .cu = cu_index, .owner = o->owner};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
@@ -413,6 +475,10 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "status", "see its state")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint8_t *st = malloc(rg.total ? rg.total : 1);
     if (!st) {
         pd_ranges_free(&rg);
@@ -514,6 +580,10 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "fetch", "fetch its result")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
@@ -717,6 +787,10 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "cancel", "cancel it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
@@ -766,6 +840,10 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "release", "release it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)

@@ -532,7 +532,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     msgpack_packer pk;
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "cluster", 6);
+    pd_msg_begin(&pk, "cluster", 7);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_str(&pk, "cluster", b->cluster);
@@ -594,6 +594,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         packed++;
     }
     assert(packed == pd_workers_count(b->workers));
+    pd_broker_pack_owners(b, &pk, o);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
