@@ -84,7 +84,8 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
                 continue;
             char what[40];
             snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
-            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type, act);
+            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type,
+                                              act);
             if (rc)
                 return rc;
             mine = job->fn;
@@ -204,6 +205,13 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- shared data ------------------------------------------------------- */
 
+/* Whether the requester may name shared blob i: it uploaded it, nobody
+   did, or it is an admin. */
+static bool s_may_use_shared(pd_broker_t *b, const pd_origin_t *o, uint32_t i)
+{
+    return pd_role_allows(o->role, PD_ROLE_ADMIN) || pd_shared_owned_by(b->shared, i, o->owner);
+}
+
 static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
     msgpack_packer pk;
@@ -224,7 +232,9 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int64_t i = pd_shared_find(b->shared, hash);
     if (i >= 0)
         pd_shared_touch(b->shared, (uint32_t) i);
-    s_shr_ok(b, o, hash, i >= 0);
+    /* Another owner's blob is not "had": this client uploads the bytes
+       itself (pd_shared.h). */
+    s_shr_ok(b, o, hash, i >= 0 && s_may_use_shared(b, o, (uint32_t) i));
     return 0;
 }
 
@@ -256,6 +266,10 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                                 o->why, sizeof o->why);
     if (idx < 0)
         return (int) idx;
+    if (pd_shared_add_owner(b->shared, (uint32_t) idx, o->owner)) {
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
     if (b->journal && !known)
         pd_journal_put_shared(b->journal, hash, data, len);
     pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store", hash, len,
@@ -408,7 +422,12 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
         /* A retry of a submit already accepted: the same ids, nothing new.
            When the first reply still waits for the journal, this one is
-           refused with it if that batch fails. */
+           refused with it if that batch fails. Only for the same owner. */
+        const pd_job_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
+        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, fj->fn),
+                                                  "the submit with this token", "submit",
+                                                  "send it again")) != 0)
+            return rc;
         bool first_held = pd_broker_submit_held(b, first);
         s_accepted(b, o, first, n);
         if (first_held)
@@ -442,6 +461,13 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             snprintf(o->why, sizeof o->why, "shared data %s is not on the broker: upload it "
                      "first (shr_put)", shr);
             return PD_ENOMODULE;
+        }
+        if (!s_may_use_shared(b, o, (uint32_t) shared)) {
+            snprintf(o->why, sizeof o->why, "'submit' refused: shared data %.16s... was "
+                     "uploaded by another owner, not by this one: upload it yourself first "
+                     "(shr_put; pd_shared_upload and map --shared do), which costs no second "
+                     "copy at the broker", shr);
+            return PD_EPERM;
         }
         pd_shared_touch(b->shared, (uint32_t) shared);
     }

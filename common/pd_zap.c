@@ -118,8 +118,8 @@ static s_entry_t *s_read_list(const char *dir, size_t *count)
         if (memcmp(zcert_public_key(cert), zero, 32) == 0) {
             pd_log_warn("allow-list: %s holds no public key: ignored", path);
         } else if (pd_role_parse(rname, &role)) {
-            pd_log_warn("allow-list: %s has no role (worker, client, both or admin): ignored; admit "
-                        "the key again with `playdoh-keygen allow KEY --role ROLE`", path);
+            pd_log_warn("allow-list: %s has no role (worker, client, both or admin): ignored; "
+                        "admit the key again with `playdoh-keygen allow KEY --role ROLE`", path);
         } else {
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;

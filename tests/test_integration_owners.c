@@ -217,6 +217,28 @@ Test(owners, without_keys_an_accounts_owner_token_owns_its_jobs)
     cr_assert_null(strstr(out, "(you)"), "%s", out);
     free(out);
     cr_assert_eq(pd_release(a2, ids, BATCH), BATCH, "%s", pd_client_error(a2));
+
+    /* Shared data is its uploader's: its digest alone lends nothing. */
+    static const char data[] = "alice's table";
+    char shr[PD_HASH_HEX], shr_b[PD_HASH_HEX];
+    cr_assert_eq(pd_shared_upload(a, data, sizeof data, shr), 0, "%s", pd_client_error(a));
+    char *path = pd_harness_module(&h, "slow.c", MODULE_SRC);
+    char mod[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(b, path, mod), 0, "%s", pd_client_error(b));
+    free(path);
+    pd_map_opts_t mo = {.shared = shr};
+    double x[2] = {1, 2};
+    uint64_t sids[2];
+    long n = pd_map_doubles(b, mod, "slow_square", x, 2, &mo, sids);
+    cr_assert_eq(n, PD_EPERM, "%ld: %s", n, pd_client_error(b));
+    cr_assert(strstr(pd_client_error(b), "upload it yourself"), "%s", pd_client_error(b));
+    /* Uploaded by bob too (one copy at the broker), it is his to name. */
+    cr_assert_eq(pd_shared_upload(b, data, sizeof data, shr_b), 0, "%s", pd_client_error(b));
+    cr_assert_str_eq(shr_b, shr);
+    cr_assert_eq(pd_map_doubles(b, mod, "slow_square", x, 2, &mo, sids), 2, "%s",
+                 pd_client_error(b));
+    cr_assert_eq(pd_map_doubles(a2, mod, "slow_square", x, 2, &mo, sids), 2, "%s",
+                 pd_client_error(a2));
     pd_client_destroy(&a);
     pd_client_destroy(&a2);
     pd_client_destroy(&b);
