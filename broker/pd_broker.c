@@ -815,6 +815,37 @@ static bool s_refuse_role(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, pd_role_t
     return true;
 }
 
+/* Who the sender is as an owner: its key with CurveZMQ (a token it sends
+   then is ignored: the key decides), else the id of the `owner` token that
+   clients without keys send with every request as `owner_token`
+   (docs/security.md), else
+   nobody (""). Returns 0, or PD_EPROTO / PD_EINVAL for a malformed token
+   with the sentence in o->why. */
+static int s_owner(pd_msg_t *m, pd_origin_t *o)
+{
+    const void *tok;
+    uint32_t len;
+    o->owner[0] = 0;
+    if (o->key) {
+        snprintf(o->owner, sizeof o->owner, "%s", o->key);
+        return 0;
+    }
+    if (!pd_msg_has(m, "owner_token"))
+        return 0;
+    int rc = pd_msg_bytes(m, "owner_token", &tok, &len);
+    if (rc) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    if (len == 0 || len > 64) {
+        snprintf(o->why, sizeof o->why, "'%s': 'owner_token' has %u bytes; an owner token "
+                 "has 1 to 64 (the client library sends %u)", m->type, len, PD_OWNER_TOKEN_LEN);
+        return PD_EINVAL;
+    }
+    pd_auth_owner_of_token(tok, len, o->owner);
+    return 0;
+}
+
 void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
                         pd_role_t role, const uint8_t *data, size_t len)
 {
@@ -847,6 +878,10 @@ void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const
             snprintf(o.why, sizeof o.why, "request '%s' has no 'req' number (a non-negative "
                      "integer the reply echoes)", m.type);
             s_send_error(b, &o, false, PD_EPROTO, o.why);
+            return;
+        }
+        if ((rc = s_owner(&m, &o)) != 0) {
+            s_send_error(b, &o, true, rc, o.why);
             return;
         }
         rc = s_client_handlers[i].fn(b, &m, &o);

@@ -20,6 +20,7 @@
     one is woken when the batch holding it settles.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -46,6 +47,68 @@ static int s_ranges(const pd_msg_t *m, pd_origin_t *o, pd_ranges_t *rg)
     if (rc)
         snprintf(o->why, sizeof o->why, "%s: %s", m->type, why);
     return rc;
+}
+
+/* ---- owners ------------------------------------------------------------ */
+
+int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
+                             const char *type, const char *act)
+{
+    /* Ownerless (submitted by a client that sent no owner: an older one)
+       is anyone's: anybody could claim to be nobody. */
+    if (!owner[0] || strcmp(owner, o->owner) == 0 || pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    if (pd_auth_owner_is_key(owner))
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another key (%.8s...); "
+                 "only its owner or a key with the admin role may %s (on the broker: "
+                 "`playdoh-keygen allow KEY --role admin`)", type, what, owner, act);
+    else
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another owner (%.14s..., "
+                 "the owner token of another account or configuration directory); only its "
+                 "owner may %s (a broker with keys also lets an admin key do it)", type, what,
+                 owner, act);
+    return PD_EPERM;
+}
+
+int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
+                          const char *type, const char *act)
+{
+    if (pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    uint32_t mine = UINT32_MAX; /* an interned (fn, owner) found to be o's */
+    for (uint32_t i = 0; i < rg->n; i++)
+        for (uint64_t c = 0; c < rg->r[i][1]; c++) {
+            uint64_t id = rg->r[i][0] + c;
+            const pd_job_t *job = pd_jobs_get(b->jobs, id);
+            if (!job || job->fn == mine)
+                continue;
+            char what[40];
+            snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
+            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type,
+                                              act);
+            if (rc)
+                return rc;
+            mine = job->fn;
+        }
+    return 0;
+}
+
+void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o)
+{
+    size_t n;
+    pd_jobs_owner_t *ow = pd_jobs_owners(b->jobs, &n);
+    pd_pack_cstr(pk, "owners");
+    msgpack_pack_array(pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_map(pk, 6);
+        pd_pack_kv_str(pk, "owner", ow[i].owner);
+        pd_pack_kv_bool(pk, "mine", ow[i].owner[0] && strcmp(ow[i].owner, o->owner) == 0);
+        pd_pack_kv_uint(pk, "batches", ow[i].batches);
+        pd_pack_kv_uint(pk, "queued", ow[i].queued);
+        pd_pack_kv_uint(pk, "running", ow[i].running);
+        pd_pack_kv_uint(pk, "final", ow[i].final);
+    }
+    free(ow);
 }
 
 /* Packs a uint32 array header whose count is patched later; returns its offset. */
@@ -144,6 +207,13 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- shared data ------------------------------------------------------- */
 
+/* Whether the requester may name shared blob i: it uploaded it, nobody
+   did, or it is an admin. */
+static bool s_may_use_shared(pd_broker_t *b, const pd_origin_t *o, uint32_t i)
+{
+    return pd_role_allows(o->role, PD_ROLE_ADMIN) || pd_shared_owned_by(b->shared, i, o->owner);
+}
+
 static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
     msgpack_packer pk;
@@ -164,7 +234,9 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int64_t i = pd_shared_find(b->shared, hash);
     if (i >= 0)
         pd_shared_touch(b->shared, (uint32_t) i);
-    s_shr_ok(b, o, hash, i >= 0);
+    /* Another owner's blob is not "had": this client uploads the bytes
+       itself (pd_shared.h). */
+    s_shr_ok(b, o, hash, i >= 0 && s_may_use_shared(b, o, (uint32_t) i));
     return 0;
 }
 
@@ -199,6 +271,7 @@ typedef struct pd_upload {
         uint8_t rid[256];
         uint32_t ridlen;
         uint64_t req;
+        char owner[PD_OWNER_TXT]; /* who sent it: an owner of the blob once stored */
     } wait[S_UPLOAD_WAITERS];
 } s_upload_t;
 
@@ -244,7 +317,10 @@ static void s_upload_done(void *arg)
         o.rid = u->wait[i].rid;
         o.ridlen = u->wait[i].ridlen;
         o.req = u->wait[i].req;
-        if (rc)
+        int64_t idx = rc ? -1 : pd_shared_find(b->shared, u->hash);
+        if (!rc && (idx < 0 || pd_shared_add_owner(b->shared, (uint32_t) idx, u->wait[i].owner)))
+            pd_broker_send_error(b, &o, PD_ENOMEM, "the broker is out of memory");
+        else if (rc)
             pd_broker_send_error(b, &o, rc, o.why);
         else
             s_shr_ok(b, &o, u->hash, true);
@@ -262,10 +338,11 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
         (rc = pd_msg_bytes(m, "data", &data, &len)))
         return s_why(m, o, rc);
-    /* Known by its hash: a blob sent again (after a time-out, or by
-       another client) is not hashed or stored again. */
+    /* Known by its hash: a blob sent again by one who may use it (after a
+       time-out) is not hashed or stored again. Anyone else proves they
+       hold the bytes: they are hashed, and then make the sender an owner. */
     int64_t have = pd_shared_find(b->shared, hash);
-    if (have >= 0) {
+    if (have >= 0 && s_may_use_shared(b, o, (uint32_t) have)) {
         pd_shared_touch(b->shared, (uint32_t) have);
         s_shr_ok(b, o, hash, true);
         return 0;
@@ -279,6 +356,7 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             }
             u->wait[u->nwait].ridlen = (uint32_t) o->ridlen;
             memcpy(u->wait[u->nwait].rid, o->rid, o->ridlen);
+            snprintf(u->wait[u->nwait].owner, sizeof u->wait[u->nwait].owner, "%s", o->owner);
             u->wait[u->nwait++].req = o->req;
             return 0;
         }
@@ -303,6 +381,7 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     snprintf(u->hash, sizeof u->hash, "%s", hash);
     u->wait[0].ridlen = (uint32_t) o->ridlen;
     memcpy(u->wait[0].rid, o->rid, o->ridlen);
+    snprintf(u->wait[0].owner, sizeof u->wait[0].owner, "%s", o->owner);
     u->wait[0].req = o->req;
     if (pd_bg_submit(b->bg, s_upload_hash, s_upload_done, u) != 0) {
         free(copy);
@@ -545,7 +624,12 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
         /* A retry of a submit already accepted: the same ids, nothing new.
            When the first reply still waits for the journal, this one is
-           refused with it if that batch fails. */
+           refused with it if that batch fails. Only for the same owner. */
+        const pd_job_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
+        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, fj->fn),
+                                                  "the submit with this token", "submit",
+                                                  "send it again")) != 0)
+            return rc;
         bool first_held = pd_broker_submit_held(b, first);
         s_accepted(b, o, first, n);
         if (first_held)
@@ -580,6 +664,13 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                      "first (shr_put)", shr);
             return PD_ENOMODULE;
         }
+        if (!s_may_use_shared(b, o, (uint32_t) shared)) {
+            snprintf(o->why, sizeof o->why, "'submit' refused: shared data %.16s... was "
+                     "uploaded by another owner, not by this one: upload it yourself first "
+                     "(shr_put; pd_shared_upload and map --shared do), which costs no second "
+                     "copy at the broker", shr);
+            return PD_EPERM;
+        }
         pd_shared_touch(b->shared, (uint32_t) shared);
     }
     pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
@@ -587,7 +678,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index, .owner = o->key, .limits = lim,
+                            .gpu = gpu, .cu = cu_index, .owner = o->owner, .limits = lim,
                             .retry_failed = retry_failed > UINT32_MAX ? UINT32_MAX
                                                                       : (uint32_t) retry_failed};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
@@ -614,6 +705,10 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "status", "see its state")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint8_t *st = malloc(rg.total ? rg.total : 1);
     if (!st) {
         pd_ranges_free(&rg);
@@ -715,6 +810,10 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "fetch", "fetch its result")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
@@ -918,6 +1017,10 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "cancel", "cancel it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
@@ -967,6 +1070,10 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "release", "release it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)

@@ -74,6 +74,8 @@ typedef struct {
     size_t ridlen;      /* bytes in rid */
     const char *key;    /* the peer's public key (Z85), NULL without CURVE */
     pd_role_t role;     /* what the key may do now (PD_ROLE_BOTH without CURVE) */
+    char owner[PD_OWNER_TXT]; /* who it is as an owner (pd_auth_owner_of_token): the key,
+                                 else the id of the request's `owner` token, else "" */
     uint64_t req;       /* request number (clients) */
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
@@ -198,6 +200,19 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Cancels the unfinished jobs first .. first+n-1 (stopping those running on
    workers), as `cancel` does. */
 void pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n);
+/* Refuses a request (of type `type`) naming ids of another owner than
+   o->owner, unless the key has the admin role: returns 0 when every known
+   id among the ranges is o's or nobody's, else PD_EPERM with a sentence in
+   o->why naming the first other job and saying that only its owner (or an
+   admin) may `act` ("cancel it"). */
+int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
+                          const char *type, const char *act);
+/* The same for one thing whose owner is `owner`: `what` names it ("task 7"). */
+int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
+                             const char *type, const char *act);
+/* Packs the field `owners` of `cluster`: per owner of known jobs, {owner,
+   mine (it is o), batches, queued, running, final}. */
+void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o);
 /* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
 int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);

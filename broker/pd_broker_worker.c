@@ -614,6 +614,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         packed++;
     }
     assert(packed == pd_workers_count(b->workers));
+    pd_broker_pack_owners(b, &pk, o);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }

@@ -39,6 +39,7 @@
     records in arrival order for expiry.
 */
 #include "pd_jobs.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -282,15 +283,21 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn)
     return j->fns[fn];
 }
 
-const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+const char *pd_jobs_owner_id(pd_jobs_t *j, uint32_t fn)
 {
     assert(fn < j->nfns);
     return j->fns[fn] + strlen(j->fns[fn]) + 1;
 }
 
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+{
+    const char *owner = pd_jobs_owner_id(j, fn);
+    return pd_auth_owner_is_key(owner) ? owner : "";
+}
+
 pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn)
 {
-    const char *owner = pd_jobs_fn_owner(j, fn);
+    const char *owner = pd_jobs_owner_id(j, fn);
     pd_limits_t l;
     memcpy(&l, owner + strlen(owner) + 1, sizeof l);
     return l;
@@ -1482,6 +1489,15 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
             }
             memset(job, 0, sizeof *job);
             j->live[(id - 1) >> S_CHUNK_BITS]++;
+            /* Its batch is gone: no function, no owner until the journal's
+               record of the batch says (pd_jobs_set_owner). */
+            int irc;
+            const pd_limits_t none = {0};
+            job->fn = s_intern(j, "", "", &none, &irc);
+            if (irc) {
+                snprintf(why, whycap, "out of memory");
+                goto bad;
+            }
         }
         job->state = (uint8_t) state;
         job->res = blob;
@@ -1500,6 +1516,86 @@ bad:
     if (blob->refs == 0)
         free(blob);
     return PD_EPROTO;
+}
+
+int pd_jobs_set_owner(pd_jobs_t *j, uint64_t first, uint64_t n, const char *owner)
+{
+    uint32_t from = UINT32_MAX, to = 0; /* the last (fn, "") -> (fn, owner) */
+    for (uint64_t id = first; id < first + n && id < j->next_id; id++) {
+        pd_job_t *job = pd_jobs_get(j, id);
+        if (!job)
+            continue;
+        if (job->fn != from) {
+            if (pd_jobs_owner_id(j, job->fn)[0])
+                continue;
+            int rc;
+            pd_limits_t lim = pd_jobs_fn_limits(j, job->fn);
+            uint32_t fn = s_intern(j, pd_jobs_fn_name(j, job->fn), owner, &lim, &rc);
+            if (rc)
+                return rc;
+            from = job->fn;
+            to = fn;
+        }
+        job->fn = to;
+    }
+    return 0;
+}
+
+pd_jobs_owner_t *pd_jobs_owners(pd_jobs_t *j, size_t *n)
+{
+    *n = 0;
+    /* Per interned (fn, owner) first, then merged by owner. */
+    pd_jobs_owner_t *per = calloc(j->nfns ? j->nfns : 1, sizeof *per);
+    const pd_blob_t **last_arg = calloc(j->nfns ? j->nfns : 1, sizeof *last_arg);
+    uint32_t *order = malloc((j->nfns ? j->nfns : 1) * sizeof *order);
+    pd_jobs_owner_t *out = NULL;
+    size_t nout = 0;
+    if (!per || !last_arg || !order)
+        goto done;
+    uint32_t norder = 0;
+    for (uint64_t id = pd_jobs_next_known(j, 1); id; id = pd_jobs_next_known(j, id + 1)) {
+        const pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobs_owner_t *o = &per[job->fn];
+        if (!o->owner) {
+            o->owner = pd_jobs_owner_id(j, job->fn);
+            order[norder++] = job->fn;
+        }
+        if (job->state == PD_JOB_QUEUED)
+            o->queued++;
+        else if (job->state == PD_JOB_RUNNING)
+            o->running++;
+        else
+            o->final++;
+        if (!PD_JOB_IS_FINAL(job->state) && job->arg != last_arg[job->fn]) {
+            last_arg[job->fn] = job->arg; /* a submit's jobs are contiguous */
+            o->batches++;
+        }
+    }
+    out = malloc((norder ? norder : 1) * sizeof *out);
+    if (!out)
+        goto done;
+    for (uint32_t i = 0; i < norder; i++) {
+        const pd_jobs_owner_t *o = &per[order[i]];
+        size_t k = 0;
+        while (k < nout && strcmp(out[k].owner, o->owner) != 0)
+            k++;
+        if (k == nout)
+            out[nout++] = (pd_jobs_owner_t){.owner = o->owner};
+        out[k].batches += o->batches;
+        out[k].queued += o->queued;
+        out[k].running += o->running;
+        out[k].final += o->final;
+    }
+done:
+    free(per);
+    free(last_arg);
+    free(order);
+    if (!nout) {
+        free(out);
+        return NULL;
+    }
+    *n = nout;
+    return out;
 }
 
 void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,

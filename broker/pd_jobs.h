@@ -176,8 +176,9 @@ typedef struct {
     uint32_t timeout_ms; /* per-run time-out, 0 = none */
     uint32_t retries;    /* lost-worker attempts */
     uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
-    const char *owner;   /* the submitter's key (Z85), handed to workers with each
-                            job (pd_jobs_fn_owner); NULL without CurveZMQ */
+    const char *owner;   /* the submitter as an owner (pd_auth.h): its key (Z85), which
+                            workers get with each job (pd_jobs_fn_owner), or the id of
+                            its owner token; NULL or "": nobody */
     bool gpu;            /* run on GPU slots only */
     uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
                             0 = none */
@@ -207,10 +208,31 @@ uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 /* The key of the client that submitted jobs with index fn ("" without
-   CURVE); borrowed, lives with j. */
+   CURVE), for workers' code policies; borrowed, lives with j. */
 const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
 /* The limits the jobs with index fn ask for (pd_jobs_submit_t.limits). */
 pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn);
+/* Who owns the jobs with index fn: a key, "local:" and a token's hash, or
+   "" (nobody: anyone may act on them); borrowed, lives with j. */
+const char *pd_jobs_owner_id(pd_jobs_t *j, uint32_t fn);
+/* Gives the known jobs among ids first .. first+n-1 that have no owner the
+   owner `owner` (the journal's record of a batch whose jobs are final).
+   Returns 0 or PD_ENOMEM. */
+int pd_jobs_set_owner(pd_jobs_t *j, uint64_t first, uint64_t n, const char *owner);
+
+/* One owner's jobs, for pd_jobs_owners. */
+typedef struct {
+    const char *owner; /* pd_jobs_owner_id's form (borrowed, lives with the table) */
+    uint64_t batches;  /* submits with unfinished jobs */
+    uint64_t queued;   /* jobs queued */
+    uint64_t running;  /* jobs running */
+    uint64_t final;    /* jobs done, failed or cancelled and not yet released */
+} pd_jobs_owner_t;
+/* Counts every known job by owner (a walk over the table: O(jobs)).
+   Returns a malloc'ed array of *n entries, owners in order of their first
+   job (the caller frees it; NULL with *n 0 when there is none or memory
+   ran out). */
+pd_jobs_owner_t *pd_jobs_owners(pd_jobs_t *j, size_t *n);
 
 /* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
    for dispatch, from the clients in turn (each below its max_slots), and

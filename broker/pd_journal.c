@@ -83,6 +83,8 @@ enum {
     ST_META_PUT,
     ST_SHARED_INS,
     ST_SHARED_DEL,
+    ST_OWNER_INS,
+    ST_OWNER_GONE,
     ST_COUNT
 };
 
@@ -105,7 +107,17 @@ static const char *const s_sql[ST_COUNT] = {
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
     [ST_SHARED_INS] = "INSERT OR IGNORE INTO shared(hash, data) VALUES (?, ?)",
     [ST_SHARED_DEL] = "DELETE FROM shared WHERE hash = ?",
+    [ST_OWNER_INS] = "INSERT OR REPLACE INTO owners(first, n, owner) VALUES (?, ?, ?)",
+    [ST_OWNER_GONE] = "DELETE FROM owners WHERE first >= ? AND first <= ? AND first + n - 1 <= ?",
 };
+
+/* Who owns ids first .. first+n-1 (pd_auth.h's owner ids): written with
+   each batch that has an owner, kept after the batch's row goes (its jobs
+   final, their results waiting), deleted once every id of it is forgotten.
+   Journals made before it get the table when opened. */
+static const char *const s_schema_owners =
+    "CREATE TABLE IF NOT EXISTS owners(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
+    "  owner TEXT NOT NULL);";
 
 static const char *const s_schema =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v);"
@@ -123,7 +135,8 @@ static const char *const s_schema =
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
     "  t INTEGER NOT NULL);"
     "CREATE TABLE tokens(token BLOB PRIMARY KEY, first INTEGER NOT NULL, n INTEGER NOT NULL, "
-    "  t INTEGER NOT NULL);";
+    "  t INTEGER NOT NULL);"
+    "CREATE TABLE owners(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, owner TEXT NOT NULL);";
 
 /* ---- operations and batches --------------------------------------------- */
 
@@ -144,6 +157,7 @@ typedef enum {
     OP_SHARED,    /* shared data: text=hash (65 bytes) then the b bytes */
     OP_DEL_SHARED, /* shared data evicted: text=hash */
     OP_TASK_ID,   /* the next synchronous task id is at least a */
+    OP_OWNER,     /* ids a .. a+n-1 belong to owner text (a rewrite's final jobs) */
     OP_VACUUM,    /* after the commit: free pages if many are unused */
     OP_COMPACT    /* after the commit: checkpoint, truncate the log, free pages */
 } s_op_kind_t;
@@ -337,7 +351,7 @@ typedef struct {
     bool gpu;               /* GPU slots only */
     const char *cu;         /* CUDA module hash, "" for none */
     uint32_t max_slots;     /* the client's cap */
-    const char *owner;      /* the submitter's key (Z85), "" without CurveZMQ */
+    const char *owner;      /* the submitter as an owner (pd_auth.h), "" for nobody */
     pd_limits_t limits;     /* what each job asks to take (0 fields: nothing) */
     uint32_t retry_failed;  /* runs again of a job whose own run failed */
 } s_row_t;
@@ -380,6 +394,15 @@ static void s_sum_seg(uint8_t out[S_SUM], uint64_t seg, const void *res, size_t 
 }
 
 /* ---- row writers (the writer's thread) ---------------------------------- */
+
+static void s_put_owner(pd_journal_t *jn, uint64_t first, uint64_t n, const char *owner)
+{
+    sqlite3_stmt *st = jn->st[ST_OWNER_INS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64) n);
+    sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
+    s_step(jn, ST_OWNER_INS, "cannot write the owner of a batch");
+}
 
 static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
@@ -424,6 +447,8 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
         sqlite3_bind_null(st, 14);
     sqlite3_bind_int64(st, 18, op->retry_failed);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
+    if (row.owner[0] && !jn->txn_failed)
+        s_put_owner(jn, op->a, op->n, row.owner);
 }
 
 static void s_put_seg(pd_journal_t *jn, const s_op_t *op)
@@ -484,7 +509,14 @@ static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
     sqlite3_stmt *put = jn->st[ST_GONE_PUT];
     sqlite3_bind_int64(put, 1, (sqlite3_int64) lo);
     sqlite3_bind_int64(put, 2, (sqlite3_int64) hi);
-    s_step(jn, ST_GONE_PUT, "cannot write forgotten ids");
+    if (!s_step(jn, ST_GONE_PUT, "cannot write forgotten ids"))
+        return;
+    /* Owners of ranges now wholly forgotten go too. */
+    sqlite3_stmt *own = jn->st[ST_OWNER_GONE];
+    sqlite3_bind_int64(own, 1, (sqlite3_int64) lo);
+    sqlite3_bind_int64(own, 2, (sqlite3_int64) hi);
+    sqlite3_bind_int64(own, 3, (sqlite3_int64) hi);
+    s_step(jn, ST_OWNER_GONE, "cannot forget the owners of forgotten ids");
 }
 
 static void s_apply(pd_journal_t *jn, const s_op_t *op)
@@ -554,6 +586,9 @@ static void s_apply(pd_journal_t *jn, const s_op_t *op)
     case OP_TASK_ID:
         s_put_meta(jn, "next_task", (int64_t) op->a);
         break;
+    case OP_OWNER:
+        s_put_owner(jn, op->a, op->n, op->text);
+        break;
     case OP_VACUUM:
     case OP_COMPACT:
         break; /* after the commit */
@@ -584,7 +619,8 @@ static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *c
     for (size_t b = 0; b < n && !jn->txn_failed; b++) {
         if (group[b]->snapshot &&
             sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
-                         "DELETE FROM fetched; DELETE FROM tokens; DELETE FROM shared;", NULL,
+                         "DELETE FROM fetched; DELETE FROM tokens; DELETE FROM shared; "
+                         "DELETE FROM owners;", NULL,
                          NULL, NULL) !=
                 SQLITE_OK)
             s_fail(jn, "cannot empty the journal for a rewrite");
@@ -1166,6 +1202,24 @@ static void s_snapshot_token(void *user, const uint8_t *token, size_t len, uint6
     s_op_token(user, token, len, first, n, sec);
 }
 
+/* A rewrite's run of final jobs first .. first+n-1 owned by owner. */
+static void s_snapshot_owner(pd_journal_t *jn, uint64_t first, uint64_t n, const char *owner)
+{
+    if (!n || !owner[0])
+        return;
+    s_op_t *op = s_op(jn, OP_OWNER);
+    char *copy = op ? strdup(owner) : NULL;
+    if (!copy) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    op->text = copy;
+    op->a = first;
+    op->n = (uint32_t) n;
+}
+
 static void s_snapshot_gone(pd_journal_t *jn, uint64_t lo, uint64_t hi)
 {
     s_op_t *op = s_op(jn, OP_GONE);
@@ -1195,12 +1249,26 @@ void pd_journal_resync(pd_journal_t *jn)
         jn->gen = 1;
     uint64_t next = pd_jobs_next_id(jobs);
     uint64_t expect = 1; /* ids below it are accounted for */
+    uint64_t run_first = 0, run_n = 0; /* final jobs of one owner, consecutive */
+    const char *run_owner = "";
     for (uint64_t id = pd_jobs_next_known(jobs, 1); id; id = pd_jobs_next_known(jobs, id + 1)) {
         if (id > expect)
             s_snapshot_gone(jn, expect, id - 1);
         expect = id + 1;
         pd_job_t *job = pd_jobs_get(jobs, id);
         bool final = PD_JOB_IS_FINAL(job->state);
+        const char *owner = final ? pd_jobs_owner_id(jobs, job->fn) : "";
+        if (run_n && (run_first + run_n != id || strcmp(owner, run_owner) != 0)) {
+            s_snapshot_owner(jn, run_first, run_n, run_owner);
+            run_n = 0;
+        }
+        if (owner[0]) {
+            if (!run_n) {
+                run_first = id;
+                run_owner = owner;
+            }
+            run_n++;
+        }
         pd_blob_t *blob = final ? job->res : job->arg;
         if (!blob || blob->mark == jn->gen)
             continue;
@@ -1223,7 +1291,7 @@ void pd_journal_resync(pd_journal_t *jn)
                                          : "",
                            .gpu = job->gpu,
                            .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
-                           .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn),
+                           .max_slots = max_slots, .owner = pd_jobs_owner_id(jobs, job->fn),
                            .limits = pd_jobs_fn_limits(jobs, job->fn),
                            .retry_failed = job->retry_failed};
             s_op_batch(jn, &row, blob);
@@ -1239,6 +1307,7 @@ void pd_journal_resync(pd_journal_t *jn)
             s_hold_blob(op, blob, false);
         }
     }
+    s_snapshot_owner(jn, run_first, run_n, run_owner);
     if (next > expect)
         s_snapshot_gone(jn, expect, next - 1);
     for (size_t i = 0; i < pd_jobs_ttl_count(jobs); i++) {
@@ -1582,7 +1651,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
             clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
             max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
-            !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1) ||
+            !s_blob_is(st, 12, -1) || (owner && !pd_auth_owner_valid(owner)) ||
             lmem < 0 || lcpu < 0 || lout < 0 || lout > (int64_t) PD_LIMITS_MAX_OUTPUT ||
             retry_failed < 0 || retry_failed > PD_JOBS_MAX_RETRY_FAILED) {
             free(dead);
@@ -1718,6 +1787,39 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
     if (jn->txn_failed)
         S_STEP_ERR("cannot clean up");
     rec->queued = pd_jobs_queued(jn->jobs);
+
+    /* owners: of final jobs whose batch is gone (rows naming no known job
+       are dropped) */
+    S_QUERY("SELECT first, n, owner FROM owners ORDER BY first");
+    sqlite3_stmt *odel = NULL;
+    if (sqlite3_prepare_v2(jn->db, "DELETE FROM owners WHERE first = ?", -1, &odel, NULL) !=
+        SQLITE_OK)
+        S_STEP_ERR("cannot prepare");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0), n = sqlite3_column_int64(st, 1);
+        const char *owner = (const char *) sqlite3_column_text(st, 2);
+        if (first < 1 || n < 1 || n > UINT32_MAX || (uint64_t) first >= next_id ||
+            !owner || !pd_auth_owner_valid(owner)) {
+            sqlite3_finalize(odel);
+            rc = s_damaged(jn, why, whycap, "the owner of jobs %lld.. has bad fields",
+                           (long long) first);
+            goto out;
+        }
+        uint64_t known = pd_jobs_next_known(jn->jobs, (uint64_t) first);
+        if (!known || known >= (uint64_t) (first + n)) {
+            sqlite3_bind_int64(odel, 1, first);
+            sqlite3_step(odel);
+            sqlite3_reset(odel);
+        } else if (pd_jobs_set_owner(jn->jobs, (uint64_t) first, (uint64_t) n, owner)) {
+            sqlite3_finalize(odel);
+            snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+            rc = PD_ENOMEM;
+            goto out;
+        }
+    }
+    sqlite3_finalize(odel);
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read owners");
 
     /* first fetches, oldest first (rows naming no known job are dropped) */
     S_QUERY("SELECT first, count, t FROM fetched ORDER BY t, first");
@@ -1924,6 +2026,12 @@ static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
             s_describe(jn, text, sizeof text, "cannot add retry_failed to its batches");
             return s_damaged(jn, why, whycap, "%s", text);
         }
+    }
+    if (sqlite3_exec(jn->db, s_schema_owners, NULL, NULL, NULL) != SQLITE_OK) {
+        char text[300];
+        s_describe(jn, text, sizeof text, "cannot add its owners table");
+        snprintf(why, whycap, "journal %s: %s", jn->path, text);
+        return PD_EIO;
     }
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],

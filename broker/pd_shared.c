@@ -49,6 +49,7 @@ pd_shared_t *pd_shared_new(uint64_t max_blob, uint64_t max_total)
 static void s_free_blob(pd_shared_blob_t *b)
 {
     if (b) {
+        free(b->owners);
         free(b->data);
         free(b);
     }
@@ -99,6 +100,36 @@ const pd_shared_blob_t *pd_shared_at(pd_shared_t *s, uint32_t i)
     return i < s->span ? s->blobs[i] : NULL;
 }
 uint64_t pd_shared_bytes(const pd_shared_t *s) { return s->bytes; }
+
+bool pd_shared_owned_by(pd_shared_t *s, uint32_t i, const char *owner)
+{
+    const pd_shared_blob_t *b = pd_shared_get(s, i);
+    for (uint32_t k = 0; k < b->nowners; k++)
+        if (!b->owners[k][0] || strcmp(b->owners[k], owner) == 0)
+            return true;
+    return false;
+}
+
+int pd_shared_add_owner(pd_shared_t *s, uint32_t i, const char *owner)
+{
+    assert(strlen(owner) < PD_SHARED_OWNER_TXT);
+    pd_shared_blob_t *b = s->blobs[i];
+    assert(i < s->span && b);
+    for (uint32_t k = 0; k < b->nowners; k++)
+        if (strcmp(b->owners[k], owner) == 0)
+            return 0;
+    if (b->nowners == PD_SHARED_MAX_OWNERS) { /* the earliest uploads again */
+        memmove(b->owners, b->owners + 1, (b->nowners - 1) * sizeof *b->owners);
+        b->nowners--;
+    } else {
+        char(*o)[PD_SHARED_OWNER_TXT] = realloc(b->owners, (b->nowners + 1) * sizeof *o);
+        if (!o)
+            return PD_ENOMEM;
+        b->owners = o;
+    }
+    snprintf(b->owners[b->nowners++], PD_SHARED_OWNER_TXT, "%s", owner);
+    return 0;
+}
 uint64_t pd_shared_max_blob(const pd_shared_t *s) { return s->max_blob; }
 uint64_t pd_shared_max_total(const pd_shared_t *s) { return s->max_total; }
 

@@ -2,8 +2,9 @@
 
     Every account that runs a broker, a worker or a client on a network has a
     key pair in its configuration directory (pd_auth_config_dir). The broker
-    admits the public keys listed in its allow-list, each as worker, client
-    or both; workers and clients trust the broker's public key for its
+    admits the public keys listed in its allow-list, each as worker, client,
+    both or admin (a client that may act on other owners' jobs); workers and
+    clients trust the broker's public key for its
     endpoint. This program writes those files (common/pd_auth.c); the broker
     notices allow-list changes by itself, without a restart.
 
@@ -46,7 +47,7 @@ static void s_usage(FILE *f)
         "  show                      print this account's public key (give it to the broker's\n"
         "                            administrator, or, on the broker, to every worker and client)\n"
         "  allow KEY|FILE --role R   on the broker: admit a public key (or a copied id.key file)\n"
-        "                            as worker, client or both; --name NAME labels it\n"
+        "                            as worker, client, both or admin; --name NAME labels it\n"
         "  revoke KEY|NAME           on the broker: remove a key from the allow-list\n"
         "  trust ENDPOINT KEY|FILE   on workers and clients: trust KEY as the broker at ENDPOINT\n"
         "                            (ENDPOINT * trusts it at any address, for discovery)\n"
@@ -57,7 +58,8 @@ static void s_usage(FILE *f)
         "  --config-dir DIR   where keys live (default: $PLAYDOH_CONFIG_DIR, else\n"
         "                     $XDG_CONFIG_HOME/playdoh, else ~/.config/playdoh)\n"
         "  --allow-dir DIR    the broker's allow-list (default: CONFIG/allowed)\n"
-        "  --role R           worker, client or both (allow)\n"
+        "  --role R           worker, client, both, or admin: a client that may also see,\n"
+        "                     fetch, cancel and release other owners' jobs (allow)\n"
         "  --name NAME        a label for the key (new, allow, trust)\n"
         "  --force            replace an existing key pair (new)\n"
         "  -h, --help         this help\n"
@@ -123,9 +125,9 @@ static int s_allow(const s_opts_t *o, const char *arg)
 {
     pd_role_t role;
     if (!o->role)
-        return s_usage_error("%s", "allow needs --role worker, client or both");
+        return s_usage_error("%s", "allow needs --role worker, client, both or admin");
     if (pd_role_parse(o->role, &role))
-        return s_usage_error("--role wants worker, client or both, not '%s'", o->role);
+        return s_usage_error("--role wants worker, client, both or admin, not '%s'", o->role);
     char key[PD_KEY_TXT], name[64], why[1024], dir[4200];
     if (pd_auth_key_from_arg(arg, key, name, sizeof name, why, sizeof why)) {
         fprintf(stderr, "playdoh-keygen: %s\n", why);

@@ -75,6 +75,8 @@ struct pd_client {
     uint64_t max_arg;      /* its limit on one job's argument (0: not said) */
     uint64_t max_batch;    /* its limit on one submit call's arguments (0: not said) */
     uint8_t token[S_TOKEN_RANDOM]; /* this client's token prefix */
+    uint8_t owner[PD_OWNER_TOKEN_LEN]; /* the owner token sent with every request (without
+                                          CurveZMQ only: with it the key is the owner) */
     uint64_t next_chunk;   /* counter ending the next submit token */
     uint64_t resent;       /* requests sent again after a drop or a time-out */
     int hs_fails;          /* handshakes cut short since the last one that succeeded */
@@ -120,14 +122,25 @@ static int s_code_from_name(const char *name)
     return PD_EREFUSED;
 }
 
-/* Starts a request of type t with nfields fields besides req. */
-static uint64_t s_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+/* Starts request number req of type t with nfields fields besides req (and
+   the owner token every request carries without CurveZMQ). */
+static void s_begin_req(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields,
+                        uint64_t req)
 {
     pd_buf_reset(&c->out);
     pd_packer_init(pk, &c->out);
-    uint64_t req = c->next_req++;
-    pd_msg_begin(pk, t, nfields + 1);
+    pd_msg_begin(pk, t, nfields + 1 + !c->secure);
     pd_pack_kv_uint(pk, "req", req);
+    if (!c->secure)
+        pd_pack_kv_bin(pk, "owner_token", c->owner, sizeof c->owner);
+}
+
+/* Starts a request of type t with nfields fields besides req; returns its
+   new number. */
+static uint64_t s_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+{
+    uint64_t req = c->next_req++;
+    s_begin_req(c, pk, t, nfields, req);
     return req;
 }
 
@@ -494,6 +507,36 @@ static void s_unreach_why(pd_client_t *c, int waited_ms, char *why, size_t cap)
                  waited_ms);
 }
 
+/* Without CurveZMQ the jobs belong to this account's owner token
+   (pd_auth_owner_token in the configuration directory), so that another
+   program of the same account can fetch them and other accounts cannot.
+   Without a configuration directory (or one it cannot write), a token of
+   this client alone. Returns 0, or PD_EAUTH (a token file others can read,
+   or a malformed one) with the sentence in why. */
+static int s_open_owner(pd_client_t *c, const pd_client_opts_t *opts, char *why, size_t cap)
+{
+    char *dir = opts && opts->config_dir ? strdup(opts->config_dir) : pd_auth_config_dir();
+    if (!dir) {
+        randombytes_buf(c->owner, sizeof c->owner);
+        pd_log_warn("client: no configuration directory (HOME is not set): the jobs of this "
+                    "client belong to it alone; set PLAYDOH_CONFIG_DIR to share them with the "
+                    "account's other programs");
+        return 0;
+    }
+    char twhy[1024];
+    int rc = pd_auth_owner_token(dir, c->owner, twhy, sizeof twhy);
+    free(dir);
+    if (rc == PD_ESYS) {
+        randombytes_buf(c->owner, sizeof c->owner);
+        pd_log_warn("client: %s: the jobs of this client belong to it alone", twhy);
+        return 0;
+    }
+    if (rc)
+        snprintf(why, cap, "the owner token of this account, which names its jobs at the broker "
+                 "(docs/security.md): %s", twhy);
+    return rc;
+}
+
 pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err)
 {
     int dummy;
@@ -541,10 +584,14 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
         int rc = s_open_keys(c, opts, why, sizeof why);
         if (rc)
             return s_open_fail(&c, opts, err, rc, why);
-    } else if (!pd_auth_endpoint_is_loopback(c->endpoint)) {
-        pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
-                    "encryption (insecure): jobs, code and results cross the network in clear",
-                    c->endpoint);
+    } else {
+        if (!pd_auth_endpoint_is_loopback(c->endpoint))
+            pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
+                        "encryption (insecure): jobs, code and results cross the network in "
+                        "clear", c->endpoint);
+        int rc = s_open_owner(c, opts, why, sizeof why);
+        if (rc)
+            return s_open_fail(&c, opts, err, rc, why);
     }
     int linger = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -617,6 +664,7 @@ void pd_client_destroy(pd_client_t **cp)
     if (c->sock)
         zmq_close(c->sock);
     sodium_memzero(c->key.sec, sizeof c->key.sec);
+    sodium_memzero(c->owner, sizeof c->owner);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     zmq_msg_close(&c->reply);
@@ -914,6 +962,50 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
     return 0;
 }
 
+/* Reads `owners` of a cluster reply into info; 0, PD_EPROTO or PD_ENOMEM. */
+static int s_read_owners(const pd_msg_t *m, pd_cluster_info_t *info)
+{
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(m, "owners", &r) || pd_rd_array(&r, &n))
+        return PD_EPROTO;
+    info->owners = calloc(n ? n : 1, sizeof *info->owners);
+    if (!info->owners)
+        return PD_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        pd_owner_info_t *ow = &info->owners[i];
+        uint32_t nf;
+        if (pd_rd_map(&r, &nf))
+            return PD_EPROTO;
+        for (uint32_t f = 0; f < nf; f++) {
+            const char *k;
+            uint32_t klen;
+            if (pd_rd_str(&r, &k, &klen))
+                return PD_EPROTO;
+            char key[16];
+            snprintf(key, sizeof key, "%.*s", (int) (klen < 15 ? klen : 15), k);
+            uint64_t u;
+            int rc = 0;
+            if (!strcmp(key, "owner"))
+                rc = pd_rd_strcpy(&r, ow->owner, sizeof ow->owner);
+            else if (!strcmp(key, "mine"))
+                rc = pd_rd_bool(&r, &ow->mine);
+            else if (!strcmp(key, "batches") || !strcmp(key, "queued") ||
+                     !strcmp(key, "running") || !strcmp(key, "final")) {
+                rc = pd_rd_uint(&r, &u);
+                *(key[0] == 'b' ? &ow->batches : key[0] == 'q' ? &ow->queued
+                                               : key[0] == 'r' ? &ow->running
+                                                               : &ow->final) = u;
+            } else
+                rc = pd_rd_skip(&r, NULL, NULL); /* a field of a later version */
+            if (rc)
+                return PD_EPROTO;
+        }
+        info->nowners++;
+    }
+    return 0;
+}
+
 int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
 {
     memset(info, 0, sizeof *info);
@@ -943,11 +1035,16 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         }
         info->nworkers++;
     }
+    if (pd_msg_has(&m, "owners") && s_read_owners(&m, info)) {
+        pd_cluster_info_clear(info);
+        return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed 'owners'");
+    }
     return 0;
 }
 
 void pd_cluster_info_clear(pd_cluster_info_t *info)
 {
+    free(info->owners);
     free(info->workers);
     memset(info, 0, sizeof *info);
 }
@@ -1223,18 +1320,15 @@ typedef struct {
 static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, const char *fn,
                         const pd_map_opts_t *opts, size_t batch_bytes)
 {
-    pd_buf_reset(&c->out);
     msgpack_packer pk;
-    pd_packer_init(&pk, &c->out);
     /* Plain CPU jobs keep the short form. */
     const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
     bool mem = opts && opts->memory, cpu = opts && opts->cpu_time_s;
     bool outc = opts && opts->max_output, again = opts && opts->retry_failed;
-    pd_msg_begin(&pk, "submit",
-                 9 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc + again);
-    pd_pack_kv_uint(&pk, "req", ch->req);
+    s_begin_req(c, &pk, "submit",
+                8 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc + again, ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
     pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);

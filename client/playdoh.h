@@ -222,6 +222,19 @@ typedef struct {
     char version[16];     /* the Playdoh version it runs ("" when it did not say) */
 } pd_worker_info_t;
 
+/* One owner's jobs at the broker (pd_cluster_info; docs/security.md). */
+typedef struct {
+    char owner[48];       /* the client key that submitted them (40 characters), or, without
+                             CurveZMQ, "local:" and a hash of the account's owner token; ""
+                             for jobs of no owner (submitted by an older client) */
+    bool mine;            /* the owner is this client */
+    uint64_t batches;     /* submits (chunks of a map) with unfinished jobs */
+    uint64_t queued;      /* jobs queued */
+    uint64_t running;     /* jobs running */
+    uint64_t final;       /* jobs done, failed or cancelled whose results wait to be
+                             fetched or released */
+} pd_owner_info_t;
+
 /* The cluster as the broker sees it. */
 typedef struct {
     char name[64];              /* the broker's name */
@@ -231,10 +244,14 @@ typedef struct {
     size_t nworkers;            /* entries in workers */
     pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
     char version[16];           /* the Playdoh version the broker runs ("" when it did not say) */
+    size_t nowners;             /* entries in owners */
+    pd_owner_info_t *owners;    /* the broker's jobs by owner, in order of their first job
+                                   (owned; NULL from a broker that does not say) */
 } pd_cluster_info_t;
 
-/* Asks the broker for every worker with its slots, load, GPUs and jobs.
-   Returns 0 (fill *info; the caller clears it) or an error. */
+/* Asks the broker for every worker with its slots, load, GPUs and jobs,
+   and for how many jobs each owner has there. Returns 0 (fill *info; the
+   caller clears it) or an error. */
 int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info);
 /* Frees what pd_cluster_info stored and zeroes info. */
 void pd_cluster_info_clear(pd_cluster_info_t *info);

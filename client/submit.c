@@ -1775,6 +1775,18 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             s_put_str(&out, "version", w->version, true);
             s_put(&out, "}");
         }
+        s_put(&out, "],\"owners\":[");
+        for (size_t i = 0; i < ci.nowners; i++) {
+            const pd_owner_info_t *ow = &ci.owners[i];
+            s_put(&out, i ? ",{" : "{");
+            s_put_str(&out, "owner", ow->owner, false);
+            s_put(&out, ow->mine ? ",\"mine\":true" : ",\"mine\":false");
+            s_put_num(&out, "batches", (double) ow->batches, true);
+            s_put_num(&out, "queued", (double) ow->queued, true);
+            s_put_num(&out, "running", (double) ow->running, true);
+            s_put_num(&out, "final", (double) ow->final, true);
+            s_put(&out, "}");
+        }
         s_put(&out, "]");
         s_put_str(&out, "broker_version", ci.version, true);
         s_put(&out, "}\n");
@@ -1829,6 +1841,21 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             printf("synchronous tasks hold %llu CPU slot%s and %llu GPU%s\n",
                    (unsigned long long) nodes, nodes == 1 ? "" : "s", (unsigned long long) gnodes,
                    gnodes == 1 ? "" : "s");
+        if (ci.nowners)
+            printf("%-46s %-8s %-8s %-8s %s\n", "OWNER", "BATCHES", "QUEUED", "RUNNING",
+                   "FINAL");
+        for (size_t i = 0; i < ci.nowners; i++) {
+            const pd_owner_info_t *ow = &ci.owners[i];
+            char who[64];
+            snprintf(who, sizeof who, "%s%s", ow->owner[0] ? ow->owner : "(none)",
+                     ow->mine ? " (you)" : "");
+            printf("%-46s %-8llu %-8llu %-8llu %llu\n", who, (unsigned long long) ow->batches,
+                   (unsigned long long) ow->queued, (unsigned long long) ow->running,
+                   (unsigned long long) ow->final);
+        }
+        if (ci.nowners)
+            printf("OWNER: the client key that submitted the jobs, or local: and the hash of an "
+                   "account's owner token (no keys); FINAL: results not yet released\n");
     }
     pd_buf_free(&out);
     pd_cluster_info_clear(&ci);

@@ -118,8 +118,8 @@ static s_entry_t *s_read_list(const char *dir, size_t *count)
         if (memcmp(zcert_public_key(cert), zero, 32) == 0) {
             pd_log_warn("allow-list: %s holds no public key: ignored", path);
         } else if (pd_role_parse(rname, &role)) {
-            pd_log_warn("allow-list: %s has no role (worker, client or both): ignored; admit "
-                        "the key again with `playdoh-keygen allow KEY --role ROLE`", path);
+            pd_log_warn("allow-list: %s has no role (worker, client, both or admin): ignored; "
+                        "admit the key again with `playdoh-keygen allow KEY --role ROLE`", path);
         } else {
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -177,7 +177,7 @@ static bool s_refresh(pd_zap_t *z, bool always)
     z->stats.generation++;
     if (n == 0)
         pd_log_warn("allow-list %s is empty: no worker or client can connect; admit keys with "
-                    "`playdoh-keygen allow KEY --role worker|client|both`", z->dir);
+                    "`playdoh-keygen allow KEY --role worker|client|both|admin`", z->dir);
     else
         pd_log_info("allow-list %s: %zu keys (%u may work, %u may submit)", z->dir, n,
                     z->stats.workers, z->stats.clients);

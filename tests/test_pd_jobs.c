@@ -123,6 +123,39 @@ Test(unit_jobs, each_job_remembers_the_key_that_submitted_it)
     cr_assert_eq(pd_jobs_get(jobs, a)->fn, ja->fn, "jobs of one submit share the entry");
 }
 
+Test(unit_jobs, owners_are_counted_per_owner_with_their_batches_and_states)
+{
+    static const char alice[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    static const char tok[] = "local:0123456789abcdef0123456789abcdef";
+    s_args(4);
+    uint64_t a, b, t;
+    uint32_t n;
+    pd_jobs_submit_t sub = {.fn = "f", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .owner = alice};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &a, &n, why, sizeof why), 0, "%s", why);
+    sub.fn = "g"; /* another function of the same owner */
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &b, &n, why, sizeof why), 0, "%s", why);
+    sub.owner = tok;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &t, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, t)->fn), tok);
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, t)->fn), "",
+                     "a token's id is not a key for workers");
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a); /* alice: 1 running */
+    cr_assert_eq(pd_jobs_set_done(jobs, a, (const uint8_t *) "\xc0", 1), 0); /* 1 final */
+    size_t no;
+    pd_jobs_owner_t *ow = pd_jobs_owners(jobs, &no);
+    cr_assert_eq(no, 2);
+    cr_assert_str_eq(ow[0].owner, alice);
+    cr_assert_eq(ow[0].batches, 2);
+    cr_assert_eq(ow[0].final, 1);
+    cr_assert_eq(ow[0].queued, 7);
+    cr_assert_eq(ow[0].running, 0);
+    cr_assert_str_eq(ow[1].owner, tok);
+    cr_assert_eq(ow[1].batches, 1);
+    cr_assert_eq(ow[1].queued, 4);
+    free(ow);
+}
+
 Test(unit_jobs, a_submit_over_the_bound_is_refused_whole)
 {
     uint64_t first;
