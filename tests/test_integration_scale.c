@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,4 +101,36 @@ Test(scale, a_broker_with_500_workers_stopped_5_s_mid_batch_loses_nothing)
                   "a worker was declared lost after the broker's stop");
     cr_assert(pd_harness_log_has(&h, "broker.log", "did not run for", 0),
               "the broker did not say it had stalled");
+}
+
+/* A broker started under a soft open-file limit of 256 (a shell's default
+   is often 1,024, under a far higher hard limit) raises it: 500 workers
+   connect, each holding one of its descriptors. Before, the broker could
+   not accept past its limit and libzmq retried at once, using a core,
+   while the workers waited for ever. */
+Test(scale, a_broker_under_a_low_open_file_limit_raises_it_for_500_workers)
+{
+    enum { W = 500 };
+    struct rlimit rl, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2 * W + 512)
+        cr_skip_test("the hard open-file limit (%llu) is too low for %d workers",
+                     (unsigned long long) rl.rlim_max, W);
+    low = rl;
+    low.rlim_cur = 256;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    pd_harness_start_logged(&h, NULL); /* it inherits the low limit */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    c = pd_harness_client(&h);
+    char why[512];
+    pd_simworkers_opts_t o = {.endpoint = h.endpoint, .workers = W, .slots = 1};
+    sim = pd_simworkers_new(&o, why, sizeof why);
+    cr_assert_not_null(sim, "%s", why);
+    pd_harness_wait_slots(&h, c, W);
+    cr_assert(pd_simworkers_wait_registered(sim, 10000));
+    struct rlimit got;
+    cr_assert_eq(prlimit(h.broker, RLIMIT_NOFILE, NULL, &got), 0);
+    cr_assert_gt(got.rlim_cur, 2 * W, "the broker's soft limit is %llu",
+                 (unsigned long long) got.rlim_cur);
+    cr_assert_not(pd_harness_log_has(&h, "broker.log", "cannot accept", 0));
 }
