@@ -8,20 +8,24 @@
     - the time to register WORKERS workers of SLOTS slots: from the first
       socket until the broker counts them all (`hello`);
     - its CPU while idle with all of them registered (10 s, /proc/PID/stat
-      utime + stime, as % of one core), and this process's meanwhile;
+      utime + stime, as % of one core), the part of it that its ZeroMQ I/O
+      thread used, and this process's meanwhile;
     - its resident memory per worker: (RSS with WORKERS workers - RSS with
       none) / WORKERS;
     - the throughput of JOBS no-op jobs submitted in one batch through the
       client library (pd_map_doubles, pd_fetch, every result checked, then
-      pd_release), ROUNDS times, with WORKERS x SLOTS slots, then with the
-      baseline in the same run: 2 workers of SLOTS slots. Medians and their
-      ratio are printed, with the broker's CPU per job.
+      pd_release), ROUNDS times, with WORKERS x SLOTS slots, and with the
+      baseline in the same run: a second broker, started beside the first,
+      with 2 workers of SLOTS slots. Rounds take turns on the two, so each
+      round's ratio compares runs made under the same load from elsewhere
+      (the baseline's run beside the first broker's idle workers); medians
+      are printed, with the brokers' CPU per job.
 
     Targets from issue 15 (2,000 workers of 32 slots): idle CPU < 5 % of a
     core, registration < 10 s, throughput >= 50 % of the 2-worker figure.
 
-    Usage: bench_scale [WORKERS (2000)] [SLOTS (32)] [JOBS (100000)] [ROUNDS (3)]
-                       [--only none|journal] [--threads T]
+    Usage: bench_scale [WORKERS (2000)] [SLOTS (32)] [JOBS (100000)] [ROUNDS (5)]
+                       [--only none|journal] [--threads T] [--heartbeat-ms MS]
     Journals go to $PLAYDOH_BENCH_DIR (default /tmp) and are removed.
 */
 #include "bench_util.h"
@@ -30,6 +34,7 @@
 #include "pd_simworkers.h"
 #include "playdoh.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,8 +47,8 @@
 #define S_SETTLE_S 3      /* after registration, before measuring */
 
 typedef struct {
-    const char *label;
-    bool journal;             /* journal to path, else --no-journal */
+    bool journal;
+    const char *hb_ms;        /* --heartbeat-ms, or NULL for the default */             /* journal to path, else --no-journal */
     char path[PATH_MAX];      /* the journal */
     pid_t pid;                /* the broker */
     char endpoint[256];
@@ -53,11 +58,10 @@ typedef struct {
 
 /* What one broker gave. */
 typedef struct {
-    double idle0_pct, idle_pct, sim_pct; /* % of a core */
+    double idle0_pct, idle_pct, io_pct, sim_pct; /* % of a core */
     double register_s;
     double rss0_mb, rss_mb;
     double *big, *base;                  /* jobs/s per round */
-    double big_cpu_us, base_cpu_us;      /* broker CPU per job */
 } s_figures_t;
 
 static int s_broker_start(s_broker_t *k)
@@ -72,11 +76,16 @@ static int s_broker_start(s_broker_t *k)
     int n = 7;
     if (k->journal) {
         const char *dir = getenv("PLAYDOH_BENCH_DIR") ? getenv("PLAYDOH_BENCH_DIR") : "/tmp";
-        snprintf(k->path, sizeof k->path, "%s/bench-scale-%d.journal", dir, (int) getpid());
+        snprintf(k->path, sizeof k->path, "%s/bench-scale-%d-%p.journal", dir, (int) getpid(),
+                 (void *) k);
         argv[n++] = "--journal";
         argv[n++] = k->path;
     } else {
         argv[n++] = "--no-journal";
+    }
+    if (k->hb_ms) {
+        argv[n++] = "--heartbeat-ms";
+        argv[n++] = (char *) k->hb_ms;
     }
     argv[n] = NULL;
     int ready = -1, err = 0;
@@ -136,15 +145,53 @@ static double s_wait_workers(s_broker_t *k, int workers, double t0, double timeo
     }
 }
 
-/* Percent of one core the broker (and this process) used over s seconds. */
-static double s_idle_pct(pid_t pid, int s, double *self_pct)
+/* CPU seconds of the broker's ZeroMQ I/O threads ("ZMQbg/IO/N"), or 0. */
+static double s_io_cpu_s(pid_t pid)
 {
-    double b0 = bench_cpu_s(pid), m0 = bench_cpu_s(getpid()), t0 = now();
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int) pid);
+    DIR *d = opendir(path);
+    double cpu = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char file[512], name[64] = "";
+        snprintf(file, sizeof file, "%s/%s/comm", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        if (!f)
+            continue;
+        bool io = fgets(name, sizeof name, f) && strncmp(name, "ZMQbg/IO", 8) == 0;
+        fclose(f);
+        snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
+        if (io)
+            cpu += bench_stat_cpu_s(file);
+    }
+    if (d)
+        closedir(d);
+    return cpu;
+}
+
+/* Percent of one core the broker used over s seconds; its ZeroMQ I/O
+   threads' part into *io_pct and this process's into *self_pct (either may
+   be NULL). */
+static double s_idle_pct(pid_t pid, int s, double *io_pct, double *self_pct)
+{
+    double b0 = bench_cpu_s(pid), io0 = s_io_cpu_s(pid), m0 = bench_cpu_s(getpid());
+    double t0 = now();
     sleep((unsigned) s);
     double t = now() - t0;
     if (self_pct)
         *self_pct = (bench_cpu_s(getpid()) - m0) / t * 100;
+    if (io_pct)
+        *io_pct = (s_io_cpu_s(pid) - io0) / t * 100;
     return (bench_cpu_s(pid) - b0) / t * 100;
+}
+
+/* pd_fetch's progress: counts the replies that brought results. */
+static void s_count(size_t ended, size_t total, void *user)
+{
+    (void) ended;
+    (void) total;
+    (*(int *) user)++;
 }
 
 /* One batch of njobs no-op jobs: submitted, every result fetched and
@@ -153,11 +200,16 @@ static double s_idle_pct(pid_t pid, int s, double *self_pct)
 static double s_batch(s_broker_t *k, int njobs, const double *xs, uint64_t *ids,
                       pd_result_t *res, double *cpu_s)
 {
-    double c0 = bench_cpu_s(k->pid), t0 = now();
+    double c0 = bench_cpu_s(k->pid), m0 = bench_cpu_s(getpid()), t0 = now();
     long got = pd_map_doubles(k->c, k->mod, "noop", xs, (size_t) njobs, NULL, ids);
-    long ended = got == njobs ? pd_fetch(k->c, ids, (size_t) njobs, 600000, res, NULL, NULL) : -1;
-    double t = now() - t0;
-    *cpu_s += bench_cpu_s(k->pid) - c0;
+    double submit = now() - t0;
+    int replies = 0; /* fetch replies that brought results */
+    long ended = got == njobs ? pd_fetch(k->c, ids, (size_t) njobs, 600000, res, s_count, &replies)
+                              : -1;
+    double t = now() - t0, c = bench_cpu_s(k->pid) - c0, m = bench_cpu_s(getpid()) - m0;
+    *cpu_s += c;
+    printf("    %.3f s (submit %.3f s, %d fetch replies); CPU: broker %.2f s, this process "
+           "(client and simulated workers) %.2f s\n", t, submit, replies, c, m);
     long ok = 0;
     for (int i = 0; ended == njobs && i < njobs; i++) {
         double x;
@@ -172,11 +224,9 @@ static double s_batch(s_broker_t *k, int njobs, const double *xs, uint64_t *ids,
     return ok == njobs ? njobs / t : -1;
 }
 
-/* Starts n simulated workers of `slots` slots and runs `rounds` batches on
-   them into rate[]; registration time into *reg_s, idle figures when
-   measure_idle. Returns 0 or -1. */
-static int s_phase(s_broker_t *k, int n, int slots, int threads, int njobs, int rounds,
-                   bool measure_idle, s_figures_t *f, double *rate, double *cpu_us)
+/* Starts n simulated workers of `slots` slots on k's broker and waits until
+   it counts them all. Returns them, or NULL; the time it took into *reg_s. */
+static pd_simworkers_t *s_workers(s_broker_t *k, int n, int slots, int threads, double *reg_s)
 {
     char why[512];
     pd_simworkers_opts_t o = {.endpoint = k->endpoint, .workers = n, .slots = slots,
@@ -185,80 +235,108 @@ static int s_phase(s_broker_t *k, int n, int slots, int threads, int njobs, int 
     pd_simworkers_t *sim = pd_simworkers_new(&o, why, sizeof why);
     if (!sim) {
         fprintf(stderr, "simulated workers: %s\n", why);
-        return -1;
+        return NULL;
     }
-    double reg = s_wait_workers(k, n, t0, 120);
-    int rc = reg < 0 ? -1 : 0;
-    if (rc == 0 && measure_idle) {
-        f->register_s = reg;
-        printf("  %d workers x %d slots registered in %.2f s\n", n, slots, reg);
-        fflush(stdout);
-        sleep(S_SETTLE_S);
-        f->rss_mb = bench_mem(k->pid).rss;
-        f->idle_pct = s_idle_pct(k->pid, S_IDLE_S, &f->sim_pct);
-        printf("  idle with %d workers: broker %.2f %% of a core (this process %.1f %%); RSS "
-               "%.1f MB (%.1f kB per worker)\n", n, f->idle_pct, f->sim_pct, f->rss_mb,
-               (f->rss_mb - f->rss0_mb) * 1024 / n);
-        fflush(stdout);
-    }
+    if ((*reg_s = s_wait_workers(k, n, t0, 120)) < 0)
+        pd_simworkers_destroy(&sim);
+    return sim;
+}
+
+/* True when the simulated workers saw nothing wrong: no reset (the broker
+   never forgot one), no bad message. */
+static bool s_workers_ok(pd_simworkers_t *sim, const char *label)
+{
+    pd_simworkers_stats_t st;
+    pd_simworkers_stats(sim, &st);
+    if (st.resets || st.bad)
+        fprintf(stderr, "%s: the broker reset %llu simulated workers; %llu bad messages\n",
+                label, (unsigned long long) st.resets, (unsigned long long) st.bad);
+    return !st.resets && !st.bad;
+}
+
+/* One broker with n workers against a second one, started beside it, with
+   2: registration, idle and memory on the first alone, then `rounds`
+   batches on each in turn, so that each round's ratio compares runs made
+   under the same load from elsewhere. */
+static int s_run(bool journal, const char *hb_ms, int n, int slots, int threads, int njobs,
+                 int rounds)
+{
+    s_broker_t big = {.journal = journal, .hb_ms = hb_ms};
+    s_broker_t base = {.journal = journal, .hb_ms = hb_ms};
+    pd_simworkers_t *many = NULL, *two = NULL;
+    s_figures_t f = {0};
+    double *ratio = calloc((size_t) rounds, sizeof *ratio);
     double *xs = calloc((size_t) njobs, sizeof *xs);
     uint64_t *ids = calloc((size_t) njobs, sizeof *ids);
     pd_result_t *res = calloc((size_t) njobs, sizeof *res);
+    f.big = calloc((size_t) rounds, sizeof *f.big);
+    f.base = calloc((size_t) rounds, sizeof *f.base);
     for (int i = 0; i < njobs && xs; i++)
         xs[i] = i;
-    double cpu_s = 0;
+    printf("\nbrokers %s, heartbeat %s ms:\n",
+           journal ? "with their journal (default sync)" : "without journal (--no-journal)",
+           hb_ms ? hb_ms : "1000");
+    int rc = ratio && xs && ids && res && f.big && f.base ? s_broker_start(&big) : -1;
+    if (rc == 0) {
+        f.rss0_mb = bench_mem(big.pid).rss;
+        f.idle0_pct = s_idle_pct(big.pid, S_IDLE0_S, NULL, NULL);
+        printf("  idle with no worker: %.2f %% of a core; RSS %.1f MB\n", f.idle0_pct,
+               f.rss0_mb);
+        fflush(stdout);
+        if (!(many = s_workers(&big, n, slots, threads, &f.register_s)))
+            rc = -1;
+    }
+    if (rc == 0) {
+        printf("  %d workers x %d slots registered in %.2f s\n", n, slots, f.register_s);
+        fflush(stdout);
+        sleep(S_SETTLE_S);
+        f.rss_mb = bench_mem(big.pid).rss;
+        f.idle_pct = s_idle_pct(big.pid, S_IDLE_S, &f.io_pct, &f.sim_pct);
+        printf("  idle with %d workers: broker %.2f %% of a core, of which its ZeroMQ I/O "
+               "thread %.2f %% (this process %.1f %%); RSS %.1f MB (%.1f kB per worker)\n", n,
+               f.idle_pct, f.io_pct, f.sim_pct, f.rss_mb, (f.rss_mb - f.rss0_mb) * 1024 / n);
+        fflush(stdout);
+        double reg2;
+        if (s_broker_start(&base) || !(two = s_workers(&base, 2, slots, 1, &reg2)))
+            rc = -1;
+    }
+    double big_cpu = 0, base_cpu = 0;
     for (int r = 0; r < rounds && rc == 0; r++) {
-        if (!xs || !ids || !res || (rate[r] = s_batch(k, njobs, xs, ids, res, &cpu_s)) < 0)
+        printf("  round %d:\n", r + 1);
+        if ((f.big[r] = s_batch(&big, njobs, xs, ids, res, &big_cpu)) < 0 ||
+            (f.base[r] = s_batch(&base, njobs, xs, ids, res, &base_cpu)) < 0)
             rc = -1;
         else
-            printf("  %d x %d slots, round %d: %.0f jobs/s\n", n, slots, r + 1, rate[r]);
+            printf("    %d x %d slots: %.0f jobs/s; 2 x %d slots: %.0f jobs/s; ratio %.2f\n", n,
+                   slots, f.big[r], slots, f.base[r], f.big[r] / f.base[r]);
+        ratio[r] = rc == 0 ? f.big[r] / f.base[r] : 0;
         fflush(stdout);
     }
-    *cpu_us = cpu_s / ((double) rounds * njobs) * 1e6;
+    if (many && !s_workers_ok(many, "many workers"))
+        rc = -1;
+    if (two && !s_workers_ok(two, "2 workers"))
+        rc = -1;
+    pd_simworkers_destroy(&many);
+    pd_simworkers_destroy(&two);
+    s_broker_stop(&big);
+    s_broker_stop(&base);
+    if (rc == 0) {
+        double rb = median(f.big, rounds), rs = median(f.base, rounds);
+        double rr = median(ratio, rounds);
+        printf("  SUMMARY %s: %d x %d slots: registration %.2f s (target < 10: %s), idle CPU "
+               "%.2f %% of a core (target < 5: %s; %.2f %% with no worker), %.1f kB RSS per "
+               "worker; %d no-op jobs: %.0f jobs/s (broker %.2f µs CPU per job) against %.0f "
+               "jobs/s with 2 x %d slots (%.2f µs); median ratio of rounds %.2f (target >= "
+               "0.50: %s)\n", journal ? "journal" : "no journal", n, slots, f.register_s,
+               f.register_s < 10 ? "met" : "MISSED", f.idle_pct, f.idle_pct < 5 ? "met" : "MISSED",
+               f.idle0_pct, (f.rss_mb - f.rss0_mb) * 1024 / n, njobs, rb,
+               big_cpu / ((double) rounds * njobs) * 1e6, rs, slots,
+               base_cpu / ((double) rounds * njobs) * 1e6, rr, rr >= 0.5 ? "met" : "MISSED");
+    }
+    free(ratio);
     free(xs);
     free(ids);
     free(res);
-    pd_simworkers_stats_t st;
-    pd_simworkers_stats(sim, &st);
-    if (st.resets || st.bad) {
-        fprintf(stderr, "the broker reset %llu simulated workers; %llu bad messages\n",
-                (unsigned long long) st.resets, (unsigned long long) st.bad);
-        rc = -1;
-    }
-    pd_simworkers_destroy(&sim);
-    if (rc == 0 && s_wait_workers(k, 0, now(), 60) < 0)
-        rc = -1;
-    return rc;
-}
-
-static int s_run(s_broker_t *k, int n, int slots, int threads, int njobs, int rounds)
-{
-    s_figures_t f = {0};
-    f.big = calloc((size_t) rounds, sizeof *f.big);
-    f.base = calloc((size_t) rounds, sizeof *f.base);
-    printf("\nbroker %s, heartbeat 1000 ms:\n", k->label);
-    int rc = f.big && f.base ? s_broker_start(k) : -1;
-    if (rc == 0) {
-        f.rss0_mb = bench_mem(k->pid).rss;
-        f.idle0_pct = s_idle_pct(k->pid, S_IDLE0_S, NULL);
-        printf("  idle with no worker: %.2f %% of a core; RSS %.1f MB\n", f.idle0_pct,
-               f.rss0_mb);
-        rc = s_phase(k, n, slots, threads, njobs, rounds, true, &f, f.big, &f.big_cpu_us);
-    }
-    if (rc == 0)
-        rc = s_phase(k, 2, slots, 1, njobs, rounds, false, &f, f.base, &f.base_cpu_us);
-    s_broker_stop(k);
-    if (rc == 0) {
-        double big = median(f.big, rounds), base = median(f.base, rounds);
-        printf("  SUMMARY %s: %d x %d slots: registration %.2f s (target < 10: %s), idle CPU "
-               "%.2f %% of a core (target < 5: %s; %.2f %% with no worker), %.1f kB RSS per "
-               "worker; %d no-op jobs: %.0f jobs/s (broker %.1f µs CPU per job) against %.0f "
-               "jobs/s with 2 x %d slots (%.1f µs), ratio %.2f (target >= 0.50: %s)\n",
-               k->label, n, slots, f.register_s, f.register_s < 10 ? "met" : "MISSED",
-               f.idle_pct, f.idle_pct < 5 ? "met" : "MISSED", f.idle0_pct,
-               (f.rss_mb - f.rss0_mb) * 1024 / n, njobs, big, f.big_cpu_us, base, slots,
-               f.base_cpu_us, big / base, big / base >= 0.5 ? "met" : "MISSED");
-    }
     free(f.big);
     free(f.base);
     return rc;
@@ -266,18 +344,20 @@ static int s_run(s_broker_t *k, int n, int slots, int threads, int njobs, int ro
 
 int main(int argc, char **argv)
 {
-    int pos[4] = {2000, 32, 100000, 3}, npos = 0, threads = 0;
-    const char *only = NULL;
+    int pos[4] = {2000, 32, 100000, 5}, npos = 0, threads = 0;
+    const char *only = NULL, *hb_ms = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--heartbeat-ms") == 0 && i + 1 < argc && atoi(argv[i + 1]) > 0)
+            hb_ms = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (npos < 4 && atoi(argv[i]) > 0)
             pos[npos++] = atoi(argv[i]);
         else {
             fprintf(stderr, "usage: bench_scale [WORKERS (2000)] [SLOTS (32)] [JOBS (100000)] "
-                    "[ROUNDS (3)] [--only none|journal] [--threads T]\n");
+                    "[ROUNDS (5)] [--only none|journal] [--threads T] [--heartbeat-ms MS]\n");
             return 2;
         }
     }
@@ -304,11 +384,9 @@ int main(int argc, char **argv)
         fclose(la);
     printf("%s\n", line);
     int rc = 0;
-    s_broker_t none = {.label = "without journal (--no-journal)"};
-    s_broker_t journal = {.label = "with its journal (default sync)", .journal = true};
     if (!only || strcmp(only, "none") == 0)
-        rc |= s_run(&none, pos[0], pos[1], threads, pos[2], pos[3]);
+        rc |= s_run(false, hb_ms, pos[0], pos[1], threads, pos[2], pos[3]);
     if (!only || strcmp(only, "journal") == 0)
-        rc |= s_run(&journal, pos[0], pos[1], threads, pos[2], pos[3]);
+        rc |= s_run(true, hb_ms, pos[0], pos[1], threads, pos[2], pos[3]);
     return rc ? 1 : 0;
 }

@@ -53,12 +53,11 @@ static inline double median(double *v, int n)
     return v[n / 2];
 }
 
-/* CPU seconds (user + system, all its threads) a process has used so far,
-   or -1. */
-static inline double bench_cpu_s(pid_t pid)
+/* CPU seconds (user + system) so far from a stat file of /proc (a
+   process's, or one thread's: /proc/PID/task/TID/stat), or -1. */
+static inline double bench_stat_cpu_s(const char *path)
 {
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    char line[1024];
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -71,6 +70,15 @@ static inline double bench_cpu_s(pid_t pid)
                      &stime) != 2)
         return -1;
     return (double) (utime + stime) / (double) sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds (user + system, all its threads) a process has used so far,
+   or -1. */
+static inline double bench_cpu_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    return bench_stat_cpu_s(path);
 }
 
 /* Memory of a process from smaps_rollup, in MB: resident, proportional
