@@ -7,7 +7,8 @@
     binds, optionally reports the bound endpoint on --ready-fd (the embedded
     local cluster starts the broker on an ephemeral port and reads it there),
     and runs the loop until SIGINT or SIGTERM. SIGHUP reads the allow-list
-    again.
+    again. Before binding it raises its own open-file limit, one descriptor
+    being held per connected worker and client.
 */
 #include "pd_beacon.h"
 #include "pd_broker.h"
@@ -29,8 +30,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#define S_NOFILE_WANT 65536 /* open files the broker asks for (its systemd unit's LimitNOFILE) */
+#define S_NOFILE_WARN 4096  /* below this, the start says how few peers fit */
+#define S_NOFILE_OWN 64     /* of them, kept for the broker itself (journal, beacon, ZeroMQ) */
+
+/* Each worker and client connected holds one descriptor of the broker's
+   (in ZeroMQ's I/O thread), and a listener that cannot accept for want of
+   one is retried at once by libzmq, so a broker at its limit spends a
+   core refusing connections. Soft limits are often 1,024 under a hard
+   limit far higher: the soft limit is raised towards the hard one (at most
+   S_NOFILE_WANT), and a limit that still holds few peers is said at start. */
+static void s_raise_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > S_NOFILE_WANT ? S_NOFILE_WANT
+                                                                              : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            pd_log_debug("open-file limit raised from %llu to %llu", (unsigned long long) was,
+                         (unsigned long long) want);
+        else
+            rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < S_NOFILE_WARN)
+        pd_log_warn("this broker may open at most %llu files, so about %llu workers and clients "
+                    "can be connected at once (each holds one): raise its hard limit "
+                    "(LimitNOFILE= in its systemd unit, `ulimit -Hn` as root in its shell)",
+                    (unsigned long long) rl.rlim_cur,
+                    (unsigned long long) (rl.rlim_cur > S_NOFILE_OWN ? rl.rlim_cur - S_NOFILE_OWN
+                                                                     : 0));
+}
 
 /* The one broker of this process, for the signal handler only. */
 static pd_broker_t *s_broker;
@@ -545,6 +582,7 @@ int main(int argc, char **argv)
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 
+    s_raise_open_files();
     int err;
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     pd_config_destroy(&cf); /* the broker copied what it keeps */
