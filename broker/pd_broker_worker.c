@@ -550,7 +550,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     msgpack_packer pk;
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "cluster", 7);
+    pd_msg_begin(&pk, "cluster", 8);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);

@@ -257,18 +257,6 @@ static int open_fds(pid_t pid)
     return n;
 }
 
-static int count_lines(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
-}
-
 Test(bounds, noise_and_idle_connections_are_closed_and_logged_within_limits, .timeout = 120)
 {
     pd_harness_start_logged(&h, NULL);
@@ -309,8 +297,6 @@ Test(bounds, noise_and_idle_connections_are_closed_and_logged_within_limits, .ti
     int w = -1, s = -1;
     cr_assert_eq(pd_client_cluster_size(c, &w, &s), 0, "%s", pd_client_error(c));
     /* And its log holds a bounded number of lines about them. */
-    char path[300];
-    snprintf(path, sizeof path, "%s/broker.log", h.dir);
-    int lines = count_lines(path, "refused a connection");
+    int lines = pd_harness_log_count(&h, "broker.log", "refused a connection");
     cr_assert_leq(lines, 25, "%d lines about %d bad connections", lines, IDLE + NOISY);
 }

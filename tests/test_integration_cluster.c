@@ -642,20 +642,6 @@ Test(cluster, a_broker_that_stalls_declares_no_worker_lost)
     pd_results_clear(res, N);
 }
 
-/* Lines of the harness's log file name that hold text. */
-static int count_log_lines(const char *name, const char *text)
-{
-    char path[400], line[4096];
-    snprintf(path, sizeof path, "%s/%s", h.dir, name);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* A broker stopped for 10 s in the middle of a batch, then the broker and
    its workers stopped together (a suspended machine): no worker is lost,
    no attempt is counted (with one attempt allowed, a counted loss would
@@ -705,7 +691,7 @@ Test(cluster, stalls_of_the_broker_and_its_workers_mid_batch_lose_nothing, .time
         snprintf(name, sizeof name, "worker-%d.log", k);
         /* The broker's own 10 s stop is a silence the worker rightly sees
            (once); the suspension of both is not. */
-        cr_assert_leq(count_log_lines(name, "silent for"), 1,
+        cr_assert_leq(pd_harness_log_count(&h, name, "silent for"), 1,
                       "worker %d took the broker for silent after the suspension", k);
         cr_assert(pd_harness_log_has(&h, name, "did not run for", 0),
                   "worker %d did not say it had stalled", k);

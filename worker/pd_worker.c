@@ -116,7 +116,7 @@ void pd_worker_send_ready(pd_worker_t *w)
     pd_packer_init(&pk, &b);
     int gpus = pd_worker_offered_gpus(w);
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 12 : 11) + nslurm);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 13 : 12) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_str(&pk, "platform", pd_plat_name());
     pd_pack_kv_str(&pk, "version", PD_VERSION);
