@@ -290,6 +290,12 @@ void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready)
     }
     if (ready >= total)
         return; /* every credit is filled: the shares are the credits */
+    if (ready == 0) {
+        for (uint32_t i = 0; i < w->span; i++)
+            if (w->w[i])
+                w->w[i]->share = 0;
+        return;
+    }
     /* The lowest level that takes every ready job: f(x) = sum of s_fill
        grows with x. Bisection to a thousandth of a job per slot. */
     double lo = 0, hi = top;
