@@ -185,9 +185,14 @@ static const s_verb_t s_verbs[] = {
      "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
      "                       MODULE (square.cu for square.c) travels with the jobs\n"
      "      --cuda FILE.cu   ship these CUDA kernels with the jobs (implies --gpu)\n"
-     "      --detach         print the job ids and return without waiting\n"
+     "      --detach         print the job ids and return without waiting (the way to\n"
+     "                       leave jobs running)\n"
      "\n"
-     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"},
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
+     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem,\n"
+     "130 after Ctrl-C\n"},
     {"exec", V_EXEC,
      "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
      "\n"
@@ -209,8 +214,11 @@ static const s_verb_t s_verbs[] = {
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
      "\n"
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
      "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
-     "255 for bad usage, unreadable input or a broker problem\n"},
+     "255 for bad usage, unreadable input or a broker problem; 130 after Ctrl-C\n"},
     {"task", V_TASK,
      "usage: playdoh-submit [GLOBAL OPTIONS] task [OPTIONS] MODULE FUNCTION --nodes N\n"
      "\n"
@@ -237,9 +245,11 @@ static const s_verb_t s_verbs[] = {
      "      --detach         print the task's id (t17) and return without waiting\n"
      "\n"
      "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
+     "Ctrl-C stops the task (its nodes see pd_node_stopping() and return what they have)\n"
+     "and prints their results; a second Ctrl-C cancels it.\n"
      "\n"
      "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
-     "(for instance a task of more nodes than the cluster has slots)\n"},
+     "(for instance a task of more nodes than the cluster has slots), 130 after Ctrl-C\n"},
     {"optimize", V_OPTIM,
      "usage: playdoh-submit [GLOBAL OPTIONS] optimize [OPTIONS] MODULE FITNESS --algo A\n"
      "           --bounds FILE|LO:HI (--budget EVALS | --iterations N) [--target F]\n"
