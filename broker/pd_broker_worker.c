@@ -460,6 +460,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         /* GPU jobs' run times say nothing of the CPU slots' depth. */
         if (!job->gpu)
             pd_worker_observe(wk, us);
+        wk->progress_ms = b->now_ms;
         pd_worker_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
@@ -748,6 +749,8 @@ static bool s_fits(void *user, const pd_job_t *job)
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
 {
     s_fits_t fits = {b, wk, false};
+    if (wk->ninflight == 0)
+        wk->progress_ms = b->now_ms; /* idle until now: nothing is overdue */
     uint32_t want = pd_worker_credit(wk, cls);
     if (want > wk->share)
         want = wk->share;

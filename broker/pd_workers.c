@@ -357,7 +357,8 @@ pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int
             continue;
         /* GPU jobs' run times are not measured: always worth it. */
         double us = cls == PD_JOBS_GPU ? -1 : wk->ewma_us;
-        if (us >= 0 && us * queued / (slots ? slots : 1) < PD_WORKERS_STEAL_MIN_US)
+        bool stuck = (double) (now_ms - wk->progress_ms) * 1000.0 >= PD_WORKERS_STEAL_MIN_US;
+        if (us >= 0 && us * queued / (slots ? slots : 1) < PD_WORKERS_STEAL_MIN_US && !stuck)
             continue;
         most = queued;
         best = wk;

@@ -81,6 +81,7 @@ typedef struct {
     uint32_t gnodes;                   /* GPU slots held by nodes of GPU tasks */
     uint32_t share;                    /* jobs it may get in this dispatch (pd_workers_share) */
     int64_t steal_at;                  /* ms of the `steal` not answered yet (0: none) */
+    int64_t progress_ms;               /* ms of its last result, or of a job sent to it idle */
     uint64_t stolen;                   /* jobs it gave back for idle slots elsewhere */
 } pd_worker_t;
 
@@ -164,9 +165,11 @@ pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls);
 uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls);
 /* The worker with the most jobs of class cls queued beyond its slots (in
    flight past its free slots) worth taking back: their wait, at its
-   measured run time, is at least PD_WORKERS_STEAL_MIN_US per slot (or no
-   run time is measured yet), and no steal is outstanding there at now_ms
-   (steal_at 0, or older than retry_ms). Sets *n to its queued jobs and
+   measured run time, is at least PD_WORKERS_STEAL_MIN_US per slot, or no
+   run time is measured yet, or it has returned nothing for that long (its
+   measure is of other jobs: a batch of 3 s jobs after tiny ones); and no
+   steal is outstanding there at now_ms (steal_at 0, or older than
+   retry_ms). Sets *n to its queued jobs and
    returns it, or NULL when none. A worker with queued jobs has no idle
    slot: the slots pd_workers_idle_slots counts are other workers'. The
    caller sets steal_at of the worker it asks. */

@@ -213,9 +213,13 @@ Test(unit_workers, queued_jobs_are_stolen_only_for_an_idle_slot_and_when_worth_i
     cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1500, 500, &n), a);
     a->steal_at = 0;
     /* Jobs measured short are not worth a round trip: five of 1 ms wait
-       5 ms, under PD_WORKERS_STEAL_MIN_US. */
+       5 ms, under PD_WORKERS_STEAL_MIN_US... */
     pd_worker_observe(a, 1000);
-    cr_assert_null(pd_workers_steal_from(ws, PD_JOBS_CPU, 1000, 500, &n));
+    a->progress_ms = 1000;
+    cr_assert_null(pd_workers_steal_from(ws, PD_JOBS_CPU, 1005, 500, &n));
+    /* ...unless the worker has returned nothing for that long: the jobs
+       measured were others (tiny ones before a batch of long ones). */
+    cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1000 + 10, 500, &n), a);
     /* Long ones are. */
     for (int i = 0; i < 50; i++)
         pd_worker_observe(a, 1000000);
