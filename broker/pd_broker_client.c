@@ -699,6 +699,18 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- status ------------------------------------------------------------ */
 
+/* Writes the state of every id of rg, in order, into st (rg.total bytes):
+   the one source of a job's state for `status` and for `fetch` with
+   `states`. Returns rg.total. */
+static size_t s_states(pd_broker_t *b, const pd_ranges_t *rg, uint8_t *st)
+{
+    size_t k = 0;
+    for (uint32_t i = 0; i < rg->n; i++)
+        for (uint64_t c = 0; c < rg->r[i][1]; c++)
+            st[k++] = pd_jobs_state(b->jobs, rg->r[i][0] + c);
+    return k;
+}
+
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
@@ -715,10 +727,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         snprintf(o->why, sizeof o->why, "the broker is out of memory");
         return PD_ENOMEM;
     }
-    size_t k = 0;
-    for (uint32_t i = 0; i < rg.n; i++)
-        for (uint64_t c = 0; c < rg.r[i][1]; c++)
-            st[k++] = pd_jobs_state(b->jobs, rg.r[i][0] + c);
+    size_t k = s_states(b, &rg, st);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "states", 2);
@@ -746,16 +755,20 @@ static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
 }
 
 /* Packs `results` for the final or unknown jobs among rg into b->out (at
-   most max, and about PD_BROKER_REPLY_BYTES). Returns how many. When none
-   was found and keep_empty is false, b->out is left empty. */
+   most max, and about PD_BROKER_REPLY_BYTES); with st (rg->total bytes,
+   s_states), also the state of every id of rg, read at the same moment.
+   Returns how many results. When none was found and keep_empty is false,
+   b->out is left empty. */
 static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg, uint64_t max,
-                             bool keep_empty)
+                             bool keep_empty, const uint8_t *st)
 {
     msgpack_packer pk;
     pd_jobs_seal(b->jobs);
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "results", 2);
+    pd_msg_begin(&pk, "results", st ? 3 : 2);
+    if (st)
+        pd_pack_kv_bin(&pk, "st", st, rg->total);
     pd_pack_kv_uint(&pk, "req", req);
     pd_pack_cstr(&pk, "res");
     size_t at = s_array_placeholder(&b->out);
@@ -799,9 +812,13 @@ full:
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t wait_ms = 0, max = PD_BROKER_FETCH_MAX;
+    bool states = false;
     int rc;
-    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)))
+    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)) ||
+        (pd_msg_has(m, "states") && (rc = pd_msg_bool(m, "states", &states))))
         return s_why(m, o, rc);
+    if (states)
+        wait_ms = 0; /* a snapshot: answered at once */
     if (max == 0)
         max = PD_BROKER_FETCH_MAX;
     if (wait_ms > 86400000)
@@ -814,7 +831,16 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_ranges_free(&rg);
         return rc;
     }
-    uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
+    uint8_t *st = states ? malloc(rg.total ? rg.total : 1) : NULL;
+    if (states && !st) {
+        pd_ranges_free(&rg);
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    if (st)
+        s_states(b, &rg, st);
+    uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0, st);
+    free(st);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
         pd_broker_send_now(b, o->rid, o->ridlen); /* never waits for the disk */
@@ -852,7 +878,7 @@ void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
             i++;
             continue;
         }
-        if (s_fetch_pack(b, p->req, &p->ids, p->max, false) == 0) {
+        if (s_fetch_pack(b, p->req, &p->ids, p->max, false, NULL) == 0) {
             i++; /* none of its results may be shown yet */
             continue;
         }
@@ -905,7 +931,7 @@ int64_t pd_broker_expire_parked(pd_broker_t *b)
     for (uint32_t i = 0; i < b->nparked;) {
         pd_parked_t *p = &b->parked[i];
         if (p->deadline <= b->now_ms) {
-            s_fetch_pack(b, p->req, &p->ids, p->max, true);
+            s_fetch_pack(b, p->req, &p->ids, p->max, true, NULL);
             pd_broker_send_now(b, p->rid, p->ridlen);
             s_unpark(b, i);
             continue;

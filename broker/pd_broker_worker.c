@@ -306,6 +306,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
            dropped, so its jobs go back without counting an attempt. */
         uint32_t requeued;
         s_release_jobs(b, wk, false, &requeued);
+        wk->steal_at = 0; /* its answer, if any, is stale */
         pd_worker_clear_mods(wk);
         pd_broker_tasks_worker_gone(b, wk, "registered again after losing the broker");
         pd_log_info("worker %s registered again: %u jobs requeued",
@@ -470,6 +471,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         /* GPU jobs' run times say nothing of the CPU slots' depth. */
         if (!job->gpu)
             pd_worker_observe(wk, us);
+        wk->progress_ms = b->now_ms;
         pd_worker_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
@@ -504,8 +506,11 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
 {
     pd_rd_t r;
     uint32_t n;
-    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
-        snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt]");
+    bool stolen = false;
+    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n) ||
+        (pd_msg_has(m, "stolen") && pd_msg_bool(m, "stolen", &stolen))) {
+        snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt] "
+                 "(and 'stolen', when present, a bool)");
         return PD_EPROTO;
     }
     pd_rd_t check = r;
@@ -535,8 +540,16 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
         pd_jobs_requeue(b->jobs, id, false, wk->host);
         back++;
     }
-    wk->requeued += back;
     char label[160];
+    if (stolen) {
+        /* The answer to `steal`: the jobs it had not started. */
+        wk->steal_at = 0;
+        wk->stolen += back;
+        pd_log_debug("worker %s gave back %u queued jobs for idle slots elsewhere",
+                     s_label(wk, label, sizeof label), back);
+        return 0;
+    }
+    wk->requeued += back;
     pd_log_info("worker %s handed back %u jobs (its owner took slots back); requeued",
                 s_label(wk, label, sizeof label), back);
     return 0;
@@ -760,7 +773,11 @@ static bool s_fits(void *user, const pd_job_t *job)
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
 {
     s_fits_t fits = {b, wk, false};
+    if (wk->ninflight == 0)
+        wk->progress_ms = b->now_ms; /* idle until now: nothing is overdue */
     uint32_t want = pd_worker_credit(wk, cls);
+    if (want > wk->share)
+        want = wk->share;
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
     pd_buf_reset(&b->out);
@@ -866,23 +883,30 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         s_worker_gone(b, wk, true, "its connection is gone");
     else if (n > 0)
         wk->last_send = b->now_ms;
+    if (n > 0)
+        wk->share -= n < wk->share ? n : wk->share;
     *passed = fits.passed;
     return n;
 }
 
-void pd_broker_dispatch(pd_broker_t *b)
+/* Sends queued jobs of class cls to the workers with credit, each its share
+   (pd_workers_share) first, then, for what is left (jobs for a platform
+   whose workers took less than their share), whole credits. */
+static void s_dispatch_class(pd_broker_t *b, int cls)
 {
-    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
-    pd_broker_place_tasks(b);
-    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+    pd_workers_share(b->workers, cls, pd_jobs_queued_in(b->jobs, cls));
+    for (int pass = 0; pass < 2; pass++) {
         /* A worker may get nothing while jobs wait for another platform:
            the others with credit are asked before giving up. */
         uint32_t idle = 0, span = pd_workers_span(b->workers);
         while (idle < span && pd_jobs_ready(b->jobs, cls)) {
-            pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);
+            pd_worker_t *wk = pass == 0 ? pd_workers_next_with_share(b->workers, cls)
+                                        : pd_workers_next_with_credit(b->workers, cls);
             bool passed = false;
             if (!wk)
                 break;
+            if (pass == 1)
+                wk->share = pd_worker_credit(wk, cls);
             if (s_send_run(b, wk, cls, &passed))
                 idle = 0;
             else if (passed)
@@ -890,6 +914,55 @@ void pd_broker_dispatch(pd_broker_t *b)
             else
                 break;
         }
+    }
+}
+
+/* Sends `steal {n, gpu}`: give back up to n jobs of that class queued and
+   not started. The answer is a `requeue` with `stolen: true`. */
+static void s_send_steal(pd_broker_t *b, pd_worker_t *wk, int cls, uint32_t n)
+{
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "steal", 2);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_pack_cstr(&pk, "gpu");
+    if (cls == PD_JOBS_GPU)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+        wk->last_send = b->now_ms;
+    pd_buf_reset(&b->aux);
+    wk->steal_at = b->now_ms; /* even unsent: asked again after a heartbeat */
+    char label[160];
+    pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
+                 s_label(wk, label, sizeof label), n, cls == PD_JOBS_GPU ? "GPU " : "");
+}
+
+/* Work stealing: nothing of class cls waits here while slots idle, so the
+   jobs queued at busy workers are asked back, the most loaded first, until
+   the idle slots are covered. */
+static void s_steal(pd_broker_t *b, int cls)
+{
+    if (pd_jobs_queued_in(b->jobs, cls) > 0)
+        return;
+    uint32_t idle = pd_workers_idle_slots(b->workers, cls), n;
+    pd_worker_t *wk;
+    while (idle > 0 && (wk = pd_workers_steal_from(b->workers, cls, b->now_ms,
+                                                    (int64_t) b->cfg.hb_ms, &n)) != NULL) {
+        s_send_steal(b, wk, cls, n);
+        idle = n >= idle ? 0 : idle - n;
+    }
+}
+
+void pd_broker_dispatch(pd_broker_t *b)
+{
+    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
+    pd_broker_place_tasks(b);
+    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+        s_dispatch_class(b, cls);
+        s_steal(b, cls);
     }
 }
 

@@ -1851,6 +1851,85 @@ static size_t s_store(pd_rd_t *r, const s_slot_t *order, size_t n, pd_result_t *
     return newly;
 }
 
+/* Sets every result that pd_fetch's wait left not final to the state the
+   broker holds for that job (queued or running: the one `status` reads),
+   taking in the same reply any result that ended meanwhile, so that a job
+   is never shown queued while the broker has it running. pending has room
+   for n ids. Returns 0 or an error. */
+static int s_fetch_states(pd_client_t *c, const s_slot_t *order, size_t n, pd_result_t *results,
+                          uint64_t *pending, size_t *ended)
+{
+    uint8_t *told = calloc(n ? n : 1, 1); /* by position in order: state given */
+    if (!told)
+        return s_fail(c, PD_ENOMEM, "out of memory for %zu results", n);
+    int rc = 0;
+    for (;;) {
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!told[i] && !pd_job_state_final(results[order[i].index].state) &&
+                (np == 0 || pending[np - 1] != order[i].id))
+                pending[np++] = order[i].id;
+        if (np == 0)
+            break;
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, "fetch", 4);
+        pd_pack_kv_uint(&pk, "wait_ms", 0);
+        pd_pack_kv_uint(&pk, "max", 10000);
+        pd_pack_cstr(&pk, "states");
+        msgpack_pack_true(&pk);
+        pd_pack_cstr(&pk, "ids");
+        size_t take = s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
+        pd_msg_t m;
+        if ((rc = s_call_idem(c, req, "results", &m, 0, c->timeout_ms)) != 0)
+            break;
+        const void *stv;
+        uint32_t sl;
+        pd_rd_t r;
+        uint32_t nres;
+        if (pd_msg_bytes(&m, "st", &stv, &sl) || sl != take || pd_msg_rd(&m, "res", &r) ||
+            pd_rd_array(&r, &nres)) {
+            /* An older broker sends no states: the jobs stay queued. */
+            if (!pd_msg_has(&m, "st"))
+                break;
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+            break;
+        }
+        int bad = 0;
+        size_t progress = 0;
+        for (uint32_t i = 0; i < nres && !bad; i++) {
+            size_t k = s_store(&r, order, n, results, &bad);
+            *ended += k;
+            progress += k;
+        }
+        if (bad) {
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
+            break;
+        }
+        const uint8_t *st = stv;
+        for (size_t k = 0, i = 0; k < take; k++) {
+            while (i < n && order[i].id < pending[k])
+                i++;
+            for (; i < n && order[i].id == pending[k]; i++) {
+                pd_result_t *res = &results[order[i].index];
+                if (pd_job_state_final(res->state))
+                    continue;
+                /* A final state whose result the reply did not carry (over
+                   its size, or a cancellation not on disk yet) is asked
+                   again, as long as each pass brings something. */
+                if (st[k] == PD_JOB_QUEUED || st[k] == PD_JOB_RUNNING) {
+                    res->state = (pd_job_state_t) st[k];
+                    told[i] = 1;
+                    progress++;
+                }
+            }
+        }
+        if (progress == 0)
+            break;
+    }
+    free(told);
+    return rc;
+}
+
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user)
 {
@@ -1916,6 +1995,8 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         if (nres == 0 && s_now_ms() >= deadline)
             break;
     }
+    if (rc == 0)
+        rc = s_fetch_states(c, order, n, results, pending, &ended);
     free(order);
     free(pending);
     return rc ? rc : (long) ended;

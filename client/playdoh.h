@@ -428,7 +428,9 @@ typedef struct {
 } pd_result_t;
 
 /* Waits up to timeout_ms (-1: for ever, 0: no wait) for the jobs to end and
-   fills results[i] for ids[i]. Returns the number of jobs that ended (n when
+   fills results[i] for ids[i]. A job that has not ended gets the state the
+   broker holds for it, queued or running (as pd_status says), read in the
+   same reply as the results. Returns the number of jobs that ended (n when
    all did) or an error. Results stay at the broker until pd_release. Free the
    entries with pd_results_clear. progress, if not NULL, is called after each
    batch of results arrives with the count ended so far. */

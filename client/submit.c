@@ -50,6 +50,7 @@
 #define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
 #define S_RELEASE_BATCH 4096
 #define S_LOOPBACK_CONNECT_MS 500 /* the wait for the loopback default broker's welcome */
+#define S_INTERRUPT_POLL_MS 200 /* the longest wait between two looks for Ctrl-C */
 
 /* ---- verbs and their options --------------------------------------------- */
 
@@ -200,9 +201,14 @@ static const s_verb_t s_verbs[] = {
      "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
      "                       MODULE (square.cu for square.c) travels with the jobs\n"
      "      --cuda FILE.cu   ship these CUDA kernels with the jobs (implies --gpu)\n"
-     "      --detach         print the job ids and return without waiting\n"
+     "      --detach         print the job ids and return without waiting (the way to\n"
+     "                       leave jobs running)\n"
      "\n"
-     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"},
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
+     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem,\n"
+     "130 after Ctrl-C\n"},
     {"exec", V_EXEC,
      "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
      "\n"
@@ -232,8 +238,11 @@ static const s_verb_t s_verbs[] = {
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
      "\n"
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
      "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
-     "255 for bad usage, unreadable input or a broker problem\n"},
+     "255 for bad usage, unreadable input or a broker problem; 130 after Ctrl-C\n"},
     {"task", V_TASK,
      "usage: playdoh-submit [GLOBAL OPTIONS] task [OPTIONS] MODULE FUNCTION --nodes N\n"
      "\n"
@@ -260,9 +269,11 @@ static const s_verb_t s_verbs[] = {
      "      --detach         print the task's id (t17) and return without waiting\n"
      "\n"
      "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
+     "Ctrl-C stops the task (its nodes see pd_node_stopping() and return what they have)\n"
+     "and prints their results; a second Ctrl-C cancels it.\n"
      "\n"
      "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
-     "(for instance a task of more nodes than the cluster has slots)\n"},
+     "(for instance a task of more nodes than the cluster has slots), 130 after Ctrl-C\n"},
     {"optimize", V_OPTIM,
      "usage: playdoh-submit [GLOBAL OPTIONS] optimize [OPTIONS] MODULE FITNESS --algo A\n"
      "           --bounds FILE|LO:HI (--budget EVALS | --iterations N) [--target F]\n"
@@ -1064,8 +1075,37 @@ static void s_release_flush(pd_client_t *c, uint64_t *rel, size_t *nrel)
     *nrel = 0;
 }
 
+static int s_u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+/* Hands out ids[i] (still pending when Ctrl-C stopped the collect) as
+   cancelled: a result of state cancelled, code PD_ECANCELLED, no value. */
+static void s_emit_cancelled(pd_submit_emit_fn *emit, void *user, size_t i, uint64_t id)
+{
+    pd_result_t r = {.id = id, .state = PD_JOB_CANCELLED, .code = PD_ECANCELLED};
+    if (emit)
+        emit(user, i, &r);
+}
+
+/* After Ctrl-C: cancels the jobs still pending at the broker. list has
+   room for every pending id (it is scratch). */
+static void s_cancel_pending(pd_client_t *c, const s_pending_t *pend, uint64_t *list)
+{
+    size_t k = 0;
+    for (size_t i = pend->head; i < pend->n; i++)
+        if (pend->ids[i])
+            list[k++] = pend->ids[i];
+    long rc = k ? pd_cancel(c, list, k) : 0;
+    if (rc < 0)
+        fprintf(stderr, "playdoh-submit: could not cancel the %zu jobs not done: %s\n", k,
+                pd_client_error(c));
+}
+
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar,
+                      bool keep_order, bool release, bool interruptible, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed)
 {
     pd_client_t *c = s->c;
@@ -1076,6 +1116,9 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
     pd_result_t **held = keep_order ? calloc(n ? n : 1, sizeof *held) : NULL;
     pd_result_t *batch = calloc(PD_FETCH_ANY_MAX, sizeof *batch);
     uint64_t *rel = malloc(S_RELEASE_BATCH * sizeof *rel);
+    bool stopping = false;      /* Ctrl-C came: the jobs not done are cancelled */
+    uint64_t *cancelled = NULL; /* then: the ids shown cancelled */
+    size_t ncancel = 0;
     int rc = 0;
     if (!pos || !pend.ids || !query || (keep_order && !held) || !batch || !rel) {
         fprintf(stderr, "playdoh-submit: out of memory following %zu jobs\n", n);
@@ -1092,8 +1135,31 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
     long long deadline_ms = timeout_ms;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* Ctrl-C: the first cancels the jobs not done, prints what ended and
+       stops; the second (the default action is back by then) exits at
+       once. */
+    if (interruptible)
+        pd_plat_catch_interrupt(true);
     while (pend.live > 0) {
         int wait = bar ? 500 : 5000;
+        if (interruptible && wait > S_INTERRUPT_POLL_MS)
+            wait = S_INTERRUPT_POLL_MS;
+        if (interruptible && !stopping && pd_plat_interrupt_taken()) {
+            stopping = true;
+            pd_progress_hide(bar);
+            pd_plat_catch_interrupt(false);
+            fprintf(stderr, "playdoh-submit: interrupted: cancelling the %zu jobs not done "
+                    "(Ctrl-C again to quit at once)\n", pend.live);
+            cancelled = malloc((n ? n : 1) * sizeof *cancelled);
+            if (!cancelled) {
+                fprintf(stderr, "playdoh-submit: out of memory stopping %zu jobs\n", n);
+                rc = PD_ENOMEM;
+                goto out;
+            }
+            s_cancel_pending(c, &pend, cancelled);
+        }
+        if (stopping)
+            wait = 0; /* what ended is in, or is cancelled */
         if (timeout_ms >= 0) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
@@ -1126,6 +1192,8 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
             s_pending_drop(&pend, (size_t) (p - pos));
             if (r->state == PD_JOB_DONE)
                 (*done)++;
+            else if (stopping && r->state == PD_JOB_CANCELLED)
+                cancelled[ncancel++] = r->id;
             else
                 (*failed)++;
             if (keep_order) {
@@ -1172,13 +1240,56 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
         }
         if (emitted)
             fflush(stdout);
-        pd_progress_update(bar, *done, *failed, emitted);
+        if (!stopping)
+            pd_progress_update(bar, *done, *failed, emitted);
         if (got == 0 && wait == 0)
             break; /* the wait ran out */
+    }
+    if (stopping && rc == 0) {
+        /* In input order: what ended and waits for its turn, and a
+           cancelled mark for each job not done. */
+        for (size_t i = keep_order ? cursor : 0; i < n; i++) {
+            pd_result_t *r = keep_order ? held[i] : NULL;
+            if (r) {
+                if (emit)
+                    emit(user, i, r);
+                if (release)
+                    rel[nrel++] = r->id;
+                pd_results_clear(r, 1);
+                free(r);
+                held[i] = NULL;
+            } else {
+                s_pos_t key = {ids[i], 0};
+                s_pos_t *p = bsearch(&key, pos, n, sizeof *pos, s_pos_cmp);
+                if (!p || !pend.ids[p - pos])
+                    continue; /* ended, and already handed out */
+                s_emit_cancelled(emit, user, i, ids[i]);
+                cancelled[ncancel++] = ids[i];
+                if (release)
+                    rel[nrel++] = ids[i];
+            }
+            if (nrel == S_RELEASE_BATCH)
+                s_release_flush(c, rel, &nrel);
+        }
+        fflush(stdout);
+        fprintf(stderr, "playdoh-submit: interrupted: %zu of %zu jobs ended and are printed "
+                "(%zu done, %zu failed); %zu cancelled, with ids: ", *done + *failed, n, *done,
+                *failed, ncancel);
+        qsort(cancelled, ncancel, sizeof *cancelled, s_u64_cmp);
+        if (ncancel)
+            pd_submit_print_ranges(stderr, cancelled, ncancel);
+        else
+            fprintf(stderr, "none\n");
+        fprintf(stderr, "playdoh-submit: (--detach leaves jobs running: results, status and "
+                "cancel take their ids later)\n");
+        rc = PD_ECANCELLED;
     }
     if (release)
         s_release_flush(c, rel, &nrel);
 out:
+    if (interruptible)
+        pd_plat_catch_interrupt(false);
+    free(cancelled);
     if (held) {
         for (size_t i = 0; i < n; i++)
             if (held[i]) {
@@ -1299,7 +1410,9 @@ typedef struct {
 static void s_map_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_map_print_t *p = user;
-    if (r->state == PD_JOB_DONE) {
+    if (r->state == PD_JOB_CANCELLED) {
+        pd_submit_put_cancelled(&p->out, r->id);
+    } else if (r->state == PD_JOB_DONE) {
         pd_msgpack_to_json(r->value, r->len, &p->out);
         s_put(&p->out, "\n");
     } else {
@@ -1506,13 +1619,16 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&pr.out);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
+    rc = pd_submit_collect(s, ids, n, -1, true, true, true, bar, s_map_emit, &pr, &done,
+                           &failed);
     s_flush(&pr.out);
     pd_buf_free(&pr.out);
     if (!rc)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
     free(ids);
+    if (rc == PD_ECANCELLED)
+        return PD_SUBMIT_INTERRUPTED;
     if (rc)
         return 3;
     if (failed) {
@@ -1599,11 +1715,6 @@ static int s_verb_results(pd_submit_t *s, int argc, char **argv)
     return exit_code;
 }
 
-static int s_u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-    return x < y ? -1 : x > y;
-}
 
 static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
 {
@@ -1629,7 +1740,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, NULL, NULL, &done,
+    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, false, bar, NULL, NULL, &done,
                            &failed);
     if (!rc)
         pd_progress_finish(bar);
@@ -2005,6 +2116,13 @@ int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n)
 }
 
 void pd_submit_put_json_str(pd_buf_t *out, const char *str) { s_put_json_str(out, str); }
+
+void pd_submit_put_cancelled(pd_buf_t *out, uint64_t id)
+{
+    char line[64];
+    snprintf(line, sizeof line, "{\"cancelled\":true,\"job\":%" PRIu64 "}\n", id);
+    s_put(out, line);
+}
 
 int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n)
 {

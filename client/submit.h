@@ -113,9 +113,14 @@ typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
    not NULL): in input order when keep_order, else as it ends. With release,
    the broker forgets each job once emitted. The bar (may be NULL) is updated
    and erased before emit writes anything. Sets *done and *failed (failed,
-   cancelled or unknown). Returns 0, or a PD_E* code after printing why. */
+   cancelled or unknown). With interruptible, the first Ctrl-C cancels the
+   jobs not done, hands out what ended (in input order with keep_order) and
+   each other job as cancelled (state cancelled, code PD_ECANCELLED), says
+   so with their ids on standard error and returns PD_ECANCELLED; a second
+   Ctrl-C ends the program. Returns 0, or a PD_E* code after printing why. */
+#define PD_SUBMIT_INTERRUPTED 130 /* the exit status after Ctrl-C, as a shell's */
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar,
+                      bool keep_order, bool release, bool interruptible, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);
 
 /* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */
@@ -156,6 +161,9 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
 int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);
 /* Appends a string as JSON text. */
 void pd_submit_put_json_str(pd_buf_t *out, const char *str);
+/* Appends the line a job cancelled before it ended prints in place of its
+   result: {"cancelled":true,"job":ID}. */
+void pd_submit_put_cancelled(pd_buf_t *out, uint64_t id);
 /* Parses job ids and ranges (17, 1-1000). Returns 0, or 2 after printing why. */
 int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n);
 

@@ -117,6 +117,15 @@ typedef struct {
 static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_exec_print_t *p = user;
+    if (r->state == PD_JOB_CANCELLED) {
+        /* Cancelled before it ran (Ctrl-C, or `cancel`): a mark, and a line
+           in the job log. */
+        pd_buf_t out;
+        pd_buf_init(&out);
+        pd_submit_put_cancelled(&out, r->id);
+        fwrite(out.data, 1, out.len, stdout);
+        pd_buf_free(&out);
+    }
     pd_exec_result_t x;
     bool ran = pd_result_exec(r, &x) == 0;
     if (ran) {
@@ -134,7 +143,7 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
                     (unsigned long long) x.out_dropped, (unsigned long long) x.err_dropped);
         }
     }
-    if (r->state != PD_JOB_DONE && !p->s->o.quiet) {
+    if (r->state != PD_JOB_DONE && r->state != PD_JOB_CANCELLED && !p->s->o.quiet) {
         fflush(stdout);
         fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
                 index + 1, s_cmd(p->cmds, index),
@@ -255,13 +264,15 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
     s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog};
     pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, bar, s_exec_emit, &pr,
-                              &done, &failed);
+    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, true, bar, s_exec_emit,
+                              &pr, &done, &failed);
     fflush(stdout);
     if (!e)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
-    if (e) {
+    if (e == PD_ECANCELLED) {
+        rc = PD_SUBMIT_INTERRUPTED;
+    } else if (e) {
         rc = S_ERROR;
     } else {
         if (failed && !s->o.quiet)

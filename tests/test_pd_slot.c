@@ -492,6 +492,12 @@ Test(unit, adaptive_group_size)
     cr_assert_eq(pd_slot_send(s, g, 8), 0);
     pump(s, 8);
     cr_expect_gt(pd_slot_group_size(s), 8, "microsecond jobs go in groups");
+    /* ...of that function: another one's run time is not known. */
+    pd_job_t *sq = job_double(99, "square", 1, 0), *other = job_double(98, "nap", 1, 0);
+    cr_expect(pd_slot_knows(s, sq));
+    cr_expect_not(pd_slot_knows(s, other), "measured on squares, not naps");
+    pd_job_destroy(&sq);
+    pd_job_destroy(&other);
     send1(s, job_double(9, "nap", 0.02, 0));
     pump(s, 9);
     send1(s, job_double(10, "nap", 0.02, 0));

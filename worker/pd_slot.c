@@ -87,6 +87,8 @@ struct pd_slot {
                               job, the jobs sent ahead come back (pd_slot_finish) */
     size_t finish_at;      /* ... once cur reaches this */
     double avg_us;         /* moving average of job run times; 0 = unknown */
+    char avg_mod[65];      /* ... of jobs of this module ("" = none yet) */
+    char avg_fn[128];      /* ... and this function */
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
     size_t rcap;           /* capacity of rbuf */
@@ -298,6 +300,11 @@ bool pd_slot_can_take(pd_slot_t *s)
 bool pd_slot_unavailable(pd_slot_t *s) { return s->start_failures >= PD_SLOT_START_TRIES; }
 int pd_slot_start_failures(pd_slot_t *s) { return s->start_failures; }
 int pd_slot_pid(pd_slot_t *s) { return (int) s->pid; }
+
+bool pd_slot_knows(pd_slot_t *s, const pd_job_t *job)
+{
+    return strcmp(s->avg_mod, job->mod) == 0 && strcmp(s->avg_fn, job->fn) == 0;
+}
 
 size_t pd_slot_group_size(pd_slot_t *s)
 {
@@ -653,9 +660,16 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     uint64_t us = rep.us;
     pd_job_t *job = s->group[s->cur];
     s->sink.result(s->sink.user, job, rep.ok, rep.val, rep.vlen, us);
+    if (!pd_slot_knows(s, job)) {
+        /* Another function: the measure starts over. */
+        snprintf(s->avg_mod, sizeof s->avg_mod, "%s", job->mod);
+        snprintf(s->avg_fn, sizeof s->avg_fn, "%s", job->fn);
+        s->avg_us = 0;
+    }
     pd_job_destroy(&s->group[s->cur]);
     s->cur++;
-    s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * (double) us : (double) us;
+    double x = us < 1 ? 1.0 : (double) us; /* measured: 1 µs at least (0 means unknown) */
+    s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * x : x;
     if (s->cur == s->ngroup)
         s_drop_group(s);
     else

@@ -184,8 +184,14 @@ bool pd_slot_can_take(pd_slot_t *s);
    and the jobs after it in its group (sent ahead) come back unstarted
    through sink.requeue; then the slot stays dead (pd_slot_retire). */
 void pd_slot_finish(pd_slot_t *s);
-/* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX). */
+/* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX), by
+   the run times measured on this slot. */
 size_t pd_slot_group_size(pd_slot_t *s);
+/* True when the run times the slot measured are of job's module and
+   function: only then do they say how long job takes (a batch of long jobs
+   after tiny ones must not go to one slot as one group, where no other
+   slot or worker could take them). */
+bool pd_slot_knows(pd_slot_t *s, const pd_job_t *job);
 /* The child's pid, or 0 while it is being restarted. */
 int pd_slot_pid(pd_slot_t *s);
 

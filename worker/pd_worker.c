@@ -253,6 +253,8 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
         s_on_welcome(w, &m);
     else if (pd_msg_is(&m, "cancel"))
         pd_worker_on_cancel(w, &m);
+    else if (pd_msg_is(&m, "steal"))
+        pd_worker_on_steal(w, &m);
     else if (pd_msg_is(&m, "reset"))
         s_reset(w);
     else if (pd_msg_is(&m, "node_start"))

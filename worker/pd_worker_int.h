@@ -184,6 +184,11 @@ void pd_worker_flush(pd_worker_t *w);
    counted), in messages of a bounded number of jobs; why goes to the
    log. */
 void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char *why);
+/* `steal {n, gpu}`: the broker has slots idle elsewhere; up to n jobs of
+   the queue (CPU, or GPU with gpu true) that no slot has started go back
+   to it, the last ones, in a `requeue` with `stolen: true` (sent even when
+   none is left, as the answer). */
+void pd_worker_on_steal(pd_worker_t *w, const pd_msg_t *m);
 /* Hands every job queued here, CPU and GPU, back to the broker. */
 void pd_worker_give_back(pd_worker_t *w, const char *why);
 /* The sink of every slot: results into the `done` batch, requeued jobs to

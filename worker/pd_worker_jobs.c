@@ -9,7 +9,8 @@
     `shr_drop` keep the shared data). The slots' results, and the refusals
     of jobs that never reached a slot, are batched into `done` messages;
     jobs handed back (the owner's limit, the idle policy) leave in
-    `requeue` messages, no attempt counted.
+    `requeue` messages, no attempt counted, and so do the queued jobs the
+    broker asks back (`steal`) for slots idle on other workers.
 */
 #include "pd_worker_int.h"
 #include "pd_error.h"
@@ -56,6 +57,15 @@ static int s_q_push_front(pd_worker_queue_t *q, pd_job_t *job)
     q->q[q->head] = job;
     q->len++;
     return 0;
+}
+
+/* Takes the last job of q, or NULL when q is empty. */
+static pd_job_t *s_q_pop_back(pd_worker_queue_t *q)
+{
+    if (!q->len)
+        return NULL;
+    q->len--;
+    return q->q[(q->head + q->len) % q->cap];
 }
 
 pd_job_t *pd_worker_q_pop(pd_worker_queue_t *q)
@@ -105,6 +115,46 @@ void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char 
     w->requeued += total;
     pd_log_info("handed %zu %sjobs back to the broker (%s)", total,
                 q == &w->q[PD_WORKER_Q_GPU] ? "GPU " : "", why);
+}
+
+void pd_worker_on_steal(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t n;
+    bool gpu = false;
+    if (pd_msg_uint(m, "n", &n) || (pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))) {
+        pd_log_warn("broker sent a bad 'steal': %s", m->why);
+        return;
+    }
+    pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
+    size_t k = n < q->len ? (size_t) n : q->len;
+    if (k > S_REQUEUE_CHUNK)
+        k = S_REQUEUE_CHUNK;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "requeue", 2);
+    pd_pack_cstr(&pk, "stolen");
+    msgpack_pack_true(&pk);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, (uint32_t) k);
+    /* The last ones, last first: the broker puts each at the front of its
+       queue, which restores their order there. Once listed here a job is
+       gone from this worker: it can only run where the broker sends it. */
+    for (size_t i = 0; i < k; i++) {
+        pd_job_t *job = s_q_pop_back(q);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, job->id);
+        msgpack_pack_uint64(&pk, job->attempt);
+        pd_job_destroy(&job);
+    }
+    /* Sent even with none: the broker waits for the answer before asking
+       again. */
+    if (w->connected)
+        pd_worker_send(w, &b);
+    pd_buf_free(&b);
+    pd_log_debug("gave back %zu of %llu %sjobs asked for (slots idle elsewhere)", k,
+                 (unsigned long long) n, gpu ? "GPU " : "");
 }
 
 void pd_worker_give_back(pd_worker_t *w, const char *why)

@@ -309,11 +309,17 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
    PD_SLOT_GROUP_MAX_BYTES of arguments past the first). A group sent ahead
    holds at most PD_SLOT_AHEAD_MAX_BYTES, so that writing it never waits for
    a child that is busy (and may itself wait for the worker to read its
-   results); none is sent when the next job alone is larger. */
+   results); none is sent when the next job alone is larger. Jobs of a
+   function the slot has not measured (pd_slot_knows) go one at a time and
+   never ahead: they stay in the queue, where the broker may take them back
+   for an idle slot elsewhere (`steal`). */
 static void s_send_group(const pd_worker_t *w, pd_worker_queue_t *q, pd_slot_t *s, size_t share,
                          bool ahead)
 {
-    size_t g = pd_slot_group_size(s);
+    bool known = q->len && pd_slot_knows(s, q->q[q->head]);
+    if (ahead && !known)
+        return;
+    size_t g = known ? pd_slot_group_size(s) : 1;
     if (g > share)
         g = share;
     size_t cap = ahead ? PD_SLOT_AHEAD_MAX_BYTES : PD_SLOT_GROUP_MAX_BYTES;
@@ -326,6 +332,8 @@ static void s_send_group(const pd_worker_t *w, pd_worker_queue_t *q, pd_slot_t *
         size_t next = q->q[q->head]->arg_len + (ahead ? PD_SLOT_JOB_FRAME_BYTES : 0);
         if (k > 0 ? bytes >= cap || (ahead && bytes + next > cap) : ahead && next > cap)
             break;
+        if (k > 0 && !pd_slot_knows(s, q->q[q->head]))
+            break; /* a function measured by none of this group */
         group[k] = pd_worker_q_pop(q);
         bytes += next;
         k++;
