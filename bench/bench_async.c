@@ -150,25 +150,6 @@ typedef struct {
     double cpu_s;        /* broker CPU time (all its threads) over the rounds */
 } s_cluster_t;
 
-/* CPU seconds (user + system) a process has used so far, or -1. */
-static double s_cpu_s(pid_t pid)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[n] = 0;
-    char *p = strrchr(line, ')'); /* the command name may hold spaces */
-    unsigned long utime = 0, stime = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-                     &stime) != 2)
-        return -1;
-    return (double) (utime + stime) / (double) sysconf(_SC_CLK_TCK);
-}
-
 static int s_cluster_start(s_cluster_t *k, int slots, const char *dir, const char *modpath)
 {
     char broker[PATH_MAX], worker[PATH_MAX], cache[PATH_MAX + 16], cpus[16];
@@ -304,14 +285,14 @@ static int s_journal_cost(int slots, int njobs, int rounds, const char *modpath)
            "clusters of %d slots; journals in %s\n", rounds, njobs, slots, dir);
     for (int r = 0; r < rounds && rc == 0; r++)
         for (int i = 0; i < 3 && rc == 0; i++) {
-            double c0 = s_cpu_s(k[i].broker);
+            double c0 = bench_cpu_s(k[i].broker);
             if ((k[i].jobs_s[r] = s_batch(k[i].c, k[i].mod, njobs, xs, ids, res,
                                           &k[i].submit_s[r])) < 0) {
                 fprintf(stderr, "batch on '%s' failed: %s\n", k[i].label,
                         pd_client_error(k[i].c));
                 rc = 1;
             }
-            k[i].cpu_s += s_cpu_s(k[i].broker) - c0;
+            k[i].cpu_s += bench_cpu_s(k[i].broker) - c0;
         }
     for (int i = 0; i < 3 && rc == 0; i++)
         if ((k[i].rt_us = s_round_trip_us(k[i].c, k[i].mod, 300)) < 0)

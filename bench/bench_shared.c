@@ -14,6 +14,8 @@
 
     Usage: bench_shared [MB (100)] [JOBS (1000)] [UNSHARED_JOBS (10)] [SLOTS (2)]
 */
+#include "bench_util.h"
+
 #include "pd_broker.h"
 #include "pd_codec.h"
 #include "pd_log.h"
@@ -45,13 +47,6 @@ static const char *SRC =
     "    double s = 0; for (size_t i = a; i < b; i++) s += x[i];\n"
     "    return pd_out_double(t, s);\n"
     "}\n";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 typedef struct {
     pd_broker_t *broker;  /* in this process */
@@ -121,39 +116,10 @@ static void s_stop(s_cluster_t *k, pd_broker_stats_t *st)
         fprintf(stderr, "could not remove %s\n", k->cache);
 }
 
-/* Memory of a process from smaps_rollup, in MB: resident, proportional
-   (shared pages divided among their users) and anonymous (heap and stacks:
-   the copies a process made; file pages such as a mapped shared-data file
-   are not in it). */
-typedef struct {
-    double rss, pss, anon;
-} s_mem_t;
-
-static s_mem_t s_mem(pid_t pid)
-{
-    s_mem_t m = {0, 0, 0};
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return m;
-    while (fgets(line, sizeof line, f)) {
-        double kb;
-        if (sscanf(line, "Rss: %lf kB", &kb) == 1)
-            m.rss += kb / 1024;
-        else if (sscanf(line, "Pss: %lf kB", &kb) == 1)
-            m.pss += kb / 1024;
-        else if (sscanf(line, "Anonymous: %lf kB", &kb) == 1)
-            m.anon += kb / 1024;
-    }
-    fclose(f);
-    return m;
-}
-
 /* The worker and its slot processes (its children). */
-static void s_machine_memory(pid_t worker, s_mem_t *w, s_mem_t *slots, int *nslots)
+static void s_machine_memory(pid_t worker, bench_mem_t *w, bench_mem_t *slots, int *nslots)
 {
-    *w = s_mem(worker);
+    *w = bench_mem(worker);
     memset(slots, 0, sizeof *slots);
     *nslots = 0;
     char cmd[64];
@@ -161,7 +127,7 @@ static void s_machine_memory(pid_t worker, s_mem_t *w, s_mem_t *slots, int *nslo
     FILE *p = popen(cmd, "r");
     int pid;
     while (p && fscanf(p, "%d", &pid) == 1) {
-        s_mem_t m = s_mem(pid);
+        bench_mem_t m = bench_mem(pid);
         slots->rss += m.rss;
         slots->pss += m.pss;
         slots->anon += m.anon;
@@ -250,7 +216,7 @@ int main(int argc, char **argv)
         bad += pd_result_double(&res[j], &y) || y != sums[j];
     }
     pd_results_clear(res, (size_t) jobs);
-    s_mem_t wm, sm;
+    bench_mem_t wm, sm;
     int ns;
     s_machine_memory(k.worker, &wm, &sm, &ns);
     s_stop(&k, &st);
@@ -270,7 +236,7 @@ int main(int argc, char **argv)
     double t_un = 0, t_pack = 0;
     int done = 0;
     bad = 0;
-    s_mem_t wm2 = {0, 0, 0}, sm2 = {0, 0, 0}, wmax = {0, 0, 0}, smax = {0, 0, 0};
+    bench_mem_t wm2 = {0, 0, 0}, sm2 = {0, 0, 0}, wmax = {0, 0, 0}, smax = {0, 0, 0};
     while (done < unshared) {
         int w = unshared - done < slots ? unshared - done : slots;
         double tp = now();

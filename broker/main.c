@@ -7,7 +7,8 @@
     binds, optionally reports the bound endpoint on --ready-fd (the embedded
     local cluster starts the broker on an ephemeral port and reads it there),
     and runs the loop until SIGINT or SIGTERM. SIGHUP reads the allow-list
-    again.
+    again. Before binding it raises its own open-file limit, one descriptor
+    being held per connected worker and client.
 */
 #include "pd_beacon.h"
 #include "pd_broker.h"
@@ -17,6 +18,7 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_nodeproc.h"
+#include "pd_cli.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
 
@@ -28,8 +30,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+#define S_NOFILE_WANT 65536 /* open files the broker asks for (its systemd unit's LimitNOFILE) */
+#define S_NOFILE_WARN 4096  /* below this, the start says how few peers fit */
+#define S_NOFILE_OWN 64     /* of them, kept for the broker itself (journal, beacon, ZeroMQ) */
+
+/* Each worker and client connected holds one descriptor of the broker's
+   (in ZeroMQ's I/O thread), and a listener that cannot accept for want of
+   one is retried at once by libzmq, so a broker at its limit spends a
+   core refusing connections. Soft limits are often 1,024 under a hard
+   limit far higher: the soft limit is raised towards the hard one (at most
+   S_NOFILE_WANT), and a limit that still holds few peers is said at start. */
+static void s_raise_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > S_NOFILE_WANT ? S_NOFILE_WANT
+                                                                              : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            pd_log_debug("open-file limit raised from %llu to %llu", (unsigned long long) was,
+                         (unsigned long long) want);
+        else
+            rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < S_NOFILE_WARN)
+        pd_log_warn("this broker may open at most %llu files, so about %llu workers and clients "
+                    "can be connected at once (each holds one): raise its hard limit "
+                    "(LimitNOFILE= in its systemd unit, `ulimit -Hn` as root in its shell)",
+                    (unsigned long long) rl.rlim_cur,
+                    (unsigned long long) (rl.rlim_cur > S_NOFILE_OWN ? rl.rlim_cur - S_NOFILE_OWN
+                                                                     : 0));
+}
 
 /* The one broker of this process, for the signal handler only. */
 static pd_broker_t *s_broker;
@@ -55,6 +93,9 @@ static void s_usage(FILE *f)
             "  --result-ttl S     seconds a result is kept after its first fetch (default %u)\n"
             "  --max-shared-mb N  largest shared data of a map, MiB (default %llu, at most %llu)\n"
             "  --shared-store-mb N  shared data kept at most, MiB (default %llu)\n"
+            "  --max-arg-mb N     largest argument of one job, MiB (default 16, at most 200)\n"
+            "  --max-batch-mb N   largest arguments of one submit call, MiB (default 1024)\n"
+            "  --max-queued-mb N  arguments of all unfinished jobs, MiB (default 4096)\n"
             "  --log-level L      error, warn, info or debug (default info)\n"
             "  --ready-fd FD      write the bound endpoint and a newline to FD, then close it\n"
             "  --name NAME        name announced to clients (default: the host name)\n"
@@ -91,6 +132,7 @@ static void s_usage(FILE *f)
             "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
             "                     or ~/.config/playdoh)\n"
             "  --help             this text\n"
+            "  --version          print the version and exit\n"
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
             PD_BROKER_DEFAULT_BIND, PD_BROKER_DEFAULT_HB_MS, PD_BROKER_DEFAULT_LIVENESS,
             PD_BROKER_DEFAULT_TTL_S, (unsigned long long) (PD_SHARED_DEFAULT_MAX >> 20),
@@ -221,7 +263,7 @@ int main(int argc, char **argv)
     const char *cache = NULL;
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
            O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
-           O_KEY, O_ALLOW, O_CONFIG_DIR };
+           O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED };
     static const struct option opts[] = {
         {"bind", required_argument, NULL, 'b'},
         {"heartbeat-ms", required_argument, NULL, 'H'},
@@ -251,7 +293,11 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, O_KEY},
         {"allow", required_argument, NULL, O_ALLOW},
         {"config-dir", required_argument, NULL, O_CONFIG_DIR},
+        {"max-arg-mb", required_argument, NULL, O_MAXARG},
+        {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
+        {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     /* Flags first (they may name the configuration file), applied after
@@ -261,7 +307,7 @@ int main(int argc, char **argv)
     int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
     pd_sec_mode_t f_security = PD_SEC_AUTO;
     const char *f_key = NULL, *f_allow = NULL;
-    int64_t f_maxshared = -1, f_store = -1;
+    int64_t f_maxshared = -1, f_store = -1, f_maxarg = -1, f_maxbatch = -1, f_maxqueued = -1;
     bool f_nobeacon = false;
     const char *f_journal = NULL, *f_jsync = NULL;
     int64_t f_jmax = -1;
@@ -269,7 +315,8 @@ int main(int argc, char **argv)
     opterr = 0;
     int c;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    /* ':' first: getopt_long returns ':' for an option without its value. */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (!optarg[0]) {
@@ -368,6 +415,21 @@ int main(int argc, char **argv)
         case O_CONFIG_DIR:
             cfg.config_dir = optarg;
             break;
+        case O_MAXARG:
+            if (s_parse_u64("--max-arg-mb", optarg, 1, PD_BROKER_LIMIT_MAX_ARG >> 20, &v))
+                goto bad;
+            f_maxarg = (int64_t) v;
+            break;
+        case O_MAXBATCH:
+            if (s_parse_u64("--max-batch-mb", optarg, 1, 1u << 20, &v))
+                goto bad;
+            f_maxbatch = (int64_t) v;
+            break;
+        case O_MAXQUEUED:
+            if (s_parse_u64("--max-queued-mb", optarg, 1, 1u << 30, &v))
+                goto bad;
+            f_maxqueued = (int64_t) v;
+            break;
         case 'S':
             if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
                 goto bad;
@@ -405,12 +467,13 @@ int main(int argc, char **argv)
         case 'h':
             s_usage(stdout);
             return 0;
+        case 'V':
+            pd_cli_version("playdoh-broker");
+            return 0;
         default:
-            if (optopt)
-                fprintf(stderr, "playdoh-broker: option '%s' needs a value\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "playdoh-broker: unknown option '%s'\n", argv[optind - 1]);
-            goto bad;
+            pd_cli_option_error("playdoh-broker", "playdoh-broker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
     }
     if (optind < argc) {
@@ -467,6 +530,15 @@ int main(int argc, char **argv)
     cfg.shared_store = (f_store >= 0 ? (uint64_t) f_store
                                      : pd_config_uint(cf, "broker", "shared_store_mb",
                                                       cfg.shared_store >> 20)) << 20;
+    cfg.max_arg = (f_maxarg >= 0 ? (uint64_t) f_maxarg
+                                 : pd_config_uint(cf, "broker", "max_arg_mb", cfg.max_arg >> 20))
+                  << 20;
+    cfg.max_batch = (f_maxbatch >= 0 ? (uint64_t) f_maxbatch
+                                     : pd_config_uint(cf, "broker", "max_batch_mb",
+                                                      cfg.max_batch >> 20)) << 20;
+    cfg.max_queued = (f_maxqueued >= 0 ? (uint64_t) f_maxqueued
+                                       : pd_config_uint(cf, "broker", "max_queued_mb",
+                                                        cfg.max_queued >> 20)) << 20;
     if (cfg.shared_store < cfg.max_shared) {
         fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
                         "(%llu)\n", (unsigned long long) (cfg.shared_store >> 20),
@@ -510,6 +582,7 @@ int main(int argc, char **argv)
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 
+    s_raise_open_files();
     int err;
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     pd_config_destroy(&cf); /* the broker copied what it keeps */

@@ -40,10 +40,12 @@
 #include "pd_broker_int.h"
 #include "pd_auth.h"
 #include "pd_error.h"
+#include "pd_bg.h"
 #include "pd_log.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +57,7 @@
 #define S_BATCH 1024 /* messages drained per loop turn at most */
 #define S_MAX_BACKLOG 64 /* journal backlog (pd_journal_backlog) past which the loop waits */
 #define S_HWM 100000 /* messages queued per peer at most */
-#define S_HANDSHAKE_MS 10000 /* a connection must finish its handshake within this */
+#define S_HANDSHAKE_MS 3000 /* a connection must finish its handshake within this */
 #define S_LOG_BURST 20       /* refusal lines per window at most */
 #define S_LOG_WINDOW_MS 10000
 
@@ -83,6 +85,9 @@ void pd_broker_config_defaults(pd_broker_config_t *cfg)
     cfg->result_ttl_s = PD_BROKER_DEFAULT_TTL_S;
     cfg->max_shared = PD_SHARED_DEFAULT_MAX;
     cfg->shared_store = PD_SHARED_DEFAULT_TOTAL;
+    cfg->max_arg = PD_BROKER_DEFAULT_MAX_ARG;
+    cfg->max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
+    cfg->max_queued = PD_JOBS_DEFAULT_MAX_ARG_BYTES;
     cfg->cluster = PD_BEACON_DEFAULT_CLUSTER;
     cfg->beacon = true;
     cfg->beacon_port = PD_BEACON_DEFAULT_PORT;
@@ -266,7 +271,13 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     atomic_init(&b->stop, false);
     pd_buf_init(&b->out);
     pd_buf_init(&b->aux);
+    if (!b->cfg.max_arg || b->cfg.max_arg > PD_BROKER_LIMIT_MAX_ARG)
+        b->cfg.max_arg = b->cfg.max_arg ? PD_BROKER_LIMIT_MAX_ARG : PD_BROKER_DEFAULT_MAX_ARG;
+    if (!b->cfg.max_batch)
+        b->cfg.max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
     b->jobs = pd_jobs_new(cfg->max_jobs);
+    if (b->jobs)
+        pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     b->probes = pd_probes_new();
     if (!b->cfg.max_shared)
@@ -283,8 +294,9 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
     b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
     b->ctx = zmq_ctx_new();
+    b->bg = pd_bg_new();
     if (!b->jobs || !b->mods || !b->probes || !b->shared || !b->workers || !b->tasks || !b->parked
-        || !b->tparked || !b->scratch || !b->ctx) {
+        || !b->tparked || !b->scratch || !b->ctx || !b->bg) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -383,6 +395,7 @@ void pd_broker_destroy(pd_broker_t **p)
         return;
     pd_broker_t *b = *p;
     pd_beacon_pub_destroy(&b->beacon);
+    pd_bg_destroy(&b->bg); /* uploads in flight end (and free themselves) first */
     if (b->parked)
         pd_broker_free_parked(b);
     free(b->parked);
@@ -442,9 +455,13 @@ int pd_broker_forget_all(pd_broker_t *b)
     b->tasks = pd_tasks_new(0);
     b->workers = pd_workers_new();
     b->jobs = pd_jobs_new(b->cfg.max_jobs);
+    if (b->jobs)
+        pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     b->probes = pd_probes_new();
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
+    pd_bg_destroy(&b->bg); /* uploads in flight end into the new store */
+    b->bg = pd_bg_new();
     memset(&b->stats, 0, sizeof b->stats);
     return b->tasks && b->workers && b->jobs && b->mods && b->probes && b->shared ? 0
                                                                                    : PD_ENOMEM;
@@ -485,10 +502,11 @@ int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *d
         char who[128];
         s_hexid(rid, ridlen, who, sizeof who);
         b->stats.unroutable++;
-        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
-                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
-                                                                     : zmq_strerror(e),
-                    (unsigned long long) b->stats.unroutable);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "could not send to %s: %s (%llu unroutable so far)", who,
+                       e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                        : zmq_strerror(e),
+                       (unsigned long long) b->stats.unroutable);
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
@@ -513,10 +531,11 @@ int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *
         char who[128];
         s_hexid(rid, ridlen, who, sizeof who);
         b->stats.unroutable++;
-        pd_log_warn("could not send to %s: %s (%llu unroutable so far)", who,
-                    e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
-                                                                     : zmq_strerror(e),
-                    (unsigned long long) b->stats.unroutable);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "could not send to %s: %s (%llu unroutable so far)", who,
+                       e == EHOSTUNREACH ? "peer is gone" : e == EAGAIN ? "its queue is full"
+                                                                        : zmq_strerror(e),
+                       (unsigned long long) b->stats.unroutable);
         return e == EAGAIN ? PD_EOVERLOAD : PD_EUNREACH;
     }
     b->stats.msgs_out++;
@@ -740,14 +759,9 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
 {
     char who[128];
     s_hexid(o->rid, o->ridlen, who, sizeof who);
-    uint32_t swallowed = 0;
-    if (pd_log_limit_pass(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed)) {
-        char extra[64] = "";
-        if (swallowed)
-            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-        pd_log_warn("refused a message from %s%s%s: %s: %s%s", who, o->key ? " key " : "",
-                    o->key ? o->key : "", pd_err_name(code), msg, extra);
-    }
+    pd_log_limited(&b->refusals, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                   "refused a message from %s%s%s: %s: %s", who, o->key ? " key " : "",
+                   o->key ? o->key : "", pd_err_name(code), msg);
     b->stats.malformed++;
     pd_buf_reset(&b->out);
     msgpack_packer pk;
@@ -758,6 +772,11 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
     pd_pack_kv_str(&pk, "code", pd_err_name(code));
     pd_pack_kv_str(&pk, "msg", msg);
     pd_broker_send_out(b, o->rid, o->ridlen);
+}
+
+void pd_broker_send_error(pd_broker_t *b, const pd_origin_t *o, int code, const char *msg)
+{
+    s_send_error(b, o, true, code, msg);
 }
 
 /* ---- dispatching one message ------------------------------------------ */
@@ -801,6 +820,37 @@ static bool s_refuse_role(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, pd_role_t
     return true;
 }
 
+/* Who the sender is as an owner: its key with CurveZMQ (a token it sends
+   then is ignored: the key decides), else the id of the `owner` token that
+   clients without keys send with every request as `owner_token`
+   (docs/security.md), else
+   nobody (""). Returns 0, or PD_EPROTO / PD_EINVAL for a malformed token
+   with the sentence in o->why. */
+static int s_owner(pd_msg_t *m, pd_origin_t *o)
+{
+    const void *tok;
+    uint32_t len;
+    o->owner[0] = 0;
+    if (o->key) {
+        snprintf(o->owner, sizeof o->owner, "%s", o->key);
+        return 0;
+    }
+    if (!pd_msg_has(m, "owner_token"))
+        return 0;
+    int rc = pd_msg_bytes(m, "owner_token", &tok, &len);
+    if (rc) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    if (len == 0 || len > 64) {
+        snprintf(o->why, sizeof o->why, "'%s': 'owner_token' has %u bytes; an owner token "
+                 "has 1 to 64 (the client library sends %u)", m->type, len, PD_OWNER_TOKEN_LEN);
+        return PD_EINVAL;
+    }
+    pd_auth_owner_of_token(tok, len, o->owner);
+    return 0;
+}
+
 void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const char *key,
                         pd_role_t role, const uint8_t *data, size_t len)
 {
@@ -833,6 +883,10 @@ void pd_broker_on_frame(pd_broker_t *b, const uint8_t *rid, size_t ridlen, const
             snprintf(o.why, sizeof o.why, "request '%s' has no 'req' number (a non-negative "
                      "integer the reply echoes)", m.type);
             s_send_error(b, &o, false, PD_EPROTO, o.why);
+            return;
+        }
+        if ((rc = s_owner(&m, &o)) != 0) {
+            s_send_error(b, &o, true, rc, o.why);
             return;
         }
         rc = s_client_handlers[i].fn(b, &m, &o);
@@ -880,8 +934,9 @@ static int s_recv_one(pd_broker_t *b)
         char who[128];
         s_hexid(zmq_msg_data(&id), zmq_msg_size(&id), who, sizeof who);
         b->stats.dropped++;
-        pd_log_warn("dropped a message from %s with %d frames (a message is one frame)", who,
-                    parts - 1);
+        pd_log_limited(&b->noise, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "dropped a message from %s with %d frames (a message is one frame)", who,
+                       parts - 1);
     } else {
         const char *key = NULL;
         pd_role_t role = pd_auth_msg_peer(&body, &key, NULL);
@@ -931,24 +986,18 @@ static void s_on_monitor(pd_broker_t *b)
             continue;
         }
         if (event == ZMQ_EVENT_ACCEPT_FAILED) {
-            uint32_t swallowed = 0;
-            if (pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
-                pd_log_warn("cannot accept a connection on %s: %s (too many open connections?)",
-                            b->endpoint, strerror((int) value));
+            pd_log_limited(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                           "cannot accept a connection on %s: %s (too many open connections?)",
+                           b->endpoint, strerror((int) value));
             continue;
         }
         b->stats.handshakes_failed++;
         /* A refused key was logged by the ZAP handler, with its address. */
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             continue;
-        uint32_t swallowed = 0;
-        if (!pd_log_limit_pass(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, &swallowed))
-            continue;
-        char extra[64] = "";
-        if (swallowed)
-            snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-        pd_log_warn("refused a connection to %s during its handshake: %s%s", b->endpoint,
-                    pd_auth_handshake_why(event, value, true), extra);
+        pd_log_limited(&b->handshakes, S_LOG_BURST, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "refused a connection to %s during its handshake: %s", b->endpoint,
+                       pd_auth_handshake_why(event, value, true));
     }
 }
 
@@ -968,6 +1017,23 @@ static void s_check_allow_list(pd_broker_t *b)
         return;
     b->zap_generation = st.generation;
     pd_broker_revoke_workers(b);
+}
+
+/* Hands the heap's free memory back to the system once S_TRIM_BYTES of
+   arguments were freed since the last time (a large batch finished):
+   glibc keeps freed blocks below its mmap threshold, which grows with the
+   blocks freed, so without this a broker that once held a large batch
+   keeps its size. */
+#define S_TRIM_BYTES (16u << 20)
+static void s_give_memory_back(pd_broker_t *b)
+{
+    uint64_t freed = pd_jobs_arg_freed(b->jobs);
+    if (freed - b->arg_trimmed < S_TRIM_BYTES)
+        return;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    b->arg_trimmed = freed;
 }
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -1002,10 +1068,11 @@ int pd_broker_run(pd_broker_t *b)
             timeout = tparked;
         if (timeout < 0)
             timeout = 0;
-        zmq_pollitem_t items[3] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{b->sock, 0, ZMQ_POLLIN, 0}, {b->mon, 0, ZMQ_POLLIN, 0},
+                                   {pd_bg_socket(b->bg), 0, ZMQ_POLLIN, 0},
                                    {b->journal ? pd_journal_socket(b->journal) : NULL, 0,
                                     ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, b->journal ? 3 : 2, (long) timeout);
+        int n = zmq_poll(items, b->journal ? 4 : 3, (long) timeout);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1027,6 +1094,8 @@ int pd_broker_run(pd_broker_t *b)
         s_settle_all(b); /* replies and jobs that were waiting for the disk */
         if (items[1].revents & ZMQ_POLLIN)
             s_on_monitor(b);
+        if (items[2].revents & ZMQ_POLLIN)
+            pd_bg_drain(b->bg); /* shared data hashed off the loop */
         for (int i = 0; i < S_BATCH; i++) {
             int got = s_recv_one(b);
             if (got < 0)
@@ -1059,6 +1128,13 @@ int pd_broker_run(pd_broker_t *b)
                 pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
                 pd_journal_flush(b->journal);
             }
+            s_give_memory_back(b);
+            pd_log_limit_flush(&b->refusals, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "refused a message (malformed, or not allowed for its key)");
+            pd_log_limit_flush(&b->handshakes, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "refused a connection during its handshake");
+            pd_log_limit_flush(&b->noise, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                               "could not send to a peer, or dropped a message of several frames");
             b->next_tick = b->now_ms + tick_ms;
         }
         s_settle_all(b); /* a batch dropped while failing settles at once */

@@ -41,6 +41,9 @@ typedef struct {
     const char *allow_dir;  /* admitted keys (NULL: <config_dir>/allowed) */
     uint64_t max_shared;  /* bytes of one shared-data blob at most (0 = default) */
     uint64_t shared_store;/* bytes of all shared data at most (0 = default) */
+    uint64_t max_arg;     /* bytes of one job's argument at most (0 = default) */
+    uint64_t max_batch;   /* bytes of one submit call's arguments at most (0 = default) */
+    uint64_t max_queued;  /* bytes of the arguments of all unfinished jobs (0 = default) */
     const char *cluster;  /* cluster name announced in beacons (NULL = "playdoh") */
     bool beacon;          /* announce the broker with a UDP beacon (when not on loopback) */
     int beacon_port;      /* UDP port of the beacon */
@@ -56,6 +59,9 @@ typedef struct {
 #define PD_BROKER_DEFAULT_HB_MS 1000u
 #define PD_BROKER_DEFAULT_LIVENESS 3u
 #define PD_BROKER_DEFAULT_TTL_S 3600u
+#define PD_BROKER_DEFAULT_MAX_ARG (16ull << 20)   /* one job's argument */
+#define PD_BROKER_DEFAULT_MAX_BATCH (1ull << 30)  /* one submit call's arguments */
+#define PD_BROKER_LIMIT_MAX_ARG (200ull << 20)    /* the most max_arg may be: a frame */
 #define PD_BROKER_MAX_PARKED 1024u        /* parked fetches at most */
 #define PD_BROKER_RUN_CHUNK 1024u         /* jobs per `run` message at most */
 #define PD_BROKER_REPLY_BYTES (8u << 20)  /* soft cap on fetch replies and runs */

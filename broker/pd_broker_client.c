@@ -20,6 +20,7 @@
     one is woken when the batch holding it settles.
 */
 #include "pd_broker_int.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -46,6 +47,68 @@ static int s_ranges(const pd_msg_t *m, pd_origin_t *o, pd_ranges_t *rg)
     if (rc)
         snprintf(o->why, sizeof o->why, "%s: %s", m->type, why);
     return rc;
+}
+
+/* ---- owners ------------------------------------------------------------ */
+
+int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
+                             const char *type, const char *act)
+{
+    /* Ownerless (submitted by a client that sent no owner: an older one)
+       is anyone's: anybody could claim to be nobody. */
+    if (!owner[0] || strcmp(owner, o->owner) == 0 || pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    if (pd_auth_owner_is_key(owner))
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another key (%.8s...); "
+                 "only its owner or a key with the admin role may %s (on the broker: "
+                 "`playdoh-keygen allow KEY --role admin`)", type, what, owner, act);
+    else
+        snprintf(o->why, sizeof o->why, "'%s' refused: %s belongs to another owner (%.14s..., "
+                 "the owner token of another account or configuration directory); only its "
+                 "owner may %s (a broker with keys also lets an admin key do it)", type, what,
+                 owner, act);
+    return PD_EPERM;
+}
+
+int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
+                          const char *type, const char *act)
+{
+    if (pd_role_allows(o->role, PD_ROLE_ADMIN))
+        return 0;
+    uint32_t mine = UINT32_MAX; /* an interned (fn, owner) found to be o's */
+    for (uint32_t i = 0; i < rg->n; i++)
+        for (uint64_t c = 0; c < rg->r[i][1]; c++) {
+            uint64_t id = rg->r[i][0] + c;
+            const pd_job_t *job = pd_jobs_get(b->jobs, id);
+            if (!job || job->fn == mine)
+                continue;
+            char what[40];
+            snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
+            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type,
+                                              act);
+            if (rc)
+                return rc;
+            mine = job->fn;
+        }
+    return 0;
+}
+
+void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o)
+{
+    size_t n;
+    pd_jobs_owner_t *ow = pd_jobs_owners(b->jobs, &n);
+    pd_pack_cstr(pk, "owners");
+    msgpack_pack_array(pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_map(pk, 6);
+        pd_pack_kv_str(pk, "owner", ow[i].owner);
+        pd_pack_kv_bool(pk, "mine", ow[i].owner[0] && strcmp(ow[i].owner, o->owner) == 0);
+        pd_pack_kv_uint(pk, "batches", ow[i].batches);
+        pd_pack_kv_uint(pk, "queued", ow[i].queued);
+        pd_pack_kv_uint(pk, "running", ow[i].running);
+        pd_pack_kv_uint(pk, "final", ow[i].final);
+    }
+    free(ow);
 }
 
 /* Packs a uint32 array header whose count is patched later; returns its offset. */
@@ -84,9 +147,11 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     (void) m;
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "welcome", 11);
+    pd_msg_begin(&pk, "welcome", 13);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
+    pd_pack_kv_uint(&pk, "max_arg", b->cfg.max_arg);
+    pd_pack_kv_uint(&pk, "max_batch", b->cfg.max_batch);
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
@@ -142,6 +207,13 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- shared data ------------------------------------------------------- */
 
+/* Whether the requester may name shared blob i: it uploaded it, nobody
+   did, or it is an admin. */
+static bool s_may_use_shared(pd_broker_t *b, const pd_origin_t *o, uint32_t i)
+{
+    return pd_role_allows(o->role, PD_ROLE_ADMIN) || pd_shared_owned_by(b->shared, i, o->owner);
+}
+
 static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
     msgpack_packer pk;
@@ -162,7 +234,9 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int64_t i = pd_shared_find(b->shared, hash);
     if (i >= 0)
         pd_shared_touch(b->shared, (uint32_t) i);
-    s_shr_ok(b, o, hash, i >= 0);
+    /* Another owner's blob is not "had": this client uploads the bytes
+       itself (pd_shared.h). */
+    s_shr_ok(b, o, hash, i >= 0 && s_may_use_shared(b, o, (uint32_t) i));
     return 0;
 }
 
@@ -180,6 +254,81 @@ static void s_shared_evict(void *user, uint32_t i, const char *hash)
     pd_broker_shared_evicted(b, i, hash);
 }
 
+/* An upload of shared data while its bytes are hashed off the loop
+   (hashing 250 MiB takes about a second, longer than a heartbeat): the
+   clients that sent it (a client that sends it again while it is hashed
+   waits for the same answer) and a copy of the bytes. */
+#define S_UPLOAD_WAITERS 8
+typedef struct pd_upload {
+    struct pd_upload *next;
+    pd_broker_t *b;
+    char hash[PD_SHARED_HASH_LEN + 1];
+    char real[PD_SHARED_HASH_LEN + 1]; /* set by the background thread */
+    uint8_t *data;
+    uint32_t len;
+    uint32_t nwait;
+    struct {
+        uint8_t rid[256];
+        uint32_t ridlen;
+        uint64_t req;
+        char owner[PD_OWNER_TXT]; /* who sent it: an owner of the blob once stored */
+    } wait[S_UPLOAD_WAITERS];
+} s_upload_t;
+
+static void s_upload_hash(void *arg) /* on the background thread */
+{
+    s_upload_t *u = arg;
+    pd_shared_hash(u->data, u->len, u->real);
+}
+
+/* On the loop, once hashed: stores and journals the blob and answers
+   every client that sent it, or refuses a wrong hash. */
+static void s_upload_done(void *arg)
+{
+    s_upload_t *u = arg;
+    pd_broker_t *b = u->b;
+    for (s_upload_t **p = &b->uploads; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    b->upload_bytes -= u->len;
+    pd_origin_t o = {.role = PD_ROLE_BOTH};
+    int rc = 0;
+    if (strcmp(u->real, u->hash) != 0) {
+        snprintf(o.why, sizeof o.why, "shared data: hash %.64s is not the BLAKE2b-256 of its "
+                 "bytes (%s): send the lowercase hex BLAKE2b-256 of the data", u->hash, u->real);
+        rc = PD_EPROTO;
+    } else {
+        bool known = pd_shared_find(b->shared, u->hash) >= 0;
+        int64_t idx = pd_shared_store(b->shared, u->hash, u->data, u->len, s_shared_in_use,
+                                      s_shared_evict, b, o.why, sizeof o.why);
+        if (idx < 0) {
+            rc = (int) idx;
+        } else if (!known) {
+            if (b->journal)
+                pd_journal_put_shared(b->journal, u->hash, u->data, u->len);
+            pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store",
+                        u->hash, u->len, pd_shared_count(b->shared),
+                        (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
+        }
+    }
+    for (uint32_t i = 0; i < u->nwait; i++) {
+        o.rid = u->wait[i].rid;
+        o.ridlen = u->wait[i].ridlen;
+        o.req = u->wait[i].req;
+        int64_t idx = rc ? -1 : pd_shared_find(b->shared, u->hash);
+        if (!rc && (idx < 0 || pd_shared_add_owner(b->shared, (uint32_t) idx, u->wait[i].owner)))
+            pd_broker_send_error(b, &o, PD_ENOMEM, "the broker is out of memory");
+        else if (rc)
+            pd_broker_send_error(b, &o, rc, o.why);
+        else
+            s_shr_ok(b, &o, u->hash, true);
+    }
+    free(u->data);
+    free(u);
+}
+
 int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_SHARED_HASH_LEN + 1];
@@ -189,17 +338,60 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
         (rc = pd_msg_bytes(m, "data", &data, &len)))
         return s_why(m, o, rc);
-    bool known = pd_shared_find(b->shared, hash) >= 0;
-    int64_t idx = pd_shared_put(b->shared, hash, data, len, s_shared_in_use, s_shared_evict, b,
-                                o->why, sizeof o->why);
-    if (idx < 0)
-        return (int) idx;
-    if (b->journal && !known)
-        pd_journal_put_shared(b->journal, hash, data, len);
-    pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store", hash, len,
-                pd_shared_count(b->shared),
-                (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
-    s_shr_ok(b, o, hash, true);
+    /* Known by its hash: a blob sent again by one who may use it (after a
+       time-out) is not hashed or stored again. Anyone else proves they
+       hold the bytes: they are hashed, and then make the sender an owner. */
+    int64_t have = pd_shared_find(b->shared, hash);
+    if (have >= 0 && s_may_use_shared(b, o, (uint32_t) have)) {
+        pd_shared_touch(b->shared, (uint32_t) have);
+        s_shr_ok(b, o, hash, true);
+        return 0;
+    }
+    for (s_upload_t *u = b->uploads; u; u = u->next)
+        if (strcmp(u->hash, hash) == 0) {
+            if (u->nwait == S_UPLOAD_WAITERS) {
+                snprintf(o->why, sizeof o->why, "shared data %.12s is being stored for %u "
+                         "requests already: wait for their answer", hash, u->nwait);
+                return PD_EOVERLOAD;
+            }
+            u->wait[u->nwait].ridlen = (uint32_t) o->ridlen;
+            memcpy(u->wait[u->nwait].rid, o->rid, o->ridlen);
+            snprintf(u->wait[u->nwait].owner, sizeof u->wait[u->nwait].owner, "%s", o->owner);
+            u->wait[u->nwait++].req = o->req;
+            return 0;
+        }
+    if ((rc = pd_shared_check_size(b->shared, len, o->why, sizeof o->why)) != 0)
+        return rc;
+    if (b->upload_bytes + len > pd_shared_max_total(b->shared)) {
+        snprintf(o->why, sizeof o->why, "the broker is storing %.1f MiB of shared data already, "
+                 "as much as its store holds: send this again once those are stored",
+                 (double) b->upload_bytes / 1048576.0);
+        return PD_EOVERLOAD;
+    }
+    s_upload_t *u = calloc(1, sizeof *u);
+    uint8_t *copy = u ? malloc(len) : NULL;
+    if (!copy || o->ridlen > sizeof u->wait[0].rid) {
+        free(u);
+        snprintf(o->why, sizeof o->why, "the broker is out of memory for %u bytes of shared data",
+                 len);
+        return PD_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    *u = (s_upload_t){.b = b, .data = copy, .len = len, .nwait = 1};
+    snprintf(u->hash, sizeof u->hash, "%s", hash);
+    u->wait[0].ridlen = (uint32_t) o->ridlen;
+    memcpy(u->wait[0].rid, o->rid, o->ridlen);
+    snprintf(u->wait[0].owner, sizeof u->wait[0].owner, "%s", o->owner);
+    u->wait[0].req = o->req;
+    if (pd_bg_submit(b->bg, s_upload_hash, s_upload_done, u) != 0) {
+        free(copy);
+        free(u);
+        snprintf(o->why, sizeof o->why, "the broker cannot hash shared data now: try again");
+        return PD_EOVERLOAD;
+    }
+    u->next = b->uploads;
+    b->uploads = u;
+    b->upload_bytes += len;
     return 0;
 }
 
@@ -274,6 +466,39 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
     return 0;
 }
 
+int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *o)
+{
+    if (lim->output > PD_LIMITS_MAX_OUTPUT) {
+        char a[32], m[32];
+        snprintf(o->why, sizeof o->why, "submit: 'max_output' is %s; a job keeps at most %s of "
+                 "output (write larger results to a file, or return them as the value)",
+                 pd_limits_size_str(lim->output, a, sizeof a),
+                 pd_limits_size_str(PD_LIMITS_MAX_OUTPUT, m, sizeof m));
+        return PD_EINVAL;
+    }
+    if (pd_limits_none(lim))
+        return 0;
+    /* As HTCondor does, a request no worker holds now waits (a worker that
+       allows it may join); the log says why it waits. */
+    char why[160] = "";
+    uint32_t workers = 0;
+    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
+        const pd_worker_t *wk = pd_workers_at(b->workers, i);
+        if (!wk)
+            continue;
+        workers++;
+        if (pd_limits_fit(lim, &wk->limits, why, sizeof why))
+            return 0;
+    }
+    uint32_t hushed = 0;
+    if (workers && pd_log_limit_pass(&b->limits_log, 5, 60000, &hushed))
+        pd_log_warn("a submit asks for %s on every one of the %u workers registered now: its "
+                    "jobs wait until a worker that allows it joins (the workers' owners set "
+                    "[worker] max_memory, max_cpu_time, max_output)%s", why, workers,
+                    hushed ? "; more such submits were not logged" : "");
+    return 0;
+}
+
 int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
 {
     if (!md->platform[0])
@@ -300,13 +525,58 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     return 0;
 }
 
+/* The bounds on arguments (docs/broker.md, "Limits"): a batch whose
+   `batch_bytes` (the whole call's arguments, as its client counts them)
+   passes max_batch, or an argument over max_arg, refuses the chunk with
+   PD_ETOOBIG, naming the job by its place in the batch (`at`, the chunk's
+   first job there, counted from 0). */
+static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *args,
+                             size_t args_len, pd_origin_t *o)
+{
+    uint64_t batch = args_len, at = 0;
+    int rc;
+    if ((rc = pd_msg_uint_opt(m, "batch_bytes", &batch)) ||
+        (rc = pd_msg_uint_opt(m, "at", &at)))
+        return s_why(m, o, rc);
+    if (batch > b->cfg.max_batch) {
+        snprintf(o->why, sizeof o->why,
+                 "the batch's arguments are %.1f MiB in all; this broker takes at most %.1f "
+                 "MiB in one submit (max_batch_mb): split the batch, or pass data the jobs "
+                 "share once as shared data (--shared)", (double) batch / 1048576.0,
+                 (double) b->cfg.max_batch / 1048576.0);
+        return PD_ETOOBIG;
+    }
+    pd_rd_t r;
+    uint32_t count;
+    pd_rd_init(&r, args, args_len);
+    if (pd_rd_array(&r, &count))
+        return 0; /* pd_jobs says what is wrong with it */
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *raw;
+        size_t len;
+        if (pd_rd_skip(&r, &raw, &len))
+            return 0;
+        if (len > b->cfg.max_arg) {
+            snprintf(o->why, sizeof o->why,
+                     "job %llu of the batch (counting from 1) has an argument of %.1f MiB; this "
+                     "broker takes at most %.1f MiB per job (max_arg_mb): pass large data once "
+                     "as shared data (--shared, pd_shared_put) and give each job what differs",
+                     (unsigned long long) (at + i + 1), (double) len / 1048576.0,
+                     (double) b->cfg.max_arg / 1048576.0);
+            return PD_ETOOBIG;
+        }
+    }
+    return 0;
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
     const uint8_t *args;
     size_t args_len;
     char cuhash[PD_MODS_HASH_LEN + 1] = "";
-    uint64_t timeout_ms = 0, retries = 3, max_slots = 0;
+    uint64_t timeout_ms = 0, retries = 3, max_slots = 0, retry_failed = 0;
+    pd_limits_t lim = {0};
     bool gpu = false;
     const void *token = NULL;
     uint32_t tokenlen = 0;
@@ -317,12 +587,18 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
         (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
         (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)) ||
+        (rc = pd_msg_uint_opt(m, "memory", &lim.memory)) ||
+        (rc = pd_msg_uint_opt(m, "cpu_time", &lim.cpu_s)) ||
+        (rc = pd_msg_uint_opt(m, "max_output", &lim.output)) ||
+        (rc = pd_msg_uint_opt(m, "retry_failed", &retry_failed)) ||
         (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
         (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))) ||
         (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
         return s_why(m, o, rc);
     if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
         return s_why(m, o, rc);
+    if ((rc = s_check_arg_sizes(b, m, args, args_len, o)) != 0)
+        return rc;
     if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
         snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
                  tokenlen, PD_JOBS_TOKEN_MAX);
@@ -341,12 +617,19 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
         return PD_EINVAL;
     }
+    if ((rc = pd_broker_check_limits(b, &lim, o)) != 0)
+        return rc;
     uint64_t first;
     uint32_t n;
     if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
         /* A retry of a submit already accepted: the same ids, nothing new.
            When the first reply still waits for the journal, this one is
-           refused with it if that batch fails. */
+           refused with it if that batch fails. Only for the same owner. */
+        const pd_job_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
+        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, fj->fn),
+                                                  "the submit with this token", "submit",
+                                                  "send it again")) != 0)
+            return rc;
         bool first_held = pd_broker_submit_held(b, first);
         s_accepted(b, o, first, n);
         if (first_held)
@@ -381,6 +664,13 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                      "first (shr_put)", shr);
             return PD_ENOMODULE;
         }
+        if (!s_may_use_shared(b, o, (uint32_t) shared)) {
+            snprintf(o->why, sizeof o->why, "'submit' refused: shared data %.16s... was "
+                     "uploaded by another owner, not by this one: upload it yourself first "
+                     "(shr_put; pd_shared_upload and map --shared do), which costs no second "
+                     "copy at the broker", shr);
+            return PD_EPERM;
+        }
         pd_shared_touch(b->shared, (uint32_t) shared);
     }
     pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
@@ -388,7 +678,9 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .timeout_ms = (uint32_t) timeout_ms, .retries = (uint32_t) retries,
                             .max_slots = (uint32_t) max_slots,
                             .shared = shared < 0 ? 0 : (uint32_t) shared + 1,
-                            .gpu = gpu, .cu = cu_index, .owner = o->key};
+                            .gpu = gpu, .cu = cu_index, .owner = o->owner, .limits = lim,
+                            .retry_failed = retry_failed > UINT32_MAX ? UINT32_MAX
+                                                                      : (uint32_t) retry_failed};
     rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
@@ -407,22 +699,35 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- status ------------------------------------------------------------ */
 
+/* Writes the state of every id of rg, in order, into st (rg.total bytes):
+   the one source of a job's state for `status` and for `fetch` with
+   `states`. Returns rg.total. */
+static size_t s_states(pd_broker_t *b, const pd_ranges_t *rg, uint8_t *st)
+{
+    size_t k = 0;
+    for (uint32_t i = 0; i < rg->n; i++)
+        for (uint64_t c = 0; c < rg->r[i][1]; c++)
+            st[k++] = pd_jobs_state(b->jobs, rg->r[i][0] + c);
+    return k;
+}
+
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "status", "see its state")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint8_t *st = malloc(rg.total ? rg.total : 1);
     if (!st) {
         pd_ranges_free(&rg);
         snprintf(o->why, sizeof o->why, "the broker is out of memory");
         return PD_ENOMEM;
     }
-    size_t k = 0;
-    for (uint32_t i = 0; i < rg.n; i++)
-        for (uint64_t c = 0; c < rg.r[i][1]; c++)
-            st[k++] = pd_jobs_state(b->jobs, rg.r[i][0] + c);
+    size_t k = s_states(b, &rg, st);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "states", 2);
@@ -450,16 +755,20 @@ static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
 }
 
 /* Packs `results` for the final or unknown jobs among rg into b->out (at
-   most max, and about PD_BROKER_REPLY_BYTES). Returns how many. When none
-   was found and keep_empty is false, b->out is left empty. */
+   most max, and about PD_BROKER_REPLY_BYTES); with st (rg->total bytes,
+   s_states), also the state of every id of rg, read at the same moment.
+   Returns how many results. When none was found and keep_empty is false,
+   b->out is left empty. */
 static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg, uint64_t max,
-                             bool keep_empty)
+                             bool keep_empty, const uint8_t *st)
 {
     msgpack_packer pk;
     pd_jobs_seal(b->jobs);
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "results", 2);
+    pd_msg_begin(&pk, "results", st ? 3 : 2);
+    if (st)
+        pd_pack_kv_bin(&pk, "st", st, rg->total);
     pd_pack_kv_uint(&pk, "req", req);
     pd_pack_cstr(&pk, "res");
     size_t at = s_array_placeholder(&b->out);
@@ -503,9 +812,13 @@ full:
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t wait_ms = 0, max = PD_BROKER_FETCH_MAX;
+    bool states = false;
     int rc;
-    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)))
+    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)) ||
+        (pd_msg_has(m, "states") && (rc = pd_msg_bool(m, "states", &states))))
         return s_why(m, o, rc);
+    if (states)
+        wait_ms = 0; /* a snapshot: answered at once */
     if (max == 0)
         max = PD_BROKER_FETCH_MAX;
     if (wait_ms > 86400000)
@@ -514,7 +827,20 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
-    uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0);
+    if ((rc = pd_broker_check_owner(b, o, &rg, "fetch", "fetch its result")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
+    uint8_t *st = states ? malloc(rg.total ? rg.total : 1) : NULL;
+    if (states && !st) {
+        pd_ranges_free(&rg);
+        snprintf(o->why, sizeof o->why, "the broker is out of memory");
+        return PD_ENOMEM;
+    }
+    if (st)
+        s_states(b, &rg, st);
+    uint32_t n = s_fetch_pack(b, o->req, &rg, max, wait_ms == 0, st);
+    free(st);
     if (n > 0 || wait_ms == 0) {
         pd_ranges_free(&rg);
         pd_broker_send_now(b, o->rid, o->ridlen); /* never waits for the disk */
@@ -552,7 +878,7 @@ void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
             i++;
             continue;
         }
-        if (s_fetch_pack(b, p->req, &p->ids, p->max, false) == 0) {
+        if (s_fetch_pack(b, p->req, &p->ids, p->max, false, NULL) == 0) {
             i++; /* none of its results may be shown yet */
             continue;
         }
@@ -605,7 +931,7 @@ int64_t pd_broker_expire_parked(pd_broker_t *b)
     for (uint32_t i = 0; i < b->nparked;) {
         pd_parked_t *p = &b->parked[i];
         if (p->deadline <= b->now_ms) {
-            s_fetch_pack(b, p->req, &p->ids, p->max, true);
+            s_fetch_pack(b, p->req, &p->ids, p->max, true, NULL);
             pd_broker_send_now(b, p->rid, p->ridlen);
             s_unpark(b, i);
             continue;
@@ -717,6 +1043,10 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "cancel", "cancel it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
@@ -766,6 +1096,10 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = s_ranges(m, o, &rg);
     if (rc)
         return rc;
+    if ((rc = pd_broker_check_owner(b, o, &rg, "release", "release it")) != 0) {
+        pd_ranges_free(&rg);
+        return rc;
+    }
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)

@@ -7,6 +7,7 @@
 
 #include "pd_beacon.h"
 #include "pd_broker.h"
+#include "pd_bg.h"
 #include "pd_codec.h"
 #include "pd_jobs.h"
 #include "pd_journal.h"
@@ -74,6 +75,8 @@ typedef struct {
     size_t ridlen;      /* bytes in rid */
     const char *key;    /* the peer's public key (Z85), NULL without CURVE */
     pd_role_t role;     /* what the key may do now (PD_ROLE_BOTH without CURVE) */
+    char owner[PD_OWNER_TXT]; /* who it is as an owner (pd_auth_owner_of_token): the key,
+                                 else the id of the request's `owner` token, else "" */
     uint64_t req;       /* request number (clients) */
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
@@ -97,6 +100,8 @@ struct pd_broker {
     atomic_bool reload;        /* set by pd_broker_reload */
     pd_log_limit_t refusals;   /* rate of "refused a message" lines */
     pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
+    pd_log_limit_t noise;      /* rate of "could not send" and "dropped a message" lines */
+    pd_log_limit_t limits_log; /* rate of "no worker allows what a submit asks" lines */
     pd_jobs_t *jobs;           /* the job table */
     pd_mods_t *mods;           /* the module store */
     pd_probes_t *probes;       /* which module functions were seen to load where */
@@ -126,6 +131,10 @@ struct pd_broker {
     int64_t start_ms;          /* monotonic ms at creation */
     int64_t now_ms;            /* monotonic ms, updated each loop turn */
     int64_t next_tick;         /* ms of the next heartbeat tick */
+    pd_bg_t *bg;               /* work off the loop: hashing uploaded shared data */
+    struct pd_upload *uploads; /* shared data being hashed, newest first */
+    uint64_t upload_bytes;     /* their bytes */
+    uint64_t arg_trimmed;      /* pd_jobs_arg_freed when the heap was last trimmed */
     atomic_bool stop;          /* set by pd_broker_stop */
     pd_broker_stats_t stats;   /* counters */
 };
@@ -167,6 +176,9 @@ void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_
                            const void *token, size_t tokenlen);
 /* True when an `accepted` for ids starting at first is held. */
 bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first);
+/* Answers `error {req, code, msg}` to o's request later than its handler
+   (work done off the loop), logged as a refusal. */
+void pd_broker_send_error(pd_broker_t *b, const pd_origin_t *o, int code, const char *msg);
 /* Hands pending changes to the journal and waits until everything is
    settled, sending the held replies. No-op without a journal. */
 void pd_broker_sync(pd_broker_t *b);
@@ -190,6 +202,19 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* Cancels the unfinished jobs first .. first+n-1 (stopping those running on
    workers), as `cancel` does. Returns how many. */
 uint64_t pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n);
+/* Refuses a request (of type `type`) naming ids of another owner than
+   o->owner, unless the key has the admin role: returns 0 when every known
+   id among the ranges is o's or nobody's, else PD_EPERM with a sentence in
+   o->why naming the first other job and saying that only its owner (or an
+   admin) may `act` ("cancel it"). */
+int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
+                          const char *type, const char *act);
+/* The same for one thing whose owner is `owner`: `what` names it ("task 7"). */
+int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
+                             const char *type, const char *act);
+/* Packs the field `owners` of `cluster`: per owner of known jobs, {owner,
+   mine (it is o), batches, queued, running, final}. */
+void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o);
 /* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
 int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -233,6 +258,11 @@ int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char
    PD_ENOGPU with the sentence in o->why. */
 int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
                         pd_origin_t *o);
+/* Checks what a submit's jobs ask to take: an output cap over
+   PD_LIMITS_MAX_OUTPUT is PD_EINVAL (the sentence in o->why); a request no
+   registered worker allows waits for one that does (logged). Returns 0 or
+   PD_EINVAL. */
+int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *o);
 /* Checks that the module md can run somewhere: source can; a prebuilt one
    needs a platform Playdoh runs on, whose worker has joined since the
    broker started. Returns 0, or PD_ENOSLOTS with the sentence in o->why. */

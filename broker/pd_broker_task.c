@@ -272,6 +272,22 @@ static int s_read_ids(const pd_msg_t *m, pd_origin_t *o, uint64_t **ids)
     return (int) n;
 }
 
+/* Refuses task ids of another owner (pd_broker_check_owner_of); unknown
+   ids pass. Returns 0 or PD_EPERM with the sentence in o->why. */
+static int s_check_owner(pd_broker_t *b, pd_origin_t *o, const uint64_t *ids, int n,
+                         const char *type, const char *act)
+{
+    for (int i = 0; i < n; i++) {
+        const pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        char what[40];
+        snprintf(what, sizeof what, "task %llu", (unsigned long long) ids[i]);
+        int rc = r ? pd_broker_check_owner_of(o, r->owner, what, type, act) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- clients ------------------------------------------------------------ */
 
 int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -316,7 +332,7 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (b->journal)
         pd_journal_put_task_id(b->journal, id + 1); /* the reply waits for it */
     pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
-    snprintf(r->owner, sizeof r->owner, "%s", o->key ? o->key : "");
+    snprintf(r->owner, sizeof r->owner, "%s", o->owner);
     r->gpu = gpu;
     r->cu = cu;
     pd_log_info("task %llu (%s, %u %snodes, %u tubes, %u edges) queued",
@@ -336,6 +352,11 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int n = s_read_ids(m, o, &ids);
     if (n < 0)
         return PD_EINVAL;
+    int rc = s_check_owner(b, o, ids, n, "task_status", "see its state");
+    if (rc) {
+        free(ids);
+        return rc;
+    }
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
     pd_msg_begin(&pk, "task_states", 2);
@@ -362,6 +383,8 @@ int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    if ((rc = s_check_owner(b, o, &id, 1, "task_progress", "see its progress")) != 0)
+        return rc;
     pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
@@ -390,6 +413,8 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     if (wait_ms > 86400000)
         wait_ms = 86400000;
+    if ((rc = s_check_owner(b, o, &id, 1, "task_fetch", "fetch its result")) != 0)
+        return rc;
     pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
     if (r && from > r->n) {
         snprintf(o->why, sizeof o->why, "task_fetch: 'from' is %llu but task %llu has %u nodes",
@@ -461,15 +486,21 @@ static bool s_do_stop(pd_broker_t *b, uint64_t id)
 
 static bool s_do_release(pd_broker_t *b, uint64_t id) { return pd_tasks_forget(b->tasks, id); }
 
-/* A request over task ids (cancel, stop, release): fn on each id, then
-   reply {req, n} with how many it acted on. */
+/* A request over task ids (cancel, stop, release: `act` for the refusal of
+   another owner's): fn on each id, then reply {req, n} with how many it
+   acted on. */
 static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *reply,
-                    bool (*fn)(pd_broker_t *b, uint64_t id))
+                    const char *act, bool (*fn)(pd_broker_t *b, uint64_t id))
 {
     uint64_t *ids;
     int n = s_read_ids(m, o, &ids);
     if (n < 0)
         return PD_EINVAL;
+    int rc = s_check_owner(b, o, ids, n, m->type, act);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
     uint64_t k = 0;
     for (int i = 0; i < n; i++)
         k += fn(b, ids[i]);
@@ -485,17 +516,17 @@ static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *rep
 
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_cancelled", s_do_cancel);
+    return s_on_ids(b, m, o, "task_cancelled", "cancel it", s_do_cancel);
 }
 
 int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_stopping", s_do_stop);
+    return s_on_ids(b, m, o, "task_stopping", "stop it", s_do_stop);
 }
 
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_released", s_do_release);
+    return s_on_ids(b, m, o, "task_released", "release it", s_do_release);
 }
 
 /* ---- placing ------------------------------------------------------------ */
@@ -511,6 +542,12 @@ static void s_pack_edges(msgpack_packer *pk, uint32_t (*rows)[3], uint32_t first
     }
 }
 
+/* The submitter's key for workers' code policies ("" without CurveZMQ). */
+static const char *s_key_of(const pd_taskrec_t *r)
+{
+    return pd_auth_owner_is_key(r->owner) ? r->owner : "";
+}
+
 /* Sends node_start for node i of r to its worker (and the module first
    when that worker lacks it). Returns 0 or a PD_E* code. */
 static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
@@ -520,17 +557,17 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
         return PD_EUNREACH;
     int rc;
     if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
-        && (rc = pd_broker_send_mod(b, wk, r->mod, r->owner)) != 0)
+        && (rc = pd_broker_send_mod(b, wk, r->mod, s_key_of(r))) != 0)
         return rc;
     if (r->cu && !pd_worker_has_mod(wk, r->cu - 1)
-        && (rc = pd_broker_send_mod(b, wk, r->cu - 1, r->owner)) != 0)
+        && (rc = pd_broker_send_mod(b, wk, r->cu - 1, s_key_of(r))) != 0)
         return rc;
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
     pd_msg_begin(&pk, "node_start", 15 + r->gpu + (r->cu != 0));
     pd_pack_kv_uint(&pk, "try", r->attempt);
-    pd_pack_kv_str(&pk, "client", r->owner);
+    pd_pack_kv_str(&pk, "client", s_key_of(r));
     pd_pack_kv_uint(&pk, "task", r->id);
     pd_pack_kv_uint(&pk, "node", i);
     pd_pack_kv_uint(&pk, "n", r->n);

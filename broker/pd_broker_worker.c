@@ -15,6 +15,7 @@
     sent in `run` names the key of the client that submitted it, so the
     worker's owner can choose whose code runs there (docs/worker.md).
 */
+#include "pd_build.h"
 #include "pd_broker_int.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -245,14 +246,22 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
 
 static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    char host[256] = "", platform[sizeof wk->platform] = "";
+    char host[256] = "", platform[sizeof wk->platform] = "", version[sizeof wk->version] = "";
     uint64_t pid = 0, cpus, gpus;
     int rc = s_read_slots(m, o, &cpus, &gpus);
     if (rc)
         return rc;
+    /* Its owner's maxima for one job (absent from older workers: none). */
+    pd_limits_t limits = {0};
+    pd_rd_t lr;
+    if (pd_msg_has(m, "limits") && (pd_msg_rd(m, "limits", &lr) || pd_limits_read(&lr, &limits))) {
+        snprintf(o->why, sizeof o->why, "ready: 'limits' is not a map of numbers");
+        return PD_EPROTO;
+    }
     if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
         (pd_msg_has(m, "platform") &&
          (rc = pd_msg_str(m, "platform", platform, sizeof platform))) ||
+        (pd_msg_has(m, "version") && (rc = pd_msg_str(m, "version", version, sizeof version))) ||
         (rc = pd_msg_uint_opt(m, "pid", &pid))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
@@ -297,6 +306,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
            dropped, so its jobs go back without counting an attempt. */
         uint32_t requeued;
         s_release_jobs(b, wk, false, &requeued);
+        wk->steal_at = 0; /* its answer, if any, is stale */
         pd_worker_clear_mods(wk);
         pd_broker_tasks_worker_gone(b, wk, "registered again after losing the broker");
         pd_log_info("worker %s registered again: %u jobs requeued",
@@ -314,6 +324,8 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     memcpy(wk->platform, platform, sizeof platform);
+    wk->limits = limits;
+    memcpy(wk->version, version, sizeof version);
     pd_workers_note_platform(b->workers, wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
@@ -545,6 +557,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         /* GPU jobs' run times say nothing of the CPU slots' depth. */
         if (!job->gpu)
             pd_worker_observe(wk, us);
+        wk->progress_ms = b->now_ms;
         pd_worker_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
@@ -563,6 +576,14 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         bool succeeded;
         pd_jobs_batch(job, &first, &count, &succeeded);
         s_end_t end = s_job_ends(b, wk, id, job, pd_err_from_name(code), value, value_len);
+        /* --retry-failed: its own run failed, and it may run again (never a
+           module that cannot run, nor a program that is not there). */
+        if (end == S_END_JOB && pd_jobs_retry_failed(b->jobs, id, code, wk->host)) {
+            pd_log_info("job %llu failed on %s (%s: %.200s): run again (%u of %u)",
+                        (unsigned long long) id, wk->host, code, msg,
+                        (unsigned) job->failures, (unsigned) job->retry_failed);
+            continue;
+        }
         const char *fn = pd_jobs_fn_name(b->jobs, job->fn);
         const char *mod = pd_mods_get(b->mods, job->mod)->name;
         pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
@@ -582,8 +603,11 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
 {
     pd_rd_t r;
     uint32_t n;
-    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
-        snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt]");
+    bool stolen = false;
+    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n) ||
+        (pd_msg_has(m, "stolen") && pd_msg_bool(m, "stolen", &stolen))) {
+        snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt] "
+                 "(and 'stolen', when present, a bool)");
         return PD_EPROTO;
     }
     pd_rd_t check = r;
@@ -613,8 +637,16 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
         pd_jobs_requeue(b->jobs, id, false, wk->host);
         back++;
     }
-    wk->requeued += back;
     char label[160];
+    if (stolen) {
+        /* The answer to `steal`: the jobs it had not started. */
+        wk->steal_at = 0;
+        wk->stolen += back;
+        pd_log_debug("worker %s gave back %u queued jobs for idle slots elsewhere",
+                     s_label(wk, label, sizeof label), back);
+        return 0;
+    }
+    wk->requeued += back;
     pd_log_info("worker %s handed back %u jobs (its owner took slots back); requeued",
                 s_label(wk, label, sizeof label), back);
     return 0;
@@ -628,8 +660,9 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     msgpack_packer pk;
     pd_buf_reset(&b->out);
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "cluster", 6);
+    pd_msg_begin(&pk, "cluster", 8);
     pd_pack_kv_uint(&pk, "req", o->req);
+    pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
     pd_pack_kv_str(&pk, "cluster", b->cluster);
     pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(b->jobs));
@@ -644,7 +677,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         char rid[PD_WORKERS_MAX_RID + 1];
         snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
         bool pilot = wk->slurm_job[0] != 0;
-        msgpack_pack_map(&pk, 19 + (pilot ? 3 : 0));
+        msgpack_pack_map(&pk, 20 + (pilot ? 3 : 0));
         pd_pack_kv_str(&pk, "id", rid);
         pd_pack_kv_str(&pk, "host", wk->host);
         pd_pack_kv_str(&pk, "platform", wk->platform);
@@ -682,6 +715,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         }
         pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
         pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        pd_pack_kv_str(&pk, "version", wk->version);
         if (pilot) {
             pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
             pd_pack_kv_str(&pk, "slurm_step", wk->slurm_step);
@@ -690,6 +724,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         packed++;
     }
     assert(packed == pd_workers_count(b->workers));
+    pd_broker_pack_owners(b, &pk, o);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
@@ -815,7 +850,8 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 typedef struct {
     pd_broker_t *b;
     const pd_worker_t *wk;
-    bool passed;       /* a job was passed over: for another platform, or held */
+    bool passed;       /* a job was passed over: for another platform, held, or asking
+                          more than the worker's owner allows */
     bool proven;       /* (mod, fn) below is proven on wk's platform */
     uint32_t mod, cu, fn; /* the last pair (with its CUDA module) found proven */
 } s_fits_t;
@@ -853,7 +889,9 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
 static bool s_fits(void *user, const pd_job_t *job)
 {
     s_fits_t *f = user;
+    pd_limits_t lim = pd_jobs_fn_limits(f->b->jobs, job->fn);
     bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform) &&
+              pd_limits_fit(&lim, &f->wk->limits, NULL, 0) &&
               s_probe_state(f, job) != PD_PROBE_RUNNING;
     f->passed |= !ok;
     return ok;
@@ -878,7 +916,11 @@ static void s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, const pd_jo
 static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
 {
     s_fits_t fits = {.b = b, .wk = wk};
+    if (wk->ninflight == 0)
+        wk->progress_ms = b->now_ms; /* idle until now: nothing is overdue */
     uint32_t want = pd_worker_credit(wk, cls);
+    if (want > wk->share)
+        want = wk->share;
     if (want > PD_BROKER_RUN_CHUNK)
         want = PD_BROKER_RUN_CHUNK;
     pd_buf_reset(&b->out);
@@ -926,8 +968,11 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
             break;
         }
         /* [id, attempt, mod, fn, timeout_ms, arg, shared or nil, client],
-           then for a GPU job [gpu: true, cu or nil]. */
-        msgpack_pack_array(&pk, job->gpu ? 10 : 8);
+           then for a GPU job [gpu: true, cu or nil], then for a job that
+           asks for limits [..., gpu, cu or nil, limits]. */
+        pd_limits_t lim = pd_jobs_fn_limits(b->jobs, job->fn);
+        bool has_lim = !pd_limits_none(&lim);
+        msgpack_pack_array(&pk, has_lim ? 11 : job->gpu ? 10 : 8);
         msgpack_pack_uint64(&pk, id);
         msgpack_pack_uint32(&pk, job->attempt);
         pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
@@ -941,13 +986,18 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         msgpack_pack_uint32(&pk, ci);
         if (ci == nclients)
             clients[nclients++] = owner;
-        if (job->gpu) {
-            msgpack_pack_true(&pk);
+        if (job->gpu || has_lim) {
+            if (job->gpu)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
             if (job->cu)
                 pd_pack_cstr(&pk, pd_mods_get(b->mods, job->cu - 1)->hash);
             else
                 msgpack_pack_nil(&pk);
         }
+        if (has_lim)
+            pd_limits_pack(&pk, &lim);
         b->scratch[n++] = id;
     }
     pd_pack_cstr(&pk, "clients");
@@ -977,23 +1027,30 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         s_worker_gone(b, wk, true, "its connection is gone");
     else if (n > 0)
         wk->last_send = b->now_ms;
+    if (n > 0)
+        wk->share -= n < wk->share ? n : wk->share;
     *passed = fits.passed;
     return n;
 }
 
-void pd_broker_dispatch(pd_broker_t *b)
+/* Sends queued jobs of class cls to the workers with credit, each its share
+   (pd_workers_share) first, then, for what is left (jobs for a platform
+   whose workers took less than their share), whole credits. */
+static void s_dispatch_class(pd_broker_t *b, int cls)
 {
-    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
-    pd_broker_place_tasks(b);
-    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+    pd_workers_share(b->workers, cls, pd_jobs_queued_in(b->jobs, cls));
+    for (int pass = 0; pass < 2; pass++) {
         /* A worker may get nothing while jobs wait for another platform:
            the others with credit are asked before giving up. */
         uint32_t idle = 0, span = pd_workers_span(b->workers);
         while (idle < span && pd_jobs_ready(b->jobs, cls)) {
-            pd_worker_t *wk = pd_workers_next_with_credit(b->workers, cls);
+            pd_worker_t *wk = pass == 0 ? pd_workers_next_with_share(b->workers, cls)
+                                        : pd_workers_next_with_credit(b->workers, cls);
             bool passed = false;
             if (!wk)
                 break;
+            if (pass == 1)
+                wk->share = pd_worker_credit(wk, cls);
             if (s_send_run(b, wk, cls, &passed))
                 idle = 0;
             else if (passed)
@@ -1001,6 +1058,55 @@ void pd_broker_dispatch(pd_broker_t *b)
             else
                 break;
         }
+    }
+}
+
+/* Sends `steal {n, gpu}`: give back up to n jobs of that class queued and
+   not started. The answer is a `requeue` with `stolen: true`. */
+static void s_send_steal(pd_broker_t *b, pd_worker_t *wk, int cls, uint32_t n)
+{
+    pd_buf_reset(&b->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b->aux);
+    pd_msg_begin(&pk, "steal", 2);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_pack_cstr(&pk, "gpu");
+    if (cls == PD_JOBS_GPU)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
+        wk->last_send = b->now_ms;
+    pd_buf_reset(&b->aux);
+    wk->steal_at = b->now_ms; /* even unsent: asked again after a heartbeat */
+    char label[160];
+    pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
+                 s_label(wk, label, sizeof label), n, cls == PD_JOBS_GPU ? "GPU " : "");
+}
+
+/* Work stealing: nothing of class cls waits here while slots idle, so the
+   jobs queued at busy workers are asked back, the most loaded first, until
+   the idle slots are covered. */
+static void s_steal(pd_broker_t *b, int cls)
+{
+    if (pd_jobs_queued_in(b->jobs, cls) > 0)
+        return;
+    uint32_t idle = pd_workers_idle_slots(b->workers, cls), n;
+    pd_worker_t *wk;
+    while (idle > 0 && (wk = pd_workers_steal_from(b->workers, cls, b->now_ms,
+                                                    (int64_t) b->cfg.hb_ms, &n)) != NULL) {
+        s_send_steal(b, wk, cls, n);
+        idle = n >= idle ? 0 : idle - n;
+    }
+}
+
+void pd_broker_dispatch(pd_broker_t *b)
+{
+    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
+    pd_broker_place_tasks(b);
+    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
+        s_dispatch_class(b, cls);
+        s_steal(b, cls);
     }
 }
 

@@ -39,6 +39,7 @@
     records in arrival order for expiry.
 */
 #include "pd_jobs.h"
+#include "pd_auth.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -95,6 +96,9 @@ struct pd_jobs {
     uint64_t next_id;      /* id the next submitted job gets */
     uint64_t max;          /* bound on unfinished jobs */
     uint64_t unfinished;   /* queued + running */
+    uint64_t arg_bytes;    /* bytes of the argument blobs of unfinished jobs */
+    uint64_t max_arg_bytes;/* bound on arg_bytes */
+    uint64_t arg_freed;    /* bytes of argument blobs freed, ever */
     uint64_t queued;       /* jobs in state queued */
     uint64_t queued_cls[PD_JOBS_CLASSES]; /* of which, by slot class */
     s_client_t **clients;  /* clients with unfinished jobs by index; NULL = free entry */
@@ -165,6 +169,10 @@ static void s_unref(pd_jobs_t *j, pd_blob_t **p, bool args)
 {
     if (!*p)
         return;
+    if ((*p)->refs == 1 && args) {
+        j->arg_bytes -= (*p)->len;
+        j->arg_freed += (*p)->len;
+    }
     if ((*p)->refs == 1 && j->hooks.dead)
         j->hooks.dead(j->hooks_user, *p, args);
     pd_blob_unref(p);
@@ -182,6 +190,7 @@ pd_jobs_t *pd_jobs_new(uint64_t max_unfinished)
         return NULL;
     j->next_id = 1;
     j->max = max_unfinished ? max_unfinished : PD_JOBS_DEFAULT_MAX;
+    j->max_arg_bytes = PD_JOBS_DEFAULT_MAX_ARG_BYTES;
     j->fn_index = zhashx_new();
     j->client_index = zhashx_new();
     j->ttlcap = 64;
@@ -290,10 +299,24 @@ const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn)
     return j->fns[fn];
 }
 
-const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+const char *pd_jobs_owner_id(pd_jobs_t *j, uint32_t fn)
 {
     assert(fn < j->nfns);
     return j->fns[fn] + strlen(j->fns[fn]) + 1;
+}
+
+const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn)
+{
+    const char *owner = pd_jobs_owner_id(j, fn);
+    return pd_auth_owner_is_key(owner) ? owner : "";
+}
+
+pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn)
+{
+    const char *owner = pd_jobs_owner_id(j, fn);
+    pd_limits_t l;
+    memcpy(&l, owner + strlen(owner) + 1, sizeof l);
+    return l;
 }
 
 /* Makes sure chunks exist for ids first .. first+n-1. */
@@ -325,22 +348,28 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
     return 0;
 }
 
-/* Interns the pair (function name, owner key): jobs of one submit share
-   it, so that each job record stays small. The stored string is
-   "fn\0owner\0"; the index key is "owner\x01fn" (a Z85 key holds no
-   \x01, so the pair is unambiguous). */
-static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *rc)
+/* Interns the triple (function name, owner key, limits): jobs of one
+   submit share it, so that each job record stays small. The stored string
+   is "fn\0owner\0" followed by the pd_limits_t's bytes; the index key is
+   "owner\x01fn\x01MEM:CPU:OUT" (a Z85 key holds no \x01, and a function
+   name no \x01 either, so the triple is unambiguous). */
+static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner,
+                         const pd_limits_t *lim, int *rc)
 {
     *rc = 0;
     size_t fl = strlen(fn), ol = strlen(owner);
-    char *key = malloc(ol + fl + 2);
+    char lk[72];
+    int ll = snprintf(lk, sizeof lk, "\x01%llu:%llu:%llu", (unsigned long long) lim->memory,
+                      (unsigned long long) lim->cpu_s, (unsigned long long) lim->output);
+    char *key = malloc(ol + fl + (size_t) ll + 2);
     if (!key) {
         *rc = PD_ENOMEM;
         return 0;
     }
     memcpy(key, owner, ol);
     key[ol] = '\x01';
-    memcpy(key + ol + 1, fn, fl + 1);
+    memcpy(key + ol + 1, fn, fl);
+    memcpy(key + ol + 1 + fl, lk, (size_t) ll + 1);
     void *v = zhashx_lookup(j->fn_index, key);
     if (v) {
         free(key);
@@ -357,7 +386,7 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *r
         j->fns = f;
         j->capfns = cap;
     }
-    char *copy = malloc(fl + ol + 2);
+    char *copy = malloc(fl + ol + 2 + sizeof *lim);
     if (!copy || zhashx_insert(j->fn_index, key, (void *) (uintptr_t) (j->nfns + 1))) {
         free(copy);
         free(key);
@@ -367,6 +396,7 @@ static uint32_t s_intern(pd_jobs_t *j, const char *fn, const char *owner, int *r
     free(key);
     memcpy(copy, fn, fl + 1);
     memcpy(copy + fl + 1, owner, ol + 1);
+    memcpy(copy + fl + ol + 2, lim, sizeof *lim);
     j->fns[j->nfns] = copy;
     return j->nfns++;
 }
@@ -685,6 +715,11 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
                  PD_JOBS_MAX_RETRIES);
         return PD_EINVAL;
     }
+    if (sub->retry_failed > PD_JOBS_MAX_RETRY_FAILED) {
+        snprintf(why, whycap, "submit: 'retry_failed' is %u; at most %u are allowed",
+                 sub->retry_failed, PD_JOBS_MAX_RETRY_FAILED);
+        return PD_EINVAL;
+    }
     pd_rd_t r;
     pd_rd_init(&r, args, args_len);
     uint32_t count;
@@ -699,6 +734,15 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
                  (unsigned long long) j->unfinished, (unsigned long long) j->max, count);
         return PD_EOVERLOAD;
     }
+    if (count > 0 && args_len > j->max_arg_bytes - (j->arg_bytes < j->max_arg_bytes
+                                                     ? j->arg_bytes : j->max_arg_bytes)) {
+        snprintf(why, whycap,
+                 "the broker holds %.1f MiB of arguments of unfinished jobs, of at most %.1f "
+                 "MiB, and cannot take %.1f MiB more: wait for results, or raise its "
+                 "max_queued_mb", (double) j->arg_bytes / 1048576.0,
+                 (double) j->max_arg_bytes / 1048576.0, (double) args_len / 1048576.0);
+        return PD_EOVERLOAD;
+    }
     *first = j->next_id;
     *n = count;
     if (count == 0)
@@ -709,7 +753,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         return PD_EINVAL;
     }
     int rc;
-    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &rc);
+    uint32_t fni = s_intern(j, fn, sub->owner ? sub->owner : "", &sub->limits, &rc);
     if (rc || s_chunks_reserve(j, j->next_id, count)) {
         snprintf(why, whycap, "the broker is out of memory");
         return PD_ENOMEM;
@@ -748,6 +792,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
+        job->retry_failed = (uint8_t) sub->retry_failed;
         job->mod = sub->mod;
         job->fn = fni;
         job->timeout_ms = sub->timeout_ms;
@@ -762,6 +807,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
     }
     j->next_id += count;
     j->unfinished += count;
+    j->arg_bytes += blob->len;
     j->queued += count;
     j->queued_cls[cl->cls] += count;
     cl->queued += count;
@@ -972,6 +1018,18 @@ bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *le
     return true;
 }
 
+bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *host)
+{
+    pd_job_t *job = pd_jobs_get(j, id);
+    assert(job && job->state == PD_JOB_RUNNING);
+    bool own = strcmp(code, "PD_ETASK") == 0 || strcmp(code, "PD_ECRASH") == 0 ||
+               strcmp(code, "PD_ETIMEDOUT") == 0;
+    if (!own || job->failures >= job->retry_failed)
+        return false;
+    job->failures++;
+    return pd_jobs_requeue(j, id, false, host) == 0;
+}
+
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
 {
     pd_job_t *job = pd_jobs_get(j, id);
@@ -1158,6 +1216,12 @@ uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls)
 }
 uint64_t pd_jobs_next_id(const pd_jobs_t *j) { return j->next_id; }
 uint64_t pd_jobs_max(const pd_jobs_t *j) { return j->max; }
+uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j) { return j->arg_bytes; }
+uint64_t pd_jobs_arg_freed(const pd_jobs_t *j) { return j->arg_freed; }
+void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max)
+{
+    j->max_arg_bytes = max ? max : PD_JOBS_DEFAULT_MAX_ARG_BYTES;
+}
 
 /* ---- tokens ------------------------------------------------------------ */
 
@@ -1305,8 +1369,9 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         return PD_EPROTO;
     }
     if (fnlen == 0 || fnlen > PD_JOBS_MAX_FN || sub->retries > PD_JOBS_MAX_RETRIES ||
-        sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
-        snprintf(why, whycap, "batch from id %llu has a bad function name, retries or client",
+        sub->retry_failed > PD_JOBS_MAX_RETRY_FAILED || sub->client_len > PD_JOBS_MAX_CLIENT_ID) {
+        snprintf(why, whycap, "batch from id %llu has a bad function name, retries, "
+                 "retry_failed or client",
                  (unsigned long long) first);
         return PD_EPROTO;
     }
@@ -1326,7 +1391,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
             return PD_EPROTO;
         }
     int rc;
-    uint32_t fni = s_intern(j, sub->fn, sub->owner ? sub->owner : "", &rc);
+    uint32_t fni = s_intern(j, sub->fn, sub->owner ? sub->owner : "", &sub->limits, &rc);
     bool gpu = sub->gpu || sub->cu;
     s_client_t *cl = rc ? NULL : s_client_get(j, sub->client, sub->client_len,
                                               gpu ? PD_JOBS_GPU : PD_JOBS_CPU);
@@ -1352,6 +1417,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) sub->retries;
+        job->retry_failed = (uint8_t) sub->retry_failed;
         job->mod = sub->mod;
         job->fn = fni;
         job->timeout_ms = sub->timeout_ms;
@@ -1387,6 +1453,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         free(blob);
         return 0;
     }
+    j->arg_bytes += blob->len;
     return (int64_t) kept;
 oom:
     snprintf(why, whycap, "out of memory");
@@ -1441,6 +1508,15 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
             }
             memset(job, 0, sizeof *job);
             j->live[(id - 1) >> S_CHUNK_BITS]++;
+            /* Its batch is gone: no function, no owner until the journal's
+               record of the batch says (pd_jobs_set_owner). */
+            int irc;
+            const pd_limits_t none = {0};
+            job->fn = s_intern(j, "", "", &none, &irc);
+            if (irc) {
+                snprintf(why, whycap, "out of memory");
+                goto bad;
+            }
         }
         job->state = (uint8_t) state;
         job->res = blob;
@@ -1459,6 +1535,86 @@ bad:
     if (blob->refs == 0)
         free(blob);
     return PD_EPROTO;
+}
+
+int pd_jobs_set_owner(pd_jobs_t *j, uint64_t first, uint64_t n, const char *owner)
+{
+    uint32_t from = UINT32_MAX, to = 0; /* the last (fn, "") -> (fn, owner) */
+    for (uint64_t id = first; id < first + n && id < j->next_id; id++) {
+        pd_job_t *job = pd_jobs_get(j, id);
+        if (!job)
+            continue;
+        if (job->fn != from) {
+            if (pd_jobs_owner_id(j, job->fn)[0])
+                continue;
+            int rc;
+            pd_limits_t lim = pd_jobs_fn_limits(j, job->fn);
+            uint32_t fn = s_intern(j, pd_jobs_fn_name(j, job->fn), owner, &lim, &rc);
+            if (rc)
+                return rc;
+            from = job->fn;
+            to = fn;
+        }
+        job->fn = to;
+    }
+    return 0;
+}
+
+pd_jobs_owner_t *pd_jobs_owners(pd_jobs_t *j, size_t *n)
+{
+    *n = 0;
+    /* Per interned (fn, owner) first, then merged by owner. */
+    pd_jobs_owner_t *per = calloc(j->nfns ? j->nfns : 1, sizeof *per);
+    const pd_blob_t **last_arg = calloc(j->nfns ? j->nfns : 1, sizeof *last_arg);
+    uint32_t *order = malloc((j->nfns ? j->nfns : 1) * sizeof *order);
+    pd_jobs_owner_t *out = NULL;
+    size_t nout = 0;
+    if (!per || !last_arg || !order)
+        goto done;
+    uint32_t norder = 0;
+    for (uint64_t id = pd_jobs_next_known(j, 1); id; id = pd_jobs_next_known(j, id + 1)) {
+        const pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobs_owner_t *o = &per[job->fn];
+        if (!o->owner) {
+            o->owner = pd_jobs_owner_id(j, job->fn);
+            order[norder++] = job->fn;
+        }
+        if (job->state == PD_JOB_QUEUED)
+            o->queued++;
+        else if (job->state == PD_JOB_RUNNING)
+            o->running++;
+        else
+            o->final++;
+        if (!PD_JOB_IS_FINAL(job->state) && job->arg != last_arg[job->fn]) {
+            last_arg[job->fn] = job->arg; /* a submit's jobs are contiguous */
+            o->batches++;
+        }
+    }
+    out = malloc((norder ? norder : 1) * sizeof *out);
+    if (!out)
+        goto done;
+    for (uint32_t i = 0; i < norder; i++) {
+        const pd_jobs_owner_t *o = &per[order[i]];
+        size_t k = 0;
+        while (k < nout && strcmp(out[k].owner, o->owner) != 0)
+            k++;
+        if (k == nout)
+            out[nout++] = (pd_jobs_owner_t){.owner = o->owner};
+        out[k].batches += o->batches;
+        out[k].queued += o->queued;
+        out[k].running += o->running;
+        out[k].final += o->final;
+    }
+done:
+    free(per);
+    free(last_arg);
+    free(order);
+    if (!nout) {
+        free(out);
+        return NULL;
+    }
+    *n = nout;
+    return out;
 }
 
 void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,

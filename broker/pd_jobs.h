@@ -41,6 +41,7 @@
 #ifndef PD_JOBS_H
 #define PD_JOBS_H
 
+#include "pd_limits.h"
 #include "pd_msg.h"
 
 #include <stdbool.h>
@@ -59,8 +60,10 @@ enum {
 #define PD_JOB_IS_FINAL(s) ((s) >= PD_JOB_DONE)
 
 #define PD_JOBS_DEFAULT_MAX   4000000u  /* unfinished jobs held at most */
+#define PD_JOBS_DEFAULT_MAX_ARG_BYTES (4ull << 30) /* their argument bytes at most */
 #define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
+#define PD_JOBS_MAX_RETRY_FAILED 100u   /* largest `retry_failed` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
 #define PD_JOBS_SEG_BYTES     (4u << 20) /* a result segment is sealed past this size */
 #define PD_JOBS_SEG_JOBS      8192u     /* ... or this many entries */
@@ -99,6 +102,9 @@ typedef struct {
     uint8_t losses;      /* times the job's worker was lost while running it */
     uint8_t retries;     /* lost-worker attempts allowed (at least 1 is made) */
     uint8_t gpu;         /* 1: runs on GPU slots only (class PD_JOBS_GPU) */
+    uint8_t retry_failed; /* runs again allowed after its own run failed (PD_ETASK,
+                             PD_ECRASH, PD_ETIMEDOUT) */
+    uint8_t failures;    /* runs of it that failed so far (counted against retry_failed) */
     uint32_t attempt;    /* runs started so far: the current run's attempt */
     uint32_t mod;        /* module index (pd_mods) */
     uint32_t client;     /* index of the submitting client's queue (while unfinished) */
@@ -173,11 +179,16 @@ typedef struct {
     uint32_t timeout_ms; /* per-run time-out, 0 = none */
     uint32_t retries;    /* lost-worker attempts */
     uint32_t max_slots;  /* the client's cap on running jobs from now on; 0 = none */
-    const char *owner;   /* the submitter's key (Z85), handed to workers with each
-                            job (pd_jobs_fn_owner); NULL without CurveZMQ */
+    const char *owner;   /* the submitter as an owner (pd_auth.h): its key (Z85), which
+                            workers get with each job (pd_jobs_fn_owner), or the id of
+                            its owner token; NULL or "": nobody */
     bool gpu;            /* run on GPU slots only */
     uint32_t cu;         /* a CUDA module to ship with them: its index + 1 (implies gpu);
                             0 = none */
+    pd_limits_t limits;  /* what each job asks to take (0 fields: not asked); the broker
+                            places a job only on a worker whose maxima hold it */
+    uint32_t retry_failed; /* runs again of a job whose own run failed (at most
+                              PD_JOBS_MAX_RETRY_FAILED); 0 = none */
 } pd_jobs_submit_t;
 
 /* pd_jobs_submit with a client, shared data and a cap: the jobs join the
@@ -204,8 +215,31 @@ uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
 const char *pd_jobs_fn_name(pd_jobs_t *j, uint32_t fn);
 /* The key of the client that submitted jobs with index fn ("" without
-   CURVE); borrowed, lives with j. */
+   CURVE), for workers' code policies; borrowed, lives with j. */
 const char *pd_jobs_fn_owner(pd_jobs_t *j, uint32_t fn);
+/* The limits the jobs with index fn ask for (pd_jobs_submit_t.limits). */
+pd_limits_t pd_jobs_fn_limits(pd_jobs_t *j, uint32_t fn);
+/* Who owns the jobs with index fn: a key, "local:" and a token's hash, or
+   "" (nobody: anyone may act on them); borrowed, lives with j. */
+const char *pd_jobs_owner_id(pd_jobs_t *j, uint32_t fn);
+/* Gives the known jobs among ids first .. first+n-1 that have no owner the
+   owner `owner` (the journal's record of a batch whose jobs are final).
+   Returns 0 or PD_ENOMEM. */
+int pd_jobs_set_owner(pd_jobs_t *j, uint64_t first, uint64_t n, const char *owner);
+
+/* One owner's jobs, for pd_jobs_owners. */
+typedef struct {
+    const char *owner; /* pd_jobs_owner_id's form (borrowed, lives with the table) */
+    uint64_t batches;  /* submits with unfinished jobs */
+    uint64_t queued;   /* jobs queued */
+    uint64_t running;  /* jobs running */
+    uint64_t final;    /* jobs done, failed or cancelled and not yet released */
+} pd_jobs_owner_t;
+/* Counts every known job by owner (a walk over the table: O(jobs)).
+   Returns a malloc'ed array of *n entries, owners in order of their first
+   job (the caller frees it; NULL with *n 0 when there is none or memory
+   ran out). */
+pd_jobs_owner_t *pd_jobs_owners(pd_jobs_t *j, size_t *n);
 
 /* Takes the next queued job of slot class cls (PD_JOBS_CPU or PD_JOBS_GPU)
    for dispatch, from the clients in turn (each below its max_slots), and
@@ -233,6 +267,15 @@ bool pd_jobs_ready(pd_jobs_t *j, int cls);
    PD_ELOST naming host, and 1 is returned; else 0 (requeued). Without
    `lost` (a worker's bye, a send that failed) the attempt is not counted. */
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host);
+
+/* A running job whose run just failed with error code `code` (a PD_E*
+   name): when the run itself failed (PD_ETASK: the function or command
+   reported an error; PD_ECRASH; PD_ETIMEDOUT) and the job has runs left
+   under its retry_failed, the failure is counted and the job goes back to
+   the front of its client's queue, as pd_jobs_requeue without a loss:
+   returns true. Otherwise returns false and changes nothing (the caller
+   marks it failed). */
+bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *host);
 
 /* Final transitions of a queued or running job. Each releases the argument,
    appends an entry to the open result segment and the id to the fresh list.
@@ -341,6 +384,14 @@ uint64_t pd_jobs_unfinished(const pd_jobs_t *j); /* queued + running */
 uint64_t pd_jobs_queued(const pd_jobs_t *j);              /* all classes */
 uint64_t pd_jobs_queued_in(const pd_jobs_t *j, int cls);  /* one class */
 uint64_t pd_jobs_next_id(const pd_jobs_t *j); /* id the next submit gets */
+/* Bytes of the argument blobs that unfinished jobs hold (a submit's blob
+   counts until its last job is final), and the bound on them: a submit
+   that would pass it is refused whole with PD_EOVERLOAD (0 = the default,
+   PD_JOBS_DEFAULT_MAX_ARG_BYTES). */
+uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j);
+/* Bytes of argument blobs freed since the table was made (a counter). */
+uint64_t pd_jobs_arg_freed(const pd_jobs_t *j);
+void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max);
 uint64_t pd_jobs_max(const pd_jobs_t *j);
 
 /* ---- ranges --------------------------------------------------------- */

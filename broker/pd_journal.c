@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #define S_FORMAT "playdoh-journal"
-#define S_VERSION 2
+#define S_VERSION 3 /* 3: batches hold the jobs' limits (version 2 is upgraded in place) */
 #define S_SUM 16                       /* bytes of a row checksum */
 #define S_BACKOFF_MIN_MS 1000          /* first retry of a failing journal */
 #define S_BACKOFF_MAX_MS 60000         /* longest wait between retries */
@@ -83,13 +83,16 @@ enum {
     ST_META_PUT,
     ST_SHARED_INS,
     ST_SHARED_DEL,
+    ST_OWNER_INS,
+    ST_OWNER_GONE,
     ST_COUNT
 };
 
 static const char *const s_sql[ST_COUNT] = {
     [ST_BATCH_INS] = "INSERT OR REPLACE INTO batches(first, n, mod, fn, timeout_ms, retries, "
-                     "client, shared, gpu, cu, max_slots, sum, args, owner) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "client, shared, gpu, cu, max_slots, sum, args, owner, memory, cpu_time, "
+                     "max_output, retry_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                     "?, ?, ?, ?)",
     [ST_BATCH_DEL] = "DELETE FROM batches WHERE first = ?",
     [ST_SEG_INS] = "INSERT OR REPLACE INTO results(seg, sum, res) VALUES (?, ?, ?)",
     [ST_SEG_DEL] = "DELETE FROM results WHERE seg = ?",
@@ -104,7 +107,17 @@ static const char *const s_sql[ST_COUNT] = {
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)",
     [ST_SHARED_INS] = "INSERT OR IGNORE INTO shared(hash, data) VALUES (?, ?)",
     [ST_SHARED_DEL] = "DELETE FROM shared WHERE hash = ?",
+    [ST_OWNER_INS] = "INSERT OR REPLACE INTO owners(first, n, owner) VALUES (?, ?, ?)",
+    [ST_OWNER_GONE] = "DELETE FROM owners WHERE first >= ? AND first <= ? AND first + n - 1 <= ?",
 };
+
+/* Who owns ids first .. first+n-1 (pd_auth.h's owner ids): written with
+   each batch that has an owner, kept after the batch's row goes (its jobs
+   final, their results waiting), deleted once every id of it is forgotten.
+   Journals made before it get the table when opened. */
+static const char *const s_schema_owners =
+    "CREATE TABLE IF NOT EXISTS owners(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
+    "  owner TEXT NOT NULL);";
 
 static const char *const s_schema =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v);"
@@ -114,13 +127,16 @@ static const char *const s_schema =
     "CREATE TABLE batches(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, mod TEXT NOT NULL, "
     "  fn TEXT NOT NULL, timeout_ms INTEGER NOT NULL, retries INTEGER NOT NULL, "
     "  client BLOB NOT NULL, shared TEXT, gpu INTEGER NOT NULL, cu TEXT, "
-    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT);"
+    "  max_slots INTEGER NOT NULL, sum BLOB NOT NULL, args BLOB NOT NULL, owner TEXT, "
+    "  memory INTEGER NOT NULL DEFAULT 0, cpu_time INTEGER NOT NULL DEFAULT 0, "
+    "  max_output INTEGER NOT NULL DEFAULT 0, retry_failed INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE results(seg INTEGER PRIMARY KEY, sum BLOB NOT NULL, res BLOB NOT NULL);"
     "CREATE TABLE gone(first INTEGER PRIMARY KEY, last INTEGER NOT NULL);"
     "CREATE TABLE fetched(first INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
     "  t INTEGER NOT NULL);"
     "CREATE TABLE tokens(token BLOB PRIMARY KEY, first INTEGER NOT NULL, n INTEGER NOT NULL, "
-    "  t INTEGER NOT NULL);";
+    "  t INTEGER NOT NULL);"
+    "CREATE TABLE owners(first INTEGER PRIMARY KEY, n INTEGER NOT NULL, owner TEXT NOT NULL);";
 
 /* ---- operations and batches --------------------------------------------- */
 
@@ -141,6 +157,7 @@ typedef enum {
     OP_SHARED,    /* shared data: text=hash (65 bytes) then the b bytes */
     OP_DEL_SHARED, /* shared data evicted: text=hash */
     OP_TASK_ID,   /* the next synchronous task id is at least a */
+    OP_OWNER,     /* ids a .. a+n-1 belong to owner text (a rewrite's final jobs) */
     OP_VACUUM,    /* after the commit: free pages if many are unused */
     OP_COMPACT    /* after the commit: checkpoint, truncate the log, free pages */
 } s_op_kind_t;
@@ -150,9 +167,11 @@ typedef struct {
     uint32_t n;           /* a count (see the kinds) */
     uint32_t timeout_ms;  /* OP_BATCH: per-run time-out; OP_TOKEN: second */
     uint32_t retries;     /* OP_BATCH: retries */
+    uint32_t retry_failed; /* OP_BATCH: runs again of a job whose own run failed */
     uint32_t client_len;  /* OP_BATCH: bytes of routing id at the end of text */
     uint32_t max_slots;   /* OP_BATCH: the client's cap */
     bool gpu;             /* OP_BATCH: GPU slots only */
+    pd_limits_t limits;   /* OP_BATCH: what each job asks to take */
     uint64_t a, b;        /* arguments (see the kinds) */
     pd_blob_t *blob;      /* a blob held (one reference) until the batch is freed */
     bool args;            /* blob is an argument blob */
@@ -332,7 +351,9 @@ typedef struct {
     bool gpu;               /* GPU slots only */
     const char *cu;         /* CUDA module hash, "" for none */
     uint32_t max_slots;     /* the client's cap */
-    const char *owner;      /* the submitter's key (Z85), "" without CurveZMQ */
+    const char *owner;      /* the submitter as an owner (pd_auth.h), "" for nobody */
+    pd_limits_t limits;     /* what each job asks to take (0 fields: nothing) */
+    uint32_t retry_failed;  /* runs again of a job whose own run failed */
 } s_row_t;
 
 static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args, size_t len)
@@ -342,6 +363,12 @@ static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args
                         row->max_slots, row->client_len};
     crypto_generichash_init(&h, NULL, 0, S_SUM);
     crypto_generichash_update(&h, (const unsigned char *) nums, sizeof nums);
+    if (!pd_limits_none(&row->limits)) {
+        /* Only when set, so that rows written before limits existed keep
+           their checksums. */
+        uint64_t lim[3] = {row->limits.memory, row->limits.cpu_s, row->limits.output};
+        crypto_generichash_update(&h, (const unsigned char *) lim, sizeof lim);
+    }
     crypto_generichash_update(&h, (const unsigned char *) row->mod, strlen(row->mod) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->fn, strlen(row->fn) + 1);
     crypto_generichash_update(&h, (const unsigned char *) row->shared, strlen(row->shared) + 1);
@@ -349,6 +376,11 @@ static void s_sum_batch(uint8_t out[S_SUM], const s_row_t *row, const void *args
     crypto_generichash_update(&h, (const unsigned char *) row->owner, strlen(row->owner) + 1);
     crypto_generichash_update(&h, row->client, row->client_len);
     crypto_generichash_update(&h, args, len);
+    /* Summed only when set, so that rows written before the column existed
+       (0 there) keep their sum. */
+    if (row->retry_failed)
+        crypto_generichash_update(&h, (const unsigned char *) &row->retry_failed,
+                                  sizeof row->retry_failed);
     crypto_generichash_final(&h, out, S_SUM);
 }
 
@@ -363,11 +395,21 @@ static void s_sum_seg(uint8_t out[S_SUM], uint64_t seg, const void *res, size_t 
 
 /* ---- row writers (the writer's thread) ---------------------------------- */
 
+static void s_put_owner(pd_journal_t *jn, uint64_t first, uint64_t n, const char *owner)
+{
+    sqlite3_stmt *st = jn->st[ST_OWNER_INS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) first);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64) n);
+    sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
+    s_step(jn, ST_OWNER_INS, "cannot write the owner of a batch");
+}
+
 static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
 {
     s_row_t row = {.first = op->a, .n = op->n, .mod = op->text, .timeout_ms = op->timeout_ms,
                    .retries = op->retries, .gpu = op->gpu, .max_slots = op->max_slots,
-                   .client_len = op->client_len};
+                   .client_len = op->client_len, .limits = op->limits,
+                   .retry_failed = op->retry_failed};
     row.fn = row.mod + strlen(row.mod) + 1;
     row.shared = row.fn + strlen(row.fn) + 1;
     row.cu = row.shared + strlen(row.shared) + 1;
@@ -396,11 +438,17 @@ static void s_put_batch(pd_journal_t *jn, const s_op_t *op)
     sqlite3_bind_int64(st, 11, op->max_slots);
     sqlite3_bind_blob(st, 12, sum, S_SUM, SQLITE_STATIC);
     sqlite3_bind_blob(st, 13, args->data, (int) args->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 15, (sqlite3_int64) op->limits.memory);
+    sqlite3_bind_int64(st, 16, (sqlite3_int64) op->limits.cpu_s);
+    sqlite3_bind_int64(st, 17, (sqlite3_int64) op->limits.output);
     if (row.owner[0])
         sqlite3_bind_text(st, 14, row.owner, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 14);
+    sqlite3_bind_int64(st, 18, op->retry_failed);
     s_step(jn, ST_BATCH_INS, "cannot write a batch of jobs");
+    if (row.owner[0] && !jn->txn_failed)
+        s_put_owner(jn, op->a, op->n, row.owner);
 }
 
 static void s_put_seg(pd_journal_t *jn, const s_op_t *op)
@@ -461,7 +509,14 @@ static void s_gone_add(pd_journal_t *jn, uint64_t lo, uint64_t hi)
     sqlite3_stmt *put = jn->st[ST_GONE_PUT];
     sqlite3_bind_int64(put, 1, (sqlite3_int64) lo);
     sqlite3_bind_int64(put, 2, (sqlite3_int64) hi);
-    s_step(jn, ST_GONE_PUT, "cannot write forgotten ids");
+    if (!s_step(jn, ST_GONE_PUT, "cannot write forgotten ids"))
+        return;
+    /* Owners of ranges now wholly forgotten go too. */
+    sqlite3_stmt *own = jn->st[ST_OWNER_GONE];
+    sqlite3_bind_int64(own, 1, (sqlite3_int64) lo);
+    sqlite3_bind_int64(own, 2, (sqlite3_int64) hi);
+    sqlite3_bind_int64(own, 3, (sqlite3_int64) hi);
+    s_step(jn, ST_OWNER_GONE, "cannot forget the owners of forgotten ids");
 }
 
 static void s_apply(pd_journal_t *jn, const s_op_t *op)
@@ -531,6 +586,9 @@ static void s_apply(pd_journal_t *jn, const s_op_t *op)
     case OP_TASK_ID:
         s_put_meta(jn, "next_task", (int64_t) op->a);
         break;
+    case OP_OWNER:
+        s_put_owner(jn, op->a, op->n, op->text);
+        break;
     case OP_VACUUM:
     case OP_COMPACT:
         break; /* after the commit */
@@ -561,7 +619,8 @@ static bool s_write_group(pd_journal_t *jn, s_batch_t **group, size_t n, bool *c
     for (size_t b = 0; b < n && !jn->txn_failed; b++) {
         if (group[b]->snapshot &&
             sqlite3_exec(jn->db, "DELETE FROM batches; DELETE FROM results; DELETE FROM gone; "
-                         "DELETE FROM fetched; DELETE FROM tokens; DELETE FROM shared;", NULL,
+                         "DELETE FROM fetched; DELETE FROM tokens; DELETE FROM shared; "
+                         "DELETE FROM owners;", NULL,
                          NULL, NULL) !=
                 SQLITE_OK)
             s_fail(jn, "cannot empty the journal for a rewrite");
@@ -881,9 +940,11 @@ static void s_op_batch(pd_journal_t *jn, const s_row_t *row, pd_blob_t *args)
     op->n = row->n;
     op->timeout_ms = row->timeout_ms;
     op->retries = row->retries;
+    op->retry_failed = row->retry_failed;
     op->client_len = (uint32_t) row->client_len;
     op->gpu = row->gpu;
     op->max_slots = row->max_slots;
+    op->limits = row->limits;
     s_hold_blob(op, args, true);
 }
 
@@ -900,7 +961,8 @@ void pd_journal_submit(pd_journal_t *jn, uint64_t first, uint32_t n,
                    .client = sub->client, .client_len = sub->client ? sub->client_len : 0,
                    .shared = shared ? shared : "", .gpu = sub->gpu || sub->cu,
                    .cu = cu ? cu : "", .max_slots = sub->max_slots,
-                   .owner = sub->owner ? sub->owner : ""};
+                   .owner = sub->owner ? sub->owner : "", .limits = sub->limits,
+                   .retry_failed = sub->retry_failed};
     s_op_batch(jn, &row, args);
     if (token && tokenlen)
         s_op_token(jn, token, tokenlen, first, n, now_s);
@@ -1140,6 +1202,24 @@ static void s_snapshot_token(void *user, const uint8_t *token, size_t len, uint6
     s_op_token(user, token, len, first, n, sec);
 }
 
+/* A rewrite's run of final jobs first .. first+n-1 owned by owner. */
+static void s_snapshot_owner(pd_journal_t *jn, uint64_t first, uint64_t n, const char *owner)
+{
+    if (!n || !owner[0])
+        return;
+    s_op_t *op = s_op(jn, OP_OWNER);
+    char *copy = op ? strdup(owner) : NULL;
+    if (!copy) {
+        if (op)
+            jn->open->n--;
+        s_lost_op(jn);
+        return;
+    }
+    op->text = copy;
+    op->a = first;
+    op->n = (uint32_t) n;
+}
+
 static void s_snapshot_gone(pd_journal_t *jn, uint64_t lo, uint64_t hi)
 {
     s_op_t *op = s_op(jn, OP_GONE);
@@ -1169,12 +1249,26 @@ void pd_journal_resync(pd_journal_t *jn)
         jn->gen = 1;
     uint64_t next = pd_jobs_next_id(jobs);
     uint64_t expect = 1; /* ids below it are accounted for */
+    uint64_t run_first = 0, run_n = 0; /* final jobs of one owner, consecutive */
+    const char *run_owner = "";
     for (uint64_t id = pd_jobs_next_known(jobs, 1); id; id = pd_jobs_next_known(jobs, id + 1)) {
         if (id > expect)
             s_snapshot_gone(jn, expect, id - 1);
         expect = id + 1;
         pd_job_t *job = pd_jobs_get(jobs, id);
         bool final = PD_JOB_IS_FINAL(job->state);
+        const char *owner = final ? pd_jobs_owner_id(jobs, job->fn) : "";
+        if (run_n && (run_first + run_n != id || strcmp(owner, run_owner) != 0)) {
+            s_snapshot_owner(jn, run_first, run_n, run_owner);
+            run_n = 0;
+        }
+        if (owner[0]) {
+            if (!run_n) {
+                run_first = id;
+                run_owner = owner;
+            }
+            run_n++;
+        }
         pd_blob_t *blob = final ? job->res : job->arg;
         if (!blob || blob->mark == jn->gen)
             continue;
@@ -1197,7 +1291,9 @@ void pd_journal_resync(pd_journal_t *jn)
                                          : "",
                            .gpu = job->gpu,
                            .cu = job->cu ? pd_mods_get(jn->mods, job->cu - 1)->hash : "",
-                           .max_slots = max_slots, .owner = pd_jobs_fn_owner(jobs, job->fn)};
+                           .max_slots = max_slots, .owner = pd_jobs_owner_id(jobs, job->fn),
+                           .limits = pd_jobs_fn_limits(jobs, job->fn),
+                           .retry_failed = job->retry_failed};
             s_op_batch(jn, &row, blob);
         } else {
             if (blob->key == 0)
@@ -1211,6 +1307,7 @@ void pd_journal_resync(pd_journal_t *jn)
             s_hold_blob(op, blob, false);
         }
     }
+    s_snapshot_owner(jn, run_first, run_n, run_owner);
     if (next > expect)
         s_snapshot_gone(jn, expect, next - 1);
     for (size_t i = 0; i < pd_jobs_ttl_count(jobs); i++) {
@@ -1528,7 +1625,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
 
     /* batches: queued jobs */
     S_QUERY("SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, cu, max_slots, "
-            "sum, args, owner FROM batches ORDER BY first");
+            "sum, args, owner, memory, cpu_time, max_output, retry_failed FROM batches "
+            "ORDER BY first");
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1545,12 +1643,17 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
         const uint8_t *args = sqlite3_column_blob(st, 12);
         int alen = sqlite3_column_bytes(st, 12);
         const char *owner = (const char *) sqlite3_column_text(st, 13);
+        int64_t lmem = sqlite3_column_int64(st, 14), lcpu = sqlite3_column_int64(st, 15);
+        int64_t lout = sqlite3_column_int64(st, 16);
+        int64_t retry_failed = sqlite3_column_int64(st, 17);
         uint8_t sum[S_SUM];
         if (first < 1 || n < 1 || n > UINT32_MAX || !mod || !fn || timeout < 0 ||
             timeout > UINT32_MAX || retries < 0 || retries > PD_JOBS_MAX_RETRIES ||
             clen < 0 || clen > (int) PD_JOBS_MAX_CLIENT_ID || gpu < 0 || gpu > 1 ||
             max_slots < 0 || max_slots > UINT32_MAX || !s_blob_is(st, 11, S_SUM) ||
-            !s_blob_is(st, 12, -1) || (owner && strlen(owner) != PD_KEY_TXT - 1)) {
+            !s_blob_is(st, 12, -1) || (owner && !pd_auth_owner_valid(owner)) ||
+            lmem < 0 || lcpu < 0 || lout < 0 || lout > (int64_t) PD_LIMITS_MAX_OUTPUT ||
+            retry_failed < 0 || retry_failed > PD_JOBS_MAX_RETRY_FAILED) {
             free(dead);
             rc = s_damaged(jn, why, whycap, "batch from job %lld has bad fields",
                            (long long) first);
@@ -1560,7 +1663,9 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                        .timeout_ms = (uint32_t) timeout, .retries = (uint32_t) retries,
                        .client = client, .client_len = (size_t) clen, .shared = shr ? shr : "",
                        .gpu = gpu != 0, .cu = cu ? cu : "", .max_slots = (uint32_t) max_slots,
-                       .owner = owner ? owner : ""};
+                       .owner = owner ? owner : "",
+                       .limits = {(uint64_t) lmem, (uint64_t) lcpu, (uint64_t) lout},
+                       .retry_failed = (uint32_t) retry_failed};
         s_sum_batch(sum, &row, args, (size_t) alen);
         if (memcmp(sum, sqlite3_column_blob(st, 11), S_SUM) != 0) {
             free(dead);
@@ -1590,7 +1695,8 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
                                 .args_len = (size_t) alen, .timeout_ms = (uint32_t) timeout,
                                 .retries = (uint32_t) retries, .max_slots = (uint32_t) max_slots,
                                 .shared = si < 0 ? 0 : (uint32_t) si + 1, .gpu = gpu != 0,
-                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner};
+                                .cu = ci < 0 ? 0 : (uint32_t) ci + 1, .owner = owner,
+                                .limits = row.limits, .retry_failed = (uint32_t) retry_failed};
         char bwhy[300];
         int64_t kept = pd_jobs_restore_batch(jn->jobs, (uint64_t) first, (uint32_t) n, &sub,
                                              s_skip_gone, jn, bwhy, sizeof bwhy);
@@ -1681,6 +1787,39 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
     if (jn->txn_failed)
         S_STEP_ERR("cannot clean up");
     rec->queued = pd_jobs_queued(jn->jobs);
+
+    /* owners: of final jobs whose batch is gone (rows naming no known job
+       are dropped) */
+    S_QUERY("SELECT first, n, owner FROM owners ORDER BY first");
+    sqlite3_stmt *odel = NULL;
+    if (sqlite3_prepare_v2(jn->db, "DELETE FROM owners WHERE first = ?", -1, &odel, NULL) !=
+        SQLITE_OK)
+        S_STEP_ERR("cannot prepare");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0), n = sqlite3_column_int64(st, 1);
+        const char *owner = (const char *) sqlite3_column_text(st, 2);
+        if (first < 1 || n < 1 || n > UINT32_MAX || (uint64_t) first >= next_id ||
+            !owner || !pd_auth_owner_valid(owner)) {
+            sqlite3_finalize(odel);
+            rc = s_damaged(jn, why, whycap, "the owner of jobs %lld.. has bad fields",
+                           (long long) first);
+            goto out;
+        }
+        uint64_t known = pd_jobs_next_known(jn->jobs, (uint64_t) first);
+        if (!known || known >= (uint64_t) (first + n)) {
+            sqlite3_bind_int64(odel, 1, first);
+            sqlite3_step(odel);
+            sqlite3_reset(odel);
+        } else if (pd_jobs_set_owner(jn->jobs, (uint64_t) first, (uint64_t) n, owner)) {
+            sqlite3_finalize(odel);
+            snprintf(why, whycap, "out of memory loading journal %s", jn->path);
+            rc = PD_ENOMEM;
+            goto out;
+        }
+    }
+    sqlite3_finalize(odel);
+    if (step != SQLITE_DONE)
+        S_STEP_ERR("cannot read owners");
 
     /* first fetches, oldest first (rows naming no known job are dropped) */
     S_QUERY("SELECT first, count, t FROM fetched ORDER BY t, first");
@@ -1839,8 +1978,61 @@ static void s_close_db(pd_journal_t *jn)
     jn->db = NULL;
 }
 
+/* A journal of format version 2 lacks the jobs' limits: they are added
+   (none asked) before anything is read or prepared. Returns 0, or -1 when
+   the change failed (the statements' preparation then says why). */
+static int s_upgrade(pd_journal_t *jn)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t version = -1;
+    if (sqlite3_prepare_v2(jn->db, "SELECT v FROM meta WHERE k = 'version'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (version != 2)
+        return 0; /* current, or not a journal: the reading says so */
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "BEGIN;"
+             "ALTER TABLE batches ADD COLUMN memory INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN cpu_time INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE batches ADD COLUMN max_output INTEGER NOT NULL DEFAULT 0;"
+             "UPDATE meta SET v = %d WHERE k = 'version';"
+             "COMMIT;", S_VERSION);
+    if (sqlite3_exec(jn->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(jn->db, "ROLLBACK;", NULL, NULL, NULL);
+        return -1;
+    }
+    pd_log_info("journal %s: format version 2 upgraded to %d (batches hold the jobs' limits)",
+                jn->path, S_VERSION);
+    return 0;
+}
+
 static int s_prepare_all(pd_journal_t *jn, bool fresh, char *why, size_t whycap)
 {
+    if (!fresh)
+        s_upgrade(jn);
+    /* A journal written before batches had retry_failed gets the column
+       (0 for its rows: the value their submits had). */
+    if (!fresh) {
+        sqlite3_stmt *probe = NULL;
+        bool has = sqlite3_prepare_v2(jn->db, "SELECT retry_failed FROM batches LIMIT 0", -1,
+                                      &probe, NULL) == SQLITE_OK;
+        sqlite3_finalize(probe);
+        if (!has && sqlite3_exec(jn->db, "ALTER TABLE batches ADD COLUMN retry_failed INTEGER "
+                                         "NOT NULL DEFAULT 0", NULL, NULL, NULL) != SQLITE_OK) {
+            char text[300];
+            s_describe(jn, text, sizeof text, "cannot add retry_failed to its batches");
+            return s_damaged(jn, why, whycap, "%s", text);
+        }
+    }
+    if (sqlite3_exec(jn->db, s_schema_owners, NULL, NULL, NULL) != SQLITE_OK) {
+        char text[300];
+        s_describe(jn, text, sizeof text, "cannot add its owners table");
+        snprintf(why, whycap, "journal %s: %s", jn->path, text);
+        return PD_EIO;
+    }
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(jn->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &jn->st[i],
                                NULL) != SQLITE_OK) {

@@ -49,6 +49,7 @@ pd_shared_t *pd_shared_new(uint64_t max_blob, uint64_t max_total)
 static void s_free_blob(pd_shared_blob_t *b)
 {
     if (b) {
+        free(b->owners);
         free(b->data);
         free(b);
     }
@@ -99,7 +100,38 @@ const pd_shared_blob_t *pd_shared_at(pd_shared_t *s, uint32_t i)
     return i < s->span ? s->blobs[i] : NULL;
 }
 uint64_t pd_shared_bytes(const pd_shared_t *s) { return s->bytes; }
+
+bool pd_shared_owned_by(pd_shared_t *s, uint32_t i, const char *owner)
+{
+    const pd_shared_blob_t *b = pd_shared_get(s, i);
+    for (uint32_t k = 0; k < b->nowners; k++)
+        if (!b->owners[k][0] || strcmp(b->owners[k], owner) == 0)
+            return true;
+    return false;
+}
+
+int pd_shared_add_owner(pd_shared_t *s, uint32_t i, const char *owner)
+{
+    assert(strlen(owner) < PD_SHARED_OWNER_TXT);
+    pd_shared_blob_t *b = s->blobs[i];
+    assert(i < s->span && b);
+    for (uint32_t k = 0; k < b->nowners; k++)
+        if (strcmp(b->owners[k], owner) == 0)
+            return 0;
+    if (b->nowners == PD_SHARED_MAX_OWNERS) { /* the earliest uploads again */
+        memmove(b->owners, b->owners + 1, (b->nowners - 1) * sizeof *b->owners);
+        b->nowners--;
+    } else {
+        char(*o)[PD_SHARED_OWNER_TXT] = realloc(b->owners, (b->nowners + 1) * sizeof *o);
+        if (!o)
+            return PD_ENOMEM;
+        b->owners = o;
+    }
+    snprintf(b->owners[b->nowners++], PD_SHARED_OWNER_TXT, "%s", owner);
+    return 0;
+}
 uint64_t pd_shared_max_blob(const pd_shared_t *s) { return s->max_blob; }
+uint64_t pd_shared_max_total(const pd_shared_t *s) { return s->max_total; }
 
 static void s_remove(pd_shared_t *s, uint32_t i)
 {
@@ -117,6 +149,21 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
                       pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
                       char *why, size_t whycap)
 {
+    int rc = pd_shared_check_size(s, len, why, whycap);
+    if (rc)
+        return rc;
+    char real[PD_SHARED_HASH_LEN + 1];
+    pd_shared_hash(data, len, real);
+    if (strcmp(real, hash) != 0) {
+        snprintf(why, whycap, "shared data: hash %.64s is not the BLAKE2b-256 of its bytes "
+                 "(%s): send the lowercase hex BLAKE2b-256 of the data", hash, real);
+        return PD_EPROTO;
+    }
+    return pd_shared_store(s, hash, data, len, in_use, evict, user, why, whycap);
+}
+
+int pd_shared_check_size(const pd_shared_t *s, size_t len, char *why, size_t whycap)
+{
     if (len == 0) {
         snprintf(why, whycap, "shared data is empty: send at least one byte, or no shared data");
         return PD_EINVAL;
@@ -127,13 +174,16 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
                  (unsigned long long) (s->max_blob >> 20));
         return PD_ETOOBIG;
     }
-    char real[PD_SHARED_HASH_LEN + 1];
-    pd_shared_hash(data, len, real);
-    if (strcmp(real, hash) != 0) {
-        snprintf(why, whycap, "shared data: hash %.64s is not the BLAKE2b-256 of its bytes "
-                 "(%s): send the lowercase hex BLAKE2b-256 of the data", hash, real);
-        return PD_EPROTO;
-    }
+    return 0;
+}
+
+int64_t pd_shared_store(pd_shared_t *s, const char *hash, const void *data, size_t len,
+                        pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
+                        char *why, size_t whycap)
+{
+    int rc = pd_shared_check_size(s, len, why, whycap);
+    if (rc)
+        return rc;
     int64_t have = pd_shared_find(s, hash);
     if (have >= 0) {
         pd_shared_touch(s, (uint32_t) have);
@@ -169,11 +219,11 @@ int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t
     }
     pd_shared_blob_t *b = calloc(1, sizeof *b);
     if (!b || !(b->data = malloc(len)) ||
-        zhashx_insert(s->index, real, (void *) (uintptr_t) (idx + 1))) {
+        zhashx_insert(s->index, hash, (void *) (uintptr_t) (idx + 1))) {
         s_free_blob(b);
         goto oom;
     }
-    memcpy(b->hash, real, sizeof b->hash);
+    snprintf(b->hash, sizeof b->hash, "%s", hash);
     memcpy(b->data, data, len);
     b->len = len;
     b->last_use = ++s->clock;

@@ -15,6 +15,14 @@
     left, the upload is refused with PD_EOVERLOAD. Indexes of evicted blobs
     are reused, so jobs may name a blob by index only while they are
     unfinished (which is exactly when it cannot be evicted).
+
+    Each blob remembers the owners (pd_auth.h) that uploaded it: only they
+    may name it in a submit, and `shr_has` tells others the broker lacks it,
+    so that they upload the bytes themselves (proving they hold them; the
+    store keeps one copy). A digest alone then reveals nothing and lends
+    nothing. At most PD_SHARED_MAX_OWNERS are kept per blob (the earliest
+    go first: they upload again). A blob reloaded from the journal has no
+    owner until someone uploads it again.
 */
 #ifndef PD_SHARED_H
 #define PD_SHARED_H
@@ -27,6 +35,8 @@
 #define PD_SHARED_DEFAULT_MAX (128ull << 20)     /* one blob, bytes */
 #define PD_SHARED_DEFAULT_TOTAL (1024ull << 20)  /* all blobs, bytes */
 #define PD_SHARED_LIMIT (250ull << 20)           /* largest max_blob: a frame is 256 MiB */
+#define PD_SHARED_MAX_OWNERS 64u                 /* owners remembered per blob */
+#define PD_SHARED_OWNER_TXT 41                   /* an owner id and its NUL (PD_OWNER_TXT) */
 
 typedef struct pd_shared pd_shared_t;
 
@@ -36,6 +46,8 @@ typedef struct {
     uint8_t *data;                     /* the bytes */
     size_t len;                        /* bytes in data */
     uint64_t last_use;                 /* a counter value of its last put or use */
+    char (*owners)[PD_SHARED_OWNER_TXT]; /* who uploaded it, oldest first (owned) */
+    uint32_t nowners;                  /* entries in owners */
 } pd_shared_blob_t;
 
 /* Is blob index i named by an unfinished job? */
@@ -72,6 +84,21 @@ uint64_t pd_shared_max_blob(const pd_shared_t *s);
 int64_t pd_shared_put(pd_shared_t *s, const char *hash, const void *data, size_t len,
                       pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
                       char *why, size_t whycap);
+
+/* pd_shared_put without the hash check, for a caller that checked it
+   (off its loop: hashing 250 MiB takes a second). */
+int64_t pd_shared_store(pd_shared_t *s, const char *hash, const void *data, size_t len,
+                        pd_shared_in_use_fn *in_use, pd_shared_evict_fn *evict, void *user,
+                        char *why, size_t whycap);
+/* 0 when a blob of len bytes may be stored (not empty, at most max_blob),
+   else PD_EINVAL / PD_ETOOBIG with a sentence in why. */
+int pd_shared_check_size(const pd_shared_t *s, size_t len, char *why, size_t whycap);
+uint64_t pd_shared_max_total(const pd_shared_t *s);
+/* True when owner uploaded blob i, or when nobody ("") did: anyone may
+   use a blob of nobody's. */
+bool pd_shared_owned_by(pd_shared_t *s, uint32_t i, const char *owner);
+/* Notes that owner uploaded blob i (again). Returns 0 or PD_ENOMEM. */
+int pd_shared_add_owner(pd_shared_t *s, uint32_t i, const char *owner);
 
 /* Writes the lowercase hex BLAKE2b-256 of data into out (65 bytes). */
 void pd_shared_hash(const void *data, size_t len, char out[PD_SHARED_HASH_LEN + 1]);

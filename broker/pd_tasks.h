@@ -86,8 +86,9 @@ typedef struct {
                                   that could not start) is tried again */
     uint32_t cu;               /* CUDA module index + 1 (pd_mods), 0 = none */
     char fn[256];              /* function name */
-    char owner[41];            /* the submitter's key (Z85), "" without CurveZMQ: workers'
-                                  code policies judge the nodes by it */
+    char owner[41];            /* the submitter as an owner (pd_auth.h): its key (Z85),
+                                  by which workers' code policies judge the nodes, or
+                                  its owner token's id; "" for nobody */
     uint8_t *args;             /* the per-node arguments, back to back (owned) */
     uint32_t *arg_off;         /* node i's argument: args[arg_off[i] .. arg_off[i+1]) */
     uint8_t *tubes;            /* the tube names as one msgpack array (owned) */

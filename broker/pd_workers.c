@@ -247,6 +247,126 @@ pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls)
     return NULL;
 }
 
+/* Slots of class cls jobs may use on wk, and its jobs of that class in
+   flight. */
+static uint32_t s_slots(const pd_worker_t *wk, int cls)
+{
+    return cls == PD_JOBS_GPU ? pd_worker_free_gpus(wk) : pd_worker_free_slots(wk);
+}
+
+static uint32_t s_used(const pd_worker_t *wk, int cls)
+{
+    return cls == PD_JOBS_GPU ? wk->ngpuinflight : wk->ninflight - wk->ngpuinflight;
+}
+
+/* The jobs wk takes to reach level x (jobs in flight per free slot). */
+static uint64_t s_fill(const pd_worker_t *wk, int cls, double x)
+{
+    double target = floor(x * (double) s_slots(wk, cls));
+    double used = (double) s_used(wk, cls);
+    if (target <= used)
+        return 0;
+    uint64_t want = (uint64_t) (target - used);
+    uint32_t credit = pd_worker_credit(wk, cls);
+    return want < credit ? want : credit;
+}
+
+void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    uint64_t total = 0;
+    double top = 0; /* a level every worker's credit is full at */
+    for (uint32_t i = 0; i < w->span; i++) {
+        pd_worker_t *wk = w->w[i];
+        if (!wk)
+            continue;
+        wk->share = pd_worker_credit(wk, cls);
+        total += wk->share;
+        uint32_t slots = s_slots(wk, cls);
+        if (slots) {
+            double lvl = (double) (s_used(wk, cls) + wk->share) / slots + 1.0;
+            top = lvl > top ? lvl : top;
+        }
+    }
+    if (ready >= total)
+        return; /* every credit is filled: the shares are the credits */
+    if (ready == 0) {
+        for (uint32_t i = 0; i < w->span; i++)
+            if (w->w[i])
+                w->w[i]->share = 0;
+        return;
+    }
+    /* The lowest level that takes every ready job: f(x) = sum of s_fill
+       grows with x. Bisection to a thousandth of a job per slot. */
+    double lo = 0, hi = top;
+    for (int it = 0; it < 40 && hi - lo > 1e-3; it++) {
+        double mid = (lo + hi) / 2;
+        uint64_t f = 0;
+        for (uint32_t i = 0; i < w->span && f < ready; i++)
+            if (w->w[i])
+                f += s_fill(w->w[i], cls, mid);
+        if (f >= ready)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    for (uint32_t i = 0; i < w->span; i++)
+        if (w->w[i])
+            w->w[i]->share = (uint32_t) s_fill(w->w[i], cls, hi);
+}
+
+pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    for (uint32_t k = 0; k < w->span; k++) {
+        uint32_t i = (w->rr[cls] + k) % w->span;
+        pd_worker_t *wk = w->w[i];
+        if (wk && wk->share > 0 && pd_worker_credit(wk, cls) > 0) {
+            w->rr[cls] = i + 1;
+            return wk;
+        }
+    }
+    return NULL;
+}
+
+uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    uint32_t idle = 0;
+    for (uint32_t i = 0; i < w->span; i++) {
+        const pd_worker_t *wk = w->w[i];
+        if (wk && s_used(wk, cls) < s_slots(wk, cls))
+            idle += s_slots(wk, cls) - s_used(wk, cls);
+    }
+    return idle;
+}
+
+pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int64_t retry_ms,
+                                   uint32_t *n)
+{
+    assert(cls >= 0 && cls < PD_JOBS_CLASSES);
+    pd_worker_t *best = NULL;
+    uint32_t most = 0;
+    for (uint32_t i = 0; i < w->span; i++) {
+        pd_worker_t *wk = w->w[i];
+        if (!wk)
+            continue;
+        uint32_t slots = s_slots(wk, cls), used = s_used(wk, cls);
+        uint32_t queued = used > slots ? used - slots : 0;
+        if (queued <= most || (wk->steal_at && now_ms - wk->steal_at < retry_ms))
+            continue;
+        /* GPU jobs' run times are not measured: always worth it. */
+        double us = cls == PD_JOBS_GPU ? -1 : wk->ewma_us;
+        bool stuck = (double) (now_ms - wk->progress_ms) * 1000.0 >= PD_WORKERS_STEAL_MIN_US;
+        if (us >= 0 && us * queued / (slots ? slots : 1) < PD_WORKERS_STEAL_MIN_US && !stuck)
+            continue;
+        most = queued;
+        best = wk;
+    }
+    *n = most;
+    return best;
+}
+
 void pd_worker_observe(pd_worker_t *wk, uint64_t us)
 {
     double x = (double) us;

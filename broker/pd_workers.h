@@ -22,6 +22,8 @@
 #include "pd_auth.h"
 #include "pd_jobs.h"
 
+#include "pd_limits.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +49,8 @@ typedef struct {
     uint32_t ridlen;                   /* bytes in rid */
     char host[64];                     /* host name it reported */
     char platform[32];                 /* "linux-x86_64", "windows-x86_64" ("" from older workers) */
+    pd_limits_t limits;                /* its owner's maxima for one job (0: none) */
+    char version[16];                  /* Playdoh version it runs ("" from workers before 0.1) */
     char key[PD_KEY_TXT];              /* its public key ("" without CURVE) */
     int64_t pid;                       /* its process id */
     uint32_t cpus;                     /* CPU slots offered */
@@ -79,6 +83,10 @@ typedef struct {
     char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
     uint32_t nodes;                    /* CPU slots held by nodes of synchronous tasks */
     uint32_t gnodes;                   /* GPU slots held by nodes of GPU tasks */
+    uint32_t share;                    /* jobs it may get in this dispatch (pd_workers_share) */
+    int64_t steal_at;                  /* ms of the `steal` not answered yet (0: none) */
+    int64_t progress_ms;               /* ms of its last result, or of a job sent to it idle */
+    uint64_t stolen;                   /* jobs it gave back for idle slots elsewhere */
 } pd_worker_t;
 
 typedef struct pd_workers pd_workers_t;
@@ -138,6 +146,40 @@ uint32_t pd_worker_free_slots(const pd_worker_t *wk);
 /* GPU slots not held by nodes of GPU tasks; the GPU credit is counted over
    these. */
 uint32_t pd_worker_free_gpus(const pd_worker_t *wk);
+/* Fair shares. When fewer jobs of class cls wait (ready) than the workers'
+   credit could take, sending each worker its whole credit in turn would
+   give the first ones everything while others sit idle (six jobs of 1 s
+   on two workers of one slot: all six on one). Instead the jobs are poured
+   like water: each worker is filled up to the same level of jobs in flight
+   per free slot, the least loaded first, each within its credit. Sets
+   every worker's share (ready or more in all; its whole credit when ready
+   covers every credit). */
+void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready);
+/* Next worker with credit and share for class cls, round-robin like
+   pd_workers_next_with_credit; NULL when none has both. */
+pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls);
+
+/* Work stealing. A job sent to a worker waits in that worker's queue until
+   one of its slots is free; when nothing of class cls waits at the broker
+   while slots are idle elsewhere, those queued jobs are better run there.
+   The broker asks the worker for them (`steal`, docs/protocol.md). */
+#define PD_WORKERS_STEAL_MIN_US 10000.0 /* queued work per slot worth a steal */
+/* Slots of class cls running nothing: fewer jobs in flight than free
+   slots, summed over the workers. */
+uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls);
+/* The worker with the most jobs of class cls queued beyond its slots (in
+   flight past its free slots) worth taking back: their wait, at its
+   measured run time, is at least PD_WORKERS_STEAL_MIN_US per slot, or no
+   run time is measured yet, or it has returned nothing for that long (its
+   measure is of other jobs: a batch of 3 s jobs after tiny ones); and no
+   steal is outstanding there at now_ms (steal_at 0, or older than
+   retry_ms). Sets *n to its queued jobs and
+   returns it, or NULL when none. A worker with queued jobs has no idle
+   slot: the slots pd_workers_idle_slots counts are other workers'. The
+   caller sets steal_at of the worker it asks. */
+pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int64_t retry_ms,
+                                   uint32_t *n);
+
 /* Folds one measured run time into the worker's depth. */
 void pd_worker_observe(pd_worker_t *wk, uint64_t us);
 

@@ -2,8 +2,9 @@
 
     Every account that runs a broker, a worker or a client on a network has a
     key pair in its configuration directory (pd_auth_config_dir). The broker
-    admits the public keys listed in its allow-list, each as worker, client
-    or both; workers and clients trust the broker's public key for its
+    admits the public keys listed in its allow-list, each as worker, client,
+    both or admin (a client that may act on other owners' jobs); workers and
+    clients trust the broker's public key for its
     endpoint. This program writes those files (common/pd_auth.c); the broker
     notices allow-list changes by itself, without a restart.
 
@@ -15,6 +16,7 @@
     Exit status: 0 done, 1 failed (the message says why), 2 bad usage.
 */
 #include "pd_auth.h"
+#include "pd_cli.h"
 #include "pd_error.h"
 
 #include <czmq.h>
@@ -45,7 +47,7 @@ static void s_usage(FILE *f)
         "  show                      print this account's public key (give it to the broker's\n"
         "                            administrator, or, on the broker, to every worker and client)\n"
         "  allow KEY|FILE --role R   on the broker: admit a public key (or a copied id.key file)\n"
-        "                            as worker, client or both; --name NAME labels it\n"
+        "                            as worker, client, both or admin; --name NAME labels it\n"
         "  revoke KEY|NAME           on the broker: remove a key from the allow-list\n"
         "  trust ENDPOINT KEY|FILE   on workers and clients: trust KEY as the broker at ENDPOINT\n"
         "                            (ENDPOINT * trusts it at any address, for discovery)\n"
@@ -56,10 +58,12 @@ static void s_usage(FILE *f)
         "  --config-dir DIR   where keys live (default: $PLAYDOH_CONFIG_DIR, else\n"
         "                     $XDG_CONFIG_HOME/playdoh, else ~/.config/playdoh)\n"
         "  --allow-dir DIR    the broker's allow-list (default: CONFIG/allowed)\n"
-        "  --role R           worker, client or both (allow)\n"
+        "  --role R           worker, client, both, or admin: a client that may also see,\n"
+        "                     fetch, cancel and release other owners' jobs (allow)\n"
         "  --name NAME        a label for the key (new, allow, trust)\n"
         "  --force            replace an existing key pair (new)\n"
         "  -h, --help         this help\n"
+        "      --version      print the version and exit\n"
         "\n"
         "A running broker reads its allow-list again when it changes: allow and revoke\n"
         "take effect at once. See docs/security.md.\n");
@@ -121,9 +125,9 @@ static int s_allow(const s_opts_t *o, const char *arg)
 {
     pd_role_t role;
     if (!o->role)
-        return s_usage_error("%s", "allow needs --role worker, client or both");
+        return s_usage_error("%s", "allow needs --role worker, client, both or admin");
     if (pd_role_parse(o->role, &role))
-        return s_usage_error("--role wants worker, client or both, not '%s'", o->role);
+        return s_usage_error("--role wants worker, client, both or admin, not '%s'", o->role);
     char key[PD_KEY_TXT], name[64], why[1024], dir[4200];
     if (pd_auth_key_from_arg(arg, key, name, sizeof name, why, sizeof why)) {
         fprintf(stderr, "playdoh-keygen: %s\n", why);
@@ -247,7 +251,7 @@ int main(int argc, char **argv)
 {
     s_opts_t o = {0};
     const char *config = NULL;
-    enum { O_CONFIG = 256, O_ALLOW, O_ROLE, O_NAME, O_FORCE };
+    enum { O_CONFIG = 256, O_ALLOW, O_ROLE, O_NAME, O_FORCE, O_VERSION };
     static const struct option longs[] = {
         {"config-dir", required_argument, NULL, O_CONFIG},
         {"allow-dir", required_argument, NULL, O_ALLOW},
@@ -255,6 +259,7 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, O_NAME},
         {"force", no_argument, NULL, O_FORCE},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0}};
     /* A public key may begin with '-' (a Z85 character): such arguments are
        moved behind "--", in their order, so that getopt never reads one as
@@ -277,7 +282,8 @@ int main(int argc, char **argv)
     }
     int ch;
     /* Options may follow the command ("allow KEY --role worker"). */
-    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    opterr = 0; /* pd_cli says it */
+    while ((ch = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
         switch (ch) {
         case O_CONFIG: config = optarg; break;
         case O_ALLOW: o.allow = optarg; break;
@@ -285,7 +291,11 @@ int main(int argc, char **argv)
         case O_NAME: o.name = optarg; break;
         case O_FORCE: o.force = true; break;
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-keygen --help for usage)\n"); return 2;
+        case O_VERSION: pd_cli_version("playdoh-keygen"); return 0;
+        default:
+            pd_cli_option_error("playdoh-keygen", "playdoh-keygen", argv[optind - 1], optopt,
+                                ch == ':');
+            return 2;
         }
     }
     o.config_dir = config ? strdup(config) : pd_auth_config_dir();
@@ -309,9 +319,18 @@ int main(int argc, char **argv)
         rc = s_untrust(&o, args[0]);
     else if (strcmp(cmd, "list") == 0 && nargs == 0)
         rc = s_list(&o);
-    else
-        rc = s_usage_error("'%s' is not a command with that many arguments (new, show, allow KEY, "
-                           "revoke KEY, trust ENDPOINT KEY, untrust WHAT, list)", cmd);
+    else {
+        static const char *const cmds[] = {"new", "show", "allow", "revoke", "trust", "untrust",
+                                           "list", NULL};
+        const char *guess = pd_cli_nearest(cmd, cmds);
+        if (guess)
+            fprintf(stderr, "playdoh-keygen: unknown command '%s': did you mean '%s'?\n"
+                    "(run playdoh-keygen --help for usage)\n", cmd, guess);
+        else
+            s_usage_error("'%s' is not a command with that many arguments (new, show, allow KEY, "
+                          "revoke KEY, trust ENDPOINT KEY, untrust WHAT, list)", cmd);
+        rc = 2;
+    }
     free(o.config_dir);
     return rc;
 }

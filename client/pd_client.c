@@ -31,6 +31,7 @@
 #include "pd_beacon.h"
 #include "pd_bundle.h"
 #include "pd_codec.h"
+#include "pd_limits.h"
 #include "pd_log.h"
 #include "pd_msg.h"
 
@@ -52,6 +53,7 @@
 #define S_WINDOW 16           /* submit chunks in flight (16 MiB at most): with a journal, what is in
                                  flight is acknowledged by one commit */
 #define S_RETRY_MS 2000       /* first resend of a request with no reply, past its wait */
+#define S_HANDSHAKE_FAILS 3   /* handshakes cut short in a row that make a refusal */
 #define S_LOST 1              /* s_recv: the connection dropped (internal, positive) */
 #define S_TOKEN_RANDOM 16     /* random bytes that start every submit token */
 #define S_MAX_RANGES 4096     /* ranges per fetch request */
@@ -70,9 +72,17 @@ struct pd_client {
     pd_buf_t out;          /* the request being built, reused */
     zmq_msg_t reply;       /* the last reply frame; pd_msg_t values point into it */
     uint64_t max_shared;   /* the broker's limit on shared data (0: not said) */
+    uint64_t max_arg;      /* its limit on one job's argument (0: not said) */
+    uint64_t max_batch;    /* its limit on one submit call's arguments (0: not said) */
     uint8_t token[S_TOKEN_RANDOM]; /* this client's token prefix */
+    uint8_t owner[PD_OWNER_TOKEN_LEN]; /* the owner token sent with every request (without
+                                          CurveZMQ only: with it the key is the owner) */
     uint64_t next_chunk;   /* counter ending the next submit token */
     uint64_t resent;       /* requests sent again after a drop or a time-out */
+    int hs_fails;          /* handshakes cut short since the last one that succeeded */
+    bool connected;        /* a TCP (or IPC) connection to the endpoint was made once */
+    bool refused;          /* a connection attempt failed and is being retried */
+    uint64_t drops;        /* connections that dropped (or handshakes cut short) */
     char err[2048];        /* the last error, for pd_client_error */
 };
 
@@ -110,14 +120,25 @@ static int s_code_from_name(const char *name)
     return code ? code : PD_EREFUSED;
 }
 
-/* Starts a request of type t with nfields fields besides req. */
-static uint64_t s_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+/* Starts request number req of type t with nfields fields besides req (and
+   the owner token every request carries without CurveZMQ). */
+static void s_begin_req(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields,
+                        uint64_t req)
 {
     pd_buf_reset(&c->out);
     pd_packer_init(pk, &c->out);
-    uint64_t req = c->next_req++;
-    pd_msg_begin(pk, t, nfields + 1);
+    pd_msg_begin(pk, t, nfields + 1 + !c->secure);
     pd_pack_kv_uint(pk, "req", req);
+    if (!c->secure)
+        pd_pack_kv_bin(pk, "owner_token", c->owner, sizeof c->owner);
+}
+
+/* Starts a request of type t with nfields fields besides req; returns its
+   new number. */
+static uint64_t s_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+{
+    uint64_t req = c->next_req++;
+    s_begin_req(c, pk, t, nfields, req);
     return req;
 }
 
@@ -156,8 +177,18 @@ static bool s_monitor(pd_client_t *c, bool *lost)
         }
         zmq_msg_close(&ev);
         zmq_msg_close(&addr);
-        if (event == ZMQ_EVENT_DISCONNECTED)
+        if (event == ZMQ_EVENT_CONNECTED)
+            c->connected = true;
+        if (event == ZMQ_EVENT_CONNECT_RETRIED)
+            c->refused = true;
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            c->drops++;
             *lost = true;
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->hs_fails = 0;
+            continue;
+        }
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             s_fail(c, PD_EAUTH, "the broker at %s refused this client's key %s: ask its "
                    "administrator to run `playdoh-keygen allow '%s' --role client`", c->endpoint,
@@ -176,22 +207,30 @@ static bool s_monitor(pd_client_t *c, bool *lost)
                        "key, `playdoh-keygen trust`)", c->endpoint);
             return true;
         }
-        if (!c->secure && (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-                           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
-            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security: it "
-                   "requires CurveZMQ; connect with --secure (%s)", c->endpoint,
+        if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
+            event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            continue;
+        /* A handshake cut short says nothing by itself: a broker killed or
+           restarted in the middle of it looks the same as one that hangs up
+           on a client it will not talk to. Only the same failure again and
+           again, with no handshake succeeding between, is the broker's
+           answer; until then it is a dropped connection, retried. */
+        *lost = true;
+        c->drops++;
+        if (++c->hs_fails < S_HANDSHAKE_FAILS)
+            continue;
+        if (!c->secure)
+            s_fail(c, PD_EAUTH, "the broker at %s refused a connection without security %d "
+                   "times in a row: it requires CurveZMQ; connect with --secure (%s)",
+                   c->endpoint, c->hs_fails, pd_auth_handshake_why(event, value, false));
+        else
+            s_fail(c, PD_EAUTH, "the secure handshake with %s failed %d times in a row: the "
+                   "broker there does not hold the key this client trusts for it (%s), so it "
+                   "may not be your broker; check the key with `playdoh-keygen show` on the "
+                   "broker's machine and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint,
+                   c->hs_fails, c->broker_key, c->endpoint,
                    pd_auth_handshake_why(event, value, false));
-            return true;
-        }
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            s_fail(c, PD_EAUTH, "the secure handshake with %s failed: the broker there does not "
-                   "hold the key this client trusts for it (%s), so it may not be your "
-                   "broker; check the key with `playdoh-keygen show` on the broker's machine "
-                   "and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint, c->broker_key,
-                   c->endpoint, pd_auth_handshake_why(event, value, false));
-            return true;
-        }
+        return true;
     }
 }
 
@@ -287,6 +326,7 @@ static int s_expect(pd_client_t *c, const pd_msg_t *m, const char *want)
    requests that must not be done twice (cancel, release). */
 static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
 {
+    s_drained_lost(c); /* drops before this request do not concern it */
     int rc = s_send(c);
     if (rc)
         return rc;
@@ -407,6 +447,94 @@ static int s_open_keys(pd_client_t *c, const pd_client_opts_t *opts, char *why, 
     return rc;
 }
 
+/* Checks the endpoint's form and that its host resolves (libzmq would
+   retry an unknown host in silence); returns 0, or
+   PD_EINVAL with a sentence in why that says what to write instead. */
+static int s_check_endpoint(pd_client_t *c, char *why, size_t cap)
+{
+    const char *ep = c->endpoint, *sep = strstr(ep, "://");
+    if (!sep) {
+        snprintf(why, cap, "the broker address '%s' has no transport: write tcp://%s (a "
+                 "broker's address is tcp://HOST:PORT, by default port 5555)", ep, ep);
+        return PD_EINVAL;
+    }
+    size_t n = (size_t) (sep - ep);
+    if (!(n == 3 && strncmp(ep, "tcp", 3) == 0) && !(n == 3 && strncmp(ep, "ipc", 3) == 0) &&
+        !(n == 6 && strncmp(ep, "inproc", 6) == 0)) {
+        snprintf(why, cap, "the broker address '%s' has the transport '%.*s', which Playdoh "
+                 "does not speak: write tcp://HOST:PORT", ep, (int) n, ep);
+        return PD_EINVAL;
+    }
+    if (n != 3 || ep[0] != 't')
+        return 0;
+    const char *host = sep + 3, *colon = strrchr(host, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == host || (host[0] == '[' && colon[-1] != ']') || !end || *end ||
+        port < 1 || port > 65535) {
+        snprintf(why, cap, "the broker address '%s' has no port: write tcp://HOST:PORT (the "
+                 "broker's --bind port, 5555 by default)", ep);
+        return PD_EINVAL;
+    }
+    char name[256], gai[256];
+    snprintf(name, sizeof name, "%.*s", (int) (colon - host), host);
+    if (strchr(name, ';') || pd_plat_resolve(name, gai, sizeof gai) == 0)
+        return 0; /* a source address (SRC;HOST) is left to libzmq */
+    snprintf(why, cap, "cannot find the broker's host '%s' (%s): check its name, or give its "
+             "IP address (tcp://ADDRESS:%ld)", name, gai, port);
+    return PD_EINVAL;
+}
+
+/* Why no `welcome` came in waited_ms, from what the monitor saw. */
+static void s_unreach_why(pd_client_t *c, int waited_ms, char *why, size_t cap)
+{
+    if (c->connected)
+        snprintf(why, cap, "no broker answered at %s within %d ms: something accepted the "
+                 "connection but did not answer as a Playdoh broker (another program on that "
+                 "port?%s)", c->endpoint, waited_ms,
+                 c->secure ? " with CurveZMQ, a broker that holds another key than the one "
+                             "trusted stays silent too" : "");
+    else if (c->refused)
+        snprintf(why, cap, "no broker answered at %s: the connection was refused for %d ms "
+                 "(nothing listens on that port): start playdoh-broker there, point to yours "
+                 "with --broker / PLAYDOH_BROKER, or run a cluster on this machine alone with "
+                 "--local N", c->endpoint, waited_ms);
+    else
+        snprintf(why, cap, "no broker answered at %s within %d ms: the host did not answer "
+                 "the connection at all (down, or a firewall drops it)", c->endpoint,
+                 waited_ms);
+}
+
+/* Without CurveZMQ the jobs belong to this account's owner token
+   (pd_auth_owner_token in the configuration directory), so that another
+   program of the same account can fetch them and other accounts cannot.
+   Without a configuration directory (or one it cannot write), a token of
+   this client alone. Returns 0, or PD_EAUTH (a token file others can read,
+   or a malformed one) with the sentence in why. */
+static int s_open_owner(pd_client_t *c, const pd_client_opts_t *opts, char *why, size_t cap)
+{
+    char *dir = opts && opts->config_dir ? strdup(opts->config_dir) : pd_auth_config_dir();
+    if (!dir) {
+        randombytes_buf(c->owner, sizeof c->owner);
+        pd_log_warn("client: no configuration directory (HOME is not set): the jobs of this "
+                    "client belong to it alone; set PLAYDOH_CONFIG_DIR to share them with the "
+                    "account's other programs");
+        return 0;
+    }
+    char twhy[1024];
+    int rc = pd_auth_owner_token(dir, c->owner, twhy, sizeof twhy);
+    free(dir);
+    if (rc == PD_ESYS) {
+        randombytes_buf(c->owner, sizeof c->owner);
+        pd_log_warn("client: %s: the jobs of this client belong to it alone", twhy);
+        return 0;
+    }
+    if (rc)
+        snprintf(why, cap, "the owner token of this account, which names its jobs at the broker "
+                 "(docs/security.md): %s", twhy);
+    return rc;
+}
+
 pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, int *err)
 {
     int dummy;
@@ -432,6 +560,17 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     pd_buf_init(&c->out);
     zmq_msg_init(&c->reply);
     char why[2048];
+    c->ctx = zmq_ctx_new();
+    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
+    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
+    if (!c->sock || !c->mon) {
+        *err = PD_ESYS;
+        pd_client_destroy(&c);
+        return NULL;
+    }
+    /* What is wrong with the address comes before any question of keys. */
+    if (s_check_endpoint(c, why, sizeof why))
+        return s_open_fail(&c, opts, err, PD_EINVAL, why);
     pd_sec_mode_t mode = (pd_sec_mode_t) (opts ? opts->security : PD_SECURITY_AUTO);
     const char *env = getenv("PLAYDOH_SECURITY");
     if (mode == PD_SEC_AUTO && env && *env && pd_auth_mode_parse(env, &mode)) {
@@ -443,18 +582,14 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
         int rc = s_open_keys(c, opts, why, sizeof why);
         if (rc)
             return s_open_fail(&c, opts, err, rc, why);
-    } else if (!pd_auth_endpoint_is_loopback(c->endpoint)) {
-        pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
-                    "encryption (insecure): jobs, code and results cross the network in clear",
-                    c->endpoint);
-    }
-    c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
-    c->mon = c->ctx ? zmq_socket(c->ctx, ZMQ_PAIR) : NULL;
-    if (!c->sock || !c->mon) {
-        *err = PD_ESYS;
-        pd_client_destroy(&c);
-        return NULL;
+    } else {
+        if (!pd_auth_endpoint_is_loopback(c->endpoint))
+            pd_log_warn("client: SECURITY WARNING: talking to %s without authentication or "
+                        "encryption (insecure): jobs, code and results cross the network in "
+                        "clear", c->endpoint);
+        int rc = s_open_owner(c, opts, why, sizeof why);
+        if (rc)
+            return s_open_fail(&c, opts, err, rc, why);
     }
     int linger = 0, hwm = 0;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -471,10 +606,12 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     }
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://pd-client-monitor-%p", (void *) c);
-    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_DISCONNECTED |
+    if (zmq_socket_monitor(c->sock, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                                             ZMQ_EVENT_DISCONNECTED |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
         zmq_connect(c->mon, mon)) {
         *err = PD_ESYS;
         pd_client_destroy(&c);
@@ -490,14 +627,15 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
     pd_msg_t welcome;
+    int64_t start = s_now_ms();
     int rc = s_hello(c, connect_ms, &welcome);
+    /* A broker that was there and went away in the middle (killed,
+       restarting) is waited for like any later request: up to the time-out. */
+    while (rc == PD_ETIMEDOUT && c->drops > 0 && s_now_ms() - start < c->timeout_ms)
+        rc = s_hello(c, (int) (c->timeout_ms - (s_now_ms() - start)), &welcome);
     if (rc) {
         if (rc == PD_ETIMEDOUT) {
-            snprintf(why, sizeof why, "no broker answered at %s within %d ms: start "
-                     "playdoh-broker, or point to it with --broker / PLAYDOH_BROKER%s",
-                     c->endpoint, connect_ms,
-                     c->secure ? " (with CurveZMQ a broker that holds another key than the "
-                                 "one trusted stays silent too)" : "");
+            s_unreach_why(c, (int) (s_now_ms() - start), why, sizeof why);
             rc = PD_EUNREACH;
         } else {
             snprintf(why, sizeof why, "%s", c->err);
@@ -524,6 +662,7 @@ void pd_client_destroy(pd_client_t **cp)
     if (c->sock)
         zmq_close(c->sock);
     sodium_memzero(c->key.sec, sizeof c->key.sec);
+    sodium_memzero(c->owner, sizeof c->owner);
     if (c->ctx)
         zmq_ctx_term(c->ctx);
     zmq_msg_close(&c->reply);
@@ -549,8 +688,11 @@ static int s_hello(pd_client_t *c, int wait_ms, pd_msg_t *m)
     msgpack_packer pk;
     uint64_t req = s_begin(c, &pk, "hello", 0);
     int rc = s_call_idem(c, req, "welcome", m, 0, wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
-    if (rc == 0)
+    if (rc == 0) {
         pd_msg_uint_opt(m, "max_shared", &c->max_shared);
+        pd_msg_uint_opt(m, "max_arg", &c->max_arg);
+        pd_msg_uint_opt(m, "max_batch", &c->max_batch);
+    }
     return rc;
 }
 
@@ -741,6 +883,8 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
         else if (!strcmp(key, "platform"))
             rc = pd_rd_strcpy(r, wi->platform, sizeof wi->platform);
+        else if (!strcmp(key, "version"))
+            rc = pd_rd_strcpy(r, wi->version, sizeof wi->version);
         else if (!strcmp(key, "owner"))
             rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
         else if (!strcmp(key, "slurm_job"))
@@ -816,6 +960,50 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
     return 0;
 }
 
+/* Reads `owners` of a cluster reply into info; 0, PD_EPROTO or PD_ENOMEM. */
+static int s_read_owners(const pd_msg_t *m, pd_cluster_info_t *info)
+{
+    pd_rd_t r;
+    uint32_t n;
+    if (pd_msg_rd(m, "owners", &r) || pd_rd_array(&r, &n))
+        return PD_EPROTO;
+    info->owners = calloc(n ? n : 1, sizeof *info->owners);
+    if (!info->owners)
+        return PD_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        pd_owner_info_t *ow = &info->owners[i];
+        uint32_t nf;
+        if (pd_rd_map(&r, &nf))
+            return PD_EPROTO;
+        for (uint32_t f = 0; f < nf; f++) {
+            const char *k;
+            uint32_t klen;
+            if (pd_rd_str(&r, &k, &klen))
+                return PD_EPROTO;
+            char key[16];
+            snprintf(key, sizeof key, "%.*s", (int) (klen < 15 ? klen : 15), k);
+            uint64_t u;
+            int rc = 0;
+            if (!strcmp(key, "owner"))
+                rc = pd_rd_strcpy(&r, ow->owner, sizeof ow->owner);
+            else if (!strcmp(key, "mine"))
+                rc = pd_rd_bool(&r, &ow->mine);
+            else if (!strcmp(key, "batches") || !strcmp(key, "queued") ||
+                     !strcmp(key, "running") || !strcmp(key, "final")) {
+                rc = pd_rd_uint(&r, &u);
+                *(key[0] == 'b' ? &ow->batches : key[0] == 'q' ? &ow->queued
+                                               : key[0] == 'r' ? &ow->running
+                                                               : &ow->final) = u;
+            } else
+                rc = pd_rd_skip(&r, NULL, NULL); /* a field of a later version */
+            if (rc)
+                return PD_EPROTO;
+        }
+        info->nowners++;
+    }
+    return 0;
+}
+
 int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
 {
     memset(info, 0, sizeof *info);
@@ -827,6 +1015,8 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         return rc;
     pd_msg_str(&m, "name", info->name, sizeof info->name);
     pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
+    if (pd_msg_has(&m, "version"))
+        pd_msg_str(&m, "version", info->version, sizeof info->version);
     pd_msg_uint_opt(&m, "queued", &info->queued);
     pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
     pd_rd_t r;
@@ -843,11 +1033,16 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         }
         info->nworkers++;
     }
+    if (pd_msg_has(&m, "owners") && s_read_owners(&m, info)) {
+        pd_cluster_info_clear(info);
+        return s_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed 'owners'");
+    }
     return 0;
 }
 
 void pd_cluster_info_clear(pd_cluster_info_t *info)
 {
+    free(info->owners);
     free(info->workers);
     memset(info, 0, sizeof *info);
 }
@@ -1069,7 +1264,10 @@ int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_
     pd_pack_kv_str(&pk, "hash", hash);
     pd_pack_cstr(&pk, "data");
     msgpack_pack_bin(&pk, len);
-    return s_call_idem2(c, req, "shr_ok", &m, 0, c->timeout_ms, data, len);
+    /* The broker answers once the bytes are hashed, stored and on disk:
+       allow it 40 ms per MB (25 MB/s) before sending them again, so that a
+       large upload is not sent twice merely for taking its time. */
+    return s_call_idem2(c, req, "shr_ok", &m, (int) (len / 25000), c->timeout_ms, data, len);
 }
 
 int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
@@ -1118,17 +1316,17 @@ typedef struct {
 
 /* Builds and sends one submit chunk. */
 static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, const char *fn,
-                        const pd_map_opts_t *opts)
+                        const pd_map_opts_t *opts, size_t batch_bytes)
 {
-    pd_buf_reset(&c->out);
     msgpack_packer pk;
-    pd_packer_init(&pk, &c->out);
     /* Plain CPU jobs keep the short form. */
     const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
     bool gpu = (opts && opts->gpu) || cuda;
     bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-    pd_msg_begin(&pk, "submit", 7 + shared + cap + gpu + (cuda != NULL));
-    pd_pack_kv_uint(&pk, "req", ch->req);
+    bool mem = opts && opts->memory, cpu = opts && opts->cpu_time_s;
+    bool outc = opts && opts->max_output, again = opts && opts->retry_failed;
+    s_begin_req(c, &pk, "submit",
+                8 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc + again, ch->req);
     pd_pack_kv_str(&pk, "mod", hash);
     pd_pack_kv_str(&pk, "fn", fn);
     pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
@@ -1141,11 +1339,21 @@ static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, c
         pd_pack_kv_bool(&pk, "gpu", true);
     if (cuda)
         pd_pack_kv_str(&pk, "cu", cuda);
+    if (mem)
+        pd_pack_kv_uint(&pk, "memory", opts->memory);
+    if (cpu)
+        pd_pack_kv_uint(&pk, "cpu_time", opts->cpu_time_s);
+    if (outc)
+        pd_pack_kv_uint(&pk, "max_output", opts->max_output);
+    if (again)
+        pd_pack_kv_uint(&pk, "retry_failed", opts->retry_failed);
     uint8_t token[S_TOKEN_RANDOM + 8];
     memcpy(token, c->token, S_TOKEN_RANDOM);
     for (int i = 0; i < 8; i++)
         token[S_TOKEN_RANDOM + i] = (uint8_t) (ch->token >> (56 - 8 * i));
     pd_pack_kv_bin(&pk, "token", token, sizeof token);
+    pd_pack_kv_uint(&pk, "at", ch->start);
+    pd_pack_kv_uint(&pk, "batch_bytes", batch_bytes);
     pd_pack_cstr(&pk, "args");
     msgpack_pack_array(&pk, (uint32_t) ch->n);
     pd_pack_raw(&pk, ch->raw, ch->bytes);
@@ -1192,15 +1400,33 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
         return 0;
     if (strlen(fn) == 0 || strlen(fn) > 255)
         return s_fail(c, PD_EINVAL, "function name '%s' must be 1 to 255 characters", fn);
+    if (opts && opts->max_output > PD_LIMITS_MAX_OUTPUT)
+        return s_fail(c, PD_EINVAL, "max_output is %llu bytes; a job keeps at most %u MiB of "
+                      "output (write larger results to a file, or return them as the value)",
+                      (unsigned long long) opts->max_output, PD_LIMITS_MAX_OUTPUT >> 20);
     memset(ids, 0, n * sizeof *ids);
     /* Check the arguments first: n values, nothing else. */
     pd_rd_t r;
     pd_rd_init(&r, args, len);
-    for (size_t i = 0; i < n; i++)
-        if (pd_rd_skip(&r, NULL, NULL))
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *raw;
+        size_t rl;
+        if (pd_rd_skip(&r, &raw, &rl))
             return s_fail(c, PD_EPROTO, "argument %zu is not a well-formed msgpack value", i);
+        if (c->max_arg && rl > c->max_arg)
+            return s_fail(c, PD_ETOOBIG, "job %zu of the batch (counting from 1) has an "
+                          "argument of %.1f MiB; the broker takes at most %.1f MiB per job "
+                          "(its max_arg_mb): pass large data once as shared data (--shared, "
+                          "pd_shared_put) and give each job what differs", i + 1,
+                          (double) rl / 1048576.0, (double) c->max_arg / 1048576.0);
+    }
     if (!pd_rd_at_end(&r))
         return s_fail(c, PD_EPROTO, "arguments hold more than the %zu values announced", n);
+    if (c->max_batch && len > c->max_batch)
+        return s_fail(c, PD_ETOOBIG, "the batch's arguments are %.1f MiB in all; the broker "
+                      "takes at most %.1f MiB in one submit (its max_batch_mb): split the "
+                      "batch, or pass data the jobs share once as shared data (--shared)",
+                      (double) len / 1048576.0, (double) c->max_batch / 1048576.0);
 
     pd_rd_init(&r, args, len);
     s_chunk_t win[S_WINDOW];
@@ -1231,7 +1457,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
             }
             s_chunk_t ch = {.req = c->next_req++, .token = c->next_chunk++, .start = next,
                             .n = k, .raw = start, .bytes = bytes, .first_sent = s_now_ms()};
-            int rc = s_send_chunk(c, &ch, hash, fn, opts);
+            int rc = s_send_chunk(c, &ch, hash, fn, opts, len);
             if (rc) {
                 first_err = rc;
                 snprintf(first_msg, sizeof first_msg, "%s", c->err);
@@ -1265,7 +1491,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 if (rc == S_LOST && now - win[k].first_sent < 50)
                     usleep(50000);
                 c->resent++;
-                if (s_send_chunk(c, &win[k], hash, fn, opts) != 0)
+                if (s_send_chunk(c, &win[k], hash, fn, opts, len) != 0)
                     win[k].first_sent = 0; /* fails at the next turn */
                 k++;
             }
@@ -1369,6 +1595,10 @@ int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x)
             rc = pd_rd_double(&rd, &x->runtime);
         } else if (S_KEY("truncated")) {
             rc = pd_rd_bool(&rd, &x->truncated);
+        } else if (S_KEY("dropped_out")) {
+            rc = pd_rd_uint(&rd, &x->out_dropped);
+        } else if (S_KEY("dropped_err")) {
+            rc = pd_rd_uint(&rd, &x->err_dropped);
         } else {
             rc = pd_rd_skip(&rd, NULL, NULL);
         }
@@ -1619,6 +1849,85 @@ static size_t s_store(pd_rd_t *r, const s_slot_t *order, size_t n, pd_result_t *
     return newly;
 }
 
+/* Sets every result that pd_fetch's wait left not final to the state the
+   broker holds for that job (queued or running: the one `status` reads),
+   taking in the same reply any result that ended meanwhile, so that a job
+   is never shown queued while the broker has it running. pending has room
+   for n ids. Returns 0 or an error. */
+static int s_fetch_states(pd_client_t *c, const s_slot_t *order, size_t n, pd_result_t *results,
+                          uint64_t *pending, size_t *ended)
+{
+    uint8_t *told = calloc(n ? n : 1, 1); /* by position in order: state given */
+    if (!told)
+        return s_fail(c, PD_ENOMEM, "out of memory for %zu results", n);
+    int rc = 0;
+    for (;;) {
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!told[i] && !pd_job_state_final(results[order[i].index].state) &&
+                (np == 0 || pending[np - 1] != order[i].id))
+                pending[np++] = order[i].id;
+        if (np == 0)
+            break;
+        msgpack_packer pk;
+        uint64_t req = s_begin(c, &pk, "fetch", 4);
+        pd_pack_kv_uint(&pk, "wait_ms", 0);
+        pd_pack_kv_uint(&pk, "max", 10000);
+        pd_pack_cstr(&pk, "states");
+        msgpack_pack_true(&pk);
+        pd_pack_cstr(&pk, "ids");
+        size_t take = s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
+        pd_msg_t m;
+        if ((rc = s_call_idem(c, req, "results", &m, 0, c->timeout_ms)) != 0)
+            break;
+        const void *stv;
+        uint32_t sl;
+        pd_rd_t r;
+        uint32_t nres;
+        if (pd_msg_bytes(&m, "st", &stv, &sl) || sl != take || pd_msg_rd(&m, "res", &r) ||
+            pd_rd_array(&r, &nres)) {
+            /* An older broker sends no states: the jobs stay queued. */
+            if (!pd_msg_has(&m, "st"))
+                break;
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+            break;
+        }
+        int bad = 0;
+        size_t progress = 0;
+        for (uint32_t i = 0; i < nres && !bad; i++) {
+            size_t k = s_store(&r, order, n, results, &bad);
+            *ended += k;
+            progress += k;
+        }
+        if (bad) {
+            rc = s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
+            break;
+        }
+        const uint8_t *st = stv;
+        for (size_t k = 0, i = 0; k < take; k++) {
+            while (i < n && order[i].id < pending[k])
+                i++;
+            for (; i < n && order[i].id == pending[k]; i++) {
+                pd_result_t *res = &results[order[i].index];
+                if (pd_job_state_final(res->state))
+                    continue;
+                /* A final state whose result the reply did not carry (over
+                   its size, or a cancellation not on disk yet) is asked
+                   again, as long as each pass brings something. */
+                if (st[k] == PD_JOB_QUEUED || st[k] == PD_JOB_RUNNING) {
+                    res->state = (pd_job_state_t) st[k];
+                    told[i] = 1;
+                    progress++;
+                }
+            }
+        }
+        if (progress == 0)
+            break;
+    }
+    free(told);
+    return rc;
+}
+
 long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_result_t *results,
               void (*progress)(size_t ended, size_t total, void *user), void *user)
 {
@@ -1684,6 +1993,8 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         if (nres == 0 && s_now_ms() >= deadline)
             break;
     }
+    if (rc == 0)
+        rc = s_fetch_states(c, order, n, results, pending, &ended);
     free(order);
     free(pending);
     if (rc)

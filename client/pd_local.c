@@ -85,11 +85,22 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     bool secure = opts && opts->secure;
     bool tcp_worker = secure || (opts && opts->tcp_worker);
     char broker_path[PATH_MAX], worker_path[PATH_MAX];
-    if (pd_proc_find("playdoh-broker", broker_path, sizeof broker_path) ||
-        (tcp_worker && pd_proc_find("playdoh-worker", worker_path, sizeof worker_path))) {
-        pd_log_error("local cluster: playdoh-broker or playdoh-worker not found (looked in "
-                     "$PLAYDOH_BINDIR, beside this program and in %s): install Playdoh or set "
-                     "PLAYDOH_BINDIR", PD_BINDIR);
+    const char *missing = pd_proc_find("playdoh-broker", broker_path, sizeof broker_path)
+                              ? "playdoh-broker"
+                          : tcp_worker && pd_proc_find("playdoh-worker", worker_path,
+                                                       sizeof worker_path)
+                              ? "playdoh-worker"
+                              : NULL;
+    if (missing) {
+        const char *tried = strcmp(missing, "playdoh-broker") == 0 ? broker_path : worker_path;
+        char why[PATH_MAX + 256];
+        snprintf(why, sizeof why, "%s not found (looked at %s): install Playdoh, put its bin "
+                 "directory on PATH, or set PLAYDOH_BINDIR (or PLAYDOH_%s_BIN)", missing, tried,
+                 strcmp(missing, "playdoh-broker") == 0 ? "BROKER" : "WORKER");
+        if (opts && opts->why && opts->whycap)
+            snprintf(opts->why, opts->whycap, "%s", why);
+        else
+            pd_log_error("local cluster: %s", why);
         *err = PD_EIO;
         return NULL;
     }

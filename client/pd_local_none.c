@@ -10,11 +10,13 @@
 
 #include <stdio.h>
 
+#define S_NO_LOCAL "no local cluster on this platform: playdoh-broker runs on Linux. Start a " \
+                   "broker on a Linux machine and pass its endpoint (-b tcp://HOST:5555, or " \
+                   "[client] broker in the configuration file)"
+
 static pd_local_t *s_refuse(int *err)
 {
-    pd_log_error("no local cluster on this platform: playdoh-broker runs on Linux. Start a "
-                 "broker on a Linux machine and pass its endpoint (-b tcp://HOST:5555, or "
-                 "[client] broker in the configuration file)");
+    pd_log_error("%s", S_NO_LOCAL);
     if (err)
         *err = PD_EUNREACH;
     return NULL;
@@ -28,7 +30,8 @@ pd_local_t *pd_local_start(int cpus, int *err)
 
 pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
 {
-    (void) opts;
+    if (opts && opts->why && opts->whycap)
+        snprintf(opts->why, opts->whycap, "%s", S_NO_LOCAL);
     return s_refuse(err);
 }
 

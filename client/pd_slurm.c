@@ -16,6 +16,7 @@
     argument is single-quoted for the shell.
 */
 #include "pd_slurm.h"
+#include "pd_cli.h"
 #include "pd_config.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -605,10 +606,10 @@ int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
             return s_usage_error("%s", "--local runs an embedded cluster on this machine; pilots "
                                  "need a broker the compute nodes reach (--broker)");
         case 'h': s_usage(stdout); return 0;
-        case ':': return s_usage_error("%s wants a value", argv[optind - 1]);
         default:
-            return s_usage_error("'%s' is not an option of slurm", optopt && optopt < 256
-                                 ? (char[]){'-', (char) optopt, 0} : argv[optind - 1]);
+            pd_cli_option_error("playdoh-submit", "playdoh-submit slurm", argv[optind - 1], optopt,
+                                ch == ':');
+            return 2;
         }
     }
     if (optind < argc && strcmp(argv[optind], "slurm") == 0)

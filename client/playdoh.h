@@ -219,7 +219,21 @@ typedef struct {
     char slurm_array[48]; /* its job array task ("123_4", as scancel takes it), or "" */
     uint32_t nodes;       /* CPU slots held by nodes of synchronous tasks (no job runs there) */
     uint32_t gpu_nodes;   /* GPU slots held by nodes of GPU tasks */
+    char version[16];     /* the Playdoh version it runs ("" when it did not say) */
 } pd_worker_info_t;
+
+/* One owner's jobs at the broker (pd_cluster_info; docs/security.md). */
+typedef struct {
+    char owner[48];       /* the client key that submitted them (40 characters), or, without
+                             CurveZMQ, "local:" and a hash of the account's owner token; ""
+                             for jobs of no owner (submitted by an older client) */
+    bool mine;            /* the owner is this client */
+    uint64_t batches;     /* submits (chunks of a map) with unfinished jobs */
+    uint64_t queued;      /* jobs queued */
+    uint64_t running;     /* jobs running */
+    uint64_t final;       /* jobs done, failed or cancelled whose results wait to be
+                             fetched or released */
+} pd_owner_info_t;
 
 /* The cluster as the broker sees it. */
 typedef struct {
@@ -229,10 +243,15 @@ typedef struct {
     uint64_t unfinished;        /* queued or running jobs */
     size_t nworkers;            /* entries in workers */
     pd_worker_info_t *workers;  /* owned; free with pd_cluster_info_clear */
+    char version[16];           /* the Playdoh version the broker runs ("" when it did not say) */
+    size_t nowners;             /* entries in owners */
+    pd_owner_info_t *owners;    /* the broker's jobs by owner, in order of their first job
+                                   (owned; NULL from a broker that does not say) */
 } pd_cluster_info_t;
 
-/* Asks the broker for every worker with its slots, load, GPUs and jobs.
-   Returns 0 (fill *info; the caller clears it) or an error. */
+/* Asks the broker for every worker with its slots, load, GPUs and jobs,
+   and for how many jobs each owner has there. Returns 0 (fill *info; the
+   caller clears it) or an error. */
 int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info);
 /* Frees what pd_cluster_info stored and zeroes info. */
 void pd_cluster_info_clear(pd_cluster_info_t *info);
@@ -244,9 +263,12 @@ void pd_cluster_info_clear(pd_cluster_info_t *info);
    it (`playdoh-broker --worker-cpus`; each slot is a process of its own), and
    waits until the worker has registered (up to 20 s). The worker also offers
    every GPU its CUDA driver shows, as GPU slots. The broker program is
-   looked for in $PLAYDOH_BINDIR, beside the running executable, then in the
-   installation's bindir. Returns the cluster (stop it with pd_local_stop), or
-   NULL with *err set. */
+   looked for at $PLAYDOH_BROKER_BIN, in $PLAYDOH_BINDIR, beside the running
+   executable, beside this library and in the bin directory next to its lib
+   directory, in the installation's bindir, then on $PATH. Returns the
+   cluster (stop it with pd_local_stop), or NULL with *err set (the reason,
+   such as the paths looked at, goes to the log; pd_local_start_opts can
+   return it as a sentence). */
 pd_local_t *pd_local_start(int cpus, int *err);
 /* The broker's endpoint, for pd_client_new. Borrowed until pd_local_stop. */
 const char *pd_local_endpoint(const pd_local_t *l);
@@ -258,6 +280,9 @@ typedef struct {
                         instead of inside the broker over inproc */
     bool secure;     /* CurveZMQ on every connection even on loopback, with keys made
                         for this cluster (implies tcp_worker; benchmarks and tests) */
+    char *why;       /* when not NULL, receives why starting failed (whycap bytes): the
+                        paths looked at when playdoh-broker was not found */
+    size_t whycap;   /* bytes at why */
 } pd_local_opts_t;
 /* Like pd_local_start, with options. With secure, a temporary directory
    holds a broker key pair and a key pair for the worker and the clients
@@ -331,7 +356,10 @@ int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HE
 
 typedef struct {
     uint32_t timeout_ms; /* per job; 0 = no limit */
-    uint32_t retries;    /* attempts when workers die; 0 = the default (3) */
+    uint32_t retries;    /* workers a job may lose (a worker that dies or falls silent
+                            while running it) before it fails with PD_ELOST; 0 = the
+                            default (3). A job whose own run fails is not retried by this:
+                            see retry_failed */
     uint32_t max_slots;  /* run at most this many of this client's jobs at once (all its
                             queued jobs: the latest submit's value holds); 0 = no cap */
     const char *shared;  /* hash of shared data (pd_shared_upload) every job of the map can
@@ -339,6 +367,20 @@ typedef struct {
     bool gpu;            /* run on GPU slots only (the task may use pd_cuda_*) */
     const char *cuda;    /* hash of a CUDA module (PD_MODULE_CU) shipped with the jobs,
                             whose kernels the task launches; implies gpu; NULL = none */
+    /* What each job may take (docs/guide.md, "Limits"). The broker places a
+       job only on a worker whose owner allows that much; a job over one of
+       them fails alone with PD_ELIMIT naming the limit. 0 = not asked: the
+       worker's default (its owner's [worker] default_*) applies. */
+    uint64_t memory;     /* resident memory of the job's processes together, bytes */
+    uint64_t cpu_time_s; /* CPU time of each of its processes, seconds */
+    uint64_t max_output; /* bytes of standard output (and of standard error) kept; the
+                            rest is dropped and the result says how much; at most 64 MiB
+                            (PD_EINVAL above); the workers' default is 4 MiB */
+    uint32_t retry_failed; /* runs again of a job whose own run failed (the function
+                              returned an error, an exec command exited non-zero, the task
+                              crashed or ran past timeout_ms), at most 100; its error is the
+                              last run's. 0 = none (the default). A broken module
+                              (PD_ECOMPILE, PD_ENOFUNC) is never run again */
 } pd_map_opts_t;
 
 /* Submits one job per argument: fn of module hash over n msgpack values
@@ -358,7 +400,10 @@ typedef struct {
    cannot be written), PD_EUNREACH, PD_ETIMEDOUT, PD_ENOGPU (GPU jobs, and
    no worker of the cluster has offered a GPU since the broker started;
    once one has, GPU jobs wait queued for a GPU slot), PD_EINVAL
-   (opts->cuda is not a CUDA module, or hash is one). opts may be NULL.
+   (opts->cuda is not a CUDA module, or hash is one; opts->max_output over
+   64 MiB). Jobs that ask for more memory, CPU time or output than any
+   worker registered now allows are accepted and wait for a worker that
+   allows it (the broker's log says so). opts may be NULL.
    A module's function that no worker has run yet runs one job first, and
    the others wait for it: a module that does not compile or lacks fn
    fails once (see pd_fetch), not once per job. */
@@ -386,7 +431,9 @@ typedef struct {
 } pd_result_t;
 
 /* Waits up to timeout_ms (-1: for ever, 0: no wait) for the jobs to end and
-   fills results[i] for ids[i]. Returns the number of jobs that ended (n when
+   fills results[i] for ids[i]. A job that has not ended gets the state the
+   broker holds for it, queued or running (as pd_status says), read in the
+   same reply as the results. Returns the number of jobs that ended (n when
    all did) or an error. Results stay at the broker until pd_release. Free the
    entries with pd_results_clear (also after an error: entries not filled
    are zeroed). progress, if not NULL, is called after each batch of results
@@ -856,8 +903,8 @@ int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
 
 /* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
    slot (in the worker's directory, standard input from /dev/null), and its
-   exit status, standard output and standard error (up to 4 MiB each) come
-   back as the job's result. A command that exits 0 makes a done job; any
+   exit status, standard output and standard error (up to
+   opts->max_output each, by default 4 MiB) come back as the job's result. A command that exits 0 makes a done job; any
    other status a failed one (PD_ETASK) whose pd_result_t.value still holds
    the output. Read either with pd_result_exec. Returns as pd_map. */
 long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
@@ -875,7 +922,10 @@ typedef struct {
     size_t host_len;   /* its bytes */
     double start;      /* Unix time (seconds) when the command started */
     double runtime;    /* seconds it ran */
-    bool truncated;    /* output beyond 4 MiB per stream was dropped */
+    bool truncated;    /* output past the job's output limit (pd_map_opts_t.max_output,
+                          by default 4 MiB per stream) was dropped */
+    uint64_t out_dropped; /* bytes of standard output dropped */
+    uint64_t err_dropped; /* bytes of standard error dropped */
 } pd_exec_result_t;
 
 /* Reads an exec job's output from a done or failed result. Returns 0, or

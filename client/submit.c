@@ -27,7 +27,9 @@
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
+#include "pd_cli.h"
 #include "pd_codec.h"
+#include "pd_limits.h"
 #include "pd_config.h"
 #include "pd_json.h"
 #include "pd_log.h"
@@ -47,6 +49,8 @@
 
 #define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
 #define S_RELEASE_BATCH 4096
+#define S_LOOPBACK_CONNECT_MS 500 /* the wait for the loopback default broker's welcome */
+#define S_INTERRUPT_POLL_MS 200 /* the longest wait between two looks for Ctrl-C */
 
 /* ---- verbs and their options --------------------------------------------- */
 
@@ -74,7 +78,7 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED
 };
 
 typedef struct {
@@ -89,6 +93,7 @@ static const s_opt_t s_opts[] = {
     {{"log-level", required_argument, NULL, O_LEVEL}, V_GLOBAL},
     {{"no-progress", no_argument, NULL, O_NO_PROGRESS}, V_GLOBAL},
     {{"help", no_argument, NULL, O_HELP}, V_GLOBAL},
+    {{"version", no_argument, NULL, O_VERSION}, V_GLOBAL},
     {{"config", required_argument, NULL, O_CONFIG}, V_GLOBAL},
     {{"cluster", required_argument, NULL, O_CLUSTER}, V_GLOBAL},
     {{"secure", no_argument, NULL, O_SECURE}, V_GLOBAL},
@@ -99,7 +104,11 @@ static const s_opt_t s_opts[] = {
     {{"json", no_argument, NULL, O_JSON}, V_CLUSTER},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"retries", required_argument, NULL, O_RETRIES}, V_MAP | V_EXEC},
+    {{"retry-failed", required_argument, NULL, O_RETRY_FAILED}, V_MAP | V_EXEC},
     {{"max-slots", required_argument, NULL, O_MAX_SLOTS}, V_MAP | V_EXEC},
+    {{"memory", required_argument, NULL, O_MEMORY}, V_MAP | V_EXEC},
+    {{"cpu-time", required_argument, NULL, O_CPU_TIME}, V_MAP | V_EXEC},
+    {{"max-output", required_argument, NULL, O_MAX_OUTPUT}, V_MAP | V_EXEC},
     {{"detach", no_argument, NULL, O_DETACH}, V_MAP | V_EXEC | V_TASK | V_OPTIM},
     {{"shared", required_argument, NULL, O_SHARED}, V_MAP | V_OPTIM},
     {{"gpu", no_argument, NULL, O_GPU}, V_MAP | V_TASK | V_OPTIM},
@@ -155,6 +164,7 @@ static const char S_GLOBAL_HELP[] =
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
     "      --log-level L    error, warn (default), info or debug\n"
     "  -h, --help           help (after a verb: that verb's help)\n"
+    "      --version        print the version and exit\n"
     "security (docs/security.md): towards a broker that is not on loopback the\n"
     "connection runs CurveZMQ and accepts only the broker key this account trusts\n"
     "      --secure         CurveZMQ even on loopback\n"
@@ -178,15 +188,27 @@ static const s_verb_t s_verbs[] = {
      "\n"
      "options:\n"
      "      --timeout-ms N   fail a job that runs longer than N ms (default: no limit)\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N of these jobs at once (default: fair share)\n"
+     "      --memory SIZE    each job's memory at most (2G, 512M); over it the job fails\n"
+     "                       with PD_ELIMIT; it runs only where the owner allows that much\n"
+     "      --cpu-time TIME  each job's CPU time at most (60s, 5m, 2h)\n"
+     "      --max-output SIZE  output kept of a failing job (default 4M, at most 64M)\n"
      "      --shared FILE    send FILE once per machine; tasks read it with pd_task_shared()\n"
      "      --gpu            run each job on a GPU slot (docs/gpu.md); a .cu file beside a .c\n"
      "                       MODULE (square.cu for square.c) travels with the jobs\n"
      "      --cuda FILE.cu   ship these CUDA kernels with the jobs (implies --gpu)\n"
-     "      --detach         print the job ids and return without waiting\n"
+     "      --detach         print the job ids and return without waiting (the way to\n"
+     "                       leave jobs running)\n"
      "\n"
-     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem\n"},
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
+     "exit status: 0 all jobs done, 1 some failed, 2 bad usage or input, 3 broker problem,\n"
+     "130 after Ctrl-C\n"},
     {"exec", V_EXEC,
      "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
      "\n"
@@ -203,13 +225,24 @@ static const s_verb_t s_verbs[] = {
      "      --no-keep-order  print each job's output as soon as it ends\n"
      "      --joblog FILE    write a GNU parallel job log (Seq Host Starttime JobRuntime ...)\n"
      "      --timeout-ms N   kill a command that runs longer than N ms\n"
-     "      --retries N      attempts when a worker dies (default 3)\n"
+     "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+     "                       while running it) before it fails (default 3)\n"
+     "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+     "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
      "      --max-slots N    run at most N commands at once (default: fair share)\n"
+     "      --memory SIZE    each command's memory at most (2G, 512M); over it the job\n"
+     "                       fails with PD_ELIMIT; it runs only where the owner allows it\n"
+     "      --cpu-time TIME  CPU time of each process of a command at most (60s, 5m)\n"
+     "      --max-output SIZE  output kept per stream (default 4M, at most 64M); the\n"
+     "                       rest is dropped and counted\n"
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
      "\n"
+     "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+     "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+     "\n"
      "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
-     "255 for bad usage, unreadable input or a broker problem\n"},
+     "255 for bad usage, unreadable input or a broker problem; 130 after Ctrl-C\n"},
     {"task", V_TASK,
      "usage: playdoh-submit [GLOBAL OPTIONS] task [OPTIONS] MODULE FUNCTION --nodes N\n"
      "\n"
@@ -236,9 +269,11 @@ static const s_verb_t s_verbs[] = {
      "      --detach         print the task's id (t17) and return without waiting\n"
      "\n"
      "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
+     "Ctrl-C stops the task (its nodes see pd_node_stopping() and return what they have)\n"
+     "and prints their results; a second Ctrl-C cancels it.\n"
      "\n"
      "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
-     "(for instance a task of more nodes than the cluster has slots)\n"},
+     "(for instance a task of more nodes than the cluster has slots), 130 after Ctrl-C\n"},
     {"optimize", V_OPTIM,
      "usage: playdoh-submit [GLOBAL OPTIONS] optimize [OPTIONS] MODULE FITNESS --algo A\n"
      "           --bounds FILE|LO:HI (--budget EVALS | --iterations N) [--target F]\n"
@@ -524,9 +559,17 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
             return bad_exit;
         }
         break;
+    case O_RETRY_FAILED:
+        if (!s_parse_u32(arg, &o->retry_failed) || o->retry_failed > 100) {
+            pd_submit_usage_error(s, "--retry-failed wants a number of runs again from 0 to 100, "
+                                  "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
     case O_RETRIES:
         if (!s_parse_u32(arg, &o->retries) || o->retries == 0 || o->retries > 100) {
-            pd_submit_usage_error(s, "--retries wants a number from 1 to 100, not '%s'", arg);
+            pd_submit_usage_error(s, "--retries wants a number of lost workers from 1 to 100, "
+                                  "not '%s'", arg);
             return bad_exit;
         }
         break;
@@ -534,6 +577,26 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         if (!s_parse_u32(arg, &o->max_slots) || o->max_slots == 0 || o->max_slots > 1000000) {
             pd_submit_usage_error(s, "--max-slots wants a number of slots from 1 to 1000000, "
                                   "not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_MEMORY:
+        if (pd_limits_parse_size(arg, &o->memory)) {
+            pd_submit_usage_error(s, "--memory wants a size such as 2G or 512M, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_CPU_TIME:
+        if (pd_limits_parse_seconds(arg, &o->cpu_time_s)) {
+            pd_submit_usage_error(s, "--cpu-time wants a duration such as 60s, 5m or 2h, not "
+                                  "'%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_MAX_OUTPUT:
+        if (pd_limits_parse_size(arg, &o->max_output) || o->max_output > PD_LIMITS_MAX_OUTPUT) {
+            pd_submit_usage_error(s, "--max-output wants a size from 1 byte to 64M such as 1M "
+                                  "or 64k, not '%s'", arg);
             return bad_exit;
         }
         break;
@@ -707,18 +770,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
     while ((ch = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const char *given = argv[optind - 1];
         if (ch == '?' || ch == ':') {
-            char name[64];
-            if (optopt && optopt < 256)
-                snprintf(name, sizeof name, "-%c", optopt);
-            else
-                snprintf(name, sizeof name, "%s", given);
-            char *eq = strchr(name, '=');
-            if (eq)
-                *eq = 0;
-            if (ch == ':')
-                pd_submit_usage_error(s, "option '%s' needs a value", name);
-            else
-                pd_submit_usage_error(s, "unknown option '%s'", name);
+            char help[64];
+            snprintf(help, sizeof help, "playdoh-submit%s%s", s->o.verb ? " " : "",
+                     s->o.verb ? s->o.verb : "");
+            pd_cli_option_error("playdoh-submit", help, given, optopt, ch == ':');
             return bad_exit;
         }
         const s_opt_t *so = NULL;
@@ -737,6 +792,10 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, int where, bool permut
                 pd_submit_usage_error(s, "--%s is not an option of %s (it belongs to %s)",
                                       so->opt.name, s->o.verb, verbs);
             return bad_exit;
+        }
+        if (ch == O_VERSION) {
+            pd_cli_version("playdoh-submit");
+            return -1;
         }
         if (ch == O_HELP) {
             const char *text = NULL;
@@ -806,7 +865,8 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
                                      : pd_config_str(cf, "cluster", "name",
                                                      PD_BEACON_DEFAULT_CLUSTER);
     int port = (int) pd_config_uint(cf, "cluster", "beacon_port", PD_BEACON_DEFAULT_PORT);
-    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 3000);
+    int wait = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                    PD_BEACON_DEFAULT_DISCOVER_MS);
     const char *iface = pd_config_str(cf, "cluster", "beacon_interface", NULL);
     /* With CurveZMQ only a broker whose key this account trusts will do: a
        forged beacon leads nowhere (beacons of untrusted brokers are skipped). */
@@ -825,10 +885,22 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
         return 3;
     }
     if (rc) {
+        /* A broker on this machine answers a hello in milliseconds: a short
+           wait, so that a forgotten --local is said within 3 s in all. */
         snprintf(ep, cap, "tcp://127.0.0.1:5555");
-        if (port && !o->quiet)
-            fprintf(stderr, "playdoh-submit: no beacon of cluster '%s' heard on UDP port %d "
-                    "within %d ms (%s); trying %s\n", cluster, port, wait, pd_strerror(rc), ep);
+        pd_log_info("no beacon of cluster '%s' heard on UDP port %d within %d ms (%s); trying %s",
+                    cluster, port, wait, pd_strerror(rc), ep);
+        o->default_broker = true;
+        if (port)
+            snprintf(o->discovered, sizeof o->discovered,
+                     "no beacon of cluster '%s' heard on UDP port %d within %d ms", cluster, port,
+                     wait);
+        else
+            snprintf(o->discovered, sizeof o->discovered, "beacons are off ([cluster] "
+                     "beacon_port = 0)");
+        const char *env = getenv("PLAYDOH_CONNECT_TIMEOUT_MS");
+        if (o->conn.connect_timeout_ms <= 0 && !(env && atoi(env) > 0))
+            o->conn.connect_timeout_ms = S_LOOPBACK_CONNECT_MS;
     } else if (secure && key[0]) {
         snprintf(o->conf_bkey, sizeof o->conf_bkey, "%s", key);
         o->conn.broker_key = o->conf_bkey;
@@ -850,10 +922,12 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             pd_submit_usage_error(s, "--local and --broker exclude each other");
             return NULL;
         }
-        s->local = pd_local_start(s->o.local, &err);
+        char why[3072] = "";
+        pd_local_opts_t lo = {.cpus = s->o.local, .why = why, .whycap = sizeof why};
+        s->local = pd_local_start_opts(&lo, &err);
         if (!s->local) {
             fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
-                    pd_strerror(err));
+                    why[0] ? why : pd_strerror(err));
             return NULL;
         }
         ep = pd_local_endpoint(s->local);
@@ -869,11 +943,18 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
     s->c = pd_client_open(ep, &conn, &err);
     if (s->c && s->o.timeout_req_ms > 0)
         pd_client_set_timeout(s->c, s->o.timeout_req_ms);
-    if (!s->c && err == PD_EUNREACH)
+    if (!s->c && err == PD_EUNREACH && s->o.default_broker) {
+        const char *verb = s->o.verb ? s->o.verb : "map";
+        bool runs = strcmp(verb, "map") == 0 || strcmp(verb, "exec") == 0 ||
+                    strcmp(verb, "task") == 0 || strcmp(verb, "optimize") == 0;
         fprintf(stderr,
-                "playdoh-submit: no broker answered at %s (%s): start playdoh-broker, give its "
-                "endpoint with --broker, or use --local N\n", ep, pd_strerror(err));
-    else if (!s->c)
+                "playdoh-submit: no broker found: none named (--broker, PLAYDOH_BROKER, [submit] "
+                "broker), %s, and none answers at %s. To run on this machine alone, add "
+                "--local N (an embedded cluster of N slots%s%s%s); to use a cluster, start "
+                "playdoh-broker or give its endpoint with --broker\n", s->o.discovered, ep,
+                runs ? ", e.g. playdoh-submit --local 4 " : "", runs ? verb : "",
+                runs ? " ..." : "");
+    } else if (!s->c)
         fprintf(stderr, "playdoh-submit: %s\n", why[0] ? why : pd_strerror(err));
     return s->c;
 }
@@ -994,8 +1075,37 @@ static void s_release_flush(pd_client_t *c, uint64_t *rel, size_t *nrel)
     *nrel = 0;
 }
 
+static int s_u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+/* Hands out ids[i] (still pending when Ctrl-C stopped the collect) as
+   cancelled: a result of state cancelled, code PD_ECANCELLED, no value. */
+static void s_emit_cancelled(pd_submit_emit_fn *emit, void *user, size_t i, uint64_t id)
+{
+    pd_result_t r = {.id = id, .state = PD_JOB_CANCELLED, .code = PD_ECANCELLED};
+    if (emit)
+        emit(user, i, &r);
+}
+
+/* After Ctrl-C: cancels the jobs still pending at the broker. list has
+   room for every pending id (it is scratch). */
+static void s_cancel_pending(pd_client_t *c, const s_pending_t *pend, uint64_t *list)
+{
+    size_t k = 0;
+    for (size_t i = pend->head; i < pend->n; i++)
+        if (pend->ids[i])
+            list[k++] = pend->ids[i];
+    long rc = k ? pd_cancel(c, list, k) : 0;
+    if (rc < 0)
+        fprintf(stderr, "playdoh-submit: could not cancel the %zu jobs not done: %s\n", k,
+                pd_client_error(c));
+}
+
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar,
+                      bool keep_order, bool release, bool interruptible, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed)
 {
     pd_client_t *c = s->c;
@@ -1006,6 +1116,9 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
     pd_result_t **held = keep_order ? calloc(n ? n : 1, sizeof *held) : NULL;
     pd_result_t *batch = calloc(PD_FETCH_ANY_MAX, sizeof *batch);
     uint64_t *rel = malloc(S_RELEASE_BATCH * sizeof *rel);
+    bool stopping = false;      /* Ctrl-C came: the jobs not done are cancelled */
+    uint64_t *cancelled = NULL; /* then: the ids shown cancelled */
+    size_t ncancel = 0;
     int rc = 0;
     if (!pos || !pend.ids || !query || (keep_order && !held) || !batch || !rel) {
         fprintf(stderr, "playdoh-submit: out of memory following %zu jobs\n", n);
@@ -1022,8 +1135,31 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
     long long deadline_ms = timeout_ms;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* Ctrl-C: the first cancels the jobs not done, prints what ended and
+       stops; the second (the default action is back by then) exits at
+       once. */
+    if (interruptible)
+        pd_plat_catch_interrupt(true);
     while (pend.live > 0) {
         int wait = bar ? 500 : 5000;
+        if (interruptible && wait > S_INTERRUPT_POLL_MS)
+            wait = S_INTERRUPT_POLL_MS;
+        if (interruptible && !stopping && pd_plat_interrupt_taken()) {
+            stopping = true;
+            pd_progress_hide(bar);
+            pd_plat_catch_interrupt(false);
+            fprintf(stderr, "playdoh-submit: interrupted: cancelling the %zu jobs not done "
+                    "(Ctrl-C again to quit at once)\n", pend.live);
+            cancelled = malloc((n ? n : 1) * sizeof *cancelled);
+            if (!cancelled) {
+                fprintf(stderr, "playdoh-submit: out of memory stopping %zu jobs\n", n);
+                rc = PD_ENOMEM;
+                goto out;
+            }
+            s_cancel_pending(c, &pend, cancelled);
+        }
+        if (stopping)
+            wait = 0; /* what ended is in, or is cancelled */
         if (timeout_ms >= 0) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
@@ -1056,6 +1192,8 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
             s_pending_drop(&pend, (size_t) (p - pos));
             if (r->state == PD_JOB_DONE)
                 (*done)++;
+            else if (stopping && r->state == PD_JOB_CANCELLED)
+                cancelled[ncancel++] = r->id;
             else
                 (*failed)++;
             if (keep_order) {
@@ -1102,13 +1240,56 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
         }
         if (emitted)
             fflush(stdout);
-        pd_progress_update(bar, *done, *failed, emitted);
+        if (!stopping)
+            pd_progress_update(bar, *done, *failed, emitted);
         if (got == 0 && wait == 0)
             break; /* the wait ran out */
+    }
+    if (stopping && rc == 0) {
+        /* In input order: what ended and waits for its turn, and a
+           cancelled mark for each job not done. */
+        for (size_t i = keep_order ? cursor : 0; i < n; i++) {
+            pd_result_t *r = keep_order ? held[i] : NULL;
+            if (r) {
+                if (emit)
+                    emit(user, i, r);
+                if (release)
+                    rel[nrel++] = r->id;
+                pd_results_clear(r, 1);
+                free(r);
+                held[i] = NULL;
+            } else {
+                s_pos_t key = {ids[i], 0};
+                s_pos_t *p = bsearch(&key, pos, n, sizeof *pos, s_pos_cmp);
+                if (!p || !pend.ids[p - pos])
+                    continue; /* ended, and already handed out */
+                s_emit_cancelled(emit, user, i, ids[i]);
+                cancelled[ncancel++] = ids[i];
+                if (release)
+                    rel[nrel++] = ids[i];
+            }
+            if (nrel == S_RELEASE_BATCH)
+                s_release_flush(c, rel, &nrel);
+        }
+        fflush(stdout);
+        fprintf(stderr, "playdoh-submit: interrupted: %zu of %zu jobs ended and are printed "
+                "(%zu done, %zu failed); %zu cancelled, with ids: ", *done + *failed, n, *done,
+                *failed, ncancel);
+        qsort(cancelled, ncancel, sizeof *cancelled, s_u64_cmp);
+        if (ncancel)
+            pd_submit_print_ranges(stderr, cancelled, ncancel);
+        else
+            fprintf(stderr, "none\n");
+        fprintf(stderr, "playdoh-submit: (--detach leaves jobs running: results, status and "
+                "cancel take their ids later)\n");
+        rc = PD_ECANCELLED;
     }
     if (release)
         s_release_flush(c, rel, &nrel);
 out:
+    if (interruptible)
+        pd_plat_catch_interrupt(false);
+    free(cancelled);
     if (held) {
         for (size_t i = 0; i < n; i++)
             if (held[i]) {
@@ -1217,11 +1398,6 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
     free(line);
     if (!std)
         fclose(f);
-    if (!rc && *n == 0) {
-        fprintf(stderr, "playdoh-submit: %s has no arguments (one JSON value per line)\n",
-                std ? "standard input" : path);
-        rc = 2;
-    }
     return rc;
 }
 
@@ -1306,7 +1482,9 @@ static void s_map_emit(void *user, size_t index, const pd_result_t *r)
         p->after++;
         return;
     }
-    if (r->state == PD_JOB_DONE) {
+    if (r->state == PD_JOB_CANCELLED) {
+        pd_submit_put_cancelled(&p->out, r->id);
+    } else if (r->state == PD_JOB_DONE) {
         pd_msgpack_to_json(r->value, r->len, &p->out);
         s_put(&p->out, "\n");
     } else {
@@ -1399,6 +1577,29 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
     return 0;
 }
 
+/* Checks that every file of a module spec ("a.c,b.h,-lm": the items not
+   starting with '-') can be read. Returns 0, or 2 after saying which
+   cannot. */
+static int s_module_readable(const pd_submit_t *s, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char file[4096];
+        if (len > 0 && p[0] != '-' && len < sizeof file) {
+            memcpy(file, p, len);
+            file[len] = 0;
+            if (access(file, R_OK) != 0) {
+                fprintf(stderr, "playdoh-submit: %s: cannot read module file %s: %s\n",
+                        s->o.verb, file, strerror(errno));
+                return 2;
+            }
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -1409,9 +1610,11 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&args);
     size_t n = 0;
     int rc = s_read_args(argc == 3 ? argv[2] : "-", &args, &n);
-    if (rc) {
+    if (rc || n == 0) {
+        /* No argument lines: nothing to run, as exec (and GNU parallel);
+           a module that cannot be read is still an error. */
         pd_buf_free(&args);
-        return rc;
+        return rc ? rc : s_module_readable(s, argv[0]);
     }
     if (s->o.shared) {
         /* Say so before starting anything: the upload happens later. */
@@ -1463,8 +1666,11 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         }
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
+                        .retry_failed = s->o.retry_failed,
                         .max_slots = s->o.max_slots, .shared = s->o.shared ? shr : NULL,
-                        .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL};
+                        .gpu = s->o.gpu, .cuda = cuda ? cuda_hash : NULL,
+                        .memory = s->o.memory, .cpu_time_s = s->o.cpu_time_s,
+                        .max_output = s->o.max_output};
     long acc = pd_map(c, hash, argv[1], args.data, args.len, n, &mo, ids);
     pd_buf_free(&args);
     if (acc < 0 || (size_t) acc < n) {
@@ -1485,7 +1691,8 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     pd_buf_init(&pr.out);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, -1, true, true, bar, s_map_emit, &pr, &done, &failed);
+    rc = pd_submit_collect(s, ids, n, -1, true, true, true, bar, s_map_emit, &pr, &done,
+                           &failed);
     s_flush(&pr.out);
     pd_buf_free(&pr.out);
     if (!rc && !pr.broken)
@@ -1497,6 +1704,8 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
         free(pr.broken_msg);
         return 2;
     }
+    if (rc == PD_ECANCELLED)
+        return PD_SUBMIT_INTERRUPTED;
     if (rc)
         return 3;
     if (failed) {
@@ -1583,11 +1792,6 @@ static int s_verb_results(pd_submit_t *s, int argc, char **argv)
     return exit_code;
 }
 
-static int s_u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-    return x < y ? -1 : x > y;
-}
 
 static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
 {
@@ -1613,7 +1817,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
     pd_progress_t *bar = pd_progress_new(stderr, n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, bar, NULL, NULL, &done,
+    rc = pd_submit_collect(s, ids, n, timeout_ms, false, false, false, bar, NULL, NULL, &done,
                            &failed);
     if (!rc)
         pd_progress_finish(bar);
@@ -1756,9 +1960,24 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
                 s_put_str(&out, "slurm_step", w->slurm_step, true);
                 s_put_str(&out, "slurm_array", w->slurm_array, true);
             }
+            s_put_str(&out, "version", w->version, true);
             s_put(&out, "}");
         }
-        s_put(&out, "]}\n");
+        s_put(&out, "],\"owners\":[");
+        for (size_t i = 0; i < ci.nowners; i++) {
+            const pd_owner_info_t *ow = &ci.owners[i];
+            s_put(&out, i ? ",{" : "{");
+            s_put_str(&out, "owner", ow->owner, false);
+            s_put(&out, ow->mine ? ",\"mine\":true" : ",\"mine\":false");
+            s_put_num(&out, "batches", (double) ow->batches, true);
+            s_put_num(&out, "queued", (double) ow->queued, true);
+            s_put_num(&out, "running", (double) ow->running, true);
+            s_put_num(&out, "final", (double) ow->final, true);
+            s_put(&out, "}");
+        }
+        s_put(&out, "]");
+        s_put_str(&out, "broker_version", ci.version, true);
+        s_put(&out, "}\n");
         s_flush(&out);
     } else {
         printf("cluster '%s', broker %s at %s: %zu workers, %llu cpu slots (%llu busy); %llu "
@@ -1810,6 +2029,21 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
             printf("synchronous tasks hold %llu CPU slot%s and %llu GPU%s\n",
                    (unsigned long long) nodes, nodes == 1 ? "" : "s", (unsigned long long) gnodes,
                    gnodes == 1 ? "" : "s");
+        if (ci.nowners)
+            printf("%-46s %-8s %-8s %-8s %s\n", "OWNER", "BATCHES", "QUEUED", "RUNNING",
+                   "FINAL");
+        for (size_t i = 0; i < ci.nowners; i++) {
+            const pd_owner_info_t *ow = &ci.owners[i];
+            char who[64];
+            snprintf(who, sizeof who, "%s%s", ow->owner[0] ? ow->owner : "(none)",
+                     ow->mine ? " (you)" : "");
+            printf("%-46s %-8llu %-8llu %-8llu %llu\n", who, (unsigned long long) ow->batches,
+                   (unsigned long long) ow->queued, (unsigned long long) ow->running,
+                   (unsigned long long) ow->final);
+        }
+        if (ci.nowners)
+            printf("OWNER: the client key that submitted the jobs, or local: and the hash of an "
+                   "account's owner token (no keys); FINAL: results not yet released\n");
     }
     pd_buf_free(&out);
     pd_cluster_info_clear(&ci);
@@ -1891,9 +2125,18 @@ int main(int argc, char **argv)
         if (strcmp(verb, s_verbs[i].name) == 0)
             v = &s_verbs[i];
     if (!v) {
-        pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
-                              "optimize-status, optimize-fetch, status, results, wait, cancel, "
-                              "stop, cluster, gc, slurm)", verb);
+        const char *names[S_NVERBS + 2];
+        for (size_t i = 0; i < S_NVERBS; i++)
+            names[i] = s_verbs[i].name;
+        names[S_NVERBS] = "slurm";
+        names[S_NVERBS + 1] = NULL;
+        const char *guess = pd_cli_nearest(verb, names);
+        if (guess)
+            pd_submit_usage_error(&s, "unknown verb '%s': did you mean '%s'?", verb, guess);
+        else
+            pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
+                                  "optimize-status, optimize-fetch, status, results, wait, "
+                                  "cancel, stop, cluster, gc, slurm)", verb);
         return 2;
     }
     s.o.verb = v->name;
@@ -1950,6 +2193,13 @@ int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n)
 }
 
 void pd_submit_put_json_str(pd_buf_t *out, const char *str) { s_put_json_str(out, str); }
+
+void pd_submit_put_cancelled(pd_buf_t *out, uint64_t id)
+{
+    char line[64];
+    snprintf(line, sizeof line, "{\"cancelled\":true,\"job\":%" PRIu64 "}\n", id);
+    s_put(out, line);
+}
 
 int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n)
 {

@@ -50,8 +50,12 @@ typedef struct {
     bool quiet;            /* --quiet: no summary on standard error */
     bool no_progress;      /* --no-progress */
     uint32_t timeout_ms;   /* map, exec: --timeout-ms */
-    uint32_t retries;      /* map, exec: --retries */
+    uint32_t retries;      /* map, exec: --retries (workers a job may lose) */
+    uint32_t retry_failed; /* map, exec: --retry-failed (runs again after its own run failed) */
     uint32_t max_slots;    /* map, exec: --max-slots */
+    uint64_t memory;       /* map, exec: --memory, bytes (0: not asked) */
+    uint64_t cpu_time_s;   /* map, exec: --cpu-time, seconds (0: not asked) */
+    uint64_t max_output;   /* map, exec: --max-output, bytes (0: not asked) */
     bool detach;           /* map, exec: --detach */
     const char *shared;    /* map: --shared FILE */
     bool gpu;              /* map: --gpu (a .cu beside a .c module travels too) */
@@ -78,6 +82,8 @@ typedef struct {
     uint32_t start_timeout_ms; /* task: --start-timeout-ms (0: default) */
     uint32_t window;       /* task: --window (0: default) */
     pd_submit_optim_opts_t optim; /* optimize */
+    bool default_broker;   /* no broker named nor heard: trying the loopback default */
+    char discovered[160];  /* what discovery heard, for the message when none answers */
 } pd_submit_opts_t;
 
 /* The session: options, the embedded cluster and the client, made on demand. */
@@ -107,9 +113,14 @@ typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
    not NULL): in input order when keep_order, else as it ends. With release,
    the broker forgets each job once emitted. The bar (may be NULL) is updated
    and erased before emit writes anything. Sets *done and *failed (failed,
-   cancelled or unknown). Returns 0, or a PD_E* code after printing why. */
+   cancelled or unknown). With interruptible, the first Ctrl-C cancels the
+   jobs not done, hands out what ended (in input order with keep_order) and
+   each other job as cancelled (state cancelled, code PD_ECANCELLED), says
+   so with their ids on standard error and returns PD_ECANCELLED; a second
+   Ctrl-C ends the program. Returns 0, or a PD_E* code after printing why. */
+#define PD_SUBMIT_INTERRUPTED 130 /* the exit status after Ctrl-C, as a shell's */
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
-                      bool keep_order, bool release, pd_progress_t *bar,
+                      bool keep_order, bool release, bool interruptible, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);
 
 /* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */
@@ -150,6 +161,9 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
 int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);
 /* Appends a string as JSON text. */
 void pd_submit_put_json_str(pd_buf_t *out, const char *str);
+/* Appends the line a job cancelled before it ended prints in place of its
+   result: {"cancelled":true,"job":ID}. */
+void pd_submit_put_cancelled(pd_buf_t *out, uint64_t id);
 /* Parses job ids and ranges (17, 1-1000). Returns 0, or 2 after printing why. */
 int pd_submit_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, size_t *n);
 

@@ -144,6 +144,15 @@ static void s_exec_cancelled(const s_exec_print_t *p)
 static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_exec_print_t *p = user;
+    if (r->state == PD_JOB_CANCELLED) {
+        /* Cancelled before it ran (Ctrl-C, or `cancel`): a mark, and a line
+           in the job log. */
+        pd_buf_t out;
+        pd_buf_init(&out);
+        pd_submit_put_cancelled(&out, r->id);
+        fwrite(out.data, 1, out.len, stdout);
+        pd_buf_free(&out);
+    }
     pd_exec_result_t x;
     bool ran = pd_result_exec(r, &x) == 0;
     p->succeeded += r->state == PD_JOB_DONE;
@@ -166,13 +175,16 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
         }
         if (x.truncated && !p->s->o.quiet) {
             fflush(stdout);
-            fprintf(stderr, "playdoh-submit: job %zu: output beyond 4 MiB per stream was "
-                    "dropped\n", index + 1);
+            fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu): %llu bytes of "
+                    "standard output and %llu of standard error past the job's output limit "
+                    "were dropped (--max-output)\n", r->id, index + 1,
+                    (unsigned long long) x.out_dropped, (unsigned long long) x.err_dropped);
         }
     }
-    if (r->state != PD_JOB_DONE && !quiet) {
+    if (r->state != PD_JOB_DONE && r->state != PD_JOB_CANCELLED && !quiet) {
         fflush(stdout);
-        fprintf(stderr, "playdoh-submit: job %zu (%s) %s: %s\n", index + 1, s_cmd(p->cmds, index),
+        fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
+                index + 1, s_cmd(p->cmds, index),
                 pd_job_state_name(r->state), r->error ? r->error : pd_strerror(r->code));
     }
     if (p->joblog) {
@@ -269,7 +281,9 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         goto out;
     }
     pd_map_opts_t mo = {.timeout_ms = s->o.timeout_ms, .retries = s->o.retries,
-                        .max_slots = s->o.max_slots};
+                        .max_slots = s->o.max_slots, .memory = s->o.memory,
+                        .cpu_time_s = s->o.cpu_time_s, .max_output = s->o.max_output,
+                        .retry_failed = s->o.retry_failed};
     long acc = pd_exec(c, list, cmds.n, &mo, ids);
     if (acc < 0 || (size_t) acc < cmds.n) {
         fprintf(stderr, "playdoh-submit: exec: %s\n", pd_client_error(c));
@@ -289,15 +303,17 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
                          .cancelled = malloc(cmds.n * sizeof *pr.cancelled)};
     pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, bar, s_exec_emit, &pr,
-                              &done, &failed);
+    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, true, bar, s_exec_emit,
+                              &pr, &done, &failed);
     fflush(stdout);
     if (!e)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
     s_exec_cancelled(&pr);
     free(pr.cancelled);
-    if (e) {
+    if (e == PD_ECANCELLED) {
+        rc = PD_SUBMIT_INTERRUPTED;
+    } else if (e) {
         rc = S_ERROR;
     } else {
         if (failed && !s->o.quiet)

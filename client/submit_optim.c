@@ -718,7 +718,7 @@ int pd_submit_optimize(pd_submit_t *s, int argc, char **argv)
     rc = s_follow(s, id, -1, true, &res, &interrupted);
     int exit_code = s_report(s, id, rc, &res, r.bounds.names);
     if (interrupted)
-        exit_code = 130; /* the shell's code for a command stopped by Ctrl-C */
+        exit_code = PD_SUBMIT_INTERRUPTED;
     pd_optim_result_clear(&res);
     pd_task_release(c, id);
     s_run_free(&r);

@@ -12,6 +12,7 @@
 #include "submit.h"
 
 #include "pd_json.h"
+#include "pd_plat.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -109,6 +110,43 @@ static int s_args(const pd_submit_t *s, pd_buf_t *args, bool *given)
     return 0;
 }
 
+#define S_POLL_MS 200 /* the longest wait between two looks for Ctrl-C */
+
+/* Waits for task id to end and fills res, as pd_task_fetch. The first
+   Ctrl-C asks the task to stop (pd_task_stop: its nodes see
+   pd_node_stopping() and return what they have), and the wait goes on for
+   their results; a second cancels it (pd_task_cancel) and returns at once.
+   *interrupted says whether Ctrl-C came. Returns pd_task_fetch's code. */
+static int s_follow(pd_client_t *c, uint64_t id, pd_task_result_t *res, bool *interrupted)
+{
+    int sigints = 0, rc;
+    pd_plat_catch_interrupt(true);
+    for (;;) {
+        rc = pd_task_fetch(c, id, S_POLL_MS, res);
+        if (rc != PD_ETIMEDOUT)
+            break;
+        if (!pd_plat_interrupt_taken()) {
+            pd_task_result_clear(res);
+            continue;
+        }
+        *interrupted = true;
+        if (++sigints == 1) {
+            pd_task_result_clear(res);
+            fprintf(stderr, "playdoh-submit: interrupted: stopping task t%" PRIu64 ": its nodes "
+                    "return what they have (Ctrl-C again to cancel it)\n", id);
+            if (pd_task_stop(c, id) < 0)
+                fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+            continue;
+        }
+        fprintf(stderr, "playdoh-submit: interrupted again: cancelling task t%" PRIu64 "\n", id);
+        if (pd_task_cancel(c, id) < 0)
+            fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
+        break; /* res holds its state as of now */
+    }
+    pd_plat_catch_interrupt(false);
+    return rc == PD_ETIMEDOUT ? 0 : rc;
+}
+
 int pd_submit_task(pd_submit_t *s, int argc, char **argv)
 {
     const pd_submit_opts_t *o = &s->o;
@@ -169,11 +207,12 @@ int pd_submit_task(pd_submit_t *s, int argc, char **argv)
         return 0;
     }
     pd_task_result_t res;
-    rc = pd_task_fetch(c, id, -1, &res);
+    bool interrupted = false;
+    rc = s_follow(c, id, &res, &interrupted);
     if (rc) {
         fprintf(stderr, "playdoh-submit: task t%" PRIu64 ": %s\n", id, pd_client_error(c));
         pd_task_result_clear(&res);
-        return 3;
+        return interrupted ? PD_SUBMIT_INTERRUPTED : 3;
     }
     int exit_code = 0;
     if (res.state == PD_TASK_FAILED && (res.code == PD_ECOMPILE || res.code == PD_ENOFUNC)) {
@@ -185,9 +224,13 @@ int pd_submit_task(pd_submit_t *s, int argc, char **argv)
         pd_task_result_clear(&res);
         return 2;
     }
-    if (res.nodes)
-        s_print_nodes(&res, false);
-    if (res.state != PD_TASK_DONE) {
+    size_t returned = res.nodes ? (size_t) res.n - s_print_nodes(&res, false) : 0;
+    if (interrupted) {
+        fprintf(stderr, "playdoh-submit: interrupted: task t%" PRIu64 " %s: %zu of %d nodes "
+                "returned a value, printed above\n", id, pd_task_state_name(res.state), returned,
+                res.n);
+        exit_code = PD_SUBMIT_INTERRUPTED;
+    } else if (res.state != PD_TASK_DONE) {
         if (!o->quiet)
             fprintf(stderr, "playdoh-submit: task t%" PRIu64 " %s: %s\n", id,
                     pd_task_state_name(res.state), res.error ? res.error : "");

@@ -13,6 +13,7 @@
 #include "pd_log.h"
 
 #include <czmq.h>
+#include <sodium.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -540,8 +541,9 @@ int pd_auth_allow_add(const char *allow_dir, const char *key, pd_role_t role, co
     if (!pd_auth_key_valid(key) || !zmq_z85_decode(pub, key))
         return s_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85)",
                      key);
-    if (role != PD_ROLE_WORKER && role != PD_ROLE_CLIENT && role != PD_ROLE_BOTH)
-        return s_why(why, whycap, PD_EINVAL, "a key's role is worker, client or both");
+    if (role != PD_ROLE_WORKER && role != PD_ROLE_CLIENT && role != PD_ROLE_BOTH &&
+        role != PD_ROLE_ADMIN)
+        return s_why(why, whycap, PD_EINVAL, "a key's role is worker, client, both or admin");
     /* File name: the name's safe characters, or the key's first bytes. */
     char clean[49] = "";
     size_t k = 0;
@@ -595,6 +597,7 @@ const char *pd_role_name(pd_role_t role)
     case PD_ROLE_WORKER: return "worker";
     case PD_ROLE_CLIENT: return "client";
     case PD_ROLE_BOTH: return "both";
+    case PD_ROLE_ADMIN: return "admin";
     default: return "none";
     }
 }
@@ -609,12 +612,102 @@ int pd_role_parse(const char *name, pd_role_t *role)
         *role = PD_ROLE_CLIENT;
     else if (strcmp(name, "both") == 0)
         *role = PD_ROLE_BOTH;
+    else if (strcmp(name, "admin") == 0)
+        *role = PD_ROLE_ADMIN;
     else
         return PD_EINVAL;
     return 0;
 }
 
 bool pd_role_allows(pd_role_t have, pd_role_t need) { return (have & need) == need && need; }
+
+/* ---- owners ------------------------------------------------------------ */
+
+static int s_write_token(const char *tmpdir, void *arg)
+{
+    char path[4200], hex[2 * PD_OWNER_TOKEN_LEN + 2];
+    snprintf(path, sizeof path, "%s/owner.token", tmpdir);
+    sodium_bin2hex(hex, sizeof hex, arg, PD_OWNER_TOKEN_LEN);
+    strcat(hex, "\n");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!out) {
+        if (fd >= 0)
+            close(fd);
+        return PD_ESYS;
+    }
+    bool ok = fputs(hex, out) >= 0;
+    return fclose(out) == 0 && ok ? 0 : PD_ESYS;
+}
+
+/* Reads dir/owner.token into tok: 0, PD_ENOKEY (no file), PD_EAUTH or PD_ESYS. */
+static int s_read_token(const char *path, uint8_t tok[PD_OWNER_TOKEN_LEN], char *why,
+                        size_t whycap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? PD_ENOKEY
+                               : s_why(why, whycap, PD_ESYS, "cannot read %s: %s", path,
+                                       strerror(errno));
+    if (!pd_plat_mode_private(&st))
+        return s_why(why, whycap, PD_EAUTH, "owner token %s is readable by other users (mode "
+                     "%03o), who could then fetch and cancel this account's jobs: run `chmod 600 "
+                     "%s`", path, (unsigned) (st.st_mode & 0777), path);
+    char *text = NULL;
+    size_t len = 0;
+    if (pd_file_read(path, 4096, &text, &len) != 0)
+        return s_why(why, whycap, PD_ESYS, "cannot read %s: %s", path, strerror(errno));
+    size_t got = 0;
+    int rc = sodium_hex2bin(tok, PD_OWNER_TOKEN_LEN, text, len, " \r\n", &got, NULL);
+    free(text);
+    if (rc != 0 || got != PD_OWNER_TOKEN_LEN)
+        return s_why(why, whycap, PD_EAUTH, "owner token %s is not 64 hex digits: delete it "
+                     "(a new one is made; jobs submitted with the old one are then another "
+                     "owner's)", path);
+    return 0;
+}
+
+int pd_auth_owner_token(const char *dir, uint8_t tok[PD_OWNER_TOKEN_LEN], char *why,
+                        size_t whycap)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/owner.token", dir);
+    int rc = s_read_token(path, tok, why, whycap);
+    if (rc != PD_ENOKEY)
+        return rc;
+    uint8_t fresh[PD_OWNER_TOKEN_LEN];
+    randombytes_buf(fresh, sizeof fresh);
+    const char *names[] = {"owner.token", NULL};
+    rc = s_write_private(dir, names, s_write_token, fresh, why, whycap);
+    sodium_memzero(fresh, sizeof fresh);
+    if (rc)
+        return rc;
+    /* Read back: of two programs making it at once, the one renamed last wins
+       for both. */
+    return s_read_token(path, tok, why, whycap);
+}
+
+void pd_auth_owner_of_token(const void *tok, size_t len, char out[PD_OWNER_TXT])
+{
+    uint8_t h[16];
+    crypto_generichash(h, sizeof h, tok, len, NULL, 0);
+    memcpy(out, "local:", 6);
+    sodium_bin2hex(out + 6, PD_OWNER_TXT - 6, h, sizeof h);
+}
+
+bool pd_auth_owner_is_key(const char *owner) { return owner && strlen(owner) == 40; }
+
+bool pd_auth_owner_valid(const char *owner)
+{
+    if (pd_auth_key_valid(owner))
+        return true;
+    if (!owner || strlen(owner) != 38 || strncmp(owner, "local:", 6) != 0)
+        return false;
+    for (const char *p = owner + 6; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
 
 /* ---- endpoints and sockets --------------------------------------------- */
 

@@ -17,7 +17,11 @@
                           address (for discovery). '#' starts a comment.
         allowed/          on the broker: one public certificate per admitted
                           key, metadata "name" and "role" (worker, client,
-                          both); read by pd_zap, reloaded when it changes
+                          both, admin); read by pd_zap, reloaded when it changes
+        owner.token       on a client without CurveZMQ (loopback): 32 random
+                          bytes in hex, made on first use, that the client
+                          library sends with every request so that the
+                          broker knows whose jobs are whose (pd_auth_owner_token)
         code-clients      on a worker: client keys whose code it runs
                           (--code-policy clients), one per line
         code-modules      on a worker: hashes of the installed modules it runs
@@ -53,8 +57,13 @@ typedef enum {
     PD_ROLE_NONE = 0,   /* nothing (not on the allow-list) */
     PD_ROLE_WORKER = 1, /* register as a worker and run jobs */
     PD_ROLE_CLIENT = 2, /* submit jobs, upload modules, fetch results */
-    PD_ROLE_BOTH = 3    /* either */
+    PD_ROLE_BOTH = 3,   /* either */
+    PD_ROLE_ADMIN = 6   /* a client that may also see, fetch, cancel and release the
+                           jobs and tasks of other owners (bit 4 on top of CLIENT) */
 } pd_role_t;
+
+#define PD_OWNER_TXT 41       /* an owner id (pd_auth_owner_of_token) and its NUL */
+#define PD_OWNER_TOKEN_LEN 32 /* bytes of a client's owner token */
 
 /* A CURVE key pair as Z85 text; sec is empty for a public certificate. */
 typedef struct {
@@ -144,12 +153,33 @@ int pd_auth_allow_remove(const char *allow_dir, const char *what, char *why, siz
 
 /* ---- roles ------------------------------------------------------------- */
 
-/* "worker", "client", "both" or "none"; static storage. */
+/* "worker", "client", "both", "admin" or "none"; static storage. */
 const char *pd_role_name(pd_role_t role);
 /* Parses a role name; returns 0 or PD_EINVAL. "none" is not accepted. */
 int pd_role_parse(const char *name, pd_role_t *role);
 /* True when a key holding `have` may act as `need`. */
 bool pd_role_allows(pd_role_t have, pd_role_t need);
+
+/* ---- owners ------------------------------------------------------------ */
+
+/* Who owns a job, a task or shared data at the broker (docs/security.md):
+   with CurveZMQ the submitter's public key (40 characters of Z85); without,
+   "local:" and 32 hex digits of a hash of the owner token the client sent
+   (38 characters); "" for a request that carried neither (anonymous: what
+   older clients send). */
+
+/* Loads dir/owner.token (64 hex digits), or makes it (mode 0600, dir 0700)
+   when it is missing, into tok. A file readable by other users is refused
+   like a secret key is. Returns 0, or PD_EAUTH (unprotected or malformed)
+   or PD_ESYS with a sentence in why. */
+int pd_auth_owner_token(const char *dir, uint8_t tok[PD_OWNER_TOKEN_LEN], char *why,
+                        size_t whycap);
+/* The owner id of a token of len bytes (1 .. 64): "local:" + 32 hex. */
+void pd_auth_owner_of_token(const void *tok, size_t len, char out[PD_OWNER_TXT]);
+/* True when owner is a key (CurveZMQ), not a token's id or "". */
+bool pd_auth_owner_is_key(const char *owner);
+/* True when owner is a key or a token's id, as written above. */
+bool pd_auth_owner_valid(const char *owner);
 
 /* ---- endpoints and sockets --------------------------------------------- */
 

@@ -39,6 +39,10 @@
 #define PD_BEACON_DEFAULT_PORT 5657       /* UDP port of the beacons */
 #define PD_BEACON_DEFAULT_INTERVAL_MS 1000
 #define PD_BEACON_DEFAULT_CLUSTER "playdoh"
+/* How long a worker or playdoh-submit listens for a beacon before saying
+   none came ([cluster] discover_timeout_ms): two beacon intervals, so that
+   a forgotten --local is told within 3 s. */
+#define PD_BEACON_DEFAULT_DISCOVER_MS 2000
 #define PD_BEACON_KEY_BYTES 32            /* a CurveZMQ public key */
 #define PD_BEACON_MAX_BYTES 255           /* zbeacon's limit on a datagram */
 #define PD_BEACON_NAME_MAX 63

@@ -10,6 +10,7 @@
 #include "pd_config.h"
 #include "pd_plat.h"
 #include "pd_error.h"
+#include "pd_limits.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -21,7 +22,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { S_STR, S_NAME, S_ENDPOINT, S_UINT, S_DOUBLE, S_BOOL, S_CHOICE, S_OCTAL } s_kind_t;
+typedef enum {
+    S_STR,
+    S_NAME,
+    S_ENDPOINT,
+    S_UINT,
+    S_DOUBLE,
+    S_BOOL,
+    S_CHOICE,
+    S_OCTAL,
+    S_SIZE,   /* bytes: "2G", "512M" (pd_limits_parse_size); "0" = none */
+    S_SECONDS /* seconds: "60s", "5m" (pd_limits_parse_seconds); "0" = none */
+} s_kind_t;
 
 typedef struct {
     const char *section; /* section name */
@@ -49,6 +61,9 @@ static const s_key_t s_schema[] = {
     {"broker", "result_ttl_s", S_UINT, 1, 100.0 * 365 * 86400, NULL},
     {"broker", "max_shared_mb", S_UINT, 1, 250, NULL},
     {"broker", "shared_store_mb", S_UINT, 1, 1048576, NULL},
+    {"broker", "max_arg_mb", S_UINT, 1, 200, NULL},
+    {"broker", "max_batch_mb", S_UINT, 1, 1048576, NULL},
+    {"broker", "max_queued_mb", S_UINT, 1, 1073741824.0, NULL},
     {"broker", "beacon", S_BOOL, 0, 0, NULL},
     {"broker", "log_level", S_CHOICE, 0, 0, S_LEVELS},
     {"broker", "journal", S_STR, 0, 0, NULL},
@@ -78,6 +93,12 @@ static const s_key_t s_schema[] = {
     {"worker", "broker_key", S_STR, 0, 0, NULL},
     {"worker", "code_policy", S_CHOICE, 0, 0, "any|clients|installed"},
     {"worker", "code_list", S_STR, 0, 0, NULL},
+    {"worker", "max_memory", S_SIZE, 0, 0, NULL},
+    {"worker", "max_cpu_time", S_SECONDS, 0, 0, NULL},
+    {"worker", "max_output", S_SIZE, 0, 0, NULL},
+    {"worker", "default_memory", S_SIZE, 0, 0, NULL},
+    {"worker", "default_cpu_time", S_SECONDS, 0, 0, NULL},
+    {"worker", "default_output", S_SIZE, 0, 0, NULL},
 
     {"submit", "broker", S_ENDPOINT, 0, 0, NULL},
     {"submit", "log_level", S_CHOICE, 0, 0, S_LEVELS},
@@ -243,6 +264,18 @@ static int s_check(const s_key_t *k, const char *v, char *why, size_t cap)
         if (s_parse_bool(v, &b))
             return 0;
         snprintf(why, cap, "[%s] %s wants true or false (yes/no, on/off, 1/0), not '%s'",
+                 k->section, k->key, v);
+        return PD_EINVAL;
+    case S_SIZE:
+        if (strcmp(v, "0") == 0 || pd_limits_parse_size(v, &u) == 0)
+            return 0;
+        snprintf(why, cap, "[%s] %s wants a size such as 2G, 512M or 64k (0: none), not '%s'",
+                 k->section, k->key, v);
+        return PD_EINVAL;
+    case S_SECONDS:
+        if (strcmp(v, "0") == 0 || pd_limits_parse_seconds(v, &u) == 0)
+            return 0;
+        snprintf(why, cap, "[%s] %s wants a duration such as 60s, 5m or 2h (0: none), not '%s'",
                  k->section, k->key, v);
         return PD_EINVAL;
     case S_CHOICE:
@@ -574,6 +607,12 @@ uint64_t pd_config_uint(const pd_config_t *c, const char *section, const char *k
 {
     const s_entry_t *e = s_get(c, section, key);
     uint64_t v;
+    if (e && strcmp(e->value, "0") == 0)
+        return 0;
+    if (e && s_schema[e->key].kind == S_SIZE)
+        return pd_limits_parse_size(e->value, &v) == 0 ? v : dflt;
+    if (e && s_schema[e->key].kind == S_SECONDS)
+        return pd_limits_parse_seconds(e->value, &v) == 0 ? v : dflt;
     int base = e && s_schema[e->key].kind == S_OCTAL ? 8 : 10;
     return e && s_parse_u64(e->value, base, &v) ? v : dflt;
 }

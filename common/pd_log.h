@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG } pd_log_level_t;
 
@@ -27,6 +28,10 @@ void pd_log_set_tag(const char *tag);
 /* Stamps each stderr line with the date too ("2024-05-01 12:00:00.123"),
    for a log file that lives for days (--log-file). */
 void pd_log_set_dated(bool dated);
+/* Writes lines to f (borrowed, kept until changed) instead of stderr;
+   NULL restores stderr. A slot process uses it once its standard error
+   captures its jobs' output. */
+void pd_log_set_stream(FILE *f);
 /* Sends lines to fn instead of stderr; NULL restores stderr. */
 void pd_log_set_handler(pd_log_fn *fn, void *user);
 
@@ -45,6 +50,16 @@ typedef struct {
    number swallowed before it, which the line should mention. */
 bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
                        uint32_t *suppressed);
+/* Writes a line at level through the limit l (burst lines per window_ms),
+   ending it with "(N similar lines suppressed)" when lines were swallowed
+   since the last one let through. For every line a peer can cause. */
+void pd_log_limited(pd_log_limit_t *l, uint32_t burst, int64_t window_ms, pd_log_level_t level,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Once the window of l is over, writes "N more lines like: what" for the
+   lines swallowed and not yet reported (call it from a periodic tick), so
+   a burst that stops is still counted. */
+void pd_log_limit_flush(pd_log_limit_t *l, int64_t window_ms, pd_log_level_t level,
+                        const char *what);
 
 #define pd_log_at(lvl, ...)                                                          \
     do {                                                                             \

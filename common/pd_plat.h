@@ -77,6 +77,9 @@ int pd_plat_hostname(char *out, size_t cap);
    routes to host:port, found by connecting a UDP socket (nothing is
    sent). 0 or PD_EINVAL. */
 int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap);
+/* Whether host (a name or an address; an IPv6 one may be in brackets)
+   resolves. 0, or PD_EINVAL with the resolver's reason in why. */
+int pd_plat_resolve(const char *host, char *why, size_t cap);
 
 /* ---- files -------------------------------------------------------------- */
 
@@ -217,7 +220,8 @@ const char *pd_plat_status_str(int status, char *out, size_t cap);
    NULL) and collects standard output and standard error into cap (each
    NUL-terminated, at most outcap - 1 / errcap - 1 bytes kept, outlen and
    errlen the bytes kept, the rest read and dropped, trunc set when any
-   was dropped; out and err may be NULL). Kills it and what it started
+   was dropped and outdrop / errdrop counting them; out and err may be
+   NULL). Kills it and what it started
    after timeout_ms (< 0: no limit); it dies with the calling thread
    (POSIX) or process (Windows: a Job Object). cap->cwd: its working
    directory, or NULL. Returns its status (one that cannot be run exits
@@ -232,6 +236,8 @@ typedef struct {
     size_t errcap;
     size_t errlen;
     bool trunc;
+    uint64_t outdrop; /* bytes of standard output read and dropped */
+    uint64_t errdrop; /* bytes of standard error read and dropped */
 } pd_plat_capture_t;
 int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_capture_t *cap,
                 int timeout_ms);
@@ -239,6 +245,39 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
    ({"/bin/sh", "-c", cmd} / {"cmd.exe", "/d", "/s", "/c", cmd}), written
    into argv (4 + 1 entries at least). */
 void pd_plat_shell_argv(const char *cmd, char *argv[6]);
+
+/* ---- what one job may take (in a slot process) -------------------------- */
+
+/* Sets this process's limits for the job it is about to run (what its
+   children inherit too): data_max bytes of data (RLIMIT_DATA: an
+   allocation past it fails) and cpu_s more seconds of CPU time from now
+   (RLIMIT_CPU over the time used so far: past it the process gets SIGXCPU,
+   which ends it). A 0 puts back the limit the process started with. 0, or
+   PD_ESYS where the system has no such limit (Windows: the worker's
+   measurements alone enforce the job's limits). */
+int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s);
+/* Resident memory in bytes of process pid, or with group of every process
+   in its group (the slot and what its job started). 0 when unknown. */
+uint64_t pd_plat_rss(int pid, bool group);
+/* True when the status says the process was ended for going over its CPU
+   time limit (SIGXCPU; never on Windows). */
+bool pd_plat_status_cpu_limit(int status);
+
+/* A job's output, captured. pd_plat_outcap_start sends this process's
+   standard output and standard error into a pipe that a thread of its own
+   reads, keeping at most the cap set by pd_plat_outcap_reset and counting
+   the rest, so that neither a job that prints much nor one that prints for
+   ever fills a disk or a log; *log_fd gets a descriptor on the standard
+   error the process had before, for its own log. NULL (errno set) where it
+   cannot: output then goes where it went. */
+typedef struct pd_plat_outcap pd_plat_outcap_t;
+pd_plat_outcap_t *pd_plat_outcap_start(int *log_fd);
+/* Drops what was kept and keeps at most cap bytes from now. */
+void pd_plat_outcap_reset(pd_plat_outcap_t *o, size_t cap);
+/* Waits until everything written so far has been read, then returns the
+   bytes kept since the last reset (borrowed until the next call; *len
+   bytes) and, in *dropped, how many were not kept. */
+const char *pd_plat_outcap_take(pd_plat_outcap_t *o, size_t *len, uint64_t *dropped);
 
 /* ---- stop requests ------------------------------------------------------ */
 

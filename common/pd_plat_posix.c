@@ -6,6 +6,7 @@
 #include "pd_error.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
@@ -16,12 +17,14 @@
 #include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -70,6 +73,24 @@ int pd_plat_hostname(char *out, size_t cap)
         return -1;
     out[cap - 1] = 0;
     return 0;
+}
+
+int pd_plat_resolve(const char *host, char *why, size_t cap)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int) (n - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(name, NULL, &hints, &ai);
+    if (ai)
+        freeaddrinfo(ai);
+    if (rc == 0)
+        return 0;
+    snprintf(why, cap, "%s", gai_strerror(rc));
+    return PD_EINVAL;
 }
 
 int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap)
@@ -480,6 +501,7 @@ typedef struct {
     size_t cap;   /* bytes in buf */
     size_t *len;  /* bytes kept */
     bool *trunc;  /* set when bytes were dropped */
+    uint64_t *drop; /* bytes dropped */
 } s_sink_t;
 
 static void s_sink_read(s_sink_t *s)
@@ -504,8 +526,10 @@ static void s_sink_read(s_sink_t *s)
             *s->len += k;
             s->buf[*s->len] = 0;
         }
-        if (k < (size_t) r)
+        if (k < (size_t) r) {
             *s->trunc = true;
+            *s->drop += (size_t) r - k;
+        }
     }
 }
 
@@ -514,6 +538,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
 {
     cap->outlen = cap->errlen = 0;
     cap->trunc = false;
+    cap->outdrop = cap->errdrop = 0;
     if (cap->out && cap->outcap)
         cap->out[0] = 0;
     if (cap->err && cap->errcap)
@@ -578,8 +603,8 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
         close(in[1]);
         in[1] = -1;
     }
-    s_sink_t sinks[2] = {{po[0], cap->out, cap->outcap, &cap->outlen, &cap->trunc},
-                         {pe[0], cap->err, cap->errcap, &cap->errlen, &cap->trunc}};
+    s_sink_t sinks[2] = {{po[0], cap->out, cap->outcap, &cap->outlen, &cap->trunc, &cap->outdrop},
+                         {pe[0], cap->err, cap->errcap, &cap->errlen, &cap->trunc, &cap->errdrop}};
     for (int i = 0; i < 2; i++)
         fcntl(sinks[i].fd, F_SETFL, fcntl(sinks[i].fd, F_GETFL) | O_NONBLOCK);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
@@ -849,4 +874,278 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     return 0;
+}
+
+/* ---- what one job may take ---------------------------------------------- */
+
+/* The limits the process started with, kept by the first call. */
+static struct rlimit s_data0, s_cpu0;
+static bool s_limits_saved;
+
+int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
+{
+    if (!s_limits_saved) {
+        if (getrlimit(RLIMIT_DATA, &s_data0) || getrlimit(RLIMIT_CPU, &s_cpu0))
+            return PD_ESYS;
+        s_limits_saved = true;
+    }
+    struct rlimit d = s_data0, c = s_cpu0;
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer maps terabytes of shadow memory that RLIMIT_DATA
+       counts: under it the worker's measurements alone bound memory. */
+    data_max = 0;
+#endif
+    if (data_max && (d.rlim_max == RLIM_INFINITY || data_max < d.rlim_max))
+        d.rlim_cur = (rlim_t) data_max;
+    if (cpu_s) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru))
+            return PD_ESYS;
+        /* RLIMIT_CPU counts the process's whole life: allow cpu_s more, and
+           round what was used up so the job gets its full allowance. */
+        rlim_t used = (rlim_t) ru.ru_utime.tv_sec + (rlim_t) ru.ru_stime.tv_sec + 1;
+        rlim_t want = used + (rlim_t) cpu_s;
+        if (c.rlim_max == RLIM_INFINITY || want < c.rlim_max)
+            c.rlim_cur = want;
+    }
+    if (setrlimit(RLIMIT_DATA, &d) || setrlimit(RLIMIT_CPU, &c))
+        return PD_ESYS;
+    return 0;
+}
+
+/* Resident pages of /proc/PID/statm's second field, in bytes; 0 when gone. */
+static uint64_t s_statm_rss(const char *pid)
+{
+    char path[64], buf[128];
+    snprintf(path, sizeof path, "/proc/%s/statm", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long size, res;
+    if (sscanf(buf, "%llu %llu", &size, &res) != 2)
+        return 0;
+    return (uint64_t) res * (uint64_t) sysconf(_SC_PAGESIZE);
+}
+
+/* The process group of /proc/PID/stat (field 5, after the command in
+   parentheses), or -1. */
+static long s_stat_pgrp(const char *pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    long ppid, pgrp;
+    char st;
+    if (!p || sscanf(p + 1, " %c %ld %ld", &st, &ppid, &pgrp) != 3)
+        return -1;
+    return pgrp;
+}
+
+uint64_t pd_plat_rss(int pid, bool group)
+{
+    char me[24];
+    snprintf(me, sizeof me, "%d", pid);
+    if (!group)
+        return s_statm_rss(me);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return s_statm_rss(me);
+    uint64_t sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        if (s_stat_pgrp(e->d_name) == pid)
+            sum += s_statm_rss(e->d_name);
+    }
+    closedir(d);
+    return sum;
+}
+
+bool pd_plat_status_cpu_limit(int status)
+{
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU;
+}
+
+struct pd_plat_outcap {
+    int rd;              /* the pipe's read end (non-blocking), read by the thread */
+    int ctl[2];          /* a request to drain: written by take, read by the thread */
+    pthread_t thread;    /* the reader */
+    pthread_mutex_t mu;  /* guards the fields below */
+    pthread_cond_t cv;   /* signalled when a drain is done */
+    char *buf;           /* bytes kept, owned */
+    size_t len;          /* bytes in buf */
+    size_t cap;          /* most bytes kept (buf's size) */
+    uint64_t dropped;    /* bytes read and not kept since the reset */
+    uint64_t asked;      /* drains asked */
+    uint64_t drained;    /* drains done */
+    atomic_int reading;  /* the thread is between poll and keeping what it read */
+};
+
+/* Keeps what fits of data[0..n), counts the rest. */
+static void s_outcap_add(pd_plat_outcap_t *o, const char *data, size_t n)
+{
+    pthread_mutex_lock(&o->mu);
+    size_t room = o->cap - o->len, k = n < room ? n : room;
+    memcpy(o->buf + o->len, data, k);
+    o->len += k;
+    o->dropped += n - k;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Reads everything the pipe holds now. Returns false at end of file. */
+static bool s_outcap_drain(pd_plat_outcap_t *o, char *tmp, size_t tmpcap)
+{
+    for (;;) {
+        ssize_t n = read(o->rd, tmp, tmpcap);
+        if (n > 0) {
+            s_outcap_add(o, tmp, (size_t) n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n != 0;
+    }
+}
+
+static void *s_outcap_run(void *arg)
+{
+    pd_plat_outcap_t *o = arg;
+    static char tmp[65536];
+    bool open_ = true; /* the pipe has writers (always, while descriptors 1 and 2 live) */
+    for (;;) {
+        struct pollfd p[2] = {{o->ctl[0], POLLIN, 0}, {o->rd, POLLIN, 0}};
+        nfds_t np = open_ ? 2 : 1;
+        if (poll(p, np, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            atomic_store(&o->reading, 1);
+            open_ = s_outcap_drain(o, tmp, sizeof tmp);
+            atomic_store(&o->reading, 0);
+        }
+        if (p[0].revents & (POLLIN | POLLHUP)) {
+            char c[64];
+            if (read(o->ctl[0], c, sizeof c) <= 0)
+                break;
+            /* Everything written before the request is in the pipe now. */
+            if (open_)
+                open_ = s_outcap_drain(o, tmp, sizeof tmp);
+            pthread_mutex_lock(&o->mu);
+            o->drained = o->asked;
+            pthread_cond_broadcast(&o->cv);
+            pthread_mutex_unlock(&o->mu);
+        }
+    }
+    return NULL;
+}
+
+pd_plat_outcap_t *pd_plat_outcap_start(int *log_fd)
+{
+    pd_plat_outcap_t *o = calloc(1, sizeof *o);
+    int p[2] = {-1, -1};
+    if (!o)
+        return NULL;
+    o->ctl[0] = o->ctl[1] = -1;
+    int saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    if (saved < 0 || pipe2(p, O_CLOEXEC) || pipe2(o->ctl, O_CLOEXEC))
+        goto fail;
+    o->rd = p[0];
+    fcntl(o->rd, F_SETFL, fcntl(o->rd, F_GETFL) | O_NONBLOCK);
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+    /* The thread must not take the stop signals meant for the process. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&o->thread, NULL, s_outcap_run, o);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        errno = rc;
+        goto fail;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    /* Descriptors 1 and 2 are inherited by what a job starts (without
+       O_CLOEXEC); the pipe's own write end is closed. */
+    if (dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
+        abort(); /* the thread runs: nothing sane is left to do */
+    close(p[1]);
+    *log_fd = saved;
+    return o;
+fail:
+    if (saved >= 0)
+        close(saved);
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+    if (o->ctl[0] >= 0)
+        close(o->ctl[0]);
+    if (o->ctl[1] >= 0)
+        close(o->ctl[1]);
+    free(o);
+    return NULL;
+}
+
+void pd_plat_outcap_reset(pd_plat_outcap_t *o, size_t cap)
+{
+    /* What the previous job wrote belongs to it: when some may still be in
+       the pipe or in the thread's hands, let the thread finish with it
+       first (a round trip); usually nothing is, and this costs one ioctl. */
+    int pending = 0;
+    if (ioctl(o->rd, FIONREAD, &pending) != 0 || pending > 0 || atomic_load(&o->reading)) {
+        size_t len;
+        uint64_t dropped;
+        pd_plat_outcap_take(o, &len, &dropped);
+    }
+    pthread_mutex_lock(&o->mu);
+    if (cap != o->cap) {
+        char *b = realloc(o->buf, cap ? cap : 1);
+        if (b) {
+            o->buf = b;
+            o->cap = cap;
+        } else if (cap > o->cap) {
+            cap = o->cap; /* keep what fits the old buffer */
+        } else {
+            o->cap = cap;
+        }
+    }
+    o->len = 0;
+    o->dropped = 0;
+    pthread_mutex_unlock(&o->mu);
+}
+
+const char *pd_plat_outcap_take(pd_plat_outcap_t *o, size_t *len, uint64_t *dropped)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pthread_mutex_lock(&o->mu);
+    uint64_t want = ++o->asked;
+    pthread_mutex_unlock(&o->mu);
+    char c = 0;
+    while (write(o->ctl[1], &c, 1) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&o->mu);
+    while (o->drained < want)
+        pthread_cond_wait(&o->cv, &o->mu);
+    *len = o->len;
+    *dropped = o->dropped;
+    pthread_mutex_unlock(&o->mu);
+    return o->buf ? o->buf : "";
 }

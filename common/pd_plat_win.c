@@ -521,6 +521,24 @@ int pd_plat_hostname(char *out, size_t cap)
 
 static bool wsa_ready(void);
 
+int pd_plat_resolve(const char *host, char *why, size_t cap)
+{
+    char name[256];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int) (n - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(name, NULL, &hints, &ai);
+    if (ai)
+        freeaddrinfo(ai);
+    if (rc == 0)
+        return 0;
+    snprintf(why, cap, "%s", gai_strerrorA(rc));
+    return PD_EINVAL;
+}
+
 int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap)
 {
     if (!wsa_ready())
@@ -1815,7 +1833,8 @@ typedef struct {
     HANDLE pipe;
     char *buf; /* the caller's, until abandoned */
     size_t cap, len;
-    bool dropped, abandoned;
+    bool abandoned;
+    uint64_t dropped; /* bytes read and not kept */
     SRWLOCK lock;
     volatile LONG refs;
 } reader_t;
@@ -1843,8 +1862,7 @@ static unsigned __stdcall reader_main(void *arg)
                 r->len += take;
                 r->buf[r->len] = '\0';
             }
-            if (take < got)
-                r->dropped = true;
+            r->dropped += got - take;
         }
         ReleaseSRWLockExclusive(&r->lock);
     }
@@ -1960,6 +1978,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
     if (cap) {
         cap->outlen = cap->errlen = 0;
         cap->trunc = false;
+        cap->outdrop = cap->errdrop = 0;
         if (cap->out && cap->outcap)
             cap->out[0] = '\0';
         if (cap->err && cap->errcap)
@@ -2125,6 +2144,10 @@ out:;
                 cap->errlen = rd[i]->len;
             if (rd[i]->dropped)
                 cap->trunc = true;
+            if (i == 0)
+                cap->outdrop = rd[i]->dropped;
+            else
+                cap->errdrop = rd[i]->dropped;
         }
         ReleaseSRWLockExclusive(&rd[i]->lock);
         reader_release(rd[i]);
@@ -3021,4 +3044,51 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
     SetStdHandle(STD_ERROR_HANDLE, (HANDLE)_get_osfhandle(_fileno(stderr)));
     SetStdHandle(STD_OUTPUT_HANDLE, (HANDLE)_get_osfhandle(_fileno(stdout)));
     return 0;
+}
+
+/* ---- what one job may take ---------------------------------------------- */
+
+/* Not yet on Windows: a slot's Job Object could hold a job memory limit
+   (JOB_OBJECT_LIMIT_JOB_MEMORY) and a CPU time limit set by the worker
+   before each job; until then a Windows worker enforces no memory or CPU
+   limit and its jobs' output goes to its log as before (docs/worker.md). */
+int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
+{
+    (void) data_max;
+    (void) cpu_s;
+    return PD_ESYS;
+}
+
+uint64_t pd_plat_rss(int pid, bool group)
+{
+    (void) pid;
+    (void) group;
+    return 0;
+}
+
+bool pd_plat_status_cpu_limit(int status)
+{
+    (void) status;
+    return false;
+}
+
+pd_plat_outcap_t *pd_plat_outcap_start(int *log_fd)
+{
+    (void) log_fd;
+    errno = ENOSYS;
+    return NULL;
+}
+
+void pd_plat_outcap_reset(pd_plat_outcap_t *o, size_t cap)
+{
+    (void) o;
+    (void) cap;
+}
+
+const char *pd_plat_outcap_take(pd_plat_outcap_t *o, size_t *len, uint64_t *dropped)
+{
+    (void) o;
+    *len = 0;
+    *dropped = 0;
+    return "";
 }

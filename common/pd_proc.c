@@ -5,6 +5,7 @@
 #include "pd_error.h"
 #include "pd_plat.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,27 +22,95 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The places pd_proc_find looks at, as it goes. */
+typedef struct {
+    const char *name; /* the program */
+    char *out;        /* the caller's buffer */
+    size_t cap;       /* its bytes */
+    char tried[2048]; /* paths looked at, ", "-joined (cut when long) */
+    size_t ntried;    /* bytes in tried */
+} s_find_t;
+
+/* Tries the program in dir (or path itself when dir is NULL). True when
+   it is there and executable; out then holds its path. */
+static bool s_try(s_find_t *f, const char *dir, const char *path)
+{
+    char full[PATH_MAX];
+    if (dir)
+        snprintf(full, sizeof full, "%s/%s", dir, f->name);
+    else
+        snprintf(full, sizeof full, "%s", path);
+    if (pd_plat_executable(full)) {
+        snprintf(f->out, f->cap, "%s", full);
+        return true;
+    }
+    if (f->ntried < sizeof f->tried)
+        f->ntried += (size_t) snprintf(f->tried + f->ntried, sizeof f->tried - f->ntried, "%s%s",
+                                       f->ntried ? ", " : "", full);
+    return false;
+}
+
+/* Cuts path at its last '/' (in place); false when there is none. */
+static bool s_dirname(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return false;
+    if (slash == path)
+        slash[1] = 0; /* the root stays "/" */
+    else
+        *slash = 0;
+    return true;
+}
+
 int pd_proc_find(const char *name, char *out, size_t cap)
 {
-    char dirs[3][PATH_MAX];
-    int nd = 0;
-    const char *env = getenv("PLAYDOH_BINDIR");
-    if (env && *env)
-        snprintf(dirs[nd++], PATH_MAX, "%s", env);
-    char self[PATH_MAX];
-    if (pd_plat_self_exe(self, sizeof self) == 0) {
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(dirs[nd++], PATH_MAX, "%s", self);
+    s_find_t f = {.name = name, .out = out, .cap = cap};
+    /* PLAYDOH_BROKER_BIN for playdoh-broker: the program's own variable. */
+    char var[96] = "PLAYDOH_";
+    const char *base = strncmp(name, "playdoh-", 8) == 0 ? name + 8 : name;
+    size_t k = strlen(var);
+    for (const char *p = base; *p && k + 5 < sizeof var; p++)
+        var[k++] = *p == '-' ? '_' : (char) (*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    snprintf(var + k, sizeof var - k, "_BIN");
+    const char *env = getenv(var);
+    if (env && *env && s_try(&f, NULL, env))
+        return 0;
+    env = getenv("PLAYDOH_BINDIR");
+    if (env && *env && s_try(&f, env, NULL))
+        return 0;
+    char dir[PATH_MAX];
+    if (pd_plat_self_exe(dir, sizeof dir) == 0 && s_dirname(dir) && s_try(&f, dir, NULL))
+        return 0;
+    /* The object holding this code: libplaydoh-client.so for a program of
+       the user's, installed anywhere; its programs are in ../bin. */
+    Dl_info info;
+    if (dladdr((void *) pd_proc_find, &info) && info.dli_fname && info.dli_fname[0] == '/') {
+        char lib[PATH_MAX];
+        if (realpath(info.dli_fname, lib) && s_dirname(lib)) {
+            if (s_try(&f, lib, NULL))
+                return 0;
+            char bin[PATH_MAX + 64];
+            snprintf(bin, sizeof bin, "%s/%s", lib, PD_LIBDIR_TO_BINDIR);
+            if (realpath(bin, dir) && s_try(&f, dir, NULL))
+                return 0;
         }
     }
-    snprintf(dirs[nd++], PATH_MAX, "%s", PD_BINDIR);
-    for (int i = 0; i < nd; i++) {
-        snprintf(out, cap, "%s/%s", dirs[i], name);
-        if (pd_plat_executable(out))
-            return 0;
+    if (s_try(&f, PD_BINDIR, NULL))
+        return 0;
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t) (colon - path) : strlen(path);
+        if (len > 0 && len < sizeof dir) {
+            memcpy(dir, path, len);
+            dir[len] = 0;
+            if (s_try(&f, dir, NULL))
+                return 0;
+        }
+        path = colon ? colon + 1 : NULL;
     }
+    snprintf(out, cap, "%s", f.tried);
     return PD_EIO;
 }
 

@@ -10,9 +10,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Finds a Playdoh program: $PLAYDOH_BINDIR, then beside the running
-   executable, then the installation's bindir. Writes its path into out;
-   returns 0 or PD_EIO when none is executable. */
+/* Finds a Playdoh program ("playdoh-broker"), looking in this order at:
+   $PLAYDOH_BROKER_BIN for playdoh-broker ($PLAYDOH_WORKER_BIN for
+   playdoh-worker, and so on: the program's own path), $PLAYDOH_BINDIR,
+   beside the running executable, beside the library or program that holds
+   this code and in the bindir next to its libdir (so that an installation
+   moved to another prefix still finds its programs), the installation's
+   bindir, then each directory of $PATH. Writes its path into out and
+   returns 0; or returns PD_EIO with out holding the places looked at,
+   joined by ", " (cut at cap), for the error message. */
 int pd_proc_find(const char *name, char *out, size_t cap);
 
 /* Forks and execs argv (argv[0] a path). When ready_fd is not NULL, the

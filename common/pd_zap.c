@@ -118,8 +118,8 @@ static s_entry_t *s_read_list(const char *dir, size_t *count)
         if (memcmp(zcert_public_key(cert), zero, 32) == 0) {
             pd_log_warn("allow-list: %s holds no public key: ignored", path);
         } else if (pd_role_parse(rname, &role)) {
-            pd_log_warn("allow-list: %s has no role (worker, client or both): ignored; admit "
-                        "the key again with `playdoh-keygen allow KEY --role ROLE`", path);
+            pd_log_warn("allow-list: %s has no role (worker, client, both or admin): ignored; "
+                        "admit the key again with `playdoh-keygen allow KEY --role ROLE`", path);
         } else {
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -177,7 +177,7 @@ static bool s_refresh(pd_zap_t *z, bool always)
     z->stats.generation++;
     if (n == 0)
         pd_log_warn("allow-list %s is empty: no worker or client can connect; admit keys with "
-                    "`playdoh-keygen allow KEY --role worker|client|both`", z->dir);
+                    "`playdoh-keygen allow KEY --role worker|client|both|admin`", z->dir);
     else
         pd_log_info("allow-list %s: %zu keys (%u may work, %u may submit)", z->dir, n,
                     z->stats.workers, z->stats.clients);
@@ -270,18 +270,14 @@ static void s_answer(pd_zap_t *z, void *rep)
         text = "OK";
         pd_log_debug("admitted %s (key %s, %s) from %s", name, key, pd_role_name(role), addr);
     } else {
-        uint32_t swallowed = 0;
-        if (pd_log_limit_pass(&z->limit, 20, 10000, &swallowed)) {
-            char extra[64] = "";
-            if (swallowed)
-                snprintf(extra, sizeof extra, " (%u similar lines suppressed)", swallowed);
-            if (key[0])
-                pd_log_warn("refused a connection from %s: key %s is not on the allow-list %s; "
-                            "to admit it run `playdoh-keygen allow '%s' --role client` (or worker, "
-                            "or both)%s", addr, key, z->dir, key, extra);
-            else
-                pd_log_warn("refused a connection from %s: %s%s", addr, text, extra);
-        }
+        if (key[0])
+            pd_log_limited(&z->limit, 20, 10000, PD_LOG_WARN,
+                           "refused a connection from %s: key %s is not on the allow-list %s; "
+                           "to admit it run `playdoh-keygen allow '%s' --role client` (or "
+                           "worker, or both)", addr, key, z->dir, key);
+        else
+            pd_log_limited(&z->limit, 20, 10000, PD_LOG_WARN, "refused a connection from %s: %s",
+                           addr, text);
     }
     s_send(rep, "1.0", 3, true);
     s_send(rep, kept > 1 ? zmq_msg_data(&f[1]) : "", kept > 1 ? zmq_msg_size(&f[1]) : 0, true);

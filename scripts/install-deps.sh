@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Playdoh builds and tests with (root or sudo);
-# clang and libclang-rt-dev build the libFuzzer harnesses of tests/fuzz.
+# Installs the Debian 12 packages Playdoh needs (root or sudo): by default only
+# what the build needs (scripts/demo.sh, `meson setup -Dtests=false`).
+#   --tests   also what the test suites need: Criterion, groff (the man
+#             pages' check), clang and libclang-rt-dev (the libFuzzer
+#             harnesses of tests/fuzz); scripts/test.sh passes it.
 #   --slurm   also Slurm and munge, for the pilot-job test and bench only
 #             (tests/slurm_pilots.sh, bench/bench_slurm.sh); CI passes it.
 #   --windows also MinGW-w64 and Wine, for the Windows build and its tests
 #             (scripts/test-windows.sh; docs/windows.md).
 set -euo pipefail
-# liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver.
+# liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver;
+# python3 embeds the task header into the worker at build time.
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
-      libsodium-dev libsqlite3-dev libcriterion-dev python3 liblapacke-dev liblapack-dev libblas-dev
-      clang libclang-rt-dev)
+      libsodium-dev libsqlite3-dev python3 liblapacke-dev liblapack-dev libblas-dev)
 for arg in "$@"; do
     case "$arg" in
+    --tests) pkgs+=(libcriterion-dev groff clang libclang-rt-dev) ;;
     --slurm) pkgs+=(slurm-wlm munge) ;;
     --windows) pkgs+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 zip) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (known: --slurm, --windows)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --tests, --slurm, --windows)" >&2; exit 2 ;;
     esac
 done
 missing=()

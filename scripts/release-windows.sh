@@ -4,8 +4,8 @@
 # playdoh-keygen.exe, the client DLL, and every DLL these need, found by
 # following their imports: the dependencies cross-built by
 # scripts/cross-deps.sh and the MinGW-w64 runtime), lib/ (import libraries
-# and playdoh.pc), include/ (playdoh.h, playdoh_task.h, playdoh_fitness.h,
-# pd_error.h) and doc/. Cross-builds first when build-win is missing (it
+# and playdoh.pc), include/playdoh/ (playdoh.h, playdoh_task.h,
+# playdoh_fitness.h, pd_error.h) and doc/. Cross-builds first when build-win is missing (it
 # installs MinGW-w64 and Wine: scripts/test-windows.sh). docs/windows.md says
 # how to install the zip.
 set -euo pipefail
@@ -81,7 +81,7 @@ bin\\playdoh-worker.exe   the worker: offers this machine's cores to a lab's bro
                            (playdoh-worker service install --broker tcp://HOST:5555)
 bin\\playdoh-submit.exe   the command line: submit work, poll, fetch, cluster status
 bin\\playdoh-keygen.exe   key pairs for CurveZMQ (doc\\security.md)
-bin\\libplaydoh-client-0.dll, lib\\libplaydoh-client.dll.a, include\\   the C library
+bin\\libplaydoh-client-0.dll, lib\\libplaydoh-client.dll.a, include\\playdoh\\   the C library
 
 Installing, the service, keys and compilers: doc\\windows.md.
 TXT

@@ -8,7 +8,7 @@
 # suite runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --tests
 BUILD=${BUILD:-build-test}
 if [ ! -d "$BUILD" ]; then
     meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true

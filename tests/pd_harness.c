@@ -284,6 +284,19 @@ bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int
     }
 }
 
+int pd_harness_log_count(pd_harness_t *h, const char *name, const char *text)
+{
+    char path[400], line[4096];
+    snprintf(path, sizeof path, "%s/%s", h->dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no log %s", path);
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
 void pd_harness_wait_slots(pd_harness_t *h, pd_client_t *c, int slots)
 {
     int w = 0, s = 0;

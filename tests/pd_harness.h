@@ -68,6 +68,8 @@ int pd_harness_add_worker_as(pd_harness_t *h, int cpus, const char *identity,
                              const char *const *extra);
 /* True when the file <dir>/<name> contains text (waits up to ms for it). */
 bool pd_harness_log_has(pd_harness_t *h, const char *name, const char *text, int ms);
+/* How many lines of the log file <dir>/name hold text (asserts it exists). */
+int pd_harness_log_count(pd_harness_t *h, const char *name, const char *text);
 /* Like pd_harness_add_worker, with extra (NULL-terminated, may be NULL)
    appended to the worker's command line. */
 int pd_harness_add_worker_args(pd_harness_t *h, int cpus, const char *const *extra);

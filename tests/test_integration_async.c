@@ -309,3 +309,65 @@ Test(async, overload_is_refused_with_a_clear_error)
     cr_assert(strstr(pd_client_error(c), "max-jobs") != NULL, "%s", pd_client_error(c));
     pd_cancel(c, ids, N); /* ids of refused jobs are 0: unknown, harmless */
 }
+
+/* Each of two workers compiles the module before a clock starts (at its
+   first job): two squares, one each. Their run time of microseconds gives
+   each worker a credit of hundreds of jobs. */
+static void warm_up(void)
+{
+    const double two[2] = {1, 2};
+    uint64_t ids[2];
+    pd_result_t res[2];
+    cr_assert_eq(pd_map_doubles(c, mod, "square", two, 2, NULL, ids), 2);
+    cr_assert_eq(pd_fetch(c, ids, 2, 60000, res, NULL, NULL), 2, "%s", pd_client_error(c));
+    pd_results_clear(res, 2);
+    pd_release(c, ids, 2);
+}
+
+/* Runs n naps of ms[i] ms, returns the seconds until every result is in. */
+static double s_batch(const double *ms, int n)
+{
+    uint64_t ids[16];
+    pd_result_t res[16];
+    cr_assert(n <= 16);
+    double t0 = now_s();
+    cr_assert_eq(pd_map_doubles(c, mod, "nap", ms, (size_t) n, NULL, ids), n, "%s",
+                 pd_client_error(c));
+    cr_assert_eq(pd_fetch(c, ids, (size_t) n, 20000, res, NULL, NULL), n, "%s",
+                 pd_client_error(c));
+    double took = now_s() - t0;
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "job %d: %s", i, pd_job_state_name(res[i].state));
+    pd_results_clear(res, (size_t) n);
+    pd_release(c, ids, (size_t) n);
+    return took;
+}
+
+Test(async, six_jobs_of_a_second_on_two_one_slot_workers_take_three_seconds_every_time,
+     .timeout = 180)
+{
+    start(2, 1, NULL);
+    /* The first timed run meets workers that could each take all six;
+       the others, workers that measured jobs of 1 s. */
+    warm_up();
+    const double ms[6] = {1000, 1000, 1000, 1000, 1000, 1000};
+    for (int run = 0; run < 20; run++) {
+        double took = s_batch(ms, 6);
+        cr_assert_lt(took, 3.6, "run %d took %.2f s: a worker idled while the other held "
+                     "queued jobs", run, took);
+    }
+}
+
+Test(async, an_idle_worker_takes_back_the_jobs_queued_behind_a_long_one)
+{
+    start(2, 1, NULL);
+    /* Shared two and two: one worker gets the 3 s job and a 1 s one queued
+       behind it, the other two of 1 s. That one is idle at 2 s and takes the
+       queued one back (work stealing): done at 3 s, not 4. */
+    const double ms[4] = {3000, 1000, 1000, 1000};
+    /* Workers that measured jobs of microseconds: the queued one looks
+       short by that measure, yet waits seconds. */
+    warm_up();
+    double took = s_batch(ms, 4);
+    cr_assert_lt(took, 3.6, "took %.2f s: the queued job waited for the long one", took);
+}

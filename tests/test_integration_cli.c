@@ -12,7 +12,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static pd_harness_t h;
@@ -20,6 +23,7 @@ static char submit[1024];
 
 static const char *SRC = "#include <playdoh_task.h>\n"
                          "#include <signal.h>\n"
+                         "#include <time.h>\n"
                          "PD_TASK(ring_sum, t) {\n"
                          "    double mine = pd_node_index(t), sum = mine, base = 0;\n"
                          "    pd_arg_double(t, &base);\n"
@@ -33,6 +37,12 @@ static const char *SRC = "#include <playdoh_task.h>\n"
                          "}\n"
                          "PD_TASK(boom, t) { if (pd_node_index(t) == 1) raise(SIGSEGV); return 0; }\n"
                          "PD_TASK_DOUBLE(square, x) { return x * x; }\n"
+                         "PD_TASK(patient, t) { struct timespec ts = {0, 10000000}; "
+                         "while (!pd_node_stopping(t)) nanosleep(&ts, NULL); "
+                         "return pd_out_double(t, 100 + pd_node_index(t)); }\n"
+                         "PD_TASK_DOUBLE(nap, x) { struct timespec ts = {(time_t) (x / 1000), "
+                         "(long) ((x - 1000 * (time_t) (x / 1000)) * 1e6)}; nanosleep(&ts, NULL); "
+                         "return x; }\n"
                          "PD_TASK_VECTOR(sum, x, n) { double s = 0; for (size_t i = 0; i < n; i++) s += x[i]; return s; }\n";
 
 static void setup(void)
@@ -149,6 +159,46 @@ Test(cli, no_broker_is_a_clear_error)
                  submit, closed_port());
     cr_assert_eq(st, 3);
     cr_assert(strstr(out, "no broker answered") != NULL, "%s", out);
+    cr_assert(strstr(out, "connection was refused") != NULL, "%s", out);
+    cr_assert(strstr(out, "--local N") != NULL, "%s", out);
+    free(out);
+}
+
+/* Each way of giving a wrong address gets its own sentence, before any
+   question of keys (a non-loopback address asks for CurveZMQ). */
+Test(cli, a_wrong_broker_address_is_called_wrong)
+{
+    static const struct {
+        const char *ep, *says;
+    } cases[] = {
+        {"127.0.0.1:5555", "has no transport: write tcp://127.0.0.1:5555"},
+        {"http://127.0.0.1:5555", "the transport 'http'"},
+        {"tcp://127.0.0.1", "has no port"},
+        {"tcp://nosuchhost.invalid:5555", "cannot find the broker's host 'nosuchhost.invalid'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out;
+        int st = pd_harness_run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=300 %s --broker '%s' status 1 2>&1",
+                                submit, cases[i].ep);
+        cr_assert_neq(st, 0, "%s", out);
+        cr_assert(strstr(out, cases[i].says) != NULL, "%s: %s", cases[i].ep, out);
+        cr_assert(strstr(out, "key") == NULL, "%s: asks about keys: %s", cases[i].ep, out);
+        free(out);
+    }
+    /* Something listens there but is no broker: the kernel accepts the
+       connection, nothing answers. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    char *out;
+    int st = pd_harness_run(&out, "PLAYDOH_CONNECT_TIMEOUT_MS=500 %s --broker tcp://127.0.0.1:%d status 1 2>&1",
+                            submit, ntohs(a.sin_port));
+    close(fd);
+    cr_assert_eq(st, 3, "%s", out);
+    cr_assert(strstr(out, "did not answer as a Playdoh broker") != NULL, "%s", out);
     free(out);
 }
 
@@ -710,4 +760,210 @@ Test(cli, a_task_whose_module_does_not_compile_is_one_error)
     cr_assert(strstr(out, "badfit.c:2:36: error:") != NULL, "%s", out);
     cr_assert_lt(lines(out), 30, "%s", out);
     free(out);
+}
+
+/* ---- Ctrl-C ---------------------------------------------------------------- */
+
+/* Starts argv with standard input from the file in, standard output and
+   error to the files out and err (in h.dir). Returns its pid. */
+static pid_t spawn(char *const argv[], const char *in, const char *out, const char *err)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", h.dir, in);
+        int fd = open(path, O_RDONLY);
+        dup2(fd, 0);
+        snprintf(path, sizeof path, "%s/%s", h.dir, out);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        snprintf(path, sizeof path, "%s/%s", h.dir, err);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The contents of h.dir/name (malloc'ed; "" when it is not there yet). */
+static char *slurp(const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", h.dir, name);
+    FILE *f = fopen(path, "r");
+    char *text = calloc(1, 1 << 16);
+    cr_assert_not_null(text);
+    if (f) { /* not there yet: "" */
+        size_t n = fread(text, 1, (1 << 16) - 1, f);
+        text[n] = 0;
+        fclose(f);
+    }
+    return text;
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+/* Waits (bounded) for pid; returns its wait status. */
+static int reap(pid_t pid, int seconds)
+{
+    int st = 0;
+    for (int i = 0; i < seconds * 20; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return st;
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    cr_assert_fail("the program did not end within %d s of Ctrl-C", seconds);
+    return st;
+}
+
+/* Runs argv on the input text, Ctrl-C once `lines` lines are out, returns
+   the exit status with *out and *err (malloc'ed). */
+static int interrupt_after(char *const argv[], const char *input, int lines, char **out,
+                           char **err)
+{
+    char *in = file("ctrlc.in", input);
+    free(in);
+    pid_t pid = spawn(argv, "ctrlc.in", "ctrlc.out", "ctrlc.err");
+    for (int i = 0; i < 400; i++) { /* 20 s */
+        char *o = slurp("ctrlc.out");
+        int got = count_lines(o);
+        free(o);
+        if (got >= lines)
+            break;
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGINT);
+    int st = reap(pid, 15);
+    *out = slurp("ctrlc.out");
+    *err = slurp("ctrlc.err");
+    cr_assert(WIFEXITED(st), "ended by signal %d\n%s", WTERMSIG(st), *err);
+    return WEXITSTATUS(st);
+}
+
+/* Nothing of the batch is left queued or running at the broker. */
+static void assert_nothing_left(void)
+{
+    pd_client_t *c = pd_harness_client(&h);
+    pd_cluster_info_t ci;
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(pd_cluster_info(c, &ci), 0, "%s", pd_client_error(c));
+        bool idle = ci.unfinished == 0;
+        pd_cluster_info_clear(&ci);
+        if (idle)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(pd_cluster_info(c, &ci), 0);
+    cr_assert_eq(ci.queued, 0);
+    cr_assert_eq(ci.unfinished, 0, "%llu jobs still queued or running",
+                 (unsigned long long) ci.unfinished);
+    pd_cluster_info_clear(&ci);
+    pd_client_destroy(&c);
+}
+
+Test(cli, ctrl_c_on_map_prints_what_ended_in_order_and_cancels_the_rest)
+{
+    char mod[600];
+    snprintf(mod, sizeof mod, "%s/m.c", h.dir);
+    char *argv[] = {submit, "--broker", h.endpoint, "map", mod, "nap", NULL};
+    /* Four short naps end at once; the six of 30 s are running or queued. */
+    char *out, *err;
+    int code = interrupt_after(argv, "50\n60\n70\n80\n30000\n30000\n30000\n30000\n30000\n30000\n",
+                               4, &out, &err);
+    cr_assert_eq(code, 130, "exit %d\n%s\n%s", code, out, err);
+    /* The results in input order, then one mark per job not done. */
+    const char *want_vals[4] = {"50.0", "60.0", "70.0", "80.0"};
+    char *line = out, *first_mark = NULL;
+    for (int i = 0; i < 10; i++) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "line %d missing:\n%s", i + 1, out);
+        *nl = 0;
+        if (i < 4)
+            cr_assert_str_eq(line, want_vals[i], "line %d", i + 1);
+        else
+            cr_assert(strncmp(line, "{\"cancelled\":true,\"job\":", 24) == 0, "line %d: %s",
+                      i + 1, line);
+        if (i == 4)
+            first_mark = line;
+        line = nl + 1;
+    }
+    cr_assert_str_eq(line, "", "nothing after the marks");
+    unsigned long first;
+    cr_assert_eq(sscanf(first_mark, "{\"cancelled\":true,\"job\":%lu}", &first), 1);
+    /* The summary names the cancelled ids. */
+    char ids[64];
+    snprintf(ids, sizeof ids, "6 cancelled, with ids: %lu-%lu", first, first + 5);
+    cr_assert(strstr(err, "interrupted") && strstr(err, ids), "%s", err);
+    cr_assert(strstr(err, "--detach") != NULL, "%s", err);
+    free(out);
+    free(err);
+    assert_nothing_left();
+}
+
+Test(cli, ctrl_c_on_exec_prints_what_ended_and_cancels_the_rest)
+{
+    char *argv[] = {submit, "--broker", h.endpoint, "exec", "--", "sleep {}; echo slept {}",
+                    NULL};
+    char *out, *err;
+    int code = interrupt_after(argv, "0.05\n0.1\n30\n30\n30\n", 2, &out, &err);
+    cr_assert_eq(code, 130, "exit %d\n%s\n%s", code, out, err);
+    cr_assert(strncmp(out, "slept 0.05\nslept 0.1\n{\"cancelled\":true,\"job\":", 45) == 0, "%s",
+              out);
+    cr_assert_eq(count_lines(out), 5, "%s", out);
+    cr_assert(strstr(err, "3 cancelled, with ids: ") != NULL, "%s", err);
+    free(out);
+    free(err);
+    assert_nothing_left();
+}
+
+Test(cli, ctrl_c_on_task_stops_it_and_prints_what_its_nodes_returned)
+{
+    char mod[600];
+    snprintf(mod, sizeof mod, "%s/m.c", h.dir);
+    char *argv[] = {submit, "--broker", h.endpoint, "task", mod, "patient", "--nodes", "2", NULL};
+    /* The nodes run until told to stop: Ctrl-C once they are started. */
+    char *in = file("ctrlc.in", "");
+    free(in);
+    pid_t pid = spawn(argv, "ctrlc.in", "ctrlc.out", "ctrlc.err");
+    pd_client_t *c = pd_harness_client(&h);
+    bool started = false;
+    for (int i = 0; i < 200 && !started; i++) { /* 20 s */
+        pd_cluster_info_t ci;
+        cr_assert_eq(pd_cluster_info(c, &ci), 0);
+        for (size_t w = 0; w < ci.nworkers; w++)
+            started |= ci.workers[w].nodes == 2;
+        pd_cluster_info_clear(&ci);
+        usleep(100 * 1000);
+    }
+    cr_assert(started, "the task's nodes never ran");
+    usleep(300 * 1000);
+    kill(pid, SIGINT);
+    int st = reap(pid, 15);
+    char *out = slurp("ctrlc.out"), *err = slurp("ctrlc.err");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %d\n%s\n%s", st, out, err);
+    cr_assert_str_eq(out, "100.0\n101.0\n", "%s", err);
+    cr_assert(strstr(err, "interrupted") && strstr(err, "2 of 2 nodes returned"), "%s", err);
+    free(out);
+    free(err);
+    /* The slots are free again. */
+    bool free_again = false;
+    for (int i = 0; i < 50 && !free_again; i++) {
+        pd_cluster_info_t ci;
+        cr_assert_eq(pd_cluster_info(c, &ci), 0);
+        free_again = ci.nworkers == 1 && ci.workers[0].nodes == 0;
+        pd_cluster_info_clear(&ci);
+        usleep(100 * 1000);
+    }
+    cr_assert(free_again, "the task still holds slots");
+    pd_client_destroy(&c);
 }

@@ -641,3 +641,59 @@ Test(cluster, a_broker_that_stalls_declares_no_worker_lost)
         cr_assert_eq(res[i].state, PD_JOB_DONE, "job %d: %s", i, res[i].error);
     pd_results_clear(res, N);
 }
+
+/* A broker stopped for 10 s in the middle of a batch, then the broker and
+   its workers stopped together (a suspended machine): no worker is lost,
+   no attempt is counted (with one attempt allowed, a counted loss would
+   fail its job with PD_ELOST), no worker takes the broker for silent, and
+   every job comes back right. */
+Test(cluster, stalls_of_the_broker_and_its_workers_mid_batch_lose_nothing, .timeout = 120)
+{
+    pd_harness_start_logged(&h, NULL);
+    static const char *const logged[] = {"--log-level", "info", NULL};
+    pd_harness_add_worker_args(&h, 1, logged);
+    pd_harness_add_worker_args(&h, 1, logged);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 2);
+    char *path = pd_harness_module(&h, "span.c", SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+    enum { N = 80 };
+    double x[N];
+    uint64_t ids[N];
+    static pd_result_t res[N];
+    for (int i = 0; i < N; i++)
+        x[i] = 50; /* 2 s of work on 2 slots */
+    pd_map_opts_t o = {.retries = 1};
+    cr_assert_eq(pd_map_doubles(c, mod, "span", x, N, &o, ids), N, "%s", pd_client_error(c));
+    usleep(300000);
+    cr_assert_eq(kill(h.broker, SIGSTOP), 0);
+    sleep(10);
+    cr_assert_eq(kill(h.broker, SIGCONT), 0);
+    usleep(500000);
+    for (int k = 0; k < h.nworkers; k++)
+        cr_assert_eq(kill(h.workers[k], SIGSTOP), 0);
+    cr_assert_eq(kill(h.broker, SIGSTOP), 0);
+    sleep(3);
+    for (int k = 0; k < h.nworkers; k++)
+        cr_assert_eq(kill(h.workers[k], SIGCONT), 0);
+    usleep(20000); /* the workers wake first: the broker is still stopped */
+    cr_assert_eq(kill(h.broker, SIGCONT), 0);
+    cr_assert_eq(pd_fetch(c, ids, N, 60000, res, NULL, NULL), N, "%s", pd_client_error(c));
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(res[i].state, PD_JOB_DONE, "job %d: %s", i, res[i].error);
+    pd_results_clear(res, N);
+    cr_assert_not(pd_harness_log_has(&h, "broker.log", " lost (silent for", 0),
+                  "a worker was declared lost after a stall");
+    cr_assert(pd_harness_log_has(&h, "broker.log", "did not run for", 0));
+    for (int k = 0; k < h.nworkers; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "worker-%d.log", k);
+        /* The broker's own 10 s stop is a silence the worker rightly sees
+           (once); the suspension of both is not. */
+        cr_assert_leq(pd_harness_log_count(&h, name, "silent for"), 1,
+                      "worker %d took the broker for silent after the suspension", k);
+        cr_assert(pd_harness_log_has(&h, name, "did not run for", 0),
+                  "worker %d did not say it had stalled", k);
+    }
+}

@@ -648,3 +648,73 @@ Test(durable, a_result_fetched_just_before_a_crash_is_there_after_the_restart)
         pd_results_clear(&r, 1);
     }
 }
+
+/* ---- killed at any point of a large submit, from its first byte ------- */
+
+enum { RIDE_N = 50000 };
+
+static struct {
+    char endpoint[256];
+    uint64_t ids[RIDE_N];
+    pd_result_t res[RIDE_N];
+    long got, ended;
+    int open_err;
+    char err[2048];
+} ride;
+
+/* A whole client's life: open, submit RIDE_N squares, fetch them all. */
+static void *ride_submit(void *arg)
+{
+    (void) arg;
+    static double x[RIDE_N];
+    for (int i = 0; i < RIDE_N; i++)
+        x[i] = i % 1000;
+    char why[1024] = "";
+    pd_client_opts_t o = {.security = PD_SECURITY_NONE, .why = why, .whycap = sizeof why};
+    pd_client_t *rc = pd_client_open(ride.endpoint, &o, &ride.open_err);
+    ride.got = ride.ended = -1;
+    if (!rc) {
+        snprintf(ride.err, sizeof ride.err, "open: %s", why);
+        return NULL;
+    }
+    ride.got = pd_map_doubles(rc, mod, "square", x, RIDE_N, NULL, ride.ids);
+    if (ride.got == RIDE_N)
+        ride.ended = pd_fetch(rc, ride.ids, RIDE_N, 120000, ride.res, NULL, NULL);
+    snprintf(ride.err, sizeof ride.err, "%s", pd_client_error(rc));
+    pd_client_destroy(&rc);
+    return NULL;
+}
+
+Test(durable, a_client_rides_through_a_broker_killed_at_any_point_of_a_large_submit,
+     .timeout = 600)
+{
+    start(2, NULL);
+    snprintf(ride.endpoint, sizeof ride.endpoint, "%s", h.endpoint);
+    /* Kill points in ms after the client thread starts; -1: the broker is
+       frozen when the client connects, so the kill cuts its handshake. */
+    static const int at_ms[] = {-1, 0, 20, 50, 100, 200, 400, 700, 1000, 1500};
+    for (size_t k = 0; k < sizeof at_ms / sizeof *at_ms; k++) {
+        memset(ride.ids, 0, sizeof ride.ids);
+        if (at_ms[k] < 0)
+            kill(h.broker, SIGSTOP);
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, ride_submit, NULL), 0);
+        usleep(at_ms[k] < 0 ? 300000 : (useconds_t) at_ms[k] * 1000);
+        crash_and_restart();
+        pthread_join(t, NULL);
+        cr_assert_eq(ride.got, RIDE_N, "kill at %d ms: accepted %ld of %d: %s", at_ms[k],
+                     ride.got, RIDE_N, ride.err);
+        cr_assert_eq(ride.ended, RIDE_N, "kill at %d ms: %ld of %d ended: %s", at_ms[k],
+                     ride.ended, RIDE_N, ride.err);
+        for (int i = 0; i < RIDE_N; i++) {
+            double y = -1;
+            cr_assert_eq(ride.res[i].state, PD_JOB_DONE, "kill at %d ms: job %d: %s", at_ms[k],
+                         i, ride.res[i].error ? ride.res[i].error : "");
+            cr_assert_eq(pd_result_double(&ride.res[i], &y), 0);
+            cr_assert_eq(y, (double) (i % 1000) * (i % 1000), "kill at %d ms: job %d", at_ms[k],
+                         i);
+        }
+        pd_results_clear(ride.res, RIDE_N);
+        cr_assert_eq(pd_release(spy, ride.ids, RIDE_N), RIDE_N, "%s", pd_client_error(spy));
+    }
+}

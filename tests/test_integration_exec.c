@@ -192,7 +192,8 @@ Test(exec_cli, every_verb_has_help_and_wrong_options_are_named)
         free(out);
     }
     cr_assert_eq(pd_harness_run(&out, "%s map --frob m.c f 2>&1", submit), 2);
-    cr_assert(strstr(out, "map: unknown option '--frob'") != NULL, "%s", out);
+    cr_assert(strstr(out, "playdoh-submit: unknown option '--frob' (see playdoh-submit map --help)") != NULL,
+              "%s", out);
     free(out);
     cr_assert_eq(pd_harness_run(&out, "%s --detach map m.c f 2>&1", submit), 2);
     cr_assert(strstr(out, "--detach is an option of map, exec, task, optimize: put it after "
@@ -243,5 +244,59 @@ Test(exec_cli, wait_shows_progress_too)
     cr_assert_eq(pd_harness_run_on_tty(argv, &tty), 0, "%s", tty);
     cr_assert(strstr(tty, "3/3") != NULL, "%s", tty);
     free(tty);
+    free(out);
+}
+
+/* The state `results` prints for the job id in out (its JSON lines), or "". */
+static void state_of(const char *out, unsigned long id, char *state, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof key, "{\"id\":%lu,\"state\":\"", id);
+    const char *p = strstr(out, key);
+    state[0] = 0;
+    if (p) {
+        p += strlen(key);
+        snprintf(state, cap, "%.*s", (int) strcspn(p, "\""), p);
+    }
+}
+
+Test(exec_cli, status_and_results_give_each_unfinished_job_the_same_state)
+{
+    char *out;
+    int st = pd_harness_run(&out, "seq 1 6 | %s --broker %s exec --detach -- 'sleep 4; echo {}'",
+                            submit, h.endpoint);
+    cr_assert_eq(st, 0, "%s", out);
+    unsigned long a, b;
+    cr_assert_eq(sscanf(out, "%lu-%lu", &a, &b), 2, "ids: %s", out);
+    free(out);
+    /* Until the broker has sent some to the worker's two slots. */
+    for (int tries = 0; tries < 50; tries++) {
+        pd_harness_run(&out, "%s --broker %s status %lu-%lu", submit, h.endpoint, a, b);
+        bool running = strstr(out, "\"running\"") != NULL;
+        free(out);
+        if (running)
+            break;
+        usleep(100 * 1000);
+    }
+    /* Both read one after the other, well within a job's 4 s. */
+    pd_harness_run(&out, "%s --broker %s status %lu-%lu; echo ==; %s --broker %s results %lu-%lu",
+                   submit, h.endpoint, a, b, submit, h.endpoint, a, b);
+    char *sep = strstr(out, "==\n");
+    cr_assert_not_null(sep, "%s", out);
+    *sep = 0;
+    const char *status = out, *results = sep + 3;
+    int running = 0;
+    for (unsigned long id = a; id <= b; id++) {
+        char s1[32], s2[32];
+        state_of(status, id, s1, sizeof s1);
+        state_of(results, id, s2, sizeof s2);
+        cr_assert(s1[0], "job %lu has no state in status: %s", id, status);
+        cr_assert_str_eq(s2, s1, "job %lu: status says %s, results says %s\n%s\n==\n%s", id, s1,
+                         s2, status, results);
+        running += strcmp(s1, "running") == 0;
+    }
+    cr_assert_gt(running, 0, "%s", status);
+    free(out);
+    pd_harness_run(&out, "%s --broker %s cancel %lu-%lu", submit, h.endpoint, a, b);
     free(out);
 }

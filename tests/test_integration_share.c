@@ -428,3 +428,78 @@ Test(share, several_files_from_the_command_line)
     free(u_path);
     free(m_path);
 }
+
+/* 250 MiB of shared data uploaded while the worker is busy: the broker
+   hashes, stores and journals it off its loop and the worker writes it
+   off its own, so heartbeats go on (no worker lost); a copy sent again is
+   known by its hash (stored once); the jobs that need it run once it is
+   on the worker. */
+Test(share, a_250_mib_upload_with_a_busy_worker_loses_no_worker_and_is_stored_once,
+     .timeout = 240)
+{
+    const char *extra[] = {"--max-shared-mb", "250", NULL};
+    pd_harness_start_logged(&h, extra);
+    pd_harness_add_worker(&h, 2);
+    c = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, c, 2);
+    char *path = pd_harness_module(&h, "stamp.c", MODULE_SRC);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+    /* Keep both slots busy meanwhile. */
+    enum { BUSY = 40 };
+    double ms[BUSY];
+    uint64_t busy[BUSY];
+    for (int i = 0; i < BUSY; i++)
+        ms[i] = 150;
+    cr_assert_eq(pd_map_doubles(c, mod, "stamp", ms, BUSY, NULL, busy), BUSY);
+    size_t n = 250u << 20;
+    double *x = malloc(n);
+    cr_assert_not_null(x);
+    size_t nd = n / sizeof *x;
+    for (size_t i = 0; i < nd; i++)
+        x[i] = (double) (i % 1000);
+    char shr[PD_HASH_HEX], again[PD_HASH_HEX];
+    cr_assert_eq(pd_shared_upload(c, x, n, shr), 0, "%s", pd_client_error(c));
+    cr_assert_eq(pd_shared_upload(c, x, n, again), 0, "%s", pd_client_error(c));
+    cr_assert_str_eq(shr, again);
+    free(x);
+    path = pd_harness_module(&h, "slice.c", SHARED_SRC);
+    char m2[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(c, path, m2), 0, "%s", pd_client_error(c));
+    free(path);
+    double ab[2][2] = {{0, 1000}, {(double) nd - 1000, (double) nd}};
+    pd_buf_t args;
+    pd_buf_init(&args);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &args);
+    for (int j = 0; j < 2; j++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_double(&pk, ab[j][0]);
+        msgpack_pack_double(&pk, ab[j][1]);
+    }
+    uint64_t ids[2];
+    pd_result_t res[2], bres[BUSY];
+    pd_map_opts_t o = {.shared = shr};
+    cr_assert_eq(pd_map(c, m2, "slice_sum", args.data, args.len, 2, &o, ids), 2, "%s",
+                 pd_client_error(c));
+    pd_buf_free(&args);
+    cr_assert_eq(pd_fetch(c, ids, 2, 120000, res, NULL, NULL), 2, "%s", pd_client_error(c));
+    for (int j = 0; j < 2; j++) {
+        double y;
+        cr_assert_eq(res[j].state, PD_JOB_DONE, "%s", res[j].error);
+        cr_assert_eq(pd_result_double(&res[j], &y), 0);
+        cr_assert_eq(y, 999.0 * 1000 / 2, "slice %d: %g", j, y);
+    }
+    pd_results_clear(res, 2);
+    cr_assert_eq(pd_fetch(c, busy, BUSY, 60000, bres, NULL, NULL), BUSY, "%s", pd_client_error(c));
+    for (int i = 0; i < BUSY; i++)
+        cr_assert_eq(bres[i].state, PD_JOB_DONE, "%s", bres[i].error);
+    pd_results_clear(bres, BUSY);
+    cr_assert_not(pd_harness_log_has(&h, "broker.log", " lost (silent for", 0),
+                  "the worker was declared lost during the upload");
+    /* Stored once: one line says so. */
+    char stored[160];
+    snprintf(stored, sizeof stored, "shared data %.12s (%zu bytes) stored", shr, n);
+    int times = pd_harness_log_count(&h, "broker.log", stored);
+    cr_assert_eq(times, 1, "stored %d times", times);
+}

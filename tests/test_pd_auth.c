@@ -323,8 +323,54 @@ Test(auth, roles_allow_what_they_name)
     cr_assert_eq(pd_role_parse("both", &r), 0);
     cr_assert_eq(r, PD_ROLE_BOTH);
     cr_assert_eq(pd_role_parse("none", &r), PD_EINVAL);
-    cr_assert_eq(pd_role_parse("admin", &r), PD_EINVAL);
+    cr_assert_eq(pd_role_parse("root", &r), PD_EINVAL);
     cr_assert_str_eq(pd_role_name(PD_ROLE_WORKER), "worker");
+}
+
+Test(auth, the_admin_role_is_a_client_that_may_act_for_others)
+{
+    pd_role_t r;
+    cr_assert_eq(pd_role_parse("admin", &r), 0);
+    cr_assert_eq(r, PD_ROLE_ADMIN);
+    cr_assert_str_eq(pd_role_name(r), "admin");
+    cr_assert(pd_role_allows(r, PD_ROLE_CLIENT));
+    cr_assert(pd_role_allows(r, PD_ROLE_ADMIN));
+    cr_assert_not(pd_role_allows(r, PD_ROLE_WORKER));
+    cr_assert_not(pd_role_allows(PD_ROLE_BOTH, PD_ROLE_ADMIN));
+    cr_assert_not(pd_role_allows(PD_ROLE_CLIENT, PD_ROLE_ADMIN));
+}
+
+Test(auth, an_owner_token_is_made_once_kept_private_and_names_one_owner)
+{
+    char dir[] = "/tmp/pd-owner-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char sub[64], path[96], why[1024];
+    snprintf(sub, sizeof sub, "%s/cfg", dir);
+    snprintf(path, sizeof path, "%s/owner.token", sub);
+    uint8_t a[PD_OWNER_TOKEN_LEN], b[PD_OWNER_TOKEN_LEN];
+    cr_assert_eq(pd_auth_owner_token(sub, a, why, sizeof why), 0, "%s", why);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(pd_auth_owner_token(sub, b, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(memcmp(a, b, sizeof a), 0, "the second call reads the same token");
+    char oa[PD_OWNER_TXT], ob[PD_OWNER_TXT];
+    pd_auth_owner_of_token(a, sizeof a, oa);
+    cr_assert_eq(strlen(oa), 38);
+    cr_assert(pd_auth_owner_valid(oa));
+    cr_assert_not(pd_auth_owner_is_key(oa));
+    b[0] ^= 1;
+    pd_auth_owner_of_token(b, sizeof b, ob);
+    cr_assert_str_neq(oa, ob);
+    cr_assert_not(pd_auth_owner_valid("local:xyz"));
+    cr_assert_not(pd_auth_owner_valid(""));
+    /* Readable by others: refused like a secret key, saying what to run. */
+    cr_assert_eq(chmod(path, 0644), 0);
+    cr_assert_eq(pd_auth_owner_token(sub, b, why, sizeof why), PD_EAUTH);
+    cr_assert(strstr(why, "chmod 600"), "%s", why);
+    unlink(path);
+    rmdir(sub);
+    rmdir(dir);
 }
 
 typedef struct {

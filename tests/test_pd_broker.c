@@ -8,6 +8,7 @@
     then runs their jobs again, and a cancellation waits for the disk. */
 #include <criterion/criterion.h>
 
+#include "pd_auth.h"
 #include "pd_broker.h"
 #include "pd_broker_int.h"
 #include "pd_codec.h"
@@ -1200,6 +1201,73 @@ Test(unit_broker_roles, a_client_key_owns_its_jobs)
     pd_job_t *job = pd_jobs_get(broker->jobs, 1);
     cr_assert_not_null(job, "the submit was not accepted");
     cr_assert_str_eq(pd_jobs_fn_owner(broker->jobs, job->fn), KEY_C);
+}
+
+/* A request of type t over job id with owner token tok (len 0: none). */
+static void s_ids_frame(const char *t, uint64_t id, const char *tok, size_t len,
+                        const char *key, pd_role_t role)
+{
+    msgpack_packer pk = s_begin(t, len ? 3 : 2);
+    pd_pack_kv_uint(&pk, "req", 9);
+    if (len)
+        pd_pack_kv_bin(&pk, "owner_token", tok, len);
+    pd_pack_cstr(&pk, "ids");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, id);
+    msgpack_pack_uint64(&pk, 1);
+    s_frame("c1", key, role);
+}
+
+Test(unit_broker_roles, owner_tokens_and_the_admin_role_decide_who_may_cancel_a_job)
+{
+    static const char src[] = "int x;";
+    static const char tok_a[32] = "alice's token", tok_b[32] = "bob's token";
+    char hash[65];
+    pd_mods_hash(src, sizeof src - 1, hash);
+    msgpack_packer pk = s_begin("mod_put", 5);
+    pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "hash", hash);
+    pd_pack_kv_str(&pk, "name", "x.c");
+    pd_pack_kv_str(&pk, "kind", "c");
+    pd_pack_kv_bin(&pk, "data", src, sizeof src - 1);
+    s_frame("c1", NULL, PD_ROLE_BOTH);
+    /* Submits with a token of 32 bytes, of none, of 0 and of 65 bytes. */
+    static const size_t lens[] = {32, 0, 0, 65};
+    static const char big[65] = "x";
+    for (int i = 0; i < 4; i++) {
+        bool has = i != 1;
+        pk = s_begin("submit", 4 + has);
+        pd_pack_kv_uint(&pk, "req", 2);
+        if (has)
+            pd_pack_kv_bin(&pk, "owner_token", i == 3 ? big : tok_a, lens[i]);
+        pd_pack_kv_str(&pk, "mod", hash);
+        pd_pack_kv_str(&pk, "fn", "f");
+        pd_pack_cstr(&pk, "args");
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_nil(&pk);
+        s_frame("c1", NULL, PD_ROLE_BOTH);
+    }
+    cr_assert_eq(pd_jobs_next_id(broker->jobs), 5, "malformed owner tokens are refused");
+    char owner_a[PD_OWNER_TXT];
+    pd_auth_owner_of_token(tok_a, sizeof tok_a, owner_a);
+    cr_assert_str_eq(pd_jobs_owner_id(broker->jobs, pd_jobs_get(broker->jobs, 1)->fn), owner_a);
+    cr_assert_str_eq(pd_jobs_owner_id(broker->jobs, pd_jobs_get(broker->jobs, 3)->fn), "");
+    /* Bob's token, no token, another key: refused. */
+    s_ids_frame("cancel", 1, tok_b, sizeof tok_b, NULL, PD_ROLE_BOTH);
+    s_ids_frame("cancel", 1, NULL, 0, NULL, PD_ROLE_BOTH);
+    s_ids_frame("release", 1, tok_b, sizeof tok_b, NULL, PD_ROLE_BOTH);
+    s_ids_frame("cancel", 1, NULL, 0, KEY_C, PD_ROLE_CLIENT);
+    cr_assert_eq(pd_jobs_state(broker->jobs, 1), PD_JOB_QUEUED);
+    /* Alice's token, and an admin key: obeyed. */
+    s_ids_frame("cancel", 1, tok_a, sizeof tok_a, NULL, PD_ROLE_BOTH);
+    cr_assert_eq(pd_jobs_state(broker->jobs, 1), PD_JOB_CANCELLED);
+    s_ids_frame("cancel", 2, NULL, 0, KEY_C, PD_ROLE_ADMIN);
+    cr_assert_eq(pd_jobs_state(broker->jobs, 2), PD_JOB_CANCELLED);
+    /* Jobs of nobody are anyone's. */
+    s_ids_frame("cancel", 3, tok_b, sizeof tok_b, NULL, PD_ROLE_BOTH);
+    cr_assert_eq(pd_jobs_state(broker->jobs, 3), PD_JOB_CANCELLED);
 }
 
 Test(unit_broker_roles, a_run_names_each_jobs_submitter_once_per_chunk)

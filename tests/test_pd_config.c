@@ -127,7 +127,8 @@ ParameterizedTestParameters(config, bad_input_says_file_line_and_what_is_expecte
          "t.conf:2: unknown key 'cpu' in [worker] (expected one of: broker, cpus, gpus, "
          "cache_dir, heartbeat_ms, name, log_level, control, control_mode, idle_load_max, "
          "idle_action, idle_check_ms, idle_wait_s, proc_dir, node_addr, security, key, "
-         "broker_key, code_policy, code_list)"},
+         "broker_key, code_policy, code_list, max_memory, max_cpu_time, max_output, "
+         "default_memory, default_cpu_time, default_output)"},
     };
     return cr_make_param_array(bad_t, cases, sizeof cases / sizeof cases[0]);
 }

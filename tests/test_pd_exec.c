@@ -3,8 +3,10 @@
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_exec.h"
+#include "pd_plat.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,8 @@ typedef struct {
     uint32_t out_len, err_len, host_len;
     bool out_bin, truncated;
     double start, runtime;
+    uint64_t dropped_out, dropped_err;
+    char note[256];
 } fields_t;
 
 static fields_t s_read(void)
@@ -39,7 +43,7 @@ static fields_t s_read(void)
     pd_rd_init(&r, out.data, out.len);
     uint32_t n;
     cr_assert_eq(pd_rd_map(&r, &n), 0);
-    cr_assert_eq(n, 8);
+    cr_assert(n == 10 || n == 11, "10 fields, and a note when output was dropped: %u", n);
     for (uint32_t i = 0; i < n; i++) {
         char key[16];
         cr_assert_eq(pd_rd_strcpy(&r, key, sizeof key), 0);
@@ -64,13 +68,19 @@ static fields_t s_read(void)
             cr_assert_eq(pd_rd_double(&r, &f.runtime), 0);
         else if (!strcmp(key, "truncated"))
             cr_assert_eq(pd_rd_bool(&r, &f.truncated), 0);
+        else if (!strcmp(key, "dropped_out"))
+            cr_assert_eq(pd_rd_uint(&r, &f.dropped_out), 0);
+        else if (!strcmp(key, "dropped_err"))
+            cr_assert_eq(pd_rd_uint(&r, &f.dropped_err), 0);
+        else if (!strcmp(key, "note"))
+            cr_assert_eq(pd_rd_strcpy(&r, f.note, sizeof f.note), 0);
         else
             cr_assert_fail("unexpected key %s", key);
     }
     return f;
 }
 
-static int s_run(const char *cmd) { return pd_exec_run(cmd, strlen(cmd), "hostA", &out, msg, sizeof msg); }
+static int s_run(const char *cmd) { return pd_exec_run(cmd, strlen(cmd), "hostA", NULL, &out, msg, sizeof msg); }
 
 Test(exec, a_command_that_succeeds_gives_its_output_and_status_zero)
 {
@@ -122,7 +132,36 @@ Test(exec, output_past_the_limit_is_dropped_and_flagged)
     fields_t f = s_read();
     cr_assert_eq(f.out_len, PD_EXEC_MAX_OUTPUT);
     cr_assert(f.truncated);
+    cr_assert_eq(f.dropped_out, 100000);
+    cr_assert_eq(f.dropped_err, 0);
     cr_assert_eq(f.err_len, 5, "the other stream is still read to its end");
+}
+
+Test(exec, the_jobs_output_limit_keeps_that_much_and_the_note_says_what_was_dropped)
+{
+    pd_limits_t lim = {.output = 1000};
+    const char *cmd = "head -c 250000 /dev/zero | tr '\\0' x; echo short >&2";
+    cr_assert_eq(pd_exec_run(cmd, strlen(cmd), "h", &lim, &out, msg, sizeof msg), 0, "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.out_len, 1000);
+    cr_assert_eq(f.dropped_out, 249000);
+    cr_assert_eq(f.err_len, 6);
+    cr_assert(strstr(f.note, "249000 bytes of standard output") &&
+              strstr(f.note, "output limit of 1000 bytes"), "%s", f.note);
+}
+
+Test(exec, a_command_over_its_cpu_time_limit_fails_with_elimit_naming_it)
+{
+    /* The shell inherits the limit; SIGXCPU ends it after about a second. */
+    pd_limits_t lim = {.cpu_s = 1};
+    cr_assert_eq(pd_plat_job_limits(0, 1), 0);
+    const char *cmd = "while :; do :; done";
+    int rc = pd_exec_run(cmd, strlen(cmd), "h", &lim, &out, msg, sizeof msg);
+    pd_plat_job_limits(0, 0);
+    cr_assert_eq(rc, PD_ELIMIT, "%d: %s", rc, msg);
+    cr_assert(strstr(msg, "CPU time limit of 1 s"), "%s", msg);
+    fields_t f = s_read();
+    cr_assert_eq(f.signal, SIGXCPU);
 }
 
 Test(exec, bytes_that_are_not_utf8_come_back_as_bin)
@@ -135,7 +174,7 @@ Test(exec, bytes_that_are_not_utf8_come_back_as_bin)
 
 Test(exec, a_command_with_a_nul_byte_is_refused_before_running)
 {
-    cr_assert_eq(pd_exec_run("echo a\0b", 8, "h", &out, msg, sizeof msg), PD_EINVAL);
+    cr_assert_eq(pd_exec_run("echo a\0b", 8, "h", NULL, &out, msg, sizeof msg), PD_EINVAL);
     cr_assert_eq(out.len, 0);
     cr_assert(strstr(msg, "NUL") != NULL, "%s", msg);
 }

@@ -123,6 +123,39 @@ Test(unit_jobs, each_job_remembers_the_key_that_submitted_it)
     cr_assert_eq(pd_jobs_get(jobs, a)->fn, ja->fn, "jobs of one submit share the entry");
 }
 
+Test(unit_jobs, owners_are_counted_per_owner_with_their_batches_and_states)
+{
+    static const char alice[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    static const char tok[] = "local:0123456789abcdef0123456789abcdef";
+    s_args(4);
+    uint64_t a, b, t;
+    uint32_t n;
+    pd_jobs_submit_t sub = {.fn = "f", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .owner = alice};
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &a, &n, why, sizeof why), 0, "%s", why);
+    sub.fn = "g"; /* another function of the same owner */
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &b, &n, why, sizeof why), 0, "%s", why);
+    sub.owner = tok;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &t, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, t)->fn), tok);
+    cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, t)->fn), "",
+                     "a token's id is not a key for workers");
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), a); /* alice: 1 running */
+    cr_assert_eq(pd_jobs_set_done(jobs, a, (const uint8_t *) "\xc0", 1), 0); /* 1 final */
+    size_t no;
+    pd_jobs_owner_t *ow = pd_jobs_owners(jobs, &no);
+    cr_assert_eq(no, 2);
+    cr_assert_str_eq(ow[0].owner, alice);
+    cr_assert_eq(ow[0].batches, 2);
+    cr_assert_eq(ow[0].final, 1);
+    cr_assert_eq(ow[0].queued, 7);
+    cr_assert_eq(ow[0].running, 0);
+    cr_assert_str_eq(ow[1].owner, tok);
+    cr_assert_eq(ow[1].batches, 1);
+    cr_assert_eq(ow[1].queued, 4);
+    free(ow);
+}
+
 Test(unit_jobs, a_submit_over_the_bound_is_refused_whole)
 {
     uint64_t first;
@@ -283,6 +316,43 @@ Test(unit_jobs, a_cuda_module_makes_a_gpu_job)
     cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 1);
     cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), 0);
     cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_GPU), id);
+}
+
+/* --retry-failed: a job whose own run failed runs again up to its
+   retry_failed, from the front of the queue, without counting a lost
+   worker; a broken module or a lost worker is never a reason to. */
+Test(unit_jobs, a_failed_run_is_run_again_up_to_retry_failed)
+{
+    s_args(2);
+    pd_jobs_submit_t sub = {.fn = "square", .args = buf.data, .args_len = buf.len, .retries = 3,
+                            .retry_failed = 2};
+    uint64_t first;
+    uint32_t n;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &n, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first);
+    cr_assert(pd_jobs_retry_failed(jobs, first, "PD_ETASK", "h"));
+    cr_assert_eq(pd_jobs_state(jobs, first), PD_JOB_QUEUED);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first, "it goes to the front");
+    cr_assert(pd_jobs_retry_failed(jobs, first, "PD_ECRASH", "h"));
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first);
+    cr_assert_eq(pd_jobs_get(jobs, first)->attempt, 3);
+    cr_assert_eq(pd_jobs_get(jobs, first)->losses, 0);
+    cr_assert_not(pd_jobs_retry_failed(jobs, first, "PD_ETASK", "h"), "2 runs again at most");
+    cr_assert_eq(pd_jobs_state(jobs, first), PD_JOB_RUNNING, "the caller fails it");
+    /* A module that does not compile fails at once. */
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first + 1);
+    cr_assert_not(pd_jobs_retry_failed(jobs, first + 1, "PD_ECOMPILE", "h"));
+    cr_assert_not(pd_jobs_retry_failed(jobs, first + 1, "PD_ENOFUNC", "h"));
+    cr_assert(pd_jobs_retry_failed(jobs, first + 1, "PD_ETIMEDOUT", "h"));
+    /* Without retry_failed, nothing runs again; more than 100 is refused. */
+    uint64_t other;
+    cr_assert_eq(s_submit(1, 3, &other), 0);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), first + 1);
+    cr_assert_eq(pd_jobs_pop(jobs, PD_JOBS_CPU), other);
+    cr_assert_not(pd_jobs_retry_failed(jobs, other, "PD_ETASK", "h"));
+    sub.retry_failed = 101;
+    cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &first, &n, why, sizeof why), PD_EINVAL);
+    cr_assert(strstr(why, "'retry_failed' is 101; at most 100"), "%s", why);
 }
 
 Test(unit_jobs, retries_zero_still_allows_one_attempt)

@@ -339,6 +339,78 @@ Test(unit_journal, a_batch_keeps_its_submitters_key_across_restarts_and_rewrites
     cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, b + 1)->fn), "");
 }
 
+Test(unit_journal, final_jobs_keep_their_owner_after_their_batch_row_is_gone)
+{
+    /* Results wait for their owner (docs/security.md): once every job of a
+       batch is final its row leaves, but its owner must come back with the
+       results, after a restart and after a rewrite from memory, and leave
+       when every job of it is forgotten. */
+    static const char key[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    static const char tok[] = "local:0123456789abcdef0123456789abcdef";
+    s_open_ok();
+    s_put_module();
+    s_owner = key;
+    uint64_t a = s_submit(3, 0, NULL);
+    s_owner = tok;
+    uint64_t b = s_submit(3, 10, NULL);
+    s_owner = NULL;
+    uint64_t c = s_submit(2, 20, NULL);
+    s_commit();
+    for (uint64_t id = a; id < c + 2; id++)
+        s_done(id, (double) id);
+    s_commit();
+    cr_assert_eq(s_count("batches"), 0);
+    cr_assert_eq(s_count("owners"), 2, "the jobs of nobody need no row");
+    for (int round = 0; round < 2; round++) {
+        s_open_ok();
+        cr_assert_eq(rec.results, 8);
+        for (uint64_t id = a; id < a + 3; id++)
+            cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, id)->fn), key);
+        for (uint64_t id = b; id < b + 3; id++) {
+            cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, id)->fn), tok);
+            cr_assert_str_eq(pd_jobs_fn_owner(jobs, pd_jobs_get(jobs, id)->fn), "",
+                             "workers get keys only");
+        }
+        cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, c)->fn), "");
+        cr_assert_eq(s_value(b + 2), (double) (b + 2));
+        pd_journal_resync(jn); /* the second round reads the rewrite */
+        cr_assert_eq(pd_journal_commit(jn), 0);
+    }
+    /* Forgotten in part, the row stays; forgotten whole, it goes. */
+    s_open_ok();
+    cr_assert(pd_jobs_forget(jobs, a));
+    cr_assert(pd_jobs_forget(jobs, a + 1));
+    s_commit();
+    cr_assert_eq(s_count("owners"), 2);
+    s_open_ok();
+    cr_assert_str_eq(pd_jobs_owner_id(jobs, pd_jobs_get(jobs, a + 2)->fn), key);
+    cr_assert(pd_jobs_forget(jobs, a + 2));
+    s_commit();
+    cr_assert_eq(s_count("owners"), 1);
+}
+
+Test(unit_journal, a_journal_without_an_owners_table_gets_one)
+{
+    s_open_ok();
+    s_put_module();
+    uint64_t a = s_submit(2, 0, NULL);
+    s_commit();
+    s_close();
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "DROP TABLE owners", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s_open_ok();
+    cr_assert_eq(rec.queued, 2);
+    s_owner = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    s_submit(1, 5, NULL);
+    s_owner = NULL;
+    s_commit();
+    cr_assert_eq(s_count("owners"), 1);
+    s_open_ok();
+    cr_assert_eq(pd_jobs_state(jobs, a), PD_JOB_QUEUED);
+}
+
 Test(unit_journal, results_come_back_and_finished_batches_leave_the_journal)
 {
     s_open_ok();

@@ -1,16 +1,18 @@
 /*  Unit tests for common/pd_proc: pd_proc_capture runs real programs (the
     shell, cat, sleep) to their end, feeds their input and collects their
     output, bounded, without deadlocking on large outputs, and kills them at
-    their time-out. */
+    their time-out; pd_proc_find looks for Playdoh's programs. */
 #include "pd_error.h"
 #include "pd_proc.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 TestSuite(proc, .timeout = 60);
 
@@ -74,4 +76,37 @@ Test(proc, capture_says_why_a_program_cannot_run)
     cr_assert_geq(st, 0);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 127);
     cr_expect(strstr(err, "cannot run /nonexistent/sbatch: No such file"), "%s", err);
+}
+
+/* pd_proc_find: $PLAYDOH_<NAME>_BIN first, then (after the places of an
+   installation, where no playdoh-frob is) each directory of $PATH; when it
+   is nowhere, the places looked at, for the error message. */
+Test(proc, find_looks_at_its_variable_then_path_and_says_where_it_looked)
+{
+    char dir[] = "/tmp/playdoh-find-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char prog[64], other[64], cmd[512];
+    snprintf(prog, sizeof prog, "%s/playdoh-frob", dir);
+    snprintf(other, sizeof other, "%s/frob-elsewhere", dir);
+    snprintf(cmd, sizeof cmd, "printf '#!/bin/sh\\n' | tee %s > %s && chmod +x %s %s", prog,
+             other, prog, other);
+    cr_assert_eq(system(cmd), 0);
+    char out[4096];
+    unsetenv("PLAYDOH_BINDIR");
+    unsetenv("PLAYDOH_FROB_BIN");
+    cr_assert_eq(setenv("PATH", "/nonexistent-a:/nonexistent-b", 1), 0);
+    cr_assert_eq(pd_proc_find("playdoh-frob", out, sizeof out), PD_EIO);
+    cr_assert(strstr(out, "/nonexistent-a/playdoh-frob, /nonexistent-b/playdoh-frob"), "%s", out);
+    char path[128];
+    snprintf(path, sizeof path, "/nonexistent-a:%s", dir);
+    cr_assert_eq(setenv("PATH", path, 1), 0);
+    cr_assert_eq(pd_proc_find("playdoh-frob", out, sizeof out), 0);
+    cr_assert_str_eq(out, prog);
+    cr_assert_eq(setenv("PLAYDOH_FROB_BIN", other, 1), 0);
+    cr_assert_eq(pd_proc_find("playdoh-frob", out, sizeof out), 0);
+    cr_assert_str_eq(out, other);
+    unsetenv("PLAYDOH_FROB_BIN");
+    cr_assert_eq(unlink(prog), 0);
+    cr_assert_eq(unlink(other), 0);
+    cr_assert_eq(rmdir(dir), 0);
 }

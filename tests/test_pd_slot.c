@@ -253,6 +253,8 @@ static void as_error(const result_t *r, char *code, char *msg, size_t cap, int64
             cr_assert_eq(pd_rd_strcpy(&rd, msg, cap), 0);
         else if (pd_rd_key_is(&rd, "slot"))
             cr_assert_eq(pd_rd_int(&rd, slot), 0);
+        else if (pd_rd_key_is(&rd, "value"))
+            cr_assert_eq(pd_rd_skip(&rd, NULL, NULL), 0); /* its output: s_error_output */
         else
             cr_assert_fail("unexpected key in the error map");
     }
@@ -340,6 +342,11 @@ Test(unit, malformed_result_and_stdout_do_not_corrupt_the_pipe)
     as_error(&s_res[1], code, msg, sizeof msg, &slot);
     cr_expect_str_eq(code, "PD_ETASK");
     cr_expect(strstr(msg, "malformed result") != NULL, "%s", msg);
+    /* What job 1 printed is neither in the pipe nor in job 2's error. */
+    pd_rd_init(&rd, s_res[1].val, s_res[1].len);
+    uint32_t keys;
+    cr_assert_eq(pd_rd_map(&rd, &keys), 0);
+    cr_expect_eq(keys, 3, "job 2's error carries no output of job 1");
     pd_slot_destroy(&s);
 }
 
@@ -485,6 +492,12 @@ Test(unit, adaptive_group_size)
     cr_assert_eq(pd_slot_send(s, g, 8), 0);
     pump(s, 8);
     cr_expect_gt(pd_slot_group_size(s), 8, "microsecond jobs go in groups");
+    /* ...of that function: another one's run time is not known. */
+    pd_job_t *sq = job_double(99, "square", 1, 0), *other = job_double(98, "nap", 1, 0);
+    cr_expect(pd_slot_knows(s, sq));
+    cr_expect_not(pd_slot_knows(s, other), "measured on squares, not naps");
+    pd_job_destroy(&sq);
+    pd_job_destroy(&other);
     send1(s, job_double(9, "nap", 0.02, 0));
     pump(s, 9);
     send1(s, job_double(10, "nap", 0.02, 0));
@@ -595,14 +608,15 @@ Test(unit, a_program_of_another_version_is_a_start_failure)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/old-worker", s_dir);
-    /* READY [4, 2]: a pipe version this worker does not speak. */
-    script(path, "#!/bin/sh\nprintf '\\003\\000\\000\\000\\222\\004\\002' >&4\nsleep 20\n");
+    /* READY [4, 1]: a pipe version this worker no longer speaks (version 2
+       added the jobs' limits). */
+    script(path, "#!/bin/sh\nprintf '\\003\\000\\000\\000\\222\\004\\001' >&4\nsleep 20\n");
     pd_slot_t *s = new_slot_running(path);
     supervise(s, 20000, failed_once);
     pd_log_set_handler(NULL, NULL);
     cr_assert_geq(pd_slot_start_failures(s), 1, "%s", s_log);
     cr_expect(strstr(s_log, "is not a slot program this worker can use (it speaks slot pipe "
-                            "version 2, this worker 1)") != NULL, "%s", s_log);
+                            "version 1, this worker 2)") != NULL, "%s", s_log);
     cr_expect_eq(s_nres, 0);
     pd_slot_destroy(&s);
 }

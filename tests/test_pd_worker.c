@@ -425,6 +425,84 @@ Test(unit, cancel_reports_nothing_and_the_slot_goes_on)
     cr_expect_float_eq(rs[0].x, 16.0, 1e-12);
 }
 
+/* Sends steal {n, gpu: false} and returns the ids of the `requeue` that
+   answers it (stolen: true), in its order, in ids (room for 16); *k gets
+   how many. */
+static void steal(uint64_t n, uint64_t *ids, uint32_t *k)
+{
+    pd_buf_t b;
+    msgpack_packer pk;
+    pd_buf_init(&b);
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "steal", 2);
+    pd_pack_kv_uint(&pk, "n", n);
+    pd_pack_cstr(&pk, "gpu");
+    msgpack_pack_false(&pk);
+    send_buf(&b);
+    msg_t m;
+    expect("requeue", &m);
+    bool stolen = false;
+    cr_assert_eq(pd_msg_bool(&m.m, "stolen", &stolen), 0, "%s", m.m.why);
+    cr_assert(stolen, "the answer to steal says stolen");
+    pd_rd_t r;
+    cr_assert_eq(pd_msg_rd(&m.m, "jobs", &r), 0);
+    cr_assert_eq(pd_rd_array(&r, k), 0);
+    cr_assert_leq(*k, 16);
+    for (uint32_t i = 0; i < *k; i++) {
+        uint32_t two;
+        uint64_t attempt;
+        cr_assert_eq(pd_rd_array(&r, &two), 0);
+        cr_assert_eq(two, 2);
+        cr_assert_eq(pd_rd_uint(&r, &ids[i]), 0);
+        cr_assert_eq(pd_rd_uint(&r, &attempt), 0);
+        cr_expect_eq(attempt, 1);
+    }
+    free(m.frame);
+}
+
+Test(unit, steal_gives_back_queued_jobs_last_first_and_never_runs_them)
+{
+    handshake();
+    /* Two slots run 20 and 21 for 2 s; 22 to 25 wait in the queue. */
+    uint64_t ids[6] = {20, 21, 22, 23, 24, 25};
+    const char *mods[6] = {s_hash, s_hash, s_hash, s_hash, s_hash, s_hash};
+    const char *fns[6] = {"nap", "nap", "nap", "nap", "nap", "nap"};
+    double xs[6] = {2, 2, 2, 2, 2, 2};
+    run_jobs(6, ids, mods, fns, xs, NULL);
+    usleep(300000);
+    uint64_t got[16];
+    uint32_t k;
+    steal(3, got, &k);
+    cr_assert_eq(k, 3);
+    cr_expect_eq(got[0], 25);
+    cr_expect_eq(got[1], 24);
+    cr_expect_eq(got[2], 23);
+    /* More than it holds: what is left of the queue, not what slots run. */
+    steal(10, got, &k);
+    cr_assert_eq(k, 1);
+    cr_expect_eq(got[0], 22);
+    /* Nothing left: an empty answer, still an answer. */
+    steal(10, got, &k);
+    cr_assert_eq(k, 0);
+    /* Only the jobs kept run. */
+    res_t rs[2];
+    collect(rs, 2);
+    find(rs, 2, 20);
+    find(rs, 2, 21);
+    /* 2.5 s more: time for 22 and 23 to run on the freed slots. The
+       worker, without heartbeats from this fake broker, says ready now and
+       then. */
+    msg_t m;
+    bool more = false;
+    int64_t end = pd_slot_now_ms() + 2500;
+    for (int64_t left; (left = end - pd_slot_now_ms()) > 0;)
+        if (recv_msg(&m, (int) left, false)) {
+            more |= pd_msg_is(&m.m, "done");
+            free(m.frame);
+        }
+    cr_assert_not(more, "a job given back ran anyway");
+}
+
 Test(unit, time_out_and_reset)
 {
     handshake();

@@ -149,3 +149,88 @@ Test(unit_workers, gpu_descriptions_are_copied_and_replaced)
     cr_assert_eq(wk->ngpu, 0);
     cr_assert_null(wk->gpu);
 }
+
+/* ---- fair shares and work stealing ------------------------------------- */
+
+/* Tracks n jobs (just popped as running) on wk. */
+static void s_track(pd_worker_t *wk, uint32_t n, bool gpu)
+{
+    uint64_t ids[64];
+    cr_assert(n <= 64);
+    s_running(n, gpu, ids);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(pd_worker_track(wk, pd_jobs_get(jobs, ids[i]), ids[i]), 0);
+}
+
+Test(unit_workers, few_jobs_are_shared_evenly_not_all_sent_to_the_first_worker)
+{
+    pd_worker_t *a = pd_workers_add(ws, "w-a", 3, 0), *b = pd_workers_add(ws, "w-b", 3, 0);
+    pd_workers_set_slots(ws, a, 1, 0);
+    pd_workers_set_slots(ws, b, 1, 0);
+    /* Before any run time is measured each may hold DEPTH_START: six jobs
+       would all fit on the first one. */
+    cr_assert_geq(pd_worker_credit(a, PD_JOBS_CPU), 6);
+    pd_workers_share(ws, PD_JOBS_CPU, 6);
+    cr_assert_eq(a->share, 3);
+    cr_assert_eq(b->share, 3);
+    /* One running on a already: of five, b gets three, a two. */
+    s_track(a, 1, false);
+    pd_workers_share(ws, PD_JOBS_CPU, 5);
+    cr_assert_eq(a->share, 2);
+    cr_assert_eq(b->share, 3);
+    /* Shares follow the slots: a worker of three slots takes three times as
+       many. */
+    pd_worker_t *c = pd_workers_add(ws, "w-c", 3, 0);
+    pd_workers_set_slots(ws, c, 3, 0);
+    pd_workers_share(ws, PD_JOBS_CPU, 9);
+    cr_assert_eq(c->share, 6, "got %u", c->share);
+    cr_assert_eq(a->share + b->share + c->share, 9);
+    /* Beyond every credit, each gets its whole credit. */
+    pd_workers_share(ws, PD_JOBS_CPU, 100000);
+    cr_assert_eq(a->share, pd_worker_credit(a, PD_JOBS_CPU));
+    cr_assert_eq(c->share, pd_worker_credit(c, PD_JOBS_CPU));
+    /* Round robin over those with a share only. */
+    a->share = 0;
+    c->share = 0;
+    cr_assert_eq(pd_workers_next_with_share(ws, PD_JOBS_CPU), b);
+    cr_assert_eq(pd_workers_next_with_share(ws, PD_JOBS_CPU), b);
+}
+
+Test(unit_workers, queued_jobs_are_stolen_only_for_an_idle_slot_and_when_worth_it)
+{
+    pd_worker_t *a = pd_workers_add(ws, "w-a", 3, 0), *b = pd_workers_add(ws, "w-b", 3, 0);
+    pd_workers_set_slots(ws, a, 1, 0);
+    pd_workers_set_slots(ws, b, 1, 0);
+    uint32_t n = 99;
+    /* a runs one and holds five queued; b is idle. */
+    s_track(a, 6, false);
+    cr_assert_eq(pd_workers_idle_slots(ws, PD_JOBS_CPU), 1);
+    cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1000, 500, &n), a);
+    cr_assert_eq(n, 5);
+    /* Asked once: not again until the answer, or retry_ms. */
+    a->steal_at = 1000;
+    cr_assert_null(pd_workers_steal_from(ws, PD_JOBS_CPU, 1400, 500, &n));
+    cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1500, 500, &n), a);
+    a->steal_at = 0;
+    /* Jobs measured short are not worth a round trip: five of 1 ms wait
+       5 ms, under PD_WORKERS_STEAL_MIN_US... */
+    pd_worker_observe(a, 1000);
+    a->progress_ms = 1000;
+    cr_assert_null(pd_workers_steal_from(ws, PD_JOBS_CPU, 1005, 500, &n));
+    /* ...unless the worker has returned nothing for that long: the jobs
+       measured were others (tiny ones before a batch of long ones). */
+    cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1000 + 10, 500, &n), a);
+    /* Long ones are. */
+    for (int i = 0; i < 50; i++)
+        pd_worker_observe(a, 1000000);
+    cr_assert_eq(pd_workers_steal_from(ws, PD_JOBS_CPU, 1000, 500, &n), a);
+    /* No idle slot: b busy too. The caller asks only while slots idle. */
+    s_track(b, 1, false);
+    cr_assert_eq(pd_workers_idle_slots(ws, PD_JOBS_CPU), 0);
+    /* A worker running only as many jobs as slots has nothing to give. */
+    pd_worker_t *c = pd_workers_add(ws, "w-c", 3, 0);
+    pd_workers_set_slots(ws, c, 2, 0);
+    s_track(c, 2, false);
+    pd_worker_t *got = pd_workers_steal_from(ws, PD_JOBS_CPU, 1000, 500, &n);
+    cr_assert_eq(got, a, "only a holds queued jobs");
+}

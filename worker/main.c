@@ -33,6 +33,7 @@
 #include "pd_auth.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
+#include "pd_cli.h"
 #include "pd_config.h"
 #include "pd_error.h"
 #include "pd_json.h"
@@ -118,10 +119,20 @@ static void s_usage(FILE *f)
             "  --code-list FILE   the list (default: CONFIG/code-clients or CONFIG/code-modules)\n"
             "  --install-module FILE  store FILE (a .c, .so or .cu module) in the cache, add its\n"
             "                     hash to the installed list, print the hash and exit\n"
-            "  --log-file FILE    append the log (and what the slot processes print) to FILE,\n"
-            "                     each line dated, instead of writing to stderr\n"
+            "  --log-file FILE    append the log to FILE, each line dated, instead of writing\n"
+            "                     to stderr (what jobs print goes to their results)\n"
+            "what one job may take (docs/worker.md; 0: no limit; sizes 2G, 512M; times 60s,\n"
+            "5m): the broker sends here only jobs that ask for at most the maxima; a job\n"
+            "that asks nothing gets the default\n"
+            "  --max-memory SIZE      resident memory of a job's processes (default: none)\n"
+            "  --max-cpu-time TIME    CPU time of each of its processes (default: none)\n"
+            "  --max-output SIZE      output kept per stream, at most 64M (default: 64M)\n"
+            "  --default-memory SIZE  --default-cpu-time TIME  --default-output SIZE\n"
+            "                         for jobs that ask nothing (default: the maximum;\n"
+            "                         output 4M)\n"
             "  --cc PROGRAM       C compiler of task modules (default: $PLAYDOH_CC, else %s)\n"
             "  --help             this text\n"
+            "  --version          print the version and exit\n"
             "\n"
             "Flags override the configuration file ([cluster] and [worker]); SIGHUP re-reads it.\n"
             "\n"
@@ -219,7 +230,8 @@ static int s_ctl(int argc, char **argv)
     const char *control = NULL, *config = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0; /* pd_cli says it */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
         case 'g': gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
@@ -228,7 +240,10 @@ static int s_ctl(int argc, char **argv)
         case 'f': config = optarg; break;
         case 'j': json = true; break;
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
+        default:
+            pd_cli_option_error("playdoh-worker ctl", "playdoh-worker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
     }
     if (optind < argc) {
@@ -370,7 +385,30 @@ typedef struct {
     int idle_exit_ms; /* --idle-exit (a flag only: pilots pass it) */
     const char *log_file; /* --log-file (a flag only: the service passes it) */
     const char *cc;       /* --cc: PLAYDOH_CC for this worker */
+    const char *limit[6]; /* --max-memory ... --default-output, in s_limit_keys' order */
 } s_flags_t;
+
+/* The owner's limits for one job: [worker] keys and their flags. */
+static const char *const s_limit_keys[6] = {"max_memory",     "max_cpu_time",     "max_output",
+                                            "default_memory", "default_cpu_time", "default_output"};
+static const char *const s_limit_flags[6] = {"--max-memory",     "--max-cpu-time",
+                                             "--max-output",     "--default-memory",
+                                             "--default-cpu-time", "--default-output"};
+
+/* Limit k (s_limit_keys) from its flag, else the configuration; 0: none. */
+static uint64_t s_limit(const pd_config_t *cf, const s_flags_t *fl, int k)
+{
+    if (!fl->limit[k])
+        return pd_config_uint(cf, "worker", s_limit_keys[k], 0);
+    uint64_t v = 0;
+    if (strcmp(fl->limit[k], "0") == 0)
+        return 0;
+    if (k % 3 == 1)
+        pd_limits_parse_seconds(fl->limit[k], &v);
+    else
+        pd_limits_parse_size(fl->limit[k], &v);
+    return v; /* checked by s_check_flag */
+}
 
 /* Applies the configuration file's slots, idle policy and log level where
    the command line did not set them (a SIGHUP). */
@@ -508,7 +546,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
     enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
            O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
-           O_LIST, O_INSTALL, O_LOG_FILE, O_CC };
+           O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -533,11 +571,19 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         {"install-module", required_argument, NULL, O_INSTALL},
         {"log-file", required_argument, NULL, O_LOG_FILE},
         {"cc", required_argument, NULL, O_CC},
+        {"max-memory", required_argument, NULL, O_LIMIT},
+        {"max-cpu-time", required_argument, NULL, O_LIMIT + 1},
+        {"max-output", required_argument, NULL, O_LIMIT + 2},
+        {"default-memory", required_argument, NULL, O_LIMIT + 3},
+        {"default-cpu-time", required_argument, NULL, O_LIMIT + 4},
+        {"default-output", required_argument, NULL, O_LIMIT + 5},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0}};
     s_flags_t fl = {.cpus = -1, .gpus = -1, .hb = -1, .bport = -1, .idle_max = -1};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0; /* pd_cli says it */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             s_check_flag("--broker", "worker", "broker", optarg);
@@ -597,9 +643,29 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
             }
             fl.cc = optarg;
             break;
+        case O_LIMIT:
+        case O_LIMIT + 1:
+        case O_LIMIT + 2:
+        case O_LIMIT + 3:
+        case O_LIMIT + 4:
+        case O_LIMIT + 5:
+            s_check_flag(s_limit_flags[c - O_LIMIT], "worker", s_limit_keys[c - O_LIMIT], optarg);
+            fl.limit[c - O_LIMIT] = optarg;
+            break;
         case 'h': s_usage(stdout); return 0;
-        default: fprintf(stderr, "(run playdoh-worker --help for usage)\n"); return 2;
+        case O_VERSION: pd_cli_version("playdoh-worker"); return 0;
+        default:
+            pd_cli_option_error("playdoh-worker", "playdoh-worker", argv[optind - 1], optopt,
+                                c == ':');
+            return 2;
         }
+    }
+    static const char *const subs[] = {"ctl", "service", NULL};
+    const char *near = optind < argc ? pd_cli_nearest(argv[optind], subs) : NULL;
+    if (near) {
+        fprintf(stderr, "playdoh-worker: unknown command '%s': did you mean '%s'? (see "
+                        "playdoh-worker --help)\n", argv[optind], near);
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-worker: unexpected argument '%s' (see --help)\n", argv[optind]);
@@ -666,7 +732,8 @@ static int s_worker_main(int argc, char **argv)
                                                            PD_BEACON_DEFAULT_PORT),
         .beacon_iface = fl.iface ? fl.iface : pd_config_str(cf, "cluster", "beacon_interface",
                                                            NULL),
-        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms", 5000),
+        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                                     PD_BEACON_DEFAULT_DISCOVER_MS),
         .control = fl.control ? fl.control : pd_config_str(cf, "worker", "control", NULL),
         .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
         .idle = {.load_max = fl.idle_max >= 0 ? fl.idle_max
@@ -687,6 +754,8 @@ static int s_worker_main(int argc, char **argv)
         .broker_key = fl.broker_key ? fl.broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
         .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
         .idle_exit_ms = fl.idle_exit_ms,
+        .job_max = {s_limit(cf, &fl, 0), s_limit(cf, &fl, 1), s_limit(cf, &fl, 2)},
+        .job_default = {s_limit(cf, &fl, 3), s_limit(cf, &fl, 4), s_limit(cf, &fl, 5)},
     };
     if (cfg.node_addr && (!cfg.node_addr[0]
                           || (strpbrk(cfg.node_addr, ":/*") && cfg.node_addr[0] != '['))) {

@@ -2,7 +2,7 @@
     pd_exec.h.
 
     The system's shell runs the command (pd_plat_shell_argv, pd_plat_run),
-    which keeps at most PD_EXEC_MAX_OUTPUT bytes of each stream. The shell
+    which keeps at most the job's output cap of each stream. The shell
     dies with the slot and shares its group (process group, Job Object),
     which the worker kills on a time-out.
 */
@@ -44,9 +44,10 @@ static void s_pack_bytes(msgpack_packer *pk, const char *key, const char *p, siz
     }
 }
 
-int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, char *msg,
-                size_t cap)
+int pd_exec_run(const char *cmd, size_t len, const char *host, const pd_limits_t *lim,
+                pd_buf_t *out, char *msg, size_t cap)
 {
+    size_t keep = lim && lim->output ? (size_t) lim->output : PD_EXEC_MAX_OUTPUT;
     if (memchr(cmd, 0, len)) {
         snprintf(msg, cap, "exec: the command line holds a NUL byte");
         return PD_EINVAL;
@@ -58,8 +59,7 @@ int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, ch
     }
     memcpy(line, cmd, len);
     line[len] = 0;
-    pd_plat_capture_t cap_ = {.outcap = PD_EXEC_MAX_OUTPUT + 1,
-                              .errcap = PD_EXEC_MAX_OUTPUT + 1};
+    pd_plat_capture_t cap_ = {.outcap = keep + 1, .errcap = keep + 1};
     cap_.out = malloc(cap_.outcap);
     cap_.err = malloc(cap_.errcap);
     if (!cap_.out || !cap_.err) {
@@ -87,7 +87,13 @@ int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, ch
     msgpack_packer pk;
     pd_packer_init(&pk, out);
     size_t before = out->len;
-    msgpack_pack_map(&pk, 8);
+    char note[200] = "", ks[32];
+    if (cap_.trunc)
+        snprintf(note, sizeof note, "%llu bytes of standard output and %llu of standard error "
+                 "past the job's output limit of %s (each stream) were dropped",
+                 (unsigned long long) cap_.outdrop, (unsigned long long) cap_.errdrop,
+                 pd_limits_size_str(keep, ks, sizeof ks));
+    msgpack_pack_map(&pk, note[0] ? 11 : 10);
     pd_pack_kv_int(&pk, "exit", exit_code);
     pd_pack_kv_int(&pk, "signal", sig);
     s_pack_bytes(&pk, "out", cap_.out, cap_.outlen);
@@ -96,6 +102,10 @@ int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, ch
     pd_pack_kv_double(&pk, "start", start);
     pd_pack_kv_double(&pk, "runtime", runtime);
     pd_pack_kv_bool(&pk, "truncated", cap_.trunc);
+    pd_pack_kv_uint(&pk, "dropped_out", cap_.outdrop);
+    pd_pack_kv_uint(&pk, "dropped_err", cap_.errdrop);
+    if (note[0])
+        pd_pack_kv_str(&pk, "note", note);
     free(cap_.out);
     free(cap_.err);
     if (out->failed) {
@@ -103,6 +113,11 @@ int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, ch
         out->failed = false;
         snprintf(msg, cap, "exec: out of memory packing the command's output");
         return PD_ENOMEM;
+    }
+    if (pd_plat_status_cpu_limit(status)) {
+        snprintf(msg, cap, "the job went over its CPU time limit of %llu s",
+                 (unsigned long long) (lim ? lim->cpu_s : 0));
+        return PD_ELIMIT;
     }
     if (sig) {
         char how[128];

@@ -5,20 +5,24 @@
     command line (a msgpack string). A slot process runs it through the
     system's shell (`/bin/sh -c CMD`; on Windows `cmd.exe /d /s /c CMD`),
     standard input empty, and captures standard
-    output and standard error, each up to PD_EXEC_MAX_OUTPUT bytes (the rest
-    is read and dropped, and the result says "truncated"). The command stays
+    output and standard error, each up to the job's output limit (the rest
+    is read and dropped, and the result says "truncated", how many bytes
+    of each stream were dropped, and a note for a person). The command stays
     in the slot's process group, so a time-out or a cancel, which kill the
     slot's group, stop everything it started.
 
     The result is a map:
         {"exit": N, "signal": S, "out": O, "err": E, "host": H,
-         "start": T, "runtime": R, "truncated": B}
+         "start": T, "runtime": R, "truncated": B,
+         "dropped_out": DO, "dropped_err": DE[, "note": "..."]}
     exit: the exit status (-1 when killed by a signal); signal: the signal
     number, or 0; out/err: str when the bytes are UTF-8, else bin; start:
     Unix time in seconds (fractional) when the command started; runtime:
     seconds it ran. A command that exits 0 makes a done job; any other
     status fails the job with PD_ETASK and carries this map as the error's
-    "value", so the output of failed commands reaches the user too.
+    "value", so the output of failed commands reaches the user too. A
+    command killed for going over its CPU time limit (SIGXCPU) fails with
+    PD_ELIMIT.
 */
 #ifndef PD_EXEC_H
 #define PD_EXEC_H
@@ -28,15 +32,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PD_EXEC_MAX_OUTPUT (4u << 20) /* bytes kept per stream */
+#include "pd_limits.h"
+
+#define PD_EXEC_MAX_OUTPUT PD_LIMITS_DEFAULT_OUTPUT /* bytes kept per stream by default */
 
 /* Runs cmd[0..len) (not NUL-terminated; must not hold a NUL) through the
-   shell and appends the result map (above) to out. host goes into the map.
-   Returns 0 when the command exited with status 0; PD_ETASK when it ran and
-   failed (then msg, cap bytes, says how: "command exited with status 3");
-   PD_EINVAL (a NUL in cmd), PD_ESYS (no pipe or process) or PD_ENOMEM, with
-   msg set and nothing appended. */
-int pd_exec_run(const char *cmd, size_t len, const char *host, pd_buf_t *out, char *msg,
-                size_t cap);
+   shell and appends the result map (above) to out. host goes into the map;
+   lim (may be NULL) gives the output cap per stream (0: PD_EXEC_MAX_OUTPUT)
+   and the CPU time limit, for the message. Returns 0 when the command
+   exited with status 0; PD_ETASK when it ran and failed (then msg, cap
+   bytes, says how: "command exited with status 3"); PD_ELIMIT when it was
+   killed for its CPU time (msg names the limit); PD_EINVAL (a NUL in cmd),
+   PD_ESYS (no pipe or process) or PD_ENOMEM, with msg set and nothing
+   appended. */
+int pd_exec_run(const char *cmd, size_t len, const char *host, const pd_limits_t *lim,
+                pd_buf_t *out, char *msg, size_t cap);
 
 #endif

@@ -17,6 +17,7 @@
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_exec.h"
+#include "pd_json.h"
 #include "pd_log.h"
 #include "pd_gpurt.h"
 #include "pd_modcache.h"
@@ -36,6 +37,8 @@
 #define S_CHILD_OUT PD_PIPE_CHILD_OUT /* child's fd for result frames */
 #define S_RESPAWN_PAUSE_MS 1000
 #define S_REAP_GRACE_MS 2000
+#define S_MEM_CHECK_MS 50        /* a C job's memory is measured this often */
+#define S_MEM_CHECK_GROUP_MS 250 /* an exec job's (every process of its group) this often */
 
 enum {
     S_FRAME_LOAD = 0,
@@ -52,6 +55,7 @@ typedef enum {
                    READY in time: we killed it */
     S_BADFRAME, /* it wrote something we cannot read: we killed it */
     S_CANCEL,   /* a job it held was cancelled: we killed it */
+    S_MEMORY,   /* its job went over its memory limit: we killed it */
     S_ABORT     /* the worker dropped every job: we killed it */
 } s_cause_t;
 
@@ -83,11 +87,16 @@ struct pd_slot {
                               job, the jobs sent ahead come back (pd_slot_finish) */
     size_t finish_at;      /* ... once cur reaches this */
     double avg_us;         /* moving average of job run times; 0 = unknown */
+    char avg_mod[65];      /* ... of jobs of this module ("" = none yet) */
+    char avg_fn[128];      /* ... and this function */
     uint8_t *rbuf;         /* bytes read from the child, owned */
     size_t rlen;           /* bytes in rbuf */
     size_t rcap;           /* capacity of rbuf */
     bool suspended;        /* the child was sent SIGSTOP */
     int64_t suspended_ms;  /* when it was */
+    int64_t mem_check_ms;  /* when the running job's memory is measured next; INT64_MAX:
+                              never (no memory limit) */
+    uint64_t mem_seen;     /* what the last measurement over the limit found, bytes */
 };
 
 int64_t pd_slot_now_ms(void)
@@ -200,6 +209,7 @@ pd_slot_t *pd_slot_new(const pd_slot_config_t *cfg, int *err)
     s->index = cfg->index;
     s->sink = cfg->sink;
     s->deadline_ms = INT64_MAX;
+    s->mem_check_ms = INT64_MAX;
     s->exe = strdup(cfg->exe);
     s->cache_dir = strdup(cfg->cache_dir);
     s->host = strdup(cfg->host);
@@ -247,6 +257,7 @@ static void s_drop_group(pd_slot_t *s)
     s->group = NULL;
     s->ngroup = s->cur = 0;
     s->deadline_ms = INT64_MAX;
+    s->mem_check_ms = INT64_MAX;
     s->loading = false;
     s->finishing = false;
 }
@@ -290,6 +301,11 @@ bool pd_slot_unavailable(pd_slot_t *s) { return s->start_failures >= PD_SLOT_STA
 int pd_slot_start_failures(pd_slot_t *s) { return s->start_failures; }
 int pd_slot_pid(pd_slot_t *s) { return (int) s->pid; }
 
+bool pd_slot_knows(pd_slot_t *s, const pd_job_t *job)
+{
+    return strcmp(s->avg_mod, job->mod) == 0 && strcmp(s->avg_fn, job->fn) == 0;
+}
+
 size_t pd_slot_group_size(pd_slot_t *s)
 {
     if (s->avg_us <= 0)
@@ -304,6 +320,9 @@ size_t pd_slot_group_size(pd_slot_t *s)
 static void s_arm(pd_slot_t *s)
 {
     s->loading = false;
+    s->mem_check_ms = INT64_MAX;
+    if (s->cur < s->ngroup && s->group[s->cur]->limits.memory)
+        s->mem_check_ms = pd_slot_now_ms() + S_MEM_CHECK_MS;
     if (s->cur >= s->ngroup || s->group[s->cur]->timeout_ms == 0)
         s->deadline_ms = INT64_MAX;
     else
@@ -418,7 +437,18 @@ static size_t s_replace(pd_slot_t *s, s_cause_t cause, const char *why,
     } else if (busy && !reset && cause != S_CANCEL && cause != S_ABORT) {
         pd_job_t *job = s->group[s->cur];
         int code = PD_ECRASH;
-        if (cause == S_TIMEOUT && s->loading) {
+        char lim[32], seen[32];
+        if (cause == S_MEMORY) {
+            code = PD_ELIMIT;
+            snprintf(msg, sizeof msg, "the job went over its memory limit of %s (its processes "
+                     "held %s) on %s slot %d",
+                     pd_limits_size_str(job->limits.memory, lim, sizeof lim),
+                     pd_limits_size_str(s->mem_seen, seen, sizeof seen), s->host, s->index);
+        } else if (cause == S_DIED && !killed && pd_plat_status_cpu_limit(status)) {
+            code = PD_ELIMIT;
+            snprintf(msg, sizeof msg, "the job went over its CPU time limit of %llu s on %s "
+                     "slot %d", (unsigned long long) job->limits.cpu_s, s->host, s->index);
+        } else if (cause == S_TIMEOUT && s->loading) {
             code = PD_ETIMEDOUT;
             snprintf(msg, sizeof msg, "module %s took longer than %d s to compile and load",
                      job->name, PD_SLOT_LOAD_TIMEOUT_MS / 1000);
@@ -492,7 +522,7 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
     msgpack_pack_array(&pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         pd_job_t *j = jobs[i];
-        msgpack_pack_array(&pk, j->cu[0] ? 9 : 7);
+        msgpack_pack_array(&pk, j->cu[0] ? 10 : 8);
         msgpack_pack_uint64(&pk, j->id);
         pd_pack_cstr(&pk, j->mod);
         pd_pack_cstr(&pk, j->kind);
@@ -507,6 +537,10 @@ int pd_slot_send(pd_slot_t *s, pd_job_t **jobs, size_t n)
             pd_pack_cstr(&pk, j->cu);
             pd_pack_cstr(&pk, j->cu_name);
         }
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint64(&pk, j->limits.memory);
+        msgpack_pack_uint64(&pk, j->limits.cpu_s);
+        msgpack_pack_uint64(&pk, j->limits.output);
     }
     pd_job_t **group = malloc((left + n) * sizeof *group);
     int rc = group ? pd_pipe_frame_end(&b) : PD_ENOMEM;
@@ -626,9 +660,16 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     uint64_t us = rep.us;
     pd_job_t *job = s->group[s->cur];
     s->sink.result(s->sink.user, job, rep.ok, rep.val, rep.vlen, us);
+    if (!pd_slot_knows(s, job)) {
+        /* Another function: the measure starts over. */
+        snprintf(s->avg_mod, sizeof s->avg_mod, "%s", job->mod);
+        snprintf(s->avg_fn, sizeof s->avg_fn, "%s", job->fn);
+        s->avg_us = 0;
+    }
     pd_job_destroy(&s->group[s->cur]);
     s->cur++;
-    s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * (double) us : (double) us;
+    double x = us < 1 ? 1.0 : (double) us; /* measured: 1 µs at least (0 means unknown) */
+    s->avg_us = s->avg_us > 0 ? 0.8 * s->avg_us + 0.2 * x : x;
     if (s->cur == s->ngroup)
         s_drop_group(s);
     else
@@ -682,9 +723,34 @@ int64_t pd_slot_deadline(pd_slot_t *s)
 {
     if (s->pid > 0 && !s->ready)
         return s->spawned_ms + PD_SLOT_START_TIMEOUT_MS;
+    if (s->pid > 0 && s->suspended)
+        return INT64_MAX;
     if (s->pid > 0)
-        return s->suspended ? INT64_MAX : s->deadline_ms;
+        return s->deadline_ms < s->mem_check_ms ? s->deadline_ms : s->mem_check_ms;
     return s->respawn_ms;
+}
+
+/* Measures the running job's memory (the slot process; for a built-in
+   exec job every process of its group) and kills it when over its limit.
+   Returns true when it did. */
+static bool s_check_memory(pd_slot_t *s, int64_t now)
+{
+    if (s->cur >= s->ngroup || now < s->mem_check_ms)
+        return false;
+    const pd_job_t *job = s->group[s->cur];
+    bool group = strcmp(job->kind, "b") == 0;
+    s->mem_check_ms = now + (group ? S_MEM_CHECK_GROUP_MS : S_MEM_CHECK_MS);
+    uint64_t rss = pd_plat_rss(s->pid, group);
+    if (rss <= job->limits.memory)
+        return false;
+    s->mem_seen = rss;
+    uint64_t id = job->id;
+    pd_slot_on_readable(s); /* a result already written wins (and may free job) */
+    if (s->pid > 0 && s->cur < s->ngroup && s->group[s->cur]->id == id) {
+        s_replace(s, S_MEMORY, NULL, NULL, NULL);
+        return true;
+    }
+    return false;
 }
 
 void pd_slot_tick(pd_slot_t *s)
@@ -706,6 +772,8 @@ void pd_slot_tick(pd_slot_t *s)
             s_replace(s, S_TIMEOUT, NULL, NULL, NULL);
         return;
     }
+    if (!s->suspended && s_check_memory(s, now))
+        return;
     if (s->cur < s->ngroup && !s->suspended && now >= s->deadline_ms) {
         /* Results may be waiting in the pipe: read them before judging. */
         pd_slot_on_readable(s);
@@ -782,6 +850,9 @@ typedef struct {
     char last_mod[65];   /* module of the previous job */
     char last_cu[65];    /* CUDA module of the previous job ("" when none) */
     pd_buf_t aux;        /* a built-in task's result, reused */
+    pd_plat_outcap_t *oc; /* the jobs' standard output and error, captured; NULL where
+                             the system cannot (they go to the worker's log then) */
+    bool limits_set;     /* limits of a job are in force (pd_plat_job_limits) */
 } s_child_t;
 
 static int s_child_send(s_child_t *c) { return pd_plat_write_all(S_CHILD_OUT, c->out.data, c->out.len); }
@@ -837,9 +908,64 @@ static int s_child_fail_value(s_child_t *c, uint64_t id, int code, const char *m
     return pd_pipe_frame_end(&c->out) ? -1 : s_child_send(c);
 }
 
+/* Puts the job's limits in force in this process (and what it starts):
+   RLIMIT_DATA at twice the memory limit plus 256 MiB, a backstop for a job
+   that allocates faster than the worker measures (the worker kills at the
+   limit itself), and RLIMIT_CPU; and captures at most its output cap.
+   A job without limits gets the limits the process started with. */
+static void s_child_limits(s_child_t *c, const pd_limits_t *lim)
+{
+    if (c->oc)
+        pd_plat_outcap_reset(c->oc, lim->output ? (size_t) lim->output
+                                                : PD_LIMITS_DEFAULT_OUTPUT);
+    if (!lim->memory && !lim->cpu_s && !c->limits_set)
+        return;
+    uint64_t data = lim->memory ? 2 * lim->memory + (256u << 20) : 0;
+    if (pd_plat_job_limits(data, lim->cpu_s) == 0)
+        c->limits_set = lim->memory || lim->cpu_s;
+}
+
+/* Writes the RESULT of a failed C job whose output was captured: the error
+   map carries {output, dropped[, note]} as its value, when the job printed
+   anything. msg: the task's message (len bytes). */
+static int s_child_fail_output(s_child_t *c, uint64_t id, int code, const uint8_t *msg,
+                               size_t len, uint64_t us, const pd_limits_t *lim)
+{
+    size_t olen;
+    uint64_t dropped;
+    const char *out = pd_plat_outcap_take(c->oc, &olen, &dropped);
+    if (olen == 0 && dropped == 0)
+        return s_child_result(c, id, code, msg, len, us);
+    char text[4200], note[200] = "", ks[32];
+    snprintf(text, sizeof text, "%.*s", (int) len, (const char *) msg);
+    if (dropped)
+        snprintf(note, sizeof note, "%llu bytes of output past the job's output limit of %s "
+                 "were dropped", (unsigned long long) dropped,
+                 pd_limits_size_str(lim->output ? lim->output : PD_LIMITS_DEFAULT_OUTPUT, ks,
+                                    sizeof ks));
+    pd_buf_reset(&c->aux);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &c->aux);
+    msgpack_pack_map(&pk, note[0] ? 3 : 2);
+    pd_pack_cstr(&pk, "output");
+    if (pd_utf8_valid(out, olen)) {
+        msgpack_pack_str(&pk, olen);
+        msgpack_pack_str_body(&pk, out, olen);
+    } else {
+        msgpack_pack_bin(&pk, olen);
+        msgpack_pack_bin_body(&pk, out, olen);
+    }
+    pd_pack_kv_uint(&pk, "dropped", dropped);
+    if (note[0])
+        pd_pack_kv_str(&pk, "note", note);
+    if (c->aux.failed)
+        return s_child_result(c, id, code, msg, len, us);
+    return s_child_fail_value(c, id, code, text, c->aux.data, c->aux.len, us);
+}
+
 /* Runs a job of the reserved module "builtin": function fn over arg. */
 static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint8_t *arg,
-                           size_t alen)
+                           size_t alen, const pd_limits_t *lim)
 {
     char msg[512];
     if (strcmp(fn, "exec") != 0) {
@@ -857,11 +983,11 @@ static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint
     }
     pd_buf_reset(&c->aux);
     uint64_t t0 = s_now_us();
-    int code = pd_exec_run(cmd, clen, c->host, &c->aux, msg, sizeof msg);
+    int code = pd_exec_run(cmd, clen, c->host, lim, &c->aux, msg, sizeof msg);
     uint64_t us = s_now_us() - t0;
     if (code == 0)
         return s_child_result(c, id, 0, c->aux.data, c->aux.len, us);
-    if (code == PD_ETASK)
+    if (code == PD_ETASK || code == PD_ELIMIT)
         return s_child_fail_value(c, id, code, msg, c->aux.data, c->aux.len, us);
     return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), us);
 }
@@ -873,13 +999,16 @@ int pd_slot_job_parse(pd_rd_t *r, pd_slot_order_t *o)
 {
     uint32_t n;
     o->shared[0] = o->cu[0] = o->cu_name[0] = 0;
-    if (pd_rd_array(r, &n) || (n != 7 && n != 9) || pd_rd_uint(r, &o->id) ||
+    uint32_t nl;
+    if (pd_rd_array(r, &n) || (n != 8 && n != 10) || pd_rd_uint(r, &o->id) ||
         s_rd_cstr(r, o->mod, sizeof o->mod) || s_rd_cstr(r, o->kind, sizeof o->kind) ||
         s_rd_cstr(r, o->name, sizeof o->name) || s_rd_cstr(r, o->fn, sizeof o->fn) ||
         pd_rd_skip(r, &o->arg, &o->alen) ||
         (pd_rd_nil(r) && s_rd_cstr(r, o->shared, sizeof o->shared)) ||
-        (n == 9 && (s_rd_cstr(r, o->cu, sizeof o->cu) ||
-                    s_rd_cstr(r, o->cu_name, sizeof o->cu_name))))
+        (n == 10 && (s_rd_cstr(r, o->cu, sizeof o->cu) ||
+                     s_rd_cstr(r, o->cu_name, sizeof o->cu_name))) ||
+        pd_rd_array(r, &nl) || nl != 3 || pd_rd_uint(r, &o->limits.memory) ||
+        pd_rd_uint(r, &o->limits.cpu_s) || pd_rd_uint(r, &o->limits.output))
         return PD_EPROTO;
     return 0;
 }
@@ -899,8 +1028,9 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     const char *cu = o.cu, *cu_name = o.cu_name;
     const uint8_t *arg = o.arg;
     size_t alen = o.alen;
+    s_child_limits(c, &o.limits);
     if (strcmp(kind, "b") == 0)
-        return s_child_builtin(c, id, fn, arg, alen);
+        return s_child_builtin(c, id, fn, arg, alen, &o.limits);
     /* On a GPU slot the CUDA module is loaded with the C module; elsewhere
        pd_cuda_module() reports that the job is not on a GPU slot. */
     bool want_cu = cu[0] && c->rt;
@@ -976,6 +1106,8 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     const uint8_t *val;
     size_t len;
     code = pd_task_finish(c->task, rc, &val, &len);
+    if (code && c->oc)
+        return s_child_fail_output(c, id, code, val, len, us, &o.limits);
     return s_child_result(c, id, code, val, len, us);
 }
 
@@ -1059,6 +1191,20 @@ int pd_slot_main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.index = index;
     c.host = host;
+    /* What jobs print goes to their results, capped, never to the worker's
+       log; the slot's own log lines go where its standard error went. */
+    int log_fd = -1;
+    c.oc = pd_plat_outcap_start(&log_fd);
+    FILE *log_f = c.oc ? fdopen(log_fd, "w") : NULL;
+    if (log_f) {
+        setvbuf(log_f, NULL, _IOLBF, 0);
+        pd_log_set_stream(log_f);
+    } else if (c.oc) {
+        pd_plat_close(log_fd); /* the slot's lines go to the jobs' output: nothing better */
+    } else {
+        pd_log_warn("slot %d: cannot capture the jobs' output (%s): it goes to this log",
+                    index, strerror(errno));
+    }
     pd_buf_init(&c.aux);
     int err = 0;
     c.mc = pd_modcache_new(cache, &err); /* logs why it fails */
@@ -1087,5 +1233,9 @@ int pd_slot_main(int argc, char **argv)
     pd_task_destroy(&c.task);
     pd_gpurt_destroy(&c.rt);
     pd_modcache_destroy(&c.mc);
+    if (log_f) {
+        pd_log_set_stream(NULL);
+        fclose(log_f);
+    }
     return rc == 0 ? 0 : 1;
 }

@@ -38,10 +38,13 @@
     little-endian length, then that many bytes holding one msgpack value.
 
       parent -> child   a group of jobs, run in order:
-                        [[id, mod_hash, kind, mod_name, fn, arg, shared], ...]
+                        [[id, mod_hash, kind, mod_name, fn, arg, shared,
+                          limits], ...]
                         (arg: the job's argument, any msgpack value; shared:
-                        the hash of the map's shared data, or nil); a job
-                        with a CUDA module adds [..., cu_hash, cu_name]
+                        the hash of the map's shared data, or nil; limits:
+                        [memory, cpu_s, output], 0 = none); a job with a
+                        CUDA module has [..., shared, cu_hash, cu_name,
+                        limits]
       child -> parent   [4, version]  READY: the child is up (sent once,
                                  first; version: PD_SLOT_PIPE_VERSION)
                         [0, id]  LOAD: about to load (maybe compile) a module
@@ -83,6 +86,7 @@
 #define PD_SLOT_H
 
 #include "pd_codec.h"
+#include "pd_limits.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,7 +100,7 @@
 #define PD_SLOT_START_TRIES 3               /* start failures in a row: unavailable */
 #define PD_SLOT_START_PAUSE_MS 500          /* before the first retry; doubles */
 #define PD_SLOT_START_PAUSE_MAX_MS 30000    /* the longest pause between retries */
-#define PD_SLOT_PIPE_VERSION 1              /* READY's version: the frames below */
+#define PD_SLOT_PIPE_VERSION 2              /* READY's version: the frames below */
 #define PD_SLOT_AHEAD_MAX_US 100000         /* jobs longer than this get no group sent ahead */
 #define PD_SLOT_AHEAD_MAX_BYTES (24u << 10) /* a group sent ahead, at most: two fit in a
                                                pipe's buffer, so the write never waits */
@@ -117,6 +121,8 @@ typedef struct {
     char cu_name[128];    /* that module's name, for messages */
     uint8_t *arg;         /* the argument's msgpack bytes, owned */
     size_t arg_len;       /* their length */
+    pd_limits_t limits;   /* what it may take here (its request, or the owner's defaults);
+                             output 0: PD_LIMITS_DEFAULT_OUTPUT */
 } pd_job_t;
 
 /* A job with a copy of arg (len bytes); other fields zeroed. NULL when out
@@ -178,8 +184,14 @@ bool pd_slot_can_take(pd_slot_t *s);
    and the jobs after it in its group (sent ahead) come back unstarted
    through sink.requeue; then the slot stays dead (pd_slot_retire). */
 void pd_slot_finish(pd_slot_t *s);
-/* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX). */
+/* How many jobs the next group should hold (1 .. PD_SLOT_GROUP_MAX), by
+   the run times measured on this slot. */
 size_t pd_slot_group_size(pd_slot_t *s);
+/* True when the run times the slot measured are of job's module and
+   function: only then do they say how long job takes (a batch of long jobs
+   after tiny ones must not go to one slot as one group, where no other
+   slot or worker could take them). */
+bool pd_slot_knows(pd_slot_t *s, const pd_job_t *job);
 /* The child's pid, or 0 while it is being restarted. */
 int pd_slot_pid(pd_slot_t *s);
 
@@ -251,6 +263,7 @@ typedef struct {
     char shared[65];    /* the shared data's hash, or "" */
     char cu[65];        /* the CUDA module's hash, or "" */
     char cu_name[128];  /* the CUDA module's name, or "" */
+    pd_limits_t limits; /* what the job may take (0 = none; output 0 = the default) */
 } pd_slot_order_t;
 
 /* Finds the frame at the start of buf[0..len): returns 1 with *flen its

@@ -30,6 +30,7 @@
     decides whether it runs.
 */
 #include "pd_worker_int.h"
+#include "pd_build.h"
 #include "pd_error.h"
 
 #include "pd_plat.h"
@@ -86,6 +87,25 @@ static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
     pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
 }
 
+/* The owner's limits: a default never exceeds its maximum, and output
+   always has a cap (never more than PD_LIMITS_MAX_OUTPUT). */
+static void s_set_limits(pd_worker_t *w, const pd_worker_config_t *cfg)
+{
+    pd_limits_t mx = cfg->job_max, df = cfg->job_default;
+    if (!mx.output || mx.output > PD_LIMITS_MAX_OUTPUT)
+        mx.output = PD_LIMITS_MAX_OUTPUT;
+    if (!df.output)
+        df.output = PD_LIMITS_DEFAULT_OUTPUT;
+    if (mx.memory && (!df.memory || df.memory > mx.memory))
+        df.memory = mx.memory;
+    if (mx.cpu_s && (!df.cpu_s || df.cpu_s > mx.cpu_s))
+        df.cpu_s = mx.cpu_s;
+    if (df.output > mx.output)
+        df.output = mx.output;
+    w->job_max = mx;
+    w->job_default = df;
+}
+
 void pd_worker_send_ready(pd_worker_t *w)
 {
     if (!w->connected)
@@ -96,9 +116,10 @@ void pd_worker_send_ready(pd_worker_t *w)
     pd_packer_init(&pk, &b);
     int gpus = pd_worker_offered_gpus(w);
     uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 11 : 10) + nslurm);
+    pd_msg_begin(&pk, "ready", (w->ngpu ? 13 : 12) + nslurm);
     pd_pack_kv_str(&pk, "host", w->host);
     pd_pack_kv_str(&pk, "platform", pd_plat_name());
+    pd_pack_kv_str(&pk, "version", PD_VERSION);
     pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
     pd_pack_kv_uint(&pk, "cpus", (uint64_t) pd_worker_offered(w));
     pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
@@ -120,6 +141,10 @@ void pd_worker_send_ready(pd_worker_t *w)
         }
     }
     s_pack_state(w, &pk);
+    /* The owner's maxima for one job: the broker places here only jobs
+       whose request fits. */
+    pd_pack_cstr(&pk, "limits");
+    pd_limits_pack(&pk, &w->job_max);
     if (w->slurm_job[0])
         pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
     if (w->slurm_step[0])
@@ -174,8 +199,13 @@ static void s_reset(pd_worker_t *w)
         running += pd_slot_busy(sl);
         pd_slot_abort(sl);
     }
-    pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
-                "nodes, registering again", pd_worker_queued(w), running, w->nnodes);
+    /* A broker that restarted answers every message sent before the worker
+       registered again with a reset: the first says it, the rest repeat it. */
+    if (w->registered || running || pd_worker_queued(w) || w->nnodes)
+        pd_log_warn("broker reset this worker: dropping %zu queued and %zu running jobs and %d "
+                    "nodes, registering again", pd_worker_queued(w), running, w->nnodes);
+    else
+        pd_log_debug("broker reset this worker again before it registered");
     pd_worker_kill_nodes(w);
     pd_worker_q_clear(&w->q[PD_WORKER_Q_CPU]);
     pd_worker_q_clear(&w->q[PD_WORKER_Q_GPU]);
@@ -223,6 +253,8 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
         s_on_welcome(w, &m);
     else if (pd_msg_is(&m, "cancel"))
         pd_worker_on_cancel(w, &m);
+    else if (pd_msg_is(&m, "steal"))
+        pd_worker_on_steal(w, &m);
     else if (pd_msg_is(&m, "reset"))
         s_reset(w);
     else if (pd_msg_is(&m, "node_start"))
@@ -271,19 +303,16 @@ static void s_on_monitor(pd_worker_t *w)
             pd_log_debug("handshake with broker %s succeeded", w->broker);
             continue;
         }
-        uint32_t swallowed = 0;
-        if (!pd_log_limit_pass(&w->limit, 3, 30000, &swallowed))
-            continue;
         const char *why = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                               ? "it does not admit this worker's key"
                               : pd_auth_handshake_why(event, value, false);
-        pd_log_warn("broker %s refused the connection: %s%s%s%s%s", w->broker, why,
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
-                                                               "allow '"
-                                                             : "",
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "",
-                    swallowed ? " (repeated)" : "");
+        pd_log_limited(&w->limit, 3, 30000, PD_LOG_WARN, "broker %s refused the connection: %s%s%s%s",
+                       w->broker, why,
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? " (on the broker: `playdoh-keygen "
+                                                                  "allow '"
+                                                                : "",
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? w->key.pub : "",
+                       event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "' --role worker`)" : "");
     }
 }
 
@@ -369,9 +398,28 @@ static int s_poll_timeout(pd_worker_t *w, int64_t now)
     return t < 0 ? 0 : t > w->hb_ms ? w->hb_ms : (int) t;
 }
 
+/* A worker judges the broker's silence against its own clock: when its
+   loop did not run for longer than a heartbeat (the process was stopped,
+   the machine suspended, or it was starved), whatever the broker sent in
+   that time waits unread, so the broker gets a fresh grace period, as
+   the broker gives its workers after a stall of its own. deaf is the
+   time since the previous poll returned less what this poll listened. */
+static void s_forgive_stall(pd_worker_t *w, int64_t deaf)
+{
+    if (deaf <= w->hb_ms)
+        return;
+    pd_log_warn("this worker did not run for %lld ms (stopped, suspended or overloaded): "
+                "the broker gets a fresh grace period of %lld ms before it counts as silent",
+                (long long) deaf, (long long) w->hb_ms * w->liveness);
+    int64_t now = pd_slot_now_ms();
+    if (w->last_recv < now)
+        w->last_recv = now;
+}
+
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 {
     int rc = 0;
+    int64_t woke = pd_slot_now_ms();
     while (!*stop) {
         if (w->reload && *w->reload) {
             *w->reload = 0;
@@ -392,6 +440,8 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->items[nitems++] = (zmq_pollitem_t){
                 .socket = pd_beacon_listener_socket(w->listener), .events = ZMQ_POLLIN};
         }
+        int ibg = nitems;
+        w->items[nitems++] = (zmq_pollitem_t){.socket = pd_bg_socket(w->bg), .events = ZMQ_POLLIN};
         int nfixed = nitems;
         for (int k = 0; k < pd_worker_nall(w); k++) {
             int fd = pd_worker_slot(w, k) ? pd_slot_fd(pd_worker_slot(w, k)) : -1;
@@ -409,7 +459,11 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             w->item_slot[nitems] = -1 - i;
             nitems++;
         }
-        int n = zmq_poll(w->items, nitems, s_poll_timeout(w, now));
+        int64_t polled = pd_slot_now_ms(), timeout = s_poll_timeout(w, now);
+        int n = zmq_poll(w->items, nitems, (long) timeout);
+        int64_t back = pd_slot_now_ms(), in_poll = back - polled;
+        s_forgive_stall(w, back - woke - (in_poll < timeout ? in_poll : timeout));
+        woke = back;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -424,6 +478,8 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
             break;
         if (w->items[imon].revents & ZMQ_POLLIN)
             s_on_monitor(w);
+        if (w->items[ibg].revents & ZMQ_POLLIN)
+            pd_bg_drain(w->bg); /* shared data written off the loop */
         if (w->items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t msg;
             zmq_msg_init(&msg);
@@ -593,8 +649,10 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     w->reload = cfg->reload;
     w->on_reload = cfg->on_reload;
     w->reload_user = cfg->reload_user;
-    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms : 5000;
+    w->discover_timeout_ms = cfg->discover_timeout_ms > 0 ? cfg->discover_timeout_ms
+                                                           : PD_BEACON_DEFAULT_DISCOVER_MS;
     w->idle_exit_ms = cfg->idle_exit_ms > 0 ? cfg->idle_exit_ms : 0;
+    s_set_limits(w, cfg);
     snprintf(w->slurm_job, sizeof w->slurm_job, "%s", cfg->slurm_job ? cfg->slurm_job : "");
     snprintf(w->slurm_step, sizeof w->slurm_step, "%s", cfg->slurm_step ? cfg->slurm_step : "");
     snprintf(w->slurm_array, sizeof w->slurm_array, "%s",
@@ -625,6 +683,9 @@ pd_worker_t *pd_worker_new(const pd_worker_config_t *cfg, int *err)
     if (w->ngpu_names == 0)
         pd_worker_find_gpu_names(w);
     if (!(w->mc = pd_modcache_new(w->cache_dir, &code)))
+        goto fail;
+    code = PD_ESYS;
+    if (!(w->bg = pd_bg_new()))
         goto fail;
     if ((code = s_security_setup(w, cfg)) != 0)
         goto fail;
@@ -715,6 +776,7 @@ void pd_worker_destroy(pd_worker_t **p)
     if (!p || !*p)
         return;
     pd_worker_t *w = *p;
+    pd_bg_destroy(&w->bg); /* shared data being written is finished first */
     if (w->slots)
         for (int i = 0; i < w->nslots; i++)
             pd_slot_destroy(&w->slots[i]);

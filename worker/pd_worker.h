@@ -31,6 +31,7 @@
 #define PD_WORKER_H
 
 #include "pd_auth.h"
+#include "pd_limits.h"
 #include "pd_policy.h"
 
 #include <signal.h>
@@ -72,7 +73,7 @@ typedef struct {
     const char *cluster;   /* cluster name to look for; NULL = "playdoh" */
     int beacon_port;       /* UDP port of beacons; 0 = PD_BEACON_DEFAULT_PORT */
     const char *beacon_iface; /* interface; NULL = CZMQ's choice */
-    int discover_timeout_ms; /* warn when no beacon came within this; 0 = 5000 */
+    int discover_timeout_ms; /* warn when no beacon came within this; 0 = PD_BEACON_DEFAULT_DISCOVER_MS */
     /* control socket */
     const char *control;   /* path of the control socket (ipc); NULL = none */
     int control_mode;      /* its file mode, e.g. 0660 */
@@ -101,6 +102,13 @@ typedef struct {
     const char *slurm_job;   /* Slurm job id when run as a pilot (SLURM_JOB_ID), or NULL */
     const char *slurm_step;  /* its Slurm step id (SLURM_STEP_ID, "batch"), or NULL */
     const char *slurm_array; /* "ARRAYJOB_TASK" for a job array task, or NULL */
+    /* what one job may take (docs/worker.md): the owner's maxima, advertised
+       to the broker, which sends here only jobs whose request fits (0: no
+       maximum), and the defaults a job gets when it asks nothing (0: none;
+       output 0: PD_LIMITS_DEFAULT_OUTPUT); a default over its maximum is
+       lowered to it */
+    pd_limits_t job_max;
+    pd_limits_t job_default;
 } pd_worker_config_t;
 
 /* Creates the worker: opens the module cache, starts the slot processes,

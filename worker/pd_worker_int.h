@@ -7,6 +7,7 @@
 #ifndef PD_WORKER_INT_H
 #define PD_WORKER_INT_H
 
+#include "pd_bg.h"
 #include "pd_worker.h"
 #include "pd_beacon.h"
 #include "pd_codec.h"
@@ -87,6 +88,8 @@ struct pd_worker {
     int discover_timeout_ms; /* warn after this long without a beacon */
     int64_t discover_since;  /* when discovery started (0: warned already) */
     pd_modcache_t *mc;     /* module cache */
+    pd_bg_t *bg;           /* work off the loop: checking and writing shared data */
+    struct pd_worker_store *storing; /* shared data being written, newest first */
     pd_slot_t **slots;     /* nslots slot handles, owned */
     zmq_pollitem_t *items; /* poll set: fixed sockets, live slots, then nodes */
     int *item_slot;        /* slot index of items[i] (i >= nfixed; -1 - k: node k) */
@@ -132,6 +135,8 @@ struct pd_worker {
     char slurm_job[32];    /* Slurm job id reported in `ready`, or "" */
     char slurm_step[32];   /* Slurm step id reported, or "" */
     char slurm_array[48];  /* Slurm "ARRAYJOB_TASK" reported, or "" */
+    pd_limits_t job_max;   /* the owner's maxima for one job (0: none), advertised */
+    pd_limits_t job_default; /* what a job that asks nothing gets (output always set) */
 };
 
 /* Every slot process, CPU slots first: k in 0 .. pd_worker_nall(w)-1;
@@ -179,6 +184,11 @@ void pd_worker_flush(pd_worker_t *w);
    counted), in messages of a bounded number of jobs; why goes to the
    log. */
 void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char *why);
+/* `steal {n, gpu}`: the broker has slots idle elsewhere; up to n jobs of
+   the queue (CPU, or GPU with gpu true) that no slot has started go back
+   to it, the last ones, in a `requeue` with `stolen: true` (sent even when
+   none is left, as the answer). */
+void pd_worker_on_steal(pd_worker_t *w, const pd_msg_t *m);
 /* Hands every job queued here, CPU and GPU, back to the broker. */
 void pd_worker_give_back(pd_worker_t *w, const char *why);
 /* The sink of every slot: results into the `done` batch, requeued jobs to
@@ -186,6 +196,9 @@ void pd_worker_give_back(pd_worker_t *w, const char *why);
 pd_slot_sink_t pd_worker_slot_sink(pd_worker_t *w);
 /* Takes the first job of q (the caller's), or NULL when q is empty. */
 pd_job_t *pd_worker_q_pop(pd_worker_queue_t *q);
+/* True while the shared data hash is being written to the cache (jobs that
+   name it wait in the queue meanwhile). */
+bool pd_worker_shared_pending(const pd_worker_t *w, const char *hash);
 /* Destroys every job of q. */
 void pd_worker_q_clear(pd_worker_queue_t *q);
 

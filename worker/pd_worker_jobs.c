@@ -9,7 +9,8 @@
     `shr_drop` keep the shared data). The slots' results, and the refusals
     of jobs that never reached a slot, are batched into `done` messages;
     jobs handed back (the owner's limit, the idle policy) leave in
-    `requeue` messages, no attempt counted.
+    `requeue` messages, no attempt counted, and so do the queued jobs the
+    broker asks back (`steal`) for slots idle on other workers.
 */
 #include "pd_worker_int.h"
 #include "pd_error.h"
@@ -56,6 +57,15 @@ static int s_q_push_front(pd_worker_queue_t *q, pd_job_t *job)
     q->q[q->head] = job;
     q->len++;
     return 0;
+}
+
+/* Takes the last job of q, or NULL when q is empty. */
+static pd_job_t *s_q_pop_back(pd_worker_queue_t *q)
+{
+    if (!q->len)
+        return NULL;
+    q->len--;
+    return q->q[(q->head + q->len) % q->cap];
 }
 
 pd_job_t *pd_worker_q_pop(pd_worker_queue_t *q)
@@ -105,6 +115,46 @@ void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char 
     w->requeued += total;
     pd_log_info("handed %zu %sjobs back to the broker (%s)", total,
                 q == &w->q[PD_WORKER_Q_GPU] ? "GPU " : "", why);
+}
+
+void pd_worker_on_steal(pd_worker_t *w, const pd_msg_t *m)
+{
+    uint64_t n;
+    bool gpu = false;
+    if (pd_msg_uint(m, "n", &n) || (pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))) {
+        pd_log_warn("broker sent a bad 'steal': %s", m->why);
+        return;
+    }
+    pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
+    size_t k = n < q->len ? (size_t) n : q->len;
+    if (k > S_REQUEUE_CHUNK)
+        k = S_REQUEUE_CHUNK;
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_msg_begin(&pk, "requeue", 2);
+    pd_pack_cstr(&pk, "stolen");
+    msgpack_pack_true(&pk);
+    pd_pack_cstr(&pk, "jobs");
+    msgpack_pack_array(&pk, (uint32_t) k);
+    /* The last ones, last first: the broker puts each at the front of its
+       queue, which restores their order there. Once listed here a job is
+       gone from this worker: it can only run where the broker sends it. */
+    for (size_t i = 0; i < k; i++) {
+        pd_job_t *job = s_q_pop_back(q);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, job->id);
+        msgpack_pack_uint64(&pk, job->attempt);
+        pd_job_destroy(&job);
+    }
+    /* Sent even with none: the broker waits for the answer before asking
+       again. */
+    if (w->connected)
+        pd_worker_send(w, &b);
+    pd_buf_free(&b);
+    pd_log_debug("gave back %zu of %llu %sjobs asked for (slots idle elsewhere)", k,
+                 (unsigned long long) n, gpu ? "GPU " : "");
 }
 
 void pd_worker_give_back(pd_worker_t *w, const char *why)
@@ -262,6 +312,52 @@ int pd_worker_code_check(pd_worker_t *w, const char *client, const char *mod, co
     return 0;
 }
 
+/* Shared data being checked and written to the cache off the loop (250 MiB
+   take seconds, longer than a heartbeat); the jobs that name it wait in
+   the queue until it is there. */
+typedef struct pd_worker_store {
+    struct pd_worker_store *next;
+    pd_worker_t *w;
+    pd_modcache_t *mc;
+    char hash[80];
+    uint8_t *data;
+    uint32_t len;
+    int rc;
+    char why[256];
+} s_store_t;
+
+static void s_store_work(void *arg) /* on the background thread */
+{
+    s_store_t *st = arg;
+    st->rc = pd_modcache_store_shared(st->mc, st->hash, st->data, st->len, st->why,
+                                      sizeof st->why);
+}
+
+static void s_store_done(void *arg)
+{
+    s_store_t *st = arg;
+    pd_worker_t *w = st->w;
+    for (s_store_t **p = &w->storing; *p; p = &(*p)->next)
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    if (st->rc)
+        pd_log_error("cannot store shared data %.12s: %s", st->hash, st->why);
+    else
+        pd_log_debug("shared data %.12s (%u bytes) stored", st->hash, st->len);
+    free(st->data);
+    free(st);
+}
+
+bool pd_worker_shared_pending(const pd_worker_t *w, const char *hash)
+{
+    for (const s_store_t *st = w->storing; st; st = st->next)
+        if (strcmp(st->hash, hash) == 0)
+            return true;
+    return false;
+}
+
 void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
 {
     char hash[80];
@@ -271,12 +367,26 @@ void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
         pd_log_warn("broker sent a bad 'shr': %s", m->why);
         return;
     }
-    char why[256];
-    if (pd_modcache_store_shared(w->mc, hash, data, len, why, sizeof why)) {
-        pd_log_error("cannot store shared data %.12s: %s", hash, why);
+    s_store_t *st = calloc(1, sizeof *st);
+    uint8_t *copy = st ? malloc(len ? len : 1) : NULL;
+    if (!copy) {
+        free(st);
+        pd_log_error("cannot store shared data %.12s: out of memory for %u bytes", hash, len);
         return;
     }
-    pd_log_debug("shared data %.12s (%u bytes) stored", hash, len);
+    memcpy(copy, data, len);
+    *st = (s_store_t){.w = w, .mc = w->mc, .data = copy, .len = len};
+    snprintf(st->hash, sizeof st->hash, "%s", hash);
+    if (pd_bg_submit(w->bg, s_store_work, s_store_done, st) != 0) {
+        /* No thread to do it: do it here. */
+        s_store_work(st);
+        st->next = w->storing;
+        w->storing = st;
+        s_store_done(st);
+        return;
+    }
+    st->next = w->storing;
+    w->storing = st;
 }
 
 void pd_worker_on_shr_drop(pd_worker_t *w, const pd_msg_t *m)
@@ -410,6 +520,16 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
             }
             used = 10;
         }
+        /* Then what the job asks to take: {memory, cpu_time, max_output}. */
+        pd_limits_t req = {0};
+        if (k >= 11) {
+            if (pd_limits_read(&r, &req)) {
+                pd_log_warn("broker sent a bad 'run': job %u's limits are not a map of "
+                            "numbers; ignoring the rest", i);
+                return;
+            }
+            used = 11;
+        }
         for (uint32_t extra = used; extra < k; extra++)
             pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
         const pd_worker_mod_t *mm, *cm;
@@ -424,6 +544,13 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
             snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
                      "job", w->host);
             s_fail_job(w, id, attempt, PD_ENOGPU, msg);
+            continue;
+        }
+        char misfit[160];
+        if (!pd_limits_fit(&req, &w->job_max, misfit, sizeof misfit)) {
+            snprintf(msg, sizeof msg, "the job asks for %s on worker %s (its owner's "
+                     "[worker] max_* settings); ask for less", misfit, w->host);
+            s_fail_job(w, id, attempt, PD_ELIMIT, msg);
             continue;
         }
         pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
@@ -455,6 +582,7 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
         job->fn[fnlen] = 0;
         snprintf(job->shared, sizeof job->shared, "%s", shared);
         job->gpu = gpu;
+        job->limits = pd_limits_apply(&req, &w->job_default);
         if (cm) {
             memcpy(job->cu, cm->hash, sizeof job->cu);
             memcpy(job->cu_name, cm->name, sizeof job->cu_name);

@@ -309,19 +309,31 @@ int pd_worker_set_slots(pd_worker_t *w, int cpus, int gpus, bool now, char *why,
    PD_SLOT_GROUP_MAX_BYTES of arguments past the first). A group sent ahead
    holds at most PD_SLOT_AHEAD_MAX_BYTES, so that writing it never waits for
    a child that is busy (and may itself wait for the worker to read its
-   results); none is sent when the next job alone is larger. */
-static void s_send_group(pd_worker_queue_t *q, pd_slot_t *s, size_t share, bool ahead)
+   results); none is sent when the next job alone is larger. Jobs of a
+   function the slot has not measured (pd_slot_knows) go one at a time and
+   never ahead: they stay in the queue, where the broker may take them back
+   for an idle slot elsewhere (`steal`). */
+static void s_send_group(const pd_worker_t *w, pd_worker_queue_t *q, pd_slot_t *s, size_t share,
+                         bool ahead)
 {
-    size_t g = pd_slot_group_size(s);
+    bool known = q->len && pd_slot_knows(s, q->q[q->head]);
+    if (ahead && !known)
+        return;
+    size_t g = known ? pd_slot_group_size(s) : 1;
     if (g > share)
         g = share;
     size_t cap = ahead ? PD_SLOT_AHEAD_MAX_BYTES : PD_SLOT_GROUP_MAX_BYTES;
     pd_job_t *group[PD_SLOT_GROUP_MAX];
     size_t k = 0, bytes = 0;
     while (k < g && q->len) {
+        /* A job whose shared data is still being written waits for it. */
+        if (q->q[q->head]->shared[0] && pd_worker_shared_pending(w, q->q[q->head]->shared))
+            break;
         size_t next = q->q[q->head]->arg_len + (ahead ? PD_SLOT_JOB_FRAME_BYTES : 0);
         if (k > 0 ? bytes >= cap || (ahead && bytes + next > cap) : ahead && next > cap)
             break;
+        if (k > 0 && !pd_slot_knows(s, q->q[q->head]))
+            break; /* a function measured by none of this group */
         group[k] = pd_worker_q_pop(q);
         bytes += next;
         k++;
@@ -334,8 +346,8 @@ static void s_send_group(pd_worker_queue_t *q, pd_slot_t *s, size_t share, bool 
    each, spreading them evenly (NULL entries are skipped), so that at most
    `allowed` of the slots are busy; then, with ahead_ok, the next group to
    busy slots that can take one (pd_slot_can_take). */
-static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, size_t allowed,
-                             bool ahead_ok)
+static void s_dispatch_queue(const pd_worker_t *w, pd_worker_queue_t *q, pd_slot_t **slots, int n,
+                             size_t allowed, bool ahead_ok)
 {
     size_t idle = 0, busy = 0;
     for (int i = 0; i < n; i++) {
@@ -348,7 +360,7 @@ static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, siz
         pd_slot_t *s = slots[i];
         if (!s || !pd_slot_idle(s))
             continue;
-        s_send_group(q, s, (q->len + idle - 1) / idle, false);
+        s_send_group(w, q, s, (q->len + idle - 1) / idle, false);
         idle--;
     }
     /* Then a group ahead to each busy slot about to finish its last job,
@@ -360,7 +372,7 @@ static void s_dispatch_queue(pd_worker_queue_t *q, pd_slot_t **slots, int n, siz
         pd_slot_t *s = slots[i];
         if (!s || pd_slot_idle(s) || !pd_slot_can_take(s))
             continue;
-        s_send_group(q, s, (q->len + ahead - 1) / ahead, true);
+        s_send_group(w, q, s, (q->len + ahead - 1) / ahead, true);
         ahead--;
     }
 }
@@ -406,11 +418,11 @@ static void s_dispatch(pd_worker_t *w)
         pd_worker_give_back_queue(w, &w->q[PD_WORKER_Q_CPU], "no slot process can start");
     /* Running nodes of synchronous tasks take CPUs: jobs get the rest. */
     size_t cpu_jobs = w->cpus > w->nnodes ? (size_t) (w->cpus - w->nnodes) : 0;
-    s_dispatch_queue(&w->q[PD_WORKER_Q_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots,
+    s_dispatch_queue(w, &w->q[PD_WORKER_Q_CPU], w->slots, w->cpus < w->nslots ? w->cpus : w->nslots,
                      cpu_jobs, true);
     /* None sent ahead on GPUs: a GPU a task's node may claim is either free
        or running one job. */
-    s_dispatch_queue(&w->q[PD_WORKER_Q_GPU], w->gslots, w->gpus, (size_t) w->gpus, false);
+    s_dispatch_queue(w, &w->q[PD_WORKER_Q_GPU], w->gslots, w->gpus, (size_t) w->gpus, false);
 }
 
 /* The loop's upkeep, in this order: the broker hears of withdrawn slots

@@ -582,6 +582,15 @@ static void s_wrecord_run(uint64_t id, const char *hash, const char *fn, const c
 
 /* ---- the slot pipe ------------------------------------------------------ */
 
+/* A job's limits in a slot group frame: [memory, cpu_s, output] (0: none). */
+static void s_pack_slot_limits(msgpack_packer *pk, bool some)
+{
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, some ? 128u << 20 : 0);
+    msgpack_pack_uint64(pk, some ? 60 : 0);
+    msgpack_pack_uint64(pk, some ? 1u << 20 : 0);
+}
+
 static void s_frame_append(pd_buf_t *out, const pd_buf_t *frame)
 {
     uint8_t len[4] = {(uint8_t) frame->len, (uint8_t) (frame->len >> 8),
@@ -793,7 +802,7 @@ int main(int argc, char **argv)
     pd_packer_init(&pk, &frame);
     msgpack_pack_array(&pk, 2);
     msgpack_pack_int(&pk, 4);
-    msgpack_pack_uint64(&pk, 1); /* PD_SLOT_PIPE_VERSION (worker/pd_slot.h) */
+    msgpack_pack_uint64(&pk, 2); /* PD_SLOT_PIPE_VERSION (worker/pd_slot.h) */
     s_frame_append(&stream, &frame);
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
@@ -828,7 +837,7 @@ int main(int argc, char **argv)
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
     for (int k = 7; k <= 8; k++) {
-        msgpack_pack_array(&pk, 7);
+        msgpack_pack_array(&pk, 8);
         msgpack_pack_uint64(&pk, (uint64_t) k);
         pd_pack_cstr(&pk, s_hash);
         pd_pack_cstr(&pk, "c");
@@ -836,12 +845,13 @@ int main(int argc, char **argv)
         pd_pack_cstr(&pk, "square");
         msgpack_pack_double(&pk, k);
         msgpack_pack_nil(&pk);
+        s_pack_slot_limits(&pk, k == 8);
     }
     s_write("slot", "group", frame.data, frame.len);
     /* A GPU slot's job with its CUDA module, and a RESET report. */
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 9);
+    msgpack_pack_array(&pk, 10);
     msgpack_pack_uint64(&pk, 9);
     pd_pack_cstr(&pk, s_hash);
     pd_pack_cstr(&pk, "c");
@@ -851,6 +861,7 @@ int main(int argc, char **argv)
     msgpack_pack_nil(&pk);
     pd_pack_cstr(&pk, s_cu_hash);
     pd_pack_cstr(&pk, "k.cu");
+    s_pack_slot_limits(&pk, false);
     s_write("slot", "group_gpu", frame.data, frame.len);
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
@@ -862,7 +873,7 @@ int main(int argc, char **argv)
     pd_buf_reset(&frame);
     msgpack_pack_array(&pk, 2);
     for (int k = 7; k <= 8; k++) {
-        msgpack_pack_array(&pk, 7);
+        msgpack_pack_array(&pk, 8);
         msgpack_pack_uint64(&pk, (uint64_t) k);
         pd_pack_cstr(&pk, s_hash);
         pd_pack_cstr(&pk, "c");
@@ -870,6 +881,7 @@ int main(int argc, char **argv)
         pd_pack_cstr(&pk, "square");
         msgpack_pack_double(&pk, k);
         msgpack_pack_nil(&pk);
+        s_pack_slot_limits(&pk, k == 8);
     }
     pd_buf_reset(&stream);
     s_frame_append(&stream, &frame);
