@@ -332,6 +332,12 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_submit_usage_error(s, "exec needs a COMMAND (for instance: exec -- gzip {})");
         return S_ERROR;
     }
+    if (s->o.nret && s->o.detach) {
+        pd_submit_usage_error(s, "--return writes the files back when the jobs end, so it "
+                              "cannot go with --detach (write them to a shared file system "
+                              "with --workdir instead)");
+        return S_ERROR;
+    }
     if (sep >= 0 && s->o.args_file) {
         pd_submit_usage_error(s, "give argument lines either after ::: or with --args, not both");
         return S_ERROR;

@@ -54,6 +54,13 @@ int pd_file_read(const char *path, size_t max, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
+    /* Not a regular file: refused before open(), which would wait for a
+       writer on a FIFO. */
+    struct stat pre;
+    if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        errno = EINVAL;
+        return -1;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;

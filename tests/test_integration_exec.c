@@ -368,6 +368,11 @@ Test(exec_cli, names_that_leave_the_directory_are_refused_on_both_sides)
     cr_assert_eq(st, 255, "exit %d: %s", st, out);
     cr_assert(strstr(out, "--return '/etc/x' is absolute") != NULL, "%s", out);
     free(out);
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --detach --return x -- true ::: a "
+                        "2>&1", sub, submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "cannot go with --detach") != NULL, "%s", out);
+    free(out);
     /* And a worker refuses them from any client. */
     pd_client_t *c = pd_harness_client(&h);
     pd_buf_t b;

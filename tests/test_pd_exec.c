@@ -357,3 +357,11 @@ Test(exec_job, names_that_leave_the_directory_and_relative_directories_are_refus
     cr_assert_eq(s_job(&a, 10), PD_EINVAL);
     cr_assert(strstr(msg, "'workdir' is malformed") != NULL, "%s", msg);
 }
+
+Test(exec_job, a_fifo_to_return_is_refused_without_waiting_for_a_writer)
+{
+    pd_buf_t a = s_arg("mkfifo out.txt", NULL, NULL, NULL, NULL, "out.txt");
+    cr_assert_eq(s_job(&a, 11), PD_EIO);
+    cr_assert(strstr(msg, "cannot return out.txt (--return)") != NULL, "%s", msg);
+    cr_assert(strstr(msg, "it is not a regular file") != NULL, "%s", msg);
+}

@@ -104,7 +104,9 @@ static int s_pack_returns(msgpack_packer *pk, const s_place_t *place, const char
             else
                 snprintf(msg, cap, "exec: cannot return %.*s (--return) from the job's "
                          "directory %s on host %s: %s", (int) nl, name, place->dir, host,
-                         errno == ENOENT ? "the command did not write it" : strerror(errno));
+                         errno == ENOENT  ? "the command did not write it"
+                         : errno == EINVAL ? "it is not a regular file"
+                                           : strerror(errno));
             break;
         }
         total += lens[have];
