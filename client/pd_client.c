@@ -1473,9 +1473,11 @@ static int s_exec_pack(pd_client_t *c, size_t i, const pd_exec_job_t *j, const c
         rc = s_exec_names(c, i, j->ret, j->nret, "to return");
     if (rc)
         return rc;
-    msgpack_pack_map(pk, 2 + (workdir ? 1 : 0) + (j->ntransfer ? 1 : 0) + (j->nret ? 1 : 0));
+    msgpack_pack_map(pk, 1 + (cwd[0] ? 1 : 0) + (workdir ? 1 : 0) + (j->ntransfer ? 1 : 0) +
+                             (j->nret ? 1 : 0));
     pd_pack_kv_str(pk, "cmd", j->cmd);
-    pd_pack_kv_str(pk, "cwd", cwd);
+    if (cwd[0])
+        pd_pack_kv_str(pk, "cwd", cwd);
     if (workdir)
         pd_pack_kv_str(pk, "workdir", workdir);
     if (j->ntransfer) {
@@ -1533,10 +1535,13 @@ long pd_exec_jobs(pd_client_t *c, const pd_exec_job_t *jobs, size_t n, const cha
     assert(c && (jobs || n == 0) && ids);
     char cwd[4096], wd[8200];
     if (pd_plat_getcwd(cwd, sizeof cwd) != 0)
-        return s_fail(c, PD_EIO, "cannot read this process's working directory: %s",
-                      strerror(errno));
+        cwd[0] = 0; /* removed, or too long: the jobs run in scratch directories */
     if (workdir && !*workdir)
         return s_fail(c, PD_EINVAL, "the job's directory (workdir) is empty");
+    if (workdir && !cwd[0] && !pd_plat_dirsep(workdir[0]) && workdir[1] != ':')
+        return s_fail(c, PD_EINVAL, "the job's directory %s is relative, and this process's "
+                      "working directory cannot be read (%s): give an absolute path", workdir,
+                      strerror(errno));
     if (workdir && !pd_plat_dirsep(workdir[0]) && !(workdir[0] && workdir[1] == ':')) {
         if (snprintf(wd, sizeof wd, "%s/%s", cwd, workdir) >= (int) sizeof wd)
             return s_fail(c, PD_EINVAL, "the job's directory (workdir) is too long");
