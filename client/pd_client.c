@@ -31,6 +31,7 @@
 #include "pd_beacon.h"
 #include "pd_bundle.h"
 #include "pd_codec.h"
+#include "pd_file.h"
 #include "pd_limits.h"
 #include "pd_log.h"
 #include "pd_msg.h"
@@ -1535,14 +1536,132 @@ long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opt
              uint64_t *ids)
 {
     assert(c && (cmds || n == 0) && ids);
+    pd_exec_job_t *jobs = calloc(n ? n : 1, sizeof *jobs);
+    if (!jobs)
+        return s_fail(c, PD_ENOMEM, "%zu commands do not fit in memory", n);
+    for (size_t i = 0; i < n; i++)
+        jobs[i].cmd = cmds[i];
+    long rc = pd_exec_jobs(c, jobs, n, NULL, opts, ids);
+    free(jobs);
+    return rc;
+}
+
+/* Checks the names of one job's files (what: "to send", "to return"). */
+static int s_exec_names(pd_client_t *c, size_t job, const char *const *names, size_t n,
+                        const char *what)
+{
+    if (n > PD_EXEC_MAX_FILES)
+        return s_fail(c, PD_EINVAL, "job %zu of the batch (counting from 1) has %zu files %s; "
+                      "a job takes at most %d", job + 1, n, what, PD_EXEC_MAX_FILES);
+    for (size_t k = 0; k < n; k++) {
+        char why[128];
+        if (pd_file_check_relative(names[k], strlen(names[k]), why, sizeof why))
+            return s_fail(c, PD_EINVAL, "job %zu of the batch (counting from 1): the file %s "
+                          "'%.300s' %s", job + 1, what, names[k], why);
+    }
+    return 0;
+}
+
+/* Packs job i's argument: {cmd, cwd, [workdir], [files], [return]}. bytes
+   counts what the files sent so far weigh, against the broker's bounds. */
+static int s_exec_pack(pd_client_t *c, size_t i, const pd_exec_job_t *j, const char *cwd,
+                       const char *workdir, msgpack_packer *pk, uint64_t *bytes)
+{
+    int rc = s_exec_names(c, i, j->transfer, j->ntransfer, "to send");
+    if (!rc)
+        rc = s_exec_names(c, i, j->ret, j->nret, "to return");
+    if (rc)
+        return rc;
+    msgpack_pack_map(pk, 1 + (cwd[0] ? 1 : 0) + (workdir ? 1 : 0) + (j->ntransfer ? 1 : 0) +
+                             (j->nret ? 1 : 0));
+    pd_pack_kv_str(pk, "cmd", j->cmd);
+    if (cwd[0])
+        pd_pack_kv_str(pk, "cwd", cwd);
+    if (workdir)
+        pd_pack_kv_str(pk, "workdir", workdir);
+    if (j->ntransfer) {
+        pd_pack_cstr(pk, "files");
+        msgpack_pack_map(pk, j->ntransfer);
+        uint64_t job_bytes = strlen(j->cmd);
+        for (size_t k = 0; k < j->ntransfer; k++) {
+            const char *name = j->transfer[k];
+            struct stat st;
+            uint64_t left = c->max_arg > job_bytes ? c->max_arg - job_bytes : 0;
+            if (stat(name, &st) == 0 && S_ISREG(st.st_mode) && c->max_arg &&
+                (uint64_t) st.st_size > left)
+                return s_fail(c, PD_ETOOBIG, "job %zu of the batch (counting from 1): the "
+                              "files it sends weigh over %.1f MiB with %s (%.1f MiB); the broker "
+                              "takes at most %.1f MiB per job (its max_arg_mb): put the files "
+                              "on a file system the workers share and run there (--workdir "
+                              "DIR) instead of sending them", i + 1,
+                              (double) (job_bytes + (uint64_t) st.st_size) / 1048576.0, name,
+                              (double) st.st_size / 1048576.0, (double) c->max_arg / 1048576.0);
+            char *data = NULL;
+            size_t len = 0;
+            if (pd_file_read(name, c->max_arg ? left : PD_MAX_FRAME, &data, &len) != 0)
+                return s_fail(c, errno == EFBIG ? PD_ETOOBIG : PD_EIO, "job %zu of the batch "
+                              "(counting from 1): cannot read the file to send %s: %s", i + 1,
+                              name, errno == EINVAL ? "not a regular file" : strerror(errno));
+            job_bytes += len;
+            *bytes += len;
+            if (c->max_batch && *bytes > c->max_batch) {
+                free(data);
+                return s_fail(c, PD_ETOOBIG, "the files the batch sends are over %.1f MiB by "
+                              "job %zu; the broker takes at most %.1f MiB in one submit (its "
+                              "max_batch_mb): put them on a file system the workers share and "
+                              "run there (--workdir DIR), or submit fewer jobs at once",
+                              (double) *bytes / 1048576.0, i + 1,
+                              (double) c->max_batch / 1048576.0);
+            }
+            pd_pack_cstr(pk, name);
+            msgpack_pack_bin(pk, len);
+            msgpack_pack_bin_body(pk, data, len);
+            free(data);
+        }
+    }
+    if (j->nret) {
+        pd_pack_cstr(pk, "return");
+        msgpack_pack_array(pk, j->nret);
+        for (size_t k = 0; k < j->nret; k++)
+            pd_pack_cstr(pk, j->ret[k]);
+    }
+    return 0;
+}
+
+long pd_exec_jobs(pd_client_t *c, const pd_exec_job_t *jobs, size_t n, const char *workdir,
+                  const pd_map_opts_t *opts, uint64_t *ids)
+{
+    assert(c && (jobs || n == 0) && ids);
+    char cwd[4096], wd[8200];
+    if (pd_plat_getcwd(cwd, sizeof cwd) != 0)
+        cwd[0] = 0; /* removed, or too long: the jobs run in scratch directories */
+    if (workdir && !*workdir)
+        return s_fail(c, PD_EINVAL, "the job's directory (workdir) is empty");
+    if (workdir && !cwd[0] && !pd_plat_dirsep(workdir[0]) && workdir[1] != ':')
+        return s_fail(c, PD_EINVAL, "the job's directory %s is relative, and this process's "
+                      "working directory cannot be read (%s): give an absolute path", workdir,
+                      strerror(errno));
+    if (workdir && !pd_plat_dirsep(workdir[0]) && !(workdir[0] && workdir[1] == ':')) {
+        if (snprintf(wd, sizeof wd, "%s/%s", cwd, workdir) >= (int) sizeof wd)
+            return s_fail(c, PD_EINVAL, "the job's directory (workdir) is too long");
+        workdir = wd;
+    }
+    if (workdir && strlen(workdir) >= 4096)
+        return s_fail(c, PD_EINVAL, "the job's directory (workdir) is longer than 4095 bytes");
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    for (size_t i = 0; i < n; i++)
-        pd_pack_cstr(&pk, cmds[i]);
-    long rc = b.failed ? s_fail(c, PD_ETOOBIG, "%zu commands do not fit in memory", n)
-                       : pd_map(c, PD_BUILTIN, "exec", b.data, b.len, n, opts, ids);
+    uint64_t bytes = 0;
+    long rc = 0;
+    for (size_t i = 0; i < n && !rc && !b.failed; i++)
+        rc = s_exec_pack(c, i, &jobs[i], cwd, workdir, &pk, &bytes);
+    if (!rc && b.failed)
+        rc = s_fail(c, PD_ENOMEM, "%zu commands and their files do not fit in memory", n);
+    if (!rc)
+        rc = pd_map(c, PD_BUILTIN, "exec", b.data, b.len, n, opts, ids);
+    else
+        memset(ids, 0, n * sizeof *ids);
     pd_buf_free(&b);
     return rc;
 }
@@ -1599,6 +1718,22 @@ int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x)
             rc = pd_rd_uint(&rd, &x->out_dropped);
         } else if (S_KEY("dropped_err")) {
             rc = pd_rd_uint(&rd, &x->err_dropped);
+        } else if (S_KEY("dir")) {
+            const char *sp;
+            rc = pd_rd_str(&rd, &sp, &len);
+            x->dir = sp, x->dir_len = len;
+        } else if (S_KEY("scratch")) {
+            rc = pd_rd_bool(&rd, &x->scratch);
+        } else if (S_KEY("files")) {
+            uint32_t nf;
+            rc = pd_rd_map(&rd, &nf);
+            for (uint32_t f = 0; f < nf && !rc; f++) {
+                const char *sp;
+                rc = pd_rd_str(&rd, &sp, &len);
+                if (!rc)
+                    rc = pd_rd_bin(&rd, &p, &len);
+            }
+            x->nfiles = rc ? 0 : nf;
         } else {
             rc = pd_rd_skip(&rd, NULL, NULL);
         }
@@ -1616,7 +1751,43 @@ int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x)
         x->err = "";
     if (!x->host)
         x->host = "";
+    if (!x->dir)
+        x->dir = "";
     return 0;
+}
+
+int pd_result_exec_file(const pd_result_t *r, size_t i, pd_exec_file_t *f)
+{
+    memset(f, 0, sizeof *f);
+    pd_exec_result_t x;
+    if (pd_result_exec(r, &x) || i >= x.nfiles)
+        return PD_EPROTO;
+    pd_rd_t rd;
+    pd_rd_init(&rd, r->value, r->len);
+    uint32_t n, nf;
+    pd_rd_map(&rd, &n);
+    for (uint32_t k = 0; k < n; k++) {
+        if (!pd_rd_key_is(&rd, "files")) {
+            if (pd_rd_skip(&rd, NULL, NULL) || pd_rd_skip(&rd, NULL, NULL))
+                return PD_EPROTO;
+            continue;
+        }
+        if (pd_rd_map(&rd, &nf))
+            return PD_EPROTO;
+        for (uint32_t e = 0; e < nf; e++) {
+            const char *name;
+            const void *data;
+            uint32_t nl, len;
+            if (pd_rd_str(&rd, &name, &nl) || pd_rd_bin(&rd, &data, &len))
+                return PD_EPROTO;
+            if (e == i) {
+                *f = (pd_exec_file_t){.name = name, .name_len = nl, .data = data, .len = len};
+                return 0;
+            }
+        }
+        return PD_EPROTO;
+    }
+    return PD_EPROTO;
 }
 
 /* ---- id sets ------------------------------------------------------------- */

@@ -19,11 +19,11 @@
 #include "pd_auth.h"
 #include "pd_build.h"
 #include "pd_log.h"
+#include "pd_plat.h"
 #include "pd_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -202,14 +202,6 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
 const char *pd_local_endpoint(const pd_local_t *l) { return l->endpoint; }
 const pd_client_opts_t *pd_local_client_opts(const pd_local_t *l) { return &l->copts; }
 
-static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
-}
-
 void pd_local_stop(pd_local_t **lp)
 {
     if (!lp || !*lp)
@@ -218,7 +210,7 @@ void pd_local_stop(pd_local_t **lp)
     pd_proc_stop(l->worker, 5000);
     pd_proc_stop(l->broker, 5000);
     if (l->dir[0])
-        nftw(l->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+        pd_plat_remove_tree(l->dir);
     free(l);
     *lp = NULL;
 }

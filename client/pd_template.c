@@ -93,7 +93,10 @@ static void s_slice(s_kind_t kind, const char *arg, size_t len, const char **p, 
     }
 }
 
-int pd_template_expand(const char *tmpl, const char *arg, size_t len, uint64_t seq, pd_buf_t *out)
+/* Appends tmpl with its replacement strings filled from arg (quoted for
+   the shell when quote), and " {}" when it has none and quote. */
+static int s_expand(const char *tmpl, const char *arg, size_t len, uint64_t seq, bool quote,
+                    pd_buf_t *out)
 {
     if (memchr(arg, 0, len))
         return PD_EINVAL;
@@ -123,11 +126,11 @@ int pd_template_expand(const char *tmpl, const char *arg, size_t len, uint64_t s
             const char *p;
             size_t pn;
             s_slice(kind, arg, len, &p, &pn);
-            rc = pd_shell_quote(p, pn, out);
+            rc = quote ? pd_shell_quote(p, pn, out) : pd_buf_append(out, p, pn);
         }
         t = brace + n;
     }
-    if (!rc && !any) {
+    if (!rc && !any && quote) {
         rc = pd_buf_append(out, " ", 1);
         if (!rc)
             rc = pd_shell_quote(arg, len, out);
@@ -137,4 +140,15 @@ int pd_template_expand(const char *tmpl, const char *arg, size_t len, uint64_t s
         out->failed = false;
     }
     return rc;
+}
+
+int pd_template_expand(const char *tmpl, const char *arg, size_t len, uint64_t seq, pd_buf_t *out)
+{
+    return s_expand(tmpl, arg, len, seq, true, out);
+}
+
+int pd_template_expand_name(const char *tmpl, const char *arg, size_t len, uint64_t seq,
+                            pd_buf_t *out)
+{
+    return s_expand(tmpl, arg, len, seq, false, out);
 }

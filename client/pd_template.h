@@ -32,6 +32,14 @@ bool pd_template_has_placeholder(const char *tmpl);
    length. */
 int pd_template_expand(const char *tmpl, const char *arg, size_t len, uint64_t seq, pd_buf_t *out);
 
+/* Appends the file name that tmpl names for argument arg[0..len) (job
+   number seq) to out: the same replacement strings, their values as they
+   are (not quoted), nothing appended when there is none (then every job
+   names the same file). For exec's --transfer and --return. Returns as
+   pd_template_expand. */
+int pd_template_expand_name(const char *tmpl, const char *arg, size_t len, uint64_t seq,
+                            pd_buf_t *out);
+
 /* Appends s[0..n) quoted for a POSIX shell: as it is when every character is
    one of A-Z a-z 0-9 _ - . / : @ % + , =, else in single quotes (a quote
    inside becomes '"'"'). The empty string becomes ''. */

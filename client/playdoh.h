@@ -902,13 +902,53 @@ int pd_optim_cluster(pd_client_t *c, const char *module, const char *fitness,
 #define PD_BUILTIN "builtin"
 
 /* Submits one job per shell command: each runs `/bin/sh -c CMD` on a worker
-   slot (in the worker's directory, standard input from /dev/null), and its
-   exit status, standard output and standard error (up to
-   opts->max_output each, by default 4 MiB) come back as the job's result. A command that exits 0 makes a done job; any
-   other status a failed one (PD_ETASK) whose pd_result_t.value still holds
-   the output. Read either with pd_result_exec. Returns as pd_map. */
+   slot (standard input from /dev/null), in this process's working
+   directory when the worker sees that path (it exists there and the worker
+   may enter it: a shared file system, or the same machine), else in a
+   scratch directory made for the job and removed after it. Its exit
+   status, standard output and standard error (up to opts->max_output each,
+   by default 4 MiB) come back as the job's result. A command that exits 0
+   makes a done job; any other status a failed one (PD_ETASK) whose
+   pd_result_t.value still holds the output. Read either with
+   pd_result_exec. Returns as pd_map. pd_exec_jobs says more. */
 long pd_exec(pd_client_t *c, const char *const *cmds, size_t n, const pd_map_opts_t *opts,
              uint64_t *ids);
+
+/* Most files one exec job sends (pd_exec_job_t.transfer), and returns. */
+#define PD_EXEC_MAX_FILES 256
+/* Bytes of the files one exec job returns, in all (64 MiB). */
+#define PD_EXEC_MAX_RETURN (64u << 20)
+
+/* One exec job with the files it needs, for pd_exec_jobs. Every name is a
+   path relative to this process's working directory that stays inside it:
+   no leading '/', no "..", no '\\' or ':' (PD_EINVAL otherwise). */
+typedef struct {
+    const char *cmd;                 /* the shell command */
+    const char *const *transfer;     /* files read here and sent with the job, written at
+                                        the same relative path into its directory before
+                                        the command runs (may be NULL when ntransfer is 0) */
+    size_t ntransfer;                /* at most PD_EXEC_MAX_FILES */
+    const char *const *ret;          /* files read from the job's directory once the
+                                        command ended and sent back with the result (read
+                                        them with pd_result_exec_file); NULL when nret is 0 */
+    size_t nret;                     /* at most PD_EXEC_MAX_FILES */
+} pd_exec_job_t;
+
+/* Submits one exec job per jobs[i], as pd_exec, and chooses where each
+   runs: in workdir when not NULL (a relative one is taken from this
+   process's working directory; a worker that cannot enter it fails the job
+   with PD_EIO, naming the directory and its host); else, for a job that
+   sends or returns files, in a scratch directory on the worker (made for
+   the job, removed after it); else as pd_exec. A job's files travel in its
+   argument, so they count against the broker's limit on one job's argument
+   (its max_arg_mb, 16 MiB by default) and on a submit: PD_ETOOBIG names
+   the job and says to use a file system the workers share (workdir)
+   instead. A file to send that cannot be read is PD_EIO, naming it. A job
+   whose command succeeded but left a file to return missing fails with
+   PD_EIO; more than PD_EXEC_MAX_RETURN bytes to return with PD_ETOOBIG.
+   Returns as pd_map. */
+long pd_exec_jobs(pd_client_t *c, const pd_exec_job_t *jobs, size_t n, const char *workdir,
+                  const pd_map_opts_t *opts, uint64_t *ids);
 
 /* What an exec job produced. Pointers are borrowed from the pd_result_t. */
 typedef struct {
@@ -926,12 +966,30 @@ typedef struct {
                           by default 4 MiB per stream) was dropped */
     uint64_t out_dropped; /* bytes of standard output dropped */
     uint64_t err_dropped; /* bytes of standard error dropped */
+    const char *dir;   /* the directory the command ran in on the worker (not
+                          NUL-terminated; "" from workers older than pd_exec_jobs) */
+    size_t dir_len;    /* its bytes */
+    bool scratch;      /* dir was a scratch directory made for the job (gone now) */
+    size_t nfiles;     /* files returned (pd_result_exec_file) */
 } pd_exec_result_t;
 
 /* Reads an exec job's output from a done or failed result. Returns 0, or
    PD_EPROTO when r holds no exec output (another kind of job, or a job that
    failed before its command ran: crash, time-out, lost worker). */
 int pd_result_exec(const pd_result_t *r, pd_exec_result_t *x);
+
+/* A file an exec job returned. Pointers are borrowed from the pd_result_t. */
+typedef struct {
+    const char *name;  /* its name as the worker sent it (not NUL-terminated): check it
+                          before use (the names asked for, pd_exec_job_t.ret) */
+    size_t name_len;   /* its bytes */
+    const void *data;  /* its content */
+    size_t len;        /* its bytes */
+} pd_exec_file_t;
+
+/* The i-th file (from 0, below pd_exec_result_t.nfiles) an exec job
+   returned into *f. Returns 0, or PD_EPROTO when r holds no such file. */
+int pd_result_exec_file(const pd_result_t *r, size_t i, pd_exec_file_t *f);
 
 #ifdef __cplusplus
 }

@@ -78,7 +78,8 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED,
+    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE
 };
 
 typedef struct {
@@ -124,6 +125,10 @@ static const s_opt_t s_opts[] = {
     {{"no-keep-order", no_argument, NULL, O_NO_KEEP}, V_EXEC},
     {{"joblog", required_argument, NULL, O_JOBLOG}, V_EXEC},
     {{"dry-run", no_argument, NULL, O_DRY_RUN}, V_EXEC},
+    {{"workdir", required_argument, NULL, O_WORKDIR}, V_EXEC},
+    {{"transfer", required_argument, NULL, O_TRANSFER}, V_EXEC},
+    {{"return", required_argument, NULL, O_RETURN}, V_EXEC},
+    {{"force", no_argument, NULL, O_FORCE}, V_EXEC},
     {{"wait", required_argument, NULL, O_WAIT}, V_RESULTS | V_WAIT | V_OFETCH},
     {{"release", no_argument, NULL, O_RELEASE}, V_RESULTS | V_OFETCH},
     {{"ttl", required_argument, NULL, O_TTL}, V_GC},
@@ -235,6 +240,15 @@ static const s_verb_t s_verbs[] = {
      "      --cpu-time TIME  CPU time of each process of a command at most (60s, 5m)\n"
      "      --max-output SIZE  output kept per stream (default 4M, at most 64M); the\n"
      "                       rest is dropped and counted\n"
+     "      --workdir DIR    run each command in DIR on its worker, which must see DIR\n"
+     "                       (a shared file system: docs/cluster.md). Default: this\n"
+     "                       directory when the worker sees it, else a scratch directory\n"
+     "      --transfer FILE  send FILE (a path under this directory; {} and the other\n"
+     "                       replacement strings name one per job) with each job, into\n"
+     "                       its scratch directory, at the same relative path\n"
+     "      --return FILE    bring FILE back from the job's directory into this one, at\n"
+     "                       the same relative path (replacement strings too)\n"
+     "      --force          replace files that --return would write over (else refused)\n"
      "      --detach         print the job ids and return without waiting\n"
      "      --dry-run        print the commands instead of running them\n"
      "\n"
@@ -612,6 +626,28 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
     case O_NO_KEEP: o->keep_order = false; break;
     case O_JOBLOG: o->joblog = arg; break;
     case O_DRY_RUN: o->dry_run = true; break;
+    case O_WORKDIR:
+        if (!*arg) {
+            pd_submit_usage_error(s, "--workdir wants a directory, not ''");
+            return bad_exit;
+        }
+        o->workdir = arg;
+        break;
+    case O_TRANSFER:
+    case O_RETURN: {
+        const char **list = code == O_TRANSFER ? o->transfer : o->ret;
+        size_t *n = code == O_TRANSFER ? &o->ntransfer : &o->nret;
+        if (*n == PD_EXEC_MAX_FILES) {
+            pd_submit_usage_error(s, "%s is given more than %d times; send a directory's files "
+                                  "as one archive (tar), or use a shared file system with "
+                                  "--workdir", code == O_TRANSFER ? "--transfer" : "--return",
+                                  PD_EXEC_MAX_FILES);
+            return bad_exit;
+        }
+        list[(*n)++] = arg;
+        break;
+    }
+    case O_FORCE: o->force = true; break;
     case O_WAIT: {
         char *end;
         errno = 0;

@@ -64,6 +64,12 @@ typedef struct {
     bool keep_order;       /* exec: --keep-order (default) */
     const char *joblog;    /* exec: --joblog FILE */
     bool dry_run;          /* exec: --dry-run */
+    const char *workdir;   /* exec: --workdir DIR, or NULL */
+    const char *transfer[PD_EXEC_MAX_FILES]; /* exec: --transfer templates */
+    size_t ntransfer;
+    const char *ret[PD_EXEC_MAX_FILES];      /* exec: --return templates */
+    size_t nret;
+    bool force;            /* exec: --force: --return replaces existing files */
     bool release;          /* results: --release */
     double wait_s;         /* results, wait: --wait S (< 0: for ever) */
     bool wait_set;         /* --wait was given */

@@ -15,6 +15,7 @@
 #include "pd_plat.h"
 
 #include "pd_codec.h"
+#include "pd_file.h"
 #include "pd_template.h"
 
 #include <errno.h>
@@ -22,17 +23,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #define S_ERROR 255 /* GNU parallel's exit status for errors other than failed jobs */
 
-/* The commands of one run: NUL-terminated, back to back. */
+/* The commands of one run: NUL-terminated, back to back; and each job's
+   files (--transfer, then --return), k names a job, the same way. */
 typedef struct {
     pd_buf_t text;  /* the commands, each followed by a NUL */
     size_t *off;    /* offset of command i in text */
     size_t n;       /* commands */
     size_t cap;     /* capacity of off */
+    const pd_submit_opts_t *o; /* the templates of --transfer and --return */
+    size_t k;       /* names a job: o->ntransfer + o->nret */
+    pd_buf_t names; /* the names, each followed by a NUL */
+    size_t *noff;   /* offset of job i's name m in names: noff[i * k + m] */
 } s_cmds_t;
 
 static int s_cmds_add(s_cmds_t *c, const char *tmpl, const char *arg, size_t len)
@@ -43,15 +50,28 @@ static int s_cmds_add(s_cmds_t *c, const char *tmpl, const char *arg, size_t len
         if (!o)
             return PD_ENOMEM;
         c->off = o;
+        if (c->k) {
+            size_t *no = realloc(c->noff, cap * c->k * sizeof *no);
+            if (!no)
+                return PD_ENOMEM;
+            c->noff = no;
+        }
         c->cap = cap;
     }
-    size_t at = c->text.len;
+    size_t at = c->text.len, nat = c->names.len;
     int rc = pd_template_expand(tmpl, arg, len, c->n + 1, &c->text);
-    if (rc)
-        return rc;
-    rc = pd_buf_append(&c->text, "", 1);
+    if (!rc)
+        rc = pd_buf_append(&c->text, "", 1);
+    for (size_t m = 0; m < c->k && !rc; m++) {
+        c->noff[c->n * c->k + m] = c->names.len;
+        const char *t = m < c->o->ntransfer ? c->o->transfer[m] : c->o->ret[m - c->o->ntransfer];
+        rc = pd_template_expand_name(t, arg, len, c->n + 1, &c->names);
+        if (!rc)
+            rc = pd_buf_append(&c->names, "", 1);
+    }
     if (rc) {
         c->text.len = at;
+        c->names.len = nat;
         return rc;
     }
     c->off[c->n++] = at;
@@ -59,6 +79,86 @@ static int s_cmds_add(s_cmds_t *c, const char *tmpl, const char *arg, size_t len
 }
 
 static const char *s_cmd(const s_cmds_t *c, size_t i) { return (const char *) c->text.data + c->off[i]; }
+
+/* Job i's name m (--transfer names first, then --return ones). */
+static const char *s_name(const s_cmds_t *c, size_t i, size_t m)
+{
+    return (const char *) c->names.data + c->noff[i * c->k + m];
+}
+
+/* A --return name and its job, for finding two jobs that write one file. */
+typedef struct {
+    const char *name;
+    size_t job;
+} s_ret_t;
+
+static int s_ret_cmp(const void *a, const void *b)
+{
+    const s_ret_t *x = a, *y = b;
+    int d = strcmp(x->name, y->name);
+    return d ? d : (x->job > y->job) - (x->job < y->job);
+}
+
+/* Checks the files of --transfer and --return before anything is sent:
+   names that stay in this directory, files to send that exist, no file
+   returned twice, none written over without --force. Returns 0 or S_ERROR
+   after saying why. */
+static int s_check_files(const pd_submit_t *s, const s_cmds_t *c)
+{
+    const pd_submit_opts_t *o = &s->o;
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t m = 0; m < c->k; m++) {
+            const char *name = s_name(c, i, m);
+            const char *flag = m < o->ntransfer ? "--transfer" : "--return";
+            char why[128];
+            struct stat st;
+            if (pd_file_check_relative(name, strlen(name), why, sizeof why)) {
+                fprintf(stderr, "playdoh-submit: exec: job %zu: %s '%s' %s: files travel "
+                        "between this directory and the job's, so name them by a relative "
+                        "path below this directory\n", i + 1, flag, name, why);
+                return S_ERROR;
+            }
+            if (m >= o->ntransfer)
+                continue;
+            bool found = stat(name, &st) == 0;
+            if (!found || !S_ISREG(st.st_mode)) {
+                fprintf(stderr, "playdoh-submit: exec: job %zu: --transfer %s: %s\n", i + 1,
+                        name, found ? "not a regular file (send a directory as one archive)"
+                                    : strerror(errno));
+                return S_ERROR;
+            }
+        }
+    if (!o->nret)
+        return 0;
+    size_t nr = c->n * o->nret;
+    s_ret_t *all = malloc(nr * sizeof *all);
+    if (!all) {
+        fprintf(stderr, "playdoh-submit: exec: out of memory checking %zu names\n", nr);
+        return S_ERROR;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t m = 0; m < o->nret; m++)
+            all[i * o->nret + m] = (s_ret_t){s_name(c, i, o->ntransfer + m), i};
+    qsort(all, nr, sizeof *all, s_ret_cmp);
+    int rc = 0;
+    for (size_t r = 0; r < nr && !rc; r++) {
+        struct stat st;
+        if (r + 1 < nr && strcmp(all[r].name, all[r + 1].name) == 0) {
+            fprintf(stderr, "playdoh-submit: exec: jobs %zu and %zu would both return %s: name "
+                    "each job's file with a replacement string (--return {}.out, "
+                    "--return out-{#}.txt)\n", all[r].job + 1, all[r + 1].job + 1,
+                    all[r].name);
+            rc = S_ERROR;
+        } else if (!o->force && stat(all[r].name, &st) == 0) {
+            fprintf(stderr, "playdoh-submit: exec: job %zu would return %s, which exists here: "
+                    "move it away, or give --force to replace it\n", all[r].job + 1,
+                    all[r].name);
+            rc = S_ERROR;
+        }
+    }
+    free(all);
+    return rc;
+}
 
 /* Reads argument lines from path ("-": standard input) into commands.
    Returns 0 or S_ERROR after saying why. */
@@ -119,6 +219,8 @@ typedef struct {
     size_t *cancelled;     /* jobs (indexes) cancelled: said at the end, in one line
                               when a missing program was the cause */
     size_t ncancelled;     /* entries in cancelled */
+    size_t unwritten;      /* jobs whose returned files could not all be written */
+    bool hinted;           /* the scratch directory hint was given */
 } s_exec_print_t;
 
 /* The summary of a run whose first failures could not start their program:
@@ -139,6 +241,59 @@ static void s_exec_cancelled(const s_exec_print_t *p)
             "or give its full path)\n", p->missing, s_cmd(p->cmds, p->missing - 1),
             p->missing_exit, p->missing_exit == 127 ? "was not found" : "is not executable",
             p->ncancelled);
+}
+
+/* Writes the files job index returned (--return) here, at the names asked
+   for: a name the job was not asked for is refused, whatever the worker
+   says, and so is one that leaves this directory. Returns false when one
+   was not written, after saying why. */
+static bool s_write_returns(s_exec_print_t *p, size_t index, const pd_result_t *r,
+                            const pd_exec_result_t *x)
+{
+    const pd_submit_opts_t *o = &p->s->o;
+    bool ok = true;
+    for (size_t f = 0; f < x->nfiles; f++) {
+        pd_exec_file_t file;
+        if (pd_result_exec_file(r, f, &file))
+            break;
+        const char *name = NULL;
+        for (size_t m = 0; m < o->nret && !name; m++) {
+            const char *want = s_name(p->cmds, index, o->ntransfer + m);
+            if (strlen(want) == file.name_len && memcmp(want, file.name, file.name_len) == 0)
+                name = want;
+        }
+        char why[128];
+        fflush(stdout);
+        if (!name || pd_file_check_relative(name, strlen(name), why, sizeof why)) {
+            fprintf(stderr, "playdoh-submit: job %zu: the worker returned a file named '%.*s', "
+                    "which the job was not asked to return (--return): not written\n",
+                    index + 1, (int) (file.name_len > 300 ? 300 : file.name_len), file.name);
+            ok = false;
+            continue;
+        }
+        struct stat st;
+        if (!o->force && stat(name, &st) == 0) {
+            fprintf(stderr, "playdoh-submit: job %zu: %s appeared here while the job ran: not "
+                    "replaced (--force replaces it)\n", index + 1, name);
+            ok = false;
+            continue;
+        }
+        char dir[4096], fail[4096] = "";
+        const char *slash = strrchr(name, '/');
+        int rc = 0;
+        if (slash) {
+            snprintf(dir, sizeof dir, "%.*s", (int) (slash - name), name);
+            rc = pd_file_mkdirs(dir, 0777, fail, sizeof fail);
+        }
+        if (rc == 0)
+            rc = pd_file_write_atomic(name, file.data, file.len);
+        if (rc) {
+            fprintf(stderr, "playdoh-submit: job %zu: cannot write the returned file %s: %s\n",
+                    index + 1, fail[0] ? fail : name, strerror(errno));
+            ok = false;
+        }
+    }
+    return ok;
 }
 
 static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
@@ -181,11 +336,23 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
                     (unsigned long long) x.out_dropped, (unsigned long long) x.err_dropped);
         }
     }
+    if (ran && !s_write_returns(p, index, r, &x))
+        p->unwritten++;
     if (r->state != PD_JOB_DONE && r->state != PD_JOB_CANCELLED && !quiet) {
         fflush(stdout);
         fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
                 index + 1, s_cmd(p->cmds, index),
                 pd_job_state_name(r->state), r->error ? r->error : pd_strerror(r->code));
+        if (ran && x.scratch && !p->cmds->k && !p->hinted) {
+            /* It did not run where the user thought: say so once. */
+            char cwd[4096] = "this directory";
+            pd_plat_getcwd(cwd, sizeof cwd);
+            fprintf(stderr, "playdoh-submit: exec: job %zu ran in a scratch directory on %.*s, "
+                    "which cannot see %s: give the jobs their files with --transfer and "
+                    "--return, or run them on a file system the workers share with --workdir "
+                    "DIR (docs/cluster.md)\n", index + 1, (int) x.host_len, x.host, cwd);
+            p->hinted = true;
+        }
     }
     if (p->joblog) {
         double start = x.start;
@@ -213,6 +380,12 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_submit_usage_error(s, "exec needs a COMMAND (for instance: exec -- gzip {})");
         return S_ERROR;
     }
+    if (s->o.nret && s->o.detach) {
+        pd_submit_usage_error(s, "--return writes the files back when the jobs end, so it "
+                              "cannot go with --detach (write them to a shared file system "
+                              "with --workdir instead)");
+        return S_ERROR;
+    }
     if (sep >= 0 && s->o.args_file) {
         pd_submit_usage_error(s, "give argument lines either after ::: or with --args, not both");
         return S_ERROR;
@@ -226,8 +399,9 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_buf_append(&tmpl, argv[i], strlen(argv[i]));
     }
     pd_buf_append(&tmpl, "", 1);
-    s_cmds_t cmds = {0};
+    s_cmds_t cmds = {.o = &s->o, .k = s->o.ntransfer + s->o.nret};
     pd_buf_init(&cmds.text);
+    pd_buf_init(&cmds.names);
     int rc = tmpl.failed ? S_ERROR : 0;
     const char *t = (const char *) tmpl.data;
     if (rc) {
@@ -258,23 +432,32 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         }
     }
     uint64_t *ids = NULL;
-    const char **list = NULL;
+    pd_exec_job_t *list = NULL;
+    const char **names = NULL;
     if (rc || cmds.n == 0)
         goto out; /* no argument lines: nothing to run, as GNU parallel */
+    if (!s->o.dry_run && (rc = s_check_files(s, &cmds)) != 0)
+        goto out;
     if (s->o.dry_run) {
         for (size_t i = 0; i < cmds.n; i++)
             printf("%s\n", s_cmd(&cmds, i));
         goto out;
     }
     ids = calloc(cmds.n, sizeof *ids);
-    list = malloc(cmds.n * sizeof *list);
-    if (!ids || !list) {
+    list = calloc(cmds.n, sizeof *list);
+    names = malloc((cmds.n * cmds.k + 1) * sizeof *names);
+    if (!ids || !list || !names) {
         fprintf(stderr, "playdoh-submit: exec: out of memory for %zu jobs\n", cmds.n);
         rc = S_ERROR;
         goto out;
     }
-    for (size_t i = 0; i < cmds.n; i++)
-        list[i] = s_cmd(&cmds, i);
+    for (size_t i = 0; i < cmds.n; i++) {
+        for (size_t m = 0; m < cmds.k; m++)
+            names[i * cmds.k + m] = s_name(&cmds, i, m);
+        list[i] = (pd_exec_job_t){.cmd = s_cmd(&cmds, i),
+                                  .transfer = names + i * cmds.k, .ntransfer = s->o.ntransfer,
+                                  .ret = names + i * cmds.k + s->o.ntransfer, .nret = s->o.nret};
+    }
     pd_client_t *c = pd_submit_connect(s);
     if (!c) {
         rc = S_ERROR;
@@ -284,7 +467,7 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
                         .max_slots = s->o.max_slots, .memory = s->o.memory,
                         .cpu_time_s = s->o.cpu_time_s, .max_output = s->o.max_output,
                         .retry_failed = s->o.retry_failed};
-    long acc = pd_exec(c, list, cmds.n, &mo, ids);
+    long acc = pd_exec_jobs(c, list, cmds.n, s->o.workdir, &mo, ids);
     if (acc < 0 || (size_t) acc < cmds.n) {
         fprintf(stderr, "playdoh-submit: exec: %s\n", pd_client_error(c));
         if (acc > 0) {
@@ -318,6 +501,7 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
     } else {
         if (failed && !s->o.quiet)
             fprintf(stderr, "playdoh-submit: exec: %zu of %zu jobs failed\n", failed, cmds.n);
+        failed += pr.unwritten; /* a file not brought back counts as a failure */
         rc = failed > 100 ? 101 : (int) failed;
     }
 out:
@@ -325,8 +509,11 @@ out:
         fclose(joblog);
     free(ids);
     free(list);
+    free(names);
     free(cmds.off);
+    free(cmds.noff);
     pd_buf_free(&cmds.text);
+    pd_buf_free(&cmds.names);
     pd_buf_free(&tmpl);
     return rc;
 }

@@ -1,6 +1,7 @@
 /*  pd_file: see pd_file.h. */
 #include "pd_file.h"
 #include "pd_plat.h"
+#include "pd_error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +54,13 @@ int pd_file_read(const char *path, size_t max, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
+    /* Not a regular file: refused before open(), which would wait for a
+       writer on a FIFO. */
+    struct stat pre;
+    if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        errno = EINVAL;
+        return -1;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -112,4 +121,34 @@ int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap)
         if (!c)
             return 0;
     }
+}
+
+int pd_file_check_relative(const char *name, size_t len, char *why, size_t cap)
+{
+    const char *bad = NULL;
+    if (len == 0)
+        bad = "is empty";
+    else if (len > 1024)
+        bad = "is longer than 1024 bytes";
+    else if (memchr(name, 0, len))
+        bad = "holds a NUL byte";
+    else if (name[0] == '/')
+        bad = "is absolute: give a path relative to the directory";
+    else if (memchr(name, '\\', len) || memchr(name, ':', len))
+        bad = "holds a '\\' or a ':', which Windows reads as a directory or a drive";
+    for (size_t i = 0; !bad && i <= len;) {
+        size_t j = i;
+        while (j < len && name[j] != '/')
+            j++;
+        if (j == i)
+            bad = "has an empty part ('//' or a '/' at its end)";
+        else if (j - i == 2 && name[i] == '.' && name[i + 1] == '.')
+            bad = "climbs out of its directory with '..'";
+        i = j + 1;
+    }
+    if (!bad)
+        return 0;
+    if (why && cap)
+        snprintf(why, cap, "%s", bad);
+    return PD_EINVAL;
 }

@@ -27,4 +27,12 @@ int pd_file_read(const char *path, size_t max, char **data, size_t *len);
    copy of at most failcap bytes). */
 int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap);
 
+/* Checks that name[0..len) is a relative path that stays inside the
+   directory it is taken from, on every platform: 1 to 1024 bytes, no NUL,
+   '/' between its parts, none of them empty or "..", no '\\' and no ':'
+   (a drive or a stream on Windows). Used for the files an exec job sends
+   and brings back (pd_exec.h), which cross machines. Returns 0, or
+   PD_EINVAL with why (cap bytes) saying what is wrong: "is absolute", ... */
+int pd_file_check_relative(const char *name, size_t len, char *why, size_t cap);
+
 #endif

@@ -85,6 +85,17 @@ int pd_plat_resolve(const char *host, char *why, size_t cap);
 
 /* mkdir with a mode (the mode is ignored on Windows). */
 int pd_plat_mkdir(const char *path, int mode);
+/* Whether dir is a directory this process may enter (make its working
+   directory). 0, or -1 with errno: ENOENT (nothing there), ENOTDIR (not a
+   directory), EACCES (no permission). */
+int pd_plat_dir_enter_check(const char *dir);
+/* Removes path and, when it is a directory, everything in it, without
+   following links (a link inside is removed, not what it points to).
+   Returns 0, or -1 with errno set when something could not be removed
+   (the rest is still removed). */
+int pd_plat_remove_tree(const char *path);
+/* This process's working directory into out. 0, or -1 (errno set). */
+int pd_plat_getcwd(char *out, size_t cap);
 /* Renames from over to, replacing to atomically when it exists. 0 or -1. */
 int pd_plat_rename(const char *from, const char *to);
 /* A file's modification time in nanoseconds since the epoch. */

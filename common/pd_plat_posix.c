@@ -11,6 +11,7 @@
 #include <link.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
@@ -130,6 +131,37 @@ int pd_plat_route_addr(const char *host, const char *port, char *out, size_t cap
 
 int pd_plat_mkdir(const char *path, int mode) { return mkdir(path, (mode_t) mode); }
 int pd_plat_rename(const char *from, const char *to) { return rename(from, to); }
+
+int pd_plat_dir_enter_check(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return access(dir, X_OK) == 0 ? 0 : -1;
+}
+
+static int s_remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}
+
+int pd_plat_remove_tree(const char *path)
+{
+    /* FTW_PHYS: a link is removed itself, never followed; FTW_DEPTH: a
+       directory's entries before the directory. */
+    return nftw(path, s_remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+}
+
+int pd_plat_getcwd(char *out, size_t cap) { return getcwd(out, cap) ? 0 : -1; }
 int64_t pd_plat_mtime_ns(const struct stat *st)
 {
     return (int64_t) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;

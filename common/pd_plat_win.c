@@ -596,6 +596,71 @@ int pd_plat_rename(const char *from, const char *to)
     }
 }
 
+int pd_plat_dir_enter_check(const char *dir)
+{
+    DWORD a = GetFileAttributesA(dir);
+    if (a == INVALID_FILE_ATTRIBUTES) {
+        errno = errno_of(GetLastError());
+        return -1;
+    }
+    if (!(a & FILE_ATTRIBUTE_DIRECTORY)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes path's tree; depth bounds the recursion. */
+static int s_remove_tree(const char *path, int depth)
+{
+    DWORD a = GetFileAttributesA(path);
+    if (a == INVALID_FILE_ATTRIBUTES)
+        return GetLastError() == ERROR_FILE_NOT_FOUND || GetLastError() == ERROR_PATH_NOT_FOUND
+                   ? 0 : -1;
+    if (a & FILE_ATTRIBUTE_READONLY)
+        SetFileAttributesA(path, a & ~(DWORD)FILE_ATTRIBUTE_READONLY);
+    if (!(a & FILE_ATTRIBUTE_DIRECTORY))
+        return DeleteFileA(path) ? 0 : -1;
+    int rc = 0;
+    /* A junction or a directory link is removed itself, never entered. */
+    if (!(a & FILE_ATTRIBUTE_REPARSE_POINT) && depth < 64) {
+        char pat[MAX_PATH + 4];
+        if (snprintf(pat, sizeof pat, "%s\\*", path) >= (int)sizeof pat)
+            return -1;
+        WIN32_FIND_DATAA fd;
+        HANDLE h = FindFirstFileA(pat, &fd);
+        if (h != INVALID_HANDLE_VALUE) {
+            do {
+                if (strcmp(fd.cFileName, ".") == 0 || strcmp(fd.cFileName, "..") == 0)
+                    continue;
+                char sub[MAX_PATH + 4];
+                if (snprintf(sub, sizeof sub, "%s\\%s", path, fd.cFileName) >= (int)sizeof sub ||
+                    s_remove_tree(sub, depth + 1) != 0)
+                    rc = -1;
+            } while (FindNextFileA(h, &fd));
+            FindClose(h);
+        }
+    }
+    if (!RemoveDirectoryA(path))
+        rc = -1;
+    return rc;
+}
+
+int pd_plat_remove_tree(const char *path)
+{
+    int rc = s_remove_tree(path, 0);
+    if (rc)
+        errno = errno_of(GetLastError());
+    return rc;
+}
+
+int pd_plat_getcwd(char *out, size_t cap)
+{
+    if (cap > INT_MAX)
+        cap = INT_MAX;
+    return _getcwd(out, (int)cap) ? 0 : -1;
+}
+
 int64_t pd_plat_mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtime * 1000000000;

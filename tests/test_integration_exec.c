@@ -3,6 +3,7 @@
    order, the job log, exit statuses, --help for every verb, clear errors for
    bad input, and the progress bar (drawn on a terminal only). */
 #include "pd_harness.h"
+#include "pd_codec.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -298,5 +299,185 @@ Test(exec_cli, status_and_results_give_each_unfinished_job_the_same_state)
     cr_assert_gt(running, 0, "%s", status);
     free(out);
     pd_harness_run(&out, "%s --broker %s cancel %lu-%lu", submit, h.endpoint, a, b);
+    free(out);
+}
+
+/* ---- exec on a real cluster: the job's directory and its files ---------- */
+
+/* Each test runs the client from a directory of its own under the harness's
+   temp directory, which the worker (started from the test's directory) does
+   not have as its working directory. */
+static void s_make_dir(char *dir, size_t cap, const char *name)
+{
+    snprintf(dir, cap, "%s/%s", h.dir, name);
+    cr_assert_eq(pd_harness_run(NULL, "mkdir -p %s", dir), 0);
+}
+
+Test(exec_cli, gzip_runs_in_the_submitters_directory_or_in_workdir)
+{
+    char sub[512], data[512], *out;
+    s_make_dir(sub, sizeof sub, "sub");
+    s_make_dir(data, sizeof data, "data");
+    /* The README's `ls *.csv | playdoh-submit exec gzip -9`, from the
+       directory that holds the files: the worker sees it, so runs there. */
+    int st = pd_harness_run(&out, "cd %s && seq 1 1000 > a.csv && seq 5 50 > b.csv && "
+                            "ls *.csv | %s --broker %s exec gzip -9 2>&1", sub, submit,
+                            h.endpoint);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && gunzip -c a.csv.gz | tail -n 1 && ls", sub);
+    cr_assert_eq(st, 0);
+    cr_assert_str_eq(out, "1000\na.csv.gz\nb.csv.gz\n");
+    free(out);
+    /* --workdir: the files live elsewhere, the client runs from sub. */
+    st = pd_harness_run(&out, "seq 1 3 > %s/c.csv && cd %s && echo c.csv | %s --broker %s exec "
+                        "--workdir %s -- 'gzip -9 {} && pwd' 2>&1", data, sub, submit,
+                        h.endpoint, data);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert(strstr(out, data) != NULL, "it ran in %s: %s", data, out);
+    free(out);
+    st = pd_harness_run(&out, "gunzip -c %s/c.csv.gz", data);
+    cr_assert_str_eq(out, "1\n2\n3\n");
+    free(out);
+    /* A relative --workdir is taken from the submitter's directory. */
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --workdir ../data -- pwd ::: x 2>&1",
+                        sub, submit, h.endpoint);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert(strstr(out, data) != NULL, "it ran in %s: %s", data, out);
+    free(out);
+}
+
+Test(exec_cli, files_sent_with_a_job_and_files_brought_back)
+{
+    char sub[512], *out;
+    s_make_dir(sub, sizeof sub, "xfer");
+    int st = pd_harness_run(&out, "cd %s && mkdir -p in && echo hello > in/one.txt && "
+                            "echo world > in/two.txt && ls in | %s --broker %s exec "
+                            "--transfer in/{} --return out/{.}.up -- "
+                            "'mkdir -p out && tr a-z A-Z < in/{} > out/{.}.up && pwd' 2>&1",
+                            sub, submit, h.endpoint);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    /* Each ran in a scratch directory of its own on the worker, not here. */
+    cr_assert(strstr(out, "/scratch/slot-") != NULL, "%s", out);
+    cr_assert(strstr(out, sub) == NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && cat out/one.up out/two.up", sub);
+    cr_assert_eq(st, 0);
+    cr_assert_str_eq(out, "HELLO\nWORLD\n");
+    free(out);
+    /* The scratch directories are gone. */
+    st = pd_harness_run(&out, "find %s/cache/scratch -name 'job-*' 2>/dev/null | wc -l", h.dir);
+    cr_assert_str_eq(out, "0\n", "left behind: %s", out);
+    free(out);
+    /* Run again: the files exist now, and are not replaced without --force. */
+    st = pd_harness_run(&out, "cd %s && ls in | %s --broker %s exec --transfer in/{} "
+                        "--return out/{.}.up -- 'mkdir -p out; echo x > out/{.}.up' 2>&1", sub,
+                        submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "would return out/one.up, which exists here: move it away, or give "
+                     "--force") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && ls in | %s --broker %s exec --force --transfer in/{} "
+                        "--return out/{.}.up -- 'mkdir -p out; echo x{#} > out/{.}.up' 2>&1 && "
+                        "cat out/one.up", sub, submit, h.endpoint);
+    cr_assert_eq(st, 0, "exit %d: %s", st, out);
+    cr_assert_str_eq(out, "x1\n");
+    free(out);
+    /* A file the command did not write fails that job, saying so. */
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --return none.txt -- true ::: a 2>&1",
+                        sub, submit, h.endpoint);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "cannot return none.txt (--return)") != NULL, "%s", out);
+    cr_assert(strstr(out, "the command did not write it") != NULL, "%s", out);
+    free(out);
+}
+
+Test(exec_cli, a_workdir_the_worker_cannot_see_is_a_clear_error)
+{
+    char *out, host[256];
+    gethostname(host, sizeof host);
+    int st = pd_harness_run(&out, "%s --broker %s exec --workdir /nonexistent/shared/run -- ls "
+                            "::: a 2>&1", submit, h.endpoint);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "the job's directory /nonexistent/shared/run (--workdir) cannot be "
+                     "used on host ") != NULL, "%s", out);
+    cr_assert(strstr(out, host) != NULL, "names the host %s: %s", host, out);
+    cr_assert(strstr(out, "No such file or directory") != NULL, "%s", out);
+    cr_assert(strstr(out, "docs/cluster.md") != NULL, "%s", out);
+    free(out);
+}
+
+Test(exec_cli, names_that_leave_the_directory_are_refused_on_both_sides)
+{
+    char sub[512], *out;
+    s_make_dir(sub, sizeof sub, "esc");
+    /* The client refuses them before anything is sent. */
+    int st = pd_harness_run(&out, "cd %s && %s --broker %s exec --return ../evil.txt -- true "
+                            "::: a 2>&1", sub, submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "--return '../evil.txt' climbs out of its directory with '..'") != NULL,
+              "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --return {} -- true ::: /etc/x 2>&1",
+                        sub, submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "--return '/etc/x' is absolute") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --detach --return x -- true ::: a "
+                        "2>&1", sub, submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "cannot go with --detach") != NULL, "%s", out);
+    free(out);
+    /* And a worker refuses them from any client. */
+    pd_client_t *c = pd_harness_client(&h);
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "cmd", "echo x > ../escaped");
+    pd_pack_cstr(&pk, "return");
+    msgpack_pack_array(&pk, 1);
+    pd_pack_cstr(&pk, "sub/../../escaped");
+    msgpack_pack_map(&pk, 2);
+    pd_pack_kv_str(&pk, "cmd", "pwd");
+    pd_pack_kv_str(&pk, "cwd", "/nonexistent/submitter/dir");
+    uint64_t ids[2];
+    cr_assert_eq(pd_map(c, PD_BUILTIN, "exec", b.data, b.len, 2, NULL, ids), 2,
+                 "%s", pd_client_error(c));
+    pd_result_t r[2];
+    cr_assert_eq(pd_fetch(c, ids, 2, 30000, r, NULL, NULL), 2);
+    cr_assert_eq(r[0].state, PD_JOB_FAILED);
+    cr_assert_eq(r[0].code, PD_EINVAL);
+    cr_assert(strstr(r[0].error, "'sub/../../escaped' (--return) climbs out of its directory")
+              != NULL, "%s", r[0].error);
+    /* A submitter's directory this worker does not see: a scratch one. */
+    cr_assert_eq(r[1].state, PD_JOB_DONE, "%s", r[1].error ? r[1].error : "");
+    pd_exec_result_t x;
+    cr_assert_eq(pd_result_exec(&r[1], &x), 0);
+    cr_assert(x.scratch);
+    cr_assert(x.out_len > 0 && strstr(x.out, "/scratch/slot-") != NULL, "%.*s", (int) x.out_len,
+              x.out);
+    pd_results_clear(r, 2);
+    pd_buf_free(&b);
+    pd_client_destroy(&c);
+}
+
+Test(exec_cli, a_file_too_big_to_send_says_to_share_it)
+{
+    char sub[512], *out;
+    s_make_dir(sub, sizeof sub, "big");
+    int st = pd_harness_run(&out, "cd %s && head -c 17000000 /dev/zero > big.bin && %s --broker "
+                            "%s exec --transfer big.bin -- 'wc -c big.bin' ::: a 2>&1", sub,
+                            submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "big.bin (16.2 MiB)") != NULL, "%s", out);
+    cr_assert(strstr(out, "at most 16.0 MiB per job") != NULL, "%s", out);
+    cr_assert(strstr(out, "--workdir DIR") != NULL, "%s", out);
+    free(out);
+    st = pd_harness_run(&out, "cd %s && %s --broker %s exec --transfer nothere.txt -- true ::: a "
+                        "2>&1", sub, submit, h.endpoint);
+    cr_assert_eq(st, 255, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "--transfer nothere.txt: No such file or directory") != NULL, "%s", out);
     free(out);
 }

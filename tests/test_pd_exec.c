@@ -1,15 +1,18 @@
 /* Unit tests for worker/pd_exec: the built-in task that runs shell commands
-   (exit status, both streams, signals, size limits, bad input). */
+   (exit status, both streams, signals, size limits, bad input), and
+   pd_exec_job: the job's directory and the files it sends and returns. */
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_exec.h"
 #include "pd_plat.h"
+#include "playdoh.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static pd_buf_t out;
 static char msg[256];
@@ -185,4 +188,180 @@ Test(exec, a_missing_program_is_status_127_with_the_shell_message)
     fields_t f = s_read();
     cr_assert_eq(f.exit, 127);
     cr_assert_gt(f.err_len, 0);
+}
+
+/* ---- pd_exec_job: the job's directory and its files ---------------------- */
+
+_Static_assert(PD_EXEC_MAX_RETURN == (64u << 20) && PD_EXEC_MAX_FILES == 256,
+               "pd_exec.h and playdoh.h give the same bounds");
+
+static char root[256];
+
+static void job_setup(void)
+{
+    setup();
+    snprintf(root, sizeof root, "/tmp/pd-exec-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+}
+
+static void job_teardown(void)
+{
+    pd_plat_remove_tree(root);
+    teardown();
+}
+
+TestSuite(exec_job, .init = job_setup, .fini = job_teardown, .timeout = 60);
+
+/* Packs {cmd[, cwd][, workdir][, files: {name: text}][, return: [name]]}. */
+static pd_buf_t s_arg(const char *cmd, const char *cwd, const char *workdir, const char *fname,
+                      const char *ftext, const char *ret)
+{
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    msgpack_pack_map(&pk, 1 + !!cwd + !!workdir + !!fname + !!ret);
+    pd_pack_kv_str(&pk, "cmd", cmd);
+    if (cwd)
+        pd_pack_kv_str(&pk, "cwd", cwd);
+    if (workdir)
+        pd_pack_kv_str(&pk, "workdir", workdir);
+    if (fname) {
+        pd_pack_cstr(&pk, "files");
+        msgpack_pack_map(&pk, 1);
+        pd_pack_kv_bin(&pk, fname, ftext, strlen(ftext));
+    }
+    if (ret) {
+        pd_pack_cstr(&pk, "return");
+        msgpack_pack_array(&pk, 1);
+        pd_pack_cstr(&pk, ret);
+    }
+    return b;
+}
+
+static int s_job(pd_buf_t *arg, uint64_t id)
+{
+    char scratch[300];
+    snprintf(scratch, sizeof scratch, "%s/scratch", root);
+    pd_exec_env_t env = {.host = "hostA", .scratch = scratch, .job = id};
+    int rc = pd_exec_job(arg->data, arg->len, &env, NULL, &out, msg, sizeof msg);
+    pd_buf_free(arg);
+    return rc;
+}
+
+/* The value of key in the result map (a str or bin), or NULL. */
+static const char *s_field(const char *key, uint32_t *len)
+{
+    pd_rd_t r;
+    pd_rd_init(&r, out.data, out.len);
+    uint32_t n;
+    cr_assert_eq(pd_rd_map(&r, &n), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        if (pd_rd_key_is(&r, key)) {
+            const void *p;
+            if (pd_rd_peek(&r) == PD_MP_STR)
+                cr_assert_eq(pd_rd_str(&r, (const char **) &p, len), 0);
+            else
+                cr_assert_eq(pd_rd_bin(&r, &p, len), 0);
+            return p;
+        }
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+        cr_assert_eq(pd_rd_skip(&r, NULL, NULL), 0);
+    }
+    return NULL;
+}
+
+Test(exec_job, the_submitters_directory_when_seen_else_a_scratch_directory_removed_after)
+{
+    pd_buf_t a = s_arg("pwd", root, NULL, NULL, NULL, NULL);
+    cr_assert_eq(s_job(&a, 1), 0, "%s", msg);
+    uint32_t len;
+    const char *o = s_field("out", &len);
+    cr_assert(len == strlen(root) + 1 && memcmp(o, root, len - 1) == 0, "%.*s", (int) len, o);
+    pd_buf_reset(&out);
+    a = s_arg("pwd; touch left-here", "/nonexistent/dir", NULL, NULL, NULL, NULL);
+    cr_assert_eq(s_job(&a, 7), 0, "%s", msg);
+    o = s_field("dir", &len);
+    char want[400];
+    snprintf(want, sizeof want, "%s/scratch/job-7", root);
+    cr_assert(len == strlen(want) && memcmp(o, want, len) == 0, "%.*s", (int) len, o);
+    struct stat st;
+    cr_assert_neq(stat(want, &st), 0, "the scratch directory is removed after the job");
+}
+
+Test(exec_job, files_are_written_before_and_read_back_after)
+{
+    pd_buf_t a = s_arg("tr a-z A-Z < d/in.txt > out.txt", root, NULL, "d/in.txt", "hello",
+                       "out.txt");
+    cr_assert_eq(s_job(&a, 2), 0, "%s", msg);
+    pd_rd_t r;
+    pd_rd_init(&r, out.data, out.len);
+    uint32_t n, nf, nl, len;
+    const char *name;
+    const void *data;
+    cr_assert_eq(pd_rd_map(&r, &n), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        if (!pd_rd_key_is(&r, "files")) {
+            pd_rd_skip(&r, NULL, NULL);
+            pd_rd_skip(&r, NULL, NULL);
+            continue;
+        }
+        cr_assert_eq(pd_rd_map(&r, &nf), 0);
+        cr_assert_eq(nf, 1);
+        cr_assert_eq(pd_rd_str(&r, &name, &nl), 0);
+        cr_assert_eq(pd_rd_bin(&r, &data, &len), 0);
+        cr_assert(nl == 7 && memcmp(name, "out.txt", 7) == 0);
+        cr_assert(len == 5 && memcmp(data, "HELLO", 5) == 0, "%.*s", (int) len,
+                  (const char *) data);
+        return;
+    }
+    cr_assert_fail("no files in the result");
+}
+
+Test(exec_job, a_missing_file_to_return_fails_a_command_that_succeeded)
+{
+    pd_buf_t a = s_arg("true", NULL, NULL, NULL, NULL, "out.txt");
+    cr_assert_eq(s_job(&a, 3), PD_EIO);
+    cr_assert(strstr(msg, "cannot return out.txt (--return)") != NULL, "%s", msg);
+    cr_assert(strstr(msg, "on host hostA: the command did not write it") != NULL, "%s", msg);
+    pd_buf_reset(&out);
+    a = s_arg("exit 3", NULL, NULL, NULL, NULL, "out.txt");
+    cr_assert_eq(s_job(&a, 4), PD_ETASK, "a failed command fails for its status: %s", msg);
+}
+
+Test(exec_job, a_workdir_that_cannot_be_entered_names_itself_and_the_host)
+{
+    pd_buf_t a = s_arg("true", NULL, "/nonexistent/shared", NULL, NULL, NULL);
+    cr_assert_eq(s_job(&a, 5), PD_EIO);
+    cr_assert(strstr(msg, "the job's directory /nonexistent/shared (--workdir) cannot be used "
+                     "on host hostA: No such file or directory") != NULL, "%s", msg);
+    cr_assert_eq(out.len, 0, "nothing ran");
+    char file[300];
+    snprintf(file, sizeof file, "%s/f", root);
+    FILE *f = fopen(file, "w");
+    fclose(f);
+    a = s_arg("true", NULL, file, NULL, NULL, NULL);
+    cr_assert_eq(s_job(&a, 6), PD_EIO);
+    cr_assert(strstr(msg, "it is not a directory") != NULL, "%s", msg);
+}
+
+Test(exec_job, names_that_leave_the_directory_and_relative_directories_are_refused)
+{
+    pd_buf_t a = s_arg("true", NULL, NULL, "../x", "data", NULL);
+    cr_assert_eq(s_job(&a, 8), PD_EINVAL);
+    cr_assert(strstr(msg, "'../x' (--transfer) climbs out") != NULL, "%s", msg);
+    a = s_arg("true", NULL, NULL, NULL, NULL, "/etc/passwd");
+    cr_assert_eq(s_job(&a, 9), PD_EINVAL);
+    cr_assert(strstr(msg, "'/etc/passwd' (--return) is absolute") != NULL, "%s", msg);
+    a = s_arg("true", NULL, "relative/dir", NULL, NULL, NULL);
+    cr_assert_eq(s_job(&a, 10), PD_EINVAL);
+    cr_assert(strstr(msg, "'workdir' is malformed") != NULL, "%s", msg);
+}
+
+Test(exec_job, a_fifo_to_return_is_refused_without_waiting_for_a_writer)
+{
+    pd_buf_t a = s_arg("mkfifo out.txt", NULL, NULL, NULL, NULL, "out.txt");
+    cr_assert_eq(s_job(&a, 11), PD_EIO);
+    cr_assert(strstr(msg, "cannot return out.txt (--return)") != NULL, "%s", msg);
+    cr_assert(strstr(msg, "it is not a regular file") != NULL, "%s", msg);
 }

@@ -100,3 +100,16 @@ Test(template, quoted_values_reach_the_shell_unchanged)
     cr_assert_str_eq(got, nasty, "command: %s", cmd);
     free(cmd);
 }
+
+Test(template, file_names_take_the_values_as_they_are_and_nothing_is_appended)
+{
+    const char *arg = "data/it's a.csv";
+    cr_assert_eq(pd_template_expand_name("{}.gz", arg, strlen(arg), 1, &out), 0);
+    cr_assert_str_eq(s_text(), "data/it's a.csv.gz");
+    out.len = 0;
+    cr_assert_eq(pd_template_expand_name("out/{/.}-{#}.txt", arg, strlen(arg), 7, &out), 0);
+    cr_assert_str_eq(s_text(), "out/it's a-7.txt");
+    out.len = 0;
+    cr_assert_eq(pd_template_expand_name("common.dat", arg, strlen(arg), 1, &out), 0);
+    cr_assert_str_eq(s_text(), "common.dat", "no ' {}' after a name without replacement strings");
+}

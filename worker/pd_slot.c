@@ -235,6 +235,18 @@ fail:
     return NULL;
 }
 
+/* Removes what the child's exec jobs left in its scratch directory (a job
+   killed mid-run, a slot that crashed) once the child is gone. */
+static void s_child_gone(pd_slot_t *s)
+{
+    const char *keep = getenv("PLAYDOH_KEEP_SCRATCH");
+    if (s->pid <= 0 || (keep && *keep && strcmp(keep, "0") != 0))
+        return;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/scratch/slot-%d", s->cache_dir, s->pid);
+    pd_plat_remove_tree(dir);
+}
+
 /* Kills the child (if alive) and waits for it. */
 static int s_kill_reap(pd_slot_t *s)
 {
@@ -243,6 +255,7 @@ static int s_kill_reap(pd_slot_t *s)
         /* The whole group: commands an exec job started die with the slot. */
         pd_plat_kill_tree(s->pid);
         pd_plat_wait(s->pid, &status, true);
+        s_child_gone(s);
     }
     s->pid = 0;
     s_close_fds(s);
@@ -355,6 +368,7 @@ static int s_reap_closed(pd_slot_t *s, bool *killed)
         int r = pd_plat_wait(s->pid, &status, false);
         if (r != 0) {
             pd_plat_kill_tree(s->pid); /* what an exec job left behind in its group */
+            s_child_gone(s);
             s->pid = 0;
             s_close_fds(s);
             return status;
@@ -842,6 +856,8 @@ bool pd_slot_is_child(int argc, char **argv)
 typedef struct {
     int index;           /* slot index */
     const char *host;    /* host name, for exec results (borrowed from argv) */
+    const char *cache;   /* the worker's cache directory (borrowed from argv): exec jobs'
+                            scratch directories go under <cache>/scratch/slot-<pid> */
     pd_modcache_t *mc;   /* module cache */
     pd_task_t *task;     /* task context, reused */
     pd_gpurt_t *rt;      /* GPU runtime of a GPU slot; NULL on a CPU slot */
@@ -973,21 +989,18 @@ static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint
                  fn);
         return s_child_result(c, id, PD_ENOFUNC, (const uint8_t *) msg, strlen(msg), 0);
     }
-    pd_rd_t r;
-    pd_rd_init(&r, arg, alen);
-    const char *cmd;
-    uint32_t clen;
-    if (pd_rd_str(&r, &cmd, &clen)) {
-        snprintf(msg, sizeof msg, "exec wants a command line (a string) as its argument");
-        return s_child_result(c, id, PD_ETASK, (const uint8_t *) msg, strlen(msg), 0);
-    }
+    char scratch[4200];
+    snprintf(scratch, sizeof scratch, "%s/scratch/slot-%d", c->cache, pd_plat_getpid());
+    const char *keep = getenv("PLAYDOH_KEEP_SCRATCH");
+    pd_exec_env_t env = {.host = c->host, .scratch = scratch, .job = id,
+                         .keep_scratch = keep && *keep && strcmp(keep, "0") != 0};
     pd_buf_reset(&c->aux);
     uint64_t t0 = s_now_us();
-    int code = pd_exec_run(cmd, clen, c->host, lim, &c->aux, msg, sizeof msg);
+    int code = pd_exec_job(arg, alen, &env, lim, &c->aux, msg, sizeof msg);
     uint64_t us = s_now_us() - t0;
     if (code == 0)
         return s_child_result(c, id, 0, c->aux.data, c->aux.len, us);
-    if (code == PD_ETASK || code == PD_ELIMIT)
+    if (c->aux.len) /* it ran: its output goes with the error */
         return s_child_fail_value(c, id, code, msg, c->aux.data, c->aux.len, us);
     return s_child_result(c, id, code, (const uint8_t *) msg, strlen(msg), us);
 }
@@ -1191,6 +1204,7 @@ int pd_slot_main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.index = index;
     c.host = host;
+    c.cache = cache;
     /* What jobs print goes to their results, capped, never to the worker's
        log; the slot's own log lines go where its standard error went. */
     int log_fd = -1;
