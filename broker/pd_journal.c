@@ -2172,6 +2172,7 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
     }
     if (rc == 0) {
         jn->wnext_id = jn->reserved = pd_jobs_next_id(jobs);
+        zsys_handler_set(NULL); /* the broker keeps its own SIGINT/SIGTERM handlers */
         jn->writer = zactor_new(s_writer, jn);
         if (!jn->writer) {
             snprintf(why, whycap, "journal %s: cannot start its writer thread", jn->path);

@@ -299,9 +299,10 @@ static bool s_write_returns(s_exec_print_t *p, size_t index, const pd_result_t *
 static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
 {
     s_exec_print_t *p = user;
-    if (r->state == PD_JOB_CANCELLED) {
+    if (r->state == PD_JOB_CANCELLED && !p->missing) {
         /* Cancelled before it ran (Ctrl-C, or `cancel`): a mark, and a line
-           in the job log. */
+           in the job log. After a program that is not there, the summary
+           (s_exec_cancelled) says it once instead. */
         pd_buf_t out;
         pd_buf_init(&out);
         pd_submit_put_cancelled(&out, r->id);

@@ -47,6 +47,9 @@ pd_bg_t *pd_bg_new(void)
     pd_bg_t *bg = calloc(1, sizeof *bg);
     if (!bg)
         return NULL;
+    /* The programs install their own SIGINT/SIGTERM handlers: CZMQ, which
+       sets up on its first actor, must not replace them. */
+    zsys_handler_set(NULL);
     bg->actor = zactor_new(s_thread, NULL);
     if (!bg->actor) {
         free(bg);
