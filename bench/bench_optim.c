@@ -17,9 +17,16 @@
     one island in-process (the figure the cluster form will be compared
     with).
 
-    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality | cost]
+    Centre bias: the same rows on the shifted forms of each function
+    (pd_optim_builtin's "@1" .. "@4", optimum moved within the central 80 %
+    of the box, near the upper bounds, in a corner): the median and spread
+    of the seeds at the centre and at each shift.
+
+    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality |
+    shift | cost] [ROW]
     (cost: the overhead and throughput tables only, which are the ones the
-    load of a shared machine disturbs; the quality table is deterministic)
+    load of a shared machine disturbs; the quality and shift tables are
+    deterministic; ROW: the shift table's rows whose label starts with it)
 */
 #include "bench_optim.h"
 #include "playdoh.h"
@@ -220,6 +227,63 @@ static int s_quality(int seeds, unsigned long long budget)
     return 0;
 }
 
+/* The centre-bias table: each row's median at the centre and with the
+   optimum moved (pd_optim_builtin's shifts @1 .. @4), SEEDS seeds each,
+   with the spread of the seeds (min..max). Biased: a median of @1 or @2
+   (the landscape moved whole, within the central 80 %) lies outside the
+   spread of the centre's runs, or the centre's median outside the spread
+   of theirs. Near bounds worse: a median of @3 or @4 (the landscape cut by
+   the bounds next to the optimum) above the centre's worst run. Values
+   below 1e-8 count as equal (solved). only: run the rows whose label starts
+   with it (NULL: all). */
+static int s_shift(int seeds, unsigned long long budget, const char *only)
+{
+    double *v = malloc(seeds * sizeof *v);
+    printf("## Centre bias: median (min..max) of %d seeds at the centre and shifted\n\n", seeds);
+    printf("| function | D | Playdoh | centre | @1 | @2 | @3 (near upper bounds) | "
+           "@4 (corner) | biased | near bounds worse |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t fi = 0; fi < sizeof FNS / sizeof FNS[0]; fi++)
+        for (size_t di = 0; di < 2; di++)
+            for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
+                const row_t *r = &ROWS[ri];
+                if (only && strncmp(r->label, only, strlen(only)) != 0)
+                    continue;
+                size_t dim = DIMS[di];
+                printf("| %s | %zu | %s |", FNS[fi], dim, r->label);
+                double c_lo = 0, c_hi = 0, c_med = 0, s_lo = INFINITY, s_hi = -INFINITY;
+                bool biased = false, bounds = false;
+                for (int k = 0; k <= 4; k++) {
+                    char name[32];
+                    snprintf(name, sizeof name, k ? "%s@%d" : "%s", FNS[fi], k);
+                    for (int sd = 0; sd < seeds; sd++)
+                        v[sd] = fmax(run_playdoh(r->algo, name, dim, (unsigned) sd + 1, budget,
+                                                 r->restarts, r->variant, 0, NULL, NULL),
+                                     0.0);
+                    double med = median(v, seeds); /* sorts v */
+                    printf(" %.3g (%.2g..%.2g) |", med, v[0], v[seeds - 1]);
+                    double m = fmax(med, 1e-8), lo8 = fmax(v[0], 1e-8);
+                    double hi8 = fmax(v[seeds - 1], 1e-8);
+                    if (k == 0) {
+                        c_lo = lo8;
+                        c_hi = hi8;
+                        c_med = m;
+                    } else if (k <= 2) {
+                        biased |= m < c_lo || m > c_hi;
+                        s_lo = fmin(s_lo, lo8);
+                        s_hi = fmax(s_hi, hi8);
+                    } else {
+                        bounds |= m > c_hi;
+                    }
+                    fflush(stdout);
+                }
+                biased |= c_med < s_lo || c_med > s_hi;
+                printf(" %s | %s |\n", biased ? "**yes**" : "no", bounds ? "**yes**" : "no");
+            }
+    free(v);
+    return 0;
+}
+
 /* The overhead and throughput tables. */
 static int s_cost(unsigned long long budget)
 {
@@ -281,10 +345,14 @@ int main(int argc, char **argv)
     int seeds = argc > 1 ? atoi(argv[1]) : 10;
     unsigned long long budget = argc > 2 ? strtoull(argv[2], NULL, 10) : 100000;
     const char *part = argc > 3 ? argv[3] : "all";
+    const char *only = argc > 4 ? argv[4] : NULL;
     bool quality = strcmp(part, "all") == 0 || strcmp(part, "quality") == 0;
+    bool shift = strcmp(part, "all") == 0 || strcmp(part, "shift") == 0;
     bool cost = strcmp(part, "all") == 0 || strcmp(part, "cost") == 0;
-    if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !cost)) {
-        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] [all|quality|cost]\n");
+    if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !shift && !cost)) {
+        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] "
+                        "[all|quality|shift|cost] [ROW (shift: the rows whose label starts "
+                        "with it)]\n");
         return 2;
     }
 #if BENCH_HAVE_PAGMO
@@ -298,6 +366,8 @@ int main(int argc, char **argv)
     int rc = 0;
     if (quality)
         rc = s_quality(seeds, budget);
+    if (rc == 0 && shift)
+        rc = s_shift(seeds, budget, only);
     if (rc == 0 && cost)
         rc = s_cost(budget);
     return rc;

@@ -750,10 +750,16 @@ int pd_topology_parse(const char *name, pd_topology_t *t);
 const char *pd_optim_stop_name(pd_optim_stop_t s);
 
 /* A built-in test function by name: "sphere", "rosenbrock", "rastrigin",
-   "ackley", "griewank", "schwefel" (minimum 0 for each). Writes the usual
+   "ackley", "griewank", "schwefel" (minimum 0 for each), or a shifted form
+   of all but Schwefel, "rastrigin@1" to "@4", whose optimum is moved away
+   from the centre of the box (@1, @2: within the central 80 %; @3: near the
+   upper bounds; @4: a corner; docs/optimisation.md). Writes the usual
    bounds, the same for every coordinate, into *lo and *hi when not NULL.
    Returns NULL for an unknown name. */
 pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
+/* Writes the minimum of built-in function name in dim parameters into x
+   (dim values). Returns 0, or PD_EINVAL for an unknown name. */
+int pd_optim_builtin_optimum(const char *name, size_t dim, double *x);
 
 /* ---- optimisation on the cluster -----------------------------------------
 

@@ -621,3 +621,95 @@ Test(optim, unknown_builtin_is_null)
     cr_expect_null(pd_optim_builtin("himmelblau", NULL, NULL));
     cr_expect_null(pd_optim_builtin(NULL, NULL, NULL));
 }
+
+/* Every shifted form is 0 at its optimum, which lies inside the box and
+   away from the unshifted one (@3 and @4 within 5 % of a bound), and
+   positive elsewhere; a shift past @4, or of Schwefel, is unknown. */
+Test(optim, shifted_builtins_are_zero_at_their_moved_minimum)
+{
+    static const char *base[] = {"sphere", "rosenbrock", "rastrigin", "ackley", "griewank"};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        for (int k = 1; k <= 4; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s@%d", base[i], k);
+            double a, b, x[2 * DIM], v[2], x0[DIM];
+            pd_fitness_fn f = pd_optim_builtin(name, &a, &b);
+            cr_assert(f, "no built-in %s", name);
+            cr_assert_eq(pd_optim_builtin_optimum(name, DIM, x), 0);
+            cr_assert_eq(pd_optim_builtin_optimum(base[i], DIM, x0), 0);
+            double moved = 0;
+            int near_bound = 0;
+            for (int j = 0; j < DIM; j++) {
+                cr_expect(x[j] > a && x[j] < b, "%s: x[%d] = %g outside %g..%g", name, j, x[j],
+                          a, b);
+                moved = fmax(moved, fabs(x[j] - x0[j]));
+                near_bound += fmin(x[j] - a, b - x[j]) <= 0.05 * (b - a) + 1e-12;
+                x[DIM + j] = x[j] + 0.01 * (b - a);
+            }
+            cr_expect_gt(moved, 0.01 * (b - a), "%s: the optimum did not move", name);
+            if (k >= 3)
+                cr_expect_eq(near_bound, DIM, "%s: %d of %d coordinates near a bound", name,
+                             near_bound, DIM);
+            uint32_t g[2] = {0, 0};
+            pd_fitness_block_t blk = {.x = x, .n = 2, .dim = DIM, .group = g, .groups = 1};
+            cr_assert_eq(f(&blk, v), 0);
+            cr_expect(fabs(v[0]) < 1e-9, "%s(minimum) = %g", name, v[0]);
+            cr_expect_gt(v[1], 1e-3, "%s next to its minimum: %g", name, v[1]);
+        }
+    cr_expect_null(pd_optim_builtin("sphere@5", NULL, NULL));
+    cr_expect_null(pd_optim_builtin("sphere@", NULL, NULL));
+    cr_expect_null(pd_optim_builtin("sphere@11", NULL, NULL));
+    cr_expect_null(pd_optim_builtin("schwefel@1", NULL, NULL));
+    double x[DIM];
+    cr_expect_eq(pd_optim_builtin_optimum("himmelblau", DIM, x), PD_EINVAL);
+}
+
+/* Median of n values (sorts v). */
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return (x > y) - (x < y);
+}
+static double s_median(double *v, int n)
+{
+    qsort(v, (size_t) n, sizeof *v, s_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median of 5 seeds of algo on built-in fn in dim parameters, 10^5
+   evaluations. */
+static double s_median_of_runs(pd_algo_t algo, const char *fn, size_t dim)
+{
+    double a, b, v[5];
+    static double L[30], H[30];
+    pd_fitness_fn f = pd_optim_builtin(fn, &a, &b);
+    cr_assert(f && dim <= 30);
+    for (size_t j = 0; j < dim; j++) {
+        L[j] = a;
+        H[j] = b;
+    }
+    for (int s = 0; s < 5; s++) {
+        pd_optim_opts_t o;
+        pd_optim_opts_init(&o, algo, dim);
+        o.lower = L;
+        o.upper = H;
+        o.budget = 100000;
+        o.seed = (uint64_t) s + 1;
+        cr_assert_eq(pd_optim_run(&o, f, NULL, &res), 0, "%s", res.error);
+        v[s] = res.best_f[0];
+        pd_optim_result_clear(&res);
+    }
+    return s_median(v, 5);
+}
+
+/* PSO's bound handling does not penalise an optimum near the bounds: with
+   Rastrigin's optimum near the upper bounds (30-D) the median of 5 seeds is
+   within 30 % of the one at the centre. It was 1.7 times it (50.7 against
+   29.8) when a coordinate leaving the box was set on the bound. */
+Test(optim, pso_finds_an_optimum_near_the_bounds_as_well_as_at_the_centre, .timeout = 300)
+{
+    double centre = s_median_of_runs(PD_ALGO_PSO, "rastrigin", 30);
+    double near = s_median_of_runs(PD_ALGO_PSO, "rastrigin@3", 30);
+    cr_expect_leq(near, 1.3 * centre, "rastrigin 30-D: median %g near the bounds, %g at the centre",
+                  near, centre);
+}
