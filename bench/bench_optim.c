@@ -5,7 +5,7 @@
     SEEDS seeds each, BUDGET evaluations per run, one island: the median
     final value and the success rate (final value < 1e-8) of PSO against
     pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts and
-    without) against cmaes. Both sides evaluate the same C functions
+    without) against cmaes, DE (jDE) against sade (jDE, rand/1/bin). Both sides evaluate the same C functions
     (pd_optim_builtin) within the same bounds.
 
     Overhead: the optimiser's own cost per evaluation on the sphere (wall
@@ -157,6 +157,7 @@ static const row_t ROWS[] = {
     {"CMA-ES (IPOP)", PD_ALGO_CMAES, -1, -1, "cmaes"},
     {"PSO (hypersphere)", PD_ALGO_PSO, -1, PD_PSO_SPSO2011, "pso"},
     {"CMA-ES (no restart)", PD_ALGO_CMAES, 0, -1, "cmaes"},
+    {"DE (jDE)", PD_ALGO_DE, -1, -1, "sade"},
 };
 
 static size_t pop_of(pd_algo_t algo, size_t dim)
@@ -167,6 +168,8 @@ static size_t pop_of(pd_algo_t algo, size_t dim)
         return 40;
     case PD_ALGO_CMAES:
         return 4 + (size_t) floor(3 * log((double) dim));
+    case PD_ALGO_DE:
+        return 40;
     }
     return 40;
 }
@@ -191,8 +194,8 @@ static int s_quality(int seeds, unsigned long long budget)
                 printf("| %s | %zu | %s | %.3g | %d/%d |", FNS[fi], dim, r->label, mo, so, seeds);
 #if BENCH_HAVE_PAGMO
                 /* pagmo's runs of this function and dimension, once per algorithm */
-                static double pmed[3];
-                static int psucc[3], pdone[3], pkey = -1;
+                static double pmed[4];
+                static int psucc[4], pdone[4], pkey = -1;
                 if (pkey != (int) (fi * 2 + di)) {
                     pkey = (int) (fi * 2 + di);
                     memset(pdone, 0, sizeof pdone);

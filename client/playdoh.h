@@ -564,8 +564,8 @@ int pd_task_release(pd_client_t *c, uint64_t id);
 /* ---- optimisation ---------------------------------------------------------
 
    Minimise or maximise a fitness function of dim parameters within bounds,
-   with a particle swarm (PSO), a real-coded genetic algorithm (GA) or
-   CMA-ES, run as islands that exchange their best individuals along a
+   with a particle swarm (PSO), a real-coded genetic algorithm (GA), CMA-ES
+   or self-adaptive differential evolution (DE, jDE), run as islands that exchange their best individuals along a
    topology every migration_interval iterations. The fitness evaluates a
    block of points per call (playdoh_fitness.h); with groups, G independent
    optimisations run side by side and one call covers them all.
@@ -587,7 +587,7 @@ int pd_task_release(pd_client_t *c, uint64_t id);
    shipped module). docs/optimisation.md is the user guide. */
 
 
-typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2 } pd_algo_t;
+typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2, PD_ALGO_DE = 3 } pd_algo_t;
 
 /* Who sends migrants to whom. RING: island i to (i+1) mod N; STAR: island 0
    and every other island both ways; FULL: every island to every other;
@@ -656,6 +656,16 @@ typedef struct {
                               tol_x times sigma0 (in units of the initial range); default 1e-16 */
 } pd_cmaes_params_t;
 
+typedef struct {
+    double f_lower;        /* jDE: a new scale factor F is drawn in [f_lower, f_upper];
+                              default 0.1 */
+    double f_upper;        /* default 0.9 */
+    double tau_f;          /* probability that an individual draws a new F for its next
+                              trial; default 0.1 */
+    double tau_cr;         /* probability that it draws a new crossover rate CR, uniform
+                              in [0, 1]; default 0.1 */
+} pd_de_params_t;
+
 /* Progress after each iteration, for pd_optim_opts_t.progress. */
 typedef struct {
     uint64_t iteration;    /* iterations done */
@@ -674,7 +684,8 @@ typedef struct {
     const double *init_upper;   /*   NULL = the bounds (borrowed) */
     const char *const *names;   /* parameter names for messages, dim entries, or NULL */
     size_t popsize;             /* individuals per island and group; 0 = the algorithm's
-                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim) */
+                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim, DE 40;
+                                   DE needs 4 or more) */
     uint64_t iterations;        /* stop after this many iterations; 0 = no limit */
     uint64_t budget;            /* stop before exceeding this many evaluations (all islands and
                                    groups together); 0 = no limit; iterations or budget is needed */
@@ -693,6 +704,7 @@ typedef struct {
     pd_pso_params_t pso;        /* used when algo is PD_ALGO_PSO */
     pd_ga_params_t ga;          /* used when algo is PD_ALGO_GA */
     pd_cmaes_params_t cmaes;    /* used when algo is PD_ALGO_CMAES */
+    pd_de_params_t de;          /* used when algo is PD_ALGO_DE */
     /* Called after every iteration when not NULL; a non-zero return stops the
        run (PD_STOP_CANCELLED, the result holds the best found so far). */
     int (*progress)(const pd_optim_progress_t *p, void *user);
@@ -740,7 +752,7 @@ void pd_optim_result_clear(pd_optim_result_t *r);
 /* The best-so-far value of island i, group g after iteration t (from 0). */
 double pd_optim_history(const pd_optim_result_t *r, uint32_t island, uint32_t group, uint64_t t);
 
-/* "pso", "ga", "cmaes": static storage. */
+/* "pso", "ga", "cmaes", "de": static storage. */
 const char *pd_algo_name(pd_algo_t a);
 /* Parses an algorithm or topology name (as above, or "none", "ring",
    "star", "full"). Return 0, or PD_EINVAL. */

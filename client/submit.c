@@ -266,7 +266,7 @@ static const s_verb_t s_verbs[] = {
      " \"best_f\":[per group],\"best_x\":[[per group]],\"best_island\":[..],...}\n"
      "\n"
      "options:\n"
-     "      --algo A         pso, ga or cmaes (required)\n"
+     "      --algo A         pso, ga, cmaes or de (required)\n"
      "      --bounds B       LO:HI for every parameter (with --dim), or a file of one line per\n"
      "                       parameter: 'LO HI' or 'NAME LO HI' ('#' starts a comment)\n"
      "      --dim D          the number of parameters (a bounds file says it by itself)\n"
@@ -282,7 +282,7 @@ static const s_verb_t s_verbs[] = {
      "                       .c MODULE travels with it\n"
      "      --cuda FILE.cu   ship these CUDA kernels to the islands (implies --gpu)\n"
      "      --popsize P      individuals per island and group (default: PSO 40, GA 40,\n"
-     "                       CMA-ES 4 + 3 ln D)\n"
+     "                       CMA-ES 4 + 3 ln D, DE 40)\n"
      "      --groups G       G independent optimisations side by side (default 1)\n"
      "      --topology T     ring (default), full, star, none, or a file of edges, one\n"
      "                       'FROM TO' (or FROM->TO) pair of islands per line\n"
@@ -639,7 +639,7 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
     case O_ALGO: {
         pd_algo_t a;
         if (pd_algo_parse(arg, &a)) {
-            pd_submit_usage_error(s, "--algo wants pso, ga or cmaes, not '%s'", arg);
+            pd_submit_usage_error(s, "--algo wants pso, ga, cmaes or de, not '%s'", arg);
             return bad_exit;
         }
         o->optim.algo = arg;

@@ -371,7 +371,7 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
 {
     const pd_submit_optim_opts_t *q = &s->o.optim;
     if (!q->algo) {
-        pd_submit_usage_error(s, "needs --algo pso, ga or cmaes");
+        pd_submit_usage_error(s, "needs --algo pso, ga, cmaes or de");
         return 2;
     }
     if (!q->bounds) {

@@ -1,6 +1,6 @@
 /*  pd_algo: what an optimisation algorithm provides to pd_optimizer.
 
-    Each algorithm (pd_pso.c, pd_ga.c, pd_cmaes.c) is a table of functions
+    Each algorithm (pd_pso.c, pd_ga.c, pd_cmaes.c, pd_de.c) is a table of functions
     over its own state, in the ask/tell style: ask() proposes the points to
     evaluate next, tell() receives their values, export/import move
     individuals between islands without restarting anything. Values are
@@ -54,6 +54,7 @@ typedef struct {
 extern const pd_algo_ops_t pd_pso_ops;
 extern const pd_algo_ops_t pd_ga_ops;
 extern const pd_algo_ops_t pd_cmaes_ops;
+extern const pd_algo_ops_t pd_de_ops;
 
 /* Default population of an algorithm in dim parameters. */
 size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim);

@@ -60,7 +60,7 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     msgpack_packer pk;
     pd_packer_init(&pk, b);
     size_t d = o->dim;
-    size_t fields = 19 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
+    size_t fields = 20 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
                     (o->topology == PD_TOPO_EDGES ? 1 : 0);
     int e = msgpack_pack_map(&pk, fields);
     e |= pd_pack_kv_uint(&pk, "v", WIRE_VERSION);
@@ -119,9 +119,15 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_double(&pk, "popsize_factor", o->cmaes.popsize_factor);
     e |= pd_pack_kv_double(&pk, "tol_fun", o->cmaes.tol_fun);
     e |= pd_pack_kv_double(&pk, "tol_x", o->cmaes.tol_x);
+    e |= pd_pack_cstr(&pk, "de");
+    e |= msgpack_pack_map(&pk, 4);
+    e |= pd_pack_kv_double(&pk, "f_lower", o->de.f_lower);
+    e |= pd_pack_kv_double(&pk, "f_upper", o->de.f_upper);
+    e |= pd_pack_kv_double(&pk, "tau_f", o->de.tau_f);
+    e |= pd_pack_kv_double(&pk, "tau_cr", o->de.tau_cr);
     /* fields counted above: v algo dim lower upper popsize iterations budget
        target maximize islands topology migration_interval migration_count
-       seed groups pso ga cmaes = 19, plus the optional ones */
+       seed groups pso ga cmaes de = 20, plus the optional ones */
     if (e || b->failed) {
         snprintf(err, errlen, "optimisation options do not fit in a message");
         return b->failed ? PD_ETOOBIG : PD_ENOMEM;
@@ -248,6 +254,12 @@ static int s_read_params(pd_rd_t *r, const char *which, pd_optim_opts_t *o, char
             uv = strcmp(key, "tournament") == 0 ? &o->ga.tournament
                  : strcmp(key, "elites") == 0   ? &o->ga.elites
                                                 : NULL;
+        } else if (strcmp(which, "de") == 0) {
+            dv = strcmp(key, "f_lower") == 0  ? &o->de.f_lower
+                 : strcmp(key, "f_upper") == 0 ? &o->de.f_upper
+                 : strcmp(key, "tau_f") == 0   ? &o->de.tau_f
+                 : strcmp(key, "tau_cr") == 0  ? &o->de.tau_cr
+                                               : NULL;
         } else {
             dv = strcmp(key, "sigma0") == 0           ? &o->cmaes.sigma0
                  : strcmp(key, "popsize_factor") == 0 ? &o->cmaes.popsize_factor
@@ -315,7 +327,7 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
             char v[16];
             if (!(rc = s_read_name(&r, key, v, sizeof v, err, errlen)) &&
                 pd_algo_parse(v, &o->algo))
-                rc = s_bad(err, errlen, PD_EPROTO, "algo '%s' unknown: pso, ga or cmaes", v);
+                rc = s_bad(err, errlen, PD_EPROTO, "algo '%s' unknown: pso, ga, cmaes or de", v);
         } else if (strcmp(key, "dim") == 0) {
             if (pd_rd_uint(&r, &u) || u < 1 || u > 1000000)
                 rc = s_bad(err, errlen, PD_EPROTO, "'dim' is not an integer from 1 to 1000000");
@@ -407,7 +419,7 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
                 rc = s_read_u32(&r, "edges[]", &s->edges[k], err, errlen);
             o->edge_count = m / 2;
         } else if (strcmp(key, "pso") == 0 || strcmp(key, "ga") == 0 ||
-                   strcmp(key, "cmaes") == 0) {
+                   strcmp(key, "cmaes") == 0 || strcmp(key, "de") == 0) {
             rc = s_read_params(&r, key, o, err, errlen);
         } else {
             rc = s_bad(err, errlen, PD_EPROTO, "unknown key '%s'", key);

@@ -45,6 +45,8 @@ size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim)
         return 40;
     case PD_ALGO_CMAES:
         return 4 + (size_t) floor(3.0 * log((double) dim));
+    case PD_ALGO_DE:
+        return 40;
     }
     return 40;
 }
@@ -126,6 +128,8 @@ static const pd_algo_ops_t *s_ops(pd_algo_t algo)
         return &pd_ga_ops;
     case PD_ALGO_CMAES:
         return &pd_cmaes_ops;
+    case PD_ALGO_DE:
+        return &pd_de_ops;
     }
     return NULL;
 }

@@ -63,6 +63,9 @@ ParameterizedTestParameters(optim, reaches_1e_minus_8_within_budget)
         {PD_ALGO_GA, "sphere", 60000},
         {PD_ALGO_CMAES, "sphere", 5000},
         {PD_ALGO_CMAES, "rosenbrock", 50000},
+        {PD_ALGO_DE, "sphere", 40000},
+        {PD_ALGO_DE, "rastrigin", 100000},
+        {PD_ALGO_DE, "rastrigin@3", 100000},
     };
     return cr_make_param_array(solve_t, t, sizeof t / sizeof t[0]);
 }
@@ -151,8 +154,8 @@ static int s_neg_sphere(const pd_fitness_block_t *b, double *f)
 
 ParameterizedTestParameters(optim, maximises)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, sizeof a / sizeof a[0]);
 }
 
 ParameterizedTest(pd_algo_t *algo, optim, maximises)
@@ -175,8 +178,8 @@ ParameterizedTest(pd_algo_t *algo, optim, maximises)
 
 ParameterizedTestParameters(optim, seeded_runs_repeat_bit_for_bit)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, sizeof a / sizeof a[0]);
 }
 
 ParameterizedTest(pd_algo_t *algo, optim, seeded_runs_repeat_bit_for_bit)
@@ -226,8 +229,8 @@ static int s_ring_violations(const pd_optim_result_t *r, uint32_t interval)
 
 ParameterizedTestParameters(optim, four_islands_on_a_ring_migrate)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, sizeof a / sizeof a[0]);
 }
 
 ParameterizedTest(pd_algo_t *algo, optim, four_islands_on_a_ring_migrate)
@@ -381,8 +384,8 @@ static int s_pressing(const pd_fitness_block_t *b, double *f)
 
 ParameterizedTestParameters(optim, never_evaluates_outside_the_bounds)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, sizeof a / sizeof a[0]);
 }
 
 ParameterizedTest(pd_algo_t *algo, optim, never_evaluates_outside_the_bounds)
@@ -429,8 +432,8 @@ static int s_nan_late(const pd_fitness_block_t *b, double *f)
 
 ParameterizedTestParameters(optim, nan_is_a_clear_error)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, sizeof a / sizeof a[0]);
 }
 
 ParameterizedTest(pd_algo_t *algo, optim, nan_is_a_clear_error)
@@ -515,7 +518,8 @@ ParameterizedTestParameters(optim, bad_options_are_refused_with_a_reason)
         {6, "self-loop"},          {7, "popsize"},           {8, "dim"},
         {9, "pso.inertia"},        {10, "ga.elites"},        {11, "cmaes.sigma0"},
         {12, "islands"},           {13, "migration_count"},  {14, "lower 1 and upper nan"},
-        {15, "history"},
+        {15, "history"},           {16, "de.f_lower"},       {17, "de.tau_f"},
+        {18, "de needs 4"},
     };
     return cr_make_param_array(bad_t, t, sizeof t / sizeof t[0]);
 }
@@ -554,6 +558,9 @@ ParameterizedTest(bad_t *t, optim, bad_options_are_refused_with_a_reason)
     case 13: o.migration_count = 100; break;
     case 14: l[4] = 1; h[4] = NAN; break;
     case 15: o.budget = 0; o.iterations = 1000000000000ull; break;
+    case 16: o.algo = PD_ALGO_DE; o.de.f_lower = 0.95; break;
+    case 17: o.algo = PD_ALGO_DE; o.de.tau_f = -0.1; break;
+    case 18: o.algo = PD_ALGO_DE; o.popsize = 3; break;
     }
     char err[512] = "";
     cr_expect_eq(pd_optim_opts_check(&o, err, sizeof err), PD_EINVAL, "case %d accepted", t->what);
@@ -572,6 +579,9 @@ Test(optim, names_parse_both_ways)
     cr_expect_eq(a, PD_ALGO_CMAES);
     cr_expect_eq(pd_algo_parse("ga", &a), 0);
     cr_expect_eq(a, PD_ALGO_GA);
+    cr_expect_eq(pd_algo_parse("de", &a), 0);
+    cr_expect_eq(a, PD_ALGO_DE);
+    cr_expect_str_eq(pd_algo_name(PD_ALGO_DE), "de");
     cr_expect_eq(pd_algo_parse("simplex", &a), PD_EINVAL);
     cr_expect_str_eq(pd_algo_name(PD_ALGO_PSO), "pso");
     cr_expect_eq(pd_topology_parse("star", &t), 0);

@@ -177,8 +177,8 @@ static void s_iterate(pd_optimizer_t *p, int iterations)
 
 ParameterizedTestParameters(optimizer, import_takes_a_migrant_without_restarting)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, 4);
 }
 
 ParameterizedTest(pd_algo_t *algo, optimizer, import_takes_a_migrant_without_restarting)
@@ -219,10 +219,10 @@ ParameterizedTest(pd_algo_t *algo, optimizer, import_takes_a_migrant_without_res
     cr_expect_null(p);
 }
 
-Test(optimizer, a_worse_migrant_is_refused_by_pso_and_ga)
+Test(optimizer, a_worse_migrant_is_refused_by_pso_ga_and_de)
 {
-    pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA};
-    for (int a = 0; a < 2; a++) {
+    pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_DE};
+    for (int a = 0; a < 3; a++) {
         pd_optim_opts_t o = s_opts(algos[a]);
         pd_optimizer_t *p = pd_optimizer_new(&o, 0, 0, NULL);
         s_iterate(p, 3);
