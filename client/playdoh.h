@@ -705,6 +705,10 @@ typedef struct {
     pd_ga_params_t ga;          /* used when algo is PD_ALGO_GA */
     pd_cmaes_params_t cmaes;    /* used when algo is PD_ALGO_CMAES */
     pd_de_params_t de;          /* used when algo is PD_ALGO_DE */
+    uint64_t polish;            /* after the global run, a bounded Nelder-Mead from each group's
+                                   best point, with at most this many evaluations per group
+                                   (counted in the result's evaluations, not in budget); 0 = none
+                                   (default). pd_optim_run only: the cluster form refuses it */
     /* Called after every iteration when not NULL; a non-zero return stops the
        run (PD_STOP_CANCELLED, the result holds the best found so far). */
     int (*progress)(const pd_optim_progress_t *p, void *user);
@@ -725,6 +729,8 @@ typedef struct {
     uint64_t iterations;    /* iterations every island completed */
     uint64_t immigrants;    /* individuals islands took in by migration */
     uint64_t restarts;      /* CMA-ES restarts, all islands and groups */
+    uint64_t polish_evaluations; /* evaluations of the polish (opts.polish), all groups;
+                                    included in evaluations */
     double wall_s;          /* wall-clock seconds of the run */
     uint64_t history_len;   /* entries per island and group (= iterations) */
     double *history;        /* best-so-far of each island and group after each iteration's

@@ -75,7 +75,7 @@ enum {
     O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
-    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_POLISH
 };
 
 typedef struct {
@@ -132,6 +132,7 @@ static const s_opt_t s_opts[] = {
     {{"iterations", required_argument, NULL, O_ITERATIONS}, V_OPTIM},
     {{"target", required_argument, NULL, O_TARGET}, V_OPTIM},
     {{"seed", required_argument, NULL, O_SEED}, V_OPTIM},
+    {{"polish", required_argument, NULL, O_POLISH}, V_OPTIM},
     {{"topology", required_argument, NULL, O_TOPOLOGY}, V_OPTIM},
     {{"migrate-every", required_argument, NULL, O_MIGRATE_EVERY}, V_OPTIM},
     {{"migrants", required_argument, NULL, O_MIGRANTS}, V_OPTIM},
@@ -289,6 +290,8 @@ static const s_verb_t s_verbs[] = {
      "      --migrate-every K  migrate every K iterations (default 10; 0: never)\n"
      "      --migrants M     individuals sent to each neighbour per migration (default 1)\n"
      "      --seed S         equal seeds and options give the same result (default 0)\n"
+     "      --polish N       after the run, each island polishes its best point of each\n"
+     "                       group with a bounded Nelder-Mead of at most N evaluations\n"
      "      --maximize       maximise instead of minimise\n"
      "      --shared FILE    data every fitness call reads as b->shared (a few MiB at most)\n"
      "      --timeout-ms N   fail the run when it takes longer than N ms\n"
@@ -677,6 +680,11 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     case O_SEED:
         if (!s_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
+            return bad_exit;
+        break;
+    case O_POLISH:
+        if (!s_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
+                     &o->optim.polish))
             return bad_exit;
         break;
     case O_TARGET: {

@@ -33,6 +33,7 @@ typedef struct {
     double target;           /* --target F */
     bool target_set;         /* --target was given */
     uint64_t seed;           /* --seed S */
+    uint64_t polish;         /* --polish N, or 0 (none) */
     const char *topology;    /* --topology ring|full|star|none|FILE, or NULL (ring) */
     uint32_t migrate_every;  /* --migrate-every K (0: never) */
     bool migrate_every_set;  /* --migrate-every was given */

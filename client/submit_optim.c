@@ -448,6 +448,7 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
     if (q->migrants)
         o->migration_count = q->migrants;
     o->seed = q->seed;
+    o->polish = q->polish;
     if (q->topology && pd_topology_parse(q->topology, &o->topology) != 0) {
         size_t n;
         if ((rc = s_edges_file(q->topology, o->islands, &r->edges, &n)))
@@ -488,7 +489,7 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     bool best = res->best_f && res->best_x && res->groups > 0;
     bool hist = history && res->history && res->history_len > 0;
     size_t fields = 9 + (best ? 3 + (names ? 1 : 0) : 0) + (hist ? 1 : 0) +
-                    (res->code ? 2 : 0);
+                    (res->code ? 2 : 0) + (res->polish_evaluations ? 1 : 0);
     msgpack_pack_map(&pk, fields);
     pd_pack_kv_uint(&pk, "task", id);
     pd_pack_kv_str(&pk, "stop", pd_optim_stop_name(res->stop));
@@ -496,6 +497,8 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     pd_pack_kv_uint(&pk, "iterations", res->iterations);
     pd_pack_kv_uint(&pk, "immigrants", res->immigrants);
     pd_pack_kv_uint(&pk, "restarts", res->restarts);
+    if (res->polish_evaluations)
+        pd_pack_kv_uint(&pk, "polish_evaluations", res->polish_evaluations);
     pd_pack_kv_double(&pk, "wall_s", res->wall_s);
     pd_pack_kv_uint(&pk, "islands", res->islands);
     pd_pack_kv_uint(&pk, "groups", res->groups);

@@ -494,9 +494,26 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
                 stop = PD_STOP_CANCELLED;
         }
     }
+    /* the polish: after a run that ended by itself (not an error, not a
+       cancel), each island polishes each group's best point, as the
+       cluster's nodes do */
+    if (o->polish && stop != PD_STOP_ERROR && stop != PD_STOP_CANCELLED)
+        for (uint32_t i = 0; i < ni && res->code == 0; i++) {
+            rc = pd_island_polish(r.isl[i], fn, user, NULL, 0, &res->polish_evaluations, err,
+                                  sizeof err);
+            if (rc == PD_ENOMEM) {
+                s_run_free(&r);
+                return s_nomem(res);
+            }
+            if (rc) {
+                res->code = rc;
+                res->error = strdup(err);
+                stop = PD_STOP_ERROR;
+            }
+        }
     /* results */
     res->stop = stop;
-    res->evaluations = evals;
+    res->evaluations = evals + res->polish_evaluations;
     res->iterations = it;
     for (uint32_t g = 0; g < ng; g++) {
         res->best_f[g] = o->maximize ? -INFINITY : INFINITY;
@@ -512,6 +529,7 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
     }
     for (uint32_t i = 0; i < ni; i++)
         res->restarts += pd_island_restarts(r.isl[i]);
+
     res->history_len = it;
     if (it) {
         res->history = malloc(it * ni * ng * sizeof *res->history);

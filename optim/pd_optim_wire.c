@@ -57,10 +57,11 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     int rc = pd_optim_opts_check(o, err, errlen);
     if (rc)
         return rc;
+
     msgpack_packer pk;
     pd_packer_init(&pk, b);
     size_t d = o->dim;
-    size_t fields = 20 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
+    size_t fields = 21 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
                     (o->topology == PD_TOPO_EDGES ? 1 : 0);
     int e = msgpack_pack_map(&pk, fields);
     e |= pd_pack_kv_uint(&pk, "v", WIRE_VERSION);
@@ -96,6 +97,7 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_uint(&pk, "migration_count", o->migration_count);
     e |= pd_pack_kv_uint(&pk, "seed", o->seed);
     e |= pd_pack_kv_uint(&pk, "groups", o->groups ? o->groups : 1);
+    e |= pd_pack_kv_uint(&pk, "polish", o->polish);
     e |= pd_pack_cstr(&pk, "pso");
     e |= msgpack_pack_map(&pk, 6);
     e |= pd_pack_kv_str(&pk, "variant", s_variant_name(o->pso.variant));
@@ -127,7 +129,7 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_double(&pk, "tau_cr", o->de.tau_cr);
     /* fields counted above: v algo dim lower upper popsize iterations budget
        target maximize islands topology migration_interval migration_count
-       seed groups pso ga cmaes de = 20, plus the optional ones */
+       seed groups polish pso ga cmaes de = 21, plus the optional ones */
     if (e || b->failed) {
         snprintf(err, errlen, "optimisation options do not fit in a message");
         return b->failed ? PD_ETOOBIG : PD_ENOMEM;
@@ -382,6 +384,9 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
         } else if (strcmp(key, "seed") == 0) {
             if (pd_rd_uint(&r, &o->seed))
                 rc = s_bad(err, errlen, PD_EPROTO, "'seed' is not an integer");
+        } else if (strcmp(key, "polish") == 0) {
+            if (pd_rd_uint(&r, &o->polish))
+                rc = s_bad(err, errlen, PD_EPROTO, "'polish' is not a count");
         } else if (strcmp(key, "target") == 0) {
             if (pd_rd_nil(&r) == 0)
                 o->target = NAN;

@@ -265,6 +265,12 @@ size_t pd_optimizer_import(pd_optimizer_t *p, size_t k, const double *x, const d
     return taken;
 }
 
+void pd_optimizer_offer_best(pd_optimizer_t *p, const double *x, double f)
+{
+    assert(p && !isnan(f));
+    s_offer_best(p, x, f);
+}
+
 double pd_optimizer_best(const pd_optimizer_t *p, const double **x)
 {
     assert(p);
