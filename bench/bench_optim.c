@@ -94,6 +94,7 @@ static double run_playdoh(pd_algo_t algo, const char *fn, size_t dim, unsigned s
     o.popsize = pop;
     if (restarts >= 0)
         o.cmaes.restarts = (uint32_t) restarts;
+    o.cmaes.bipop = restarts == -2; /* the BIPOP row */
     if (variant >= 0)
         o.pso.variant = (pd_pso_variant_t) variant;
     pd_optim_result_t r;
@@ -144,7 +145,7 @@ static const size_t DIMS[] = {10, 30};
 typedef struct {
     const char *label;   /* Playdoh side */
     pd_algo_t algo;
-    int restarts;        /* CMA-ES restarts, -1 = default */
+    int restarts;        /* CMA-ES restarts, -1 = default, -2 = default with BIPOP */
     int variant;         /* PSO variant, -1 = default */
     const char *pagmo;   /* pagmo's counterpart */
 } row_t;
@@ -158,6 +159,7 @@ static const row_t ROWS[] = {
     {"PSO (hypersphere)", PD_ALGO_PSO, -1, PD_PSO_SPSO2011, "pso"},
     {"CMA-ES (no restart)", PD_ALGO_CMAES, 0, -1, "cmaes"},
     {"DE (jDE)", PD_ALGO_DE, -1, -1, "sade"},
+    {"CMA-ES (BIPOP)", PD_ALGO_CMAES, -2, -1, "cmaes"},
 };
 
 /* The rows of the overhead and throughput tables: the defaults. */

@@ -654,6 +654,9 @@ typedef struct {
                               times |best value| (relative); default 1e-12 */
     double tol_x;          /* stop when every coordinate's standard deviation falls below
                               tol_x times sigma0 (in units of the initial range); default 1e-16 */
+    bool bipop;            /* BIPOP: between the IPOP restarts, runs with a small population
+                              and step size, so that each regime spends about as many
+                              evaluations (docs/optimisation.md); default false (IPOP) */
 } pd_cmaes_params_t;
 
 typedef struct {

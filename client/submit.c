@@ -267,7 +267,8 @@ static const s_verb_t s_verbs[] = {
      " \"best_f\":[per group],\"best_x\":[[per group]],\"best_island\":[..],...}\n"
      "\n"
      "options:\n"
-     "      --algo A         pso, ga, cmaes or de (required)\n"
+     "      --algo A         pso, ga, cmaes, bipop (CMA-ES with BIPOP restarts) or de\n"
+     "                       (required)\n"
      "      --bounds B       LO:HI for every parameter (with --dim), or a file of one line per\n"
      "                       parameter: 'LO HI' or 'NAME LO HI' ('#' starts a comment)\n"
      "      --dim D          the number of parameters (a bounds file says it by itself)\n"
@@ -641,8 +642,8 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
     case O_JSON: o->json = true; break;
     case O_ALGO: {
         pd_algo_t a;
-        if (pd_algo_parse(arg, &a)) {
-            pd_submit_usage_error(s, "--algo wants pso, ga, cmaes or de, not '%s'", arg);
+        if (pd_algo_parse(arg, &a) && strcmp(arg, "bipop") != 0) {
+            pd_submit_usage_error(s, "--algo wants pso, ga, cmaes, bipop or de, not '%s'", arg);
             return bad_exit;
         }
         o->optim.algo = arg;

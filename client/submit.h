@@ -22,7 +22,7 @@
 
 /* Options of optimize (and --bounds, --history of optimize-fetch). */
 typedef struct {
-    const char *algo;        /* --algo pso|ga|cmaes|de */
+    const char *algo;        /* --algo pso|ga|cmaes|bipop|de */
     uint32_t dim;            /* --dim D, or 0 (then the bounds file says) */
     const char *bounds;      /* --bounds FILE|LO:HI */
     const char *init;        /* --init FILE|LO:HI, or NULL (the bounds) */

@@ -371,7 +371,7 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
 {
     const pd_submit_optim_opts_t *q = &s->o.optim;
     if (!q->algo) {
-        pd_submit_usage_error(s, "needs --algo pso, ga, cmaes or de");
+        pd_submit_usage_error(s, "needs --algo pso, ga, cmaes, bipop or de");
         return 2;
     }
     if (!q->bounds) {
@@ -422,9 +422,14 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
             return rc;
     }
     pd_algo_t algo = PD_ALGO_PSO;
-    pd_algo_parse(q->algo, &algo);
+    bool bipop = strcmp(q->algo, "bipop") == 0; /* CMA-ES with BIPOP restarts */
+    if (bipop)
+        algo = PD_ALGO_CMAES;
+    else
+        pd_algo_parse(q->algo, &algo);
     pd_optim_opts_t *o = &r->o;
     pd_optim_opts_init(o, algo, dim);
+    o->cmaes.bipop = bipop;
     o->lower = r->bounds.lo;
     o->upper = r->bounds.hi;
     o->names = (const char *const *) r->bounds.names;

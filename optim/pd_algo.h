@@ -28,6 +28,7 @@ typedef struct {
     const double *lo, *hi;       /* bounds, dim each */
     const double *ilo, *ihi;     /* initial range, dim each, inside the bounds */
     size_t popsize;              /* opts->popsize or the algorithm's default */
+    uint32_t island, islands;    /* this optimiser's island, of how many */
     pd_rng_t *rng;               /* this optimiser's own stream */
 } pd_algo_env_t;
 

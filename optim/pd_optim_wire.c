@@ -115,8 +115,9 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_uint(&pk, "tournament", o->ga.tournament);
     e |= pd_pack_kv_uint(&pk, "elites", o->ga.elites);
     e |= pd_pack_cstr(&pk, "cmaes");
-    e |= msgpack_pack_map(&pk, 5);
+    e |= msgpack_pack_map(&pk, 6);
     e |= pd_pack_kv_double(&pk, "sigma0", o->cmaes.sigma0);
+    e |= pd_pack_kv_bool(&pk, "bipop", o->cmaes.bipop);
     e |= pd_pack_kv_uint(&pk, "restarts", o->cmaes.restarts);
     e |= pd_pack_kv_double(&pk, "popsize_factor", o->cmaes.popsize_factor);
     e |= pd_pack_kv_double(&pk, "tol_fun", o->cmaes.tol_fun);
@@ -263,6 +264,11 @@ static int s_read_params(pd_rd_t *r, const char *which, pd_optim_opts_t *o, char
                  : strcmp(key, "tau_cr") == 0  ? &o->de.tau_cr
                                                : NULL;
         } else {
+            if (strcmp(key, "bipop") == 0) {
+                if (pd_rd_bool(r, &o->cmaes.bipop))
+                    return s_bad(err, errlen, PD_EPROTO, "cmaes.bipop is not a boolean");
+                continue;
+            }
             dv = strcmp(key, "sigma0") == 0           ? &o->cmaes.sigma0
                  : strcmp(key, "popsize_factor") == 0 ? &o->cmaes.popsize_factor
                  : strcmp(key, "tol_fun") == 0        ? &o->cmaes.tol_fun

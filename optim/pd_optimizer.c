@@ -172,6 +172,8 @@ pd_optimizer_t *pd_optimizer_new(const pd_optim_opts_t *o, uint32_t island, uint
         .ilo = p->ilo,
         .ihi = p->ihi,
         .popsize = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim),
+        .island = island,
+        .islands = o->islands ? o->islands : 1,
         .rng = &p->rng,
     };
     p->st = p->ops->create(&p->env);

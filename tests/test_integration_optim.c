@@ -218,6 +218,26 @@ Test(optim_cluster, four_islands_on_a_ring_repeat_the_in_process_run_bit_for_bit
     }
 }
 
+/* BIPOP's restarts (small and large runs, the large levels shared out
+   between islands) repeat on the cluster bit for bit. */
+Test(optim_cluster, bipop_restarts_on_the_cluster_repeat_the_in_process_run_bit_for_bit)
+{
+    pd_optim_opts_t o;
+    opts(&o, PD_ALGO_CMAES, 4);
+    o.islands = 2;
+    o.cmaes.bipop = true;
+    o.budget = 20000;
+    pd_optim_result_t local, remote;
+    int lrc = pd_optim_run(&o, rastrigin, NULL, &local);
+    int rrc = pd_optim_cluster(c, mod, "rastrigin", &o, NULL, &remote);
+    cr_assert_eq(lrc, 0, "%s", local.error);
+    cr_assert_eq(rrc, 0, "%s", remote.error);
+    assert_same(&local, &remote, "bipop");
+    cr_expect_gt(remote.restarts, 2u, "restarts: %llu", (unsigned long long) remote.restarts);
+    pd_optim_result_clear(&local);
+    pd_optim_result_clear(&remote);
+}
+
 /* A polish runs on every node after the run, as pd_optim_run runs it on
    every island: the same points, values and evaluations, bit for bit, and
    the polished result better than the global run's. */

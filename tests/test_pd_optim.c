@@ -724,6 +724,35 @@ Test(optim, pso_finds_an_optimum_near_the_bounds_as_well_as_at_the_centre, .time
                   near, centre);
 }
 
+/* CMA-ES with IPOP on 2 islands solves a shifted Rastrigin 10-D about as
+   often as on one island with the same total budget (measured with 20
+   seeds of @1 and @2: 30 and 31 solved), where each island climbing every
+   level on half the budget solved 15 (here: 2 of these 10 seeds). */
+Test(optim, two_cmaes_islands_solve_a_shifted_rastrigin_about_as_often_as_one, .timeout = 300)
+{
+    double a, b;
+    static double L[10], H[10];
+    pd_fitness_fn f = pd_optim_builtin("rastrigin@1", &a, &b);
+    for (int j = 0; j < 10; j++) {
+        L[j] = a;
+        H[j] = b;
+    }
+    int solved = 0;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        pd_optim_opts_t o;
+        pd_optim_opts_init(&o, PD_ALGO_CMAES, 10);
+        o.lower = L;
+        o.upper = H;
+        o.budget = 100000;
+        o.islands = 2;
+        o.seed = seed;
+        cr_assert_eq(pd_optim_run(&o, f, NULL, &res), 0, "%s", res.error);
+        solved += res.best_f[0] < 1e-8;
+        pd_optim_result_clear(&res);
+    }
+    cr_expect_geq(solved, 6, "2 islands solved %d of 10", solved);
+}
+
 /* ---- polish ------------------------------------------------------------- */
 
 static uint64_t s_outside;

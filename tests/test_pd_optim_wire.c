@@ -65,6 +65,7 @@ static pd_optim_opts_t s_full(pd_algo_t algo)
     o.de.f_lower = 0.2;
     o.de.tau_cr = 0.3;
     o.polish = 77;
+    o.cmaes.bipop = true;
     return o;
 }
 
@@ -105,6 +106,7 @@ ParameterizedTest(pd_algo_t *algo, wire, options_round_trip_and_drive_the_same_r
     cr_expect_eq(d->de.f_upper, 0.9);
     cr_expect_eq(d->de.tau_cr, 0.3);
     cr_expect_eq(d->polish, 77u);
+    cr_expect(d->cmaes.bipop);
     cr_expect_eq(d->cmaes.restarts, 2u);
     cr_expect_eq(d->cmaes.tol_x, o.cmaes.tol_x);
     /* the same run, bit for bit */
