@@ -268,9 +268,9 @@ Test(optim_cluster, a_polish_on_the_nodes_repeats_the_in_process_polish_bit_for_
 }
 
 /* optimize --algo de --polish N: the nodes polish, the JSON says how many
-   evaluations that took (within the evaluations), and a --polish that is
-   no count is refused before anything starts. */
-Test(optim_cluster, optimize_de_with_polish_on_the_command_line)
+   evaluations that took (within the evaluations); --algo bipop restarts;
+   a --polish that is no count is refused before anything starts. */
+Test(optim_cluster, optimize_de_with_polish_and_bipop_on_the_command_line)
 {
     char *path = pd_harness_module(&h, "fitpolish.c", MODULE_SRC);
     const char *submit = pd_harness_program("playdoh-submit");
@@ -287,6 +287,13 @@ Test(optim_cluster, optimize_de_with_polish_on_the_command_line)
                   && sscanf(p, "\"polish_evaluations\":%llu", &pe) == 1, "%s", out);
     cr_expect(pe > 0 && pe <= 2 * 400 && ev > pe && ev - pe <= 1600, "%llu, %llu: %s", ev, pe,
               out);
+    free(out);
+    /* --algo bipop: CMA-ES with BIPOP restarts */
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s optimize --algo bipop --dim 4 --bounds "
+                                "-5.12:5.12 --islands 2 --budget 6000 --seed 2 '%s' rastrigin",
+                                submit, h.endpoint, path),
+                 0, "%s", out);
+    cr_assert(strstr(out, "\"restarts\":") && !strstr(out, "\"restarts\":0,"), "%s", out);
     free(out);
     int st = pd_harness_run(&out, "'%s' --broker %s optimize --algo de --dim 4 --bounds "
                             "-5.12:5.12 --budget 1600 --polish none '%s' rastrigin 2>&1",
