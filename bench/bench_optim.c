@@ -4,9 +4,10 @@
     Quality: sphere, Rosenbrock, Rastrigin and Ackley in D = 10 and 30,
     SEEDS seeds each, BUDGET evaluations per run, one island: the median
     final value and the success rate (final value < 1e-8) of PSO against
-    pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts and
-    without) against cmaes, DE (jDE) against sade (jDE, rand/1/bin). Both sides evaluate the same C functions
-    (pd_optim_builtin) within the same bounds.
+    pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts,
+    without, and with BIPOP) against cmaes, DE (jDE) against sade (jDE,
+    rand/1/bin). Both sides evaluate the same C functions (pd_optim_builtin)
+    within the same bounds.
 
     Overhead: the optimiser's own cost per evaluation on the sphere (wall
     time of the run less the time the fitness itself takes, measured apart

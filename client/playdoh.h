@@ -565,8 +565,10 @@ int pd_task_release(pd_client_t *c, uint64_t id);
 
    Minimise or maximise a fitness function of dim parameters within bounds,
    with a particle swarm (PSO), a real-coded genetic algorithm (GA), CMA-ES
-   or self-adaptive differential evolution (DE, jDE), run as islands that exchange their best individuals along a
-   topology every migration_interval iterations. The fitness evaluates a
+   or self-adaptive differential evolution (DE, jDE), run as islands that
+   exchange their best individuals along a topology every
+   migration_interval iterations; a bounded Nelder-Mead may polish the
+   result (opts.polish). The fitness evaluates a
    block of points per call (playdoh_fitness.h); with groups, G independent
    optimisations run side by side and one call covers them all.
 
