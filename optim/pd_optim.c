@@ -139,8 +139,7 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         return s_fail(err, errlen, "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
     if ((unsigned) o->algo > PD_ALGO_DE)
         return s_fail(err, errlen, "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
-                                   "PD_ALGO_DE or "
-                                   "PD_ALGO_CMAES",
+                                   "PD_ALGO_CMAES or PD_ALGO_DE",
                       (int) o->algo);
     if (o->dim < 1 || o->dim > PD_OPTIM_MAX_DIM)
         return s_fail(err, errlen, "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
@@ -529,7 +528,6 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
     }
     for (uint32_t i = 0; i < ni; i++)
         res->restarts += pd_island_restarts(r.isl[i]);
-
     res->history_len = it;
     if (it) {
         res->history = malloc(it * ni * ng * sizeof *res->history);

@@ -302,9 +302,10 @@ static size_t s_run_sizes(pd_optimizer_t *p, size_t *sizes, size_t cap)
 {
     const double *x;
     size_t n, runs = 0;
-    double f[4096];
+    static double f[1 << 15];
     uint64_t restarts = 0;
     for (int r = 0; r < 200000 && (n = pd_optimizer_ask(p, &x)) > 0; r++) {
+        cr_assert_leq(n, sizeof f / sizeof f[0]);
         if (runs == 0 || pd_optimizer_restarts(p) != restarts) {
             restarts = pd_optimizer_restarts(p);
             if (runs < cap)
@@ -337,6 +338,12 @@ Test(optimizer, cmaes_islands_share_the_ipop_levels)
                          sz[k], l0 << (i + 2 * k));
         pd_optimizer_destroy(&p);
     }
+    /* more islands than levels one island reaches: they start over at 0 */
+    o.islands = 5;
+    pd_optimizer_t *q = pd_optimizer_new(&o, 4, 0, NULL);
+    cr_assert_eq(s_run_sizes(q, sz, 8), 3u);
+    cr_expect_eq(sz[0], l0 << 1, "island 4 of 5, 2 restarts: level 4 mod 3 = 1");
+    pd_optimizer_destroy(&q);
     /* one island: every level, as before */
     o.islands = 1;
     pd_optimizer_t *p = pd_optimizer_new(&o, 0, 0, NULL);
