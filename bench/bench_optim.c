@@ -4,9 +4,10 @@
     Quality: sphere, Rosenbrock, Rastrigin and Ackley in D = 10 and 30,
     SEEDS seeds each, BUDGET evaluations per run, one island: the median
     final value and the success rate (final value < 1e-8) of PSO against
-    pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts and
-    without) against cmaes. Both sides evaluate the same C functions
-    (pd_optim_builtin) within the same bounds.
+    pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts,
+    without, and with BIPOP) against cmaes, DE (jDE) against sade (jDE,
+    rand/1/bin). Both sides evaluate the same C functions (pd_optim_builtin)
+    within the same bounds.
 
     Overhead: the optimiser's own cost per evaluation on the sphere (wall
     time of the run less the time the fitness itself takes, measured apart
@@ -17,9 +18,16 @@
     one island in-process (the figure the cluster form will be compared
     with).
 
-    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality | cost]
+    Centre bias: the same rows on the shifted forms of each function
+    (pd_optim_builtin's "@1" .. "@4", optimum moved within the central 80 %
+    of the box, near the upper bounds, in a corner): the median and spread
+    of the seeds at the centre and at each shift.
+
+    Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality |
+    shift | cost] [ROW]
     (cost: the overhead and throughput tables only, which are the ones the
-    load of a shared machine disturbs; the quality table is deterministic)
+    load of a shared machine disturbs; the quality and shift tables are
+    deterministic; ROW: the shift table's rows whose label starts with it)
 */
 #include "bench_optim.h"
 #include "playdoh.h"
@@ -87,6 +95,7 @@ static double run_playdoh(pd_algo_t algo, const char *fn, size_t dim, unsigned s
     o.popsize = pop;
     if (restarts >= 0)
         o.cmaes.restarts = (uint32_t) restarts;
+    o.cmaes.bipop = restarts == -2; /* the BIPOP row */
     if (variant >= 0)
         o.pso.variant = (pd_pso_variant_t) variant;
     pd_optim_result_t r;
@@ -137,20 +146,25 @@ static const size_t DIMS[] = {10, 30};
 typedef struct {
     const char *label;   /* Playdoh side */
     pd_algo_t algo;
-    int restarts;        /* CMA-ES restarts, -1 = default */
+    int restarts;        /* CMA-ES restarts, -1 = default, -2 = default with BIPOP */
     int variant;         /* PSO variant, -1 = default */
     const char *pagmo;   /* pagmo's counterpart */
 } row_t;
 
-/* The first three are the defaults, used for the overhead and throughput
-   tables too. */
+/* Rows 0, 1, 2 and 5 are the defaults, used for the overhead and
+   throughput tables too (COST_ROWS). */
 static const row_t ROWS[] = {
     {"PSO", PD_ALGO_PSO, -1, -1, "pso"},
     {"GA", PD_ALGO_GA, -1, -1, "sga"},
     {"CMA-ES (IPOP)", PD_ALGO_CMAES, -1, -1, "cmaes"},
     {"PSO (hypersphere)", PD_ALGO_PSO, -1, PD_PSO_SPSO2011, "pso"},
     {"CMA-ES (no restart)", PD_ALGO_CMAES, 0, -1, "cmaes"},
+    {"DE (jDE)", PD_ALGO_DE, -1, -1, "sade"},
+    {"CMA-ES (BIPOP)", PD_ALGO_CMAES, -2, -1, "cmaes"},
 };
+
+/* The rows of the overhead and throughput tables: the defaults. */
+static const size_t COST_ROWS[] = {0, 1, 2, 5};
 
 static size_t pop_of(pd_algo_t algo, size_t dim)
 {
@@ -160,6 +174,8 @@ static size_t pop_of(pd_algo_t algo, size_t dim)
         return 40;
     case PD_ALGO_CMAES:
         return 4 + (size_t) floor(3 * log((double) dim));
+    case PD_ALGO_DE:
+        return 40;
     }
     return 40;
 }
@@ -184,8 +200,8 @@ static int s_quality(int seeds, unsigned long long budget)
                 printf("| %s | %zu | %s | %.3g | %d/%d |", FNS[fi], dim, r->label, mo, so, seeds);
 #if BENCH_HAVE_PAGMO
                 /* pagmo's runs of this function and dimension, once per algorithm */
-                static double pmed[3];
-                static int psucc[3], pdone[3], pkey = -1;
+                static double pmed[4];
+                static int psucc[4], pdone[4], pkey = -1;
                 if (pkey != (int) (fi * 2 + di)) {
                     pkey = (int) (fi * 2 + di);
                     memset(pdone, 0, sizeof pdone);
@@ -220,14 +236,71 @@ static int s_quality(int seeds, unsigned long long budget)
     return 0;
 }
 
+/* The centre-bias table: each row's median at the centre and with the
+   optimum moved (pd_optim_builtin's shifts @1 .. @4), SEEDS seeds each,
+   with the spread of the seeds (min..max). Biased: a median of @1 or @2
+   (the landscape moved whole, within the central 80 %) lies outside the
+   spread of the centre's runs, or the centre's median outside the spread
+   of theirs. Near bounds worse: a median of @3 or @4 (the landscape cut by
+   the bounds next to the optimum) above the centre's worst run. Values
+   below 1e-8 count as equal (solved). only: run the rows whose label starts
+   with it (NULL: all). */
+static int s_shift(int seeds, unsigned long long budget, const char *only)
+{
+    double *v = malloc(seeds * sizeof *v);
+    printf("## Centre bias: median (min..max) of %d seeds at the centre and shifted\n\n", seeds);
+    printf("| function | D | Playdoh | centre | @1 | @2 | @3 (near upper bounds) | "
+           "@4 (corner) | biased | near bounds worse |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t fi = 0; fi < sizeof FNS / sizeof FNS[0]; fi++)
+        for (size_t di = 0; di < 2; di++)
+            for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
+                const row_t *r = &ROWS[ri];
+                if (only && strncmp(r->label, only, strlen(only)) != 0)
+                    continue;
+                size_t dim = DIMS[di];
+                printf("| %s | %zu | %s |", FNS[fi], dim, r->label);
+                double c_lo = 0, c_hi = 0, c_med = 0, s_lo = INFINITY, s_hi = -INFINITY;
+                bool biased = false, bounds = false;
+                for (int k = 0; k <= 4; k++) {
+                    char name[32];
+                    snprintf(name, sizeof name, k ? "%s@%d" : "%s", FNS[fi], k);
+                    for (int sd = 0; sd < seeds; sd++)
+                        v[sd] = fmax(run_playdoh(r->algo, name, dim, (unsigned) sd + 1, budget,
+                                                 r->restarts, r->variant, 0, NULL, NULL),
+                                     0.0);
+                    double med = median(v, seeds); /* sorts v */
+                    printf(" %.3g (%.2g..%.2g) |", med, v[0], v[seeds - 1]);
+                    double m = fmax(med, 1e-8), lo8 = fmax(v[0], 1e-8);
+                    double hi8 = fmax(v[seeds - 1], 1e-8);
+                    if (k == 0) {
+                        c_lo = lo8;
+                        c_hi = hi8;
+                        c_med = m;
+                    } else if (k <= 2) {
+                        biased |= m < c_lo || m > c_hi;
+                        s_lo = fmin(s_lo, lo8);
+                        s_hi = fmax(s_hi, hi8);
+                    } else {
+                        bounds |= m > c_hi;
+                    }
+                    fflush(stdout);
+                }
+                biased |= c_med < s_lo || c_med > s_hi;
+                printf(" %s | %s |\n", biased ? "**yes**" : "no", bounds ? "**yes**" : "no");
+            }
+    free(v);
+    return 0;
+}
+
 /* The overhead and throughput tables. */
 static int s_cost(unsigned long long budget)
 {
     printf("\n## Overhead per evaluation on the sphere (µs of CPU; run less fitness)\n\n");
     printf("| algorithm | D | Playdoh | pagmo | ratio pagmo/Playdoh |\n|---|---|---|---|---|\n");
-    for (size_t ri = 0; ri < 3; ri++)
+    for (size_t ci = 0; ci < sizeof COST_ROWS / sizeof COST_ROWS[0]; ci++)
         for (size_t di = 0; di < 2; di++) {
-            const row_t *r = &ROWS[ri];
+            const row_t *r = &ROWS[COST_ROWS[ci]];
             size_t dim = DIMS[di], pop = pop_of(r->algo, dim);
             double best_ours = INFINITY, best_theirs = INFINITY;
             double fit_block = fitness_cost(dim, pop, budget);
@@ -261,9 +334,9 @@ static int s_cost(unsigned long long budget)
 
     printf("\n## Throughput on the sphere, population 1,000, one island in-process\n\n");
     printf("| algorithm | D | evaluations per CPU second | fitness alone |\n|---|---|---|---|\n");
-    for (size_t ri = 0; ri < 3; ri++)
+    for (size_t ci = 0; ci < sizeof COST_ROWS / sizeof COST_ROWS[0]; ci++)
         for (size_t di = 0; di < 2; di++) {
-            const row_t *r = &ROWS[ri];
+            const row_t *r = &ROWS[COST_ROWS[ci]];
             size_t dim = DIMS[di];
             double sec;
             unsigned long long ev;
@@ -281,10 +354,14 @@ int main(int argc, char **argv)
     int seeds = argc > 1 ? atoi(argv[1]) : 10;
     unsigned long long budget = argc > 2 ? strtoull(argv[2], NULL, 10) : 100000;
     const char *part = argc > 3 ? argv[3] : "all";
+    const char *only = argc > 4 ? argv[4] : NULL;
     bool quality = strcmp(part, "all") == 0 || strcmp(part, "quality") == 0;
+    bool shift = strcmp(part, "all") == 0 || strcmp(part, "shift") == 0;
     bool cost = strcmp(part, "all") == 0 || strcmp(part, "cost") == 0;
-    if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !cost)) {
-        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] [all|quality|cost]\n");
+    if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !shift && !cost)) {
+        fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] "
+                        "[all|quality|shift|cost] [ROW (shift: the rows whose label starts "
+                        "with it)]\n");
         return 2;
     }
 #if BENCH_HAVE_PAGMO
@@ -298,6 +375,8 @@ int main(int argc, char **argv)
     int rc = 0;
     if (quality)
         rc = s_quality(seeds, budget);
+    if (rc == 0 && shift)
+        rc = s_shift(seeds, budget, only);
     if (rc == 0 && cost)
         rc = s_cost(budget);
     return rc;

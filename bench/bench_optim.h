@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-/* One run of pagmo's counterpart of algo ("pso", "sga", "cmaes") on the
+/* One run of pagmo's counterpart of algo ("pso", "sga", "cmaes", "sade") on the
    built-in function fn (bounds lo..hi in every coordinate) in dim
    parameters with population pop, for at most budget evaluations. Writes
    the best value, the evaluations pagmo made and the CPU seconds (this

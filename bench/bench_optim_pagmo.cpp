@@ -14,6 +14,7 @@
 #include <pagmo/algorithm.hpp>
 #include <pagmo/algorithms/cmaes.hpp>
 #include <pagmo/algorithms/pso.hpp>
+#include <pagmo/algorithms/sade.hpp>
 #include <pagmo/algorithms/sga.hpp>
 #include <pagmo/config.hpp>
 #include <pagmo/population.hpp>
@@ -76,6 +77,10 @@ extern "C" int bench_pagmo_run(pd_algo_t algo, pd_fitness_fn fn, double lo, doub
         case PD_ALGO_CMAES:
             a = pagmo::algorithm{
                 pagmo::cmaes(gen, -1, -1, -1, -1, 0.5, 1e-30, 1e-30, false, true, seed)};
+            break;
+        case PD_ALGO_DE:
+            /* jDE (variant_adptv 1) with rand/1/bin (variant 7), as Playdoh's */
+            a = pagmo::algorithm{pagmo::sade(gen, 7u, 1u, 1e-30, 1e-30, false, seed)};
             break;
         }
         pagmo::population p{prob, pop, seed};

@@ -610,9 +610,11 @@ int pd_task_release(pd_client_t *c, uint64_t id);
 /* ---- optimisation ---------------------------------------------------------
 
    Minimise or maximise a fitness function of dim parameters within bounds,
-   with a particle swarm (PSO), a real-coded genetic algorithm (GA) or
-   CMA-ES, run as islands that exchange their best individuals along a
-   topology every migration_interval iterations. The fitness evaluates a
+   with a particle swarm (PSO), a real-coded genetic algorithm (GA), CMA-ES
+   or self-adaptive differential evolution (DE, jDE), run as islands that
+   exchange their best individuals along a topology every
+   migration_interval iterations; a bounded Nelder-Mead may polish the
+   result (opts.polish). The fitness evaluates a
    block of points per call (playdoh_fitness.h); with groups, G independent
    optimisations run side by side and one call covers them all.
 
@@ -633,7 +635,7 @@ int pd_task_release(pd_client_t *c, uint64_t id);
    shipped module). docs/optimisation.md is the user guide. */
 
 
-typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2 } pd_algo_t;
+typedef enum { PD_ALGO_PSO = 0, PD_ALGO_GA = 1, PD_ALGO_CMAES = 2, PD_ALGO_DE = 3 } pd_algo_t;
 
 /* Who sends migrants to whom. RING: island i to (i+1) mod N; STAR: island 0
    and every other island both ways; FULL: every island to every other;
@@ -700,7 +702,20 @@ typedef struct {
                               times |best value| (relative); default 1e-12 */
     double tol_x;          /* stop when every coordinate's standard deviation falls below
                               tol_x times sigma0 (in units of the initial range); default 1e-16 */
+    bool bipop;            /* BIPOP: between the IPOP restarts, runs with a small population
+                              and step size, so that each regime spends about as many
+                              evaluations (docs/optimisation.md); default false (IPOP) */
 } pd_cmaes_params_t;
+
+typedef struct {
+    double f_lower;        /* jDE: a new scale factor F is drawn in [f_lower, f_upper];
+                              default 0.1 */
+    double f_upper;        /* default 0.9 */
+    double tau_f;          /* probability that an individual draws a new F for its next
+                              trial; default 0.1 */
+    double tau_cr;         /* probability that it draws a new crossover rate CR, uniform
+                              in [0, 1]; default 0.1 */
+} pd_de_params_t;
 
 /* Progress after each iteration, for pd_optim_opts_t.progress. */
 typedef struct {
@@ -720,7 +735,8 @@ typedef struct {
     const double *init_upper;   /*   NULL = the bounds (borrowed) */
     const char *const *names;   /* parameter names for messages, dim entries, or NULL */
     size_t popsize;             /* individuals per island and group; 0 = the algorithm's
-                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim) */
+                                   default (PSO 40, GA 40, CMA-ES 4 + 3 ln dim, DE 40;
+                                   DE needs 4 or more) */
     uint64_t iterations;        /* stop after this many iterations; 0 = no limit */
     uint64_t budget;            /* stop before exceeding this many evaluations (all islands and
                                    groups together); 0 = no limit; iterations or budget is needed */
@@ -739,6 +755,11 @@ typedef struct {
     pd_pso_params_t pso;        /* used when algo is PD_ALGO_PSO */
     pd_ga_params_t ga;          /* used when algo is PD_ALGO_GA */
     pd_cmaes_params_t cmaes;    /* used when algo is PD_ALGO_CMAES */
+    pd_de_params_t de;          /* used when algo is PD_ALGO_DE */
+    uint64_t polish;            /* after the global run, a bounded Nelder-Mead from each group's
+                                   best point, with at most this many evaluations per group
+                                   (counted in the result's evaluations, not in budget); 0 = none
+                                   (default). pd_optim_run only: the cluster form refuses it */
     /* Called after every iteration when not NULL; a non-zero return stops the
        run (PD_STOP_CANCELLED, the result holds the best found so far). */
     int (*progress)(const pd_optim_progress_t *p, void *user);
@@ -759,6 +780,8 @@ typedef struct {
     uint64_t iterations;    /* iterations every island completed */
     uint64_t immigrants;    /* individuals islands took in by migration */
     uint64_t restarts;      /* CMA-ES restarts, all islands and groups */
+    uint64_t polish_evaluations; /* evaluations of the polish (opts.polish), all groups;
+                                    included in evaluations */
     double wall_s;          /* wall-clock seconds of the run */
     uint64_t history_len;   /* entries per island and group (= iterations) */
     double *history;        /* best-so-far of each island and group after each iteration's
@@ -786,7 +809,7 @@ void pd_optim_result_clear(pd_optim_result_t *r);
 /* The best-so-far value of island i, group g after iteration t (from 0). */
 double pd_optim_history(const pd_optim_result_t *r, uint32_t island, uint32_t group, uint64_t t);
 
-/* "pso", "ga", "cmaes": static storage. */
+/* "pso", "ga", "cmaes", "de": static storage. */
 const char *pd_algo_name(pd_algo_t a);
 /* Parses an algorithm or topology name (as above, or "none", "ring",
    "star", "full"). Return 0, or PD_EINVAL. */
@@ -796,10 +819,16 @@ int pd_topology_parse(const char *name, pd_topology_t *t);
 const char *pd_optim_stop_name(pd_optim_stop_t s);
 
 /* A built-in test function by name: "sphere", "rosenbrock", "rastrigin",
-   "ackley", "griewank", "schwefel" (minimum 0 for each). Writes the usual
+   "ackley", "griewank", "schwefel" (minimum 0 for each), or a shifted form
+   of all but Schwefel, "rastrigin@1" to "@4", whose optimum is moved away
+   from the centre of the box (@1, @2: within the central 80 %; @3: near the
+   upper bounds; @4: a corner; docs/optimisation.md). Writes the usual
    bounds, the same for every coordinate, into *lo and *hi when not NULL.
    Returns NULL for an unknown name. */
 pd_fitness_fn pd_optim_builtin(const char *name, double *lo, double *hi);
+/* Writes the minimum of built-in function name in dim parameters into x
+   (dim values). Returns 0, or PD_EINVAL for an unknown name. */
+int pd_optim_builtin_optimum(const char *name, size_t dim, double *x);
 
 /* ---- optimisation on the cluster -----------------------------------------
 

@@ -79,7 +79,7 @@ enum {
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
     O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED,
-    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE
+    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE, O_POLISH
 };
 
 typedef struct {
@@ -142,6 +142,7 @@ static const s_opt_t s_opts[] = {
     {{"iterations", required_argument, NULL, O_ITERATIONS}, V_OPTIM},
     {{"target", required_argument, NULL, O_TARGET}, V_OPTIM},
     {{"seed", required_argument, NULL, O_SEED}, V_OPTIM},
+    {{"polish", required_argument, NULL, O_POLISH}, V_OPTIM},
     {{"topology", required_argument, NULL, O_TOPOLOGY}, V_OPTIM},
     {{"migrate-every", required_argument, NULL, O_MIGRATE_EVERY}, V_OPTIM},
     {{"migrants", required_argument, NULL, O_MIGRANTS}, V_OPTIM},
@@ -302,7 +303,8 @@ static const s_verb_t s_verbs[] = {
      " \"best_f\":[per group],\"best_x\":[[per group]],\"best_island\":[..],...}\n"
      "\n"
      "options:\n"
-     "      --algo A         pso, ga or cmaes (required)\n"
+     "      --algo A         pso, ga, cmaes, bipop (CMA-ES with BIPOP restarts) or de\n"
+     "                       (required)\n"
      "      --bounds B       LO:HI for every parameter (with --dim), or a file of one line per\n"
      "                       parameter: 'LO HI' or 'NAME LO HI' ('#' starts a comment)\n"
      "      --dim D          the number of parameters (a bounds file says it by itself)\n"
@@ -318,13 +320,15 @@ static const s_verb_t s_verbs[] = {
      "                       .c MODULE travels with it\n"
      "      --cuda FILE.cu   ship these CUDA kernels to the islands (implies --gpu)\n"
      "      --popsize P      individuals per island and group (default: PSO 40, GA 40,\n"
-     "                       CMA-ES 4 + 3 ln D)\n"
+     "                       CMA-ES 4 + 3 ln D, DE 40)\n"
      "      --groups G       G independent optimisations side by side (default 1)\n"
      "      --topology T     ring (default), full, star, none, or a file of edges, one\n"
      "                       'FROM TO' (or FROM->TO) pair of islands per line\n"
      "      --migrate-every K  migrate every K iterations (default 10; 0: never)\n"
      "      --migrants M     individuals sent to each neighbour per migration (default 1)\n"
      "      --seed S         equal seeds and options give the same result (default 0)\n"
+     "      --polish N       after the run, each island polishes its best point of each\n"
+     "                       group with a bounded Nelder-Mead of at most N evaluations\n"
      "      --maximize       maximise instead of minimise\n"
      "      --shared FILE    data every fitness call reads as b->shared (a few MiB at most)\n"
      "      --timeout-ms N   fail the run when it takes longer than N ms\n"
@@ -704,8 +708,8 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
     case O_JSON: o->json = true; break;
     case O_ALGO: {
         pd_algo_t a;
-        if (pd_algo_parse(arg, &a)) {
-            pd_submit_usage_error(s, "--algo wants pso, ga or cmaes, not '%s'", arg);
+        if (pd_algo_parse(arg, &a) && strcmp(arg, "bipop") != 0) {
+            pd_submit_usage_error(s, "--algo wants pso, ga, cmaes, bipop or de, not '%s'", arg);
             return bad_exit;
         }
         o->optim.algo = arg;
@@ -743,6 +747,11 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         break;
     case O_SEED:
         if (!s_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
+            return bad_exit;
+        break;
+    case O_POLISH:
+        if (!s_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
+                     &o->optim.polish))
             return bad_exit;
         break;
     case O_TARGET: {

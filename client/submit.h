@@ -22,7 +22,7 @@
 
 /* Options of optimize (and --bounds, --history of optimize-fetch). */
 typedef struct {
-    const char *algo;        /* --algo pso|ga|cmaes */
+    const char *algo;        /* --algo pso|ga|cmaes|bipop|de */
     uint32_t dim;            /* --dim D, or 0 (then the bounds file says) */
     const char *bounds;      /* --bounds FILE|LO:HI */
     const char *init;        /* --init FILE|LO:HI, or NULL (the bounds) */
@@ -33,6 +33,7 @@ typedef struct {
     double target;           /* --target F */
     bool target_set;         /* --target was given */
     uint64_t seed;           /* --seed S */
+    uint64_t polish;         /* --polish N, or 0 (none) */
     const char *topology;    /* --topology ring|full|star|none|FILE, or NULL (ring) */
     uint32_t migrate_every;  /* --migrate-every K (0: never) */
     bool migrate_every_set;  /* --migrate-every was given */

@@ -371,7 +371,7 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
 {
     const pd_submit_optim_opts_t *q = &s->o.optim;
     if (!q->algo) {
-        pd_submit_usage_error(s, "needs --algo pso, ga or cmaes");
+        pd_submit_usage_error(s, "needs --algo pso, ga, cmaes, bipop or de");
         return 2;
     }
     if (!q->bounds) {
@@ -422,9 +422,14 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
             return rc;
     }
     pd_algo_t algo = PD_ALGO_PSO;
-    pd_algo_parse(q->algo, &algo);
+    bool bipop = strcmp(q->algo, "bipop") == 0; /* CMA-ES with BIPOP restarts */
+    if (bipop)
+        algo = PD_ALGO_CMAES;
+    else
+        pd_algo_parse(q->algo, &algo);
     pd_optim_opts_t *o = &r->o;
     pd_optim_opts_init(o, algo, dim);
+    o->cmaes.bipop = bipop;
     o->lower = r->bounds.lo;
     o->upper = r->bounds.hi;
     o->names = (const char *const *) r->bounds.names;
@@ -448,6 +453,7 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
     if (q->migrants)
         o->migration_count = q->migrants;
     o->seed = q->seed;
+    o->polish = q->polish;
     if (q->topology && pd_topology_parse(q->topology, &o->topology) != 0) {
         size_t n;
         if ((rc = s_edges_file(q->topology, o->islands, &r->edges, &n)))
@@ -488,7 +494,7 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     bool best = res->best_f && res->best_x && res->groups > 0;
     bool hist = history && res->history && res->history_len > 0;
     size_t fields = 9 + (best ? 3 + (names ? 1 : 0) : 0) + (hist ? 1 : 0) +
-                    (res->code ? 2 : 0);
+                    (res->code ? 2 : 0) + (res->polish_evaluations ? 1 : 0);
     msgpack_pack_map(&pk, fields);
     pd_pack_kv_uint(&pk, "task", id);
     pd_pack_kv_str(&pk, "stop", pd_optim_stop_name(res->stop));
@@ -496,6 +502,8 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     pd_pack_kv_uint(&pk, "iterations", res->iterations);
     pd_pack_kv_uint(&pk, "immigrants", res->immigrants);
     pd_pack_kv_uint(&pk, "restarts", res->restarts);
+    if (res->polish_evaluations)
+        pd_pack_kv_uint(&pk, "polish_evaluations", res->polish_evaluations);
     pd_pack_kv_double(&pk, "wall_s", res->wall_s);
     pd_pack_kv_uint(&pk, "islands", res->islands);
     pd_pack_kv_uint(&pk, "groups", res->groups);

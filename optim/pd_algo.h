@@ -1,6 +1,6 @@
 /*  pd_algo: what an optimisation algorithm provides to pd_optimizer.
 
-    Each algorithm (pd_pso.c, pd_ga.c, pd_cmaes.c) is a table of functions
+    Each algorithm (pd_pso.c, pd_ga.c, pd_cmaes.c, pd_de.c) is a table of functions
     over its own state, in the ask/tell style: ask() proposes the points to
     evaluate next, tell() receives their values, export/import move
     individuals between islands without restarting anything. Values are
@@ -28,6 +28,7 @@ typedef struct {
     const double *lo, *hi;       /* bounds, dim each */
     const double *ilo, *ihi;     /* initial range, dim each, inside the bounds */
     size_t popsize;              /* opts->popsize or the algorithm's default */
+    uint32_t island, islands;    /* this optimiser's island, of how many */
     pd_rng_t *rng;               /* this optimiser's own stream */
 } pd_algo_env_t;
 
@@ -54,6 +55,7 @@ typedef struct {
 extern const pd_algo_ops_t pd_pso_ops;
 extern const pd_algo_ops_t pd_ga_ops;
 extern const pd_algo_ops_t pd_cmaes_ops;
+extern const pd_algo_ops_t pd_de_ops;
 
 /* Default population of an algorithm in dim parameters. */
 size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim);

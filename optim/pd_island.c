@@ -12,6 +12,7 @@
 
 #include "pd_algo.h"
 #include "pd_error.h"
+#include "pd_nm.h"
 #include "pd_optimizer.h"
 
 #include <assert.h>
@@ -340,6 +341,40 @@ size_t pd_island_import_best(pd_island_t *is, uint32_t g, size_t nc, const doubl
     free(order);
     free(tmp);
     return taken;
+}
+
+int pd_island_polish(pd_island_t *is, pd_fitness_fn fn, void *user, const void *shared,
+                     size_t shared_len, uint64_t *evals, char *err, size_t errlen)
+{
+    /* an ask may be pending (the run stopped on its budget after asking):
+       the polish touches only the best points, never the algorithms */
+    assert(is);
+    size_t d = is->dim;
+    double *x = malloc(d * sizeof *x);
+    if (!x)
+        return PD_ENOMEM;
+    pd_fitness_block_t tmpl = {
+        .island = is->index,
+        .iteration = is->iterations,
+        .shared = shared,
+        .shared_len = shared_len,
+        .user = user,
+        .task = is->task,
+    };
+    int rc = 0;
+    for (uint32_t g = 0; g < is->groups && rc == 0; g++) {
+        const double *bx;
+        double f = pd_island_best(is, g, &bx);
+        if (!bx)
+            continue;
+        memcpy(x, bx, d * sizeof *x);
+        uint64_t n = 0;
+        rc = pd_nm_polish(is->o, fn, &tmpl, g, is->o->polish, x, &f, &n, err, errlen);
+        *evals += n;
+        pd_optimizer_offer_best(is->opt[g], x, is->sense * f);
+    }
+    free(x);
+    return rc;
 }
 
 double pd_island_best(const pd_island_t *is, uint32_t g, const double **x)

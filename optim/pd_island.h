@@ -75,6 +75,13 @@ size_t pd_island_import(pd_island_t *is, uint32_t g, size_t m, const double *x, 
    how many the optimiser took in (0 when out of memory). */
 size_t pd_island_import_best(pd_island_t *is, uint32_t g, size_t nc, const double *x,
                              const double *f);
+/* Polishes every group's best point with a bounded Nelder-Mead of at most
+   o->polish evaluations each (pd_nm.h); the polished point becomes the
+   group's best. shared: the task's shared data (NULL in-process). Adds the
+   evaluations to *evals. Returns 0, PD_ETASK (fn failed or gave NaN: a
+   sentence in err) or PD_ENOMEM. */
+int pd_island_polish(pd_island_t *is, pd_fitness_fn fn, void *user, const void *shared,
+                     size_t shared_len, uint64_t *evals, char *err, size_t errlen);
 /* Best value of group g so far (user's sense; +/-INFINITY before any) and
    its point (borrowed, NULL before any). */
 double pd_island_best(const pd_island_t *is, uint32_t g, const double **x);

@@ -33,19 +33,19 @@
 #define PD_OPTIM_MAX_POP     10000000u
 #define PD_OPTIM_MAX_BYTES   ((double) (4ull << 30)) /* estimated memory of one run */
 
-static const char *const s_algo_names[] = {"pso", "ga", "cmaes"};
+static const char *const s_algo_names[] = {"pso", "ga", "cmaes", "de"};
 static const char *const s_topo_names[] = {"none", "ring", "star", "full", "edges"};
 static const char *const s_stop_names[] = {"none",      "iterations", "budget", "target",
                                            "converged", "cancelled",  "error"};
 
 const char *pd_algo_name(pd_algo_t a)
 {
-    return (unsigned) a < 3 ? s_algo_names[a] : "unknown";
+    return (unsigned) a < 4 ? s_algo_names[a] : "unknown";
 }
 
 int pd_algo_parse(const char *name, pd_algo_t *a)
 {
-    for (int i = 0; name && i < 3; i++)
+    for (int i = 0; name && i < 4; i++)
         if (strcmp(name, s_algo_names[i]) == 0) {
             *a = (pd_algo_t) i;
             return 0;
@@ -107,6 +107,12 @@ void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
         .tol_fun = 1e-12,
         .tol_x = 1e-16,
     };
+    o->de = (pd_de_params_t){
+        .f_lower = 0.1,
+        .f_upper = 0.9,
+        .tau_f = 0.1,
+        .tau_cr = 0.1,
+    };
 }
 
 static int s_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -131,9 +137,9 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
 {
     if (!o)
         return s_fail(err, errlen, "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
-    if ((unsigned) o->algo > PD_ALGO_CMAES)
-        return s_fail(err, errlen, "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA or "
-                                   "PD_ALGO_CMAES",
+    if ((unsigned) o->algo > PD_ALGO_DE)
+        return s_fail(err, errlen, "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
+                                   "PD_ALGO_CMAES or PD_ALGO_DE",
                       (int) o->algo);
     if (o->dim < 1 || o->dim > PD_OPTIM_MAX_DIM)
         return s_fail(err, errlen, "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
@@ -170,7 +176,7 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         }
     }
     size_t pop = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim);
-    size_t minpop = o->algo == PD_ALGO_CMAES ? 4 : 2;
+    size_t minpop = o->algo == PD_ALGO_CMAES || o->algo == PD_ALGO_DE ? 4 : 2;
     if (pop < minpop || pop > PD_OPTIM_MAX_POP)
         return s_fail(err, errlen, "popsize: %zu; %s needs %zu to %u", pop, pd_algo_name(o->algo),
                       minpop, PD_OPTIM_MAX_POP);
@@ -254,6 +260,19 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         if (!s_in(c->tol_fun, 0, INFINITY) || !s_in(c->tol_x, 0, INFINITY))
             return s_fail(err, errlen, "cmaes.tol_fun %g, cmaes.tol_x %g: give values >= 0",
                           c->tol_fun, c->tol_x);
+        break;
+    }
+    case PD_ALGO_DE: {
+        const pd_de_params_t *d = &o->de;
+        if (!s_in(d->f_lower, 0, 2) || !s_in(d->f_upper, 0, 2) || d->f_lower > d->f_upper)
+            return s_fail(err, errlen,
+                          "de.f_lower %g, de.f_upper %g: give 0 <= f_lower <= f_upper <= 2 "
+                          "(default 0.1 and 0.9)",
+                          d->f_lower, d->f_upper);
+        if (!s_in(d->tau_f, 0, 1) || !s_in(d->tau_cr, 0, 1))
+            return s_fail(err, errlen,
+                          "de.tau_f %g, de.tau_cr %g: probabilities are 0 to 1 (default 0.1)",
+                          d->tau_f, d->tau_cr);
         break;
     }
     }
@@ -474,9 +493,26 @@ int pd_optim_run(const pd_optim_opts_t *o, pd_fitness_fn fn, void *user, pd_opti
                 stop = PD_STOP_CANCELLED;
         }
     }
+    /* the polish: after a run that ended by itself (not an error, not a
+       cancel), each island polishes each group's best point, as the
+       cluster's nodes do */
+    if (o->polish && stop != PD_STOP_ERROR && stop != PD_STOP_CANCELLED)
+        for (uint32_t i = 0; i < ni && res->code == 0; i++) {
+            rc = pd_island_polish(r.isl[i], fn, user, NULL, 0, &res->polish_evaluations, err,
+                                  sizeof err);
+            if (rc == PD_ENOMEM) {
+                s_run_free(&r);
+                return s_nomem(res);
+            }
+            if (rc) {
+                res->code = rc;
+                res->error = strdup(err);
+                stop = PD_STOP_ERROR;
+            }
+        }
     /* results */
     res->stop = stop;
-    res->evaluations = evals;
+    res->evaluations = evals + res->polish_evaluations;
     res->iterations = it;
     for (uint32_t g = 0; g < ng; g++) {
         res->best_f[g] = o->maximize ? -INFINITY : INFINITY;

@@ -96,6 +96,7 @@ typedef struct {
     uint64_t maxblock;        /* the largest block an island evaluated (node 0) */
     bool ask;                 /* this iteration runs step 1 (every node; the first does) */
     uint64_t immigrants;      /* migrants this island took in */
+    uint64_t polish_evals;    /* evaluations of this island's polish */
     double *mx, *mf;          /* exports (k x dim, k) */
     double *cx, *cf;          /* candidates from in-neighbours (nin x k) */
     pd_buf_t buf;             /* encodings */
@@ -346,6 +347,7 @@ static int s_result(s_node_t *s, pd_optim_stop_t stop)
         .island = s->me, .dim = d, .groups = ng, .maximize = s->o->maximize,
         .iterations = s->it, .evaluations = pd_island_evaluations(s->is),
         .immigrants = s->immigrants, .restarts = pd_island_restarts(s->is),
+        .polish_evals = s->polish_evals,
         .best_f = s->best, .best_x = bx, .has_best = has, .history = hist,
         .decider = s->me == 0, .stop = stop, .total = s->evals, .wall_s = pd_optim_now() - s->t0, .code = s->code,
         .error = s->code ? s->error : NULL,
@@ -408,6 +410,17 @@ static int s_run(s_node_t *s, pd_fitness_fn fn, const pd_optim_task_arg_t *a)
         stop = (pd_optim_stop_t) d;
         if (s->me == 0)
             s_progress(s);
+    }
+    /* the polish, as pd_optim_run: each island its groups' best points,
+       after a run that ended by itself */
+    if (o->polish && stop != PD_STOP_ERROR && stop != PD_STOP_CANCELLED) {
+        err[0] = 0;
+        int rc = pd_island_polish(s->is, fn, NULL, a->shared, a->shared_len, &s->polish_evals,
+                                  err, sizeof err);
+        if (rc == PD_ENOMEM)
+            return pd_task_fail(s->t, "out of memory for island %u's polish", s->me);
+        if (rc)
+            return pd_task_fail(s->t, "%s", err);
     }
     return s_result(s, stop);
 }

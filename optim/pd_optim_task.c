@@ -118,7 +118,7 @@ int pd_optim_task_result_encode(const pd_optim_node_result_t *r, pd_buf_t *b)
     msgpack_packer pk;
     pd_packer_init(&pk, b);
     size_t g = r->groups;
-    msgpack_pack_map(&pk, r->decider ? 18 : 13);
+    msgpack_pack_map(&pk, r->decider ? 19 : 14);
     pd_pack_kv_uint(&pk, "v", S_VERSION);
     pd_pack_kv_uint(&pk, "island", r->island);
     pd_pack_kv_uint(&pk, "dim", r->dim);
@@ -128,6 +128,7 @@ int pd_optim_task_result_encode(const pd_optim_node_result_t *r, pd_buf_t *b)
     pd_pack_kv_uint(&pk, "evaluations", r->evaluations);
     pd_pack_kv_uint(&pk, "immigrants", r->immigrants);
     pd_pack_kv_uint(&pk, "restarts", r->restarts);
+    pd_pack_kv_uint(&pk, "polish_evals", r->polish_evals);
     pd_pack_kv_bin(&pk, "best_f", s_or_empty(r->best_f), g * sizeof *r->best_f);
     pd_pack_kv_bin(&pk, "best_x", s_or_empty(r->best_x), g * r->dim * sizeof *r->best_x);
     pd_pack_kv_bin(&pk, "has_best", s_or_empty(r->has_best), g);
@@ -211,6 +212,7 @@ void pd_optim_task_progress_clear(pd_optim_task_progress_t *p)
 /* One node's result, decoded (the arrays borrowed from its bytes). */
 typedef struct {
     uint64_t v, island, dim, groups, iterations, evaluations, immigrants, restarts, stop, total;
+    uint64_t polish_evals;
     int64_t code;
     double wall_s;
     bool maximize, decider;
@@ -248,6 +250,8 @@ static int s_read_node(const uint8_t *buf, size_t len, s_node_t *nd)
             bad = pd_rd_uint(&r, &nd->immigrants);
         else if (pd_rd_key_is(&r, "restarts"))
             bad = pd_rd_uint(&r, &nd->restarts);
+        else if (pd_rd_key_is(&r, "polish_evals"))
+            bad = pd_rd_uint(&r, &nd->polish_evals);
         else if (pd_rd_key_is(&r, "best_f"))
             bad = pd_rd_bin(&r, &nd->best_f, &nd->best_f_len);
         else if (pd_rd_key_is(&r, "best_x"))
@@ -359,13 +363,14 @@ int pd_optim_task_collect(const uint8_t *const *vals, const size_t *lens, uint32
     for (uint32_t i = 0; i < n; i++) {
         res->immigrants += nodes[i].immigrants;
         res->restarts += nodes[i].restarts;
+        res->polish_evaluations += nodes[i].polish_evals;
         if (it)
             memcpy(res->history + (size_t) i * ng * it, nodes[i].history,
                    (size_t) ng * it * sizeof(double));
     }
     res->history_len = it;
     res->iterations = it;
-    res->evaluations = nodes[0].total;
+    res->evaluations = nodes[0].total + res->polish_evaluations;
     res->wall_s = nodes[0].wall_s;
     res->stop = (pd_optim_stop_t) nodes[0].stop;
     res->code = (int) nodes[0].code;

@@ -90,6 +90,7 @@ typedef struct {
     uint64_t evaluations;    /* its evaluations */
     uint64_t immigrants;     /* individuals it took in */
     uint64_t restarts;       /* its CMA-ES restarts */
+    uint64_t polish_evals;   /* evaluations of its polish (opts.polish) */
     const double *best_f;    /* groups */
     const double *best_x;    /* groups x dim */
     const uint8_t *has_best; /* groups: 1 when the group has a best point */

@@ -57,10 +57,11 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     int rc = pd_optim_opts_check(o, err, errlen);
     if (rc)
         return rc;
+
     msgpack_packer pk;
     pd_packer_init(&pk, b);
     size_t d = o->dim;
-    size_t fields = 19 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
+    size_t fields = 21 + (o->init_lower ? 2 : 0) + (o->names ? 1 : 0) +
                     (o->topology == PD_TOPO_EDGES ? 1 : 0);
     int e = msgpack_pack_map(&pk, fields);
     e |= pd_pack_kv_uint(&pk, "v", WIRE_VERSION);
@@ -96,6 +97,7 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_uint(&pk, "migration_count", o->migration_count);
     e |= pd_pack_kv_uint(&pk, "seed", o->seed);
     e |= pd_pack_kv_uint(&pk, "groups", o->groups ? o->groups : 1);
+    e |= pd_pack_kv_uint(&pk, "polish", o->polish);
     e |= pd_pack_cstr(&pk, "pso");
     e |= msgpack_pack_map(&pk, 6);
     e |= pd_pack_kv_str(&pk, "variant", s_variant_name(o->pso.variant));
@@ -113,15 +115,22 @@ int pd_optim_opts_encode(const pd_optim_opts_t *o, pd_buf_t *b, char *err, size_
     e |= pd_pack_kv_uint(&pk, "tournament", o->ga.tournament);
     e |= pd_pack_kv_uint(&pk, "elites", o->ga.elites);
     e |= pd_pack_cstr(&pk, "cmaes");
-    e |= msgpack_pack_map(&pk, 5);
+    e |= msgpack_pack_map(&pk, 6);
     e |= pd_pack_kv_double(&pk, "sigma0", o->cmaes.sigma0);
+    e |= pd_pack_kv_bool(&pk, "bipop", o->cmaes.bipop);
     e |= pd_pack_kv_uint(&pk, "restarts", o->cmaes.restarts);
     e |= pd_pack_kv_double(&pk, "popsize_factor", o->cmaes.popsize_factor);
     e |= pd_pack_kv_double(&pk, "tol_fun", o->cmaes.tol_fun);
     e |= pd_pack_kv_double(&pk, "tol_x", o->cmaes.tol_x);
+    e |= pd_pack_cstr(&pk, "de");
+    e |= msgpack_pack_map(&pk, 4);
+    e |= pd_pack_kv_double(&pk, "f_lower", o->de.f_lower);
+    e |= pd_pack_kv_double(&pk, "f_upper", o->de.f_upper);
+    e |= pd_pack_kv_double(&pk, "tau_f", o->de.tau_f);
+    e |= pd_pack_kv_double(&pk, "tau_cr", o->de.tau_cr);
     /* fields counted above: v algo dim lower upper popsize iterations budget
        target maximize islands topology migration_interval migration_count
-       seed groups pso ga cmaes = 19, plus the optional ones */
+       seed groups polish pso ga cmaes de = 21, plus the optional ones */
     if (e || b->failed) {
         snprintf(err, errlen, "optimisation options do not fit in a message");
         return b->failed ? PD_ETOOBIG : PD_ENOMEM;
@@ -248,7 +257,18 @@ static int s_read_params(pd_rd_t *r, const char *which, pd_optim_opts_t *o, char
             uv = strcmp(key, "tournament") == 0 ? &o->ga.tournament
                  : strcmp(key, "elites") == 0   ? &o->ga.elites
                                                 : NULL;
+        } else if (strcmp(which, "de") == 0) {
+            dv = strcmp(key, "f_lower") == 0  ? &o->de.f_lower
+                 : strcmp(key, "f_upper") == 0 ? &o->de.f_upper
+                 : strcmp(key, "tau_f") == 0   ? &o->de.tau_f
+                 : strcmp(key, "tau_cr") == 0  ? &o->de.tau_cr
+                                               : NULL;
         } else {
+            if (strcmp(key, "bipop") == 0) {
+                if (pd_rd_bool(r, &o->cmaes.bipop))
+                    return s_bad(err, errlen, PD_EPROTO, "cmaes.bipop is not a boolean");
+                continue;
+            }
             dv = strcmp(key, "sigma0") == 0           ? &o->cmaes.sigma0
                  : strcmp(key, "popsize_factor") == 0 ? &o->cmaes.popsize_factor
                  : strcmp(key, "tol_fun") == 0        ? &o->cmaes.tol_fun
@@ -315,7 +335,7 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
             char v[16];
             if (!(rc = s_read_name(&r, key, v, sizeof v, err, errlen)) &&
                 pd_algo_parse(v, &o->algo))
-                rc = s_bad(err, errlen, PD_EPROTO, "algo '%s' unknown: pso, ga or cmaes", v);
+                rc = s_bad(err, errlen, PD_EPROTO, "algo '%s' unknown: pso, ga, cmaes or de", v);
         } else if (strcmp(key, "dim") == 0) {
             if (pd_rd_uint(&r, &u) || u < 1 || u > 1000000)
                 rc = s_bad(err, errlen, PD_EPROTO, "'dim' is not an integer from 1 to 1000000");
@@ -370,6 +390,9 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
         } else if (strcmp(key, "seed") == 0) {
             if (pd_rd_uint(&r, &o->seed))
                 rc = s_bad(err, errlen, PD_EPROTO, "'seed' is not an integer");
+        } else if (strcmp(key, "polish") == 0) {
+            if (pd_rd_uint(&r, &o->polish))
+                rc = s_bad(err, errlen, PD_EPROTO, "'polish' is not a count");
         } else if (strcmp(key, "target") == 0) {
             if (pd_rd_nil(&r) == 0)
                 o->target = NAN;
@@ -407,7 +430,7 @@ pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, si
                 rc = s_read_u32(&r, "edges[]", &s->edges[k], err, errlen);
             o->edge_count = m / 2;
         } else if (strcmp(key, "pso") == 0 || strcmp(key, "ga") == 0 ||
-                   strcmp(key, "cmaes") == 0) {
+                   strcmp(key, "cmaes") == 0 || strcmp(key, "de") == 0) {
             rc = s_read_params(&r, key, o, err, errlen);
         } else {
             rc = s_bad(err, errlen, PD_EPROTO, "unknown key '%s'", key);

@@ -45,6 +45,8 @@ size_t pd_algo_default_popsize(pd_algo_t algo, size_t dim)
         return 40;
     case PD_ALGO_CMAES:
         return 4 + (size_t) floor(3.0 * log((double) dim));
+    case PD_ALGO_DE:
+        return 40;
     }
     return 40;
 }
@@ -126,6 +128,8 @@ static const pd_algo_ops_t *s_ops(pd_algo_t algo)
         return &pd_ga_ops;
     case PD_ALGO_CMAES:
         return &pd_cmaes_ops;
+    case PD_ALGO_DE:
+        return &pd_de_ops;
     }
     return NULL;
 }
@@ -168,6 +172,8 @@ pd_optimizer_t *pd_optimizer_new(const pd_optim_opts_t *o, uint32_t island, uint
         .ilo = p->ilo,
         .ihi = p->ihi,
         .popsize = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim),
+        .island = island,
+        .islands = o->islands ? o->islands : 1,
         .rng = &p->rng,
     };
     p->st = p->ops->create(&p->env);
@@ -259,6 +265,12 @@ size_t pd_optimizer_import(pd_optimizer_t *p, size_t k, const double *x, const d
     for (size_t i = 0; i < k; i++)
         s_offer_best(p, x + i * p->dim, f[i]);
     return taken;
+}
+
+void pd_optimizer_offer_best(pd_optimizer_t *p, const double *x, double f)
+{
+    assert(p && !isnan(f));
+    s_offer_best(p, x, f);
 }
 
 double pd_optimizer_best(const pd_optimizer_t *p, const double **x)

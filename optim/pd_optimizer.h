@@ -46,6 +46,9 @@ size_t pd_optimizer_export(pd_optimizer_t *p, size_t k, double *x, double *f);
 /* Takes in up to k individuals (x inside the bounds, f not NaN); returns
    how many were taken. The optimiser keeps all its state. */
 size_t pd_optimizer_import(pd_optimizer_t *p, size_t k, const double *x, const double *f);
+/* Offers (x, f), a point evaluated outside the algorithm (a polish): it
+   becomes the best seen when it beats it. The algorithm does not see it. */
+void pd_optimizer_offer_best(pd_optimizer_t *p, const double *x, double f);
 /* The best value seen (+INFINITY before any) and, if x is not NULL, its
    point (borrowed until the next call; NULL before any). */
 double pd_optimizer_best(const pd_optimizer_t *p, const double **x);

@@ -541,7 +541,7 @@ Test(cli, bad_optimisation_input_says_what_is_wrong_and_starts_nothing)
         const char *says;
     } cases[] = {
         {NULL, NULL, "--algo psx --dim 2 --bounds -1:1 --budget 1000",
-         "--algo wants pso, ga or cmaes, not 'psx'"},
+         "--algo wants pso, ga, cmaes, bipop or de, not 'psx'"},
         {NULL, NULL, "--dim 2 --bounds -1:1 --budget 1000", "needs --algo"},
         {NULL, NULL, "--algo pso --bounds -1:1 --budget 1000", "say how many with --dim D"},
         {NULL, NULL, "--algo pso --dim 0 --bounds -1:1 --budget 1000",

@@ -190,15 +190,15 @@ static void assert_same(const pd_optim_result_t *a, const pd_optim_result_t *b, 
 
 Test(optim_cluster, four_islands_on_a_ring_repeat_the_in_process_run_bit_for_bit)
 {
-    const pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    for (int a = 0; a < 3; a++) {
+    const pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    for (int a = 0; a < 4; a++) {
         pd_optim_opts_t o;
         opts(&o, algos[a], 6);
         o.groups = 2;
         if (a == 1)
             o.iterations = 40;
         else
-            o.budget = 6000; /* PSO and CMA-ES stop on the budget */
+            o.budget = 6000; /* PSO, CMA-ES and DE stop on the budget */
         pd_optim_result_t local, remote;
         int lrc = pd_optim_run(&o, rastrigin, NULL, &local);
         int rrc = pd_optim_cluster(c, mod, "rastrigin", &o, NULL, &remote);
@@ -216,6 +216,92 @@ Test(optim_cluster, four_islands_on_a_ring_repeat_the_in_process_run_bit_for_bit
         pd_optim_result_clear(&local);
         pd_optim_result_clear(&remote);
     }
+}
+
+/* BIPOP's restarts (small and large runs, the large levels shared out
+   between islands) repeat on the cluster bit for bit. */
+Test(optim_cluster, bipop_restarts_on_the_cluster_repeat_the_in_process_run_bit_for_bit)
+{
+    pd_optim_opts_t o;
+    opts(&o, PD_ALGO_CMAES, 4);
+    o.islands = 2;
+    o.cmaes.bipop = true;
+    o.budget = 20000;
+    pd_optim_result_t local, remote;
+    int lrc = pd_optim_run(&o, rastrigin, NULL, &local);
+    int rrc = pd_optim_cluster(c, mod, "rastrigin", &o, NULL, &remote);
+    cr_assert_eq(lrc, 0, "%s", local.error);
+    cr_assert_eq(rrc, 0, "%s", remote.error);
+    assert_same(&local, &remote, "bipop");
+    cr_expect_gt(remote.restarts, 2u, "restarts: %llu", (unsigned long long) remote.restarts);
+    pd_optim_result_clear(&local);
+    pd_optim_result_clear(&remote);
+}
+
+/* A polish runs on every node after the run, as pd_optim_run runs it on
+   every island: the same points, values and evaluations, bit for bit, and
+   the polished result better than the global run's. */
+Test(optim_cluster, a_polish_on_the_nodes_repeats_the_in_process_polish_bit_for_bit)
+{
+    pd_optim_opts_t o;
+    opts(&o, PD_ALGO_GA, 6);
+    o.groups = 2;
+    o.budget = 3000;
+    pd_optim_result_t plain, local, remote;
+    cr_assert_eq(pd_optim_run(&o, rastrigin, NULL, &plain), 0, "%s", plain.error);
+    o.polish = 500;
+    int lrc = pd_optim_run(&o, rastrigin, NULL, &local);
+    int rrc = pd_optim_cluster(c, mod, "rastrigin", &o, NULL, &remote);
+    cr_assert_eq(lrc, 0, "%s", local.error);
+    cr_assert_eq(rrc, 0, "%s", remote.error);
+    assert_same(&local, &remote, "polish");
+    cr_expect_eq(remote.polish_evaluations, local.polish_evaluations);
+    cr_expect_gt(remote.polish_evaluations, 0u);
+    cr_expect_leq(remote.polish_evaluations, 500u * 4 * 2, "at most polish per island and group");
+    cr_expect_eq(remote.evaluations, plain.evaluations + remote.polish_evaluations);
+    for (uint32_t g = 0; g < 2; g++)
+        cr_expect_lt(remote.best_f[g], plain.best_f[g], "group %u: %g polished, %g before", g,
+                     remote.best_f[g], plain.best_f[g]);
+    pd_optim_result_clear(&plain);
+    pd_optim_result_clear(&local);
+    pd_optim_result_clear(&remote);
+}
+
+/* optimize --algo de --polish N: the nodes polish, the JSON says how many
+   evaluations that took (within the evaluations); --algo bipop restarts;
+   a --polish that is no count is refused before anything starts. */
+Test(optim_cluster, optimize_de_with_polish_and_bipop_on_the_command_line)
+{
+    char *path = pd_harness_module(&h, "fitpolish.c", MODULE_SRC);
+    const char *submit = pd_harness_program("playdoh-submit");
+    char *out = NULL;
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s optimize --algo de --dim 4 --bounds "
+                                "-5.12:5.12 --islands 2 --budget 1600 --polish 400 --seed 2 "
+                                "'%s' rastrigin",
+                                submit, h.endpoint, path),
+                 0, "%s", out);
+    cr_assert(strstr(out, "\"polish_evaluations\":"), "%s", out);
+    unsigned long long ev = 0, pe = 0;
+    const char *e = strstr(out, "\"evaluations\":"), *p = strstr(out, "\"polish_evaluations\":");
+    cr_assert(e && p && sscanf(e, "\"evaluations\":%llu", &ev) == 1
+                  && sscanf(p, "\"polish_evaluations\":%llu", &pe) == 1, "%s", out);
+    cr_expect(pe > 0 && pe <= 2 * 400 && ev > pe && ev - pe <= 1600, "%llu, %llu: %s", ev, pe,
+              out);
+    free(out);
+    /* --algo bipop: CMA-ES with BIPOP restarts */
+    cr_assert_eq(pd_harness_run(&out, "'%s' --broker %s optimize --algo bipop --dim 4 --bounds "
+                                "-5.12:5.12 --islands 2 --budget 6000 --seed 2 '%s' rastrigin",
+                                submit, h.endpoint, path),
+                 0, "%s", out);
+    cr_assert(strstr(out, "\"restarts\":") && !strstr(out, "\"restarts\":0,"), "%s", out);
+    free(out);
+    int st = pd_harness_run(&out, "'%s' --broker %s optimize --algo de --dim 4 --bounds "
+                            "-5.12:5.12 --budget 1600 --polish none '%s' rastrigin 2>&1",
+                            submit, h.endpoint, path);
+    cr_expect_eq(st, 2, "%s", out);
+    cr_expect(strstr(out, "--polish wants a number of evaluations"), "%s", out);
+    free(out);
+    free(path);
 }
 
 /* Node 0 skips the exchange of block sizes while the budget is far (PSO,
@@ -245,15 +331,17 @@ Test(optim_cluster, the_budget_stops_the_cluster_at_the_in_process_iteration)
 
 Test(optim_cluster, every_point_lies_within_the_bounds)
 {
-    const pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
+    const pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
     double blo[4] = {-1, -1, -1, -1}, bhi[4] = {1, 1, 1, 1};
-    for (int a = 0; a < 3; a++) {
+    for (int a = 0; a < 4; a++) {
         pd_optim_opts_t o;
         opts(&o, algos[a], 4);
         o.lower = blo;
         o.upper = bhi;
         o.islands = 2;
-        o.iterations = 60;
+        /* DE moves a coordinate that would cross a bound halfway there, so it
+           nears an optimum on the bound by halves (16.0011 after 60) */
+        o.iterations = algos[a] == PD_ALGO_DE ? 150 : 60;
         pd_optim_result_t r;
         int rc = pd_optim_cluster(c, mod, "boxed", &o, NULL, &r);
         cr_assert_eq(rc, 0, "%s: %s", pd_algo_name(algos[a]), r.error);

@@ -177,8 +177,8 @@ static void s_iterate(pd_optimizer_t *p, int iterations)
 
 ParameterizedTestParameters(optimizer, import_takes_a_migrant_without_restarting)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, 4);
 }
 
 ParameterizedTest(pd_algo_t *algo, optimizer, import_takes_a_migrant_without_restarting)
@@ -219,10 +219,10 @@ ParameterizedTest(pd_algo_t *algo, optimizer, import_takes_a_migrant_without_res
     cr_expect_null(p);
 }
 
-Test(optimizer, a_worse_migrant_is_refused_by_pso_and_ga)
+Test(optimizer, a_worse_migrant_is_refused_by_pso_ga_and_de)
 {
-    pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA};
-    for (int a = 0; a < 2; a++) {
+    pd_algo_t algos[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_DE};
+    for (int a = 0; a < 3; a++) {
         pd_optim_opts_t o = s_opts(algos[a]);
         pd_optimizer_t *p = pd_optimizer_new(&o, 0, 0, NULL);
         s_iterate(p, 3);
@@ -293,6 +293,92 @@ Test(optimizer, cmaes_ipop_doubles_the_population_on_restart)
     }
     cr_expect_eq(pd_optimizer_restarts(p), 2u);
     cr_expect_eq(last, 4 * first);
+    pd_optimizer_destroy(&p);
+}
+
+/* The population sizes of every run of p on the sphere, until it stops
+   (at most cap of them); returns how many runs. */
+static size_t s_run_sizes(pd_optimizer_t *p, size_t *sizes, size_t cap)
+{
+    const double *x;
+    size_t n, runs = 0;
+    static double f[1 << 15];
+    uint64_t restarts = 0;
+    for (int r = 0; r < 200000 && (n = pd_optimizer_ask(p, &x)) > 0; r++) {
+        cr_assert_leq(n, sizeof f / sizeof f[0]);
+        if (runs == 0 || pd_optimizer_restarts(p) != restarts) {
+            restarts = pd_optimizer_restarts(p);
+            if (runs < cap)
+                sizes[runs] = n;
+            runs++;
+        }
+        for (size_t i = 0; i < n; i++)
+            f[i] = s_sphere(x + i * D);
+        pd_optimizer_tell(p, f);
+    }
+    return runs;
+}
+
+/* With islands, IPOP's levels are shared out: island i of N runs the
+   population sizes lambda0 x 2^(i + kN), so that together the islands
+   climb the levels one island would, instead of each climbing them alone
+   on its part of the budget (before, every island ran lambda0, 2 lambda0,
+   4 lambda0, ...). */
+Test(optimizer, cmaes_islands_share_the_ipop_levels)
+{
+    pd_optim_opts_t o = s_opts(PD_ALGO_CMAES);
+    o.cmaes.restarts = 2;
+    o.islands = 2;
+    size_t l0 = 4 + (size_t) floor(3 * log((double) D)), sz[8]; /* CMA-ES default */
+    for (uint32_t i = 0; i < 2; i++) {
+        pd_optimizer_t *p = pd_optimizer_new(&o, i, 0, NULL);
+        cr_assert_eq(s_run_sizes(p, sz, 8), 3u);
+        for (size_t k = 0; k < 3; k++)
+            cr_expect_eq(sz[k], l0 << (i + 2 * k), "island %u run %zu: %zu, not %zu", i, k,
+                         sz[k], l0 << (i + 2 * k));
+        pd_optimizer_destroy(&p);
+    }
+    /* more islands than levels one island reaches: they start over at 0 */
+    o.islands = 5;
+    pd_optimizer_t *q = pd_optimizer_new(&o, 4, 0, NULL);
+    cr_assert_eq(s_run_sizes(q, sz, 8), 3u);
+    cr_expect_eq(sz[0], l0 << 1, "island 4 of 5, 2 restarts: level 4 mod 3 = 1");
+    pd_optimizer_destroy(&q);
+    /* one island: every level, as before */
+    o.islands = 1;
+    pd_optimizer_t *p = pd_optimizer_new(&o, 0, 0, NULL);
+    cr_assert_eq(s_run_sizes(p, sz, 8), 3u);
+    cr_expect(sz[0] == l0 && sz[1] == 2 * l0 && sz[2] == 4 * l0);
+    pd_optimizer_destroy(&p);
+}
+
+/* BIPOP: after the first run, small runs (the default population, or
+   between it and half the last large one) alternate with IPOP's large
+   ones, each regime spending about as much; only the large ones count
+   against `restarts`. IPOP's sizes never decrease. */
+Test(optimizer, cmaes_bipop_alternates_small_and_large_runs)
+{
+    pd_optim_opts_t o = s_opts(PD_ALGO_CMAES);
+    o.cmaes.restarts = 3;
+    o.cmaes.bipop = true;
+    size_t l0 = 4 + (size_t) floor(3 * log((double) D)), sz[64]; /* CMA-ES default */
+    pd_optimizer_t *p = pd_optimizer_new(&o, 0, 0, NULL);
+    size_t runs = s_run_sizes(p, sz, 64);
+    cr_assert_leq(runs, 64u);
+    size_t large = 0, small_after_large = 0, biggest = l0;
+    for (size_t k = 1; k < runs; k++) {
+        if (sz[k] > biggest) {
+            biggest = sz[k];
+            large++;
+        } else if (large) {
+            small_after_large += sz[k] < biggest;
+        }
+        cr_expect_geq(sz[k], l0);
+    }
+    cr_expect_eq(large, 3u, "3 large restarts (the limit)");
+    cr_expect_eq(biggest, 8 * l0);
+    cr_expect_gt(small_after_large, 0u, "small runs between the large ones");
+    cr_expect_gt(runs, 4u, "small runs besides the first and the 3 large");
     pd_optimizer_destroy(&p);
 }
 

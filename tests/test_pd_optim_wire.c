@@ -62,13 +62,17 @@ static pd_optim_opts_t s_full(pd_algo_t algo)
     o.ga.elites = 3;
     o.cmaes.sigma0 = 0.25;
     o.cmaes.restarts = 2;
+    o.de.f_lower = 0.2;
+    o.de.tau_cr = 0.3;
+    o.polish = 77;
+    o.cmaes.bipop = true;
     return o;
 }
 
 ParameterizedTestParameters(wire, options_round_trip_and_drive_the_same_run)
 {
-    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES};
-    return cr_make_param_array(pd_algo_t, a, 3);
+    static pd_algo_t a[] = {PD_ALGO_PSO, PD_ALGO_GA, PD_ALGO_CMAES, PD_ALGO_DE};
+    return cr_make_param_array(pd_algo_t, a, 4);
 }
 
 ParameterizedTest(pd_algo_t *algo, wire, options_round_trip_and_drive_the_same_run)
@@ -98,6 +102,11 @@ ParameterizedTest(pd_algo_t *algo, wire, options_round_trip_and_drive_the_same_r
     cr_expect_eq(d->ga.eta_c, 12.5);
     cr_expect_eq(d->ga.elites, 3u);
     cr_expect_eq(d->cmaes.sigma0, 0.25);
+    cr_expect_eq(d->de.f_lower, 0.2);
+    cr_expect_eq(d->de.f_upper, 0.9);
+    cr_expect_eq(d->de.tau_cr, 0.3);
+    cr_expect_eq(d->polish, 77u);
+    cr_expect(d->cmaes.bipop);
     cr_expect_eq(d->cmaes.restarts, 2u);
     cr_expect_eq(d->cmaes.tol_x, o.cmaes.tol_x);
     /* the same run, bit for bit */
