@@ -315,6 +315,7 @@ int pd_worker_code_check(pd_worker_t *w, const char *client, const char *mod, co
 /* Shared data being checked and written to the cache off the loop (250 MiB
    take seconds, longer than a heartbeat); the jobs that name it wait in
    the queue until it is there. */
+#define S_STORES_AHEAD 8 /* shared data waiting to be written off the loop, at most */
 typedef struct pd_worker_store {
     struct pd_worker_store *next;
     pd_worker_t *w;
@@ -377,7 +378,10 @@ void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
     memcpy(copy, data, len);
     *st = (s_store_t){.w = w, .mc = w->mc, .data = copy, .len = len};
     snprintf(st->hash, sizeof st->hash, "%s", hash);
-    if (pd_bg_submit(w->bg, s_store_work, s_store_done, st) != 0) {
+    /* At most S_STORES_AHEAD wait for the thread; past that (a broker
+       sending blob after blob) the loop stores them itself. */
+    if (pd_bg_pending(w->bg) >= S_STORES_AHEAD ||
+        pd_bg_submit(w->bg, s_store_work, s_store_done, st) != 0) {
         /* No thread to do it: do it here. */
         s_store_work(st);
         st->next = w->storing;

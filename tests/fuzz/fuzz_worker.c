@@ -69,7 +69,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(s_dir, sizeof s_dir, "/tmp/pd-fuzz-worker-XXXXXX");
     if (!mkdtemp(s_dir))
         abort();
-    atexit(s_cleanup);
     char clients[128], modules[128];
     snprintf(clients, sizeof clients, "%s/code-clients", dir);
     snprintf(modules, sizeof modules, "%s/code-modules", dir);
@@ -98,6 +97,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             abort();
         }
     }
+    /* Registered after the workers' first CZMQ actor, so that it runs
+       before CZMQ's own exit handler closes the actors' sockets. */
+    atexit(s_cleanup);
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
