@@ -215,13 +215,17 @@ left=$(pgrep -fc 'ping.exe|ping -n 120' || true)
 check "a time-out kills the job's process tree (${took} s, ${left:-0} left)" $? \
     "$(head -c 300 "$T/to.err")"
 
-# playdoh-submit.exe under Wine submits; another process fetches.
+# playdoh-submit.exe under Wine submits; another process of the same account
+# (the same configuration directory, so the same owner token) fetches.
 seq 1 10 >"$T/ten.jsonl"
 WINEPATH="$WINEPATH;$WB/client" timeout 300 wine "$WB/playdoh-submit.exe" -b "$EP" -q --no-progress --config-dir "$T/cfg" \
     map --detach "$SRC/examples/square.c" square "$T/ten.jsonl" >"$T/ids.out" 2>"$T/ids.err"
 ids=$(tr -d '\r' <"$T/ids.out")
-[ -n "$ids" ] && submit wait $ids >/dev/null 2>&1
-submit results $ids >"$T/res.out" 2>/dev/null
+# Wine writes the token with Unix mode 0644 (Windows keeps it private with its
+# ACLs); the Linux client refuses a token others can read, as it should.
+chmod 600 "$T/cfg/owner.token"
+[ -n "$ids" ] && submit --config-dir "$T/cfg" wait $ids >/dev/null 2>&1
+submit --config-dir "$T/cfg" results $ids >"$T/res.out" 2>/dev/null
 python3 - "$T/res.out" <<'EOF'
 import json, sys
 vals = []
