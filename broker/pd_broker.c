@@ -444,6 +444,7 @@ const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 
 int pd_broker_forget_all(pd_broker_t *b)
 {
+    pd_bg_finish(b->bg); /* uploads in flight end into the store about to go */
     pd_broker_free_parked(b);
     b->ntparked = 0; /* plain entries: nothing to free */
     pd_tasks_destroy(&b->tasks);
@@ -460,8 +461,6 @@ int pd_broker_forget_all(pd_broker_t *b)
     b->mods = pd_mods_new();
     b->probes = pd_probes_new();
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
-    pd_bg_destroy(&b->bg); /* uploads in flight end into the new store */
-    b->bg = pd_bg_new();
     memset(&b->stats, 0, sizeof b->stats);
     return b->tasks && b->workers && b->jobs && b->mods && b->probes && b->shared ? 0
                                                                                    : PD_ENOMEM;

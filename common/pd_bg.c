@@ -107,13 +107,18 @@ int pd_bg_drain(pd_bg_t *bg)
     return n;
 }
 
+void pd_bg_finish(pd_bg_t *bg)
+{
+    while (bg->pending > 0 && s_take(bg, true)) {
+    }
+}
+
 void pd_bg_destroy(pd_bg_t **p)
 {
     if (!p || !*p)
         return;
     pd_bg_t *bg = *p;
-    while (bg->pending > 0 && s_take(bg, true)) {
-    }
+    pd_bg_finish(bg);
     zactor_destroy(&bg->actor);
     free(bg);
     *p = NULL;

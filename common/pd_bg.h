@@ -30,6 +30,8 @@ int pd_bg_submit(pd_bg_t *bg, pd_bg_fn *work, pd_bg_fn *done, void *arg);
 void *pd_bg_socket(pd_bg_t *bg);
 /* Runs done(arg) for every piece of work finished so far; returns how many. */
 int pd_bg_drain(pd_bg_t *bg);
+/* Waits for every piece of work submitted and runs its done. */
+void pd_bg_finish(pd_bg_t *bg);
 /* Pieces of work submitted whose done has not run yet. */
 size_t pd_bg_pending(const pd_bg_t *bg);
 /* Finishes the work queued, runs its done callbacks, stops the thread and

@@ -43,6 +43,16 @@ static const struct {
 static pd_broker_t *s_broker;
 static void *s_dealers[3];
 
+/* At exit, before CZMQ's own exit handler (registered by the broker's first
+   actor) closes the actors' sockets: the broker's threads end cleanly. */
+static void s_cleanup(void)
+{
+    for (int i = 0; i < 3; i++)
+        if (s_dealers[i])
+            zmq_close(s_dealers[i]);
+    pd_broker_destroy(&s_broker);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void) argc;
@@ -63,6 +73,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_broker: no broker: %s\n", pd_strerror(err));
         abort();
     }
+    atexit(s_cleanup);
     for (int i = 0; i < 3; i++) {
         s_dealers[i] = zmq_socket(s_broker->ctx, ZMQ_DEALER);
         int zero = 0;
