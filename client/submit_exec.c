@@ -216,9 +216,8 @@ typedef struct {
     size_t missing;        /* job (index + 1) whose program was not found or not
                               executable before any succeeded; 0 = none */
     int missing_exit;      /* its exit status: 127 or 126 */
-    size_t *cancelled;     /* jobs (indexes) cancelled: said at the end, in one line
-                              when a missing program was the cause */
-    size_t ncancelled;     /* entries in cancelled */
+    size_t ncancelled;     /* jobs cancelled: said at the end, in one line, when a
+                              missing program was the cause */
     size_t unwritten;      /* jobs whose returned files could not all be written */
     bool hinted;           /* the scratch directory hint was given */
 } s_exec_print_t;
@@ -227,14 +226,10 @@ typedef struct {
    the broker cancelled the rest of the batch (docs/broker.md). */
 static void s_exec_cancelled(const s_exec_print_t *p)
 {
-    if (!p->ncancelled || p->s->o.quiet)
+    /* Other cancellations (Ctrl-C, `cancel`) are said by their marks on
+       standard output and the interrupt's summary. */
+    if (!p->ncancelled || !p->missing || p->s->o.quiet)
         return;
-    if (!p->missing) {
-        for (size_t i = 0; i < p->ncancelled; i++)
-            fprintf(stderr, "playdoh-submit: job %zu (%s) cancelled\n", p->cancelled[i] + 1,
-                    s_cmd(p->cmds, p->cancelled[i]));
-        return;
-    }
     fprintf(stderr, "playdoh-submit: exec: job %zu (%s) exited %d: its program %s on the "
             "worker, before any job succeeded; the other %zu jobs were cancelled (check the "
             "program's name, that it is installed on every worker and on the worker's PATH, "
@@ -317,11 +312,7 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
         p->missing = index + 1;
         p->missing_exit = x.exit;
     }
-    bool quiet = p->s->o.quiet;
-    if (r->state == PD_JOB_CANCELLED && p->cancelled) {
-        p->cancelled[p->ncancelled++] = index;
-        quiet = true; /* said at the end (s_exec_cancelled) */
-    }
+    p->ncancelled += r->state == PD_JOB_CANCELLED;
     if (ran) {
         if (x.out_len)
             fwrite(x.out, 1, x.out_len, stdout);
@@ -339,7 +330,7 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
     }
     if (ran && !s_write_returns(p, index, r, &x))
         p->unwritten++;
-    if (r->state != PD_JOB_DONE && r->state != PD_JOB_CANCELLED && !quiet) {
+    if (r->state != PD_JOB_DONE && r->state != PD_JOB_CANCELLED && !p->s->o.quiet) {
         fflush(stdout);
         fprintf(stderr, "playdoh-submit: job %" PRIu64 " (argument %zu: %s) %s: %s\n", r->id,
                 index + 1, s_cmd(p->cmds, index),
@@ -483,8 +474,7 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_submit_print_ranges(stdout, ids, cmds.n);
         goto out;
     }
-    s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog,
-                         .cancelled = malloc(cmds.n * sizeof *pr.cancelled)};
+    s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog};
     pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
     int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, true, bar, s_exec_emit,
@@ -494,7 +484,6 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_progress_finish(bar);
     pd_progress_destroy(&bar);
     s_exec_cancelled(&pr);
-    free(pr.cancelled);
     if (e == PD_ECANCELLED) {
         rc = PD_SUBMIT_INTERRUPTED;
     } else if (e) {
