@@ -490,12 +490,11 @@ int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *
         if (pd_limits_fit(lim, &wk->limits, why, sizeof why))
             return 0;
     }
-    uint32_t hushed = 0;
-    if (workers && pd_log_limit_pass(&b->limits_log, 5, 60000, &hushed))
-        pd_log_warn("a submit asks for %s on every one of the %u workers registered now: its "
-                    "jobs wait until a worker that allows it joins (the workers' owners set "
-                    "[worker] max_memory, max_cpu_time, max_output)%s", why, workers,
-                    hushed ? "; more such submits were not logged" : "");
+    if (workers)
+        pd_log_limited(&b->limits_log, 5, 60000, PD_LOG_WARN,
+                       "a submit asks for %s on every one of the %u workers registered now: "
+                       "its jobs wait until a worker that allows it joins (the workers' owners "
+                       "set [worker] max_memory, max_cpu_time, max_output)", why, workers);
     return 0;
 }
 

@@ -299,9 +299,7 @@ int pd_worker_code_check(pd_worker_t *w, const char *client, const char *mod, co
     *cm = cu[0] ? s_mod_find(w, cu) : NULL;
     if (!pd_policy_allows(w->policy, client, mod, *mm ? (*mm)->name : mod, msg, cap) ||
         (cu[0] && !pd_policy_allows(w->policy, client, cu, *cm ? (*cm)->name : cu, msg, cap))) {
-        uint32_t swallowed = 0;
-        if (pd_log_limit_pass(&w->limit, 20, 10000, &swallowed))
-            pd_log_warn("refused %s: %s%s", what, msg, swallowed ? " (and more refusals)" : "");
+        pd_log_limited(&w->limit, 20, 10000, PD_LOG_WARN, "refused %s: %s", what, msg);
         return PD_EREFUSED;
     }
     if (!*mm || (cu[0] && (!*cm || strcmp((*cm)->kind, "cu") != 0))) {
