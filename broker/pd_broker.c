@@ -288,15 +288,15 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         b->cfg.shared_store = b->cfg.max_shared > PD_SHARED_DEFAULT_TOTAL ? b->cfg.max_shared
                                                                           : PD_SHARED_DEFAULT_TOTAL;
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
-    b->workers = pd_workers_new();
+    b->workers = pd_reg_new();
     b->tasks = pd_tasks_new(0);
-    b->parked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->parked);
-    b->tparked = calloc(PD_BROKER_MAX_PARKED, sizeof *b->tparked);
-    b->scratch = malloc(PD_BROKER_RUN_CHUNK * sizeof *b->scratch);
+    b->outbox = pd_outbox_new();
+    b->sched = pd_sched_new();
+    b->park = pd_park_new(PD_BROKER_MAX_PARKED);
     b->ctx = zmq_ctx_new();
     b->bg = pd_bg_new();
-    if (!b->jobs || !b->mods || !b->probes || !b->shared || !b->workers || !b->tasks || !b->parked
-        || !b->tparked || !b->scratch || !b->ctx || !b->bg) {
+    if (!b->jobs || !b->mods || !b->probes || !b->shared || !b->workers || !b->tasks
+        || !b->outbox || !b->sched || !b->park || !b->ctx || !b->bg) {
         pd_log_error("cannot start the broker: out of memory");
         s_fail_new(&b, err, PD_ENOMEM);
         return NULL;
@@ -396,20 +396,12 @@ void pd_broker_destroy(pd_broker_t **p)
     pd_broker_t *b = *p;
     pd_beacon_pub_destroy(&b->beacon);
     pd_bg_destroy(&b->bg); /* uploads in flight end (and free themselves) first */
-    if (b->parked)
-        pd_broker_free_parked(b);
-    free(b->parked);
-    free(b->tparked);
+    pd_park_destroy(&b->park);
     pd_tasks_destroy(&b->tasks);
-    free(b->scratch);
-    for (uint32_t i = 0; i < b->noutbox; i++)
-        free(b->outbox[(b->outhead + i) & (b->outcap - 1)]);
-    free(b->outbox);
-    for (uint32_t i = 0; i < b->nwakes; i++)
-        free(b->wakes[i].ids);
-    free(b->wakes);
+    pd_outbox_destroy(&b->outbox);
+    pd_sched_destroy(&b->sched);
     pd_journal_destroy(&b->journal); /* before the table: it removes its hooks */
-    pd_workers_destroy(&b->workers);
+    pd_reg_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
     pd_probes_destroy(&b->probes);
@@ -445,16 +437,15 @@ const char *pd_broker_endpoint(const pd_broker_t *b) { return b->endpoint; }
 int pd_broker_forget_all(pd_broker_t *b)
 {
     pd_bg_finish(b->bg); /* uploads in flight end into the store about to go */
-    pd_broker_free_parked(b);
-    b->ntparked = 0; /* plain entries: nothing to free */
+    pd_park_clear(b->park);
     pd_tasks_destroy(&b->tasks);
-    pd_workers_destroy(&b->workers);
+    pd_reg_destroy(&b->workers);
     pd_jobs_destroy(&b->jobs);
     pd_mods_destroy(&b->mods);
     pd_probes_destroy(&b->probes);
     pd_shared_destroy(&b->shared);
     b->tasks = pd_tasks_new(0);
-    b->workers = pd_workers_new();
+    b->workers = pd_reg_new();
     b->jobs = pd_jobs_new(b->cfg.max_jobs);
     if (b->jobs)
         pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
@@ -542,51 +533,19 @@ int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *
     return 0;
 }
 
-/* Copies a reply into the outbox, waiting for batch seq. Returns 0, or
-   PD_ENOMEM (nothing held). */
-static int s_hold(pd_broker_t *b, uint64_t seq, const void *rid, size_t ridlen,
-                  const void *data, size_t len)
-{
-    if (b->noutbox == b->outcap) {
-        uint32_t cap = b->outcap ? b->outcap * 2 : 256;
-        pd_held_t **ring = malloc(cap * sizeof *ring);
-        if (!ring)
-            return PD_ENOMEM;
-        for (uint32_t i = 0; i < b->noutbox; i++)
-            ring[i] = b->outbox[(b->outhead + i) & (b->outcap - 1)];
-        free(b->outbox);
-        b->outbox = ring;
-        b->outcap = cap;
-        b->outhead = 0;
-    }
-    pd_held_t *h = malloc(sizeof *h + ridlen + len);
-    if (!h)
-        return PD_ENOMEM;
-    memset(h, 0, sizeof *h);
-    h->seq = seq;
-    h->ridlen = (uint32_t) ridlen;
-    h->len = len;
-    memcpy(h->data, rid, ridlen);
-    memcpy(h->data + ridlen, data, len);
-    b->outbox[(b->outhead + b->noutbox) & (b->outcap - 1)] = h;
-    b->noutbox++;
-    b->outbox_bytes += ridlen + len;
-    b->stats.held++;
-    b->last_held = h;
-    return 0;
-}
-
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
 {
     int rc;
     uint64_t seq = b->journal ? pd_journal_tag(b->journal) : 0;
-    b->last_held = NULL;
+    pd_outbox_sent_now(b->outbox);
     if (b->out.failed) {
         pd_log_error("a reply could not be built (out of memory or over the frame limit)");
         rc = PD_ENOMEM;
     } else if (seq) {
-        rc = s_hold(b, seq, rid, ridlen, b->out.data, b->out.len);
-        if (rc) {
+        rc = pd_outbox_hold(b->outbox, seq, rid, ridlen, b->out.data, b->out.len);
+        if (!rc)
+            b->stats.held++;
+        else {
             /* No memory to hold it: wait for the journal, then send. The
                reply leaves b->out first (the wait may answer parked
                fetches, which build in b->out). */
@@ -609,7 +568,7 @@ int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)
 int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen)
 {
     int rc;
-    b->last_held = NULL;
+    pd_outbox_sent_now(b->outbox);
     if (b->out.failed) {
         pd_log_error("a reply could not be built (out of memory or over the frame limit)");
         rc = PD_ENOMEM;
@@ -623,92 +582,49 @@ int pd_broker_send_now(pd_broker_t *b, const void *rid, size_t ridlen)
 void pd_broker_hold_submit(pd_broker_t *b, uint64_t req, uint64_t first, uint32_t n,
                            const void *token, size_t tokenlen)
 {
-    pd_held_t *h = b->last_held;
-    if (!h)
-        return; /* sent at once: nothing to take back */
-    h->submit = true;
-    h->req = req;
-    h->first = first;
-    h->n = n;
-    h->tokenlen = (uint32_t) (tokenlen <= PD_JOBS_TOKEN_MAX ? tokenlen : 0);
-    if (h->tokenlen)
-        memcpy(h->token, token, h->tokenlen);
+    pd_outbox_mark_submit(b->outbox, req, first, n, token, tokenlen);
 }
 
 bool pd_broker_submit_held(const pd_broker_t *b, uint64_t first)
 {
-    for (uint32_t i = 0; i < b->noutbox; i++) {
-        const pd_held_t *h = b->outbox[(b->outhead + i) & (b->outcap - 1)];
-        if (h->submit && h->first == first)
-            return true;
-    }
-    return false;
+    return pd_outbox_submit_held(b->outbox, first);
 }
 
 /* A batch failed: the held submits are not on disk and will not be (the
    journal now refuses writes until it rewrites itself). Their jobs leave
    the table (those a worker had already started are stopped) and their
    replies become errors. */
-static void s_refuse_held(pd_broker_t *b)
+static void s_refuse_submit(void *user, const pd_outbox_submit_t *h, pd_buf_t *reply)
 {
-    uint32_t refused = 0;
-    for (uint32_t i = 0; i < b->noutbox; i++) {
-        pd_held_t **slot = &b->outbox[(b->outhead + i) & (b->outcap - 1)];
-        pd_held_t *h = *slot;
-        if (!h->submit)
-            continue;
-        pd_broker_cancel_range(b, h->first, h->n);
-        pd_jobs_withdraw(b->jobs, h->first, h->n);
-        if (h->tokenlen)
-            pd_jobs_token_drop(b->jobs, h->token, h->tokenlen);
-        char msg[900];
-        snprintf(msg, sizeof msg, "the broker could not write its journal %s (%s): this submit "
-                 "of %u jobs was not accepted, and new jobs are refused until the journal can "
-                 "be written (free disk space; the broker retries by itself); jobs accepted "
-                 "before go on and their results can be fetched",
-                 pd_journal_path(b->journal), pd_journal_error(b->journal), h->n);
-        pd_buf_reset(&b->aux);
-        msgpack_packer pk;
-        pd_packer_init(&pk, &b->aux);
-        pd_msg_begin(&pk, "error", 3);
-        pd_pack_kv_uint(&pk, "req", h->req);
-        pd_pack_kv_str(&pk, "code", pd_err_name(PD_EIO));
-        pd_pack_kv_str(&pk, "msg", msg);
-        pd_held_t *e = b->aux.failed ? NULL : malloc(sizeof *e + h->ridlen + b->aux.len);
-        if (e) {
-            memcpy(e, h, sizeof *e);
-            e->submit = false;
-            e->len = b->aux.len;
-            memcpy(e->data, h->data, h->ridlen);
-            memcpy(e->data + h->ridlen, b->aux.data, b->aux.len);
-            b->outbox_bytes += e->len;
-            b->outbox_bytes -= h->len;
-            free(h);
-            *slot = e;
-        } else {
-            h->submit = false; /* no memory for the error: the client times out */
-            h->len = 0;
-        }
-        pd_buf_reset(&b->aux);
-        b->stats.refused_journal++;
-        refused++;
-    }
-    if (refused)
-        pd_log_warn("refused %u submits whose jobs could not be journalled", refused);
+    pd_broker_t *b = user;
+    pd_broker_cancel_range(b, h->first, h->n);
+    pd_jobs_withdraw(b->jobs, h->first, h->n);
+    if (h->tokenlen)
+        pd_jobs_token_drop(b->jobs, h->token, h->tokenlen);
+    char msg[900];
+    snprintf(msg, sizeof msg, "the broker could not write its journal %s (%s): this submit "
+             "of %u jobs was not accepted, and new jobs are refused until the journal can "
+             "be written (free disk space; the broker retries by itself); jobs accepted "
+             "before go on and their results can be fetched",
+             pd_journal_path(b->journal), pd_journal_error(b->journal), h->n);
+    pd_buf_reset(reply);
+    msgpack_packer pk;
+    pd_packer_init(&pk, reply);
+    pd_msg_begin(&pk, "error", 3);
+    pd_pack_kv_uint(&pk, "req", h->req);
+    pd_pack_kv_str(&pk, "code", pd_err_name(PD_EIO));
+    pd_pack_kv_str(&pk, "msg", msg);
+    b->stats.refused_journal++;
 }
 
-/* Sends the held replies waiting for batches up to seq. */
-static void s_flush_outbox(pd_broker_t *b, uint64_t seq)
+static void s_send_held(void *user, const void *rid, size_t ridlen, const void *data, size_t len)
 {
-    while (b->noutbox && b->outbox[b->outhead]->seq <= seq) {
-        pd_held_t *h = b->outbox[b->outhead];
-        b->outhead = (b->outhead + 1) & (b->outcap - 1);
-        b->noutbox--;
-        b->outbox_bytes -= h->ridlen + h->len;
-        if (h->len)
-            pd_broker_send(b, h->data, h->ridlen, h->data + h->ridlen, h->len);
-        free(h);
-    }
+    pd_broker_send(user, rid, ridlen, data, len);
+}
+
+static void s_wake_held(void *user, const uint64_t *ids, size_t n)
+{
+    pd_broker_wake_ids(user, ids, n);
 }
 
 /* One settlement from the journal: release (or refuse) what waited for it,
@@ -717,24 +633,17 @@ static void s_on_settled(void *user, const pd_journal_done_t *done)
 {
     pd_broker_t *b = user;
     if (!done->ok) {
-        s_refuse_held(b);
+        uint32_t refused = pd_outbox_refuse(b->outbox, s_refuse_submit, b, &b->aux);
+        if (refused)
+            pd_log_warn("refused %u submits whose jobs could not be journalled", refused);
         pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs)); /* the rest is on disk */
     } else {
         pd_jobs_set_pop_limit(b->jobs, done->next_id);
     }
-    s_flush_outbox(b, done->seq);
+    pd_outbox_flush(b->outbox, done->seq, s_send_held, b);
     /* Results of the settled batches may be shown now (after a failure as
        well: the broker serves what it has). */
-    uint32_t k = 0;
-    while (k < b->nwakes && b->wakes[k].seq <= done->seq) {
-        pd_broker_wake_ids(b, b->wakes[k].ids, b->wakes[k].n);
-        free(b->wakes[k].ids);
-        k++;
-    }
-    if (k) {
-        memmove(b->wakes, b->wakes + k, (b->nwakes - k) * sizeof *b->wakes);
-        b->nwakes -= k;
-    }
+    pd_outbox_wake(b->outbox, done->seq, s_wake_held, b);
 }
 
 static void s_settle_all(pd_broker_t *b)
@@ -1102,7 +1011,8 @@ int pd_broker_run(pd_broker_t *b)
             if (got <= 0)
                 break;
             pd_jobs_seal(b->jobs); /* one result segment per message */
-            if (b->outbox_bytes > PD_BROKER_OUTBOX_BYTES || b->noutbox > PD_BROKER_OUTBOX_MSGS ||
+            if (pd_outbox_bytes(b->outbox) > PD_BROKER_OUTBOX_BYTES ||
+                pd_outbox_count(b->outbox) > PD_BROKER_OUTBOX_MSGS ||
                 (b->journal && pd_journal_backlog(b->journal) > S_MAX_BACKLOG))
                 pd_broker_sync(b); /* the disk is behind: wait for it */
         }

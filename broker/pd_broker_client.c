@@ -154,9 +154,9 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_pack_kv_uint(&pk, "max_batch", b->cfg.max_batch);
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
     pd_pack_kv_str(&pk, "name", b->name);
-    pd_pack_kv_uint(&pk, "workers", pd_workers_count(b->workers));
-    pd_pack_kv_uint(&pk, "slots", pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers));
-    pd_pack_kv_uint(&pk, "gpus", pd_workers_gpus(b->workers));
+    pd_pack_kv_uint(&pk, "workers", pd_reg_count(b->workers));
+    pd_pack_kv_uint(&pk, "slots", pd_reg_cpus(b->workers) + pd_reg_gpus(b->workers));
+    pd_pack_kv_uint(&pk, "gpus", pd_reg_gpus(b->workers));
     s_pack_journal(b, &pk);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
@@ -456,7 +456,7 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
     }
     /* GPU work waits for a GPU slot while one may come back; a cluster where
        no worker ever offered one would keep it queued for ever. */
-    if (*gpu && !pd_workers_gpus_ever(b->workers)) {
+    if (*gpu && !pd_reg_gpus_ever(b->workers)) {
         snprintf(o->why, sizeof o->why,
                  "no worker of this cluster has offered a GPU since the broker started: run "
                  "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
@@ -482,8 +482,8 @@ int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *
        allows it may join); the log says why it waits. */
     char why[160] = "";
     uint32_t workers = 0;
-    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
-        const pd_worker_t *wk = pd_workers_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
+        const pd_wrec_t *wk = pd_reg_at(b->workers, i);
         if (!wk)
             continue;
         workers++;
@@ -503,7 +503,7 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     if (!md->platform[0])
         return 0; /* source: every platform */
     char seen[160];
-    pd_workers_platform_list(b->workers, seen, sizeof seen);
+    pd_reg_platform_list(b->workers, seen, sizeof seen);
     if (strcmp(md->platform, "unknown") == 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is a prebuilt module for no platform Playdoh runs on (neither an "
@@ -513,7 +513,7 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     }
     /* Like GPU work: it waits for a worker of its platform while one may come
        back; a cluster that never had one would keep it queued for ever. */
-    if (!pd_workers_platform_ever(b->workers, md->platform)) {
+    if (!pd_reg_platform_ever(b->workers, md->platform)) {
         snprintf(o->why, sizeof o->why,
                  "module %s is prebuilt for %s, and no worker of that platform has joined this "
                  "cluster since the broker started (platforms: %s): ship the module as C "
@@ -845,45 +845,30 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_broker_send_now(b, o->rid, o->ridlen); /* never waits for the disk */
         return 0;
     }
-    if (b->nparked == PD_BROKER_MAX_PARKED) {
+    if (pd_park_fetch(b->park, o->rid, o->ridlen, o->req, &rg, max,
+                      b->now_ms + (int64_t) wait_ms)) {
         pd_ranges_free(&rg);
         snprintf(o->why, sizeof o->why, "the broker already holds %u waiting fetches: fetch "
                  "with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
         return PD_EOVERLOAD;
     }
-    pd_parked_t *p = &b->parked[b->nparked++];
-    memcpy(p->rid, o->rid, o->ridlen);
-    p->ridlen = (uint32_t) o->ridlen;
-    p->req = o->req;
-    p->ids = rg;
-    p->max = max;
-    p->deadline = b->now_ms + (int64_t) wait_ms;
     return 0;
 }
 
-static void s_unpark(pd_broker_t *b, uint32_t i)
+/* Answers a parked fetch when it has something to show, or has to (its
+   wait ran out). */
+static bool s_answer_parked(void *user, const pd_park_fetch_t *p, bool expired)
 {
-    pd_ranges_free(&b->parked[i].ids);
-    b->parked[i] = b->parked[--b->nparked];
+    pd_broker_t *b = user;
+    if (s_fetch_pack(b, p->req, &p->ids, p->max, expired, NULL) == 0 && !expired)
+        return false; /* none of its results may be shown yet */
+    pd_broker_send_now(b, p->rid, p->ridlen);
+    return true;
 }
 
 void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
 {
-    if (!n || !b->nparked)
-        return;
-    for (uint32_t i = 0; i < b->nparked;) {
-        pd_parked_t *p = &b->parked[i];
-        if (!pd_ranges_touches(&p->ids, ids, n)) {
-            i++;
-            continue;
-        }
-        if (s_fetch_pack(b, p->req, &p->ids, p->max, false, NULL) == 0) {
-            i++; /* none of its results may be shown yet */
-            continue;
-        }
-        pd_broker_send_now(b, p->rid, p->ridlen);
-        s_unpark(b, i);
-    }
+    pd_park_wake_ids(b->park, ids, n, s_answer_parked, b);
 }
 
 /* True when one of the ids is a cancelled job. */
@@ -905,48 +890,15 @@ void pd_broker_wake_parked(pd_broker_t *b)
     if (seq && s_any_cancelled(b, fresh, n)) {
         /* ... cancellations once the batch holding them settles: kept even
            when no fetch is parked now, for one may park before then. */
-        uint64_t *ids = malloc(n * sizeof *ids);
-        if (b->nwakes == b->capwakes) {
-            uint32_t cap = b->capwakes ? b->capwakes * 2 : 16;
-            pd_wake_t *w = realloc(b->wakes, cap * sizeof *w);
-            if (w) {
-                b->wakes = w;
-                b->capwakes = cap;
-            }
-        }
-        if (ids && b->nwakes < b->capwakes) {
-            memcpy(ids, fresh, n * sizeof *ids);
-            b->wakes[b->nwakes++] = (pd_wake_t){seq, ids, n};
-        } else {
-            free(ids); /* a missed wake-up: the parked fetch still answers at wait_ms */
-        }
+        (void) pd_outbox_add_wake(b->outbox, seq, fresh, n); /* failing: a missed wake-up,
+                                                            the fetch answers at wait_ms */
     }
     pd_jobs_fresh_clear(b->jobs);
 }
 
 int64_t pd_broker_expire_parked(pd_broker_t *b)
 {
-    int64_t nearest = -1;
-    for (uint32_t i = 0; i < b->nparked;) {
-        pd_parked_t *p = &b->parked[i];
-        if (p->deadline <= b->now_ms) {
-            s_fetch_pack(b, p->req, &p->ids, p->max, true, NULL);
-            pd_broker_send_now(b, p->rid, p->ridlen);
-            s_unpark(b, i);
-            continue;
-        }
-        int64_t left = p->deadline - b->now_ms;
-        if (nearest < 0 || left < nearest)
-            nearest = left;
-        i++;
-    }
-    return nearest;
-}
-
-void pd_broker_free_parked(pd_broker_t *b)
-{
-    while (b->nparked)
-        s_unpark(b, b->nparked - 1);
+    return pd_park_expire(b->park, b->now_ms, s_answer_parked, pd_broker_answer_task_fetch, b);
 }
 
 /* ---- cancel, release --------------------------------------------------- */
@@ -971,7 +923,7 @@ static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
         size_t j = i;
         while (j < n && list[j].worker == list[i].worker)
             j++;
-        pd_worker_t *wk = pd_workers_at(b->workers, list[i].worker);
+        pd_wrec_t *wk = pd_reg_at(b->workers, list[i].worker);
         msgpack_packer pk;
         pd_buf_reset(&b->aux);
         pd_packer_init(&pk, &b->aux);
@@ -1002,9 +954,9 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
             if (!job || PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job->state == PD_JOB_RUNNING) {
-                pd_worker_t *wk = pd_workers_at(b->workers, job->worker);
+                pd_wrec_t *wk = pd_reg_at(b->workers, job->worker);
                 if (wk)
-                    pd_worker_untrack(wk, b->jobs, job);
+                    pd_wrec_untrack(wk, b->jobs, job);
                 if (nrun == caprun) {
                     size_t cap = caprun ? caprun * 2 : 256;
                     s_wjob_t *a = realloc(running, cap * sizeof *a);

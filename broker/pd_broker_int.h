@@ -13,8 +13,11 @@
 #include "pd_journal.h"
 #include "pd_log.h"
 #include "pd_mods.h"
+#include "pd_outbox.h"
+#include "pd_park.h"
 #include "pd_msg.h"
 #include "pd_probes.h"
+#include "pd_sched.h"
 #include "pd_tasks.h"
 #include "pd_shared.h"
 #include "pd_workers.h"
@@ -24,50 +27,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
-
-/* A fetch waiting for one of its ids to become final. */
-typedef struct {
-    uint8_t rid[256];    /* client's routing id */
-    uint32_t ridlen;     /* bytes in rid */
-    uint64_t req;        /* client's request number */
-    pd_ranges_t ids;     /* ids it asks for (owned) */
-    uint64_t max;        /* results per reply at most */
-    int64_t deadline;    /* ms (monotonic) of the empty answer */
-} pd_parked_t;
-
-/* A reply held until the journal batch it depends on is settled. When it
-   answers a submit, the submit is described too, so that it can be taken
-   back (and the reply turned into an error) if that batch fails. */
-typedef struct {
-    uint64_t seq;         /* the journal batch it waits for */
-    bool submit;          /* it is an `accepted` */
-    uint64_t req;         /* submit: the client's request number */
-    uint64_t first;       /* submit: ids first .. first+n-1 */
-    uint32_t n;           /* submit: jobs */
-    uint32_t tokenlen;    /* submit: bytes in token (0: none) */
-    uint8_t token[PD_JOBS_TOKEN_MAX]; /* submit: its token */
-    uint32_t ridlen;      /* bytes of routing id at the start of data */
-    size_t len;           /* bytes of message after it */
-    uint8_t data[];       /* routing id, then the message */
-} pd_held_t;
-
-/* Jobs that became final in a journal batch with a cancellation among
-   them: parked fetches naming them are woken when the batch settles (a
-   cancellation is shown only once on disk). */
-typedef struct {
-    uint64_t seq;  /* the batch */
-    uint64_t *ids; /* the jobs, sorted (owned) */
-    size_t n;      /* how many */
-} pd_wake_t;
-/* A task_fetch waiting for its task to end. */
-typedef struct {
-    uint8_t rid[256];    /* client's routing id */
-    uint32_t ridlen;     /* bytes in rid */
-    uint64_t req;        /* client's request number */
-    uint64_t task;       /* the task it waits for */
-    uint32_t from;       /* first node wanted in the reply */
-    int64_t deadline;    /* ms (monotonic) of the answer without the end */
-} pd_tparked_t;
 
 /* Where a message came from, and a place for its error sentence. */
 typedef struct {
@@ -106,28 +65,17 @@ struct pd_broker {
     pd_mods_t *mods;           /* the module store */
     pd_probes_t *probes;       /* which module functions were seen to load where */
     pd_shared_t *shared;       /* the shared-data store */
-    pd_workers_t *workers;     /* the worker registry */
+    pd_reg_t *workers;     /* the worker registry */
+    pd_sched_t *sched;         /* the scheduler's orders (owned) */
     pd_journal_t *journal;     /* the journal (NULL: none) */
     char journal_path[4096];   /* its path (the config's copy) */
-    pd_held_t **outbox;        /* ring of replies held for the journal, oldest first */
-    uint32_t outcap;           /* ring capacity (power of two) */
-    uint32_t outhead;          /* index of the oldest */
-    uint32_t noutbox;          /* entries held */
-    size_t outbox_bytes;       /* bytes held */
-    pd_held_t *last_held;      /* the reply held by the last pd_broker_send_out, or NULL */
-    pd_wake_t *wakes;          /* wake-ups waiting for their batch, oldest first */
-    uint32_t nwakes;           /* entries in wakes */
-    uint32_t capwakes;         /* capacity of wakes */
+    pd_outbox_t *outbox;       /* replies held for the journal, wake lists (owned) */
     pd_tasks_t *tasks;         /* synchronous tasks */
-    pd_tparked_t *tparked;     /* parked task fetches (PD_BROKER_MAX_PARKED) */
-    uint32_t ntparked;         /* entries in tparked */
     int64_t next_task_scan;    /* ms of the next scan for task time-outs */
     int64_t task_soonest;      /* the nearest task deadline seen by the last scan; 0 none */
-    pd_parked_t *parked;       /* parked fetches (PD_BROKER_MAX_PARKED) */
-    uint32_t nparked;          /* entries in parked */
+    pd_park_t *park;           /* parked fetches of jobs and tasks (owned) */
     pd_buf_t out;              /* reply buffer, reused */
     pd_buf_t aux;              /* second buffer (mod, cancel), reused */
-    uint64_t *scratch;         /* ids of the run being built */
     int64_t start_ms;          /* monotonic ms at creation */
     int64_t now_ms;            /* monotonic ms, updated each loop turn */
     int64_t next_tick;         /* ms of the next heartbeat tick */
@@ -223,10 +171,11 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 void pd_broker_wake_parked(pd_broker_t *b);
 /* Answers parked fetches touched by the sorted ids (now visible). */
 void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n);
-/* Answers parked fetches whose wait ran out; returns ms to the nearest
-   remaining deadline (or -1 when none is parked). */
+/* Answers parked fetches (of jobs and tasks) whose wait ran out; returns
+   ms to the nearest remaining deadline (or -1 when none is parked). */
 int64_t pd_broker_expire_parked(pd_broker_t *b);
-void pd_broker_free_parked(pd_broker_t *b);
+/* Answers a parked task fetch (pd_broker_task.c). */
+void pd_broker_answer_task_fetch(void *b, const pd_park_task_t *p);
 
 /* Synchronous tasks (pd_broker_task.c), same convention. */
 int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
@@ -239,17 +188,18 @@ int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* node_bound, node_ready, node_done from worker wk. */
-int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o);
-/* Places queued tasks on free slots, first come first served. */
-void pd_broker_place_tasks(pd_broker_t *b);
+int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o);
+/* Starts task id, whose nodes the scheduler placed: sends each its
+   node_start. Returns 0, or a PD_E* code when the task failed to start. */
+int pd_broker_start_task(pd_broker_t *b, uint64_t id);
 /* Fails the tasks with a node on wk (which is leaving or lost): `why` says
    how, for the error message. Frees their slots. */
-void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *why);
-/* Start and run time-outs, parked task fetches, result expiry; returns ms to
-   the nearest parked deadline (-1: none). */
+void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_wrec_t *wk, const char *why);
+/* Start and run time-outs, result expiry; returns ms to the nearest task
+   deadline (-1: none). */
 int64_t pd_broker_tick_tasks(pd_broker_t *b);
 /* Sends module mod to wk (a `mod` message) and notes it; 0 or PD_E*. */
-int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client);
+int pd_broker_send_mod(pd_broker_t *b, pd_wrec_t *wk, uint32_t mod, const char *client);
 
 /* Checks what a submit or task_submit asks of GPUs: cuhash ("" for none)
    must name a module of kind "cu" (*cu gets its index + 1, or 0), which
@@ -277,7 +227,8 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);
 /* True for the types workers send (ready, hb, slots, requeue, done, bye, node_bound,
    node_ready, node_done). */
 bool pd_broker_is_worker_type(const pd_msg_t *m);
-/* Sends queued jobs to workers with credit. */
+/* Carries out the scheduler's orders: starts placed tasks, sends jobs to
+   workers with credit, asks busy workers for jobs back. */
 void pd_broker_dispatch(pd_broker_t *b);
 /* Shared-data blob i is being evicted: tells the workers holding it to drop
    it and forgets that they had it. */

@@ -41,7 +41,7 @@
 
 static const char *s_host(pd_broker_t *b, uint32_t worker)
 {
-    pd_worker_t *wk = pd_workers_at(b->workers, worker);
+    pd_wrec_t *wk = pd_reg_at(b->workers, worker);
     return wk && wk->host[0] ? wk->host : "?";
 }
 
@@ -110,24 +110,22 @@ static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_
     pd_pack_kv_uint(&pk, "next", next);
 }
 
+void pd_broker_answer_task_fetch(void *user, const pd_park_task_t *p)
+{
+    pd_broker_t *b = user;
+    s_pack_result(b, p->req, p->task, pd_tasks_get(b->tasks, p->task), p->from);
+    pd_broker_send_out(b, p->rid, p->ridlen);
+}
+
 /* Answers the parked fetches of task r (it has ended). */
 static void s_wake(pd_broker_t *b, pd_taskrec_t *r)
 {
-    for (uint32_t i = 0; i < b->ntparked;) {
-        pd_tparked_t *p = &b->tparked[i];
-        if (p->task != r->id) {
-            i++;
-            continue;
-        }
-        s_pack_result(b, p->req, p->task, r, p->from);
-        pd_broker_send_out(b, p->rid, p->ridlen);
-        b->tparked[i] = b->tparked[--b->ntparked];
-    }
+    pd_park_wake_task(b->park, r->id, pd_broker_answer_task_fetch, b);
 }
 
 /* Sends TYPE {task} (node_abort, node_stop) to one worker. Returns 0 or a
    PD_E* code. */
-static int s_tell_worker(pd_broker_t *b, pd_worker_t *wk, const char *type, uint64_t task)
+static int s_tell_worker(pd_broker_t *b, pd_wrec_t *wk, const char *type, uint64_t task)
 {
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
@@ -145,12 +143,12 @@ static int s_tell_worker(pd_broker_t *b, pd_worker_t *wk, const char *type, uint
    how many were told. */
 static uint32_t s_tell_workers(pd_broker_t *b, pd_taskrec_t *r, const char *type)
 {
-    uint32_t span = pd_workers_span(b->workers), told = 0;
+    uint32_t span = pd_reg_span(b->workers), told = 0;
     /* Without memory for the set a worker may be told twice: harmless. */
     bool *sent = calloc(span ? span : 1, sizeof *sent);
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_worker_t *wk = nd->active ? pd_workers_at(b->workers, nd->worker) : NULL;
+        pd_wrec_t *wk = nd->active ? pd_reg_at(b->workers, nd->worker) : NULL;
         if (!wk || (sent && sent[nd->worker]))
             continue;
         if (sent)
@@ -163,7 +161,7 @@ static uint32_t s_tell_workers(pd_broker_t *b, pd_taskrec_t *r, const char *type
 }
 
 /* The count of wk's slots that r's nodes hold: GPU slots for a GPU task. */
-static uint32_t *s_held(pd_worker_t *wk, const pd_taskrec_t *r)
+static uint32_t *s_held(pd_wrec_t *wk, const pd_taskrec_t *r)
 {
     return r->gpu ? &wk->gnodes : &wk->nodes;
 }
@@ -173,7 +171,7 @@ static void s_release_node(pd_broker_t *b, pd_taskrec_t *r, uint32_t i, uint8_t 
 {
     pd_tnode_t *nd = &r->nodes[i];
     if (nd->active) {
-        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
+        pd_wrec_t *wk = pd_reg_at(b->workers, nd->worker);
         if (wk && *s_held(wk, r) > 0)
             (*s_held(wk, r))--;
         nd->active = false;
@@ -231,7 +229,7 @@ static bool s_requeue(pd_broker_t *b, pd_taskrec_t *r, const char *why)
     s_tell_workers(b, r, "node_abort");
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_worker_t *wk = nd->active ? pd_workers_at(b->workers, nd->worker) : NULL;
+        pd_wrec_t *wk = nd->active ? pd_reg_at(b->workers, nd->worker) : NULL;
         if (wk && *s_held(wk, r) > 0)
             (*s_held(wk, r))--;
         free(nd->ep);
@@ -317,7 +315,7 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_broker_check_platform(b, pd_mods_get(b->mods, (uint32_t) mod), o)) != 0)
         return rc;
     uint64_t id, n = 0;
-    uint64_t gpus = pd_workers_gpus(b->workers);
+    uint64_t gpus = pd_reg_gpus(b->workers);
     if (gpu && pd_msg_uint(m, "n", &n) == 0 && n > gpus) {
         snprintf(o->why, sizeof o->why, "the task has %llu GPU nodes but the cluster offers only "
                  "%llu GPU slots now: ask for at most %llu nodes, or add GPU workers",
@@ -325,7 +323,7 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_ENOSLOTS;
     }
     rc = pd_tasks_submit(b->tasks, m, (uint32_t) mod,
-                         gpu ? pd_workers_gpus(b->workers) : pd_workers_cpus(b->workers), &id,
+                         gpu ? pd_reg_gpus(b->workers) : pd_reg_cpus(b->workers), &id,
                          o->why, sizeof o->why);
     if (rc)
         return rc;
@@ -422,18 +420,12 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_EINVAL;
     }
     if (r && !PD_TASK_IS_FINAL(r->state) && wait_ms > 0) {
-        if (b->ntparked == PD_BROKER_MAX_PARKED) {
+        if (pd_park_task(b->park, o->rid, o->ridlen, o->req, id, (uint32_t) from,
+                         b->now_ms + (int64_t) wait_ms)) {
             snprintf(o->why, sizeof o->why, "the broker already holds %u waiting task fetches: "
                      "fetch with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
             return PD_EOVERLOAD;
         }
-        pd_tparked_t *p = &b->tparked[b->ntparked++];
-        memcpy(p->rid, o->rid, o->ridlen);
-        p->ridlen = (uint32_t) o->ridlen;
-        p->req = o->req;
-        p->task = id;
-        p->from = (uint32_t) from;
-        p->deadline = b->now_ms + (int64_t) wait_ms;
         return 0;
     }
     s_pack_result(b, o->req, id, r, (uint32_t) from);
@@ -552,14 +544,14 @@ static const char *s_key_of(const pd_taskrec_t *r)
    when that worker lacks it). Returns 0 or a PD_E* code. */
 static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
 {
-    pd_worker_t *wk = pd_workers_at(b->workers, r->nodes[i].worker);
+    pd_wrec_t *wk = pd_reg_at(b->workers, r->nodes[i].worker);
     if (!wk)
         return PD_EUNREACH;
     int rc;
-    if (!pd_worker_has_mod(wk, r->mod) && !pd_mods_is_builtin(b->mods, r->mod)
+    if (pd_sched_needs_mod(b->mods, wk, r->mod)
         && (rc = pd_broker_send_mod(b, wk, r->mod, s_key_of(r))) != 0)
         return rc;
-    if (r->cu && !pd_worker_has_mod(wk, r->cu - 1)
+    if (r->cu && !pd_wrec_has_mod(wk, r->cu - 1)
         && (rc = pd_broker_send_mod(b, wk, r->cu - 1, s_key_of(r))) != 0)
         return rc;
     pd_buf_reset(&b->aux);
@@ -599,63 +591,25 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     return rc;
 }
 
-/* Places r's nodes as where[] says and starts the rendezvous. */
-static void s_start(pd_broker_t *b, pd_taskrec_t *r, const uint32_t *where)
+int pd_broker_start_task(pd_broker_t *b, uint64_t id)
 {
-    for (uint32_t i = 0; i < r->n; i++) {
-        pd_tnode_t *nd = &r->nodes[i];
-        nd->worker = where[i];
-        nd->active = true;
-        nd->state = PD_TNODE_STARTED;
-        (*s_held(pd_workers_at(b->workers, where[i]), r))++;
-    }
-    pd_tasks_set_state(b->tasks, r, PD_TASK_STARTING);
+    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    if (!r)
+        return PD_EINVAL; /* cannot happen: the plan named it */
     r->deadline_ms = b->now_ms + r->start_ms;
     b->next_task_scan = 0; /* a new deadline: rescan at the next turn */
+    uint32_t w0 = r->nodes[0].worker, wn = r->nodes[r->n - 1].worker;
     pd_log_info("task %llu: %u nodes placed on %s%s", (unsigned long long) r->id, r->n,
-                s_host(b, where[0]), where[r->n - 1] != where[0] ? " and other workers" : "");
+                s_host(b, w0), wn != w0 ? " and other workers" : "");
     for (uint32_t i = 0; i < r->n; i++) {
         int rc = s_send_start(b, r, i);
         if (rc) {
             s_fail(b, r, i, pd_err_name(rc), "node %u on %s: could not be sent to its worker "
-                   "(%s)", i, s_host(b, where[i]), pd_strerror(rc));
-            return;
+                   "(%s)", i, s_host(b, r->nodes[i].worker), pd_strerror(rc));
+            return rc;
         }
     }
-}
-
-void pd_broker_place_tasks(pd_broker_t *b)
-{
-    if (pd_tasks_queued(b->tasks) == 0)
-        return;
-    uint32_t span = pd_workers_span(b->workers);
-    uint32_t *slots = malloc((span ? span : 1) * sizeof *slots);
-    uint32_t *where = malloc(PD_TASKS_MAX_NODES * sizeof *where);
-    if (!slots || !where) {
-        free(slots);
-        free(where);
-        return; /* tried again at the next turn */
-    }
-    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && pd_tasks_queued(b->tasks) > 0; i++) {
-        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
-        if (r->state != PD_TASK_QUEUED)
-            continue;
-        /* A prebuilt module's nodes go only to workers of its platform. */
-        const char *platform = pd_mods_get(b->mods, r->mod)->platform;
-        for (uint32_t w = 0; w < span; w++) {
-            pd_worker_t *wk = pd_workers_at(b->workers, w);
-            slots[w] = !wk || !pd_worker_runs(wk, platform) ? 0
-                       : r->gpu                              ? pd_worker_free_gpus(wk)
-                                                             : pd_worker_free_slots(wk);
-        }
-        /* First come, first served: a task that does not fit waits, and
-           so do the ones behind it (no starving a large task). */
-        if (pd_tasks_place(r->n, slots, span, where))
-            break;
-        s_start(b, r, where);
-    }
-    free(slots);
-    free(where);
+    return 0;
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -669,7 +623,7 @@ static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
         return;
     }
     for (uint32_t i = 0; i < r->n; i++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, r->nodes[i].worker);
+        pd_wrec_t *wk = pd_reg_at(b->workers, r->nodes[i].worker);
         uint32_t k = pd_tasks_neighbours(r, i, nb);
         pd_buf_reset(&b->aux);
         msgpack_packer pk;
@@ -708,7 +662,7 @@ static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
 {
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_worker_t *wk = pd_workers_at(b->workers, nd->worker);
+        pd_wrec_t *wk = pd_reg_at(b->workers, nd->worker);
         pd_buf_reset(&b->aux);
         msgpack_packer pk;
         pd_packer_init(&pk, &b->aux);
@@ -734,7 +688,7 @@ static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
 }
 
 /* Tells a worker to stop the nodes of a task the broker no longer runs. */
-static void s_abort_stale(pd_broker_t *b, pd_worker_t *wk, uint64_t task)
+static void s_abort_stale(pd_broker_t *b, pd_wrec_t *wk, uint64_t task)
 {
     s_tell_worker(b, wk, "node_abort", task);
 }
@@ -763,7 +717,7 @@ static void s_read_error(const uint8_t *val, size_t len, char *code, size_t code
     }
 }
 
-int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t task, node;
     int rc;
@@ -898,7 +852,7 @@ int pd_broker_on_node(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     return 0;
 }
 
-void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_worker_t *wk, const char *why)
+void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_wrec_t *wk, const char *why)
 {
     for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && wk->nodes + wk->gnodes > 0; i++) {
         pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
@@ -948,19 +902,6 @@ static void s_laggards(pd_broker_t *b, pd_taskrec_t *r, uint8_t state, char *out
 int64_t pd_broker_tick_tasks(pd_broker_t *b)
 {
     int64_t nearest = -1;
-    for (uint32_t i = 0; i < b->ntparked;) {
-        pd_tparked_t *p = &b->tparked[i];
-        if (p->deadline <= b->now_ms) {
-            s_pack_result(b, p->req, p->task, pd_tasks_get(b->tasks, p->task), p->from);
-            pd_broker_send_out(b, p->rid, p->ridlen);
-            b->tparked[i] = b->tparked[--b->ntparked];
-            continue;
-        }
-        int64_t left = p->deadline - b->now_ms;
-        if (nearest < 0 || left < nearest)
-            nearest = left;
-        i++;
-    }
     if (pd_tasks_live(b->tasks) == 0)
         return nearest;
     /* Task deadlines: a scan of the table, at most every S_SCAN_MS, so a

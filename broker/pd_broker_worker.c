@@ -26,7 +26,7 @@
 #include <string.h>
 
 #define S_MAX_SLOTS 65536u /* cpus or gpus one worker may offer */
-#define S_RUN_CLIENTS 64   /* distinct client keys in one `run` at most */
+#define S_PLAN_ROUNDS 3 /* plans per dispatch at most (after failed sends) */
 #define S_MAX_GPU_INFO 1024u /* GPUs one worker may describe */
 
 bool pd_broker_is_worker_type(const pd_msg_t *m)
@@ -38,7 +38,7 @@ bool pd_broker_is_worker_type(const pd_msg_t *m)
 }
 
 /* Printable name of a worker for log lines: host and routing id. */
-static const char *s_label(const pd_worker_t *wk, char *buf, size_t cap)
+static const char *s_label(const pd_wrec_t *wk, char *buf, size_t cap)
 {
     char rid[64];
     size_t k = 0;
@@ -67,7 +67,7 @@ static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const c
 
 /* Puts every job in flight on wk back in the queue (lost: counts toward
    retries). Returns how many failed for good; *requeued gets the rest. */
-static uint32_t s_release_jobs(pd_broker_t *b, pd_worker_t *wk, bool lost, uint32_t *requeued)
+static uint32_t s_release_jobs(pd_broker_t *b, pd_wrec_t *wk, bool lost, uint32_t *requeued)
 {
     uint32_t failed = 0, back = 0;
     for (uint32_t i = wk->ninflight; i-- > 0;) {
@@ -84,7 +84,7 @@ static uint32_t s_release_jobs(pd_broker_t *b, pd_worker_t *wk, bool lost, uint3
 }
 
 /* Forgets a worker: a departure (bye), a re-registration, or a loss. */
-static void s_worker_gone(pd_broker_t *b, pd_worker_t *wk, bool lost, const char *why)
+static void s_worker_gone(pd_broker_t *b, pd_wrec_t *wk, bool lost, const char *why)
 {
     char label[160];
     s_label(wk, label, sizeof label);
@@ -98,7 +98,7 @@ static void s_worker_gone(pd_broker_t *b, pd_worker_t *wk, bool lost, const char
     } else {
         pd_log_info("worker %s left (%s): %u jobs requeued", label, why, requeued);
     }
-    pd_workers_remove(b->workers, &wk);
+    pd_reg_remove(b->workers, &wk);
 }
 
 /* ---- ready, slots ------------------------------------------------------ */
@@ -199,7 +199,7 @@ static int s_read_state(s_state_t *st, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
-static void s_state_get(const pd_worker_t *wk, s_state_t *st)
+static void s_state_get(const pd_wrec_t *wk, s_state_t *st)
 {
     st->busy = wk->busy;
     st->queued = wk->wqueued;
@@ -207,7 +207,7 @@ static void s_state_get(const pd_worker_t *wk, s_state_t *st)
     snprintf(st->owner, sizeof st->owner, "%s", wk->owner);
 }
 
-static void s_state_set(pd_worker_t *wk, const s_state_t *st)
+static void s_state_set(pd_wrec_t *wk, const s_state_t *st)
 {
     wk->busy = st->busy > UINT32_MAX ? UINT32_MAX : (uint32_t) st->busy;
     wk->wqueued = st->queued > UINT32_MAX ? UINT32_MAX : (uint32_t) st->queued;
@@ -244,7 +244,7 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
     return 0;
 }
 
-static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     char host[256] = "", platform[sizeof wk->platform] = "", version[sizeof wk->version] = "";
     uint64_t pid = 0, cpus, gpus;
@@ -307,26 +307,26 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
         uint32_t requeued;
         s_release_jobs(b, wk, false, &requeued);
         wk->steal_at = 0; /* its answer, if any, is stale */
-        pd_worker_clear_mods(wk);
+        pd_wrec_clear_mods(wk);
         pd_broker_tasks_worker_gone(b, wk, "registered again after losing the broker");
         pd_log_info("worker %s registered again: %u jobs requeued",
                     s_label(wk, label, sizeof label), requeued);
     } else {
-        wk = pd_workers_add(b->workers, o->rid, o->ridlen, b->now_ms);
+        wk = pd_reg_add(b->workers, o->rid, o->ridlen, b->now_ms);
         if (!wk) {
             snprintf(o->why, sizeof o->why, "the broker is out of memory");
             free(gdesc);
             return PD_ENOMEM;
         }
     }
-    if (pd_worker_set_gpu_desc(wk, gdesc, ngdesc))
+    if (pd_wrec_set_gpu_desc(wk, gdesc, ngdesc))
         pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
     free(gdesc);
     snprintf(wk->host, sizeof wk->host, "%s", host);
     memcpy(wk->platform, platform, sizeof platform);
     wk->limits = limits;
     memcpy(wk->version, version, sizeof version);
-    pd_workers_note_platform(b->workers, wk);
+    pd_reg_note_platform(b->workers, wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
@@ -336,7 +336,7 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
     memcpy(wk->slurm_step, sstep, sizeof sstep);
     memcpy(wk->slurm_array, sarray, sizeof sarray);
     wk->last_recv = b->now_ms;
-    pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+    pd_reg_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
     char pilot[160] = "";
     if (wk->slurm_array[0])
         snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
@@ -346,8 +346,8 @@ static int s_on_ready(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t 
                  wk->slurm_step[0] ? wk->slurm_step : "?");
     pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
                 s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
-                pd_workers_count(b->workers),
-                (unsigned long long) (pd_workers_cpus(b->workers) + pd_workers_gpus(b->workers)));
+                pd_reg_count(b->workers),
+                (unsigned long long) (pd_reg_cpus(b->workers) + pd_reg_gpus(b->workers)));
     for (uint32_t i = 0; i < wk->ngpu; i++) {
         double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
         pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
@@ -454,7 +454,7 @@ typedef enum {
    before one of its batch succeeded, ends the batch; so does an exec job
    whose shell exited 127 (no such program) or 126 (not executable) before
    one of its batch succeeded. */
-static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd_job_t *job,
+static s_end_t s_job_ends(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, const pd_job_t *job,
                           int code, const uint8_t *value, size_t value_len)
 {
     uint64_t first;
@@ -471,7 +471,7 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd
     if (!pd_probes_module_failure(code) && pd_probes_running(b->probes) == 0)
         return S_END_JOB;
     pd_jobs_batch(job, &first, &n, &succeeded);
-    const char *platform = pd_worker_platform(wk);
+    const char *platform = pd_wrec_platform(wk);
     uint64_t probe = 0;
     bool is_probe = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, &probe) ==
                         PD_PROBE_RUNNING && probe == id;
@@ -487,7 +487,7 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd
 
 /* Ends the rest of the batch of job id (ids first .. first+n-1) after
    s_job_ends said so: cancels its unfinished jobs and says why in the log. */
-static void s_end_batch(pd_broker_t *b, pd_worker_t *wk, uint64_t id, s_end_t end,
+static void s_end_batch(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, s_end_t end,
                         uint64_t first, uint32_t n, const char *fn, const char *mod)
 {
     uint64_t cancelled = pd_broker_cancel_range(b, first, n);
@@ -506,7 +506,7 @@ static void s_end_batch(pd_broker_t *b, pd_worker_t *wk, uint64_t id, s_end_t en
                     (unsigned long long) first, (unsigned long long) (first + n - 1));
 }
 
-static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     const uint8_t *raw;
     size_t rawlen;
@@ -556,9 +556,9 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         }
         /* GPU jobs' run times say nothing of the CPU slots' depth. */
         if (!job->gpu)
-            pd_worker_observe(wk, us);
+            pd_wrec_observe(wk, us);
         wk->progress_ms = b->now_ms;
-        pd_worker_untrack(wk, b->jobs, job);
+        pd_wrec_untrack(wk, b->jobs, job);
         wk->done++;
         if (ok) {
             s_job_ends(b, wk, id, job, 0, NULL, 0);
@@ -599,7 +599,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
    back (`playdoh-worker ctl --now`, or the idle policy): those jobs go back
    to the front of the queue without counting an attempt. Entries that are
    not this worker's current attempt are stale and skipped. */
-static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *o)
+static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     pd_rd_t r;
     uint32_t n;
@@ -633,7 +633,7 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
             b->stats.stale++;
             continue;
         }
-        pd_worker_untrack(wk, b->jobs, job);
+        pd_wrec_untrack(wk, b->jobs, job);
         pd_jobs_requeue(b->jobs, id, false, wk->host);
         back++;
     }
@@ -668,10 +668,10 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(b->jobs));
     pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(b->jobs));
     pd_pack_cstr(&pk, "workers");
-    msgpack_pack_array(&pk, pd_workers_count(b->workers));
+    msgpack_pack_array(&pk, pd_reg_count(b->workers));
     uint32_t packed = 0;
-    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
+        pd_wrec_t *wk = pd_reg_at(b->workers, i);
         if (!wk)
             continue;
         char rid[PD_WORKERS_MAX_RID + 1];
@@ -723,7 +723,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         }
         packed++;
     }
-    assert(packed == pd_workers_count(b->workers));
+    assert(packed == pd_reg_count(b->workers));
     pd_broker_pack_owners(b, &pk, o);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
@@ -733,7 +733,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    pd_worker_t *wk = pd_workers_find(b->workers, o->rid, o->ridlen);
+    pd_wrec_t *wk = pd_reg_find(b->workers, o->rid, o->ridlen);
     if (pd_msg_is(m, "ready"))
         return s_on_ready(b, wk, m, o);
     if (!wk) {
@@ -770,7 +770,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         int rc = s_read_slots(m, o, &cpus, &gpus);
         if (rc)
             return rc;
-        pd_workers_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+        pd_reg_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
         char label[160];
         pd_log_info("worker %s now offers %u cpus and %u gpus",
                     s_label(wk, label, sizeof label), wk->cpus, wk->gpus);
@@ -783,7 +783,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 /* ---- scheduling -------------------------------------------------------- */
 
-int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char *client)
+int pd_broker_send_mod(pd_broker_t *b, pd_wrec_t *wk, uint32_t mod, const char *client)
 {
     const pd_mod_t *md = pd_mods_get(b->mods, mod);
     pd_buf_reset(&b->aux);
@@ -799,12 +799,12 @@ int pd_broker_send_mod(pd_broker_t *b, pd_worker_t *wk, uint32_t mod, const char
                            : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
     pd_buf_reset(&b->aux);
     if (rc == 0)
-        rc = pd_worker_set_mod(wk, mod);
+        rc = pd_wrec_set_mod(wk, mod);
     return rc;
 }
 
 /* Sends `shr {hash, data}` for shared-data index i, once per worker. */
-static int s_send_shared(pd_broker_t *b, pd_worker_t *wk, uint32_t i)
+static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
 {
     const pd_shared_blob_t *sb = pd_shared_get(b->shared, i);
     pd_buf_reset(&b->aux);
@@ -822,7 +822,7 @@ static int s_send_shared(pd_broker_t *b, pd_worker_t *wk, uint32_t i)
         char label[160];
         pd_log_debug("shared data %.12s (%zu bytes) sent to worker %s", sb->hash, sb->len,
                      s_label(wk, label, sizeof label));
-        rc = pd_worker_set_shared(wk, i, true);
+        rc = pd_wrec_set_shared(wk, i, true);
     }
     return rc;
 }
@@ -830,11 +830,11 @@ static int s_send_shared(pd_broker_t *b, pd_worker_t *wk, uint32_t i)
 void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 {
     pd_log_info("shared data %.12s evicted from the store to make room", hash);
-    for (uint32_t k = 0; k < pd_workers_span(b->workers); k++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, k);
-        if (!wk || !pd_worker_has_shared(wk, i))
+    for (uint32_t k = 0; k < pd_reg_span(b->workers); k++) {
+        pd_wrec_t *wk = pd_reg_at(b->workers, k);
+        if (!wk || !pd_wrec_has_shared(wk, i))
             continue;
-        pd_worker_set_shared(wk, i, false);
+        pd_wrec_set_shared(wk, i, false);
         pd_buf_reset(&b->aux);
         msgpack_packer pk;
         pd_packer_init(&pk, &b->aux);
@@ -846,83 +846,76 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
     }
 }
 
-/* pd_jobs_pop_if's test: can the worker (s_fits_t) run the job now? */
-typedef struct {
-    pd_broker_t *b;
-    const pd_worker_t *wk;
-    bool passed;       /* a job was passed over: for another platform, held, or asking
-                          more than the worker's owner allows */
-    bool proven;       /* (mod, fn) below is proven on wk's platform */
-    uint32_t mod, cu, fn; /* the last pair (with its CUDA module) found proven */
-} s_fits_t;
-
-/* Where a job stands with the probe of its (module, function) on the
-   worker's platform (pd_probes.h): PD_PROBE_PROVEN for built-in tasks,
-   which are not probed, and PD_PROBE_NONE when a probe sent earlier no
-   longer runs as one (requeued, cancelled): the job may then be the probe. */
-static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
+/* Sends what job j of a RUN needs first (module, CUDA module, shared
+   data). Returns 0 or a PD_E* code. */
+static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
+                        const pd_sched_job_t *sj)
 {
-    pd_broker_t *b = f->b;
-    if (f->proven && f->mod == job->mod && f->cu == job->cu && f->fn == job->fn)
-        return PD_PROBE_PROVEN;
-    if (pd_mods_is_builtin(b->mods, job->mod))
-        return PD_PROBE_PROVEN;
-    const char *platform = pd_worker_platform(f->wk);
-    uint64_t probe = 0;
-    pd_probe_state_t st = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, &probe);
-    if (st == PD_PROBE_PROVEN) {
-        f->proven = true;
-        f->mod = job->mod;
-        f->cu = job->cu;
-        f->fn = job->fn;
-    } else if (st == PD_PROBE_RUNNING) {
-        const pd_job_t *pj = pd_jobs_get(b->jobs, probe);
-        const pd_worker_t *pw = pj && pj->state == PD_JOB_RUNNING
-                                    ? pd_workers_at(b->workers, pj->worker) : NULL;
-        if (!pw || pj->mod != job->mod || pj->cu != job->cu || pj->fn != job->fn ||
-            strcmp(pd_worker_platform(pw), platform) != 0)
-            st = PD_PROBE_NONE;
+    const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+    int rc = 0;
+    if ((sj->send & PD_SCHED_SEND_MOD) && (rc = pd_broker_send_mod(b, wk, job->mod, owner)))
+        return rc;
+    if ((sj->send & PD_SCHED_SEND_CU) && (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)))
+        return rc;
+    if (sj->send & PD_SCHED_SEND_SHARED)
+        rc = s_send_shared(b, wk, job->shared - 1);
+    return rc;
+}
+
+/* Packs one job of a `run`: [id, attempt, mod, fn, timeout_ms, arg, shared
+   or nil, client], then for a GPU job [gpu: true, cu or nil], then for a
+   job that asks for limits [..., gpu, cu or nil, limits]. */
+static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd_job_t *job,
+                       uint32_t client)
+{
+    pd_limits_t lim = pd_jobs_fn_limits(b->jobs, job->fn);
+    bool has_lim = !pd_limits_none(&lim);
+    msgpack_pack_array(pk, has_lim ? 11 : job->gpu ? 10 : 8);
+    msgpack_pack_uint64(pk, id);
+    msgpack_pack_uint32(pk, job->attempt);
+    pd_pack_cstr(pk, pd_mods_get(b->mods, job->mod)->hash);
+    pd_pack_cstr(pk, pd_jobs_fn_name(b->jobs, job->fn));
+    msgpack_pack_uint32(pk, job->timeout_ms);
+    pd_pack_raw(pk, job->arg->data + job->arg_off, job->arg_len);
+    if (job->shared)
+        pd_pack_cstr(pk, pd_shared_get(b->shared, job->shared - 1)->hash);
+    else
+        msgpack_pack_nil(pk);
+    msgpack_pack_uint32(pk, client);
+    if (job->gpu || has_lim) {
+        if (job->gpu)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        if (job->cu)
+            pd_pack_cstr(pk, pd_mods_get(b->mods, job->cu - 1)->hash);
+        else
+            msgpack_pack_nil(pk);
     }
-    return st;
+    if (has_lim)
+        pd_limits_pack(pk, &lim);
 }
 
-static bool s_fits(void *user, const pd_job_t *job)
+/* Jobs k.. of RUN o were not sent: they go back to the queue, not counted
+   as an attempt, and the worker is known not to have what they needed. */
+static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, uint32_t k)
 {
-    s_fits_t *f = user;
-    pd_limits_t lim = pd_jobs_fn_limits(f->b->jobs, job->fn);
-    bool ok = pd_worker_runs(f->wk, pd_mods_get(f->b->mods, job->mod)->platform) &&
-              pd_limits_fit(&lim, &f->wk->limits, NULL, 0) &&
-              s_probe_state(f, job) != PD_PROBE_RUNNING;
-    f->passed |= !ok;
-    return ok;
+    for (uint32_t i = o->n; i-- > k;) {
+        const pd_sched_job_t *sj = pd_sched_job(b->sched, o, i);
+        pd_job_t *job = pd_jobs_get(b->jobs, sj->id);
+        pd_sched_unsent(wk, job, sj);
+        pd_wrec_untrack(wk, b->jobs, job);
+        pd_jobs_requeue(b->jobs, sj->id, false, wk->host);
+    }
 }
 
-/* A job just popped for wk: when its pair has not been proven on wk's
-   platform, it becomes the probe. */
-static void s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, const pd_job_t *job)
+/* Carries out RUN order o: what its jobs need, then one `run`. Returns 0,
+   or a PD_E* code when not all was sent (what was not is requeued). */
+static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
 {
-    if (s_probe_state(f, job) == PD_PROBE_PROVEN)
-        return;
-    const char *platform = pd_worker_platform(f->wk);
-    pd_probes_start(b->probes, job->mod, job->cu, job->fn, platform, id);
-    pd_log_debug("job %llu probes module %s function %s on %s: the rest of its kind waits",
-                 (unsigned long long) id, pd_mods_get(b->mods, job->mod)->name,
-                 pd_jobs_fn_name(b->jobs, job->fn), platform);
-}
-
-/* Sends one `run` chunk of class cls to wk. Returns the jobs sent (0:
-   nothing sent); *passed tells whether jobs waiting were for another
-   platform than wk's. */
-static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passed)
-{
-    s_fits_t fits = {.b = b, .wk = wk};
-    if (wk->ninflight == 0)
-        wk->progress_ms = b->now_ms; /* idle until now: nothing is overdue */
-    uint32_t want = pd_worker_credit(wk, cls);
-    if (want > wk->share)
-        want = wk->share;
-    if (want > PD_BROKER_RUN_CHUNK)
-        want = PD_BROKER_RUN_CHUNK;
+    pd_wrec_t *wk = pd_reg_at(b->workers, o->worker);
+    if (!wk)
+        return PD_EUNREACH; /* gone since the plan: its jobs went back with it */
     pd_buf_reset(&b->out);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
@@ -932,189 +925,108 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
     size_t at = b->out.len;
     pd_buf_append(&b->out, head, sizeof head);
     /* The chunk's client keys, each sent once: jobs name an index. */
-    const char *clients[S_RUN_CLIENTS];
-    uint32_t nclients = 0;
-    uint32_t n = 0;
+    const char *clients[PD_SCHED_RUN_CLIENTS];
+    uint32_t nclients = 0, n = 0;
     int rc = 0;
-    while (n < want && b->out.len < PD_BROKER_REPLY_BYTES) {
-        uint64_t id = pd_jobs_pop_if(b->jobs, cls, s_fits, &fits);
-        if (!id)
+    for (; n < o->n; n++) {
+        const pd_sched_job_t *sj = pd_sched_job(b->sched, o, n);
+        pd_job_t *job = pd_jobs_get(b->jobs, sj->id);
+        if (sj->send && (rc = s_send_needs(b, wk, job, sj)) != 0) {
+            s_unsend(b, wk, o, n);
             break;
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
-        s_probe_popped(b, &fits, id, job);
+        }
         const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
         uint32_t ci = 0;
         while (ci < nclients && strcmp(clients[ci], owner) != 0)
             ci++;
-        if (ci == S_RUN_CLIENTS) {
-            /* The table is full: this job waits for the next chunk. */
-            pd_jobs_requeue(b->jobs, id, false, wk->host);
-            break;
-        }
-        if ((!pd_worker_has_mod(wk, job->mod) && !pd_mods_is_builtin(b->mods, job->mod) &&
-             (rc = pd_broker_send_mod(b, wk, job->mod, owner)) != 0) ||
-            (job->cu && !pd_worker_has_mod(wk, job->cu - 1) &&
-             (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)) != 0)) {
-            pd_jobs_requeue(b->jobs, id, false, wk->host);
-            break;
-        }
-        if (job->shared && !pd_worker_has_shared(wk, job->shared - 1) &&
-            (rc = s_send_shared(b, wk, job->shared - 1)) != 0) {
-            pd_jobs_requeue(b->jobs, id, false, wk->host);
-            break;
-        }
-        if (pd_worker_track(wk, job, id)) {
-            pd_jobs_requeue(b->jobs, id, false, wk->host);
-            break;
-        }
-        /* [id, attempt, mod, fn, timeout_ms, arg, shared or nil, client],
-           then for a GPU job [gpu: true, cu or nil], then for a job that
-           asks for limits [..., gpu, cu or nil, limits]. */
-        pd_limits_t lim = pd_jobs_fn_limits(b->jobs, job->fn);
-        bool has_lim = !pd_limits_none(&lim);
-        msgpack_pack_array(&pk, has_lim ? 11 : job->gpu ? 10 : 8);
-        msgpack_pack_uint64(&pk, id);
-        msgpack_pack_uint32(&pk, job->attempt);
-        pd_pack_cstr(&pk, pd_mods_get(b->mods, job->mod)->hash);
-        pd_pack_cstr(&pk, pd_jobs_fn_name(b->jobs, job->fn));
-        msgpack_pack_uint32(&pk, job->timeout_ms);
-        pd_pack_raw(&pk, job->arg->data + job->arg_off, job->arg_len);
-        if (job->shared)
-            pd_pack_cstr(&pk, pd_shared_get(b->shared, job->shared - 1)->hash);
-        else
-            msgpack_pack_nil(&pk);
-        msgpack_pack_uint32(&pk, ci);
         if (ci == nclients)
-            clients[nclients++] = owner;
-        if (job->gpu || has_lim) {
-            if (job->gpu)
-                msgpack_pack_true(&pk);
-            else
-                msgpack_pack_false(&pk);
-            if (job->cu)
-                pd_pack_cstr(&pk, pd_mods_get(b->mods, job->cu - 1)->hash);
-            else
-                msgpack_pack_nil(&pk);
-        }
-        if (has_lim)
-            pd_limits_pack(&pk, &lim);
-        b->scratch[n++] = id;
+            clients[nclients++] = owner; /* the scheduler keeps them few enough */
+        s_pack_job(b, &pk, sj->id, job, ci);
     }
     pd_pack_cstr(&pk, "clients");
     msgpack_pack_array(&pk, nclients);
     for (uint32_t i = 0; i < nclients; i++)
         pd_pack_cstr(&pk, clients[i]);
+    int src = 0;
     if (n > 0 && !b->out.failed) {
         b->out.data[at + 1] = (uint8_t) (n >> 24);
         b->out.data[at + 2] = (uint8_t) (n >> 16);
         b->out.data[at + 3] = (uint8_t) (n >> 8);
         b->out.data[at + 4] = (uint8_t) n;
-        rc = pd_broker_send(b, wk->rid, wk->ridlen, b->out.data, b->out.len);
+        src = pd_broker_send(b, wk->rid, wk->ridlen, b->out.data, b->out.len);
     } else if (n > 0) {
-        rc = PD_ENOMEM;
+        src = PD_ENOMEM;
     }
     pd_buf_reset(&b->out);
-    if (n > 0 && rc) {
+    if (src) {
         /* Not sent: the chunk goes back, not counted as an attempt. */
-        for (uint32_t i = n; i-- > 0;) {
-            pd_job_t *job = pd_jobs_get(b->jobs, b->scratch[i]);
-            pd_worker_untrack(wk, b->jobs, job);
-            pd_jobs_requeue(b->jobs, b->scratch[i], false, wk->host);
-        }
-        n = 0;
+        pd_sched_order_t sent = *o;
+        sent.n = n;
+        s_unsend(b, wk, &sent, 0);
+        rc = src;
+    } else if (n > 0) {
+        wk->last_send = b->now_ms;
     }
     if (rc == PD_EUNREACH)
         s_worker_gone(b, wk, true, "its connection is gone");
-    else if (n > 0)
-        wk->last_send = b->now_ms;
-    if (n > 0)
-        wk->share -= n < wk->share ? n : wk->share;
-    *passed = fits.passed;
-    return n;
-}
-
-/* Sends queued jobs of class cls to the workers with credit, each its share
-   (pd_workers_share) first, then, for what is left (jobs for a platform
-   whose workers took less than their share), whole credits. */
-static void s_dispatch_class(pd_broker_t *b, int cls)
-{
-    pd_workers_share(b->workers, cls, pd_jobs_queued_in(b->jobs, cls));
-    for (int pass = 0; pass < 2; pass++) {
-        /* A worker may get nothing while jobs wait for another platform:
-           the others with credit are asked before giving up. */
-        uint32_t idle = 0, span = pd_workers_span(b->workers);
-        while (idle < span && pd_jobs_ready(b->jobs, cls)) {
-            pd_worker_t *wk = pass == 0 ? pd_workers_next_with_share(b->workers, cls)
-                                        : pd_workers_next_with_credit(b->workers, cls);
-            bool passed = false;
-            if (!wk)
-                break;
-            if (pass == 1)
-                wk->share = pd_worker_credit(wk, cls);
-            if (s_send_run(b, wk, cls, &passed))
-                idle = 0;
-            else if (passed)
-                idle++;
-            else
-                break;
-        }
-    }
+    return rc;
 }
 
 /* Sends `steal {n, gpu}`: give back up to n jobs of that class queued and
    not started. The answer is a `requeue` with `stolen: true`. */
-static void s_send_steal(pd_broker_t *b, pd_worker_t *wk, int cls, uint32_t n)
+static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
 {
+    pd_wrec_t *wk = pd_reg_at(b->workers, o->worker);
+    if (!wk)
+        return;
     pd_buf_reset(&b->aux);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->aux);
     pd_msg_begin(&pk, "steal", 2);
-    pd_pack_kv_uint(&pk, "n", n);
+    pd_pack_kv_uint(&pk, "n", o->n);
     pd_pack_cstr(&pk, "gpu");
-    if (cls == PD_JOBS_GPU)
+    if (o->cls == PD_JOBS_GPU)
         msgpack_pack_true(&pk);
     else
         msgpack_pack_false(&pk);
     if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
         wk->last_send = b->now_ms;
     pd_buf_reset(&b->aux);
-    wk->steal_at = b->now_ms; /* even unsent: asked again after a heartbeat */
     char label[160];
     pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
-                 s_label(wk, label, sizeof label), n, cls == PD_JOBS_GPU ? "GPU " : "");
-}
-
-/* Work stealing: nothing of class cls waits here while slots idle, so the
-   jobs queued at busy workers are asked back, the most loaded first, until
-   the idle slots are covered. */
-static void s_steal(pd_broker_t *b, int cls)
-{
-    if (pd_jobs_queued_in(b->jobs, cls) > 0)
-        return;
-    uint32_t idle = pd_workers_idle_slots(b->workers, cls), n;
-    pd_worker_t *wk;
-    while (idle > 0 && (wk = pd_workers_steal_from(b->workers, cls, b->now_ms,
-                                                    (int64_t) b->cfg.hb_ms, &n)) != NULL) {
-        s_send_steal(b, wk, cls, n);
-        idle = n >= idle ? 0 : idle - n;
-    }
+                 s_label(wk, label, sizeof label), o->n, o->cls == PD_JOBS_GPU ? "GPU " : "");
 }
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
-    /* Tasks first: their nodes take slots, which lowers the jobs' credit. */
-    pd_broker_place_tasks(b);
-    for (int cls = 0; cls < PD_JOBS_CLASSES; cls++) {
-        s_dispatch_class(b, cls);
-        s_steal(b, cls);
+    pd_sched_in_t in = {.jobs = b->jobs, .reg = b->workers, .tasks = b->tasks,
+                        .mods = b->mods, .probes = b->probes, .now_ms = b->now_ms,
+                        .steal_ms = (int64_t) b->cfg.hb_ms, .run_jobs = PD_BROKER_RUN_CHUNK,
+                        .run_bytes = PD_BROKER_REPLY_BYTES};
+    /* An order that could not be sent gave its jobs or slots back: they
+       are planned again at once, for the other workers. */
+    for (int round = 0; round < S_PLAN_ROUNDS; round++) {
+        uint32_t n = pd_sched_plan(b->sched, &in);
+        bool failed = false;
+        for (uint32_t i = 0; i < n; i++) {
+            const pd_sched_order_t *o = pd_sched_order(b->sched, i);
+            if (o->kind == PD_SCHED_PLACE)
+                failed |= pd_broker_start_task(b, o->task) != 0;
+            else if (o->kind == PD_SCHED_RUN)
+                failed |= s_send_run(b, o) != 0;
+            else
+                s_send_steal(b, o);
+        }
+        if (!failed)
+            break;
     }
 }
 
 void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
 {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
+        pd_wrec_t *wk = pd_reg_at(b->workers, i);
         if (!wk)
             continue;
         wk->last_recv = wk->last_recv + ms > b->now_ms ? b->now_ms : wk->last_recv + ms;
@@ -1129,8 +1041,8 @@ void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
 void pd_broker_tick_workers(pd_broker_t *b)
 {
     int64_t dead_after = (int64_t) b->cfg.hb_ms * b->cfg.liveness;
-    for (uint32_t i = 0; i < pd_workers_span(b->workers); i++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
+        pd_wrec_t *wk = pd_reg_at(b->workers, i);
         if (!wk)
             continue;
         int64_t silent = b->now_ms - wk->last_recv;
@@ -1148,8 +1060,8 @@ void pd_broker_tick_workers(pd_broker_t *b)
 
 void pd_broker_revoke_workers(pd_broker_t *b)
 {
-    for (uint32_t i = 0; b->zap && i < pd_workers_span(b->workers); i++) {
-        pd_worker_t *wk = pd_workers_at(b->workers, i);
+    for (uint32_t i = 0; b->zap && i < pd_reg_span(b->workers); i++) {
+        pd_wrec_t *wk = pd_reg_at(b->workers, i);
         /* A worker without a key is an inproc peer: the embedded worker. */
         if (wk && wk->key[0] && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
             s_worker_gone(b, wk, false, "its key is no longer allowed as a worker");

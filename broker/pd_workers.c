@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct pd_workers {
-    pd_worker_t **w; /* workers by index; NULL = free entry */
+struct pd_reg {
+    pd_wrec_t **w; /* workers by index; NULL = free entry */
     uint32_t span;   /* entries used in w (free ones included) */
     uint32_t cap;    /* capacity of w */
     uint32_t count;  /* registered workers */
@@ -38,9 +38,9 @@ static void s_hex(const void *rid, size_t len, char *out)
     out[2 * len] = 0;
 }
 
-pd_workers_t *pd_workers_new(void)
+pd_reg_t *pd_reg_new(void)
 {
-    pd_workers_t *w = calloc(1, sizeof *w);
+    pd_reg_t *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->index = zhashx_new();
@@ -51,7 +51,7 @@ pd_workers_t *pd_workers_new(void)
     return w;
 }
 
-static void s_free_worker(pd_worker_t *wk)
+static void s_free_worker(pd_wrec_t *wk)
 {
     free(wk->inflight);
     free(wk->mods_sent);
@@ -60,11 +60,11 @@ static void s_free_worker(pd_worker_t *wk)
     free(wk);
 }
 
-void pd_workers_destroy(pd_workers_t **p)
+void pd_reg_destroy(pd_reg_t **p)
 {
     if (!p || !*p)
         return;
-    pd_workers_t *w = *p;
+    pd_reg_t *w = *p;
     for (uint32_t i = 0; i < w->span; i++)
         if (w->w[i])
             s_free_worker(w->w[i]);
@@ -74,7 +74,7 @@ void pd_workers_destroy(pd_workers_t **p)
     *p = NULL;
 }
 
-pd_worker_t *pd_workers_find(pd_workers_t *w, const void *rid, size_t ridlen)
+pd_wrec_t *pd_reg_find(pd_reg_t *w, const void *rid, size_t ridlen)
 {
     if (ridlen == 0 || ridlen > PD_WORKERS_MAX_RID)
         return NULL;
@@ -84,22 +84,22 @@ pd_worker_t *pd_workers_find(pd_workers_t *w, const void *rid, size_t ridlen)
     return v ? w->w[(uintptr_t) v - 1] : NULL;
 }
 
-pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int64_t now_ms)
+pd_wrec_t *pd_reg_add(pd_reg_t *w, const void *rid, size_t ridlen, int64_t now_ms)
 {
     assert(ridlen > 0 && ridlen <= PD_WORKERS_MAX_RID);
-    assert(!pd_workers_find(w, rid, ridlen));
+    assert(!pd_reg_find(w, rid, ridlen));
     uint32_t idx = 0;
     while (idx < w->span && w->w[idx])
         idx++;
     if (idx == w->cap) {
         uint32_t cap = w->cap ? w->cap * 2 : 16;
-        pd_worker_t **a = realloc(w->w, cap * sizeof *a);
+        pd_wrec_t **a = realloc(w->w, cap * sizeof *a);
         if (!a)
             return NULL;
         w->w = a;
         w->cap = cap;
     }
-    pd_worker_t *wk = calloc(1, sizeof *wk);
+    pd_wrec_t *wk = calloc(1, sizeof *wk);
     if (!wk)
         return NULL;
     wk->index = idx;
@@ -122,9 +122,9 @@ pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int
     return wk;
 }
 
-void pd_workers_remove(pd_workers_t *w, pd_worker_t **p)
+void pd_reg_remove(pd_reg_t *w, pd_wrec_t **p)
 {
-    pd_worker_t *wk = *p;
+    pd_wrec_t *wk = *p;
     assert(wk && wk->ninflight == 0);
     char key[2 * PD_WORKERS_MAX_RID + 1];
     s_hex(wk->rid, wk->ridlen, key);
@@ -139,13 +139,13 @@ void pd_workers_remove(pd_workers_t *w, pd_worker_t **p)
     *p = NULL;
 }
 
-pd_worker_t *pd_workers_at(pd_workers_t *w, uint32_t i) { return i < w->span ? w->w[i] : NULL; }
-uint32_t pd_workers_span(const pd_workers_t *w) { return w->span; }
-uint32_t pd_workers_count(const pd_workers_t *w) { return w->count; }
-uint64_t pd_workers_cpus(const pd_workers_t *w) { return w->cpus; }
-uint64_t pd_workers_gpus(const pd_workers_t *w) { return w->gpus; }
+pd_wrec_t *pd_reg_at(pd_reg_t *w, uint32_t i) { return i < w->span ? w->w[i] : NULL; }
+uint32_t pd_reg_span(const pd_reg_t *w) { return w->span; }
+uint32_t pd_reg_count(const pd_reg_t *w) { return w->count; }
+uint64_t pd_reg_cpus(const pd_reg_t *w) { return w->cpus; }
+uint64_t pd_reg_gpus(const pd_reg_t *w) { return w->gpus; }
 
-void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus)
+void pd_reg_set_slots(pd_reg_t *w, pd_wrec_t *wk, uint32_t cpus, uint32_t gpus)
 {
     w->cpus = w->cpus - wk->cpus + cpus;
     w->gpus = w->gpus - wk->gpus + gpus;
@@ -155,22 +155,22 @@ void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint3
         w->gpus_ever = true;
 }
 
-bool pd_workers_gpus_ever(const pd_workers_t *w) { return w->gpus_ever; }
+bool pd_reg_gpus_ever(const pd_reg_t *w) { return w->gpus_ever; }
 
-const char *pd_worker_platform(const pd_worker_t *wk)
+const char *pd_wrec_platform(const pd_wrec_t *wk)
 {
     return wk->platform[0] ? wk->platform : "linux-x86_64"; /* workers before 0.2 */
 }
 
-void pd_workers_note_platform(pd_workers_t *w, const pd_worker_t *wk)
+void pd_reg_note_platform(pd_reg_t *w, const pd_wrec_t *wk)
 {
-    const char *p = pd_worker_platform(wk);
-    if (pd_workers_platform_ever(w, p) || w->nplatforms == PD_WORKERS_PLATFORMS)
+    const char *p = pd_wrec_platform(wk);
+    if (pd_reg_platform_ever(w, p) || w->nplatforms == PD_WORKERS_PLATFORMS)
         return;
     snprintf(w->platforms[w->nplatforms++], sizeof w->platforms[0], "%s", p);
 }
 
-bool pd_workers_platform_ever(const pd_workers_t *w, const char *platform)
+bool pd_reg_platform_ever(const pd_reg_t *w, const char *platform)
 {
     for (uint32_t i = 0; i < w->nplatforms; i++)
         if (strcmp(w->platforms[i], platform) == 0)
@@ -178,7 +178,7 @@ bool pd_workers_platform_ever(const pd_workers_t *w, const char *platform)
     return false;
 }
 
-void pd_workers_platform_list(const pd_workers_t *w, char *out, size_t cap)
+void pd_reg_platform_list(const pd_reg_t *w, char *out, size_t cap)
 {
     size_t at = 0;
     out[0] = 0;
@@ -188,12 +188,12 @@ void pd_workers_platform_list(const pd_workers_t *w, char *out, size_t cap)
         snprintf(out, cap, "none yet");
 }
 
-bool pd_worker_runs(const pd_worker_t *wk, const char *platform)
+bool pd_wrec_runs(const pd_wrec_t *wk, const char *platform)
 {
-    return !platform[0] || strcmp(platform, pd_worker_platform(wk)) == 0;
+    return !platform[0] || strcmp(platform, pd_wrec_platform(wk)) == 0;
 }
 
-int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n)
+int pd_wrec_set_gpu_desc(pd_wrec_t *wk, const pd_gpu_desc_t *desc, uint32_t n)
 {
     free(wk->gpu);
     wk->gpu = NULL;
@@ -208,38 +208,38 @@ int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t 
     return 0;
 }
 
-uint32_t pd_worker_free_slots(const pd_worker_t *wk)
+uint32_t pd_wrec_free_slots(const pd_wrec_t *wk)
 {
     return wk->cpus > wk->nodes ? wk->cpus - wk->nodes : 0;
 }
 
-uint32_t pd_worker_free_gpus(const pd_worker_t *wk)
+uint32_t pd_wrec_free_gpus(const pd_wrec_t *wk)
 {
     return wk->gpus > wk->gnodes ? wk->gpus - wk->gnodes : 0;
 }
 
-uint32_t pd_worker_credit(const pd_worker_t *wk, int cls)
+uint32_t pd_wrec_credit(const pd_wrec_t *wk, int cls)
 {
     uint64_t limit, used;
     if (cls == PD_JOBS_GPU) {
         /* A GPU held by a node of a GPU task runs no job either. */
-        limit = (uint64_t) pd_worker_free_gpus(wk) * PD_WORKERS_GPU_DEPTH;
+        limit = (uint64_t) pd_wrec_free_gpus(wk) * PD_WORKERS_GPU_DEPTH;
         used = wk->ngpuinflight;
     } else {
         /* Slots held by nodes of synchronous tasks run no job. */
-        limit = (uint64_t) pd_worker_free_slots(wk) * wk->depth;
+        limit = (uint64_t) pd_wrec_free_slots(wk) * wk->depth;
         used = wk->ninflight - wk->ngpuinflight;
     }
     return limit > used ? (uint32_t) (limit - used > UINT32_MAX ? UINT32_MAX : limit - used) : 0;
 }
 
-pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls)
+pd_wrec_t *pd_reg_next_with_credit(pd_reg_t *w, int cls)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     for (uint32_t k = 0; k < w->span; k++) {
         uint32_t i = (w->rr[cls] + k) % w->span;
-        pd_worker_t *wk = w->w[i];
-        if (wk && pd_worker_credit(wk, cls) > 0) {
+        pd_wrec_t *wk = w->w[i];
+        if (wk && pd_wrec_credit(wk, cls) > 0) {
             w->rr[cls] = i + 1;
             return wk;
         }
@@ -249,38 +249,38 @@ pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls)
 
 /* Slots of class cls jobs may use on wk, and its jobs of that class in
    flight. */
-static uint32_t s_slots(const pd_worker_t *wk, int cls)
+static uint32_t s_slots(const pd_wrec_t *wk, int cls)
 {
-    return cls == PD_JOBS_GPU ? pd_worker_free_gpus(wk) : pd_worker_free_slots(wk);
+    return cls == PD_JOBS_GPU ? pd_wrec_free_gpus(wk) : pd_wrec_free_slots(wk);
 }
 
-static uint32_t s_used(const pd_worker_t *wk, int cls)
+static uint32_t s_used(const pd_wrec_t *wk, int cls)
 {
     return cls == PD_JOBS_GPU ? wk->ngpuinflight : wk->ninflight - wk->ngpuinflight;
 }
 
 /* The jobs wk takes to reach level x (jobs in flight per free slot). */
-static uint64_t s_fill(const pd_worker_t *wk, int cls, double x)
+static uint64_t s_fill(const pd_wrec_t *wk, int cls, double x)
 {
     double target = floor(x * (double) s_slots(wk, cls));
     double used = (double) s_used(wk, cls);
     if (target <= used)
         return 0;
     uint64_t want = (uint64_t) (target - used);
-    uint32_t credit = pd_worker_credit(wk, cls);
+    uint32_t credit = pd_wrec_credit(wk, cls);
     return want < credit ? want : credit;
 }
 
-void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready)
+void pd_reg_share(pd_reg_t *w, int cls, uint64_t ready)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     uint64_t total = 0;
     double top = 0; /* a level every worker's credit is full at */
     for (uint32_t i = 0; i < w->span; i++) {
-        pd_worker_t *wk = w->w[i];
+        pd_wrec_t *wk = w->w[i];
         if (!wk)
             continue;
-        wk->share = pd_worker_credit(wk, cls);
+        wk->share = pd_wrec_credit(wk, cls);
         total += wk->share;
         uint32_t slots = s_slots(wk, cls);
         if (slots) {
@@ -315,13 +315,13 @@ void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready)
             w->w[i]->share = (uint32_t) s_fill(w->w[i], cls, hi);
 }
 
-pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls)
+pd_wrec_t *pd_reg_next_with_share(pd_reg_t *w, int cls)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     for (uint32_t k = 0; k < w->span; k++) {
         uint32_t i = (w->rr[cls] + k) % w->span;
-        pd_worker_t *wk = w->w[i];
-        if (wk && wk->share > 0 && pd_worker_credit(wk, cls) > 0) {
+        pd_wrec_t *wk = w->w[i];
+        if (wk && wk->share > 0 && pd_wrec_credit(wk, cls) > 0) {
             w->rr[cls] = i + 1;
             return wk;
         }
@@ -329,26 +329,26 @@ pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls)
     return NULL;
 }
 
-uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls)
+uint32_t pd_reg_idle_slots(const pd_reg_t *w, int cls)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
     uint32_t idle = 0;
     for (uint32_t i = 0; i < w->span; i++) {
-        const pd_worker_t *wk = w->w[i];
+        const pd_wrec_t *wk = w->w[i];
         if (wk && s_used(wk, cls) < s_slots(wk, cls))
             idle += s_slots(wk, cls) - s_used(wk, cls);
     }
     return idle;
 }
 
-pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int64_t retry_ms,
+pd_wrec_t *pd_reg_steal_from(pd_reg_t *w, int cls, int64_t now_ms, int64_t retry_ms,
                                    uint32_t *n)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
-    pd_worker_t *best = NULL;
+    pd_wrec_t *best = NULL;
     uint32_t most = 0;
     for (uint32_t i = 0; i < w->span; i++) {
-        pd_worker_t *wk = w->w[i];
+        pd_wrec_t *wk = w->w[i];
         if (!wk)
             continue;
         uint32_t slots = s_slots(wk, cls), used = s_used(wk, cls);
@@ -367,7 +367,7 @@ pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int
     return best;
 }
 
-void pd_worker_observe(pd_worker_t *wk, uint64_t us)
+void pd_wrec_observe(pd_wrec_t *wk, uint64_t us)
 {
     double x = (double) us;
     wk->ewma_us = wk->ewma_us < 0 ? x : 0.9 * wk->ewma_us + 0.1 * x;
@@ -381,7 +381,7 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us)
     wk->depth = (uint32_t) d;
 }
 
-int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
+int pd_wrec_track(pd_wrec_t *wk, pd_job_t *job, uint64_t id)
 {
     if (wk->ninflight == wk->capinflight) {
         uint32_t cap = wk->capinflight ? wk->capinflight * 2 : 256;
@@ -398,7 +398,7 @@ int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
     return 0;
 }
 
-void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
+void pd_wrec_untrack(pd_wrec_t *wk, pd_jobs_t *jobs, pd_job_t *job)
 {
     uint32_t pos = job->wpos;
     assert(job->worker == wk->index && pos < wk->ninflight);
@@ -413,12 +413,12 @@ void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
     }
 }
 
-bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod)
+bool pd_wrec_has_mod(const pd_wrec_t *wk, uint32_t mod)
 {
     return mod / 8 < wk->mods_bytes && (wk->mods_sent[mod / 8] >> (mod % 8) & 1);
 }
 
-int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod)
+int pd_wrec_set_mod(pd_wrec_t *wk, uint32_t mod)
 {
     if (mod / 8 >= wk->mods_bytes) {
         uint32_t n = mod / 8 + 16;
@@ -433,7 +433,13 @@ int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod)
     return 0;
 }
 
-void pd_worker_clear_mods(pd_worker_t *wk)
+void pd_wrec_unset_mod(pd_wrec_t *wk, uint32_t mod)
+{
+    if (mod / 8 < wk->mods_bytes)
+        wk->mods_sent[mod / 8] &= (uint8_t) ~(1u << (mod % 8));
+}
+
+void pd_wrec_clear_mods(pd_wrec_t *wk)
 {
     if (wk->mods_bytes)
         memset(wk->mods_sent, 0, wk->mods_bytes);
@@ -441,12 +447,12 @@ void pd_worker_clear_mods(pd_worker_t *wk)
         memset(wk->shared_sent, 0, wk->shared_bytes);
 }
 
-bool pd_worker_has_shared(const pd_worker_t *wk, uint32_t i)
+bool pd_wrec_has_shared(const pd_wrec_t *wk, uint32_t i)
 {
     return i / 8 < wk->shared_bytes && (wk->shared_sent[i / 8] >> (i % 8) & 1);
 }
 
-int pd_worker_set_shared(pd_worker_t *wk, uint32_t i, bool on)
+int pd_wrec_set_shared(pd_wrec_t *wk, uint32_t i, bool on)
 {
     if (i / 8 >= wk->shared_bytes) {
         if (!on)

@@ -1,4 +1,4 @@
-/*  pd_workers: the broker's registry of workers and their credit.
+/*  pd_workers (pd_reg_t, pd_wrec_t): the broker's registry of workers and their credit.
 
     A worker is known by its ZeroMQ routing id from its `ready` until it says
     `bye` or falls silent. For each one the registry keeps its slots, the jobs
@@ -13,7 +13,7 @@
     keeps what each worker said about its GPUs (name, memory, compute
     capability), for the cluster view.
 
-    pd_worker_t is a plain record the broker reads; the in-flight list and
+    pd_wrec_t is a plain record the broker reads; the in-flight list and
     the module set change only through the functions here.
 */
 #ifndef PD_WORKERS_H
@@ -83,36 +83,36 @@ typedef struct {
     char slurm_array[48];              /* its job array task "ARRAYJOB_TASK", or "" */
     uint32_t nodes;                    /* CPU slots held by nodes of synchronous tasks */
     uint32_t gnodes;                   /* GPU slots held by nodes of GPU tasks */
-    uint32_t share;                    /* jobs it may get in this dispatch (pd_workers_share) */
+    uint32_t share;                    /* jobs it may get in this dispatch (pd_reg_share) */
     int64_t steal_at;                  /* ms of the `steal` not answered yet (0: none) */
     int64_t progress_ms;               /* ms of its last result, or of a job sent to it idle */
     uint64_t stolen;                   /* jobs it gave back for idle slots elsewhere */
-} pd_worker_t;
+} pd_wrec_t;
 
-typedef struct pd_workers pd_workers_t;
+typedef struct pd_reg pd_reg_t;
 
-pd_workers_t *pd_workers_new(void);
+pd_reg_t *pd_reg_new(void);
 /* Frees every worker (their in-flight lists are simply dropped). */
-void pd_workers_destroy(pd_workers_t **p);
+void pd_reg_destroy(pd_reg_t **p);
 
 /* The worker with this routing id, or NULL. */
-pd_worker_t *pd_workers_find(pd_workers_t *w, const void *rid, size_t ridlen);
+pd_wrec_t *pd_reg_find(pd_reg_t *w, const void *rid, size_t ridlen);
 /* Registers a worker (routing id at most PD_WORKERS_MAX_RID bytes, not yet
    registered). Returns it (owned by the registry) or NULL when out of memory. */
-pd_worker_t *pd_workers_add(pd_workers_t *w, const void *rid, size_t ridlen, int64_t now_ms);
+pd_wrec_t *pd_reg_add(pd_reg_t *w, const void *rid, size_t ridlen, int64_t now_ms);
 /* Removes a worker whose in-flight list is empty; sets *wk to NULL. */
-void pd_workers_remove(pd_workers_t *w, pd_worker_t **wk);
-/* The worker at registry index i, or NULL (for iteration up to pd_workers_span). */
-pd_worker_t *pd_workers_at(pd_workers_t *w, uint32_t i);
-uint32_t pd_workers_span(const pd_workers_t *w);
-uint32_t pd_workers_count(const pd_workers_t *w);
+void pd_reg_remove(pd_reg_t *w, pd_wrec_t **wk);
+/* The worker at registry index i, or NULL (for iteration up to pd_reg_span). */
+pd_wrec_t *pd_reg_at(pd_reg_t *w, uint32_t i);
+uint32_t pd_reg_span(const pd_reg_t *w);
+uint32_t pd_reg_count(const pd_reg_t *w);
 /* CPU and GPU slots of all registered workers. */
-uint64_t pd_workers_cpus(const pd_workers_t *w);
-uint64_t pd_workers_gpus(const pd_workers_t *w);
+uint64_t pd_reg_cpus(const pd_reg_t *w);
+uint64_t pd_reg_gpus(const pd_reg_t *w);
 /* Records a change of a worker's slots. */
-void pd_workers_set_slots(pd_workers_t *w, pd_worker_t *wk, uint32_t cpus, uint32_t gpus);
+void pd_reg_set_slots(pd_reg_t *w, pd_wrec_t *wk, uint32_t cpus, uint32_t gpus);
 /* True once any worker has offered a GPU slot since the registry was made. */
-bool pd_workers_gpus_ever(const pd_workers_t *w);
+bool pd_reg_gpus_ever(const pd_reg_t *w);
 
 /* Platforms. A worker says its own when it registers ("linux-x86_64",
    "windows-x86_64"; none from workers before 0.2, which ran on Linux). A
@@ -120,32 +120,32 @@ bool pd_workers_gpus_ever(const pd_workers_t *w);
    runs on every one. */
 #define PD_WORKERS_PLATFORMS 8 /* distinct platforms remembered */
 /* wk's platform. */
-const char *pd_worker_platform(const pd_worker_t *wk);
+const char *pd_wrec_platform(const pd_wrec_t *wk);
 /* Remembers that a worker of wk's platform joined. */
-void pd_workers_note_platform(pd_workers_t *w, const pd_worker_t *wk);
+void pd_reg_note_platform(pd_reg_t *w, const pd_wrec_t *wk);
 /* True once a worker of this platform has joined since the registry was
    made. */
-bool pd_workers_platform_ever(const pd_workers_t *w, const char *platform);
+bool pd_reg_platform_ever(const pd_reg_t *w, const char *platform);
 /* The platforms seen, as "linux-x86_64, windows-x86_64" ("none yet"). */
-void pd_workers_platform_list(const pd_workers_t *w, char *out, size_t cap);
+void pd_reg_platform_list(const pd_reg_t *w, char *out, size_t cap);
 /* True when wk can run code built for platform ("" = source: any). */
-bool pd_worker_runs(const pd_worker_t *wk, const char *platform);
+bool pd_wrec_runs(const pd_wrec_t *wk, const char *platform);
 /* Replaces what wk said about its GPUs with a copy of desc[0 .. n). Returns
    0 or PD_ENOMEM (then wk keeps no description). */
-int pd_worker_set_gpu_desc(pd_worker_t *wk, const pd_gpu_desc_t *desc, uint32_t n);
+int pd_wrec_set_gpu_desc(pd_wrec_t *wk, const pd_gpu_desc_t *desc, uint32_t n);
 
 /* Jobs of class cls (PD_JOBS_CPU: (cpus - nodes) x depth; PD_JOBS_GPU: (gpus -
    gnodes) x PD_WORKERS_GPU_DEPTH) the worker may still be sent now. */
-uint32_t pd_worker_credit(const pd_worker_t *wk, int cls);
+uint32_t pd_wrec_credit(const pd_wrec_t *wk, int cls);
 /* Next worker with credit for class cls, round-robin (one cursor per class)
    from the last one returned; NULL when none has any. */
-pd_worker_t *pd_workers_next_with_credit(pd_workers_t *w, int cls);
+pd_wrec_t *pd_reg_next_with_credit(pd_reg_t *w, int cls);
 /* CPU slots not held by nodes of synchronous tasks (0 when the owner lowered
    cpus below them); the CPU credit is counted over these. */
-uint32_t pd_worker_free_slots(const pd_worker_t *wk);
+uint32_t pd_wrec_free_slots(const pd_wrec_t *wk);
 /* GPU slots not held by nodes of GPU tasks; the GPU credit is counted over
    these. */
-uint32_t pd_worker_free_gpus(const pd_worker_t *wk);
+uint32_t pd_wrec_free_gpus(const pd_wrec_t *wk);
 /* Fair shares. When fewer jobs of class cls wait (ready) than the workers'
    credit could take, sending each worker its whole credit in turn would
    give the first ones everything while others sit idle (six jobs of 1 s
@@ -154,10 +154,10 @@ uint32_t pd_worker_free_gpus(const pd_worker_t *wk);
    per free slot, the least loaded first, each within its credit. Sets
    every worker's share (ready or more in all; its whole credit when ready
    covers every credit). */
-void pd_workers_share(pd_workers_t *w, int cls, uint64_t ready);
+void pd_reg_share(pd_reg_t *w, int cls, uint64_t ready);
 /* Next worker with credit and share for class cls, round-robin like
-   pd_workers_next_with_credit; NULL when none has both. */
-pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls);
+   pd_reg_next_with_credit; NULL when none has both. */
+pd_wrec_t *pd_reg_next_with_share(pd_reg_t *w, int cls);
 
 /* Work stealing. A job sent to a worker waits in that worker's queue until
    one of its slots is free; when nothing of class cls waits at the broker
@@ -166,7 +166,7 @@ pd_worker_t *pd_workers_next_with_share(pd_workers_t *w, int cls);
 #define PD_WORKERS_STEAL_MIN_US 10000.0 /* queued work per slot worth a steal */
 /* Slots of class cls running nothing: fewer jobs in flight than free
    slots, summed over the workers. */
-uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls);
+uint32_t pd_reg_idle_slots(const pd_reg_t *w, int cls);
 /* The worker with the most jobs of class cls queued beyond its slots (in
    flight past its free slots) worth taking back: their wait, at its
    measured run time, is at least PD_WORKERS_STEAL_MIN_US per slot, or no
@@ -175,30 +175,32 @@ uint32_t pd_workers_idle_slots(const pd_workers_t *w, int cls);
    steal is outstanding there at now_ms (steal_at 0, or older than
    retry_ms). Sets *n to its queued jobs and
    returns it, or NULL when none. A worker with queued jobs has no idle
-   slot: the slots pd_workers_idle_slots counts are other workers'. The
+   slot: the slots pd_reg_idle_slots counts are other workers'. The
    caller sets steal_at of the worker it asks. */
-pd_worker_t *pd_workers_steal_from(pd_workers_t *w, int cls, int64_t now_ms, int64_t retry_ms,
+pd_wrec_t *pd_reg_steal_from(pd_reg_t *w, int cls, int64_t now_ms, int64_t retry_ms,
                                    uint32_t *n);
 
 /* Folds one measured run time into the worker's depth. */
-void pd_worker_observe(pd_worker_t *wk, uint64_t us);
+void pd_wrec_observe(pd_wrec_t *wk, uint64_t us);
 
 /* Adds job id (running, record job) to the worker's in-flight list and sets
    job->worker/wpos; job->gpu says which credit it takes. Returns 0 or
    PD_ENOMEM. */
-int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id);
+int pd_wrec_track(pd_wrec_t *wk, pd_job_t *job, uint64_t id);
 /* Removes job id from the worker's in-flight list in O(1). */
-void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job);
+void pd_wrec_untrack(pd_wrec_t *wk, pd_jobs_t *jobs, pd_job_t *job);
 
-bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod);
+bool pd_wrec_has_mod(const pd_wrec_t *wk, uint32_t mod);
 /* Notes that module mod was sent; returns 0 or PD_ENOMEM. */
-int pd_worker_set_mod(pd_worker_t *wk, uint32_t mod);
+int pd_wrec_set_mod(pd_wrec_t *wk, uint32_t mod);
+/* Forgets that module mod was sent to wk (its sending failed). */
+void pd_wrec_unset_mod(pd_wrec_t *wk, uint32_t mod);
 /* Forgets the modules and shared data sent (after a re-registration). */
-void pd_worker_clear_mods(pd_worker_t *wk);
+void pd_wrec_clear_mods(pd_wrec_t *wk);
 
-bool pd_worker_has_shared(const pd_worker_t *wk, uint32_t i);
+bool pd_wrec_has_shared(const pd_wrec_t *wk, uint32_t i);
 /* Notes that shared-data index i was sent (on) or dropped (off); returns 0
    or PD_ENOMEM. */
-int pd_worker_set_shared(pd_worker_t *wk, uint32_t i, bool on);
+int pd_wrec_set_shared(pd_wrec_t *wk, uint32_t i, bool on);
 
 #endif

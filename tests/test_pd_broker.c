@@ -1140,10 +1140,10 @@ Test(unit_broker_roles, a_worker_key_cannot_submit_and_a_client_key_cannot_regis
     s_frame("w-0000000000000001", KEY_C, PD_ROLE_CLIENT);
     pd_broker_stats(broker, &st);
     cr_assert_eq(st.refused_role, 2);
-    cr_assert_eq(pd_workers_count(broker->workers), 0, "a client key registered as a worker");
+    cr_assert_eq(pd_reg_count(broker->workers), 0, "a client key registered as a worker");
 
     s_frame("w-0000000000000001", KEY_W, PD_ROLE_BOTH);
-    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    cr_assert_eq(pd_reg_count(broker->workers), 1);
     pd_broker_stats(broker, &st);
     cr_assert_eq(st.refused_role, 2);
 }
@@ -1166,15 +1166,15 @@ Test(unit_broker_roles, a_registered_worker_is_bound_to_its_key)
     pd_pack_kv_str(&pk, "host", "h");
     pd_pack_kv_uint(&pk, "cpus", 4);
     s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
-    cr_assert_eq(pd_workers_count(broker->workers), 1);
+    cr_assert_eq(pd_reg_count(broker->workers), 1);
     /* Another admitted key on the same routing id: refused, and the
        worker keeps its slots. */
     s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
     pk = s_begin("bye", 0);
     s_frame("w-0000000000000001", KEY_C, PD_ROLE_BOTH);
-    cr_assert_eq(pd_workers_count(broker->workers), 1, "a bye from another key was obeyed");
+    cr_assert_eq(pd_reg_count(broker->workers), 1, "a bye from another key was obeyed");
     s_frame("w-0000000000000001", KEY_W, PD_ROLE_WORKER);
-    cr_assert_eq(pd_workers_count(broker->workers), 0);
+    cr_assert_eq(pd_reg_count(broker->workers), 0);
 }
 
 Test(unit_broker_roles, a_client_key_owns_its_jobs)
@@ -1725,8 +1725,8 @@ Test(unit_broker, a_pilot_keeps_its_slurm_ids_and_its_bye_requeues_without_an_at
     pthread_join(thread, NULL);
     joined = true;
     int pilots = 0;
-    for (uint32_t i = 0; i < pd_workers_span(broker->workers); i++) {
-        pd_worker_t *wk = pd_workers_at(broker->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(broker->workers); i++) {
+        pd_wrec_t *wk = pd_reg_at(broker->workers, i);
         if (!wk || wk->ridlen != 18)
             continue;
         cr_expect_neq(memcmp(wk->rid, "w-00000000000000b1", 18), 0,
