@@ -37,7 +37,7 @@
     monitor socket reports handshakes that fail (a wrong broker key, a peer
     without CURVE, garbage on the port), logged at a bounded rate.
 */
-#include "pd_broker_int.h"
+#include "pd_broker_root.h"
 #include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_bg.h"
@@ -469,6 +469,31 @@ void pd_broker_stats(const pd_broker_t *b, pd_broker_stats_t *out) { *out = b->s
 uint32_t pd_broker_now_s(const pd_broker_t *b) { return (uint32_t) ((b->now_ms - b->start_ms) / 1000); }
 uint32_t pd_broker_wall_s(void) { return (uint32_t) time(NULL); }
 
+/* ---- the parts, for the handlers (pd_broker_int.h) -------------------- */
+
+pd_jobs_t *pd_broker_jobs(const pd_broker_t *b) { return b->jobs; }
+pd_journal_t *pd_broker_journal(const pd_broker_t *b) { return b->journal; }
+pd_mods_t *pd_broker_mods(const pd_broker_t *b) { return b->mods; }
+pd_probes_t *pd_broker_probes(const pd_broker_t *b) { return b->probes; }
+pd_shared_t *pd_broker_shared(const pd_broker_t *b) { return b->shared; }
+pd_reg_t *pd_broker_workers(const pd_broker_t *b) { return b->workers; }
+pd_tasks_t *pd_broker_tasks(const pd_broker_t *b) { return b->tasks; }
+pd_sched_t *pd_broker_sched(const pd_broker_t *b) { return b->sched; }
+pd_park_t *pd_broker_park(const pd_broker_t *b) { return b->park; }
+pd_outbox_t *pd_broker_outbox(const pd_broker_t *b) { return b->outbox; }
+pd_bg_t *pd_broker_bg(const pd_broker_t *b) { return b->bg; }
+pd_zap_t *pd_broker_zap(const pd_broker_t *b) { return b->zap; }
+pd_buf_t *pd_broker_out(pd_broker_t *b) { return &b->out; }
+pd_buf_t *pd_broker_aux(pd_broker_t *b) { return &b->aux; }
+int64_t pd_broker_now_ms(const pd_broker_t *b) { return b->now_ms; }
+const pd_broker_config_t *pd_broker_cfg(const pd_broker_t *b) { return &b->cfg; }
+pd_broker_stats_t *pd_broker_counters(pd_broker_t *b) { return &b->stats; }
+const char *pd_broker_name(const pd_broker_t *b) { return b->name; }
+const char *pd_broker_cluster(const pd_broker_t *b) { return b->cluster; }
+pd_log_limit_t *pd_broker_limits_log(pd_broker_t *b) { return &b->limits_log; }
+pd_task_scan_t *pd_broker_task_scan(pd_broker_t *b) { return &b->task_scan; }
+pd_uploads_t *pd_broker_uploads(pd_broker_t *b) { return &b->uploads; }
+
 /* ---- sending ----------------------------------------------------------- */
 
 static void s_hexid(const void *rid, size_t len, char *out, size_t cap)
@@ -531,6 +556,17 @@ int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *
     b->stats.msgs_out++;
     b->stats.bytes_out += hlen + dlen;
     return 0;
+}
+
+int pd_broker_tell(pd_broker_t *b, pd_wrec_t *wk)
+{
+    int rc = !wk           ? PD_EUNREACH
+             : b->aux.failed ? PD_ENOMEM
+                             : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
+    pd_buf_reset(&b->aux);
+    if (rc == 0)
+        wk->last_send = b->now_ms;
+    return rc;
 }
 
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen)

@@ -79,13 +79,13 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
     for (uint32_t i = 0; i < rg->n; i++)
         for (uint64_t c = 0; c < rg->r[i][1]; c++) {
             uint64_t id = rg->r[i][0] + c;
-            const pd_job_t *job = pd_jobs_get(b->jobs, id);
+            const pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (!job || job->fn == mine)
                 continue;
             char what[40];
             snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
-            int rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, job->fn), what, type,
-                                              act);
+            const char *owner = pd_jobs_owner_id(pd_broker_jobs(b), job->fn);
+            int rc = pd_broker_check_owner_of(o, owner, what, type, act);
             if (rc)
                 return rc;
             mine = job->fn;
@@ -96,7 +96,7 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
 void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o)
 {
     size_t n;
-    pd_jobs_owner_t *ow = pd_jobs_owners(b->jobs, &n);
+    pd_jobs_owner_t *ow = pd_jobs_owners(pd_broker_jobs(b), &n);
     pd_pack_cstr(pk, "owners");
     msgpack_pack_array(pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
@@ -136,27 +136,28 @@ static void s_array_patch(pd_buf_t *out, size_t at, uint32_t n)
    when none), journal_bytes, journal_max_bytes, journal_ok. */
 static void s_pack_journal(pd_broker_t *b, msgpack_packer *pk)
 {
-    pd_pack_kv_str(pk, "journal", b->journal ? pd_journal_path(b->journal) : "");
-    pd_pack_kv_uint(pk, "journal_bytes", b->journal ? pd_journal_bytes(b->journal) : 0);
-    pd_pack_kv_uint(pk, "journal_max_bytes", b->journal ? pd_journal_max_bytes(b->journal) : 0);
-    pd_pack_kv_bool(pk, "journal_ok", !b->journal || pd_journal_writable(b->journal));
+    pd_journal_t *jn = pd_broker_journal(b);
+    pd_pack_kv_str(pk, "journal", jn ? pd_journal_path(jn) : "");
+    pd_pack_kv_uint(pk, "journal_bytes", jn ? pd_journal_bytes(jn) : 0);
+    pd_pack_kv_uint(pk, "journal_max_bytes", jn ? pd_journal_max_bytes(jn) : 0);
+    pd_pack_kv_bool(pk, "journal_ok", !jn || pd_journal_writable(jn));
 }
 
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     (void) m;
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "welcome", 13);
     pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(b->shared));
-    pd_pack_kv_uint(&pk, "max_arg", b->cfg.max_arg);
-    pd_pack_kv_uint(&pk, "max_batch", b->cfg.max_batch);
+    pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(pd_broker_shared(b)));
+    pd_pack_kv_uint(&pk, "max_arg", pd_broker_cfg(b)->max_arg);
+    pd_pack_kv_uint(&pk, "max_batch", pd_broker_cfg(b)->max_batch);
     pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
-    pd_pack_kv_str(&pk, "name", b->name);
-    pd_pack_kv_uint(&pk, "workers", pd_reg_count(b->workers));
-    pd_pack_kv_uint(&pk, "slots", pd_reg_cpus(b->workers) + pd_reg_gpus(b->workers));
-    pd_pack_kv_uint(&pk, "gpus", pd_reg_gpus(b->workers));
+    pd_pack_kv_str(&pk, "name", pd_broker_name(b));
+    pd_pack_kv_uint(&pk, "workers", pd_reg_count(pd_broker_workers(b)));
+    pd_pack_kv_uint(&pk, "slots", pd_reg_slots(pd_broker_workers(b)));
+    pd_pack_kv_uint(&pk, "gpus", pd_reg_gpus(pd_broker_workers(b)));
     s_pack_journal(b, &pk);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
@@ -165,7 +166,7 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 static void s_mod_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "mod_ok", 3);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_str(&pk, "hash", hash);
@@ -179,7 +180,7 @@ int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = pd_msg_str(m, "hash", hash, sizeof hash);
     if (rc)
         return s_why(m, o, rc);
-    s_mod_ok(b, o, hash, pd_mods_find(b->mods, hash) >= 0);
+    s_mod_ok(b, o, hash, pd_mods_find(pd_broker_mods(b), hash) >= 0);
     return 0;
 }
 
@@ -194,12 +195,13 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         (rc = pd_msg_str(m, "kind", kind, sizeof kind)) ||
         (rc = pd_msg_bytes(m, "data", &data, &len)))
         return s_why(m, o, rc);
-    uint32_t before = pd_mods_count(b->mods);
-    int64_t idx = pd_mods_put(b->mods, hash, name, kind, data, len, o->why, sizeof o->why);
+    uint32_t before = pd_mods_count(pd_broker_mods(b));
+    int64_t idx = pd_mods_put(pd_broker_mods(b), hash, name, kind, data, len, o->why,
+                              sizeof o->why);
     if (idx < 0)
         return (int) idx;
-    if (b->journal && pd_mods_count(b->mods) > before)
-        pd_journal_put_mod(b->journal, pd_mods_get(b->mods, (uint32_t) idx));
+    if (pd_broker_journal(b) && pd_mods_count(pd_broker_mods(b)) > before)
+        pd_journal_put_mod(pd_broker_journal(b), pd_mods_get(pd_broker_mods(b), (uint32_t) idx));
     pd_log_info("module %s (%s, %u bytes, %.12s) stored", name, kind, len, hash);
     s_mod_ok(b, o, hash, true);
     return 0;
@@ -211,13 +213,14 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
    did, or it is an admin. */
 static bool s_may_use_shared(pd_broker_t *b, const pd_origin_t *o, uint32_t i)
 {
-    return pd_role_allows(o->role, PD_ROLE_ADMIN) || pd_shared_owned_by(b->shared, i, o->owner);
+    return pd_role_allows(o->role, PD_ROLE_ADMIN) ||
+           pd_shared_owned_by(pd_broker_shared(b), i, o->owner);
 }
 
 static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "shr_ok", 3);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_str(&pk, "hash", hash);
@@ -231,9 +234,9 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     int rc = pd_msg_str(m, "hash", hash, sizeof hash);
     if (rc)
         return s_why(m, o, rc);
-    int64_t i = pd_shared_find(b->shared, hash);
+    int64_t i = pd_shared_find(pd_broker_shared(b), hash);
     if (i >= 0)
-        pd_shared_touch(b->shared, (uint32_t) i);
+        pd_shared_touch(pd_broker_shared(b), (uint32_t) i);
     /* Another owner's blob is not "had": this client uploads the bytes
        itself (pd_shared.h). */
     s_shr_ok(b, o, hash, i >= 0 && s_may_use_shared(b, o, (uint32_t) i));
@@ -243,14 +246,14 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 static bool s_shared_in_use(void *user, uint32_t i)
 {
     pd_broker_t *b = user;
-    return pd_jobs_shared_open(b->jobs, i) > 0;
+    return pd_jobs_shared_open(pd_broker_jobs(b), i) > 0;
 }
 
 static void s_shared_evict(void *user, uint32_t i, const char *hash)
 {
     pd_broker_t *b = user;
-    if (b->journal)
-        pd_journal_drop_shared(b->journal, hash);
+    if (pd_broker_journal(b))
+        pd_journal_drop_shared(pd_broker_journal(b), hash);
     pd_broker_shared_evicted(b, i, hash);
 }
 
@@ -287,12 +290,12 @@ static void s_upload_done(void *arg)
 {
     s_upload_t *u = arg;
     pd_broker_t *b = u->b;
-    for (s_upload_t **p = &b->uploads; *p; p = &(*p)->next)
+    for (s_upload_t **p = &pd_broker_uploads(b)->list; *p; p = &(*p)->next)
         if (*p == u) {
             *p = u->next;
             break;
         }
-    b->upload_bytes -= u->len;
+    pd_broker_uploads(b)->bytes -= u->len;
     pd_origin_t o = {.role = PD_ROLE_BOTH};
     int rc = 0;
     if (strcmp(u->real, u->hash) != 0) {
@@ -300,25 +303,26 @@ static void s_upload_done(void *arg)
                  "bytes (%s): send the lowercase hex BLAKE2b-256 of the data", u->hash, u->real);
         rc = PD_EPROTO;
     } else {
-        bool known = pd_shared_find(b->shared, u->hash) >= 0;
-        int64_t idx = pd_shared_store(b->shared, u->hash, u->data, u->len, s_shared_in_use,
-                                      s_shared_evict, b, o.why, sizeof o.why);
+        bool known = pd_shared_find(pd_broker_shared(b), u->hash) >= 0;
+        int64_t idx = pd_shared_store(pd_broker_shared(b), u->hash, u->data, u->len,
+                                      s_shared_in_use, s_shared_evict, b, o.why, sizeof o.why);
         if (idx < 0) {
             rc = (int) idx;
         } else if (!known) {
-            if (b->journal)
-                pd_journal_put_shared(b->journal, u->hash, u->data, u->len);
+            if (pd_broker_journal(b))
+                pd_journal_put_shared(pd_broker_journal(b), u->hash, u->data, u->len);
             pd_log_info("shared data %.12s (%u bytes) stored; %u blobs, %llu MiB in the store",
-                        u->hash, u->len, pd_shared_count(b->shared),
-                        (unsigned long long) (pd_shared_bytes(b->shared) >> 20));
+                        u->hash, u->len, pd_shared_count(pd_broker_shared(b)),
+                        (unsigned long long) (pd_shared_bytes(pd_broker_shared(b)) >> 20));
         }
     }
     for (uint32_t i = 0; i < u->nwait; i++) {
         o.rid = u->wait[i].rid;
         o.ridlen = u->wait[i].ridlen;
         o.req = u->wait[i].req;
-        int64_t idx = rc ? -1 : pd_shared_find(b->shared, u->hash);
-        if (!rc && (idx < 0 || pd_shared_add_owner(b->shared, (uint32_t) idx, u->wait[i].owner)))
+        int64_t idx = rc ? -1 : pd_shared_find(pd_broker_shared(b), u->hash);
+        if (!rc && (idx < 0 ||
+                    pd_shared_add_owner(pd_broker_shared(b), (uint32_t) idx, u->wait[i].owner)))
             pd_broker_send_error(b, &o, PD_ENOMEM, "the broker is out of memory");
         else if (rc)
             pd_broker_send_error(b, &o, rc, o.why);
@@ -341,13 +345,13 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     /* Known by its hash: a blob sent again by one who may use it (after a
        time-out) is not hashed or stored again. Anyone else proves they
        hold the bytes: they are hashed, and then make the sender an owner. */
-    int64_t have = pd_shared_find(b->shared, hash);
+    int64_t have = pd_shared_find(pd_broker_shared(b), hash);
     if (have >= 0 && s_may_use_shared(b, o, (uint32_t) have)) {
-        pd_shared_touch(b->shared, (uint32_t) have);
+        pd_shared_touch(pd_broker_shared(b), (uint32_t) have);
         s_shr_ok(b, o, hash, true);
         return 0;
     }
-    for (s_upload_t *u = b->uploads; u; u = u->next)
+    for (s_upload_t *u = pd_broker_uploads(b)->list; u; u = u->next)
         if (strcmp(u->hash, hash) == 0) {
             if (u->nwait == S_UPLOAD_WAITERS) {
                 snprintf(o->why, sizeof o->why, "shared data %.12s is being stored for %u "
@@ -360,12 +364,12 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             u->wait[u->nwait++].req = o->req;
             return 0;
         }
-    if ((rc = pd_shared_check_size(b->shared, len, o->why, sizeof o->why)) != 0)
+    if ((rc = pd_shared_check_size(pd_broker_shared(b), len, o->why, sizeof o->why)) != 0)
         return rc;
-    if (b->upload_bytes + len > pd_shared_max_total(b->shared)) {
+    if (pd_broker_uploads(b)->bytes + len > pd_shared_max_total(pd_broker_shared(b))) {
         snprintf(o->why, sizeof o->why, "the broker is storing %.1f MiB of shared data already, "
                  "as much as its store holds: send this again once those are stored",
-                 (double) b->upload_bytes / 1048576.0);
+                 (double) pd_broker_uploads(b)->bytes / 1048576.0);
         return PD_EOVERLOAD;
     }
     s_upload_t *u = calloc(1, sizeof *u);
@@ -383,15 +387,15 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     memcpy(u->wait[0].rid, o->rid, o->ridlen);
     snprintf(u->wait[0].owner, sizeof u->wait[0].owner, "%s", o->owner);
     u->wait[0].req = o->req;
-    if (pd_bg_submit(b->bg, s_upload_hash, s_upload_done, u) != 0) {
+    if (pd_bg_submit(pd_broker_bg(b), s_upload_hash, s_upload_done, u) != 0) {
         free(copy);
         free(u);
         snprintf(o->why, sizeof o->why, "the broker cannot hash shared data now: try again");
         return PD_EOVERLOAD;
     }
-    u->next = b->uploads;
-    b->uploads = u;
-    b->upload_bytes += len;
+    u->next = pd_broker_uploads(b)->list;
+    pd_broker_uploads(b)->list = u;
+    pd_broker_uploads(b)->bytes += len;
     return 0;
 }
 
@@ -400,23 +404,23 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 /* Why a journal refuses submits now (0: it does not). */
 static int s_journal_refuses(pd_broker_t *b, pd_origin_t *o)
 {
-    if (!b->journal)
+    if (!pd_broker_journal(b))
         return 0;
-    if (!pd_journal_writable(b->journal)) {
-        b->stats.refused_journal++;
+    if (!pd_journal_writable(pd_broker_journal(b))) {
+        pd_broker_counters(b)->refused_journal++;
         snprintf(o->why, sizeof o->why, "the broker cannot write its journal %s (%s): new jobs "
                  "are refused until it can (free disk space; the broker retries by itself); "
                  "jobs accepted before go on and their results can be fetched",
-                 pd_journal_path(b->journal), pd_journal_error(b->journal));
+                 pd_journal_path(pd_broker_journal(b)), pd_journal_error(pd_broker_journal(b)));
         return PD_EIO;
     }
-    if (pd_journal_full(b->journal)) {
-        b->stats.refused_journal++;
+    if (pd_journal_full(pd_broker_journal(b))) {
+        pd_broker_counters(b)->refused_journal++;
         snprintf(o->why, sizeof o->why, "the broker's journal %s holds %llu MiB, over its bound "
                  "of %llu MiB: fetch and release results (or run `playdoh-submit gc`), or raise "
-                 "--journal-max-mb", pd_journal_path(b->journal),
-                 (unsigned long long) (pd_journal_bytes(b->journal) >> 20),
-                 (unsigned long long) (pd_journal_max_bytes(b->journal) >> 20));
+                 "--journal-max-mb", pd_journal_path(pd_broker_journal(b)),
+                 (unsigned long long) (pd_journal_bytes(pd_broker_journal(b)) >> 20),
+                 (unsigned long long) (pd_journal_max_bytes(pd_broker_journal(b)) >> 20));
         return PD_EOVERLOAD;
     }
     return 0;
@@ -425,7 +429,7 @@ static int s_journal_refuses(pd_broker_t *b, pd_origin_t *o)
 static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n)
 {
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "accepted", 3);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "first", first);
@@ -438,13 +442,13 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
 {
     *cu = 0;
     if (cuhash[0]) {
-        int64_t i = pd_mods_find(b->mods, cuhash);
+        int64_t i = pd_mods_find(pd_broker_mods(b), cuhash);
         if (i < 0) {
             snprintf(o->why, sizeof o->why,
                      "CUDA module %s is not on the broker: upload it first (mod_put)", cuhash);
             return PD_ENOMODULE;
         }
-        const pd_mod_t *cm = pd_mods_get(b->mods, (uint32_t) i);
+        const pd_mod_t *cm = pd_mods_get(pd_broker_mods(b), (uint32_t) i);
         if (strcmp(cm->kind, "cu") != 0) {
             snprintf(o->why, sizeof o->why,
                      "module %s is not CUDA source (kind \"%s\"): 'cu' names a module of kind "
@@ -456,7 +460,7 @@ int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t 
     }
     /* GPU work waits for a GPU slot while one may come back; a cluster where
        no worker ever offered one would keep it queued for ever. */
-    if (*gpu && !pd_reg_gpus_ever(b->workers)) {
+    if (*gpu && !pd_reg_gpus_ever(pd_broker_workers(b))) {
         snprintf(o->why, sizeof o->why,
                  "no worker of this cluster has offered a GPU since the broker started: run "
                  "playdoh-worker on a machine with an NVIDIA GPU and driver (it finds its GPUs "
@@ -482,8 +486,8 @@ int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *
        allows it may join); the log says why it waits. */
     char why[160] = "";
     uint32_t workers = 0;
-    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
-        const pd_wrec_t *wk = pd_reg_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
+        const pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
         workers++;
@@ -491,7 +495,7 @@ int pd_broker_check_limits(pd_broker_t *b, const pd_limits_t *lim, pd_origin_t *
             return 0;
     }
     if (workers)
-        pd_log_limited(&b->limits_log, 5, 60000, PD_LOG_WARN,
+        pd_log_limited(pd_broker_limits_log(b), 5, 60000, PD_LOG_WARN,
                        "a submit asks for %s on every one of the %u workers registered now: "
                        "its jobs wait until a worker that allows it joins (the workers' owners "
                        "set [worker] max_memory, max_cpu_time, max_output)", why, workers);
@@ -503,7 +507,7 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     if (!md->platform[0])
         return 0; /* source: every platform */
     char seen[160];
-    pd_reg_platform_list(b->workers, seen, sizeof seen);
+    pd_reg_platform_list(pd_broker_workers(b), seen, sizeof seen);
     if (strcmp(md->platform, "unknown") == 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is a prebuilt module for no platform Playdoh runs on (neither an "
@@ -513,7 +517,7 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
     }
     /* Like GPU work: it waits for a worker of its platform while one may come
        back; a cluster that never had one would keep it queued for ever. */
-    if (!pd_reg_platform_ever(b->workers, md->platform)) {
+    if (!pd_reg_platform_ever(pd_broker_workers(b), md->platform)) {
         snprintf(o->why, sizeof o->why,
                  "module %s is prebuilt for %s, and no worker of that platform has joined this "
                  "cluster since the broker started (platforms: %s): ship the module as C "
@@ -537,12 +541,12 @@ static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *a
     if ((rc = pd_msg_uint_opt(m, "batch_bytes", &batch)) ||
         (rc = pd_msg_uint_opt(m, "at", &at)))
         return s_why(m, o, rc);
-    if (batch > b->cfg.max_batch) {
+    if (batch > pd_broker_cfg(b)->max_batch) {
         snprintf(o->why, sizeof o->why,
                  "the batch's arguments are %.1f MiB in all; this broker takes at most %.1f "
                  "MiB in one submit (max_batch_mb): split the batch, or pass data the jobs "
                  "share once as shared data (--shared)", (double) batch / 1048576.0,
-                 (double) b->cfg.max_batch / 1048576.0);
+                 (double) pd_broker_cfg(b)->max_batch / 1048576.0);
         return PD_ETOOBIG;
     }
     pd_rd_t r;
@@ -555,13 +559,13 @@ static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *a
         size_t len;
         if (pd_rd_skip(&r, &raw, &len))
             return 0;
-        if (len > b->cfg.max_arg) {
+        if (len > pd_broker_cfg(b)->max_arg) {
             snprintf(o->why, sizeof o->why,
                      "job %llu of the batch (counting from 1) has an argument of %.1f MiB; this "
                      "broker takes at most %.1f MiB per job (max_arg_mb): pass large data once "
                      "as shared data (--shared, pd_shared_put) and give each job what differs",
                      (unsigned long long) (at + i + 1), (double) len / 1048576.0,
-                     (double) b->cfg.max_arg / 1048576.0);
+                     (double) pd_broker_cfg(b)->max_arg / 1048576.0);
             return PD_ETOOBIG;
         }
     }
@@ -620,12 +624,12 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return rc;
     uint64_t first;
     uint32_t n;
-    if (token && pd_jobs_token_find(b->jobs, token, tokenlen, &first, &n)) {
+    if (token && pd_jobs_token_find(pd_broker_jobs(b), token, tokenlen, &first, &n)) {
         /* A retry of a submit already accepted: the same ids, nothing new.
            When the first reply still waits for the journal, this one is
            refused with it if that batch fails. Only for the same owner. */
-        const pd_job_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
-        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, fj->fn),
+        const pd_job_t *fj = n ? pd_jobs_get(pd_broker_jobs(b), first) : NULL;
+        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(pd_broker_jobs(b), fj->fn),
                                                   "the submit with this token", "submit",
                                                   "send it again")) != 0)
             return rc;
@@ -637,13 +641,13 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     if ((rc = s_journal_refuses(b, o)) != 0)
         return rc;
-    int64_t mod = pd_mods_find(b->mods, hash);
+    int64_t mod = pd_mods_find(pd_broker_mods(b), hash);
     if (mod < 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is not on the broker: upload it first (mod_put)", hash);
         return PD_ENOMODULE;
     }
-    const pd_mod_t *md = pd_mods_get(b->mods, (uint32_t) mod);
+    const pd_mod_t *md = pd_mods_get(pd_broker_mods(b), (uint32_t) mod);
     if (strcmp(md->kind, "cu") == 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is CUDA source: submit a C module whose task launches its kernels, "
@@ -657,7 +661,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return rc;
     int64_t shared = -1;
     if (shr[0]) {
-        shared = pd_shared_find(b->shared, shr);
+        shared = pd_shared_find(pd_broker_shared(b), shr);
         if (shared < 0) {
             snprintf(o->why, sizeof o->why, "shared data %s is not on the broker: upload it "
                      "first (shr_put)", shr);
@@ -670,7 +674,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                      "copy at the broker", shr);
             return PD_EPERM;
         }
-        pd_shared_touch(b->shared, (uint32_t) shared);
+        pd_shared_touch(pd_broker_shared(b), (uint32_t) shared);
     }
     pd_jobs_submit_t sub = {.client = o->rid, .client_len = o->ridlen, .mod = (uint32_t) mod,
                             .fn = fn, .args = args, .args_len = args_len,
@@ -680,16 +684,16 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                             .gpu = gpu, .cu = cu_index, .owner = o->owner, .limits = lim,
                             .retry_failed = retry_failed > UINT32_MAX ? UINT32_MAX
                                                                       : (uint32_t) retry_failed};
-    rc = pd_jobs_submit_ex(b->jobs, &sub, &first, &n, o->why, sizeof o->why);
+    rc = pd_jobs_submit_ex(pd_broker_jobs(b), &sub, &first, &n, o->why, sizeof o->why);
     if (rc)
         return rc;
     uint32_t now = pd_broker_wall_s();
     if (token)
-        pd_jobs_token_add(b->jobs, token, tokenlen, first, n, now);
-    if (b->journal && n > 0)
-        pd_journal_submit(b->journal, first, n, &sub, hash, shr[0] ? shr : NULL,
-                          cuhash[0] ? cuhash : NULL, pd_jobs_get(b->jobs, first)->arg, token,
-                          tokenlen, now);
+        pd_jobs_token_add(pd_broker_jobs(b), token, tokenlen, first, n, now);
+    if (pd_broker_journal(b) && n > 0)
+        pd_journal_submit(pd_broker_journal(b), first, n, &sub, hash, shr[0] ? shr : NULL,
+                          cuhash[0] ? cuhash : NULL, pd_jobs_get(pd_broker_jobs(b), first)->arg,
+                          token, tokenlen, now);
     s_accepted(b, o, first, n);
     if (n > 0)
         pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
@@ -706,7 +710,7 @@ static size_t s_states(pd_broker_t *b, const pd_ranges_t *rg, uint8_t *st)
     size_t k = 0;
     for (uint32_t i = 0; i < rg->n; i++)
         for (uint64_t c = 0; c < rg->r[i][1]; c++)
-            st[k++] = pd_jobs_state(b->jobs, rg->r[i][0] + c);
+            st[k++] = pd_jobs_state(pd_broker_jobs(b), rg->r[i][0] + c);
     return k;
 }
 
@@ -728,7 +732,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     size_t k = s_states(b, &rg, st);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "states", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_bin(&pk, "st", st, k);
@@ -749,36 +753,36 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
    in a crash, the job would run after all. */
 static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
 {
-    return job->state != PD_JOB_CANCELLED || !job->res || !b->journal ||
-           pd_journal_visible(b->journal, job->res->jseq);
+    return job->state != PD_JOB_CANCELLED || !job->res || !pd_broker_journal(b) ||
+           pd_journal_visible(pd_broker_journal(b), job->res->jseq);
 }
 
-/* Packs `results` for the final or unknown jobs among rg into b->out (at
+/* Packs `results` for the final or unknown jobs among rg into the reply buffer (at
    most max, and about PD_BROKER_REPLY_BYTES); with st (rg->total bytes,
    s_states), also the state of every id of rg, read at the same moment.
    Returns how many results. When none was found and keep_empty is false,
-   b->out is left empty. */
+   the buffer is left empty. */
 static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg, uint64_t max,
                              bool keep_empty, const uint8_t *st)
 {
     msgpack_packer pk;
-    pd_jobs_seal(b->jobs);
-    pd_buf_reset(&b->out);
-    pd_packer_init(&pk, &b->out);
+    pd_jobs_seal(pd_broker_jobs(b));
+    pd_buf_reset(pd_broker_out(b));
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "results", st ? 3 : 2);
     if (st)
         pd_pack_kv_bin(&pk, "st", st, rg->total);
     pd_pack_kv_uint(&pk, "req", req);
     pd_pack_cstr(&pk, "res");
-    size_t at = s_array_placeholder(&b->out);
+    size_t at = s_array_placeholder(pd_broker_out(b));
     uint32_t n = 0;
     uint32_t now_s = pd_broker_wall_s();
     for (uint32_t i = 0; i < rg->n && n < max; i++) {
         for (uint64_t c = 0; c < rg->r[i][1] && n < max; c++) {
-            if (b->out.len >= PD_BROKER_REPLY_BYTES)
+            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
                 goto full;
             uint64_t id = rg->r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (job && !PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job && !s_shown_early(b, job))
@@ -792,19 +796,19 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
                 const uint8_t *val;
                 uint32_t vlen;
                 msgpack_pack_uint8(&pk, job->state);
-                if (pd_jobs_result(b->jobs, id, &val, &vlen))
+                if (pd_jobs_result(pd_broker_jobs(b), id, &val, &vlen))
                     pd_pack_raw(&pk, val, vlen);
                 else
                     msgpack_pack_nil(&pk);
-                pd_jobs_mark_fetched(b->jobs, id, now_s);
+                pd_jobs_mark_fetched(pd_broker_jobs(b), id, now_s);
             }
             n++;
         }
     }
 full:
-    s_array_patch(&b->out, at, n);
+    s_array_patch(pd_broker_out(b), at, n);
     if (n == 0 && !keep_empty)
-        pd_buf_reset(&b->out);
+        pd_buf_reset(pd_broker_out(b));
     return n;
 }
 
@@ -845,8 +849,8 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_broker_send_now(b, o->rid, o->ridlen); /* never waits for the disk */
         return 0;
     }
-    if (pd_park_fetch(b->park, o->rid, o->ridlen, o->req, &rg, max,
-                      b->now_ms + (int64_t) wait_ms)) {
+    if (pd_park_fetch(pd_broker_park(b), o->rid, o->ridlen, o->req, &rg, max,
+                      pd_broker_now_ms(b) + (int64_t) wait_ms)) {
         pd_ranges_free(&rg);
         snprintf(o->why, sizeof o->why, "the broker already holds %u waiting fetches: fetch "
                  "with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
@@ -868,14 +872,14 @@ static bool s_answer_parked(void *user, const pd_park_fetch_t *p, bool expired)
 
 void pd_broker_wake_ids(pd_broker_t *b, const uint64_t *ids, size_t n)
 {
-    pd_park_wake_ids(b->park, ids, n, s_answer_parked, b);
+    pd_park_wake_ids(pd_broker_park(b), ids, n, s_answer_parked, b);
 }
 
 /* True when one of the ids is a cancelled job. */
 static bool s_any_cancelled(pd_broker_t *b, const uint64_t *ids, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (pd_jobs_state(b->jobs, ids[i]) == PD_JOB_CANCELLED)
+        if (pd_jobs_state(pd_broker_jobs(b), ids[i]) == PD_JOB_CANCELLED)
             return true;
     return false;
 }
@@ -883,22 +887,23 @@ static bool s_any_cancelled(pd_broker_t *b, const uint64_t *ids, size_t n)
 void pd_broker_wake_parked(pd_broker_t *b)
 {
     size_t n;
-    const uint64_t *fresh = pd_jobs_fresh(b->jobs, &n);
+    const uint64_t *fresh = pd_jobs_fresh(pd_broker_jobs(b), &n);
     /* Results are shown at once (s_shown_early) ... */
     pd_broker_wake_ids(b, fresh, n);
-    uint64_t seq = b->journal && n ? pd_journal_tag(b->journal) : 0;
+    uint64_t seq = pd_broker_journal(b) && n ? pd_journal_tag(pd_broker_journal(b)) : 0;
     if (seq && s_any_cancelled(b, fresh, n)) {
         /* ... cancellations once the batch holding them settles: kept even
            when no fetch is parked now, for one may park before then. */
-        (void) pd_outbox_add_wake(b->outbox, seq, fresh, n); /* failing: a missed wake-up,
+        (void) pd_outbox_add_wake(pd_broker_outbox(b), seq, fresh, n); /* failing: a missed wake-up,
                                                             the fetch answers at wait_ms */
     }
-    pd_jobs_fresh_clear(b->jobs);
+    pd_jobs_fresh_clear(pd_broker_jobs(b));
 }
 
 int64_t pd_broker_expire_parked(pd_broker_t *b)
 {
-    return pd_park_expire(b->park, b->now_ms, s_answer_parked, pd_broker_answer_task_fetch, b);
+    return pd_park_expire(pd_broker_park(b), pd_broker_now_ms(b), s_answer_parked,
+                          pd_broker_answer_task_fetch, b);
 }
 
 /* ---- cancel, release --------------------------------------------------- */
@@ -923,21 +928,19 @@ static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
         size_t j = i;
         while (j < n && list[j].worker == list[i].worker)
             j++;
-        pd_wrec_t *wk = pd_reg_at(b->workers, list[i].worker);
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), list[i].worker);
         msgpack_packer pk;
-        pd_buf_reset(&b->aux);
-        pd_packer_init(&pk, &b->aux);
+        pd_buf_reset(pd_broker_aux(b));
+        pd_packer_init(&pk, pd_broker_aux(b));
         pd_msg_begin(&pk, "cancel", 1);
         pd_pack_cstr(&pk, "ids");
         msgpack_pack_array(&pk, (uint32_t) (j - i));
         for (size_t k = i; k < j; k++)
             msgpack_pack_uint64(&pk, list[k].id);
-        if (wk && !b->aux.failed && pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data,
-                                                   b->aux.len) == 0)
-            wk->last_send = b->now_ms;
+        pd_broker_tell(b, wk);
         i = j;
     }
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
 }
 
 /* Cancels the unfinished jobs among the ranges (pairs [first, count]),
@@ -950,13 +953,13 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
     for (uint32_t i = 0; i < nr; i++) {
         for (uint64_t c = 0; c < r[i][1]; c++) {
             uint64_t id = r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (!job || PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job->state == PD_JOB_RUNNING) {
-                pd_wrec_t *wk = pd_reg_at(b->workers, job->worker);
+                pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), job->worker);
                 if (wk)
-                    pd_wrec_untrack(wk, b->jobs, job);
+                    pd_wrec_untrack(wk, pd_broker_jobs(b), job);
                 if (nrun == caprun) {
                     size_t cap = caprun ? caprun * 2 : 256;
                     s_wjob_t *a = realloc(running, cap * sizeof *a);
@@ -970,7 +973,7 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
                 if (nrun < caprun)
                     running[nrun++] = (s_wjob_t){job->worker, id};
             }
-            pd_jobs_set_cancelled(b->jobs, id);
+            pd_jobs_set_cancelled(pd_broker_jobs(b), id);
             n++;
         }
     }
@@ -1002,9 +1005,9 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
        waits for them to be on disk. */
-    pd_jobs_seal(b->jobs);
+    pd_jobs_seal(pd_broker_jobs(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "cancelled", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "n", n);
@@ -1014,25 +1017,25 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t ttl = b->cfg.result_ttl_s;
+    uint64_t ttl = pd_broker_cfg(b)->result_ttl_s;
     int rc;
     if ((rc = pd_msg_uint_opt(m, "ttl_s", &ttl)))
         return s_why(m, o, rc);
     if (ttl > UINT32_MAX)
         ttl = UINT32_MAX;
-    uint64_t forgot = pd_jobs_expire(b->jobs, pd_broker_wall_s(), (uint32_t) ttl);
-    forgot += pd_tasks_expire(b->tasks, pd_broker_now_s(b), (uint32_t) ttl);
-    uint64_t before = b->journal ? pd_journal_bytes(b->journal) : 0;
-    if (b->journal) {
-        pd_jobs_seal(b->jobs);
-        pd_journal_compact(b->journal); /* after the commit of the forgets */
+    uint64_t forgot = pd_jobs_expire(pd_broker_jobs(b), pd_broker_wall_s(), (uint32_t) ttl);
+    forgot += pd_tasks_expire(pd_broker_tasks(b), pd_broker_now_s(b), (uint32_t) ttl);
+    uint64_t before = pd_broker_journal(b) ? pd_journal_bytes(pd_broker_journal(b)) : 0;
+    if (pd_broker_journal(b)) {
+        pd_jobs_seal(pd_broker_jobs(b));
+        pd_journal_compact(pd_broker_journal(b)); /* after the commit of the forgets */
         pd_broker_sync(b);              /* waits for it: the size below is the new one */
     }
     pd_log_info("gc: forgot %llu results fetched over %llu s ago; journal %.1f -> %.1f MiB",
                 (unsigned long long) forgot, (unsigned long long) ttl, before / 1048576.0,
-                (b->journal ? pd_journal_bytes(b->journal) : 0) / 1048576.0);
+                (pd_broker_journal(b) ? pd_journal_bytes(pd_broker_journal(b)) : 0) / 1048576.0);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "gc_done", 6);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "forgot", forgot);
@@ -1054,10 +1057,10 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)
-            n += pd_jobs_forget(b->jobs, rg.r[i][0] + c);
+            n += pd_jobs_forget(pd_broker_jobs(b), rg.r[i][0] + c);
     pd_ranges_free(&rg);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "released", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "n", n);

@@ -40,52 +40,49 @@ typedef struct {
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
 
-struct pd_broker {
-    pd_broker_config_t cfg;    /* copy of the configuration (strings below) */
-    char bind[256];            /* configured endpoint */
-    char name[64];             /* name announced in welcome */
-    char cluster[PD_BEACON_NAME_MAX + 1]; /* cluster name (beacons, `cluster` replies) */
-    char beacon_iface[64];     /* interface for the beacon ("" = CZMQ's choice) */
-    pd_beacon_pub_t *beacon;   /* the beacon publisher, or NULL (owned) */
-    char endpoint[256];        /* endpoint actually bound */
-    void *ctx;                 /* ZeroMQ context (owned) */
-    void *sock;                /* ROUTER socket (owned) */
-    void *mon;                 /* PAIR receiving the socket's handshake events (owned) */
-    bool secure;               /* the socket runs CurveZMQ */
-    pd_keypair_t key;          /* the broker's key pair (secure only) */
-    char allow_dir[4096];      /* the allow-list directory (secure only) */
-    pd_zap_t *zap;             /* ZAP handler over the allow-list (secure only, owned) */
-    uint64_t zap_generation;   /* allow-list generation the workers were checked against */
-    atomic_bool reload;        /* set by pd_broker_reload */
-    pd_log_limit_t refusals;   /* rate of "refused a message" lines */
-    pd_log_limit_t handshakes; /* rate of "handshake failed" lines */
-    pd_log_limit_t noise;      /* rate of "could not send" and "dropped a message" lines */
-    pd_log_limit_t limits_log; /* rate of "no worker allows what a submit asks" lines */
-    pd_jobs_t *jobs;           /* the job table */
-    pd_mods_t *mods;           /* the module store */
-    pd_probes_t *probes;       /* which module functions were seen to load where */
-    pd_shared_t *shared;       /* the shared-data store */
-    pd_reg_t *workers;     /* the worker registry */
-    pd_sched_t *sched;         /* the scheduler's orders (owned) */
-    pd_journal_t *journal;     /* the journal (NULL: none) */
-    char journal_path[4096];   /* its path (the config's copy) */
-    pd_outbox_t *outbox;       /* replies held for the journal, wake lists (owned) */
-    pd_tasks_t *tasks;         /* synchronous tasks */
-    int64_t next_task_scan;    /* ms of the next scan for task time-outs */
-    int64_t task_soonest;      /* the nearest task deadline seen by the last scan; 0 none */
-    pd_park_t *park;           /* parked fetches of jobs and tasks (owned) */
-    pd_buf_t out;              /* reply buffer, reused */
-    pd_buf_t aux;              /* second buffer (mod, cancel), reused */
-    int64_t start_ms;          /* monotonic ms at creation */
-    int64_t now_ms;            /* monotonic ms, updated each loop turn */
-    int64_t next_tick;         /* ms of the next heartbeat tick */
-    pd_bg_t *bg;               /* work off the loop: hashing uploaded shared data */
-    struct pd_upload *uploads; /* shared data being hashed, newest first */
-    uint64_t upload_bytes;     /* their bytes */
-    uint64_t arg_trimmed;      /* pd_jobs_arg_freed when the heap was last trimmed */
-    atomic_bool stop;          /* set by pd_broker_stop */
-    pd_broker_stats_t stats;   /* counters */
-};
+/* ---- the broker's parts, for the handlers ------------------------------
+   The root object is opaque to the handlers (pd_broker_root.h is for
+   pd_broker.c and white-box tests): they reach the classes it owns through
+   these. */
+
+/* When the task table is next scanned for deadlines (pd_broker_task.c's). */
+typedef struct {
+    int64_t next;    /* ms of the next scan for task time-outs */
+    int64_t soonest; /* the nearest task deadline seen by the last scan; 0 none */
+} pd_task_scan_t;
+
+/* Shared data being hashed off the loop (pd_broker_client.c's). */
+typedef struct {
+    struct pd_upload *list; /* newest first */
+    uint64_t bytes;         /* their bytes */
+} pd_uploads_t;
+
+pd_jobs_t *pd_broker_jobs(const pd_broker_t *b);
+pd_journal_t *pd_broker_journal(const pd_broker_t *b); /* NULL: none */
+pd_mods_t *pd_broker_mods(const pd_broker_t *b);
+pd_probes_t *pd_broker_probes(const pd_broker_t *b);
+pd_shared_t *pd_broker_shared(const pd_broker_t *b);
+pd_reg_t *pd_broker_workers(const pd_broker_t *b);
+pd_tasks_t *pd_broker_tasks(const pd_broker_t *b);
+pd_sched_t *pd_broker_sched(const pd_broker_t *b);
+pd_park_t *pd_broker_park(const pd_broker_t *b);
+pd_outbox_t *pd_broker_outbox(const pd_broker_t *b);
+pd_bg_t *pd_broker_bg(const pd_broker_t *b);
+pd_zap_t *pd_broker_zap(const pd_broker_t *b); /* NULL without CURVE */
+/* The reply buffer (sent by pd_broker_send_out / _now) and a second one
+   for messages built beside a reply (mod, cancel). */
+pd_buf_t *pd_broker_out(pd_broker_t *b);
+pd_buf_t *pd_broker_aux(pd_broker_t *b);
+/* Monotonic ms of this loop turn. */
+int64_t pd_broker_now_ms(const pd_broker_t *b);
+const pd_broker_config_t *pd_broker_cfg(const pd_broker_t *b);
+pd_broker_stats_t *pd_broker_counters(pd_broker_t *b);
+const char *pd_broker_name(const pd_broker_t *b);
+const char *pd_broker_cluster(const pd_broker_t *b);
+pd_log_limit_t *pd_broker_limits_log(pd_broker_t *b);
+pd_task_scan_t *pd_broker_task_scan(pd_broker_t *b);
+pd_uploads_t *pd_broker_uploads(pd_broker_t *b);
+
 
 /* Handles one received message as the loop does: checks the peer's role,
    parses, dispatches to the handler, answers `error` on failure. key and
@@ -103,6 +100,11 @@ int pd_broker_forget_all(pd_broker_t *b);
    the peer is gone, or PD_EOVERLOAD when its queue is full; a failure is
    logged and counted. */
 int pd_broker_send(pd_broker_t *b, const void *rid, size_t ridlen, const void *data, size_t len);
+/* Sends the message built in the aux buffer (pd_broker_aux) to worker wk,
+   then empties the buffer; on success notes the moment (wk's heartbeat
+   waits). Returns 0, PD_EUNREACH when wk is NULL (gone), PD_ENOMEM when
+   the message could not be built, or as pd_broker_send. */
+int pd_broker_tell(pd_broker_t *b, pd_wrec_t *wk);
 /* Sends b->out to the peer (then resets b->out): a reply to a client. While
    the journal has changes not yet committed the reply is held, and sent
    when the journal settles the batch it depends on, so that nothing a

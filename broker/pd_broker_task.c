@@ -41,18 +41,18 @@
 
 static const char *s_host(pd_broker_t *b, uint32_t worker)
 {
-    pd_wrec_t *wk = pd_reg_at(b->workers, worker);
+    pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), worker);
     return wk && wk->host[0] ? wk->host : "?";
 }
 
 /* Packs `task_result` for r (nodes from `from` on, while the reply stays
-   under the soft cap) into b->out. */
+   under the soft cap) into pd_broker_out(b)-> */
 static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_t *r,
                           uint32_t from)
 {
     msgpack_packer pk;
-    pd_buf_reset(&b->out);
-    pd_packer_init(&pk, &b->out);
+    pd_buf_reset(pd_broker_out(b));
+    pd_packer_init(&pk, pd_broker_out(b));
     if (!r) {
         pd_msg_begin(&pk, "task_result", 3);
         pd_pack_kv_uint(&pk, "req", req);
@@ -80,11 +80,11 @@ static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_
     /* nodes: [[state, value_or_err], ...] for nodes from .. next-1 */
     pd_pack_cstr(&pk, "nodes");
     static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
-    size_t at = b->out.len;
-    pd_buf_append(&b->out, head, sizeof head);
+    size_t at = pd_broker_out(b)->len;
+    pd_buf_append(pd_broker_out(b), head, sizeof head);
     uint32_t next = from;
     if (final) {
-        while (next < r->n && (next == from || b->out.len < PD_BROKER_REPLY_BYTES)) {
+        while (next < r->n && (next == from || pd_broker_out(b)->len < PD_BROKER_REPLY_BYTES)) {
             pd_tnode_t *nd = &r->nodes[next];
             msgpack_pack_array(&pk, 2);
             uint8_t st = nd->state == PD_TNODE_DONE     ? PD_TASK_DONE
@@ -100,12 +100,12 @@ static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_
         if (!r->fetched)
             r->fetched = pd_broker_now_s(b) + 1;
     }
-    if (!b->out.failed) {
+    if (!pd_broker_out(b)->failed) {
         uint32_t k = next - from;
-        b->out.data[at + 1] = (uint8_t) (k >> 24);
-        b->out.data[at + 2] = (uint8_t) (k >> 16);
-        b->out.data[at + 3] = (uint8_t) (k >> 8);
-        b->out.data[at + 4] = (uint8_t) k;
+        pd_broker_out(b)->data[at + 1] = (uint8_t) (k >> 24);
+        pd_broker_out(b)->data[at + 2] = (uint8_t) (k >> 16);
+        pd_broker_out(b)->data[at + 3] = (uint8_t) (k >> 8);
+        pd_broker_out(b)->data[at + 4] = (uint8_t) k;
     }
     pd_pack_kv_uint(&pk, "next", next);
 }
@@ -113,42 +113,38 @@ static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_
 void pd_broker_answer_task_fetch(void *user, const pd_park_task_t *p)
 {
     pd_broker_t *b = user;
-    s_pack_result(b, p->req, p->task, pd_tasks_get(b->tasks, p->task), p->from);
+    s_pack_result(b, p->req, p->task, pd_tasks_get(pd_broker_tasks(b), p->task), p->from);
     pd_broker_send_out(b, p->rid, p->ridlen);
 }
 
 /* Answers the parked fetches of task r (it has ended). */
 static void s_wake(pd_broker_t *b, pd_taskrec_t *r)
 {
-    pd_park_wake_task(b->park, r->id, pd_broker_answer_task_fetch, b);
+    pd_park_wake_task(pd_broker_park(b), r->id, pd_broker_answer_task_fetch, b);
 }
 
 /* Sends TYPE {task} (node_abort, node_stop) to one worker. Returns 0 or a
    PD_E* code. */
 static int s_tell_worker(pd_broker_t *b, pd_wrec_t *wk, const char *type, uint64_t task)
 {
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, type, 1);
     pd_pack_kv_uint(&pk, "task", task);
-    int rc = pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
-    if (rc == 0)
-        wk->last_send = b->now_ms;
-    pd_buf_reset(&b->aux);
-    return rc;
+    return pd_broker_tell(b, wk);
 }
 
 /* Sends TYPE {task} once to every worker that holds a node of r. Returns
    how many were told. */
 static uint32_t s_tell_workers(pd_broker_t *b, pd_taskrec_t *r, const char *type)
 {
-    uint32_t span = pd_reg_span(b->workers), told = 0;
+    uint32_t span = pd_reg_span(pd_broker_workers(b)), told = 0;
     /* Without memory for the set a worker may be told twice: harmless. */
     bool *sent = calloc(span ? span : 1, sizeof *sent);
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_wrec_t *wk = nd->active ? pd_reg_at(b->workers, nd->worker) : NULL;
+        pd_wrec_t *wk = nd->active ? pd_reg_at(pd_broker_workers(b), nd->worker) : NULL;
         if (!wk || (sent && sent[nd->worker]))
             continue;
         if (sent)
@@ -171,7 +167,7 @@ static void s_release_node(pd_broker_t *b, pd_taskrec_t *r, uint32_t i, uint8_t 
 {
     pd_tnode_t *nd = &r->nodes[i];
     if (nd->active) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, nd->worker);
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), nd->worker);
         if (wk && *s_held(wk, r) > 0)
             (*s_held(wk, r))--;
         nd->active = false;
@@ -190,7 +186,7 @@ static void s_end(pd_broker_t *b, pd_taskrec_t *r, uint8_t state)
         s_tell_workers(b, r, "node_abort");
     for (uint32_t i = 0; i < r->n; i++)
         s_release_node(b, r, i, PD_TNODE_ABORTED);
-    pd_tasks_set_state(b->tasks, r, state);
+    pd_tasks_set_state(pd_broker_tasks(b), r, state);
     r->deadline_ms = 0;
     s_wake(b, r);
 }
@@ -229,7 +225,7 @@ static bool s_requeue(pd_broker_t *b, pd_taskrec_t *r, const char *why)
     s_tell_workers(b, r, "node_abort");
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_wrec_t *wk = nd->active ? pd_reg_at(b->workers, nd->worker) : NULL;
+        pd_wrec_t *wk = nd->active ? pd_reg_at(pd_broker_workers(b), nd->worker) : NULL;
         if (wk && *s_held(wk, r) > 0)
             (*s_held(wk, r))--;
         free(nd->ep);
@@ -239,7 +235,7 @@ static bool s_requeue(pd_broker_t *b, pd_taskrec_t *r, const char *why)
     r->nbound = r->nready = r->nended = 0;
     r->deadline_ms = 0;
     r->attempt++;
-    pd_tasks_set_state(b->tasks, r, PD_TASK_QUEUED);
+    pd_tasks_set_state(pd_broker_tasks(b), r, PD_TASK_QUEUED);
     pd_log_warn("task %llu: %s; queued again (start %u of %u)", (unsigned long long) r->id,
                 why, r->attempt + 1, S_START_ATTEMPTS);
     return true;
@@ -276,7 +272,7 @@ static int s_check_owner(pd_broker_t *b, pd_origin_t *o, const uint64_t *ids, in
                          const char *type, const char *act)
 {
     for (int i = 0; i < n; i++) {
-        const pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        const pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), ids[i]);
         char what[40];
         snprintf(what, sizeof what, "task %llu", (unsigned long long) ids[i]);
         int rc = r ? pd_broker_check_owner_of(o, r->owner, what, type, act) : 0;
@@ -296,7 +292,7 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    int64_t mod = pd_mods_find(b->mods, hash);
+    int64_t mod = pd_mods_find(pd_broker_mods(b), hash);
     if (mod < 0) {
         snprintf(o->why, sizeof o->why,
                  "module %s is not on the broker: upload it first (mod_put)", hash);
@@ -312,31 +308,31 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     uint32_t cu = 0;
     if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu, o)) != 0 ||
-        (rc = pd_broker_check_platform(b, pd_mods_get(b->mods, (uint32_t) mod), o)) != 0)
+        (rc = pd_broker_check_platform(b, pd_mods_get(pd_broker_mods(b), (uint32_t) mod), o)) != 0)
         return rc;
     uint64_t id, n = 0;
-    uint64_t gpus = pd_reg_gpus(b->workers);
+    uint64_t gpus = pd_reg_gpus(pd_broker_workers(b));
     if (gpu && pd_msg_uint(m, "n", &n) == 0 && n > gpus) {
         snprintf(o->why, sizeof o->why, "the task has %llu GPU nodes but the cluster offers only "
                  "%llu GPU slots now: ask for at most %llu nodes, or add GPU workers",
                  (unsigned long long) n, (unsigned long long) gpus, (unsigned long long) gpus);
         return PD_ENOSLOTS;
     }
-    rc = pd_tasks_submit(b->tasks, m, (uint32_t) mod,
-                         gpu ? pd_reg_gpus(b->workers) : pd_reg_cpus(b->workers), &id,
-                         o->why, sizeof o->why);
+    pd_reg_t *reg = pd_broker_workers(b);
+    rc = pd_tasks_submit(pd_broker_tasks(b), m, (uint32_t) mod,
+                         gpu ? pd_reg_gpus(reg) : pd_reg_cpus(reg), &id, o->why, sizeof o->why);
     if (rc)
         return rc;
-    if (b->journal)
-        pd_journal_put_task_id(b->journal, id + 1); /* the reply waits for it */
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    if (pd_broker_journal(b))
+        pd_journal_put_task_id(pd_broker_journal(b), id + 1); /* the reply waits for it */
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
     snprintf(r->owner, sizeof r->owner, "%s", o->owner);
     r->gpu = gpu;
     r->cu = cu;
     pd_log_info("task %llu (%s, %u %snodes, %u tubes, %u edges) queued",
                 (unsigned long long) id, r->fn, r->n, gpu ? "GPU " : "", r->ntubes, r->nedges);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "task_accepted", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "id", id);
@@ -356,13 +352,13 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return rc;
     }
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "task_states", 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_cstr(&pk, "st");
     msgpack_pack_array(&pk, (uint32_t) n);
     for (int i = 0; i < n; i++) {
-        pd_taskrec_t *r = pd_tasks_get(b->tasks, ids[i]);
+        pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), ids[i]);
         msgpack_pack_array(&pk, 3);
         msgpack_pack_uint8(&pk, r ? r->state : PD_TASK_UNKNOWN);
         msgpack_pack_uint32(&pk, r ? r->n : 0);
@@ -383,9 +379,9 @@ int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     if ((rc = s_check_owner(b, o, &id, 1, "task_progress", "see its progress")) != 0)
         return rc;
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "task_report", 5);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "id", id);
@@ -413,15 +409,15 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         wait_ms = 86400000;
     if ((rc = s_check_owner(b, o, &id, 1, "task_fetch", "fetch its result")) != 0)
         return rc;
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
     if (r && from > r->n) {
         snprintf(o->why, sizeof o->why, "task_fetch: 'from' is %llu but task %llu has %u nodes",
                  (unsigned long long) from, (unsigned long long) id, r->n);
         return PD_EINVAL;
     }
     if (r && !PD_TASK_IS_FINAL(r->state) && wait_ms > 0) {
-        if (pd_park_task(b->park, o->rid, o->ridlen, o->req, id, (uint32_t) from,
-                         b->now_ms + (int64_t) wait_ms)) {
+        if (pd_park_task(pd_broker_park(b), o->rid, o->ridlen, o->req, id, (uint32_t) from,
+                         pd_broker_now_ms(b) + (int64_t) wait_ms)) {
             snprintf(o->why, sizeof o->why, "the broker already holds %u waiting task fetches: "
                      "fetch with wait_ms 0, or wait and retry", PD_BROKER_MAX_PARKED);
             return PD_EOVERLOAD;
@@ -429,8 +425,8 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return 0;
     }
     s_pack_result(b, o->req, id, r, (uint32_t) from);
-    if (b->out.failed) {
-        pd_buf_reset(&b->out);
+    if (pd_broker_out(b)->failed) {
+        pd_buf_reset(pd_broker_out(b));
         snprintf(o->why, sizeof o->why, "the results of task %llu do not fit in one reply",
                  (unsigned long long) id);
         return PD_ETOOBIG;
@@ -453,7 +449,7 @@ static void s_cancel(pd_broker_t *b, pd_taskrec_t *r, const char *why)
 /* The task id if it has not ended, else NULL. */
 static pd_taskrec_t *s_live(pd_broker_t *b, uint64_t id)
 {
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
     return r && !PD_TASK_IS_FINAL(r->state) ? r : NULL;
 }
 
@@ -476,7 +472,10 @@ static bool s_do_stop(pd_broker_t *b, uint64_t id)
     return r != NULL;
 }
 
-static bool s_do_release(pd_broker_t *b, uint64_t id) { return pd_tasks_forget(b->tasks, id); }
+static bool s_do_release(pd_broker_t *b, uint64_t id)
+{
+    return pd_tasks_forget(pd_broker_tasks(b), id);
+}
 
 /* A request over task ids (cancel, stop, release: `act` for the refusal of
    another owner's): fn on each id, then reply {req, n} with how many it
@@ -498,7 +497,7 @@ static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *rep
         k += fn(b, ids[i]);
     free(ids);
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, reply, 2);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_uint(&pk, "n", k);
@@ -544,26 +543,26 @@ static const char *s_key_of(const pd_taskrec_t *r)
    when that worker lacks it). Returns 0 or a PD_E* code. */
 static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
 {
-    pd_wrec_t *wk = pd_reg_at(b->workers, r->nodes[i].worker);
+    pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), r->nodes[i].worker);
     if (!wk)
         return PD_EUNREACH;
     int rc;
-    if (pd_sched_needs_mod(b->mods, wk, r->mod)
+    if (pd_sched_needs_mod(pd_broker_mods(b), wk, r->mod)
         && (rc = pd_broker_send_mod(b, wk, r->mod, s_key_of(r))) != 0)
         return rc;
     if (r->cu && !pd_wrec_has_mod(wk, r->cu - 1)
         && (rc = pd_broker_send_mod(b, wk, r->cu - 1, s_key_of(r))) != 0)
         return rc;
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "node_start", 15 + r->gpu + (r->cu != 0));
     pd_pack_kv_uint(&pk, "try", r->attempt);
     pd_pack_kv_str(&pk, "client", s_key_of(r));
     pd_pack_kv_uint(&pk, "task", r->id);
     pd_pack_kv_uint(&pk, "node", i);
     pd_pack_kv_uint(&pk, "n", r->n);
-    pd_pack_kv_str(&pk, "mod", pd_mods_get(b->mods, r->mod)->hash);
+    pd_pack_kv_str(&pk, "mod", pd_mods_get(pd_broker_mods(b), r->mod)->hash);
     pd_pack_kv_str(&pk, "fn", r->fn);
     pd_pack_cstr(&pk, "arg");
     pd_pack_raw(&pk, r->args + r->arg_off[i], r->arg_off[i + 1] - r->arg_off[i]);
@@ -583,21 +582,17 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     if (r->gpu)
         pd_pack_kv_bool(&pk, "gpu", true);
     if (r->cu)
-        pd_pack_kv_str(&pk, "cu", pd_mods_get(b->mods, r->cu - 1)->hash);
-    rc = b->aux.failed ? PD_ENOMEM : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
-    pd_buf_reset(&b->aux);
-    if (rc == 0)
-        wk->last_send = b->now_ms;
-    return rc;
+        pd_pack_kv_str(&pk, "cu", pd_mods_get(pd_broker_mods(b), r->cu - 1)->hash);
+    return pd_broker_tell(b, wk);
 }
 
 int pd_broker_start_task(pd_broker_t *b, uint64_t id)
 {
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, id);
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
     if (!r)
         return PD_EINVAL; /* cannot happen: the plan named it */
-    r->deadline_ms = b->now_ms + r->start_ms;
-    b->next_task_scan = 0; /* a new deadline: rescan at the next turn */
+    r->deadline_ms = pd_broker_now_ms(b) + r->start_ms;
+    pd_broker_task_scan(b)->next = 0; /* a new deadline: rescan at the next turn */
     uint32_t w0 = r->nodes[0].worker, wn = r->nodes[r->n - 1].worker;
     pd_log_info("task %llu: %u nodes placed on %s%s", (unsigned long long) r->id, r->n,
                 s_host(b, w0), wn != w0 ? " and other workers" : "");
@@ -623,11 +618,11 @@ static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
         return;
     }
     for (uint32_t i = 0; i < r->n; i++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, r->nodes[i].worker);
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), r->nodes[i].worker);
         uint32_t k = pd_tasks_neighbours(r, i, nb);
-        pd_buf_reset(&b->aux);
+        pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
-        pd_packer_init(&pk, &b->aux);
+        pd_packer_init(&pk, pd_broker_aux(b));
         pd_msg_begin(&pk, "node_peers", 3);
         pd_pack_kv_uint(&pk, "task", r->id);
         pd_pack_kv_uint(&pk, "node", i);
@@ -642,17 +637,13 @@ static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
             if (key[0])
                 pd_pack_cstr(&pk, key);
         }
-        int rc = !wk || b->aux.failed
-                     ? PD_EUNREACH
-                     : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
-        pd_buf_reset(&b->aux);
+        int rc = pd_broker_tell(b, wk);
         if (rc) {
             free(nb);
             s_fail(b, r, i, pd_err_name(rc), "node %u on %s: its peers could not be sent to its "
                    "worker (%s)", i, s_host(b, r->nodes[i].worker), pd_strerror(rc));
             return;
         }
-        wk->last_send = b->now_ms;
     }
     free(nb);
 }
@@ -662,28 +653,25 @@ static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
 {
     for (uint32_t i = 0; i < r->n; i++) {
         pd_tnode_t *nd = &r->nodes[i];
-        pd_wrec_t *wk = pd_reg_at(b->workers, nd->worker);
-        pd_buf_reset(&b->aux);
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), nd->worker);
+        pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
-        pd_packer_init(&pk, &b->aux);
+        pd_packer_init(&pk, pd_broker_aux(b));
         pd_msg_begin(&pk, "node_go", 2);
         pd_pack_kv_uint(&pk, "task", r->id);
         pd_pack_kv_uint(&pk, "node", i);
-        int rc = wk ? pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len)
-                    : PD_EUNREACH;
-        pd_buf_reset(&b->aux);
+        int rc = pd_broker_tell(b, wk);
         if (rc) {
             s_fail(b, r, i, pd_err_name(rc), "node %u on %s: could not be told to start (%s)", i,
                    s_host(b, nd->worker), pd_strerror(rc));
             return;
         }
-        wk->last_send = b->now_ms;
         if (nd->state == PD_TNODE_READY)
             nd->state = PD_TNODE_RUNNING;
     }
-    pd_tasks_set_state(b->tasks, r, PD_TASK_RUNNING);
-    r->deadline_ms = r->timeout_ms ? b->now_ms + r->timeout_ms : 0;
-    b->next_task_scan = 0;
+    pd_tasks_set_state(pd_broker_tasks(b), r, PD_TASK_RUNNING);
+    r->deadline_ms = r->timeout_ms ? pd_broker_now_ms(b) + r->timeout_ms : 0;
+    pd_broker_task_scan(b)->next = 0;
     pd_log_info("task %llu: all %u nodes ready, started", (unsigned long long) r->id, r->n);
 }
 
@@ -730,7 +718,7 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    pd_taskrec_t *r = pd_tasks_get(b->tasks, task);
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), task);
     if (r && attempt != r->attempt) {
         /* From an earlier start of the task, sent before its node_abort
            reached the worker: that node is gone or going. Not an abort: a
@@ -854,8 +842,9 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
 
 void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_wrec_t *wk, const char *why)
 {
-    for (uint32_t i = 0; i < pd_tasks_count(b->tasks) && wk->nodes + wk->gnodes > 0; i++) {
-        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
+    pd_tasks_t *tasks = pd_broker_tasks(b);
+    for (uint32_t i = 0; i < pd_tasks_count(tasks) && wk->nodes + wk->gnodes > 0; i++) {
+        pd_taskrec_t *r = pd_tasks_at(pd_broker_tasks(b), i);
         if (r->state != PD_TASK_STARTING && r->state != PD_TASK_RUNNING)
             continue;
         /* This worker's nodes are gone with it: they need no node_abort. */
@@ -902,24 +891,25 @@ static void s_laggards(pd_broker_t *b, pd_taskrec_t *r, uint8_t state, char *out
 int64_t pd_broker_tick_tasks(pd_broker_t *b)
 {
     int64_t nearest = -1;
-    if (pd_tasks_live(b->tasks) == 0)
+    if (pd_tasks_live(pd_broker_tasks(b)) == 0)
         return nearest;
     /* Task deadlines: a scan of the table, at most every S_SCAN_MS, so a
        busy loop serving jobs does not pay it on every turn. */
-    if (b->now_ms < b->next_task_scan) {
-        if (!b->task_soonest) /* no task has a deadline */
+    if (pd_broker_now_ms(b) < pd_broker_task_scan(b)->next) {
+        if (!pd_broker_task_scan(b)->soonest) /* no task has a deadline */
             return nearest;
-        int64_t at = b->task_soonest > b->next_task_scan ? b->task_soonest : b->next_task_scan;
-        int64_t left = at - b->now_ms;
+        const pd_task_scan_t *sc = pd_broker_task_scan(b);
+        int64_t at = sc->soonest > sc->next ? sc->soonest : sc->next;
+        int64_t left = at - pd_broker_now_ms(b);
         return nearest < 0 || left < nearest ? left : nearest;
     }
-    b->next_task_scan = b->now_ms + S_SCAN_MS;
+    pd_broker_task_scan(b)->next = pd_broker_now_ms(b) + S_SCAN_MS;
     int64_t soonest = -1;
-    for (uint32_t i = 0; i < pd_tasks_count(b->tasks); i++) {
-        pd_taskrec_t *r = pd_tasks_at(b->tasks, i);
+    for (uint32_t i = 0; i < pd_tasks_count(pd_broker_tasks(b)); i++) {
+        pd_taskrec_t *r = pd_tasks_at(pd_broker_tasks(b), i);
         if (!r->deadline_ms)
             continue;
-        if (r->deadline_ms > b->now_ms) {
+        if (r->deadline_ms > pd_broker_now_ms(b)) {
             if (soonest < 0 || r->deadline_ms < soonest)
                 soonest = r->deadline_ms;
             continue;
@@ -941,9 +931,9 @@ int64_t pd_broker_tick_tasks(pd_broker_t *b)
             r->deadline_ms = 0;
         }
     }
-    b->task_soonest = soonest > 0 ? soonest : 0;
+    pd_broker_task_scan(b)->soonest = soonest > 0 ? soonest : 0;
     if (soonest >= 0) {
-        int64_t left = soonest - b->now_ms;
+        int64_t left = soonest - pd_broker_now_ms(b);
         if (nearest < 0 || left < nearest)
             nearest = left;
     }

@@ -56,12 +56,12 @@ static const char *s_label(const pd_wrec_t *wk, char *buf, size_t cap)
 
 static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const char *type)
 {
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, type, 0);
-    int rc = pd_broker_send(b, rid, ridlen, b->aux.data, b->aux.len);
-    pd_buf_reset(&b->aux);
+    int rc = pd_broker_send(b, rid, ridlen, pd_broker_aux(b)->data, pd_broker_aux(b)->len);
+    pd_buf_reset(pd_broker_aux(b));
     return rc;
 }
 
@@ -72,7 +72,7 @@ static uint32_t s_release_jobs(pd_broker_t *b, pd_wrec_t *wk, bool lost, uint32_
     uint32_t failed = 0, back = 0;
     for (uint32_t i = wk->ninflight; i-- > 0;) {
         uint64_t id = wk->inflight[i];
-        if (pd_jobs_requeue(b->jobs, id, lost, wk->host))
+        if (pd_jobs_requeue(pd_broker_jobs(b), id, lost, wk->host))
             failed++;
         else
             back++;
@@ -92,13 +92,13 @@ static void s_worker_gone(pd_broker_t *b, pd_wrec_t *wk, bool lost, const char *
     uint32_t requeued;
     uint32_t failed = s_release_jobs(b, wk, lost, &requeued);
     if (lost) {
-        b->stats.workers_lost++;
+        pd_broker_counters(b)->workers_lost++;
         pd_log_info("worker %s lost (%s): %u jobs requeued, %u failed after their last "
                     "attempt", label, why, requeued, failed);
     } else {
         pd_log_info("worker %s left (%s): %u jobs requeued", label, why, requeued);
     }
-    pd_reg_remove(b->workers, &wk);
+    pd_reg_remove(pd_broker_workers(b), &wk);
 }
 
 /* ---- ready, slots ------------------------------------------------------ */
@@ -312,7 +312,7 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
         pd_log_info("worker %s registered again: %u jobs requeued",
                     s_label(wk, label, sizeof label), requeued);
     } else {
-        wk = pd_reg_add(b->workers, o->rid, o->ridlen, b->now_ms);
+        wk = pd_reg_add(pd_broker_workers(b), o->rid, o->ridlen, pd_broker_now_ms(b));
         if (!wk) {
             snprintf(o->why, sizeof o->why, "the broker is out of memory");
             free(gdesc);
@@ -326,7 +326,7 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     memcpy(wk->platform, platform, sizeof platform);
     wk->limits = limits;
     memcpy(wk->version, version, sizeof version);
-    pd_reg_note_platform(b->workers, wk);
+    pd_reg_note_platform(pd_broker_workers(b), wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     s_state_set(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
@@ -335,8 +335,8 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     memcpy(wk->slurm_job, sjob, sizeof sjob);
     memcpy(wk->slurm_step, sstep, sizeof sstep);
     memcpy(wk->slurm_array, sarray, sizeof sarray);
-    wk->last_recv = b->now_ms;
-    pd_reg_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+    wk->last_recv = pd_broker_now_ms(b);
+    pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
     char pilot[160] = "";
     if (wk->slurm_array[0])
         snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
@@ -346,23 +346,23 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
                  wk->slurm_step[0] ? wk->slurm_step : "?");
     pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
                 s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
-                pd_reg_count(b->workers),
-                (unsigned long long) (pd_reg_cpus(b->workers) + pd_reg_gpus(b->workers)));
+                pd_reg_count(pd_broker_workers(b)),
+                (unsigned long long) pd_reg_slots(pd_broker_workers(b)));
     for (uint32_t i = 0; i < wk->ngpu; i++) {
         double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
         pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
                     wk->gpu[i].name[0] ? wk->gpu[i].name : "(unnamed)", gib,
                     wk->gpu[i].cc_major, wk->gpu[i].cc_minor);
     }
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "welcome", 2);
-    pd_pack_kv_uint(&pk, "hb_ms", b->cfg.hb_ms);
-    pd_pack_kv_uint(&pk, "liveness", b->cfg.liveness);
-    if (pd_broker_send(b, o->rid, o->ridlen, b->aux.data, b->aux.len) == 0)
-        wk->last_send = b->now_ms;
-    pd_buf_reset(&b->aux);
+    pd_pack_kv_uint(&pk, "hb_ms", pd_broker_cfg(b)->hb_ms);
+    pd_pack_kv_uint(&pk, "liveness", pd_broker_cfg(b)->liveness);
+    if (pd_broker_send(b, o->rid, o->ridlen, pd_broker_aux(b)->data, pd_broker_aux(b)->len) == 0)
+        wk->last_send = pd_broker_now_ms(b);
+    pd_buf_reset(pd_broker_aux(b));
     return 0;
 }
 
@@ -460,7 +460,7 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, const pd_j
     uint64_t first;
     uint32_t n;
     bool succeeded;
-    if (pd_mods_is_builtin(b->mods, job->mod)) {
+    if (pd_mods_is_builtin(pd_broker_mods(b), job->mod)) {
         int64_t exit = code == PD_ETASK ? s_exec_exit(value, value_len) : -1;
         if (exit != 127 && exit != 126)
             return S_END_JOB;
@@ -468,20 +468,21 @@ static s_end_t s_job_ends(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, const pd_j
         return succeeded ? S_END_JOB : S_END_PROGRAM;
     }
     /* The hot path: a result with no probe out is a job's own. */
-    if (!pd_probes_module_failure(code) && pd_probes_running(b->probes) == 0)
+    if (!pd_probes_module_failure(code) && pd_probes_running(pd_broker_probes(b)) == 0)
         return S_END_JOB;
     pd_jobs_batch(job, &first, &n, &succeeded);
     const char *platform = pd_wrec_platform(wk);
     uint64_t probe = 0;
-    bool is_probe = pd_probes_get(b->probes, job->mod, job->cu, job->fn, platform, &probe) ==
+    pd_probes_t *probes = pd_broker_probes(b);
+    bool is_probe = pd_probes_get(probes, job->mod, job->cu, job->fn, platform, &probe) ==
                         PD_PROBE_RUNNING && probe == id;
     bool broken = pd_probes_module_failure(code) && (is_probe || !succeeded);
     /* A module failure, or PD_ENOMODULE (the worker's cache, not the
        module): the next batch probes again. */
     if (broken || (is_probe && code == PD_ENOMODULE))
-        pd_probes_forget(b->probes, job->mod, job->cu, job->fn, platform);
+        pd_probes_forget(pd_broker_probes(b), job->mod, job->cu, job->fn, platform);
     else if (is_probe)
-        pd_probes_proven(b->probes, job->mod, job->cu, job->fn, platform);
+        pd_probes_proven(pd_broker_probes(b), job->mod, job->cu, job->fn, platform);
     return broken ? S_END_MODULE : S_END_JOB;
 }
 
@@ -545,24 +546,24 @@ static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
         const uint8_t *val;
         size_t vlen;
         s_read_result(&r, &id, &attempt, &ok, &val, &vlen, &us);
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
-            b->stats.stale++;
+            pd_broker_counters(b)->stale++;
             pd_log_debug("dropped a stale result for job %llu attempt %llu (%llu so far)",
                          (unsigned long long) id, (unsigned long long) attempt,
-                         (unsigned long long) b->stats.stale);
+                         (unsigned long long) pd_broker_counters(b)->stale);
             continue;
         }
         /* GPU jobs' run times say nothing of the CPU slots' depth. */
         if (!job->gpu)
             pd_wrec_observe(wk, us);
-        wk->progress_ms = b->now_ms;
-        pd_wrec_untrack(wk, b->jobs, job);
+        wk->progress_ms = pd_broker_now_ms(b);
+        pd_wrec_untrack(wk, pd_broker_jobs(b), job);
         wk->done++;
         if (ok) {
             s_job_ends(b, wk, id, job, 0, NULL, 0);
-            pd_jobs_set_done(b->jobs, id, val, (uint32_t) vlen);
+            pd_jobs_set_done(pd_broker_jobs(b), id, val, (uint32_t) vlen);
             continue;
         }
         char code[64], msg[4200]; /* room for a compiler's log */
@@ -578,15 +579,16 @@ static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
         s_end_t end = s_job_ends(b, wk, id, job, pd_err_from_name(code), value, value_len);
         /* --retry-failed: its own run failed, and it may run again (never a
            module that cannot run, nor a program that is not there). */
-        if (end == S_END_JOB && pd_jobs_retry_failed(b->jobs, id, code, wk->host)) {
+        if (end == S_END_JOB && pd_jobs_retry_failed(pd_broker_jobs(b), id, code, wk->host)) {
             pd_log_info("job %llu failed on %s (%s: %.200s): run again (%u of %u)",
                         (unsigned long long) id, wk->host, code, msg,
                         (unsigned) job->failures, (unsigned) job->retry_failed);
             continue;
         }
-        const char *fn = pd_jobs_fn_name(b->jobs, job->fn);
-        const char *mod = pd_mods_get(b->mods, job->mod)->name;
-        pd_jobs_set_failed_value(b->jobs, id, code, msg, wk->host, slot, value, value_len);
+        const char *fn = pd_jobs_fn_name(pd_broker_jobs(b), job->fn);
+        const char *mod = pd_mods_get(pd_broker_mods(b), job->mod)->name;
+        pd_jobs_set_failed_value(pd_broker_jobs(b), id, code, msg, wk->host, slot, value,
+                                 value_len);
         if (end != S_END_JOB)
             s_end_batch(b, wk, id, end, first, count, fn, mod);
     }
@@ -627,14 +629,14 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
         pd_rd_array(&r, &two);
         pd_rd_uint(&r, &id);
         pd_rd_uint(&r, &attempt);
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
-            b->stats.stale++;
+            pd_broker_counters(b)->stale++;
             continue;
         }
-        pd_wrec_untrack(wk, b->jobs, job);
-        pd_jobs_requeue(b->jobs, id, false, wk->host);
+        pd_wrec_untrack(wk, pd_broker_jobs(b), job);
+        pd_jobs_requeue(pd_broker_jobs(b), id, false, wk->host);
         back++;
     }
     char label[160];
@@ -658,20 +660,20 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     (void) m;
     msgpack_packer pk;
-    pd_buf_reset(&b->out);
-    pd_packer_init(&pk, &b->out);
+    pd_buf_reset(pd_broker_out(b));
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "cluster", 8);
     pd_pack_kv_uint(&pk, "req", o->req);
     pd_pack_kv_str(&pk, "version", PD_VERSION);
-    pd_pack_kv_str(&pk, "name", b->name);
-    pd_pack_kv_str(&pk, "cluster", b->cluster);
-    pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(b->jobs));
-    pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(b->jobs));
+    pd_pack_kv_str(&pk, "name", pd_broker_name(b));
+    pd_pack_kv_str(&pk, "cluster", pd_broker_cluster(b));
+    pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(pd_broker_jobs(b)));
+    pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(pd_broker_jobs(b)));
     pd_pack_cstr(&pk, "workers");
-    msgpack_pack_array(&pk, pd_reg_count(b->workers));
+    msgpack_pack_array(&pk, pd_reg_count(pd_broker_workers(b)));
     uint32_t packed = 0;
-    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
         char rid[PD_WORKERS_MAX_RID + 1];
@@ -713,8 +715,8 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             pd_pack_kv_uint(&pk, "cc_major", wk->gpu[g].cc_major);
             pd_pack_kv_uint(&pk, "cc_minor", wk->gpu[g].cc_minor);
         }
-        pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (b->now_ms - wk->last_recv));
-        pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((b->now_ms - wk->joined) / 1000));
+        pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (pd_broker_now_ms(b) - wk->last_recv));
+        pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((pd_broker_now_ms(b) - wk->joined) / 1000));
         pd_pack_kv_str(&pk, "version", wk->version);
         if (pilot) {
             pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
@@ -723,7 +725,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         }
         packed++;
     }
-    assert(packed == pd_reg_count(b->workers));
+    assert(packed == pd_reg_count(pd_broker_workers(b)));
     pd_broker_pack_owners(b, &pk, o);
     pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
@@ -733,7 +735,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    pd_wrec_t *wk = pd_reg_find(b->workers, o->rid, o->ridlen);
+    pd_wrec_t *wk = pd_reg_find(pd_broker_workers(b), o->rid, o->ridlen);
     if (pd_msg_is(m, "ready"))
         return s_on_ready(b, wk, m, o);
     if (!wk) {
@@ -749,7 +751,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                  m->type, s_label(wk, label, sizeof label));
         return PD_EREFUSED;
     }
-    wk->last_recv = b->now_ms;
+    wk->last_recv = pd_broker_now_ms(b);
     if (pd_msg_is(m, "hb")) {
         s_state_t st;
         s_state_get(wk, &st);
@@ -770,7 +772,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         int rc = s_read_slots(m, o, &cpus, &gpus);
         if (rc)
             return rc;
-        pd_reg_set_slots(b->workers, wk, (uint32_t) cpus, (uint32_t) gpus);
+        pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
         char label[160];
         pd_log_info("worker %s now offers %u cpus and %u gpus",
                     s_label(wk, label, sizeof label), wk->cpus, wk->gpus);
@@ -785,19 +787,17 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_send_mod(pd_broker_t *b, pd_wrec_t *wk, uint32_t mod, const char *client)
 {
-    const pd_mod_t *md = pd_mods_get(b->mods, mod);
-    pd_buf_reset(&b->aux);
+    const pd_mod_t *md = pd_mods_get(pd_broker_mods(b), mod);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "mod", 5);
     pd_pack_kv_str(&pk, "hash", md->hash);
     pd_pack_kv_str(&pk, "name", md->name);
     pd_pack_kv_str(&pk, "kind", md->kind);
     pd_pack_kv_str(&pk, "client", client);
     pd_pack_kv_bin(&pk, "data", md->data, md->len);
-    int rc = b->aux.failed ? PD_ENOMEM
-                           : pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len);
-    pd_buf_reset(&b->aux);
+    int rc = pd_broker_tell(b, wk);
     if (rc == 0)
         rc = pd_wrec_set_mod(wk, mod);
     return rc;
@@ -806,18 +806,19 @@ int pd_broker_send_mod(pd_broker_t *b, pd_wrec_t *wk, uint32_t mod, const char *
 /* Sends `shr {hash, data}` for shared-data index i, once per worker. */
 static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
 {
-    const pd_shared_blob_t *sb = pd_shared_get(b->shared, i);
-    pd_buf_reset(&b->aux);
+    const pd_shared_blob_t *sb = pd_shared_get(pd_broker_shared(b), i);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "shr", 2);
     pd_pack_kv_str(&pk, "hash", sb->hash);
     pd_pack_cstr(&pk, "data");
     msgpack_pack_bin(&pk, sb->len);
-    int rc = b->aux.failed ? PD_ENOMEM
-                           : pd_broker_send2(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len,
-                                             sb->data, sb->len);
-    pd_buf_reset(&b->aux);
+    pd_buf_t *aux = pd_broker_aux(b);
+    int rc = aux->failed ? PD_ENOMEM
+                         : pd_broker_send2(b, wk->rid, wk->ridlen, aux->data, aux->len, sb->data,
+                                           sb->len);
+    pd_buf_reset(pd_broker_aux(b));
     if (rc == 0) {
         char label[160];
         pd_log_debug("shared data %.12s (%zu bytes) sent to worker %s", sb->hash, sb->len,
@@ -830,19 +831,17 @@ static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
 void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 {
     pd_log_info("shared data %.12s evicted from the store to make room", hash);
-    for (uint32_t k = 0; k < pd_reg_span(b->workers); k++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, k);
+    for (uint32_t k = 0; k < pd_reg_span(pd_broker_workers(b)); k++) {
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), k);
         if (!wk || !pd_wrec_has_shared(wk, i))
             continue;
         pd_wrec_set_shared(wk, i, false);
-        pd_buf_reset(&b->aux);
+        pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
-        pd_packer_init(&pk, &b->aux);
+        pd_packer_init(&pk, pd_broker_aux(b));
         pd_msg_begin(&pk, "shr_drop", 1);
         pd_pack_kv_str(&pk, "hash", hash);
-        if (!b->aux.failed && pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
-            wk->last_send = b->now_ms;
-        pd_buf_reset(&b->aux);
+        pd_broker_tell(b, wk);
     }
 }
 
@@ -851,7 +850,7 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
                         const pd_sched_job_t *sj)
 {
-    const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+    const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
     int rc = 0;
     if ((sj->send & PD_SCHED_SEND_MOD) && (rc = pd_broker_send_mod(b, wk, job->mod, owner)))
         return rc;
@@ -868,17 +867,17 @@ static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
 static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd_job_t *job,
                        uint32_t client)
 {
-    pd_limits_t lim = pd_jobs_fn_limits(b->jobs, job->fn);
+    pd_limits_t lim = pd_jobs_fn_limits(pd_broker_jobs(b), job->fn);
     bool has_lim = !pd_limits_none(&lim);
     msgpack_pack_array(pk, has_lim ? 11 : job->gpu ? 10 : 8);
     msgpack_pack_uint64(pk, id);
     msgpack_pack_uint32(pk, job->attempt);
-    pd_pack_cstr(pk, pd_mods_get(b->mods, job->mod)->hash);
-    pd_pack_cstr(pk, pd_jobs_fn_name(b->jobs, job->fn));
+    pd_pack_cstr(pk, pd_mods_get(pd_broker_mods(b), job->mod)->hash);
+    pd_pack_cstr(pk, pd_jobs_fn_name(pd_broker_jobs(b), job->fn));
     msgpack_pack_uint32(pk, job->timeout_ms);
     pd_pack_raw(pk, job->arg->data + job->arg_off, job->arg_len);
     if (job->shared)
-        pd_pack_cstr(pk, pd_shared_get(b->shared, job->shared - 1)->hash);
+        pd_pack_cstr(pk, pd_shared_get(pd_broker_shared(b), job->shared - 1)->hash);
     else
         msgpack_pack_nil(pk);
     msgpack_pack_uint32(pk, client);
@@ -888,7 +887,7 @@ static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd
         else
             msgpack_pack_false(pk);
         if (job->cu)
-            pd_pack_cstr(pk, pd_mods_get(b->mods, job->cu - 1)->hash);
+            pd_pack_cstr(pk, pd_mods_get(pd_broker_mods(b), job->cu - 1)->hash);
         else
             msgpack_pack_nil(pk);
     }
@@ -901,11 +900,11 @@ static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd
 static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, uint32_t k)
 {
     for (uint32_t i = o->n; i-- > k;) {
-        const pd_sched_job_t *sj = pd_sched_job(b->sched, o, i);
-        pd_job_t *job = pd_jobs_get(b->jobs, sj->id);
+        const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, i);
+        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
         pd_sched_unsent(wk, job, sj);
-        pd_wrec_untrack(wk, b->jobs, job);
-        pd_jobs_requeue(b->jobs, sj->id, false, wk->host);
+        pd_wrec_untrack(wk, pd_broker_jobs(b), job);
+        pd_jobs_requeue(pd_broker_jobs(b), sj->id, false, wk->host);
     }
 }
 
@@ -913,29 +912,29 @@ static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, u
    or a PD_E* code when not all was sent (what was not is requeued). */
 static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
 {
-    pd_wrec_t *wk = pd_reg_at(b->workers, o->worker);
+    pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), o->worker);
     if (!wk)
         return PD_EUNREACH; /* gone since the plan: its jobs went back with it */
-    pd_buf_reset(&b->out);
+    pd_buf_reset(pd_broker_out(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->out);
+    pd_packer_init(&pk, pd_broker_out(b));
     pd_msg_begin(&pk, "run", 2);
     pd_pack_cstr(&pk, "jobs");
     static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
-    size_t at = b->out.len;
-    pd_buf_append(&b->out, head, sizeof head);
+    size_t at = pd_broker_out(b)->len;
+    pd_buf_append(pd_broker_out(b), head, sizeof head);
     /* The chunk's client keys, each sent once: jobs name an index. */
     const char *clients[PD_SCHED_RUN_CLIENTS];
     uint32_t nclients = 0, n = 0;
     int rc = 0;
     for (; n < o->n; n++) {
-        const pd_sched_job_t *sj = pd_sched_job(b->sched, o, n);
-        pd_job_t *job = pd_jobs_get(b->jobs, sj->id);
+        const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, n);
+        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
         if (sj->send && (rc = s_send_needs(b, wk, job, sj)) != 0) {
             s_unsend(b, wk, o, n);
             break;
         }
-        const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
+        const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
         uint32_t ci = 0;
         while (ci < nclients && strcmp(clients[ci], owner) != 0)
             ci++;
@@ -948,16 +947,16 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
     for (uint32_t i = 0; i < nclients; i++)
         pd_pack_cstr(&pk, clients[i]);
     int src = 0;
-    if (n > 0 && !b->out.failed) {
-        b->out.data[at + 1] = (uint8_t) (n >> 24);
-        b->out.data[at + 2] = (uint8_t) (n >> 16);
-        b->out.data[at + 3] = (uint8_t) (n >> 8);
-        b->out.data[at + 4] = (uint8_t) n;
-        src = pd_broker_send(b, wk->rid, wk->ridlen, b->out.data, b->out.len);
+    if (n > 0 && !pd_broker_out(b)->failed) {
+        pd_broker_out(b)->data[at + 1] = (uint8_t) (n >> 24);
+        pd_broker_out(b)->data[at + 2] = (uint8_t) (n >> 16);
+        pd_broker_out(b)->data[at + 3] = (uint8_t) (n >> 8);
+        pd_broker_out(b)->data[at + 4] = (uint8_t) n;
+        src = pd_broker_send(b, wk->rid, wk->ridlen, pd_broker_out(b)->data, pd_broker_out(b)->len);
     } else if (n > 0) {
         src = PD_ENOMEM;
     }
-    pd_buf_reset(&b->out);
+    pd_buf_reset(pd_broker_out(b));
     if (src) {
         /* Not sent: the chunk goes back, not counted as an attempt. */
         pd_sched_order_t sent = *o;
@@ -965,7 +964,7 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
         s_unsend(b, wk, &sent, 0);
         rc = src;
     } else if (n > 0) {
-        wk->last_send = b->now_ms;
+        wk->last_send = pd_broker_now_ms(b);
     }
     if (rc == PD_EUNREACH)
         s_worker_gone(b, wk, true, "its connection is gone");
@@ -976,12 +975,12 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
    not started. The answer is a `requeue` with `stolen: true`. */
 static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
 {
-    pd_wrec_t *wk = pd_reg_at(b->workers, o->worker);
+    pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), o->worker);
     if (!wk)
         return;
-    pd_buf_reset(&b->aux);
+    pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
-    pd_packer_init(&pk, &b->aux);
+    pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "steal", 2);
     pd_pack_kv_uint(&pk, "n", o->n);
     pd_pack_cstr(&pk, "gpu");
@@ -989,9 +988,7 @@ static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
         msgpack_pack_true(&pk);
     else
         msgpack_pack_false(&pk);
-    if (pd_broker_send(b, wk->rid, wk->ridlen, b->aux.data, b->aux.len) == 0)
-        wk->last_send = b->now_ms;
-    pd_buf_reset(&b->aux);
+    pd_broker_tell(b, wk);
     char label[160];
     pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
                  s_label(wk, label, sizeof label), o->n, o->cls == PD_JOBS_GPU ? "GPU " : "");
@@ -999,17 +996,19 @@ static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
 
 void pd_broker_dispatch(pd_broker_t *b)
 {
-    pd_sched_in_t in = {.jobs = b->jobs, .reg = b->workers, .tasks = b->tasks,
-                        .mods = b->mods, .probes = b->probes, .now_ms = b->now_ms,
-                        .steal_ms = (int64_t) b->cfg.hb_ms, .run_jobs = PD_BROKER_RUN_CHUNK,
+    pd_sched_in_t in = {.jobs = pd_broker_jobs(b), .reg = pd_broker_workers(b),
+                        .tasks = pd_broker_tasks(b), .mods = pd_broker_mods(b),
+                        .probes = pd_broker_probes(b), .now_ms = pd_broker_now_ms(b),
+                        .steal_ms = (int64_t) pd_broker_cfg(b)->hb_ms,
+                        .run_jobs = PD_BROKER_RUN_CHUNK,
                         .run_bytes = PD_BROKER_REPLY_BYTES};
     /* An order that could not be sent gave its jobs or slots back: they
        are planned again at once, for the other workers. */
     for (int round = 0; round < S_PLAN_ROUNDS; round++) {
-        uint32_t n = pd_sched_plan(b->sched, &in);
+        uint32_t n = pd_sched_plan(pd_broker_sched(b), &in);
         bool failed = false;
         for (uint32_t i = 0; i < n; i++) {
-            const pd_sched_order_t *o = pd_sched_order(b->sched, i);
+            const pd_sched_order_t *o = pd_sched_order(pd_broker_sched(b), i);
             if (o->kind == PD_SCHED_PLACE)
                 failed |= pd_broker_start_task(b, o->task) != 0;
             else if (o->kind == PD_SCHED_RUN)
@@ -1025,11 +1024,12 @@ void pd_broker_dispatch(pd_broker_t *b)
 void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
 {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, i);
+    for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
-        wk->last_recv = wk->last_recv + ms > b->now_ms ? b->now_ms : wk->last_recv + ms;
+        int64_t now = pd_broker_now_ms(b);
+        wk->last_recv = wk->last_recv + ms > now ? now : wk->last_recv + ms;
         n++;
     }
     if (n)
@@ -1040,30 +1040,31 @@ void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
 
 void pd_broker_tick_workers(pd_broker_t *b)
 {
-    int64_t dead_after = (int64_t) b->cfg.hb_ms * b->cfg.liveness;
-    for (uint32_t i = 0; i < pd_reg_span(b->workers); i++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, i);
+    int64_t dead_after = (int64_t) pd_broker_cfg(b)->hb_ms * pd_broker_cfg(b)->liveness;
+    for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
-        int64_t silent = b->now_ms - wk->last_recv;
+        int64_t silent = pd_broker_now_ms(b) - wk->last_recv;
         if (silent > dead_after) {
             char why[64];
             snprintf(why, sizeof why, "silent for %lld ms", (long long) silent);
             s_worker_gone(b, wk, true, why);
             continue;
         }
-        if (b->now_ms - wk->last_send >= (int64_t) b->cfg.hb_ms &&
+        if (pd_broker_now_ms(b) - wk->last_send >= (int64_t) pd_broker_cfg(b)->hb_ms &&
             s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
-            wk->last_send = b->now_ms;
+            wk->last_send = pd_broker_now_ms(b);
     }
 }
 
 void pd_broker_revoke_workers(pd_broker_t *b)
 {
-    for (uint32_t i = 0; b->zap && i < pd_reg_span(b->workers); i++) {
-        pd_wrec_t *wk = pd_reg_at(b->workers, i);
+    for (uint32_t i = 0; pd_broker_zap(b) && i < pd_reg_span(pd_broker_workers(b)); i++) {
+        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         /* A worker without a key is an inproc peer: the embedded worker. */
-        if (wk && wk->key[0] && !pd_role_allows(pd_zap_role(b->zap, wk->key), PD_ROLE_WORKER))
+        if (wk && wk->key[0] &&
+            !pd_role_allows(pd_zap_role(pd_broker_zap(b), wk->key), PD_ROLE_WORKER))
             s_worker_gone(b, wk, false, "its key is no longer allowed as a worker");
     }
 }

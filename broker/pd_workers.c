@@ -144,6 +144,7 @@ uint32_t pd_reg_span(const pd_reg_t *w) { return w->span; }
 uint32_t pd_reg_count(const pd_reg_t *w) { return w->count; }
 uint64_t pd_reg_cpus(const pd_reg_t *w) { return w->cpus; }
 uint64_t pd_reg_gpus(const pd_reg_t *w) { return w->gpus; }
+uint64_t pd_reg_slots(const pd_reg_t *w) { return w->cpus + w->gpus; }
 
 void pd_reg_set_slots(pd_reg_t *w, pd_wrec_t *wk, uint32_t cpus, uint32_t gpus)
 {

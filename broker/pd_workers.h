@@ -111,6 +111,8 @@ uint64_t pd_reg_cpus(const pd_reg_t *w);
 uint64_t pd_reg_gpus(const pd_reg_t *w);
 /* Records a change of a worker's slots. */
 void pd_reg_set_slots(pd_reg_t *w, pd_wrec_t *wk, uint32_t cpus, uint32_t gpus);
+/* Slots of both classes offered by the workers (pd_reg_cpus + pd_reg_gpus). */
+uint64_t pd_reg_slots(const pd_reg_t *w);
 /* True once any worker has offered a GPU slot since the registry was made. */
 bool pd_reg_gpus_ever(const pd_reg_t *w);
 

@@ -10,7 +10,7 @@
 
 #include "pd_auth.h"
 #include "pd_broker.h"
-#include "pd_broker_int.h"
+#include "pd_broker_root.h"
 #include "pd_codec.h"
 #include "pd_error.h"
 #include "pd_file.h"

@@ -12,7 +12,7 @@
     broker forgets everything (pd_broker_forget_all), so an input always
     meets the same broker and a crash replays. */
 #include "pd_broker.h"
-#include "pd_broker_int.h"
+#include "pd_broker_root.h"
 #include "pd_error.h"
 #include "pd_log.h"
 #include "fuzz_seeds.h"
