@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,361 +244,320 @@ static int s_flag(const char *flag, const char *section, const char *key, const 
     return 0;
 }
 
-int main(int argc, char **argv)
+enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
+       O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
+       O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED };
+
+static const struct option s_opts[] = {
+    {"bind", required_argument, NULL, 'b'},
+    {"heartbeat-ms", required_argument, NULL, 'H'},
+    {"liveness", required_argument, NULL, 'L'},
+    {"max-jobs", required_argument, NULL, 'm'},
+    {"result-ttl", required_argument, NULL, 't'},
+    {"log-level", required_argument, NULL, 'l'},
+    {"ready-fd", required_argument, NULL, 'r'},
+    {"name", required_argument, NULL, 'n'},
+    {"max-shared-mb", required_argument, NULL, 'S'},
+    {"shared-store-mb", required_argument, NULL, 'T'},
+    {"worker-cpus", required_argument, NULL, 'w'},
+    {"cache", required_argument, NULL, 'C'},
+    {"config", required_argument, NULL, O_CONFIG},
+    {"cluster", required_argument, NULL, O_CLUSTER},
+    {"beacon-port", required_argument, NULL, O_BPORT},
+    {"beacon-interval-ms", required_argument, NULL, O_BINTERVAL},
+    {"beacon-interface", required_argument, NULL, O_BIFACE},
+    {"no-beacon", no_argument, NULL, O_NOBEACON},
+    {"journal", required_argument, NULL, O_JOURNAL},
+    {"no-journal", no_argument, NULL, O_NO_JOURNAL},
+    {"journal-sync", required_argument, NULL, O_JOURNAL_SYNC},
+    {"journal-max-mb", required_argument, NULL, O_JOURNAL_MAX},
+    {"journal-reset", no_argument, NULL, O_JOURNAL_RESET},
+    {"secure", no_argument, NULL, O_SECURE},
+    {"insecure", no_argument, NULL, O_INSECURE},
+    {"key", required_argument, NULL, O_KEY},
+    {"allow", required_argument, NULL, O_ALLOW},
+    {"config-dir", required_argument, NULL, O_CONFIG_DIR},
+    {"max-arg-mb", required_argument, NULL, O_MAXARG},
+    {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
+    {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* What the flags said: NULL, -1 or false where a flag was not given. The
+   flags are read first (they may name the configuration file) and applied
+   after the file, so that they win. */
+typedef struct {
+    const char *bind, *name, *level, *config, *cluster, *iface, *key, *allow, *config_dir;
+    const char *journal, *jsync, *cache;
+    int64_t hb, live, max, ttl, bport, binterval, maxshared, store, maxarg, maxbatch, maxqueued;
+    int64_t jmax, ready_fd, worker_cpus;
+    pd_sec_mode_t security;
+    bool nobeacon, nojournal, jreset;
+} s_flags_t;
+
+/* The whole-number flags: their bounds, and where the value goes. */
+static const struct {
+    int c;
+    const char *flag;
+    uint64_t lo, hi;
+    size_t at; /* offset of its int64_t in s_flags_t */
+} s_numbers[] = {
+    {'H', "--heartbeat-ms", 10, 600000, offsetof(s_flags_t, hb)},
+    {'L', "--liveness", 1, 1000, offsetof(s_flags_t, live)},
+    {'m', "--max-jobs", 1, 1000000000000ull, offsetof(s_flags_t, max)},
+    {'t', "--result-ttl", 1, 100u * 365 * 86400, offsetof(s_flags_t, ttl)},
+    {'r', "--ready-fd", 0, 1000000, offsetof(s_flags_t, ready_fd)},
+    {'w', "--worker-cpus", 1, 4096, offsetof(s_flags_t, worker_cpus)},
+    {O_BPORT, "--beacon-port", 0, 65535, offsetof(s_flags_t, bport)},
+    {O_BINTERVAL, "--beacon-interval-ms", 100, 60000, offsetof(s_flags_t, binterval)},
+    {O_MAXARG, "--max-arg-mb", 1, PD_BROKER_LIMIT_MAX_ARG >> 20, offsetof(s_flags_t, maxarg)},
+    {O_MAXBATCH, "--max-batch-mb", 1, 1u << 20, offsetof(s_flags_t, maxbatch)},
+    {O_MAXQUEUED, "--max-queued-mb", 1, 1u << 30, offsetof(s_flags_t, maxqueued)},
+    {'S', "--max-shared-mb", 1, PD_SHARED_LIMIT >> 20, offsetof(s_flags_t, maxshared)},
+    {'T', "--shared-store-mb", 1, 1u << 20, offsetof(s_flags_t, store)},
+    {O_JOURNAL_MAX, "--journal-max-mb", 0, 1ull << 30, offsetof(s_flags_t, jmax)},
+};
+
+#define S_USAGE (-2) /* a bad command line: the usage goes to stderr, exit 2 */
+
+/* Takes one flag other than a whole number (c: getopt_long's answer, its
+   value in optarg). Returns 0, or S_USAGE with the reason printed. */
+static int s_take_text(s_flags_t *f, int c)
 {
-    /* The embedded worker's slot and node processes are this program,
-       exec'ed again. */
-    if (pd_slot_is_child(argc, argv))
-        return pd_slot_main(argc, argv);
-    if (pd_nodeproc_is_child(argc, argv))
-        return pd_nodeproc_main(argc, argv);
-    pd_broker_config_t cfg;
-    pd_broker_config_defaults(&cfg);
-    /* A file size limit makes a journal write fail (EFBIG) rather than kill
-       the broker: it then behaves as with a full disk. */
-    signal(SIGXFSZ, SIG_IGN);
-    pd_log_set_tag("broker");
-    pd_log_set_level(PD_LOG_INFO);
-    int ready_fd = -1;
-    int worker_cpus = 0;
-    const char *cache = NULL;
-    enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
-           O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
-           O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED };
-    static const struct option opts[] = {
-        {"bind", required_argument, NULL, 'b'},
-        {"heartbeat-ms", required_argument, NULL, 'H'},
-        {"liveness", required_argument, NULL, 'L'},
-        {"max-jobs", required_argument, NULL, 'm'},
-        {"result-ttl", required_argument, NULL, 't'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"ready-fd", required_argument, NULL, 'r'},
-        {"name", required_argument, NULL, 'n'},
-        {"max-shared-mb", required_argument, NULL, 'S'},
-        {"shared-store-mb", required_argument, NULL, 'T'},
-        {"worker-cpus", required_argument, NULL, 'w'},
-        {"cache", required_argument, NULL, 'C'},
-        {"config", required_argument, NULL, O_CONFIG},
-        {"cluster", required_argument, NULL, O_CLUSTER},
-        {"beacon-port", required_argument, NULL, O_BPORT},
-        {"beacon-interval-ms", required_argument, NULL, O_BINTERVAL},
-        {"beacon-interface", required_argument, NULL, O_BIFACE},
-        {"no-beacon", no_argument, NULL, O_NOBEACON},
-        {"journal", required_argument, NULL, O_JOURNAL},
-        {"no-journal", no_argument, NULL, O_NO_JOURNAL},
-        {"journal-sync", required_argument, NULL, O_JOURNAL_SYNC},
-        {"journal-max-mb", required_argument, NULL, O_JOURNAL_MAX},
-        {"journal-reset", no_argument, NULL, O_JOURNAL_RESET},
-        {"secure", no_argument, NULL, O_SECURE},
-        {"insecure", no_argument, NULL, O_INSECURE},
-        {"key", required_argument, NULL, O_KEY},
-        {"allow", required_argument, NULL, O_ALLOW},
-        {"config-dir", required_argument, NULL, O_CONFIG_DIR},
-        {"max-arg-mb", required_argument, NULL, O_MAXARG},
-        {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
-        {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    /* Flags first (they may name the configuration file), applied after
-       the file so that they win. */
-    const char *f_bind = NULL, *f_name = NULL, *f_level = NULL, *f_config = NULL,
-               *f_cluster = NULL, *f_iface = NULL;
-    int64_t f_hb = -1, f_live = -1, f_max = -1, f_ttl = -1, f_bport = -1, f_binterval = -1;
-    pd_sec_mode_t f_security = PD_SEC_AUTO;
-    const char *f_key = NULL, *f_allow = NULL;
-    int64_t f_maxshared = -1, f_store = -1, f_maxarg = -1, f_maxbatch = -1, f_maxqueued = -1;
-    bool f_nobeacon = false;
-    const char *f_journal = NULL, *f_jsync = NULL;
-    int64_t f_jmax = -1;
-    bool f_nojournal = false, f_jreset = false;
+    switch (c) {
+    case 'b':
+        if (!optarg[0]) {
+            fprintf(stderr, "playdoh-broker: --bind wants an endpoint such as "
+                            "tcp://127.0.0.1:5555\n");
+            return S_USAGE;
+        }
+        f->bind = optarg;
+        return 0;
+    case 'l': {
+        pd_log_level_t level;
+        if (pd_log_parse_level(optarg, &level)) {
+            fprintf(stderr, "playdoh-broker: --log-level wants error, warn, info or debug, "
+                            "not '%s'\n", optarg);
+            return S_USAGE;
+        }
+        f->level = optarg;
+        return 0;
+    }
+    case O_CLUSTER:
+        f->cluster = optarg;
+        return s_flag("--cluster", "cluster", "name", optarg) ? S_USAGE : 0;
+    case O_JOURNAL_SYNC:
+        f->jsync = optarg;
+        return s_flag("--journal-sync", "broker", "journal_sync", optarg) ? S_USAGE : 0;
+    case O_JOURNAL:
+        if (!optarg[0] || strcmp(optarg, "off") == 0) {
+            fprintf(stderr, "playdoh-broker: --journal wants a file path such as "
+                            "/var/lib/playdoh/broker.journal (--no-journal for none)\n");
+            return S_USAGE;
+        }
+        f->journal = optarg;
+        return 0;
+    case O_SECURE:
+    case O_INSECURE: {
+        pd_sec_mode_t want = c == O_SECURE ? PD_SEC_CURVE : PD_SEC_NONE;
+        if (f->security != PD_SEC_AUTO && f->security != want) {
+            fprintf(stderr, "playdoh-broker: --secure and --insecure exclude each other\n");
+            return S_USAGE;
+        }
+        f->security = want;
+        return 0;
+    }
+    case 'n': f->name = optarg; return 0;
+    case 'C': f->cache = optarg; return 0;
+    case O_CONFIG: f->config = optarg; return 0;
+    case O_BIFACE: f->iface = optarg; return 0;
+    case O_KEY: f->key = optarg; return 0;
+    case O_ALLOW: f->allow = optarg; return 0;
+    case O_CONFIG_DIR: f->config_dir = optarg; return 0;
+    case O_NOBEACON: f->nobeacon = true; return 0;
+    case O_NO_JOURNAL: f->nojournal = true; return 0;
+    case O_JOURNAL_RESET: f->jreset = true; return 0;
+    }
+    return S_USAGE; /* not reached: every option of s_opts is handled */
+}
+
+/* Reads the command line into f. Returns 0 to go on, an exit code (0
+   after --help or --version, 2 for an unknown option), or S_USAGE. */
+static int s_parse_flags(int argc, char **argv, s_flags_t *f)
+{
+    *f = (s_flags_t){.hb = -1, .live = -1, .max = -1, .ttl = -1, .bport = -1, .binterval = -1,
+                     .maxshared = -1, .store = -1, .maxarg = -1, .maxbatch = -1,
+                     .maxqueued = -1, .jmax = -1, .ready_fd = -1, .worker_cpus = -1,
+                     .security = PD_SEC_AUTO};
     opterr = 0;
     int c;
-    uint64_t v;
     /* ':' first: getopt_long returns ':' for an option without its value. */
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            if (!optarg[0]) {
-                fprintf(stderr, "playdoh-broker: --bind wants an endpoint such as "
-                                "tcp://127.0.0.1:5555\n");
-                goto bad;
-            }
-            f_bind = optarg;
-            break;
-        case 'H':
-            if (s_parse_u64("--heartbeat-ms", optarg, 10, 600000, &v))
-                goto bad;
-            f_hb = (int64_t) v;
-            break;
-        case 'L':
-            if (s_parse_u64("--liveness", optarg, 1, 1000, &v))
-                goto bad;
-            f_live = (int64_t) v;
-            break;
-        case 'm':
-            if (s_parse_u64("--max-jobs", optarg, 1, 1000000000000ull, &v))
-                goto bad;
-            f_max = (int64_t) v;
-            break;
-        case 't':
-            if (s_parse_u64("--result-ttl", optarg, 1, 100u * 365 * 86400, &v))
-                goto bad;
-            f_ttl = (int64_t) v;
-            break;
-        case 'l': {
-            pd_log_level_t level;
-            if (pd_log_parse_level(optarg, &level)) {
-                fprintf(stderr, "playdoh-broker: --log-level wants error, warn, info or debug, "
-                                "not '%s'\n", optarg);
-                goto bad;
-            }
-            f_level = optarg;
-            break;
-        }
-        case 'r':
-            if (s_parse_u64("--ready-fd", optarg, 0, 1000000, &v))
-                goto bad;
-            ready_fd = (int) v;
-            break;
-        case 'n':
-            f_name = optarg;
-            break;
-        case 'w':
-            if (s_parse_u64("--worker-cpus", optarg, 1, 4096, &v))
-                goto bad;
-            worker_cpus = (int) v;
-            break;
-        case 'C':
-            cache = optarg;
-            break;
-        case O_CONFIG:
-            f_config = optarg;
-            break;
-        case O_CLUSTER:
-            if (s_flag("--cluster", "cluster", "name", optarg))
-                goto bad;
-            f_cluster = optarg;
-            break;
-        case O_BPORT:
-            if (s_parse_u64("--beacon-port", optarg, 0, 65535, &v))
-                goto bad;
-            f_bport = (int64_t) v;
-            break;
-        case O_BINTERVAL:
-            if (s_parse_u64("--beacon-interval-ms", optarg, 100, 60000, &v))
-                goto bad;
-            f_binterval = (int64_t) v;
-            break;
-        case O_BIFACE:
-            f_iface = optarg;
-            break;
-        case O_NOBEACON:
-            f_nobeacon = true;
-            break;
-        case O_SECURE:
-        case O_INSECURE: {
-            pd_sec_mode_t want = c == O_SECURE ? PD_SEC_CURVE : PD_SEC_NONE;
-            if (f_security != PD_SEC_AUTO && f_security != want) {
-                fprintf(stderr, "playdoh-broker: --secure and --insecure exclude each other\n");
-                goto bad;
-            }
-            f_security = want;
-            break;
-        }
-        case O_KEY:
-            f_key = optarg;
-            break;
-        case O_ALLOW:
-            f_allow = optarg;
-            break;
-        case O_CONFIG_DIR:
-            cfg.config_dir = optarg;
-            break;
-        case O_MAXARG:
-            if (s_parse_u64("--max-arg-mb", optarg, 1, PD_BROKER_LIMIT_MAX_ARG >> 20, &v))
-                goto bad;
-            f_maxarg = (int64_t) v;
-            break;
-        case O_MAXBATCH:
-            if (s_parse_u64("--max-batch-mb", optarg, 1, 1u << 20, &v))
-                goto bad;
-            f_maxbatch = (int64_t) v;
-            break;
-        case O_MAXQUEUED:
-            if (s_parse_u64("--max-queued-mb", optarg, 1, 1u << 30, &v))
-                goto bad;
-            f_maxqueued = (int64_t) v;
-            break;
-        case 'S':
-            if (s_parse_u64("--max-shared-mb", optarg, 1, PD_SHARED_LIMIT >> 20, &v))
-                goto bad;
-            f_maxshared = (int64_t) v;
-            break;
-        case 'T':
-            if (s_parse_u64("--shared-store-mb", optarg, 1, 1u << 20, &v))
-                goto bad;
-            f_store = (int64_t) v;
-            break;
-        case O_JOURNAL:
-            if (!optarg[0] || strcmp(optarg, "off") == 0) {
-                fprintf(stderr, "playdoh-broker: --journal wants a file path such as "
-                                "/var/lib/playdoh/broker.journal (--no-journal for none)\n");
-                goto bad;
-            }
-            f_journal = optarg;
-            break;
-        case O_NO_JOURNAL:
-            f_nojournal = true;
-            break;
-        case O_JOURNAL_SYNC:
-            if (s_flag("--journal-sync", "broker", "journal_sync", optarg))
-                goto bad;
-            f_jsync = optarg;
-            break;
-        case O_JOURNAL_MAX:
-            if (s_parse_u64("--journal-max-mb", optarg, 0, 1ull << 30, &v))
-                goto bad;
-            f_jmax = (int64_t) v;
-            break;
-        case O_JOURNAL_RESET:
-            f_jreset = true;
-            break;
-        case 'h':
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
+        if (c == 'h') {
             s_usage(stdout);
             return 0;
-        case 'V':
+        }
+        if (c == 'V') {
             pd_cli_version("playdoh-broker");
             return 0;
-        default:
+        }
+        if (c == '?' || c == ':') {
             pd_cli_option_error("playdoh-broker", "playdoh-broker", argv[optind - 1], optopt,
                                 c == ':');
             return 2;
         }
+        size_t k = 0, nk = sizeof s_numbers / sizeof s_numbers[0];
+        while (k < nk && s_numbers[k].c != c)
+            k++;
+        uint64_t v;
+        int rc = k == nk ? s_take_text(f, c)
+                 : s_parse_u64(s_numbers[k].flag, optarg, s_numbers[k].lo, s_numbers[k].hi, &v)
+                     ? S_USAGE
+                     : 0;
+        if (rc)
+            return rc;
+        if (k < nk)
+            *(int64_t *) (void *) ((char *) f + s_numbers[k].at) = (int64_t) v;
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-broker: unexpected argument '%s'\n", argv[optind]);
-        goto bad;
+        return S_USAGE;
     }
-    if (f_nojournal && (f_journal || f_jreset)) {
+    if (f->nojournal && (f->journal || f->jreset)) {
         fprintf(stderr, "playdoh-broker: --no-journal excludes --journal and --journal-reset\n");
-        goto bad;
+        return S_USAGE;
     }
+    return -1;
+}
 
-    pd_config_t *cf = pd_config_new();
-    char why[1024];
-    if (!cf || pd_config_load_default(cf, f_config, why, sizeof why)) {
-        fprintf(stderr, "playdoh-broker: %s\n", cf ? why : "out of memory");
-        pd_config_destroy(&cf);
-        return 2;
-    }
-    const char *level_name = f_level ? f_level : pd_config_str(cf, "broker", "log_level", "info");
-    pd_log_level_t level = PD_LOG_INFO;
-    pd_log_parse_level(level_name, &level);
-    pd_log_set_level(level);
-    const char *bind = f_bind ? f_bind : pd_config_str(cf, "broker", "bind", cfg.bind);
-    cfg.bind = bind[0] ? bind : PD_BROKER_DEFAULT_BIND;
-    cfg.name = f_name ? f_name : pd_config_str(cf, "broker", "name", NULL);
-    cfg.hb_ms = (uint32_t) (f_hb >= 0 ? (uint64_t) f_hb
-                                      : pd_config_uint(cf, "broker", "heartbeat_ms", cfg.hb_ms));
-    cfg.liveness = (uint32_t) (f_live >= 0 ? (uint64_t) f_live
-                                           : pd_config_uint(cf, "broker", "liveness",
-                                                            cfg.liveness));
-    cfg.max_jobs = f_max >= 0 ? (uint64_t) f_max
-                              : pd_config_uint(cf, "broker", "max_jobs", cfg.max_jobs);
-    cfg.result_ttl_s = (uint32_t) (f_ttl >= 0 ? (uint64_t) f_ttl
-                                              : pd_config_uint(cf, "broker", "result_ttl_s",
-                                                               cfg.result_ttl_s));
-    cfg.cluster = f_cluster ? f_cluster : pd_config_str(cf, "cluster", "name", cfg.cluster);
-    cfg.beacon = !f_nobeacon && pd_config_bool(cf, "broker", "beacon", true);
-    cfg.beacon_port = (int) (f_bport >= 0 ? (uint64_t) f_bport
-                                          : pd_config_uint(cf, "cluster", "beacon_port",
-                                                           (uint64_t) cfg.beacon_port));
-    cfg.beacon_interval_ms = (int) (f_binterval >= 0
-                                        ? (uint64_t) f_binterval
-                                        : pd_config_uint(cf, "cluster", "beacon_interval_ms",
-                                                         (uint64_t) cfg.beacon_interval_ms));
-    cfg.beacon_iface = f_iface ? f_iface : pd_config_str(cf, "cluster", "beacon_interface", NULL);
-    cfg.security = f_security;
-    if (cfg.security == PD_SEC_AUTO)
-        pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg.security);
-    cfg.key_file = f_key ? f_key : pd_config_str(cf, "broker", "key", NULL);
-    cfg.allow_dir = f_allow ? f_allow : pd_config_str(cf, "broker", "allow_dir", NULL);
-    cfg.max_shared = (f_maxshared >= 0 ? (uint64_t) f_maxshared
-                                        : pd_config_uint(cf, "broker", "max_shared_mb",
-                                                         cfg.max_shared >> 20)) << 20;
-    cfg.shared_store = (f_store >= 0 ? (uint64_t) f_store
-                                     : pd_config_uint(cf, "broker", "shared_store_mb",
-                                                      cfg.shared_store >> 20)) << 20;
-    cfg.max_arg = (f_maxarg >= 0 ? (uint64_t) f_maxarg
-                                 : pd_config_uint(cf, "broker", "max_arg_mb", cfg.max_arg >> 20))
-                  << 20;
-    cfg.max_batch = (f_maxbatch >= 0 ? (uint64_t) f_maxbatch
-                                     : pd_config_uint(cf, "broker", "max_batch_mb",
-                                                      cfg.max_batch >> 20)) << 20;
-    cfg.max_queued = (f_maxqueued >= 0 ? (uint64_t) f_maxqueued
-                                       : pd_config_uint(cf, "broker", "max_queued_mb",
-                                                        cfg.max_queued >> 20)) << 20;
-    if (cfg.shared_store < cfg.max_shared) {
-        fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
-                        "(%llu)\n", (unsigned long long) (cfg.shared_store >> 20),
-                (unsigned long long) (cfg.max_shared >> 20));
-        pd_config_destroy(&cf);
-        goto bad;
-    }
-    /* The journal: flag, else file ("off": none), else the default path. */
-    char journal[4096];
-    const char *jpath = f_journal ? f_journal
-                                  : f_nojournal ? "off"
-                                                : pd_config_str(cf, "broker", "journal", NULL);
+/* A number from its flag when given (>= 0), else from the file, else dflt. */
+static uint64_t s_pick(int64_t flag, pd_config_t *cf, const char *section, const char *key,
+                       uint64_t dflt)
+{
+    return flag >= 0 ? (uint64_t) flag : pd_config_uint(cf, section, key, dflt);
+}
+
+/* The same for a size in MiB, returned in bytes (dflt in bytes too). */
+static uint64_t s_pick_mb(int64_t flag, pd_config_t *cf, const char *key, uint64_t dflt)
+{
+    return s_pick(flag, cf, "broker", key, dflt >> 20) << 20;
+}
+
+/* The journal: flag, else file ("off": none), else the default path (into
+   path, cap bytes). Returns 0, or 2 with the reason printed. */
+static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config_t *cfg,
+                           char *path, size_t cap)
+{
+    const char *jpath = f->journal     ? f->journal
+                        : f->nojournal ? "off"
+                                       : pd_config_str(cf, "broker", "journal", NULL);
     if (jpath && strcmp(jpath, "off") == 0) {
-        cfg.journal = NULL;
-        if (f_jreset) {
+        cfg->journal = NULL;
+        if (f->jreset) {
             fprintf(stderr, "playdoh-broker: --journal-reset: the configuration says "
                             "journal = off (%s)\n", pd_config_where(cf, "broker", "journal"));
-            pd_config_destroy(&cf);
             return 2;
         }
     } else if (jpath && jpath[0]) {
-        snprintf(journal, sizeof journal, "%s", jpath);
-        cfg.journal = journal;
-    } else if (pd_broker_default_journal(journal, sizeof journal) == 0) {
-        cfg.journal = journal;
+        snprintf(path, cap, "%s", jpath);
+        cfg->journal = path;
+    } else if (pd_broker_default_journal(path, cap) == 0) {
+        cfg->journal = path;
     } else {
         fprintf(stderr, "playdoh-broker: neither XDG_STATE_HOME nor HOME is set, so there is no "
                         "default journal: give --journal PATH or --no-journal\n");
-        pd_config_destroy(&cf);
         return 2;
     }
-    const char *jsync = f_jsync ? f_jsync : pd_config_str(cf, "broker", "journal_sync", "full");
-    cfg.journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
-                       : strcmp(jsync, "normal") == 0 ? PD_BROKER_SYNC_NORMAL
-                                                      : PD_BROKER_SYNC_FULL;
-    cfg.journal_max_bytes =
-        (f_jmax >= 0 ? (uint64_t) f_jmax
-                     : pd_config_uint(cf, "broker", "journal_max_mb",
-                                      PD_BROKER_DEFAULT_JOURNAL_MAX >> 20)) << 20;
-    cfg.journal_reset = f_jreset;
-    if (pd_config_sources(cf)[0])
-        pd_log_info("configuration read from %s", pd_config_sources(cf));
+    const char *jsync = f->jsync ? f->jsync : pd_config_str(cf, "broker", "journal_sync", "full");
+    cfg->journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
+                        : strcmp(jsync, "normal") == 0 ? PD_BROKER_SYNC_NORMAL
+                                                       : PD_BROKER_SYNC_FULL;
+    cfg->journal_max_bytes = s_pick_mb(f->jmax, cf, "journal_max_mb",
+                                       PD_BROKER_DEFAULT_JOURNAL_MAX);
+    cfg->journal_reset = f->jreset;
+    return 0;
+}
 
-    s_raise_open_files();
+/* Fills cfg from the configuration file cf and the flags f (which win),
+   and sets the log level. The strings stay cf's, f's or path's. Returns 0,
+   2 with the reason printed, or S_USAGE. */
+static int s_merge_config(const s_flags_t *f, pd_config_t *cf, pd_broker_config_t *cfg,
+                          char *path, size_t cap)
+{
+    const char *level_name = f->level ? f->level : pd_config_str(cf, "broker", "log_level", "info");
+    pd_log_level_t level = PD_LOG_INFO;
+    pd_log_parse_level(level_name, &level);
+    pd_log_set_level(level);
+    if (f->config_dir)
+        cfg->config_dir = f->config_dir;
+    const char *bind = f->bind ? f->bind : pd_config_str(cf, "broker", "bind", cfg->bind);
+    cfg->bind = bind[0] ? bind : PD_BROKER_DEFAULT_BIND;
+    cfg->name = f->name ? f->name : pd_config_str(cf, "broker", "name", NULL);
+    cfg->hb_ms = (uint32_t) s_pick(f->hb, cf, "broker", "heartbeat_ms", cfg->hb_ms);
+    cfg->liveness = (uint32_t) s_pick(f->live, cf, "broker", "liveness", cfg->liveness);
+    cfg->max_jobs = s_pick(f->max, cf, "broker", "max_jobs", cfg->max_jobs);
+    cfg->result_ttl_s = (uint32_t) s_pick(f->ttl, cf, "broker", "result_ttl_s",
+                                          cfg->result_ttl_s);
+    cfg->cluster = f->cluster ? f->cluster : pd_config_str(cf, "cluster", "name", cfg->cluster);
+    cfg->beacon = !f->nobeacon && pd_config_bool(cf, "broker", "beacon", true);
+    cfg->beacon_port = (int) s_pick(f->bport, cf, "cluster", "beacon_port",
+                                    (uint64_t) cfg->beacon_port);
+    cfg->beacon_interval_ms = (int) s_pick(f->binterval, cf, "cluster", "beacon_interval_ms",
+                                           (uint64_t) cfg->beacon_interval_ms);
+    cfg->beacon_iface = f->iface ? f->iface : pd_config_str(cf, "cluster", "beacon_interface",
+                                                             NULL);
+    cfg->security = f->security;
+    if (cfg->security == PD_SEC_AUTO)
+        pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg->security);
+    cfg->key_file = f->key ? f->key : pd_config_str(cf, "broker", "key", NULL);
+    cfg->allow_dir = f->allow ? f->allow : pd_config_str(cf, "broker", "allow_dir", NULL);
+    cfg->max_shared = s_pick_mb(f->maxshared, cf, "max_shared_mb", cfg->max_shared);
+    cfg->shared_store = s_pick_mb(f->store, cf, "shared_store_mb", cfg->shared_store);
+    cfg->max_arg = s_pick_mb(f->maxarg, cf, "max_arg_mb", cfg->max_arg);
+    cfg->max_batch = s_pick_mb(f->maxbatch, cf, "max_batch_mb", cfg->max_batch);
+    cfg->max_queued = s_pick_mb(f->maxqueued, cf, "max_queued_mb", cfg->max_queued);
+    if (cfg->shared_store < cfg->max_shared) {
+        fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
+                        "(%llu)\n", (unsigned long long) (cfg->shared_store >> 20),
+                (unsigned long long) (cfg->max_shared >> 20));
+        return S_USAGE;
+    }
+    return s_merge_journal(f, cf, cfg, path, cap);
+}
+
+/* Writes the bound endpoint to --ready-fd (the embedded local cluster
+   reads it there), then closes it. */
+static void s_tell_ready(pd_broker_t *b, int fd)
+{
+    char line[300];
+    int n = snprintf(line, sizeof line, "%s\n", pd_broker_endpoint(b));
+    if (write(fd, line, (size_t) n) != n)
+        pd_log_warn("could not write the endpoint to --ready-fd %d: %s", fd, strerror(errno));
+    close(fd);
+}
+
+/* Starts the broker (and the embedded worker when asked) and runs it until
+   a signal stops it; cfg's strings may be *cf's, which goes once the broker
+   has copied them. Returns the exit code. */
+static int s_start(const pd_broker_config_t *cfg, const s_flags_t *f, pd_config_t **cf)
+{
     int err;
-    pd_broker_t *b = pd_broker_new(&cfg, &err);
-    pd_config_destroy(&cf); /* the broker copied what it keeps */
+    pd_broker_t *b = pd_broker_new(cfg, &err);
+    pd_config_destroy(cf); /* the broker copied what it keeps */
     if (!b)
         return err == PD_EINVAL ? 2 : 1;
     s_embedded_t embedded = {0};
-    if (worker_cpus > 0) {
+    if (f->worker_cpus > 0) {
         /* Signals go to the loop's thread: block them in the worker's. */
         sigset_t set, old;
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &set, &old);
-        char *dflt = cache ? NULL : pd_modcache_default_dir();
-        err = s_embedded_start(&embedded, b, worker_cpus, cache ? cache : dflt);
+        char *dflt = f->cache ? NULL : pd_modcache_default_dir();
+        err = s_embedded_start(&embedded, b, (int) f->worker_cpus, f->cache ? f->cache : dflt);
         free(dflt);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (err) {
@@ -607,14 +567,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (ready_fd >= 0) {
-        char line[300];
-        int n = snprintf(line, sizeof line, "%s\n", pd_broker_endpoint(b));
-        if (write(ready_fd, line, (size_t) n) != n)
-            pd_log_warn("could not write the endpoint to --ready-fd %d: %s", ready_fd,
-                        strerror(errno));
-        close(ready_fd);
-    }
+    if (f->ready_fd >= 0)
+        s_tell_ready(b, (int) f->ready_fd);
     s_broker = b;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -629,7 +583,48 @@ int main(int argc, char **argv)
     s_embedded_stop(&embedded);
     pd_broker_destroy(&b);
     return rc ? 1 : 0;
-bad:
-    s_usage(stderr);
-    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    /* The embedded worker's slot and node processes are this program,
+       exec'ed again. */
+    if (pd_slot_is_child(argc, argv))
+        return pd_slot_main(argc, argv);
+    if (pd_nodeproc_is_child(argc, argv))
+        return pd_nodeproc_main(argc, argv);
+    /* A file size limit makes a journal write fail (EFBIG) rather than kill
+       the broker: it then behaves as with a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
+    pd_log_set_tag("broker");
+    pd_log_set_level(PD_LOG_INFO);
+    s_flags_t f;
+    int rc = s_parse_flags(argc, argv, &f);
+    if (rc == S_USAGE) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (rc >= 0)
+        return rc;
+    pd_config_t *cf = pd_config_new();
+    char why[1024];
+    if (!cf || pd_config_load_default(cf, f.config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-broker: %s\n", cf ? why : "out of memory");
+        pd_config_destroy(&cf);
+        return 2;
+    }
+    pd_broker_config_t cfg;
+    pd_broker_config_defaults(&cfg);
+    char journal[4096];
+    rc = s_merge_config(&f, cf, &cfg, journal, sizeof journal);
+    if (rc) {
+        pd_config_destroy(&cf);
+        if (rc == S_USAGE)
+            s_usage(stderr);
+        return rc == S_USAGE ? 2 : rc;
+    }
+    if (pd_config_sources(cf)[0])
+        pd_log_info("configuration read from %s", pd_config_sources(cf));
+    s_raise_open_files();
+    return s_start(&cfg, &f, &cf);
 }
