@@ -223,6 +223,100 @@ static int s_secure_socket(pd_broker_t *b)
     return 0;
 }
 
+/* Opens the journal named by the configuration and recovers what it holds
+   into the tables. Returns 0 or a PD_E* code (logged). */
+static int s_open_journal(pd_broker_t *b)
+{
+    pd_journal_config_t jc = {.path = b->cfg.journal,
+                              .sync = (pd_journal_sync_t) b->cfg.journal_sync,
+                              .max_bytes = b->cfg.journal_max_bytes,
+                              .reset = b->cfg.journal_reset};
+    pd_journal_recovery_t rec;
+    char why[1024];
+    int jerr;
+    b->journal = pd_journal_open(&jc, b->jobs, b->mods, b->shared, &rec, why, sizeof why,
+                                 &jerr);
+    if (!b->journal) {
+        pd_log_error("%s", why);
+        return jerr;
+    }
+    if (rec.moved[0])
+        pd_log_warn("journal %s: the old journal was moved aside to %s (--journal-reset)",
+                    b->cfg.journal, rec.moved);
+    pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs));
+    pd_tasks_set_next_id(b->tasks, rec.next_task);
+    pd_log_info("journal %s: recovered %llu queued jobs, %llu results, %u modules, %u "
+                "shared data and %u submit tokens in %lld ms; next job id %llu; %.1f MiB "
+                "on disk", b->cfg.journal, (unsigned long long) rec.queued,
+                (unsigned long long) rec.results, rec.mods, rec.shared, rec.tokens,
+                (long long) rec.ms, (unsigned long long) rec.next_id,
+                rec.bytes / 1048576.0);
+    return 0;
+}
+
+/* Makes the ROUTER socket, its monitor, and binds it. Returns 0 or a PD_E*
+   code (logged). */
+static int s_open_socket(pd_broker_t *b)
+{
+    b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = S_HWM, handshake = S_HANDSHAKE_MS;
+    int handover = b->secure ? 0 : 1;
+    int64_t maxmsg = PD_MAX_FRAME;
+    if (!b->sock || zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover) ||
+        zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_setsockopt(b->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
+        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        (b->secure && s_secure_socket(b))) {
+        pd_log_error("cannot create the broker's socket: %s", zmq_strerror(zmq_errno()));
+        return PD_ESYS;
+    }
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://pd-broker-monitor-%p", (void *) b);
+    b->mon = zmq_socket(b->ctx, ZMQ_PAIR);
+    if (!b->mon ||
+        zmq_socket_monitor(b->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) ||
+        zmq_connect(b->mon, mon) || zmq_setsockopt(b->mon, ZMQ_LINGER, &zero, sizeof zero)) {
+        pd_log_error("cannot monitor the broker's socket: %s", zmq_strerror(zmq_errno()));
+        return PD_ESYS;
+    }
+    if (zmq_bind(b->sock, b->bind) != 0) {
+        int e = zmq_errno();
+        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
+            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
+                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
+        else
+            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
+                         "program that uses it)", b->bind, zmq_strerror(e));
+        return PD_EIO;
+    }
+    size_t len = sizeof b->endpoint;
+    if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
+        snprintf(b->endpoint, sizeof b->endpoint, "%s", b->bind);
+    return 0;
+}
+
+/* Puts the size limits of cfg (0: not given) within their bounds. */
+static void s_settle_limits(pd_broker_config_t *cfg)
+{
+    if (!cfg->max_arg || cfg->max_arg > PD_BROKER_LIMIT_MAX_ARG)
+        cfg->max_arg = cfg->max_arg ? PD_BROKER_LIMIT_MAX_ARG : PD_BROKER_DEFAULT_MAX_ARG;
+    if (!cfg->max_batch)
+        cfg->max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
+    if (!cfg->max_shared)
+        cfg->max_shared = PD_SHARED_DEFAULT_MAX;
+    if (cfg->max_shared > PD_SHARED_LIMIT)
+        cfg->max_shared = PD_SHARED_LIMIT;
+    if (cfg->shared_store < cfg->max_shared)
+        cfg->shared_store = cfg->max_shared > PD_SHARED_DEFAULT_TOTAL ? cfg->max_shared
+                                                                      : PD_SHARED_DEFAULT_TOTAL;
+}
+
 pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
 {
     assert(cfg);
@@ -271,22 +365,12 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
     atomic_init(&b->stop, false);
     pd_buf_init(&b->out);
     pd_buf_init(&b->aux);
-    if (!b->cfg.max_arg || b->cfg.max_arg > PD_BROKER_LIMIT_MAX_ARG)
-        b->cfg.max_arg = b->cfg.max_arg ? PD_BROKER_LIMIT_MAX_ARG : PD_BROKER_DEFAULT_MAX_ARG;
-    if (!b->cfg.max_batch)
-        b->cfg.max_batch = PD_BROKER_DEFAULT_MAX_BATCH;
+    s_settle_limits(&b->cfg);
     b->jobs = pd_jobs_new(cfg->max_jobs);
     if (b->jobs)
         pd_jobs_set_max_arg_bytes(b->jobs, b->cfg.max_queued);
     b->mods = pd_mods_new();
     b->probes = pd_probes_new();
-    if (!b->cfg.max_shared)
-        b->cfg.max_shared = PD_SHARED_DEFAULT_MAX;
-    if (b->cfg.max_shared > PD_SHARED_LIMIT)
-        b->cfg.max_shared = PD_SHARED_LIMIT;
-    if (b->cfg.shared_store < b->cfg.max_shared)
-        b->cfg.shared_store = b->cfg.max_shared > PD_SHARED_DEFAULT_TOTAL ? b->cfg.max_shared
-                                                                          : PD_SHARED_DEFAULT_TOTAL;
     b->shared = pd_shared_new(b->cfg.max_shared, b->cfg.shared_store);
     b->workers = pd_reg_new();
     b->tasks = pd_tasks_new(0);
@@ -307,76 +391,14 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         s_fail_new(&b, err, rc);
         return NULL;
     }
-    if (b->cfg.journal) {
-        pd_journal_config_t jc = {.path = b->cfg.journal,
-                                  .sync = (pd_journal_sync_t) b->cfg.journal_sync,
-                                  .max_bytes = b->cfg.journal_max_bytes,
-                                  .reset = b->cfg.journal_reset};
-        pd_journal_recovery_t rec;
-        char why[1024];
-        int jerr;
-        b->journal = pd_journal_open(&jc, b->jobs, b->mods, b->shared, &rec, why, sizeof why,
-                                     &jerr);
-        if (!b->journal) {
-            pd_log_error("%s", why);
-            s_fail_new(&b, err, jerr);
-            return NULL;
-        }
-        if (rec.moved[0])
-            pd_log_warn("journal %s: the old journal was moved aside to %s (--journal-reset)",
-                        b->cfg.journal, rec.moved);
-        pd_jobs_set_pop_limit(b->jobs, pd_jobs_next_id(b->jobs));
-        pd_tasks_set_next_id(b->tasks, rec.next_task);
-        pd_log_info("journal %s: recovered %llu queued jobs, %llu results, %u modules, %u "
-                    "shared data and %u submit tokens in %lld ms; next job id %llu; %.1f MiB "
-                    "on disk", b->cfg.journal, (unsigned long long) rec.queued,
-                    (unsigned long long) rec.results, rec.mods, rec.shared, rec.tokens,
-                    (long long) rec.ms, (unsigned long long) rec.next_id,
-                    rec.bytes / 1048576.0);
-    }
-    b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
-    int one = 1, zero = 0, hwm = S_HWM, handshake = S_HANDSHAKE_MS;
-    int handover = b->secure ? 0 : 1;
-    int64_t maxmsg = PD_MAX_FRAME;
-    if (!b->sock || zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
-        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover) ||
-        zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero) ||
-        zmq_setsockopt(b->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
-        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
-        (b->secure && s_secure_socket(b))) {
-        pd_log_error("cannot create the broker's socket: %s", zmq_strerror(zmq_errno()));
-        s_fail_new(&b, err, PD_ESYS);
+    if (b->cfg.journal && (rc = s_open_journal(b)) != 0) {
+        s_fail_new(&b, err, rc);
         return NULL;
     }
-    char mon[64];
-    snprintf(mon, sizeof mon, "inproc://pd-broker-monitor-%p", (void *) b);
-    b->mon = zmq_socket(b->ctx, ZMQ_PAIR);
-    if (!b->mon ||
-        zmq_socket_monitor(b->sock, mon, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED) ||
-        zmq_connect(b->mon, mon) || zmq_setsockopt(b->mon, ZMQ_LINGER, &zero, sizeof zero)) {
-        pd_log_error("cannot monitor the broker's socket: %s", zmq_strerror(zmq_errno()));
-        s_fail_new(&b, err, PD_ESYS);
+    if ((rc = s_open_socket(b)) != 0) {
+        s_fail_new(&b, err, rc);
         return NULL;
     }
-    if (zmq_bind(b->sock, b->bind) != 0) {
-        int e = zmq_errno();
-        if (e == EINVAL || e == EPROTONOSUPPORT || e == ENODEV)
-            pd_log_error("cannot bind %s: %s (an endpoint looks like tcp://127.0.0.1:5555, "
-                         "tcp://*:5555 or tcp://127.0.0.1:*)", b->bind, zmq_strerror(e));
-        else
-            pd_log_error("cannot bind %s: %s (choose another --bind endpoint, or stop the "
-                         "program that uses it)", b->bind, zmq_strerror(e));
-        s_fail_new(&b, err, PD_EIO);
-        return NULL;
-    }
-    size_t len = sizeof b->endpoint;
-    if (zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
-        snprintf(b->endpoint, sizeof b->endpoint, "%s", b->bind);
     int brc = s_start_beacon(b);
     if (brc) {
         s_fail_new(&b, err, brc);
@@ -982,13 +1004,9 @@ static void s_give_memory_back(pd_broker_t *b)
 
 /* ---- the loop ---------------------------------------------------------- */
 
-int pd_broker_run(pd_broker_t *b)
+/* Says where the broker listens and how, at the start of the loop. */
+static void s_say_listening(pd_broker_t *b)
 {
-    int64_t tick_ms = b->cfg.hb_ms / 4;
-    if (tick_ms < 10)
-        tick_ms = 10;
-    if (tick_ms > 250)
-        tick_ms = 250;
     pd_log_info("broker '%s' of cluster '%s' listening on %s %s%s%s (heartbeat %u ms, liveness "
                 "%u, max %llu jobs, %s%s)", b->name, b->cluster, b->endpoint,
                 b->secure ? "with CurveZMQ (broker key " : "without security",
@@ -998,6 +1016,69 @@ int pd_broker_run(pd_broker_t *b)
                 b->journal ? pd_journal_path(b->journal) : "");
     if (b->secure)
         pd_log_info("allow-list %s", b->allow_dir);
+}
+
+/* The heartbeat tick: the allow-list, silent workers, results past their
+   time-to-live, the journal's own timers, memory, rate-limited log lines. */
+static void s_tick(pd_broker_t *b, int64_t tick_ms)
+{
+    s_check_allow_list(b);
+    pd_broker_tick_workers(b);
+    uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_wall_s(), b->cfg.result_ttl_s);
+    gone += pd_tasks_expire(b->tasks, pd_broker_now_s(b), b->cfg.result_ttl_s);
+    if (gone)
+        pd_log_debug("forgot %llu results past their time-to-live",
+                     (unsigned long long) gone);
+    pd_broker_dispatch(b); /* requeued jobs of lost workers */
+    pd_broker_wake_parked(b);
+    pd_jobs_seal(b->jobs);
+    if (b->journal) {
+        pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
+        pd_journal_flush(b->journal);
+    }
+    s_give_memory_back(b);
+    pd_log_limit_flush(&b->refusals, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "refused a message (malformed, or not allowed for its key)");
+    pd_log_limit_flush(&b->handshakes, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "refused a connection during its handshake");
+    pd_log_limit_flush(&b->noise, S_LOG_WINDOW_MS, PD_LOG_WARN,
+                       "could not send to a peer, or dropped a message of several frames");
+    b->next_tick = b->now_ms + tick_ms;
+}
+
+/* Says what the broker did, as it stops. */
+static void s_say_stopping(pd_broker_t *b)
+{
+    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused (%llu for their "
+                "key's role), %llu dropped, %llu unroutable, %llu stale results, %llu workers "
+                "lost, %llu failed handshakes",
+                (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
+                (unsigned long long) b->stats.malformed,
+                (unsigned long long) b->stats.refused_role, (unsigned long long) b->stats.dropped,
+                (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
+                (unsigned long long) b->stats.workers_lost,
+                (unsigned long long) b->stats.handshakes_failed);
+    if (b->journal) {
+        pd_journal_stats_t js;
+        pd_journal_stats(b->journal, &js);
+        pd_log_info("journal %s: %llu batches in %llu commits, %llu failures, %llu rewrites, "
+                    "%llu submits refused, %.1f MiB on disk", pd_journal_path(b->journal),
+                    (unsigned long long) js.batches, (unsigned long long) js.commits,
+                    (unsigned long long) js.failures,
+                    (unsigned long long) js.resyncs,
+                    (unsigned long long) b->stats.refused_journal,
+                    pd_journal_bytes(b->journal) / 1048576.0);
+    }
+}
+
+int pd_broker_run(pd_broker_t *b)
+{
+    int64_t tick_ms = b->cfg.hb_ms / 4;
+    if (tick_ms < 10)
+        tick_ms = 10;
+    if (tick_ms > 250)
+        tick_ms = 250;
+    s_say_listening(b);
     int rc = 0;
     int64_t woke = s_mono_ms(); /* when the previous poll returned */
     while (!atomic_load(&b->stop)) {
@@ -1058,52 +1139,11 @@ int pd_broker_run(pd_broker_t *b)
             pd_journal_flush(b->journal); /* the batch goes to the disk... */
         pd_broker_dispatch(b);           /* ...while workers get the jobs already there */
         pd_broker_wake_parked(b);
-        if (b->now_ms >= b->next_tick) {
-            s_check_allow_list(b);
-            pd_broker_tick_workers(b);
-            uint64_t gone = pd_jobs_expire(b->jobs, pd_broker_wall_s(), b->cfg.result_ttl_s);
-            gone += pd_tasks_expire(b->tasks, pd_broker_now_s(b), b->cfg.result_ttl_s);
-            if (gone)
-                pd_log_debug("forgot %llu results past their time-to-live",
-                             (unsigned long long) gone);
-            pd_broker_dispatch(b); /* requeued jobs of lost workers */
-            pd_broker_wake_parked(b);
-            pd_jobs_seal(b->jobs);
-            if (b->journal) {
-                pd_journal_tick(b->journal, pd_broker_wall_s(), b->now_ms);
-                pd_journal_flush(b->journal);
-            }
-            s_give_memory_back(b);
-            pd_log_limit_flush(&b->refusals, S_LOG_WINDOW_MS, PD_LOG_WARN,
-                               "refused a message (malformed, or not allowed for its key)");
-            pd_log_limit_flush(&b->handshakes, S_LOG_WINDOW_MS, PD_LOG_WARN,
-                               "refused a connection during its handshake");
-            pd_log_limit_flush(&b->noise, S_LOG_WINDOW_MS, PD_LOG_WARN,
-                               "could not send to a peer, or dropped a message of several frames");
-            b->next_tick = b->now_ms + tick_ms;
-        }
+        if (b->now_ms >= b->next_tick)
+            s_tick(b, tick_ms);
         s_settle_all(b); /* a batch dropped while failing settles at once */
     }
     pd_broker_sync(b);
-    pd_log_info("broker stopping: %llu messages in, %llu out, %llu refused (%llu for their "
-                "key's role), %llu dropped, %llu unroutable, %llu stale results, %llu workers "
-                "lost, %llu failed handshakes",
-                (unsigned long long) b->stats.msgs_in, (unsigned long long) b->stats.msgs_out,
-                (unsigned long long) b->stats.malformed,
-                (unsigned long long) b->stats.refused_role, (unsigned long long) b->stats.dropped,
-                (unsigned long long) b->stats.unroutable, (unsigned long long) b->stats.stale,
-                (unsigned long long) b->stats.workers_lost,
-                (unsigned long long) b->stats.handshakes_failed);
-    if (b->journal) {
-        pd_journal_stats_t js;
-        pd_journal_stats(b->journal, &js);
-        pd_log_info("journal %s: %llu batches in %llu commits, %llu failures, %llu rewrites, "
-                    "%llu submits refused, %.1f MiB on disk", pd_journal_path(b->journal),
-                    (unsigned long long) js.batches, (unsigned long long) js.commits,
-                    (unsigned long long) js.failures,
-                    (unsigned long long) js.resyncs,
-                    (unsigned long long) b->stats.refused_journal,
-                    pd_journal_bytes(b->journal) / 1048576.0);
-    }
+    s_say_stopping(b);
     return rc;
 }
