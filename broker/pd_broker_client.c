@@ -572,6 +572,53 @@ static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *a
     return 0;
 }
 
+/* The numbers of a submit within their bounds: 0, or PD_EINVAL with the
+   sentence in o->why. */
+static int s_check_submit_numbers(uint32_t tokenlen, bool token, uint64_t max_slots,
+                                  uint64_t timeout_ms, uint64_t retries, pd_origin_t *o)
+{
+    if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
+        snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
+                 tokenlen, PD_JOBS_TOKEN_MAX);
+        return PD_EINVAL;
+    }
+    if (max_slots > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'max_slots' is larger than %u", UINT32_MAX);
+        return PD_EINVAL;
+    }
+    if (timeout_ms > UINT32_MAX) {
+        snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
+        return PD_EINVAL;
+    }
+    if (retries > PD_JOBS_MAX_RETRIES) {
+        snprintf(o->why, sizeof o->why, "submit: 'retries' is %llu; at most %u are allowed",
+                 (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
+        return PD_EINVAL;
+    }
+    return 0;
+}
+
+/* A retry of a submit already accepted (its token names ids first ..
+   first+n-1): the same ids, nothing new. When the first reply still waits
+   for the journal, this one is refused with it if that batch fails. Only
+   for the same owner. */
+static int s_resubmit(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n,
+                      const void *token, uint32_t tokenlen)
+{
+    pd_jobs_t *jobs = pd_broker_jobs(b);
+    const pd_job_t *fj = n ? pd_jobs_get(jobs, first) : NULL;
+    int rc;
+    if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(jobs, fj->fn),
+                                              "the submit with this token", "submit",
+                                              "send it again")) != 0)
+        return rc;
+    bool first_held = pd_broker_submit_held(b, first);
+    s_accepted(b, o, first, n);
+    if (first_held)
+        pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
+    return 0;
+}
+
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
@@ -602,43 +649,15 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return s_why(m, o, rc);
     if ((rc = s_check_arg_sizes(b, m, args, args_len, o)) != 0)
         return rc;
-    if (token && (tokenlen == 0 || tokenlen > PD_JOBS_TOKEN_MAX)) {
-        snprintf(o->why, sizeof o->why, "submit: 'token' has %u bytes; it must have 1 to %u",
-                 tokenlen, PD_JOBS_TOKEN_MAX);
-        return PD_EINVAL;
-    }
-    if (max_slots > UINT32_MAX) {
-        snprintf(o->why, sizeof o->why, "submit: 'max_slots' is larger than %u", UINT32_MAX);
-        return PD_EINVAL;
-    }
-    if (timeout_ms > UINT32_MAX) {
-        snprintf(o->why, sizeof o->why, "submit: 'timeout_ms' is larger than %u", UINT32_MAX);
-        return PD_EINVAL;
-    }
-    if (retries > PD_JOBS_MAX_RETRIES) {
-        snprintf(o->why, sizeof o->why, "submit: 'retries' is %llu; at most %u are allowed",
-                 (unsigned long long) retries, PD_JOBS_MAX_RETRIES);
-        return PD_EINVAL;
-    }
+    if ((rc = s_check_submit_numbers(tokenlen, token != NULL, max_slots, timeout_ms, retries,
+                                     o)) != 0)
+        return rc;
     if ((rc = pd_broker_check_limits(b, &lim, o)) != 0)
         return rc;
     uint64_t first;
     uint32_t n;
-    if (token && pd_jobs_token_find(pd_broker_jobs(b), token, tokenlen, &first, &n)) {
-        /* A retry of a submit already accepted: the same ids, nothing new.
-           When the first reply still waits for the journal, this one is
-           refused with it if that batch fails. Only for the same owner. */
-        const pd_job_t *fj = n ? pd_jobs_get(pd_broker_jobs(b), first) : NULL;
-        if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(pd_broker_jobs(b), fj->fn),
-                                                  "the submit with this token", "submit",
-                                                  "send it again")) != 0)
-            return rc;
-        bool first_held = pd_broker_submit_held(b, first);
-        s_accepted(b, o, first, n);
-        if (first_held)
-            pd_broker_hold_submit(b, o->req, first, n, token, tokenlen);
-        return 0;
-    }
+    if (token && pd_jobs_token_find(pd_broker_jobs(b), token, tokenlen, &first, &n))
+        return s_resubmit(b, o, first, n, token, tokenlen);
     if ((rc = s_journal_refuses(b, o)) != 0)
         return rc;
     int64_t mod = pd_mods_find(pd_broker_mods(b), hash);

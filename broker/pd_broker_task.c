@@ -705,99 +705,71 @@ static void s_read_error(const uint8_t *val, size_t len, char *code, size_t code
     }
 }
 
-int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
+/* node_bound {ep, key}: node nd of r listens at ep. */
+static int s_node_bound(pd_broker_t *b, pd_taskrec_t *r, pd_tnode_t *nd, uint64_t node,
+                        pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t task, node;
     int rc;
-    if ((rc = pd_msg_uint(m, "task", &task)) || (rc = pd_msg_uint(m, "node", &node))) {
+    char ep[320], key[41] = "";
+    if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))
+        || (pd_msg_has(m, "key") && (rc = pd_msg_str(m, "key", key, sizeof key)))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    uint64_t attempt = 0;
-    if ((rc = pd_msg_uint_opt(m, "try", &attempt))) {
+    if (key[0] && !pd_auth_key_valid(key)) {
+        snprintf(o->why, sizeof o->why, "node_bound: 'key' is not a CurveZMQ public key "
+                 "(40 characters of Z85)");
+        return PD_EPROTO;
+    }
+    if (nd->state != PD_TNODE_STARTED)
+        return 0;
+    free(nd->ep);
+    nd->ep = strdup(ep);
+    if (!nd->ep) {
+        s_fail(b, r, (int64_t) node, "PD_ENOMEM", "the broker ran out of memory");
+        return 0;
+    }
+    snprintf(nd->key, sizeof nd->key, "%s", key);
+    nd->state = PD_TNODE_BOUND;
+    if (++r->nbound == r->n)
+        s_send_peers(b, r);
+    return 0;
+}
+
+/* node_progress {val}: the task's latest progress. */
+static int s_node_progress(pd_taskrec_t *r, pd_msg_t *m, pd_origin_t *o)
+{
+    int rc;
+    /* The task's latest progress replaces the previous one: what a
+       client polls (task_progress) is always the newest, in bounded
+       memory. */
+    const uint8_t *val;
+    size_t len;
+    if ((rc = pd_msg_raw(m, "val", &val, &len))) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), task);
-    if (r && attempt != r->attempt) {
-        /* From an earlier start of the task, sent before its node_abort
-           reached the worker: that node is gone or going. Not an abort: a
-           node of the current start may run there under the same name. */
-        pd_log_debug("dropped '%s' for task %llu node %llu: start %llu, now %u", m->type,
-                     (unsigned long long) task, (unsigned long long) node,
-                     (unsigned long long) attempt + 1, r->attempt + 1);
-        return 0;
+    if (len > PD_TASKS_MAX_PROGRESS) {
+        snprintf(o->why, sizeof o->why, "node_progress: %zu bytes, over the limit of %u",
+                 len, PD_TASKS_MAX_PROGRESS);
+        return PD_ETOOBIG;
     }
-    pd_tnode_t *nd = r && node < r->n ? &r->nodes[node] : NULL;
-    if (!nd || !nd->active || nd->worker != wk->index) {
-        /* An ended task (failed, cancelled) or a node aborted meanwhile. A
-           node that still lives for it is stopped. */
-        pd_log_debug("dropped '%s' for task %llu node %llu: not running there", m->type,
-                     (unsigned long long) task, (unsigned long long) node);
-        if (!pd_msg_is(m, "node_done"))
-            s_abort_stale(b, wk, task);
-        return 0;
-    }
-    if (pd_msg_is(m, "node_bound")) {
-        char ep[320], key[41] = "";
-        if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))
-            || (pd_msg_has(m, "key") && (rc = pd_msg_str(m, "key", key, sizeof key)))) {
-            snprintf(o->why, sizeof o->why, "%s", m->why);
-            return rc;
-        }
-        if (key[0] && !pd_auth_key_valid(key)) {
-            snprintf(o->why, sizeof o->why, "node_bound: 'key' is not a CurveZMQ public key "
-                     "(40 characters of Z85)");
-            return PD_EPROTO;
-        }
-        if (nd->state != PD_TNODE_STARTED)
-            return 0;
-        free(nd->ep);
-        nd->ep = strdup(ep);
-        if (!nd->ep) {
-            s_fail(b, r, (int64_t) node, "PD_ENOMEM", "the broker ran out of memory");
-            return 0;
-        }
-        snprintf(nd->key, sizeof nd->key, "%s", key);
-        nd->state = PD_TNODE_BOUND;
-        if (++r->nbound == r->n)
-            s_send_peers(b, r);
-        return 0;
-    }
-    if (pd_msg_is(m, "node_progress")) {
-        /* The task's latest progress replaces the previous one: what a
-           client polls (task_progress) is always the newest, in bounded
-           memory. */
-        const uint8_t *val;
-        size_t len;
-        if ((rc = pd_msg_raw(m, "val", &val, &len))) {
-            snprintf(o->why, sizeof o->why, "%s", m->why);
-            return rc;
-        }
-        if (len > PD_TASKS_MAX_PROGRESS) {
-            snprintf(o->why, sizeof o->why, "node_progress: %zu bytes, over the limit of %u",
-                     len, PD_TASKS_MAX_PROGRESS);
-            return PD_ETOOBIG;
-        }
-        uint8_t *copy = malloc(len ? len : 1);
-        if (!copy)
-            return 0; /* the previous report stays; the next one may fit */
-        memcpy(copy, val, len);
-        free(r->progress);
-        r->progress = copy;
-        r->progress_len = (uint32_t) len;
-        r->progress_seq++;
-        return 0;
-    }
-    if (pd_msg_is(m, "node_ready")) {
-        if (nd->state != PD_TNODE_BOUND || r->nbound != r->n)
-            return 0;
-        nd->state = PD_TNODE_READY;
-        if (++r->nready == r->n)
-            s_send_go(b, r);
-        return 0;
-    }
-    /* node_done {ok, val, us} */
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return 0; /* the previous report stays; the next one may fit */
+    memcpy(copy, val, len);
+    free(r->progress);
+    r->progress = copy;
+    r->progress_len = (uint32_t) len;
+    r->progress_seq++;
+    return 0;
+}
+
+/* node_done {ok, val, us}: node nd of r on wk has ended. */
+static int s_node_done(pd_broker_t *b, pd_wrec_t *wk, pd_taskrec_t *r, pd_tnode_t *nd,
+                       uint64_t node, pd_msg_t *m, pd_origin_t *o)
+{
+    int rc;
     bool ok;
     const uint8_t *val;
     size_t vlen;
@@ -838,6 +810,54 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     s_fail(b, r, (int64_t) node, code, "node %llu on %s: %s", (unsigned long long) node, wk->host,
            msg);
     return 0;
+}
+
+int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
+{
+    uint64_t task, node;
+    int rc;
+    if ((rc = pd_msg_uint(m, "task", &task)) || (rc = pd_msg_uint(m, "node", &node))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    uint64_t attempt = 0;
+    if ((rc = pd_msg_uint_opt(m, "try", &attempt))) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
+    pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), task);
+    if (r && attempt != r->attempt) {
+        /* From an earlier start of the task, sent before its node_abort
+           reached the worker: that node is gone or going. Not an abort: a
+           node of the current start may run there under the same name. */
+        pd_log_debug("dropped '%s' for task %llu node %llu: start %llu, now %u", m->type,
+                     (unsigned long long) task, (unsigned long long) node,
+                     (unsigned long long) attempt + 1, r->attempt + 1);
+        return 0;
+    }
+    pd_tnode_t *nd = r && node < r->n ? &r->nodes[node] : NULL;
+    if (!nd || !nd->active || nd->worker != wk->index) {
+        /* An ended task (failed, cancelled) or a node aborted meanwhile. A
+           node that still lives for it is stopped. */
+        pd_log_debug("dropped '%s' for task %llu node %llu: not running there", m->type,
+                     (unsigned long long) task, (unsigned long long) node);
+        if (!pd_msg_is(m, "node_done"))
+            s_abort_stale(b, wk, task);
+        return 0;
+    }
+    if (pd_msg_is(m, "node_bound"))
+        return s_node_bound(b, r, nd, node, m, o);
+    if (pd_msg_is(m, "node_progress"))
+        return s_node_progress(r, m, o);
+    if (pd_msg_is(m, "node_ready")) {
+        if (nd->state != PD_TNODE_BOUND || r->nbound != r->n)
+            return 0;
+        nd->state = PD_TNODE_READY;
+        if (++r->nready == r->n)
+            s_send_go(b, r);
+        return 0;
+    }
+    return s_node_done(b, wk, r, nd, node, m, o);
 }
 
 void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_wrec_t *wk, const char *why)

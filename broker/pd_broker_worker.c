@@ -244,6 +244,47 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
     return 0;
 }
 
+/* A pilot job's Slurm ids (optional), kept for the cluster view: into
+   job, step and array (the sizes of pd_wrec_t's fields). 0 or PD_EPROTO. */
+static int s_read_slurm(pd_msg_t *m, pd_origin_t *o, char *job, char *step, char *array)
+{
+    const pd_wrec_t *wk = NULL; /* for the sizes only */
+    int rc = 0;
+    if ((pd_msg_has(m, "slurm_job") &&
+         (rc = pd_msg_str(m, "slurm_job", job, sizeof wk->slurm_job))) ||
+        (pd_msg_has(m, "slurm_step") &&
+         (rc = pd_msg_str(m, "slurm_step", step, sizeof wk->slurm_step))) ||
+        (pd_msg_has(m, "slurm_array") &&
+         (rc = pd_msg_str(m, "slurm_array", array, sizeof wk->slurm_array)))) {
+        snprintf(o->why, sizeof o->why, "%s (Slurm ids are strings of at most %zu bytes)",
+                 m->why, sizeof wk->slurm_array - 1);
+    }
+    return rc;
+}
+
+/* Logs that wk joined: who, its Slurm job when a pilot, its slots and GPUs. */
+static void s_say_joined(pd_broker_t *b, const pd_wrec_t *wk)
+{
+    char label[160];
+    char pilot[160] = "";
+    if (wk->slurm_array[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
+                 wk->slurm_job, wk->slurm_step[0] ? wk->slurm_step : "?");
+    else if (wk->slurm_job[0])
+        snprintf(pilot, sizeof pilot, ", Slurm job %s step %s", wk->slurm_job,
+                 wk->slurm_step[0] ? wk->slurm_step : "?");
+    pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
+                s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
+                pd_reg_count(pd_broker_workers(b)),
+                (unsigned long long) pd_reg_slots(pd_broker_workers(b)));
+    for (uint32_t i = 0; i < wk->ngpu; i++) {
+        double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
+        pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
+                    wk->gpu[i].name[0] ? wk->gpu[i].name : "(unnamed)", gib,
+                    wk->gpu[i].cc_major, wk->gpu[i].cc_minor);
+    }
+}
+
 static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
     char host[256] = "", platform[sizeof wk->platform] = "", version[sizeof wk->version] = "";
@@ -266,17 +307,10 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    /* A pilot job's Slurm ids (optional): kept for the cluster view. */
     char sjob[sizeof wk->slurm_job] = "", sstep[sizeof wk->slurm_step] = "";
     char sarray[sizeof wk->slurm_array] = "";
-    if ((pd_msg_has(m, "slurm_job") && (rc = pd_msg_str(m, "slurm_job", sjob, sizeof sjob))) ||
-        (pd_msg_has(m, "slurm_step") && (rc = pd_msg_str(m, "slurm_step", sstep, sizeof sstep))) ||
-        (pd_msg_has(m, "slurm_array") &&
-         (rc = pd_msg_str(m, "slurm_array", sarray, sizeof sarray)))) {
-        snprintf(o->why, sizeof o->why, "%s (Slurm ids are strings of at most %zu bytes)",
-                 m->why, sizeof sarray - 1);
+    if ((rc = s_read_slurm(m, o, sjob, sstep, sarray)))
         return rc;
-    }
     if (o->ridlen > PD_WORKERS_MAX_RID) {
         snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
                  PD_WORKERS_MAX_RID);
@@ -337,32 +371,14 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     memcpy(wk->slurm_array, sarray, sizeof sarray);
     wk->last_recv = pd_broker_now_ms(b);
     pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
-    char pilot[160] = "";
-    if (wk->slurm_array[0])
-        snprintf(pilot, sizeof pilot, ", Slurm job %s (id %s) step %s", wk->slurm_array,
-                 wk->slurm_job, wk->slurm_step[0] ? wk->slurm_step : "?");
-    else if (wk->slurm_job[0])
-        snprintf(pilot, sizeof pilot, ", Slurm job %s step %s", wk->slurm_job,
-                 wk->slurm_step[0] ? wk->slurm_step : "?");
-    pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
-                s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
-                pd_reg_count(pd_broker_workers(b)),
-                (unsigned long long) pd_reg_slots(pd_broker_workers(b)));
-    for (uint32_t i = 0; i < wk->ngpu; i++) {
-        double gib = (double) wk->gpu[i].mem / (1024.0 * 1024.0 * 1024.0);
-        pd_log_info("worker %s GPU %u: %s, %.1f GiB, compute capability %u.%u", label, i,
-                    wk->gpu[i].name[0] ? wk->gpu[i].name : "(unnamed)", gib,
-                    wk->gpu[i].cc_major, wk->gpu[i].cc_minor);
-    }
+    s_say_joined(b, wk);
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
     pd_msg_begin(&pk, "welcome", 2);
     pd_pack_kv_uint(&pk, "hb_ms", pd_broker_cfg(b)->hb_ms);
     pd_pack_kv_uint(&pk, "liveness", pd_broker_cfg(b)->liveness);
-    if (pd_broker_send(b, o->rid, o->ridlen, pd_broker_aux(b)->data, pd_broker_aux(b)->len) == 0)
-        wk->last_send = pd_broker_now_ms(b);
-    pd_buf_reset(pd_broker_aux(b));
+    pd_broker_tell(b, wk);
     return 0;
 }
 
