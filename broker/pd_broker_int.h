@@ -1,6 +1,9 @@
-/*  pd_broker_int.h: the broker's insides, shared by pd_broker.c (loop,
-    socket) and the message handlers in pd_broker_client.c and
-    pd_broker_worker.c. Not for other modules.
+/*  pd_broker_int.h: the narrow interface between the broker's loop
+    (pd_broker.c) and its message handlers (pd_broker_client.c,
+    pd_broker_task.c, pd_broker_worker.c): the parts the root object owns,
+    sending, and the handlers' entry points. The root object's struct is
+    not here (pd_broker_root.h): handlers reach its parts through these
+    functions only. Not for other modules.
 */
 #ifndef PD_BROKER_INT_H
 #define PD_BROKER_INT_H

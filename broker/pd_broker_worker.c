@@ -177,16 +177,10 @@ static int s_read_gpu_info(pd_msg_t *m, pd_origin_t *o, pd_gpu_desc_t **out, uin
 }
 
 /* The state a worker reports in `ready` and `hb` (all optional). */
-typedef struct {
-    uint64_t busy;   /* slots running a job */
-    uint64_t queued; /* jobs in its own queue */
-    double load;     /* the machine's own load (< 0: unknown) */
-    char owner[16];  /* idle-policy state */
-} s_state_t;
 
 /* Reads the optional state fields; each must have its type. The fields
    absent keep what st holds. */
-static int s_read_state(s_state_t *st, pd_msg_t *m, pd_origin_t *o)
+static int s_read_state(pd_wrec_state_t *st, pd_msg_t *m, pd_origin_t *o)
 {
     int rc;
     if ((rc = pd_msg_uint_opt(m, "busy", &st->busy)) ||
@@ -197,22 +191,6 @@ static int s_read_state(s_state_t *st, pd_msg_t *m, pd_origin_t *o)
         return rc;
     }
     return 0;
-}
-
-static void s_state_get(const pd_wrec_t *wk, s_state_t *st)
-{
-    st->busy = wk->busy;
-    st->queued = wk->wqueued;
-    st->load = wk->load;
-    snprintf(st->owner, sizeof st->owner, "%s", wk->owner);
-}
-
-static void s_state_set(pd_wrec_t *wk, const s_state_t *st)
-{
-    wk->busy = st->busy > UINT32_MAX ? UINT32_MAX : (uint32_t) st->busy;
-    wk->wqueued = st->queued > UINT32_MAX ? UINT32_MAX : (uint32_t) st->queued;
-    wk->load = st->load;
-    snprintf(wk->owner, sizeof wk->owner, "%s", st->owner);
 }
 
 /* Reads `gpu_names`, an optional array of strings, into names. */
@@ -320,9 +298,9 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     uint32_t ngpu_names;
     if ((rc = s_read_gpu_names(m, o, gpu_names, &ngpu_names)))
         return rc;
-    s_state_t st = {.load = -1};
+    pd_wrec_state_t st = {.load = -1};
     if (wk)
-        s_state_get(wk, &st);
+        pd_wrec_state(wk, &st);
     if ((rc = s_read_state(&st, m, o)))
         return rc;
     pd_gpu_desc_t *gdesc = NULL; /* read last: the only field that allocates */
@@ -362,7 +340,7 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     memcpy(wk->version, version, sizeof version);
     pd_reg_note_platform(pd_broker_workers(b), wk);
     snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
-    s_state_set(wk, &st);
+    pd_wrec_set_state(wk, &st);
     memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
     wk->ngpu_names = ngpu_names;
     wk->pid = (int64_t) pid;
@@ -692,53 +670,7 @@ int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
-        char rid[PD_WORKERS_MAX_RID + 1];
-        snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
-        bool pilot = wk->slurm_job[0] != 0;
-        msgpack_pack_map(&pk, 20 + (pilot ? 3 : 0));
-        pd_pack_kv_str(&pk, "id", rid);
-        pd_pack_kv_str(&pk, "host", wk->host);
-        pd_pack_kv_str(&pk, "platform", wk->platform);
-        pd_pack_kv_int(&pk, "pid", wk->pid);
-        pd_pack_kv_uint(&pk, "cpus", wk->cpus);
-        pd_pack_kv_uint(&pk, "gpus", wk->gpus);
-        /* busy as last reported, but never more than the jobs it holds now */
-        pd_pack_kv_uint(&pk, "busy", wk->busy < wk->ninflight ? wk->busy : wk->ninflight);
-        pd_pack_kv_uint(&pk, "inflight", wk->ninflight);
-        pd_pack_kv_uint(&pk, "queued", wk->wqueued);
-        pd_pack_kv_uint(&pk, "done", wk->done);
-        pd_pack_kv_uint(&pk, "requeued", wk->requeued);
-        pd_pack_kv_uint(&pk, "nodes", wk->nodes);
-        pd_pack_kv_uint(&pk, "gpu_nodes", wk->gnodes);
-        pd_pack_cstr(&pk, "load");
-        if (wk->load < 0)
-            msgpack_pack_nil(&pk);
-        else
-            msgpack_pack_double(&pk, wk->load);
-        pd_pack_kv_str(&pk, "owner", wk->owner);
-        pd_pack_cstr(&pk, "gpu_names");
-        msgpack_pack_array(&pk, wk->ngpu_names);
-        for (uint32_t g = 0; g < wk->ngpu_names; g++)
-            pd_pack_cstr(&pk, wk->gpu_names[g]);
-        /* The GPU slots it offers now: the first `gpus` its ready described. */
-        uint32_t ng = wk->ngpu < wk->gpus ? wk->ngpu : wk->gpus;
-        pd_pack_cstr(&pk, "gpu_info");
-        msgpack_pack_array(&pk, ng);
-        for (uint32_t g = 0; g < ng; g++) {
-            msgpack_pack_map(&pk, 4);
-            pd_pack_kv_str(&pk, "name", wk->gpu[g].name);
-            pd_pack_kv_uint(&pk, "mem", wk->gpu[g].mem);
-            pd_pack_kv_uint(&pk, "cc_major", wk->gpu[g].cc_major);
-            pd_pack_kv_uint(&pk, "cc_minor", wk->gpu[g].cc_minor);
-        }
-        pd_pack_kv_uint(&pk, "hb_ms", (uint64_t) (pd_broker_now_ms(b) - wk->last_recv));
-        pd_pack_kv_uint(&pk, "up_s", (uint64_t) ((pd_broker_now_ms(b) - wk->joined) / 1000));
-        pd_pack_kv_str(&pk, "version", wk->version);
-        if (pilot) {
-            pd_pack_kv_str(&pk, "slurm_job", wk->slurm_job);
-            pd_pack_kv_str(&pk, "slurm_step", wk->slurm_step);
-            pd_pack_kv_str(&pk, "slurm_array", wk->slurm_array);
-        }
+        pd_wrec_pack_view(wk, &pk, pd_broker_now_ms(b));
         packed++;
     }
     assert(packed == pd_reg_count(pd_broker_workers(b)));
@@ -769,11 +701,11 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     wk->last_recv = pd_broker_now_ms(b);
     if (pd_msg_is(m, "hb")) {
-        s_state_t st;
-        s_state_get(wk, &st);
+        pd_wrec_state_t st;
+        pd_wrec_state(wk, &st);
         int rc = s_read_state(&st, m, o);
         if (rc == 0)
-            s_state_set(wk, &st);
+            pd_wrec_set_state(wk, &st);
         return rc;
     }
     if (pd_msg_is(m, "requeue"))

@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -471,4 +472,71 @@ int pd_wrec_set_shared(pd_wrec_t *wk, uint32_t i, bool on)
     else
         wk->shared_sent[i / 8] &= (uint8_t) ~(1u << (i % 8));
     return 0;
+}
+
+void pd_wrec_state(const pd_wrec_t *wk, pd_wrec_state_t *st)
+{
+    st->busy = wk->busy;
+    st->queued = wk->wqueued;
+    st->load = wk->load;
+    snprintf(st->owner, sizeof st->owner, "%s", wk->owner);
+}
+
+void pd_wrec_set_state(pd_wrec_t *wk, const pd_wrec_state_t *st)
+{
+    wk->busy = st->busy > UINT32_MAX ? UINT32_MAX : (uint32_t) st->busy;
+    wk->wqueued = st->queued > UINT32_MAX ? UINT32_MAX : (uint32_t) st->queued;
+    wk->load = st->load;
+    snprintf(wk->owner, sizeof wk->owner, "%s", st->owner);
+}
+
+void pd_wrec_pack_view(const pd_wrec_t *wk, msgpack_packer *pk, int64_t now_ms)
+{
+    char rid[PD_WORKERS_MAX_RID + 1];
+    snprintf(rid, sizeof rid, "%.*s", (int) wk->ridlen, (const char *) wk->rid);
+    bool pilot = wk->slurm_job[0] != 0;
+    msgpack_pack_map(pk, 20 + (pilot ? 3 : 0));
+    pd_pack_kv_str(pk, "id", rid);
+    pd_pack_kv_str(pk, "host", wk->host);
+    pd_pack_kv_str(pk, "platform", wk->platform);
+    pd_pack_kv_int(pk, "pid", wk->pid);
+    pd_pack_kv_uint(pk, "cpus", wk->cpus);
+    pd_pack_kv_uint(pk, "gpus", wk->gpus);
+    /* busy as last reported, but never more than the jobs it holds now */
+    pd_pack_kv_uint(pk, "busy", wk->busy < wk->ninflight ? wk->busy : wk->ninflight);
+    pd_pack_kv_uint(pk, "inflight", wk->ninflight);
+    pd_pack_kv_uint(pk, "queued", wk->wqueued);
+    pd_pack_kv_uint(pk, "done", wk->done);
+    pd_pack_kv_uint(pk, "requeued", wk->requeued);
+    pd_pack_kv_uint(pk, "nodes", wk->nodes);
+    pd_pack_kv_uint(pk, "gpu_nodes", wk->gnodes);
+    pd_pack_cstr(pk, "load");
+    if (wk->load < 0)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_double(pk, wk->load);
+    pd_pack_kv_str(pk, "owner", wk->owner);
+    pd_pack_cstr(pk, "gpu_names");
+    msgpack_pack_array(pk, wk->ngpu_names);
+    for (uint32_t g = 0; g < wk->ngpu_names; g++)
+        pd_pack_cstr(pk, wk->gpu_names[g]);
+    /* The GPU slots it offers now: the first `gpus` its ready described. */
+    uint32_t ng = wk->ngpu < wk->gpus ? wk->ngpu : wk->gpus;
+    pd_pack_cstr(pk, "gpu_info");
+    msgpack_pack_array(pk, ng);
+    for (uint32_t g = 0; g < ng; g++) {
+        msgpack_pack_map(pk, 4);
+        pd_pack_kv_str(pk, "name", wk->gpu[g].name);
+        pd_pack_kv_uint(pk, "mem", wk->gpu[g].mem);
+        pd_pack_kv_uint(pk, "cc_major", wk->gpu[g].cc_major);
+        pd_pack_kv_uint(pk, "cc_minor", wk->gpu[g].cc_minor);
+    }
+    pd_pack_kv_uint(pk, "hb_ms", (uint64_t) (now_ms - wk->last_recv));
+    pd_pack_kv_uint(pk, "up_s", (uint64_t) ((now_ms - wk->joined) / 1000));
+    pd_pack_kv_str(pk, "version", wk->version);
+    if (pilot) {
+        pd_pack_kv_str(pk, "slurm_job", wk->slurm_job);
+        pd_pack_kv_str(pk, "slurm_step", wk->slurm_step);
+        pd_pack_kv_str(pk, "slurm_array", wk->slurm_array);
+    }
 }

@@ -20,6 +20,7 @@
 #define PD_WORKERS_H
 
 #include "pd_auth.h"
+#include "pd_codec.h"
 #include "pd_jobs.h"
 
 #include "pd_limits.h"
@@ -88,6 +89,14 @@ typedef struct {
     int64_t progress_ms;               /* ms of its last result, or of a job sent to it idle */
     uint64_t stolen;                   /* jobs it gave back for idle slots elsewhere */
 } pd_wrec_t;
+
+/* What a worker last said of its state (ready, hb, slots). */
+typedef struct {
+    uint64_t busy;   /* slots running a job */
+    uint64_t queued; /* jobs in its own queue */
+    double load;     /* the machine's own load (< 0: unknown) */
+    char owner[16];  /* idle-policy state */
+} pd_wrec_state_t;
 
 typedef struct pd_reg pd_reg_t;
 
@@ -204,5 +213,15 @@ bool pd_wrec_has_shared(const pd_wrec_t *wk, uint32_t i);
 /* Notes that shared-data index i was sent (on) or dropped (off); returns 0
    or PD_ENOMEM. */
 int pd_wrec_set_shared(pd_wrec_t *wk, uint32_t i, bool on);
+
+/* wk's state as it last said it, and the setting of it (counts beyond
+   32 bits are capped). */
+void pd_wrec_state(const pd_wrec_t *wk, pd_wrec_state_t *st);
+void pd_wrec_set_state(pd_wrec_t *wk, const pd_wrec_state_t *st);
+
+/* Packs wk as one entry of the `workers` of a `cluster` reply (see
+   docs/protocol.md): a map of its id, host, slots, load, GPUs, ages
+   (against now_ms) and, for a pilot, its Slurm ids. */
+void pd_wrec_pack_view(const pd_wrec_t *wk, msgpack_packer *pk, int64_t now_ms);
 
 #endif
