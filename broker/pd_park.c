@@ -51,14 +51,21 @@ void pd_park_destroy(pd_park_t **p)
     *p = NULL;
 }
 
+/* Copies a routing id (at most PD_PARK_RID bytes); returns its length. */
+static uint32_t s_copy_rid(uint8_t *to, const void *rid, size_t ridlen)
+{
+    uint32_t n = (uint32_t) (ridlen < PD_PARK_RID ? ridlen : PD_PARK_RID);
+    memcpy(to, rid, n);
+    return n;
+}
+
 int pd_park_fetch(pd_park_t *pk, const void *rid, size_t ridlen, uint64_t req, pd_ranges_t *ids,
                   uint64_t max, int64_t deadline)
 {
     if (pk->nfetch == pk->max)
         return PD_EOVERLOAD;
     pd_park_fetch_t *p = &pk->fetch[pk->nfetch++];
-    p->ridlen = (uint32_t) (ridlen < sizeof p->rid ? ridlen : sizeof p->rid);
-    memcpy(p->rid, rid, p->ridlen);
+    p->ridlen = s_copy_rid(p->rid, rid, ridlen);
     p->req = req;
     p->ids = *ids;
     memset(ids, 0, sizeof *ids);
@@ -73,8 +80,7 @@ int pd_park_task(pd_park_t *pk, const void *rid, size_t ridlen, uint64_t req, ui
     if (pk->ntask == pk->max)
         return PD_EOVERLOAD;
     pd_park_task_t *p = &pk->task[pk->ntask++];
-    p->ridlen = (uint32_t) (ridlen < sizeof p->rid ? ridlen : sizeof p->rid);
-    memcpy(p->rid, rid, p->ridlen);
+    p->ridlen = s_copy_rid(p->rid, rid, ridlen);
     p->req = req;
     p->task = task;
     p->from = from;

@@ -21,11 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PD_PARK_RID 256 /* bytes of a routing id kept at most */
+
 typedef struct pd_park pd_park_t;
 
 /* A parked job fetch. */
 typedef struct {
-    uint8_t rid[256];    /* client's routing id */
+    uint8_t rid[PD_PARK_RID]; /* client's routing id */
     uint32_t ridlen;     /* bytes in rid */
     uint64_t req;        /* client's request number */
     pd_ranges_t ids;     /* ids it asks for (owned by the lot) */
@@ -35,7 +37,7 @@ typedef struct {
 
 /* A parked task fetch. */
 typedef struct {
-    uint8_t rid[256];    /* client's routing id */
+    uint8_t rid[PD_PARK_RID]; /* client's routing id */
     uint32_t ridlen;     /* bytes in rid */
     uint64_t req;        /* client's request number */
     uint64_t task;       /* the task it waits for */
