@@ -37,23 +37,6 @@ bool pd_broker_is_worker_type(const pd_msg_t *m)
            pd_msg_is(m, "node_progress");
 }
 
-/* Printable name of a worker for log lines: host and routing id. */
-static const char *s_label(const pd_wrec_t *wk, char *buf, size_t cap)
-{
-    char rid[64];
-    size_t k = 0;
-    for (uint32_t i = 0; i < wk->ridlen && k + 3 < sizeof rid; i++) {
-        uint8_t c = wk->rid[i];
-        if (c >= 0x21 && c < 0x7f)
-            rid[k++] = (char) c;
-        else
-            k += (size_t) snprintf(rid + k, sizeof rid - k, "%02x", c);
-    }
-    rid[k] = 0;
-    snprintf(buf, cap, "%s/%s", wk->host[0] ? wk->host : "?", rid);
-    return buf;
-}
-
 static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const char *type)
 {
     pd_buf_reset(pd_broker_aux(b));
@@ -65,32 +48,14 @@ static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const c
     return rc;
 }
 
-/* Puts every job in flight on wk back in the queue (lost: counts toward
-   retries). Returns how many failed for good; *requeued gets the rest. */
-static uint32_t s_release_jobs(pd_broker_t *b, pd_wrec_t *wk, bool lost, uint32_t *requeued)
-{
-    uint32_t failed = 0, back = 0;
-    for (uint32_t i = wk->ninflight; i-- > 0;) {
-        uint64_t id = wk->inflight[i];
-        if (pd_jobs_requeue(pd_broker_jobs(b), id, lost, wk->host))
-            failed++;
-        else
-            back++;
-    }
-    wk->ninflight = 0;
-    wk->ngpuinflight = 0;
-    *requeued = back;
-    return failed;
-}
-
 /* Forgets a worker: a departure (bye), a re-registration, or a loss. */
 static void s_worker_gone(pd_broker_t *b, pd_wrec_t *wk, bool lost, const char *why)
 {
     char label[160];
-    s_label(wk, label, sizeof label);
+    pd_wrec_label(wk, label, sizeof label);
     pd_broker_tasks_worker_gone(b, wk, why);
     uint32_t requeued;
-    uint32_t failed = s_release_jobs(b, wk, lost, &requeued);
+    uint32_t failed = pd_wrec_release_jobs(wk, pd_broker_jobs(b), lost, &requeued);
     if (lost) {
         pd_broker_counters(b)->workers_lost++;
         pd_log_info("worker %s lost (%s): %u jobs requeued, %u failed after their last "
@@ -252,7 +217,7 @@ static void s_say_joined(pd_broker_t *b, const pd_wrec_t *wk)
         snprintf(pilot, sizeof pilot, ", Slurm job %s step %s", wk->slurm_job,
                  wk->slurm_step[0] ? wk->slurm_step : "?");
     pd_log_info("worker %s (pid %lld%s) joined with %u cpus and %u gpus; %u workers, %llu slots",
-                s_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
+                pd_wrec_label(wk, label, sizeof label), (long long) wk->pid, pilot, wk->cpus, wk->gpus,
                 pd_reg_count(pd_broker_workers(b)),
                 (unsigned long long) pd_reg_slots(pd_broker_workers(b)));
     for (uint32_t i = 0; i < wk->ngpu; i++) {
@@ -310,19 +275,19 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     char label[160];
     if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
         snprintf(o->why, sizeof o->why, "ready: routing id %s is registered by another key",
-                 s_label(wk, label, sizeof label));
+                 pd_wrec_label(wk, label, sizeof label));
         return PD_EREFUSED;
     }
     if (wk) {
         /* The worker lost us and came back: whatever it was running it
            dropped, so its jobs go back without counting an attempt. */
         uint32_t requeued;
-        s_release_jobs(b, wk, false, &requeued);
+        pd_wrec_release_jobs(wk, pd_broker_jobs(b), false, &requeued);
         wk->steal_at = 0; /* its answer, if any, is stale */
         pd_wrec_clear_mods(wk);
         pd_broker_tasks_worker_gone(b, wk, "registered again after losing the broker");
         pd_log_info("worker %s registered again: %u jobs requeued",
-                    s_label(wk, label, sizeof label), requeued);
+                    pd_wrec_label(wk, label, sizeof label), requeued);
     } else {
         wk = pd_reg_add(pd_broker_workers(b), o->rid, o->ridlen, pd_broker_now_ms(b));
         if (!wk) {
@@ -334,19 +299,14 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     if (pd_wrec_set_gpu_desc(wk, gdesc, ngdesc))
         pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
     free(gdesc);
-    snprintf(wk->host, sizeof wk->host, "%s", host);
-    memcpy(wk->platform, platform, sizeof platform);
-    wk->limits = limits;
-    memcpy(wk->version, version, sizeof version);
+    pd_wrec_desc_t desc = {.host = host, .platform = platform, .version = version,
+                           .key = o->key ? o->key : "", .limits = limits, .pid = (int64_t) pid,
+                           .gpu_names = (const char (*)[64]) gpu_names,
+                           .ngpu_names = ngpu_names, .slurm_job = sjob, .slurm_step = sstep,
+                           .slurm_array = sarray};
+    pd_wrec_describe(wk, &desc);
     pd_reg_note_platform(pd_broker_workers(b), wk);
-    snprintf(wk->key, sizeof wk->key, "%s", o->key ? o->key : "");
     pd_wrec_set_state(wk, &st);
-    memcpy(wk->gpu_names, gpu_names, sizeof gpu_names);
-    wk->ngpu_names = ngpu_names;
-    wk->pid = (int64_t) pid;
-    memcpy(wk->slurm_job, sjob, sizeof sjob);
-    memcpy(wk->slurm_step, sstep, sizeof sstep);
-    memcpy(wk->slurm_array, sarray, sizeof sarray);
     wk->last_recv = pd_broker_now_ms(b);
     pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
     s_say_joined(b, wk);
@@ -490,14 +450,14 @@ static void s_end_batch(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, s_end_t end,
     if (end == S_END_MODULE)
         pd_log_info("job %llu: module %s cannot run function %s on worker %s: the other %llu "
                     "unfinished jobs of its batch (%llu-%llu) are cancelled",
-                    (unsigned long long) id, mod, fn, s_label(wk, label, sizeof label),
+                    (unsigned long long) id, mod, fn, pd_wrec_label(wk, label, sizeof label),
                     (unsigned long long) cancelled, (unsigned long long) first,
                     (unsigned long long) (first + n - 1));
     else
         pd_log_info("job %llu: its command was not found or not executable on worker %s, "
                     "before any job of its batch succeeded: the other %llu unfinished jobs of "
                     "its batch (%llu-%llu) are cancelled", (unsigned long long) id,
-                    s_label(wk, label, sizeof label), (unsigned long long) cancelled,
+                    pd_wrec_label(wk, label, sizeof label), (unsigned long long) cancelled,
                     (unsigned long long) first, (unsigned long long) (first + n - 1));
 }
 
@@ -639,12 +599,12 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
         wk->steal_at = 0;
         wk->stolen += back;
         pd_log_debug("worker %s gave back %u queued jobs for idle slots elsewhere",
-                     s_label(wk, label, sizeof label), back);
+                     pd_wrec_label(wk, label, sizeof label), back);
         return 0;
     }
     wk->requeued += back;
     pd_log_info("worker %s handed back %u jobs (its owner took slots back); requeued",
-                s_label(wk, label, sizeof label), back);
+                pd_wrec_label(wk, label, sizeof label), back);
     return 0;
 }
 
@@ -696,7 +656,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (strcmp(wk->key, o->key ? o->key : "") != 0) {
         char label[160];
         snprintf(o->why, sizeof o->why, "'%s' refused: worker %s registered with another key",
-                 m->type, s_label(wk, label, sizeof label));
+                 m->type, pd_wrec_label(wk, label, sizeof label));
         return PD_EREFUSED;
     }
     wk->last_recv = pd_broker_now_ms(b);
@@ -723,7 +683,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
         char label[160];
         pd_log_info("worker %s now offers %u cpus and %u gpus",
-                    s_label(wk, label, sizeof label), wk->cpus, wk->gpus);
+                    pd_wrec_label(wk, label, sizeof label), wk->cpus, wk->gpus);
         return 0;
     }
     /* bye */
@@ -770,7 +730,7 @@ static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
     if (rc == 0) {
         char label[160];
         pd_log_debug("shared data %.12s (%zu bytes) sent to worker %s", sb->hash, sb->len,
-                     s_label(wk, label, sizeof label));
+                     pd_wrec_label(wk, label, sizeof label));
         rc = pd_wrec_set_shared(wk, i, true);
     }
     return rc;
@@ -939,7 +899,7 @@ static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
     pd_broker_tell(b, wk);
     char label[160];
     pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
-                 s_label(wk, label, sizeof label), o->n, o->cls == PD_JOBS_GPU ? "GPU " : "");
+                 pd_wrec_label(wk, label, sizeof label), o->n, o->cls == PD_JOBS_GPU ? "GPU " : "");
 }
 
 void pd_broker_dispatch(pd_broker_t *b)
@@ -971,15 +931,7 @@ void pd_broker_dispatch(pd_broker_t *b)
 
 void pd_broker_workers_forgive(pd_broker_t *b, int64_t ms)
 {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
-        pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
-        if (!wk)
-            continue;
-        int64_t now = pd_broker_now_ms(b);
-        wk->last_recv = wk->last_recv + ms > now ? now : wk->last_recv + ms;
-        n++;
-    }
+    uint32_t n = pd_reg_forgive(pd_broker_workers(b), ms, pd_broker_now_ms(b));
     if (n)
         pd_log_warn("the broker did not run for %lld ms (stopped, suspended or overloaded): "
                     "its %u workers' silence meanwhile is not held against them",

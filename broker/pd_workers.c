@@ -540,3 +540,64 @@ void pd_wrec_pack_view(const pd_wrec_t *wk, msgpack_packer *pk, int64_t now_ms)
         pd_pack_kv_str(pk, "slurm_array", wk->slurm_array);
     }
 }
+
+const char *pd_wrec_label(const pd_wrec_t *wk, char *buf, size_t cap)
+{
+    char rid[64];
+    size_t k = 0;
+    for (uint32_t i = 0; i < wk->ridlen && k + 3 < sizeof rid; i++) {
+        uint8_t c = wk->rid[i];
+        if (c >= 0x21 && c < 0x7f)
+            rid[k++] = (char) c;
+        else
+            k += (size_t) snprintf(rid + k, sizeof rid - k, "%02x", c);
+    }
+    rid[k] = 0;
+    snprintf(buf, cap, "%s/%s", wk->host[0] ? wk->host : "?", rid);
+    return buf;
+}
+
+uint32_t pd_wrec_release_jobs(pd_wrec_t *wk, pd_jobs_t *jobs, bool lost, uint32_t *requeued)
+{
+    uint32_t failed = 0, back = 0;
+    for (uint32_t i = wk->ninflight; i-- > 0;) {
+        if (pd_jobs_requeue(jobs, wk->inflight[i], lost, wk->host))
+            failed++;
+        else
+            back++;
+    }
+    wk->ninflight = 0;
+    wk->ngpuinflight = 0;
+    *requeued = back;
+    return failed;
+}
+
+uint32_t pd_reg_forgive(pd_reg_t *w, int64_t ms, int64_t now_ms)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < w->span; i++) {
+        pd_wrec_t *wk = w->w[i];
+        if (!wk)
+            continue;
+        wk->last_recv = wk->last_recv + ms > now_ms ? now_ms : wk->last_recv + ms;
+        n++;
+    }
+    return n;
+}
+
+void pd_wrec_describe(pd_wrec_t *wk, const pd_wrec_desc_t *d)
+{
+    snprintf(wk->host, sizeof wk->host, "%s", d->host);
+    snprintf(wk->platform, sizeof wk->platform, "%s", d->platform);
+    wk->limits = d->limits;
+    snprintf(wk->version, sizeof wk->version, "%s", d->version);
+    snprintf(wk->key, sizeof wk->key, "%s", d->key);
+    wk->ngpu_names = d->ngpu_names < PD_WORKERS_MAX_GPU_NAMES ? d->ngpu_names
+                                                              : PD_WORKERS_MAX_GPU_NAMES;
+    for (uint32_t i = 0; i < wk->ngpu_names; i++)
+        snprintf(wk->gpu_names[i], sizeof wk->gpu_names[i], "%s", d->gpu_names[i]);
+    wk->pid = d->pid;
+    snprintf(wk->slurm_job, sizeof wk->slurm_job, "%s", d->slurm_job);
+    snprintf(wk->slurm_step, sizeof wk->slurm_step, "%s", d->slurm_step);
+    snprintf(wk->slurm_array, sizeof wk->slurm_array, "%s", d->slurm_array);
+}

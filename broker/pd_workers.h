@@ -98,6 +98,18 @@ typedef struct {
     char owner[16];  /* idle-policy state */
 } pd_wrec_state_t;
 
+/* What a worker's `ready` says of it (pd_wrec_describe); strings are
+   copied, cut to the record's sizes. */
+typedef struct {
+    const char *host, *platform, *version;
+    const char *key;                /* its public key, "" without CURVE */
+    pd_limits_t limits;             /* its owner's maxima for one job */
+    int64_t pid;
+    const char (*gpu_names)[64];    /* ngpu_names names */
+    uint32_t ngpu_names;            /* at most PD_WORKERS_MAX_GPU_NAMES */
+    const char *slurm_job, *slurm_step, *slurm_array; /* "" when not a pilot */
+} pd_wrec_desc_t;
+
 typedef struct pd_reg pd_reg_t;
 
 pd_reg_t *pd_reg_new(void);
@@ -223,5 +235,19 @@ void pd_wrec_set_state(pd_wrec_t *wk, const pd_wrec_state_t *st);
    docs/protocol.md): a map of its id, host, slots, load, GPUs, ages
    (against now_ms) and, for a pilot, its Slurm ids. */
 void pd_wrec_pack_view(const pd_wrec_t *wk, msgpack_packer *pk, int64_t now_ms);
+
+/* Printable name of a worker for log lines, into buf: "host/routing id"
+   (bytes outside printable ASCII in hex). Returns buf. */
+const char *pd_wrec_label(const pd_wrec_t *wk, char *buf, size_t cap);
+/* Puts every job in flight on wk back in the queue of jobs (lost: counts
+   toward retries) and empties its list. Returns how many failed for good;
+   *requeued gets the rest. */
+uint32_t pd_wrec_release_jobs(pd_wrec_t *wk, pd_jobs_t *jobs, bool lost, uint32_t *requeued);
+/* The broker did not listen for ms: every worker's silence is counted from
+   ms later (not past now_ms). Returns the workers. */
+uint32_t pd_reg_forgive(pd_reg_t *w, int64_t ms, int64_t now_ms);
+
+/* Notes what wk's `ready` says of it. */
+void pd_wrec_describe(pd_wrec_t *wk, const pd_wrec_desc_t *d);
 
 #endif
