@@ -754,19 +754,24 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 }
 
 /* Sends what job j of a RUN needs first (module, CUDA module, shared
-   data). Returns 0 or a PD_E* code. */
+   data). Returns 0 or a PD_E* code; *left gets the PD_SCHED_SEND_* bits
+   not sent. */
 static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
-                        const pd_sched_job_t *sj)
+                        const pd_sched_job_t *sj, uint8_t *left)
 {
     const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
     int rc = 0;
-    if ((sj->send & PD_SCHED_SEND_MOD) && (rc = pd_broker_send_mod(b, wk, job->mod, owner)))
+    *left = sj->send;
+    if ((*left & PD_SCHED_SEND_MOD) && (rc = pd_broker_send_mod(b, wk, job->mod, owner)))
         return rc;
-    if ((sj->send & PD_SCHED_SEND_CU) && (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)))
+    *left &= (uint8_t) ~PD_SCHED_SEND_MOD;
+    if ((*left & PD_SCHED_SEND_CU) && (rc = pd_broker_send_mod(b, wk, job->cu - 1, owner)))
         return rc;
-    if (sj->send & PD_SCHED_SEND_SHARED)
-        rc = s_send_shared(b, wk, job->shared - 1);
-    return rc;
+    *left &= (uint8_t) ~PD_SCHED_SEND_CU;
+    if ((*left & PD_SCHED_SEND_SHARED) && (rc = s_send_shared(b, wk, job->shared - 1)))
+        return rc;
+    *left = 0;
+    return 0;
 }
 
 /* Packs one job of a `run`: [id, attempt, mod, fn, timeout_ms, arg, shared
@@ -804,13 +809,16 @@ static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd
 }
 
 /* Jobs k.. of RUN o were not sent: they go back to the queue, not counted
-   as an attempt, and the worker is known not to have what they needed. */
-static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, uint32_t k)
+   as an attempt; unsent_needs: what they needed first was not sent either
+   (the worker is known not to have it). */
+static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, uint32_t k,
+                     bool unsent_needs)
 {
     for (uint32_t i = o->n; i-- > k;) {
         const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, i);
         pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
-        pd_sched_unsent(wk, job, sj);
+        if (unsent_needs)
+            pd_sched_unsent(wk, job, sj);
         pd_wrec_untrack(wk, pd_broker_jobs(b), job);
         pd_jobs_requeue(pd_broker_jobs(b), sj->id, false, wk->host);
     }
@@ -838,8 +846,13 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
     for (; n < o->n; n++) {
         const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, n);
         pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
-        if (sj->send && (rc = s_send_needs(b, wk, job, sj)) != 0) {
-            s_unsend(b, wk, o, n);
+        uint8_t left = 0;
+        if (sj->send && (rc = s_send_needs(b, wk, job, sj, &left)) != 0) {
+            /* What went out stays noted; this job and the rest go back. */
+            s_unsend(b, wk, o, n + 1, true);
+            pd_sched_unsent(wk, job, &(pd_sched_job_t){sj->id, left});
+            pd_wrec_untrack(wk, pd_broker_jobs(b), job);
+            pd_jobs_requeue(pd_broker_jobs(b), sj->id, false, wk->host);
             break;
         }
         const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
@@ -869,7 +882,7 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
         /* Not sent: the chunk goes back, not counted as an attempt. */
         pd_sched_order_t sent = *o;
         sent.n = n;
-        s_unsend(b, wk, &sent, 0);
+        s_unsend(b, wk, &sent, 0, false); /* their modules and data went out */
         rc = src;
     } else if (n > 0) {
         wk->last_send = pd_broker_now_ms(b);
