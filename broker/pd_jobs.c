@@ -60,7 +60,7 @@ typedef struct {
 typedef struct {
     uint64_t first; /* first id */
     uint32_t count; /* consecutive ids fetched first in the same second */
-    uint32_t sec;   /* that second + 1, as stored in pd_job_t.fetched */
+    uint32_t sec;   /* that second + 1, as stored in pd_jobrec_t.fetched */
 } s_ttl_t;
 
 typedef struct {
@@ -82,7 +82,7 @@ typedef struct {
     uint64_t running;    /* its jobs in state running */
     uint32_t max_slots;  /* jobs it may have running at once; 0 = no cap */
     uint8_t cls;         /* slot class of these jobs: PD_JOBS_CPU or PD_JOBS_GPU */
-    uint32_t index;      /* position in clients[] (pd_job_t.client) */
+    uint32_t index;      /* position in clients[] (pd_jobrec_t.client) */
     uint32_t prev;       /* previous client in the dispatch ring */
     uint32_t next;       /* next client in the dispatch ring */
     bool active;         /* in the dispatch ring */
@@ -90,7 +90,7 @@ typedef struct {
 } s_client_t;
 
 struct pd_jobs {
-    pd_job_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
+    pd_jobrec_t **chunks;     /* chunk pointers; NULL = not allocated or freed */
     uint32_t *live;        /* per chunk: jobs handed out and not forgotten */
     size_t nchunks;        /* entries in chunks/live */
     uint64_t next_id;      /* id the next submitted job gets */
@@ -223,7 +223,7 @@ void pd_jobs_destroy(pd_jobs_t **p)
         return;
     pd_jobs_t *j = *p;
     for (size_t c = 0; c < j->nchunks; c++) {
-        pd_job_t *ch = j->chunks[c];
+        pd_jobrec_t *ch = j->chunks[c];
         if (!ch)
             continue;
         for (uint32_t i = 0; i < S_CHUNK; i++) {
@@ -260,18 +260,18 @@ void pd_jobs_destroy(pd_jobs_t **p)
 
 /* ---- records ----------------------------------------------------------- */
 
-pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id)
+pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id)
 {
     if (id == 0 || id >= j->next_id)
         return NULL;
     uint64_t c = (id - 1) >> S_CHUNK_BITS;
     if (c >= j->nchunks || !j->chunks[c])
         return NULL;
-    pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+    pd_jobrec_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
     return job->state == PD_JOB_UNKNOWN ? NULL : job;
 }
 
-void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succeeded)
+void pd_jobs_batch(const pd_jobrec_t *job, uint64_t *first, uint32_t *n, bool *succeeded)
 {
     assert(job->arg && !PD_JOB_IS_FINAL(job->state));
     /* An argument blob's key is its batch's first id, and its bytes the
@@ -289,7 +289,7 @@ void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succ
 
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     return job ? job->state : PD_JOB_UNKNOWN;
 }
 
@@ -327,7 +327,7 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
         size_t cap = j->nchunks ? j->nchunks : 16;
         while (cap <= last_c)
             cap *= 2;
-        pd_job_t **ch = realloc(j->chunks, cap * sizeof *ch);
+        pd_jobrec_t **ch = realloc(j->chunks, cap * sizeof *ch);
         if (!ch)
             return PD_ENOMEM;
         j->chunks = ch;
@@ -341,7 +341,7 @@ static int s_chunks_reserve(pd_jobs_t *j, uint64_t first, uint64_t n)
     }
     for (uint64_t c = (first - 1) >> S_CHUNK_BITS; c <= last_c; c++)
         if (!j->chunks[c]) {
-            j->chunks[c] = calloc(S_CHUNK, sizeof(pd_job_t));
+            j->chunks[c] = calloc(S_CHUNK, sizeof(pd_jobrec_t));
             if (!j->chunks[c])
                 return PD_ENOMEM;
         }
@@ -622,7 +622,7 @@ bool pd_jobs_ready(pd_jobs_t *j, int cls)
 
 uint64_t pd_jobs_pop(pd_jobs_t *j, int cls) { return pd_jobs_pop_if(j, cls, NULL, NULL); }
 
-uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_job_t *job),
+uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_jobrec_t *job),
                         void *user)
 {
     assert(cls >= 0 && cls < PD_JOBS_CLASSES);
@@ -643,7 +643,7 @@ uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd
             cl->qhead = (cl->qhead + 1) & (cl->qcap - 1);
             cl->qlen--;
         }
-        pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobrec_t *job = pd_jobs_get(j, id);
         job->state = PD_JOB_RUNNING;
         job->attempt++;
         j->queued--;
@@ -788,7 +788,7 @@ int pd_jobs_submit_ex(pd_jobs_t *j, const pd_jobs_submit_t *sub, uint64_t *first
         assert(skip == 0); /* the frame was checked whole by pd_msg_parse */
         (void) skip;
         uint64_t c = (id - 1) >> S_CHUNK_BITS;
-        pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+        pd_jobrec_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) retries;
@@ -846,7 +846,7 @@ void pd_jobs_seal(pd_jobs_t *j)
     d[4] = (uint8_t) n;
     pd_blob_t *blob = pd_blob_new(d, j->seg.len, 0);
     for (size_t i = 0; i < j->nseg; i++) {
-        pd_job_t *job = pd_jobs_get(j, j->segids[i]);
+        pd_jobrec_t *job = pd_jobs_get(j, j->segids[i]);
         assert(job && PD_JOB_IS_FINAL(job->state) && !job->res);
         if (blob) {
             job->res = blob;
@@ -864,7 +864,7 @@ void pd_jobs_seal(pd_jobs_t *j)
 /* Makes job id (just made final with state) an entry of the open segment;
    pack() writes its value. Returns 0 or PD_ENOMEM (then the job is final
    with a nil value and no entry). */
-static int s_seg_add(pd_jobs_t *j, uint64_t id, pd_job_t *job, uint8_t state,
+static int s_seg_add(pd_jobs_t *j, uint64_t id, pd_jobrec_t *job, uint8_t state,
                      void (*pack)(msgpack_packer *pk, const void *arg), const void *arg,
                      size_t hint)
 {
@@ -904,9 +904,9 @@ static int s_seg_add(pd_jobs_t *j, uint64_t id, pd_job_t *job, uint8_t state,
 }
 
 /* Common part of every final transition. */
-static pd_job_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
+static pd_jobrec_t *s_finish(pd_jobs_t *j, uint64_t id, uint8_t state)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     assert(job && !PD_JOB_IS_FINAL(job->state));
     s_client_t *cl = j->clients[job->client];
     assert(cl);
@@ -976,7 +976,7 @@ static void s_pack_err(msgpack_packer *pk, const void *arg)
 
 int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     assert(job && job->arg);
     job->arg->flags |= PD_BLOB_SUCCEEDED;
     job = s_finish(j, id, PD_JOB_DONE);
@@ -993,20 +993,20 @@ int pd_jobs_set_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *
 int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const char *msg,
                              const char *host, int64_t slot, const uint8_t *value, size_t len)
 {
-    pd_job_t *job = s_finish(j, id, PD_JOB_FAILED);
+    pd_jobrec_t *job = s_finish(j, id, PD_JOB_FAILED);
     s_err_t e = {code, msg, host, slot, job->attempt, value, len};
     return s_seg_add(j, id, job, PD_JOB_FAILED, s_pack_err, &e, strlen(msg) + len + 100);
 }
 
 int pd_jobs_set_cancelled(pd_jobs_t *j, uint64_t id)
 {
-    pd_job_t *job = s_finish(j, id, PD_JOB_CANCELLED);
+    pd_jobrec_t *job = s_finish(j, id, PD_JOB_CANCELLED);
     return s_seg_add(j, id, job, PD_JOB_CANCELLED, s_pack_nil, NULL, 1);
 }
 
 bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *len)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     if (!job || !PD_JOB_IS_FINAL(job->state))
         return false;
     if (!job->res && job->res_len)
@@ -1020,7 +1020,7 @@ bool pd_jobs_result(pd_jobs_t *j, uint64_t id, const uint8_t **val, uint32_t *le
 
 bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const char *host)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     assert(job && job->state == PD_JOB_RUNNING);
     bool own = strcmp(code, "PD_ETASK") == 0 || strcmp(code, "PD_ECRASH") == 0 ||
                strcmp(code, "PD_ETIMEDOUT") == 0;
@@ -1032,7 +1032,7 @@ bool pd_jobs_retry_failed(pd_jobs_t *j, uint64_t id, const char *code, const cha
 
 int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     assert(job && job->state == PD_JOB_RUNNING);
     if (lost) {
         job->losses++;
@@ -1068,7 +1068,7 @@ int pd_jobs_requeue(pd_jobs_t *j, uint64_t id, bool lost, const char *host)
 /* ---- forgetting -------------------------------------------------------- */
 
 /* Clears a record and frees its chunk when it was the chunk's last. */
-static void s_drop_record(pd_jobs_t *j, uint64_t id, pd_job_t *job)
+static void s_drop_record(pd_jobs_t *j, uint64_t id, pd_jobrec_t *job)
 {
     memset(job, 0, sizeof *job);
     uint64_t c = (id - 1) >> S_CHUNK_BITS;
@@ -1080,7 +1080,7 @@ static void s_drop_record(pd_jobs_t *j, uint64_t id, pd_job_t *job)
 
 bool pd_jobs_forget(pd_jobs_t *j, uint64_t id)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     if (!job || !PD_JOB_IS_FINAL(job->state))
         return false;
     if (!job->res && job->res_len)
@@ -1095,7 +1095,7 @@ bool pd_jobs_forget(pd_jobs_t *j, uint64_t id)
 void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n)
 {
     for (uint64_t id = first; id < first + n; id++) {
-        pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobrec_t *job = pd_jobs_get(j, id);
         if (!job)
             continue;
         if (PD_JOB_IS_FINAL(job->state)) {
@@ -1117,7 +1117,7 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n)
 
 bool pd_jobs_mark_fetched(pd_jobs_t *j, uint64_t id, uint32_t now_s)
 {
-    pd_job_t *job = pd_jobs_get(j, id);
+    pd_jobrec_t *job = pd_jobs_get(j, id);
     if (!job || !PD_JOB_IS_FINAL(job->state) || job->fetched)
         return false;
     if (!job->res && job->res_len)
@@ -1158,7 +1158,7 @@ uint64_t pd_jobs_expire(pd_jobs_t *j, uint32_t now_s, uint32_t ttl_s)
         if ((uint64_t) t.sec - 1 + ttl_s > now_s)
             break;
         for (uint32_t i = 0; i < t.count; i++) {
-            pd_job_t *job = pd_jobs_get(j, t.first + i);
+            pd_jobrec_t *job = pd_jobs_get(j, t.first + i);
             if (job && job->fetched == t.sec && pd_jobs_forget(j, t.first + i))
                 n++;
         }
@@ -1348,7 +1348,7 @@ void pd_jobs_set_next_id(pd_jobs_t *j, uint64_t next_id)
 }
 
 /* The record slot of id (its chunk allocated); NULL when out of memory. */
-static pd_job_t *s_slot(pd_jobs_t *j, uint64_t id)
+static pd_jobrec_t *s_slot(pd_jobs_t *j, uint64_t id)
 {
     if (s_chunks_reserve(j, id, 1))
         return NULL;
@@ -1413,7 +1413,7 @@ int64_t pd_jobs_restore_batch(pd_jobs_t *j, uint64_t first, uint32_t n,
         if (skip && skip(user, id))
             continue;
         uint64_t c = (id - 1) >> S_CHUNK_BITS;
-        pd_job_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
+        pd_jobrec_t *job = &j->chunks[c][(id - 1) & (S_CHUNK - 1)];
         memset(job, 0, sizeof *job);
         job->state = PD_JOB_QUEUED;
         job->retries = (uint8_t) sub->retries;
@@ -1492,7 +1492,7 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
         }
         if (skip && skip(user, id))
             continue;
-        pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobrec_t *job = pd_jobs_get(j, id);
         if (job && job->state != PD_JOB_QUEUED) {
             snprintf(why, whycap, "job %llu has two results (segment %llu)",
                      (unsigned long long) id, (unsigned long long) seg);
@@ -1541,7 +1541,7 @@ int pd_jobs_set_owner(pd_jobs_t *j, uint64_t first, uint64_t n, const char *owne
 {
     uint32_t from = UINT32_MAX, to = 0; /* the last (fn, "") -> (fn, owner) */
     for (uint64_t id = first; id < first + n && id < j->next_id; id++) {
-        pd_job_t *job = pd_jobs_get(j, id);
+        pd_jobrec_t *job = pd_jobs_get(j, id);
         if (!job)
             continue;
         if (job->fn != from) {
@@ -1573,7 +1573,7 @@ pd_jobs_owner_t *pd_jobs_owners(pd_jobs_t *j, size_t *n)
         goto done;
     uint32_t norder = 0;
     for (uint64_t id = pd_jobs_next_known(j, 1); id; id = pd_jobs_next_known(j, id + 1)) {
-        const pd_job_t *job = pd_jobs_get(j, id);
+        const pd_jobrec_t *job = pd_jobs_get(j, id);
         pd_jobs_owner_t *o = &per[job->fn];
         if (!o->owner) {
             o->owner = pd_jobs_owner_id(j, job->fn);
@@ -1617,7 +1617,7 @@ done:
     return out;
 }
 
-void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,
+void pd_jobs_client_of(pd_jobs_t *j, const pd_jobrec_t *job, uint8_t *rid, size_t *len,
                        uint32_t *max_slots)
 {
     assert(!PD_JOB_IS_FINAL(job->state));

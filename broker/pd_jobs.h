@@ -34,7 +34,7 @@
     Submits may carry a token (an idempotency key): a retried submit with a
     token seen in the last PD_JOBS_TOKEN_TTL_S seconds gets the same ids.
 
-    The struct pd_job_t is a plain record read by the broker on its hot path;
+    The struct pd_jobrec_t is a plain record read by the broker on its hot path;
     it is changed only through the functions here (and by pd_workers for the
     worker/wpos pair).
 */
@@ -122,7 +122,7 @@ typedef struct {
     uint32_t arg_len;    /* argument's msgpack bytes */
     uint32_t res_off;    /* result's offset in res */
     uint32_t res_len;    /* result's msgpack bytes (0 = nil) */
-} pd_job_t;
+} pd_jobrec_t;
 
 typedef struct pd_jobs pd_jobs_t;
 
@@ -205,11 +205,11 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
    forgets jobs. */
-pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
+pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
 /* The batch (one submit) of an unfinished job: its ids are first ..
    first+*n-1 (some of them may be final or forgotten by now), and
    *succeeded says whether one of them ended done. */
-void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succeeded);
+void pd_jobs_batch(const pd_jobrec_t *job, uint64_t *first, uint32_t *n, bool *succeeded);
 /* State of id (PD_JOB_UNKNOWN when not known). */
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
@@ -251,7 +251,7 @@ uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
 /* Like pd_jobs_pop, taking only a job for which fits(user, job) is true: a
    client whose next job does not fit is passed over this time (its turn
    comes back with the next caller). */
-uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_job_t *job),
+uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_jobrec_t *job),
                         void *user);
 /* Jobs with ids >= limit are not popped (0 = no limit): the journal sets it
    to the next id it has on disk, so that no id reaches a worker unless it
@@ -360,7 +360,7 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
 /* The routing id of the client that submitted unfinished job `job` (at most
    PD_JOBS_MAX_CLIENT_ID bytes into rid; *len 0 for the anonymous client)
    and that client's max_slots. */
-void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,
+void pd_jobs_client_of(pd_jobs_t *j, const pd_jobrec_t *job, uint8_t *rid, size_t *len,
                        uint32_t *max_slots);
 /* Smallest id >= from that has a record, or 0 when none. */
 uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from);

@@ -1255,7 +1255,7 @@ void pd_journal_resync(pd_journal_t *jn)
         if (id > expect)
             s_snapshot_gone(jn, expect, id - 1);
         expect = id + 1;
-        pd_job_t *job = pd_jobs_get(jobs, id);
+        pd_jobrec_t *job = pd_jobs_get(jobs, id);
         bool final = PD_JOB_IS_FINAL(job->state);
         const char *owner = final ? pd_jobs_owner_id(jobs, job->fn) : "";
         if (run_n && (run_first + run_n != id || strcmp(owner, run_owner) != 0)) {
