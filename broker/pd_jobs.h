@@ -43,6 +43,7 @@
 
 #include "pd_limits.h"
 #include "pd_msg.h"
+#include "pd_ranges.h" /* requests name the table's ids by ranges */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,7 +62,6 @@ enum {
 
 #define PD_JOBS_DEFAULT_MAX   4000000u  /* unfinished jobs held at most */
 #define PD_JOBS_DEFAULT_MAX_ARG_BYTES (4ull << 30) /* their argument bytes at most */
-#define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_RETRY_FAILED 100u   /* largest `retry_failed` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
@@ -393,26 +393,5 @@ uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j);
 uint64_t pd_jobs_arg_freed(const pd_jobs_t *j);
 void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max);
 uint64_t pd_jobs_max(const pd_jobs_t *j);
-
-/* ---- ranges --------------------------------------------------------- */
-
-/* A parsed set of ids: pairs [first, count]. */
-typedef struct {
-    uint64_t (*r)[2]; /* owned; n pairs */
-    uint32_t n;       /* pairs */
-    uint64_t total;   /* ids named */
-    uint64_t lo, hi;  /* smallest and largest id named (total > 0) */
-} pd_ranges_t;
-
-/* Parses a ranges value (array of [first, count] with first >= 1, count >= 1,
-   no overflow, at most PD_RANGES_MAX_IDS ids in all). Returns 0, or
-   PD_EPROTO/PD_ETOOBIG/PD_ENOMEM with a sentence in why. */
-int pd_ranges_parse(const uint8_t *raw, size_t len, pd_ranges_t *out, char *why, size_t whycap);
-void pd_ranges_free(pd_ranges_t *rg);
-/* True when id is named by rg. Pairs are searched linearly after a
-   bounding-box test. */
-bool pd_ranges_contains(const pd_ranges_t *rg, uint64_t id);
-/* True when any of the sorted ids is named by rg. */
-bool pd_ranges_touches(const pd_ranges_t *rg, const uint64_t *sorted, size_t n);
 
 #endif
