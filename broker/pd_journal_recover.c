@@ -314,33 +314,6 @@ static int64_t s_restore_batch(pd_journal_t *jn, sqlite3_stmt *st, char *why, si
     return kept;
 }
 
-/* Batches: queued jobs (minus gone ids); rows left with no job go. */
-static int s_load_batches(pd_journal_t *jn, char *why, size_t whycap)
-{
-    sqlite3_stmt *st;
-    int rc = s_query(jn, "SELECT first, n, mod, fn, timeout_ms, retries, client, shared, gpu, "
-                     "cu, max_slots, sum, args, owner, memory, cpu_time, max_output, "
-                     "retry_failed FROM batches ORDER BY first", &st, why, whycap);
-    uint64_t *dead = NULL;
-    size_t ndead = 0, capdead = 0;
-    int step = SQLITE_DONE;
-    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t kept = s_restore_batch(jn, st, why, whycap);
-        if (kept < 0)
-            rc = (int) kept;
-        else if (kept == 0 && s_push_id(&dead, &ndead, &capdead,
-                                        (uint64_t) sqlite3_column_int64(st, 0)))
-            rc = s_out_of_memory(jn, why, whycap);
-    }
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = s_read_failed(jn, "cannot read batches", why, whycap);
-    sqlite3_finalize(st);
-    if (rc == 0)
-        rc = s_delete_dead(jn, PD_JST_BATCH_DEL, dead, ndead, why, whycap);
-    free(dead);
-    return rc;
-}
-
 /* Checks and restores the result segment row st is on. Returns how many
    jobs point into it (0: its row can go), or PD_EIO or PD_ENOMEM with why. */
 static int64_t s_restore_segment(pd_journal_t *jn, sqlite3_stmt *st, char *why, size_t whycap)
@@ -368,33 +341,52 @@ static int64_t s_restore_segment(pd_journal_t *jn, sqlite3_stmt *st, char *why, 
     return kept;
 }
 
-/* Result segments: final jobs (this may finish batches: their rows go
-   through the dead hook); segments left with no job go. */
-static int s_load_segments(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why,
-                           size_t whycap)
+/* Reads the rows of a table of blobs (batches or result segments) with
+   restore, one row at a time, adding the jobs kept to *kept; rows left with
+   no job are then deleted (statement del). Returns 0, or PD_EIO or
+   PD_ENOMEM with why. */
+static int s_load_blobs(pd_journal_t *jn, const char *sql,
+                        int64_t (*restore)(pd_journal_t *jn, sqlite3_stmt *st, char *why,
+                                           size_t whycap),
+                        int del, const char *what, uint64_t *kept, char *why, size_t whycap)
 {
     sqlite3_stmt *st;
-    int rc = s_query(jn, "SELECT seg, sum, res FROM results ORDER BY seg", &st, why, whycap);
+    int rc = s_query(jn, sql, &st, why, whycap);
     uint64_t *dead = NULL;
     size_t ndead = 0, capdead = 0;
     int step = SQLITE_DONE;
     while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t kept = s_restore_segment(jn, st, why, whycap);
-        if (kept < 0) {
-            rc = (int) kept;
+        int64_t n = restore(jn, st, why, whycap);
+        if (n < 0) {
+            rc = (int) n;
             break;
         }
-        rec->results += (uint64_t) kept;
-        if (kept == 0 &&
-            s_push_id(&dead, &ndead, &capdead, (uint64_t) sqlite3_column_int64(st, 0)))
+        *kept += (uint64_t) n;
+        if (n == 0 && s_push_id(&dead, &ndead, &capdead, (uint64_t) sqlite3_column_int64(st, 0)))
             rc = s_out_of_memory(jn, why, whycap);
     }
     if (rc == 0 && step != SQLITE_DONE)
-        rc = s_read_failed(jn, "cannot read results", why, whycap);
+        rc = s_read_failed(jn, what, why, whycap);
     sqlite3_finalize(st);
     if (rc == 0)
-        rc = s_delete_dead(jn, PD_JST_SEG_DEL, dead, ndead, why, whycap);
+        rc = s_delete_dead(jn, del, dead, ndead, why, whycap);
     free(dead);
+    return rc;
+}
+
+/* Batches: queued jobs (minus gone ids). Then result segments: final jobs
+   (this may finish batches: their rows go through the dead hook). */
+static int s_load_jobs(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_t whycap)
+{
+    uint64_t queued = 0;
+    int rc = s_load_blobs(jn, "SELECT first, n, mod, fn, timeout_ms, retries, client, shared, "
+                          "gpu, cu, max_slots, sum, args, owner, memory, cpu_time, max_output, "
+                          "retry_failed FROM batches ORDER BY first", s_restore_batch,
+                          PD_JST_BATCH_DEL, "cannot read batches", &queued, why, whycap);
+    if (rc == 0)
+        rc = s_load_blobs(jn, "SELECT seg, sum, res FROM results ORDER BY seg",
+                          s_restore_segment, PD_JST_SEG_DEL, "cannot read results",
+                          &rec->results, why, whycap);
     if (rc == 0 && jn->txn_failed)
         rc = s_read_failed(jn, "cannot clean up", why, whycap);
     return rc;
@@ -506,9 +498,7 @@ static int s_load(pd_journal_t *jn, pd_journal_recovery_t *rec, char *why, size_
     if (rc == 0)
         rc = s_load_gone(jn, next_id, why, whycap);
     if (rc == 0)
-        rc = s_load_batches(jn, why, whycap);
-    if (rc == 0)
-        rc = s_load_segments(jn, rec, why, whycap);
+        rc = s_load_jobs(jn, rec, why, whycap);
     if (rc)
         return rc;
     rec->queued = pd_jobs_queued(jn->jobs);
