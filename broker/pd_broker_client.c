@@ -79,7 +79,7 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
     for (uint32_t i = 0; i < rg->n; i++)
         for (uint64_t c = 0; c < rg->r[i][1]; c++) {
             uint64_t id = rg->r[i][0] + c;
-            const pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+            const pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (!job || job->fn == mine)
                 continue;
             char what[40];
@@ -606,7 +606,7 @@ static int s_resubmit(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n
                       const void *token, uint32_t tokenlen)
 {
     pd_jobs_t *jobs = pd_broker_jobs(b);
-    const pd_job_t *fj = n ? pd_jobs_get(jobs, first) : NULL;
+    const pd_jobrec_t *fj = n ? pd_jobs_get(jobs, first) : NULL;
     int rc;
     if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(jobs, fj->fn),
                                               "the submit with this token", "submit",
@@ -770,7 +770,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
    back (at least once) and nothing accepted is lost. A cancellation waits
    for the disk like the `cancelled` reply does: shown early and then lost
    in a crash, the job would run after all. */
-static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
+static bool s_shown_early(pd_broker_t *b, const pd_jobrec_t *job)
 {
     return job->state != PD_JOB_CANCELLED || !job->res || !pd_broker_journal(b) ||
            pd_journal_visible(pd_broker_journal(b), job->res->jseq);
@@ -801,7 +801,7 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
             if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
                 goto full;
             uint64_t id = rg->r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (job && !PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job && !s_shown_early(b, job))
@@ -972,7 +972,7 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
     for (uint32_t i = 0; i < nr; i++) {
         for (uint64_t c = 0; c < r[i][1]; c++) {
             uint64_t id = r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
             if (!job || PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job->state == PD_JOB_RUNNING) {

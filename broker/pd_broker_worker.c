@@ -408,7 +408,7 @@ typedef enum {
    before one of its batch succeeded, ends the batch; so does an exec job
    whose shell exited 127 (no such program) or 126 (not executable) before
    one of its batch succeeded. */
-static s_end_t s_job_ends(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, const pd_job_t *job,
+static s_end_t s_job_ends(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, const pd_jobrec_t *job,
                           int code, const uint8_t *value, size_t value_len)
 {
     uint64_t first;
@@ -500,7 +500,7 @@ static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
         const uint8_t *val;
         size_t vlen;
         s_read_result(&r, &id, &attempt, &ok, &val, &vlen, &us);
-        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
             pd_broker_counters(b)->stale++;
@@ -583,7 +583,7 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
         pd_rd_array(&r, &two);
         pd_rd_uint(&r, &id);
         pd_rd_uint(&r, &attempt);
-        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
             pd_broker_counters(b)->stale++;
@@ -756,7 +756,7 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
 /* Sends what job j of a RUN needs first (module, CUDA module, shared
    data). Returns 0 or a PD_E* code; *left gets the PD_SCHED_SEND_* bits
    not sent. */
-static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
+static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_jobrec_t *job,
                         const pd_sched_job_t *sj, uint8_t *left)
 {
     const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
@@ -777,7 +777,7 @@ static int s_send_needs(pd_broker_t *b, pd_wrec_t *wk, const pd_job_t *job,
 /* Packs one job of a `run`: [id, attempt, mod, fn, timeout_ms, arg, shared
    or nil, client], then for a GPU job [gpu: true, cu or nil], then for a
    job that asks for limits [..., gpu, cu or nil, limits]. */
-static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd_job_t *job,
+static void s_pack_job(pd_broker_t *b, msgpack_packer *pk, uint64_t id, const pd_jobrec_t *job,
                        uint32_t client)
 {
     pd_limits_t lim = pd_jobs_fn_limits(pd_broker_jobs(b), job->fn);
@@ -816,7 +816,7 @@ static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, u
 {
     for (uint32_t i = o->n; i-- > k;) {
         const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, i);
-        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
+        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
         if (unsent_needs)
             pd_sched_unsent(wk, job, sj);
         pd_wrec_untrack(wk, pd_broker_jobs(b), job);
@@ -845,7 +845,7 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
     int rc = 0;
     for (; n < o->n; n++) {
         const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, n);
-        pd_job_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
+        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
         uint8_t left = 0;
         if (sj->send && (rc = s_send_needs(b, wk, job, sj, &left)) != 0) {
             /* What went out stays noted; this job and the rest go back. */

@@ -15,7 +15,7 @@
 #ifndef PD_PARK_H
 #define PD_PARK_H
 
-#include "pd_jobs.h"
+#include "pd_ranges.h"
 
 #include <stdbool.h>
 #include <stddef.h>

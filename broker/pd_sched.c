@@ -91,7 +91,7 @@ bool pd_sched_needs_mod(pd_mods_t *mods, const pd_wrec_t *wk, uint32_t mod)
     return !pd_wrec_has_mod(wk, mod) && !pd_mods_is_builtin(mods, mod);
 }
 
-void pd_sched_unsent(pd_wrec_t *wk, const pd_job_t *job, const pd_sched_job_t *sj)
+void pd_sched_unsent(pd_wrec_t *wk, const pd_jobrec_t *job, const pd_sched_job_t *sj)
 {
     if (sj->send & PD_SCHED_SEND_MOD)
         pd_wrec_unset_mod(wk, job->mod);
@@ -173,7 +173,7 @@ typedef struct {
    worker's platform (pd_probes.h): PD_PROBE_PROVEN for built-in tasks,
    which are not probed, and PD_PROBE_NONE when a probe sent earlier no
    longer runs as one (requeued, cancelled): the job may then be the probe. */
-static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
+static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_jobrec_t *job)
 {
     const pd_sched_in_t *in = f->in;
     if (f->proven && f->mod == job->mod && f->cu == job->cu && f->fn == job->fn)
@@ -189,7 +189,7 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
         f->cu = job->cu;
         f->fn = job->fn;
     } else if (st == PD_PROBE_RUNNING) {
-        const pd_job_t *pj = pd_jobs_get(in->jobs, probe);
+        const pd_jobrec_t *pj = pd_jobs_get(in->jobs, probe);
         const pd_wrec_t *pw = pj && pj->state == PD_JOB_RUNNING
                                   ? pd_reg_at(in->reg, pj->worker) : NULL;
         if (!pw || pj->mod != job->mod || pj->cu != job->cu || pj->fn != job->fn ||
@@ -199,7 +199,7 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
     return st;
 }
 
-static bool s_fits(void *user, const pd_job_t *job)
+static bool s_fits(void *user, const pd_jobrec_t *job)
 {
     s_fits_t *f = user;
     pd_limits_t lim = pd_jobs_fn_limits(f->in->jobs, job->fn);
@@ -212,7 +212,7 @@ static bool s_fits(void *user, const pd_job_t *job)
 
 /* A job just popped for wk: when its pair has not been proven on wk's
    platform, it becomes the probe. */
-static void s_probe_popped(s_fits_t *f, uint64_t id, const pd_job_t *job)
+static void s_probe_popped(s_fits_t *f, uint64_t id, const pd_jobrec_t *job)
 {
     if (s_probe_state(f, job) == PD_PROBE_PROVEN)
         return;
@@ -226,7 +226,7 @@ static void s_probe_popped(s_fits_t *f, uint64_t id, const pd_job_t *job)
 
 /* What must go to wk before job, marked as sent (PD_SCHED_SEND_* bits), or
    -1 without memory to mark it (nothing marked). */
-static int s_mark_sends(const pd_sched_in_t *in, pd_wrec_t *wk, const pd_job_t *job)
+static int s_mark_sends(const pd_sched_in_t *in, pd_wrec_t *wk, const pd_jobrec_t *job)
 {
     int send = 0;
     if (pd_sched_needs_mod(in->mods, wk, job->mod))
@@ -266,7 +266,7 @@ static uint32_t s_plan_run(pd_sched_t *s, const pd_sched_in_t *in, pd_wrec_t *wk
         uint64_t id = pd_jobs_pop_if(in->jobs, cls, s_fits, &fits);
         if (!id)
             break;
-        pd_job_t *job = pd_jobs_get(in->jobs, id);
+        pd_jobrec_t *job = pd_jobs_get(in->jobs, id);
         s_probe_popped(&fits, id, job);
         const char *owner = pd_jobs_fn_owner(in->jobs, job->fn);
         uint32_t ci = 0;
@@ -294,7 +294,7 @@ static uint32_t s_plan_run(pd_sched_t *s, const pd_sched_in_t *in, pd_wrec_t *wk
     pd_sched_order_t *o = s_order(s, PD_SCHED_RUN);
     if (!o) {
         for (uint32_t k = n; k-- > 0;) {
-            pd_job_t *job = pd_jobs_get(in->jobs, s->jobs[first + k].id);
+            pd_jobrec_t *job = pd_jobs_get(in->jobs, s->jobs[first + k].id);
             pd_sched_unsent(wk, job, &s->jobs[first + k]);
             pd_wrec_untrack(wk, in->jobs, job);
             pd_jobs_requeue(in->jobs, s->jobs[first + k].id, false, wk->host);

@@ -90,6 +90,6 @@ const pd_sched_job_t *pd_sched_job(const pd_sched_t *s, const pd_sched_order_t *
 bool pd_sched_needs_mod(pd_mods_t *mods, const pd_wrec_t *wk, uint32_t mod);
 /* Job j of a RUN for wk was not sent: forgets the sends marked for it (the
    worker does not have them). The caller requeues the job. */
-void pd_sched_unsent(pd_wrec_t *wk, const pd_job_t *job, const pd_sched_job_t *sj);
+void pd_sched_unsent(pd_wrec_t *wk, const pd_jobrec_t *job, const pd_sched_job_t *sj);
 
 #endif

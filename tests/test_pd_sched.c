@@ -113,7 +113,7 @@ Test(unit_sched, a_run_takes_the_worker_credit_and_no_more)
     cr_assert_eq(pd_wrec_credit(wk, PD_JOBS_CPU), 0);
     const pd_sched_order_t *o = pd_sched_order(sched, 0);
     cr_assert_eq(o->kind, PD_SCHED_RUN);
-    const pd_job_t *job = pd_jobs_get(jobs, pd_sched_job(sched, o, 0)->id);
+    const pd_jobrec_t *job = pd_jobs_get(jobs, pd_sched_job(sched, o, 0)->id);
     cr_assert_eq(job->state, PD_JOB_RUNNING);
     cr_assert_eq(pd_sched_job(sched, o, 0)->send, 0, "the built-in module is never sent");
     cr_assert_eq(pd_sched_plan(sched, &in), 0, "no credit left: no order");
@@ -140,7 +140,7 @@ Test(unit_sched, a_module_and_shared_data_are_sent_once_per_worker)
     cr_assert_eq(o->n, 1, "the first job probes the module; the others wait for it");
     const pd_sched_job_t *probe = pd_sched_job(sched, o, 0);
     cr_assert_eq(probe->send, PD_SCHED_SEND_MOD | PD_SCHED_SEND_SHARED);
-    const pd_job_t *pj = pd_jobs_get(jobs, probe->id);
+    const pd_jobrec_t *pj = pd_jobs_get(jobs, probe->id);
     pd_probes_proven(probes, pj->mod, pj->cu, pj->fn, pd_wrec_platform(wk));
     cr_assert_eq(pd_sched_plan(sched, &in), 1);
     o = pd_sched_order(sched, 0);
