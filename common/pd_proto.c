@@ -44,6 +44,32 @@ void pd_str_copy(pd_str_t s, char *dst, size_t cap)
     dst[n] = 0;
 }
 
+void pd_proto_example(const pd_proto_msg_t *d, void *m)
+{
+    static const uint8_t map[] = {0x81, 0xa1, 'k', 0x2a};       /* {k: 42} */
+    static const uint8_t array[] = {0x92, 0x01, 0xa2, 'h', 'i'}; /* [1, "hi"] */
+    static const uint8_t bin[] = {0, 1, 2, 0xff};
+    memset(m, 0, d->size);
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        const pd_proto_field_t *f = &d->fields[i];
+        void *v = (char *) m + f->off;
+        switch (f->kind) {
+        case PD_FK_UINT: *(uint64_t *) v = f->bound ? f->bound : 1000 + i; break;
+        case PD_FK_INT: *(int64_t *) v = -5 - (int64_t) i; break;
+        case PD_FK_DOUBLE: *(double *) v = 0.5 + i; break;
+        case PD_FK_BOOL: *(bool *) v = i % 2 == 0; break;
+        case PD_FK_STR: snprintf(v, f->bound, "s%u", i); break;
+        case PD_FK_TEXT: *(pd_str_t *) v = pd_str_of("a sentence"); break;
+        case PD_FK_BIN: *(pd_bin_t *) v = (pd_bin_t){bin, sizeof bin}; break;
+        case PD_FK_RAW:
+        case PD_FK_ARRAY: *(pd_raw_t *) v = (pd_raw_t){.p = array, .len = sizeof array}; break;
+        case PD_FK_MAP: *(pd_raw_t *) v = (pd_raw_t){.p = map, .len = sizeof map}; break;
+        }
+        if (f->presence == PD_FP_OPT)
+            *(bool *) ((char *) m + f->has_off) = true;
+    }
+}
+
 /* ---- encoding -------------------------------------------------------------- */
 
 static bool s_present(const pd_proto_field_t *f, const void *m)

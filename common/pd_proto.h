@@ -109,6 +109,10 @@ extern const size_t pd_proto_count;
    "v", "t", then its fields. Returns 0, or PD_ENOMEM when the packer failed
    (its buffer is then marked failed, as with any packer write). */
 int pd_proto_encode(msgpack_packer *pk, const pd_proto_msg_t *d, const void *m);
+/* Fills the struct at m with a sample message: every field set (OPT ones
+   too), each value of its kind and within its bound, depending on the
+   field's place (tests and fuzz seeds). Raw fields borrow static bytes. */
+void pd_proto_example(const pd_proto_msg_t *d, void *m);
 /* Writes one field of the struct at m, its key then its value, whether or
    not it is set (tests and fuzz seeds build malformed messages with it). */
 int pd_proto_pack_field(msgpack_packer *pk, const pd_proto_field_t *f, const void *m);

@@ -23,37 +23,7 @@ static void teardown(void) { pd_buf_free(&buf); }
 
 TestSuite(proto, .init = setup, .fini = teardown);
 
-/* ---- a value for every field, from its kind and index ---------------------- */
-
-static const uint8_t s_raw_map[] = {0x81, 0xa1, 'k', 0x2a};       /* {k: 42} */
-static const uint8_t s_raw_array[] = {0x92, 0x01, 0xa2, 'h', 'i'}; /* [1, "hi"] */
-static const uint8_t s_bin[] = {0, 1, 2, 0xff};
-
 static void *s_member(const pd_proto_field_t *f, void *m) { return (char *) m + f->off; }
-
-/* Fills every field of the struct at m with a value that depends on i. */
-static void s_fill(const pd_proto_msg_t *d, void *m)
-{
-    memset(m, 0, d->size);
-    for (uint32_t i = 0; i < d->nfields; i++) {
-        const pd_proto_field_t *f = &d->fields[i];
-        void *v = s_member(f, m);
-        switch (f->kind) {
-        case PD_FK_UINT: *(uint64_t *) v = 1000 + i; break;
-        case PD_FK_INT: *(int64_t *) v = -5 - (int64_t) i; break;
-        case PD_FK_DOUBLE: *(double *) v = 0.5 + i; break;
-        case PD_FK_BOOL: *(bool *) v = i % 2 == 0; break;
-        case PD_FK_STR: snprintf(v, f->bound, "s%u", i); break;
-        case PD_FK_TEXT: *(pd_str_t *) v = pd_str_of("a sentence"); break;
-        case PD_FK_BIN: *(pd_bin_t *) v = (pd_bin_t){s_bin, sizeof s_bin}; break;
-        case PD_FK_RAW:
-        case PD_FK_ARRAY: *(pd_raw_t *) v = (pd_raw_t){.p = s_raw_array, .len = sizeof s_raw_array}; break;
-        case PD_FK_MAP: *(pd_raw_t *) v = (pd_raw_t){.p = s_raw_map, .len = sizeof s_raw_map}; break;
-        }
-        if (f->presence == PD_FP_OPT)
-            *(bool *) ((char *) m + f->has_off) = true;
-    }
-}
 
 static void s_assert_same(const pd_proto_msg_t *d, const pd_proto_field_t *f, void *a, void *b)
 {
@@ -135,7 +105,7 @@ Test(proto, every_message_round_trips)
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
         void *a = malloc(d->size), *b = malloc(d->size);
-        s_fill(d, a);
+        pd_proto_example(d, a);
         s_encode_parse(d, a);
         cr_assert_str_eq(m.type, d->type);
         cr_assert_eq(m.nfields, (int) d->nfields + 2, "%s", d->name);
@@ -156,7 +126,7 @@ Test(proto, optional_fields_unset_are_not_written_and_read_as_absent)
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
         void *a = malloc(d->size), *b = malloc(d->size);
-        s_fill(d, a);
+        pd_proto_example(d, a);
         uint32_t opt = 0;
         for (uint32_t i = 0; i < d->nfields; i++)
             if (d->fields[i].presence == PD_FP_OPT) {
@@ -179,7 +149,7 @@ Test(proto, every_required_field_missing_is_enofield)
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
         void *a = malloc(d->size), *b = malloc(d->size);
-        s_fill(d, a);
+        pd_proto_example(d, a);
         for (uint32_t i = 0; i < d->nfields; i++) {
             const pd_proto_field_t *f = &d->fields[i];
             s_pack_except(d, a, (int) i, -1);
@@ -204,7 +174,7 @@ Test(proto, every_field_of_the_wrong_kind_is_eproto_naming_it)
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
         void *a = malloc(d->size), *b = malloc(d->size);
-        s_fill(d, a);
+        pd_proto_example(d, a);
         for (uint32_t i = 0; i < d->nfields; i++) {
             const pd_proto_field_t *f = &d->fields[i];
             if (f->kind == PD_FK_RAW)
