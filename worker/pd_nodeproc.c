@@ -689,8 +689,6 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     int code = 0;
     const char *msg = NULL;
     void *sym = NULL;
-    /* A built-in node function over the task's module: the module loads
-       when the function asks it for a symbol. */
     const pd_builtin_node_t *module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn)
                                                                 : NULL;
     s_env_t env_ctx = {.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
@@ -701,13 +699,12 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         /* The reserved module "builtin": node functions compiled into the
            worker (pd_builtins.c). */
         int (*builtin_fn)(pd_task_t *) = pd_builtins_node(fn);
-        if (builtin_fn)
-            memcpy(&sym, &builtin_fn, sizeof sym);
-        if (!sym) {
+        if (!builtin_fn) {
             char text[300];
             snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
             return s_child_fail(c, PD_ENOFUNC, text);
         }
+        memcpy(&sym, &builtin_fn, sizeof sym);
     } else if (!(sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
         return s_child_fail(c, code, msg);
     }
