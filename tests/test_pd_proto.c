@@ -2,6 +2,7 @@
    is required, every field refuses the wrong kind, bounds hold, and
    docs/protocol.md lists exactly the codec's messages and fields. */
 #include "pd_error.h"
+#include "pd_file.h"
 #include "pd_proto.h"
 
 #include <criterion/criterion.h>
@@ -14,13 +15,8 @@ static pd_buf_t buf;
 static msgpack_packer pk;
 static pd_msg_t m;
 
-static void setup(void)
-{
-    pd_buf_init(&buf);
-    pd_packer_init(&pk, &buf);
-}
+static void setup(void) { pd_buf_init(&buf), pd_packer_init(&pk, &buf); }
 static void teardown(void) { pd_buf_free(&buf); }
-
 TestSuite(proto, .init = setup, .fini = teardown);
 
 static void *s_member(const pd_proto_field_t *f, void *m) { return (char *) m + f->off; }
@@ -462,13 +458,10 @@ static void s_read_doc(char **text_out)
     cr_assert_not_null(src, "PLAYDOH_SOURCE_ROOT is not set");
     char path[4096];
     snprintf(path, sizeof path, "%s/docs/protocol.md", src);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    *text_out = text;
+    char *text;
+    size_t n;
+    cr_assert_eq(pd_file_read(path, 1 << 20, &text, &n), 0, "%s", path);
+    *text_out = text; /* the caller frees it */
     char heading[96] = "";
     int fields_col = -1;
     static char para[1 << 16];
@@ -531,6 +524,7 @@ Test(proto, the_doc_lists_every_message_and_field_and_no_other)
     char *text;
     s_read_doc(&text);
     cr_assert(strstr(text, "`owner_token: bin`"), "the doc says every request carries owner_token");
+    free(text);
     /* the codec -> the doc */
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
