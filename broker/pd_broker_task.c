@@ -24,6 +24,7 @@
     Nothing waits for a time-out that a failure already decided.
 */
 #include "pd_broker_int.h"
+#include "pd_proto.h"
 #include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -130,8 +131,10 @@ static int s_tell_worker(pd_broker_t *b, pd_wrec_t *wk, const char *type, uint64
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, type, 1);
-    pd_pack_kv_uint(&pk, "task", task);
+    if (strcmp(type, "node_abort") == 0)
+        pd_m_node_abort_encode(&pk, &(pd_m_node_abort_t){.task = task});
+    else
+        pd_m_node_stop_encode(&pk, &(pd_m_node_stop_t){.task = task});
     return pd_broker_tell(b, wk);
 }
 

@@ -17,6 +17,7 @@
 */
 #include "pd_build.h"
 #include "pd_broker_int.h"
+#include "pd_proto.h"
 #include "pd_error.h"
 #include "pd_log.h"
 
@@ -310,12 +311,12 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     wk->last_recv = pd_broker_now_ms(b);
     pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
     s_say_joined(b, wk);
+    pd_m_w_welcome_t wm = {.hb_ms = pd_broker_cfg(b)->hb_ms, .has_hb_ms = true,
+                           .liveness = pd_broker_cfg(b)->liveness, .has_liveness = true};
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "welcome", 2);
-    pd_pack_kv_uint(&pk, "hb_ms", pd_broker_cfg(b)->hb_ms);
-    pd_pack_kv_uint(&pk, "liveness", pd_broker_cfg(b)->liveness);
+    pd_m_w_welcome_encode(&pk, &wm);
     pd_broker_tell(b, wk);
     return 0;
 }
@@ -744,11 +745,12 @@ void pd_broker_shared_evicted(pd_broker_t *b, uint32_t i, const char *hash)
         if (!wk || !pd_wrec_has_shared(wk, i))
             continue;
         pd_wrec_set_shared(wk, i, false);
+        pd_m_shr_drop_t dm;
+        snprintf(dm.hash, sizeof dm.hash, "%s", hash);
         pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
         pd_packer_init(&pk, pd_broker_aux(b));
-        pd_msg_begin(&pk, "shr_drop", 1);
-        pd_pack_kv_str(&pk, "hash", hash);
+        pd_m_shr_drop_encode(&pk, &dm);
         pd_broker_tell(b, wk);
     }
 }
@@ -899,16 +901,11 @@ static void s_send_steal(pd_broker_t *b, const pd_sched_order_t *o)
     pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), o->worker);
     if (!wk)
         return;
+    pd_m_steal_t sm = {.n = o->n, .gpu = o->cls == PD_JOBS_GPU, .has_gpu = true};
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "steal", 2);
-    pd_pack_kv_uint(&pk, "n", o->n);
-    pd_pack_cstr(&pk, "gpu");
-    if (o->cls == PD_JOBS_GPU)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
+    pd_m_steal_encode(&pk, &sm);
     pd_broker_tell(b, wk);
     char label[160];
     pd_log_debug("asked worker %s for %u queued %sjobs back: slots are idle elsewhere",
