@@ -1,6 +1,14 @@
-/*  pd_client_int.h: the client library's insides shared between its files
-    (pd_client.c owns the connection; pd_client_task.c and pd_graph.c build
-    on it). Not installed, not for programs.
+/*  pd_client_int.h: the client library's insides shared between its files.
+    Not installed, not for programs.
+
+    pd_client.c owns the connection (struct pd_client stays there): the
+    socket, the handshake and its monitor, `hello`, riding out a broker
+    restart, and matching replies to requests. The other files build on the
+    functions below and never see the struct:
+      pd_client_jobs.c     map, exec, status, cancel, release, fetch, results
+      pd_client_task.c     synchronous tasks (pd_graph.c packs their graph)
+      pd_client_blob.c     modules and shared data
+      pd_client_cluster.c  broker and cluster state, discovery, gc
 */
 #ifndef PD_CLIENT_INT_H
 #define PD_CLIENT_INT_H
@@ -10,12 +18,50 @@
 #include "pd_codec.h"
 #include "pd_msg.h"
 
+#define PD_CLIENT_LOST 1            /* pd_client_recv: the connection dropped (positive) */
+#define PD_CLIENT_TOKEN_RANDOM 16   /* random bytes that start every submit token */
+#define PD_CLIENT_TOKEN (PD_CLIENT_TOKEN_RANDOM + 8) /* a submit token: random, then counter */
+#define PD_CLIENT_ERR_MAX 2048      /* room for the client's error sentence */
+
+/* The broker's limits, as its `welcome` said them (0: not said). */
+typedef struct {
+    uint64_t max_shared; /* shared data, bytes */
+    uint64_t max_arg;    /* one job's argument, bytes */
+    uint64_t max_batch;  /* one submit call's arguments, bytes */
+} pd_client_limits_t;
+
+/* ---- building and sending requests --------------------------------------- */
+
 /* Starts request t with nfields fields besides req into the client's buffer;
    returns the request number. */
 uint64_t pd_client_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields);
+/* Starts request number req (from pd_client_new_req) of type t: a request
+   sent again keeps its number. */
+void pd_client_begin_req(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields,
+                         uint64_t req);
+/* A fresh request number. */
+uint64_t pd_client_new_req(pd_client_t *c);
+/* Sends the built request. Returns 0, PD_ETOOBIG or PD_EUNREACH (sentence set). */
+int pd_client_send(pd_client_t *c);
+/* Sends the built request followed by data[0..len) (the bytes of a bin
+   field whose header ends the request) as one frame, copying data once. */
+int pd_client_send_data(pd_client_t *c, const void *data, size_t len);
+
+/* ---- waiting for replies -------------------------------------------------- */
+
+/* Waits for the reply to request req (or, when req is 0, to any request:
+   *got says which). On success m describes the reply, valid until the next
+   receive. A broker `error` reply becomes its code with the sentence set.
+   Returns 0, PD_CLIENT_LOST when the connection drops while waiting,
+   PD_ETIMEDOUT, PD_EAUTH (a refused handshake) or the broker's code. */
+int pd_client_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uint64_t *got);
+/* Forgets the drops the monitor saw so far (they do not concern a request
+   about to be sent); true when there was one. */
+bool pd_client_drain(pd_client_t *c);
 /* Sends the built request and waits up to timeout_ms for its reply of type
-   want, described by m (valid until the next call). A broker `error` becomes
-   its code with pd_client_error() set. Returns 0 or a PD_E* code. */
+   want, described by m (valid until the next call), once: for requests that
+   must not be done twice. A broker `error` becomes its code with
+   pd_client_error() set. Returns 0 or a PD_E* code. */
 int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms);
 /* pd_client_call for a request that may safely be done twice: the broker
    answers after at most wait_ms (a long poll) plus its work; when the
@@ -24,13 +70,35 @@ int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, 
    silent for wait_ms plus budget_ms. So a broker restart is ridden out. */
 int pd_client_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int wait_ms,
                         int budget_ms);
+/* pd_client_call_idem for a request whose last field's bytes, data[0..len),
+   follow the built request (pd_client_send_data). */
+int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
+                             int wait_ms, int budget_ms, const void *data, size_t len);
+/* Sends `hello` and waits up to wait_ms (0: PLAYDOH_CONNECT_TIMEOUT_MS, else
+   5 s; at most the client's time-out) for `welcome`; on success m holds it
+   (valid until the next receive) and the client knows the broker's limits. */
+int pd_client_hello(pd_client_t *c, int wait_ms, pd_msg_t *m);
+
+/* ---- the client's state ---------------------------------------------------- */
+
 /* Sets the client's error sentence; returns code. */
 int pd_client_fail(pd_client_t *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The per-request reply time-out (pd_client_set_timeout). */
 int pd_client_timeout(const pd_client_t *c);
+/* The broker's limits (pd_client_limits_t). */
+pd_client_limits_t pd_client_limits(const pd_client_t *c);
+/* A fresh submit chunk counter. */
+uint64_t pd_client_new_chunk(pd_client_t *c);
+/* Writes the submit token of chunk counter n: this client's random prefix,
+   then n big-endian, so that a chunk sent again is known as the same. */
+void pd_client_token(const pd_client_t *c, uint64_t n, uint8_t token[PD_CLIENT_TOKEN]);
+/* Counts one request sent again (pd_client_resent). */
+void pd_client_count_resend(pd_client_t *c);
 /* The PD_E* code named "PD_E..." (PD_EREFUSED when unknown). */
 int pd_client_code_from_name(const char *name);
+/* Milliseconds of a monotonic clock. */
+int64_t pd_client_now_ms(void);
 
 /* Packs the fields "tubes" and "edges" of a task_submit for g. */
 void pd_graph_pack(const pd_graph_t *g, msgpack_packer *pk);
