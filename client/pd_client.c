@@ -102,6 +102,17 @@ int64_t pd_client_now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t pd_client_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? INT64_MAX : pd_client_now_ms() + timeout_ms;
+}
+
+int pd_client_poll_ms(int64_t deadline, int max_ms)
+{
+    int64_t left = deadline == INT64_MAX ? max_ms : deadline - pd_client_now_ms();
+    return left < 0 ? 0 : left > max_ms ? max_ms : (int) left;
+}
+
 /* The PD_E* code named by a broker's error reply ("PD_EOVERLOAD"). */
 int pd_client_code_from_name(const char *name)
 {

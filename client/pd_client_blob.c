@@ -76,19 +76,30 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
     return pd_client_call_idem(c, req, "mod_ok", &m, 0, pd_client_timeout(c));
 }
 
+/* Opens the regular file path (what names it in errors: "module") and
+   reads its status into *st. Returns the descriptor, or PD_EIO with the
+   sentence set. */
+static int s_open_regular(pd_client_t *c, const char *what, const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pd_client_fail(c, PD_EIO, "cannot read %s %s: %s", what, path, strerror(errno));
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return pd_client_fail(c, PD_EIO, "%s %s is not a regular file", what, path);
+    }
+    return fd;
+}
+
 /* Reads a whole regular file of at most S_MAX_MODULE bytes into *data
    (malloc'ed). Returns 0 or an error with the sentence set. */
 static int s_read_file(pd_client_t *c, const char *what, const char *path, char **data,
                        size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return pd_client_fail(c, PD_EIO, "cannot read %s %s: %s", what, path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return pd_client_fail(c, PD_EIO, "%s %s is not a regular file", what, path);
-    }
+    int fd = s_open_regular(c, what, path, &st);
+    if (fd < 0)
+        return fd;
     if ((uint64_t) st.st_size > S_MAX_MODULE) {
         close(fd);
         return pd_client_fail(c, PD_ETOOBIG, "%s %s is %lld bytes; the limit is %u", what, path,
@@ -229,14 +240,10 @@ int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_
 
 int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return pd_client_fail(c, PD_EIO, "cannot read shared data %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return pd_client_fail(c, PD_EIO, "shared data %s is not a regular file", path);
-    }
+    int fd = s_open_regular(c, "shared data", path, &st);
+    if (fd < 0)
+        return fd;
     if (st.st_size == 0) {
         close(fd);
         return pd_client_fail(c, PD_EINVAL, "shared data %s is empty", path);

@@ -99,6 +99,11 @@ void pd_client_count_resend(pd_client_t *c);
 int pd_client_code_from_name(const char *name);
 /* Milliseconds of a monotonic clock. */
 int64_t pd_client_now_ms(void);
+/* The deadline timeout_ms from now (< 0: none, INT64_MAX). */
+int64_t pd_client_deadline(int timeout_ms);
+/* How long one long poll may wait before deadline (INT64_MAX: none): what
+   is left of it, at most max_ms, never below 0. */
+int pd_client_poll_ms(int64_t deadline, int max_ms);
 
 /* Packs the fields "tubes" and "edges" of a task_submit for g. */
 void pd_graph_pack(const pd_graph_t *g, msgpack_packer *pk);

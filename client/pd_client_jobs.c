@@ -35,6 +35,7 @@
                              flight is acknowledged by one commit */
 #define S_RETRY_MS 2000   /* first resend of the window with no reply */
 #define S_MAX_RANGES 4096 /* ranges per fetch request */
+#define S_POLL_MS 5000    /* longest wait of one fetch */
 
 const char *pd_job_state_name(pd_job_state_t s)
 {
@@ -800,6 +801,20 @@ static size_t s_store(pd_rd_t *r, const s_slot_t *order, size_t n, pd_result_t *
     return newly;
 }
 
+/* Writes the ids of the results not final (and, with told, whose state
+   was not given yet) into pending, in increasing order, each once; returns
+   how many. */
+static size_t s_pending(const s_slot_t *order, size_t n, const pd_result_t *results,
+                        const uint8_t *told, uint64_t *pending)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(told && told[i]) && !pd_job_state_final(results[order[i].index].state) &&
+            (np == 0 || pending[np - 1] != order[i].id))
+            pending[np++] = order[i].id;
+    return np;
+}
+
 /* Sets every result that pd_fetch's wait left not final to the state the
    broker holds for that job (queued or running: the one `status` reads),
    taking in the same reply any result that ended meanwhile, so that a job
@@ -813,11 +828,7 @@ static int s_fetch_states(pd_client_t *c, const s_slot_t *order, size_t n, pd_re
         return pd_client_fail(c, PD_ENOMEM, "out of memory for %zu results", n);
     int rc = 0;
     for (;;) {
-        size_t np = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!told[i] && !pd_job_state_final(results[order[i].index].state) &&
-                (np == 0 || pending[np - 1] != order[i].id))
-                pending[np++] = order[i].id;
+        size_t np = s_pending(order, n, results, told, pending);
         if (np == 0)
             break;
         msgpack_packer pk;
@@ -899,23 +910,14 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         order[i] = (s_slot_t){ids[i], i};
     }
     qsort(order, n, sizeof *order, s_slot_cmp);
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pd_client_now_ms() + timeout_ms;
+    int64_t deadline = pd_client_deadline(timeout_ms);
     size_t ended = 0;
     long rc = 0;
     for (;;) {
-        /* Pending ids, in increasing order, unique. */
-        size_t np = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!pd_job_state_final(results[order[i].index].state) &&
-                (np == 0 || pending[np - 1] != order[i].id))
-                pending[np++] = order[i].id;
+        size_t np = s_pending(order, n, results, NULL, pending);
         if (np == 0)
             break;
-        int64_t left = deadline == INT64_MAX ? 5000 : deadline - pd_client_now_ms();
-        if (left < 0)
-            left = 0;
-        if (left > 5000)
-            left = 5000;
+        int left = pd_client_poll_ms(deadline, S_POLL_MS);
         msgpack_packer pk;
         uint64_t req = pd_client_begin(c, &pk, "fetch", 3);
         pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);
@@ -968,13 +970,9 @@ long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
         return 0;
     if (max > PD_FETCH_ANY_MAX)
         max = PD_FETCH_ANY_MAX;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pd_client_now_ms() + timeout_ms;
+    int64_t deadline = pd_client_deadline(timeout_ms);
     for (;;) {
-        int64_t left = deadline == INT64_MAX ? 5000 : deadline - pd_client_now_ms();
-        if (left < 0)
-            left = 0;
-        if (left > 5000)
-            left = 5000;
+        int left = pd_client_poll_ms(deadline, S_POLL_MS);
         msgpack_packer pk;
         uint64_t req = pd_client_begin(c, &pk, "fetch", 3);
         pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);

@@ -200,13 +200,9 @@ int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t 
     memset(res, 0, sizeof *res);
     res->id = id;
     res->failed_node = -1;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : pd_client_now_ms() + timeout_ms;
+    int64_t deadline = pd_client_deadline(timeout_ms);
     for (;;) {
-        int64_t left = deadline == INT64_MAX ? S_POLL_MS : deadline - pd_client_now_ms();
-        if (left < 0)
-            left = 0;
-        if (left > S_POLL_MS)
-            left = S_POLL_MS;
+        int left = pd_client_poll_ms(deadline, S_POLL_MS);
         pd_msg_t m;
         int rc = s_fetch_once(c, id, (uint64_t) left, 0, &m);
         if (rc)

@@ -45,6 +45,21 @@ static void s_put_record(pd_buf_t *out, const pd_result_t *r)
     pd_submit_put(out, "}\n");
 }
 
+/* The job ids of a verb's arguments (17, 1-1000) into *ids (the caller's to
+   free) and *n. Task ids (t17) go to submit_task.c, which runs the verb
+   over them. False when there are no job ids to work on: *rc is then the
+   exit status. */
+static bool s_job_ids(pd_submit_t *s, const char *verb, int argc, char **argv, uint64_t **ids,
+                      size_t *n, int *rc)
+{
+    if (argc > 0 && argv[0][0] == 't') {
+        *rc = pd_submit_tasks(s, verb, argc, argv);
+        return false;
+    }
+    *rc = pd_submit_parse_ids(s, argc, argv, ids, n);
+    return *rc == 0;
+}
+
 static const char S_USAGE_STATUS[] =
     "usage: playdoh-submit [GLOBAL OPTIONS] status ID...\n"
     "\n"
@@ -55,12 +70,10 @@ static const char S_USAGE_STATUS[] =
 
 static int s_status(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0] == 't')
-        return pd_submit_tasks(s, "status", argc, argv);
     uint64_t *ids;
     size_t n;
-    int rc = pd_submit_parse_ids(s, argc, argv, &ids, &n);
-    if (rc)
+    int rc;
+    if (!s_job_ids(s, "status", argc, argv, &ids, &n, &rc))
         return rc;
     pd_client_t *c = pd_submit_connect(s);
     pd_job_state_t *st = c ? calloc(n, sizeof *st) : NULL;
@@ -96,12 +109,10 @@ static const char S_USAGE_RESULTS[] =
 
 static int s_results(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0] == 't')
-        return pd_submit_tasks(s, "results", argc, argv);
     uint64_t *ids;
     size_t n;
-    int rc = pd_submit_parse_ids(s, argc, argv, &ids, &n);
-    if (rc)
+    int rc;
+    if (!s_job_ids(s, "results", argc, argv, &ids, &n, &rc))
         return rc;
     pd_client_t *c = pd_submit_connect(s);
     pd_result_t *res = c ? calloc(n, sizeof *res) : NULL;
@@ -152,12 +163,10 @@ static const char S_USAGE_WAIT[] =
 
 static int s_wait(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0] == 't')
-        return pd_submit_tasks(s, "wait", argc, argv);
     uint64_t *ids;
     size_t n;
-    int rc = pd_submit_parse_ids(s, argc, argv, &ids, &n);
-    if (rc)
+    int rc;
+    if (!s_job_ids(s, "wait", argc, argv, &ids, &n, &rc))
         return rc;
     /* The same id twice is one job. */
     qsort(ids, n, sizeof *ids, pd_submit_u64_cmp);
@@ -201,12 +210,10 @@ static const char S_USAGE_CANCEL[] =
 
 static int s_cancel(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0 && argv[0][0] == 't')
-        return pd_submit_tasks(s, "cancel", argc, argv);
     uint64_t *ids;
     size_t n;
-    int rc = pd_submit_parse_ids(s, argc, argv, &ids, &n);
-    if (rc)
+    int rc;
+    if (!s_job_ids(s, "cancel", argc, argv, &ids, &n, &rc))
         return rc;
     pd_client_t *c = pd_submit_connect(s);
     long k = c ? pd_cancel(c, ids, n) : 0;
