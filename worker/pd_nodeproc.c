@@ -13,8 +13,7 @@
 */
 #include "pd_nodeproc.h"
 #include "pd_codec.h"
-#include "pd_optim_node.h"
-#include "pd_optim_task.h"
+#include "pd_builtins.h"
 #include "pd_error.h"
 #include "pd_gpurt.h"
 #include "pd_log.h"
@@ -412,28 +411,6 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
 
 /* ---- child side --------------------------------------------------------- */
 
-/* Node functions of the reserved module "builtin" (module kind "b"), run
-   with the same task API as a module's. Empty for now: an entry {name, fn}
-   here makes `fn` a node function every worker has. */
-static const struct {
-    const char *name;       /* the function name a task gives */
-    int (*fn)(pd_task_t *); /* the node function */
-} s_builtin_nodes[] = {
-    {NULL, NULL},
-};
-
-/* Node functions compiled into the worker that work over the task's own
-   module (a task of the user's module names one of these as its function;
-   their names are not C identifiers, so no module function hides them):
-   the module is loaded when the function asks for one of its symbols
-   through the pd_node_env_t. The optimisers' islands are one. */
-static const struct {
-    const char *name;                                   /* the function name a task gives */
-    int (*fn)(pd_task_t *, const pd_node_env_t *env);   /* the node function */
-} s_module_nodes[] = {
-    {PD_OPTIM_NODE_FN, pd_optim_node},
-};
-
 bool pd_nodeproc_is_child(int argc, char **argv)
 {
     return argc > 1 && strcmp(argv[1], "--node") == 0;
@@ -734,20 +711,20 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     int code = 0;
     const char *msg = NULL;
     void *sym = NULL;
-    int (*module_fn)(pd_task_t *, const pd_node_env_t *) = NULL;
-    for (size_t i = 0; i < sizeof s_module_nodes / sizeof s_module_nodes[0]; i++)
-        if (strcmp(kind, "b") != 0 && strcmp(s_module_nodes[i].name, fn) == 0)
-            module_fn = s_module_nodes[i].fn;
+    /* A built-in node function over the task's module: the module loads
+       when the function asks it for a symbol. */
+    const pd_builtin_node_t *module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn)
+                                                                : NULL;
     s_env_t env_ctx = {.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
     pd_node_env_t env = {.find = s_env_find, .progress = s_env_progress, .ctx = &env_ctx};
     if (module_fn) {
         /* the module loads when the function asks it for a symbol */
     } else if (strcmp(kind, "b") == 0) {
         /* The reserved module "builtin": node functions compiled into the
-           worker (none yet; the optimisers' islands are meant to be one). */
-        for (size_t i = 0; i < sizeof s_builtin_nodes / sizeof s_builtin_nodes[0]; i++)
-            if (s_builtin_nodes[i].name && strcmp(s_builtin_nodes[i].name, fn) == 0)
-                memcpy(&sym, &s_builtin_nodes[i].fn, sizeof sym);
+           worker (pd_builtins.c). */
+        int (*builtin_fn)(pd_task_t *) = pd_builtins_node(fn);
+        if (builtin_fn)
+            memcpy(&sym, &builtin_fn, sizeof sym);
         if (!sym) {
             char text[300];
             snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
@@ -831,7 +808,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
         s_child_gpu(c, task_ctx);
         uint64_t t0 = s_now_us();
-        int frc = module_fn ? module_fn(task_ctx, &env) : task_fn(task_ctx);
+        int frc = module_fn ? module_fn->run(task_ctx, &env) : task_fn(task_ctx);
         uint64_t us = s_now_us() - t0;
         fflush(stdout);
         const uint8_t *val;

@@ -416,6 +416,32 @@ static void s_forgive_stall(pd_worker_t *w, int64_t deaf)
         w->last_recv = now;
 }
 
+/* The loop is written out over zmq_poll rather than CZMQ's zloop (which the
+   house uses where it fits, issue 17), because this loop needs four things
+   zloop does not give:
+   - a tail after every poll, once whatever was ready has been handled:
+     reaping node processes, slot deadlines, the idle policy, giving queued
+     jobs to idle slots, and above all one `done` message for every result
+     collected in the iteration (pd_worker_flush), which is what keeps
+     bench_async's throughput. zloop has no end-of-iteration hook; a timer of
+     0 ms makes its poll time out at once (a busy loop), a timer of 1 ms holds
+     each result up to a millisecond, and flushing in each handler sends one
+     `done` per pipe instead of one per iteration;
+   - a poll set rebuilt from the slots and nodes every iteration: their
+     pipes come and go with every slot restart and every task's node
+     processes, from modules (pd_slot, pd_nodeproc) that do not know the
+     loop. With zloop each change is a zloop_poller / zloop_poller_end, and
+     a change made in a handler ends that pass over the ready items
+     (need_rebuild), leaving the rest for another poll;
+   - signals that do not stop it: zloop_start returns on any EINTR, and
+     this loop is woken on purpose by SIGHUP (reload, below) and, for the
+     worker embedded in playdoh-broker, by SIGUSR1 (local/pd_embedded.c), to
+     look at its flags and carry on;
+   - the time spent inside the poll, which s_forgive_stall needs to tell a
+     stalled process from a quiet broker; zloop keeps its poll to itself.
+   The order in which ready items are handled (monitor, shared-data
+   writer, broker messages, pipes, then control requests, which may retire
+   slots) matters as well, and is plain here. */
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 {
     int rc = 0;
