@@ -34,6 +34,7 @@
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -120,26 +121,52 @@ int pd_client_code_from_name(const char *name)
     return code ? code : PD_EREFUSED;
 }
 
-/* Request number req of type t with nfields fields besides req (and the
-   owner token every request carries without CurveZMQ). */
-void pd_client_begin_req(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields,
-                        uint64_t req)
-{
-    pd_buf_reset(&c->out);
-    pd_packer_init(pk, &c->out);
-    pd_msg_begin(pk, t, nfields + 1 + !c->secure);
-    pd_pack_kv_uint(pk, "req", req);
-    if (!c->secure)
-        pd_pack_kv_bin(pk, "owner_token", c->owner, sizeof c->owner);
-}
-
 uint64_t pd_client_new_req(pd_client_t *c) { return c->next_req++; }
 
-uint64_t pd_client_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields)
+/* The two fields every request carries are set here, through the message's
+   descriptor, so that no request can forget them: req, and without
+   CurveZMQ the owner token (with it the key is the owner). */
+void pd_client_encode(pd_client_t *c, const pd_proto_msg_t *d, void *m, uint64_t req)
+{
+    bool has_req = false;
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        const pd_proto_field_t *f = &d->fields[i];
+        if (strcmp(f->key, "req") == 0) {
+            *(uint64_t *) ((char *) m + f->off) = req;
+            has_req = true;
+        } else if (strcmp(f->key, "owner_token") == 0 && !c->secure) {
+            *(pd_bin_t *) ((char *) m + f->off) = (pd_bin_t){c->owner, sizeof c->owner};
+            *(bool *) ((char *) m + f->has_off) = true;
+        }
+    }
+    assert(has_req && "a request carries req");
+    pd_buf_reset(&c->out);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &c->out);
+    pd_proto_encode(&pk, d, m); /* a failure marks c->out failed: pd_client_send says so */
+}
+
+uint64_t pd_client_request(pd_client_t *c, const pd_proto_msg_t *d, void *m)
 {
     uint64_t req = pd_client_new_req(c);
-    pd_client_begin_req(c, pk, t, nfields, req);
+    pd_client_encode(c, d, m, req);
     return req;
+}
+
+void pd_client_encode_bin_last(pd_client_t *c, const pd_proto_msg_t *d, void *m, uint64_t req,
+                               size_t len)
+{
+    assert(d->nfields > 0 && d->fields[d->nfields - 1].kind == PD_FK_BIN);
+    pd_client_encode(c, d, m, req);
+    /* The empty bin the codec wrote last (0xc4 0x00) gives way to the header
+       of len bytes, which pd_client_send_data appends. */
+    if (c->out.failed)
+        return;
+    assert(c->out.len >= 2 && c->out.data[c->out.len - 2] == 0xc4 && c->out.data[c->out.len - 1] == 0);
+    c->out.len -= 2;
+    msgpack_packer pk;
+    pd_packer_init(&pk, &c->out);
+    msgpack_pack_bin(&pk, len);
 }
 
 int pd_client_send(pd_client_t *c)
@@ -294,31 +321,44 @@ int pd_client_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, ui
             pd_log_warn("client: malformed reply from the broker dropped: %s", m->why);
             continue;
         }
+        /* The envelope's req, read before the type is known: every reply
+           carries it. */
         uint64_t r = 0;
         if (pd_msg_uint(m, "req", &r) || (req && r != req))
             continue; /* a late reply to a request that timed out */
         if (got)
             *got = r;
-        if (pd_msg_is(m, "error")) {
-            char code[32] = "", msg[1024] = "";
-            pd_msg_str(m, "code", code, sizeof code);
-            pd_msg_str(m, "msg", msg, sizeof msg);
-            return pd_client_fail(c, pd_client_code_from_name(code), "%s", msg[0] ? msg : code);
+        if (pd_msg_is(m, pd_proto_error.type)) {
+            pd_m_error_t e;
+            char msg[1024] = "";
+            if (pd_m_error_decode(m, &e))
+                return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'error' reply: %s",
+                                      m->why);
+            pd_str_copy(e.msg, msg, sizeof msg);
+            return pd_client_fail(c, pd_client_code_from_name(e.code), "%s",
+                                  msg[0] ? msg : e.code);
         }
         return 0;
     }
 }
 
-static int s_expect(pd_client_t *c, const pd_msg_t *m, const char *want)
+/* Checks that the reply m is of the type want and decodes it into out. */
+static int s_expect(pd_client_t *c, pd_msg_t *m, const pd_proto_msg_t *want, void *out)
 {
-    if (!pd_msg_is(m, want))
-        return pd_client_fail(c, PD_EPROTO, "broker answered '%s' where '%s' was expected", m->type, want);
+    if (!pd_msg_is(m, want->type))
+        return pd_client_fail(c, PD_EPROTO, "broker answered '%s' where '%s' was expected",
+                              m->type, want->type);
+    if (pd_proto_decode(m, want, out))
+        return pd_client_fail(c, PD_EPROTO, "broker sent a malformed '%s' reply: %s",
+                              want->type, m->why);
     return 0;
 }
 
 /* For requests that must not be done twice (cancel, release). */
-int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms)
+int pd_client_call(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, void *out,
+                   int timeout_ms)
 {
+    pd_msg_t msg, *m = &msg;
     pd_client_drain(c); /* drops before this request do not concern it */
     int rc = pd_client_send(c);
     if (rc)
@@ -327,14 +367,15 @@ int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, 
     if (rc == PD_CLIENT_LOST)
         rc = pd_client_fail(c, PD_EUNREACH, "the connection to the broker at %s dropped while waiting "
                     "for the reply (the request may or may not have been done)", c->endpoint);
-    return rc ? rc : s_expect(c, m, want);
+    return rc ? rc : s_expect(c, m, want, out);
 }
 
 /* The same req goes out each time, so that the broker's reply to any copy
    answers it. */
-int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
-                        int wait_ms, int budget_ms, const void *data, size_t len)
+int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want,
+                             void *out, int wait_ms, int budget_ms, const void *data, size_t len)
 {
+    pd_msg_t msg, *m = &msg;
     int64_t start = pd_client_now_ms();
     int64_t give_up = start + wait_ms + budget_ms;
     int64_t attempt = wait_ms + S_RETRY_MS;
@@ -350,20 +391,20 @@ int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const char *want, pd_
         int64_t sent = pd_client_now_ms();
         rc = pd_client_recv(c, req, m, (int) wait, NULL);
         if (rc == 0)
-            return s_expect(c, m, want);
+            return s_expect(c, m, want, out);
         if (rc != PD_CLIENT_LOST && rc != PD_ETIMEDOUT)
             return rc; /* the broker answered: an error is an answer */
         if (pd_client_now_ms() >= give_up)
             break;
         if (rc == PD_CLIENT_LOST) {
             pd_log_info("client: connection to %s dropped; sending '%s' again", c->endpoint,
-                        want);
+                        want->type);
             /* A drop moments after sending: give the reconnect a moment. */
             if (pd_client_now_ms() - sent < 50)
                 usleep(50000);
         } else {
             pd_log_info("client: no reply from %s within %lld ms; sending '%s' again",
-                        c->endpoint, (long long) wait, want);
+                        c->endpoint, (long long) wait, want->type);
             attempt *= 2;
         }
         c->resent++;
@@ -375,10 +416,10 @@ int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const char *want, pd_
                   wait_ms + budget_ms);
 }
 
-int pd_client_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
+int pd_client_call_idem(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, void *out,
                         int wait_ms, int budget_ms)
 {
-    return pd_client_call_idem_data(c, req, want, m, wait_ms, budget_ms, NULL, 0);
+    return pd_client_call_idem_data(c, req, want, out, wait_ms, budget_ms, NULL, 0);
 }
 
 /* Sets *err and opts->why; returns NULL for the caller. */
@@ -616,7 +657,7 @@ static int s_open_socket(pd_client_t *c, char *why, size_t cap)
    (PD_EUNREACH for no answer) with the sentence in why. */
 static int s_open_hello(pd_client_t *c, int connect_ms, char *why, size_t cap)
 {
-    pd_msg_t welcome;
+    pd_m_welcome_t welcome;
     int64_t start = pd_client_now_ms();
     int rc = pd_client_hello(c, connect_ms, &welcome);
     /* A broker that was there and went away in the middle (killed,
@@ -701,18 +742,18 @@ void pd_client_set_timeout(pd_client_t *c, int timeout_ms)
 const char *pd_client_error(const pd_client_t *c) { return c->err; }
 const char *pd_client_endpoint(const pd_client_t *c) { return c->endpoint; }
 
-int pd_client_hello(pd_client_t *c, int wait_ms, pd_msg_t *m)
+int pd_client_hello(pd_client_t *c, int wait_ms, pd_m_welcome_t *w)
 {
     if (wait_ms <= 0)
         wait_ms = s_connect_ms();
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "hello", 0);
-    int rc = pd_client_call_idem(c, req, "welcome", m, 0,
+    pd_m_hello_t q = {0};
+    uint64_t req = pd_client_request(c, &pd_proto_hello, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_welcome, w, 0,
                                  wait_ms < c->timeout_ms ? wait_ms : c->timeout_ms);
     if (rc == 0) {
-        pd_msg_uint_opt(m, "max_shared", &c->max_shared);
-        pd_msg_uint_opt(m, "max_arg", &c->max_arg);
-        pd_msg_uint_opt(m, "max_batch", &c->max_batch);
+        c->max_shared = w->max_shared;
+        c->max_arg = w->max_arg;
+        c->max_batch = w->max_batch;
     }
     return rc;
 }

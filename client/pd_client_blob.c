@@ -12,6 +12,7 @@
 #include "pd_bundle.h"
 #include "pd_codec.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -27,18 +28,19 @@
 
 /* ---- modules ------------------------------------------------------------- */
 
-/* Asks the broker whether it holds the blob `hash` (`ask`, a mod_has or
-   shr_has, answered by `want`); sets *has. Safe to repeat. */
-static int s_broker_has(pd_client_t *c, const char *ask, const char *want, const char *hash,
-                        bool *has)
+/* Asks the broker whether it holds the blob `hash` (ask: &pd_proto_mod_has
+   or &pd_proto_shr_has, answered by want: mod_ok or shr_ok); sets *has.
+   Safe to repeat. */
+static int s_broker_has(pd_client_t *c, const pd_proto_msg_t *ask, const pd_proto_msg_t *want,
+                        const char *hash, bool *has)
 {
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, ask, 1);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, want, &m, 0, pd_client_timeout(c));
+    pd_m_mod_has_t q = {0}; /* mod_has and shr_has are one layout (PD_F_MOD_HAS) */
+    snprintf(q.hash, sizeof q.hash, "%s", hash);
+    pd_m_mod_ok_t a;
+    uint64_t req = pd_client_request(c, ask, &q);
+    int rc = pd_client_call_idem(c, req, want, &a, 0, pd_client_timeout(c));
     if (rc == 0)
-        pd_msg_bool(&m, "has", has);
+        *has = a.has;
     return rc;
 }
 
@@ -60,20 +62,19 @@ int pd_module_upload(pd_client_t *c, const char *name, pd_module_kind_t kind, co
                       S_MAX_MODULE);
     s_hash_hex(data, len, hash);
     bool has = false;
-    int rc = s_broker_has(c, "mod_has", "mod_ok", hash, &has);
+    int rc = s_broker_has(c, &pd_proto_mod_has, &pd_proto_mod_ok, hash, &has);
     if (rc || has)
         return rc;
-    msgpack_packer pk;
-    pd_msg_t m;
-    uint64_t req = pd_client_begin(c, &pk, "mod_put", 4);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_pack_kv_str(&pk, "name", name);
-    pd_pack_kv_str(&pk, "kind", kind == PD_MODULE_SO       ? "so"
-                                : kind == PD_MODULE_BUNDLE ? "pkg"
-                                : kind == PD_MODULE_CU     ? "cu"
-                                                           : "c");
-    pd_pack_kv_bin(&pk, "data", data, len);
-    return pd_client_call_idem(c, req, "mod_ok", &m, 0, pd_client_timeout(c));
+    pd_m_mod_put_t q = {.data = {data, (uint32_t) len}};
+    snprintf(q.hash, sizeof q.hash, "%s", hash);
+    snprintf(q.name, sizeof q.name, "%s", name);
+    snprintf(q.kind, sizeof q.kind, "%s", kind == PD_MODULE_SO       ? "so"
+                                          : kind == PD_MODULE_BUNDLE ? "pkg"
+                                          : kind == PD_MODULE_CU     ? "cu"
+                                                                     : "c");
+    pd_m_mod_ok_t a;
+    uint64_t req = pd_client_request(c, &pd_proto_mod_put, &q);
+    return pd_client_call_idem(c, req, &pd_proto_mod_ok, &a, 0, pd_client_timeout(c));
 }
 
 /* Opens the regular file path (what names it in errors: "module") and
@@ -223,19 +224,19 @@ int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_
     crypto_generichash(h, sizeof h, data, len, NULL, 0);
     sodium_bin2hex(hash, PD_HASH_HEX, h, sizeof h);
     bool has = false;
-    int rc = s_broker_has(c, "shr_has", "shr_ok", hash, &has);
+    int rc = s_broker_has(c, &pd_proto_shr_has, &pd_proto_shr_ok, hash, &has);
     if (rc || has)
         return rc;
-    msgpack_packer pk;
-    pd_msg_t m;
-    uint64_t req = pd_client_begin(c, &pk, "shr_put", 2);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_pack_cstr(&pk, "data");
-    msgpack_pack_bin(&pk, len);
+    pd_m_shr_put_t q = {0};
+    snprintf(q.hash, sizeof q.hash, "%s", hash);
+    uint64_t req = pd_client_new_req(c);
+    pd_client_encode_bin_last(c, &pd_proto_shr_put, &q, req, len);
     /* The broker answers once the bytes are hashed, stored and on disk:
        allow it 40 ms per MB (25 MB/s) before sending them again, so that a
        large upload is not sent twice merely for taking its time. */
-    return pd_client_call_idem_data(c, req, "shr_ok", &m, (int) (len / 25000), pd_client_timeout(c), data, len);
+    pd_m_shr_ok_t a;
+    return pd_client_call_idem_data(c, req, &pd_proto_shr_ok, &a, (int) (len / 25000),
+                                    pd_client_timeout(c), data, len);
 }
 
 int pd_shared_upload_file(pd_client_t *c, const char *path, char hash[PD_HASH_HEX])

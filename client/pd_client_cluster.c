@@ -12,6 +12,7 @@
 #include "pd_codec.h"
 #include "pd_log.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,83 +21,63 @@
 
 /* ---- the broker ------------------------------------------------------------ */
 
-/* Reads the journal fields of welcome and gc_done into info. */
-static void s_read_journal(const pd_msg_t *m, pd_broker_info_t *info)
+/* The journal fields of welcome and gc_done (docs/protocol.md), into info. */
+static void s_read_journal(pd_broker_info_t *info, pd_str_t journal, uint64_t bytes,
+                           uint64_t max_bytes, bool has_ok, bool ok)
 {
-    uint64_t v;
-    bool ok = true;
-    pd_msg_str(m, "journal", info->journal, sizeof info->journal);
-    if (pd_msg_uint_opt(m, "journal_bytes", &v) == 0)
-        info->journal_bytes = v;
-    if (pd_msg_uint_opt(m, "journal_max_bytes", &v) == 0)
-        info->journal_max_bytes = v;
-    if (pd_msg_has(m, "journal_ok") && pd_msg_bool(m, "journal_ok", &ok) == 0)
-        info->journal_ok = ok;
+    pd_str_copy(journal, info->journal, sizeof info->journal);
+    info->journal_bytes = bytes;
+    info->journal_max_bytes = max_bytes;
+    info->journal_ok = has_ok ? ok : true;
 }
 
 int pd_client_broker_info(pd_client_t *c, pd_broker_info_t *info)
 {
     memset(info, 0, sizeof *info);
-    info->journal_ok = true;
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "hello", 0);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "welcome", &m, 0, pd_client_timeout(c));
+    pd_m_welcome_t w;
+    int rc = pd_client_hello(c, pd_client_timeout(c), &w);
     if (rc)
         return rc;
-    uint64_t w = 0, sl = 0;
-    pd_msg_uint_opt(&m, "workers", &w);
-    pd_msg_uint_opt(&m, "slots", &sl);
-    info->workers = (int) w;
-    info->slots = (int) sl;
-    pd_msg_str(&m, "name", info->name, sizeof info->name);
-    s_read_journal(&m, info);
+    info->workers = (int) w.workers;
+    info->slots = (int) w.slots;
+    snprintf(info->name, sizeof info->name, "%s", w.name);
+    s_read_journal(info, w.journal, w.journal_bytes, w.journal_max_bytes, w.has_journal_ok,
+                   w.journal_ok);
     return 0;
 }
 
 long pd_gc(pd_client_t *c, int64_t ttl_s, pd_broker_info_t *info)
 {
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "gc", ttl_s >= 0 ? 1 : 0);
-    if (ttl_s >= 0)
-        pd_pack_kv_uint(&pk, "ttl_s", (uint64_t) ttl_s);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "gc_done", &m, 0, pd_client_timeout(c));
+    pd_m_gc_t q = {.has_ttl_s = ttl_s >= 0, .ttl_s = ttl_s >= 0 ? (uint64_t) ttl_s : 0};
+    pd_m_gc_done_t a;
+    uint64_t req = pd_client_request(c, &pd_proto_gc, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_gc_done, &a, 0, pd_client_timeout(c));
     if (rc)
         return rc;
-    uint64_t forgot = 0;
-    pd_msg_uint_opt(&m, "forgot", &forgot);
     if (info) {
         memset(info, 0, sizeof *info);
-        info->journal_ok = true;
-        s_read_journal(&m, info);
+        s_read_journal(info, a.journal, a.journal_bytes, a.journal_max_bytes, a.has_journal_ok,
+                       a.journal_ok);
     }
-    return (long) forgot;
+    return (long) a.forgot;
 }
-
 
 int pd_client_cluster_gpus(pd_client_t *c, int *gpus)
 {
-    pd_msg_t m;
-    uint64_t g = 0;
-    int rc = pd_client_hello(c, 0, &m);
-    if (rc == 0)
-        pd_msg_uint_opt(&m, "gpus", &g);
-    *gpus = (int) g;
+    pd_m_welcome_t w = {0};
+    int rc = pd_client_hello(c, 0, &w);
+    *gpus = rc ? 0 : (int) w.gpus;
     return rc;
 }
 
 int pd_client_cluster_size(pd_client_t *c, int *workers, int *slots)
 {
-    pd_msg_t m;
-    int rc = pd_client_hello(c, 0, &m);
+    pd_m_welcome_t w;
+    int rc = pd_client_hello(c, 0, &w);
     if (rc)
         return rc;
-    uint64_t w = 0, s = 0;
-    pd_msg_uint_opt(&m, "workers", &w);
-    pd_msg_uint_opt(&m, "slots", &s);
-    *workers = (int) w;
-    *slots = (int) s;
+    *workers = (int) w.workers;
+    *slots = (int) w.slots;
     return 0;
 }
 
@@ -277,11 +258,12 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
 }
 
 /* Reads `owners` of a cluster reply into info; 0, PD_EPROTO or PD_ENOMEM. */
-static int s_read_owners(const pd_msg_t *m, pd_cluster_info_t *info)
+static int s_read_owners(pd_raw_t owners, pd_cluster_info_t *info)
 {
     pd_rd_t r;
     uint32_t n;
-    if (pd_msg_rd(m, "owners", &r) || pd_rd_array(&r, &n))
+    pd_rd_init(&r, owners.p, owners.len);
+    if (pd_rd_array(&r, &n))
         return PD_EPROTO;
     info->owners = calloc(n ? n : 1, sizeof *info->owners);
     if (!info->owners)
@@ -323,21 +305,22 @@ static int s_read_owners(const pd_msg_t *m, pd_cluster_info_t *info)
 int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
 {
     memset(info, 0, sizeof *info);
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "cluster", 0);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "cluster", &m, 0, pd_client_timeout(c));
+    pd_m_cluster_t q = {0};
+    pd_m_cluster_info_t a;
+    uint64_t req = pd_client_request(c, &pd_proto_cluster, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_cluster_info, &a, 0, pd_client_timeout(c));
     if (rc)
         return rc;
-    pd_msg_str(&m, "name", info->name, sizeof info->name);
-    pd_msg_str(&m, "cluster", info->cluster, sizeof info->cluster);
-    if (pd_msg_has(&m, "version"))
-        pd_msg_str(&m, "version", info->version, sizeof info->version);
-    pd_msg_uint_opt(&m, "queued", &info->queued);
-    pd_msg_uint_opt(&m, "unfinished", &info->unfinished);
+    snprintf(info->name, sizeof info->name, "%s", a.name);
+    snprintf(info->cluster, sizeof info->cluster, "%s", a.cluster);
+    if (a.has_version)
+        snprintf(info->version, sizeof info->version, "%s", a.version);
+    info->queued = a.queued;
+    info->unfinished = a.unfinished;
     pd_rd_t r;
     uint32_t n;
-    if (pd_msg_rd(&m, "workers", &r) || pd_rd_array(&r, &n))
+    pd_rd_init(&r, a.workers.p, a.workers.len);
+    if (pd_rd_array(&r, &n))
         return pd_client_fail(c, PD_EPROTO, "the broker's 'cluster' reply has no list of workers");
     info->workers = calloc(n ? n : 1, sizeof *info->workers);
     if (!info->workers)
@@ -349,7 +332,7 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
         }
         info->nworkers++;
     }
-    if (pd_msg_has(&m, "owners") && s_read_owners(&m, info)) {
+    if (a.has_owners && s_read_owners(a.owners, info)) {
         pd_cluster_info_clear(info);
         return pd_client_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed 'owners'");
     }

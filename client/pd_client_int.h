@@ -17,6 +17,7 @@
 
 #include "pd_codec.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #define PD_CLIENT_LOST 1            /* pd_client_recv: the connection dropped (positive) */
 #define PD_CLIENT_TOKEN_RANDOM 16   /* random bytes that start every submit token */
@@ -32,13 +33,17 @@ typedef struct {
 
 /* ---- building and sending requests --------------------------------------- */
 
-/* Starts request t with nfields fields besides req into the client's buffer;
-   returns the request number. */
-uint64_t pd_client_begin(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields);
-/* Starts request number req (from pd_client_new_req) of type t: a request
-   sent again keeps its number. */
-void pd_client_begin_req(pd_client_t *c, msgpack_packer *pk, const char *t, uint32_t nfields,
-                         uint64_t req);
+/* Encodes request m, a pd_m_NAME_t described by d (&pd_proto_NAME), into the
+   client's buffer as request number req: m's req and owner_token are set
+   here. A request sent again keeps its number. */
+void pd_client_encode(pd_client_t *c, const pd_proto_msg_t *d, void *m, uint64_t req);
+/* pd_client_encode under a fresh number; returns it. */
+uint64_t pd_client_request(pd_client_t *c, const pd_proto_msg_t *d, void *m);
+/* pd_client_encode for a message whose last field is a bin of len bytes
+   (left empty in m) that pd_client_send_data / pd_client_call_idem_data
+   append without copying them into the buffer (a large shared upload). */
+void pd_client_encode_bin_last(pd_client_t *c, const pd_proto_msg_t *d, void *m, uint64_t req,
+                               size_t len);
 /* A fresh request number. */
 uint64_t pd_client_new_req(pd_client_t *c);
 /* Sends the built request. Returns 0, PD_ETOOBIG or PD_EUNREACH (sentence set). */
@@ -58,26 +63,28 @@ int pd_client_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, ui
 /* Forgets the drops the monitor saw so far (they do not concern a request
    about to be sent); true when there was one. */
 bool pd_client_drain(pd_client_t *c);
-/* Sends the built request and waits up to timeout_ms for its reply of type
-   want, described by m (valid until the next call), once: for requests that
-   must not be done twice. A broker `error` becomes its code with
-   pd_client_error() set. Returns 0 or a PD_E* code. */
-int pd_client_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int timeout_ms);
+/* Sends the built request and waits up to timeout_ms for its reply, of the
+   message want (&pd_proto_NAME), decoded into out (a pd_m_NAME_t whose
+   borrowed strings and bytes are valid until the next call), once: for
+   requests that must not be done twice. A broker `error` becomes its code
+   with pd_client_error() set. Returns 0 or a PD_E* code. */
+int pd_client_call(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, void *out,
+                   int timeout_ms);
 /* pd_client_call for a request that may safely be done twice: the broker
    answers after at most wait_ms (a long poll) plus its work; when the
    connection drops or no reply comes in time, the same request is sent
    again (after 2 s past wait_ms, then 4, 8, ...) until the broker has been
    silent for wait_ms plus budget_ms. So a broker restart is ridden out. */
-int pd_client_call_idem(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, int wait_ms,
-                        int budget_ms);
+int pd_client_call_idem(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, void *out,
+                        int wait_ms, int budget_ms);
 /* pd_client_call_idem for a request whose last field's bytes, data[0..len),
    follow the built request (pd_client_send_data). */
-int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
-                             int wait_ms, int budget_ms, const void *data, size_t len);
+int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want,
+                             void *out, int wait_ms, int budget_ms, const void *data, size_t len);
 /* Sends `hello` and waits up to wait_ms (0: PLAYDOH_CONNECT_TIMEOUT_MS, else
-   5 s; at most the client's time-out) for `welcome`; on success m holds it
+   5 s; at most the client's time-out) for `welcome`; on success w holds it
    (valid until the next receive) and the client knows the broker's limits. */
-int pd_client_hello(pd_client_t *c, int wait_ms, pd_msg_t *m);
+int pd_client_hello(pd_client_t *c, int wait_ms, pd_m_welcome_t *w);
 
 /* ---- the client's state ---------------------------------------------------- */
 
@@ -105,7 +112,9 @@ int64_t pd_client_deadline(int timeout_ms);
    is left of it, at most max_ms, never below 0. */
 int pd_client_poll_ms(int64_t deadline, int max_ms);
 
-/* Packs the fields "tubes" and "edges" of a task_submit for g. */
-void pd_graph_pack(const pd_graph_t *g, msgpack_packer *pk);
+/* Pack the values of the fields "tubes" and "edges" of a task_submit for the
+   graph ctx (a const pd_graph_t *): pd_raw_t packing callbacks. */
+int pd_graph_pack_tubes(msgpack_packer *pk, const void *ctx);
+int pd_graph_pack_edges(msgpack_packer *pk, const void *ctx);
 
 #endif

@@ -20,6 +20,7 @@
 #include "pd_limits.h"
 #include "pd_log.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -57,47 +58,45 @@ typedef struct {
     int64_t first_sent;  /* ms of its first send */
 } s_chunk_t;
 
-/* Builds and sends one submit chunk. */
+/* The arguments of a chunk: an array of its n packed values. */
+static int s_pack_chunk_args(msgpack_packer *pk, const void *ctx)
+{
+    const s_chunk_t *ch = ctx;
+    return msgpack_pack_array(pk, (uint32_t) ch->n) || pd_pack_raw(pk, ch->raw, ch->bytes);
+}
+
+/* Builds and sends one submit chunk. Plain CPU jobs keep the short form:
+   an option is written only when asked (timeout_ms and retries always). */
 static int s_send_chunk(pd_client_t *c, const s_chunk_t *ch, const char *hash, const char *fn,
                         const pd_map_opts_t *opts, size_t batch_bytes)
 {
-    msgpack_packer pk;
-    /* Plain CPU jobs keep the short form. */
-    const char *cuda = opts && opts->cuda && *opts->cuda ? opts->cuda : NULL;
-    bool gpu = (opts && opts->gpu) || cuda;
-    bool shared = opts && opts->shared, cap = opts && opts->max_slots;
-    bool mem = opts && opts->memory, cpu = opts && opts->cpu_time_s;
-    bool outc = opts && opts->max_output, again = opts && opts->retry_failed;
-    pd_client_begin_req(c, &pk, "submit",
-                8 + shared + cap + gpu + (cuda != NULL) + mem + cpu + outc + again, ch->req);
-    pd_pack_kv_str(&pk, "mod", hash);
-    pd_pack_kv_str(&pk, "fn", fn);
-    pd_pack_kv_uint(&pk, "timeout_ms", opts ? opts->timeout_ms : 0);
-    pd_pack_kv_uint(&pk, "retries", opts && opts->retries ? opts->retries : 3);
-    if (shared)
-        pd_pack_kv_str(&pk, "shared", opts->shared);
-    if (cap)
-        pd_pack_kv_uint(&pk, "max_slots", opts->max_slots);
-    if (gpu)
-        pd_pack_kv_bool(&pk, "gpu", true);
-    if (cuda)
-        pd_pack_kv_str(&pk, "cu", cuda);
-    if (mem)
-        pd_pack_kv_uint(&pk, "memory", opts->memory);
-    if (cpu)
-        pd_pack_kv_uint(&pk, "cpu_time", opts->cpu_time_s);
-    if (outc)
-        pd_pack_kv_uint(&pk, "max_output", opts->max_output);
-    if (again)
-        pd_pack_kv_uint(&pk, "retry_failed", opts->retry_failed);
+    static const pd_map_opts_t none = {0};
+    const pd_map_opts_t *o = opts ? opts : &none;
+    const char *cuda = o->cuda && *o->cuda ? o->cuda : NULL;
     uint8_t token[PD_CLIENT_TOKEN];
     pd_client_token(c, ch->token, token);
-    pd_pack_kv_bin(&pk, "token", token, sizeof token);
-    pd_pack_kv_uint(&pk, "at", ch->start);
-    pd_pack_kv_uint(&pk, "batch_bytes", batch_bytes);
-    pd_pack_cstr(&pk, "args");
-    msgpack_pack_array(&pk, (uint32_t) ch->n);
-    pd_pack_raw(&pk, ch->raw, ch->bytes);
+    pd_m_submit_t q = {
+        .args = {.pack = s_pack_chunk_args, .ctx = ch},
+        .has_timeout_ms = true, .timeout_ms = o->timeout_ms,
+        .has_retries = true, .retries = o->retries ? o->retries : 3,
+        .has_retry_failed = o->retry_failed != 0, .retry_failed = o->retry_failed,
+        .has_max_slots = o->max_slots != 0, .max_slots = o->max_slots,
+        .has_shared = o->shared != NULL,
+        .has_gpu = o->gpu || cuda, .gpu = true,
+        .has_cu = cuda != NULL,
+        .has_memory = o->memory != 0, .memory = o->memory,
+        .has_cpu_time = o->cpu_time_s != 0, .cpu_time = o->cpu_time_s,
+        .has_max_output = o->max_output != 0, .max_output = o->max_output,
+        .has_token = true, .token = {token, sizeof token},
+        .has_at = true, .at = ch->start,
+        .has_batch_bytes = true, .batch_bytes = batch_bytes};
+    snprintf(q.mod, sizeof q.mod, "%s", hash);
+    snprintf(q.fn, sizeof q.fn, "%s", fn);
+    if (o->shared)
+        snprintf(q.shared, sizeof q.shared, "%s", o->shared);
+    if (cuda)
+        snprintf(q.cu, sizeof q.cu, "%s", cuda);
+    pd_client_encode(c, &pd_proto_submit, &q, ch->req);
     return pd_client_send(c);
 }
 
@@ -123,12 +122,11 @@ static int s_take_accepted(pd_client_t *c, s_chunk_t *win, int *inflight, uint64
     win[k] = win[--*inflight];
     if (rc)
         return rc;
-    uint64_t first = 0, n = 0;
-    if (!pd_msg_is(&m, "accepted") || pd_msg_uint(&m, "first", &first) || pd_msg_uint(&m, "n", &n) ||
-        n != ch.n)
+    pd_m_accepted_t a;
+    if (!pd_msg_is(&m, pd_proto_accepted.type) || pd_m_accepted_decode(&m, &a) || a.n != ch.n)
         return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'accepted' reply");
     for (size_t i = 0; i < ch.n; i++)
-        ids[ch.start + i] = first + i;
+        ids[ch.start + i] = a.first + i;
     *accepted += (long) ch.n;
     return 0;
 }
@@ -573,9 +571,15 @@ int pd_result_exec_file(const pd_result_t *r, size_t i, pd_exec_file_t *f)
 
 /* ---- id sets ------------------------------------------------------------- */
 
-/* Packs ids[0..n) as ranges, merging runs of consecutive ids, at most
-   max_ranges ranges; returns how many ids were packed. */
-static size_t s_pack_ranges(msgpack_packer *pk, const uint64_t *ids, size_t n, size_t max_ranges)
+/* Some ids of a request, ids[0..n), sent as [first, count] ranges that merge
+   runs of consecutive ids. */
+typedef struct {
+    const uint64_t *ids;
+    size_t n;
+} s_ids_t;
+
+/* The ids[0..n) that max_ranges ranges hold: the first ones, as many as fit. */
+static s_ids_t s_ids_fit(const uint64_t *ids, size_t n, size_t max_ranges)
 {
     size_t nr = 0, i = 0;
     while (i < n && nr < max_ranges) {
@@ -585,77 +589,81 @@ static size_t s_pack_ranges(msgpack_packer *pk, const uint64_t *ids, size_t n, s
         nr++;
         i = j;
     }
-    msgpack_pack_array(pk, (uint32_t) nr);
-    size_t packed = 0;
-    i = 0;
-    for (size_t k = 0; k < nr; k++) {
+    return (s_ids_t){ids, i};
+}
+
+/* Packs the ids ctx (a const s_ids_t *) as ranges: the field "ids". */
+static int s_pack_ranges(msgpack_packer *pk, const void *ctx)
+{
+    const s_ids_t *set = ctx;
+    const uint64_t *ids = set->ids;
+    size_t n = set->n, nr = 0;
+    for (size_t i = 0; i < n; i++)
+        nr += i == 0 || ids[i] != ids[i - 1] + 1;
+    int rc = msgpack_pack_array(pk, (uint32_t) nr);
+    for (size_t i = 0; i < n && !rc;) {
         size_t j = i + 1;
         while (j < n && ids[j] == ids[j - 1] + 1)
             j++;
-        msgpack_pack_array(pk, 2);
-        msgpack_pack_uint64(pk, ids[i]);
-        msgpack_pack_uint64(pk, j - i);
-        packed = j;
+        rc = msgpack_pack_array(pk, 2) || msgpack_pack_uint64(pk, ids[i]) ||
+             msgpack_pack_uint64(pk, j - i);
         i = j;
     }
-    return packed;
+    return rc;
 }
 
 int pd_status(pd_client_t *c, const uint64_t *ids, size_t n, pd_job_state_t *states)
 {
     size_t done = 0;
     while (done < n) {
-        msgpack_packer pk;
-        uint64_t req = pd_client_begin(c, &pk, "status", 1);
-        pd_pack_cstr(&pk, "ids");
-        size_t take = s_pack_ranges(&pk, ids + done, n - done, S_MAX_RANGES);
-        pd_msg_t m;
-        int rc = pd_client_call_idem(c, req, "states", &m, 0, pd_client_timeout(c));
+        s_ids_t set = s_ids_fit(ids + done, n - done, S_MAX_RANGES);
+        pd_m_status_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}};
+        pd_m_states_t a;
+        uint64_t req = pd_client_request(c, &pd_proto_status, &q);
+        int rc = pd_client_call_idem(c, req, &pd_proto_states, &a, 0, pd_client_timeout(c));
         if (rc)
             return rc;
-        const void *st;
-        uint32_t sl;
-        if (pd_msg_bytes(&m, "st", &st, &sl) || sl != take)
+        if (a.st.len != set.n)
             return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'states' reply");
-        for (size_t i = 0; i < take; i++) {
-            uint8_t s = ((const uint8_t *) st)[i];
+        for (size_t i = 0; i < set.n; i++) {
+            uint8_t s = ((const uint8_t *) a.st.p)[i];
             states[done + i] = s <= PD_JOB_CANCELLED ? (pd_job_state_t) s : PD_JOB_UNKNOWN;
         }
-        done += take;
+        done += set.n;
     }
     return 0;
 }
 
-/* Sends a request of type t over all ids (in as many requests as needed) and
-   sums the reply field "n". */
-static long s_ids_call(pd_client_t *c, const char *t, const char *want, const uint64_t *ids, size_t n)
+/* Sends request d (cancel, release) over all ids, in as many requests as
+   needed, once each, and sums the counts of the replies (want). */
+static long s_ids_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_msg_t *want,
+                       const uint64_t *ids, size_t n)
 {
     long total = 0;
     size_t done = 0;
     while (done < n) {
-        msgpack_packer pk;
-        uint64_t req = pd_client_begin(c, &pk, t, 1);
-        pd_pack_cstr(&pk, "ids");
-        done += s_pack_ranges(&pk, ids + done, n - done, S_MAX_RANGES);
-        pd_msg_t m;
-        int rc = pd_client_call(c, req, want, &m, pd_client_timeout(c));
+        s_ids_t set = s_ids_fit(ids + done, n - done, S_MAX_RANGES);
+        pd_m_cancel_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}}; /* cancel and release
+                                                                             are one layout */
+        pd_m_cancelled_t a;
+        uint64_t req = pd_client_request(c, d, &q);
+        int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
         if (rc)
             return rc;
-        uint64_t k = 0;
-        pd_msg_uint_opt(&m, "n", &k);
-        total += (long) k;
+        done += set.n;
+        total += (long) a.n;
     }
     return total;
 }
 
 long pd_cancel(pd_client_t *c, const uint64_t *ids, size_t n)
 {
-    return s_ids_call(c, "cancel", "cancelled", ids, n);
+    return s_ids_call(c, &pd_proto_cancel, &pd_proto_cancelled, ids, n);
 }
 
 long pd_release(pd_client_t *c, const uint64_t *ids, size_t n)
 {
-    return s_ids_call(c, "release", "released", ids, n);
+    return s_ids_call(c, &pd_proto_release, &pd_proto_released, ids, n);
 }
 
 /* ---- fetch --------------------------------------------------------------- */
@@ -815,6 +823,28 @@ static size_t s_pending(const s_slot_t *order, size_t n, const pd_result_t *resu
     return np;
 }
 
+/* One fetch of the first of ids[0..n) that fit in a request (*take says how
+   many), waiting up to wait_ms for up to max results; with states, the
+   broker also says each job's state. On success a holds the reply, its res
+   opened in *r with *nres entries. Returns 0 or an error. */
+static int s_fetch_call(pd_client_t *c, const uint64_t *ids, size_t n, int wait_ms, uint64_t max,
+                        bool states, pd_m_results_t *a, pd_rd_t *r, uint32_t *nres, size_t *take)
+{
+    s_ids_t set = s_ids_fit(ids, n, S_MAX_RANGES);
+    pd_m_fetch_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}, .wait_ms = (uint64_t) wait_ms,
+                      .max = max, .has_states = states, .states = true};
+    if (take)
+        *take = set.n;
+    uint64_t req = pd_client_request(c, &pd_proto_fetch, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_results, a, wait_ms, pd_client_timeout(c));
+    if (rc)
+        return rc;
+    pd_rd_init(r, a->res.p, a->res.len);
+    if (pd_rd_array(r, nres))
+        return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+    return 0;
+}
+
 /* Sets every result that pd_fetch's wait left not final to the state the
    broker holds for that job (queued or running: the one `status` reads),
    taking in the same reply any result that ended meanwhile, so that a job
@@ -831,26 +861,16 @@ static int s_fetch_states(pd_client_t *c, const s_slot_t *order, size_t n, pd_re
         size_t np = s_pending(order, n, results, told, pending);
         if (np == 0)
             break;
-        msgpack_packer pk;
-        uint64_t req = pd_client_begin(c, &pk, "fetch", 4);
-        pd_pack_kv_uint(&pk, "wait_ms", 0);
-        pd_pack_kv_uint(&pk, "max", 10000);
-        pd_pack_cstr(&pk, "states");
-        msgpack_pack_true(&pk);
-        pd_pack_cstr(&pk, "ids");
-        size_t take = s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
-        pd_msg_t m;
-        if ((rc = pd_client_call_idem(c, req, "results", &m, 0, pd_client_timeout(c))) != 0)
-            break;
-        const void *stv;
-        uint32_t sl;
+        pd_m_results_t a;
         pd_rd_t r;
         uint32_t nres;
-        if (pd_msg_bytes(&m, "st", &stv, &sl) || sl != take || pd_msg_rd(&m, "res", &r) ||
-            pd_rd_array(&r, &nres)) {
-            /* An older broker sends no states: the jobs stay queued. */
-            if (!pd_msg_has(&m, "st"))
-                break;
+        size_t take;
+        if ((rc = s_fetch_call(c, pending, np, 0, 10000, true, &a, &r, &nres, &take)) != 0)
+            break;
+        /* An older broker sends no states: the jobs stay queued. */
+        if (!a.has_st)
+            break;
+        if (a.st.len != take) {
             rc = pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
             break;
         }
@@ -865,7 +885,7 @@ static int s_fetch_states(pd_client_t *c, const s_slot_t *order, size_t n, pd_re
             rc = pd_client_fail(c, PD_EPROTO, "broker sent a malformed result entry");
             break;
         }
-        const uint8_t *st = stv;
+        const uint8_t *st = a.st.p;
         for (size_t k = 0, i = 0; k < take; k++) {
             while (i < n && order[i].id < pending[k])
                 i++;
@@ -918,23 +938,12 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         if (np == 0)
             break;
         int left = pd_client_poll_ms(deadline, S_POLL_MS);
-        msgpack_packer pk;
-        uint64_t req = pd_client_begin(c, &pk, "fetch", 3);
-        pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);
-        pd_pack_kv_uint(&pk, "max", 10000);
-        pd_pack_cstr(&pk, "ids");
-        s_pack_ranges(&pk, pending, np, S_MAX_RANGES);
-        pd_msg_t m;
-        rc = pd_client_call_idem(c, req, "results", &m, (int) left, pd_client_timeout(c));
-        if (rc)
-            break;
+        pd_m_results_t a;
         pd_rd_t r;
         uint32_t nres;
         int bad = 0;
-        if (pd_msg_rd(&m, "res", &r) || pd_rd_array(&r, &nres)) {
-            rc = pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
+        if ((rc = s_fetch_call(c, pending, np, left, 10000, false, &a, &r, &nres, NULL)) != 0)
             break;
-        }
         for (uint32_t i = 0; i < nres && !bad; i++)
             ended += s_store(&r, order, n, results, &bad);
         if (bad) {
@@ -973,19 +982,13 @@ long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
     int64_t deadline = pd_client_deadline(timeout_ms);
     for (;;) {
         int left = pd_client_poll_ms(deadline, S_POLL_MS);
-        msgpack_packer pk;
-        uint64_t req = pd_client_begin(c, &pk, "fetch", 3);
-        pd_pack_kv_uint(&pk, "wait_ms", (uint64_t) left);
-        pd_pack_kv_uint(&pk, "max", max);
-        pd_pack_cstr(&pk, "ids");
-        s_pack_ranges(&pk, ids, n, S_MAX_RANGES);
-        pd_msg_t m;
-        int rc = pd_client_call_idem(c, req, "results", &m, (int) left, pd_client_timeout(c));
-        if (rc)
-            return rc;
+        pd_m_results_t a;
         pd_rd_t r;
         uint32_t nres;
-        if (pd_msg_rd(&m, "res", &r) || pd_rd_array(&r, &nres) || nres > max)
+        int rc = s_fetch_call(c, ids, n, left, max, false, &a, &r, &nres, NULL);
+        if (rc)
+            return rc;
+        if (nres > max)
             return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'results' reply");
         for (uint32_t i = 0; i < nres; i++) {
             memset(&results[i], 0, sizeof results[i]);
