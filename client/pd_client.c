@@ -47,16 +47,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_CHUNK_JOBS 4096
-#define S_CHUNK_BYTES (1u << 20)
-#define S_WINDOW 16           /* submit chunks in flight (16 MiB at most): with a journal, what is in
-                                 flight is acknowledged by one commit */
-#define S_RETRY_MS 2000       /* first resend of a request with no reply, past its wait */
-#define S_HANDSHAKE_FAILS 3   /* handshakes cut short in a row that make a refusal */
-#define PD_CLIENT_LOST 1              /* s_recv: the connection dropped (internal, positive) */
-#define PD_CLIENT_TOKEN_RANDOM 16     /* random bytes that start every submit token */
-#define S_MAX_RANGES 4096     /* ranges per fetch request */
-#define S_MAX_MODULE (64u << 20)
+#define S_RETRY_MS 2000     /* first resend of a request with no reply, past its wait */
+#define S_HANDSHAKE_FAILS 3 /* handshakes cut short in a row that make a refusal */
 
 struct pd_client {
     void *ctx;             /* ZeroMQ context, owned */
@@ -162,7 +154,8 @@ void pd_client_encode_bin_last(pd_client_t *c, const pd_proto_msg_t *d, void *m,
        of len bytes, which pd_client_send_data appends. */
     if (c->out.failed)
         return;
-    assert(c->out.len >= 2 && c->out.data[c->out.len - 2] == 0xc4 && c->out.data[c->out.len - 1] == 0);
+    assert(c->out.len >= 2 && c->out.data[c->out.len - 2] == 0xc4 &&
+           c->out.data[c->out.len - 1] == 0);
     c->out.len -= 2;
     msgpack_packer pk;
     pd_packer_init(&pk, &c->out);
@@ -225,13 +218,18 @@ static bool s_monitor(pd_client_t *c, bool *lost)
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
             if (c->secure)
-                pd_client_fail(c, PD_EAUTH, "the broker at %s runs without CurveZMQ while this client "
-                       "uses it: connect with --insecure if you trust the network, or ask for "
-                       "a secure broker", c->endpoint);
+                pd_client_fail(
+                    c, PD_EAUTH,
+                    "the broker at %s runs without CurveZMQ while this client "
+                    "uses it: connect with --insecure if you trust the network, or ask for "
+                    "a secure broker",
+                    c->endpoint);
             else
-                pd_client_fail(c, PD_EAUTH, "the broker at %s requires CurveZMQ: connect with --secure "
-                       "(this account needs a key pair, `playdoh-keygen`, and the broker's "
-                       "key, `playdoh-keygen trust`)", c->endpoint);
+                pd_client_fail(c, PD_EAUTH,
+                               "the broker at %s requires CurveZMQ: connect with --secure "
+                               "(this account needs a key pair, `playdoh-keygen`, and the broker's "
+                               "key, `playdoh-keygen trust`)",
+                               c->endpoint);
             return true;
         }
         if (event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
@@ -251,12 +249,14 @@ static bool s_monitor(pd_client_t *c, bool *lost)
                    "times in a row: it requires CurveZMQ; connect with --secure (%s)",
                    c->endpoint, c->hs_fails, pd_auth_handshake_why(event, value, false));
         else
-            pd_client_fail(c, PD_EAUTH, "the secure handshake with %s failed %d times in a row: the "
-                   "broker there does not hold the key this client trusts for it (%s), so it "
-                   "may not be your broker; check the key with `playdoh-keygen show` on the "
-                   "broker's machine and `playdoh-keygen trust %s KEY` here (%s)", c->endpoint,
-                   c->hs_fails, c->broker_key, c->endpoint,
-                   pd_auth_handshake_why(event, value, false));
+            pd_client_fail(
+                c, PD_EAUTH,
+                "the secure handshake with %s failed %d times in a row: the "
+                "broker there does not hold the key this client trusts for it (%s), so it "
+                "may not be your broker; check the key with `playdoh-keygen show` on the "
+                "broker's machine and `playdoh-keygen trust %s KEY` here (%s)",
+                c->endpoint, c->hs_fails, c->broker_key, c->endpoint,
+                pd_auth_handshake_why(event, value, false));
         return true;
     }
 }
@@ -267,7 +267,8 @@ int pd_client_send_data(pd_client_t *c, const void *data, size_t len)
         return pd_client_fail(c, PD_ETOOBIG, "request too large (over %u bytes)", PD_MAX_FRAME);
     zmq_msg_t msg;
     if (zmq_msg_init_size(&msg, c->out.len + len))
-        return pd_client_fail(c, PD_ENOMEM, "out of memory for a request of %zu bytes", c->out.len + len);
+        return pd_client_fail(c, PD_ENOMEM, "out of memory for a request of %zu bytes",
+                              c->out.len + len);
     memcpy(zmq_msg_data(&msg), c->out.data, c->out.len);
     memcpy((uint8_t *) zmq_msg_data(&msg) + c->out.len, data, len);
     if (zmq_msg_send(&msg, c->sock, 0) < 0) {
@@ -365,8 +366,10 @@ int pd_client_call(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, voi
         return rc;
     rc = pd_client_recv(c, req, m, timeout_ms, NULL);
     if (rc == PD_CLIENT_LOST)
-        rc = pd_client_fail(c, PD_EUNREACH, "the connection to the broker at %s dropped while waiting "
-                    "for the reply (the request may or may not have been done)", c->endpoint);
+        rc = pd_client_fail(c, PD_EUNREACH,
+                            "the connection to the broker at %s dropped while waiting "
+                            "for the reply (the request may or may not have been done)",
+                            c->endpoint);
     return rc ? rc : s_expect(c, m, want, out);
 }
 

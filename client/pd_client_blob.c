@@ -213,13 +213,15 @@ int pd_shared_upload(pd_client_t *c, const void *data, size_t len, char hash[PD_
     if (len == 0)
         return pd_client_fail(c, PD_EINVAL, "shared data is empty: give at least one byte");
     if (lim.max_shared && len > lim.max_shared)
-        return pd_client_fail(c, PD_ETOOBIG, "shared data is %zu bytes (%.1f MiB); the broker at %s "
-                      "takes at most %llu MiB (its --max-shared-mb)", len,
-                      (double) len / 1048576.0, pd_client_endpoint(c),
-                      (unsigned long long) (lim.max_shared >> 20));
+        return pd_client_fail(c, PD_ETOOBIG,
+                              "shared data is %zu bytes (%.1f MiB); the broker at %s "
+                              "takes at most %llu MiB (its --max-shared-mb)",
+                              len, (double) len / 1048576.0, pd_client_endpoint(c),
+                              (unsigned long long) (lim.max_shared >> 20));
     if (len > PD_MAX_FRAME - 4096)
-        return pd_client_fail(c, PD_ETOOBIG, "shared data is %zu bytes; one message carries at most %u",
-                      len, PD_MAX_FRAME - 4096);
+        return pd_client_fail(c, PD_ETOOBIG,
+                              "shared data is %zu bytes; one message carries at most %u", len,
+                              PD_MAX_FRAME - 4096);
     unsigned char h[32];
     crypto_generichash(h, sizeof h, data, len, NULL, 0);
     sodium_bin2hex(hash, PD_HASH_HEX, h, sizeof h);

@@ -328,13 +328,15 @@ int pd_cluster_info(pd_client_t *c, pd_cluster_info_t *info)
     for (uint32_t i = 0; i < n; i++) {
         if (s_read_worker(&r, &info->workers[i])) {
             pd_cluster_info_clear(info);
-            return pd_client_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed worker");
+            return pd_client_fail(c, PD_EPROTO,
+                                  "the broker's 'cluster' reply has a malformed worker");
         }
         info->nworkers++;
     }
     if (a.has_owners && s_read_owners(a.owners, info)) {
         pd_cluster_info_clear(info);
-        return pd_client_fail(c, PD_EPROTO, "the broker's 'cluster' reply has a malformed 'owners'");
+        return pd_client_fail(c, PD_EPROTO,
+                              "the broker's 'cluster' reply has a malformed 'owners'");
     }
     return 0;
 }

@@ -143,7 +143,8 @@ static int s_map_check(pd_client_t *c, const void *args, size_t len, size_t n)
         const uint8_t *raw;
         size_t rl;
         if (pd_rd_skip(&r, &raw, &rl))
-            return pd_client_fail(c, PD_EPROTO, "argument %zu is not a well-formed msgpack value", i);
+            return pd_client_fail(c, PD_EPROTO, "argument %zu is not a well-formed msgpack value",
+                                  i);
         if (lim.max_arg && rl > lim.max_arg)
             return pd_client_fail(c, PD_ETOOBIG, "job %zu of the batch (counting from 1) has an "
                           "argument of %.1f MiB; the broker takes at most %.1f MiB per job "
@@ -154,10 +155,11 @@ static int s_map_check(pd_client_t *c, const void *args, size_t len, size_t n)
     if (!pd_rd_at_end(&r))
         return pd_client_fail(c, PD_EPROTO, "arguments hold more than the %zu values announced", n);
     if (lim.max_batch && len > lim.max_batch)
-        return pd_client_fail(c, PD_ETOOBIG, "the batch's arguments are %.1f MiB in all; the broker "
-                      "takes at most %.1f MiB in one submit (its max_batch_mb): split the "
-                      "batch, or pass data the jobs share once as shared data (--shared)",
-                      (double) len / 1048576.0, (double) lim.max_batch / 1048576.0);
+        return pd_client_fail(c, PD_ETOOBIG,
+                              "the batch's arguments are %.1f MiB in all; the broker "
+                              "takes at most %.1f MiB in one submit (its max_batch_mb): split the "
+                              "batch, or pass data the jobs share once as shared data (--shared)",
+                              (double) len / 1048576.0, (double) lim.max_batch / 1048576.0);
     return 0;
 }
 
@@ -237,8 +239,8 @@ static s_chunk_t s_next_chunk(pd_client_t *c, pd_rd_t *r, size_t next, size_t n)
                        .first_sent = pd_client_now_ms()};
 }
 
-long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len, size_t n,
-            const pd_map_opts_t *opts, uint64_t *ids)
+long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, size_t len,
+            size_t n, const pd_map_opts_t *opts, uint64_t *ids)
 {
     assert(c && hash && fn && (args || n == 0) && ids);
     if (n == 0)
@@ -246,9 +248,11 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
     if (strlen(fn) == 0 || strlen(fn) > 255)
         return pd_client_fail(c, PD_EINVAL, "function name '%s' must be 1 to 255 characters", fn);
     if (opts && opts->max_output > PD_LIMITS_MAX_OUTPUT)
-        return pd_client_fail(c, PD_EINVAL, "max_output is %llu bytes; a job keeps at most %u MiB of "
-                      "output (write larger results to a file, or return them as the value)",
-                      (unsigned long long) opts->max_output, PD_LIMITS_MAX_OUTPUT >> 20);
+        return pd_client_fail(
+            c, PD_EINVAL,
+            "max_output is %llu bytes; a job keeps at most %u MiB of "
+            "output (write larger results to a file, or return them as the value)",
+            (unsigned long long) opts->max_output, PD_LIMITS_MAX_OUTPUT >> 20);
     memset(ids, 0, n * sizeof *ids);
     int rc = s_map_check(c, args, len, n);
     if (rc)
@@ -329,13 +333,17 @@ static int s_exec_names(pd_client_t *c, size_t job, const char *const *names, si
                         const char *what)
 {
     if (n > PD_EXEC_MAX_FILES)
-        return pd_client_fail(c, PD_EINVAL, "job %zu of the batch (counting from 1) has %zu files %s; "
-                      "a job takes at most %d", job + 1, n, what, PD_EXEC_MAX_FILES);
+        return pd_client_fail(c, PD_EINVAL,
+                              "job %zu of the batch (counting from 1) has %zu files %s; "
+                              "a job takes at most %d",
+                              job + 1, n, what, PD_EXEC_MAX_FILES);
     for (size_t k = 0; k < n; k++) {
         char why[128];
         if (pd_file_check_relative(names[k], strlen(names[k]), why, sizeof why))
-            return pd_client_fail(c, PD_EINVAL, "job %zu of the batch (counting from 1): the file %s "
-                          "'%.300s' %s", job + 1, what, names[k], why);
+            return pd_client_fail(c, PD_EINVAL,
+                                  "job %zu of the batch (counting from 1): the file %s "
+                                  "'%.300s' %s",
+                                  job + 1, what, names[k], why);
     }
     return 0;
 }
@@ -378,19 +386,22 @@ static int s_exec_pack(pd_client_t *c, size_t i, const pd_exec_job_t *j, const c
             char *data = NULL;
             size_t len = 0;
             if (pd_file_read(name, lim.max_arg ? left : PD_MAX_FRAME, &data, &len) != 0)
-                return pd_client_fail(c, errno == EFBIG ? PD_ETOOBIG : PD_EIO, "job %zu of the batch "
-                              "(counting from 1): cannot read the file to send %s: %s", i + 1,
-                              name, errno == EINVAL ? "not a regular file" : strerror(errno));
+                return pd_client_fail(c, errno == EFBIG ? PD_ETOOBIG : PD_EIO,
+                                      "job %zu of the batch "
+                                      "(counting from 1): cannot read the file to send %s: %s",
+                                      i + 1, name,
+                                      errno == EINVAL ? "not a regular file" : strerror(errno));
             job_bytes += len;
             *bytes += len;
             if (lim.max_batch && *bytes > lim.max_batch) {
                 free(data);
-                return pd_client_fail(c, PD_ETOOBIG, "the files the batch sends are over %.1f MiB by "
-                              "job %zu; the broker takes at most %.1f MiB in one submit (its "
-                              "max_batch_mb): put them on a file system the workers share and "
-                              "run there (--workdir DIR), or submit fewer jobs at once",
-                              (double) *bytes / 1048576.0, i + 1,
-                              (double) lim.max_batch / 1048576.0);
+                return pd_client_fail(
+                    c, PD_ETOOBIG,
+                    "the files the batch sends are over %.1f MiB by "
+                    "job %zu; the broker takes at most %.1f MiB in one submit (its "
+                    "max_batch_mb): put them on a file system the workers share and "
+                    "run there (--workdir DIR), or submit fewer jobs at once",
+                    (double) *bytes / 1048576.0, i + 1, (double) lim.max_batch / 1048576.0);
             }
             pd_pack_cstr(pk, name);
             msgpack_pack_bin(pk, len);
@@ -417,16 +428,18 @@ long pd_exec_jobs(pd_client_t *c, const pd_exec_job_t *jobs, size_t n, const cha
     if (workdir && !*workdir)
         return pd_client_fail(c, PD_EINVAL, "the job's directory (workdir) is empty");
     if (workdir && !cwd[0] && !pd_plat_dirsep(workdir[0]) && workdir[1] != ':')
-        return pd_client_fail(c, PD_EINVAL, "the job's directory %s is relative, and this process's "
-                      "working directory cannot be read (%s): give an absolute path", workdir,
-                      strerror(errno));
+        return pd_client_fail(c, PD_EINVAL,
+                              "the job's directory %s is relative, and this process's "
+                              "working directory cannot be read (%s): give an absolute path",
+                              workdir, strerror(errno));
     if (workdir && !pd_plat_dirsep(workdir[0]) && !(workdir[0] && workdir[1] == ':')) {
         if (snprintf(wd, sizeof wd, "%s/%s", cwd, workdir) >= (int) sizeof wd)
             return pd_client_fail(c, PD_EINVAL, "the job's directory (workdir) is too long");
         workdir = wd;
     }
     if (workdir && strlen(workdir) >= 4096)
-        return pd_client_fail(c, PD_EINVAL, "the job's directory (workdir) is longer than 4095 bytes");
+        return pd_client_fail(c, PD_EINVAL,
+                              "the job's directory (workdir) is longer than 4095 bytes");
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;

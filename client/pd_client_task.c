@@ -67,7 +67,9 @@ int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_gra
     pd_task_opts_t o = {0};
     if (opts)
         o = *opts;
-    uint64_t io = o.io_timeout_ms == 0 ? 60000 : o.io_timeout_ms < 0 ? 0 : (uint64_t) o.io_timeout_ms;
+    uint64_t io = o.io_timeout_ms == 0  ? 60000
+                  : o.io_timeout_ms < 0 ? 0
+                                        : (uint64_t) o.io_timeout_ms;
     const char *cuda = o.cuda && *o.cuda ? o.cuda : NULL;
     s_args_t a = {.n = (uint32_t) n, .args = args, .len = len};
     pd_m_task_submit_t q = {.n = (uint64_t) n,

@@ -165,6 +165,16 @@ bool pd_submit_parse_u32(const char *s, uint32_t *v)
     return true;
 }
 
+bool pd_submit_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
+                     uint64_t lo, uint64_t hi, uint64_t *v)
+{
+    if (pd_submit_parse_u64(arg, v) && *v >= lo && *v <= hi)
+        return true;
+    pd_submit_usage_error(s, "--%s wants %s from %llu to %llu, not '%s'", opt, what,
+                          (unsigned long long) lo, (unsigned long long) hi, arg);
+    return false;
+}
+
 /* The option of code among opts (ended by {NULL}), or NULL. */
 static const pd_submit_opt_t *s_opt_in(const pd_submit_opt_t *opts, int code)
 {
@@ -216,16 +226,13 @@ static const pd_submit_opt_t *s_find_opt(int code)
 static int s_apply_global(pd_submit_t *s, int code, const char *arg, int bad_exit)
 {
     pd_submit_opts_t *o = &s->o;
-    uint32_t u;
+    uint64_t v;
     switch (code) {
     case O_BROKER: o->broker = arg; break;
     case O_LOCAL:
-        if (!pd_submit_parse_u32(arg, &u) || u == 0 || u > 4096) {
-            pd_submit_usage_error(s, "--local wants a number of slots from 1 to 4096, not '%s'",
-                                  arg);
+        if (!pd_submit_count(s, "local", "a number of slots", arg, 1, 4096, &v))
             return bad_exit;
-        }
-        o->local = (int) u;
+        o->local = (int) v;
         break;
     case O_QUIET: o->quiet = true; break;
     case O_NO_PROGRESS: o->no_progress = true; break;
@@ -271,10 +278,11 @@ static int s_apply_global(pd_submit_t *s, int code, const char *arg, int bad_exi
 /* Applies an option several verbs share (the limits of each job, --detach,
    --shared, --gpu, --cuda, --args, --wait, --release) or, for any other,
    the verb's own applier. Returns 0, or bad_exit after the usage error. */
-static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *v, int code, const char *arg,
-                          int bad_exit)
+static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *verb, int code,
+                          const char *arg, int bad_exit)
 {
     pd_submit_opts_t *o = &s->o;
+    uint64_t v;
     switch (code) {
     case O_TIMEOUT:
         if (!pd_submit_parse_u32(arg, &o->timeout_ms)) {
@@ -283,25 +291,19 @@ static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *v, int code, c
         }
         break;
     case O_RETRY_FAILED:
-        if (!pd_submit_parse_u32(arg, &o->retry_failed) || o->retry_failed > 100) {
-            pd_submit_usage_error(s, "--retry-failed wants a number of runs again from 0 to 100, "
-                                  "not '%s'", arg);
+        if (!pd_submit_count(s, "retry-failed", "a number of runs again", arg, 0, 100, &v))
             return bad_exit;
-        }
+        o->retry_failed = (uint32_t) v;
         break;
     case O_RETRIES:
-        if (!pd_submit_parse_u32(arg, &o->retries) || o->retries == 0 || o->retries > 100) {
-            pd_submit_usage_error(s, "--retries wants a number of lost workers from 1 to 100, "
-                                  "not '%s'", arg);
+        if (!pd_submit_count(s, "retries", "a number of lost workers", arg, 1, 100, &v))
             return bad_exit;
-        }
+        o->retries = (uint32_t) v;
         break;
     case O_MAX_SLOTS:
-        if (!pd_submit_parse_u32(arg, &o->max_slots) || o->max_slots == 0 || o->max_slots > 1000000) {
-            pd_submit_usage_error(s, "--max-slots wants a number of slots from 1 to 1000000, "
-                                  "not '%s'", arg);
+        if (!pd_submit_count(s, "max-slots", "a number of slots", arg, 1, 1000000, &v))
             return bad_exit;
-        }
+        o->max_slots = (uint32_t) v;
         break;
     case O_MEMORY:
         if (pd_limits_parse_size(arg, &o->memory)) {
@@ -344,7 +346,7 @@ static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *v, int code, c
     }
     case O_RELEASE: o->release = true; break;
     default:
-        return v && v->apply ? v->apply(s, code, arg, bad_exit) : 0;
+        return verb && verb->apply ? verb->apply(s, code, arg, bad_exit) : 0;
     }
     return 0;
 }

@@ -164,6 +164,10 @@ extern const pd_submit_verb_t pd_submit_verb_map, pd_submit_verb_exec, pd_submit
 bool pd_submit_parse_u32(const char *s, uint32_t *v);
 /* Parses an unsigned decimal number (no sign, nothing after it). */
 bool pd_submit_parse_u64(const char *s, uint64_t *v);
+/* Parses the value arg of option --opt, a count (what: "a number of slots")
+   from lo to hi, into *v; false after the usage error. */
+bool pd_submit_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
+                     uint64_t lo, uint64_t hi, uint64_t *v);
 
 /* Starts the embedded cluster (--local) if asked and connects. Returns the
    client, or NULL after printing why on standard error. */

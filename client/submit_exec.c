@@ -173,7 +173,10 @@ static int s_cmds_add(s_cmds_t *c, const char *tmpl, const char *arg, size_t len
     return 0;
 }
 
-static const char *s_cmd(const s_cmds_t *c, size_t i) { return (const char *) c->text.data + c->off[i]; }
+static const char *s_cmd(const s_cmds_t *c, size_t i)
+{
+    return (const char *) c->text.data + c->off[i];
+}
 
 /* Job i's name m (--transfer names first, then --return ones). */
 static const char *s_name(const s_cmds_t *c, size_t i, size_t m)

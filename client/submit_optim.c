@@ -158,17 +158,6 @@ static const pd_submit_opt_t s_fetch_opts[] = {
     {NULL, 0, 0},
 };
 
-/* A count of optimize's, from lo to hi; false after the usage error. */
-static bool s_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
-                    uint64_t lo, uint64_t hi, uint64_t *v)
-{
-    if (pd_submit_parse_u64(arg, v) && *v >= lo && *v <= hi)
-        return true;
-    pd_submit_usage_error(s, "--%s wants %s from %llu to %llu, not '%s'", opt, what,
-                          (unsigned long long) lo, (unsigned long long) hi, arg);
-    return false;
-}
-
 /* optimize's counts that fit 32 bits: the option, its words, its range. */
 static const struct {
     int code;
@@ -223,30 +212,30 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
             uint64_t v;
             if (s_counts[i].code != code)
                 continue;
-            if (!s_count(s, s_counts[i].opt, s_counts[i].what, arg, s_counts[i].lo,
-                         s_counts[i].hi, &v))
+            if (!pd_submit_count(s, s_counts[i].opt, s_counts[i].what, arg, s_counts[i].lo,
+                                 s_counts[i].hi, &v))
                 return bad_exit;
             *s_count_field(&o->optim, code) = (uint32_t) v;
         }
         o->optim.migrate_every_set |= code == O_MIGRATE_EVERY;
         break;
     case O_BUDGET:
-        if (!s_count(s, "budget", "a number of evaluations", arg, 1, UINT64_MAX,
-                     &o->optim.budget))
+        if (!pd_submit_count(s, "budget", "a number of evaluations", arg, 1, UINT64_MAX,
+                             &o->optim.budget))
             return bad_exit;
         break;
     case O_ITERATIONS:
-        if (!s_count(s, "iterations", "a number of iterations", arg, 1, UINT64_MAX,
-                     &o->optim.iterations))
+        if (!pd_submit_count(s, "iterations", "a number of iterations", arg, 1, UINT64_MAX,
+                             &o->optim.iterations))
             return bad_exit;
         break;
     case O_SEED:
-        if (!s_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
+        if (!pd_submit_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
             return bad_exit;
         break;
     case O_POLISH:
-        if (!s_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
-                     &o->optim.polish))
+        if (!pd_submit_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
+                             &o->optim.polish))
             return bad_exit;
         break;
     case O_TARGET: {
@@ -796,8 +785,8 @@ static double s_now(void)
 
 /* Follows run id until it ends or wait_s passes (< 0: no limit), with the
    progress line when wanted; with cancel_on_sigint, Ctrl-C stops it after
-   its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's code (PD_ETIMEDOUT with
-   res->stop PD_STOP_NONE: still running). */
+   its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's
+   code (PD_ETIMEDOUT with res->stop PD_STOP_NONE: still running). */
 static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_sigint,
                     pd_optim_result_t *res, bool *interrupted)
 {
@@ -1017,7 +1006,8 @@ static int s_optimize_status(pd_submit_t *s, int argc, char **argv)
             pd_pack_cstr(&pk, "best_f");
             s_pack_doubles(&pk, st.best_f, st.groups);
         }
-        if (mp.failed || pd_msgpack_to_json(mp.data, mp.len, &out) || pd_buf_append(&out, "\n", 1)) {
+        if (mp.failed || pd_msgpack_to_json(mp.data, mp.len, &out) ||
+            pd_buf_append(&out, "\n", 1)) {
             fprintf(stderr, "playdoh-submit: out of memory\n");
             exit_code = 3;
         } else {

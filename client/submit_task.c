@@ -87,14 +87,12 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
 {
     pd_submit_opts_t *o = &s->o;
     uint32_t u;
+    uint64_t v;
     switch (code) {
     case O_NODES:
-        if (!pd_submit_parse_u32(arg, &u) || u == 0 || u > 4096) {
-            pd_submit_usage_error(s, "--nodes wants a number of nodes from 1 to 4096, not '%s'",
-                                  arg);
+        if (!pd_submit_count(s, "nodes", "a number of nodes", arg, 1, 4096, &v))
             return bad_exit;
-        }
-        o->nodes = (int) u;
+        o->nodes = (int) v;
         break;
     case O_GRAPH: o->graph = arg; break;
     case O_ARG: o->arg = arg; break;
@@ -113,11 +111,9 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
         }
         break;
     case O_WINDOW:
-        if (!pd_submit_parse_u32(arg, &o->window) || o->window == 0 || o->window > (1u << 24)) {
-            pd_submit_usage_error(s, "--window wants a number of messages from 1 to 16777216, "
-                                  "not '%s'", arg);
+        if (!pd_submit_count(s, "window", "a number of messages", arg, 1, 1u << 24, &v))
             return bad_exit;
-        }
+        o->window = (uint32_t) v;
         break;
     default: break;
     }
