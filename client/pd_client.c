@@ -23,6 +23,9 @@
     watches the handshake, so that a refused key or a wrong broker key fails
     at once with a sentence saying which, instead of a time-out.
 
+    Every message is a struct of the protocol codec (common/pd_proto.h):
+    pd_client_encode stamps a request's req and owner token and encodes it,
+    and a reply is decoded into the struct of the type the caller expects.
     This file is the connection alone; what travels over it lives beside it
     (pd_client_int.h lists the files).
 */

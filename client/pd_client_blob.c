@@ -34,7 +34,11 @@
 static int s_broker_has(pd_client_t *c, const pd_proto_msg_t *ask, const pd_proto_msg_t *want,
                         const char *hash, bool *has)
 {
-    pd_m_mod_has_t q = {0}; /* mod_has and shr_has are one layout (PD_F_MOD_HAS) */
+    /* mod_has and shr_has are one layout (PD_F_MOD_HAS), mod_ok and shr_ok
+       another (PD_F_HAS_OK): the descriptors say which type travels. */
+    _Static_assert(sizeof(pd_m_mod_has_t) == sizeof(pd_m_shr_has_t), "one layout");
+    _Static_assert(sizeof(pd_m_mod_ok_t) == sizeof(pd_m_shr_ok_t), "one layout");
+    pd_m_mod_has_t q = {0};
     snprintf(q.hash, sizeof q.hash, "%s", hash);
     pd_m_mod_ok_t a;
     uint64_t req = pd_client_request(c, ask, &q);

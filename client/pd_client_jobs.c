@@ -656,8 +656,11 @@ static long s_ids_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_m
     size_t done = 0;
     while (done < n) {
         s_ids_t set = s_ids_fit(ids + done, n - done, S_MAX_RANGES);
-        pd_m_cancel_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}}; /* cancel and release
-                                                                             are one layout */
+        /* cancel and release are one layout (PD_F_IDS), and so are their
+           replies (PD_F_COUNT): the descriptors say which type travels. */
+        _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_release_t), "one layout");
+        _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_released_t), "one layout");
+        pd_m_cancel_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}};
         pd_m_cancelled_t a;
         uint64_t req = pd_client_request(c, d, &q);
         int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
