@@ -3,6 +3,7 @@
     or one JSON document, and its garbage collection of fetched results.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_json.h"
 

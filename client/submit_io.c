@@ -3,6 +3,7 @@
     packed as msgpack), and JSON text on standard output.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_json.h"
 

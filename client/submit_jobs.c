@@ -3,6 +3,7 @@
     submit_task.c.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_json.h"
 

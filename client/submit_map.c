@@ -5,6 +5,7 @@
     the function at all is said once, with the compiler's words.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_json.h"
 #include "pd_log.h"

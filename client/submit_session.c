@@ -5,6 +5,7 @@
     kernels a verb names, saying what went wrong in the user's terms.
 */
 #include "submit.h"
+#include "pd_plat.h"
 
 #include "pd_auth.h"
 #include "pd_beacon.h"
