@@ -12,6 +12,10 @@
     Writing: pd_msg_begin() packs the map header with room for nfields fields
     of the caller plus "v" and "t"; the caller then packs exactly nfields
     key/value pairs.
+
+    Every message type has a struct and an encode/decode pair in pd_proto.h,
+    built on these: use those; the look-ups here serve pd_proto and the
+    readers of nested records.
 */
 #ifndef PD_MSG_H
 #define PD_MSG_H

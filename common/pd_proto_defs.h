@@ -289,11 +289,13 @@
 #define PD_F_TASK(F, T) F(T, task, UINT, REQ, 0)
 
 /* ---- the worker's control socket ----------------------------------------- */
+/* token first: a request whose token cannot be read is refused for that
+   (PD_EAUTH) before its other fields are judged. */
 #define PD_F_CTL(F, T)                      \
+    F(T, token, STR, OPT, 65)               \
     F(T, cpus, UINT, OPT, 0)                \
     F(T, gpus, UINT, OPT, 0)                \
-    F(T, now, BOOL, OPT, 0)                 \
-    F(T, token, STR, OPT, 65)
+    F(T, now, BOOL, OPT, 0)
 #define PD_F_CTL_OK(F, T)                   \
     F(T, id, STR, DEF, 32)                  \
     F(T, host, STR, DEF, PD_P_NAME)         \

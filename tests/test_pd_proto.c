@@ -2,6 +2,7 @@
    is required, every field refuses the wrong kind, bounds hold, and
    docs/protocol.md lists exactly the codec's messages and fields. */
 #include "pd_error.h"
+#include "pd_file.h"
 #include "pd_proto.h"
 
 #include <criterion/criterion.h>
@@ -14,13 +15,8 @@ static pd_buf_t buf;
 static msgpack_packer pk;
 static pd_msg_t m;
 
-static void setup(void)
-{
-    pd_buf_init(&buf);
-    pd_packer_init(&pk, &buf);
-}
+static void setup(void) { pd_buf_init(&buf), pd_packer_init(&pk, &buf); }
 static void teardown(void) { pd_buf_free(&buf); }
-
 TestSuite(proto, .init = setup, .fini = teardown);
 
 static void *s_member(const pd_proto_field_t *f, void *m) { return (char *) m + f->off; }
@@ -86,6 +82,20 @@ static void s_encode_parse(const pd_proto_msg_t *d, const void *mm)
     cr_assert_eq(pd_msg_parse(&m, buf.data, buf.len), 0, "%s: %s", d->name, m.why);
 }
 
+/* Runs check over every message, with a a sample of it (pd_proto_example)
+   and b room for one. */
+static void s_each(void (*check)(const pd_proto_msg_t *d, void *a, void *b))
+{
+    for (size_t k = 0; k < pd_proto_count; k++) {
+        const pd_proto_msg_t *d = pd_proto_all[k];
+        void *a = malloc(d->size), *b = malloc(d->size);
+        pd_proto_example(d, a);
+        check(d, a, b);
+        free(a);
+        free(b);
+    }
+}
+
 /* ---- every message ----------------------------------------------------------- */
 
 Test(proto, every_message_fits_the_parser)
@@ -100,96 +110,76 @@ Test(proto, every_message_fits_the_parser)
     }
 }
 
-Test(proto, every_message_round_trips)
+static void s_round_trips(const pd_proto_msg_t *d, void *a, void *b)
 {
-    for (size_t k = 0; k < pd_proto_count; k++) {
-        const pd_proto_msg_t *d = pd_proto_all[k];
-        void *a = malloc(d->size), *b = malloc(d->size);
-        pd_proto_example(d, a);
-        s_encode_parse(d, a);
-        cr_assert_str_eq(m.type, d->type);
-        cr_assert_eq(m.nfields, (int) d->nfields + 2, "%s", d->name);
-        cr_assert_eq(pd_proto_decode(&m, d, b), 0, "%s: %s", d->name, m.why);
-        for (uint32_t i = 0; i < d->nfields; i++) {
-            s_assert_same(d, &d->fields[i], a, b);
-            if (d->fields[i].presence == PD_FP_OPT)
-                cr_assert(*(bool *) ((char *) b + d->fields[i].has_off), "%s.%s", d->name,
-                          d->fields[i].key);
-        }
-        free(a);
-        free(b);
+    s_encode_parse(d, a);
+    cr_assert_str_eq(m.type, d->type);
+    cr_assert_eq(m.nfields, (int) d->nfields + 2, "%s", d->name);
+    cr_assert_eq(pd_proto_decode(&m, d, b), 0, "%s: %s", d->name, m.why);
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        s_assert_same(d, &d->fields[i], a, b);
+        if (d->fields[i].presence == PD_FP_OPT)
+            cr_assert(*(bool *) ((char *) b + d->fields[i].has_off), "%s.%s", d->name,
+                      d->fields[i].key);
     }
 }
 
-Test(proto, optional_fields_unset_are_not_written_and_read_as_absent)
+Test(proto, every_message_round_trips) { s_each(s_round_trips); }
+
+static void s_optional_absent(const pd_proto_msg_t *d, void *a, void *b)
 {
-    for (size_t k = 0; k < pd_proto_count; k++) {
-        const pd_proto_msg_t *d = pd_proto_all[k];
-        void *a = malloc(d->size), *b = malloc(d->size);
-        pd_proto_example(d, a);
-        uint32_t opt = 0;
-        for (uint32_t i = 0; i < d->nfields; i++)
-            if (d->fields[i].presence == PD_FP_OPT) {
-                *(bool *) ((char *) a + d->fields[i].has_off) = false;
-                opt++;
-            }
-        s_encode_parse(d, a);
-        cr_assert_eq(m.nfields, (int) (d->nfields - opt + 2), "%s", d->name);
-        cr_assert_eq(pd_proto_decode(&m, d, b), 0, "%s: %s", d->name, m.why);
-        for (uint32_t i = 0; i < d->nfields; i++)
-            if (d->fields[i].presence == PD_FP_OPT)
-                cr_assert_not(*(bool *) ((char *) b + d->fields[i].has_off));
-        free(a);
-        free(b);
+    uint32_t opt = 0;
+    for (uint32_t i = 0; i < d->nfields; i++)
+        if (d->fields[i].presence == PD_FP_OPT) {
+            *(bool *) ((char *) a + d->fields[i].has_off) = false;
+            opt++;
+        }
+    s_encode_parse(d, a);
+    cr_assert_eq(m.nfields, (int) (d->nfields - opt + 2), "%s", d->name);
+    cr_assert_eq(pd_proto_decode(&m, d, b), 0, "%s: %s", d->name, m.why);
+    for (uint32_t i = 0; i < d->nfields; i++)
+        if (d->fields[i].presence == PD_FP_OPT)
+            cr_assert_not(*(bool *) ((char *) b + d->fields[i].has_off));
+}
+
+Test(proto, optional_fields_unset_are_not_written_and_read_as_absent) { s_each(s_optional_absent); }
+
+static void s_required_missing(const pd_proto_msg_t *d, void *a, void *b)
+{
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        const pd_proto_field_t *f = &d->fields[i];
+        s_pack_except(d, a, (int) i, -1);
+        cr_assert_eq(pd_msg_parse(&m, buf.data, buf.len), 0, "%s", m.why);
+        int rc = pd_proto_decode(&m, d, b);
+        if (f->presence != PD_FP_REQ) {
+            cr_assert_eq(rc, 0, "%s without %s: %s", d->name, f->key, m.why);
+            continue;
+        }
+        cr_assert_eq(rc, PD_ENOFIELD, "%s without %s", d->name, f->key);
+        char want[160];
+        snprintf(want, sizeof want, "message '%s': field '%s' is missing", d->type, f->key);
+        cr_assert_str_eq(m.why, want);
     }
 }
 
-Test(proto, every_required_field_missing_is_enofield)
+Test(proto, every_required_field_missing_is_enofield) { s_each(s_required_missing); }
+
+static void s_wrong_kind(const pd_proto_msg_t *d, void *a, void *b)
 {
-    for (size_t k = 0; k < pd_proto_count; k++) {
-        const pd_proto_msg_t *d = pd_proto_all[k];
-        void *a = malloc(d->size), *b = malloc(d->size);
-        pd_proto_example(d, a);
-        for (uint32_t i = 0; i < d->nfields; i++) {
-            const pd_proto_field_t *f = &d->fields[i];
-            s_pack_except(d, a, (int) i, -1);
-            cr_assert_eq(pd_msg_parse(&m, buf.data, buf.len), 0, "%s", m.why);
-            int rc = pd_proto_decode(&m, d, b);
-            if (f->presence != PD_FP_REQ) {
-                cr_assert_eq(rc, 0, "%s without %s: %s", d->name, f->key, m.why);
-                continue;
-            }
-            cr_assert_eq(rc, PD_ENOFIELD, "%s without %s", d->name, f->key);
-            char want[160];
-            snprintf(want, sizeof want, "message '%s': field '%s' is missing", d->type, f->key);
-            cr_assert_str_eq(m.why, want);
-        }
-        free(a);
-        free(b);
+    for (uint32_t i = 0; i < d->nfields; i++) {
+        const pd_proto_field_t *f = &d->fields[i];
+        if (f->kind == PD_FK_RAW)
+            continue; /* any value is right */
+        s_pack_except(d, a, -1, (int) i);
+        cr_assert_eq(pd_msg_parse(&m, buf.data, buf.len), 0, "%s", m.why);
+        cr_assert_eq(pd_proto_decode(&m, d, b), PD_EPROTO, "%s.%s", d->name, f->key);
+        char want[80];
+        snprintf(want, sizeof want, "field '%s' is not", f->key);
+        cr_assert(strstr(m.why, want), "%s.%s: %s", d->name, f->key, m.why);
     }
 }
 
-Test(proto, every_field_of_the_wrong_kind_is_eproto_naming_it)
-{
-    for (size_t k = 0; k < pd_proto_count; k++) {
-        const pd_proto_msg_t *d = pd_proto_all[k];
-        void *a = malloc(d->size), *b = malloc(d->size);
-        pd_proto_example(d, a);
-        for (uint32_t i = 0; i < d->nfields; i++) {
-            const pd_proto_field_t *f = &d->fields[i];
-            if (f->kind == PD_FK_RAW)
-                continue; /* any value is right */
-            s_pack_except(d, a, -1, (int) i);
-            cr_assert_eq(pd_msg_parse(&m, buf.data, buf.len), 0, "%s", m.why);
-            cr_assert_eq(pd_proto_decode(&m, d, b), PD_EPROTO, "%s.%s", d->name, f->key);
-            char want[80];
-            snprintf(want, sizeof want, "field '%s' is not", f->key);
-            cr_assert(strstr(m.why, want), "%s.%s: %s", d->name, f->key, m.why);
-        }
-        free(a);
-        free(b);
-    }
-}
+Test(proto, every_field_of_the_wrong_kind_is_eproto_naming_it) { s_each(s_wrong_kind); }
 
 Test(proto, decoding_checks_the_type)
 {
@@ -468,13 +458,10 @@ static void s_read_doc(char **text_out)
     cr_assert_not_null(src, "PLAYDOH_SOURCE_ROOT is not set");
     char path[4096];
     snprintf(path, sizeof path, "%s/docs/protocol.md", src);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char text[1 << 20];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    *text_out = text;
+    char *text;
+    size_t n;
+    cr_assert_eq(pd_file_read(path, 1 << 20, &text, &n), 0, "%s", path);
+    *text_out = text; /* the caller frees it */
     char heading[96] = "";
     int fields_col = -1;
     static char para[1 << 16];
@@ -537,6 +524,7 @@ Test(proto, the_doc_lists_every_message_and_field_and_no_other)
     char *text;
     s_read_doc(&text);
     cr_assert(strstr(text, "`owner_token: bin`"), "the doc says every request carries owner_token");
+    free(text);
     /* the codec -> the doc */
     for (size_t k = 0; k < pd_proto_count; k++) {
         const pd_proto_msg_t *d = pd_proto_all[k];
