@@ -44,6 +44,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,13 +478,7 @@ static void s_q_compact(pd_jobs_t *j, s_client_t *cl)
 
 static void s_hex(const void *rid, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *p = rid;
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * len] = 0;
+    sodium_bin2hex(out, 2 * len + 1, rid, len); /* out holds 2 * len + 1 */
 }
 
 /* The record of this routing id's jobs of class cls, created when new;
@@ -1227,13 +1222,7 @@ void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max)
 
 static void s_token_hex(const void *token, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *p = token;
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * len] = 0;
+    sodium_bin2hex(out, 2 * len + 1, token, len); /* out holds 2 * len + 1 */
 }
 
 bool pd_jobs_token_find(pd_jobs_t *j, const void *token, size_t len, uint64_t *first,

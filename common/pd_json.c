@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <locale.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -238,24 +239,15 @@ static int s_count(s_parser_t *ps, size_t idx, const uint8_t *at)
     return 0;
 }
 
+/* The 4 hex digits of a \\uXXXX escape; -1 unless all 4 are hex digits. */
 static int s_hex4(const uint8_t *p, const uint8_t *end, uint32_t *v)
 {
-    if (end - p < 4)
+    uint8_t b[2];
+    size_t got = 0;
+    if (end - p < 4 || sodium_hex2bin(b, sizeof b, (const char *) p, 4, NULL, &got, NULL) ||
+        got != 2)
         return -1;
-    uint32_t x = 0;
-    for (int i = 0; i < 4; i++) {
-        uint8_t c = p[i];
-        x <<= 4;
-        if (c >= '0' && c <= '9')
-            x |= (uint32_t) (c - '0');
-        else if (c >= 'a' && c <= 'f')
-            x |= (uint32_t) (c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            x |= (uint32_t) (c - 'A' + 10);
-        else
-            return -1;
-    }
-    *v = x;
+    *v = (uint32_t) b[0] << 8 | b[1];
     return 0;
 }
 
@@ -712,37 +704,18 @@ static int s_put_string(pd_buf_t *out, const uint8_t *s, size_t n)
     return rc ? rc : pd_buf_append(out, "\"", 1);
 }
 
+/* bin prints as a base64 string (libsodium's standard alphabet, padded). */
 static int s_put_base64(pd_buf_t *out, const uint8_t *p, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    int rc = pd_buf_reserve(out, 2 + (n + 2) / 3 * 4);
+    size_t b64 = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL); /* with its NUL */
+    int rc = pd_buf_reserve(out, b64 + 1);
     if (rc)
         return rc;
-    uint8_t *w = out->data + out->len;
-    *w++ = '"';
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = (uint8_t) tab[(v >> 6) & 63];
-        *w++ = (uint8_t) tab[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t) p[i] << 16;
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = '=';
-        *w++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8;
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = (uint8_t) tab[(v >> 6) & 63];
-        *w++ = '=';
-    }
-    *w++ = '"';
-    out->len = (size_t) (w - out->data);
+    char *w = (char *) out->data + out->len;
+    w[0] = '"';
+    sodium_bin2base64(w + 1, b64, p, n, sodium_base64_VARIANT_ORIGINAL);
+    w[b64] = '"'; /* over the NUL */
+    out->len += b64 + 1;
     return 0;
 }
 
