@@ -473,7 +473,7 @@ int main(int argc, char **argv)
         default:
             pd_cli_option_error("playdoh-broker", "playdoh-broker", argv[optind - 1], optopt,
                                 c == ':');
-            return 2;
+            return PD_EXIT_USAGE;
         }
     }
     if (optind < argc) {
@@ -490,7 +490,7 @@ int main(int argc, char **argv)
     if (!cf || pd_config_load_default(cf, f_config, why, sizeof why)) {
         fprintf(stderr, "playdoh-broker: %s\n", cf ? why : "out of memory");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *level_name = f_level ? f_level : pd_config_str(cf, "broker", "log_level", "info");
     pd_log_level_t level = PD_LOG_INFO;
@@ -557,7 +557,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "playdoh-broker: --journal-reset: the configuration says "
                             "journal = off (%s)\n", pd_config_where(cf, "broker", "journal"));
             pd_config_destroy(&cf);
-            return 2;
+            return PD_EXIT_USAGE;
         }
     } else if (jpath && jpath[0]) {
         snprintf(journal, sizeof journal, "%s", jpath);
@@ -568,7 +568,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "playdoh-broker: neither XDG_STATE_HOME nor HOME is set, so there is no "
                         "default journal: give --journal PATH or --no-journal\n");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *jsync = f_jsync ? f_jsync : pd_config_str(cf, "broker", "journal_sync", "full");
     cfg.journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
@@ -604,7 +604,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
                     pd_strerror(err));
             pd_broker_destroy(&b);
-            return 1;
+            return PD_EXIT_FAILED;
         }
     }
     if (ready_fd >= 0) {
@@ -631,5 +631,5 @@ int main(int argc, char **argv)
     return rc ? 1 : 0;
 bad:
     s_usage(stderr);
-    return 2;
+    return PD_EXIT_USAGE;
 }

@@ -248,13 +248,6 @@ struct pd_journal {
 
 static int s_reconnect(pd_journal_t *jn, char *why, size_t whycap);
 
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- failures (the connection's owner) ---------------------------------- */
 
 /* Writes "what: SQLite's message (the system error or a likely cause)". */
@@ -752,7 +745,7 @@ static void s_lost_op(pd_journal_t *jn)
     jn->writable = false;
     jn->stats.failures++;
     jn->backoff_ms = S_BACKOFF_MIN_MS;
-    jn->retry_ms = s_mono_ms() + jn->backoff_ms;
+    jn->retry_ms = zclock_mono() + jn->backoff_ms;
 }
 
 static void s_batch_free(pd_journal_t *jn, s_batch_t **p)
@@ -1146,7 +1139,7 @@ bool pd_journal_settle(pd_journal_t *jn, pd_journal_done_t *done)
                 jn->backoff_ms = jn->backoff_ms * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS
                                                                        : jn->backoff_ms * 2;
             }
-            jn->retry_ms = s_mono_ms() + jn->backoff_ms;
+            jn->retry_ms = zclock_mono() + jn->backoff_ms;
         }
         jn->writable = false;
         jn->recording = false;
@@ -2106,7 +2099,7 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
         err = &dummy;
     memset(rec, 0, sizeof *rec);
     why[0] = 0;
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = zclock_mono();
     if (!cfg->path || !cfg->path[0] || strlen(cfg->path) >= PATH_MAX - 40) {
         snprintf(why, whycap, "the journal path is empty or too long");
         *err = PD_EINVAL;
@@ -2185,9 +2178,9 @@ pd_journal_t *pd_journal_open(const pd_journal_config_t *cfg, pd_jobs_t *jobs, p
         return NULL;
     }
     jn->bytes = s_file_bytes(jn);
-    jn->maint_ms = s_mono_ms() + S_MAINT_MS;
+    jn->maint_ms = zclock_mono() + S_MAINT_MS;
     rec->bytes = jn->bytes;
-    rec->ms = s_mono_ms() - t0;
+    rec->ms = zclock_mono() - t0;
     *err = 0;
     return jn;
 }

@@ -37,6 +37,7 @@
 #include "pd_msg.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -107,13 +108,6 @@ static int s_fail(pd_client_t *c, int code, const char *fmt, ...)
     return code;
 }
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The PD_E* code named by a broker's error reply ("PD_EOVERLOAD"). */
 static int s_code_from_name(const char *name)
 {
@@ -161,23 +155,10 @@ static int s_send(pd_client_t *c)
 static bool s_monitor(pd_client_t *c, bool *lost)
 {
     for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        uint16_t event;
+        uint32_t value;
+        if (!pd_auth_monitor_next(c->mon, &event, &value))
             return false;
-        }
-        zmq_msg_init(&addr);
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, c->mon, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
         if (event == ZMQ_EVENT_CONNECTED)
             c->connected = true;
         if (event == ZMQ_EVENT_CONNECT_RETRIED)
@@ -271,9 +252,9 @@ static bool s_drained_lost(pd_client_t *c)
    Returns S_LOST when the connection drops while waiting. */
 static int s_recv(pd_client_t *c, uint64_t req, pd_msg_t *m, int timeout_ms, uint64_t *got)
 {
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = zclock_mono() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - zclock_mono();
         if (left < 0)
             left = 0;
         zmq_pollitem_t it[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
@@ -347,7 +328,7 @@ static int s_call(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m, i
 static int s_call_idem2(pd_client_t *c, uint64_t req, const char *want, pd_msg_t *m,
                         int wait_ms, int budget_ms, const void *data, size_t len)
 {
-    int64_t start = s_now_ms();
+    int64_t start = zclock_mono();
     int64_t give_up = start + wait_ms + budget_ms;
     int64_t attempt = wait_ms + S_RETRY_MS;
     s_drained_lost(c); /* drops before this request do not concern it */
@@ -355,23 +336,23 @@ static int s_call_idem2(pd_client_t *c, uint64_t req, const char *want, pd_msg_t
     for (;;) {
         if (rc)
             return rc;
-        int64_t left = give_up - s_now_ms();
+        int64_t left = give_up - zclock_mono();
         if (left <= 0)
             break;
         int64_t wait = attempt < left ? attempt : left;
-        int64_t sent = s_now_ms();
+        int64_t sent = zclock_mono();
         rc = s_recv(c, req, m, (int) wait, NULL);
         if (rc == 0)
             return s_expect(c, m, want);
         if (rc != S_LOST && rc != PD_ETIMEDOUT)
             return rc; /* the broker answered: an error is an answer */
-        if (s_now_ms() >= give_up)
+        if (zclock_mono() >= give_up)
             break;
         if (rc == S_LOST) {
             pd_log_info("client: connection to %s dropped; sending '%s' again", c->endpoint,
                         want);
             /* A drop moments after sending: give the reconnect a moment. */
-            if (s_now_ms() - sent < 50)
+            if (zclock_mono() - sent < 50)
                 usleep(50000);
         } else {
             pd_log_info("client: no reply from %s within %lld ms; sending '%s' again",
@@ -628,15 +609,15 @@ pd_client_t *pd_client_open(const char *endpoint, const pd_client_opts_t *opts, 
     if ((!opts || opts->connect_timeout_ms <= 0) && env && atoi(env) > 0)
         connect_ms = atoi(env);
     pd_msg_t welcome;
-    int64_t start = s_now_ms();
+    int64_t start = zclock_mono();
     int rc = s_hello(c, connect_ms, &welcome);
     /* A broker that was there and went away in the middle (killed,
        restarting) is waited for like any later request: up to the time-out. */
-    while (rc == PD_ETIMEDOUT && c->drops > 0 && s_now_ms() - start < c->timeout_ms)
-        rc = s_hello(c, (int) (c->timeout_ms - (s_now_ms() - start)), &welcome);
+    while (rc == PD_ETIMEDOUT && c->drops > 0 && zclock_mono() - start < c->timeout_ms)
+        rc = s_hello(c, (int) (c->timeout_ms - (zclock_mono() - start)), &welcome);
     if (rc) {
         if (rc == PD_ETIMEDOUT) {
-            s_unreach_why(c, (int) (s_now_ms() - start), why, sizeof why);
+            s_unreach_why(c, (int) (zclock_mono() - start), why, sizeof why);
             rc = PD_EUNREACH;
         } else {
             snprintf(why, sizeof why, "%s", c->err);
@@ -823,11 +804,11 @@ int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int
         free(dir);
         return err;
     }
-    int64_t deadline = s_now_ms() + timeout_ms;
+    int64_t deadline = zclock_mono() + timeout_ms;
     char first_ep[300] = "", first_key[PD_KEY_TXT] = "", ep[300], k[PD_KEY_TXT];
     int rc = 0;
     for (;;) {
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - zclock_mono();
         pd_beacon_t b;
         int got = left > 0 ? pd_beacon_listener_wait(l, (int) left, &b, ep, sizeof ep) : 0;
         if (got < 0) {
@@ -1457,7 +1438,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
                 k++;
             }
             s_chunk_t ch = {.req = c->next_req++, .token = c->next_chunk++, .start = next,
-                            .n = k, .raw = start, .bytes = bytes, .first_sent = s_now_ms()};
+                            .n = k, .raw = start, .bytes = bytes, .first_sent = zclock_mono()};
             int rc = s_send_chunk(c, &ch, hash, fn, opts, len);
             if (rc) {
                 first_err = rc;
@@ -1476,7 +1457,7 @@ long pd_map(pd_client_t *c, const char *hash, const char *fn, const void *args, 
             /* Send the window again, same tokens: the broker gives a chunk it
                already accepted the same ids. A chunk silent for the whole
                time-out fails. */
-            int64_t now = s_now_ms();
+            int64_t now = zclock_mono();
             for (int k = 0; k < inflight;) {
                 if (now - win[k].first_sent >= c->timeout_ms) {
                     if (!first_err) {
@@ -2119,7 +2100,7 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         order[i] = (s_slot_t){ids[i], i};
     }
     qsort(order, n, sizeof *order, s_slot_cmp);
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     size_t ended = 0;
     long rc = 0;
     for (;;) {
@@ -2131,7 +2112,7 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
                 pending[np++] = order[i].id;
         if (np == 0)
             break;
-        int64_t left = deadline == INT64_MAX ? 5000 : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? 5000 : deadline - zclock_mono();
         if (left < 0)
             left = 0;
         if (left > 5000)
@@ -2161,7 +2142,7 @@ long pd_fetch(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms, pd_
         }
         if (progress && nres)
             progress(ended, n, user);
-        if (nres == 0 && s_now_ms() >= deadline)
+        if (nres == 0 && zclock_mono() >= deadline)
             break;
     }
     if (rc == 0)
@@ -2188,9 +2169,9 @@ long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
         return 0;
     if (max > PD_FETCH_ANY_MAX)
         max = PD_FETCH_ANY_MAX;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     for (;;) {
-        int64_t left = deadline == INT64_MAX ? 5000 : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? 5000 : deadline - zclock_mono();
         if (left < 0)
             left = 0;
         if (left > 5000)
@@ -2216,7 +2197,7 @@ long pd_fetch_any(pd_client_t *c, const uint64_t *ids, size_t n, int timeout_ms,
                 return s_fail(c, PD_EPROTO, "broker sent a malformed result entry");
             }
         }
-        if (nres > 0 || s_now_ms() >= deadline)
+        if (nres > 0 || zclock_mono() >= deadline)
             return (long) nres;
     }
 }

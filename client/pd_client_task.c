@@ -7,6 +7,7 @@
 
 #include "pd_client_int.h"
 
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +26,6 @@ bool pd_task_state_final(pd_task_state_t s)
 {
     return s == PD_TASK_UNKNOWN || s == PD_TASK_DONE || s == PD_TASK_FAILED
            || s == PD_TASK_CANCELLED;
-}
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_graph_t *g,
@@ -207,9 +201,9 @@ int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t 
     memset(res, 0, sizeof *res);
     res->id = id;
     res->failed_node = -1;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     for (;;) {
-        int64_t left = deadline == INT64_MAX ? S_POLL_MS : deadline - s_now_ms();
+        int64_t left = deadline == INT64_MAX ? S_POLL_MS : deadline - zclock_mono();
         if (left < 0)
             left = 0;
         if (left > S_POLL_MS)
@@ -223,7 +217,7 @@ int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t 
             return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_result' reply");
         res->state = (pd_task_state_t) st;
         if (!pd_task_state_final(res->state)) {
-            if (s_now_ms() >= deadline)
+            if (zclock_mono() >= deadline)
                 return pd_client_fail(c, PD_ETIMEDOUT, "task %llu is still %s",
                                       (unsigned long long) id, pd_task_state_name(res->state));
             continue;

@@ -875,7 +875,7 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
     if (!cf || pd_config_load_default(cf, o->config, why, sizeof why)) {
         fprintf(stderr, "playdoh-submit: %s\n", cf ? why : "out of memory");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     /* Security: flags win over [submit] (values checked at load time). */
     if (o->conn.security == PD_SECURITY_AUTO) {
@@ -927,7 +927,7 @@ static int s_find_broker(pd_submit_opts_t *o, char *ep, size_t cap)
         fprintf(stderr, "playdoh-submit: the only broker of cluster '%s' heard: %s\n", cluster,
                 why);
         pd_config_destroy(&cf);
-        return 3;
+        return PD_EXIT_BROKER;
     }
     if (rc) {
         /* A broker on this machine answers a hello in milliseconds: a short
@@ -1033,7 +1033,7 @@ static int s_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, si
             *ids = NULL;
             pd_submit_usage_error(s, "'%s' is not a job id or a range of ids (like 17 or 1-1000)",
                                   a);
-            return 2;
+            return PD_EXIT_USAGE;
         }
         for (uint64_t x = lo; x <= hi; x++) {
             if (*n == cap) {
@@ -1043,7 +1043,7 @@ static int s_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, si
                     free(*ids);
                     *ids = NULL;
                     fprintf(stderr, "playdoh-submit: out of memory\n");
-                    return 2;
+                    return PD_EXIT_USAGE;
                 }
                 *ids = grown;
             }
@@ -1052,7 +1052,7 @@ static int s_parse_ids(pd_submit_t *s, int argc, char **argv, uint64_t **ids, si
     }
     if (*n == 0) {
         pd_submit_usage_error(s, "no job ids given");
-        return 2;
+        return PD_EXIT_USAGE;
     }
     return 0;
 }
@@ -1407,7 +1407,7 @@ static int s_read_args(const char *path, pd_buf_t *args, size_t *n)
     if (!f) {
         fprintf(stderr, "playdoh-submit: cannot read arguments from %s: %s\n", path,
                 strerror(errno));
-        return 2;
+        return PD_EXIT_USAGE;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -1611,7 +1611,7 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
     if (cl < 3 || strcmp(cuda + cl - 3, ".cu") != 0) {
         fprintf(stderr, "playdoh-submit: %s: --cuda wants a CUDA source file ending in .cu, "
                         "not '%s'\n", s->o.verb, cuda);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     int rc = pd_module_upload_file(s->c, cuda, hash);
     if (rc) {
@@ -1637,7 +1637,7 @@ static int s_module_readable(const pd_submit_t *s, const char *spec)
             if (access(file, R_OK) != 0) {
                 fprintf(stderr, "playdoh-submit: %s: cannot read module file %s: %s\n",
                         s->o.verb, file, strerror(errno));
-                return 2;
+                return PD_EXIT_USAGE;
             }
         }
         p += len + (p[len] == ',');
@@ -1649,7 +1649,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
         pd_submit_usage_error(s, "map needs MODULE FUNCTION [ARGS.jsonl] (got %d arguments)", argc);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     pd_buf_t args;
     pd_buf_init(&args);
@@ -1668,19 +1668,19 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
             fprintf(stderr, "playdoh-submit: map: cannot read shared data %s: %s\n",
                     s->o.shared, strerror(errno));
             pd_buf_free(&args);
-            return 2;
+            return PD_EXIT_USAGE;
         }
         if (!S_ISREG(st.st_mode) || st.st_size == 0) {
             fprintf(stderr, "playdoh-submit: map: shared data %s is %s\n", s->o.shared,
                     S_ISREG(st.st_mode) ? "empty" : "not a regular file");
             pd_buf_free(&args);
-            return 2;
+            return PD_EXIT_USAGE;
         }
     }
     pd_client_t *c = pd_submit_connect(s);
     if (!c) {
         pd_buf_free(&args);
-        return 3;
+        return PD_EXIT_BROKER;
     }
     char hash[PD_HASH_HEX];
     rc = pd_submit_upload_module(s, argv[0], hash);
@@ -1698,7 +1698,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     if (!ids) {
         fprintf(stderr, "playdoh-submit: out of memory for %zu jobs\n", n);
         pd_buf_free(&args);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     char shr[PD_HASH_HEX];
     if (s->o.shared) {
@@ -1725,7 +1725,7 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
             pd_submit_print_ranges(stderr, ids, n);
         }
         free(ids);
-        return 3;
+        return PD_EXIT_BROKER;
     }
     if (s->o.detach) {
         pd_submit_print_ranges(stdout, ids, n);
@@ -1747,16 +1747,16 @@ static int s_verb_map(pd_submit_t *s, int argc, char **argv)
     if (pr.broken) {
         s_map_broken(&pr);
         free(pr.broken_msg);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (rc == PD_ECANCELLED)
         return PD_SUBMIT_INTERRUPTED;
     if (rc)
-        return 3;
+        return PD_EXIT_BROKER;
     if (failed) {
         if (!s->o.quiet)
             fprintf(stderr, "playdoh-submit: %zu of %zu jobs failed\n", failed, n);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     return 0;
 }
@@ -1779,7 +1779,7 @@ static int s_verb_status(pd_submit_t *s, int argc, char **argv)
             fprintf(stderr, "playdoh-submit: %s\n", st ? pd_client_error(c) : "out of memory");
         free(ids);
         free(st);
-        return 3;
+        return PD_EXIT_BROKER;
     }
     int exit_code = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1856,7 +1856,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     n = k;
     if (!pd_submit_connect(s)) {
         free(ids);
-        return 3;
+        return PD_EXIT_BROKER;
     }
     double wait_s = s->o.wait_set ? s->o.wait_s : -1;
     int timeout_ms = wait_s < 0 ? -1 : (int) (wait_s * 1000);
@@ -1869,7 +1869,7 @@ static int s_verb_wait(pd_submit_t *s, int argc, char **argv)
     pd_progress_destroy(&bar);
     free(ids);
     if (rc)
-        return 3;
+        return PD_EXIT_BROKER;
     size_t unfinished = n - done - failed;
     if (unfinished && !s->o.quiet)
         fprintf(stderr, "playdoh-submit: %zu of %zu jobs still running after the wait\n",
@@ -1893,10 +1893,10 @@ static int s_verb_cancel(pd_submit_t *s, int argc, char **argv)
     long k = c ? pd_cancel(c, ids, n) : 0;
     free(ids);
     if (!c)
-        return 3;
+        return PD_EXIT_BROKER;
     if (k < 0) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
-        return 3;
+        return PD_EXIT_BROKER;
     }
     if (!s->o.quiet)
         fprintf(stderr, "playdoh-submit: %ld of %zu jobs cancelled\n", k, n);
@@ -1928,15 +1928,15 @@ static int s_verb_cluster(pd_submit_t *s, int argc, char **argv)
     const pd_submit_opts_t *o = &s->o;
     if (argc > 0) {
         pd_submit_usage_error(s, "cluster takes no arguments, not '%s'", argv[0]);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     pd_client_t *c = pd_submit_connect(s);
     if (!c)
-        return 3;
+        return PD_EXIT_BROKER;
     pd_cluster_info_t ci;
     if (pd_cluster_info(c, &ci)) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
-        return 3;
+        return PD_EXIT_BROKER;
     }
     uint64_t cpus = 0, busy = 0, nodes = 0, gnodes = 0;
     for (size_t i = 0; i < ci.nworkers; i++) {
@@ -2099,16 +2099,16 @@ static int s_verb_gc(pd_submit_t *s, int argc, char **argv)
 {
     if (argc > 0) {
         pd_submit_usage_error(s, "gc takes no arguments, not '%s' (use --ttl S)", argv[0]);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     pd_client_t *c = pd_submit_connect(s);
     if (!c)
-        return 3;
+        return PD_EXIT_BROKER;
     pd_broker_info_t info;
     long forgot = pd_gc(c, s->o.ttl_s, &info);
     if (forgot < 0) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
-        return 3;
+        return PD_EXIT_BROKER;
     }
     pd_buf_t out;
     pd_buf_init(&out);
@@ -2150,7 +2150,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (first >= argc) {
         s_usage(stderr);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *verb = argv[first];
     if (strcmp(verb, "slurm") == 0) {
@@ -2159,7 +2159,7 @@ int main(int argc, char **argv)
         if (s.o.local) {
             pd_submit_usage_error(&s, "--local runs an embedded cluster on this machine; Slurm "
                                   "pilots need a broker the compute nodes reach (--broker)");
-            return 2;
+            return PD_EXIT_USAGE;
         }
         pd_slurm_globals_t g = {.broker = s.o.broker, .config = s.o.config,
                                 .quiet = s.o.quiet};
@@ -2182,12 +2182,12 @@ int main(int argc, char **argv)
             pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
                                   "optimize-status, optimize-fetch, status, results, wait, "
                                   "cancel, stop, cluster, gc, slurm)", verb);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     s.o.verb = v->name;
     /* The verb's options: exec stops at its command's first word, the
        others take options anywhere among their arguments. */
-    int bad = v->bit == V_EXEC ? 255 : 2;
+    int bad = v->bit == V_EXEC ? PD_EXIT_EXEC_ERROR : PD_EXIT_USAGE;
     int vargc = argc - first;
     char **vargv = argv + first;
     rc = s_parse(&s, vargc, vargv, v->bit, v->bit != V_EXEC, &first, bad);

@@ -27,7 +27,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define S_ERROR 255 /* GNU parallel's exit status for errors other than failed jobs */
+#define S_ERROR PD_EXIT_EXEC_ERROR /* GNU parallel's exit status for errors other than failed jobs */
 
 /* The commands of one run: NUL-terminated, back to back; and each job's
    files (--transfer, then --return), k names a job, the same way. */
@@ -492,7 +492,7 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         if (failed && !s->o.quiet)
             fprintf(stderr, "playdoh-submit: exec: %zu of %zu jobs failed\n", failed, cmds.n);
         failed += pr.unwritten; /* a file not brought back counts as a failure */
-        rc = failed > 100 ? 101 : (int) failed;
+        rc = failed > 100 ? PD_EXIT_EXEC_MANY : (int) failed;
     }
 out:
     if (joblog && joblog != stdout)

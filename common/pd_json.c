@@ -11,6 +11,7 @@
     a msgpack str header also needs the decoded length.
 */
 #include "pd_json.h"
+#include "pd_grow.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -203,14 +204,8 @@ static int s_room(s_parser_t *ps, size_t n)
 static int s_open(s_parser_t *ps, bool is_map, size_t *idx)
 {
     if (!ps->emit) {
-        if (ps->ncounts == ps->capcounts) {
-            size_t cap = ps->capcounts ? ps->capcounts * 2 : 16;
-            uint32_t *c = realloc(ps->counts, cap * sizeof *c);
-            if (!c)
-                return s_fail_buf(ps, PD_ENOMEM);
-            ps->counts = c;
-            ps->capcounts = cap;
-        }
+        if (pd_grow(&ps->counts, &ps->capcounts, ps->ncounts + 1, sizeof *ps->counts))
+            return s_fail_buf(ps, PD_ENOMEM);
         *idx = ps->ncounts++;
         ps->counts[*idx] = 0;
         return 0;
@@ -239,16 +234,17 @@ static int s_count(s_parser_t *ps, size_t idx, const uint8_t *at)
     return 0;
 }
 
-/* The 4 hex digits of a \\uXXXX escape; -1 unless all 4 are hex digits. */
-static int s_hex4(const uint8_t *p, const uint8_t *end, uint32_t *v)
+/* Reads the 4 hex digits of a \\uXXXX escape into *v; false unless all 4
+   are hex digits. */
+static bool s_hex4(const uint8_t *p, const uint8_t *end, uint32_t *v)
 {
     uint8_t b[2];
     size_t got = 0;
     if (end - p < 4 || sodium_hex2bin(b, sizeof b, (const char *) p, 4, NULL, &got, NULL) ||
         got != 2)
-        return -1;
+        return false;
     *v = (uint32_t) b[0] << 8 | b[1];
-    return 0;
+    return true;
 }
 
 /* Parses a string at ps->p (which is '"') and leaves its decoded bytes in
@@ -313,7 +309,7 @@ static int s_string_body(s_parser_t *ps)
         case 't': one = '\t'; break;
         case 'u': {
             uint32_t cp;
-            if (s_hex4(ps->p, ps->end, &cp))
+            if (!s_hex4(ps->p, ps->end, &cp))
                 return s_fail(ps, esc, "\\u must be followed by 4 hex digits");
             ps->p += 4;
             if (cp >= 0xdc00 && cp <= 0xdfff)
@@ -324,7 +320,7 @@ static int s_string_body(s_parser_t *ps)
             if (cp >= 0xd800 && cp <= 0xdbff) {
                 uint32_t lo;
                 if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
-                    s_hex4(ps->p + 2, ps->end, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    !s_hex4(ps->p + 2, ps->end, &lo) || lo < 0xdc00 || lo > 0xdfff)
                     return s_fail(ps, esc,
                                   "lone high surrogate \\u%04X in a string: it must be "
                                   "followed by a low surrogate \\uDC00-\\uDFFF",

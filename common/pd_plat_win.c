@@ -2361,13 +2361,13 @@ int pd_plat_control_bind(void *sock, const char *path, int mode,
     sodium_bin2hex(token, PD_PLAT_TOKEN_LEN + 1, rnd, sizeof rnd);
     if (zmq_bind(sock, "tcp://127.0.0.1:*") != 0) {
         snprintf(why, cap, "%s", zmq_strerror(zmq_errno()));
-        return -1;
+        return PD_ESYS;
     }
     char ep[256];
     size_t len = sizeof ep;
     if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
         snprintf(why, cap, "%s", zmq_strerror(zmq_errno()));
-        return -1;
+        return PD_ESYS;
     }
     /* Written aside, then renamed: a reader never sees half of it. */
     char tmp[4200];
@@ -2380,7 +2380,7 @@ int pd_plat_control_bind(void *sock, const char *path, int mode,
         snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
         remove(tmp);
         zmq_unbind(sock, ep);
-        return -1;
+        return PD_ESYS;
     }
     return 0;
 }
@@ -3052,7 +3052,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
     wchar_t *w = widen(path);
     if (!w) {
         snprintf(why, cap, "bad file name %s", path);
-        return -1;
+        return PD_ESYS;
     }
     /* Appending only: each write lands at the end, whichever process (the
        worker, a slot) makes it. */
@@ -3065,13 +3065,13 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
         char msg[300];
         win_message(e, msg, sizeof msg);
         snprintf(why, cap, "cannot open %s: %s", path, msg);
-        return -1;
+        return PD_ESYS;
     }
     int fd = _open_osfhandle((intptr_t)h, _O_BINARY | _O_WRONLY);
     if (fd < 0) {
         CloseHandle(h);
         snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     fflush(stdout);
     fflush(stderr);
@@ -3103,7 +3103,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
         _close(fd);
     if (!ok) {
         snprintf(why, cap, "cannot send standard error to %s: %s", path, strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     /* What children inherit (pd_plat_spawn passes on STD_ERROR_HANDLE). */
     SetStdHandle(STD_ERROR_HANDLE, (HANDLE)_get_osfhandle(_fileno(stderr)));

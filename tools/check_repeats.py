@@ -5,8 +5,9 @@ Looks inside broker/, client/ and common/ (.c and .h). Each line is reduced
 to its shape: comments and blank lines dropped, string and character literals
 become S, numbers N, identifiers I (C keywords stay themselves, so that an
 `if` still differs from a `while`), whitespace squeezed. Lines without an
-identifier or keyword (a lone '}', usage text, a table row of literals) are
-left out: they carry no logic and would make every block or table look alike. A window of RUN (6) consecutive shaped lines
+identifier or keyword (a lone '}', usage text, a table row of literals) and
+enumerators (NAME = 3,) are left out: they carry no logic and would make
+every block, table or enum look alike. A window of RUN (6) consecutive shaped lines
 that occurs twice or more, in one file or across files, is a finding;
 overlapping windows of one repeat are merged into one run and printed with
 where it occurs.
@@ -29,6 +30,7 @@ FOLDERS = ["broker", "client", "common"]
 KEYWORDS = set("""auto break case char const continue default do double else enum extern
 float for goto if inline int long register restrict return short signed sizeof static
 struct switch typedef union unsigned void volatile while bool true false NULL""".split())
+ENUMERATOR = re.compile(r"^I( = [-NI()<>|~+* ]+)? ,?$")
 TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_]\w*|\d[\w.]*|\S')
 
 
@@ -69,8 +71,12 @@ def shape(line):
         else:
             toks.append(t)
     # Lines of literals and punctuation only (usage text, table rows, a lone
-    # brace) carry no logic of their own: left out.
-    return " ".join(toks) if any(t == "I" or t in KEYWORDS for t in toks) else ""
+    # brace) carry no logic of their own, nor do the enumerators of an enum
+    # (NAME = 3,): left out.
+    s = " ".join(toks)
+    if not any(t == "I" or t in KEYWORDS for t in toks) or ENUMERATOR.match(s):
+        return ""
+    return s
 
 
 def shaped_lines(path):
