@@ -83,7 +83,7 @@ int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
     char failed[4096];
     if (pd_file_mkdirs(path, 0700, failed, sizeof failed))
         return pd_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", failed,
-                     strerror(errno));
+                      strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return pd_why(why, whycap, PD_ESYS, "%s is not a directory", dir);
@@ -147,9 +147,9 @@ int pd_auth_keygen(const char *dir, const char *name, bool force, pd_keypair_t *
     pd_keypair_t old;
     if (!force && pd_auth_key_load(path, false, &old, NULL, 0) == 0)
         return pd_why(why, whycap, PD_EINVAL,
-                     "a key pair already exists at %s (public key %s): keep it, or replace it "
-                     "with --force (brokers that allow it and machines that trust it must then "
-                     "be given the new public key)", path, old.pub);
+                      "a key pair already exists at %s (public key %s): keep it, or replace it "
+                      "with --force (brokers that allow it and machines that trust it must then "
+                      "be given the new public key)", path, old.pub);
     char who[128];
     if (!name || !*name) {
         char user[64], host[64] = "";
@@ -184,20 +184,20 @@ int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char
     bool has_secret = stat(secret, &st) == 0;
     if (has_secret && !pd_plat_mode_private(&st))
         return pd_why(why, whycap, PD_EAUTH,
-                     "secret key file %s is readable by other users (mode %03o): run `chmod 600 "
-                     "%s` (and consider the key compromised if others could read it)", secret,
-                     (unsigned) (st.st_mode & 0777), secret);
+                      "secret key file %s is readable by other users (mode %03o): run `chmod 600 "
+                      "%s` (and consider the key compromised if others could read it)", secret,
+                      (unsigned) (st.st_mode & 0777), secret);
     if (need_secret && !has_secret) {
         if (stat(file, &st) == 0)
             return pd_why(why, whycap, PD_ENOKEY,
-                         "%s has no secret part (%s is missing): this is someone's public key, "
-                         "not a key pair of this account", file, secret);
+                          "%s has no secret part (%s is missing): this is someone's public key, "
+                          "not a key pair of this account", file, secret);
         return pd_why(why, whycap, PD_ENOKEY,
-                     "no key pair at %s: create one with `playdoh-keygen`", file);
+                      "no key pair at %s: create one with `playdoh-keygen`", file);
     }
     if (!has_secret && stat(file, &st) != 0)
         return pd_why(why, whycap, PD_ENOKEY, "no key at %s: create one with `playdoh-keygen`",
-                     file);
+                      file);
     if (strlen(file) >= 240)
         return pd_why(why, whycap, PD_EAUTH, "key path too long: %s", file);
     zcert_t *cert = pd_auth_cert_load(file);
@@ -215,7 +215,7 @@ int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char
     zcert_destroy(&cert);
     if (!pub_set || (need_secret && !out->sec[0]))
         return pd_why(why, whycap, PD_EAUTH, "key file %s holds no valid %s key", file,
-                     pub_set ? "secret" : "public");
+                      pub_set ? "secret" : "public");
     return 0;
 }
 
@@ -262,11 +262,11 @@ int pd_auth_key_from_arg(const char *arg, char pub[PD_KEY_TXT], char *name, size
             return 0;
         }
         return pd_why(why, whycap, PD_EINVAL, "%s holds no public key (neither a certificate nor "
-                     "a line of 40 characters as `playdoh-keygen show` prints)", arg);
+                      "a line of 40 characters as `playdoh-keygen show` prints)", arg);
     }
     return pd_why(why, whycap, PD_EINVAL,
-                 "'%s' is neither a public key (the 40 characters `playdoh-keygen show` prints) "
-                 "nor a certificate file", arg);
+                  "'%s' is neither a public key (the 40 characters `playdoh-keygen show` prints) "
+                  "nor a certificate file", arg);
 }
 
 /* ---- known_brokers ----------------------------------------------------- */
@@ -416,11 +416,11 @@ int pd_auth_trust_add(const char *dir, const char *endpoint, const char *key, co
 {
     if (!pd_auth_key_valid(key))
         return pd_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85, "
-                     "as `playdoh-keygen show` prints on the broker's machine)", key);
+                      "as `playdoh-keygen show` prints on the broker's machine)", key);
     if (!*endpoint || strlen(endpoint) > 255 || strpbrk(endpoint, " \t\r\n#") ||
         (strcmp(endpoint, "*") != 0 && !strstr(endpoint, "://")))
         return pd_why(why, whycap, PD_EINVAL, "'%s' is not an endpoint such as "
-                     "tcp://lab-server:5555 (or * for any address)", endpoint);
+                      "tcp://lab-server:5555 (or * for any address)", endpoint);
     char clean[64] = "";
     for (size_t i = 0, k = 0; name && name[i] && k + 1 < sizeof clean; i++)
         if (name[i] != '\n' && name[i] != '\r')
@@ -536,7 +536,7 @@ int pd_auth_allow_add(const char *allow_dir, const char *key, pd_role_t role, co
     uint8_t pub[32];
     if (!pd_auth_key_valid(key) || !zmq_z85_decode(pub, key))
         return pd_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85)",
-                     key);
+                      key);
     if (role != PD_ROLE_WORKER && role != PD_ROLE_CLIENT && role != PD_ROLE_BOTH &&
         role != PD_ROLE_ADMIN)
         return pd_why(why, whycap, PD_EINVAL, "a key's role is worker, client, both or admin");
@@ -562,7 +562,7 @@ int pd_auth_allow_add(const char *allow_dir, const char *key, pd_role_t role, co
     s_each_cert(allow_dir, s_allow_match, &same);
     if (same.path[0] && strcmp(same.pub, key) != 0)
         return pd_why(why, whycap, PD_EINVAL, "%s already admits another key (%s): choose "
-                     "another --name, or revoke that key first", same.path, same.pub);
+                      "another --name, or revoke that key first", same.path, same.pub);
     /* The same key under another name: replaced by this one. */
     s_allow_find_t old = {.what = key, .remove = true};
     s_each_cert(allow_dir, s_allow_match, &old);
@@ -641,11 +641,11 @@ static int s_read_token(const char *path, uint8_t tok[PD_OWNER_TOKEN_LEN], char 
     if (stat(path, &st) != 0)
         return errno == ENOENT ? PD_ENOKEY
                                : pd_why(why, whycap, PD_ESYS, "cannot read %s: %s", path,
-                                       strerror(errno));
+                                        strerror(errno));
     if (!pd_plat_mode_private(&st))
         return pd_why(why, whycap, PD_EAUTH, "owner token %s is readable by other users (mode "
-                     "%03o), who could then fetch and cancel this account's jobs: run `chmod 600 "
-                     "%s`", path, (unsigned) (st.st_mode & 0777), path);
+                      "%03o), who could then fetch and cancel this account's jobs: run `chmod 600 "
+                      "%s`", path, (unsigned) (st.st_mode & 0777), path);
     char *text = NULL;
     size_t len = 0;
     if (pd_file_read(path, 4096, &text, &len) != 0)
@@ -655,8 +655,8 @@ static int s_read_token(const char *path, uint8_t tok[PD_OWNER_TOKEN_LEN], char 
     free(text);
     if (rc != 0 || got != PD_OWNER_TOKEN_LEN)
         return pd_why(why, whycap, PD_EAUTH, "owner token %s is not 64 hex digits: delete it "
-                     "(a new one is made; jobs submitted with the old one are then another "
-                     "owner's)", path);
+                      "(a new one is made; jobs submitted with the old one are then another "
+                      "owner's)", path);
     return 0;
 }
 

@@ -1,14 +1,8 @@
-/*  pd_error: messages and names for the PD_E* codes of pd_error.h. */
+/*  pd_error: messages and names for the PD_E* codes of pd_error.h (errno
+    and error sentences: pd_error_sys.c). */
 #include "pd_error.h"
 
-#include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
-
-/* The errno of this thread's last pd_sys_error(): errno itself is
-   overwritten by whatever the caller does on its way out (a close, a free). */
-static _Thread_local int s_sys_errno;
 
 const char *pd_strerror(int code)
 {
@@ -38,32 +32,4 @@ int pd_err_from_name(const char *name)
     PD_ERRNO_MAP(PD_X)
 #undef PD_X
     return 0;
-}
-
-int pd_sys_error(void)
-{
-    s_sys_errno = errno;
-    return PD_ESYS;
-}
-
-int pd_sys_errno(void) { return s_sys_errno; }
-
-const char *pd_strerror_sys(int code, char *buf, size_t cap)
-{
-    if (code == PD_ESYS && s_sys_errno)
-        snprintf(buf, cap, "%s: %s", pd_strerror(code), strerror(s_sys_errno));
-    else
-        snprintf(buf, cap, "%s", pd_strerror(code));
-    return buf;
-}
-
-int pd_why(char *why, size_t cap, int code, const char *fmt, ...)
-{
-    if (why && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }

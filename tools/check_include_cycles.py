@@ -21,6 +21,8 @@ import os
 import re
 import sys
 
+from allowlist import read_allowlist
+
 FOLDERS = ["common", "client", "worker", "broker", "optim", "gpu", "include"]
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 
@@ -92,25 +94,16 @@ def cycles(edges):
     return groups
 
 
-def read_allow(path):
-    allowed = set()
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    a, _, b = line.partition("->")
-                    allowed.add((a.strip(), b.strip()))
-    return allowed
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default=os.path.join(os.path.dirname(__file__), ".."))
     ap.add_argument("--allow", default=None, help="allowlist (default tools/include_cycles.allow)")
     args = ap.parse_args()
     allow_path = args.allow or os.path.join(args.root, "tools", "include_cycles.allow")
-    allowed = read_allow(allow_path)
+    allowed = set()
+    for entry in read_allowlist(allow_path):
+        a, _, b = entry.partition("->")
+        allowed.add((a.strip(), b.strip()))
     edges = arrows(*scan(args.root))
     found, new = set(), 0
     for group in cycles(edges):

@@ -26,6 +26,8 @@ import os
 import re
 import sys
 
+from allowlist import read_allowlist
+
 FOLDERS = ["broker", "client", "common"]
 KEYWORDS = set("""auto break case char const continue default do double else enum extern
 float for goto if inline int long register restrict return short signed sizeof static
@@ -132,17 +134,6 @@ def find_repeats(root, run):
     return findings
 
 
-def read_allow(path):
-    allowed = set()
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    allowed.add(" ".join(line.split()))
-    return allowed
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default=os.path.join(os.path.dirname(__file__), ".."))
@@ -151,7 +142,7 @@ def main():
     ap.add_argument("--list", action="store_true", help="print only the findings' names")
     args = ap.parse_args()
     allow_path = args.allow or os.path.join(args.root, "tools", "repeats.allow")
-    allowed = read_allow(allow_path)
+    allowed = read_allowlist(allow_path)
     findings = find_repeats(args.root, args.run)
     if args.list:
         for name in sorted(findings):
