@@ -2,6 +2,7 @@
     same names), each converting one JSON line to msgpack through its tree. */
 #include "bench_json.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <json-c/json.h>
 
@@ -12,8 +13,12 @@ static int s_pack_jsonc(msgpack_packer *pk, struct json_object *v)
         return msgpack_pack_nil(pk);
     case json_type_boolean:
         return json_object_get_boolean(v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-    case json_type_int:
-        return msgpack_pack_int64(pk, json_object_get_int64(v));
+    case json_type_int: {
+        /* json-c keeps integers above INT64_MAX as uint64 (get_int64 saturates) */
+        int64_t i = json_object_get_int64(v);
+        return i == INT64_MAX ? msgpack_pack_uint64(pk, json_object_get_uint64(v))
+                              : msgpack_pack_int64(pk, i);
+    }
     case json_type_double:
         return msgpack_pack_double(pk, json_object_get_double(v));
     case json_type_string:
