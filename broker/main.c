@@ -13,16 +13,11 @@
 #include "pd_beacon.h"
 #include "pd_broker.h"
 #include "pd_config.h"
-#include "pd_error.h"
+#include "pd_embed.h"
+#include "pd_error_int.h"
 #include "pd_shared.h"
 #include "pd_log.h"
-#include "pd_modcache.h"
-#include "pd_nodeproc.h"
 #include "pd_cli.h"
-#include "pd_slot.h"
-#include "pd_worker.h"
-
-#include <pthread.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -159,78 +154,6 @@ static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t
     return 0;
 }
 
-/* The embedded worker: a pd_worker in a thread of the broker, connected
-   over inproc, for the local cluster (one process instead of two, and two
-   fewer TCP hops on every job's way). */
-typedef struct {
-    pd_worker_t *worker;
-    volatile sig_atomic_t stop;
-    pthread_t thread;
-} s_embedded_t;
-
-static void *s_embedded_run(void *arg)
-{
-    s_embedded_t *e = arg;
-    pd_worker_run(e->worker, &e->stop);
-    return NULL;
-}
-
-#define S_EMBEDDED_EP "inproc://playdoh-embedded-worker"
-
-static int s_embedded_start(s_embedded_t *e, pd_broker_t *b, int cpus, const char *cache)
-{
-    if (pd_broker_bind_also(b, S_EMBEDDED_EP))
-        return PD_EIO;
-    const char *level = NULL;
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    level = names[pd_log_level()];
-    /* It offers every GPU the CUDA driver shows, like playdoh-worker. */
-    pd_worker_config_t wc = {.broker = S_EMBEDDED_EP, .cpus = cpus, .gpus = -1,
-                             .cache_dir = cache, .log_level = level,
-                             .zmq_ctx = pd_broker_zmq_ctx(b),
-                             .tubes_curve = pd_broker_secure(b, NULL)};
-    int err = 0;
-    e->worker = pd_worker_new(&wc, &err);
-    if (!e->worker)
-        return err;
-    if (pthread_create(&e->thread, NULL, s_embedded_run, e)) {
-        pd_worker_destroy(&e->worker);
-        return PD_ESYS;
-    }
-    return 0;
-}
-
-/* Interrupts the embedded worker's poll (EINTR), so that it sees its stop
-   flag at once instead of at its next heartbeat (up to a second, paid by
-   every `playdoh-submit --local` command on its way out). */
-static void s_on_wake(int sig) { (void) sig; }
-
-static void s_embedded_stop(s_embedded_t *e)
-{
-    if (!e->worker)
-        return;
-    e->stop = 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_wake; /* no SA_RESTART: poll() returns EINTR */
-    sigaction(SIGUSR1, &sa, NULL);
-    /* The signal may land just before the thread enters poll(): repeat it
-       until the thread has gone. */
-    for (;;) {
-        pthread_kill(e->thread, SIGUSR1);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 50 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        if (pthread_timedjoin_np(e->thread, NULL, &until) == 0)
-            break;
-    }
-    pd_worker_destroy(&e->worker);
-}
-
 /* A flag's value, checked against the configuration schema, so that a
    flag and a file line refuse the same values with the same words. */
 static int s_flag(const char *flag, const char *section, const char *key, const char *value)
@@ -247,10 +170,9 @@ int main(int argc, char **argv)
 {
     /* The embedded worker's slot and node processes are this program,
        exec'ed again. */
-    if (pd_slot_is_child(argc, argv))
-        return pd_slot_main(argc, argv);
-    if (pd_nodeproc_is_child(argc, argv))
-        return pd_nodeproc_main(argc, argv);
+    int child_rc;
+    if (pd_embed_child_main(argc, argv, &child_rc))
+        return child_rc;
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
     /* A file size limit makes a journal write fail (EFBIG) rather than kill
@@ -587,25 +509,13 @@ int main(int argc, char **argv)
     pd_broker_t *b = pd_broker_new(&cfg, &err);
     pd_config_destroy(&cf); /* the broker copied what it keeps */
     if (!b)
-        return err == PD_EINVAL ? 2 : 1;
-    s_embedded_t embedded = {0};
-    if (worker_cpus > 0) {
-        /* Signals go to the loop's thread: block them in the worker's. */
-        sigset_t set, old;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &set, &old);
-        char *dflt = cache ? NULL : pd_modcache_default_dir();
-        err = s_embedded_start(&embedded, b, worker_cpus, cache ? cache : dflt);
-        free(dflt);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (err) {
-            fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
-                    pd_strerror(err));
-            pd_broker_destroy(&b);
-            return PD_EXIT_FAILED;
-        }
+        return err == PD_EINVAL ? PD_EXIT_USAGE : PD_EXIT_FAILED;
+    pd_embed_t *embedded = NULL;
+    if (worker_cpus > 0 && !(embedded = pd_embed_start(b, worker_cpus, cache, &err))) {
+        fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
+                pd_strerror(err));
+        pd_broker_destroy(&b);
+        return PD_EXIT_FAILED;
     }
     if (ready_fd >= 0) {
         char line[300];
@@ -626,7 +536,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int rc = pd_broker_run(b);
     s_broker = NULL;
-    s_embedded_stop(&embedded);
+    pd_embed_stop(&embedded);
     pd_broker_destroy(&b);
     return rc ? 1 : 0;
 bad:

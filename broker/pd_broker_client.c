@@ -79,7 +79,7 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
     for (uint32_t i = 0; i < rg->n; i++)
         for (uint64_t c = 0; c < rg->r[i][1]; c++) {
             uint64_t id = rg->r[i][0] + c;
-            const pd_job_t *job = pd_jobs_get(b->jobs, id);
+            const pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
             if (!job || job->fn == mine)
                 continue;
             char what[40];
@@ -624,7 +624,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         /* A retry of a submit already accepted: the same ids, nothing new.
            When the first reply still waits for the journal, this one is
            refused with it if that batch fails. Only for the same owner. */
-        const pd_job_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
+        const pd_jobrec_t *fj = n ? pd_jobs_get(b->jobs, first) : NULL;
         if (fj && (rc = pd_broker_check_owner_of(o, pd_jobs_owner_id(b->jobs, fj->fn),
                                                   "the submit with this token", "submit",
                                                   "send it again")) != 0)
@@ -747,7 +747,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
    back (at least once) and nothing accepted is lost. A cancellation waits
    for the disk like the `cancelled` reply does: shown early and then lost
    in a crash, the job would run after all. */
-static bool s_shown_early(pd_broker_t *b, const pd_job_t *job)
+static bool s_shown_early(pd_broker_t *b, const pd_jobrec_t *job)
 {
     return job->state != PD_JOB_CANCELLED || !job->res || !b->journal ||
            pd_journal_visible(b->journal, job->res->jseq);
@@ -778,7 +778,7 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
             if (b->out.len >= PD_BROKER_REPLY_BYTES)
                 goto full;
             uint64_t id = rg->r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
             if (job && !PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job && !s_shown_early(b, job))
@@ -998,7 +998,7 @@ static uint64_t s_cancel(pd_broker_t *b, const uint64_t (*r)[2], uint32_t nr)
     for (uint32_t i = 0; i < nr; i++) {
         for (uint64_t c = 0; c < r[i][1]; c++) {
             uint64_t id = r[i][0] + c;
-            pd_job_t *job = pd_jobs_get(b->jobs, id);
+            pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
             if (!job || PD_JOB_IS_FINAL(job->state))
                 continue;
             if (job->state == PD_JOB_RUNNING) {

@@ -454,7 +454,7 @@ typedef enum {
    before one of its batch succeeded, ends the batch; so does an exec job
    whose shell exited 127 (no such program) or 126 (not executable) before
    one of its batch succeeded. */
-static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd_job_t *job,
+static s_end_t s_job_ends(pd_broker_t *b, pd_worker_t *wk, uint64_t id, const pd_jobrec_t *job,
                           int code, const uint8_t *value, size_t value_len)
 {
     uint64_t first;
@@ -545,7 +545,7 @@ static int s_on_done(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_t *
         const uint8_t *val;
         size_t vlen;
         s_read_result(&r, &id, &attempt, &ok, &val, &vlen, &us);
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
             b->stats.stale++;
@@ -627,7 +627,7 @@ static int s_on_requeue(pd_broker_t *b, pd_worker_t *wk, pd_msg_t *m, pd_origin_
         pd_rd_array(&r, &two);
         pd_rd_uint(&r, &id);
         pd_rd_uint(&r, &attempt);
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
         if (!job || job->state != PD_JOB_RUNNING || job->worker != wk->index ||
             job->attempt != attempt) {
             b->stats.stale++;
@@ -860,7 +860,7 @@ typedef struct {
    worker's platform (pd_probes.h): PD_PROBE_PROVEN for built-in tasks,
    which are not probed, and PD_PROBE_NONE when a probe sent earlier no
    longer runs as one (requeued, cancelled): the job may then be the probe. */
-static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
+static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_jobrec_t *job)
 {
     pd_broker_t *b = f->b;
     if (f->proven && f->mod == job->mod && f->cu == job->cu && f->fn == job->fn)
@@ -876,7 +876,7 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
         f->cu = job->cu;
         f->fn = job->fn;
     } else if (st == PD_PROBE_RUNNING) {
-        const pd_job_t *pj = pd_jobs_get(b->jobs, probe);
+        const pd_jobrec_t *pj = pd_jobs_get(b->jobs, probe);
         const pd_worker_t *pw = pj && pj->state == PD_JOB_RUNNING
                                     ? pd_workers_at(b->workers, pj->worker) : NULL;
         if (!pw || pj->mod != job->mod || pj->cu != job->cu || pj->fn != job->fn ||
@@ -886,7 +886,7 @@ static pd_probe_state_t s_probe_state(s_fits_t *f, const pd_job_t *job)
     return st;
 }
 
-static bool s_fits(void *user, const pd_job_t *job)
+static bool s_fits(void *user, const pd_jobrec_t *job)
 {
     s_fits_t *f = user;
     pd_limits_t lim = pd_jobs_fn_limits(f->b->jobs, job->fn);
@@ -899,7 +899,7 @@ static bool s_fits(void *user, const pd_job_t *job)
 
 /* A job just popped for wk: when its pair has not been proven on wk's
    platform, it becomes the probe. */
-static void s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, const pd_job_t *job)
+static void s_probe_popped(pd_broker_t *b, s_fits_t *f, uint64_t id, const pd_jobrec_t *job)
 {
     if (s_probe_state(f, job) == PD_PROBE_PROVEN)
         return;
@@ -940,7 +940,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
         uint64_t id = pd_jobs_pop_if(b->jobs, cls, s_fits, &fits);
         if (!id)
             break;
-        pd_job_t *job = pd_jobs_get(b->jobs, id);
+        pd_jobrec_t *job = pd_jobs_get(b->jobs, id);
         s_probe_popped(b, &fits, id, job);
         const char *owner = pd_jobs_fn_owner(b->jobs, job->fn);
         uint32_t ci = 0;
@@ -1017,7 +1017,7 @@ static uint32_t s_send_run(pd_broker_t *b, pd_worker_t *wk, int cls, bool *passe
     if (n > 0 && rc) {
         /* Not sent: the chunk goes back, not counted as an attempt. */
         for (uint32_t i = n; i-- > 0;) {
-            pd_job_t *job = pd_jobs_get(b->jobs, b->scratch[i]);
+            pd_jobrec_t *job = pd_jobs_get(b->jobs, b->scratch[i]);
             pd_worker_untrack(wk, b->jobs, job);
             pd_jobs_requeue(b->jobs, b->scratch[i], false, wk->host);
         }

@@ -34,7 +34,7 @@
     Submits may carry a token (an idempotency key): a retried submit with a
     token seen in the last PD_JOBS_TOKEN_TTL_S seconds gets the same ids.
 
-    The struct pd_job_t is a plain record read by the broker on its hot path;
+    The struct pd_jobrec_t is a plain record read by the broker on its hot path;
     it is changed only through the functions here (and by pd_workers for the
     worker/wpos pair).
 */
@@ -43,6 +43,7 @@
 
 #include "pd_limits.h"
 #include "pd_msg.h"
+#include "pd_ranges.h" /* requests name the table's ids by ranges */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,7 +62,6 @@ enum {
 
 #define PD_JOBS_DEFAULT_MAX   4000000u  /* unfinished jobs held at most */
 #define PD_JOBS_DEFAULT_MAX_ARG_BYTES (4ull << 30) /* their argument bytes at most */
-#define PD_RANGES_MAX_IDS     10000000u /* ids named by one request at most */
 #define PD_JOBS_MAX_RETRIES   255u      /* largest `retries` a submit may ask */
 #define PD_JOBS_MAX_RETRY_FAILED 100u   /* largest `retry_failed` a submit may ask */
 #define PD_JOBS_MAX_FN        255u      /* longest function name, bytes */
@@ -122,7 +122,7 @@ typedef struct {
     uint32_t arg_len;    /* argument's msgpack bytes */
     uint32_t res_off;    /* result's offset in res */
     uint32_t res_len;    /* result's msgpack bytes (0 = nil) */
-} pd_job_t;
+} pd_jobrec_t;
 
 typedef struct pd_jobs pd_jobs_t;
 
@@ -205,11 +205,11 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
 /* The record of job id, or NULL when the broker does not know it (never
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
    forgets jobs. */
-pd_job_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
+pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
 /* The batch (one submit) of an unfinished job: its ids are first ..
    first+*n-1 (some of them may be final or forgotten by now), and
    *succeeded says whether one of them ended done. */
-void pd_jobs_batch(const pd_job_t *job, uint64_t *first, uint32_t *n, bool *succeeded);
+void pd_jobs_batch(const pd_jobrec_t *job, uint64_t *first, uint32_t *n, bool *succeeded);
 /* State of id (PD_JOB_UNKNOWN when not known). */
 uint8_t pd_jobs_state(pd_jobs_t *j, uint64_t id);
 /* The interned function name with index fn (borrowed, lives with j). */
@@ -251,7 +251,7 @@ uint64_t pd_jobs_pop(pd_jobs_t *j, int cls);
 /* Like pd_jobs_pop, taking only a job for which fits(user, job) is true: a
    client whose next job does not fit is passed over this time (its turn
    comes back with the next caller). */
-uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_job_t *job),
+uint64_t pd_jobs_pop_if(pd_jobs_t *j, int cls, bool (*fits)(void *user, const pd_jobrec_t *job),
                         void *user);
 /* Jobs with ids >= limit are not popped (0 = no limit): the journal sets it
    to the next id it has on disk, so that no id reaches a worker unless it
@@ -360,7 +360,7 @@ int64_t pd_jobs_restore_segment(pd_jobs_t *j, uint64_t seg, const uint8_t *data,
 /* The routing id of the client that submitted unfinished job `job` (at most
    PD_JOBS_MAX_CLIENT_ID bytes into rid; *len 0 for the anonymous client)
    and that client's max_slots. */
-void pd_jobs_client_of(pd_jobs_t *j, const pd_job_t *job, uint8_t *rid, size_t *len,
+void pd_jobs_client_of(pd_jobs_t *j, const pd_jobrec_t *job, uint8_t *rid, size_t *len,
                        uint32_t *max_slots);
 /* Smallest id >= from that has a record, or 0 when none. */
 uint64_t pd_jobs_next_known(pd_jobs_t *j, uint64_t from);
@@ -393,26 +393,5 @@ uint64_t pd_jobs_arg_bytes(const pd_jobs_t *j);
 uint64_t pd_jobs_arg_freed(const pd_jobs_t *j);
 void pd_jobs_set_max_arg_bytes(pd_jobs_t *j, uint64_t max);
 uint64_t pd_jobs_max(const pd_jobs_t *j);
-
-/* ---- ranges --------------------------------------------------------- */
-
-/* A parsed set of ids: pairs [first, count]. */
-typedef struct {
-    uint64_t (*r)[2]; /* owned; n pairs */
-    uint32_t n;       /* pairs */
-    uint64_t total;   /* ids named */
-    uint64_t lo, hi;  /* smallest and largest id named (total > 0) */
-} pd_ranges_t;
-
-/* Parses a ranges value (array of [first, count] with first >= 1, count >= 1,
-   no overflow, at most PD_RANGES_MAX_IDS ids in all). Returns 0, or
-   PD_EPROTO/PD_ETOOBIG/PD_ENOMEM with a sentence in why. */
-int pd_ranges_parse(const uint8_t *raw, size_t len, pd_ranges_t *out, char *why, size_t whycap);
-void pd_ranges_free(pd_ranges_t *rg);
-/* True when id is named by rg. Pairs are searched linearly after a
-   bounding-box test. */
-bool pd_ranges_contains(const pd_ranges_t *rg, uint64_t id);
-/* True when any of the sorted ids is named by rg. */
-bool pd_ranges_touches(const pd_ranges_t *rg, const uint64_t *sorted, size_t n);
 
 #endif

@@ -376,7 +376,7 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us)
     wk->depth = (uint32_t) d;
 }
 
-int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
+int pd_worker_track(pd_worker_t *wk, pd_jobrec_t *job, uint64_t id)
 {
     if (wk->ninflight == wk->capinflight) {
         uint32_t cap = wk->capinflight ? wk->capinflight * 2 : 256;
@@ -393,7 +393,7 @@ int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id)
     return 0;
 }
 
-void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
+void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_jobrec_t *job)
 {
     uint32_t pos = job->wpos;
     assert(job->worker == wk->index && pos < wk->ninflight);
@@ -402,7 +402,7 @@ void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job)
     uint64_t last = wk->inflight[--wk->ninflight];
     if (pos != wk->ninflight) {
         wk->inflight[pos] = last;
-        pd_job_t *moved = pd_jobs_get(jobs, last);
+        pd_jobrec_t *moved = pd_jobs_get(jobs, last);
         assert(moved);
         moved->wpos = pos;
     }

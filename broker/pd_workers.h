@@ -186,9 +186,9 @@ void pd_worker_observe(pd_worker_t *wk, uint64_t us);
 /* Adds job id (running, record job) to the worker's in-flight list and sets
    job->worker/wpos; job->gpu says which credit it takes. Returns 0 or
    PD_ENOMEM. */
-int pd_worker_track(pd_worker_t *wk, pd_job_t *job, uint64_t id);
+int pd_worker_track(pd_worker_t *wk, pd_jobrec_t *job, uint64_t id);
 /* Removes job id from the worker's in-flight list in O(1). */
-void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_job_t *job);
+void pd_worker_untrack(pd_worker_t *wk, pd_jobs_t *jobs, pd_jobrec_t *job);
 
 bool pd_worker_has_mod(const pd_worker_t *wk, uint32_t mod);
 /* Notes that module mod was sent; returns 0 or PD_ENOMEM. */

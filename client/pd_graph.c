@@ -17,6 +17,7 @@
     or one JSON object: {"right": "ring", "up": ["star-out 0", [1, 2]]}.
 */
 #include "playdoh.h"
+#include "pd_error_int.h"
 
 #include "pd_client_int.h"
 #include "pd_codec.h"

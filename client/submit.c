@@ -23,6 +23,7 @@
     more than 100), 255 for any other error.
 */
 #include "submit.h"
+#include "pd_error_int.h"
 #include "pd_plat.h"
 
 #include "pd_auth.h"

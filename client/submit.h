@@ -12,6 +12,7 @@
 #define PD_SUBMIT_H
 
 #include "playdoh.h"
+#include "pd_error_int.h"
 #include "pd_codec.h"
 #include "pd_progress.h"
 

@@ -12,6 +12,7 @@
     than 100), 255 for anything else that went wrong.
 */
 #include "submit.h"
+#include "pd_error_int.h"
 #include "pd_plat.h"
 
 #include "pd_codec.h"

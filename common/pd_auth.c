@@ -9,7 +9,7 @@
 #include "pd_auth.h"
 #include "pd_file.h"
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_log.h"
 
 #include <czmq.h>

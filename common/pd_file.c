@@ -1,7 +1,7 @@
 /*  pd_file: see pd_file.h. */
 #include "pd_file.h"
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

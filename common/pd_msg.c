@@ -56,18 +56,22 @@ int pd_msg_parse(pd_msg_t *m, const void *frame, size_t len)
 
 bool pd_msg_is(const pd_msg_t *m, const char *t) { return strcmp(m->type, t) == 0; }
 
-static const pd_msg_field_t *s_find(const pd_msg_t *m, const char *key)
+const pd_msg_field_t *pd_msg_field(const pd_msg_t *m, const char *key, size_t klen)
 {
-    size_t kl = strlen(key);
     for (int i = 0; i < m->nfields; i++)
-        if (m->f[i].klen == kl && memcmp(m->f[i].key, key, kl) == 0)
+        if (m->f[i].klen == klen && memcmp(m->f[i].key, key, klen) == 0)
             return &m->f[i];
     return NULL;
 }
 
+static const pd_msg_field_t *s_find(const pd_msg_t *m, const char *key)
+{
+    return pd_msg_field(m, key, strlen(key));
+}
+
 bool pd_msg_has(const pd_msg_t *m, const char *key) { return s_find(m, key) != NULL; }
 
-static int s_field_fail(const pd_msg_t *m, int rc, const char *key, const char *what)
+int pd_msg_fail(const pd_msg_t *m, int rc, const char *key, const char *what)
 {
     pd_msg_t *mm = (pd_msg_t *) m;
     snprintf(mm->why, sizeof mm->why, "message '%s': field '%s' %s", m->type, key, what);
@@ -78,7 +82,7 @@ int pd_msg_rd(const pd_msg_t *m, const char *key, pd_rd_t *r)
 {
     const pd_msg_field_t *f = s_find(m, key);
     if (!f)
-        return s_field_fail(m, PD_ENOFIELD, key, "is missing");
+        return pd_msg_fail(m, PD_ENOFIELD, key, "is missing");
     pd_rd_init(r, f->val, f->vlen);
     return 0;
 }
@@ -91,7 +95,7 @@ int pd_msg_rd(const pd_msg_t *m, const char *key, pd_rd_t *r)
         if (rc)                                                                      \
             return rc;                                                               \
         if (reader(&r, v))                                                           \
-            return s_field_fail(m, PD_EPROTO, key, "is not " what);                  \
+            return pd_msg_fail(m, PD_EPROTO, key, "is not " what);                  \
         return 0;                                                                    \
     }
 S_TYPED(pd_msg_uint, uint64_t, pd_rd_uint, "a non-negative integer")
@@ -113,9 +117,9 @@ int pd_msg_str(const pd_msg_t *m, const char *key, char *dst, size_t cap)
         return rc;
     rc = pd_rd_strcpy(&r, dst, cap);
     if (rc == PD_ETOOBIG)
-        return s_field_fail(m, rc, key, "is too long");
+        return pd_msg_fail(m, rc, key, "is too long");
     if (rc)
-        return s_field_fail(m, rc, key, "is not a string");
+        return pd_msg_fail(m, rc, key, "is not a string");
     return 0;
 }
 
@@ -132,14 +136,14 @@ int pd_msg_bytes(const pd_msg_t *m, const char *key, const void **p, uint32_t *l
     } else {
         rc = pd_rd_bin(&r, p, len);
     }
-    return rc ? s_field_fail(m, PD_EPROTO, key, "is not bytes") : 0;
+    return rc ? pd_msg_fail(m, PD_EPROTO, key, "is not bytes") : 0;
 }
 
 int pd_msg_raw(const pd_msg_t *m, const char *key, const uint8_t **p, size_t *len)
 {
     const pd_msg_field_t *f = s_find(m, key);
     if (!f)
-        return s_field_fail(m, PD_ENOFIELD, key, "is missing");
+        return pd_msg_fail(m, PD_ENOFIELD, key, "is missing");
     *p = f->val;
     *len = f->vlen;
     return 0;

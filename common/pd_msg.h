@@ -12,6 +12,10 @@
     Writing: pd_msg_begin() packs the map header with room for nfields fields
     of the caller plus "v" and "t"; the caller then packs exactly nfields
     key/value pairs.
+
+    Every message type has a struct and an encode/decode pair in pd_proto.h,
+    built on these: use those; the look-ups here serve pd_proto and the
+    readers of nested records.
 */
 #ifndef PD_MSG_H
 #define PD_MSG_H
@@ -59,6 +63,12 @@ int pd_msg_bytes(const pd_msg_t *m, const char *key, const void **p, uint32_t *l
 int pd_msg_raw(const pd_msg_t *m, const char *key, const uint8_t **p, size_t *len);
 /* Like the above but leaves *v alone and returns 0 when the key is absent. */
 int pd_msg_uint_opt(const pd_msg_t *m, const char *key, uint64_t *v);
+
+/* The field named key (klen bytes), or NULL (pd_proto's decoders). */
+const pd_msg_field_t *pd_msg_field(const pd_msg_t *m, const char *key, size_t klen);
+/* Sets m->why to "message 'T': field 'KEY' WHAT" and returns rc (m is
+   const-cast for that sentence only). */
+int pd_msg_fail(const pd_msg_t *m, int rc, const char *key, const char *what);
 
 /* Packs the map header for nfields caller fields plus "v" and "t". */
 int pd_msg_begin(msgpack_packer *pk, const char *type, uint32_t nfields);

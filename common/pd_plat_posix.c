@@ -3,7 +3,7 @@
     before exec.
 */
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>

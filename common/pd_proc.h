@@ -1,6 +1,6 @@
 /*  pd_proc: starting and stopping Playdoh's own programs as child processes.
 
-    Used by the embedded local cluster (client/pd_local.c) and by the
+    Used by the embedded local cluster (local/pd_local.c) and by the
     integration tests, which start real brokers and workers on loopback;
     pd_proc_capture runs a helper program (Slurm's sbatch) to its end.
 */

@@ -13,6 +13,7 @@
     will take, so that one set of options drives both forms.
 */
 #include "playdoh.h"
+#include "pd_error_int.h"
 
 #include "pd_algo.h"
 #include "pd_island.h"

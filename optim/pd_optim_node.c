@@ -508,3 +508,5 @@ int pd_optim_node(pd_task_t *t, const pd_node_env_t *env)
     pd_optim_spec_destroy(&spec);
     return rc;
 }
+
+const pd_builtin_node_t pd_optim_node_builtin = {PD_OPTIM_NODE_FN, pd_optim_node};

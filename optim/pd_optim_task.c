@@ -10,7 +10,7 @@
 #include "pd_optim_task.h"
 #include "pd_plat.h"
 
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_optim_wire.h"
 
 #include <math.h>

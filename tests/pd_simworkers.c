@@ -13,7 +13,7 @@
     after the `ready` sent before it ran).
 */
 #include "pd_simworkers.h"
-#include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -97,46 +97,35 @@ static void s_send_buf(pd_simworkers_t *s, s_worker_t *w, pd_buf_t *b)
     pd_buf_free(b);
 }
 
-/* The state fields of `ready` and `hb` (4): nothing runs between messages. */
-static void s_pack_state(msgpack_packer *pk)
+/* Encodes message m (described by d) and sends it as worker w. */
+static void s_send_msg(pd_simworkers_t *s, s_worker_t *w, const pd_proto_msg_t *d, const void *m)
 {
-    pd_pack_kv_uint(pk, "busy", 0);
-    pd_pack_kv_uint(pk, "queued", 0);
-    pd_pack_kv_double(pk, "load", -1);
-    pd_pack_kv_str(pk, "owner", "");
-}
-
-static void s_send_ready(pd_simworkers_t *s, uint32_t i, int64_t now)
-{
-    s_worker_t *w = &s->w[i];
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    char host[32];
-    snprintf(host, sizeof host, "sim-%u", (unsigned) i);
-    pd_msg_begin(&pk, "ready", 10);
-    pd_pack_kv_str(&pk, "host", host);
-    pd_pack_kv_str(&pk, "platform", "linux-x86_64");
-    pd_pack_kv_uint(&pk, "pid", (uint64_t) getpid());
-    pd_pack_kv_uint(&pk, "cpus", (uint64_t) s->o.slots);
-    pd_pack_kv_uint(&pk, "gpus", 0);
-    pd_pack_cstr(&pk, "gpu_names");
-    msgpack_pack_array(&pk, 0);
-    s_pack_state(&pk);
+    pd_proto_encode(&pk, d, m);
     s_send_buf(s, w, &b);
+}
+
+/* The state fields of `ready` and `hb`: nothing runs between messages. */
+#define S_IDLE_STATE .has_busy = true, .has_queued = true, .has_load = true, .load = -1, \
+                     .has_owner = true
+
+static void s_send_ready(pd_simworkers_t *s, uint32_t i, int64_t now)
+{
+    s_worker_t *w = &s->w[i];
+    pd_m_ready_t r = {.pid = (uint64_t) getpid(), .cpus = (uint64_t) s->o.slots,
+                      .has_gpu_names = true, S_IDLE_STATE};
+    snprintf(r.host, sizeof r.host, "sim-%u", (unsigned) i);
+    snprintf(r.platform, sizeof r.platform, "linux-x86_64");
+    s_send_msg(s, w, &pd_proto_ready, &r);
     w->last_ready = w->last_state = now;
 }
 
 static void s_send_hb(pd_simworkers_t *s, s_worker_t *w, int64_t now)
 {
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "hb", 4);
-    s_pack_state(&pk);
-    s_send_buf(s, w, &b);
+    s_send_msg(s, w, &pd_proto_hb, &(pd_m_hb_t){S_IDLE_STATE});
     w->last_state = now;
 }
 
@@ -161,50 +150,65 @@ static void s_drop_pending(s_thread_t *t, uint32_t i)
     t->tail = last;
 }
 
-/* Answers a `run`: one `done` with [id, attempt, true, arg, us] per job,
-   now or after the simulated run time. */
-static void s_on_run(s_thread_t *t, uint32_t i, const pd_msg_t *m, int64_t now)
+/* `done`'s res for a `run`: [id, attempt, true, arg, us] per job of it. */
+typedef struct {
+    pd_rd_t r;   /* over the run's jobs, after their array header */
+    uint32_t n;  /* jobs */
+    uint64_t us; /* the simulated run time */
+} s_done_t;
+
+static int s_pack_done(msgpack_packer *pk, const void *ctx)
 {
-    pd_simworkers_t *s = t->sim;
-    pd_rd_t r;
-    uint32_t n;
-    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
-        atomic_fetch_add(&s->bad, 1);
-        return;
-    }
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "done", 1);
-    pd_pack_cstr(&pk, "res");
-    msgpack_pack_array(&pk, n);
-    uint64_t us = (uint64_t) s->o.run_ms * 1000 + 1;
-    for (uint32_t j = 0; j < n; j++) {
+    s_done_t *d = (s_done_t *) ctx; /* its reader moves on */
+    int rc = msgpack_pack_array(pk, d->n);
+    for (uint32_t j = 0; j < d->n; j++) {
         uint32_t k, len;
         uint64_t id, attempt, timeout_ms;
         const char *str;
         const uint8_t *arg;
         size_t alen;
         /* [id, attempt, mod, fn, timeout_ms, arg, ...] */
-        if (pd_rd_array(&r, &k) || k < 6 || pd_rd_uint(&r, &id) || pd_rd_uint(&r, &attempt) ||
-            pd_rd_str(&r, &str, &len) || pd_rd_str(&r, &str, &len) ||
-            pd_rd_uint(&r, &timeout_ms) || pd_rd_skip(&r, &arg, &alen)) {
-            atomic_fetch_add(&s->bad, 1);
-            pd_buf_free(&b);
-            return;
-        }
+        if (pd_rd_array(&d->r, &k) || k < 6 || pd_rd_uint(&d->r, &id)
+            || pd_rd_uint(&d->r, &attempt) || pd_rd_str(&d->r, &str, &len)
+            || pd_rd_str(&d->r, &str, &len) || pd_rd_uint(&d->r, &timeout_ms)
+            || pd_rd_skip(&d->r, &arg, &alen))
+            return -1;
         for (uint32_t e = 6; e < k; e++)
-            pd_rd_skip(&r, NULL, NULL);
-        msgpack_pack_array(&pk, 5);
-        msgpack_pack_uint64(&pk, id);
-        msgpack_pack_uint64(&pk, attempt);
-        msgpack_pack_true(&pk);
-        pd_pack_raw(&pk, arg, alen);
-        msgpack_pack_uint64(&pk, us);
+            pd_rd_skip(&d->r, NULL, NULL);
+        rc |= msgpack_pack_array(pk, 5);
+        rc |= msgpack_pack_uint64(pk, id);
+        rc |= msgpack_pack_uint64(pk, attempt);
+        rc |= msgpack_pack_true(pk);
+        rc |= pd_pack_raw(pk, arg, alen);
+        rc |= msgpack_pack_uint64(pk, d->us);
+    }
+    return rc;
+}
+
+/* Answers a `run`: one `done` with [id, attempt, true, arg, us] per job,
+   now or after the simulated run time. */
+static void s_on_run(s_thread_t *t, uint32_t i, const pd_msg_t *m, int64_t now)
+{
+    pd_simworkers_t *s = t->sim;
+    pd_m_run_t run;
+    if (pd_m_run_decode(m, &run)) {
+        atomic_fetch_add(&s->bad, 1);
+        return;
+    }
+    s_done_t d = {.us = (uint64_t) s->o.run_ms * 1000 + 1};
+    pd_rd_init(&d.r, run.jobs.p, run.jobs.len);
+    pd_rd_array(&d.r, &d.n); /* an array: checked by the decoder */
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    if (pd_m_done_encode(&pk, &(pd_m_done_t){.res = {.pack = s_pack_done, .ctx = &d}})) {
+        atomic_fetch_add(&s->bad, 1);
+        pd_buf_free(&b);
+        return;
     }
     atomic_fetch_add(&s->runs, 1);
-    atomic_fetch_add(&s->jobs, n);
+    atomic_fetch_add(&s->jobs, d.n);
     if (s->o.run_ms <= 0) {
         s_send_buf(s, &s->w[i], &b);
         return;
@@ -238,11 +242,12 @@ static void s_on_message(s_thread_t *t, uint32_t i, const void *data, size_t len
     if (pd_msg_is(&m, "run")) {
         s_on_run(t, i, &m, now);
     } else if (pd_msg_is(&m, "welcome")) {
-        uint64_t hb = 0, live = 0;
-        if (pd_msg_uint_opt(&m, "hb_ms", &hb) == 0 && hb >= 10 && hb <= 600000)
-            atomic_store(&s->hb_ms, (int) hb);
-        if (pd_msg_uint_opt(&m, "liveness", &live) == 0 && live >= 1 && live <= 1000)
-            atomic_store(&s->liveness, (int) live);
+        pd_m_w_welcome_t wl;
+        pd_m_w_welcome_decode(&m, &wl); /* what it could read */
+        if (wl.has_hb_ms && wl.hb_ms >= 10 && wl.hb_ms <= 600000)
+            atomic_store(&s->hb_ms, (int) wl.hb_ms);
+        if (wl.has_liveness && wl.liveness >= 1 && wl.liveness <= 1000)
+            atomic_store(&s->liveness, (int) wl.liveness);
         atomic_fetch_add(&s->welcomes, 1);
         if (!w->registered)
             atomic_fetch_add(&s->registered, 1);
@@ -495,12 +500,7 @@ void pd_simworkers_destroy(pd_simworkers_t **p)
     for (int i = 0; s->w && i < s->o.workers; i++) {
         if (!s->w[i].sock)
             continue;
-        pd_buf_t b;
-        pd_buf_init(&b);
-        msgpack_packer pk;
-        pd_packer_init(&pk, &b);
-        pd_msg_begin(&pk, "bye", 0);
-        s_send_buf(s, &s->w[i], &b);
+        s_send_msg(s, &s->w[i], &pd_proto_bye, &(pd_m_bye_t){0});
         zmq_close(s->w[i].sock);
     }
     for (int k = 0; s->t && k < s->nthreads; k++) {

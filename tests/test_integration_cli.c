@@ -623,7 +623,7 @@ Test(cli, bad_optimisation_input_says_what_is_wrong_and_starts_nothing)
 Test(cli, a_prebuilt_module_goes_only_to_its_platform)
 {
     char *out;
-    int st = pd_harness_run(&out, "cc -O2 -fPIC -shared -I%s/client -o %s/m.so %s/m.c 2>&1",
+    int st = pd_harness_run(&out, "cc -O2 -fPIC -shared -I%s/include/playdoh -o %s/m.so %s/m.c 2>&1",
                             PD_SOURCE_ROOT, h.dir, h.dir);
     cr_assert_eq(st, 0, "cc: %s", out);
     free(out);

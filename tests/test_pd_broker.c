@@ -1198,7 +1198,7 @@ Test(unit_broker_roles, a_client_key_owns_its_jobs)
     msgpack_pack_array(&pk, 1);
     msgpack_pack_nil(&pk);
     s_frame("c1", KEY_C, PD_ROLE_CLIENT);
-    pd_job_t *job = pd_jobs_get(broker->jobs, 1);
+    pd_jobrec_t *job = pd_jobs_get(broker->jobs, 1);
     cr_assert_not_null(job, "the submit was not accepted");
     cr_assert_str_eq(pd_jobs_fn_owner(broker->jobs, job->fn), KEY_C);
 }

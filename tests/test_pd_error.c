@@ -1,6 +1,6 @@
 /* Unit tests for common/pd_error (the code table, errno kept with PD_ESYS,
    pd_why, the exit statuses) and common/pd_grow. */
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_file.h"
 #include "pd_grow.h"
 

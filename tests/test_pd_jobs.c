@@ -73,7 +73,7 @@ Test(unit_jobs, each_job_keeps_its_own_argument_bytes)
 {
     uint64_t first;
     cr_assert_eq(s_submit(20, 3, &first), 0);
-    pd_job_t *j = pd_jobs_get(jobs, first + 17);
+    pd_jobrec_t *j = pd_jobs_get(jobs, first + 17);
     cr_assert_not_null(j);
     pd_rd_t r;
     pd_rd_init(&r, j->arg->data + j->arg_off, j->arg_len);
@@ -113,7 +113,7 @@ Test(unit_jobs, each_job_remembers_the_key_that_submitted_it)
     cr_assert_eq(pd_jobs_submit_ex(jobs, &sub, &b, &n, why, sizeof why), 0, "%s", why);
     cr_assert_eq(pd_jobs_submit(jobs, 0, "f", buf.data, buf.len, 0, 3, &c, &n, why, sizeof why),
                  0, "%s", why);
-    pd_job_t *ja = pd_jobs_get(jobs, a + 1), *jb = pd_jobs_get(jobs, b), *jc = pd_jobs_get(jobs, c);
+    pd_jobrec_t *ja = pd_jobs_get(jobs, a + 1), *jb = pd_jobs_get(jobs, b), *jc = pd_jobs_get(jobs, c);
     cr_assert_neq(ja->fn, jb->fn, "one function, two owners: two entries");
     cr_assert_str_eq(pd_jobs_fn_name(jobs, ja->fn), "f");
     cr_assert_str_eq(pd_jobs_fn_name(jobs, jb->fn), "f");
@@ -234,7 +234,7 @@ Test(unit_jobs, a_job_fails_with_elost_when_its_retries_are_used_up)
     cr_assert_eq(pd_jobs_requeue(jobs, 1, true, "hostB"), 1);
     cr_assert_eq(pd_jobs_state(jobs, 1), PD_JOB_FAILED);
     cr_assert_eq(pd_jobs_unfinished(jobs), 0);
-    pd_job_t *j = pd_jobs_get(jobs, 1);
+    pd_jobrec_t *j = pd_jobs_get(jobs, 1);
     cr_assert_null(j->arg);
     /* The error map names the code, the host and the attempts. */
     const uint8_t *val;
@@ -310,7 +310,7 @@ Test(unit_jobs, a_cuda_module_makes_a_gpu_job)
 {
     s_needs_t cu = {.cu = 7};
     uint64_t id = s_submit_needs(1, &cu);
-    pd_job_t *j = pd_jobs_get(jobs, id);
+    pd_jobrec_t *j = pd_jobs_get(jobs, id);
     cr_assert_eq(j->gpu, 1, "a job that ships kernels must wait for a GPU slot");
     cr_assert_eq(j->cu, 7);
     cr_assert_eq(pd_jobs_queued_in(jobs, PD_JOBS_GPU), 1);

@@ -147,7 +147,7 @@ static void s_done(uint64_t id, double v)
     memcpy(&bits, &v, 8);
     for (int i = 0; i < 8; i++)
         val[1 + i] = (uint8_t) (bits >> (56 - 8 * i));
-    pd_job_t *job = pd_jobs_get(jobs, id);
+    pd_jobrec_t *job = pd_jobs_get(jobs, id);
     cr_assert_not_null(job);
     if (job->state == PD_JOB_QUEUED) {
         /* pop until this one runs */
@@ -173,7 +173,7 @@ static double s_value(uint64_t id)
 
 static uint32_t s_arg(uint64_t id)
 {
-    pd_job_t *job = pd_jobs_get(jobs, id);
+    pd_jobrec_t *job = pd_jobs_get(jobs, id);
     cr_assert(job && job->arg);
     pd_rd_t r;
     pd_rd_init(&r, job->arg->data + job->arg_off, job->arg_len);
@@ -296,7 +296,7 @@ Test(unit_journal, a_batch_comes_back_with_its_client_cap_and_shared_data)
     int64_t si = pd_shared_find(shared, hash);
     cr_assert_geq(si, 0, "the shared data came back");
     cr_assert_eq(pd_shared_get(shared, (uint32_t) si)->len, sizeof data);
-    pd_job_t *job = pd_jobs_get(jobs, a);
+    pd_jobrec_t *job = pd_jobs_get(jobs, a);
     cr_assert_not_null(job);
     cr_assert_eq(job->shared, (uint32_t) si + 1);
     cr_assert_eq(pd_jobs_shared_open(jobs, (uint32_t) si), 3, "its jobs keep it from eviction");

@@ -23,7 +23,7 @@ import sys
 
 from allowlist import read_allowlist
 
-FOLDERS = ["common", "client", "worker", "broker", "optim", "gpu", "include"]
+FOLDERS = ["common", "client", "worker", "broker", "optim", "gpu", "local", "include"]
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 
 

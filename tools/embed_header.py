@@ -5,7 +5,7 @@ Usage: embed_header.py INPUT OUTPUT SYMBOL
 
 Writes OUTPUT defining `const char SYMBOL[]` (the bytes of INPUT followed by a
 NUL) and `const size_t SYMBOL_len` (the byte count without the NUL). The worker
-uses it to carry client/playdoh_task.h, which it writes into its module cache so
+uses it to carry include/playdoh/playdoh_task.h, which it writes into its module cache so
 that task modules compile on any machine without installing anything.
 """
 import sys

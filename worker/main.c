@@ -35,11 +35,12 @@
 #include "pd_codec.h"
 #include "pd_cli.h"
 #include "pd_config.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_json.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 #include "pd_nodeproc.h"
 #include "pd_policy.h"
 #include "pd_slot.h"
@@ -275,15 +276,11 @@ static int s_ctl(int argc, char **argv)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "ctl", (uint32_t) ((cpus >= 0) + (gpus >= 0) + now + (token[0] != 0)));
-    if (cpus >= 0)
-        pd_pack_kv_uint(&pk, "cpus", (uint64_t) cpus);
-    if (gpus >= 0)
-        pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
-    if (now)
-        pd_pack_kv_bool(&pk, "now", true);
-    if (token[0])
-        pd_pack_kv_str(&pk, "token", token);
+    pd_m_ctl_t ask = {.has_cpus = cpus >= 0, .cpus = (uint64_t) cpus,
+                      .has_gpus = gpus >= 0, .gpus = (uint64_t) gpus,
+                      .has_now = now, .now = true, .has_token = token[0] != 0};
+    snprintf(ask.token, sizeof ask.token, "%s", token);
+    pd_m_ctl_encode(&pk, &ask);
     void *ctx = zmq_ctx_new();
     void *sock = zmq_socket(ctx, ZMQ_REQ);
     int zero = 0, wait = 5000;
@@ -313,30 +310,22 @@ static int s_ctl(int argc, char **argv)
         if (pd_msg_parse(&m, zmq_msg_data(&reply), zmq_msg_size(&reply))) {
             fprintf(stderr, "playdoh-worker ctl: unreadable answer: %s\n", m.why);
         } else if (pd_msg_is(&m, "error")) {
-            char msg[512] = "";
-            pd_msg_str(&m, "msg", msg, sizeof msg);
-            fprintf(stderr, "playdoh-worker ctl: refused: %s\n", msg);
+            pd_m_error_t e;
+            pd_m_error_decode(&m, &e); /* what it could read: a sentence or "" */
+            fprintf(stderr, "playdoh-worker ctl: refused: %.*s\n", (int) e.msg.len,
+                    e.msg.p ? e.msg.p : "");
             rc = 2;
         } else {
-            char id[32] = "", host[256] = "", broker[256] = "";
-            uint64_t vc = 0, vg = 0, off = 0, slots = 0, down = 0, busy = 0, q = 0, done = 0, req = 0;
-            bool reg = false, owner = false;
-            double load = -1;
-            pd_msg_str(&m, "id", id, sizeof id);
-            pd_msg_str(&m, "host", host, sizeof host);
-            pd_msg_str(&m, "broker", broker, sizeof broker);
-            pd_msg_uint_opt(&m, "cpus", &vc);
-            pd_msg_uint_opt(&m, "gpus", &vg);
-            pd_msg_uint_opt(&m, "offered", &off);
-            pd_msg_uint_opt(&m, "slots", &slots);
-            pd_msg_uint_opt(&m, "down", &down);
-            pd_msg_uint_opt(&m, "busy", &busy);
-            pd_msg_uint_opt(&m, "queued", &q);
-            pd_msg_uint_opt(&m, "done", &done);
-            pd_msg_uint_opt(&m, "requeued", &req);
-            pd_msg_bool(&m, "registered", &reg);
-            pd_msg_bool(&m, "owner", &owner);
-            pd_msg_double(&m, "load", &load);
+            pd_m_ctl_ok_t ok;
+            pd_m_ctl_ok_decode(&m, &ok); /* fields it could not read stay 0 */
+            const char *id = ok.id, *host = ok.host;
+            char broker[256];
+            pd_str_copy(ok.broker, broker, sizeof broker);
+            uint64_t vc = ok.cpus, vg = ok.gpus, off = ok.offered, slots = ok.slots,
+                     down = ok.down, busy = ok.busy, q = ok.queued, done = ok.done,
+                     req = ok.requeued;
+            bool reg = ok.registered, owner = ok.owner;
+            double load = ok.load;
             if (json) {
                 pd_buf_t out;
                 pd_buf_init(&out);

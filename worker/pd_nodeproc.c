@@ -13,13 +13,13 @@
 */
 #include "pd_nodeproc.h"
 #include "pd_codec.h"
-#include "pd_optim_node.h"
-#include "pd_optim_task.h"
+#include "pd_builtins.h"
 #include "pd_error.h"
 #include "pd_gpurt.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 #include "pd_pipe.h"
 #include "pd_task.h"
 #include "pd_tubes.h"
@@ -230,30 +230,38 @@ uint64_t pd_nodeproc_attempt(const pd_nodeproc_t *nd) { return nd->attempt; }
 int pd_nodeproc_pid(const pd_nodeproc_t *nd) { return (int) nd->pid; }
 bool pd_nodeproc_ended(const pd_nodeproc_t *nd) { return nd->ended; }
 
-/* Sends a message with no field of the caller's. */
-static int s_send_simple(pd_nodeproc_t *nd, const char *type, const void *raw_peers, size_t len)
+/* Encodes message m (described by d) as one pipe frame into b, which it
+   resets. Returns 0, or PD_ETOOBIG when it does not fit a frame. Both ends
+   of the pipe write with it. */
+static int s_pipe_msg(pd_buf_t *b, const pd_proto_msg_t *d, const void *m)
+{
+    msgpack_packer pk;
+    pd_packer_init(&pk, b);
+    pd_pipe_frame_begin(b);
+    pd_proto_encode(&pk, d, m);
+    return pd_pipe_frame_end(b);
+}
+
+/* Sends message m to the node process. */
+static int s_send_msg(pd_nodeproc_t *nd, const pd_proto_msg_t *d, const void *m)
 {
     pd_buf_t b;
     pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_pipe_frame_begin(&b);
-    pd_msg_begin(&pk, type, raw_peers ? 1 : 0);
-    if (raw_peers) {
-        pd_pack_cstr(&pk, "peers");
-        pd_pack_raw(&pk, raw_peers, len);
-    }
-    int rc = pd_pipe_frame_end(&b) ? PD_ENOMEM : s_send_frame(nd, &b);
+    int rc = s_pipe_msg(&b, d, m) ? PD_ENOMEM : s_send_frame(nd, &b);
     pd_buf_free(&b);
     return rc;
 }
 
 int pd_nodeproc_send_peers(pd_nodeproc_t *nd, const void *peers, size_t len)
 {
-    return s_send_simple(nd, "peers", peers, len);
+    pd_m_np_peers_t m = {.peers = {.p = peers, .len = len}};
+    return s_send_msg(nd, &pd_proto_np_peers, &m);
 }
 
-int pd_nodeproc_send_go(pd_nodeproc_t *nd) { return s_send_simple(nd, "go", NULL, 0); }
+int pd_nodeproc_send_go(pd_nodeproc_t *nd)
+{
+    return s_send_msg(nd, &pd_proto_np_go, &(pd_m_np_go_t){0});
+}
 int pd_nodeproc_send_stop(pd_nodeproc_t *nd)
 {
     /* Once: the node reads its pipe only when it looks, so repeated asks
@@ -261,7 +269,7 @@ int pd_nodeproc_send_stop(pd_nodeproc_t *nd)
     if (nd->ended || nd->stop_sent)
         return 0;
     nd->stop_sent = true;
-    return s_send_simple(nd, "stop", NULL, 0);
+    return s_send_msg(nd, &pd_proto_np_stop, &(pd_m_np_stop_t){0});
 }
 
 /* Handles one message from the child; returns 0, or -1 with *why set. */
@@ -281,17 +289,15 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         return -1;
     }
     if (pd_msg_is(&m, "bound")) {
-        char ep[320], key[41] = "";
-        if (pd_msg_str(&m, "ep", ep, sizeof ep)) {
-            *why = "'bound' without an endpoint";
-            return -1;
-        }
-        if (pd_msg_has(&m, "key") && pd_msg_str(&m, "key", key, sizeof key)) {
-            *why = "'bound' with a key that is not 40 characters";
+        pd_m_np_bound_t b;
+        if (pd_m_np_bound_decode(&m, &b)) {
+            /* the fields are read in order: an endpoint read means the key failed */
+            *why = b.ep[0] ? "'bound' with a key that is not 40 characters"
+                           : "'bound' without an endpoint";
             return -1;
         }
         if (nd->sink.bound)
-            nd->sink.bound(nd->sink.user, nd, ep, key[0] ? key : NULL);
+            nd->sink.bound(nd->sink.user, nd, b.ep, b.key[0] ? b.key : NULL);
         return 0;
     }
     if (pd_msg_is(&m, "ready")) {
@@ -300,29 +306,24 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         return 0;
     }
     if (pd_msg_is(&m, "progress")) {
-        const uint8_t *val;
-        size_t vlen;
-        if (pd_msg_raw(&m, "val", &val, &vlen)) {
+        pd_m_np_progress_t pr;
+        if (pd_m_np_progress_decode(&m, &pr)) {
             *why = "'progress' without val";
             return -1;
         }
-        if (nd->sink.progress && vlen <= PD_NODEPROC_MAX_PROGRESS)
-            nd->sink.progress(nd->sink.user, nd, val, vlen);
+        if (nd->sink.progress && pr.val.len <= PD_NODEPROC_MAX_PROGRESS)
+            nd->sink.progress(nd->sink.user, nd, pr.val.p, pr.val.len);
         return 0;
     }
     if (pd_msg_is(&m, "result")) {
-        bool ok;
-        uint64_t us = 0;
-        const uint8_t *val;
-        size_t vlen;
-        if (pd_msg_bool(&m, "ok", &ok) || pd_msg_raw(&m, "val", &val, &vlen)
-            || pd_msg_uint_opt(&m, "us", &us)) {
+        pd_m_np_result_t r;
+        if (pd_m_np_result_decode(&m, &r)) {
             *why = "'result' without ok or val";
             return -1;
         }
         nd->ended = true;
         nd->ended_ms = zclock_mono();
-        nd->sink.result(nd->sink.user, nd, ok, val, vlen, us);
+        nd->sink.result(nd->sink.user, nd, r.ok, r.val.p, r.val.len, r.us);
         return 0;
     }
     *why = "unknown message type";
@@ -399,28 +400,6 @@ void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
 
 /* ---- child side --------------------------------------------------------- */
 
-/* Node functions of the reserved module "builtin" (module kind "b"), run
-   with the same task API as a module's. Empty for now: an entry {name, fn}
-   here makes `fn` a node function every worker has. */
-static const struct {
-    const char *name;       /* the function name a task gives */
-    int (*fn)(pd_task_t *); /* the node function */
-} s_builtin_nodes[] = {
-    {NULL, NULL},
-};
-
-/* Node functions compiled into the worker that work over the task's own
-   module (a task of the user's module names one of these as its function;
-   their names are not C identifiers, so no module function hides them):
-   the module is loaded when the function asks for one of its symbols
-   through the pd_node_env_t. The optimisers' islands are one. */
-static const struct {
-    const char *name;                                   /* the function name a task gives */
-    int (*fn)(pd_task_t *, const pd_node_env_t *env);   /* the node function */
-} s_module_nodes[] = {
-    {PD_OPTIM_NODE_FN, pd_optim_node},
-};
-
 bool pd_nodeproc_is_child(int argc, char **argv)
 {
     return argc > 1 && strcmp(argv[1], "--node") == 0;
@@ -478,17 +457,10 @@ static void s_child_gpu(const s_child_t *c, pd_task_t *t)
         pd_task_set_cuda(t, c->cu, c->cu_name);
 }
 
-/* Writes a message with the given type whose fields the callback packs. */
-static int s_child_send(s_child_t *c, const char *type, uint32_t nfields,
-                        void (*fill)(msgpack_packer *pk, void *arg), void *arg)
+/* Writes message m (described by d) to the worker. */
+static int s_child_send(s_child_t *c, const pd_proto_msg_t *d, const void *m)
 {
-    msgpack_packer pk;
-    pd_packer_init(&pk, &c->out);
-    pd_pipe_frame_begin(&c->out);
-    pd_msg_begin(&pk, type, nfields);
-    if (fill)
-        fill(&pk, arg);
-    if (pd_pipe_frame_end(&c->out))
+    if (s_pipe_msg(&c->out, d, m))
         return -1;
     return pd_plat_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len);
 }
@@ -502,33 +474,29 @@ typedef struct {
     uint64_t us;
 } s_result_t;
 
-static void s_fill_result(msgpack_packer *pk, void *arg)
+/* A failed result's val: {code, msg}. */
+static int s_pack_failure(msgpack_packer *pk, const void *arg)
 {
     const s_result_t *r = arg;
-    pd_pack_kv_bool(pk, "ok", r->ok);
-    pd_pack_cstr(pk, "val");
-    if (r->ok) {
-        pd_pack_raw(pk, r->val, r->len);
-    } else {
-        msgpack_pack_map(pk, 2);
-        pd_pack_kv_str(pk, "code", pd_err_name(r->code));
-        pd_pack_kv_str(pk, "msg", r->msg);
-    }
-    pd_pack_kv_uint(pk, "us", r->us);
+    return msgpack_pack_map(pk, 2) || pd_pack_kv_str(pk, "code", pd_err_name(r->code))
+           || pd_pack_kv_str(pk, "msg", r->msg);
+}
+
+/* Writes `result`; returns 0, or 1 when writing failed. */
+static int s_child_result(s_child_t *c, const s_result_t *r)
+{
+    pd_m_np_result_t m = {.ok = r->ok, .us = r->us};
+    if (r->ok)
+        m.val = (pd_raw_t){.p = r->val, .len = r->len};
+    else
+        m.val = (pd_raw_t){.pack = s_pack_failure, .ctx = r};
+    return s_child_send(c, &pd_proto_np_result, &m) ? 1 : 0;
 }
 
 static int s_child_fail(s_child_t *c, int code, const char *msg)
 {
     s_result_t r = {.ok = false, .code = code, .msg = msg};
-    return s_child_send(c, "result", 3, s_fill_result, &r) ? 1 : 0;
-}
-
-static void s_fill_bound(msgpack_packer *pk, void *arg)
-{
-    const pd_tubes_t *t = arg;
-    pd_pack_kv_str(pk, "ep", pd_tubes_endpoint(t));
-    if (pd_tubes_key(t))
-        pd_pack_kv_str(pk, "key", pd_tubes_key(t));
+    return s_child_result(c, &r);
 }
 
 /* What the pd_node_env_t of a module node function reaches. */
@@ -587,24 +555,12 @@ static void *s_env_find(void *ctx, const char *fn, const void *shared, size_t sh
     return sym;
 }
 
-typedef struct {
-    const void *data;
-    size_t len;
-} s_slice_t;
-
-static void s_fill_progress(msgpack_packer *pk, void *arg)
-{
-    const s_slice_t *v = arg;
-    pd_pack_cstr(pk, "val");
-    pd_pack_raw(pk, v->data, v->len);
-}
-
 /* pd_node_env_t.progress: a `progress` frame to the worker. */
 static int s_env_progress(void *ctx, const void *data, size_t len)
 {
     s_env_t *e = ctx;
-    s_slice_t v = {data, len};
-    return s_child_send(e->c, "progress", 1, s_fill_progress, &v) ? -1 : 0;
+    pd_m_np_progress_t m = {.val = {.p = data, .len = len}};
+    return s_child_send(e->c, &pd_proto_np_progress, &m) ? -1 : 0;
 }
 
 /* Reads the next message, which must be of type want, into m (borrowing
@@ -626,11 +582,12 @@ static int s_child_expect(s_child_t *c, pd_msg_t *m, const char *want)
 }
 
 /* Reads an array of [a, b] pairs of uints into edges. */
-static int s_read_edges(const pd_msg_t *m, const char *key, pd_tubes_edge_t **edges, uint32_t *n)
+static int s_read_edges(const pd_raw_t *raw, pd_tubes_edge_t **edges, uint32_t *n)
 {
     pd_rd_t r;
     uint32_t count;
-    if (pd_msg_rd(m, key, &r) || pd_rd_array(&r, &count))
+    pd_rd_init(&r, raw->p, raw->len);
+    if (pd_rd_array(&r, &count))
         return -1;
     *edges = malloc((count ? count : 1) * sizeof **edges);
     if (!*edges)
@@ -647,11 +604,12 @@ static int s_read_edges(const pd_msg_t *m, const char *key, pd_tubes_edge_t **ed
     return 0;
 }
 
-static int s_read_names(s_child_t *c, const pd_msg_t *m)
+static int s_read_names(s_child_t *c, const pd_raw_t *raw)
 {
     pd_rd_t r;
     uint32_t count;
-    if (pd_msg_rd(m, "tubes", &r) || pd_rd_array(&r, &count) || count > PD_TUBES_MAX_TUBES)
+    pd_rd_init(&r, raw->p, raw->len);
+    if (pd_rd_array(&r, &count) || count > PD_TUBES_MAX_TUBES)
         return -1;
     c->names = calloc(count ? count : 1, sizeof *c->names);
     if (!c->names)
@@ -672,27 +630,24 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     pd_msg_t m;
     if (s_child_expect(c, &m, "start"))
         return -1;
-    uint64_t task, node, n, io_ms = 0, start_ms = 300000, window = 0, window_bytes = 0,
-             gpu = UINT64_MAX;
-    char mod[65], kind[4], name[128], fn[128], addr[256];
-    bool curve = false;
-    const uint8_t *arg;
-    size_t alen;
-    if (pd_msg_uint(&m, "task", &task) || pd_msg_uint(&m, "node", &node)
-        || pd_msg_uint(&m, "n", &n) || pd_msg_str(&m, "mod", mod, sizeof mod)
-        || pd_msg_str(&m, "kind", kind, sizeof kind) || pd_msg_str(&m, "name", name, sizeof name)
-        || pd_msg_str(&m, "fn", fn, sizeof fn) || pd_msg_raw(&m, "arg", &arg, &alen)
-        || pd_msg_str(&m, "addr", addr, sizeof addr) || pd_msg_uint_opt(&m, "io_ms", &io_ms)
-        || pd_msg_uint_opt(&m, "start_ms", &start_ms) || pd_msg_uint_opt(&m, "window", &window)
-        || pd_msg_uint_opt(&m, "window_bytes", &window_bytes)
-        || (pd_msg_has(&m, "curve") && pd_msg_bool(&m, "curve", &curve))
-        || pd_msg_uint_opt(&m, "gpu", &gpu)
-        || (pd_msg_has(&m, "cu") && (pd_msg_str(&m, "cu", c->cu, sizeof c->cu)
-                                     || pd_msg_str(&m, "cu_name", c->cu_name,
-                                                   sizeof c->cu_name)))
-        || (gpu != UINT64_MAX && gpu >= PD_GPU_MAX) || s_read_names(c, &m)
-        || s_read_edges(&m, "out", &c->out_edges, &c->nout)
-        || s_read_edges(&m, "in", &c->in_edges, &c->nin) || node >= n
+    pd_m_np_start_t st;
+    int bad = pd_m_np_start_decode(&m, &st);
+    if (!bad && st.has_cu && !st.has_cu_name)
+        bad = pd_msg_fail(&m, PD_ENOFIELD, "cu_name", "is missing (cu is given)");
+    const char *mod = st.mod, *kind = st.kind, *name = st.name, *fn = st.fn, *addr = st.addr;
+    uint64_t task = st.task, node = st.node, n = st.n, io_ms = st.io_ms, window = st.window,
+             window_bytes = st.window_bytes;
+    uint64_t start_ms = st.has_start_ms ? st.start_ms : 300000;
+    uint64_t gpu = st.has_gpu ? st.gpu : UINT64_MAX;
+    bool curve = st.curve;
+    const uint8_t *arg = st.arg.p;
+    size_t alen = st.arg.len;
+    snprintf(c->cu, sizeof c->cu, "%.*s", (int) sizeof c->cu - 1, st.cu);
+    snprintf(c->cu_name, sizeof c->cu_name, "%s", st.cu_name);
+    if (bad || strlen(st.cu) >= sizeof c->cu
+        || (gpu != UINT64_MAX && gpu >= PD_GPU_MAX) || s_read_names(c, &st.tubes)
+        || s_read_edges(&st.out, &c->out_edges, &c->nout)
+        || s_read_edges(&st.in, &c->in_edges, &c->nin) || node >= n
         || n > PD_TUBES_MAX_NODES || io_ms > INT32_MAX || start_ms > INT32_MAX
         || window > UINT32_MAX) {
         char msg[256];
@@ -721,25 +676,22 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     int code = 0;
     const char *msg = NULL;
     void *sym = NULL;
-    int (*module_fn)(pd_task_t *, const pd_node_env_t *) = NULL;
-    for (size_t i = 0; i < sizeof s_module_nodes / sizeof s_module_nodes[0]; i++)
-        if (strcmp(kind, "b") != 0 && strcmp(s_module_nodes[i].name, fn) == 0)
-            module_fn = s_module_nodes[i].fn;
+    const pd_builtin_node_t *module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn)
+                                                                : NULL;
     s_env_t env_ctx = {.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
     pd_node_env_t env = {.find = s_env_find, .progress = s_env_progress, .ctx = &env_ctx};
     if (module_fn) {
         /* the module loads when the function asks it for a symbol */
     } else if (strcmp(kind, "b") == 0) {
         /* The reserved module "builtin": node functions compiled into the
-           worker (none yet; the optimisers' islands are meant to be one). */
-        for (size_t i = 0; i < sizeof s_builtin_nodes / sizeof s_builtin_nodes[0]; i++)
-            if (s_builtin_nodes[i].name && strcmp(s_builtin_nodes[i].name, fn) == 0)
-                memcpy(&sym, &s_builtin_nodes[i].fn, sizeof sym);
-        if (!sym) {
+           worker (pd_builtins.c). */
+        int (*builtin_fn)(pd_task_t *) = pd_builtins_node(fn);
+        if (!builtin_fn) {
             char text[300];
             snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
             return s_child_fail(c, PD_ENOFUNC, text);
         }
+        memcpy(&sym, &builtin_fn, sizeof sym);
     } else if (!(sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
         return s_child_fail(c, code, msg);
     }
@@ -768,12 +720,16 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
     uint32_t npeers;
     pd_log_debug("tubes bound on %s (%s)", pd_tubes_endpoint(tubes),
                  pd_tubes_key(tubes) ? "CurveZMQ" : "no security");
-    if (s_child_send(c, "bound", pd_tubes_key(tubes) ? 2 : 1, s_fill_bound, tubes)
-        || s_child_expect(c, &m, "peers")) {
+    pd_m_np_bound_t bound = {.has_key = pd_tubes_key(tubes) != NULL};
+    snprintf(bound.ep, sizeof bound.ep, "%s", pd_tubes_endpoint(tubes));
+    snprintf(bound.key, sizeof bound.key, "%s", bound.has_key ? pd_tubes_key(tubes) : "");
+    pd_m_np_peers_t peers;
+    if (s_child_send(c, &pd_proto_np_bound, &bound) || s_child_expect(c, &m, "peers")) {
         rc = -1;
         goto gone;
     }
-    if (pd_msg_rd(&m, "peers", &r) || pd_rd_array(&r, &npeers)) {
+    if (pd_m_np_peers_decode(&m, &peers)
+        || (pd_rd_init(&r, peers.peers.p, peers.peers.len), pd_rd_array(&r, &npeers))) {
         failure = "the worker sent a malformed peers list";
         fail_code = PD_EPROTO;
         goto fail;
@@ -799,7 +755,8 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         failure = pd_tubes_error(tubes);
         goto fail;
     }
-    if (s_child_send(c, "ready", 0, NULL, NULL) || s_child_expect(c, &m, "go")) {
+    if (s_child_send(c, &pd_proto_np_ready, &(pd_m_np_ready_t){0})
+        || s_child_expect(c, &m, "go")) {
         rc = -1;
         goto gone;
     }
@@ -818,7 +775,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
         s_child_gpu(c, task_ctx);
         uint64_t t0 = ((uint64_t) zclock_usecs());
-        int frc = module_fn ? module_fn(task_ctx, &env) : task_fn(task_ctx);
+        int frc = module_fn ? module_fn->run(task_ctx, &env) : task_fn(task_ctx);
         uint64_t us = ((uint64_t) zclock_usecs()) - t0;
         fflush(stdout);
         const uint8_t *val;
@@ -837,12 +794,12 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
             pd_tubes_destroy(&tubes);
             zmq_ctx_term(ctx);
             ctx = NULL;
-            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+            rc = s_child_result(c, &res);
         } else {
             /* Failed: report at once, and leave without BYE, so that the
                neighbours do not take the silence for a normal end and fail
                with a sentence of their own first; the broker stops them. */
-            rc = s_child_send(c, "result", 3, s_fill_result, &res) ? 1 : 0;
+            rc = s_child_result(c, &res);
             pd_tubes_abandon(tubes);
         }
         pd_task_destroy(&task_ctx);
@@ -903,7 +860,7 @@ int pd_nodeproc_main(int argc, char **argv)
     pd_modcache_t *mc = pd_modcache_new(cache, &err); /* logs why it fails */
     /* `up` first: a process that dies before it did not start (the worker
        says so), one that dies after failed the node. */
-    int rc = mc && s_child_send(&c, "up", 0, NULL, NULL) == 0 ? s_child_run(&c, mc) : -1;
+    int rc = mc && s_child_send(&c, &pd_proto_np_up, &(pd_m_np_up_t){0}) == 0 ? s_child_run(&c, mc) : -1;
     for (uint32_t i = 0; c.names && i < c.ntubes; i++)
         free(c.names[i]);
     free(c.names);

@@ -100,12 +100,7 @@ struct pd_slot {
     uint64_t mem_seen;     /* what the last measurement over the limit found, bytes */
 };
 
-int64_t pd_slot_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t pd_slot_now_ms(void) { return zclock_mono(); }
 
 /* ---- jobs --------------------------------------------------------------- */
 

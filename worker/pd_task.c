@@ -1,4 +1,4 @@
-/*  pd_task: implementation of the task API (client/playdoh_task.h).
+/*  pd_task: implementation of the task API (include/playdoh/playdoh_task.h).
 
     The argument is read with the strict readers of common/pd_codec.h (a
     pd_value_t has the same layout as a pd_rd_t); the result is written with a

@@ -1,4 +1,4 @@
-/*  pd_task: the slot side of client/playdoh_task.h.
+/*  pd_task: the slot side of include/playdoh/playdoh_task.h.
 
     A slot process owns one pd_task_t and reuses it for every job: it points
     the task at the job's argument (pd_task_begin), calls the module's task

@@ -67,25 +67,40 @@ int pd_worker_send(pd_worker_t *w, pd_buf_t *b)
     return 0;
 }
 
-static void s_send_simple(pd_worker_t *w, const char *type)
+int pd_worker_send_msg(pd_worker_t *w, const pd_proto_msg_t *d, const void *m)
 {
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, type, 0);
-    pd_worker_send(w, &b);
+    pd_proto_encode(&pk, d, m); /* a failure marks b, which pd_worker_send reports */
+    int rc = pd_worker_send(w, &b);
     pd_buf_free(&b);
+    return rc;
 }
 
-/* Packs the optional state fields of `ready` and `hb` (4 fields). */
-static void s_pack_state(pd_worker_t *w, msgpack_packer *pk)
+/* The worker's state, as `ready` and `hb` carry it. */
+typedef struct {
+    uint64_t busy, queued;
+    double load;
+    const char *owner;
+} s_state_t;
+
+static s_state_t s_state(const pd_worker_t *w)
 {
-    pd_pack_kv_uint(pk, "busy", (uint64_t) pd_worker_busy(w));
-    pd_pack_kv_uint(pk, "queued", (uint64_t) pd_worker_queued(w));
-    pd_pack_kv_double(pk, "load", w->owner_load);
-    pd_pack_kv_str(pk, "owner", w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle");
+    return (s_state_t){(uint64_t) pd_worker_busy(w), (uint64_t) pd_worker_queued(w),
+                       w->owner_load,
+                       w->idle.load_max <= 0 ? "" : w->owner_active ? "owner" : "idle"};
 }
+
+#define S_SET_STATE(m, st)                                                                   \
+    do {                                                                                     \
+        (m).has_busy = (m).has_queued = (m).has_load = (m).has_owner = true;                 \
+        (m).busy = (st).busy;                                                                \
+        (m).queued = (st).queued;                                                            \
+        (m).load = (st).load;                                                                \
+        snprintf((m).owner, sizeof (m).owner, "%s", (st).owner);                             \
+    } while (0)
 
 /* The owner's limits: a default never exceeds its maximum, and output
    always has a cap (never more than PD_LIMITS_MAX_OUTPUT). */
@@ -106,53 +121,66 @@ static void s_set_limits(pd_worker_t *w, const pd_worker_config_t *cfg)
     w->job_default = df;
 }
 
+static int s_pack_gpu_names(msgpack_packer *pk, const void *ctx)
+{
+    const pd_worker_t *w = ctx;
+    int rc = msgpack_pack_array(pk, (uint32_t) w->ngpu_names);
+    for (int i = 0; i < w->ngpu_names; i++)
+        rc |= pd_pack_cstr(pk, w->gpu_names[i]);
+    return rc;
+}
+
+/* Every GPU it can offer, in slot order (the first `gpus` are offered now),
+   with its memory and compute capability. */
+static int s_pack_gpu_info(msgpack_packer *pk, const void *ctx)
+{
+    const pd_worker_t *w = ctx;
+    int rc = msgpack_pack_array(pk, (uint32_t) w->ngpu);
+    for (int i = 0; i < w->ngpu; i++) {
+        rc |= msgpack_pack_map(pk, 4);
+        rc |= pd_pack_kv_str(pk, "name", w->gpu[i].name);
+        rc |= pd_pack_kv_uint(pk, "mem", w->gpu[i].mem);
+        rc |= pd_pack_kv_uint(pk, "cc_major", (uint64_t) w->gpu[i].cc_major);
+        rc |= pd_pack_kv_uint(pk, "cc_minor", (uint64_t) w->gpu[i].cc_minor);
+    }
+    return rc;
+}
+
+static int s_pack_limits(msgpack_packer *pk, const void *ctx)
+{
+    pd_limits_pack(pk, ctx);
+    return 0;
+}
+
 void pd_worker_send_ready(pd_worker_t *w)
 {
     if (!w->connected)
         return;
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    int gpus = pd_worker_offered_gpus(w);
-    uint32_t nslurm = (w->slurm_job[0] != 0) + (w->slurm_step[0] != 0) + (w->slurm_array[0] != 0);
-    pd_msg_begin(&pk, "ready", (w->ngpu ? 13 : 12) + nslurm);
-    pd_pack_kv_str(&pk, "host", w->host);
-    pd_pack_kv_str(&pk, "platform", pd_plat_name());
-    pd_pack_kv_str(&pk, "version", PD_VERSION);
-    pd_pack_kv_uint(&pk, "pid", (uint64_t) pd_plat_getpid());
-    pd_pack_kv_uint(&pk, "cpus", (uint64_t) pd_worker_offered(w));
-    pd_pack_kv_uint(&pk, "gpus", (uint64_t) gpus);
-    pd_pack_cstr(&pk, "gpu_names");
-    msgpack_pack_array(&pk, (uint32_t) w->ngpu_names);
-    for (int i = 0; i < w->ngpu_names; i++)
-        pd_pack_cstr(&pk, w->gpu_names[i]);
-    if (w->ngpu) {
-        /* Every GPU it can offer, in slot order (the first `gpus` are
-           offered now), with its memory and compute capability. */
-        pd_pack_cstr(&pk, "gpu_info");
-        msgpack_pack_array(&pk, (uint32_t) w->ngpu);
-        for (int i = 0; i < w->ngpu; i++) {
-            msgpack_pack_map(&pk, 4);
-            pd_pack_kv_str(&pk, "name", w->gpu[i].name);
-            pd_pack_kv_uint(&pk, "mem", w->gpu[i].mem);
-            pd_pack_kv_uint(&pk, "cc_major", (uint64_t) w->gpu[i].cc_major);
-            pd_pack_kv_uint(&pk, "cc_minor", (uint64_t) w->gpu[i].cc_minor);
-        }
-    }
-    s_pack_state(w, &pk);
-    /* The owner's maxima for one job: the broker places here only jobs
-       whose request fits. */
-    pd_pack_cstr(&pk, "limits");
-    pd_limits_pack(&pk, &w->job_max);
-    if (w->slurm_job[0])
-        pd_pack_kv_str(&pk, "slurm_job", w->slurm_job);
-    if (w->slurm_step[0])
-        pd_pack_kv_str(&pk, "slurm_step", w->slurm_step);
-    if (w->slurm_array[0])
-        pd_pack_kv_str(&pk, "slurm_array", w->slurm_array);
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
+    pd_m_ready_t r = {
+        .pid = (uint64_t) pd_plat_getpid(),
+        .cpus = (uint64_t) pd_worker_offered(w),
+        .gpus = (uint64_t) pd_worker_offered_gpus(w),
+        .has_gpu_names = true,
+        .gpu_names = {.pack = s_pack_gpu_names, .ctx = w},
+        .has_gpu_info = w->ngpu > 0,
+        .gpu_info = {.pack = s_pack_gpu_info, .ctx = w},
+        /* The owner's maxima for one job: the broker places here only jobs
+           whose request fits. */
+        .has_limits = true,
+        .limits = {.pack = s_pack_limits, .ctx = &w->job_max},
+        .has_slurm_job = w->slurm_job[0] != 0,
+        .has_slurm_step = w->slurm_step[0] != 0,
+        .has_slurm_array = w->slurm_array[0] != 0,
+    };
+    snprintf(r.host, sizeof r.host, "%s", w->host);
+    snprintf(r.platform, sizeof r.platform, "%s", pd_plat_name());
+    snprintf(r.version, sizeof r.version, "%s", PD_VERSION);
+    s_state_t st = s_state(w);
+    S_SET_STATE(r, st);
+    snprintf(r.slurm_job, sizeof r.slurm_job, "%s", w->slurm_job);
+    snprintf(r.slurm_step, sizeof r.slurm_step, "%s", w->slurm_step);
+    snprintf(r.slurm_array, sizeof r.slurm_array, "%s", w->slurm_array);
+    pd_worker_send_msg(w, &pd_proto_ready, &r);
     w->last_ready = w->last_state = pd_slot_now_ms();
 }
 
@@ -160,29 +188,19 @@ void pd_worker_send_slots(pd_worker_t *w)
 {
     if (!w->connected || !w->registered)
         return; /* the next `ready` carries them */
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "slots", 2);
-    pd_pack_kv_uint(&pk, "cpus", (uint64_t) pd_worker_offered(w));
-    pd_pack_kv_uint(&pk, "gpus", (uint64_t) pd_worker_offered_gpus(w));
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
+    pd_m_slots_t m = {.cpus = (uint64_t) pd_worker_offered(w),
+                      .gpus = (uint64_t) pd_worker_offered_gpus(w)};
+    pd_worker_send_msg(w, &pd_proto_slots, &m);
 }
 
 void pd_worker_send_state(pd_worker_t *w)
 {
     if (!w->connected || !w->registered)
         return;
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "hb", 4);
-    s_pack_state(w, &pk);
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
+    pd_m_hb_t m = {0};
+    s_state_t st = s_state(w);
+    S_SET_STATE(m, st);
+    pd_worker_send_msg(w, &pd_proto_hb, &m);
     w->last_state = pd_slot_now_ms();
 }
 
@@ -217,13 +235,13 @@ static void s_reset(pd_worker_t *w)
 
 static void s_on_welcome(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t hb = (uint64_t) w->hb_ms, live = (uint64_t) w->liveness;
-    if (pd_msg_uint_opt(m, "hb_ms", &hb) || pd_msg_uint_opt(m, "liveness", &live))
+    pd_m_w_welcome_t wl;
+    if (pd_m_w_welcome_decode(m, &wl))
         pd_log_warn("broker sent a bad 'welcome': %s", m->why);
-    if (hb >= 10 && hb <= 600000)
-        w->hb_ms = (int) hb;
-    if (live >= 1 && live <= 1000)
-        w->liveness = (int) live;
+    if (wl.has_hb_ms && wl.hb_ms >= 10 && wl.hb_ms <= 600000)
+        w->hb_ms = (int) wl.hb_ms;
+    if (wl.has_liveness && wl.liveness >= 1 && wl.liveness <= 1000)
+        w->liveness = (int) wl.liveness;
     if (!w->registered)
         pd_log_info("registered with broker %s as %s (%d cpus, %d gpus offered; heartbeat %d "
                     "ms x %d)", w->broker, w->id, pd_worker_offered(w), pd_worker_offered_gpus(w),
@@ -268,9 +286,10 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
     else if (pd_msg_is(&m, "node_abort"))
         pd_worker_on_node_abort(w, &m);
     else if (pd_msg_is(&m, "error")) {
-        char msg[256] = "";
-        pd_msg_str(&m, "msg", msg, sizeof msg);
-        pd_log_warn("broker reports an error: %s", msg);
+        pd_m_error_t e;
+        pd_m_error_decode(&m, &e); /* what it could read: a sentence or "" */
+        pd_log_warn("broker reports an error: %.*s", (int) (e.msg.len < 255 ? e.msg.len : 255),
+                    e.msg.p ? e.msg.p : "");
     } else
         pd_log_warn("broker sent a message of unknown type '%s'; ignored", m.type);
 }
@@ -358,7 +377,7 @@ static void s_keepalive(pd_worker_t *w, int64_t now)
     if (w->registered && now - w->last_state >= w->hb_ms)
         pd_worker_send_state(w);
     else if (now - w->last_send >= w->hb_ms)
-        s_send_simple(w, "hb");
+        pd_worker_send_msg(w, &pd_proto_hb, &(pd_m_hb_t){0});
 }
 
 static int s_poll_timeout(pd_worker_t *w, int64_t now)
@@ -403,6 +422,32 @@ static void s_forgive_stall(pd_worker_t *w, int64_t deaf)
         w->last_recv = now;
 }
 
+/* The loop is written out over zmq_poll rather than CZMQ's zloop (which the
+   house uses where it fits, issue 17), because this loop needs four things
+   zloop does not give:
+   - a tail after every poll, once whatever was ready has been handled:
+     reaping node processes, slot deadlines, the idle policy, giving queued
+     jobs to idle slots, and above all one `done` message for every result
+     collected in the iteration (pd_worker_flush), which is what keeps
+     bench_async's throughput. zloop has no end-of-iteration hook; a timer of
+     0 ms makes its poll time out at once (a busy loop), a timer of 1 ms holds
+     each result up to a millisecond, and flushing in each handler sends one
+     `done` per pipe instead of one per iteration;
+   - a poll set rebuilt from the slots and nodes every iteration: their
+     pipes come and go with every slot restart and every task's node
+     processes, from modules (pd_slot, pd_nodeproc) that do not know the
+     loop. With zloop each change is a zloop_poller / zloop_poller_end, and
+     a change made in a handler ends that pass over the ready items
+     (need_rebuild), leaving the rest for another poll;
+   - signals that do not stop it: zloop_start returns on any EINTR, and
+     this loop is woken on purpose by SIGHUP (reload, below) and, for the
+     worker embedded in playdoh-broker, by SIGUSR1 (local/pd_embedded.c), to
+     look at its flags and carry on;
+   - the time spent inside the poll, which s_forgive_stall needs to tell a
+     stalled process from a quiet broker; zloop keeps its poll to itself.
+   The order in which ready items are handled (monitor, shared-data
+   writer, broker messages, pipes, then control requests, which may retire
+   slots) matters as well, and is plain here. */
 int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
 {
     int rc = 0;
@@ -509,7 +554,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
     }
     pd_worker_flush(w);
     if (w->connected)
-        s_send_simple(w, "bye");
+        pd_worker_send_msg(w, &pd_proto_bye, &(pd_m_bye_t){0});
     pd_log_info("leaving broker %s after %llu results", w->broker[0] ? w->broker : "(none found)",
                 (unsigned long long) w->ndone);
     return rc;

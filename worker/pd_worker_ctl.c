@@ -39,28 +39,22 @@ static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
     if (code) {
-        pd_msg_begin(&pk, "error", 2);
-        pd_pack_kv_str(&pk, "code", pd_err_name(code));
-        pd_pack_kv_str(&pk, "msg", why);
+        pd_m_error_t e = {.msg = pd_str_of(why)};
+        snprintf(e.code, sizeof e.code, "%s", pd_err_name(code));
+        pd_m_error_encode(&pk, &e);
     } else {
         pd_worker_stats_t st;
         pd_worker_stats(w, &st);
-        pd_msg_begin(&pk, "ctl_ok", 15);
-        pd_pack_kv_str(&pk, "id", w->id);
-        pd_pack_kv_str(&pk, "host", w->host);
-        pd_pack_kv_str(&pk, "broker", st.broker);
-        pd_pack_kv_bool(&pk, "registered", st.registered);
-        pd_pack_kv_uint(&pk, "cpus", (uint64_t) st.cpus);
-        pd_pack_kv_uint(&pk, "gpus", (uint64_t) st.gpus);
-        pd_pack_kv_uint(&pk, "offered", (uint64_t) st.offered);
-        pd_pack_kv_uint(&pk, "slots", (uint64_t) st.slots);
-        pd_pack_kv_uint(&pk, "down", (uint64_t) st.down);
-        pd_pack_kv_uint(&pk, "busy", (uint64_t) st.busy);
-        pd_pack_kv_uint(&pk, "queued", (uint64_t) st.queued);
-        pd_pack_kv_uint(&pk, "done", st.done);
-        pd_pack_kv_uint(&pk, "requeued", st.requeued);
-        pd_pack_kv_bool(&pk, "owner", st.owner_active);
-        pd_pack_kv_double(&pk, "load", st.load);
+        pd_m_ctl_ok_t ok = {
+            .broker = pd_str_of(st.broker), .registered = st.registered,
+            .cpus = (uint64_t) st.cpus, .gpus = (uint64_t) st.gpus,
+            .offered = (uint64_t) st.offered, .slots = (uint64_t) st.slots,
+            .down = (uint64_t) st.down, .busy = (uint64_t) st.busy,
+            .queued = (uint64_t) st.queued, .done = st.done, .requeued = st.requeued,
+            .owner = st.owner_active, .load = st.load};
+        snprintf(ok.id, sizeof ok.id, "%s", w->id);
+        snprintf(ok.host, sizeof ok.host, "%s", w->host);
+        pd_m_ctl_ok_encode(&pk, &ok);
     }
     if (!b.failed)
         zmq_send(w->ctl, b.data, b.len, ZMQ_DONTWAIT);
@@ -69,13 +63,11 @@ static void s_ctl_reply(pd_worker_t *w, int code, const char *why)
 
 /* True when the request's token is the one in the control file (compared
    in constant time). */
-static bool s_token_ok(const pd_worker_t *w, pd_msg_t *m)
+static bool s_token_ok(const pd_worker_t *w, const pd_m_ctl_t *c)
 {
-    char token[PD_PLAT_TOKEN_LEN + 1] = "";
-    if (!pd_msg_has(m, "token") || pd_msg_str(m, "token", token, sizeof token) ||
-        strlen(token) != strlen(w->ctl_token))
+    if (!c->has_token || strlen(c->token) != strlen(w->ctl_token))
         return false;
-    return sodium_memcmp(token, w->ctl_token, strlen(token)) == 0;
+    return sodium_memcmp(c->token, w->ctl_token, strlen(c->token)) == 0;
 }
 
 void pd_worker_on_ctl(pd_worker_t *w)
@@ -87,30 +79,31 @@ void pd_worker_on_ctl(pd_worker_t *w)
         return;
     }
     pd_msg_t m;
+    pd_m_ctl_t c;
     char why[256];
     int code = pd_msg_parse(&m, zmq_msg_data(&msg), zmq_msg_size(&msg));
+    int fields = code || !pd_msg_is(&m, "ctl") ? 0 : pd_m_ctl_decode(&m, &c);
     if (code) {
         snprintf(why, sizeof why, "%s", m.why);
     } else if (!pd_msg_is(&m, "ctl")) {
         code = PD_ETYPE;
         snprintf(why, sizeof why, "the control socket takes 'ctl' requests, not '%s'", m.type);
-    } else if (w->ctl_token[0] && !s_token_ok(w, &m)) {
+    } else if (w->ctl_token[0] && !s_token_ok(w, &c)) {
         code = PD_EAUTH;
         snprintf(why, sizeof why, "the request carries no valid token: only the machine's owner "
                  "(who can read the control file %s) may change the slots", w->control);
     } else {
-        uint64_t cpus = (uint64_t) w->cpus, gpus = (uint64_t) w->gpus;
-        bool now = false;
-        if ((code = pd_msg_uint_opt(&m, "cpus", &cpus)) ||
-            (code = pd_msg_uint_opt(&m, "gpus", &gpus)) ||
-            (pd_msg_has(&m, "now") && (code = pd_msg_bool(&m, "now", &now)))) {
+        uint64_t cpus = c.has_cpus ? c.cpus : (uint64_t) w->cpus;
+        uint64_t gpus = c.has_gpus ? c.gpus : (uint64_t) w->gpus;
+        bool now = c.now;
+        if ((code = fields)) {
             snprintf(why, sizeof why, "%s", m.why);
         } else if (cpus > PD_WORKER_MAX_CPUS || gpus > PD_WORKER_MAX_GPUS) {
             code = PD_EINVAL;
             snprintf(why, sizeof why, "cpus must be from 0 to %d and gpus from 0 to %d (got %llu "
                      "and %llu)", PD_WORKER_MAX_CPUS, PD_WORKER_MAX_GPUS,
                      (unsigned long long) cpus, (unsigned long long) gpus);
-        } else if (pd_msg_has(&m, "cpus") || pd_msg_has(&m, "gpus") || now) {
+        } else if (c.has_cpus || c.has_gpus || now) {
             code = pd_worker_set_slots(w, (int) cpus, (int) gpus, now, why, sizeof why);
         }
     }
@@ -148,7 +141,7 @@ int pd_worker_bind_control(pd_worker_t *w, const char *path, int mode)
             pd_buf_init(&b);
             msgpack_packer pk;
             pd_packer_init(&pk, &b);
-            pd_msg_begin(&pk, "ctl", 0);
+            pd_m_ctl_encode(&pk, &(pd_m_ctl_t){0});
             char reply[16];
             alive = zmq_send(probe, b.data, b.len, 0) >= 0 &&
                     zmq_recv(probe, reply, sizeof reply, 0) >= 0;

@@ -16,6 +16,7 @@
 #include "pd_log.h"
 #include "pd_modcache.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 #include "pd_nodeproc.h"
 #include "pd_policy.h"
 #include "pd_plat.h"
@@ -152,6 +153,8 @@ static inline pd_slot_t *pd_worker_slot(const pd_worker_t *w, int k)
 /* Sends one encoded message to the broker. Returns 0, or PD_ENOMEM (it
    could not be encoded) or PD_EUNREACH (dropped), both logged. */
 int pd_worker_send(pd_worker_t *w, pd_buf_t *b);
+/* Encodes message m (described by d, pd_proto.h) and sends it as above. */
+int pd_worker_send_msg(pd_worker_t *w, const pd_proto_msg_t *d, const void *m);
 /* Registers: `ready` with the slots offered and the worker's state. */
 void pd_worker_send_ready(pd_worker_t *w);
 /* Tells the broker the slots offered now (`slots`), once registered. */

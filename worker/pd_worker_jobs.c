@@ -88,30 +88,52 @@ void pd_worker_q_clear(pd_worker_queue_t *q)
 
 /* ---- results and jobs handed back --------------------------------------- */
 
+/* The jobs a `requeue` lists: n taken from q's front, or from its back
+   (last first). Once listed here a job is gone from this worker. */
+typedef struct {
+    pd_worker_queue_t *q;
+    size_t n;
+    bool back;
+} s_requeue_t;
+
+static int s_pack_requeue(msgpack_packer *pk, const void *ctx)
+{
+    const s_requeue_t *r = ctx;
+    int rc = msgpack_pack_array(pk, (uint32_t) r->n);
+    for (size_t i = 0; i < r->n; i++) {
+        pd_job_t *job = r->back ? s_q_pop_back(r->q) : pd_worker_q_pop(r->q);
+        rc |= msgpack_pack_array(pk, 2);
+        rc |= msgpack_pack_uint64(pk, job->id);
+        rc |= msgpack_pack_uint64(pk, job->attempt);
+        pd_job_destroy(&job);
+    }
+    return rc;
+}
+
+/* Takes the jobs out of q and, when connected, hands them back in one
+   `requeue`. */
+static void s_requeue(pd_worker_t *w, const s_requeue_t *r, bool stolen)
+{
+    pd_m_requeue_t m = {.jobs = {.pack = s_pack_requeue, .ctx = r},
+                        .has_stolen = stolen, .stolen = stolen};
+    pd_buf_t b;
+    pd_buf_init(&b);
+    msgpack_packer pk;
+    pd_packer_init(&pk, &b);
+    pd_m_requeue_encode(&pk, &m);
+    if (w->connected)
+        pd_worker_send(w, &b);
+    pd_buf_free(&b);
+}
+
 void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char *why)
 {
     if (!q->len)
         return;
     size_t total = q->len;
     while (q->len) {
-        size_t n = q->len < S_REQUEUE_CHUNK ? q->len : S_REQUEUE_CHUNK;
-        pd_buf_t b;
-        pd_buf_init(&b);
-        msgpack_packer pk;
-        pd_packer_init(&pk, &b);
-        pd_msg_begin(&pk, "requeue", 1);
-        pd_pack_cstr(&pk, "jobs");
-        msgpack_pack_array(&pk, (uint32_t) n);
-        for (size_t i = 0; i < n; i++) {
-            pd_job_t *job = pd_worker_q_pop(q);
-            msgpack_pack_array(&pk, 2);
-            msgpack_pack_uint64(&pk, job->id);
-            msgpack_pack_uint64(&pk, job->attempt);
-            pd_job_destroy(&job);
-        }
-        if (w->connected)
-            pd_worker_send(w, &b);
-        pd_buf_free(&b);
+        s_requeue_t r = {q, q->len < S_REQUEUE_CHUNK ? q->len : S_REQUEUE_CHUNK, false};
+        s_requeue(w, &r, false);
     }
     w->requeued += total;
     pd_log_info("handed %zu %sjobs back to the broker (%s)", total,
@@ -120,42 +142,21 @@ void pd_worker_give_back_queue(pd_worker_t *w, pd_worker_queue_t *q, const char 
 
 void pd_worker_on_steal(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t n;
-    bool gpu = false;
-    if (pd_msg_uint(m, "n", &n) || (pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))) {
+    pd_m_steal_t st;
+    if (pd_m_steal_decode(m, &st)) {
         pd_log_warn("broker sent a bad 'steal': %s", m->why);
         return;
     }
-    pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
-    size_t k = n < q->len ? (size_t) n : q->len;
+    pd_worker_queue_t *q = &w->q[st.gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
+    size_t k = st.n < q->len ? (size_t) st.n : q->len;
     if (k > S_REQUEUE_CHUNK)
         k = S_REQUEUE_CHUNK;
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "requeue", 2);
-    pd_pack_cstr(&pk, "stolen");
-    msgpack_pack_true(&pk);
-    pd_pack_cstr(&pk, "jobs");
-    msgpack_pack_array(&pk, (uint32_t) k);
     /* The last ones, last first: the broker puts each at the front of its
-       queue, which restores their order there. Once listed here a job is
-       gone from this worker: it can only run where the broker sends it. */
-    for (size_t i = 0; i < k; i++) {
-        pd_job_t *job = s_q_pop_back(q);
-        msgpack_pack_array(&pk, 2);
-        msgpack_pack_uint64(&pk, job->id);
-        msgpack_pack_uint64(&pk, job->attempt);
-        pd_job_destroy(&job);
-    }
-    /* Sent even with none: the broker waits for the answer before asking
-       again. */
-    if (w->connected)
-        pd_worker_send(w, &b);
-    pd_buf_free(&b);
+       queue, which restores their order there. Sent even with none: the
+       broker waits for the answer before asking again. */
+    s_requeue(w, &(s_requeue_t){q, k, true}, true);
     pd_log_debug("gave back %zu of %llu %sjobs asked for (slots idle elsewhere)", k,
-                 (unsigned long long) n, gpu ? "GPU " : "");
+                 (unsigned long long) st.n, st.gpu ? "GPU " : "");
 }
 
 void pd_worker_give_back(pd_worker_t *w, const char *why)
@@ -164,21 +165,20 @@ void pd_worker_give_back(pd_worker_t *w, const char *why)
     pd_worker_give_back_queue(w, &w->q[PD_WORKER_Q_GPU], why);
 }
 
+/* `done`'s res: the batch of [id, attempt, ok, value_or_err, us]. */
+static int s_pack_results(msgpack_packer *pk, const void *ctx)
+{
+    const pd_worker_t *w = ctx;
+    return msgpack_pack_array(pk, (uint32_t) w->nres) || pd_pack_raw(pk, w->res.data, w->res.len);
+}
+
 void pd_worker_flush(pd_worker_t *w)
 {
     if (!w->nres)
         return;
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "done", 1);
-    pd_pack_cstr(&pk, "res");
-    msgpack_pack_array(&pk, (uint32_t) w->nres);
-    pd_pack_raw(&pk, w->res.data, w->res.len);
-    if (pd_worker_send(w, &b) == 0)
+    pd_m_done_t m = {.res = {.pack = s_pack_results, .ctx = w}};
+    if (pd_worker_send_msg(w, &pd_proto_done, &m) == 0)
         w->ndone += w->nres;
-    pd_buf_free(&b);
     pd_buf_reset(&w->res);
     w->nres = 0;
 }
@@ -354,13 +354,14 @@ bool pd_worker_shared_pending(const pd_worker_t *w, const char *hash)
 
 void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
 {
-    char hash[80];
-    const void *data;
-    uint32_t len;
-    if (pd_msg_str(m, "hash", hash, sizeof hash) || pd_msg_bytes(m, "data", &data, &len)) {
+    pd_m_shr_t shr;
+    if (pd_m_shr_decode(m, &shr)) {
         pd_log_warn("broker sent a bad 'shr': %s", m->why);
         return;
     }
+    const char *hash = shr.hash;
+    const void *data = shr.data.p;
+    uint32_t len = shr.data.len;
     s_store_t *st = calloc(1, sizeof *st);
     uint8_t *copy = st ? malloc(len ? len : 1) : NULL;
     if (!copy) {
@@ -388,30 +389,30 @@ void pd_worker_on_shr(pd_worker_t *w, const pd_msg_t *m)
 
 void pd_worker_on_shr_drop(pd_worker_t *w, const pd_msg_t *m)
 {
-    char hash[80];
-    if (pd_msg_str(m, "hash", hash, sizeof hash)) {
+    pd_m_shr_drop_t d;
+    if (pd_m_shr_drop_decode(m, &d)) {
         pd_log_warn("broker sent a bad 'shr_drop': %s", m->why);
         return;
     }
-    pd_modcache_drop_shared(w->mc, hash);
-    pd_log_debug("shared data %.12s dropped", hash);
+    pd_modcache_drop_shared(w->mc, d.hash);
+    pd_log_debug("shared data %.12s dropped", d.hash);
 }
 
 void pd_worker_on_mod(pd_worker_t *w, const pd_msg_t *m)
 {
-    char hash[80], kind[8], name[128];
-    const void *data;
-    uint32_t len;
-    if (pd_msg_str(m, "hash", hash, sizeof hash) || pd_msg_str(m, "kind", kind, sizeof kind)
-        || pd_msg_bytes(m, "data", &data, &len)) {
+    pd_m_mod_t md;
+    if (pd_m_mod_decode(m, &md)) {
         pd_log_warn("broker sent a bad 'mod': %s", m->why);
         return;
     }
-    if (pd_msg_str(m, "name", name, sizeof name))
+    const char *hash = md.hash, *kind = md.kind, *client = md.client;
+    const void *data = md.data.p;
+    uint32_t len = md.data.len;
+    char name[128];
+    if (md.name[0])
+        snprintf(name, sizeof name, "%.*s", (int) sizeof name - 1, md.name);
+    else
         snprintf(name, sizeof name, "%.12s.%s", hash, kind);
-    char client[PD_KEY_TXT] = "";
-    if (pd_msg_has(m, "client"))
-        pd_msg_str(m, "client", client, sizeof client);
     if (!pd_policy_stores_shipped(w->policy)) {
         pd_log_info("module %s (%.12s) from client %s not stored: this worker runs only "
                     "installed modules", name, hash, client[0] ? client : "without a key");
@@ -438,6 +439,11 @@ void pd_worker_on_mod(pd_worker_t *w, const pd_msg_t *m)
 
 void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
 {
+    pd_m_run_t run;
+    if (pd_m_run_decode(m, &run)) {
+        pd_log_warn("broker sent a bad 'run': %s", m->why);
+        return;
+    }
     pd_rd_t r;
     uint32_t n;
     /* The chunk's client keys (jobs name them by index); absent from older
@@ -445,13 +451,11 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
     const char *cptr[S_RUN_CLIENTS]; /* in the frame, not NUL-terminated */
     uint32_t clen[S_RUN_CLIENTS];
     uint32_t nclients = 0;
-    if (pd_msg_has(m, "clients")) {
+    if (run.has_clients) {
         pd_rd_t cr;
         uint32_t nc;
-        if (pd_msg_rd(m, "clients", &cr) || pd_rd_array(&cr, &nc)) {
-            pd_log_warn("broker sent a bad 'run': field 'clients' is not an array");
-            return;
-        }
+        pd_rd_init(&cr, run.clients.p, run.clients.len);
+        pd_rd_array(&cr, &nc); /* an array: checked by the decoder */
         for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
             if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
                 pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
@@ -459,10 +463,8 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
             }
         }
     }
-    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n)) {
-        pd_log_warn("broker sent a bad 'run': field 'jobs' is not an array");
-        return;
-    }
+    pd_rd_init(&r, run.jobs.p, run.jobs.len);
+    pd_rd_array(&r, &n);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t k;
         uint64_t id, attempt, timeout_ms;
@@ -601,12 +603,15 @@ static bool s_is_cancelled(void *user, uint64_t id)
 
 void pd_worker_on_cancel(pd_worker_t *w, const pd_msg_t *m)
 {
-    pd_rd_t r;
-    uint32_t n;
-    if (pd_msg_rd(m, "ids", &r) || pd_rd_array(&r, &n)) {
-        pd_log_warn("broker sent a bad 'cancel': field 'ids' is not an array");
+    pd_m_w_cancel_t c;
+    if (pd_m_w_cancel_decode(m, &c)) {
+        pd_log_warn("broker sent a bad 'cancel': %s", m->why);
         return;
     }
+    pd_rd_t r;
+    uint32_t n;
+    pd_rd_init(&r, c.ids.p, c.ids.len);
+    pd_rd_array(&r, &n);
     uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids)
         return;

@@ -24,20 +24,9 @@
 static void s_send_node_done(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t attempt,
                              bool ok, const uint8_t *val, size_t len, uint64_t us)
 {
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "node_done", 6);
-    pd_pack_kv_uint(&pk, "task", task);
-    pd_pack_kv_uint(&pk, "node", node);
-    pd_pack_kv_uint(&pk, "try", attempt);
-    pd_pack_kv_bool(&pk, "ok", ok);
-    pd_pack_cstr(&pk, "val");
-    pd_pack_raw(&pk, val, len);
-    pd_pack_kv_uint(&pk, "us", us);
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
+    pd_m_node_done_t m = {.task = task, .node = node, .try = attempt, .ok = ok,
+                          .val = {.p = val, .len = len}, .us = us};
+    pd_worker_send_msg(w, &pd_proto_node_done, &m);
 }
 
 /* Reports a node that could not start here. */
@@ -56,35 +45,22 @@ static void s_fail_node(pd_worker_t *w, uint64_t task, uint64_t node, uint64_t a
     pd_buf_free(&b);
 }
 
-static void s_node_progress(pd_worker_t *w, pd_nodeproc_t *nd, const char *type, const char *ep,
-                            const char *key)
-{
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, type, 3 + (ep != NULL) + (key != NULL));
-    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
-    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
-    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
-    if (ep)
-        pd_pack_kv_str(&pk, "ep", ep);
-    if (key)
-        pd_pack_kv_str(&pk, "key", key);
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
-}
-
 /* ---- node process sink -------------------------------------------------- */
 
 static void s_on_node_bound(void *user, pd_nodeproc_t *nd, const char *ep, const char *key)
 {
-    s_node_progress(user, nd, "node_bound", ep, key);
+    pd_m_node_bound_t m = {.task = pd_nodeproc_task(nd), .node = pd_nodeproc_index(nd),
+                           .try = pd_nodeproc_attempt(nd), .has_key = key != NULL};
+    snprintf(m.ep, sizeof m.ep, "%s", ep);
+    snprintf(m.key, sizeof m.key, "%s", key ? key : "");
+    pd_worker_send_msg(user, &pd_proto_node_bound, &m);
 }
 
 static void s_on_node_ready(void *user, pd_nodeproc_t *nd)
 {
-    s_node_progress(user, nd, "node_ready", NULL, NULL);
+    pd_m_node_ready_t m = {.task = pd_nodeproc_task(nd), .node = pd_nodeproc_index(nd),
+                           .try = pd_nodeproc_attempt(nd)};
+    pd_worker_send_msg(user, &pd_proto_node_ready, &m);
 }
 
 static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8_t *val,
@@ -100,19 +76,9 @@ static void s_on_node_result(void *user, pd_nodeproc_t *nd, bool ok, const uint8
 /* A node's progress report: node_progress {task, node, val} to the broker. */
 static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, size_t len)
 {
-    pd_worker_t *w = user;
-    pd_buf_t b;
-    pd_buf_init(&b);
-    msgpack_packer pk;
-    pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "node_progress", 4);
-    pd_pack_kv_uint(&pk, "task", pd_nodeproc_task(nd));
-    pd_pack_kv_uint(&pk, "node", pd_nodeproc_index(nd));
-    pd_pack_kv_uint(&pk, "try", pd_nodeproc_attempt(nd));
-    pd_pack_cstr(&pk, "val");
-    pd_pack_raw(&pk, val, len);
-    pd_worker_send(w, &b);
-    pd_buf_free(&b);
+    pd_m_node_progress_t m = {.task = pd_nodeproc_task(nd), .node = pd_nodeproc_index(nd),
+                              .try = pd_nodeproc_attempt(nd), .val = {.p = val, .len = len}};
+    pd_worker_send_msg(user, &pd_proto_node_progress, &m);
 }
 
 /* ---- messages from the broker ------------------------------------------- */
@@ -134,31 +100,25 @@ static void s_node_remove(pd_worker_t *w, int i)
 
 void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t task, node, n, attempt = 0;
-    char mod[80], fn[128], client[PD_KEY_TXT] = "";
-    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
-        || pd_msg_uint(m, "n", &n) || pd_msg_str(m, "mod", mod, sizeof mod)
-        || pd_msg_str(m, "fn", fn, sizeof fn) || pd_msg_uint_opt(m, "try", &attempt)) {
+    pd_m_node_start_t ns;
+    pd_m_np_start_t st; /* the node's `start` */
+    int rc = pd_m_node_start_decode(m, &ns);
+    if (rc == 0 && strlen(ns.fn) >= sizeof st.fn) /* the node process's limit */
+        rc = pd_msg_fail(m, PD_ETOOBIG, "fn", "is too long");
+    if (rc) {
         pd_log_warn("broker sent a bad 'node_start': %s", m->why);
         return;
     }
-    /* The submitter's key; anything else counts as a task without a key. */
-    if (pd_msg_has(m, "client") && pd_msg_str(m, "client", client, sizeof client))
-        client[0] = 0;
-    /* A GPU node, and its CUDA module. */
-    bool gpu = false;
-    char cu[80] = "";
-    if ((pd_msg_has(m, "gpu") && pd_msg_bool(m, "gpu", &gpu))
-        || (pd_msg_has(m, "cu") && pd_msg_str(m, "cu", cu, sizeof cu))) {
-        pd_log_warn("broker sent a bad 'node_start': %s", m->why);
-        return;
-    }
+    uint64_t task = ns.task, node = ns.node, attempt = ns.try;
+    /* The submitter's key ("" without one), a GPU node and its CUDA module. */
+    const char *client = ns.client, *fn = ns.fn;
+    bool gpu = ns.gpu;
     char msg[800];
     const pd_worker_mod_t *mm, *cm;
     char what[64];
     snprintf(what, sizeof what, "task %llu node %llu", (unsigned long long) task,
              (unsigned long long) node);
-    int code = pd_worker_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+    int code = pd_worker_code_check(w, client, ns.mod, ns.cu, what, &mm, &cm, msg, sizeof msg);
     if (code) {
         s_fail_node(w, task, node, attempt, code, msg);
         return;
@@ -197,49 +157,30 @@ void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     }
     /* The node's `start`: the broker's fields, the module's kind and name,
        and the address to bind. */
-    static const char *const uints[] = {"task", "node", "n", "io_ms", "start_ms", "window",
-                                        "window_bytes"};
-    static const char *const raws[] = {"arg", "tubes", "out", "in"};
+    st = (pd_m_np_start_t){
+        .task = task, .node = node, .n = ns.n, .arg = ns.arg, .tubes = ns.tubes,
+        .out = ns.out, .in = ns.in,
+        .has_io_ms = ns.has_io_ms, .io_ms = ns.io_ms,
+        .has_start_ms = ns.has_start_ms, .start_ms = ns.start_ms,
+        .has_window = ns.has_window, .window = ns.window,
+        .has_window_bytes = ns.has_window_bytes, .window_bytes = ns.window_bytes,
+        .has_curve = w->tubes_curve, .curve = true,
+        .has_gpu = gpu, .gpu = (uint64_t) on_gpu,
+        .has_cu = gpu && cm, .has_cu_name = gpu && cm};
+    snprintf(st.mod, sizeof st.mod, "%s", mm->hash);
+    snprintf(st.kind, sizeof st.kind, "%s", mm->kind);
+    snprintf(st.name, sizeof st.name, "%s", mm->name);
+    snprintf(st.fn, sizeof st.fn, "%s", fn);
+    snprintf(st.addr, sizeof st.addr, "%s", w->node_addr);
+    if (st.has_cu) {
+        snprintf(st.cu, sizeof st.cu, "%s", cm->hash);
+        snprintf(st.cu_name, sizeof st.cu_name, "%s", cm->name);
+    }
     pd_buf_t b;
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    /* mod, kind, name, fn, addr (, curve) (, gpu (, cu, cu_name)) */
-    uint32_t nf = 5 + w->tubes_curve + (gpu ? 1 + 2 * (cm != NULL) : 0);
-    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
-        nf += pd_msg_has(m, uints[i]);
-    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++)
-        nf += pd_msg_has(m, raws[i]);
-    pd_msg_begin(&pk, "start", nf);
-    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
-        uint64_t v;
-        if (pd_msg_has(m, uints[i]) && pd_msg_uint(m, uints[i], &v) == 0)
-            pd_pack_kv_uint(&pk, uints[i], v);
-        else if (pd_msg_has(m, uints[i]))
-            pd_pack_kv_uint(&pk, uints[i], 0); /* the node refuses it with a sentence */
-    }
-    for (size_t i = 0; i < sizeof raws / sizeof raws[0]; i++) {
-        const uint8_t *raw;
-        size_t len;
-        if (pd_msg_raw(m, raws[i], &raw, &len) == 0) {
-            pd_pack_cstr(&pk, raws[i]);
-            pd_pack_raw(&pk, raw, len);
-        }
-    }
-    pd_pack_kv_str(&pk, "mod", mm->hash);
-    pd_pack_kv_str(&pk, "kind", mm->kind);
-    pd_pack_kv_str(&pk, "name", mm->name);
-    pd_pack_kv_str(&pk, "fn", fn);
-    pd_pack_kv_str(&pk, "addr", w->node_addr);
-    if (w->tubes_curve)
-        pd_pack_kv_bool(&pk, "curve", true);
-    if (gpu) {
-        pd_pack_kv_uint(&pk, "gpu", (uint64_t) on_gpu);
-        if (cm) {
-            pd_pack_kv_str(&pk, "cu", cm->hash);
-            pd_pack_kv_str(&pk, "cu_name", cm->name);
-        }
-    }
+    pd_m_np_start_encode(&pk, &st);
     char visible[64] = "";
     if (gpu)
         pd_worker_visible_for(on_gpu, visible, sizeof visible);
@@ -263,19 +204,18 @@ void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
     }
     w->nodes[w->nnodes++] = nd;
     pd_log_debug("task %llu node %llu of %llu started (%s)", (unsigned long long) task,
-                 (unsigned long long) node, (unsigned long long) n, fn);
+                 (unsigned long long) node, (unsigned long long) ns.n, fn);
 }
 
 void pd_worker_on_node_step(pd_worker_t *w, const pd_msg_t *m, bool go)
 {
-    uint64_t task, node;
-    const uint8_t *peers = NULL;
-    size_t len = 0;
-    if (pd_msg_uint(m, "task", &task) || pd_msg_uint(m, "node", &node)
-        || (!go && pd_msg_raw(m, "peers", &peers, &len))) {
+    pd_m_node_peers_t p;
+    pd_m_node_go_t g;
+    if (go ? pd_m_node_go_decode(m, &g) : pd_m_node_peers_decode(m, &p)) {
         pd_log_warn("broker sent a bad '%s': %s", m->type, m->why);
         return;
     }
+    uint64_t task = go ? g.task : p.task, node = go ? g.node : p.node;
     int i = s_node_find(w, task, node);
     if (i < 0) {
         /* It ended or was aborted meanwhile: its node_done tells the broker. */
@@ -286,16 +226,17 @@ void pd_worker_on_node_step(pd_worker_t *w, const pd_msg_t *m, bool go)
     if (go)
         pd_nodeproc_send_go(w->nodes[i]);
     else
-        pd_nodeproc_send_peers(w->nodes[i], peers, len);
+        pd_nodeproc_send_peers(w->nodes[i], p.peers.p, p.peers.len);
 }
 
 void pd_worker_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t task;
-    if (pd_msg_uint(m, "task", &task)) {
+    pd_m_node_abort_t a;
+    if (pd_m_node_abort_decode(m, &a)) {
         pd_log_warn("broker sent a bad 'node_abort': %s", m->why);
         return;
     }
+    uint64_t task = a.task;
     int killed = 0;
     for (int i = w->nnodes; i-- > 0;)
         if (pd_nodeproc_task(w->nodes[i]) == task) {
@@ -307,11 +248,12 @@ void pd_worker_on_node_abort(pd_worker_t *w, const pd_msg_t *m)
 
 void pd_worker_on_node_stop(pd_worker_t *w, const pd_msg_t *m)
 {
-    uint64_t task;
-    if (pd_msg_uint(m, "task", &task)) {
+    pd_m_node_stop_t st;
+    if (pd_m_node_stop_decode(m, &st)) {
         pd_log_warn("broker sent a bad 'node_stop': %s", m->why);
         return;
     }
+    uint64_t task = st.task;
     int told = 0;
     for (int i = 0; i < w->nnodes; i++)
         if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_send_stop(w->nodes[i]) == 0)

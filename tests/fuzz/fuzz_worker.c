@@ -15,7 +15,7 @@
     client key), installed (lists the seed module's hash). */
 #include "pd_codec.h"
 #include "pd_log.h"
-#include "pd_msg.h"
+#include "pd_proto.h"
 #include "pd_nodeproc.h"
 #include "pd_slot.h"
 #include "pd_worker.h"
@@ -104,7 +104,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     pd_buf_init(&b);
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
-    pd_msg_begin(&pk, "reset", 0);
+    pd_m_reset_encode(&pk, &(pd_m_reset_t){0});
     memcpy(s_reset, b.data, b.len);
     s_reset_len = b.len;
     pd_buf_free(&b);

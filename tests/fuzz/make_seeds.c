@@ -12,8 +12,10 @@
 #include "pd_beacon.h"
 #include "pd_codec.h"
 #include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -617,8 +619,22 @@ int main(int argc, char **argv)
 
     /* msg: every message alone. */
     const char *name;
-    for (int i = 0; (name = s_message(i)); i++)
+    for (int i = 0; (name = s_message(i)); i++) {
         s_write("msg", name, b.data, b.len);
+        s_write("proto", name, b.data, b.len);
+    }
+    /* proto: also a sample of every message of the codec, every field set. */
+    for (size_t k = 0; k < pd_proto_count; k++) {
+        const pd_proto_msg_t *d = pd_proto_all[k];
+        static _Alignas(max_align_t) unsigned char m[16384];
+        pd_proto_example(d, m);
+        pd_buf_reset(&b);
+        pd_packer_init(&pk, &b);
+        pd_proto_encode(&pk, d, m);
+        char file[64];
+        snprintf(file, sizeof file, "codec_%s", d->name);
+        s_write("proto", file, b.data, b.len);
+    }
 
     /* broker: peers 0 client, 1 worker, 2 both, 3 revoked; 0x80 = time passes. */
     s_record(0, "hello");

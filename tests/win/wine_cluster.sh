@@ -89,9 +89,9 @@ import json, sys
 d = {w['platform']: w['done'] for w in json.load(sys.stdin)['workers']}
 print(d.get('linux-x86_64', 0), d.get('windows-x86_64', 0))"
 }
-x86_64-w64-mingw32-gcc-posix -O2 -shared -I"$SRC/client" -o "$T/sq.dll" "$SRC/examples/square.c" \
+x86_64-w64-mingw32-gcc-posix -O2 -shared -I"$SRC/include/playdoh" -o "$T/sq.dll" "$SRC/examples/square.c" \
     "$WB/libplaydoh-worker.exe.a"
-cc -O2 -fPIC -shared -I"$SRC/client" -o "$T/sq.so" "$SRC/examples/square.c"
+cc -O2 -fPIC -shared -I"$SRC/include/playdoh" -o "$T/sq.so" "$SRC/examples/square.c"
 seq 1 300 >"$T/300.jsonl"
 for kind in dll so; do
     read -r l0 w0 < <(done_by)

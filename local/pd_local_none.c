@@ -1,11 +1,10 @@
-/*  The embedded local cluster and Slurm pilots on a build without a broker
-    (Windows: playdoh-broker and Slurm run on Linux; docs/windows.md). The
-    calls exist so that programs link on every platform; each refuses with
-    a sentence that says what to do instead.
+/*  The embedded local cluster on a build without a broker (Windows:
+    playdoh-broker runs on Linux; docs/windows.md). The calls exist so that
+    programs link on every platform; each refuses with a sentence that says
+    what to do instead. (Slurm's stand-in is client/pd_slurm_none.c.)
 */
 #include "pd_error.h"
 #include "pd_log.h"
-#include "pd_slurm.h"
 #include "playdoh.h"
 
 #include <stdio.h>
@@ -51,14 +50,4 @@ void pd_local_stop(pd_local_t **l)
 {
     if (l)
         *l = NULL;
-}
-
-int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
-{
-    (void) argc;
-    (void) argv;
-    (void) g;
-    fprintf(stderr, "playdoh-submit slurm: Slurm pilots are submitted from a Linux machine of "
-                    "the Slurm cluster (sbatch is not available on this platform)\n");
-    return 2;
 }

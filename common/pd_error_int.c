@@ -1,12 +1,12 @@
-/*  pd_error_sys: errno kept with PD_ESYS, and sentences that travel with a
-    code (pd_error.h).
+/*  pd_error_int: errno kept with PD_ESYS, and sentences that travel with a
+    code (pd_error_int.h).
 
     Apart from pd_error.c on purpose: the client library compiles pd_error.c
     in and exports it (playdoh.h declares pd_strerror), and on Windows a
     program links that DLL and the static common library together; common
     code that calls these functions must not pull pd_error.c's object out of
     the static library as well, or pd_strerror is defined twice. */
-#include "pd_error.h"
+#include "pd_error_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
