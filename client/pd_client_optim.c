@@ -86,20 +86,17 @@ int pd_optim_submit(pd_client_t *c, const char *module, const char *fitness,
 int pd_optim_status(pd_client_t *c, uint64_t id, pd_optim_status_t *st)
 {
     memset(st, 0, sizeof *st);
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "task_progress", 1);
-    pd_pack_kv_uint(&pk, "id", id);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "task_report", &m, 0, pd_client_timeout(c));
+    pd_m_task_progress_t q = {.id = id};
+    pd_m_task_report_t a;
+    uint64_t req = pd_client_request(c, &pd_proto_task_progress, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_task_report, &a, 0, pd_client_timeout(c));
     if (rc)
         return rc;
-    uint64_t state;
-    const uint8_t *val;
-    size_t len;
-    if (pd_msg_uint(&m, "state", &state) || state > PD_TASK_STARTING
-        || pd_msg_raw(&m, "val", &val, &len))
+    if (a.state > PD_TASK_STARTING)
         return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_report' reply");
-    st->state = (pd_task_state_t) state;
+    const uint8_t *val = a.val.p;
+    size_t len = a.val.len;
+    st->state = (pd_task_state_t) a.state;
     if (len == 1 && val[0] == 0xc0) /* nil: no report yet */
         return 0;
     pd_optim_task_progress_t p;

@@ -7,7 +7,6 @@
 
 #include "pd_client_int.h"
 
-#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,25 @@ bool pd_task_state_final(pd_task_state_t s)
 {
     return s == PD_TASK_UNKNOWN || s == PD_TASK_DONE || s == PD_TASK_FAILED
            || s == PD_TASK_CANCELLED;
+}
+
+/* The arguments of a task_submit: one value per node, packed as an array. */
+typedef struct {
+    uint32_t n;       /* nodes */
+    const void *args; /* their values, back to back */
+    size_t len;       /* bytes at args */
+} s_args_t;
+
+static int s_pack_args(msgpack_packer *pk, const void *ctx)
+{
+    const s_args_t *a = ctx;
+    return msgpack_pack_array(pk, a->n) || pd_pack_raw(pk, a->args, a->len);
+}
+
+/* The ids of a task request: the one task ctx (a const uint64_t *) names. */
+static int s_pack_id(msgpack_packer *pk, const void *ctx)
+{
+    return msgpack_pack_array(pk, 1) || msgpack_pack_uint64(pk, *(const uint64_t *) ctx);
 }
 
 int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_graph_t *g,
@@ -49,54 +67,47 @@ int pd_task_start(pd_client_t *c, const char *hash, const char *fn, const pd_gra
     pd_task_opts_t o = {0};
     if (opts)
         o = *opts;
-    uint64_t io = o.io_timeout_ms == 0 ? 60000 : o.io_timeout_ms < 0 ? 0 : (uint64_t) o.io_timeout_ms;
-    msgpack_packer pk;
+    uint64_t io = o.io_timeout_ms == 0  ? 60000
+                  : o.io_timeout_ms < 0 ? 0
+                                        : (uint64_t) o.io_timeout_ms;
     const char *cuda = o.cuda && *o.cuda ? o.cuda : NULL;
-    bool gpu = o.gpu || cuda;
-    uint64_t req = pd_client_begin(c, &pk, "task_submit",
-                                   10 + (args ? 1 : 0) + gpu + (cuda != NULL));
-    pd_pack_kv_str(&pk, "mod", hash);
-    pd_pack_kv_str(&pk, "fn", fn);
-    pd_pack_kv_uint(&pk, "n", (uint64_t) n);
-    if (args) {
-        pd_pack_cstr(&pk, "args");
-        msgpack_pack_array(&pk, (uint32_t) n);
-        pd_pack_raw(&pk, args, len);
-    }
-    pd_graph_pack(g, &pk);
-    pd_pack_kv_uint(&pk, "io_ms", io);
-    pd_pack_kv_uint(&pk, "start_ms", o.start_timeout_ms);
-    pd_pack_kv_uint(&pk, "timeout_ms", o.timeout_ms);
-    pd_pack_kv_uint(&pk, "window", o.window);
-    pd_pack_kv_uint(&pk, "window_bytes", o.window_bytes);
-    if (gpu)
-        pd_pack_kv_bool(&pk, "gpu", true);
+    s_args_t a = {.n = (uint32_t) n, .args = args, .len = len};
+    pd_m_task_submit_t q = {.n = (uint64_t) n,
+                            .tubes = {.pack = pd_graph_pack_tubes, .ctx = g},
+                            .edges = {.pack = pd_graph_pack_edges, .ctx = g},
+                            .has_args = args != NULL, .args = {.pack = s_pack_args, .ctx = &a},
+                            .has_io_ms = true, .io_ms = io,
+                            .has_start_ms = true, .start_ms = o.start_timeout_ms,
+                            .has_timeout_ms = true, .timeout_ms = o.timeout_ms,
+                            .has_window = true, .window = o.window,
+                            .has_window_bytes = true, .window_bytes = o.window_bytes,
+                            .has_gpu = o.gpu || cuda, .gpu = true, .has_cu = cuda != NULL};
+    snprintf(q.mod, sizeof q.mod, "%s", hash);
+    snprintf(q.fn, sizeof q.fn, "%s", fn);
     if (cuda)
-        pd_pack_kv_str(&pk, "cu", cuda);
-    pd_msg_t m;
-    int rc = pd_client_call(c, req, "task_accepted", &m, pd_client_timeout(c));
+        snprintf(q.cu, sizeof q.cu, "%s", cuda);
+    pd_m_task_accepted_t acc;
+    uint64_t req = pd_client_request(c, &pd_proto_task_submit, &q);
+    int rc = pd_client_call(c, req, &pd_proto_task_accepted, &acc, pd_client_timeout(c));
     if (rc)
         return rc;
-    if (pd_msg_uint(&m, "id", id))
-        return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_accepted' reply");
+    *id = acc.id;
     return 0;
 }
 
 int pd_task_status(pd_client_t *c, uint64_t id, pd_task_info_t *info)
 {
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "task_status", 1);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_uint64(&pk, id);
-    pd_msg_t m;
-    int rc = pd_client_call_idem(c, req, "task_states", &m, 0, pd_client_timeout(c));
+    pd_m_task_status_t q = {.ids = {.pack = s_pack_id, .ctx = &id}};
+    pd_m_task_states_t a;
+    uint64_t req = pd_client_request(c, &pd_proto_task_status, &q);
+    int rc = pd_client_call_idem(c, req, &pd_proto_task_states, &a, 0, pd_client_timeout(c));
     if (rc)
         return rc;
     pd_rd_t r;
     uint32_t one, three;
     uint64_t st, n, ended;
-    if (pd_msg_rd(&m, "st", &r) || pd_rd_array(&r, &one) || one != 1 || pd_rd_array(&r, &three)
+    pd_rd_init(&r, a.st.p, a.st.len);
+    if (pd_rd_array(&r, &one) || one != 1 || pd_rd_array(&r, &three)
         || three != 3 || pd_rd_uint(&r, &st) || pd_rd_uint(&r, &n) || pd_rd_uint(&r, &ended)
         || st > PD_TASK_STARTING)
         return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_states' reply");
@@ -185,15 +196,14 @@ static int s_read_nodes(pd_client_t *c, pd_rd_t *r, pd_task_result_t *res, uint3
     return 0;
 }
 
-/* One task_fetch; on success m describes the reply. */
-static int s_fetch_once(pd_client_t *c, uint64_t id, uint64_t wait_ms, uint32_t from, pd_msg_t *m)
+/* One task_fetch; on success a holds the reply. */
+static int s_fetch_once(pd_client_t *c, uint64_t id, uint64_t wait_ms, uint32_t from,
+                        pd_m_task_result_t *a)
 {
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, "task_fetch", 3);
-    pd_pack_kv_uint(&pk, "id", id);
-    pd_pack_kv_uint(&pk, "wait_ms", wait_ms);
-    pd_pack_kv_uint(&pk, "from", from);
-    return pd_client_call_idem(c, req, "task_result", m, (int) wait_ms, pd_client_timeout(c));
+    pd_m_task_fetch_t q = {.id = id, .wait_ms = wait_ms, .from = from};
+    uint64_t req = pd_client_request(c, &pd_proto_task_fetch, &q);
+    return pd_client_call_idem(c, req, &pd_proto_task_result, a, (int) wait_ms,
+                               pd_client_timeout(c));
 }
 
 int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t *res)
@@ -201,49 +211,49 @@ int pd_task_fetch(pd_client_t *c, uint64_t id, int timeout_ms, pd_task_result_t 
     memset(res, 0, sizeof *res);
     res->id = id;
     res->failed_node = -1;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
+    int64_t deadline = pd_client_deadline(timeout_ms);
     for (;;) {
-        int64_t left = deadline == INT64_MAX ? S_POLL_MS : deadline - zclock_mono();
-        if (left < 0)
-            left = 0;
-        if (left > S_POLL_MS)
-            left = S_POLL_MS;
-        pd_msg_t m;
-        int rc = s_fetch_once(c, id, (uint64_t) left, 0, &m);
+        int left = pd_client_poll_ms(deadline, S_POLL_MS);
+        pd_m_task_result_t a;
+        int rc = s_fetch_once(c, id, (uint64_t) left, 0, &a);
         if (rc)
             return rc;
-        uint64_t st = 0, n = 0, next = 0;
-        if (pd_msg_uint(&m, "state", &st) || st > PD_TASK_STARTING)
+        if (a.state > PD_TASK_STARTING)
             return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_result' reply");
-        res->state = (pd_task_state_t) st;
+        res->state = (pd_task_state_t) a.state;
         if (!pd_task_state_final(res->state)) {
-            if (zclock_mono() >= deadline)
+            if (pd_client_now_ms() >= deadline)
                 return pd_client_fail(c, PD_ETIMEDOUT, "task %llu is still %s",
                                       (unsigned long long) id, pd_task_state_name(res->state));
             continue;
         }
         if (res->state == PD_TASK_UNKNOWN)
             return 0;
-        pd_rd_t r;
-        if (pd_msg_uint(&m, "n", &n) || n == 0 || n > 1000000 || pd_msg_uint(&m, "next", &next)
-            || next > n || pd_msg_rd(&m, "error", &r))
+        uint64_t n = a.n, next = a.next;
+        if (!a.has_n || n == 0 || n > 1000000 || !a.has_next || next > n || !a.has_error)
             return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_result' reply");
         res->n = (int) n;
+        pd_rd_t r;
+        pd_rd_init(&r, a.error.p, a.error.len);
         s_read_error(&r, res);
         res->nodes = calloc(n, sizeof *res->nodes);
         if (!res->nodes)
             return pd_client_fail(c, PD_ENOMEM, "out of memory for %llu node results",
                                   (unsigned long long) n);
-        if (pd_msg_rd(&m, "nodes", &r) || (rc = s_read_nodes(c, &r, res, 0, (uint32_t) next)))
-            return rc ? rc : pd_client_fail(c, PD_EPROTO, "malformed 'task_result' reply");
+        if (!a.has_nodes)
+            return pd_client_fail(c, PD_EPROTO, "malformed 'task_result' reply");
+        pd_rd_init(&r, a.nodes.p, a.nodes.len);
+        if ((rc = s_read_nodes(c, &r, res, 0, (uint32_t) next)))
+            return rc;
         /* Large results come in pages. */
         while (next < n) {
             uint64_t from = next;
-            if ((rc = s_fetch_once(c, id, 0, (uint32_t) from, &m)))
+            if ((rc = s_fetch_once(c, id, 0, (uint32_t) from, &a)))
                 return rc;
-            if (pd_msg_uint(&m, "next", &next) || next <= from || next > n
-                || pd_msg_rd(&m, "nodes", &r))
+            next = a.next;
+            if (!a.has_next || next <= from || next > n || !a.has_nodes)
                 return pd_client_fail(c, PD_EPROTO, "broker sent a malformed 'task_result' page");
+            pd_rd_init(&r, a.nodes.p, a.nodes.len);
             if ((rc = s_read_nodes(c, &r, res, (uint32_t) from, (uint32_t) next)))
                 return rc;
         }
@@ -262,33 +272,35 @@ void pd_task_result_clear(pd_task_result_t *res)
     res->failed_node = -1;
 }
 
-static int s_ids_call(pd_client_t *c, const char *t, const char *want, uint64_t id)
+/* A request d over the one task id, answered by want's count. Returns 1
+   when the broker acted on the task, 0 when not, or an error. */
+static int s_ids_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_msg_t *want,
+                      uint64_t id)
 {
-    msgpack_packer pk;
-    uint64_t req = pd_client_begin(c, &pk, t, 1);
-    pd_pack_cstr(&pk, "ids");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_uint64(&pk, id);
-    pd_msg_t m;
-    int rc = pd_client_call(c, req, want, &m, pd_client_timeout(c));
+    /* Every request over ids is one layout (PD_F_IDS), every count reply
+       another (PD_F_COUNT): the descriptors say which type travels. */
+    _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_task_stop_t), "one layout");
+    _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_task_stopping_t), "one layout");
+    pd_m_cancel_t q = {.ids = {.pack = s_pack_id, .ctx = &id}};
+    pd_m_cancelled_t a;
+    uint64_t req = pd_client_request(c, d, &q);
+    int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
     if (rc)
         return rc;
-    uint64_t k = 0;
-    pd_msg_uint_opt(&m, "n", &k);
-    return k ? 1 : 0;
+    return a.n ? 1 : 0;
 }
 
 int pd_task_cancel(pd_client_t *c, uint64_t id)
 {
-    return s_ids_call(c, "task_cancel", "task_cancelled", id);
+    return s_ids_call(c, &pd_proto_task_cancel, &pd_proto_task_cancelled, id);
 }
 
 int pd_task_stop(pd_client_t *c, uint64_t id)
 {
-    return s_ids_call(c, "task_stop", "task_stopping", id);
+    return s_ids_call(c, &pd_proto_task_stop, &pd_proto_task_stopping, id);
 }
 
 int pd_task_release(pd_client_t *c, uint64_t id)
 {
-    return s_ids_call(c, "task_release", "task_released", id);
+    return s_ids_call(c, &pd_proto_task_release, &pd_proto_task_released, id);
 }

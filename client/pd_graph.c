@@ -206,21 +206,24 @@ int pd_graph_all_to_all(pd_graph_t *g, const char *tube)
 
 /* ---- packing for the broker ------------------------------------------- */
 
-void pd_graph_pack(const pd_graph_t *g, msgpack_packer *pk)
+int pd_graph_pack_tubes(msgpack_packer *pk, const void *ctx)
 {
-    s_tidy((pd_graph_t *) g);
-    pd_pack_cstr(pk, "tubes");
-    msgpack_pack_array(pk, (uint32_t) g->ntubes);
-    for (int i = 0; i < g->ntubes; i++)
-        pd_pack_cstr(pk, g->names[i]);
-    pd_pack_cstr(pk, "edges");
-    msgpack_pack_array(pk, (uint32_t) g->ne);
-    for (size_t i = 0; i < g->ne; i++) {
-        msgpack_pack_array(pk, 3);
-        msgpack_pack_uint32(pk, g->e[i][0]);
-        msgpack_pack_uint32(pk, g->e[i][1]);
-        msgpack_pack_uint32(pk, g->e[i][2]);
-    }
+    const pd_graph_t *g = ctx;
+    int rc = msgpack_pack_array(pk, (uint32_t) g->ntubes);
+    for (int i = 0; i < g->ntubes && !rc; i++)
+        rc = pd_pack_cstr(pk, g->names[i]);
+    return rc;
+}
+
+int pd_graph_pack_edges(msgpack_packer *pk, const void *ctx)
+{
+    pd_graph_t *g = (pd_graph_t *) ctx;
+    s_tidy(g); /* a cache: the set of edges does not change */
+    int rc = msgpack_pack_array(pk, (uint32_t) g->ne);
+    for (size_t i = 0; i < g->ne && !rc; i++)
+        rc = msgpack_pack_array(pk, 3) || msgpack_pack_uint32(pk, g->e[i][0]) ||
+             msgpack_pack_uint32(pk, g->e[i][1]) || msgpack_pack_uint32(pk, g->e[i][2]);
+    return rc;
 }
 
 /* ---- parsing ------------------------------------------------------------ */

@@ -145,7 +145,11 @@ static int s_check_arg(const char *opt, const char *v, char *why, size_t cap)
     return 0;
 }
 
-int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t cap)
+/* Checks the pilots' options before anything is written: each value
+   within its bounds and fit for the script (no spaces or quotes where
+   sbatch reads it). Returns 0 or PD_EINVAL with the sentence in why. */
+static int s_check_opts(const pd_slurm_opts_t *o, const char *name, const char *output,
+                        char *why, size_t cap)
 {
     int rc;
     if (o->workers < 1 || o->workers > PD_SLURM_MAX_WORKERS)
@@ -165,8 +169,6 @@ int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t c
     if (!o->worker_exe || !*o->worker_exe)
         return s_fail(why, cap, "no playdoh-worker to run: give its path on the compute nodes "
                       "with --worker-exe PATH");
-    const char *name = o->job_name ? o->job_name : "playdoh-pilot";
-    const char *output = o->output ? o->output : "playdoh-pilot-%A_%a.log";
     if ((rc = s_check_directive("--partition", o->partition, "._-,", "a partition list", why,
                                 cap)) ||
         (rc = s_check_directive("--time", o->time, ":-", "a time limit (minutes, MM:SS, "
@@ -197,7 +199,16 @@ int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t c
     for (int i = 0; i < o->nworker_args; i++)
         if ((rc = s_check_arg("--worker-arg", o->worker_args[i], why, cap)))
             return rc;
+    return 0;
+}
 
+int pd_slurm_script(const pd_slurm_opts_t *o, pd_buf_t *out, char *why, size_t cap)
+{
+    const char *name = o->job_name ? o->job_name : "playdoh-pilot";
+    const char *output = o->output ? o->output : "playdoh-pilot-%A_%a.log";
+    int rc = s_check_opts(o, name, output, why, cap);
+    if (rc)
+        return rc;
     char idle[32];
     snprintf(idle, sizeof idle, "%.6g", o->idle_exit_s);
     s_put(out, "#!/bin/bash\n");
@@ -490,155 +501,179 @@ static int s_submit(const pd_slurm_opts_t *o_in, bool dry, bool quiet)
     return 0;
 }
 
+/* The options of slurm (its own, parsed here: playdoh-submit hands it the
+   words after the verb). */
+enum {
+    O_WORKERS = 256, O_CPUS, O_GPUS, O_PARTITION, O_TIME, O_ACCOUNT, O_IDLE, O_NAME, O_OUTPUT,
+    O_EXE, O_BKEY, O_WKEY, O_CONFIG, O_WARG, O_SARG, O_DRY, O_CANCEL, O_LEVEL, O_LOCAL,
+    O_FILE
+};
+static const struct option s_longs[] = {
+    {"workers", required_argument, NULL, O_WORKERS},
+    {"cpus-per-worker", required_argument, NULL, O_CPUS},
+    {"gpus-per-worker", required_argument, NULL, O_GPUS},
+    {"partition", required_argument, NULL, O_PARTITION},
+    {"time", required_argument, NULL, O_TIME},
+    {"account", required_argument, NULL, O_ACCOUNT},
+    {"broker", required_argument, NULL, 'b'},
+    {"idle-exit", required_argument, NULL, O_IDLE},
+    {"job-name", required_argument, NULL, O_NAME},
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"worker-exe", required_argument, NULL, O_EXE},
+    {"broker-key", required_argument, NULL, O_BKEY},
+    {"worker-key", required_argument, NULL, O_WKEY},
+    {"config-dir", required_argument, NULL, O_CONFIG},
+    {"worker-arg", required_argument, NULL, O_WARG},
+    {"sbatch-arg", required_argument, NULL, O_SARG},
+    {"dry-run", no_argument, NULL, O_DRY},
+    {"cancel", required_argument, NULL, O_CANCEL},
+    {"quiet", no_argument, NULL, 'q'},
+    {"log-level", required_argument, NULL, O_LEVEL},
+    {"local", required_argument, NULL, O_LOCAL},
+    {"config", required_argument, NULL, O_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+/* What slurm's command line says. */
+typedef struct {
+    pd_slurm_opts_t o;        /* the pilots */
+    bool dry, quiet;          /* --dry-run, --quiet */
+    bool have_workers;        /* --workers given */
+    bool have_cpus;           /* --cpus-per-worker given */
+    const char *cancel;       /* --cancel JOB, or NULL */
+    const char *config;       /* --config FILE, or NULL */
+    char bkey[PATH_MAX];      /* --broker-key, checked */
+    char wkey[PATH_MAX];      /* --worker-key, checked */
+    char cdir[PATH_MAX];      /* --config-dir, checked */
+} s_cmdline_t;
+
+/* Applies option ch (getopt_long's, its value in optarg) to a. Returns -1
+   to go on, else the exit status (0 after --help, 2 after a usage error). */
+static int s_apply(s_cmdline_t *a, int ch, char **argv)
+{
+    switch (ch) {
+    case O_WORKERS:
+        if (!s_int(optarg, 1, PD_SLURM_MAX_WORKERS, &a->o.workers))
+            return s_usage_error("--workers wants a number of pilots from 1 to %d, not '%s'",
+                                 PD_SLURM_MAX_WORKERS, optarg);
+        a->have_workers = true;
+        break;
+    case O_CPUS:
+        if (!s_int(optarg, 1, 4096, &a->o.cpus))
+            return s_usage_error("--cpus-per-worker wants a number from 1 to 4096, not '%s'",
+                                 optarg);
+        a->have_cpus = true;
+        break;
+    case O_GPUS:
+        if (!s_int(optarg, 0, 1024, &a->o.gpus))
+            return s_usage_error("--gpus-per-worker wants a number from 0 to 1024, not '%s'",
+                                 optarg);
+        break;
+    case O_PARTITION: a->o.partition = optarg; break;
+    case O_TIME: a->o.time = optarg; break;
+    case O_ACCOUNT: a->o.account = optarg; break;
+    case 'b': a->o.broker = optarg; break;
+    case O_IDLE: {
+        char *end;
+        a->o.idle_exit_s = strtod(optarg, &end);
+        if (end == optarg || *end || !(a->o.idle_exit_s >= 0 && a->o.idle_exit_s <= 31536000))
+            return s_usage_error("--idle-exit wants seconds from 0 (never) to 31536000, not "
+                                 "'%s'", optarg);
+        break;
+    }
+    case O_NAME: a->o.job_name = optarg; break;
+    case O_OUTPUT: a->o.output = optarg; break;
+    case O_EXE: a->o.worker_exe = optarg; break;
+    case O_BKEY:
+        if (s_check_path("--broker-key", optarg, false, false, a->bkey))
+            return 2;
+        a->o.broker_key = a->bkey;
+        break;
+    case O_WKEY:
+        if (s_check_path("--worker-key", optarg, false, true, a->wkey))
+            return 2;
+        a->o.worker_key = a->wkey;
+        break;
+    case O_CONFIG:
+        if (s_check_path("--config-dir", optarg, true, false, a->cdir))
+            return 2;
+        a->o.config_dir = a->cdir;
+        break;
+    case O_WARG:
+        if (a->o.nworker_args == PD_SLURM_MAX_EXTRA)
+            return s_usage_error("at most %d --worker-arg", PD_SLURM_MAX_EXTRA);
+        a->o.worker_args[a->o.nworker_args++] = optarg;
+        break;
+    case O_SARG:
+        if (a->o.nsbatch_args == PD_SLURM_MAX_EXTRA)
+            return s_usage_error("at most %d --sbatch-arg", PD_SLURM_MAX_EXTRA);
+        a->o.sbatch_args[a->o.nsbatch_args++] = optarg;
+        break;
+    case O_DRY: a->dry = true; break;
+    case O_CANCEL: a->cancel = optarg; break;
+    case 'q': a->quiet = true; break;
+    case O_LEVEL: {
+        pd_log_level_t lv;
+        if (pd_log_parse_level(optarg, &lv))
+            return s_usage_error("--log-level wants error, warn, info or debug, not '%s'",
+                                 optarg);
+        pd_log_set_level(lv);
+        break;
+    }
+    case O_FILE: a->config = optarg; break;
+    case O_LOCAL:
+        return s_usage_error("%s", "--local runs an embedded cluster on this machine; pilots "
+                             "need a broker the compute nodes reach (--broker)");
+    case 'h': s_usage(stdout); return 0;
+    default:
+        pd_cli_option_error("playdoh-submit", "playdoh-submit slurm", argv[optind - 1], optopt,
+                            ch == ':');
+        return 2;
+    }
+    return -1;
+}
+
 int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
 {
-    enum {
-        O_WORKERS = 256, O_CPUS, O_GPUS, O_PARTITION, O_TIME, O_ACCOUNT, O_IDLE, O_NAME, O_OUTPUT,
-        O_EXE, O_BKEY, O_WKEY, O_CONFIG, O_WARG, O_SARG, O_DRY, O_CANCEL, O_LEVEL, O_LOCAL,
-        O_FILE
-    };
-    static const struct option longs[] = {
-        {"workers", required_argument, NULL, O_WORKERS},
-        {"cpus-per-worker", required_argument, NULL, O_CPUS},
-        {"gpus-per-worker", required_argument, NULL, O_GPUS},
-        {"partition", required_argument, NULL, O_PARTITION},
-        {"time", required_argument, NULL, O_TIME},
-        {"account", required_argument, NULL, O_ACCOUNT},
-        {"broker", required_argument, NULL, 'b'},
-        {"idle-exit", required_argument, NULL, O_IDLE},
-        {"job-name", required_argument, NULL, O_NAME},
-        {"output", required_argument, NULL, O_OUTPUT},
-        {"worker-exe", required_argument, NULL, O_EXE},
-        {"broker-key", required_argument, NULL, O_BKEY},
-        {"worker-key", required_argument, NULL, O_WKEY},
-        {"config-dir", required_argument, NULL, O_CONFIG},
-        {"worker-arg", required_argument, NULL, O_WARG},
-        {"sbatch-arg", required_argument, NULL, O_SARG},
-        {"dry-run", no_argument, NULL, O_DRY},
-        {"cancel", required_argument, NULL, O_CANCEL},
-        {"quiet", no_argument, NULL, 'q'},
-        {"log-level", required_argument, NULL, O_LEVEL},
-        {"local", required_argument, NULL, O_LOCAL},
-        {"config", required_argument, NULL, O_FILE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
     const char *env = getenv("PLAYDOH_BROKER");
-    pd_slurm_opts_t o = {.idle_exit_s = PD_SLURM_IDLE_EXIT_S,
-                         .broker = g && g->broker ? g->broker : env && *env ? env : NULL};
-    bool dry = false, quiet = g && g->quiet, have_workers = false, have_cpus = false;
-    const char *cancel = NULL, *config = g ? g->config : NULL;
-    char bkey[PATH_MAX], wkey[PATH_MAX], cdir[PATH_MAX];
+    s_cmdline_t a = {.o = {.idle_exit_s = PD_SLURM_IDLE_EXIT_S,
+                           .broker = g && g->broker ? g->broker : env && *env ? env : NULL},
+                     .quiet = g && g->quiet, .config = g ? g->config : NULL};
     optind = 0; /* glibc: start afresh (the caller has parsed its own options) */
     opterr = 0; /* our own messages, below */
     int ch;
-    while ((ch = getopt_long(argc, argv, ":b:qh", longs, NULL)) != -1) {
-        switch (ch) {
-        case O_WORKERS:
-            if (!s_int(optarg, 1, PD_SLURM_MAX_WORKERS, &o.workers))
-                return s_usage_error("--workers wants a number of pilots from 1 to %d, not '%s'",
-                                     PD_SLURM_MAX_WORKERS, optarg);
-            have_workers = true;
-            break;
-        case O_CPUS:
-            if (!s_int(optarg, 1, 4096, &o.cpus))
-                return s_usage_error("--cpus-per-worker wants a number from 1 to 4096, not '%s'",
-                                     optarg);
-            have_cpus = true;
-            break;
-        case O_GPUS:
-            if (!s_int(optarg, 0, 1024, &o.gpus))
-                return s_usage_error("--gpus-per-worker wants a number from 0 to 1024, not '%s'",
-                                     optarg);
-            break;
-        case O_PARTITION: o.partition = optarg; break;
-        case O_TIME: o.time = optarg; break;
-        case O_ACCOUNT: o.account = optarg; break;
-        case 'b': o.broker = optarg; break;
-        case O_IDLE: {
-            char *end;
-            o.idle_exit_s = strtod(optarg, &end);
-            if (end == optarg || *end || !(o.idle_exit_s >= 0 && o.idle_exit_s <= 31536000))
-                return s_usage_error("--idle-exit wants seconds from 0 (never) to 31536000, not "
-                                     "'%s'", optarg);
-            break;
-        }
-        case O_NAME: o.job_name = optarg; break;
-        case O_OUTPUT: o.output = optarg; break;
-        case O_EXE: o.worker_exe = optarg; break;
-        case O_BKEY:
-            if (s_check_path("--broker-key", optarg, false, false, bkey))
-                return 2;
-            o.broker_key = bkey;
-            break;
-        case O_WKEY:
-            if (s_check_path("--worker-key", optarg, false, true, wkey))
-                return 2;
-            o.worker_key = wkey;
-            break;
-        case O_CONFIG:
-            if (s_check_path("--config-dir", optarg, true, false, cdir))
-                return 2;
-            o.config_dir = cdir;
-            break;
-        case O_WARG:
-            if (o.nworker_args == PD_SLURM_MAX_EXTRA)
-                return s_usage_error("at most %d --worker-arg", PD_SLURM_MAX_EXTRA);
-            o.worker_args[o.nworker_args++] = optarg;
-            break;
-        case O_SARG:
-            if (o.nsbatch_args == PD_SLURM_MAX_EXTRA)
-                return s_usage_error("at most %d --sbatch-arg", PD_SLURM_MAX_EXTRA);
-            o.sbatch_args[o.nsbatch_args++] = optarg;
-            break;
-        case O_DRY: dry = true; break;
-        case O_CANCEL: cancel = optarg; break;
-        case 'q': quiet = true; break;
-        case O_LEVEL: {
-            pd_log_level_t lv;
-            if (pd_log_parse_level(optarg, &lv))
-                return s_usage_error("--log-level wants error, warn, info or debug, not '%s'",
-                                     optarg);
-            pd_log_set_level(lv);
-            break;
-        }
-        case O_FILE: config = optarg; break;
-        case O_LOCAL:
-            return s_usage_error("%s", "--local runs an embedded cluster on this machine; pilots "
-                                 "need a broker the compute nodes reach (--broker)");
-        case 'h': s_usage(stdout); return 0;
-        default:
-            pd_cli_option_error("playdoh-submit", "playdoh-submit slurm", argv[optind - 1], optopt,
-                                ch == ':');
-            return 2;
-        }
+    while ((ch = getopt_long(argc, argv, ":b:qh", s_longs, NULL)) != -1) {
+        int rc = s_apply(&a, ch, argv);
+        if (rc >= 0)
+            return rc;
     }
     if (optind < argc && strcmp(argv[optind], "slurm") == 0)
         optind++; /* the verb itself, when the caller left it in */
     if (optind < argc)
         return s_usage_error("unexpected argument '%s'", argv[optind]);
-    if (cancel) {
-        if (have_workers || dry)
+    if (a.cancel) {
+        if (a.have_workers || a.dry)
             return s_usage_error("%s", "--cancel takes nothing but the job id");
-        return s_cancel(cancel, quiet);
+        return s_cancel(a.cancel, a.quiet);
     }
-    if (!have_workers || !have_cpus)
+    if (!a.have_workers || !a.have_cpus)
         return s_usage_error("%s", "say how many pilots and how many CPUs each: --workers N "
                              "--cpus-per-worker C");
     /* The broker: --broker, $PLAYDOH_BROKER, else the configuration file's
        [submit] broker. No beacon: compute nodes are seldom on the
        submitting machine's LAN. */
     pd_config_t *cf = NULL;
-    if (!o.broker || !*o.broker) {
+    if (!a.o.broker || !*a.o.broker) {
         char why[1024];
         cf = pd_config_new();
-        if (!cf || pd_config_load_default(cf, config, why, sizeof why)) {
+        if (!cf || pd_config_load_default(cf, a.config, why, sizeof why)) {
             fprintf(stderr, "playdoh-submit: slurm: %s\n", cf ? why : "out of memory");
             pd_config_destroy(&cf);
             return 2;
         }
-        o.broker = pd_config_str(cf, "submit", "broker", NULL);
+        a.o.broker = pd_config_str(cf, "submit", "broker", NULL);
     }
-    int rc = s_submit(&o, dry, quiet);
+    int rc = s_submit(&a.o, a.dry, a.quiet);
     pd_config_destroy(&cf);
     return rc;
 }

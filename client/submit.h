@@ -1,8 +1,15 @@
-/*  submit.h: what the parts of playdoh-submit share (submit.c holds main,
-    the option parser and the verbs map, status, results, wait and cancel;
-    submit_exec.c the verb exec; submit_task.c the verb task and the task
-    ids (t17) of status, results, wait and cancel; submit_optim.c the verbs
-    optimize, optimize-status and optimize-fetch).
+/*  submit.h: what the parts of playdoh-submit share. submit.c holds main,
+    the global options, the table of verbs and the dispatch, the session
+    (finding and connecting to the broker) and the helpers several verbs
+    use; each verb lives in a file of its own with its options and its
+    --help text (a pd_submit_verb_t): submit_map.c map; submit_exec.c exec;
+    submit_task.c task, stop and the task ids (t17) of status, results,
+    wait and cancel; submit_optim.c optimize, optimize-status and
+    optimize-fetch; submit_jobs.c status, results, wait and cancel;
+    submit_cluster.c cluster and gc. submit_collect.c follows jobs until
+    they end (map, exec, wait); submit_session.c finds the broker, connects
+    and uploads modules; submit_io.c reads ids and argument lines and
+    writes JSON.
 
     Every verb handler gets the parsed options and its positional arguments,
     checks its input first, then asks pd_submit_connect() for a
@@ -16,6 +23,7 @@
 #include "pd_codec.h"
 #include "pd_progress.h"
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +109,67 @@ typedef struct {
     pd_client_t *c;        /* the client, once connected */
 } pd_submit_t;
 
+/* ---- verbs and their options ---------------------------------------------- */
+
+/* Every option's code (getopt_long's val), one list so that an option given
+   to the wrong verb is still known and can be named. */
+enum {
+    O_BROKER = 'b', O_LOCAL = 'l', O_QUIET = 'q', O_HELP = 'h', O_ARGS = 'a', O_KEEP = 'k',
+    O_TIMEOUT = 256, O_RETRIES, O_DETACH, O_WAIT, O_RELEASE, O_LEVEL, O_NO_PROGRESS,
+    O_MAX_SLOTS, O_SHARED, O_NO_KEEP, O_JOBLOG, O_DRY_RUN, O_JSON, O_CONFIG, O_CLUSTER, O_GPU,
+    O_CUDA, O_NODES, O_GRAPH, O_ARG, O_IO, O_START, O_WINDOW, O_TTL, O_SECURE, O_INSECURE,
+    O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
+    O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
+    O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED,
+    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE, O_POLISH
+};
+
+/* One option: its long name, whether it takes a value (getopt_long's
+   no_argument, required_argument) and its code. */
+typedef struct {
+    const char *name;
+    int has_arg;
+    int code;
+} pd_submit_opt_t;
+
+/* The limits of each job, which map and exec both take (submit.c applies
+   them, and the options every verb may share: --detach, --shared, --gpu,
+   --cuda, --args, --wait, --release). */
+#define PD_SUBMIT_LIMIT_OPTS                                                                      \
+    {"timeout-ms", required_argument, O_TIMEOUT}, {"retries", required_argument, O_RETRIES},    \
+        {"retry-failed", required_argument, O_RETRY_FAILED},                                      \
+        {"max-slots", required_argument, O_MAX_SLOTS}, {"memory", required_argument, O_MEMORY},   \
+        {"cpu-time", required_argument, O_CPU_TIME}, {"max-output", required_argument, O_MAX_OUTPUT}
+
+/* A verb: what it is called, its --help, its options and what runs it. */
+typedef struct {
+    const char *name;             /* the verb */
+    const char *usage;            /* its --help text (the global options follow it) */
+    const pd_submit_opt_t *opts;  /* the options it takes besides the global ones; {NULL} ends */
+    /* Applies one of its own options (those submit.c does not share between
+       verbs); returns 0, or bad_exit after the usage error. NULL: none. */
+    int (*apply)(pd_submit_t *s, int code, const char *arg, int bad_exit);
+    /* Runs the verb over its positional arguments; returns the exit status. */
+    int (*run)(pd_submit_t *s, int argc, char **argv);
+    int bad_exit;                 /* the exit status of a usage error */
+    bool in_order;                /* options only before its first positional argument */
+} pd_submit_verb_t;
+
+extern const pd_submit_verb_t pd_submit_verb_map, pd_submit_verb_exec, pd_submit_verb_task,
+    pd_submit_verb_optimize, pd_submit_verb_optimize_status, pd_submit_verb_optimize_fetch,
+    pd_submit_verb_status, pd_submit_verb_results, pd_submit_verb_wait, pd_submit_verb_cluster,
+    pd_submit_verb_stop, pd_submit_verb_cancel, pd_submit_verb_gc;
+
+/* Parses an unsigned decimal number that fits 32 bits (no sign, nothing
+   after it). */
+bool pd_submit_parse_u32(const char *s, uint32_t *v);
+/* Parses an unsigned decimal number (no sign, nothing after it). */
+bool pd_submit_parse_u64(const char *s, uint64_t *v);
+/* Parses the value arg of option --opt, a count (what: "a number of slots")
+   from lo to hi, into *v; false after the usage error. */
+bool pd_submit_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
+                     uint64_t lo, uint64_t hi, uint64_t *v);
+
 /* Starts the embedded cluster (--local) if asked and connects. Returns the
    client, or NULL after printing why on standard error. */
 pd_client_t *pd_submit_connect(pd_submit_t *s);
@@ -134,23 +203,9 @@ int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout
 /* Prints ids as ranges ("1-100 205") and a newline; zero ids are skipped. */
 void pd_submit_print_ranges(FILE *f, const uint64_t *ids, size_t n);
 
-/* The verb exec (submit_exec.c). argv: the command template words and
-   arguments after the options. Returns the exit status. */
-int pd_submit_exec(pd_submit_t *s, int argc, char **argv);
-
-/* The verb task (submit_task.c): argv is MODULE FUNCTION. Returns the exit
-   status. */
-int pd_submit_task(pd_submit_t *s, int argc, char **argv);
 /* status, results, wait or cancel (verb) over task ids t17, t3-5
    (submit_task.c). Returns the exit status. */
 int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv);
-
-/* The verbs optimize (argv: MODULE FITNESS), optimize-status and
-   optimize-fetch (argv: task ids) (submit_optim.c). Return the exit
-   status. */
-int pd_submit_optimize(pd_submit_t *s, int argc, char **argv);
-int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv);
-int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv);
 
 /* Uploads MODULE over the session's client: one file, or files and flags
    separated by commas ("a.c,b.c,util.h,-lm,-O3"). Returns 0, or the exit
@@ -169,6 +224,12 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
 int pd_submit_read_args(const char *path, pd_buf_t *args, size_t *n);
 /* Appends a string as JSON text. */
 void pd_submit_put_json_str(pd_buf_t *out, const char *str);
+/* Appends str as it is. */
+void pd_submit_put(pd_buf_t *out, const char *str);
+/* Writes out to standard output, flushes it and empties out. */
+void pd_submit_flush(pd_buf_t *out);
+/* Sorts uint64_t values (qsort). */
+int pd_submit_u64_cmp(const void *a, const void *b);
 /* Appends the line a job cancelled before it ended prints in place of its
    result: {"cancelled":true,"job":ID}. */
 void pd_submit_put_cancelled(pd_buf_t *out, uint64_t id);

@@ -30,6 +30,101 @@
 
 #define S_ERROR PD_EXIT_EXEC_ERROR /* GNU parallel's exit status for errors other than failed jobs */
 
+static const char S_USAGE[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
+    "\n"
+    "Runs COMMAND once per argument line (standard input, --args FILE, or the words after\n"
+    ":::) through /bin/sh on the workers, as GNU parallel does. Replacement strings:\n"
+    "  {}  the line   {.}  without extension   {/}  base name   {//}  directory\n"
+    "  {/.}  base name without extension   {#}  job number (from 1)\n"
+    "Each value is quoted for the shell. Without any of them, \" {}\" is appended.\n"
+    "Each job's standard output and error are printed whole, in input order.\n"
+    "\n"
+    "options:\n"
+    "  -a, --args FILE      argument lines from FILE ('-': standard input, the default)\n"
+    "  -k, --keep-order     print in input order (the default)\n"
+    "      --no-keep-order  print each job's output as soon as it ends\n"
+    "      --joblog FILE    write a GNU parallel job log (Seq Host Starttime JobRuntime ...)\n"
+    "      --timeout-ms N   kill a command that runs longer than N ms\n"
+    "      --retries N      workers a job may lose (a worker that dies or falls silent\n"
+    "                       while running it) before it fails (default 3)\n"
+    "      --retry-failed N run a job again, up to N times, when its own run failed\n"
+    "                       (an error returned, a crash, --timeout-ms) (default 0)\n"
+    "      --max-slots N    run at most N commands at once (default: fair share)\n"
+    "      --memory SIZE    each command's memory at most (2G, 512M); over it the job\n"
+    "                       fails with PD_ELIMIT; it runs only where the owner allows it\n"
+    "      --cpu-time TIME  CPU time of each process of a command at most (60s, 5m)\n"
+    "      --max-output SIZE  output kept per stream (default 4M, at most 64M); the\n"
+    "                       rest is dropped and counted\n"
+    "      --workdir DIR    run each command in DIR on its worker, which must see DIR\n"
+    "                       (a shared file system: docs/cluster.md). Default: this\n"
+    "                       directory when the worker sees it, else a scratch directory\n"
+    "      --transfer FILE  send FILE (a path under this directory; {} and the other\n"
+    "                       replacement strings name one per job) with each job, into\n"
+    "                       its scratch directory, at the same relative path\n"
+    "      --return FILE    bring FILE back from the job's directory into this one, at\n"
+    "                       the same relative path (replacement strings too)\n"
+    "      --force          replace files that --return would write over (else refused)\n"
+    "      --detach         print the job ids and return without waiting\n"
+    "      --dry-run        print the commands instead of running them\n"
+    "\n"
+    "Ctrl-C cancels the jobs not done and prints what ended, then {\"cancelled\":true,\n"
+    "\"job\":ID} for each of the others; a second Ctrl-C quits at once.\n"
+    "\n"
+    "exit status (GNU parallel's): the number of failed jobs, 101 for more than 100,\n"
+    "255 for bad usage, unreadable input or a broker problem; 130 after Ctrl-C\n";
+
+static const pd_submit_opt_t s_opts[] = {
+    PD_SUBMIT_LIMIT_OPTS,
+    {"detach", no_argument, O_DETACH},
+    {"args", required_argument, O_ARGS},
+    {"keep-order", no_argument, O_KEEP},
+    {"no-keep-order", no_argument, O_NO_KEEP},
+    {"joblog", required_argument, O_JOBLOG},
+    {"dry-run", no_argument, O_DRY_RUN},
+    {"workdir", required_argument, O_WORKDIR},
+    {"transfer", required_argument, O_TRANSFER},
+    {"return", required_argument, O_RETURN},
+    {"force", no_argument, O_FORCE},
+    {NULL, 0, 0},
+};
+
+/* Applies one of exec's own options. */
+static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
+{
+    pd_submit_opts_t *o = &s->o;
+    switch (code) {
+    case O_KEEP: o->keep_order = true; break;
+    case O_NO_KEEP: o->keep_order = false; break;
+    case O_JOBLOG: o->joblog = arg; break;
+    case O_DRY_RUN: o->dry_run = true; break;
+    case O_WORKDIR:
+        if (!*arg) {
+            pd_submit_usage_error(s, "--workdir wants a directory, not ''");
+            return bad_exit;
+        }
+        o->workdir = arg;
+        break;
+    case O_TRANSFER:
+    case O_RETURN: {
+        const char **list = code == O_TRANSFER ? o->transfer : o->ret;
+        size_t *n = code == O_TRANSFER ? &o->ntransfer : &o->nret;
+        if (*n == PD_EXEC_MAX_FILES) {
+            pd_submit_usage_error(s, "%s is given more than %d times; send a directory's files "
+                                  "as one archive (tar), or use a shared file system with "
+                                  "--workdir", code == O_TRANSFER ? "--transfer" : "--return",
+                                  PD_EXEC_MAX_FILES);
+            return bad_exit;
+        }
+        list[(*n)++] = arg;
+        break;
+    }
+    case O_FORCE: o->force = true; break;
+    default: break;
+    }
+    return 0;
+}
+
 /* The commands of one run: NUL-terminated, back to back; and each job's
    files (--transfer, then --return), k names a job, the same way. */
 typedef struct {
@@ -79,7 +174,10 @@ static int s_cmds_add(s_cmds_t *c, const char *tmpl, const char *arg, size_t len
     return 0;
 }
 
-static const char *s_cmd(const s_cmds_t *c, size_t i) { return (const char *) c->text.data + c->off[i]; }
+static const char *s_cmd(const s_cmds_t *c, size_t i)
+{
+    return (const char *) c->text.data + c->off[i];
+}
 
 /* Job i's name m (--transfer names first, then --return ones). */
 static const char *s_name(const s_cmds_t *c, size_t i, size_t m)
@@ -362,7 +460,11 @@ static void s_exec_emit(void *user, size_t index, const pd_result_t *r)
     }
 }
 
-int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
+/* The commands of exec's arguments: the template (the command's words
+   joined by spaces, as GNU parallel does, into tmpl) filled with each
+   argument line (after :::, or from --args or standard input). Returns 0 or
+   S_ERROR after saying why. */
+static int s_commands(pd_submit_t *s, int argc, char **argv, s_cmds_t *cmds, pd_buf_t *tmpl)
 {
     int sep = -1;
     for (int i = 0; i < argc && sep < 0; i++)
@@ -383,25 +485,19 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         pd_submit_usage_error(s, "give argument lines either after ::: or with --args, not both");
         return S_ERROR;
     }
-    /* The template: the command's words joined by spaces, as GNU parallel does. */
-    pd_buf_t tmpl;
-    pd_buf_init(&tmpl);
     for (int i = 0; i < nwords; i++) {
         if (i)
-            pd_buf_append(&tmpl, " ", 1);
-        pd_buf_append(&tmpl, argv[i], strlen(argv[i]));
+            pd_buf_append(tmpl, " ", 1);
+        pd_buf_append(tmpl, argv[i], strlen(argv[i]));
     }
-    pd_buf_append(&tmpl, "", 1);
-    s_cmds_t cmds = {.o = &s->o, .k = s->o.ntransfer + s->o.nret};
-    pd_buf_init(&cmds.text);
-    pd_buf_init(&cmds.names);
-    int rc = tmpl.failed ? S_ERROR : 0;
-    const char *t = (const char *) tmpl.data;
+    pd_buf_append(tmpl, "", 1);
+    int rc = tmpl->failed ? S_ERROR : 0;
+    const char *t = (const char *) tmpl->data;
     if (rc) {
         fprintf(stderr, "playdoh-submit: exec: the command is too long\n");
     } else if (sep >= 0) {
         for (int i = sep + 1; i < argc && !rc; i++)
-            if (s_cmds_add(&cmds, t, argv[i], strlen(argv[i]))) {
+            if (s_cmds_add(cmds, t, argv[i], strlen(argv[i]))) {
                 fprintf(stderr, "playdoh-submit: exec: the commands do not fit in memory\n");
                 rc = S_ERROR;
             }
@@ -410,46 +506,45 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         if (strcmp(from, "-") == 0 && isatty(STDIN_FILENO) && !s->o.quiet)
             fprintf(stderr, "playdoh-submit: exec: reading argument lines from the terminal "
                     "(end with Ctrl-D; or give them after ::: or with --args FILE)\n");
-        rc = s_read_lines(s, from, t, &cmds);
+        rc = s_read_lines(s, from, t, cmds);
     }
-    FILE *joblog = NULL;
-    if (!rc && s->o.joblog && !s->o.dry_run && !s->o.detach) {
-        joblog = strcmp(s->o.joblog, "-") == 0 ? stdout : fopen(s->o.joblog, "w");
-        if (!joblog) {
-            fprintf(stderr, "playdoh-submit: exec: cannot write the job log %s: %s\n", s->o.joblog,
-                    strerror(errno));
-            rc = S_ERROR;
-        } else {
-            fprintf(joblog, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\t"
-                    "Command\n");
-        }
+    return rc;
+}
+
+/* Opens --joblog (standard output for '-') and writes its header. Returns
+   0 or S_ERROR after saying why. */
+static int s_joblog_open(const pd_submit_t *s, FILE **joblog)
+{
+    *joblog = strcmp(s->o.joblog, "-") == 0 ? stdout : fopen(s->o.joblog, "w");
+    if (!*joblog) {
+        fprintf(stderr, "playdoh-submit: exec: cannot write the job log %s: %s\n", s->o.joblog,
+                strerror(errno));
+        return S_ERROR;
     }
-    uint64_t *ids = NULL;
-    pd_exec_job_t *list = NULL;
-    const char **names = NULL;
-    if (rc || cmds.n == 0)
-        goto out; /* no argument lines: nothing to run, as GNU parallel */
-    if (!s->o.dry_run && (rc = s_check_files(s, &cmds)) != 0)
-        goto out;
-    if (s->o.dry_run) {
-        for (size_t i = 0; i < cmds.n; i++)
-            printf("%s\n", s_cmd(&cmds, i));
-        goto out;
-    }
-    ids = calloc(cmds.n, sizeof *ids);
-    list = calloc(cmds.n, sizeof *list);
-    names = malloc((cmds.n * cmds.k + 1) * sizeof *names);
+    fprintf(*joblog, "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\t"
+            "Command\n");
+    return 0;
+}
+
+/* Submits the commands and follows them to their end (or prints their ids
+   with --detach). Returns the exit status. */
+static int s_submit(pd_submit_t *s, const s_cmds_t *cmds, FILE *joblog)
+{
+    int rc = 0;
+    uint64_t *ids = calloc(cmds->n, sizeof *ids);
+    pd_exec_job_t *list = calloc(cmds->n, sizeof *list);
+    const char **names = malloc((cmds->n * cmds->k + 1) * sizeof *names);
     if (!ids || !list || !names) {
-        fprintf(stderr, "playdoh-submit: exec: out of memory for %zu jobs\n", cmds.n);
+        fprintf(stderr, "playdoh-submit: exec: out of memory for %zu jobs\n", cmds->n);
         rc = S_ERROR;
         goto out;
     }
-    for (size_t i = 0; i < cmds.n; i++) {
-        for (size_t m = 0; m < cmds.k; m++)
-            names[i * cmds.k + m] = s_name(&cmds, i, m);
-        list[i] = (pd_exec_job_t){.cmd = s_cmd(&cmds, i),
-                                  .transfer = names + i * cmds.k, .ntransfer = s->o.ntransfer,
-                                  .ret = names + i * cmds.k + s->o.ntransfer, .nret = s->o.nret};
+    for (size_t i = 0; i < cmds->n; i++) {
+        for (size_t m = 0; m < cmds->k; m++)
+            names[i * cmds->k + m] = s_name(cmds, i, m);
+        list[i] = (pd_exec_job_t){.cmd = s_cmd(cmds, i),
+                                  .transfer = names + i * cmds->k, .ntransfer = s->o.ntransfer,
+                                  .ret = names + i * cmds->k + s->o.ntransfer, .nret = s->o.nret};
     }
     pd_client_t *c = pd_submit_connect(s);
     if (!c) {
@@ -460,25 +555,25 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
                         .max_slots = s->o.max_slots, .memory = s->o.memory,
                         .cpu_time_s = s->o.cpu_time_s, .max_output = s->o.max_output,
                         .retry_failed = s->o.retry_failed};
-    long acc = pd_exec_jobs(c, list, cmds.n, s->o.workdir, &mo, ids);
-    if (acc < 0 || (size_t) acc < cmds.n) {
+    long acc = pd_exec_jobs(c, list, cmds->n, s->o.workdir, &mo, ids);
+    if (acc < 0 || (size_t) acc < cmds->n) {
         fprintf(stderr, "playdoh-submit: exec: %s\n", pd_client_error(c));
         if (acc > 0) {
             fprintf(stderr, "playdoh-submit: exec: %ld of %zu jobs were accepted, with ids: ", acc,
-                    cmds.n);
-            pd_submit_print_ranges(stderr, ids, cmds.n);
+                    cmds->n);
+            pd_submit_print_ranges(stderr, ids, cmds->n);
         }
         rc = S_ERROR;
         goto out;
     }
     if (s->o.detach) {
-        pd_submit_print_ranges(stdout, ids, cmds.n);
+        pd_submit_print_ranges(stdout, ids, cmds->n);
         goto out;
     }
-    s_exec_print_t pr = {.s = s, .cmds = &cmds, .joblog = joblog};
-    pd_progress_t *bar = pd_progress_new(stderr, cmds.n, pd_submit_progress_wanted(s));
+    s_exec_print_t pr = {.s = s, .cmds = cmds, .joblog = joblog};
+    pd_progress_t *bar = pd_progress_new(stderr, cmds->n, pd_submit_progress_wanted(s));
     size_t done = 0, failed = 0;
-    int e = pd_submit_collect(s, ids, cmds.n, -1, s->o.keep_order, true, true, bar, s_exec_emit,
+    int e = pd_submit_collect(s, ids, cmds->n, -1, s->o.keep_order, true, true, bar, s_exec_emit,
                               &pr, &done, &failed);
     fflush(stdout);
     if (!e)
@@ -491,16 +586,41 @@ int pd_submit_exec(pd_submit_t *s, int argc, char **argv)
         rc = S_ERROR;
     } else {
         if (failed && !s->o.quiet)
-            fprintf(stderr, "playdoh-submit: exec: %zu of %zu jobs failed\n", failed, cmds.n);
+            fprintf(stderr, "playdoh-submit: exec: %zu of %zu jobs failed\n", failed, cmds->n);
         failed += pr.unwritten; /* a file not brought back counts as a failure */
         rc = failed > 100 ? PD_EXIT_EXEC_MANY : (int) failed;
     }
 out:
-    if (joblog && joblog != stdout)
-        fclose(joblog);
     free(ids);
     free(list);
     free(names);
+    return rc;
+}
+
+static int s_run(pd_submit_t *s, int argc, char **argv)
+{
+    s_cmds_t cmds = {.o = &s->o, .k = s->o.ntransfer + s->o.nret};
+    pd_buf_init(&cmds.text);
+    pd_buf_init(&cmds.names);
+    pd_buf_t tmpl;
+    pd_buf_init(&tmpl);
+    int rc = s_commands(s, argc, argv, &cmds, &tmpl);
+    FILE *joblog = NULL;
+    if (!rc && s->o.joblog && !s->o.dry_run && !s->o.detach)
+        rc = s_joblog_open(s, &joblog);
+    if (rc || cmds.n == 0)
+        goto out; /* no argument lines: nothing to run, as GNU parallel */
+    if (!s->o.dry_run && (rc = s_check_files(s, &cmds)) != 0)
+        goto out;
+    if (s->o.dry_run) {
+        for (size_t i = 0; i < cmds.n; i++)
+            printf("%s\n", s_cmd(&cmds, i));
+        goto out;
+    }
+    rc = s_submit(s, &cmds, joblog);
+out:
+    if (joblog && joblog != stdout)
+        fclose(joblog);
     free(cmds.off);
     free(cmds.noff);
     pd_buf_free(&cmds.text);
@@ -508,3 +628,7 @@ out:
     pd_buf_free(&tmpl);
     return rc;
 }
+
+const pd_submit_verb_t pd_submit_verb_exec = {.name = "exec", .usage = S_USAGE, .opts = s_opts,
+                                              .apply = s_apply, .run = s_run,
+                                              .bad_exit = S_ERROR, .in_order = true};

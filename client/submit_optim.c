@@ -47,6 +47,217 @@
 #define S_MAX_NAME 63                 /* bytes of a parameter's name */
 #define S_MAX_ARGS_BYTES (128u << 20) /* shared data x islands: the task's arguments */
 
+/* ---- the verbs' options ---------------------------------------------------- */
+
+static const char S_USAGE[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] optimize [OPTIONS] MODULE FITNESS --algo A\n"
+    "           --bounds FILE|LO:HI (--budget EVALS | --iterations N) [--target F]\n"
+    "\n"
+    "Minimises (or with --maximize maximises) FITNESS, a PD_FITNESS function of MODULE\n"
+    "(playdoh_fitness.h), as islands on the cluster, one island per slot, exchanging their\n"
+    "best individuals along a topology (docs/optimisation.md). On a terminal, standard error\n"
+    "shows the iteration, the evaluations and the best value per group as it runs; Ctrl-C\n"
+    "stops the run after its current iteration and prints what it found (Ctrl-C again\n"
+    "cancels it). The result is printed as one JSON object:\n"
+    "{\"task\":..,\"stop\":..,\"evaluations\":..,\"iterations\":..,\"wall_s\":..,\n"
+    " \"best_f\":[per group],\"best_x\":[[per group]],\"best_island\":[..],...}\n"
+    "\n"
+    "options:\n"
+    "      --algo A         pso, ga, cmaes, bipop (CMA-ES with BIPOP restarts) or de\n"
+    "                       (required)\n"
+    "      --bounds B       LO:HI for every parameter (with --dim), or a file of one line per\n"
+    "                       parameter: 'LO HI' or 'NAME LO HI' ('#' starts a comment)\n"
+    "      --dim D          the number of parameters (a bounds file says it by itself)\n"
+    "      --init B         where the first population is drawn, as --bounds (default: the\n"
+    "                       bounds)\n"
+    "      --budget N       stop before exceeding N evaluations (all islands and groups)\n"
+    "      --iterations N   stop after N iterations\n"
+    "      --target F       a group stops once its best reaches F; needs --budget or\n"
+    "                       --iterations too, as F may never be reached\n"
+    "      --islands N      islands, one per slot (default 1)\n"
+    "      --gpu            each island on a GPU slot of its own: the fitness launches\n"
+    "                       kernels through block->task (docs/gpu.md); a .cu beside a\n"
+    "                       .c MODULE travels with it\n"
+    "      --cuda FILE.cu   ship these CUDA kernels to the islands (implies --gpu)\n"
+    "      --popsize P      individuals per island and group (default: PSO 40, GA 40,\n"
+    "                       CMA-ES 4 + 3 ln D, DE 40)\n"
+    "      --groups G       G independent optimisations side by side (default 1)\n"
+    "      --topology T     ring (default), full, star, none, or a file of edges, one\n"
+    "                       'FROM TO' (or FROM->TO) pair of islands per line\n"
+    "      --migrate-every K  migrate every K iterations (default 10; 0: never)\n"
+    "      --migrants M     individuals sent to each neighbour per migration (default 1)\n"
+    "      --seed S         equal seeds and options give the same result (default 0)\n"
+    "      --polish N       after the run, each island polishes its best point of each\n"
+    "                       group with a bounded Nelder-Mead of at most N evaluations\n"
+    "      --maximize       maximise instead of minimise\n"
+    "      --shared FILE    data every fitness call reads as b->shared (a few MiB at most)\n"
+    "      --timeout-ms N   fail the run when it takes longer than N ms\n"
+    "      --history        add each island's best-so-far per iteration to the result\n"
+    "      --detach         print the run's id (t17) and return at once; follow it with\n"
+    "                       optimize-status, optimize-fetch, wait and cancel\n"
+    "\n"
+    "exit status: 0 done, 1 the run failed or was cancelled, 2 bad usage or input,\n"
+    "3 broker problem (for instance more islands than the cluster has slots); 130 after\n"
+    "Ctrl-C\n";
+
+static const char S_USAGE_STATUS[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] optimize-status ID...\n"
+    "\n"
+    "Prints the state and latest progress of each optimisation (t17) as a JSON line:\n"
+    "{\"task\":..,\"state\":..,\"iteration\":..,\"evaluations\":..,\"wall_s\":..,\n"
+    " \"best_f\":[per group]} (progress once the first iteration is done).\n"
+    "\n"
+    "exit status: 0, 1 when an optimisation is unknown, 2 bad usage, 3 broker problem\n";
+
+static const char S_USAGE_FETCH[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] optimize-fetch [OPTIONS] ID\n"
+    "\n"
+    "Prints an optimisation's result (t17) as optimize does, or {\"task\":..,\"state\":..}\n"
+    "while it runs.\n"
+    "\n"
+    "options:\n"
+    "      --wait S         wait up to S seconds for it to end (default 0; -1: for ever),\n"
+    "                       with its progress on a terminal\n"
+    "      --release        let the broker forget it once printed\n"
+    "      --history        add each island's best-so-far per iteration\n"
+    "      --bounds FILE    the run's bounds file, to name the parameters in best_params\n"
+    "\n"
+    "exit status: 0 done, 1 failed, cancelled, unknown or still running, 2 bad usage,\n"
+    "3 broker problem\n";
+
+static const pd_submit_opt_t s_optimize_opts[] = {
+    {"timeout-ms", required_argument, O_TIMEOUT},
+    {"detach", no_argument, O_DETACH},
+    {"shared", required_argument, O_SHARED},
+    {"gpu", no_argument, O_GPU},
+    {"cuda", required_argument, O_CUDA},
+    {"algo", required_argument, O_ALGO},
+    {"dim", required_argument, O_DIM},
+    {"bounds", required_argument, O_BOUNDS},
+    {"init", required_argument, O_INIT},
+    {"islands", required_argument, O_ISLANDS},
+    {"popsize", required_argument, O_POPSIZE},
+    {"budget", required_argument, O_BUDGET},
+    {"iterations", required_argument, O_ITERATIONS},
+    {"target", required_argument, O_TARGET},
+    {"seed", required_argument, O_SEED},
+    {"polish", required_argument, O_POLISH},
+    {"topology", required_argument, O_TOPOLOGY},
+    {"migrate-every", required_argument, O_MIGRATE_EVERY},
+    {"migrants", required_argument, O_MIGRANTS},
+    {"groups", required_argument, O_GROUPS},
+    {"maximize", no_argument, O_MAXIMIZE},
+    {"history", no_argument, O_HISTORY},
+    {NULL, 0, 0},
+};
+
+static const pd_submit_opt_t s_fetch_opts[] = {
+    {"wait", required_argument, O_WAIT},
+    {"release", no_argument, O_RELEASE},
+    {"bounds", required_argument, O_BOUNDS},
+    {"history", no_argument, O_HISTORY},
+    {NULL, 0, 0},
+};
+
+/* optimize's counts that fit 32 bits: the option, its words, its range. */
+static const struct {
+    int code;
+    const char *opt, *what;
+    uint64_t lo, hi;
+} s_counts[] = {
+    {O_DIM, "dim", "a number of parameters", 1, 1000000},
+    {O_ISLANDS, "islands", "a number of islands", 1, 1024},
+    {O_POPSIZE, "popsize", "a population size", 1, 100000000},
+    {O_MIGRATE_EVERY, "migrate-every", "a number of iterations (0: never)", 0, UINT32_MAX},
+    {O_MIGRANTS, "migrants", "a number of individuals", 1, 1000000},
+    {O_GROUPS, "groups", "a number of groups", 1, 1000000},
+};
+
+/* Where optimize's 32-bit count `code` goes. */
+static uint32_t *s_count_field(pd_submit_optim_opts_t *o, int code)
+{
+    switch (code) {
+    case O_DIM: return &o->dim;
+    case O_ISLANDS: return &o->islands;
+    case O_POPSIZE: return &o->popsize;
+    case O_MIGRATE_EVERY: return &o->migrate_every;
+    case O_MIGRANTS: return &o->migrants;
+    default: return &o->groups;
+    }
+}
+
+/* Applies one of the options of optimize and optimize-fetch. */
+static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
+{
+    pd_submit_opts_t *o = &s->o;
+    switch (code) {
+    case O_ALGO: {
+        pd_algo_t a;
+        if (pd_algo_parse(arg, &a) && strcmp(arg, "bipop") != 0) {
+            pd_submit_usage_error(s, "--algo wants pso, ga, cmaes, bipop or de, not '%s'", arg);
+            return bad_exit;
+        }
+        o->optim.algo = arg;
+        break;
+    }
+    case O_BOUNDS: o->optim.bounds = arg; break;
+    case O_INIT: o->optim.init = arg; break;
+    case O_TOPOLOGY: o->optim.topology = arg; break;
+    case O_DIM:
+    case O_ISLANDS:
+    case O_POPSIZE:
+    case O_MIGRATE_EVERY:
+    case O_MIGRANTS:
+    case O_GROUPS:
+        for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++) {
+            uint64_t v;
+            if (s_counts[i].code != code)
+                continue;
+            if (!pd_submit_count(s, s_counts[i].opt, s_counts[i].what, arg, s_counts[i].lo,
+                                 s_counts[i].hi, &v))
+                return bad_exit;
+            *s_count_field(&o->optim, code) = (uint32_t) v;
+        }
+        o->optim.migrate_every_set |= code == O_MIGRATE_EVERY;
+        break;
+    case O_BUDGET:
+        if (!pd_submit_count(s, "budget", "a number of evaluations", arg, 1, UINT64_MAX,
+                             &o->optim.budget))
+            return bad_exit;
+        break;
+    case O_ITERATIONS:
+        if (!pd_submit_count(s, "iterations", "a number of iterations", arg, 1, UINT64_MAX,
+                             &o->optim.iterations))
+            return bad_exit;
+        break;
+    case O_SEED:
+        if (!pd_submit_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
+            return bad_exit;
+        break;
+    case O_POLISH:
+        if (!pd_submit_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
+                             &o->optim.polish))
+            return bad_exit;
+        break;
+    case O_TARGET: {
+        char *end;
+        errno = 0;
+        o->optim.target = strtod(arg, &end);
+        if (end == arg || *end || errno || !isfinite(o->optim.target)) {
+            pd_submit_usage_error(s, "--target wants a finite number (the fitness value to "
+                                  "reach), not '%s'", arg);
+            return bad_exit;
+        }
+        o->optim.target_set = true;
+        break;
+    }
+    case O_MAXIMIZE: o->optim.maximize = true; break;
+    case O_HISTORY: o->optim.history = true; break;
+    default: break;
+    }
+    return 0;
+}
+
 /* ---- bounds -------------------------------------------------------------- */
 
 /* Bounds read from a file or a LO:HI range. */
@@ -367,6 +578,29 @@ static int s_read_shared(const char *path, uint32_t islands, char **data, size_t
     return 0;
 }
 
+/* Loads --init into r->init, which must match the bounds' dim parameters
+   and their names. Returns 0 or 2 after printing why. */
+static int s_init_box(const pd_submit_t *s, s_run_t *r, size_t dim)
+{
+    const pd_submit_optim_opts_t *q = &s->o.optim;
+    int rc = s_box_load("--init", q->init, &r->init);
+    if (rc)
+        return rc;
+    if (r->init.dim && r->init.dim != dim) {
+        pd_submit_usage_error(s, "--init file %s has %zu parameters but the bounds have "
+                              "%zu", q->init, r->init.dim, dim);
+        return 2;
+    }
+    for (size_t j = 0; r->init.names && r->bounds.names && j < dim; j++)
+        if (strcmp(r->init.names[j], r->bounds.names[j]) != 0) {
+            pd_submit_usage_error(s, "--init file %s names parameter %zu '%s' where the "
+                                  "bounds name it '%s': keep the same order", q->init, j + 1,
+                                  r->init.names[j], r->bounds.names[j]);
+            return 2;
+        }
+    return s_box_expand(&r->init, dim);
+}
+
 /* Turns optimize's options into r->o. Returns 0 or 2 after printing why. */
 static int s_options(const pd_submit_t *s, s_run_t *r)
 {
@@ -404,24 +638,8 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
     }
     if ((rc = s_box_expand(&r->bounds, dim)))
         return rc;
-    if (q->init) {
-        if ((rc = s_box_load("--init", q->init, &r->init)))
-            return rc;
-        if (r->init.dim && r->init.dim != dim) {
-            pd_submit_usage_error(s, "--init file %s has %zu parameters but the bounds have "
-                                  "%zu", q->init, r->init.dim, dim);
-            return 2;
-        }
-        for (size_t j = 0; r->init.names && r->bounds.names && j < dim; j++)
-            if (strcmp(r->init.names[j], r->bounds.names[j]) != 0) {
-                pd_submit_usage_error(s, "--init file %s names parameter %zu '%s' where the "
-                                      "bounds name it '%s': keep the same order", q->init, j + 1,
-                                      r->init.names[j], r->bounds.names[j]);
-                return 2;
-            }
-        if ((rc = s_box_expand(&r->init, dim)))
-            return rc;
-    }
+    if (q->init && (rc = s_init_box(s, r, dim)))
+        return rc;
     pd_algo_t algo = PD_ALGO_PSO;
     bool bipop = strcmp(q->algo, "bipop") == 0; /* CMA-ES with BIPOP restarts */
     if (bipop)
@@ -561,8 +779,8 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
 
 /* Follows run id until it ends or wait_s passes (< 0: no limit), with the
    progress line when wanted; with cancel_on_sigint, Ctrl-C stops it after
-   its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's code (PD_ETIMEDOUT with
-   res->stop PD_STOP_NONE: still running). */
+   its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's
+   code (PD_ETIMEDOUT with res->stop PD_STOP_NONE: still running). */
 static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_sigint,
                     pd_optim_result_t *res, bool *interrupted)
 {
@@ -665,7 +883,7 @@ static int s_report(pd_submit_t *s, uint64_t id, int rc, const pd_optim_result_t
 
 /* ---- verbs ------------------------------------------------------------------ */
 
-int pd_submit_optimize(pd_submit_t *s, int argc, char **argv)
+static int s_optimize(pd_submit_t *s, int argc, char **argv)
 {
     if (argc != 2) {
         pd_submit_usage_error(s, "needs MODULE FITNESS (got %d arguments)", argc);
@@ -743,7 +961,7 @@ static int s_run_id(const pd_submit_t *s, const char *arg, uint64_t *id)
     return 0;
 }
 
-int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv)
+static int s_optimize_status(pd_submit_t *s, int argc, char **argv)
 {
     if (argc < 1) {
         pd_submit_usage_error(s, "needs the id of an optimisation (t17)");
@@ -782,7 +1000,8 @@ int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv)
             pd_pack_cstr(&pk, "best_f");
             s_pack_doubles(&pk, st.best_f, st.groups);
         }
-        if (mp.failed || pd_msgpack_to_json(mp.data, mp.len, &out) || pd_buf_append(&out, "\n", 1)) {
+        if (mp.failed || pd_msgpack_to_json(mp.data, mp.len, &out) ||
+            pd_buf_append(&out, "\n", 1)) {
             fprintf(stderr, "playdoh-submit: out of memory\n");
             exit_code = 3;
         } else {
@@ -799,7 +1018,7 @@ int pd_submit_optimize_status(pd_submit_t *s, int argc, char **argv)
     return exit_code;
 }
 
-int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv)
+static int s_optimize_fetch(pd_submit_t *s, int argc, char **argv)
 {
     if (argc != 1) {
         pd_submit_usage_error(s, "needs the id of one optimisation (t17)");
@@ -838,3 +1057,14 @@ int pd_submit_optimize_fetch(pd_submit_t *s, int argc, char **argv)
     s_box_free(&names);
     return exit_code;
 }
+
+const pd_submit_verb_t pd_submit_verb_optimize = {.name = "optimize", .usage = S_USAGE,
+                                                  .opts = s_optimize_opts, .apply = s_apply,
+                                                  .run = s_optimize, .bad_exit = 2};
+const pd_submit_verb_t pd_submit_verb_optimize_status = {.name = "optimize-status",
+                                                         .usage = S_USAGE_STATUS,
+                                                         .run = s_optimize_status, .bad_exit = 2};
+const pd_submit_verb_t pd_submit_verb_optimize_fetch = {.name = "optimize-fetch",
+                                                        .usage = S_USAGE_FETCH,
+                                                        .opts = s_fetch_opts, .apply = s_apply,
+                                                        .run = s_optimize_fetch, .bad_exit = 2};

@@ -19,20 +19,107 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void s_put(pd_buf_t *out, const char *str) { pd_buf_append(out, str, strlen(str)); }
 
-static void s_flush(pd_buf_t *out)
-{
-    if (out->len)
-        fwrite(out->data, 1, out->len, stdout);
-    fflush(stdout);
-    pd_buf_reset(out);
-}
 
 /* One line per node: its value (records false), or a record
    {"task","node","state","value"|"code","error"} (records true). A failed
    or stopped node without records prints {"error","node","code"}. Returns
    how many nodes did not end done. */
+static const char S_USAGE[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] task [OPTIONS] MODULE FUNCTION --nodes N\n"
+    "\n"
+    "Runs FUNCTION of MODULE on N nodes at once (a synchronous task: docs/sync.md), each\n"
+    "node on its own slot; the nodes exchange data with pd_push and pd_pop along the tubes\n"
+    "of the graph file. Prints each node's result as a JSON line, in node order; a failed\n"
+    "task prints {\"error\": ..., \"node\": I, \"code\": ..} for its failed or stopped\n"
+    "nodes and the reason (node, host, message) on standard error.\n"
+    "\n"
+    "options:\n"
+    "      --nodes N        the number of nodes, 1 to 4096 (required)\n"
+    "      --graph FILE     the tubes: lines 'TUBE: SPEC, ...' with SPEC one of ring,\n"
+    "                       ring-back, chain, chain-back, all-to-all, star-out HUB,\n"
+    "                       star-in HUB, SRC->DST; or a JSON object (docs/sync.md)\n"
+    "  -a, --args FILE      one JSON line per node: node i gets line i+1 (default: null)\n"
+    "      --arg JSON       the same argument for every node\n"
+    "      --io-timeout-ms N  a push or pop waits at most N ms (default 60000; 0: for ever)\n"
+    "      --start-timeout-ms N  the nodes must meet within N ms (default 300000)\n"
+    "      --timeout-ms N   fail the task when it runs longer than N ms after its start\n"
+    "      --window N       messages in flight per edge (default 16384)\n"
+    "      --gpu            each node on a GPU slot of its own (pd_cuda_* in the node;\n"
+    "                       docs/gpu.md); a .cu beside a .c MODULE travels with it\n"
+    "      --cuda FILE.cu   ship these CUDA kernels to the nodes (implies --gpu)\n"
+    "      --detach         print the task's id (t17) and return without waiting\n"
+    "\n"
+    "status, results, wait and cancel take task ids (t17, t3-5) as they take job ids.\n"
+    "Ctrl-C stops the task (its nodes see pd_node_stopping() and return what they have)\n"
+    "and prints their results; a second Ctrl-C cancels it.\n"
+    "\n"
+    "exit status: 0 done, 1 failed or cancelled, 2 bad usage or input, 3 broker problem\n"
+    "(for instance a task of more nodes than the cluster has slots), 130 after Ctrl-C\n";
+
+static const char S_USAGE_STOP[] =
+    "usage: playdoh-submit [GLOBAL OPTIONS] stop ID...\n"
+    "\n"
+    "Asks synchronous tasks and optimisations (t17, t3-5) to stop: their nodes see\n"
+    "pd_node_stopping() and end with their results; an optimisation ends after its current\n"
+    "iteration with its best point (fetch it with optimize-fetch). A task that has not\n"
+    "started yet is cancelled. cancel, by contrast, ends them at once and keeps nothing.\n"
+    "\n"
+    "exit status: 0, 2 bad usage, 3 broker problem\n";
+
+static const pd_submit_opt_t s_opts[] = {
+    {"timeout-ms", required_argument, O_TIMEOUT},
+    {"detach", no_argument, O_DETACH},
+    {"gpu", no_argument, O_GPU},
+    {"cuda", required_argument, O_CUDA},
+    {"args", required_argument, O_ARGS},
+    {"nodes", required_argument, O_NODES},
+    {"graph", required_argument, O_GRAPH},
+    {"arg", required_argument, O_ARG},
+    {"io-timeout-ms", required_argument, O_IO},
+    {"start-timeout-ms", required_argument, O_START},
+    {"window", required_argument, O_WINDOW},
+    {NULL, 0, 0},
+};
+
+/* Applies one of task's own options. */
+static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
+{
+    pd_submit_opts_t *o = &s->o;
+    uint32_t u;
+    uint64_t v;
+    switch (code) {
+    case O_NODES:
+        if (!pd_submit_count(s, "nodes", "a number of nodes", arg, 1, 4096, &v))
+            return bad_exit;
+        o->nodes = (int) v;
+        break;
+    case O_GRAPH: o->graph = arg; break;
+    case O_ARG: o->arg = arg; break;
+    case O_IO:
+        if (!pd_submit_parse_u32(arg, &u) || u > INT32_MAX) {
+            pd_submit_usage_error(s, "--io-timeout-ms wants milliseconds (0: for ever), not '%s'",
+                                  arg);
+            return bad_exit;
+        }
+        o->io_timeout_ms = u == 0 ? PD_TASK_NO_TIMEOUT : (int) u;
+        break;
+    case O_START:
+        if (!pd_submit_parse_u32(arg, &o->start_timeout_ms) || o->start_timeout_ms == 0) {
+            pd_submit_usage_error(s, "--start-timeout-ms wants milliseconds, not '%s'", arg);
+            return bad_exit;
+        }
+        break;
+    case O_WINDOW:
+        if (!pd_submit_count(s, "window", "a number of messages", arg, 1, 1u << 24, &v))
+            return bad_exit;
+        o->window = (uint32_t) v;
+        break;
+    default: break;
+    }
+    return 0;
+}
+
 static size_t s_print_nodes(const pd_task_result_t *res, bool records)
 {
     pd_buf_t out;
@@ -44,34 +131,34 @@ static size_t s_print_nodes(const pd_task_result_t *res, bool records)
         if (records) {
             snprintf(head, sizeof head, "{\"task\":%" PRIu64 ",\"node\":%d,\"state\":\"%s\"",
                      res->id, i, pd_job_state_name(r->state));
-            s_put(&out, head);
+            pd_submit_put(&out, head);
         }
         if (r->state == PD_JOB_DONE) {
             if (records)
-                s_put(&out, ",\"value\":");
+                pd_submit_put(&out, ",\"value\":");
             pd_msgpack_to_json(r->value, r->len, &out);
-            s_put(&out, records ? "}\n" : "\n");
+            pd_submit_put(&out, records ? "}\n" : "\n");
         } else {
             bad++;
             if (records) {
-                s_put(&out, ",\"code\":");
+                pd_submit_put(&out, ",\"code\":");
                 pd_submit_put_json_str(&out, pd_err_name(r->code));
-                s_put(&out, ",\"error\":");
+                pd_submit_put(&out, ",\"error\":");
                 pd_submit_put_json_str(&out, r->error ? r->error : "");
-                s_put(&out, "}\n");
+                pd_submit_put(&out, "}\n");
             } else {
-                s_put(&out, "{\"error\":");
+                pd_submit_put(&out, "{\"error\":");
                 pd_submit_put_json_str(&out, r->error ? r->error : pd_job_state_name(r->state));
                 snprintf(head, sizeof head, ",\"node\":%d,\"code\":", i);
-                s_put(&out, head);
+                pd_submit_put(&out, head);
                 pd_submit_put_json_str(&out, pd_err_name(r->code));
-                s_put(&out, "}\n");
+                pd_submit_put(&out, "}\n");
             }
         }
         if (out.len > (1u << 20))
-            s_flush(&out);
+            pd_submit_flush(&out);
     }
-    s_flush(&out);
+    pd_submit_flush(&out);
     pd_buf_free(&out);
     return bad;
 }
@@ -147,7 +234,7 @@ static int s_follow(pd_client_t *c, uint64_t id, pd_task_result_t *res, bool *in
     return rc == PD_ETIMEDOUT ? 0 : rc;
 }
 
-int pd_submit_task(pd_submit_t *s, int argc, char **argv)
+static int s_run(pd_submit_t *s, int argc, char **argv)
 {
     const pd_submit_opts_t *o = &s->o;
     if (argc != 2) {
@@ -348,3 +435,13 @@ int pd_submit_tasks(pd_submit_t *s, const char *verb, int argc, char **argv)
     free(ids);
     return exit_code;
 }
+
+static int s_stop(pd_submit_t *s, int argc, char **argv)
+{
+    return pd_submit_tasks(s, "stop", argc, argv);
+}
+
+const pd_submit_verb_t pd_submit_verb_task = {.name = "task", .usage = S_USAGE, .opts = s_opts,
+                                              .apply = s_apply, .run = s_run, .bad_exit = 2};
+const pd_submit_verb_t pd_submit_verb_stop = {.name = "stop", .usage = S_USAGE_STOP,
+                                              .run = s_stop, .bad_exit = 2};

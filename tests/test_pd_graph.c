@@ -28,7 +28,10 @@ static void s_edges(char *out, size_t cap)
     msgpack_packer pk;
     pd_packer_init(&pk, &b);
     msgpack_pack_map(&pk, 2);
-    pd_graph_pack(g, &pk);
+    pd_pack_cstr(&pk, "tubes");
+    pd_graph_pack_tubes(&pk, g);
+    pd_pack_cstr(&pk, "edges");
+    pd_graph_pack_edges(&pk, g);
     pd_rd_t r;
     pd_rd_init(&r, b.data, b.len);
     uint32_t n, nt, ne;
