@@ -14,7 +14,7 @@
 #include "pd_broker.h"
 #include "pd_config.h"
 #include "pd_embed.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_shared.h"
 #include "pd_log.h"
 #include "pd_cli.h"
@@ -306,8 +306,9 @@ static int s_take_text(s_flags_t *f, int c)
     return S_USAGE; /* not reached: every option of s_opts is handled */
 }
 
-/* Reads the command line into f. Returns 0 to go on, an exit code (0
-   after --help or --version, 2 for an unknown option), or S_USAGE. */
+/* Reads the command line into f. Returns -1 to go on, an exit code (0
+   after --help or --version, PD_EXIT_USAGE for an unknown option), or
+   S_USAGE. */
 static int s_parse_flags(int argc, char **argv, s_flags_t *f)
 {
     *f = (s_flags_t){.hb = -1, .live = -1, .max = -1, .ttl = -1, .bport = -1, .binterval = -1,
@@ -329,7 +330,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *f)
         if (c == '?' || c == ':') {
             pd_cli_option_error("playdoh-broker", "playdoh-broker", argv[optind - 1], optopt,
                                 c == ':');
-            return 2;
+            return PD_EXIT_USAGE;
         }
         size_t k = 0, nk = sizeof s_numbers / sizeof s_numbers[0];
         while (k < nk && s_numbers[k].c != c)
@@ -369,7 +370,7 @@ static uint64_t s_pick_mb(int64_t flag, pd_config_t *cf, const char *key, uint64
 }
 
 /* The journal: flag, else file ("off": none), else the default path (into
-   path, cap bytes). Returns 0, or 2 with the reason printed. */
+   path, cap bytes). Returns 0, or PD_EXIT_USAGE with the reason printed. */
 static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config_t *cfg,
                            char *path, size_t cap)
 {
@@ -381,7 +382,7 @@ static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config
         if (f->jreset) {
             fprintf(stderr, "playdoh-broker: --journal-reset: the configuration says "
                             "journal = off (%s)\n", pd_config_where(cf, "broker", "journal"));
-            return 2;
+            return PD_EXIT_USAGE;
         }
     } else if (jpath && jpath[0]) {
         snprintf(path, cap, "%s", jpath);
@@ -391,7 +392,7 @@ static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config
     } else {
         fprintf(stderr, "playdoh-broker: neither XDG_STATE_HOME nor HOME is set, so there is no "
                         "default journal: give --journal PATH or --no-journal\n");
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *jsync = f->jsync ? f->jsync : pd_config_str(cf, "broker", "journal_sync", "full");
     cfg->journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
@@ -405,7 +406,7 @@ static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config
 
 /* Fills cfg from the configuration file cf and the flags f (which win),
    and sets the log level. The strings stay cf's, f's or path's. Returns 0,
-   2 with the reason printed, or S_USAGE. */
+   PD_EXIT_USAGE with the reason printed, or S_USAGE. */
 static int s_merge_config(const s_flags_t *f, pd_config_t *cf, pd_broker_config_t *cfg,
                           char *path, size_t cap)
 {
@@ -470,14 +471,14 @@ static int s_start(const pd_broker_config_t *cfg, const s_flags_t *f, pd_config_
     pd_broker_t *b = pd_broker_new(cfg, &err);
     pd_config_destroy(cf); /* the broker copied what it keeps */
     if (!b)
-        return err == PD_EINVAL ? 2 : 1;
+        return err == PD_EINVAL ? PD_EXIT_USAGE : PD_EXIT_FAILED;
     pd_embed_t *embedded = NULL;
     if (f->worker_cpus > 0 &&
         !(embedded = pd_embed_start(b, (int) f->worker_cpus, f->cache, &err))) {
         fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
                 pd_strerror(err));
         pd_broker_destroy(&b);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     if (f->ready_fd >= 0)
         s_tell_ready(b, (int) f->ready_fd);
@@ -513,7 +514,7 @@ int main(int argc, char **argv)
     int rc = s_parse_flags(argc, argv, &f);
     if (rc == S_USAGE) {
         s_usage(stderr);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (rc >= 0)
         return rc;
@@ -522,7 +523,7 @@ int main(int argc, char **argv)
     if (!cf || pd_config_load_default(cf, f.config, why, sizeof why)) {
         fprintf(stderr, "playdoh-broker: %s\n", cf ? why : "out of memory");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     pd_broker_config_t cfg;
     pd_broker_config_defaults(&cfg);
@@ -532,7 +533,7 @@ int main(int argc, char **argv)
         pd_config_destroy(&cf);
         if (rc == S_USAGE)
             s_usage(stderr);
-        return rc == S_USAGE ? 2 : rc;
+        return rc == S_USAGE ? PD_EXIT_USAGE : rc;
     }
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));

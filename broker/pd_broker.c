@@ -44,6 +44,7 @@
 #include "pd_log.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -60,13 +61,6 @@
 #define S_HANDSHAKE_MS 3000 /* a connection must finish its handshake within this */
 #define S_LOG_BURST 20       /* refusal lines per window at most */
 #define S_LOG_WINDOW_MS 10000
-
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 _Static_assert(PD_BROKER_SYNC_OFF == PD_JOURNAL_SYNC_OFF &&
                    PD_BROKER_SYNC_NORMAL == PD_JOURNAL_SYNC_NORMAL &&
@@ -404,7 +398,7 @@ pd_broker_t *pd_broker_new(const pd_broker_config_t *cfg, int *err)
         s_fail_new(&b, err, brc);
         return NULL;
     }
-    b->start_ms = b->now_ms = s_mono_ms();
+    b->start_ms = b->now_ms = zclock_mono();
     b->next_tick = b->now_ms;
     if (err)
         *err = 0;
@@ -926,23 +920,10 @@ static int s_recv_one(pd_broker_t *b)
 static void s_on_monitor(pd_broker_t *b)
 {
     for (int i = 0; i < S_BATCH; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, b->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        uint16_t event;
+        uint32_t value;
+        if (!pd_auth_monitor_next(b->mon, &event, &value))
             return;
-        }
-        zmq_msg_init(&addr);
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, b->mon, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
         if (event == ZMQ_EVENT_DISCONNECTED) {
             /* Peers leave all the time; ZeroMQ also cuts a connection for a
                protocol error or a frame over the size limit, before any of
@@ -1080,9 +1061,9 @@ int pd_broker_run(pd_broker_t *b)
         tick_ms = 250;
     s_say_listening(b);
     int rc = 0;
-    int64_t woke = s_mono_ms(); /* when the previous poll returned */
+    int64_t woke = zclock_mono(); /* when the previous poll returned */
     while (!atomic_load(&b->stop)) {
-        b->now_ms = s_mono_ms();
+        b->now_ms = zclock_mono();
         int64_t polled = b->now_ms;
         int64_t timeout = b->next_tick - b->now_ms;
         int64_t parked = pd_broker_expire_parked(b);
@@ -1105,7 +1086,7 @@ int pd_broker_run(pd_broker_t *b)
             rc = PD_ESYS;
             break;
         }
-        b->now_ms = s_mono_ms();
+        b->now_ms = zclock_mono();
         /* The time since the previous poll returned, less what this poll
            listened (its time-out at most), is time the broker did not
            listen: its own work, or a stop (SIGSTOP, a suspended machine)

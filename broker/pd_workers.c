@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,7 @@ struct pd_reg {
 
 static void s_hex(const void *rid, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *p = rid;
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * len] = 0;
+    sodium_bin2hex(out, 2 * len + 1, rid, len); /* out holds 2 * len + 1 */
 }
 
 pd_reg_t *pd_reg_new(void)

@@ -40,6 +40,7 @@
 #include "pd_proto.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -91,12 +92,7 @@ int pd_client_fail(pd_client_t *c, int code, const char *fmt, ...)
     return code;
 }
 
-int64_t pd_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t pd_client_now_ms(void) { return zclock_mono(); }
 
 int64_t pd_client_deadline(int timeout_ms)
 {
@@ -183,23 +179,10 @@ int pd_client_send(pd_client_t *c)
 static bool s_monitor(pd_client_t *c, bool *lost)
 {
     for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        uint16_t event;
+        uint32_t value;
+        if (!pd_auth_monitor_next(c->mon, &event, &value))
             return false;
-        }
-        zmq_msg_init(&addr);
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, c->mon, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
         if (event == ZMQ_EVENT_CONNECTED)
             c->connected = true;
         if (event == ZMQ_EVENT_CONNECT_RETRIED)

@@ -17,6 +17,7 @@
     or one JSON object: {"right": "ring", "up": ["star-out 0", [1, 2]]}.
 */
 #include "playdoh.h"
+#include "pd_error_int.h"
 
 #include "pd_client_int.h"
 #include "pd_codec.h"
@@ -227,18 +228,6 @@ int pd_graph_pack_edges(msgpack_packer *pk, const void *ctx)
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static int s_err(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int s_err(char *err, size_t cap, const char *fmt, ...)
-{
-    if (err && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
-        va_end(ap);
-    }
-    return PD_EINVAL;
-}
-
 static const char *s_specs = "ring, ring-back, chain, chain-back, all-to-all, star-out HUB, "
                              "star-in HUB, SRC->DST or none";
 
@@ -295,15 +284,18 @@ static int s_spec(pd_graph_t *g, const char *tube, const char *s, size_t len, co
     else if (strcmp(word, "all-to-all") == 0 && p == end) {
         rc = pd_graph_all_to_all(g, tube);
         if (rc == PD_EINVAL)
-            return s_err(err, cap, "%s: all-to-all over %d nodes makes more than %u edges",
-                         where, g->n, S_MAX_EDGES);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s: all-to-all over %d nodes makes more than %u edges",
+                          where, g->n, S_MAX_EDGES);
     } else if ((strcmp(word, "star-out") == 0 || strcmp(word, "star-in") == 0)) {
         if (s_node(&p, end, &a) || p != end)
-            return s_err(err, cap, "%s: '%.*s' needs a hub node number: %s 0", where, (int) len,
-                         s, word);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s: '%.*s' needs a hub node number: %s 0", where, (int) len,
+                          s, word);
         if (a >= g->n)
-            return s_err(err, cap, "%s: hub %ld is out of range (the task has %d nodes, 0 .. "
-                         "%d)", where, a, g->n, g->n - 1);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s: hub %ld is out of range (the task has %d nodes, 0 .. "
+                          "%d)", where, a, g->n, g->n - 1);
         rc = word[5] == 'o' ? pd_graph_star_out(g, tube, (int) a)
                             : pd_graph_star_in(g, tube, (int) a);
     } else {
@@ -315,25 +307,29 @@ static int s_spec(pd_graph_t *g, const char *tube, const char *s, size_t len, co
                 p += 2;
                 if (s_node(&p, end, &b) == 0 && p == end) {
                     if (a >= g->n || b >= g->n)
-                        return s_err(err, cap, "%s: edge %ld->%ld: node %ld is out of range "
-                                     "(the task has %d nodes, 0 .. %d)", where, a, b,
-                                     a >= g->n ? a : b, g->n, g->n - 1);
+                        return pd_why(err, cap, PD_EINVAL,
+                                      "%s: edge %ld->%ld: node %ld is out of range "
+                                      "(the task has %d nodes, 0 .. %d)", where, a, b,
+                                      a >= g->n ? a : b, g->n, g->n - 1);
                     if (a == b)
-                        return s_err(err, cap, "%s: edge %ld->%ld goes from a node to itself",
-                                     where, a, b);
+                        return pd_why(err, cap, PD_EINVAL,
+                                      "%s: edge %ld->%ld goes from a node to itself",
+                                      where, a, b);
                     rc = pd_graph_edge(g, tube, (int) a, (int) b);
                 }
             }
         }
         if (rc == -1)
-            return s_err(err, cap, "%s: '%.*s' is not a graph spec (%s)", where, (int) len, s,
-                         s_specs);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s: '%.*s' is not a graph spec (%s)", where, (int) len, s,
+                          s_specs);
     }
     if (rc == PD_ENOMEM)
-        return s_err(err, cap, "out of memory");
+        return pd_why(err, cap, PD_EINVAL, "out of memory");
     if (rc)
-        return s_err(err, cap, "%s: tube '%s' cannot take more (at most %d tubes and %u edges)",
-                     where, tube, S_MAX_TUBES, S_MAX_EDGES);
+        return pd_why(err, cap, PD_EINVAL,
+                      "%s: tube '%s' cannot take more (at most %d tubes and %u edges)",
+                      where, tube, S_MAX_TUBES, S_MAX_EDGES);
     return 0;
 }
 
@@ -368,11 +364,12 @@ static int s_parse_text(pd_graph_t *g, const char *text, size_t len, char *err, 
         while (t < ll && (line[t] == ' ' || line[t] == '\t'))
             t++;
         if (nlen == 0 || t == ll || line[t] != ':')
-            return s_err(err, cap, "%s, column %zu: expected 'TUBE: SPEC, ...' (a tube name of "
-                         "letters, digits, '_', '-' or '.', then ':')", where, t + 1);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s, column %zu: expected 'TUBE: SPEC, ...' (a tube name of "
+                          "letters, digits, '_', '-' or '.', then ':')", where, t + 1);
         if (nlen > S_MAX_NAME)
-            return s_err(err, cap, "%s: the tube name is longer than %d bytes", where,
-                         S_MAX_NAME);
+            return pd_why(err, cap, PD_EINVAL, "%s: the tube name is longer than %d bytes", where,
+                          S_MAX_NAME);
         char tube[S_MAX_NAME + 1];
         memcpy(tube, line + s, nlen);
         tube[nlen] = 0;
@@ -384,8 +381,9 @@ static int s_parse_text(pd_graph_t *g, const char *text, size_t len, char *err, 
             while (q < stop && isspace((unsigned char) *q))
                 q++;
             if (q == stop)
-                return s_err(err, cap, "%s: an empty spec for tube '%s' (%s)", where, tube,
-                             s_specs);
+                return pd_why(err, cap, PD_EINVAL,
+                              "%s: an empty spec for tube '%s' (%s)", where, tube,
+                              s_specs);
             int rc = s_spec(g, tube, q, (size_t) (stop - q), where, err, cap);
             if (rc)
                 return rc;
@@ -413,14 +411,16 @@ static int s_json_item(pd_graph_t *g, const char *tube, pd_rd_t *r, const char *
     if (k == PD_MP_ARRAY && pd_rd_array(r, &two) == 0 && two == 2 && pd_rd_uint(r, &a) == 0
         && pd_rd_uint(r, &b) == 0) {
         if (a >= (uint64_t) g->n || b >= (uint64_t) g->n || a == b)
-            return s_err(err, cap, "%s: edge [%llu, %llu] is out of range or a self-edge (the "
-                         "task has %d nodes, 0 .. %d)", where, (unsigned long long) a,
-                         (unsigned long long) b, g->n, g->n - 1);
+            return pd_why(err, cap, PD_EINVAL,
+                          "%s: edge [%llu, %llu] is out of range or a self-edge (the "
+                          "task has %d nodes, 0 .. %d)", where, (unsigned long long) a,
+                          (unsigned long long) b, g->n, g->n - 1);
         int rc = pd_graph_edge(g, tube, (int) a, (int) b);
-        return rc ? s_err(err, cap, "%s: too many tubes or edges", where) : 0;
+        return rc ? pd_why(err, cap, PD_EINVAL, "%s: too many tubes or edges", where) : 0;
     }
-    return s_err(err, cap, "%s: expected a spec string (%s) or a [SRC, DST] pair", where,
-                 s_specs);
+    return pd_why(err, cap, PD_EINVAL,
+                  "%s: expected a spec string (%s) or a [SRC, DST] pair", where,
+                  s_specs);
 }
 
 static int s_parse_json(pd_graph_t *g, const char *text, size_t len, char *err, size_t cap)
@@ -430,21 +430,22 @@ static int s_parse_json(pd_graph_t *g, const char *text, size_t len, char *err, 
     char jerr[200];
     if (pd_json_to_msgpack(text, len, &b, jerr, sizeof jerr)) {
         pd_buf_free(&b);
-        return s_err(err, cap, "graph JSON: %s", jerr);
+        return pd_why(err, cap, PD_EINVAL, "graph JSON: %s", jerr);
     }
     pd_rd_t r;
     pd_rd_init(&r, b.data, b.len);
     uint32_t n;
     int rc = 0;
     if (pd_rd_map(&r, &n)) {
-        rc = s_err(err, cap, "graph JSON: expected an object {\"TUBE\": SPEC, ...}");
+        rc = pd_why(err, cap, PD_EINVAL, "graph JSON: expected an object {\"TUBE\": SPEC, ...}");
         goto out;
     }
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         char tube[S_MAX_NAME + 1];
         if (pd_rd_strcpy(&r, tube, sizeof tube) || !tube[0]) {
-            rc = s_err(err, cap, "graph JSON: key %u must be a tube name of 1 to %d bytes", i,
-                       S_MAX_NAME);
+            rc = pd_why(err, cap, PD_EINVAL,
+                        "graph JSON: key %u must be a tube name of 1 to %d bytes", i,
+                        S_MAX_NAME);
             break;
         }
         char where[96];

@@ -8,6 +8,7 @@
 #include "pd_progress.h"
 #include "pd_plat.h"
 
+#include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,13 +24,6 @@ struct pd_progress {
     bool shown;       /* the bar is on the screen now */
 };
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 pd_progress_t *pd_progress_new(FILE *f, size_t total, bool enabled)
 {
     if (!enabled)
@@ -39,7 +33,7 @@ pd_progress_t *pd_progress_new(FILE *f, size_t total, bool enabled)
         return NULL;
     p->f = f;
     p->total = total;
-    p->start = s_now();
+    p->start = (zclock_usecs() / 1e6);
     p->last_draw = -1;
     return p;
 }
@@ -180,7 +174,7 @@ void pd_progress_optim(pd_progress_t *p, uint64_t iteration, uint64_t evaluation
 {
     if (!p)
         return;
-    double now = s_now();
+    double now = (zclock_usecs() / 1e6);
     if (!force && p->shown && now - p->last_draw < PD_PROGRESS_PERIOD_MS / 1000.0)
         return;
     char line[512];
@@ -195,7 +189,7 @@ void pd_progress_update(pd_progress_t *p, size_t done, size_t failed, bool force
         return;
     p->done = done;
     p->failed = failed;
-    double now = s_now();
+    double now = (zclock_usecs() / 1e6);
     if (force || !p->shown || now - p->last_draw >= PD_PROGRESS_PERIOD_MS / 1000.0)
         s_draw(p, now);
 }
@@ -213,7 +207,7 @@ void pd_progress_finish(pd_progress_t *p)
 {
     if (!p)
         return;
-    s_draw(p, s_now());
+    s_draw(p, (zclock_usecs() / 1e6));
     fputc('\n', p->f);
     fflush(p->f);
     p->shown = false;

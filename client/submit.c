@@ -426,7 +426,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (first >= argc) {
         s_usage(stderr);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *verb = argv[first];
     if (strcmp(verb, "slurm") == 0) {
@@ -435,7 +435,7 @@ int main(int argc, char **argv)
         if (s.o.local) {
             pd_submit_usage_error(&s, "--local runs an embedded cluster on this machine; Slurm "
                                   "pilots need a broker the compute nodes reach (--broker)");
-            return 2;
+            return PD_EXIT_USAGE;
         }
         pd_slurm_globals_t g = {.broker = s.o.broker, .config = s.o.config,
                                 .quiet = s.o.quiet};
@@ -458,7 +458,7 @@ int main(int argc, char **argv)
             pd_submit_usage_error(&s, "unknown verb '%s' (verbs: map, exec, task, optimize, "
                                   "optimize-status, optimize-fetch, status, results, wait, "
                                   "cancel, stop, cluster, gc, slurm)", verb);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     s.o.verb = v->name;
     /* The verb's options: exec stops at its command's first word, the

@@ -19,6 +19,7 @@
 #define PD_SUBMIT_H
 
 #include "playdoh.h"
+#include "pd_error_int.h"
 #include "pd_codec.h"
 #include "pd_progress.h"
 
@@ -194,7 +195,7 @@ typedef void(pd_submit_emit_fn)(void *user, size_t index, const pd_result_t *r);
    each other job as cancelled (state cancelled, code PD_ECANCELLED), says
    so with their ids on standard error and returns PD_ECANCELLED; a second
    Ctrl-C ends the program. Returns 0, or a PD_E* code after printing why. */
-#define PD_SUBMIT_INTERRUPTED 130 /* the exit status after Ctrl-C, as a shell's */
+#define PD_SUBMIT_INTERRUPTED PD_EXIT_INTERRUPTED /* the exit status after Ctrl-C, as a shell's */
 int pd_submit_collect(pd_submit_t *s, const uint64_t *ids, size_t n, int timeout_ms,
                       bool keep_order, bool release, bool interruptible, pd_progress_t *bar,
                       pd_submit_emit_fn *emit, void *user, size_t *done, size_t *failed);

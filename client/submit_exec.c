@@ -12,6 +12,7 @@
     than 100), 255 for anything else that went wrong.
 */
 #include "submit.h"
+#include "pd_error_int.h"
 #include "pd_plat.h"
 
 #include "pd_codec.h"
@@ -27,7 +28,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define S_ERROR 255 /* GNU parallel's exit status for errors other than failed jobs */
+#define S_ERROR PD_EXIT_EXEC_ERROR /* GNU parallel's exit status for errors other than failed jobs */
 
 static const char S_USAGE[] =
     "usage: playdoh-submit [GLOBAL OPTIONS] exec [OPTIONS] [--] COMMAND [WORDS...] [::: ARGS...]\n"
@@ -587,7 +588,7 @@ static int s_submit(pd_submit_t *s, const s_cmds_t *cmds, FILE *joblog)
         if (failed && !s->o.quiet)
             fprintf(stderr, "playdoh-submit: exec: %zu of %zu jobs failed\n", failed, cmds->n);
         failed += pr.unwritten; /* a file not brought back counts as a failure */
-        rc = failed > 100 ? 101 : (int) failed;
+        rc = failed > 100 ? PD_EXIT_EXEC_MANY : (int) failed;
     }
 out:
     free(ids);

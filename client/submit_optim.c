@@ -31,6 +31,7 @@
 #include "pd_json.h"
 
 #include <ctype.h>
+#include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -776,13 +777,6 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
 
 /* ---- following a run ------------------------------------------------------ */
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 /* Follows run id until it ends or wait_s passes (< 0: no limit), with the
    progress line when wanted; with cancel_on_sigint, Ctrl-C stops it after
    its iteration (a second Ctrl-C cancels it) and *interrupted says so. Returns pd_optim_fetch's
@@ -796,11 +790,11 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
     int sigints = 0;
     if (cancel_on_sigint)
         pd_plat_catch_interrupt(true);
-    double until = wait_s < 0 ? INFINITY : s_now() + wait_s;
+    double until = wait_s < 0 ? INFINITY : (zclock_usecs() / 1e6) + wait_s;
     uint64_t shown = 0;
     int rc;
     for (;;) {
-        double left = until - s_now();
+        double left = until - (zclock_usecs() / 1e6);
         int slice = left <= 0 ? 0 : left * 1000 > INT32_MAX ? -1 : (int) (left * 1000);
         if ((bar || cancel_on_sigint) && (slice < 0 || slice > S_POLL_MS))
             slice = S_POLL_MS;
@@ -822,11 +816,11 @@ static int s_follow(pd_submit_t *s, uint64_t id, double wait_s, bool cancel_on_s
                 fprintf(stderr, "playdoh-submit: interrupted again: cancelling optimisation t%"
                         PRIu64 "\n", id);
                 pd_optim_cancel(c, id);
-                until = s_now() + 30; /* wait for the cancel to land */
+                until = (zclock_usecs() / 1e6) + 30; /* wait for the cancel to land */
             }
             continue;
         }
-        if (s_now() >= until)
+        if ((zclock_usecs() / 1e6) >= until)
             break;
         pd_optim_status_t st;
         if (bar && pd_optim_status(c, id, &st) == 0 && st.has_progress && st.iteration > shown) {

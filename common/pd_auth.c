@@ -9,7 +9,7 @@
 #include "pd_auth.h"
 #include "pd_file.h"
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_log.h"
 
 #include <czmq.h>
@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +29,6 @@
 
 #define S_LINE_MAX 1024 /* longest line of known_brokers we read */
 
-static int s_why(char *why, size_t cap, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 /* True when the file at path is a well-formed ZPL text (or absent, when
    absent_ok). */
 static bool s_zpl_ok(const char *path, bool absent_ok)
@@ -65,17 +62,6 @@ struct _zcert_t *pd_auth_cert_load(const char *path)
     return zcert_load(path);
 }
 
-static int s_why(char *why, size_t cap, int rc, const char *fmt, ...)
-{
-    if (why && cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* ---- paths ------------------------------------------------------------- */
 
 char *pd_auth_config_dir(void)
@@ -93,14 +79,14 @@ int pd_auth_make_dir(const char *dir, char *why, size_t whycap)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s", dir) >= (int) sizeof path)
-        return s_why(why, whycap, PD_ESYS, "directory name too long: %s", dir);
+        return pd_why(why, whycap, PD_ESYS, "directory name too long: %s", dir);
     char failed[4096];
     if (pd_file_mkdirs(path, 0700, failed, sizeof failed))
-        return s_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", failed,
-                     strerror(errno));
+        return pd_why(why, whycap, PD_ESYS, "cannot create directory %s: %s", failed,
+                      strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return s_why(why, whycap, PD_ESYS, "%s is not a directory", dir);
+        return pd_why(why, whycap, PD_ESYS, "%s is not a directory", dir);
     return 0;
 }
 
@@ -116,16 +102,16 @@ static int s_write_private(const char *dir, const char *const *names, s_writer_f
         return rc;
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", dir) >= (int) sizeof tmp || !mkdtemp(tmp))
-        return s_why(why, whycap, PD_ESYS, "cannot write in %s: %s", dir, strerror(errno));
+        return pd_why(why, whycap, PD_ESYS, "cannot write in %s: %s", dir, strerror(errno));
     rc = 0;
     if (write(tmp, arg) != 0)
-        rc = s_why(why, whycap, PD_ESYS, "cannot write in %s: %s", tmp, strerror(errno));
+        rc = pd_why(why, whycap, PD_ESYS, "cannot write in %s: %s", tmp, strerror(errno));
     for (int i = 0; names[i]; i++) {
         char from[4200], to[4200];
         snprintf(from, sizeof from, "%s/%s", tmp, names[i]);
         snprintf(to, sizeof to, "%s/%s", dir, names[i]);
         if (rc == 0 && (chmod(from, 0600) != 0 || pd_plat_rename(from, to) != 0))
-            rc = s_why(why, whycap, PD_ESYS, "cannot write %s: %s", to, strerror(errno));
+            rc = pd_why(why, whycap, PD_ESYS, "cannot write %s: %s", to, strerror(errno));
         unlink(from);
     }
     rmdir(tmp);
@@ -160,10 +146,10 @@ int pd_auth_keygen(const char *dir, const char *name, bool force, pd_keypair_t *
     snprintf(path, sizeof path, "%s/id.key", dir);
     pd_keypair_t old;
     if (!force && pd_auth_key_load(path, false, &old, NULL, 0) == 0)
-        return s_why(why, whycap, PD_EINVAL,
-                     "a key pair already exists at %s (public key %s): keep it, or replace it "
-                     "with --force (brokers that allow it and machines that trust it must then "
-                     "be given the new public key)", path, old.pub);
+        return pd_why(why, whycap, PD_EINVAL,
+                      "a key pair already exists at %s (public key %s): keep it, or replace it "
+                      "with --force (brokers that allow it and machines that trust it must then "
+                      "be given the new public key)", path, old.pub);
     char who[128];
     if (!name || !*name) {
         char user[64], host[64] = "";
@@ -174,7 +160,7 @@ int pd_auth_keygen(const char *dir, const char *name, bool force, pd_keypair_t *
     }
     zcert_t *cert = zcert_new();
     if (!cert)
-        return s_why(why, whycap, PD_ESYS, "cannot create a key pair (libzmq without CURVE?)");
+        return pd_why(why, whycap, PD_ESYS, "cannot create a key pair (libzmq without CURVE?)");
     zcert_set_meta(cert, "name", "%s", name);
     s_cert_save_t a = {cert, true};
     static const char *const names[] = {"id.key_secret", "id.key", NULL};
@@ -197,26 +183,26 @@ int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char
     struct stat st;
     bool has_secret = stat(secret, &st) == 0;
     if (has_secret && !pd_plat_mode_private(&st))
-        return s_why(why, whycap, PD_EAUTH,
-                     "secret key file %s is readable by other users (mode %03o): run `chmod 600 "
-                     "%s` (and consider the key compromised if others could read it)", secret,
-                     (unsigned) (st.st_mode & 0777), secret);
+        return pd_why(why, whycap, PD_EAUTH,
+                      "secret key file %s is readable by other users (mode %03o): run `chmod 600 "
+                      "%s` (and consider the key compromised if others could read it)", secret,
+                      (unsigned) (st.st_mode & 0777), secret);
     if (need_secret && !has_secret) {
         if (stat(file, &st) == 0)
-            return s_why(why, whycap, PD_ENOKEY,
-                         "%s has no secret part (%s is missing): this is someone's public key, "
-                         "not a key pair of this account", file, secret);
-        return s_why(why, whycap, PD_ENOKEY,
-                     "no key pair at %s: create one with `playdoh-keygen`", file);
+            return pd_why(why, whycap, PD_ENOKEY,
+                          "%s has no secret part (%s is missing): this is someone's public key, "
+                          "not a key pair of this account", file, secret);
+        return pd_why(why, whycap, PD_ENOKEY,
+                      "no key pair at %s: create one with `playdoh-keygen`", file);
     }
     if (!has_secret && stat(file, &st) != 0)
-        return s_why(why, whycap, PD_ENOKEY, "no key at %s: create one with `playdoh-keygen`",
-                     file);
+        return pd_why(why, whycap, PD_ENOKEY, "no key at %s: create one with `playdoh-keygen`",
+                      file);
     if (strlen(file) >= 240)
-        return s_why(why, whycap, PD_EAUTH, "key path too long: %s", file);
+        return pd_why(why, whycap, PD_EAUTH, "key path too long: %s", file);
     zcert_t *cert = pd_auth_cert_load(file);
     if (!cert)
-        return s_why(why, whycap, PD_EAUTH, "cannot read key %s (not a CZMQ certificate)", file);
+        return pd_why(why, whycap, PD_EAUTH, "cannot read key %s (not a CZMQ certificate)", file);
     snprintf(out->pub, sizeof out->pub, "%s", zcert_public_txt(cert));
     static const uint8_t zero[32];
     bool secret_set = memcmp(zcert_secret_key(cert), zero, 32) != 0;
@@ -228,8 +214,8 @@ int pd_auth_key_load(const char *file, bool need_secret, pd_keypair_t *out, char
     bool pub_set = memcmp(zcert_public_key(cert), zero_pub, 32) != 0;
     zcert_destroy(&cert);
     if (!pub_set || (need_secret && !out->sec[0]))
-        return s_why(why, whycap, PD_EAUTH, "key file %s holds no valid %s key", file,
-                     pub_set ? "secret" : "public");
+        return pd_why(why, whycap, PD_EAUTH, "key file %s holds no valid %s key", file,
+                      pub_set ? "secret" : "public");
     return 0;
 }
 
@@ -275,12 +261,12 @@ int pd_auth_key_from_arg(const char *arg, char pub[PD_KEY_TXT], char *name, size
             memcpy(pub, k.pub, PD_KEY_TXT);
             return 0;
         }
-        return s_why(why, whycap, PD_EINVAL, "%s holds no public key (neither a certificate nor "
-                     "a line of 40 characters as `playdoh-keygen show` prints)", arg);
+        return pd_why(why, whycap, PD_EINVAL, "%s holds no public key (neither a certificate nor "
+                      "a line of 40 characters as `playdoh-keygen show` prints)", arg);
     }
-    return s_why(why, whycap, PD_EINVAL,
-                 "'%s' is neither a public key (the 40 characters `playdoh-keygen show` prints) "
-                 "nor a certificate file", arg);
+    return pd_why(why, whycap, PD_EINVAL,
+                  "'%s' is neither a public key (the 40 characters `playdoh-keygen show` prints) "
+                  "nor a certificate file", arg);
 }
 
 /* ---- known_brokers ----------------------------------------------------- */
@@ -376,18 +362,28 @@ typedef struct {
     int dropped;          /* lines dropped */
 } s_trust_edit_t;
 
+/* Creates the new file tmpdir/name for writing, readable by its owner only
+   (0600 from the start); NULL with errno set when it cannot. */
+static FILE *s_create_private(const char *tmpdir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!out && fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return out;
+}
+
 static int s_write_known(const char *tmpdir, void *arg)
 {
     s_trust_edit_t *e = arg;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/known_brokers", tmpdir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!out) {
-        if (fd >= 0)
-            close(fd);
-        return PD_ESYS;
-    }
+    FILE *out = s_create_private(tmpdir, "known_brokers");
+    if (!out)
+        return pd_sys_error();
     FILE *in = s_open_known(e->dir);
     char line[S_LINE_MAX], copy[S_LINE_MAX];
     if (!in)
@@ -412,19 +408,19 @@ static int s_write_known(const char *tmpdir, void *arg)
     if (e->endpoint)
         fprintf(out, "%s %s%s%s\n", e->endpoint, e->key, e->name && *e->name ? " " : "",
                 e->name ? e->name : "");
-    return fclose(out) == 0 ? 0 : PD_ESYS;
+    return fclose(out) == 0 ? 0 : pd_sys_error();
 }
 
 int pd_auth_trust_add(const char *dir, const char *endpoint, const char *key, const char *name,
                       char *why, size_t whycap)
 {
     if (!pd_auth_key_valid(key))
-        return s_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85, "
-                     "as `playdoh-keygen show` prints on the broker's machine)", key);
+        return pd_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85, "
+                      "as `playdoh-keygen show` prints on the broker's machine)", key);
     if (!*endpoint || strlen(endpoint) > 255 || strpbrk(endpoint, " \t\r\n#") ||
         (strcmp(endpoint, "*") != 0 && !strstr(endpoint, "://")))
-        return s_why(why, whycap, PD_EINVAL, "'%s' is not an endpoint such as "
-                     "tcp://lab-server:5555 (or * for any address)", endpoint);
+        return pd_why(why, whycap, PD_EINVAL, "'%s' is not an endpoint such as "
+                      "tcp://lab-server:5555 (or * for any address)", endpoint);
     char clean[64] = "";
     for (size_t i = 0, k = 0; name && name[i] && k + 1 < sizeof clean; i++)
         if (name[i] != '\n' && name[i] != '\r')
@@ -481,7 +477,7 @@ static int s_each_cert(const char *dir, bool (*fn)(const char *path, zcert_t *ce
 {
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? 0 : PD_ESYS;
+        return errno == ENOENT ? 0 : pd_sys_error();
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t n = strlen(de->d_name);
@@ -539,11 +535,11 @@ int pd_auth_allow_add(const char *allow_dir, const char *key, pd_role_t role, co
 {
     uint8_t pub[32];
     if (!pd_auth_key_valid(key) || !zmq_z85_decode(pub, key))
-        return s_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85)",
-                     key);
+        return pd_why(why, whycap, PD_EINVAL, "'%s' is not a public key (40 characters of Z85)",
+                      key);
     if (role != PD_ROLE_WORKER && role != PD_ROLE_CLIENT && role != PD_ROLE_BOTH &&
         role != PD_ROLE_ADMIN)
-        return s_why(why, whycap, PD_EINVAL, "a key's role is worker, client, both or admin");
+        return pd_why(why, whycap, PD_EINVAL, "a key's role is worker, client, both or admin");
     /* File name: the name's safe characters, or the key's first bytes. */
     char clean[49] = "";
     size_t k = 0;
@@ -555,23 +551,25 @@ int pd_auth_allow_add(const char *allow_dir, const char *key, pd_role_t role, co
                                  : '_');
     }
     clean[k] = 0;
-    if (!k || clean[0] == '.')
-        snprintf(clean, sizeof clean, "key-%02x%02x%02x%02x", pub[0], pub[1], pub[2], pub[3]);
+    if (!k || clean[0] == '.') {
+        memcpy(clean, "key-", 4);
+        sodium_bin2hex(clean + 4, sizeof clean - 4, pub, 4);
+    }
     char file[64];
     snprintf(file, sizeof file, "%s.key", clean);
     /* Another key under that file name would be silently replaced: refuse. */
     s_allow_find_t same = {.what = "", .file = file};
     s_each_cert(allow_dir, s_allow_match, &same);
     if (same.path[0] && strcmp(same.pub, key) != 0)
-        return s_why(why, whycap, PD_EINVAL, "%s already admits another key (%s): choose "
-                     "another --name, or revoke that key first", same.path, same.pub);
+        return pd_why(why, whycap, PD_EINVAL, "%s already admits another key (%s): choose "
+                      "another --name, or revoke that key first", same.path, same.pub);
     /* The same key under another name: replaced by this one. */
     s_allow_find_t old = {.what = key, .remove = true};
     s_each_cert(allow_dir, s_allow_match, &old);
     static const uint8_t zero[32];
     zcert_t *cert = zcert_new_from(pub, zero);
     if (!cert)
-        return s_why(why, whycap, PD_ENOMEM, "out of memory");
+        return pd_why(why, whycap, PD_ENOMEM, "out of memory");
     zcert_set_meta(cert, "name", "%s", name && *name ? name : clean);
     zcert_set_meta(cert, "role", "%s", pd_role_name(role));
     s_allow_save_t a = {cert, file};
@@ -585,7 +583,7 @@ int pd_auth_allow_remove(const char *allow_dir, const char *what, char *why, siz
 {
     s_allow_find_t a = {.what = what, .remove = true};
     if (s_each_cert(allow_dir, s_allow_match, &a))
-        return s_why(why, whycap, PD_ESYS, "cannot read %s: %s", allow_dir, strerror(errno));
+        return pd_why(why, whycap, PD_ESYS, "cannot read %s: %s", allow_dir, strerror(errno));
     return a.removed;
 }
 
@@ -625,19 +623,14 @@ bool pd_role_allows(pd_role_t have, pd_role_t need) { return (have & need) == ne
 
 static int s_write_token(const char *tmpdir, void *arg)
 {
-    char path[4200], hex[2 * PD_OWNER_TOKEN_LEN + 2];
-    snprintf(path, sizeof path, "%s/owner.token", tmpdir);
+    char hex[2 * PD_OWNER_TOKEN_LEN + 2];
     sodium_bin2hex(hex, sizeof hex, arg, PD_OWNER_TOKEN_LEN);
     strcat(hex, "\n");
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!out) {
-        if (fd >= 0)
-            close(fd);
-        return PD_ESYS;
-    }
+    FILE *out = s_create_private(tmpdir, "owner.token");
+    if (!out)
+        return pd_sys_error();
     bool ok = fputs(hex, out) >= 0;
-    return fclose(out) == 0 && ok ? 0 : PD_ESYS;
+    return fclose(out) == 0 && ok ? 0 : pd_sys_error();
 }
 
 /* Reads dir/owner.token into tok: 0, PD_ENOKEY (no file), PD_EAUTH or PD_ESYS. */
@@ -647,23 +640,23 @@ static int s_read_token(const char *path, uint8_t tok[PD_OWNER_TOKEN_LEN], char 
     struct stat st;
     if (stat(path, &st) != 0)
         return errno == ENOENT ? PD_ENOKEY
-                               : s_why(why, whycap, PD_ESYS, "cannot read %s: %s", path,
-                                       strerror(errno));
+                               : pd_why(why, whycap, PD_ESYS, "cannot read %s: %s", path,
+                                        strerror(errno));
     if (!pd_plat_mode_private(&st))
-        return s_why(why, whycap, PD_EAUTH, "owner token %s is readable by other users (mode "
-                     "%03o), who could then fetch and cancel this account's jobs: run `chmod 600 "
-                     "%s`", path, (unsigned) (st.st_mode & 0777), path);
+        return pd_why(why, whycap, PD_EAUTH, "owner token %s is readable by other users (mode "
+                      "%03o), who could then fetch and cancel this account's jobs: run `chmod 600 "
+                      "%s`", path, (unsigned) (st.st_mode & 0777), path);
     char *text = NULL;
     size_t len = 0;
     if (pd_file_read(path, 4096, &text, &len) != 0)
-        return s_why(why, whycap, PD_ESYS, "cannot read %s: %s", path, strerror(errno));
+        return pd_why(why, whycap, PD_ESYS, "cannot read %s: %s", path, strerror(errno));
     size_t got = 0;
     int rc = sodium_hex2bin(tok, PD_OWNER_TOKEN_LEN, text, len, " \r\n", &got, NULL);
     free(text);
     if (rc != 0 || got != PD_OWNER_TOKEN_LEN)
-        return s_why(why, whycap, PD_EAUTH, "owner token %s is not 64 hex digits: delete it "
-                     "(a new one is made; jobs submitted with the old one are then another "
-                     "owner's)", path);
+        return pd_why(why, whycap, PD_EAUTH, "owner token %s is not 64 hex digits: delete it "
+                      "(a new one is made; jobs submitted with the old one are then another "
+                      "owner's)", path);
     return 0;
 }
 
@@ -799,6 +792,28 @@ pd_role_t pd_auth_msg_peer(void *zmq_msg, const char **key, const char **name)
         *name = zmq_msg_gets(msg, "X-Name");
     pd_role_t role;
     return pd_role_parse(zmq_msg_gets(msg, "X-Role"), &role) == 0 ? role : PD_ROLE_NONE;
+}
+
+bool pd_auth_monitor_next(void *mon, uint16_t *event, uint32_t *value)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        return false;
+    }
+    zmq_msg_init(&addr);
+    if (zmq_msg_more(&ev))
+        zmq_msg_recv(&addr, mon, 0);
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size(&ev) >= 6) {
+        memcpy(event, zmq_msg_data(&ev), 2);
+        memcpy(value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
+    }
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+    return true;
 }
 
 const char *pd_auth_handshake_why(uint32_t event, uint32_t value, bool as_server)

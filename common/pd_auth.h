@@ -211,4 +211,13 @@ pd_role_t pd_auth_msg_peer(void *zmq_msg, const char **key, const char **name);
    Static storage. */
 const char *pd_auth_handshake_why(uint32_t event, uint32_t value, bool as_server);
 
+/* Reads the next event pending on a libzmq socket monitor (the PAIR socket
+   connected to zmq_socket_monitor's endpoint) without waiting, drops its
+   address frame, and sets *event and *value (0 for a short frame). Returns
+   false when none is pending. The one decoder of monitor frames for the
+   broker, the worker and the client, each of which polls its monitor in its
+   own loop: CZMQ's zmonitor would add an actor thread per socket and hand
+   the events over as text. */
+bool pd_auth_monitor_next(void *mon, uint16_t *event, uint32_t *value);
+
 #endif

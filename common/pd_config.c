@@ -8,6 +8,7 @@
     one. Files are small (1 MiB at most), so a linear search is plenty.
 */
 #include "pd_config.h"
+#include "pd_grow.h"
 #include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_limits.h"
@@ -326,14 +327,8 @@ static void s_trim(const char **s, const char **e)
 static int s_add(pd_config_t *c, uint16_t key, uint16_t file, uint32_t line, const char *v,
                  size_t len)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 32;
-        s_entry_t *e = realloc(c->e, cap * sizeof *e);
-        if (!e)
-            return PD_ENOMEM;
-        c->e = e;
-        c->cap = cap;
-    }
+    if (pd_grow(&c->e, &c->cap, c->n + 1, sizeof *c->e))
+        return PD_ENOMEM;
     char *copy = strndup(v, len);
     if (!copy)
         return PD_ENOMEM;

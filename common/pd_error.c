@@ -1,4 +1,5 @@
-/*  pd_error: messages and names for the PD_E* codes of pd_error.h. */
+/*  pd_error: messages and names for the PD_E* codes of pd_error.h (errno
+    and error sentences: pd_error_int.c). */
 #include "pd_error.h"
 
 #include <string.h>

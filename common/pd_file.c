@@ -1,7 +1,7 @@
 /*  pd_file: see pd_file.h. */
 #include "pd_file.h"
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +20,11 @@ int pd_file_write_atomic(const char *path, const void *data, size_t len)
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long) getpid(),
                  atomic_fetch_add(&counter, 1)) >= (int) sizeof tmp) {
         errno = ENAMETOOLONG;
-        return -1;
+        return pd_sys_error();
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
-        return -1;
+        return pd_sys_error();
     const char *p = data;
     size_t left = len;
     while (left) {
@@ -36,7 +36,7 @@ int pd_file_write_atomic(const char *path, const void *data, size_t len)
             close(fd);
             unlink(tmp);
             errno = saved;
-            return -1;
+            return pd_sys_error();
         }
         p += n;
         left -= (size_t) n;
@@ -45,7 +45,7 @@ int pd_file_write_atomic(const char *path, const void *data, size_t len)
         int saved = errno;
         unlink(tmp);
         errno = saved;
-        return -1;
+        return pd_sys_error();
     }
     return 0;
 }
@@ -59,29 +59,29 @@ int pd_file_read(const char *path, size_t max, char **data, size_t *len)
     struct stat pre;
     if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
         errno = EINVAL;
-        return -1;
+        return pd_sys_error();
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return pd_sys_error();
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int saved = errno;
         close(fd);
         errno = saved;
-        return -1;
+        return pd_sys_error();
     }
     if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > (uint64_t) max) {
         close(fd);
         errno = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
-        return -1;
+        return pd_sys_error();
     }
     size_t size = (size_t) st.st_size, got = 0;
     char *buf = malloc(size + 1);
     if (!buf) {
         close(fd);
         errno = ENOMEM;
-        return -1;
+        return pd_sys_error();
     }
     while (got < size) {
         ssize_t n = read(fd, buf + got, size - got);
@@ -103,7 +103,7 @@ int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap)
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int) sizeof tmp) {
         errno = ENAMETOOLONG;
-        return -1;
+        return pd_sys_error();
     }
     for (char *p = tmp + 1;; p++) {
         if (!pd_plat_dirsep(*p) && *p != 0)
@@ -115,7 +115,7 @@ int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap)
             !(stat(tmp, &st) == 0 && S_ISDIR(st.st_mode))) {
             if (fail && failcap)
                 snprintf(fail, failcap, "%s", tmp);
-            return -1;
+            return pd_sys_error();
         }
         *p = c;
         if (!c)

@@ -11,19 +11,21 @@
 #include <stddef.h>
 
 /* Writes len bytes to path through "<path>.tmp.<pid>.<n>" and rename().
-   Returns 0, or -1 with errno set (the temporary file is removed). */
+   Returns 0, or PD_ESYS with errno set (the temporary file is removed). As
+   everywhere in this file, pd_sys_error() keeps that errno for
+   pd_strerror_sys(). */
 int pd_file_write_atomic(const char *path, const void *data, size_t len);
 
 /* Reads the regular file at path, at most max bytes, into a malloc'ed
    buffer with a NUL after the data (*data is the caller's to free; *len
-   excludes the NUL). Returns 0, or -1 with errno set (EFBIG when the file
+   excludes the NUL). Returns 0, or PD_ESYS with errno set (EFBIG when the file
    is larger than max, EINVAL when it is not a regular file). */
 int pd_file_read(const char *path, size_t max, char **data, size_t *len);
 
 /* Creates directory path and those above it that are missing (mode for
    each new one; '/' and, on Windows, '\\' separate them; a drive such as
-   "C:" or a directory made meanwhile is no failure). Returns 0, or -1 with
-   errno set (path names the part that failed when fail is not NULL: a
+   "C:" or a directory made meanwhile is no failure). Returns 0, or PD_ESYS
+   with errno set (path names the part that failed when fail is not NULL: a
    copy of at most failcap bytes). */
 int pd_file_mkdirs(const char *path, int mode, char *fail, size_t failcap);
 

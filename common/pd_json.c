@@ -11,6 +11,7 @@
     a msgpack str header also needs the decoded length.
 */
 #include "pd_json.h"
+#include "pd_grow.h"
 #include "pd_error.h"
 
 #include <assert.h>
@@ -18,6 +19,7 @@
 #include <inttypes.h>
 #include <locale.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -202,14 +204,8 @@ static int s_room(s_parser_t *ps, size_t n)
 static int s_open(s_parser_t *ps, bool is_map, size_t *idx)
 {
     if (!ps->emit) {
-        if (ps->ncounts == ps->capcounts) {
-            size_t cap = ps->capcounts ? ps->capcounts * 2 : 16;
-            uint32_t *c = realloc(ps->counts, cap * sizeof *c);
-            if (!c)
-                return s_fail_buf(ps, PD_ENOMEM);
-            ps->counts = c;
-            ps->capcounts = cap;
-        }
+        if (pd_grow(&ps->counts, &ps->capcounts, ps->ncounts + 1, sizeof *ps->counts))
+            return s_fail_buf(ps, PD_ENOMEM);
         *idx = ps->ncounts++;
         ps->counts[*idx] = 0;
         return 0;
@@ -238,25 +234,17 @@ static int s_count(s_parser_t *ps, size_t idx, const uint8_t *at)
     return 0;
 }
 
-static int s_hex4(const uint8_t *p, const uint8_t *end, uint32_t *v)
+/* Reads the 4 hex digits of a \\uXXXX escape into *v; false unless all 4
+   are hex digits. */
+static bool s_hex4(const uint8_t *p, const uint8_t *end, uint32_t *v)
 {
-    if (end - p < 4)
-        return -1;
-    uint32_t x = 0;
-    for (int i = 0; i < 4; i++) {
-        uint8_t c = p[i];
-        x <<= 4;
-        if (c >= '0' && c <= '9')
-            x |= (uint32_t) (c - '0');
-        else if (c >= 'a' && c <= 'f')
-            x |= (uint32_t) (c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            x |= (uint32_t) (c - 'A' + 10);
-        else
-            return -1;
-    }
-    *v = x;
-    return 0;
+    uint8_t b[2];
+    size_t got = 0;
+    if (end - p < 4 || sodium_hex2bin(b, sizeof b, (const char *) p, 4, NULL, &got, NULL) ||
+        got != 2)
+        return false;
+    *v = (uint32_t) b[0] << 8 | b[1];
+    return true;
 }
 
 /* Parses a string at ps->p (which is '"') and leaves its decoded bytes in
@@ -321,7 +309,7 @@ static int s_string_body(s_parser_t *ps)
         case 't': one = '\t'; break;
         case 'u': {
             uint32_t cp;
-            if (s_hex4(ps->p, ps->end, &cp))
+            if (!s_hex4(ps->p, ps->end, &cp))
                 return s_fail(ps, esc, "\\u must be followed by 4 hex digits");
             ps->p += 4;
             if (cp >= 0xdc00 && cp <= 0xdfff)
@@ -332,7 +320,7 @@ static int s_string_body(s_parser_t *ps)
             if (cp >= 0xd800 && cp <= 0xdbff) {
                 uint32_t lo;
                 if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
-                    s_hex4(ps->p + 2, ps->end, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    !s_hex4(ps->p + 2, ps->end, &lo) || lo < 0xdc00 || lo > 0xdfff)
                     return s_fail(ps, esc,
                                   "lone high surrogate \\u%04X in a string: it must be "
                                   "followed by a low surrogate \\uDC00-\\uDFFF",
@@ -712,37 +700,18 @@ static int s_put_string(pd_buf_t *out, const uint8_t *s, size_t n)
     return rc ? rc : pd_buf_append(out, "\"", 1);
 }
 
+/* bin prints as a base64 string (libsodium's standard alphabet, padded). */
 static int s_put_base64(pd_buf_t *out, const uint8_t *p, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    int rc = pd_buf_reserve(out, 2 + (n + 2) / 3 * 4);
+    size_t b64 = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL); /* with its NUL */
+    int rc = pd_buf_reserve(out, b64 + 1);
     if (rc)
         return rc;
-    uint8_t *w = out->data + out->len;
-    *w++ = '"';
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 | p[i + 2];
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = (uint8_t) tab[(v >> 6) & 63];
-        *w++ = (uint8_t) tab[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t) p[i] << 16;
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = '=';
-        *w++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8;
-        *w++ = (uint8_t) tab[v >> 18];
-        *w++ = (uint8_t) tab[(v >> 12) & 63];
-        *w++ = (uint8_t) tab[(v >> 6) & 63];
-        *w++ = '=';
-    }
-    *w++ = '"';
-    out->len = (size_t) (w - out->data);
+    char *w = (char *) out->data + out->len;
+    w[0] = '"';
+    sodium_bin2base64(w + 1, b64, p, n, sodium_base64_VARIANT_ORIGINAL);
+    w[b64] = '"'; /* over the NUL */
+    out->len += b64 + 1;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "pd_plat.h"
 #include "pd_error.h"
 
+#include <czmq.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,13 +97,6 @@ void pd_log_write(pd_log_level_t level, const char *fmt, ...)
             tm.tm_sec, ts.tv_nsec / 1000000, labels[level], s_tag, line);
 }
 
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void pd_log_limited(pd_log_limit_t *l, uint32_t burst, int64_t window_ms, pd_log_level_t level,
                     const char *fmt, ...)
 {
@@ -123,7 +117,7 @@ void pd_log_limited(pd_log_limit_t *l, uint32_t burst, int64_t window_ms, pd_log
 void pd_log_limit_flush(pd_log_limit_t *l, int64_t window_ms, pd_log_level_t level,
                         const char *what)
 {
-    if (!l->suppressed || s_mono_ms() - l->start_ms < window_ms)
+    if (!l->suppressed || zclock_mono() - l->start_ms < window_ms)
         return;
     pd_log_at(level, "%u more lines like: %s", l->suppressed, what);
     l->suppressed = 0;
@@ -132,7 +126,7 @@ void pd_log_limit_flush(pd_log_limit_t *l, int64_t window_ms, pd_log_level_t lev
 bool pd_log_limit_pass(pd_log_limit_t *l, uint32_t burst, int64_t window_ms,
                        uint32_t *suppressed)
 {
-    int64_t now = s_mono_ms();
+    int64_t now = zclock_mono();
     if (l->start_ms == 0 || now - l->start_ms >= window_ms) {
         l->start_ms = now ? now : 1;
         l->lines = 0;

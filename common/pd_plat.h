@@ -314,7 +314,7 @@ int pd_plat_control_endpoint(const char *path, char *ep, size_t cap,
                              char token[PD_PLAT_TOKEN_LEN + 1]);
 /* Binds the worker's control socket (a ZMQ_REP) for the file path, which
    only the owner (mode) may use, as above; token gets what requests must
-   carry ("" on POSIX). Returns 0, or -1 with why set. */
+   carry ("" on POSIX). Returns 0, or PD_ESYS with why set. */
 int pd_plat_control_bind(void *sock, const char *path, int mode,
                          char token[PD_PLAT_TOKEN_LEN + 1], char *why, size_t cap);
 /* The control socket's default path: $RUNTIME_DIRECTORY/worker.ctl (a
@@ -414,7 +414,7 @@ int pd_plat_service_run(const char *name, int (*main_fn)(int, char **), int argc
 /* Sends this process's standard error (and standard output) to the file
    path, appended to (created when missing), so that what it and the
    children it starts print goes there: a service has no console. 0, or
-   -1 with why set. */
+   PD_ESYS with why set. */
 int pd_plat_stderr_to_file(const char *path, char *why, size_t cap);
 
 #endif

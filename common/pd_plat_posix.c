@@ -3,9 +3,10 @@
     before exec.
 */
 #include "pd_plat.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 
 #include <arpa/inet.h>
+#include <czmq.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <link.h>
@@ -485,7 +486,7 @@ int pd_plat_suspend_tree(int pid, bool suspend)
 {
     if (pid <= 0)
         return PD_ESYS;
-    return kill(-pid, suspend ? SIGSTOP : SIGCONT) == 0 ? 0 : PD_ESYS;
+    return kill(-pid, suspend ? SIGSTOP : SIGCONT) == 0 ? 0 : pd_sys_error();
 }
 
 int pd_plat_wait(int pid, int *status, bool block)
@@ -517,13 +518,6 @@ const char *pd_plat_status_str(int status, char *out, size_t cap)
     else
         snprintf(out, cap, "exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return out;
-}
-
-static int64_t s_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* One output pipe of pd_plat_run: where its bytes go. */
@@ -581,7 +575,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
         for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
-        return PD_ESYS;
+        return pd_sys_error();
     }
     pid_t parent = getpid();
     const char *cwd = cap->cwd;
@@ -620,7 +614,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
         close(in[1]);
         close(po[0]);
         close(pe[0]);
-        return PD_ESYS;
+        return pd_sys_error();
     }
     /* A child that exits without reading its input must not kill us with
        SIGPIPE: block it while writing, and drop one left pending. */
@@ -639,7 +633,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
                          {pe[0], cap->err, cap->errcap, &cap->errlen, &cap->trunc, &cap->errdrop}};
     for (int i = 0; i < 2; i++)
         fcntl(sinks[i].fd, F_SETFL, fcntl(sinks[i].fd, F_GETFL) | O_NONBLOCK);
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     bool timed_out = false;
     while (sinks[0].fd >= 0 || sinks[1].fd >= 0) {
         struct pollfd p[3];
@@ -651,7 +645,7 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
             }
         if (in[1] >= 0)
             p[np++] = (struct pollfd){.fd = in[1], .events = POLLOUT};
-        int64_t left = deadline - s_now_ms();
+        int64_t left = deadline - zclock_mono();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -693,8 +687,8 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
         if (r == pid)
             return status;
         if (r < 0 && errno != EINTR)
-            return PD_ESYS;
-        if (timed_out || s_now_ms() >= deadline) {
+            return pd_sys_error();
+        if (timed_out || zclock_mono() >= deadline) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
@@ -763,7 +757,7 @@ int pd_plat_control_bind(void *sock, const char *path, int mode,
     umask(old);
     if (rc != 0 || chmod(path, (mode_t) mode) != 0) {
         snprintf(why, cap, "%s", rc ? zmq_strerror(errno) : strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     return 0;
 }
@@ -892,7 +886,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) {
         snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     fflush(stdout);
     fflush(stderr);
@@ -902,7 +896,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
         close(fd);
     if (!ok) {
         snprintf(why, cap, "cannot send standard error to %s: %s", path, strerror(e));
-        return -1;
+        return PD_ESYS;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     return 0;
@@ -918,7 +912,7 @@ int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
 {
     if (!s_limits_saved) {
         if (getrlimit(RLIMIT_DATA, &s_data0) || getrlimit(RLIMIT_CPU, &s_cpu0))
-            return PD_ESYS;
+            return pd_sys_error();
         s_limits_saved = true;
     }
     struct rlimit d = s_data0, c = s_cpu0;
@@ -932,7 +926,7 @@ int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
     if (cpu_s) {
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru))
-            return PD_ESYS;
+            return pd_sys_error();
         /* RLIMIT_CPU counts the process's whole life: allow cpu_s more, and
            round what was used up so the job gets its full allowance. */
         rlim_t used = (rlim_t) ru.ru_utime.tv_sec + (rlim_t) ru.ru_stime.tv_sec + 1;
@@ -941,7 +935,7 @@ int pd_plat_job_limits(uint64_t data_max, uint64_t cpu_s)
             c.rlim_cur = want;
     }
     if (setrlimit(RLIMIT_DATA, &d) || setrlimit(RLIMIT_CPU, &c))
-        return PD_ESYS;
+        return pd_sys_error();
     return 0;
 }
 

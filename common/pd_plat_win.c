@@ -64,6 +64,7 @@
 #include <zmq.h>
 
 #include "pd_error.h"
+#include "pd_grow.h"
 #include "pd_plat.h"
 
 /* "Where the system cannot" (pd_plat_suspend_tree): pd_plat.h says PD_ESYS. */
@@ -283,17 +284,9 @@ static void wb_putn(wbuf_t *b, const wchar_t *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 2 > cap)
-            cap *= 2;
-        wchar_t *p = realloc(b->p, cap * sizeof *p);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    if (pd_grow(&b->p, &b->cap, b->len + n + 2, sizeof *b->p)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->len, s, n * sizeof *s);
     b->len += n;
@@ -973,14 +966,8 @@ static fdrec_t *fd_find(intptr_t value) /* g_lock held */
 
 static bool fd_add(intptr_t value, bool sock) /* g_lock held exclusive */
 {
-    if (g_nfds == g_capfds) {
-        size_t cap = g_capfds ? 2 * g_capfds : 16;
-        fdrec_t *p = realloc(g_fds, cap * sizeof *p);
-        if (!p)
-            return false;
-        g_fds = p;
-        g_capfds = cap;
-    }
+    if (pd_grow(&g_fds, &g_capfds, g_nfds + 1, sizeof *g_fds))
+        return false;
     g_fds[g_nfds++] = (fdrec_t){value, sock};
     return true;
 }
@@ -1393,14 +1380,7 @@ int pd_plat_spawn(const char *exe, char *const argv[], const char *env_assign, i
     p_out = NULL;
 
     AcquireSRWLockExclusive(&g_lock);
-    if (g_nkids == g_capkids) {
-        size_t cap = g_capkids ? 2 * g_capkids : 8;
-        child_t *k = realloc(g_kids, cap * sizeof *k);
-        if (k) {
-            g_kids = k;
-            g_capkids = cap;
-        }
-    }
+    pd_grow(&g_kids, &g_capkids, g_nkids + 1, sizeof *g_kids); /* checked below */
     bool stored = g_nkids < g_capkids;
     if (stored)
         g_kids[g_nkids++] = (child_t){(int)pi.dwProcessId, ++g_serial, pi.hProcess, job, (HANDLE)th, false};
@@ -2361,13 +2341,13 @@ int pd_plat_control_bind(void *sock, const char *path, int mode,
     sodium_bin2hex(token, PD_PLAT_TOKEN_LEN + 1, rnd, sizeof rnd);
     if (zmq_bind(sock, "tcp://127.0.0.1:*") != 0) {
         snprintf(why, cap, "%s", zmq_strerror(zmq_errno()));
-        return -1;
+        return PD_ESYS;
     }
     char ep[256];
     size_t len = sizeof ep;
     if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
         snprintf(why, cap, "%s", zmq_strerror(zmq_errno()));
-        return -1;
+        return PD_ESYS;
     }
     /* Written aside, then renamed: a reader never sees half of it. */
     char tmp[4200];
@@ -2380,7 +2360,7 @@ int pd_plat_control_bind(void *sock, const char *path, int mode,
         snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
         remove(tmp);
         zmq_unbind(sock, ep);
-        return -1;
+        return PD_ESYS;
     }
     return 0;
 }
@@ -3052,7 +3032,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
     wchar_t *w = widen(path);
     if (!w) {
         snprintf(why, cap, "bad file name %s", path);
-        return -1;
+        return PD_ESYS;
     }
     /* Appending only: each write lands at the end, whichever process (the
        worker, a slot) makes it. */
@@ -3065,13 +3045,13 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
         char msg[300];
         win_message(e, msg, sizeof msg);
         snprintf(why, cap, "cannot open %s: %s", path, msg);
-        return -1;
+        return PD_ESYS;
     }
     int fd = _open_osfhandle((intptr_t)h, _O_BINARY | _O_WRONLY);
     if (fd < 0) {
         CloseHandle(h);
         snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     fflush(stdout);
     fflush(stderr);
@@ -3103,7 +3083,7 @@ int pd_plat_stderr_to_file(const char *path, char *why, size_t cap)
         _close(fd);
     if (!ok) {
         snprintf(why, cap, "cannot send standard error to %s: %s", path, strerror(errno));
-        return -1;
+        return PD_ESYS;
     }
     /* What children inherit (pd_plat_spawn passes on STD_ERROR_HANDLE). */
     SetStdHandle(STD_ERROR_HANDLE, (HANDLE)_get_osfhandle(_fileno(stderr)));

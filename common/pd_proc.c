@@ -5,6 +5,7 @@
 #include "pd_error.h"
 #include "pd_plat.h"
 
+#include <czmq.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,12 +149,9 @@ pid_t pd_proc_spawn(char *const argv[], int *ready_fd)
 int pd_proc_read_line(int fd, char *out, size_t cap, int timeout_ms)
 {
     size_t got = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = zclock_mono();
     while (got < cap - 1) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t spent = zclock_mono() - t0;
         if (spent >= timeout_ms)
             return PD_ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -8,6 +8,7 @@
     a key file rewritten within the same second is still seen.
 */
 #include "pd_zap.h"
+#include "pd_grow.h"
 #include "pd_plat.h"
 #include "pd_error.h"
 #include "pd_log.h"
@@ -121,14 +122,9 @@ static s_entry_t *s_read_list(const char *dir, size_t *count)
             pd_log_warn("allow-list: %s has no role (worker, client, both or admin): ignored; "
                         "admit the key again with `playdoh-keygen allow KEY --role ROLE`", path);
         } else {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                s_entry_t *grown = realloc(list, cap * sizeof *grown);
-                if (!grown) {
-                    zcert_destroy(&cert);
-                    break;
-                }
-                list = grown;
+            if (pd_grow(&list, &cap, n + 1, sizeof *list)) {
+                zcert_destroy(&cert);
+                break;
             }
             snprintf(list[n].key, sizeof list[n].key, "%s", zcert_public_txt(cert));
             list[n].role = role;

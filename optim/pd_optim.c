@@ -13,6 +13,7 @@
     will take, so that one set of options drives both forms.
 */
 #include "playdoh.h"
+#include "pd_error_int.h"
 
 #include "pd_algo.h"
 #include "pd_island.h"
@@ -115,18 +116,6 @@ void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
     };
 }
 
-static int s_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int s_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return PD_EINVAL;
-}
-
 /* True for a finite x in [lo, hi]. */
 static bool s_in(double x, double lo, double hi)
 {
@@ -136,23 +125,27 @@ static bool s_in(double x, double lo, double hi)
 int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
 {
     if (!o)
-        return s_fail(err, errlen, "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
+        return pd_why(err, errlen, PD_EINVAL,
+                      "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
     if ((unsigned) o->algo > PD_ALGO_DE)
-        return s_fail(err, errlen, "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
-                                   "PD_ALGO_CMAES or PD_ALGO_DE",
+        return pd_why(err, errlen, PD_EINVAL,
+                      "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
+                      "PD_ALGO_CMAES or PD_ALGO_DE",
                       (int) o->algo);
     if (o->dim < 1 || o->dim > PD_OPTIM_MAX_DIM)
-        return s_fail(err, errlen, "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
+        return pd_why(err, errlen, PD_EINVAL,
+                      "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
     if (o->algo == PD_ALGO_CMAES && o->dim > PD_OPTIM_MAX_CMA_DIM)
-        return s_fail(err, errlen,
+        return pd_why(err, errlen, PD_EINVAL,
                       "dim: CMA-ES keeps a dim x dim covariance and takes at most %u parameters "
                       "(%zu given): use PSO or GA",
                       PD_OPTIM_MAX_CMA_DIM, o->dim);
     if (!o->lower || !o->upper)
-        return s_fail(err, errlen, "bounds: set lower and upper (dim values each)");
+        return pd_why(err, errlen, PD_EINVAL, "bounds: set lower and upper (dim values each)");
     if (!o->init_lower != !o->init_upper)
-        return s_fail(err, errlen, "initial range: set both init_lower and init_upper, or neither "
-                                   "(then the bounds are used)");
+        return pd_why(err, errlen, PD_EINVAL,
+                      "initial range: set both init_lower and init_upper, or neither "
+                      "(then the bounds are used)");
     for (size_t j = 0; j < o->dim; j++) {
         const char *nm = o->names && o->names[j] ? o->names[j] : NULL;
         char what[96];
@@ -162,14 +155,14 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
             snprintf(what, sizeof what, "parameter %zu", j);
         double lo = o->lower[j], hi = o->upper[j];
         if (!isfinite(lo) || !isfinite(hi) || !(lo < hi))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "bounds: %s has lower %g and upper %g: both must be finite with "
                           "lower < upper",
                           what, lo, hi);
         if (o->init_lower) {
             double il = o->init_lower[j], ih = o->init_upper[j];
             if (!s_in(il, lo, hi) || !s_in(ih, lo, hi) || !(il < ih))
-                return s_fail(err, errlen,
+                return pd_why(err, errlen, PD_EINVAL,
                               "initial range: %s has [%g, %g]: it must lie within the bounds "
                               "[%g, %g] with init_lower < init_upper",
                               what, il, ih, lo, hi);
@@ -178,53 +171,59 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
     size_t pop = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim);
     size_t minpop = o->algo == PD_ALGO_CMAES || o->algo == PD_ALGO_DE ? 4 : 2;
     if (pop < minpop || pop > PD_OPTIM_MAX_POP)
-        return s_fail(err, errlen, "popsize: %zu; %s needs %zu to %u", pop, pd_algo_name(o->algo),
+        return pd_why(err, errlen, PD_EINVAL,
+                      "popsize: %zu; %s needs %zu to %u", pop, pd_algo_name(o->algo),
                       minpop, PD_OPTIM_MAX_POP);
     if (o->islands < 1 || o->islands > PD_OPTIM_MAX_ISLANDS)
-        return s_fail(err, errlen, "islands: %u; give 1 to %u", o->islands, PD_OPTIM_MAX_ISLANDS);
+        return pd_why(err, errlen, PD_EINVAL,
+                      "islands: %u; give 1 to %u", o->islands, PD_OPTIM_MAX_ISLANDS);
     uint32_t groups = o->groups ? o->groups : 1;
     if (groups > PD_OPTIM_MAX_GROUPS)
-        return s_fail(err, errlen, "groups: %u; give 1 to %u", groups, PD_OPTIM_MAX_GROUPS);
+        return pd_why(err, errlen, PD_EINVAL,
+                      "groups: %u; give 1 to %u", groups, PD_OPTIM_MAX_GROUPS);
     double per = (double) pop * (double) o->dim * 8.0 * 4.0;
     if (o->algo == PD_ALGO_CMAES)
         per += (double) o->dim * (double) o->dim * 8.0 * 3.0;
     if (per * groups * o->islands > PD_OPTIM_MAX_BYTES)
-        return s_fail(err, errlen,
+        return pd_why(err, errlen, PD_EINVAL,
                       "the run would take about %.1f GiB (islands %u x groups %u x popsize %zu x "
                       "dim %zu): reduce one of them",
                       per * groups * o->islands / (1 << 30), o->islands, groups, pop, o->dim);
     if (o->iterations == 0 && o->budget == 0)
-        return s_fail(err, errlen, "no stopping rule: set iterations or budget (target alone may "
-                                   "never be reached)");
+        return pd_why(err, errlen, PD_EINVAL,
+                      "no stopping rule: set iterations or budget (target alone may "
+                      "never be reached)");
     if (o->budget && o->budget < (uint64_t) pop * groups * o->islands)
-        return s_fail(err, errlen,
+        return pd_why(err, errlen, PD_EINVAL,
                       "budget: %llu evaluations is less than one iteration (%llu = popsize %zu x "
                       "groups %u x islands %u): raise it",
                       (unsigned long long) o->budget,
                       (unsigned long long) pop * groups * o->islands, pop, groups, o->islands);
     if ((unsigned) o->topology > PD_TOPO_EDGES)
-        return s_fail(err, errlen, "topology: %d is not a topology", (int) o->topology);
+        return pd_why(err, errlen, PD_EINVAL, "topology: %d is not a topology", (int) o->topology);
     int rc = pd_topo_check(o->topology, o->islands, o->edges, o->edge_count, err, errlen);
     if (rc)
         return rc;
     if (o->migration_interval && o->topology != PD_TOPO_NONE &&
         (o->migration_count < 1 || o->migration_count > pop))
-        return s_fail(err, errlen, "migration_count: %u; give 1 to popsize (%zu)",
+        return pd_why(err, errlen, PD_EINVAL, "migration_count: %u; give 1 to popsize (%zu)",
                       o->migration_count, pop);
     switch (o->algo) {
     case PD_ALGO_PSO: {
         const pd_pso_params_t *p = &o->pso;
         if ((unsigned) p->variant > PD_PSO_COMPONENT)
-            return s_fail(err, errlen, "pso.variant: %d is not a variant", (int) p->variant);
+            return pd_why(err, errlen, PD_EINVAL,
+                          "pso.variant: %d is not a variant", (int) p->variant);
         if (!s_in(p->inertia, 0, 1))
-            return s_fail(err, errlen, "pso.inertia: %g; give 0 to 1 (default 1/(2 ln 2))",
+            return pd_why(err, errlen, PD_EINVAL,
+                          "pso.inertia: %g; give 0 to 1 (default 1/(2 ln 2))",
                           p->inertia);
         if (!s_in(p->cognitive, 0, 10) || !s_in(p->social, 0, 10))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "pso.cognitive %g, pso.social %g: give 0 to 10 (default 0.5 + ln 2)",
                           p->cognitive, p->social);
         if (!s_in(p->max_velocity, 1e-12, 10))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "pso.max_velocity: %g; give a fraction of the bounds' width, above 0 "
                           "(default 0.5)",
                           p->max_velocity);
@@ -233,44 +232,49 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
     case PD_ALGO_GA: {
         const pd_ga_params_t *g = &o->ga;
         if (!s_in(g->crossover_prob, 0, 1) || !s_in(g->mutation_prob, 0, 1))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "ga.crossover_prob %g, ga.mutation_prob %g: probabilities are 0 to 1",
                           g->crossover_prob, g->mutation_prob);
         if (!s_in(g->eta_c, 0, 1000) || !s_in(g->eta_m, 0, 1000))
-            return s_fail(err, errlen, "ga.eta_c %g, ga.eta_m %g: distribution indices are 0 to 1000",
+            return pd_why(err, errlen, PD_EINVAL,
+                          "ga.eta_c %g, ga.eta_m %g: distribution indices are 0 to 1000",
                           g->eta_c, g->eta_m);
         if (g->tournament < 1 || g->tournament > pop)
-            return s_fail(err, errlen, "ga.tournament: %u; give 1 to popsize (%zu)", g->tournament,
+            return pd_why(err, errlen, PD_EINVAL,
+                          "ga.tournament: %u; give 1 to popsize (%zu)", g->tournament,
                           pop);
         if (g->elites >= pop)
-            return s_fail(err, errlen, "ga.elites: %u; give fewer than popsize (%zu)", g->elites,
+            return pd_why(err, errlen, PD_EINVAL,
+                          "ga.elites: %u; give fewer than popsize (%zu)", g->elites,
                           pop);
         break;
     }
     case PD_ALGO_CMAES: {
         const pd_cmaes_params_t *c = &o->cmaes;
         if (!s_in(c->sigma0, 1e-12, 1e6))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "cmaes.sigma0: %g; give a fraction of the initial range, above 0 "
                           "(default 0.3)",
                           c->sigma0);
         if (c->restarts && !s_in(c->popsize_factor, 1.01, 100))
-            return s_fail(err, errlen, "cmaes.popsize_factor: %g; give 1.01 to 100 (default 2)",
+            return pd_why(err, errlen, PD_EINVAL,
+                          "cmaes.popsize_factor: %g; give 1.01 to 100 (default 2)",
                           c->popsize_factor);
         if (!s_in(c->tol_fun, 0, INFINITY) || !s_in(c->tol_x, 0, INFINITY))
-            return s_fail(err, errlen, "cmaes.tol_fun %g, cmaes.tol_x %g: give values >= 0",
+            return pd_why(err, errlen, PD_EINVAL,
+                          "cmaes.tol_fun %g, cmaes.tol_x %g: give values >= 0",
                           c->tol_fun, c->tol_x);
         break;
     }
     case PD_ALGO_DE: {
         const pd_de_params_t *d = &o->de;
         if (!s_in(d->f_lower, 0, 2) || !s_in(d->f_upper, 0, 2) || d->f_lower > d->f_upper)
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "de.f_lower %g, de.f_upper %g: give 0 <= f_lower <= f_upper <= 2 "
                           "(default 0.1 and 0.9)",
                           d->f_lower, d->f_upper);
         if (!s_in(d->tau_f, 0, 1) || !s_in(d->tau_cr, 0, 1))
-            return s_fail(err, errlen,
+            return pd_why(err, errlen, PD_EINVAL,
                           "de.tau_f %g, de.tau_cr %g: probabilities are 0 to 1 (default 0.1)",
                           d->tau_f, d->tau_cr);
         break;
@@ -284,7 +288,7 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         iters = fmin(iters, 1 + (double) o->budget / (per_iter * groups * o->islands));
     double hist_bytes = iters * groups * o->islands * 8.0;
     if (hist_bytes > PD_OPTIM_MAX_BYTES)
-        return s_fail(err, errlen,
+        return pd_why(err, errlen, PD_EINVAL,
                       "the history of up to %.0f iterations x %u islands x %u groups would take "
                       "%.1f GiB: lower iterations or budget",
                       iters, o->islands, groups, hist_bytes / (1 << 30));

@@ -10,7 +10,7 @@
 #include "pd_optim_task.h"
 #include "pd_plat.h"
 
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_optim_wire.h"
 
 #include <math.h>
@@ -48,19 +48,6 @@ int pd_optim_task_arg(const pd_optim_opts_t *o, const char *fitness, const void 
     return b->failed ? PD_ENOMEM : 0;
 }
 
-static int s_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int s_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return PD_EPROTO;
-}
-
 int pd_optim_task_arg_decode(const void *buf, size_t len, pd_optim_task_arg_t *a, char *err,
                              size_t errlen)
 {
@@ -70,8 +57,9 @@ int pd_optim_task_arg_decode(const void *buf, size_t len, pd_optim_task_arg_t *a
     uint32_t nf;
     uint64_t v = 0;
     if (pd_rd_map(&r, &nf))
-        return s_fail(err, errlen, "the node's argument is not a map: was the task started by "
-                                   "pd_optim_submit?");
+        return pd_why(err, errlen, PD_EPROTO,
+                      "the node's argument is not a map: was the task started by "
+                      "pd_optim_submit?");
     for (uint32_t i = 0; i < nf; i++) {
         int bad = 0;
         if (pd_rd_key_is(&r, "v")) {
@@ -94,12 +82,14 @@ int pd_optim_task_arg_decode(const void *buf, size_t len, pd_optim_task_arg_t *a
             bad = 1;
         }
         if (bad)
-            return s_fail(err, errlen, "the node's argument has a malformed or unknown field "
-                                       "(field %u)", i);
+            return pd_why(err, errlen, PD_EPROTO,
+                          "the node's argument has a malformed or unknown field "
+                          "(field %u)", i);
     }
     if (v != S_VERSION || !a->opts || !a->fitness[0])
-        return s_fail(err, errlen, "the node's argument lacks its version 1, options or fitness "
-                                   "name: client and worker versions differ?");
+        return pd_why(err, errlen, PD_EPROTO,
+                      "the node's argument lacks its version 1, options or fitness "
+                      "name: client and worker versions differ?");
     return 0;
 }
 

@@ -9,6 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --tests
+# The layering checks (issue 17), before anything is built: no new include
+# cycle between folders, no new run of six lines repeated in the same shape
+# (tools/*.allow list the known ones).
+python3 tools/check_include_cycles.py
+python3 tools/check_repeats.py
 BUILD=${BUILD:-build-test}
 if [ ! -d "$BUILD" ]; then
     meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true

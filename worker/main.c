@@ -35,7 +35,7 @@
 #include "pd_codec.h"
 #include "pd_cli.h"
 #include "pd_config.h"
-#include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_json.h"
 #include "pd_log.h"
 #include "pd_modcache.h"
@@ -167,7 +167,7 @@ static int s_int_arg(const char *opt, const char *val, int min, int max)
     if (errno || end == val || *end || v < min || v > max) {
         fprintf(stderr, "playdoh-worker: %s wants an integer between %d and %d, got '%s'\n",
                 opt, min, max, val);
-        exit(2);
+        exit(PD_EXIT_USAGE);
     }
     return (int) v;
 }
@@ -181,7 +181,7 @@ static int s_seconds_arg(const char *opt, const char *val)
     if (errno || end == val || *end || !(v >= 0 && v <= 31536000)) {
         fprintf(stderr, "playdoh-worker: %s wants seconds between 0 and 31536000 (a year), got "
                         "'%s'\n", opt, val);
-        exit(2);
+        exit(PD_EXIT_USAGE);
     }
     return (int) (v * 1000 + 0.5);
 }
@@ -244,12 +244,12 @@ static int s_ctl(int argc, char **argv)
         default:
             pd_cli_option_error("playdoh-worker ctl", "playdoh-worker", argv[optind - 1], optopt,
                                 c == ':');
-            return 2;
+            return PD_EXIT_USAGE;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-worker ctl: unexpected argument '%s'\n", argv[optind]);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     pd_config_t *cf = NULL;
     char why[1024];
@@ -258,7 +258,7 @@ static int s_ctl(int argc, char **argv)
         if (!cf || pd_config_load_default(cf, config, why, sizeof why)) {
             fprintf(stderr, "playdoh-worker ctl: %s\n", cf ? why : "out of memory");
             pd_config_destroy(&cf);
-            return 2;
+            return PD_EXIT_USAGE;
         }
         control = pd_config_str(cf, "worker", "control", NULL);
         if (!control)
@@ -447,7 +447,7 @@ static int s_check_flag(const char *flag, const char *section, const char *key, 
     char why[512];
     if (pd_config_check(section, key, v, why, sizeof why)) {
         fprintf(stderr, "playdoh-worker: %s: %s\n", flag, why);
-        exit(2);
+        exit(PD_EXIT_USAGE);
     }
     return 0;
 }
@@ -459,7 +459,7 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
     FILE *f = fopen(file, "rb");
     if (!f) {
         fprintf(stderr, "playdoh-worker: cannot read %s: %s\n", file, strerror(errno));
-        return 2;
+        return PD_EXIT_USAGE;
     }
     size_t cap = 1 << 16, len = 0, got;
     char *data = malloc(cap);
@@ -484,7 +484,7 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
         fprintf(stderr, "playdoh-worker: %s is %s\n", file,
                 !data ? "too large to read" : big ? "larger than 64 MiB" : "empty");
         free(data);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     size_t fl = strlen(file);
     /* A task module (.c or .so) or a GPU job's CUDA module (.cu). */
@@ -504,7 +504,7 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
     if (rc) {
         fprintf(stderr, "playdoh-worker: cannot store %s in %s: %s\n", file, cfg->cache_dir,
                 why[0] ? why : pd_strerror(rc));
-        return 1;
+        return PD_EXIT_FAILED;
     }
     char list[4096];
     if (cfg->code_list) {
@@ -513,7 +513,7 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
         char *dir = cfg->config_dir ? strdup(cfg->config_dir) : pd_auth_config_dir();
         if (!dir) {
             fprintf(stderr, "playdoh-worker: HOME is not set: give --code-list FILE\n");
-            return 2;
+            return PD_EXIT_USAGE;
         }
         snprintf(list, sizeof list, "%s/code-modules", dir);
         free(dir);
@@ -521,7 +521,7 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
     const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
     if (pd_policy_list_add(list, hash, base, why, sizeof why)) {
         fprintf(stderr, "playdoh-worker: %s\n", why);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     printf("%s\n", hash);
     fprintf(stderr, "playdoh-worker: %s installed in %s and listed in %s (run the worker with "
@@ -610,7 +610,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
             const char *want = c == O_SECURE ? "secure" : "insecure";
             if (fl.security && strcmp(fl.security, want) != 0) {
                 fprintf(stderr, "playdoh-worker: --secure and --insecure exclude each other\n");
-                return 2;
+                return PD_EXIT_USAGE;
             }
             fl.security = want;
             break;
@@ -628,7 +628,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         case O_CC:
             if (!*optarg) {
                 fprintf(stderr, "playdoh-worker: --cc wants a compiler, e.g. gcc\n");
-                return 2;
+                return PD_EXIT_USAGE;
             }
             fl.cc = optarg;
             break;
@@ -646,7 +646,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         default:
             pd_cli_option_error("playdoh-worker", "playdoh-worker", argv[optind - 1], optopt,
                                 c == ':');
-            return 2;
+            return PD_EXIT_USAGE;
         }
     }
     static const char *const subs[] = {"ctl", "service", NULL};
@@ -654,11 +654,11 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
     if (near) {
         fprintf(stderr, "playdoh-worker: unknown command '%s': did you mean '%s'? (see "
                         "playdoh-worker --help)\n", argv[optind], near);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (optind < argc) {
         fprintf(stderr, "playdoh-worker: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     *fl_out = fl;
     return -1;
@@ -677,7 +677,7 @@ static int s_worker_main(int argc, char **argv)
         char lwhy[600];
         if (pd_plat_stderr_to_file(fl.log_file, lwhy, sizeof lwhy)) {
             fprintf(stderr, "playdoh-worker: --log-file: %s\n", lwhy);
-            return 2;
+            return PD_EXIT_USAGE;
         }
         pd_log_set_dated(true);
     }
@@ -690,7 +690,7 @@ static int s_worker_main(int argc, char **argv)
     if (!cf || pd_config_load_default(cf, fl.config, why, sizeof why)) {
         fprintf(stderr, "playdoh-worker: %s\n", cf ? why : "out of memory");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const char *level = fl.level ? fl.level : pd_config_str(cf, "worker", "log_level", "info");
     pd_log_level_t lvl = PD_LOG_INFO;
@@ -750,7 +750,7 @@ static int s_worker_main(int argc, char **argv)
                           || (strpbrk(cfg.node_addr, ":/*") && cfg.node_addr[0] != '['))) {
         fprintf(stderr, "playdoh-worker: --node-addr (node_addr) wants an IP address or host name "
                         "of this machine, such as 192.168.1.20, not '%s'\n", cfg.node_addr);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     /* Values were checked against the schema (flags by s_check_flag). */
     pd_auth_mode_parse(fl.security ? fl.security
@@ -764,7 +764,7 @@ static int s_worker_main(int argc, char **argv)
         fprintf(stderr, "playdoh-worker: [cluster] beacon_port is 0 (no beacons) and no broker "
                         "is given: set [worker] broker or pass --broker ENDPOINT\n");
         pd_config_destroy(&cf);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     bool default_control = !cfg.control;
     if (cfg.control && strcmp(cfg.control, "none") == 0)
@@ -779,7 +779,7 @@ static int s_worker_main(int argc, char **argv)
             fprintf(stderr, "playdoh-worker: neither XDG_CACHE_HOME nor HOME is set: choose a "
                             "module cache with --cache DIR or [worker] cache_dir\n");
             pd_config_destroy(&cf);
-            return 2;
+            return PD_EXIT_USAGE;
         }
         cfg.cache_dir = cache;
     }
@@ -844,7 +844,7 @@ static int s_service_install(int argc, char **argv, const char *dir)
         fprintf(stderr, "playdoh-worker service install: --install-module is not a service "
                         "option: run `playdoh-worker --install-module FILE --cache %s\\cache "
                         "--config-dir %s` from an elevated prompt instead\n", dir, dir);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     const struct {
         const char *flag, *value;
@@ -858,14 +858,14 @@ static int s_service_install(int argc, char **argv, const char *dir)
                                      strcmp(v, "none") == 0)) {
             fprintf(stderr, "playdoh-worker service install: %s wants a full path (the service "
                             "does not start in this directory), not '%s'\n", paths[i].flag, v);
-            return 2;
+            return PD_EXIT_USAGE;
         }
     }
     /* What the service manager runs: this program, `service run`, the options. */
     char **av = calloc((size_t) argc + 2, sizeof *av);
     if (!av) {
         fprintf(stderr, "playdoh-worker service install: out of memory\n");
-        return 1;
+        return PD_EXIT_FAILED;
     }
     av[0] = "service";
     av[1] = "run";
@@ -882,7 +882,7 @@ static int s_service_install(int argc, char **argv, const char *dir)
     free(av);
     if (rc) {
         fprintf(stderr, "playdoh-worker service install: %s\n", why);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     printf("installed the service %s (\"%s\"), starting at boot as %s", S_SERVICE_NAME,
            svc.display, account ? account : "LocalSystem");
@@ -917,7 +917,7 @@ static int s_service_run(int argc, char **argv, const char *dir)
        --log-file among the options comes later and wins. */
     char **av = calloc((size_t) argc + 3, sizeof *av);
     if (!av)
-        return 1;
+        return PD_EXIT_FAILED;
     av[0] = "playdoh-worker";
     av[1] = "--log-file";
     av[2] = log;
@@ -930,7 +930,7 @@ static int s_service_run(int argc, char **argv, const char *dir)
         fprintf(stderr, "playdoh-worker service run: %s: `service run` is what the installed "
                         "service runs; start it with `playdoh-worker service start`, or run "
                         "`playdoh-worker [options]` in a console\n", why);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     return rc;
 }
@@ -942,7 +942,7 @@ static int s_service(int argc, char **argv)
     if (!sub) {
         fprintf(stderr, "playdoh-worker service: install, uninstall, start, stop or status? "
                         "(see --help)\n");
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         s_usage(stdout);
@@ -955,22 +955,22 @@ static int s_service(int argc, char **argv)
     if (!known) {
         fprintf(stderr, "playdoh-worker service: unknown command '%s': install, uninstall, start, "
                         "stop or status (see --help)\n", sub);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (strcmp(sub, "install") != 0 && strcmp(sub, "run") != 0 && argc > 2) {
         fprintf(stderr, "playdoh-worker service %s: unexpected argument '%s' (the worker's "
                         "options go to `service install`)\n", sub, argv[2]);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     char dir[4096];
     int drc = pd_plat_service_dir(dir, sizeof dir);
     if (drc == PD_ESYS) { /* a system whose services are not this program's business */
         fprintf(stderr, "playdoh-worker service: %s\n", dir);
-        return 2;
+        return PD_EXIT_USAGE;
     }
     if (drc) {
         fprintf(stderr, "playdoh-worker service %s: %s\n", sub, dir);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     if (strcmp(sub, "install") == 0)
         return s_service_install(argc - 1, argv + 1, dir);
@@ -986,14 +986,14 @@ static int s_service(int argc, char **argv)
         if (rc == PD_ENOJOB) {
             printf("%s (install it with `playdoh-worker service install --broker ENDPOINT "
                    "[options]` from an elevated prompt)\n", info);
-            return 4;
+            return PD_EXIT_NO_SERVICE;
         }
         if (rc) {
             fprintf(stderr, "playdoh-worker service status: %s\n", info);
-            return 1;
+            return PD_EXIT_FAILED;
         }
         printf("%s\n  log: %s\\worker.log\n", info, dir);
-        return state == PD_SVC_RUNNING ? 0 : 3;
+        return state == PD_SVC_RUNNING ? PD_EXIT_OK : PD_EXIT_NOT_RUNNING;
     }
     if (strcmp(sub, "start") == 0)
         rc = pd_plat_service_start(S_SERVICE_NAME, 30000, why, sizeof why);
@@ -1004,16 +1004,16 @@ static int s_service(int argc, char **argv)
     if (rc == PD_ENOJOB) {
         fprintf(stderr, "playdoh-worker service %s: %s (install it with `playdoh-worker service "
                         "install --broker ENDPOINT [options]`)\n", sub, why);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     if (rc && strcmp(sub, "start") == 0 && rc != PD_EREFUSED) {
         fprintf(stderr, "playdoh-worker service start: %s; its log may say why: %s\\worker.log\n",
                 why, dir);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     if (rc) {
         fprintf(stderr, "playdoh-worker service %s: %s\n", sub, why);
-        return 1;
+        return PD_EXIT_FAILED;
     }
     if (strcmp(sub, "start") == 0)
         printf("service %s running (log: %s\\worker.log)\n", S_SERVICE_NAME, dir);

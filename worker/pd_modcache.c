@@ -6,6 +6,7 @@
     (pd_plat_run).
 */
 #include "pd_modcache.h"
+#include "pd_grow.h"
 #include "pd_bundle.h"
 #include "pd_error.h"
 #include "pd_file.h"
@@ -541,12 +542,8 @@ static s_module_t *s_module(pd_modcache_t *mc, const char *hash, const char *kin
         if (strcmp(mc->mods[i].hash, hash) == 0 && strcmp(mc->mods[i].kind, kind) == 0)
             return &mc->mods[i];
     if (mc->nmods == mc->capmods) {
-        size_t cap = mc->capmods ? mc->capmods * 2 : 8;
-        s_module_t *m = realloc(mc->mods, cap * sizeof *m);
-        if (!m)
+        if (pd_grow(&mc->mods, &mc->capmods, mc->nmods + 1, sizeof *mc->mods))
             return NULL;
-        mc->mods = m;
-        mc->capmods = cap;
         mc->last = NULL; /* entries moved */
     }
     s_module_t *m = &mc->mods[mc->nmods];

@@ -27,6 +27,7 @@
 #include "pd_plat.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,20 +55,6 @@ struct pd_nodeproc {
     bool ended;           /* the result was reported */
     int64_t ended_ms;     /* when (monotonic ms) */
 };
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 /* ---- parent side -------------------------------------------------------- */
 
@@ -120,7 +107,7 @@ static void s_report_failure(pd_nodeproc_t *nd, int code, const char *msg)
     pd_pack_kv_str(&pk, "code", pd_err_name(code));
     pd_pack_kv_str(&pk, "msg", msg);
     nd->ended = true;
-    nd->ended_ms = s_now_ms();
+    nd->ended_ms = zclock_mono();
     if (!b.failed)
         nd->sink.result(nd->sink.user, nd, false, b.data, b.len, 0);
     pd_buf_free(&b);
@@ -228,7 +215,7 @@ bool pd_nodeproc_reap(pd_nodeproc_t *nd)
         nd->pid = 0;
         return true;
     }
-    if (s_now_ms() - nd->ended_ms > PD_NODEPROC_LINGER_MS) {
+    if (zclock_mono() - nd->ended_ms > PD_NODEPROC_LINGER_MS) {
         pd_log_warn("task %llu node %u: the node process lingered %d ms after its result; "
                     "killed", (unsigned long long) nd->task, nd->node, PD_NODEPROC_LINGER_MS);
         s_kill_reap(nd);
@@ -335,7 +322,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
             return -1;
         }
         nd->ended = true;
-        nd->ended_ms = s_now_ms();
+        nd->ended_ms = zclock_mono();
         nd->sink.result(nd->sink.user, nd, r.ok, r.val.p, r.val.len, r.us);
         return 0;
     }
@@ -787,9 +774,9 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
         pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
         s_child_gpu(c, task_ctx);
-        uint64_t t0 = s_now_us();
+        uint64_t t0 = ((uint64_t) zclock_usecs());
         int frc = module_fn ? module_fn->run(task_ctx, &env) : task_fn(task_ctx);
-        uint64_t us = s_now_us() - t0;
+        uint64_t us = ((uint64_t) zclock_usecs()) - t0;
         fflush(stdout);
         const uint8_t *val;
         size_t vlen;

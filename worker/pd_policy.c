@@ -7,6 +7,7 @@
     never admits anything.
 */
 #include "pd_policy.h"
+#include "pd_grow.h"
 #include "pd_plat.h"
 #include "pd_auth.h"
 #include "pd_error.h"
@@ -109,13 +110,8 @@ static void s_refresh(pd_policy_t *p)
                             : "module hash (64 lowercase hex digits) or the word builtin");
             continue;
         }
-        if (p->n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **grown = realloc(p->entries, cap * sizeof *grown);
-            if (!grown)
-                break;
-            p->entries = grown;
-        }
+        if (pd_grow(&p->entries, &cap, p->n + 1, sizeof *p->entries))
+            break;
         if (!(p->entries[p->n] = strdup(w)))
             break;
         p->n++;

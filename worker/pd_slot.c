@@ -27,6 +27,7 @@
 #include "pd_plat.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,19 +100,7 @@ struct pd_slot {
     uint64_t mem_seen;     /* what the last measurement over the limit found, bytes */
 };
 
-int64_t pd_slot_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
+int64_t pd_slot_now_ms(void) { return zclock_mono(); }
 
 /* ---- jobs --------------------------------------------------------------- */
 
@@ -995,9 +984,9 @@ static int s_child_builtin(s_child_t *c, uint64_t id, const char *fn, const uint
     pd_exec_env_t env = {.host = c->host, .scratch = scratch, .job = id,
                          .keep_scratch = keep && *keep && strcmp(keep, "0") != 0};
     pd_buf_reset(&c->aux);
-    uint64_t t0 = s_now_us();
+    uint64_t t0 = ((uint64_t) zclock_usecs());
     int code = pd_exec_job(arg, alen, &env, lim, &c->aux, msg, sizeof msg);
-    uint64_t us = s_now_us() - t0;
+    uint64_t us = ((uint64_t) zclock_usecs()) - t0;
     if (code == 0)
         return s_child_result(c, id, 0, c->aux.data, c->aux.len, us);
     if (c->aux.len) /* it ran: its output goes with the error */
@@ -1112,9 +1101,9 @@ static int s_child_job(s_child_t *c, pd_rd_t *r)
     pd_task_set_shared(c->task, sh, shlen);
     if (cu[0])
         pd_task_set_cuda(c->task, cu, cu_name);
-    uint64_t t0 = s_now_us();
+    uint64_t t0 = ((uint64_t) zclock_usecs());
     int rc = task_fn(c->task);
-    uint64_t us = s_now_us() - t0;
+    uint64_t us = ((uint64_t) zclock_usecs()) - t0;
     fflush(stdout);
     const uint8_t *val;
     size_t len;

@@ -12,6 +12,7 @@
     free is freed when it ends (slot processes live for many jobs).
 */
 #include "pd_task.h"
+#include "pd_grow.h"
 #include "pd_codec.h"
 #include "pd_error.h"
 
@@ -223,14 +224,8 @@ int pd_arg_doubles(pd_task_t *t, const double **x, size_t *n)
     if (pd_rd_array(&r, &count))
         return -1;
     /* Each element takes at least one byte, so count is bounded by arg_len. */
-    if (count > t->dbl_cap) {
-        size_t cap = count < 16 ? 16 : count;
-        double *d = realloc(t->dbl, cap * sizeof *d);
-        if (!d)
-            return -1;
-        t->dbl = d;
-        t->dbl_cap = cap;
-    }
+    if (pd_grow(&t->dbl, &t->dbl_cap, count, sizeof *t->dbl))
+        return -1;
     for (uint32_t i = 0; i < count; i++)
         if (pd_rd_double(&r, &t->dbl[i]))
             return -1;
@@ -623,15 +618,9 @@ pd_cuda_ptr_t pd_cuda_alloc(pd_task_t *t, size_t bytes)
         s_cuda_fail(t, PD_EINVAL, "pd_cuda_alloc: 0 bytes asked");
         return 0;
     }
-    if (t->nallocs == t->capallocs) {
-        size_t cap = t->capallocs ? t->capallocs * 2 : 16;
-        pd_cuda_ptr_t *a = realloc(t->allocs, cap * sizeof *a);
-        if (!a) {
-            s_cuda_fail(t, PD_ENOMEM, "pd_cuda_alloc: the slot is out of host memory");
-            return 0;
-        }
-        t->allocs = a;
-        t->capallocs = cap;
+    if (pd_grow(&t->allocs, &t->capallocs, t->nallocs + 1, sizeof *t->allocs)) {
+        s_cuda_fail(t, PD_ENOMEM, "pd_cuda_alloc: the slot is out of host memory");
+        return 0;
     }
     pd_cu_ptr_t p = 0;
     const char *msg = NULL;

@@ -301,23 +301,10 @@ void pd_worker_on_message(pd_worker_t *w, const void *data, size_t len)
 static void s_on_monitor(pd_worker_t *w)
 {
     for (int i = 0; i < 64; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, w->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        uint16_t event;
+        uint32_t value;
+        if (!pd_auth_monitor_next(w->mon, &event, &value))
             return;
-        }
-        zmq_msg_init(&addr);
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, w->mon, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const uint8_t *) zmq_msg_data(&ev) + 2, 4);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             pd_log_debug("handshake with broker %s succeeded", w->broker);
             continue;

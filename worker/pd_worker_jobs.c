@@ -13,6 +13,7 @@
     broker asks back (`steal`) for slots idle on other workers.
 */
 #include "pd_worker_int.h"
+#include "pd_grow.h"
 #include "pd_error.h"
 
 #include <stdio.h>
@@ -276,14 +277,8 @@ static const pd_worker_mod_t *s_mod_find(pd_worker_t *w, const char *hash)
         return NULL;
     char name[128];
     snprintf(name, sizeof name, "%.12s.%s", hash, kind);
-    if (w->nmods == w->capmods) {
-        size_t cap = w->capmods ? w->capmods * 2 : 16;
-        pd_worker_mod_t *m = realloc(w->mods, cap * sizeof *m);
-        if (!m)
-            return NULL;
-        w->mods = m;
-        w->capmods = cap;
-    }
+    if (pd_grow(&w->mods, &w->capmods, w->nmods + 1, sizeof *w->mods))
+        return NULL;
     pd_worker_mod_t *m = &w->mods[w->nmods++];
     snprintf(m->hash, sizeof m->hash, "%s", hash);
     snprintf(m->kind, sizeof m->kind, "%s", kind);

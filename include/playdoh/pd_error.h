@@ -2,14 +2,23 @@
 
     Every fallible function returns 0 (or a count) on success and a negative
     PD_E* code on failure. pd_strerror() turns a code into a sentence and
-    pd_err_name() into its symbol, as libuv does with uv_strerror().
+    pd_err_name() into its symbol, as libuv does with uv_strerror(). No code
+    is -1: -1 stays what POSIX and the task API (playdoh_task.h) make it, "failed"
+    or "failed, see errno", so that a stray -1 can never be read as a
+    Playdoh code. Codes travel between processes by name (pd_err_name), never
+    by number.
+
+    How error text travels: a function that has more to say than its code
+    writes one sentence into a buffer its caller passes (char *why, size_t
+    cap); an object that outlives the call keeps its last such sentence
+    (pd_client_error). Inside Playdoh, common/pd_error_int.h has the helpers
+    for that, errno kept with PD_ESYS, and the programs' exit statuses.
 */
 #ifndef PD_ERROR_H
 #define PD_ERROR_H
 
 /* X(name, value, message) */
 #define PD_ERRNO_MAP(X)                                                              \
-    X(EINVAL, -1, "invalid argument")                                                \
     X(ENOMEM, -2, "out of memory")                                                   \
     X(EPROTO, -3, "malformed message")                                               \
     X(EVERSION, -4, "unsupported protocol version")                                  \
@@ -37,6 +46,7 @@
     X(EAUTH, -26, "authentication failed")                                           \
     X(ENOTRUSTED, -27, "broker key not trusted")                                     \
     X(ENOKEY, -28, "no key")                                                         \
+    X(EINVAL, -29, "invalid argument")                                               \
     X(ENOSLOTS, -40, "the cluster has fewer slots than the task has nodes")          \
     X(EABORTED, -41, "aborted because another node of the task failed")              \
     X(EPEER, -42, "the node that would send it has finished")                       \
