@@ -33,6 +33,15 @@ KEYWORDS = set("""auto break case char const continue default do double else enu
 float for goto if inline int long register restrict return short signed sizeof static
 struct switch typedef union unsigned void volatile while bool true false NULL""".split())
 ENUMERATOR = re.compile(r"^I( = [-NI()<>|~+* ]+)? ,?$")
+# A declaration without an initialiser (a struct member, a prototype or a
+# function's signature, a local declared before use): a type, then a name,
+# no '='. Such lines state what exists, not what is done (no C statement
+# starts with a type), and any two structs would look alike.
+DECLARATION = re.compile(r"^(?:(?:const|static|extern|struct|enum|union|unsigned|signed|volatile|"
+                         r"inline|typedef) )*(?:I|int|char|double|float|long|short|bool|void)"
+                         r"(?: (?:\*|const|long|int|char))* I\b[^=]*$")
+# The lines that open and close a struct, enum or union declaration.
+AGGREGATE = re.compile(r"^(?:(?:typedef )?(?:struct|enum|union)(?: I)? \{|\} I ;)$")
 TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_]\w*|\d[\w.]*|\S')
 
 
@@ -74,9 +83,10 @@ def shape(line):
             toks.append(t)
     # Lines of literals and punctuation only (usage text, table rows, a lone
     # brace) carry no logic of their own, nor do the enumerators of an enum
-    # (NAME = 3,): left out.
+    # (NAME = 3,), nor declarations: left out.
     s = " ".join(toks)
-    if not any(t == "I" or t in KEYWORDS for t in toks) or ENUMERATOR.match(s):
+    if (not any(t == "I" or t in KEYWORDS for t in toks) or ENUMERATOR.match(s)
+            or DECLARATION.match(s) or AGGREGATE.match(s)):
         return ""
     return s
 
