@@ -147,6 +147,26 @@ struct pd_beacon_pub {
     char host[256];  /* address the beacon goes out from */
 };
 
+/* calloc of one zeroed object of size bytes; NULL with *err = PD_ENOMEM. */
+static void *s_zalloc(size_t size, int *err)
+{
+    void *obj = calloc(1, size);
+    if (!obj)
+        *err = PD_ENOMEM;
+    return obj;
+}
+
+/* Sends command to the zbeacon actor, if any, destroys it, and frees obj,
+   the publisher or listener that holds it. */
+static void s_release(zactor_t **actor, const char *command, void *obj)
+{
+    if (*actor) {
+        zstr_sendx(*actor, command, NULL);
+        zactor_destroy(actor);
+    }
+    free(obj);
+}
+
 pd_beacon_pub_t *pd_beacon_pub_new(const pd_beacon_t *b, int udp_port, int interval_ms,
                                    const char *iface, int *err)
 {
@@ -160,11 +180,9 @@ pd_beacon_pub_t *pd_beacon_pub_new(const pd_beacon_t *b, int udp_port, int inter
         *err = PD_EINVAL;
         return NULL;
     }
-    pd_beacon_pub_t *p = calloc(1, sizeof *p);
-    if (!p) {
-        *err = PD_ENOMEM;
+    pd_beacon_pub_t *p = s_zalloc(sizeof *p, err);
+    if (!p)
         return NULL;
-    }
     p->actor = s_actor(udp_port, iface, p->host, sizeof p->host, err);
     if (!p->actor) {
         free(p);
@@ -177,15 +195,10 @@ pd_beacon_pub_t *pd_beacon_pub_new(const pd_beacon_t *b, int udp_port, int inter
 
 void pd_beacon_pub_destroy(pd_beacon_pub_t **pp)
 {
-    if (!pp || !*pp)
-        return;
-    pd_beacon_pub_t *p = *pp;
-    if (p->actor) {
-        zstr_sendx(p->actor, "SILENCE", NULL);
-        zactor_destroy(&p->actor);
+    if (pp && *pp) {
+        s_release(&(*pp)->actor, "SILENCE", *pp);
+        *pp = NULL;
     }
-    free(p);
-    *pp = NULL;
 }
 
 const char *pd_beacon_pub_host(const pd_beacon_pub_t *p) { return p->host; }
@@ -211,11 +224,9 @@ pd_beacon_listener_t *pd_beacon_listener_new(const char *cluster, int udp_port,
         *err = PD_EINVAL;
         return NULL;
     }
-    pd_beacon_listener_t *l = calloc(1, sizeof *l);
-    if (!l) {
-        *err = PD_ENOMEM;
+    pd_beacon_listener_t *l = s_zalloc(sizeof *l, err);
+    if (!l)
         return NULL;
-    }
     snprintf(l->cluster, sizeof l->cluster, "%s", cluster);
     l->actor = s_actor(udp_port, iface, l->host, sizeof l->host, err);
     if (!l->actor) {
@@ -229,15 +240,10 @@ pd_beacon_listener_t *pd_beacon_listener_new(const char *cluster, int udp_port,
 
 void pd_beacon_listener_destroy(pd_beacon_listener_t **pp)
 {
-    if (!pp || !*pp)
-        return;
-    pd_beacon_listener_t *l = *pp;
-    if (l->actor) {
-        zstr_sendx(l->actor, "UNSUBSCRIBE", NULL);
-        zactor_destroy(&l->actor);
+    if (pp && *pp) {
+        s_release(&(*pp)->actor, "UNSUBSCRIBE", *pp);
+        *pp = NULL;
     }
-    free(l);
-    *pp = NULL;
 }
 
 void *pd_beacon_listener_socket(pd_beacon_listener_t *l) { return zsock_resolve(l->actor); }

@@ -89,22 +89,22 @@ int pd_bundle_check_flag(const char *f, char *why, size_t cap)
                  "a value of letters, digits, '.', '_', '+', '-') or -UNAME", f);
         return PD_EINVAL;
     }
-    if (strncmp(f, "-L", 2) == 0) {
-        snprintf(why, cap, "compiler flag '%s' is refused: -L names a directory on the worker, "
-                 "which differs from machine to machine; install the library where the "
-                 "worker's compiler finds it and link it with -lNAME", f);
-        return PD_EINVAL;
-    }
-    if (strncmp(f, "-I", 2) == 0) {
-        snprintf(why, cap, "compiler flag '%s' is refused: headers travel in the module; list "
-                 "them beside the .c files (they are placed in one directory)", f);
-        return PD_EINVAL;
-    }
-    if (strncmp(f, "-l", 2) == 0) {
-        snprintf(why, cap, "compiler flag '%s': a library name holds letters, digits, '.', "
-                 "'_', '+' and '-' only", f);
-        return PD_EINVAL;
-    }
+    /* Refused flags by their first two characters, with why. */
+    static const struct {
+        const char *prefix, *why;
+    } refused[] = {
+        {"-L", " is refused: -L names a directory on the worker, which differs from machine to "
+               "machine; install the library where the worker's compiler finds it and link it "
+               "with -lNAME"},
+        {"-I", " is refused: headers travel in the module; list them beside the .c files (they "
+               "are placed in one directory)"},
+        {"-l", ": a library name holds letters, digits, '.', '_', '+' and '-' only"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (strncmp(f, refused[i].prefix, 2) == 0) {
+            snprintf(why, cap, "compiler flag '%s'%s", f, refused[i].why);
+            return PD_EINVAL;
+        }
     snprintf(why, cap, "compiler flag '%s' is not allowed: modules take -lNAME, -DNAME[=VALUE], "
              "-UNAME, -O0..-O3/-Os/-Og/-Ofast, -std=cNN/gnuNN, -march=native, -mtune=native, "
              "-ffast-math, -fopenmp, -fno-math-errno, -funroll-loops, -g, -Wall, -Wextra and "

@@ -217,75 +217,86 @@ static bool s_choice_ok(const char *choices, const char *v)
     return false;
 }
 
-/* Checks value against schema entry k; writes what is expected into why. */
-static int s_check(const s_key_t *k, const char *v, char *why, size_t cap)
+/* Whether value v is one schema entry k takes. */
+static bool s_valid(const s_key_t *k, const char *v)
 {
     uint64_t u;
     double d;
     bool b;
     switch (k->kind) {
     case S_STR:
-        return 0;
+        return true;
     case S_NAME: {
         size_t len = strlen(v);
         bool ok = len >= (size_t) k->lo && len <= (size_t) k->hi;
         for (size_t i = 0; ok && i < len; i++)
             ok = isalnum((unsigned char) v[i]) || v[i] == '-' || v[i] == '_' || v[i] == '.';
-        if (ok)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants a name of %d to %d letters, digits, '-', '_' or '.', "
-                 "not '%s'", k->section, k->key, (int) k->lo, (int) k->hi, v);
-        return PD_EINVAL;
+        return ok;
     }
     case S_ENDPOINT:
-        if (!v[0] || strncmp(v, "tcp://", 6) == 0 || strncmp(v, "ipc://", 6) == 0)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants an endpoint such as tcp://lab-server:5555 (or "
-                 "nothing, to find the broker by its beacon), not '%s'", k->section, k->key, v);
-        return PD_EINVAL;
+        return !v[0] || strncmp(v, "tcp://", 6) == 0 || strncmp(v, "ipc://", 6) == 0;
     case S_UINT:
-        if (s_parse_u64(v, 10, &u) && (double) u >= k->lo && (double) u <= k->hi)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants a whole number from %.0f to %.0f, not '%s'",
-                 k->section, k->key, k->lo, k->hi, v);
-        return PD_EINVAL;
+        return s_parse_u64(v, 10, &u) && (double) u >= k->lo && (double) u <= k->hi;
     case S_OCTAL:
-        if (v[0] == '0' && s_parse_u64(v, 8, &u) && (double) u <= k->hi)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants an octal file mode such as 0660, not '%s'",
-                 k->section, k->key, v);
-        return PD_EINVAL;
+        return v[0] == '0' && s_parse_u64(v, 8, &u) && (double) u <= k->hi;
     case S_DOUBLE:
-        if (s_parse_double(v, &d) && d >= k->lo && d <= k->hi)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants a number from %g to %g, not '%s'", k->section, k->key,
-                 k->lo, k->hi, v);
-        return PD_EINVAL;
+        return s_parse_double(v, &d) && d >= k->lo && d <= k->hi;
     case S_BOOL:
-        if (s_parse_bool(v, &b))
-            return 0;
-        snprintf(why, cap, "[%s] %s wants true or false (yes/no, on/off, 1/0), not '%s'",
-                 k->section, k->key, v);
-        return PD_EINVAL;
+        return s_parse_bool(v, &b);
     case S_SIZE:
-        if (strcmp(v, "0") == 0 || pd_limits_parse_size(v, &u) == 0)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants a size such as 2G, 512M or 64k (0: none), not '%s'",
-                 k->section, k->key, v);
-        return PD_EINVAL;
+        return strcmp(v, "0") == 0 || pd_limits_parse_size(v, &u) == 0;
     case S_SECONDS:
-        if (strcmp(v, "0") == 0 || pd_limits_parse_seconds(v, &u) == 0)
-            return 0;
-        snprintf(why, cap, "[%s] %s wants a duration such as 60s, 5m or 2h (0: none), not '%s'",
-                 k->section, k->key, v);
-        return PD_EINVAL;
+        return strcmp(v, "0") == 0 || pd_limits_parse_seconds(v, &u) == 0;
     case S_CHOICE:
-        if (s_choice_ok(k->choices, v))
-            return 0;
-        snprintf(why, cap, "[%s] %s wants one of %s, not '%s'", k->section, k->key, k->choices,
-                 v);
-        return PD_EINVAL;
+        return s_choice_ok(k->choices, v);
     }
+    return false;
+}
+
+/* What schema entry k wants ("a number from 0 to 4096"), in buf; NULL for
+   an unknown kind. */
+static const char *s_wants(const s_key_t *k, char *buf, size_t cap)
+{
+    switch (k->kind) {
+    case S_STR:
+        return "any text";
+    case S_NAME:
+        snprintf(buf, cap, "a name of %d to %d letters, digits, '-', '_' or '.'", (int) k->lo,
+                 (int) k->hi);
+        return buf;
+    case S_ENDPOINT:
+        return "an endpoint such as tcp://lab-server:5555 (or nothing, to find the broker by "
+               "its beacon)";
+    case S_UINT:
+        snprintf(buf, cap, "a whole number from %.0f to %.0f", k->lo, k->hi);
+        return buf;
+    case S_OCTAL:
+        return "an octal file mode such as 0660";
+    case S_DOUBLE:
+        snprintf(buf, cap, "a number from %g to %g", k->lo, k->hi);
+        return buf;
+    case S_BOOL:
+        return "true or false (yes/no, on/off, 1/0)";
+    case S_SIZE:
+        return "a size such as 2G, 512M or 64k (0: none)";
+    case S_SECONDS:
+        return "a duration such as 60s, 5m or 2h (0: none)";
+    case S_CHOICE:
+        snprintf(buf, cap, "one of %s", k->choices);
+        return buf;
+    }
+    return NULL;
+}
+
+/* Checks value against schema entry k; writes what is expected into why. */
+static int s_check(const s_key_t *k, const char *v, char *why, size_t cap)
+{
+    char buf[512];
+    if (s_valid(k, v))
+        return 0;
+    const char *wants = s_wants(k, buf, sizeof buf);
+    if (wants)
+        snprintf(why, cap, "[%s] %s wants %s, not '%s'", k->section, k->key, wants, v);
     return PD_EINVAL;
 }
 

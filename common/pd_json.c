@@ -366,6 +366,18 @@ static bool s_digit(const s_parser_t *ps, const uint8_t *p)
     return p < ps->end && *p >= '0' && *p <= '9';
 }
 
+/* Reads one or more digits at ps->p; PD_EJSON ("expected a digit <where>")
+   when there is none. */
+static int s_digits(s_parser_t *ps, const char *where)
+{
+    char buf[24];
+    if (!s_digit(ps, ps->p))
+        return s_fail(ps, ps->p, "expected a digit %s, found %s", where, s_found(ps, ps->p, buf));
+    while (s_digit(ps, ps->p))
+        ps->p++;
+    return 0;
+}
+
 static int s_number(s_parser_t *ps)
 {
     const uint8_t *start = ps->p;
@@ -395,22 +407,16 @@ static int s_number(s_parser_t *ps)
     if (ps->p < ps->end && *ps->p == '.') {
         is_float = true;
         ps->p++;
-        if (!s_digit(ps, ps->p))
-            return s_fail(ps, ps->p, "expected a digit after '.' in a number, found %s",
-                          s_found(ps, ps->p, buf));
-        while (s_digit(ps, ps->p))
-            ps->p++;
+        if (s_digits(ps, "after '.' in a number"))
+            return PD_EJSON;
     }
     if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
         is_float = true;
         ps->p++;
         if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
             ps->p++;
-        if (!s_digit(ps, ps->p))
-            return s_fail(ps, ps->p, "expected a digit in the exponent of a number, found %s",
-                          s_found(ps, ps->p, buf));
-        while (s_digit(ps, ps->p))
-            ps->p++;
+        if (s_digits(ps, "in the exponent of a number"))
+            return PD_EJSON;
     }
     if (!is_float) {
         /* magnitude as uint64, or fall back to a double on overflow */
@@ -493,85 +499,69 @@ static int s_literal(s_parser_t *ps, const char *word)
 
 static int s_value(s_parser_t *ps, int depth);
 
-static int s_array(s_parser_t *ps, int depth)
+/* Reads an object key and its ':' at ps->p, counting it as one member of the
+   container idx. */
+static int s_member_key(s_parser_t *ps, size_t idx)
+{
+    char buf[24];
+    int rc;
+    if (ps->p >= ps->end || *ps->p != '"')
+        return s_fail(ps, ps->p, "expected a string key in double quotes, found %s",
+                      s_found(ps, ps->p, buf));
+    if ((rc = s_count(ps, idx, ps->p)) || (rc = s_string(ps)))
+        return rc;
+    s_skip_ws(ps);
+    if (ps->p >= ps->end || *ps->p != ':')
+        return s_fail(ps, ps->p, "expected ':' after an object key, found %s",
+                      s_found(ps, ps->p, buf));
+    ps->p++;
+    return 0;
+}
+
+/* An array (is_obj false) or an object at ps->p: its elements, or its
+   "key": value members, separated by ',' up to the closing bracket. */
+static int s_container(s_parser_t *ps, int depth, bool is_obj)
 {
     char buf[24];
     size_t idx;
+    const char close = is_obj ? '}' : ']';
     if (depth >= PD_MAX_DEPTH)
         return s_fail(ps, ps->p, "nesting deeper than %d", PD_MAX_DEPTH);
-    int rc = s_open(ps, false, &idx);
+    int rc = s_open(ps, is_obj, &idx);
     if (rc)
         return rc;
-    ps->p++; /* '[' */
+    ps->p++; /* '[' or '{' */
     s_skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
+    if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         return 0;
     }
     for (;;) {
-        if ((rc = s_count(ps, idx, ps->p)) || (rc = s_value(ps, depth + 1)))
+        rc = is_obj ? s_member_key(ps, idx) : s_count(ps, idx, ps->p);
+        if (rc || (rc = s_value(ps, depth + 1)))
             return rc;
         s_skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == ']') {
+        if (ps->p < ps->end && *ps->p == close) {
             ps->p++;
             return 0;
         }
         if (ps->p >= ps->end || *ps->p != ',')
-            return s_fail(ps, ps->p, "expected ',' or ']' after an array element, found %s",
+            return s_fail(ps, ps->p, "expected ',' or '%c' after %s, found %s", close,
+                          is_obj ? "an object member" : "an array element",
                           s_found(ps, ps->p, buf));
         ps->p++;
         s_skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == ']')
+        if (ps->p < ps->end && *ps->p == close)
             return s_fail(ps, ps->p,
-                          "expected a value after ',', found ']': trailing commas are not "
-                          "allowed");
+                          "expected %s after ',', found '%c': trailing commas are not "
+                          "allowed",
+                          is_obj ? "a string key" : "a value", close);
     }
 }
 
-static int s_object(s_parser_t *ps, int depth)
-{
-    char buf[24];
-    size_t idx;
-    if (depth >= PD_MAX_DEPTH)
-        return s_fail(ps, ps->p, "nesting deeper than %d", PD_MAX_DEPTH);
-    int rc = s_open(ps, true, &idx);
-    if (rc)
-        return rc;
-    ps->p++; /* '{' */
-    s_skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        return 0;
-    }
-    for (;;) {
-        if (ps->p >= ps->end || *ps->p != '"')
-            return s_fail(ps, ps->p, "expected a string key in double quotes, found %s",
-                          s_found(ps, ps->p, buf));
-        if ((rc = s_count(ps, idx, ps->p)) || (rc = s_string(ps)))
-            return rc;
-        s_skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':')
-            return s_fail(ps, ps->p, "expected ':' after an object key, found %s",
-                          s_found(ps, ps->p, buf));
-        ps->p++;
-        if ((rc = s_value(ps, depth + 1)))
-            return rc;
-        s_skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == '}') {
-            ps->p++;
-            return 0;
-        }
-        if (ps->p >= ps->end || *ps->p != ',')
-            return s_fail(ps, ps->p, "expected ',' or '}' after an object member, found %s",
-                          s_found(ps, ps->p, buf));
-        ps->p++;
-        s_skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == '}')
-            return s_fail(ps, ps->p,
-                          "expected a string key after ',', found '}': trailing commas are "
-                          "not allowed");
-    }
-}
+static int s_array(s_parser_t *ps, int depth) { return s_container(ps, depth, false); }
+
+static int s_object(s_parser_t *ps, int depth) { return s_container(ps, depth, true); }
 
 static int s_value(s_parser_t *ps, int depth)
 {
@@ -763,6 +753,24 @@ static int s_json_key(pd_rd_t *r, pd_buf_t *out)
     return rc;
 }
 
+/* The n elements of an array (is_map false), or the n key/value pairs of a
+   map, as a JSON array or object. */
+static int s_json_items(pd_rd_t *r, pd_buf_t *out, uint32_t n, bool is_map)
+{
+    int rc = s_put(out, is_map ? "{" : "[");
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        if (i)
+            rc = s_put(out, ",");
+        if (!rc && is_map)
+            rc = s_json_key(r, out);
+        if (!rc && is_map)
+            rc = s_put(out, ":");
+        if (!rc)
+            rc = s_json_value(r, out);
+    }
+    return rc ? rc : s_put(out, is_map ? "}" : "]");
+}
+
 static int s_json_value(pd_rd_t *r, pd_buf_t *out)
 {
     char num[40];
@@ -813,31 +821,13 @@ static int s_json_value(pd_rd_t *r, pd_buf_t *out)
         uint32_t n;
         if (pd_rd_array(r, &n))
             return PD_EPROTO;
-        int rc = s_put(out, "[");
-        for (uint32_t i = 0; i < n && !rc; i++) {
-            if (i)
-                rc = s_put(out, ",");
-            if (!rc)
-                rc = s_json_value(r, out);
-        }
-        return rc ? rc : s_put(out, "]");
+        return s_json_items(r, out, n, false);
     }
     case PD_MP_MAP: {
         uint32_t n;
         if (pd_rd_map(r, &n))
             return PD_EPROTO;
-        int rc = s_put(out, "{");
-        for (uint32_t i = 0; i < n && !rc; i++) {
-            if (i)
-                rc = s_put(out, ",");
-            if (!rc)
-                rc = s_json_key(r, out);
-            if (!rc)
-                rc = s_put(out, ":");
-            if (!rc)
-                rc = s_json_value(r, out);
-        }
-        return rc ? rc : s_put(out, "}");
+        return s_json_items(r, out, n, true);
     }
     case PD_MP_INVALID:
     default:

@@ -88,30 +88,30 @@ const char *pd_limits_size_str(uint64_t bytes, char *out, size_t cap)
     return out;
 }
 
-bool pd_limits_fit(const pd_limits_t *req, const pd_limits_t *max, char *why, size_t cap)
+/* Whether a size req (memory, output: what) is within max (0: no limit); if
+   not, says so into why. */
+static bool s_size_fits(const char *what, uint64_t req, uint64_t max, char *why, size_t cap)
 {
     char a[32], b[32];
-    if (max->memory && req->memory > max->memory) {
-        if (why)
-            snprintf(why, cap, "memory %s, where at most %s is allowed",
-                     pd_limits_size_str(req->memory, a, sizeof a),
-                     pd_limits_size_str(max->memory, b, sizeof b));
+    if (!max || req <= max)
+        return true;
+    if (why)
+        snprintf(why, cap, "%s %s, where at most %s is allowed", what,
+                 pd_limits_size_str(req, a, sizeof a), pd_limits_size_str(max, b, sizeof b));
+    return false;
+}
+
+bool pd_limits_fit(const pd_limits_t *req, const pd_limits_t *max, char *why, size_t cap)
+{
+    if (!s_size_fits("memory", req->memory, max->memory, why, cap))
         return false;
-    }
     if (max->cpu_s && req->cpu_s > max->cpu_s) {
         if (why)
             snprintf(why, cap, "CPU time %llu s, where at most %llu s is allowed",
                      (unsigned long long) req->cpu_s, (unsigned long long) max->cpu_s);
         return false;
     }
-    if (max->output && req->output > max->output) {
-        if (why)
-            snprintf(why, cap, "output %s, where at most %s is allowed",
-                     pd_limits_size_str(req->output, a, sizeof a),
-                     pd_limits_size_str(max->output, b, sizeof b));
-        return false;
-    }
-    return true;
+    return s_size_fits("output", req->output, max->output, why, cap);
 }
 
 pd_limits_t pd_limits_apply(const pd_limits_t *req, const pd_limits_t *dflt)
