@@ -359,6 +359,25 @@ int pd_client_call(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, voi
     return rc ? rc : s_expect(c, m, want, out);
 }
 
+int pd_client_count_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_msg_t *want,
+                         pd_proto_pack_fn pack, const void *ctx, uint64_t *n)
+{
+    /* Every request over ids is one layout (PD_F_IDS), every count reply
+       another (PD_F_COUNT): the descriptors say which type travels. */
+    _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_release_t), "one layout");
+    _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_task_stop_t), "one layout");
+    _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_released_t), "one layout");
+    _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_task_stopping_t), "one layout");
+    pd_m_cancel_t q = {.ids = {.pack = pack, .ctx = ctx}};
+    pd_m_cancelled_t a;
+    uint64_t req = pd_client_request(c, d, &q);
+    int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
+    if (rc)
+        return rc;
+    *n = a.n;
+    return 0;
+}
+
 /* The same req goes out each time, so that the broker's reply to any copy
    answers it. */
 int pd_client_call_idem_data(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want,

@@ -14,6 +14,7 @@
 #include "pd_msg.h"
 #include "pd_proto.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,50 @@ int pd_discover_broker(const char *cluster, int udp_port, const char *iface, int
     return rc;
 }
 
+/* A field of pd_worker_info_t by its key in a worker map: where it is and
+   its size. */
+typedef struct {
+    const char *key;
+    size_t off, size;
+} s_field_t;
+
+#define S_FIELD(name)                                                                             \
+    {#name, offsetof(pd_worker_info_t, name), sizeof(((pd_worker_info_t *) 0)->name)}
+#define S_NFIELDS(table) (sizeof(table) / sizeof((table)[0]))
+
+/* The string fields, read with pd_rd_strcpy. */
+static const s_field_t s_str_fields[] = {
+    S_FIELD(id),    S_FIELD(host),      S_FIELD(platform),   S_FIELD(version),
+    S_FIELD(owner), S_FIELD(slurm_job), S_FIELD(slurm_step), S_FIELD(slurm_array),
+};
+
+/* The counts (uint32_t or uint64_t), read when they are unsigned integers. */
+static const s_field_t s_uint_fields[] = {
+    S_FIELD(cpus),   S_FIELD(gpus),     S_FIELD(busy),  S_FIELD(nodes),
+    S_FIELD(gpu_nodes), S_FIELD(inflight), S_FIELD(queued), S_FIELD(done),
+    S_FIELD(requeued), S_FIELD(hb_ms),  S_FIELD(up_s),
+};
+
+/* The entry of table[0..n) for key, or NULL. */
+static const s_field_t *s_field(const s_field_t *table, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(table[i].key, key))
+            return &table[i];
+    return NULL;
+}
+
+/* Stores u into the size-byte count at p (a uint32_t is truncated). */
+static void s_set_uint(void *p, size_t size, uint64_t u)
+{
+    if (size == sizeof(uint32_t)) {
+        uint32_t v = (uint32_t) u;
+        memcpy(p, &v, sizeof v);
+    } else {
+        memcpy(p, &u, sizeof u);
+    }
+}
+
 /* Reads one worker map of a `cluster` reply. */
 static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
 {
@@ -174,22 +219,9 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
         snprintf(key, sizeof key, "%.*s", (int) (klen < 31 ? klen : 31), k);
         uint64_t u;
         int rc = 0;
-        if (!strcmp(key, "id"))
-            rc = pd_rd_strcpy(r, wi->id, sizeof wi->id);
-        else if (!strcmp(key, "host"))
-            rc = pd_rd_strcpy(r, wi->host, sizeof wi->host);
-        else if (!strcmp(key, "platform"))
-            rc = pd_rd_strcpy(r, wi->platform, sizeof wi->platform);
-        else if (!strcmp(key, "version"))
-            rc = pd_rd_strcpy(r, wi->version, sizeof wi->version);
-        else if (!strcmp(key, "owner"))
-            rc = pd_rd_strcpy(r, wi->owner, sizeof wi->owner);
-        else if (!strcmp(key, "slurm_job"))
-            rc = pd_rd_strcpy(r, wi->slurm_job, sizeof wi->slurm_job);
-        else if (!strcmp(key, "slurm_step"))
-            rc = pd_rd_strcpy(r, wi->slurm_step, sizeof wi->slurm_step);
-        else if (!strcmp(key, "slurm_array"))
-            rc = pd_rd_strcpy(r, wi->slurm_array, sizeof wi->slurm_array);
+        const s_field_t *f = s_field(s_str_fields, S_NFIELDS(s_str_fields), key);
+        if (f)
+            rc = pd_rd_strcpy(r, (char *) wi + f->off, f->size);
         else if (!strcmp(key, "pid"))
             rc = pd_rd_int(r, &wi->pid);
         else if (!strcmp(key, "load")) {
@@ -226,28 +258,8 @@ static int s_read_worker(pd_rd_t *r, pd_worker_info_t *wi)
             }
         } else if (pd_rd_peek(r) == PD_MP_UINT) {
             rc = pd_rd_uint(r, &u);
-            if (!strcmp(key, "cpus"))
-                wi->cpus = (uint32_t) u;
-            else if (!strcmp(key, "gpus"))
-                wi->gpus = (uint32_t) u;
-            else if (!strcmp(key, "busy"))
-                wi->busy = (uint32_t) u;
-            else if (!strcmp(key, "nodes"))
-                wi->nodes = (uint32_t) u;
-            else if (!strcmp(key, "gpu_nodes"))
-                wi->gpu_nodes = (uint32_t) u;
-            else if (!strcmp(key, "inflight"))
-                wi->inflight = u;
-            else if (!strcmp(key, "queued"))
-                wi->queued = u;
-            else if (!strcmp(key, "done"))
-                wi->done = u;
-            else if (!strcmp(key, "requeued"))
-                wi->requeued = u;
-            else if (!strcmp(key, "hb_ms"))
-                wi->hb_ms = u;
-            else if (!strcmp(key, "up_s"))
-                wi->up_s = u;
+            if ((f = s_field(s_uint_fields, S_NFIELDS(s_uint_fields), key)))
+                s_set_uint((char *) wi + f->off, f->size, u);
         } else {
             rc = pd_rd_skip(r, NULL, NULL); /* a field of a later version */
         }

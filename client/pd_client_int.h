@@ -70,6 +70,12 @@ bool pd_client_drain(pd_client_t *c);
    with pd_client_error() set. Returns 0 or a PD_E* code. */
 int pd_client_call(pd_client_t *c, uint64_t req, const pd_proto_msg_t *want, void *out,
                    int timeout_ms);
+/* Sends request d, one of the messages over ids (PD_F_IDS: cancel, release,
+   task_cancel, ...) whose ids pack(pk, ctx) writes, with pd_client_call and
+   the client's time-out; its reply want is a count (PD_F_COUNT: cancelled,
+   released, task_cancelled, ...), stored in *n. Returns 0 or a PD_E* code. */
+int pd_client_count_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_msg_t *want,
+                         pd_proto_pack_fn pack, const void *ctx, uint64_t *n);
 /* pd_client_call for a request that may safely be done twice: the broker
    answers after at most wait_ms (a long poll) plus its work; when the
    connection drops or no reply comes in time, the same request is sent

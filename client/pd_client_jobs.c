@@ -656,18 +656,12 @@ static long s_ids_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_m
     size_t done = 0;
     while (done < n) {
         s_ids_t set = s_ids_fit(ids + done, n - done, S_MAX_RANGES);
-        /* cancel and release are one layout (PD_F_IDS), and so are their
-           replies (PD_F_COUNT): the descriptors say which type travels. */
-        _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_release_t), "one layout");
-        _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_released_t), "one layout");
-        pd_m_cancel_t q = {.ids = {.pack = s_pack_ranges, .ctx = &set}};
-        pd_m_cancelled_t a;
-        uint64_t req = pd_client_request(c, d, &q);
-        int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
+        uint64_t count;
+        int rc = pd_client_count_call(c, d, want, s_pack_ranges, &set, &count);
         if (rc)
             return rc;
         done += set.n;
-        total += (long) a.n;
+        total += (long) count;
     }
     return total;
 }
@@ -695,6 +689,18 @@ static int s_slot_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
 }
 
+/* Sets res's value to a copy of p[0..n); returns 0, or -1 when memory runs
+   out. */
+static int s_set_value(pd_result_t *res, const void *p, size_t n)
+{
+    res->value = malloc(n);
+    if (!res->value)
+        return -1;
+    memcpy(res->value, p, n);
+    res->len = n;
+    return 0;
+}
+
 /* Parses one result entry [id, state, value] into *res (which must be
    zeroed). A failed job's value is its error map {code, msg, host, slot,
    attempts, value?}: the optional "value" (an exec job's output) is kept
@@ -712,11 +718,8 @@ static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
     res->id = id;
     res->state = (pd_job_state_t) st;
     if (st == PD_JOB_DONE) {
-        res->value = malloc(rl);
-        if (!res->value)
+        if (s_set_value(res, raw, rl))
             return -1;
-        memcpy(res->value, raw, rl);
-        res->len = rl;
     } else if (st == PD_JOB_FAILED) {
         pd_rd_t e;
         pd_rd_init(&e, raw, rl);
@@ -754,13 +757,8 @@ static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
         res->error = strdup(full);
         if (!res->error)
             return -1;
-        if (val && vlen) {
-            res->value = malloc(vlen);
-            if (!res->value)
-                return -1;
-            memcpy(res->value, val, vlen);
-            res->len = vlen;
-        }
+        if (val && vlen && s_set_value(res, val, vlen))
+            return -1;
     } else if (st == PD_JOB_CANCELLED) {
         res->code = PD_ECANCELLED;
     } else if (st == PD_JOB_UNKNOWN) {
@@ -775,12 +773,8 @@ static int s_copy_result(pd_result_t *dst, const pd_result_t *src)
     *dst = *src;
     dst->value = NULL;
     dst->error = NULL;
-    if (src->value) {
-        dst->value = malloc(src->len);
-        if (!dst->value)
-            return -1;
-        memcpy(dst->value, src->value, src->len);
-    }
+    if (src->value && s_set_value(dst, src->value, src->len))
+        return -1;
     if (src->error && !(dst->error = strdup(src->error)))
         return -1;
     return 0;

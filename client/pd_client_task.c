@@ -277,17 +277,11 @@ void pd_task_result_clear(pd_task_result_t *res)
 static int s_ids_call(pd_client_t *c, const pd_proto_msg_t *d, const pd_proto_msg_t *want,
                       uint64_t id)
 {
-    /* Every request over ids is one layout (PD_F_IDS), every count reply
-       another (PD_F_COUNT): the descriptors say which type travels. */
-    _Static_assert(sizeof(pd_m_cancel_t) == sizeof(pd_m_task_stop_t), "one layout");
-    _Static_assert(sizeof(pd_m_cancelled_t) == sizeof(pd_m_task_stopping_t), "one layout");
-    pd_m_cancel_t q = {.ids = {.pack = s_pack_id, .ctx = &id}};
-    pd_m_cancelled_t a;
-    uint64_t req = pd_client_request(c, d, &q);
-    int rc = pd_client_call(c, req, want, &a, pd_client_timeout(c));
+    uint64_t count;
+    int rc = pd_client_count_call(c, d, want, s_pack_id, &id, &count);
     if (rc)
         return rc;
-    return a.n ? 1 : 0;
+    return count ? 1 : 0;
 }
 
 int pd_task_cancel(pd_client_t *c, uint64_t id)

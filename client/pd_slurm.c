@@ -547,27 +547,34 @@ typedef struct {
     char cdir[PATH_MAX];      /* --config-dir, checked */
 } s_cmdline_t;
 
+/* Reads optarg, the value of option opt, into *v: what ("a number") from
+   min to max. False after saying what is wrong (a usage error). */
+static bool s_int_opt(const char *opt, const char *what, int min, int max, int *v)
+{
+    if (s_int(optarg, min, max, v))
+        return true;
+    s_usage_error("%s wants %s from %d to %d, not '%s'", opt, what, min, max, optarg);
+    return false;
+}
+
 /* Applies option ch (getopt_long's, its value in optarg) to a. Returns -1
    to go on, else the exit status (0 after --help, 2 after a usage error). */
 static int s_apply(s_cmdline_t *a, int ch, char **argv)
 {
     switch (ch) {
     case O_WORKERS:
-        if (!s_int(optarg, 1, PD_SLURM_MAX_WORKERS, &a->o.workers))
-            return s_usage_error("--workers wants a number of pilots from 1 to %d, not '%s'",
-                                 PD_SLURM_MAX_WORKERS, optarg);
+        if (!s_int_opt("--workers", "a number of pilots", 1, PD_SLURM_MAX_WORKERS, &a->o.workers))
+            return 2;
         a->have_workers = true;
         break;
     case O_CPUS:
-        if (!s_int(optarg, 1, 4096, &a->o.cpus))
-            return s_usage_error("--cpus-per-worker wants a number from 1 to 4096, not '%s'",
-                                 optarg);
+        if (!s_int_opt("--cpus-per-worker", "a number", 1, 4096, &a->o.cpus))
+            return 2;
         a->have_cpus = true;
         break;
     case O_GPUS:
-        if (!s_int(optarg, 0, 1024, &a->o.gpus))
-            return s_usage_error("--gpus-per-worker wants a number from 0 to 1024, not '%s'",
-                                 optarg);
+        if (!s_int_opt("--gpus-per-worker", "a number", 0, 1024, &a->o.gpus))
+            return 2;
         break;
     case O_PARTITION: a->o.partition = optarg; break;
     case O_TIME: a->o.time = optarg; break;
