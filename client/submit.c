@@ -175,6 +175,16 @@ bool pd_submit_count(const pd_submit_t *s, const char *opt, const char *what, co
     return false;
 }
 
+bool pd_submit_count_of(const pd_submit_t *s, const pd_submit_count_t *table, size_t n, int code,
+                        const char *arg, uint64_t *v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (table[i].code == code)
+            return pd_submit_count(s, table[i].opt, table[i].what, arg, table[i].lo, table[i].hi,
+                                   v);
+    return false;
+}
+
 /* The option of code among opts (ended by {NULL}), or NULL. */
 static const pd_submit_opt_t *s_opt_in(const pd_submit_opt_t *opts, int code)
 {
@@ -275,6 +285,13 @@ static int s_apply_global(pd_submit_t *s, int code, const char *arg, int bad_exi
     return 0;
 }
 
+/* The counts of the verbs that submit jobs (32 bits). */
+static const pd_submit_count_t s_job_counts[] = {
+    {O_RETRY_FAILED, "retry-failed", "a number of runs again", 0, 100},
+    {O_RETRIES, "retries", "a number of lost workers", 1, 100},
+    {O_MAX_SLOTS, "max-slots", "a number of slots", 1, 1000000},
+};
+
 /* Applies an option several verbs share (the limits of each job, --detach,
    --shared, --gpu, --cuda, --args, --wait, --release) or, for any other,
    the verb's own applier. Returns 0, or bad_exit after the usage error. */
@@ -291,19 +308,14 @@ static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *verb, int code
         }
         break;
     case O_RETRY_FAILED:
-        if (!pd_submit_count(s, "retry-failed", "a number of runs again", arg, 0, 100, &v))
-            return bad_exit;
-        o->retry_failed = (uint32_t) v;
-        break;
     case O_RETRIES:
-        if (!pd_submit_count(s, "retries", "a number of lost workers", arg, 1, 100, &v))
-            return bad_exit;
-        o->retries = (uint32_t) v;
-        break;
     case O_MAX_SLOTS:
-        if (!pd_submit_count(s, "max-slots", "a number of slots", arg, 1, 1000000, &v))
+        if (!pd_submit_count_of(s, s_job_counts, sizeof s_job_counts / sizeof s_job_counts[0],
+                                code, arg, &v))
             return bad_exit;
-        o->max_slots = (uint32_t) v;
+        *(code == O_RETRY_FAILED ? &o->retry_failed
+          : code == O_RETRIES    ? &o->retries
+                                 : &o->max_slots) = (uint32_t) v;
         break;
     case O_MEMORY:
         if (pd_limits_parse_size(arg, &o->memory)) {

@@ -170,6 +170,16 @@ bool pd_submit_parse_u64(const char *s, uint64_t *v);
 bool pd_submit_count(const pd_submit_t *s, const char *opt, const char *what, const char *arg,
                      uint64_t lo, uint64_t hi, uint64_t *v);
 
+/* A count option: its code, its name (no "--"), its words, its range. */
+typedef struct {
+    int code;
+    const char *opt, *what;
+    uint64_t lo, hi;
+} pd_submit_count_t;
+/* pd_submit_count for count option code by its entry in table[0..n). */
+bool pd_submit_count_of(const pd_submit_t *s, const pd_submit_count_t *table, size_t n, int code,
+                        const char *arg, uint64_t *v);
+
 /* Starts the embedded cluster (--local) if asked and connects. Returns the
    client, or NULL after printing why on standard error. */
 pd_client_t *pd_submit_connect(pd_submit_t *s);
@@ -218,6 +228,11 @@ int pd_submit_upload_module(pd_submit_t *s, const char *spec, char hash[PD_HASH_
    *has (and hash) when there are kernels. Returns 0, or the exit status
    after printing why (2: not a .cu, unreadable; 3: the broker). */
 int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_HEX], bool *has);
+
+/* pd_submit_upload_module, then pd_submit_upload_cuda, for the module of a
+   command (map, optimize): 0, or the exit status of the first that failed. */
+int pd_submit_upload_code(pd_submit_t *s, const char *module, char hash[PD_HASH_HEX],
+                          char cuda_hash[PD_HASH_HEX], bool *cuda);
 
 /* Reads one JSON value per line of path ("-": standard input) into args as
    msgpack values; *n gets how many. Returns 0, or 2 after printing why. */

@@ -238,15 +238,27 @@ static void s_print_table(pd_client_t *c, const pd_cluster_info_t *ci)
                "account's owner token (no keys); FINAL: results not yet released\n");
 }
 
-static int s_cluster(pd_submit_t *s, int argc, char **argv)
+/* The session's client for verb, which takes no arguments (hint: how to
+   say more, after the usage error); NULL with *rc the exit status (2 after
+   an argument, 3 without a broker). */
+static pd_client_t *s_connect_bare(pd_submit_t *s, const char *verb, const char *hint, int argc,
+                                   char **argv, int *rc)
 {
     if (argc > 0) {
-        pd_submit_usage_error(s, "cluster takes no arguments, not '%s'", argv[0]);
-        return 2;
+        pd_submit_usage_error(s, "%s takes no arguments, not '%s'%s", verb, argv[0], hint);
+        *rc = 2;
+        return NULL;
     }
-    pd_client_t *c = pd_submit_connect(s);
+    *rc = 3;
+    return pd_submit_connect(s);
+}
+
+static int s_cluster(pd_submit_t *s, int argc, char **argv)
+{
+    int rc;
+    pd_client_t *c = s_connect_bare(s, "cluster", "", argc, argv, &rc);
     if (!c)
-        return 3;
+        return rc;
     pd_cluster_info_t ci;
     if (pd_cluster_info(c, &ci)) {
         fprintf(stderr, "playdoh-submit: %s\n", pd_client_error(c));
@@ -274,13 +286,10 @@ static const char S_USAGE_GC[] =
 
 static int s_gc(pd_submit_t *s, int argc, char **argv)
 {
-    if (argc > 0) {
-        pd_submit_usage_error(s, "gc takes no arguments, not '%s' (use --ttl S)", argv[0]);
-        return 2;
-    }
-    pd_client_t *c = pd_submit_connect(s);
+    int rc;
+    pd_client_t *c = s_connect_bare(s, "gc", " (use --ttl S)", argc, argv, &rc);
     if (!c)
-        return 3;
+        return rc;
     pd_broker_info_t info;
     long forgot = pd_gc(c, s->o.ttl_s, &info);
     if (forgot < 0) {

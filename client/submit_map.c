@@ -265,15 +265,9 @@ static int s_run(pd_submit_t *s, int argc, char **argv)
         pd_buf_free(&args);
         return 3;
     }
-    char hash[PD_HASH_HEX];
-    rc = pd_submit_upload_module(s, argv[0], hash);
-    if (rc) {
-        pd_buf_free(&args);
-        return rc;
-    }
-    char cuda_hash[PD_HASH_HEX];
-    bool cuda = false;
-    if ((rc = pd_submit_upload_cuda(s, argv[0], cuda_hash, &cuda)) != 0) {
+    char hash[PD_HASH_HEX], cuda_hash[PD_HASH_HEX];
+    bool cuda;
+    if ((rc = pd_submit_upload_code(s, argv[0], hash, cuda_hash, &cuda)) != 0) {
         pd_buf_free(&args);
         return rc;
     }

@@ -159,32 +159,37 @@ static const pd_submit_opt_t s_fetch_opts[] = {
     {NULL, 0, 0},
 };
 
-/* optimize's counts that fit 32 bits: the option, its words, its range. */
-static const struct {
-    int code;
-    const char *opt, *what;
-    uint64_t lo, hi;
-} s_counts[] = {
+/* Stores v, the value of optimize's count `code`, in its field. */
+static void s_set_count(pd_submit_optim_opts_t *o, int code, uint64_t v)
+{
+    switch (code) {
+    case O_DIM: o->dim = (uint32_t) v; break;
+    case O_ISLANDS: o->islands = (uint32_t) v; break;
+    case O_POPSIZE: o->popsize = (uint32_t) v; break;
+    case O_MIGRATE_EVERY: o->migrate_every = (uint32_t) v; break;
+    case O_MIGRANTS: o->migrants = (uint32_t) v; break;
+    case O_GROUPS: o->groups = (uint32_t) v; break;
+    case O_BUDGET: o->budget = v; break;
+    case O_ITERATIONS: o->iterations = v; break;
+    case O_SEED: o->seed = v; break;
+    default: o->polish = v; break;
+    }
+}
+
+/* optimize's counts: the option, its words, its range (s_set_count stores
+   them). */
+static const pd_submit_count_t s_counts[] = {
     {O_DIM, "dim", "a number of parameters", 1, 1000000},
     {O_ISLANDS, "islands", "a number of islands", 1, 1024},
     {O_POPSIZE, "popsize", "a population size", 1, 100000000},
     {O_MIGRATE_EVERY, "migrate-every", "a number of iterations (0: never)", 0, UINT32_MAX},
     {O_MIGRANTS, "migrants", "a number of individuals", 1, 1000000},
     {O_GROUPS, "groups", "a number of groups", 1, 1000000},
+    {O_BUDGET, "budget", "a number of evaluations", 1, UINT64_MAX},
+    {O_ITERATIONS, "iterations", "a number of iterations", 1, UINT64_MAX},
+    {O_SEED, "seed", "a number", 0, UINT64_MAX},
+    {O_POLISH, "polish", "a number of evaluations", 1, UINT64_MAX},
 };
-
-/* Where optimize's 32-bit count `code` goes. */
-static uint32_t *s_count_field(pd_submit_optim_opts_t *o, int code)
-{
-    switch (code) {
-    case O_DIM: return &o->dim;
-    case O_ISLANDS: return &o->islands;
-    case O_POPSIZE: return &o->popsize;
-    case O_MIGRATE_EVERY: return &o->migrate_every;
-    case O_MIGRANTS: return &o->migrants;
-    default: return &o->groups;
-    }
-}
 
 /* Applies one of the options of optimize and optimize-fetch. */
 static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
@@ -209,36 +214,17 @@ static int s_apply(pd_submit_t *s, int code, const char *arg, int bad_exit)
     case O_MIGRATE_EVERY:
     case O_MIGRANTS:
     case O_GROUPS:
-        for (size_t i = 0; i < sizeof s_counts / sizeof s_counts[0]; i++) {
-            uint64_t v;
-            if (s_counts[i].code != code)
-                continue;
-            if (!pd_submit_count(s, s_counts[i].opt, s_counts[i].what, arg, s_counts[i].lo,
-                                 s_counts[i].hi, &v))
-                return bad_exit;
-            *s_count_field(&o->optim, code) = (uint32_t) v;
-        }
+    case O_BUDGET:
+    case O_ITERATIONS:
+    case O_SEED:
+    case O_POLISH: {
+        uint64_t v;
+        if (!pd_submit_count_of(s, s_counts, sizeof s_counts / sizeof s_counts[0], code, arg, &v))
+            return bad_exit;
+        s_set_count(&o->optim, code, v);
         o->optim.migrate_every_set |= code == O_MIGRATE_EVERY;
         break;
-    case O_BUDGET:
-        if (!pd_submit_count(s, "budget", "a number of evaluations", arg, 1, UINT64_MAX,
-                             &o->optim.budget))
-            return bad_exit;
-        break;
-    case O_ITERATIONS:
-        if (!pd_submit_count(s, "iterations", "a number of iterations", arg, 1, UINT64_MAX,
-                             &o->optim.iterations))
-            return bad_exit;
-        break;
-    case O_SEED:
-        if (!pd_submit_count(s, "seed", "a number", arg, 0, UINT64_MAX, &o->optim.seed))
-            return bad_exit;
-        break;
-    case O_POLISH:
-        if (!pd_submit_count(s, "polish", "a number of evaluations", arg, 1, UINT64_MAX,
-                             &o->optim.polish))
-            return bad_exit;
-        break;
+    }
     case O_TARGET: {
         char *end;
         errno = 0;
@@ -693,6 +679,13 @@ static int s_options(const pd_submit_t *s, s_run_t *r)
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* A map key, then the header of the array of n elements that is its value. */
+static void s_pack_key_array(msgpack_packer *pk, const char *key, uint32_t n)
+{
+    pd_pack_cstr(pk, key);
+    msgpack_pack_array(pk, n);
+}
+
 static void s_pack_doubles(msgpack_packer *pk, const double *v, size_t n)
 {
     msgpack_pack_array(pk, n);
@@ -733,17 +726,14 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     if (best) {
         pd_pack_cstr(&pk, "best_f");
         s_pack_doubles(&pk, res->best_f, res->groups);
-        pd_pack_cstr(&pk, "best_x");
-        msgpack_pack_array(&pk, res->groups);
+        s_pack_key_array(&pk, "best_x", res->groups);
         for (uint32_t g = 0; g < res->groups; g++)
             s_pack_doubles(&pk, res->best_x + (size_t) g * res->dim, res->dim);
-        pd_pack_cstr(&pk, "best_island");
-        msgpack_pack_array(&pk, res->groups);
+        s_pack_key_array(&pk, "best_island", res->groups);
         for (uint32_t g = 0; g < res->groups; g++)
             msgpack_pack_uint32(&pk, res->best_island ? res->best_island[g] : 0);
         if (names) {
-            pd_pack_cstr(&pk, "best_params");
-            msgpack_pack_array(&pk, res->groups);
+            s_pack_key_array(&pk, "best_params", res->groups);
             for (uint32_t g = 0; g < res->groups; g++) {
                 msgpack_pack_map(&pk, res->dim);
                 for (size_t j = 0; j < res->dim; j++)
@@ -753,8 +743,7 @@ static int s_print_result(uint64_t id, const pd_optim_result_t *res, char *const
     }
     if (hist) {
         /* islands x groups x iterations, as pd_optim_history reads it */
-        pd_pack_cstr(&pk, "history");
-        msgpack_pack_array(&pk, res->islands);
+        s_pack_key_array(&pk, "history", res->islands);
         for (uint32_t i = 0; i < res->islands; i++) {
             msgpack_pack_array(&pk, res->groups);
             for (uint32_t g = 0; g < res->groups; g++)
@@ -902,15 +891,9 @@ static int s_optimize(pd_submit_t *s, int argc, char **argv)
         s_run_free(&r);
         return rc ? rc : 3;
     }
-    char hash[PD_HASH_HEX];
-    rc = pd_submit_upload_module(s, argv[0], hash);
-    if (rc) {
-        s_run_free(&r);
-        return rc;
-    }
-    char cuda_hash[PD_HASH_HEX];
-    bool cuda = false;
-    if ((rc = pd_submit_upload_cuda(s, argv[0], cuda_hash, &cuda)) != 0) {
+    char hash[PD_HASH_HEX], cuda_hash[PD_HASH_HEX];
+    bool cuda;
+    if ((rc = pd_submit_upload_code(s, argv[0], hash, cuda_hash, &cuda)) != 0) {
         s_run_free(&r);
         return rc;
     }

@@ -238,3 +238,10 @@ int pd_submit_upload_cuda(pd_submit_t *s, const char *module, char hash[PD_HASH_
     return 0;
 }
 
+int pd_submit_upload_code(pd_submit_t *s, const char *module, char hash[PD_HASH_HEX],
+                          char cuda_hash[PD_HASH_HEX], bool *cuda)
+{
+    *cuda = false;
+    int rc = pd_submit_upload_module(s, module, hash);
+    return rc ? rc : pd_submit_upload_cuda(s, module, cuda_hash, cuda);
+}
