@@ -98,7 +98,6 @@ void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t
 {
     size_t n;
     pd_jobs_owner_t *ow = pd_jobs_owners(pd_broker_jobs(b), &n);
-    pd_pack_cstr(pk, "owners");
     msgpack_pack_array(pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         msgpack_pack_map(pk, 6);
@@ -145,8 +144,7 @@ static void s_array_patch(pd_buf_t *out, size_t at, uint32_t n)
         (r).journal_ok = !jn_ || pd_journal_writable(jn_);                     \
     } while (0)
 
-/* Encodes the reply r (a pd_m_*_t that d describes) and sends it to o. */
-static void s_reply(pd_broker_t *b, const pd_origin_t *o, const pd_proto_msg_t *d, const void *r)
+void pd_broker_reply(pd_broker_t *b, const pd_origin_t *o, const pd_proto_msg_t *d, const void *r)
 {
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_out(b));
@@ -169,7 +167,7 @@ int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     };
     snprintf(w.name, sizeof w.name, "%s", pd_broker_name(b));
     S_JOURNAL(b, w);
-    s_reply(b, o, &pd_proto_welcome, &w);
+    pd_broker_reply(b, o, &pd_proto_welcome, &w);
     return 0;
 }
 
@@ -179,7 +177,7 @@ static void s_has_ok(pd_broker_t *b, pd_origin_t *o, const pd_proto_msg_t *d, co
 {
     pd_m_mod_ok_t r = {.req = o->req, .has = has};
     snprintf(r.hash, sizeof r.hash, "%s", hash);
-    s_reply(b, o, d, &r);
+    pd_broker_reply(b, o, d, &r);
 }
 
 static void s_mod_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
@@ -436,7 +434,7 @@ static int s_journal_refuses(pd_broker_t *b, pd_origin_t *o)
 static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n)
 {
     pd_m_accepted_t r = {.req = o->req, .first = first, .n = n};
-    s_reply(b, o, &pd_proto_accepted, &r);
+    pd_broker_reply(b, o, &pd_proto_accepted, &r);
 }
 
 int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
@@ -753,7 +751,7 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     size_t k = s_states(b, &rg, st);
     pd_m_states_t r = {.req = o->req, .st = {st, (uint32_t) k}};
-    s_reply(b, o, &pd_proto_states, &r);
+    pd_broker_reply(b, o, &pd_proto_states, &r);
     free(st);
     pd_ranges_free(&rg);
     return 0;
@@ -774,6 +772,61 @@ static bool s_shown_early(pd_broker_t *b, const pd_jobrec_t *job)
            pd_journal_visible(pd_broker_journal(b), job->res->jseq);
 }
 
+/* results' `res` being packed: the final or unknown jobs among rg, at most
+   max; n counts them. */
+typedef struct {
+    pd_broker_t *b;
+    const pd_ranges_t *rg;
+    uint64_t max;
+    uint32_t n;
+} s_res_t;
+
+static void s_pack_one_result(pd_broker_t *b, msgpack_packer *pk, uint64_t id,
+                              const pd_jobrec_t *job, uint32_t now_s)
+{
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, id);
+    if (!job) {
+        msgpack_pack_uint8(pk, PD_JOB_UNKNOWN);
+        msgpack_pack_nil(pk);
+        return;
+    }
+    const uint8_t *val;
+    uint32_t vlen;
+    msgpack_pack_uint8(pk, job->state);
+    if (pd_jobs_result(pd_broker_jobs(b), id, &val, &vlen))
+        pd_pack_raw(pk, val, vlen);
+    else
+        msgpack_pack_nil(pk);
+    pd_jobs_mark_fetched(pd_broker_jobs(b), id, now_s);
+}
+
+static int s_pack_res(msgpack_packer *pk, const void *ctx)
+{
+    s_res_t *c = (s_res_t *) ctx;
+    pd_broker_t *b = c->b;
+    const pd_ranges_t *rg = c->rg;
+    size_t at = s_array_placeholder(pd_broker_out(b));
+    uint32_t now_s = pd_broker_wall_s();
+    for (uint32_t i = 0; i < rg->n && c->n < c->max; i++) {
+        for (uint64_t k = 0; k < rg->r[i][1] && c->n < c->max; k++) {
+            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
+                goto full;
+            uint64_t id = rg->r[i][0] + k;
+            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+            if (job && !PD_JOB_IS_FINAL(job->state))
+                continue;
+            if (job && !s_shown_early(b, job))
+                continue; /* a cancellation not on disk yet: shown once it is */
+            s_pack_one_result(b, pk, id, job, now_s);
+            c->n++;
+        }
+    }
+full:
+    s_array_patch(pd_broker_out(b), at, c->n);
+    return 0;
+}
+
 /* Packs `results` for the final or unknown jobs among rg into the reply buffer (at
    most max, and about PD_BROKER_REPLY_BYTES); with st (rg->total bytes,
    s_states), also the state of every id of rg, read at the same moment.
@@ -786,47 +839,16 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
     pd_jobs_seal(pd_broker_jobs(b));
     pd_buf_reset(pd_broker_out(b));
     pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "results", st ? 3 : 2);
-    if (st)
-        pd_pack_kv_bin(&pk, "st", st, rg->total);
-    pd_pack_kv_uint(&pk, "req", req);
-    pd_pack_cstr(&pk, "res");
-    size_t at = s_array_placeholder(pd_broker_out(b));
-    uint32_t n = 0;
-    uint32_t now_s = pd_broker_wall_s();
-    for (uint32_t i = 0; i < rg->n && n < max; i++) {
-        for (uint64_t c = 0; c < rg->r[i][1] && n < max; c++) {
-            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
-                goto full;
-            uint64_t id = rg->r[i][0] + c;
-            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
-            if (job && !PD_JOB_IS_FINAL(job->state))
-                continue;
-            if (job && !s_shown_early(b, job))
-                continue; /* a cancellation not on disk yet: shown once it is */
-            msgpack_pack_array(&pk, 3);
-            msgpack_pack_uint64(&pk, id);
-            if (!job) {
-                msgpack_pack_uint8(&pk, PD_JOB_UNKNOWN);
-                msgpack_pack_nil(&pk);
-            } else {
-                const uint8_t *val;
-                uint32_t vlen;
-                msgpack_pack_uint8(&pk, job->state);
-                if (pd_jobs_result(pd_broker_jobs(b), id, &val, &vlen))
-                    pd_pack_raw(&pk, val, vlen);
-                else
-                    msgpack_pack_nil(&pk);
-                pd_jobs_mark_fetched(pd_broker_jobs(b), id, now_s);
-            }
-            n++;
-        }
+    s_res_t ctx = {b, rg, max, 0};
+    pd_m_results_t r = {.req = req, .res = {.pack = s_pack_res, .ctx = &ctx}};
+    if (st) {
+        r.has_st = true;
+        r.st = (pd_bin_t){st, (uint32_t) rg->total};
     }
-full:
-    s_array_patch(pd_broker_out(b), at, n);
-    if (n == 0 && !keep_empty)
+    pd_m_results_encode(&pk, &r);
+    if (ctx.n == 0 && !keep_empty)
         pd_buf_reset(pd_broker_out(b));
-    return n;
+    return ctx.n;
 }
 
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -1036,7 +1058,7 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
        waits for them to be on disk. */
     pd_jobs_seal(pd_broker_jobs(b));
     pd_m_cancelled_t r = {.req = o->req, .n = n};
-    s_reply(b, o, &pd_proto_cancelled, &r);
+    pd_broker_reply(b, o, &pd_proto_cancelled, &r);
     return 0;
 }
 
@@ -1061,7 +1083,7 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
                 (pd_broker_journal(b) ? pd_journal_bytes(pd_broker_journal(b)) : 0) / 1048576.0);
     pd_m_gc_done_t r = {.req = o->req, .forgot = forgot};
     S_JOURNAL(b, r);
-    s_reply(b, o, &pd_proto_gc_done, &r);
+    pd_broker_reply(b, o, &pd_proto_gc_done, &r);
     return 0;
 }
 
@@ -1081,6 +1103,6 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
             n += pd_jobs_forget(pd_broker_jobs(b), rg.r[i][0] + c);
     pd_ranges_free(&rg);
     pd_m_released_t r = {.req = o->req, .n = n};
-    s_reply(b, o, &pd_proto_released, &r);
+    pd_broker_reply(b, o, &pd_proto_released, &r);
     return 0;
 }
