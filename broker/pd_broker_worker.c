@@ -611,32 +611,50 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
 
 /* ---- cluster ----------------------------------------------------------- */
 
-int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+typedef struct {
+    pd_broker_t *b;
+    const pd_origin_t *o;
+} s_cluster_t;
+
+static int s_pack_workers(msgpack_packer *pk, const void *ctx)
 {
-    (void) m;
-    msgpack_packer pk;
-    pd_buf_reset(pd_broker_out(b));
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "cluster", 8);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_str(&pk, "version", PD_VERSION);
-    pd_pack_kv_str(&pk, "name", pd_broker_name(b));
-    pd_pack_kv_str(&pk, "cluster", pd_broker_cluster(b));
-    pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(pd_broker_jobs(b)));
-    pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(pd_broker_jobs(b)));
-    pd_pack_cstr(&pk, "workers");
-    msgpack_pack_array(&pk, pd_reg_count(pd_broker_workers(b)));
+    pd_broker_t *b = ((const s_cluster_t *) ctx)->b;
+    msgpack_pack_array(pk, pd_reg_count(pd_broker_workers(b)));
     uint32_t packed = 0;
     for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
         pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
-        pd_wrec_pack_view(wk, &pk, pd_broker_now_ms(b));
+        pd_wrec_pack_view(wk, pk, pd_broker_now_ms(b));
         packed++;
     }
     assert(packed == pd_reg_count(pd_broker_workers(b)));
-    pd_broker_pack_owners(b, &pk, o);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+static int s_pack_owners(msgpack_packer *pk, const void *ctx)
+{
+    const s_cluster_t *c = ctx;
+    pd_broker_pack_owners(c->b, pk, c->o);
+    return 0;
+}
+
+int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    (void) m;
+    s_cluster_t ctx = {b, o};
+    pd_m_cluster_info_t ci = {.req = o->req,
+                              .has_version = true,
+                              .queued = pd_jobs_queued(pd_broker_jobs(b)),
+                              .unfinished = pd_jobs_unfinished(pd_broker_jobs(b)),
+                              .workers = {.pack = s_pack_workers, .ctx = &ctx},
+                              .owners = {.pack = s_pack_owners, .ctx = &ctx},
+                              .has_owners = true};
+    snprintf(ci.version, sizeof ci.version, "%s", PD_VERSION);
+    snprintf(ci.name, sizeof ci.name, "%s", pd_broker_name(b));
+    snprintf(ci.cluster, sizeof ci.cluster, "%s", pd_broker_cluster(b));
+    pd_buf_reset(pd_broker_out(b));
+    pd_broker_reply(b, o, &pd_proto_cluster_info, &ci);
     return 0;
 }
 
