@@ -42,6 +42,7 @@
 #include "pd_error.h"
 #include "pd_bg.h"
 #include "pd_log.h"
+#include "pd_proto.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -662,10 +663,9 @@ static void s_refuse_submit(void *user, const pd_outbox_submit_t *h, pd_buf_t *r
     pd_buf_reset(reply);
     msgpack_packer pk;
     pd_packer_init(&pk, reply);
-    pd_msg_begin(&pk, "error", 3);
-    pd_pack_kv_uint(&pk, "req", h->req);
-    pd_pack_kv_str(&pk, "code", pd_err_name(PD_EIO));
-    pd_pack_kv_str(&pk, "msg", msg);
+    pd_m_error_t e = {.req = h->req, .has_req = true, .msg = pd_str_of(msg)};
+    snprintf(e.code, sizeof e.code, "%s", pd_err_name(PD_EIO));
+    pd_m_error_encode(&pk, &e);
     b->stats.refused_journal++;
 }
 
@@ -726,11 +726,9 @@ static void s_send_error(pd_broker_t *b, const pd_origin_t *o, bool has_req, int
     pd_buf_reset(&b->out);
     msgpack_packer pk;
     pd_packer_init(&pk, &b->out);
-    pd_msg_begin(&pk, "error", has_req ? 3 : 2);
-    if (has_req)
-        pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_str(&pk, "code", pd_err_name(code));
-    pd_pack_kv_str(&pk, "msg", msg);
+    pd_m_error_t e = {.req = o->req, .has_req = has_req, .msg = pd_str_of(msg)};
+    snprintf(e.code, sizeof e.code, "%s", pd_err_name(code));
+    pd_m_error_encode(&pk, &e);
     pd_broker_send_out(b, o->rid, o->ridlen);
 }
 

@@ -23,6 +23,7 @@
 #include "pd_auth.h"
 #include "pd_error.h"
 #include "pd_log.h"
+#include "pd_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,6 @@ void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t
 {
     size_t n;
     pd_jobs_owner_t *ow = pd_jobs_owners(pd_broker_jobs(b), &n);
-    pd_pack_cstr(pk, "owners");
     msgpack_pack_array(pk, (uint32_t) n);
     for (size_t i = 0; i < n; i++) {
         msgpack_pack_map(pk, 6);
@@ -134,44 +134,55 @@ static void s_array_patch(pd_buf_t *out, size_t at, uint32_t n)
 
 /* Packs the four journal fields of welcome and gc_done: journal (path, ""
    when none), journal_bytes, journal_max_bytes, journal_ok. */
-static void s_pack_journal(pd_broker_t *b, msgpack_packer *pk)
+#define S_JOURNAL(b, r)                                                        \
+    do {                                                                       \
+        pd_journal_t *jn_ = pd_broker_journal(b);                              \
+        (r).journal = pd_str_of(jn_ ? pd_journal_path(jn_) : "");              \
+        (r).journal_bytes = jn_ ? pd_journal_bytes(jn_) : 0;                   \
+        (r).journal_max_bytes = jn_ ? pd_journal_max_bytes(jn_) : 0;           \
+        (r).has_journal_ok = true;                                             \
+        (r).journal_ok = !jn_ || pd_journal_writable(jn_);                     \
+    } while (0)
+
+void pd_broker_reply(pd_broker_t *b, const pd_origin_t *o, const pd_proto_msg_t *d, const void *r)
 {
-    pd_journal_t *jn = pd_broker_journal(b);
-    pd_pack_kv_str(pk, "journal", jn ? pd_journal_path(jn) : "");
-    pd_pack_kv_uint(pk, "journal_bytes", jn ? pd_journal_bytes(jn) : 0);
-    pd_pack_kv_uint(pk, "journal_max_bytes", jn ? pd_journal_max_bytes(jn) : 0);
-    pd_pack_kv_bool(pk, "journal_ok", !jn || pd_journal_writable(jn));
+    msgpack_packer pk;
+    pd_packer_init(&pk, pd_broker_out(b));
+    pd_proto_encode(&pk, d, r);
+    pd_broker_send_out(b, o->rid, o->ridlen);
 }
 
 int pd_broker_on_hello(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     (void) m;
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "welcome", 13);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "max_shared", pd_shared_max_blob(pd_broker_shared(b)));
-    pd_pack_kv_uint(&pk, "max_arg", pd_broker_cfg(b)->max_arg);
-    pd_pack_kv_uint(&pk, "max_batch", pd_broker_cfg(b)->max_batch);
-    pd_pack_kv_uint(&pk, "version", PD_PROTO_VERSION);
-    pd_pack_kv_str(&pk, "name", pd_broker_name(b));
-    pd_pack_kv_uint(&pk, "workers", pd_reg_count(pd_broker_workers(b)));
-    pd_pack_kv_uint(&pk, "slots", pd_reg_slots(pd_broker_workers(b)));
-    pd_pack_kv_uint(&pk, "gpus", pd_reg_gpus(pd_broker_workers(b)));
-    s_pack_journal(b, &pk);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_welcome_t w = {
+        .req = o->req,
+        .version = PD_PROTO_VERSION,
+        .workers = pd_reg_count(pd_broker_workers(b)),
+        .slots = pd_reg_slots(pd_broker_workers(b)),
+        .gpus = pd_reg_gpus(pd_broker_workers(b)),
+        .max_shared = pd_shared_max_blob(pd_broker_shared(b)),
+        .max_arg = pd_broker_cfg(b)->max_arg,
+        .max_batch = pd_broker_cfg(b)->max_batch,
+    };
+    snprintf(w.name, sizeof w.name, "%s", pd_broker_name(b));
+    S_JOURNAL(b, w);
+    pd_broker_reply(b, o, &pd_proto_welcome, &w);
     return 0;
+}
+
+/* Answers mod_ok or shr_ok (d): both are PD_F_HAS_OK, one struct layout. */
+static void s_has_ok(pd_broker_t *b, pd_origin_t *o, const pd_proto_msg_t *d, const char *hash,
+                     bool has)
+{
+    pd_m_mod_ok_t r = {.req = o->req, .has = has};
+    snprintf(r.hash, sizeof r.hash, "%s", hash);
+    pd_broker_reply(b, o, d, &r);
 }
 
 static void s_mod_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "mod_ok", 3);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_pack_kv_bool(&pk, "has", has);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    s_has_ok(b, o, &pd_proto_mod_ok, hash, has);
 }
 
 int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -219,13 +230,7 @@ static bool s_may_use_shared(pd_broker_t *b, const pd_origin_t *o, uint32_t i)
 
 static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 {
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "shr_ok", 3);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_str(&pk, "hash", hash);
-    pd_pack_kv_bool(&pk, "has", has);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    s_has_ok(b, o, &pd_proto_shr_ok, hash, has);
 }
 
 int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -428,13 +433,8 @@ static int s_journal_refuses(pd_broker_t *b, pd_origin_t *o)
 
 static void s_accepted(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n)
 {
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "accepted", 3);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "first", first);
-    pd_pack_kv_uint(&pk, "n", n);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_accepted_t r = {.req = o->req, .first = first, .n = n};
+    pd_broker_reply(b, o, &pd_proto_accepted, &r);
 }
 
 int pd_broker_check_gpu(pd_broker_t *b, const char *cuhash, bool *gpu, uint32_t *cu,
@@ -750,14 +750,10 @@ int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_ENOMEM;
     }
     size_t k = s_states(b, &rg, st);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "states", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_bin(&pk, "st", st, k);
+    pd_m_states_t r = {.req = o->req, .st = {st, (uint32_t) k}};
+    pd_broker_reply(b, o, &pd_proto_states, &r);
     free(st);
     pd_ranges_free(&rg);
-    pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
 
@@ -776,6 +772,61 @@ static bool s_shown_early(pd_broker_t *b, const pd_jobrec_t *job)
            pd_journal_visible(pd_broker_journal(b), job->res->jseq);
 }
 
+/* results' `res` being packed: the final or unknown jobs among rg, at most
+   max; n counts them. */
+typedef struct {
+    pd_broker_t *b;
+    const pd_ranges_t *rg;
+    uint64_t max;
+    uint32_t n;
+} s_res_t;
+
+static void s_pack_one_result(pd_broker_t *b, msgpack_packer *pk, uint64_t id,
+                              const pd_jobrec_t *job, uint32_t now_s)
+{
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint64(pk, id);
+    if (!job) {
+        msgpack_pack_uint8(pk, PD_JOB_UNKNOWN);
+        msgpack_pack_nil(pk);
+        return;
+    }
+    const uint8_t *val;
+    uint32_t vlen;
+    msgpack_pack_uint8(pk, job->state);
+    if (pd_jobs_result(pd_broker_jobs(b), id, &val, &vlen))
+        pd_pack_raw(pk, val, vlen);
+    else
+        msgpack_pack_nil(pk);
+    pd_jobs_mark_fetched(pd_broker_jobs(b), id, now_s);
+}
+
+static int s_pack_res(msgpack_packer *pk, const void *ctx)
+{
+    s_res_t *c = (s_res_t *) ctx;
+    pd_broker_t *b = c->b;
+    const pd_ranges_t *rg = c->rg;
+    size_t at = s_array_placeholder(pd_broker_out(b));
+    uint32_t now_s = pd_broker_wall_s();
+    for (uint32_t i = 0; i < rg->n && c->n < c->max; i++) {
+        for (uint64_t k = 0; k < rg->r[i][1] && c->n < c->max; k++) {
+            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
+                goto full;
+            uint64_t id = rg->r[i][0] + k;
+            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
+            if (job && !PD_JOB_IS_FINAL(job->state))
+                continue;
+            if (job && !s_shown_early(b, job))
+                continue; /* a cancellation not on disk yet: shown once it is */
+            s_pack_one_result(b, pk, id, job, now_s);
+            c->n++;
+        }
+    }
+full:
+    s_array_patch(pd_broker_out(b), at, c->n);
+    return 0;
+}
+
 /* Packs `results` for the final or unknown jobs among rg into the reply buffer (at
    most max, and about PD_BROKER_REPLY_BYTES); with st (rg->total bytes,
    s_states), also the state of every id of rg, read at the same moment.
@@ -788,47 +839,16 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
     pd_jobs_seal(pd_broker_jobs(b));
     pd_buf_reset(pd_broker_out(b));
     pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "results", st ? 3 : 2);
-    if (st)
-        pd_pack_kv_bin(&pk, "st", st, rg->total);
-    pd_pack_kv_uint(&pk, "req", req);
-    pd_pack_cstr(&pk, "res");
-    size_t at = s_array_placeholder(pd_broker_out(b));
-    uint32_t n = 0;
-    uint32_t now_s = pd_broker_wall_s();
-    for (uint32_t i = 0; i < rg->n && n < max; i++) {
-        for (uint64_t c = 0; c < rg->r[i][1] && n < max; c++) {
-            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
-                goto full;
-            uint64_t id = rg->r[i][0] + c;
-            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
-            if (job && !PD_JOB_IS_FINAL(job->state))
-                continue;
-            if (job && !s_shown_early(b, job))
-                continue; /* a cancellation not on disk yet: shown once it is */
-            msgpack_pack_array(&pk, 3);
-            msgpack_pack_uint64(&pk, id);
-            if (!job) {
-                msgpack_pack_uint8(&pk, PD_JOB_UNKNOWN);
-                msgpack_pack_nil(&pk);
-            } else {
-                const uint8_t *val;
-                uint32_t vlen;
-                msgpack_pack_uint8(&pk, job->state);
-                if (pd_jobs_result(pd_broker_jobs(b), id, &val, &vlen))
-                    pd_pack_raw(&pk, val, vlen);
-                else
-                    msgpack_pack_nil(&pk);
-                pd_jobs_mark_fetched(pd_broker_jobs(b), id, now_s);
-            }
-            n++;
-        }
+    s_res_t ctx = {b, rg, max, 0};
+    pd_m_results_t r = {.req = req, .res = {.pack = s_pack_res, .ctx = &ctx}};
+    if (st) {
+        r.has_st = true;
+        r.st = (pd_bin_t){st, (uint32_t) rg->total};
     }
-full:
-    s_array_patch(pd_broker_out(b), at, n);
-    if (n == 0 && !keep_empty)
+    pd_m_results_encode(&pk, &r);
+    if (ctx.n == 0 && !keep_empty)
         pd_buf_reset(pd_broker_out(b));
-    return n;
+    return ctx.n;
 }
 
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
@@ -940,6 +960,20 @@ static int s_cmp_wjob(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* The ids of one worker's run of the list, [lo, hi). */
+typedef struct {
+    const s_wjob_t *lo, *hi;
+} s_wids_t;
+
+static int s_pack_wids(msgpack_packer *pk, const void *ctx)
+{
+    const s_wids_t *w = ctx;
+    int rc = msgpack_pack_array(pk, (uint32_t) (w->hi - w->lo));
+    for (const s_wjob_t *p = w->lo; p < w->hi && rc == 0; p++)
+        rc = msgpack_pack_uint64(pk, p->id);
+    return rc;
+}
+
 /* Sends `cancel {ids}` to each worker named in the sorted list. */
 static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
 {
@@ -951,11 +985,9 @@ static void s_send_cancels(pd_broker_t *b, const s_wjob_t *list, size_t n)
         msgpack_packer pk;
         pd_buf_reset(pd_broker_aux(b));
         pd_packer_init(&pk, pd_broker_aux(b));
-        pd_msg_begin(&pk, "cancel", 1);
-        pd_pack_cstr(&pk, "ids");
-        msgpack_pack_array(&pk, (uint32_t) (j - i));
-        for (size_t k = i; k < j; k++)
-            msgpack_pack_uint64(&pk, list[k].id);
+        s_wids_t ids = {list + i, list + j};
+        pd_m_w_cancel_t c = {.ids = {.pack = s_pack_wids, .ctx = &ids}};
+        pd_m_w_cancel_encode(&pk, &c);
         pd_broker_tell(b, wk);
         i = j;
     }
@@ -1025,12 +1057,8 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     /* The cancellations go into the journal's batch now, so that the reply
        waits for them to be on disk. */
     pd_jobs_seal(pd_broker_jobs(b));
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "cancelled", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", n);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_cancelled_t r = {.req = o->req, .n = n};
+    pd_broker_reply(b, o, &pd_proto_cancelled, &r);
     return 0;
 }
 
@@ -1053,13 +1081,9 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_log_info("gc: forgot %llu results fetched over %llu s ago; journal %.1f -> %.1f MiB",
                 (unsigned long long) forgot, (unsigned long long) ttl, before / 1048576.0,
                 (pd_broker_journal(b) ? pd_journal_bytes(pd_broker_journal(b)) : 0) / 1048576.0);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "gc_done", 6);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "forgot", forgot);
-    s_pack_journal(b, &pk);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_gc_done_t r = {.req = o->req, .forgot = forgot};
+    S_JOURNAL(b, r);
+    pd_broker_reply(b, o, &pd_proto_gc_done, &r);
     return 0;
 }
 
@@ -1078,11 +1102,7 @@ int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)
             n += pd_jobs_forget(pd_broker_jobs(b), rg.r[i][0] + c);
     pd_ranges_free(&rg);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "released", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", n);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_released_t r = {.req = o->req, .n = n};
+    pd_broker_reply(b, o, &pd_proto_released, &r);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "pd_park.h"
 #include "pd_msg.h"
 #include "pd_probes.h"
+#include "pd_proto.h"
 #include "pd_sched.h"
 #include "pd_tasks.h"
 #include "pd_shared.h"
@@ -113,6 +114,9 @@ int pd_broker_tell(pd_broker_t *b, pd_wrec_t *wk);
    when the journal settles the batch it depends on, so that nothing a
    client sees can be lost. */
 int pd_broker_send_out(pd_broker_t *b, const void *rid, size_t ridlen);
+/* Encodes the reply r (the pd_m_*_t that d describes) into b->out and
+   sends it to o as pd_broker_send_out does. */
+void pd_broker_reply(pd_broker_t *b, const pd_origin_t *o, const pd_proto_msg_t *d, const void *r);
 /* Sends one frame made of head[0..hlen) followed by data[0..dlen) (a large
    bin field's bytes), copying each once. Same returns as pd_broker_send. */
 int pd_broker_send2(pd_broker_t *b, const void *rid, size_t ridlen, const void *head, size_t hlen,
@@ -165,8 +169,8 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
 /* The same for one thing whose owner is `owner`: `what` names it ("task 7"). */
 int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
                              const char *type, const char *act);
-/* Packs the field `owners` of `cluster`: per owner of known jobs, {owner,
-   mine (it is o), batches, queued, running, final}. */
+/* Packs the value of `cluster`'s field `owners`: per owner of known jobs,
+   {owner, mine (it is o), batches, queued, running, final}. */
 void pd_broker_pack_owners(pd_broker_t *b, msgpack_packer *pk, const pd_origin_t *o);
 /* `cluster`: every worker with its slots, load and jobs (pd_broker_worker.c). */
 int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o);

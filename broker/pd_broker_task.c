@@ -46,69 +46,83 @@ static const char *s_host(pd_broker_t *b, uint32_t worker)
     return wk && wk->host[0] ? wk->host : "?";
 }
 
-/* Packs `task_result` for r (nodes from `from` on, while the reply stays
-   under the soft cap) into pd_broker_out(b)-> */
-static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_t *r,
-                          uint32_t from)
+/* A task_result being packed: its `error` and `nodes` stream from r. */
+typedef struct {
+    pd_broker_t *b;
+    pd_taskrec_t *r;
+    uint32_t from;
+    pd_m_task_result_t *msg; /* the nodes callback sets its `next`, encoded after */
+} s_result_t;
+
+static int s_pack_task_error(msgpack_packer *pk, const void *ctx)
 {
-    msgpack_packer pk;
-    pd_buf_reset(pd_broker_out(b));
-    pd_packer_init(&pk, pd_broker_out(b));
-    if (!r) {
-        pd_msg_begin(&pk, "task_result", 3);
-        pd_pack_kv_uint(&pk, "req", req);
-        pd_pack_kv_uint(&pk, "id", id);
-        pd_pack_kv_uint(&pk, "state", PD_TASK_UNKNOWN);
-        return;
-    }
-    bool final = PD_TASK_IS_FINAL(r->state);
-    pd_msg_begin(&pk, "task_result", 8);
-    pd_pack_kv_uint(&pk, "req", req);
-    pd_pack_kv_uint(&pk, "id", id);
-    pd_pack_kv_uint(&pk, "state", r->state);
-    pd_pack_kv_uint(&pk, "n", r->n);
-    pd_pack_kv_uint(&pk, "ended", r->nended);
-    pd_pack_cstr(&pk, "error");
-    if (r->state == PD_TASK_FAILED || r->state == PD_TASK_CANCELLED) {
-        msgpack_pack_map(&pk, 4);
-        pd_pack_kv_str(&pk, "code", r->code);
-        pd_pack_kv_str(&pk, "msg", r->msg);
-        pd_pack_kv_int(&pk, "node", r->err_node);
-        pd_pack_kv_str(&pk, "host", r->err_host);
-    } else {
-        msgpack_pack_nil(&pk);
-    }
-    /* nodes: [[state, value_or_err], ...] for nodes from .. next-1 */
-    pd_pack_cstr(&pk, "nodes");
+    const pd_taskrec_t *r = ((const s_result_t *) ctx)->r;
+    msgpack_pack_map(pk, 4);
+    pd_pack_kv_str(pk, "code", r->code);
+    pd_pack_kv_str(pk, "msg", r->msg);
+    pd_pack_kv_int(pk, "node", r->err_node);
+    pd_pack_kv_str(pk, "host", r->err_host);
+    return 0;
+}
+
+/* nodes: [[state, value_or_err], ...] for nodes from .. next-1 */
+static int s_pack_task_nodes(msgpack_packer *pk, const void *ctx)
+{
+    const s_result_t *c = ctx;
+    pd_broker_t *b = c->b;
+    pd_taskrec_t *r = c->r;
     static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
     size_t at = pd_broker_out(b)->len;
     pd_buf_append(pd_broker_out(b), head, sizeof head);
-    uint32_t next = from;
-    if (final) {
-        while (next < r->n && (next == from || pd_broker_out(b)->len < PD_BROKER_REPLY_BYTES)) {
+    uint32_t next = c->from;
+    if (PD_TASK_IS_FINAL(r->state)) {
+        while (next < r->n && (next == c->from || pd_broker_out(b)->len < PD_BROKER_REPLY_BYTES)) {
             pd_tnode_t *nd = &r->nodes[next];
-            msgpack_pack_array(&pk, 2);
+            msgpack_pack_array(pk, 2);
             uint8_t st = nd->state == PD_TNODE_DONE     ? PD_TASK_DONE
                          : nd->state == PD_TNODE_FAILED ? PD_TASK_FAILED
                                                         : PD_TASK_CANCELLED;
-            msgpack_pack_uint8(&pk, st);
+            msgpack_pack_uint8(pk, st);
             if (nd->res && nd->res_len)
-                pd_pack_raw(&pk, nd->res, nd->res_len);
+                pd_pack_raw(pk, nd->res, nd->res_len);
             else
-                msgpack_pack_nil(&pk);
+                msgpack_pack_nil(pk);
             next++;
         }
         if (!r->fetched)
             r->fetched = pd_broker_now_s(b) + 1;
     }
     if (!pd_broker_out(b)->failed) {
-        uint32_t k = next - from;
+        uint32_t k = next - c->from;
         pd_broker_out(b)->data[at + 1] = (uint8_t) (k >> 24);
         pd_broker_out(b)->data[at + 2] = (uint8_t) (k >> 16);
         pd_broker_out(b)->data[at + 3] = (uint8_t) (k >> 8);
         pd_broker_out(b)->data[at + 4] = (uint8_t) k;
     }
-    pd_pack_kv_uint(&pk, "next", next);
+    c->msg->next = next;
+    return 0;
+}
+
+/* Packs `task_result` for r (nodes from `from` on, while the reply stays
+   under the soft cap) into pd_broker_out(b). */
+static void s_pack_result(pd_broker_t *b, uint64_t req, uint64_t id, pd_taskrec_t *r,
+                          uint32_t from)
+{
+    msgpack_packer pk;
+    pd_buf_reset(pd_broker_out(b));
+    pd_packer_init(&pk, pd_broker_out(b));
+    pd_m_task_result_t tr = {.req = req, .id = id, .state = PD_TASK_UNKNOWN};
+    s_result_t ctx = {b, r, from, &tr};
+    if (r) {
+        tr.state = r->state;
+        tr.n = r->n;
+        tr.ended = r->nended;
+        tr.has_n = tr.has_ended = tr.has_error = tr.has_nodes = tr.has_next = true;
+        if (r->state == PD_TASK_FAILED || r->state == PD_TASK_CANCELLED) /* else nil */
+            tr.error = (pd_raw_t){.pack = s_pack_task_error, .ctx = &ctx};
+        tr.nodes = (pd_raw_t){.pack = s_pack_task_nodes, .ctx = &ctx};
+    }
+    pd_m_task_result_encode(&pk, &tr);
 }
 
 void pd_broker_answer_task_fetch(void *user, const pd_park_task_t *p)
@@ -334,12 +348,29 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     r->cu = cu;
     pd_log_info("task %llu (%s, %u %snodes, %u tubes, %u edges) queued",
                 (unsigned long long) id, r->fn, r->n, gpu ? "GPU " : "", r->ntubes, r->nedges);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "task_accepted", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "id", id);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_task_accepted_t ta = {.req = o->req, .id = id};
+    pd_broker_reply(b, o, &pd_proto_task_accepted, &ta);
+    return 0;
+}
+
+/* The ids of a task_status, and their task_states `st`. */
+typedef struct {
+    pd_broker_t *b;
+    const uint64_t *ids;
+    int n;
+} s_states_t;
+
+static int s_pack_states(msgpack_packer *pk, const void *ctx)
+{
+    const s_states_t *s = ctx;
+    msgpack_pack_array(pk, (uint32_t) s->n);
+    for (int i = 0; i < s->n; i++) {
+        pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(s->b), s->ids[i]);
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint8(pk, r ? r->state : PD_TASK_UNKNOWN);
+        msgpack_pack_uint32(pk, r ? r->n : 0);
+        msgpack_pack_uint32(pk, r ? r->nended : 0);
+    }
     return 0;
 }
 
@@ -354,21 +385,10 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         free(ids);
         return rc;
     }
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "task_states", 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_cstr(&pk, "st");
-    msgpack_pack_array(&pk, (uint32_t) n);
-    for (int i = 0; i < n; i++) {
-        pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), ids[i]);
-        msgpack_pack_array(&pk, 3);
-        msgpack_pack_uint8(&pk, r ? r->state : PD_TASK_UNKNOWN);
-        msgpack_pack_uint32(&pk, r ? r->n : 0);
-        msgpack_pack_uint32(&pk, r ? r->nended : 0);
-    }
+    s_states_t ctx = {b, ids, n};
+    pd_m_task_states_t ts = {.req = o->req, .st = {.pack = s_pack_states, .ctx = &ctx}};
+    pd_broker_reply(b, o, &pd_proto_task_states, &ts);
     free(ids);
-    pd_broker_send_out(b, o->rid, o->ridlen);
     return 0;
 }
 
@@ -383,19 +403,13 @@ int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if ((rc = s_check_owner(b, o, &id, 1, "task_progress", "see its progress")) != 0)
         return rc;
     pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "task_report", 5);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "id", id);
-    pd_pack_kv_uint(&pk, "state", r ? r->state : PD_TASK_UNKNOWN);
-    pd_pack_kv_uint(&pk, "seq", r ? r->progress_seq : 0);
-    pd_pack_cstr(&pk, "val");
-    if (r && r->progress)
-        pd_pack_raw(&pk, r->progress, r->progress_len);
-    else
-        msgpack_pack_nil(&pk);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_task_report_t tr = {.req = o->req,
+                             .id = id,
+                             .state = r ? r->state : PD_TASK_UNKNOWN,
+                             .seq = r ? r->progress_seq : 0};
+    if (r && r->progress) /* else nil */
+        tr.val = (pd_raw_t){.p = r->progress, .len = r->progress_len};
+    pd_broker_reply(b, o, &pd_proto_task_report, &tr);
     return 0;
 }
 
@@ -483,7 +497,7 @@ static bool s_do_release(pd_broker_t *b, uint64_t id)
 /* A request over task ids (cancel, stop, release: `act` for the refusal of
    another owner's): fn on each id, then reply {req, n} with how many it
    acted on. */
-static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *reply,
+static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const pd_proto_msg_t *reply,
                     const char *act, bool (*fn)(pd_broker_t *b, uint64_t id))
 {
     uint64_t *ids;
@@ -499,41 +513,44 @@ static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const char *rep
     for (int i = 0; i < n; i++)
         k += fn(b, ids[i]);
     free(ids);
-    msgpack_packer pk;
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, reply, 2);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_uint(&pk, "n", k);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    pd_m_task_cancelled_t c = {.req = o->req, .n = k}; /* the three share PD_F_COUNT */
+    pd_broker_reply(b, o, reply, &c);
     return 0;
 }
 
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_cancelled", "cancel it", s_do_cancel);
+    return s_on_ids(b, m, o, &pd_proto_task_cancelled, "cancel it", s_do_cancel);
 }
 
 int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_stopping", "stop it", s_do_stop);
+    return s_on_ids(b, m, o, &pd_proto_task_stopping, "stop it", s_do_stop);
 }
 
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, "task_released", "release it", s_do_release);
+    return s_on_ids(b, m, o, &pd_proto_task_released, "release it", s_do_release);
 }
 
 /* ---- placing ------------------------------------------------------------ */
 
 /* Packs [[tube, peer], ...] for edge rows (first column: this node). */
-static void s_pack_edges(msgpack_packer *pk, uint32_t (*rows)[3], uint32_t first, uint32_t n)
+typedef struct {
+    uint32_t (*rows)[3];
+    uint32_t first, n;
+} s_edges_t;
+
+static int s_pack_edges(msgpack_packer *pk, const void *ctx)
 {
-    msgpack_pack_array(pk, n);
-    for (uint32_t e = first; e < first + n; e++) {
+    const s_edges_t *c = ctx;
+    msgpack_pack_array(pk, c->n);
+    for (uint32_t e = c->first; e < c->first + c->n; e++) {
         msgpack_pack_array(pk, 2);
-        msgpack_pack_uint32(pk, rows[e][1]);
-        msgpack_pack_uint32(pk, rows[e][2]);
+        msgpack_pack_uint32(pk, c->rows[e][1]);
+        msgpack_pack_uint32(pk, c->rows[e][2]);
     }
+    return 0;
 }
 
 /* The submitter's key for workers' code policies ("" without CurveZMQ). */
@@ -556,36 +573,28 @@ static int s_send_start(pd_broker_t *b, pd_taskrec_t *r, uint32_t i)
     if (r->cu && !pd_wrec_has_mod(wk, r->cu - 1)
         && (rc = pd_broker_send_mod(b, wk, r->cu - 1, s_key_of(r))) != 0)
         return rc;
+    s_edges_t out = {r->by_src, 0, 0}, in = {r->by_dst, 0, 0};
+    pd_tasks_out_edges(r, i, &out.first, &out.n);
+    pd_tasks_in_edges(r, i, &in.first, &in.n);
+    pd_m_node_start_t ns = {
+        .task = r->id, .node = i, .try = r->attempt, .n = r->n,
+        .arg = {.p = r->args + r->arg_off[i], .len = r->arg_off[i + 1] - r->arg_off[i]},
+        .tubes = {.p = r->tubes, .len = r->tubes_len},
+        .out = {.pack = s_pack_edges, .ctx = &out},
+        .in = {.pack = s_pack_edges, .ctx = &in},
+        .io_ms = r->io_ms, .start_ms = r->start_ms, .window = r->window,
+        .window_bytes = r->window_bytes, .has_io_ms = true, .has_start_ms = true,
+        .has_window = true, .has_window_bytes = true, .has_client = true,
+        .gpu = r->gpu, .has_gpu = r->gpu, .has_cu = r->cu != 0};
+    snprintf(ns.mod, sizeof ns.mod, "%s", pd_mods_get(pd_broker_mods(b), r->mod)->hash);
+    snprintf(ns.fn, sizeof ns.fn, "%s", r->fn);
+    snprintf(ns.client, sizeof ns.client, "%s", s_key_of(r));
+    if (r->cu)
+        snprintf(ns.cu, sizeof ns.cu, "%s", pd_mods_get(pd_broker_mods(b), r->cu - 1)->hash);
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "node_start", 15 + r->gpu + (r->cu != 0));
-    pd_pack_kv_uint(&pk, "try", r->attempt);
-    pd_pack_kv_str(&pk, "client", s_key_of(r));
-    pd_pack_kv_uint(&pk, "task", r->id);
-    pd_pack_kv_uint(&pk, "node", i);
-    pd_pack_kv_uint(&pk, "n", r->n);
-    pd_pack_kv_str(&pk, "mod", pd_mods_get(pd_broker_mods(b), r->mod)->hash);
-    pd_pack_kv_str(&pk, "fn", r->fn);
-    pd_pack_cstr(&pk, "arg");
-    pd_pack_raw(&pk, r->args + r->arg_off[i], r->arg_off[i + 1] - r->arg_off[i]);
-    pd_pack_cstr(&pk, "tubes");
-    pd_pack_raw(&pk, r->tubes, r->tubes_len);
-    uint32_t first, n;
-    pd_tasks_out_edges(r, i, &first, &n);
-    pd_pack_cstr(&pk, "out");
-    s_pack_edges(&pk, r->by_src, first, n);
-    pd_tasks_in_edges(r, i, &first, &n);
-    pd_pack_cstr(&pk, "in");
-    s_pack_edges(&pk, r->by_dst, first, n);
-    pd_pack_kv_uint(&pk, "io_ms", r->io_ms);
-    pd_pack_kv_uint(&pk, "start_ms", r->start_ms);
-    pd_pack_kv_uint(&pk, "window", r->window);
-    pd_pack_kv_uint(&pk, "window_bytes", r->window_bytes);
-    if (r->gpu)
-        pd_pack_kv_bool(&pk, "gpu", true);
-    if (r->cu)
-        pd_pack_kv_str(&pk, "cu", pd_mods_get(pd_broker_mods(b), r->cu - 1)->hash);
+    pd_m_node_start_encode(&pk, &ns);
     return pd_broker_tell(b, wk);
 }
 
@@ -612,6 +621,29 @@ int pd_broker_start_task(pd_broker_t *b, uint64_t id)
 
 /* ---- workers ------------------------------------------------------------ */
 
+/* node_peers' `peers`: k neighbours nb of a node of r. */
+typedef struct {
+    const pd_taskrec_t *r;
+    const uint32_t *nb;
+    uint32_t k;
+} s_peers_t;
+
+static int s_pack_peers(msgpack_packer *pk, const void *ctx)
+{
+    const s_peers_t *c = ctx;
+    msgpack_pack_array(pk, c->k);
+    for (uint32_t j = 0; j < c->k; j++) {
+        /* [node, ep], and the XPUB's key when its tubes run CurveZMQ. */
+        const pd_tnode_t *nd = &c->r->nodes[c->nb[j]];
+        msgpack_pack_array(pk, nd->key[0] ? 3 : 2);
+        msgpack_pack_uint32(pk, c->nb[j]);
+        pd_pack_cstr(pk, nd->ep ? nd->ep : "");
+        if (nd->key[0])
+            pd_pack_cstr(pk, nd->key);
+    }
+    return 0;
+}
+
 /* Sends node_peers to every node of r. */
 static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
 {
@@ -622,24 +654,13 @@ static void s_send_peers(pd_broker_t *b, pd_taskrec_t *r)
     }
     for (uint32_t i = 0; i < r->n; i++) {
         pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), r->nodes[i].worker);
-        uint32_t k = pd_tasks_neighbours(r, i, nb);
+        s_peers_t peers = {r, nb, pd_tasks_neighbours(r, i, nb)};
         pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
         pd_packer_init(&pk, pd_broker_aux(b));
-        pd_msg_begin(&pk, "node_peers", 3);
-        pd_pack_kv_uint(&pk, "task", r->id);
-        pd_pack_kv_uint(&pk, "node", i);
-        pd_pack_cstr(&pk, "peers");
-        msgpack_pack_array(&pk, k);
-        for (uint32_t j = 0; j < k; j++) {
-            /* [node, ep], and the XPUB's key when its tubes run CurveZMQ. */
-            const char *key = r->nodes[nb[j]].key;
-            msgpack_pack_array(&pk, key[0] ? 3 : 2);
-            msgpack_pack_uint32(&pk, nb[j]);
-            pd_pack_cstr(&pk, r->nodes[nb[j]].ep ? r->nodes[nb[j]].ep : "");
-            if (key[0])
-                pd_pack_cstr(&pk, key);
-        }
+        pd_m_node_peers_t np = {.task = r->id, .node = i,
+                                .peers = {.pack = s_pack_peers, .ctx = &peers}};
+        pd_m_node_peers_encode(&pk, &np);
         int rc = pd_broker_tell(b, wk);
         if (rc) {
             free(nb);
@@ -660,9 +681,7 @@ static void s_send_go(pd_broker_t *b, pd_taskrec_t *r)
         pd_buf_reset(pd_broker_aux(b));
         msgpack_packer pk;
         pd_packer_init(&pk, pd_broker_aux(b));
-        pd_msg_begin(&pk, "node_go", 2);
-        pd_pack_kv_uint(&pk, "task", r->id);
-        pd_pack_kv_uint(&pk, "node", i);
+        pd_m_node_go_encode(&pk, &(pd_m_node_go_t){.task = r->id, .node = i});
         int rc = pd_broker_tell(b, wk);
         if (rc) {
             s_fail(b, r, i, pd_err_name(rc), "node %u on %s: could not be told to start (%s)", i,

@@ -611,32 +611,50 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
 
 /* ---- cluster ----------------------------------------------------------- */
 
-int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+typedef struct {
+    pd_broker_t *b;
+    const pd_origin_t *o;
+} s_cluster_t;
+
+static int s_pack_workers(msgpack_packer *pk, const void *ctx)
 {
-    (void) m;
-    msgpack_packer pk;
-    pd_buf_reset(pd_broker_out(b));
-    pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "cluster", 8);
-    pd_pack_kv_uint(&pk, "req", o->req);
-    pd_pack_kv_str(&pk, "version", PD_VERSION);
-    pd_pack_kv_str(&pk, "name", pd_broker_name(b));
-    pd_pack_kv_str(&pk, "cluster", pd_broker_cluster(b));
-    pd_pack_kv_uint(&pk, "queued", pd_jobs_queued(pd_broker_jobs(b)));
-    pd_pack_kv_uint(&pk, "unfinished", pd_jobs_unfinished(pd_broker_jobs(b)));
-    pd_pack_cstr(&pk, "workers");
-    msgpack_pack_array(&pk, pd_reg_count(pd_broker_workers(b)));
+    pd_broker_t *b = ((const s_cluster_t *) ctx)->b;
+    msgpack_pack_array(pk, pd_reg_count(pd_broker_workers(b)));
     uint32_t packed = 0;
     for (uint32_t i = 0; i < pd_reg_span(pd_broker_workers(b)); i++) {
         pd_wrec_t *wk = pd_reg_at(pd_broker_workers(b), i);
         if (!wk)
             continue;
-        pd_wrec_pack_view(wk, &pk, pd_broker_now_ms(b));
+        pd_wrec_pack_view(wk, pk, pd_broker_now_ms(b));
         packed++;
     }
     assert(packed == pd_reg_count(pd_broker_workers(b)));
-    pd_broker_pack_owners(b, &pk, o);
-    pd_broker_send_out(b, o->rid, o->ridlen);
+    return 0;
+}
+
+static int s_pack_owners(msgpack_packer *pk, const void *ctx)
+{
+    const s_cluster_t *c = ctx;
+    pd_broker_pack_owners(c->b, pk, c->o);
+    return 0;
+}
+
+int pd_broker_on_cluster(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
+{
+    (void) m;
+    s_cluster_t ctx = {b, o};
+    pd_m_cluster_info_t ci = {.req = o->req,
+                              .has_version = true,
+                              .queued = pd_jobs_queued(pd_broker_jobs(b)),
+                              .unfinished = pd_jobs_unfinished(pd_broker_jobs(b)),
+                              .workers = {.pack = s_pack_workers, .ctx = &ctx},
+                              .owners = {.pack = s_pack_owners, .ctx = &ctx},
+                              .has_owners = true};
+    snprintf(ci.version, sizeof ci.version, "%s", PD_VERSION);
+    snprintf(ci.name, sizeof ci.name, "%s", pd_broker_name(b));
+    snprintf(ci.cluster, sizeof ci.cluster, "%s", pd_broker_cluster(b));
+    pd_buf_reset(pd_broker_out(b));
+    pd_broker_reply(b, o, &pd_proto_cluster_info, &ci);
     return 0;
 }
 
@@ -700,12 +718,12 @@ int pd_broker_send_mod(pd_broker_t *b, pd_wrec_t *wk, uint32_t mod, const char *
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "mod", 5);
-    pd_pack_kv_str(&pk, "hash", md->hash);
-    pd_pack_kv_str(&pk, "name", md->name);
-    pd_pack_kv_str(&pk, "kind", md->kind);
-    pd_pack_kv_str(&pk, "client", client);
-    pd_pack_kv_bin(&pk, "data", md->data, md->len);
+    pd_m_mod_t r = {.has_client = true, .data = {md->data, (uint32_t) md->len}};
+    snprintf(r.hash, sizeof r.hash, "%s", md->hash);
+    snprintf(r.name, sizeof r.name, "%s", md->name);
+    snprintf(r.kind, sizeof r.kind, "%s", md->kind);
+    snprintf(r.client, sizeof r.client, "%s", client ? client : "");
+    pd_m_mod_encode(&pk, &r);
     int rc = pd_broker_tell(b, wk);
     if (rc == 0)
         rc = pd_wrec_set_mod(wk, mod);
@@ -826,6 +844,67 @@ static void s_unsend(pd_broker_t *b, pd_wrec_t *wk, const pd_sched_order_t *o, u
     }
 }
 
+/* One `run` being packed: its jobs' array goes straight into the reply
+   buffer (run's pack callbacks), and what was sent is noted here. */
+typedef struct {
+    pd_broker_t *b;
+    pd_wrec_t *wk;
+    const pd_sched_order_t *o;
+    const char *clients[PD_SCHED_RUN_CLIENTS]; /* each sent once: jobs name an index */
+    uint32_t nclients, n;
+    int rc;
+} s_run_t;
+
+/* run's `jobs`: what each job needs first, then the job, until one's needs
+   could not be sent (that job and the rest go back). Always 0: the count is
+   patched to those packed. */
+static int s_pack_run_jobs(msgpack_packer *pk, const void *ctx)
+{
+    s_run_t *r = (s_run_t *) ctx;
+    pd_broker_t *b = r->b;
+    static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
+    size_t at = pd_broker_out(b)->len;
+    pd_buf_append(pd_broker_out(b), head, sizeof head);
+    for (; r->n < r->o->n; r->n++) {
+        const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), r->o, r->n);
+        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
+        uint8_t left = 0;
+        if (sj->send && (r->rc = s_send_needs(b, r->wk, job, sj, &left)) != 0) {
+            /* What went out stays noted; this job and the rest go back. */
+            s_unsend(b, r->wk, r->o, r->n + 1, true);
+            pd_sched_unsent(r->wk, job, &(pd_sched_job_t){sj->id, left});
+            pd_wrec_untrack(r->wk, pd_broker_jobs(b), job);
+            pd_jobs_requeue(pd_broker_jobs(b), sj->id, false, r->wk->host);
+            break;
+        }
+        const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
+        uint32_t ci = 0;
+        while (ci < r->nclients && strcmp(r->clients[ci], owner) != 0)
+            ci++;
+        if (ci == r->nclients)
+            r->clients[r->nclients++] = owner; /* the scheduler keeps them few enough */
+        s_pack_job(b, pk, sj->id, job, ci);
+    }
+    pd_buf_t *out = pd_broker_out(b);
+    if (!out->failed) {
+        out->data[at + 1] = (uint8_t) (r->n >> 24);
+        out->data[at + 2] = (uint8_t) (r->n >> 16);
+        out->data[at + 3] = (uint8_t) (r->n >> 8);
+        out->data[at + 4] = (uint8_t) r->n;
+    }
+    return 0;
+}
+
+/* run's `clients`: the owners the jobs name, in the order they named them. */
+static int s_pack_run_clients(msgpack_packer *pk, const void *ctx)
+{
+    const s_run_t *r = ctx;
+    msgpack_pack_array(pk, r->nclients);
+    for (uint32_t i = 0; i < r->nclients; i++)
+        pd_pack_cstr(pk, r->clients[i]);
+    return 0;
+}
+
 /* Carries out RUN order o: what its jobs need, then one `run`. Returns 0,
    or a PD_E* code when not all was sent (what was not is requeued). */
 static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
@@ -836,49 +915,17 @@ static int s_send_run(pd_broker_t *b, const pd_sched_order_t *o)
     pd_buf_reset(pd_broker_out(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_out(b));
-    pd_msg_begin(&pk, "run", 2);
-    pd_pack_cstr(&pk, "jobs");
-    static const uint8_t head[5] = {0xdd, 0, 0, 0, 0};
-    size_t at = pd_broker_out(b)->len;
-    pd_buf_append(pd_broker_out(b), head, sizeof head);
-    /* The chunk's client keys, each sent once: jobs name an index. */
-    const char *clients[PD_SCHED_RUN_CLIENTS];
-    uint32_t nclients = 0, n = 0;
-    int rc = 0;
-    for (; n < o->n; n++) {
-        const pd_sched_job_t *sj = pd_sched_job(pd_broker_sched(b), o, n);
-        pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), sj->id);
-        uint8_t left = 0;
-        if (sj->send && (rc = s_send_needs(b, wk, job, sj, &left)) != 0) {
-            /* What went out stays noted; this job and the rest go back. */
-            s_unsend(b, wk, o, n + 1, true);
-            pd_sched_unsent(wk, job, &(pd_sched_job_t){sj->id, left});
-            pd_wrec_untrack(wk, pd_broker_jobs(b), job);
-            pd_jobs_requeue(pd_broker_jobs(b), sj->id, false, wk->host);
-            break;
-        }
-        const char *owner = pd_jobs_fn_owner(pd_broker_jobs(b), job->fn);
-        uint32_t ci = 0;
-        while (ci < nclients && strcmp(clients[ci], owner) != 0)
-            ci++;
-        if (ci == nclients)
-            clients[nclients++] = owner; /* the scheduler keeps them few enough */
-        s_pack_job(b, &pk, sj->id, job, ci);
-    }
-    pd_pack_cstr(&pk, "clients");
-    msgpack_pack_array(&pk, nclients);
-    for (uint32_t i = 0; i < nclients; i++)
-        pd_pack_cstr(&pk, clients[i]);
-    int src = 0;
-    if (n > 0 && !pd_broker_out(b)->failed) {
-        pd_broker_out(b)->data[at + 1] = (uint8_t) (n >> 24);
-        pd_broker_out(b)->data[at + 2] = (uint8_t) (n >> 16);
-        pd_broker_out(b)->data[at + 3] = (uint8_t) (n >> 8);
-        pd_broker_out(b)->data[at + 4] = (uint8_t) n;
+    s_run_t r = {.b = b, .wk = wk, .o = o};
+    pd_m_run_t run = {.jobs = {.pack = s_pack_run_jobs, .ctx = &r},
+                      .clients = {.pack = s_pack_run_clients, .ctx = &r},
+                      .has_clients = true};
+    pd_m_run_encode(&pk, &run);
+    uint32_t n = r.n;
+    int rc = r.rc, src = 0;
+    if (n > 0 && !pd_broker_out(b)->failed)
         src = pd_broker_send(b, wk->rid, wk->ridlen, pd_broker_out(b)->data, pd_broker_out(b)->len);
-    } else if (n > 0) {
+    else if (n > 0)
         src = PD_ENOMEM;
-    }
     pd_buf_reset(pd_broker_out(b));
     if (src) {
         /* Not sent: the chunk goes back, not counted as an attempt. */
