@@ -219,6 +219,74 @@ static const char *s_default_control(bool service_first)
 
 /* ---- ctl ---------------------------------------------------------------- */
 
+/* Says the worker's answer to ctl (json: as JSON). Returns the exit status. */
+static int s_ctl_answer(zmq_msg_t *reply, bool json)
+{
+    pd_msg_t m;
+    if (pd_msg_parse(&m, zmq_msg_data(reply), zmq_msg_size(reply))) {
+        fprintf(stderr, "playdoh-worker ctl: unreadable answer: %s\n", m.why);
+        return 3;
+    } else if (pd_msg_is(&m, "error")) {
+        pd_m_error_t e;
+        pd_m_error_decode(&m, &e); /* what it could read: a sentence or "" */
+        fprintf(stderr, "playdoh-worker ctl: refused: %.*s\n", (int) e.msg.len,
+                e.msg.p ? e.msg.p : "");
+        return 2;
+    } else {
+        pd_m_ctl_ok_t ok;
+        pd_m_ctl_ok_decode(&m, &ok); /* fields it could not read stay 0 */
+        const char *id = ok.id, *host = ok.host;
+        char broker[256];
+        pd_str_copy(ok.broker, broker, sizeof broker);
+        uint64_t vc = ok.cpus, vg = ok.gpus, off = ok.offered, slots = ok.slots,
+                 down = ok.down, busy = ok.busy, q = ok.queued, done = ok.done,
+                 req = ok.requeued;
+        bool reg = ok.registered, owner = ok.owner;
+        double load = ok.load;
+        if (json) {
+            pd_buf_t out;
+            pd_buf_init(&out);
+            pd_msgpack_to_json(zmq_msg_data(reply), zmq_msg_size(reply), &out);
+            fwrite(out.data, 1, out.len, stdout);
+            fputc('\n', stdout);
+            pd_buf_free(&out);
+        } else {
+            printf("worker %s on %s: %llu cpus, %llu gpus allowed; %llu cpus offered%s\n",
+                   id, host, (unsigned long long) vc, (unsigned long long) vg,
+                   (unsigned long long) off, owner ? " (the owner is using the machine)" : "");
+            printf("  %llu slot processes, %llu busy, %llu jobs queued here, %llu done, "
+                   "%llu handed back\n", (unsigned long long) slots, (unsigned long long) busy,
+                   (unsigned long long) q, (unsigned long long) done,
+                   (unsigned long long) req);
+            if (down)
+                printf("  %llu slot%s withdrawn: %s process cannot start (the worker's log "
+                       "says why)\n", (unsigned long long) down, down == 1 ? "" : "s",
+                       down == 1 ? "its" : "their");
+            printf("  broker %s (%s)", broker[0] ? broker : "not found yet",
+                   reg ? "registered" : "not registered");
+            if (load >= 0)
+                printf("; machine's own load %.2f", load);
+            printf("\n");
+        }
+    }
+    return 0;
+}
+
+/* ctl's control socket from the configuration file (kept in *cf), else the
+   default. NULL after saying why on stderr. */
+static const char *s_ctl_control(const char *config, pd_config_t **cf)
+{
+    char why[1024];
+    *cf = pd_config_new();
+    if (!*cf || pd_config_load_default(*cf, config, why, sizeof why)) {
+        fprintf(stderr, "playdoh-worker ctl: %s\n", *cf ? why : "out of memory");
+        pd_config_destroy(cf);
+        return NULL;
+    }
+    const char *control = pd_config_str(*cf, "worker", "control", NULL);
+    return control ? control : s_default_control(true);
+}
+
 static int s_ctl(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -252,18 +320,8 @@ static int s_ctl(int argc, char **argv)
         return PD_EXIT_USAGE;
     }
     pd_config_t *cf = NULL;
-    char why[1024];
-    if (!control) {
-        cf = pd_config_new();
-        if (!cf || pd_config_load_default(cf, config, why, sizeof why)) {
-            fprintf(stderr, "playdoh-worker ctl: %s\n", cf ? why : "out of memory");
-            pd_config_destroy(&cf);
-            return PD_EXIT_USAGE;
-        }
-        control = pd_config_str(cf, "worker", "control", NULL);
-        if (!control)
-            control = s_default_control(true);
-    }
+    if (!control && !(control = s_ctl_control(config, &cf)))
+        return PD_EXIT_USAGE;
     /* The endpoint, and the token a request carries where the system has
        no socket file with permissions (Windows). */
     char ep[4200], token[PD_PLAT_TOKEN_LEN + 1] = "";
@@ -306,53 +364,7 @@ static int s_ctl(int argc, char **argv)
         fprintf(stderr, "playdoh-worker ctl: no answer on %s within 5 s (%s): is playdoh-worker "
                         "running?\n", control, zmq_strerror(errno));
     } else {
-        pd_msg_t m;
-        if (pd_msg_parse(&m, zmq_msg_data(&reply), zmq_msg_size(&reply))) {
-            fprintf(stderr, "playdoh-worker ctl: unreadable answer: %s\n", m.why);
-        } else if (pd_msg_is(&m, "error")) {
-            pd_m_error_t e;
-            pd_m_error_decode(&m, &e); /* what it could read: a sentence or "" */
-            fprintf(stderr, "playdoh-worker ctl: refused: %.*s\n", (int) e.msg.len,
-                    e.msg.p ? e.msg.p : "");
-            rc = 2;
-        } else {
-            pd_m_ctl_ok_t ok;
-            pd_m_ctl_ok_decode(&m, &ok); /* fields it could not read stay 0 */
-            const char *id = ok.id, *host = ok.host;
-            char broker[256];
-            pd_str_copy(ok.broker, broker, sizeof broker);
-            uint64_t vc = ok.cpus, vg = ok.gpus, off = ok.offered, slots = ok.slots,
-                     down = ok.down, busy = ok.busy, q = ok.queued, done = ok.done,
-                     req = ok.requeued;
-            bool reg = ok.registered, owner = ok.owner;
-            double load = ok.load;
-            if (json) {
-                pd_buf_t out;
-                pd_buf_init(&out);
-                pd_msgpack_to_json(zmq_msg_data(&reply), zmq_msg_size(&reply), &out);
-                fwrite(out.data, 1, out.len, stdout);
-                fputc('\n', stdout);
-                pd_buf_free(&out);
-            } else {
-                printf("worker %s on %s: %llu cpus, %llu gpus allowed; %llu cpus offered%s\n",
-                       id, host, (unsigned long long) vc, (unsigned long long) vg,
-                       (unsigned long long) off, owner ? " (the owner is using the machine)" : "");
-                printf("  %llu slot processes, %llu busy, %llu jobs queued here, %llu done, "
-                       "%llu handed back\n", (unsigned long long) slots, (unsigned long long) busy,
-                       (unsigned long long) q, (unsigned long long) done,
-                       (unsigned long long) req);
-                if (down)
-                    printf("  %llu slot%s withdrawn: %s process cannot start (the worker's log "
-                           "says why)\n", (unsigned long long) down, down == 1 ? "" : "s",
-                           down == 1 ? "its" : "their");
-                printf("  broker %s (%s)", broker[0] ? broker : "not found yet",
-                       reg ? "registered" : "not registered");
-                if (load >= 0)
-                    printf("; machine's own load %.2f", load);
-                printf("\n");
-            }
-            rc = 0;
-        }
+        rc = s_ctl_answer(&reply, json);
     }
     zmq_msg_close(&reply);
     zmq_close(sock);
@@ -529,13 +541,97 @@ static int s_install(const pd_worker_config_t *cfg, const char *file)
     return 0;
 }
 
+/* The worker's long options past the letters. */
+enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
+       O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
+       O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
+
+/* Takes option c (its argument in optarg) into fl. Returns -1 to go on, or
+   the exit status: 0 after --help or --version, 2 after a bad flag. */
+static int s_one_flag(int c, char **argv, s_flags_t *fl)
+{
+    switch (c) {
+    case 'b':
+        s_check_flag("--broker", "worker", "broker", optarg);
+        fl->broker = optarg;
+        break;
+    case 'c': fl->cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
+    case 'g': fl->gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
+    case 'C': fl->cache = optarg; break;
+    case 'H': fl->hb = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
+    case 'n': fl->name = optarg; break;
+    case 'l':
+        s_check_flag("--log-level", "worker", "log_level", optarg);
+        fl->level = optarg;
+        break;
+    case O_CONFIG: fl->config = optarg; break;
+    case O_CLUSTER:
+        s_check_flag("--cluster", "cluster", "name", optarg);
+        fl->cluster = optarg;
+        break;
+    case O_BPORT: fl->bport = s_int_arg("--beacon-port", optarg, 1, 65535); break;
+    case O_BIFACE: fl->iface = optarg; break;
+    case O_CONTROL: fl->control = optarg; break;
+    case O_IDLE:
+        s_check_flag("--idle-load-max", "worker", "idle_load_max", optarg);
+        fl->idle_max = strtod(optarg, NULL);
+        break;
+    case O_ACTION:
+        s_check_flag("--idle-action", "worker", "idle_action", optarg);
+        fl->action = optarg;
+        break;
+    case O_NODE_ADDR: fl->node_addr = optarg; break;
+    case O_EXIT: fl->idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
+    case O_SECURE:
+    case O_INSECURE: {
+        const char *want = c == O_SECURE ? "secure" : "insecure";
+        if (fl->security && strcmp(fl->security, want) != 0) {
+            fprintf(stderr, "playdoh-worker: --secure and --insecure exclude each other\n");
+            return PD_EXIT_USAGE;
+        }
+        fl->security = want;
+        break;
+    }
+    case O_KEY: fl->key = optarg; break;
+    case O_BROKER_KEY: fl->broker_key = optarg; break;
+    case O_CONFIG_DIR: fl->config_dir = optarg; break;
+    case O_POLICY:
+        s_check_flag("--code-policy", "worker", "code_policy", optarg);
+        fl->policy = optarg;
+        break;
+    case O_LIST: fl->code_list = optarg; break;
+    case O_INSTALL: fl->install = optarg; break;
+    case O_LOG_FILE: fl->log_file = optarg; break;
+    case O_CC:
+        if (!*optarg) {
+            fprintf(stderr, "playdoh-worker: --cc wants a compiler, e.g. gcc\n");
+            return PD_EXIT_USAGE;
+        }
+        fl->cc = optarg;
+        break;
+    case O_LIMIT:
+    case O_LIMIT + 1:
+    case O_LIMIT + 2:
+    case O_LIMIT + 3:
+    case O_LIMIT + 4:
+    case O_LIMIT + 5:
+        s_check_flag(s_limit_flags[c - O_LIMIT], "worker", s_limit_keys[c - O_LIMIT], optarg);
+        fl->limit[c - O_LIMIT] = optarg;
+        break;
+    case 'h': s_usage(stdout); return 0;
+    case O_VERSION: pd_cli_version("playdoh-worker"); return 0;
+    default:
+        pd_cli_option_error("playdoh-worker", "playdoh-worker", argv[optind - 1], optopt,
+                            c == ':');
+        return PD_EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* Parses the worker's flags into fl. Returns -1 to go on, or the exit
    status: 0 after --help, 2 after a bad flag (said on stderr). */
 static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
-    enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION, O_EXIT,
-           O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
-           O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
     static const struct option opts[] = {
         {"broker", required_argument, NULL, 'b'},  {"cpus", required_argument, NULL, 'c'},
         {"gpus", required_argument, NULL, 'g'},    {"cache", required_argument, NULL, 'C'},
@@ -573,81 +669,9 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
     optind = 1;
     opterr = 0; /* pd_cli says it */
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            s_check_flag("--broker", "worker", "broker", optarg);
-            fl.broker = optarg;
-            break;
-        case 'c': fl.cpus = s_int_arg("--cpus", optarg, 0, PD_WORKER_MAX_CPUS); break;
-        case 'g': fl.gpus = s_int_arg("--gpus", optarg, 0, PD_WORKER_MAX_GPUS); break;
-        case 'C': fl.cache = optarg; break;
-        case 'H': fl.hb = s_int_arg("--heartbeat-ms", optarg, 10, 600000); break;
-        case 'n': fl.name = optarg; break;
-        case 'l':
-            s_check_flag("--log-level", "worker", "log_level", optarg);
-            fl.level = optarg;
-            break;
-        case O_CONFIG: fl.config = optarg; break;
-        case O_CLUSTER:
-            s_check_flag("--cluster", "cluster", "name", optarg);
-            fl.cluster = optarg;
-            break;
-        case O_BPORT: fl.bport = s_int_arg("--beacon-port", optarg, 1, 65535); break;
-        case O_BIFACE: fl.iface = optarg; break;
-        case O_CONTROL: fl.control = optarg; break;
-        case O_IDLE:
-            s_check_flag("--idle-load-max", "worker", "idle_load_max", optarg);
-            fl.idle_max = strtod(optarg, NULL);
-            break;
-        case O_ACTION:
-            s_check_flag("--idle-action", "worker", "idle_action", optarg);
-            fl.action = optarg;
-            break;
-        case O_NODE_ADDR: fl.node_addr = optarg; break;
-        case O_EXIT: fl.idle_exit_ms = s_seconds_arg("--idle-exit", optarg); break;
-        case O_SECURE:
-        case O_INSECURE: {
-            const char *want = c == O_SECURE ? "secure" : "insecure";
-            if (fl.security && strcmp(fl.security, want) != 0) {
-                fprintf(stderr, "playdoh-worker: --secure and --insecure exclude each other\n");
-                return PD_EXIT_USAGE;
-            }
-            fl.security = want;
-            break;
-        }
-        case O_KEY: fl.key = optarg; break;
-        case O_BROKER_KEY: fl.broker_key = optarg; break;
-        case O_CONFIG_DIR: fl.config_dir = optarg; break;
-        case O_POLICY:
-            s_check_flag("--code-policy", "worker", "code_policy", optarg);
-            fl.policy = optarg;
-            break;
-        case O_LIST: fl.code_list = optarg; break;
-        case O_INSTALL: fl.install = optarg; break;
-        case O_LOG_FILE: fl.log_file = optarg; break;
-        case O_CC:
-            if (!*optarg) {
-                fprintf(stderr, "playdoh-worker: --cc wants a compiler, e.g. gcc\n");
-                return PD_EXIT_USAGE;
-            }
-            fl.cc = optarg;
-            break;
-        case O_LIMIT:
-        case O_LIMIT + 1:
-        case O_LIMIT + 2:
-        case O_LIMIT + 3:
-        case O_LIMIT + 4:
-        case O_LIMIT + 5:
-            s_check_flag(s_limit_flags[c - O_LIMIT], "worker", s_limit_keys[c - O_LIMIT], optarg);
-            fl.limit[c - O_LIMIT] = optarg;
-            break;
-        case 'h': s_usage(stdout); return 0;
-        case O_VERSION: pd_cli_version("playdoh-worker"); return 0;
-        default:
-            pd_cli_option_error("playdoh-worker", "playdoh-worker", argv[optind - 1], optopt,
-                                c == ':');
-            return PD_EXIT_USAGE;
-        }
+        int frc = s_one_flag(c, argv, &fl);
+        if (frc >= 0)
+            return frc;
     }
     static const char *const subs[] = {"ctl", "service", NULL};
     const char *near = optind < argc ? pd_cli_nearest(argv[optind], subs) : NULL;
@@ -662,6 +686,70 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
     }
     *fl_out = fl;
     return -1;
+}
+
+/* The worker's configuration: each flag given, else its key in the file, else the
+   default. */
+static void s_merge(pd_worker_config_t *cfg, const pd_config_t *cf, s_flags_t *fl,
+                    const char *level)
+{
+    *cfg = (pd_worker_config_t){
+        .broker = fl->broker ? fl->broker : pd_config_str(cf, "worker", "broker", NULL),
+        .cpus = fl->cpus >= 0 ? fl->cpus
+                             : (int) pd_config_uint(cf, "worker", "cpus",
+                                                    (uint64_t) pd_plat_ncpu()),
+        .gpus = fl->gpus >= 0                         ? fl->gpus
+                : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
+                                                      : -1, /* every GPU found */
+        .cache_dir = fl->cache ? fl->cache : pd_config_str(cf, "worker", "cache_dir", NULL),
+        .heartbeat_ms = fl->hb >= 0 ? fl->hb
+                                   : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
+        .name = fl->name ? fl->name : pd_config_str(cf, "worker", "name", NULL),
+        .node_addr = fl->node_addr ? fl->node_addr : pd_config_str(cf, "worker", "node_addr", NULL),
+        .log_level = level,
+        .cluster = fl->cluster ? fl->cluster
+                              : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
+        .beacon_port = fl->bport > 0 ? fl->bport
+                                    : (int) pd_config_uint(cf, "cluster", "beacon_port",
+                                                           PD_BEACON_DEFAULT_PORT),
+        .beacon_iface = fl->iface ? fl->iface : pd_config_str(cf, "cluster", "beacon_interface",
+                                                           NULL),
+        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
+                                                     PD_BEACON_DEFAULT_DISCOVER_MS),
+        .control = fl->control ? fl->control : pd_config_str(cf, "worker", "control", NULL),
+        .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
+        .idle = {.load_max = fl->idle_max >= 0 ? fl->idle_max
+                                              : pd_config_double(cf, "worker", "idle_load_max",
+                                                                 0),
+                 .requeue = strcmp(fl->action ? fl->action
+                                             : pd_config_str(cf, "worker", "idle_action",
+                                                             "suspend"),
+                                   "requeue") == 0,
+                 .check_ms = (int) pd_config_uint(cf, "worker", "idle_check_ms", 2000),
+                 .wait_s = (int) pd_config_uint(cf, "worker", "idle_wait_s", 60)},
+        .proc_dir = pd_config_str(cf, "worker", "proc_dir", NULL),
+        .reload = &s_reload,
+        .on_reload = s_reload_config,
+        .reload_user = fl,
+        .config_dir = fl->config_dir,
+        .key_file = fl->key ? fl->key : pd_config_str(cf, "worker", "key", NULL),
+        .broker_key = fl->broker_key ? fl->broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
+        .code_list = fl->code_list ? fl->code_list : pd_config_str(cf, "worker", "code_list", NULL),
+        .idle_exit_ms = fl->idle_exit_ms,
+        .job_max = {s_limit(cf, fl, 0), s_limit(cf, fl, 1), s_limit(cf, fl, 2)},
+        .job_default = {s_limit(cf, fl, 3), s_limit(cf, fl, 4), s_limit(cf, fl, 5)},
+    };
+}
+
+/* The module cache when none is configured (to free); NULL after saying why. */
+static char *s_default_cache(void)
+{
+    const char *sd = getenv("CACHE_DIRECTORY"); /* systemd's CacheDirectory= */
+    char *cache = sd && *sd ? strdup(sd) : pd_modcache_default_dir();
+    if (!cache)
+        fprintf(stderr, "playdoh-worker: neither XDG_CACHE_HOME nor HOME is set: choose a "
+                        "module cache with --cache DIR or [worker] cache_dir\n");
+    return cache;
 }
 
 /* The worker itself: flags, configuration, then its loop until a stop
@@ -700,52 +788,8 @@ static int s_worker_main(int argc, char **argv)
     if (pd_config_sources(cf)[0])
         pd_log_info("configuration read from %s", pd_config_sources(cf));
 
-    pd_worker_config_t cfg = {
-        .broker = fl.broker ? fl.broker : pd_config_str(cf, "worker", "broker", NULL),
-        .cpus = fl.cpus >= 0 ? fl.cpus
-                             : (int) pd_config_uint(cf, "worker", "cpus",
-                                                    (uint64_t) pd_plat_ncpu()),
-        .gpus = fl.gpus >= 0                         ? fl.gpus
-                : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
-                                                      : -1, /* every GPU found */
-        .cache_dir = fl.cache ? fl.cache : pd_config_str(cf, "worker", "cache_dir", NULL),
-        .heartbeat_ms = fl.hb >= 0 ? fl.hb
-                                   : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
-        .name = fl.name ? fl.name : pd_config_str(cf, "worker", "name", NULL),
-        .node_addr = fl.node_addr ? fl.node_addr : pd_config_str(cf, "worker", "node_addr", NULL),
-        .log_level = level,
-        .cluster = fl.cluster ? fl.cluster
-                              : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
-        .beacon_port = fl.bport > 0 ? fl.bport
-                                    : (int) pd_config_uint(cf, "cluster", "beacon_port",
-                                                           PD_BEACON_DEFAULT_PORT),
-        .beacon_iface = fl.iface ? fl.iface : pd_config_str(cf, "cluster", "beacon_interface",
-                                                           NULL),
-        .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
-                                                     PD_BEACON_DEFAULT_DISCOVER_MS),
-        .control = fl.control ? fl.control : pd_config_str(cf, "worker", "control", NULL),
-        .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
-        .idle = {.load_max = fl.idle_max >= 0 ? fl.idle_max
-                                              : pd_config_double(cf, "worker", "idle_load_max",
-                                                                 0),
-                 .requeue = strcmp(fl.action ? fl.action
-                                             : pd_config_str(cf, "worker", "idle_action",
-                                                             "suspend"),
-                                   "requeue") == 0,
-                 .check_ms = (int) pd_config_uint(cf, "worker", "idle_check_ms", 2000),
-                 .wait_s = (int) pd_config_uint(cf, "worker", "idle_wait_s", 60)},
-        .proc_dir = pd_config_str(cf, "worker", "proc_dir", NULL),
-        .reload = &s_reload,
-        .on_reload = s_reload_config,
-        .reload_user = &fl,
-        .config_dir = fl.config_dir,
-        .key_file = fl.key ? fl.key : pd_config_str(cf, "worker", "key", NULL),
-        .broker_key = fl.broker_key ? fl.broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
-        .code_list = fl.code_list ? fl.code_list : pd_config_str(cf, "worker", "code_list", NULL),
-        .idle_exit_ms = fl.idle_exit_ms,
-        .job_max = {s_limit(cf, &fl, 0), s_limit(cf, &fl, 1), s_limit(cf, &fl, 2)},
-        .job_default = {s_limit(cf, &fl, 3), s_limit(cf, &fl, 4), s_limit(cf, &fl, 5)},
-    };
+    pd_worker_config_t cfg;
+    s_merge(&cfg, cf, &fl, level);
     if (cfg.node_addr && (!cfg.node_addr[0]
                           || (strpbrk(cfg.node_addr, ":/*") && cfg.node_addr[0] != '['))) {
         fprintf(stderr, "playdoh-worker: --node-addr (node_addr) wants an IP address or host name "
@@ -772,16 +816,9 @@ static int s_worker_main(int argc, char **argv)
     else if (!cfg.control)
         cfg.control = s_default_control(false);
     char *cache = NULL;
-    if (!cfg.cache_dir) {
-        const char *sd = getenv("CACHE_DIRECTORY"); /* systemd's CacheDirectory= */
-        cache = sd && *sd ? strdup(sd) : pd_modcache_default_dir();
-        if (!cache) {
-            fprintf(stderr, "playdoh-worker: neither XDG_CACHE_HOME nor HOME is set: choose a "
-                            "module cache with --cache DIR or [worker] cache_dir\n");
-            pd_config_destroy(&cf);
-            return PD_EXIT_USAGE;
-        }
-        cfg.cache_dir = cache;
+    if (!cfg.cache_dir && !(cfg.cache_dir = cache = s_default_cache())) {
+        pd_config_destroy(&cf);
+        return PD_EXIT_USAGE;
     }
     if (fl.install) {
         int rc = s_install(&cfg, fl.install);
