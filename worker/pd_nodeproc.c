@@ -687,7 +687,8 @@ static bool s_child_begin(s_child_t *c, pd_modcache_t *mc, s_run_t *r, int *rc)
     const char *msg = NULL;
     r->sym = NULL;
     r->module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn) : NULL;
-    r->env_ctx = (s_env_t){.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
+    r->env_ctx =
+        (s_env_t){.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
     r->env = (pd_node_env_t){.find = s_env_find, .progress = s_env_progress, .ctx = &r->env_ctx};
     if (r->module_fn) {
         /* the module loads when the function asks it for a symbol */
