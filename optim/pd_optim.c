@@ -122,30 +122,9 @@ static bool s_in(double x, double lo, double hi)
     return isfinite(x) && x >= lo && x <= hi;
 }
 
-int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
+/* pd_optim_opts_check's bounds and initial range, parameter by parameter. */
+static int s_check_bounds(const pd_optim_opts_t *o, char *err, size_t errlen)
 {
-    if (!o)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
-    if ((unsigned) o->algo > PD_ALGO_DE)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
-                      "PD_ALGO_CMAES or PD_ALGO_DE",
-                      (int) o->algo);
-    if (o->dim < 1 || o->dim > PD_OPTIM_MAX_DIM)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
-    if (o->algo == PD_ALGO_CMAES && o->dim > PD_OPTIM_MAX_CMA_DIM)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "dim: CMA-ES keeps a dim x dim covariance and takes at most %u parameters "
-                      "(%zu given): use PSO or GA",
-                      PD_OPTIM_MAX_CMA_DIM, o->dim);
-    if (!o->lower || !o->upper)
-        return pd_why(err, errlen, PD_EINVAL, "bounds: set lower and upper (dim values each)");
-    if (!o->init_lower != !o->init_upper)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "initial range: set both init_lower and init_upper, or neither "
-                      "(then the bounds are used)");
     for (size_t j = 0; j < o->dim; j++) {
         const char *nm = o->names && o->names[j] ? o->names[j] : NULL;
         char what[96];
@@ -168,46 +147,12 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
                               what, il, ih, lo, hi);
         }
     }
-    size_t pop = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim);
-    size_t minpop = o->algo == PD_ALGO_CMAES || o->algo == PD_ALGO_DE ? 4 : 2;
-    if (pop < minpop || pop > PD_OPTIM_MAX_POP)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "popsize: %zu; %s needs %zu to %u", pop, pd_algo_name(o->algo),
-                      minpop, PD_OPTIM_MAX_POP);
-    if (o->islands < 1 || o->islands > PD_OPTIM_MAX_ISLANDS)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "islands: %u; give 1 to %u", o->islands, PD_OPTIM_MAX_ISLANDS);
-    uint32_t groups = o->groups ? o->groups : 1;
-    if (groups > PD_OPTIM_MAX_GROUPS)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "groups: %u; give 1 to %u", groups, PD_OPTIM_MAX_GROUPS);
-    double per = (double) pop * (double) o->dim * 8.0 * 4.0;
-    if (o->algo == PD_ALGO_CMAES)
-        per += (double) o->dim * (double) o->dim * 8.0 * 3.0;
-    if (per * groups * o->islands > PD_OPTIM_MAX_BYTES)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "the run would take about %.1f GiB (islands %u x groups %u x popsize %zu x "
-                      "dim %zu): reduce one of them",
-                      per * groups * o->islands / (1 << 30), o->islands, groups, pop, o->dim);
-    if (o->iterations == 0 && o->budget == 0)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "no stopping rule: set iterations or budget (target alone may "
-                      "never be reached)");
-    if (o->budget && o->budget < (uint64_t) pop * groups * o->islands)
-        return pd_why(err, errlen, PD_EINVAL,
-                      "budget: %llu evaluations is less than one iteration (%llu = popsize %zu x "
-                      "groups %u x islands %u): raise it",
-                      (unsigned long long) o->budget,
-                      (unsigned long long) pop * groups * o->islands, pop, groups, o->islands);
-    if ((unsigned) o->topology > PD_TOPO_EDGES)
-        return pd_why(err, errlen, PD_EINVAL, "topology: %d is not a topology", (int) o->topology);
-    int rc = pd_topo_check(o->topology, o->islands, o->edges, o->edge_count, err, errlen);
-    if (rc)
-        return rc;
-    if (o->migration_interval && o->topology != PD_TOPO_NONE &&
-        (o->migration_count < 1 || o->migration_count > pop))
-        return pd_why(err, errlen, PD_EINVAL, "migration_count: %u; give 1 to popsize (%zu)",
-                      o->migration_count, pop);
+    return 0;
+}
+
+/* pd_optim_opts_check's part for the chosen algorithm's parameters (pop: the popsize). */
+static int s_check_algo_params(const pd_optim_opts_t *o, size_t pop, char *err, size_t errlen)
+{
     switch (o->algo) {
     case PD_ALGO_PSO: {
         const pd_pso_params_t *p = &o->pso;
@@ -280,6 +225,78 @@ int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
         break;
     }
     }
+    return 0;
+}
+
+int pd_optim_opts_check(const pd_optim_opts_t *o, char *err, size_t errlen)
+{
+    if (!o)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "no options given: fill a pd_optim_opts_t with pd_optim_opts_init");
+    if ((unsigned) o->algo > PD_ALGO_DE)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "algo: %d is not an algorithm: use PD_ALGO_PSO, PD_ALGO_GA, "
+                      "PD_ALGO_CMAES or PD_ALGO_DE",
+                      (int) o->algo);
+    if (o->dim < 1 || o->dim > PD_OPTIM_MAX_DIM)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "dim: %zu parameters; give 1 to %u", o->dim, PD_OPTIM_MAX_DIM);
+    if (o->algo == PD_ALGO_CMAES && o->dim > PD_OPTIM_MAX_CMA_DIM)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "dim: CMA-ES keeps a dim x dim covariance and takes at most %u parameters "
+                      "(%zu given): use PSO or GA",
+                      PD_OPTIM_MAX_CMA_DIM, o->dim);
+    if (!o->lower || !o->upper)
+        return pd_why(err, errlen, PD_EINVAL, "bounds: set lower and upper (dim values each)");
+    if (!o->init_lower != !o->init_upper)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "initial range: set both init_lower and init_upper, or neither "
+                      "(then the bounds are used)");
+    int rc = s_check_bounds(o, err, errlen);
+    if (rc)
+        return rc;
+    size_t pop = o->popsize ? o->popsize : pd_algo_default_popsize(o->algo, o->dim);
+    size_t minpop = o->algo == PD_ALGO_CMAES || o->algo == PD_ALGO_DE ? 4 : 2;
+    if (pop < minpop || pop > PD_OPTIM_MAX_POP)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "popsize: %zu; %s needs %zu to %u", pop, pd_algo_name(o->algo),
+                      minpop, PD_OPTIM_MAX_POP);
+    if (o->islands < 1 || o->islands > PD_OPTIM_MAX_ISLANDS)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "islands: %u; give 1 to %u", o->islands, PD_OPTIM_MAX_ISLANDS);
+    uint32_t groups = o->groups ? o->groups : 1;
+    if (groups > PD_OPTIM_MAX_GROUPS)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "groups: %u; give 1 to %u", groups, PD_OPTIM_MAX_GROUPS);
+    double per = (double) pop * (double) o->dim * 8.0 * 4.0;
+    if (o->algo == PD_ALGO_CMAES)
+        per += (double) o->dim * (double) o->dim * 8.0 * 3.0;
+    if (per * groups * o->islands > PD_OPTIM_MAX_BYTES)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "the run would take about %.1f GiB (islands %u x groups %u x popsize %zu x "
+                      "dim %zu): reduce one of them",
+                      per * groups * o->islands / (1 << 30), o->islands, groups, pop, o->dim);
+    if (o->iterations == 0 && o->budget == 0)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "no stopping rule: set iterations or budget (target alone may "
+                      "never be reached)");
+    if (o->budget && o->budget < (uint64_t) pop * groups * o->islands)
+        return pd_why(err, errlen, PD_EINVAL,
+                      "budget: %llu evaluations is less than one iteration (%llu = popsize %zu x "
+                      "groups %u x islands %u): raise it",
+                      (unsigned long long) o->budget,
+                      (unsigned long long) pop * groups * o->islands, pop, groups, o->islands);
+    if ((unsigned) o->topology > PD_TOPO_EDGES)
+        return pd_why(err, errlen, PD_EINVAL, "topology: %d is not a topology", (int) o->topology);
+    rc = pd_topo_check(o->topology, o->islands, o->edges, o->edge_count, err, errlen);
+    if (rc)
+        return rc;
+    if (o->migration_interval && o->topology != PD_TOPO_NONE &&
+        (o->migration_count < 1 || o->migration_count > pop))
+        return pd_why(err, errlen, PD_EINVAL, "migration_count: %u; give 1 to popsize (%zu)",
+                      o->migration_count, pop);
+    if ((rc = s_check_algo_params(o, pop, err, errlen)) != 0)
+        return rc;
     /* the history: islands x groups doubles per iteration, for as many
        iterations as the stopping rules allow with every group running */
     double per_iter = (double) pop - (o->algo == PD_ALGO_GA ? (double) o->ga.elites : 0);

@@ -291,6 +291,10 @@ static int s_read_params(pd_rd_t *r, const char *which, pd_optim_opts_t *o, char
     return 0;
 }
 
+/* Over 100 lines on purpose (issue 17): a single linear decoder, one pass over the spec map
+   with one branch per key (v, algo, dim, the bounds, ..., the per-algorithm maps), each a few
+   lines that read into the same spec and share its reader, its error and the dim/version
+   flags; split up, the key table would be scattered over helpers passing all of these. */
 pd_optim_spec_t *pd_optim_spec_decode(const void *buf, size_t len, char *err, size_t errlen,
                                       int *rcp)
 {

@@ -128,6 +128,28 @@ static int s_pack_returns(msgpack_packer *pk, const s_place_t *place, const char
 
 /* Runs cmd[0..len) at place (NULL: here, nothing returned) and appends the
    result map to out; as pd_exec_run otherwise. */
+/* How the finished command's status reads as an error: over the CPU limit, killed by a
+ * signal, or a nonzero exit; 0 when it succeeded. */
+static int s_status_error(int status, const pd_limits_t *lim, char *msg, size_t cap)
+{
+    if (pd_plat_status_cpu_limit(status)) {
+        snprintf(msg, cap, "the job went over its CPU time limit of %llu s",
+                 (unsigned long long) (lim ? lim->cpu_s : 0));
+        return PD_ELIMIT;
+    }
+    if (pd_plat_status_signal(status)) {
+        char how[128];
+        snprintf(msg, cap, "command %s", pd_plat_status_str(status, how, sizeof how));
+        return PD_ETASK;
+    }
+    int exit_code = pd_plat_status_exit(status);
+    if (exit_code != 0) {
+        snprintf(msg, cap, "command exited with status %d", exit_code);
+        return PD_ETASK;
+    }
+    return 0;
+}
+
 static int s_run(const char *cmd, size_t len, const s_place_t *place, const char *host,
                  const pd_limits_t *lim, pd_buf_t *out, char *msg, size_t cap)
 {
@@ -216,21 +238,8 @@ static int s_run(const char *cmd, size_t len, const s_place_t *place, const char
         snprintf(msg, cap, "exec: out of memory packing the command's output");
         return PD_ENOMEM;
     }
-    if (pd_plat_status_cpu_limit(status)) {
-        snprintf(msg, cap, "the job went over its CPU time limit of %llu s",
-                 (unsigned long long) (lim ? lim->cpu_s : 0));
-        return PD_ELIMIT;
-    }
-    if (sig) {
-        char how[128];
-        snprintf(msg, cap, "command %s", pd_plat_status_str(status, how, sizeof how));
-        return PD_ETASK;
-    }
-    if (exit_code != 0) {
-        snprintf(msg, cap, "command exited with status %d", exit_code);
-        return PD_ETASK;
-    }
-    return ret_code;
+    int failed = s_status_error(status, lim, msg, cap);
+    return failed ? failed : ret_code;
 }
 
 int pd_exec_run(const char *cmd, size_t len, const char *host, const pd_limits_t *lim,

@@ -420,6 +420,41 @@ static void s_rm_dir(const char *dir)
    the compiler runs (so that its messages name "solver.c:12", not a cache
    path), with the bundle's flags after the sources. Returns 0, or -1 with
    *msg an allocated sentence. */
+/* Writes the bundle's files under src; -1 with *msg (malloc'd) saying why. */
+static int s_unpack_files(const pd_bundle_t *b, const char *src, const char *name, char **msg)
+{
+    char buf[4600];
+    for (size_t i = 0; i < b->nfiles; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%.*s", src, (int) b->files[i].name_len, b->files[i].name);
+        if (pd_file_write_atomic(path, b->files[i].data, b->files[i].len)) {
+            snprintf(buf, sizeof buf, "module %s: cannot write %s: %s", name, path,
+                     strerror(errno));
+            *msg = strdup(buf);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Moves the compiled tmp to so. Another slot may have stored the same module meanwhile, and
+ * (Windows) be using it, so that it cannot be replaced: same name, same bytes. -1 with *msg
+ * (malloc'd) saying why. */
+static int s_store_so(const char *tmp, const char *so, const char *name, char **msg)
+{
+    int e = pd_plat_rename(tmp, so) ? errno : 0;
+    if (e)
+        unlink(tmp);
+    if (e && access(so, R_OK) != 0) {
+        char buf[4600];
+        snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name, so,
+                 strerror(e));
+        *msg = strdup(buf);
+        return -1;
+    }
+    return 0;
+}
+
 static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *name, char *so,
                             size_t socap, char **msg)
 {
@@ -463,16 +498,8 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
         src[0] = 0;
         goto out;
     }
-    for (size_t i = 0; i < b.nfiles; i++) {
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%.*s", src, (int) b.files[i].name_len, b.files[i].name);
-        if (pd_file_write_atomic(path, b.files[i].data, b.files[i].len)) {
-            snprintf(buf, sizeof buf, "module %s: cannot write %s: %s", name, path,
-                     strerror(errno));
-            *msg = strdup(buf);
-            goto out;
-        }
-    }
+    if (s_unpack_files(&b, src, name, msg))
+        goto out;
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", so, pd_plat_getpid());
     snprintf(inc, sizeof inc, "-I%s/include", mc->dir);
     argv[nargs++] = (char *) s_cc();
@@ -511,18 +538,7 @@ static int s_compile_bundle(pd_modcache_t *mc, const char *hash, const char *nam
         *msg = s_compile_error(name, log, NULL); /* it names the bundle's own files */
         goto out;
     }
-    /* Another slot may have stored the same module meanwhile, and (Windows)
-       be using it, so that it cannot be replaced: same name, same bytes. */
-    int e = pd_plat_rename(tmp, so) ? errno : 0;
-    if (e)
-        unlink(tmp);
-    if (e && access(so, R_OK) != 0) {
-        snprintf(buf, sizeof buf, "module %s: cannot store the compiled module %s: %s", name, so,
-                 strerror(e));
-        *msg = strdup(buf);
-        goto out;
-    }
-    rc = 0;
+    rc = s_store_so(tmp, so, name, msg);
 out:
     if (src[0])
         s_rm_dir(src);

@@ -625,35 +625,45 @@ static int s_read_names(s_child_t *c, const pd_raw_t *raw)
 
 /* Runs one node from `start` to `result`. Returns 0 when a result was
    written, 1 when writing it failed, -1 when the worker went away. */
-static int s_child_run(s_child_t *c, pd_modcache_t *mc)
+/* What s_child_run's steps share: the worker's `start` (its strings are copies; the argument
+ * is copied to c->arg), and the node function, a module's (module_fn) or a symbol (sym). */
+typedef struct {
+    pd_m_np_start_t st;                 /* the decoded `start` */
+    uint64_t start_ms;                  /* how long to wait for the subscriptions */
+    const pd_builtin_node_t *module_fn; /* a built-in node running a module's function */
+    void *sym;                          /* else the node function itself */
+    s_env_t env_ctx;                    /* what module_fn's env reaches */
+    pd_node_env_t env;                  /* module_fn's env */
+} s_run_t;
+
+/* Reads and checks the worker's `start`, copies the argument, opens the GPU runtime and finds
+ * the node function. true when it did; else false with *rc from reporting why. */
+static bool s_child_begin(s_child_t *c, pd_modcache_t *mc, s_run_t *r, int *rc)
 {
     pd_msg_t m;
+    *rc = -1;
     if (s_child_expect(c, &m, "start"))
-        return -1;
-    pd_m_np_start_t st;
-    int bad = pd_m_np_start_decode(&m, &st);
-    if (!bad && st.has_cu && !st.has_cu_name)
+        return false;
+    pd_m_np_start_t *st = &r->st;
+    int bad = pd_m_np_start_decode(&m, st);
+    if (!bad && st->has_cu && !st->has_cu_name)
         bad = pd_msg_fail(&m, PD_ENOFIELD, "cu_name", "is missing (cu is given)");
-    const char *mod = st.mod, *kind = st.kind, *name = st.name, *fn = st.fn, *addr = st.addr;
-    uint64_t task = st.task, node = st.node, n = st.n, io_ms = st.io_ms, window = st.window,
-             window_bytes = st.window_bytes;
-    uint64_t start_ms = st.has_start_ms ? st.start_ms : 300000;
-    uint64_t gpu = st.has_gpu ? st.gpu : UINT64_MAX;
-    bool curve = st.curve;
-    const uint8_t *arg = st.arg.p;
-    size_t alen = st.arg.len;
-    snprintf(c->cu, sizeof c->cu, "%.*s", (int) sizeof c->cu - 1, st.cu);
-    snprintf(c->cu_name, sizeof c->cu_name, "%s", st.cu_name);
-    if (bad || strlen(st.cu) >= sizeof c->cu
-        || (gpu != UINT64_MAX && gpu >= PD_GPU_MAX) || s_read_names(c, &st.tubes)
-        || s_read_edges(&st.out, &c->out_edges, &c->nout)
-        || s_read_edges(&st.in, &c->in_edges, &c->nin) || node >= n
-        || n > PD_TUBES_MAX_NODES || io_ms > INT32_MAX || start_ms > INT32_MAX
-        || window > UINT32_MAX) {
+    const char *mod = st->mod, *kind = st->kind, *name = st->name, *fn = st->fn;
+    uint64_t task = st->task, node = st->node, n = st->n;
+    r->start_ms = st->has_start_ms ? st->start_ms : 300000;
+    uint64_t gpu = st->has_gpu ? st->gpu : UINT64_MAX;
+    snprintf(c->cu, sizeof c->cu, "%.*s", (int) sizeof c->cu - 1, st->cu);
+    snprintf(c->cu_name, sizeof c->cu_name, "%s", st->cu_name);
+    if (bad || strlen(st->cu) >= sizeof c->cu
+        || (gpu != UINT64_MAX && gpu >= PD_GPU_MAX) || s_read_names(c, &st->tubes)
+        || s_read_edges(&st->out, &c->out_edges, &c->nout)
+        || s_read_edges(&st->in, &c->in_edges, &c->nin) || node >= n
+        || n > PD_TUBES_MAX_NODES || st->io_ms > INT32_MAX || r->start_ms > INT32_MAX
+        || st->window > UINT32_MAX) {
         char msg[256];
         snprintf(msg, sizeof msg, "the worker sent a malformed start (%s)",
                  m.why[0] ? m.why : "a field is out of range");
-        return s_child_fail(c, PD_EPROTO, msg);
+        return *rc = s_child_fail(c, PD_EPROTO, msg), false;
     }
     c->node = (uint32_t) node;
     c->gpu = -1;
@@ -662,25 +672,25 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
            set by the worker), opened on the first pd_cuda_* call. */
         c->gpu = (int) gpu;
         if (!(c->rt = pd_gpurt_new(c->cache, c->gpu)))
-            return s_child_fail(c, PD_ENOMEM, "out of memory for the GPU runtime");
+            return *rc = s_child_fail(c, PD_ENOMEM, "out of memory for the GPU runtime"), false;
     }
     /* The next frames are read into the same buffer: keep a copy. */
+    size_t alen = st->arg.len;
     if (!(c->arg = malloc(alen ? alen : 1)))
-        return s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument");
-    memcpy(c->arg, arg, alen);
+        return *rc = s_child_fail(c, PD_ENOMEM, "out of memory for the node's argument"), false;
+    memcpy(c->arg, st->arg.p, alen);
     c->alen = alen;
-    arg = c->arg;
     static char tag[48];
     snprintf(tag, sizeof tag, "task %llu node %u", (unsigned long long) task, c->node);
     pd_log_set_tag(tag);
     int code = 0;
     const char *msg = NULL;
-    void *sym = NULL;
-    const pd_builtin_node_t *module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn)
-                                                                : NULL;
-    s_env_t env_ctx = {.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
-    pd_node_env_t env = {.find = s_env_find, .progress = s_env_progress, .ctx = &env_ctx};
-    if (module_fn) {
+    r->sym = NULL;
+    r->module_fn = strcmp(kind, "b") != 0 ? pd_builtins_module_node(fn) : NULL;
+    r->env_ctx =
+        (s_env_t){.c = c, .mc = mc, .task = task, .mod = mod, .kind = kind, .name = name};
+    r->env = (pd_node_env_t){.find = s_env_find, .progress = s_env_progress, .ctx = &r->env_ctx};
+    if (r->module_fn) {
         /* the module loads when the function asks it for a symbol */
     } else if (strcmp(kind, "b") == 0) {
         /* The reserved module "builtin": node functions compiled into the
@@ -689,26 +699,103 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         if (!builtin_fn) {
             char text[300];
             snprintf(text, sizeof text, "the built-in module has no node function '%.200s'", fn);
-            return s_child_fail(c, PD_ENOFUNC, text);
+            return *rc = s_child_fail(c, PD_ENOFUNC, text), false;
         }
-        memcpy(&sym, &builtin_fn, sizeof sym);
-    } else if (!(sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
-        return s_child_fail(c, code, msg);
+        memcpy(&r->sym, &builtin_fn, sizeof r->sym);
+    } else if (!(r->sym = pd_modcache_load(mc, mod, kind, name, fn, &code, &msg))) {
+        return *rc = s_child_fail(c, code, msg), false;
     }
+    return true;
+}
 
+/* Connects the tubes to the npeers peers listed in r ([peer, endpoint(, key)] each).
+ * 0, or a code with *failure saying why. */
+static int s_connect_peers(pd_tubes_t *tubes, pd_rd_t *r, uint32_t npeers, uint64_t n,
+                           const char **failure)
+{
+    for (uint32_t i = 0; i < npeers; i++) {
+        uint32_t two;
+        uint64_t peer;
+        char ep[320], key[41] = "";
+        if (pd_rd_array(r, &two) || (two != 2 && two != 3) || pd_rd_uint(r, &peer)
+            || pd_rd_strcpy(r, ep, sizeof ep) || (two == 3 && pd_rd_strcpy(r, key, sizeof key))
+            || peer >= n) {
+            *failure = "the worker sent a malformed peers list";
+            return PD_EPROTO;
+        }
+        int code = pd_tubes_connect(tubes, (uint32_t) peer, ep, key[0] ? key : NULL);
+        if (code != 0) {
+            *failure = pd_tubes_error(tubes);
+            return code;
+        }
+    }
+    return 0;
+}
+
+/* Runs the node function on task_ctx and reports its result; on success it closes the tubes
+ * and the context first (*tubes and *ctx then NULL). Returns s_child_result's code. */
+static int s_child_task(s_child_t *c, s_run_t *r, pd_task_t *task_ctx, pd_tubes_t **tubes,
+                        void **ctx)
+{
+    int rc;
+    int (*task_fn)(pd_task_t *) = NULL;
+    if (!r->module_fn)
+        memcpy(&task_fn, &r->sym, sizeof task_fn);
+    pd_task_begin(task_ctx, r->st.task, c->arg, c->alen);
+    pd_task_set_node(task_ctx, (int) c->node, (int) r->st.n, *tubes);
+    pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
+    s_child_gpu(c, task_ctx);
+    uint64_t t0 = ((uint64_t) zclock_usecs());
+    int frc = r->module_fn ? r->module_fn->run(task_ctx, &r->env) : task_fn(task_ctx);
+    uint64_t us = ((uint64_t) zclock_usecs()) - t0;
+    fflush(stdout);
+    const uint8_t *val;
+    size_t vlen;
+    int tcode = pd_task_finish(task_ctx, frc, &val, &vlen);
+    /* A built-in node (an optimiser's island) that failed because the
+       module did not load says so with the module's own code, as a
+       node of the module's function would. */
+    if (tcode == PD_ETASK && r->env_ctx.find_code)
+        tcode = r->env_ctx.find_code;
+    s_result_t res = {.ok = tcode == 0, .val = val, .len = vlen, .code = tcode,
+                      .msg = (const char *) val, .us = us};
+    if (tcode == 0) {
+        /* Close first: the XPUB lingers until what this node pushed
+           has left, and BYE tells the neighbours nothing more comes. */
+        pd_tubes_destroy(tubes);
+        zmq_ctx_term(*ctx);
+        *ctx = NULL;
+        rc = s_child_result(c, &res);
+    } else {
+        /* Failed: report at once, and leave without BYE, so that the
+           neighbours do not take the silence for a normal end and fail
+           with a sentence of their own first; the broker stops them. */
+        rc = s_child_result(c, &res);
+        pd_tubes_abandon(*tubes);
+    }
+    return rc;
+}
+
+static int s_child_run(s_child_t *c, pd_modcache_t *mc)
+{
+    s_run_t run;
+    int rc;
+    if (!s_child_begin(c, mc, &run, &rc))
+        return rc;
+    const pd_m_np_start_t *st = &run.st;
+    pd_msg_t m;
     void *ctx = zmq_ctx_new();
     if (!ctx)
         return s_child_fail(c, PD_ESYS, "cannot create a ZeroMQ context");
-    pd_tubes_config_t cfg = {.node = c->node, .n = (uint32_t) n,
+    pd_tubes_config_t cfg = {.node = c->node, .n = (uint32_t) st->n,
                              .names = (const char *const *) c->names, .ntubes = c->ntubes,
                              .out = c->out_edges, .nout = c->nout, .in = c->in_edges,
-                             .nin = c->nin, .window = (uint32_t) window,
-                             .window_bytes = window_bytes, .timeout_ms = (int) io_ms,
-                             .curve = curve};
+                             .nin = c->nin, .window = (uint32_t) st->window,
+                             .window_bytes = st->window_bytes, .timeout_ms = (int) st->io_ms,
+                             .curve = st->curve};
     int err;
     char why[512];
-    pd_tubes_t *tubes = pd_tubes_new(ctx, &cfg, addr, &err, why, sizeof why);
-    int rc;
+    pd_tubes_t *tubes = pd_tubes_new(ctx, &cfg, st->addr, &err, why, sizeof why);
     if (!tubes) {
         rc = s_child_fail(c, err, why);
         zmq_ctx_term(ctx);
@@ -734,24 +821,9 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
         fail_code = PD_EPROTO;
         goto fail;
     }
-    for (uint32_t i = 0; i < npeers; i++) {
-        uint32_t two;
-        uint64_t peer;
-        char ep[320], key[41] = "";
-        if (pd_rd_array(&r, &two) || (two != 2 && two != 3) || pd_rd_uint(&r, &peer)
-            || pd_rd_strcpy(&r, ep, sizeof ep) || (two == 3 && pd_rd_strcpy(&r, key, sizeof key))
-            || peer >= n) {
-            failure = "the worker sent a malformed peers list";
-            fail_code = PD_EPROTO;
-            goto fail;
-        }
-        if ((fail_code = pd_tubes_connect(tubes, (uint32_t) peer, ep, key[0] ? key : NULL))
-            != 0) {
-            failure = pd_tubes_error(tubes);
-            goto fail;
-        }
-    }
-    if ((fail_code = pd_tubes_wait_subscribed(tubes, (int) start_ms)) != 0) {
+    if ((fail_code = s_connect_peers(tubes, &r, npeers, st->n, &failure)) != 0)
+        goto fail;
+    if ((fail_code = pd_tubes_wait_subscribed(tubes, (int) run.start_ms)) != 0) {
         failure = pd_tubes_error(tubes);
         goto fail;
     }
@@ -767,41 +839,7 @@ static int s_child_run(s_child_t *c, pd_modcache_t *mc)
             fail_code = PD_ENOMEM;
             goto fail;
         }
-        int (*task_fn)(pd_task_t *) = NULL;
-        if (!module_fn)
-            memcpy(&task_fn, &sym, sizeof task_fn);
-        pd_task_begin(task_ctx, task, arg, alen);
-        pd_task_set_node(task_ctx, (int) c->node, (int) n, tubes);
-        pd_task_set_stop_probe(task_ctx, s_child_stop_probe, c);
-        s_child_gpu(c, task_ctx);
-        uint64_t t0 = ((uint64_t) zclock_usecs());
-        int frc = module_fn ? module_fn->run(task_ctx, &env) : task_fn(task_ctx);
-        uint64_t us = ((uint64_t) zclock_usecs()) - t0;
-        fflush(stdout);
-        const uint8_t *val;
-        size_t vlen;
-        int tcode = pd_task_finish(task_ctx, frc, &val, &vlen);
-        /* A built-in node (an optimiser's island) that failed because the
-           module did not load says so with the module's own code, as a
-           node of the module's function would. */
-        if (tcode == PD_ETASK && env_ctx.find_code)
-            tcode = env_ctx.find_code;
-        s_result_t res = {.ok = tcode == 0, .val = val, .len = vlen, .code = tcode,
-                          .msg = (const char *) val, .us = us};
-        if (tcode == 0) {
-            /* Close first: the XPUB lingers until what this node pushed
-               has left, and BYE tells the neighbours nothing more comes. */
-            pd_tubes_destroy(&tubes);
-            zmq_ctx_term(ctx);
-            ctx = NULL;
-            rc = s_child_result(c, &res);
-        } else {
-            /* Failed: report at once, and leave without BYE, so that the
-               neighbours do not take the silence for a normal end and fail
-               with a sentence of their own first; the broker stops them. */
-            rc = s_child_result(c, &res);
-            pd_tubes_abandon(tubes);
-        }
+        rc = s_child_task(c, &run, task_ctx, &tubes, &ctx);
         pd_task_destroy(&task_ctx);
         goto out;
     }

@@ -422,6 +422,46 @@ static void s_forgive_stall(pd_worker_t *w, int64_t deaf)
         w->last_recv = now;
 }
 
+/* Adds the slot and node pipes to w->items from nitems on (item_slot: the slot's index, or
+ * -1 - the node's); returns the new count. */
+static int s_poll_pipes(pd_worker_t *w, int nitems)
+{
+    for (int k = 0; k < pd_worker_nall(w); k++) {
+        int fd = pd_worker_slot(w, k) ? pd_slot_fd(pd_worker_slot(w, k)) : -1;
+        if (fd < 0)
+            continue;
+        w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
+        w->item_slot[nitems] = k;
+        nitems++;
+    }
+    for (int i = 0; i < w->nnodes; i++) {
+        int fd = pd_nodeproc_fd(w->nodes[i]);
+        if (fd < 0)
+            continue;
+        w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
+        w->item_slot[nitems] = -1 - i;
+        nitems++;
+    }
+    return nitems;
+}
+
+/* Reads the slot and node pipes that polled readable, items nfixed to nitems. */
+static void s_on_pipes(pd_worker_t *w, int nfixed, int nitems)
+{
+    for (int i = nfixed; i < nitems; i++) {
+        if (!(w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            continue;
+        int k = w->item_slot[i];
+        if (k >= 0) {
+            pd_slot_on_readable(pd_worker_slot(w, k));
+            continue;
+        }
+        k = -1 - k;
+        if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == (int) w->items[i].fd)
+            pd_nodeproc_on_readable(w->nodes[k]);
+    }
+}
+
 /* The loop is written out over zmq_poll rather than CZMQ's zloop (which the
    house uses where it fits, issue 17), because this loop needs four things
    zloop does not give:
@@ -475,22 +515,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         int ibg = nitems;
         w->items[nitems++] = (zmq_pollitem_t){.socket = pd_bg_socket(w->bg), .events = ZMQ_POLLIN};
         int nfixed = nitems;
-        for (int k = 0; k < pd_worker_nall(w); k++) {
-            int fd = pd_worker_slot(w, k) ? pd_slot_fd(pd_worker_slot(w, k)) : -1;
-            if (fd < 0)
-                continue;
-            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
-            w->item_slot[nitems] = k;
-            nitems++;
-        }
-        for (int i = 0; i < w->nnodes; i++) {
-            int fd = pd_nodeproc_fd(w->nodes[i]);
-            if (fd < 0)
-                continue;
-            w->items[nitems] = (zmq_pollitem_t){.socket = NULL, .fd = fd, .events = ZMQ_POLLIN};
-            w->item_slot[nitems] = -1 - i;
-            nitems++;
-        }
+        nitems = s_poll_pipes(w, nitems);
         int64_t polled = pd_slot_now_ms(), timeout = s_poll_timeout(w, now);
         int n = zmq_poll(w->items, nitems, (long) timeout);
         int64_t back = pd_slot_now_ms(), in_poll = back - polled;
@@ -522,18 +547,7 @@ int pd_worker_run(pd_worker_t *w, volatile sig_atomic_t *stop)
         /* Slot and node pipes before control requests: a request may retire
            slots. Messages above may have removed nodes (node_abort): a node's
            entry is checked against the current list before use. */
-        for (int i = nfixed; i < nitems; i++) {
-            if (!(w->items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-                continue;
-            int k = w->item_slot[i];
-            if (k >= 0) {
-                pd_slot_on_readable(pd_worker_slot(w, k));
-                continue;
-            }
-            k = -1 - k;
-            if (k < w->nnodes && pd_nodeproc_fd(w->nodes[k]) == (int) w->items[i].fd)
-                pd_nodeproc_on_readable(w->nodes[k]);
-        }
+        s_on_pipes(w, nfixed, nitems);
         pd_worker_reap_nodes(w);
         if (ictl >= 0 && (w->items[ictl].revents & ZMQ_POLLIN))
             pd_worker_on_ctl(w);

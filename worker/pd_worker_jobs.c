@@ -437,6 +437,91 @@ void pd_worker_on_mod(pd_worker_t *w, const pd_msg_t *m)
 
 #define S_RUN_CLIENTS 256 /* client keys of one `run` read at most */
 
+/* A job's fields after [id, attempt, mod, fn, timeout_ms, arg] (k in all). */
+typedef struct {
+    char shared[80];         /* the shared data's hash, "" without */
+    char cu[80];             /* a GPU job's CUDA module, "" without */
+    char client[PD_KEY_TXT]; /* the submitter's key, "" without */
+    bool gpu;                /* a GPU job */
+    pd_limits_t req;         /* what it asks to take */
+} s_job_tail_t;
+
+/* Reads job i's fields after the first six into *t, skipping any newer ones; -1, logged,
+ * when they are malformed. cptr, clen: the chunk's nclients client keys. */
+static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const *cptr,
+                           const uint32_t *clen, uint32_t nclients, s_job_tail_t *t)
+{
+    *t = (s_job_tail_t){.gpu = false};
+    /* Then shared (a hash, or nil), the submitter (an index into
+       `clients`; anything else counts as a job without a key), then for
+       a GPU job gpu (bool) and cu (a hash or nil). */
+    uint32_t used = 6;
+    if (k >= 7) {
+        if (pd_rd_peek(r) == PD_MP_STR ? pd_rd_strcpy(r, t->shared, sizeof t->shared) != 0
+                                        : pd_rd_skip(r, NULL, NULL) != 0) {
+            pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
+                        "ignoring the rest", i);
+            return -1;
+        }
+        used = 7;
+    }
+    if (k >= 8) {
+        uint64_t ci;
+        if (pd_rd_peek(r) == PD_MP_UINT && pd_rd_uint(r, &ci) == 0) {
+            if (ci < nclients && clen[ci] < sizeof t->client) {
+                memcpy(t->client, cptr[ci], clen[ci]);
+                t->client[clen[ci]] = 0;
+            }
+        } else if (pd_rd_skip(r, NULL, NULL)) {
+            pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
+            return -1;
+        }
+        used = 8;
+    }
+    if (k >= 10) {
+        if (pd_rd_bool(r, &t->gpu) || (pd_rd_peek(r) == PD_MP_NIL
+                                         ? pd_rd_nil(r)
+                                         : pd_rd_strcpy(r, t->cu, sizeof t->cu))) {
+            pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash "
+                        "or nil]; ignoring the rest", i);
+            return -1;
+        }
+        used = 10;
+    }
+    /* Then what the job asks to take: {memory, cpu_time, max_output}. */
+    if (k >= 11) {
+        if (pd_limits_read(r, &t->req)) {
+            pd_log_warn("broker sent a bad 'run': job %u's limits are not a map of "
+                        "numbers; ignoring the rest", i);
+            return -1;
+        }
+        used = 11;
+    }
+    for (uint32_t extra = used; extra < k; extra++)
+        pd_rd_skip(r, NULL, NULL); /* forward compatibility */
+    return 0;
+}
+
+/* Reads the `run`'s client keys (at most S_RUN_CLIENTS) into cptr, clen; their count, or -1,
+ * logged, when one is not a string. */
+static int s_read_clients(const pd_m_run_t *run, const char **cptr, uint32_t *clen)
+{
+    int nclients = 0;
+    if (run->has_clients) {
+        pd_rd_t cr;
+        uint32_t nc;
+        pd_rd_init(&cr, run->clients.p, run->clients.len);
+        pd_rd_array(&cr, &nc); /* an array: checked by the decoder */
+        for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
+            if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
+                pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
+                return -1;
+            }
+        }
+    }
+    return nclients;
+}
+
 void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
 {
     pd_m_run_t run;
@@ -450,19 +535,9 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
        brokers and without CurveZMQ. */
     const char *cptr[S_RUN_CLIENTS]; /* in the frame, not NUL-terminated */
     uint32_t clen[S_RUN_CLIENTS];
-    uint32_t nclients = 0;
-    if (run.has_clients) {
-        pd_rd_t cr;
-        uint32_t nc;
-        pd_rd_init(&cr, run.clients.p, run.clients.len);
-        pd_rd_array(&cr, &nc); /* an array: checked by the decoder */
-        for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
-            if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
-                pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
-                return;
-            }
-        }
-    }
+    int nclients = s_read_clients(&run, cptr, clen);
+    if (nclients < 0)
+        return;
     pd_rd_init(&r, run.jobs.p, run.jobs.len);
     pd_rd_array(&r, &n);
     for (uint32_t i = 0; i < n; i++) {
@@ -480,79 +555,31 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
                         "timeout_ms, arg, client]; ignoring the rest", i);
             return;
         }
-        /* Then shared (a hash, or nil), the submitter (an index into
-           `clients`; anything else counts as a job without a key), then for
-           a GPU job gpu (bool) and cu (a hash or nil). */
-        char shared[80] = "", cu[80] = "";
-        char client[PD_KEY_TXT] = "";
-        bool gpu = false;
-        uint32_t used = 6;
-        if (k >= 7) {
-            if (pd_rd_peek(&r) == PD_MP_STR ? pd_rd_strcpy(&r, shared, sizeof shared) != 0
-                                            : pd_rd_skip(&r, NULL, NULL) != 0) {
-                pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
-                            "ignoring the rest", i);
-                return;
-            }
-            used = 7;
-        }
-        if (k >= 8) {
-            uint64_t ci;
-            if (pd_rd_peek(&r) == PD_MP_UINT && pd_rd_uint(&r, &ci) == 0) {
-                if (ci < nclients && clen[ci] < sizeof client) {
-                    memcpy(client, cptr[ci], clen[ci]);
-                    client[clen[ci]] = 0;
-                }
-            } else if (pd_rd_skip(&r, NULL, NULL)) {
-                pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
-                return;
-            }
-            used = 8;
-        }
-        if (k >= 10) {
-            if (pd_rd_bool(&r, &gpu) || (pd_rd_peek(&r) == PD_MP_NIL
-                                             ? pd_rd_nil(&r)
-                                             : pd_rd_strcpy(&r, cu, sizeof cu))) {
-                pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash "
-                            "or nil]; ignoring the rest", i);
-                return;
-            }
-            used = 10;
-        }
-        /* Then what the job asks to take: {memory, cpu_time, max_output}. */
-        pd_limits_t req = {0};
-        if (k >= 11) {
-            if (pd_limits_read(&r, &req)) {
-                pd_log_warn("broker sent a bad 'run': job %u's limits are not a map of "
-                            "numbers; ignoring the rest", i);
-                return;
-            }
-            used = 11;
-        }
-        for (uint32_t extra = used; extra < k; extra++)
-            pd_rd_skip(&r, NULL, NULL); /* forward compatibility */
+        s_job_tail_t t;
+        if (s_read_job_tail(&r, k, i, cptr, clen, (uint32_t) nclients, &t))
+            return;
         const pd_worker_mod_t *mm, *cm;
         char msg[800], what[48];
         snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
-        int code = pd_worker_code_check(w, client, mod, cu, what, &mm, &cm, msg, sizeof msg);
+        int code = pd_worker_code_check(w, t.client, mod, t.cu, what, &mm, &cm, msg, sizeof msg);
         if (code) {
             s_fail_job(w, id, attempt, code, msg);
             continue;
         }
-        if (gpu && w->ngpu == 0) {
+        if (t.gpu && w->ngpu == 0) {
             snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU "
                      "job", w->host);
             s_fail_job(w, id, attempt, PD_ENOGPU, msg);
             continue;
         }
         char misfit[160];
-        if (!pd_limits_fit(&req, &w->job_max, misfit, sizeof misfit)) {
+        if (!pd_limits_fit(&t.req, &w->job_max, misfit, sizeof misfit)) {
             snprintf(msg, sizeof msg, "the job asks for %s on worker %s (its owner's "
                      "[worker] max_* settings); ask for less", misfit, w->host);
             s_fail_job(w, id, attempt, PD_ELIMIT, msg);
             continue;
         }
-        pd_worker_queue_t *q = &w->q[gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
+        pd_worker_queue_t *q = &w->q[t.gpu ? PD_WORKER_Q_GPU : PD_WORKER_Q_CPU];
         if (fnlen == 0 || fnlen >= sizeof ((pd_job_t *) 0)->fn) {
             snprintf(msg, sizeof msg, "module %s has no function '%.*s' (check the name passed "
                      "to map)", mm->name, (int) (fnlen > 64 ? 64 : fnlen), fn);
@@ -561,7 +588,7 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
         }
         if (q->len >= q->max) {
             snprintf(msg, sizeof msg, "worker %s holds %zu queued %s jobs, more than the "
-                     "broker's credit allows; job refused", w->host, q->len, gpu ? "GPU" : "CPU");
+                     "broker's credit allows; job refused", w->host, q->len, t.gpu ? "GPU" : "CPU");
             s_fail_job(w, id, attempt, PD_EOVERLOAD, msg);
             continue;
         }
@@ -579,9 +606,9 @@ void pd_worker_on_run(pd_worker_t *w, const pd_msg_t *m)
         memcpy(job->name, mm->name, sizeof job->name);
         memcpy(job->fn, fn, fnlen);
         job->fn[fnlen] = 0;
-        snprintf(job->shared, sizeof job->shared, "%s", shared);
-        job->gpu = gpu;
-        job->limits = pd_limits_apply(&req, &w->job_default);
+        snprintf(job->shared, sizeof job->shared, "%.*s", (int) sizeof job->shared - 1, t.shared);
+        job->gpu = t.gpu;
+        job->limits = pd_limits_apply(&t.req, &w->job_default);
         if (cm) {
             memcpy(job->cu, cm->hash, sizeof job->cu);
             memcpy(job->cu_name, cm->name, sizeof job->cu_name);

@@ -98,6 +98,36 @@ static void s_node_remove(pd_worker_t *w, int i)
     w->nodes[w->nnodes] = NULL;
 }
 
+/* A GPU node goes to the GPU with the fewest nodes (*on_gpu; -1 for a CPU node); CPU nodes
+ * count against the CPU slots. 0, or PD_ENOGPU / PD_EOVERLOAD with msg saying why. */
+static int s_pick_slot(pd_worker_t *w, bool gpu, int *on_gpu, char *msg, size_t cap)
+{
+    int cpu_nodes = 0, per_gpu[PD_GPU_MAX] = {0};
+    for (int i = 0; i < w->nnodes; i++) {
+        int g = pd_nodeproc_gpu(w->nodes[i]);
+        if (g >= 0 && g < PD_GPU_MAX)
+            per_gpu[g]++;
+        else
+            cpu_nodes++;
+    }
+    int gpus = pd_worker_gpus_up(w);
+    for (int g = 0; gpu && g < gpus && g < PD_GPU_MAX; g++)
+        if (*on_gpu < 0 || per_gpu[g] < per_gpu[*on_gpu])
+            *on_gpu = g;
+    if (gpu && *on_gpu < 0) {
+        snprintf(msg, cap, "worker %s has no GPU slot, yet the broker sent it a GPU node",
+                 w->host);
+        return PD_ENOGPU;
+    }
+    if (w->nnodes >= w->capslots + PD_GPU_MAX ||
+        (gpu ? per_gpu[*on_gpu] > 0 : cpu_nodes >= w->cpus || cpu_nodes >= w->capslots)) {
+        snprintf(msg, cap, "worker %s already runs %d nodes on its %d %s slots", w->host,
+                 gpu ? per_gpu[*on_gpu] : cpu_nodes, gpu ? gpus : w->cpus, gpu ? "GPU" : "CPU");
+        return PD_EOVERLOAD;
+    }
+    return 0;
+}
+
 void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
 {
     pd_m_node_start_t ns;
@@ -128,31 +158,10 @@ void pd_worker_on_node_start(pd_worker_t *w, const pd_msg_t *m)
                     (unsigned long long) task, (unsigned long long) node);
         return;
     }
-    /* A GPU node goes to the GPU with the fewest nodes; CPU nodes count
-       against the CPU slots. */
-    int on_gpu = -1, cpu_nodes = 0, per_gpu[PD_GPU_MAX] = {0};
-    for (int i = 0; i < w->nnodes; i++) {
-        int g = pd_nodeproc_gpu(w->nodes[i]);
-        if (g >= 0 && g < PD_GPU_MAX)
-            per_gpu[g]++;
-        else
-            cpu_nodes++;
-    }
-    int gpus = pd_worker_gpus_up(w);
-    for (int g = 0; gpu && g < gpus && g < PD_GPU_MAX; g++)
-        if (on_gpu < 0 || per_gpu[g] < per_gpu[on_gpu])
-            on_gpu = g;
-    if (gpu && on_gpu < 0) {
-        snprintf(msg, sizeof msg, "worker %s has no GPU slot, yet the broker sent it a GPU node",
-                 w->host);
-        s_fail_node(w, task, node, attempt, PD_ENOGPU, msg);
-        return;
-    }
-    if (w->nnodes >= w->capslots + PD_GPU_MAX ||
-        (gpu ? per_gpu[on_gpu] > 0 : cpu_nodes >= w->cpus || cpu_nodes >= w->capslots)) {
-        snprintf(msg, sizeof msg, "worker %s already runs %d nodes on its %d %s slots", w->host,
-                 gpu ? per_gpu[on_gpu] : cpu_nodes, gpu ? gpus : w->cpus, gpu ? "GPU" : "CPU");
-        s_fail_node(w, task, node, attempt, PD_EOVERLOAD, msg);
+    int on_gpu = -1;
+    code = s_pick_slot(w, gpu, &on_gpu, msg, sizeof msg);
+    if (code) {
+        s_fail_node(w, task, node, attempt, code, msg);
         return;
     }
     /* The node's `start`: the broker's fields, the module's kind and name,
