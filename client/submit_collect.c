@@ -7,11 +7,12 @@
 #include "submit.h"
 #include "pd_plat.h"
 
+#include <czmq.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define S_QUERY_IDS 262144 /* pending ids a collect request looks at, at most */
 #define S_RELEASE_BATCH 4096
@@ -235,7 +236,7 @@ static void s_collect_in_order(s_collect_t *k)
 
 /* How long the next fetch may wait, given the time-out and Ctrl-C. */
 static int s_collect_wait(const s_collect_t *k, int timeout_ms, bool interruptible,
-                          const struct timespec *t0)
+                          int64_t t0)
 {
     int wait = k->bar ? 500 : 5000;
     if (interruptible && wait > S_INTERRUPT_POLL_MS)
@@ -243,9 +244,7 @@ static int s_collect_wait(const s_collect_t *k, int timeout_ms, bool interruptib
     if (k->stopping)
         wait = 0; /* what ended is in, or is cancelled */
     if (timeout_ms >= 0) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long long spent = (t.tv_sec - t0->tv_sec) * 1000LL + (t.tv_nsec - t0->tv_nsec) / 1000000;
+        int64_t spent = zclock_mono() - t0;
         if (spent >= timeout_ms && wait > 0)
             wait = 0;
         else if (timeout_ms - spent < wait)
@@ -298,8 +297,7 @@ static void s_collect_stopped(s_collect_t *k)
    an error comes. Returns 0 or a PD_E* code after printing why. */
 static int s_collect_loop(s_collect_t *k, int timeout_ms, bool interruptible)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = zclock_mono();
     while (k->pend.live > 0) {
         /* Ctrl-C: the first cancels the jobs not done, prints what ended
            and stops; the second (the default action is back by then)
@@ -309,7 +307,7 @@ static int s_collect_loop(s_collect_t *k, int timeout_ms, bool interruptible)
             k->aborted = true;
             return PD_ENOMEM;
         }
-        int wait = s_collect_wait(k, timeout_ms, interruptible, &t0);
+        int wait = s_collect_wait(k, timeout_ms, interruptible, t0);
         size_t nq = 0;
         for (size_t i = k->pend.head; i < k->pend.n && nq < S_QUERY_IDS; i++)
             if (k->pend.ids[i])
