@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A string borrowed from a frame (not NUL-terminated) or, when writing, from
    the caller. pd_str_of() makes one from a C string (NULL: ""). */
@@ -56,10 +57,8 @@ typedef struct {
 
 static inline pd_str_t pd_str_of(const char *s)
 {
-    pd_str_t v = {s ? s : "", 0};
-    while (v.p[v.len])
-        v.len++;
-    return v;
+    const char *p = s ? s : "";
+    return (pd_str_t){p, (uint32_t) strlen(p)};
 }
 
 /* Copies a pd_str_t into dst (cap bytes with the NUL), cut when longer. */
