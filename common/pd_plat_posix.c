@@ -559,6 +559,117 @@ static void s_sink_read(s_sink_t *s)
     }
 }
 
+/* The child of pd_plat_run, between fork and exec: only async-signal-safe
+   calls, since callers may have threads. Never returns. */
+_Noreturn static void s_run_child(char *const argv[], const char *cwd, pid_t parent,
+                                  const int in[2], const int po[2], const int pe[2])
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    if (dup2(in[0], 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
+        _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    const char *a = "cannot run ", *what = argv[0], *b = ": ", *c;
+    if (cwd && chdir(cwd) != 0) {
+        a = "cannot enter ";
+        what = cwd;
+    } else {
+        execvp(argv[0], argv);
+    }
+    c = strerror(errno);
+    if (write(2, a, strlen(a)) < 0 || write(2, what, strlen(what)) < 0 ||
+        write(2, b, strlen(b)) < 0 || write(2, c, strlen(c)) < 0)
+        _exit(127);
+    _exit(127);
+}
+
+/* Feeds the child's input and drains its two outputs until both close or
+   the deadline passes; closes every pipe end it was given. True when the
+   deadline passed first. */
+static bool s_run_pump(int in_fd, const char *inp, size_t inlen, s_sink_t sinks[2],
+                       int64_t deadline)
+{
+    size_t sent = 0;
+    if (!inp || inlen == 0) {
+        close(in_fd);
+        in_fd = -1;
+    } else {
+        fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
+    }
+    for (int i = 0; i < 2; i++)
+        fcntl(sinks[i].fd, F_SETFL, fcntl(sinks[i].fd, F_GETFL) | O_NONBLOCK);
+    bool timed_out = false;
+    while (sinks[0].fd >= 0 || sinks[1].fd >= 0) {
+        struct pollfd p[3];
+        int np = 0, isink[3] = {-1, -1, -1};
+        for (int i = 0; i < 2; i++)
+            if (sinks[i].fd >= 0) {
+                isink[np] = i;
+                p[np++] = (struct pollfd){.fd = sinks[i].fd, .events = POLLIN};
+            }
+        if (in_fd >= 0)
+            p[np++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
+        int64_t left = deadline - zclock_mono();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        int rc = poll(p, (nfds_t) np, left > INT32_MAX ? -1 : (int) left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            break;
+        for (int i = 0; i < np; i++) {
+            if (!p[i].revents)
+                continue;
+            if (isink[i] >= 0) {
+                s_sink_read(&sinks[isink[i]]);
+                continue;
+            }
+            ssize_t w = write(in_fd, inp + sent, inlen - sent);
+            if (w > 0)
+                sent += (size_t) w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
+                close(in_fd);
+                in_fd = -1;
+            }
+        }
+    }
+    if (in_fd >= 0)
+        close(in_fd);
+    for (int i = 0; i < 2; i++)
+        if (sinks[i].fd >= 0)
+            close(sinks[i].fd);
+    return timed_out;
+}
+
+/* Waits for the child of pd_plat_run: its status, or PD_ETIMEDOUT after
+   killing it once the deadline passed (its output may close before it
+   exits). */
+static int s_run_reap(pid_t pid, bool timed_out, int64_t deadline)
+{
+    int status = 0;
+    for (;;) {
+        pid_t r = timed_out ? 0 : waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR)
+            return pd_sys_error();
+        if (timed_out || zclock_mono() >= deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            return PD_ETIMEDOUT;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_capture_t *cap,
                 int timeout_ms)
 {
@@ -578,35 +689,9 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
         return pd_sys_error();
     }
     pid_t parent = getpid();
-    const char *cwd = cap->cwd;
     pid_t pid = fork();
-    if (pid == 0) {
-        /* Only async-signal-safe calls until exec: callers may have threads. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (dup2(in[0], 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        const char *a = "cannot run ", *b = ": ", *c;
-        if (cwd && chdir(cwd) != 0) {
-            a = "cannot enter ";
-            c = strerror(errno);
-            if (write(2, a, strlen(a)) < 0 || write(2, cwd, strlen(cwd)) < 0 ||
-                write(2, b, strlen(b)) < 0 || write(2, c, strlen(c)) < 0)
-                _exit(127);
-            _exit(127);
-        }
-        execvp(argv[0], argv);
-        c = strerror(errno);
-        if (write(2, a, strlen(a)) < 0 || write(2, argv[0], strlen(argv[0])) < 0 ||
-            write(2, b, strlen(b)) < 0 || write(2, c, strlen(c)) < 0)
-            _exit(127);
-        _exit(127);
-    }
+    if (pid == 0)
+        s_run_child(argv, cap->cwd, parent, in, po, pe);
     close(in[0]);
     close(po[1]);
     close(pe[1]);
@@ -622,81 +707,15 @@ int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_cap
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
-    const char *inp = input;
-    size_t sent = 0;
-    if (!input || inlen == 0) {
-        close(in[1]);
-        in[1] = -1;
-    }
     s_sink_t sinks[2] = {{po[0], cap->out, cap->outcap, &cap->outlen, &cap->trunc, &cap->outdrop},
                          {pe[0], cap->err, cap->errcap, &cap->errlen, &cap->trunc, &cap->errdrop}};
-    for (int i = 0; i < 2; i++)
-        fcntl(sinks[i].fd, F_SETFL, fcntl(sinks[i].fd, F_GETFL) | O_NONBLOCK);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
-    bool timed_out = false;
-    while (sinks[0].fd >= 0 || sinks[1].fd >= 0) {
-        struct pollfd p[3];
-        int np = 0, isink[3] = {-1, -1, -1};
-        for (int i = 0; i < 2; i++)
-            if (sinks[i].fd >= 0) {
-                isink[np] = i;
-                p[np++] = (struct pollfd){.fd = sinks[i].fd, .events = POLLIN};
-            }
-        if (in[1] >= 0)
-            p[np++] = (struct pollfd){.fd = in[1], .events = POLLOUT};
-        int64_t left = deadline - zclock_mono();
-        if (left <= 0) {
-            timed_out = true;
-            break;
-        }
-        int rc = poll(p, (nfds_t) np, left > INT32_MAX ? -1 : (int) left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0)
-            break;
-        for (int i = 0; i < np; i++) {
-            if (!p[i].revents)
-                continue;
-            if (isink[i] >= 0) {
-                s_sink_read(&sinks[isink[i]]);
-                continue;
-            }
-            ssize_t w = write(in[1], inp + sent, inlen - sent);
-            if (w > 0)
-                sent += (size_t) w;
-            if ((w < 0 && errno != EAGAIN && errno != EINTR) || sent == inlen) {
-                close(in[1]);
-                in[1] = -1;
-            }
-        }
-    }
-    if (in[1] >= 0)
-        close(in[1]);
-    for (int i = 0; i < 2; i++)
-        if (sinks[i].fd >= 0)
-            close(sinks[i].fd);
+    bool timed_out = s_run_pump(in[1], input, inlen, sinks, deadline);
     struct timespec zero = {0, 0};
     while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
         ;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    /* Its output is closed; it may still be running until the deadline. */
-    int status = 0;
-    for (;;) {
-        pid_t r = timed_out ? 0 : waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return status;
-        if (r < 0 && errno != EINTR)
-            return pd_sys_error();
-        if (timed_out || zclock_mono() >= deadline) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-            return PD_ETIMEDOUT;
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    return s_run_reap(pid, timed_out, deadline);
 }
 
 void pd_plat_shell_argv(const char *cmd, char *argv[6])

@@ -1295,6 +1295,10 @@ static wchar_t *app_name(const char *exe)
     return x;
 }
 
+/* One function (about 140 lines) on purpose: a dozen handles, a socket pair,
+   the job object and the relay thread change owner at fixed points, and the
+   three cleanup labels at the end each know exactly which of them are still
+   ours. Split, each piece would have to hand back that ownership state. */
 int pd_plat_spawn(const char *exe, char *const argv[], const char *env_assign, int *to_child,
                   int *from_child)
 {
@@ -2017,6 +2021,11 @@ static void run_fail_reason(pd_plat_capture_t *cap, const char *what, DWORD e)
     cap->errlen = n < 0 ? 0 : (size_t)n >= cap->errcap ? cap->errcap - 1 : (size_t)n;
 }
 
+/* One function (about 200 lines) on purpose, as pd_plat_spawn: pipes, the
+   reader and writer threads (reference-counted, since a reader may outlive
+   us when a leftover process holds its pipe), the job object and the process
+   change owner at fixed points, and the two cleanup labels release exactly
+   what is still ours on every path. */
 int pd_plat_run(char *const argv[], const void *input, size_t inlen, pd_plat_capture_t *cap,
                 int timeout_ms)
 {

@@ -3,6 +3,7 @@
     output, bounded, without deadlocking on large outputs, and kills them at
     their time-out; pd_proc_find looks for Playdoh's programs. */
 #include "pd_error.h"
+#include "pd_plat.h"
 #include "pd_proc.h"
 
 #include <criterion/criterion.h>
@@ -109,4 +110,29 @@ Test(proc, find_looks_at_its_variable_then_path_and_says_where_it_looked)
     cr_assert_eq(unlink(prog), 0);
     cr_assert_eq(unlink(other), 0);
     cr_assert_eq(rmdir(dir), 0);
+}
+
+/* pd_plat_run below pd_proc_capture: a program that cannot be run, or a
+   working directory that cannot be entered, exits 127 with the reason in
+   the error capture; a working directory that can is the child's. */
+Test(proc, run_says_why_a_program_or_its_directory_cannot_be_used)
+{
+    char out[256], err[256];
+    pd_plat_capture_t cap = {.out = out, .outcap = sizeof out, .err = err, .errcap = sizeof err};
+    char *missing[] = {"playdoh-no-such-program", NULL};
+    int st = pd_plat_run(missing, NULL, 0, &cap, 10000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 127, "status %d", st);
+    cr_expect(strstr(err, "cannot run playdoh-no-such-program: ") != NULL, "%s", err);
+
+    char *pwd[] = {"pwd", NULL};
+    cap.cwd = "/nonexistent-playdoh-dir";
+    st = pd_plat_run(pwd, NULL, 0, &cap, 10000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 127, "status %d", st);
+    cr_expect(strstr(err, "cannot enter /nonexistent-playdoh-dir: ") != NULL, "%s", err);
+
+    cap.cwd = "/";
+    st = pd_plat_run(pwd, NULL, 0, &cap, 10000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    cr_expect_str_eq(out, "/\n");
+    cr_expect_eq(cap.errlen, 0);
 }
