@@ -38,12 +38,15 @@ bool pd_broker_is_worker_type(const pd_msg_t *m)
            pd_msg_is(m, "node_progress");
 }
 
-static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const char *type)
+/* Sends a message without fields (reset) or with none set (the broker's
+   hb): the struct m, zeroed, of d's type. */
+static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const pd_proto_msg_t *d,
+                         const void *m)
 {
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, type, 0);
+    pd_proto_encode(&pk, d, m);
     int rc = pd_broker_send(b, rid, ridlen, pd_broker_aux(b)->data, pd_broker_aux(b)->len);
     pd_buf_reset(pd_broker_aux(b));
     return rc;
@@ -663,7 +666,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         /* Declared dead, or the broker restarted: the worker must drop its
            jobs and register again. A leaving worker needs no answer. */
         if (!pd_msg_is(m, "bye"))
-            s_send_simple(b, o->rid, o->ridlen, "reset");
+            s_send_simple(b, o->rid, o->ridlen, &pd_proto_reset, &(pd_m_reset_t){0});
         return 0;
     }
     if (strcmp(wk->key, o->key ? o->key : "") != 0) {
@@ -736,10 +739,9 @@ static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "shr", 2);
-    pd_pack_kv_str(&pk, "hash", sb->hash);
-    pd_pack_cstr(&pk, "data");
-    msgpack_pack_bin(&pk, sb->len);
+    pd_m_shr_t r = {.data = {NULL, (uint32_t) sb->len}};
+    snprintf(r.hash, sizeof r.hash, "%s", sb->hash);
+    pd_proto_encode_head(&pk, &pd_proto_shr, &r); /* the bytes follow, uncopied */
     pd_buf_t *aux = pd_broker_aux(b);
     int rc = aux->failed ? PD_ENOMEM
                          : pd_broker_send2(b, wk->rid, wk->ridlen, aux->data, aux->len, sb->data,
@@ -1009,7 +1011,7 @@ void pd_broker_tick_workers(pd_broker_t *b)
             continue;
         }
         if (pd_broker_now_ms(b) - wk->last_send >= (int64_t) pd_broker_cfg(b)->hb_ms &&
-            s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
+            s_send_simple(b, wk->rid, wk->ridlen, &pd_proto_hb, &(pd_m_hb_t){0}) == 0)
             wk->last_send = pd_broker_now_ms(b);
     }
 }
