@@ -46,16 +46,6 @@ static int s_ranges(const pd_msg_t *m, const pd_raw_t *ids, pd_origin_t *o, pd_r
     return rc;
 }
 
-/* Decodes a request whose fields are PD_F_IDS (status, cancel, release:
-   one struct layout) and parses its ranges into rg. */
-static int s_ids_request(const pd_msg_t *m, const pd_proto_msg_t *d, pd_origin_t *o,
-                         pd_ranges_t *rg)
-{
-    pd_m_status_t q;
-    int rc = pd_proto_decode(m, d, &q);
-    return rc ? s_why(m, o, rc) : s_ranges(m, &q.ids, o, rg);
-}
-
 /* ---- owners ------------------------------------------------------------ */
 
 int pd_broker_check_owner_of(pd_origin_t *o, const char *owner, const char *what,
@@ -708,6 +698,27 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* The id ranges of a decoded request into rg, every id the requester's
+   (pd_broker_check_owner: `act` for the refusal); rg is freed on refusal. */
+static int s_owned_ranges(pd_broker_t *b, const pd_msg_t *m, const pd_raw_t *ids,
+                          pd_origin_t *o, const char *act, pd_ranges_t *rg)
+{
+    int rc = s_ranges(m, ids, o, rg);
+    if (rc == 0 && (rc = pd_broker_check_owner(b, o, rg, m->type, act)) != 0)
+        pd_ranges_free(rg);
+    return rc;
+}
+
+/* Decodes a request whose fields are PD_F_IDS (status, cancel, release:
+   one struct layout) and takes its ranges as s_owned_ranges does. */
+static int s_ids_request(pd_broker_t *b, const pd_msg_t *m, const pd_proto_msg_t *d,
+                         pd_origin_t *o, const char *act, pd_ranges_t *rg)
+{
+    pd_m_status_t q;
+    int rc = pd_proto_decode(m, d, &q);
+    return rc ? s_why(m, o, rc) : s_owned_ranges(b, m, &q.ids, o, act, rg);
+}
+
 /* ---- status ------------------------------------------------------------ */
 
 /* Writes the state of every id of rg, in order, into st (rg.total bytes):
@@ -725,13 +736,9 @@ static size_t s_states(pd_broker_t *b, const pd_ranges_t *rg, uint8_t *st)
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ids_request(m, &pd_proto_status, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_status, o, "see its state", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "status", "see its state")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint8_t *st = malloc(rg.total ? rg.total : 1);
     if (!st) {
         pd_ranges_free(&rg);
@@ -855,13 +862,8 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (wait_ms > 86400000)
         wait_ms = 86400000;
     pd_ranges_t rg;
-    rc = s_ranges(m, &q.ids, o, &rg);
-    if (rc)
+    if ((rc = s_owned_ranges(b, m, &q.ids, o, "fetch its result", &rg)) != 0)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "fetch", "fetch its result")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint8_t *st = states ? malloc(rg.total ? rg.total : 1) : NULL;
     if (states && !st) {
         pd_ranges_free(&rg);
@@ -1034,13 +1036,9 @@ uint64_t pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n)
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ids_request(m, &pd_proto_cancel, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_cancel, o, "cancel it", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "cancel", "cancel it")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
@@ -1080,13 +1078,9 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ids_request(m, &pd_proto_release, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_release, o, "release it", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "release", "release it")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)

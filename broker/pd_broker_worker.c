@@ -149,18 +149,13 @@ static int s_read_gpu_info(const pd_m_ready_t *q, pd_origin_t *o, pd_gpu_desc_t 
     return 0;
 }
 
-/* The state a worker reports in `ready` and `hb` (all optional). */
-
 /* Applies the optional state fields of a decoded hb (or of a ready, copied
    into one); the fields absent keep what st holds. */
 static void s_apply_state(pd_wrec_state_t *st, const pd_m_hb_t *h)
 {
-    if (h->has_busy)
-        st->busy = h->busy;
-    if (h->has_queued)
-        st->queued = h->queued;
-    if (h->has_load)
-        st->load = h->load;
+    st->busy = h->has_busy ? h->busy : st->busy;
+    st->queued = h->has_queued ? h->queued : st->queued;
+    st->load = h->has_load ? h->load : st->load;
     if (h->has_owner)
         snprintf(st->owner, sizeof st->owner, "%s", h->owner);
 }
