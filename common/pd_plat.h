@@ -163,6 +163,11 @@ const char *pd_plat_module_implib(void);
 /* The C compiler that compiles task modules unless PLAYDOH_CC names
    another: "cc" on POSIX, "gcc" (MinGW-w64, on PATH) on Windows. */
 const char *pd_plat_default_cc(void);
+/* The file a program name runs, as pd_plat_run() finds it: a name with a
+   directory in it as it is (on Windows with ".exe" added where needed), a
+   bare name searched in PATH. 0 with its path in out, or PD_EIO when no
+   such program is there. */
+int pd_plat_which(const char *name, char *out, size_t cap);
 
 /* ---- children ----------------------------------------------------------- */
 

@@ -301,6 +301,29 @@ const char *const *pd_plat_nvrtc_names(void)
 const char *pd_plat_module_implib(void) { return NULL; }
 const char *pd_plat_default_cc(void) { return "cc"; }
 
+int pd_plat_which(const char *name, char *out, size_t cap)
+{
+    struct stat st;
+    if (strchr(name, '/')) {
+        snprintf(out, cap, "%s", name);
+        return stat(out, &st) == 0 && S_ISREG(st.st_mode) ? 0 : PD_EIO;
+    }
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/local/bin:/usr/bin:/bin"; /* execvp's default */
+    for (const char *p = path;; p++) {
+        const char *end = strchrnul(p, ':');
+        int len = (int) (end - p);
+        if (len > 0 && (size_t) snprintf(out, cap, "%.*s/%s", len, p, name) < cap
+            && stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return 0;
+        if (!*end)
+            break;
+        p = end;
+    }
+    return PD_EIO;
+}
+
 /* ---- children ----------------------------------------------------------- */
 
 /* The environment with `assign` in place of any variable of its name. Built

@@ -2864,6 +2864,17 @@ static void narrow(const wchar_t *w, char *out, size_t cap)
         snprintf(out, cap, "%s", w ? "?" : "");
 }
 
+int pd_plat_which(const char *name, char *out, size_t cap)
+{
+    DWORD err = 0;
+    wchar_t *w = resolve_program(name, NULL, &err);
+    if (!w)
+        return PD_EIO;
+    narrow(w, out, cap);
+    free(w);
+    return 0;
+}
+
 int pd_plat_service_status(const char *name, pd_plat_svc_state_t *state, char *info, size_t cap)
 {
     char why[512];

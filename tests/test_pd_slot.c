@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *s_module_src =
@@ -434,6 +436,78 @@ Test(unit, compile_error_shows_the_compiler_text)
     as_error(&s_res[1], code, msg2, sizeof msg2, &slot);
     cr_expect_str_eq(msg2, msg);
     pd_slot_destroy(&s);
+}
+
+/* Writes an executable compiler wrapper at path that logs each --version
+   probe to log and says it is version `ver`, else runs cc. */
+static void write_cc_wrapper(const char *path, const char *log, const char *ver)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\nif [ \"$1\" = --version ]; then echo probe >> '%s'; "
+               "echo 'wrapcc %s'; exit 0; fi\nexec cc \"$@\"\n", log, ver);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(chmod(path, 0755), 0);
+}
+
+/* Lines in the file at path (0 when it is missing). */
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Compiled copies of the test module in the cache (one per compiler). */
+static int count_builds(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls '%s/so' | grep -c '^%s-.*\\.so$'", s_dir, s_hash);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int n = -1;
+    cr_assert_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* Runs one job of the test module in a fresh slot (a fresh process, which
+   knows nothing of the compiler yet). */
+static void run_square_in_a_new_slot(double x)
+{
+    pd_slot_t *s = new_slot();
+    size_t before = s_nres;
+    send1(s, job_double(before + 1, "square", x, 0));
+    pump(s, before + 1);
+    cr_expect_float_eq(as_double(&s_res[before]), x * x, 1e-12);
+    pd_slot_destroy(&s);
+}
+
+Test(unit, the_compiler_is_probed_once_per_compiler_file)
+{
+    char cc[4200], log[4200];
+    snprintf(cc, sizeof cc, "%s/wrapcc", s_dir);
+    snprintf(log, sizeof log, "%s/probes.log", s_dir);
+    write_cc_wrapper(cc, log, "1.0");
+    setenv("PLAYDOH_CC", cc, 1);
+    run_square_in_a_new_slot(3);
+    cr_expect_eq(count_lines(log), 1, "the first slot asks the compiler");
+    cr_expect_eq(count_builds(), 1);
+    run_square_in_a_new_slot(4);
+    cr_expect_eq(count_lines(log), 1, "a second slot, same compiler file: no probe");
+    cr_expect_eq(count_builds(), 1);
+    /* Another compiler behind the same name: another size and mtime. */
+    write_cc_wrapper(cc, log, "2.0-changed");
+    struct timespec t[2] = {{.tv_nsec = UTIME_NOW}, {.tv_sec = time(NULL) + 5}};
+    cr_assert_eq(utimensat(AT_FDCWD, cc, t, 0), 0);
+    run_square_in_a_new_slot(5);
+    cr_expect_eq(count_lines(log), 2, "a changed compiler is asked again");
+    cr_expect_eq(count_builds(), 2, "and the module is compiled again for it");
+    unsetenv("PLAYDOH_CC");
 }
 
 Test(unit, missing_function_and_module)

@@ -97,7 +97,7 @@ pd_modcache_t *pd_modcache_new(const char *dir, int *err)
     }
     for (int i = 0; i < PD_MODCACHE_MAPS; i++)
         mc->maps[i].fd = -1;
-    static const char *subdirs[] = {"modules", "so", "include", "shared", "ptx"};
+    static const char *subdirs[] = {"modules", "so", "include", "shared", "ptx", "cc"};
     char path[4200];
     for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
@@ -269,25 +269,64 @@ static const char *s_cc(void)
     return cc && *cc ? cc : pd_plat_default_cc();
 }
 
-/* Sets mc->ccid from the first line of `cc --version`; returns 0 or -1 with
-   mc->msg saying why. */
+/* The name of the file that keeps the identity of the compiler s_cc()
+   runs while that program stays the same file: "<dir>/cc/<key>", the key a
+   hash of the name, the resolved path and the file's size, modification
+   time and inode. A changed compiler (an upgrade, another `cc` in PATH, an
+   edited wrapper script) has another key, and is asked again. False when
+   the program cannot be found (the probe then says so). */
+static bool s_ccid_file(pd_modcache_t *mc, char *out, size_t cap)
+{
+    char exe[4200], key[4400 + 96];
+    struct stat st;
+    if (pd_plat_which(s_cc(), exe, sizeof exe) || stat(exe, &st))
+        return false;
+    int n = snprintf(key, sizeof key, "%s%c%s%c%lld %lld %llu %llu", s_cc(), 0, exe, 0,
+                     (long long) st.st_size, (long long) pd_plat_mtime_ns(&st),
+                     (unsigned long long) st.st_ino, (unsigned long long) st.st_dev);
+    char hex[65];
+    s_sha256_hex(key, (size_t) n, hex);
+    hex[32] = 0;
+    snprintf(out, cap, "%s/cc/%s", mc->dir, hex);
+    return true;
+}
+
+/* Sets mc->ccid, the compiler's identity: the hash of the first line of
+   `cc --version`, which the cache directory keeps per compiler file (see
+   s_ccid_file) so that a slot asks the compiler only once. Returns 0, or
+   PD_ECOMPILE with mc->msg saying why. */
 static int s_compiler_id(pd_modcache_t *mc)
 {
     if (mc->ccid[0])
         return 0;
+    char idfile[4300], *kept = NULL;
+    size_t klen = 0;
+    bool keyed = s_ccid_file(mc, idfile, sizeof idfile);
+    if (keyed && pd_file_read(idfile, sizeof mc->ccid, &kept, &klen) == 0 && klen == 12
+        && strspn(kept, "0123456789abcdef") == 12) {
+        memcpy(mc->ccid, kept, 13);
+        free(kept);
+        return 0;
+    }
+    free(kept);
     char out[1024];
     char *argv[] = {(char *) s_cc(), "--version", NULL};
     if (s_run_capture(argv, NULL, out, sizeof out) != 0) {
         snprintf(mc->msg, sizeof mc->msg,
                  "cannot run the C compiler '%s' on this worker (install gcc or clang, or "
                  "set PLAYDOH_CC to the compiler's name)", s_cc());
-        return -1;
+        return PD_ECOMPILE;
     }
     out[strcspn(out, "\n")] = 0;
     char hex[65];
     s_sha256_hex(out, strlen(out), hex);
     memcpy(mc->ccid, hex, 12);
     mc->ccid[12] = 0;
+    /* Written whole under a temporary name and renamed: slots probing the
+       same compiler at once write the same bytes. A failure only costs the
+       next slot a probe. */
+    if (keyed && pd_file_write_atomic(idfile, mc->ccid, 12))
+        pd_log_debug("cannot keep the compiler's identity in %s: %s", idfile, strerror(errno));
     return 0;
 }
 
