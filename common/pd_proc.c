@@ -179,13 +179,16 @@ int pd_proc_stop(pid_t pid, int grace_ms)
     int status;
     if (kill(pid, SIGTERM) < 0 && errno == ESRCH)
         return waitpid(pid, &status, WNOHANG) == pid ? status : -1;
-    for (int waited = 0; waited < grace_ms; waited += 5) {
+    /* Looked at after 0.25, 0.5, 1 ... ms, then every 5 ms: most programs
+       end within a few milliseconds of the request. */
+    for (long waited = 0, pause = 250; waited < grace_ms * 1000L; waited += pause) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return status;
         if (r < 0)
             return -1;
-        usleep(5000);
+        usleep((useconds_t) pause);
+        pause = pause < 5000 ? pause * 2 : 5000;
     }
     kill(pid, SIGKILL);
     return waitpid(pid, &status, 0) == pid ? status : -1;

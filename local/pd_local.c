@@ -178,12 +178,17 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
         pd_local_stop(&l);
         return NULL;
     }
+    /* Asked again after 0.5, 1, 2 ... ms, then every 20 ms: the worker
+       registers a few milliseconds after the broker is up, and a fixed
+       20 ms pause cost each whole `--local` call most of one. */
     int workers = 0, slots = 0;
-    for (int i = 0; i < 1000 && workers < 1; i++) { /* 20 s */
+    for (int waited = 0, pause = 500; waited < 20000000 && workers < 1; waited += pause) {
         if (pd_client_cluster_size(c, &workers, &slots))
             break;
-        if (workers < 1)
-            usleep(20000);
+        if (workers < 1) {
+            usleep((useconds_t) pause);
+            pause = pause < 20000 ? pause * 2 : 20000;
+        }
         if (l->worker > 0 && waitpid(l->worker, NULL, WNOHANG) == l->worker) {
             l->worker = 0;
             break;
