@@ -65,7 +65,8 @@
     otherwise it finishes, and the budget it leaves goes to the runs of the
     others, which the budget stops only when the total is spent (4
     islands: 34 and 33 solved; 3 islands 29 and 33; 2 islands 31 and 30,
-    as before the rule, which never fires there). Every island decides from its own count, so a cluster run
+    as before the rule; bench_optim_cluster ipop gives the same counts on
+    the cluster). Every island decides from its own count, so a cluster run
     makes the same decisions as the in-process one. An island that has
     finished leaves the budget to the others (the budget counts all
     islands).
