@@ -36,15 +36,11 @@ static int s_why(const pd_msg_t *m, pd_origin_t *o, int rc)
     return rc;
 }
 
-static int s_ranges(const pd_msg_t *m, pd_origin_t *o, pd_ranges_t *rg)
+/* The id ranges of a decoded request (its `ids`) into rg. */
+static int s_ranges(const pd_msg_t *m, const pd_raw_t *ids, pd_origin_t *o, pd_ranges_t *rg)
 {
-    const uint8_t *raw;
-    size_t len;
-    int rc = pd_msg_raw(m, "ids", &raw, &len);
-    if (rc)
-        return s_why(m, o, rc);
     char why[256];
-    rc = pd_ranges_parse(raw, len, rg, why, sizeof why);
+    int rc = pd_ranges_parse(ids->p, ids->len, rg, why, sizeof why);
     if (rc)
         snprintf(o->why, sizeof o->why, "%s: %s", m->type, why);
     return rc;
@@ -187,25 +183,23 @@ static void s_mod_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 
 int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1];
-    int rc = pd_msg_str(m, "hash", hash, sizeof hash);
+    pd_m_mod_has_t q;
+    int rc = pd_m_mod_has_decode(m, &q);
     if (rc)
         return s_why(m, o, rc);
-    s_mod_ok(b, o, hash, pd_mods_find(pd_broker_mods(b), hash) >= 0);
+    s_mod_ok(b, o, q.hash, pd_mods_find(pd_broker_mods(b), q.hash) >= 0);
     return 0;
 }
 
 int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1], name[PD_MODS_MAX_NAME + 1], kind[8];
-    const void *data;
-    uint32_t len;
-    int rc;
-    if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
-        (rc = pd_msg_str(m, "name", name, sizeof name)) ||
-        (rc = pd_msg_str(m, "kind", kind, sizeof kind)) ||
-        (rc = pd_msg_bytes(m, "data", &data, &len)))
+    pd_m_mod_put_t q;
+    int rc = pd_m_mod_put_decode(m, &q);
+    if (rc)
         return s_why(m, o, rc);
+    const char *hash = q.hash, *name = q.name, *kind = q.kind;
+    const void *data = q.data.p;
+    uint32_t len = q.data.len;
     uint32_t before = pd_mods_count(pd_broker_mods(b));
     int64_t idx = pd_mods_put(pd_broker_mods(b), hash, name, kind, data, len, o->why,
                               sizeof o->why);
@@ -235,10 +229,11 @@ static void s_shr_ok(pd_broker_t *b, pd_origin_t *o, const char *hash, bool has)
 
 int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_SHARED_HASH_LEN + 1];
-    int rc = pd_msg_str(m, "hash", hash, sizeof hash);
+    pd_m_shr_has_t q;
+    int rc = pd_m_shr_has_decode(m, &q);
     if (rc)
         return s_why(m, o, rc);
+    const char *hash = q.hash;
     int64_t i = pd_shared_find(pd_broker_shared(b), hash);
     if (i >= 0)
         pd_shared_touch(pd_broker_shared(b), (uint32_t) i);
@@ -340,13 +335,13 @@ static void s_upload_done(void *arg)
 
 int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_SHARED_HASH_LEN + 1];
-    const void *data;
-    uint32_t len;
-    int rc;
-    if ((rc = pd_msg_str(m, "hash", hash, sizeof hash)) ||
-        (rc = pd_msg_bytes(m, "data", &data, &len)))
+    pd_m_shr_put_t q;
+    int rc = pd_m_shr_put_decode(m, &q);
+    if (rc)
         return s_why(m, o, rc);
+    const char *hash = q.hash;
+    const void *data = q.data.p;
+    uint32_t len = q.data.len;
     /* Known by its hash: a blob sent again by one who may use it (after a
        time-out) is not hashed or stored again. Anyone else proves they
        hold the bytes: they are hashed, and then make the sender an owner. */
@@ -533,14 +528,11 @@ int pd_broker_check_platform(pd_broker_t *b, const pd_mod_t *md, pd_origin_t *o)
    passes max_batch, or an argument over max_arg, refuses the chunk with
    PD_ETOOBIG, naming the job by its place in the batch (`at`, the chunk's
    first job there, counted from 0). */
-static int s_check_arg_sizes(pd_broker_t *b, const pd_msg_t *m, const uint8_t *args,
-                             size_t args_len, pd_origin_t *o)
+static int s_check_arg_sizes(pd_broker_t *b, const pd_m_submit_t *q, pd_origin_t *o)
 {
-    uint64_t batch = args_len, at = 0;
-    int rc;
-    if ((rc = pd_msg_uint_opt(m, "batch_bytes", &batch)) ||
-        (rc = pd_msg_uint_opt(m, "at", &at)))
-        return s_why(m, o, rc);
+    const uint8_t *args = q->args.p;
+    size_t args_len = q->args.len;
+    uint64_t batch = q->has_batch_bytes ? q->batch_bytes : args_len, at = q->at;
     if (batch > pd_broker_cfg(b)->max_batch) {
         snprintf(o->why, sizeof o->why,
                  "the batch's arguments are %.1f MiB in all; this broker takes at most %.1f "
@@ -621,35 +613,22 @@ static int s_resubmit(pd_broker_t *b, pd_origin_t *o, uint64_t first, uint32_t n
 
 int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1], fn[PD_JOBS_MAX_FN + 1], shr[PD_SHARED_HASH_LEN + 1] = "";
-    const uint8_t *args;
-    size_t args_len;
-    char cuhash[PD_MODS_HASH_LEN + 1] = "";
-    uint64_t timeout_ms = 0, retries = 3, max_slots = 0, retry_failed = 0;
-    pd_limits_t lim = {0};
-    bool gpu = false;
-    const void *token = NULL;
-    uint32_t tokenlen = 0;
-    int rc;
-    if ((rc = pd_msg_str(m, "mod", hash, sizeof hash)) ||
-        (rc = pd_msg_str(m, "fn", fn, sizeof fn)) ||
-        (rc = pd_msg_raw(m, "args", &args, &args_len)) ||
-        (rc = pd_msg_uint_opt(m, "timeout_ms", &timeout_ms)) ||
-        (rc = pd_msg_uint_opt(m, "retries", &retries)) ||
-        (rc = pd_msg_uint_opt(m, "max_slots", &max_slots)) ||
-        (rc = pd_msg_uint_opt(m, "memory", &lim.memory)) ||
-        (rc = pd_msg_uint_opt(m, "cpu_time", &lim.cpu_s)) ||
-        (rc = pd_msg_uint_opt(m, "max_output", &lim.output)) ||
-        (rc = pd_msg_uint_opt(m, "retry_failed", &retry_failed)) ||
-        (pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu))) ||
-        (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash))) ||
-        (pd_msg_has(m, "token") && (rc = pd_msg_bytes(m, "token", &token, &tokenlen))))
+    pd_m_submit_t q;
+    int rc = pd_m_submit_decode(m, &q);
+    if (rc)
         return s_why(m, o, rc);
-    if (pd_msg_has(m, "shared") && (rc = pd_msg_str(m, "shared", shr, sizeof shr)))
-        return s_why(m, o, rc);
-    if ((rc = s_check_arg_sizes(b, m, args, args_len, o)) != 0)
+    const char *hash = q.mod, *fn = q.fn, *shr = q.shared, *cuhash = q.cu;
+    const uint8_t *args = q.args.p;
+    size_t args_len = q.args.len;
+    uint64_t timeout_ms = q.timeout_ms, retries = q.has_retries ? q.retries : 3;
+    uint64_t max_slots = q.max_slots, retry_failed = q.retry_failed;
+    pd_limits_t lim = {.memory = q.memory, .cpu_s = q.cpu_time, .output = q.max_output};
+    bool gpu = q.has_gpu && q.gpu;
+    const void *token = q.has_token ? q.token.p : NULL;
+    uint32_t tokenlen = q.token.len;
+    if ((rc = s_check_arg_sizes(b, &q, o)) != 0)
         return rc;
-    if ((rc = s_check_submit_numbers(tokenlen, token != NULL, max_slots, timeout_ms, retries,
+    if ((rc = s_check_submit_numbers(tokenlen, q.has_token, max_slots, timeout_ms, retries,
                                      o)) != 0)
         return rc;
     if ((rc = pd_broker_check_limits(b, &lim, o)) != 0)
@@ -719,6 +698,27 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     return 0;
 }
 
+/* The id ranges of a decoded request into rg, every id the requester's
+   (pd_broker_check_owner: `act` for the refusal); rg is freed on refusal. */
+static int s_owned_ranges(pd_broker_t *b, const pd_msg_t *m, const pd_raw_t *ids,
+                          pd_origin_t *o, const char *act, pd_ranges_t *rg)
+{
+    int rc = s_ranges(m, ids, o, rg);
+    if (rc == 0 && (rc = pd_broker_check_owner(b, o, rg, m->type, act)) != 0)
+        pd_ranges_free(rg);
+    return rc;
+}
+
+/* Decodes a request whose fields are PD_F_IDS (status, cancel, release:
+   one struct layout) and takes its ranges as s_owned_ranges does. */
+static int s_ids_request(pd_broker_t *b, const pd_msg_t *m, const pd_proto_msg_t *d,
+                         pd_origin_t *o, const char *act, pd_ranges_t *rg)
+{
+    pd_m_status_t q;
+    int rc = pd_proto_decode(m, d, &q);
+    return rc ? s_why(m, o, rc) : s_owned_ranges(b, m, &q.ids, o, act, rg);
+}
+
 /* ---- status ------------------------------------------------------------ */
 
 /* Writes the state of every id of rg, in order, into st (rg.total bytes):
@@ -736,13 +736,9 @@ static size_t s_states(pd_broker_t *b, const pd_ranges_t *rg, uint8_t *st)
 int pd_broker_on_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ranges(m, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_status, o, "see its state", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "status", "see its state")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint8_t *st = malloc(rg.total ? rg.total : 1);
     if (!st) {
         pd_ranges_free(&rg);
@@ -853,12 +849,12 @@ static uint32_t s_fetch_pack(pd_broker_t *b, uint64_t req, const pd_ranges_t *rg
 
 int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t wait_ms = 0, max = PD_BROKER_FETCH_MAX;
-    bool states = false;
-    int rc;
-    if ((rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms)) || (rc = pd_msg_uint_opt(m, "max", &max)) ||
-        (pd_msg_has(m, "states") && (rc = pd_msg_bool(m, "states", &states))))
+    pd_m_fetch_t q;
+    int rc = pd_m_fetch_decode(m, &q);
+    if (rc)
         return s_why(m, o, rc);
+    uint64_t wait_ms = q.wait_ms, max = q.max;
+    bool states = q.has_states && q.states;
     if (states)
         wait_ms = 0; /* a snapshot: answered at once */
     if (max == 0)
@@ -866,13 +862,8 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     if (wait_ms > 86400000)
         wait_ms = 86400000;
     pd_ranges_t rg;
-    rc = s_ranges(m, o, &rg);
-    if (rc)
+    if ((rc = s_owned_ranges(b, m, &q.ids, o, "fetch its result", &rg)) != 0)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "fetch", "fetch its result")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint8_t *st = states ? malloc(rg.total ? rg.total : 1) : NULL;
     if (states && !st) {
         pd_ranges_free(&rg);
@@ -1045,13 +1036,9 @@ uint64_t pd_broker_cancel_range(pd_broker_t *b, uint64_t first, uint32_t n)
 int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ranges(m, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_cancel, o, "cancel it", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "cancel", "cancel it")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint64_t n = s_cancel(b, (const uint64_t(*)[2]) rg.r, rg.n);
     pd_ranges_free(&rg);
     /* The cancellations go into the journal's batch now, so that the reply
@@ -1064,10 +1051,11 @@ int pd_broker_on_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t ttl = pd_broker_cfg(b)->result_ttl_s;
-    int rc;
-    if ((rc = pd_msg_uint_opt(m, "ttl_s", &ttl)))
+    pd_m_gc_t q;
+    int rc = pd_m_gc_decode(m, &q);
+    if (rc)
         return s_why(m, o, rc);
+    uint64_t ttl = q.has_ttl_s ? q.ttl_s : pd_broker_cfg(b)->result_ttl_s;
     if (ttl > UINT32_MAX)
         ttl = UINT32_MAX;
     uint64_t forgot = pd_jobs_expire(pd_broker_jobs(b), pd_broker_wall_s(), (uint32_t) ttl);
@@ -1090,13 +1078,9 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 int pd_broker_on_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_ranges_t rg;
-    int rc = s_ranges(m, o, &rg);
+    int rc = s_ids_request(b, m, &pd_proto_release, o, "release it", &rg);
     if (rc)
         return rc;
-    if ((rc = pd_broker_check_owner(b, o, &rg, "release", "release it")) != 0) {
-        pd_ranges_free(&rg);
-        return rc;
-    }
     uint64_t n = 0;
     for (uint32_t i = 0; i < rg.n; i++)
         for (uint64_t c = 0; c < rg.r[i][1]; c++)

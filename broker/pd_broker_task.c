@@ -258,27 +258,37 @@ static bool s_requeue(pd_broker_t *b, pd_taskrec_t *r, const char *why)
     return true;
 }
 
-/* Packs a uint64 array of the ids in a request; returns the count or -1. */
-static int s_read_ids(const pd_msg_t *m, pd_origin_t *o, uint64_t **ids)
+/* Decodes a request over task ids (PD_F_IDS: task_status, task_cancel,
+   task_stop, task_release) into a uint64 array; returns the count, or a
+   PD_E* code (< 0) with the sentence in o->why. */
+static int s_read_ids(const pd_msg_t *m, const pd_proto_msg_t *d, pd_origin_t *o,
+                      uint64_t **ids)
 {
+    pd_m_task_status_t q;
+    int rc = pd_proto_decode(m, d, &q);
+    if (rc) {
+        snprintf(o->why, sizeof o->why, "%s", m->why);
+        return rc;
+    }
     pd_rd_t r;
     uint32_t n;
-    if (pd_msg_rd(m, "ids", &r) || pd_rd_array(&r, &n) || n > S_MAX_IDS) {
+    pd_rd_init(&r, q.ids.p, q.ids.len);
+    if (pd_rd_array(&r, &n) || n > S_MAX_IDS) {
         snprintf(o->why, sizeof o->why, "%s: 'ids' must be an array of at most %u task ids",
                  m->type, S_MAX_IDS);
-        return -1;
+        return PD_EINVAL;
     }
     *ids = malloc((n ? n : 1) * sizeof **ids);
     if (!*ids) {
         snprintf(o->why, sizeof o->why, "the broker is out of memory");
-        return -1;
+        return PD_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++)
         if (pd_rd_uint(&r, &(*ids)[i])) {
             free(*ids);
             snprintf(o->why, sizeof o->why, "%s: task id %u is not a non-negative integer",
                      m->type, i);
-            return -1;
+            return PD_EINVAL;
         }
     return (int) n;
 }
@@ -303,12 +313,13 @@ static int s_check_owner(pd_broker_t *b, pd_origin_t *o, const uint64_t *ids, in
 
 int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    char hash[PD_MODS_HASH_LEN + 1];
-    int rc = pd_msg_str(m, "mod", hash, sizeof hash);
+    pd_m_task_submit_t q;
+    int rc = pd_m_task_submit_decode(m, &q);
     if (rc) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    const char *hash = q.mod;
     int64_t mod = pd_mods_find(pd_broker_mods(b), hash);
     if (mod < 0) {
         snprintf(o->why, sizeof o->why,
@@ -316,27 +327,21 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         return PD_ENOMODULE;
     }
     /* A GPU task: its nodes run on GPU slots, with a CUDA module or none. */
-    bool gpu = false;
-    char cuhash[PD_MODS_HASH_LEN + 1] = "";
-    if ((pd_msg_has(m, "gpu") && (rc = pd_msg_bool(m, "gpu", &gpu)))
-        || (pd_msg_has(m, "cu") && (rc = pd_msg_str(m, "cu", cuhash, sizeof cuhash)))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    bool gpu = q.has_gpu && q.gpu;
     uint32_t cu = 0;
-    if ((rc = pd_broker_check_gpu(b, cuhash, &gpu, &cu, o)) != 0 ||
+    if ((rc = pd_broker_check_gpu(b, q.cu, &gpu, &cu, o)) != 0 ||
         (rc = pd_broker_check_platform(b, pd_mods_get(pd_broker_mods(b), (uint32_t) mod), o)) != 0)
         return rc;
-    uint64_t id, n = 0;
+    uint64_t id, n = q.n;
     uint64_t gpus = pd_reg_gpus(pd_broker_workers(b));
-    if (gpu && pd_msg_uint(m, "n", &n) == 0 && n > gpus) {
+    if (gpu && n > gpus) {
         snprintf(o->why, sizeof o->why, "the task has %llu GPU nodes but the cluster offers only "
                  "%llu GPU slots now: ask for at most %llu nodes, or add GPU workers",
                  (unsigned long long) n, (unsigned long long) gpus, (unsigned long long) gpus);
         return PD_ENOSLOTS;
     }
     pd_reg_t *reg = pd_broker_workers(b);
-    rc = pd_tasks_submit(pd_broker_tasks(b), m, (uint32_t) mod,
+    rc = pd_tasks_submit(pd_broker_tasks(b), &q, (uint32_t) mod,
                          gpu ? pd_reg_gpus(reg) : pd_reg_cpus(reg), &id, o->why, sizeof o->why);
     if (rc)
         return rc;
@@ -377,9 +382,9 @@ static int s_pack_states(msgpack_packer *pk, const void *ctx)
 int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     uint64_t *ids;
-    int n = s_read_ids(m, o, &ids);
+    int n = s_read_ids(m, &pd_proto_task_status, o, &ids);
     if (n < 0)
-        return PD_EINVAL;
+        return n;
     int rc = s_check_owner(b, o, ids, n, "task_status", "see its state");
     if (rc) {
         free(ids);
@@ -394,12 +399,13 @@ int pd_broker_on_task_status(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t id;
-    int rc;
-    if ((rc = pd_msg_uint(m, "id", &id))) {
+    pd_m_task_progress_t q;
+    int rc = pd_m_task_progress_decode(m, &q);
+    if (rc) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    uint64_t id = q.id;
     if ((rc = s_check_owner(b, o, &id, 1, "task_progress", "see its progress")) != 0)
         return rc;
     pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), id);
@@ -415,13 +421,13 @@ int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 
 int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t id, wait_ms = 0, from = 0;
-    int rc;
-    if ((rc = pd_msg_uint(m, "id", &id)) || (rc = pd_msg_uint_opt(m, "wait_ms", &wait_ms))
-        || (rc = pd_msg_uint_opt(m, "from", &from))) {
+    pd_m_task_fetch_t q;
+    int rc = pd_m_task_fetch_decode(m, &q);
+    if (rc) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
+    uint64_t id = q.id, wait_ms = q.wait_ms, from = q.from;
     if (wait_ms > 86400000)
         wait_ms = 86400000;
     if ((rc = s_check_owner(b, o, &id, 1, "task_fetch", "fetch its result")) != 0)
@@ -497,13 +503,14 @@ static bool s_do_release(pd_broker_t *b, uint64_t id)
 /* A request over task ids (cancel, stop, release: `act` for the refusal of
    another owner's): fn on each id, then reply {req, n} with how many it
    acted on. */
-static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const pd_proto_msg_t *reply,
-                    const char *act, bool (*fn)(pd_broker_t *b, uint64_t id))
+static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const pd_proto_msg_t *req,
+                    const pd_proto_msg_t *reply, const char *act,
+                    bool (*fn)(pd_broker_t *b, uint64_t id))
 {
     uint64_t *ids;
-    int n = s_read_ids(m, o, &ids);
+    int n = s_read_ids(m, req, o, &ids);
     if (n < 0)
-        return PD_EINVAL;
+        return n;
     int rc = s_check_owner(b, o, ids, n, m->type, act);
     if (rc) {
         free(ids);
@@ -520,17 +527,17 @@ static int s_on_ids(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o, const pd_proto_
 
 int pd_broker_on_task_cancel(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, &pd_proto_task_cancelled, "cancel it", s_do_cancel);
+    return s_on_ids(b, m, o, &pd_proto_task_cancel, &pd_proto_task_cancelled, "cancel it", s_do_cancel);
 }
 
 int pd_broker_on_task_stop(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, &pd_proto_task_stopping, "stop it", s_do_stop);
+    return s_on_ids(b, m, o, &pd_proto_task_stop, &pd_proto_task_stopping, "stop it", s_do_stop);
 }
 
 int pd_broker_on_task_release(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
-    return s_on_ids(b, m, o, &pd_proto_task_released, "release it", s_do_release);
+    return s_on_ids(b, m, o, &pd_proto_task_release, &pd_proto_task_released, "release it", s_do_release);
 }
 
 /* ---- placing ------------------------------------------------------------ */
@@ -729,15 +736,9 @@ static void s_read_error(const uint8_t *val, size_t len, char *code, size_t code
 
 /* node_bound {ep, key}: node nd of r listens at ep. */
 static int s_node_bound(pd_broker_t *b, pd_taskrec_t *r, pd_tnode_t *nd, uint64_t node,
-                        pd_msg_t *m, pd_origin_t *o)
+                        const pd_m_node_bound_t *q, pd_origin_t *o)
 {
-    int rc;
-    char ep[320], key[41] = "";
-    if ((rc = pd_msg_str(m, "ep", ep, sizeof ep))
-        || (pd_msg_has(m, "key") && (rc = pd_msg_str(m, "key", key, sizeof key)))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    const char *ep = q->ep, *key = q->key;
     if (key[0] && !pd_auth_key_valid(key)) {
         snprintf(o->why, sizeof o->why, "node_bound: 'key' is not a CurveZMQ public key "
                  "(40 characters of Z85)");
@@ -759,18 +760,13 @@ static int s_node_bound(pd_broker_t *b, pd_taskrec_t *r, pd_tnode_t *nd, uint64_
 }
 
 /* node_progress {val}: the task's latest progress. */
-static int s_node_progress(pd_taskrec_t *r, pd_msg_t *m, pd_origin_t *o)
+static int s_node_progress(pd_taskrec_t *r, const pd_m_node_progress_t *q, pd_origin_t *o)
 {
-    int rc;
     /* The task's latest progress replaces the previous one: what a
        client polls (task_progress) is always the newest, in bounded
        memory. */
-    const uint8_t *val;
-    size_t len;
-    if ((rc = pd_msg_raw(m, "val", &val, &len))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    const uint8_t *val = q->val.p;
+    size_t len = q->val.len;
     if (len > PD_TASKS_MAX_PROGRESS) {
         snprintf(o->why, sizeof o->why, "node_progress: %zu bytes, over the limit of %u",
                  len, PD_TASKS_MAX_PROGRESS);
@@ -789,18 +785,12 @@ static int s_node_progress(pd_taskrec_t *r, pd_msg_t *m, pd_origin_t *o)
 
 /* node_done {ok, val, us}: node nd of r on wk has ended. */
 static int s_node_done(pd_broker_t *b, pd_wrec_t *wk, pd_taskrec_t *r, pd_tnode_t *nd,
-                       uint64_t node, pd_msg_t *m, pd_origin_t *o)
+                       uint64_t node, const pd_m_node_done_t *q)
 {
-    int rc;
-    bool ok;
-    const uint8_t *val;
-    size_t vlen;
-    uint64_t us = 0;
-    if ((rc = pd_msg_bool(m, "ok", &ok)) || (rc = pd_msg_raw(m, "val", &val, &vlen))
-        || (rc = pd_msg_uint_opt(m, "us", &us))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    bool ok = q->ok;
+    const uint8_t *val = q->val.p;
+    size_t vlen = q->val.len;
+    uint64_t us = q->us;
     free(nd->res);
     nd->res = malloc(vlen ? vlen : 1);
     nd->res_len = nd->res ? (uint32_t) vlen : 0;
@@ -836,17 +826,24 @@ static int s_node_done(pd_broker_t *b, pd_wrec_t *wk, pd_taskrec_t *r, pd_tnode_
 
 int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    uint64_t task, node;
-    int rc;
-    if ((rc = pd_msg_uint(m, "task", &task)) || (rc = pd_msg_uint(m, "node", &node))) {
+    /* The four node messages begin with the same fields (PD_F_NODE_TRY:
+       task, node, try), read through any member of the union. */
+    union {
+        pd_m_node_ready_t ready;
+        pd_m_node_bound_t bound;
+        pd_m_node_progress_t progress;
+        pd_m_node_done_t done;
+    } q;
+    const pd_proto_msg_t *d = pd_msg_is(m, "node_bound")      ? &pd_proto_node_bound
+                              : pd_msg_is(m, "node_ready")    ? &pd_proto_node_ready
+                              : pd_msg_is(m, "node_progress") ? &pd_proto_node_progress
+                                                              : &pd_proto_node_done;
+    int rc = pd_proto_decode(m, d, &q);
+    if (rc) {
         snprintf(o->why, sizeof o->why, "%s", m->why);
         return rc;
     }
-    uint64_t attempt = 0;
-    if ((rc = pd_msg_uint_opt(m, "try", &attempt))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    uint64_t task = q.ready.task, node = q.ready.node, attempt = q.ready.try;
     pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), task);
     if (r && attempt != r->attempt) {
         /* From an earlier start of the task, sent before its node_abort
@@ -868,9 +865,9 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
         return 0;
     }
     if (pd_msg_is(m, "node_bound"))
-        return s_node_bound(b, r, nd, node, m, o);
+        return s_node_bound(b, r, nd, node, &q.bound, o);
     if (pd_msg_is(m, "node_progress"))
-        return s_node_progress(r, m, o);
+        return s_node_progress(r, &q.progress, o);
     if (pd_msg_is(m, "node_ready")) {
         if (nd->state != PD_TNODE_BOUND || r->nbound != r->n)
             return 0;
@@ -879,7 +876,7 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
             s_send_go(b, r);
         return 0;
     }
-    return s_node_done(b, wk, r, nd, node, m, o);
+    return s_node_done(b, wk, r, nd, node, &q.done);
 }
 
 void pd_broker_tasks_worker_gone(pd_broker_t *b, pd_wrec_t *wk, const char *why)

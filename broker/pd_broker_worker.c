@@ -38,12 +38,15 @@ bool pd_broker_is_worker_type(const pd_msg_t *m)
            pd_msg_is(m, "node_progress");
 }
 
-static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const char *type)
+/* Sends a message without fields (reset) or with none set (the broker's
+   hb): the struct m, zeroed, of d's type. */
+static int s_send_simple(pd_broker_t *b, const void *rid, size_t ridlen, const pd_proto_msg_t *d,
+                         const void *m)
 {
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, type, 0);
+    pd_proto_encode(&pk, d, m);
     int rc = pd_broker_send(b, rid, ridlen, pd_broker_aux(b)->data, pd_broker_aux(b)->len);
     pd_buf_reset(pd_broker_aux(b));
     return rc;
@@ -69,15 +72,10 @@ static void s_worker_gone(pd_broker_t *b, pd_wrec_t *wk, bool lost, const char *
 
 /* ---- ready, slots ------------------------------------------------------ */
 
-static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *gpus)
+/* The slots a worker offers (in `ready` and `slots`), within their bound. */
+static int s_check_slots(const pd_msg_t *m, pd_origin_t *o, uint64_t cpus, uint64_t gpus)
 {
-    int rc;
-    *gpus = 0;
-    if ((rc = pd_msg_uint(m, "cpus", cpus)) || (rc = pd_msg_uint_opt(m, "gpus", gpus))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
-    if (*cpus > S_MAX_SLOTS || *gpus > S_MAX_SLOTS) {
+    if (cpus > S_MAX_SLOTS || gpus > S_MAX_SLOTS) {
         snprintf(o->why, sizeof o->why, "%s: at most %u cpus and gpus per worker", m->type,
                  S_MAX_SLOTS);
         return PD_EINVAL;
@@ -85,19 +83,28 @@ static int s_read_slots(pd_msg_t *m, pd_origin_t *o, uint64_t *cpus, uint64_t *g
     return 0;
 }
 
+/* Copies the codec's failure sentence to the origin; returns rc. */
+static int s_why(const pd_msg_t *m, pd_origin_t *o, int rc)
+{
+    snprintf(o->why, sizeof o->why, "%s", m->why);
+    return rc;
+}
+
 /* Reads the optional `gpu_info` of a ready: an array of at most
    S_MAX_GPU_INFO maps {name, mem, cc_major, cc_minor} (unknown keys
    ignored), one per GPU the worker can offer, the offered ones first.
    Allocates *out (the caller frees) and sets *n. */
-static int s_read_gpu_info(pd_msg_t *m, pd_origin_t *o, pd_gpu_desc_t **out, uint32_t *n)
+static int s_read_gpu_info(const pd_m_ready_t *q, pd_origin_t *o, pd_gpu_desc_t **out,
+                           uint32_t *n)
 {
     *out = NULL;
     *n = 0;
-    if (!pd_msg_has(m, "gpu_info"))
+    if (!q->has_gpu_info)
         return 0;
     pd_rd_t r;
     uint32_t count;
-    if (pd_msg_rd(m, "gpu_info", &r) || pd_rd_array(&r, &count) || count > S_MAX_GPU_INFO) {
+    pd_rd_init(&r, q->gpu_info.p, q->gpu_info.len);
+    if (pd_rd_array(&r, &count) || count > S_MAX_GPU_INFO) {
         snprintf(o->why, sizeof o->why, "ready: 'gpu_info' must be an array of at most %u maps "
                  "{name, mem, cc_major, cc_minor}", S_MAX_GPU_INFO);
         return PD_EPROTO;
@@ -142,33 +149,28 @@ static int s_read_gpu_info(pd_msg_t *m, pd_origin_t *o, pd_gpu_desc_t **out, uin
     return 0;
 }
 
-/* The state a worker reports in `ready` and `hb` (all optional). */
-
-/* Reads the optional state fields; each must have its type. The fields
-   absent keep what st holds. */
-static int s_read_state(pd_wrec_state_t *st, pd_msg_t *m, pd_origin_t *o)
+/* Applies the optional state fields of a decoded hb (or of a ready, copied
+   into one); the fields absent keep what st holds. */
+static void s_apply_state(pd_wrec_state_t *st, const pd_m_hb_t *h)
 {
-    int rc;
-    if ((rc = pd_msg_uint_opt(m, "busy", &st->busy)) ||
-        (rc = pd_msg_uint_opt(m, "queued", &st->queued)) ||
-        (pd_msg_has(m, "load") && (rc = pd_msg_double(m, "load", &st->load))) ||
-        (pd_msg_has(m, "owner") && (rc = pd_msg_str(m, "owner", st->owner, sizeof st->owner)))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
-    return 0;
+    st->busy = h->has_busy ? h->busy : st->busy;
+    st->queued = h->has_queued ? h->queued : st->queued;
+    st->load = h->has_load ? h->load : st->load;
+    if (h->has_owner)
+        snprintf(st->owner, sizeof st->owner, "%s", h->owner);
 }
 
 /* Reads `gpu_names`, an optional array of strings, into names. */
-static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
+static int s_read_gpu_names(const pd_msg_t *m, const pd_m_ready_t *q, pd_origin_t *o,
                             char names[PD_WORKERS_MAX_GPU_NAMES][64], uint32_t *n)
 {
     *n = 0;
-    if (!pd_msg_has(m, "gpu_names"))
+    if (!q->has_gpu_names)
         return 0;
     pd_rd_t r;
     uint32_t count;
-    if (pd_msg_rd(m, "gpu_names", &r) || pd_rd_array(&r, &count)) {
+    pd_rd_init(&r, q->gpu_names.p, q->gpu_names.len);
+    if (pd_rd_array(&r, &count)) {
         snprintf(o->why, sizeof o->why, "%s: 'gpu_names' must be an array of strings", m->type);
         return PD_EPROTO;
     }
@@ -188,21 +190,16 @@ static int s_read_gpu_names(pd_msg_t *m, pd_origin_t *o,
     return 0;
 }
 
-/* A pilot job's Slurm ids (optional), kept for the cluster view: into
-   job, step and array (the sizes of pd_wrec_t's fields). 0 or PD_EPROTO. */
-static int s_read_slurm(pd_msg_t *m, pd_origin_t *o, char *job, char *step, char *array)
+/* The sentence of a ready the codec refused; a pilot job's Slurm ids
+   (kept for the cluster view) say their bound. Returns rc. */
+static int s_ready_refused(const pd_msg_t *m, pd_origin_t *o, int rc)
 {
     const pd_wrec_t *wk = NULL; /* for the sizes only */
-    int rc = 0;
-    if ((pd_msg_has(m, "slurm_job") &&
-         (rc = pd_msg_str(m, "slurm_job", job, sizeof wk->slurm_job))) ||
-        (pd_msg_has(m, "slurm_step") &&
-         (rc = pd_msg_str(m, "slurm_step", step, sizeof wk->slurm_step))) ||
-        (pd_msg_has(m, "slurm_array") &&
-         (rc = pd_msg_str(m, "slurm_array", array, sizeof wk->slurm_array)))) {
+    if (strstr(m->why, "'slurm_"))
         snprintf(o->why, sizeof o->why, "%s (Slurm ids are strings of at most %zu bytes)",
                  m->why, sizeof wk->slurm_array - 1);
-    }
+    else
+        snprintf(o->why, sizeof o->why, "%s", m->why);
     return rc;
 }
 
@@ -231,30 +228,20 @@ static void s_say_joined(pd_broker_t *b, const pd_wrec_t *wk)
 
 static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    char host[256] = "", platform[sizeof wk->platform] = "", version[sizeof wk->version] = "";
-    uint64_t pid = 0, cpus, gpus;
-    int rc = s_read_slots(m, o, &cpus, &gpus);
+    pd_m_ready_t q;
+    int rc = pd_m_ready_decode(m, &q);
     if (rc)
+        return s_ready_refused(m, o, rc);
+    if ((rc = s_check_slots(m, o, q.cpus, q.gpus)) != 0)
         return rc;
     /* Its owner's maxima for one job (absent from older workers: none). */
     pd_limits_t limits = {0};
     pd_rd_t lr;
-    if (pd_msg_has(m, "limits") && (pd_msg_rd(m, "limits", &lr) || pd_limits_read(&lr, &limits))) {
+    pd_rd_init(&lr, q.limits.p, q.limits.len);
+    if (q.has_limits && pd_limits_read(&lr, &limits)) {
         snprintf(o->why, sizeof o->why, "ready: 'limits' is not a map of numbers");
         return PD_EPROTO;
     }
-    if ((pd_msg_has(m, "host") && (rc = pd_msg_str(m, "host", host, sizeof host))) ||
-        (pd_msg_has(m, "platform") &&
-         (rc = pd_msg_str(m, "platform", platform, sizeof platform))) ||
-        (pd_msg_has(m, "version") && (rc = pd_msg_str(m, "version", version, sizeof version))) ||
-        (rc = pd_msg_uint_opt(m, "pid", &pid))) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
-    char sjob[sizeof wk->slurm_job] = "", sstep[sizeof wk->slurm_step] = "";
-    char sarray[sizeof wk->slurm_array] = "";
-    if ((rc = s_read_slurm(m, o, sjob, sstep, sarray)))
-        return rc;
     if (o->ridlen > PD_WORKERS_MAX_RID) {
         snprintf(o->why, sizeof o->why, "ready: routing id longer than %d bytes",
                  PD_WORKERS_MAX_RID);
@@ -262,16 +249,19 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     }
     char gpu_names[PD_WORKERS_MAX_GPU_NAMES][64];
     uint32_t ngpu_names;
-    if ((rc = s_read_gpu_names(m, o, gpu_names, &ngpu_names)))
+    if ((rc = s_read_gpu_names(m, &q, o, gpu_names, &ngpu_names)))
         return rc;
     pd_wrec_state_t st = {.load = -1};
     if (wk)
         pd_wrec_state(wk, &st);
-    if ((rc = s_read_state(&st, m, o)))
-        return rc;
+    pd_m_hb_t state = {.busy = q.busy, .has_busy = q.has_busy, .queued = q.queued,
+                       .has_queued = q.has_queued, .load = q.load, .has_load = q.has_load,
+                       .has_owner = q.has_owner};
+    memcpy(state.owner, q.owner, sizeof state.owner);
+    s_apply_state(&st, &state);
     pd_gpu_desc_t *gdesc = NULL; /* read last: the only field that allocates */
     uint32_t ngdesc = 0;
-    if ((rc = s_read_gpu_info(m, o, &gdesc, &ngdesc)))
+    if ((rc = s_read_gpu_info(&q, o, &gdesc, &ngdesc)))
         return rc;
     char label[160];
     if (wk && strcmp(wk->key, o->key ? o->key : "") != 0) {
@@ -300,16 +290,17 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     if (pd_wrec_set_gpu_desc(wk, gdesc, ngdesc))
         pd_log_warn("out of memory keeping the GPU list of a worker; its GPUs still count");
     free(gdesc);
-    pd_wrec_desc_t desc = {.host = host, .platform = platform, .version = version,
-                           .key = o->key ? o->key : "", .limits = limits, .pid = (int64_t) pid,
+    pd_wrec_desc_t desc = {.host = q.host, .platform = q.platform, .version = q.version,
+                           .key = o->key ? o->key : "", .limits = limits,
+                           .pid = (int64_t) q.pid,
                            .gpu_names = (const char (*)[64]) gpu_names,
-                           .ngpu_names = ngpu_names, .slurm_job = sjob, .slurm_step = sstep,
-                           .slurm_array = sarray};
+                           .ngpu_names = ngpu_names, .slurm_job = q.slurm_job,
+                           .slurm_step = q.slurm_step, .slurm_array = q.slurm_array};
     pd_wrec_describe(wk, &desc);
     pd_reg_note_platform(pd_broker_workers(b), wk);
     pd_wrec_set_state(wk, &st);
     wk->last_recv = pd_broker_now_ms(b);
-    pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
+    pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) q.cpus, (uint32_t) q.gpus);
     s_say_joined(b, wk);
     pd_m_w_welcome_t wm = {.hb_ms = pd_broker_cfg(b)->hb_ms, .has_hb_ms = true,
                            .liveness = pd_broker_cfg(b)->liveness, .has_liveness = true};
@@ -464,13 +455,12 @@ static void s_end_batch(pd_broker_t *b, pd_wrec_t *wk, uint64_t id, s_end_t end,
 
 static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
-    const uint8_t *raw;
-    size_t rawlen;
-    int rc = pd_msg_raw(m, "res", &raw, &rawlen);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    pd_m_done_t q;
+    int rc = pd_m_done_decode(m, &q);
+    if (rc)
+        return s_why(m, o, rc);
+    const uint8_t *raw = q.res.p;
+    size_t rawlen = q.res.len;
     /* First pass: the whole message must be well-formed before anything
        changes. */
     pd_rd_t r;
@@ -558,11 +548,13 @@ static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
    not this worker's current attempt are stale and skipped. */
 static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
 {
+    pd_m_requeue_t q;
     pd_rd_t r;
-    uint32_t n;
-    bool stolen = false;
-    if (pd_msg_rd(m, "jobs", &r) || pd_rd_array(&r, &n) ||
-        (pd_msg_has(m, "stolen") && pd_msg_bool(m, "stolen", &stolen))) {
+    uint32_t n = 0;
+    int bad = pd_m_requeue_decode(m, &q);
+    pd_rd_init(&r, q.jobs.p, q.jobs.len);
+    bool stolen = q.has_stolen && q.stolen;
+    if (bad || pd_rd_array(&r, &n)) {
         snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt] "
                  "(and 'stolen', when present, a bool)");
         return PD_EPROTO;
@@ -669,7 +661,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         /* Declared dead, or the broker restarted: the worker must drop its
            jobs and register again. A leaving worker needs no answer. */
         if (!pd_msg_is(m, "bye"))
-            s_send_simple(b, o->rid, o->ridlen, "reset");
+            s_send_simple(b, o->rid, o->ridlen, &pd_proto_reset, &(pd_m_reset_t){0});
         return 0;
     }
     if (strcmp(wk->key, o->key ? o->key : "") != 0) {
@@ -680,12 +672,15 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     }
     wk->last_recv = pd_broker_now_ms(b);
     if (pd_msg_is(m, "hb")) {
+        pd_m_hb_t h;
+        int rc = pd_m_hb_decode(m, &h);
+        if (rc)
+            return s_why(m, o, rc);
         pd_wrec_state_t st;
         pd_wrec_state(wk, &st);
-        int rc = s_read_state(&st, m, o);
-        if (rc == 0)
-            pd_wrec_set_state(wk, &st);
-        return rc;
+        s_apply_state(&st, &h);
+        pd_wrec_set_state(wk, &st);
+        return 0;
     }
     if (pd_msg_is(m, "requeue"))
         return s_on_requeue(b, wk, m, o);
@@ -695,11 +690,13 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         || pd_msg_is(m, "node_progress"))
         return pd_broker_on_node(b, wk, m, o);
     if (pd_msg_is(m, "slots")) {
-        uint64_t cpus, gpus;
-        int rc = s_read_slots(m, o, &cpus, &gpus);
+        pd_m_slots_t q;
+        int rc = pd_m_slots_decode(m, &q);
         if (rc)
+            return s_why(m, o, rc);
+        if ((rc = s_check_slots(m, o, q.cpus, q.gpus)) != 0)
             return rc;
-        pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) cpus, (uint32_t) gpus);
+        pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) q.cpus, (uint32_t) q.gpus);
         char label[160];
         pd_log_info("worker %s now offers %u cpus and %u gpus",
                     pd_wrec_label(wk, label, sizeof label), wk->cpus, wk->gpus);
@@ -737,10 +734,9 @@ static int s_send_shared(pd_broker_t *b, pd_wrec_t *wk, uint32_t i)
     pd_buf_reset(pd_broker_aux(b));
     msgpack_packer pk;
     pd_packer_init(&pk, pd_broker_aux(b));
-    pd_msg_begin(&pk, "shr", 2);
-    pd_pack_kv_str(&pk, "hash", sb->hash);
-    pd_pack_cstr(&pk, "data");
-    msgpack_pack_bin(&pk, sb->len);
+    pd_m_shr_t r = {.data = {NULL, (uint32_t) sb->len}};
+    snprintf(r.hash, sizeof r.hash, "%s", sb->hash);
+    pd_proto_encode_head(&pk, &pd_proto_shr, &r); /* the bytes follow, uncopied */
     pd_buf_t *aux = pd_broker_aux(b);
     int rc = aux->failed ? PD_ENOMEM
                          : pd_broker_send2(b, wk->rid, wk->ridlen, aux->data, aux->len, sb->data,
@@ -1010,7 +1006,7 @@ void pd_broker_tick_workers(pd_broker_t *b)
             continue;
         }
         if (pd_broker_now_ms(b) - wk->last_send >= (int64_t) pd_broker_cfg(b)->hb_ms &&
-            s_send_simple(b, wk->rid, wk->ridlen, "hb") == 0)
+            s_send_simple(b, wk->rid, wk->ridlen, &pd_proto_hb, &(pd_m_hb_t){0}) == 0)
             wk->last_send = pd_broker_now_ms(b);
     }
 }

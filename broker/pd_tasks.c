@@ -146,13 +146,10 @@ static uint32_t *s_first(uint32_t (*rows)[3], uint32_t nrows, uint32_t n)
 }
 
 /* Reads tubes (names) into r. */
-static int s_read_tubes(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t whycap)
+static int s_read_tubes(pd_taskrec_t *r, const pd_m_task_submit_t *q, char *why, size_t whycap)
 {
-    const uint8_t *raw;
-    size_t len;
-    if (pd_msg_raw(m, "tubes", &raw, &len))
-        return s_why(why, whycap, PD_EPROTO, "task_submit: 'tubes' (an array of tube names) is "
-                     "missing");
+    const uint8_t *raw = q->tubes.p;
+    size_t len = q->tubes.len;
     pd_rd_t rd;
     pd_rd_init(&rd, raw, len);
     uint32_t count;
@@ -184,13 +181,11 @@ static int s_read_tubes(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t wh
 }
 
 /* Reads edges [[tube, src, dst], ...] into r, checked and indexed. */
-static int s_read_edges(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t whycap)
+static int s_read_edges(pd_taskrec_t *r, const pd_m_task_submit_t *q, char *why, size_t whycap)
 {
     pd_rd_t rd;
     uint32_t count;
-    if (pd_msg_rd(m, "edges", &rd))
-        return s_why(why, whycap, PD_EPROTO, "task_submit: 'edges' ([[tube, src, dst], ...]) "
-                     "is missing");
+    pd_rd_init(&rd, q->edges.p, q->edges.len);
     if (pd_rd_array(&rd, &count) || count > PD_TASKS_MAX_EDGES)
         return s_why(why, whycap, PD_EINVAL, "task_submit: 'edges' must be an array of at most "
                      "%u [tube, src, dst] triples", PD_TASKS_MAX_EDGES);
@@ -236,12 +231,12 @@ static int s_read_edges(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t wh
 }
 
 /* Reads args (absent: nil for every node) into r. */
-static int s_read_args(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t whycap)
+static int s_read_args(pd_taskrec_t *r, const pd_m_task_submit_t *q, char *why, size_t whycap)
 {
     r->arg_off = malloc(((size_t) r->n + 1) * sizeof *r->arg_off);
     if (!r->arg_off)
         return s_why(why, whycap, PD_ENOMEM, "the broker is out of memory");
-    if (!pd_msg_has(m, "args")) {
+    if (!q->has_args) {
         r->args = malloc(r->n);
         if (!r->args)
             return s_why(why, whycap, PD_ENOMEM, "the broker is out of memory");
@@ -252,7 +247,8 @@ static int s_read_args(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t why
     }
     pd_rd_t rd;
     uint32_t count;
-    if (pd_msg_rd(m, "args", &rd) || pd_rd_array(&rd, &count) || count != r->n)
+    pd_rd_init(&rd, q->args.p, q->args.len);
+    if (pd_rd_array(&rd, &count) || count != r->n)
         return s_why(why, whycap, PD_EINVAL, "task_submit: 'args' must be an array of one value "
                      "per node (%u)", r->n);
     const uint8_t *start = rd.p;
@@ -270,26 +266,29 @@ static int s_read_args(pd_taskrec_t *r, const pd_msg_t *m, char *why, size_t why
     return 0;
 }
 
-/* Reads an optional uint field bounded by max. */
-static int s_opt(const pd_msg_t *m, const char *key, uint64_t max, uint64_t *v, char *why,
+/* An optional uint field (set: has) bounded by max, into *v (left as it is
+   when absent). */
+static int s_opt(bool has, uint64_t val, const char *key, uint64_t max, uint64_t *v, char *why,
                  size_t whycap)
 {
-    if (pd_msg_uint_opt(m, key, v) || *v > max)
+    if (has)
+        *v = val;
+    if (*v > max)
         return s_why(why, whycap, PD_EINVAL, "task_submit: '%s' must be an integer from 0 to "
                      "%llu", key, (unsigned long long) max);
     return 0;
 }
 
-int pd_tasks_submit(pd_tasks_t *t, const pd_msg_t *m, uint32_t mod, uint64_t cluster_slots,
-                    uint64_t *id, char *why, size_t whycap)
+int pd_tasks_submit(pd_tasks_t *t, const pd_m_task_submit_t *q, uint32_t mod,
+                    uint64_t cluster_slots, uint64_t *id, char *why, size_t whycap)
 {
-    uint64_t n;
-    char fn[256];
-    if (pd_msg_uint(m, "n", &n) || n == 0 || n > PD_TASKS_MAX_NODES)
+    uint64_t n = q->n;
+    const char *fn = q->fn;
+    if (n == 0 || n > PD_TASKS_MAX_NODES)
         return s_why(why, whycap, PD_EINVAL, "task_submit: 'n' (the number of nodes) must be "
                      "from 1 to %u", PD_TASKS_MAX_NODES);
-    int rc = pd_msg_str(m, "fn", fn, sizeof fn);
-    if (rc || !fn[0])
+    int rc;
+    if (!fn[0])
         return s_why(why, whycap, PD_EINVAL, "task_submit: 'fn' must be a function name of 1 "
                      "to 255 bytes");
     if (n > cluster_slots)
@@ -302,11 +301,14 @@ int pd_tasks_submit(pd_tasks_t *t, const pd_msg_t *m, uint32_t mod, uint64_t clu
                      "the results of finished tasks, or wait", t->max);
     uint64_t io_ms = PD_TASKS_DEFAULT_IO_MS, start_ms = PD_TASKS_DEFAULT_START_MS,
              timeout_ms = 0, window = 0, window_bytes = 0;
-    if ((rc = s_opt(m, "io_ms", INT32_MAX, &io_ms, why, whycap))
-        || (rc = s_opt(m, "start_ms", INT32_MAX, &start_ms, why, whycap))
-        || (rc = s_opt(m, "timeout_ms", UINT32_MAX, &timeout_ms, why, whycap))
-        || (rc = s_opt(m, "window", 1u << 24, &window, why, whycap))
-        || (rc = s_opt(m, "window_bytes", 1ull << 40, &window_bytes, why, whycap)))
+    if ((rc = s_opt(q->has_io_ms, q->io_ms, "io_ms", INT32_MAX, &io_ms, why, whycap))
+        || (rc = s_opt(q->has_start_ms, q->start_ms, "start_ms", INT32_MAX, &start_ms, why,
+                       whycap))
+        || (rc = s_opt(q->has_timeout_ms, q->timeout_ms, "timeout_ms", UINT32_MAX, &timeout_ms,
+                       why, whycap))
+        || (rc = s_opt(q->has_window, q->window, "window", 1u << 24, &window, why, whycap))
+        || (rc = s_opt(q->has_window_bytes, q->window_bytes, "window_bytes", 1ull << 40,
+                       &window_bytes, why, whycap)))
         return rc;
     if (start_ms == 0)
         start_ms = PD_TASKS_DEFAULT_START_MS;
@@ -327,8 +329,8 @@ int pd_tasks_submit(pd_tasks_t *t, const pd_msg_t *m, uint32_t mod, uint64_t clu
         s_free_rec(r);
         return s_why(why, whycap, PD_ENOMEM, "the broker is out of memory");
     }
-    if ((rc = s_read_tubes(r, m, why, whycap)) || (rc = s_read_edges(r, m, why, whycap))
-        || (rc = s_read_args(r, m, why, whycap))) {
+    if ((rc = s_read_tubes(r, q, why, whycap)) || (rc = s_read_edges(r, q, why, whycap))
+        || (rc = s_read_args(r, q, why, whycap))) {
         s_free_rec(r);
         return rc;
     }

@@ -24,7 +24,7 @@
 #ifndef PD_TASKS_H
 #define PD_TASKS_H
 
-#include "pd_msg.h"
+#include "pd_proto.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -129,15 +129,15 @@ void pd_tasks_destroy(pd_tasks_t **p);
 uint64_t pd_tasks_next_id(const pd_tasks_t *t);
 void pd_tasks_set_next_id(pd_tasks_t *t, uint64_t id);
 
-/* Accepts a task_submit message (docs/protocol.md) for module mod, whose
-   fields are checked here: n (1 .. PD_TASKS_MAX_NODES and at most
+/* Accepts a decoded task_submit message (docs/protocol.md) for module mod,
+   whose fields are checked here: n (1 .. PD_TASKS_MAX_NODES and at most
    cluster_slots), args (absent, or an array of n values), tubes, edges and
    the options. On success the task is queued and *id set; returns 0.
    Returns PD_ENOSLOTS (more nodes than cluster_slots), PD_EINVAL / PD_EPROTO
    (a bad field or graph), PD_EOVERLOAD (the table is full), PD_ENOMEM; why
    says which in a sentence. */
-int pd_tasks_submit(pd_tasks_t *t, const pd_msg_t *m, uint32_t mod, uint64_t cluster_slots,
-                    uint64_t *id, char *why, size_t whycap);
+int pd_tasks_submit(pd_tasks_t *t, const pd_m_task_submit_t *q, uint32_t mod,
+                    uint64_t cluster_slots, uint64_t *id, char *why, size_t whycap);
 
 /* The record of a task, or NULL. Borrowed until the next add or forget. */
 pd_taskrec_t *pd_tasks_get(pd_tasks_t *t, uint64_t id);

@@ -145,6 +145,30 @@ int pd_proto_encode(msgpack_packer *pk, const pd_proto_msg_t *d, const void *m)
     return 0;
 }
 
+int pd_proto_encode_head(msgpack_packer *pk, const pd_proto_msg_t *d, const void *m)
+{
+    if (d->nfields == 0 || d->fields[d->nfields - 1].kind != PD_FK_BIN)
+        return PD_EINVAL;
+    const pd_proto_field_t *tail = &d->fields[d->nfields - 1];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < d->nfields; i++)
+        n += s_present(&d->fields[i], m);
+    if (pd_msg_begin(pk, d->type, n))
+        return PD_ENOMEM;
+    for (uint32_t i = 0; i + 1 < d->nfields; i++) {
+        const pd_proto_field_t *f = &d->fields[i];
+        if (s_present(f, m) && pd_proto_pack_field(pk, f, m))
+            return PD_ENOMEM;
+    }
+    if (!s_present(tail, m))
+        return 0;
+    const pd_bin_t *b = (const pd_bin_t *) ((const char *) m + tail->off);
+    if (msgpack_pack_str(pk, tail->klen) || msgpack_pack_str_body(pk, tail->key, tail->klen)
+        || msgpack_pack_bin(pk, b->len))
+        return PD_ENOMEM;
+    return 0;
+}
+
 /* ---- decoding -------------------------------------------------------------- */
 
 static int s_over(const pd_msg_t *msg, const pd_proto_field_t *f, const char *what)

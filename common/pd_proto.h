@@ -108,6 +108,12 @@ extern const size_t pd_proto_count;
    "v", "t", then its fields. Returns 0, or PD_ENOMEM when the packer failed
    (its buffer is then marked failed, as with any packer write). */
 int pd_proto_encode(msgpack_packer *pk, const pd_proto_msg_t *d, const void *m);
+/* As pd_proto_encode, for a message whose last field is a BIN too large to
+   copy: that field is written as its key and its bin header only (its
+   pd_bin_t's len; p is not read), and the caller sends its len bytes right
+   after the head, in the same frame (the broker's `shr`). PD_EINVAL when
+   d's last field is not a BIN. */
+int pd_proto_encode_head(msgpack_packer *pk, const pd_proto_msg_t *d, const void *m);
 /* Fills the struct at m with a sample message: every field set (OPT ones
    too), each value of its kind and within its bound, depending on the
    field's place (tests and fuzz seeds). Raw fields borrow static bytes. */

@@ -44,7 +44,7 @@
 #define PD_PROTO_DEFS_H
 
 /* String caps (bytes with the NUL), the largest any side of the wire reads. */
-#define PD_P_HASH  80  /* a module's SHA-256 or a blob's BLAKE2b-256, hex (64) */
+#define PD_P_HASH  65  /* a module's SHA-256 or a blob's BLAKE2b-256: 64 hex digits */
 #define PD_P_NAME  256 /* module, function, host names */
 #define PD_P_KEY   41  /* a Z85 public key (40 characters) */
 #define PD_P_CODE  32  /* a PD_E* name */

@@ -180,14 +180,16 @@ Test(unit_sched, a_prebuilt_module_waits_for_a_worker_of_its_platform)
     cr_assert_eq(s_jobs_for(n, wk->index), 0);
 }
 
-/* A task_submit of n nodes in a ring, parsed into *m (over buf). */
-static void s_task(pd_buf_t *buf, pd_msg_t *m, uint32_t n)
+/* A task_submit of n nodes in a ring, parsed into *m (over buf) and
+   decoded as the broker's handler decodes it (borrowing buf). */
+static const pd_m_task_submit_t *s_task(pd_buf_t *buf, pd_msg_t *m, uint32_t n)
 {
     pd_buf_reset(buf);
     msgpack_packer pk;
     pd_packer_init(&pk, buf);
-    pd_msg_begin(&pk, "task_submit", 5);
+    pd_msg_begin(&pk, "task_submit", 6);
     pd_pack_kv_uint(&pk, "req", 1);
+    pd_pack_kv_str(&pk, "mod", "0000000000000000000000000000000000000000000000000000000000000000");
     pd_pack_kv_str(&pk, "fn", "node_fn");
     pd_pack_kv_uint(&pk, "n", n);
     pd_pack_cstr(&pk, "tubes");
@@ -202,6 +204,9 @@ static void s_task(pd_buf_t *buf, pd_msg_t *m, uint32_t n)
         msgpack_pack_uint32(&pk, (i + 1) % n);
     }
     cr_assert_eq(pd_msg_parse(m, buf->data, buf->len), 0, "%s", m->why);
+    static pd_m_task_submit_t q;
+    cr_assert_eq(pd_m_task_submit_decode(m, &q), 0, "%s", m->why);
+    return &q;
 }
 
 Test(unit_sched, a_task_is_placed_whole_before_the_jobs_take_the_slots)
@@ -214,10 +219,10 @@ Test(unit_sched, a_task_is_placed_whole_before_the_jobs_take_the_slots)
     pd_msg_t m;
     uint64_t big, small;
     char why[256];
-    s_task(&buf, &m, 3);
-    cr_assert_eq(pd_tasks_submit(tasks, &m, 0, 4, &small, why, sizeof why), 0, "%s", why);
-    s_task(&buf, &m, 4);
-    cr_assert_eq(pd_tasks_submit(tasks, &m, 0, 4, &big, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pd_tasks_submit(tasks, s_task(&buf, &m, 3), 0, 4, &small, why, sizeof why), 0,
+                 "%s", why);
+    cr_assert_eq(pd_tasks_submit(tasks, s_task(&buf, &m, 4), 0, 4, &big, why, sizeof why), 0,
+                 "%s", why);
     pd_buf_free(&buf);
     uint32_t n = pd_sched_plan(sched, &in);
     const pd_sched_order_t *o = pd_sched_order(sched, 0);
