@@ -11,7 +11,7 @@
     Two velocity rules (pd_pso_variant_t); the per-coordinate one is the
     default, as it wins or ties pagmo's pso on all 24 rows of bench_optim
     (sphere, Rosenbrock, Rastrigin, Ackley in 10 and 30 dimensions, at the
-    centre and at two shifted optima) where the hypersphere loses 3 to 6;
+    centre and at two shifted optima) where the hypersphere loses 10;
     its lead on Rastrigin 30 holds only with the optimum at the centre:
       - PD_PSO_SPSO2011: G = x + c (p + l - 2x) / 3 (or x + c (p - x) / 2 when
         the particle is its own best informant); x' drawn in the hypersphere
