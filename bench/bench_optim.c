@@ -1,13 +1,15 @@
 /*  bench_optim: quality and cost of Playdoh's optimisers, against pagmo2
     in the same run where libpagmo-dev was found at build time.
 
-    Quality: sphere, Rosenbrock, Rastrigin and Ackley in D = 10 and 30,
-    SEEDS seeds each, BUDGET evaluations per run, one island: the median
-    final value and the success rate (final value < 1e-8) of PSO against
-    pagmo's pso, GA against sga, CMA-ES (with its default IPOP restarts,
-    without, and with BIPOP) against cmaes, DE (jDE) against sade (jDE,
-    rand/1/bin). Both sides evaluate the same C functions (pd_optim_builtin)
-    within the same bounds.
+    Quality: sphere, Rosenbrock, Rastrigin and Ackley in D = 10 and 30, at
+    the centre and with the optimum moved ("@1", "@2"), SEEDS seeds each,
+    BUDGET evaluations per run, one island: the median final value and the
+    success rate (final value < 1e-8) of PSO against pagmo's pso, GA against
+    sga, CMA-ES (with its default IPOP restarts, without, and with BIPOP)
+    against cmaes, DE (jDE) against sade (jDE, rand/1/bin) and de (pagmo's
+    defaults). Verdict: tie when both solve or the medians are within 1 %,
+    else the lower median wins. Both sides evaluate the same C functions
+    (pd_optim_builtin) within the same bounds.
 
     Overhead: the optimiser's own cost per evaluation on the sphere (wall
     time of the run less the time the fitness itself takes, measured apart
@@ -25,9 +27,10 @@
 
     Usage: bench_optim [SEEDS (10)] [BUDGET (100000)] [PART: all | quality |
     shift | cost] [ROW]
-    (cost: the overhead and throughput tables only, which are the ones the
+    (ROW: the quality and shift tables' rows whose label starts with it;
+    cost: the overhead and throughput tables only, which are the ones the
     load of a shared machine disturbs; the quality and shift tables are
-    deterministic; ROW: the shift table's rows whose label starts with it)
+    deterministic)
 */
 #include "bench_optim.h"
 #include "playdoh.h"
@@ -149,18 +152,19 @@ typedef struct {
     int restarts;        /* CMA-ES restarts, -1 = default, -2 = default with BIPOP */
     int variant;         /* PSO variant, -1 = default */
     const char *pagmo;   /* pagmo's counterpart */
+    const char *pagmo2;  /* a second one, or NULL */
 } row_t;
 
 /* Rows 0, 1, 2 and 5 are the defaults, used for the overhead and
    throughput tables too (COST_ROWS). */
 static const row_t ROWS[] = {
-    {"PSO", PD_ALGO_PSO, -1, -1, "pso"},
-    {"GA", PD_ALGO_GA, -1, -1, "sga"},
-    {"CMA-ES (IPOP)", PD_ALGO_CMAES, -1, -1, "cmaes"},
-    {"PSO (hypersphere)", PD_ALGO_PSO, -1, PD_PSO_SPSO2011, "pso"},
-    {"CMA-ES (no restart)", PD_ALGO_CMAES, 0, -1, "cmaes"},
-    {"DE (jDE)", PD_ALGO_DE, -1, -1, "sade"},
-    {"CMA-ES (BIPOP)", PD_ALGO_CMAES, -2, -1, "cmaes"},
+    {"PSO", PD_ALGO_PSO, -1, -1, "pso", NULL},
+    {"GA", PD_ALGO_GA, -1, -1, "sga", NULL},
+    {"CMA-ES (IPOP)", PD_ALGO_CMAES, -1, -1, "cmaes", NULL},
+    {"PSO (hypersphere)", PD_ALGO_PSO, -1, PD_PSO_SPSO2011, "pso", NULL},
+    {"CMA-ES (no restart)", PD_ALGO_CMAES, 0, -1, "cmaes", NULL},
+    {"DE (jDE)", PD_ALGO_DE, -1, -1, "sade", "de"},
+    {"CMA-ES (BIPOP)", PD_ALGO_CMAES, -2, -1, "cmaes", NULL},
 };
 
 /* The rows of the overhead and throughput tables: the defaults. */
@@ -180,60 +184,115 @@ static size_t pop_of(pd_algo_t algo, size_t dim)
     return 40;
 }
 
-/* The quality table: every row, SEEDS seeds each, pagmo beside. */
-static int s_quality(int seeds, unsigned long long budget)
+#if BENCH_HAVE_PAGMO /* without libpagmo-dev, no pagmo column */
+/* pagmo's algorithms, the index of its runs' cache in s_quality. */
+static const char *PAGMO_ALGOS[] = {"pso", "sga", "cmaes", "sade", "de"};
+
+static int pagmo_index(const char *name)
+{
+    for (int i = 0; i < (int) (sizeof PAGMO_ALGOS / sizeof PAGMO_ALGOS[0]); i++)
+        if (strcmp(PAGMO_ALGOS[i], name) == 0)
+            return i;
+    return 0;
+}
+
+/* The verdict of a row: both solved (< 1e-8) or within 1 % of each other:
+   tie; otherwise the lower median wins. */
+static const char *verdict(double ours, double theirs)
+{
+    if ((ours < 1e-8 && theirs < 1e-8) || fabs(ours - theirs) <= 0.01 * fabs(theirs))
+        return "tie";
+    return ours < theirs ? "win" : "**loss**";
+}
+#endif
+
+/* The shifts of the quality table: the centre and two optima moved within
+   the central 80 % of the box (pd_optim_builtin's "@1", "@2"). */
+static const char *QSHIFTS[] = {"", "@1", "@2"};
+
+/* Prints one line of the quality table: our median and successes against
+   pagmo's `which` (its runs are cached per function, so that the rows of one
+   pagmo algorithm share them). */
+static int quality_line(const char *name, size_t dim, const row_t *r, const char *which,
+                        double mo, int so, int seeds, size_t pop, unsigned long long budget,
+                        double *theirs)
+{
+    printf("| %s | %zu | %s | %.3g | %d/%d |", name, dim, r->label, mo, so, seeds);
+#if BENCH_HAVE_PAGMO
+    static double pmed[sizeof PAGMO_ALGOS / sizeof PAGMO_ALGOS[0]];
+    static int psucc[sizeof PAGMO_ALGOS / sizeof PAGMO_ALGOS[0]];
+    static int pdone[sizeof PAGMO_ALGOS / sizeof PAGMO_ALGOS[0]];
+    static char pkey[48];
+    char key[48];
+    snprintf(key, sizeof key, "%s/%zu", name, dim);
+    if (strcmp(key, pkey) != 0) {
+        snprintf(pkey, sizeof pkey, "%s", key);
+        memset(pdone, 0, sizeof pdone);
+    }
+    int pi = pagmo_index(which);
+    if (!pdone[pi]) {
+        double lo, hi;
+        pd_fitness_fn f = pd_optim_builtin(name, &lo, &hi);
+        for (int s = 0; s < seeds; s++) {
+            unsigned long long ev;
+            double sec;
+            if (bench_pagmo_run(which, f, lo, hi, dim, pop, budget, (unsigned) s + 1,
+                                &theirs[s], &ev, &sec))
+                return 1;
+            if (ev > budget)
+                fprintf(stderr, "note: pagmo %s made %llu evaluations\n", which, ev);
+        }
+        psucc[pi] = successes(theirs, seeds);
+        pmed[pi] = median(theirs, seeds);
+        pdone[pi] = 1;
+    }
+    printf(" %s | %.3g | %d/%d | %s |\n", which, pmed[pi], psucc[pi], seeds,
+           verdict(mo, pmed[pi]));
+#else
+    (void) pop;
+    (void) budget;
+    (void) theirs;
+    printf(" %s | — | — | — |\n", which);
+#endif
+    fflush(stdout);
+    return 0;
+}
+
+/* The quality table: every row at the centre and shifted, SEEDS seeds each,
+   pagmo beside; only: the rows whose label starts with it (NULL: all). */
+static int s_quality(int seeds, unsigned long long budget, const char *only)
 {
     double *ours = malloc(seeds * sizeof *ours), *theirs = malloc(seeds * sizeof *theirs);
+    int rc = 0;
     printf("## Quality: median final value (success rate: final < 1e-8)\n\n");
-    printf("| function | D | Playdoh | median | success | pagmo | median | success |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
+    printf("| function | D | Playdoh | median | success | pagmo | median | success | "
+           "verdict |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t fi = 0; fi < sizeof FNS / sizeof FNS[0]; fi++)
-        for (size_t di = 0; di < 2; di++)
-            for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0]; ri++) {
-                const row_t *r = &ROWS[ri];
-                size_t dim = DIMS[di], pop = pop_of(r->algo, dim);
-                for (int s = 0; s < seeds; s++)
-                    ours[s] = run_playdoh(r->algo, FNS[fi], dim, (unsigned) s + 1, budget,
-                                          r->restarts, r->variant, 0, NULL, NULL);
-                int so = successes(ours, seeds);
-                double mo = median(ours, seeds);
-                printf("| %s | %zu | %s | %.3g | %d/%d |", FNS[fi], dim, r->label, mo, so, seeds);
-#if BENCH_HAVE_PAGMO
-                /* pagmo's runs of this function and dimension, once per algorithm */
-                static double pmed[4];
-                static int psucc[4], pdone[4], pkey = -1;
-                if (pkey != (int) (fi * 2 + di)) {
-                    pkey = (int) (fi * 2 + di);
-                    memset(pdone, 0, sizeof pdone);
+        for (size_t k = 0; k < sizeof QSHIFTS / sizeof QSHIFTS[0]; k++)
+            for (size_t di = 0; di < 2; di++)
+                for (size_t ri = 0; ri < sizeof ROWS / sizeof ROWS[0] && rc == 0; ri++) {
+                    const row_t *r = &ROWS[ri];
+                    if (only && strncmp(r->label, only, strlen(only)) != 0)
+                        continue;
+                    char name[32];
+                    snprintf(name, sizeof name, "%s%s", FNS[fi], QSHIFTS[k]);
+                    size_t dim = DIMS[di], pop = pop_of(r->algo, dim);
+                    for (int s = 0; s < seeds; s++)
+                        ours[s] = run_playdoh(r->algo, name, dim, (unsigned) s + 1, budget,
+                                              r->restarts, r->variant, 0, NULL, NULL);
+                    int so = successes(ours, seeds);
+                    double mo = median(ours, seeds);
+                    rc = quality_line(name, dim, r, r->pagmo, mo, so, seeds, pop, budget,
+                                      theirs);
+                    if (rc == 0 && r->pagmo2)
+                        rc = quality_line(name, dim, r, r->pagmo2, mo, so, seeds, pop, budget,
+                                          theirs);
                 }
-                if (!pdone[r->algo]) {
-                    double lo, hi;
-                    pd_fitness_fn f = pd_optim_builtin(FNS[fi], &lo, &hi);
-                    for (int s = 0; s < seeds; s++) {
-                        unsigned long long ev;
-                        double sec;
-                        if (bench_pagmo_run(r->algo, f, lo, hi, dim, pop, budget,
-                                            (unsigned) s + 1, &theirs[s], &ev, &sec))
-                            return 1;
-                        if (ev > budget)
-                            fprintf(stderr, "note: pagmo %s made %llu evaluations\n", r->pagmo,
-                                    ev);
-                    }
-                    psucc[r->algo] = successes(theirs, seeds);
-                    pmed[r->algo] = median(theirs, seeds);
-                    pdone[r->algo] = 1;
-                }
-                printf(" %s | %.3g | %d/%d |\n", r->pagmo, pmed[r->algo], psucc[r->algo], seeds);
-#else
-                (void) pop;
-                printf(" %s | — | — |\n", r->pagmo);
-#endif
-                fflush(stdout);
-            }
 
     free(ours);
     free(theirs);
-    return 0;
+    return rc;
 }
 
 /* The centre-bias table: each row's median at the centre and with the
@@ -315,7 +374,7 @@ static int s_cost(unsigned long long budget)
 #if BENCH_HAVE_PAGMO
                 double lo, hi, b;
                 pd_fitness_fn f = pd_optim_builtin("sphere", &lo, &hi);
-                if (bench_pagmo_run(r->algo, f, lo, hi, dim, pop, budget, 1, &b, &ev, &sec))
+                if (bench_pagmo_run(r->pagmo, f, lo, hi, dim, pop, budget, 1, &b, &ev, &sec))
                     return 1;
                 per = sec / (double) (ev - pop) - fit_one;
                 if (per < best_theirs)
@@ -360,8 +419,8 @@ int main(int argc, char **argv)
     bool cost = strcmp(part, "all") == 0 || strcmp(part, "cost") == 0;
     if (seeds < 1 || seeds > 1000 || budget < 1000 || (!quality && !shift && !cost)) {
         fprintf(stderr, "usage: bench_optim [SEEDS 1..1000] [BUDGET >= 1000] "
-                        "[all|quality|shift|cost] [ROW (shift: the rows whose label starts "
-                        "with it)]\n");
+                        "[all|quality|shift|cost] [ROW (quality, shift: the rows whose label "
+                        "starts with it)]\n");
         return 2;
     }
 #if BENCH_HAVE_PAGMO
@@ -374,7 +433,7 @@ int main(int argc, char **argv)
 #endif
     int rc = 0;
     if (quality)
-        rc = s_quality(seeds, budget);
+        rc = s_quality(seeds, budget, only);
     if (rc == 0 && shift)
         rc = s_shift(seeds, budget, only);
     if (rc == 0 && cost)

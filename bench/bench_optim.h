@@ -9,12 +9,12 @@
 extern "C" {
 #endif
 
-/* One run of pagmo's counterpart of algo ("pso", "sga", "cmaes", "sade") on the
+/* One run of pagmo's algorithm `which` ("pso", "sga", "cmaes", "sade", "de") on the
    built-in function fn (bounds lo..hi in every coordinate) in dim
    parameters with population pop, for at most budget evaluations. Writes
    the best value, the evaluations pagmo made and the CPU seconds (this
    thread) of the evolve call. Returns 0, or -1 when pagmo threw (message on stderr). */
-int bench_pagmo_run(pd_algo_t algo, pd_fitness_fn fn, double lo, double hi, size_t dim,
+int bench_pagmo_run(const char *which, pd_fitness_fn fn, double lo, double hi, size_t dim,
                     size_t pop, unsigned long long budget, unsigned seed, double *best,
                     unsigned long long *evals, double *seconds);
 /* pagmo's version string. */

@@ -22,8 +22,17 @@
     Each figure is the median of REPEAT runs, the in-process and cluster runs
     interleaved, so that a machine whose load changes biases neither.
 
+    (c) "ipop": CMA-ES with its IPOP restarts on shifted Rastrigin 10-D
+        (pd_optim_builtin's "rastrigin@1" and "@2"; on the cluster the same
+        function in the module, its optimum sent as the shared data),
+        10^5 evaluations in all: the runs solved (below 1e-8) of seeds 1 to
+        SEEDS, one island in-process against ISLANDS islands on the cluster
+        (one slot each; issue 20: islands must solve at least as often as
+        one island).
+
     Usage: bench_optim_cluster [REPEAT (5)] [ITERATIONS (300)] [BUDGET_1MS (4000)]
                                [POPULATION (1000)] [sleep|spin]
+           bench_optim_cluster ipop [SEEDS (20)] [ISLANDS (2)]
 */
 #include "playdoh.h"
 
@@ -41,6 +50,7 @@
 static const char *SRC =
     "#include <playdoh_fitness.h>\n"
     "#include <fcntl.h>\n"
+    "#include <math.h>\n"
     "#include <stdio.h>\n"
     "#include <time.h>\n"
     "#include <unistd.h>\n"
@@ -75,6 +85,20 @@ static const char *SRC =
     "    double rec[2] = {cpu - first, calls};\n"
     "    if (fd < 0 || pwrite(fd, rec, sizeof rec, 0) != sizeof rec) return -1;\n"
     "    return sphere(b, f);\n"
+    "}\n"
+    "/* Rastrigin with its optimum moved to the shared data's point */\n"
+    "PD_FITNESS(rastrigin_shifted, b, f) {\n"
+    "    const double *o = b->shared;\n"
+    "    if (!o || b->shared_len != b->dim * sizeof *o) return -1;\n"
+    "    for (size_t i = 0; i < b->n; i++) {\n"
+    "        double s = 10.0 * (double) b->dim;\n"
+    "        for (size_t j = 0; j < b->dim; j++) {\n"
+    "            double z = b->x[i * b->dim + j] - o[j];\n"
+    "            s += z * z - 10.0 * cos(2.0 * 3.14159265358979323846 * z);\n"
+    "        }\n"
+    "        f[i] = s;\n"
+    "    }\n"
+    "    return 0;\n"
     "}\n"
     "static void values(const pd_fitness_block_t *b, double *f) {\n"
     "    for (size_t i = 0; i < b->n; i++) f[i] = b->x[i * b->dim] * b->x[i * b->dim];\n"
@@ -204,17 +228,73 @@ static double cluster(pd_client_t *c, const char *mod, const char *fn, const pd_
     return wall;
 }
 
+/* (c): solved runs of IPOP on shifted Rastrigin, one island in-process
+   against `islands` on the cluster. */
+static int s_ipop(pd_client_t *c, const char *mod, int seeds, uint32_t islands)
+{
+    printf("## (c) CMA-ES (IPOP), shifted Rastrigin %d-D, 10^5 evaluations, seeds 1 to %d: "
+           "runs solved (< 1e-8)\n\n| function | 1 island in-process | %u islands on the "
+           "cluster |\n|---|---|---|\n", DIM, seeds, (unsigned) islands);
+    for (int k = 1; k <= 2; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "rastrigin@%d", k);
+        double xs[DIM];
+        pd_fitness_fn fn = pd_optim_builtin(name, NULL, NULL);
+        if (!fn || pd_optim_builtin_optimum(name, DIM, xs) != 0)
+            return 1;
+        pd_optim_cluster_opts_t co = {.shared = xs, .shared_len = sizeof xs};
+        int in = 0, cl = 0;
+        for (int seed = 1; seed <= seeds; seed++) {
+            pd_optim_opts_t o;
+            pd_optim_opts_init(&o, PD_ALGO_CMAES, DIM);
+            o.lower = L;
+            o.upper = H;
+            o.budget = 100000;
+            o.seed = (uint64_t) seed;
+            pd_optim_result_t r;
+            if (pd_optim_run(&o, fn, NULL, &r) != 0) {
+                fprintf(stderr, "bench_optim_cluster: %s\n", r.error);
+                return 1;
+            }
+            in += r.best_f[0] < 1e-8;
+            pd_optim_result_clear(&r);
+            o.islands = islands;
+            if (pd_optim_cluster(c, mod, "rastrigin_shifted", &o, &co, &r) != 0) {
+                fprintf(stderr, "bench_optim_cluster: %s\n", r.error);
+                return 1;
+            }
+            cl += r.best_f[0] < 1e-8;
+            pd_optim_result_clear(&r);
+        }
+        printf("| %s | %d of %d | %d of %d |\n", name, in, seeds, cl, seeds);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int repeat = argc > 1 ? atoi(argv[1]) : 5;
-    unsigned long long iters = argc > 2 ? strtoull(argv[2], NULL, 10) : 300;
+    bool ipop = argc > 1 && strcmp(argv[1], "ipop") == 0;
+    if (ipop) { /* the mode's own arguments follow it */
+        argv++;
+        argc--;
+    }
+    int repeat = argc > 1 ? atoi(argv[1]) : ipop ? 20 : 5;
+    uint32_t ipop_islands = ipop && argc > 2 ? (uint32_t) atoi(argv[2]) : 2;
+    unsigned long long iters = !ipop && argc > 2 ? strtoull(argv[2], NULL, 10) : 300;
     unsigned long long budget1 = argc > 3 ? strtoull(argv[3], NULL, 10) : 4000;
     size_t pop = argc > 4 ? strtoul(argv[4], NULL, 10) : 1000;
     const char *slow = argc > 5 && strcmp(argv[5], "spin") == 0 ? "spin_1ms" : "sleep_1ms";
     if (repeat < 1 || repeat > 100 || iters < 10 || budget1 < 400 || pop < 10 ||
         pop > 1000000) {
         fprintf(stderr, "usage: bench_optim_cluster [REPEAT 1..100] [ITERATIONS >= 10] "
-                        "[BUDGET_1MS >= 400] [POPULATION 10..1000000] [sleep|spin]\n");
+                        "[BUDGET_1MS >= 400] [POPULATION 10..1000000] [sleep|spin]\n"
+                        "       bench_optim_cluster ipop [SEEDS 1..100] [ISLANDS 1..8]\n");
+        return 2;
+    }
+    if (ipop && (ipop_islands < 1 || ipop_islands > 8)) {
+        fprintf(stderr, "bench_optim_cluster ipop: %u islands; give 1 to 8 (the embedded "
+                        "cluster gets one slot per island)\n", (unsigned) ipop_islands);
         return 2;
     }
     for (int j = 0; j < DIM; j++) {
@@ -229,7 +309,8 @@ int main(int argc, char **argv)
     if (!f || fputs(SRC, f) < 0 || fclose(f))
         return 1;
     int err = 0;
-    pd_local_t *local = pd_local_start(2, &err);
+    /* 2 slots, or one per island of the ipop mode */
+    pd_local_t *local = pd_local_start(ipop && ipop_islands > 2 ? (int) ipop_islands : 2, &err);
     pd_client_t *c = local ? pd_client_new(pd_local_endpoint(local), &err) : NULL;
     char mod[PD_HASH_HEX];
     if (!c || pd_module_upload_file(c, path, mod)) {
@@ -243,6 +324,14 @@ int main(int argc, char **argv)
     getloadavg(load, 3);
     printf("# bench_optim_cluster: %d repeats, load average %.1f, %ld cores online\n\n", repeat,
            load[0], sysconf(_SC_NPROCESSORS_ONLN));
+
+    if (ipop) {
+        int rc = s_ipop(c, mod, repeat, ipop_islands);
+        rmdir(dir);
+        pd_client_destroy(&c);
+        pd_local_stop(&local);
+        return rc;
+    }
 
     /* (a) throughput */
     double *inproc = calloc((size_t) repeat, sizeof(double));

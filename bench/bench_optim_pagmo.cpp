@@ -1,4 +1,4 @@
-/*  bench_optim_pagmo: pagmo2's pso, sga and cmaes on Playdoh's own built-in
+/*  bench_optim_pagmo: pagmo2's pso, sga, cmaes, sade and de on Playdoh's own built-in
     functions, for bench_optim's same-run comparison.
 
     The user-defined problem calls the very C function Playdoh's optimisers
@@ -13,6 +13,7 @@
 
 #include <pagmo/algorithm.hpp>
 #include <pagmo/algorithms/cmaes.hpp>
+#include <pagmo/algorithms/de.hpp>
 #include <pagmo/algorithms/pso.hpp>
 #include <pagmo/algorithms/sade.hpp>
 #include <pagmo/algorithms/sga.hpp>
@@ -21,6 +22,7 @@
 #include <pagmo/problem.hpp>
 
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <limits>
@@ -53,7 +55,7 @@ struct builtin_problem {
 
 } // namespace
 
-extern "C" int bench_pagmo_run(pd_algo_t algo, pd_fitness_fn fn, double lo, double hi,
+extern "C" int bench_pagmo_run(const char *which, pd_fitness_fn fn, double lo, double hi,
                                size_t dim, size_t pop, unsigned long long budget, unsigned seed,
                                double *best, unsigned long long *evals, double *seconds)
 {
@@ -66,22 +68,23 @@ extern "C" int bench_pagmo_run(pd_algo_t algo, pd_fitness_fn fn, double lo, doub
         pagmo::problem prob{udp};
         unsigned gen = (unsigned) ((budget - pop) / pop);
         pagmo::algorithm a;
-        switch (algo) {
-        case PD_ALGO_PSO:
+        if (std::strcmp(which, "pso") == 0)
             a = pagmo::algorithm{pagmo::pso(gen, 0.7298, 2.05, 2.05, 0.5, 5u, 2u, 4u, false, seed)};
-            break;
-        case PD_ALGO_GA:
+        else if (std::strcmp(which, "sga") == 0)
             a = pagmo::algorithm{pagmo::sga(gen, .90, 1., 0.02, 1., 2u, "exponential",
                                             "polynomial", "tournament", seed)};
-            break;
-        case PD_ALGO_CMAES:
+        else if (std::strcmp(which, "cmaes") == 0)
             a = pagmo::algorithm{
                 pagmo::cmaes(gen, -1, -1, -1, -1, 0.5, 1e-30, 1e-30, false, true, seed)};
-            break;
-        case PD_ALGO_DE:
+        else if (std::strcmp(which, "sade") == 0)
             /* jDE (variant_adptv 1) with rand/1/bin (variant 7), as Playdoh's */
             a = pagmo::algorithm{pagmo::sade(gen, 7u, 1u, 1e-30, 1e-30, false, seed)};
-            break;
+        else if (std::strcmp(which, "de") == 0)
+            /* pagmo's defaults (F 0.8, CR 0.9, rand/1/exp) but for the tolerances */
+            a = pagmo::algorithm{pagmo::de(gen, 0.8, 0.9, 2u, 1e-30, 1e-30, seed)};
+        else {
+            std::fprintf(stderr, "pagmo: no algorithm '%s' in this bench\n", which);
+            return -1;
         }
         pagmo::population p{prob, pop, seed};
         struct timespec t0, t1; /* CPU time of this thread, as bench_optim.c measures */

@@ -73,6 +73,17 @@ const char *pd_optim_stop_name(pd_optim_stop_t s)
     return (unsigned) s < 7 ? s_stop_names[s] : "unknown";
 }
 
+/* PSO's default informants: 3 (SPSO's K) up to 15 parameters, then one per
+   5 parameters up to 10: with 3, a swarm of 40 in 30-D spreads news too
+   slowly and stalls on Rosenbrock's valley (4 of 10 runs at 68-76); 6 there
+   matched pagmo's pso on every 30-D row of bench_optim while 3 kept the lead
+   on Rastrigin 10-D that 6 lost (docs/performance.md, "PSO against pagmo"). */
+static uint32_t pd_pso_default_informants(size_t dim)
+{
+    size_t k = dim / 5;
+    return (uint32_t) (k < 3 ? 3 : k > 10 ? 10 : k);
+}
+
 void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
 {
     assert(o);
@@ -91,7 +102,7 @@ void pd_optim_opts_init(pd_optim_opts_t *o, pd_algo_t algo, size_t dim)
         .cognitive = 0.5 + log(2.0),
         .social = 0.5 + log(2.0),
         .max_velocity = 0.5,
-        .informants = 3,
+        .informants = pd_pso_default_informants(dim),
     };
     o->ga = (pd_ga_params_t){
         .crossover_prob = 0.9,

@@ -338,11 +338,23 @@ Test(optimizer, cmaes_islands_share_the_ipop_levels)
                          sz[k], l0 << (i + 2 * k));
         pd_optimizer_destroy(&p);
     }
-    /* more islands than levels one island reaches: they start over at 0 */
+    /* more islands than levels one island reaches: they start over at 0
+       (without a budget, so that no level is left out for want of one) */
     o.islands = 5;
+    o.budget = 0;
+    o.iterations = 1000000;
     pd_optimizer_t *q = pd_optimizer_new(&o, 4, 0, NULL);
     cr_assert_eq(s_run_sizes(q, sz, 8), 3u);
     cr_expect_eq(sz[0], l0 << 1, "island 4 of 5, 2 restarts: level 4 mod 3 = 1");
+    pd_optimizer_destroy(&q);
+    /* with the budget, its third level (lambda0 x 2^11) cannot run 20
+       generations within the island's fifth of 10^5: the island stops
+       after two runs and leaves the budget to the others */
+    o.budget = 100000;
+    o.iterations = 0;
+    q = pd_optimizer_new(&o, 4, 0, NULL);
+    cr_assert_eq(s_run_sizes(q, sz, 8), 2u);
+    cr_expect(sz[0] == l0 << 1 && sz[1] == l0 << 6);
     pd_optimizer_destroy(&q);
     /* one island: every level, as before */
     o.islands = 1;

@@ -667,8 +667,8 @@ typedef enum {
 } pd_pso_variant_t;
 
 typedef struct {
-    pd_pso_variant_t variant; /* default PD_PSO_COMPONENT (docs/optimisation.md says when
-                                 to prefer PD_PSO_SPSO2011) */
+    pd_pso_variant_t variant; /* default PD_PSO_COMPONENT; PD_PSO_SPSO2011 is rotation
+                                 invariant but measured worse (docs/optimisation.md) */
     double inertia;           /* w; default 1 / (2 ln 2) ~ 0.721 */
     double cognitive;         /* c1, pull towards the particle's own best; default 0.5 + ln 2 */
     double social;            /* c2, pull towards the best informant's best; default 0.5 + ln 2 */
@@ -677,7 +677,7 @@ typedef struct {
     uint32_t informants;      /* SPSO's adaptive random topology: each particle informs this many
                                  random others, redrawn after an iteration that did not improve
                                  the swarm's best; 0 = every particle informs all (global best);
-                                 default 3 */
+                                 default 3 up to 15 parameters, then dim / 5, at most 10 */
 } pd_pso_params_t;
 
 typedef struct {
