@@ -12,6 +12,7 @@
 #include "pd_slot.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -465,13 +466,18 @@ static int count_lines(const char *path)
 /* Compiled copies of the test module in the cache (one per compiler). */
 static int count_builds(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "ls '%s/so' | grep -c '^%s-.*\\.so$'", s_dir, s_hash);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    int n = -1;
-    cr_assert_eq(fscanf(p, "%d", &n), 1);
-    pclose(p);
+    char so[4200];
+    snprintf(so, sizeof so, "%s/so", s_dir);
+    DIR *d = opendir(so);
+    cr_assert_not_null(d);
+    int n = 0;
+    size_t hl = strlen(s_hash);
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        n += strncmp(de->d_name, s_hash, hl) == 0 && de->d_name[hl] == '-' && l > 3
+             && strcmp(de->d_name + l - 3, ".so") == 0;
+    }
+    closedir(d);
     return n;
 }
 
