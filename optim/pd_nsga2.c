@@ -341,11 +341,13 @@ size_t pd_nsga2_ask(pd_nsga2_t *s, const double **x)
     return n;
 }
 
-/* Elitist selection: the n best of parents and offspring by fronts, the
-   last front cut by crowding (largest first, ties in index order). */
-static void select_next(pd_nsga2_t *s)
+/* Elitist selection: the n best of the parents and the count - n rows after
+   them (offspring or migrants) by fronts, the last front cut by crowding
+   (largest first, ties in index order). Returns how many of the rows after
+   the parents were selected. */
+static size_t select_next(pd_nsga2_t *s, size_t count)
 {
-    size_t n = s->n, n2 = 2 * n, d = s->d, m = s->m, taken = 0;
+    size_t n = s->n, n2 = count, d = s->d, m = s->m, taken = 0, newcomers = 0;
     rank_and_crowd(s, n2);
     for (size_t r = 0; taken < n; r++) {
         size_t k = front_members(s, n2, r);
@@ -361,11 +363,13 @@ static void select_next(pd_nsga2_t *s)
             s->sel[taken++] = s->idx[s->order[t]];
     }
     for (size_t i = 0; i < n; i++) {
+        newcomers += s->sel[i] >= n;
         memcpy(s->x2 + i * d, s->x + s->sel[i] * d, d * sizeof *s->x);
         memcpy(s->f2 + i * m, s->f + s->sel[i] * m, m * sizeof *s->f);
     }
     memcpy(s->x, s->x2, n * d * sizeof *s->x);
     memcpy(s->f, s->f2, n * m * sizeof *s->f);
+    return newcomers;
 }
 
 void pd_nsga2_tell(pd_nsga2_t *s, const double *f)
@@ -376,9 +380,22 @@ void pd_nsga2_tell(pd_nsga2_t *s, const double *f)
         s->started = true;
     } else {
         memcpy(s->f + n * s->m, f, n * s->m * sizeof *f);
-        select_next(s);
+        select_next(s, 2 * n);
     }
     rank_and_crowd(s, n);
+}
+
+size_t pd_nsga2_import(pd_nsga2_t *s, size_t k, const double *x, const double *f)
+{
+    size_t n = s->n;
+    if (!s->started || k == 0)
+        return 0;
+    k = k < n ? k : n;
+    memcpy(s->x + n * s->d, x, k * s->d * sizeof *x);
+    memcpy(s->f + n * s->m, f, k * s->m * sizeof *f);
+    size_t took = select_next(s, n + k);
+    rank_and_crowd(s, n);
+    return took;
 }
 
 size_t pd_nsga2_front(const pd_nsga2_t *s, size_t k, double *x, double *f)

@@ -82,6 +82,14 @@ void pd_nsga2_tell(pd_nsga2_t *s, const double *f);
    the first value; returns how many. */
 size_t pd_nsga2_front(const pd_nsga2_t *s, size_t k, double *x, double *f);
 
+/* Migration between islands: offers k points from elsewhere (x, k x dim;
+   their values f, k x m; at most n are read), sent by another island's
+   pd_nsga2_front. The population is selected again from itself and the
+   migrants as after a generation, by fronts and crowding, so a migrant
+   stays only where it improves the population. Call between tell and the
+   next ask. Returns how many migrants were taken in. */
+size_t pd_nsga2_import(pd_nsga2_t *s, size_t k, const double *x, const double *f);
+
 /* The test problems: n points x (n x dim), values f (n x m). ZDT1-3 take
    m = 2 and dim >= 2 in [0, 1]; DTLZ2 takes m = 2..3, dim >= m, in
    [0, 1]. which: "zdt1", "zdt2", "zdt3", "dtlz2". Returns 0, PD_EINVAL for

@@ -191,3 +191,56 @@ Test(nsga2, rejects_odd_or_tiny_populations_and_too_many_objectives)
     cr_expect_null(pd_nsga2_create(2, 2, 2, lo, hi, NULL, &rng));
     cr_expect_null(pd_nsga2_create(2, 4, 8, lo, hi, NULL, &rng));
 }
+
+/* Runs gens generations of a population of 40 on ZDT1 in 30 parameters. */
+static void evolve_zdt1(pd_nsga2_t *s, size_t gens)
+{
+    double f[40 * 2];
+    for (size_t g = 0; g < gens; g++) {
+        const double *x;
+        size_t n = pd_nsga2_ask(s, &x);
+        cr_assert_eq(pd_mo_testfn("zdt1", x, n, 30, 2, f), 0);
+        pd_nsga2_tell(s, f);
+    }
+}
+
+static double front_hv(const pd_nsga2_t *s, double *fx, double *ff)
+{
+    const double ref[] = {1.1, 1.1};
+    double hv;
+    size_t k = pd_nsga2_front(s, 40, fx, ff);
+    cr_assert_eq(pd_mo_hypervolume(ff, k, 2, ref, &hv), 0);
+    return hv;
+}
+
+Test(nsga2, migrants_from_a_better_island_are_taken_a_dominated_one_is_not)
+{
+    double lo[30] = {0}, hi[30];
+    for (size_t j = 0; j < 30; j++)
+        hi[j] = 1;
+    pd_rng_t ra, rb;
+    pd_rng_seed(&ra, 5, 0, 0);
+    pd_rng_seed(&rb, 5, 1, 0);
+    pd_nsga2_t *a = pd_nsga2_create(30, 2, 40, lo, hi, NULL, &ra);
+    pd_nsga2_t *b = pd_nsga2_create(30, 2, 40, lo, hi, NULL, &rb);
+    cr_assert(a && b);
+    static double ax[40 * 30], af[80], bx[40 * 30], bf[80];
+    cr_expect_eq(pd_nsga2_import(b, 1, ax, af), 0u, "nothing taken before the first tell");
+    evolve_zdt1(a, 61);
+    evolve_zdt1(b, 3);
+    double ha = front_hv(a, ax, af), hb = front_hv(b, bx, bf);
+    cr_assert_gt(ha, hb);
+    size_t k = pd_nsga2_front(a, 40, ax, af);
+    size_t took = pd_nsga2_import(b, k, ax, af);
+    cr_expect_gt(took, 0u);
+    double after = front_hv(b, bx, bf);
+    cr_expect_geq(after, 0.95 * ha, "island b's front %g after migration, a's %g", after, ha);
+    /* A point worse than every member in both values stays out. */
+    double worst_x[30], worst_f[2] = {2, 100};
+    for (size_t j = 0; j < 30; j++)
+        worst_x[j] = 1;
+    cr_expect_eq(pd_nsga2_import(b, 1, worst_x, worst_f), 0u);
+    evolve_zdt1(b, 1); /* asks and tells still pair up after imports */
+    pd_nsga2_destroy(a);
+    pd_nsga2_destroy(b);
+}
