@@ -42,7 +42,7 @@ function showCluster(c) {
     const gpus = (w.gpu_info || []).map(g => g.name + ' ' + (g.mem / 2 ** 30).toFixed(0) + ' GiB').join(', ');
     for (const [v, cls] of [[w.id, 'text'], [w.host, 'text'], [w.platform, 'text'], [w.cpus + '+' + w.gpus + ' GPU'],
       [w.busy], [w.nodes + w.gpu_nodes], [gpus || '-', 'text'], [w.owner, 'text'],
-      [w.load < 0 ? '-' : w.load.toFixed(2)], [(w.hb_ms / 1000).toFixed(1) + ' s'], [w.done], [w.requeued],
+      [w.load === null || w.load < 0 ? "-" : w.load.toFixed(2)], [(w.hb_ms / 1000).toFixed(1) + ' s'], [w.done], [w.requeued],
       [lost ? 'lost' : 'up', 'text']])
       tr.append(el('td', v, cls));
     body.append(tr);
