@@ -7,10 +7,11 @@
     reference (pd_snapshot_get), serves it and drops it: it never touches the
     loop's data structures, and the loop never waits for a slow browser.
 
-    Everything is bounded: workers are listed once each, jobs are counted per
-    owner (no per-job rows), and the event log is a ring of
-    PD_SNAPSHOT_EVENTS entries, found by comparing a snapshot's workers with
-    the previous one's (joined, lost) and the counters (refusals).
+    Everything is bounded: workers are listed once each, jobs are counted
+    per owner (no per-job rows; that walk of the job table once a second),
+    and the event log is a ring of PD_SNAPSHOT_EVENTS entries, found by
+    comparing a snapshot's workers with the previous one's (joined, lost)
+    and the counters (refusals).
 */
 #ifndef PD_SNAPSHOT_H
 #define PD_SNAPSHOT_H
@@ -20,6 +21,7 @@
 
 #define PD_SNAPSHOT_EVENTS 256u   /* entries of the event log kept */
 #define PD_SNAPSHOT_PERIOD_MS 250 /* a snapshot at most this often */
+#define PD_SNAPSHOT_BATCHES_EVERY 4u /* /api/batches (a walk of the job table) every 4th */
 
 typedef struct pd_broker pd_broker_t;
 typedef struct pd_snapshot pd_snapshot_t;
