@@ -13,6 +13,7 @@
 #include "pd_beacon.h"
 #include "pd_broker.h"
 #include "pd_config.h"
+#include "pd_opts.h"
 #include "pd_embed.h"
 #include "pd_error_int.h"
 #include "pd_shared.h"
@@ -356,18 +357,30 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *f)
     return -1;
 }
 
-/* A number from its flag when given (>= 0), else from the file, else dflt. */
-static uint64_t s_pick(int64_t flag, pd_config_t *cf, const char *section, const char *key,
-                       uint64_t dflt)
-{
-    return flag >= 0 ? (uint64_t) flag : pd_config_uint(cf, section, key, dflt);
-}
-
-/* The same for a size in MiB, returned in bytes (dflt in bytes too). */
-static uint64_t s_pick_mb(int64_t flag, pd_config_t *cf, const char *key, uint64_t dflt)
-{
-    return s_pick(flag, cf, "broker", key, dflt >> 20) << 20;
-}
+/* The options merged by pd_opts: flag, else file, else the default that
+   pd_broker_config_defaults set. Adding an option is one line here. */
+#define S_LINE(section, key, kind, ffield, dfield)                                             \
+    PD_OPT_LINE(section, key, kind, s_flags_t, ffield, pd_broker_config_t, dfield)
+static const pd_opt_t s_merged[] = {
+    S_LINE("broker", "bind", PD_OPT_STR, bind, bind),
+    S_LINE("broker", "name", PD_OPT_STR, name, name),
+    S_LINE("broker", "heartbeat_ms", PD_OPT_U32, hb, hb_ms),
+    S_LINE("broker", "liveness", PD_OPT_U32, live, liveness),
+    S_LINE("broker", "max_jobs", PD_OPT_U64, max, max_jobs),
+    S_LINE("broker", "result_ttl_s", PD_OPT_U32, ttl, result_ttl_s),
+    S_LINE("cluster", "name", PD_OPT_STR, cluster, cluster),
+    S_LINE("cluster", "beacon_port", PD_OPT_INT, bport, beacon_port),
+    S_LINE("cluster", "beacon_interval_ms", PD_OPT_INT, binterval, beacon_interval_ms),
+    S_LINE("cluster", "beacon_interface", PD_OPT_STR, iface, beacon_iface),
+    S_LINE("broker", "key", PD_OPT_STR, key, key_file),
+    S_LINE("broker", "allow_dir", PD_OPT_STR, allow, allow_dir),
+    S_LINE("broker", "max_shared_mb", PD_OPT_MB, maxshared, max_shared),
+    S_LINE("broker", "shared_store_mb", PD_OPT_MB, store, shared_store),
+    S_LINE("broker", "max_arg_mb", PD_OPT_MB, maxarg, max_arg),
+    S_LINE("broker", "max_batch_mb", PD_OPT_MB, maxbatch, max_batch),
+    S_LINE("broker", "max_queued_mb", PD_OPT_MB, maxqueued, max_queued),
+    S_LINE("broker", "journal_max_mb", PD_OPT_MB, jmax, journal_max_bytes),
+};
 
 /* The journal: flag, else file ("off": none), else the default path (into
    path, cap bytes). Returns 0, or PD_EXIT_USAGE with the reason printed. */
@@ -398,8 +411,6 @@ static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config
     cfg->journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
                         : strcmp(jsync, "normal") == 0 ? PD_BROKER_SYNC_NORMAL
                                                        : PD_BROKER_SYNC_FULL;
-    cfg->journal_max_bytes = s_pick_mb(f->jmax, cf, "journal_max_mb",
-                                       PD_BROKER_DEFAULT_JOURNAL_MAX);
     cfg->journal_reset = f->jreset;
     return 0;
 }
@@ -416,32 +427,13 @@ static int s_merge_config(const s_flags_t *f, pd_config_t *cf, pd_broker_config_
     pd_log_set_level(level);
     if (f->config_dir)
         cfg->config_dir = f->config_dir;
-    const char *bind = f->bind ? f->bind : pd_config_str(cf, "broker", "bind", cfg->bind);
-    cfg->bind = bind[0] ? bind : PD_BROKER_DEFAULT_BIND;
-    cfg->name = f->name ? f->name : pd_config_str(cf, "broker", "name", NULL);
-    cfg->hb_ms = (uint32_t) s_pick(f->hb, cf, "broker", "heartbeat_ms", cfg->hb_ms);
-    cfg->liveness = (uint32_t) s_pick(f->live, cf, "broker", "liveness", cfg->liveness);
-    cfg->max_jobs = s_pick(f->max, cf, "broker", "max_jobs", cfg->max_jobs);
-    cfg->result_ttl_s = (uint32_t) s_pick(f->ttl, cf, "broker", "result_ttl_s",
-                                          cfg->result_ttl_s);
-    cfg->cluster = f->cluster ? f->cluster : pd_config_str(cf, "cluster", "name", cfg->cluster);
+    pd_opts_merge(s_merged, PD_OPTS_COUNT(s_merged), f, cf, cfg);
+    if (!cfg->bind[0])
+        cfg->bind = PD_BROKER_DEFAULT_BIND;
     cfg->beacon = !f->nobeacon && pd_config_bool(cf, "broker", "beacon", true);
-    cfg->beacon_port = (int) s_pick(f->bport, cf, "cluster", "beacon_port",
-                                    (uint64_t) cfg->beacon_port);
-    cfg->beacon_interval_ms = (int) s_pick(f->binterval, cf, "cluster", "beacon_interval_ms",
-                                           (uint64_t) cfg->beacon_interval_ms);
-    cfg->beacon_iface = f->iface ? f->iface : pd_config_str(cf, "cluster", "beacon_interface",
-                                                             NULL);
     cfg->security = f->security;
     if (cfg->security == PD_SEC_AUTO)
         pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg->security);
-    cfg->key_file = f->key ? f->key : pd_config_str(cf, "broker", "key", NULL);
-    cfg->allow_dir = f->allow ? f->allow : pd_config_str(cf, "broker", "allow_dir", NULL);
-    cfg->max_shared = s_pick_mb(f->maxshared, cf, "max_shared_mb", cfg->max_shared);
-    cfg->shared_store = s_pick_mb(f->store, cf, "shared_store_mb", cfg->shared_store);
-    cfg->max_arg = s_pick_mb(f->maxarg, cf, "max_arg_mb", cfg->max_arg);
-    cfg->max_batch = s_pick_mb(f->maxbatch, cf, "max_batch_mb", cfg->max_batch);
-    cfg->max_queued = s_pick_mb(f->maxqueued, cf, "max_queued_mb", cfg->max_queued);
     if (cfg->shared_store < cfg->max_shared) {
         fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
                         "(%llu)\n", (unsigned long long) (cfg->shared_store >> 20),

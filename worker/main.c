@@ -35,6 +35,7 @@
 #include "pd_codec.h"
 #include "pd_cli.h"
 #include "pd_config.h"
+#include "pd_opts.h"
 #include "pd_error_int.h"
 #include "pd_json.h"
 #include "pd_log.h"
@@ -688,35 +689,44 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
     return -1;
 }
 
+/* The text options merged by pd_opts: flag, else file, else the default
+   s_merge sets. Adding an option is one line here. */
+#define S_LINE(section, key, ffield, dfield)                                                   \
+    PD_OPT_LINE(section, key, PD_OPT_STR, s_flags_t, ffield, pd_worker_config_t, dfield)
+static const pd_opt_t s_merged[] = {
+    S_LINE("worker", "broker", broker, broker),
+    S_LINE("worker", "cache_dir", cache, cache_dir),
+    S_LINE("worker", "name", name, name),
+    S_LINE("worker", "node_addr", node_addr, node_addr),
+    S_LINE("cluster", "name", cluster, cluster),
+    S_LINE("cluster", "beacon_interface", iface, beacon_iface),
+    S_LINE("worker", "control", control, control),
+    S_LINE("worker", "key", key, key_file),
+    S_LINE("worker", "broker_key", broker_key, broker_key),
+    S_LINE("worker", "code_list", code_list, code_list),
+};
+
 /* The worker's configuration: each flag given, else its key in the file, else the
    default. */
 static void s_merge(pd_worker_config_t *cfg, const pd_config_t *cf, s_flags_t *fl,
                     const char *level)
 {
     *cfg = (pd_worker_config_t){
-        .broker = fl->broker ? fl->broker : pd_config_str(cf, "worker", "broker", NULL),
         .cpus = fl->cpus >= 0 ? fl->cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) pd_plat_ncpu()),
         .gpus = fl->gpus >= 0                         ? fl->gpus
                 : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
                                                       : -1, /* every GPU found */
-        .cache_dir = fl->cache ? fl->cache : pd_config_str(cf, "worker", "cache_dir", NULL),
         .heartbeat_ms = fl->hb >= 0 ? fl->hb
                                    : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
-        .name = fl->name ? fl->name : pd_config_str(cf, "worker", "name", NULL),
-        .node_addr = fl->node_addr ? fl->node_addr : pd_config_str(cf, "worker", "node_addr", NULL),
         .log_level = level,
-        .cluster = fl->cluster ? fl->cluster
-                              : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
+        .cluster = PD_BEACON_DEFAULT_CLUSTER,
         .beacon_port = fl->bport > 0 ? fl->bport
                                     : (int) pd_config_uint(cf, "cluster", "beacon_port",
                                                            PD_BEACON_DEFAULT_PORT),
-        .beacon_iface = fl->iface ? fl->iface : pd_config_str(cf, "cluster", "beacon_interface",
-                                                           NULL),
         .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
                                                      PD_BEACON_DEFAULT_DISCOVER_MS),
-        .control = fl->control ? fl->control : pd_config_str(cf, "worker", "control", NULL),
         .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
         .idle = {.load_max = fl->idle_max >= 0 ? fl->idle_max
                                               : pd_config_double(cf, "worker", "idle_load_max",
@@ -732,13 +742,11 @@ static void s_merge(pd_worker_config_t *cfg, const pd_config_t *cf, s_flags_t *f
         .on_reload = s_reload_config,
         .reload_user = fl,
         .config_dir = fl->config_dir,
-        .key_file = fl->key ? fl->key : pd_config_str(cf, "worker", "key", NULL),
-        .broker_key = fl->broker_key ? fl->broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
-        .code_list = fl->code_list ? fl->code_list : pd_config_str(cf, "worker", "code_list", NULL),
         .idle_exit_ms = fl->idle_exit_ms,
         .job_max = {s_limit(cf, fl, 0), s_limit(cf, fl, 1), s_limit(cf, fl, 2)},
         .job_default = {s_limit(cf, fl, 3), s_limit(cf, fl, 4), s_limit(cf, fl, 5)},
     };
+    pd_opts_merge(s_merged, PD_OPTS_COUNT(s_merged), fl, cf, cfg);
 }
 
 /* The module cache when none is configured (to free); NULL after saying why. */
