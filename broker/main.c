@@ -140,7 +140,7 @@ static void s_usage(FILE *f)
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
-   -1 when it is not one. */
+   PD_EINVAL when it is not one. */
 static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t hi,
                        uint64_t *out)
 {
@@ -150,7 +150,7 @@ static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t
     if (!text[0] || *end || errno || text[0] == '-' || v < lo || v > hi) {
         fprintf(stderr, "playdoh-broker: %s wants a whole number from %llu to %llu, not '%s'\n",
                 flag, (unsigned long long) lo, (unsigned long long) hi, text);
-        return -1;
+        return PD_EINVAL;
     }
     *out = v;
     return 0;
@@ -163,7 +163,7 @@ static int s_flag(const char *flag, const char *section, const char *key, const 
     char why[512];
     if (pd_config_check(section, key, value, why, sizeof why)) {
         fprintf(stderr, "playdoh-broker: %s: %s\n", flag, why);
-        return -1;
+        return PD_EINVAL;
     }
     return 0;
 }
@@ -307,7 +307,7 @@ static int s_take_text(s_flags_t *f, int c)
     return S_USAGE; /* not reached: every option of s_opts is handled */
 }
 
-/* Reads the command line into f. Returns -1 to go on, an exit code (0
+/* Reads the command line into f. Returns PD_EXIT_GO_ON to go on, an exit code (0
    after --help or --version, PD_EXIT_USAGE for an unknown option), or
    S_USAGE. */
 static int s_parse_flags(int argc, char **argv, s_flags_t *f)
@@ -354,7 +354,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *f)
         fprintf(stderr, "playdoh-broker: --no-journal excludes --journal and --journal-reset\n");
         return S_USAGE;
     }
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
 /* The options merged by pd_opts: flag, else file, else the default that

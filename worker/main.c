@@ -547,7 +547,7 @@ enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION
        O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
        O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
 
-/* Takes option c (its argument in optarg) into fl. Returns -1 to go on, or
+/* Takes option c (its argument in optarg) into fl. Returns PD_EXIT_GO_ON to go on, or
    the exit status: 0 after --help or --version, 2 after a bad flag. */
 static int s_one_flag(int c, char **argv, s_flags_t *fl)
 {
@@ -626,10 +626,10 @@ static int s_one_flag(int c, char **argv, s_flags_t *fl)
                             c == ':');
         return PD_EXIT_USAGE;
     }
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
-/* Parses the worker's flags into fl. Returns -1 to go on, or the exit
+/* Parses the worker's flags into fl. Returns PD_EXIT_GO_ON to go on, or the exit
    status: 0 after --help, 2 after a bad flag (said on stderr). */
 static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
@@ -686,7 +686,7 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         return PD_EXIT_USAGE;
     }
     *fl_out = fl;
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
 /* The text options merged by pd_opts: flag, else file, else the default
