@@ -184,6 +184,7 @@ static size_t pop_of(pd_algo_t algo, size_t dim)
     return 40;
 }
 
+#if BENCH_HAVE_PAGMO /* without libpagmo-dev, no pagmo column */
 /* pagmo's algorithms, the index of its runs' cache in s_quality. */
 static const char *PAGMO_ALGOS[] = {"pso", "sga", "cmaes", "sade", "de"};
 
@@ -203,6 +204,7 @@ static const char *verdict(double ours, double theirs)
         return "tie";
     return ours < theirs ? "win" : "**loss**";
 }
+#endif
 
 /* The shifts of the quality table: the centre and two optima moved within
    the central 80 % of the box (pd_optim_builtin's "@1", "@2"). */

@@ -72,20 +72,24 @@ int pd_broker_check_owner(pd_broker_t *b, pd_origin_t *o, const pd_ranges_t *rg,
 {
     if (pd_role_allows(o->role, PD_ROLE_ADMIN))
         return 0;
+    pd_jobs_t *jobs = pd_broker_jobs(b);
     uint32_t mine = UINT32_MAX; /* an interned (fn, owner) found to be o's */
     for (uint32_t i = 0; i < rg->n; i++)
-        for (uint64_t c = 0; c < rg->r[i][1]; c++) {
-            uint64_t id = rg->r[i][0] + c;
-            const pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
-            if (!job || job->fn == mine)
-                continue;
-            char what[40];
-            snprintf(what, sizeof what, "job %llu", (unsigned long long) id);
-            const char *owner = pd_jobs_owner_id(pd_broker_jobs(b), job->fn);
-            int rc = pd_broker_check_owner_of(o, owner, what, type, act);
-            if (rc)
-                return rc;
-            mine = job->fn;
+        for (uint64_t c = 0, k; c < rg->r[i][1]; c += k) {
+            pd_jobrec_t *recs;
+            k = pd_jobs_span(jobs, rg->r[i][0] + c, rg->r[i][1] - c, &recs);
+            for (uint64_t x = 0; recs && x < k; x++) {
+                const pd_jobrec_t *job = &recs[x];
+                if (job->state == PD_JOB_UNKNOWN || job->fn == mine)
+                    continue;
+                char what[40];
+                snprintf(what, sizeof what, "job %llu", (unsigned long long) (rg->r[i][0] + c + x));
+                const char *owner = pd_jobs_owner_id(jobs, job->fn);
+                int rc = pd_broker_check_owner_of(o, owner, what, type, act);
+                if (rc)
+                    return rc;
+                mine = job->fn;
+            }
         }
     return 0;
 }
@@ -802,24 +806,31 @@ static int s_pack_res(msgpack_packer *pk, const void *ctx)
     s_res_t *c = (s_res_t *) ctx;
     pd_broker_t *b = c->b;
     const pd_ranges_t *rg = c->rg;
-    size_t at = s_array_placeholder(pd_broker_out(b));
+    pd_buf_t *out = pd_broker_out(b);
+    pd_jobs_t *jobs = pd_broker_jobs(b);
+    size_t at = s_array_placeholder(out);
     uint32_t now_s = pd_broker_wall_s();
+    /* Most ids of a fetch over a large batch are still running: their
+       records are read in place, side by side (pd_jobs_span). */
     for (uint32_t i = 0; i < rg->n && c->n < c->max; i++) {
-        for (uint64_t k = 0; k < rg->r[i][1] && c->n < c->max; k++) {
-            if (pd_broker_out(b)->len >= PD_BROKER_REPLY_BYTES)
-                goto full;
-            uint64_t id = rg->r[i][0] + k;
-            pd_jobrec_t *job = pd_jobs_get(pd_broker_jobs(b), id);
-            if (job && !PD_JOB_IS_FINAL(job->state))
-                continue;
-            if (job && !s_shown_early(b, job))
-                continue; /* a cancellation not on disk yet: shown once it is */
-            s_pack_one_result(b, pk, id, job, now_s);
-            c->n++;
+        for (uint64_t k = 0, span; k < rg->r[i][1] && c->n < c->max; k += span) {
+            pd_jobrec_t *recs;
+            span = pd_jobs_span(jobs, rg->r[i][0] + k, rg->r[i][1] - k, &recs);
+            for (uint64_t x = 0; x < span && c->n < c->max; x++) {
+                pd_jobrec_t *job = recs && recs[x].state != PD_JOB_UNKNOWN ? &recs[x] : NULL;
+                if (job && !PD_JOB_IS_FINAL(job->state))
+                    continue;
+                if (out->len >= PD_BROKER_REPLY_BYTES)
+                    goto full;
+                if (job && !s_shown_early(b, job))
+                    continue; /* a cancellation not on disk yet: shown once it is */
+                s_pack_one_result(b, pk, rg->r[i][0] + k + x, job, now_s);
+                c->n++;
+            }
         }
     }
 full:
-    s_array_patch(pd_broker_out(b), at, c->n);
+    s_array_patch(out, at, c->n);
     return 0;
 }
 

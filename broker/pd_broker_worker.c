@@ -237,7 +237,8 @@ static int s_on_ready(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
     /* Its owner's maxima for one job (absent from older workers: none). */
     pd_limits_t limits = {0};
     pd_rd_t lr;
-    pd_rd_init(&lr, q.limits.p, q.limits.len);
+    if (q.has_limits)
+        pd_rd_init(&lr, q.limits.p, q.limits.len);
     if (q.has_limits && pd_limits_read(&lr, &limits)) {
         snprintf(o->why, sizeof o->why, "ready: 'limits' is not a map of numbers");
         return PD_EPROTO;
@@ -552,7 +553,8 @@ static int s_on_requeue(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t 
     pd_rd_t r;
     uint32_t n = 0;
     int bad = pd_m_requeue_decode(m, &q);
-    pd_rd_init(&r, q.jobs.p, q.jobs.len);
+    if (!bad)
+        pd_rd_init(&r, q.jobs.p, q.jobs.len);
     bool stolen = q.has_stolen && q.stolen;
     if (bad || pd_rd_array(&r, &n)) {
         snprintf(o->why, sizeof o->why, "requeue: 'jobs' must be an array of [id, attempt] "

@@ -100,6 +100,25 @@ void pd_jobs_destroy(pd_jobs_t **p)
 
 pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id) { return pd_jobs_find(j, id); }
 
+uint32_t pd_jobs_span(pd_jobs_t *j, uint64_t id, uint64_t n, pd_jobrec_t **recs)
+{
+    *recs = NULL;
+    if (id == 0)
+        return 1;
+    if (id >= j->next_id)
+        return n > UINT32_MAX ? UINT32_MAX : (uint32_t) n;
+    uint64_t at = (id - 1) & (PD_JOBS_CHUNK - 1), c = (id - 1) >> PD_JOBS_CHUNK_BITS;
+    uint64_t k = PD_JOBS_CHUNK - at; /* to the chunk's end */
+    if (k > n)
+        k = n;
+    if (c < j->nchunks && j->chunks[c]) {
+        if (k > j->next_id - id) /* ids never given have no record */
+            k = j->next_id - id;
+        *recs = &j->chunks[c][at];
+    }
+    return (uint32_t) k;
+}
+
 void pd_jobs_batch(const pd_jobrec_t *job, uint64_t *first, uint32_t *n, bool *succeeded)
 {
     assert(job->arg && !PD_JOB_IS_FINAL(job->state));

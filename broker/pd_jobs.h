@@ -206,6 +206,14 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
    forgets jobs. */
 pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
+/* The records of ids id .. id+n-1 (n >= 1) as far as they lie side by side
+   in the table: returns k (1 .. n), how many ids from id this answers, and
+   sets *recs to the record of id, the k records following one another, or to
+   NULL when none of those k ids has a record. A record whose state is
+   PD_JOB_UNKNOWN holds no job (pd_jobs_get's NULL). A walk over a range of
+   ids (a fetch over a whole batch) reads the records in place instead of
+   looking each id up. Borrowed like pd_jobs_get. */
+uint32_t pd_jobs_span(pd_jobs_t *j, uint64_t id, uint64_t n, pd_jobrec_t **recs);
 /* The batch (one submit) of an unfinished job: its ids are first ..
    first+*n-1 (some of them may be final or forgotten by now), and
    *succeeded says whether one of them ended done. */

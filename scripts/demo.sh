@@ -14,7 +14,11 @@ PREFIX=${PREFIX:-$HOME/.local}
 if [ -d "$BUILD" ]; then
     meson configure "$BUILD" --prefix "$PREFIX" >/dev/null
 else
-    meson setup "$BUILD" --buildtype=release -Dtests=false --prefix "$PREFIX" >/dev/null
+    # Link-time optimisation: the broker's parts are files of their own behind
+    # small accessors, which LTO inlines across files (docs/performance.md,
+    # "The restructuring of issue 17": 10 % fewer instructions per job).
+    meson setup "$BUILD" --buildtype=release -Db_lto=true -Dtests=false --prefix "$PREFIX" \
+        >/dev/null
 fi
 ninja -C "$BUILD" >/dev/null
 meson install -C "$BUILD" --no-rebuild >/dev/null

@@ -873,3 +873,32 @@ Test(unit_jobs, shared_data_counts_its_unfinished_jobs)
     cr_assert_eq(pd_jobs_requeue(jobs, a + 2, false, "h"), 0);
     cr_assert_eq(pd_jobs_shared_open(jobs, 1), 1, "a requeued job is still unfinished");
 }
+
+/* pd_jobs_span reads the records of a range in place, as far as they lie
+   side by side: up to a chunk's end, up to the last id given, and none for
+   id 0 or ids never given; each record is the one pd_jobs_get finds. */
+Test(unit_jobs, a_span_reads_the_records_of_a_range_in_place)
+{
+    pd_jobs_destroy(&jobs);
+    jobs = pd_jobs_new(1u << 17);
+    cr_assert_not_null(jobs);
+    uint64_t first;
+    uint32_t n = (1u << 16) + 10; /* one chunk and ten ids of the next */
+    cr_assert_eq(s_submit(n, 3, &first), 0, "%s", why);
+    cr_assert_eq(first, 1);
+    pd_jobrec_t *recs;
+    uint32_t k = pd_jobs_span(jobs, 1, 70000, &recs);
+    cr_assert_eq(k, 1u << 16, "a span stops at its chunk's end");
+    cr_assert_not_null(recs);
+    for (uint32_t x = 0; x < k; x += 4099)
+        cr_assert_eq(&recs[x], pd_jobs_get(jobs, 1 + x), "id %u", 1 + x);
+    k = pd_jobs_span(jobs, 1 + (1u << 16), 70000 - (1u << 16), &recs);
+    cr_assert_eq(k, 10u, "and at the last id given");
+    cr_assert_eq(&recs[9], pd_jobs_get(jobs, n));
+    k = pd_jobs_span(jobs, n + 1, 100, &recs);
+    cr_assert_eq(k, 100u);
+    cr_assert_null(recs, "ids never given have no record");
+    cr_assert_eq(pd_jobs_span(jobs, 0, 100, &recs), 1u);
+    cr_assert_null(recs);
+    cr_assert_eq(pd_jobs_span(jobs, 3, 2, &recs), 2u, "never past n");
+}

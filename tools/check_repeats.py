@@ -91,15 +91,25 @@ def shape(line):
     return s
 
 
+# A row of an X-macro table inside a #define (common/pd_proto_defs.h's
+# F(T, req, UINT, DEF, 0)): one macro call of names and numbers, a line of
+# data like an enumerator, not of logic.
+TABLE_ROW = re.compile(r"^I \( (?:[INS] , )*[INS] \)(?: \\)?$")
+
+
 def shaped_lines(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         text = strip_comments(f.read())
     out = []
+    in_define = False  # inside a #define's continued lines
     for no, line in enumerate(text.split("\n"), 1):
-        if line.lstrip().startswith("#"):
+        stripped, continued = line.lstrip(), line.rstrip().endswith("\\")
+        if stripped.startswith("#"):
+            in_define = stripped.startswith("#define") and continued
             continue  # preprocessor lines: includes and guards look alike everywhere
+        row_of_define, in_define = in_define, in_define and continued
         s = shape(line)
-        if s:
+        if s and not (row_of_define and TABLE_ROW.match(s)):
             out.append((no, s))
     return out
 
