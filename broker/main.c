@@ -360,27 +360,27 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *f)
 /* The options merged by pd_opts: flag, else file, else the default that
    pd_broker_config_defaults set. Adding an option is one line here. */
 #define S_LINE(section, key, kind, ffield, dfield)                                             \
-    PD_OPT_LINE(section, key, kind, s_flags_t, ffield, pd_broker_config_t, dfield)
-static const pd_opt_t s_merged[] = {
-    S_LINE("broker", "bind", PD_OPT_STR, bind, bind),
-    S_LINE("broker", "name", PD_OPT_STR, name, name),
-    S_LINE("broker", "heartbeat_ms", PD_OPT_U32, hb, hb_ms),
-    S_LINE("broker", "liveness", PD_OPT_U32, live, liveness),
-    S_LINE("broker", "max_jobs", PD_OPT_U64, max, max_jobs),
-    S_LINE("broker", "result_ttl_s", PD_OPT_U32, ttl, result_ttl_s),
-    S_LINE("cluster", "name", PD_OPT_STR, cluster, cluster),
-    S_LINE("cluster", "beacon_port", PD_OPT_INT, bport, beacon_port),
-    S_LINE("cluster", "beacon_interval_ms", PD_OPT_INT, binterval, beacon_interval_ms),
-    S_LINE("cluster", "beacon_interface", PD_OPT_STR, iface, beacon_iface),
-    S_LINE("broker", "key", PD_OPT_STR, key, key_file),
-    S_LINE("broker", "allow_dir", PD_OPT_STR, allow, allow_dir),
-    S_LINE("broker", "max_shared_mb", PD_OPT_MB, maxshared, max_shared),
-    S_LINE("broker", "shared_store_mb", PD_OPT_MB, store, shared_store),
-    S_LINE("broker", "max_arg_mb", PD_OPT_MB, maxarg, max_arg),
-    S_LINE("broker", "max_batch_mb", PD_OPT_MB, maxbatch, max_batch),
-    S_LINE("broker", "max_queued_mb", PD_OPT_MB, maxqueued, max_queued),
-    S_LINE("broker", "journal_max_mb", PD_OPT_MB, jmax, journal_max_bytes),
-};
+    PD_OPT_LINE(section, key, kind, s_flags_t, ffield, pd_broker_config_t, dfield),
+#define S_MERGED(X)                                                                       \
+    X("broker", "bind", PD_OPT_STR, bind, bind)                                      \
+    X("broker", "name", PD_OPT_STR, name, name)                                      \
+    X("broker", "heartbeat_ms", PD_OPT_U32, hb, hb_ms)                               \
+    X("broker", "liveness", PD_OPT_U32, live, liveness)                              \
+    X("broker", "max_jobs", PD_OPT_U64, max, max_jobs)                               \
+    X("broker", "result_ttl_s", PD_OPT_U32, ttl, result_ttl_s)                       \
+    X("cluster", "name", PD_OPT_STR, cluster, cluster)                               \
+    X("cluster", "beacon_port", PD_OPT_INT, bport, beacon_port)                      \
+    X("cluster", "beacon_interval_ms", PD_OPT_INT, binterval, beacon_interval_ms)    \
+    X("cluster", "beacon_interface", PD_OPT_STR, iface, beacon_iface)                \
+    X("broker", "key", PD_OPT_STR, key, key_file)                                    \
+    X("broker", "allow_dir", PD_OPT_STR, allow, allow_dir)                           \
+    X("broker", "max_shared_mb", PD_OPT_MB, maxshared, max_shared)                   \
+    X("broker", "shared_store_mb", PD_OPT_MB, store, shared_store)                   \
+    X("broker", "max_arg_mb", PD_OPT_MB, maxarg, max_arg)                            \
+    X("broker", "max_batch_mb", PD_OPT_MB, maxbatch, max_batch)                      \
+    X("broker", "max_queued_mb", PD_OPT_MB, maxqueued, max_queued)                   \
+    X("broker", "journal_max_mb", PD_OPT_MB, jmax, journal_max_bytes)
+static const pd_opt_t s_merged[] = {S_MERGED(S_LINE)};
 
 /* The journal: flag, else file ("off": none), else the default path (into
    path, cap bytes). Returns 0, or PD_EXIT_USAGE with the reason printed. */

@@ -692,19 +692,19 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 /* The text options merged by pd_opts: flag, else file, else the default
    s_merge sets. Adding an option is one line here. */
 #define S_LINE(section, key, ffield, dfield)                                                   \
-    PD_OPT_LINE(section, key, PD_OPT_STR, s_flags_t, ffield, pd_worker_config_t, dfield)
-static const pd_opt_t s_merged[] = {
-    S_LINE("worker", "broker", broker, broker),
-    S_LINE("worker", "cache_dir", cache, cache_dir),
-    S_LINE("worker", "name", name, name),
-    S_LINE("worker", "node_addr", node_addr, node_addr),
-    S_LINE("cluster", "name", cluster, cluster),
-    S_LINE("cluster", "beacon_interface", iface, beacon_iface),
-    S_LINE("worker", "control", control, control),
-    S_LINE("worker", "key", key, key_file),
-    S_LINE("worker", "broker_key", broker_key, broker_key),
-    S_LINE("worker", "code_list", code_list, code_list),
-};
+    PD_OPT_LINE(section, key, PD_OPT_STR, s_flags_t, ffield, pd_worker_config_t, dfield),
+#define S_MERGED(X)                                               \
+    X("worker", "broker", broker, broker)                    \
+    X("worker", "cache_dir", cache, cache_dir)               \
+    X("worker", "name", name, name)                          \
+    X("worker", "node_addr", node_addr, node_addr)           \
+    X("cluster", "name", cluster, cluster)                   \
+    X("cluster", "beacon_interface", iface, beacon_iface)    \
+    X("worker", "control", control, control)                 \
+    X("worker", "key", key, key_file)                        \
+    X("worker", "broker_key", broker_key, broker_key)        \
+    X("worker", "code_list", code_list, code_list)
+static const pd_opt_t s_merged[] = {S_MERGED(S_LINE)};
 
 /* The worker's configuration: each flag given, else its key in the file, else the
    default. */
