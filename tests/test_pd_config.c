@@ -225,11 +225,17 @@ static const pd_opt_t opts_table[] = {
     PD_OPT_LINE("broker", "max_arg_mb", PD_OPT_MB, opts_flags_t, mem, opts_dest_t, mem),
 };
 
-Test(config, opts_merge_keeps_defaults_without_flag_or_file)
+/* The defaults {"dflt", 3, 5 MiB} merged with flags f and the file. */
+static opts_dest_t opts_merged(opts_flags_t f)
 {
-    opts_flags_t f = {NULL, -1, -1};
     opts_dest_t d = {"dflt", 3, 5u << 20};
     pd_opts_merge(opts_table, PD_OPTS_COUNT(opts_table), &f, c, &d);
+    return d;
+}
+
+Test(config, opts_merge_keeps_defaults_without_flag_or_file)
+{
+    opts_dest_t d = opts_merged((opts_flags_t){NULL, -1, -1});
     cr_assert_str_eq(d.name, "dflt");
     cr_assert_eq(d.cpus, 3);
     cr_assert_eq(d.mem, 5u << 20);
@@ -239,14 +245,11 @@ Test(config, opts_merge_file_over_default_and_flag_over_file)
 {
     cr_assert_eq(parse("[broker]\nname = filed\nmax_arg_mb = 7\n[worker]\ncpus = 9\n"), 0, "%s",
                  why);
-    opts_flags_t f = {NULL, -1, -1};
-    opts_dest_t d = {"dflt", 3, 5u << 20};
-    pd_opts_merge(opts_table, PD_OPTS_COUNT(opts_table), &f, c, &d);
+    opts_dest_t d = opts_merged((opts_flags_t){NULL, -1, -1});
     cr_assert_str_eq(d.name, "filed");
     cr_assert_eq(d.cpus, 9);
     cr_assert_eq(d.mem, 7u << 20);
-    f = (opts_flags_t){"flagged", 0, 2};
-    pd_opts_merge(opts_table, PD_OPTS_COUNT(opts_table), &f, c, &d);
+    d = opts_merged((opts_flags_t){"flagged", 0, 2});
     cr_assert_str_eq(d.name, "flagged");
     cr_assert_eq(d.cpus, 0, "a flag of 0 is given, not absent");
     cr_assert_eq(d.mem, 2u << 20);
