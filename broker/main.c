@@ -15,6 +15,8 @@
 #include "pd_config.h"
 #include "pd_opts.h"
 #include "pd_embed.h"
+#include "pd_file.h"
+#include "pd_snapshot.h"
 #include "pd_error_int.h"
 #include "pd_shared.h"
 #include "pd_log.h"
@@ -29,6 +31,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <sodium.h>
+
+#ifdef PD_HAVE_HTTP
+#include "pd_http.h"
+#endif
 #include <unistd.h>
 
 #define S_NOFILE_WANT 65536 /* open files the broker asks for (its systemd unit's LimitNOFILE) */
@@ -128,6 +135,12 @@ static void s_usage(FILE *f)
             "                     (default: CONFIG/allowed)\n"
             "  --config-dir DIR   CONFIG (default: $PLAYDOH_CONFIG_DIR, $XDG_CONFIG_HOME/playdoh\n"
             "                     or ~/.config/playdoh)\n"
+            "\n"
+            "dashboard (docs/dashboard.md): a read-only web view of the cluster\n"
+            "  --http HOST:PORT   serve it there ([broker] http; off by default); an address\n"
+            "                     other than loopback needs a token\n"
+            "  --http-token-file FILE  the token's file ([broker] http_token_file): one line\n"
+            "                     of at least 16 characters\n"
             "  --help             this text\n"
             "  --version          print the version and exit\n"
             "Flags override the configuration file ([cluster] and [broker] sections).\n",
@@ -170,7 +183,7 @@ static int s_flag(const char *flag, const char *section, const char *key, const 
 
 enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BINTERVAL, O_BIFACE, O_NOBEACON, O_JOURNAL,
        O_NO_JOURNAL, O_JOURNAL_SYNC, O_JOURNAL_MAX, O_JOURNAL_RESET, O_SECURE, O_INSECURE,
-       O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED };
+       O_KEY, O_ALLOW, O_CONFIG_DIR, O_MAXARG, O_MAXBATCH, O_MAXQUEUED, O_HTTP, O_HTTP_TOKEN };
 
 static const struct option s_opts[] = {
     {"bind", required_argument, NULL, 'b'},
@@ -204,6 +217,8 @@ static const struct option s_opts[] = {
     {"max-arg-mb", required_argument, NULL, O_MAXARG},
     {"max-batch-mb", required_argument, NULL, O_MAXBATCH},
     {"max-queued-mb", required_argument, NULL, O_MAXQUEUED},
+    {"http", required_argument, NULL, O_HTTP},
+    {"http-token-file", required_argument, NULL, O_HTTP_TOKEN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -214,7 +229,7 @@ static const struct option s_opts[] = {
    after the file, so that they win. */
 typedef struct {
     const char *bind, *name, *level, *config, *cluster, *iface, *key, *allow, *config_dir;
-    const char *journal, *jsync, *cache;
+    const char *journal, *jsync, *cache, *http, *http_token;
     int64_t hb, live, max, ttl, bport, binterval, maxshared, store, maxarg, maxbatch, maxqueued;
     int64_t jmax, ready_fd, worker_cpus;
     pd_sec_mode_t security;
@@ -300,6 +315,8 @@ static int s_take_text(s_flags_t *f, int c)
     case O_KEY: f->key = optarg; return 0;
     case O_ALLOW: f->allow = optarg; return 0;
     case O_CONFIG_DIR: f->config_dir = optarg; return 0;
+    case O_HTTP: f->http = optarg; return 0;
+    case O_HTTP_TOKEN: f->http_token = optarg; return 0;
     case O_NOBEACON: f->nobeacon = true; return 0;
     case O_NO_JOURNAL: f->nojournal = true; return 0;
     case O_JOURNAL_RESET: f->jreset = true; return 0;
@@ -454,6 +471,84 @@ static void s_tell_ready(pd_broker_t *b, int fd)
     close(fd);
 }
 
+/* The dashboard (web/): its snapshot and its HTTP server, when asked. */
+typedef struct {
+    pd_snapshot_t *snap;
+#ifdef PD_HAVE_HTTP
+    pd_http_t *http;
+#endif
+} s_dash_t;
+
+/* Reads the dashboard's token: the first line of path, without the line's
+   end, into tok (cap bytes). Returns 0 or PD_EXIT_USAGE with the reason
+   printed. */
+static int s_read_token(const char *path, char *tok, size_t cap)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (pd_file_read(path, cap - 1, &data, &len)) {
+        fprintf(stderr, "playdoh-broker: cannot read the dashboard's token from %s (it must "
+                        "exist and hold one line under %zu bytes)\n", path, cap);
+        return PD_EXIT_USAGE;
+    }
+    size_t n = strcspn(data, "\r\n") < len ? strcspn(data, "\r\n") : len;
+    memcpy(tok, data, n);
+    tok[n] = 0;
+    sodium_memzero(data, len);
+    free(data);
+    return 0;
+}
+
+/* Starts the dashboard when --http or [broker] http asks for it. Returns 0
+   (d filled, or left empty when none is asked), or a PD_EXIT_* code with the
+   reason printed. */
+static int s_dash_start(pd_broker_t *b, const s_flags_t *f, pd_config_t *cf, s_dash_t *d)
+{
+    const char *addr = f->http ? f->http : pd_config_str(cf, "broker", "http", NULL);
+    if (!addr || !addr[0] || strcmp(addr, "off") == 0)
+        return 0;
+#ifdef PD_HAVE_HTTP
+    const char *tfile = f->http_token ? f->http_token
+                                      : pd_config_str(cf, "broker", "http_token_file", NULL);
+    char tok[256] = "";
+    if (tfile && tfile[0] && s_read_token(tfile, tok, sizeof tok))
+        return PD_EXIT_USAGE;
+    if (!(d->snap = pd_snapshot_new())) {
+        fprintf(stderr, "playdoh-broker: out of memory\n");
+        return PD_EXIT_FAILED;
+    }
+    int err;
+    char why[512];
+    d->http = pd_http_start(d->snap, addr, tok, &err, why, sizeof why);
+    sodium_memzero(tok, sizeof tok);
+    if (!d->http) {
+        fprintf(stderr, "playdoh-broker: %s\n", why);
+        pd_snapshot_destroy(&d->snap);
+        return err == PD_EINVAL ? PD_EXIT_USAGE : PD_EXIT_FAILED;
+    }
+    pd_broker_set_snapshot(b, d->snap);
+    pd_log_info("dashboard on http://%s/", addr);
+    return 0;
+#else
+    (void) b;
+    (void) d;
+    fprintf(stderr, "playdoh-broker: --http %s: this broker was built without libmicrohttpd "
+                    "(install libmicrohttpd-dev and build again: scripts/install-deps.sh)\n",
+            addr);
+    return PD_EXIT_USAGE;
+#endif
+}
+
+/* Stops the dashboard, after the loop stopped. */
+static void s_dash_stop(pd_broker_t *b, s_dash_t *d)
+{
+    pd_broker_set_snapshot(b, NULL);
+#ifdef PD_HAVE_HTTP
+    pd_http_stop(&d->http);
+#endif
+    pd_snapshot_destroy(&d->snap);
+}
+
 /* Starts the broker (and the embedded worker when asked) and runs it until
    a signal stops it; cfg's strings may be *cf's, which goes once the broker
    has copied them. Returns the exit code. */
@@ -461,14 +556,21 @@ static int s_start(const pd_broker_config_t *cfg, const s_flags_t *f, pd_config_
 {
     int err;
     pd_broker_t *b = pd_broker_new(cfg, &err);
+    s_dash_t dash = {0};
+    int drc = b ? s_dash_start(b, f, *cf, &dash) : 0;
     pd_config_destroy(cf); /* the broker copied what it keeps */
     if (!b)
         return err == PD_EINVAL ? PD_EXIT_USAGE : PD_EXIT_FAILED;
+    if (drc) {
+        pd_broker_destroy(&b);
+        return drc;
+    }
     pd_embed_t *embedded = NULL;
     if (f->worker_cpus > 0 &&
         !(embedded = pd_embed_start(b, (int) f->worker_cpus, f->cache, &err))) {
         fprintf(stderr, "playdoh-broker: cannot start the embedded worker: %s\n",
                 pd_strerror(err));
+        s_dash_stop(b, &dash);
         pd_broker_destroy(&b);
         return PD_EXIT_FAILED;
     }
@@ -486,6 +588,7 @@ static int s_start(const pd_broker_config_t *cfg, const s_flags_t *f, pd_config_
     int rc = pd_broker_run(b);
     s_broker = NULL;
     pd_embed_stop(&embedded);
+    s_dash_stop(b, &dash);
     pd_broker_destroy(&b);
     return rc ? 1 : 0;
 }

@@ -43,6 +43,7 @@
 #include "pd_bg.h"
 #include "pd_log.h"
 #include "pd_proto.h"
+#include "pd_snapshot.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -1016,6 +1017,8 @@ static void s_tick(pd_broker_t *b, int64_t tick_ms)
         pd_journal_flush(b->journal);
     }
     s_give_memory_back(b);
+    if (b->snap)
+        pd_snapshot_publish(b->snap, b, b->now_ms);
     pd_log_limit_flush(&b->refusals, S_LOG_WINDOW_MS, PD_LOG_WARN,
                        "refused a message (malformed, or not allowed for its key)");
     pd_log_limit_flush(&b->handshakes, S_LOG_WINDOW_MS, PD_LOG_WARN,
@@ -1048,6 +1051,11 @@ static void s_say_stopping(pd_broker_t *b)
                     (unsigned long long) b->stats.refused_journal,
                     pd_journal_bytes(b->journal) / 1048576.0);
     }
+}
+
+void pd_broker_set_snapshot(pd_broker_t *b, pd_snapshot_t *s)
+{
+    b->snap = s;
 }
 
 int pd_broker_run(pd_broker_t *b)

@@ -45,6 +45,7 @@ struct pd_broker {
     int64_t start_ms;          /* monotonic ms at creation */
     int64_t now_ms;            /* monotonic ms, updated each loop turn */
     int64_t next_tick;         /* ms of the next heartbeat tick */
+    struct pd_snapshot *snap;  /* the dashboard's snapshot (NULL: none) */
     pd_bg_t *bg;               /* work off the loop: hashing uploaded shared data */
     pd_uploads_t uploads;      /* shared data being hashed (pd_broker_client.c) */
     uint64_t arg_trimmed;      /* pd_jobs_arg_freed when the heap was last trimmed */

@@ -73,6 +73,8 @@ static const s_key_t s_schema[] = {
     {"broker", "security", S_CHOICE, 0, 0, S_SECURITY},
     {"broker", "key", S_STR, 0, 0, NULL},
     {"broker", "allow_dir", S_STR, 0, 0, NULL},
+    {"broker", "http", S_STR, 0, 0, NULL},
+    {"broker", "http_token_file", S_STR, 0, 0, NULL},
 
     {"worker", "broker", S_ENDPOINT, 0, 0, NULL},
     {"worker", "cpus", S_UINT, 0, 4096, NULL},

@@ -6,19 +6,25 @@
 #             harnesses of tests/fuzz); scripts/test.sh passes it.
 #   --slurm   also Slurm and munge, for the pilot-job test and bench only
 #             (tests/slurm_pilots.sh, bench/bench_slurm.sh); CI passes it.
+#   --browser also Chromium and npm, for the dashboard's browser test and
+#             screenshots (web/browser-test.sh, web/screenshots.sh) and
+#             web/refresh-vendor.sh.
 #   --windows also MinGW-w64 and Wine, for the Windows build and its tests
 #             (scripts/test-windows.sh; docs/windows.md).
 set -euo pipefail
 # liblapacke-dev (with the reference LAPACK and BLAS) gives CMA-ES its eigensolver;
-# python3 embeds the task header into the worker at build time.
+# python3 embeds the task header into the worker at build time;
+# libmicrohttpd-dev serves the broker's dashboard (docs/dashboard.md).
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libzmq3-dev libczmq-dev libmsgpack-dev
-      libsodium-dev libsqlite3-dev python3 liblapacke-dev liblapack-dev libblas-dev)
+      libsodium-dev libsqlite3-dev python3 liblapacke-dev liblapack-dev libblas-dev
+      libmicrohttpd-dev)
 for arg in "$@"; do
     case "$arg" in
     --tests) pkgs+=(libcriterion-dev groff clang libclang-rt-dev) ;;
     --slurm) pkgs+=(slurm-wlm munge) ;;
+    --browser) pkgs+=(chromium nodejs npm) ;;
     --windows) pkgs+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 zip) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (known: --tests, --slurm, --windows)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --tests, --slurm, --browser, --windows)" >&2; exit 2 ;;
     esac
 done
 missing=()

@@ -499,6 +499,12 @@ Test(durable, an_unwritable_journal_refuses_submits_serves_results_and_recovers)
         x[i] = i;
     cr_assert_eq(pd_map_doubles(c, mod, "square", x, 50, NULL, ids), 50, "%s",
                  pd_client_error(c));
+    /* From here the journal cannot grow by a page: neither the batch below
+       nor the broker's own rewrite from memory (which it retries after 1 s)
+       can be written until the limit is lifted further down: a disk that
+       stays full while the test looks, however slowly the machine runs. */
+    struct rlimit full = {.rlim_cur = 4096, .rlim_max = old.rlim_max};
+    cr_assert_eq(prlimit(h.broker, RLIMIT_FSIZE, &full, NULL), 0);
     /* 3 MiB of arguments cannot be journalled: the submit is refused. */
     enum { BIG = 3000 };
     pd_buf_t args;
