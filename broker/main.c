@@ -13,6 +13,7 @@
 #include "pd_beacon.h"
 #include "pd_broker.h"
 #include "pd_config.h"
+#include "pd_opts.h"
 #include "pd_embed.h"
 #include "pd_file.h"
 #include "pd_snapshot.h"
@@ -152,7 +153,7 @@ static void s_usage(FILE *f)
 }
 
 /* Parses an unsigned integer flag value in [lo, hi]; prints why and returns
-   -1 when it is not one. */
+   PD_EINVAL when it is not one. */
 static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t hi,
                        uint64_t *out)
 {
@@ -162,7 +163,7 @@ static int s_parse_u64(const char *flag, const char *text, uint64_t lo, uint64_t
     if (!text[0] || *end || errno || text[0] == '-' || v < lo || v > hi) {
         fprintf(stderr, "playdoh-broker: %s wants a whole number from %llu to %llu, not '%s'\n",
                 flag, (unsigned long long) lo, (unsigned long long) hi, text);
-        return -1;
+        return PD_EINVAL;
     }
     *out = v;
     return 0;
@@ -175,7 +176,7 @@ static int s_flag(const char *flag, const char *section, const char *key, const 
     char why[512];
     if (pd_config_check(section, key, value, why, sizeof why)) {
         fprintf(stderr, "playdoh-broker: %s: %s\n", flag, why);
-        return -1;
+        return PD_EINVAL;
     }
     return 0;
 }
@@ -323,7 +324,7 @@ static int s_take_text(s_flags_t *f, int c)
     return S_USAGE; /* not reached: every option of s_opts is handled */
 }
 
-/* Reads the command line into f. Returns -1 to go on, an exit code (0
+/* Reads the command line into f. Returns PD_EXIT_GO_ON to go on, an exit code (0
    after --help or --version, PD_EXIT_USAGE for an unknown option), or
    S_USAGE. */
 static int s_parse_flags(int argc, char **argv, s_flags_t *f)
@@ -370,21 +371,33 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *f)
         fprintf(stderr, "playdoh-broker: --no-journal excludes --journal and --journal-reset\n");
         return S_USAGE;
     }
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
-/* A number from its flag when given (>= 0), else from the file, else dflt. */
-static uint64_t s_pick(int64_t flag, pd_config_t *cf, const char *section, const char *key,
-                       uint64_t dflt)
-{
-    return flag >= 0 ? (uint64_t) flag : pd_config_uint(cf, section, key, dflt);
-}
-
-/* The same for a size in MiB, returned in bytes (dflt in bytes too). */
-static uint64_t s_pick_mb(int64_t flag, pd_config_t *cf, const char *key, uint64_t dflt)
-{
-    return s_pick(flag, cf, "broker", key, dflt >> 20) << 20;
-}
+/* The options merged by pd_opts: flag, else file, else the default that
+   pd_broker_config_defaults set. Adding an option is one line here. */
+#define S_LINE(section, key, kind, ffield, dfield)                                             \
+    PD_OPT_LINE(section, key, kind, s_flags_t, ffield, pd_broker_config_t, dfield),
+#define S_MERGED(X)                                                                       \
+    X("broker", "bind", PD_OPT_STR, bind, bind)                                      \
+    X("broker", "name", PD_OPT_STR, name, name)                                      \
+    X("broker", "heartbeat_ms", PD_OPT_U32, hb, hb_ms)                               \
+    X("broker", "liveness", PD_OPT_U32, live, liveness)                              \
+    X("broker", "max_jobs", PD_OPT_U64, max, max_jobs)                               \
+    X("broker", "result_ttl_s", PD_OPT_U32, ttl, result_ttl_s)                       \
+    X("cluster", "name", PD_OPT_STR, cluster, cluster)                               \
+    X("cluster", "beacon_port", PD_OPT_INT, bport, beacon_port)                      \
+    X("cluster", "beacon_interval_ms", PD_OPT_INT, binterval, beacon_interval_ms)    \
+    X("cluster", "beacon_interface", PD_OPT_STR, iface, beacon_iface)                \
+    X("broker", "key", PD_OPT_STR, key, key_file)                                    \
+    X("broker", "allow_dir", PD_OPT_STR, allow, allow_dir)                           \
+    X("broker", "max_shared_mb", PD_OPT_MB, maxshared, max_shared)                   \
+    X("broker", "shared_store_mb", PD_OPT_MB, store, shared_store)                   \
+    X("broker", "max_arg_mb", PD_OPT_MB, maxarg, max_arg)                            \
+    X("broker", "max_batch_mb", PD_OPT_MB, maxbatch, max_batch)                      \
+    X("broker", "max_queued_mb", PD_OPT_MB, maxqueued, max_queued)                   \
+    X("broker", "journal_max_mb", PD_OPT_MB, jmax, journal_max_bytes)
+static const pd_opt_t s_merged[] = {S_MERGED(S_LINE)};
 
 /* The journal: flag, else file ("off": none), else the default path (into
    path, cap bytes). Returns 0, or PD_EXIT_USAGE with the reason printed. */
@@ -415,8 +428,6 @@ static int s_merge_journal(const s_flags_t *f, pd_config_t *cf, pd_broker_config
     cfg->journal_sync = strcmp(jsync, "off") == 0      ? PD_BROKER_SYNC_OFF
                         : strcmp(jsync, "normal") == 0 ? PD_BROKER_SYNC_NORMAL
                                                        : PD_BROKER_SYNC_FULL;
-    cfg->journal_max_bytes = s_pick_mb(f->jmax, cf, "journal_max_mb",
-                                       PD_BROKER_DEFAULT_JOURNAL_MAX);
     cfg->journal_reset = f->jreset;
     return 0;
 }
@@ -433,32 +444,13 @@ static int s_merge_config(const s_flags_t *f, pd_config_t *cf, pd_broker_config_
     pd_log_set_level(level);
     if (f->config_dir)
         cfg->config_dir = f->config_dir;
-    const char *bind = f->bind ? f->bind : pd_config_str(cf, "broker", "bind", cfg->bind);
-    cfg->bind = bind[0] ? bind : PD_BROKER_DEFAULT_BIND;
-    cfg->name = f->name ? f->name : pd_config_str(cf, "broker", "name", NULL);
-    cfg->hb_ms = (uint32_t) s_pick(f->hb, cf, "broker", "heartbeat_ms", cfg->hb_ms);
-    cfg->liveness = (uint32_t) s_pick(f->live, cf, "broker", "liveness", cfg->liveness);
-    cfg->max_jobs = s_pick(f->max, cf, "broker", "max_jobs", cfg->max_jobs);
-    cfg->result_ttl_s = (uint32_t) s_pick(f->ttl, cf, "broker", "result_ttl_s",
-                                          cfg->result_ttl_s);
-    cfg->cluster = f->cluster ? f->cluster : pd_config_str(cf, "cluster", "name", cfg->cluster);
+    pd_opts_merge(s_merged, PD_OPTS_COUNT(s_merged), f, cf, cfg);
+    if (!cfg->bind[0])
+        cfg->bind = PD_BROKER_DEFAULT_BIND;
     cfg->beacon = !f->nobeacon && pd_config_bool(cf, "broker", "beacon", true);
-    cfg->beacon_port = (int) s_pick(f->bport, cf, "cluster", "beacon_port",
-                                    (uint64_t) cfg->beacon_port);
-    cfg->beacon_interval_ms = (int) s_pick(f->binterval, cf, "cluster", "beacon_interval_ms",
-                                           (uint64_t) cfg->beacon_interval_ms);
-    cfg->beacon_iface = f->iface ? f->iface : pd_config_str(cf, "cluster", "beacon_interface",
-                                                             NULL);
     cfg->security = f->security;
     if (cfg->security == PD_SEC_AUTO)
         pd_auth_mode_parse(pd_config_str(cf, "broker", "security", "auto"), &cfg->security);
-    cfg->key_file = f->key ? f->key : pd_config_str(cf, "broker", "key", NULL);
-    cfg->allow_dir = f->allow ? f->allow : pd_config_str(cf, "broker", "allow_dir", NULL);
-    cfg->max_shared = s_pick_mb(f->maxshared, cf, "max_shared_mb", cfg->max_shared);
-    cfg->shared_store = s_pick_mb(f->store, cf, "shared_store_mb", cfg->shared_store);
-    cfg->max_arg = s_pick_mb(f->maxarg, cf, "max_arg_mb", cfg->max_arg);
-    cfg->max_batch = s_pick_mb(f->maxbatch, cf, "max_batch_mb", cfg->max_batch);
-    cfg->max_queued = s_pick_mb(f->maxqueued, cf, "max_queued_mb", cfg->max_queued);
     if (cfg->shared_store < cfg->max_shared) {
         fprintf(stderr, "playdoh-broker: shared-store-mb (%llu) must be at least max-shared-mb "
                         "(%llu)\n", (unsigned long long) (cfg->shared_store >> 20),

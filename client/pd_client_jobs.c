@@ -689,13 +689,12 @@ static int s_slot_cmp(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->index > y->index) - (x->index < y->index);
 }
 
-/* Sets res's value to a copy of p[0..n); returns 0, or -1 when memory runs
-   out. */
+/* Sets res's value to a copy of p[0..n); returns 0 or PD_ENOMEM. */
 static int s_set_value(pd_result_t *res, const void *p, size_t n)
 {
     res->value = malloc(n);
     if (!res->value)
-        return -1;
+        return PD_ENOMEM;
     memcpy(res->value, p, n);
     res->len = n;
     return 0;
@@ -704,8 +703,8 @@ static int s_set_value(pd_result_t *res, const void *p, size_t n)
 /* Parses one result entry [id, state, value] into *res (which must be
    zeroed). A failed job's value is its error map {code, msg, host, slot,
    attempts, value?}: the optional "value" (an exec job's output) is kept
-   in res->value. Returns 0, or -1 when the entry is malformed or memory
-   runs out. */
+   in res->value. Returns 0, PD_EPROTO when the entry is malformed, or
+   PD_ENOMEM. */
 static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
 {
     uint32_t k;
@@ -714,12 +713,12 @@ static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
     size_t rl;
     if (pd_rd_array(r, &k) || k != 3 || pd_rd_uint(r, &id) || pd_rd_uint(r, &st) || st > 5 ||
         pd_rd_skip(r, &raw, &rl))
-        return -1;
+        return PD_EPROTO;
     res->id = id;
     res->state = (pd_job_state_t) st;
     if (st == PD_JOB_DONE) {
         if (s_set_value(res, raw, rl))
-            return -1;
+            return PD_ENOMEM;
     } else if (st == PD_JOB_FAILED) {
         pd_rd_t e;
         pd_rd_init(&e, raw, rl);
@@ -756,9 +755,9 @@ static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
                  (unsigned long long) id, host, (unsigned long long) slot);
         res->error = strdup(full);
         if (!res->error)
-            return -1;
+            return PD_ENOMEM;
         if (val && vlen && s_set_value(res, val, vlen))
-            return -1;
+            return PD_ENOMEM;
     } else if (st == PD_JOB_CANCELLED) {
         res->code = PD_ECANCELLED;
     } else if (st == PD_JOB_UNKNOWN) {
@@ -767,16 +766,16 @@ static int s_parse_entry(pd_rd_t *r, pd_result_t *res)
     return 0;
 }
 
-/* Copies a parsed result into dst (deep copy); returns 0 or -1. */
+/* Copies a parsed result into dst (deep copy); returns 0 or PD_ENOMEM. */
 static int s_copy_result(pd_result_t *dst, const pd_result_t *src)
 {
     *dst = *src;
     dst->value = NULL;
     dst->error = NULL;
     if (src->value && s_set_value(dst, src->value, src->len))
-        return -1;
+        return PD_ENOMEM;
     if (src->error && !(dst->error = strdup(src->error)))
-        return -1;
+        return PD_ENOMEM;
     return 0;
 }
 

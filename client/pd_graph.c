@@ -108,22 +108,23 @@ static bool s_name_ok(const char *name)
     return len >= 1 && len <= S_MAX_NAME;
 }
 
-/* The index of tube name, created when new; -1 when it cannot be. */
+/* The index of tube name, created when new; PD_EINVAL (a bad name, too
+   many tubes) or PD_ENOMEM when it cannot be. */
 static int s_tube(pd_graph_t *g, const char *name)
 {
     if (!s_name_ok(name))
-        return -1;
+        return PD_EINVAL;
     for (int i = 0; i < g->ntubes; i++)
         if (strcmp(g->names[i], name) == 0)
             return i;
     if (g->ntubes == S_MAX_TUBES)
-        return -1;
+        return PD_EINVAL;
     char **a = realloc(g->names, (size_t) (g->ntubes + 1) * sizeof *a);
     if (!a)
-        return -1;
+        return PD_ENOMEM;
     g->names = a;
     if (!(g->names[g->ntubes] = strdup(name)))
-        return -1;
+        return PD_ENOMEM;
     return g->ntubes++;
 }
 
@@ -231,18 +232,18 @@ int pd_graph_pack_edges(msgpack_packer *pk, const void *ctx)
 static const char *s_specs = "ring, ring-back, chain, chain-back, all-to-all, star-out HUB, "
                              "star-in HUB, SRC->DST or none";
 
-/* Reads a node number at *p (skipping blanks); returns 0 or -1. */
+/* Reads a node number at *p (skipping blanks); returns 0 or PD_EINVAL. */
 static int s_node(const char **p, const char *end, long *v)
 {
     while (*p < end && (**p == ' ' || **p == '\t'))
         (*p)++;
     if (*p == end || !isdigit((unsigned char) **p))
-        return -1;
+        return PD_EINVAL;
     long x = 0;
     while (*p < end && isdigit((unsigned char) **p)) {
         x = x * 10 + (**p - '0');
         if (x > 1000000)
-            return -1;
+            return PD_EINVAL;
         (*p)++;
     }
     *v = x;

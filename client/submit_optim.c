@@ -298,7 +298,7 @@ static bool s_name_ok(const char *n)
     return strlen(n) <= S_MAX_NAME;
 }
 
-/* Appends one parameter to b (grown as needed). Returns 0 or -1. */
+/* Appends one parameter to b (grown as needed). Returns 0 or PD_ENOMEM. */
 static int s_box_push(s_box_t *b, size_t *cap, double lo, double hi, const char *name)
 {
     if (b->dim == *cap) {
@@ -311,7 +311,7 @@ static int s_box_push(s_box_t *b, size_t *cap, double lo, double hi, const char 
             b->hi = h;
         char **n = h ? realloc(b->names, nc * sizeof *n) : NULL;
         if (!n)
-            return -1;
+            return PD_ENOMEM;
         b->names = n;
         *cap = nc;
     }
@@ -319,7 +319,7 @@ static int s_box_push(s_box_t *b, size_t *cap, double lo, double hi, const char 
     b->hi[b->dim] = hi;
     b->names[b->dim] = name ? strdup(name) : NULL;
     if (name && !b->names[b->dim])
-        return -1;
+        return PD_ENOMEM;
     b->dim++;
     return 0;
 }

@@ -15,8 +15,8 @@
     key: /etc/playdoh/playdoh.conf, then $XDG_CONFIG_HOME/playdoh/playdoh.conf
     (or ~/.config/playdoh/playdoh.conf); an explicit file (--config FILE, or
     $PLAYDOH_CONFIG) replaces both. Command-line flags override the file:
-    that is the caller's business (it asks pd_config_has() before applying
-    a default).
+    pd_opts_merge (pd_opts.h) applies a program's table of options, flag
+    over file over default.
 
         pd_config_t *cf = pd_config_new();
         char why[512];

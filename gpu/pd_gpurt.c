@@ -333,7 +333,7 @@ static size_t s_class(size_t bytes)
     return bytes > SIZE_MAX - step ? 0 : (bytes + step - 1) / step * step;
 }
 
-/* Room for one more entry in l. Returns 0, or -1 when out of memory. */
+/* Room for one more entry in l. Returns 0, or PD_ENOMEM. */
 static int s_reserve(s_blocks_t *l)
 {
     if (l->n < l->cap)
@@ -341,7 +341,7 @@ static int s_reserve(s_blocks_t *l)
     size_t cap = l->cap ? l->cap * 2 : 16;
     s_block_t *v = realloc(l->v, cap * sizeof *v);
     if (!v)
-        return -1;
+        return PD_ENOMEM;
     l->v = v;
     l->cap = cap;
     return 0;

@@ -2,6 +2,7 @@
    refusal must name the file, the line and what was expected. */
 #include "pd_config.h"
 #include "pd_error.h"
+#include "pd_opts.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -205,4 +206,51 @@ Test(config, the_shipped_example_is_valid)
     char path[4096];
     snprintf(path, sizeof path, "%s/conf/playdoh.conf", src);
     cr_assert_eq(pd_config_load(c, path, why, sizeof why), 0, "%s", why);
+}
+
+/* pd_opts: one merger of flags, file and defaults (flags win over the
+   file, the file over defaults). */
+typedef struct {
+    const char *name;
+    int64_t cpus, mem;
+} opts_flags_t;
+typedef struct {
+    const char *name;
+    uint32_t cpus;
+    uint64_t mem;
+} opts_dest_t;
+static const pd_opt_t opts_table[] = {
+    PD_OPT_LINE("broker", "name", PD_OPT_STR, opts_flags_t, name, opts_dest_t, name),
+    PD_OPT_LINE("worker", "cpus", PD_OPT_U32, opts_flags_t, cpus, opts_dest_t, cpus),
+    PD_OPT_LINE("broker", "max_arg_mb", PD_OPT_MB, opts_flags_t, mem, opts_dest_t, mem),
+};
+
+/* The defaults {"dflt", 3, 5 MiB} merged with flags f and the file. */
+static opts_dest_t opts_merged(opts_flags_t f)
+{
+    opts_dest_t d = {"dflt", 3, 5u << 20};
+    pd_opts_merge(opts_table, PD_OPTS_COUNT(opts_table), &f, c, &d);
+    return d;
+}
+
+Test(config, opts_merge_keeps_defaults_without_flag_or_file)
+{
+    opts_dest_t d = opts_merged((opts_flags_t){NULL, -1, -1});
+    cr_assert_str_eq(d.name, "dflt");
+    cr_assert_eq(d.cpus, 3);
+    cr_assert_eq(d.mem, 5u << 20);
+}
+
+Test(config, opts_merge_file_over_default_and_flag_over_file)
+{
+    cr_assert_eq(parse("[broker]\nname = filed\nmax_arg_mb = 7\n[worker]\ncpus = 9\n"), 0, "%s",
+                 why);
+    opts_dest_t d = opts_merged((opts_flags_t){NULL, -1, -1});
+    cr_assert_str_eq(d.name, "filed");
+    cr_assert_eq(d.cpus, 9);
+    cr_assert_eq(d.mem, 7u << 20);
+    d = opts_merged((opts_flags_t){"flagged", 0, 2});
+    cr_assert_str_eq(d.name, "flagged");
+    cr_assert_eq(d.cpus, 0, "a flag of 0 is given, not absent");
+    cr_assert_eq(d.mem, 2u << 20);
 }

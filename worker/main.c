@@ -35,6 +35,7 @@
 #include "pd_codec.h"
 #include "pd_cli.h"
 #include "pd_config.h"
+#include "pd_opts.h"
 #include "pd_error_int.h"
 #include "pd_json.h"
 #include "pd_log.h"
@@ -546,7 +547,7 @@ enum { O_CONFIG = 256, O_CLUSTER, O_BPORT, O_BIFACE, O_CONTROL, O_IDLE, O_ACTION
        O_NODE_ADDR, O_SECURE, O_INSECURE, O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_POLICY,
        O_LIST, O_INSTALL, O_LOG_FILE, O_CC, O_VERSION, O_LIMIT /* .. O_LIMIT + 5 */ };
 
-/* Takes option c (its argument in optarg) into fl. Returns -1 to go on, or
+/* Takes option c (its argument in optarg) into fl. Returns PD_EXIT_GO_ON to go on, or
    the exit status: 0 after --help or --version, 2 after a bad flag. */
 static int s_one_flag(int c, char **argv, s_flags_t *fl)
 {
@@ -625,10 +626,10 @@ static int s_one_flag(int c, char **argv, s_flags_t *fl)
                             c == ':');
         return PD_EXIT_USAGE;
     }
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
-/* Parses the worker's flags into fl. Returns -1 to go on, or the exit
+/* Parses the worker's flags into fl. Returns PD_EXIT_GO_ON to go on, or the exit
    status: 0 after --help, 2 after a bad flag (said on stderr). */
 static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
 {
@@ -685,8 +686,25 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl_out)
         return PD_EXIT_USAGE;
     }
     *fl_out = fl;
-    return -1;
+    return PD_EXIT_GO_ON;
 }
+
+/* The text options merged by pd_opts: flag, else file, else the default
+   s_merge sets. Adding an option is one line here. */
+#define S_LINE(section, key, ffield, dfield)                                                   \
+    PD_OPT_LINE(section, key, PD_OPT_STR, s_flags_t, ffield, pd_worker_config_t, dfield),
+#define S_MERGED(X)                                               \
+    X("worker", "broker", broker, broker)                    \
+    X("worker", "cache_dir", cache, cache_dir)               \
+    X("worker", "name", name, name)                          \
+    X("worker", "node_addr", node_addr, node_addr)           \
+    X("cluster", "name", cluster, cluster)                   \
+    X("cluster", "beacon_interface", iface, beacon_iface)    \
+    X("worker", "control", control, control)                 \
+    X("worker", "key", key, key_file)                        \
+    X("worker", "broker_key", broker_key, broker_key)        \
+    X("worker", "code_list", code_list, code_list)
+static const pd_opt_t s_merged[] = {S_MERGED(S_LINE)};
 
 /* The worker's configuration: each flag given, else its key in the file, else the
    default. */
@@ -694,29 +712,21 @@ static void s_merge(pd_worker_config_t *cfg, const pd_config_t *cf, s_flags_t *f
                     const char *level)
 {
     *cfg = (pd_worker_config_t){
-        .broker = fl->broker ? fl->broker : pd_config_str(cf, "worker", "broker", NULL),
         .cpus = fl->cpus >= 0 ? fl->cpus
                              : (int) pd_config_uint(cf, "worker", "cpus",
                                                     (uint64_t) pd_plat_ncpu()),
         .gpus = fl->gpus >= 0                         ? fl->gpus
                 : pd_config_has(cf, "worker", "gpus") ? (int) pd_config_uint(cf, "worker", "gpus", 0)
                                                       : -1, /* every GPU found */
-        .cache_dir = fl->cache ? fl->cache : pd_config_str(cf, "worker", "cache_dir", NULL),
         .heartbeat_ms = fl->hb >= 0 ? fl->hb
                                    : (int) pd_config_uint(cf, "worker", "heartbeat_ms", 1000),
-        .name = fl->name ? fl->name : pd_config_str(cf, "worker", "name", NULL),
-        .node_addr = fl->node_addr ? fl->node_addr : pd_config_str(cf, "worker", "node_addr", NULL),
         .log_level = level,
-        .cluster = fl->cluster ? fl->cluster
-                              : pd_config_str(cf, "cluster", "name", PD_BEACON_DEFAULT_CLUSTER),
+        .cluster = PD_BEACON_DEFAULT_CLUSTER,
         .beacon_port = fl->bport > 0 ? fl->bport
                                     : (int) pd_config_uint(cf, "cluster", "beacon_port",
                                                            PD_BEACON_DEFAULT_PORT),
-        .beacon_iface = fl->iface ? fl->iface : pd_config_str(cf, "cluster", "beacon_interface",
-                                                           NULL),
         .discover_timeout_ms = (int) pd_config_uint(cf, "cluster", "discover_timeout_ms",
                                                      PD_BEACON_DEFAULT_DISCOVER_MS),
-        .control = fl->control ? fl->control : pd_config_str(cf, "worker", "control", NULL),
         .control_mode = (int) pd_config_uint(cf, "worker", "control_mode", 0660),
         .idle = {.load_max = fl->idle_max >= 0 ? fl->idle_max
                                               : pd_config_double(cf, "worker", "idle_load_max",
@@ -732,13 +742,11 @@ static void s_merge(pd_worker_config_t *cfg, const pd_config_t *cf, s_flags_t *f
         .on_reload = s_reload_config,
         .reload_user = fl,
         .config_dir = fl->config_dir,
-        .key_file = fl->key ? fl->key : pd_config_str(cf, "worker", "key", NULL),
-        .broker_key = fl->broker_key ? fl->broker_key : pd_config_str(cf, "worker", "broker_key", NULL),
-        .code_list = fl->code_list ? fl->code_list : pd_config_str(cf, "worker", "code_list", NULL),
         .idle_exit_ms = fl->idle_exit_ms,
         .job_max = {s_limit(cf, fl, 0), s_limit(cf, fl, 1), s_limit(cf, fl, 2)},
         .job_default = {s_limit(cf, fl, 3), s_limit(cf, fl, 4), s_limit(cf, fl, 5)},
     };
+    pd_opts_merge(s_merged, PD_OPTS_COUNT(s_merged), fl, cf, cfg);
 }
 
 /* The module cache when none is configured (to free); NULL after saying why. */

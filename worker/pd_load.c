@@ -51,12 +51,13 @@ void pd_load_destroy(pd_load_t **p)
     *p = NULL;
 }
 
-/* Reads a file into l->buf (NUL-terminated); returns its length or -1. */
+/* Reads a file into l->buf (NUL-terminated); returns its length, or
+   PD_EIO when it cannot be opened. */
 static ssize_t s_read(pd_load_t *l, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return PD_EIO;
     size_t got = 0;
     while (got < S_READ_MAX) {
         ssize_t n = read(fd, l->buf + got, S_READ_MAX - got);

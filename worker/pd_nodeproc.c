@@ -272,13 +272,13 @@ int pd_nodeproc_send_stop(pd_nodeproc_t *nd)
     return s_send_msg(nd, &pd_proto_np_stop, &(pd_m_np_stop_t){0});
 }
 
-/* Handles one message from the child; returns 0, or -1 with *why set. */
+/* Handles one message from the child; returns 0, or PD_EPROTO with *why set. */
 static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char **why)
 {
     pd_msg_t m;
     if (pd_msg_parse(&m, p, len)) {
         *why = "not a message";
-        return -1;
+        return PD_EPROTO;
     }
     if (pd_msg_is(&m, "up") && !nd->up) {
         nd->up = true;
@@ -286,7 +286,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
     }
     if (!nd->up) {
         *why = "a message before 'up'";
-        return -1;
+        return PD_EPROTO;
     }
     if (pd_msg_is(&m, "bound")) {
         pd_m_np_bound_t b;
@@ -294,7 +294,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
             /* the fields are read in order: an endpoint read means the key failed */
             *why = b.ep[0] ? "'bound' with a key that is not 40 characters"
                            : "'bound' without an endpoint";
-            return -1;
+            return PD_EPROTO;
         }
         if (nd->sink.bound)
             nd->sink.bound(nd->sink.user, nd, b.ep, b.key[0] ? b.key : NULL);
@@ -309,7 +309,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         pd_m_np_progress_t pr;
         if (pd_m_np_progress_decode(&m, &pr)) {
             *why = "'progress' without val";
-            return -1;
+            return PD_EPROTO;
         }
         if (nd->sink.progress && pr.val.len <= PD_NODEPROC_MAX_PROGRESS)
             nd->sink.progress(nd->sink.user, nd, pr.val.p, pr.val.len);
@@ -319,7 +319,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         pd_m_np_result_t r;
         if (pd_m_np_result_decode(&m, &r)) {
             *why = "'result' without ok or val";
-            return -1;
+            return PD_EPROTO;
         }
         nd->ended = true;
         nd->ended_ms = zclock_mono();
@@ -327,7 +327,7 @@ static int s_frame(pd_nodeproc_t *nd, const uint8_t *p, size_t len, const char *
         return 0;
     }
     *why = "unknown message type";
-    return -1;
+    return PD_EPROTO;
 }
 
 void pd_nodeproc_on_readable(pd_nodeproc_t *nd)
@@ -460,9 +460,10 @@ static void s_child_gpu(const s_child_t *c, pd_task_t *t)
 /* Writes message m (described by d) to the worker. */
 static int s_child_send(s_child_t *c, const pd_proto_msg_t *d, const void *m)
 {
-    if (s_pipe_msg(&c->out, d, m))
-        return -1;
-    return pd_plat_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len);
+    int rc = s_pipe_msg(&c->out, d, m);
+    if (rc)
+        return rc;
+    return pd_plat_write_all(PD_PIPE_CHILD_OUT, c->out.data, c->out.len) ? PD_EIO : 0;
 }
 
 typedef struct {
@@ -564,7 +565,8 @@ static int s_env_progress(void *ctx, const void *data, size_t len)
 }
 
 /* Reads the next message, which must be of type want, into m (borrowing
-   c->in). Returns 0, or -1 when the worker is gone or sent something else. */
+   c->in). Returns 0, PD_EIO when the worker is gone, or PD_EPROTO when it
+   sent something else. */
 static int s_child_expect(s_child_t *c, pd_msg_t *m, const char *want)
 {
     const char *why = NULL;
@@ -572,53 +574,58 @@ static int s_child_expect(s_child_t *c, pd_msg_t *m, const char *want)
     if (rc <= 0) {
         if (rc < 0)
             pd_log_error("node %u: unreadable message from the worker: %s", c->node, why);
-        return -1;
+        return rc < 0 ? rc : PD_EIO;
     }
     if (pd_msg_parse(m, c->in.data, c->in.len) || !pd_msg_is(m, want)) {
         pd_log_error("node %u: the worker sent '%s' where '%s' was due", c->node, m->type, want);
-        return -1;
+        return PD_EPROTO;
     }
     return 0;
 }
 
-/* Reads an array of [a, b] pairs of uints into edges. */
+/* Reads an array of [a, b] pairs of uints into edges. Returns 0, PD_EPROTO
+   or PD_ENOMEM. */
 static int s_read_edges(const pd_raw_t *raw, pd_tubes_edge_t **edges, uint32_t *n)
 {
     pd_rd_t r;
     uint32_t count;
     pd_rd_init(&r, raw->p, raw->len);
     if (pd_rd_array(&r, &count))
-        return -1;
+        return PD_EPROTO;
     *edges = malloc((count ? count : 1) * sizeof **edges);
     if (!*edges)
-        return -1;
+        return PD_ENOMEM;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t two;
         uint64_t a, b;
         if (pd_rd_array(&r, &two) || two != 2 || pd_rd_uint(&r, &a) || pd_rd_uint(&r, &b)
             || a > UINT32_MAX || b > UINT32_MAX)
-            return -1;
+            return PD_EPROTO;
         (*edges)[i] = (pd_tubes_edge_t){(uint32_t) a, (uint32_t) b};
     }
     *n = count;
     return 0;
 }
 
+/* Reads the array of tube names into c->names. Returns 0, PD_EPROTO or
+   PD_ENOMEM. */
 static int s_read_names(s_child_t *c, const pd_raw_t *raw)
 {
     pd_rd_t r;
     uint32_t count;
     pd_rd_init(&r, raw->p, raw->len);
     if (pd_rd_array(&r, &count) || count > PD_TUBES_MAX_TUBES)
-        return -1;
+        return PD_EPROTO;
     c->names = calloc(count ? count : 1, sizeof *c->names);
     if (!c->names)
-        return -1;
+        return PD_ENOMEM;
     c->ntubes = count;
     for (uint32_t i = 0; i < count; i++) {
         char name[PD_TUBES_MAX_NAME + 1];
-        if (pd_rd_strcpy(&r, name, sizeof name) || !(c->names[i] = strdup(name)))
-            return -1;
+        if (pd_rd_strcpy(&r, name, sizeof name))
+            return PD_EPROTO;
+        if (!(c->names[i] = strdup(name)))
+            return PD_ENOMEM;
     }
     return 0;
 }

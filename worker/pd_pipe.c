@@ -64,26 +64,31 @@ int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why)
     if (rc <= 0) {
         if (rc < 0 && why)
             *why = "the pipe broke in the middle of a frame header";
-        return rc;
+        return rc < 0 ? PD_EIO : 0;
     }
     uint32_t len = pd_pipe_le32(hdr);
     pd_buf_reset(in);
-    if (len > PD_MAX_FRAME || pd_buf_reserve(in, len)) {
+    if (len > PD_MAX_FRAME) {
         if (why)
             *why = "frame over the size limit";
-        return -1;
+        return PD_ETOOBIG;
+    }
+    if (pd_buf_reserve(in, len)) {
+        if (why)
+            *why = "no memory for the frame";
+        return PD_ENOMEM;
     }
     if (pd_plat_read_all(fd, in->data, len) != 1) {
         if (why)
             *why = "the pipe broke in the middle of a frame";
-        return -1;
+        return PD_EIO;
     }
     in->len = len;
     const char *bad = NULL;
     if (pd_mp_check(in->data, len, PD_MAX_DEPTH, &bad)) {
         if (why)
             *why = bad ? bad : "malformed frame";
-        return -1;
+        return PD_EPROTO;
     }
     return 1;
 }

@@ -45,8 +45,9 @@ uint32_t pd_pipe_le32(const uint8_t *p);
 
 /* Reads one frame from a blocking fd into in (reset first) and checks that
    it holds one well-formed msgpack value. Returns 1, 0 at EOF before the
-   frame, -1 on a broken pipe or a malformed frame (*why, when not NULL, then
-   says which). */
+   frame, or a negative PD_E* code (*why, when not NULL, then says which):
+   PD_EIO on a broken pipe, PD_ETOOBIG for a frame over PD_MAX_FRAME,
+   PD_ENOMEM, PD_EPROTO for a malformed frame. */
 int pd_pipe_read_frame(int fd, pd_buf_t *in, const char **why);
 
 /* The program a child runs, as a user would name it: exe itself, or for

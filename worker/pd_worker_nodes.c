@@ -83,12 +83,14 @@ static void s_on_node_report(void *user, pd_nodeproc_t *nd, const uint8_t *val, 
 
 /* ---- messages from the broker ------------------------------------------- */
 
+/* The index in w->nodes of that task's node; PD_ENOJOB when this worker
+   runs no such node. */
 static int s_node_find(pd_worker_t *w, uint64_t task, uint64_t node)
 {
     for (int i = 0; i < w->nnodes; i++)
         if (pd_nodeproc_task(w->nodes[i]) == task && pd_nodeproc_index(w->nodes[i]) == node)
             return i;
-    return -1;
+    return PD_ENOJOB;
 }
 
 static void s_node_remove(pd_worker_t *w, int i)
