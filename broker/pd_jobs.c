@@ -100,6 +100,14 @@ void pd_jobs_destroy(pd_jobs_t **p)
 
 pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id) { return pd_jobs_find(j, id); }
 
+uint32_t pd_jobs_recent_failed(const pd_jobs_t *j, pd_jobs_failure_t *out, uint32_t max)
+{
+    uint32_t n = 0;
+    for (uint64_t k = j->nfailed; k > 0 && n < max && j->nfailed - k < PD_JOBS_RECENT_FAILED; k--)
+        out[n++] = j->failed_ring[(k - 1) % PD_JOBS_RECENT_FAILED];
+    return n;
+}
+
 uint32_t pd_jobs_span(pd_jobs_t *j, uint64_t id, uint64_t n, pd_jobrec_t **recs)
 {
     *recs = NULL;

@@ -206,6 +206,21 @@ void pd_jobs_withdraw(pd_jobs_t *j, uint64_t first, uint32_t n);
    given, or forgotten). Borrowed until the next pd_jobs_* call that adds or
    forgets jobs. */
 pd_jobrec_t *pd_jobs_get(pd_jobs_t *j, uint64_t id);
+/* A job's failure as the dashboard lists it: copied when the job fails, so
+   it stays listed after the job's result is released (pd_jobs_recent_failed). */
+#define PD_JOBS_RECENT_FAILED 64u
+typedef struct {
+    uint64_t id;
+    uint32_t fn;        /* interned function and owner (pd_jobs_fn_name, _owner_id) */
+    uint32_t attempts;  /* runs started */
+    int64_t slot;       /* -1: none */
+    char code[32];
+    char msg[256];      /* cut when longer */
+    char host[64];
+} pd_jobs_failure_t;
+/* The latest failures (at most PD_JOBS_RECENT_FAILED, the newest first) into
+   out (max entries); returns how many. The dashboard's failed jobs. */
+uint32_t pd_jobs_recent_failed(const pd_jobs_t *j, pd_jobs_failure_t *out, uint32_t max);
 /* The records of ids id .. id+n-1 (n >= 1) as far as they lie side by side
    in the table: returns k (1 .. n), how many ids from id this answers, and
    sets *recs to the record of id, the k records following one another, or to

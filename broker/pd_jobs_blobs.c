@@ -193,6 +193,11 @@ int pd_jobs_set_failed_value(pd_jobs_t *j, uint64_t id, const char *code, const 
                              const char *host, int64_t slot, const uint8_t *value, size_t len)
 {
     pd_jobrec_t *job = pd_jobs_finish(j, id, PD_JOB_FAILED);
+    pd_jobs_failure_t *f = &j->failed_ring[j->nfailed++ % PD_JOBS_RECENT_FAILED];
+    *f = (pd_jobs_failure_t){.id = id, .fn = job->fn, .attempts = job->attempt, .slot = slot};
+    snprintf(f->code, sizeof f->code, "%s", code);
+    snprintf(f->msg, sizeof f->msg, "%s", msg);
+    snprintf(f->host, sizeof f->host, "%s", host);
     s_err_t e = {code, msg, host, slot, job->attempt, value, len};
     return pd_jobs_seg_add(j, id, job, PD_JOB_FAILED, s_pack_err, &e, strlen(msg) + len + 100);
 }

@@ -105,6 +105,8 @@ struct pd_jobs {
     size_t tokhead;                       /* index of the oldest */
     size_t toklen;                        /* tokens remembered */
     uint64_t pop_limit;                   /* ids at or past it are not popped (0: none) */
+    pd_jobs_failure_t failed_ring[PD_JOBS_RECENT_FAILED]; /* the latest failures (ring) */
+    uint64_t nfailed;                     /* failures ever recorded */
 };
 
 /* The record of id, or NULL when not known: pd_jobs_get, inlined for the

@@ -201,11 +201,36 @@ static void s_pack_cluster(pd_broker_t *b, msgpack_packer *pk, uint64_t wall_ms)
     }
 }
 
+/* "failed": the latest failed jobs, the newest first, each with its error
+   (code, msg, host, slot, attempts; never its arguments), kept after their
+   results are released: what a failure looked like, one click away. */
+static void s_pack_failed(pd_jobs_t *jobs, msgpack_packer *pk)
+{
+    pd_jobs_failure_t f[PD_JOBS_RECENT_FAILED]; /* 24 KiB, on the loop thread's stack */
+    uint32_t n = pd_jobs_recent_failed(jobs, f, PD_JOBS_RECENT_FAILED);
+    pd_pack_cstr(pk, "failed");
+    msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_map(pk, 4);
+        pd_pack_kv_uint(pk, "id", f[i].id);
+        pd_pack_kv_str(pk, "fn", pd_jobs_fn_name(jobs, f[i].fn));
+        pd_pack_kv_str(pk, "owner", pd_jobs_owner_id(jobs, f[i].fn));
+        pd_pack_cstr(pk, "error");
+        msgpack_pack_map(pk, 5);
+        pd_pack_kv_str(pk, "code", f[i].code);
+        pd_pack_kv_str(pk, "msg", f[i].msg);
+        pd_pack_kv_str(pk, "host", f[i].host);
+        pd_pack_kv_int(pk, "slot", f[i].slot);
+        pd_pack_kv_uint(pk, "attempts", f[i].attempts);
+    }
+}
+
 static void s_pack_batches(pd_broker_t *b, msgpack_packer *pk, uint64_t wall_ms)
 {
     size_t n;
-    pd_jobs_owner_t *ow = pd_jobs_owners(pd_broker_jobs(b), &n);
-    msgpack_pack_map(pk, 2);
+    pd_jobs_t *jobs = pd_broker_jobs(b);
+    pd_jobs_owner_t *ow = pd_jobs_owners(jobs, &n);
+    msgpack_pack_map(pk, 3);
     pd_pack_kv_uint(pk, "time_ms", wall_ms);
     pd_pack_cstr(pk, "owners");
     msgpack_pack_array(pk, (uint32_t) n);
@@ -218,6 +243,7 @@ static void s_pack_batches(pd_broker_t *b, msgpack_packer *pk, uint64_t wall_ms)
         pd_pack_kv_uint(pk, "final", ow[i].final);
     }
     free(ow);
+    s_pack_failed(jobs, pk);
 }
 
 static void s_pack_events(const pd_snapshot_t *s, msgpack_packer *pk)

@@ -29,6 +29,12 @@ static const char *MODULE_SRC =
     "    struct timespec ts = {0, 50 * 1000000L};\n"
     "    nanosleep(&ts, NULL);\n"
     "    return x * x;\n"
+    "}\n"
+    "PD_TASK(checked, t) {\n"
+    "    double x;\n"
+    "    if (pd_arg_double(t, &x) || x < 0)\n"
+    "        return pd_task_fail(t, \"want a non-negative number\");\n"
+    "    return pd_out_double(t, x);\n"
     "}\n";
 
 enum { BATCH = 60, FLOOD = 2000 };
@@ -317,4 +323,36 @@ Test(web, flood_is_bounded_and_jobs_go_on)
         status = s_get("/api/cluster", NULL, body, sizeof body);
     cr_assert_eq(status, 200);
     pd_client_destroy(&cl);
+}
+
+/* A failed job's error is one request away: /api/batches lists the latest
+   failed jobs with their code, message, host and slot (never arguments);
+   the ones that succeeded are not there. */
+Test(web, failed_jobs_show_their_error)
+{
+    s_start_cluster();
+    pd_client_t *cl = pd_harness_client(&h);
+    pd_harness_wait_slots(&h, cl, 4);
+    char *path = pd_harness_module(&h, "slow.c", MODULE_SRC);
+    char mod[PD_HASH_HEX];
+    cr_assert_eq(pd_module_upload_file(cl, path, mod), 0, "%s", pd_client_error(cl));
+    free(path);
+    double x[6] = {1, -2, 3, -4, 5, 6};
+    uint64_t ids[6];
+    cr_assert_eq(pd_map_doubles(cl, mod, "checked", x, 6, NULL, ids), 6, "%s",
+                 pd_client_error(cl));
+    pd_result_t res[6];
+    cr_assert_eq(pd_fetch(cl, ids, 6, 60000, res, NULL, NULL), 6, "%s", pd_client_error(cl));
+    pd_results_clear(res, 6);
+    char want[64];
+    snprintf(want, sizeof want, "[%llu, %llu]", (unsigned long long) ids[3],
+             (unsigned long long) ids[1]);
+    s_wait_for("/api/batches", "sorted([f[\"id\"] for f in d[\"failed\"]], reverse=True)", want);
+    cr_assert_str_eq(s_py("/api/batches",
+                          "all(f[\"fn\"] == \"checked\" and isinstance(f[\"owner\"], str) and "
+                          "f[\"error\"][\"code\"] == \"PD_ETASK\" and "
+                          "\"non-negative\" in f[\"error\"][\"msg\"] and "
+                          "f[\"error\"][\"host\"] and isinstance(f[\"error\"][\"slot\"], int) "
+                          "for f in d[\"failed\"])"),
+                     "True");
 }

@@ -36,6 +36,10 @@ try {
   const later = await progress();
   if (!(later > first)) fail(`the batch's progress did not go up (${first} then ${later})`);
   passed++;
+  await page.waitForFunction(() => document.querySelector('#failed tbody').textContent
+                               .includes('want a non-negative number'), { timeout: 20000 })
+    .catch(() => fail("a failed job's error is not shown"));
+  passed++;
   await shot('running');
   process.kill(Number(victim), 'SIGKILL');
   await page.waitForFunction(() => [...document.querySelectorAll('#workers tbody tr.lost')].length === 1,

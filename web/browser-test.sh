@@ -3,7 +3,7 @@
 # workers and a batch of slow jobs; headless Chromium from Debian, driven
 # by puppeteer-core (web/browser-test.mjs), checks that the cluster page
 # lists both workers, that the batch's progress goes up, and that a killed
-# worker shows as lost.
+# worker shows as lost, and that a failed job's error is listed.
 #   web/browser-test.sh [BUILD_DIR] [--screenshots DIR]
 # --screenshots saves a PNG of each state into DIR (docs/img for the guide).
 # Needs chromium, node and npm (scripts/install-deps.sh --browser).
@@ -43,10 +43,19 @@ PD_TASK_DOUBLE(slow_square, x) {
     nanosleep(&ts, NULL);
     return x * x;
 }
+PD_TASK(checked, t) {
+    double x;
+    if (pd_arg_double(t, &x) || x < 0)
+        return pd_task_fail(t, "want a non-negative number");
+    return pd_out_double(t, x);
+}
 C
 seq 1 240 >"$tmp/args.jsonl"
 sleep 1
 "$build/playdoh-submit" --broker "$ep" map "$tmp/slow.c" slow_square "$tmp/args.jsonl" \
     >"$tmp/results.jsonl" 2>"$tmp/submit.log" &
 pids+=($!)
+# One job that fails, for the page's failed jobs (its exit status says so).
+echo -7 | "$build/playdoh-submit" --broker "$ep" map "$tmp/slow.c" checked \
+    >"$tmp/failed.jsonl" 2>"$tmp/failed.log" || true
 node "$here/browser-test.mjs" "http://127.0.0.1:$port/" "$worker2" "$shots"

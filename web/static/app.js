@@ -73,6 +73,21 @@ function showBatches(b) {
     tr.append(td);
     body.append(tr);
   }
+  showFailed(b.failed || []);
+}
+
+function showFailed(list) {
+  const body = document.querySelector('#failed tbody');
+  body.replaceChildren();
+  for (const f of list) {
+    const e = f.error || {};
+    const tr = el('tr');
+    for (const [v, cls] of [[f.id], [f.fn, 'text'], [f.owner || '(no key)', 'text'],
+                            [e.code, 'text'], [e.msg, 'text'], [e.host, 'text'], [e.slot],
+                            [e.attempts]])
+      tr.append(el('td', v === undefined ? '' : v, cls));
+    body.append(tr);
+  }
 }
 
 function showEvents(e) {
