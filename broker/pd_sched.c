@@ -225,7 +225,7 @@ static void s_probe_popped(s_fits_t *f, uint64_t id, const pd_jobrec_t *job)
 }
 
 /* What must go to wk before job, marked as sent (PD_SCHED_SEND_* bits), or
-   -1 without memory to mark it (nothing marked). */
+   PD_ENOMEM without memory to mark it (nothing marked). */
 static int s_mark_sends(const pd_sched_in_t *in, pd_wrec_t *wk, const pd_jobrec_t *job)
 {
     int send = 0;
@@ -239,7 +239,7 @@ static int s_mark_sends(const pd_sched_in_t *in, pd_wrec_t *wk, const pd_jobrec_
         ((send & PD_SCHED_SEND_CU) && pd_wrec_set_mod(wk, job->cu - 1)) ||
         ((send & PD_SCHED_SEND_SHARED) && pd_wrec_set_shared(wk, job->shared - 1, true))) {
         pd_sched_unsent(wk, job, &(pd_sched_job_t){0, (uint8_t) send});
-        return -1;
+        return PD_ENOMEM;
     }
     return send;
 }
@@ -273,8 +273,8 @@ static uint32_t s_plan_run(pd_sched_t *s, const pd_sched_in_t *in, pd_wrec_t *wk
         while (ci < nclients && strcmp(clients[ci], owner) != 0)
             ci++;
         int send = ci < PD_SCHED_RUN_CLIENTS && !pd_wrec_track(wk, job, id)
-                       ? s_mark_sends(in, wk, job) : -2;
-        if (send == -1)
+                       ? s_mark_sends(in, wk, job) : PD_EOVERLOAD;
+        if (send == PD_ENOMEM)
             pd_wrec_untrack(wk, in->jobs, job);
         if (send < 0) {
             /* The client table is full, or no memory: this job waits for
