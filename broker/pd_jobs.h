@@ -221,6 +221,9 @@ typedef struct {
 /* The latest failures (at most PD_JOBS_RECENT_FAILED, the newest first) into
    out (max entries); returns how many. The dashboard's failed jobs. */
 uint32_t pd_jobs_recent_failed(const pd_jobs_t *j, pd_jobs_failure_t *out, uint32_t max);
+/* Packs f's error map as a failed job's result holds it (code, msg, host,
+   slot, attempts). */
+void pd_jobs_pack_failure(msgpack_packer *pk, const pd_jobs_failure_t *f);
 /* The records of ids id .. id+n-1 (n >= 1) as far as they lie side by side
    in the table: returns k (1 .. n), how many ids from id this answers, and
    sets *recs to the record of id, the k records following one another, or to

@@ -173,6 +173,12 @@ static void s_pack_err(msgpack_packer *pk, const void *arg)
     }
 }
 
+void pd_jobs_pack_failure(msgpack_packer *pk, const pd_jobs_failure_t *f)
+{
+    s_err_t e = {f->code, f->msg, f->host, f->slot, f->attempts, NULL, 0};
+    s_pack_err(pk, &e);
+}
+
 int pd_jobs_set_done(pd_jobs_t *j, uint64_t id, const uint8_t *val, uint32_t len)
 {
     pd_jobrec_t *job = pd_jobs_find(j, id);

@@ -216,12 +216,7 @@ static void s_pack_failed(pd_jobs_t *jobs, msgpack_packer *pk)
         pd_pack_kv_str(pk, "fn", pd_jobs_fn_name(jobs, f[i].fn));
         pd_pack_kv_str(pk, "owner", pd_jobs_owner_id(jobs, f[i].fn));
         pd_pack_cstr(pk, "error");
-        msgpack_pack_map(pk, 5);
-        pd_pack_kv_str(pk, "code", f[i].code);
-        pd_pack_kv_str(pk, "msg", f[i].msg);
-        pd_pack_kv_str(pk, "host", f[i].host);
-        pd_pack_kv_int(pk, "slot", f[i].slot);
-        pd_pack_kv_uint(pk, "attempts", f[i].attempts);
+        pd_jobs_pack_failure(pk, &f[i]);
     }
 }
 
