@@ -48,6 +48,7 @@
 static const pd_submit_opt_t s_global_opts[] = {
     {"broker", required_argument, O_BROKER},
     {"local", required_argument, O_LOCAL},
+    {"http", required_argument, O_HTTP},
     {"quiet", no_argument, O_QUIET},
     {"log-level", required_argument, O_LEVEL},
     {"no-progress", no_argument, O_NO_PROGRESS},
@@ -83,6 +84,8 @@ static const char S_GLOBAL_HELP[] =
     "      --cluster NAME   cluster whose beacon to follow (default: [cluster] name, playdoh)\n"
     "      --config FILE    read this configuration file only\n"
     "  -l, --local N        run on an embedded cluster of N slots started for this command\n"
+    "      --http PORT      with --local: its dashboard at http://127.0.0.1:PORT/ while the\n"
+    "                       command runs (docs/dashboard.md)\n"
     "  -q, --quiet          no summary or per-job error lines on standard error\n"
     "      --no-progress    no progress bar (drawn only when standard error is a terminal)\n"
     "      --log-level L    error, warn (default), info or debug\n"
@@ -243,6 +246,11 @@ static int s_apply_global(pd_submit_t *s, int code, const char *arg, int bad_exi
         if (!pd_submit_count(s, "local", "a number of slots", arg, 1, 4096, &v))
             return bad_exit;
         o->local = (int) v;
+        break;
+    case O_HTTP:
+        if (!pd_submit_count(s, "http", "a port of loopback for the dashboard", arg, 1, 65535, &v))
+            return bad_exit;
+        o->http = (int) v;
         break;
     case O_QUIET: o->quiet = true; break;
     case O_NO_PROGRESS: o->no_progress = true; break;
@@ -483,6 +491,11 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (s.o.local && s.o.broker) {
         pd_submit_usage_error(&s, "--local and --broker exclude each other");
+        return bad;
+    }
+    if (s.o.http && !s.o.local) {
+        pd_submit_usage_error(&s, "--http opens the dashboard of a --local cluster; a running "
+                                  "broker serves its own (playdoh-broker --http)");
         return bad;
     }
     vargc -= first;

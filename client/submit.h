@@ -57,6 +57,7 @@ typedef struct {
     const char *verb;      /* the verb being run */
     const char *broker;    /* --broker, or NULL */
     int local;             /* --local N, or 0 */
+    int http;              /* --http PORT: the --local cluster's dashboard, or 0 */
     bool quiet;            /* --quiet: no summary on standard error */
     bool no_progress;      /* --no-progress */
     uint32_t timeout_ms;   /* map, exec: --timeout-ms */
@@ -121,7 +122,7 @@ enum {
     O_KEY, O_BROKER_KEY, O_CONFIG_DIR, O_ALGO, O_DIM, O_BOUNDS, O_INIT, O_ISLANDS, O_POPSIZE,
     O_BUDGET, O_ITERATIONS, O_TARGET, O_SEED, O_TOPOLOGY, O_MIGRATE_EVERY, O_MIGRANTS, O_GROUPS,
     O_MAXIMIZE, O_HISTORY, O_MEMORY, O_CPU_TIME, O_MAX_OUTPUT, O_VERSION, O_RETRY_FAILED,
-    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE, O_POLISH
+    O_WORKDIR, O_TRANSFER, O_RETURN, O_FORCE, O_POLISH, O_HTTP
 };
 
 /* One option: its long name, whether it takes a value (getopt_long's

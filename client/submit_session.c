@@ -125,8 +125,11 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             pd_submit_usage_error(s, "--local and --broker exclude each other");
             return NULL;
         }
-        char why[3072] = "";
-        pd_local_opts_t lo = {.cpus = s->o.local, .why = why, .whycap = sizeof why};
+        char why[3072] = "", http[32] = "";
+        if (s->o.http)
+            snprintf(http, sizeof http, "127.0.0.1:%d", s->o.http);
+        pd_local_opts_t lo = {.cpus = s->o.local, .why = why, .whycap = sizeof why,
+                              .http = s->o.http ? http : NULL};
         s->local = pd_local_start_opts(&lo, &err);
         if (!s->local) {
             fprintf(stderr, "playdoh-submit: could not start the local cluster: %s\n",
@@ -134,6 +137,9 @@ pd_client_t *pd_submit_connect(pd_submit_t *s)
             return NULL;
         }
         ep = pd_local_endpoint(s->local);
+        if (s->o.http && !s->o.quiet)
+            fprintf(stderr, "playdoh-submit: dashboard of the local cluster at http://%s/\n",
+                    http);
     } else {
         if (s_find_broker(&s->o, found, sizeof found))
             return NULL;

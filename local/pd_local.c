@@ -84,6 +84,7 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     int cpus = opts ? opts->cpus : 0;
     bool secure = opts && opts->secure;
     bool tcp_worker = secure || (opts && opts->tcp_worker);
+    const char *http = opts ? opts->http : NULL;
     char broker_path[PATH_MAX], worker_path[PATH_MAX];
     const char *missing = pd_proc_find("playdoh-broker", broker_path, sizeof broker_path)
                               ? "playdoh-broker"
@@ -127,7 +128,7 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     /* No journal: the cluster lives and dies with this program, and nothing
        could reconnect to its ephemeral port after a restart anyway. Flags
        after the NULL-able tail are cut by the first NULL. */
-    char *bargv[16] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
+    char *bargv[20] = {broker_path, "--bind", "tcp://127.0.0.1:*", "--ready-fd", "3",
                        "--log-level", (char *) (level ? level : "error"), "--no-beacon",
                        "--no-journal"};
     int bc = 9;
@@ -141,6 +142,10 @@ pd_local_t *pd_local_start_opts(const pd_local_opts_t *opts, int *err)
     if (!tcp_worker) {
         bargv[bc++] = "--worker-cpus";
         bargv[bc++] = cpus_s;
+    }
+    if (http) {
+        bargv[bc++] = "--http";
+        bargv[bc++] = (char *) http;
     }
     bargv[bc] = NULL;
     int ready = -1;

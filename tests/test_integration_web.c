@@ -356,3 +356,41 @@ Test(web, failed_jobs_show_their_error)
                           "for f in d[\"failed\"])"),
                      "True");
 }
+
+/* playdoh-submit --local N --http PORT opens the dashboard of its embedded
+   cluster while the command runs, and says where; without --local, --http
+   is refused with the reason. */
+Test(web, the_local_cluster_of_the_cli_opens_its_dashboard)
+{
+    char dir[] = "/tmp/playdoh-web-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[300];
+    snprintf(path, sizeof path, "%s/slow.c", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(MODULE_SRC, f);
+    fclose(f);
+    const char *submit = pd_harness_program("playdoh-submit");
+    char *out = NULL;
+    int rc = pd_harness_run(
+        &out,
+        "cd %s && seq 1 40 > args && { %s --local 1 --http %d map slow.c slow_square args "
+        ">res 2>err & pid=$!; up=1; for i in $(seq 1 150); do python3 -c 'import urllib.request "
+        "as u; u.urlopen(\"http://127.0.0.1:%d/api/cluster\", timeout=2)' 2>/dev/null && "
+        "{ up=0; break; }; sleep 0.1; done; wait $pid; st=$?; echo up=$up st=$st "
+        "lines=$(wc -l <res); grep -c 'dashboard of the local cluster at http://127.0.0.1:%d/' "
+        "err; }",
+        dir, submit, port, port, port);
+    cr_assert_str_eq(out, "up=0 st=0 lines=40\n1\n", "%s", out ? out : "");
+    cr_assert_eq(rc, 0);
+    free(out);
+    out = NULL;
+    rc = pd_harness_run(&out, "%s -b tcp://127.0.0.1:9 --http %d cluster 2>&1; echo rc=$?",
+                        submit, port);
+    cr_assert(out && strstr(out, "--http opens the dashboard of a --local cluster") &&
+                  strstr(out, "rc=") && !strstr(out, "rc=0"),
+              "%s", out ? out : "");
+    free(out);
+    pd_harness_run(&out, "rm -rf %s", dir);
+    free(out);
+}

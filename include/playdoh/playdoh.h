@@ -283,6 +283,8 @@ typedef struct {
     char *why;       /* when not NULL, receives why starting failed (whycap bytes): the
                         paths looked at when playdoh-broker was not found */
     size_t whycap;   /* bytes at why */
+    const char *http; /* when not NULL, the broker's dashboard on this ADDR:PORT of
+                         loopback (playdoh-broker --http; docs/dashboard.md) */
 } pd_local_opts_t;
 /* Like pd_local_start, with options. With secure, a temporary directory
    holds a broker key pair and a key pair for the worker and the clients
