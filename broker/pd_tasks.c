@@ -395,14 +395,14 @@ int pd_tasks_place(uint32_t n, const uint32_t *slots, uint32_t nworkers, uint32_
     for (uint32_t w = 0; w < nworkers; w++)
         total += slots[w];
     if (total < n)
-        return -1;
+        return PD_ENOSLOTS;
     /* Fill the workers with the most free slots first (ties: lower index),
        so a task spreads over as few machines as it can. Workers are tens:
        a selection per worker is cheap. */
     uint32_t placed = 0;
     bool *taken = calloc(nworkers ? nworkers : 1, sizeof *taken);
     if (!taken)
-        return -1;
+        return PD_ENOMEM;
     while (placed < n) {
         uint32_t best = UINT32_MAX;
         for (uint32_t w = 0; w < nworkers; w++)

@@ -160,7 +160,8 @@ uint32_t pd_tasks_neighbours(const pd_taskrec_t *r, uint32_t i, uint32_t *out);
 
 /* Gang placement: places n nodes on workers with slots[w] free slots (w <
    nworkers), most free first; writes each node's worker into where[] and
-   returns 0, or returns -1 and changes nothing when they do not all fit. */
+   returns 0, or changes nothing and returns PD_ENOSLOTS when they do not all
+   fit (PD_ENOMEM without memory). */
 int pd_tasks_place(uint32_t n, const uint32_t *slots, uint32_t nworkers, uint32_t *where);
 
 /* Forgets a final task. Returns true when it was final and is gone. */

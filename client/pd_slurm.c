@@ -19,6 +19,7 @@
 #include "pd_cli.h"
 #include "pd_config.h"
 #include "pd_error.h"
+#include "pd_error_int.h"
 #include "pd_log.h"
 #include "pd_proc.h"
 
@@ -637,7 +638,7 @@ static int s_apply(s_cmdline_t *a, int ch, char **argv)
                             ch == ':');
         return 2;
     }
-    return -1;
+    return PD_EXIT_GO_ON;
 }
 
 int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
@@ -651,7 +652,7 @@ int pd_slurm_main(int argc, char **argv, const pd_slurm_globals_t *g)
     int ch;
     while ((ch = getopt_long(argc, argv, ":b:qh", s_longs, NULL)) != -1) {
         int rc = s_apply(&a, ch, argv);
-        if (rc >= 0)
+        if (rc != PD_EXIT_GO_ON)
             return rc;
     }
     if (optind < argc && strcmp(argv[optind], "slurm") == 0)

@@ -375,7 +375,7 @@ static int s_apply_shared(pd_submit_t *s, const pd_submit_verb_t *verb, int code
    where only the global ones are). permute: options may follow positional
    arguments. On return *first is the index of the first positional argument
    (getopt_long moved them to the end). Returns 0, a usage exit status, or
-   -1 when --help was handled. */
+   PD_EXIT_ANSWERED when --help or --version was handled. */
 static int s_parse(pd_submit_t *s, int argc, char **argv, const pd_submit_verb_t *v,
                    bool permute, int *first, int bad_exit)
 {
@@ -412,14 +412,14 @@ static int s_parse(pd_submit_t *s, int argc, char **argv, const pd_submit_verb_t
         }
         if (ch == O_VERSION) {
             pd_cli_version("playdoh-submit");
-            return -1;
+            return PD_EXIT_ANSWERED;
         }
         if (ch == O_HELP) {
             if (v)
                 printf("%s\n%s", v->usage, S_GLOBAL_HELP);
             else
                 s_usage(stdout);
-            return -1;
+            return PD_EXIT_ANSWERED;
         }
         int rc = global ? s_apply_global(s, ch, optarg, bad_exit)
                         : s_apply_shared(s, v, ch, optarg, bad_exit);
@@ -443,7 +443,7 @@ int main(int argc, char **argv)
     int first = 0;
     int rc = s_parse(&s, argc, argv, NULL, false, &first, 2);
     if (rc)
-        return rc < 0 ? 0 : rc;
+        return rc == PD_EXIT_ANSWERED ? PD_EXIT_OK : rc;
     if (first >= argc) {
         s_usage(stderr);
         return PD_EXIT_USAGE;
@@ -488,7 +488,7 @@ int main(int argc, char **argv)
     char **vargv = argv + first;
     rc = s_parse(&s, vargc, vargv, v, !v->in_order, &first, bad);
     if (rc)
-        return rc < 0 ? 0 : rc;
+        return rc == PD_EXIT_ANSWERED ? PD_EXIT_OK : rc;
     if (s.o.local && s.o.broker) {
         pd_submit_usage_error(&s, "--local and --broker exclude each other");
         return bad;

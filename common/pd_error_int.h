@@ -27,6 +27,7 @@ int pd_why(char *why, size_t cap, int code, const char *fmt, ...)
 /* Exit statuses of the programs (playdoh-broker, playdoh-worker,
    playdoh-submit), one table so that a script reads them alike. */
 enum {
+    PD_EXIT_ANSWERED = -2,    /* not an exit status: help or version printed, exit OK */
     PD_EXIT_GO_ON = -1,       /* not an exit status: the command line was read, go on */
     PD_EXIT_OK = 0,           /* done */
     PD_EXIT_FAILED = 1,       /* ran, but failed (a job, a task, the service) */

@@ -242,8 +242,8 @@ static place_case_t place_cases[] = {
     /* exactly the free slots */
     {5, {2, 3, 0, 0}, 2, 0, {1, 1, 1, 0, 0}},
     /* one short: nothing placed */
-    {6, {2, 3, 0, 0}, 2, -1, {0}},
-    {1, {0, 0, 0, 0}, 4, -1, {0}},
+    {6, {2, 3, 0, 0}, 2, PD_ENOSLOTS, {0}},
+    {1, {0, 0, 0, 0}, 4, PD_ENOSLOTS, {0}},
 };
 
 ParameterizedTestParameters(unit_tasks, placement_is_all_or_nothing_most_free_first)
