@@ -446,8 +446,8 @@ typedef struct {
     pd_limits_t req;         /* what it asks to take */
 } s_job_tail_t;
 
-/* Reads job i's fields after the first six into *t, skipping any newer ones; -1, logged,
- * when they are malformed. cptr, clen: the chunk's nclients client keys. */
+/* Reads job i's fields after the first six into *t, skipping any newer ones; PD_EPROTO,
+ * logged, when they are malformed. cptr, clen: the chunk's nclients client keys. */
 static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const *cptr,
                            const uint32_t *clen, uint32_t nclients, s_job_tail_t *t)
 {
@@ -461,7 +461,7 @@ static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const
                                         : pd_rd_skip(r, NULL, NULL) != 0) {
             pd_log_warn("broker sent a bad 'run': job %u has a bad shared-data hash; "
                         "ignoring the rest", i);
-            return -1;
+            return PD_EPROTO;
         }
         used = 7;
     }
@@ -474,7 +474,7 @@ static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const
             }
         } else if (pd_rd_skip(r, NULL, NULL)) {
             pd_log_warn("broker sent a bad 'run': job %u is malformed; ignoring the rest", i);
-            return -1;
+            return PD_EPROTO;
         }
         used = 8;
     }
@@ -484,7 +484,7 @@ static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const
                                          : pd_rd_strcpy(r, t->cu, sizeof t->cu))) {
             pd_log_warn("broker sent a bad 'run': job %u's gpu and cu are not [bool, hash "
                         "or nil]; ignoring the rest", i);
-            return -1;
+            return PD_EPROTO;
         }
         used = 10;
     }
@@ -493,7 +493,7 @@ static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const
         if (pd_limits_read(r, &t->req)) {
             pd_log_warn("broker sent a bad 'run': job %u's limits are not a map of "
                         "numbers; ignoring the rest", i);
-            return -1;
+            return PD_EPROTO;
         }
         used = 11;
     }
@@ -502,8 +502,8 @@ static int s_read_job_tail(pd_rd_t *r, uint32_t k, uint32_t i, const char *const
     return 0;
 }
 
-/* Reads the `run`'s client keys (at most S_RUN_CLIENTS) into cptr, clen; their count, or -1,
- * logged, when one is not a string. */
+/* Reads the `run`'s client keys (at most S_RUN_CLIENTS) into cptr, clen; their count, or
+ * PD_EPROTO (< 0), logged, when one is not a string. */
 static int s_read_clients(const pd_m_run_t *run, const char **cptr, uint32_t *clen)
 {
     int nclients = 0;
@@ -515,7 +515,7 @@ static int s_read_clients(const pd_m_run_t *run, const char **cptr, uint32_t *cl
         for (uint32_t i = 0; i < nc && i < S_RUN_CLIENTS; i++, nclients++) {
             if (pd_rd_str(&cr, &cptr[i], &clen[i])) {
                 pd_log_warn("broker sent a bad 'run': client %u is not a string", i);
-                return -1;
+                return PD_EPROTO;
             }
         }
     }
