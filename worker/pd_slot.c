@@ -611,23 +611,23 @@ int pd_slot_report_parse(const uint8_t *p, size_t len, pd_slot_report_t *out, co
     return 0;
 }
 
-/* Handles one frame from the child; returns 0, or -1 with *why set when the
-   frame makes no sense (the child is then replaced). */
+/* Handles one frame from the child; returns 0, or PD_EPROTO with *why set
+   when the frame makes no sense (the child is then replaced). */
 static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
 {
     pd_slot_report_t rep;
     if (pd_slot_report_parse(p, len, &rep, why))
-        return -1;
+        return PD_EPROTO;
     if (rep.tag == S_FRAME_READY) {
         if (s->ready) {
             *why = "READY from a child that had said it";
-            return -1;
+            return PD_EPROTO;
         }
         if (rep.id != PD_SLOT_PIPE_VERSION) {
             snprintf(s->bad, sizeof s->bad, "it speaks slot pipe version %llu, this worker %d",
                      (unsigned long long) rep.id, PD_SLOT_PIPE_VERSION);
             *why = s->bad;
-            return -1;
+            return PD_EPROTO;
         }
         s->ready = true;
         if (s->start_failures >= PD_SLOT_START_TRIES)
@@ -641,7 +641,7 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     }
     if (!s->ready) {
         *why = "a frame before READY";
-        return -1;
+        return PD_EPROTO;
     }
     if (rep.tag == S_FRAME_RESET) {
         s->reset = true; /* its exit follows */
@@ -649,7 +649,7 @@ static int s_frame(pd_slot_t *s, const uint8_t *p, size_t len, const char **why)
     }
     if (s->cur >= s->ngroup || s->group[s->cur]->id != rep.id) {
         *why = "result for a job the slot was not running";
-        return -1;
+        return PD_EPROTO;
     }
     if (rep.tag == S_FRAME_LOAD) {
         s->loading = true;
