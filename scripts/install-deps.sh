@@ -22,7 +22,13 @@ for arg in "$@"; do
     case "$arg" in
     --tests) pkgs+=(libcriterion-dev groff clang libclang-rt-dev) ;;
     --slurm) pkgs+=(slurm-wlm munge) ;;
-    --browser) pkgs+=(chromium nodejs npm) ;;
+    --browser)
+        # Node.js and npm from Debian only where the machine has none: an
+        # image's own Node.js (NodeSource's, with its npm) conflicts with
+        # Debian's npm package.
+        pkgs+=(chromium)
+        command -v node >/dev/null || pkgs+=(nodejs)
+        command -v npm >/dev/null || pkgs+=(npm) ;;
     --windows) pkgs+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 zip) ;;
     *) echo "install-deps.sh: unknown option '$arg' (known: --tests, --slurm, --browser, --windows)" >&2; exit 2 ;;
     esac
