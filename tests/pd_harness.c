@@ -340,6 +340,14 @@ char *pd_harness_module(pd_harness_t *h, const char *name, const char *source)
     return path;
 }
 
+void pd_harness_upload(pd_harness_t *h, pd_client_t *c, const char *name, const char *source,
+                       char *mod)
+{
+    char *path = pd_harness_module(h, name, source);
+    cr_assert_eq(pd_module_upload_file(c, path, mod), 0, "%s", pd_client_error(c));
+    free(path);
+}
+
 pd_client_t *pd_harness_client_as(pd_harness_t *h, const char *identity, int *err, char *why,
                                   size_t whycap)
 {

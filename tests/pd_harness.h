@@ -83,6 +83,10 @@ void pd_harness_stop(pd_harness_t *h);
 /* Writes source to <dir>/<name> and returns the path (static storage per call
    site is not needed: the caller gets a malloc'ed string to free). */
 char *pd_harness_module(pd_harness_t *h, const char *name, const char *source);
+/* Writes the module (pd_harness_module) and uploads it through c, its hash
+   into mod (PD_HASH_HEX bytes); asserts. */
+void pd_harness_upload(pd_harness_t *h, pd_client_t *c, const char *name, const char *source,
+                       char *mod);
 /* A connected client (asserts); with a secure broker it uses the identity
    "client" (made and admitted as a client on first use). */
 pd_client_t *pd_harness_client(pd_harness_t *h);

@@ -136,10 +136,8 @@ static void s_start_cluster(void)
 
 static void s_map(pd_client_t *cl, uint64_t *ids)
 {
-    char *path = pd_harness_module(&h, "slow.c", MODULE_SRC);
     char mod[PD_HASH_HEX];
-    cr_assert_eq(pd_module_upload_file(cl, path, mod), 0, "%s", pd_client_error(cl));
-    free(path);
+    pd_harness_upload(&h, cl, "slow.c", MODULE_SRC, mod);
     double x[BATCH];
     for (int i = 0; i < BATCH; i++)
         x[i] = i;
@@ -333,10 +331,8 @@ Test(web, failed_jobs_show_their_error)
     s_start_cluster();
     pd_client_t *cl = pd_harness_client(&h);
     pd_harness_wait_slots(&h, cl, 4);
-    char *path = pd_harness_module(&h, "slow.c", MODULE_SRC);
     char mod[PD_HASH_HEX];
-    cr_assert_eq(pd_module_upload_file(cl, path, mod), 0, "%s", pd_client_error(cl));
-    free(path);
+    pd_harness_upload(&h, cl, "slow.c", MODULE_SRC, mod);
     double x[6] = {1, -2, 3, -4, 5, 6};
     uint64_t ids[6];
     cr_assert_eq(pd_map_doubles(cl, mod, "checked", x, 6, NULL, ids), 6, "%s",
