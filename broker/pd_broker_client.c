@@ -29,13 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Copies the message's failure sentence to the origin; returns rc. */
-static int s_why(const pd_msg_t *m, pd_origin_t *o, int rc)
-{
-    snprintf(o->why, sizeof o->why, "%s", m->why);
-    return rc;
-}
-
 /* The id ranges of a decoded request (its `ids`) into rg. */
 static int s_ranges(const pd_msg_t *m, const pd_raw_t *ids, pd_origin_t *o, pd_ranges_t *rg)
 {
@@ -190,7 +183,7 @@ int pd_broker_on_mod_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_mod_has_t q;
     int rc = pd_m_mod_has_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     s_mod_ok(b, o, q.hash, pd_mods_find(pd_broker_mods(b), q.hash) >= 0);
     return 0;
 }
@@ -200,7 +193,7 @@ int pd_broker_on_mod_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_mod_put_t q;
     int rc = pd_m_mod_put_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     const char *hash = q.hash, *name = q.name, *kind = q.kind;
     const void *data = q.data.p;
     uint32_t len = q.data.len;
@@ -236,7 +229,7 @@ int pd_broker_on_shr_has(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_shr_has_t q;
     int rc = pd_m_shr_has_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     const char *hash = q.hash;
     int64_t i = pd_shared_find(pd_broker_shared(b), hash);
     if (i >= 0)
@@ -342,7 +335,7 @@ int pd_broker_on_shr_put(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_shr_put_t q;
     int rc = pd_m_shr_put_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     const char *hash = q.hash;
     const void *data = q.data.p;
     uint32_t len = q.data.len;
@@ -620,7 +613,7 @@ int pd_broker_on_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_submit_t q;
     int rc = pd_m_submit_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     const char *hash = q.mod, *fn = q.fn, *shr = q.shared, *cuhash = q.cu;
     const uint8_t *args = q.args.p;
     size_t args_len = q.args.len;
@@ -720,7 +713,7 @@ static int s_ids_request(pd_broker_t *b, const pd_msg_t *m, const pd_proto_msg_t
 {
     pd_m_status_t q;
     int rc = pd_proto_decode(m, d, &q);
-    return rc ? s_why(m, o, rc) : s_owned_ranges(b, m, &q.ids, o, act, rg);
+    return rc ? pd_broker_refuse(m, o, rc) : s_owned_ranges(b, m, &q.ids, o, act, rg);
 }
 
 /* ---- status ------------------------------------------------------------ */
@@ -863,7 +856,7 @@ int pd_broker_on_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_fetch_t q;
     int rc = pd_m_fetch_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     uint64_t wait_ms = q.wait_ms, max = q.max;
     bool states = q.has_states && q.states;
     if (states)
@@ -1065,7 +1058,7 @@ int pd_broker_on_gc(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
     pd_m_gc_t q;
     int rc = pd_m_gc_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     uint64_t ttl = q.has_ttl_s ? q.ttl_s : pd_broker_cfg(b)->result_ttl_s;
     if (ttl > UINT32_MAX)
         ttl = UINT32_MAX;

@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <zmq.h>
 
 /* Where a message came from, and a place for its error sentence. */
@@ -43,6 +44,15 @@ typedef struct {
     uint64_t req;       /* request number (clients) */
     char why[512];      /* a failing handler's sentence for the user */
 } pd_origin_t;
+
+/* A refused message: copies its sentence (m->why, set by the codec) to the
+   origin and returns rc, the one way a handler says why it refused one:
+   `if (rc) return pd_broker_refuse(m, o, rc);` */
+static inline int pd_broker_refuse(const pd_msg_t *m, pd_origin_t *o, int rc)
+{
+    snprintf(o->why, sizeof o->why, "%s", m->why);
+    return rc;
+}
 
 /* ---- the broker's parts, for the handlers ------------------------------
    The root object is opaque to the handlers (pd_broker_root.h is for

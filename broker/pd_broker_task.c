@@ -266,10 +266,8 @@ static int s_read_ids(const pd_msg_t *m, const pd_proto_msg_t *d, pd_origin_t *o
 {
     pd_m_task_status_t q;
     int rc = pd_proto_decode(m, d, &q);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    if (rc)
+        return pd_broker_refuse(m, o, rc);
     pd_rd_t r;
     uint32_t n;
     pd_rd_init(&r, q.ids.p, q.ids.len);
@@ -315,10 +313,8 @@ int pd_broker_on_task_submit(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_m_task_submit_t q;
     int rc = pd_m_task_submit_decode(m, &q);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    if (rc)
+        return pd_broker_refuse(m, o, rc);
     const char *hash = q.mod;
     int64_t mod = pd_mods_find(pd_broker_mods(b), hash);
     if (mod < 0) {
@@ -401,10 +397,8 @@ int pd_broker_on_task_progress(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_m_task_progress_t q;
     int rc = pd_m_task_progress_decode(m, &q);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    if (rc)
+        return pd_broker_refuse(m, o, rc);
     uint64_t id = q.id;
     if ((rc = s_check_owner(b, o, &id, 1, "task_progress", "see its progress")) != 0)
         return rc;
@@ -423,10 +417,8 @@ int pd_broker_on_task_fetch(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
 {
     pd_m_task_fetch_t q;
     int rc = pd_m_task_fetch_decode(m, &q);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    if (rc)
+        return pd_broker_refuse(m, o, rc);
     uint64_t id = q.id, wait_ms = q.wait_ms, from = q.from;
     if (wait_ms > 86400000)
         wait_ms = 86400000;
@@ -839,10 +831,8 @@ int pd_broker_on_node(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o
                               : pd_msg_is(m, "node_progress") ? &pd_proto_node_progress
                                                               : &pd_proto_node_done;
     int rc = pd_proto_decode(m, d, &q);
-    if (rc) {
-        snprintf(o->why, sizeof o->why, "%s", m->why);
-        return rc;
-    }
+    if (rc)
+        return pd_broker_refuse(m, o, rc);
     uint64_t task = q.ready.task, node = q.ready.node, attempt = q.ready.try;
     pd_taskrec_t *r = pd_tasks_get(pd_broker_tasks(b), task);
     if (r && attempt != r->attempt) {

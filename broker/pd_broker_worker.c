@@ -83,13 +83,6 @@ static int s_check_slots(const pd_msg_t *m, pd_origin_t *o, uint64_t cpus, uint6
     return 0;
 }
 
-/* Copies the codec's failure sentence to the origin; returns rc. */
-static int s_why(const pd_msg_t *m, pd_origin_t *o, int rc)
-{
-    snprintf(o->why, sizeof o->why, "%s", m->why);
-    return rc;
-}
-
 /* Reads the optional `gpu_info` of a ready: an array of at most
    S_MAX_GPU_INFO maps {name, mem, cc_major, cc_minor} (unknown keys
    ignored), one per GPU the worker can offer, the offered ones first.
@@ -459,7 +452,7 @@ static int s_on_done(pd_broker_t *b, pd_wrec_t *wk, pd_msg_t *m, pd_origin_t *o)
     pd_m_done_t q;
     int rc = pd_m_done_decode(m, &q);
     if (rc)
-        return s_why(m, o, rc);
+        return pd_broker_refuse(m, o, rc);
     const uint8_t *raw = q.res.p;
     size_t rawlen = q.res.len;
     /* First pass: the whole message must be well-formed before anything
@@ -677,7 +670,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_m_hb_t h;
         int rc = pd_m_hb_decode(m, &h);
         if (rc)
-            return s_why(m, o, rc);
+            return pd_broker_refuse(m, o, rc);
         pd_wrec_state_t st;
         pd_wrec_state(wk, &st);
         s_apply_state(&st, &h);
@@ -695,7 +688,7 @@ int pd_broker_on_worker(pd_broker_t *b, pd_msg_t *m, pd_origin_t *o)
         pd_m_slots_t q;
         int rc = pd_m_slots_decode(m, &q);
         if (rc)
-            return s_why(m, o, rc);
+            return pd_broker_refuse(m, o, rc);
         if ((rc = s_check_slots(m, o, q.cpus, q.gpus)) != 0)
             return rc;
         pd_reg_set_slots(pd_broker_workers(b), wk, (uint32_t) q.cpus, (uint32_t) q.gpus);
